@@ -1,0 +1,25 @@
+//! Pure domain logic of Sluice — no async runtime, no I/O.
+//!
+//! - [`schema`]: the Customer Model and profile validation/normalization;
+//! - [`value`]: typed values computed by mappings and bound by destinations;
+//! - [`table`]: destination tables in portable types;
+//! - [`filter`]: audience filters — type check, in-memory evaluation and SQL pushdown;
+//! - [`mapping`]: visual-mapping expressions — parse, type check, evaluate — and [`convert`], the rules
+//!   that turn a value into a destination column's type;
+//! - [`hash`]: row hashes for writing only what changed.
+//!
+//! Everything here is deterministic and fast to test; the crates around it do the talking to databases.
+
+pub mod convert;
+pub mod errors;
+pub mod filter;
+pub mod hash;
+pub mod mapping;
+pub mod schema;
+pub mod table;
+pub mod value;
+
+pub use errors::FieldErrors;
+pub use schema::{PropertyType, Schema};
+pub use table::{Column, ColumnType, TableDescription};
+pub use value::Value;

@@ -1,0 +1,124 @@
+//! Typed values: what mapping expressions compute and what destinations bind.
+//!
+//! A [`Value`] is produced from a normalized profile document (see [`crate::schema`]) by
+//! [`Value::from_json`], computed on by mapping expressions, converted to a destination column's type by
+//! [`crate::convert`], and finally bound as a parameter by a destination — never pasted into SQL.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value as Json;
+
+use crate::schema::{self, PropertyType};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Decimal(Decimal),
+    String(String),
+    Date(NaiveDate),
+    Time(NaiveTime),
+    DateTime(DateTime<Utc>),
+    Uuid(uuid::Uuid),
+    /// Any JSON value: `json` properties, whole objects, arrays bound to JSON columns.
+    Json(Json),
+    Array(Vec<Value>),
+    Bytes(Vec<u8>),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// Name of the value's kind, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Decimal(_) => "decimal",
+            Value::String(_) => "string",
+            Value::Date(_) => "date",
+            Value::Time(_) => "time",
+            Value::DateTime(_) => "datetime",
+            Value::Uuid(_) => "uuid",
+            Value::Json(_) => "json",
+            Value::Array(_) => "array",
+            Value::Bytes(_) => "bytes",
+        }
+    }
+
+    /// Reads a normalized JSON value of Customer Model type `ty`. Values that do not parse (which
+    /// validation prevents) become their JSON form rather than a panic.
+    pub fn from_json(json: &Json, ty: &PropertyType) -> Value {
+        if json.is_null() {
+            return Value::Null;
+        }
+        let parsed = match ty {
+            PropertyType::String => json.as_str().map(|s| Value::String(s.to_string())),
+            PropertyType::Boolean => json.as_bool().map(Value::Bool),
+            PropertyType::Int => json.as_i64().map(Value::Int),
+            PropertyType::Float => json.as_f64().map(Value::Float),
+            PropertyType::Decimal { .. } => match json {
+                Json::String(s) => s.parse().ok().map(Value::Decimal),
+                Json::Number(n) => n.to_string().parse().ok().map(Value::Decimal),
+                _ => None,
+            },
+            PropertyType::DateTime => json.as_str().and_then(|s| schema::parse_datetime(s).ok()).map(Value::DateTime),
+            PropertyType::Date => json
+                .as_str()
+                .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                .map(Value::Date),
+            PropertyType::Time => json.as_str().and_then(|s| schema::parse_time(s).ok()).map(Value::Time),
+            PropertyType::Uuid => json.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()).map(Value::Uuid),
+            PropertyType::Json | PropertyType::Object(_) => Some(Value::Json(json.clone())),
+            PropertyType::Array(inner) => json
+                .as_array()
+                .map(|items| Value::Array(items.iter().map(|i| Value::from_json(i, inner)).collect())),
+        };
+        parsed.unwrap_or_else(|| Value::Json(json.clone()))
+    }
+
+    /// The JSON form of the value, in the normalized formats of [`crate::schema`].
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int(i) => Json::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map(Json::Number).unwrap_or(Json::Null),
+            Value::Decimal(d) => Json::String(d.to_string()),
+            Value::String(s) => Json::String(s.clone()),
+            Value::Date(d) => Json::String(d.format("%Y-%m-%d").to_string()),
+            Value::Time(t) => Json::String(schema::format_time(t)),
+            Value::DateTime(dt) => Json::String(schema::format_datetime(dt)),
+            Value::Uuid(u) => Json::String(u.hyphenated().to_string()),
+            Value::Json(j) => j.clone(),
+            Value::Array(items) => Json::Array(items.iter().map(Value::to_json).collect()),
+            Value::Bytes(b) => Json::Array(b.iter().map(|x| Json::from(*x)).collect()),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// Plain text of the value: strings unquoted, everything else as its JSON text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => Ok(()),
+            Value::String(s) => f.write_str(s),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Decimal(d) => write!(f, "{d}"),
+            Value::Float(x) => write!(f, "{x}"),
+            other => match other.to_json() {
+                Json::String(s) => f.write_str(&s),
+                j => write!(f, "{j}"),
+            },
+        }
+    }
+}
