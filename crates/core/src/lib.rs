@@ -15,11 +15,14 @@ pub mod errors;
 pub mod filter;
 pub mod hash;
 pub mod mapping;
+pub mod pipeline;
+pub mod profile;
 pub mod schema;
 pub mod table;
 pub mod value;
 
 pub use errors::FieldErrors;
+pub use profile::Profile;
 pub use schema::{PropertyType, Schema};
 pub use table::{Column, ColumnType, TableDescription};
 pub use value::Value;

@@ -1,1 +1,240 @@
-//! placeholder
+//! Where Sluice keeps its state: metadata (Customer Model, destinations, pipelines, runs, sync state) and
+//! the profile store.
+//!
+//! Each store is a trait with two implementations — embedded SQLite in the data directory (zero setup) and
+//! PostgreSQL (for several instances sharing one workspace, or larger profile sets) — and both pass one
+//! shared test suite. Schema migrations are versioned and run when a store is opened.
+//!
+//! Destination secrets (`password`, `private_key`, …) are encrypted with [`SecretBox`] before they are
+//! written and decrypted when read; nothing else in Sluice sees them at rest.
+//!
+//! Profiles are kept as normalized JSON documents (see `sluice_core::schema`) with the id and update time in
+//! their own columns, so the filter pushdown of `sluice_core::filter` can select them in SQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use sluice_core::filter::Filter;
+use sluice_core::pipeline::PipelineSpec;
+use sluice_core::{Profile, Schema};
+
+pub mod postgres;
+pub mod secrets;
+pub mod sqlite;
+
+pub use secrets::SecretBox;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (a name already taken) or an object is still in use.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The store could not be reached or answered with an error.
+    #[error("store error: {0}")]
+    Backend(String),
+    /// Stored data could not be read back (corrupt JSON, a secret that does not decrypt).
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Top-level settings fields that hold secrets and are stored encrypted.
+pub const SECRET_FIELDS: [&str; 3] = ["password", "private_key", "private_key_passphrase"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestinationRecord {
+    pub id: String,
+    pub name: String,
+    /// `postgresql`, `mysql`, `clickhouse`, `snowflake` or `sqlite`.
+    pub kind: String,
+    /// The connection settings, secrets in clear (they are encrypted only at rest).
+    pub settings: Json,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRecord {
+    pub id: String,
+    pub spec: PipelineSpec,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub processed: u64,
+    pub total: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub read: u64,
+    pub filtered_out: u64,
+    pub transform_failed: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub deleted: u64,
+    pub failed: u64,
+}
+
+/// Failures of one kind in a run, grouped by message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunErrorGroup {
+    /// `read`, `filter`, `transform`, `write` or `delete`.
+    pub step: String,
+    pub message: String,
+    pub count: u64,
+    /// A few profile ids that failed this way (at most [`MAX_SAMPLES`]).
+    pub sample_profiles: Vec<String>,
+    pub last_seen: DateTime<Utc>,
+}
+
+pub const MAX_SAMPLES: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub pipeline: String,
+    /// `manual`, `schedule` or `api`.
+    pub trigger: String,
+    pub status: RunStatus,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub progress: Progress,
+    pub counts: Counts,
+    pub errors: Vec<RunErrorGroup>,
+    /// Why the run failed or was cancelled, when it did.
+    pub message: Option<String>,
+}
+
+/// What a pipeline last confirmed writing for one profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncEntry {
+    pub profile_id: String,
+    /// The key column's value, as text.
+    pub key: String,
+    pub hash: u128,
+}
+
+/// Metadata: the Customer Model, destinations, pipelines, runs and each pipeline's sync state.
+///
+/// Every method is one transaction: it either fully happens or not at all.
+#[async_trait]
+pub trait MetadataStore: Send + Sync {
+    /// The Customer Model; an empty one before the first `put_schema`.
+    async fn get_schema(&self) -> Result<Schema>;
+    async fn put_schema(&self, schema: &Schema) -> Result<()>;
+
+    async fn list_destinations(&self) -> Result<Vec<DestinationRecord>>;
+    async fn get_destination(&self, id: &str) -> Result<Option<DestinationRecord>>;
+    /// `Conflict` when the name is taken.
+    async fn insert_destination(&self, rec: &DestinationRecord) -> Result<()>;
+    /// `NotFound` when absent, `Conflict` when the new name is taken.
+    async fn update_destination(&self, rec: &DestinationRecord) -> Result<()>;
+    /// `Conflict` (naming them) while pipelines use the destination; `Ok(false)` when absent.
+    async fn delete_destination(&self, id: &str) -> Result<bool>;
+
+    /// All pipelines, or one destination's, ordered by creation.
+    async fn list_pipelines(&self, destination: Option<&str>) -> Result<Vec<PipelineRecord>>;
+    async fn get_pipeline(&self, id: &str) -> Result<Option<PipelineRecord>>;
+    /// `Conflict` when the destination already has a pipeline with that name.
+    async fn insert_pipeline(&self, rec: &PipelineRecord) -> Result<()>;
+    async fn update_pipeline(&self, rec: &PipelineRecord) -> Result<()>;
+    /// Deletes the pipeline with its runs and sync state; `Ok(false)` when absent.
+    async fn delete_pipeline(&self, id: &str) -> Result<bool>;
+
+    async fn insert_run(&self, run: &RunRecord) -> Result<()>;
+    /// Replaces the stored run (status, progress, counts, errors, times).
+    async fn update_run(&self, run: &RunRecord) -> Result<()>;
+    async fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;
+    /// A pipeline's runs, newest first; `before` is the id of the last run of the previous page.
+    async fn list_runs(&self, pipeline: &str, limit: usize, before: Option<&str>) -> Result<Vec<RunRecord>>;
+    /// Runs not finished (queued or running), any pipeline.
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>>;
+
+    /// Sync entries with `after < profile_id <= upto` (bounds optional), ordered by profile id.
+    async fn sync_range(&self, pipeline: &str, after: Option<&str>, upto: Option<&str>, limit: usize)
+        -> Result<Vec<SyncEntry>>;
+    /// For each of `keys` that some profile holds: `(key, profile_id)`.
+    async fn sync_owners(&self, pipeline: &str, keys: &[String]) -> Result<Vec<(String, String)>>;
+    /// Removes the entries of `deletes` (profile ids), then upserts `upserts`, atomically. A key is held by at
+    /// most one profile per pipeline: an upsert takes its key from any other holder.
+    async fn sync_apply(&self, pipeline: &str, upserts: &[SyncEntry], deletes: &[String]) -> Result<()>;
+    /// Forgets what the pipeline wrote, so its next run compares afresh.
+    async fn sync_clear(&self, pipeline: &str) -> Result<()>;
+    async fn sync_count(&self, pipeline: &str) -> Result<u64>;
+}
+
+/// The outcome of loading a batch of profiles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpsertOutcome {
+    pub inserted: u64,
+    pub updated: u64,
+}
+
+/// The profile store.
+#[async_trait]
+pub trait ProfileStore: Send + Sync {
+    /// Stores validated, normalized profiles (`(id, properties)`): new ones are inserted, existing ones are
+    /// merged with `sluice_core::schema::merge_profile` (properties not sent are kept) and their
+    /// `_updated_at` set to now. One transaction for the whole batch. The same id twice in one batch: the
+    /// later entry is merged over the earlier.
+    async fn upsert(&self, profiles: Vec<(String, Map<String, Json>)>) -> Result<UpsertOutcome>;
+    async fn get(&self, id: &str) -> Result<Option<Profile>>;
+    async fn delete(&self, id: &str) -> Result<bool>;
+    /// Up to `limit` profiles matching `filter` with id greater than `after`, ordered by id (byte order).
+    async fn page(&self, filter: Option<&Filter>, after: Option<&str>, limit: usize) -> Result<Vec<Profile>>;
+    async fn count(&self, filter: Option<&Filter>) -> Result<u64>;
+}
+
+/// Opens the stores named by the settings: PostgreSQL when a URL is given, else SQLite files in `data_dir`.
+pub async fn open_metadata(
+    url: Option<&str>,
+    data_dir: &std::path::Path,
+    secrets: SecretBox,
+) -> Result<std::sync::Arc<dyn MetadataStore>> {
+    match url {
+        Some(url) => Ok(std::sync::Arc::new(postgres::PgMetadata::connect(url, secrets).await?)),
+        None => Ok(std::sync::Arc::new(sqlite::SqliteMetadata::open(&data_dir.join("metadata.db"), secrets)?)),
+    }
+}
+
+pub async fn open_profiles(url: Option<&str>, data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn ProfileStore>> {
+    match url {
+        Some(url) => Ok(std::sync::Arc::new(postgres::PgProfiles::connect(url).await?)),
+        None => Ok(std::sync::Arc::new(sqlite::SqliteProfiles::open(&data_dir.join("profiles.db"))?)),
+    }
+}

@@ -1,0 +1,237 @@
+//! The wire form of a pipeline (API, YAML workspace file, CLI) and its context-free validation.
+//!
+//! Checks that need the Customer Model or the live table (filter and mapping type checks, key column
+//! constraints) happen in the layers that have them; this module checks only the shape.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::errors::FieldErrors;
+
+/// The fixed schedule intervals, in minutes.
+pub const INTERVALS: [(&str, u32); 11] = [
+    ("5m", 5),
+    ("15m", 15),
+    ("30m", 30),
+    ("1h", 60),
+    ("2h", 120),
+    ("3h", 180),
+    ("6h", 360),
+    ("8h", 480),
+    ("12h", 720),
+    ("24h", 1440),
+    ("1d", 1440),
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Transformation {
+    /// Destination column → expression, in the order given.
+    Mapping(indexmap_like::OrderedMap),
+    Javascript(String),
+    Python(String),
+}
+
+impl Transformation {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transformation::Mapping(_) => "mapping",
+            Transformation::Javascript(_) => "javascript",
+            Transformation::Python(_) => "python",
+        }
+    }
+}
+
+/// An ordered `column → expression` map that keeps the order the user wrote.
+pub mod indexmap_like {
+    use serde::de::{MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct OrderedMap(pub Vec<(String, String)>);
+
+    impl OrderedMap {
+        pub fn get(&self, key: &str) -> Option<&str> {
+            self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        }
+        pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+            self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        }
+        pub fn len(&self) -> usize {
+            self.0.len()
+        }
+        pub fn is_empty(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    impl Serialize for OrderedMap {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                m.serialize_entry(k, v)?;
+            }
+            m.end()
+        }
+    }
+
+    impl<'de> Deserialize<'de> for OrderedMap {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = OrderedMap;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object of column name → expression text")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<OrderedMap, A::Error> {
+                    let mut out: Vec<(String, String)> = Vec::new();
+                    while let Some((k, v)) = a.next_entry::<String, String>()? {
+                        if out.iter().any(|(x, _)| *x == k) {
+                            return Err(serde::de::Error::custom(format!("column `{k}` is mapped twice")));
+                        }
+                        out.push((k, v));
+                    }
+                    Ok(OrderedMap(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+}
+
+/// A pipeline's schedule: off (`null`), a fixed interval or a cron expression with a time zone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Schedule {
+    Interval(String),
+    Cron {
+        cron: String,
+        #[serde(default = "utc")]
+        timezone: String,
+    },
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+impl Schedule {
+    /// Minutes of a fixed interval, `None` for cron.
+    pub fn interval_minutes(&self) -> Option<u32> {
+        match self {
+            Schedule::Interval(s) => INTERVALS.iter().find(|(n, _)| n == s).map(|(_, m)| *m),
+            Schedule::Cron { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLeave {
+    #[default]
+    Keep,
+    Delete,
+}
+
+/// Everything a user sets on a pipeline (`POST /v1/pipelines`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    pub destination: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub filter: Option<Json>,
+    pub table: String,
+    pub key: String,
+    pub transformation: Transformation,
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+    #[serde(default)]
+    pub on_leave: OnLeave,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl PipelineSpec {
+    /// Shape checks that need no other knowledge; each error names its field.
+    pub fn check_shape(&self) -> FieldErrors {
+        let mut e = FieldErrors::new();
+        if self.name.trim().is_empty() {
+            e.add("name", "the pipeline needs a name");
+        } else if self.name.chars().count() > 200 {
+            e.add("name", "the name is longer than 200 characters");
+        }
+        if self.destination.trim().is_empty() {
+            e.add("destination", "choose a destination");
+        }
+        if self.table.trim().is_empty() {
+            e.add("table", "enter the name of an existing table");
+        }
+        if self.key.trim().is_empty() {
+            e.add("key", "choose the column that identifies a profile's row");
+        }
+        match &self.transformation {
+            Transformation::Mapping(m) if m.is_empty() => {
+                e.add("transformation.mapping", "map at least the key column")
+            }
+            Transformation::Javascript(s) | Transformation::Python(s) if s.trim().is_empty() => {
+                e.add(format!("transformation.{}", self.transformation.kind()), "the script is empty")
+            }
+            _ => {}
+        }
+        if let Some(Schedule::Interval(s)) = &self.schedule {
+            if self.schedule.as_ref().and_then(Schedule::interval_minutes).is_none() {
+                e.add(
+                    "schedule",
+                    format!("unknown schedule `{s}`: use null (off), 5m, 15m, 30m, 1h, 2h, 3h, 6h, 8h, 12h, 24h or {{\"cron\": …, \"timezone\": …}}"),
+                );
+            }
+        }
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_the_api_example() {
+        let spec: PipelineSpec = serde_json::from_value(json!({
+            "destination": "d1", "name": "Subscribed customers", "description": "…", "enabled": true,
+            "filter": {"logical": "and", "conditions": []},
+            "table": "customers", "key": "customer_id",
+            "transformation": {"mapping": {"customer_id": "_id", "email": "lower(email)"}},
+            "schedule": "15m", "on_leave": "keep"
+        }))
+        .unwrap();
+        assert!(spec.check_shape().is_empty());
+        let Transformation::Mapping(m) = &spec.transformation else { panic!() };
+        assert_eq!(m.0[0].0, "customer_id");
+        let cron: Schedule = serde_json::from_value(json!({"cron": "0 3 * * *", "timezone": "Europe/Rome"})).unwrap();
+        assert!(cron.interval_minutes().is_none());
+    }
+
+    #[test]
+    fn shape_errors_name_fields() {
+        let spec: PipelineSpec = serde_json::from_value(json!({
+            "destination": "", "name": " ", "table": "", "key": "",
+            "transformation": {"mapping": {}}, "schedule": "7m"
+        }))
+        .unwrap();
+        let e = spec.check_shape();
+        for f in ["name", "destination", "table", "key", "transformation.mapping", "schedule"] {
+            assert!(e.get(f).is_some(), "{f}: {e}");
+        }
+        assert!(serde_json::from_value::<PipelineSpec>(json!({"destination": "d", "name": "n", "table": "t",
+            "key": "k", "transformation": {"mapping": {}}, "bogus": 1})).is_err());
+    }
+}
