@@ -21,6 +21,7 @@ use sluice_core::{FieldErrors, TableDescription, Value};
 
 pub mod connectors;
 pub mod postgres;
+mod settings;
 pub mod sqlite;
 
 /// What went wrong, in terms that decide what to do next.

@@ -1,0 +1,528 @@
+//! Talking to PostgreSQL: connecting (TLS, timeout), the connection test, describing tables, and the bulk
+//! upsert path (binary COPY into a session-private staging table, then one set-based upsert).
+//!
+//! One [`Session`] — a connection plus what was prepared on it — is reused across calls. Everything
+//! prepared is tied to the connection, so a broken connection simply drops the session and the next call
+//! starts a new one. Errors are mapped to [`ErrorKind`]s from SQLSTATE codes (see [`dialect::error_kind`])
+//! and keep the server's own message; connection strings and passwords never reach a message or a log.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::SinkExt;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sluice_core::{Column, TableDescription, Value};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::config::{parse_pem_certificates, PostgresSettings, TlsMode};
+use super::dialect::{self, NativeType};
+use super::encode::{Encoded, Encoder};
+use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
+
+/// COPY data is sent in chunks of about this size: large enough to keep the socket busy, small enough
+/// to keep memory flat whatever the batch size.
+const COPY_CHUNK_BYTES: usize = 256 * 1024;
+
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// A live connection and the statements prepared on it.
+pub struct Session {
+    client: Client,
+    server_version_num: i32,
+    stages: HashMap<StageKey, Stage>,
+    next_stage: u32,
+    deletes: HashMap<(String, String), (Statement, Encoder)>,
+}
+
+/// What identifies a staging table: the target, the written columns in order, the key, and the column
+/// types seen when the run described the table (a re-described, altered table gets a fresh stage).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct StageKey {
+    table: String,
+    columns: Vec<String>,
+    key: String,
+    native_types: Vec<String>,
+}
+
+impl StageKey {
+    fn of(target: &WriteTarget) -> Self {
+        let native_types = target
+            .columns
+            .iter()
+            .map(|c| target.table.column(c).map(|col| col.native_type.clone()).unwrap_or_default())
+            .collect();
+        Self { table: target.table.name.clone(), columns: target.columns.clone(), key: target.key.clone(), native_types }
+    }
+}
+
+struct Stage {
+    name: String,
+    copy: Statement,
+    upsert: Statement,
+    encoders: Vec<Encoder>,
+}
+
+impl Session {
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+/// Opens a connection within the configured timeout (TCP, TLS and authentication included).
+pub async fn connect(settings: &PostgresSettings) -> Result<Session> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&settings.host)
+        .port(settings.port)
+        .user(&settings.username)
+        .dbname(&settings.database)
+        .application_name("sluice")
+        .connect_timeout(settings.connect_timeout())
+        .keepalives(true)
+        .ssl_mode(match settings.tls.mode {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Prefer => SslMode::Prefer,
+            TlsMode::Require | TlsMode::Verify => SslMode::Require,
+        });
+    if let Some(password) = &settings.password {
+        config.password(password);
+    }
+    let tls = MakeRustlsConnect::new(tls_config(settings)?);
+    let timeout = settings.connect_timeout();
+    let where_ = format!("{}:{}", settings.host, settings.port);
+    let (client, connection) = match tokio::time::timeout(timeout, config.connect(tls)).await {
+        Err(_) => {
+            return Err(DestinationError::new(
+                ErrorKind::Unavailable,
+                format!("could not connect to {where_} within {} s", timeout.as_secs()),
+            ))
+        }
+        Ok(Err(e)) => return Err(connect_error(&e, &where_, settings)),
+        Ok(Ok(pair)) => pair,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    let version: String = client
+        .query_one("SELECT current_setting('server_version_num')", &[])
+        .await
+        .map_err(|e| map_error(&e))?
+        .get(0);
+    // Staging tables live in temporary buffers; the 8 MB default spills large batches to disk. Only
+    // settable before the session first touches a temporary table, hence here.
+    client.batch_execute("SET temp_buffers = '64MB'").await.map_err(|e| map_error(&e))?;
+    tracing::debug!(host = %settings.host, port = settings.port, database = %settings.database, "connected to PostgreSQL");
+    Ok(Session {
+        client,
+        server_version_num: version.parse().unwrap_or(0),
+        stages: HashMap::new(),
+        next_stage: 0,
+        deletes: HashMap::new(),
+    })
+}
+
+fn tls_config(settings: &PostgresSettings) -> Result<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DestinationError::new(ErrorKind::Internal, format!("TLS setup failed: {e}")))?;
+    let config = match settings.tls.mode {
+        TlsMode::Verify => {
+            let mut roots = RootCertStore::empty();
+            match &settings.tls.ca_cert {
+                Some(pem) => {
+                    for cert in parse_pem_certificates(pem).map_err(|e| DestinationError::new(ErrorKind::Config, e))? {
+                        roots.add(cert).map_err(|e| {
+                            DestinationError::new(ErrorKind::Config, format!("the CA certificate is not usable: {e}"))
+                        })?;
+                    }
+                }
+                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        _ => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoCertificateVerification(provider)))
+            .with_no_client_auth(),
+    };
+    Ok(config)
+}
+
+/// For the `prefer` and `require` modes: the channel is encrypted but the server is not authenticated
+/// (libpq's `sslmode=require`). Handshake signatures are still checked, so the session keys are sound.
+#[derive(Debug)]
+struct NoCertificateVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoCertificateVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The error of a failed connection attempt, in plain words.
+fn connect_error(e: &tokio_postgres::Error, where_: &str, settings: &PostgresSettings) -> DestinationError {
+    if e.as_db_error().is_some() {
+        let mut err = map_error(e);
+        if err.kind == ErrorKind::NotFound {
+            // 3D000: the database itself is missing.
+            err.message = format!("{} (on {where_})", err.message);
+        }
+        return err;
+    }
+    let cause = e.source().map(|s| s.to_string()).unwrap_or_default();
+    let text = e.to_string();
+    if text.starts_with("error performing TLS handshake") {
+        if cause.contains("does not support TLS") {
+            return DestinationError::new(
+                ErrorKind::Config,
+                format!("the server at {where_} does not support TLS: set the TLS mode to disable or prefer"),
+            );
+        }
+        return DestinationError::new(ErrorKind::Auth, format!("TLS handshake with {where_} failed: {cause}"));
+    }
+    if text.starts_with("authentication error") {
+        return DestinationError::new(
+            ErrorKind::Auth,
+            format!("authentication as user \"{}\" failed: {cause}", settings.username),
+        );
+    }
+    let detail = if cause.is_empty() { text } else { cause };
+    DestinationError::new(ErrorKind::Unavailable, format!("could not connect to {where_}: {detail}"))
+}
+
+/// Maps a driver error to a destination error: the server's message and a kind from its SQLSTATE.
+pub fn map_error(e: &tokio_postgres::Error) -> DestinationError {
+    if let Some(db) = e.as_db_error() {
+        return DestinationError::new(dialect::error_kind(db.code().code()), db.message().to_string());
+    }
+    if e.is_closed() {
+        return DestinationError::new(ErrorKind::Unavailable, "the connection to the server was lost");
+    }
+    let text = e.to_string();
+    let message = match e.source() {
+        Some(cause) => format!("{text}: {cause}"),
+        None => text.clone(),
+    };
+    let kind = if text.starts_with("error communicating") || text.starts_with("error connecting") {
+        ErrorKind::Unavailable
+    } else if text.starts_with("timeout") {
+        ErrorKind::Timeout
+    } else if text.starts_with("error serializing") {
+        ErrorKind::BadData
+    } else {
+        ErrorKind::Internal
+    };
+    DestinationError::new(kind, message)
+}
+
+impl Session {
+    /// Connection test: server version, schema existence and privileges, temporary tables (staging).
+    pub async fn test(&mut self, settings: &PostgresSettings) -> Result<TestReport> {
+        let schema = &settings.schema;
+        let user = &settings.username;
+        let mut checks = vec![format!(
+            "connected to {}:{} as user {user}, database {}",
+            settings.host, settings.port, settings.database
+        )];
+        let version: String = self
+            .client
+            .query_one("SELECT current_setting('server_version')", &[])
+            .await
+            .map_err(|e| map_error(&e))?
+            .get(0);
+        // Distribution suffixes ("15.20 (Debian 15.20-0+deb12u1)") add nothing.
+        let short = version.split_whitespace().next().unwrap_or(&version).to_string();
+        let row = self
+            .client
+            .query_opt(
+                "SELECT n.oid, has_schema_privilege(n.oid, 'USAGE'), has_schema_privilege(n.oid, 'CREATE') \
+                 FROM pg_catalog.pg_namespace n WHERE n.nspname = $1",
+                &[schema],
+            )
+            .await
+            .map_err(|e| map_error(&e))?;
+        let Some(row) = row else {
+            return Err(DestinationError::new(
+                ErrorKind::NotFound,
+                format!("schema \"{schema}\" does not exist in database \"{}\"", settings.database),
+            ));
+        };
+        let (oid, usage, create): (u32, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        if !usage {
+            return Err(DestinationError::new(
+                ErrorKind::Permission,
+                format!("user \"{user}\" has no USAGE privilege on schema \"{schema}\""),
+            ));
+        }
+        if create {
+            checks.push(format!("can use and create tables in schema {schema}"));
+        } else {
+            let writable: i64 = self
+                .client
+                .query_one(
+                    "SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relnamespace = $1 \
+                     AND c.relkind IN ('r', 'p') AND has_table_privilege(c.oid, 'INSERT') \
+                     AND has_table_privilege(c.oid, 'UPDATE')",
+                    &[&oid],
+                )
+                .await
+                .map_err(|e| map_error(&e))?
+                .get(0);
+            if writable == 0 {
+                return Err(DestinationError::new(
+                    ErrorKind::Permission,
+                    format!("user \"{user}\" can neither create tables in schema \"{schema}\" nor write to any table in it"),
+                ));
+            }
+            checks.push(format!("can write {writable} table(s) in schema {schema}"));
+        }
+        // Upserts stage rows in a temporary table, which needs the TEMPORARY privilege on the database.
+        let tx = self.client.transaction().await.map_err(|e| map_error(&e))?;
+        tx.batch_execute("CREATE TEMPORARY TABLE sluice_connection_test (id integer) ON COMMIT DROP")
+            .await
+            .map_err(|e| {
+                let mut err = map_error(&e);
+                err.message = format!("cannot create a temporary table (needed for staging rows): {}", err.message);
+                err
+            })?;
+        tx.rollback().await.map_err(|e| map_error(&e))?;
+        checks.push("can create temporary tables".to_string());
+        Ok(TestReport { server_version: format!("PostgreSQL {short}"), checks })
+    }
+
+    pub async fn describe_table(&mut self, schema: &str, name: &str) -> Result<Option<TableDescription>> {
+        dialect::validate_identifier(name, "the table name").map_err(|e| DestinationError::new(ErrorKind::Config, e))?;
+        let mut found = self.find_table(schema, name).await?;
+        // Unquoted names fold to lower case in PostgreSQL, so `Customers` typed in a form most likely
+        // means the table created as `CREATE TABLE Customers`, i.e. `customers`.
+        let lower = name.to_lowercase();
+        if found.is_none() && lower != name {
+            found = self.find_table(schema, &lower).await?;
+        }
+        let Some((oid, real_name)) = found else { return Ok(None) };
+
+        let rows = self
+            .client
+            .query(&dialect::columns_query(self.server_version_num), &[&oid])
+            .await
+            .map_err(|e| map_error(&e))?;
+        let mut columns = Vec::with_capacity(rows.len());
+        let mut issues = Vec::new();
+        for row in &rows {
+            let name: String = row.get(0);
+            let native_type: String = row.get(1);
+            let not_null: bool = row.get(2);
+            let has_default: bool = row.get(3);
+            let generated: bool = row.get(4);
+            let typname: String = row.get(5);
+            let typtype: String = row.get(6);
+            let typmod: i32 = row.get(7);
+            let elem_name: Option<String> = row.get(8);
+            let elem_typtype: Option<String> = row.get(9);
+            let labels: Vec<String> = row.get(10);
+            let native = NativeType {
+                name: &typname,
+                typtype: &typtype,
+                typmod,
+                element: elem_name.as_deref().zip(elem_typtype.as_deref()),
+                labels: &labels,
+            };
+            let mut ty = dialect::column_type(&native);
+            if generated {
+                ty = None;
+                issues.push(format!("column `{name}` is generated by the database and cannot be written"));
+            } else if ty.is_none() {
+                issues.push(format!("column `{name}` has unsupported type `{native_type}`"));
+            }
+            columns.push(Column { name, native_type, nullable: !not_null, ty, has_default: has_default || generated });
+        }
+
+        let key_rows = self.client.query(dialect::KEYS_QUERY, &[&oid]).await.map_err(|e| map_error(&e))?;
+        let mut keys: Vec<Vec<String>> = Vec::new();
+        let mut has_primary_key = false;
+        for row in &key_rows {
+            let primary: bool = row.get(0);
+            let cols: Vec<String> = row.get(1);
+            if cols.is_empty() || keys.contains(&cols) {
+                continue;
+            }
+            has_primary_key |= primary && keys.is_empty();
+            keys.push(cols);
+        }
+        if keys.is_empty() {
+            issues.push(
+                "the table has no primary key or unique constraint: add one on the column that identifies a row"
+                    .to_string(),
+            );
+        }
+        Ok(Some(TableDescription { name: real_name, columns, keys, has_primary_key, issues }))
+    }
+
+    async fn find_table(&self, schema: &str, name: &str) -> Result<Option<(u32, String)>> {
+        let row = self.client.query_opt(dialect::FIND_TABLE, &[&schema, &name]).await.map_err(|e| map_error(&e))?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Stages `rows` with binary COPY and upserts them with one statement, in one transaction.
+    pub async fn upsert(&mut self, schema: &str, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
+        let key = StageKey::of(target);
+        if !self.stages.contains_key(&key) {
+            let stage = self.create_stage(schema, target).await?;
+            self.stages.insert(key.clone(), stage);
+        }
+        let stage = &self.stages[&key];
+        let result = write_batch(&mut self.client, stage, target, rows).await;
+        if let Err(e) = &result {
+            if matches!(e.kind, ErrorKind::SchemaMismatch | ErrorKind::NotFound) {
+                // The table changed under us: let the next call stage against its new shape.
+                let stale = self.stages.remove(&key).expect("stage present");
+                let _ = self.client.batch_execute(&format!("DROP TABLE IF EXISTS pg_temp.{}", dialect::quote(&stale.name))).await;
+            }
+        }
+        result
+    }
+
+    async fn create_stage(&mut self, schema: &str, target: &WriteTarget) -> Result<Stage> {
+        self.next_stage += 1;
+        let name = format!("sluice_stage_{}", self.next_stage);
+        let table = &target.table.name;
+        self.client
+            .batch_execute(&dialect::create_stage(&name, schema, table, &target.columns))
+            .await
+            .map_err(|e| map_error(&e))?;
+        let select = self
+            .client
+            .prepare(&dialect::select_stage(&name, &target.columns))
+            .await
+            .map_err(|e| map_error(&e))?;
+        let encoders = select.columns().iter().map(|c| Encoder::for_type(c.type_())).collect();
+        let copy = self
+            .client
+            .prepare(&dialect::copy_into_stage(&name, &target.columns))
+            .await
+            .map_err(|e| map_error(&e))?;
+        let upsert = self
+            .client
+            .prepare(&dialect::upsert_from_stage(schema, table, &name, &target.columns, &target.key))
+            .await
+            .map_err(|e| map_error(&e))?;
+        tracing::debug!(table = %table, stage = %name, "created staging table");
+        Ok(Stage { name, copy, upsert, encoders })
+    }
+
+    pub async fn delete(&mut self, schema: &str, target: &WriteTarget, keys: &[Value]) -> Result<u64> {
+        let cache_key = (target.table.name.clone(), target.key.clone());
+        if !self.deletes.contains_key(&cache_key) {
+            let statement = self
+                .client
+                .prepare(&dialect::delete_by_keys(schema, &target.table.name, &target.key))
+                .await
+                .map_err(|e| map_error(&e))?;
+            let encoder = Encoder::for_type(&statement.params()[0]);
+            self.deletes.insert(cache_key.clone(), (statement, encoder));
+        }
+        let (statement, encoder) = &self.deletes[&cache_key];
+        let array = Value::Array(keys.to_vec());
+        let result = self.client.execute(statement, &[&Encoded { encoder, value: &array }]).await;
+        result.map_err(|e| {
+            self.deletes.remove(&cache_key);
+            let err = map_error(&e);
+            match e.source().filter(|_| err.kind == ErrorKind::BadData) {
+                Some(cause) => DestinationError::new(ErrorKind::BadData, format!("key `{}`: {cause}", target.key)),
+                None => err,
+            }
+        })
+    }
+}
+
+async fn write_batch(client: &mut Client, stage: &Stage, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
+    let tx = client.transaction().await.map_err(|e| map_error(&e))?;
+    if let Err(e) = copy_rows(&tx, stage, target, rows).await {
+        // The aborted COPY already failed the transaction; the rollback only makes it explicit.
+        let _ = tx.rollback().await;
+        return Err(e);
+    }
+    let row = match tx.query_one(&stage.upsert, &[]).await {
+        Ok(row) => row,
+        Err(e) => {
+            let _ = tx.rollback().await;
+            return Err(map_error(&e));
+        }
+    };
+    let (inserted, total): (i64, i64) = (row.get(0), row.get(1));
+    tx.commit().await.map_err(|e| map_error(&e))?;
+    Ok(UpsertCounts { inserted: inserted as u64, updated: (total - inserted) as u64 })
+}
+
+/// Streams the rows into the staging table in PostgreSQL's binary COPY format, encoding each value with
+/// its column's encoder. A value that cannot be encoded aborts the COPY (dropping the sink sends
+/// CopyFail) and fails the batch as bad data naming the column.
+async fn copy_rows(tx: &tokio_postgres::Transaction<'_>, stage: &Stage, target: &WriteTarget, rows: &[Row]) -> Result<()> {
+    let sink = tx.copy_in::<_, Bytes>(&stage.copy).await.map_err(|e| map_error(&e))?;
+    futures::pin_mut!(sink);
+    let width = stage.encoders.len();
+    let mut buf = BytesMut::with_capacity(COPY_CHUNK_BYTES + COPY_CHUNK_BYTES / 4);
+    buf.put_slice(COPY_HEADER);
+    buf.put_i32(0); // flags
+    buf.put_i32(0); // header extension length
+    for (index, row) in rows.iter().enumerate() {
+        if row.values.len() != width {
+            return Err(DestinationError::new(
+                ErrorKind::Internal,
+                format!("row {index} has {} values for {width} columns", row.values.len()),
+            ));
+        }
+        buf.put_i16(width as i16);
+        for ((encoder, value), column) in stage.encoders.iter().zip(&row.values).zip(&target.columns) {
+            encoder
+                .write_field(value, &mut buf)
+                .map_err(|e| DestinationError::new(ErrorKind::BadData, format!("column `{column}`: {e}")))?;
+        }
+        if buf.len() >= COPY_CHUNK_BYTES {
+            sink.send(buf.split().freeze()).await.map_err(|e| map_error(&e))?;
+        }
+    }
+    buf.put_i16(-1); // trailer
+    sink.send(buf.split().freeze()).await.map_err(|e| map_error(&e))?;
+    sink.as_mut().finish().await.map_err(|e| map_error(&e))?;
+    Ok(())
+}

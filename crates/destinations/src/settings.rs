@@ -1,0 +1,135 @@
+//! Reading a destination's settings from JSON while collecting every problem at once.
+//!
+//! Settings come from the API, the YAML workspace file and the UI's forms. A plain serde derive stops at the
+//! first bad field, but the API must name every offending field in one 422 answer, so each destination's
+//! `config` module reads its object field by field through a [`SettingsReader`], which records a message per
+//! field name and, at the end, refuses unknown fields (the same contract as `deny_unknown_fields`).
+//!
+//! Forms send numbers as strings and empty inputs as `""` or `null`; both are accepted where the meaning is
+//! unambiguous (an empty optional field means "use the default").
+
+use serde_json::{Map, Value as Json};
+use sluice_core::FieldErrors;
+
+pub(crate) struct SettingsReader<'a> {
+    object: Option<&'a Map<String, Json>>,
+    known: Vec<&'static str>,
+    pub errors: FieldErrors,
+}
+
+impl<'a> SettingsReader<'a> {
+    pub fn new(json: &'a Json) -> Self {
+        let mut errors = FieldErrors::new();
+        let object = json.as_object();
+        if object.is_none() {
+            errors.add("settings", "the settings must be a JSON object");
+        }
+        Self { object, known: Vec::new(), errors }
+    }
+
+    /// The raw value of `name`, `None` when absent or `null`.
+    pub fn raw(&mut self, name: &'static str) -> Option<&'a Json> {
+        self.known.push(name);
+        self.object.and_then(|o| o.get(name)).filter(|v| !v.is_null())
+    }
+
+    /// A text field, trimmed (host names and identifiers never carry meaningful outer blanks). An empty
+    /// value counts as absent; a required field that is absent is reported.
+    pub fn string(&mut self, name: &'static str, label: &str, required: bool) -> Option<String> {
+        let value = match self.raw(name) {
+            None => None,
+            Some(Json::String(s)) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+            Some(_) => {
+                self.errors.add(name, format!("{label} must be text"));
+                return None;
+            }
+        };
+        if value.is_none() && required {
+            self.errors.add(name, format!("{label} is required"));
+        }
+        value
+    }
+
+    /// A secret text field, kept exactly as given (a password may start or end with a blank).
+    pub fn secret(&mut self, name: &'static str, label: &str) -> Option<String> {
+        match self.raw(name) {
+            None => None,
+            Some(Json::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.errors.add(name, format!("{label} must be text"));
+                None
+            }
+        }
+    }
+
+    /// An integer in `min..=max`, given as a JSON number or a numeric string; `default` when absent.
+    pub fn integer(&mut self, name: &'static str, label: &str, min: i64, max: i64, default: i64) -> Option<i64> {
+        let parsed = match self.raw(name) {
+            None => return Some(default),
+            Some(Json::Number(n)) => n.as_i64(),
+            Some(Json::String(s)) if s.trim().is_empty() => return Some(default),
+            Some(Json::String(s)) => s.trim().parse::<i64>().ok(),
+            Some(_) => None,
+        };
+        match parsed {
+            Some(v) if (min..=max).contains(&v) => Some(v),
+            Some(_) => {
+                self.errors.add(name, format!("{label} must be between {min} and {max}"));
+                None
+            }
+            None => {
+                self.errors.add(name, format!("{label} must be a whole number between {min} and {max}"));
+                None
+            }
+        }
+    }
+
+    /// Reports every field that no `raw`/`string`/… call asked for, and returns all the errors.
+    pub fn finish(mut self) -> FieldErrors {
+        if let Some(object) = self.object {
+            for key in object.keys() {
+                if !self.known.contains(&key.as_str()) {
+                    let expected = self.known.join(", ");
+                    self.errors.add(key.clone(), format!("unknown setting `{key}`: expected one of {expected}"));
+                }
+            }
+        }
+        self.errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn collects_every_problem() {
+        let settings = json!({"host": 3, "port": "70000", "extra": true, "user": ""});
+        let mut r = SettingsReader::new(&settings);
+        assert_eq!(r.string("host", "the host", true), None);
+        assert_eq!(r.integer("port", "the port", 1, 65535, 5432), None);
+        assert_eq!(r.string("user", "the user name", true), None);
+        let errors = r.finish();
+        assert_eq!(errors.len(), 4, "{errors}");
+        assert!(errors.get("extra").unwrap()[0].contains("unknown setting `extra`"));
+        assert!(errors.get("port").unwrap()[0].contains("between 1 and 65535"));
+        assert!(errors.get("user").unwrap()[0].contains("required"));
+    }
+
+    #[test]
+    fn numbers_as_strings_and_defaults() {
+        let settings = json!({"port": " 6432 ", "timeout": ""});
+        let mut r = SettingsReader::new(&settings);
+        assert_eq!(r.integer("port", "the port", 1, 65535, 5432), Some(6432));
+        assert_eq!(r.integer("timeout", "the timeout", 1, 600, 10), Some(10));
+        assert!(r.finish().is_empty());
+    }
+
+    #[test]
+    fn not_an_object() {
+        let settings = json!([1]);
+        let r = SettingsReader::new(&settings);
+        assert!(r.finish().get("settings").is_some());
+    }
+}
