@@ -18,11 +18,12 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sluice_core::{Column, TableDescription, Value};
 use tokio_postgres::config::SslMode;
+use tokio_postgres::types::{Kind, Type};
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::config::{parse_pem_certificates, PostgresSettings, TlsMode};
-use super::dialect::{self, NativeType};
+use super::dialect::{self, NativeType, StagedColumn};
 use super::encode::{Encoded, Encoder};
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
@@ -425,16 +426,32 @@ impl Session {
         self.next_stage += 1;
         let name = format!("sluice_stage_{}", self.next_stage);
         let table = &target.table.name;
-        self.client
-            .batch_execute(&dialect::create_stage(&name, schema, table, &target.columns))
-            .await
-            .map_err(|e| map_error(&e))?;
-        let select = self
+        // The target's column types as the server resolves them (enum labels, domains, arrays).
+        let probe = self
             .client
-            .prepare(&dialect::select_stage(&name, &target.columns))
+            .prepare(&dialect::probe_columns(schema, table, &target.columns))
             .await
             .map_err(|e| map_error(&e))?;
-        let encoders = select.columns().iter().map(|c| Encoder::for_type(c.type_())).collect();
+        let types: Vec<Type> = probe.columns().iter().map(|c| c.type_().clone()).collect();
+        let staged: Vec<StagedColumn<'_>> = target
+            .columns
+            .iter()
+            .zip(&types)
+            .map(|(column, ty)| StagedColumn { name: column, user_type: user_type(ty) })
+            .collect();
+        let encoders = staged
+            .iter()
+            .zip(&types)
+            .map(|(c, ty)| match c.user_type {
+                Some((_, _, false)) => Encoder::Text,
+                Some((_, _, true)) => Encoder::Array { element: Box::new(Encoder::Text), element_oid: Type::TEXT.oid() },
+                None => Encoder::for_type(ty),
+            })
+            .collect();
+        self.client
+            .batch_execute(&dialect::create_stage(&name, schema, table, &staged))
+            .await
+            .map_err(|e| map_error(&e))?;
         let copy = self
             .client
             .prepare(&dialect::copy_into_stage(&name, &target.columns))
@@ -442,7 +459,7 @@ impl Session {
             .map_err(|e| map_error(&e))?;
         let upsert = self
             .client
-            .prepare(&dialect::upsert_from_stage(schema, table, &name, &target.columns, &target.key))
+            .prepare(&dialect::upsert_from_stage(schema, table, &name, &staged, &target.key))
             .await
             .map_err(|e| map_error(&e))?;
         tracing::debug!(table = %table, stage = %name, "created staging table");
@@ -472,6 +489,15 @@ impl Session {
             }
         })
     }
+}
+
+/// `(schema, name, is_array)` of a type that is not built in (or an array of one).
+fn user_type(ty: &Type) -> Option<(&str, &str, bool)> {
+    let (element, array) = match ty.kind() {
+        Kind::Array(member) => (member, true),
+        _ => (ty, false),
+    };
+    (element.schema() != "pg_catalog").then(|| (ty.schema(), ty.name(), array))
 }
 
 async fn write_batch(client: &mut Client, stage: &Stage, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {

@@ -48,20 +48,38 @@ fn column_list(columns: &[String]) -> String {
     columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
 }
 
-/// A session-private staging table shaped like the written columns of the target (same types, typmods,
-/// enums and domains, no constraints), emptied at every commit so each batch starts clean.
-pub fn create_stage(stage: &str, schema: &str, table: &str, columns: &[String]) -> String {
+/// A written column as staged. Columns of user-defined types (enums, domains, extension types such as
+/// citext, and arrays of them) are staged as `text`/`text[]` and cast back on insert: a staging table
+/// that kept those types would depend on them and stop their owner from dropping or replacing them
+/// for as long as Sluice's connection lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagedColumn<'a> {
+    pub name: &'a str,
+    /// `(schema, type name, is_array)` of a user-defined type.
+    pub user_type: Option<(&'a str, &'a str, bool)>,
+}
+
+/// Prepared (never run) to learn the written columns' types before staging them.
+pub fn probe_columns(schema: &str, table: &str, columns: &[String]) -> String {
+    format!("SELECT {} FROM {}", column_list(columns), qualified(schema, table))
+}
+
+/// A session-private staging table shaped like the written columns of the target (same types, typmods
+/// and limits, no constraints), emptied at every commit so each batch starts clean.
+pub fn create_stage(stage: &str, schema: &str, table: &str, columns: &[StagedColumn<'_>]) -> String {
+    let items: Vec<String> = columns
+        .iter()
+        .map(|c| match c.user_type {
+            Some((_, _, array)) => format!("{q}::text{} AS {q}", if array { "[]" } else { "" }, q = quote(c.name)),
+            None => quote(c.name),
+        })
+        .collect();
     format!(
         "CREATE TEMPORARY TABLE {} ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA",
         quote(stage),
-        column_list(columns),
+        items.join(", "),
         qualified(schema, table)
     )
-}
-
-/// Prepared once to learn the staging columns' types (with their OIDs) for the binary COPY.
-pub fn select_stage(stage: &str, columns: &[String]) -> String {
-    format!("SELECT {} FROM pg_temp.{}", column_list(columns), quote(stage))
 }
 
 pub fn copy_into_stage(stage: &str, columns: &[String]) -> String {
@@ -75,21 +93,30 @@ pub fn copy_into_stage(stage: &str, columns: &[String]) -> String {
 /// Only the written columns appear in `SET`, so other columns keep their values on update and take their
 /// defaults on insert. When only the key is written, `SET key = EXCLUDED.key` keeps existing rows counted
 /// as updated (with `DO NOTHING` they would not be returned at all).
-pub fn upsert_from_stage(schema: &str, table: &str, stage: &str, columns: &[String], key: &str) -> String {
-    let cols = column_list(columns);
+pub fn upsert_from_stage(schema: &str, table: &str, stage: &str, columns: &[StagedColumn<'_>], key: &str) -> String {
+    let names: Vec<String> = columns.iter().map(|c| quote(c.name)).collect();
+    let items: Vec<String> = columns
+        .iter()
+        .map(|c| match c.user_type {
+            Some((type_schema, type_name, _)) => format!("{}::{}", quote(c.name), qualified(type_schema, type_name)),
+            None => quote(c.name),
+        })
+        .collect();
     let mut sets: Vec<String> = columns
         .iter()
-        .filter(|c| c.as_str() != key)
-        .map(|c| format!("{q} = EXCLUDED.{q}", q = quote(c)))
+        .filter(|c| c.name != key)
+        .map(|c| format!("{q} = EXCLUDED.{q}", q = quote(c.name)))
         .collect();
     if sets.is_empty() {
         sets.push(format!("{q} = EXCLUDED.{q}", q = quote(key)));
     }
     format!(
-        "WITH upserted AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM pg_temp.{stage} \
+        "WITH upserted AS (INSERT INTO {target} ({names}) SELECT {items} FROM pg_temp.{stage} \
          ON CONFLICT ({key}) DO UPDATE SET {sets} RETURNING (xmax = 0) AS inserted) \
          SELECT count(*) FILTER (WHERE inserted), count(*) FROM upserted",
         target = qualified(schema, table),
+        names = names.join(", "),
+        items = items.join(", "),
         stage = quote(stage),
         key = quote(key),
         sets = sets.join(", "),
@@ -253,30 +280,44 @@ mod tests {
         assert!(validate_identifier("ünïcode table", "the table name").is_ok());
     }
 
+    fn plain(names: &[&'static str]) -> Vec<StagedColumn<'static>> {
+        names.iter().map(|n| StagedColumn { name: n, user_type: None }).collect()
+    }
+
     #[test]
     fn golden_upsert() {
         assert_eq!(
-            upsert_from_stage("public", "customers", "sluice_stage_1", &cols(&["id", "email", "name"]), "id"),
+            upsert_from_stage("public", "customers", "sluice_stage_1", &plain(&["id", "email", "name"]), "id"),
             "WITH upserted AS (INSERT INTO \"public\".\"customers\" (\"id\", \"email\", \"name\") \
              SELECT \"id\", \"email\", \"name\" FROM pg_temp.\"sluice_stage_1\" ON CONFLICT (\"id\") \
              DO UPDATE SET \"email\" = EXCLUDED.\"email\", \"name\" = EXCLUDED.\"name\" \
              RETURNING (xmax = 0) AS inserted) SELECT count(*) FILTER (WHERE inserted), count(*) FROM upserted"
         );
-        assert!(upsert_from_stage("s", "t", "st", &cols(&["id"]), "id").contains("SET \"id\" = EXCLUDED.\"id\""));
+        assert!(upsert_from_stage("s", "t", "st", &plain(&["id"]), "id").contains("SET \"id\" = EXCLUDED.\"id\""));
+        let with_enum = [
+            StagedColumn { name: "id", user_type: None },
+            StagedColumn { name: "plan", user_type: Some(("crm", "plan", false)) },
+        ];
+        assert!(upsert_from_stage("s", "t", "st", &with_enum, "id").contains("SELECT \"id\", \"plan\"::\"crm\".\"plan\" FROM"));
     }
 
     #[test]
     fn golden_stage_copy_delete() {
+        let columns = [
+            StagedColumn { name: "id", user_type: None },
+            StagedColumn { name: "na\"me", user_type: None },
+            StagedColumn { name: "tags", user_type: Some(("public", "_mood", true)) },
+        ];
         assert_eq!(
-            create_stage("sluice_stage_2", "crm", "people", &cols(&["id", "na\"me"])),
-            "CREATE TEMPORARY TABLE \"sluice_stage_2\" ON COMMIT DELETE ROWS AS SELECT \"id\", \"na\"\"me\" \
-             FROM \"crm\".\"people\" WITH NO DATA"
+            create_stage("sluice_stage_2", "crm", "people", &columns),
+            "CREATE TEMPORARY TABLE \"sluice_stage_2\" ON COMMIT DELETE ROWS AS SELECT \"id\", \"na\"\"me\", \
+             \"tags\"::text[] AS \"tags\" FROM \"crm\".\"people\" WITH NO DATA"
         );
         assert_eq!(
             copy_into_stage("sluice_stage_2", &cols(&["id", "name"])),
             "COPY pg_temp.\"sluice_stage_2\" (\"id\", \"name\") FROM STDIN (FORMAT binary)"
         );
-        assert_eq!(select_stage("s", &cols(&["a"])), "SELECT \"a\" FROM pg_temp.\"s\"");
+        assert_eq!(probe_columns("s", "t", &cols(&["a"])), "SELECT \"a\" FROM \"s\".\"t\"");
         assert_eq!(
             delete_by_keys("public", "people", "id"),
             "DELETE FROM \"public\".\"people\" WHERE \"id\" = ANY($1)"
