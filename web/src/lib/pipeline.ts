@@ -1,0 +1,142 @@
+// Pure helpers of the pipeline editor: building the pipeline object from the editor's state, script
+// templates, and sorting the API's field errors to the part of the form they belong to.
+
+import type { FieldErrors, FilterGroup, OnLeave, PipelineInput, Schedule, TableDescription, Transformation } from '../api';
+import { normalizeFilter } from './filter';
+import { isUnder } from './util';
+
+export type TransformKind = 'mapping' | 'javascript' | 'python';
+
+export interface EditorState {
+  destination: string;
+  name: string;
+  description: string;
+  enabled: boolean;
+  filter: FilterGroup | null;
+  table: string;
+  key: string;
+  kind: TransformKind;
+  mapping: Record<string, string>;
+  javascript: string;
+  python: string;
+  schedule: Schedule;
+  on_leave: OnLeave;
+}
+
+/** The mapping to send: non-empty expressions, in the table's column order when it is known. */
+export function cleanMapping(mapping: Record<string, string>, table?: TableDescription | null): Record<string, string> {
+  const out: Record<string, string> = {};
+  const order = table ? [...table.columns.map((c) => c.name), ...Object.keys(mapping).filter((k) => !table.columns.some((c) => c.name === k))] : Object.keys(mapping);
+  for (const col of order) {
+    const expr = mapping[col];
+    if (expr !== undefined && expr.trim() !== '') out[col] = expr.trim();
+  }
+  return out;
+}
+
+export function transformationOf(s: EditorState, table?: TableDescription | null): Transformation {
+  switch (s.kind) {
+    case 'javascript':
+      return { javascript: s.javascript };
+    case 'python':
+      return { python: s.python };
+    default:
+      return { mapping: cleanMapping(s.mapping, table) };
+  }
+}
+
+export function toPipelineInput(s: EditorState, table?: TableDescription | null): PipelineInput {
+  return {
+    destination: s.destination,
+    name: s.name.trim(),
+    description: s.description.trim(),
+    enabled: s.enabled,
+    filter: normalizeFilter(s.filter),
+    table: s.table.trim(),
+    key: s.key,
+    transformation: transformationOf(s, table),
+    schedule: s.schedule,
+    on_leave: s.on_leave,
+  };
+}
+
+/** The editor's state for a saved pipeline (or a new one of this destination). */
+export function editorState(p: Partial<PipelineInput> & { destination: string }): EditorState {
+  const t = p.transformation;
+  return {
+    destination: p.destination,
+    name: p.name ?? '',
+    description: p.description ?? '',
+    enabled: p.enabled ?? false,
+    filter: p.filter ?? null,
+    table: p.table ?? '',
+    key: p.key ?? '',
+    kind: t && 'javascript' in t ? 'javascript' : t && 'python' in t ? 'python' : 'mapping',
+    mapping: t && 'mapping' in t ? { ...t.mapping } : {},
+    javascript: t && 'javascript' in t ? t.javascript : '',
+    python: t && 'python' in t ? t.python : '',
+    schedule: p.schedule ?? null,
+    on_leave: p.on_leave ?? 'keep',
+  };
+}
+
+function jsKey(name: string): string {
+  return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? name : JSON.stringify(name);
+}
+
+/** A starting script that maps the key column from `_id` and lists the other columns. */
+export function scriptTemplate(kind: 'javascript' | 'python', table: TableDescription | null, key: string): string {
+  const cols = table?.columns.map((c) => c.name) ?? [];
+  const keyCol = key || cols[0] || 'id';
+  const others = cols.filter((c) => c !== keyCol).slice(0, 6);
+  if (kind === 'javascript') {
+    const lines = [`    ${jsKey(keyCol)}: profile._id,`, ...others.map((c) => `    // ${jsKey(c)}: profile.${c},`)];
+    return ['// Return an object keyed by column name, or null to skip the profile.', 'function transform(profile) {', '  return {', ...lines, '  };', '}', ''].join('\n');
+  }
+  const lines = [`        ${JSON.stringify(keyCol)}: profile["_id"],`, ...others.map((c) => `        # ${JSON.stringify(c)}: profile.get(${JSON.stringify(c)}),`)];
+  return ['# Return a dict keyed by column name, or None to skip the profile.', 'def transform(profile):', '    return {', ...lines, '    }', ''].join('\n');
+}
+
+/** Where an error path is shown in the editor. */
+export type ErrorPlace = 'name' | 'description' | 'filter' | 'table' | 'key' | 'transformation' | 'schedule' | 'on_leave' | 'enabled' | 'destination' | 'other';
+
+export function placeOf(path: string): ErrorPlace {
+  for (const p of ['name', 'description', 'filter', 'table', 'key', 'transformation', 'schedule', 'on_leave', 'enabled', 'destination'] as const) {
+    if (isUnder(path, p)) return p;
+  }
+  return 'other';
+}
+
+/** A label for an error path in the summary list. */
+export function describePath(path: string): string {
+  const m = /^transformation\.mapping\.(.+)$/.exec(path);
+  if (m) return `Column ${m[1]}`;
+  if (path.startsWith('filter')) {
+    const idx = [...path.matchAll(/conditions\[(\d+)\]/g)].map((x) => Number(x[1]) + 1);
+    return idx.length ? `Filter condition ${idx.join('.')}` : 'Filter';
+  }
+  const labels: Record<string, string> = {
+    name: 'Name',
+    description: 'Description',
+    table: 'Table',
+    key: 'Matching column',
+    'transformation.javascript': 'JavaScript',
+    'transformation.python': 'Python',
+    'transformation.mapping': 'Visual mapping',
+    transformation: 'Transformation',
+    schedule: 'Schedule',
+    on_leave: 'On leave',
+    destination: 'Destination',
+  };
+  return labels[path] ?? path;
+}
+
+/** Keeps only the errors of the parts checked while typing (filter, key, transformation). */
+export function liveSubset(fields: FieldErrors): FieldErrors {
+  const out: FieldErrors = {};
+  for (const [k, v] of Object.entries(fields)) {
+    const place = placeOf(k);
+    if (place === 'transformation' || place === 'key' || place === 'filter') out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,163 @@
+// Small helpers: field-error lookup by API path, formatting of times, durations and numbers, schedules
+// and the key-capable columns of a table.
+
+import type { FieldErrors, Schedule, TableColumn, TableDescription } from '../api';
+
+// Field errors ------------------------------------------------------------------------------------
+
+/** Whether `path` is `prefix` or lies under it (`prefix.x`, `prefix[0]`), but not `prefix0`. */
+export function isUnder(path: string, prefix: string): boolean {
+  if (path === prefix) return true;
+  if (!path.startsWith(prefix)) return false;
+  const next = path.charAt(prefix.length);
+  return next === '.' || next === '[';
+}
+
+/** Messages for exactly `path`. */
+export function errorsAt(fields: FieldErrors | undefined, path: string): string[] {
+  return fields?.[path] ?? [];
+}
+
+/** Messages for `path` and everything under it. */
+export function errorsUnder(fields: FieldErrors | undefined, path: string): string[] {
+  if (!fields) return [];
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(fields)) if (isUnder(k, path)) out.push(...v);
+  return out;
+}
+
+export function mergeErrors(...all: (FieldErrors | undefined)[]): FieldErrors {
+  const out: FieldErrors = {};
+  for (const f of all) {
+    if (!f) continue;
+    for (const [k, v] of Object.entries(f)) out[k] = [...(out[k] ?? []), ...v];
+  }
+  return out;
+}
+
+export function countErrors(fields: FieldErrors | undefined): number {
+  return Object.values(fields ?? {}).reduce((n, v) => n + v.length, 0);
+}
+
+// Formatting --------------------------------------------------------------------------------------
+
+const numberFmt = new Intl.NumberFormat('en-US');
+
+export function formatNumber(n: number | null | undefined): string {
+  return n === null || n === undefined ? '—' : numberFmt.format(n);
+}
+
+export function formatDateTime(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return d.toLocaleString('en-GB', {
+    year: 'numeric',
+    month: 'short',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+  });
+}
+
+export function formatDuration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '—';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
+  const m = Math.floor(s / 60);
+  const rest = Math.round(s % 60);
+  if (m < 60) return `${m} min ${rest} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+export function relativeTime(iso: string | null | undefined, now = Date.now()): string {
+  if (!iso) return '—';
+  const t = new Date(iso).getTime();
+  if (Number.isNaN(t)) return iso;
+  const s = Math.round((now - t) / 1000);
+  if (Math.abs(s) < 45) return s >= 0 ? 'just now' : 'in a moment';
+  const units: [number, string][] = [
+    [60, 'minute'],
+    [3600, 'hour'],
+    [86400, 'day'],
+  ];
+  let value = s / 60;
+  let unit = 'minute';
+  for (const [secs, name] of units) {
+    if (Math.abs(s) >= secs) {
+      value = s / secs;
+      unit = name;
+    }
+  }
+  const n = Math.round(Math.abs(value));
+  const label = `${n} ${unit}${n === 1 ? '' : 's'}`;
+  return s >= 0 ? `${label} ago` : `in ${label}`;
+}
+
+// Schedules ---------------------------------------------------------------------------------------
+
+export const INTERVALS: { value: string; label: string }[] = [
+  { value: '5m', label: 'Every 5 minutes' },
+  { value: '15m', label: 'Every 15 minutes' },
+  { value: '30m', label: 'Every 30 minutes' },
+  { value: '1h', label: 'Every hour' },
+  { value: '2h', label: 'Every 2 hours' },
+  { value: '3h', label: 'Every 3 hours' },
+  { value: '6h', label: 'Every 6 hours' },
+  { value: '8h', label: 'Every 8 hours' },
+  { value: '12h', label: 'Every 12 hours' },
+  { value: '24h', label: 'Every 24 hours' },
+];
+
+export function scheduleLabel(s: Schedule | undefined): string {
+  if (s === null || s === undefined) return 'Off';
+  if (typeof s === 'string') return INTERVALS.find((i) => i.value === s)?.label ?? s;
+  return `Cron ${s.cron} (${s.timezone || 'UTC'})`;
+}
+
+export function scheduleShort(s: Schedule | undefined): string {
+  if (s === null || s === undefined) return 'Off';
+  if (typeof s === 'string') return s === '1d' ? '24h' : s;
+  return s.cron;
+}
+
+export function timeZones(): string[] {
+  const intl = Intl as unknown as { supportedValuesOf?: (k: string) => string[] };
+  try {
+    const zones = intl.supportedValuesOf?.('timeZone');
+    if (zones && zones.length) return zones.includes('UTC') ? zones : ['UTC', ...zones];
+  } catch {
+    /* older engines */
+  }
+  return ['UTC', 'Europe/London', 'Europe/Rome', 'Europe/Berlin', 'America/New_York', 'America/Los_Angeles', 'Asia/Tokyo'];
+}
+
+/** A quick check of a 5-field cron expression (the server makes the real one). */
+export function cronProblem(expr: string): string | null {
+  const parts = expr.trim().split(/\s+/).filter(Boolean);
+  if (parts.length !== 5) return 'a cron expression has 5 fields: minute hour day-of-month month day-of-week';
+  if (!parts.every((p) => /^[\d*,\-/A-Za-z?LW#]+$/.test(p))) return 'the expression has characters cron does not use';
+  return null;
+}
+
+// Tables ------------------------------------------------------------------------------------------
+
+const KEY_TYPE = /(char|text|string|int|serial|uuid|long|short)/i;
+
+/** Columns that can be the matching column: string, integer or UUID columns that are alone a primary or
+ *  unique key. Uses the server's `key_capable` when present. */
+export function keyCapableColumns(table: TableDescription): TableColumn[] {
+  if (table.columns.some((c) => c.key_capable !== undefined)) return table.columns.filter((c) => c.key_capable);
+  const single = new Set(table.keys.filter((k) => k.length === 1).map((k) => k[0]));
+  return table.columns.filter((c) => single.has(c.name) && KEY_TYPE.test(c.type) && !/(float|double|real|numeric|decimal)/i.test(c.type));
+}
+
+export function isKeyColumn(table: TableDescription, column: string): boolean {
+  return table.keys.some((k) => k.includes(column));
+}
+
+export function classNames(...xs: (string | false | null | undefined)[]): string {
+  return xs.filter(Boolean).join(' ');
+}

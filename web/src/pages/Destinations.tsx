@@ -1,0 +1,124 @@
+import { useState } from 'preact/hooks';
+import { api, type Connector, type Destination, type Pipeline } from '../api';
+import { ConfirmDialog, EmptyState, ErrorAlert, Loading, Menu, PageHeader, useToast } from '../components/ui';
+import { useAsync, useTitle } from '../hooks';
+import { connectorMonogram, describeSettings } from '../lib/connectors';
+import { href, navigate } from '../router';
+
+interface Data {
+  destinations: Destination[];
+  pipelines: Pipeline[];
+  connectors: Connector[];
+}
+
+export function DestinationsPage() {
+  useTitle('Destinations');
+  const toast = useToast();
+  const { data, error, loading, reload } = useAsync<Data>(async () => {
+    const [destinations, pipelines, connectors] = await Promise.all([api.listDestinations(), api.listPipelines().catch(() => []), api.connectors().catch(() => [])]);
+    return { destinations, pipelines, connectors };
+  }, []);
+  const [deleting, setDeleting] = useState<Destination | null>(null);
+
+  const label = (kind: string) => data?.connectors.find((c) => c.kind === kind)?.label ?? kind;
+  const count = (id: string) => data?.pipelines.filter((p) => p.destination === id).length ?? 0;
+
+  return (
+    <div class="page">
+      <PageHeader
+        title="Destinations"
+        subtitle="The databases Sluice keeps in step with your customer profiles."
+        actions={
+          <a class="button primary" href={href('destinations', 'new')}>
+            ⊕ Add a new destination
+          </a>
+        }
+      />
+      <ErrorAlert error={error} />
+      {loading && !data && <Loading />}
+      {data && data.destinations.length === 0 && (
+        <EmptyState title="No destinations yet">
+          <p>Connect a PostgreSQL, MySQL, ClickHouse, Snowflake or SQLite database to start exporting profiles.</p>
+          <a class="button primary" href={href('destinations', 'new')}>
+            Add a new destination
+          </a>
+        </EmptyState>
+      )}
+      {data && data.destinations.length > 0 && (
+        <div class="table-wrap card">
+          <table class="table">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Type</th>
+                <th scope="col">Connection</th>
+                <th scope="col" class="num">
+                  Pipelines
+                </th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.destinations.map((d) => (
+                <tr key={d.id}>
+                  <td>
+                    <a class="strong-link" href={href('destinations', d.id)}>
+                      {d.name}
+                    </a>
+                  </td>
+                  <td>
+                    <span class="kind">
+                      <span class={`monogram mono-${d.type}`} aria-hidden="true">
+                        {connectorMonogram(d.type)}
+                      </span>
+                      {label(d.type)}
+                    </span>
+                  </td>
+                  <td class="mono muted ellipsis" title={describeSettings(d.type, d.settings)}>
+                    {describeSettings(d.type, d.settings) || '—'}
+                  </td>
+                  <td class="num">{count(d.id)}</td>
+                  <td class="actions">
+                    <a class="button small" href={href('destinations', d.id)}>
+                      Open
+                    </a>
+                    <Menu
+                      label={`More actions for ${d.name}`}
+                      button="⋮"
+                      buttonClass="icon-button bordered"
+                      items={[
+                        { label: 'Edit connection', onSelect: () => navigate(href('destinations', d.id, 'edit')) },
+                        { label: 'Add pipeline…', onSelect: () => navigate(href('destinations', d.id, 'pipelines', 'new')) },
+                        { label: 'Delete…', danger: true, separatorBefore: true, onSelect: () => setDeleting(d) },
+                      ]}
+                    />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {deleting && (
+        <ConfirmDialog
+          title={`Delete ${deleting.name}?`}
+          confirmLabel="Delete destination"
+          danger
+          onClose={() => setDeleting(null)}
+          onConfirm={async () => {
+            await api.deleteDestination(deleting.id);
+            toast('success', `Destination “${deleting.name}” deleted.`);
+            await reload();
+          }}
+        >
+          <p>
+            Sluice forgets the connection settings of <strong>{deleting.name}</strong>. The database and its tables are not touched. A destination that
+            still has pipelines cannot be deleted: delete its pipelines first.
+          </p>
+        </ConfirmDialog>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,355 @@
+// Runs and monitoring of one pipeline: the run history with status, trigger, duration and counts (live
+// while a run is going), a chart of exported and failed rows over time, and the error log grouped by
+// message.
+
+import { useEffect, useState } from 'preact/hooks';
+import { api, errorMessage, type Pipeline, type Run, type RunErrorGroup } from '../api';
+import { RunChart } from '../components/RunChart';
+import { Alert, EmptyState, ErrorAlert, Loading, PageHeader, ProgressBar, Section, Spinner, StatusBadge, useToast } from '../components/ui';
+import { useInterval, useTitle } from '../hooks';
+import { summarizeFilter } from '../lib/filter';
+import { formatDateTime, formatDuration, formatNumber, relativeTime, scheduleLabel } from '../lib/util';
+import { href } from '../router';
+
+function active(r: Run): boolean {
+  return r.status === 'queued' || r.status === 'running';
+}
+
+function duration(r: Run, now: number): number | null {
+  if (r.duration_ms !== undefined && r.duration_ms !== null && !active(r)) return r.duration_ms;
+  if (!r.started_at) return null;
+  const end = r.finished_at ? new Date(r.finished_at).getTime() : now;
+  return end - new Date(r.started_at).getTime();
+}
+
+export interface GroupedError extends RunErrorGroup {
+  runs: number;
+}
+
+/** The error groups of several runs merged by step and message: counts summed, latest time kept,
+ *  sample profile ids combined (at most 10). */
+export function groupErrors(runs: Run[]): GroupedError[] {
+  const map = new Map<string, GroupedError>();
+  for (const r of runs) {
+    for (const e of r.errors ?? []) {
+      const key = `${e.step}\u0000${e.message}`;
+      const seen = e.last_seen ?? r.finished_at ?? r.started_at ?? undefined;
+      const g = map.get(key);
+      if (!g) {
+        map.set(key, { ...e, sample_profiles: [...e.sample_profiles], last_seen: seen, runs: 1 });
+      } else {
+        g.count += e.count;
+        g.runs += 1;
+        if (seen && (!g.last_seen || seen > g.last_seen)) g.last_seen = seen;
+        for (const id of e.sample_profiles) if (g.sample_profiles.length < 10 && !g.sample_profiles.includes(id)) g.sample_profiles.push(id);
+      }
+    }
+  }
+  return [...map.values()].sort((a, b) => (b.last_seen ?? '').localeCompare(a.last_seen ?? '') || b.count - a.count);
+}
+
+export function RunsPage({ id }: { id: string }) {
+  const toast = useToast();
+  const [pipeline, setPipeline] = useState<Pipeline | null>(null);
+  const [first, setFirst] = useState<Run[] | null>(null);
+  const [older, setOlder] = useState<Run[]>([]);
+  const [next, setNext] = useState<string | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [selected, setSelected] = useState<string | null>(null);
+  const [starting, setStarting] = useState(false);
+  const [now, setNow] = useState(Date.now());
+  useTitle(pipeline ? `Runs of ${pipeline.name}` : 'Runs');
+
+  /** Reloads the pipeline and the newest page of runs; older pages loaded on demand are kept. */
+  const load = async (initial = false) => {
+    try {
+      const [p, page] = await Promise.all([api.getPipeline(id), api.listRuns(id, { limit: 50 })]);
+      setPipeline(p);
+      setFirst(page.runs);
+      if (initial) setNext(page.next);
+      setError(null);
+    } catch (e) {
+      setError(e);
+    }
+  };
+  useEffect(() => {
+    setFirst(null);
+    setOlder([]);
+    setPipeline(null);
+    void load(true);
+  }, [id]);
+
+  const runs: Run[] | null = first && [...first, ...older.filter((o) => !first.some((f) => f.id === o.id))];
+  const anyActive = (runs ?? []).some(active) || !!pipeline?.running;
+  useInterval(
+    () => {
+      setNow(Date.now());
+      void load();
+    },
+    1000,
+    anyActive,
+  );
+
+  const loadMore = async () => {
+    if (!next) return;
+    try {
+      const page = await api.listRuns(id, { limit: 50, before: next });
+      setOlder((old) => [...old, ...page.runs]);
+      setNext(page.next);
+    } catch (e) {
+      toast('error', errorMessage(e));
+    }
+  };
+
+  const runNow = async () => {
+    setStarting(true);
+    try {
+      const r = await api.startRun(id);
+      setSelected(r.id);
+      await load();
+    } catch (e) {
+      toast('error', errorMessage(e));
+    } finally {
+      setStarting(false);
+    }
+  };
+
+  const cancel = async (run: Run) => {
+    try {
+      await api.cancelRun(run.id);
+      toast('info', 'Cancelling the run…');
+      await load();
+    } catch (e) {
+      toast('error', errorMessage(e));
+    }
+  };
+
+  if (error && !runs) {
+    return (
+      <div class="page">
+        <PageHeader crumbs={[{ label: 'Destinations', href: href('destinations') }, { label: 'Runs' }]} title="Runs" />
+        <ErrorAlert error={error} />
+      </div>
+    );
+  }
+  if (!runs || !pipeline) return <div class="page"><Loading /></div>;
+
+  const sel = runs.find((r) => r.id === selected) ?? runs[0];
+  const grouped = groupErrors(runs);
+  const finished = runs.filter((r) => !active(r));
+  const totals = finished.reduce(
+    (acc, r) => ({ exported: acc.exported + r.counts.inserted + r.counts.updated, failed: acc.failed + r.counts.failed + r.counts.transform_failed }),
+    { exported: 0, failed: 0 },
+  );
+
+  return (
+    <div class="page">
+      <PageHeader
+        crumbs={[
+          { label: 'Destinations', href: href('destinations') },
+          { label: 'Destination', href: href('destinations', pipeline.destination) },
+          { label: pipeline.name },
+        ]}
+        title={pipeline.name}
+        subtitle={
+          <>
+            {pipeline.description && <>{pipeline.description} · </>}
+            Table <span class="mono">{pipeline.table}</span> · {pipeline.filter_summary?.trim() || summarizeFilter(pipeline.filter)} · {scheduleLabel(pipeline.schedule)}
+            {!pipeline.enabled && ' · disabled'}
+          </>
+        }
+        actions={
+          <>
+            <a class="button" href={href('pipelines', id)}>
+              Manage
+            </a>
+            <button type="button" class="button primary" onClick={runNow} disabled={!pipeline.enabled || anyActive || starting} title={pipeline.enabled ? undefined : 'Enable the pipeline to run it'}>
+              {anyActive ? (
+                <>
+                  <Spinner label="Running" /> Running…
+                </>
+              ) : (
+                '▶ Run now'
+              )}
+            </button>
+          </>
+        }
+      />
+      {error !== null && <ErrorAlert error={error} />}
+      {runs.length === 0 ? (
+        <EmptyState title="No runs yet">
+          <p>{pipeline.enabled ? 'Run the pipeline now, or wait for its schedule.' : 'Enable the pipeline on its destination page, then run it.'}</p>
+        </EmptyState>
+      ) : (
+        <>
+          <div class="stats">
+            <Stat label="Runs shown" value={formatNumber(runs.length)} />
+            <Stat label="Rows exported" value={formatNumber(totals.exported)} />
+            <Stat label="Rows failed" value={formatNumber(totals.failed)} warn={totals.failed > 0} />
+            <Stat label="Last run" value={relativeTime(runs[0].finished_at ?? runs[0].started_at ?? runs[0].queued_at, now)} />
+          </div>
+          <Section title="Exported and failed rows over time">
+            <RunChart runs={runs} />
+          </Section>
+          {sel && <RunDetails run={sel} now={now} onCancel={cancel} />}
+          <Section title="Run history" description="Newest first. Select a run to see its counts and errors.">
+            <div class="table-wrap">
+              <table class="table runs-table">
+                <thead>
+                  <tr>
+                    <th scope="col">Status</th>
+                    <th scope="col">Started</th>
+                    <th scope="col">Trigger</th>
+                    <th scope="col" class="num">Duration</th>
+                    <th scope="col" class="num">Read</th>
+                    <th scope="col" class="num">Inserted</th>
+                    <th scope="col" class="num">Updated</th>
+                    <th scope="col" class="num">Unchanged</th>
+                    <th scope="col" class="num">Deleted</th>
+                    <th scope="col" class="num">Failed</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {runs.map((r) => (
+                    <tr key={r.id} class={r.id === sel?.id ? 'selected' : undefined}>
+                      <td>
+                        <button type="button" class="link-button" aria-pressed={r.id === sel?.id} onClick={() => setSelected(r.id)} aria-label={`Show run ${r.id} (${r.status})`}>
+                          <StatusBadge status={r.status} />
+                        </button>
+                      </td>
+                      <td title={r.started_at ?? undefined}>{formatDateTime(r.started_at ?? r.queued_at)}</td>
+                      <td>{r.trigger}</td>
+                      <td class="num">{formatDuration(duration(r, now))}</td>
+                      <td class="num">{formatNumber(r.counts.read)}</td>
+                      <td class="num">{formatNumber(r.counts.inserted)}</td>
+                      <td class="num">{formatNumber(r.counts.updated)}</td>
+                      <td class="num">{formatNumber(r.counts.unchanged)}</td>
+                      <td class="num">{formatNumber(r.counts.deleted)}</td>
+                      <td class={r.counts.failed + r.counts.transform_failed > 0 ? 'num bad' : 'num'}>{formatNumber(r.counts.failed + r.counts.transform_failed)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+            {next && (
+              <div class="row center">
+                <button type="button" class="button" onClick={loadMore}>
+                  Load older runs
+                </button>
+              </div>
+            )}
+          </Section>
+          <Section title="Error log" description="Failures of the runs above, grouped by message.">
+            <ErrorTable errors={grouped} showRuns />
+          </Section>
+        </>
+      )}
+    </div>
+  );
+}
+
+function Stat({ label, value, warn }: { label: string; value: string; warn?: boolean }) {
+  return (
+    <div class={warn ? 'stat card warn' : 'stat card'}>
+      <div class="stat-value">{value}</div>
+      <div class="stat-label">{label}</div>
+    </div>
+  );
+}
+
+function RunDetails({ run: r, now, onCancel }: { run: Run; now: number; onCancel: (r: Run) => void }) {
+  const c = r.counts;
+  const counts: [string, number, string?][] = [
+    ['Read', c.read],
+    ['Filtered out', c.filtered_out],
+    ['Transform failed', c.transform_failed, c.transform_failed ? 'bad' : undefined],
+    ['Inserted', c.inserted],
+    ['Updated', c.updated],
+    ['Unchanged', c.unchanged],
+    ['Deleted', c.deleted],
+    ['Failed', c.failed, c.failed ? 'bad' : undefined],
+  ];
+  return (
+    <Section
+      title={active(r) ? 'Current run' : 'Selected run'}
+      description={
+        <>
+          <StatusBadge status={r.status} /> {r.trigger} run · started {formatDateTime(r.started_at ?? r.queued_at)}
+          {r.finished_at && <> · finished {formatDateTime(r.finished_at)}</>} · {formatDuration(duration(r, now))}
+          {r.rows_per_second ? <> · {formatNumber(r.rows_per_second)} rows/s</> : null}
+        </>
+      }
+      actions={
+        active(r) ? (
+          <button type="button" class="button small danger-outline" onClick={() => onCancel(r)}>
+            Cancel run
+          </button>
+        ) : undefined
+      }
+    >
+      {active(r) && (
+        <div class="run-live" aria-live="polite">
+          <div class="small">
+            Processed {formatNumber(r.progress?.processed ?? 0)}
+            {r.progress?.total ? ` of ${formatNumber(r.progress.total)} profiles` : ' profiles'}
+          </div>
+          <ProgressBar value={r.progress?.processed ?? 0} total={r.progress?.total ?? null} label="Run progress" />
+        </div>
+      )}
+      {r.message && <Alert kind={r.status === 'failed' ? 'error' : 'info'}>{r.message}</Alert>}
+      <dl class="counts" aria-label="Counts of the run">
+        {counts.map(([label, value, cls]) => (
+          <div key={label} class={cls ? `count ${cls}` : 'count'}>
+            <dt>{label}</dt>
+            <dd>{formatNumber(value)}</dd>
+          </div>
+        ))}
+      </dl>
+      {r.errors.length > 0 && (
+        <>
+          <h3 class="subhead">Errors of this run</h3>
+          <ErrorTable errors={r.errors.map((e) => ({ ...e, runs: 1 }))} />
+        </>
+      )}
+    </Section>
+  );
+}
+
+function ErrorTable({ errors, showRuns }: { errors: GroupedError[]; showRuns?: boolean }) {
+  if (errors.length === 0) return <p class="muted">No errors. Every row that was read was written or skipped on purpose.</p>;
+  return (
+    <div class="table-wrap">
+      <table class="table errors-table">
+        <thead>
+          <tr>
+            <th scope="col">Message</th>
+            <th scope="col">Step</th>
+            <th scope="col" class="num">Count</th>
+            {showRuns && <th scope="col" class="num">Runs</th>}
+            <th scope="col">Last seen</th>
+            <th scope="col">Sample profiles</th>
+          </tr>
+        </thead>
+        <tbody>
+          {errors.map((e, i) => (
+            <tr key={i}>
+              <td class="error-message">{e.message}</td>
+              <td>{e.step}</td>
+              <td class="num">{formatNumber(e.count)}</td>
+              {showRuns && <td class="num">{e.runs}</td>}
+              <td title={e.last_seen}>{e.last_seen ? formatDateTime(e.last_seen) : '—'}</td>
+              <td class="mono small">
+                {e.sample_profiles.map((p, n) => (
+                  <span key={p}>
+                    {n > 0 && ', '}
+                    {p}
+                  </span>
+                ))}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
