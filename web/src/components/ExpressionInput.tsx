@@ -164,7 +164,7 @@ export function ExpressionInput({ id, value, onInput, properties, functions, lab
         onClick={track}
         onBlur={() => window.setTimeout(() => setOpen(false), 120)}
       />
-      <ul id={listId} role="listbox" aria-label={`Suggestions for ${label}`} class={classNames('combo-list', !shown && 'hidden')}>
+      <ul id={listId} role="listbox" aria-label="Suggested properties and functions" class={classNames('combo-list', !shown && 'hidden')}>
         {shown &&
           items.map((s, i) => (
             <li

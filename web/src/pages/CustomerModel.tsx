@@ -16,13 +16,13 @@ const KIND_LABEL: Record<string, string> = {
   boolean: 'boolean',
   int: 'int',
   float: 'float',
-  decimal: 'decimal(p,s)',
+  decimal: 'decimal',
   datetime: 'datetime',
   date: 'date',
   time: 'time',
   uuid: 'uuid',
   json: 'json',
-  array: 'array(…)',
+  array: 'array',
   object: 'object',
 };
 

@@ -98,7 +98,7 @@ export function DestinationFormPage({ kind, id }: FormPageProps) {
 
 type TestState = { status: 'idle' } | { status: 'testing' } | { status: 'done'; result: TestResult } | { status: 'error'; message: string };
 
-function ConnectionForm({ connector, destination }: { connector: Connector; destination?: Destination }) {
+export function ConnectionForm({ connector, destination }: { connector: Connector; destination?: Destination }) {
   const editing = !!destination;
   const toast = useToast();
   const [name, setName] = useState(destination?.name ?? connector.label);

@@ -51,6 +51,7 @@ export function groupErrors(runs: Run[]): GroupedError[] {
 export function RunsPage({ id }: { id: string }) {
   const toast = useToast();
   const [pipeline, setPipeline] = useState<Pipeline | null>(null);
+  const [destName, setDestName] = useState('Destination');
   const [first, setFirst] = useState<Run[] | null>(null);
   const [older, setOlder] = useState<Run[]>([]);
   const [next, setNext] = useState<string | null>(null);
@@ -66,7 +67,13 @@ export function RunsPage({ id }: { id: string }) {
       const [p, page] = await Promise.all([api.getPipeline(id), api.listRuns(id, { limit: 50 })]);
       setPipeline(p);
       setFirst(page.runs);
-      if (initial) setNext(page.next);
+      if (initial) {
+        setNext(page.next);
+        api.getDestination(p.destination).then(
+          (d) => setDestName(d.name),
+          () => {},
+        );
+      }
       setError(null);
     } catch (e) {
       setError(e);
@@ -147,7 +154,7 @@ export function RunsPage({ id }: { id: string }) {
       <PageHeader
         crumbs={[
           { label: 'Destinations', href: href('destinations') },
-          { label: 'Destination', href: href('destinations', pipeline.destination) },
+          { label: destName, href: href('destinations', pipeline.destination) },
           { label: pipeline.name },
         ]}
         title={pipeline.name}
@@ -217,7 +224,7 @@ export function RunsPage({ id }: { id: string }) {
                           <StatusBadge status={r.status} />
                         </button>
                       </td>
-                      <td title={r.started_at ?? undefined}>{formatDateTime(r.started_at ?? r.queued_at)}</td>
+                      <td class="nowrap" title={r.started_at ?? undefined}>{formatDateTime(r.started_at ?? r.queued_at)}</td>
                       <td>{r.trigger}</td>
                       <td class="num">{formatDuration(duration(r, now))}</td>
                       <td class="num">{formatNumber(r.counts.read)}</td>
