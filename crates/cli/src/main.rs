@@ -1,1 +1,188 @@
-fn main() {}
+//! The `sluice` binary: a thin command-line layer over the other crates.
+//!
+//! `serve` runs the API, the UI and the runs; `quickstart` sets up a demo on embedded defaults, runs it and
+//! then serves; the other commands talk to a running server over its REST API with the admin token (read
+//! from the data directory when not given), so they behave exactly as the API and the UI do.
+
+mod client;
+mod import;
+mod quickstart;
+mod serve;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Keep tables in your databases in step with your customer profiles"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings shared by `serve` and `quickstart` (flags or the environment variables of API.md).
+#[derive(Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:7878")]
+    pub listen: String,
+    /// Where the embedded stores, the secret key and the admin token live.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+    /// The admin token; generated on first start (and kept in the data directory) when not given.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Key that encrypts destination secrets (base64, 32 bytes); kept in the data directory when not given.
+    #[arg(long, env = "SLUICE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// PostgreSQL URL of the metadata store (embedded SQLite when not given).
+    #[arg(long, env = "SLUICE_METADATA_URL", hide_env_values = true)]
+    pub metadata_url: Option<String>,
+    /// PostgreSQL URL of the profile store (embedded SQLite when not given).
+    #[arg(long, env = "SLUICE_PROFILES_URL", hide_env_values = true)]
+    pub profiles_url: Option<String>,
+    /// Profiles read and rows written per batch.
+    #[arg(long, env = "SLUICE_BATCH_SIZE", default_value_t = 10_000)]
+    pub batch_size: usize,
+}
+
+/// How the client commands reach the server.
+#[derive(Args, Clone, Debug)]
+pub struct ClientArgs {
+    /// Base URL of the Sluice server.
+    #[arg(long, env = "SLUICE_URL", default_value = "http://127.0.0.1:7878")]
+    pub url: String,
+    /// The admin token (default: the one `sluice serve` keeps in the data directory).
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API, the admin UI and the runs.
+    Serve(ServerArgs),
+    /// Set up a demo on embedded defaults (sample profiles, a SQLite table, a pipeline), run it, then serve.
+    Quickstart {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// How many sample profiles to create on the first start.
+        #[arg(long, default_value_t = 10_000)]
+        profiles: usize,
+        /// Exit after the run instead of serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Load and manage profiles.
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
+    /// Manage and run pipelines.
+    Pipelines {
+        #[command(subcommand)]
+        command: PipelinesCommand,
+    },
+    /// List destinations.
+    Destinations {
+        #[command(subcommand)]
+        command: DestinationsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfilesCommand {
+    /// Import profiles from a CSV (header row of property paths) or NDJSON file, with a progress bar.
+    Import {
+        file: PathBuf,
+        /// `csv` or `ndjson` (default: from the file extension).
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(long, default_value_t = 5_000)]
+        batch_size: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PipelinesCommand {
+    /// List pipelines.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run a pipeline now (by name or id) and follow it with a progress bar.
+    Run {
+        pipeline: String,
+        /// Start the run and return without following it.
+        #[arg(long)]
+        no_follow: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DestinationsCommand {
+    /// List destinations.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    serve::init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result: Result<()> = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Quickstart {
+                server,
+                profiles,
+                no_serve,
+            } => quickstart::run(server, profiles, no_serve).await,
+            Command::Profiles {
+                command:
+                    ProfilesCommand::Import {
+                        file,
+                        format,
+                        batch_size,
+                        client,
+                    },
+            } => import::import(&client, &file, format.as_deref(), batch_size).await,
+            Command::Pipelines {
+                command: PipelinesCommand::List { client },
+            } => client::list_pipelines(&client).await,
+            Command::Pipelines {
+                command:
+                    PipelinesCommand::Run {
+                        pipeline,
+                        no_follow,
+                        client,
+                    },
+            } => client::run_pipeline(&client, &pipeline, !no_follow).await,
+            Command::Destinations {
+                command: DestinationsCommand::List { client },
+            } => client::list_destinations(&client).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

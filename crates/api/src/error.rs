@@ -1,0 +1,107 @@
+//! One error type for every route: JSON `{"error": {"code", "message", "fields"?}}` with the right status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sluice_core::FieldErrors;
+use sluice_destinations::{DestinationError, ErrorKind};
+use sluice_store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub fields: Option<FieldErrors>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            fields: None,
+        }
+    }
+
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{what} `{id}` does not exist"),
+        )
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "MalformedRequest", message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 422 with every offending field.
+    pub fn invalid(fields: FieldErrors) -> Self {
+        let n = fields.len();
+        let message = if n == 1 {
+            format!("the request is invalid: {fields}")
+        } else {
+            format!("the request has {n} problems: {fields}")
+        };
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "ValidationFailed",
+            message,
+            fields: Some(fields),
+        }
+    }
+
+    pub fn invalid_field(path: &str, message: impl Into<String>) -> Self {
+        let mut f = FieldErrors::new();
+        f.add(path, message);
+        Self::invalid(f)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code, "message": self.message});
+        if let Some(fields) = self.fields {
+            body["fields"] = serde_json::to_value(fields).unwrap_or_default();
+        }
+        (self.status, axum::Json(json!({ "error": body }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ApiError::conflict("Conflict", m),
+            StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "NotFound", m),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::internal(other.to_string())
+            }
+        }
+    }
+}
+
+impl From<DestinationError> for ApiError {
+    /// The destination's own message, with a status saying whose fault it is.
+    fn from(e: DestinationError) -> Self {
+        let status = match e.kind {
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Config => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        ApiError::new(status, e.kind.code(), e.message)
+    }
+}

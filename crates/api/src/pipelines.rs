@@ -1,0 +1,363 @@
+//! `/v1/pipelines`: create, list, change and delete export pipelines, with every problem reported at once
+//! (422 with field paths), plus validation and preview without saving.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Map, Value as Json_};
+use sluice_core::hash::hash_row;
+use sluice_core::pipeline::PipelineSpec;
+use sluice_core::FieldErrors;
+use sluice_store::{PipelineRecord, StoreError};
+
+use crate::error::{ApiError, ApiResult};
+use crate::json::{self, Body, OptionalBody};
+use crate::AppState;
+
+pub async fn functions() -> Json<Json_> {
+    Json(serde_json::to_value(sluice_core::mapping::functions()).unwrap_or_default())
+}
+
+/// A pipeline as answers show it: the spec, its id and times, a readable filter summary and what is
+/// running now.
+pub(crate) async fn to_json(state: &AppState, rec: &PipelineRecord) -> Json_ {
+    let mut v = serde_json::to_value(&rec.spec).unwrap_or_default();
+    let schema = state.meta.get_schema().await.unwrap_or_default();
+    let summary = sluice_engine::validate::check_filter(rec.spec.filter.as_ref(), &schema)
+        .ok()
+        .flatten()
+        .map(|f| f.summary())
+        .unwrap_or_default();
+    let last_run = state
+        .meta
+        .list_runs(&rec.id, 1, None)
+        .await
+        .ok()
+        .and_then(|r| r.into_iter().next());
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("id".into(), json!(rec.id));
+        obj.insert("filter_summary".into(), json!(summary));
+        obj.insert("running".into(), json!(state.engine.active_run(&rec.id)));
+        obj.insert(
+            "last_run".into(),
+            last_run
+                .map(|r| crate::runs::to_json(&r))
+                .unwrap_or(Json_::Null),
+        );
+        obj.insert("next_run_at".into(), Json_::Null);
+        obj.insert("created_at".into(), json!(rec.created_at));
+        obj.insert("updated_at".into(), json!(rec.updated_at));
+    }
+    v
+}
+
+/// Every check of a spec: shape, destination, Customer Model and the live table. Destination failures
+/// (unreachable, auth) answer 502/504 with the database's message.
+pub(crate) async fn check_spec(
+    state: &AppState,
+    spec: &PipelineSpec,
+) -> ApiResult<sluice_engine::validate::Checked> {
+    let Some(dest) = state.meta.get_destination(&spec.destination).await? else {
+        let mut e = spec.check_shape();
+        if !spec.destination.trim().is_empty() {
+            e.add(
+                "destination",
+                format!("destination `{}` does not exist", spec.destination),
+            );
+        }
+        return Err(ApiError::invalid(e));
+    };
+    let schema = state.meta.get_schema().await?;
+    let table = if spec.table.trim().is_empty() {
+        None
+    } else {
+        let d = sluice_destinations::open(&dest.kind, &dest.settings).map_err(ApiError::invalid)?;
+        d.describe_table(spec.table.trim()).await?
+    };
+    sluice_engine::validate::check(spec, &schema, table.as_ref()).map_err(ApiError::invalid)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    destination: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Json_>> {
+    let all = state.meta.list_pipelines(q.destination.as_deref()).await?;
+    let mut out = Vec::with_capacity(all.len());
+    for p in &all {
+        out.push(to_json(&state, p).await);
+    }
+    Ok(Json(json!({"pipelines": out})))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Body(spec): Body<PipelineSpec>,
+) -> ApiResult<(StatusCode, Json<Json_>)> {
+    check_spec(&state, &spec).await?;
+    let now = Utc::now();
+    let rec = PipelineRecord {
+        id: crate::new_id("pl"),
+        spec,
+        created_at: now,
+        updated_at: now,
+    };
+    state.meta.insert_pipeline(&rec).await.map_err(name_taken)?;
+    tracing::info!(pipeline = %rec.id, "pipeline added");
+    Ok((StatusCode::CREATED, Json(to_json(&state, &rec).await)))
+}
+
+fn name_taken(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(m) => ApiError::conflict("NameTaken", m),
+        other => other.into(),
+    }
+}
+
+async fn load(state: &AppState, id: &str) -> ApiResult<PipelineRecord> {
+    state
+        .meta
+        .get_pipeline(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("pipeline", id))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Json_>> {
+    let rec = load(&state, &id).await?;
+    Ok(Json(to_json(&state, &rec).await))
+}
+
+pub async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(spec): Body<PipelineSpec>,
+) -> ApiResult<Json<Json_>> {
+    let rec = load(&state, &id).await?;
+    save(&state, rec, spec).await
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(changes): Body<Map<String, Json_>>,
+) -> ApiResult<Json<Json_>> {
+    let rec = load(&state, &id).await?;
+    let mut merged =
+        serde_json::to_value(&rec.spec).map_err(|e| ApiError::internal(e.to_string()))?;
+    let obj = merged
+        .as_object_mut()
+        .expect("a spec serializes to an object");
+    for (k, v) in changes {
+        obj.insert(k, v);
+    }
+    let spec: PipelineSpec = json::parse(merged.to_string().as_bytes())?;
+    save(&state, rec, spec).await
+}
+
+/// Stores a changed spec. Changes to what is written or where re-check against the table and reset the
+/// sync state; switching `enabled`, the schedule, the name or description does not need the destination.
+async fn save(
+    state: &AppState,
+    mut rec: PipelineRecord,
+    spec: PipelineSpec,
+) -> ApiResult<Json<Json_>> {
+    let old = &rec.spec;
+    let moved =
+        old.destination != spec.destination || old.table != spec.table || old.key != spec.key;
+    let content = moved || old.filter != spec.filter || old.transformation != spec.transformation;
+    if content {
+        check_spec(state, &spec).await?;
+    } else {
+        let e = spec.check_shape();
+        if !e.is_empty() {
+            return Err(ApiError::invalid(e));
+        }
+    }
+    let disabled = old.enabled && !spec.enabled;
+    rec.spec = spec;
+    rec.updated_at = Utc::now();
+    state.meta.update_pipeline(&rec).await.map_err(name_taken)?;
+    if moved {
+        // The recorded keys point into the old table or column: forget them so the next run starts afresh.
+        state.meta.sync_clear(&rec.id).await?;
+    }
+    if disabled {
+        if let Some(run) = state.engine.active_run(&rec.id) {
+            state.engine.cancel(&run);
+        }
+    }
+    Ok(Json(to_json(state, &rec).await))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if let Some(run) = state.engine.active_run(&id) {
+        state.engine.cancel(&run);
+    }
+    if state.meta.delete_pipeline(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("pipeline", &id))
+    }
+}
+
+pub async fn validate(
+    State(state): State<AppState>,
+    Body(spec): Body<PipelineSpec>,
+) -> ApiResult<Json<Json_>> {
+    check_spec(&state, &spec).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewUnsaved {
+    pipeline: PipelineSpec,
+    limit: Option<usize>,
+    profiles: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewSaved {
+    limit: Option<usize>,
+    profiles: Option<Vec<String>>,
+}
+
+pub async fn preview_unsaved(
+    State(state): State<AppState>,
+    Body(body): Body<PreviewUnsaved>,
+) -> ApiResult<Json<Json_>> {
+    let rec = PipelineRecord {
+        id: String::new(),
+        spec: body.pipeline,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    preview(&state, rec, body.limit, body.profiles, false).await
+}
+
+pub async fn preview_saved(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    OptionalBody(body): OptionalBody<PreviewSaved>,
+) -> ApiResult<Json<Json_>> {
+    let rec = load(&state, &id).await?;
+    preview(&state, rec, body.limit, body.profiles, true).await
+}
+
+/// Runs filter and transformation on sample profiles and says what a run would do, writing nothing.
+async fn preview(
+    state: &AppState,
+    rec: PipelineRecord,
+    limit: Option<usize>,
+    ids: Option<Vec<String>>,
+    saved: bool,
+) -> ApiResult<Json<Json_>> {
+    let limit = limit.unwrap_or(10);
+    if limit == 0 || limit > 100 {
+        return Err(ApiError::invalid_field(
+            "limit",
+            "limit must be between 1 and 100",
+        ));
+    }
+    check_spec(state, &rec.spec).await?;
+    let prepared = sluice_engine::prepare(state.meta.as_ref(), rec.clone())
+        .await
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "PipelineNotRunnable", m))?;
+    let samples: Vec<sluice_core::Profile> = match &ids {
+        Some(ids) => {
+            let mut out = Vec::new();
+            let mut missing = FieldErrors::new();
+            for (i, id) in ids.iter().take(100).enumerate() {
+                match state.profiles.get(id).await? {
+                    Some(p) => out.push(p),
+                    None => missing.add(
+                        format!("profiles[{i}]"),
+                        format!("profile `{id}` does not exist"),
+                    ),
+                }
+            }
+            if !missing.is_empty() {
+                return Err(ApiError::invalid(missing));
+            }
+            out
+        }
+        None => {
+            state
+                .profiles
+                .page(prepared.filter.as_ref(), None, limit)
+                .await?
+        }
+    };
+    let entries: HashMap<String, sluice_store::SyncEntry> = if saved && !samples.is_empty() {
+        let max = samples
+            .iter()
+            .map(|p| p.id.as_str())
+            .max()
+            .unwrap_or_default();
+        state
+            .meta
+            .sync_range(&rec.id, None, Some(max), 10_000)
+            .await?
+            .into_iter()
+            .map(|e| (e.profile_id.clone(), e))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let now = Utc::now();
+    let key_idx = prepared.target.key_index();
+    let mut out = Vec::with_capacity(samples.len());
+    for p in &samples {
+        let matches = prepared.filter.as_ref().is_none_or(|f| f.matches(p));
+        let mut sample =
+            json!({"profile": p.to_json(), "row": null, "action": "skip", "error": null});
+        if !matches {
+            sample["reason"] = json!("the profile does not match the filter");
+            out.push(sample);
+            continue;
+        }
+        match prepared.mapping.eval(p, now) {
+            Err(e) => {
+                sample["error"] = json!(format!("column `{}`: {}", e.column, e.message));
+            }
+            Ok(values) => {
+                let row: Map<String, Json_> = prepared
+                    .mapping
+                    .columns
+                    .iter()
+                    .zip(&values)
+                    .map(|(c, v)| (c.clone(), v.to_json()))
+                    .collect();
+                let hash = hash_row(prepared.seed, &values);
+                let key = values[key_idx].to_string();
+                let action = match entries.get(&p.id) {
+                    Some(e) if e.hash == hash && e.key == key => "unchanged",
+                    Some(_) => "update",
+                    None => "insert",
+                };
+                sample["row"] = Json_::Object(row);
+                sample["action"] = json!(action);
+            }
+        }
+        out.push(sample);
+    }
+    Ok(Json(
+        json!({"columns": prepared.mapping.columns, "samples": out}),
+    ))
+}

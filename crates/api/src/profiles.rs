@@ -1,0 +1,138 @@
+//! `/v1/profiles`: load (validated against the Customer Model, rejected one by one), browse with a filter,
+//! read and delete.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json_};
+
+use crate::error::{ApiError, ApiResult};
+use crate::json::Body;
+use crate::AppState;
+
+/// Most profiles accepted in one request.
+pub const MAX_BATCH: usize = 50_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertBody {
+    profiles: Vec<Json_>,
+}
+
+#[derive(Serialize)]
+pub struct Rejected {
+    index: usize,
+    #[serde(rename = "_id")]
+    id: Option<String>,
+    errors: Vec<String>,
+}
+
+pub async fn upsert(
+    State(state): State<AppState>,
+    Body(body): Body<UpsertBody>,
+) -> ApiResult<Json<Json_>> {
+    if body.profiles.len() > MAX_BATCH {
+        return Err(ApiError::invalid_field(
+            "profiles",
+            format!(
+                "at most {MAX_BATCH} profiles per request, got {}",
+                body.profiles.len()
+            ),
+        ));
+    }
+    let schema = state.meta.get_schema().await?;
+    let mut valid = Vec::with_capacity(body.profiles.len());
+    let mut rejected = Vec::new();
+    for (index, p) in body.profiles.into_iter().enumerate() {
+        let id = p.get("_id").and_then(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| v.as_i64().map(|i| i.to_string()))
+        });
+        match p.as_object() {
+            None => rejected.push(Rejected {
+                index,
+                id,
+                errors: vec!["a profile must be a JSON object".into()],
+            }),
+            Some(obj) => match schema.validate_profile(obj) {
+                Ok(v) => valid.push(v),
+                Err(errors) => rejected.push(Rejected { index, id, errors }),
+            },
+        }
+    }
+    let n = valid.len();
+    if n > 0 {
+        state.profiles.upsert(valid).await?;
+    }
+    Ok(Json(json!({"upserted": n, "rejected": rejected})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    filter: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Json_>> {
+    let schema = state.meta.get_schema().await?;
+    let filter = match q.filter.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => {
+            let wire: Json_ = serde_json::from_str(text).map_err(|e| {
+                ApiError::invalid_field("filter", format!("the filter is not valid JSON: {e}"))
+            })?;
+            sluice_engine::validate::check_filter(Some(&wire), &schema)
+                .map_err(ApiError::invalid)?
+        }
+    };
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::invalid_field(
+            "limit",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let page = state
+        .profiles
+        .page(filter.as_ref(), q.after.as_deref(), limit + 1)
+        .await?;
+    let more = page.len() > limit;
+    let page = &page[..page.len().min(limit)];
+    let next = if more {
+        page.last().map(|p| p.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(json!({
+        "profiles": page.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
+        "next": next,
+    })))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Json_>> {
+    match state.profiles.get(&id).await? {
+        Some(p) => Ok(Json(p.to_json())),
+        None => Err(ApiError::not_found("profile", &id)),
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if state.profiles.delete(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("profile", &id))
+    }
+}

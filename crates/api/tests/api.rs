@@ -1,0 +1,648 @@
+//! The REST API driven through the router (no socket), with embedded stores and a real PostgreSQL
+//! destination: every route's happy path and the bad inputs a user can send.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use sluice_engine::{Engine, EngineConfig};
+use sluice_store::SecretBox;
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token";
+
+struct Api {
+    app: Router,
+    pg_url: String,
+    schema: String,
+    _dir: tempfile::TempDir,
+}
+
+fn pg_url() -> String {
+    std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .expect("SLUICE_TEST_POSTGRES_URL must name a PostgreSQL server for these tests (scripts/services.sh starts one)")
+}
+
+impl Api {
+    async fn new() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = SecretBox::load_or_create(dir.path()).unwrap();
+        let meta = sluice_store::open_metadata(None, dir.path(), secrets)
+            .await
+            .unwrap();
+        let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
+        let engine = Engine::new(meta, profiles, EngineConfig::default());
+        let app = sluice_api::router(sluice_api::AppState::new(engine, TOKEN));
+        let schema = format!("api_{}", uuid_like());
+        let api = Api {
+            app,
+            pg_url: pg_url(),
+            schema,
+            _dir: dir,
+        };
+        api.sql(&format!("CREATE SCHEMA {}", api.schema)).await;
+        api
+    }
+
+    async fn sql(&self, sql: &str) {
+        let (c, conn) = tokio_postgres::connect(&self.pg_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!("SET search_path TO {}; {sql}", self.schema))
+            .await
+            .unwrap();
+    }
+
+    async fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let (c, conn) = tokio_postgres::connect(&self.pg_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!("SET search_path TO {}", self.schema))
+            .await
+            .unwrap();
+        c.simple_query(sql)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(String::from)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn pg_settings(&self) -> Value {
+        let rest = self.pg_url.split_once("://").unwrap().1;
+        let (auth, hostdb) = rest.split_once('@').unwrap();
+        let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
+        let (hostport, db) = hostdb.split_once('/').unwrap();
+        let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+        json!({"host": host, "port": port.parse::<u16>().unwrap(), "username": user, "password": password,
+               "database": db.split('?').next().unwrap(), "schema": self.schema, "tls": {"mode": "disable"}})
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_vec()))
+                .unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        (status, v)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let b = body.map(|b| b.to_string().into_bytes());
+        self.raw(method, path, Some(TOKEN), b.as_deref()).await
+    }
+
+    async fn setup_model_and_profiles(&self, n: usize) {
+        let (s, v) = self.call("PUT", "/v1/profile-schema", Some(model())).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let profiles: Vec<Value> = (0..n).map(profile).collect();
+        let (s, v) = self
+            .call("POST", "/v1/profiles", Some(json!({"profiles": profiles})))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["upserted"], n);
+    }
+
+    async fn add_destination(&self) -> String {
+        let (s, v) = self
+            .call("POST", "/v1/destinations", Some(json!({"name": "Warehouse", "type": "postgresql", "settings": self.pg_settings()})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", n, std::process::id())
+}
+
+fn model() -> Value {
+    json!({"properties": [
+        {"name": "first_name", "type": "string"},
+        {"name": "last_name", "type": "string"},
+        {"name": "email", "type": "string"},
+        {"name": "country", "type": "string"},
+        {"name": "ltv", "type": "decimal(12,2)"},
+        {"name": "vip", "type": "boolean"},
+        {"name": "tags", "type": "array(string)"},
+        {"name": "address", "type": "object", "properties": [{"name": "city", "type": "string"}]}
+    ]})
+}
+
+fn profile(i: usize) -> Value {
+    let country = ["IT", "FR"][i % 2];
+    json!({"_id": format!("c{i:04}"), "first_name": "Zoë", "last_name": format!("L{i}"),
+           "email": format!("Z{i}@Example.com"), "country": country, "ltv": format!("{i}.50"),
+           "vip": i % 3 == 0, "tags": ["a"], "address": {"city": "Besançon"}})
+}
+
+const TABLE: &str = "CREATE TABLE customers (customer_id text PRIMARY KEY, email text, full_name text, ltv numeric(12,2),
+    city text, score int, blob bytea, tag macaddr)";
+
+fn pipeline(dest: &str) -> Value {
+    json!({
+        "destination": dest, "name": "Subscribed customers", "description": "Italians", "enabled": true,
+        "filter": {"logical": "and", "conditions": [
+            {"property": "country", "operator": "is one of", "values": ["IT"]},
+            {"logical": "or", "conditions": [{"property": "email", "operator": "is not empty"}]}]},
+        "table": "customers", "key": "customer_id",
+        "transformation": {"mapping": {"customer_id": "_id", "email": "lower(email)",
+            "full_name": "first_name \" \" last_name", "ltv": "ltv", "city": "address.city"}},
+        "schedule": "15m", "on_leave": "keep"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_is_required_except_health() {
+    let api = Api::new().await;
+    let (s, v) = api.raw("GET", "/v1/health", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "ok");
+    for path in [
+        "/v1/profile-schema",
+        "/v1/destinations",
+        "/v1/pipelines",
+        "/v1/openapi.json",
+        "/v1/profiles",
+    ] {
+        let (s, v) = api.raw("GET", path, None, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(v["error"]["code"], "Unauthorized");
+        let (s, _) = api.raw("GET", path, Some("wrong"), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let (s, v) = api.call("GET", "/v1/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["paths"]["/v1/pipelines/{id}/runs"]["post"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn customer_model_and_profiles() {
+    let api = Api::new().await;
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/profile-schema",
+            Some(json!({"properties": [{"name": "x", "type": "strin"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(v["error"]["fields"]["properties[0].type"].is_array(), "{v}");
+    api.setup_model_and_profiles(20).await;
+    let (_, v) = api.call("GET", "/v1/profile-schema", None).await;
+    assert_eq!(v["properties"][7]["properties"][0]["name"], "city");
+
+    // Invalid profiles are rejected one by one, with their index; the valid ones are stored.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/profiles",
+            Some(json!({"profiles": [
+                {"_id": "ok1", "email": "a@b.c"},
+                {"_id": "bad", "ltv": "12.345", "nope": 1},
+                {"email": "no id"},
+                "not an object"
+            ]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["upserted"], 1);
+    let rejected = v["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 3);
+    assert_eq!(rejected[0]["index"], 1);
+    assert_eq!(rejected[0]["_id"], "bad");
+    assert_eq!(rejected[0]["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(rejected[1]["index"], 2);
+
+    // Merge: properties not sent are kept.
+    api.call(
+        "POST",
+        "/v1/profiles",
+        Some(json!({"profiles": [{"_id": "c0001", "vip": true}]})),
+    )
+    .await;
+    let (_, p) = api.call("GET", "/v1/profiles/c0001", None).await;
+    assert_eq!(p["vip"], true);
+    assert_eq!(p["last_name"], "L1");
+    assert!(p["_updated_at"].is_string());
+
+    // Browse with a filter, paginated.
+    let filter = json!({"logical": "and", "conditions": [{"property": "country", "operator": "is", "values": ["IT"]}]});
+    let enc = url_encode(&filter.to_string());
+    let (s, v) = api
+        .call("GET", &format!("/v1/profiles?filter={enc}&limit=4"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["profiles"].as_array().unwrap().len(), 4);
+    assert_eq!(v["next"], "c0006");
+    let (_, v2) = api
+        .call(
+            "GET",
+            &format!("/v1/profiles?filter={enc}&limit=100&after=c0006"),
+            None,
+        )
+        .await;
+    assert_eq!(v2["profiles"].as_array().unwrap().len(), 6);
+    assert!(v2["next"].is_null());
+    let bad = url_encode(
+        r#"{"logical":"and","conditions":[{"property":"nope","operator":"is","values":[1]}]}"#,
+    );
+    let (s, v) = api
+        .call("GET", &format!("/v1/profiles?filter={bad}"), None)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["fields"]["filter.conditions[0].property"].is_array(),
+        "{v}"
+    );
+
+    let (s, _) = api.call("DELETE", "/v1/profiles/c0001", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, v) = api.call("GET", "/v1/profiles/c0001", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["code"], "NotFound");
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_invalid_requests() {
+    let api = Api::new().await;
+    let (s, v) = api
+        .raw(
+            "POST",
+            "/v1/destinations",
+            Some(TOKEN),
+            Some(b"{\"name\": "),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["code"], "MalformedRequest");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/destinations",
+            Some(json!({"name": "x", "type": "postgresql", "bogus": 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("bogus"),
+        "{v}"
+    );
+    let (s, v) = api
+        .call("POST", "/v1/destinations", Some(json!({"name": "x", "type": "postgresql", "settings": {"host": "h", "port": "many"}})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["settings.port"].is_array(), "{v}");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/destinations",
+            Some(json!({"name": "x", "type": "oracle", "settings": {}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(v["error"]["fields"]["type"].is_array(), "{v}");
+    let (s, v) = api
+        .call("POST", "/v1/pipelines", Some(json!({"name": 5})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["name"].is_array(), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destinations_keep_secrets_write_only() {
+    let api = Api::new().await;
+    api.sql(TABLE).await;
+    let mut settings = api.pg_settings();
+    settings["password"] = json!("s3cret-Value");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/destinations/test",
+            Some(json!({"type": "postgresql", "settings": settings.clone()})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["server_version"].as_str().unwrap().contains('.'), "{v}");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/destinations",
+            Some(json!({"name": "W", "type": "postgresql", "settings": settings})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(v["settings"]["password"], "********");
+    assert!(!v.to_string().contains("s3cret"));
+    let id = v["id"].as_str().unwrap();
+    // An update without the password keeps it.
+    let mut changed = v["settings"].clone();
+    changed.as_object_mut().unwrap().remove("password");
+    let (s, v) = api
+        .call(
+            "PUT",
+            &format!("/v1/destinations/{id}"),
+            Some(json!({"name": "W2", "type": "postgresql", "settings": changed})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["settings"]["password"], "********");
+    let (s, v) = api
+        .call("POST", &format!("/v1/destinations/{id}/test"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["ok"], true, "{v}");
+    // Name taken.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/destinations",
+            Some(json!({"name": "W2", "type": "postgresql", "settings": api.pg_settings()})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    // The table: columns, keys, unsupported types as issues; 404 when missing.
+    let (s, t) = api
+        .call(
+            "GET",
+            &format!("/v1/destinations/{id}/tables/customers"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["keys"], json!([["customer_id"]]));
+    assert!(t["issues"].to_string().contains("macaddr"), "{t}");
+    let (s, v) = api
+        .call("GET", &format!("/v1/destinations/{id}/tables/nope"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["code"], "TableNotFound");
+    // A failing test answers ok=false with the database's message.
+    let mut wrong = api.pg_settings();
+    wrong["database"] = json!("no_such_database_here");
+    let (_, v) = api
+        .call(
+            "POST",
+            "/v1/destinations/test",
+            Some(json!({"type": "postgresql", "settings": wrong})),
+        )
+        .await;
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_database_here"),
+        "{v}"
+    );
+    let (_, c) = api.call("GET", "/v1/connectors", None).await;
+    assert!(c.to_string().contains("5432"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelines_are_checked_and_run() {
+    let api = Api::new().await;
+    api.sql(TABLE).await;
+    api.setup_model_and_profiles(40).await;
+    let dest = api.add_destination().await;
+
+    // Every problem at once, each with its field path.
+    let mut bad = pipeline(&dest);
+    bad["key"] = json!("score");
+    bad["filter"]["conditions"][0]["operator"] = json!("starts with nothing");
+    bad["transformation"]["mapping"]["nope"] = json!("email");
+    bad["transformation"]["mapping"]["email"] = json!("lower(email");
+    bad["transformation"]["mapping"]["blob"] = json!("vip");
+    bad["schedule"] = json!("7m");
+    let (s, v) = api.call("POST", "/v1/pipelines", Some(bad)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let fields = v["error"]["fields"].as_object().unwrap();
+    for f in [
+        "key",
+        "filter.conditions[0].operator",
+        "transformation.mapping.nope",
+        "transformation.mapping.email",
+        "schedule",
+    ] {
+        assert!(fields.contains_key(f), "missing {f} in {v}");
+    }
+    let mut missing_table = pipeline(&dest);
+    missing_table["table"] = json!("nope");
+    let (s, v) = api.call("POST", "/v1/pipelines", Some(missing_table)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(v["error"]["fields"]["table"].is_array(), "{v}");
+
+    let (s, p) = api
+        .call("POST", "/v1/pipelines", Some(pipeline(&dest)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let id = p["id"].as_str().unwrap().to_string();
+    assert_eq!(p["schedule"], "15m");
+    assert!(
+        p["filter_summary"].as_str().unwrap().contains("country"),
+        "{p}"
+    );
+    let (s, _) = api
+        .call("POST", "/v1/pipelines", Some(pipeline(&dest)))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "names are unique per destination");
+
+    // Preview writes nothing.
+    let (s, pv) = api
+        .call(
+            "POST",
+            &format!("/v1/pipelines/{id}/preview"),
+            Some(json!({"limit": 3})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{pv}");
+    assert_eq!(pv["samples"][0]["row"]["email"], "z0@example.com");
+    assert_eq!(pv["samples"][0]["action"], "insert");
+    assert_eq!(
+        api.query("SELECT count(*) FROM customers").await[0][0].as_deref(),
+        Some("0")
+    );
+
+    // Run now, then follow the run.
+    let (s, r) = api
+        .call("POST", &format!("/v1/pipelines/{id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let run_id = r["id"].as_str().unwrap().to_string();
+    let run = wait_run(&api, &run_id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["trigger"], "api");
+    assert_eq!(run["counts"]["inserted"], 20);
+    assert_eq!(run["counts"]["filtered_out"], 20);
+    assert_eq!(run["progress"]["processed"], 20);
+    let rows = api
+        .query("SELECT full_name, city, ltv FROM customers WHERE customer_id = 'c0002'")
+        .await;
+    assert_eq!(
+        rows[0],
+        vec![
+            Some("Zoë L2".into()),
+            Some("Besançon".into()),
+            Some("2.50".into())
+        ]
+    );
+    let (_, runs) = api
+        .call("GET", &format!("/v1/pipelines/{id}/runs"), None)
+        .await;
+    assert_eq!(runs["runs"][0]["id"], run_id);
+
+    // Disabled pipelines do not run.
+    let (s, p) = api
+        .call(
+            "PATCH",
+            &format!("/v1/pipelines/{id}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["enabled"], false);
+    let (s, v) = api
+        .call("POST", &format!("/v1/pipelines/{id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "PipelineDisabled");
+
+    // Destinations with pipelines cannot be deleted; the Customer Model cannot lose a used property.
+    let (s, v) = api
+        .call("DELETE", &format!("/v1/destinations/{dest}"), None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Subscribed customers"),
+        "{v}"
+    );
+    let mut smaller = model();
+    smaller["properties"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|p| p["name"] != "email");
+    let (s, v) = api.call("PUT", "/v1/profile-schema", Some(smaller)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Subscribed customers"),
+        "{v}"
+    );
+    let mut retyped = model();
+    retyped["properties"][3]["type"] = json!("int");
+    let (s, v) = api.call("PUT", "/v1/profile-schema", Some(retyped)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    // An unused property may go.
+    let mut unused = model();
+    unused["properties"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|p| p["name"] != "tags");
+    let (s, v) = api.call("PUT", "/v1/profile-schema", Some(unused)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    let (s, _) = api
+        .call("DELETE", &format!("/v1/pipelines/{id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = api
+        .call("DELETE", &format!("/v1/destinations/{dest}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_never_runs_twice_at_once() {
+    let api = Api::new().await;
+    api.sql(TABLE).await;
+    // Every statement on the table waits a second, so the first run is still going when the second asks.
+    api.sql(
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$;
+         CREATE TRIGGER slow AFTER INSERT ON customers FOR EACH STATEMENT EXECUTE FUNCTION slow();",
+    )
+    .await;
+    api.setup_model_and_profiles(10).await;
+    let dest = api.add_destination().await;
+    let (_, p) = api
+        .call("POST", "/v1/pipelines", Some(pipeline(&dest)))
+        .await;
+    let id = p["id"].as_str().unwrap().to_string();
+    let (s, first) = api
+        .call("POST", &format!("/v1/pipelines/{id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, v) = api
+        .call("POST", &format!("/v1/pipelines/{id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "PipelineAlreadyRunning");
+    let (_, p) = api.call("GET", &format!("/v1/pipelines/{id}"), None).await;
+    assert_eq!(p["running"], first["id"]);
+    let run = wait_run(&api, first["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+}
+
+async fn wait_run(api: &Api, id: &str) -> Value {
+    for _ in 0..600 {
+        let (s, r) = api.call("GET", &format!("/v1/runs/{id}"), None).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        if matches!(
+            r["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("run {id} did not finish");
+}

@@ -1,0 +1,206 @@
+//! The CLI's client of a running server's REST API.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::serve::TOKEN_FILE;
+use crate::ClientArgs;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(args: &ClientArgs) -> Result<Self> {
+        let token = match &args.token {
+            Some(t) => t.clone(),
+            None => {
+                let path = args.data_dir.join(TOKEN_FILE);
+                std::fs::read_to_string(&path)
+                    .map(|t| t.trim().to_string())
+                    .with_context(|| format!("no admin token: pass --token, set SLUICE_ADMIN_TOKEN, or run from the directory holding {}", path.display()))?
+            }
+        };
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base: args.url.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach Sluice at {}: is `sluice serve` running?",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if status.is_success() {
+            return Ok(value);
+        }
+        let err = &value["error"];
+        let mut msg = format!(
+            "{} ({status})",
+            err["message"].as_str().unwrap_or("request failed")
+        );
+        if let Some(fields) = err["fields"].as_object() {
+            for (path, ms) in fields {
+                for m in ms.as_array().into_iter().flatten() {
+                    msg.push_str(&format!("\n  {path}: {}", m.as_str().unwrap_or_default()));
+                }
+            }
+        }
+        Err(anyhow!(msg))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+pub async fn list_pipelines(args: &ClientArgs) -> Result<()> {
+    let c = Client::new(args)?;
+    let v = c.get("/v1/pipelines").await?;
+    println!(
+        "{:<22} {:<30} {:<8} {:<10} {}",
+        "ID", "NAME", "ENABLED", "SCHEDULE", "LAST RUN"
+    );
+    for p in v["pipelines"].as_array().into_iter().flatten() {
+        let schedule = match &p["schedule"] {
+            Value::Null => "off".to_string(),
+            Value::String(s) => s.clone(),
+            other => other["cron"].as_str().unwrap_or("cron").to_string(),
+        };
+        let last = p["last_run"]["status"].as_str().unwrap_or("-");
+        println!(
+            "{:<22} {:<30} {:<8} {:<10} {}",
+            p["id"].as_str().unwrap_or_default(),
+            p["name"].as_str().unwrap_or_default(),
+            p["enabled"],
+            schedule,
+            last
+        );
+    }
+    Ok(())
+}
+
+pub async fn list_destinations(args: &ClientArgs) -> Result<()> {
+    let c = Client::new(args)?;
+    let v = c.get("/v1/destinations").await?;
+    println!("{:<22} {:<30} TYPE", "ID", "NAME");
+    for d in v["destinations"].as_array().into_iter().flatten() {
+        println!(
+            "{:<22} {:<30} {}",
+            d["id"].as_str().unwrap_or_default(),
+            d["name"].as_str().unwrap_or_default(),
+            d["type"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Runs a pipeline (by id or name), following it with a progress bar until it ends.
+pub async fn run_pipeline(args: &ClientArgs, name_or_id: &str, follow: bool) -> Result<()> {
+    let c = Client::new(args)?;
+    let all = c.get("/v1/pipelines").await?;
+    let list = all["pipelines"].as_array().cloned().unwrap_or_default();
+    let matches: Vec<&Value> = list
+        .iter()
+        .filter(|p| p["id"] == name_or_id || p["name"] == name_or_id)
+        .collect();
+    let pipeline = match matches.as_slice() {
+        [one] => *one,
+        [] => bail!("no pipeline has the id or name `{name_or_id}`"),
+        _ => bail!("several pipelines are named `{name_or_id}`: use its id"),
+    };
+    let id = pipeline["id"].as_str().unwrap_or_default();
+    let started = c
+        .post(
+            &format!("/v1/pipelines/{id}/runs"),
+            &json!({"trigger": "manual"}),
+        )
+        .await?;
+    let run_id = started["id"].as_str().unwrap_or_default().to_string();
+    println!(
+        "Started run {run_id} of `{}`",
+        pipeline["name"].as_str().unwrap_or_default()
+    );
+    if !follow {
+        return Ok(());
+    }
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} [{bar:30}] {pos}/{len} profiles ({per_sec}, {elapsed})",
+        )?
+        .progress_chars("=> "),
+    );
+    let run = loop {
+        let r = c.get(&format!("/v1/runs/{run_id}")).await?;
+        if let Some(t) = r["progress"]["total"].as_u64() {
+            bar.set_length(t);
+        }
+        bar.set_position(r["progress"]["processed"].as_u64().unwrap_or(0));
+        if matches!(
+            r["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    bar.finish_and_clear();
+    let k = &run["counts"];
+    println!(
+        "Run {} {} in {:.2} s: read {}, filtered out {}, transform failed {}, inserted {}, updated {}, unchanged {}, deleted {}, failed {}",
+        run_id,
+        run["status"].as_str().unwrap_or_default(),
+        run["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        k["read"], k["filtered_out"], k["transform_failed"], k["inserted"], k["updated"], k["unchanged"], k["deleted"], k["failed"]
+    );
+    for e in run["errors"].as_array().into_iter().flatten() {
+        println!(
+            "  [{}] {} × {}",
+            e["step"].as_str().unwrap_or_default(),
+            e["count"],
+            e["message"].as_str().unwrap_or_default()
+        );
+    }
+    if let Some(m) = run["message"].as_str() {
+        println!("  {m}");
+    }
+    if run["status"] != "succeeded" {
+        bail!(
+            "the run {}",
+            run["status"].as_str().unwrap_or("did not succeed")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Library side of the `sluice` binary: what the benchmarks share with it (the sample profiles).
+
+pub mod sample;

@@ -1,0 +1,595 @@
+//! The body of one run; see the crate documentation for the flow.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sluice_core::filter::Filter;
+use sluice_core::hash::{hash_row, shape_seed};
+use sluice_core::mapping::CompiledMapping;
+use sluice_core::pipeline::{OnLeave, Transformation};
+use sluice_core::{ColumnType, Profile, Schema, TableDescription, Value};
+use sluice_destinations::{
+    upsert_isolating, Destination, DestinationError, ErrorKind, Row, TestReport, UpsertCounts,
+    WriteTarget,
+};
+use sluice_store::{
+    MetadataStore, PipelineRecord, ProfileStore, RunErrorGroup, RunRecord, RunStatus, StoreError,
+    SyncEntry, MAX_SAMPLES,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::validate;
+use crate::EngineConfig;
+
+pub(crate) struct RunContext {
+    pub meta: Arc<dyn MetadataStore>,
+    pub profiles: Arc<dyn ProfileStore>,
+    pub config: EngineConfig,
+    pub cancel: Arc<AtomicBool>,
+    pub updates: watch::Sender<RunRecord>,
+}
+
+/// A pipeline made ready to run: everything compiled and checked against the live table.
+pub struct Prepared {
+    pub pipeline: PipelineRecord,
+    pub schema: Schema,
+    pub filter: Option<Filter>,
+    pub destination: Box<dyn Destination>,
+    pub destination_name: String,
+    pub table: TableDescription,
+    pub mapping: CompiledMapping,
+    pub target: WriteTarget,
+    /// Seeds row hashes with what they mean (destination, table, key, columns), so a change of any of
+    /// them makes every row compare afresh.
+    pub seed: u64,
+}
+
+/// Loads and checks everything a run needs; the error is the message the run fails with.
+pub async fn prepare(
+    meta: &dyn MetadataStore,
+    pipeline: PipelineRecord,
+) -> Result<Prepared, String> {
+    let spec = &pipeline.spec;
+    let dest_rec = meta
+        .get_destination(&spec.destination)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("destination `{}` no longer exists", spec.destination))?;
+    let destination =
+        sluice_destinations::open(&dest_rec.kind, &dest_rec.settings).map_err(|e| {
+            format!(
+                "the settings of destination `{}` are invalid: {e}",
+                dest_rec.name
+            )
+        })?;
+    let schema = meta.get_schema().await.map_err(|e| e.to_string())?;
+    let table = destination
+        .describe_table(&spec.table)
+        .await
+        .map_err(|e| format!("could not read table `{}`: {e}", spec.table))?;
+    let checked = validate::check(spec, &schema, table.as_ref())
+        .map_err(|e| format!("the pipeline no longer fits the table or the Customer Model: {e}"))?;
+    let table = table.expect("check() fails when the table is missing");
+    let mapping = match (checked.mapping, &spec.transformation) {
+        (Some(m), _) => m,
+        (None, t) => {
+            return Err(format!(
+                "{} transformations cannot run in this version of Sluice yet; use a visual mapping",
+                match t {
+                    Transformation::Javascript(_) => "JavaScript",
+                    Transformation::Python(_) => "Python",
+                    Transformation::Mapping(_) => "these",
+                }
+            ))
+        }
+    };
+    let target = WriteTarget {
+        table: table.clone(),
+        columns: mapping.columns.clone(),
+        key: spec.key.clone(),
+    };
+    let mut shape: Vec<&str> = vec![&dest_rec.id, &spec.table, &spec.key];
+    shape.extend(mapping.columns.iter().map(String::as_str));
+    let seed = shape_seed(&shape);
+    Ok(Prepared {
+        filter: checked.filter,
+        destination,
+        destination_name: dest_rec.name,
+        table,
+        mapping,
+        target,
+        seed,
+        schema,
+        pipeline,
+    })
+}
+
+/// Runs to the end and records the outcome; never panics on bad input.
+pub(crate) async fn execute(ctx: RunContext, mut run: RunRecord) {
+    let started = Instant::now();
+    let outcome = run_inner(&ctx, &mut run).await;
+    run.finished_at = Some(Utc::now());
+    match outcome {
+        Ok(Finish::Done) => run.status = RunStatus::Succeeded,
+        Ok(Finish::Cancelled) => {
+            run.status = RunStatus::Cancelled;
+            run.message = Some("cancelled; rows written before the cancel are recorded".into());
+        }
+        Err(message) => {
+            run.status = RunStatus::Failed;
+            run.message = Some(message);
+        }
+    }
+    tracing::info!(
+        run = %run.id, pipeline = %run.pipeline, status = run.status.as_str(),
+        inserted = run.counts.inserted, updated = run.counts.updated, unchanged = run.counts.unchanged,
+        failed = run.counts.failed, seconds = started.elapsed().as_secs_f64(), "run finished"
+    );
+    // The final record matters more than any progress update: retry a store hiccup a few times.
+    for attempt in 0..5u64 {
+        match ctx.meta.update_run(&run).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(run = %run.id, error = %e, "could not record the run's outcome");
+                tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+            }
+        }
+    }
+    let _ = ctx.updates.send(run);
+}
+
+enum Finish {
+    Done,
+    Cancelled,
+}
+
+async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, String> {
+    let pipeline = ctx
+        .meta
+        .get_pipeline(&run.pipeline)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the pipeline was deleted")?;
+    let prepared = prepare(ctx.meta.as_ref(), pipeline).await?;
+    let now = run.started_at.unwrap_or_else(Utc::now);
+    let pid = prepared.pipeline.id.clone();
+    let batch = ctx.config.batch_size.max(1);
+
+    let total = ctx
+        .profiles
+        .count(prepared.filter.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let all = if prepared.filter.is_some() {
+        ctx.profiles.count(None).await.map_err(|e| e.to_string())?
+    } else {
+        total
+    };
+    run.progress.total = Some(total);
+    run.counts.filtered_out = all.saturating_sub(total);
+    publish(ctx, run).await;
+
+    let mut pages = spawn_reader(ctx.profiles.clone(), prepared.filter.clone(), batch);
+    let retrying = Retrying {
+        inner: prepared.destination.as_ref(),
+        attempts: ctx.config.write_attempts,
+    };
+    let mut log = ErrorLog::default();
+    let mut state = BatchState {
+        prepared: &prepared,
+        dest: &retrying,
+        log: &mut log,
+        now,
+        pid: &pid,
+    };
+    let mut prev_last: Option<String> = None;
+    while let Some(page) = pages.recv().await {
+        let page = page.map_err(|e| format!("reading profiles failed: {e}"))?;
+        if ctx.cancel.load(Ordering::SeqCst) {
+            run.errors = state.log.groups.clone();
+            return Ok(Finish::Cancelled);
+        }
+        let last = page
+            .last()
+            .map(|p| p.id.clone())
+            .expect("pages are never empty");
+        let entries =
+            load_entries(ctx.meta.as_ref(), &pid, prev_last.as_deref(), Some(&last)).await?;
+        state.process(ctx, &page, entries, &mut run.counts).await?;
+        prev_last = Some(last);
+        run.progress.processed += page.len() as u64;
+        run.errors = state.log.groups.clone();
+        publish(ctx, run).await;
+    }
+    // Sync entries past the last profile belong to profiles that left the audience or were deleted.
+    loop {
+        let entries = ctx
+            .meta
+            .sync_range(&pid, prev_last.as_deref(), None, batch)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = entries.last().map(|e| e.profile_id.clone()) else {
+            break;
+        };
+        state.process(ctx, &[], entries, &mut run.counts).await?;
+        prev_last = Some(last);
+    }
+    run.errors = log.groups;
+    Ok(Finish::Done)
+}
+
+async fn publish(ctx: &RunContext, run: &RunRecord) {
+    let _ = ctx.updates.send(run.clone());
+    if let Err(e) = ctx.meta.update_run(run).await {
+        tracing::warn!(run = %run.id, error = %e, "could not record the run's progress");
+    }
+}
+
+/// Reads pages ahead of the processing, so that reading overlaps transforming and writing.
+fn spawn_reader(
+    profiles: Arc<dyn ProfileStore>,
+    filter: Option<Filter>,
+    batch: usize,
+) -> mpsc::Receiver<Result<Vec<Profile>, StoreError>> {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut after: Option<String> = None;
+        loop {
+            match profiles
+                .page(filter.as_ref(), after.as_deref(), batch)
+                .await
+            {
+                Ok(page) if page.is_empty() => break,
+                Ok(page) => {
+                    after = page.last().map(|p| p.id.clone());
+                    if tx.send(Ok(page)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+async fn load_entries(
+    meta: &dyn MetadataStore,
+    pid: &str,
+    after: Option<&str>,
+    upto: Option<&str>,
+) -> Result<Vec<SyncEntry>, String> {
+    const CHUNK: usize = 50_000;
+    let mut out: Vec<SyncEntry> = Vec::new();
+    let mut cursor = after.map(str::to_string);
+    loop {
+        let chunk = meta
+            .sync_range(pid, cursor.as_deref(), upto, CHUNK)
+            .await
+            .map_err(|e| e.to_string())?;
+        let n = chunk.len();
+        cursor = chunk.last().map(|e| e.profile_id.clone()).or(cursor);
+        out.extend(chunk);
+        if n < CHUNK {
+            return Ok(out);
+        }
+    }
+}
+
+struct BatchState<'a> {
+    prepared: &'a Prepared,
+    dest: &'a Retrying<'a>,
+    log: &'a mut ErrorLog,
+    now: DateTime<Utc>,
+    pid: &'a str,
+}
+
+struct Candidate<'p> {
+    profile: &'p Profile,
+    key: String,
+    hash: u128,
+    values: Vec<Value>,
+}
+
+impl BatchState<'_> {
+    /// Transforms, diffs and writes one page, given the sync entries of the same id range.
+    async fn process(
+        &mut self,
+        ctx: &RunContext,
+        page: &[Profile],
+        entries: Vec<SyncEntry>,
+        counts: &mut sluice_store::Counts,
+    ) -> Result<(), String> {
+        let p = self.prepared;
+        let key_idx = p.target.key_index();
+        let key_col = &p.target.key;
+        let by_id: HashMap<&str, &SyncEntry> =
+            entries.iter().map(|e| (e.profile_id.as_str(), e)).collect();
+        let page_ids: HashSet<&str> = page.iter().map(|p| p.id.as_str()).collect();
+        let stale: Vec<&SyncEntry> = entries
+            .iter()
+            .filter(|e| !page_ids.contains(e.profile_id.as_str()))
+            .collect();
+
+        // Keys held in this batch, by the profile holding them (the first, i.e. lowest, _id wins).
+        let mut held: HashMap<String, &str> = HashMap::with_capacity(page.len());
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let dup_message = format!(
+            "duplicate key: a profile with a lower _id produces the same value of key column `{key_col}`"
+        );
+        for profile in page {
+            counts.read += 1;
+            let values = match p.mapping.eval(profile, self.now) {
+                Ok(v) => v,
+                Err(e) => {
+                    counts.transform_failed += 1;
+                    self.log.add(
+                        "transform",
+                        format!("column `{}`: {}", e.column, e.message),
+                        &profile.id,
+                    );
+                    continue;
+                }
+            };
+            let key = &values[key_idx];
+            if key.is_null() {
+                counts.failed += 1;
+                self.log.add(
+                    "write",
+                    format!("the key column `{key_col}` is null"),
+                    &profile.id,
+                );
+                continue;
+            }
+            let key_text = key.to_string();
+            if held.contains_key(&key_text) {
+                counts.failed += 1;
+                self.log.add("write", dup_message.clone(), &profile.id);
+                continue;
+            }
+            held.insert(key_text.clone(), &profile.id);
+            let hash = hash_row(p.seed, &values);
+            match by_id.get(profile.id.as_str()) {
+                Some(e) if e.hash == hash && e.key == key_text => counts.unchanged += 1,
+                _ => candidates.push(Candidate {
+                    profile,
+                    key: key_text,
+                    hash,
+                    values,
+                }),
+            }
+        }
+
+        // Keys held by other profiles in the sync state: a lower _id keeps its key; a higher one gives it up.
+        if !candidates.is_empty() {
+            let keys: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
+            let owners = ctx
+                .meta
+                .sync_owners(self.pid, &keys)
+                .await
+                .map_err(|e| e.to_string())?;
+            let stale_ids: HashSet<&str> = stale.iter().map(|e| e.profile_id.as_str()).collect();
+            let blocked: HashMap<&str, &str> = owners
+                .iter()
+                .map(|(k, o)| (k.as_str(), o.as_str()))
+                .filter(|(_, owner)| !stale_ids.contains(owner))
+                .collect();
+            let mut kept = Vec::with_capacity(candidates.len());
+            for c in candidates {
+                match blocked.get(c.key.as_str()) {
+                    Some(owner) if *owner != c.profile.id && *owner < c.profile.id.as_str() => {
+                        counts.failed += 1;
+                        self.log.add("write", dup_message.clone(), &c.profile.id);
+                    }
+                    _ => kept.push(c),
+                }
+            }
+            candidates = kept;
+        }
+
+        // Rows of profiles that left: deleted first, unless a profile of this batch takes their key over.
+        if p.pipeline.spec.on_leave == OnLeave::Delete && !stale.is_empty() {
+            let claimed: HashSet<&str> = candidates.iter().map(|c| c.key.as_str()).collect();
+            let key_ty = p.table.column(key_col).and_then(|c| c.ty.clone());
+            let keys: Vec<Value> = stale
+                .iter()
+                .filter(|e| !claimed.contains(e.key.as_str()))
+                .map(|e| key_value(&e.key, key_ty.as_ref()))
+                .collect();
+            if !keys.is_empty() {
+                let n = self
+                    .dest
+                    .delete(&p.target, &keys)
+                    .await
+                    .map_err(|e| write_failure(&p.table.name, e))?;
+                counts.deleted += n;
+            }
+        }
+
+        let mut upserts = Vec::with_capacity(candidates.len());
+        if !candidates.is_empty() {
+            let rows: Vec<Row> = candidates
+                .iter_mut()
+                .map(|c| Row {
+                    values: std::mem::take(&mut c.values),
+                })
+                .collect();
+            let (written, rejected) = upsert_isolating(self.dest, &p.target, &rows)
+                .await
+                .map_err(|e| write_failure(&p.table.name, e))?;
+            counts.inserted += written.inserted;
+            counts.updated += written.updated;
+            let mut rejected_idx = HashSet::with_capacity(rejected.len());
+            for r in rejected {
+                counts.failed += 1;
+                self.log
+                    .add("write", r.message, &candidates[r.index].profile.id);
+                rejected_idx.insert(r.index);
+            }
+            for (i, c) in candidates.iter().enumerate() {
+                if !rejected_idx.contains(&i) {
+                    upserts.push(SyncEntry {
+                        profile_id: c.profile.id.clone(),
+                        key: c.key.clone(),
+                        hash: c.hash,
+                    });
+                }
+            }
+        }
+        let deletes: Vec<String> = stale.iter().map(|e| e.profile_id.clone()).collect();
+        if !upserts.is_empty() || !deletes.is_empty() {
+            ctx.meta
+                .sync_apply(self.pid, &upserts, &deletes)
+                .await
+                .map_err(|e| format!("the rows were written but recording them failed: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn write_failure(table: &str, e: DestinationError) -> String {
+    match e.kind {
+        ErrorKind::NotFound | ErrorKind::SchemaMismatch => {
+            format!("table `{table}` changed during the run: {}", e.message)
+        }
+        _ => format!("writing to `{table}` failed: {}", e.message),
+    }
+}
+
+/// The typed key of a sync entry, for deleting its row.
+fn key_value(text: &str, ty: Option<&ColumnType>) -> Value {
+    match ty {
+        Some(ColumnType::Int { .. }) => text
+            .parse()
+            .map(Value::Int)
+            .unwrap_or_else(|_| Value::String(text.into())),
+        Some(ColumnType::Uuid) => uuid::Uuid::parse_str(text)
+            .map(Value::Uuid)
+            .unwrap_or_else(|_| Value::String(text.into())),
+        _ => Value::String(text.to_string()),
+    }
+}
+
+/// Failures grouped by step and message, with a few sample profile ids each.
+#[derive(Default)]
+pub(crate) struct ErrorLog {
+    pub groups: Vec<RunErrorGroup>,
+}
+
+/// Distinct messages kept per run; past it, failures are counted under one catch-all group.
+const MAX_GROUPS: usize = 100;
+
+impl ErrorLog {
+    pub fn add(&mut self, step: &str, message: String, profile_id: &str) {
+        let now = Utc::now();
+        let idx = match self
+            .groups
+            .iter()
+            .position(|g| g.step == step && g.message == message)
+        {
+            Some(i) => i,
+            None if self.groups.len() < MAX_GROUPS => {
+                self.groups.push(RunErrorGroup {
+                    step: step.into(),
+                    message,
+                    count: 0,
+                    sample_profiles: Vec::new(),
+                    last_seen: now,
+                });
+                self.groups.len() - 1
+            }
+            None => {
+                let other = "other errors (too many distinct messages to list)";
+                match self.groups.iter().position(|g| g.message == other) {
+                    Some(i) => i,
+                    None => {
+                        self.groups.push(RunErrorGroup {
+                            step: step.into(),
+                            message: other.into(),
+                            count: 0,
+                            sample_profiles: Vec::new(),
+                            last_seen: now,
+                        });
+                        self.groups.len() - 1
+                    }
+                }
+            }
+        };
+        let g = &mut self.groups[idx];
+        g.count += 1;
+        g.last_seen = now;
+        if g.sample_profiles.len() < MAX_SAMPLES {
+            g.sample_profiles.push(profile_id.to_string());
+        }
+    }
+}
+
+/// Retries operations that failed for a transient reason, with exponential backoff and jitter.
+struct Retrying<'a> {
+    inner: &'a dyn Destination,
+    attempts: u32,
+}
+
+impl Retrying<'_> {
+    async fn backoff(attempt: u32) {
+        let base = 100u64 << attempt.min(6);
+        let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % (base / 2 + 1);
+        tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+    }
+}
+
+#[async_trait]
+impl Destination for Retrying<'_> {
+    async fn test(&self) -> sluice_destinations::Result<TestReport> {
+        self.inner.test().await
+    }
+
+    async fn describe_table(
+        &self,
+        name: &str,
+    ) -> sluice_destinations::Result<Option<TableDescription>> {
+        self.inner.describe_table(name).await
+    }
+
+    async fn upsert(
+        &self,
+        target: &WriteTarget,
+        rows: &[Row],
+    ) -> sluice_destinations::Result<UpsertCounts> {
+        let mut attempt = 0;
+        loop {
+            match self.inner.upsert(target, rows).await {
+                Err(e) if e.kind.is_transient() && attempt + 1 < self.attempts => {
+                    tracing::warn!(kind = ?e.kind, attempt, "transient write failure; retrying");
+                    Self::backoff(attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn delete(
+        &self,
+        target: &WriteTarget,
+        keys: &[Value],
+    ) -> sluice_destinations::Result<u64> {
+        let mut attempt = 0;
+        loop {
+            match self.inner.delete(target, keys).await {
+                Err(e) if e.kind.is_transient() && attempt + 1 < self.attempts => {
+                    Self::backoff(attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Checks of a pipeline against the Customer Model and the live table — pure, shared by saving (the API
+//! answers 422 with every problem) and running (a run re-checks before writing anything).
+
+use sluice_core::filter::Filter;
+use sluice_core::mapping::CompiledMapping;
+use sluice_core::pipeline::{PipelineSpec, Transformation};
+use sluice_core::{FieldErrors, Schema, TableDescription};
+
+/// A pipeline whose filter and transformation compiled against the model and the table.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub filter: Option<Filter>,
+    /// `None` for transformations that this build cannot compile yet (JavaScript, Python).
+    pub mapping: Option<CompiledMapping>,
+}
+
+/// Compiles the filter alone; errors are prefixed with `filter`.
+pub fn check_filter(
+    wire: Option<&serde_json::Value>,
+    schema: &Schema,
+) -> Result<Option<Filter>, FieldErrors> {
+    match wire {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(w) => Filter::parse(w, schema).map(Some).map_err(|e| {
+            let mut out = FieldErrors::new();
+            out.merge_prefixed("filter", e);
+            out
+        }),
+    }
+}
+
+/// Every check that needs no I/O. `table` is `None` when the table does not exist.
+pub fn check(
+    spec: &PipelineSpec,
+    schema: &Schema,
+    table: Option<&TableDescription>,
+) -> Result<Checked, FieldErrors> {
+    let mut errors = spec.check_shape();
+    let filter = match check_filter(spec.filter.as_ref(), schema) {
+        Ok(f) => f,
+        Err(e) => {
+            errors.merge(e);
+            None
+        }
+    };
+    let Some(table) = table else {
+        if !spec.table.trim().is_empty() {
+            errors.add(
+                "table",
+                format!("table `{}` does not exist in the destination", spec.table),
+            );
+        }
+        return Err(errors);
+    };
+    let mut mapping = None;
+    match &spec.transformation {
+        Transformation::Mapping(m) => {
+            match CompiledMapping::compile(m, schema, table) {
+                Ok(c) => mapping = Some(c),
+                Err(e) => errors.merge_prefixed("transformation.mapping", e),
+            }
+            if !spec.key.is_empty() && m.get(&spec.key).is_none() {
+                errors.add(
+                    "key",
+                    format!(
+                        "the key column `{}` must be mapped in the transformation",
+                        spec.key
+                    ),
+                );
+            }
+        }
+        Transformation::Javascript(_) | Transformation::Python(_) => {}
+    }
+    if !spec.key.is_empty() {
+        match table.column(&spec.key) {
+            None => errors.add(
+                "key",
+                format!(
+                    "column `{}` does not exist in table `{}`",
+                    spec.key, table.name
+                ),
+            ),
+            Some(col) => {
+                match &col.ty {
+                    Some(ty) if ty.is_key_capable() => {}
+                    _ => errors.add(
+                        "key",
+                        format!(
+                            "column `{}` has type {}: a key column must be a string, integer or UUID column",
+                            spec.key, col.native_type
+                        ),
+                    ),
+                }
+                if !table.is_unique_key(&spec.key) {
+                    errors.add(
+                        "key",
+                        format!(
+                            "column `{}` has no primary-key or unique constraint, so rows cannot be matched safely; \
+                             add one (for example ALTER TABLE {} ADD UNIQUE ({})) or choose another column",
+                            spec.key, table.name, spec.key
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    errors.into_result(Checked { filter, mapping })
+}

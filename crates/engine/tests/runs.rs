@@ -1,0 +1,476 @@
+//! Whole runs against real destinations (SQLite and PostgreSQL), with the embedded stores: what a user sees
+//! from "Run now". The same scenarios run for every destination through the `Db` harness.
+
+use serde_json::{json, Value};
+use sluice_core::pipeline::PipelineSpec;
+use sluice_core::schema::SchemaWire;
+use sluice_core::Schema;
+use sluice_engine::{Engine, EngineConfig};
+use sluice_store::{DestinationRecord, PipelineRecord, RunRecord, RunStatus, SecretBox};
+
+/// A destination database the scenarios can set up and inspect.
+#[async_trait::async_trait]
+trait Db: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn settings(&self) -> Value;
+    /// The DDL dialect: `sqlite` or `postgresql`.
+    async fn exec(&self, sql: &str);
+    /// Rows of `sql` as text (NULL → None), in the query's order.
+    async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>>;
+}
+
+struct SqliteDb {
+    path: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl Db for SqliteDb {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+    fn settings(&self) -> Value {
+        json!({"path": self.path.to_string_lossy()})
+    }
+    async fn exec(&self, sql: &str) {
+        let c = rusqlite::Connection::open(&self.path).unwrap();
+        c.execute_batch(sql).unwrap();
+    }
+    async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let c = rusqlite::Connection::open(&self.path).unwrap();
+        let mut st = c.prepare(sql).unwrap();
+        let n = st.column_count();
+        let mut out = Vec::new();
+        let mut rows = st.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let mut row = Vec::new();
+            for i in 0..n {
+                let v: rusqlite::types::Value = r.get(i).unwrap();
+                row.push(match v {
+                    rusqlite::types::Value::Null => None,
+                    rusqlite::types::Value::Integer(i) => Some(i.to_string()),
+                    rusqlite::types::Value::Real(f) => Some(f.to_string()),
+                    rusqlite::types::Value::Text(t) => Some(t),
+                    rusqlite::types::Value::Blob(b) => Some(format!("{b:?}")),
+                });
+            }
+            out.push(row);
+        }
+        out
+    }
+}
+
+struct PgDb {
+    url: String,
+    schema: String,
+}
+
+impl PgDb {
+    async fn client(&self) -> tokio_postgres::Client {
+        let (c, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!("SET search_path TO \"{}\"", self.schema))
+            .await
+            .unwrap();
+        c
+    }
+}
+
+#[async_trait::async_trait]
+impl Db for PgDb {
+    fn kind(&self) -> &'static str {
+        "postgresql"
+    }
+    fn settings(&self) -> Value {
+        // postgres://user[:password]@host:port/db
+        let rest = self
+            .url
+            .strip_prefix("postgres://")
+            .or_else(|| self.url.strip_prefix("postgresql://"))
+            .unwrap();
+        let (auth, hostdb) = rest.split_once('@').unwrap();
+        let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
+        let (hostport, db) = hostdb.split_once('/').unwrap();
+        let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+        let db = db.split('?').next().unwrap();
+        json!({"host": host, "port": port.parse::<u16>().unwrap(), "username": user, "password": password,
+               "database": db, "schema": self.schema, "tls": {"mode": "disable"}})
+    }
+    async fn exec(&self, sql: &str) {
+        self.client().await.batch_execute(sql).await.unwrap();
+    }
+    async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let c = self.client().await;
+        // Text protocol: every value comes back as the server prints it.
+        let msgs = c.simple_query(sql).await.unwrap();
+        msgs.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+async fn sqlite_db(dir: &std::path::Path) -> Box<dyn Db> {
+    Box::new(SqliteDb {
+        path: dir.join("dest.db"),
+    })
+}
+
+async fn pg_db() -> Box<dyn Db> {
+    let url = std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .expect("SLUICE_TEST_POSTGRES_URL must name a PostgreSQL server for these tests (scripts/services.sh starts one)");
+    let schema = format!("run_{}", uuid::Uuid::new_v4().simple());
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to SLUICE_TEST_POSTGRES_URL");
+    tokio::spawn(conn);
+    c.batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
+        .await
+        .unwrap();
+    Box::new(PgDb { url, schema })
+}
+
+struct World {
+    engine: Engine,
+    db: Box<dyn Db>,
+    dest: String,
+    _dir: tempfile::TempDir,
+}
+
+fn model() -> Schema {
+    let wire: SchemaWire = serde_json::from_value(json!({"properties": [
+        {"name": "first_name", "type": "string"},
+        {"name": "last_name", "type": "string"},
+        {"name": "email", "type": "string"},
+        {"name": "country", "type": "string"},
+        {"name": "ltv", "type": "decimal(12,2)"},
+        {"name": "orders", "type": "int"},
+        {"name": "signed_up_at", "type": "datetime"},
+        {"name": "address", "type": "object", "properties": [{"name": "city", "type": "string"}]}
+    ]}))
+    .unwrap();
+    Schema::from_wire(&wire).unwrap()
+}
+
+fn profile(i: usize) -> Value {
+    let countries = ["IT", "FR", "DE"];
+    let first = ["Zoë", "José", "مريم", "Ōtsuka 🎉"][i % 4];
+    json!({
+        "_id": format!("p{i:05}"),
+        "first_name": first,
+        "last_name": format!("N{i}"),
+        "email": format!("user{i}@example.com"),
+        "country": countries[i % 3],
+        "ltv": format!("{}.{:02}", i * 3, i % 100),
+        "orders": i % 50,
+        "signed_up_at": "2024-05-13T17:30:00+02:00",
+        "address": {"city": "Zürich"}
+    })
+}
+
+async fn world(db: Box<dyn Db>, dir: tempfile::TempDir, n: usize) -> World {
+    let secrets = SecretBox::load_or_create(dir.path()).unwrap();
+    let meta = sluice_store::open_metadata(None, dir.path(), secrets)
+        .await
+        .unwrap();
+    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
+    let schema = model();
+    meta.put_schema(&schema).await.unwrap();
+    let batch: Vec<_> = (0..n)
+        .map(|i| {
+            schema
+                .validate_profile(profile(i).as_object().unwrap())
+                .unwrap()
+        })
+        .collect();
+    profiles.upsert(batch).await.unwrap();
+    // Small batches so that several pages, and their merge with the sync state, are exercised.
+    let engine = Engine::new(
+        meta.clone(),
+        profiles,
+        EngineConfig {
+            batch_size: 64,
+            write_attempts: 2,
+        },
+    );
+    let now = chrono::Utc::now();
+    let dest = DestinationRecord {
+        id: sluice_engine::new_id("dst"),
+        name: "test".into(),
+        kind: db.kind().into(),
+        settings: db.settings(),
+        created_at: now,
+        updated_at: now,
+    };
+    meta.insert_destination(&dest).await.unwrap();
+    World {
+        engine,
+        db,
+        dest: dest.id,
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn pipeline(&self, extra: Value) -> String {
+        let mut spec = json!({
+            "destination": self.dest, "name": format!("p-{}", uuid::Uuid::new_v4()), "table": "customers",
+            "key": "id",
+            "transformation": {"mapping": {"id": "_id", "email": "lower(email)",
+                "full_name": "first_name \" \" last_name", "ltv": "ltv", "city": "address.city"}},
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let spec: PipelineSpec = serde_json::from_value(spec).unwrap();
+        let now = chrono::Utc::now();
+        let rec = PipelineRecord {
+            id: sluice_engine::new_id("pl"),
+            spec,
+            created_at: now,
+            updated_at: now,
+        };
+        self.engine.meta().insert_pipeline(&rec).await.unwrap();
+        rec.id
+    }
+
+    async fn run(&self, pipeline: &str) -> RunRecord {
+        let run = self.engine.start(pipeline, "manual").await.unwrap();
+        self.engine.wait(&run.id, |_| {}).await.unwrap()
+    }
+
+    async fn upsert(&self, profiles: Vec<Value>) {
+        let schema = model();
+        let batch = profiles
+            .iter()
+            .map(|p| schema.validate_profile(p.as_object().unwrap()).unwrap())
+            .collect();
+        self.engine.profiles().upsert(batch).await.unwrap();
+    }
+
+    async fn count(&self) -> usize {
+        self.db.rows("SELECT id FROM customers").await.len()
+    }
+}
+
+fn ddl(kind: &str) -> &'static str {
+    match kind {
+        "postgresql" => "CREATE TABLE customers (id text PRIMARY KEY, email text UNIQUE, full_name text NOT NULL,
+            ltv numeric(12,2), city text, orders int CHECK (orders >= 0), untouched text DEFAULT 'default')",
+        _ => "CREATE TABLE customers (id TEXT PRIMARY KEY, email TEXT UNIQUE, full_name TEXT NOT NULL,
+            ltv DECIMAL(12,2), city TEXT, orders INTEGER CHECK (orders >= 0), untouched TEXT DEFAULT 'default')",
+    }
+}
+
+fn assert_succeeded(r: &RunRecord) {
+    assert_eq!(
+        r.status,
+        RunStatus::Succeeded,
+        "run failed: {:?} {:?}",
+        r.message,
+        r.errors
+    );
+}
+
+async fn scenario_insert_update_unchanged(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    let p = w.pipeline(json!({})).await;
+    let r1 = w.run(&p).await;
+    assert_succeeded(&r1);
+    assert_eq!(
+        (r1.counts.read, r1.counts.inserted, r1.counts.updated),
+        (300, 300, 0)
+    );
+    assert_eq!(w.count().await, 300);
+    let row =
+        w.db.rows("SELECT full_name, ltv, city, untouched FROM customers WHERE id = 'p00002'")
+            .await;
+    assert_eq!(row[0][0].as_deref(), Some("مريم N2"));
+    assert_eq!(row[0][1].as_deref(), Some("6.02"));
+    assert_eq!(row[0][2].as_deref(), Some("Zürich"));
+    assert_eq!(
+        row[0][3].as_deref(),
+        Some("default"),
+        "unmapped columns get their default on insert"
+    );
+
+    let r2 = w.run(&p).await;
+    assert_succeeded(&r2);
+    assert_eq!(
+        (r2.counts.unchanged, r2.counts.inserted, r2.counts.updated),
+        (300, 0, 0),
+        "an unchanged re-run writes nothing"
+    );
+
+    // An unmapped column keeps its value on update.
+    w.db.exec("UPDATE customers SET untouched = 'mine' WHERE id = 'p00003'")
+        .await;
+    let mut changed: Vec<Value> = (0..10).map(profile).collect();
+    for c in &mut changed {
+        c["address"]["city"] = json!("Besançon");
+    }
+    changed[3]["address"]["city"] = json!("Nîmes");
+    w.upsert(changed).await;
+    w.upsert(vec![profile(1000)]).await;
+    let r3 = w.run(&p).await;
+    assert_succeeded(&r3);
+    assert_eq!(
+        (r3.counts.updated, r3.counts.inserted, r3.counts.unchanged),
+        (10, 1, 290)
+    );
+    let row =
+        w.db.rows("SELECT city, untouched FROM customers WHERE id = 'p00003'")
+            .await;
+    assert_eq!(row[0], vec![Some("Nîmes".into()), Some("mine".into())]);
+}
+
+async fn scenario_filter_and_on_leave_delete(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    let p = w
+        .pipeline(json!({"on_leave": "delete",
+            "filter": {"logical": "and", "conditions": [{"property": "country", "operator": "is", "values": ["IT"]}]}}))
+        .await;
+    let r1 = w.run(&p).await;
+    assert_succeeded(&r1);
+    assert_eq!(r1.counts.inserted, 100);
+    assert_eq!(r1.counts.filtered_out, 200);
+    // One profile leaves the audience, one is deleted, one joins.
+    let mut left = profile(0);
+    left["country"] = json!("FR");
+    let mut joined = profile(1);
+    joined["country"] = json!("IT");
+    w.upsert(vec![left, joined]).await;
+    assert!(w.engine.profiles().delete("p00003").await.unwrap());
+    let r2 = w.run(&p).await;
+    assert_succeeded(&r2);
+    assert_eq!(
+        (r2.counts.deleted, r2.counts.inserted, r2.counts.unchanged),
+        (2, 1, 98)
+    );
+    let ids: Vec<String> =
+        w.db.rows("SELECT id FROM customers ORDER BY id")
+            .await
+            .into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect();
+    assert_eq!(ids.len(), 99);
+    assert!(!ids.contains(&"p00000".to_string()) && !ids.contains(&"p00003".to_string()));
+    assert!(ids.contains(&"p00001".to_string()));
+}
+
+async fn scenario_duplicate_keys(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    // Key on the unique (not primary) email column; two profiles share an address.
+    let mut twin = profile(250);
+    twin["email"] = json!("USER7@example.com");
+    w.upsert(vec![twin]).await;
+    let p = w
+        .pipeline(json!({"key": "email", "transformation": {"mapping": {"id": "_id", "email": "lower(email)",
+            "full_name": "first_name \" \" last_name"}}}))
+        .await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!((r.counts.inserted, r.counts.failed), (299, 1));
+    let e = &r.errors[0];
+    assert!(e.message.contains("duplicate key"), "{e:?}");
+    assert_eq!(e.sample_profiles, vec!["p00250".to_string()]);
+    let row =
+        w.db.rows("SELECT id FROM customers WHERE email = 'user7@example.com'")
+            .await;
+    assert_eq!(row[0][0].as_deref(), Some("p00007"), "the lower _id wins");
+    // The loser stays failed on the next run; nothing else is written.
+    let r2 = w.run(&p).await;
+    assert_eq!(
+        (r2.counts.unchanged, r2.counts.failed, r2.counts.inserted),
+        (299, 1, 0)
+    );
+}
+
+async fn scenario_bad_row_isolated(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    let mut bad = profile(123);
+    bad["orders"] = json!(-5);
+    w.upsert(vec![bad]).await;
+    let p = w
+        .pipeline(json!({"transformation": {"mapping": {"id": "_id", "full_name": "first_name", "orders": "orders"}}}))
+        .await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!((r.counts.inserted, r.counts.failed), (299, 1));
+    assert_eq!(r.errors[0].sample_profiles, vec!["p00123".to_string()]);
+    assert!(
+        r.errors[0].message.to_lowercase().contains("check"),
+        "the database's message: {:?}",
+        r.errors
+    );
+    assert_eq!(w.count().await, 299);
+    // The bad row is retried (and fails again) next time; the good ones are unchanged.
+    let r2 = w.run(&p).await;
+    assert_eq!((r2.counts.unchanged, r2.counts.failed), (299, 1));
+}
+
+async fn scenario_column_dropped(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    let p = w.pipeline(json!({})).await;
+    assert_succeeded(&w.run(&p).await);
+    w.db.exec("ALTER TABLE customers DROP COLUMN city").await;
+    let mut changed = profile(5);
+    changed["first_name"] = json!("Changed");
+    w.upsert(vec![changed]).await;
+    let r = w.run(&p).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let m = r.message.unwrap();
+    assert!(m.contains("`city`"), "the message names the column: {m}");
+    let row =
+        w.db.rows("SELECT full_name FROM customers WHERE id = 'p00005'")
+            .await;
+    assert_ne!(
+        row[0][0].as_deref(),
+        Some("Changed N5"),
+        "nothing is written"
+    );
+}
+
+async fn scenario_missing_table(w: World) {
+    let p = w.pipeline(json!({})).await;
+    let r = w.run(&p).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(r.message.unwrap().contains("customers"));
+}
+
+macro_rules! for_each_destination {
+    ($($name:ident => $scenario:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let db = sqlite_db(dir.path()).await;
+                $scenario(world(db, dir, 300).await).await;
+            })*
+        }
+        mod postgres {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let db = pg_db().await;
+                $scenario(world(db, dir, 300).await).await;
+            })*
+        }
+    };
+}
+
+for_each_destination! {
+    insert_update_unchanged => scenario_insert_update_unchanged,
+    filter_and_on_leave_delete => scenario_filter_and_on_leave_delete,
+    duplicate_keys_lower_id_wins => scenario_duplicate_keys,
+    bad_row_is_isolated => scenario_bad_row_isolated,
+    column_dropped_between_runs => scenario_column_dropped,
+    missing_table_fails_the_run => scenario_missing_table,
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Sluice's whole test suite against real servers: starts the database servers the tests need on loopback
+# (installing missing packages), runs the Rust tests, the web UI's unit tests and the end-to-end browser
+# test, and stops the servers. A test that cannot reach its server fails; nothing is skipped.
+#
+#   scripts/test.sh            everything
+#   SLUICE_TEST_SERVICES="pg"  which servers to start (default: all the suite needs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+services=${SLUICE_TEST_SERVICES:-pg}
+# shellcheck disable=SC2086
+eval "$(scripts/services.sh start $services)"
+trap 'scripts/services.sh stop' EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo test"
+cargo test --workspace --no-fail-fast
+
+if [ -f web/package.json ]; then
+  step "web UI unit tests"
+  (cd web && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } && npm test --silent)
+  if [ -x scripts/e2e.sh ]; then
+    step "end-to-end browser test"
+    scripts/e2e.sh
+  fi
+fi
+step "all tests passed"
