@@ -140,7 +140,10 @@ fn tls_field(default_mode: &'static str, modes: &[&'static str]) -> FieldInfo {
          certificate) for the verify mode.",
     )
     .default(json!({ "mode": default_mode }));
-    field.options = all.into_iter().filter(|o| modes.contains(&o.value)).collect();
+    field.options = all
+        .into_iter()
+        .filter(|o| modes.contains(&o.value))
+        .collect();
     field
 }
 
@@ -284,21 +287,48 @@ mod tests {
     #[test]
     fn every_kind_is_described() {
         let kinds: Vec<_> = connectors().iter().map(|c| c.kind).collect();
-        assert_eq!(kinds, ["postgresql", "mysql", "clickhouse", "snowflake", "sqlite"]);
+        assert_eq!(
+            kinds,
+            ["postgresql", "mysql", "clickhouse", "snowflake", "sqlite"]
+        );
         let pg = connector("postgresql").unwrap();
         assert_eq!(pg.label, "PostgreSQL");
         let names: Vec<_> = pg.fields.iter().map(|f| f.name).collect();
         assert_eq!(
             names,
-            ["host", "port", "username", "password", "database", "schema", "tls", "connect_timeout_secs"]
+            [
+                "host",
+                "port",
+                "username",
+                "password",
+                "database",
+                "schema",
+                "tls",
+                "connect_timeout_secs"
+            ]
         );
         let port = pg.fields.iter().find(|f| f.name == "port").unwrap();
         assert_eq!(port.default, json!(5432));
-        assert!(pg.fields.iter().find(|f| f.name == "password").unwrap().secret);
+        assert!(
+            pg.fields
+                .iter()
+                .find(|f| f.name == "password")
+                .unwrap()
+                .secret
+        );
         assert_eq!(connector("mysql").unwrap().fields[1].default, json!(3306));
-        assert_eq!(connector("clickhouse").unwrap().fields[1].default, json!(9000));
+        assert_eq!(
+            connector("clickhouse").unwrap().fields[1].default,
+            json!(9000)
+        );
         let sf = connector("snowflake").unwrap();
-        assert!(sf.fields.iter().find(|f| f.name == "private_key").unwrap().secret);
+        assert!(
+            sf.fields
+                .iter()
+                .find(|f| f.name == "private_key")
+                .unwrap()
+                .secret
+        );
         assert_eq!(connector("sqlite").unwrap().fields[0].name, "path");
     }
 

@@ -51,7 +51,10 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(self) -> bool {
-        matches!(self, ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Conflict)
+        matches!(
+            self,
+            ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Conflict
+        )
     }
     /// A stable code for API answers (`DestinationUnavailable`, …).
     pub fn code(self) -> &'static str {
@@ -80,7 +83,10 @@ pub struct DestinationError {
 
 impl DestinationError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -107,7 +113,10 @@ pub struct WriteTarget {
 
 impl WriteTarget {
     pub fn key_index(&self) -> usize {
-        self.columns.iter().position(|c| *c == self.key).expect("the key column is among the written columns")
+        self.columns
+            .iter()
+            .position(|c| *c == self.key)
+            .expect("the key column is among the written columns")
     }
 }
 
@@ -150,15 +159,29 @@ pub fn validate_settings(kind: &str, settings: &Json) -> std::result::Result<(),
 /// Builds the destination of `kind` from its settings (connecting lazily, on first use).
 pub fn open(kind: &str, settings: &Json) -> std::result::Result<Box<dyn Destination>, FieldErrors> {
     match kind {
-        "postgresql" => Ok(Box::new(postgres::Postgres::new(postgres::PostgresSettings::from_json(settings)?))),
-        "sqlite" => Ok(Box::new(sqlite::Sqlite::new(sqlite::SqliteSettings::from_json(settings)?))),
+        "postgresql" => Ok(Box::new(postgres::Postgres::new(
+            postgres::PostgresSettings::from_json(settings)?,
+        ))),
+        "sqlite" => Ok(Box::new(sqlite::Sqlite::new(
+            sqlite::SqliteSettings::from_json(settings)?,
+        ))),
         other => {
             let mut e = FieldErrors::new();
-            let known = connectors::connectors().iter().map(|c| c.kind).collect::<Vec<_>>().join(", ");
+            let known = connectors::connectors()
+                .iter()
+                .map(|c| c.kind)
+                .collect::<Vec<_>>()
+                .join(", ");
             if connectors::connectors().iter().any(|c| c.kind == other) {
-                e.add("type", format!("the {other} destination is not available in this build yet"));
+                e.add(
+                    "type",
+                    format!("the {other} destination is not available in this build yet"),
+                );
             } else {
-                e.add("type", format!("unknown destination type `{other}`: expected one of {known}"));
+                e.add(
+                    "type",
+                    format!("unknown destination type `{other}`: expected one of {known}"),
+                );
             }
             Err(e)
         }
@@ -195,7 +218,10 @@ pub async fn upsert_isolating(
             }
             Err(e) if e.kind == ErrorKind::BadData => {
                 if len == 1 {
-                    rejected.push(RejectedRow { index: start, message: e.message });
+                    rejected.push(RejectedRow {
+                        index: start,
+                        message: e.message,
+                    });
                 } else {
                     let half = len / 2;
                     stack.push((start + half, len - half));

@@ -24,13 +24,19 @@ impl<'a> SettingsReader<'a> {
         if object.is_none() {
             errors.add("settings", "the settings must be a JSON object");
         }
-        Self { object, known: Vec::new(), errors }
+        Self {
+            object,
+            known: Vec::new(),
+            errors,
+        }
     }
 
     /// The raw value of `name`, `None` when absent or `null`.
     pub fn raw(&mut self, name: &'static str) -> Option<&'a Json> {
         self.known.push(name);
-        self.object.and_then(|o| o.get(name)).filter(|v| !v.is_null())
+        self.object
+            .and_then(|o| o.get(name))
+            .filter(|v| !v.is_null())
     }
 
     /// A text field, trimmed (host names and identifiers never carry meaningful outer blanks). An empty
@@ -63,7 +69,14 @@ impl<'a> SettingsReader<'a> {
     }
 
     /// An integer in `min..=max`, given as a JSON number or a numeric string; `default` when absent.
-    pub fn integer(&mut self, name: &'static str, label: &str, min: i64, max: i64, default: i64) -> Option<i64> {
+    pub fn integer(
+        &mut self,
+        name: &'static str,
+        label: &str,
+        min: i64,
+        max: i64,
+        default: i64,
+    ) -> Option<i64> {
         let parsed = match self.raw(name) {
             None => return Some(default),
             Some(Json::Number(n)) => n.as_i64(),
@@ -74,11 +87,15 @@ impl<'a> SettingsReader<'a> {
         match parsed {
             Some(v) if (min..=max).contains(&v) => Some(v),
             Some(_) => {
-                self.errors.add(name, format!("{label} must be between {min} and {max}"));
+                self.errors
+                    .add(name, format!("{label} must be between {min} and {max}"));
                 None
             }
             None => {
-                self.errors.add(name, format!("{label} must be a whole number between {min} and {max}"));
+                self.errors.add(
+                    name,
+                    format!("{label} must be a whole number between {min} and {max}"),
+                );
                 None
             }
         }
@@ -90,7 +107,10 @@ impl<'a> SettingsReader<'a> {
             for key in object.keys() {
                 if !self.known.contains(&key.as_str()) {
                     let expected = self.known.join(", ");
-                    self.errors.add(key.clone(), format!("unknown setting `{key}`: expected one of {expected}"));
+                    self.errors.add(
+                        key.clone(),
+                        format!("unknown setting `{key}`: expected one of {expected}"),
+                    );
                 }
             }
         }

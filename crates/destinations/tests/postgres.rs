@@ -33,16 +33,24 @@ fn url() -> String {
 
 async fn harness() -> Pg {
     let url = url();
-    let settings = PostgresSettings::from_url(&url).unwrap_or_else(|e| panic!("{URL_VAR} is not usable: {e}"));
-    let config: tokio_postgres::Config = url.parse().unwrap_or_else(|e| panic!("{URL_VAR} is not usable: {e}"));
-    let (admin, connection) = config
-        .connect(NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to the server of {URL_VAR} ({}:{}): {e}", settings.host, settings.port));
+    let settings =
+        PostgresSettings::from_url(&url).unwrap_or_else(|e| panic!("{URL_VAR} is not usable: {e}"));
+    let config: tokio_postgres::Config = url
+        .parse()
+        .unwrap_or_else(|e| panic!("{URL_VAR} is not usable: {e}"));
+    let (admin, connection) = config.connect(NoTls).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot connect to the server of {URL_VAR} ({}:{}): {e}",
+            settings.host, settings.port
+        )
+    });
     tokio::spawn(connection);
     // Read timestamptz values in UTC, and resolve test tables in the destination's schema.
     admin
-        .batch_execute(&format!("SET TimeZone = 'UTC'; SET search_path TO \"{}\"", settings.schema.replace('"', "\"\"")))
+        .batch_execute(&format!(
+            "SET TimeZone = 'UTC'; SET search_path TO \"{}\"",
+            settings.schema.replace('"', "\"\"")
+        ))
         .await
         .unwrap();
     Pg { settings, admin }
@@ -63,7 +71,11 @@ impl Harness for Pg {
         let mut rows = Vec::new();
         for message in self.admin.simple_query(sql).await? {
             if let SimpleQueryMessage::Row(row) = message {
-                rows.push((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect());
+                rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                );
             }
         }
         Ok(rows)
@@ -119,11 +131,35 @@ impl Harness for Pg {
         vec![
             ("t_text", Some(ColumnType::Text { max_len: None })),
             ("t_varchar", Some(ColumnType::Text { max_len: Some(20) })),
-            ("t_int2", Some(ColumnType::Int { bits: 16, unsigned: false })),
-            ("t_int4", Some(ColumnType::Int { bits: 32, unsigned: false })),
-            ("t_int8", Some(ColumnType::Int { bits: 64, unsigned: false })),
+            (
+                "t_int2",
+                Some(ColumnType::Int {
+                    bits: 16,
+                    unsigned: false,
+                }),
+            ),
+            (
+                "t_int4",
+                Some(ColumnType::Int {
+                    bits: 32,
+                    unsigned: false,
+                }),
+            ),
+            (
+                "t_int8",
+                Some(ColumnType::Int {
+                    bits: 64,
+                    unsigned: false,
+                }),
+            ),
             ("t_float", Some(ColumnType::Float { bits: 64 })),
-            ("t_decimal", Some(ColumnType::Decimal { precision: Some(28), scale: Some(10) })),
+            (
+                "t_decimal",
+                Some(ColumnType::Decimal {
+                    precision: Some(28),
+                    scale: Some(10),
+                }),
+            ),
             ("t_bool", Some(ColumnType::Bool)),
             ("t_date", Some(ColumnType::Date)),
             ("t_time", Some(ColumnType::Time)),
@@ -133,9 +169,27 @@ impl Harness for Pg {
             ("t_json", Some(ColumnType::Json)),
             ("t_bytes", Some(ColumnType::Binary)),
             ("t_unique", Some(ColumnType::Text { max_len: None })),
-            ("t_enum", Some(ColumnType::Enum { values: vec!["free".into(), "pro".into(), "enterprise".into()] })),
-            ("t_tags", Some(ColumnType::Array { element: Box::new(ColumnType::Text { max_len: None }) })),
-            ("t_ints", Some(ColumnType::Array { element: Box::new(ColumnType::Int { bits: 32, unsigned: false }) })),
+            (
+                "t_enum",
+                Some(ColumnType::Enum {
+                    values: vec!["free".into(), "pro".into(), "enterprise".into()],
+                }),
+            ),
+            (
+                "t_tags",
+                Some(ColumnType::Array {
+                    element: Box::new(ColumnType::Text { max_len: None }),
+                }),
+            ),
+            (
+                "t_ints",
+                Some(ColumnType::Array {
+                    element: Box::new(ColumnType::Int {
+                        bits: 32,
+                        unsigned: false,
+                    }),
+                }),
+            ),
             ("t_mac", None),
         ]
     }
@@ -164,15 +218,30 @@ fn settings_with(f: impl FnOnce(&mut PostgresSettings)) -> PostgresSettings {
 async fn test_reports_the_server_version() {
     let h = harness().await;
     let report = h.destination().test().await.unwrap();
-    assert!(report.server_version.starts_with("PostgreSQL "), "{}", report.server_version);
-    assert!(report.checks.iter().any(|c| c.contains("temporary")), "{:?}", report.checks);
+    assert!(
+        report.server_version.starts_with("PostgreSQL "),
+        "{}",
+        report.server_version
+    );
+    assert!(
+        report.checks.iter().any(|c| c.contains("temporary")),
+        "{:?}",
+        report.checks
+    );
 }
 
 #[tokio::test]
 async fn wrong_password_is_an_auth_error() {
     let h = harness().await;
-    let role = format!("sluice_pw_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    h.execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'the-right-password'")).await.unwrap();
+    let role = format!(
+        "sluice_pw_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    h.execute(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'the-right-password'"
+    ))
+    .await
+    .unwrap();
     let wrong = settings_with(|s| {
         s.username = role.clone();
         s.password = Some("a-wrong-password".into());
@@ -190,16 +259,26 @@ async fn wrong_password_is_an_auth_error() {
                 s.username = format!("{role}_missing");
                 s.password = Some("a-wrong-password".into());
             });
-            Postgres::new(ghost).test().await.expect_err("an unknown role cannot log in")
+            Postgres::new(ghost)
+                .test()
+                .await
+                .expect_err("an unknown role cannot log in")
         }
     };
     assert_eq!(err.kind, ErrorKind::Auth, "{err}");
-    assert!(err.message.contains(&role), "the message names the user: {err}");
     assert!(
-        err.message.contains("password authentication failed") || err.message.contains("does not exist"),
+        err.message.contains(&role),
+        "the message names the user: {err}"
+    );
+    assert!(
+        err.message.contains("password authentication failed")
+            || err.message.contains("does not exist"),
         "a readable message: {err}"
     );
-    assert!(!err.message.contains("a-wrong-password"), "the message never contains the password");
+    assert!(
+        !err.message.contains("a-wrong-password"),
+        "the message never contains the password"
+    );
 }
 
 #[tokio::test]
@@ -213,7 +292,11 @@ async fn unreachable_port_is_unavailable_quickly() {
     let err = Postgres::new(settings).test().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
     assert!(err.message.contains("127.0.0.1:1"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -226,7 +309,11 @@ async fn unroutable_host_times_out_as_unavailable() {
     let started = Instant::now();
     let err = Postgres::new(settings).test().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -242,10 +329,16 @@ async fn unknown_host_is_unavailable() {
 
 #[tokio::test]
 async fn missing_schema_and_database_are_not_found() {
-    let err = Postgres::new(settings_with(|s| s.schema = "no_such_schema".into())).test().await.unwrap_err();
+    let err = Postgres::new(settings_with(|s| s.schema = "no_such_schema".into()))
+        .test()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
     assert!(err.message.contains("no_such_schema"), "{err}");
-    let err = Postgres::new(settings_with(|s| s.database = "no_such_database".into())).test().await.unwrap_err();
+    let err = Postgres::new(settings_with(|s| s.database = "no_such_database".into()))
+        .test()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
     assert!(err.message.contains("no_such_database"), "{err}");
 }
@@ -253,9 +346,14 @@ async fn missing_schema_and_database_are_not_found() {
 #[tokio::test]
 async fn user_without_privileges_is_a_permission_error() {
     let h = harness().await;
-    let role = format!("sluice_ro_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let role = format!(
+        "sluice_ro_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let schema = format!("{role}_schema");
-    h.execute(&format!("CREATE ROLE {role} LOGIN; CREATE SCHEMA {schema}")).await.unwrap();
+    h.execute(&format!("CREATE ROLE {role} LOGIN; CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
     let result = Postgres::new(settings_with(|s| {
         s.username = role.clone();
         s.password = None;
@@ -263,7 +361,9 @@ async fn user_without_privileges_is_a_permission_error() {
     }))
     .test()
     .await;
-    h.execute(&format!("DROP SCHEMA {schema}; DROP ROLE {role}")).await.unwrap();
+    h.execute(&format!("DROP SCHEMA {schema}; DROP ROLE {role}"))
+        .await
+        .unwrap();
     match result {
         Err(err) => {
             assert_eq!(err.kind, ErrorKind::Permission, "{err}");
@@ -278,8 +378,12 @@ async fn user_without_privileges_is_a_permission_error() {
 async fn tls_modes() {
     let h = harness().await;
     let ssl_on = h.query("SHOW ssl").await.unwrap()[0][0].as_deref() == Some("on");
-    let require = Postgres::new(settings_with(|s| s.tls.mode = TlsMode::Require)).test().await;
-    let verify = Postgres::new(settings_with(|s| s.tls.mode = TlsMode::Verify)).test().await;
+    let require = Postgres::new(settings_with(|s| s.tls.mode = TlsMode::Require))
+        .test()
+        .await;
+    let verify = Postgres::new(settings_with(|s| s.tls.mode = TlsMode::Verify))
+        .test()
+        .await;
     if ssl_on {
         require.expect("TLS without verification works");
         // The server's certificate is self-signed, so the public CAs cannot vouch for it.
@@ -294,7 +398,10 @@ async fn tls_modes() {
         }
     }
     // `prefer` works either way.
-    Postgres::new(settings_with(|s| s.tls.mode = TlsMode::Prefer)).test().await.unwrap();
+    Postgres::new(settings_with(|s| s.tls.mode = TlsMode::Prefer))
+        .test()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -312,15 +419,35 @@ async fn describe_catalog_corner_cases() {
     ))
     .await
     .unwrap();
-    let desc = h.destination().describe_table(&t.to_uppercase()).await.unwrap().expect("found through case folding");
+    let desc = h
+        .destination()
+        .describe_table(&t.to_uppercase())
+        .await
+        .unwrap()
+        .expect("found through case folding");
     h.execute(&format!("DROP TABLE {t}")).await.unwrap();
     assert_eq!(desc.name, t);
     assert!(!desc.has_primary_key);
     // Constraints first, then plain unique indexes; expression, partial and deferrable ones cannot be
     // ON CONFLICT arbiters, and INCLUDE columns are not part of a key.
-    assert_eq!(desc.keys, vec![vec!["a".to_string(), "b".to_string()], vec!["ext".to_string()]]);
-    assert!(desc.issues.contains(&"column `mac` has unsupported type `macaddr`".to_string()), "{:?}", desc.issues);
-    assert!(desc.issues.iter().any(|i| i.contains("`g` is generated")), "{:?}", desc.issues);
+    assert_eq!(
+        desc.keys,
+        vec![
+            vec!["a".to_string(), "b".to_string()],
+            vec!["ext".to_string()]
+        ]
+    );
+    assert!(
+        desc.issues
+            .contains(&"column `mac` has unsupported type `macaddr`".to_string()),
+        "{:?}",
+        desc.issues
+    );
+    assert!(
+        desc.issues.iter().any(|i| i.contains("`g` is generated")),
+        "{:?}",
+        desc.issues
+    );
     assert!(desc.column("d").unwrap().has_default);
 }
 
@@ -328,15 +455,34 @@ async fn describe_catalog_corner_cases() {
 async fn encoding_error_fails_the_batch_and_the_connection_stays_usable() {
     let h = harness().await;
     let t = random_table_name();
-    h.execute(&format!("CREATE TABLE {t} (id text PRIMARY KEY, small smallint)")).await.unwrap();
+    h.execute(&format!(
+        "CREATE TABLE {t} (id text PRIMARY KEY, small smallint)"
+    ))
+    .await
+    .unwrap();
     let dest = h.destination();
     let table = dest.describe_table(&t).await.unwrap().unwrap();
-    let target = WriteTarget { table, columns: vec!["id".into(), "small".into()], key: "id".into() };
-    let row = |id: &str, n: i64| Row { values: vec![Value::String(id.into()), Value::Int(n)] };
-    let err = dest.upsert(&target, &[row("a", 1), row("b", 70_000)]).await.unwrap_err();
+    let target = WriteTarget {
+        table,
+        columns: vec!["id".into(), "small".into()],
+        key: "id".into(),
+    };
+    let row = |id: &str, n: i64| Row {
+        values: vec![Value::String(id.into()), Value::Int(n)],
+    };
+    let err = dest
+        .upsert(&target, &[row("a", 1), row("b", 70_000)])
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadData, "{err}");
-    assert!(err.message.contains("`small`") && err.message.contains("smallint"), "{err}");
-    let counts = dest.upsert(&target, &[row("a", 1), row("b", 2)]).await.unwrap();
+    assert!(
+        err.message.contains("`small`") && err.message.contains("smallint"),
+        "{err}"
+    );
+    let counts = dest
+        .upsert(&target, &[row("a", 1), row("b", 2)])
+        .await
+        .unwrap();
     assert_eq!(counts.inserted, 2);
     h.execute(&format!("DROP TABLE {t}")).await.unwrap();
 }
@@ -345,13 +491,25 @@ async fn encoding_error_fails_the_batch_and_the_connection_stays_usable() {
 async fn reconnects_after_the_connection_is_killed() {
     let h = harness().await;
     let t = random_table_name();
-    h.execute(&format!("CREATE TABLE {t} (id text PRIMARY KEY, n integer)")).await.unwrap();
+    h.execute(&format!(
+        "CREATE TABLE {t} (id text PRIMARY KEY, n integer)"
+    ))
+    .await
+    .unwrap();
     let dest = h.destination();
     let table = dest.describe_table(&t).await.unwrap().unwrap();
-    let target = WriteTarget { table, columns: vec!["id".into(), "n".into()], key: "id".into() };
-    let row = |id: &str| Row { values: vec![Value::String(id.into()), Value::Int(1)] };
+    let target = WriteTarget {
+        table,
+        columns: vec!["id".into(), "n".into()],
+        key: "id".into(),
+    };
+    let row = |id: &str| Row {
+        values: vec![Value::String(id.into()), Value::Int(1)],
+    };
     dest.upsert(&target, &[row("a")]).await.unwrap();
-    dest.delete(&target, &[Value::String("none".into())]).await.unwrap();
+    dest.delete(&target, &[Value::String("none".into())])
+        .await
+        .unwrap();
     // The destination's backend is the one whose last statement (the DELETE) named this random table.
     let killed = h
         .query(&format!(
@@ -371,7 +529,10 @@ async fn reconnects_after_the_connection_is_killed() {
             Err(e) => panic!("no reconnection: {e}"),
         }
     }
-    assert_eq!(h.query(&format!("SELECT count(*) FROM {t}")).await.unwrap()[0][0].as_deref(), Some("2"));
+    assert_eq!(
+        h.query(&format!("SELECT count(*) FROM {t}")).await.unwrap()[0][0].as_deref(),
+        Some("2")
+    );
     h.execute(&format!("DROP TABLE {t}")).await.unwrap();
 }
 
@@ -383,7 +544,9 @@ async fn throughput_100k_rows() {
     let h = harness().await;
     let n = 100_000usize;
     let batch = 10_000usize;
-    let columns: Vec<String> = std::iter::once("id".to_string()).chain((1..20).map(|i| format!("c{i}"))).collect();
+    let columns: Vec<String> = std::iter::once("id".to_string())
+        .chain((1..20).map(|i| format!("c{i}")))
+        .collect();
     let ddl_cols: Vec<String> = columns
         .iter()
         .enumerate()
@@ -402,18 +565,32 @@ async fn throughput_100k_rows() {
                     0 => Value::String(format!("customer-{r:08}")),
                     i if i % 4 == 1 => Value::String(format!("some text value {r} {i}")),
                     i if i % 4 == 2 => Value::Int((r * i) as i64),
-                    i if i % 4 == 3 => Value::Decimal(rust_decimal::Decimal::new((r * 100 + i) as i64, 2)),
-                    _ => Value::DateTime(chrono::DateTime::from_timestamp(1_700_000_000 + r as i64, 0).unwrap()),
+                    i if i % 4 == 3 => {
+                        Value::Decimal(rust_decimal::Decimal::new((r * 100 + i) as i64, 2))
+                    }
+                    _ => Value::DateTime(
+                        chrono::DateTime::from_timestamp(1_700_000_000 + r as i64, 0).unwrap(),
+                    ),
                 })
                 .collect(),
         })
         .collect();
 
     let upsert_table = random_table_name();
-    h.execute(&format!("CREATE TABLE {upsert_table} ({})", ddl_cols.join(", "))).await.unwrap();
-    let dest = h.destination();
+    h.execute(&format!(
+        "CREATE TABLE {upsert_table} ({})",
+        ddl_cols.join(", ")
+    ))
+    .await
+    .unwrap();
+    // The reference COPY below runs on the harness's plain-TCP connection: compare like with like.
+    let dest = Postgres::new(settings_with(|s| s.tls.mode = TlsMode::Disable));
     let table = dest.describe_table(&upsert_table).await.unwrap().unwrap();
-    let target = WriteTarget { table, columns: columns.clone(), key: "id".into() };
+    let target = WriteTarget {
+        table,
+        columns: columns.clone(),
+        key: "id".into(),
+    };
     let started = Instant::now();
     for chunk in rows.chunks(batch) {
         dest.upsert(&target, chunk).await.unwrap();
@@ -427,15 +604,28 @@ async fn throughput_100k_rows() {
 
     // The reference: the same rows, binary COPY straight into an empty table with the same primary key.
     let copy_table = random_table_name();
-    h.execute(&format!("CREATE TABLE {copy_table} ({})", ddl_cols.join(", "))).await.unwrap();
-    let select = h.admin.prepare(&format!("SELECT {} FROM {copy_table}", columns.join(", "))).await.unwrap();
+    h.execute(&format!(
+        "CREATE TABLE {copy_table} ({})",
+        ddl_cols.join(", ")
+    ))
+    .await
+    .unwrap();
+    let select = h
+        .admin
+        .prepare(&format!("SELECT {} FROM {copy_table}", columns.join(", ")))
+        .await
+        .unwrap();
     let encoders: Vec<_> = select
         .columns()
         .iter()
         .map(|c| sluice_destinations::postgres::encode::Encoder::for_type(c.type_()))
         .collect();
     let started = Instant::now();
-    let sink = h.admin.copy_in::<_, bytes::Bytes>(&format!("COPY {copy_table} FROM STDIN (FORMAT binary)")).await.unwrap();
+    let sink = h
+        .admin
+        .copy_in::<_, bytes::Bytes>(&format!("COPY {copy_table} FROM STDIN (FORMAT binary)"))
+        .await
+        .unwrap();
     futures::pin_mut!(sink);
     let mut buf = bytes::BytesMut::new();
     use bytes::BufMut;
@@ -456,7 +646,11 @@ async fn throughput_100k_rows() {
     sink.send(buf.split().freeze()).await.unwrap();
     sink.as_mut().finish().await.unwrap();
     let copy_secs = started.elapsed().as_secs_f64();
-    h.execute(&format!("DROP TABLE {upsert_table}; DROP TABLE {copy_table}")).await.unwrap();
+    h.execute(&format!(
+        "DROP TABLE {upsert_table}; DROP TABLE {copy_table}"
+    ))
+    .await
+    .unwrap();
 
     let rate = |secs: f64| n as f64 / secs;
     println!(

@@ -21,12 +21,20 @@ struct Lite {
 }
 
 async fn harness() -> Lite {
-    let dir = std::env::temp_dir().join(format!("sluice-sqlite-test-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-sqlite-test-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("dest.sqlite");
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    Lite { dir, path, conn: Mutex::new(conn) }
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    Lite {
+        dir,
+        path,
+        conn: Mutex::new(conn),
+    }
 }
 
 impl Drop for Lite {
@@ -101,7 +109,9 @@ impl Harness for Lite {
     fn text_expr(&self, column: &str, ty: &ColumnType) -> String {
         let c = self.quote(column);
         match ty {
-            ColumnType::Bool => format!("CASE WHEN {c} IS NULL THEN NULL WHEN {c} THEN 'true' ELSE 'false' END"),
+            ColumnType::Bool => {
+                format!("CASE WHEN {c} IS NULL THEN NULL WHEN {c} THEN 'true' ELSE 'false' END")
+            }
             // Blobs come back as hex and arrays are stored as JSON text already (see `query`).
             _ => c,
         }
@@ -111,11 +121,35 @@ impl Harness for Lite {
         vec![
             ("t_text", Some(ColumnType::Text { max_len: None })),
             ("t_varchar", Some(ColumnType::Text { max_len: Some(20) })),
-            ("t_int2", Some(ColumnType::Int { bits: 16, unsigned: false })),
-            ("t_int4", Some(ColumnType::Int { bits: 64, unsigned: false })),
-            ("t_int8", Some(ColumnType::Int { bits: 64, unsigned: false })),
+            (
+                "t_int2",
+                Some(ColumnType::Int {
+                    bits: 16,
+                    unsigned: false,
+                }),
+            ),
+            (
+                "t_int4",
+                Some(ColumnType::Int {
+                    bits: 64,
+                    unsigned: false,
+                }),
+            ),
+            (
+                "t_int8",
+                Some(ColumnType::Int {
+                    bits: 64,
+                    unsigned: false,
+                }),
+            ),
             ("t_float", Some(ColumnType::Float { bits: 64 })),
-            ("t_decimal", Some(ColumnType::Decimal { precision: Some(28), scale: Some(10) })),
+            (
+                "t_decimal",
+                Some(ColumnType::Decimal {
+                    precision: Some(28),
+                    scale: Some(10),
+                }),
+            ),
             ("t_bool", Some(ColumnType::Bool)),
             ("t_date", Some(ColumnType::Date)),
             ("t_time", Some(ColumnType::Time)),
@@ -153,7 +187,11 @@ async fn test_reports_version_and_creates_missing_folders() {
     let path = h.dir.join("nested/deeper/new.sqlite");
     let dest = Sqlite::new(SqliteSettings::new(&path));
     let report = dest.test().await.unwrap();
-    assert!(report.server_version.starts_with("SQLite 3."), "{}", report.server_version);
+    assert!(
+        report.server_version.starts_with("SQLite 3."),
+        "{}",
+        report.server_version
+    );
     assert!(path.exists());
 }
 
@@ -161,8 +199,15 @@ async fn test_reports_version_and_creates_missing_folders() {
 async fn a_file_that_is_not_a_database_is_refused() {
     let h = harness().await;
     let path = h.dir.join("notes.txt");
-    std::fs::write(&path, "these are not the tables you are looking for, not at all".repeat(20)).unwrap();
-    let err = Sqlite::new(SqliteSettings::new(&path)).test().await.unwrap_err();
+    std::fs::write(
+        &path,
+        "these are not the tables you are looking for, not at all".repeat(20),
+    )
+    .unwrap();
+    let err = Sqlite::new(SqliteSettings::new(&path))
+        .test()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Config, "{err}");
     assert!(err.message.contains("not a database"), "{err}");
 }
@@ -178,19 +223,39 @@ async fn describe_is_case_insensitive_and_skips_partial_and_expression_indexes()
     )
     .await
     .unwrap();
-    let desc = h.destination().describe_table("customers").await.unwrap().unwrap();
+    let desc = h
+        .destination()
+        .describe_table("customers")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(desc.name, "Customers");
-    assert_eq!(desc.keys, vec![vec!["id".to_string()], vec!["a".to_string(), "b".to_string()]]);
-    assert!(desc.column("id").unwrap().has_default, "INTEGER PRIMARY KEY is filled in by SQLite");
+    assert_eq!(
+        desc.keys,
+        vec![
+            vec!["id".to_string()],
+            vec!["a".to_string(), "b".to_string()]
+        ]
+    );
+    assert!(
+        desc.column("id").unwrap().has_default,
+        "INTEGER PRIMARY KEY is filled in by SQLite"
+    );
     let g = desc.column("g").unwrap();
     assert!(g.ty.is_none());
-    assert!(desc.issues.iter().any(|i| i.contains("`g` is generated")), "{:?}", desc.issues);
+    assert!(
+        desc.issues.iter().any(|i| i.contains("`g` is generated")),
+        "{:?}",
+        desc.issues
+    );
 }
 
 #[tokio::test]
 async fn a_read_only_file_is_a_permission_error() {
     let h = harness().await;
-    h.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)").await.unwrap();
+    h.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        .await
+        .unwrap();
     let mut perms = std::fs::metadata(&h.path).unwrap().permissions();
     perms.set_readonly(true);
     std::fs::set_permissions(&h.path, perms).unwrap();
@@ -201,7 +266,10 @@ async fn a_read_only_file_is_a_permission_error() {
     std::fs::set_permissions(&h.path, perms).unwrap();
     // Root ignores file permissions; then the file is in fact writable and the test passes.
     let running_as_root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false);
     if running_as_root {
         result.expect("root can write a read-only file");

@@ -18,7 +18,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sluice_core::{Column, TableDescription, Value};
 use tokio_postgres::config::SslMode;
-use tokio_postgres::types::{Kind, Type};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{to_sql_checked, IsNull, Kind, ToSql, Type};
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -57,17 +58,38 @@ impl StageKey {
         let native_types = target
             .columns
             .iter()
-            .map(|c| target.table.column(c).map(|col| col.native_type.clone()).unwrap_or_default())
+            .map(|c| {
+                target
+                    .table
+                    .column(c)
+                    .map(|col| col.native_type.clone())
+                    .unwrap_or_default()
+            })
             .collect();
-        Self { table: target.table.name.clone(), columns: target.columns.clone(), key: target.key.clone(), native_types }
+        Self {
+            table: target.table.name.clone(),
+            columns: target.columns.clone(),
+            key: target.key.clone(),
+            native_types,
+        }
     }
 }
 
+/// Everything prepared on the connection for writing one target with one set of columns.
 struct Stage {
+    /// The staging table (in `pg_temp`).
     name: String,
+    /// `COPY` into the staging table, and the encoders of its columns.
     copy: Statement,
-    upsert: Statement,
     encoders: Vec<Encoder>,
+    /// The set-based upsert from the staging table.
+    upsert: Statement,
+    /// `COPY` straight into the target, and the encoders of the target's own column types.
+    direct_copy: Statement,
+    direct_encoders: Vec<Encoder>,
+    /// Whether any of the keys in `$1` (an array) is already in the target.
+    any_key_exists: Statement,
+    key_array: Encoder,
 }
 
 impl Session {
@@ -102,7 +124,10 @@ pub async fn connect(settings: &PostgresSettings) -> Result<Session> {
         Err(_) => {
             return Err(DestinationError::new(
                 ErrorKind::Unavailable,
-                format!("could not connect to {where_} within {} s", timeout.as_secs()),
+                format!(
+                    "could not connect to {where_} within {} s",
+                    timeout.as_secs()
+                ),
             ))
         }
         Ok(Err(e)) => return Err(connect_error(&e, &where_, settings)),
@@ -120,7 +145,10 @@ pub async fn connect(settings: &PostgresSettings) -> Result<Session> {
         .get(0);
     // Staging tables live in temporary buffers; the 8 MB default spills large batches to disk. Only
     // settable before the session first touches a temporary table, hence here.
-    client.batch_execute("SET temp_buffers = '64MB'").await.map_err(|e| map_error(&e))?;
+    client
+        .batch_execute("SET temp_buffers = '64MB'")
+        .await
+        .map_err(|e| map_error(&e))?;
     tracing::debug!(host = %settings.host, port = settings.port, database = %settings.database, "connected to PostgreSQL");
     Ok(Session {
         client,
@@ -135,15 +163,22 @@ fn tls_config(settings: &PostgresSettings) -> Result<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| DestinationError::new(ErrorKind::Internal, format!("TLS setup failed: {e}")))?;
+        .map_err(|e| {
+            DestinationError::new(ErrorKind::Internal, format!("TLS setup failed: {e}"))
+        })?;
     let config = match settings.tls.mode {
         TlsMode::Verify => {
             let mut roots = RootCertStore::empty();
             match &settings.tls.ca_cert {
                 Some(pem) => {
-                    for cert in parse_pem_certificates(pem).map_err(|e| DestinationError::new(ErrorKind::Config, e))? {
+                    for cert in parse_pem_certificates(pem)
+                        .map_err(|e| DestinationError::new(ErrorKind::Config, e))?
+                    {
                         roots.add(cert).map_err(|e| {
-                            DestinationError::new(ErrorKind::Config, format!("the CA certificate is not usable: {e}"))
+                            DestinationError::new(
+                                ErrorKind::Config,
+                                format!("the CA certificate is not usable: {e}"),
+                            )
                         })?;
                     }
                 }
@@ -182,7 +217,12 @@ impl ServerCertVerifier for NoCertificateVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -191,7 +231,12 @@ impl ServerCertVerifier for NoCertificateVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -200,7 +245,11 @@ impl ServerCertVerifier for NoCertificateVerification {
 }
 
 /// The error of a failed connection attempt, in plain words.
-fn connect_error(e: &tokio_postgres::Error, where_: &str, settings: &PostgresSettings) -> DestinationError {
+fn connect_error(
+    e: &tokio_postgres::Error,
+    where_: &str,
+    settings: &PostgresSettings,
+) -> DestinationError {
     if e.as_db_error().is_some() {
         let mut err = map_error(e);
         if err.kind == ErrorKind::NotFound {
@@ -218,25 +267,40 @@ fn connect_error(e: &tokio_postgres::Error, where_: &str, settings: &PostgresSet
                 format!("the server at {where_} does not support TLS: set the TLS mode to disable or prefer"),
             );
         }
-        return DestinationError::new(ErrorKind::Auth, format!("TLS handshake with {where_} failed: {cause}"));
+        return DestinationError::new(
+            ErrorKind::Auth,
+            format!("TLS handshake with {where_} failed: {cause}"),
+        );
     }
     if text.starts_with("authentication error") {
         return DestinationError::new(
             ErrorKind::Auth,
-            format!("authentication as user \"{}\" failed: {cause}", settings.username),
+            format!(
+                "authentication as user \"{}\" failed: {cause}",
+                settings.username
+            ),
         );
     }
     let detail = if cause.is_empty() { text } else { cause };
-    DestinationError::new(ErrorKind::Unavailable, format!("could not connect to {where_}: {detail}"))
+    DestinationError::new(
+        ErrorKind::Unavailable,
+        format!("could not connect to {where_}: {detail}"),
+    )
 }
 
 /// Maps a driver error to a destination error: the server's message and a kind from its SQLSTATE.
 pub fn map_error(e: &tokio_postgres::Error) -> DestinationError {
     if let Some(db) = e.as_db_error() {
-        return DestinationError::new(dialect::error_kind(db.code().code()), db.message().to_string());
+        return DestinationError::new(
+            dialect::error_kind(db.code().code()),
+            db.message().to_string(),
+        );
     }
     if e.is_closed() {
-        return DestinationError::new(ErrorKind::Unavailable, "the connection to the server was lost");
+        return DestinationError::new(
+            ErrorKind::Unavailable,
+            "the connection to the server was lost",
+        );
     }
     let text = e.to_string();
     let message = match e.source() {
@@ -271,7 +335,11 @@ impl Session {
             .map_err(|e| map_error(&e))?
             .get(0);
         // Distribution suffixes ("15.20 (Debian 15.20-0+deb12u1)") add nothing.
-        let short = version.split_whitespace().next().unwrap_or(&version).to_string();
+        let short = version
+            .split_whitespace()
+            .next()
+            .unwrap_or(&version)
+            .to_string();
         let row = self
             .client
             .query_opt(
@@ -284,7 +352,10 @@ impl Session {
         let Some(row) = row else {
             return Err(DestinationError::new(
                 ErrorKind::NotFound,
-                format!("schema \"{schema}\" does not exist in database \"{}\"", settings.database),
+                format!(
+                    "schema \"{schema}\" does not exist in database \"{}\"",
+                    settings.database
+                ),
             ));
         };
         let (oid, usage, create): (u32, bool, bool) = (row.get(0), row.get(1), row.get(2));
@@ -318,20 +389,33 @@ impl Session {
         }
         // Upserts stage rows in a temporary table, which needs the TEMPORARY privilege on the database.
         let tx = self.client.transaction().await.map_err(|e| map_error(&e))?;
-        tx.batch_execute("CREATE TEMPORARY TABLE sluice_connection_test (id integer) ON COMMIT DROP")
-            .await
-            .map_err(|e| {
-                let mut err = map_error(&e);
-                err.message = format!("cannot create a temporary table (needed for staging rows): {}", err.message);
-                err
-            })?;
+        tx.batch_execute(
+            "CREATE TEMPORARY TABLE sluice_connection_test (id integer) ON COMMIT DROP",
+        )
+        .await
+        .map_err(|e| {
+            let mut err = map_error(&e);
+            err.message = format!(
+                "cannot create a temporary table (needed for staging rows): {}",
+                err.message
+            );
+            err
+        })?;
         tx.rollback().await.map_err(|e| map_error(&e))?;
         checks.push("can create temporary tables".to_string());
-        Ok(TestReport { server_version: format!("PostgreSQL {short}"), checks })
+        Ok(TestReport {
+            server_version: format!("PostgreSQL {short}"),
+            checks,
+        })
     }
 
-    pub async fn describe_table(&mut self, schema: &str, name: &str) -> Result<Option<TableDescription>> {
-        dialect::validate_identifier(name, "the table name").map_err(|e| DestinationError::new(ErrorKind::Config, e))?;
+    pub async fn describe_table(
+        &mut self,
+        schema: &str,
+        name: &str,
+    ) -> Result<Option<TableDescription>> {
+        dialect::validate_identifier(name, "the table name")
+            .map_err(|e| DestinationError::new(ErrorKind::Config, e))?;
         let mut found = self.find_table(schema, name).await?;
         // Unquoted names fold to lower case in PostgreSQL, so `Customers` typed in a form most likely
         // means the table created as `CREATE TABLE Customers`, i.e. `customers`.
@@ -339,7 +423,9 @@ impl Session {
         if found.is_none() && lower != name {
             found = self.find_table(schema, &lower).await?;
         }
-        let Some((oid, real_name)) = found else { return Ok(None) };
+        let Some((oid, real_name)) = found else {
+            return Ok(None);
+        };
 
         let rows = self
             .client
@@ -370,14 +456,28 @@ impl Session {
             let mut ty = dialect::column_type(&native);
             if generated {
                 ty = None;
-                issues.push(format!("column `{name}` is generated by the database and cannot be written"));
+                issues.push(format!(
+                    "column `{name}` is generated by the database and cannot be written"
+                ));
             } else if ty.is_none() {
-                issues.push(format!("column `{name}` has unsupported type `{native_type}`"));
+                issues.push(format!(
+                    "column `{name}` has unsupported type `{native_type}`"
+                ));
             }
-            columns.push(Column { name, native_type, nullable: !not_null, ty, has_default: has_default || generated });
+            columns.push(Column {
+                name,
+                native_type,
+                nullable: !not_null,
+                ty,
+                has_default: has_default || generated,
+            });
         }
 
-        let key_rows = self.client.query(dialect::KEYS_QUERY, &[&oid]).await.map_err(|e| map_error(&e))?;
+        let key_rows = self
+            .client
+            .query(dialect::KEYS_QUERY, &[&oid])
+            .await
+            .map_err(|e| map_error(&e))?;
         let mut keys: Vec<Vec<String>> = Vec::new();
         let mut has_primary_key = false;
         for row in &key_rows {
@@ -395,16 +495,46 @@ impl Session {
                     .to_string(),
             );
         }
-        Ok(Some(TableDescription { name: real_name, columns, keys, has_primary_key, issues }))
+        Ok(Some(TableDescription {
+            name: real_name,
+            columns,
+            keys,
+            has_primary_key,
+            issues,
+        }))
     }
 
     async fn find_table(&self, schema: &str, name: &str) -> Result<Option<(u32, String)>> {
-        let row = self.client.query_opt(dialect::FIND_TABLE, &[&schema, &name]).await.map_err(|e| map_error(&e))?;
+        let row = self
+            .client
+            .query_opt(dialect::FIND_TABLE, &[&schema, &name])
+            .await
+            .map_err(|e| map_error(&e))?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
     /// Stages `rows` with binary COPY and upserts them with one statement, in one transaction.
-    pub async fn upsert(&mut self, schema: &str, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
+    /// Writes one batch atomically; see [`super`] for the two paths.
+    pub async fn upsert(
+        &mut self,
+        schema: &str,
+        target: &WriteTarget,
+        rows: &[Row],
+    ) -> Result<UpsertCounts> {
+        let width = target.columns.len();
+        if let Some((index, row)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.values.len() != width)
+        {
+            return Err(DestinationError::new(
+                ErrorKind::Internal,
+                format!(
+                    "row {index} has {} values for {width} columns",
+                    row.values.len()
+                ),
+            ));
+        }
         let key = StageKey::of(target);
         if !self.stages.contains_key(&key) {
             let stage = self.create_stage(schema, target).await?;
@@ -416,7 +546,13 @@ impl Session {
             if matches!(e.kind, ErrorKind::SchemaMismatch | ErrorKind::NotFound) {
                 // The table changed under us: let the next call stage against its new shape.
                 let stale = self.stages.remove(&key).expect("stage present");
-                let _ = self.client.batch_execute(&format!("DROP TABLE IF EXISTS pg_temp.{}", dialect::quote(&stale.name))).await;
+                let _ = self
+                    .client
+                    .batch_execute(&format!(
+                        "DROP TABLE IF EXISTS pg_temp.{}",
+                        dialect::quote(&stale.name)
+                    ))
+                    .await;
             }
         }
         result
@@ -437,14 +573,20 @@ impl Session {
             .columns
             .iter()
             .zip(&types)
-            .map(|(column, ty)| StagedColumn { name: column, user_type: user_type(ty) })
+            .map(|(column, ty)| StagedColumn {
+                name: column,
+                user_type: user_type(ty),
+            })
             .collect();
         let encoders = staged
             .iter()
             .zip(&types)
             .map(|(c, ty)| match c.user_type {
                 Some((_, _, false)) => Encoder::Text,
-                Some((_, _, true)) => Encoder::Array { element: Box::new(Encoder::Text), element_oid: Type::TEXT.oid() },
+                Some((_, _, true)) => Encoder::Array {
+                    element: Box::new(Encoder::Text),
+                    element_oid: Type::TEXT.oid(),
+                },
                 None => Encoder::for_type(ty),
             })
             .collect();
@@ -459,19 +601,55 @@ impl Session {
             .map_err(|e| map_error(&e))?;
         let upsert = self
             .client
-            .prepare(&dialect::upsert_from_stage(schema, table, &name, &staged, &target.key))
+            .prepare(&dialect::upsert_from_stage(
+                schema,
+                table,
+                &name,
+                &staged,
+                &target.key,
+            ))
             .await
             .map_err(|e| map_error(&e))?;
-        tracing::debug!(table = %table, stage = %name, "created staging table");
-        Ok(Stage { name, copy, upsert, encoders })
+        let direct_copy = self
+            .client
+            .prepare(&dialect::copy_into_target(schema, table, &target.columns))
+            .await
+            .map_err(|e| map_error(&e))?;
+        let direct_encoders = types.iter().map(Encoder::for_type).collect();
+        let any_key_exists = self
+            .client
+            .prepare(&dialect::any_key_exists(schema, table, &target.key))
+            .await
+            .map_err(|e| map_error(&e))?;
+        let key_array = Encoder::for_type(&any_key_exists.params()[0]);
+        tracing::debug!(table = %table, stage = %name, "prepared the write statements");
+        Ok(Stage {
+            name,
+            copy,
+            encoders,
+            upsert,
+            direct_copy,
+            direct_encoders,
+            any_key_exists,
+            key_array,
+        })
     }
 
-    pub async fn delete(&mut self, schema: &str, target: &WriteTarget, keys: &[Value]) -> Result<u64> {
+    pub async fn delete(
+        &mut self,
+        schema: &str,
+        target: &WriteTarget,
+        keys: &[Value],
+    ) -> Result<u64> {
         let cache_key = (target.table.name.clone(), target.key.clone());
         if !self.deletes.contains_key(&cache_key) {
             let statement = self
                 .client
-                .prepare(&dialect::delete_by_keys(schema, &target.table.name, &target.key))
+                .prepare(&dialect::delete_by_keys(
+                    schema,
+                    &target.table.name,
+                    &target.key,
+                ))
                 .await
                 .map_err(|e| map_error(&e))?;
             let encoder = Encoder::for_type(&statement.params()[0]);
@@ -479,12 +657,24 @@ impl Session {
         }
         let (statement, encoder) = &self.deletes[&cache_key];
         let array = Value::Array(keys.to_vec());
-        let result = self.client.execute(statement, &[&Encoded { encoder, value: &array }]).await;
+        let result = self
+            .client
+            .execute(
+                statement,
+                &[&Encoded {
+                    encoder,
+                    value: &array,
+                }],
+            )
+            .await;
         result.map_err(|e| {
             self.deletes.remove(&cache_key);
             let err = map_error(&e);
             match e.source().filter(|_| err.kind == ErrorKind::BadData) {
-                Some(cause) => DestinationError::new(ErrorKind::BadData, format!("key `{}`: {cause}", target.key)),
+                Some(cause) => DestinationError::new(
+                    ErrorKind::BadData,
+                    format!("key `{}`: {cause}", target.key),
+                ),
                 None => err,
             }
         })
@@ -500,10 +690,105 @@ fn user_type(ty: &Type) -> Option<(&str, &str, bool)> {
     (element.schema() != "pg_catalog").then(|| (ty.schema(), ty.name(), array))
 }
 
-async fn write_batch(client: &mut Client, stage: &Stage, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
-    let tx = client.transaction().await.map_err(|e| map_error(&e))?;
-    if let Err(e) = copy_rows(&tx, stage, target, rows).await {
+/// Why a write failed: the server said no, or a value could not be encoded (already a bad-data error).
+enum WriteError {
+    Db(tokio_postgres::Error),
+    Encode(DestinationError),
+}
+
+impl WriteError {
+    fn into_destination_error(self) -> DestinationError {
+        match self {
+            WriteError::Db(e) => map_error(&e),
+            WriteError::Encode(e) => e,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for WriteError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        WriteError::Db(e)
+    }
+}
+
+async fn write_batch(
+    client: &mut Client,
+    stage: &Stage,
+    target: &WriteTarget,
+    rows: &[Row],
+) -> Result<UpsertCounts> {
+    let keys = KeyArray {
+        rows,
+        index: target.key_index(),
+        encoder: &stage.key_array,
+    };
+    let any_exists: bool = match client.query_one(&stage.any_key_exists, &[&keys]).await {
+        Ok(row) => row.get(0),
+        Err(e) => {
+            let err = map_error(&e);
+            // A key that cannot be encoded is the row's fault: say which column.
+            return Err(
+                match e.source().filter(|_| err.kind == ErrorKind::BadData) {
+                    Some(cause) => DestinationError::new(
+                        ErrorKind::BadData,
+                        format!("column `{}`: {cause}", target.key),
+                    ),
+                    None => err,
+                },
+            );
+        }
+    };
+    if !any_exists {
+        match write_direct(client, stage, target, rows).await {
+            Ok(counts) => return Ok(counts),
+            // Another writer inserted one of these keys since the check, or the batch breaks another
+            // unique constraint: the staged upsert settles which (and reports a real violation).
+            Err(WriteError::Db(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
+            Err(e) => return Err(e.into_destination_error()),
+        }
+    }
+    write_staged(client, stage, target, rows)
+        .await
+        .map_err(WriteError::into_destination_error)
+}
+
+/// Only new keys: COPY straight into the target — as fast as a plain load.
+async fn write_direct(
+    client: &mut Client,
+    stage: &Stage,
+    target: &WriteTarget,
+    rows: &[Row],
+) -> Result<UpsertCounts, WriteError> {
+    let tx = client.transaction().await?;
+    if let Err(e) = copy_rows(
+        &tx,
+        &stage.direct_copy,
+        &stage.direct_encoders,
+        target,
+        rows,
+    )
+    .await
+    {
         // The aborted COPY already failed the transaction; the rollback only makes it explicit.
+        let _ = tx.rollback().await;
+        return Err(e);
+    }
+    tx.commit().await?;
+    Ok(UpsertCounts {
+        inserted: rows.len() as u64,
+        updated: 0,
+    })
+}
+
+/// Some keys exist: stage the rows, then one set-based upsert.
+async fn write_staged(
+    client: &mut Client,
+    stage: &Stage,
+    target: &WriteTarget,
+    rows: &[Row],
+) -> Result<UpsertCounts, WriteError> {
+    let tx = client.transaction().await?;
+    if let Err(e) = copy_rows(&tx, &stage.copy, &stage.encoders, target, rows).await {
         let _ = tx.rollback().await;
         return Err(e);
     }
@@ -511,44 +796,82 @@ async fn write_batch(client: &mut Client, stage: &Stage, target: &WriteTarget, r
         Ok(row) => row,
         Err(e) => {
             let _ = tx.rollback().await;
-            return Err(map_error(&e));
+            return Err(e.into());
         }
     };
     let (inserted, total): (i64, i64) = (row.get(0), row.get(1));
-    tx.commit().await.map_err(|e| map_error(&e))?;
-    Ok(UpsertCounts { inserted: inserted as u64, updated: (total - inserted) as u64 })
+    tx.commit().await?;
+    Ok(UpsertCounts {
+        inserted: inserted as u64,
+        updated: (total - inserted) as u64,
+    })
 }
 
-/// Streams the rows into the staging table in PostgreSQL's binary COPY format, encoding each value with
-/// its column's encoder. A value that cannot be encoded aborts the COPY (dropping the sink sends
-/// CopyFail) and fails the batch as bad data naming the column.
-async fn copy_rows(tx: &tokio_postgres::Transaction<'_>, stage: &Stage, target: &WriteTarget, rows: &[Row]) -> Result<()> {
-    let sink = tx.copy_in::<_, Bytes>(&stage.copy).await.map_err(|e| map_error(&e))?;
+/// Streams the rows with `copy` in PostgreSQL's binary COPY format, each value through its column's
+/// encoder. A value that cannot be encoded aborts the COPY (dropping the sink sends CopyFail) and fails
+/// the batch as bad data naming the column.
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    copy: &Statement,
+    encoders: &[Encoder],
+    target: &WriteTarget,
+    rows: &[Row],
+) -> Result<(), WriteError> {
+    let sink = tx.copy_in::<_, Bytes>(copy).await?;
     futures::pin_mut!(sink);
-    let width = stage.encoders.len();
     let mut buf = BytesMut::with_capacity(COPY_CHUNK_BYTES + COPY_CHUNK_BYTES / 4);
     buf.put_slice(COPY_HEADER);
     buf.put_i32(0); // flags
     buf.put_i32(0); // header extension length
-    for (index, row) in rows.iter().enumerate() {
-        if row.values.len() != width {
-            return Err(DestinationError::new(
-                ErrorKind::Internal,
-                format!("row {index} has {} values for {width} columns", row.values.len()),
-            ));
-        }
-        buf.put_i16(width as i16);
-        for ((encoder, value), column) in stage.encoders.iter().zip(&row.values).zip(&target.columns) {
-            encoder
-                .write_field(value, &mut buf)
-                .map_err(|e| DestinationError::new(ErrorKind::BadData, format!("column `{column}`: {e}")))?;
+    for row in rows {
+        buf.put_i16(encoders.len() as i16);
+        for ((encoder, value), column) in encoders.iter().zip(&row.values).zip(&target.columns) {
+            encoder.write_field(value, &mut buf).map_err(|e| {
+                WriteError::Encode(DestinationError::new(
+                    ErrorKind::BadData,
+                    format!("column `{column}`: {e}"),
+                ))
+            })?;
         }
         if buf.len() >= COPY_CHUNK_BYTES {
-            sink.send(buf.split().freeze()).await.map_err(|e| map_error(&e))?;
+            sink.send(buf.split().freeze()).await?;
         }
     }
     buf.put_i16(-1); // trailer
-    sink.send(buf.split().freeze()).await.map_err(|e| map_error(&e))?;
-    sink.as_mut().finish().await.map_err(|e| map_error(&e))?;
+    sink.send(buf.split().freeze()).await?;
+    sink.as_mut().finish().await?;
     Ok(())
+}
+
+/// The key column of a batch, bound as one array parameter without copying the values.
+#[derive(Debug)]
+struct KeyArray<'a> {
+    rows: &'a [Row],
+    index: usize,
+    encoder: &'a Encoder,
+}
+
+impl ToSql for KeyArray<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let Encoder::Array {
+            element,
+            element_oid,
+        } = self.encoder
+        else {
+            return Err(format!("the key parameter is not an array ({:?})", self.encoder).into());
+        };
+        let keys = self.rows.iter().map(|r| &r.values[self.index]);
+        element.write_array(keys, self.rows.len(), *element_oid, out)?;
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
 }

@@ -112,9 +112,13 @@ impl PostgresSettings {
         let host = r.string("host", "the host", true);
         let port = r.integer("port", "the port", 1, 65535, DEFAULT_PORT as i64);
         let username = r.string("username", "the username", true);
-        let password = r.secret("password", "the password").filter(|p| !p.is_empty());
+        let password = r
+            .secret("password", "the password")
+            .filter(|p| !p.is_empty());
         let database = r.string("database", "the database name", true);
-        let schema = r.string("schema", "the schema", false).unwrap_or_else(default_schema);
+        let schema = r
+            .string("schema", "the schema", false)
+            .unwrap_or_else(default_schema);
         let tls = r.raw("tls");
         let timeout = r.integer(
             "connect_timeout_secs",
@@ -149,16 +153,18 @@ impl PostgresSettings {
         };
 
         let settings = match (host, port, username, database, timeout) {
-            (Some(host), Some(port), Some(username), Some(database), Some(timeout)) => Some(PostgresSettings {
-                host,
-                port: port as u16,
-                username,
-                password,
-                database,
-                schema,
-                tls,
-                connect_timeout_secs: timeout as u64,
-            }),
+            (Some(host), Some(port), Some(username), Some(database), Some(timeout)) => {
+                Some(PostgresSettings {
+                    host,
+                    port: port as u16,
+                    username,
+                    password,
+                    database,
+                    schema,
+                    tls,
+                    connect_timeout_secs: timeout as u64,
+                })
+            }
             _ => None,
         };
         match settings {
@@ -200,16 +206,34 @@ impl PostgresSettings {
             }
         };
         let mut json = serde_json::Map::new();
-        json.insert("host".into(), Json::from(if host.is_empty() { "localhost".to_string() } else { host }));
+        json.insert(
+            "host".into(),
+            Json::from(if host.is_empty() {
+                "localhost".to_string()
+            } else {
+                host
+            }),
+        );
         if let Some(p) = port {
             json.insert("port".into(), Json::from(p));
         }
-        json.insert("username".into(), Json::from(if user.is_empty() { "postgres".to_string() } else { user }));
+        json.insert(
+            "username".into(),
+            Json::from(if user.is_empty() {
+                "postgres".to_string()
+            } else {
+                user
+            }),
+        );
         if let Some(pw) = password {
             json.insert("password".into(), Json::from(pw));
         }
         json.insert("database".into(), Json::from(percent_decode(database)?));
-        for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let v = percent_decode(v)?;
             match k {
@@ -238,7 +262,10 @@ fn read_tls(json: &Json, errors: &mut FieldErrors) -> TlsSettings {
     // A bare mode string is accepted as a shorthand for `{"mode": …}`.
     if let Json::String(mode) = json {
         return match TlsMode::parse(mode) {
-            Some(mode) => TlsSettings { mode, ca_cert: None },
+            Some(mode) => TlsSettings {
+                mode,
+                ca_cert: None,
+            },
             None => {
                 errors.add("tls.mode", tls_mode_message(mode));
                 TlsSettings::default()
@@ -247,8 +274,13 @@ fn read_tls(json: &Json, errors: &mut FieldErrors) -> TlsSettings {
     }
     let mut r = SettingsReader::new(json);
     let mode = r.string("mode", "the TLS mode", false);
-    let ca_cert = r.secret("ca_cert", "the CA certificate").filter(|c| !c.trim().is_empty());
-    let mut tls = TlsSettings { mode: TlsMode::default(), ca_cert };
+    let ca_cert = r
+        .secret("ca_cert", "the CA certificate")
+        .filter(|c| !c.trim().is_empty());
+    let mut tls = TlsSettings {
+        mode: TlsMode::default(),
+        ca_cert,
+    };
     let nested = r.finish();
     errors.merge_prefixed("tls", nested);
     if let Some(m) = mode {
@@ -270,7 +302,9 @@ fn tls_mode_message(given: &str) -> String {
 }
 
 /// The DER certificates of a PEM text; an error when it holds none or a block does not parse.
-pub fn parse_pem_certificates(pem: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+pub fn parse_pem_certificates(
+    pem: &str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
     let mut reader = std::io::BufReader::new(pem.as_bytes());
     let certs = rustls_pemfile::certs(&mut reader)
         .collect::<Result<Vec<_>, _>>()
@@ -285,7 +319,10 @@ fn validate_host(host: &str) -> Result<(), String> {
     if host.len() > 253 {
         return Err("the host is longer than 253 characters".into());
     }
-    if host.chars().any(|c| c.is_whitespace() || c == '/' || c == '@' || c.is_control()) {
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || c == '/' || c == '@' || c.is_control())
+    {
         return Err("the host must be a host name or an IP address".into());
     }
     Ok(())
@@ -297,8 +334,13 @@ fn percent_decode(text: &str) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3).ok_or("truncated %-escape in the URL")?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape `%{hex}` in the URL"))?);
+            let hex = text
+                .get(i + 1..i + 3)
+                .ok_or("truncated %-escape in the URL")?;
+            out.push(
+                u8::from_str_radix(hex, 16)
+                    .map_err(|_| format!("bad %-escape `%{hex}` in the URL"))?,
+            );
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -323,7 +365,10 @@ mod tests {
         assert_eq!(s.schema, "public");
         assert_eq!(s.tls.mode, TlsMode::Prefer);
         assert_eq!(s.connect_timeout_secs, 10);
-        assert!(!format!("{s:?}").contains("pw\""), "the password must not be in Debug output");
+        assert!(
+            !format!("{s:?}").contains("pw\""),
+            "the password must not be in Debug output"
+        );
     }
 
     #[test]
@@ -333,7 +378,16 @@ mod tests {
             "tls": {"mode": "sometimes", "ca_cert": "not a pem", "foo": 1}, "colour": "red"
         }))
         .unwrap_err();
-        for field in ["host", "port", "username", "schema", "tls.mode", "tls.ca_cert", "tls.foo", "colour"] {
+        for field in [
+            "host",
+            "port",
+            "username",
+            "schema",
+            "tls.mode",
+            "tls.ca_cert",
+            "tls.foo",
+            "colour",
+        ] {
             assert!(e.get(field).is_some(), "no error for {field}: {e}");
         }
     }
@@ -343,20 +397,43 @@ mod tests {
         let base = json!({"host": "h", "username": "u", "database": "d"});
         let mut with = base.clone();
         with["tls"] = json!("require");
-        assert_eq!(PostgresSettings::from_json(&with).unwrap().tls.mode, TlsMode::Require);
+        assert_eq!(
+            PostgresSettings::from_json(&with).unwrap().tls.mode,
+            TlsMode::Require
+        );
         with["tls"] = json!({"mode": "verify"});
-        assert_eq!(PostgresSettings::from_json(&with).unwrap().tls.mode, TlsMode::Verify);
+        assert_eq!(
+            PostgresSettings::from_json(&with).unwrap().tls.mode,
+            TlsMode::Verify
+        );
         with["tls"] = json!({"mode": "disable"});
-        assert_eq!(PostgresSettings::from_json(&with).unwrap().tls.mode, TlsMode::Disable);
+        assert_eq!(
+            PostgresSettings::from_json(&with).unwrap().tls.mode,
+            TlsMode::Disable
+        );
     }
 
     #[test]
     fn urls() {
         let s = PostgresSettings::from_url("postgres://postgres@127.0.0.1:5432/test").unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.username.as_str(), s.database.as_str()), ("127.0.0.1", 5432, "postgres", "test"));
+        assert_eq!(
+            (
+                s.host.as_str(),
+                s.port,
+                s.username.as_str(),
+                s.database.as_str()
+            ),
+            ("127.0.0.1", 5432, "postgres", "test")
+        );
         assert_eq!(s.password, None);
-        let s = PostgresSettings::from_url("postgresql://u%40x:p%3Aw@[::1]/db?sslmode=disable&schema=crm").unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.username.as_str()), ("::1", 5432, "u@x"));
+        let s = PostgresSettings::from_url(
+            "postgresql://u%40x:p%3Aw@[::1]/db?sslmode=disable&schema=crm",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.username.as_str()),
+            ("::1", 5432, "u@x")
+        );
         assert_eq!(s.password.as_deref(), Some("p:w"));
         assert_eq!(s.schema, "crm");
         assert_eq!(s.tls.mode, TlsMode::Disable);

@@ -17,7 +17,9 @@ pub fn validate_identifier(name: &str, what: &str) -> Result<(), String> {
         return Err(format!("{what} is empty"));
     }
     if name.len() > MAX_IDENTIFIER_BYTES {
-        return Err(format!("{what} is longer than {MAX_IDENTIFIER_BYTES} bytes"));
+        return Err(format!(
+            "{what} is longer than {MAX_IDENTIFIER_BYTES} bytes"
+        ));
     }
     if name.contains('\0') {
         return Err(format!("{what} contains a NUL character"));
@@ -45,7 +47,11 @@ pub fn qualified(schema: &str, table: &str) -> String {
 }
 
 fn column_list(columns: &[String]) -> String {
-    columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+    columns
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A written column as staged. Columns of user-defined types (enums, domains, extension types such as
@@ -61,16 +67,29 @@ pub struct StagedColumn<'a> {
 
 /// Prepared (never run) to learn the written columns' types before staging them.
 pub fn probe_columns(schema: &str, table: &str, columns: &[String]) -> String {
-    format!("SELECT {} FROM {}", column_list(columns), qualified(schema, table))
+    format!(
+        "SELECT {} FROM {}",
+        column_list(columns),
+        qualified(schema, table)
+    )
 }
 
 /// A session-private staging table shaped like the written columns of the target (same types, typmods
 /// and limits, no constraints), emptied at every commit so each batch starts clean.
-pub fn create_stage(stage: &str, schema: &str, table: &str, columns: &[StagedColumn<'_>]) -> String {
+pub fn create_stage(
+    stage: &str,
+    schema: &str,
+    table: &str,
+    columns: &[StagedColumn<'_>],
+) -> String {
     let items: Vec<String> = columns
         .iter()
         .map(|c| match c.user_type {
-            Some((_, _, array)) => format!("{q}::text{} AS {q}", if array { "[]" } else { "" }, q = quote(c.name)),
+            Some((_, _, array)) => format!(
+                "{q}::text{} AS {q}",
+                if array { "[]" } else { "" },
+                q = quote(c.name)
+            ),
             None => quote(c.name),
         })
         .collect();
@@ -83,7 +102,11 @@ pub fn create_stage(stage: &str, schema: &str, table: &str, columns: &[StagedCol
 }
 
 pub fn copy_into_stage(stage: &str, columns: &[String]) -> String {
-    format!("COPY pg_temp.{} ({}) FROM STDIN (FORMAT binary)", quote(stage), column_list(columns))
+    format!(
+        "COPY pg_temp.{} ({}) FROM STDIN (FORMAT binary)",
+        quote(stage),
+        column_list(columns)
+    )
 }
 
 /// One set-based upsert from the staging table into the target, answering (inserted, total).
@@ -93,12 +116,20 @@ pub fn copy_into_stage(stage: &str, columns: &[String]) -> String {
 /// Only the written columns appear in `SET`, so other columns keep their values on update and take their
 /// defaults on insert. When only the key is written, `SET key = EXCLUDED.key` keeps existing rows counted
 /// as updated (with `DO NOTHING` they would not be returned at all).
-pub fn upsert_from_stage(schema: &str, table: &str, stage: &str, columns: &[StagedColumn<'_>], key: &str) -> String {
+pub fn upsert_from_stage(
+    schema: &str,
+    table: &str,
+    stage: &str,
+    columns: &[StagedColumn<'_>],
+    key: &str,
+) -> String {
     let names: Vec<String> = columns.iter().map(|c| quote(c.name)).collect();
     let items: Vec<String> = columns
         .iter()
         .map(|c| match c.user_type {
-            Some((type_schema, type_name, _)) => format!("{}::{}", quote(c.name), qualified(type_schema, type_name)),
+            Some((type_schema, type_name, _)) => {
+                format!("{}::{}", quote(c.name), qualified(type_schema, type_name))
+            }
             None => quote(c.name),
         })
         .collect();
@@ -123,9 +154,31 @@ pub fn upsert_from_stage(schema: &str, table: &str, stage: &str, columns: &[Stag
     )
 }
 
+/// COPY straight into the target, for batches whose keys are all new.
+pub fn copy_into_target(schema: &str, table: &str, columns: &[String]) -> String {
+    format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        qualified(schema, table),
+        column_list(columns)
+    )
+}
+
+/// Whether any key of the batch (`$1`, an array of the key column's type) is already in the target.
+pub fn any_key_exists(schema: &str, table: &str, key: &str) -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE {} = ANY($1))",
+        qualified(schema, table),
+        quote(key)
+    )
+}
+
 /// Deletes by key with one array parameter (`$1`, typed as an array of the key column's type).
 pub fn delete_by_keys(schema: &str, table: &str, key: &str) -> String {
-    format!("DELETE FROM {} WHERE {} = ANY($1)", qualified(schema, table), quote(key))
+    format!(
+        "DELETE FROM {} WHERE {} = ANY($1)",
+        qualified(schema, table),
+        quote(key)
+    )
 }
 
 /// Finds a table (or partitioned table) by exact name in a schema: `$1` schema, `$2` name.
@@ -137,7 +190,11 @@ pub const FIND_TABLE: &str = "SELECT c.oid, c.relname::text FROM pg_catalog.pg_c
 /// described by their base type; array element and enum labels are resolved here so one query suffices.
 /// `attgenerated` exists from PostgreSQL 12 on, hence the variant for older servers.
 pub fn columns_query(server_version_num: i32) -> String {
-    let generated = if server_version_num >= 120000 { "a.attgenerated <> ''" } else { "false" };
+    let generated = if server_version_num >= 120000 {
+        "a.attgenerated <> ''"
+    } else {
+        "false"
+    };
     format!(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
            (a.atthasdef OR a.attidentity <> '') AS has_default, {generated} AS generated, \
@@ -186,23 +243,41 @@ pub struct NativeType<'a> {
 /// The portable type of a native column type; `None` when Sluice cannot write it.
 pub fn column_type(native: &NativeType<'_>) -> Option<ColumnType> {
     match native.element {
-        Some((name, typtype)) => scalar_type(name, typtype, native.typmod, native.labels)
-            .map(|element| ColumnType::Array { element: Box::new(element) }),
+        Some((name, typtype)) => {
+            scalar_type(name, typtype, native.typmod, native.labels).map(|element| {
+                ColumnType::Array {
+                    element: Box::new(element),
+                }
+            })
+        }
         None => scalar_type(native.name, native.typtype, native.typmod, native.labels),
     }
 }
 
 fn scalar_type(name: &str, typtype: &str, typmod: i32, labels: &[String]) -> Option<ColumnType> {
     if typtype == "e" {
-        return Some(ColumnType::Enum { values: labels.to_vec() });
+        return Some(ColumnType::Enum {
+            values: labels.to_vec(),
+        });
     }
     Some(match name {
         "text" | "citext" | "name" => ColumnType::Text { max_len: None },
         // varchar(n) and char(n) store n + 4 (the varlena header) in the typmod.
-        "varchar" | "bpchar" => ColumnType::Text { max_len: (typmod >= 4).then(|| (typmod - 4) as u32) },
-        "int2" => ColumnType::Int { bits: 16, unsigned: false },
-        "int4" => ColumnType::Int { bits: 32, unsigned: false },
-        "int8" => ColumnType::Int { bits: 64, unsigned: false },
+        "varchar" | "bpchar" => ColumnType::Text {
+            max_len: (typmod >= 4).then(|| (typmod - 4) as u32),
+        },
+        "int2" => ColumnType::Int {
+            bits: 16,
+            unsigned: false,
+        },
+        "int4" => ColumnType::Int {
+            bits: 32,
+            unsigned: false,
+        },
+        "int8" => ColumnType::Int {
+            bits: 64,
+            unsigned: false,
+        },
         "float4" => ColumnType::Float { bits: 32 },
         "float8" => ColumnType::Float { bits: 64 },
         "numeric" => numeric_type(typmod),
@@ -222,14 +297,23 @@ fn scalar_type(name: &str, typtype: &str, typmod: i32, labels: &[String]) -> Opt
 /// PostgreSQL 15 (negative scales). Precisions beyond what the portable type holds read as unconstrained.
 fn numeric_type(typmod: i32) -> ColumnType {
     if typmod < 4 {
-        return ColumnType::Decimal { precision: None, scale: None };
+        return ColumnType::Decimal {
+            precision: None,
+            scale: None,
+        };
     }
     let t = typmod - 4;
     let precision = (t >> 16) & 0xffff;
     let scale = ((t & 0x7ff) ^ 1024) - 1024;
     match (u8::try_from(precision), u8::try_from(scale)) {
-        (Ok(p), Ok(s)) => ColumnType::Decimal { precision: Some(p), scale: Some(s) },
-        _ => ColumnType::Decimal { precision: None, scale: None },
+        (Ok(p), Ok(s)) => ColumnType::Decimal {
+            precision: Some(p),
+            scale: Some(s),
+        },
+        _ => ColumnType::Decimal {
+            precision: None,
+            scale: None,
+        },
     }
 }
 
@@ -273,7 +357,10 @@ mod tests {
     fn quoting() {
         assert_eq!(quote("customers"), "\"customers\"");
         assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
-        assert_eq!(qualified("public", "Mixed Case"), "\"public\".\"Mixed Case\"");
+        assert_eq!(
+            qualified("public", "Mixed Case"),
+            "\"public\".\"Mixed Case\""
+        );
         assert!(validate_identifier("", "the table name").is_err());
         assert!(validate_identifier(&"x".repeat(64), "the table name").is_err());
         assert!(validate_identifier("a\0b", "the table name").is_err());
@@ -281,7 +368,13 @@ mod tests {
     }
 
     fn plain(names: &[&'static str]) -> Vec<StagedColumn<'static>> {
-        names.iter().map(|n| StagedColumn { name: n, user_type: None }).collect()
+        names
+            .iter()
+            .map(|n| StagedColumn {
+                name: n,
+                user_type: None,
+            })
+            .collect()
     }
 
     #[test]
@@ -293,20 +386,37 @@ mod tests {
              DO UPDATE SET \"email\" = EXCLUDED.\"email\", \"name\" = EXCLUDED.\"name\" \
              RETURNING (xmax = 0) AS inserted) SELECT count(*) FILTER (WHERE inserted), count(*) FROM upserted"
         );
-        assert!(upsert_from_stage("s", "t", "st", &plain(&["id"]), "id").contains("SET \"id\" = EXCLUDED.\"id\""));
+        assert!(upsert_from_stage("s", "t", "st", &plain(&["id"]), "id")
+            .contains("SET \"id\" = EXCLUDED.\"id\""));
         let with_enum = [
-            StagedColumn { name: "id", user_type: None },
-            StagedColumn { name: "plan", user_type: Some(("crm", "plan", false)) },
+            StagedColumn {
+                name: "id",
+                user_type: None,
+            },
+            StagedColumn {
+                name: "plan",
+                user_type: Some(("crm", "plan", false)),
+            },
         ];
-        assert!(upsert_from_stage("s", "t", "st", &with_enum, "id").contains("SELECT \"id\", \"plan\"::\"crm\".\"plan\" FROM"));
+        assert!(upsert_from_stage("s", "t", "st", &with_enum, "id")
+            .contains("SELECT \"id\", \"plan\"::\"crm\".\"plan\" FROM"));
     }
 
     #[test]
     fn golden_stage_copy_delete() {
         let columns = [
-            StagedColumn { name: "id", user_type: None },
-            StagedColumn { name: "na\"me", user_type: None },
-            StagedColumn { name: "tags", user_type: Some(("public", "_mood", true)) },
+            StagedColumn {
+                name: "id",
+                user_type: None,
+            },
+            StagedColumn {
+                name: "na\"me",
+                user_type: None,
+            },
+            StagedColumn {
+                name: "tags",
+                user_type: Some(("public", "_mood", true)),
+            },
         ];
         assert_eq!(
             create_stage("sluice_stage_2", "crm", "people", &columns),
@@ -317,7 +427,18 @@ mod tests {
             copy_into_stage("sluice_stage_2", &cols(&["id", "name"])),
             "COPY pg_temp.\"sluice_stage_2\" (\"id\", \"name\") FROM STDIN (FORMAT binary)"
         );
-        assert_eq!(probe_columns("s", "t", &cols(&["a"])), "SELECT \"a\" FROM \"s\".\"t\"");
+        assert_eq!(
+            copy_into_target("crm", "people", &cols(&["id"])),
+            "COPY \"crm\".\"people\" (\"id\") FROM STDIN (FORMAT binary)"
+        );
+        assert_eq!(
+            any_key_exists("crm", "people", "id"),
+            "SELECT EXISTS (SELECT 1 FROM \"crm\".\"people\" WHERE \"id\" = ANY($1))"
+        );
+        assert_eq!(
+            probe_columns("s", "t", &cols(&["a"])),
+            "SELECT \"a\" FROM \"s\".\"t\""
+        );
         assert_eq!(
             delete_by_keys("public", "people", "id"),
             "DELETE FROM \"public\".\"people\" WHERE \"id\" = ANY($1)"
@@ -327,34 +448,89 @@ mod tests {
     }
 
     fn native<'a>(name: &'a str, typmod: i32) -> NativeType<'a> {
-        NativeType { name, typtype: "b", typmod, element: None, labels: &[] }
+        NativeType {
+            name,
+            typtype: "b",
+            typmod,
+            element: None,
+            labels: &[],
+        }
     }
 
     #[test]
     fn type_mapping() {
-        assert_eq!(column_type(&native("varchar", 24)), Some(ColumnType::Text { max_len: Some(20) }));
-        assert_eq!(column_type(&native("varchar", -1)), Some(ColumnType::Text { max_len: None }));
-        assert_eq!(column_type(&native("bpchar", 5)), Some(ColumnType::Text { max_len: Some(1) }));
+        assert_eq!(
+            column_type(&native("varchar", 24)),
+            Some(ColumnType::Text { max_len: Some(20) })
+        );
+        assert_eq!(
+            column_type(&native("varchar", -1)),
+            Some(ColumnType::Text { max_len: None })
+        );
+        assert_eq!(
+            column_type(&native("bpchar", 5)),
+            Some(ColumnType::Text { max_len: Some(1) })
+        );
         assert_eq!(
             column_type(&native("numeric", ((28 << 16) | 10) + 4)),
-            Some(ColumnType::Decimal { precision: Some(28), scale: Some(10) })
+            Some(ColumnType::Decimal {
+                precision: Some(28),
+                scale: Some(10)
+            })
         );
         assert_eq!(
             column_type(&native("numeric", -1)),
-            Some(ColumnType::Decimal { precision: None, scale: None })
+            Some(ColumnType::Decimal {
+                precision: None,
+                scale: None
+            })
         );
-        assert_eq!(column_type(&native("timestamptz", -1)), Some(ColumnType::Timestamp { with_tz: true }));
-        assert_eq!(column_type(&native("int2", -1)), Some(ColumnType::Int { bits: 16, unsigned: false }));
+        assert_eq!(
+            column_type(&native("timestamptz", -1)),
+            Some(ColumnType::Timestamp { with_tz: true })
+        );
+        assert_eq!(
+            column_type(&native("int2", -1)),
+            Some(ColumnType::Int {
+                bits: 16,
+                unsigned: false
+            })
+        );
         assert_eq!(column_type(&native("macaddr", -1)), None);
         let labels = vec!["free".to_string(), "pro".to_string()];
-        let e = NativeType { name: "plan", typtype: "e", typmod: -1, element: None, labels: &labels };
-        assert_eq!(column_type(&e), Some(ColumnType::Enum { values: labels.clone() }));
-        let arr = NativeType { name: "_varchar", typtype: "b", typmod: 14, element: Some(("varchar", "b")), labels: &[] };
+        let e = NativeType {
+            name: "plan",
+            typtype: "e",
+            typmod: -1,
+            element: None,
+            labels: &labels,
+        };
+        assert_eq!(
+            column_type(&e),
+            Some(ColumnType::Enum {
+                values: labels.clone()
+            })
+        );
+        let arr = NativeType {
+            name: "_varchar",
+            typtype: "b",
+            typmod: 14,
+            element: Some(("varchar", "b")),
+            labels: &[],
+        };
         assert_eq!(
             column_type(&arr),
-            Some(ColumnType::Array { element: Box::new(ColumnType::Text { max_len: Some(10) }) })
+            Some(ColumnType::Array {
+                element: Box::new(ColumnType::Text { max_len: Some(10) })
+            })
         );
-        let bad = NativeType { name: "_inet", typtype: "b", typmod: -1, element: Some(("inet", "b")), labels: &[] };
+        let bad = NativeType {
+            name: "_inet",
+            typtype: "b",
+            typmod: -1,
+            element: Some(("inet", "b")),
+            labels: &[],
+        };
         assert_eq!(column_type(&bad), None);
     }
 

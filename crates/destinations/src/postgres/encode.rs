@@ -37,7 +37,10 @@ pub enum Encoder {
     Json,
     Jsonb,
     Bytea,
-    Array { element: Box<Encoder>, element_oid: u32 },
+    Array {
+        element: Box<Encoder>,
+        element_oid: u32,
+    },
     Unsupported(String),
 }
 
@@ -47,7 +50,10 @@ impl Encoder {
             Kind::Enum(_) => return Encoder::Text,
             Kind::Domain(base) => return Encoder::for_type(base),
             Kind::Array(member) => {
-                return Encoder::Array { element: Box::new(Encoder::for_type(member)), element_oid: member.oid() }
+                return Encoder::Array {
+                    element: Box::new(Encoder::for_type(member)),
+                    element_oid: member.oid(),
+                }
             }
             _ => {}
         }
@@ -82,7 +88,8 @@ impl Encoder {
         let at = buf.len();
         buf.put_i32(0);
         self.write_value(value, buf)?;
-        let len = i32::try_from(buf.len() - at - 4).map_err(|_| "value larger than 2 GB".to_string())?;
+        let len =
+            i32::try_from(buf.len() - at - 4).map_err(|_| "value larger than 2 GB".to_string())?;
         buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
         Ok(())
     }
@@ -91,19 +98,23 @@ impl Encoder {
     pub fn write_value(&self, value: &Value, buf: &mut BytesMut) -> Result<(), String> {
         match self {
             Encoder::Bool => buf.put_u8(as_bool(value)? as u8),
-            Encoder::Int2 => {
-                buf.put_i16(i16::try_from(as_i64(value)?).map_err(|_| "integer out of range for smallint".to_string())?)
-            }
-            Encoder::Int4 => {
-                buf.put_i32(i32::try_from(as_i64(value)?).map_err(|_| "integer out of range for integer".to_string())?)
-            }
+            Encoder::Int2 => buf.put_i16(
+                i16::try_from(as_i64(value)?)
+                    .map_err(|_| "integer out of range for smallint".to_string())?,
+            ),
+            Encoder::Int4 => buf.put_i32(
+                i32::try_from(as_i64(value)?)
+                    .map_err(|_| "integer out of range for integer".to_string())?,
+            ),
             Encoder::Int8 => buf.put_i64(as_i64(value)?),
             Encoder::Float4 => buf.put_f32(as_f64(value)? as f32),
             Encoder::Float8 => buf.put_f64(as_f64(value)?),
             Encoder::Numeric => put(&as_decimal(value)?, &Type::NUMERIC, buf)?,
             Encoder::Text => match value {
                 Value::String(s) => buf.put_slice(s.as_bytes()),
-                Value::Json(j) => serde_json::to_writer(buf.writer(), j).map_err(|e| e.to_string())?,
+                Value::Json(j) => {
+                    serde_json::to_writer(buf.writer(), j).map_err(|e| e.to_string())?
+                }
                 Value::Bytes(_) | Value::Array(_) => return Err(mismatch(value, "text")),
                 other => {
                     let mut text = String::new();
@@ -131,26 +142,48 @@ impl Encoder {
                 Value::String(s) => buf.put_slice(s.as_bytes()),
                 other => return Err(mismatch(other, "binary")),
             },
-            Encoder::Array { element, element_oid } => {
+            Encoder::Array {
+                element,
+                element_oid,
+            } => {
                 let items: Cow<'_, [Value]> = match value {
                     Value::Array(items) => Cow::Borrowed(items),
-                    Value::Json(Json::Array(items)) => Cow::Owned(items.iter().map(json_to_value).collect()),
+                    Value::Json(Json::Array(items)) => {
+                        Cow::Owned(items.iter().map(json_to_value).collect())
+                    }
                     other => return Err(mismatch(other, "array")),
                 };
-                let len = i32::try_from(items.len()).map_err(|_| "array too long".to_string())?;
-                // One-dimensional array: ndim, has-nulls flag, element OID, then (length, lower bound 1).
-                buf.put_i32(if items.is_empty() { 0 } else { 1 });
-                buf.put_i32(items.iter().any(Value::is_null) as i32);
-                buf.put_u32(*element_oid);
-                if !items.is_empty() {
-                    buf.put_i32(len);
-                    buf.put_i32(1);
-                }
-                for item in items.iter() {
-                    element.write_field(item, buf).map_err(|e| format!("array element: {e}"))?;
-                }
+                element.write_array(items.iter(), items.len(), *element_oid, buf)?;
             }
-            Encoder::Unsupported(name) => return Err(format!("Sluice cannot write values of type `{name}`")),
+            Encoder::Unsupported(name) => {
+                return Err(format!("Sluice cannot write values of type `{name}`"))
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Encoder {
+    /// Appends a one-dimensional array of `len` items encoded with `self`: number of dimensions, whether
+    /// any item is NULL, the element type's OID, then (length, lower bound 1) and the items.
+    pub fn write_array<'v>(
+        &self,
+        items: impl Iterator<Item = &'v Value> + Clone,
+        len: usize,
+        element_oid: u32,
+        buf: &mut BytesMut,
+    ) -> Result<(), String> {
+        let len = i32::try_from(len).map_err(|_| "array too long".to_string())?;
+        buf.put_i32(if len == 0 { 0 } else { 1 });
+        buf.put_i32(items.clone().any(Value::is_null) as i32);
+        buf.put_u32(element_oid);
+        if len > 0 {
+            buf.put_i32(len);
+            buf.put_i32(1);
+        }
+        for item in items {
+            self.write_field(item, buf)
+                .map_err(|e| format!("array element: {e}"))?;
         }
         Ok(())
     }
@@ -164,7 +197,11 @@ pub struct Encoded<'a> {
 }
 
 impl ToSql for Encoded<'_> {
-    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         if self.value.is_null() {
             return Ok(IsNull::Yes);
         }
@@ -203,9 +240,14 @@ fn as_bool(value: &Value) -> Result<bool, String> {
 fn as_i64(value: &Value) -> Result<i64, String> {
     match value {
         Value::Int(i) => Ok(*i),
-        Value::Decimal(d) if d.fract().is_zero() => i64::try_from(*d).map_err(|_| "integer out of range".into()),
+        Value::Decimal(d) if d.fract().is_zero() => {
+            i64::try_from(*d).map_err(|_| "integer out of range".into())
+        }
         Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(*f as i64),
-        Value::String(s) => s.trim().parse().map_err(|_| "text is not an integer".into()),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| "text is not an integer".into()),
         other => Err(mismatch(other, "integer")),
     }
 }
@@ -214,7 +256,9 @@ fn as_f64(value: &Value) -> Result<f64, String> {
     match value {
         Value::Float(f) => Ok(*f),
         Value::Int(i) => Ok(*i as f64),
-        Value::Decimal(d) => f64::try_from(*d).map_err(|_| "decimal out of range for a float".into()),
+        Value::Decimal(d) => {
+            f64::try_from(*d).map_err(|_| "decimal out of range for a float".into())
+        }
         Value::String(s) => s.trim().parse().map_err(|_| "text is not a number".into()),
         other => Err(mismatch(other, "float")),
     }
@@ -224,7 +268,9 @@ fn as_decimal(value: &Value) -> Result<Decimal, String> {
     match value {
         Value::Decimal(d) => Ok(*d),
         Value::Int(i) => Ok(Decimal::from(*i)),
-        Value::Float(f) => Decimal::try_from(*f).map_err(|_| "float cannot be written as a decimal".into()),
+        Value::Float(f) => {
+            Decimal::try_from(*f).map_err(|_| "float cannot be written as a decimal".into())
+        }
         Value::String(s) => {
             let s = s.trim();
             s.parse::<Decimal>()
@@ -239,7 +285,9 @@ fn as_date(value: &Value) -> Result<NaiveDate, String> {
     match value {
         Value::Date(d) => Ok(*d),
         Value::DateTime(dt) => Ok(dt.date_naive()),
-        Value::String(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| "text is not a date".into()),
+        Value::String(s) => {
+            NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| "text is not a date".into())
+        }
         other => Err(mismatch(other, "date")),
     }
 }
@@ -268,7 +316,9 @@ fn as_datetime(value: &Value) -> Result<chrono::DateTime<Utc>, String> {
 fn as_uuid(value: &Value) -> Result<uuid::Uuid, String> {
     match value {
         Value::Uuid(u) => Ok(*u),
-        Value::String(s) => uuid::Uuid::parse_str(s.trim()).map_err(|_| "text is not a UUID".into()),
+        Value::String(s) => {
+            uuid::Uuid::parse_str(s.trim()).map_err(|_| "text is not a UUID".into())
+        }
         other => Err(mismatch(other, "uuid")),
     }
 }
@@ -303,22 +353,42 @@ mod tests {
 
     #[test]
     fn scalars() {
-        assert_eq!(field(&Encoder::Int4, Value::Int(7)), [0, 0, 0, 4, 0, 0, 0, 7]);
+        assert_eq!(
+            field(&Encoder::Int4, Value::Int(7)),
+            [0, 0, 0, 4, 0, 0, 0, 7]
+        );
         assert_eq!(field(&Encoder::Int4, Value::Null), [255, 255, 255, 255]);
         assert_eq!(field(&Encoder::Bool, Value::Bool(true)), [0, 0, 0, 1, 1]);
-        assert_eq!(field(&Encoder::Text, Value::String("hé".into())), [0, 0, 0, 3, b'h', 0xc3, 0xa9]);
-        assert_eq!(field(&Encoder::Text, Value::Int(42)), [0, 0, 0, 2, b'4', b'2']);
-        assert_eq!(field(&Encoder::Jsonb, Value::Json(serde_json::json!(1))), [0, 0, 0, 2, 1, b'1']);
+        assert_eq!(
+            field(&Encoder::Text, Value::String("hé".into())),
+            [0, 0, 0, 3, b'h', 0xc3, 0xa9]
+        );
+        assert_eq!(
+            field(&Encoder::Text, Value::Int(42)),
+            [0, 0, 0, 2, b'4', b'2']
+        );
+        assert_eq!(
+            field(&Encoder::Jsonb, Value::Json(serde_json::json!(1))),
+            [0, 0, 0, 2, 1, b'1']
+        );
         // 2000-01-02 is day 1 of PostgreSQL's epoch.
         let d = NaiveDate::from_ymd_opt(2000, 1, 2).unwrap();
-        assert_eq!(field(&Encoder::Date, Value::Date(d)), [0, 0, 0, 4, 0, 0, 0, 1]);
+        assert_eq!(
+            field(&Encoder::Date, Value::Date(d)),
+            [0, 0, 0, 4, 0, 0, 0, 1]
+        );
     }
 
     #[test]
     fn data_errors() {
         let mut buf = BytesMut::new();
-        assert!(Encoder::Int2.write_field(&Value::Int(70000), &mut buf).unwrap_err().contains("smallint"));
-        assert!(Encoder::Uuid.write_field(&Value::String("nope".into()), &mut buf).is_err());
+        assert!(Encoder::Int2
+            .write_field(&Value::Int(70000), &mut buf)
+            .unwrap_err()
+            .contains("smallint"));
+        assert!(Encoder::Uuid
+            .write_field(&Value::String("nope".into()), &mut buf)
+            .is_err());
         assert!(Encoder::Unsupported("macaddr".into())
             .write_field(&Value::String("x".into()), &mut buf)
             .unwrap_err()
@@ -327,7 +397,10 @@ mod tests {
 
     #[test]
     fn arrays() {
-        let enc = Encoder::Array { element: Box::new(Encoder::Int4), element_oid: 23 };
+        let enc = Encoder::Array {
+            element: Box::new(Encoder::Int4),
+            element_oid: 23,
+        };
         let bytes = field(&enc, Value::Array(vec![Value::Int(1), Value::Null]));
         let expected: Vec<u8> = [
             &32i32.to_be_bytes()[..],
@@ -351,8 +424,14 @@ mod tests {
         assert_eq!(Encoder::for_type(&Type::VARCHAR), Encoder::Text);
         assert_eq!(
             Encoder::for_type(&Type::TEXT_ARRAY),
-            Encoder::Array { element: Box::new(Encoder::Text), element_oid: Type::TEXT.oid() }
+            Encoder::Array {
+                element: Box::new(Encoder::Text),
+                element_oid: Type::TEXT.oid()
+            }
         );
-        assert_eq!(Encoder::for_type(&Type::MACADDR), Encoder::Unsupported("macaddr".into()));
+        assert_eq!(
+            Encoder::for_type(&Type::MACADDR),
+            Encoder::Unsupported("macaddr".into())
+        );
     }
 }

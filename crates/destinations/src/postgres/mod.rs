@@ -5,11 +5,24 @@
 //! - [`encode`]: values in the binary wire format used by COPY and parameters;
 //! - [`client`]: the connection and the statements run on it.
 //!
-//! An upsert copies the batch into a temporary staging table with binary COPY and merges it into the
-//! target with one `INSERT … SELECT … ON CONFLICT (key) DO UPDATE`, all in one transaction: the batch
-//! lands whole or not at all, at close to COPY speed, with no per-row SQL. One connection is kept per
-//! [`Postgres`] instance, opened on first use and reopened after it breaks; calls on one instance are
-//! serialized on it.
+//! Every batch is one transaction, so it lands whole or not at all, with no per-row SQL:
+//! - first one query asks whether any key of the batch is already in the table (one array parameter,
+//!   answered from the key's index);
+//! - when none is — the first run of a pipeline, new profiles — the rows are copied straight into the
+//!   target with binary COPY, which is as fast as a plain load;
+//! - otherwise they are copied into a temporary staging table (created once per connection, emptied at
+//!   each commit) and merged with one `INSERT … SELECT … ON CONFLICT (key) DO UPDATE … RETURNING
+//!   (xmax = 0)`, which counts inserts and updates and needs no `MERGE` (PostgreSQL 11+). A direct COPY
+//!   that meets a unique violation (a concurrent writer inserted one of the keys, or another unique
+//!   column clashes) is rolled back and redone this way, which settles the race or reports the real
+//!   violation as bad data.
+//!
+//! Measured on a 2-core machine, the upsert of new rows runs at about the speed of a plain COPY, where
+//! staging plus `ON CONFLICT` for every batch ran at roughly half of it (speculative insertion costs
+//! about as much as the insert itself).
+//!
+//! One connection is kept per [`Postgres`] instance, opened on first use and reopened after it breaks;
+//! calls on one instance are serialized on it. Statements are prepared once per connection and target.
 
 pub mod client;
 pub mod config;
@@ -22,7 +35,9 @@ use tokio::sync::{Mutex, MutexGuard};
 
 pub use config::{PostgresSettings, TlsMode, TlsSettings};
 
-use crate::{Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
+use crate::{
+    Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget,
+};
 
 pub struct Postgres {
     settings: PostgresSettings,
@@ -32,7 +47,10 @@ pub struct Postgres {
 impl Postgres {
     /// Builds the destination; nothing is connected until the first call.
     pub fn new(settings: PostgresSettings) -> Self {
-        Self { settings, session: Mutex::new(None) }
+        Self {
+            settings,
+            session: Mutex::new(None),
+        }
     }
 
     pub fn settings(&self) -> &PostgresSettings {
@@ -65,7 +83,10 @@ impl Postgres {
             dialect::validate_identifier(c, "a column name").map_err(config)?;
         }
         if !target.columns.contains(&target.key) {
-            return Err(config(format!("the key column `{}` is not among the written columns", target.key)));
+            return Err(config(format!(
+                "the key column `{}` is not among the written columns",
+                target.key
+            )));
         }
         Ok(())
     }
@@ -84,7 +105,11 @@ impl Destination for Postgres {
     async fn describe_table(&self, name: &str) -> Result<Option<TableDescription>> {
         let schema = self.settings.schema.as_str();
         let mut guard = self.session().await?;
-        let result = guard.as_mut().expect("connected").describe_table(schema, name).await;
+        let result = guard
+            .as_mut()
+            .expect("connected")
+            .describe_table(schema, name)
+            .await;
         Self::forget_if_broken(&mut guard, &result);
         result
     }
@@ -96,7 +121,11 @@ impl Destination for Postgres {
         Self::check_target(target)?;
         let schema = self.settings.schema.as_str();
         let mut guard = self.session().await?;
-        let result = guard.as_mut().expect("connected").upsert(schema, target, rows).await;
+        let result = guard
+            .as_mut()
+            .expect("connected")
+            .upsert(schema, target, rows)
+            .await;
         Self::forget_if_broken(&mut guard, &result);
         result
     }
@@ -108,7 +137,11 @@ impl Destination for Postgres {
         Self::check_target(target)?;
         let schema = self.settings.schema.as_str();
         let mut guard = self.session().await?;
-        let result = guard.as_mut().expect("connected").delete(schema, target, keys).await;
+        let result = guard
+            .as_mut()
+            .expect("connected")
+            .delete(schema, target, keys)
+            .await;
         Self::forget_if_broken(&mut guard, &result);
         result
     }

@@ -32,13 +32,21 @@ impl SqliteSettings {
             if p.contains('\0') {
                 errors.add("path", "the database file path contains a NUL character");
             } else if p.ends_with('/') || p.ends_with(std::path::MAIN_SEPARATOR) {
-                errors.add("path", "the database file path names a folder: add a file name");
+                errors.add(
+                    "path",
+                    "the database file path names a folder: add a file name",
+                );
             } else if p == ":memory:" {
-                errors.add("path", "an in-memory database would vanish after each run: give a file path");
+                errors.add(
+                    "path",
+                    "an in-memory database would vanish after each run: give a file path",
+                );
             }
         }
         match path {
-            Some(p) if errors.is_empty() => Ok(Self { path: PathBuf::from(p) }),
+            Some(p) if errors.is_empty() => Ok(Self {
+                path: PathBuf::from(p),
+            }),
             _ => Err(errors),
         }
     }
@@ -52,7 +60,9 @@ mod tests {
     #[test]
     fn validation() {
         assert_eq!(
-            SqliteSettings::from_json(&json!({"path": "data/dest.sqlite"})).unwrap().path,
+            SqliteSettings::from_json(&json!({"path": "data/dest.sqlite"}))
+                .unwrap()
+                .path,
             PathBuf::from("data/dest.sqlite")
         );
         let e = SqliteSettings::from_json(&json!({"path": "", "host": "x"})).unwrap_err();

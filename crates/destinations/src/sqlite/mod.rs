@@ -26,7 +26,9 @@ use sluice_core::{TableDescription, Value};
 
 pub use config::SqliteSettings;
 
-use crate::{Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
+use crate::{
+    Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget,
+};
 
 pub struct Sqlite {
     settings: SqliteSettings,
@@ -36,7 +38,10 @@ pub struct Sqlite {
 impl Sqlite {
     /// Builds the destination; the file is opened (and created) on first use.
     pub fn new(settings: SqliteSettings) -> Self {
-        Self { settings, conn: Arc::new(Mutex::new(None)) }
+        Self {
+            settings,
+            conn: Arc::new(Mutex::new(None)),
+        }
     }
 
     pub fn settings(&self) -> &SqliteSettings {
@@ -60,7 +65,9 @@ impl Sqlite {
             work(guard.as_mut().expect("opened"))
         })
         .await
-        .map_err(|e| DestinationError::new(ErrorKind::Internal, format!("the SQLite task failed: {e}")))?
+        .map_err(|e| {
+            DestinationError::new(ErrorKind::Internal, format!("the SQLite task failed: {e}"))
+        })?
     }
 
     fn check_target(target: &WriteTarget) -> Result<()> {
@@ -70,7 +77,10 @@ impl Sqlite {
             dialect::validate_identifier(c, "a column name").map_err(config)?;
         }
         if !target.columns.contains(&target.key) {
-            return Err(config(format!("the key column `{}` is not among the written columns", target.key)));
+            return Err(config(format!(
+                "the key column `{}` is not among the written columns",
+                target.key
+            )));
         }
         Ok(())
     }
@@ -84,7 +94,8 @@ impl Destination for Sqlite {
     }
 
     async fn describe_table(&self, name: &str) -> Result<Option<TableDescription>> {
-        dialect::validate_identifier(name, "the table name").map_err(|e| DestinationError::new(ErrorKind::Config, e))?;
+        dialect::validate_identifier(name, "the table name")
+            .map_err(|e| DestinationError::new(ErrorKind::Config, e))?;
         let name = name.to_string();
         self.run(move |conn| client::describe(conn, &name)).await
     }
@@ -96,7 +107,8 @@ impl Destination for Sqlite {
         Self::check_target(target)?;
         let target = target.clone();
         let rows = rows.to_vec();
-        self.run(move |conn| client::upsert(conn, &target, &rows)).await
+        self.run(move |conn| client::upsert(conn, &target, &rows))
+            .await
     }
 
     async fn delete(&self, target: &WriteTarget, keys: &[Value]) -> Result<u64> {
@@ -106,6 +118,7 @@ impl Destination for Sqlite {
         Self::check_target(target)?;
         let target = target.clone();
         let keys = keys.to_vec();
-        self.run(move |conn| client::delete(conn, &target, &keys)).await
+        self.run(move |conn| client::delete(conn, &target, &keys))
+            .await
     }
 }

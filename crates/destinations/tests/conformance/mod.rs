@@ -18,7 +18,9 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sluice_core::{ColumnType, TableDescription, Value};
-use sluice_destinations::{upsert_isolating, Destination, ErrorKind, Row, UpsertCounts, WriteTarget};
+use sluice_destinations::{
+    upsert_isolating, Destination, ErrorKind, Row, UpsertCounts, WriteTarget,
+};
 
 /// The standard tables. Column names are fixed by the suite; types come from each harness's DDL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +80,7 @@ macro_rules! conformance_tests {
             decimals_full_precision, all_types_round_trip, unique_key_not_primary, bad_rows_among_thousands,
             failed_batch_writes_nothing, delete_by_keys, integer_keys, uuid_keys, key_only_columns,
             column_dropped_between_describe_and_upsert, table_dropped_between_describe_and_upsert,
-            large_batch_counts);
+            large_batch_counts, duplicate_in_another_unique_column);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -106,14 +108,21 @@ pub struct Fixture<'h> {
 impl<'h> Fixture<'h> {
     pub async fn new(h: &'h dyn Harness, shape: Shape) -> Fixture<'h> {
         let table = random_table_name();
-        h.execute(&h.create_table(shape, &table)).await.expect("create the test table");
+        h.execute(&h.create_table(shape, &table))
+            .await
+            .expect("create the test table");
         let dest = h.destination();
         let desc = dest
             .describe_table(&table)
             .await
             .expect("describe the test table")
             .expect("the test table exists");
-        Fixture { h, dest, table, desc }
+        Fixture {
+            h,
+            dest,
+            table,
+            desc,
+        }
     }
 
     pub fn target(&self, columns: &[&str], key: &str) -> WriteTarget {
@@ -126,7 +135,10 @@ impl<'h> Fixture<'h> {
 
     pub async fn upsert(&self, target: &WriteTarget, rows: Vec<Vec<Value>>) -> UpsertCounts {
         let rows: Vec<Row> = rows.into_iter().map(|values| Row { values }).collect();
-        self.dest.upsert(target, &rows).await.unwrap_or_else(|e| panic!("upsert failed: {e} ({:?})", e.kind))
+        self.dest
+            .upsert(target, &rows)
+            .await
+            .unwrap_or_else(|e| panic!("upsert failed: {e} ({:?})", e.kind))
     }
 
     /// The rows of the table (ordered by `order_by`), the given columns as text.
@@ -134,28 +146,49 @@ impl<'h> Fixture<'h> {
         let exprs: Vec<String> = columns
             .iter()
             .map(|c| {
-                let ty = self.desc.column(c).and_then(|col| col.ty.clone()).unwrap_or(ColumnType::Text { max_len: None });
+                let ty = self
+                    .desc
+                    .column(c)
+                    .and_then(|col| col.ty.clone())
+                    .unwrap_or(ColumnType::Text { max_len: None });
                 self.h.text_expr(c, &ty)
             })
             .collect();
         // ORDER BY the table's column, not the text expression of the same name.
         let table = self.h.quote(&self.table);
-        let sql = format!("SELECT {} FROM {table} ORDER BY {table}.{}", exprs.join(", "), self.h.quote(order_by));
+        let sql = format!(
+            "SELECT {} FROM {table} ORDER BY {table}.{}",
+            exprs.join(", "),
+            self.h.quote(order_by)
+        );
         self.h.query(&sql).await.expect("read the rows back")
     }
 
     pub async fn count(&self) -> i64 {
-        let rows = self.h.query(&format!("SELECT count(*) FROM {}", self.h.quote(&self.table))).await.unwrap();
+        let rows = self
+            .h
+            .query(&format!(
+                "SELECT count(*) FROM {}",
+                self.h.quote(&self.table)
+            ))
+            .await
+            .unwrap();
         rows[0][0].as_deref().unwrap().parse().unwrap()
     }
 
     pub async fn finish(self) {
-        self.h.execute(&self.h.drop_table(&self.table)).await.expect("drop the test table");
+        self.h
+            .execute(&self.h.drop_table(&self.table))
+            .await
+            .expect("drop the test table");
     }
 }
 
 pub fn random_table_name() -> String {
-    format!("sluice_t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "sluice_t_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 pub fn s(text: &str) -> Value {
@@ -176,7 +209,11 @@ pub fn parse_instant(text: &str) -> DateTime<Utc> {
     // PostgreSQL prints short offsets (`+00`, `+05:45`).
     if let Some(pos) = t.rfind(['+', '-']).filter(|p| *p > 10) {
         let (base, offset) = t.split_at(pos);
-        let offset = if offset.len() == 3 { format!("{offset}:00") } else { offset.to_string() };
+        let offset = if offset.len() == 3 {
+            format!("{offset}:00")
+        } else {
+            offset.to_string()
+        };
         if let Ok(dt) = DateTime::parse_from_rfc3339(&format!("{base}{offset}")) {
             return dt.with_timezone(&Utc);
         }
@@ -187,7 +224,9 @@ pub fn parse_instant(text: &str) -> DateTime<Utc> {
 }
 
 fn utc(rfc3339: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -205,26 +244,40 @@ pub fn sample(ty: &ColumnType) -> Value {
         ColumnType::Int { bits: 32, .. } => Value::Int(i32::MAX as i64),
         ColumnType::Int { .. } => Value::Int(i64::MIN + 1),
         ColumnType::Float { .. } => Value::Float(-1234.5),
-        ColumnType::Decimal { .. } => Value::Decimal(Decimal::from_str("123456789012345678.0123456789").unwrap()),
+        ColumnType::Decimal { .. } => {
+            Value::Decimal(Decimal::from_str("123456789012345678.0123456789").unwrap())
+        }
         ColumnType::Bool => Value::Bool(true),
         ColumnType::Date => Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
         ColumnType::Time => Value::Time(NaiveTime::from_hms_micro_opt(23, 59, 58, 123456).unwrap()),
         ColumnType::Timestamp { .. } => Value::DateTime(utc("2024-03-31T01:30:00.5+02:00")),
-        ColumnType::Uuid => Value::Uuid(uuid::Uuid::from_str("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8").unwrap()),
+        ColumnType::Uuid => {
+            Value::Uuid(uuid::Uuid::from_str("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8").unwrap())
+        }
         ColumnType::Json => Value::Json(json!({"a": [1, 2.5, {"b": null}], "ü": "✓", "n": true})),
         ColumnType::Binary => Value::Bytes(vec![0, 1, 2, 127, 128, 255]),
         ColumnType::Enum { values } => Value::String(values.last().cloned().unwrap_or_default()),
-        ColumnType::Array { element } => Value::Array(vec![sample(element), Value::Null, sample(element)]),
+        ColumnType::Array { element } => {
+            Value::Array(vec![sample(element), Value::Null, sample(element)])
+        }
     }
 }
 
 /// Asserts that `actual` (as read back by the harness) is `expected` written to a column of type `ty`.
-pub fn assert_same(h: &dyn Harness, column: &str, ty: &ColumnType, expected: &Value, actual: &Option<String>) {
+pub fn assert_same(
+    h: &dyn Harness,
+    column: &str,
+    ty: &ColumnType,
+    expected: &Value,
+    actual: &Option<String>,
+) {
     if expected.is_null() {
         assert_eq!(actual, &None, "column `{column}` should be NULL");
         return;
     }
-    let got = actual.as_deref().unwrap_or_else(|| panic!("column `{column}` is NULL, expected {expected:?}"));
+    let got = actual
+        .as_deref()
+        .unwrap_or_else(|| panic!("column `{column}` is NULL, expected {expected:?}"));
     let ok = match (ty, expected) {
         (ColumnType::Int { .. }, Value::Int(i)) => got.parse::<i64>().ok() == Some(*i),
         (ColumnType::Float { .. }, Value::Float(f)) => got.parse::<f64>().ok() == Some(*f),
@@ -237,8 +290,12 @@ pub fn assert_same(h: &dyn Harness, column: &str, ty: &ColumnType, expected: &Va
             }
         }
         (ColumnType::Bool, Value::Bool(b)) => matches!(got, "true" | "t" | "1") == *b,
-        (ColumnType::Date, Value::Date(d)) => NaiveDate::parse_from_str(got, "%Y-%m-%d").ok() == Some(*d),
-        (ColumnType::Time, Value::Time(t)) => NaiveTime::parse_from_str(got, "%H:%M:%S%.f").ok() == Some(*t),
+        (ColumnType::Date, Value::Date(d)) => {
+            NaiveDate::parse_from_str(got, "%Y-%m-%d").ok() == Some(*d)
+        }
+        (ColumnType::Time, Value::Time(t)) => {
+            NaiveTime::parse_from_str(got, "%H:%M:%S%.f").ok() == Some(*t)
+        }
         (ColumnType::Timestamp { .. }, Value::DateTime(dt)) => parse_instant(got) == *dt,
         (ColumnType::Uuid, Value::Uuid(u)) => uuid::Uuid::from_str(got).ok() == Some(*u),
         (ColumnType::Json | ColumnType::Array { .. }, v) => {
@@ -248,14 +305,21 @@ pub fn assert_same(h: &dyn Harness, column: &str, ty: &ColumnType, expected: &Va
         (_, Value::String(s)) => got == s,
         _ => got == expected.to_string(),
     };
-    assert!(ok, "column `{column}` ({ty:?}): wrote {expected:?}, read back `{got}`");
+    assert!(
+        ok,
+        "column `{column}` ({ty:?}): wrote {expected:?}, read back `{got}`"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Cases
 
 pub async fn connection_test(h: &dyn Harness) {
-    let report = h.destination().test().await.unwrap_or_else(|e| panic!("test failed: {e}"));
+    let report = h
+        .destination()
+        .test()
+        .await
+        .unwrap_or_else(|e| panic!("test failed: {e}"));
     assert!(!report.server_version.is_empty());
     assert!(!report.checks.is_empty());
 }
@@ -263,12 +327,28 @@ pub async fn connection_test(h: &dyn Harness) {
 pub async fn describe_people(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::People).await;
     let names: Vec<&str> = f.desc.columns.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["id", "email", "name", "age", "note", "code", "qty"], "columns in table order");
-    assert_eq!(f.desc.keys, vec![vec!["id".to_string()], vec!["email".to_string()]]);
+    assert_eq!(
+        names,
+        ["id", "email", "name", "age", "note", "code", "qty"],
+        "columns in table order"
+    );
+    assert_eq!(
+        f.desc.keys,
+        vec![vec!["id".to_string()], vec!["email".to_string()]]
+    );
     assert!(f.desc.has_primary_key);
-    assert!(f.desc.is_unique_key("email") && f.desc.is_unique_key("id") && !f.desc.is_unique_key("name"));
+    assert!(
+        f.desc.is_unique_key("email")
+            && f.desc.is_unique_key("id")
+            && !f.desc.is_unique_key("name")
+    );
     let col = |n: &str| f.desc.column(n).unwrap().clone();
-    assert!(!col("id").nullable && col("email").nullable && col("name").nullable && !col("note").nullable);
+    assert!(
+        !col("id").nullable
+            && col("email").nullable
+            && col("name").nullable
+            && !col("note").nullable
+    );
     assert!(col("note").has_default && !col("name").has_default);
     assert_eq!(col("id").ty, Some(ColumnType::Text { max_len: Some(64) }));
     assert!(matches!(col("age").ty, Some(ColumnType::Int { .. })));
@@ -282,17 +362,28 @@ pub async fn describe_types(h: &dyn Harness) {
     let expected = h.expected_types();
     assert_eq!(f.desc.columns.len(), expected.len() + 1);
     for (name, ty) in &expected {
-        let col = f.desc.column(name).unwrap_or_else(|| panic!("column `{name}` missing"));
+        let col = f
+            .desc
+            .column(name)
+            .unwrap_or_else(|| panic!("column `{name}` missing"));
         assert_eq!(&col.ty, ty, "type of `{name}` ({})", col.native_type);
         assert_eq!(col.nullable, *name != "t_text", "nullability of `{name}`");
         if ty.is_none() {
             let issue = format!("column `{name}` has unsupported type `{}`", col.native_type);
-            assert!(f.desc.issues.contains(&issue), "expected issue `{issue}` in {:?}", f.desc.issues);
+            assert!(
+                f.desc.issues.contains(&issue),
+                "expected issue `{issue}` in {:?}",
+                f.desc.issues
+            );
         }
     }
     assert_eq!(f.desc.keys[0], ["id"]);
     assert!(f.desc.has_primary_key);
-    assert!(f.desc.is_unique_key("t_unique"), "unique but not primary: {:?}", f.desc.keys);
+    assert!(
+        f.desc.is_unique_key("t_unique"),
+        "unique but not primary: {:?}",
+        f.desc.keys
+    );
     let unsupported = expected.iter().filter(|(_, t)| t.is_none()).count();
     assert_eq!(f.desc.issues.len(), unsupported, "{:?}", f.desc.issues);
     f.finish().await;
@@ -300,23 +391,44 @@ pub async fn describe_types(h: &dyn Harness) {
 
 pub async fn describe_missing_table(h: &dyn Harness) {
     let dest = h.destination();
-    assert_eq!(dest.describe_table(&random_table_name()).await.unwrap(), None);
+    assert_eq!(
+        dest.describe_table(&random_table_name()).await.unwrap(),
+        None
+    );
 }
 
 pub async fn insert_new_keys(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::People).await;
     let t = f.target(&["id", "name", "age"], "id");
     let counts = f
-        .upsert(&t, vec![
-            vec![s("c1"), s("Ada"), Value::Int(36)],
-            vec![s("c2"), s("Grace"), Value::Int(45)],
-            vec![s("c3"), s("Linus"), Value::Int(28)],
-        ])
+        .upsert(
+            &t,
+            vec![
+                vec![s("c1"), s("Ada"), Value::Int(36)],
+                vec![s("c2"), s("Grace"), Value::Int(45)],
+                vec![s("c3"), s("Linus"), Value::Int(28)],
+            ],
+        )
         .await;
-    assert_eq!(counts, UpsertCounts { inserted: 3, updated: 0 });
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            inserted: 3,
+            updated: 0
+        }
+    );
     let rows = f.read(&["id", "name", "age", "note", "email"], "id").await;
     assert_eq!(rows.len(), 3);
-    assert_eq!(rows[0], [Some("c1".into()), Some("Ada".into()), Some("36".into()), Some("default note".into()), None]);
+    assert_eq!(
+        rows[0],
+        [
+            Some("c1".into()),
+            Some("Ada".into()),
+            Some("36".into()),
+            Some("default note".into()),
+            None
+        ]
+    );
     assert_eq!(text(&rows[2][1]), "Linus");
     f.finish().await;
 }
@@ -325,24 +437,49 @@ pub async fn update_existing_keys(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::People).await;
     // Another pipeline owns `email`; this one writes `name` and `age`.
     let other = f.target(&["id", "email"], "id");
-    f.upsert(&other, vec![vec![s("c1"), s("ada@example.com")], vec![s("c2"), s("grace@example.com")]]).await;
+    f.upsert(
+        &other,
+        vec![
+            vec![s("c1"), s("ada@example.com")],
+            vec![s("c2"), s("grace@example.com")],
+        ],
+    )
+    .await;
     let t = f.target(&["id", "name", "age"], "id");
     let counts = f
-        .upsert(&t, vec![
-            vec![s("c1"), s("Ada Lovelace"), Value::Int(37)],
-            vec![s("c2"), s("Grace Hopper"), Value::Int(46)],
-            vec![s("c3"), s("Linus"), Value::Int(28)],
-        ])
+        .upsert(
+            &t,
+            vec![
+                vec![s("c1"), s("Ada Lovelace"), Value::Int(37)],
+                vec![s("c2"), s("Grace Hopper"), Value::Int(46)],
+                vec![s("c3"), s("Linus"), Value::Int(28)],
+            ],
+        )
         .await;
-    assert_eq!(counts, UpsertCounts { inserted: 1, updated: 2 });
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            inserted: 1,
+            updated: 2
+        }
+    );
     let rows = f.read(&["id", "name", "age", "email", "note"], "id").await;
     assert_eq!(
         rows[0],
-        [Some("c1".into()), Some("Ada Lovelace".into()), Some("37".into()), Some("ada@example.com".into()), Some("default note".into())],
+        [
+            Some("c1".into()),
+            Some("Ada Lovelace".into()),
+            Some("37".into()),
+            Some("ada@example.com".into()),
+            Some("default note".into())
+        ],
         "an update leaves unmapped columns as they were"
     );
     assert_eq!(rows[1][3].as_deref(), Some("grace@example.com"));
-    assert_eq!(rows[2][3], None, "an insert leaves unmapped columns to their defaults");
+    assert_eq!(
+        rows[2][3], None,
+        "an insert leaves unmapped columns to their defaults"
+    );
     assert_eq!(rows[2][4].as_deref(), Some("default note"));
     f.finish().await;
 }
@@ -350,11 +487,31 @@ pub async fn update_existing_keys(h: &dyn Harness) {
 pub async fn rerun_same_rows(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::People).await;
     let t = f.target(&["id", "name"], "id");
-    let rows = || (0..50).map(|i| vec![s(&format!("k{i:03}")), s(&format!("name {i}"))]).collect::<Vec<_>>();
-    assert_eq!(f.upsert(&t, rows()).await, UpsertCounts { inserted: 50, updated: 0 });
+    let rows = || {
+        (0..50)
+            .map(|i| vec![s(&format!("k{i:03}")), s(&format!("name {i}"))])
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        f.upsert(&t, rows()).await,
+        UpsertCounts {
+            inserted: 50,
+            updated: 0
+        }
+    );
     let before = f.read(&["id", "name", "note"], "id").await;
-    assert_eq!(f.upsert(&t, rows()).await, UpsertCounts { inserted: 0, updated: 50 });
-    assert_eq!(f.read(&["id", "name", "note"], "id").await, before, "re-running converges to the same table");
+    assert_eq!(
+        f.upsert(&t, rows()).await,
+        UpsertCounts {
+            inserted: 0,
+            updated: 50
+        }
+    );
+    assert_eq!(
+        f.read(&["id", "name", "note"], "id").await,
+        before,
+        "re-running converges to the same table"
+    );
     assert_eq!(f.count().await, 50);
     f.finish().await;
 }
@@ -362,13 +519,36 @@ pub async fn rerun_same_rows(h: &dyn Harness) {
 pub async fn nulls(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::People).await;
     let t = f.target(&["id", "name", "age", "email"], "id");
-    f.upsert(&t, vec![vec![s("n1"), Value::Null, Value::Null, Value::Null], vec![s("n2"), s("Set"), Value::Int(1), s("x@y.z")]])
-        .await;
+    f.upsert(
+        &t,
+        vec![
+            vec![s("n1"), Value::Null, Value::Null, Value::Null],
+            vec![s("n2"), s("Set"), Value::Int(1), s("x@y.z")],
+        ],
+    )
+    .await;
     // Writing NULL over a value clears it.
-    let counts = f.upsert(&t, vec![vec![s("n2"), Value::Null, Value::Null, Value::Null]]).await;
-    assert_eq!(counts, UpsertCounts { inserted: 0, updated: 1 });
+    let counts = f
+        .upsert(
+            &t,
+            vec![vec![s("n2"), Value::Null, Value::Null, Value::Null]],
+        )
+        .await;
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            inserted: 0,
+            updated: 1
+        }
+    );
     let rows = f.read(&["id", "name", "age", "email"], "id").await;
-    assert_eq!(rows, vec![vec![Some("n1".into()), None, None, None], vec![Some("n2".into()), None, None, None]]);
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("n1".into()), None, None, None],
+            vec![Some("n2".into()), None, None, None]
+        ]
+    );
     f.finish().await;
 }
 
@@ -376,8 +556,8 @@ pub async fn unicode(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::People).await;
     let names = [
         "emoji 👩🏽‍💻🚀 and flags 🇮🇹🇯🇵",
-        "مرحبا بالعالم",            // Arabic, right-to-left
-        "שלום עולם",                // Hebrew, right-to-left
+        "مرحبا بالعالم",                // Arabic, right-to-left
+        "שלום עולם",                    // Hebrew, right-to-left
         "e\u{301}le\u{300}ve n\u{303}", // combining marks (not precomposed)
         "日本語のテキスト、中文、한국어",
         "quotes ' \" \\ and ; -- /* */",
@@ -385,14 +565,24 @@ pub async fn unicode(h: &dyn Harness) {
     ];
     let t = f.target(&["id", "name"], "id");
     // Non-ASCII keys too.
-    let rows: Vec<Vec<Value>> = names.iter().enumerate().map(|(i, n)| vec![s(&format!("ключ-{i}-🔑")), s(n)]).collect();
+    let rows: Vec<Vec<Value>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| vec![s(&format!("ключ-{i}-🔑")), s(n)])
+        .collect();
     f.upsert(&t, rows).await;
     let back = f.read(&["id", "name"], "id").await;
-    let mut got: Vec<(String, String)> = back.iter().map(|r| (text(&r[0]).to_string(), text(&r[1]).to_string())).collect();
+    let mut got: Vec<(String, String)> = back
+        .iter()
+        .map(|r| (text(&r[0]).to_string(), text(&r[1]).to_string()))
+        .collect();
     got.sort();
     for (i, n) in names.iter().enumerate() {
         let key = format!("ключ-{i}-🔑");
-        let found = got.iter().find(|(k, _)| *k == key).unwrap_or_else(|| panic!("row {key} missing"));
+        let found = got
+            .iter()
+            .find(|(k, _)| *k == key)
+            .unwrap_or_else(|| panic!("row {key} missing"));
         assert_eq!(found.1, *n, "text must come back byte for byte");
     }
     f.finish().await;
@@ -402,7 +592,8 @@ pub async fn long_text(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::People).await;
     let long: String = "abcdefghij€".repeat(10_000); // 110,000 characters, multi-byte included
     let t = f.target(&["id", "name"], "id");
-    f.upsert(&t, vec![vec![s("long"), Value::String(long.clone())]]).await;
+    f.upsert(&t, vec![vec![s("long"), Value::String(long.clone())]])
+        .await;
     let back = f.read(&["name"], "id").await;
     assert_eq!(text(&back[0][0]).chars().count(), 110_000);
     assert!(text(&back[0][0]) == long);
@@ -423,15 +614,30 @@ pub async fn timestamps_across_time_zones(h: &dyn Harness) {
     let rows = instants
         .iter()
         .enumerate()
-        .map(|(i, x)| vec![Value::Int(i as i64), s("x"), Value::DateTime(utc(x)), Value::DateTime(utc(x))])
+        .map(|(i, x)| {
+            vec![
+                Value::Int(i as i64),
+                s("x"),
+                Value::DateTime(utc(x)),
+                Value::DateTime(utc(x)),
+            ]
+        })
         .collect();
     f.upsert(&t, rows).await;
     let back = f.read(&["t_ts", "t_tstz"], "id").await;
     for (i, x) in instants.iter().enumerate() {
         let expected = utc(x);
-        assert_eq!(parse_instant(text(&back[i][1])), expected, "timestamptz of {x}");
+        assert_eq!(
+            parse_instant(text(&back[i][1])),
+            expected,
+            "timestamptz of {x}"
+        );
         // A column without time zone holds the UTC wall-clock time.
-        assert_eq!(parse_instant(text(&back[i][0])), expected, "timestamp (UTC wall clock) of {x}");
+        assert_eq!(
+            parse_instant(text(&back[i][0])),
+            expected,
+            "timestamp (UTC wall clock) of {x}"
+        );
     }
     f.finish().await;
 }
@@ -448,21 +654,39 @@ pub async fn decimals_full_precision(h: &dyn Harness) {
         "10.5",
     ];
     let t = f.target(&["id", "t_text", "t_decimal"], "id");
-    let rows =
-        values.iter().enumerate().map(|(i, v)| vec![Value::Int(i as i64), s("x"), Value::Decimal(v.parse().unwrap())]).collect();
+    let rows = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            vec![
+                Value::Int(i as i64),
+                s("x"),
+                Value::Decimal(v.parse().unwrap()),
+            ]
+        })
+        .collect();
     f.upsert(&t, rows).await;
     let back = f.read(&["t_decimal"], "id").await;
     let ty = f.desc.column("t_decimal").unwrap().ty.clone().unwrap();
     for (i, v) in values.iter().enumerate() {
-        assert_same(h, "t_decimal", &ty, &Value::Decimal(v.parse().unwrap()), &back[i][0]);
+        assert_same(
+            h,
+            "t_decimal",
+            &ty,
+            &Value::Decimal(v.parse().unwrap()),
+            &back[i][0],
+        );
     }
     f.finish().await;
 }
 
 pub async fn all_types_round_trip(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::Types).await;
-    let writable: Vec<(&str, ColumnType)> =
-        h.expected_types().into_iter().filter_map(|(n, t)| t.map(|t| (n, t))).collect();
+    let writable: Vec<(&str, ColumnType)> = h
+        .expected_types()
+        .into_iter()
+        .filter_map(|(n, t)| t.map(|t| (n, t)))
+        .collect();
     let mut columns = vec!["id"];
     columns.extend(writable.iter().map(|(n, _)| *n));
     let t = f.target(&columns, "id");
@@ -470,15 +694,33 @@ pub async fn all_types_round_trip(h: &dyn Harness) {
     row.extend(writable.iter().map(|(_, ty)| sample(ty)));
     // A second row with NULL everywhere it is allowed.
     let mut nulls = vec![Value::Int(2)];
-    nulls.extend(writable.iter().map(|(n, ty)| if *n == "t_text" { sample(ty) } else { Value::Null }));
-    assert_eq!(f.upsert(&t, vec![row.clone(), nulls.clone()]).await, UpsertCounts { inserted: 2, updated: 0 });
+    nulls.extend(writable.iter().map(|(n, ty)| {
+        if *n == "t_text" {
+            sample(ty)
+        } else {
+            Value::Null
+        }
+    }));
+    assert_eq!(
+        f.upsert(&t, vec![row.clone(), nulls.clone()]).await,
+        UpsertCounts {
+            inserted: 2,
+            updated: 0
+        }
+    );
     let back = f.read(&columns, "id").await;
     for (i, (name, ty)) in writable.iter().enumerate() {
         assert_same(h, name, ty, &row[i + 1], &back[0][i + 1]);
         assert_same(h, name, ty, &nulls[i + 1], &back[1][i + 1]);
     }
     // Updating every column in place works as well.
-    assert_eq!(f.upsert(&t, vec![row]).await, UpsertCounts { inserted: 0, updated: 1 });
+    assert_eq!(
+        f.upsert(&t, vec![row]).await,
+        UpsertCounts {
+            inserted: 0,
+            updated: 1
+        }
+    );
     f.finish().await;
 }
 
@@ -486,16 +728,44 @@ pub async fn unique_key_not_primary(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::Accounts).await;
     assert!(f.desc.is_unique_key("email"));
     let t = f.target(&["email", "name"], "email");
-    let counts = f.upsert(&t, vec![vec![s("a@x.io"), s("A")], vec![s("b@x.io"), s("B")]]).await;
-    assert_eq!(counts, UpsertCounts { inserted: 2, updated: 0 });
+    let counts = f
+        .upsert(
+            &t,
+            vec![vec![s("a@x.io"), s("A")], vec![s("b@x.io"), s("B")]],
+        )
+        .await;
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            inserted: 2,
+            updated: 0
+        }
+    );
     let ids_before = f.read(&["email", "id"], "email").await;
-    let counts = f.upsert(&t, vec![vec![s("b@x.io"), s("B2")], vec![s("c@x.io"), s("C")]]).await;
-    assert_eq!(counts, UpsertCounts { inserted: 1, updated: 1 });
+    let counts = f
+        .upsert(
+            &t,
+            vec![vec![s("b@x.io"), s("B2")], vec![s("c@x.io"), s("C")]],
+        )
+        .await;
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            inserted: 1,
+            updated: 1
+        }
+    );
     let rows = f.read(&["email", "id", "name"], "email").await;
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[1][2].as_deref(), Some("B2"));
-    assert_eq!(rows[1][1], ids_before[1][1], "the primary key of an updated row does not change");
-    assert!(rows[2][1].is_some(), "the database filled in the primary key of the inserted row");
+    assert_eq!(
+        rows[1][1], ids_before[1][1],
+        "the primary key of an updated row does not change"
+    );
+    assert!(
+        rows[2][1].is_some(),
+        "the database filled in the primary key of the inserted row"
+    );
     f.finish().await;
 }
 
@@ -511,14 +781,41 @@ pub async fn bad_rows_among_thousands(h: &dyn Harness) {
         .map(|i| {
             let code = if i == 1234 { "TOOLONG" } else { "ok" };
             let qty = if i == 4321 { -5 } else { i };
-            Row { values: vec![s(&format!("r{i:05}")), s(&format!("row {i}")), s(code), Value::Int(qty)] }
+            Row {
+                values: vec![
+                    s(&format!("r{i:05}")),
+                    s(&format!("row {i}")),
+                    s(code),
+                    Value::Int(qty),
+                ],
+            }
         })
         .collect();
-    let (counts, rejected) = upsert_isolating(f.dest.as_ref(), &t, &rows).await.expect("isolating upsert");
-    assert_eq!(rejected.iter().map(|r| r.index).collect::<Vec<_>>(), [1234, 4321], "{rejected:?}");
-    assert!(rejected[0].message.contains(h.too_long_message()), "message: {}", rejected[0].message);
-    assert!(rejected[1].message.contains(h.check_violation_message()), "message: {}", rejected[1].message);
-    assert_eq!(counts, UpsertCounts { inserted: 4998, updated: 0 });
+    let (counts, rejected) = upsert_isolating(f.dest.as_ref(), &t, &rows)
+        .await
+        .expect("isolating upsert");
+    assert_eq!(
+        rejected.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [1234, 4321],
+        "{rejected:?}"
+    );
+    assert!(
+        rejected[0].message.contains(h.too_long_message()),
+        "message: {}",
+        rejected[0].message
+    );
+    assert!(
+        rejected[1].message.contains(h.check_violation_message()),
+        "message: {}",
+        rejected[1].message
+    );
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            inserted: 4998,
+            updated: 0
+        }
+    );
     assert_eq!(f.count().await, 4998);
     f.finish().await;
 }
@@ -528,25 +825,57 @@ pub async fn failed_batch_writes_nothing(h: &dyn Harness) {
     let t = f.target(&["id", "qty"], "id");
     f.upsert(&t, vec![vec![s("keep"), Value::Int(1)]]).await;
     let rows: Vec<Row> = vec![
-        Row { values: vec![s("keep"), Value::Int(2)] },
-        Row { values: vec![s("new"), Value::Int(3)] },
-        Row { values: vec![s("bad"), Value::Int(-1)] },
+        Row {
+            values: vec![s("keep"), Value::Int(2)],
+        },
+        Row {
+            values: vec![s("new"), Value::Int(3)],
+        },
+        Row {
+            values: vec![s("bad"), Value::Int(-1)],
+        },
     ];
-    let err = f.dest.upsert(&t, &rows).await.expect_err("the CHECK constraint refuses the batch");
+    let err = f
+        .dest
+        .upsert(&t, &rows)
+        .await
+        .expect_err("the CHECK constraint refuses the batch");
     assert_eq!(err.kind, ErrorKind::BadData, "{err}");
-    assert_eq!(f.read(&["id", "qty"], "id").await, vec![vec![Some("keep".into()), Some("1".into())]]);
+    assert_eq!(
+        f.read(&["id", "qty"], "id").await,
+        vec![vec![Some("keep".into()), Some("1".into())]]
+    );
     // The destination is usable after the failure.
-    assert_eq!(f.upsert(&t, vec![vec![s("new"), Value::Int(3)]]).await, UpsertCounts { inserted: 1, updated: 0 });
+    assert_eq!(
+        f.upsert(&t, vec![vec![s("new"), Value::Int(3)]]).await,
+        UpsertCounts {
+            inserted: 1,
+            updated: 0
+        }
+    );
     f.finish().await;
 }
 
 pub async fn delete_by_keys(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::People).await;
     let t = f.target(&["id", "name"], "id");
-    f.upsert(&t, (1..=5).map(|i| vec![s(&format!("d{i}")), s("x")]).collect()).await;
-    let deleted = f.dest.delete(&t, &[s("d2"), s("d4"), s("missing")]).await.unwrap();
+    f.upsert(
+        &t,
+        (1..=5).map(|i| vec![s(&format!("d{i}")), s("x")]).collect(),
+    )
+    .await;
+    let deleted = f
+        .dest
+        .delete(&t, &[s("d2"), s("d4"), s("missing")])
+        .await
+        .unwrap();
     assert_eq!(deleted, 2);
-    let ids: Vec<String> = f.read(&["id"], "id").await.iter().map(|r| text(&r[0]).to_string()).collect();
+    let ids: Vec<String> = f
+        .read(&["id"], "id")
+        .await
+        .iter()
+        .map(|r| text(&r[0]).to_string())
+        .collect();
     assert_eq!(ids, ["d1", "d3", "d5"]);
     assert_eq!(f.dest.delete(&t, &[]).await.unwrap(), 0);
     f.finish().await;
@@ -556,13 +885,48 @@ pub async fn integer_keys(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::IntKeyed).await;
     let t = f.target(&["id", "n"], "id");
     let keys = [i64::MIN + 1, -1, 0, 42, i64::MAX];
-    let rows = keys.iter().map(|k| vec![Value::Int(*k), Value::Int(1)]).collect();
-    assert_eq!(f.upsert(&t, rows).await, UpsertCounts { inserted: 5, updated: 0 });
-    let counts = f.upsert(&t, vec![vec![Value::Int(i64::MAX), Value::Int(2)], vec![Value::Int(7), Value::Int(2)]]).await;
-    assert_eq!(counts, UpsertCounts { inserted: 1, updated: 1 });
-    assert_eq!(f.dest.delete(&t, &[Value::Int(-1), Value::Int(i64::MIN + 1), Value::Int(99)]).await.unwrap(), 2);
+    let rows = keys
+        .iter()
+        .map(|k| vec![Value::Int(*k), Value::Int(1)])
+        .collect();
+    assert_eq!(
+        f.upsert(&t, rows).await,
+        UpsertCounts {
+            inserted: 5,
+            updated: 0
+        }
+    );
+    let counts = f
+        .upsert(
+            &t,
+            vec![
+                vec![Value::Int(i64::MAX), Value::Int(2)],
+                vec![Value::Int(7), Value::Int(2)],
+            ],
+        )
+        .await;
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            inserted: 1,
+            updated: 1
+        }
+    );
+    assert_eq!(
+        f.dest
+            .delete(
+                &t,
+                &[Value::Int(-1), Value::Int(i64::MIN + 1), Value::Int(99)]
+            )
+            .await
+            .unwrap(),
+        2
+    );
     let rows = f.read(&["id", "n"], "id").await;
-    let got: Vec<(i64, i64)> = rows.iter().map(|r| (text(&r[0]).parse().unwrap(), text(&r[1]).parse().unwrap())).collect();
+    let got: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|r| (text(&r[0]).parse().unwrap(), text(&r[1]).parse().unwrap()))
+        .collect();
     assert_eq!(got, [(0, 1), (7, 2), (42, 1), (i64::MAX, 2)]);
     f.finish().await;
 }
@@ -571,14 +935,43 @@ pub async fn uuid_keys(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::UuidKeyed).await;
     let ids: Vec<uuid::Uuid> = (0..4).map(|_| uuid::Uuid::new_v4()).collect();
     let t = f.target(&["id", "name"], "id");
-    let rows = ids.iter().map(|u| vec![Value::Uuid(*u), s("first")]).collect();
-    assert_eq!(f.upsert(&t, rows).await, UpsertCounts { inserted: 4, updated: 0 });
-    let counts = f.upsert(&t, vec![vec![Value::Uuid(ids[0]), s("second")]]).await;
-    assert_eq!(counts, UpsertCounts { inserted: 0, updated: 1 });
-    assert_eq!(f.dest.delete(&t, &[Value::Uuid(ids[1]), Value::Uuid(uuid::Uuid::new_v4())]).await.unwrap(), 1);
+    let rows = ids
+        .iter()
+        .map(|u| vec![Value::Uuid(*u), s("first")])
+        .collect();
+    assert_eq!(
+        f.upsert(&t, rows).await,
+        UpsertCounts {
+            inserted: 4,
+            updated: 0
+        }
+    );
+    let counts = f
+        .upsert(&t, vec![vec![Value::Uuid(ids[0]), s("second")]])
+        .await;
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            inserted: 0,
+            updated: 1
+        }
+    );
+    assert_eq!(
+        f.dest
+            .delete(
+                &t,
+                &[Value::Uuid(ids[1]), Value::Uuid(uuid::Uuid::new_v4())]
+            )
+            .await
+            .unwrap(),
+        1
+    );
     let rows = f.read(&["id", "name"], "id").await;
     assert_eq!(rows.len(), 3);
-    let first = rows.iter().find(|r| uuid::Uuid::from_str(text(&r[0])).unwrap() == ids[0]).expect("row of ids[0]");
+    let first = rows
+        .iter()
+        .find(|r| uuid::Uuid::from_str(text(&r[0])).unwrap() == ids[0])
+        .expect("row of ids[0]");
     assert_eq!(first[1].as_deref(), Some("second"));
     f.finish().await;
 }
@@ -586,8 +979,20 @@ pub async fn uuid_keys(h: &dyn Harness) {
 pub async fn key_only_columns(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::People).await;
     let t = f.target(&["id"], "id");
-    assert_eq!(f.upsert(&t, vec![vec![s("a")], vec![s("b")]]).await, UpsertCounts { inserted: 2, updated: 0 });
-    assert_eq!(f.upsert(&t, vec![vec![s("a")], vec![s("c")]]).await, UpsertCounts { inserted: 1, updated: 1 });
+    assert_eq!(
+        f.upsert(&t, vec![vec![s("a")], vec![s("b")]]).await,
+        UpsertCounts {
+            inserted: 2,
+            updated: 0
+        }
+    );
+    assert_eq!(
+        f.upsert(&t, vec![vec![s("a")], vec![s("c")]]).await,
+        UpsertCounts {
+            inserted: 1,
+            updated: 1
+        }
+    );
     assert_eq!(f.count().await, 3);
     f.finish().await;
 }
@@ -596,18 +1001,57 @@ pub async fn column_dropped_between_describe_and_upsert(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::People).await;
     let t = f.target(&["id", "name", "age"], "id");
     // A first batch warms whatever the destination caches for this table.
-    f.upsert(&t, vec![vec![s("before"), s("B"), Value::Int(1)]]).await;
-    h.execute(&format!("ALTER TABLE {} DROP COLUMN {}", h.quote(&f.table), h.quote("age"))).await.unwrap();
-    let rows = vec![Row { values: vec![s("after1"), s("A"), Value::Int(2)] }, Row { values: vec![s("after2"), s("A"), Value::Int(3)] }];
+    f.upsert(&t, vec![vec![s("before"), s("B"), Value::Int(1)]])
+        .await;
+    h.execute(&format!(
+        "ALTER TABLE {} DROP COLUMN {}",
+        h.quote(&f.table),
+        h.quote("age")
+    ))
+    .await
+    .unwrap();
+    let rows = vec![
+        Row {
+            values: vec![s("after1"), s("A"), Value::Int(2)],
+        },
+        Row {
+            values: vec![s("after2"), s("A"), Value::Int(3)],
+        },
+    ];
     for dest in [&f.dest, &h.destination()] {
-        let err = dest.upsert(&t, &rows).await.expect_err("the column is gone");
+        let err = dest
+            .upsert(&t, &rows)
+            .await
+            .expect_err("the column is gone");
         assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
-        assert!(err.message.contains("age"), "the message names the column: {err}");
+        assert!(
+            err.message.contains("age"),
+            "the message names the column: {err}"
+        );
     }
-    assert_eq!(f.count().await, 1, "nothing of the failed batch was written");
+    assert_eq!(
+        f.count().await,
+        1,
+        "nothing of the failed batch was written"
+    );
     // Once the pipeline stops writing the column, the same destination works again.
-    let t2 = WriteTarget { table: f.dest.describe_table(&f.table).await.unwrap().unwrap(), ..f.target(&["id", "name"], "id") };
-    assert_eq!(f.dest.upsert(&t2, &[Row { values: vec![s("after1"), s("A")] }]).await.unwrap().inserted, 1);
+    let t2 = WriteTarget {
+        table: f.dest.describe_table(&f.table).await.unwrap().unwrap(),
+        ..f.target(&["id", "name"], "id")
+    };
+    assert_eq!(
+        f.dest
+            .upsert(
+                &t2,
+                &[Row {
+                    values: vec![s("after1"), s("A")]
+                }]
+            )
+            .await
+            .unwrap()
+            .inserted,
+        1
+    );
     f.finish().await;
 }
 
@@ -616,7 +1060,9 @@ pub async fn table_dropped_between_describe_and_upsert(h: &dyn Harness) {
     let t = f.target(&["id", "name"], "id");
     f.upsert(&t, vec![vec![s("x"), s("X")]]).await;
     h.execute(&h.drop_table(&f.table)).await.unwrap();
-    let rows = [Row { values: vec![s("y"), s("Y")] }];
+    let rows = [Row {
+        values: vec![s("y"), s("Y")],
+    }];
     for dest in [&f.dest, &h.destination()] {
         let err = dest.upsert(&t, &rows).await.expect_err("the table is gone");
         assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
@@ -629,15 +1075,77 @@ pub async fn large_batch_counts(h: &dyn Harness) {
     let t = f.target(&["id", "name", "age", "email"], "id");
     let rows = |from: usize, to: usize, tag: &str| {
         (from..to)
-            .map(|i| vec![s(&format!("L{i:06}")), s(&format!("{tag} {i}")), Value::Int(i as i64), s(&format!("u{i}@example.com"))])
+            .map(|i| {
+                vec![
+                    s(&format!("L{i:06}")),
+                    s(&format!("{tag} {i}")),
+                    Value::Int(i as i64),
+                    s(&format!("u{i}@example.com")),
+                ]
+            })
             .collect::<Vec<_>>()
     };
-    assert_eq!(f.upsert(&t, rows(0, 20_000, "first")).await, UpsertCounts { inserted: 20_000, updated: 0 });
+    assert_eq!(
+        f.upsert(&t, rows(0, 20_000, "first")).await,
+        UpsertCounts {
+            inserted: 20_000,
+            updated: 0
+        }
+    );
     // Half of them again plus 5,000 new ones.
-    assert_eq!(f.upsert(&t, rows(10_000, 25_000, "second")).await, UpsertCounts { inserted: 5_000, updated: 10_000 });
+    assert_eq!(
+        f.upsert(&t, rows(10_000, 25_000, "second")).await,
+        UpsertCounts {
+            inserted: 5_000,
+            updated: 10_000
+        }
+    );
     assert_eq!(f.count().await, 25_000);
     let back = f.read(&["id", "name"], "id").await;
     assert_eq!(back[9_999][1].as_deref(), Some("first 9999"));
     assert_eq!(back[10_000][1].as_deref(), Some("second 10000"));
+    f.finish().await;
+}
+
+pub async fn duplicate_in_another_unique_column(h: &dyn Harness) {
+    let f = Fixture::new(h, Shape::People).await;
+    let t = f.target(&["id", "email"], "id");
+    f.upsert(&t, vec![vec![s("p1"), s("taken@example.com")]])
+        .await;
+    // All keys are new, but one email is already used by another row: a data error for that row only.
+    let rows: Vec<Row> = ["p2", "p3", "p4"]
+        .iter()
+        .map(|id| {
+            let email = if *id == "p3" {
+                "taken@example.com".to_string()
+            } else {
+                format!("{id}@example.com")
+            };
+            Row {
+                values: vec![s(id), Value::String(email)],
+            }
+        })
+        .collect();
+    let (counts, rejected) = upsert_isolating(f.dest.as_ref(), &t, &rows)
+        .await
+        .expect("isolating upsert");
+    assert_eq!(
+        rejected.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [1],
+        "{rejected:?}"
+    );
+    assert!(
+        rejected[0].message.to_lowercase().contains("unique"),
+        "{}",
+        rejected[0].message
+    );
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            inserted: 2,
+            updated: 0
+        }
+    );
+    assert_eq!(f.count().await, 3);
     f.finish().await;
 }
