@@ -1,0 +1,305 @@
+//! The compiled form of an expression and its evaluation.
+//!
+//! Compilation resolves everything that does not depend on the profile — property paths to their segments
+//! and types, function names to their implementations, constant sub-expressions to values, literal date
+//! formats to parsed items — so evaluating a profile only walks a small tree. Text is borrowed from the
+//! profile wherever a function only reads it (`lower(email)` allocates once, for its result).
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+use chrono::format::Item;
+use chrono::{DateTime, Utc};
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde_json::Value as Json;
+
+use super::functions::Def;
+use super::ExprError;
+use crate::convert;
+use crate::schema::PropertyType;
+use crate::value::Value;
+use crate::Profile;
+
+/// What an evaluation reads: the profile and the run's start time.
+pub(crate) struct Cx<'p> {
+    pub profile: &'p Profile,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Node {
+    Lit(Value),
+    Path(PathNode),
+    Concat(Box<[Node]>),
+    Call(Box<CallNode>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum PathNode {
+    Id,
+    UpdatedAt,
+    /// A property of the document: its path split once, and the Customer Model type its JSON is read as.
+    Doc {
+        segments: Box<[String]>,
+        ty: PropertyType,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CallNode {
+    pub def: &'static Def,
+    pub args: Vec<Node>,
+    /// Where the call starts, for run-time error messages.
+    pub pos: usize,
+    /// The date format argument, parsed at compile time when it is a literal.
+    pub format: Option<Vec<Item<'static>>>,
+}
+
+/// A function's failure: its own (to be located at the call) or one of an argument (already located).
+pub(crate) enum Fail {
+    Here(String),
+    Arg(ExprError),
+}
+
+impl From<ExprError> for Fail {
+    fn from(e: ExprError) -> Self {
+        Fail::Arg(e)
+    }
+}
+
+impl From<String> for Fail {
+    fn from(s: String) -> Self {
+        Fail::Here(s)
+    }
+}
+
+impl From<&str> for Fail {
+    fn from(s: &str) -> Self {
+        Fail::Here(s.to_string())
+    }
+}
+
+pub(crate) type Eval<T> = Result<T, ExprError>;
+
+impl PathNode {
+    fn json<'p>(segments: &[String], profile: &'p Profile) -> Option<&'p Json> {
+        let (first, rest) = segments.split_first()?;
+        let mut cur = profile.doc.get(first)?;
+        for seg in rest {
+            cur = cur.as_object()?.get(seg)?;
+        }
+        Some(cur)
+    }
+
+    fn read(&self, profile: &Profile) -> Value {
+        match self {
+            PathNode::Id => Value::String(profile.id.clone()),
+            PathNode::UpdatedAt => Value::DateTime(profile.updated_at),
+            PathNode::Doc { segments, ty } => match Self::json(segments, profile) {
+                None | Some(Json::Null) => Value::Null,
+                Some(j) => Value::from_json(j, ty),
+            },
+        }
+    }
+}
+
+impl Node {
+    pub(crate) fn eval(&self, cx: &Cx<'_>) -> Eval<Value> {
+        match self {
+            Node::Lit(v) => Ok(v.clone()),
+            Node::Path(p) => Ok(p.read(cx.profile)),
+            Node::Concat(parts) => {
+                let mut out = String::new();
+                for part in parts.iter() {
+                    part.write_text(cx, &mut out)?;
+                }
+                Ok(Value::String(out))
+            }
+            Node::Call(call) => call.eval(cx),
+        }
+    }
+
+    /// Appends the text of the value (nothing for null), as concatenation and `concat` want it.
+    pub(crate) fn write_text(&self, cx: &Cx<'_>, out: &mut String) -> Eval<()> {
+        match self {
+            Node::Lit(Value::String(s)) => out.push_str(s),
+            Node::Path(PathNode::Id) => out.push_str(&cx.profile.id),
+            // Normalized profile JSON stores strings, decimals, dates, times, datetimes and UUIDs as the very
+            // text they convert to, so it can be copied without building a value.
+            Node::Path(p @ PathNode::Doc { segments, .. }) => {
+                match PathNode::json(segments, cx.profile) {
+                    None | Some(Json::Null) => {}
+                    Some(Json::String(s)) => out.push_str(s),
+                    Some(_) => push_text(p.read(cx.profile), out),
+                }
+            }
+            other => {
+                let v = other.eval(cx)?;
+                push_text(v, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// The value as text when it is a string, borrowing from the profile or the literal when possible;
+    /// `None` for null.
+    pub(crate) fn eval_str<'a>(&'a self, cx: &Cx<'a>) -> Eval<Option<Cow<'a, str>>> {
+        match self {
+            Node::Lit(Value::String(s)) => return Ok(Some(Cow::Borrowed(s))),
+            Node::Path(PathNode::Id) => return Ok(Some(Cow::Borrowed(&cx.profile.id))),
+            Node::Path(PathNode::Doc { segments, .. }) => {
+                match PathNode::json(segments, cx.profile) {
+                    None | Some(Json::Null) => return Ok(None),
+                    Some(Json::String(s)) => return Ok(Some(Cow::Borrowed(s))),
+                    Some(_) => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(match self.eval(cx)? {
+            Value::Null | Value::Json(Json::Null) => None,
+            Value::String(s) | Value::Json(Json::String(s)) => Some(Cow::Owned(s)),
+            // The type check lets only strings through; anything else reads as its text.
+            other => Some(Cow::Owned(other.to_string())),
+        })
+    }
+
+    pub(crate) fn as_literal(&self) -> Option<&Value> {
+        match self {
+            Node::Lit(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The text of a value for concatenation: null is empty, everything else as [`convert::text`] writes it.
+pub(crate) fn push_text(v: Value, out: &mut String) {
+    match v {
+        Value::Null => {}
+        Value::String(s) => out.push_str(&s),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        // The two values `convert::text` refuses still have a readable form inside a longer text.
+        Value::Float(f) if !f.is_finite() => {
+            let _ = write!(out, "{f}");
+        }
+        Value::Bytes(b) => out.push_str(&String::from_utf8_lossy(&b)),
+        other => out.push_str(&convert::text(other).unwrap_or_default()),
+    }
+}
+
+impl CallNode {
+    pub(crate) fn eval(&self, cx: &Cx<'_>) -> Eval<Value> {
+        (self.def.eval)(self, cx).map_err(|f| match f {
+            Fail::Here(message) => ExprError {
+                pos: self.pos,
+                message: format!("{}: {message}", self.def.name),
+            },
+            Fail::Arg(e) => e,
+        })
+    }
+
+    pub(crate) fn arg(&self, i: usize, cx: &Cx<'_>) -> Eval<Value> {
+        match self.args.get(i) {
+            Some(n) => n.eval(cx),
+            None => Ok(Value::Null),
+        }
+    }
+}
+
+/// A numeric view of a value, for arithmetic and comparisons across int, decimal and float.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Num {
+    I(i64),
+    D(Decimal),
+    F(f64),
+}
+
+impl Num {
+    pub(crate) fn of(v: &Value) -> Option<Num> {
+        match v {
+            Value::Int(i) => Some(Num::I(*i)),
+            Value::Decimal(d) => Some(Num::D(*d)),
+            Value::Float(f) => Some(Num::F(*f)),
+            Value::Json(Json::Number(n)) => {
+                match convert::lift(Value::Json(Json::Number(n.clone()))) {
+                    Value::Int(i) => Some(Num::I(i)),
+                    Value::Decimal(d) => Some(Num::D(d)),
+                    Value::Float(f) => Some(Num::F(f)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn f64(self) -> f64 {
+        match self {
+            Num::I(i) => i as f64,
+            Num::D(d) => d.to_f64().unwrap_or(f64::NAN),
+            Num::F(f) => f,
+        }
+    }
+
+    pub(crate) fn cmp(self, other: Num) -> Option<Ordering> {
+        match (self, other) {
+            (Num::I(a), Num::I(b)) => Some(a.cmp(&b)),
+            (Num::I(a), Num::D(b)) => Some(Decimal::from(a).cmp(&b)),
+            (Num::D(a), Num::I(b)) => Some(a.cmp(&Decimal::from(b))),
+            (Num::D(a), Num::D(b)) => Some(a.cmp(&b)),
+            (a, b) => a.f64().partial_cmp(&b.f64()),
+        }
+    }
+}
+
+/// JSON scalars compare like the typed values they hold.
+fn lifted(v: &Value) -> Cow<'_, Value> {
+    match v {
+        Value::Json(j) if !j.is_array() && !j.is_object() => Cow::Owned(convert::lift(v.clone())),
+        other => Cow::Borrowed(other),
+    }
+}
+
+/// Equality for `eq`, `ne`, `nullif` and `contains`: numbers compare by value across int, decimal and float;
+/// text compares with a UUID through the UUID it spells; null equals only null.
+pub(crate) fn equal(a: &Value, b: &Value) -> bool {
+    let (a, b) = (lifted(a), lifted(b));
+    match (a.as_ref(), b.as_ref()) {
+        (Value::Null, Value::Null) => true,
+        (Value::Null, _) | (_, Value::Null) => false,
+        (Value::String(s), Value::Uuid(u)) | (Value::Uuid(u), Value::String(s)) => {
+            uuid::Uuid::parse_str(s.trim()).is_ok_and(|x| x == *u)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q))
+        }
+        (Value::Array(x), Value::Json(Json::Array(y)))
+        | (Value::Json(Json::Array(y)), Value::Array(x)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(p, q)| equal(p, &Value::Json(q.clone())))
+        }
+        (x, y) => match (Num::of(x), Num::of(y)) {
+            (Some(p), Some(q)) => p.cmp(q) == Some(Ordering::Equal),
+            _ => x == y,
+        },
+    }
+}
+
+/// Ordering for `lt`, `le`, `gt`, `ge`; `None` when either side is null or the two do not compare.
+pub(crate) fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    let (a, b) = (lifted(a), lifted(b));
+    match (a.as_ref(), b.as_ref()) {
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        (Value::Date(x), Value::Date(y)) => Some(x.cmp(y)),
+        (Value::DateTime(x), Value::DateTime(y)) => Some(x.cmp(y)),
+        (Value::Time(x), Value::Time(y)) => Some(x.cmp(y)),
+        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
+        (Value::Uuid(x), Value::Uuid(y)) => Some(x.cmp(y)),
+        (x, y) => Num::of(x)?.cmp(Num::of(y)?),
+    }
+}
