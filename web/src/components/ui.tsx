@@ -38,15 +38,15 @@ export function Field({ label, help, errors, required, children, class: cls }: F
   const describedBy = [helpId, errId].filter(Boolean).join(' ') || undefined;
   return (
     <div class={classNames('field', errId && 'has-error', cls)}>
-      <label for={id}>
-        {label}
+      <div class="label-row">
+        <label for={id}>{label}</label>
+        {/* The control carries aria-required; the star is only visual. */}
         {required && (
-          <span class="required" aria-hidden="true">
-            {' '}
+          <span class="required" aria-hidden="true" title="required">
             *
           </span>
         )}
-      </label>
+      </div>
       {children(id, describedBy, !!errId)}
       {help && (
         <div class="help" id={helpId}>

@@ -161,7 +161,7 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
       setTable({
         status: 'error',
         missing,
-        message: missing ? `Table “${t}” does not exist in ${loaded.destination?.name ?? 'the destination'}. ${e instanceof ApiError && e.message ? `(${e.message})` : ''}`.trim() : errorMessage(e),
+        message: missing && !(e instanceof ApiError && e.message) ? `Table “${t}” does not exist in ${loaded.destination?.name ?? 'the destination'}.` : errorMessage(e),
       });
     }
   };
