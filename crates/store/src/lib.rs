@@ -19,6 +19,7 @@ use sluice_core::filter::Filter;
 use sluice_core::pipeline::PipelineSpec;
 use sluice_core::{Profile, Schema};
 
+mod codec;
 pub mod postgres;
 pub mod secrets;
 pub mod sqlite;
@@ -78,7 +79,10 @@ pub enum RunStatus {
 
 impl RunStatus {
     pub fn is_finished(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -181,18 +185,33 @@ pub trait MetadataStore: Send + Sync {
     async fn update_run(&self, run: &RunRecord) -> Result<()>;
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;
     /// A pipeline's runs, newest first; `before` is the id of the last run of the previous page.
-    async fn list_runs(&self, pipeline: &str, limit: usize, before: Option<&str>) -> Result<Vec<RunRecord>>;
+    async fn list_runs(
+        &self,
+        pipeline: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<RunRecord>>;
     /// Runs not finished (queued or running), any pipeline.
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>>;
 
     /// Sync entries with `after < profile_id <= upto` (bounds optional), ordered by profile id.
-    async fn sync_range(&self, pipeline: &str, after: Option<&str>, upto: Option<&str>, limit: usize)
-        -> Result<Vec<SyncEntry>>;
+    async fn sync_range(
+        &self,
+        pipeline: &str,
+        after: Option<&str>,
+        upto: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SyncEntry>>;
     /// For each of `keys` that some profile holds: `(key, profile_id)`.
     async fn sync_owners(&self, pipeline: &str, keys: &[String]) -> Result<Vec<(String, String)>>;
     /// Removes the entries of `deletes` (profile ids), then upserts `upserts`, atomically. A key is held by at
     /// most one profile per pipeline: an upsert takes its key from any other holder.
-    async fn sync_apply(&self, pipeline: &str, upserts: &[SyncEntry], deletes: &[String]) -> Result<()>;
+    async fn sync_apply(
+        &self,
+        pipeline: &str,
+        upserts: &[SyncEntry],
+        deletes: &[String],
+    ) -> Result<()>;
     /// Forgets what the pipeline wrote, so its next run compares afresh.
     async fn sync_clear(&self, pipeline: &str) -> Result<()>;
     async fn sync_count(&self, pipeline: &str) -> Result<u64>;
@@ -216,25 +235,55 @@ pub trait ProfileStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<Profile>>;
     async fn delete(&self, id: &str) -> Result<bool>;
     /// Up to `limit` profiles matching `filter` with id greater than `after`, ordered by id (byte order).
-    async fn page(&self, filter: Option<&Filter>, after: Option<&str>, limit: usize) -> Result<Vec<Profile>>;
+    async fn page(
+        &self,
+        filter: Option<&Filter>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Profile>>;
     async fn count(&self, filter: Option<&Filter>) -> Result<u64>;
 }
 
-/// Opens the stores named by the settings: PostgreSQL when a URL is given, else SQLite files in `data_dir`.
+/// Opens the metadata store: PostgreSQL when a URL is given, else `metadata.db` in `data_dir`.
+///
+/// Either way the tables are migrated to this version first; a store written by a newer Sluice is refused.
 pub async fn open_metadata(
     url: Option<&str>,
     data_dir: &std::path::Path,
     secrets: SecretBox,
 ) -> Result<std::sync::Arc<dyn MetadataStore>> {
     match url {
-        Some(url) => Ok(std::sync::Arc::new(postgres::PgMetadata::connect(url, secrets).await?)),
-        None => Ok(std::sync::Arc::new(sqlite::SqliteMetadata::open(&data_dir.join("metadata.db"), secrets)?)),
+        Some(url) => Ok(std::sync::Arc::new(
+            postgres::PgMetadata::connect(url, secrets).await?,
+        )),
+        None => {
+            let path = data_dir.join("metadata.db");
+            let store = blocking(move || sqlite::SqliteMetadata::open(&path, secrets)).await?;
+            Ok(std::sync::Arc::new(store))
+        }
     }
 }
 
-pub async fn open_profiles(url: Option<&str>, data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn ProfileStore>> {
+/// Opens the profile store: PostgreSQL when a URL is given, else `profiles.db` in `data_dir`.
+pub async fn open_profiles(
+    url: Option<&str>,
+    data_dir: &std::path::Path,
+) -> Result<std::sync::Arc<dyn ProfileStore>> {
     match url {
-        Some(url) => Ok(std::sync::Arc::new(postgres::PgProfiles::connect(url).await?)),
-        None => Ok(std::sync::Arc::new(sqlite::SqliteProfiles::open(&data_dir.join("profiles.db"))?)),
+        Some(url) => Ok(std::sync::Arc::new(
+            postgres::PgProfiles::connect(url).await?,
+        )),
+        None => {
+            let path = data_dir.join("profiles.db");
+            let store = blocking(move || sqlite::SqliteProfiles::open(&path)).await?;
+            Ok(std::sync::Arc::new(store))
+        }
     }
+}
+
+/// Opening SQLite runs migrations, which may take a while on a large file: keep it off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("opening the store failed: {e}")))?
 }

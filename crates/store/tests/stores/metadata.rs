@@ -1,0 +1,896 @@
+//! Cases for `MetadataStore`.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use sluice_core::pipeline::PipelineSpec;
+use sluice_core::schema::SchemaWire;
+use sluice_core::Schema;
+use sluice_store::{
+    Counts, DestinationRecord, PipelineRecord, Progress, RunErrorGroup, RunRecord, RunStatus,
+    SecretBox, StoreError, SyncEntry,
+};
+
+use crate::harness::Env;
+
+const PASSWORD: &str = "s3cr3t-pässwörd-🔑";
+const PRIVATE_KEY: &str =
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----";
+
+fn at(minute: i64) -> DateTime<Utc> {
+    "2026-11-29T10:00:00.123456Z"
+        .parse::<DateTime<Utc>>()
+        .unwrap()
+        + Duration::minutes(minute)
+}
+
+fn destination(id: &str, name: &str, minute: i64) -> DestinationRecord {
+    DestinationRecord {
+        id: id.into(),
+        name: name.into(),
+        kind: "postgresql".into(),
+        settings: json!({
+            "host": "db.example.com", "port": 5432, "username": "sluice", "password": PASSWORD,
+            "database": "crm", "schema": "public", "tls": {"mode": "require"}
+        }),
+        created_at: at(minute),
+        updated_at: at(minute),
+    }
+}
+
+fn pipeline(id: &str, destination: &str, name: &str, minute: i64) -> PipelineRecord {
+    let spec: PipelineSpec = serde_json::from_value(json!({
+        "destination": destination, "name": name, "description": "Customers who said yes",
+        "filter": {"logical": "and", "conditions": [{"property": "country", "operator": "is one of", "values": ["IT", "FR"]}]},
+        "table": "customers", "key": "customer_id",
+        // Deliberately not alphabetical: the mapping keeps the order the user wrote.
+        "transformation": {"mapping": {"customer_id": "_id", "zip": "address.zip", "email": "lower(email)"}},
+        "schedule": {"cron": "0 3 * * *", "timezone": "Europe/Rome"}, "on_leave": "delete"
+    }))
+    .unwrap();
+    PipelineRecord {
+        id: id.into(),
+        spec,
+        created_at: at(minute),
+        updated_at: at(minute),
+    }
+}
+
+fn run(id: &str, pipeline: &str, minute: i64, status: RunStatus) -> RunRecord {
+    RunRecord {
+        id: id.into(),
+        pipeline: pipeline.into(),
+        trigger: "manual".into(),
+        status,
+        queued_at: at(minute),
+        started_at: None,
+        finished_at: None,
+        progress: Progress::default(),
+        counts: Counts::default(),
+        errors: Vec::new(),
+        message: None,
+    }
+}
+
+fn entry(profile: &str, key: &str, hash: u128) -> SyncEntry {
+    SyncEntry {
+        profile_id: profile.into(),
+        key: key.into(),
+        hash,
+    }
+}
+
+fn conflict(r: sluice_store::Result<impl std::fmt::Debug>) -> String {
+    match r {
+        Err(StoreError::Conflict(m)) => m,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+fn not_found(r: sluice_store::Result<impl std::fmt::Debug>) -> String {
+    match r {
+        Err(StoreError::NotFound(m)) => m,
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
+
+pub async fn customer_model_round_trip(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    assert_eq!(store.get_schema().await.unwrap(), Schema::default());
+    let wire: SchemaWire = serde_json::from_value(json!({"properties": [
+        {"name": "email", "type": "string", "nullable": true, "description": "Where we write"},
+        {"name": "ltv", "type": "decimal(12,2)"},
+        {"name": "tags", "type": "array(string)"},
+        {"name": "address", "type": "object", "properties": [
+            {"name": "city", "type": "string"},
+            {"name": "geo", "type": "object", "properties": [{"name": "lat", "type": "float", "nullable": false}]}
+        ]},
+        {"name": "orders", "type": "array(object)", "properties": [{"name": "total", "type": "decimal(10,2)"}]}
+    ]}))
+    .unwrap();
+    let schema = Schema::from_wire(&wire).unwrap();
+    store.put_schema(&schema).await.unwrap();
+    assert_eq!(store.get_schema().await.unwrap(), schema);
+
+    let mut smaller = schema.clone();
+    smaller.properties.truncate(1);
+    store.put_schema(&smaller).await.unwrap();
+    assert_eq!(store.get_schema().await.unwrap(), smaller);
+}
+
+pub async fn destinations_crud_and_conflicts(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    let a = destination("d-a", "Warehouse replica", 0);
+    let b = destination("d-b", "Marketing", 1);
+    store.insert_destination(&b).await.unwrap();
+    store.insert_destination(&a).await.unwrap();
+    assert_eq!(
+        store.list_destinations().await.unwrap(),
+        vec![a.clone(), b.clone()],
+        "ordered by creation"
+    );
+    assert_eq!(store.get_destination("d-a").await.unwrap(), Some(a.clone()));
+    assert_eq!(store.get_destination("nope").await.unwrap(), None);
+
+    let taken = conflict(
+        store
+            .insert_destination(&destination("d-c", "Warehouse replica", 2))
+            .await,
+    );
+    assert_eq!(
+        taken,
+        "a destination named `Warehouse replica` already exists"
+    );
+    let same_id = conflict(
+        store
+            .insert_destination(&destination("d-a", "Other", 2))
+            .await,
+    );
+    assert!(same_id.contains("d-a"), "{same_id}");
+
+    let mut renamed = a.clone();
+    renamed.name = "Replica (EU)".into();
+    renamed.settings["host"] = json!("eu.db.example.com");
+    renamed.settings["password"] = json!("new password");
+    renamed.updated_at = at(5);
+    store.update_destination(&renamed).await.unwrap();
+    assert_eq!(
+        store.get_destination("d-a").await.unwrap(),
+        Some(renamed.clone())
+    );
+
+    let mut clash = renamed.clone();
+    clash.name = "Marketing".into();
+    assert_eq!(
+        conflict(store.update_destination(&clash).await),
+        "a destination named `Marketing` already exists"
+    );
+    let missing = not_found(
+        store
+            .update_destination(&destination("d-zz", "Ghost", 0))
+            .await,
+    );
+    assert!(missing.contains("d-zz"), "{missing}");
+
+    assert!(store.delete_destination("d-b").await.unwrap());
+    assert!(!store.delete_destination("d-b").await.unwrap());
+    assert_eq!(store.list_destinations().await.unwrap(), vec![renamed]);
+    // The freed name can be taken again.
+    store
+        .insert_destination(&destination("d-d", "Marketing", 9))
+        .await
+        .unwrap();
+}
+
+pub async fn secrets_are_encrypted_at_rest(env: &Env) {
+    let key = SecretBox::generate_key_base64();
+    let store = env.metadata(SecretBox::from_base64(&key).unwrap()).await;
+    let mut snowflake = destination("d-s", "Snowflake", 0);
+    snowflake.kind = "snowflake".into();
+    snowflake.settings = json!({"account": "org-acct", "username": "u", "password": null,
+        "private_key": PRIVATE_KEY, "private_key_passphrase": "pass phrase"});
+    store.insert_destination(&snowflake).await.unwrap();
+    store
+        .insert_destination(&destination("d-p", "Postgres", 1))
+        .await
+        .unwrap();
+
+    let raw = env.raw_settings("d-p").await;
+    assert!(
+        !raw.contains(PASSWORD) && !raw.contains("s3cr3t"),
+        "password stored in clear: {raw}"
+    );
+    assert!(
+        raw.contains("db.example.com"),
+        "other settings stay readable: {raw}"
+    );
+    assert!(raw.contains("\"v1:"), "{raw}");
+    let raw = env.raw_settings("d-s").await;
+    assert!(
+        !raw.contains("BEGIN PRIVATE KEY") && !raw.contains("pass phrase"),
+        "{raw}"
+    );
+
+    // Another store instance with the same key reads them back.
+    let again = env.metadata(SecretBox::from_base64(&key).unwrap()).await;
+    let read = again.get_destination("d-p").await.unwrap().unwrap();
+    assert_eq!(read.settings["password"], json!(PASSWORD));
+    assert_eq!(
+        again.get_destination("d-s").await.unwrap().unwrap(),
+        snowflake
+    );
+}
+
+pub async fn wrong_secret_key_is_reported(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d-p", "Postgres", 0))
+        .await
+        .unwrap();
+    let mut plain = destination("d-q", "No secrets", 1);
+    plain.settings = json!({"path": "/tmp/x.db"});
+    store.insert_destination(&plain).await.unwrap();
+
+    let wrong = env.metadata(SecretBox::generate()).await;
+    for result in [
+        wrong.get_destination("d-p").await.map(|_| ()),
+        wrong.list_destinations().await.map(|_| ()),
+    ] {
+        match result {
+            Err(StoreError::Corrupt(m)) => {
+                assert!(
+                    m.contains("secret key") && m.contains("Postgres") && m.contains("password"),
+                    "{m}"
+                );
+                assert!(!m.contains(PASSWORD), "{m}");
+            }
+            other => panic!("expected a corrupt-secret error, got {other:?}"),
+        }
+    }
+    // A destination without secrets is still readable.
+    assert_eq!(wrong.get_destination("d-q").await.unwrap(), Some(plain));
+}
+
+pub async fn destination_in_use_is_not_deleted(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p-a", "d", "a", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p-b", "d", "b", 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        conflict(store.delete_destination("d").await),
+        "destination is used by pipelines `a`, `b`; delete them first"
+    );
+    assert!(store.delete_pipeline("p-a").await.unwrap());
+    assert_eq!(
+        conflict(store.delete_destination("d").await),
+        "destination is used by pipeline `b`; delete it first"
+    );
+    assert!(store.get_destination("d").await.unwrap().is_some());
+    assert!(store.delete_pipeline("p-b").await.unwrap());
+    assert!(store.delete_destination("d").await.unwrap());
+}
+
+pub async fn pipelines_crud_and_conflicts(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d1", "One", 0))
+        .await
+        .unwrap();
+    store
+        .insert_destination(&destination("d2", "Two", 1))
+        .await
+        .unwrap();
+    let p1 = pipeline("p1", "d1", "Subscribed customers", 0);
+    let p2 = pipeline("p2", "d1", "Churned", 1);
+    let p3 = pipeline("p3", "d2", "Subscribed customers", 2);
+    for p in [&p2, &p1, &p3] {
+        store.insert_pipeline(p).await.unwrap();
+    }
+    assert_eq!(
+        store.list_pipelines(None).await.unwrap(),
+        vec![p1.clone(), p2.clone(), p3.clone()]
+    );
+    assert_eq!(
+        store.list_pipelines(Some("d1")).await.unwrap(),
+        vec![p1.clone(), p2.clone()]
+    );
+    assert_eq!(store.list_pipelines(Some("d-none")).await.unwrap(), vec![]);
+    assert_eq!(store.get_pipeline("p1").await.unwrap(), Some(p1.clone()));
+    assert_eq!(store.get_pipeline("nope").await.unwrap(), None);
+    let sluice_core::pipeline::Transformation::Mapping(m) = &store
+        .get_pipeline("p1")
+        .await
+        .unwrap()
+        .unwrap()
+        .spec
+        .transformation
+    else {
+        panic!("mapping expected")
+    };
+    assert_eq!(
+        m.0.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        ["customer_id", "zip", "email"]
+    );
+
+    assert_eq!(
+        conflict(
+            store
+                .insert_pipeline(&pipeline("p4", "d1", "Churned", 3))
+                .await
+        ),
+        "the destination already has a pipeline named `Churned`"
+    );
+    assert!(conflict(
+        store
+            .insert_pipeline(&pipeline("p1", "d2", "Fresh", 3))
+            .await
+    )
+    .contains("p1"));
+    let missing = not_found(
+        store
+            .insert_pipeline(&pipeline("p5", "d-gone", "x", 3))
+            .await,
+    );
+    assert!(missing.contains("d-gone"), "{missing}");
+
+    let mut changed = p2.clone();
+    changed.spec.name = "Subscribed customers".into();
+    assert_eq!(
+        conflict(store.update_pipeline(&changed).await),
+        "the destination already has a pipeline named `Subscribed customers`"
+    );
+    changed.spec.name = "Churned (EU)".into();
+    changed.spec.enabled = false;
+    changed.spec.filter = None;
+    changed.spec.schedule = None;
+    changed.updated_at = at(7);
+    store.update_pipeline(&changed).await.unwrap();
+    assert_eq!(
+        store.get_pipeline("p2").await.unwrap(),
+        Some(changed.clone())
+    );
+
+    let mut moved = changed.clone();
+    moved.spec.destination = "d2".into();
+    store.update_pipeline(&moved).await.unwrap();
+    assert_eq!(
+        store.list_pipelines(Some("d2")).await.unwrap(),
+        vec![moved.clone(), p3.clone()]
+    );
+    let mut nowhere = moved.clone();
+    nowhere.spec.destination = "d-gone".into();
+    assert!(not_found(store.update_pipeline(&nowhere).await).contains("d-gone"));
+    assert!(not_found(
+        store
+            .update_pipeline(&pipeline("p-none", "d1", "z", 0))
+            .await
+    )
+    .contains("p-none"));
+}
+
+pub async fn deleting_a_pipeline_cascades(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p1", "d", "one", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p2", "d", "two", 1))
+        .await
+        .unwrap();
+    for (p, r) in [("p1", "r1"), ("p1", "r2"), ("p2", "r3")] {
+        store
+            .insert_run(&run(r, p, 0, RunStatus::Succeeded))
+            .await
+            .unwrap();
+    }
+    store
+        .sync_apply("p1", &[entry("c1", "k1", 1), entry("c2", "k2", 2)], &[])
+        .await
+        .unwrap();
+    store
+        .sync_apply("p2", &[entry("c1", "k1", 1)], &[])
+        .await
+        .unwrap();
+
+    assert!(store.delete_pipeline("p1").await.unwrap());
+    assert!(!store.delete_pipeline("p1").await.unwrap());
+    assert_eq!(store.get_pipeline("p1").await.unwrap(), None);
+    assert_eq!(store.get_run("r1").await.unwrap(), None);
+    assert_eq!(store.get_run("r2").await.unwrap(), None);
+    assert_eq!(store.sync_count("p1").await.unwrap(), 0);
+    assert!(store
+        .sync_range("p1", None, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The other pipeline keeps its runs and state.
+    assert!(store.get_run("r3").await.unwrap().is_some());
+    assert_eq!(store.sync_count("p2").await.unwrap(), 1);
+}
+
+pub async fn runs_lifecycle_and_pagination(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p1", "d", "one", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p2", "d", "two", 1))
+        .await
+        .unwrap();
+
+    // r3 and r4 are queued in the same microsecond: insertion order breaks the tie.
+    let minutes = [
+        ("r0", 0),
+        ("r1", 1),
+        ("r2", 2),
+        ("r3", 3),
+        ("r4", 3),
+        ("r5", 5),
+        ("r6", 6),
+    ];
+    for (id, minute) in minutes {
+        store
+            .insert_run(&run(id, "p1", minute, RunStatus::Succeeded))
+            .await
+            .unwrap();
+    }
+    store
+        .insert_run(&run("q1", "p2", 4, RunStatus::Queued))
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = store.list_runs("p1", 3, before.as_deref()).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        before = Some(page.last().unwrap().id.clone());
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(seen, ["r6", "r5", "r4", "r3", "r2", "r1", "r0"]);
+    assert!(store.list_runs("p1", 0, None).await.unwrap().is_empty());
+    assert!(store
+        .list_runs("p-none", 10, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        not_found(store.list_runs("p1", 10, Some("q1")).await).contains("q1"),
+        "a cursor from another pipeline"
+    );
+
+    let mut running = run("r7", "p1", 7, RunStatus::Queued);
+    store.insert_run(&running).await.unwrap();
+    assert_eq!(store.get_run("r7").await.unwrap(), Some(running.clone()));
+    running.status = RunStatus::Running;
+    running.trigger = "schedule".into();
+    running.started_at = Some(at(8));
+    running.progress = Progress {
+        processed: 420_000,
+        total: Some(1_000_000),
+    };
+    running.counts = Counts {
+        read: 420_000,
+        filtered_out: 12,
+        transform_failed: 1,
+        inserted: 400_000,
+        updated: 7,
+        unchanged: 19_980,
+        deleted: 3,
+        failed: 2,
+    };
+    running.errors = vec![RunErrorGroup {
+        step: "write".into(),
+        message: "value too long for type character varying(10)".into(),
+        count: 2,
+        sample_profiles: vec!["c17".into(), "c42".into()],
+        last_seen: at(9),
+    }];
+    store.update_run(&running).await.unwrap();
+    assert_eq!(store.get_run("r7").await.unwrap(), Some(running.clone()));
+
+    let unfinished: Vec<String> = store
+        .unfinished_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        unfinished,
+        ["q1", "r7"],
+        "queued and running runs of every pipeline, oldest first"
+    );
+
+    running.status = RunStatus::Failed;
+    running.finished_at = Some(at(10));
+    running.message = Some("the destination refused the connection".into());
+    store.update_run(&running).await.unwrap();
+    assert_eq!(store.get_run("r7").await.unwrap(), Some(running.clone()));
+    assert_eq!(store.unfinished_runs().await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_runs("p1", 1, None).await.unwrap(),
+        vec![running.clone()]
+    );
+
+    assert!(conflict(
+        store
+            .insert_run(&run("r7", "p1", 11, RunStatus::Queued))
+            .await
+    )
+    .contains("r7"));
+    assert!(not_found(
+        store
+            .insert_run(&run("r8", "p-none", 11, RunStatus::Queued))
+            .await
+    )
+    .contains("p-none"));
+    assert!(not_found(
+        store
+            .update_run(&run("r-none", "p1", 11, RunStatus::Queued))
+            .await
+    )
+    .contains("r-none"));
+    assert_eq!(store.get_run("r-none").await.unwrap(), None);
+}
+
+fn ids(entries: &[SyncEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.profile_id.as_str()).collect()
+}
+
+pub async fn sync_apply_range_and_owners(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p", "d", "one", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("q", "d", "two", 1))
+        .await
+        .unwrap();
+    assert_eq!(store.sync_count("p").await.unwrap(), 0);
+
+    let profiles = ["b", "a", "Z", "é", "日本", "😀", "z", "A-10", "A-9", "ß"];
+    let entries: Vec<SyncEntry> = profiles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| entry(p, &format!("key-{p}"), u128::MAX - i as u128))
+        .collect();
+    store.sync_apply("p", &entries, &[]).await.unwrap();
+    assert_eq!(store.sync_count("p").await.unwrap(), profiles.len() as u64);
+
+    let mut byte_order: Vec<&str> = profiles.to_vec();
+    byte_order.sort();
+    let all = store.sync_range("p", None, None, 100).await.unwrap();
+    assert_eq!(ids(&all), byte_order, "profile ids in byte order");
+    let b = all.iter().find(|e| e.profile_id == "b").unwrap();
+    assert_eq!((b.key.as_str(), b.hash), ("key-b", u128::MAX));
+
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .sync_range("p", after.as_deref(), None, 3)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = Some(page.last().unwrap().profile_id.clone());
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    assert_eq!(
+        ids(&store
+            .sync_range("p", Some("a"), Some("z"), 100)
+            .await
+            .unwrap()),
+        ["b", "z"]
+    );
+    assert_eq!(
+        ids(&store.sync_range("p", None, Some("Z"), 100).await.unwrap()),
+        ["A-10", "A-9", "Z"]
+    );
+    assert_eq!(
+        ids(&store.sync_range("p", Some("z"), None, 2).await.unwrap()),
+        ["ß", "é"]
+    );
+    assert!(store
+        .sync_range("p", None, None, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        store
+            .sync_range("q", None, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "pipelines are separate"
+    );
+
+    let mut owners = store
+        .sync_owners(
+            "p",
+            &[
+                "key-a".into(),
+                "key-😀".into(),
+                "nobody".into(),
+                "key-a".into(),
+            ],
+        )
+        .await
+        .unwrap();
+    owners.sort();
+    owners.dedup();
+    assert_eq!(
+        owners,
+        [
+            ("key-a".to_string(), "a".to_string()),
+            ("key-😀".to_string(), "😀".to_string())
+        ]
+    );
+    assert!(store.sync_owners("p", &[]).await.unwrap().is_empty());
+    assert!(store
+        .sync_owners("q", &["key-a".into()])
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The same key in another pipeline belongs to that pipeline only.
+    store
+        .sync_apply("q", &[entry("other", "key-a", 7)], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_owners("p", &["key-a".into()]).await.unwrap(),
+        [("key-a".into(), "a".into())]
+    );
+
+    // Deletes, then upserts, in one call; a profile both deleted and upserted ends upserted.
+    store
+        .sync_apply(
+            "p",
+            &[entry("b", "key-b2", 5), entry("new", "key-new", 6)],
+            &["a".into(), "b".into(), "ghost".into()],
+        )
+        .await
+        .unwrap();
+    let after_apply = store.sync_range("p", None, Some("c"), 100).await.unwrap();
+    assert_eq!(
+        after_apply
+            .iter()
+            .map(|e| (e.profile_id.as_str(), e.key.as_str(), e.hash))
+            .collect::<Vec<_>>(),
+        [
+            ("A-10", "key-A-10", u128::MAX - 7),
+            ("A-9", "key-A-9", u128::MAX - 8),
+            ("Z", "key-Z", u128::MAX - 2),
+            ("b", "key-b2", 5),
+        ]
+    );
+    assert_eq!(store.sync_count("p").await.unwrap(), profiles.len() as u64);
+    store.sync_apply("p", &[], &[]).await.unwrap();
+
+    store.sync_clear("p").await.unwrap();
+    assert_eq!(store.sync_count("p").await.unwrap(), 0);
+    assert_eq!(store.sync_count("q").await.unwrap(), 1);
+    assert!(
+        not_found(store.sync_apply("p-none", &[entry("a", "k", 1)], &[]).await).contains("p-none")
+    );
+}
+
+pub async fn sync_apply_transfers_keys(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p", "d", "one", 0))
+        .await
+        .unwrap();
+    store
+        .sync_apply(
+            "p",
+            &[
+                entry("c1", "alice@x", 1),
+                entry("c2", "bob@x", 2),
+                entry("c3", "carol@x", 3),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let state = |v: Vec<SyncEntry>| -> Vec<(String, String, u128)> {
+        v.into_iter()
+            .map(|e| (e.profile_id, e.key, e.hash))
+            .collect()
+    };
+    let t = |p: &str, k: &str, h: u128| (p.to_string(), k.to_string(), h);
+
+    // c4 takes alice@x from c1, which loses its entry.
+    store
+        .sync_apply("p", &[entry("c4", "alice@x", 4)], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        state(store.sync_range("p", None, None, 10).await.unwrap()),
+        [
+            t("c2", "bob@x", 2),
+            t("c3", "carol@x", 3),
+            t("c4", "alice@x", 4)
+        ]
+    );
+    assert_eq!(
+        store.sync_owners("p", &["alice@x".into()]).await.unwrap(),
+        [("alice@x".into(), "c4".into())]
+    );
+
+    // Keys swap between two profiles in one batch.
+    store
+        .sync_apply(
+            "p",
+            &[entry("c2", "carol@x", 22), entry("c3", "bob@x", 33)],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state(store.sync_range("p", None, None, 10).await.unwrap()),
+        [
+            t("c2", "carol@x", 22),
+            t("c3", "bob@x", 33),
+            t("c4", "alice@x", 4)
+        ]
+    );
+
+    // Within one batch, later entries win: c5 twice keeps its last; c6 then c7 on one key leaves it to c7
+    // and c6 with nothing; c4 moves to a new key, freeing alice@x which c2 takes.
+    store
+        .sync_apply(
+            "p",
+            &[
+                entry("c5", "e1", 50),
+                entry("c5", "e2", 51),
+                entry("c6", "dup", 60),
+                entry("c7", "dup", 70),
+                entry("c4", "alice@new", 40),
+                entry("c2", "alice@x", 23),
+            ],
+            &["c3".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state(store.sync_range("p", None, None, 10).await.unwrap()),
+        [
+            t("c2", "alice@x", 23),
+            t("c4", "alice@new", 40),
+            t("c5", "e2", 51),
+            t("c7", "dup", 70)
+        ]
+    );
+    let mut owners = store
+        .sync_owners("p", &["e1".into(), "carol@x".into(), "dup".into()])
+        .await
+        .unwrap();
+    owners.sort();
+    assert_eq!(owners, [("dup".into(), "c7".into())]);
+}
+
+pub async fn sync_apply_large_batches(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p", "d", "one", 0))
+        .await
+        .unwrap();
+    const N: usize = 10_000;
+    let first: Vec<SyncEntry> = (0..N)
+        .map(|i| entry(&format!("c{i:06}"), &format!("k{i}"), i as u128))
+        .collect();
+    let started = Instant::now();
+    store.sync_apply("p", &first, &[]).await.unwrap();
+    let insert_time = started.elapsed();
+
+    // Every profile changes hash, each key moves one profile down, and a few profiles leave.
+    let second: Vec<SyncEntry> = (1..N)
+        .map(|i| {
+            entry(
+                &format!("c{i:06}"),
+                &format!("k{}", i - 1),
+                (i as u128) << 64,
+            )
+        })
+        .collect();
+    let deletes: Vec<String> = (0..N).step_by(1000).map(|i| format!("c{i:06}")).collect();
+    let started = Instant::now();
+    store.sync_apply("p", &second, &deletes).await.unwrap();
+    let update_time = started.elapsed();
+    eprintln!(
+        "{:?}: sync_apply of {N} new entries {insert_time:?}, of {N} moved keys {update_time:?}",
+        env.backend
+    );
+
+    // c000000 was deleted and its key taken; the deleted ones came back through the upserts except c000000.
+    assert_eq!(store.sync_count("p").await.unwrap(), (N - 1) as u64);
+    let some = store
+        .sync_range("p", Some("c004999"), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        some,
+        [
+            entry("c005000", "k4999", 5000u128 << 64),
+            entry("c005001", "k5000", 5001u128 << 64)
+        ]
+    );
+    assert!(
+        insert_time.as_secs() < 10 && update_time.as_secs() < 10,
+        "sync_apply is too slow"
+    );
+}
+
+pub async fn metadata_migrations_are_idempotent(env: &Env) {
+    let secrets = SecretBox::generate();
+    let first = env.metadata(secrets.clone()).await;
+    first
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    drop(first);
+    // Opening again (and twice at once, as several instances starting together would) migrates nothing
+    // and keeps the data.
+    let (a, b) = tokio::join!(
+        env.try_metadata(secrets.clone()),
+        env.try_metadata(secrets.clone())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.get_destination("d").await.unwrap().unwrap().name,
+        "Warehouse"
+    );
+    assert_eq!(b.list_destinations().await.unwrap().len(), 1);
+    drop((a, b));
+
+    env.set_schema_version("metadata", 999).await;
+    match env.try_metadata(secrets).await {
+        Err(StoreError::Corrupt(m)) => {
+            assert!(m.contains("999") && m.contains("newer Sluice"), "{m}")
+        }
+        Err(other) => panic!("expected a clear version error, got {other:?}"),
+        Ok(_) => panic!("a store from a newer version must not open"),
+    }
+}

@@ -1,0 +1,436 @@
+//! Cases for `ProfileStore`.
+
+use std::time::Instant;
+
+use serde_json::{json, Map, Value as Json};
+use sluice_core::filter::Filter;
+use sluice_core::schema::SchemaWire;
+use sluice_core::Schema;
+use sluice_store::{StoreError, UpsertOutcome};
+
+use crate::harness::Env;
+
+fn doc(v: Json) -> Map<String, Json> {
+    v.as_object().expect("an object").clone()
+}
+
+fn outcome(inserted: u64, updated: u64) -> UpsertOutcome {
+    UpsertOutcome { inserted, updated }
+}
+
+pub async fn upsert_merges_into_stored_profiles(env: &Env) {
+    let store = env.profiles().await;
+    let first = store
+        .upsert(vec![
+            (
+                "c1".into(),
+                doc(
+                    json!({"name": "Zoë", "email": "zoe@example.com", "tags": ["a", "b"],
+                "address": {"city": "Zürich", "zip": "8001", "geo": {"lat": 47.37, "lon": 8.54}}}),
+                ),
+            ),
+            ("c2".into(), doc(json!({"name": "Ana"}))),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(first, outcome(2, 0));
+    let before = store.get("c1").await.unwrap().unwrap();
+
+    let second = store
+        .upsert(vec![
+            (
+                "c1".into(),
+                doc(
+                    json!({"address": {"city": "Genève", "geo": {"lat": 46.2}}, "vip": true,
+                "tags": ["c"], "email": null}),
+                ),
+            ),
+            ("c3".into(), doc(json!({"name": "Ola"}))),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(second, outcome(1, 1));
+    let c1 = store.get("c1").await.unwrap().unwrap();
+    assert_eq!(
+        Json::Object(c1.doc.clone()),
+        json!({"name": "Zoë", "email": null, "tags": ["c"], "vip": true,
+            "address": {"city": "Genève", "zip": "8001", "geo": {"lat": 46.2, "lon": 8.54}}}),
+        "nested objects merge key by key, arrays and scalars are replaced, unsent keys are kept"
+    );
+    assert!(c1.updated_at >= before.updated_at);
+    assert!((chrono::Utc::now() - c1.updated_at).num_seconds().abs() < 60);
+    assert_eq!(
+        store.get("c2").await.unwrap().unwrap().doc,
+        doc(json!({"name": "Ana"}))
+    );
+
+    // An object replaced by a scalar, and back.
+    store
+        .upsert(vec![("c2".into(), doc(json!({"name": {"first": "Ana"}})))])
+        .await
+        .unwrap();
+    store
+        .upsert(vec![("c2".into(), doc(json!({"name": {"last": "Lima"}})))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("c2").await.unwrap().unwrap().doc,
+        doc(json!({"name": {"first": "Ana", "last": "Lima"}}))
+    );
+    store
+        .upsert(vec![("c2".into(), doc(json!({"name": "Ana Lima"})))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("c2").await.unwrap().unwrap().doc,
+        doc(json!({"name": "Ana Lima"}))
+    );
+    assert_eq!(store.upsert(vec![]).await.unwrap(), outcome(0, 0));
+}
+
+pub async fn same_id_twice_in_a_batch(env: &Env) {
+    let store = env.profiles().await;
+    let out = store
+        .upsert(vec![
+            ("c1".into(), doc(json!({"a": 1, "o": {"x": 1}}))),
+            ("c2".into(), doc(json!({"a": 2}))),
+            ("c1".into(), doc(json!({"b": 2, "o": {"y": 2}, "a": 3}))),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out, outcome(2, 0), "each id counts once");
+    assert_eq!(
+        store.get("c1").await.unwrap().unwrap().doc,
+        doc(json!({"a": 3, "b": 2, "o": {"x": 1, "y": 2}}))
+    );
+
+    let out = store
+        .upsert(vec![
+            ("c1".into(), doc(json!({"c": 1}))),
+            ("c1".into(), doc(json!({"o": {"x": 9}}))),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out, outcome(0, 1));
+    assert_eq!(
+        store.get("c1").await.unwrap().unwrap().doc,
+        doc(json!({"a": 3, "b": 2, "c": 1, "o": {"x": 9, "y": 2}}))
+    );
+}
+
+pub async fn get_delete_and_count(env: &Env) {
+    let store = env.profiles().await;
+    assert_eq!(store.get("c1").await.unwrap(), None);
+    assert_eq!(store.count(None).await.unwrap(), 0);
+    store
+        .upsert(
+            (0..25)
+                .map(|i| (format!("c{i}"), doc(json!({"n": i}))))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.count(None).await.unwrap(), 25);
+    let c7 = store.get("c7").await.unwrap().unwrap();
+    assert_eq!((c7.id.as_str(), c7.doc["n"].clone()), ("c7", json!(7)));
+    assert_eq!(c7.get("_id").unwrap().as_ref(), &json!("c7"));
+    assert!(store.delete("c7").await.unwrap());
+    assert!(!store.delete("c7").await.unwrap());
+    assert_eq!(store.get("c7").await.unwrap(), None);
+    assert_eq!(store.count(None).await.unwrap(), 24);
+    // A deleted profile comes back as new.
+    assert_eq!(
+        store
+            .upsert(vec![("c7".into(), doc(json!({"m": 1})))])
+            .await
+            .unwrap(),
+        outcome(1, 0)
+    );
+    assert_eq!(
+        store.get("c7").await.unwrap().unwrap().doc,
+        doc(json!({"m": 1}))
+    );
+}
+
+pub async fn pages_follow_byte_order(env: &Env) {
+    let store = env.profiles().await;
+    let ids = [
+        "b", "a", "Z", "é", "e", "日本", "😀", "z", "A-10", "A-9", "ß", "Ärger", "0", "a b", "a-b",
+        "a_b", "Ω",
+    ];
+    store
+        .upsert(
+            ids.iter()
+                .map(|id| (id.to_string(), doc(json!({"id": id}))))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut byte_order: Vec<&str> = ids.to_vec();
+    byte_order.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+
+    let all = store.page(None, None, 1000).await.unwrap();
+    assert_eq!(
+        all.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        byte_order
+    );
+    assert!(all.iter().all(|p| p.doc["id"] == json!(p.id)));
+
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.page(None, after.as_deref(), 4).await.unwrap();
+        assert!(page.len() <= 4);
+        if page.is_empty() {
+            break;
+        }
+        after = Some(page.last().unwrap().id.clone());
+        paged.extend(page.into_iter().map(|p| p.id));
+    }
+    assert_eq!(paged, byte_order);
+    assert!(store.page(None, Some("😀"), 10).await.unwrap().is_empty());
+    assert!(store.page(None, None, 0).await.unwrap().is_empty());
+    let tail: Vec<String> = store
+        .page(None, Some("z"), 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(tail, ["Ärger", "ß", "é"]);
+}
+
+fn customer_model() -> Schema {
+    let wire: SchemaWire = serde_json::from_value(json!({"properties": [
+        {"name": "country", "type": "string"},
+        {"name": "age", "type": "int"},
+        {"name": "ltv", "type": "decimal(12,2)"},
+        {"name": "seen", "type": "datetime"},
+        {"name": "vip", "type": "boolean"},
+        {"name": "address", "type": "object", "properties": [{"name": "city", "type": "string"}]}
+    ]}))
+    .unwrap();
+    Schema::from_wire(&wire).unwrap()
+}
+
+/// Profiles whose properties exercise each kind of comparison a filter pushes down.
+async fn load_audience(store: &dyn sluice_store::ProfileStore) {
+    let schema = customer_model();
+    let inputs = [
+        json!({"_id": "c1", "country": "IT", "age": 34, "ltv": "1200.50", "seen": "2024-05-13T15:30:00Z", "vip": true, "address": {"city": "Milano"}}),
+        json!({"_id": "c2", "country": "FR", "age": 17, "ltv": "99.99", "seen": "2023-01-01T00:00:00Z", "vip": false, "address": {"city": "Paris"}}),
+        json!({"_id": "c3", "country": "DE", "age": 51, "ltv": "10000.00", "seen": "2024-12-31T23:59:59Z", "vip": true}),
+        json!({"_id": "c4", "country": "IT", "age": 22, "ltv": "9.90", "vip": false, "address": {"city": "Roma"}}),
+        json!({"_id": "c5", "country": null, "age": 40}),
+        json!({"_id": "c6", "country": "ES", "ltv": "1200.5", "seen": "2024-05-13T17:30:00+02:00", "address": {"city": null}}),
+    ];
+    let profiles = inputs
+        .iter()
+        .map(|p| {
+            schema
+                .validate_profile(p.as_object().unwrap())
+                .expect("a valid test profile")
+        })
+        .collect();
+    store.upsert(profiles).await.unwrap();
+}
+
+/// Whether `Filter` is the real implementation rather than the skeleton that matches everything.
+fn filters_are_implemented() -> bool {
+    let unknown = json!({"logical": "and", "conditions": [{"property": "nope", "operator": "is", "values": ["x"]}]});
+    Filter::parse(&unknown, &customer_model()).is_err()
+}
+
+pub async fn page_with_a_filter(env: &Env) {
+    let store = env.profiles().await;
+    load_audience(store.as_ref()).await;
+    let schema = customer_model();
+    let everyone: Vec<sluice_core::Profile> = store.page(None, None, 100).await.unwrap();
+    assert_eq!(everyone.len(), 6);
+
+    let cases: Vec<(Json, Vec<&str>)> = vec![
+        (
+            json!({"logical": "and", "conditions": [{"property": "country", "operator": "is one of", "values": ["IT", "FR"]}]}),
+            vec!["c1", "c2", "c4"],
+        ),
+        (
+            json!({"logical": "and", "conditions": [
+            {"property": "country", "operator": "is", "values": ["IT"]},
+            {"logical": "or", "conditions": [
+                {"property": "age", "operator": "is greater than", "values": [30]},
+                {"property": "address.city", "operator": "is", "values": ["Roma"]}]}]}),
+            vec!["c1", "c4"],
+        ),
+    ];
+    for (wire, expected) in cases {
+        let filter = Filter::parse(&wire, &schema).unwrap_or_else(|e| panic!("{wire}: {e}"));
+        // Whatever the filter selects in SQL, it selects in memory too, page after page.
+        let in_memory: Vec<&str> = everyone
+            .iter()
+            .filter(|p| filter.matches(p))
+            .map(|p| p.id.as_str())
+            .collect();
+        let mut in_sql = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .page(Some(&filter), after.as_deref(), 2)
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = Some(page.last().unwrap().id.clone());
+            in_sql.extend(page.into_iter().map(|p| p.id));
+        }
+        assert_eq!(in_sql, in_memory, "{wire}");
+        assert_eq!(
+            store.count(Some(&filter)).await.unwrap(),
+            in_memory.len() as u64,
+            "{wire}"
+        );
+        if filters_are_implemented() {
+            assert_eq!(in_sql, expected, "{wire}");
+        }
+    }
+}
+
+pub async fn concurrent_upserts_merge(env: &Env) {
+    let store = env.profiles().await;
+    let ids: Vec<String> = (0..200).map(|i| format!("c{i:04}")).collect();
+    let batch = |key: &str| -> Vec<(String, Map<String, Json>)> {
+        ids.iter()
+            .map(|id| (id.clone(), doc(json!({key: id, "nested": {key: 1}}))))
+            .collect()
+    };
+    let writers: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|key| {
+            let (store, batch) = (store.clone(), batch(key));
+            tokio::spawn(async move { store.upsert(batch).await })
+        })
+        .collect();
+    let mut total = UpsertOutcome::default();
+    for w in writers {
+        let out = w.await.unwrap().unwrap();
+        total.inserted += out.inserted;
+        total.updated += out.updated;
+    }
+    assert_eq!(
+        total,
+        outcome(200, 400),
+        "each profile inserted once, then merged twice"
+    );
+    for p in store.page(None, None, 1000).await.unwrap() {
+        assert_eq!(
+            Json::Object(p.doc),
+            json!({"a": p.id, "b": p.id, "c": p.id, "nested": {"a": 1, "b": 1, "c": 1}}),
+            "no writer's properties were lost"
+        );
+    }
+}
+
+fn realistic(i: usize) -> (String, Map<String, Json>) {
+    let countries = ["IT", "FR", "DE", "ES", "NL", "PT"];
+    let cities = [
+        "Zürich",
+        "São Paulo",
+        "Kraków",
+        "Malmö",
+        "Đà Nẵng",
+        "Rennes",
+    ];
+    (
+        format!("customer-{i:07}"),
+        doc(json!({
+            "email": format!("user{i}@example.com"), "first_name": "Zoë", "last_name": format!("Müller-{i}"),
+            "country": countries[i % countries.len()], "age": 18 + i % 60, "ltv": format!("{}.{:02}", i % 5000, i % 100),
+            "vip": i % 7 == 1, "score": (i % 1000) as f64 / 10.0, "signed_up": "2024-05-13T15:30:00Z",
+            "birthday": "1990-01-02", "tags": ["newsletter", "beta"],
+            "address": {"city": cities[i % cities.len()], "zip": format!("{:05}", i % 99999), "street": "Via Roma 1"},
+            "phone": format!("+39 02 {i:07}"), "language": "it", "source": "import", "consent": true,
+        })),
+    )
+}
+
+pub async fn bulk_upsert_and_scan(env: &Env) {
+    let store = env.profiles().await;
+    const BATCH: usize = 10_000;
+    const BATCHES: usize = 3;
+    let mut insert_times = Vec::new();
+    for b in 0..BATCHES {
+        let batch: Vec<_> = (b * BATCH..(b + 1) * BATCH).map(realistic).collect();
+        let started = Instant::now();
+        assert_eq!(store.upsert(batch).await.unwrap(), outcome(BATCH as u64, 0));
+        insert_times.push(started.elapsed());
+    }
+    let update: Vec<_> = (0..BATCH)
+        .map(|i| {
+            (
+                format!("customer-{i:07}"),
+                doc(json!({"vip": true, "address": {"city": "Bergen"}})),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(
+        store.upsert(update).await.unwrap(),
+        outcome(0, BATCH as u64)
+    );
+    let update_time = started.elapsed();
+
+    let started = Instant::now();
+    let mut after: Option<String> = None;
+    let mut seen = 0;
+    loop {
+        let page = store.page(None, after.as_deref(), 5_000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        if seen == 0 {
+            assert_eq!(
+                page[0].doc["address"],
+                json!({"city": "Bergen", "zip": "00000", "street": "Via Roma 1"})
+            );
+        }
+        after = Some(last.id.clone());
+        seen += page.len();
+    }
+    let scan_time = started.elapsed();
+    assert_eq!(seen, BATCH * BATCHES);
+    eprintln!(
+        "{:?}: upsert of {BATCH} new profiles {insert_times:?}, merge of {BATCH} {update_time:?}, \
+         paging {seen} in pages of 5000 {scan_time:?}",
+        env.backend
+    );
+    // Generous bounds that still catch a per-row round trip or an O(n²) page.
+    assert!(
+        insert_times.iter().all(|t| t.as_secs() < 10) && update_time.as_secs() < 10,
+        "upsert is too slow"
+    );
+    assert!(scan_time.as_secs() < 20, "paging is too slow");
+}
+
+pub async fn profile_migrations_are_idempotent(env: &Env) {
+    let first = env.profiles().await;
+    first
+        .upsert(vec![("c1".into(), doc(json!({"a": 1})))])
+        .await
+        .unwrap();
+    drop(first);
+    let (a, b) = tokio::join!(env.try_profiles(), env.try_profiles());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.get("c1").await.unwrap().unwrap().doc,
+        doc(json!({"a": 1}))
+    );
+    assert_eq!(b.count(None).await.unwrap(), 1);
+    drop((a, b));
+
+    env.set_schema_version("profiles", 42).await;
+    match env.try_profiles().await {
+        Err(StoreError::Corrupt(m)) => {
+            assert!(m.contains("42") && m.contains("newer Sluice"), "{m}")
+        }
+        Err(other) => panic!("expected a clear version error, got {other:?}"),
+        Ok(_) => panic!("a store from a newer version must not open"),
+    }
+}
