@@ -602,6 +602,26 @@ async fn throughput_100k_rows() {
     }
     let update_secs = started.elapsed().as_secs_f64();
 
+    // New rows again, but each batch also holds one existing key, which sends it down the staged path.
+    let mixed_table = random_table_name();
+    h.execute(&format!(
+        "CREATE TABLE {mixed_table} ({})",
+        ddl_cols.join(", ")
+    ))
+    .await
+    .unwrap();
+    let mixed = WriteTarget {
+        table: dest.describe_table(&mixed_table).await.unwrap().unwrap(),
+        ..target.clone()
+    };
+    let firsts: Vec<Row> = rows.chunks(batch).map(|c| c[0].clone()).collect();
+    dest.upsert(&mixed, &firsts).await.unwrap();
+    let started = Instant::now();
+    for chunk in rows.chunks(batch) {
+        dest.upsert(&mixed, chunk).await.unwrap();
+    }
+    let staged_secs = started.elapsed().as_secs_f64();
+
     // The reference: the same rows, binary COPY straight into an empty table with the same primary key.
     let copy_table = random_table_name();
     h.execute(&format!(
@@ -647,17 +667,19 @@ async fn throughput_100k_rows() {
     sink.as_mut().finish().await.unwrap();
     let copy_secs = started.elapsed().as_secs_f64();
     h.execute(&format!(
-        "DROP TABLE {upsert_table}; DROP TABLE {copy_table}"
+        "DROP TABLE {upsert_table}, {copy_table}, {mixed_table}"
     ))
     .await
     .unwrap();
 
     let rate = |secs: f64| n as f64 / secs;
     println!(
-        "{n} rows x 20 columns, batches of {batch}: upsert (insert) {:.0} rows/s, upsert (update) {:.0} rows/s, \
-         plain COPY {:.0} rows/s; insert/COPY = {:.2}",
+        "{n} rows x 20 columns, batches of {batch}: upsert of new rows {:.0} rows/s, of existing rows {:.0} \
+         rows/s, of new rows through the staging table {:.0} rows/s; plain COPY {:.0} rows/s; \
+         new rows / COPY = {:.2}",
         rate(upsert_secs),
         rate(update_secs),
+        rate(staged_secs),
         rate(copy_secs),
         copy_secs / upsert_secs
     );

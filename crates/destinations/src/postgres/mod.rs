@@ -17,9 +17,10 @@
 //!   column clashes) is rolled back and redone this way, which settles the race or reports the real
 //!   violation as bad data.
 //!
-//! Measured on a 2-core machine, the upsert of new rows runs at about the speed of a plain COPY, where
-//! staging plus `ON CONFLICT` for every batch ran at roughly half of it (speculative insertion costs
-//! about as much as the insert itself).
+//! Measured with the `throughput_100k_rows` test (100,000 rows of 20 columns, batches of 10,000, a
+//! release build on a busy 2-core machine): new rows upsert at about 0.8 times the rate of a plain binary
+//! COPY into an empty table; through the staging table they run at about half of it (speculative
+//! insertion costs about as much again as the insert), and existing rows at about a third.
 //!
 //! One connection is kept per [`Postgres`] instance, opened on first use and reopened after it breaks;
 //! calls on one instance are serialized on it. Statements are prepared once per connection and target.
