@@ -142,7 +142,7 @@ impl FromStr for PropertyType {
                 _ => (None, None),
             };
             return match (p, s) {
-                (Some(p), Some(s)) if p >= 1 && p <= MAX_DECIMAL_PRECISION && s <= p => {
+                (Some(p), Some(s)) if (1..=MAX_DECIMAL_PRECISION).contains(&p) && s <= p => {
                     Ok(Self::Decimal { precision: p, scale: s })
                 }
                 (Some(p), Some(_)) if p > MAX_DECIMAL_PRECISION || p == 0 => Err(format!(
