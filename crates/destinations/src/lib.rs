@@ -13,6 +13,10 @@
 //! - only the given columns are written: an update leaves other columns as they were, an insert leaves them
 //!   to their defaults;
 //! - errors carry a kind; the retry policy and HTTP status are a `match` on it.
+//!
+//! [`connectors::connectors`] describes every kind and its settings fields for the API and the UI.
+//! `tests/conformance/` holds the suite every destination must pass, written once against this trait: a
+//! new destination adds a `Harness` for its database and invokes `conformance_tests!` with it.
 
 use async_trait::async_trait;
 use serde::Serialize;

@@ -22,7 +22,7 @@ impl<'a> SettingsReader<'a> {
         let mut errors = FieldErrors::new();
         let object = json.as_object();
         if object.is_none() {
-            errors.add("settings", "the settings must be a JSON object");
+            errors.add("", "the settings must be a JSON object");
         }
         Self {
             object,
@@ -150,6 +150,6 @@ mod tests {
     fn not_an_object() {
         let settings = json!([1]);
         let r = SettingsReader::new(&settings);
-        assert!(r.finish().get("settings").is_some());
+        assert!(r.finish().get("").is_some());
     }
 }
