@@ -1,0 +1,259 @@
+//! The `sluice` binary as a user runs it: quickstart twice, serve with a generated token, import CSV and
+//! NDJSON with rejected lines reported, and run a pipeline into real PostgreSQL from the command line.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+fn pg_url() -> String {
+    std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .expect("SLUICE_TEST_POSTGRES_URL must name a PostgreSQL server for these tests (scripts/services.sh starts one)")
+}
+
+fn sluice(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .env("SLUICE_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn quickstart_then_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = sluice(dir.path(), &["quickstart", "--no-serve"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("Created 10000 sample profiles"), "{out}");
+    let line = out.lines().find(|l| l.starts_with("Run ")).unwrap();
+    assert!(
+        line.contains("succeeded") && line.contains("rows/s"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("inserted 0,"),
+        "the first run inserts: {line}"
+    );
+    let (ok, out, err) = sluice(dir.path(), &["quickstart", "--no-serve"]);
+    assert!(ok, "{out}\n{err}");
+    let line = out.lines().find(|l| l.starts_with("Run ")).unwrap();
+    assert!(
+        line.contains("inserted 0, updated 0"),
+        "the second run changes nothing: {line}"
+    );
+    let db = rusqlite::Connection::open(dir.path().join("sluice-data/demo.db")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM customers WHERE full_name LIKE '% %'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(n > 9000, "{n}");
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `sluice serve` on a free port; returns it with the token printed on first start (or read back).
+fn serve(dir: &Path) -> (Server, bool) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let second = lines.next().unwrap().unwrap();
+    let printed = second.starts_with("Admin token (shown once");
+    let token = std::fs::read_to_string(dir.join("sluice-data/admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    if printed {
+        assert!(second.ends_with(&token), "{second}");
+    }
+    (
+        Server {
+            child,
+            url: format!("http://{url}"),
+            token,
+        },
+        printed,
+    )
+}
+
+fn call(s: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}{path}", s.url))
+            .bearer_auth(&s.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    })
+}
+
+#[test]
+fn serve_import_and_run_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, printed) = serve(dir.path());
+    assert!(printed, "the first start prints the generated token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("sluice-data/admin.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    call(
+        &server,
+        reqwest::Method::PUT,
+        "/v1/profile-schema",
+        Some(json!({"properties": [
+            {"name": "email", "type": "string"},
+            {"name": "ltv", "type": "decimal(10,2)"},
+            {"name": "tags", "type": "array(string)"},
+            {"name": "address", "type": "object", "properties": [{"name": "city", "type": "string"}]}
+        ]})),
+    );
+
+    let csv = dir.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "_id,email,ltv,address.city,tags\n\
+         a1,Ana@Example.com,10.50,São Paulo,\"[\"\"vip\"\"]\"\n\
+         a2,bo@example.com,not-a-number,Zürich,\n\
+         a3,cy@example.com,3,\"Nîmes, FR\",[]\n",
+    )
+    .unwrap();
+    let url = server.url.clone();
+    let (ok, out, err) = sluice(
+        dir.path(),
+        &["profiles", "import", csv.to_str().unwrap(), "--url", &url],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("Imported 2 profiles; 1 rejected"), "{out}");
+    assert!(
+        err.contains("line 3 (_id a2)") && err.contains("ltv"),
+        "{err}"
+    );
+
+    let nd = dir.path().join("more.ndjson");
+    std::fs::write(&nd, "{\"_id\": \"b1\", \"email\": \"x@y.z\"}\n{not json}\n{\"_id\": \"b2\", \"nope\": 1}\n{\"_id\": \"b3\"}\n").unwrap();
+    let (ok, out, err) = sluice(
+        dir.path(),
+        &["profiles", "import", nd.to_str().unwrap(), "--url", &url],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("Imported 2 profiles; 2 rejected"), "{out}");
+    assert!(
+        err.contains("line 2: invalid JSON") && err.contains("line 3 (_id b2)"),
+        "{err}"
+    );
+    let p = call(&server, reqwest::Method::GET, "/v1/profiles/a1", None);
+    assert_eq!(p["address"]["city"], "São Paulo");
+    assert_eq!(p["tags"], json!(["vip"]));
+
+    // A PostgreSQL destination and a pipeline, run from the CLI.
+    let schema = format!("cli_{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.people (id text PRIMARY KEY, email text, ltv numeric(10,2), city text)"
+        ))
+        .await
+        .unwrap();
+    });
+    let u = pg_url();
+    let rest = u.split_once("://").unwrap().1;
+    let (auth, hostdb) = rest.split_once('@').unwrap();
+    let (hostport, db) = hostdb.split_once('/').unwrap();
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+    let d = call(
+        &server,
+        reqwest::Method::POST,
+        "/v1/destinations",
+        Some(json!({"name": "pg", "type": "postgresql",
+        "settings": {"host": host, "port": port.parse::<u16>().unwrap(), "username": auth.split(':').next().unwrap(),
+                     "password": auth.split_once(':').map(|x| x.1).unwrap_or(""), "database": db, "schema": schema,
+                     "tls": {"mode": "disable"}}})),
+    );
+    call(
+        &server,
+        reqwest::Method::POST,
+        "/v1/pipelines",
+        Some(json!({"destination": d["id"], "name": "People",
+        "table": "people", "key": "id",
+        "transformation": {"mapping": {"id": "_id", "email": "lower(email)", "ltv": "ltv", "city": "address.city"}}})),
+    );
+    let (ok, out, err) = sluice(dir.path(), &["pipelines", "run", "People", "--url", &url]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("succeeded") && out.contains("inserted 4"),
+        "{out}"
+    );
+    let (ok, out, _) = sluice(dir.path(), &["pipelines", "run", "People", "--url", &url]);
+    assert!(ok && out.contains("unchanged 4"), "{out}");
+    let (ok, out, err) = sluice(dir.path(), &["pipelines", "run", "Nobody", "--url", &url]);
+    assert!(!ok && err.contains("no pipeline"), "{out}{err}");
+    let (ok, out, _) = sluice(dir.path(), &["pipelines", "list", "--url", &url]);
+    assert!(
+        ok && out.contains("People") && out.contains("succeeded"),
+        "{out}"
+    );
+    drop(server);
+
+    // A second start reuses the token and prints it no more.
+    let (_server, printed) = serve(dir.path());
+    assert!(!printed);
+}
