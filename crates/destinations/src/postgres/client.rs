@@ -559,9 +559,33 @@ impl Session {
     }
 
     async fn create_stage(&mut self, schema: &str, target: &WriteTarget) -> Result<Stage> {
+        let table = &target.table.name;
+        // The table as it is now, not as the run described it: a batch of new keys is copied straight in,
+        // and without a unique constraint on the key that would quietly duplicate rows.
+        let Some(current) = self.describe_table(schema, table).await? else {
+            return Err(DestinationError::new(
+                ErrorKind::NotFound,
+                format!("table \"{table}\" does not exist in schema \"{schema}\""),
+            ));
+        };
+        if let Some(missing) = target.columns.iter().find(|c| current.column(c).is_none()) {
+            return Err(DestinationError::new(
+                ErrorKind::SchemaMismatch,
+                format!("column \"{missing}\" of table \"{table}\" does not exist"),
+            ));
+        }
+        if !current.is_unique_key(&target.key) {
+            return Err(DestinationError::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "column \"{}\" of table \"{table}\" is not a primary key and has no unique constraint, \
+                     so it cannot identify rows: add one, or choose another key column",
+                    target.key
+                ),
+            ));
+        }
         self.next_stage += 1;
         let name = format!("sluice_stage_{}", self.next_stage);
-        let table = &target.table.name;
         // The target's column types as the server resolves them (enum labels, domains, arrays).
         let probe = self
             .client

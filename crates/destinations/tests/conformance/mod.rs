@@ -80,7 +80,8 @@ macro_rules! conformance_tests {
             decimals_full_precision, all_types_round_trip, unique_key_not_primary, bad_rows_among_thousands,
             failed_batch_writes_nothing, delete_by_keys, integer_keys, uuid_keys, key_only_columns,
             column_dropped_between_describe_and_upsert, table_dropped_between_describe_and_upsert,
-            large_batch_counts, duplicate_in_another_unique_column);
+            large_batch_counts, duplicate_in_another_unique_column,
+            key_column_not_unique);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1147,5 +1148,26 @@ pub async fn duplicate_in_another_unique_column(h: &dyn Harness) {
         }
     );
     assert_eq!(f.count().await, 3);
+    f.finish().await;
+}
+
+pub async fn key_column_not_unique(h: &dyn Harness) {
+    let f = Fixture::new(h, Shape::People).await;
+    let t = f.target(&["id", "name"], "name");
+    let rows = [
+        Row {
+            values: vec![s("u1"), s("Same")],
+        },
+        Row {
+            values: vec![s("u2"), s("Other")],
+        },
+    ];
+    let err = f
+        .dest
+        .upsert(&t, &rows)
+        .await
+        .expect_err("`name` cannot identify rows");
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+    assert_eq!(f.count().await, 0, "nothing written");
     f.finish().await;
 }
