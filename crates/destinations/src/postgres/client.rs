@@ -1,5 +1,6 @@
 //! Talking to PostgreSQL: connecting (TLS, timeout), the connection test, describing tables, and the bulk
-//! upsert path (binary COPY into a session-private staging table, then one set-based upsert).
+//! write paths (binary COPY straight into the target for new keys; otherwise into a session-private
+//! staging table followed by one set-based upsert — see [`super`]).
 //!
 //! One [`Session`] — a connection plus what was prepared on it — is reused across calls. Everything
 //! prepared is tied to the connection, so a broken connection simply drops the session and the next call
