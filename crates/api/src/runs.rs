@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
+use sluice_core::pipeline::Transformation;
 use sluice_engine::StartError;
 use sluice_store::RunRecord;
 
@@ -56,6 +57,20 @@ pub async fn start(
             "trigger",
             "trigger must be `manual` or `api`",
         ));
+    }
+    if let Some(p) = state.meta.get_pipeline(&id).await? {
+        let kind = match &p.spec.transformation {
+            Transformation::Javascript(_) => Some("JavaScript"),
+            Transformation::Python(_) => Some("Python"),
+            Transformation::Mapping(_) => None,
+        };
+        if let Some(kind) = kind {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "TransformationNotAvailable",
+                format!("{kind} transformations are stored but cannot run in this version of Sluice yet; use a visual mapping to run this pipeline"),
+            ));
+        }
     }
     match state.engine.start(&id, &trigger).await {
         Ok(run) => Ok((

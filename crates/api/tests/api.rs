@@ -591,6 +591,37 @@ async fn pipelines_are_checked_and_run() {
     let (s, v) = api.call("PUT", "/v1/profile-schema", Some(unused)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 
+    // JavaScript and Python pipelines are stored with every field, but refuse to run for now.
+    let mut js = pipeline(&dest);
+    js["name"] = json!("Scripted");
+    js["transformation"] =
+        json!({"javascript": "function transform(p) { return {customer_id: p._id}; }"});
+    js["schedule"] = json!({"cron": "0 3 * * *", "timezone": "Europe/Rome"});
+    js["on_leave"] = json!("delete");
+    let (s, v) = api.call("POST", "/v1/pipelines", Some(js)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["schedule"]["timezone"], "Europe/Rome");
+    assert_eq!(v["on_leave"], "delete");
+    assert!(v["transformation"]["javascript"]
+        .as_str()
+        .unwrap()
+        .contains("transform"));
+    let js_id = v["id"].as_str().unwrap().to_string();
+    let (s, v) = api
+        .call("POST", &format!("/v1/pipelines/{js_id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "TransformationNotAvailable");
+    let (s, list) = api
+        .call("GET", &format!("/v1/pipelines?destination={dest}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["pipelines"].as_array().unwrap().len(), 2);
+    let (s, _) = api
+        .call("DELETE", &format!("/v1/pipelines/{js_id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
     let (s, _) = api
         .call("DELETE", &format!("/v1/pipelines/{id}"), None)
         .await;
