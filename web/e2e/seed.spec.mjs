@@ -130,11 +130,14 @@ page.on('console', (m) => {
 });
 page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
 
-async function shot(name) {
+/** Saves a screenshot: by default what the viewport shows (the step scrolls to what it checks), or the
+ *  whole page from its top. */
+async function shot(name, { full = false } = {}) {
   stepNo += 1;
   const file = path.join(ARTIFACTS, `${String(stepNo).padStart(2, '0')}-${name}.png`);
+  if (full) await page.evaluate(() => window.scrollTo(0, 0));
   await page.waitForTimeout(250);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage: full });
   log(`  screenshot ${path.basename(file)}`);
 }
 
@@ -266,7 +269,7 @@ try {
     await chips.fill('FR');
     await chips.press('Enter');
     await page.locator('.filter-preview').getByText(`_id starts with ${PREFIX} and country is one of IT, FR`).waitFor();
-    await shot('pipeline-filter');
+    await shot('pipeline-filter', { full: true });
   });
 
   await step('7. error path: a table that does not exist', async () => {
@@ -318,6 +321,7 @@ try {
     else log(`  NOTE: preview answered: ${(await grid.innerText()).replace(/\s+/g, ' ')}`);
     await grid.scrollIntoViewIfNeeded();
     await shot('mapping-and-preview');
+    await shot('pipeline-editor-complete', { full: true });
   });
 
   await step('11. Add the pipeline', async () => {
@@ -369,7 +373,7 @@ try {
     log(`  counts: read ${await count('Read')}, inserted ${inserted}, updated ${updated}, failed ${failed}`);
     if (inserted + updated !== EXPECTED.length) throw new Error(`expected ${EXPECTED.length} rows written, the run shows ${inserted} inserted + ${updated} updated`);
     if (failed !== 0) throw new Error(`the run shows ${failed} failed rows`);
-    await shot('runs-page');
+    await shot('runs-page', { full: true });
   });
 
   await step('15. the rows are in the table', async () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Run, TableDescription } from '../src/api';
 import { linesInMessage } from '../src/components/CodeEditor';
 import { insideString, suggestionsFor, tokenAt } from '../src/components/ExpressionInput';
-import { chartPoints, niceMax } from '../src/components/RunChart';
+import { axis, chartPoints } from '../src/components/RunChart';
 import { fromWire, localModelProblems, toWire } from '../src/lib/model';
 import { cleanMapping, describePath, editorState, liveSubset, scriptTemplate, toPipelineInput } from '../src/lib/pipeline';
 import { flattenSchema, formatType, parseType } from '../src/lib/schema';
@@ -157,9 +157,11 @@ describe('runs', () => {
       ['a', 1, 0],
       ['b', 7, 2],
     ]);
-    expect(niceMax(7)).toBe(10);
-    expect(niceMax(1200)).toBe(2000);
-    expect(niceMax(0)).toBe(1);
+    expect(axis(3)).toEqual({ top: 3, ticks: [0, 1, 2, 3] });
+    expect(axis(7)).toEqual({ top: 8, ticks: [0, 2, 4, 6, 8] });
+    expect(axis(1200)).toEqual({ top: 1500, ticks: [0, 500, 1000, 1500] });
+    expect(axis(4900)).toEqual({ top: 6000, ticks: [0, 2000, 4000, 6000] });
+    expect(axis(0)).toEqual({ top: 1, ticks: [0, 1] });
   });
 
   it('groups errors by message across runs', () => {

@@ -23,12 +23,18 @@ export function chartPoints(runs: Run[]): ChartPoint[] {
     .sort((a, b) => a.t - b.t);
 }
 
-/** A round number at or above `n` for the top of the axis. */
-export function niceMax(n: number): number {
-  if (n <= 0) return 1;
-  const exp = Math.pow(10, Math.floor(Math.log10(n)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * exp >= n) return m * exp;
-  return 10 * exp;
+/** A y axis for counts: a round step (1, 2 or 5 × 10^k, never below 1) and the ticks from 0 to the
+ *  first multiple of the step at or above `max`. */
+export function axis(max: number): { top: number; ticks: number[] } {
+  if (!(max > 0)) return { top: 1, ticks: [0, 1] };
+  const raw = max / 4;
+  const pow = Math.pow(10, Math.floor(Math.log10(raw)));
+  let step = [1, 2, 5, 10].map((m) => m * pow).find((s) => s >= raw) ?? 10 * pow;
+  step = Math.max(1, Math.round(step));
+  const top = Math.ceil(max / step) * step;
+  const ticks: number[] = [];
+  for (let v = 0; v <= top; v += step) ticks.push(v);
+  return { top, ticks };
 }
 
 const W = 760;
@@ -38,7 +44,7 @@ const M = { left: 56, right: 16, top: 14, bottom: 34 };
 export function RunChart({ runs }: { runs: Run[] }) {
   const points = chartPoints(runs);
   if (points.length === 0) return <p class="muted">The chart appears after the first run.</p>;
-  const max = niceMax(Math.max(...points.map((p) => Math.max(p.exported, p.failed))));
+  const { top: max, ticks } = axis(Math.max(...points.map((p) => Math.max(p.exported, p.failed))));
   const t0 = points[0].t;
   const t1 = points[points.length - 1].t;
   const iw = W - M.left - M.right;
@@ -47,7 +53,6 @@ export function RunChart({ runs }: { runs: Run[] }) {
   const y = (v: number) => M.top + ih - (v / max) * ih;
   const line = (key: 'exported' | 'failed') => points.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join(' ');
   const area = `${line('exported')} L${x(points[points.length - 1].t).toFixed(1)},${y(0)} L${x(points[0].t).toFixed(1)},${y(0)} Z`;
-  const ticks = [0, max / 4, max / 2, (3 * max) / 4, max];
   const totalExported = points.reduce((n, p) => n + p.exported, 0);
   const totalFailed = points.reduce((n, p) => n + p.failed, 0);
   const label = `Rows exported and failed over the last ${points.length} runs: ${formatNumber(totalExported)} exported, ${formatNumber(totalFailed)} failed.`;
