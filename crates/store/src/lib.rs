@@ -23,6 +23,7 @@ mod codec;
 pub mod postgres;
 pub mod secrets;
 pub mod sqlite;
+mod tls;
 
 pub use secrets::SecretBox;
 

@@ -45,6 +45,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Pool {
     config: Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     idle: std::sync::Mutex<Vec<Client>>,
     gate: Semaphore,
     /// `metadata` or `profiles`, for messages and logs.
@@ -104,8 +105,13 @@ impl Pool {
         if config.get_application_name().is_none() {
             config.application_name("sluice");
         }
+        let tls = crate::tls::connector(
+            &config,
+            std::env::var_os(crate::tls::ROOT_CERT_VAR).as_deref(),
+        )?;
         Ok(Pool {
             config,
+            tls,
             idle: std::sync::Mutex::new(Vec::new()),
             gate: Semaphore::new(POOL_SIZE),
             what,
@@ -136,24 +142,41 @@ impl Pool {
                 None => break,
             }
         }
-        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
+        let failed = |e: tokio_postgres::Error| {
             StoreError::Backend(format!(
                 "cannot connect to the PostgreSQL {} store: {}",
                 self.what,
                 chain(&e)
             ))
-        })?;
-        let what = self.what;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(store = what, error = %chain(&e), "PostgreSQL connection ended with an error");
+        };
+        let client = match &self.tls {
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await.map_err(failed)?;
+                tokio::spawn(watch(connection, self.what));
+                client
             }
-        });
+            Some(tls) => {
+                let (client, connection) =
+                    self.config.connect(tls.clone()).await.map_err(failed)?;
+                tokio::spawn(watch(connection, self.what));
+                client
+            }
+        };
         Ok(Conn {
             client: Some(client),
             pool: self,
             _permit: permit,
         })
+    }
+}
+
+/// Drives a connection until it closes; its client then reports `is_closed` and leaves the pool.
+async fn watch(
+    connection: impl std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>,
+    what: &'static str,
+) {
+    if let Err(e) = connection.await {
+        tracing::warn!(store = what, error = %chain(&e), "PostgreSQL connection ended with an error");
     }
 }
 
@@ -1234,4 +1257,142 @@ fn numeric(text: &str, out: &mut BytesMut) -> BindResult {
         out.put_i16(g);
     }
     Ok(IsNull::No)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_url() -> String {
+        std::env::var("SLUICE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+            panic!("SLUICE_TEST_POSTGRES_URL is not set: these tests need a PostgreSQL server")
+        })
+    }
+
+    /// Each value through the placeholder type PostgreSQL infers, read back as text.
+    #[tokio::test]
+    async fn filter_parameters_bind_to_the_inferred_type() {
+        let pool = Pool::new(&server_url(), "profiles").unwrap();
+        let conn = pool.get().await.unwrap();
+        let cases: Vec<(&str, SqlParam, Option<&str>)> = vec![
+            (
+                "$1::numeric",
+                SqlParam::Text("-1234.5600".into()),
+                Some("-1234.5600"),
+            ),
+            (
+                "$1::numeric",
+                SqlParam::Text("0.00001".into()),
+                Some("0.00001"),
+            ),
+            (
+                "$1::numeric",
+                SqlParam::Text("100000000".into()),
+                Some("100000000"),
+            ),
+            ("$1::numeric", SqlParam::Text("0".into()), Some("0")),
+            ("$1::numeric", SqlParam::Text("-0.0".into()), Some("0.0")),
+            ("$1::numeric", SqlParam::Text(".5".into()), Some("0.5")),
+            ("$1::numeric", SqlParam::Int(-42), Some("-42")),
+            ("$1::numeric", SqlParam::Float(2.5), Some("2.5")),
+            ("$1::int4", SqlParam::Int(7), Some("7")),
+            (
+                "$1::int8",
+                SqlParam::Text("9000000000".into()),
+                Some("9000000000"),
+            ),
+            ("$1::float8", SqlParam::Int(3), Some("3")),
+            (
+                "$1::timestamptz",
+                SqlParam::Text("2024-05-13T17:30:00+02:00".into()),
+                Some("2024-05-13 15:30:00+00"),
+            ),
+            (
+                "$1::date",
+                SqlParam::Text("2024-02-29".into()),
+                Some("2024-02-29"),
+            ),
+            (
+                "$1::time",
+                SqlParam::Text("07:30:00.25".into()),
+                Some("07:30:00.25"),
+            ),
+            (
+                "$1::uuid",
+                SqlParam::Text("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11".into()),
+                Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            ),
+            (
+                "$1::jsonb",
+                SqlParam::Text(r#"{"a": [1]}"#.into()),
+                Some(r#"{"a": [1]}"#),
+            ),
+            ("$1::jsonb", SqlParam::Int(5), Some("5")),
+            ("$1::bool", SqlParam::Bool(true), Some("true")),
+            ("$1::text", SqlParam::Bool(false), Some("false")),
+            ("$1::text", SqlParam::Float(0.1), Some("0.1")),
+            ("$1::text", SqlParam::Text("Zoë 😀".into()), Some("Zoë 😀")),
+            ("$1::numeric", SqlParam::Null, None),
+        ];
+        conn.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
+        for (expr, value, expected) in cases {
+            let sql = format!("SELECT ({expr})::text");
+            let row = conn.query_one(&sql, &[&PgParam(value.clone())]).await;
+            let got: Option<String> = row
+                .unwrap_or_else(|e| panic!("{expr} with {value:?}: {}", chain(&e)))
+                .get(0);
+            assert_eq!(got.as_deref(), expected, "{expr} with {value:?}");
+        }
+        for (expr, value) in [
+            ("$1::numeric", SqlParam::Text("12abc".into())),
+            ("$1::int4", SqlParam::Int(i64::MAX)),
+            ("$1::bool", SqlParam::Int(1)),
+            ("$1::uuid", SqlParam::Text("nope".into())),
+        ] {
+            let sql = format!("SELECT ({expr})::text");
+            assert!(
+                conn.query_one(&sql, &[&PgParam(value.clone())])
+                    .await
+                    .is_err(),
+                "{expr} with {value:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn connection_errors_do_not_show_the_password() {
+        let url = "postgres://sluice:hunter2-secret@127.0.0.1:1/nowhere?sslmode=disable&connect_timeout=2";
+        let err = PgMetadata::connect(url, SecretBox::generate())
+            .await
+            .err()
+            .expect("nothing listens on port 1");
+        let text = err.to_string();
+        assert!(
+            text.contains("cannot connect to the PostgreSQL metadata store"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        let err = PgProfiles::connect("postgres://u:hunter2@h/db?sslmode=sometimes")
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("not a valid PostgreSQL URL") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_schema_is_explained() {
+        let base = server_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3Dsluice_no_such_schema");
+        let err = PgProfiles::connect(&url)
+            .await
+            .err()
+            .expect("no schema to create tables in")
+            .to_string();
+        assert!(err.contains("create the schema first"), "{err}");
+    }
 }
