@@ -156,12 +156,30 @@ interface DialogProps {
 export function Dialog({ title, onClose, children, footer, wide }: DialogProps) {
   const ref = useRef<HTMLDivElement>(null);
   const titleId = useId();
+  const closeRef = useRef(onClose);
+  closeRef.current = onClose;
   useEffect(() => {
     const before = document.activeElement as HTMLElement | null;
     const el = ref.current;
     const first = el?.querySelector<HTMLElement>('[data-autofocus]') ?? el?.querySelector<HTMLElement>(FOCUSABLE);
     first?.focus();
-    return () => before?.focus?.();
+    // Focus can leave the dialog (a button that becomes disabled while working drops it): Escape still
+    // closes, and Tab brings focus back in.
+    const onDocKey = (e: KeyboardEvent) => {
+      if (!el || el.contains(document.activeElement)) return;
+      if (e.key === 'Escape') {
+        e.preventDefault();
+        closeRef.current();
+      } else if (e.key === 'Tab') {
+        e.preventDefault();
+        el.querySelector<HTMLElement>(FOCUSABLE)?.focus();
+      }
+    };
+    document.addEventListener('keydown', onDocKey);
+    return () => {
+      document.removeEventListener('keydown', onDocKey);
+      before?.focus?.();
+    };
   }, []);
   const onKey = (e: KeyboardEvent) => {
     if (e.key === 'Escape') {
