@@ -61,6 +61,11 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 
+if ! curl -fsS "$SLUICE_URL/" | grep -q 'id="app"'; then
+  echo "sluice serve does not serve the admin UI at / (was web/dist embedded into the binary?)" >&2
+  exit 1
+fi
+
 status=0
 (cd "$web" && node e2e/seed.spec.mjs) || status=$?
 if [ "$status" -ne 0 ]; then
