@@ -28,9 +28,7 @@ cargo test --workspace --no-fail-fast
 if [ -f web/package.json ]; then
   step "web UI unit tests"
   (cd web && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } && npm test --silent)
-  if [ -x scripts/e2e.sh ]; then
-    step "end-to-end browser test"
-    scripts/e2e.sh
-  fi
+  step "end-to-end browser test (screenshots in artifacts/e2e)"
+  SLUICE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/sluice" web/e2e/run.sh
 fi
 step "all tests passed"

@@ -14,7 +14,7 @@ use sluice_destinations::{DestinationError, ErrorKind};
 use sluice_store::{DestinationRecord, SECRET_FIELDS};
 
 use crate::error::{ApiError, ApiResult};
-use crate::json::Body;
+use crate::json::{Body, OptionalBody};
 use crate::AppState;
 
 /// What answers show in place of a stored secret; sending it back keeps the stored value.
@@ -219,12 +219,24 @@ pub async fn test_unsaved(
     run_test(&body.kind, &settings).await
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TestSavedBody {
+    /// Edited settings to test instead of the stored ones; secrets left out (or masked) are the stored ones.
+    settings: Option<Map<String, Json_>>,
+}
+
 pub async fn test_saved(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    OptionalBody(body): OptionalBody<TestSavedBody>,
 ) -> ApiResult<Json<Json_>> {
     let rec = load(&state, &id).await?;
-    run_test(&rec.kind, &rec.settings).await
+    let settings = match body.settings {
+        Some(edited) => keep_secrets(edited, &rec.settings),
+        None => rec.settings,
+    };
+    run_test(&rec.kind, &settings).await
 }
 
 async fn run_test(kind: &str, settings: &Json_) -> ApiResult<Json<Json_>> {

@@ -138,8 +138,8 @@ const ROUTES: &[RouteDoc] = &[
     (
         "post",
         "/destinations/{id}/test",
-        "Test a saved destination",
-        None,
+        "Test a saved destination, or edited settings for it (secrets left out are the stored ones)",
+        Some("DestinationTestSaved"),
         "TestResult",
         &[200, 401, 404],
     ),
@@ -290,6 +290,7 @@ fn schemas() -> Value {
         "Functions": arr(obj(&[("name", s()), ("signature", s()), ("description", s())])),
         "DestinationInput": obj(&[("name", s()), ("type", json!({"enum": ["postgresql", "mysql", "clickhouse", "snowflake", "sqlite"]})), ("settings", any())]),
         "DestinationTest": obj(&[("type", s()), ("settings", any())]),
+        "DestinationTestSaved": obj(&[("settings", any())]),
         "Destination": obj(&[("id", s()), ("name", s()), ("type", s()), ("settings", any()), ("created_at", s()), ("updated_at", s())]),
         "DestinationList": obj(&[("destinations", arr(r("Destination")))]),
         "TestResult": obj(&[("ok", b()), ("server_version", s()), ("checks", arr(s())), ("error", obj(&[("code", s()), ("message", s())]))]),

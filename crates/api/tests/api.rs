@@ -392,6 +392,25 @@ async fn destinations_keep_secrets_write_only() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["settings"]["password"], "********");
+    // Edited settings can be tested without sending the password again.
+    let mut edited = api.pg_settings();
+    edited.as_object_mut().unwrap().remove("password");
+    edited["database"] = json!("no_such_db_for_edit");
+    let (_, v) = api
+        .call(
+            "POST",
+            &format!("/v1/destinations/{id}/test"),
+            Some(json!({"settings": edited})),
+        )
+        .await;
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_db_for_edit"),
+        "{v}"
+    );
     let (s, v) = api
         .call("POST", &format!("/v1/destinations/{id}/test"), None)
         .await;
