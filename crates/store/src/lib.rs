@@ -10,6 +10,11 @@
 //!
 //! Profiles are kept as normalized JSON documents (see `sluice_core::schema`) with the id and update time in
 //! their own columns, so the filter pushdown of `sluice_core::filter` can select them in SQL.
+//!
+//! Both backends order text ids by their bytes (SQLite's BINARY collation, `COLLATE "C"` in PostgreSQL), so
+//! keyset pagination visits profiles and sync entries in the same order whichever store holds them.
+//! Timestamps are kept to the microsecond: a record reads back equal to what was written when its times
+//! have no finer part.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -156,7 +161,8 @@ pub struct SyncEntry {
 
 /// Metadata: the Customer Model, destinations, pipelines, runs and each pipeline's sync state.
 ///
-/// Every method is one transaction: it either fully happens or not at all.
+/// Every method is one transaction: it either fully happens or not at all. Names are unique as written
+/// (case-sensitive).
 #[async_trait]
 pub trait MetadataStore: Send + Sync {
     /// The Customer Model; an empty one before the first `put_schema`.
@@ -165,9 +171,10 @@ pub trait MetadataStore: Send + Sync {
 
     async fn list_destinations(&self) -> Result<Vec<DestinationRecord>>;
     async fn get_destination(&self, id: &str) -> Result<Option<DestinationRecord>>;
-    /// `Conflict` when the name is taken.
+    /// Seals the secret fields of `settings` before writing. `Conflict` when the name or id is taken.
     async fn insert_destination(&self, rec: &DestinationRecord) -> Result<()>;
-    /// `NotFound` when absent, `Conflict` when the new name is taken.
+    /// Replaces name, kind, settings and `updated_at` (`created_at` stays as stored). `NotFound` when
+    /// absent, `Conflict` when the new name is taken.
     async fn update_destination(&self, rec: &DestinationRecord) -> Result<()>;
     /// `Conflict` (naming them) while pipelines use the destination; `Ok(false)` when absent.
     async fn delete_destination(&self, id: &str) -> Result<bool>;
@@ -175,24 +182,30 @@ pub trait MetadataStore: Send + Sync {
     /// All pipelines, or one destination's, ordered by creation.
     async fn list_pipelines(&self, destination: Option<&str>) -> Result<Vec<PipelineRecord>>;
     async fn get_pipeline(&self, id: &str) -> Result<Option<PipelineRecord>>;
-    /// `Conflict` when the destination already has a pipeline with that name.
+    /// `Conflict` when the destination already has a pipeline with that name (or the id is taken),
+    /// `NotFound` when the spec's destination does not exist.
     async fn insert_pipeline(&self, rec: &PipelineRecord) -> Result<()>;
+    /// Replaces the spec and `updated_at`; the pipeline may move to another destination. `NotFound` when
+    /// the pipeline or the new destination is absent, `Conflict` when the name is taken there.
     async fn update_pipeline(&self, rec: &PipelineRecord) -> Result<()>;
     /// Deletes the pipeline with its runs and sync state; `Ok(false)` when absent.
     async fn delete_pipeline(&self, id: &str) -> Result<bool>;
 
+    /// `NotFound` when the pipeline does not exist, `Conflict` when the id is taken.
     async fn insert_run(&self, run: &RunRecord) -> Result<()>;
-    /// Replaces the stored run (status, progress, counts, errors, times).
+    /// Replaces the stored run (trigger, status, progress, counts, errors, times, message); `NotFound`
+    /// when absent.
     async fn update_run(&self, run: &RunRecord) -> Result<()>;
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;
-    /// A pipeline's runs, newest first; `before` is the id of the last run of the previous page.
+    /// A pipeline's runs, newest first (by `queued_at`, then insertion); `before` is the id of the last run
+    /// of the previous page, `NotFound` when it is not a run of this pipeline.
     async fn list_runs(
         &self,
         pipeline: &str,
         limit: usize,
         before: Option<&str>,
     ) -> Result<Vec<RunRecord>>;
-    /// Runs not finished (queued or running), any pipeline.
+    /// Runs not finished (queued or running), any pipeline, oldest first.
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>>;
 
     /// Sync entries with `after < profile_id <= upto` (bounds optional), ordered by profile id.
@@ -203,10 +216,12 @@ pub trait MetadataStore: Send + Sync {
         upto: Option<&str>,
         limit: usize,
     ) -> Result<Vec<SyncEntry>>;
-    /// For each of `keys` that some profile holds: `(key, profile_id)`.
+    /// For each of `keys` that some profile holds: `(key, profile_id)`, in no particular order.
     async fn sync_owners(&self, pipeline: &str, keys: &[String]) -> Result<Vec<(String, String)>>;
     /// Removes the entries of `deletes` (profile ids), then upserts `upserts`, atomically. A key is held by at
-    /// most one profile per pipeline: an upsert takes its key from any other holder.
+    /// most one profile per pipeline: an upsert takes its key from any other holder, which is left with no
+    /// entry. The result is that of applying the upserts one by one in order (the last entry for a profile
+    /// or a key wins). `NotFound` when the pipeline does not exist.
     async fn sync_apply(
         &self,
         pipeline: &str,
@@ -234,8 +249,10 @@ pub trait ProfileStore: Send + Sync {
     /// later entry is merged over the earlier.
     async fn upsert(&self, profiles: Vec<(String, Map<String, Json>)>) -> Result<UpsertOutcome>;
     async fn get(&self, id: &str) -> Result<Option<Profile>>;
+    /// `Ok(false)` when absent.
     async fn delete(&self, id: &str) -> Result<bool>;
     /// Up to `limit` profiles matching `filter` with id greater than `after`, ordered by id (byte order).
+    /// Keyset pagination: each page is a range scan of the id index, however deep into the store.
     async fn page(
         &self,
         filter: Option<&Filter>,
