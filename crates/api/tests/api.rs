@@ -166,7 +166,7 @@ fn profile(i: usize) -> Value {
     let country = ["IT", "FR"][i % 2];
     json!({"_id": format!("c{i:04}"), "first_name": "Zoë", "last_name": format!("L{i}"),
            "email": format!("Z{i}@Example.com"), "country": country, "ltv": format!("{i}.50"),
-           "vip": i % 3 == 0, "tags": ["a"], "address": {"city": "Besançon"}})
+           "vip": i.is_multiple_of(3), "tags": ["a"], "address": {"city": "Besançon"}})
 }
 
 const TABLE: &str = "CREATE TABLE customers (customer_id text PRIMARY KEY, email text, full_name text, ltv numeric(12,2),

@@ -90,8 +90,8 @@ pub async fn list_pipelines(args: &ClientArgs) -> Result<()> {
     let c = Client::new(args)?;
     let v = c.get("/v1/pipelines").await?;
     println!(
-        "{:<22} {:<30} {:<8} {:<10} {}",
-        "ID", "NAME", "ENABLED", "SCHEDULE", "LAST RUN"
+        "{:<22} {:<30} {:<8} {:<10} LAST RUN",
+        "ID", "NAME", "ENABLED", "SCHEDULE"
     );
     for p in v["pipelines"].as_array().into_iter().flatten() {
         let schedule = match &p["schedule"] {

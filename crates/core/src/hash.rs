@@ -96,12 +96,18 @@ mod tests {
     #[test]
     fn kinds_and_order_matter() {
         let s = shape_seed(&["t", "a"]);
-        assert_ne!(hash_row(s, &[Value::Int(1)]), hash_row(s, &[Value::String("1".into())]));
+        assert_ne!(
+            hash_row(s, &[Value::Int(1)]),
+            hash_row(s, &[Value::String("1".into())])
+        );
         assert_ne!(
             hash_row(s, &[Value::String("ab".into()), Value::String("c".into())]),
             hash_row(s, &[Value::String("a".into()), Value::String("bc".into())])
         );
-        assert_ne!(hash_row(s, &[Value::Null]), hash_row(shape_seed(&["t", "b"]), &[Value::Null]));
+        assert_ne!(
+            hash_row(s, &[Value::Null]),
+            hash_row(shape_seed(&["t", "b"]), &[Value::Null])
+        );
         assert_eq!(hash_row(s, &[Value::Int(7)]), hash_row(s, &[Value::Int(7)]));
     }
 }

@@ -53,7 +53,10 @@ pub mod indexmap_like {
 
     impl OrderedMap {
         pub fn get(&self, key: &str) -> Option<&str> {
-            self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+            self.0
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
         }
         pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
             self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -88,7 +91,9 @@ pub mod indexmap_like {
                     let mut out: Vec<(String, String)> = Vec::new();
                     while let Some((k, v)) = a.next_entry::<String, String>()? {
                         if out.iter().any(|(x, _)| *x == k) {
-                            return Err(serde::de::Error::custom(format!("column `{k}` is mapped twice")));
+                            return Err(serde::de::Error::custom(format!(
+                                "column `{k}` is mapped twice"
+                            )));
                         }
                         out.push((k, v));
                     }
@@ -181,13 +186,20 @@ impl PipelineSpec {
             Transformation::Mapping(m) if m.is_empty() => {
                 e.add("transformation.mapping", "map at least the key column")
             }
-            Transformation::Javascript(s) | Transformation::Python(s) if s.trim().is_empty() => {
-                e.add(format!("transformation.{}", self.transformation.kind()), "the script is empty")
-            }
+            Transformation::Javascript(s) | Transformation::Python(s) if s.trim().is_empty() => e
+                .add(
+                    format!("transformation.{}", self.transformation.kind()),
+                    "the script is empty",
+                ),
             _ => {}
         }
         if let Some(Schedule::Interval(s)) = &self.schedule {
-            if self.schedule.as_ref().and_then(Schedule::interval_minutes).is_none() {
+            if self
+                .schedule
+                .as_ref()
+                .and_then(Schedule::interval_minutes)
+                .is_none()
+            {
                 e.add(
                     "schedule",
                     format!("unknown schedule `{s}`: use null (off), 5m, 15m, 30m, 1h, 2h, 3h, 6h, 8h, 12h, 24h or {{\"cron\": …, \"timezone\": …}}"),
@@ -214,9 +226,13 @@ mod tests {
         }))
         .unwrap();
         assert!(spec.check_shape().is_empty());
-        let Transformation::Mapping(m) = &spec.transformation else { panic!() };
+        let Transformation::Mapping(m) = &spec.transformation else {
+            panic!()
+        };
         assert_eq!(m.0[0].0, "customer_id");
-        let cron: Schedule = serde_json::from_value(json!({"cron": "0 3 * * *", "timezone": "Europe/Rome"})).unwrap();
+        let cron: Schedule =
+            serde_json::from_value(json!({"cron": "0 3 * * *", "timezone": "Europe/Rome"}))
+                .unwrap();
         assert!(cron.interval_minutes().is_none());
     }
 
@@ -228,10 +244,20 @@ mod tests {
         }))
         .unwrap();
         let e = spec.check_shape();
-        for f in ["name", "destination", "table", "key", "transformation.mapping", "schedule"] {
+        for f in [
+            "name",
+            "destination",
+            "table",
+            "key",
+            "transformation.mapping",
+            "schedule",
+        ] {
             assert!(e.get(f).is_some(), "{f}: {e}");
         }
-        assert!(serde_json::from_value::<PipelineSpec>(json!({"destination": "d", "name": "n", "table": "t",
-            "key": "k", "transformation": {"mapping": {}}, "bogus": 1})).is_err());
+        assert!(serde_json::from_value::<PipelineSpec>(
+            json!({"destination": "d", "name": "n", "table": "t",
+            "key": "k", "transformation": {"mapping": {}}, "bogus": 1})
+        )
+        .is_err());
     }
 }

@@ -19,7 +19,9 @@ impl Profile {
         use std::borrow::Cow;
         match path {
             ID => Some(Cow::Owned(Json::String(self.id.clone()))),
-            UPDATED_AT => Some(Cow::Owned(Json::String(schema::format_datetime(&self.updated_at)))),
+            UPDATED_AT => Some(Cow::Owned(Json::String(schema::format_datetime(
+                &self.updated_at,
+            )))),
             _ => schema::get_path(&self.doc, path).map(Cow::Borrowed),
         }
     }
@@ -28,7 +30,10 @@ impl Profile {
     pub fn to_json(&self) -> Json {
         let mut out = Map::with_capacity(self.doc.len() + 2);
         out.insert(ID.into(), Json::String(self.id.clone()));
-        out.insert(UPDATED_AT.into(), Json::String(schema::format_datetime(&self.updated_at)));
+        out.insert(
+            UPDATED_AT.into(),
+            Json::String(schema::format_datetime(&self.updated_at)),
+        );
         for (k, v) in &self.doc {
             out.insert(k.clone(), v.clone());
         }

@@ -47,7 +47,10 @@ pub enum PropertyType {
     Boolean,
     Int,
     Float,
-    Decimal { precision: u8, scale: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     DateTime,
     Date,
     Time,
@@ -81,9 +84,16 @@ impl PropertyType {
             (_, Json) => true,
             (Int, Float) => true,
             (Int, Decimal { precision, scale }) => precision - scale >= 19,
-            (Decimal { precision: p1, scale: s1 }, Decimal { precision: p2, scale: s2 }) => {
-                s2 >= s1 && (p2 - s2) >= (p1 - s1)
-            }
+            (
+                Decimal {
+                    precision: p1,
+                    scale: s1,
+                },
+                Decimal {
+                    precision: p2,
+                    scale: s2,
+                },
+            ) => s2 >= s1 && (p2 - s2) >= (p1 - s1),
             (Array(a), Array(b)) => a.widens_to(b),
             _ => false,
         }
@@ -128,13 +138,19 @@ impl FromStr for PropertyType {
             "uuid" => Some(Self::Uuid),
             "json" => Some(Self::Json),
             "object" => Some(Self::Object(Vec::new())),
-            "decimal" => Some(Self::Decimal { precision: 18, scale: 2 }),
+            "decimal" => Some(Self::Decimal {
+                precision: 18,
+                scale: 2,
+            }),
             _ => None,
         };
         if let Some(ty) = simple {
             return Ok(ty);
         }
-        if let Some(args) = lower.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')')) {
+        if let Some(args) = lower
+            .strip_prefix("decimal(")
+            .and_then(|r| r.strip_suffix(')'))
+        {
             let parts: Vec<&str> = args.split(',').map(str::trim).collect();
             let (p, s) = match parts.as_slice() {
                 [p] => (p.parse::<u8>().ok(), Some(0)),
@@ -153,7 +169,10 @@ impl FromStr for PropertyType {
                 )),
             };
         }
-        if let Some(inner) = lower.strip_prefix("array(").and_then(|r| r.strip_suffix(')')) {
+        if let Some(inner) = lower
+            .strip_prefix("array(")
+            .and_then(|r| r.strip_suffix(')'))
+        {
             let inner: PropertyType = inner.parse()?;
             return Ok(Self::Array(Box::new(inner)));
         }
@@ -215,7 +234,9 @@ pub fn check_property_name(name: &str) -> Result<(), String> {
         return Err(format!("property name `{name}` is longer than 128 bytes"));
     }
     if name.starts_with('_') {
-        return Err(format!("property name `{name}` starts with `_`, which is reserved for _id and _updated_at"));
+        return Err(format!(
+            "property name `{name}` starts with `_`, which is reserved for _id and _updated_at"
+        ));
     }
     let mut chars = name.chars();
     let first = chars.next().unwrap_or('0');
@@ -227,7 +248,11 @@ pub fn check_property_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn properties_from_wire(wire: &[PropertyWire], path: &str, errors: &mut FieldErrors) -> Vec<Property> {
+fn properties_from_wire(
+    wire: &[PropertyWire],
+    path: &str,
+    errors: &mut FieldErrors,
+) -> Vec<Property> {
     let mut out = Vec::with_capacity(wire.len());
     let mut seen = std::collections::HashSet::new();
     for (i, p) in wire.iter().enumerate() {
@@ -235,7 +260,10 @@ fn properties_from_wire(wire: &[PropertyWire], path: &str, errors: &mut FieldErr
         if let Err(e) = check_property_name(&p.name) {
             errors.add(format!("{here}.name"), e);
         } else if !seen.insert(p.name.to_ascii_lowercase()) {
-            errors.add(format!("{here}.name"), format!("property `{}` is declared twice", p.name));
+            errors.add(
+                format!("{here}.name"),
+                format!("property `{}` is declared twice", p.name),
+            );
         }
         let ty = match p.ty.parse::<PropertyType>() {
             Ok(ty) => ty,
@@ -245,26 +273,49 @@ fn properties_from_wire(wire: &[PropertyWire], path: &str, errors: &mut FieldErr
             }
         };
         let ty = attach_object_properties(ty, p, &here, errors);
-        out.push(Property { name: p.name.clone(), ty, nullable: p.nullable, description: p.description.clone() });
+        out.push(Property {
+            name: p.name.clone(),
+            ty,
+            nullable: p.nullable,
+            description: p.description.clone(),
+        });
     }
     out
 }
 
-fn attach_object_properties(ty: PropertyType, p: &PropertyWire, here: &str, errors: &mut FieldErrors) -> PropertyType {
+fn attach_object_properties(
+    ty: PropertyType,
+    p: &PropertyWire,
+    here: &str,
+    errors: &mut FieldErrors,
+) -> PropertyType {
     match ty {
         PropertyType::Object(_) => {
             let nested = p.properties.as_deref().unwrap_or(&[]);
             if nested.is_empty() {
-                errors.add(format!("{here}.properties"), "an object property needs at least one nested property");
+                errors.add(
+                    format!("{here}.properties"),
+                    "an object property needs at least one nested property",
+                );
             }
-            PropertyType::Object(properties_from_wire(nested, &format!("{here}.properties"), errors))
+            PropertyType::Object(properties_from_wire(
+                nested,
+                &format!("{here}.properties"),
+                errors,
+            ))
         }
         PropertyType::Array(inner) => {
             PropertyType::Array(Box::new(attach_object_properties(*inner, p, here, errors)))
         }
         other => {
             if p.properties.is_some() {
-                errors.add(format!("{here}.properties"), format!("only object properties have nested properties, `{}` is {}", p.name, other));
+                errors.add(
+                    format!("{here}.properties"),
+                    format!(
+                        "only object properties have nested properties, `{}` is {}",
+                        p.name, other
+                    ),
+                );
             }
             other
         }
@@ -310,15 +361,27 @@ impl Schema {
     }
 
     pub fn to_wire(&self) -> SchemaWire {
-        SchemaWire { properties: properties_to_wire(&self.properties) }
+        SchemaWire {
+            properties: properties_to_wire(&self.properties),
+        }
     }
 
     /// Resolves a dotted path (`address.city`, `_id`, `_updated_at`) to its type.
     pub fn resolve(&self, path: &str) -> Option<Resolved<'_>> {
         use std::borrow::Cow;
         match path {
-            ID => return Some(Resolved { ty: Cow::Owned(PropertyType::String), nullable: false }),
-            UPDATED_AT => return Some(Resolved { ty: Cow::Owned(PropertyType::DateTime), nullable: false }),
+            ID => {
+                return Some(Resolved {
+                    ty: Cow::Owned(PropertyType::String),
+                    nullable: false,
+                })
+            }
+            UPDATED_AT => {
+                return Some(Resolved {
+                    ty: Cow::Owned(PropertyType::DateTime),
+                    nullable: false,
+                })
+            }
             _ => {}
         }
         let mut props = &self.properties;
@@ -326,7 +389,10 @@ impl Schema {
         while let Some(seg) = segments.next() {
             let p = props.iter().find(|p| p.name == seg)?;
             if segments.peek().is_none() {
-                return Some(Resolved { ty: Cow::Borrowed(&p.ty), nullable: p.nullable });
+                return Some(Resolved {
+                    ty: Cow::Borrowed(&p.ty),
+                    nullable: p.nullable,
+                });
             }
             match &p.ty {
                 PropertyType::Object(inner) => props = inner,
@@ -340,14 +406,21 @@ impl Schema {
     pub fn paths(&self) -> Vec<(String, PropertyType)> {
         fn walk(props: &[Property], prefix: &str, out: &mut Vec<(String, PropertyType)>) {
             for p in props {
-                let path = if prefix.is_empty() { p.name.clone() } else { format!("{prefix}.{}", p.name) };
+                let path = if prefix.is_empty() {
+                    p.name.clone()
+                } else {
+                    format!("{prefix}.{}", p.name)
+                };
                 out.push((path.clone(), p.ty.clone()));
                 if let PropertyType::Object(inner) = &p.ty {
                     walk(inner, &path, out);
                 }
             }
         }
-        let mut out = vec![(ID.to_string(), PropertyType::String), (UPDATED_AT.to_string(), PropertyType::DateTime)];
+        let mut out = vec![
+            (ID.to_string(), PropertyType::String),
+            (UPDATED_AT.to_string(), PropertyType::DateTime),
+        ];
         walk(&self.properties, "", &mut out);
         out
     }
@@ -360,17 +433,22 @@ impl Schema {
         for (path, ty) in &old_paths {
             match new_paths.iter().find(|(p, _)| p == path) {
                 None => out.push(SchemaChange::Removed { path: path.clone() }),
-                Some((_, new_ty)) if !same_shape(ty, new_ty) => out.push(SchemaChange::TypeChanged {
-                    path: path.clone(),
-                    from: ty.clone(),
-                    to: new_ty.clone(),
-                }),
+                Some((_, new_ty)) if !same_shape(ty, new_ty) => {
+                    out.push(SchemaChange::TypeChanged {
+                        path: path.clone(),
+                        from: ty.clone(),
+                        to: new_ty.clone(),
+                    })
+                }
                 _ => {}
             }
         }
         for (path, ty) in &new_paths {
             if !old_paths.iter().any(|(p, _)| p == path) {
-                out.push(SchemaChange::Added { path: path.clone(), ty: ty.clone() });
+                out.push(SchemaChange::Added {
+                    path: path.clone(),
+                    ty: ty.clone(),
+                });
             }
         }
         out
@@ -378,10 +456,15 @@ impl Schema {
 
     /// Validates one input profile and returns its id and normalized properties (without `_id` and
     /// `_updated_at`). Every problem is listed, each naming its property path.
-    pub fn validate_profile(&self, input: &Map<String, Json>) -> Result<(String, Map<String, Json>), Vec<String>> {
+    pub fn validate_profile(
+        &self,
+        input: &Map<String, Json>,
+    ) -> Result<(String, Map<String, Json>), Vec<String>> {
         let mut errors = Vec::new();
         let id = match input.get(ID) {
-            Some(Json::String(s)) if !s.trim().is_empty() && s.len() <= MAX_ID_LEN => Some(s.clone()),
+            Some(Json::String(s)) if !s.trim().is_empty() && s.len() <= MAX_ID_LEN => {
+                Some(s.clone())
+            }
             Some(Json::Number(n)) => Some(n.to_string()),
             Some(Json::String(s)) if s.len() > MAX_ID_LEN => {
                 errors.push(format!("`_id` is longer than {MAX_ID_LEN} bytes"));
@@ -425,15 +508,26 @@ impl Schema {
 /// One difference between two versions of the Customer Model.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SchemaChange {
-    Added { path: String, ty: PropertyType },
-    Removed { path: String },
-    TypeChanged { path: String, from: PropertyType, to: PropertyType },
+    Added {
+        path: String,
+        ty: PropertyType,
+    },
+    Removed {
+        path: String,
+    },
+    TypeChanged {
+        path: String,
+        from: PropertyType,
+        to: PropertyType,
+    },
 }
 
 impl SchemaChange {
     pub fn path(&self) -> &str {
         match self {
-            Self::Added { path, .. } | Self::Removed { path } | Self::TypeChanged { path, .. } => path,
+            Self::Added { path, .. } | Self::Removed { path } | Self::TypeChanged { path, .. } => {
+                path
+            }
         }
     }
 }
@@ -449,7 +543,11 @@ fn same_shape(a: &PropertyType, b: &PropertyType) -> bool {
 
 fn normalize_property(p: &Property, value: &Json, path: &str) -> Result<Json, Vec<String>> {
     if value.is_null() {
-        return if p.nullable { Ok(Json::Null) } else { Err(vec![format!("`{path}` must not be null")]) };
+        return if p.nullable {
+            Ok(Json::Null)
+        } else {
+            Err(vec![format!("`{path}` must not be null")])
+        };
     }
     normalize_value(&p.ty, value, path)
 }
@@ -460,7 +558,10 @@ pub fn normalize_value(ty: &PropertyType, value: &Json, path: &str) -> Result<Js
     match ty {
         PropertyType::Object(props) => {
             let Json::Object(map) = value else {
-                return one(format!("`{path}` must be an object, got {}", json_kind(value)));
+                return one(format!(
+                    "`{path}` must be an object, got {}",
+                    json_kind(value)
+                ));
             };
             let mut errors = Vec::new();
             let mut out = Map::new();
@@ -484,7 +585,10 @@ pub fn normalize_value(ty: &PropertyType, value: &Json, path: &str) -> Result<Js
         }
         PropertyType::Array(inner) => {
             let Json::Array(items) = value else {
-                return one(format!("`{path}` must be an array, got {}", json_kind(value)));
+                return one(format!(
+                    "`{path}` must be an array, got {}",
+                    json_kind(value)
+                ));
             };
             let mut errors = Vec::new();
             let mut out = Vec::with_capacity(items.len());
@@ -539,7 +643,10 @@ pub fn normalize_scalar(ty: &PropertyType, value: &Json) -> Result<Json, String>
             }
             match text.map(str::trim).map(|s| s.parse::<i64>()) {
                 Some(Ok(i)) => Ok(Json::from(i)),
-                _ => Err(format!("expected an integer (64-bit), got {}", describe(value))),
+                _ => Err(format!(
+                    "expected an integer (64-bit), got {}",
+                    describe(value)
+                )),
             }
         }
         PropertyType::Float => {
@@ -548,39 +655,62 @@ pub fn normalize_scalar(ty: &PropertyType, value: &Json) -> Result<Json, String>
                 Json::String(s) => s.trim().parse::<f64>().ok(),
                 _ => None,
             };
-            match f.filter(|f| f.is_finite()).and_then(serde_json::Number::from_f64) {
+            match f
+                .filter(|f| f.is_finite())
+                .and_then(serde_json::Number::from_f64)
+            {
                 Some(n) => Ok(Json::Number(n)),
                 None => Err(format!("expected a finite number, got {}", describe(value))),
             }
         }
         PropertyType::Decimal { precision, scale } => {
-            let d = parse_decimal_json(value).ok_or_else(|| format!("expected a decimal number, got {}", describe(value)))?;
+            let d = parse_decimal_json(value)
+                .ok_or_else(|| format!("expected a decimal number, got {}", describe(value)))?;
             let d = fit_decimal(d, *precision, *scale)?;
             Ok(Json::String(d.to_string()))
         }
         PropertyType::DateTime => {
-            let s = text.ok_or_else(|| format!("expected an RFC 3339 datetime string, got {}", json_kind(value)))?;
+            let s = text.ok_or_else(|| {
+                format!(
+                    "expected an RFC 3339 datetime string, got {}",
+                    json_kind(value)
+                )
+            })?;
             let dt = parse_datetime(s)?;
             Ok(Json::String(format_datetime(&dt)))
         }
         PropertyType::Date => {
-            let s = text.ok_or_else(|| format!("expected a date string (YYYY-MM-DD), got {}", json_kind(value)))?;
+            let s = text.ok_or_else(|| {
+                format!(
+                    "expected a date string (YYYY-MM-DD), got {}",
+                    json_kind(value)
+                )
+            })?;
             let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
                 .map_err(|_| format!("expected a date as YYYY-MM-DD, got \"{s}\""))?;
             Ok(Json::String(d.format("%Y-%m-%d").to_string()))
         }
         PropertyType::Time => {
-            let s = text.ok_or_else(|| format!("expected a time string (hh:mm:ss), got {}", json_kind(value)))?;
+            let s = text.ok_or_else(|| {
+                format!(
+                    "expected a time string (hh:mm:ss), got {}",
+                    json_kind(value)
+                )
+            })?;
             let t = parse_time(s)?;
             Ok(Json::String(format_time(&t)))
         }
         PropertyType::Uuid => {
-            let s = text.ok_or_else(|| format!("expected a UUID string, got {}", json_kind(value)))?;
-            let u = uuid::Uuid::parse_str(s.trim()).map_err(|_| format!("expected a UUID, got \"{s}\""))?;
+            let s =
+                text.ok_or_else(|| format!("expected a UUID string, got {}", json_kind(value)))?;
+            let u = uuid::Uuid::parse_str(s.trim())
+                .map_err(|_| format!("expected a UUID, got \"{s}\""))?;
             Ok(Json::String(u.hyphenated().to_string()))
         }
         PropertyType::Json => Ok(value.clone()),
-        PropertyType::Array(_) | PropertyType::Object(_) => unreachable!("handled by normalize_value"),
+        PropertyType::Array(_) | PropertyType::Object(_) => {
+            unreachable!("handled by normalize_value")
+        }
     }
 }
 
@@ -588,11 +718,15 @@ fn parse_decimal_json(value: &Json) -> Option<Decimal> {
     match value {
         Json::Number(n) => {
             let s = n.to_string();
-            Decimal::from_str(&s).or_else(|_| Decimal::from_scientific(&s)).ok()
+            Decimal::from_str(&s)
+                .or_else(|_| Decimal::from_scientific(&s))
+                .ok()
         }
         Json::String(s) => {
             let s = s.trim();
-            Decimal::from_str(s).or_else(|_| Decimal::from_scientific(s)).ok()
+            Decimal::from_str(s)
+                .or_else(|_| Decimal::from_scientific(s))
+                .ok()
         }
         _ => None,
     }
@@ -603,7 +737,9 @@ fn parse_decimal_json(value: &Json) -> Option<Decimal> {
 pub fn fit_decimal(d: Decimal, precision: u8, scale: u8) -> Result<Decimal, String> {
     let mut d = d.normalize();
     if d.scale() > scale as u32 {
-        return Err(format!("{d} has more than {scale} digits after the decimal point"));
+        return Err(format!(
+            "{d} has more than {scale} digits after the decimal point"
+        ));
     }
     d.rescale(scale as u32);
     let int_digits = {
@@ -634,7 +770,9 @@ pub fn parse_datetime(s: &str) -> Result<DateTime<Utc>, String> {
             return Ok(naive.and_utc());
         }
     }
-    Err(format!("expected an RFC 3339 datetime such as 2024-05-13T15:30:00Z, got \"{s}\""))
+    Err(format!(
+        "expected an RFC 3339 datetime such as 2024-05-13T15:30:00Z, got \"{s}\""
+    ))
 }
 
 /// The normalized text of a datetime: UTC, `Z`, fractional seconds only when not zero.
@@ -734,7 +872,10 @@ mod tests {
         let s = schema();
         let back = Schema::from_wire(&s.to_wire()).unwrap();
         assert_eq!(s, back);
-        assert_eq!(s.resolve("address.geo.lat").unwrap().ty.as_ref(), &PropertyType::Float);
+        assert_eq!(
+            s.resolve("address.geo.lat").unwrap().ty.as_ref(),
+            &PropertyType::Float
+        );
         assert_eq!(s.resolve("_id").unwrap().ty.as_ref(), &PropertyType::String);
         assert!(s.resolve("address.nope").is_none());
         assert!(s.resolve("email.x").is_none());
@@ -793,10 +934,20 @@ mod tests {
 
     #[test]
     fn decimals_are_exact() {
-        assert_eq!(fit_decimal(Decimal::from_str("99999999999999.99").unwrap(), 16, 2).unwrap().to_string(), "99999999999999.99");
+        assert_eq!(
+            fit_decimal(Decimal::from_str("99999999999999.99").unwrap(), 16, 2)
+                .unwrap()
+                .to_string(),
+            "99999999999999.99"
+        );
         assert!(fit_decimal(Decimal::from_str("100").unwrap(), 4, 2).is_err());
         assert!(fit_decimal(Decimal::from_str("1.005").unwrap(), 4, 2).is_err());
-        assert_eq!(fit_decimal(Decimal::from_str("1.50000").unwrap(), 4, 2).unwrap().to_string(), "1.50");
+        assert_eq!(
+            fit_decimal(Decimal::from_str("1.50000").unwrap(), 4, 2)
+                .unwrap()
+                .to_string(),
+            "1.50"
+        );
     }
 
     #[test]
@@ -804,18 +955,35 @@ mod tests {
         let a = schema();
         let mut b = a.clone();
         b.properties.retain(|p| p.name != "email");
-        b.properties.iter_mut().find(|p| p.name == "age").unwrap().ty = PropertyType::String;
+        b.properties
+            .iter_mut()
+            .find(|p| p.name == "age")
+            .unwrap()
+            .ty = PropertyType::String;
         let changes = a.changes_to(&b);
-        assert!(changes.contains(&SchemaChange::Removed { path: "email".into() }));
-        assert!(changes.iter().any(|c| matches!(c, SchemaChange::TypeChanged { path, .. } if path == "age")));
+        assert!(changes.contains(&SchemaChange::Removed {
+            path: "email".into()
+        }));
+        assert!(changes
+            .iter()
+            .any(|c| matches!(c, SchemaChange::TypeChanged { path, .. } if path == "age")));
         assert!(PropertyType::Int.widens_to(&PropertyType::Float));
         assert!(!PropertyType::Float.widens_to(&PropertyType::Int));
     }
 
     #[test]
     fn merge_keeps_unsent_keys() {
-        let mut stored = json!({"a": 1, "o": {"x": 1, "y": 2}}).as_object().unwrap().clone();
-        merge_profile(&mut stored, json!({"b": 2, "o": {"y": 3}}).as_object().unwrap().clone());
-        assert_eq!(Json::Object(stored), json!({"a": 1, "b": 2, "o": {"x": 1, "y": 3}}));
+        let mut stored = json!({"a": 1, "o": {"x": 1, "y": 2}})
+            .as_object()
+            .unwrap()
+            .clone();
+        merge_profile(
+            &mut stored,
+            json!({"b": 2, "o": {"y": 3}}).as_object().unwrap().clone(),
+        );
+        assert_eq!(
+            Json::Object(stored),
+            json!({"a": 1, "b": 2, "o": {"x": 1, "y": 3}})
+        );
     }
 }

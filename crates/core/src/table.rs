@@ -10,29 +10,48 @@ use serde::Serialize;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ColumnType {
     /// `text`, `varchar(n)`, `char(n)`: `max_len` in characters when bounded.
-    Text { max_len: Option<u32> },
+    Text {
+        max_len: Option<u32>,
+    },
     /// Integers of `bits` (8, 16, 32, 64) bits.
-    Int { bits: u8, unsigned: bool },
-    Float { bits: u8 },
+    Int {
+        bits: u8,
+        unsigned: bool,
+    },
+    Float {
+        bits: u8,
+    },
     /// `numeric(p,s)`; `None` when unconstrained.
-    Decimal { precision: Option<u8>, scale: Option<u8> },
+    Decimal {
+        precision: Option<u8>,
+        scale: Option<u8>,
+    },
     Bool,
     Date,
     Time,
     /// `with_tz`: the column stores an instant (`timestamptz`), otherwise a wall-clock time written in UTC.
-    Timestamp { with_tz: bool },
+    Timestamp {
+        with_tz: bool,
+    },
     Uuid,
     Json,
     Binary,
     /// A text column that accepts only these values (MySQL `ENUM`, a PostgreSQL enum type).
-    Enum { values: Vec<String> },
-    Array { element: Box<ColumnType> },
+    Enum {
+        values: Vec<String>,
+    },
+    Array {
+        element: Box<ColumnType>,
+    },
 }
 
 impl ColumnType {
     /// Whether the column may serve as a pipeline's key (string, integer or UUID).
     pub fn is_key_capable(&self) -> bool {
-        matches!(self, ColumnType::Text { .. } | ColumnType::Int { .. } | ColumnType::Uuid)
+        matches!(
+            self,
+            ColumnType::Text { .. } | ColumnType::Int { .. } | ColumnType::Uuid
+        )
     }
 }
 

@@ -70,17 +70,26 @@ impl Value {
                 Json::Number(n) => n.to_string().parse().ok().map(Value::Decimal),
                 _ => None,
             },
-            PropertyType::DateTime => json.as_str().and_then(|s| schema::parse_datetime(s).ok()).map(Value::DateTime),
+            PropertyType::DateTime => json
+                .as_str()
+                .and_then(|s| schema::parse_datetime(s).ok())
+                .map(Value::DateTime),
             PropertyType::Date => json
                 .as_str()
                 .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
                 .map(Value::Date),
-            PropertyType::Time => json.as_str().and_then(|s| schema::parse_time(s).ok()).map(Value::Time),
-            PropertyType::Uuid => json.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()).map(Value::Uuid),
+            PropertyType::Time => json
+                .as_str()
+                .and_then(|s| schema::parse_time(s).ok())
+                .map(Value::Time),
+            PropertyType::Uuid => json
+                .as_str()
+                .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                .map(Value::Uuid),
             PropertyType::Json | PropertyType::Object(_) => Some(Value::Json(json.clone())),
-            PropertyType::Array(inner) => json
-                .as_array()
-                .map(|items| Value::Array(items.iter().map(|i| Value::from_json(i, inner)).collect())),
+            PropertyType::Array(inner) => json.as_array().map(|items| {
+                Value::Array(items.iter().map(|i| Value::from_json(i, inner)).collect())
+            }),
         };
         parsed.unwrap_or_else(|| Value::Json(json.clone()))
     }
@@ -91,7 +100,9 @@ impl Value {
             Value::Null => Json::Null,
             Value::Bool(b) => Json::Bool(*b),
             Value::Int(i) => Json::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map(Json::Number).unwrap_or(Json::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Json::Number)
+                .unwrap_or(Json::Null),
             Value::Decimal(d) => Json::String(d.to_string()),
             Value::String(s) => Json::String(s.clone()),
             Value::Date(d) => Json::String(d.format("%Y-%m-%d").to_string()),

@@ -198,8 +198,11 @@ impl Engine {
                 cancel,
                 updates: tx,
             };
-            run::execute(ctx, run).await;
+            let done = run::execute(&ctx, run).await;
+            // Leave the active set before followers learn the run ended, so that a run started as soon as
+            // they see it finished is not refused as "already running".
             engine.inner.active.lock().unwrap().remove(&pipeline_id);
+            let _ = ctx.updates.send(done);
         });
         Ok(record)
     }

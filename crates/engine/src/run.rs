@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_core::filter::Filter;
 use sluice_core::hash::{hash_row, shape_seed};
-use sluice_core::mapping::CompiledMapping;
+use sluice_core::mapping::{ColumnError, CompiledMapping};
 use sluice_core::pipeline::{OnLeave, Transformation};
 use sluice_core::{ColumnType, Profile, Schema, TableDescription, Value};
 use sluice_destinations::{
@@ -108,10 +108,10 @@ pub async fn prepare(
     })
 }
 
-/// Runs to the end and records the outcome; never panics on bad input.
-pub(crate) async fn execute(ctx: RunContext, mut run: RunRecord) {
+/// Runs to the end, records the outcome and returns the final record (not yet published to followers).
+pub(crate) async fn execute(ctx: &RunContext, mut run: RunRecord) -> RunRecord {
     let started = Instant::now();
-    let outcome = run_inner(&ctx, &mut run).await;
+    let outcome = run_inner(ctx, &mut run).await;
     run.finished_at = Some(Utc::now());
     match outcome {
         Ok(Finish::Done) => run.status = RunStatus::Succeeded,
@@ -139,7 +139,7 @@ pub(crate) async fn execute(ctx: RunContext, mut run: RunRecord) {
             }
         }
     }
-    let _ = ctx.updates.send(run);
+    run
 }
 
 enum Finish {
@@ -173,7 +173,8 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
     run.counts.filtered_out = all.saturating_sub(total);
     publish(ctx, run).await;
 
-    let mut pages = spawn_reader(ctx.profiles.clone(), prepared.filter.clone(), batch);
+    let pages = spawn_reader(ctx.profiles.clone(), prepared.filter.clone(), batch);
+    let mut rows = spawn_transformer(pages, &prepared, now);
     let retrying = Retrying {
         inner: prepared.destination.as_ref(),
         attempts: ctx.config.write_attempts,
@@ -183,12 +184,11 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
         prepared: &prepared,
         dest: &retrying,
         log: &mut log,
-        now,
         pid: &pid,
     };
     let mut prev_last: Option<String> = None;
-    while let Some(page) = pages.recv().await {
-        let page = page.map_err(|e| format!("reading profiles failed: {e}"))?;
+    while let Some(page) = rows.recv().await {
+        let mut page = page?;
         if ctx.cancel.load(Ordering::SeqCst) {
             run.errors = state.log.groups.clone();
             return Ok(Finish::Cancelled);
@@ -199,7 +199,9 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
             .expect("pages are never empty");
         let entries =
             load_entries(ctx.meta.as_ref(), &pid, prev_last.as_deref(), Some(&last)).await?;
-        state.process(ctx, &page, entries, &mut run.counts).await?;
+        state
+            .process(ctx, &mut page, entries, &mut run.counts)
+            .await?;
         prev_last = Some(last);
         run.progress.processed += page.len() as u64;
         run.errors = state.log.groups.clone();
@@ -215,7 +217,9 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
         let Some(last) = entries.last().map(|e| e.profile_id.clone()) else {
             break;
         };
-        state.process(ctx, &[], entries, &mut run.counts).await?;
+        state
+            .process(ctx, &mut [], entries, &mut run.counts)
+            .await?;
         prev_last = Some(last);
     }
     run.errors = log.groups;
@@ -260,6 +264,49 @@ fn spawn_reader(
     rx
 }
 
+/// A profile turned into its row: the converted values, the key as text (`None` when null) and the hash.
+struct Computed {
+    id: String,
+    outcome: Result<(Vec<Value>, Option<String>, u128), ColumnError>,
+}
+
+/// Computes rows on a blocking thread, so that mapping and hashing (CPU) overlap with the database round
+/// trips of the batch before.
+fn spawn_transformer(
+    mut pages: mpsc::Receiver<Result<Vec<Profile>, StoreError>>,
+    prepared: &Prepared,
+    now: DateTime<Utc>,
+) -> mpsc::Receiver<Result<Vec<Computed>, String>> {
+    let (tx, rx) = mpsc::channel(2);
+    let mapping = prepared.mapping.clone();
+    let seed = prepared.seed;
+    let key_idx = prepared.target.key_index();
+    tokio::task::spawn_blocking(move || {
+        while let Some(page) = pages.blocking_recv() {
+            let out = match page {
+                Err(e) => Err(format!("reading profiles failed: {e}")),
+                Ok(profiles) => Ok(profiles
+                    .into_iter()
+                    .map(|p| {
+                        let outcome = mapping.eval(&p, now).map(|values| {
+                            let key = &values[key_idx];
+                            let key = (!key.is_null()).then(|| key.to_string());
+                            let hash = hash_row(seed, &values);
+                            (values, key, hash)
+                        });
+                        Computed { id: p.id, outcome }
+                    })
+                    .collect()),
+            };
+            let failed = out.is_err();
+            if tx.blocking_send(out).is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 async fn load_entries(
     meta: &dyn MetadataStore,
     pid: &str,
@@ -287,12 +334,11 @@ struct BatchState<'a> {
     prepared: &'a Prepared,
     dest: &'a Retrying<'a>,
     log: &'a mut ErrorLog,
-    now: DateTime<Utc>,
     pid: &'a str,
 }
 
 struct Candidate<'p> {
-    profile: &'p Profile,
+    id: &'p str,
     key: String,
     hash: u128,
     values: Vec<Value>,
@@ -303,16 +349,15 @@ impl BatchState<'_> {
     async fn process(
         &mut self,
         ctx: &RunContext,
-        page: &[Profile],
+        page: &mut [Computed],
         entries: Vec<SyncEntry>,
         counts: &mut sluice_store::Counts,
     ) -> Result<(), String> {
         let p = self.prepared;
-        let key_idx = p.target.key_index();
         let key_col = &p.target.key;
         let by_id: HashMap<&str, &SyncEntry> =
             entries.iter().map(|e| (e.profile_id.as_str(), e)).collect();
-        let page_ids: HashSet<&str> = page.iter().map(|p| p.id.as_str()).collect();
+        let page_ids: HashSet<&str> = page.iter().map(|r| r.id.as_str()).collect();
         let stale: Vec<&SyncEntry> = entries
             .iter()
             .filter(|e| !page_ids.contains(e.profile_id.as_str()))
@@ -324,42 +369,34 @@ impl BatchState<'_> {
         let dup_message = format!(
             "duplicate key: a profile with a lower _id produces the same value of key column `{key_col}`"
         );
-        for profile in page {
+        for row in page.iter_mut() {
             counts.read += 1;
-            let values = match p.mapping.eval(profile, self.now) {
+            let placeholder = Ok((Vec::new(), None, 0));
+            let (values, key, hash) = match std::mem::replace(&mut row.outcome, placeholder) {
                 Ok(v) => v,
                 Err(e) => {
                     counts.transform_failed += 1;
-                    self.log.add(
-                        "transform",
-                        format!("column `{}`: {}", e.column, e.message),
-                        &profile.id,
-                    );
+                    let message = format!("column `{}`: {}", e.column, e.message);
+                    self.log.add("transform", message, &row.id);
                     continue;
                 }
             };
-            let key = &values[key_idx];
-            if key.is_null() {
+            let Some(key_text) = key else {
                 counts.failed += 1;
-                self.log.add(
-                    "write",
-                    format!("the key column `{key_col}` is null"),
-                    &profile.id,
-                );
+                let message = format!("the key column `{key_col}` is null");
+                self.log.add("write", message, &row.id);
                 continue;
-            }
-            let key_text = key.to_string();
+            };
             if held.contains_key(&key_text) {
                 counts.failed += 1;
-                self.log.add("write", dup_message.clone(), &profile.id);
+                self.log.add("write", dup_message.clone(), &row.id);
                 continue;
             }
-            held.insert(key_text.clone(), &profile.id);
-            let hash = hash_row(p.seed, &values);
-            match by_id.get(profile.id.as_str()) {
+            held.insert(key_text.clone(), &row.id);
+            match by_id.get(row.id.as_str()) {
                 Some(e) if e.hash == hash && e.key == key_text => counts.unchanged += 1,
                 _ => candidates.push(Candidate {
-                    profile,
+                    id: &row.id,
                     key: key_text,
                     hash,
                     values,
@@ -384,9 +421,9 @@ impl BatchState<'_> {
             let mut kept = Vec::with_capacity(candidates.len());
             for c in candidates {
                 match blocked.get(c.key.as_str()) {
-                    Some(owner) if *owner != c.profile.id && *owner < c.profile.id.as_str() => {
+                    Some(owner) if *owner != c.id && *owner < c.id => {
                         counts.failed += 1;
-                        self.log.add("write", dup_message.clone(), &c.profile.id);
+                        self.log.add("write", dup_message.clone(), c.id);
                     }
                     _ => kept.push(c),
                 }
@@ -429,14 +466,13 @@ impl BatchState<'_> {
             let mut rejected_idx = HashSet::with_capacity(rejected.len());
             for r in rejected {
                 counts.failed += 1;
-                self.log
-                    .add("write", r.message, &candidates[r.index].profile.id);
+                self.log.add("write", r.message, candidates[r.index].id);
                 rejected_idx.insert(r.index);
             }
             for (i, c) in candidates.iter().enumerate() {
                 if !rejected_idx.contains(&i) {
                     upserts.push(SyncEntry {
-                        profile_id: c.profile.id.clone(),
+                        profile_id: c.id.to_string(),
                         key: c.key.clone(),
                         hash: c.hash,
                     });
