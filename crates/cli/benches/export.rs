@@ -4,14 +4,16 @@
 //! - the first run (every row inserted),
 //! - a re-run with nothing changed,
 //! - a re-run after 1% of the profiles changed and 0.1% were added,
-//! - and, as the reference, a plain `COPY` of the same rows into an empty table, in the same process run.
+//! - and, as the reference, a plain binary `COPY` of the same rows into an empty table, in the same run.
 //!
-//! Peak memory is the highest resident set size sampled during the runs.
+//! Profiles are loaded by a child process, so the peak resident memory reported is that of the runs alone
+//! (sampled every 20 ms during each run).
 //!
 //!     SLUICE_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p sluice --bench export
 //!
-//! `SLUICE_BENCH_PROFILES` changes N. (`SLUICE_TEST_POSTGRES_URL` is used when the bench variable is unset.)
+//! `SLUICE_BENCH_PROFILES` changes N; `SLUICE_LOG=sluice_engine=info` shows where each run spent its time.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,16 +43,48 @@ fn mapping() -> serde_json::Value {
     })
 }
 
+fn model() -> Schema {
+    let wire: SchemaWire = serde_json::from_value(sample::schema()).unwrap();
+    Schema::from_wire(&wire).unwrap()
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.to_string())
+                .map(str::to_string)
         })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
         .unwrap_or(0)
+}
+
+/// Loads sample profiles `from..to` by `step` (seed 43 gives changed versions of existing ids).
+async fn load_profiles(dir: &Path, from: usize, to: usize, step: usize, seed: u64) {
+    let profiles = sluice_store::open_profiles(None, dir).await.unwrap();
+    let model = model();
+    let ids: Vec<usize> = (from..to).step_by(step).collect();
+    for chunk in ids.chunks(10_000) {
+        let batch = chunk
+            .iter()
+            .map(|&k| {
+                let mut p = sample::profile(seed, k);
+                p["_id"] = json!(format!("c{k:07}"));
+                model.validate_profile(p.as_object().unwrap()).unwrap()
+            })
+            .collect();
+        profiles.upsert(batch).await.unwrap();
+    }
+}
+
+fn load_in_child(dir: &Path, from: usize, to: usize, step: usize, seed: u64) {
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("SLUICE_BENCH_LOAD", format!("{from},{to},{step},{seed}"))
+        .env("SLUICE_BENCH_DIR", dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "loading profiles failed");
 }
 
 struct Measured {
@@ -103,7 +137,20 @@ fn pg_settings(url: &str, schema: &str) -> serde_json::Value {
 
 #[tokio::main]
 async fn main() {
+    if let Ok(spec) = std::env::var("SLUICE_BENCH_LOAD") {
+        let v: Vec<u64> = spec.split(',').map(|x| x.parse().unwrap()).collect();
+        let dir = std::path::PathBuf::from(std::env::var("SLUICE_BENCH_DIR").unwrap());
+        load_profiles(&dir, v[0] as usize, v[1] as usize, v[2] as usize, v[3]).await;
+        return;
+    }
     // `cargo bench` passes `--bench`; nothing else to parse.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let url = std::env::var("SLUICE_BENCH_POSTGRES_URL")
         .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
         .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server");
@@ -123,6 +170,9 @@ async fn main() {
     .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    load_in_child(dir.path(), 0, n, 1, 42);
+    eprintln!("loaded {n} profiles in {:.1} s", t.elapsed().as_secs_f64());
     let meta = sluice_store::open_metadata(
         None,
         dir.path(),
@@ -131,32 +181,7 @@ async fn main() {
     .await
     .unwrap();
     let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
-    let wire: SchemaWire = serde_json::from_value(sample::schema()).unwrap();
-    let model = Schema::from_wire(&wire).unwrap();
-    meta.put_schema(&model).await.unwrap();
-
-    let t = Instant::now();
-    let load = |from: usize, to: usize, seed: u64| {
-        let model = &model;
-        let profiles = &profiles;
-        async move {
-            let mut i = from;
-            while i < to {
-                let end = (i + 10_000).min(to);
-                let batch = (i..end)
-                    .map(|k| {
-                        model
-                            .validate_profile(sample::profile(seed, k).as_object().unwrap())
-                            .unwrap()
-                    })
-                    .collect();
-                profiles.upsert(batch).await.unwrap();
-                i = end;
-            }
-        }
-    };
-    load(0, n, 42).await;
-    eprintln!("loaded {n} profiles in {:.1} s", t.elapsed().as_secs_f64());
+    meta.put_schema(&model()).await.unwrap();
 
     let now = chrono::Utc::now();
     let dest = DestinationRecord {
@@ -184,23 +209,9 @@ async fn main() {
 
     let first = timed_run(&engine, &rec.id).await;
     let unchanged = timed_run(&engine, &rec.id).await;
-    // 1% changed (a different seed gives different values), 0.1% added.
-    let step = 100;
-    let mut i = 0;
-    while i < n {
-        let end = (i + 10_000 * step).min(n);
-        let batch = (i..end)
-            .step_by(step)
-            .map(|k| {
-                let mut p = sample::profile(43, k);
-                p["_id"] = json!(format!("c{k:07}"));
-                model.validate_profile(p.as_object().unwrap()).unwrap()
-            })
-            .collect();
-        profiles.upsert(batch).await.unwrap();
-        i = end;
-    }
-    load(n, n + n / 1000, 42).await;
+    // 1% changed (another seed gives other values to the same ids), 0.1% added.
+    load_in_child(dir.path(), 0, n, 100, 43);
+    load_in_child(dir.path(), n, n + n / 1000, 1, 42);
     let changed = timed_run(&engine, &rec.id).await;
 
     // The reference: the same rows, exported by the database itself, COPYed into an empty twin table.
@@ -259,7 +270,10 @@ async fn main() {
             m.peak_mib
         );
     }
-    println!("| plain binary COPY of the same {rows} rows into an empty table | {copy_secs:.2} s | {:.0} | {rows} | |", rows as f64 / copy_secs);
+    println!(
+        "| plain binary COPY of the same {rows} rows into an empty table | {copy_secs:.2} s | {:.0} | {rows} | |",
+        rows as f64 / copy_secs
+    );
     println!(
         "\nfirst run / COPY rate: {:.0}%   unchanged re-run / first run time: {:.1}%",
         100.0 * (first.run.counts.inserted as f64 / first.secs) / (rows as f64 / copy_secs),

@@ -43,6 +43,8 @@ pub struct Prepared {
     pub table: TableDescription,
     pub mapping: CompiledMapping,
     pub target: WriteTarget,
+    /// Whether the key column is mapped to `_id` itself: keys are then unique by construction.
+    pub key_is_profile_id: bool,
     /// Seeds row hashes with what they mean (destination, table, key, columns), so a change of any of
     /// them makes every row compare afresh.
     pub seed: u64,
@@ -95,7 +97,10 @@ pub async fn prepare(
     let mut shape: Vec<&str> = vec![&dest_rec.id, &spec.table, &spec.key];
     shape.extend(mapping.columns.iter().map(String::as_str));
     let seed = shape_seed(&shape);
+    let key_is_profile_id = matches!(&spec.transformation,
+        Transformation::Mapping(m) if m.get(&spec.key).map(str::trim) == Some("_id"));
     Ok(Prepared {
+        key_is_profile_id,
         filter: checked.filter,
         destination,
         destination_name: dest_rec.name,
@@ -159,22 +164,11 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
     let pid = prepared.pipeline.id.clone();
     let batch = ctx.config.batch_size.max(1);
 
-    let total = ctx
-        .profiles
-        .count(prepared.filter.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
-    let all = if prepared.filter.is_some() {
-        ctx.profiles.count(None).await.map_err(|e| e.to_string())?
-    } else {
-        total
-    };
-    run.progress.total = Some(total);
-    run.counts.filtered_out = all.saturating_sub(total);
-    publish(ctx, run).await;
-
     let pages = spawn_reader(ctx.profiles.clone(), prepared.filter.clone(), batch);
     let mut rows = spawn_transformer(pages, &prepared, now);
+    // Counting the audience (for progress and `filtered_out`) scans the store: it goes on beside the run.
+    let mut counting = Some(spawn_counter(ctx.profiles.clone(), prepared.filter.clone()));
+    publish(ctx, run).await;
     let retrying = Retrying {
         inner: prepared.destination.as_ref(),
         attempts: ctx.config.write_attempts,
@@ -185,28 +179,47 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
         dest: &retrying,
         log: &mut log,
         pid: &pid,
+        timings: Timings::default(),
+        pending: None,
     };
     let mut prev_last: Option<String> = None;
+    let mut waited = Instant::now();
     while let Some(page) = rows.recv().await {
+        state.timings.read_transform += waited.elapsed();
         let mut page = page?;
         if ctx.cancel.load(Ordering::SeqCst) {
             run.errors = state.log.groups.clone();
+            state.settle().await?;
             return Ok(Finish::Cancelled);
         }
         let last = page
             .last()
             .map(|p| p.id.clone())
             .expect("pages are never empty");
+        if !prepared.key_is_profile_id {
+            // Key transfers recorded by the previous batch may touch this batch's id range.
+            state.settle().await?;
+        }
+        let t = Instant::now();
         let entries =
             load_entries(ctx.meta.as_ref(), &pid, prev_last.as_deref(), Some(&last)).await?;
+        state.timings.sync_read += t.elapsed();
         state
             .process(ctx, &mut page, entries, &mut run.counts)
             .await?;
         prev_last = Some(last);
         run.progress.processed += page.len() as u64;
         run.errors = state.log.groups.clone();
+        if counting.as_ref().is_some_and(|c| c.is_finished()) {
+            apply_counts(run, counting.take()).await?;
+        }
+        let t = Instant::now();
         publish(ctx, run).await;
+        state.timings.publish += t.elapsed();
+        waited = Instant::now();
     }
+    state.settle().await?;
+    apply_counts(run, counting.take()).await?;
     // Sync entries past the last profile belong to profiles that left the audience or were deleted.
     loop {
         let entries = ctx
@@ -222,6 +235,18 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
             .await?;
         prev_last = Some(last);
     }
+    let t = state.timings;
+    tracing::info!(
+        run = %run.id,
+        read_transform_s = t.read_transform.as_secs_f64(),
+        sync_read_s = t.sync_read.as_secs_f64(),
+        owners_s = t.owners.as_secs_f64(),
+        delete_s = t.delete.as_secs_f64(),
+        write_s = t.write.as_secs_f64(),
+        sync_write_s = t.sync_write.as_secs_f64(),
+        publish_s = t.publish.as_secs_f64(),
+        "time spent per stage"
+    );
     run.errors = log.groups;
     Ok(Finish::Done)
 }
@@ -231,6 +256,32 @@ async fn publish(ctx: &RunContext, run: &RunRecord) {
     if let Err(e) = ctx.meta.update_run(run).await {
         tracing::warn!(run = %run.id, error = %e, "could not record the run's progress");
     }
+}
+
+type Counter = tokio::task::JoinHandle<Result<(u64, u64), StoreError>>;
+
+/// Counts the profiles matching the filter, and all profiles.
+fn spawn_counter(profiles: Arc<dyn ProfileStore>, filter: Option<Filter>) -> Counter {
+    tokio::spawn(async move {
+        let total = profiles.count(filter.as_ref()).await?;
+        let all = match filter {
+            Some(_) => profiles.count(None).await?,
+            None => total,
+        };
+        Ok((total, all))
+    })
+}
+
+async fn apply_counts(run: &mut RunRecord, counter: Option<Counter>) -> Result<(), String> {
+    if let Some(c) = counter {
+        let (total, all) = c
+            .await
+            .map_err(|e| format!("counting profiles failed: {e}"))?
+            .map_err(|e| format!("counting profiles failed: {e}"))?;
+        run.progress.total = Some(total);
+        run.counts.filtered_out = all.saturating_sub(total);
+    }
+    Ok(())
 }
 
 /// Reads pages ahead of the processing, so that reading overlaps transforming and writing.
@@ -335,6 +386,22 @@ struct BatchState<'a> {
     dest: &'a Retrying<'a>,
     log: &'a mut ErrorLog,
     pid: &'a str,
+    timings: Timings,
+    /// The sync-state write of the previous batch, still going while this batch is written.
+    pending: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+/// Where a run spent its time, for the log line that closes it (and for tuning).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Timings {
+    /// Waiting for the next page of computed rows (reading and transforming overlap this).
+    read_transform: Duration,
+    sync_read: Duration,
+    owners: Duration,
+    delete: Duration,
+    write: Duration,
+    sync_write: Duration,
+    publish: Duration,
 }
 
 struct Candidate<'p> {
@@ -345,6 +412,19 @@ struct Candidate<'p> {
 }
 
 impl BatchState<'_> {
+    /// Waits for the previous batch's sync-state write.
+    async fn settle(&mut self) -> Result<(), String> {
+        if let Some(task) = self.pending.take() {
+            let t = Instant::now();
+            let outcome = task
+                .await
+                .map_err(|e| format!("recording the written rows failed: {e}"))?;
+            self.timings.sync_write += t.elapsed();
+            outcome?;
+        }
+        Ok(())
+    }
+
     /// Transforms, diffs and writes one page, given the sync entries of the same id range.
     async fn process(
         &mut self,
@@ -405,13 +485,16 @@ impl BatchState<'_> {
         }
 
         // Keys held by other profiles in the sync state: a lower _id keeps its key; a higher one gives it up.
-        if !candidates.is_empty() {
+        // A key that is the profile id itself cannot be held by another profile: skip the lookup.
+        if !candidates.is_empty() && !p.key_is_profile_id {
+            let t = Instant::now();
             let keys: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
             let owners = ctx
                 .meta
                 .sync_owners(self.pid, &keys)
                 .await
                 .map_err(|e| e.to_string())?;
+            self.timings.owners += t.elapsed();
             let stale_ids: HashSet<&str> = stale.iter().map(|e| e.profile_id.as_str()).collect();
             let blocked: HashMap<&str, &str> = owners
                 .iter()
@@ -441,12 +524,14 @@ impl BatchState<'_> {
                 .map(|e| key_value(&e.key, key_ty.as_ref()))
                 .collect();
             if !keys.is_empty() {
+                let t = Instant::now();
                 let n = self
                     .dest
                     .delete(&p.target, &keys)
                     .await
                     .map_err(|e| write_failure(&p.table.name, e))?;
                 counts.deleted += n;
+                self.timings.delete += t.elapsed();
             }
         }
 
@@ -458,9 +543,11 @@ impl BatchState<'_> {
                     values: std::mem::take(&mut c.values),
                 })
                 .collect();
+            let t = Instant::now();
             let (written, rejected) = upsert_isolating(self.dest, &p.target, &rows)
                 .await
                 .map_err(|e| write_failure(&p.table.name, e))?;
+            self.timings.write += t.elapsed();
             counts.inserted += written.inserted;
             counts.updated += written.updated;
             let mut rejected_idx = HashSet::with_capacity(rejected.len());
@@ -481,10 +568,15 @@ impl BatchState<'_> {
         }
         let deletes: Vec<String> = stale.iter().map(|e| e.profile_id.clone()).collect();
         if !upserts.is_empty() || !deletes.is_empty() {
-            ctx.meta
-                .sync_apply(self.pid, &upserts, &deletes)
-                .await
-                .map_err(|e| format!("the rows were written but recording them failed: {e}"))?;
+            // Applied in order, one at a time, but overlapping the next batch's destination write.
+            self.settle().await?;
+            let meta = ctx.meta.clone();
+            let pid = self.pid.to_string();
+            self.pending = Some(tokio::spawn(async move {
+                meta.sync_apply(&pid, &upserts, &deletes)
+                    .await
+                    .map_err(|e| format!("the rows were written but recording them failed: {e}"))
+            }));
         }
         Ok(())
     }
