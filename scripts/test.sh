@@ -23,7 +23,11 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "cargo test"
-cargo test --workspace --no-fail-fast
+log=$(mktemp)
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
 
 if [ -f web/package.json ]; then
   step "web UI unit tests"
@@ -32,3 +36,4 @@ if [ -f web/package.json ]; then
   SLUICE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/sluice" web/e2e/run.sh
 fi
 step "all tests passed"
+echo "rust: $passed passed, $failed failed"
