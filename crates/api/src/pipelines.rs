@@ -13,6 +13,7 @@ use sluice_core::hash::hash_row;
 use sluice_core::pipeline::PipelineSpec;
 use sluice_core::FieldErrors;
 use sluice_store::{PipelineRecord, StoreError};
+use sluice_transform::Output;
 
 use crate::error::{ApiError, ApiResult};
 use crate::json::{self, Body, OptionalBody};
@@ -78,7 +79,13 @@ pub(crate) async fn check_spec(
         let d = sluice_destinations::open(&dest.kind, &dest.settings).map_err(ApiError::invalid)?;
         d.describe_table(spec.table.trim()).await?
     };
-    sluice_engine::validate::check(spec, &schema, table.as_ref()).map_err(ApiError::invalid)
+    sluice_engine::validate::check_with(
+        spec,
+        &schema,
+        table.as_ref(),
+        state.engine.config().script_limits,
+    )
+    .map_err(ApiError::invalid)
 }
 
 #[derive(Deserialize)]
@@ -276,7 +283,8 @@ async fn preview(
         ));
     }
     check_spec(state, &rec.spec).await?;
-    let prepared = sluice_engine::prepare(state.meta.as_ref(), rec.clone())
+    let limits = state.engine.config().script_limits;
+    let prepared = sluice_engine::prepare_with(state.meta.as_ref(), rec.clone(), limits)
         .await
         .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "PipelineNotRunnable", m))?;
     let samples: Vec<sluice_core::Profile> = match &ids {
@@ -322,9 +330,32 @@ async fn preview(
     };
     let now = Utc::now();
     let key_idx = prepared.target.key_index();
+    let matching: Vec<bool> = samples
+        .iter()
+        .map(|p| prepared.filter.as_ref().is_none_or(|f| f.matches(p)))
+        .collect();
+    // Evaluated on a blocking thread, as a run does: a script runtime stays on the thread that made it,
+    // and a script may take its whole time limit per profile.
+    let outputs = {
+        let transform = prepared.transform.clone();
+        let inputs: Vec<sluice_core::Profile> = samples
+            .iter()
+            .zip(&matching)
+            .filter(|(_, m)| **m)
+            .map(|(p, _)| p.clone())
+            .collect();
+        tokio::task::spawn_blocking(move || -> Result<Vec<_>, String> {
+            let mut evaluator = transform.evaluator()?;
+            Ok(inputs.iter().map(|p| evaluator.eval(p, now)).collect())
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "PipelineNotRunnable", m))?
+    };
+    let mut outputs = outputs.into_iter();
+    let columns = prepared.transform.columns();
     let mut out = Vec::with_capacity(samples.len());
-    for p in &samples {
-        let matches = prepared.filter.as_ref().is_none_or(|f| f.matches(p));
+    for (p, matches) in samples.iter().zip(matching) {
         let mut sample =
             json!({"profile": p.to_json(), "row": null, "action": "skip", "error": null});
         if !matches {
@@ -332,14 +363,15 @@ async fn preview(
             out.push(sample);
             continue;
         }
-        match prepared.mapping.eval(p, now) {
+        match outputs.next().expect("one output per matching sample") {
             Err(e) => {
-                sample["error"] = json!(format!("column `{}`: {}", e.column, e.message));
+                sample["error"] = json!(e.to_string());
             }
-            Ok(values) => {
-                let row: Map<String, Json_> = prepared
-                    .mapping
-                    .columns
+            Ok(Output::Skip) => {
+                sample["reason"] = json!("the transformation returned null for this profile");
+            }
+            Ok(Output::Row(values)) => {
+                let row: Map<String, Json_> = columns
                     .iter()
                     .zip(&values)
                     .map(|(c, v)| (c.clone(), v.to_json()))
@@ -357,7 +389,5 @@ async fn preview(
         }
         out.push(sample);
     }
-    Ok(Json(
-        json!({"columns": prepared.mapping.columns, "samples": out}),
-    ))
+    Ok(Json(json!({"columns": columns, "samples": out})))
 }

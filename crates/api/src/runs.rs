@@ -59,16 +59,11 @@ pub async fn start(
         ));
     }
     if let Some(p) = state.meta.get_pipeline(&id).await? {
-        let kind = match &p.spec.transformation {
-            Transformation::Javascript(_) => Some("JavaScript"),
-            Transformation::Python(_) => Some("Python"),
-            Transformation::Mapping(_) => None,
-        };
-        if let Some(kind) = kind {
+        if let Transformation::Python(_) = &p.spec.transformation {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "TransformationNotAvailable",
-                format!("{kind} transformations are stored but cannot run in this version of Sluice yet; use a visual mapping to run this pipeline"),
+                "Python transformations are stored but cannot run in this version of Sluice yet; use a visual mapping or JavaScript to run this pipeline",
             ));
         }
     }

@@ -610,11 +610,26 @@ async fn pipelines_are_checked_and_run() {
     let (s, v) = api.call("PUT", "/v1/profile-schema", Some(unused)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 
-    // JavaScript and Python pipelines are stored with every field, but refuse to run for now.
+    // JavaScript pipelines are compiled when saved (syntax errors with line and column), preview and run.
     let mut js = pipeline(&dest);
     js["name"] = json!("Scripted");
     js["transformation"] =
-        json!({"javascript": "function transform(p) { return {customer_id: p._id}; }"});
+        json!({"javascript": "function transform(p) {\n  return {customer_id: p._id,,};\n}"});
+    let (s, v) = api.call("POST", "/v1/pipelines", Some(js.clone())).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let message = v["error"]["fields"]["transformation.javascript"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("SyntaxError") && message.contains("line 2, column"),
+        "{v}"
+    );
+    js["transformation"] = json!({"javascript": r#"
+        const columns = ["customer_id", "email", "full_name"];
+        function transform(p) {
+          if (p.vip) return null;
+          return {customer_id: p._id, email: p.email.toUpperCase(), full_name: `${p.first_name} ${p.last_name}!`};
+        }"#});
     js["schedule"] = json!({"cron": "0 3 * * *", "timezone": "Europe/Rome"});
     js["on_leave"] = json!("delete");
     let (s, v) = api.call("POST", "/v1/pipelines", Some(js)).await;
@@ -626,11 +641,44 @@ async fn pipelines_are_checked_and_run() {
         .unwrap()
         .contains("transform"));
     let js_id = v["id"].as_str().unwrap().to_string();
+    let (s, pv) = api
+        .call(
+            "POST",
+            &format!("/v1/pipelines/{js_id}/preview"),
+            Some(json!({"profiles": ["c0000", "c0002", "c0001"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{pv}");
+    assert_eq!(pv["columns"], json!(["customer_id", "email", "full_name"]));
+    assert_eq!(pv["samples"][0]["action"], "skip", "{pv}");
+    assert_eq!(pv["samples"][1]["row"]["email"], "Z2@EXAMPLE.COM", "{pv}");
+    assert_eq!(pv["samples"][1]["row"]["full_name"], "Zoë L2!", "{pv}");
+    assert_eq!(pv["samples"][1]["action"], "insert", "{pv}");
+    assert_eq!(pv["samples"][2]["action"], "skip", "{pv}");
     let (s, v) = api
         .call("POST", &format!("/v1/pipelines/{js_id}/runs"), None)
         .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(v["error"]["code"], "TransformationNotAvailable");
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let run = wait_run(&api, v["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    // 20 profiles outside the filter, and 7 VIPs among the 20 Italians that the script skips.
+    assert_eq!(run["counts"]["filtered_out"], 27, "{run}");
+    assert_eq!(
+        run["counts"]["inserted"].as_u64().unwrap() + run["counts"]["updated"].as_u64().unwrap(),
+        13,
+        "{run}"
+    );
+    let rows = api
+        .query("SELECT email, full_name, city FROM customers WHERE customer_id = 'c0002'")
+        .await;
+    assert_eq!(
+        rows[0],
+        vec![
+            Some("Z2@EXAMPLE.COM".into()),
+            Some("Zoë L2!".into()),
+            Some("Besançon".into())
+        ]
+    );
     let (s, list) = api
         .call("GET", &format!("/v1/pipelines?destination={dest}"), None)
         .await;

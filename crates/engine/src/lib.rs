@@ -3,12 +3,13 @@
 //! A run flows `read → filter → transform → diff → write → record`:
 //!
 //! 1. **Prepare**: load the pipeline, its destination and the Customer Model; compile the filter; describe
-//!    the live table and compile the mapping against it. A table that changed under the pipeline (a dropped
+//!    the live table and compile the transformation (mapping or script, see `sluice_transform`) against it. A table that changed under the pipeline (a dropped
 //!    column) fails the run here, before anything is written.
 //! 2. **Read**: page through the profile store in `_id` order with the filter pushed down into SQL, one
 //!    bounded page at a time (memory does not grow with the number of profiles). A reader task fetches the
 //!    next page while the current one is processed.
-//! 3. **Transform and diff**: compute each row, hash it, and compare with the pipeline's sync state for the
+//! 3. **Transform and diff**: compute each row on a blocking thread that owns the script runtime (a profile
+//!    the script skips by returning null counts as filtered out), hash it, and compare with the pipeline's sync state for the
 //!    same id range (a merge join: both are ordered by `_id`). Unchanged rows are skipped; sync entries with
 //!    no matching profile belong to profiles that left the audience or were deleted.
 //! 4. **Write**: upsert the changed rows in one large batch through the destination's bulk path; a batch
@@ -31,7 +32,7 @@ use chrono::Utc;
 use sluice_store::{Counts, MetadataStore, ProfileStore, Progress, RunRecord, RunStatus};
 use tokio::sync::watch;
 
-pub use run::{prepare, Prepared};
+pub use run::{prepare, prepare_with, Prepared};
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// Attempts for a batch that fails for a transient reason (connection lost, deadlock).
     pub write_attempts: u32,
+    /// Time and memory limits of script transformations.
+    pub script_limits: sluice_transform::Limits,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +50,7 @@ impl Default for EngineConfig {
         Self {
             batch_size: 10_000,
             write_attempts: 4,
+            script_limits: sluice_transform::Limits::default(),
         }
     }
 }

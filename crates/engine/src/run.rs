@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_core::filter::Filter;
 use sluice_core::hash::{hash_row, shape_seed};
-use sluice_core::mapping::{ColumnError, CompiledMapping};
 use sluice_core::pipeline::{OnLeave, Transformation};
 use sluice_core::{ColumnType, Profile, Schema, TableDescription, Value};
 use sluice_destinations::{
@@ -20,6 +19,7 @@ use sluice_store::{
     MetadataStore, PipelineRecord, ProfileStore, RunErrorGroup, RunRecord, RunStatus, StoreError,
     SyncEntry, MAX_SAMPLES,
 };
+use sluice_transform::{Limits, Output, RowError, Transform};
 use tokio::sync::{mpsc, watch};
 
 use crate::validate;
@@ -41,7 +41,8 @@ pub struct Prepared {
     pub destination: Box<dyn Destination>,
     pub destination_name: String,
     pub table: TableDescription,
-    pub mapping: CompiledMapping,
+    /// The compiled transformation; its columns are the target's.
+    pub transform: Transform,
     pub target: WriteTarget,
     /// Whether the key column is mapped to `_id` itself: keys are then unique by construction.
     pub key_is_profile_id: bool,
@@ -50,10 +51,20 @@ pub struct Prepared {
     pub seed: u64,
 }
 
-/// Loads and checks everything a run needs; the error is the message the run fails with.
+/// Loads and checks everything a run needs, scripts under the default limits; the error is the message
+/// the run fails with.
 pub async fn prepare(
     meta: &dyn MetadataStore,
     pipeline: PipelineRecord,
+) -> Result<Prepared, String> {
+    prepare_with(meta, pipeline, Limits::default()).await
+}
+
+/// [`prepare`] with the limits scripts run under.
+pub async fn prepare_with(
+    meta: &dyn MetadataStore,
+    pipeline: PipelineRecord,
+    limits: Limits,
 ) -> Result<Prepared, String> {
     let spec = &pipeline.spec;
     let dest_rec = meta
@@ -73,29 +84,25 @@ pub async fn prepare(
         .describe_table(&spec.table)
         .await
         .map_err(|e| format!("could not read table `{}`: {e}", spec.table))?;
-    let checked = validate::check(spec, &schema, table.as_ref())
+    let checked = validate::check_with(spec, &schema, table.as_ref(), limits)
         .map_err(|e| format!("the pipeline no longer fits the table or the Customer Model: {e}"))?;
     let table = table.expect("check() fails when the table is missing");
-    let mapping = match (checked.mapping, &spec.transformation) {
-        (Some(m), _) => m,
-        (None, t) => {
-            return Err(format!(
-                "{} transformations cannot run in this version of Sluice yet; use a visual mapping",
-                match t {
-                    Transformation::Javascript(_) => "JavaScript",
-                    Transformation::Python(_) => "Python",
-                    Transformation::Mapping(_) => "these",
-                }
-            ))
-        }
-    };
+    let transform = checked.transform.ok_or_else(|| {
+        format!(
+            "{} transformations cannot run in this version of Sluice yet; use a visual mapping or JavaScript",
+            match spec.transformation {
+                Transformation::Python(_) => "Python",
+                _ => "these",
+            }
+        )
+    })?;
     let target = WriteTarget {
         table: table.clone(),
-        columns: mapping.columns.clone(),
+        columns: transform.columns().to_vec(),
         key: spec.key.clone(),
     };
     let mut shape: Vec<&str> = vec![&dest_rec.id, &spec.table, &spec.key];
-    shape.extend(mapping.columns.iter().map(String::as_str));
+    shape.extend(transform.columns().iter().map(String::as_str));
     let seed = shape_seed(&shape);
     let key_is_profile_id = matches!(&spec.transformation,
         Transformation::Mapping(m) if m.get(&spec.key).map(str::trim) == Some("_id"));
@@ -105,7 +112,7 @@ pub async fn prepare(
         destination,
         destination_name: dest_rec.name,
         table,
-        mapping,
+        transform,
         target,
         seed,
         schema,
@@ -159,7 +166,7 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the pipeline was deleted")?;
-    let prepared = prepare(ctx.meta.as_ref(), pipeline).await?;
+    let prepared = prepare_with(ctx.meta.as_ref(), pipeline, ctx.config.script_limits).await?;
     let now = run.started_at.unwrap_or_else(Utc::now);
     let pid = prepared.pipeline.id.clone();
     let batch = ctx.config.batch_size.max(1);
@@ -279,7 +286,8 @@ async fn apply_counts(run: &mut RunRecord, counter: Option<Counter>) -> Result<(
             .map_err(|e| format!("counting profiles failed: {e}"))?
             .map_err(|e| format!("counting profiles failed: {e}"))?;
         run.progress.total = Some(total);
-        run.counts.filtered_out = all.saturating_sub(total);
+        // Added to the profiles the transformation skipped, counted as they come.
+        run.counts.filtered_out += all.saturating_sub(total);
     }
     Ok(())
 }
@@ -315,10 +323,19 @@ fn spawn_reader(
     rx
 }
 
-/// A profile turned into its row: the converted values, the key as text (`None` when null) and the hash.
+/// A computed row: the converted values, the key as text (`None` when null) and the hash.
+type RowParts = (Vec<Value>, Option<String>, u128);
+
+/// A profile turned into its row; `None` when the transformation skipped the profile.
 struct Computed {
     id: String,
-    outcome: Result<(Vec<Value>, Option<String>, u128), ColumnError>,
+    outcome: Result<Option<RowParts>, RowError>,
+}
+
+impl Computed {
+    fn skipped(&self) -> bool {
+        matches!(self.outcome, Ok(None))
+    }
 }
 
 /// Computes rows on a blocking thread, so that mapping and hashing (CPU) overlap with the database round
@@ -329,21 +346,32 @@ fn spawn_transformer(
     now: DateTime<Utc>,
 ) -> mpsc::Receiver<Result<Vec<Computed>, String>> {
     let (tx, rx) = mpsc::channel(2);
-    let mapping = prepared.mapping.clone();
+    let transform = prepared.transform.clone();
     let seed = prepared.seed;
     let key_idx = prepared.target.key_index();
     tokio::task::spawn_blocking(move || {
+        // A script runtime is not Send: it is made here, on the thread that uses it, for the whole run.
+        let mut evaluator = match transform.evaluator() {
+            Ok(e) => e,
+            Err(message) => {
+                let _ = tx.blocking_send(Err(message));
+                return;
+            }
+        };
         while let Some(page) = pages.blocking_recv() {
             let out = match page {
                 Err(e) => Err(format!("reading profiles failed: {e}")),
                 Ok(profiles) => Ok(profiles
                     .into_iter()
                     .map(|p| {
-                        let outcome = mapping.eval(&p, now).map(|values| {
-                            let key = &values[key_idx];
-                            let key = (!key.is_null()).then(|| key.to_string());
-                            let hash = hash_row(seed, &values);
-                            (values, key, hash)
+                        let outcome = evaluator.eval(&p, now).map(|out| match out {
+                            Output::Skip => None,
+                            Output::Row(values) => {
+                                let key = &values[key_idx];
+                                let key = (!key.is_null()).then(|| key.to_string());
+                                let hash = hash_row(seed, &values);
+                                Some((values, key, hash))
+                            }
                         });
                         Computed { id: p.id, outcome }
                     })
@@ -437,7 +465,13 @@ impl BatchState<'_> {
         let key_col = &p.target.key;
         let by_id: HashMap<&str, &SyncEntry> =
             entries.iter().map(|e| (e.profile_id.as_str(), e)).collect();
-        let page_ids: HashSet<&str> = page.iter().map(|r| r.id.as_str()).collect();
+        // A skipped profile is treated as filtered out: a row written for it earlier is that of a profile
+        // that left the audience.
+        let page_ids: HashSet<&str> = page
+            .iter()
+            .filter(|r| !r.skipped())
+            .map(|r| r.id.as_str())
+            .collect();
         let stale: Vec<&SyncEntry> = entries
             .iter()
             .filter(|e| !page_ids.contains(e.profile_id.as_str()))
@@ -451,13 +485,16 @@ impl BatchState<'_> {
         );
         for row in page.iter_mut() {
             counts.read += 1;
-            let placeholder = Ok((Vec::new(), None, 0));
+            let placeholder = Ok(Some((Vec::new(), None, 0)));
             let (values, key, hash) = match std::mem::replace(&mut row.outcome, placeholder) {
-                Ok(v) => v,
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    counts.filtered_out += 1;
+                    continue;
+                }
                 Err(e) => {
                     counts.transform_failed += 1;
-                    let message = format!("column `{}`: {}", e.column, e.message);
-                    self.log.add("transform", message, &row.id);
+                    self.log.add("transform", e.to_string(), &row.id);
                     continue;
                 }
             };

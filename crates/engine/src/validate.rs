@@ -2,16 +2,16 @@
 //! answers 422 with every problem) and running (a run re-checks before writing anything).
 
 use sluice_core::filter::Filter;
-use sluice_core::mapping::CompiledMapping;
-use sluice_core::pipeline::{PipelineSpec, Transformation};
+use sluice_core::pipeline::PipelineSpec;
 use sluice_core::{FieldErrors, Schema, TableDescription};
+use sluice_transform::{Limits, Transform};
 
 /// A pipeline whose filter and transformation compiled against the model and the table.
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub filter: Option<Filter>,
-    /// `None` for transformations that this build cannot compile yet (JavaScript, Python).
-    pub mapping: Option<CompiledMapping>,
+    /// `None` for transformations that this build cannot run yet (Python).
+    pub transform: Option<Transform>,
 }
 
 /// Compiles the filter alone; errors are prefixed with `filter`.
@@ -29,11 +29,22 @@ pub fn check_filter(
     }
 }
 
-/// Every check that needs no I/O. `table` is `None` when the table does not exist.
+/// Every check that needs no I/O, compiling scripts under the default [`Limits`]. `table` is `None` when
+/// the table does not exist.
 pub fn check(
     spec: &PipelineSpec,
     schema: &Schema,
     table: Option<&TableDescription>,
+) -> Result<Checked, FieldErrors> {
+    check_with(spec, schema, table, Limits::default())
+}
+
+/// [`check`] with the script limits the transformation will run under.
+pub fn check_with(
+    spec: &PipelineSpec,
+    schema: &Schema,
+    table: Option<&TableDescription>,
+    limits: Limits,
 ) -> Result<Checked, FieldErrors> {
     let mut errors = spec.check_shape();
     let filter = match check_filter(spec.filter.as_ref(), schema) {
@@ -52,25 +63,15 @@ pub fn check(
         }
         return Err(errors);
     };
-    let mut mapping = None;
-    match &spec.transformation {
-        Transformation::Mapping(m) => {
-            match CompiledMapping::compile(m, schema, table) {
-                Ok(c) => mapping = Some(c),
-                Err(e) => errors.merge_prefixed("transformation.mapping", e),
-            }
-            if !spec.key.is_empty() && m.get(&spec.key).is_none() {
-                errors.add(
-                    "key",
-                    format!(
-                        "the key column `{}` must be mapped in the transformation",
-                        spec.key
-                    ),
-                );
-            }
+    let transform = match Transform::compile(&spec.transformation, &spec.key, schema, table, limits)
+    {
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            errors.merge(e);
+            None
         }
-        Transformation::Javascript(_) | Transformation::Python(_) => {}
-    }
+        None => None,
+    };
     if !spec.key.is_empty() {
         match table.column(&spec.key) {
             None => errors.add(
@@ -104,5 +105,5 @@ pub fn check(
             }
         }
     }
-    errors.into_result(Checked { filter, mapping })
+    errors.into_result(Checked { filter, transform })
 }

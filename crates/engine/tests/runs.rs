@@ -196,6 +196,7 @@ async fn world(db: Box<dyn Db>, dir: tempfile::TempDir, n: usize) -> World {
         EngineConfig {
             batch_size: 64,
             write_attempts: 2,
+            ..EngineConfig::default()
         },
     );
     let now = chrono::Utc::now();

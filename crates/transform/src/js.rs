@@ -1,0 +1,628 @@
+//! JavaScript transformations on an embedded QuickJS engine; the contract is in the crate documentation.
+//!
+//! [`Script`] is the checked, thread-safe form (the source, the columns it writes and their types);
+//! [`Runner`] owns one QuickJS runtime with the script loaded and lives on one thread.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rquickjs::{
+    context::EvalOptions, BigInt, CatchResultExt, CaughtError, Context, Ctx, Function, Object,
+    Persistent, Runtime, Type,
+};
+use serde_json::{Map, Value as Json};
+use sluice_core::{convert, schema, ColumnType, FieldErrors, Profile, TableDescription, Value};
+
+use crate::{Limits, Output, RowError};
+
+/// The file name scripts are compiled under; locations in messages are found by it.
+const FILE: &str = "transform.js";
+/// Where `transformation.javascript` errors are reported.
+const FIELD: &str = "transformation.javascript";
+/// QuickJS's own stack limit, well inside the 2 MiB stacks of the threads that run scripts.
+const STACK: usize = 512 * 1024;
+/// Integers up to this magnitude are exact as JavaScript numbers.
+const SAFE_INT: i64 = (1 << 53) - 1;
+/// Nesting beyond this in a returned value is refused (it is most likely a cycle).
+const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, Clone)]
+struct Target {
+    ty: ColumnType,
+    nullable: bool,
+}
+
+/// A JavaScript transformation that loaded and defines `transform`, with the columns it writes.
+#[derive(Debug, Clone)]
+pub struct Script {
+    source: Arc<str>,
+    columns: Vec<String>,
+    targets: Arc<Vec<Target>>,
+    /// Whether the columns come from the script's `columns` list (for messages).
+    declared: bool,
+    table: String,
+    limits: Limits,
+}
+
+impl Script {
+    /// Loads the script once to check it: syntax (with line and column), that it defines a `transform`
+    /// function, and its optional `columns` list against the table. Errors are keyed by field path.
+    pub fn compile(
+        source: &str,
+        key: &str,
+        table: &TableDescription,
+        limits: Limits,
+    ) -> Result<Script, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let declared = match Loaded::new(source, limits) {
+            Ok(loaded) => loaded.declared,
+            Err(message) => {
+                errors.add(FIELD, message);
+                return Err(errors);
+            }
+        };
+        let (columns, is_declared) = match declared {
+            Some(list) => (list, true),
+            None => (
+                table
+                    .columns
+                    .iter()
+                    .filter(|c| c.ty.is_some())
+                    .map(|c| c.name.clone())
+                    .collect(),
+                false,
+            ),
+        };
+        let mut targets = Vec::with_capacity(columns.len());
+        for (i, name) in columns.iter().enumerate() {
+            if columns[..i].contains(name) {
+                errors.add(FIELD, format!("`columns` names column `{name}` twice"));
+                continue;
+            }
+            match table.column(name) {
+                None => errors.add(
+                    FIELD,
+                    format!(
+                        "`columns` names column `{name}`, which does not exist in table `{}`",
+                        table.name
+                    ),
+                ),
+                Some(c) => match &c.ty {
+                    None => errors.add(
+                        FIELD,
+                        format!(
+                            "column `{name}` has type `{}`, which Sluice cannot write; leave it out of `columns`",
+                            c.native_type
+                        ),
+                    ),
+                    Some(ty) => targets.push(Target {
+                        ty: ty.clone(),
+                        nullable: c.nullable,
+                    }),
+                },
+            }
+        }
+        if !key.is_empty() && table.column(key).is_some() && !columns.iter().any(|c| c == key) {
+            errors.add(
+                "key",
+                format!("the key column `{key}` must be in the script's `columns` list"),
+            );
+        }
+        errors.into_result(Script {
+            source: source.into(),
+            columns,
+            targets: Arc::new(targets),
+            declared: is_declared,
+            table: table.name.clone(),
+            limits,
+        })
+    }
+
+    /// The columns every row has, in order.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// A runtime with the script loaded, for the calling thread.
+    pub fn runner(&self) -> Result<Runner, String> {
+        Ok(Runner {
+            loaded: Some(Loaded::new(&self.source, self.limits)?),
+            index: self
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.clone(), i))
+                .collect(),
+            script: self.clone(),
+        })
+    }
+}
+
+/// One runtime with the script evaluated. Field order matters: the saved function must be dropped before
+/// its context and runtime.
+struct Loaded {
+    transform: Persistent<Function<'static>>,
+    date: Persistent<Function<'static>>,
+    context: Context,
+    _runtime: Runtime,
+    /// Nanoseconds after `base` when the running call must stop; `u64::MAX` when none runs.
+    deadline: Arc<AtomicU64>,
+    base: Instant,
+    declared: Option<Vec<String>>,
+}
+
+impl Loaded {
+    fn new(source: &str, limits: Limits) -> Result<Loaded, String> {
+        let internal = |e: rquickjs::Error| format!("the JavaScript engine failed to start: {e}");
+        let runtime = Runtime::new().map_err(internal)?;
+        runtime.set_memory_limit(limits.memory_bytes);
+        runtime.set_max_stack_size(STACK);
+        let base = Instant::now();
+        let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let watched = deadline.clone();
+        runtime.set_interrupt_handler(Some(Box::new(move || {
+            base.elapsed().as_nanos() as u64 > watched.load(Ordering::Relaxed)
+        })));
+        let context = Context::full(&runtime).map_err(internal)?;
+        // Top-level code gets ten calls' worth of time: enough for tables and setup, not for a hang.
+        let budget = limits.time_per_profile * 10;
+        deadline.store(
+            (base.elapsed() + budget).as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        let outcome = context.with(|ctx| -> Result<_, String> {
+            let mut options = EvalOptions::default();
+            options.strict = false;
+            options.filename = Some(FILE.into());
+            ctx.eval_with_options::<(), _>(source, options)
+                .catch(&ctx)
+                .map_err(|e| {
+                    if base.elapsed().as_nanos() as u64 > deadline.load(Ordering::Relaxed) {
+                        format!(
+                            "the script's top-level code ran longer than {} ms",
+                            budget.as_millis()
+                        )
+                    } else {
+                        describe(&e)
+                    }
+                })?;
+            let transform: rquickjs::Value = ctx
+                .eval("typeof transform === 'undefined' ? undefined : transform")
+                .map_err(|e| e.to_string())?;
+            let Some(transform) = transform.into_function() else {
+                return Err(
+                    "the script must define a function `transform(profile)` that returns an object of column values, or null to skip the profile"
+                        .into(),
+                );
+            };
+            let declared: rquickjs::Value = ctx
+                .eval("typeof columns === 'undefined' ? undefined : columns")
+                .map_err(|e| e.to_string())?;
+            let declared = if declared.is_undefined() {
+                None
+            } else {
+                let err = || {
+                    "`columns` must be an array of column names, e.g. const columns = [\"email\", \"name\"];".to_string()
+                };
+                let array = declared.as_array().ok_or_else(err)?;
+                let mut names = Vec::with_capacity(array.len());
+                for item in array.iter::<rquickjs::Value>() {
+                    let item = item.map_err(|e| e.to_string())?;
+                    let name = item
+                        .as_string()
+                        .and_then(|s| s.to_string().ok())
+                        .ok_or_else(err)?;
+                    names.push(name);
+                }
+                Some(names)
+            };
+            let date: Function = ctx.globals().get("Date").map_err(|e| e.to_string())?;
+            Ok((
+                Persistent::save(&ctx, transform),
+                Persistent::save(&ctx, date),
+                declared,
+            ))
+        });
+        deadline.store(u64::MAX, Ordering::Relaxed);
+        let (transform, date, declared) = outcome?;
+        Ok(Loaded {
+            transform,
+            date,
+            context,
+            _runtime: runtime,
+            deadline,
+            base,
+            declared,
+        })
+    }
+}
+
+/// Runs a [`Script`] for one profile at a time; replaces its runtime after a time-out or memory failure.
+pub struct Runner {
+    loaded: Option<Loaded>,
+    index: HashMap<String, usize>,
+    script: Script,
+}
+
+/// How a call failed.
+enum Failure {
+    /// A row error; the runtime is fine.
+    Row(RowError),
+    /// The time or memory limit was hit: the runtime is replaced before the next call.
+    Limit(RowError),
+}
+
+impl Runner {
+    /// The row for one profile.
+    pub fn eval(&mut self, profile: &Profile) -> Result<Output, RowError> {
+        if self.loaded.is_none() {
+            self.loaded =
+                Some(Loaded::new(&self.script.source, self.script.limits).map_err(RowError::new)?);
+        }
+        let loaded = self.loaded.as_ref().expect("loaded above");
+        match self.call(loaded, profile) {
+            Ok(out) => Ok(out),
+            Err(Failure::Row(e)) => Err(e),
+            Err(Failure::Limit(e)) => {
+                self.loaded = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn call(&self, loaded: &Loaded, profile: &Profile) -> Result<Output, Failure> {
+        let limits = self.script.limits;
+        loaded.context.with(|ctx| {
+            let engine = |e: rquickjs::Error| {
+                Failure::Limit(RowError::new(limit_message(&e.to_string(), limits)))
+            };
+            let transform = loaded.transform.clone().restore(&ctx).map_err(engine)?;
+            let input = profile_to_js(&ctx, profile).map_err(engine)?;
+            let start = loaded.base.elapsed();
+            loaded.deadline.store(
+                (start + limits.time_per_profile).as_nanos() as u64,
+                Ordering::Relaxed,
+            );
+            let result = transform.call::<_, rquickjs::Value>((input,)).catch(&ctx);
+            let timed_out = loaded.base.elapsed() > start + limits.time_per_profile;
+            loaded.deadline.store(u64::MAX, Ordering::Relaxed);
+            let returned = match result {
+                Ok(v) => v,
+                Err(e) => {
+                    let text = describe(&e);
+                    if is_out_of_memory(&e, &text) {
+                        return Err(Failure::Limit(RowError::new(limit_message(&text, limits))));
+                    }
+                    if timed_out {
+                        return Err(Failure::Limit(RowError::new(format!(
+                            "transform() ran longer than the time limit of {} ms for this profile",
+                            limits.time_per_profile.as_millis()
+                        ))));
+                    }
+                    return Err(Failure::Row(RowError::new(text)));
+                }
+            };
+            let date = loaded.date.clone().restore(&ctx).map_err(engine)?;
+            self.row(&returned, &date).map_err(Failure::Row)
+        })
+    }
+
+    /// Converts what `transform` returned into the row.
+    fn row<'js>(
+        &self,
+        returned: &rquickjs::Value<'js>,
+        date: &Function<'js>,
+    ) -> Result<Output, RowError> {
+        if returned.is_null() {
+            return Ok(Output::Skip);
+        }
+        let object = match returned.type_of() {
+            Type::Object => returned.as_object().expect("an object"),
+            other => {
+                return Err(RowError::new(format!(
+                    "transform() returned {}; return an object of column values, or null to skip the profile",
+                    type_name(other)
+                )))
+            }
+        };
+        let script = &self.script;
+        let mut row: Vec<Option<Value>> = vec![None; script.columns.len()];
+        for prop in object.props::<String, rquickjs::Value>() {
+            let (name, value) = prop.map_err(|e| RowError::new(e.to_string()))?;
+            let Some(&i) = self.index.get(&name) else {
+                let message = if script.declared {
+                    "is not in the script's `columns` list".to_string()
+                } else {
+                    format!(
+                        "does not exist in table `{}` or Sluice cannot write its type",
+                        script.table
+                    )
+                };
+                return Err(RowError::column(&name, message));
+            };
+            let target = &script.targets[i];
+            let value = js_to_value(&value, date, 0).map_err(|m| RowError::column(&name, m))?;
+            let value =
+                convert::to_column(value, &target.ty).map_err(|m| RowError::column(&name, m))?;
+            row[i] = Some(value);
+        }
+        let mut out = Vec::with_capacity(row.len());
+        for (i, value) in row.into_iter().enumerate() {
+            let target = &script.targets[i];
+            let value = match value {
+                Some(v) => v,
+                None if !target.nullable => {
+                    return Err(RowError::column(
+                        &script.columns[i],
+                        "does not accept null, and transform() returned no value for it",
+                    ))
+                }
+                None => Value::Null,
+            };
+            if value.is_null() && !target.nullable {
+                return Err(RowError::column(&script.columns[i], "does not accept null"));
+            }
+            out.push(value);
+        }
+        Ok(Output::Row(out))
+    }
+}
+
+fn is_out_of_memory(e: &CaughtError, text: &str) -> bool {
+    matches!(e, CaughtError::Error(rquickjs::Error::Allocation)) || text.contains("out of memory")
+}
+
+fn limit_message(text: &str, limits: Limits) -> String {
+    if text.contains("out of memory") || text.contains("Allocation") {
+        format!(
+            "transform() used more than the memory limit of {} MiB",
+            limits.memory_bytes >> 20
+        )
+    } else {
+        format!("the JavaScript engine failed: {text}")
+    }
+}
+
+fn type_name(t: Type) -> &'static str {
+    match t {
+        Type::Uninitialized | Type::Undefined => "undefined (is a `return` missing?)",
+        Type::Bool => "a boolean",
+        Type::Int | Type::Float => "a number",
+        Type::String => "a string",
+        Type::BigInt => "a BigInt",
+        Type::Symbol => "a symbol",
+        Type::Array => "an array",
+        Type::Function | Type::Constructor => "a function",
+        Type::Promise => "a promise (transform() cannot be async)",
+        _ => "a value that is not an object",
+    }
+}
+
+/// A thrown error as a message with the script location: `TypeError: x is not a function (line 3, column 9)`.
+fn describe(e: &CaughtError) -> String {
+    match e {
+        CaughtError::Exception(ex) => {
+            let name: Option<String> = ex.get("name").ok();
+            let message = ex.message().unwrap_or_default();
+            let mut text = match name {
+                Some(n) if !n.is_empty() => format!("{n}: {message}"),
+                _ => message,
+            };
+            let line: Option<u32> = ex.get("lineNumber").ok();
+            let column: Option<u32> = ex.get("columnNumber").ok();
+            let location = ex
+                .stack()
+                .as_deref()
+                .and_then(location_in)
+                .or(line.map(|l| (l, column.unwrap_or(0))));
+            if let Some((line, column)) = location {
+                if column > 0 {
+                    text.push_str(&format!(" (line {line}, column {column})"));
+                } else {
+                    text.push_str(&format!(" (line {line})"));
+                }
+            }
+            text
+        }
+        CaughtError::Value(v) => {
+            let shown = v
+                .as_string()
+                .and_then(|s| s.to_string().ok())
+                .or_else(|| v.as_number().map(|n| n.to_string()))
+                .unwrap_or_else(|| format!("a value of type {}", v.type_of()));
+            format!("the script threw {shown}")
+        }
+        CaughtError::Error(e) => e.to_string(),
+    }
+}
+
+/// The first `transform.js:LINE:COLUMN` of a stack trace.
+fn location_in(stack: &str) -> Option<(u32, u32)> {
+    let at = stack.find(FILE)?;
+    let rest = &stack[at + FILE.len()..];
+    let rest = rest.strip_prefix(':')?;
+    let mut parts = rest.splitn(3, |c: char| !c.is_ascii_digit());
+    let line = parts.next()?.parse().ok()?;
+    let column = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    Some((line, column))
+}
+
+/// The profile as a JavaScript object: `_id`, `_updated_at`, then its properties.
+fn profile_to_js<'js>(ctx: &Ctx<'js>, profile: &Profile) -> rquickjs::Result<Object<'js>> {
+    let obj = Object::new(ctx.clone())?;
+    obj.set(schema::ID, profile.id.as_str())?;
+    obj.set(
+        schema::UPDATED_AT,
+        schema::format_datetime(&profile.updated_at),
+    )?;
+    for (k, v) in &profile.doc {
+        obj.set(k.as_str(), json_to_js(ctx, v)?)?;
+    }
+    Ok(obj)
+}
+
+fn json_to_js<'js>(ctx: &Ctx<'js>, json: &Json) -> rquickjs::Result<rquickjs::Value<'js>> {
+    Ok(match json {
+        Json::Null => rquickjs::Value::new_null(ctx.clone()),
+        Json::Bool(b) => rquickjs::Value::new_bool(ctx.clone(), *b),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                if (-SAFE_INT..=SAFE_INT).contains(&i) {
+                    rquickjs::Value::new_number(ctx.clone(), i as f64)
+                } else {
+                    BigInt::from_i64(ctx.clone(), i)?.into_value()
+                }
+            } else if let Some(u) = n.as_u64() {
+                BigInt::from_u64(ctx.clone(), u)?.into_value()
+            } else {
+                rquickjs::Value::new_float(ctx.clone(), n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Json::String(s) => rquickjs::String::from_str(ctx.clone(), s)?.into_value(),
+        Json::Array(items) => {
+            let array = rquickjs::Array::new(ctx.clone())?;
+            for (i, item) in items.iter().enumerate() {
+                array.set(i, json_to_js(ctx, item)?)?;
+            }
+            array.into_value()
+        }
+        Json::Object(map) => {
+            let obj = Object::new(ctx.clone())?;
+            for (k, v) in map {
+                obj.set(k.as_str(), json_to_js(ctx, v)?)?;
+            }
+            obj.into_value()
+        }
+    })
+}
+
+/// A number that is whole and exact as an int; otherwise a float.
+fn number(f: f64) -> Value {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() <= SAFE_INT as f64 {
+        Value::Int(f as i64)
+    } else {
+        Value::Float(f)
+    }
+}
+
+fn bigint(v: &rquickjs::Value) -> Result<i64, String> {
+    // Through its decimal text: the engine's own conversion to i64 wraps instead of failing.
+    v.get::<rquickjs::convert::Coerced<String>>()
+        .ok()
+        .and_then(|text| text.0.parse().ok())
+        .ok_or_else(|| "the BigInt does not fit a 64-bit integer".to_string())
+}
+
+/// A `Date` as a datetime; `None` when the object is not a Date.
+fn as_date<'js>(obj: &Object<'js>, date: &Function<'js>) -> Result<Option<Value>, String> {
+    if !obj.is_instance_of(date) {
+        return Ok(None);
+    }
+    let iso: Function = obj.get("toISOString").map_err(|e| e.to_string())?;
+    let text: String = iso
+        .call((rquickjs::function::This(obj.clone()),))
+        .map_err(|_| "the Date is invalid".to_string())?;
+    schema::parse_datetime(&text)
+        .map(|d| Some(Value::DateTime(d)))
+        .map_err(|e| format!("the Date is out of range: {e}"))
+}
+
+/// A returned value as a [`Value`], before conversion to the column type.
+fn js_to_value<'js>(
+    v: &rquickjs::Value<'js>,
+    date: &Function<'js>,
+    depth: usize,
+) -> Result<Value, String> {
+    if depth > MAX_DEPTH {
+        return Err("the value is nested too deeply (does it contain a cycle?)".into());
+    }
+    Ok(match v.type_of() {
+        Type::Uninitialized | Type::Undefined | Type::Null => Value::Null,
+        Type::Bool => Value::Bool(v.as_bool().unwrap_or_default()),
+        Type::Int => Value::Int(i64::from(v.as_int().unwrap_or_default())),
+        Type::Float => number(v.as_float().unwrap_or(f64::NAN)),
+        Type::String => Value::String(
+            v.as_string()
+                .and_then(|s| s.to_string().ok())
+                .unwrap_or_default(),
+        ),
+        Type::BigInt => Value::Int(bigint(v)?),
+        Type::Array => {
+            let array = v.as_array().expect("an array");
+            let mut out = Vec::with_capacity(array.len());
+            for item in array.iter::<rquickjs::Value>() {
+                let item = item.map_err(|e| e.to_string())?;
+                out.push(js_to_value(&item, date, depth + 1)?);
+            }
+            Value::Array(out)
+        }
+        Type::Object | Type::Exception => {
+            let obj = v.as_object().expect("an object");
+            match as_date(obj, date)? {
+                Some(d) => d,
+                None => Value::Json(js_to_json(v, date, depth)?),
+            }
+        }
+        other => {
+            return Err(format!(
+                "{} cannot be written to a column",
+                type_name(other)
+            ))
+        }
+    })
+}
+
+/// A returned value as JSON, for objects and JSON columns. `undefined` members are left out, as
+/// `JSON.stringify` does; Dates become ISO strings.
+fn js_to_json<'js>(
+    v: &rquickjs::Value<'js>,
+    date: &Function<'js>,
+    depth: usize,
+) -> Result<Json, String> {
+    if depth > MAX_DEPTH {
+        return Err("the value is nested too deeply (does it contain a cycle?)".into());
+    }
+    Ok(match v.type_of() {
+        Type::Array => {
+            let array = v.as_array().expect("an array");
+            let mut out = Vec::with_capacity(array.len());
+            for item in array.iter::<rquickjs::Value>() {
+                let item = item.map_err(|e| e.to_string())?;
+                out.push(js_to_json(&item, date, depth + 1)?);
+            }
+            Json::Array(out)
+        }
+        Type::Object | Type::Exception => {
+            let obj = v.as_object().expect("an object");
+            if let Some(d) = as_date(obj, date)? {
+                return Ok(d.to_json());
+            }
+            let mut out = Map::new();
+            for prop in obj.props::<String, rquickjs::Value>() {
+                let (k, item) = prop.map_err(|e| e.to_string())?;
+                if item.is_undefined() {
+                    continue;
+                }
+                out.insert(k, js_to_json(&item, date, depth + 1)?);
+            }
+            Json::Object(out)
+        }
+        _ => match js_to_value(v, date, depth + 1)? {
+            Value::Float(f) => serde_json::Number::from_f64(f)
+                .map(Json::Number)
+                .ok_or_else(|| format!("{f} cannot be written as JSON"))?,
+            other => other.to_json(),
+        },
+    })
+}

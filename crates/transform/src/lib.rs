@@ -1,0 +1,244 @@
+//! Transformations: how a pipeline turns a profile into a destination row.
+//!
+//! A pipeline's transformation is one of three kinds ([`sluice_core::pipeline::Transformation`]); this
+//! crate compiles each into a [`Transform`] and evaluates it, so that the engine and the preview treat them
+//! alike:
+//!
+//! - **Visual mapping** wraps [`sluice_core::mapping::CompiledMapping`] (one expression per column).
+//! - **JavaScript** runs in an embedded QuickJS engine ([`rquickjs`]), in-process — see [`js`].
+//! - **Python** is not runnable in this build: [`Transform::compile`] is only called for mapping and
+//!   JavaScript; the engine refuses Python pipelines with a clear message.
+//!
+//! # Compile once, evaluate on the thread that owns the engine
+//!
+//! [`Transform`] is the compiled, checked form: `Send + Sync + Clone`, made when a pipeline is saved (syntax
+//! errors come back with line and column) and again before a run. A JavaScript runtime is not `Send`, so
+//! evaluation goes through an [`Evaluator`] made by [`Transform::evaluator`] on the thread that uses it (the
+//! run's blocking transformer thread, or the preview's). Each evaluator owns one runtime, so the memory
+//! limit is per pipeline run.
+//!
+//! # The script contract
+//!
+//! The script defines `transform(profile)`. `profile` holds `_id`, `_updated_at` and the Customer Model
+//! properties as stored (normalized):
+//!
+//! | Customer Model type | in JavaScript |
+//! |---|---|
+//! | string, uuid | string |
+//! | boolean | boolean |
+//! | int | number when within ±(2⁵³−1); beyond that a **BigInt** (exact; `typeof x === "bigint"`) |
+//! | float | number |
+//! | decimal | **string** with its exact digits (`"12.50"`); use `Number(x)` if approximate is fine |
+//! | datetime | ISO 8601 string in UTC (`"2024-05-13T15:30:00Z"`); `new Date(x)` parses it |
+//! | date, time | `"2024-05-13"`, `"15:30:00"` |
+//! | object, json | plain objects and arrays (numbers in JSON follow the int rule above) |
+//! | array(T) | array of T |
+//!
+//! A property that is missing from the profile is absent from the object (`undefined`).
+//!
+//! It returns either an object keyed by destination column, or `null` to **skip** the profile. Returning
+//! anything else (`undefined` included — a forgotten `return` should not silently skip everything) fails
+//! the row. Returned values are converted to the column types by [`sluice_core::convert::to_column`], the
+//! same rules as visual mapping: a whole number becomes an int, a BigInt an int (when it fits 64 bits), a
+//! `Date` a datetime, an object or array JSON (or an array for array columns), strings are parsed where the
+//! column needs it (a date column accepts `"2024-05-13"`). A key that is not one of the pipeline's columns,
+//! a value that does not convert, or a null for a column that does not accept null fails that row with a
+//! message naming the column.
+//!
+//! **A skipped profile is treated as filtered out**: the run counts it under `filtered_out`, writes
+//! nothing for it, and a row written for it by an earlier run is handled like that of a profile that left
+//! the audience (`on_leave`).
+//!
+//! # Which columns a script pipeline writes
+//!
+//! Every row of a run must have the same columns (rows are written in batches with one column list, and
+//! row hashes depend on it), and that set must be known when the pipeline is saved. The rule is
+//! deterministic and does not depend on data:
+//!
+//! - if the script declares a top-level `columns` array of names (`const columns = ["email", "name"];`),
+//!   the pipeline writes exactly those columns;
+//! - otherwise it writes **every column of the table whose type Sluice can write**.
+//!
+//! A column of the set that a returned object leaves out is written as NULL (and fails the row if the
+//! column does not accept null). So a table with columns the pipeline must not touch needs a `columns`
+//! list. The key column must be in the set. Saving checks that every declared column exists and is
+//! writable.
+//!
+//! # Limits and isolation (JavaScript)
+//!
+//! QuickJS has no file, network or process access unless modules providing it are added; none are:
+//! `require`, `fetch`, `process` do not exist and `import` has no loader. Each call has a time limit
+//! ([`Limits::time_per_profile`], default 100 ms, enforced by the interrupt handler — the script cannot
+//! catch it) and each evaluator a memory limit ([`Limits::memory_bytes`], default 64 MiB). A profile that
+//! hits either fails with a message saying which, and the evaluator starts a fresh runtime for the next
+//! profile (global state a script kept between calls is lost then; scripts should not rely on it).
+
+pub mod js;
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sluice_core::mapping::{ColumnError, CompiledMapping};
+use sluice_core::pipeline::Transformation;
+use sluice_core::{FieldErrors, Profile, Schema, TableDescription, Value};
+
+/// Resource limits of script transformations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long one call of `transform` may run.
+    pub time_per_profile: Duration,
+    /// The memory one evaluator (one pipeline run, or one preview) may allocate.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            time_per_profile: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Why one profile's row could not be computed. `column` names the column at fault, when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub column: Option<String>,
+    pub message: String,
+}
+
+impl RowError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            column: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn column(column: &str, message: impl Into<String>) -> Self {
+        Self {
+            column: Some(column.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.column {
+            Some(c) => write!(f, "column `{c}`: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for RowError {}
+
+impl From<ColumnError> for RowError {
+    fn from(e: ColumnError) -> Self {
+        Self {
+            column: Some(e.column),
+            message: e.message,
+        }
+    }
+}
+
+/// What a transformation made of one profile.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Values in [`Transform::columns`] order, converted to the column types.
+    Row(Vec<Value>),
+    /// The script returned null: the profile is treated as filtered out.
+    Skip,
+}
+
+/// A compiled transformation, checked against the Customer Model and the table.
+#[derive(Debug, Clone)]
+pub enum Transform {
+    Mapping(CompiledMapping),
+    Javascript(js::Script),
+}
+
+impl Transform {
+    /// Compiles a mapping or JavaScript transformation. Errors are keyed by field path
+    /// (`transformation.mapping.<column>`, `transformation.javascript`, `key`). Python returns `None`:
+    /// this build cannot run it.
+    pub fn compile(
+        transformation: &Transformation,
+        key: &str,
+        schema: &Schema,
+        table: &TableDescription,
+        limits: Limits,
+    ) -> Option<Result<Transform, FieldErrors>> {
+        Some(match transformation {
+            Transformation::Mapping(m) => {
+                let mut errors = FieldErrors::new();
+                let compiled = match CompiledMapping::compile(m, schema, table) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        errors.merge_prefixed("transformation.mapping", e);
+                        None
+                    }
+                };
+                if !key.is_empty() && m.get(key).is_none() {
+                    errors.add(
+                        "key",
+                        format!("the key column `{key}` must be mapped in the transformation"),
+                    );
+                }
+                match compiled {
+                    Some(c) if errors.is_empty() => Ok(Transform::Mapping(c)),
+                    _ => Err(errors),
+                }
+            }
+            Transformation::Javascript(source) => {
+                js::Script::compile(source, key, table, limits).map(Transform::Javascript)
+            }
+            Transformation::Python(_) => return None,
+        })
+    }
+
+    /// The destination columns every row has, in order.
+    pub fn columns(&self) -> &[String] {
+        match self {
+            Transform::Mapping(m) => &m.columns,
+            Transform::Javascript(s) => s.columns(),
+        }
+    }
+
+    /// The same transformation with other limits (they matter to scripts only).
+    pub fn with_limits(self, limits: Limits) -> Self {
+        match self {
+            Transform::Javascript(s) => Transform::Javascript(s.with_limits(limits)),
+            other => other,
+        }
+    }
+
+    /// An evaluator for the calling thread. Fails when a script cannot be loaded (which compiling the
+    /// same script prevents, short of a memory limit too small for it).
+    pub fn evaluator(&self) -> Result<Evaluator, String> {
+        Ok(Evaluator(match self {
+            Transform::Mapping(m) => Inner::Mapping(m.clone()),
+            Transform::Javascript(s) => Inner::Javascript(Box::new(s.runner()?)),
+        }))
+    }
+}
+
+/// Evaluates a [`Transform`] profile by profile; owns a script runtime, so it stays on one thread.
+pub struct Evaluator(Inner);
+
+enum Inner {
+    Mapping(CompiledMapping),
+    Javascript(Box<js::Runner>),
+}
+
+impl Evaluator {
+    /// The row of one profile; `now` is the run's start time (what `now()` means in a mapping).
+    pub fn eval(&mut self, profile: &Profile, now: DateTime<Utc>) -> Result<Output, RowError> {
+        match &mut self.0 {
+            Inner::Mapping(m) => m.eval(profile, now).map(Output::Row).map_err(Into::into),
+            Inner::Javascript(r) => r.eval(profile),
+        }
+    }
+}
