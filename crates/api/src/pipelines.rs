@@ -334,24 +334,15 @@ async fn preview(
         .iter()
         .map(|p| prepared.filter.as_ref().is_none_or(|f| f.matches(p)))
         .collect();
-    // Evaluated on a blocking thread, as a run does: a script runtime stays on the thread that made it,
-    // and a script may take its whole time limit per profile.
-    let outputs = {
-        let transform = prepared.transform.clone();
-        let inputs: Vec<sluice_core::Profile> = samples
-            .iter()
-            .zip(&matching)
-            .filter(|(_, m)| **m)
-            .map(|(p, _)| p.clone())
-            .collect();
-        tokio::task::spawn_blocking(move || -> Result<Vec<_>, String> {
-            let mut evaluator = transform.evaluator()?;
-            Ok(inputs.iter().map(|p| evaluator.eval(p, now)).collect())
-        })
+    let inputs: Vec<sluice_core::Profile> = samples
+        .iter()
+        .zip(&matching)
+        .filter(|(_, m)| **m)
+        .map(|(p, _)| p.clone())
+        .collect();
+    let outputs = sluice_engine::transform_profiles(&prepared, inputs, now)
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "PipelineNotRunnable", m))?
-    };
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "PipelineNotRunnable", m))?;
     let mut outputs = outputs.into_iter();
     let columns = prepared.transform.columns();
     let mut out = Vec::with_capacity(samples.len());

@@ -32,7 +32,7 @@ use chrono::Utc;
 use sluice_store::{Counts, MetadataStore, ProfileStore, Progress, RunRecord, RunStatus};
 use tokio::sync::watch;
 
-pub use run::{prepare, prepare_with, Prepared};
+pub use run::{prepare, prepare_with, transform_profiles, Prepared};
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]

@@ -120,6 +120,23 @@ pub async fn prepare_with(
     })
 }
 
+/// Computes the rows of `profiles` as a run would — same transformation, same conversions, on a blocking
+/// thread that owns the script runtime — and writes nothing: what a preview shows. `now` is what `now()`
+/// means in a mapping. Fails only when a script cannot be loaded.
+pub async fn transform_profiles(
+    prepared: &Prepared,
+    profiles: Vec<Profile>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Result<Output, RowError>>, String> {
+    let transform = prepared.transform.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut evaluator = transform.evaluator()?;
+        Ok(profiles.iter().map(|p| evaluator.eval(p, now)).collect())
+    })
+    .await
+    .map_err(|e| format!("the transformation stopped unexpectedly: {e}"))?
+}
+
 /// Runs to the end, records the outcome and returns the final record (not yet published to followers).
 pub(crate) async fn execute(ctx: &RunContext, mut run: RunRecord) -> RunRecord {
     let started = Instant::now();

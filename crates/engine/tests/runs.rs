@@ -444,6 +444,118 @@ async fn scenario_missing_table(w: World) {
     assert!(r.message.unwrap().contains("customers"));
 }
 
+const SCRIPT: &str = r#"
+const columns = ["id", "email", "full_name", "ltv", "city", "orders"];
+function tier(ltv) { return Number(ltv) > 500 ? "gold" : "standard"; }
+function transform(p) {
+  if (p.country === "DE") return null;
+  if (p._id === "p00007") {
+    throw new Error("seven is unlucky");
+  }
+  return {
+    id: p._id, email: p.email.toUpperCase(), full_name: `${p.first_name} ${p.last_name} (${tier(p.ltv)})`,
+    ltv: p.ltv, city: p.address.city + " " + new Date(p.signed_up_at).getUTCFullYear(), orders: p.orders,
+  };
+}
+"#;
+
+/// A row as text, numbers normalized so that SQLite's numeric affinity (`0.00` stored as `0`) compares.
+fn normalized(row: Vec<Option<String>>) -> Vec<Option<String>> {
+    row.into_iter()
+        .map(|v| v.map(|t| t.parse::<f64>().map(|f| f.to_string()).unwrap_or(t)))
+        .collect()
+}
+
+async fn scenario_javascript_preview_equals_run(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    let p = w
+        .pipeline(json!({"transformation": {"javascript": SCRIPT}, "on_leave": "delete"}))
+        .await;
+    // What a preview computes, for every profile.
+    let rec = w.engine.meta().get_pipeline(&p).await.unwrap().unwrap();
+    let prepared = sluice_engine::prepare(w.engine.meta().as_ref(), rec)
+        .await
+        .unwrap();
+    let all = w.engine.profiles().page(None, None, 1000).await.unwrap();
+    let ids: Vec<String> = all.iter().map(|p| p.id.clone()).collect();
+    let outputs = sluice_engine::transform_profiles(&prepared, all, chrono::Utc::now())
+        .await
+        .unwrap();
+    let mut expected = Vec::new();
+    let (mut skipped, mut failed) = (0, 0);
+    for (id, out) in ids.iter().zip(outputs) {
+        match out {
+            Ok(sluice_transform::Output::Row(values)) => expected.push(normalized(
+                values
+                    .iter()
+                    .map(|v| (!v.is_null()).then(|| v.to_string()))
+                    .collect(),
+            )),
+            Ok(sluice_transform::Output::Skip) => skipped += 1,
+            Err(e) => {
+                assert_eq!(id, "p00007");
+                assert!(e.message.contains("Error: seven is unlucky (line 7"), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!((expected.len(), skipped, failed), (199, 100, 1));
+    assert_eq!(w.count().await, 0, "computing the preview writes nothing");
+
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(
+        (
+            r.counts.read,
+            r.counts.inserted,
+            r.counts.filtered_out,
+            r.counts.transform_failed
+        ),
+        (300, 199, 100, 1)
+    );
+    assert!(
+        r.errors[0].message.contains("seven is unlucky"),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(r.errors[0].sample_profiles, vec!["p00007".to_string()]);
+    let written: Vec<Vec<Option<String>>> =
+        w.db.rows("SELECT id, email, full_name, ltv, city, orders FROM customers ORDER BY id")
+            .await
+            .into_iter()
+            .map(normalized)
+            .collect();
+    assert_eq!(written, expected, "the run writes what the preview showed");
+    assert_eq!(
+        written[1],
+        normalized(vec![
+            Some("p00001".into()),
+            Some("USER1@EXAMPLE.COM".into()),
+            Some("José N1 (standard)".into()),
+            Some("3.01".into()),
+            Some("Zürich 2024".into()),
+            Some("1".into()),
+        ])
+    );
+
+    // Unchanged on a re-run; a profile the script starts skipping leaves, like a filtered-out one.
+    let mut now_skipped = profile(0);
+    now_skipped["country"] = json!("DE");
+    w.upsert(vec![now_skipped]).await;
+    let r2 = w.run(&p).await;
+    assert_succeeded(&r2);
+    assert_eq!(
+        (
+            r2.counts.unchanged,
+            r2.counts.deleted,
+            r2.counts.filtered_out,
+            r2.counts.inserted
+        ),
+        (198, 1, 101, 0)
+    );
+    assert_eq!(w.count().await, 198);
+}
+
 macro_rules! for_each_destination {
     ($($name:ident => $scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -474,4 +586,5 @@ for_each_destination! {
     bad_row_is_isolated => scenario_bad_row_isolated,
     column_dropped_between_runs => scenario_column_dropped,
     missing_table_fails_the_run => scenario_missing_table,
+    javascript_preview_equals_run => scenario_javascript_preview_equals_run,
 }
