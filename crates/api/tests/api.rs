@@ -679,6 +679,33 @@ async fn pipelines_are_checked_and_run() {
             Some("Besançon".into())
         ]
     );
+    // Python is checked when saved (with the machine's python3) but does not run yet.
+    let mut py = pipeline(&dest);
+    py["name"] = json!("Python");
+    py["transformation"] =
+        json!({"python": "def transform(p):\n    return {'customer_id': p['_id'],,}\n"});
+    let (s, v) = api.call("POST", "/v1/pipelines", Some(py.clone())).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let message = v["error"]["fields"]["transformation.python"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("SyntaxError") && message.contains("line 2"),
+        "{v}"
+    );
+    py["transformation"] = json!({"python": "columns = ['customer_id']\ndef transform(p):\n    return {'customer_id': p['_id']}\n"});
+    let (s, v) = api.call("POST", "/v1/pipelines", Some(py)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let py_id = v["id"].as_str().unwrap().to_string();
+    let (s, v) = api
+        .call("POST", &format!("/v1/pipelines/{py_id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "TransformationNotAvailable");
+    let (s, _) = api
+        .call("DELETE", &format!("/v1/pipelines/{py_id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, list) = api
         .call("GET", &format!("/v1/pipelines?destination={dest}"), None)
         .await;

@@ -13,8 +13,9 @@ use rquickjs::{
     Persistent, Runtime, Type,
 };
 use serde_json::{Map, Value as Json};
-use sluice_core::{convert, schema, ColumnType, FieldErrors, Profile, TableDescription, Value};
+use sluice_core::{convert, schema, FieldErrors, Profile, TableDescription, Value};
 
+use crate::columns::Target;
 use crate::{Limits, Output, RowError};
 
 /// The file name scripts are compiled under; locations in messages are found by it.
@@ -27,12 +28,6 @@ const STACK: usize = 512 * 1024;
 const SAFE_INT: i64 = (1 << 53) - 1;
 /// Nesting beyond this in a returned value is refused (it is most likely a cycle).
 const MAX_DEPTH: usize = 64;
-
-#[derive(Debug, Clone)]
-struct Target {
-    ty: ColumnType,
-    nullable: bool,
-}
 
 /// A JavaScript transformation that loaded and defines `transform`, with the columns it writes.
 #[derive(Debug, Clone)]
@@ -63,53 +58,15 @@ impl Script {
                 return Err(errors);
             }
         };
-        let (columns, is_declared) = match declared {
-            Some(list) => (list, true),
-            None => (
-                table
-                    .columns
-                    .iter()
-                    .filter(|c| c.ty.is_some())
-                    .map(|c| c.name.clone())
-                    .collect(),
-                false,
-            ),
-        };
-        let mut targets = Vec::with_capacity(columns.len());
-        for (i, name) in columns.iter().enumerate() {
-            if columns[..i].contains(name) {
-                errors.add(FIELD, format!("`columns` names column `{name}` twice"));
-                continue;
-            }
-            match table.column(name) {
-                None => errors.add(
-                    FIELD,
-                    format!(
-                        "`columns` names column `{name}`, which does not exist in table `{}`",
-                        table.name
-                    ),
-                ),
-                Some(c) => match &c.ty {
-                    None => errors.add(
-                        FIELD,
-                        format!(
-                            "column `{name}` has type `{}`, which Sluice cannot write; leave it out of `columns`",
-                            c.native_type
-                        ),
-                    ),
-                    Some(ty) => targets.push(Target {
-                        ty: ty.clone(),
-                        nullable: c.nullable,
-                    }),
-                },
-            }
-        }
-        if !key.is_empty() && table.column(key).is_some() && !columns.iter().any(|c| c == key) {
-            errors.add(
-                "key",
-                format!("the key column `{key}` must be in the script's `columns` list"),
-            );
-        }
+        let (columns, targets) =
+            match crate::columns::resolve(declared.as_deref(), key, table, FIELD) {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.merge(e);
+                    return Err(errors);
+                }
+            };
+        let is_declared = declared.is_some();
         errors.into_result(Script {
             source: source.into(),
             columns,

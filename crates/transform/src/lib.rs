@@ -6,8 +6,9 @@
 //!
 //! - **Visual mapping** wraps [`sluice_core::mapping::CompiledMapping`] (one expression per column).
 //! - **JavaScript** runs in an embedded QuickJS engine ([`rquickjs`]), in-process — see [`js`].
-//! - **Python** is not runnable in this build: [`Transform::compile`] is only called for mapping and
-//!   JavaScript; the engine refuses Python pipelines with a clear message.
+//! - **Python** is checked when saved (see [`python`]: syntax with line and column, `transform` defined,
+//!   `columns`; a machine without `python3` gets a clear error) but not run by this build; the engine
+//!   refuses to run Python pipelines with a clear message.
 //!
 //! # Compile once, evaluate on the thread that owns the engine
 //!
@@ -73,7 +74,9 @@
 //! hits either fails with a message saying which, and the evaluator starts a fresh runtime for the next
 //! profile (global state a script kept between calls is lost then; scripts should not rely on it).
 
+mod columns;
 pub mod js;
+pub mod python;
 
 use std::fmt;
 use std::time::Duration;
@@ -162,8 +165,9 @@ pub enum Transform {
 
 impl Transform {
     /// Compiles a mapping or JavaScript transformation. Errors are keyed by field path
-    /// (`transformation.mapping.<column>`, `transformation.javascript`, `key`). Python returns `None`:
-    /// this build cannot run it.
+    /// (`transformation.mapping.<column>`, `transformation.javascript`, `key`). Python is checked with the
+    /// machine's `python3` (errors at `transformation.python`) and then returns `None`: this build cannot
+    /// run it yet.
     pub fn compile(
         transformation: &Transformation,
         key: &str,
@@ -195,7 +199,11 @@ impl Transform {
             Transformation::Javascript(source) => {
                 js::Script::compile(source, key, table, limits).map(Transform::Javascript)
             }
-            Transformation::Python(_) => return None,
+            Transformation::Python(source) => match python::check(source, key, table) {
+                Err(e) => Err(e),
+                // Checked, but this build cannot run it yet.
+                Ok(_) => return None,
+            },
         })
     }
 

@@ -1,4 +1,5 @@
-//! JavaScript transformations: the type contract, errors with locations, isolation and limits.
+//! Script transformations: the JavaScript type contract, errors with locations, isolation and limits; the
+//! save-time check of Python.
 
 use std::time::{Duration, Instant};
 
@@ -443,4 +444,78 @@ fn mapping_transforms_go_through_the_same_interface() {
         Limits::default()
     )
     .is_none());
+}
+
+mod python {
+    use super::*;
+    use sluice_transform::python;
+
+    fn fields(e: sluice_core::FieldErrors) -> String {
+        e.get("transformation.python").unwrap().join("; ")
+    }
+
+    #[test]
+    fn python_is_checked_when_saved_without_running_it() {
+        let ok = python::check(
+            "import datetime\ncolumns = ['id', 's']\ndef transform(p):\n    return {'id': p['_id']}\n",
+            "id",
+            &table(),
+        )
+        .unwrap();
+        assert_eq!(ok, ["id", "s"]);
+        let all = python::check("def transform(p):\n    return None\n", "id", &table()).unwrap();
+        assert_eq!(all.len(), 14);
+        let e = fields(
+            python::check(
+                "def transform(p):\n    return {'id': p['_id'],,}\n",
+                "id",
+                &table(),
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            e.contains("SyntaxError") && e.contains("line 2, column"),
+            "{e}"
+        );
+        let e = fields(python::check("x = 1\n", "id", &table()).unwrap_err());
+        assert!(e.contains("transform(profile)"), "{e}");
+        let e = fields(
+            python::check("columns = make()\ndef transform(p): pass\n", "id", &table())
+                .unwrap_err(),
+        );
+        assert!(e.contains("literal list") && e.contains("line 1"), "{e}");
+        let e = python::check(
+            "columns = ['s', 'geo']\ndef transform(p): pass\n",
+            "id",
+            &table(),
+        )
+        .unwrap_err();
+        assert!(fields(e.clone()).contains("`geo`"), "{e}");
+        assert!(e.get("key").is_some(), "{e}");
+        // Checking never runs the script: top-level code that would write a file does nothing.
+        let marker = std::env::temp_dir().join(format!("sluice-py-{}", std::process::id()));
+        let src = format!(
+            "open({:?}, 'w').write('ran')\ndef transform(p):\n    return None\n",
+            marker.to_string_lossy()
+        );
+        python::check(&src, "id", &table()).unwrap();
+        assert!(!marker.exists(), "the check ran user code");
+    }
+
+    #[test]
+    fn a_machine_without_python_gets_a_clear_error() {
+        let e = fields(
+            python::check_with(
+                "/nonexistent/python3",
+                "def transform(p): pass\n",
+                "id",
+                &table(),
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            e.contains("was not found") && e.contains("JavaScript"),
+            "{e}"
+        );
+    }
 }
