@@ -91,10 +91,31 @@ export function scriptTemplate(kind: 'javascript' | 'python', table: TableDescri
   const others = cols.filter((c) => c !== keyCol).slice(0, 6);
   if (kind === 'javascript') {
     const lines = [`    ${jsKey(keyCol)}: profile._id,`, ...others.map((c) => `    // ${jsKey(c)}: profile.${c},`)];
-    return ['// Return an object keyed by column name, or null to skip the profile.', 'function transform(profile) {', '  return {', ...lines, '  };', '}', ''].join('\n');
+    return [
+      '// Return an object keyed by column name, or null to skip the profile.',
+      '// `columns` lists the columns this pipeline writes (add the ones you return); other columns are left alone.',
+      `const columns = [${JSON.stringify(keyCol)}];`,
+      '',
+      'function transform(profile) {',
+      '  return {',
+      ...lines,
+      '  };',
+      '}',
+      '',
+    ].join('\n');
   }
   const lines = [`        ${JSON.stringify(keyCol)}: profile["_id"],`, ...others.map((c) => `        # ${JSON.stringify(c)}: profile.get(${JSON.stringify(c)}),`)];
-  return ['# Return a dict keyed by column name, or None to skip the profile.', 'def transform(profile):', '    return {', ...lines, '    }', ''].join('\n');
+  return [
+    '# Return a dict keyed by column name, or None to skip the profile.',
+    '# `columns` lists the columns this pipeline writes (add the ones you return); other columns are left alone.',
+    `columns = [${JSON.stringify(keyCol)}]`,
+    '',
+    'def transform(profile):',
+    '    return {',
+    ...lines,
+    '    }',
+    '',
+  ].join('\n');
 }
 
 /** Where an error path is shown in the editor. */
