@@ -79,12 +79,13 @@ pub(crate) async fn check_spec(
         let d = sluice_destinations::open(&dest.kind, &dest.settings).map_err(ApiError::invalid)?;
         d.describe_table(spec.table.trim()).await?
     };
-    sluice_engine::validate::check_with(
-        spec,
-        &schema,
-        table.as_ref(),
+    sluice_engine::validate::check_blocking(
+        spec.clone(),
+        schema,
+        table,
         state.engine.config().script_limits,
     )
+    .await
     .map_err(ApiError::invalid)
 }
 

@@ -655,6 +655,27 @@ async fn pipelines_are_checked_and_run() {
     assert_eq!(pv["samples"][1]["row"]["full_name"], "Zoë L2!", "{pv}");
     assert_eq!(pv["samples"][1]["action"], "insert", "{pv}");
     assert_eq!(pv["samples"][2]["action"], "skip", "{pv}");
+    // An unsaved script previews too; an exception shows as that sample's error, with its line.
+    let mut unsaved = pipeline(&dest);
+    unsaved["transformation"] = json!({"javascript": "const columns = ['customer_id', 'email'];\nfunction transform(p) {\n  if (p._id === 'c0002') throw new RangeError('no two');\n  return {customer_id: p._id, email: p.email};\n}"});
+    let (s, pv) = api
+        .call(
+            "POST",
+            "/v1/pipelines/preview",
+            Some(json!({"pipeline": unsaved, "profiles": ["c0002", "c0004"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{pv}");
+    assert!(
+        pv["samples"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("RangeError: no two (line 3, column "),
+        "{pv}"
+    );
+    assert_eq!(pv["samples"][0]["action"], "skip", "{pv}");
+    assert_eq!(pv["samples"][1]["row"]["email"], "Z4@Example.com", "{pv}");
+    assert_eq!(pv["samples"][1]["action"], "insert", "{pv}");
     let (s, v) = api
         .call("POST", &format!("/v1/pipelines/{js_id}/runs"), None)
         .await;

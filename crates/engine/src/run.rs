@@ -84,7 +84,8 @@ pub async fn prepare_with(
         .describe_table(&spec.table)
         .await
         .map_err(|e| format!("could not read table `{}`: {e}", spec.table))?;
-    let checked = validate::check_with(spec, &schema, table.as_ref(), limits)
+    let checked = validate::check_blocking(spec.clone(), schema.clone(), table.clone(), limits)
+        .await
         .map_err(|e| format!("the pipeline no longer fits the table or the Customer Model: {e}"))?;
     let table = table.expect("check() fails when the table is missing");
     let transform = checked.transform.ok_or_else(|| {

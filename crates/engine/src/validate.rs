@@ -39,6 +39,26 @@ pub fn check(
     check_with(spec, schema, table, Limits::default())
 }
 
+/// [`check_with`] on a blocking thread, for async callers: compiling a script runs its top-level code
+/// (bounded by the time limit) and checking Python starts an interpreter.
+pub async fn check_blocking(
+    spec: PipelineSpec,
+    schema: Schema,
+    table: Option<TableDescription>,
+    limits: Limits,
+) -> Result<Checked, FieldErrors> {
+    tokio::task::spawn_blocking(move || check_with(&spec, &schema, table.as_ref(), limits))
+        .await
+        .unwrap_or_else(|e| {
+            let mut errors = FieldErrors::new();
+            errors.add(
+                "transformation",
+                format!("checking the transformation failed: {e}"),
+            );
+            Err(errors)
+        })
+}
+
 /// [`check`] with the script limits the transformation will run under.
 pub fn check_with(
     spec: &PipelineSpec,
