@@ -4,12 +4,12 @@
 # test, and stops the servers. A test that cannot reach its server fails; nothing is skipped.
 #
 #   scripts/test.sh            everything
-#   SLUICE_TEST_SERVICES="pg"  which servers to start (default: all the suite needs)
+#   SLUICE_TEST_SERVICES="pg mysql"  which servers to start (default: all the suite needs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-services=${SLUICE_TEST_SERVICES:-pg}
+services=${SLUICE_TEST_SERVICES:-pg mysql}
 # shellcheck disable=SC2086
 eval "$(scripts/services.sh start $services)"
 trap 'scripts/services.sh stop' EXIT

@@ -192,8 +192,8 @@ fn build() -> Vec<ConnectorInfo> {
         ConnectorInfo {
             kind: "mysql",
             label: "MySQL",
-            description: "MySQL 5.7 or later, and MariaDB.",
-            available: false,
+            description: "MySQL 5.7 or later, and MariaDB: rows are staged in a temporary table and upserted with INSERT … ON DUPLICATE KEY UPDATE.",
+            available: true,
             fields: vec![
                 host("Hostname or IP address of the database."),
                 port(3306, "Port used to connect (default is 3306)."),

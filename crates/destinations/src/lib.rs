@@ -24,6 +24,7 @@ use serde_json::Value as Json;
 use sluice_core::{FieldErrors, TableDescription, Value};
 
 pub mod connectors;
+pub mod mysql;
 pub mod postgres;
 mod settings;
 pub mod sqlite;
@@ -165,6 +166,9 @@ pub fn open(kind: &str, settings: &Json) -> std::result::Result<Box<dyn Destinat
     match kind {
         "postgresql" => Ok(Box::new(postgres::Postgres::new(
             postgres::PostgresSettings::from_json(settings)?,
+        ))),
+        "mysql" => Ok(Box::new(mysql::Mysql::new(
+            mysql::MysqlSettings::from_json(settings)?,
         ))),
         "sqlite" => Ok(Box::new(sqlite::Sqlite::new(
             sqlite::SqliteSettings::from_json(settings)?,

@@ -258,7 +258,7 @@ impl PostgresSettings {
     }
 }
 
-fn read_tls(json: &Json, errors: &mut FieldErrors) -> TlsSettings {
+pub(crate) fn read_tls(json: &Json, errors: &mut FieldErrors) -> TlsSettings {
     // A bare mode string is accepted as a shorthand for `{"mode": …}`.
     if let Json::String(mode) = json {
         return match TlsMode::parse(mode) {
@@ -315,7 +315,7 @@ pub fn parse_pem_certificates(
     Ok(certs)
 }
 
-fn validate_host(host: &str) -> Result<(), String> {
+pub(crate) fn validate_host(host: &str) -> Result<(), String> {
     if host.len() > 253 {
         return Err("the host is longer than 253 characters".into());
     }
@@ -328,7 +328,7 @@ fn validate_host(host: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn percent_decode(text: &str) -> Result<String, String> {
+pub(crate) fn percent_decode(text: &str) -> Result<String, String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -1,0 +1,237 @@
+//! MySQL / MariaDB destination settings: the connection form's fields (host, port, username, password,
+//! database, TLS) validated into a [`MysqlSettings`] that cannot be wrong, every bad field reported by
+//! name. Also parses `mysql://user:password@host:port/db?ssl-mode=…` URLs for tests and the command line.
+//!
+//! Authentication needs no setting: the driver answers whichever plugin the server asks for —
+//! `mysql_native_password` (MariaDB's default) or `caching_sha2_password` (MySQL 8's default; its full
+//! authentication goes over TLS, or RSA-encrypts the password with the server's key on plain TCP).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use sluice_core::FieldErrors;
+
+use super::dialect::validate_identifier;
+use crate::postgres::config::{percent_decode, read_tls, validate_host};
+pub use crate::postgres::config::{TlsMode, TlsSettings};
+use crate::settings::SettingsReader;
+
+pub const DEFAULT_PORT: u16 = 3306;
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+
+/// Validated connection settings of a MySQL or MariaDB destination.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MysqlSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    /// `None` when the account has no password.
+    pub password: Option<String>,
+    /// The database (schema) where tables are looked up and written.
+    pub database: String,
+    pub tls: TlsSettings,
+    pub connect_timeout_secs: u64,
+}
+
+/// The password never appears in logs or panics.
+impl fmt::Debug for MysqlSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MysqlSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "********"))
+            .field("database", &self.database)
+            .field("tls", &self.tls.mode)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .finish()
+    }
+}
+
+impl MysqlSettings {
+    /// Reads and validates settings given as JSON; every problem is reported under its field name.
+    pub fn from_json(json: &Json) -> Result<Self, FieldErrors> {
+        let mut r = SettingsReader::new(json);
+        let host = r.string("host", "the host", true);
+        let port = r.integer("port", "the port", 1, 65535, DEFAULT_PORT as i64);
+        let username = r.string("username", "the username", true);
+        let password = r
+            .secret("password", "the password")
+            .filter(|p| !p.is_empty());
+        let database = r.string("database", "the database name", true);
+        let tls = r.raw("tls");
+        let timeout = r.integer(
+            "connect_timeout_secs",
+            "the connect timeout",
+            1,
+            300,
+            DEFAULT_CONNECT_TIMEOUT_SECS as i64,
+        );
+        let mut errors = r.finish();
+        if let Some(h) = &host {
+            if let Err(e) = validate_host(h) {
+                errors.add("host", e);
+            }
+        }
+        if let Some(u) = &username {
+            // MySQL 8 allows 32 characters, MariaDB 80.
+            if u.chars().count() > 80 {
+                errors.add("username", "the username is longer than 80 characters");
+            }
+        }
+        if let Some(d) = &database {
+            if let Err(e) = validate_identifier(d, "the database name") {
+                errors.add("database", e);
+            }
+        }
+        let tls = match tls {
+            None => TlsSettings::default(),
+            Some(json) => read_tls(json, &mut errors),
+        };
+        match (host, port, username, database, timeout) {
+            (Some(host), Some(port), Some(username), Some(database), Some(timeout))
+                if errors.is_empty() =>
+            {
+                Ok(MysqlSettings {
+                    host,
+                    port: port as u16,
+                    username,
+                    password,
+                    database,
+                    tls,
+                    connect_timeout_secs: timeout as u64,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+
+    /// Parses `mysql://user[:password]@host[:port]/database[?ssl-mode=…&connect_timeout=…]` (user and
+    /// password percent-decoded; `[::1]` for IPv6 hosts).
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("mysql://")
+            .or_else(|| url.strip_prefix("mariadb://"))
+            .ok_or("the URL must start with mysql:// or mariadb://")?;
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((user, pw)) => (percent_decode(user)?, Some(percent_decode(pw)?)),
+                None => (percent_decode(u)?, None),
+            },
+            None => (String::new(), None),
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or("unterminated [ in the host")?;
+            (h.to_string(), after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (hostport.to_string(), None),
+            }
+        };
+        let mut json = serde_json::Map::new();
+        let host = if host.is_empty() {
+            "localhost".to_string()
+        } else {
+            host
+        };
+        json.insert("host".into(), Json::from(host));
+        if let Some(p) = port {
+            let p: u16 = p.parse().map_err(|_| format!("bad port `{p}`"))?;
+            json.insert("port".into(), Json::from(p));
+        }
+        let user = if user.is_empty() {
+            "root".to_string()
+        } else {
+            user
+        };
+        json.insert("username".into(), Json::from(user));
+        if let Some(pw) = password {
+            json.insert("password".into(), Json::from(pw));
+        }
+        json.insert("database".into(), Json::from(percent_decode(database)?));
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v)?;
+            match k {
+                "ssl-mode" | "ssl_mode" | "sslmode" | "tls" => {
+                    json.insert("tls".into(), serde_json::json!({ "mode": v }));
+                }
+                "connect_timeout" => {
+                    let secs: u64 = v
+                        .parse()
+                        .map_err(|_| format!("bad connect_timeout `{v}`"))?;
+                    json.insert("connect_timeout_secs".into(), Json::from(secs));
+                }
+                _ => {}
+            }
+        }
+        Self::from_json(&Json::Object(json)).map_err(|e| e.to_string())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_the_form_fields_with_defaults() {
+        let s = MysqlSettings::from_json(&json!({
+            "host": "db.example.com", "username": "app", "password": "pw", "database": "crm"
+        }))
+        .unwrap();
+        assert_eq!(s.port, 3306);
+        assert_eq!(s.tls.mode, TlsMode::Prefer);
+        assert_eq!(s.password.as_deref(), Some("pw"));
+        assert!(!format!("{s:?}").contains("pw\""));
+    }
+
+    #[test]
+    fn reports_every_bad_field() {
+        let e = MysqlSettings::from_json(&json!({"port": 0, "tls": {"mode": "sometimes"}}))
+            .unwrap_err()
+            .to_string();
+        for field in ["host", "username", "database", "port", "tls.mode"] {
+            assert!(e.contains(field), "{field} missing from {e}");
+        }
+    }
+
+    #[test]
+    fn parses_urls() {
+        let s = MysqlSettings::from_url("mysql://root@127.0.0.1:53306/test").unwrap();
+        assert_eq!(
+            (
+                s.host.as_str(),
+                s.port,
+                s.username.as_str(),
+                s.database.as_str()
+            ),
+            ("127.0.0.1", 53306, "root", "test")
+        );
+        assert_eq!(s.password, None);
+        let s = MysqlSettings::from_url("mysql://u:p%40ss@[::1]/d?ssl-mode=require").unwrap();
+        assert_eq!(s.password.as_deref(), Some("p@ss"));
+        assert_eq!(s.host, "::1");
+        assert_eq!(s.tls.mode, TlsMode::Require);
+        assert!(MysqlSettings::from_url("postgres://x@y/z").is_err());
+    }
+}

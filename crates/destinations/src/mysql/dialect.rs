@@ -1,0 +1,386 @@
+//! MySQL / MariaDB SQL text, native-type mapping and error-code classification — pure functions,
+//! unit-tested here.
+//!
+//! Identifiers are always quoted with backticks, which mean the same whatever the server's `sql_mode`
+//! (`ANSI_QUOTES` turns double quotes into identifier quotes, so no string literal is ever written with
+//! them; values are bound anyway). The upsert uses `ON DUPLICATE KEY UPDATE c = VALUES(c)`, which MariaDB
+//! and MySQL 8 both accept (MySQL 8's `INSERT … AS new` row alias is a syntax error on MariaDB).
+
+use sluice_core::ColumnType;
+
+use crate::ErrorKind;
+
+/// MySQL and MariaDB identifiers are at most 64 characters.
+const MAX_IDENTIFIER_CHARS: usize = 64;
+
+/// MySQL's limit on the placeholders of one prepared statement.
+pub const MAX_PLACEHOLDERS: usize = 65_535;
+
+/// Checks that `name` can be a MySQL identifier once quoted; the message names `what`.
+pub fn validate_identifier(name: &str, what: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if name.chars().count() > MAX_IDENTIFIER_CHARS {
+        return Err(format!(
+            "{what} is longer than {MAX_IDENTIFIER_CHARS} characters"
+        ));
+    }
+    if name.contains('\0') {
+        return Err(format!("{what} contains a NUL character"));
+    }
+    if name.ends_with(' ') {
+        return Err(format!(
+            "{what} ends with a space, which MySQL does not allow"
+        ));
+    }
+    Ok(())
+}
+
+/// `` `name` ``, with inner backticks doubled.
+pub fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn column_list(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A session-private staging table with the target's column types (charset and collation included) and
+/// none of its indexes, constraints or defaults.
+pub fn create_stage(stage: &str, table: &str, columns: &[String]) -> String {
+    format!(
+        "CREATE TEMPORARY TABLE {} AS SELECT {} FROM {} LIMIT 0",
+        quote(stage),
+        column_list(columns),
+        quote(table)
+    )
+}
+
+pub fn drop_stage(stage: &str) -> String {
+    format!("DROP TEMPORARY TABLE IF EXISTS {}", quote(stage))
+}
+
+pub fn clear_stage(stage: &str) -> String {
+    format!("DELETE FROM {}", quote(stage))
+}
+
+/// A multi-row insert of `rows` rows into `table`, every value a placeholder.
+pub fn insert_values(table: &str, columns: &[String], rows: usize) -> String {
+    let one = format!("({})", vec!["?"; columns.len()].join(", "));
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        quote(table),
+        column_list(columns)
+    );
+    sql.reserve(rows * (one.len() + 2));
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&one);
+    }
+    sql
+}
+
+/// How many staged keys are already in the target; locks those rows until the transaction ends, so
+/// the counts stay exact under concurrent writers.
+pub fn count_existing(table: &str, stage: &str, key: &str) -> String {
+    let k = quote(key);
+    format!(
+        "SELECT COUNT(*) FROM {} s JOIN {} t ON t.{k} = s.{k} FOR UPDATE",
+        quote(stage),
+        quote(table)
+    )
+}
+
+/// The set-based upsert from the staging table. Only the written columns are updated; the key is not.
+pub fn upsert_from_stage(table: &str, stage: &str, columns: &[String], key: &str) -> String {
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| *c != key)
+        .map(|c| format!("{q} = VALUES({q})", q = quote(c)))
+        .collect();
+    // With nothing but the key, assigning the key its own value keeps existing rows as they are (a bare
+    // `k = k` is ambiguous between the target and the SELECT).
+    let updates = if updates.is_empty() {
+        format!("{q} = VALUES({q})", q = quote(key))
+    } else {
+        updates.join(", ")
+    };
+    format!(
+        "INSERT INTO {} ({cols}) SELECT {cols} FROM {} ON DUPLICATE KEY UPDATE {updates}",
+        quote(table),
+        quote(stage),
+        cols = column_list(columns)
+    )
+}
+
+/// A staged key that is not in the target after the upsert: its row met another row in a unique index
+/// other than the key's, and `ON DUPLICATE KEY` updated that row instead of inserting this one.
+pub fn missing_after_upsert(table: &str, stage: &str, key: &str) -> String {
+    let k = quote(key);
+    format!(
+        "SELECT CAST(s.{k} AS CHAR) FROM {} s WHERE NOT EXISTS (SELECT 1 FROM {} t WHERE t.{k} = s.{k}) LIMIT 1",
+        quote(stage),
+        quote(table)
+    )
+}
+
+pub fn delete_by_keys(table: &str, key: &str, keys: usize) -> String {
+    format!(
+        "DELETE FROM {} WHERE {} IN ({})",
+        quote(table),
+        quote(key),
+        vec!["?"; keys].join(", ")
+    )
+}
+
+/// Columns of a table in the current database, in table order.
+pub const COLUMNS_QUERY: &str = "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR), \
+     CAST(COLUMN_TYPE AS CHAR), CAST(IS_NULLABLE AS CHAR), CAST(COLUMN_DEFAULT AS CHAR), CAST(EXTRA AS CHAR), \
+     CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE \
+     FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
+     ORDER BY ORDINAL_POSITION";
+
+/// The unique indexes of a table (the primary key first), one row per column; prefix parts marked.
+pub const KEYS_QUERY: &str = "SELECT CAST(INDEX_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), SUB_PART \
+     FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
+     ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX";
+
+/// MariaDB's JSON is LONGTEXT plus a `json_valid` CHECK constraint; this finds them (MySQL 8.0.16+ has the
+/// same table; on older servers the query fails and JSON is recognized by its own type only).
+pub const JSON_CHECKS_QUERY: &str =
+    "SELECT CAST(CHECK_CLAUSE AS CHAR) FROM information_schema.CHECK_CONSTRAINTS \
+     WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = ?";
+
+/// Whether a CHECK clause is MariaDB's `json_valid(`column`)` for `column`.
+pub fn is_json_check(clause: &str, column: &str) -> bool {
+    let c = clause.trim().to_ascii_lowercase();
+    c == format!("json_valid({})", quote(&column.to_ascii_lowercase()))
+}
+
+/// A column's portable type from `DATA_TYPE` and `COLUMN_TYPE` (`int(10) unsigned`, `enum('a','b')`).
+pub fn column_type(
+    data_type: &str,
+    column_type: &str,
+    char_max_len: Option<u64>,
+    precision: Option<u64>,
+    scale: Option<u64>,
+) -> Option<ColumnType> {
+    let unsigned = column_type.to_ascii_lowercase().contains("unsigned");
+    let int = |bits| Some(ColumnType::Int { bits, unsigned });
+    Some(match data_type.to_ascii_lowercase().as_str() {
+        // BOOLEAN is TINYINT(1); MySQL 8 keeps the display width only for this case.
+        "tinyint" if column_type.eq_ignore_ascii_case("tinyint(1)") => ColumnType::Bool,
+        "tinyint" => return int(8),
+        "smallint" => return int(16),
+        // MEDIUMINT (24 bits) converts as a 32-bit integer; the server refuses what does not fit.
+        "mediumint" | "int" | "integer" => return int(32),
+        "bigint" => return int(64),
+        "year" => ColumnType::Int {
+            bits: 16,
+            unsigned: false,
+        },
+        "decimal" | "numeric" => ColumnType::Decimal {
+            precision: precision.and_then(|p| u8::try_from(p).ok()),
+            scale: scale.and_then(|s| u8::try_from(s).ok()),
+        },
+        "float" => ColumnType::Float { bits: 32 },
+        "double" | "real" => ColumnType::Float { bits: 64 },
+        "char" | "varchar" => ColumnType::Text {
+            max_len: char_max_len.and_then(|n| u32::try_from(n).ok()),
+        },
+        "tinytext" | "text" | "mediumtext" | "longtext" => ColumnType::Text { max_len: None },
+        "date" => ColumnType::Date,
+        "time" => ColumnType::Time,
+        "datetime" => ColumnType::Timestamp { with_tz: false },
+        // TIMESTAMP stores an instant, converted from and to the session time zone (UTC for Sluice).
+        "timestamp" => ColumnType::Timestamp { with_tz: true },
+        "json" => ColumnType::Json,
+        "uuid" => ColumnType::Uuid,
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+            ColumnType::Binary
+        }
+        "enum" => ColumnType::Enum {
+            values: enum_values(column_type)?,
+        },
+        _ => return None,
+    })
+}
+
+/// The labels of `enum('a','it''s')`, unescaped.
+pub fn enum_values(column_type: &str) -> Option<Vec<String>> {
+    let inner = column_type
+        .trim()
+        .strip_prefix("enum(")
+        .or_else(|| column_type.trim().strip_prefix("ENUM("))?
+        .strip_suffix(')')?;
+    let mut values = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        match chars.next() {
+            None => break,
+            Some('\'') => {
+                let mut v = String::new();
+                loop {
+                    match chars.next()? {
+                        '\'' if chars.peek() == Some(&'\'') => {
+                            chars.next();
+                            v.push('\'');
+                        }
+                        '\'' => break,
+                        '\\' => v.push(chars.next()?),
+                        c => v.push(c),
+                    }
+                }
+                values.push(v);
+            }
+            Some(',') | Some(' ') => {}
+            Some(_) => return None,
+        }
+    }
+    Some(values)
+}
+
+/// The error kind of a server error code. Codes below 2000 come from the server, 2000–2999 are the
+/// client library's (which the server never sends, but proxies may).
+pub fn error_kind(code: u16) -> ErrorKind {
+    match code {
+        // Deadlock, lock wait timeout, query interrupted by a conflicting session.
+        1205 | 1213 | 1637 => ErrorKind::Conflict,
+        // Too many connections, server shutting down, connection lost / gone away, read-only replica.
+        1040 | 1053 | 1077 | 1078 | 1079 | 1080 | 1152 | 1158 | 1159 | 1160 | 1161 | 1290
+        | 2002 | 2003 | 2006 | 2013 | 2055 => ErrorKind::Unavailable,
+        // Statement or lock timeouts on MySQL 8 and MariaDB.
+        3024 | 1969 => ErrorKind::Timeout,
+        1045 | 1251 | 1698 | 1820 | 1862 => ErrorKind::Auth,
+        1044 | 1142 | 1143 | 1227 | 1370 => ErrorKind::Permission,
+        1049 | 1146 => ErrorKind::NotFound,
+        1054 => ErrorKind::SchemaMismatch,
+        // Too long, out of range, bad date/time, bad string, NULL into NOT NULL, no default, duplicate in
+        // another unique index, CHECK failed (MySQL 3819, MariaDB 4025), truncated, foreign keys,
+        // invalid JSON, bad enum value, division by zero in strict mode.
+        1048 | 1062 | 1263 | 1264 | 1265 | 1292 | 1300 | 1364 | 1366 | 1367 | 1406 | 1411
+        | 1451 | 1452 | 1690 | 1586 | 3140 | 3819 | 4025 | 1365 | 4078 | 1918 => ErrorKind::BadData,
+        _ => ErrorKind::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn quotes_with_backticks() {
+        assert_eq!(quote("a`b"), "`a``b`");
+        assert_eq!(quote("weird \"name\""), "`weird \"name\"`");
+        assert!(validate_identifier(&"x".repeat(65), "t").is_err());
+        assert!(validate_identifier("ok", "t").is_ok());
+        assert!(validate_identifier("", "t").is_err());
+    }
+
+    #[test]
+    fn golden_sql() {
+        assert_eq!(
+            create_stage("st", "people", &cols(&["id", "name"])),
+            "CREATE TEMPORARY TABLE `st` AS SELECT `id`, `name` FROM `people` LIMIT 0"
+        );
+        assert_eq!(
+            insert_values("st", &cols(&["id", "name"]), 2),
+            "INSERT INTO `st` (`id`, `name`) VALUES (?, ?), (?, ?)"
+        );
+        assert_eq!(
+            upsert_from_stage("people", "st", &cols(&["id", "name", "age"]), "id"),
+            "INSERT INTO `people` (`id`, `name`, `age`) SELECT `id`, `name`, `age` FROM `st` \
+             ON DUPLICATE KEY UPDATE `name` = VALUES(`name`), `age` = VALUES(`age`)"
+        );
+        assert_eq!(
+            upsert_from_stage("people", "st", &cols(&["id"]), "id"),
+            "INSERT INTO `people` (`id`) SELECT `id` FROM `st` ON DUPLICATE KEY UPDATE `id` = VALUES(`id`)"
+        );
+        assert_eq!(
+            count_existing("people", "st", "id"),
+            "SELECT COUNT(*) FROM `st` s JOIN `people` t ON t.`id` = s.`id` FOR UPDATE"
+        );
+        assert_eq!(
+            delete_by_keys("people", "id", 3),
+            "DELETE FROM `people` WHERE `id` IN (?, ?, ?)"
+        );
+        // No double quotes anywhere: the SQL means the same under ANSI_QUOTES.
+        assert!(!upsert_from_stage("p", "s", &cols(&["a", "b"]), "a").contains('"'));
+    }
+
+    #[test]
+    fn maps_native_types() {
+        let t = |d: &str, c: &str| column_type(d, c, Some(20), Some(28), Some(10));
+        assert_eq!(t("tinyint", "tinyint(1)"), Some(ColumnType::Bool));
+        assert_eq!(
+            t("int", "int(10) unsigned"),
+            Some(ColumnType::Int {
+                bits: 32,
+                unsigned: true
+            })
+        );
+        assert_eq!(
+            t("bigint", "bigint(20)"),
+            Some(ColumnType::Int {
+                bits: 64,
+                unsigned: false
+            })
+        );
+        assert_eq!(
+            t("varchar", "varchar(20)"),
+            Some(ColumnType::Text { max_len: Some(20) })
+        );
+        assert_eq!(
+            t("decimal", "decimal(28,10)"),
+            Some(ColumnType::Decimal {
+                precision: Some(28),
+                scale: Some(10)
+            })
+        );
+        assert_eq!(
+            t("timestamp", "timestamp(6)"),
+            Some(ColumnType::Timestamp { with_tz: true })
+        );
+        assert_eq!(
+            t("datetime", "datetime(6)"),
+            Some(ColumnType::Timestamp { with_tz: false })
+        );
+        assert_eq!(t("set", "set('a','b')"), None);
+        assert_eq!(t("geometry", "geometry"), None);
+        assert_eq!(
+            t("enum", "enum('free','it''s','a,b')"),
+            Some(ColumnType::Enum {
+                values: vec!["free".into(), "it's".into(), "a,b".into()]
+            })
+        );
+        assert!(is_json_check("json_valid(`doc`)", "doc"));
+        assert!(!is_json_check("`qty` >= 0", "qty"));
+    }
+
+    #[test]
+    fn classifies_errors() {
+        assert_eq!(error_kind(1213), ErrorKind::Conflict);
+        assert_eq!(error_kind(1205), ErrorKind::Conflict);
+        assert_eq!(error_kind(2013), ErrorKind::Unavailable);
+        assert_eq!(error_kind(2006), ErrorKind::Unavailable);
+        assert_eq!(error_kind(1040), ErrorKind::Unavailable);
+        for code in [1406, 1264, 1292, 1366, 1048, 1062, 3819, 4025] {
+            assert_eq!(error_kind(code), ErrorKind::BadData, "{code}");
+        }
+        assert_eq!(error_kind(1146), ErrorKind::NotFound);
+        assert_eq!(error_kind(1054), ErrorKind::SchemaMismatch);
+        assert_eq!(error_kind(1045), ErrorKind::Auth);
+        assert_eq!(error_kind(1142), ErrorKind::Permission);
+    }
+}

@@ -1,0 +1,154 @@
+//! The MySQL and MariaDB destination (MySQL 5.7+/8, MariaDB 10.x), over `mysql_async` with rustls.
+//!
+//! - [`config`]: settings and their validation, URL parsing;
+//! - [`dialect`]: SQL text, native-type mapping, error code → error kind (pure, unit-tested);
+//! - [`client`]: the connection and the statements run on it.
+//!
+//! Every batch is one transaction, so it lands whole or not at all:
+//! - the rows are staged into a session-private `TEMPORARY` table shaped like the written columns of the
+//!   target (`CREATE … AS SELECT … LIMIT 0`, so types, charsets and collations match) with large multi-row
+//!   `INSERT`s of bound values, sized under both the 65,535-placeholder limit and `max_allowed_packet`;
+//! - one locking `SELECT COUNT(*)` joins the stage to the target on the key: the rows already there are
+//!   the updates, the rest the inserts (affected-row counts cannot tell an unchanged update from an
+//!   insert);
+//! - one `INSERT … SELECT … ON DUPLICATE KEY UPDATE c = VALUES(c)` writes the batch (accepted by MariaDB
+//!   and MySQL 8 alike);
+//! - `ON DUPLICATE KEY` fires on any unique index, not only the key's: a new row whose value clashes with
+//!   another row in some other unique column would silently update that row instead. A last query checks
+//!   that every staged key is in the table and otherwise rolls the batch back as bad data, so the
+//!   isolating writer finds the row.
+//!
+//! The session runs with `time_zone = '+00:00'` (TIMESTAMP columns store the instant; DATETIME columns
+//! get the UTC wall-clock time) and with `STRICT_ALL_TABLES` added to the server's `sql_mode`, so a bad
+//! value is an error with MySQL's message instead of a silently truncated or zeroed value.
+//!
+//! One connection is kept per [`Mysql`] instance, opened on first use and reopened after it breaks.
+
+pub mod client;
+pub mod config;
+pub mod dialect;
+
+use async_trait::async_trait;
+use sluice_core::{TableDescription, Value};
+use tokio::sync::{Mutex, MutexGuard};
+
+pub use config::{MysqlSettings, TlsMode, TlsSettings};
+
+use crate::{
+    Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget,
+};
+
+pub struct Mysql {
+    settings: MysqlSettings,
+    sql_mode: Option<String>,
+    session: Mutex<Option<client::Session>>,
+}
+
+impl Mysql {
+    /// Builds the destination; nothing is connected until the first call.
+    pub fn new(settings: MysqlSettings) -> Self {
+        Self {
+            settings,
+            sql_mode: None,
+            session: Mutex::new(None),
+        }
+    }
+
+    /// Starts each session with this `sql_mode` instead of the server's (`STRICT_ALL_TABLES` is added
+    /// either way) — to prove the writer under modes a server may be configured with.
+    pub fn with_sql_mode(mut self, sql_mode: impl Into<String>) -> Self {
+        self.sql_mode = Some(sql_mode.into());
+        self
+    }
+
+    pub fn settings(&self) -> &MysqlSettings {
+        &self.settings
+    }
+
+    async fn session(&self) -> Result<MutexGuard<'_, Option<client::Session>>> {
+        let mut guard = self.session.lock().await;
+        if guard.is_none() {
+            *guard = Some(client::connect(&self.settings, self.sql_mode.as_deref()).await?);
+        }
+        Ok(guard)
+    }
+
+    /// Drops the session when the connection turned out broken, so the next call reconnects.
+    fn forget_if_broken<T>(session: &mut Option<client::Session>, result: &Result<T>) {
+        if let Err(e) = result {
+            if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout) {
+                *session = None;
+            }
+        }
+    }
+
+    fn check_target(target: &WriteTarget) -> Result<()> {
+        let config = |e| DestinationError::new(ErrorKind::Config, e);
+        dialect::validate_identifier(&target.table.name, "the table name").map_err(config)?;
+        for c in &target.columns {
+            dialect::validate_identifier(c, "a column name").map_err(config)?;
+        }
+        if !target.columns.contains(&target.key) {
+            return Err(config(format!(
+                "the key column `{}` is not among the written columns",
+                target.key
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Destination for Mysql {
+    async fn test(&self) -> Result<TestReport> {
+        let mut guard = self.session().await?;
+        let result = guard
+            .as_mut()
+            .expect("connected")
+            .test(&self.settings)
+            .await;
+        Self::forget_if_broken(&mut guard, &result);
+        result
+    }
+
+    async fn describe_table(&self, name: &str) -> Result<Option<TableDescription>> {
+        let mut guard = self.session().await?;
+        let result = guard
+            .as_mut()
+            .expect("connected")
+            .describe_table(name)
+            .await;
+        Self::forget_if_broken(&mut guard, &result);
+        result
+    }
+
+    async fn upsert(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
+        if rows.is_empty() {
+            return Ok(UpsertCounts::default());
+        }
+        Self::check_target(target)?;
+        let mut guard = self.session().await?;
+        let result = guard
+            .as_mut()
+            .expect("connected")
+            .upsert(target, rows)
+            .await;
+        Self::forget_if_broken(&mut guard, &result);
+        result
+    }
+
+    async fn delete(&self, target: &WriteTarget, keys: &[Value]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        Self::check_target(target)?;
+        let mut guard = self.session().await?;
+        let result = guard
+            .as_mut()
+            .expect("connected")
+            .delete(target, keys)
+            .await;
+        Self::forget_if_broken(&mut guard, &result);
+        result
+    }
+}
