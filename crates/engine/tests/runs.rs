@@ -115,6 +115,83 @@ impl Db for PgDb {
     }
 }
 
+/// A MySQL / MariaDB database of its own per test (the tables have fixed names).
+struct MyDb {
+    settings: sluice_destinations::mysql::MysqlSettings,
+}
+
+impl MyDb {
+    async fn conn(&self) -> mysql_async::Conn {
+        use mysql_async::prelude::Queryable;
+        let s = &self.settings;
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(s.host.clone())
+            .tcp_port(s.port)
+            .user(Some(s.username.clone()))
+            .pass(s.password.clone())
+            .db_name(Some(s.database.clone()))
+            .prefer_socket(false);
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        c.query_drop("SET NAMES utf8mb4").await.unwrap();
+        c
+    }
+}
+
+#[async_trait::async_trait]
+impl Db for MyDb {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+    fn settings(&self) -> Value {
+        let s = &self.settings;
+        json!({"host": s.host, "port": s.port, "username": s.username, "password": s.password,
+               "database": s.database, "tls": {"mode": "disable"}})
+    }
+    async fn exec(&self, sql: &str) {
+        use mysql_async::prelude::Queryable;
+        self.conn().await.query_drop(sql).await.unwrap();
+    }
+    async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        use mysql_async::prelude::Queryable;
+        // Text protocol: every value comes back as the server prints it.
+        let rows: Vec<mysql_async::Row> = self.conn().await.query(sql).await.unwrap();
+        rows.into_iter()
+            .map(|r| {
+                r.unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        mysql_async::Value::NULL => None,
+                        mysql_async::Value::Bytes(b) => Some(String::from_utf8(b).unwrap()),
+                        other => Some(other.as_sql(true)),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+async fn mysql_db() -> Box<dyn Db> {
+    use mysql_async::prelude::Queryable;
+    let url = std::env::var("SLUICE_TEST_MYSQL_URL").expect(
+        "SLUICE_TEST_MYSQL_URL must name a MySQL or MariaDB server for these tests (scripts/services.sh starts one)",
+    );
+    let mut settings = sluice_destinations::mysql::MysqlSettings::from_url(&url).unwrap();
+    let admin = MyDb {
+        settings: settings.clone(),
+    };
+    let database = format!("run_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    admin
+        .conn()
+        .await
+        .query_drop(format!(
+            "CREATE DATABASE `{database}` DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_bin"
+        ))
+        .await
+        .unwrap();
+    settings.database = database;
+    Box::new(MyDb { settings })
+}
+
 async fn sqlite_db(dir: &std::path::Path) -> Box<dyn Db> {
     Box::new(SqliteDb {
         path: dir.join("dest.db"),
@@ -263,6 +340,8 @@ fn ddl(kind: &str) -> &'static str {
     match kind {
         "postgresql" => "CREATE TABLE customers (id text PRIMARY KEY, email text UNIQUE, full_name text NOT NULL,
             ltv numeric(12,2), city text, orders int CHECK (orders >= 0), untouched text DEFAULT 'default')",
+        "mysql" => "CREATE TABLE customers (id varchar(64) PRIMARY KEY, email varchar(255) UNIQUE, full_name text NOT NULL,
+            ltv decimal(12,2), city text, orders int CHECK (orders >= 0), untouched varchar(100) DEFAULT 'default')",
         _ => "CREATE TABLE customers (id TEXT PRIMARY KEY, email TEXT UNIQUE, full_name TEXT NOT NULL,
             ltv DECIMAL(12,2), city TEXT, orders INTEGER CHECK (orders >= 0), untouched TEXT DEFAULT 'default')",
     }
@@ -573,6 +652,15 @@ macro_rules! for_each_destination {
             async fn $name() {
                 let dir = tempfile::tempdir().unwrap();
                 let db = pg_db().await;
+                $scenario(world(db, dir, 300).await).await;
+            })*
+        }
+        mod mysql {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let db = mysql_db().await;
                 $scenario(world(db, dir, 300).await).await;
             })*
         }

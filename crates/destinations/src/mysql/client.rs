@@ -209,11 +209,12 @@ pub fn map_error(e: &mysql_async::Error) -> DestinationError {
     match e {
         mysql_async::Error::Server(s) => {
             let kind = dialect::error_kind(s.code);
-            let message = if s.code == 1062 {
+            let message = match s.code {
                 // MySQL says which index, not that it is a unique one.
-                format!("{} (a unique index)", s.message)
-            } else {
-                s.message.clone()
+                1062 => format!("{} (a unique index)", s.message),
+                // MariaDB's "CONSTRAINT `t.c` failed for `db`.`t`" does not say what kind of constraint.
+                4025 => format!("CHECK {}", s.message),
+                _ => s.message.clone(),
             };
             DestinationError::new(kind, message)
         }
