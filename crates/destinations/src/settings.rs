@@ -118,6 +118,58 @@ impl<'a> SettingsReader<'a> {
     }
 }
 
+/// The parts of a database URL after its scheme: `user[:password]@host[:port]/database[?query]`, with
+/// user and password percent-decoded and `[::1]` accepted for IPv6 hosts. Each destination turns them into
+/// its own settings.
+pub(crate) struct UrlParts<'a> {
+    pub user: String,
+    pub password: Option<String>,
+    pub host: String,
+    pub port: Option<&'a str>,
+    /// Still percent-encoded.
+    pub database: &'a str,
+    pub query: Option<&'a str>,
+}
+
+impl<'a> UrlParts<'a> {
+    pub fn split(rest: &'a str) -> Result<Self, String> {
+        use crate::postgres::config::percent_decode;
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((user, pw)) => (percent_decode(user)?, Some(percent_decode(pw)?)),
+                None => (percent_decode(u)?, None),
+            },
+            None => (String::new(), None),
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or("unterminated [ in the host")?;
+            (h.to_string(), after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (hostport.to_string(), None),
+            }
+        };
+        Ok(UrlParts {
+            user,
+            password,
+            host,
+            port,
+            database,
+            query,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use sluice_core::FieldErrors;
 
 use super::dialect::validate_identifier;
-use crate::settings::SettingsReader;
+use crate::settings::{SettingsReader, UrlParts};
 
 pub const DEFAULT_PORT: u16 = 5432;
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -180,31 +180,14 @@ impl PostgresSettings {
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
             .ok_or("the URL must start with postgres:// or postgresql://")?;
-        let (rest, query) = match rest.split_once('?') {
-            Some((r, q)) => (r, Some(q)),
-            None => (rest, None),
-        };
-        let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        let (user, password) = match userinfo {
-            Some(u) => match u.split_once(':') {
-                Some((user, pw)) => (percent_decode(user)?, Some(percent_decode(pw)?)),
-                None => (percent_decode(u)?, None),
-            },
-            None => (String::new(), None),
-        };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or("unterminated [ in the host")?;
-            (h.to_string(), after.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (hostport.to_string(), None),
-            }
-        };
+        let UrlParts {
+            user,
+            password,
+            host,
+            port,
+            database,
+            query,
+        } = UrlParts::split(rest)?;
         let mut json = serde_json::Map::new();
         json.insert(
             "host".into(),
