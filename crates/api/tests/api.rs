@@ -77,13 +77,11 @@ impl Api {
     }
 
     fn pg_settings(&self) -> Value {
-        let rest = self.pg_url.split_once("://").unwrap().1;
-        let (auth, hostdb) = rest.split_once('@').unwrap();
-        let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
-        let (hostport, db) = hostdb.split_once('/').unwrap();
-        let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
-        json!({"host": host, "port": port.parse::<u16>().unwrap(), "username": user, "password": password,
-               "database": db.split('?').next().unwrap(), "schema": self.schema, "tls": {"mode": "disable"}})
+        let mut s =
+            sluice_destinations::postgres::PostgresSettings::json_from_url(&self.pg_url).unwrap();
+        s["schema"] = json!(self.schema);
+        s["tls"] = json!({"mode": "disable"});
+        s
     }
 
     async fn raw(

@@ -126,13 +126,11 @@ async fn timed_run(engine: &Engine, pipeline: &str) -> Measured {
 }
 
 fn pg_settings(url: &str, schema: &str) -> serde_json::Value {
-    let rest = url.split_once("://").expect("a postgres:// URL").1;
-    let (auth, hostdb) = rest.split_once('@').expect("user@host in the URL");
-    let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
-    let (hostport, db) = hostdb.split_once('/').expect("a database in the URL");
-    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
-    json!({"host": host, "port": port.parse::<u16>().unwrap(), "username": user, "password": password,
-           "database": db.split('?').next().unwrap(), "schema": schema, "tls": {"mode": "disable"}})
+    let mut s = sluice_destinations::postgres::PostgresSettings::json_from_url(url)
+        .expect("a postgres:// URL");
+    s["schema"] = json!(schema);
+    s["tls"] = json!({"mode": "disable"});
+    s
 }
 
 #[tokio::main]

@@ -214,19 +214,15 @@ fn serve_import_and_run_from_the_command_line() {
         .await
         .unwrap();
     });
-    let u = pg_url();
-    let rest = u.split_once("://").unwrap().1;
-    let (auth, hostdb) = rest.split_once('@').unwrap();
-    let (hostport, db) = hostdb.split_once('/').unwrap();
-    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+    let mut settings =
+        sluice_destinations::postgres::PostgresSettings::json_from_url(&pg_url()).unwrap();
+    settings["schema"] = json!(schema);
+    settings["tls"] = json!({"mode": "disable"});
     let d = call(
         &server,
         reqwest::Method::POST,
         "/v1/destinations",
-        Some(json!({"name": "pg", "type": "postgresql",
-        "settings": {"host": host, "port": port.parse::<u16>().unwrap(), "username": auth.split(':').next().unwrap(),
-                     "password": auth.split_once(':').map(|x| x.1).unwrap_or(""), "database": db, "schema": schema,
-                     "tls": {"mode": "disable"}}})),
+        Some(json!({"name": "pg", "type": "postgresql", "settings": settings})),
     );
     call(
         &server,

@@ -83,19 +83,11 @@ impl Db for PgDb {
         "postgresql"
     }
     fn settings(&self) -> Value {
-        // postgres://user[:password]@host:port/db
-        let rest = self
-            .url
-            .strip_prefix("postgres://")
-            .or_else(|| self.url.strip_prefix("postgresql://"))
-            .unwrap();
-        let (auth, hostdb) = rest.split_once('@').unwrap();
-        let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
-        let (hostport, db) = hostdb.split_once('/').unwrap();
-        let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
-        let db = db.split('?').next().unwrap();
-        json!({"host": host, "port": port.parse::<u16>().unwrap(), "username": user, "password": password,
-               "database": db, "schema": self.schema, "tls": {"mode": "disable"}})
+        let mut s =
+            sluice_destinations::postgres::PostgresSettings::json_from_url(&self.url).unwrap();
+        s["schema"] = json!(self.schema);
+        s["tls"] = json!({"mode": "disable"});
+        s
     }
     async fn exec(&self, sql: &str) {
         self.client().await.batch_execute(sql).await.unwrap();

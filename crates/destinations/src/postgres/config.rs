@@ -176,6 +176,11 @@ impl PostgresSettings {
     /// Parses `postgres[ql]://user[:password]@host[:port]/database[?sslmode=…&schema=…&connect_timeout=…]`
     /// (user and password percent-decoded; `[::1]` for IPv6 hosts).
     pub fn from_url(url: &str) -> Result<Self, String> {
+        Self::from_json(&Self::json_from_url(url)?).map_err(|e| e.to_string())
+    }
+
+    /// The settings JSON (as the API takes it) of a `postgres://` URL, unvalidated; see [`Self::from_url`].
+    pub fn json_from_url(url: &str) -> Result<Json, String> {
         let rest = url
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
@@ -233,7 +238,7 @@ impl PostgresSettings {
                 _ => {}
             }
         }
-        Self::from_json(&Json::Object(json)).map_err(|e| e.to_string())
+        Ok(Json::Object(json))
     }
 
     pub fn connect_timeout(&self) -> Duration {
