@@ -304,8 +304,12 @@ pub trait ProfileStore: Send + Sync {
     /// How many stored profiles changed at or after `mark`, and how many were deleted since.
     async fn count_changes(&self, mark: i64) -> Result<ChangeCounts>;
     /// Up to `limit` profiles changed at or after `mark` with id greater than `after`, ordered by id.
-    async fn changed_page(&self, mark: i64, after: Option<&str>, limit: usize)
-        -> Result<Vec<Profile>>;
+    async fn changed_page(
+        &self,
+        mark: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Profile>>;
     /// Ids of the profiles deleted at or after `mark` and not stored again, ordered by id. Deletions are
     /// remembered for [`TOMBSTONE_RETENTION`].
     async fn deleted_since(&self, mark: i64) -> Result<Vec<String>>;

@@ -32,7 +32,8 @@ use tokio_postgres::{Client, Config, NoTls, Row};
 use crate::codec::{self, corrupt};
 use crate::{
     ChangeCounts, DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result,
-    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, UpsertOutcome, TOMBSTONE_RETENTION,
+    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, UpsertOutcome,
+    TOMBSTONE_RETENTION,
 };
 
 /// Connections per store; enough for an export run, the API and the scheduler side by side.
@@ -300,7 +301,8 @@ fn limit_param(limit: usize) -> i64 {
 // Metadata
 // ---------------------------------------------------------------------------------------------------------
 
-const METADATA_MIGRATIONS: &[&str] = &[r#"
+const METADATA_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sluice_customer_model (
     id integer PRIMARY KEY CHECK (id = 1),
     model json NOT NULL,
@@ -350,14 +352,16 @@ CREATE TABLE sluice_sync_state (
     PRIMARY KEY (pipeline, profile_id)
 );
 CREATE UNIQUE INDEX sluice_sync_state_by_key ON sluice_sync_state (pipeline, key);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE sluice_sync_checkpoints (
     pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
     mark bigint NOT NULL,
     fingerprint text NOT NULL,
     taken_at timestamptz NOT NULL
 );
-"#];
+"#,
+];
 
 /// Metadata in PostgreSQL.
 pub struct PgMetadata {
@@ -1006,13 +1010,15 @@ impl MetadataStore for PgMetadata {
 // Profiles
 // ---------------------------------------------------------------------------------------------------------
 
-const PROFILE_MIGRATIONS: &[&str] = &[r#"
+const PROFILE_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sluice_profiles (
     id text COLLATE "C" PRIMARY KEY,
     updated_at timestamptz NOT NULL,
     doc jsonb NOT NULL
 );
-"#, r#"
+"#,
+    r#"
 ALTER TABLE sluice_profiles ADD COLUMN change_id bigint NOT NULL DEFAULT 0;
 CREATE INDEX sluice_profiles_by_change ON sluice_profiles (change_id);
 CREATE TABLE sluice_profile_tombstones (
@@ -1022,7 +1028,8 @@ CREATE TABLE sluice_profile_tombstones (
 );
 CREATE INDEX sluice_profile_tombstones_by_change ON sluice_profile_tombstones (change_id);
 CREATE INDEX sluice_profile_tombstones_by_time ON sluice_profile_tombstones (deleted_at);
-"#];
+"#,
+];
 
 /// This transaction's change number: its id, which is assigned on first use, only grows, and is compared
 /// with the oldest transaction still running (see [`ProfileStore::change_mark`]).

@@ -28,7 +28,8 @@ use tokio::sync::Semaphore;
 use crate::codec::{self, corrupt};
 use crate::{
     ChangeCounts, DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result,
-    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, UpsertOutcome, TOMBSTONE_RETENTION,
+    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, UpsertOutcome,
+    TOMBSTONE_RETENTION,
 };
 
 /// Reader connections per database file; more would only compete for the machine's few cores.
@@ -274,7 +275,8 @@ fn micros(t: &chrono::DateTime<chrono::Utc>) -> i64 {
 // Metadata
 // ---------------------------------------------------------------------------------------------------------
 
-const METADATA_MIGRATIONS: &[&str] = &[r#"
+const METADATA_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE customer_model (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     model TEXT NOT NULL,
@@ -324,14 +326,16 @@ CREATE TABLE sync_state (
     PRIMARY KEY (pipeline, profile_id)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX sync_state_by_key ON sync_state (pipeline, key);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE sync_checkpoints (
     pipeline TEXT PRIMARY KEY NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
     mark INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
     taken_at INTEGER NOT NULL
 );
-"#];
+"#,
+];
 
 /// Metadata in an SQLite file.
 pub struct SqliteMetadata {
@@ -960,8 +964,11 @@ impl MetadataStore for SqliteMetadata {
         self.db
             .write(move |c| {
                 let tx = c.transaction().map_err(sql_error)?;
-                tx.execute("DELETE FROM sync_checkpoints WHERE pipeline = ?1", [&pipeline])
-                    .map_err(sql_error)?;
+                tx.execute(
+                    "DELETE FROM sync_checkpoints WHERE pipeline = ?1",
+                    [&pipeline],
+                )
+                .map_err(sql_error)?;
                 tx.execute("DELETE FROM sync_state WHERE pipeline = ?1", [&pipeline])
                     .map_err(sql_error)?;
                 tx.commit().map_err(sql_error)
@@ -1046,13 +1053,15 @@ impl MetadataStore for SqliteMetadata {
 
 // WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of
 // an index walk plus a table lookup per profile.
-const PROFILE_MIGRATIONS: &[&str] = &[r#"
+const PROFILE_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE profiles (
     id TEXT PRIMARY KEY NOT NULL,
     updated_at INTEGER NOT NULL,
     doc TEXT NOT NULL
 ) WITHOUT ROWID;
-"#, r#"
+"#,
+    r#"
 ALTER TABLE profiles ADD COLUMN change_id INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX profiles_by_change ON profiles (change_id);
 CREATE TABLE profile_clock (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
@@ -1064,7 +1073,8 @@ CREATE TABLE profile_tombstones (
 ) WITHOUT ROWID;
 CREATE INDEX profile_tombstones_by_change ON profile_tombstones (change_id);
 CREATE INDEX profile_tombstones_by_time ON profile_tombstones (deleted_at);
-"#];
+"#,
+];
 
 /// Bumps the change counter inside a writing transaction and returns the number of this transaction's
 /// changes. SQLite has one writer at a time, so numbers follow commit order exactly.

@@ -921,7 +921,11 @@ pub async fn sync_get_and_checkpoints(env: &Env) {
         .collect();
     assert_eq!(
         store.sync_get("p", &ids).await.unwrap(),
-        [entry("c00", "k0", 0), entry("c03", "k3", 3), entry("c15", "k15", 15)]
+        [
+            entry("c00", "k0", 0),
+            entry("c03", "k3", 3),
+            entry("c15", "k15", 15)
+        ]
     );
     assert_eq!(
         store.sync_get("q", &ids).await.unwrap(),

@@ -592,7 +592,10 @@ pub async fn marks_hold_under_concurrent_writes(env: &Env) {
         observed.push((mark, all(store.clone()).await));
     }
     writer.await.unwrap();
-    assert!(observed.len() > 1, "the writer ended before any mark was taken");
+    assert!(
+        observed.len() > 1,
+        "the writer ended before any mark was taken"
+    );
     let last = all(store.clone()).await;
     for (mark, seen) in observed {
         let changed: std::collections::HashSet<String> = store
@@ -604,7 +607,10 @@ pub async fn marks_hold_under_concurrent_writes(env: &Env) {
             .collect();
         for (id, doc) in &last {
             if seen.get(id) != Some(doc) {
-                assert!(changed.contains(id), "`{id}` changed after mark {mark} but is not listed");
+                assert!(
+                    changed.contains(id),
+                    "`{id}` changed after mark {mark} but is not listed"
+                );
             }
         }
     }
