@@ -535,7 +535,8 @@ fn spawn_reader(
     source: Source,
     batch: usize,
 ) -> mpsc::Receiver<Result<Vec<Profile>, StoreError>> {
-    let (tx, rx) = mpsc::channel(2);
+    // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
+    let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let mut after: Option<String> = None;
         loop {
@@ -576,12 +577,6 @@ struct Computed {
     outcome: Result<Option<RowParts>, RowError>,
 }
 
-impl Computed {
-    fn skipped(&self) -> bool {
-        matches!(self.outcome, Ok(None))
-    }
-}
-
 /// Computes rows on a blocking thread, so that mapping and hashing (CPU) overlap with the database round
 /// trips of the batch before.
 /// With `filter`, profiles that do not match it come out skipped (as profiles that left the audience).
@@ -591,7 +586,8 @@ fn spawn_transformer(
     filter: Option<Filter>,
     now: DateTime<Utc>,
 ) -> mpsc::Receiver<Result<Vec<Computed>, String>> {
-    let (tx, rx) = mpsc::channel(2);
+    // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
+    let (tx, rx) = mpsc::channel(1);
     let transform = prepared.transform.clone();
     let seed = prepared.seed;
     let key_idx = prepared.target.key_index();
@@ -732,33 +728,50 @@ impl BatchState<'_> {
     ) -> Result<(), String> {
         let p = self.prepared;
         let key_col = &p.target.key;
-        let by_id: HashMap<&str, &SyncEntry> =
-            entries.iter().map(|e| (e.profile_id.as_str(), e)).collect();
-        // A skipped profile is treated as filtered out: a row written for it earlier is that of a profile
-        // that left the audience.
-        let page_ids: HashSet<&str> = page
-            .iter()
-            .filter(|r| !r.skipped())
-            .map(|r| r.id.as_str())
-            .collect();
-        let stale: Vec<&SyncEntry> = entries
-            .iter()
-            .filter(|e| !page_ids.contains(e.profile_id.as_str()))
-            .collect();
+        // Page and entries are both ordered by profile id: one merge walk pairs each profile with its
+        // entry. Entries left without a profile, or whose profile was skipped, are stale: rows of profiles
+        // that left the audience (or were deleted).
+        let mut entries = entries;
+        if !entries.is_sorted_by(|a, b| a.profile_id <= b.profile_id) {
+            entries.sort_unstable_by(|a, b| a.profile_id.cmp(&b.profile_id));
+        }
+        if !page.is_sorted_by(|a, b| a.id < b.id) {
+            return Err("internal error: profiles came out of order".into());
+        }
+        let mut pending_entries = entries.iter().peekable();
+        let mut stale: Vec<&SyncEntry> = Vec::new();
 
-        // Keys held in this batch, by the profile holding them (the first, i.e. lowest, _id wins).
-        let mut held: HashMap<String, &str> = HashMap::with_capacity(page.len());
+        // Keys held in this batch, by the profile holding them (the first, i.e. lowest, _id wins). Keys
+        // that are the profile ids themselves cannot repeat.
+        let mut held: HashSet<String> = if p.key_is_profile_id {
+            HashSet::new()
+        } else {
+            HashSet::with_capacity(page.len())
+        };
         let mut candidates: Vec<Candidate> = Vec::new();
         let dup_message = format!(
             "duplicate key: a profile with a lower _id produces the same value of key column `{key_col}`"
         );
         for row in page.iter_mut() {
+            let mut entry = None;
+            while let Some(e) = pending_entries.peek() {
+                match e.profile_id.as_str().cmp(row.id.as_str()) {
+                    std::cmp::Ordering::Less => stale.push(pending_entries.next().expect("peeked")),
+                    std::cmp::Ordering::Equal => {
+                        entry = pending_entries.next();
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
             counts.read += 1;
             let placeholder = Ok(Some((Vec::new(), None, 0)));
             let (values, key, hash) = match std::mem::replace(&mut row.outcome, placeholder) {
                 Ok(Some(v)) => v,
                 Ok(None) => {
+                    // A skipped profile is treated as filtered out.
                     counts.filtered_out += 1;
+                    stale.extend(entry);
                     continue;
                 }
                 Err(e) => {
@@ -773,13 +786,12 @@ impl BatchState<'_> {
                 self.log.add("write", message, &row.id);
                 continue;
             };
-            if held.contains_key(&key_text) {
+            if !p.key_is_profile_id && !held.insert(key_text.clone()) {
                 counts.failed += 1;
                 self.log.add("write", dup_message.clone(), &row.id);
                 continue;
             }
-            held.insert(key_text.clone(), &row.id);
-            match by_id.get(row.id.as_str()) {
+            match entry {
                 Some(e) if e.hash == hash && e.key == key_text => counts.unchanged += 1,
                 _ => candidates.push(Candidate {
                     id: &row.id,
@@ -789,6 +801,7 @@ impl BatchState<'_> {
                 }),
             }
         }
+        stale.extend(pending_entries);
 
         // Keys held by other profiles in the sync state: a lower _id keeps its key; a higher one gives it up.
         // A key that is the profile id itself cannot be held by another profile: skip the lookup.
