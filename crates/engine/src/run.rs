@@ -88,15 +88,9 @@ pub async fn prepare_with(
         .await
         .map_err(|e| format!("the pipeline no longer fits the table or the Customer Model: {e}"))?;
     let table = table.expect("check() fails when the table is missing");
-    let transform = checked.transform.ok_or_else(|| {
-        format!(
-            "{} transformations cannot run in this version of Sluice yet; use a visual mapping or JavaScript",
-            match spec.transformation {
-                Transformation::Python(_) => "Python",
-                _ => "these",
-            }
-        )
-    })?;
+    let transform = checked
+        .transform
+        .ok_or("the transformation did not compile")?;
     let target = WriteTarget {
         table: table.clone(),
         columns: transform.columns().to_vec(),
@@ -132,7 +126,7 @@ pub async fn transform_profiles(
     let transform = prepared.transform.clone();
     tokio::task::spawn_blocking(move || {
         let mut evaluator = transform.evaluator()?;
-        Ok(profiles.iter().map(|p| evaluator.eval(p, now)).collect())
+        Ok(evaluator.eval_batch(&profiles, now))
     })
     .await
     .map_err(|e| format!("the transformation stopped unexpectedly: {e}"))?
@@ -379,10 +373,12 @@ fn spawn_transformer(
         while let Some(page) = pages.blocking_recv() {
             let out = match page {
                 Err(e) => Err(format!("reading profiles failed: {e}")),
-                Ok(profiles) => Ok(profiles
+                Ok(profiles) => Ok(evaluator
+                    .eval_batch(&profiles, now)
                     .into_iter()
-                    .map(|p| {
-                        let outcome = evaluator.eval(&p, now).map(|out| match out {
+                    .zip(profiles)
+                    .map(|(outcome, p)| {
+                        let outcome = outcome.map(|out| match out {
                             Output::Skip => None,
                             Output::Row(values) => {
                                 let key = &values[key_idx];
