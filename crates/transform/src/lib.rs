@@ -110,8 +110,7 @@ impl Default for Limits {
         Self {
             time_per_profile: Duration::from_millis(100),
             memory_bytes: 64 << 20,
-            python_workers: std::thread::available_parallelism()
-                .map_or(1, |n| n.get().min(4)),
+            python_workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
     }
 }

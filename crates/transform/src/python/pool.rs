@@ -173,9 +173,7 @@ impl Worker {
         let budget = limits.time_per_profile * 10;
         match self.lines.recv_timeout(budget + SILENCE_SLACK) {
             Ok(line) if line == b"k" => Ok(()),
-            Ok(line) if line.first() == Some(&b'e') => {
-                Err(parse_error(&line[1..], limits).message)
-            }
+            Ok(line) if line.first() == Some(&b'e') => Err(parse_error(&line[1..], limits).message),
             Ok(line) => Err(self.unexpected(&line)),
             Err(RecvTimeoutError::Timeout) => Err(format!(
                 "the script's top-level code ran longer than {} ms",
@@ -197,7 +195,11 @@ impl Worker {
         let how = self.exit_status();
         // The stderr thread may still be reading the last bytes.
         std::thread::sleep(Duration::from_millis(20));
-        let tail = self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let tail = self
+            .stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let tail = String::from_utf8_lossy(&tail);
         match tail.lines().rev().find(|l| !l.trim().is_empty()) {
             Some(last) => format!("the Python worker failed to start ({how}): {}", last.trim()),
@@ -413,10 +415,9 @@ fn typed(tag: &str, text: &str) -> Result<Value, String> {
             .map(Value::Date)
             .map_err(|_| format!("the date {text} is out of range")),
         "time" => schema::parse_time(text).map(Value::Time),
-        "decimal" => text
-            .parse()
-            .map(Value::Decimal)
-            .map_err(|_| format!("the Decimal {text} does not fit 96 bits with at most 28 decimals")),
+        "decimal" => text.parse().map(Value::Decimal).map_err(|_| {
+            format!("the Decimal {text} does not fit 96 bits with at most 28 decimals")
+        }),
         _ => Ok(Value::String(text.to_string())),
     }
 }
@@ -467,7 +468,8 @@ impl Runner {
         let chunks: Vec<&[Profile]> = profiles.chunks(profiles.len().div_ceil(shares)).collect();
         let mut started: Vec<Result<(), String>> = Vec::with_capacity(chunks.len());
         for (slot, chunk) in chunks.iter().enumerate() {
-            started.push(ensure(&mut self.workers[slot], &self.script).map(|w| w.send(chunk, false)));
+            started
+                .push(ensure(&mut self.workers[slot], &self.script).map(|w| w.send(chunk, false)));
         }
         for ((slot, chunk), started) in chunks.into_iter().enumerate().zip(started) {
             if let Err(message) = started {

@@ -158,8 +158,11 @@ def main():
 
     real_import = __import__
 
+    # Imported on demand by C code running for the script (datetime.strptime), through its __import__.
+    internal_modules = frozenset(("_strptime",))
+
     def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
-        if level == 0 and name.partition(".")[0] in allowed_modules:
+        if level == 0 and (name.partition(".")[0] in allowed_modules or name in internal_modules):
             return real_import(name, globals, locals, fromlist, level)
         raise ImportError(
             "module `%s` is not available to transformations; these are: %s"
