@@ -235,16 +235,13 @@ impl Worker {
 
     /// Sends a batch: `careful` asks the worker to report every profile as soon as it is done.
     fn send(&self, profiles: &[Profile], careful: bool) {
-        let mut buf = Vec::with_capacity(profiles.len() * 256 + 4);
+        let mut buf = Vec::with_capacity(profiles.len() * 256 + 16);
         buf.push(if careful { b'c' } else { b'n' });
-        buf.push(b'[');
-        for (i, p) in profiles.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
+        buf.extend_from_slice(format!("{}\n", profiles.len()).as_bytes());
+        for p in profiles {
             write_profile(&mut buf, p);
+            buf.push(b'\n');
         }
-        buf.extend_from_slice(b"]\n");
         // A worker that died is noticed when its answers do not come.
         let _ = self.input.send(buf);
     }

@@ -3,7 +3,8 @@
 #
 # Protocol, one line per message, UTF-8:
 #   parent -> worker  first line: {"source": str, "limit": seconds per profile}
-#                     then batches: "n" or "c" (careful: flush after every profile) + a JSON array of profiles
+#                     then batches: "n" or "c" (careful: flush after every profile) + the number of profiles,
+#                     then one line of JSON per profile (read one at a time: a batch never has to fit in memory)
 #   worker -> parent  "b" once the interpreter is ready to run the user's top-level code, then
 #                     "k" when the script is loaded, or "e" + error object (the worker then exits);
 #                     per profile, in order: "r" + JSON object (the row), "s" (None: skip) or "e" + error object.
@@ -42,6 +43,13 @@ def main():
 
     loads = json.loads
     dumps = json.dumps
+    try:
+        # The C scanner and encoder, made once: json.loads and json.dumps(default=...) cost several
+        # microseconds per call in setup alone.
+        from json.scanner import c_make_scanner
+        from json.encoder import c_make_encoder, encode_basestring_ascii
+    except ImportError:
+        c_make_scanner = c_make_encoder = None
     monotonic = time.monotonic
     Datetime = datetime.datetime
     Date = datetime.date
@@ -72,6 +80,26 @@ def main():
         if isinstance(o, (set, frozenset)):
             return list(o)
         raise TypeError("a value of type %s cannot be written to a column" % type(o).__name__)
+
+    if c_make_scanner is not None and c_make_encoder is not None:
+        scan = c_make_scanner(json.JSONDecoder())
+        c_encode = c_make_encoder(
+            None, encode, encode_basestring_ascii, None, ":", ",", False, False, False
+        )
+
+        def parse(line):
+            return scan(line.decode("utf-8"), 0)[0]
+
+        def to_json(value):
+            return "".join(c_encode(value, 0))
+
+    else:
+
+        def parse(line):
+            return loads(line)
+
+        def to_json(value):
+            return dumps(value, default=encode, allow_nan=False, separators=(",", ":"))
 
     def check_ints(v, depth):
         # JSON has no limit on integers but columns do; nested values are checked too.
@@ -146,12 +174,12 @@ def main():
             except (ValueError, RecursionError) as e:
                 return error(str(e), k)
         try:
-            return "r" + dumps(result, default=encode, allow_nan=False) + "\n"
+            return "r" + to_json(result) + "\n"
         except BaseException as e:
             # Find the column at fault.
             for k, v in result.items():
                 try:
-                    dumps(v, default=encode, allow_nan=False)
+                    to_json(v)
                 except BaseException as e2:
                     return error(str(e2), k)
             return error(describe(e))
@@ -213,17 +241,20 @@ def main():
     out.write("k\n")
     out.flush()
 
+    readline = stdin.readline
+    write = out.write
+    flush = out.flush
     while True:
-        line = stdin.readline()
-        if not line:
+        header = readline()
+        if not header:
             return
-        careful = line[0] == 99  # "c"
-        profiles = loads(line[1:])
+        careful = header[0] == 99  # "c"
         flushed = monotonic()
-        for profile in profiles:
+        for _ in range(int(header[1:])):
+            line = readline()
             start = monotonic()
             try:
-                text = row_line(transform(profile))
+                text = row_line(transform(parse(line)))
             except MemoryError:
                 text = error("MemoryError", limit="memory")
             except RecursionError as e:
@@ -233,11 +264,11 @@ def main():
             end = monotonic()
             if end - start > limit:
                 text = error("over the time limit", limit="time")
-            out.write(text)
+            write(text)
             if careful or end - flushed > 0.005:
-                out.flush()
+                flush()
                 flushed = end
-        out.flush()
+        flush()
 
 
 main()
