@@ -205,6 +205,14 @@ async fn auth_is_required_except_health() {
     let (s, v) = api.call("GET", "/v1/openapi.json", None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["paths"]["/v1/pipelines/{id}/runs"]["post"].is_object());
+    // The script contract is part of the document.
+    let contract = v["components"]["schemas"]["Transformation"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        contract.contains("transform(profile)") && contract.contains("Decimal"),
+        "{contract}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
