@@ -223,8 +223,14 @@ fn main() {
     )));
     let kinds = [
         ("visual mapping", mapping),
-        ("JavaScript", compile(Transformation::Javascript(JAVASCRIPT.into()))),
-        ("Python (1 worker)", compile(Transformation::Python(PYTHON.into()))),
+        (
+            "JavaScript",
+            compile(Transformation::Javascript(JAVASCRIPT.into())),
+        ),
+        (
+            "Python (1 worker)",
+            compile(Transformation::Python(PYTHON.into())),
+        ),
     ];
     let profiles = profiles(n);
 

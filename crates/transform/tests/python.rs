@@ -497,3 +497,52 @@ fn without_python_running_fails_clearly() {
     let m = e.get("transformation.python").unwrap().join("; ");
     assert!(m.contains("was not found"), "{m}");
 }
+
+#[test]
+fn ordinary_python_is_not_refused() {
+    let t = compile(
+        r#"
+import uuid, random, time, re, statistics, calendar, unicodedata, textwrap, json, itertools, functools, collections
+from datetime import datetime, timezone, timedelta
+from decimal import Decimal, ROUND_HALF_UP
+
+class Tier:
+    def __init__(self, amount):
+        self.amount = amount
+    def __repr__(self):
+        return "gold" if self.amount > 100 else "basic"
+
+@functools.lru_cache(maxsize=None)
+def slug(s):
+    return re.sub(r"[^a-z0-9]+", "-", unicodedata.normalize("NFKD", s).encode("ascii", "ignore").decode().lower()).strip("-")
+
+def transform(p):
+    random.seed(1)
+    parts = [
+        str(uuid.uuid4())[8], str(random.randint(1, 9)), str(int(time.time()) > 0),
+        slug("Zoë Ünal"), str(statistics.median([1, 3, 2])), str(calendar.monthrange(2024, 2)[1]),
+        textwrap.shorten("a b c d e f", width=7), json.dumps({"k": 1}, sort_keys=True),
+        "{:,}".format(1234567), "%05.1f" % 3.14159, "é".encode("latin-1").decode("latin-1"),
+        str(Decimal("2.345").quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
+        datetime.now(timezone.utc).strftime("%Y") [:2],
+        (datetime(2024, 1, 1, tzinfo=timezone(timedelta(hours=2)))).astimezone(timezone.utc).isoformat(),
+        datetime.strptime("13 May 2024", "%d %B %Y").date().isoformat(),
+        time.strftime("%Y", time.gmtime(0)), repr(Tier(150)),
+        ",".join(k for k, _ in itertools.groupby("aabbc")), str(collections.Counter("abca")["a"]),
+    ]
+    try:
+        {}["missing"]
+    except KeyError as e:
+        parts.append(type(e).__name__)
+    return {"id": p["_id"], "s": "|".join(parts[1:])}
+"#,
+    );
+    let row = run(&t, json!({})).unwrap().unwrap();
+    assert_eq!(
+        get(&row, "s"),
+        Value::String(
+            "3|True|zoe-unal|2|29|a [...]|{\"k\": 1}|1,234,567|003.1|é|2.35|20|2023-12-31T22:00:00+00:00|2024-05-13|1970|gold|a,b,c|2|KeyError"
+                .into()
+        )
+    );
+}
