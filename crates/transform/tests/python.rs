@@ -546,3 +546,34 @@ def transform(p):
         )
     );
 }
+
+#[test]
+fn a_script_that_always_crashes_does_not_take_a_worker_per_profile() {
+    let t = compile_with(
+        "import random\ndef transform(p):\n    if p['n'] > 0:\n        random._os._exit(1)\n    return {'id': p['_id']}\n",
+        limits(100),
+    )
+    .unwrap();
+    let profiles: Vec<Profile> = (0..2000)
+        .map(|n| with_id(&format!("p{n:04}"), json!({ "n": n })))
+        .collect();
+    let mut ev = t.evaluator().unwrap();
+    let start = Instant::now();
+    let out = ev.eval_batch(&profiles, Utc::now());
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(out[0], Ok(Output::Row(_))));
+    let stopped = out
+        .iter()
+        .filter(|o| matches!(o, Err(e) if e.message.starts_with("the Python worker stopped")))
+        .count();
+    let not_tried = out
+        .iter()
+        .filter(|o| matches!(o, Err(e) if e.message.starts_with("not transformed: the Python worker failed on 10 profiles in a row") && e.message.contains("exit code 1")))
+        .count();
+    assert_eq!(stopped + not_tried, 1999);
+    assert!(stopped <= 20, "{stopped}");
+}

@@ -38,7 +38,8 @@
 //!   fresh worker in *careful* mode (it reports every profile as soon as it is done), so that the one
 //!   profile that kills the worker again is identified and fails alone ("the Python worker stopped …"),
 //!   and the profiles after it go on. A script that only sometimes crashes may cost a few retries, never a
-//!   wrong result.
+//!   wrong result. After ten profiles in a row that each stopped a worker, the rest of that batch fails
+//!   at once ("not transformed: …") rather than costing a worker start per profile.
 //!
 //! # Isolation, and its limits
 //!

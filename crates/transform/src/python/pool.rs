@@ -26,6 +26,9 @@ const SILENCE_SLACK: Duration = Duration::from_millis(100);
 const INTERPRETER_MEMORY: usize = 64 << 20;
 /// A batch is split among workers only in shares of at least this many profiles.
 const MIN_SHARE: usize = 256;
+/// After this many profiles in a row that each stopped a worker, the rest of the batch fails without
+/// being tried.
+const MAX_FAILURES_IN_A_ROW: usize = 10;
 /// How much of a worker's stderr is kept for messages.
 const STDERR_TAIL: usize = 2048;
 /// The key that marks a tagged value (`{"\u0000": "datetime", "v": "…"}`) in what the worker returns.
@@ -496,9 +499,27 @@ impl Runner {
         // The first failure happened with a batch that reports in bursts: which profile was at fault is
         // known only when a single one was unanswered.
         let mut careful = rest.len() == 1;
+        // Profiles failed in a row, each costing a new worker: a script that crashes or hangs on every
+        // profile would otherwise take minutes per batch.
+        let mut in_a_row = 0;
         loop {
             if careful {
-                out.push(Err(failure.row_error(self.script.limits)));
+                let error = failure.row_error(self.script.limits);
+                in_a_row += 1;
+                if in_a_row >= MAX_FAILURES_IN_A_ROW {
+                    let message = format!(
+                        "not transformed: the Python worker failed on {MAX_FAILURES_IN_A_ROW} profiles in a row, the last time with: {}",
+                        error.message
+                    );
+                    out.push(Err(error));
+                    out.extend(
+                        rest[1..]
+                            .iter()
+                            .map(|_| Err(RowError::new(message.clone()))),
+                    );
+                    return;
+                }
+                out.push(Err(error));
                 rest = &rest[1..];
             }
             if rest.is_empty() {
@@ -518,6 +539,9 @@ impl Runner {
                 Ok(()) => return,
                 Err(f) => {
                     self.workers[slot] = None;
+                    if out.len() > before {
+                        in_a_row = 0;
+                    }
                     rest = &rest[out.len() - before..];
                     failure = f;
                     // A batch that was not careful failing on its only profile: that one is at fault.
