@@ -212,6 +212,16 @@ fn none_skips_and_other_returns_fail() {
         "def transform(p):\n    k = p.get('kind')\n    if k == 'skip':\n        return None\n    if k == 'num':\n        return 3\n    if k == 'keys':\n        return {1: 'x'}\n    return {'id': p['_id']}\n",
     );
     assert_eq!(run(&t, json!({"kind": "skip"})).unwrap(), None);
+    let ordered = compile(
+        "import collections\ncolumns = ['id', 's']\ndef transform(p):\n    d = collections.defaultdict(str)\n    d['id'] = p['_id']\n    return d\n",
+    );
+    assert_eq!(
+        run(&ordered, json!({})).unwrap().unwrap(),
+        vec![
+            ("id".to_string(), Value::String("p1".into())),
+            ("s".to_string(), Value::Null)
+        ]
+    );
     let e = run(&t, json!({"kind": "num"})).unwrap_err();
     assert!(e.contains("type int"), "{e}");
     let e = run(&t, json!({"kind": "keys"})).unwrap_err();
@@ -576,4 +586,25 @@ fn a_script_that_always_crashes_does_not_take_a_worker_per_profile() {
         .count();
     assert_eq!(stopped + not_tried, 1999);
     assert!(stopped <= 20, "{stopped}");
+}
+
+#[test]
+fn the_error_reporter_cannot_be_used_to_lift_the_audit_hook() {
+    // An exception whose __traceback__ runs user code while the worker reads tracebacks.
+    let os = "[c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__";
+    let t = compile(&format!(
+        "class Sly(Exception):\n    @property\n    def __traceback__(self):\n        {os}['system']('true')\n        return None\ndef transform(p):\n    if p.get('raise'):\n        raise Sly('x')\n    {os}['system']('true')\n    return {{'id': 'escaped'}}\n"
+    ));
+    let mut ev = t.evaluator().unwrap();
+    let out = ev.eval_batch(
+        &[
+            with_id("a", json!({"raise": true})),
+            with_id("b", json!({})),
+        ],
+        Utc::now(),
+    );
+    let e = out[0].as_ref().unwrap_err();
+    assert_eq!(e.message, "Sly: x");
+    let e = out[1].as_ref().unwrap_err();
+    assert!(e.message.contains("`os.system` is not allowed"), "{e}");
 }

@@ -24,6 +24,7 @@ def main():
     import statistics, string, textwrap, time, unicodedata, uuid
     import _strptime  # datetime.strptime imports it lazily
     import resource
+    import types
 
     for name in ("latin-1", "ascii", "utf-16", "utf-32", "cp1252", "iso8859-15"):
         codecs.lookup(name)
@@ -124,13 +125,22 @@ def main():
 
     trusted = [True]
 
+    Traceback = types.TracebackType
+
     def location(e):
         # The line of the innermost frame of the user's script. Reading frames is refused to user code;
-        # this function is trusted while it walks the traceback (no user code runs here).
+        # this function is trusted while it walks the traceback, so no user code may run then: the
+        # traceback is fetched before (an exception class could make __traceback__ a property) and must be
+        # a real one, whose attributes are all built in.
         line = None
-        trusted[0] = True
         try:
             tb = e.__traceback__
+        except BaseException:
+            tb = None
+        if type(tb) is not Traceback:
+            tb = None
+        trusted[0] = True
+        try:
             while tb is not None:
                 if tb.tb_frame.f_code.co_filename == "transform.py":
                     line = tb.tb_lineno
@@ -144,21 +154,27 @@ def main():
         return line
 
     def describe(e):
+        # Never raises: an exception class of the script's may misbehave in any of these steps.
         try:
-            text = str(e)
+            try:
+                text = str(e)
+            except BaseException:
+                text = ""
+            name = type(e).__name__
+            message = "%s: %s" % (name, text) if text else str(name)
+            line = location(e)
+            if line is not None:
+                message += " (line %d)" % line
+            return message
         except BaseException:
-            text = ""
-        name = type(e).__name__
-        message = "%s: %s" % (name, text) if text else name
-        line = location(e)
-        if line is not None:
-            message += " (line %d)" % line
-        return message
+            return "the script raised an exception that cannot be described"
 
     def row_line(result):
         if type(result) is not dict:
             if result is None:
                 return "s\n"
+            if isinstance(result, dict):
+                return row_line(dict(result))
             return error(
                 "transform() returned %s; return a dict of column values, or None to skip the profile"
                 % ("a value of type " + type(result).__name__)
