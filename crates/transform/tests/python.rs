@@ -23,8 +23,9 @@ fn compile_with(source: &str, limits: Limits) -> Result<Transform, sluice_core::
     )
 }
 
+/// Under a generous time limit: these tests run on busy machines, and the limit is wall-clock time.
 fn compile(source: &str) -> Transform {
-    compile_with(source, Limits::default()).unwrap_or_else(|e| panic!("{e}"))
+    compile_with(source, limits(2000)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn js(source: &str) -> Transform {
@@ -370,8 +371,8 @@ fn limits(ms: u64) -> Limits {
 #[test]
 fn an_infinite_loop_fails_only_its_profile() {
     let t = compile_with(
-        "import time\ndef transform(p):\n    if p.get('hang'):\n        while True:\n            try:\n                pass\n            except BaseException:\n                pass\n    if p.get('slow'):\n        time.sleep(0.5)\n    return {'id': p['_id']}\n",
-        limits(100),
+        "import time\ndef transform(p):\n    if p.get('hang'):\n        while True:\n            try:\n                pass\n            except BaseException:\n                pass\n    if p.get('slow'):\n        time.sleep(1.0)\n    return {'id': p['_id']}\n",
+        limits(300),
     )
     .unwrap();
     let mut ev = t.evaluator().unwrap();
@@ -385,12 +386,12 @@ fn an_infinite_loop_fails_only_its_profile() {
         ],
         Utc::now(),
     );
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(start.elapsed() < Duration::from_secs(15));
     assert!(matches!(out[0], Ok(Output::Row(_))));
     let e = out[1].as_ref().unwrap_err();
-    assert!(e.message.contains("time limit of 100 ms"), "{e}");
+    assert!(e.message.contains("time limit of 300 ms"), "{e}");
     let e = out[2].as_ref().unwrap_err();
-    assert!(e.message.contains("time limit of 100 ms"), "{e}");
+    assert!(e.message.contains("time limit of 300 ms"), "{e}");
     assert!(matches!(out[3], Ok(Output::Row(_))));
     // Top-level code that hangs is refused when the run starts.
     let t = compile_with(
@@ -433,7 +434,7 @@ fn a_worker_crash_or_hang_mid_batch_fails_only_that_profile() {
     // Profiles are split between two workers; one crash in the first share, a hang in the second.
     let t = compile_with(
         "import random\ndef transform(p):\n    n = p['n']\n    if n == 250:\n        random._os._exit(3)\n    if n == 700:\n        while True:\n            pass\n    return {'id': p['_id'], 'i': n * 2}\n",
-        limits(200),
+        limits(1000),
     )
     .unwrap();
     let profiles: Vec<Profile> = (0..1000)
@@ -442,7 +443,7 @@ fn a_worker_crash_or_hang_mid_batch_fails_only_that_profile() {
     let mut ev = t.evaluator().unwrap();
     let start = Instant::now();
     let out = ev.eval_batch(&profiles, Utc::now());
-    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(start.elapsed() < Duration::from_secs(60));
     assert_eq!(out.len(), 1000);
     for (n, o) in out.iter().enumerate() {
         match n {
@@ -456,7 +457,7 @@ fn a_worker_crash_or_hang_mid_batch_fails_only_that_profile() {
             }
             700 => {
                 let e = o.as_ref().unwrap_err();
-                assert!(e.message.contains("time limit of 200 ms"), "{e}");
+                assert!(e.message.contains("time limit of 1000 ms"), "{e}");
             }
             _ => match o {
                 Ok(Output::Row(values)) => {
@@ -561,7 +562,7 @@ def transform(p):
 fn a_script_that_always_crashes_does_not_take_a_worker_per_profile() {
     let t = compile_with(
         "import random\ndef transform(p):\n    if p['n'] > 0:\n        random._os._exit(1)\n    return {'id': p['_id']}\n",
-        limits(100),
+        limits(1000),
     )
     .unwrap();
     let profiles: Vec<Profile> = (0..2000)
