@@ -561,3 +561,95 @@ fn ensure<'a>(slot: &'a mut Option<Worker>, script: &Script) -> Result<&'a mut W
     }
     Ok(slot.as_mut().expect("set above"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tagged_values_become_typed_values_at_the_top_and_text_inside_objects() {
+        let dt = json!({"\u{0}": "datetime", "v": "2024-01-02T03:04:05.000600Z"});
+        assert_eq!(
+            py_value(dt.clone()).unwrap().to_json(),
+            json!("2024-01-02T03:04:05.000600Z")
+        );
+        assert!(matches!(py_value(dt.clone()), Ok(Value::DateTime(_))));
+        assert_eq!(
+            py_value(json!({"\u{0}": "decimal", "v": "12.50"})).unwrap(),
+            Value::Decimal("12.50".parse().unwrap())
+        );
+        assert!(matches!(
+            py_value(json!({"\u{0}": "date", "v": "2024-02-29"})),
+            Ok(Value::Date(_))
+        ));
+        assert!(matches!(
+            py_value(json!({"\u{0}": "time", "v": "07:08:09.5"})),
+            Ok(Value::Time(_))
+        ));
+        // Arrays keep typed elements (for array columns); objects are plain JSON.
+        assert!(matches!(
+            py_value(json!([dt.clone()])),
+            Ok(Value::Array(items)) if matches!(items[0], Value::DateTime(_))
+        ));
+        assert_eq!(
+            py_value(json!({"at": dt, "n": [1, {"\u{0}": "decimal", "v": "0.10"}]})).unwrap(),
+            Value::Json(json!({"at": "2024-01-02T03:04:05.000600Z", "n": [1, "0.10"]}))
+        );
+        // An object that merely has the tag key among others is data.
+        let data = json!({"\u{0}": "datetime", "v": "x", "other": 1});
+        assert_eq!(py_value(data.clone()).unwrap(), Value::Json(data));
+        let e = py_value(json!({"\u{0}": "decimal", "v": "1e400"})).unwrap_err();
+        assert!(e.contains("Decimal"), "{e}");
+    }
+
+    #[test]
+    fn protocol_errors_name_the_limit_or_the_column() {
+        let limits = Limits::default();
+        let e = parse_error(
+            br#"{"message": "x", "column": null, "limit": "time"}"#,
+            limits,
+        );
+        assert_eq!(
+            e.message,
+            "transform() ran longer than the time limit of 100 ms for this profile"
+        );
+        let e = parse_error(
+            br#"{"message": "x", "column": null, "limit": "memory"}"#,
+            limits,
+        );
+        assert_eq!(
+            e.message,
+            "transform() used more than the memory limit of 64 MiB"
+        );
+        let e = parse_error(
+            br#"{"message": "too big", "column": "i", "limit": null}"#,
+            limits,
+        );
+        assert_eq!(e.to_string(), "column `i`: too big");
+        assert!(parse_error(b"nonsense", limits)
+            .message
+            .contains("unreadable"));
+    }
+
+    #[test]
+    fn profiles_are_written_as_one_json_object() {
+        let p = Profile {
+            id: "p\"1".into(),
+            updated_at: chrono::DateTime::parse_from_rfc3339("2024-05-13T15:30:00Z")
+                .unwrap()
+                .to_utc(),
+            doc: json!({"name": "Zoë", "n": 9_007_199_254_740_993i64})
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        let mut buf = Vec::new();
+        write_profile(&mut buf, &p);
+        let back: Json = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(
+            back,
+            json!({"_id": "p\"1", "_updated_at": "2024-05-13T15:30:00Z", "name": "Zoë", "n": 9_007_199_254_740_993i64})
+        );
+    }
+}
