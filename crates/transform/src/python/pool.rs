@@ -306,6 +306,8 @@ fn limit_child(memory: u64) -> std::io::Result<()> {
     // instead of killing the worker; the worker dies with Sluice instead of outliving it.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        // The signal comes when the *thread* that started the worker ends; a runner starts its workers
+        // from the thread that evaluates, which outlives them (dropping the runner kills them first).
         #[cfg(target_os = "linux")]
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }

@@ -17,6 +17,15 @@
 def main():
     import sys
 
+    if sys.version_info < (3, 8):
+        # No audit hooks before 3.8: refuse to run rather than run unguarded.
+        sys.stdout.write(
+            'b\ne{"message": "Python transformations need Python 3.8 or later; `python3` is %d.%d", '
+            '"column": null, "limit": null}\n' % sys.version_info[:2]
+        )
+        sys.stdout.flush()
+        return
+
     # Everything a script may import is loaded now: afterwards imports of new modules are refused (by the
     # audit hook, and no file can be opened anyway).
     import base64, binascii, bisect, calendar, cmath, codecs, collections, copy, datetime, decimal
