@@ -19,7 +19,7 @@ use sluice_store::{
     MetadataStore, PipelineRecord, ProfileStore, RunErrorGroup, RunRecord, RunStatus, StoreError,
     SyncCheckpoint, SyncEntry, MAX_SAMPLES, TOMBSTONE_RETENTION,
 };
-use sluice_transform::{Limits, Output, RowError, Transform};
+use sluice_transform::{Evaluator, Limits, Output, RowError, Transform};
 use tokio::sync::{mpsc, watch};
 
 use crate::validate;
@@ -122,15 +122,9 @@ pub async fn prepare_with(
         .await
         .map_err(|e| format!("the pipeline no longer fits the table or the Customer Model: {e}"))?;
     let table = table.expect("check() fails when the table is missing");
-    let transform = checked.transform.ok_or_else(|| {
-        format!(
-            "{} transformations cannot run in this version of Sluice yet; use a visual mapping or JavaScript",
-            match spec.transformation {
-                Transformation::Python(_) => "Python",
-                _ => "these",
-            }
-        )
-    })?;
+    let transform = checked
+        .transform
+        .ok_or("the transformation did not compile")?;
     let target = WriteTarget {
         table: table.clone(),
         columns: transform.columns().to_vec(),
@@ -168,7 +162,7 @@ pub async fn transform_profiles(
     let transform = prepared.transform.clone();
     tokio::task::spawn_blocking(move || {
         let mut evaluator = transform.evaluator()?;
-        Ok(profiles.iter().map(|p| evaluator.eval(p, now)).collect())
+        Ok(evaluator.eval_batch(&profiles, now))
     })
     .await
     .map_err(|e| format!("the transformation stopped unexpectedly: {e}"))?
@@ -603,27 +597,14 @@ fn spawn_transformer(
         while let Some(page) = pages.blocking_recv() {
             let out = match page {
                 Err(e) => Err(format!("reading profiles failed: {e}")),
-                Ok(profiles) => Ok(profiles
-                    .into_iter()
-                    .map(|p| {
-                        if filter.as_ref().is_some_and(|f| !f.matches(&p)) {
-                            return Computed {
-                                id: p.id,
-                                outcome: Ok(None),
-                            };
-                        }
-                        let outcome = evaluator.eval(&p, now).map(|out| match out {
-                            Output::Skip => None,
-                            Output::Row(values) => {
-                                let key = &values[key_idx];
-                                let key = (!key.is_null()).then(|| key.to_string());
-                                let hash = hash_row(seed, &values);
-                                Some((values, key, hash))
-                            }
-                        });
-                        Computed { id: p.id, outcome }
-                    })
-                    .collect()),
+                Ok(profiles) => Ok(compute_page(
+                    &mut evaluator,
+                    profiles,
+                    filter.as_ref(),
+                    now,
+                    seed,
+                    key_idx,
+                )),
             };
             let failed = out.is_err();
             if tx.blocking_send(out).is_err() || failed {
@@ -632,6 +613,55 @@ fn spawn_transformer(
         }
     });
     rx
+}
+
+/// The rows of one page, in page order: profiles outside the filter are not transformed, the others go
+/// to the evaluator as one batch (which is what lets Python send them to its workers in one message).
+fn compute_page(
+    evaluator: &mut Evaluator,
+    profiles: Vec<Profile>,
+    filter: Option<&Filter>,
+    now: DateTime<Utc>,
+    seed: u64,
+    key_idx: usize,
+) -> Vec<Computed> {
+    let keep: Vec<bool> = profiles
+        .iter()
+        .map(|p| filter.is_none_or(|f| f.matches(p)))
+        .collect();
+    let mut selected = Vec::with_capacity(profiles.len());
+    let mut left_out = Vec::new();
+    for (p, k) in profiles.into_iter().zip(&keep) {
+        if *k {
+            selected.push(p);
+        } else {
+            left_out.push(p.id);
+        }
+    }
+    let outcomes = evaluator.eval_batch(&selected, now);
+    let mut computed = selected.into_iter().zip(outcomes);
+    let mut left_out = left_out.into_iter();
+    keep.into_iter()
+        .map(|k| {
+            if !k {
+                return Computed {
+                    id: left_out.next().expect("one per left-out profile"),
+                    outcome: Ok(None),
+                };
+            }
+            let (p, outcome) = computed.next().expect("one per selected profile");
+            let outcome = outcome.map(|out| match out {
+                Output::Skip => None,
+                Output::Row(values) => {
+                    let key = &values[key_idx];
+                    let key = (!key.is_null()).then(|| key.to_string());
+                    let hash = hash_row(seed, &values);
+                    Some((values, key, hash))
+                }
+            });
+            Computed { id: p.id, outcome }
+        })
+        .collect()
 }
 
 async fn load_entries(
