@@ -30,6 +30,8 @@ use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Row};
 
 use crate::codec::{self, corrupt};
+
+mod coord;
 use crate::{
     DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result, RunRecord,
     SecretBox, StoreError, SyncEntry, UpsertOutcome,
@@ -300,7 +302,8 @@ fn limit_param(limit: usize) -> i64 {
 // Metadata
 // ---------------------------------------------------------------------------------------------------------
 
-const METADATA_MIGRATIONS: &[&str] = &[r#"
+const METADATA_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sluice_customer_model (
     id integer PRIMARY KEY CHECK (id = 1),
     model json NOT NULL,
@@ -350,7 +353,21 @@ CREATE TABLE sluice_sync_state (
     PRIMARY KEY (pipeline, profile_id)
 );
 CREATE UNIQUE INDEX sluice_sync_state_by_key ON sluice_sync_state (pipeline, key);
-"#];
+"#,
+    r#"
+ALTER TABLE sluice_runs ADD COLUMN owner text, ADD COLUMN lease_until timestamptz;
+UPDATE sluice_runs SET status = 'failed', finished_at = now(),
+    message = 'Sluice stopped while this run was in progress; the next run will repair the table'
+WHERE status IN ('queued', 'running')
+  AND seq NOT IN (SELECT max(seq) FROM sluice_runs WHERE status IN ('queued', 'running') GROUP BY pipeline);
+CREATE UNIQUE INDEX sluice_runs_one_unfinished ON sluice_runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE TABLE sluice_schedules (
+    pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    last_tick timestamptz,
+    pending boolean NOT NULL
+);
+"#,
+];
 
 /// Metadata in PostgreSQL.
 pub struct PgMetadata {

@@ -26,6 +26,8 @@ use sluice_core::{Profile, Schema};
 use tokio::sync::Semaphore;
 
 use crate::codec::{self, corrupt};
+
+mod coord;
 use crate::{
     DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result, RunRecord,
     SecretBox, StoreError, SyncEntry, UpsertOutcome,
@@ -274,7 +276,8 @@ fn micros(t: &chrono::DateTime<chrono::Utc>) -> i64 {
 // Metadata
 // ---------------------------------------------------------------------------------------------------------
 
-const METADATA_MIGRATIONS: &[&str] = &[r#"
+const METADATA_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE customer_model (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     model TEXT NOT NULL,
@@ -324,7 +327,22 @@ CREATE TABLE sync_state (
     PRIMARY KEY (pipeline, profile_id)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX sync_state_by_key ON sync_state (pipeline, key);
-"#];
+"#,
+    r#"
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE runs ADD COLUMN lease_until INTEGER;
+UPDATE runs SET status = 'failed', finished_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000000,
+    message = 'Sluice stopped while this run was in progress; the next run will repair the table'
+WHERE status IN ('queued', 'running')
+  AND seq NOT IN (SELECT max(seq) FROM runs WHERE status IN ('queued', 'running') GROUP BY pipeline);
+CREATE UNIQUE INDEX runs_one_unfinished ON runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE TABLE schedules (
+    pipeline TEXT PRIMARY KEY REFERENCES pipelines (id) ON DELETE CASCADE,
+    last_tick INTEGER,
+    pending INTEGER NOT NULL
+);
+"#,
+];
 
 /// Metadata in an SQLite file.
 pub struct SqliteMetadata {
