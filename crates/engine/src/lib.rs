@@ -21,16 +21,28 @@
 //! Keys: a key belongs to one profile. Two profiles producing the same key in one run — the lower `_id` wins
 //! (pages are read in `_id` order), the other is a failed row that says which profile holds the key.
 
+//!
+//! Around the runs (see [`scheduler`] and [`alerts`]): every run is claimed in the metadata store by this
+//! instance with a lease its heartbeats renew, so several instances can share one PostgreSQL metadata store
+//! and never run one pipeline twice at once; a run waits (status `queued`) for a slot under the global and
+//! per-destination limits; a run whose failed rows exceed a share of its rows fails; failures and
+//! recoveries are posted to webhooks.
+
+pub mod alerts;
 mod run;
+pub mod scheduler;
 pub mod validate;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::Utc;
-use sluice_store::{Counts, MetadataStore, ProfileStore, Progress, RunRecord, RunStatus};
-use tokio::sync::watch;
+use sluice_store::{
+    Counts, MetadataStore, PipelineRecord, ProfileStore, Progress, RunRecord, RunStatus,
+};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 pub use run::{prepare, prepare_with, transform_profiles, Prepared};
 
@@ -43,6 +55,19 @@ pub struct EngineConfig {
     pub write_attempts: u32,
     /// Time and memory limits of script transformations.
     pub script_limits: sluice_transform::Limits,
+    /// Runs going at once in this instance; more wait, queued.
+    pub max_concurrent_runs: usize,
+    /// Runs going at once against one destination in this instance, so that many pipelines on one database
+    /// do not open as many connections.
+    pub max_runs_per_destination: usize,
+    /// A run whose failed rows (write and transform failures) exceed this share of its rows fails.
+    pub failed_rows_threshold: f64,
+    /// The workspace's webhook, told about every pipeline's failures and recoveries.
+    pub alert_webhook: Option<String>,
+    /// How long a claimed run stays this instance's without a heartbeat; heartbeats go every third of it.
+    pub lease: Duration,
+    /// How often the scheduler looks for due pipelines.
+    pub scheduler_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +76,12 @@ impl Default for EngineConfig {
             batch_size: 10_000,
             write_attempts: 4,
             script_limits: sluice_transform::Limits::default(),
+            max_concurrent_runs: 4,
+            max_runs_per_destination: 2,
+            failed_rows_threshold: 0.1,
+            alert_webhook: None,
+            lease: Duration::from_secs(30),
+            scheduler_interval: Duration::from_secs(5),
         }
     }
 }
@@ -71,6 +102,8 @@ pub enum StartError {
 struct Active {
     run_id: String,
     cancel: Arc<AtomicBool>,
+    /// Wakes a run still waiting for a slot, so that a cancel ends it at once.
+    wake: Arc<Notify>,
     updates: watch::Receiver<RunRecord>,
 }
 
@@ -85,6 +118,10 @@ struct Inner {
     profiles: Arc<dyn ProfileStore>,
     config: EngineConfig,
     active: Mutex<HashMap<String, Active>>,
+    /// This process's name as the owner of the runs it claims.
+    instance: String,
+    slots: Arc<Semaphore>,
+    destination_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Engine {
@@ -93,12 +130,22 @@ impl Engine {
         profiles: Arc<dyn ProfileStore>,
         config: EngineConfig,
     ) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_default();
+        let instance = format!(
+            "{}{}{}",
+            host,
+            if host.is_empty() { "" } else { ":" },
+            new_id("inst")
+        );
         Self {
             inner: Arc::new(Inner {
                 meta,
                 profiles,
+                slots: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
                 config,
                 active: Mutex::new(HashMap::new()),
+                instance,
+                destination_slots: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -115,19 +162,27 @@ impl Engine {
         &self.inner.config
     }
 
+    /// The name under which this instance claims runs.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
     /// Marks runs left unfinished by a previous process (killed mid-run) as failed. The next run repairs
     /// the table: the sync state only holds confirmed writes.
+    ///
+    /// A store shared by several instances fails only the runs whose lease ran out (their instance died);
+    /// an SQLite store belongs to this process alone, so every unfinished run not active here is left over.
     pub async fn recover(&self) -> Result<usize, sluice_store::StoreError> {
+        if self.inner.meta.shared() {
+            let reaped = self.inner.meta.reap_expired().await?;
+            for run in &reaped {
+                alerts::after_run(self, run);
+            }
+            return Ok(reaped.len());
+        }
         let mut n = 0;
         for mut run in self.inner.meta.unfinished_runs().await? {
-            if self
-                .inner
-                .active
-                .lock()
-                .unwrap()
-                .values()
-                .any(|a| a.run_id == run.id)
-            {
+            if self.is_active(&run.id) {
                 continue;
             }
             run.status = RunStatus::Failed;
@@ -142,7 +197,36 @@ impl Engine {
         Ok(n)
     }
 
-    /// Starts a run of `pipeline_id` now and returns it (status `running`). The run goes on in the background.
+    fn is_active(&self, run_id: &str) -> bool {
+        self.inner
+            .active
+            .lock()
+            .unwrap()
+            .values()
+            .any(|a| a.run_id == run_id)
+    }
+
+    /// Runs that can start now without waiting for a slot.
+    pub fn free_slots(&self) -> usize {
+        self.inner.slots.available_permits()
+    }
+
+    fn destination_slots(&self, destination: &str) -> Arc<Semaphore> {
+        self.inner
+            .destination_slots
+            .lock()
+            .unwrap()
+            .entry(destination.to_string())
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(
+                    self.inner.config.max_runs_per_destination.max(1),
+                ))
+            })
+            .clone()
+    }
+
+    /// Starts a run of `pipeline_id` and returns it: `running`, or `queued` while the concurrency limits
+    /// make it wait. The run goes on in the background.
     pub async fn start(&self, pipeline_id: &str, trigger: &str) -> Result<RunRecord, StartError> {
         let pipeline = self
             .inner
@@ -153,65 +237,155 @@ impl Engine {
         if !pipeline.spec.enabled {
             return Err(StartError::Disabled(pipeline.spec.name.clone()));
         }
+        if let Some(run) = self.active_run(&pipeline.id) {
+            return Err(StartError::AlreadyRunning {
+                name: pipeline.spec.name.clone(),
+                run,
+            });
+        }
+        // Slots are taken destination first, so a run waiting for a global slot only holds up runs of its
+        // own destination.
+        let dest_slots = self.destination_slots(&pipeline.spec.destination);
+        let dest_permit = dest_slots.clone().try_acquire_owned().ok();
+        let permit = dest_permit
+            .as_ref()
+            .and_then(|_| self.inner.slots.clone().try_acquire_owned().ok());
         let now = Utc::now();
+        let ready = permit.is_some();
         let record = RunRecord {
             id: new_id("run"),
             pipeline: pipeline.id.clone(),
             trigger: trigger.to_string(),
-            status: RunStatus::Running,
+            status: if ready {
+                RunStatus::Running
+            } else {
+                RunStatus::Queued
+            },
             queued_at: now,
-            started_at: Some(now),
+            started_at: ready.then_some(now),
             finished_at: None,
             progress: Progress::default(),
             counts: Counts::default(),
             errors: Vec::new(),
             message: None,
         };
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = watch::channel(record.clone());
+        // The store's unique rule decides between simultaneous starts, here or on other instances.
+        if let Some(run) = self
+            .inner
+            .meta
+            .claim_run(&record, &self.inner.instance, self.inner.config.lease)
+            .await?
         {
-            // Checked and claimed under one lock so that two simultaneous requests cannot both start.
-            let mut active = self.inner.active.lock().unwrap();
-            if let Some(a) = active.get(&pipeline.id) {
-                return Err(StartError::AlreadyRunning {
-                    name: pipeline.spec.name.clone(),
-                    run: a.run_id.clone(),
-                });
-            }
-            active.insert(
-                pipeline.id.clone(),
-                Active {
-                    run_id: record.id.clone(),
-                    cancel: cancel.clone(),
-                    updates: rx,
-                },
-            );
+            return Err(StartError::AlreadyRunning {
+                name: pipeline.spec.name.clone(),
+                run,
+            });
         }
-        if let Err(e) = self.inner.meta.insert_run(&record).await {
-            self.inner.active.lock().unwrap().remove(&pipeline.id);
-            return Err(e.into());
-        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
+        let (tx, rx) = watch::channel(record.clone());
+        self.inner.active.lock().unwrap().insert(
+            pipeline.id.clone(),
+            Active {
+                run_id: record.id.clone(),
+                cancel: cancel.clone(),
+                wake: wake.clone(),
+                updates: rx,
+            },
+        );
+        tracing::info!(run = %record.id, pipeline = %pipeline.id, trigger, queued = !ready, "run claimed");
         let engine = self.clone();
         let run = record.clone();
         tokio::spawn(async move {
-            let pipeline_id = run.pipeline.clone();
-            let ctx = run::RunContext {
-                meta: engine.inner.meta.clone(),
-                profiles: engine.inner.profiles.clone(),
-                config: engine.inner.config.clone(),
-                cancel,
-                updates: tx,
-            };
-            let done = run::execute(&ctx, run).await;
-            // Leave the active set before followers learn the run ended, so that a run started as soon as
-            // they see it finished is not refused as "already running".
-            engine.inner.active.lock().unwrap().remove(&pipeline_id);
-            let _ = ctx.updates.send(done);
+            let slots = (dest_permit, permit);
+            engine
+                .drive(pipeline, run, slots, dest_slots, cancel, wake, tx)
+                .await;
         });
         Ok(record)
     }
 
-    /// The id of the pipeline's active run, if any.
+    /// Waits for slots (unless cancelled first), runs, applies the failed-rows threshold, records and alerts.
+    #[allow(clippy::too_many_arguments)]
+    async fn drive(
+        &self,
+        pipeline: PipelineRecord,
+        mut run: RunRecord,
+        slots: (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
+        dest_slots: Arc<Semaphore>,
+        cancel: Arc<AtomicBool>,
+        wake: Arc<Notify>,
+        tx: watch::Sender<RunRecord>,
+    ) {
+        let permits = match slots {
+            (Some(d), Some(g)) => Some((d, g)),
+            (dest, _) => {
+                let global = self.inner.slots.clone();
+                let acquire = async move {
+                    let d = match dest {
+                        Some(d) => d,
+                        None => dest_slots.acquire_owned().await.ok()?,
+                    };
+                    let g = global.acquire_owned().await.ok()?;
+                    Some((d, g))
+                };
+                tokio::select! {
+                    p = acquire => p,
+                    _ = wake.notified() => None,
+                }
+            }
+        };
+        let done = match permits {
+            Some(_permits) if !cancel.load(Ordering::SeqCst) => {
+                if run.status == RunStatus::Queued {
+                    run.status = RunStatus::Running;
+                    run.started_at = Some(Utc::now());
+                    let _ = tx.send(run.clone());
+                }
+                let ctx = run::RunContext {
+                    meta: self.inner.meta.clone(),
+                    profiles: self.inner.profiles.clone(),
+                    config: self.inner.config.clone(),
+                    cancel,
+                    updates: tx.clone(),
+                };
+                let done = run::execute(&ctx, run).await;
+                self.apply_threshold(done).await
+            }
+            _ => {
+                run.status = RunStatus::Cancelled;
+                run.finished_at = Some(Utc::now());
+                run.message = Some("cancelled before it started".into());
+                if let Err(e) = self.inner.meta.update_run(&run).await {
+                    tracing::warn!(run = %run.id, error = %e, "could not record the cancelled run");
+                }
+                run
+            }
+        };
+        // Leave the active set before followers learn the run ended, so that a run started as soon as
+        // they see it finished is not refused as "already running".
+        self.inner.active.lock().unwrap().remove(&pipeline.id);
+        let _ = tx.send(done.clone());
+        alerts::after_run(self, &done);
+    }
+
+    /// Fails a succeeded run whose failed rows exceed the configured share of its rows.
+    async fn apply_threshold(&self, mut run: RunRecord) -> RunRecord {
+        if run.status != RunStatus::Succeeded {
+            return run;
+        }
+        let threshold = self.inner.config.failed_rows_threshold;
+        if let Some(message) = over_threshold(&run.counts, threshold) {
+            run.status = RunStatus::Failed;
+            run.message = Some(message);
+            if let Err(e) = self.inner.meta.update_run(&run).await {
+                tracing::warn!(run = %run.id, error = %e, "could not record the run's outcome");
+            }
+        }
+        run
+    }
+
+    /// The id of the pipeline's active run in this instance, if any.
     pub fn active_run(&self, pipeline_id: &str) -> Option<String> {
         self.inner
             .active
@@ -219,6 +393,21 @@ impl Engine {
             .unwrap()
             .get(pipeline_id)
             .map(|a| a.run_id.clone())
+    }
+
+    /// The id of the pipeline's queued or running run on any instance, if any.
+    pub async fn current_run(&self, pipeline_id: &str) -> Option<String> {
+        if let Some(id) = self.active_run(pipeline_id) {
+            return Some(id);
+        }
+        self.inner
+            .meta
+            .unfinished_runs()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|r| r.pipeline == pipeline_id)
+            .map(|r| r.id)
     }
 
     /// The live state of an active run (fresher than the stored one).
@@ -230,16 +419,26 @@ impl Engine {
             .map(|a| a.updates.borrow().clone())
     }
 
-    /// Asks a running run to stop at the next batch boundary. `false` when it is not running here.
+    /// Asks a run to stop: a queued one ends at once, a running one at the next batch boundary (the rows
+    /// written so far stay recorded). `false` when it is not active here.
     pub fn cancel(&self, run_id: &str) -> bool {
         let active = self.inner.active.lock().unwrap();
         match active.values().find(|a| a.run_id == run_id) {
             Some(a) => {
                 a.cancel.store(true, Ordering::SeqCst);
+                a.wake.notify_one();
                 true
             }
             None => false,
         }
+    }
+
+    /// Stops what a pipeline has going here and drops its queued follow-up: for disable and delete.
+    pub async fn stop_pipeline(&self, pipeline_id: &str) {
+        if let Some(run) = self.active_run(pipeline_id) {
+            self.cancel(&run);
+        }
+        scheduler::drop_follow_up(self, pipeline_id).await;
     }
 
     /// Waits for a run started here to finish and returns its final record; `on_update` sees each
@@ -270,6 +469,54 @@ impl Engine {
         }
         self.inner.meta.get_run(run_id).await.ok().flatten()
     }
+
+    /// Renews the leases of this instance's runs and stops those it no longer holds (reaped after a
+    /// stall, deleted with their pipeline) or whose pipeline was disabled, perhaps on another instance.
+    pub async fn heartbeat(&self) -> Result<(), sluice_store::StoreError> {
+        let claimed: Vec<(String, String)> = self
+            .inner
+            .active
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, a)| (p.clone(), a.run_id.clone()))
+            .collect();
+        let held = self
+            .inner
+            .meta
+            .heartbeat(&self.inner.instance, self.inner.config.lease)
+            .await?;
+        for (pipeline, run) in claimed {
+            let lost = !held.contains(&run);
+            let disabled = match self.inner.meta.get_pipeline(&pipeline).await? {
+                Some(p) => !p.spec.enabled,
+                None => true,
+            };
+            // A run that finished between the snapshot and the heartbeat is no longer active: cancel is a no-op.
+            if (lost || disabled) && self.is_active(&run) {
+                tracing::warn!(run = %run, pipeline = %pipeline, lost, disabled, "stopping a run this instance should no longer run");
+                self.cancel(&run);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a run with `counts` fails for its failed rows, when their share exceeds `threshold`.
+pub fn over_threshold(counts: &Counts, threshold: f64) -> Option<String> {
+    let failed = counts.failed + counts.transform_failed;
+    let rows = counts.inserted + counts.updated + counts.unchanged + failed;
+    if failed == 0 || rows == 0 {
+        return None;
+    }
+    let share = failed as f64 / rows as f64;
+    (share > threshold).then(|| {
+        format!(
+            "{failed} of {rows} rows failed ({:.1}%), more than the allowed {:.1}%; see the errors for why",
+            share * 100.0,
+            threshold * 100.0
+        )
+    })
 }
 
 /// A new identifier: a readable prefix and 16 random hex digits.
