@@ -94,7 +94,10 @@ async fn send_for(engine: &Engine, run: &RunRecord) -> Result<(), sluice_store::
 }
 
 /// Whether the pipeline's last finished run before `run` failed.
-async fn previous_failed(engine: &Engine, run: &RunRecord) -> Result<bool, sluice_store::StoreError> {
+async fn previous_failed(
+    engine: &Engine,
+    run: &RunRecord,
+) -> Result<bool, sluice_store::StoreError> {
     let recent = engine.meta().list_runs(&run.pipeline, 10, None).await?;
     Ok(recent
         .iter()
@@ -145,7 +148,13 @@ async fn post(whose: &str, url: &str, body: &Json, run: &str, event: Event) {
             // Without the URL: it may hold a token.
             Err(e) => format!("{}", e.without_url()),
         };
-        tracing::warn!(run, webhook = whose, attempt, problem, "the alert webhook did not take the alert");
+        tracing::warn!(
+            run,
+            webhook = whose,
+            attempt,
+            problem,
+            "the alert webhook did not take the alert"
+        );
         tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
     }
 }

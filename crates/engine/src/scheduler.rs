@@ -57,7 +57,13 @@ pub async fn tick(engine: &Engine, now: DateTime<Utc>) -> Result<Pass, sluice_st
     for p in pipelines {
         let state = states.get(&p.id).copied().unwrap_or_default();
         let is_busy = busy.contains(&p.id) || engine.active_run(&p.id).is_some();
-        let d = decide(p.spec.schedule.as_ref(), p.spec.enabled, state, is_busy, now);
+        let d = decide(
+            p.spec.schedule.as_ref(),
+            p.spec.enabled,
+            state,
+            is_busy,
+            now,
+        );
         if d.start && engine.free_slots() == 0 {
             // Full here: another instance (or a later pass) takes the tick.
             continue;
@@ -149,7 +155,8 @@ pub fn spawn(engine: Engine, clock: Arc<dyn Clock>) -> tokio::task::JoinHandle<(
     tokio::spawn(async move {
         let config = engine.config().clone();
         let beat = (config.lease / 3).max(Duration::from_millis(100));
-        let mut schedule = tokio::time::interval(config.scheduler_interval.max(Duration::from_millis(100)));
+        let mut schedule =
+            tokio::time::interval(config.scheduler_interval.max(Duration::from_millis(100)));
         let mut house = tokio::time::interval(beat);
         schedule.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         house.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

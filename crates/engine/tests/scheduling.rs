@@ -160,36 +160,55 @@ async fn the_clock_drives_scheduled_runs() {
         .await;
 
     // First sight: nothing runs before the first tick.
-    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:01:00Z")).await.unwrap();
+    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:01:00Z"))
+        .await
+        .unwrap();
     assert!(pass.started.is_empty(), "{pass:?}");
-    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:04:59Z")).await.unwrap();
+    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:04:59Z"))
+        .await
+        .unwrap();
     assert!(pass.started.is_empty(), "{pass:?}");
 
     // The tick at 10:05 starts one run of the scheduled, enabled pipeline.
-    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:05:01Z")).await.unwrap();
+    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:05:01Z"))
+        .await
+        .unwrap();
     assert_eq!(pass.started, vec![p.clone()]);
     w.settle(&p).await;
     let runs = w.runs(&p).await;
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].trigger, "schedule");
-    assert_eq!(runs[0].status, RunStatus::Succeeded, "{:?}", runs[0].message);
+    assert_eq!(
+        runs[0].status,
+        RunStatus::Succeeded,
+        "{:?}",
+        runs[0].message
+    );
     assert_eq!(w.rows(), 20);
     assert!(w.runs(&off).await.is_empty());
     assert!(w.runs(&disabled).await.is_empty());
 
     // Seen again within the same tick: nothing more.
-    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:06:00Z")).await.unwrap();
+    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:06:00Z"))
+        .await
+        .unwrap();
     assert!(pass.started.is_empty());
 
     // Three ticks fall while another instance runs the pipeline: one follow-up, not three.
     let held = held_elsewhere(&w, &p).await;
-    for now in ["2026-11-29T10:10:01Z", "2026-11-29T10:15:01Z", "2026-11-29T10:20:01Z"] {
+    for now in [
+        "2026-11-29T10:10:01Z",
+        "2026-11-29T10:15:01Z",
+        "2026-11-29T10:20:01Z",
+    ] {
         let pass = scheduler::tick(&w.engine, at(now)).await.unwrap();
         assert!(pass.started.is_empty(), "{now}: {pass:?}");
     }
     let rec = w.engine.meta().get_pipeline(&p).await.unwrap().unwrap();
     assert_eq!(
-        scheduler::next_run(&w.engine, &rec).await.map(|t| t <= Utc::now()),
+        scheduler::next_run(&w.engine, &rec)
+            .await
+            .map(|t| t <= Utc::now()),
         Some(true),
         "a pending follow-up is due now"
     );
@@ -197,18 +216,26 @@ async fn the_clock_drives_scheduled_runs() {
     done.status = RunStatus::Succeeded;
     done.finished_at = Some(Utc::now());
     w.engine.meta().update_run(&done).await.unwrap();
-    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:21:00Z")).await.unwrap();
+    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:21:00Z"))
+        .await
+        .unwrap();
     assert_eq!(pass.started, vec![p.clone()], "the follow-up");
     w.settle(&p).await;
-    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:22:00Z")).await.unwrap();
+    let pass = scheduler::tick(&w.engine, at("2026-11-29T10:22:00Z"))
+        .await
+        .unwrap();
     assert!(pass.started.is_empty(), "only one follow-up");
     assert_eq!(w.runs(&p).await.len(), 3);
 
     // Down from 10:22 to 18:00: the missed ticks cause one run.
-    let pass = scheduler::tick(&w.engine, at("2026-11-29T18:00:30Z")).await.unwrap();
+    let pass = scheduler::tick(&w.engine, at("2026-11-29T18:00:30Z"))
+        .await
+        .unwrap();
     assert_eq!(pass.started, vec![p.clone()]);
     w.settle(&p).await;
-    let pass = scheduler::tick(&w.engine, at("2026-11-29T18:01:00Z")).await.unwrap();
+    let pass = scheduler::tick(&w.engine, at("2026-11-29T18:01:00Z"))
+        .await
+        .unwrap();
     assert!(pass.started.is_empty());
     assert_eq!(w.runs(&p).await.len(), 4);
     let rec = w.engine.meta().get_pipeline(&p).await.unwrap().unwrap();
@@ -220,13 +247,22 @@ async fn the_clock_drives_scheduled_runs() {
     rec.spec.enabled = false;
     w.engine.meta().update_pipeline(&rec).await.unwrap();
     assert_eq!(scheduler::next_run(&w.engine, &rec).await, None);
-    let pass = scheduler::tick(&w.engine, at("2026-11-29T19:00:30Z")).await.unwrap();
+    let pass = scheduler::tick(&w.engine, at("2026-11-29T19:00:30Z"))
+        .await
+        .unwrap();
     assert!(pass.started.is_empty());
     rec.spec.enabled = true;
     w.engine.meta().update_pipeline(&rec).await.unwrap();
-    let pass = scheduler::tick(&w.engine, at("2026-11-29T19:01:00Z")).await.unwrap();
-    assert!(pass.started.is_empty(), "no catch-up for ticks passed while disabled");
-    let pass = scheduler::tick(&w.engine, at("2026-11-29T19:05:01Z")).await.unwrap();
+    let pass = scheduler::tick(&w.engine, at("2026-11-29T19:01:00Z"))
+        .await
+        .unwrap();
+    assert!(
+        pass.started.is_empty(),
+        "no catch-up for ticks passed while disabled"
+    );
+    let pass = scheduler::tick(&w.engine, at("2026-11-29T19:05:01Z"))
+        .await
+        .unwrap();
     assert_eq!(pass.started, vec![p.clone()]);
     w.settle(&p).await;
 }
@@ -252,7 +288,13 @@ async fn limits_queue_runs_and_cancel_ends_a_queued_one() {
     assert_eq!(rb.status, RunStatus::Queued, "one slot: the others wait");
     assert_eq!(rc.status, RunStatus::Queued);
     assert_eq!(
-        w.engine.meta().get_run(&rb.id).await.unwrap().unwrap().status,
+        w.engine
+            .meta()
+            .get_run(&rb.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         RunStatus::Queued
     );
     // Run now on a pipeline whose run is queued: already running.
@@ -263,7 +305,10 @@ async fn limits_queue_runs_and_cancel_ends_a_queued_one() {
     assert!(w.engine.cancel(&rc.id));
     let done_c = w.engine.wait(&rc.id, |_| {}).await.unwrap();
     assert_eq!(done_c.status, RunStatus::Cancelled);
-    assert_eq!(done_c.counts.read, 0, "a cancelled queued run never started");
+    assert_eq!(
+        done_c.counts.read, 0,
+        "a cancelled queued run never started"
+    );
     let done_a = w.engine.wait(&ra.id, |_| {}).await.unwrap();
     let done_b = w.engine.wait(&rb.id, |_| {}).await.unwrap();
     assert_eq!(done_a.status, RunStatus::Succeeded, "{:?}", done_a.message);
@@ -390,9 +435,18 @@ async fn failures_over_the_threshold_and_recoveries_are_posted() {
     assert_eq!(r.counts.failed, 5);
     assert_eq!(r.counts.inserted, 5);
     let m = r.message.clone().unwrap();
-    assert!(m.contains("5 of 10 rows failed") && m.contains("25.0%"), "{m}");
+    assert!(
+        m.contains("5 of 10 rows failed") && m.contains("25.0%"),
+        "{m}"
+    );
     assert_eq!(
-        w.engine.meta().get_run(&r.id).await.unwrap().unwrap().status,
+        w.engine
+            .meta()
+            .get_run(&r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         RunStatus::Failed,
         "recorded as failed"
     );
@@ -426,7 +480,11 @@ async fn failures_over_the_threshold_and_recoveries_are_posted() {
     assert_eq!(r.status, RunStatus::Failed);
     let got = wait_for(&pipeline_seen, 3).await;
     assert_eq!(got[2]["event"], "run_failed");
-    assert!(got[2]["text"].as_str().unwrap().contains("people"), "{}", got[2]);
+    assert!(
+        got[2]["text"].as_str().unwrap().contains("people"),
+        "{}",
+        got[2]
+    );
 }
 
 #[test]
@@ -437,7 +495,10 @@ fn the_threshold_counts_write_and_transform_failures() {
         transform_failed: 4,
         ..Counts::default()
     };
-    assert!(sluice_engine::over_threshold(&counts, 0.1).is_none(), "exactly 10% is allowed");
+    assert!(
+        sluice_engine::over_threshold(&counts, 0.1).is_none(),
+        "exactly 10% is allowed"
+    );
     assert!(sluice_engine::over_threshold(&counts, 0.09).is_some());
     assert!(sluice_engine::over_threshold(&Counts::default(), 0.0).is_none());
 }
