@@ -196,6 +196,26 @@ async fn add_pipeline(s: &Server, dest: &str, table: &str, schedule: Value) -> S
     p["id"].as_str().unwrap().to_string()
 }
 
+/// Run now, waiting out a run that may still be going.
+async fn start_when_free(s: &Server, pipeline: &str) -> String {
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, v) = call(
+            s,
+            reqwest::Method::POST,
+            &format!("/v1/pipelines/{pipeline}/runs"),
+            None,
+        )
+        .await;
+        if status == 202 {
+            return v["id"].as_str().unwrap().to_string();
+        }
+        assert_eq!(status, 409, "{v}");
+        assert!(Instant::now() < end, "{pipeline} stayed busy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn run_of(s: &Server, id: &str) -> Value {
     ok(s, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await
 }
@@ -411,22 +431,23 @@ async fn two_instances_share_the_work_and_take_over_from_a_killed_one() {
         Some(profiles(1000, 2)),
     )
     .await;
+    // Cancel through A a run going on B: B stops it at its next heartbeat and batch boundary.
+    let p3 = ids[2].clone();
+    let cancelled = start_when_free(&b, &p3).await;
+    wait_processing(&b, &cancelled).await;
+    let (status, v) = call(
+        &a,
+        reqwest::Method::POST,
+        &format!("/v1/runs/{cancelled}/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    let r = wait_finished(&a, &cancelled, Duration::from_secs(LEASE_SECONDS * 5)).await;
+    assert_eq!(r["status"], "cancelled", "{r}");
+
     let p2 = ids[1].clone();
-    let doomed = loop {
-        // Wait out a scheduled run that may still be going.
-        let (status, v) = call(
-            &b,
-            reqwest::Method::POST,
-            &format!("/v1/pipelines/{p2}/runs"),
-            None,
-        )
-        .await;
-        if status == 202 {
-            break v["id"].as_str().unwrap().to_string();
-        }
-        assert_eq!(status, 409, "{v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let doomed = start_when_free(&b, &p2).await;
     wait_processing(&b, &doomed).await;
     let killed = Instant::now();
     b.kill();

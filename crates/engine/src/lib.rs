@@ -433,6 +433,15 @@ impl Engine {
         }
     }
 
+    /// Asks a run to stop wherever it runs: at once here, or through the store for the instance that holds
+    /// it (which stops it at its next heartbeat). `false` when the run is not queued or running.
+    pub async fn request_cancel(&self, run_id: &str) -> Result<bool, sluice_store::StoreError> {
+        if self.cancel(run_id) {
+            return Ok(true);
+        }
+        self.inner.meta.request_cancel(run_id).await
+    }
+
     /// Stops what a pipeline has going here and drops its queued follow-up: for disable and delete.
     pub async fn stop_pipeline(&self, pipeline_id: &str) {
         if let Some(run) = self.active_run(pipeline_id) {
@@ -471,7 +480,8 @@ impl Engine {
     }
 
     /// Renews the leases of this instance's runs and stops those it no longer holds (reaped after a
-    /// stall, deleted with their pipeline) or whose pipeline was disabled, perhaps on another instance.
+    /// stall, deleted with their pipeline), whose pipeline was disabled or whose cancel was requested,
+    /// perhaps through another instance.
     pub async fn heartbeat(&self) -> Result<(), sluice_store::StoreError> {
         let claimed: Vec<(String, String)> = self
             .inner
@@ -487,14 +497,16 @@ impl Engine {
             .heartbeat(&self.inner.instance, self.inner.config.lease)
             .await?;
         for (pipeline, run) in claimed {
-            let lost = !held.contains(&run);
+            let entry = held.iter().find(|h| h.run == run);
+            let lost = entry.is_none();
+            let requested = entry.is_some_and(|h| h.cancel_requested);
             let disabled = match self.inner.meta.get_pipeline(&pipeline).await? {
                 Some(p) => !p.spec.enabled,
                 None => true,
             };
             // A run that finished between the snapshot and the heartbeat is no longer active: cancel is a no-op.
-            if (lost || disabled) && self.is_active(&run) {
-                tracing::warn!(run = %run, pipeline = %pipeline, lost, disabled, "stopping a run this instance should no longer run");
+            if (lost || disabled || requested) && self.is_active(&run) {
+                tracing::warn!(run = %run, pipeline = %pipeline, lost, disabled, requested, "stopping a run");
                 self.cancel(&run);
             }
         }

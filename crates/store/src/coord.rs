@@ -22,6 +22,14 @@ use crate::{Result, RunRecord};
 pub const LOST_MESSAGE: &str =
     "the Sluice instance running this run stopped (killed or unreachable); the next run will repair the table";
 
+/// A run an instance still holds, as its heartbeat answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub run: String,
+    /// Someone asked to cancel the run (perhaps through another instance).
+    pub cancel_requested: bool,
+}
+
 #[async_trait]
 pub trait Coordination: Send + Sync {
     /// Whether several instances may share this store (PostgreSQL). An SQLite store belongs to the one
@@ -38,9 +46,14 @@ pub trait Coordination: Send + Sync {
         lease: Duration,
     ) -> Result<Option<String>>;
 
-    /// Extends the lease of `owner`'s unfinished runs to `lease` from now; returns the ids it still holds
-    /// (a run missing from the answer was taken from it: reaped, or deleted with its pipeline).
-    async fn heartbeat(&self, owner: &str, lease: Duration) -> Result<Vec<String>>;
+    /// Extends the lease of `owner`'s unfinished runs to `lease` from now; returns the runs it still holds
+    /// (a run missing from the answer was taken from it: reaped, or deleted with its pipeline), each with
+    /// whether a cancel was requested for it.
+    async fn heartbeat(&self, owner: &str, lease: Duration) -> Result<Vec<Held>>;
+
+    /// Asks the instance holding an unfinished run to cancel it (it learns at its next heartbeat).
+    /// `Ok(false)` when the run is not queued or running.
+    async fn request_cancel(&self, run: &str) -> Result<bool>;
 
     /// Marks unfinished runs whose lease has run out (or that have none, from an older Sluice) as failed
     /// with [`LOST_MESSAGE`]; returns them as they now are.

@@ -31,7 +31,7 @@ pub mod secrets;
 pub mod sqlite;
 mod tls;
 
-pub use coord::Coordination;
+pub use coord::{Coordination, Held};
 pub use secrets::SecretBox;
 
 /// Why a store operation failed.

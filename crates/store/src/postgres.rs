@@ -355,7 +355,8 @@ CREATE TABLE sluice_sync_state (
 CREATE UNIQUE INDEX sluice_sync_state_by_key ON sluice_sync_state (pipeline, key);
 "#,
     r#"
-ALTER TABLE sluice_runs ADD COLUMN owner text, ADD COLUMN lease_until timestamptz;
+ALTER TABLE sluice_runs ADD COLUMN owner text, ADD COLUMN lease_until timestamptz,
+    ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
 UPDATE sluice_runs SET status = 'failed', finished_at = now(),
     message = 'Sluice stopped while this run was in progress; the next run will repair the table'
 WHERE status IN ('queued', 'running')

@@ -331,6 +331,7 @@ CREATE UNIQUE INDEX sync_state_by_key ON sync_state (pipeline, key);
     r#"
 ALTER TABLE runs ADD COLUMN owner TEXT;
 ALTER TABLE runs ADD COLUMN lease_until INTEGER;
+ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 UPDATE runs SET status = 'failed', finished_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000000,
     message = 'Sluice stopped while this run was in progress; the next run will repair the table'
 WHERE status IN ('queued', 'running')

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sluice_core::schedule::TickState;
 
 use super::{pg_error, rows_to, run_from_row, violation, PgMetadata, Violation, RUN_COLUMNS};
-use crate::coord::{Coordination, LOST_MESSAGE};
+use crate::coord::{Coordination, Held, LOST_MESSAGE};
 use crate::{codec, Result, RunRecord, StoreError};
 
 /// The unique partial index that allows one queued or running run per pipeline.
@@ -86,17 +86,35 @@ impl Coordination for PgMetadata {
         }
     }
 
-    async fn heartbeat(&self, owner: &str, lease: Duration) -> Result<Vec<String>> {
+    async fn heartbeat(&self, owner: &str, lease: Duration) -> Result<Vec<Held>> {
         let conn = self.pool.get().await?;
         let rows = conn
             .query(
                 "UPDATE sluice_runs SET lease_until = now() + make_interval(secs => $2)
-                 WHERE owner = $1 AND status IN ('queued', 'running') RETURNING id",
+                 WHERE owner = $1 AND status IN ('queued', 'running') RETURNING id, cancel_requested",
                 &[&owner, &seconds(lease)],
             )
             .await
             .map_err(pg_error)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows
+            .iter()
+            .map(|r| Held {
+                run: r.get(0),
+                cancel_requested: r.get(1),
+            })
+            .collect())
+    }
+
+    async fn request_cancel(&self, run: &str) -> Result<bool> {
+        let conn = self.pool.get().await?;
+        let n = conn
+            .execute(
+                "UPDATE sluice_runs SET cancel_requested = true WHERE id = $1 AND status IN ('queued', 'running')",
+                &[&run],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(n > 0)
     }
 
     async fn reap_expired(&self) -> Result<Vec<RunRecord>> {

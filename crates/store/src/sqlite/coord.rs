@@ -11,7 +11,7 @@ use super::{
     collect, micros, run_from_row, sql_error, time, violation, SqliteMetadata, Violation,
     RUN_COLUMNS,
 };
-use crate::coord::{Coordination, LOST_MESSAGE};
+use crate::coord::{Coordination, Held, LOST_MESSAGE};
 use crate::{codec, Result, RunRecord, StoreError};
 
 fn lease_end(lease: Duration) -> i64 {
@@ -86,19 +86,37 @@ impl Coordination for SqliteMetadata {
             .await
     }
 
-    async fn heartbeat(&self, owner: &str, lease: Duration) -> Result<Vec<String>> {
+    async fn heartbeat(&self, owner: &str, lease: Duration) -> Result<Vec<Held>> {
         let owner = owner.to_string();
         self.db
             .write(move |c| {
                 let mut stmt = c
                     .prepare_cached(
                         "UPDATE runs SET lease_until = ?2
-                         WHERE owner = ?1 AND status IN ('queued', 'running') RETURNING id",
+                         WHERE owner = ?1 AND status IN ('queued', 'running') RETURNING id, cancel_requested",
                     )
                     .map_err(sql_error)?;
                 collect(&mut stmt, params![owner, lease_end(lease)], |r| {
-                    r.get(0).map_err(sql_error)
+                    Ok(Held {
+                        run: r.get(0).map_err(sql_error)?,
+                        cancel_requested: r.get::<_, i64>(1).map_err(sql_error)? != 0,
+                    })
                 })
+            })
+            .await
+    }
+
+    async fn request_cancel(&self, run: &str) -> Result<bool> {
+        let run = run.to_string();
+        self.db
+            .write(move |c| {
+                let n = c
+                    .execute(
+                        "UPDATE runs SET cancel_requested = 1 WHERE id = ?1 AND status IN ('queued', 'running')",
+                        [&run],
+                    )
+                    .map_err(sql_error)?;
+                Ok(n > 0)
             })
             .await
     }

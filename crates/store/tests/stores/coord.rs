@@ -143,10 +143,15 @@ pub async fn expired_leases_are_reaped(env: &Env) {
         .unwrap();
     assert!(store.reap_expired().await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(150)).await;
+    let held = store.heartbeat("alive", LONG).await.unwrap();
+    assert_eq!(held.len(), 1);
     assert_eq!(
-        store.heartbeat("alive", LONG).await.unwrap(),
-        vec!["r2".to_string()]
+        (held[0].run.as_str(), held[0].cancel_requested),
+        ("r2", false)
     );
+    assert!(store.request_cancel("r2").await.unwrap());
+    let held = store.heartbeat("alive", LONG).await.unwrap();
+    assert!(held[0].cancel_requested, "the owner learns of the cancel");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let reaped = store.reap_expired().await.unwrap();
     assert_eq!(reaped.len(), 1);
@@ -166,6 +171,16 @@ pub async fn expired_leases_are_reaped(env: &Env) {
         store.heartbeat("dead", LONG).await.unwrap().is_empty(),
         "the dead owner holds nothing"
     );
+    assert!(
+        !store.request_cancel("r1").await.unwrap(),
+        "finished runs cannot be cancelled"
+    );
+    assert!(!store.request_cancel("r-none").await.unwrap());
+    assert!(
+        !store.request_cancel("r1").await.unwrap(),
+        "finished runs cannot be cancelled"
+    );
+    assert!(!store.request_cancel("r-none").await.unwrap());
     // The pipeline is free again.
     assert_eq!(
         store
