@@ -185,7 +185,7 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
         engine.clone(),
         Arc::new(sluice_engine::scheduler::SystemClock),
     );
-    let state = sluice_api::AppState::new(engine, Arc::<str>::from(token.as_str()));
+    let state = sluice_api::AppState::new(engine.clone(), Arc::<str>::from(token.as_str()));
     let app = sluice_api::router(state);
     println!("Sluice is serving on http://{addr} (UI at /, API at /v1)");
     if generated {
@@ -203,6 +203,13 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
         .with_graceful_shutdown(shutdown())
         .await?;
     scheduler.abort();
+    let left = engine.shutdown(Duration::from_secs(10)).await;
+    if left > 0 {
+        tracing::warn!(
+            runs = left,
+            "runs still going at shutdown; they will be marked failed and repaired by their next run"
+        );
+    }
     Ok(())
 }
 

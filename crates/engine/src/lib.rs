@@ -442,6 +442,31 @@ impl Engine {
         self.inner.meta.request_cancel(run_id).await
     }
 
+    /// For a clean stop: cancels every run of this instance and waits up to `grace` for them to reach a
+    /// batch boundary and record themselves, so they end `cancelled` (sync state true) instead of being
+    /// failed later as abandoned. Returns how many were still going when the grace ran out.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let runs: Vec<String> = self
+            .inner
+            .active
+            .lock()
+            .unwrap()
+            .values()
+            .map(|a| a.run_id.clone())
+            .collect();
+        for run in &runs {
+            self.cancel(run);
+        }
+        let end = tokio::time::Instant::now() + grace;
+        loop {
+            let left = self.inner.active.lock().unwrap().len();
+            if left == 0 || tokio::time::Instant::now() >= end {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops what a pipeline has going here and drops its queued follow-up: for disable and delete.
     pub async fn stop_pipeline(&self, pipeline_id: &str) {
         if let Some(run) = self.active_run(pipeline_id) {

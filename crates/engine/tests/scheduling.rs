@@ -502,3 +502,33 @@ fn the_threshold_counts_write_and_transform_failures() {
     assert!(sluice_engine::over_threshold(&counts, 0.09).is_some());
     assert!(sluice_engine::over_threshold(&Counts::default(), 0.0).is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_runs_and_waits_for_them() {
+    let w = world(
+        EngineConfig {
+            batch_size: 5,
+            max_concurrent_runs: 1,
+            ..EngineConfig::default()
+        },
+        3000,
+    )
+    .await;
+    let a = w.pipeline(json!({})).await;
+    let b = w.pipeline(json!({})).await;
+    let ra = w.engine.start(&a, "manual").await.unwrap();
+    let rb = w.engine.start(&b, "manual").await.unwrap();
+    assert_eq!(rb.status, RunStatus::Queued);
+    assert_eq!(w.engine.shutdown(Duration::from_secs(10)).await, 0);
+    for id in [&ra.id, &rb.id] {
+        let r = w.engine.meta().get_run(id).await.unwrap().unwrap();
+        assert!(
+            matches!(r.status, RunStatus::Cancelled | RunStatus::Succeeded),
+            "{:?}",
+            r.status
+        );
+    }
+    let rb = w.engine.meta().get_run(&rb.id).await.unwrap().unwrap();
+    assert_eq!(rb.status, RunStatus::Cancelled);
+    assert!(w.engine.meta().unfinished_runs().await.unwrap().is_empty());
+}
