@@ -532,3 +532,44 @@ async fn shutdown_cancels_runs_and_waits_for_them() {
     assert_eq!(rb.status, RunStatus::Cancelled);
     assert!(w.engine.meta().unfinished_runs().await.unwrap().is_empty());
 }
+
+/// The cost of a scheduler pass, which every instance makes every `scheduler_interval`: printed for
+/// BENCHMARKS.md, with a generous bound so that a regression to one query per pipeline fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_pass_over_a_thousand_pipelines() {
+    let w = world(EngineConfig::default(), 1).await;
+    let now = Utc::now();
+    for i in 0..1000 {
+        let schedule = if i % 2 == 0 {
+            json!("5m")
+        } else {
+            json!({"cron": "15 3 * * *", "timezone": "Europe/Rome"})
+        };
+        let spec: PipelineSpec = serde_json::from_value(json!({
+            "destination": w.dest, "name": format!("p{i}"), "table": "people", "key": "id",
+            "transformation": {"mapping": {"id": "_id"}}, "schedule": schedule,
+        }))
+        .unwrap();
+        w.engine
+            .meta()
+            .insert_pipeline(&PipelineRecord {
+                id: format!("pl{i:04}"),
+                spec,
+                created_at: now,
+                updated_at: now,
+            })
+            .await
+            .unwrap();
+    }
+    let t = std::time::Instant::now();
+    let pass = scheduler::tick(&w.engine, now).await.unwrap();
+    let first = t.elapsed();
+    assert!(pass.started.is_empty());
+    let t = std::time::Instant::now();
+    scheduler::tick(&w.engine, now + chrono::Duration::seconds(1))
+        .await
+        .unwrap();
+    let steady = t.elapsed();
+    eprintln!("scheduler pass over 1000 pipelines: first sight {first:?}, steady {steady:?}");
+    assert!(steady < Duration::from_secs(5), "{steady:?}");
+}
