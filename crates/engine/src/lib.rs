@@ -376,6 +376,8 @@ impl Engine {
         }
         let threshold = self.inner.config.failed_rows_threshold;
         if let Some(message) = over_threshold(&run.counts, threshold) {
+            tracing::warn!(run = %run.id, pipeline = %run.pipeline, failed = run.counts.failed,
+                transform_failed = run.counts.transform_failed, threshold, "too many failed rows: the run fails");
             run.status = RunStatus::Failed;
             run.message = Some(message);
             if let Err(e) = self.inner.meta.update_run(&run).await {

@@ -573,3 +573,113 @@ async fn a_scheduler_pass_over_a_thousand_pipelines() {
     eprintln!("scheduler pass over 1000 pipelines: first sight {first:?}, steady {steady:?}");
     assert!(steady < Duration::from_secs(5), "{steady:?}");
 }
+
+/// A transient failure in the middle of a run (the destination's connection killed by the server) is
+/// retried with backoff within the run, which then succeeds with every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_mid_run_is_retried_within_the_run() {
+    let url = std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .expect("SLUICE_TEST_POSTGRES_URL must name a PostgreSQL server for these tests (scripts/services.sh starts one)");
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let schema = format!("sched_retry_{}", uuid::Uuid::new_v4().simple());
+    c.batch_execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.people (id text PRIMARY KEY, email text NOT NULL);
+         CREATE FUNCTION {schema}.slow() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN PERFORM pg_sleep(0.05); RETURN NULL; END $$;
+         CREATE TRIGGER slow AFTER INSERT OR UPDATE ON {schema}.people
+           FOR EACH STATEMENT EXECUTE FUNCTION {schema}.slow();"
+    ))
+    .await
+    .unwrap();
+    let w = world(
+        EngineConfig {
+            batch_size: 50,
+            ..EngineConfig::default()
+        },
+        1000,
+    )
+    .await;
+    let mut settings =
+        sluice_destinations::postgres::PostgresSettings::json_from_url(&url).unwrap();
+    settings["schema"] = json!(schema);
+    settings["tls"] = json!({"mode": "disable"});
+    let now = Utc::now();
+    let dest = DestinationRecord {
+        id: sluice_engine::new_id("dst"),
+        name: "pg".into(),
+        kind: "postgresql".into(),
+        settings,
+        created_at: now,
+        updated_at: now,
+    };
+    w.engine.meta().insert_destination(&dest).await.unwrap();
+    let p = w.pipeline(json!({"destination": dest.id})).await;
+    let run = w.engine.start(&p, "manual").await.unwrap();
+    let mut killed = 0i64;
+    for _ in 0..400 {
+        let Some(live) = w.engine.live(&run.id) else {
+            break;
+        };
+        if live.progress.processed >= 100 {
+            killed = c
+                .query_one(
+                    &format!(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                         WHERE application_name = 'sluice' AND query LIKE '%{schema}%' AND pid <> pg_backend_pid()"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if killed > 0 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        killed > 0,
+        "the destination's connection was not found to kill"
+    );
+    let done = w.engine.wait(&run.id, |_| {}).await.unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded, "{:?}", done.message);
+    assert_eq!(done.counts.inserted, 1000);
+    let n: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {schema}.people"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1000);
+    c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_destination_limit_queues_runs_of_one_destination() {
+    let w = world(
+        EngineConfig {
+            max_concurrent_runs: 4,
+            max_runs_per_destination: 1,
+            batch_size: 5,
+            ..EngineConfig::default()
+        },
+        500,
+    )
+    .await;
+    let a = w.pipeline(json!({})).await;
+    let b = w.pipeline(json!({})).await;
+    let ra = w.engine.start(&a, "manual").await.unwrap();
+    let rb = w.engine.start(&b, "manual").await.unwrap();
+    assert_eq!(ra.status, RunStatus::Running);
+    assert_eq!(rb.status, RunStatus::Queued, "one run per destination");
+    let done_a = w.engine.wait(&ra.id, |_| {}).await.unwrap();
+    let done_b = w.engine.wait(&rb.id, |_| {}).await.unwrap();
+    assert_eq!(done_b.status, RunStatus::Succeeded, "{:?}", done_b.message);
+    assert!(done_b.started_at.unwrap() >= done_a.finished_at.unwrap());
+}
