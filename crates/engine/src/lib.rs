@@ -341,6 +341,9 @@ impl Engine {
                     run.status = RunStatus::Running;
                     run.started_at = Some(Utc::now());
                     let _ = tx.send(run.clone());
+                    if let Err(e) = self.inner.meta.update_run(&run).await {
+                        tracing::warn!(run = %run.id, error = %e, "could not record the run's start");
+                    }
                 }
                 let ctx = run::RunContext {
                     meta: self.inner.meta.clone(),
