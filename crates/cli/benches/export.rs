@@ -249,7 +249,11 @@ async fn main() {
         .await
         .unwrap();
 
-    let rate = |m: &Measured| m.run.counts.read as f64 / m.secs;
+    // Profiles the run accounted for, read or known unchanged without reading.
+    let rate = |m: &Measured| {
+        let c = &m.run.counts;
+        (c.inserted + c.updated + c.unchanged + c.failed) as f64 / m.secs
+    };
     println!("\n| measurement ({n} profiles) | time | rows/s | written | peak RSS |");
     println!("|---|---|---|---|---|");
     for (name, m) in [
@@ -259,9 +263,10 @@ async fn main() {
     ] {
         let c = &m.run.counts;
         println!(
-            "| {name} | {:.2} s | {:.0} | {} ins, {} upd, {} unchanged | {:.0} MiB |",
+            "| {name} | {:.2} s | {:.0} | {} read; {} ins, {} upd, {} unchanged | {:.0} MiB |",
             m.secs,
             rate(m),
+            c.read,
             c.inserted,
             c.updated,
             c.unchanged,

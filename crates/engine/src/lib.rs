@@ -18,6 +18,16 @@
 //! 5. **Record**: the sync state advances only after the destination confirmed the write, so a crash or a
 //!    retry converges instead of losing rows.
 //!
+//! Re-runs read only what changed. After a run that wrote every row it had to (no failed rows), the
+//! pipeline keeps a *sync checkpoint*: the profile store's change mark taken before that run read anything,
+//! and a fingerprint of everything else the rows depend on (pipeline, destination, Customer Model, live
+//! table, Sluice version). The next run, when the fingerprint is the same and the transformation cannot
+//! depend on the run (no `now()`, no script), reads only the profiles changed or deleted since the mark
+//! — deletions first, so a key they held can pass to a changed profile — and looks their sync entries up
+//! by id; every other synced row is counted unchanged without being read. Past a quarter of the audience
+//! changed, a full read is cheaper and is used instead. A run with failed rows drops the checkpoint, so
+//! that the next run reads, and retries, everything.
+//!
 //! Keys: a key belongs to one profile. Two profiles producing the same key in one run — the lower `_id` wins
 //! (pages are read in `_id` order), the other is a failed row that says which profile holds the key.
 

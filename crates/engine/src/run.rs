@@ -17,7 +17,7 @@ use sluice_destinations::{
 };
 use sluice_store::{
     MetadataStore, PipelineRecord, ProfileStore, RunErrorGroup, RunRecord, RunStatus, StoreError,
-    SyncEntry, MAX_SAMPLES,
+    SyncCheckpoint, SyncEntry, MAX_SAMPLES, TOMBSTONE_RETENTION,
 };
 use sluice_transform::{Limits, Output, RowError, Transform};
 use tokio::sync::{mpsc, watch};
@@ -49,6 +49,40 @@ pub struct Prepared {
     /// Seeds row hashes with what they mean (destination, table, key, columns), so a change of any of
     /// them makes every row compare afresh.
     pub seed: u64,
+    /// Everything besides the profiles that the rows depend on (see [`fingerprint`]).
+    pub fingerprint: String,
+}
+
+/// A digest of what a pipeline's rows are computed from besides the profiles themselves: the pipeline's
+/// audience, table, key, transformation and on-leave rule, the destination, the Customer Model, the live
+/// table and this version of Sluice (conversion rules may change between versions). A sync checkpoint
+/// is only used while this stays the same.
+fn fingerprint(
+    spec: &sluice_core::pipeline::PipelineSpec,
+    destination: &sluice_store::DestinationRecord,
+    schema: &Schema,
+    table: &TableDescription,
+) -> String {
+    fn json<T: serde::Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap_or_default()
+    }
+    let parts = [
+        env!("CARGO_PKG_VERSION").to_string(),
+        json(&spec.filter),
+        spec.table.clone(),
+        spec.key.clone(),
+        json(&spec.transformation),
+        json(&spec.on_leave),
+        destination.id.clone(),
+        destination.kind.clone(),
+        destination.settings.to_string(),
+        destination.updated_at.to_rfc3339(),
+        // Debug output is stable within a version, which the first part pins.
+        format!("{schema:?}"),
+        format!("{table:?}"),
+    ];
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    sluice_core::hash::fingerprint(&parts)
 }
 
 /// Loads and checks everything a run needs, scripts under the default limits; the error is the message
@@ -106,7 +140,9 @@ pub async fn prepare_with(
     let seed = shape_seed(&shape);
     let key_is_profile_id = matches!(&spec.transformation,
         Transformation::Mapping(m) if m.get(&spec.key).map(str::trim) == Some("_id"));
+    let fingerprint = fingerprint(spec, &dest_rec, &schema, &table);
     Ok(Prepared {
+        fingerprint,
         key_is_profile_id,
         filter: checked.filter,
         destination,
@@ -185,11 +221,107 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
         .ok_or("the pipeline was deleted")?;
     let prepared = prepare_with(ctx.meta.as_ref(), pipeline, ctx.config.script_limits).await?;
     let now = run.started_at.unwrap_or_else(Utc::now);
+    // Taken before any profile is read: a later run need only read what changed from here on.
+    let mark = ctx
+        .profiles
+        .change_mark()
+        .await
+        .map_err(|e| format!("reading the profile store failed: {e}"))?;
+    let plan = plan(ctx, &prepared, now).await?;
+    let outcome = match plan {
+        Plan::Full => run_full(ctx, &prepared, run, now).await,
+        Plan::Changes { since, synced } => {
+            run_changes(ctx, &prepared, run, now, since, synced).await
+        }
+    };
+    // The checkpoint moves only past a run that wrote everything it had to; a failed row may depend on
+    // other rows (a unique email, say), so it must be retried by reading everything again.
+    let pid = &prepared.pipeline.id;
+    let clean = run.counts.failed == 0 && run.counts.transform_failed == 0;
+    let checkpoint = match (&outcome, clean) {
+        (_, false) => Some(None),
+        (Ok(Finish::Done), true) if !prepared.transform.depends_on_run() => {
+            Some(Some(SyncCheckpoint {
+                mark,
+                fingerprint: prepared.fingerprint.clone(),
+                taken_at: now,
+            }))
+        }
+        // Cancelled or stopped by an error: what was recorded is true, and the previous checkpoint with
+        // it (the profiles this run did not finish have changed since that checkpoint, or kept their rows).
+        _ => None,
+    };
+    if let Some(cp) = checkpoint {
+        if let Err(e) = ctx.meta.set_sync_checkpoint(pid, cp.as_ref()).await {
+            tracing::warn!(run = %run.id, error = %e, "could not record the sync checkpoint");
+        }
+    }
+    outcome
+}
+
+/// How a run reads the profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Every profile of the audience, merged with the whole sync state.
+    Full,
+    /// Only the profiles changed or deleted since the mark of the pipeline's sync checkpoint; the other
+    /// `synced` rows are known to be unchanged.
+    Changes { since: i64, synced: u64 },
+}
+
+/// Chooses between reading everything and reading only the changes since the last clean run.
+async fn plan(ctx: &RunContext, p: &Prepared, now: DateTime<Utc>) -> Result<Plan, String> {
+    let pid = &p.pipeline.id;
+    let store = |e: StoreError| format!("reading the sync state failed: {e}");
+    let Some(cp) = ctx.meta.sync_checkpoint(pid).await.map_err(store)? else {
+        return Ok(Plan::Full);
+    };
+    if cp.fingerprint != p.fingerprint {
+        // The rows recorded from here on follow the new settings: the old checkpoint must never be used
+        // again, even if the settings come back.
+        ctx.meta
+            .set_sync_checkpoint(pid, None)
+            .await
+            .map_err(store)?;
+        return Ok(Plan::Full);
+    }
+    // Deletions are remembered for a limited time; a day of margin covers clocks and long runs.
+    if p.transform.depends_on_run()
+        || cp.taken_at < now - TOMBSTONE_RETENTION + chrono::TimeDelta::days(1)
+    {
+        return Ok(Plan::Full);
+    }
+    let changes = ctx
+        .profiles
+        .count_changes(cp.mark)
+        .await
+        .map_err(|e| format!("reading the profile store failed: {e}"))?;
+    let synced = ctx.meta.sync_count(pid).await.map_err(store)?;
+    // Past a quarter of the audience, one ordered scan beats looking every change up.
+    if changes.changed + changes.deleted > synced / 4 + 1_000 {
+        return Ok(Plan::Full);
+    }
+    Ok(Plan::Changes {
+        since: cp.mark,
+        synced,
+    })
+}
+
+/// Reads the whole audience in `_id` order and merge-joins it with the sync state.
+async fn run_full(
+    ctx: &RunContext,
+    prepared: &Prepared,
+    run: &mut RunRecord,
+    now: DateTime<Utc>,
+) -> Result<Finish, String> {
     let pid = prepared.pipeline.id.clone();
     let batch = ctx.config.batch_size.max(1);
-
-    let pages = spawn_reader(ctx.profiles.clone(), prepared.filter.clone(), batch);
-    let mut rows = spawn_transformer(pages, &prepared, now);
+    let pages = spawn_reader(
+        ctx.profiles.clone(),
+        Source::Audience(prepared.filter.clone()),
+        batch,
+    );
+    let mut rows = spawn_transformer(pages, prepared, None, now);
     // Counting the audience (for progress and `filtered_out`) scans the store: it goes on beside the run.
     let mut counting = Some(spawn_counter(ctx.profiles.clone(), prepared.filter.clone()));
     publish(ctx, run).await;
@@ -199,7 +331,7 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
     };
     let mut log = ErrorLog::default();
     let mut state = BatchState {
-        prepared: &prepared,
+        prepared,
         dest: &retrying,
         log: &mut log,
         pid: &pid,
@@ -259,18 +391,97 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
             .await?;
         prev_last = Some(last);
     }
-    let t = state.timings;
-    tracing::info!(
-        run = %run.id,
-        read_transform_s = t.read_transform.as_secs_f64(),
-        sync_read_s = t.sync_read.as_secs_f64(),
-        owners_s = t.owners.as_secs_f64(),
-        delete_s = t.delete.as_secs_f64(),
-        write_s = t.write.as_secs_f64(),
-        sync_write_s = t.sync_write.as_secs_f64(),
-        publish_s = t.publish.as_secs_f64(),
-        "time spent per stage"
-    );
+    state.settle().await?;
+    state.timings.log(&run.id, "full");
+    run.errors = log.groups;
+    Ok(Finish::Done)
+}
+
+/// Reads only the profiles changed or deleted since the checkpoint's mark and looks their sync entries
+/// up by id; every other synced row is unchanged by construction.
+async fn run_changes(
+    ctx: &RunContext,
+    prepared: &Prepared,
+    run: &mut RunRecord,
+    now: DateTime<Utc>,
+    since: i64,
+    synced: u64,
+) -> Result<Finish, String> {
+    let pid = prepared.pipeline.id.clone();
+    let batch = ctx.config.batch_size.max(1);
+    let read_error = |e: StoreError| format!("reading the profile store failed: {e}");
+    let sync_error = |e: StoreError| format!("reading the sync state failed: {e}");
+    let changes = ctx
+        .profiles
+        .count_changes(since)
+        .await
+        .map_err(read_error)?;
+    run.progress.total = Some(changes.changed + changes.deleted);
+    publish(ctx, run).await;
+    let retrying = Retrying {
+        inner: prepared.destination.as_ref(),
+        attempts: ctx.config.write_attempts,
+    };
+    let mut log = ErrorLog::default();
+    let mut state = BatchState {
+        prepared,
+        dest: &retrying,
+        log: &mut log,
+        pid: &pid,
+        timings: Timings::default(),
+        pending: None,
+    };
+    // Synced rows this run looked at; the others are unchanged.
+    let mut looked_at = 0u64;
+
+    // Deleted profiles first: a key they held may go to a profile changed since.
+    let deleted = ctx
+        .profiles
+        .deleted_since(since)
+        .await
+        .map_err(read_error)?;
+    for ids in deleted.chunks(batch) {
+        let entries = ctx.meta.sync_get(&pid, ids).await.map_err(sync_error)?;
+        looked_at += entries.len() as u64;
+        state
+            .process(ctx, &mut [], entries, &mut run.counts)
+            .await?;
+        run.progress.processed += ids.len() as u64;
+    }
+
+    let pages = spawn_reader(ctx.profiles.clone(), Source::ChangedSince(since), batch);
+    // Changed profiles are read whether or not they match the filter: one that no longer does has left.
+    let mut rows = spawn_transformer(pages, prepared, prepared.filter.clone(), now);
+    let mut waited = Instant::now();
+    while let Some(page) = rows.recv().await {
+        state.timings.read_transform += waited.elapsed();
+        let mut page = page?;
+        if ctx.cancel.load(Ordering::SeqCst) {
+            run.errors = state.log.groups.clone();
+            state.settle().await?;
+            return Ok(Finish::Cancelled);
+        }
+        if !prepared.key_is_profile_id {
+            state.settle().await?;
+        }
+        let t = Instant::now();
+        let ids: Vec<String> = page.iter().map(|c| c.id.clone()).collect();
+        let entries = ctx.meta.sync_get(&pid, &ids).await.map_err(sync_error)?;
+        state.timings.sync_read += t.elapsed();
+        looked_at += entries.len() as u64;
+        state
+            .process(ctx, &mut page, entries, &mut run.counts)
+            .await?;
+        run.progress.processed += page.len() as u64;
+        run.errors = state.log.groups.clone();
+        let t = Instant::now();
+        publish(ctx, run).await;
+        state.timings.publish += t.elapsed();
+        waited = Instant::now();
+    }
+    state.settle().await?;
+    run.counts.unchanged += synced.saturating_sub(looked_at);
+    state.timings.log(&run.id, "changes");
     run.errors = log.groups;
     Ok(Finish::Done)
 }
@@ -309,20 +520,35 @@ async fn apply_counts(run: &mut RunRecord, counter: Option<Counter>) -> Result<(
     Ok(())
 }
 
+/// Which profiles a run reads.
+enum Source {
+    /// Those matching the filter (pushed down to the store).
+    Audience(Option<Filter>),
+    /// Those changed at or after a change mark, whatever the filter.
+    ChangedSince(i64),
+}
+
 /// Reads pages ahead of the processing, so that reading overlaps transforming and writing.
 fn spawn_reader(
     profiles: Arc<dyn ProfileStore>,
-    filter: Option<Filter>,
+    source: Source,
     batch: usize,
 ) -> mpsc::Receiver<Result<Vec<Profile>, StoreError>> {
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
         let mut after: Option<String> = None;
         loop {
-            match profiles
-                .page(filter.as_ref(), after.as_deref(), batch)
-                .await
-            {
+            let page = match &source {
+                Source::Audience(filter) => {
+                    profiles
+                        .page(filter.as_ref(), after.as_deref(), batch)
+                        .await
+                }
+                Source::ChangedSince(mark) => {
+                    profiles.changed_page(*mark, after.as_deref(), batch).await
+                }
+            };
+            match page {
                 Ok(page) if page.is_empty() => break,
                 Ok(page) => {
                     after = page.last().map(|p| p.id.clone());
@@ -357,9 +583,11 @@ impl Computed {
 
 /// Computes rows on a blocking thread, so that mapping and hashing (CPU) overlap with the database round
 /// trips of the batch before.
+/// With `filter`, profiles that do not match it come out skipped (as profiles that left the audience).
 fn spawn_transformer(
     mut pages: mpsc::Receiver<Result<Vec<Profile>, StoreError>>,
     prepared: &Prepared,
+    filter: Option<Filter>,
     now: DateTime<Utc>,
 ) -> mpsc::Receiver<Result<Vec<Computed>, String>> {
     let (tx, rx) = mpsc::channel(2);
@@ -381,6 +609,12 @@ fn spawn_transformer(
                 Ok(profiles) => Ok(profiles
                     .into_iter()
                     .map(|p| {
+                        if filter.as_ref().is_some_and(|f| !f.matches(&p)) {
+                            return Computed {
+                                id: p.id,
+                                outcome: Ok(None),
+                            };
+                        }
                         let outcome = evaluator.eval(&p, now).map(|out| match out {
                             Output::Skip => None,
                             Output::Row(values) => {
@@ -447,6 +681,23 @@ pub(crate) struct Timings {
     write: Duration,
     sync_write: Duration,
     publish: Duration,
+}
+
+impl Timings {
+    fn log(&self, run: &str, plan: &str) {
+        tracing::info!(
+            run,
+            plan,
+            read_transform_s = self.read_transform.as_secs_f64(),
+            sync_read_s = self.sync_read.as_secs_f64(),
+            owners_s = self.owners.as_secs_f64(),
+            delete_s = self.delete.as_secs_f64(),
+            write_s = self.write.as_secs_f64(),
+            sync_write_s = self.sync_write.as_secs_f64(),
+            publish_s = self.publish.as_secs_f64(),
+            "time spent per stage"
+        );
+    }
 }
 
 struct Candidate<'p> {

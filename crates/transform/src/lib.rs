@@ -215,6 +215,15 @@ impl Transform {
         }
     }
 
+    /// Whether a profile's row may differ from one run to the next although the profile did not change.
+    /// Scripts can read the clock or draw random numbers, so they are taken to depend on the run.
+    pub fn depends_on_run(&self) -> bool {
+        match self {
+            Transform::Mapping(m) => m.depends_on_run(),
+            Transform::Javascript(_) => true,
+        }
+    }
+
     /// The same transformation with other limits (they matter to scripts only).
     pub fn with_limits(self, limits: Limits) -> Self {
         match self {

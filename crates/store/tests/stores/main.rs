@@ -56,4 +56,7 @@ suite!(
     profiles::concurrent_upserts_merge,
     profiles::bulk_upsert_and_scan,
     profiles::profile_migrations_are_idempotent,
+    profiles::changes_since_a_mark,
+    profiles::marks_hold_under_concurrent_writes,
+    metadata::sync_get_and_checkpoints,
 );
