@@ -136,12 +136,13 @@ fn profiles(n: usize, version: u32) -> Value {
 }
 
 /// Model, profiles and a PostgreSQL destination whose tables are slowed by a trigger (`delay` seconds per
-/// statement), so runs last long enough to overlap and to be killed.
+/// statement), so runs last long enough to overlap and to be killed. A first run (ten batches) lasts more
+/// than a scheduler interval, so an instance busy with one due pipeline leaves the others to its peer.
 async fn setup(s: &Server, dest_schema: &str, tables: &[&str], n: usize) -> String {
     let c = pg().await;
     let mut ddl = format!(
         "CREATE SCHEMA {dest_schema};
-         CREATE TABLE {dest_schema}.delay (s float8 NOT NULL); INSERT INTO {dest_schema}.delay VALUES (0.02);
+         CREATE TABLE {dest_schema}.delay (s float8 NOT NULL); INSERT INTO {dest_schema}.delay VALUES (0.15);
          CREATE FUNCTION {dest_schema}.slow() RETURNS trigger LANGUAGE plpgsql AS $$
            BEGIN PERFORM pg_sleep((SELECT s FROM {dest_schema}.delay)); RETURN NULL; END $$;"
     );
