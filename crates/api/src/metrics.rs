@@ -16,7 +16,7 @@ use crate::AppState;
 /// Runs per pipeline the figures are computed from.
 const WINDOW: usize = 1000;
 
-#[derive(Default)]
+/// One metric family: its help, type and sample lines.
 struct Family {
     help: &'static str,
     kind: &'static str,
