@@ -205,6 +205,14 @@ async fn auth_is_required_except_health() {
     let (s, v) = api.call("GET", "/v1/openapi.json", None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["paths"]["/v1/pipelines/{id}/runs"]["post"].is_object());
+    // The script contract is part of the document.
+    let contract = v["components"]["schemas"]["Transformation"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        contract.contains("transform(profile)") && contract.contains("Decimal"),
+        "{contract}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -698,7 +706,7 @@ async fn pipelines_are_checked_and_run() {
             Some("Besançon".into())
         ]
     );
-    // Python is checked when saved (with the machine's python3) but does not run yet.
+    // Python is checked when saved (with the machine's python3), previews and runs.
     let mut py = pipeline(&dest);
     py["name"] = json!("Python");
     py["transformation"] =
@@ -712,15 +720,35 @@ async fn pipelines_are_checked_and_run() {
         message.contains("SyntaxError") && message.contains("line 2"),
         "{v}"
     );
-    py["transformation"] = json!({"python": "columns = ['customer_id']\ndef transform(p):\n    return {'customer_id': p['_id']}\n"});
+    py["transformation"] = json!({"python": "columns = ['customer_id']\ndef transform(p):\n    if p['_id'] == 'c0004':\n        raise KeyError('four')\n    return {'customer_id': p['_id']}\n"});
     let (s, v) = api.call("POST", "/v1/pipelines", Some(py)).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let py_id = v["id"].as_str().unwrap().to_string();
     let (s, v) = api
         .call("POST", &format!("/v1/pipelines/{py_id}/runs"), None)
         .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert_eq!(v["error"]["code"], "TransformationNotAvailable");
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let run = wait_run(&api, v["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["counts"]["transform_failed"], 1, "{run}");
+    let (s, pv) = api
+        .call(
+            "POST",
+            &format!("/v1/pipelines/{py_id}/preview"),
+            Some(json!({"profiles": ["c0002", "c0004"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{pv}");
+    assert_eq!(
+        pv["samples"][0]["row"],
+        json!({"customer_id": "c0002"}),
+        "{pv}"
+    );
+    assert_eq!(pv["samples"][0]["action"], "unchanged", "{pv}");
+    assert_eq!(
+        pv["samples"][1]["error"], "KeyError: 'four' (line 4)",
+        "{pv}"
+    );
     let (s, _) = api
         .call("DELETE", &format!("/v1/pipelines/{py_id}"), None)
         .await;

@@ -19,7 +19,7 @@ use sluice_store::{
     MetadataStore, PipelineRecord, ProfileStore, RunErrorGroup, RunRecord, RunStatus, StoreError,
     SyncCheckpoint, SyncEntry, MAX_SAMPLES, TOMBSTONE_RETENTION,
 };
-use sluice_transform::{Limits, Output, RowError, Transform};
+use sluice_transform::{Evaluator, Limits, Output, RowError, Transform};
 use tokio::sync::{mpsc, watch};
 
 use crate::validate;
@@ -121,15 +121,9 @@ pub async fn prepare_with(
         .await
         .map_err(|e| format!("the pipeline no longer fits the table or the Customer Model: {e}"))?;
     let table = table.expect("check() fails when the table is missing");
-    let transform = checked.transform.ok_or_else(|| {
-        format!(
-            "{} transformations cannot run in this version of Sluice yet; use a visual mapping or JavaScript",
-            match spec.transformation {
-                Transformation::Python(_) => "Python",
-                _ => "these",
-            }
-        )
-    })?;
+    let transform = checked
+        .transform
+        .ok_or("the transformation did not compile")?;
     let target = WriteTarget {
         table: table.clone(),
         columns: transform.columns().to_vec(),
@@ -167,7 +161,7 @@ pub async fn transform_profiles(
     let transform = prepared.transform.clone();
     tokio::task::spawn_blocking(move || {
         let mut evaluator = transform.evaluator()?;
-        Ok(profiles.iter().map(|p| evaluator.eval(p, now)).collect())
+        Ok(evaluator.eval_batch(&profiles, now))
     })
     .await
     .map_err(|e| format!("the transformation stopped unexpectedly: {e}"))?
@@ -534,7 +528,8 @@ fn spawn_reader(
     source: Source,
     batch: usize,
 ) -> mpsc::Receiver<Result<Vec<Profile>, StoreError>> {
-    let (tx, rx) = mpsc::channel(2);
+    // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
+    let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let mut after: Option<String> = None;
         loop {
@@ -575,12 +570,6 @@ struct Computed {
     outcome: Result<Option<RowParts>, RowError>,
 }
 
-impl Computed {
-    fn skipped(&self) -> bool {
-        matches!(self.outcome, Ok(None))
-    }
-}
-
 /// Computes rows on a blocking thread, so that mapping and hashing (CPU) overlap with the database round
 /// trips of the batch before.
 /// With `filter`, profiles that do not match it come out skipped (as profiles that left the audience).
@@ -590,7 +579,8 @@ fn spawn_transformer(
     filter: Option<Filter>,
     now: DateTime<Utc>,
 ) -> mpsc::Receiver<Result<Vec<Computed>, String>> {
-    let (tx, rx) = mpsc::channel(2);
+    // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
+    let (tx, rx) = mpsc::channel(1);
     let transform = prepared.transform.clone();
     let seed = prepared.seed;
     let key_idx = prepared.target.key_index();
@@ -606,27 +596,14 @@ fn spawn_transformer(
         while let Some(page) = pages.blocking_recv() {
             let out = match page {
                 Err(e) => Err(format!("reading profiles failed: {e}")),
-                Ok(profiles) => Ok(profiles
-                    .into_iter()
-                    .map(|p| {
-                        if filter.as_ref().is_some_and(|f| !f.matches(&p)) {
-                            return Computed {
-                                id: p.id,
-                                outcome: Ok(None),
-                            };
-                        }
-                        let outcome = evaluator.eval(&p, now).map(|out| match out {
-                            Output::Skip => None,
-                            Output::Row(values) => {
-                                let key = &values[key_idx];
-                                let key = (!key.is_null()).then(|| key.to_string());
-                                let hash = hash_row(seed, &values);
-                                Some((values, key, hash))
-                            }
-                        });
-                        Computed { id: p.id, outcome }
-                    })
-                    .collect()),
+                Ok(profiles) => Ok(compute_page(
+                    &mut evaluator,
+                    profiles,
+                    filter.as_ref(),
+                    now,
+                    seed,
+                    key_idx,
+                )),
             };
             let failed = out.is_err();
             if tx.blocking_send(out).is_err() || failed {
@@ -635,6 +612,55 @@ fn spawn_transformer(
         }
     });
     rx
+}
+
+/// The rows of one page, in page order: profiles outside the filter are not transformed, the others go
+/// to the evaluator as one batch (which is what lets Python send them to its workers in one message).
+fn compute_page(
+    evaluator: &mut Evaluator,
+    profiles: Vec<Profile>,
+    filter: Option<&Filter>,
+    now: DateTime<Utc>,
+    seed: u64,
+    key_idx: usize,
+) -> Vec<Computed> {
+    let keep: Vec<bool> = profiles
+        .iter()
+        .map(|p| filter.is_none_or(|f| f.matches(p)))
+        .collect();
+    let mut selected = Vec::with_capacity(profiles.len());
+    let mut left_out = Vec::new();
+    for (p, k) in profiles.into_iter().zip(&keep) {
+        if *k {
+            selected.push(p);
+        } else {
+            left_out.push(p.id);
+        }
+    }
+    let outcomes = evaluator.eval_batch(&selected, now);
+    let mut computed = selected.into_iter().zip(outcomes);
+    let mut left_out = left_out.into_iter();
+    keep.into_iter()
+        .map(|k| {
+            if !k {
+                return Computed {
+                    id: left_out.next().expect("one per left-out profile"),
+                    outcome: Ok(None),
+                };
+            }
+            let (p, outcome) = computed.next().expect("one per selected profile");
+            let outcome = outcome.map(|out| match out {
+                Output::Skip => None,
+                Output::Row(values) => {
+                    let key = &values[key_idx];
+                    let key = (!key.is_null()).then(|| key.to_string());
+                    let hash = hash_row(seed, &values);
+                    Some((values, key, hash))
+                }
+            });
+            Computed { id: p.id, outcome }
+        })
+        .collect()
 }
 
 async fn load_entries(
@@ -731,33 +757,50 @@ impl BatchState<'_> {
     ) -> Result<(), String> {
         let p = self.prepared;
         let key_col = &p.target.key;
-        let by_id: HashMap<&str, &SyncEntry> =
-            entries.iter().map(|e| (e.profile_id.as_str(), e)).collect();
-        // A skipped profile is treated as filtered out: a row written for it earlier is that of a profile
-        // that left the audience.
-        let page_ids: HashSet<&str> = page
-            .iter()
-            .filter(|r| !r.skipped())
-            .map(|r| r.id.as_str())
-            .collect();
-        let stale: Vec<&SyncEntry> = entries
-            .iter()
-            .filter(|e| !page_ids.contains(e.profile_id.as_str()))
-            .collect();
+        // Page and entries are both ordered by profile id: one merge walk pairs each profile with its
+        // entry. Entries left without a profile, or whose profile was skipped, are stale: rows of profiles
+        // that left the audience (or were deleted).
+        let mut entries = entries;
+        if !entries.is_sorted_by(|a, b| a.profile_id <= b.profile_id) {
+            entries.sort_unstable_by(|a, b| a.profile_id.cmp(&b.profile_id));
+        }
+        if !page.is_sorted_by(|a, b| a.id < b.id) {
+            return Err("internal error: profiles came out of order".into());
+        }
+        let mut pending_entries = entries.iter().peekable();
+        let mut stale: Vec<&SyncEntry> = Vec::new();
 
-        // Keys held in this batch, by the profile holding them (the first, i.e. lowest, _id wins).
-        let mut held: HashMap<String, &str> = HashMap::with_capacity(page.len());
+        // Keys held in this batch, by the profile holding them (the first, i.e. lowest, _id wins). Keys
+        // that are the profile ids themselves cannot repeat.
+        let mut held: HashSet<String> = if p.key_is_profile_id {
+            HashSet::new()
+        } else {
+            HashSet::with_capacity(page.len())
+        };
         let mut candidates: Vec<Candidate> = Vec::new();
         let dup_message = format!(
             "duplicate key: a profile with a lower _id produces the same value of key column `{key_col}`"
         );
         for row in page.iter_mut() {
+            let mut entry = None;
+            while let Some(e) = pending_entries.peek() {
+                match e.profile_id.as_str().cmp(row.id.as_str()) {
+                    std::cmp::Ordering::Less => stale.push(pending_entries.next().expect("peeked")),
+                    std::cmp::Ordering::Equal => {
+                        entry = pending_entries.next();
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
             counts.read += 1;
             let placeholder = Ok(Some((Vec::new(), None, 0)));
             let (values, key, hash) = match std::mem::replace(&mut row.outcome, placeholder) {
                 Ok(Some(v)) => v,
                 Ok(None) => {
+                    // A skipped profile is treated as filtered out.
                     counts.filtered_out += 1;
+                    stale.extend(entry);
                     continue;
                 }
                 Err(e) => {
@@ -772,13 +815,12 @@ impl BatchState<'_> {
                 self.log.add("write", message, &row.id);
                 continue;
             };
-            if held.contains_key(&key_text) {
+            if !p.key_is_profile_id && !held.insert(key_text.clone()) {
                 counts.failed += 1;
                 self.log.add("write", dup_message.clone(), &row.id);
                 continue;
             }
-            held.insert(key_text.clone(), &row.id);
-            match by_id.get(row.id.as_str()) {
+            match entry {
                 Some(e) if e.hash == hash && e.key == key_text => counts.unchanged += 1,
                 _ => candidates.push(Candidate {
                     id: &row.id,
@@ -788,6 +830,7 @@ impl BatchState<'_> {
                 }),
             }
         }
+        stale.extend(pending_entries);
 
         // Keys held by other profiles in the sync state: a lower _id keeps its key; a higher one gives it up.
         // A key that is the profile id itself cannot be held by another profile: skip the lookup.

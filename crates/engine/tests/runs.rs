@@ -537,10 +537,49 @@ fn normalized(row: Vec<Option<String>>) -> Vec<Option<String>> {
         .collect()
 }
 
+/// The same transformation as [`SCRIPT`], in Python.
+const PYTHON_SCRIPT: &str = r#"
+from datetime import datetime, timezone
+columns = ["id", "email", "full_name", "ltv", "city", "orders"]
+def tier(ltv):
+    return "gold" if float(ltv) > 500 else "standard"
+def transform(p):
+    if p["country"] == "DE":
+        return None
+    if p["_id"] == "p00007":
+        raise ValueError("seven is unlucky")
+    year = datetime.fromisoformat(p["signed_up_at"]).astimezone(timezone.utc).year
+    return {
+        "id": p["_id"], "email": p["email"].upper(),
+        "full_name": f"{p['first_name']} {p['last_name']} ({tier(p['ltv'])})",
+        "ltv": p["ltv"], "city": p["address"]["city"] + " " + str(year), "orders": p["orders"],
+    }
+"#;
+
 async fn scenario_javascript_preview_equals_run(w: World) {
+    script_preview_equals_run(
+        w,
+        json!({ "javascript": SCRIPT }),
+        "Error: seven is unlucky (line 7",
+    )
+    .await
+}
+
+async fn scenario_python_preview_equals_run(w: World) {
+    script_preview_equals_run(
+        w,
+        json!({ "python": PYTHON_SCRIPT }),
+        "ValueError: seven is unlucky (line 10)",
+    )
+    .await
+}
+
+/// A script pipeline's preview (for every profile) shows exactly what its run then writes; `error` is
+/// how the script's exception for profile p00007 reads.
+async fn script_preview_equals_run(w: World, transformation: Value, error: &str) {
     w.db.exec(ddl(w.db.kind())).await;
     let p = w
-        .pipeline(json!({"transformation": {"javascript": SCRIPT}, "on_leave": "delete"}))
+        .pipeline(json!({"transformation": transformation, "on_leave": "delete"}))
         .await;
     // What a preview computes, for every profile.
     let rec = w.engine.meta().get_pipeline(&p).await.unwrap().unwrap();
@@ -565,7 +604,7 @@ async fn scenario_javascript_preview_equals_run(w: World) {
             Ok(sluice_transform::Output::Skip) => skipped += 1,
             Err(e) => {
                 assert_eq!(id, "p00007");
-                assert!(e.message.contains("Error: seven is unlucky (line 7"), "{e}");
+                assert!(e.message.contains(error), "{e}");
                 failed += 1;
             }
         }
@@ -779,5 +818,6 @@ for_each_destination! {
     column_dropped_between_runs => scenario_column_dropped,
     missing_table_fails_the_run => scenario_missing_table,
     javascript_preview_equals_run => scenario_javascript_preview_equals_run,
+    python_preview_equals_run => scenario_python_preview_equals_run,
     reads_only_changes => scenario_reads_only_changes,
 }
