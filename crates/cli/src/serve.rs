@@ -1,9 +1,11 @@
 //! `sluice serve`: opens the stores, recovers runs a previous process left unfinished, starts the
 //! scheduler and serves.
 //!
-//! Embedded SQLite metadata belongs to one process: the data directory is locked (an exclusive SQLite lock
-//! on `instance.lock`, released by the OS whatever way the process ends), and a second `sluice serve` on
-//! the same directory is refused. Several instances share a PostgreSQL metadata store instead.
+//! A data directory belongs to one process: it is locked (an exclusive SQLite lock on `instance.lock`,
+//! released by the OS whatever way the process ends), and a second `sluice serve` on it is refused. So
+//! embedded SQLite metadata has one process, and each of several instances sharing a PostgreSQL metadata
+//! store has its own directory, where it keeps its name (`instance.id`): started again after a crash, it
+//! fails the runs its previous process left at once instead of waiting for their lease to run out.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -41,10 +43,9 @@ pub async fn open_engine(args: &ServerArgs) -> Result<Engine> {
             args.data_dir.display()
         )
     })?;
-    let config = engine_config(args)?;
-    if args.metadata_url.is_none() {
-        lock_data_dir(&args.data_dir)?;
-    }
+    let mut config = engine_config(args)?;
+    lock_data_dir(&args.data_dir)?;
+    config.instance = Some(instance_name(&args.data_dir)?);
     let secrets = match &args.secret_key {
         Some(k) => SecretBox::from_base64(k).context("SLUICE_SECRET_KEY is not a valid key")?,
         None => SecretBox::load_or_create(&args.data_dir).context("cannot load the secret key")?,
@@ -113,6 +114,22 @@ fn engine_config(args: &ServerArgs) -> Result<EngineConfig> {
     })
 }
 
+/// Name of the file in the data directory that keeps this instance's name.
+const INSTANCE_FILE: &str = "instance.id";
+
+/// The name this instance claims runs under: kept in the data directory, made on first start.
+fn instance_name(dir: &Path) -> Result<String> {
+    let path = dir.join(INSTANCE_FILE);
+    if let Ok(name) = std::fs::read_to_string(&path) {
+        if !name.trim().is_empty() {
+            return Ok(name.trim().to_string());
+        }
+    }
+    let name = sluice_engine::new_id("inst");
+    std::fs::write(&path, &name).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(name)
+}
+
 /// Holds the data directory's lock for the life of the process.
 static DATA_DIR_LOCK: OnceLock<Mutex<rusqlite::Connection>> = OnceLock::new();
 
@@ -129,8 +146,8 @@ fn lock_data_dir(dir: &Path) -> Result<()> {
         "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS held (x);",
     ) {
         bail!(
-            "another Sluice process is using the data directory {} ({e}); stop it, or point every instance at one \
-             PostgreSQL metadata store (SLUICE_METADATA_URL) to run several",
+            "another Sluice process is using the data directory {} ({e}); stop it, or give each instance its own \
+             data directory and point them all at one PostgreSQL metadata store (SLUICE_METADATA_URL) to run several",
             dir.display()
         );
     }

@@ -567,3 +567,55 @@ async fn a_single_instance_killed_mid_run_recovers_and_converges() {
     drop(s);
     drop_schemas(&[&dest_schema]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_instance_fails_its_own_runs_without_waiting_for_the_lease() {
+    let sfx = suffix();
+    let meta_schema = format!("sluice_restart_meta_{sfx}");
+    let dest_schema = format!("sluice_restart_dest_{sfx}");
+    pg().await
+        .batch_execute(&format!("CREATE SCHEMA {meta_schema}"))
+        .await
+        .unwrap();
+    let meta = url_in(&meta_schema);
+    let dir = tempfile::tempdir().unwrap();
+    // A lease far longer than the test: only the instance's own name can explain a quick failure.
+    let long = [("SLUICE_RUN_LEASE_SECONDS", "600")];
+    let s = serve(dir.path(), "pg", Some(&meta), &long);
+    let dest = setup(&s, &dest_schema, &["t"], 1000).await;
+    let c = pg().await;
+    c.batch_execute(&format!("UPDATE {dest_schema}.delay SET s = 0.3"))
+        .await
+        .unwrap();
+    let p = add_pipeline(&s, &dest, "t", Value::Null).await;
+    let r = ok(
+        &s,
+        reqwest::Method::POST,
+        &format!("/v1/pipelines/{p}/runs"),
+        None,
+    )
+    .await;
+    let doomed = r["id"].as_str().unwrap().to_string();
+    wait_processing(&s, &doomed).await;
+    s.kill();
+    c.batch_execute(&format!("UPDATE {dest_schema}.delay SET s = 0"))
+        .await
+        .unwrap();
+
+    let s = serve(dir.path(), "pg", Some(&meta), &long);
+    let r = run_of(&s, &doomed).await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("repair"), "{r}");
+    let next = ok(
+        &s,
+        reqwest::Method::POST,
+        &format!("/v1/pipelines/{p}/runs"),
+        None,
+    )
+    .await;
+    let r = wait_finished(&s, next["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(table_emails(&dest_schema, "t").await.0, 1000, "converged");
+    drop(s);
+    drop_schemas(&[&meta_schema, &dest_schema]).await;
+}

@@ -78,6 +78,10 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// How often the scheduler looks for due pipelines.
     pub scheduler_interval: Duration,
+    /// The name under which this instance claims runs; kept across restarts (`sluice serve` keeps it in
+    /// the data directory) so that a restart fails its previous process's runs at once. A fresh random
+    /// name when `None`.
+    pub instance: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -92,9 +96,14 @@ impl Default for EngineConfig {
             alert_webhook: None,
             lease: Duration::from_secs(30),
             scheduler_interval: Duration::from_secs(5),
+            instance: None,
         }
     }
 }
+
+/// Message of a run found unfinished when its instance starts again.
+const RESTART_MESSAGE: &str =
+    "Sluice stopped while this run was in progress; the next run will repair the table";
 
 /// Why a run could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -140,13 +149,7 @@ impl Engine {
         profiles: Arc<dyn ProfileStore>,
         config: EngineConfig,
     ) -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_default();
-        let instance = format!(
-            "{}{}{}",
-            host,
-            if host.is_empty() { "" } else { ":" },
-            new_id("inst")
-        );
+        let instance = config.instance.clone().unwrap_or_else(|| new_id("inst"));
         Self {
             inner: Arc::new(Inner {
                 meta,
@@ -180,11 +183,17 @@ impl Engine {
     /// Marks runs left unfinished by a previous process (killed mid-run) as failed. The next run repairs
     /// the table: the sync state only holds confirmed writes.
     ///
-    /// A store shared by several instances fails only the runs whose lease ran out (their instance died);
-    /// an SQLite store belongs to this process alone, so every unfinished run not active here is left over.
+    /// A store shared by several instances fails this instance's own runs (it keeps its name across
+    /// restarts) and those whose lease ran out (their instance died); an SQLite store belongs to this
+    /// process alone, so every unfinished run not active here is left over.
     pub async fn recover(&self) -> Result<usize, sluice_store::StoreError> {
         if self.inner.meta.shared() {
-            let reaped = self.inner.meta.reap_expired().await?;
+            let mut reaped = self
+                .inner
+                .meta
+                .reap_owner(&self.inner.instance, RESTART_MESSAGE)
+                .await?;
+            reaped.extend(self.inner.meta.reap_expired().await?);
             for run in &reaped {
                 alerts::after_run(self, run);
             }
@@ -197,10 +206,7 @@ impl Engine {
             }
             run.status = RunStatus::Failed;
             run.finished_at = Some(Utc::now());
-            run.message = Some(
-                "Sluice stopped while this run was in progress; the next run will repair the table"
-                    .into(),
-            );
+            run.message = Some(RESTART_MESSAGE.into());
             self.inner.meta.update_run(&run).await?;
             n += 1;
         }

@@ -59,6 +59,10 @@ pub trait Coordination: Send + Sync {
     /// with [`LOST_MESSAGE`]; returns them as they now are.
     async fn reap_expired(&self) -> Result<Vec<RunRecord>>;
 
+    /// Marks `owner`'s unfinished runs as failed with `message` whatever their lease: a restarted instance
+    /// (same owner name) knows its previous process left them. Returns them as they now are.
+    async fn reap_owner(&self, owner: &str, message: &str) -> Result<Vec<RunRecord>>;
+
     /// The scheduler's state of every pipeline that has one, as `(pipeline id, state)`.
     async fn tick_states(&self) -> Result<Vec<(String, TickState)>>;
 

@@ -133,6 +133,22 @@ impl Coordination for PgMetadata {
         rows_to(rows, run_from_row)
     }
 
+    async fn reap_owner(&self, owner: &str, message: &str) -> Result<Vec<RunRecord>> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                &format!(
+                    "UPDATE sluice_runs SET status = 'failed', finished_at = now(), message = $2
+                     WHERE owner = $1 AND status IN ('queued', 'running')
+                     RETURNING {RUN_COLUMNS}"
+                ),
+                &[&owner, &message],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows_to(rows, run_from_row)
+    }
+
     async fn tick_states(&self) -> Result<Vec<(String, TickState)>> {
         let conn = self.pool.get().await?;
         let rows = conn

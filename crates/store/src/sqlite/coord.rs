@@ -137,6 +137,27 @@ impl Coordination for SqliteMetadata {
             .await
     }
 
+    async fn reap_owner(&self, owner: &str, message: &str) -> Result<Vec<RunRecord>> {
+        let owner = owner.to_string();
+        let message = message.to_string();
+        self.db
+            .write(move |c| {
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "UPDATE runs SET status = 'failed', finished_at = ?3, message = ?2
+                         WHERE owner = ?1 AND status IN ('queued', 'running')
+                         RETURNING {RUN_COLUMNS}"
+                    ))
+                    .map_err(sql_error)?;
+                collect(
+                    &mut stmt,
+                    params![owner, message, micros(&codec::now())],
+                    run_from_row,
+                )
+            })
+            .await
+    }
+
     async fn tick_states(&self) -> Result<Vec<(String, TickState)>> {
         self.db
             .read(move |c| {
