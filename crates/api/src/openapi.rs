@@ -319,7 +319,8 @@ fn schemas() -> Value {
             ("filter", r("Filter")), ("table", s()), ("key", s()),
             ("transformation", r("Transformation")),
             ("schedule", json!({"description": "null, 5m 15m 30m 1h 2h 3h 6h 8h 12h 24h, or {\"cron\", \"timezone\"}"})),
-            ("on_leave", json!({"enum": ["keep", "delete"]}))]),
+            ("on_leave", json!({"enum": ["keep", "delete"]})),
+            ("alert_webhook", json!({"type": "string", "description": "http(s) URL posted a JSON message when a run fails, fails too many rows, or succeeds after failing"}))]),
         "Transformation": json!({
             "description": SCRIPT_CONTRACT,
             "oneOf": [
@@ -333,7 +334,8 @@ fn schemas() -> Value {
             ],
         }),
         "PipelinePatch": json!({"description": "any subset of the pipeline's fields"}),
-        "Pipeline": json!({"allOf": [r("PipelineInput"), obj(&[("id", s()), ("filter_summary", s()), ("running", s()), ("last_run", r("Run"))])]}),
+        "Pipeline": json!({"allOf": [r("PipelineInput"), obj(&[("id", s()), ("filter_summary", s()), ("running", s()), ("last_run", r("Run")),
+            ("next_run_at", json!({"type": "string", "format": "date-time", "description": "when the schedule runs the pipeline next; null when off or disabled"}))])]}),
         "PipelineList": obj(&[("pipelines", arr(r("Pipeline")))]),
         "PreviewUnsaved": obj(&[("pipeline", r("PipelineInput")), ("limit", i()), ("profiles", arr(s()))]),
         "PreviewSaved": obj(&[("limit", i()), ("profiles", arr(s()))]),

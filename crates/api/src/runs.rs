@@ -132,7 +132,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Json_>)> {
-    if state.engine.cancel(&id) {
+    if state.engine.request_cancel(&id).await? {
         return Ok((
             StatusCode::ACCEPTED,
             Json(json!({"id": id, "cancelling": true})),

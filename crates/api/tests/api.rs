@@ -818,3 +818,140 @@ async fn wait_run(api: &Api, id: &str) -> Value {
     }
     panic!("run {id} did not finish");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_alerts_and_metrics() {
+    let api = Api::new().await;
+    api.sql(TABLE).await;
+    api.setup_model_and_profiles(4).await;
+    let dest = api.add_destination().await;
+
+    // Bad schedules and webhooks are refused, each naming its field.
+    let mut bad = pipeline(&dest);
+    bad["schedule"] = json!({"cron": "0 3 * *", "timezone": "Mars/Olympus"});
+    bad["alert_webhook"] = json!("hooks.example.com/x");
+    let (s, v) = api.call("POST", "/v1/pipelines", Some(bad)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let fields = &v["error"]["fields"];
+    assert!(
+        fields["schedule.timezone"][0]
+            .as_str()
+            .unwrap()
+            .contains("Mars/Olympus"),
+        "{v}"
+    );
+    assert!(
+        fields["alert_webhook"][0]
+            .as_str()
+            .unwrap()
+            .contains("https://"),
+        "{v}"
+    );
+    let mut bad = pipeline(&dest);
+    bad["schedule"] = json!({"cron": "61 * * * *", "timezone": "UTC"});
+    let (s, v) = api.call("POST", "/v1/pipelines", Some(bad)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["fields"]["schedule.cron"][0]
+            .as_str()
+            .unwrap()
+            .contains("61 * * * *"),
+        "{v}"
+    );
+
+    // A 15m schedule: the next run is the next quarter hour; off or disabled: none.
+    let mut spec = pipeline(&dest);
+    spec["alert_webhook"] = json!("https://hooks.example.com/sluice");
+    let (s, p) = api.call("POST", "/v1/pipelines", Some(spec)).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    assert_eq!(p["alert_webhook"], "https://hooks.example.com/sluice");
+    let id = p["id"].as_str().unwrap().to_string();
+    let next: chrono::DateTime<chrono::Utc> = p["next_run_at"]
+        .as_str()
+        .expect("next_run_at is set")
+        .parse()
+        .unwrap();
+    let now = chrono::Utc::now();
+    assert!(
+        next > now && next <= now + chrono::Duration::minutes(15),
+        "{next}"
+    );
+    assert_eq!(next.timestamp() % 900, 0, "on the quarter hour: {next}");
+    let (_, p) = api
+        .call(
+            "PATCH",
+            &format!("/v1/pipelines/{id}"),
+            Some(json!({"schedule": {"cron": "30 4 * * *", "timezone": "Asia/Tokyo"}})),
+        )
+        .await;
+    let next: chrono::DateTime<chrono::Utc> = p["next_run_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        next.format("%H:%M").to_string(),
+        "19:30",
+        "04:30 in Tokyo is 19:30 UTC"
+    );
+    let (_, p) = api
+        .call(
+            "PATCH",
+            &format!("/v1/pipelines/{id}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(p["next_run_at"], Value::Null);
+    let (s, v) = api
+        .call("POST", &format!("/v1/pipelines/{id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "PipelineDisabled");
+    let (_, p) = api
+        .call(
+            "PATCH",
+            &format!("/v1/pipelines/{id}"),
+            Some(json!({"enabled": true, "schedule": null})),
+        )
+        .await;
+    assert_eq!(p["next_run_at"], Value::Null);
+    assert_eq!(
+        p["alert_webhook"], "https://hooks.example.com/sluice",
+        "PATCH keeps other fields"
+    );
+
+    // Metrics after one run.
+    let (s, r) = api
+        .call("POST", &format!("/v1/pipelines/{id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let run = wait_run(&api, r["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let resp = api
+        .app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for needle in [
+        format!("sluice_runs_total{{pipeline=\"{id}\",outcome=\"succeeded\"}} 1"),
+        format!("sluice_rows_total{{pipeline=\"{id}\",outcome=\"inserted\"}} 2"),
+        format!("sluice_run_duration_seconds_count{{pipeline=\"{id}\"}} 1"),
+        format!("sluice_seconds_since_last_success{{pipeline=\"{id}\"}} "),
+        format!("sluice_pipeline_runs_in_progress{{pipeline=\"{id}\",status=\"running\"}} 0"),
+        "# TYPE sluice_run_duration_seconds summary".to_string(),
+        "sluice_runs_in_progress 0".to_string(),
+    ] {
+        assert!(text.contains(&needle), "{needle} in\n{text}");
+    }
+}

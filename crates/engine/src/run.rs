@@ -114,8 +114,7 @@ pub async fn prepare_with(
             )
         })?;
     let schema = meta.get_schema().await.map_err(|e| e.to_string())?;
-    let table = destination
-        .describe_table(&spec.table)
+    let table = describe_retrying(destination.as_ref(), &spec.table)
         .await
         .map_err(|e| format!("could not read table `{}`: {e}", spec.table))?;
     let checked = validate::check_blocking(spec.clone(), schema.clone(), table.clone(), limits)
@@ -1004,6 +1003,28 @@ impl ErrorLog {
         g.last_seen = now;
         if g.sample_profiles.len() < MAX_SAMPLES {
             g.sample_profiles.push(profile_id.to_string());
+        }
+    }
+}
+
+/// Attempts at reading the table before a run, when the destination fails for a transient reason.
+const DESCRIBE_ATTEMPTS: u32 = 4;
+
+/// Describes the table, retrying transient failures (the database restarting, refusing or dropping
+/// connections) with backoff; permanent ones (auth, permissions) fail at once.
+async fn describe_retrying(
+    destination: &dyn Destination,
+    table: &str,
+) -> sluice_destinations::Result<Option<TableDescription>> {
+    let mut attempt = 0;
+    loop {
+        match destination.describe_table(table).await {
+            Err(e) if e.kind.is_transient() && attempt + 1 < DESCRIBE_ATTEMPTS => {
+                tracing::warn!(kind = ?e.kind, attempt, "transient failure reading the table; retrying");
+                Retrying::backoff(attempt).await;
+                attempt += 1;
+            }
+            other => return other,
         }
     }
 }

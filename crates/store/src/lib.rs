@@ -25,11 +25,13 @@ use sluice_core::pipeline::PipelineSpec;
 use sluice_core::{Profile, Schema};
 
 mod codec;
+pub mod coord;
 pub mod postgres;
 pub mod secrets;
 pub mod sqlite;
 mod tls;
 
+pub use coord::{Coordination, Held};
 pub use secrets::SecretBox;
 
 /// Why a store operation failed.
@@ -173,12 +175,13 @@ pub struct SyncCheckpoint {
     pub taken_at: DateTime<Utc>,
 }
 
-/// Metadata: the Customer Model, destinations, pipelines, runs and each pipeline's sync state.
+/// Metadata: the Customer Model, destinations, pipelines, runs and each pipeline's sync state; run
+/// leases and schedule state through [`Coordination`].
 ///
 /// Every method is one transaction: it either fully happens or not at all. Names are unique as written
 /// (case-sensitive).
 #[async_trait]
-pub trait MetadataStore: Send + Sync {
+pub trait MetadataStore: Coordination + Send + Sync {
     /// The Customer Model; an empty one before the first `put_schema`.
     async fn get_schema(&self) -> Result<Schema>;
     async fn put_schema(&self, schema: &Schema) -> Result<()>;

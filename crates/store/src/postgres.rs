@@ -30,6 +30,8 @@ use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Row};
 
 use crate::codec::{self, corrupt};
+
+mod coord;
 use crate::{
     ChangeCounts, DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result,
     RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, UpsertOutcome,
@@ -359,6 +361,20 @@ CREATE TABLE sluice_sync_checkpoints (
     mark bigint NOT NULL,
     fingerprint text NOT NULL,
     taken_at timestamptz NOT NULL
+);
+"#,
+    r#"
+ALTER TABLE sluice_runs ADD COLUMN owner text, ADD COLUMN lease_until timestamptz,
+    ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
+UPDATE sluice_runs SET status = 'failed', finished_at = now(),
+    message = 'Sluice stopped while this run was in progress; the next run will repair the table'
+WHERE status IN ('queued', 'running')
+  AND seq NOT IN (SELECT max(seq) FROM sluice_runs WHERE status IN ('queued', 'running') GROUP BY pipeline);
+CREATE UNIQUE INDEX sluice_runs_one_unfinished ON sluice_runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE TABLE sluice_schedules (
+    pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    last_tick timestamptz,
+    pending boolean NOT NULL
 );
 "#,
 ];

@@ -26,6 +26,8 @@ use sluice_core::{Profile, Schema};
 use tokio::sync::Semaphore;
 
 use crate::codec::{self, corrupt};
+
+mod coord;
 use crate::{
     ChangeCounts, DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result,
     RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, UpsertOutcome,
@@ -333,6 +335,21 @@ CREATE TABLE sync_checkpoints (
     mark INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
     taken_at INTEGER NOT NULL
+);
+"#,
+    r#"
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE runs ADD COLUMN lease_until INTEGER;
+ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET status = 'failed', finished_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000000,
+    message = 'Sluice stopped while this run was in progress; the next run will repair the table'
+WHERE status IN ('queued', 'running')
+  AND seq NOT IN (SELECT max(seq) FROM runs WHERE status IN ('queued', 'running') GROUP BY pipeline);
+CREATE UNIQUE INDEX runs_one_unfinished ON runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE TABLE schedules (
+    pipeline TEXT PRIMARY KEY REFERENCES pipelines (id) ON DELETE CASCADE,
+    last_tick INTEGER,
+    pending INTEGER NOT NULL
 );
 "#,
 ];
