@@ -179,8 +179,20 @@ impl Harness for Ch18 {
         format!("`{}`", ident.replace('\\', "\\\\").replace('`', "\\`"))
     }
 
-    fn text_expr(&self, column: &str, _ty: &ColumnType) -> String {
-        format!("toString({})", self.quote(column))
+    fn text_expr(&self, column: &str, ty: &ColumnType) -> String {
+        match ty {
+            // The Enums of the suite number their values from 1. (ClickHouse 18.16's toString() fails on the
+            // NULLs of a Nullable(Enum8) written over the native protocol, whose hidden value is 0.)
+            ColumnType::Enum { values } => {
+                let labels: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+                format!(
+                    "arrayElement([{}], CAST({} AS Nullable(Int8)))",
+                    labels.join(", "),
+                    self.quote(column)
+                )
+            }
+            _ => format!("toString({})", self.quote(column)),
+        }
     }
 
     fn expected_types(&self) -> Vec<(&'static str, Option<ColumnType>)> {
@@ -419,7 +431,7 @@ async fn types_arrays_low_cardinality_and_unsupported() {
          nested Array(Array(UInt8)), lc LowCardinality(String), code FixedString(3), \
          price Decimal(9, 2), tier Enum16('a' = 1, 'b' = 1000), day Nullable(Date), \
          pair Tuple(UInt8, String), doubled UInt64 MATERIALIZED id * 2) \
-         ENGINE = ReplacingMergeTree() ORDER BY id SETTINGS allow_experimental_low_cardinality_type = 1",
+         ENGINE = ReplacingMergeTree() ORDER BY id",
     )
     .await;
     let desc = dest.describe_table(&name).await.unwrap().unwrap();
@@ -467,7 +479,7 @@ async fn types_arrays_low_cardinality_and_unsupported() {
     let got = h
         .rows(&format!(
             "SELECT toString(id), toString(ints), toString(words), toString(nested), lc, \
-             replaceAll(toString(code), '\\0', '.'), toString(price), toString(tier), toString(day), \
+             hex(code), toString(price), toString(tier), toString(day), \
              toString(doubled) FROM {} FINAL",
             h.quote(&name)
         ))
@@ -481,7 +493,7 @@ async fn types_arrays_low_cardinality_and_unsupported() {
             Some("['x, \\'y\\'','ü']".into()),
             Some("[[255],[]]".into()),
             Some("repeated".into()),
-            Some("ab.".into()),
+            Some("616200".into()),
             Some("-1234567.89".into()),
             Some("b".into()),
             None,

@@ -174,6 +174,13 @@ pub async fn connect(settings: &ClickHouseSettings) -> Result<Session> {
         .unwrap_or_default();
     session.version =
         ServerVersion::parse(&session.version_text).unwrap_or(ServerVersion { major: 0, minor: 0 });
+    if !session.version.has_low_cardinality() {
+        // Before 19.0 LowCardinality columns were experimental: staging tables shaped like such a table
+        // need the setting.
+        session
+            .execute("SET allow_experimental_low_cardinality_type = 1")
+            .await?;
+    }
     tracing::debug!(host = %settings.host, port = settings.port, database = %settings.database,
         version = %session.version_text, "connected to ClickHouse");
     Ok(session)
@@ -330,15 +337,26 @@ impl Session {
 
     /// Engine and columns of `name` in the settings' database; `None` when there is no such table.
     pub async fn table_info(&self, database: &str, name: &str) -> Result<Option<TableInfo>> {
-        let rows = self.query(&dialect::table_query(database, name)).await?;
+        // Old servers open every table of the database to answer system.tables, and fail when one of them
+        // is dropped meanwhile: asking again gets past it.
+        let mut attempt = 0;
+        let rows = loop {
+            match self.query(&dialect::table_query(database, name)).await {
+                Err(e) if e.kind == ErrorKind::NotFound && attempt < 5 => attempt += 1,
+                other => break other?,
+            }
+        };
         let Some(row) = rows.first() else {
             return Ok(None);
         };
         let field = |i: usize| row.get(i).map(text).unwrap_or_default();
         let engine = dialect::engine_info(&field(0), &field(1), &field(2));
-        let columns = self
-            .query(&dialect::columns_query(database, name))
-            .await?
+        let described = match self.query(&dialect::columns_query(database, name)).await {
+            // Dropped in between.
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            other => other?,
+        };
+        let columns = described
             .into_iter()
             .map(|r| {
                 let f = |i: usize| r.get(i).map(text).unwrap_or_default();

@@ -84,6 +84,11 @@ impl ServerVersion {
         (self.major, self.minor) >= (major, minor)
     }
 
+    /// `LowCardinality` stopped being experimental in 19.0.
+    pub fn has_low_cardinality(self) -> bool {
+        self.at_least(19, 0)
+    }
+
     /// `DateTime64` arrived in 20.1.
     pub fn has_datetime64(self) -> bool {
         self.at_least(20, 1)
@@ -494,12 +499,10 @@ pub fn table_query(database: &str, table: &str) -> String {
 }
 
 /// Columns of a table in table order: name, type, default kind (`DEFAULT`, `MATERIALIZED`, `ALIAS`, ``).
+/// (`DESCRIBE` opens only this table; `system.columns` of old servers opens every table of the database
+/// and fails when another one is dropped meanwhile.)
 pub fn columns_query(database: &str, table: &str) -> String {
-    format!(
-        "SELECT name, type, default_kind FROM system.columns WHERE database = {} AND table = {}",
-        literal(database),
-        literal(table)
-    )
+    format!("DESCRIBE TABLE {}", qualified(database, table))
 }
 
 /// The insert a native block is sent with, into `target` (quoted, maybe qualified). When some column
@@ -692,7 +695,7 @@ mod tests {
         let v = |s| ServerVersion::parse(s).unwrap();
         let old = v("18.16.1");
         assert!(!old.has_bool() && !old.has_datetime64() && !old.has_date32());
-        assert!(!old.has_is_deleted() && !old.has_input_function());
+        assert!(!old.has_is_deleted() && !old.has_input_function() && !old.has_low_cardinality());
         let new = v("24.3.2.23");
         assert!(new.has_bool() && new.has_datetime64() && new.has_date32());
         assert!(new.has_is_deleted() && new.has_input_function());

@@ -77,8 +77,10 @@ impl ClickHouse {
     /// when it changed.
     fn after_write<T>(session: &mut Option<client::Session>, table: &str, result: &Result<T>) {
         if let Err(e) = result {
-            if let Some(s) = session.as_mut() {
-                s.forget(table);
+            if matches!(e.kind, ErrorKind::SchemaMismatch | ErrorKind::NotFound) {
+                if let Some(s) = session.as_mut() {
+                    s.forget(table);
+                }
             }
             if e.kind != ErrorKind::BadData
                 || session
