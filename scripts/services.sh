@@ -53,8 +53,16 @@ start_clickhouse() {
   command -v clickhouse-server >/dev/null || apt_install clickhouse-server clickhouse-client
   command -v openssl >/dev/null || apt_install openssl
   rm -rf "$S/ch"; mkdir -p "$S/ch/log" "$S/ch/tls"
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$S/ch/tls/server.key" -out "$S/ch/tls/server.crt" -days 30 \
-    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+  # A CA and a server certificate it signs (a self-signed certificate is a CA, which verifying clients
+  # refuse as a server's): clients verify with ca.crt.
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$S/ch/tls/ca.key" -out "$S/ch/tls/ca.crt" -days 30 \
+    -subj "/CN=Sluice test CA" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout "$S/ch/tls/server.key" -out "$S/ch/tls/server.csr" \
+    -subj "/CN=localhost" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+    >"$S/ch/tls/server.ext"
+  openssl x509 -req -in "$S/ch/tls/server.csr" -CA "$S/ch/tls/ca.crt" -CAkey "$S/ch/tls/ca.key" -CAcreateserial \
+    -out "$S/ch/tls/server.crt" -days 30 -extfile "$S/ch/tls/server.ext" 2>/dev/null
   cat > "$S/ch/config.xml" <<XML
 <yandex>
   <logger><level>warning</level><log>$S/ch/log/server.log</log><errorlog>$S/ch/log/err.log</errorlog></logger>
@@ -97,7 +105,7 @@ export SLUICE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 export SLUICE_TEST_MYSQL_URL=mysql://test:test@127.0.0.1:$MY_PORT/test
 export SLUICE_TEST_CLICKHOUSE_NATIVE=127.0.0.1:$CH_TCP
 export SLUICE_TEST_CLICKHOUSE_NATIVE_TLS=127.0.0.1:$CH_TLS
-export SLUICE_TEST_CLICKHOUSE_TLS_CA=$S/ch/tls/server.crt
+export SLUICE_TEST_CLICKHOUSE_TLS_CA=$S/ch/tls/ca.crt
 export SLUICE_TEST_CLICKHOUSE_HTTP=http://127.0.0.1:$CH_HTTP
 export SLUICE_TEST_CLICKHOUSE_USER=test SLUICE_TEST_CLICKHOUSE_PASSWORD=test
 export SLUICE_TEST_SNOWFLAKE_URL=http://127.0.0.1:$SF_PORT

@@ -123,6 +123,7 @@ pub(crate) fn pipeline_paths(spec: &PipelineSpec, schema: &Schema) -> Vec<String
             keys: vec![],
             has_primary_key: false,
             issues: vec![],
+            rules: Default::default(),
         };
         if let Ok(c) = CompiledMapping::compile(m, schema, &table) {
             out.extend(c.properties());

@@ -26,5 +26,5 @@ pub mod value;
 pub use errors::FieldErrors;
 pub use profile::Profile;
 pub use schema::{PropertyType, Schema};
-pub use table::{Column, ColumnType, TableDescription};
+pub use table::{Column, ColumnType, TableDescription, TableRules};
 pub use value::Value;

@@ -80,6 +80,28 @@ pub struct TableDescription {
     pub has_primary_key: bool,
     /// Things that limit what Sluice can do with the table (unsupported column types …).
     pub issues: Vec<String>,
+    /// How the destination matches and deletes rows, when it is not by unique keys alone.
+    #[serde(skip_serializing_if = "TableRules::is_empty")]
+    pub rules: TableRules,
+}
+
+/// Rules of destinations whose tables match and delete rows otherwise than relational tables do
+/// (ClickHouse), said when a pipeline asks for what the table cannot do. Empty for the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TableRules {
+    /// Why only `keys` can identify rows, and what to change to key by another column; replaces the
+    /// generic advice (add a unique constraint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Why rows cannot be deleted from the table (`on_leave: delete`), when they cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete: Option<String>,
+}
+
+impl TableRules {
+    pub fn is_empty(&self) -> bool {
+        self.key.is_none() && self.delete.is_none()
+    }
 }
 
 impl TableDescription {

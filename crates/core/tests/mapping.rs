@@ -132,6 +132,7 @@ fn table() -> TableDescription {
         keys: vec![vec!["customer_id".into()]],
         has_primary_key: true,
         issues: vec!["column `mac` has unsupported type `macaddr`".into()],
+        rules: Default::default(),
     }
 }
 

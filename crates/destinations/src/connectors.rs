@@ -206,15 +206,34 @@ fn build() -> Vec<ConnectorInfo> {
         ConnectorInfo {
             kind: "clickhouse",
             label: "ClickHouse",
-            description: "ClickHouse over its native protocol.",
-            available: false,
+            description: "ClickHouse 18.16 or later over its native protocol: rows are upserted as new versions \
+                          into a ReplacingMergeTree table keyed (ORDER BY) by the key column, in large native blocks.",
+            available: true,
             fields: vec![
                 host("Hostname or IP address of the database."),
-                port(9000, "Port of the native ClickHouse protocol (9000 default; 9440 with TLS)."),
-                username("Username for authentication."),
+                port(9000, "Port of the native ClickHouse protocol (9000 by default; 9440 with TLS)."),
+                FieldInfo::new("username", "Username", FieldType::String, "Username for authentication.")
+                    .default(json!("default")),
                 password("Password associated with the username."),
                 FieldInfo::new("database", "Database name", FieldType::String, "Name of the database.").required(),
                 tls_field("disable", &["disable", "require", "verify"]),
+                FieldInfo::new(
+                    "tls_server_name",
+                    "TLS server name",
+                    FieldType::String,
+                    "The name the server's certificate must carry, when it is not the host (for example when \
+                     connecting by IP address). With TLS, the certificate and this name are verified unless the \
+                     mode is require.",
+                )
+                .advanced(),
+                FieldInfo::new(
+                    "connect_timeout_secs",
+                    "Connect timeout (seconds)",
+                    FieldType::Integer,
+                    "How long to wait for the server to accept a connection.",
+                )
+                .default(json!(10))
+                .advanced(),
             ],
         },
         ConnectorInfo {
@@ -317,10 +336,26 @@ mod tests {
                 .secret
         );
         assert_eq!(connector("mysql").unwrap().fields[1].default, json!(3306));
+        let ch = connector("clickhouse").unwrap();
+        assert!(ch.available);
+        assert_eq!(ch.fields[1].default, json!(9000));
+        let names: Vec<_> = ch.fields.iter().map(|f| f.name).collect();
         assert_eq!(
-            connector("clickhouse").unwrap().fields[1].default,
-            json!(9000)
+            names,
+            [
+                "host",
+                "port",
+                "username",
+                "password",
+                "database",
+                "tls",
+                "tls_server_name",
+                "connect_timeout_secs"
+            ]
         );
+        let tls = ch.fields.iter().find(|f| f.name == "tls").unwrap();
+        let modes: Vec<_> = tls.options.iter().map(|o| o.value).collect();
+        assert_eq!(modes, ["disable", "require", "verify"]);
         let sf = connector("snowflake").unwrap();
         assert!(
             sf.fields

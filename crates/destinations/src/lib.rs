@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use sluice_core::{FieldErrors, TableDescription, Value};
 
+pub mod clickhouse;
 pub mod connectors;
 pub mod mysql;
 pub mod postgres;
@@ -114,6 +115,23 @@ pub struct WriteTarget {
     pub columns: Vec<String>,
     /// The key column (unique or primary key in the table).
     pub key: String,
+    /// A value that grows with every run (see [`run_version`]): destinations that write new versions of
+    /// rows instead of updating them (ClickHouse) fill their version column with it.
+    pub run_version: u64,
+}
+
+/// A run's version: microseconds since the Unix epoch, and greater than any earlier value returned in this
+/// process (so two runs started in the same microsecond, or across a small clock step back, still order).
+pub fn run_version() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = chrono::Utc::now().timestamp_micros().max(0) as u64;
+    let prev = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(now.max(last + 1))
+        })
+        .expect("the closure always returns Some");
+    now.max(prev + 1)
 }
 
 impl WriteTarget {
@@ -154,6 +172,14 @@ pub trait Destination: Send + Sync {
 
     /// Deletes the rows whose key is one of `keys`; returns how many were deleted.
     async fn delete(&self, target: &WriteTarget, keys: &[Value]) -> Result<u64>;
+
+    /// Whether [`Destination::upsert`]'s counts tell inserts from updates. A destination that writes new
+    /// versions of rows without knowing whether the key was there (ClickHouse) answers false and counts
+    /// every row as inserted; the engine then counts from its sync state (a key it recorded as written
+    /// is an update).
+    fn reports_upsert_counts(&self) -> bool {
+        true
+    }
 }
 
 /// A destination kind's settings, validated: every problem is reported with its field name.
@@ -169,6 +195,9 @@ pub fn open(kind: &str, settings: &Json) -> std::result::Result<Box<dyn Destinat
         ))),
         "mysql" => Ok(Box::new(mysql::Mysql::new(
             mysql::MysqlSettings::from_json(settings)?,
+        ))),
+        "clickhouse" => Ok(Box::new(clickhouse::ClickHouse::new(
+            clickhouse::ClickHouseSettings::from_json(settings)?,
         ))),
         "sqlite" => Ok(Box::new(sqlite::Sqlite::new(
             sqlite::SqliteSettings::from_json(settings)?,

@@ -223,6 +223,7 @@ fn target(
         table: desc.clone(),
         columns: columns.iter().map(|c| c.to_string()).collect(),
         key: key.to_string(),
+        run_version: sluice_destinations::run_version(),
     }
 }
 

@@ -464,6 +464,7 @@ async fn encoding_error_fails_the_batch_and_the_connection_stays_usable() {
         table,
         columns: vec!["id".into(), "small".into()],
         key: "id".into(),
+        run_version: sluice_destinations::run_version(),
     };
     let row = |id: &str, n: i64| Row {
         values: vec![Value::String(id.into()), Value::Int(n)],
@@ -500,6 +501,7 @@ async fn reconnects_after_the_connection_is_killed() {
         table,
         columns: vec!["id".into(), "n".into()],
         key: "id".into(),
+        run_version: sluice_destinations::run_version(),
     };
     let row = |id: &str| Row {
         values: vec![Value::String(id.into()), Value::Int(1)],
@@ -588,6 +590,7 @@ async fn throughput_100k_rows() {
         table,
         columns: columns.clone(),
         key: "id".into(),
+        run_version: sluice_destinations::run_version(),
     };
     let started = Instant::now();
     for chunk in rows.chunks(batch) {

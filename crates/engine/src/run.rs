@@ -128,6 +128,7 @@ pub async fn prepare_with(
         table: table.clone(),
         columns: transform.columns().to_vec(),
         key: spec.key.clone(),
+        run_version: sluice_destinations::run_version(),
     };
     let mut shape: Vec<&str> = vec![&dest_rec.id, &spec.table, &spec.key];
     shape.extend(transform.columns().iter().map(String::as_str));
@@ -731,6 +732,8 @@ struct Candidate<'p> {
     key: String,
     hash: u128,
     values: Vec<Value>,
+    /// Whether the sync state already records this profile with this key (its row exists).
+    known: bool,
 }
 
 impl BatchState<'_> {
@@ -823,6 +826,7 @@ impl BatchState<'_> {
             match entry {
                 Some(e) if e.hash == hash && e.key == key_text => counts.unchanged += 1,
                 _ => candidates.push(Candidate {
+                    known: entry.is_some_and(|e| e.key == key_text),
                     id: &row.id,
                     key: key_text,
                     hash,
@@ -834,6 +838,9 @@ impl BatchState<'_> {
 
         // Keys held by other profiles in the sync state: a lower _id keeps its key; a higher one gives it up.
         // A key that is the profile id itself cannot be held by another profile: skip the lookup.
+        // When the destination cannot tell inserts from updates, a key in the sync state counts as an update.
+        let count_here = !p.destination.reports_upsert_counts();
+        let mut recorded: HashSet<String> = HashSet::new();
         if !candidates.is_empty() && !p.key_is_profile_id {
             let t = Instant::now();
             let keys: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
@@ -843,6 +850,9 @@ impl BatchState<'_> {
                 .await
                 .map_err(|e| e.to_string())?;
             self.timings.owners += t.elapsed();
+            if count_here {
+                recorded.extend(owners.iter().map(|(k, _)| k.clone()));
+            }
             let stale_ids: HashSet<&str> = stale.iter().map(|e| e.profile_id.as_str()).collect();
             let blocked: HashMap<&str, &str> = owners
                 .iter()
@@ -896,8 +906,10 @@ impl BatchState<'_> {
                 .await
                 .map_err(|e| write_failure(&p.table.name, e))?;
             self.timings.write += t.elapsed();
-            counts.inserted += written.inserted;
-            counts.updated += written.updated;
+            if !count_here {
+                counts.inserted += written.inserted;
+                counts.updated += written.updated;
+            }
             let mut rejected_idx = HashSet::with_capacity(rejected.len());
             for r in rejected {
                 counts.failed += 1;
@@ -906,6 +918,14 @@ impl BatchState<'_> {
             }
             for (i, c) in candidates.iter().enumerate() {
                 if !rejected_idx.contains(&i) {
+                    if count_here {
+                        let known = c.known || recorded.contains(&c.key);
+                        if known {
+                            counts.updated += 1;
+                        } else {
+                            counts.inserted += 1;
+                        }
+                    }
                     upserts.push(SyncEntry {
                         profile_id: c.id.to_string(),
                         key: c.key.clone(),
@@ -1072,6 +1092,10 @@ impl Destination for Retrying<'_> {
                 other => return other,
             }
         }
+    }
+
+    fn reports_upsert_counts(&self) -> bool {
+        self.inner.reports_upsert_counts()
     }
 
     async fn delete(

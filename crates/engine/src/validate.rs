@@ -2,7 +2,7 @@
 //! answers 422 with every problem) and running (a run re-checks before writing anything).
 
 use sluice_core::filter::Filter;
-use sluice_core::pipeline::PipelineSpec;
+use sluice_core::pipeline::{OnLeave, PipelineSpec};
 use sluice_core::{FieldErrors, Schema, TableDescription};
 use sluice_transform::{Limits, Transform};
 
@@ -112,16 +112,22 @@ pub fn check_with(
                     ),
                 }
                 if !table.is_unique_key(&spec.key) {
-                    errors.add(
-                        "key",
-                        format!(
+                    let message = match &table.rules.key {
+                        Some(rule) => format!("column `{}` cannot identify rows: {rule}", spec.key),
+                        None => format!(
                             "column `{}` has no primary-key or unique constraint, so rows cannot be matched safely; \
                              add one (for example ALTER TABLE {} ADD UNIQUE ({})) or choose another column",
                             spec.key, table.name, spec.key
                         ),
-                    );
+                    };
+                    errors.add("key", message);
                 }
             }
+        }
+    }
+    if spec.on_leave == OnLeave::Delete {
+        if let Some(why) = &table.rules.delete {
+            errors.add("on_leave", why.clone());
         }
     }
     errors.into_result(Checked { filter, transform })

@@ -1,5 +1,7 @@
 //! Whole runs against real destinations (SQLite and PostgreSQL), with the embedded stores: what a user sees
-//! from "Run now". The same scenarios run for every destination through the `Db` harness.
+//! from "Run now". The same scenarios run for every destination through the `Db` harness. ClickHouse,
+//! whose tables keep row versions and cannot delete on the server this suite runs against, has cases of
+//! its own at the end.
 
 use serde_json::{json, Value};
 use sluice_core::pipeline::PipelineSpec;
@@ -182,6 +184,94 @@ async fn mysql_db() -> Box<dyn Db> {
         .unwrap();
     settings.database = database;
     Box::new(MyDb { settings })
+}
+
+/// A ClickHouse database of its own per test.
+struct ChDb {
+    addr: String,
+    user: String,
+    password: String,
+    database: String,
+}
+
+impl ChDb {
+    async fn client(&self, database: &str) -> klickhouse::Client {
+        let options = klickhouse::ClientOptions {
+            username: self.user.clone(),
+            password: self.password.clone(),
+            default_database: database.to_string(),
+            ..klickhouse::ClientOptions::default()
+        };
+        klickhouse::Client::connect(self.addr.clone(), options)
+            .await
+            .unwrap()
+    }
+}
+
+#[async_trait::async_trait]
+impl Db for ChDb {
+    fn kind(&self) -> &'static str {
+        "clickhouse"
+    }
+    fn settings(&self) -> Value {
+        let (host, port) = self.addr.rsplit_once(':').unwrap();
+        json!({"host": host, "port": port, "username": self.user, "password": self.password,
+            "database": self.database})
+    }
+    async fn exec(&self, sql: &str) {
+        self.client(&self.database)
+            .await
+            .execute(sql)
+            .await
+            .unwrap();
+    }
+    async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        use futures::StreamExt;
+        let c = self.client(&self.database).await;
+        let mut stream = c.query_raw(sql, None).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(block) = stream.next().await {
+            let block = block.unwrap();
+            let mut cols: Vec<_> = block
+                .column_data
+                .into_values()
+                .map(|c| c.into_iter())
+                .collect();
+            for _ in 0..block.rows {
+                out.push(
+                    cols.iter_mut()
+                        .filter_map(|c| c.next())
+                        .map(|v| match v {
+                            klickhouse::Value::Null => None,
+                            klickhouse::Value::String(b) => Some(String::from_utf8(b).unwrap()),
+                            klickhouse::Value::UInt64(n) => Some(n.to_string()),
+                            other => Some(format!("{other:?}")),
+                        })
+                        .collect(),
+                );
+            }
+        }
+        out
+    }
+}
+
+async fn clickhouse_db() -> Box<dyn Db> {
+    let addr = std::env::var("SLUICE_TEST_CLICKHOUSE_NATIVE").expect(
+        "SLUICE_TEST_CLICKHOUSE_NATIVE must name a ClickHouse server (host:port) for these tests \
+         (scripts/services.sh starts one)",
+    );
+    let db = ChDb {
+        addr,
+        user: std::env::var("SLUICE_TEST_CLICKHOUSE_USER").unwrap_or_else(|_| "default".into()),
+        password: std::env::var("SLUICE_TEST_CLICKHOUSE_PASSWORD").unwrap_or_default(),
+        database: format!("run_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
+    };
+    db.client("default")
+        .await
+        .execute(format!("CREATE DATABASE {}", db.database))
+        .await
+        .unwrap();
+    Box::new(db)
 }
 
 async fn sqlite_db(dir: &std::path::Path) -> Box<dyn Db> {
@@ -820,4 +910,84 @@ for_each_destination! {
     javascript_preview_equals_run => scenario_javascript_preview_equals_run,
     python_preview_equals_run => scenario_python_preview_equals_run,
     reads_only_changes => scenario_reads_only_changes,
+}
+
+mod clickhouse {
+    use super::*;
+
+    const DDL: &str = "CREATE TABLE customers (id String, email Nullable(String), full_name String, \
+        ltv Nullable(Decimal(12, 2)), city Nullable(String), orders Nullable(UInt32), \
+        untouched String DEFAULT 'default', version UInt64) ENGINE = ReplacingMergeTree(version) ORDER BY id";
+
+    async fn count(w: &World, final_: bool) -> String {
+        let sql = format!(
+            "SELECT toString(count()) FROM customers{}",
+            if final_ { " FINAL" } else { "" }
+        );
+        w.db.rows(&sql).await[0][0].clone().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn inserts_and_updates_are_counted_from_the_sync_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = world(clickhouse_db().await, dir, 300).await;
+        w.db.exec(DDL).await;
+        let p = w.pipeline(json!({})).await;
+        let r1 = w.run(&p).await;
+        assert_succeeded(&r1);
+        assert_eq!(
+            (r1.counts.read, r1.counts.inserted, r1.counts.updated),
+            (300, 300, 0)
+        );
+        assert_eq!(count(&w, true).await, "300");
+        let r2 = w.run(&p).await;
+        assert_succeeded(&r2);
+        assert_eq!(
+            (r2.counts.unchanged, r2.counts.inserted, r2.counts.updated),
+            (300, 0, 0)
+        );
+        let mut changed: Vec<Value> = (0..10).map(profile).collect();
+        for c in &mut changed {
+            c["address"]["city"] = json!("Besançon");
+        }
+        changed[3]["address"]["city"] = json!("Nîmes");
+        w.upsert(changed).await;
+        w.upsert(vec![profile(1000)]).await;
+        let r3 = w.run(&p).await;
+        assert_succeeded(&r3);
+        assert_eq!(
+            (r3.counts.updated, r3.counts.inserted, r3.counts.unchanged),
+            (10, 1, 290)
+        );
+        // One row per key through FINAL (the replaced versions stay until ClickHouse merges them).
+        assert_eq!(count(&w, true).await, "301");
+        let rows =
+            w.db.rows(
+                "SELECT id, city, untouched, toString(version) FROM customers FINAL \
+                 WHERE id IN ('p00003', 'p00100') ORDER BY id",
+            )
+            .await;
+        assert_eq!(rows[0][1].as_deref(), Some("Nîmes"));
+        assert_eq!(rows[0][2].as_deref(), Some("default"));
+        let v = |i: usize| rows[i][3].as_deref().unwrap().parse::<u64>().unwrap();
+        assert!(v(0) > v(1), "the third run's version is above the first's");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn pipelines_the_table_cannot_serve_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = world(clickhouse_db().await, dir, 10).await;
+        w.db.exec(DDL).await;
+        let p = w.pipeline(json!({"on_leave": "delete"})).await;
+        let r = w.run(&p).await;
+        assert_eq!(r.status, RunStatus::Failed);
+        let m = r.message.unwrap();
+        assert!(m.contains("on_leave") && m.contains("23.2"), "{m}");
+        let p = w.pipeline(json!({"key": "email"})).await;
+        let r = w.run(&p).await;
+        assert_eq!(r.status, RunStatus::Failed);
+        let m = r.message.unwrap();
+        assert!(m.contains("sorting key"), "{m}");
+        assert_eq!(count(&w, false).await, "0");
+    }
 }

@@ -119,6 +119,7 @@ fn table() -> TableDescription {
         keys: vec![vec!["id".into()]],
         has_primary_key: true,
         issues: vec![],
+        rules: Default::default(),
     }
 }
 

@@ -491,6 +491,7 @@ impl Session {
             keys,
             has_primary_key,
             issues,
+            rules: Default::default(),
         }))
     }
 

@@ -165,16 +165,23 @@ pub async fn connect(settings: &PostgresSettings) -> Result<Session> {
 }
 
 fn tls_config(settings: &PostgresSettings) -> Result<ClientConfig> {
+    rustls_config(&settings.tls)
+}
+
+/// A rustls client configuration (ring provider) for `tls`: the chain and host name checked against
+/// `ca_cert` (or the public web CAs) in the verify mode, nothing checked otherwise. Shared by the
+/// destinations that speak TLS themselves.
+pub(crate) fn rustls_config(tls: &super::config::TlsSettings) -> Result<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| {
             DestinationError::new(ErrorKind::Internal, format!("TLS setup failed: {e}"))
         })?;
-    let config = match settings.tls.mode {
+    let config = match tls.mode {
         TlsMode::Verify => {
             let mut roots = RootCertStore::empty();
-            match &settings.tls.ca_cert {
+            match &tls.ca_cert {
                 Some(pem) => {
                     for cert in parse_pem_certificates(pem)
                         .map_err(|e| DestinationError::new(ErrorKind::Config, e))?
@@ -506,6 +513,7 @@ impl Session {
             keys,
             has_primary_key,
             issues,
+            rules: Default::default(),
         }))
     }
 

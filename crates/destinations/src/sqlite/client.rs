@@ -186,6 +186,7 @@ pub fn describe(conn: &Connection, name: &str) -> Result<Option<TableDescription
         keys,
         has_primary_key,
         issues,
+        rules: Default::default(),
     }))
 }
 

@@ -74,6 +74,7 @@ pub fn table() -> TableDescription {
         keys: vec![vec!["id".into()]],
         has_primary_key: true,
         issues: vec![],
+        rules: Default::default(),
     }
 }
 

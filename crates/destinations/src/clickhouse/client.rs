@@ -1,0 +1,845 @@
+//! Talking to ClickHouse over its native protocol (`klickhouse`, with TLS done here by rustls and ring):
+//! connecting, the connection test, describing tables, and writing native blocks (see [`super`]).
+//!
+//! Errors keep the server's message (without its stack trace) and get a kind from the exception code
+//! ([`dialect::error_kind`]); passwords never reach a message or a log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use klickhouse::block::{Block, BlockInfo};
+use klickhouse::{Client, ClientOptions, IndexMap, KlickhouseError, Type, Value as Ch};
+use rustls::pki_types::ServerName;
+use sluice_core::{Column, TableDescription, TableRules, Value};
+use tokio::net::TcpStream;
+
+use super::config::{ClickHouseSettings, TlsMode};
+use super::dialect::{self, ChType, EngineInfo, ServerVersion};
+use super::encode;
+use crate::{DestinationError, ErrorKind, Result, Row, TestReport, WriteTarget};
+
+/// Rows per native block: large blocks are what ClickHouse is fast with, and what keeps parts few.
+pub const ROWS_PER_BLOCK: usize = 65_536;
+
+/// A live connection.
+pub struct Session {
+    client: Client,
+    pub version: ServerVersion,
+    version_text: String,
+    /// Tables as described for writing, by name; forgotten when a write finds them changed.
+    tables: HashMap<String, Arc<TableInfo>>,
+    next_stage: u32,
+    /// An insert failed after its data started going out: the connection's state is unknown.
+    pub poisoned: bool,
+}
+
+/// What writing needs to know of a table.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub engine: EngineInfo,
+    pub columns: Vec<ColumnInfo>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub type_text: String,
+    /// `None` when the type does not parse.
+    pub ty: Option<ChType>,
+    /// `DEFAULT`, `MATERIALIZED`, `ALIAS`, `EPHEMERAL` or empty.
+    pub default_kind: String,
+}
+
+impl ColumnInfo {
+    /// Whether an INSERT may name the column.
+    fn insertable(&self) -> bool {
+        !matches!(
+            self.default_kind.as_str(),
+            "MATERIALIZED" | "ALIAS" | "EPHEMERAL"
+        )
+    }
+}
+
+impl TableInfo {
+    fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> DestinationError {
+    DestinationError::new(kind, message)
+}
+
+/// Maps a driver error to a destination error: the server's message and a kind from its code.
+pub fn map_error(e: &KlickhouseError) -> DestinationError {
+    match e {
+        KlickhouseError::ServerException { code, message, .. } => {
+            let message = message
+                .trim()
+                .trim_start_matches("DB::Exception: ")
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            error(dialect::error_kind(*code), message)
+        }
+        KlickhouseError::Io(io) => error(
+            ErrorKind::Unavailable,
+            format!("the connection to the server failed: {io}"),
+        ),
+        KlickhouseError::ProtocolError(p)
+            if p.contains("failed to send") || p.contains("failed to receive") =>
+        {
+            error(
+                ErrorKind::Unavailable,
+                "the connection to the server was lost",
+            )
+        }
+        other => error(ErrorKind::Internal, other.to_string()),
+    }
+}
+
+/// Opens a connection within the configured timeout.
+pub async fn connect(settings: &ClickHouseSettings) -> Result<Session> {
+    let where_ = format!("{}:{}", settings.host, settings.port);
+    let timeout = settings.connect_timeout();
+    let attempt = async {
+        let tcp = TcpStream::connect((settings.host.as_str(), settings.port))
+            .await
+            .map_err(|e| {
+                error(
+                    ErrorKind::Unavailable,
+                    format!("could not connect to {where_}: {e}"),
+                )
+            })?;
+        tcp.set_nodelay(true).ok();
+        let options = ClientOptions {
+            username: settings.username.clone(),
+            password: settings.password.clone(),
+            default_database: settings.database.clone(),
+            tcp_nodelay: true,
+            settings: IndexMap::new(),
+        };
+        let client = if settings.tls.mode == TlsMode::Disable {
+            let (r, w) = tcp.into_split();
+            Client::connect_stream(r, w, options).await
+        } else {
+            let config = crate::postgres::client::rustls_config(&settings.tls)?;
+            let name = ServerName::try_from(settings.server_name().to_string()).map_err(|e| {
+                error(
+                    ErrorKind::Config,
+                    format!("`{}` is not a TLS server name: {e}", settings.server_name()),
+                )
+            })?;
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .map_err(|e| {
+                    error(
+                        ErrorKind::Auth,
+                        format!("the TLS handshake with {where_} failed: {e}"),
+                    )
+                })?;
+            let (r, w) = tokio::io::split(tls);
+            Client::connect_stream(r, w, options).await
+        };
+        client.map_err(|e| login_error(&e, &where_, settings))
+    };
+    let client = match tokio::time::timeout(timeout, attempt).await {
+        Err(_) => {
+            return Err(error(
+                ErrorKind::Unavailable,
+                format!(
+                    "could not connect to {where_} within {} s",
+                    timeout.as_secs()
+                ),
+            ))
+        }
+        Ok(r) => r?,
+    };
+    let mut session = Session {
+        client,
+        version: ServerVersion { major: 0, minor: 0 },
+        version_text: String::new(),
+        tables: HashMap::new(),
+        next_stage: 0,
+        poisoned: false,
+    };
+    let rows = session.query(dialect::VERSION_QUERY).await?;
+    session.version_text = rows
+        .first()
+        .and_then(|r| r.first())
+        .map(text)
+        .unwrap_or_default();
+    session.version =
+        ServerVersion::parse(&session.version_text).unwrap_or(ServerVersion { major: 0, minor: 0 });
+    if !session.version.has_low_cardinality() {
+        // Before 19.0 LowCardinality columns were experimental: staging tables shaped like such a table
+        // need the setting.
+        session
+            .execute("SET allow_experimental_low_cardinality_type = 1")
+            .await?;
+    }
+    tracing::debug!(host = %settings.host, port = settings.port, database = %settings.database,
+        version = %session.version_text, "connected to ClickHouse");
+    Ok(session)
+}
+
+/// The client library ends the connection without the server's reason when the login is refused.
+fn login_error(
+    e: &KlickhouseError,
+    where_: &str,
+    settings: &ClickHouseSettings,
+) -> DestinationError {
+    match e {
+        KlickhouseError::ServerException { .. } => map_error(e),
+        KlickhouseError::ProtocolError(_) => error(
+            ErrorKind::Auth,
+            format!(
+                "ClickHouse at {where_} closed the connection at login: check the username \"{}\", the password, \
+                 that the user may connect from this address and that database \"{}\" exists{}",
+                settings.username,
+                settings.database,
+                if settings.tls.mode == TlsMode::Disable {
+                    " (and that this is the plain native port, not the TLS one)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        other => error(
+            ErrorKind::Unavailable,
+            format!("could not connect to {where_}: {other}"),
+        ),
+    }
+}
+
+/// A metadata value as text.
+fn text(v: &Ch) -> String {
+    match v {
+        Ch::String(b) => String::from_utf8_lossy(b).into_owned(),
+        Ch::UInt64(n) => n.to_string(),
+        Ch::UInt8(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn count(rows: &[Vec<Ch>]) -> u64 {
+    match rows.first().and_then(|r| r.first()) {
+        Some(Ch::UInt64(n)) => *n,
+        Some(other) => text(other).parse().unwrap_or(0),
+        None => 0,
+    }
+}
+
+impl Session {
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Runs a query and returns its rows.
+    pub async fn query(&self, sql: &str) -> Result<Vec<Vec<Ch>>> {
+        let mut stream = self
+            .client
+            .query_raw(sql, None)
+            .await
+            .map_err(|e| map_error(&e))?;
+        let mut rows = Vec::new();
+        while let Some(block) = stream.next().await {
+            let block = block.map_err(|e| map_error(&e))?;
+            let mut columns: Vec<std::vec::IntoIter<Ch>> = block
+                .column_data
+                .into_values()
+                .map(|c| c.into_iter())
+                .collect();
+            for _ in 0..block.rows {
+                rows.push(columns.iter_mut().filter_map(|c| c.next()).collect());
+            }
+        }
+        Ok(rows)
+    }
+
+    pub async fn execute(&self, sql: &str) -> Result<()> {
+        self.query(sql).await.map(|_| ())
+    }
+
+    /// Connection test: server version, the database, and the right to create temporary tables (staging).
+    pub async fn test(&self, settings: &ClickHouseSettings) -> Result<TestReport> {
+        let db = &settings.database;
+        let mut checks = vec![format!(
+            "connected to {}:{} as user {}{}",
+            settings.host,
+            settings.port,
+            settings.username,
+            match settings.tls.mode {
+                TlsMode::Verify => ", over TLS with a verified certificate",
+                TlsMode::Require => ", over TLS (certificate not verified)",
+                _ => "",
+            }
+        )];
+        let rows = self
+            .query(&format!(
+                "SELECT count() FROM system.databases WHERE name = {}",
+                dialect::literal(db)
+            ))
+            .await?;
+        if count(&rows) == 0 {
+            return Err(error(
+                ErrorKind::NotFound,
+                format!("database \"{db}\" does not exist"),
+            ));
+        }
+        let rows = self
+            .query(&format!(
+                "SELECT count() FROM system.tables WHERE database = {} AND engine LIKE '%ReplacingMergeTree'",
+                dialect::literal(db)
+            ))
+            .await?;
+        checks.push(format!(
+            "database {db} has {} ReplacingMergeTree table(s), which Sluice can upsert into",
+            count(&rows)
+        ));
+        let stage = "sluice_connection_test";
+        self.execute(&dialect::create_stage(
+            stage,
+            &[("id".to_string(), "UInt8".to_string())],
+        ))
+        .await
+        .map_err(|e| {
+            if e.kind == ErrorKind::Permission {
+                error(
+                    ErrorKind::Permission,
+                    format!(
+                        "user \"{}\" cannot create temporary tables, which Sluice stages partial updates in \
+                         (the user may be readonly): {}",
+                        settings.username, e.message
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+        let _ = self.execute(&dialect::drop_stage(stage)).await;
+        checks.push("can create temporary tables".to_string());
+        if !self.version.has_is_deleted() {
+            checks.push(format!(
+                "ClickHouse {} cannot delete rows with tombstones (23.2 or later can): pipelines must keep \
+                 the rows of profiles that leave",
+                self.version_text
+            ));
+        }
+        Ok(TestReport {
+            server_version: format!("ClickHouse {}", self.version_text),
+            checks,
+        })
+    }
+
+    /// Engine and columns of `name` in the settings' database; `None` when there is no such table.
+    pub async fn table_info(&self, database: &str, name: &str) -> Result<Option<TableInfo>> {
+        // Old servers open every table of the database to answer system.tables, and fail when one of them
+        // is dropped meanwhile: asking again gets past it.
+        let mut attempt = 0;
+        let rows = loop {
+            match self.query(&dialect::table_query(database, name)).await {
+                Err(e) if e.kind == ErrorKind::NotFound && attempt < 5 => attempt += 1,
+                other => break other?,
+            }
+        };
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let field = |i: usize| row.get(i).map(text).unwrap_or_default();
+        let engine = dialect::engine_info(&field(0), &field(1), &field(2));
+        let described = match self.query(&dialect::columns_query(database, name)).await {
+            // Dropped in between.
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            other => other?,
+        };
+        let columns = described
+            .into_iter()
+            .map(|r| {
+                let f = |i: usize| r.get(i).map(text).unwrap_or_default();
+                let type_text = f(1);
+                ColumnInfo {
+                    name: f(0),
+                    ty: ChType::parse(&type_text),
+                    type_text,
+                    default_kind: f(2),
+                }
+            })
+            .collect();
+        Ok(Some(TableInfo { engine, columns }))
+    }
+
+    pub async fn describe_table(
+        &self,
+        database: &str,
+        name: &str,
+    ) -> Result<Option<TableDescription>> {
+        let Some(info) = self.table_info(database, name).await? else {
+            return Ok(None);
+        };
+        Ok(Some(describe(name, &info, self.version)))
+    }
+
+    /// The table as last described for writing, described afresh on first use.
+    async fn writable(&mut self, database: &str, table: &str) -> Result<Arc<TableInfo>> {
+        if let Some(info) = self.tables.get(table) {
+            return Ok(info.clone());
+        }
+        let info = self.table_info(database, table).await?.ok_or_else(|| {
+            error(
+                ErrorKind::NotFound,
+                format!("table `{table}` does not exist in database `{database}`"),
+            )
+        })?;
+        let info = Arc::new(info);
+        self.tables.insert(table.to_string(), info.clone());
+        Ok(info)
+    }
+
+    /// Forgets what was described of `table` (after a write found it changed).
+    pub fn forget(&mut self, table: &str) {
+        self.tables.remove(table);
+    }
+
+    /// Writes new versions of `rows`; see [`super`].
+    pub async fn upsert(
+        &mut self,
+        database: &str,
+        target: &WriteTarget,
+        rows: &[Row],
+    ) -> Result<()> {
+        let table = &target.table.name;
+        let info = self.writable(database, table).await?;
+        let plan = plan_write(&info, target, self.version)?;
+        let block = build_block(&plan, rows, target.run_version)?;
+        if plan.kept.is_empty() {
+            let sql = plan.insert_sql(&dialect::qualified(database, table));
+            return self.insert_block(&sql, block).await;
+        }
+        // Columns the pipeline does not write keep their values: the batch is staged, and the rows already
+        // in the table are written with their other columns read back (FINAL), the new ones without them.
+        self.next_stage += 1;
+        let stage = format!("sluice_stage_{}", self.next_stage);
+        let existing = format!("sluice_existing_{}", self.next_stage);
+        let result = async {
+            self.execute(&dialect::drop_stage(&stage)).await?;
+            self.execute(&dialect::drop_stage(&existing)).await?;
+            let stage_columns: Vec<(String, String)> = plan
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.type_text.clone()))
+                .collect();
+            self.execute(&dialect::create_stage(&stage, &stage_columns))
+                .await?;
+            self.insert_block(&plan.insert_sql(&dialect::quote(&stage)), block)
+                .await?;
+            self.execute(&dialect::create_existing(
+                &existing,
+                database,
+                table,
+                &stage,
+                &target.key,
+                &plan.kept,
+            ))
+            .await?;
+            let written: Vec<String> = plan.columns.iter().map(|c| c.name.clone()).collect();
+            self.execute(&dialect::insert_updates(
+                database,
+                table,
+                &stage,
+                &existing,
+                &target.key,
+                &written,
+                &plan.kept,
+            ))
+            .await?;
+            self.execute(&dialect::insert_new(
+                database,
+                table,
+                &stage,
+                &existing,
+                &target.key,
+                &written,
+            ))
+            .await
+        }
+        .await;
+        let _ = self.execute(&dialect::drop_stage(&stage)).await;
+        let _ = self.execute(&dialect::drop_stage(&existing)).await;
+        result
+    }
+
+    /// Writes tombstones (`is_deleted = 1`, this run's version) for the `keys` that are in the table;
+    /// returns how many.
+    pub async fn delete(
+        &mut self,
+        database: &str,
+        target: &WriteTarget,
+        keys: &[Value],
+    ) -> Result<u64> {
+        let table = &target.table.name;
+        let info = self.writable(database, table).await?;
+        if let Some(why) = info.engine.delete_refusal(table, self.version) {
+            return Err(error(ErrorKind::Config, why));
+        }
+        let (Some(version), Some(is_deleted)) = (&info.engine.version, &info.engine.is_deleted)
+        else {
+            unreachable!("delete_refusal checks both");
+        };
+        let key_col = info.column(&target.key).ok_or_else(|| {
+            error(
+                ErrorKind::SchemaMismatch,
+                format!("column `{}` of table `{table}` does not exist", target.key),
+            )
+        })?;
+        let version_col = info.column(version).ok_or_else(|| {
+            error(
+                ErrorKind::SchemaMismatch,
+                format!("the version column `{version}` of table `{table}` does not exist"),
+            )
+        })?;
+        let key_ty = wire(key_col)?;
+        let version_ty = wire(version_col)?;
+        let version_value = encode::version_value(&version_ty, target.run_version)
+            .map_err(|e| error(ErrorKind::Config, e))?;
+        self.next_stage += 1;
+        let stage = format!("sluice_tombstones_{}", self.next_stage);
+        let cols = vec![target.key.clone(), version.clone()];
+        let result = async {
+            self.execute(&dialect::drop_stage(&stage)).await?;
+            self.execute(&dialect::create_stage(
+                &stage,
+                &[
+                    (target.key.clone(), key_col.type_text.clone()),
+                    (version.clone(), version_col.type_text.clone()),
+                ],
+            ))
+            .await?;
+            let mut key_values = Vec::with_capacity(keys.len());
+            for k in keys {
+                key_values.push(
+                    encode::encode(k, &key_ty)
+                        .map_err(|e| error(ErrorKind::BadData, format!("key {k}: {e}")))?,
+                );
+            }
+            let block = Block {
+                info: BlockInfo::default(),
+                rows: keys.len() as u64,
+                column_types: IndexMap::from_iter([
+                    (target.key.clone(), key_ty.clone()),
+                    (version.clone(), version_ty.clone()),
+                ]),
+                column_data: IndexMap::from_iter([
+                    (target.key.clone(), key_values),
+                    (version.clone(), vec![version_value; keys.len()]),
+                ]),
+            };
+            let columns_sql =
+                dialect::insert_sql(&dialect::quote(&stage), &cols, &[], &[None, None]);
+            self.insert_block(&columns_sql, block).await?;
+            let n = count(
+                &self
+                    .query(&dialect::count_present(
+                        database,
+                        table,
+                        &stage,
+                        &target.key,
+                    ))
+                    .await?,
+            );
+            self.execute(&dialect::insert_tombstones(
+                database,
+                table,
+                &stage,
+                &target.key,
+                version,
+                is_deleted,
+            ))
+            .await?;
+            Ok(n)
+        }
+        .await;
+        let _ = self.execute(&dialect::drop_stage(&stage)).await;
+        result
+    }
+
+    /// Sends one insert with its rows, in blocks of [`ROWS_PER_BLOCK`], and waits for the server's answer.
+    async fn insert_block(&mut self, sql: &str, block: Block) -> Result<()> {
+        let blocks = split_block(block, ROWS_PER_BLOCK);
+        let result = async {
+            let mut answer = self
+                .client
+                .insert_native_raw(sql, futures::stream::iter(blocks), None)
+                .await
+                .map_err(|e| map_error(&e))?;
+            while let Some(item) = answer.next().await {
+                item.map_err(|e| map_error(&e))?;
+            }
+            Ok(())
+        }
+        .await;
+        self.poisoned |= result.is_err();
+        result
+    }
+}
+
+/// The description Sluice shows and checks pipelines against.
+pub fn describe(name: &str, info: &TableInfo, version: ServerVersion) -> TableDescription {
+    let mut columns = Vec::new();
+    let mut issues = Vec::new();
+    for c in &info.columns {
+        let mut ty = c.ty.as_ref().and_then(dialect::column_type);
+        if !c.insertable() {
+            issues.push(format!(
+                "column `{}` is {} and cannot be written",
+                c.name,
+                c.default_kind.to_ascii_lowercase()
+            ));
+            ty = None;
+        } else if let Some(missing) = c.ty.as_ref().and_then(|t| t.missing_feature(version)) {
+            issues.push(format!(
+                "column `{}` has type `{}`, which needs {missing}",
+                c.name, c.type_text
+            ));
+            ty = None;
+        } else if ty.is_none() {
+            issues.push(format!(
+                "column `{}` has unsupported type `{}`",
+                c.name, c.type_text
+            ));
+        }
+        columns.push(Column {
+            name: c.name.clone(),
+            native_type: c.type_text.clone(),
+            nullable: c.ty.as_ref().is_some_and(ChType::is_nullable),
+            ty,
+            has_default: !c.default_kind.is_empty(),
+        });
+    }
+    let e = &info.engine;
+    let sole_key = (e.sorting_key.len() == 1).then(|| e.sorting_key[0].clone());
+    let mut keys = Vec::new();
+    let key_advice = match &sole_key {
+        Some(k) if e.replacing && columns.iter().any(|c| &c.name == k) => {
+            keys.push(vec![k.clone()]);
+            format!(
+                "only `{k}`, the sorting key of this ReplacingMergeTree table, identifies its rows: choose it as \
+                 the key column, or recreate the table with ORDER BY the column you want"
+            )
+        }
+        _ => {
+            let why = e
+                .key_refusal(name, sole_key.as_deref().unwrap_or("<key column>"))
+                .unwrap_or_default();
+            issues.push(why.clone());
+            why
+        }
+    };
+    TableDescription {
+        name: name.to_string(),
+        columns,
+        has_primary_key: !keys.is_empty(),
+        keys,
+        issues,
+        rules: TableRules {
+            key: Some(key_advice),
+            delete: e.delete_refusal(name, version),
+        },
+    }
+}
+
+/// The wire type of a column; an error when its type cannot be written.
+fn wire(c: &ColumnInfo) -> Result<Type> {
+    let ty = c.ty.as_ref().ok_or_else(|| {
+        error(
+            ErrorKind::SchemaMismatch,
+            format!(
+                "column `{}` has type `{}`, which Sluice cannot parse",
+                c.name, c.type_text
+            ),
+        )
+    })?;
+    dialect::wire_type(ty).map_err(|e| {
+        error(
+            ErrorKind::SchemaMismatch,
+            format!("column `{}` cannot be written: {e}", c.name),
+        )
+    })
+}
+
+/// One column of a native block.
+#[derive(Debug, Clone)]
+pub struct PlannedColumn {
+    pub name: String,
+    pub type_text: String,
+    pub wire: Type,
+    /// `Some(type)` when the block carries another type and the insert casts.
+    pub cast: Option<String>,
+    /// Where the values come from: the target's column at this index, or the run's version.
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Target(usize),
+    RunVersion,
+}
+
+/// How a batch is written to a table.
+#[derive(Debug, Clone)]
+pub struct WritePlan {
+    pub columns: Vec<PlannedColumn>,
+    /// The table's other insertable columns, which an update must carry over.
+    pub kept: Vec<String>,
+}
+
+impl WritePlan {
+    pub fn insert_sql(&self, target_sql: &str) -> String {
+        let names: Vec<String> = self.columns.iter().map(|c| c.name.clone()).collect();
+        let wire: Vec<String> = self.columns.iter().map(|c| c.wire.to_string()).collect();
+        let casts: Vec<Option<String>> = self.columns.iter().map(|c| c.cast.clone()).collect();
+        dialect::insert_sql(target_sql, &names, &wire, &casts)
+    }
+}
+
+/// Checks the target against the table as it is now and plans the block: the written columns, the version
+/// column when the mapping does not set it, and the columns an update keeps.
+pub fn plan_write(
+    info: &TableInfo,
+    target: &WriteTarget,
+    version: ServerVersion,
+) -> Result<WritePlan> {
+    let table = &target.table.name;
+    if let Some(why) = info.engine.key_refusal(table, &target.key) {
+        return Err(error(ErrorKind::SchemaMismatch, why));
+    }
+    let mut columns = Vec::new();
+    for (i, name) in target.columns.iter().enumerate() {
+        let c = info.column(name).ok_or_else(|| {
+            error(
+                ErrorKind::SchemaMismatch,
+                format!("column `{name}` of table `{table}` does not exist"),
+            )
+        })?;
+        columns.push(planned(c, Source::Target(i), version)?);
+    }
+    if let Some(v) = &info.engine.version {
+        if !target.columns.contains(v) {
+            let c = info.column(v).ok_or_else(|| {
+                error(
+                    ErrorKind::SchemaMismatch,
+                    format!("the version column `{v}` of table `{table}` does not exist"),
+                )
+            })?;
+            columns.push(planned(c, Source::RunVersion, version)?);
+        }
+    }
+    let kept = info
+        .columns
+        .iter()
+        .filter(|c| c.insertable() && !columns.iter().any(|p| p.name == c.name))
+        // A row that is written is not deleted.
+        .filter(|c| info.engine.is_deleted.as_deref() != Some(c.name.as_str()))
+        .map(|c| c.name.clone())
+        .collect();
+    Ok(WritePlan { columns, kept })
+}
+
+fn planned(c: &ColumnInfo, source: Source, version: ServerVersion) -> Result<PlannedColumn> {
+    if !c.insertable() {
+        return Err(error(
+            ErrorKind::SchemaMismatch,
+            format!(
+                "column `{}` is {} and cannot be written",
+                c.name, c.default_kind
+            ),
+        ));
+    }
+    let ty = c.ty.as_ref();
+    if let Some(missing) = ty.and_then(|t| t.missing_feature(version)) {
+        return Err(error(
+            ErrorKind::SchemaMismatch,
+            format!("column `{}` has a type that needs {missing}", c.name),
+        ));
+    }
+    let cast = ty.filter(|t| t.needs_cast()).map(|_| c.type_text.clone());
+    Ok(PlannedColumn {
+        name: c.name.clone(),
+        type_text: c.type_text.clone(),
+        wire: wire(c)?,
+        cast,
+        source,
+    })
+}
+
+/// The native block of `rows` for `plan`; a value that does not fit its column fails the batch as bad data,
+/// naming the column.
+pub fn build_block(plan: &WritePlan, rows: &[Row], run_version: u64) -> Result<Block> {
+    let mut column_types = IndexMap::new();
+    let mut column_data = IndexMap::new();
+    for c in &plan.columns {
+        let data: Vec<Ch> = match c.source {
+            Source::RunVersion => {
+                let v = encode::version_value(&c.wire, run_version).map_err(|e| {
+                    error(
+                        ErrorKind::SchemaMismatch,
+                        format!("column `{}`: {e}", c.name),
+                    )
+                })?;
+                vec![v; rows.len()]
+            }
+            Source::Target(i) => {
+                let mut data = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let value = row.values.get(i).ok_or_else(|| {
+                        error(ErrorKind::Internal, "a row has fewer values than columns")
+                    })?;
+                    data.push(encode::encode(value, &c.wire).map_err(|e| {
+                        error(ErrorKind::BadData, format!("column `{}`: {e}", c.name))
+                    })?);
+                }
+                data
+            }
+        };
+        column_types.insert(c.name.clone(), c.wire.clone());
+        column_data.insert(c.name.clone(), data);
+    }
+    Ok(Block {
+        info: BlockInfo::default(),
+        rows: rows.len() as u64,
+        column_types,
+        column_data,
+    })
+}
+
+/// `block` in blocks of at most `size` rows.
+fn split_block(block: Block, size: usize) -> Vec<Block> {
+    let total = block.rows as usize;
+    if total <= size {
+        return vec![block];
+    }
+    let mut out = Vec::new();
+    let mut data: Vec<(String, std::vec::IntoIter<Ch>)> = block
+        .column_data
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter()))
+        .collect();
+    let mut done = 0;
+    while done < total {
+        let n = size.min(total - done);
+        out.push(Block {
+            info: BlockInfo::default(),
+            rows: n as u64,
+            column_types: block.column_types.clone(),
+            column_data: data
+                .iter_mut()
+                .map(|(k, it)| (k.clone(), it.by_ref().take(n).collect()))
+                .collect(),
+        });
+        done += n;
+    }
+    out
+}

@@ -1,0 +1,313 @@
+//! ClickHouse destination settings: the connection form's fields (host, native port, username, password,
+//! database, TLS) validated into a [`ClickHouseSettings`], every bad field reported by name. Also parses
+//! `clickhouse://user:password@host:port/db?tls=verify` URLs for tests, benchmarks and the command line.
+//!
+//! ClickHouse's native TLS is not negotiated on the plain port: it listens on a port of its own (9440 by
+//! convention). So the TLS modes are `disable` (port 9000 by default), `require` (encrypted, certificate
+//! not checked) and `verify` (the default as soon as TLS is asked for: the chain is checked against
+//! `ca_cert` or the public web CAs, and the certificate must name the host — or `tls_server_name`, for a
+//! server reached by an address its certificate does not carry). `prefer` is refused: there is nothing
+//! to fall back from.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use sluice_core::FieldErrors;
+
+use super::dialect::validate_identifier;
+use crate::postgres::config::{percent_decode, read_tls, validate_host};
+pub use crate::postgres::config::{TlsMode, TlsSettings};
+use crate::settings::{SettingsReader, UrlParts};
+
+pub const DEFAULT_PORT: u16 = 9000;
+pub const DEFAULT_TLS_PORT: u16 = 9440;
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+
+/// Validated connection settings of a ClickHouse destination.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClickHouseSettings {
+    pub host: String,
+    /// The native protocol's port.
+    pub port: u16,
+    pub username: String,
+    /// Empty when the account has no password.
+    pub password: String,
+    /// The database where tables are looked up and written.
+    pub database: String,
+    pub tls: TlsSettings,
+    /// The name the server's certificate must carry, when it is not `host`.
+    pub tls_server_name: Option<String>,
+    pub connect_timeout_secs: u64,
+}
+
+/// The password never appears in logs or panics.
+impl fmt::Debug for ClickHouseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClickHouseSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &"********")
+            .field("database", &self.database)
+            .field("tls", &self.tls.mode)
+            .field("tls_server_name", &self.tls_server_name)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .finish()
+    }
+}
+
+impl ClickHouseSettings {
+    /// Reads and validates settings given as JSON; every problem is reported under its field name.
+    pub fn from_json(json: &Json) -> Result<Self, FieldErrors> {
+        let mut r = SettingsReader::new(json);
+        let host = r.string("host", "the host", true);
+        let tls_json = r.raw("tls");
+        let username = r.string("username", "the username", false);
+        let password = r.secret("password", "the password").unwrap_or_default();
+        let database = r.string("database", "the database name", true);
+        let server_name = r.string("tls_server_name", "the TLS server name", false);
+        let timeout = r.integer(
+            "connect_timeout_secs",
+            "the connect timeout",
+            1,
+            300,
+            DEFAULT_CONNECT_TIMEOUT_SECS as i64,
+        );
+        let mut errors = FieldErrors::new();
+        let tls = match tls_json {
+            None => TlsSettings {
+                mode: TlsMode::Disable,
+                ca_cert: None,
+            },
+            Some(json) => {
+                let mut tls = read_tls(json, &mut errors);
+                // Asking for TLS without saying how means the safe way: verify the certificate.
+                let mode_given = match json {
+                    Json::String(_) => true,
+                    Json::Object(o) => o.get("mode").is_some_and(|m| !m.is_null()),
+                    _ => false,
+                };
+                if !mode_given {
+                    tls.mode = TlsMode::Verify;
+                }
+                if tls.mode == TlsMode::Prefer {
+                    errors.add(
+                        "tls.mode",
+                        "ClickHouse serves TLS on a port of its own (9440 by default), so there is \
+                         nothing to prefer: choose disable, require or verify",
+                    );
+                }
+                tls
+            }
+        };
+        let default_port = if tls.mode == TlsMode::Disable {
+            DEFAULT_PORT
+        } else {
+            DEFAULT_TLS_PORT
+        };
+        let port = r.integer("port", "the port", 1, 65535, default_port as i64);
+        let mut reader_errors = r.finish();
+        reader_errors.merge(errors);
+        let mut errors = reader_errors;
+        if let Some(h) = &host {
+            if let Err(e) = validate_host(h) {
+                errors.add("host", e);
+            }
+        }
+        if let Some(n) = &server_name {
+            if let Err(e) = validate_host(n) {
+                errors.add("tls_server_name", e);
+            }
+            if tls.mode == TlsMode::Disable {
+                errors.add(
+                    "tls_server_name",
+                    "a TLS server name only matters with TLS: set the TLS mode to verify",
+                );
+            }
+        }
+        if let Some(d) = &database {
+            if let Err(e) = validate_identifier(d, "the database name") {
+                errors.add("database", e);
+            }
+        }
+        match (host, port, database, timeout) {
+            (Some(host), Some(port), Some(database), Some(timeout)) if errors.is_empty() => {
+                Ok(ClickHouseSettings {
+                    host,
+                    port: port as u16,
+                    // ClickHouse's own default account.
+                    username: username.unwrap_or_else(|| "default".to_string()),
+                    password,
+                    database,
+                    tls,
+                    tls_server_name: server_name,
+                    connect_timeout_secs: timeout as u64,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+
+    /// Parses `clickhouse://user[:password]@host[:port]/database[?tls=…&tls_server_name=…&ca_cert_file=…]`
+    /// (user and password percent-decoded; `[::1]` for IPv6 hosts; `ca_cert_file` is read from disk).
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("clickhouse://")
+            .ok_or("the URL must start with clickhouse://")?;
+        let UrlParts {
+            user,
+            password,
+            host,
+            port,
+            database,
+            query,
+        } = UrlParts::split(rest)?;
+        let mut json = serde_json::Map::new();
+        let host = if host.is_empty() {
+            "localhost".to_string()
+        } else {
+            host
+        };
+        json.insert("host".into(), Json::from(host));
+        if let Some(p) = port {
+            let p: u16 = p.parse().map_err(|_| format!("bad port `{p}`"))?;
+            json.insert("port".into(), Json::from(p));
+        }
+        if !user.is_empty() {
+            json.insert("username".into(), Json::from(user));
+        }
+        if let Some(pw) = password {
+            json.insert("password".into(), Json::from(pw));
+        }
+        let database = percent_decode(database)?;
+        let database = if database.is_empty() {
+            "default".to_string()
+        } else {
+            database
+        };
+        json.insert("database".into(), Json::from(database));
+        let mut tls = serde_json::Map::new();
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v)?;
+            match k {
+                "tls" | "ssl-mode" | "sslmode" => {
+                    tls.insert("mode".into(), Json::from(v));
+                }
+                "ca_cert_file" => {
+                    let pem = std::fs::read_to_string(&v)
+                        .map_err(|e| format!("cannot read the CA certificate {v}: {e}"))?;
+                    tls.insert("ca_cert".into(), Json::from(pem));
+                }
+                "tls_server_name" => {
+                    json.insert("tls_server_name".into(), Json::from(v));
+                }
+                "connect_timeout" => {
+                    let secs: u64 = v
+                        .parse()
+                        .map_err(|_| format!("bad connect_timeout `{v}`"))?;
+                    json.insert("connect_timeout_secs".into(), Json::from(secs));
+                }
+                _ => {}
+            }
+        }
+        if !tls.is_empty() {
+            json.insert("tls".into(), Json::Object(tls));
+        }
+        Self::from_json(&Json::Object(json)).map_err(|e| e.to_string())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// The name the server's certificate is checked against.
+    pub fn server_name(&self) -> &str {
+        self.tls_server_name.as_deref().unwrap_or(&self.host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_the_form_fields_with_defaults() {
+        let s = ClickHouseSettings::from_json(&json!({
+            "host": "ch.example.com", "username": "app", "password": "pw", "database": "crm"
+        }))
+        .unwrap();
+        assert_eq!(s.port, 9000);
+        assert_eq!(s.tls.mode, TlsMode::Disable);
+        assert_eq!(s.password, "pw");
+        assert!(!format!("{s:?}").contains("pw\""));
+        let s = ClickHouseSettings::from_json(&json!({"host": "h", "database": "d"})).unwrap();
+        assert_eq!(s.username, "default");
+        assert_eq!(s.password, "");
+    }
+
+    #[test]
+    fn tls_verifies_by_default_on_its_own_port() {
+        let s = ClickHouseSettings::from_json(&json!({"host": "h", "database": "d", "tls": {}}))
+            .unwrap();
+        assert_eq!(s.tls.mode, TlsMode::Verify);
+        assert_eq!(s.port, 9440);
+        assert_eq!(s.server_name(), "h");
+        let s = ClickHouseSettings::from_json(&json!({
+            "host": "10.0.0.5", "database": "d", "tls": {"mode": "require"}, "port": 19440
+        }))
+        .unwrap();
+        assert_eq!((s.tls.mode, s.port), (TlsMode::Require, 19440));
+        let s = ClickHouseSettings::from_json(&json!({
+            "host": "10.0.0.5", "database": "d", "tls": {"mode": "verify"}, "tls_server_name": "ch.internal"
+        }))
+        .unwrap();
+        assert_eq!(s.server_name(), "ch.internal");
+    }
+
+    #[test]
+    fn reports_every_bad_field() {
+        let e = ClickHouseSettings::from_json(&json!({
+            "port": 0, "tls": {"mode": "prefer"}, "database": "a`b\u{0}", "extra": 1
+        }))
+        .unwrap_err()
+        .to_string();
+        for field in ["host", "port", "tls.mode", "database", "extra"] {
+            assert!(e.contains(field), "{field} missing from {e}");
+        }
+        let e = ClickHouseSettings::from_json(&json!({
+            "host": "h", "database": "d", "tls_server_name": "x"
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tls_server_name"), "{e}");
+    }
+
+    #[test]
+    fn parses_urls() {
+        let s = ClickHouseSettings::from_url("clickhouse://test:te%40st@127.0.0.1:59000/sluice")
+            .unwrap();
+        assert_eq!(
+            (
+                s.host.as_str(),
+                s.port,
+                s.username.as_str(),
+                s.password.as_str(),
+                s.database.as_str()
+            ),
+            ("127.0.0.1", 59000, "test", "te@st", "sluice")
+        );
+        let s = ClickHouseSettings::from_url("clickhouse://[::1]?tls=require").unwrap();
+        assert_eq!(
+            (s.port, s.tls.mode, s.database.as_str()),
+            (9440, TlsMode::Require, "default")
+        );
+        assert!(ClickHouseSettings::from_url("mysql://x@y/z").is_err());
+    }
+}
