@@ -220,8 +220,11 @@ fn build() -> Vec<ConnectorInfo> {
         ConnectorInfo {
             kind: "snowflake",
             label: "Snowflake",
-            description: "Snowflake, with password or key-pair authentication.",
-            available: false,
+            description: "Snowflake, with password or key-pair authentication: each batch is staged in a temporary \
+                          table and written with one MERGE that updates only changed rows. Snowflake does not enforce \
+                          primary keys, so Sluice keeps the key column unique itself (duplicates in a batch are \
+                          merged, the last one wins).",
+            available: true,
             fields: vec![
                 FieldInfo::new(
                     "account",
@@ -247,9 +250,16 @@ fn build() -> Vec<ConnectorInfo> {
                     "private_key",
                     "Private key",
                     FieldType::Text,
-                    "PEM private key for key-pair authentication, instead of a password.",
+                    "PEM private key for key-pair authentication, instead of a password (PKCS#8, encrypted PKCS#8 \
+                     or PKCS#1 RSA key; its public key is set on the user with ALTER USER … SET RSA_PUBLIC_KEY).",
                 )
                 .secret(),
+                FieldInfo::new(
+                    "private_key_passphrase",
+                    "Private key passphrase",
+                    FieldType::Password,
+                    "Passphrase of an encrypted private key.",
+                ),
                 FieldInfo::new("role", "Role", FieldType::String, "Role that will be used for accessing the data in Snowflake."),
                 FieldInfo::new("database", "Database", FieldType::String, "Name of the database.").required(),
                 FieldInfo::new("schema", "Schema", FieldType::String, "Name of the schema within the database.")
@@ -261,6 +271,14 @@ fn build() -> Vec<ConnectorInfo> {
                     "Name of the virtual warehouse to execute the query.",
                 )
                 .required(),
+                FieldInfo::new(
+                    "base_url",
+                    "Server URL (testing only)",
+                    FieldType::String,
+                    "Connect here instead of https://<account>.snowflakecomputing.com — for tests against a local \
+                     Snowflake-protocol server. Also settable for all destinations with SLUICE_SNOWFLAKE_BASE_URL.",
+                )
+                .advanced(),
             ],
         },
         ConnectorInfo {
