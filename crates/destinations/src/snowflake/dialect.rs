@@ -107,10 +107,12 @@ pub fn show_keys(kind: &str, qualified_table: &str) -> String {
 }
 
 /// The type of a staging-table column for a target column of native type `native`: JSON-like columns are
-/// staged as text and parsed in the MERGE, because `INSERT … VALUES` accepts only constants and binds.
+/// staged as text and parsed in the MERGE, because `INSERT … VALUES` accepts only constants and binds;
+/// binary columns as BINARY of the largest size (the MERGE refuses what does not fit the target).
 pub fn stage_type(native: &str, ty: Option<&ColumnType>) -> String {
     match ty {
         Some(ColumnType::Json) => "VARCHAR".to_string(),
+        Some(ColumnType::Binary) => "BINARY".to_string(),
         _ => native.to_string(),
     }
 }
@@ -582,6 +584,19 @@ mod tests {
         assert_eq!(
             use_schema("crm", "Mixed Case"),
             "USE SCHEMA \"CRM\".\"Mixed Case\""
+        );
+    }
+
+    #[test]
+    fn stage_types() {
+        assert_eq!(
+            stage_type("VARCHAR(5)", column_type("VARCHAR(5)").as_ref()),
+            "VARCHAR(5)"
+        );
+        assert_eq!(stage_type("OBJECT", Some(&ColumnType::Json)), "VARCHAR");
+        assert_eq!(
+            stage_type("BINARY(100)", Some(&ColumnType::Binary)),
+            "BINARY"
         );
     }
 
