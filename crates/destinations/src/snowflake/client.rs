@@ -686,6 +686,8 @@ impl Session {
                 .run(self, &dialect::describe_table(&q), &[], true)
                 .await
             {
+                // A table without columns cannot exist: some servers answer an unknown name so.
+                Ok(r) if r.rows.is_empty() => continue,
                 Ok(r) => {
                     found = Some((candidate, q, r));
                     break;
@@ -908,6 +910,8 @@ impl Session {
             .collect();
         let max_rows = (BINDS_PER_STATEMENT / target.columns.len().max(1))
             .clamp(1, dialect::MAX_ROWS_PER_INSERT);
+        // Even chunks (10,000 rows as 5,000 + 5,000, not 9,523 + 477): fewer tiny statements.
+        let max_rows = rows.len().div_ceil(rows.len().div_ceil(max_rows).max(1)).max(1);
         for range in dialect::plan_chunks(&sizes, max_rows, BIND_BYTES_PER_STATEMENT) {
             let sql = dialect::insert_values(&stage, &target.columns, range.len());
             let binds: Vec<Binding> = bound[range].iter().flatten().cloned().collect();
