@@ -354,7 +354,7 @@ async fn statements_per_batch_are_counted() {
     h.execute(&h.create_table(Shape::IntKeyed, &table))
         .await
         .unwrap();
-    let dest = Snowflake::new(settings());
+    let dest = Snowflake::new(settings()).inserts_only();
     let desc = dest.describe_table(&table).await.unwrap().unwrap();
     let after_describe = dest.statements();
     // DESCRIBE TABLE plus SHOW PRIMARY KEYS and SHOW UNIQUE KEYS: metadata only, no warehouse.
@@ -397,7 +397,89 @@ async fn statements_per_batch_are_counted() {
     dest.delete(&target, &[]).await.unwrap();
     assert_eq!(dest.statements(), before);
     assert!(sluice_destinations::snowflake::statements_sent() >= dest.statements());
+
+    // Through a stage file: PUT and COPY replace the INSERTs, whatever the batch size.
+    let dest = Snowflake::new(settings());
+    let target = WriteTarget {
+        table: dest.describe_table(&table).await.unwrap().unwrap(),
+        ..target
+    };
+    let start = dest.statements();
+    assert_eq!(
+        dest.upsert(&target, &rows(3)).await.unwrap(),
+        UpsertCounts {
+            inserted: 0,
+            updated: 40_000
+        }
+    );
+    assert_eq!(
+        dest.statements() - start,
+        3 + 1 + 2 + 3,
+        "stage checked and created, PUT, COPY, BEGIN, MERGE, COMMIT"
+    );
+    let more: Vec<Row> = (30_000..45_000)
+        .map(|i| Row {
+            values: vec![Value::Int(i), Value::Int(4)],
+        })
+        .collect();
+    let start = dest.statements();
+    assert_eq!(
+        dest.upsert(&target, &more).await.unwrap(),
+        UpsertCounts {
+            inserted: 5_000,
+            updated: 10_000
+        }
+    );
+    assert_eq!(dest.statements() - start, 1 + 2 + 3);
+    let back = h
+        .query(&format!(
+            "SELECT COUNT(*), SUM(\"n\") FROM {}",
+            qualified(&table)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(back[0][0].as_deref(), Some("45000"));
+    let sum: f64 = back[0][1].as_deref().unwrap().parse().unwrap();
+    assert_eq!(sum, (30_000 * 3 + 15_000 * 4) as f64);
     h.execute(&h.drop_table(&table)).await.unwrap();
+}
+
+/// The conformance cases with large batches, loaded with inserts only (the suite itself takes the stage
+/// path for them).
+#[tokio::test]
+async fn large_batches_with_inserts_only() {
+    let h = harness().await;
+    let f = conformance::Fixture::new(&h, Shape::Types).await;
+    let dest = Snowflake::new(settings()).inserts_only();
+    let writable: Vec<(&str, ColumnType)> = h
+        .expected_types()
+        .into_iter()
+        .filter_map(|(n, t)| t.map(|t| (n, t)))
+        .collect();
+    let mut columns = vec!["id"];
+    columns.extend(writable.iter().map(|(n, _)| *n));
+    let t = f.target(&columns, "id");
+    let rows: Vec<Row> = (0..3000)
+        .map(|i| {
+            let mut values = vec![Value::Int(i)];
+            values.extend(writable.iter().map(|(n, ty)| {
+                if *n == "t_unique" {
+                    s(&format!("u{i}"))
+                } else {
+                    conformance::sample(ty)
+                }
+            }));
+            Row { values }
+        })
+        .collect();
+    assert_eq!(dest.upsert(&t, &rows).await.unwrap().inserted, 3000);
+    let by_file = Snowflake::new(settings());
+    assert_eq!(by_file.upsert(&t, &rows).await.unwrap().updated, 3000);
+    let back = f.read(&columns, "id").await;
+    for (i, (name, ty)) in writable.iter().enumerate() {
+        conformance::assert_same(&h, name, ty, &rows[2999].values[i + 1], &back[2999][i + 1]);
+    }
+    f.finish().await;
 }
 
 #[tokio::test]

@@ -32,6 +32,10 @@ const BIND_BYTES_PER_STATEMENT: usize = 8 << 20;
 /// At most this many bound values per statement.
 const BINDS_PER_STATEMENT: usize = 200_000;
 
+/// Batches of at least this many rows load through a stage file where the server allows it; smaller ones
+/// with inserts (a PUT and a COPY cost more than one INSERT).
+const FILE_LOAD_MIN_ROWS: usize = 2_000;
+
 /// How long one HTTP request may take before the statement is polled or given up.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -45,6 +49,8 @@ pub struct Connection {
     base: String,
     statements: Arc<AtomicU64>,
     sequence: AtomicU64,
+    /// Whether large batches may load through a stage file (PUT + COPY) where the server allows it.
+    pub load_from_file: bool,
 }
 
 /// A logged-in session and the staging tables created in it.
@@ -54,6 +60,8 @@ pub struct Session {
     pub server_version: String,
     stages: HashMap<StageKey, Stage>,
     next_stage: u32,
+    /// Set once the server turned out not to offer an upload Sluice can use: batches load with inserts.
+    no_file_stage: bool,
 }
 
 struct Stage {
@@ -243,6 +251,7 @@ impl Connection {
             settings,
             statements,
             sequence: AtomicU64::new(1),
+            load_from_file: true,
         })
     }
 
@@ -338,6 +347,7 @@ impl Connection {
             server_version: d["serverVersion"].as_str().unwrap_or("").to_string(),
             stages: HashMap::new(),
             next_stage: 0,
+            no_file_stage: false,
         })
     }
 
@@ -551,13 +561,25 @@ impl Connection {
         bindings: &[Binding],
         stateless: bool,
     ) -> Result<QueryResult> {
+        let data = self.run_data(session, sql, bindings, stateless).await?;
+        self.result(&data).await
+    }
+
+    /// [`Self::run`], answering the `data` of the answer as it is (a PUT's upload instructions).
+    async fn run_data(
+        &self,
+        session: &mut Session,
+        sql: &str,
+        bindings: &[Binding],
+        stateless: bool,
+    ) -> Result<Json> {
         let mut attempts = 0;
         loop {
             attempts += 1;
             let doc = self.post_query(session, sql, bindings).await?;
-            let doc = self.poll(session, doc).await?;
+            let mut doc = self.poll(session, doc).await?;
             if doc["success"].as_bool() == Some(true) {
-                return self.result(&doc["data"]).await;
+                return Ok(doc["data"].take());
             }
             let (code, err) = answer_error(&doc);
             if attempts < 3 && dialect::is_session_expired(&code) && self.renew(session).await {
@@ -850,7 +872,8 @@ impl Session {
             ));
         }
         self.next_stage += 1;
-        let name = format!("sluice_stage_{}", self.next_stage);
+        // Upper case, so that its table stage can be named unquoted (`@%SLUICE_STAGE_1`).
+        let name = format!("SLUICE_STAGE_{}", self.next_stage);
         let columns: Vec<(String, String)> = target
             .columns
             .iter()
@@ -893,39 +916,18 @@ impl Session {
         if let Some(st) = self.stages.get_mut(key) {
             st.dirty = true;
         }
-        // Bind every row once, then cut into statements under the row, bind and byte limits.
-        let bound: Vec<Vec<Binding>> = rows
-            .iter()
-            .map(|r| {
-                r.values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| dialect::binding(v, types[i].as_ref(), &natives[i]))
-                    .collect()
-            })
-            .collect();
-        let sizes: Vec<usize> = bound
-            .iter()
-            .map(|b| b.iter().map(Binding::size).sum())
-            .collect();
-        let max_rows = (BINDS_PER_STATEMENT / target.columns.len().max(1))
-            .clamp(1, dialect::MAX_ROWS_PER_INSERT);
-        // Even chunks (10,000 rows as 5,000 + 5,000, not 9,523 + 477): fewer tiny statements.
-        let max_rows = rows.len().div_ceil(rows.len().div_ceil(max_rows).max(1)).max(1);
-        for range in dialect::plan_chunks(&sizes, max_rows, BIND_BYTES_PER_STATEMENT) {
-            let sql = dialect::insert_values(&stage, &target.columns, range.len());
-            let binds: Vec<Binding> = bound[range].iter().flatten().cloned().collect();
-            conn.run(self, &sql, &binds, false).await?;
+        let loaded_from_file = rows.len() >= FILE_LOAD_MIN_ROWS
+            && conn.load_from_file
+            && !self.no_file_stage
+            && self
+                .load_file(conn, &stage, &target.columns, rows, &types, &natives)
+                .await?;
+        if !loaded_from_file {
+            self.load_inserts(conn, &stage, target, rows, &types, &natives)
+                .await?;
         }
-        let json_columns: Vec<String> = target
-            .columns
-            .iter()
-            .zip(&types)
-            .filter(|(_, t)| matches!(t, Some(ColumnType::Json)))
-            .map(|(c, _)| c.clone())
-            .collect();
         let q = dialect::qualified(&s.database, &s.schema, &target.table.name);
-        let merge = dialect::merge(&q, &stage, &target.columns, &target.key, &json_columns);
+        let merge = dialect::merge(&q, &stage, &target.columns, &target.key, &types);
         // The explicit transaction keeps the batch whole on servers that run a MERGE as several steps;
         // BEGIN and COMMIT need no warehouse.
         conn.run(self, "BEGIN", &[], false).await?;
@@ -944,6 +946,114 @@ impl Session {
             inserted,
             updated: total - inserted,
         })
+    }
+
+    /// The stage path: the rows as a gzip-compressed CSV file, PUT into the staging table's stage and
+    /// loaded with COPY. `false` (and never again in this session) when the server offers no upload
+    /// Sluice can do: a presigned URL (GCS, or the test server) without client-side encryption; S3 and
+    /// Azure uploads and encrypted internal stages are not implemented, so those accounts load with
+    /// inserts.
+    async fn load_file(
+        &mut self,
+        conn: &Connection,
+        stage: &str,
+        columns: &[String],
+        rows: &[&Row],
+        types: &[Option<ColumnType>],
+        natives: &[String],
+    ) -> Result<bool> {
+        let csv = dialect::csv_rows(rows.iter().copied(), types, natives);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let body = std::io::Write::write_all(&mut gz, csv.as_bytes())
+            .and_then(|_| gz.finish())
+            .map_err(|e| {
+                DestinationError::new(ErrorKind::Internal, format!("compressing rows: {e}"))
+            })?;
+        let folder = format!("b{}", uuid::Uuid::new_v4().simple());
+        let data = conn
+            .run_data(
+                self,
+                &dialect::put_file("rows.csv.gz", stage, &folder),
+                &[],
+                false,
+            )
+            .await?;
+        let info = &data["stageInfo"];
+        let url = info["presignedUrl"].as_str().filter(|u| !u.is_empty());
+        let encrypted = data.get("encryptionMaterial").is_some_and(|m| !m.is_null());
+        let Some(url) = url.filter(|_| !encrypted) else {
+            tracing::info!(
+                location = info["locationType"].as_str().unwrap_or(""),
+                encrypted,
+                "the account's stages need an upload Sluice does not implement; loading with inserts"
+            );
+            self.no_file_stage = true;
+            return Ok(false);
+        };
+        let response = conn
+            .http
+            .put(url)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e, "uploading rows to the stage"))?;
+        if !response.status().is_success() {
+            return Err(DestinationError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "uploading rows to the stage answered HTTP {}",
+                    response.status()
+                ),
+            ));
+        }
+        conn.run(
+            self,
+            &dialect::copy_into_stage(stage, columns, &folder),
+            &[],
+            false,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// The insert path: large multi-row `INSERT`s of bound values.
+    async fn load_inserts(
+        &mut self,
+        conn: &Connection,
+        stage: &str,
+        target: &WriteTarget,
+        rows: &[&Row],
+        types: &[Option<ColumnType>],
+        natives: &[String],
+    ) -> Result<()> {
+        // Bind every row once, then cut into statements under the row, bind and byte limits.
+        let bound: Vec<Vec<Binding>> = rows
+            .iter()
+            .map(|r| {
+                r.values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| dialect::stage_binding(v, types[i].as_ref(), &natives[i]))
+                    .collect()
+            })
+            .collect();
+        let sizes: Vec<usize> = bound
+            .iter()
+            .map(|b| b.iter().map(Binding::size).sum())
+            .collect();
+        let max_rows = (BINDS_PER_STATEMENT / target.columns.len().max(1))
+            .clamp(1, dialect::MAX_ROWS_PER_INSERT);
+        // Even chunks (10,000 rows as 5,000 + 5,000, not 9,523 + 477): fewer tiny statements.
+        let max_rows = rows
+            .len()
+            .div_ceil(rows.len().div_ceil(max_rows).max(1))
+            .max(1);
+        for range in dialect::plan_chunks(&sizes, max_rows, BIND_BYTES_PER_STATEMENT) {
+            let sql = dialect::insert_values(stage, &target.columns, range.len());
+            let binds: Vec<Binding> = bound[range].iter().flatten().cloned().collect();
+            conn.run(self, &sql, &binds, false).await?;
+        }
+        Ok(())
     }
 
     pub async fn delete(

@@ -108,11 +108,10 @@ pub fn show_keys(kind: &str, qualified_table: &str) -> String {
 
 /// The type of a staging-table column for a target column of native type `native`: JSON-like columns are
 /// staged as text and parsed in the MERGE, because `INSERT … VALUES` accepts only constants and binds;
-/// binary columns as BINARY of the largest size (the MERGE refuses what does not fit the target).
+/// binary columns as hex text, converted by the MERGE as well (COPY and binds then agree on one form).
 pub fn stage_type(native: &str, ty: Option<&ColumnType>) -> String {
     match ty {
-        Some(ColumnType::Json) => "VARCHAR".to_string(),
-        Some(ColumnType::Binary) => "BINARY".to_string(),
+        Some(ColumnType::Json) | Some(ColumnType::Binary) => "VARCHAR".to_string(),
         _ => native.to_string(),
     }
 }
@@ -158,24 +157,32 @@ pub fn insert_values(table: &str, columns: &[String], rows: usize) -> String {
 
 /// The one statement that writes a batch: rows of the stage whose key is in the table are updated when a
 /// written value differs (an unchanged row is not rewritten, which on Snowflake means no new
-/// micro-partition), the others inserted. `json` names the columns staged as text.
+/// micro-partition), the others inserted. `types` are the written columns' types: JSON and binary
+/// columns are staged as text (see [`stage_type`]) and converted here.
 pub fn merge(
     qualified_table: &str,
     stage: &str,
     columns: &[String],
     key: &str,
-    json: &[String],
+    types: &[Option<ColumnType>],
 ) -> String {
-    let source = if json.is_empty() {
+    let converted = |ty: Option<&ColumnType>, q: &str| match ty {
+        Some(ColumnType::Json) => Some(format!("PARSE_JSON({q})")),
+        Some(ColumnType::Binary) => Some(format!("TO_BINARY({q}, 'HEX')")),
+        _ => None,
+    };
+    let any = types.iter().any(|t| converted(t.as_ref(), "").is_some());
+    let source = if !any {
         quote(stage)
     } else {
         let exprs: Vec<String> = columns
             .iter()
-            .map(|c| {
-                if json.contains(c) {
-                    format!("PARSE_JSON({q}) AS {q}", q = quote(c))
-                } else {
-                    quote(c)
+            .enumerate()
+            .map(|(i, c)| {
+                let q = quote(c);
+                match converted(types.get(i).and_then(|t| t.as_ref()), &q) {
+                    Some(e) => format!("{e} AS {q}"),
+                    None => q,
                 }
             })
             .collect();
@@ -341,6 +348,16 @@ pub fn binding(value: &Value, ty: Option<&ColumnType>, native: &str) -> Binding 
     }
 }
 
+/// `value` bound for the staging-table column of a target column of type `ty`: as [`binding`], except that
+/// binary values go as hex text (see [`stage_type`]).
+pub fn stage_binding(value: &Value, ty: Option<&ColumnType>, native: &str) -> Binding {
+    let mut b = binding(value, ty, native);
+    if matches!(ty, Some(ColumnType::Binary)) {
+        b.ty = "TEXT";
+    }
+    b
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -466,10 +483,10 @@ pub fn csv_field(value: &Value, ty: Option<&ColumnType>, native: &str) -> String
             if upper.starts_with("TIMESTAMP_NTZ") || !upper.starts_with("TIMESTAMP_") {
                 dt.naive_utc().format("%Y-%m-%d %H:%M:%S%.f").to_string()
             } else {
-                dt.format("%Y-%m-%d %H:%M:%S%.f +00:00").to_string()
+                dt.format("%Y-%m-%d %H:%M:%S%.f+00:00").to_string()
             }
         }
-        other => binding(other, ty, native).value.unwrap_or_default(),
+        other => stage_binding(other, ty, native).value.unwrap_or_default(),
     };
     format!("\"{}\"", text.replace('"', "\"\""))
 }
@@ -493,26 +510,36 @@ pub fn csv_rows<'a>(
     out
 }
 
-/// Uploads `file_name` into the table stage of `stage` (the client sends the file's bytes to the
-/// location the server answers with).
-pub fn put_file(file_name: &str, stage: &str) -> String {
+/// The table stage of the staging table `stage`, which must be a plain upper-case name (Sluice names its
+/// staging tables so): a table stage is written unquoted, `@%NAME`.
+fn table_stage(stage: &str) -> String {
+    debug_assert!(is_plain(stage) && stage.to_ascii_uppercase() == stage);
+    format!("@%{stage}")
+}
+
+/// Asks where to upload `file_name` (gzip-compressed by Sluice) into folder `folder` of the table stage of
+/// `stage`; the client then sends the file's bytes to the location the server answers with.
+pub fn put_file(file_name: &str, stage: &str, folder: &str) -> String {
     format!(
-        "PUT 'file:///{}' @%{} AUTO_COMPRESS = TRUE OVERWRITE = TRUE",
+        "PUT 'file:///{}' {}/{} AUTO_COMPRESS = FALSE SOURCE_COMPRESSION = GZIP OVERWRITE = TRUE",
         file_name.replace('\'', ""),
-        quote(stage)
+        table_stage(stage),
+        folder.replace('\'', "")
     )
 }
 
-/// Loads the uploaded file into the staging table and removes it from the stage.
-pub fn copy_into_stage(stage: &str, columns: &[String], file_name: &str) -> String {
+/// Loads the files of `folder` (one batch's) into the staging table and removes them from the stage. A
+/// folder per batch, rather than `FILES = (…)`, also keeps the file of a failed earlier load out.
+pub fn copy_into_stage(stage: &str, columns: &[String], folder: &str) -> String {
     format!(
-        "COPY INTO {} ({}) FROM @%{} FILES = ('{}.gz') \
+        "COPY INTO {} ({}) FROM {}/{} \
          FILE_FORMAT = (TYPE = CSV FIELD_OPTIONALLY_ENCLOSED_BY = '\"' NULL_IF = ('\\\\N') \
-         ESCAPE_UNENCLOSED_FIELD = NONE EMPTY_FIELD_AS_NULL = FALSE) ON_ERROR = ABORT_STATEMENT PURGE = TRUE",
+         ESCAPE_UNENCLOSED_FIELD = NONE EMPTY_FIELD_AS_NULL = FALSE COMPRESSION = GZIP) \
+         ON_ERROR = ABORT_STATEMENT PURGE = TRUE",
         quote(stage),
         column_list(columns),
-        quote(stage),
-        file_name.replace('\'', "")
+        table_stage(stage),
+        folder.replace('\'', "")
     )
 }
 
@@ -558,7 +585,7 @@ mod tests {
             "INSERT INTO \"st\" (\"id\", \"name\") VALUES (?, ?), (?, ?)"
         );
         assert_eq!(
-            merge("\"D\".\"S\".\"p\"", "st", &cols(&["id", "name", "age"]), "id", &[]),
+            merge("\"D\".\"S\".\"p\"", "st", &cols(&["id", "name", "age"]), "id", &[None, None, None]),
             "MERGE INTO \"D\".\"S\".\"p\" t USING \"st\" s ON t.\"id\" = s.\"id\" \
              WHEN MATCHED AND (t.\"name\" IS DISTINCT FROM s.\"name\" OR t.\"age\" IS DISTINCT FROM s.\"age\") \
              THEN UPDATE SET \"name\" = s.\"name\", \"age\" = s.\"age\" \
@@ -566,14 +593,23 @@ mod tests {
         );
         // Key only: nothing to update.
         assert_eq!(
-            merge("T", "st", &cols(&["id"]), "id", &[]),
+            merge("T", "st", &cols(&["id"]), "id", &[None]),
             "MERGE INTO T t USING \"st\" s ON t.\"id\" = s.\"id\" \
              WHEN NOT MATCHED THEN INSERT (\"id\") VALUES (s.\"id\")"
         );
         // JSON columns are parsed from their staged text.
-        let m = merge("T", "st", &cols(&["id", "doc"]), "id", &cols(&["doc"]));
+        let m = merge(
+            "T",
+            "st",
+            &cols(&["id", "doc", "bin"]),
+            "id",
+            &[None, Some(ColumnType::Json), Some(ColumnType::Binary)],
+        );
         assert!(
-            m.starts_with("MERGE INTO T t USING (SELECT \"id\", PARSE_JSON(\"doc\") AS \"doc\" FROM \"st\") s"),
+            m.starts_with(
+                "MERGE INTO T t USING (SELECT \"id\", PARSE_JSON(\"doc\") AS \"doc\", \
+                 TO_BINARY(\"bin\", 'HEX') AS \"bin\" FROM \"st\") s"
+            ),
             "{m}"
         );
         assert_eq!(
@@ -596,7 +632,7 @@ mod tests {
         assert_eq!(stage_type("OBJECT", Some(&ColumnType::Json)), "VARCHAR");
         assert_eq!(
             stage_type("BINARY(100)", Some(&ColumnType::Binary)),
-            "BINARY"
+            "VARCHAR"
         );
     }
 
@@ -782,13 +818,15 @@ mod tests {
     #[test]
     fn stage_path_sql_and_csv() {
         assert_eq!(
-            put_file("sluice_1.csv", "st"),
-            "PUT 'file:///sluice_1.csv' @%\"st\" AUTO_COMPRESS = TRUE OVERWRITE = TRUE"
+            put_file("rows.csv.gz", "ST", "b1"),
+            "PUT 'file:///rows.csv.gz' @%ST/b1 AUTO_COMPRESS = FALSE SOURCE_COMPRESSION = GZIP OVERWRITE = TRUE"
         );
-        let copy = copy_into_stage("st", &cols(&["id", "name"]), "sluice_1.csv");
-        assert!(copy.starts_with(
-            "COPY INTO \"st\" (\"id\", \"name\") FROM @%\"st\" FILES = ('sluice_1.csv.gz')"
-        ));
+        let copy = copy_into_stage("ST", &cols(&["id", "name"]), "b1");
+        assert!(
+            copy.starts_with("COPY INTO \"ST\" (\"id\", \"name\") FROM @%ST/b1 FILE_FORMAT"),
+            "{copy}"
+        );
+        assert!(copy.contains("COMPRESSION = GZIP"), "{copy}");
         assert!(copy.contains("PURGE = TRUE"));
         let types = vec![
             Some(ColumnType::Text { max_len: None }),

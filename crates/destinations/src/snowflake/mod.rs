@@ -24,13 +24,17 @@
 //! whose hash changed, and describing the table at the start of a run uses `DESCRIBE TABLE` and
 //! `SHOW … KEYS`, which are metadata operations that do not start the warehouse.
 //!
-//! [`dialect::put_file`], [`dialect::copy_into_stage`] and [`dialect::csv_rows`] are the stage path (PUT
-//! a CSV file into the staging table's stage, COPY it in), unit-tested; the client loads with inserts,
-//! since uploading the file to the cloud storage behind a stage is not implemented yet.
+//! Batches of 2,000 rows or more load through the stage path instead where the server allows it: the rows
+//! as a gzip-compressed CSV file ([`dialect::csv_rows`]) are PUT into the staging table's own stage and
+//! loaded with one COPY ([`dialect::put_file`], [`dialect::copy_into_stage`]) — two statements whatever the
+//! batch size. The upload itself is implemented for presigned URLs without client-side encryption (GCS
+//! stages with server-side encryption, and the local test server); where the PUT answers with S3 or Azure
+//! credentials or encryption material, the session falls back to the inserts for good.
 //!
 //! The local test server (fakesnow behind a JSON shim) speaks the same protocol on DuckDB, but does not
-//! check passwords or JWTs, has no real stages, never answers "still running" and never splits results
-//! into chunks: the unit tests of [`auth`], [`dialect`] and [`client`] cover those paths.
+//! check passwords or JWTs, keeps stage files on local disk behind a presigned URL, never answers "still
+//! running" and never splits results into chunks: the unit tests of [`auth`], [`dialect`] and [`client`]
+//! cover those paths.
 
 pub mod auth;
 pub mod client;
@@ -73,6 +77,15 @@ impl Snowflake {
             statements,
             session: Mutex::new(None),
         }
+    }
+
+    /// Loads every batch with inserts, never through a stage file (PUT + COPY), which large batches
+    /// otherwise use where the server allows.
+    pub fn inserts_only(mut self) -> Self {
+        if let Ok(conn) = &mut self.conn {
+            conn.load_from_file = false;
+        }
+        self
     }
 
     /// How many statements this destination has sent.
