@@ -433,7 +433,7 @@ impl Connection {
             body["bindings"] = bindings_json(bindings);
         }
         self.statements.fetch_add(1, Ordering::Relaxed);
-        super::STATEMENTS_SENT.fetch_add(1, Ordering::Relaxed);
+        super::count_statement(&self.settings.database, sql);
         let response = self
             .http
             .post(url)

@@ -95,6 +95,15 @@ pub fn use_schema(database: &str, schema: &str) -> String {
     )
 }
 
+/// Whether a statement only reads or sets metadata (`DESCRIBE`, `SHOW`, `USE`), which Snowflake answers
+/// from its cloud services without a running warehouse.
+pub fn is_metadata_only(sql: &str) -> bool {
+    let head = sql.trim_start().split_whitespace().next().unwrap_or("");
+    ["DESCRIBE", "DESC", "SHOW", "USE"]
+        .iter()
+        .any(|k| head.eq_ignore_ascii_case(k))
+}
+
 /// Columns of a table: name, type, kind, null?, default, primary key, unique key, … (metadata only: no
 /// warehouse runs, so describing a table at the start of a run costs nothing).
 pub fn describe_table(qualified_table: &str) -> String {
@@ -617,6 +626,18 @@ mod tests {
             "DELETE FROM T WHERE \"id\" IN (?, ?, ?)"
         );
         assert_eq!(show_keys("UNIQUE", "T"), "SHOW UNIQUE KEYS IN TABLE T");
+        assert!(
+            is_metadata_only(&describe_table("T")) && is_metadata_only(&show_keys("PRIMARY", "T"))
+        );
+        assert!(is_metadata_only(&use_warehouse("w")) && is_metadata_only(" desc table t"));
+        assert!(!is_metadata_only(&merge(
+            "T",
+            "st",
+            &cols(&["id"]),
+            "id",
+            &[None]
+        )));
+        assert!(!is_metadata_only("BEGIN") && !is_metadata_only(&clear_stage("st")));
         assert_eq!(
             use_schema("crm", "Mixed Case"),
             "USE SCHEMA \"CRM\".\"Mixed Case\""

@@ -62,6 +62,41 @@ pub fn statements_sent() -> u64 {
     STATEMENTS_SENT.load(Ordering::Relaxed)
 }
 
+/// Statements sent to one database: all of them, and those that need a warehouse (anything but the
+/// metadata-only `DESCRIBE`, `SHOW` and `USE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatementCounts {
+    pub all: u64,
+    pub warehouse: u64,
+}
+
+static BY_DATABASE: std::sync::Mutex<Option<std::collections::HashMap<String, StatementCounts>>> =
+    std::sync::Mutex::new(None);
+
+fn count_statement(database: &str, sql: &str) {
+    STATEMENTS_SENT.fetch_add(1, Ordering::Relaxed);
+    let mut map = BY_DATABASE.lock().unwrap_or_else(|e| e.into_inner());
+    let c = map
+        .get_or_insert_with(Default::default)
+        .entry(database.to_string())
+        .or_default();
+    c.all += 1;
+    if !dialect::is_metadata_only(sql) {
+        c.warehouse += 1;
+    }
+}
+
+/// The statements all Snowflake destinations of this process sent to `database` (as named in their
+/// settings), so that a test or a benchmark can tell what a run cost.
+pub fn statements_sent_to(database: &str) -> StatementCounts {
+    BY_DATABASE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(database).copied())
+        .unwrap_or_default()
+}
+
 pub struct Snowflake {
     conn: std::result::Result<client::Connection, DestinationError>,
     statements: Arc<AtomicU64>,
