@@ -98,7 +98,7 @@ pub fn use_schema(database: &str, schema: &str) -> String {
 /// Whether a statement only reads or sets metadata (`DESCRIBE`, `SHOW`, `USE`), which Snowflake answers
 /// from its cloud services without a running warehouse.
 pub fn is_metadata_only(sql: &str) -> bool {
-    let head = sql.trim_start().split_whitespace().next().unwrap_or("");
+    let head = sql.split_whitespace().next().unwrap_or("");
     ["DESCRIBE", "DESC", "SHOW", "USE"]
         .iter()
         .any(|k| head.eq_ignore_ascii_case(k))
