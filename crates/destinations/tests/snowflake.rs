@@ -513,3 +513,50 @@ async fn variant_values_round_trip() {
     assert_eq!(f.upsert(&t, rows).await.inserted, 0);
     f.finish().await;
 }
+
+#[tokio::test]
+async fn polls_running_statements_and_fetches_result_chunks() {
+    use sluice_destinations::snowflake::client::Connection;
+    let _h = harness().await;
+    let conn = Connection::new(settings(), Default::default()).unwrap();
+    let mut session = conn.login(true).await.unwrap();
+    // The test server answers "still running" (333334) and splits the rows into chunks when asked to.
+    let sql =
+        "SELECT x, 'row ' || x AS label FROM (VALUES (1), (2), (3), (4), (5)) v(x) ORDER BY x \
+               /* fakesnow:in-progress */ /* fakesnow:chunks */";
+    let r = conn.run(&mut session, sql, &[], true).await.unwrap();
+    let got: Vec<(String, String)> = r
+        .rows
+        .iter()
+        .map(|row| (row[0].clone().unwrap(), row[1].clone().unwrap()))
+        .collect();
+    let expected: Vec<(String, String)> = (1..=5)
+        .map(|i| (i.to_string(), format!("row {i}")))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn logs_in_again_when_the_session_is_gone() {
+    use sluice_destinations::snowflake::client::Connection;
+    let _h = harness().await;
+    let conn = Connection::new(settings(), Default::default()).unwrap();
+    let mut session = conn.login(true).await.unwrap();
+    session.invalidate_token();
+    // A statement that does not depend on the session's state is sent again after logging in.
+    let r = conn.run(&mut session, "SELECT 1", &[], true).await.unwrap();
+    assert_eq!(r.rows[0][0].as_deref(), Some("1"));
+    // One that does (staging, a transaction) fails as transient: the caller retries the whole batch.
+    session.invalidate_token();
+    let e = conn
+        .run(&mut session, "SELECT 2", &[], false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    assert!(e.message.contains("logged in again"), "{e}");
+    let r = conn
+        .run(&mut session, "SELECT 3", &[], false)
+        .await
+        .unwrap();
+    assert_eq!(r.rows[0][0].as_deref(), Some("3"));
+}

@@ -605,6 +605,14 @@ impl Connection {
 }
 
 impl Session {
+    /// Makes the session token invalid, as if the session had ended on the server (for tests of logging in
+    /// again).
+    #[doc(hidden)]
+    pub fn invalidate_token(&mut self) {
+        self.token = "expired".into();
+        self.master_token = None;
+    }
+
     /// Connection test: logs in (without context), then uses the role, warehouse, database and schema one
     /// by one, so that the one that fails is named with Snowflake's reason; then creates a temporary table
     /// (staging needs it).
