@@ -491,6 +491,15 @@ impl Connection {
 
     /// The rows of a successful answer, fetching its result chunks when there are any.
     async fn result(&self, data: &Json) -> Result<QueryResult> {
+        // Snowflake answers JSON rowsets to clients that do not ask for Arrow, which Sluice never does.
+        if data["queryResultFormat"].as_str() == Some("arrow")
+            && data["rowsetBase64"].as_str().is_some_and(|r| !r.is_empty())
+        {
+            return Err(DestinationError::new(
+                ErrorKind::Internal,
+                "Snowflake answered in the Arrow format, which Sluice does not read",
+            ));
+        }
         let columns = data["rowtype"]
             .as_array()
             .map(|cols| {

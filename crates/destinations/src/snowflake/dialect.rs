@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{NaiveDate, NaiveTime, Timelike};
+use chrono::{NaiveDate, Timelike};
 use sluice_core::{ColumnType, Value};
 
 use crate::{ErrorKind, Row};
@@ -463,16 +463,6 @@ pub fn is_session_expired(code: &str) -> bool {
 /// The session is gone (or its master token expired): log in again.
 pub fn is_session_gone(code: &str) -> bool {
     matches!(code, "390104" | "390111" | "390114" | "390113")
-}
-
-/// Parses `DATE` wall-clock text such as `2024-01-02` (used for results of tests and checks).
-pub fn parse_date_text(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-}
-
-/// Parses a `TIME` text.
-pub fn parse_time_text(s: &str) -> Option<NaiveTime> {
-    NaiveTime::parse_from_str(s, "%H:%M:%S%.f").ok()
 }
 
 // ---------------------------------------------------------------------------------------------------
