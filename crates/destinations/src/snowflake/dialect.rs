@@ -545,7 +545,7 @@ pub fn copy_into_stage(stage: &str, columns: &[String], folder: &str) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{DateTime, Utc};
+    use chrono::{DateTime, NaiveTime, Utc};
     use std::str::FromStr;
 
     fn cols(names: &[&str]) -> Vec<String> {
