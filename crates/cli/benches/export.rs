@@ -146,8 +146,9 @@ fn snowflake_settings(url: &str, database: &str) -> serde_json::Value {
 /// Runs `sql` on the Snowflake server of the benchmark, through Sluice's own client.
 async fn snowflake_exec(url: &str, database: Option<&str>, sql: &str) {
     use sluice_destinations::snowflake::{client::Connection, SnowflakeSettings};
-    let settings = SnowflakeSettings::from_json(&snowflake_settings(url, database.unwrap_or("BENCH")))
-        .expect("Snowflake settings");
+    let settings =
+        SnowflakeSettings::from_json(&snowflake_settings(url, database.unwrap_or("BENCH")))
+            .expect("Snowflake settings");
     let conn = Connection::new(settings, Default::default()).expect("HTTP client");
     let mut session = conn.login(database.is_some()).await.expect("log in");
     conn.run(&mut session, sql, &[], true).await.expect(sql);
@@ -192,7 +193,12 @@ async fn main() {
     let pg = if snowflake.is_some() {
         let db = schema_name.to_uppercase();
         snowflake_exec(&url, None, &format!("CREATE DATABASE {db}")).await;
-        snowflake_exec(&url, None, &format!("CREATE SCHEMA IF NOT EXISTS {db}.PUBLIC")).await;
+        snowflake_exec(
+            &url,
+            None,
+            &format!("CREATE SCHEMA IF NOT EXISTS {db}.PUBLIC"),
+        )
+        .await;
         snowflake_exec(&url, Some(&db), SNOWFLAKE_TABLE).await;
         None
     } else {
@@ -226,7 +232,12 @@ async fn main() {
     let dest = DestinationRecord {
         id: "dst_bench".into(),
         name: "bench".into(),
-        kind: if snowflake.is_some() { "snowflake" } else { "postgresql" }.into(),
+        kind: if snowflake.is_some() {
+            "snowflake"
+        } else {
+            "postgresql"
+        }
+        .into(),
         settings: match &snowflake {
             Some(_) => snowflake_settings(&url, &schema_name.to_uppercase()),
             None => pg_settings(&url, &schema_name),
