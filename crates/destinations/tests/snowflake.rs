@@ -560,3 +560,28 @@ async fn logs_in_again_when_the_session_is_gone() {
         .unwrap();
     assert_eq!(r.rows[0][0].as_deref(), Some("3"));
 }
+
+#[tokio::test]
+async fn renews_an_expired_session_token() {
+    use sluice_destinations::snowflake::client::Connection;
+    let h = harness().await;
+    let conn = Connection::new(settings(), Default::default()).unwrap();
+    let mut session = conn.login(true).await.unwrap();
+    // A temporary table lives as long as the session: still there after the renewal, so the session was
+    // kept, not replaced by a new login.
+    let table = format!("renew_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    conn.run(
+        &mut session,
+        &format!("CREATE TEMPORARY TABLE {table} (n INT)"),
+        &[],
+        false,
+    )
+    .await
+    .unwrap();
+    // The test server answers "session token expired" (390112) once for this statement.
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let sql = format!("SELECT COUNT(*) FROM {table} /* fakesnow:expire-token {marker} */");
+    let r = conn.run(&mut session, &sql, &[], false).await.unwrap();
+    assert_eq!(r.rows[0][0].as_deref(), Some("0"));
+    let _ = h;
+}
