@@ -6,12 +6,14 @@
 //! (`scripts/services.sh start snowflake` runs fakesnow behind its JSON shim there). Without it every test
 //! here fails, naming the variable.
 //!
-//! What that server cannot prove is covered by unit tests in `src/snowflake/`: it accepts any password
-//! or JWT (the JWT's claims and RS256 signature are checked in `auth`), has no real stages (the PUT + COPY
-//! SQL and CSV are checked in `dialect`), never answers "still running" nor splits results into chunks
-//! (chunk parsing is checked in `client`). It runs on DuckDB, which enforces the CHECK and UNIQUE
-//! constraints of the suite's tables; real Snowflake enforces only NOT NULL and lengths (it would refuse
-//! the too-long `code` itself, with "String … is too long").
+//! That server runs fakesnow on DuckDB; its shim (`scripts/fakesnow_json.py`) also answers "still running",
+//! splits results into chunks and expires session tokens when a statement asks for it, so those protocol
+//! paths are tested here. What it cannot prove is covered by unit tests in `src/snowflake/`: it accepts any
+//! password or JWT (the JWT's claims, fingerprint and RS256 signature are checked in `auth`), and its stages
+//! live on local disk behind a presigned URL (S3/Azure uploads and client-side encryption are not
+//! implemented; those accounts load with inserts). DuckDB enforces the CHECK and UNIQUE constraints of the
+//! suite's tables; real Snowflake enforces only NOT NULL and lengths (it would refuse the too-long `code`
+//! itself, with "String … is too long").
 
 mod conformance;
 

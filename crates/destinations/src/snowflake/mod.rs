@@ -31,10 +31,11 @@
 //! stages with server-side encryption, and the local test server); where the PUT answers with S3 or Azure
 //! credentials or encryption material, the session falls back to the inserts for good.
 //!
-//! The local test server (fakesnow behind a JSON shim) speaks the same protocol on DuckDB, but does not
-//! check passwords or JWTs, keeps stage files on local disk behind a presigned URL, never answers "still
-//! running" and never splits results into chunks: the unit tests of [`auth`], [`dialect`] and [`client`]
-//! cover those paths.
+//! The local test server (fakesnow behind `scripts/fakesnow_json.py`) speaks the same protocol on DuckDB;
+//! its shim answers "still running", result chunks and token expiry when a test asks for them. It does not
+//! check passwords or JWTs, and keeps stage files on local disk behind a presigned URL: the JWT (claims,
+//! RS256 signature, key fingerprint) is proved by the unit tests of [`auth`], and the S3/Azure uploads and
+//! client-side encryption of real internal stages are not implemented (those accounts load with inserts).
 
 pub mod auth;
 pub mod client;
@@ -195,6 +196,7 @@ impl Destination for Snowflake {
         }
         Self::check_target(target)?;
         let conn = self.conn()?;
+        let before = self.statements();
         let mut guard = self.session().await?;
         let result = guard
             .as_mut()
@@ -202,6 +204,13 @@ impl Destination for Snowflake {
             .upsert(conn, target, rows)
             .await;
         Self::forget_if_broken(&mut guard, &result);
+        tracing::debug!(
+            table = %target.table.name,
+            rows = rows.len(),
+            statements = self.statements() - before,
+            ok = result.is_ok(),
+            "wrote a batch to Snowflake"
+        );
         result
     }
 
