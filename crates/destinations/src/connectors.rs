@@ -351,6 +351,47 @@ mod tests {
     }
 
     #[test]
+    fn snowflake_is_available_with_its_fields() {
+        let sf = connector("snowflake").unwrap();
+        assert!(sf.available);
+        assert!(sf.description.contains("does not enforce primary keys"));
+        let names: Vec<_> = sf.fields.iter().map(|f| f.name).collect();
+        assert_eq!(
+            names,
+            [
+                "account",
+                "username",
+                "password",
+                "private_key",
+                "private_key_passphrase",
+                "role",
+                "database",
+                "schema",
+                "warehouse",
+                "base_url"
+            ]
+        );
+        let secret: Vec<_> = sf
+            .fields
+            .iter()
+            .filter(|f| f.secret)
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(
+            secret,
+            ["password", "private_key", "private_key_passphrase"]
+        );
+        // Every field is one the settings accept.
+        let mut all = serde_json::Map::new();
+        for f in &sf.fields {
+            all.insert(f.name.into(), json!(null));
+        }
+        let errors =
+            crate::snowflake::SnowflakeSettings::from_json(&Json::Object(all)).unwrap_err();
+        assert!(!errors.to_string().contains("unknown setting"), "{errors}");
+    }
+
+    #[test]
     fn serializes_for_the_api() {
         let json = serde_json::to_value(connector("postgresql").unwrap()).unwrap();
         assert_eq!(json["fields"][1]["type"], "integer");
