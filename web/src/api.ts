@@ -152,6 +152,8 @@ export interface PipelineInput {
   transformation: Transformation;
   schedule: Schedule;
   on_leave: OnLeave;
+  /** Webhook told when a run fails, fails too many rows, or succeeds after failing. */
+  alert_webhook?: string | null;
 }
 
 export interface Pipeline extends PipelineInput {

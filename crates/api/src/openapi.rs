@@ -257,6 +257,24 @@ const ROUTES: &[RouteDoc] = &[
     ),
 ];
 
+/// The script contract, as the description of the `Transformation` schema (the crate documentation of
+/// `sluice-transform` is the reference).
+const SCRIPT_CONTRACT: &str = "Exactly one of a visual mapping, a JavaScript source or a Python source. \
+A script defines transform(profile). `profile` holds _id, _updated_at and the Customer Model properties: strings, \
+booleans and floats as such; ints as numbers (JavaScript: a BigInt beyond ±(2^53−1); Python: int, exact); decimals \
+as strings with their exact digits; datetimes as ISO 8601 strings in UTC (\"2024-05-13T15:30:00Z\"); dates and \
+times as ISO strings; objects and arrays as such; a missing property is absent. transform returns an object (a \
+Python dict) keyed by destination column, or null (None) to skip the profile, which counts as filtered out; \
+anything else fails the row. The columns written are those of a top-level `columns` list in the source, else \
+every column of the table Sluice can write; a column the object leaves out is written as NULL. Returned values \
+are converted to the column types with the same rules as visual mapping (a JavaScript Date, or a Python \
+datetime, date, time, Decimal or UUID, keeps its type). A key that is not a column, a value that does not \
+convert, an exception, or a call over the time or memory limit fails only that profile's row, with a message \
+naming the column or the line. JavaScript runs in an embedded engine with no file, network or process \
+access; Python runs in isolated python3 worker processes (no environment, no file or network access, \
+resource limits). A syntax error is a 422 at transformation.javascript or transformation.python with line \
+and column; saving a Python transformation where python3 is missing is a 422 that says so.";
+
 fn obj(props: &[(&str, Value)]) -> Value {
     let map: Map<String, Value> = props
         .iter()
@@ -299,11 +317,25 @@ fn schemas() -> Value {
         "Filter": json!({"description": "{\"logical\": \"and\"|\"or\", \"conditions\": [condition or group]}; a condition is {\"property\", \"operator\", \"values\"}"}),
         "PipelineInput": obj(&[("destination", s()), ("name", s()), ("description", s()), ("enabled", b()),
             ("filter", r("Filter")), ("table", s()), ("key", s()),
-            ("transformation", json!({"description": "exactly one of {\"mapping\": {column: expression}}, {\"javascript\": source}, {\"python\": source}"})),
+            ("transformation", r("Transformation")),
             ("schedule", json!({"description": "null, 5m 15m 30m 1h 2h 3h 6h 8h 12h 24h, or {\"cron\", \"timezone\"}"})),
-            ("on_leave", json!({"enum": ["keep", "delete"]}))]),
+            ("on_leave", json!({"enum": ["keep", "delete"]})),
+            ("alert_webhook", json!({"type": "string", "description": "http(s) URL posted a JSON message when a run fails, fails too many rows, or succeeds after failing"}))]),
+        "Transformation": json!({
+            "description": SCRIPT_CONTRACT,
+            "oneOf": [
+                {"type": "object", "required": ["mapping"], "additionalProperties": false, "properties": {"mapping": {
+                    "type": "object", "additionalProperties": {"type": "string"},
+                    "description": "destination column → mapping expression (functions: GET /v1/functions)"}}},
+                {"type": "object", "required": ["javascript"], "additionalProperties": false, "properties": {"javascript": {
+                    "type": "string", "description": "JavaScript source defining transform(profile)"}}},
+                {"type": "object", "required": ["python"], "additionalProperties": false, "properties": {"python": {
+                    "type": "string", "description": "Python 3 source defining transform(profile)"}}},
+            ],
+        }),
         "PipelinePatch": json!({"description": "any subset of the pipeline's fields"}),
-        "Pipeline": json!({"allOf": [r("PipelineInput"), obj(&[("id", s()), ("filter_summary", s()), ("running", s()), ("last_run", r("Run"))])]}),
+        "Pipeline": json!({"allOf": [r("PipelineInput"), obj(&[("id", s()), ("filter_summary", s()), ("running", s()), ("last_run", r("Run")),
+            ("next_run_at", json!({"type": "string", "format": "date-time", "description": "when the schedule runs the pipeline next; null when off or disabled"}))])]}),
         "PipelineList": obj(&[("pipelines", arr(r("Pipeline")))]),
         "PreviewUnsaved": obj(&[("pipeline", r("PipelineInput")), ("limit", i()), ("profiles", arr(s()))]),
         "PreviewSaved": obj(&[("limit", i()), ("profiles", arr(s()))]),

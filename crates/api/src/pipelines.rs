@@ -42,14 +42,20 @@ pub(crate) async fn to_json(state: &AppState, rec: &PipelineRecord) -> Json_ {
     if let Some(obj) = v.as_object_mut() {
         obj.insert("id".into(), json!(rec.id));
         obj.insert("filter_summary".into(), json!(summary));
-        obj.insert("running".into(), json!(state.engine.active_run(&rec.id)));
+        obj.insert(
+            "running".into(),
+            json!(state.engine.current_run(&rec.id).await),
+        );
         obj.insert(
             "last_run".into(),
             last_run
                 .map(|r| crate::runs::to_json(&r))
                 .unwrap_or(Json_::Null),
         );
-        obj.insert("next_run_at".into(), Json_::Null);
+        obj.insert(
+            "next_run_at".into(),
+            json!(sluice_engine::scheduler::next_run(&state.engine, rec).await),
+        );
         obj.insert("created_at".into(), json!(rec.created_at));
         obj.insert("updated_at".into(), json!(rec.updated_at));
     }
@@ -202,9 +208,8 @@ async fn save(
         state.meta.sync_clear(&rec.id).await?;
     }
     if disabled {
-        if let Some(run) = state.engine.active_run(&rec.id) {
-            state.engine.cancel(&run);
-        }
+        // Other instances see the pipeline disabled at their next heartbeat and stop its run there.
+        state.engine.stop_pipeline(&rec.id).await;
     }
     Ok(Json(to_json(state, &rec).await))
 }
@@ -213,9 +218,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if let Some(run) = state.engine.active_run(&id) {
-        state.engine.cancel(&run);
-    }
+    state.engine.stop_pipeline(&id).await;
     if state.meta.delete_pipeline(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

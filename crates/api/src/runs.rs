@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
-use sluice_core::pipeline::Transformation;
 use sluice_engine::StartError;
 use sluice_store::RunRecord;
 
@@ -57,15 +56,6 @@ pub async fn start(
             "trigger",
             "trigger must be `manual` or `api`",
         ));
-    }
-    if let Some(p) = state.meta.get_pipeline(&id).await? {
-        if let Transformation::Python(_) = &p.spec.transformation {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "TransformationNotAvailable",
-                "Python transformations are stored but cannot run in this version of Sluice yet; use a visual mapping or JavaScript to run this pipeline",
-            ));
-        }
     }
     match state.engine.start(&id, &trigger).await {
         Ok(run) => Ok((
@@ -142,7 +132,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Json_>)> {
-    if state.engine.cancel(&id) {
+    if state.engine.request_cancel(&id).await? {
         return Ok((
             StatusCode::ACCEPTED,
             Json(json!({"id": id, "cancelling": true})),

@@ -205,6 +205,14 @@ async fn auth_is_required_except_health() {
     let (s, v) = api.call("GET", "/v1/openapi.json", None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["paths"]["/v1/pipelines/{id}/runs"]["post"].is_object());
+    // The script contract is part of the document.
+    let contract = v["components"]["schemas"]["Transformation"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        contract.contains("transform(profile)") && contract.contains("Decimal"),
+        "{contract}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -698,7 +706,7 @@ async fn pipelines_are_checked_and_run() {
             Some("Besançon".into())
         ]
     );
-    // Python is checked when saved (with the machine's python3) but does not run yet.
+    // Python is checked when saved (with the machine's python3), previews and runs.
     let mut py = pipeline(&dest);
     py["name"] = json!("Python");
     py["transformation"] =
@@ -712,15 +720,35 @@ async fn pipelines_are_checked_and_run() {
         message.contains("SyntaxError") && message.contains("line 2"),
         "{v}"
     );
-    py["transformation"] = json!({"python": "columns = ['customer_id']\ndef transform(p):\n    return {'customer_id': p['_id']}\n"});
+    py["transformation"] = json!({"python": "columns = ['customer_id']\ndef transform(p):\n    if p['_id'] == 'c0004':\n        raise KeyError('four')\n    return {'customer_id': p['_id']}\n"});
     let (s, v) = api.call("POST", "/v1/pipelines", Some(py)).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let py_id = v["id"].as_str().unwrap().to_string();
     let (s, v) = api
         .call("POST", &format!("/v1/pipelines/{py_id}/runs"), None)
         .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert_eq!(v["error"]["code"], "TransformationNotAvailable");
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let run = wait_run(&api, v["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["counts"]["transform_failed"], 1, "{run}");
+    let (s, pv) = api
+        .call(
+            "POST",
+            &format!("/v1/pipelines/{py_id}/preview"),
+            Some(json!({"profiles": ["c0002", "c0004"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{pv}");
+    assert_eq!(
+        pv["samples"][0]["row"],
+        json!({"customer_id": "c0002"}),
+        "{pv}"
+    );
+    assert_eq!(pv["samples"][0]["action"], "unchanged", "{pv}");
+    assert_eq!(
+        pv["samples"][1]["error"], "KeyError: 'four' (line 4)",
+        "{pv}"
+    );
     let (s, _) = api
         .call("DELETE", &format!("/v1/pipelines/{py_id}"), None)
         .await;
@@ -789,4 +817,141 @@ async fn wait_run(api: &Api, id: &str) -> Value {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("run {id} did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_alerts_and_metrics() {
+    let api = Api::new().await;
+    api.sql(TABLE).await;
+    api.setup_model_and_profiles(4).await;
+    let dest = api.add_destination().await;
+
+    // Bad schedules and webhooks are refused, each naming its field.
+    let mut bad = pipeline(&dest);
+    bad["schedule"] = json!({"cron": "0 3 * *", "timezone": "Mars/Olympus"});
+    bad["alert_webhook"] = json!("hooks.example.com/x");
+    let (s, v) = api.call("POST", "/v1/pipelines", Some(bad)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let fields = &v["error"]["fields"];
+    assert!(
+        fields["schedule.timezone"][0]
+            .as_str()
+            .unwrap()
+            .contains("Mars/Olympus"),
+        "{v}"
+    );
+    assert!(
+        fields["alert_webhook"][0]
+            .as_str()
+            .unwrap()
+            .contains("https://"),
+        "{v}"
+    );
+    let mut bad = pipeline(&dest);
+    bad["schedule"] = json!({"cron": "61 * * * *", "timezone": "UTC"});
+    let (s, v) = api.call("POST", "/v1/pipelines", Some(bad)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["fields"]["schedule.cron"][0]
+            .as_str()
+            .unwrap()
+            .contains("61 * * * *"),
+        "{v}"
+    );
+
+    // A 15m schedule: the next run is the next quarter hour; off or disabled: none.
+    let mut spec = pipeline(&dest);
+    spec["alert_webhook"] = json!("https://hooks.example.com/sluice");
+    let (s, p) = api.call("POST", "/v1/pipelines", Some(spec)).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    assert_eq!(p["alert_webhook"], "https://hooks.example.com/sluice");
+    let id = p["id"].as_str().unwrap().to_string();
+    let next: chrono::DateTime<chrono::Utc> = p["next_run_at"]
+        .as_str()
+        .expect("next_run_at is set")
+        .parse()
+        .unwrap();
+    let now = chrono::Utc::now();
+    assert!(
+        next > now && next <= now + chrono::Duration::minutes(15),
+        "{next}"
+    );
+    assert_eq!(next.timestamp() % 900, 0, "on the quarter hour: {next}");
+    let (_, p) = api
+        .call(
+            "PATCH",
+            &format!("/v1/pipelines/{id}"),
+            Some(json!({"schedule": {"cron": "30 4 * * *", "timezone": "Asia/Tokyo"}})),
+        )
+        .await;
+    let next: chrono::DateTime<chrono::Utc> = p["next_run_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        next.format("%H:%M").to_string(),
+        "19:30",
+        "04:30 in Tokyo is 19:30 UTC"
+    );
+    let (_, p) = api
+        .call(
+            "PATCH",
+            &format!("/v1/pipelines/{id}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(p["next_run_at"], Value::Null);
+    let (s, v) = api
+        .call("POST", &format!("/v1/pipelines/{id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "PipelineDisabled");
+    let (_, p) = api
+        .call(
+            "PATCH",
+            &format!("/v1/pipelines/{id}"),
+            Some(json!({"enabled": true, "schedule": null})),
+        )
+        .await;
+    assert_eq!(p["next_run_at"], Value::Null);
+    assert_eq!(
+        p["alert_webhook"], "https://hooks.example.com/sluice",
+        "PATCH keeps other fields"
+    );
+
+    // Metrics after one run.
+    let (s, r) = api
+        .call("POST", &format!("/v1/pipelines/{id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let run = wait_run(&api, r["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let resp = api
+        .app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for needle in [
+        format!("sluice_runs_total{{pipeline=\"{id}\",outcome=\"succeeded\"}} 1"),
+        format!("sluice_rows_total{{pipeline=\"{id}\",outcome=\"inserted\"}} 2"),
+        format!("sluice_run_duration_seconds_count{{pipeline=\"{id}\"}} 1"),
+        format!("sluice_seconds_since_last_success{{pipeline=\"{id}\"}} "),
+        format!("sluice_pipeline_runs_in_progress{{pipeline=\"{id}\",status=\"running\"}} 0"),
+        "# TYPE sluice_run_duration_seconds summary".to_string(),
+        "sluice_runs_in_progress 0".to_string(),
+    ] {
+        assert!(text.contains(&needle), "{needle} in\n{text}");
+    }
 }

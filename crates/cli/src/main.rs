@@ -49,6 +49,24 @@ pub struct ServerArgs {
     /// Profiles read and rows written per batch.
     #[arg(long, env = "SLUICE_BATCH_SIZE", default_value_t = 10_000)]
     pub batch_size: usize,
+    /// Runs going at once in this instance; more wait, queued.
+    #[arg(long, env = "SLUICE_MAX_CONCURRENT_RUNS", default_value_t = 4)]
+    pub max_concurrent_runs: usize,
+    /// Runs going at once against one destination in this instance.
+    #[arg(long, env = "SLUICE_MAX_RUNS_PER_DESTINATION", default_value_t = 2)]
+    pub max_runs_per_destination: usize,
+    /// A run fails when more than this share (0 to 1) of its rows failed.
+    #[arg(long, env = "SLUICE_FAILED_ROWS_THRESHOLD", default_value_t = 0.1)]
+    pub failed_rows_threshold: f64,
+    /// Webhook URL told about every pipeline's failed runs and recoveries.
+    #[arg(long, env = "SLUICE_ALERT_WEBHOOK", hide_env_values = true)]
+    pub alert_webhook: Option<String>,
+    /// Seconds a run stays claimed by an instance that stopped sending heartbeats.
+    #[arg(long, env = "SLUICE_RUN_LEASE_SECONDS", default_value_t = 30)]
+    pub run_lease_seconds: u64,
+    /// Seconds between two looks of the scheduler for due pipelines.
+    #[arg(long, env = "SLUICE_SCHEDULER_INTERVAL_SECONDS", default_value_t = 5)]
+    pub scheduler_interval_seconds: u64,
 }
 
 /// How the client commands reach the server.

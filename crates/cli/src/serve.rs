@@ -1,9 +1,17 @@
-//! `sluice serve`: opens the stores, recovers runs a previous process left unfinished, and serves.
+//! `sluice serve`: opens the stores, recovers runs a previous process left unfinished, starts the
+//! scheduler and serves.
+//!
+//! A data directory belongs to one process: it is locked (an exclusive SQLite lock on `instance.lock`,
+//! released by the OS whatever way the process ends), and a second `sluice serve` on it is refused. So
+//! embedded SQLite metadata has one process, and each of several instances sharing a PostgreSQL metadata
+//! store has its own directory, where it keeps its name (`instance.id`): started again after a crash, it
+//! fails the runs its previous process left at once instead of waiting for their lease to run out.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sluice_engine::{Engine, EngineConfig};
 use sluice_store::SecretBox;
 
@@ -35,6 +43,9 @@ pub async fn open_engine(args: &ServerArgs) -> Result<Engine> {
             args.data_dir.display()
         )
     })?;
+    let mut config = engine_config(args)?;
+    lock_data_dir(&args.data_dir)?;
+    config.instance = Some(instance_name(&args.data_dir)?);
     let secrets = match &args.secret_key {
         Some(k) => SecretBox::from_base64(k).context("SLUICE_SECRET_KEY is not a valid key")?,
         None => SecretBox::load_or_create(&args.data_dir).context("cannot load the secret key")?,
@@ -45,14 +56,7 @@ pub async fn open_engine(args: &ServerArgs) -> Result<Engine> {
     let profiles = sluice_store::open_profiles(args.profiles_url.as_deref(), &args.data_dir)
         .await
         .context("cannot open the profile store")?;
-    let engine = Engine::new(
-        meta,
-        profiles,
-        EngineConfig {
-            batch_size: args.batch_size,
-            ..EngineConfig::default()
-        },
-    );
+    let engine = Engine::new(meta, profiles, config);
     let n = engine
         .recover()
         .await
@@ -64,6 +68,91 @@ pub async fn open_engine(args: &ServerArgs) -> Result<Engine> {
         );
     }
     Ok(engine)
+}
+
+/// The engine's settings from the server's, each checked with a message naming the setting.
+fn engine_config(args: &ServerArgs) -> Result<EngineConfig> {
+    if args.max_concurrent_runs == 0 {
+        bail!("SLUICE_MAX_CONCURRENT_RUNS (--max-concurrent-runs) must be at least 1");
+    }
+    if args.max_runs_per_destination == 0 {
+        bail!("SLUICE_MAX_RUNS_PER_DESTINATION (--max-runs-per-destination) must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.failed_rows_threshold) {
+        bail!(
+            "SLUICE_FAILED_ROWS_THRESHOLD (--failed-rows-threshold) is a share of the rows between 0 and 1 (0.1 is 10%), not {}",
+            args.failed_rows_threshold
+        );
+    }
+    if args.run_lease_seconds < 3 {
+        bail!("SLUICE_RUN_LEASE_SECONDS (--run-lease-seconds) must be at least 3");
+    }
+    if args.scheduler_interval_seconds == 0 {
+        bail!(
+            "SLUICE_SCHEDULER_INTERVAL_SECONDS (--scheduler-interval-seconds) must be at least 1"
+        );
+    }
+    let alert_webhook = args
+        .alert_webhook
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    if let Some(url) = alert_webhook {
+        // The message echoes the URL, which the user gave; it is not logged.
+        sluice_core::pipeline::check_webhook_url(url)
+            .map_err(|m| anyhow::anyhow!("SLUICE_ALERT_WEBHOOK (--alert-webhook): {m}"))?;
+    }
+    Ok(EngineConfig {
+        batch_size: args.batch_size,
+        max_concurrent_runs: args.max_concurrent_runs,
+        max_runs_per_destination: args.max_runs_per_destination,
+        failed_rows_threshold: args.failed_rows_threshold,
+        alert_webhook: alert_webhook.map(str::to_string),
+        lease: Duration::from_secs(args.run_lease_seconds),
+        scheduler_interval: Duration::from_secs(args.scheduler_interval_seconds),
+        ..EngineConfig::default()
+    })
+}
+
+/// Name of the file in the data directory that keeps this instance's name.
+const INSTANCE_FILE: &str = "instance.id";
+
+/// The name this instance claims runs under: kept in the data directory, made on first start.
+fn instance_name(dir: &Path) -> Result<String> {
+    let path = dir.join(INSTANCE_FILE);
+    if let Ok(name) = std::fs::read_to_string(&path) {
+        if !name.trim().is_empty() {
+            return Ok(name.trim().to_string());
+        }
+    }
+    let name = sluice_engine::new_id("inst");
+    std::fs::write(&path, &name).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(name)
+}
+
+/// Holds the data directory's lock for the life of the process.
+static DATA_DIR_LOCK: OnceLock<Mutex<rusqlite::Connection>> = OnceLock::new();
+
+/// Takes the data directory for this process alone, or says which setting lets several instances share.
+fn lock_data_dir(dir: &Path) -> Result<()> {
+    if DATA_DIR_LOCK.get().is_some() {
+        return Ok(());
+    }
+    let path = dir.join("instance.lock");
+    let conn = rusqlite::Connection::open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    conn.busy_timeout(Duration::ZERO)?;
+    if let Err(e) = conn.execute_batch(
+        "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS held (x);",
+    ) {
+        bail!(
+            "another Sluice process is using the data directory {} ({e}); stop it, or give each instance its own \
+             data directory and point them all at one PostgreSQL metadata store (SLUICE_METADATA_URL) to run several",
+            dir.display()
+        );
+    }
+    let _ = DATA_DIR_LOCK.set(Mutex::new(conn));
+    Ok(())
 }
 
 /// The admin token: given, or kept in the data directory, or generated now (printed once, saved 0600).
@@ -109,7 +198,11 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let state = sluice_api::AppState::new(engine, Arc::<str>::from(token.as_str()));
+    let scheduler = sluice_engine::scheduler::spawn(
+        engine.clone(),
+        Arc::new(sluice_engine::scheduler::SystemClock),
+    );
+    let state = sluice_api::AppState::new(engine.clone(), Arc::<str>::from(token.as_str()));
     let app = sluice_api::router(state);
     println!("Sluice is serving on http://{addr} (UI at /, API at /v1)");
     if generated {
@@ -126,6 +219,14 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await?;
+    scheduler.abort();
+    let left = engine.shutdown(Duration::from_secs(10)).await;
+    if left > 0 {
+        tracing::warn!(
+            runs = left,
+            "runs still going at shutdown; they will be marked failed and repaired by their next run"
+        );
+    }
     Ok(())
 }
 

@@ -81,12 +81,23 @@ pub fn hash_row(seed: u64, values: &[Value]) -> RowHash {
 
 /// A seed naming what the row hashes mean: the table and the ordered list of written columns.
 pub fn shape_seed(parts: &[&str]) -> u64 {
+    parts_hasher(parts).digest()
+}
+
+/// A 128-bit digest of a list of texts, in hex: for telling whether what a result was computed from
+/// changed.
+pub fn fingerprint(parts: &[&str]) -> String {
+    format!("{:032x}", parts_hasher(parts).digest128())
+}
+
+fn parts_hasher(parts: &[&str]) -> Xxh3 {
     let mut h = Xxh3::new();
     for p in parts {
+        // The length keeps ["ab", "c"] apart from ["a", "bc"].
         h.update(&(p.len() as u64).to_le_bytes());
         h.update(p.as_bytes());
     }
-    h.digest()
+    h
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! - [`filter`]: audience filters — type check, in-memory evaluation and SQL pushdown;
 //! - [`mapping`]: visual-mapping expressions — parse, type check, evaluate — and [`convert`], the rules
 //!   that turn a value into a destination column's type;
-//! - [`hash`]: row hashes for writing only what changed.
+//! - [`hash`]: row hashes for writing only what changed;
+//! - [`schedule`]: schedule ticks and the scheduler's per-pipeline decision, given the time.
 //!
 //! Everything here is deterministic and fast to test; the crates around it do the talking to databases.
 
@@ -17,6 +18,7 @@ pub mod hash;
 pub mod mapping;
 pub mod pipeline;
 pub mod profile;
+pub mod schedule;
 pub mod schema;
 pub mod table;
 pub mod value;

@@ -318,6 +318,11 @@ impl Expression {
         self.node.as_literal()
     }
 
+    /// Whether the value may differ between runs for the same profile (it calls `now()`).
+    pub fn depends_on_run(&self) -> bool {
+        self.node.depends_on_run()
+    }
+
     /// Computes the value for a profile; `now` is the run's start time.
     pub fn eval(&self, profile: &Profile, now: DateTime<Utc>) -> Result<Value, ExprError> {
         self.node.eval(&Cx { profile, now })
@@ -443,6 +448,11 @@ impl CompiledMapping {
             row.push(value);
         }
         Ok(row)
+    }
+
+    /// Whether some row may differ between runs for the same profile (an expression calls `now()`).
+    pub fn depends_on_run(&self) -> bool {
+        self.targets.iter().any(|t| t.expr.depends_on_run())
     }
 
     /// The Customer Model paths the expressions read (see [`Expression::properties`]).

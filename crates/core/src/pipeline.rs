@@ -158,6 +158,25 @@ pub struct PipelineSpec {
     pub schedule: Option<Schedule>,
     #[serde(default)]
     pub on_leave: OnLeave,
+    /// Where a JSON message is posted when a run fails, fails too many rows, or succeeds after failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_webhook: Option<String>,
+}
+
+/// Checks that `url` is an absolute `http` or `https` URL with a host, as webhooks need.
+pub fn check_webhook_url(url: &str) -> Result<(), String> {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("`{url}` is not a webhook URL: it must start with https:// or http://")
+        })?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.contains(char::is_whitespace) || rest.contains(char::is_whitespace) {
+        return Err(format!("`{url}` is not a webhook URL: it names no host"));
+    }
+    Ok(())
 }
 
 fn yes() -> bool {
@@ -193,17 +212,14 @@ impl PipelineSpec {
                 ),
             _ => {}
         }
-        if let Some(Schedule::Interval(s)) = &self.schedule {
-            if self
-                .schedule
-                .as_ref()
-                .and_then(Schedule::interval_minutes)
-                .is_none()
-            {
-                e.add(
-                    "schedule",
-                    format!("unknown schedule `{s}`: use null (off), 5m, 15m, 30m, 1h, 2h, 3h, 6h, 8h, 12h, 24h or {{\"cron\": …, \"timezone\": …}}"),
-                );
+        if let Some(schedule) = &self.schedule {
+            if let Err((field, message)) = schedule.compile() {
+                e.add(field, message);
+            }
+        }
+        if let Some(url) = &self.alert_webhook {
+            if let Err(message) = check_webhook_url(url) {
+                e.add("alert_webhook", message);
             }
         }
         e
@@ -240,7 +256,7 @@ mod tests {
     fn shape_errors_name_fields() {
         let spec: PipelineSpec = serde_json::from_value(json!({
             "destination": "", "name": " ", "table": "", "key": "",
-            "transformation": {"mapping": {}}, "schedule": "7m"
+            "transformation": {"mapping": {}}, "schedule": "7m", "alert_webhook": "ftp://x"
         }))
         .unwrap();
         let e = spec.check_shape();
@@ -251,6 +267,7 @@ mod tests {
             "key",
             "transformation.mapping",
             "schedule",
+            "alert_webhook",
         ] {
             assert!(e.get(f).is_some(), "{f}: {e}");
         }

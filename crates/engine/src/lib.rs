@@ -18,19 +18,41 @@
 //! 5. **Record**: the sync state advances only after the destination confirmed the write, so a crash or a
 //!    retry converges instead of losing rows.
 //!
+//! Re-runs read only what changed. After a run that wrote every row it had to (no failed rows), the
+//! pipeline keeps a *sync checkpoint*: the profile store's change mark taken before that run read anything,
+//! and a fingerprint of everything else the rows depend on (pipeline, destination, Customer Model, live
+//! table, Sluice version). The next run, when the fingerprint is the same and the transformation cannot
+//! depend on the run (no `now()`, no script), reads only the profiles changed or deleted since the mark
+//! — deletions first, so a key they held can pass to a changed profile — and looks their sync entries up
+//! by id; every other synced row is counted unchanged without being read. Past a quarter of the audience
+//! changed, a full read is cheaper and is used instead. A run with failed rows drops the checkpoint, so
+//! that the next run reads, and retries, everything.
+//!
 //! Keys: a key belongs to one profile. Two profiles producing the same key in one run — the lower `_id` wins
 //! (pages are read in `_id` order), the other is a failed row that says which profile holds the key.
 
+//!
+//! Around the runs (see [`scheduler`] and [`alerts`]): every run is claimed in the metadata store by this
+//! instance with a lease its heartbeats renew, so several instances can share one PostgreSQL metadata store
+//! and never run one pipeline twice at once; a run waits (status `queued`) for a slot under the global and
+//! per-destination limits; a run whose failed rows exceed a share of its rows fails; failures and
+//! recoveries are posted to webhooks.
+
+pub mod alerts;
 mod run;
+pub mod scheduler;
 pub mod validate;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::Utc;
-use sluice_store::{Counts, MetadataStore, ProfileStore, Progress, RunRecord, RunStatus};
-use tokio::sync::watch;
+use sluice_store::{
+    Counts, MetadataStore, PipelineRecord, ProfileStore, Progress, RunRecord, RunStatus,
+};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 pub use run::{prepare, prepare_with, transform_profiles, Prepared};
 
@@ -43,6 +65,23 @@ pub struct EngineConfig {
     pub write_attempts: u32,
     /// Time and memory limits of script transformations.
     pub script_limits: sluice_transform::Limits,
+    /// Runs going at once in this instance; more wait, queued.
+    pub max_concurrent_runs: usize,
+    /// Runs going at once against one destination in this instance, so that many pipelines on one database
+    /// do not open as many connections.
+    pub max_runs_per_destination: usize,
+    /// A run whose failed rows (write and transform failures) exceed this share of its rows fails.
+    pub failed_rows_threshold: f64,
+    /// The workspace's webhook, told about every pipeline's failures and recoveries.
+    pub alert_webhook: Option<String>,
+    /// How long a claimed run stays this instance's without a heartbeat; heartbeats go every third of it.
+    pub lease: Duration,
+    /// How often the scheduler looks for due pipelines.
+    pub scheduler_interval: Duration,
+    /// The name under which this instance claims runs; kept across restarts (`sluice serve` keeps it in
+    /// the data directory) so that a restart fails its previous process's runs at once. A fresh random
+    /// name when `None`.
+    pub instance: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -51,9 +90,20 @@ impl Default for EngineConfig {
             batch_size: 10_000,
             write_attempts: 4,
             script_limits: sluice_transform::Limits::default(),
+            max_concurrent_runs: 4,
+            max_runs_per_destination: 2,
+            failed_rows_threshold: 0.1,
+            alert_webhook: None,
+            lease: Duration::from_secs(30),
+            scheduler_interval: Duration::from_secs(5),
+            instance: None,
         }
     }
 }
+
+/// Message of a run found unfinished when its instance starts again.
+const RESTART_MESSAGE: &str =
+    "Sluice stopped while this run was in progress; the next run will repair the table";
 
 /// Why a run could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +121,8 @@ pub enum StartError {
 struct Active {
     run_id: String,
     cancel: Arc<AtomicBool>,
+    /// Wakes a run still waiting for a slot, so that a cancel ends it at once.
+    wake: Arc<Notify>,
     updates: watch::Receiver<RunRecord>,
 }
 
@@ -85,6 +137,10 @@ struct Inner {
     profiles: Arc<dyn ProfileStore>,
     config: EngineConfig,
     active: Mutex<HashMap<String, Active>>,
+    /// This process's name as the owner of the runs it claims.
+    instance: String,
+    slots: Arc<Semaphore>,
+    destination_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Engine {
@@ -93,12 +149,16 @@ impl Engine {
         profiles: Arc<dyn ProfileStore>,
         config: EngineConfig,
     ) -> Self {
+        let instance = config.instance.clone().unwrap_or_else(|| new_id("inst"));
         Self {
             inner: Arc::new(Inner {
                 meta,
                 profiles,
+                slots: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
                 config,
                 active: Mutex::new(HashMap::new()),
+                instance,
+                destination_slots: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -115,34 +175,74 @@ impl Engine {
         &self.inner.config
     }
 
+    /// The name under which this instance claims runs.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
     /// Marks runs left unfinished by a previous process (killed mid-run) as failed. The next run repairs
     /// the table: the sync state only holds confirmed writes.
+    ///
+    /// A store shared by several instances fails this instance's own runs (it keeps its name across
+    /// restarts) and those whose lease ran out (their instance died); an SQLite store belongs to this
+    /// process alone, so every unfinished run not active here is left over.
     pub async fn recover(&self) -> Result<usize, sluice_store::StoreError> {
+        if self.inner.meta.shared() {
+            let mut reaped = self
+                .inner
+                .meta
+                .reap_owner(&self.inner.instance, RESTART_MESSAGE)
+                .await?;
+            reaped.extend(self.inner.meta.reap_expired().await?);
+            for run in &reaped {
+                alerts::after_run(self, run);
+            }
+            return Ok(reaped.len());
+        }
         let mut n = 0;
         for mut run in self.inner.meta.unfinished_runs().await? {
-            if self
-                .inner
-                .active
-                .lock()
-                .unwrap()
-                .values()
-                .any(|a| a.run_id == run.id)
-            {
+            if self.is_active(&run.id) {
                 continue;
             }
             run.status = RunStatus::Failed;
             run.finished_at = Some(Utc::now());
-            run.message = Some(
-                "Sluice stopped while this run was in progress; the next run will repair the table"
-                    .into(),
-            );
+            run.message = Some(RESTART_MESSAGE.into());
             self.inner.meta.update_run(&run).await?;
             n += 1;
         }
         Ok(n)
     }
 
-    /// Starts a run of `pipeline_id` now and returns it (status `running`). The run goes on in the background.
+    fn is_active(&self, run_id: &str) -> bool {
+        self.inner
+            .active
+            .lock()
+            .unwrap()
+            .values()
+            .any(|a| a.run_id == run_id)
+    }
+
+    /// Runs that can start now without waiting for a slot.
+    pub fn free_slots(&self) -> usize {
+        self.inner.slots.available_permits()
+    }
+
+    fn destination_slots(&self, destination: &str) -> Arc<Semaphore> {
+        self.inner
+            .destination_slots
+            .lock()
+            .unwrap()
+            .entry(destination.to_string())
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(
+                    self.inner.config.max_runs_per_destination.max(1),
+                ))
+            })
+            .clone()
+    }
+
+    /// Starts a run of `pipeline_id` and returns it: `running`, or `queued` while the concurrency limits
+    /// make it wait. The run goes on in the background.
     pub async fn start(&self, pipeline_id: &str, trigger: &str) -> Result<RunRecord, StartError> {
         let pipeline = self
             .inner
@@ -153,65 +253,160 @@ impl Engine {
         if !pipeline.spec.enabled {
             return Err(StartError::Disabled(pipeline.spec.name.clone()));
         }
+        if let Some(run) = self.active_run(&pipeline.id) {
+            return Err(StartError::AlreadyRunning {
+                name: pipeline.spec.name.clone(),
+                run,
+            });
+        }
+        // Slots are taken destination first, so a run waiting for a global slot only holds up runs of its
+        // own destination.
+        let dest_slots = self.destination_slots(&pipeline.spec.destination);
+        let dest_permit = dest_slots.clone().try_acquire_owned().ok();
+        let permit = dest_permit
+            .as_ref()
+            .and_then(|_| self.inner.slots.clone().try_acquire_owned().ok());
         let now = Utc::now();
+        let ready = permit.is_some();
         let record = RunRecord {
             id: new_id("run"),
             pipeline: pipeline.id.clone(),
             trigger: trigger.to_string(),
-            status: RunStatus::Running,
+            status: if ready {
+                RunStatus::Running
+            } else {
+                RunStatus::Queued
+            },
             queued_at: now,
-            started_at: Some(now),
+            started_at: ready.then_some(now),
             finished_at: None,
             progress: Progress::default(),
             counts: Counts::default(),
             errors: Vec::new(),
             message: None,
         };
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = watch::channel(record.clone());
+        // The store's unique rule decides between simultaneous starts, here or on other instances.
+        if let Some(run) = self
+            .inner
+            .meta
+            .claim_run(&record, &self.inner.instance, self.inner.config.lease)
+            .await?
         {
-            // Checked and claimed under one lock so that two simultaneous requests cannot both start.
-            let mut active = self.inner.active.lock().unwrap();
-            if let Some(a) = active.get(&pipeline.id) {
-                return Err(StartError::AlreadyRunning {
-                    name: pipeline.spec.name.clone(),
-                    run: a.run_id.clone(),
-                });
-            }
-            active.insert(
-                pipeline.id.clone(),
-                Active {
-                    run_id: record.id.clone(),
-                    cancel: cancel.clone(),
-                    updates: rx,
-                },
-            );
+            return Err(StartError::AlreadyRunning {
+                name: pipeline.spec.name.clone(),
+                run,
+            });
         }
-        if let Err(e) = self.inner.meta.insert_run(&record).await {
-            self.inner.active.lock().unwrap().remove(&pipeline.id);
-            return Err(e.into());
-        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
+        let (tx, rx) = watch::channel(record.clone());
+        self.inner.active.lock().unwrap().insert(
+            pipeline.id.clone(),
+            Active {
+                run_id: record.id.clone(),
+                cancel: cancel.clone(),
+                wake: wake.clone(),
+                updates: rx,
+            },
+        );
+        tracing::info!(run = %record.id, pipeline = %pipeline.id, trigger, queued = !ready, "run claimed");
         let engine = self.clone();
         let run = record.clone();
         tokio::spawn(async move {
-            let pipeline_id = run.pipeline.clone();
-            let ctx = run::RunContext {
-                meta: engine.inner.meta.clone(),
-                profiles: engine.inner.profiles.clone(),
-                config: engine.inner.config.clone(),
-                cancel,
-                updates: tx,
-            };
-            let done = run::execute(&ctx, run).await;
-            // Leave the active set before followers learn the run ended, so that a run started as soon as
-            // they see it finished is not refused as "already running".
-            engine.inner.active.lock().unwrap().remove(&pipeline_id);
-            let _ = ctx.updates.send(done);
+            let slots = (dest_permit, permit);
+            engine
+                .drive(pipeline, run, slots, dest_slots, cancel, wake, tx)
+                .await;
         });
         Ok(record)
     }
 
-    /// The id of the pipeline's active run, if any.
+    /// Waits for slots (unless cancelled first), runs, applies the failed-rows threshold, records and alerts.
+    #[allow(clippy::too_many_arguments)]
+    async fn drive(
+        &self,
+        pipeline: PipelineRecord,
+        mut run: RunRecord,
+        slots: (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
+        dest_slots: Arc<Semaphore>,
+        cancel: Arc<AtomicBool>,
+        wake: Arc<Notify>,
+        tx: watch::Sender<RunRecord>,
+    ) {
+        let permits = match slots {
+            (Some(d), Some(g)) => Some((d, g)),
+            (dest, _) => {
+                let global = self.inner.slots.clone();
+                let acquire = async move {
+                    let d = match dest {
+                        Some(d) => d,
+                        None => dest_slots.acquire_owned().await.ok()?,
+                    };
+                    let g = global.acquire_owned().await.ok()?;
+                    Some((d, g))
+                };
+                tokio::select! {
+                    p = acquire => p,
+                    _ = wake.notified() => None,
+                }
+            }
+        };
+        let done = match permits {
+            Some(_permits) if !cancel.load(Ordering::SeqCst) => {
+                if run.status == RunStatus::Queued {
+                    run.status = RunStatus::Running;
+                    run.started_at = Some(Utc::now());
+                    let _ = tx.send(run.clone());
+                    if let Err(e) = self.inner.meta.update_run(&run).await {
+                        tracing::warn!(run = %run.id, error = %e, "could not record the run's start");
+                    }
+                }
+                let ctx = run::RunContext {
+                    meta: self.inner.meta.clone(),
+                    profiles: self.inner.profiles.clone(),
+                    config: self.inner.config.clone(),
+                    cancel,
+                    updates: tx.clone(),
+                };
+                let done = run::execute(&ctx, run).await;
+                self.apply_threshold(done).await
+            }
+            _ => {
+                run.status = RunStatus::Cancelled;
+                run.finished_at = Some(Utc::now());
+                run.message = Some("cancelled before it started".into());
+                if let Err(e) = self.inner.meta.update_run(&run).await {
+                    tracing::warn!(run = %run.id, error = %e, "could not record the cancelled run");
+                }
+                run
+            }
+        };
+        // Leave the active set before followers learn the run ended, so that a run started as soon as
+        // they see it finished is not refused as "already running".
+        self.inner.active.lock().unwrap().remove(&pipeline.id);
+        let _ = tx.send(done.clone());
+        alerts::after_run(self, &done);
+    }
+
+    /// Fails a succeeded run whose failed rows exceed the configured share of its rows.
+    async fn apply_threshold(&self, mut run: RunRecord) -> RunRecord {
+        if run.status != RunStatus::Succeeded {
+            return run;
+        }
+        let threshold = self.inner.config.failed_rows_threshold;
+        if let Some(message) = over_threshold(&run.counts, threshold) {
+            tracing::warn!(run = %run.id, pipeline = %run.pipeline, failed = run.counts.failed,
+                transform_failed = run.counts.transform_failed, threshold, "too many failed rows: the run fails");
+            run.status = RunStatus::Failed;
+            run.message = Some(message);
+            if let Err(e) = self.inner.meta.update_run(&run).await {
+                tracing::warn!(run = %run.id, error = %e, "could not record the run's outcome");
+            }
+        }
+        run
+    }
+
+    /// The id of the pipeline's active run in this instance, if any.
     pub fn active_run(&self, pipeline_id: &str) -> Option<String> {
         self.inner
             .active
@@ -219,6 +414,21 @@ impl Engine {
             .unwrap()
             .get(pipeline_id)
             .map(|a| a.run_id.clone())
+    }
+
+    /// The id of the pipeline's queued or running run on any instance, if any.
+    pub async fn current_run(&self, pipeline_id: &str) -> Option<String> {
+        if let Some(id) = self.active_run(pipeline_id) {
+            return Some(id);
+        }
+        self.inner
+            .meta
+            .unfinished_runs()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|r| r.pipeline == pipeline_id)
+            .map(|r| r.id)
     }
 
     /// The live state of an active run (fresher than the stored one).
@@ -230,16 +440,60 @@ impl Engine {
             .map(|a| a.updates.borrow().clone())
     }
 
-    /// Asks a running run to stop at the next batch boundary. `false` when it is not running here.
+    /// Asks a run to stop: a queued one ends at once, a running one at the next batch boundary (the rows
+    /// written so far stay recorded). `false` when it is not active here.
     pub fn cancel(&self, run_id: &str) -> bool {
         let active = self.inner.active.lock().unwrap();
         match active.values().find(|a| a.run_id == run_id) {
             Some(a) => {
                 a.cancel.store(true, Ordering::SeqCst);
+                a.wake.notify_one();
                 true
             }
             None => false,
         }
+    }
+
+    /// Asks a run to stop wherever it runs: at once here, or through the store for the instance that holds
+    /// it (which stops it at its next heartbeat). `false` when the run is not queued or running.
+    pub async fn request_cancel(&self, run_id: &str) -> Result<bool, sluice_store::StoreError> {
+        if self.cancel(run_id) {
+            return Ok(true);
+        }
+        self.inner.meta.request_cancel(run_id).await
+    }
+
+    /// For a clean stop: cancels every run of this instance and waits up to `grace` for them to reach a
+    /// batch boundary and record themselves, so they end `cancelled` (sync state true) instead of being
+    /// failed later as abandoned. Returns how many were still going when the grace ran out.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let runs: Vec<String> = self
+            .inner
+            .active
+            .lock()
+            .unwrap()
+            .values()
+            .map(|a| a.run_id.clone())
+            .collect();
+        for run in &runs {
+            self.cancel(run);
+        }
+        let end = tokio::time::Instant::now() + grace;
+        loop {
+            let left = self.inner.active.lock().unwrap().len();
+            if left == 0 || tokio::time::Instant::now() >= end {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops what a pipeline has going here and drops its queued follow-up: for disable and delete.
+    pub async fn stop_pipeline(&self, pipeline_id: &str) {
+        if let Some(run) = self.active_run(pipeline_id) {
+            self.cancel(&run);
+        }
+        scheduler::drop_follow_up(self, pipeline_id).await;
     }
 
     /// Waits for a run started here to finish and returns its final record; `on_update` sees each
@@ -270,6 +524,57 @@ impl Engine {
         }
         self.inner.meta.get_run(run_id).await.ok().flatten()
     }
+
+    /// Renews the leases of this instance's runs and stops those it no longer holds (reaped after a
+    /// stall, deleted with their pipeline), whose pipeline was disabled or whose cancel was requested,
+    /// perhaps through another instance.
+    pub async fn heartbeat(&self) -> Result<(), sluice_store::StoreError> {
+        let claimed: Vec<(String, String)> = self
+            .inner
+            .active
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, a)| (p.clone(), a.run_id.clone()))
+            .collect();
+        let held = self
+            .inner
+            .meta
+            .heartbeat(&self.inner.instance, self.inner.config.lease)
+            .await?;
+        for (pipeline, run) in claimed {
+            let entry = held.iter().find(|h| h.run == run);
+            let lost = entry.is_none();
+            let requested = entry.is_some_and(|h| h.cancel_requested);
+            let disabled = match self.inner.meta.get_pipeline(&pipeline).await? {
+                Some(p) => !p.spec.enabled,
+                None => true,
+            };
+            // A run that finished between the snapshot and the heartbeat is no longer active: cancel is a no-op.
+            if (lost || disabled || requested) && self.is_active(&run) {
+                tracing::warn!(run = %run, pipeline = %pipeline, lost, disabled, requested, "stopping a run");
+                self.cancel(&run);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a run with `counts` fails for its failed rows, when their share exceeds `threshold`.
+pub fn over_threshold(counts: &Counts, threshold: f64) -> Option<String> {
+    let failed = counts.failed + counts.transform_failed;
+    let rows = counts.inserted + counts.updated + counts.unchanged + failed;
+    if failed == 0 || rows == 0 {
+        return None;
+    }
+    let share = failed as f64 / rows as f64;
+    (share > threshold).then(|| {
+        format!(
+            "{failed} of {rows} rows failed ({:.1}%), more than the allowed {:.1}%; see the errors for why",
+            share * 100.0,
+            threshold * 100.0
+        )
+    })
 }
 
 /// A new identifier: a readable prefix and 16 random hex digits.

@@ -17,9 +17,9 @@ use sluice_destinations::{
 };
 use sluice_store::{
     MetadataStore, PipelineRecord, ProfileStore, RunErrorGroup, RunRecord, RunStatus, StoreError,
-    SyncEntry, MAX_SAMPLES,
+    SyncCheckpoint, SyncEntry, MAX_SAMPLES, TOMBSTONE_RETENTION,
 };
-use sluice_transform::{Limits, Output, RowError, Transform};
+use sluice_transform::{Evaluator, Limits, Output, RowError, Transform};
 use tokio::sync::{mpsc, watch};
 
 use crate::validate;
@@ -49,6 +49,40 @@ pub struct Prepared {
     /// Seeds row hashes with what they mean (destination, table, key, columns), so a change of any of
     /// them makes every row compare afresh.
     pub seed: u64,
+    /// Everything besides the profiles that the rows depend on (see [`fingerprint`]).
+    pub fingerprint: String,
+}
+
+/// A digest of what a pipeline's rows are computed from besides the profiles themselves: the pipeline's
+/// audience, table, key, transformation and on-leave rule, the destination, the Customer Model, the live
+/// table and this version of Sluice (conversion rules may change between versions). A sync checkpoint
+/// is only used while this stays the same.
+fn fingerprint(
+    spec: &sluice_core::pipeline::PipelineSpec,
+    destination: &sluice_store::DestinationRecord,
+    schema: &Schema,
+    table: &TableDescription,
+) -> String {
+    fn json<T: serde::Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap_or_default()
+    }
+    let parts = [
+        env!("CARGO_PKG_VERSION").to_string(),
+        json(&spec.filter),
+        spec.table.clone(),
+        spec.key.clone(),
+        json(&spec.transformation),
+        json(&spec.on_leave),
+        destination.id.clone(),
+        destination.kind.clone(),
+        destination.settings.to_string(),
+        destination.updated_at.to_rfc3339(),
+        // Debug output is stable within a version, which the first part pins.
+        format!("{schema:?}"),
+        format!("{table:?}"),
+    ];
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    sluice_core::hash::fingerprint(&parts)
 }
 
 /// Loads and checks everything a run needs, scripts under the default limits; the error is the message
@@ -80,23 +114,16 @@ pub async fn prepare_with(
             )
         })?;
     let schema = meta.get_schema().await.map_err(|e| e.to_string())?;
-    let table = destination
-        .describe_table(&spec.table)
+    let table = describe_retrying(destination.as_ref(), &spec.table)
         .await
         .map_err(|e| format!("could not read table `{}`: {e}", spec.table))?;
     let checked = validate::check_blocking(spec.clone(), schema.clone(), table.clone(), limits)
         .await
         .map_err(|e| format!("the pipeline no longer fits the table or the Customer Model: {e}"))?;
     let table = table.expect("check() fails when the table is missing");
-    let transform = checked.transform.ok_or_else(|| {
-        format!(
-            "{} transformations cannot run in this version of Sluice yet; use a visual mapping or JavaScript",
-            match spec.transformation {
-                Transformation::Python(_) => "Python",
-                _ => "these",
-            }
-        )
-    })?;
+    let transform = checked
+        .transform
+        .ok_or("the transformation did not compile")?;
     let target = WriteTarget {
         table: table.clone(),
         columns: transform.columns().to_vec(),
@@ -107,7 +134,9 @@ pub async fn prepare_with(
     let seed = shape_seed(&shape);
     let key_is_profile_id = matches!(&spec.transformation,
         Transformation::Mapping(m) if m.get(&spec.key).map(str::trim) == Some("_id"));
+    let fingerprint = fingerprint(spec, &dest_rec, &schema, &table);
     Ok(Prepared {
+        fingerprint,
         key_is_profile_id,
         filter: checked.filter,
         destination,
@@ -132,7 +161,7 @@ pub async fn transform_profiles(
     let transform = prepared.transform.clone();
     tokio::task::spawn_blocking(move || {
         let mut evaluator = transform.evaluator()?;
-        Ok(profiles.iter().map(|p| evaluator.eval(p, now)).collect())
+        Ok(evaluator.eval_batch(&profiles, now))
     })
     .await
     .map_err(|e| format!("the transformation stopped unexpectedly: {e}"))?
@@ -186,11 +215,107 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
         .ok_or("the pipeline was deleted")?;
     let prepared = prepare_with(ctx.meta.as_ref(), pipeline, ctx.config.script_limits).await?;
     let now = run.started_at.unwrap_or_else(Utc::now);
+    // Taken before any profile is read: a later run need only read what changed from here on.
+    let mark = ctx
+        .profiles
+        .change_mark()
+        .await
+        .map_err(|e| format!("reading the profile store failed: {e}"))?;
+    let plan = plan(ctx, &prepared, now).await?;
+    let outcome = match plan {
+        Plan::Full => run_full(ctx, &prepared, run, now).await,
+        Plan::Changes { since, synced } => {
+            run_changes(ctx, &prepared, run, now, since, synced).await
+        }
+    };
+    // The checkpoint moves only past a run that wrote everything it had to; a failed row may depend on
+    // other rows (a unique email, say), so it must be retried by reading everything again.
+    let pid = &prepared.pipeline.id;
+    let clean = run.counts.failed == 0 && run.counts.transform_failed == 0;
+    let checkpoint = match (&outcome, clean) {
+        (_, false) => Some(None),
+        (Ok(Finish::Done), true) if !prepared.transform.depends_on_run() => {
+            Some(Some(SyncCheckpoint {
+                mark,
+                fingerprint: prepared.fingerprint.clone(),
+                taken_at: now,
+            }))
+        }
+        // Cancelled or stopped by an error: what was recorded is true, and the previous checkpoint with
+        // it (the profiles this run did not finish have changed since that checkpoint, or kept their rows).
+        _ => None,
+    };
+    if let Some(cp) = checkpoint {
+        if let Err(e) = ctx.meta.set_sync_checkpoint(pid, cp.as_ref()).await {
+            tracing::warn!(run = %run.id, error = %e, "could not record the sync checkpoint");
+        }
+    }
+    outcome
+}
+
+/// How a run reads the profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Every profile of the audience, merged with the whole sync state.
+    Full,
+    /// Only the profiles changed or deleted since the mark of the pipeline's sync checkpoint; the other
+    /// `synced` rows are known to be unchanged.
+    Changes { since: i64, synced: u64 },
+}
+
+/// Chooses between reading everything and reading only the changes since the last clean run.
+async fn plan(ctx: &RunContext, p: &Prepared, now: DateTime<Utc>) -> Result<Plan, String> {
+    let pid = &p.pipeline.id;
+    let store = |e: StoreError| format!("reading the sync state failed: {e}");
+    let Some(cp) = ctx.meta.sync_checkpoint(pid).await.map_err(store)? else {
+        return Ok(Plan::Full);
+    };
+    if cp.fingerprint != p.fingerprint {
+        // The rows recorded from here on follow the new settings: the old checkpoint must never be used
+        // again, even if the settings come back.
+        ctx.meta
+            .set_sync_checkpoint(pid, None)
+            .await
+            .map_err(store)?;
+        return Ok(Plan::Full);
+    }
+    // Deletions are remembered for a limited time; a day of margin covers clocks and long runs.
+    if p.transform.depends_on_run()
+        || cp.taken_at < now - TOMBSTONE_RETENTION + chrono::TimeDelta::days(1)
+    {
+        return Ok(Plan::Full);
+    }
+    let changes = ctx
+        .profiles
+        .count_changes(cp.mark)
+        .await
+        .map_err(|e| format!("reading the profile store failed: {e}"))?;
+    let synced = ctx.meta.sync_count(pid).await.map_err(store)?;
+    // Past a quarter of the audience, one ordered scan beats looking every change up.
+    if changes.changed + changes.deleted > synced / 4 + 1_000 {
+        return Ok(Plan::Full);
+    }
+    Ok(Plan::Changes {
+        since: cp.mark,
+        synced,
+    })
+}
+
+/// Reads the whole audience in `_id` order and merge-joins it with the sync state.
+async fn run_full(
+    ctx: &RunContext,
+    prepared: &Prepared,
+    run: &mut RunRecord,
+    now: DateTime<Utc>,
+) -> Result<Finish, String> {
     let pid = prepared.pipeline.id.clone();
     let batch = ctx.config.batch_size.max(1);
-
-    let pages = spawn_reader(ctx.profiles.clone(), prepared.filter.clone(), batch);
-    let mut rows = spawn_transformer(pages, &prepared, now);
+    let pages = spawn_reader(
+        ctx.profiles.clone(),
+        Source::Audience(prepared.filter.clone()),
+        batch,
+    );
+    let mut rows = spawn_transformer(pages, prepared, None, now);
     // Counting the audience (for progress and `filtered_out`) scans the store: it goes on beside the run.
     let mut counting = Some(spawn_counter(ctx.profiles.clone(), prepared.filter.clone()));
     publish(ctx, run).await;
@@ -200,7 +325,7 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
     };
     let mut log = ErrorLog::default();
     let mut state = BatchState {
-        prepared: &prepared,
+        prepared,
         dest: &retrying,
         log: &mut log,
         pid: &pid,
@@ -260,18 +385,97 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
             .await?;
         prev_last = Some(last);
     }
-    let t = state.timings;
-    tracing::info!(
-        run = %run.id,
-        read_transform_s = t.read_transform.as_secs_f64(),
-        sync_read_s = t.sync_read.as_secs_f64(),
-        owners_s = t.owners.as_secs_f64(),
-        delete_s = t.delete.as_secs_f64(),
-        write_s = t.write.as_secs_f64(),
-        sync_write_s = t.sync_write.as_secs_f64(),
-        publish_s = t.publish.as_secs_f64(),
-        "time spent per stage"
-    );
+    state.settle().await?;
+    state.timings.log(&run.id, "full");
+    run.errors = log.groups;
+    Ok(Finish::Done)
+}
+
+/// Reads only the profiles changed or deleted since the checkpoint's mark and looks their sync entries
+/// up by id; every other synced row is unchanged by construction.
+async fn run_changes(
+    ctx: &RunContext,
+    prepared: &Prepared,
+    run: &mut RunRecord,
+    now: DateTime<Utc>,
+    since: i64,
+    synced: u64,
+) -> Result<Finish, String> {
+    let pid = prepared.pipeline.id.clone();
+    let batch = ctx.config.batch_size.max(1);
+    let read_error = |e: StoreError| format!("reading the profile store failed: {e}");
+    let sync_error = |e: StoreError| format!("reading the sync state failed: {e}");
+    let changes = ctx
+        .profiles
+        .count_changes(since)
+        .await
+        .map_err(read_error)?;
+    run.progress.total = Some(changes.changed + changes.deleted);
+    publish(ctx, run).await;
+    let retrying = Retrying {
+        inner: prepared.destination.as_ref(),
+        attempts: ctx.config.write_attempts,
+    };
+    let mut log = ErrorLog::default();
+    let mut state = BatchState {
+        prepared,
+        dest: &retrying,
+        log: &mut log,
+        pid: &pid,
+        timings: Timings::default(),
+        pending: None,
+    };
+    // Synced rows this run looked at; the others are unchanged.
+    let mut looked_at = 0u64;
+
+    // Deleted profiles first: a key they held may go to a profile changed since.
+    let deleted = ctx
+        .profiles
+        .deleted_since(since)
+        .await
+        .map_err(read_error)?;
+    for ids in deleted.chunks(batch) {
+        let entries = ctx.meta.sync_get(&pid, ids).await.map_err(sync_error)?;
+        looked_at += entries.len() as u64;
+        state
+            .process(ctx, &mut [], entries, &mut run.counts)
+            .await?;
+        run.progress.processed += ids.len() as u64;
+    }
+
+    let pages = spawn_reader(ctx.profiles.clone(), Source::ChangedSince(since), batch);
+    // Changed profiles are read whether or not they match the filter: one that no longer does has left.
+    let mut rows = spawn_transformer(pages, prepared, prepared.filter.clone(), now);
+    let mut waited = Instant::now();
+    while let Some(page) = rows.recv().await {
+        state.timings.read_transform += waited.elapsed();
+        let mut page = page?;
+        if ctx.cancel.load(Ordering::SeqCst) {
+            run.errors = state.log.groups.clone();
+            state.settle().await?;
+            return Ok(Finish::Cancelled);
+        }
+        if !prepared.key_is_profile_id {
+            state.settle().await?;
+        }
+        let t = Instant::now();
+        let ids: Vec<String> = page.iter().map(|c| c.id.clone()).collect();
+        let entries = ctx.meta.sync_get(&pid, &ids).await.map_err(sync_error)?;
+        state.timings.sync_read += t.elapsed();
+        looked_at += entries.len() as u64;
+        state
+            .process(ctx, &mut page, entries, &mut run.counts)
+            .await?;
+        run.progress.processed += page.len() as u64;
+        run.errors = state.log.groups.clone();
+        let t = Instant::now();
+        publish(ctx, run).await;
+        state.timings.publish += t.elapsed();
+        waited = Instant::now();
+    }
+    state.settle().await?;
+    run.counts.unchanged += synced.saturating_sub(looked_at);
+    state.timings.log(&run.id, "changes");
     run.errors = log.groups;
     Ok(Finish::Done)
 }
@@ -310,20 +514,36 @@ async fn apply_counts(run: &mut RunRecord, counter: Option<Counter>) -> Result<(
     Ok(())
 }
 
+/// Which profiles a run reads.
+enum Source {
+    /// Those matching the filter (pushed down to the store).
+    Audience(Option<Filter>),
+    /// Those changed at or after a change mark, whatever the filter.
+    ChangedSince(i64),
+}
+
 /// Reads pages ahead of the processing, so that reading overlaps transforming and writing.
 fn spawn_reader(
     profiles: Arc<dyn ProfileStore>,
-    filter: Option<Filter>,
+    source: Source,
     batch: usize,
 ) -> mpsc::Receiver<Result<Vec<Profile>, StoreError>> {
-    let (tx, rx) = mpsc::channel(2);
+    // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
+    let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let mut after: Option<String> = None;
         loop {
-            match profiles
-                .page(filter.as_ref(), after.as_deref(), batch)
-                .await
-            {
+            let page = match &source {
+                Source::Audience(filter) => {
+                    profiles
+                        .page(filter.as_ref(), after.as_deref(), batch)
+                        .await
+                }
+                Source::ChangedSince(mark) => {
+                    profiles.changed_page(*mark, after.as_deref(), batch).await
+                }
+            };
+            match page {
                 Ok(page) if page.is_empty() => break,
                 Ok(page) => {
                     after = page.last().map(|p| p.id.clone());
@@ -350,20 +570,17 @@ struct Computed {
     outcome: Result<Option<RowParts>, RowError>,
 }
 
-impl Computed {
-    fn skipped(&self) -> bool {
-        matches!(self.outcome, Ok(None))
-    }
-}
-
 /// Computes rows on a blocking thread, so that mapping and hashing (CPU) overlap with the database round
 /// trips of the batch before.
+/// With `filter`, profiles that do not match it come out skipped (as profiles that left the audience).
 fn spawn_transformer(
     mut pages: mpsc::Receiver<Result<Vec<Profile>, StoreError>>,
     prepared: &Prepared,
+    filter: Option<Filter>,
     now: DateTime<Utc>,
 ) -> mpsc::Receiver<Result<Vec<Computed>, String>> {
-    let (tx, rx) = mpsc::channel(2);
+    // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
+    let (tx, rx) = mpsc::channel(1);
     let transform = prepared.transform.clone();
     let seed = prepared.seed;
     let key_idx = prepared.target.key_index();
@@ -379,21 +596,14 @@ fn spawn_transformer(
         while let Some(page) = pages.blocking_recv() {
             let out = match page {
                 Err(e) => Err(format!("reading profiles failed: {e}")),
-                Ok(profiles) => Ok(profiles
-                    .into_iter()
-                    .map(|p| {
-                        let outcome = evaluator.eval(&p, now).map(|out| match out {
-                            Output::Skip => None,
-                            Output::Row(values) => {
-                                let key = &values[key_idx];
-                                let key = (!key.is_null()).then(|| key.to_string());
-                                let hash = hash_row(seed, &values);
-                                Some((values, key, hash))
-                            }
-                        });
-                        Computed { id: p.id, outcome }
-                    })
-                    .collect()),
+                Ok(profiles) => Ok(compute_page(
+                    &mut evaluator,
+                    profiles,
+                    filter.as_ref(),
+                    now,
+                    seed,
+                    key_idx,
+                )),
             };
             let failed = out.is_err();
             if tx.blocking_send(out).is_err() || failed {
@@ -402,6 +612,55 @@ fn spawn_transformer(
         }
     });
     rx
+}
+
+/// The rows of one page, in page order: profiles outside the filter are not transformed, the others go
+/// to the evaluator as one batch (which is what lets Python send them to its workers in one message).
+fn compute_page(
+    evaluator: &mut Evaluator,
+    profiles: Vec<Profile>,
+    filter: Option<&Filter>,
+    now: DateTime<Utc>,
+    seed: u64,
+    key_idx: usize,
+) -> Vec<Computed> {
+    let keep: Vec<bool> = profiles
+        .iter()
+        .map(|p| filter.is_none_or(|f| f.matches(p)))
+        .collect();
+    let mut selected = Vec::with_capacity(profiles.len());
+    let mut left_out = Vec::new();
+    for (p, k) in profiles.into_iter().zip(&keep) {
+        if *k {
+            selected.push(p);
+        } else {
+            left_out.push(p.id);
+        }
+    }
+    let outcomes = evaluator.eval_batch(&selected, now);
+    let mut computed = selected.into_iter().zip(outcomes);
+    let mut left_out = left_out.into_iter();
+    keep.into_iter()
+        .map(|k| {
+            if !k {
+                return Computed {
+                    id: left_out.next().expect("one per left-out profile"),
+                    outcome: Ok(None),
+                };
+            }
+            let (p, outcome) = computed.next().expect("one per selected profile");
+            let outcome = outcome.map(|out| match out {
+                Output::Skip => None,
+                Output::Row(values) => {
+                    let key = &values[key_idx];
+                    let key = (!key.is_null()).then(|| key.to_string());
+                    let hash = hash_row(seed, &values);
+                    Some((values, key, hash))
+                }
+            });
+            Computed { id: p.id, outcome }
+        })
+        .collect()
 }
 
 async fn load_entries(
@@ -450,6 +709,23 @@ pub(crate) struct Timings {
     publish: Duration,
 }
 
+impl Timings {
+    fn log(&self, run: &str, plan: &str) {
+        tracing::info!(
+            run,
+            plan,
+            read_transform_s = self.read_transform.as_secs_f64(),
+            sync_read_s = self.sync_read.as_secs_f64(),
+            owners_s = self.owners.as_secs_f64(),
+            delete_s = self.delete.as_secs_f64(),
+            write_s = self.write.as_secs_f64(),
+            sync_write_s = self.sync_write.as_secs_f64(),
+            publish_s = self.publish.as_secs_f64(),
+            "time spent per stage"
+        );
+    }
+}
+
 struct Candidate<'p> {
     id: &'p str,
     key: String,
@@ -481,33 +757,50 @@ impl BatchState<'_> {
     ) -> Result<(), String> {
         let p = self.prepared;
         let key_col = &p.target.key;
-        let by_id: HashMap<&str, &SyncEntry> =
-            entries.iter().map(|e| (e.profile_id.as_str(), e)).collect();
-        // A skipped profile is treated as filtered out: a row written for it earlier is that of a profile
-        // that left the audience.
-        let page_ids: HashSet<&str> = page
-            .iter()
-            .filter(|r| !r.skipped())
-            .map(|r| r.id.as_str())
-            .collect();
-        let stale: Vec<&SyncEntry> = entries
-            .iter()
-            .filter(|e| !page_ids.contains(e.profile_id.as_str()))
-            .collect();
+        // Page and entries are both ordered by profile id: one merge walk pairs each profile with its
+        // entry. Entries left without a profile, or whose profile was skipped, are stale: rows of profiles
+        // that left the audience (or were deleted).
+        let mut entries = entries;
+        if !entries.is_sorted_by(|a, b| a.profile_id <= b.profile_id) {
+            entries.sort_unstable_by(|a, b| a.profile_id.cmp(&b.profile_id));
+        }
+        if !page.is_sorted_by(|a, b| a.id < b.id) {
+            return Err("internal error: profiles came out of order".into());
+        }
+        let mut pending_entries = entries.iter().peekable();
+        let mut stale: Vec<&SyncEntry> = Vec::new();
 
-        // Keys held in this batch, by the profile holding them (the first, i.e. lowest, _id wins).
-        let mut held: HashMap<String, &str> = HashMap::with_capacity(page.len());
+        // Keys held in this batch, by the profile holding them (the first, i.e. lowest, _id wins). Keys
+        // that are the profile ids themselves cannot repeat.
+        let mut held: HashSet<String> = if p.key_is_profile_id {
+            HashSet::new()
+        } else {
+            HashSet::with_capacity(page.len())
+        };
         let mut candidates: Vec<Candidate> = Vec::new();
         let dup_message = format!(
             "duplicate key: a profile with a lower _id produces the same value of key column `{key_col}`"
         );
         for row in page.iter_mut() {
+            let mut entry = None;
+            while let Some(e) = pending_entries.peek() {
+                match e.profile_id.as_str().cmp(row.id.as_str()) {
+                    std::cmp::Ordering::Less => stale.push(pending_entries.next().expect("peeked")),
+                    std::cmp::Ordering::Equal => {
+                        entry = pending_entries.next();
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
             counts.read += 1;
             let placeholder = Ok(Some((Vec::new(), None, 0)));
             let (values, key, hash) = match std::mem::replace(&mut row.outcome, placeholder) {
                 Ok(Some(v)) => v,
                 Ok(None) => {
+                    // A skipped profile is treated as filtered out.
                     counts.filtered_out += 1;
+                    stale.extend(entry);
                     continue;
                 }
                 Err(e) => {
@@ -522,13 +815,12 @@ impl BatchState<'_> {
                 self.log.add("write", message, &row.id);
                 continue;
             };
-            if held.contains_key(&key_text) {
+            if !p.key_is_profile_id && !held.insert(key_text.clone()) {
                 counts.failed += 1;
                 self.log.add("write", dup_message.clone(), &row.id);
                 continue;
             }
-            held.insert(key_text.clone(), &row.id);
-            match by_id.get(row.id.as_str()) {
+            match entry {
                 Some(e) if e.hash == hash && e.key == key_text => counts.unchanged += 1,
                 _ => candidates.push(Candidate {
                     id: &row.id,
@@ -538,6 +830,7 @@ impl BatchState<'_> {
                 }),
             }
         }
+        stale.extend(pending_entries);
 
         // Keys held by other profiles in the sync state: a lower _id keeps its key; a higher one gives it up.
         // A key that is the profile id itself cannot be held by another profile: skip the lookup.
@@ -710,6 +1003,28 @@ impl ErrorLog {
         g.last_seen = now;
         if g.sample_profiles.len() < MAX_SAMPLES {
             g.sample_profiles.push(profile_id.to_string());
+        }
+    }
+}
+
+/// Attempts at reading the table before a run, when the destination fails for a transient reason.
+const DESCRIBE_ATTEMPTS: u32 = 4;
+
+/// Describes the table, retrying transient failures (the database restarting, refusing or dropping
+/// connections) with backoff; permanent ones (auth, permissions) fail at once.
+async fn describe_retrying(
+    destination: &dyn Destination,
+    table: &str,
+) -> sluice_destinations::Result<Option<TableDescription>> {
+    let mut attempt = 0;
+    loop {
+        match destination.describe_table(table).await {
+            Err(e) if e.kind.is_transient() && attempt + 1 < DESCRIBE_ATTEMPTS => {
+                tracing::warn!(kind = ?e.kind, attempt, "transient failure reading the table; retrying");
+                Retrying::backoff(attempt).await;
+                attempt += 1;
+            }
+            other => return other,
         }
     }
 }

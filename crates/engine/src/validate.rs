@@ -10,7 +10,7 @@ use sluice_transform::{Limits, Transform};
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub filter: Option<Filter>,
-    /// `None` for transformations that this build cannot run yet (Python).
+    /// Always set when the check passed.
     pub transform: Option<Transform>,
 }
 
@@ -85,12 +85,11 @@ pub fn check_with(
     };
     let transform = match Transform::compile(&spec.transformation, &spec.key, schema, table, limits)
     {
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => {
+        Ok(t) => Some(t),
+        Err(e) => {
             errors.merge(e);
             None
         }
-        None => None,
     };
     if !spec.key.is_empty() {
         match table.column(&spec.key) {

@@ -624,10 +624,49 @@ fn normalized(row: Vec<Option<String>>) -> Vec<Option<String>> {
         .collect()
 }
 
+/// The same transformation as [`SCRIPT`], in Python.
+const PYTHON_SCRIPT: &str = r#"
+from datetime import datetime, timezone
+columns = ["id", "email", "full_name", "ltv", "city", "orders"]
+def tier(ltv):
+    return "gold" if float(ltv) > 500 else "standard"
+def transform(p):
+    if p["country"] == "DE":
+        return None
+    if p["_id"] == "p00007":
+        raise ValueError("seven is unlucky")
+    year = datetime.fromisoformat(p["signed_up_at"]).astimezone(timezone.utc).year
+    return {
+        "id": p["_id"], "email": p["email"].upper(),
+        "full_name": f"{p['first_name']} {p['last_name']} ({tier(p['ltv'])})",
+        "ltv": p["ltv"], "city": p["address"]["city"] + " " + str(year), "orders": p["orders"],
+    }
+"#;
+
 async fn scenario_javascript_preview_equals_run(w: World) {
+    script_preview_equals_run(
+        w,
+        json!({ "javascript": SCRIPT }),
+        "Error: seven is unlucky (line 7",
+    )
+    .await
+}
+
+async fn scenario_python_preview_equals_run(w: World) {
+    script_preview_equals_run(
+        w,
+        json!({ "python": PYTHON_SCRIPT }),
+        "ValueError: seven is unlucky (line 10)",
+    )
+    .await
+}
+
+/// A script pipeline's preview (for every profile) shows exactly what its run then writes; `error` is
+/// how the script's exception for profile p00007 reads.
+async fn script_preview_equals_run(w: World, transformation: Value, error: &str) {
     w.db.exec(ddl(w.db.kind())).await;
     let p = w
-        .pipeline(json!({"transformation": {"javascript": SCRIPT}, "on_leave": "delete"}))
+        .pipeline(json!({"transformation": transformation, "on_leave": "delete"}))
         .await;
     // What a preview computes, for every profile.
     let rec = w.engine.meta().get_pipeline(&p).await.unwrap().unwrap();
@@ -652,7 +691,7 @@ async fn scenario_javascript_preview_equals_run(w: World) {
             Ok(sluice_transform::Output::Skip) => skipped += 1,
             Err(e) => {
                 assert_eq!(id, "p00007");
-                assert!(e.message.contains("Error: seven is unlucky (line 7"), "{e}");
+                assert!(e.message.contains(error), "{e}");
                 failed += 1;
             }
         }
@@ -714,6 +753,118 @@ async fn scenario_javascript_preview_equals_run(w: World) {
     assert_eq!(w.count().await, 198);
 }
 
+/// Re-runs read only what changed since the last clean run and leave the table exactly as a full run
+/// would; anything that could make the shortcut wrong makes the run read everything.
+async fn scenario_reads_only_changes(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    w.db.exec(&ddl(w.db.kind()).replace("customers", "twin"))
+        .await;
+    let spec = json!({"key": "email", "on_leave": "delete",
+        "filter": {"logical": "and", "conditions": [{"property": "country", "operator": "is one of", "values": ["IT", "FR"]}]},
+        "transformation": {"mapping": {"id": "_id", "email": "lower(email)", "full_name": "first_name \" \" last_name"}}});
+    let p = w.pipeline(spec.clone()).await;
+    let r1 = w.run(&p).await;
+    assert_succeeded(&r1);
+    assert_eq!((r1.counts.read, r1.counts.inserted), (200, 200));
+    assert!(w.engine.meta().sync_checkpoint(&p).await.unwrap().is_some());
+    assert_eq!(
+        w.run(&p).await.counts.read,
+        0,
+        "nothing changed, nothing read"
+    );
+
+    // An update, a profile leaving, a deleted profile whose key another one takes as it joins, a new one,
+    // and a profile sent again as it was.
+    let mut updated = profile(0);
+    updated["last_name"] = json!("Renamed");
+    let mut left = profile(1);
+    left["country"] = json!("DE");
+    let mut joins = profile(2);
+    joins["country"] = json!("IT");
+    joins["email"] = json!("USER3@example.com");
+    assert!(w.engine.profiles().delete("p00003").await.unwrap());
+    w.upsert(vec![updated, left, joins, profile(1000), profile(10)])
+        .await;
+    let r2 = w.run(&p).await;
+    assert_succeeded(&r2);
+    assert_eq!(
+        (
+            r2.counts.read,
+            r2.counts.updated,
+            r2.counts.inserted,
+            r2.counts.deleted,
+            r2.counts.unchanged,
+            r2.counts.failed
+        ),
+        (4, 1, 2, 2, 197, 0)
+    );
+    let owner =
+        w.db.rows("SELECT id FROM customers WHERE email = 'user3@example.com'")
+            .await;
+    assert_eq!(owner, vec![vec![Some("p00002".to_string())]]);
+
+    // The same pipeline run from scratch into a twin table writes the same rows.
+    let mut twin = spec.clone();
+    twin["table"] = json!("twin");
+    let t = w.pipeline(twin).await;
+    assert_succeeded(&w.run(&t).await);
+    let all = |table: &str| format!("SELECT id, email, full_name FROM {table} ORDER BY id");
+    assert_eq!(
+        w.db.rows(&all("customers")).await,
+        w.db.rows(&all("twin")).await
+    );
+
+    // A changed pipeline reads everything again.
+    let mut rec = w.engine.meta().get_pipeline(&p).await.unwrap().unwrap();
+    rec.spec.transformation = serde_json::from_value(
+        json!({"mapping": {"id": "_id", "email": "lower(email)", "full_name": "upper(first_name)"}}),
+    )
+    .unwrap();
+    rec.updated_at = chrono::Utc::now();
+    w.engine.meta().update_pipeline(&rec).await.unwrap();
+    let r3 = w.run(&p).await;
+    assert_succeeded(&r3);
+    assert_eq!((r3.counts.read, r3.counts.updated), (200, 200));
+    assert_eq!(w.run(&p).await.counts.read, 0);
+
+    // A failed row makes the next run read everything, so that every failed row is retried.
+    let mut six = profile(6);
+    six["first_name"] = json!(null);
+    w.upsert(vec![six]).await;
+    let r4 = w.run(&p).await;
+    assert_eq!(
+        (r4.counts.read, r4.counts.transform_failed),
+        (1, 1),
+        "{:?}",
+        r4.errors
+    );
+    assert!(w.engine.meta().sync_checkpoint(&p).await.unwrap().is_none());
+    let mut six = profile(6);
+    six["first_name"] = json!("Fixed");
+    w.upsert(vec![six]).await;
+    let r5 = w.run(&p).await;
+    assert_eq!(
+        (
+            r5.counts.read,
+            r5.counts.transform_failed,
+            r5.counts.updated
+        ),
+        (200, 0, 1)
+    );
+    assert_eq!(w.run(&p).await.counts.read, 0);
+
+    // A mapping that reads the clock is never shortcut.
+    let clock = w
+        .pipeline(
+            json!({"table": "twin", "transformation": {"mapping": {"id": "_id",
+            "full_name": "format_datetime(now(), \"%Y\")"}}}),
+        )
+        .await;
+    assert_succeeded(&w.run(&clock).await);
+    let again = w.run(&clock).await;
+    assert_eq!((again.counts.read, again.counts.unchanged), (300, 300));
+}
+
 macro_rules! for_each_destination {
     ($($name:ident => $scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -763,4 +914,6 @@ for_each_destination! {
     column_dropped_between_runs => scenario_column_dropped,
     missing_table_fails_the_run => scenario_missing_table,
     javascript_preview_equals_run => scenario_javascript_preview_equals_run,
+    python_preview_equals_run => scenario_python_preview_equals_run,
+    reads_only_changes => scenario_reads_only_changes,
 }

@@ -25,11 +25,13 @@ use sluice_core::pipeline::PipelineSpec;
 use sluice_core::{Profile, Schema};
 
 mod codec;
+pub mod coord;
 pub mod postgres;
 pub mod secrets;
 pub mod sqlite;
 mod tls;
 
+pub use coord::{Coordination, Held};
 pub use secrets::SecretBox;
 
 /// Why a store operation failed.
@@ -159,12 +161,27 @@ pub struct SyncEntry {
     pub hash: u128,
 }
 
-/// Metadata: the Customer Model, destinations, pipelines, runs and each pipeline's sync state.
+/// Until which point of the profile store's history a pipeline's sync state is known to be complete.
+///
+/// Kept only while it holds: every profile that did not change at or after `mark` (see
+/// [`ProfileStore::change_mark`]) has the sync entry that the pipeline, as described by `fingerprint`,
+/// would compute for it today. A run may then read only the profiles changed since `mark`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncCheckpoint {
+    pub mark: i64,
+    /// What the rows were computed from (pipeline, Customer Model, table, destination), hashed by the
+    /// engine: a different fingerprint makes the checkpoint worthless.
+    pub fingerprint: String,
+    pub taken_at: DateTime<Utc>,
+}
+
+/// Metadata: the Customer Model, destinations, pipelines, runs and each pipeline's sync state; run
+/// leases and schedule state through [`Coordination`].
 ///
 /// Every method is one transaction: it either fully happens or not at all. Names are unique as written
 /// (case-sensitive).
 #[async_trait]
-pub trait MetadataStore: Send + Sync {
+pub trait MetadataStore: Coordination + Send + Sync {
     /// The Customer Model; an empty one before the first `put_schema`.
     async fn get_schema(&self) -> Result<Schema>;
     async fn put_schema(&self, schema: &Schema) -> Result<()>;
@@ -228,9 +245,29 @@ pub trait MetadataStore: Send + Sync {
         upserts: &[SyncEntry],
         deletes: &[String],
     ) -> Result<()>;
-    /// Forgets what the pipeline wrote, so its next run compares afresh.
+    /// The entries of the profiles among `ids` that have one, ordered by profile id.
+    async fn sync_get(&self, pipeline: &str, ids: &[String]) -> Result<Vec<SyncEntry>>;
+    /// Forgets what the pipeline wrote (and its checkpoint), so its next run compares afresh.
     async fn sync_clear(&self, pipeline: &str) -> Result<()>;
     async fn sync_count(&self, pipeline: &str) -> Result<u64>;
+    async fn sync_checkpoint(&self, pipeline: &str) -> Result<Option<SyncCheckpoint>>;
+    /// Replaces (or, with `None`, removes) the pipeline's checkpoint. `NotFound` when the pipeline does not
+    /// exist.
+    async fn set_sync_checkpoint(
+        &self,
+        pipeline: &str,
+        checkpoint: Option<&SyncCheckpoint>,
+    ) -> Result<()>;
+}
+
+/// How long the profile store remembers deleted profiles; a sync checkpoint older than this is not used.
+pub const TOMBSTONE_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
+/// Profiles changed and deleted since a change mark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChangeCounts {
+    pub changed: u64,
+    pub deleted: u64,
 }
 
 /// The outcome of loading a batch of profiles.
@@ -244,9 +281,10 @@ pub struct UpsertOutcome {
 #[async_trait]
 pub trait ProfileStore: Send + Sync {
     /// Stores validated, normalized profiles (`(id, properties)`): new ones are inserted, existing ones are
-    /// merged with `sluice_core::schema::merge_profile` (properties not sent are kept) and their
-    /// `_updated_at` set to now. One transaction for the whole batch. The same id twice in one batch: the
-    /// later entry is merged over the earlier.
+    /// merged with `sluice_core::schema::merge_profile` (properties not sent are kept) and, when the merge
+    /// changed them, their `_updated_at` set to now (an existing profile sent again as it is stays
+    /// untouched, and still counts as updated). One transaction for the whole batch. The same id twice in
+    /// one batch: the later entry is merged over the earlier.
     async fn upsert(&self, profiles: Vec<(String, Map<String, Json>)>) -> Result<UpsertOutcome>;
     async fn get(&self, id: &str) -> Result<Option<Profile>>;
     /// `Ok(false)` when absent.
@@ -260,6 +298,24 @@ pub trait ProfileStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Profile>>;
     async fn count(&self, filter: Option<&Filter>) -> Result<u64>;
+
+    /// A mark of the store's change history, taken before reading: every insert, update or delete that is
+    /// not visible to reads started after this call gets a change number at or above the mark. Numbers
+    /// follow commit order closely enough for that, not wall clocks (SQLite: a counter bumped by each
+    /// writing transaction; PostgreSQL: transaction ids against the oldest one still running).
+    async fn change_mark(&self) -> Result<i64>;
+    /// How many stored profiles changed at or after `mark`, and how many were deleted since.
+    async fn count_changes(&self, mark: i64) -> Result<ChangeCounts>;
+    /// Up to `limit` profiles changed at or after `mark` with id greater than `after`, ordered by id.
+    async fn changed_page(
+        &self,
+        mark: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Profile>>;
+    /// Ids of the profiles deleted at or after `mark` and not stored again, ordered by id. Deletions are
+    /// remembered for [`TOMBSTONE_RETENTION`].
+    async fn deleted_since(&self, mark: i64) -> Result<Vec<String>>;
 }
 
 /// Opens the metadata store: PostgreSQL when a URL is given, else `metadata.db` in `data_dir`.

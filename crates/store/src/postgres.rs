@@ -30,9 +30,12 @@ use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Row};
 
 use crate::codec::{self, corrupt};
+
+mod coord;
 use crate::{
-    DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result, RunRecord,
-    SecretBox, StoreError, SyncEntry, UpsertOutcome,
+    ChangeCounts, DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result,
+    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, UpsertOutcome,
+    TOMBSTONE_RETENTION,
 };
 
 /// Connections per store; enough for an export run, the API and the scheduler side by side.
@@ -300,7 +303,8 @@ fn limit_param(limit: usize) -> i64 {
 // Metadata
 // ---------------------------------------------------------------------------------------------------------
 
-const METADATA_MIGRATIONS: &[&str] = &[r#"
+const METADATA_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sluice_customer_model (
     id integer PRIMARY KEY CHECK (id = 1),
     model json NOT NULL,
@@ -350,7 +354,30 @@ CREATE TABLE sluice_sync_state (
     PRIMARY KEY (pipeline, profile_id)
 );
 CREATE UNIQUE INDEX sluice_sync_state_by_key ON sluice_sync_state (pipeline, key);
-"#];
+"#,
+    r#"
+CREATE TABLE sluice_sync_checkpoints (
+    pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    mark bigint NOT NULL,
+    fingerprint text NOT NULL,
+    taken_at timestamptz NOT NULL
+);
+"#,
+    r#"
+ALTER TABLE sluice_runs ADD COLUMN owner text, ADD COLUMN lease_until timestamptz,
+    ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
+UPDATE sluice_runs SET status = 'failed', finished_at = now(),
+    message = 'Sluice stopped while this run was in progress; the next run will repair the table'
+WHERE status IN ('queued', 'running')
+  AND seq NOT IN (SELECT max(seq) FROM sluice_runs WHERE status IN ('queued', 'running') GROUP BY pipeline);
+CREATE UNIQUE INDEX sluice_runs_one_unfinished ON sluice_runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE TABLE sluice_schedules (
+    pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    last_tick timestamptz,
+    pending boolean NOT NULL
+);
+"#,
+];
 
 /// Metadata in PostgreSQL.
 pub struct PgMetadata {
@@ -897,14 +924,88 @@ impl MetadataStore for PgMetadata {
         tx.commit().await.map_err(pg_error)
     }
 
-    async fn sync_clear(&self, pipeline: &str) -> Result<()> {
+    async fn sync_get(&self, pipeline: &str, ids: &[String]) -> Result<Vec<SyncEntry>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let conn = self.pool.get().await?;
-        conn.execute(
+        let rows = conn
+            .query(
+                "SELECT profile_id, key, hash FROM sluice_sync_state
+                 WHERE pipeline = $1 AND profile_id = ANY($2::text[]) ORDER BY profile_id",
+                &[&pipeline, &ids],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows_to(rows, |r| {
+            let profile_id: String = get(r, 0)?;
+            Ok(SyncEntry {
+                hash: codec::hash_from_bytes(&profile_id, get(r, 2)?)?,
+                key: get(r, 1)?,
+                profile_id,
+            })
+        })
+    }
+
+    async fn sync_clear(&self, pipeline: &str) -> Result<()> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await.map_err(pg_error)?;
+        for sql in [
+            "DELETE FROM sluice_sync_checkpoints WHERE pipeline = $1",
             "DELETE FROM sluice_sync_state WHERE pipeline = $1",
-            &[&pipeline],
+        ] {
+            tx.execute(sql, &[&pipeline]).await.map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn sync_checkpoint(&self, pipeline: &str) -> Result<Option<SyncCheckpoint>> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_opt(
+                "SELECT mark, fingerprint, taken_at FROM sluice_sync_checkpoints WHERE pipeline = $1",
+                &[&pipeline],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.map(|r| {
+            Ok(SyncCheckpoint {
+                mark: get(&r, 0)?,
+                fingerprint: get(&r, 1)?,
+                taken_at: get(&r, 2)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_sync_checkpoint(
+        &self,
+        pipeline: &str,
+        checkpoint: Option<&SyncCheckpoint>,
+    ) -> Result<()> {
+        let conn = self.pool.get().await?;
+        let Some(cp) = checkpoint else {
+            conn.execute(
+                "DELETE FROM sluice_sync_checkpoints WHERE pipeline = $1",
+                &[&pipeline],
+            )
+            .await
+            .map_err(pg_error)?;
+            return Ok(());
+        };
+        conn.execute(
+            "INSERT INTO sluice_sync_checkpoints (pipeline, mark, fingerprint, taken_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (pipeline) DO UPDATE SET mark = EXCLUDED.mark,
+                 fingerprint = EXCLUDED.fingerprint, taken_at = EXCLUDED.taken_at",
+            &[&pipeline, &cp.mark, &cp.fingerprint, &cp.taken_at],
         )
         .await
-        .map_err(pg_error)?;
+        .map_err(|e| match violation(&e) {
+            Some(Violation::ForeignKey) => {
+                StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
+            }
+            _ => pg_error(e),
+        })?;
         Ok(())
     }
 
@@ -925,13 +1026,30 @@ impl MetadataStore for PgMetadata {
 // Profiles
 // ---------------------------------------------------------------------------------------------------------
 
-const PROFILE_MIGRATIONS: &[&str] = &[r#"
+const PROFILE_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sluice_profiles (
     id text COLLATE "C" PRIMARY KEY,
     updated_at timestamptz NOT NULL,
     doc jsonb NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE sluice_profiles ADD COLUMN change_id bigint NOT NULL DEFAULT 0;
+CREATE INDEX sluice_profiles_by_change ON sluice_profiles (change_id);
+CREATE TABLE sluice_profile_tombstones (
+    id text COLLATE "C" PRIMARY KEY,
+    change_id bigint NOT NULL,
+    deleted_at timestamptz NOT NULL
+);
+CREATE INDEX sluice_profile_tombstones_by_change ON sluice_profile_tombstones (change_id);
+CREATE INDEX sluice_profile_tombstones_by_time ON sluice_profile_tombstones (deleted_at);
+"#,
+];
+
+/// This transaction's change number: its id, which is assigned on first use, only grows, and is compared
+/// with the oldest transaction still running (see [`ProfileStore::change_mark`]).
+const CHANGE_ID: &str = "pg_current_xact_id()::text::bigint";
 
 /// The profile store in PostgreSQL.
 pub struct PgProfiles {
@@ -981,9 +1099,15 @@ async fn upsert_batch(
         let (mut updates, mut inserts) = (Vec::with_capacity(stored.len()), Vec::new());
         for (id, doc) in pending {
             match stored.remove(&id) {
-                Some(mut merged) => {
+                Some(stored) => {
+                    let mut merged = stored.clone();
                     sluice_core::schema::merge_profile(&mut merged, doc);
-                    updates.push((id, merged));
+                    // Unchanged profiles keep their change number: exports skip them.
+                    if merged == stored {
+                        outcome.updated += 1;
+                    } else {
+                        updates.push((id, merged));
+                    }
                 }
                 None => inserts.push((id, doc)),
             }
@@ -995,8 +1119,10 @@ async fn upsert_batch(
                 .map(|(_, d)| tokio_postgres::types::Json(d))
                 .collect();
             tx.execute(
-                "UPDATE sluice_profiles AS p SET doc = u.doc, updated_at = $3
-                 FROM unnest($1::text[], $2::jsonb[]) AS u(id, doc) WHERE p.id = u.id",
+                &format!(
+                    "UPDATE sluice_profiles AS p SET doc = u.doc, updated_at = $3, change_id = {CHANGE_ID}
+                     FROM unnest($1::text[], $2::jsonb[]) AS u(id, doc) WHERE p.id = u.id"
+                ),
                 &[&ids, &docs, &now],
             )
             .await
@@ -1013,9 +1139,11 @@ async fn upsert_batch(
             .collect();
         let rows = tx
             .query(
-                "INSERT INTO sluice_profiles (id, updated_at, doc)
-                 SELECT u.id, $3, u.doc FROM unnest($1::text[], $2::jsonb[]) AS u(id, doc)
-                 ON CONFLICT (id) DO NOTHING RETURNING id",
+                &format!(
+                    "INSERT INTO sluice_profiles (id, updated_at, doc, change_id)
+                     SELECT u.id, $3, u.doc, {CHANGE_ID} FROM unnest($1::text[], $2::jsonb[]) AS u(id, doc)
+                     ON CONFLICT (id) DO NOTHING RETURNING id"
+                ),
                 &[&ids, &docs, &now],
             )
             .await
@@ -1063,11 +1191,31 @@ impl ProfileStore for PgProfiles {
     }
 
     async fn delete(&self, id: &str) -> Result<bool> {
-        let conn = self.pool.get().await?;
-        let n = conn
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await.map_err(pg_error)?;
+        let n = tx
             .execute("DELETE FROM sluice_profiles WHERE id = $1", &[&id])
             .await
             .map_err(pg_error)?;
+        if n > 0 {
+            let now = codec::now();
+            tx.execute(
+                &format!(
+                    "INSERT INTO sluice_profile_tombstones (id, change_id, deleted_at) VALUES ($1, {CHANGE_ID}, $2)
+                     ON CONFLICT (id) DO UPDATE SET change_id = EXCLUDED.change_id, deleted_at = EXCLUDED.deleted_at"
+                ),
+                &[&id, &now],
+            )
+            .await
+            .map_err(pg_error)?;
+            tx.execute(
+                "DELETE FROM sluice_profile_tombstones WHERE deleted_at < $1",
+                &[&(now - TOMBSTONE_RETENTION)],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)?;
         Ok(n > 0)
     }
 
@@ -1118,6 +1266,67 @@ impl ProfileStore for PgProfiles {
         let conn = self.pool.get().await?;
         let row = conn.query_one(&sql, &refs).await.map_err(pg_error)?;
         Ok(codec::to_u64(get(&row, 0)?))
+    }
+
+    async fn change_mark(&self) -> Result<i64> {
+        // Every transaction below the snapshot's xmin has ended, so its changes are visible to any later
+        // read; one at or above it may still commit, and its change number is at least the mark.
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_one(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        get(&row, 0)
+    }
+
+    async fn count_changes(&self, mark: i64) -> Result<ChangeCounts> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_one(
+                "SELECT (SELECT count(*) FROM sluice_profiles WHERE change_id >= $1),
+                        (SELECT count(*) FROM sluice_profile_tombstones WHERE change_id >= $1)",
+                &[&mark],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(ChangeCounts {
+            changed: codec::to_u64(get(&row, 0)?),
+            deleted: codec::to_u64(get(&row, 1)?),
+        })
+    }
+
+    async fn changed_page(
+        &self,
+        mark: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Profile>> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                "SELECT id, updated_at, doc FROM sluice_profiles
+                 WHERE change_id >= $1 AND id > $2 ORDER BY id LIMIT $3",
+                &[&mark, &after.unwrap_or(""), &limit_param(limit)],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows_to(rows, profile_from_row)
+    }
+
+    async fn deleted_since(&self, mark: i64) -> Result<Vec<String>> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                "SELECT t.id FROM sluice_profile_tombstones AS t WHERE t.change_id >= $1
+                 AND NOT EXISTS (SELECT 1 FROM sluice_profiles AS p WHERE p.id = t.id) ORDER BY t.id",
+                &[&mark],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows_to(rows, |r| get(r, 0))
     }
 }
 

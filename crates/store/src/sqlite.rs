@@ -26,9 +26,12 @@ use sluice_core::{Profile, Schema};
 use tokio::sync::Semaphore;
 
 use crate::codec::{self, corrupt};
+
+mod coord;
 use crate::{
-    DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result, RunRecord,
-    SecretBox, StoreError, SyncEntry, UpsertOutcome,
+    ChangeCounts, DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result,
+    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, UpsertOutcome,
+    TOMBSTONE_RETENTION,
 };
 
 /// Reader connections per database file; more would only compete for the machine's few cores.
@@ -274,7 +277,8 @@ fn micros(t: &chrono::DateTime<chrono::Utc>) -> i64 {
 // Metadata
 // ---------------------------------------------------------------------------------------------------------
 
-const METADATA_MIGRATIONS: &[&str] = &[r#"
+const METADATA_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE customer_model (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     model TEXT NOT NULL,
@@ -324,7 +328,31 @@ CREATE TABLE sync_state (
     PRIMARY KEY (pipeline, profile_id)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX sync_state_by_key ON sync_state (pipeline, key);
-"#];
+"#,
+    r#"
+CREATE TABLE sync_checkpoints (
+    pipeline TEXT PRIMARY KEY NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    mark INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    taken_at INTEGER NOT NULL
+);
+"#,
+    r#"
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE runs ADD COLUMN lease_until INTEGER;
+ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET status = 'failed', finished_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000000,
+    message = 'Sluice stopped while this run was in progress; the next run will repair the table'
+WHERE status IN ('queued', 'running')
+  AND seq NOT IN (SELECT max(seq) FROM runs WHERE status IN ('queued', 'running') GROUP BY pipeline);
+CREATE UNIQUE INDEX runs_one_unfinished ON runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE TABLE schedules (
+    pipeline TEXT PRIMARY KEY REFERENCES pipelines (id) ON DELETE CASCADE,
+    last_tick INTEGER,
+    pending INTEGER NOT NULL
+);
+"#,
+];
 
 /// Metadata in an SQLite file.
 pub struct SqliteMetadata {
@@ -915,12 +943,105 @@ impl MetadataStore for SqliteMetadata {
             .await
     }
 
+    async fn sync_get(&self, pipeline: &str, ids: &[String]) -> Result<Vec<SyncEntry>> {
+        let (pipeline, mut ids) = (pipeline.to_owned(), ids.to_vec());
+        ids.sort_unstable();
+        ids.dedup();
+        self.db
+            .read(move |c| {
+                let tx = c.unchecked_transaction().map_err(sql_error)?;
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT key, hash FROM sync_state WHERE pipeline = ?1 AND profile_id = ?2",
+                    )
+                    .map_err(sql_error)?;
+                let mut out = Vec::new();
+                for id in ids {
+                    let found = stmt
+                        .query_row([&pipeline, &id], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                        })
+                        .optional()
+                        .map_err(sql_error)?;
+                    if let Some((key, hash)) = found {
+                        out.push(SyncEntry {
+                            hash: codec::hash_from_bytes(&id, &hash)?,
+                            key,
+                            profile_id: id,
+                        });
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn sync_clear(&self, pipeline: &str) -> Result<()> {
         let pipeline = pipeline.to_owned();
         self.db
             .write(move |c| {
-                c.execute("DELETE FROM sync_state WHERE pipeline = ?1", [&pipeline])
+                let tx = c.transaction().map_err(sql_error)?;
+                tx.execute(
+                    "DELETE FROM sync_checkpoints WHERE pipeline = ?1",
+                    [&pipeline],
+                )
+                .map_err(sql_error)?;
+                tx.execute("DELETE FROM sync_state WHERE pipeline = ?1", [&pipeline])
                     .map_err(sql_error)?;
+                tx.commit().map_err(sql_error)
+            })
+            .await
+    }
+
+    async fn sync_checkpoint(&self, pipeline: &str) -> Result<Option<SyncCheckpoint>> {
+        let pipeline = pipeline.to_owned();
+        self.db
+            .read(move |c| {
+                let row = c
+                    .query_row(
+                        "SELECT mark, fingerprint, taken_at FROM sync_checkpoints WHERE pipeline = ?1",
+                        [&pipeline],
+                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+                    )
+                    .optional()
+                    .map_err(sql_error)?;
+                row.map(|(mark, fingerprint, taken_at)| {
+                    Ok(SyncCheckpoint {
+                        mark,
+                        fingerprint,
+                        taken_at: time(taken_at)?,
+                    })
+                })
+                .transpose()
+            })
+            .await
+    }
+
+    async fn set_sync_checkpoint(
+        &self,
+        pipeline: &str,
+        checkpoint: Option<&SyncCheckpoint>,
+    ) -> Result<()> {
+        let (pipeline, checkpoint) = (pipeline.to_owned(), checkpoint.cloned());
+        self.db
+            .write(move |c| {
+                let Some(cp) = checkpoint else {
+                    c.execute("DELETE FROM sync_checkpoints WHERE pipeline = ?1", [&pipeline])
+                        .map_err(sql_error)?;
+                    return Ok(());
+                };
+                c.execute(
+                    "INSERT INTO sync_checkpoints (pipeline, mark, fingerprint, taken_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (pipeline) DO UPDATE SET mark = excluded.mark,
+                         fingerprint = excluded.fingerprint, taken_at = excluded.taken_at",
+                    params![pipeline, cp.mark, cp.fingerprint, micros(&cp.taken_at)],
+                )
+                .map_err(|err| match violation(&err) {
+                    Some(Violation::ForeignKey) => {
+                        StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
+                    }
+                    _ => sql_error(err),
+                })?;
                 Ok(())
             })
             .await
@@ -949,13 +1070,39 @@ impl MetadataStore for SqliteMetadata {
 
 // WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of
 // an index walk plus a table lookup per profile.
-const PROFILE_MIGRATIONS: &[&str] = &[r#"
+const PROFILE_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE profiles (
     id TEXT PRIMARY KEY NOT NULL,
     updated_at INTEGER NOT NULL,
     doc TEXT NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+ALTER TABLE profiles ADD COLUMN change_id INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX profiles_by_change ON profiles (change_id);
+CREATE TABLE profile_clock (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+INSERT INTO profile_clock (id, seq) VALUES (1, 0);
+CREATE TABLE profile_tombstones (
+    id TEXT PRIMARY KEY NOT NULL,
+    change_id INTEGER NOT NULL,
+    deleted_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX profile_tombstones_by_change ON profile_tombstones (change_id);
+CREATE INDEX profile_tombstones_by_time ON profile_tombstones (deleted_at);
+"#,
+];
+
+/// Bumps the change counter inside a writing transaction and returns the number of this transaction's
+/// changes. SQLite has one writer at a time, so numbers follow commit order exactly.
+fn next_change(tx: &Connection) -> Result<i64> {
+    tx.query_row(
+        "UPDATE profile_clock SET seq = seq + 1 WHERE id = 1 RETURNING seq",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(sql_error)
+}
 
 /// The profile store in an SQLite file.
 pub struct SqliteProfiles {
@@ -1040,6 +1187,7 @@ impl ProfileStore for SqliteProfiles {
                 let tx = c
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql_error)?;
+                let change = next_change(&tx)?;
                 let mut outcome = UpsertOutcome::default();
                 {
                     let mut select = tx
@@ -1047,12 +1195,12 @@ impl ProfileStore for SqliteProfiles {
                         .map_err(sql_error)?;
                     let mut insert = tx
                         .prepare_cached(
-                            "INSERT INTO profiles (id, updated_at, doc) VALUES (?1, ?2, ?3)",
+                            "INSERT INTO profiles (id, updated_at, doc, change_id) VALUES (?1, ?2, ?3, ?4)",
                         )
                         .map_err(sql_error)?;
                     let mut update = tx
                         .prepare_cached(
-                            "UPDATE profiles SET updated_at = ?2, doc = ?3 WHERE id = ?1",
+                            "UPDATE profiles SET updated_at = ?2, doc = ?3, change_id = ?4 WHERE id = ?1",
                         )
                         .map_err(sql_error)?;
                     for (id, doc) in profiles {
@@ -1063,17 +1211,25 @@ impl ProfileStore for SqliteProfiles {
                         match stored {
                             None => {
                                 let text = Json::Object(doc).to_string();
-                                insert.execute(params![id, now, text]).map_err(sql_error)?;
+                                insert
+                                    .execute(params![id, now, text, change])
+                                    .map_err(sql_error)?;
                                 outcome.inserted += 1;
                             }
                             Some(stored) => {
                                 let stored: Json = serde_json::from_str(&stored).map_err(|e| {
                                     corrupt(format!("profile `{id}` is not valid JSON: {e}"))
                                 })?;
-                                let mut merged = codec::doc_from_json(&id, stored)?;
+                                let stored = codec::doc_from_json(&id, stored)?;
+                                let mut merged = stored.clone();
                                 sluice_core::schema::merge_profile(&mut merged, doc);
-                                let text = Json::Object(merged).to_string();
-                                update.execute(params![id, now, text]).map_err(sql_error)?;
+                                // Unchanged profiles keep their change number: exports skip them.
+                                if merged != stored {
+                                    let text = Json::Object(merged).to_string();
+                                    update
+                                        .execute(params![id, now, text, change])
+                                        .map_err(sql_error)?;
+                                }
                                 outcome.updated += 1;
                             }
                         }
@@ -1101,9 +1257,29 @@ impl ProfileStore for SqliteProfiles {
         let id = id.to_owned();
         self.db
             .write(move |c| {
-                Ok(c.execute("DELETE FROM profiles WHERE id = ?1", [&id])
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql_error)?;
+                let deleted = tx
+                    .execute("DELETE FROM profiles WHERE id = ?1", [&id])
                     .map_err(sql_error)?
-                    > 0)
+                    > 0;
+                if deleted {
+                    let change = next_change(&tx)?;
+                    let now = codec::now();
+                    tx.execute(
+                        "INSERT OR REPLACE INTO profile_tombstones (id, change_id, deleted_at) VALUES (?1, ?2, ?3)",
+                        params![id, change, now.timestamp_micros()],
+                    )
+                    .map_err(sql_error)?;
+                    tx.execute(
+                        "DELETE FROM profile_tombstones WHERE deleted_at < ?1",
+                        [(now - TOMBSTONE_RETENTION).timestamp_micros()],
+                    )
+                    .map_err(sql_error)?;
+                }
+                tx.commit().map_err(sql_error)?;
+                Ok(deleted)
             })
             .await
     }
@@ -1163,6 +1339,71 @@ impl ProfileStore for SqliteProfiles {
                     .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args), |r| r.get(0)))
                     .map_err(sql_error)?;
                 Ok(codec::to_u64(n))
+            })
+            .await
+    }
+
+    async fn change_mark(&self) -> Result<i64> {
+        self.db
+            .read(|c| {
+                c.query_row("SELECT seq + 1 FROM profile_clock WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .map_err(sql_error)
+            })
+            .await
+    }
+
+    async fn count_changes(&self, mark: i64) -> Result<ChangeCounts> {
+        self.db
+            .read(move |c| {
+                let tx = c.unchecked_transaction().map_err(sql_error)?;
+                let count = |sql: &str| -> Result<u64> {
+                    let n: i64 = tx.query_row(sql, [mark], |r| r.get(0)).map_err(sql_error)?;
+                    Ok(codec::to_u64(n))
+                };
+                Ok(ChangeCounts {
+                    changed: count("SELECT count(*) FROM profiles WHERE change_id >= ?1")?,
+                    deleted: count(
+                        "SELECT count(*) FROM profile_tombstones WHERE change_id >= ?1",
+                    )?,
+                })
+            })
+            .await
+    }
+
+    async fn changed_page(
+        &self,
+        mark: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Profile>> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let after = after.unwrap_or("").to_owned();
+        self.db
+            .read(move |c| {
+                // The change index finds the few changed profiles; ordering them by id is a small sort.
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT id, updated_at, doc FROM profiles INDEXED BY profiles_by_change
+                         WHERE change_id >= ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                    )
+                    .map_err(sql_error)?;
+                collect(&mut stmt, params![mark, after, limit], profile_from_row)
+            })
+            .await
+    }
+
+    async fn deleted_since(&self, mark: i64) -> Result<Vec<String>> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT t.id FROM profile_tombstones AS t WHERE t.change_id >= ?1
+                         AND NOT EXISTS (SELECT 1 FROM profiles AS p WHERE p.id = t.id) ORDER BY t.id",
+                    )
+                    .map_err(sql_error)?;
+                collect(&mut stmt, [mark], |r| r.get(0).map_err(sql_error))
             })
             .await
     }

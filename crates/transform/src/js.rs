@@ -3,7 +3,6 @@
 //! [`Script`] is the checked, thread-safe form (the source, the columns it writes and their types);
 //! [`Runner`] owns one QuickJS runtime with the script loaded and lives on one thread.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,9 +12,9 @@ use rquickjs::{
     Persistent, Runtime, Type,
 };
 use serde_json::{Map, Value as Json};
-use sluice_core::{convert, schema, FieldErrors, Profile, TableDescription, Value};
+use sluice_core::{schema, FieldErrors, Profile, TableDescription, Value};
 
-use crate::columns::Target;
+use crate::columns::Shape;
 use crate::{Limits, Output, RowError};
 
 /// The file name scripts are compiled under; locations in messages are found by it.
@@ -33,11 +32,7 @@ const MAX_DEPTH: usize = 64;
 #[derive(Debug, Clone)]
 pub struct Script {
     source: Arc<str>,
-    columns: Vec<String>,
-    targets: Arc<Vec<Target>>,
-    /// Whether the columns come from the script's `columns` list (for messages).
-    declared: bool,
-    table: String,
+    shape: Arc<Shape>,
     limits: Limits,
 }
 
@@ -66,20 +61,21 @@ impl Script {
                     return Err(errors);
                 }
             };
-        let is_declared = declared.is_some();
         errors.into_result(Script {
             source: source.into(),
-            columns,
-            targets: Arc::new(targets),
-            declared: is_declared,
-            table: table.name.clone(),
+            shape: Arc::new(Shape::new(
+                columns,
+                targets,
+                declared.is_some(),
+                &table.name,
+            )),
             limits,
         })
     }
 
     /// The columns every row has, in order.
     pub fn columns(&self) -> &[String] {
-        &self.columns
+        &self.shape.columns
     }
 
     pub fn limits(&self) -> Limits {
@@ -95,12 +91,6 @@ impl Script {
     pub fn runner(&self) -> Result<Runner, String> {
         Ok(Runner {
             loaded: Some(Loaded::new(&self.source, self.limits)?),
-            index: self
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.clone(), i))
-                .collect(),
             script: self.clone(),
         })
     }
@@ -208,7 +198,6 @@ impl Loaded {
 /// Runs a [`Script`] for one profile at a time; replaces its runtime after a time-out or memory failure.
 pub struct Runner {
     loaded: Option<Loaded>,
-    index: HashMap<String, usize>,
     script: Script,
 }
 
@@ -293,46 +282,13 @@ impl Runner {
                 )))
             }
         };
-        let script = &self.script;
-        let mut row: Vec<Option<Value>> = vec![None; script.columns.len()];
+        let shape = &self.script.shape;
+        let mut row = shape.empty_row();
         for prop in object.props::<String, rquickjs::Value>() {
             let (name, value) = prop.map_err(|e| RowError::new(e.to_string()))?;
-            let Some(&i) = self.index.get(&name) else {
-                let message = if script.declared {
-                    "is not in the script's `columns` list".to_string()
-                } else {
-                    format!(
-                        "does not exist in table `{}` or Sluice cannot write its type",
-                        script.table
-                    )
-                };
-                return Err(RowError::column(&name, message));
-            };
-            let target = &script.targets[i];
-            let value = js_to_value(&value, date, 0).map_err(|m| RowError::column(&name, m))?;
-            let value =
-                convert::to_column(value, &target.ty).map_err(|m| RowError::column(&name, m))?;
-            row[i] = Some(value);
+            shape.set(&mut row, &name, js_to_value(&value, date, 0))?;
         }
-        let mut out = Vec::with_capacity(row.len());
-        for (i, value) in row.into_iter().enumerate() {
-            let target = &script.targets[i];
-            let value = match value {
-                Some(v) => v,
-                None if !target.nullable => {
-                    return Err(RowError::column(
-                        &script.columns[i],
-                        "does not accept null, and transform() returned no value for it",
-                    ))
-                }
-                None => Value::Null,
-            };
-            if value.is_null() && !target.nullable {
-                return Err(RowError::column(&script.columns[i], "does not accept null"));
-            }
-            out.push(value);
-        }
-        Ok(Output::Row(out))
+        shape.finish(row).map(Output::Row)
     }
 }
 

@@ -6,43 +6,48 @@
 //!
 //! - **Visual mapping** wraps [`sluice_core::mapping::CompiledMapping`] (one expression per column).
 //! - **JavaScript** runs in an embedded QuickJS engine ([`rquickjs`]), in-process — see [`js`].
-//! - **Python** is checked when saved (see [`python`]: syntax with line and column, `transform` defined,
-//!   `columns`; a machine without `python3` gets a clear error) but not run by this build; the engine
-//!   refuses to run Python pipelines with a clear message.
+//! - **Python** runs in a pool of `python3` worker processes, fed batches over pipes — see [`python`] for
+//!   the processes, the limits and what the isolation does and does not stop. It is checked when saved
+//!   (syntax with line and column, `transform` defined, `columns`) without running it; a machine without
+//!   `python3` gets a clear error then.
 //!
 //! # Compile once, evaluate on the thread that owns the engine
 //!
 //! [`Transform`] is the compiled, checked form: `Send + Sync + Clone`, made when a pipeline is saved (syntax
 //! errors come back with line and column) and again before a run. A JavaScript runtime is not `Send`, so
 //! evaluation goes through an [`Evaluator`] made by [`Transform::evaluator`] on the thread that uses it (the
-//! run's blocking transformer thread, or the preview's). Each evaluator owns one runtime, so the memory
-//! limit is per pipeline run.
+//! run's blocking transformer thread, or the preview's). Each evaluator owns one runtime (or, for Python,
+//! its own worker processes), so the memory limit is per pipeline run. [`Evaluator::eval_batch`] takes a
+//! page of profiles at once, which is what lets Python batches cross the pipe in one message.
 //!
 //! # The script contract
 //!
 //! The script defines `transform(profile)`. `profile` holds `_id`, `_updated_at` and the Customer Model
 //! properties as stored (normalized):
 //!
-//! | Customer Model type | in JavaScript |
-//! |---|---|
-//! | string, uuid | string |
-//! | boolean | boolean |
-//! | int | number when within ±(2⁵³−1); beyond that a **BigInt** (exact; `typeof x === "bigint"`) |
-//! | float | number |
-//! | decimal | **string** with its exact digits (`"12.50"`); use `Number(x)` if approximate is fine |
-//! | datetime | ISO 8601 string in UTC (`"2024-05-13T15:30:00Z"`); `new Date(x)` parses it |
-//! | date, time | `"2024-05-13"`, `"15:30:00"` |
-//! | object, json | plain objects and arrays (numbers in JSON follow the int rule above) |
-//! | array(T) | array of T |
+//! | Customer Model type | in JavaScript | in Python |
+//! |---|---|---|
+//! | string, uuid | string | `str` |
+//! | boolean | boolean | `bool` |
+//! | int | number when within ±(2⁵³−1); beyond that a **BigInt** (exact; `typeof x === "bigint"`) | `int` (exact) |
+//! | float | number | `float` |
+//! | decimal | **string** with its exact digits (`"12.50"`); use `Number(x)` if approximate is fine | **`str`** with its exact digits; `Decimal(x)` keeps them |
+//! | datetime | ISO 8601 string in UTC (`"2024-05-13T15:30:00Z"`); `new Date(x)` parses it | the same string; `datetime.fromisoformat(x)` parses it |
+//! | date, time | `"2024-05-13"`, `"15:30:00"` | the same strings |
+//! | object, json | plain objects and arrays (numbers in JSON follow the int rule above) | `dict` and `list` |
+//! | array(T) | array of T | `list` of T |
 //!
-//! A property that is missing from the profile is absent from the object (`undefined`).
+//! A property that is missing from the profile is absent from the object (`undefined` in JavaScript, a
+//! missing key in Python: use `profile.get("name")`).
 //!
-//! It returns either an object keyed by destination column, or `null` to **skip** the profile. Returning
-//! anything else (`undefined` included — a forgotten `return` should not silently skip everything) fails
+//! It returns either an object (a `dict`) keyed by destination column, or `null` (`None`) to **skip** the
+//! profile. Returning anything else (`undefined` included — a forgotten `return` should not silently skip
+//! everything; in Python a forgotten `return` is `None` and skips, as Python has no `undefined`) fails
 //! the row. Returned values are converted to the column types by [`sluice_core::convert::to_column`], the
 //! same rules as visual mapping: a whole number becomes an int, a BigInt an int (when it fits 64 bits), a
 //! `Date` a datetime, an object or array JSON (or an array for array columns), strings are parsed where the
-//! column needs it (a date column accepts `"2024-05-13"`). A key that is not one of the pipeline's columns,
+//! column needs it (a date column accepts `"2024-05-13"`). Python may also return `datetime`, `date`,
+//! `time`, `Decimal` and `UUID` values (see [`python`]). A key that is not one of the pipeline's columns,
 //! a value that does not convert, or a null for a column that does not accept null fails that row with a
 //! message naming the column.
 //!
@@ -73,6 +78,9 @@
 //! catch it) and each evaluator a memory limit ([`Limits::memory_bytes`], default 64 MiB). A profile that
 //! hits either fails with a message saying which, and the evaluator starts a fresh runtime for the next
 //! profile (global state a script kept between calls is lost then; scripts should not rely on it).
+//!
+//! Python's limits are the same settings, enforced on worker processes (see [`python`]), plus
+//! [`Limits::python_workers`].
 
 mod columns;
 pub mod js;
@@ -91,8 +99,10 @@ use sluice_core::{FieldErrors, Profile, Schema, TableDescription, Value};
 pub struct Limits {
     /// How long one call of `transform` may run.
     pub time_per_profile: Duration,
-    /// The memory one evaluator (one pipeline run, or one preview) may allocate.
+    /// The memory one evaluator (one pipeline run, or one preview) may allocate; for Python, each worker.
     pub memory_bytes: usize,
+    /// How many Python worker processes one evaluator may run in parallel on a large batch.
+    pub python_workers: usize,
 }
 
 impl Default for Limits {
@@ -100,6 +110,7 @@ impl Default for Limits {
         Self {
             time_per_profile: Duration::from_millis(100),
             memory_bytes: 64 << 20,
+            python_workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
     }
 }
@@ -161,21 +172,21 @@ pub enum Output {
 pub enum Transform {
     Mapping(CompiledMapping),
     Javascript(js::Script),
+    Python(python::Script),
 }
 
 impl Transform {
-    /// Compiles a mapping or JavaScript transformation. Errors are keyed by field path
-    /// (`transformation.mapping.<column>`, `transformation.javascript`, `key`). Python is checked with the
-    /// machine's `python3` (errors at `transformation.python`) and then returns `None`: this build cannot
-    /// run it yet.
+    /// Compiles a transformation. Errors are keyed by field path (`transformation.mapping.<column>`,
+    /// `transformation.javascript`, `transformation.python`, `key`). Python is checked with the machine's
+    /// `python3` without running the script.
     pub fn compile(
         transformation: &Transformation,
         key: &str,
         schema: &Schema,
         table: &TableDescription,
         limits: Limits,
-    ) -> Option<Result<Transform, FieldErrors>> {
-        Some(match transformation {
+    ) -> Result<Transform, FieldErrors> {
+        match transformation {
             Transformation::Mapping(m) => {
                 let mut errors = FieldErrors::new();
                 let compiled = match CompiledMapping::compile(m, schema, table) {
@@ -199,12 +210,10 @@ impl Transform {
             Transformation::Javascript(source) => {
                 js::Script::compile(source, key, table, limits).map(Transform::Javascript)
             }
-            Transformation::Python(source) => match python::check(source, key, table) {
-                Err(e) => Err(e),
-                // Checked, but this build cannot run it yet.
-                Ok(_) => return None,
-            },
-        })
+            Transformation::Python(source) => {
+                python::Script::compile(source, key, table, limits).map(Transform::Python)
+            }
+        }
     }
 
     /// The destination columns every row has, in order.
@@ -212,6 +221,16 @@ impl Transform {
         match self {
             Transform::Mapping(m) => &m.columns,
             Transform::Javascript(s) => s.columns(),
+            Transform::Python(s) => s.columns(),
+        }
+    }
+
+    /// Whether a profile's row may differ from one run to the next although the profile did not change.
+    /// Scripts can read the clock or draw random numbers, so they are taken to depend on the run.
+    pub fn depends_on_run(&self) -> bool {
+        match self {
+            Transform::Mapping(m) => m.depends_on_run(),
+            Transform::Javascript(_) | Transform::Python(_) => true,
         }
     }
 
@@ -219,26 +238,30 @@ impl Transform {
     pub fn with_limits(self, limits: Limits) -> Self {
         match self {
             Transform::Javascript(s) => Transform::Javascript(s.with_limits(limits)),
+            Transform::Python(s) => Transform::Python(s.with_limits(limits)),
             other => other,
         }
     }
 
-    /// An evaluator for the calling thread. Fails when a script cannot be loaded (which compiling the
-    /// same script prevents, short of a memory limit too small for it).
+    /// An evaluator for the calling thread. Fails when a script cannot be loaded: for JavaScript,
+    /// compiling the same script prevents that, short of a memory limit too small for it; Python's
+    /// top-level code runs only now (in the first worker), and `python3` may have gone.
     pub fn evaluator(&self) -> Result<Evaluator, String> {
         Ok(Evaluator(match self {
             Transform::Mapping(m) => Inner::Mapping(m.clone()),
             Transform::Javascript(s) => Inner::Javascript(Box::new(s.runner()?)),
+            Transform::Python(s) => Inner::Python(s.runner()?),
         }))
     }
 }
 
-/// Evaluates a [`Transform`] profile by profile; owns a script runtime, so it stays on one thread.
+/// Evaluates a [`Transform`]; owns a script runtime (or worker processes), so it stays on one thread.
 pub struct Evaluator(Inner);
 
 enum Inner {
     Mapping(CompiledMapping),
     Javascript(Box<js::Runner>),
+    Python(python::Runner),
 }
 
 impl Evaluator {
@@ -247,6 +270,20 @@ impl Evaluator {
         match &mut self.0 {
             Inner::Mapping(m) => m.eval(profile, now).map(Output::Row).map_err(Into::into),
             Inner::Javascript(r) => r.eval(profile),
+            Inner::Python(r) => r.eval(profile),
+        }
+    }
+
+    /// The rows of a batch of profiles, in order: what [`Evaluator::eval`] gives for each, computed
+    /// together (Python sends the batch to its workers in one message).
+    pub fn eval_batch(
+        &mut self,
+        profiles: &[Profile],
+        now: DateTime<Utc>,
+    ) -> Vec<Result<Output, RowError>> {
+        match &mut self.0 {
+            Inner::Python(r) => r.eval_batch(profiles),
+            _ => profiles.iter().map(|p| self.eval(p, now)).collect(),
         }
     }
 }

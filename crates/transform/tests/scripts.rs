@@ -3,81 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use serde_json::{json, Value as Json};
 use sluice_core::pipeline::Transformation;
-use sluice_core::{Column, ColumnType, Profile, Schema, TableDescription, Value};
+use sluice_core::{Schema, Value};
 use sluice_transform::{Limits, Output, Transform};
 
-fn col(name: &str, ty: ColumnType, nullable: bool) -> Column {
-    Column {
-        name: name.into(),
-        native_type: format!("{ty:?}"),
-        nullable,
-        ty: Some(ty),
-        has_default: false,
-    }
-}
-
-/// A table with a column of every portable type.
-fn table() -> TableDescription {
-    TableDescription {
-        name: "t".into(),
-        columns: vec![
-            col("id", ColumnType::Text { max_len: None }, false),
-            col("s", ColumnType::Text { max_len: None }, true),
-            col("short", ColumnType::Text { max_len: Some(3) }, true),
-            col(
-                "i",
-                ColumnType::Int {
-                    bits: 64,
-                    unsigned: false,
-                },
-                true,
-            ),
-            col(
-                "small",
-                ColumnType::Int {
-                    bits: 16,
-                    unsigned: false,
-                },
-                true,
-            ),
-            col("f", ColumnType::Float { bits: 64 }, true),
-            col(
-                "d",
-                ColumnType::Decimal {
-                    precision: Some(30),
-                    scale: Some(10),
-                },
-                true,
-            ),
-            col("b", ColumnType::Bool, true),
-            col("dt", ColumnType::Timestamp { with_tz: true }, true),
-            col("day", ColumnType::Date, true),
-            col("tm", ColumnType::Time, true),
-            col("u", ColumnType::Uuid, true),
-            col("j", ColumnType::Json, true),
-            col(
-                "arr",
-                ColumnType::Array {
-                    element: Box::new(ColumnType::Text { max_len: None }),
-                },
-                true,
-            ),
-            Column {
-                name: "geo".into(),
-                native_type: "geometry".into(),
-                nullable: true,
-                ty: None,
-                has_default: false,
-            },
-        ],
-        keys: vec![vec!["id".into()]],
-        has_primary_key: true,
-        issues: vec![],
-    }
-}
+mod common;
+use common::*;
 
 fn compile_with(source: &str, limits: Limits) -> Result<Transform, sluice_core::FieldErrors> {
     Transform::compile(
@@ -87,33 +20,10 @@ fn compile_with(source: &str, limits: Limits) -> Result<Transform, sluice_core::
         &table(),
         limits,
     )
-    .expect("JavaScript compiles")
 }
 
 fn compile(source: &str) -> Transform {
     compile_with(source, Limits::default()).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn profile(doc: Json) -> Profile {
-    Profile {
-        id: "p1".into(),
-        updated_at: Utc.with_ymd_and_hms(2024, 5, 13, 15, 30, 0).unwrap(),
-        doc: doc.as_object().unwrap().clone(),
-    }
-}
-
-/// Runs the script on one profile; the row as column → value.
-fn run(t: &Transform, doc: Json) -> Result<Option<Vec<(String, Value)>>, String> {
-    let mut ev = t.evaluator().unwrap();
-    match ev.eval(&profile(doc), Utc::now()) {
-        Ok(Output::Skip) => Ok(None),
-        Ok(Output::Row(values)) => Ok(Some(t.columns().iter().cloned().zip(values).collect())),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn get(row: &[(String, Value)], name: &str) -> Value {
-    row.iter().find(|(c, _)| c == name).unwrap().1.clone()
 }
 
 #[test]
@@ -398,6 +308,7 @@ fn a_memory_bomb_fails_only_its_profile() {
     let limits = Limits {
         memory_bytes: 16 << 20,
         time_per_profile: Duration::from_secs(10),
+        ..Limits::default()
     };
     let t = compile_with(
         "function transform(p) { if (p.bomb) { const a = []; while (true) { a.push('x'.repeat(1 << 20) + a.length); } } return {id: p._id}; }",
@@ -431,19 +342,21 @@ fn mapping_transforms_go_through_the_same_interface() {
         &table(),
         Limits::default(),
     )
-    .unwrap()
     .unwrap();
     assert_eq!(t.columns(), ["id", "s"]);
     let row = run(&t, json!({})).unwrap().unwrap();
     assert_eq!(get(&row, "s"), Value::String("P1".into()));
-    assert!(Transform::compile(
-        &Transformation::Python("def transform(p): return p".into()),
+    let t = Transform::compile(
+        &Transformation::Python("columns = ['id', 's']\ndef transform(p):\n    return {'id': p['_id'], 's': p['_id'].upper()}\n".into()),
         "id",
         &Schema::default(),
         &table(),
-        Limits::default()
+        Limits::default(),
     )
-    .is_none());
+    .unwrap();
+    assert_eq!(t.columns(), ["id", "s"]);
+    let row = run(&t, json!({})).unwrap().unwrap();
+    assert_eq!(get(&row, "s"), Value::String("P1".into()));
 }
 
 mod python {

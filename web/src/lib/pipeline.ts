@@ -21,6 +21,8 @@ export interface EditorState {
   python: string;
   schedule: Schedule;
   on_leave: OnLeave;
+  /** Kept as the API gave it: the editor has no field for it, and a save must not drop it. */
+  alert_webhook?: string | null;
 }
 
 /** The mapping to send: non-empty expressions, in the table's column order when it is known. */
@@ -57,6 +59,7 @@ export function toPipelineInput(s: EditorState, table?: TableDescription | null)
     transformation: transformationOf(s, table),
     schedule: s.schedule,
     on_leave: s.on_leave,
+    ...(s.alert_webhook ? { alert_webhook: s.alert_webhook } : {}),
   };
 }
 
@@ -77,6 +80,7 @@ export function editorState(p: Partial<PipelineInput> & { destination: string })
     python: t && 'python' in t ? t.python : '',
     schedule: p.schedule ?? null,
     on_leave: p.on_leave ?? 'keep',
+    ...(p.alert_webhook ? { alert_webhook: p.alert_webhook } : {}),
   };
 }
 

@@ -172,6 +172,16 @@ impl Node {
             _ => None,
         }
     }
+
+    /// Whether the value depends on the run (calls an impure function such as `now()`), not only on the
+    /// profile.
+    pub(crate) fn depends_on_run(&self) -> bool {
+        match self {
+            Node::Lit(_) | Node::Path(_) => false,
+            Node::Concat(parts) => parts.iter().any(Node::depends_on_run),
+            Node::Call(call) => !call.def.pure || call.args.iter().any(Node::depends_on_run),
+        }
+    }
 }
 
 /// The text of a value for concatenation: null is empty, everything else as [`convert::text`] writes it.

@@ -724,6 +724,26 @@ fn now_is_the_run_start() {
 }
 
 #[test]
+fn only_now_makes_an_expression_depend_on_the_run() {
+    for text in [
+        "now()",
+        r#"format_datetime(now(), "%Y")"#,
+        r#"coalesce(first_name, format_datetime(now(), "%Y"))"#,
+        r#"first_name " " format_datetime(now(), "%Y")"#,
+    ] {
+        assert!(compile(text).depends_on_run(), "{text}");
+    }
+    for text in [
+        "first_name",
+        r#"upper(first_name) " " last_name"#,
+        r#"format_datetime(signup, "%Y")"#,
+        "\"constant\"",
+    ] {
+        assert!(!compile(text).depends_on_run(), "{text}");
+    }
+}
+
+#[test]
 fn format_datetime_on_datetimes_and_dates() {
     assert_eq!(
         ev(r#"format_datetime(signup, "%d/%m/%Y %H:%M")"#),

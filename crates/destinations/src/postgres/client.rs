@@ -91,6 +91,10 @@ struct Stage {
     /// Whether any of the keys in `$1` (an array) is already in the target.
     any_key_exists: Statement,
     key_array: Encoder,
+    /// Whether the last batch through this stage held only new keys. Batches come in streaks (a first
+    /// run is all inserts), so the next one is then copied straight in without asking first; if it does
+    /// hold a taken key, the failed copy costs one retry through the staged path and ends the streak.
+    new_streak: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -657,6 +661,7 @@ impl Session {
             direct_encoders,
             any_key_exists,
             key_array,
+            new_streak: false.into(),
         })
     }
 
@@ -742,6 +747,16 @@ async fn write_batch(
     target: &WriteTarget,
     rows: &[Row],
 ) -> Result<UpsertCounts> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if stage.new_streak.load(Relaxed) {
+        match write_direct(client, stage, target, rows).await {
+            Ok(counts) => return Ok(counts),
+            Err(WriteError::Db(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                stage.new_streak.store(false, Relaxed);
+            }
+            Err(e) => return Err(e.into_destination_error()),
+        }
+    }
     let keys = KeyArray {
         rows,
         index: target.key_index(),
@@ -765,7 +780,10 @@ async fn write_batch(
     };
     if !any_exists {
         match write_direct(client, stage, target, rows).await {
-            Ok(counts) => return Ok(counts),
+            Ok(counts) => {
+                stage.new_streak.store(true, Relaxed);
+                return Ok(counts);
+            }
             // Another writer inserted one of these keys since the check, or the batch breaks another
             // unique constraint: the staged upsert settles which (and reports a real violation).
             Err(WriteError::Db(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}

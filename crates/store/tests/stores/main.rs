@@ -1,6 +1,7 @@
 //! The store suite: every case runs against embedded SQLite and against PostgreSQL
 //! (`SLUICE_TEST_POSTGRES_URL`; the PostgreSQL cases fail when it is unset, they never skip).
 
+mod coord;
 mod harness;
 mod metadata;
 mod profiles;
@@ -44,6 +45,9 @@ suite!(
     metadata::sync_apply_transfers_keys,
     metadata::sync_apply_large_batches,
     metadata::metadata_migrations_are_idempotent,
+    coord::one_unfinished_run_per_pipeline,
+    coord::expired_leases_are_reaped,
+    coord::tick_state_compare_and_set,
     profiles::upsert_merges_into_stored_profiles,
     profiles::same_id_twice_in_a_batch,
     profiles::get_delete_and_count,
@@ -52,4 +56,7 @@ suite!(
     profiles::concurrent_upserts_merge,
     profiles::bulk_upsert_and_scan,
     profiles::profile_migrations_are_idempotent,
+    profiles::changes_since_a_mark,
+    profiles::marks_hold_under_concurrent_writes,
+    metadata::sync_get_and_checkpoints,
 );

@@ -9,7 +9,7 @@ use sluice_core::schema::SchemaWire;
 use sluice_core::Schema;
 use sluice_store::{
     Counts, DestinationRecord, PipelineRecord, Progress, RunErrorGroup, RunRecord, RunStatus,
-    SecretBox, StoreError, SyncEntry,
+    SecretBox, StoreError, SyncCheckpoint, SyncEntry,
 };
 
 use crate::harness::Env;
@@ -893,4 +893,70 @@ pub async fn metadata_migrations_are_idempotent(env: &Env) {
         Err(other) => panic!("expected a clear version error, got {other:?}"),
         Ok(_) => panic!("a store from a newer version must not open"),
     }
+}
+
+pub async fn sync_get_and_checkpoints(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    for (id, name) in [("p", "one"), ("q", "two")] {
+        store
+            .insert_pipeline(&pipeline(id, "d", name, 0))
+            .await
+            .unwrap();
+    }
+    let entries: Vec<SyncEntry> = (0..20)
+        .map(|i| entry(&format!("c{i:02}"), &format!("k{i}"), i as u128))
+        .collect();
+    store.sync_apply("p", &entries, &[]).await.unwrap();
+    store
+        .sync_apply("q", &[entry("c03", "other", 99)], &[])
+        .await
+        .unwrap();
+    let ids: Vec<String> = ["c15", "ghost", "c03", "c15", "c00"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        store.sync_get("p", &ids).await.unwrap(),
+        [
+            entry("c00", "k0", 0),
+            entry("c03", "k3", 3),
+            entry("c15", "k15", 15)
+        ]
+    );
+    assert_eq!(
+        store.sync_get("q", &ids).await.unwrap(),
+        [entry("c03", "other", 99)]
+    );
+    assert!(store.sync_get("p", &[]).await.unwrap().is_empty());
+
+    assert_eq!(store.sync_checkpoint("p").await.unwrap(), None);
+    let cp = SyncCheckpoint {
+        mark: 42,
+        fingerprint: "abc".into(),
+        taken_at: at(3),
+    };
+    store.set_sync_checkpoint("p", Some(&cp)).await.unwrap();
+    assert_eq!(store.sync_checkpoint("p").await.unwrap(), Some(cp.clone()));
+    let newer = SyncCheckpoint {
+        mark: i64::MAX - 1,
+        fingerprint: "def".into(),
+        taken_at: at(4),
+    };
+    store.set_sync_checkpoint("p", Some(&newer)).await.unwrap();
+    store.set_sync_checkpoint("q", Some(&cp)).await.unwrap();
+    assert_eq!(store.sync_checkpoint("p").await.unwrap(), Some(newer));
+    store.set_sync_checkpoint("q", None).await.unwrap();
+    assert_eq!(store.sync_checkpoint("q").await.unwrap(), None);
+    assert!(not_found(store.set_sync_checkpoint("none", Some(&cp)).await).contains("none"));
+
+    // Clearing the sync state forgets the checkpoint too; deleting the pipeline removes both.
+    store.set_sync_checkpoint("q", Some(&cp)).await.unwrap();
+    store.sync_clear("p").await.unwrap();
+    assert_eq!(store.sync_checkpoint("p").await.unwrap(), None);
+    assert!(store.delete_pipeline("q").await.unwrap());
+    assert_eq!(store.sync_checkpoint("q").await.unwrap(), None);
 }

@@ -469,3 +469,149 @@ pub async fn profile_migrations_are_idempotent(env: &Env) {
         Ok(_) => panic!("a store from a newer version must not open"),
     }
 }
+
+/// Change marks see exactly the changes made after them: inserts, real updates and deletes, not a profile
+/// sent again as it was; a deleted profile stored again is changed, not deleted.
+pub async fn changes_since_a_mark(env: &Env) {
+    let store = env.profiles().await;
+    let ids = |ps: Vec<sluice_core::Profile>| ps.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    store
+        .upsert(
+            (0..30)
+                .map(|i| (format!("p{i:02}"), doc(json!({"n": i}))))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mark = store.change_mark().await.unwrap();
+    assert_eq!(
+        store.count_changes(mark).await.unwrap(),
+        sluice_store::ChangeCounts::default()
+    );
+    assert!(store.changed_page(mark, None, 10).await.unwrap().is_empty());
+
+    // Sent again unchanged: still "updated" for the caller, but no change and the same `_updated_at`.
+    let before = store.get("p01").await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .upsert(vec![("p01".into(), doc(json!({"n": 1})))])
+            .await
+            .unwrap(),
+        outcome(0, 1)
+    );
+    assert_eq!(store.get("p01").await.unwrap().unwrap(), before);
+    assert_eq!(store.count_changes(mark).await.unwrap().changed, 0);
+
+    store
+        .upsert(vec![
+            ("p05".into(), doc(json!({"n": 50}))),
+            ("p02".into(), doc(json!({"m": true}))),
+            ("new".into(), doc(json!({"n": 99}))),
+        ])
+        .await
+        .unwrap();
+    assert!(store.delete("p07").await.unwrap());
+    assert!(store.delete("p09").await.unwrap());
+    assert!(!store.delete("ghost").await.unwrap());
+    store
+        .upsert(vec![("p09".into(), doc(json!({"n": 9})))])
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.count_changes(mark).await.unwrap(),
+        sluice_store::ChangeCounts {
+            changed: 4,
+            deleted: 2
+        }
+    );
+    assert_eq!(
+        ids(store.changed_page(mark, None, 100).await.unwrap()),
+        ["new", "p02", "p05", "p09"]
+    );
+    assert_eq!(
+        ids(store.changed_page(mark, None, 2).await.unwrap()),
+        ["new", "p02"]
+    );
+    assert_eq!(
+        ids(store.changed_page(mark, Some("p02"), 2).await.unwrap()),
+        ["p05", "p09"]
+    );
+    let p05 = store.changed_page(mark, Some("p02"), 1).await.unwrap();
+    assert_eq!(p05[0].doc, doc(json!({"n": 50})));
+    assert_eq!(store.deleted_since(mark).await.unwrap(), ["p07"]);
+
+    // A later mark sees only what comes after it.
+    let later = store.change_mark().await.unwrap();
+    assert!(later > mark);
+    assert_eq!(
+        store.count_changes(later).await.unwrap(),
+        sluice_store::ChangeCounts::default()
+    );
+    assert!(store.deleted_since(later).await.unwrap().is_empty());
+    store
+        .upsert(vec![("p00".into(), doc(json!({"n": -1})))])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store.changed_page(later, None, 10).await.unwrap()),
+        ["p00"]
+    );
+}
+
+/// The mark's promise under concurrent writes: whatever a read made after taking the mark did not see is
+/// listed as changed since the mark.
+pub async fn marks_hold_under_concurrent_writes(env: &Env) {
+    let store = env.profiles().await;
+    let all = |s: std::sync::Arc<dyn sluice_store::ProfileStore>| async move {
+        s.page(None, None, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.id, p.doc))
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for round in 0..60 {
+                store
+                    .upsert(
+                        (0..150)
+                            .map(|i| (format!("w{i:03}"), doc(json!({"round": round}))))
+                            .collect(),
+                    )
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut observed = Vec::new();
+    while !writer.is_finished() {
+        let mark = store.change_mark().await.unwrap();
+        observed.push((mark, all(store.clone()).await));
+    }
+    writer.await.unwrap();
+    assert!(
+        observed.len() > 1,
+        "the writer ended before any mark was taken"
+    );
+    let last = all(store.clone()).await;
+    for (mark, seen) in observed {
+        let changed: std::collections::HashSet<String> = store
+            .changed_page(mark, None, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        for (id, doc) in &last {
+            if seen.get(id) != Some(doc) {
+                assert!(
+                    changed.contains(id),
+                    "`{id}` changed after mark {mark} but is not listed"
+                );
+            }
+        }
+    }
+}

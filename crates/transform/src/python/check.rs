@@ -1,11 +1,9 @@
-//! Python transformations: the check made when a pipeline is saved.
+//! The check of a Python transformation made when a pipeline is saved (and again before a run).
 //!
-//! Python runs outside the process (a pool of `python3 -I` workers speaking JSON lines is the plan; this
-//! build does not run Python yet). Saving already checks the source with the machine's `python3`: syntax
-//! (line and column), a top-level `def transform(profile)`, and the optional `columns` list, which must be
-//! a literal list of names so that it can be read **without running any of the script** — the check only
-//! parses and compiles, it never executes user code. A machine without `python3` gets a clear error at
-//! `transformation.python` instead of a crash.
+//! It uses the machine's `python3` to parse and compile the source **without running any of it**: syntax
+//! (line and column), a top-level `def transform(profile)`, and the optional `columns` list, which must be a
+//! literal list of names so that it can be read without executing the script. A machine without `python3`
+//! gets a clear error at `transformation.python` instead of a crash.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -14,8 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use sluice_core::{FieldErrors, TableDescription};
 
+use crate::columns::Target;
+
 /// Where `transformation.python` errors are reported.
-const FIELD: &str = "transformation.python";
+pub(crate) const FIELD: &str = "transformation.python";
 /// The interpreter looked up on `PATH` by default.
 pub const DEFAULT_INTERPRETER: &str = "python3";
 /// How long the check may take (an interpreter start and a parse).
@@ -71,6 +71,16 @@ pub fn check_with(
     key: &str,
     table: &TableDescription,
 ) -> Result<Vec<String>, FieldErrors> {
+    checked(interpreter, source, key, table).map(|c| c.columns)
+}
+
+/// [`check_with`], with the column types.
+pub(crate) fn checked(
+    interpreter: &str,
+    source: &str,
+    key: &str,
+    table: &TableDescription,
+) -> Result<Resolved, FieldErrors> {
     let fail = |message: String| {
         let mut e = FieldErrors::new();
         e.add(FIELD, message);
@@ -93,7 +103,28 @@ pub fn check_with(
             .map(String::from)
             .collect()
     });
-    crate::columns::resolve(declared.as_deref(), key, table, FIELD).map(|(columns, _)| columns)
+    resolve(declared.as_deref(), key, table)
+}
+
+/// What a checked script writes.
+pub(crate) struct Resolved {
+    pub columns: Vec<String>,
+    pub targets: Vec<Target>,
+    /// Whether the columns come from the script's own `columns` list.
+    pub declared: bool,
+}
+
+fn resolve(
+    declared: Option<&[String]>,
+    key: &str,
+    table: &TableDescription,
+) -> Result<Resolved, FieldErrors> {
+    let (columns, targets) = crate::columns::resolve(declared, key, table, FIELD)?;
+    Ok(Resolved {
+        columns,
+        targets,
+        declared: declared.is_some(),
+    })
 }
 
 /// Runs the checker in isolated mode with an empty environment; the answer or a message.

@@ -1,0 +1,462 @@
+//! When a scheduled pipeline is due: tick times of a [`Schedule`] and the scheduler's decision for one
+//! pipeline, as pure functions of an explicit `now` (the engine's scheduler passes its clock in, tests pass
+//! whatever instant they need).
+//!
+//! Fixed intervals tick on multiples of the interval since the Unix epoch (15m ticks at :00, :15, :30, :45
+//! UTC; 24h at midnight UTC), so every instance computes the same ticks with no stored anchor. Cron
+//! expressions have five fields (minute, hour, day of month, month, day of week) and are evaluated in
+//! their IANA time zone, so `0 3 * * *` in Europe/Rome is 03:00 in Rome across daylight-saving changes.
+//!
+//! The decision ([`decide`]) keeps two facts per pipeline: the last tick handled and whether a follow-up
+//! run is pending. A tick that falls while the pipeline has a run in progress sets the pending flag (one
+//! follow-up, however many ticks fall); ticks missed while Sluice was down collapse into the latest one,
+//! so they cause one run.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeZone, Utc};
+use croner::parser::{CronParser, Seconds, Year};
+
+use crate::pipeline::Schedule;
+
+/// Ticks searched forward when catching up, before settling for `now` as the latest tick.
+const CATCH_UP_LIMIT: usize = 10_000;
+
+/// A schedule checked and compiled, ready to compute ticks.
+#[derive(Debug, Clone)]
+pub enum Compiled {
+    Every(chrono::Duration),
+    Cron(Box<croner::Cron>, chrono_tz::Tz),
+}
+
+/// What is wrong with a schedule: the field at fault (`schedule`, `schedule.cron`, `schedule.timezone`)
+/// and a message.
+pub type ScheduleError = (&'static str, String);
+
+impl Schedule {
+    /// Checks the schedule and compiles it; the error names the field at fault.
+    pub fn compile(&self) -> Result<Compiled, ScheduleError> {
+        match self {
+            Schedule::Interval(s) => match self.interval_minutes() {
+                Some(m) => Ok(Compiled::Every(chrono::Duration::minutes(i64::from(m)))),
+                None => Err((
+                    "schedule",
+                    format!("unknown schedule `{s}`: use null (off), 5m, 15m, 30m, 1h, 2h, 3h, 6h, 8h, 12h, 24h or {{\"cron\": …, \"timezone\": …}}"),
+                )),
+            },
+            Schedule::Cron { cron, timezone } => {
+                let tz = chrono_tz::Tz::from_str(timezone.trim()).map_err(|_| {
+                    (
+                        "schedule.timezone",
+                        format!("unknown time zone `{timezone}`: use an IANA name such as `UTC` or `Europe/Rome`"),
+                    )
+                })?;
+                let fields = cron.split_whitespace().count();
+                if fields != 5 {
+                    return Err((
+                        "schedule.cron",
+                        format!(
+                            "`{cron}` has {fields} fields; a cron expression has 5: minute hour day-of-month month day-of-week (e.g. `0 3 * * *`)"
+                        ),
+                    ));
+                }
+                let parsed = CronParser::builder()
+                    .seconds(Seconds::Disallowed)
+                    .year(Year::Disallowed)
+                    .build()
+                    .parse(cron.trim())
+                    .map_err(|e| {
+                        (
+                            "schedule.cron",
+                            format!("`{cron}` is not a valid cron expression: {e}"),
+                        )
+                    })?;
+                let compiled = Compiled::Cron(Box::new(parsed), tz);
+                // A pattern that never matches (`0 0 31 2 *`) would leave the pipeline silently idle.
+                if compiled.next_after(Utc::now()).is_none() {
+                    return Err((
+                        "schedule.cron",
+                        format!("`{cron}` never matches a real date"),
+                    ));
+                }
+                Ok(compiled)
+            }
+        }
+    }
+}
+
+impl Compiled {
+    /// The first tick strictly after `t`; `None` when there is none (a cron pattern that never matches).
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Compiled::Every(step) => {
+                let step_s = step.num_seconds().max(1);
+                let ticks = t.timestamp().div_euclid(step_s) + 1;
+                Utc.timestamp_opt(ticks * step_s, 0).single()
+            }
+            Compiled::Cron(cron, tz) => cron
+                .find_next_occurrence(&t.with_timezone(tz), false)
+                .ok()
+                .map(|d| d.with_timezone(&Utc)),
+        }
+    }
+
+    /// The latest tick at or before `now`, searching forward from `from` (a tick known to be due).
+    fn latest_due(&self, from: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        if let Compiled::Every(step) = self {
+            let step_s = step.num_seconds().max(1);
+            let ticks = now.timestamp().div_euclid(step_s);
+            return Utc.timestamp_opt(ticks * step_s, 0).single().unwrap_or(now);
+        }
+        let mut tick = from;
+        for _ in 0..CATCH_UP_LIMIT {
+            match self.next_after(tick) {
+                Some(next) if next <= now => tick = next,
+                _ => return tick,
+            }
+        }
+        now
+    }
+}
+
+/// What the scheduler remembers of one pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TickState {
+    /// The last tick handled (a run started, a follow-up queued, or skipped while disabled); `None` before
+    /// the scheduler first saw the pipeline with a schedule.
+    pub last_tick: Option<DateTime<Utc>>,
+    /// A tick fell while a run was in progress: run once more as soon as it ends.
+    pub pending: bool,
+}
+
+/// The scheduler's decision for one pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The state to store, when it changes.
+    pub save: Option<TickState>,
+    /// Whether to start a run now.
+    pub start: bool,
+}
+
+impl Decision {
+    const NOTHING: Decision = Decision {
+        save: None,
+        start: false,
+    };
+}
+
+/// Decides what to do with one pipeline at `now`. `busy`: the pipeline has a run queued or in progress
+/// (on any instance). A schedule that does not compile counts as off (it was checked when saved).
+pub fn decide(
+    schedule: Option<&Schedule>,
+    enabled: bool,
+    state: TickState,
+    busy: bool,
+    now: DateTime<Utc>,
+) -> Decision {
+    let compiled = schedule.and_then(|s| s.compile().ok());
+    let change = |next: TickState, start: bool| Decision {
+        save: (next != state).then_some(next),
+        start,
+    };
+    let Some(compiled) = compiled else {
+        // Off: nothing is due, and a follow-up queued under the old schedule is dropped.
+        return change(
+            TickState {
+                pending: false,
+                ..state
+            },
+            false,
+        );
+    };
+    let Some(last) = state.last_tick else {
+        // First sight of this schedule: the first run is at its next tick, not now.
+        return change(
+            TickState {
+                last_tick: Some(now),
+                pending: false,
+            },
+            false,
+        );
+    };
+    let due = compiled.next_after(last).filter(|t| *t <= now);
+    if !enabled {
+        // A disabled pipeline never runs: its ticks pass unused, so enabling it later starts no catch-up.
+        let last_tick = due.map(|t| compiled.latest_due(t, now)).unwrap_or(last);
+        return change(
+            TickState {
+                last_tick: Some(last_tick),
+                pending: false,
+            },
+            false,
+        );
+    }
+    match due {
+        Some(tick) => {
+            let last_tick = Some(compiled.latest_due(tick, now));
+            if busy {
+                change(
+                    TickState {
+                        last_tick,
+                        pending: true,
+                    },
+                    false,
+                )
+            } else {
+                change(
+                    TickState {
+                        last_tick,
+                        pending: false,
+                    },
+                    true,
+                )
+            }
+        }
+        None if state.pending && !busy => change(
+            TickState {
+                pending: false,
+                ..state
+            },
+            true,
+        ),
+        None => Decision::NOTHING,
+    }
+}
+
+/// When the pipeline runs next by its schedule: `None` when it is off, disabled or never matches; `now`
+/// when a follow-up is pending or a tick is already due.
+pub fn next_run_at(
+    schedule: Option<&Schedule>,
+    enabled: bool,
+    state: TickState,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if !enabled {
+        return None;
+    }
+    let compiled = schedule?.compile().ok()?;
+    if state.pending {
+        return Some(now);
+    }
+    let next = compiled.next_after(state.last_tick.unwrap_or(now))?;
+    Some(next.max(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn every(s: &str) -> Schedule {
+        Schedule::Interval(s.into())
+    }
+
+    fn cron(c: &str, tz: &str) -> Schedule {
+        Schedule::Cron {
+            cron: c.into(),
+            timezone: tz.into(),
+        }
+    }
+
+    fn state(last: &str, pending: bool) -> TickState {
+        TickState {
+            last_tick: Some(at(last)),
+            pending,
+        }
+    }
+
+    #[test]
+    fn intervals_tick_on_multiples_of_the_interval() {
+        let c = every("15m").compile().unwrap();
+        assert_eq!(
+            c.next_after(at("2026-11-29T10:07:12Z")),
+            Some(at("2026-11-29T10:15:00Z"))
+        );
+        assert_eq!(
+            c.next_after(at("2026-11-29T10:15:00Z")),
+            Some(at("2026-11-29T10:30:00Z")),
+            "strictly after"
+        );
+        let d = every("24h").compile().unwrap();
+        assert_eq!(
+            d.next_after(at("2026-11-29T23:59:59Z")),
+            Some(at("2026-11-30T00:00:00Z"))
+        );
+        for (name, _) in crate::pipeline::INTERVALS {
+            assert!(every(name).compile().is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn cron_follows_its_time_zone_across_daylight_saving() {
+        let c = cron("0 3 * * *", "Europe/Rome").compile().unwrap();
+        // Winter: Rome is UTC+1.
+        assert_eq!(
+            c.next_after(at("2026-11-29T10:00:00Z")),
+            Some(at("2026-11-30T02:00:00Z"))
+        );
+        // Summer: UTC+2.
+        assert_eq!(
+            c.next_after(at("2026-07-01T10:00:00Z")),
+            Some(at("2026-07-02T01:00:00Z"))
+        );
+        let utc = cron("*/10 * * * 1-5", "UTC").compile().unwrap();
+        // Saturday 2026-11-28 → Monday 2026-11-30 00:00.
+        assert_eq!(
+            utc.next_after(at("2026-11-28T12:00:00Z")),
+            Some(at("2026-11-30T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn bad_schedules_name_the_field_and_say_why() {
+        let (f, m) = every("7m").compile().unwrap_err();
+        assert_eq!(f, "schedule");
+        assert!(m.contains("7m") && m.contains("15m"), "{m}");
+        let (f, m) = cron("0 3 * *", "UTC").compile().unwrap_err();
+        assert_eq!(f, "schedule.cron");
+        assert!(m.contains("4 fields"), "{m}");
+        let (f, m) = cron("0 25 * * *", "UTC").compile().unwrap_err();
+        assert_eq!(f, "schedule.cron");
+        assert!(m.contains("0 25 * * *"), "{m}");
+        let (f, m) = cron("0 3 * * *", "Mars/Olympus").compile().unwrap_err();
+        assert_eq!(f, "schedule.timezone");
+        assert!(m.contains("Mars/Olympus"), "{m}");
+        let (f, m) = cron("0 0 31 2 *", "UTC").compile().unwrap_err();
+        assert_eq!(f, "schedule.cron");
+        assert!(m.contains("never"), "{m}");
+        let s: Schedule = serde_json::from_value(json!({"cron": "0 3 * * *"})).unwrap();
+        assert!(s.compile().is_ok(), "the time zone defaults to UTC");
+    }
+
+    #[test]
+    fn first_sight_waits_for_the_next_tick() {
+        let now = at("2026-11-29T10:07:00Z");
+        let d = decide(Some(&every("5m")), true, TickState::default(), false, now);
+        assert_eq!(
+            d,
+            Decision {
+                save: Some(TickState {
+                    last_tick: Some(now),
+                    pending: false
+                }),
+                start: false
+            }
+        );
+        assert_eq!(
+            next_run_at(Some(&every("5m")), true, d.save.unwrap(), now),
+            Some(at("2026-11-29T10:10:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_due_tick_starts_one_run_and_records_the_tick() {
+        let s = every("5m");
+        let st = state("2026-11-29T10:05:00Z", false);
+        let before = decide(Some(&s), true, st, false, at("2026-11-29T10:09:59Z"));
+        assert_eq!(before, Decision::NOTHING);
+        let d = decide(Some(&s), true, st, false, at("2026-11-29T10:10:01Z"));
+        assert!(d.start);
+        assert_eq!(d.save, Some(state("2026-11-29T10:10:00Z", false)));
+        // The same tick seen again (another loop, another instance) starts nothing.
+        let again = decide(
+            Some(&s),
+            true,
+            d.save.unwrap(),
+            false,
+            at("2026-11-29T10:10:02Z"),
+        );
+        assert_eq!(again, Decision::NOTHING);
+    }
+
+    #[test]
+    fn ticks_during_a_run_queue_exactly_one_follow_up() {
+        let s = every("5m");
+        let mut st = state("2026-11-29T10:00:00Z", false);
+        let mut minute = 5;
+        // Three ticks fall while the run goes on.
+        for _ in 0..3 {
+            let now = at(&format!("2026-11-29T10:{minute:02}:30Z"));
+            let d = decide(Some(&s), true, st, true, now);
+            assert!(!d.start);
+            st = d.save.unwrap_or(st);
+            assert!(st.pending);
+            minute += 5;
+        }
+        assert_eq!(st.last_tick, Some(at("2026-11-29T10:15:00Z")));
+        // The run ends: one follow-up starts, and then nothing until the next tick.
+        let d = decide(Some(&s), true, st, false, at("2026-11-29T10:16:00Z"));
+        assert!(d.start);
+        st = d.save.unwrap();
+        assert!(!st.pending);
+        let d = decide(Some(&s), true, st, true, at("2026-11-29T10:17:00Z"));
+        assert_eq!(d, Decision::NOTHING);
+        let d = decide(Some(&s), true, st, false, at("2026-11-29T10:18:00Z"));
+        assert_eq!(d, Decision::NOTHING);
+    }
+
+    #[test]
+    fn ticks_missed_while_down_cause_one_run() {
+        let s = cron("0 * * * *", "Europe/Rome");
+        let st = state("2026-11-29T01:00:00Z", false);
+        // Down for nine hours: one run, and the last tick is the latest one passed.
+        let d = decide(Some(&s), true, st, false, at("2026-11-29T10:20:00Z"));
+        assert!(d.start);
+        assert_eq!(d.save, Some(state("2026-11-29T10:00:00Z", false)));
+        let d2 = decide(
+            Some(&s),
+            true,
+            d.save.unwrap(),
+            false,
+            at("2026-11-29T10:21:00Z"),
+        );
+        assert_eq!(d2, Decision::NOTHING);
+        let iv = every("5m");
+        let d = decide(
+            Some(&iv),
+            true,
+            state("2026-11-20T00:00:00Z", false),
+            false,
+            at("2026-11-29T10:21:00Z"),
+        );
+        assert!(d.start);
+        assert_eq!(d.save, Some(state("2026-11-29T10:20:00Z", false)));
+    }
+
+    #[test]
+    fn disabled_or_unscheduled_pipelines_never_start() {
+        let s = every("5m");
+        let st = state("2026-11-29T10:00:00Z", true);
+        let now = at("2026-11-29T10:31:00Z");
+        let d = decide(Some(&s), false, st, false, now);
+        assert!(!d.start);
+        assert_eq!(
+            d.save,
+            Some(state("2026-11-29T10:30:00Z", false)),
+            "the ticks pass and the follow-up is dropped"
+        );
+        assert_eq!(next_run_at(Some(&s), false, st, now), None);
+        let d = decide(None, true, st, false, now);
+        assert!(!d.start);
+        assert_eq!(d.save, Some(state("2026-11-29T10:00:00Z", false)));
+        assert_eq!(next_run_at(None, true, st, now), None);
+    }
+
+    #[test]
+    fn next_run_at_is_now_when_a_follow_up_waits() {
+        let s = every("1h");
+        let now = at("2026-11-29T10:31:00Z");
+        assert_eq!(
+            next_run_at(Some(&s), true, state("2026-11-29T10:00:00Z", true), now),
+            Some(now)
+        );
+        assert_eq!(
+            next_run_at(Some(&s), true, state("2026-11-29T10:00:00Z", false), now),
+            Some(at("2026-11-29T11:00:00Z"))
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! Alerts: a JSON `POST` to the pipeline's webhook and to the workspace's when a run fails, when it
+//! fails because too many of its rows failed, and when a pipeline whose last run failed succeeds again.
+//!
+//! Alerts go out in the background after the run is recorded and never change its outcome. A webhook that
+//! does not answer with a 2xx is tried three times with growing pauses, then given up with a warning.
+//! Webhook URLs often carry a token, so logs name the webhook by whose it is, never by its URL.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{json, Value as Json};
+use sluice_store::{RunRecord, RunStatus};
+
+use crate::{over_threshold, Engine};
+
+/// What happened, as the `event` field of the message says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    RunFailed,
+    FailedRowsOverThreshold,
+    Recovered,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::RunFailed => "run_failed",
+            Event::FailedRowsOverThreshold => "failed_rows_over_threshold",
+            Event::Recovered => "pipeline_recovered",
+        }
+    }
+}
+
+const ATTEMPTS: u32 = 3;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// Sends the alerts a finished run calls for, in the background.
+pub fn after_run(engine: &Engine, run: &RunRecord) {
+    if !matches!(run.status, RunStatus::Failed | RunStatus::Succeeded) {
+        return;
+    }
+    let engine = engine.clone();
+    let run = run.clone();
+    tokio::spawn(async move {
+        if let Err(e) = send_for(&engine, &run).await {
+            tracing::warn!(run = %run.id, error = %e, "could not prepare the run's alerts");
+        }
+    });
+}
+
+async fn send_for(engine: &Engine, run: &RunRecord) -> Result<(), sluice_store::StoreError> {
+    let event = match run.status {
+        RunStatus::Failed
+            if over_threshold(&run.counts, engine.config().failed_rows_threshold).is_some() =>
+        {
+            Event::FailedRowsOverThreshold
+        }
+        RunStatus::Failed => Event::RunFailed,
+        RunStatus::Succeeded if previous_failed(engine, run).await? => Event::Recovered,
+        _ => return Ok(()),
+    };
+    let Some(pipeline) = engine.meta().get_pipeline(&run.pipeline).await? else {
+        return Ok(());
+    };
+    let mut targets: Vec<(&str, String)> = Vec::new();
+    if let Some(url) = pipeline.spec.alert_webhook.clone() {
+        targets.push(("pipeline", url));
+    }
+    if let Some(url) = engine.config().alert_webhook.clone() {
+        targets.push(("workspace", url));
+    }
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let body = message(event, &pipeline.id, &pipeline.spec.name, run);
+    for (whose, url) in targets {
+        let body = body.clone();
+        let run_id = run.id.clone();
+        tokio::spawn(async move { post(whose, &url, &body, &run_id, event).await });
+    }
+    Ok(())
+}
+
+/// Whether the pipeline's last finished run before `run` failed.
+async fn previous_failed(
+    engine: &Engine,
+    run: &RunRecord,
+) -> Result<bool, sluice_store::StoreError> {
+    let recent = engine.meta().list_runs(&run.pipeline, 10, None).await?;
+    Ok(recent
+        .iter()
+        .filter(|r| r.id != run.id && r.status.is_finished() && r.queued_at <= run.queued_at)
+        .find(|r| r.status != RunStatus::Cancelled)
+        .is_some_and(|r| r.status == RunStatus::Failed))
+}
+
+/// The JSON an alert carries.
+pub fn message(event: Event, pipeline_id: &str, pipeline_name: &str, run: &RunRecord) -> Json {
+    let text = match event {
+        Event::RunFailed => format!(
+            "Pipeline `{pipeline_name}` failed: {}",
+            run.message.as_deref().unwrap_or("no reason recorded")
+        ),
+        Event::FailedRowsOverThreshold => format!(
+            "Pipeline `{pipeline_name}` failed: {}",
+            run.message.as_deref().unwrap_or("too many rows failed")
+        ),
+        Event::Recovered => format!("Pipeline `{pipeline_name}` succeeded again after failing"),
+    };
+    json!({
+        "event": event.as_str(),
+        "text": text,
+        "pipeline": {"id": pipeline_id, "name": pipeline_name},
+        "run": {
+            "id": run.id,
+            "status": run.status.as_str(),
+            "trigger": run.trigger,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "counts": run.counts,
+            "message": run.message,
+        },
+        "sent_at": Utc::now(),
+    })
+}
+
+async fn post(whose: &str, url: &str, body: &Json, run: &str, event: Event) {
+    for attempt in 0..ATTEMPTS {
+        let outcome = client().post(url).json(body).send().await;
+        let problem = match outcome {
+            Ok(resp) if resp.status().is_success() => {
+                tracing::info!(run, webhook = whose, event = event.as_str(), "alert sent");
+                return;
+            }
+            Ok(resp) => format!("answered {}", resp.status()),
+            // Without the URL: it may hold a token.
+            Err(e) => format!("{}", e.without_url()),
+        };
+        tracing::warn!(
+            run,
+            webhook = whose,
+            attempt,
+            problem,
+            "the alert webhook did not take the alert"
+        );
+        tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+    }
+}
