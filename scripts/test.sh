@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-services=${SLUICE_TEST_SERVICES:-pg mysql clickhouse}
+services=${SLUICE_TEST_SERVICES:-pg mysql clickhouse snowflake}
 # shellcheck disable=SC2086
 eval "$(scripts/services.sh start $services)"
 trap 'scripts/services.sh stop' EXIT

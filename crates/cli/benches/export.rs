@@ -11,6 +11,10 @@
 //!
 //!     SLUICE_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p sluice --bench export
 //!
+//! With `SLUICE_BENCH_SNOWFLAKE_URL` (a Snowflake-protocol server, such as the local fakesnow of
+//! `scripts/services.sh start snowflake`) the runs write to Snowflake instead, and the number of statements
+//! sent per run is reported (what costs on Snowflake); there is no COPY reference then.
+//!
 //! `SLUICE_BENCH_PROFILES` changes N; `SLUICE_LOG=sluice_engine=info` shows where each run spent its time.
 
 use std::path::Path;
@@ -146,6 +150,31 @@ async fn timed_run(engine: &Engine, pipeline: &str) -> Measured {
     }
 }
 
+/// The table in Snowflake's types; quoted names keep them lower-case (Snowflake upper-cases unquoted ones).
+const SNOWFLAKE_TABLE: &str = "CREATE OR REPLACE TABLE customers (
+    \"customer_id\" VARCHAR PRIMARY KEY, \"email\" VARCHAR, \"first_name\" VARCHAR, \"last_name\" VARCHAR, \"full_name\" VARCHAR,
+    \"country\" VARCHAR, \"birth_date\" DATE, \"signed_up_at\" TIMESTAMP_TZ, \"ltv\" NUMBER(12,2), \"orders\" NUMBER(38,0),
+    \"newsletter\" BOOLEAN, \"score\" FLOAT, \"tags\" VARIANT, \"phone\" VARCHAR, \"language\" VARCHAR, \"segment\" VARCHAR,
+    \"loyalty_points\" NUMBER(38,0), \"last_order_at\" TIMESTAMP_TZ, \"street\" VARCHAR, \"city\" VARCHAR, \"postal_code\" VARCHAR)";
+
+fn snowflake_settings(url: &str, database: &str) -> serde_json::Value {
+    json!({
+        "account": "bench-local", "username": "bench", "password": "bench", "database": database,
+        "schema": "PUBLIC", "warehouse": "BENCH_WH", "base_url": url
+    })
+}
+
+/// Runs `sql` on the Snowflake server of the benchmark, through Sluice's own client.
+async fn snowflake_exec(url: &str, database: Option<&str>, sql: &str) {
+    use sluice_destinations::snowflake::{client::Connection, SnowflakeSettings};
+    let settings =
+        SnowflakeSettings::from_json(&snowflake_settings(url, database.unwrap_or("BENCH")))
+            .expect("Snowflake settings");
+    let conn = Connection::new(settings, Default::default()).expect("HTTP client");
+    let mut session = conn.login(database.is_some()).await.expect("log in");
+    conn.run(&mut session, sql, &[], true).await.expect(sql);
+}
+
 fn pg_settings(url: &str, schema: &str) -> serde_json::Value {
     let mut s = sluice_destinations::postgres::PostgresSettings::json_from_url(url)
         .expect("a postgres:// URL");
@@ -170,23 +199,41 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let url = std::env::var("SLUICE_BENCH_POSTGRES_URL")
-        .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
-        .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server");
+    let snowflake = std::env::var("SLUICE_BENCH_SNOWFLAKE_URL").ok();
+    let url = match &snowflake {
+        Some(u) => u.clone(),
+        None => std::env::var("SLUICE_BENCH_POSTGRES_URL")
+            .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
+            .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server"),
+    };
     let n: usize = std::env::var("SLUICE_BENCH_PROFILES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let schema_name = format!("bench_{}", std::process::id());
-    let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    let pg = if snowflake.is_some() {
+        let db = schema_name.to_uppercase();
+        snowflake_exec(&url, None, &format!("CREATE DATABASE {db}")).await;
+        snowflake_exec(
+            &url,
+            None,
+            &format!("CREATE SCHEMA IF NOT EXISTS {db}.PUBLIC"),
+        )
+        .await;
+        snowflake_exec(&url, Some(&db), SNOWFLAKE_TABLE).await;
+        None
+    } else {
+        let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        pg.batch_execute(&format!(
+            "CREATE SCHEMA {schema_name}; SET search_path TO {schema_name}; {TABLE}"
+        ))
         .await
-        .expect("connect");
-    tokio::spawn(conn);
-    pg.batch_execute(&format!(
-        "CREATE SCHEMA {schema_name}; SET search_path TO {schema_name}; {TABLE}"
-    ))
-    .await
-    .unwrap();
+        .unwrap();
+        Some(pg)
+    };
 
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
@@ -206,8 +253,16 @@ async fn main() {
     let dest = DestinationRecord {
         id: "dst_bench".into(),
         name: "bench".into(),
-        kind: "postgresql".into(),
-        settings: pg_settings(&url, &schema_name),
+        kind: if snowflake.is_some() {
+            "snowflake"
+        } else {
+            "postgresql"
+        }
+        .into(),
+        settings: match &snowflake {
+            Some(_) => snowflake_settings(&url, &schema_name.to_uppercase()),
+            None => pg_settings(&url, &schema_name),
+        },
         created_at: now,
         updated_at: now,
     };
@@ -226,12 +281,40 @@ async fn main() {
     meta.insert_pipeline(&rec).await.unwrap();
     let engine = Engine::new(meta.clone(), profiles.clone(), EngineConfig::default());
 
+    let sent = sluice_destinations::snowflake::statements_sent;
+    let s0 = sent();
     let first = timed_run(&engine, &rec.id).await;
+    let s1 = sent();
     let unchanged = timed_run(&engine, &rec.id).await;
+    let s2 = sent();
     // 1% changed (another seed gives other values to the same ids), 0.1% added.
     load_in_child(dir.path(), 0, n, 100, 43);
     load_in_child(dir.path(), n, n + n / 1000, 1, 42);
     let changed = timed_run(&engine, &rec.id).await;
+    let s3 = sent();
+    let Some(pg) = pg else {
+        let db = schema_name.to_uppercase();
+        snowflake_exec(&url, Some(&db), "DROP TABLE customers").await;
+        println!("\n| measurement ({n} profiles, Snowflake protocol) | time | rows/s | written | statements | peak RSS |");
+        println!("|---|---|---|---|---|---|");
+        for (name, m, statements) in [
+            ("first run", &first, s1 - s0),
+            ("re-run, nothing changed", &unchanged, s2 - s1),
+            ("re-run, 1% changed + 0.1% added", &changed, s3 - s2),
+        ] {
+            let c = &m.run.counts;
+            println!(
+                "| {name} | {:.2} s | {:.0} | {} ins, {} upd, {} unchanged | {statements} | {:.0} MiB |",
+                m.secs,
+                m.run.counts.read as f64 / m.secs,
+                c.inserted,
+                c.updated,
+                c.unchanged,
+                m.peak_mib
+            );
+        }
+        return;
+    };
 
     // The reference: the same rows, exported by the database itself, COPYed into an empty twin table.
     let mut data = Vec::new();

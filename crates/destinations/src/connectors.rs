@@ -239,8 +239,11 @@ fn build() -> Vec<ConnectorInfo> {
         ConnectorInfo {
             kind: "snowflake",
             label: "Snowflake",
-            description: "Snowflake, with password or key-pair authentication.",
-            available: false,
+            description: "Snowflake, with password or key-pair authentication: each batch is staged in a temporary \
+                          table and written with one MERGE that updates only changed rows. Snowflake does not enforce \
+                          primary keys, so Sluice keeps the key column unique itself (duplicates in a batch are \
+                          merged, the last one wins).",
+            available: true,
             fields: vec![
                 FieldInfo::new(
                     "account",
@@ -266,9 +269,16 @@ fn build() -> Vec<ConnectorInfo> {
                     "private_key",
                     "Private key",
                     FieldType::Text,
-                    "PEM private key for key-pair authentication, instead of a password.",
+                    "PEM private key for key-pair authentication, instead of a password (PKCS#8, encrypted PKCS#8 \
+                     or PKCS#1 RSA key; its public key is set on the user with ALTER USER … SET RSA_PUBLIC_KEY).",
                 )
                 .secret(),
+                FieldInfo::new(
+                    "private_key_passphrase",
+                    "Private key passphrase",
+                    FieldType::Password,
+                    "Passphrase of an encrypted private key.",
+                ),
                 FieldInfo::new("role", "Role", FieldType::String, "Role that will be used for accessing the data in Snowflake."),
                 FieldInfo::new("database", "Database", FieldType::String, "Name of the database.").required(),
                 FieldInfo::new("schema", "Schema", FieldType::String, "Name of the schema within the database.")
@@ -280,6 +290,14 @@ fn build() -> Vec<ConnectorInfo> {
                     "Name of the virtual warehouse to execute the query.",
                 )
                 .required(),
+                FieldInfo::new(
+                    "base_url",
+                    "Server URL (testing only)",
+                    FieldType::String,
+                    "Connect here instead of https://<account>.snowflakecomputing.com — for tests against a local \
+                     Snowflake-protocol server. Also settable for all destinations with SLUICE_SNOWFLAKE_BASE_URL.",
+                )
+                .advanced(),
             ],
         },
         ConnectorInfo {
@@ -365,6 +383,47 @@ mod tests {
                 .secret
         );
         assert_eq!(connector("sqlite").unwrap().fields[0].name, "path");
+    }
+
+    #[test]
+    fn snowflake_is_available_with_its_fields() {
+        let sf = connector("snowflake").unwrap();
+        assert!(sf.available);
+        assert!(sf.description.contains("does not enforce primary keys"));
+        let names: Vec<_> = sf.fields.iter().map(|f| f.name).collect();
+        assert_eq!(
+            names,
+            [
+                "account",
+                "username",
+                "password",
+                "private_key",
+                "private_key_passphrase",
+                "role",
+                "database",
+                "schema",
+                "warehouse",
+                "base_url"
+            ]
+        );
+        let secret: Vec<_> = sf
+            .fields
+            .iter()
+            .filter(|f| f.secret)
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(
+            secret,
+            ["password", "private_key", "private_key_passphrase"]
+        );
+        // Every field is one the settings accept.
+        let mut all = serde_json::Map::new();
+        for f in &sf.fields {
+            all.insert(f.name.into(), json!(null));
+        }
+        let errors =
+            crate::snowflake::SnowflakeSettings::from_json(&Json::Object(all)).unwrap_err();
+        assert!(!errors.to_string().contains("unknown setting"), "{errors}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod connectors;
 pub mod mysql;
 pub mod postgres;
 mod settings;
+pub mod snowflake;
 pub mod sqlite;
 
 /// What went wrong, in terms that decide what to do next.
@@ -198,6 +199,9 @@ pub fn open(kind: &str, settings: &Json) -> std::result::Result<Box<dyn Destinat
         ))),
         "clickhouse" => Ok(Box::new(clickhouse::ClickHouse::new(
             clickhouse::ClickHouseSettings::from_json(settings)?,
+        ))),
+        "snowflake" => Ok(Box::new(snowflake::Snowflake::new(
+            snowflake::SnowflakeSettings::from_json(settings)?,
         ))),
         "sqlite" => Ok(Box::new(sqlite::Sqlite::new(
             sqlite::SqliteSettings::from_json(settings)?,

@@ -1,0 +1,1219 @@
+//! Talking to Snowflake over its connector protocol (JSON over HTTPS): logging in with a password or a
+//! key-pair JWT, running statements with bound values, renewing the session token when it expires (or
+//! logging in again when the session is gone), polling statements that are still running, and fetching
+//! the result chunks of large answers. On top of that: the connection test, table description and the
+//! staged MERGE of a batch (see [`super`]).
+//!
+//! Every statement sent is counted ([`super::statements_sent`]): on Snowflake, statements are what costs.
+//! Errors keep Snowflake's message and get a kind from its code ([`dialect::error_kind`]); passwords, keys
+//! and tokens never reach a message or a log.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value as Json};
+use sluice_core::{Column, ColumnType, TableDescription, Value};
+
+use super::auth;
+use super::config::{Credentials, SnowflakeSettings};
+use super::dialect::{self, Binding};
+use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
+
+/// Keys per `DELETE … IN (…)`.
+const KEYS_PER_DELETE: usize = 10_000;
+
+/// The bound values of one `INSERT` stay under this many bytes of request body (Snowflake's statement
+/// text limit is 1 MB; binds travel apart from it but large requests are slow to parse).
+const BIND_BYTES_PER_STATEMENT: usize = 8 << 20;
+
+/// At most this many bound values per statement.
+const BINDS_PER_STATEMENT: usize = 200_000;
+
+/// Batches of at least this many rows load through a stage file where the server allows it; smaller ones
+/// with inserts (a PUT and a COPY cost more than one INSERT).
+const FILE_LOAD_MIN_ROWS: usize = 2_000;
+
+/// How long one HTTP request may take before the statement is polled or given up.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a statement may keep running (polled) before Sluice gives up on it.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The HTTP side: one client (connection pool, TLS with ring) and the settings.
+pub struct Connection {
+    http: reqwest::Client,
+    settings: SnowflakeSettings,
+    base: String,
+    statements: Arc<AtomicU64>,
+    sequence: AtomicU64,
+    /// Whether large batches may load through a stage file (PUT + COPY) where the server allows it.
+    pub load_from_file: bool,
+}
+
+/// A logged-in session and the staging tables created in it.
+pub struct Session {
+    token: String,
+    master_token: Option<String>,
+    pub server_version: String,
+    stages: HashMap<StageKey, Stage>,
+    next_stage: u32,
+    /// Set once the server turned out not to offer an upload Sluice can use: batches load with inserts.
+    no_file_stage: bool,
+}
+
+struct Stage {
+    name: String,
+    /// Whether rows of an earlier batch may still be in it.
+    dirty: bool,
+}
+
+/// What identifies a staging table: the target, the written columns in order and their described types.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct StageKey {
+    table: String,
+    columns: Vec<String>,
+    native_types: Vec<String>,
+}
+
+impl StageKey {
+    fn of(target: &WriteTarget) -> Self {
+        Self {
+            table: target.table.name.clone(),
+            columns: target.columns.clone(),
+            native_types: natives(target),
+        }
+    }
+}
+
+fn natives(target: &WriteTarget) -> Vec<String> {
+    target
+        .columns
+        .iter()
+        .map(|c| {
+            target
+                .table
+                .column(c)
+                .map(|col| col.native_type.clone())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The answer to a statement: column names and rows of text (`None` for NULL).
+#[derive(Debug, Default)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+impl QueryResult {
+    /// The index of the column named `name` (case-insensitive).
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))
+    }
+    /// The number in the first row under column `name` (DML answers: `number of rows inserted`, …).
+    pub fn count(&self, name: &str) -> u64 {
+        self.index(name)
+            .and_then(|i| self.rows.first().and_then(|r| r[i].as_deref()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn http_client() -> Result<reqwest::Client> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| DestinationError::new(ErrorKind::Internal, format!("TLS setup failed: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(Duration::from_secs(15))
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("Sluice/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            DestinationError::new(
+                ErrorKind::Internal,
+                format!("HTTP client setup failed: {e}"),
+            )
+        })
+}
+
+fn transport_error(e: &reqwest::Error, what: &str) -> DestinationError {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Unavailable
+    };
+    // reqwest's message names the URL (host only, never credentials: they travel in bodies and headers).
+    DestinationError::new(kind, format!("{what} failed: {e}"))
+}
+
+/// A failed answer: Snowflake's code and message, with a kind.
+fn answer_error(doc: &Json) -> (String, DestinationError) {
+    let code = doc["code"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| doc["data"]["errorCode"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let message = doc["message"]
+        .as_str()
+        .unwrap_or("Snowflake refused the request")
+        .to_string();
+    let mut kind = dialect::error_kind(&code);
+    // A column that is gone: Snowflake says `invalid identifier` (000904); some servers answer with a
+    // generic "does not exist" code naming the column.
+    let lower = message.to_ascii_lowercase();
+    if kind == ErrorKind::NotFound && lower.contains("column") {
+        kind = ErrorKind::SchemaMismatch;
+    }
+    let message = if code.is_empty() {
+        message
+    } else {
+        format!("{message} (Snowflake error {code})")
+    };
+    (code, DestinationError::new(kind, message))
+}
+
+fn bindings_json(bindings: &[Binding]) -> Json {
+    let mut map = serde_json::Map::with_capacity(bindings.len());
+    for (i, b) in bindings.iter().enumerate() {
+        map.insert((i + 1).to_string(), json!({"type": b.ty, "value": b.value}));
+    }
+    Json::Object(map)
+}
+
+fn rows_of(rowset: &Json) -> Vec<Vec<Option<String>>> {
+    rowset
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    r.as_array()
+                        .map(|cells| {
+                            cells
+                                .iter()
+                                .map(|c| match c {
+                                    Json::Null => None,
+                                    Json::String(s) => Some(s.clone()),
+                                    other => Some(other.to_string()),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A result chunk's body: JSON rows separated by commas, without the enclosing brackets; gzip-compressed
+/// when the storage did not say so in its headers.
+pub fn parse_chunk(body: &[u8]) -> Result<Vec<Vec<Option<String>>>> {
+    let text = if body.starts_with(&[0x1f, 0x8b]) {
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut out)
+            .map_err(|e| {
+                DestinationError::new(
+                    ErrorKind::Internal,
+                    format!("a result chunk is corrupt: {e}"),
+                )
+            })?;
+        out
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
+    let doc: Json = serde_json::from_str(&format!("[{text}]")).map_err(|e| {
+        DestinationError::new(
+            ErrorKind::Internal,
+            format!("a result chunk is not JSON: {e}"),
+        )
+    })?;
+    Ok(rows_of(&doc))
+}
+
+impl Connection {
+    pub fn new(settings: SnowflakeSettings, statements: Arc<AtomicU64>) -> Result<Self> {
+        Ok(Self {
+            http: http_client()?,
+            base: settings.url(),
+            settings,
+            statements,
+            sequence: AtomicU64::new(1),
+            load_from_file: true,
+        })
+    }
+
+    pub fn settings(&self) -> &SnowflakeSettings {
+        &self.settings
+    }
+
+    /// Logs in. With `use_context`, the session starts in the configured role, warehouse, database and
+    /// schema (no statement needed); the connection test logs in without them and checks each one.
+    pub async fn login(&self, use_context: bool) -> Result<Session> {
+        let s = &self.settings;
+        let mut url = reqwest::Url::parse(&format!("{}/session/v1/login-request", self.base))
+            .map_err(|e| {
+                DestinationError::new(ErrorKind::Config, format!("bad Snowflake URL: {e}"))
+            })?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("request_id", &uuid::Uuid::new_v4().to_string());
+            if use_context {
+                let plain = |n: &str| {
+                    if dialect::is_plain(n) {
+                        n.to_ascii_uppercase()
+                    } else {
+                        dialect::quote(n)
+                    }
+                };
+                q.append_pair("databaseName", &plain(&s.database));
+                q.append_pair("schemaName", &plain(&s.schema));
+                q.append_pair("warehouse", &plain(&s.warehouse));
+                if let Some(r) = &s.role {
+                    q.append_pair("roleName", &plain(r));
+                }
+            }
+        }
+        let mut data = json!({
+            "CLIENT_APP_ID": "Sluice",
+            "CLIENT_APP_VERSION": env!("CARGO_PKG_VERSION"),
+            "ACCOUNT_NAME": s.jwt_account(),
+            "LOGIN_NAME": s.username,
+            // UTC, so TIMESTAMP_LTZ values and CURRENT_TIMESTAMP mean the same wherever Sluice runs.
+            "SESSION_PARAMETERS": {"TIMEZONE": "UTC", "CLIENT_SESSION_KEEP_ALIVE": false},
+            "CLIENT_ENVIRONMENT": {"APPLICATION": "Sluice", "OS": std::env::consts::OS},
+        });
+        match &s.credentials {
+            Credentials::Password(p) => data["PASSWORD"] = json!(p),
+            Credentials::KeyPair {
+                private_key_pem,
+                passphrase,
+            } => {
+                let key = auth::private_key_der(private_key_pem, passphrase.as_deref())
+                    .map_err(|e| DestinationError::new(ErrorKind::Config, e))?;
+                let now = chrono::Utc::now().timestamp();
+                let token = auth::jwt(&s.jwt_account(), &s.username, &key, now)
+                    .map_err(|e| DestinationError::new(ErrorKind::Auth, e))?;
+                data["AUTHENTICATOR"] = json!("SNOWFLAKE_JWT");
+                data["TOKEN"] = json!(token);
+            }
+        }
+        let response = self
+            .http
+            .post(url)
+            .header("Accept", "application/json")
+            .json(&json!({ "data": data }))
+            .send()
+            .await
+            .map_err(|e| {
+                transport_error(&e, &format!("logging in to Snowflake at {}", self.base))
+            })?;
+        let doc = self.answer(response).await?;
+        if doc["success"].as_bool() != Some(true) {
+            let (_, mut err) = answer_error(&doc);
+            if err.kind == ErrorKind::Internal {
+                err.kind = ErrorKind::Auth;
+            }
+            err.message = format!(
+                "logging in as user \"{}\" failed: {}",
+                s.username, err.message
+            );
+            return Err(err);
+        }
+        let d = &doc["data"];
+        let token = d["token"].as_str().unwrap_or_default().to_string();
+        if token.is_empty() {
+            return Err(DestinationError::new(
+                ErrorKind::Internal,
+                "Snowflake's login answer has no session token",
+            ));
+        }
+        tracing::debug!(account = %s.account, user = %s.username, "logged in to Snowflake");
+        Ok(Session {
+            token,
+            master_token: d["masterToken"].as_str().map(str::to_string),
+            server_version: d["serverVersion"].as_str().unwrap_or("").to_string(),
+            stages: HashMap::new(),
+            next_stage: 0,
+            no_file_stage: false,
+        })
+    }
+
+    /// The JSON of an answer, or an error for HTTP failures that carry no Snowflake answer.
+    async fn answer(&self, response: reqwest::Response) -> Result<Json> {
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&e, "reading Snowflake's answer"))?;
+        match serde_json::from_slice::<Json>(&body) {
+            Ok(doc) if doc.get("success").is_some() => Ok(doc),
+            _ => {
+                let kind = match status.as_u16() {
+                    401 | 403 => ErrorKind::Auth,
+                    404 => ErrorKind::Config,
+                    408 | 504 => ErrorKind::Timeout,
+                    429 | 500..=599 => ErrorKind::Unavailable,
+                    _ => ErrorKind::Internal,
+                };
+                let text = String::from_utf8_lossy(&body);
+                let text: String = text.chars().take(300).collect();
+                Err(DestinationError::new(
+                    kind,
+                    format!("Snowflake answered HTTP {status}: {text}"),
+                ))
+            }
+        }
+    }
+
+    /// Renews the session token with the master token; `false` when that is not possible.
+    async fn renew(&self, session: &mut Session) -> bool {
+        let Some(master) = session.master_token.clone() else {
+            return false;
+        };
+        let url = format!(
+            "{}/session/token-request?requestId={}",
+            self.base,
+            uuid::Uuid::new_v4()
+        );
+        let Ok(response) = self
+            .http
+            .post(url)
+            .header("Authorization", format!("Snowflake Token=\"{master}\""))
+            .header("Accept", "application/json")
+            .json(&json!({"oldSessionToken": session.token, "requestType": "RENEW"}))
+            .send()
+            .await
+        else {
+            return false;
+        };
+        match self.answer(response).await {
+            Ok(doc) if doc["success"].as_bool() == Some(true) => {
+                match doc["data"]["sessionToken"].as_str() {
+                    Some(t) => {
+                        session.token = t.to_string();
+                        if let Some(m) = doc["data"]["masterToken"].as_str() {
+                            session.master_token = Some(m.to_string());
+                        }
+                        tracing::debug!("renewed the Snowflake session token");
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    async fn post_query(&self, session: &Session, sql: &str, bindings: &[Binding]) -> Result<Json> {
+        let url = format!(
+            "{}/queries/v1/query-request?requestId={}",
+            self.base,
+            uuid::Uuid::new_v4()
+        );
+        let mut body = json!({
+            "sqlText": sql,
+            "asyncExec": false,
+            "sequenceId": self.sequence.fetch_add(1, Ordering::Relaxed),
+            "querySubmissionTime": chrono::Utc::now().timestamp_millis(),
+        });
+        if !bindings.is_empty() {
+            body["bindings"] = bindings_json(bindings);
+        }
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        super::count_statement(&self.settings.database, sql);
+        let response = self
+            .http
+            .post(url)
+            .header(
+                "Authorization",
+                format!("Snowflake Token=\"{}\"", session.token),
+            )
+            .header("Accept", "application/json")
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e, "sending a statement to Snowflake"))?;
+        self.answer(response).await
+    }
+
+    /// Polls a statement that is still running until it finishes.
+    async fn poll(&self, session: &Session, mut doc: Json) -> Result<Json> {
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(250);
+        while doc["success"].as_bool() != Some(true)
+            && dialect::is_in_progress(doc["code"].as_str().unwrap_or(""))
+        {
+            if started.elapsed() > STATEMENT_TIMEOUT {
+                return Err(DestinationError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the statement was still running after {} s",
+                        STATEMENT_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            let Some(path) = doc["data"]["getResultUrl"].as_str() else {
+                return Err(DestinationError::new(
+                    ErrorKind::Internal,
+                    "Snowflake says the statement is running but gives no result URL",
+                ));
+            };
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            let response = self
+                .http
+                .get(format!("{}{path}", self.base))
+                .header(
+                    "Authorization",
+                    format!("Snowflake Token=\"{}\"", session.token),
+                )
+                .header("Accept", "application/json")
+                .send()
+                .await
+                .map_err(|e| transport_error(&e, "polling a running Snowflake statement"))?;
+            doc = self.answer(response).await?;
+        }
+        Ok(doc)
+    }
+
+    /// The rows of a successful answer, fetching its result chunks when there are any.
+    async fn result(&self, data: &Json) -> Result<QueryResult> {
+        // Snowflake answers JSON rowsets to clients that do not ask for Arrow, which Sluice never does.
+        if data["queryResultFormat"].as_str() == Some("arrow")
+            && data["rowsetBase64"].as_str().is_some_and(|r| !r.is_empty())
+        {
+            return Err(DestinationError::new(
+                ErrorKind::Internal,
+                "Snowflake answered in the Arrow format, which Sluice does not read",
+            ));
+        }
+        let columns = data["rowtype"]
+            .as_array()
+            .map(|cols| {
+                cols.iter()
+                    .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut rows = rows_of(&data["rowset"]);
+        if let Some(chunks) = data["chunks"].as_array() {
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(h) = data["chunkHeaders"].as_object() {
+                for (k, v) in h {
+                    if let (Ok(name), Some(Ok(value))) = (
+                        reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+                        v.as_str().map(reqwest::header::HeaderValue::from_str),
+                    ) {
+                        headers.insert(name, value);
+                    }
+                }
+            } else if let Some(qrmk) = data["qrmk"].as_str() {
+                // Chunks on S3 are encrypted with this key.
+                headers.insert(
+                    "x-amz-server-side-encryption-customer-algorithm",
+                    reqwest::header::HeaderValue::from_static("AES256"),
+                );
+                if let Ok(v) = reqwest::header::HeaderValue::from_str(qrmk) {
+                    headers.insert("x-amz-server-side-encryption-customer-key", v);
+                }
+            }
+            for chunk in chunks {
+                let Some(url) = chunk["url"].as_str() else {
+                    continue;
+                };
+                let response = self
+                    .http
+                    .get(url)
+                    .headers(headers.clone())
+                    .send()
+                    .await
+                    .map_err(|e| transport_error(&e, "fetching a result chunk"))?;
+                if !response.status().is_success() {
+                    return Err(DestinationError::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "fetching a result chunk answered HTTP {}",
+                            response.status()
+                        ),
+                    ));
+                }
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| transport_error(&e, "fetching a result chunk"))?;
+                rows.extend(parse_chunk(&body)?);
+            }
+        }
+        Ok(QueryResult { columns, rows })
+    }
+
+    /// Runs one statement. An expired session token is renewed and the statement sent again; when the
+    /// session itself is gone, this logs in again — and, with `stateless`, sends the statement again
+    /// (otherwise the error says so: staging tables and open transactions died with the old session).
+    pub async fn run(
+        &self,
+        session: &mut Session,
+        sql: &str,
+        bindings: &[Binding],
+        stateless: bool,
+    ) -> Result<QueryResult> {
+        let data = self.run_data(session, sql, bindings, stateless).await?;
+        self.result(&data).await
+    }
+
+    /// [`Self::run`], answering the `data` of the answer as it is (a PUT's upload instructions).
+    async fn run_data(
+        &self,
+        session: &mut Session,
+        sql: &str,
+        bindings: &[Binding],
+        stateless: bool,
+    ) -> Result<Json> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let doc = self.post_query(session, sql, bindings).await?;
+            let mut doc = self.poll(session, doc).await?;
+            if doc["success"].as_bool() == Some(true) {
+                return Ok(doc["data"].take());
+            }
+            let (code, err) = answer_error(&doc);
+            if attempts < 3 && dialect::is_session_expired(&code) && self.renew(session).await {
+                continue;
+            }
+            if attempts < 3
+                && (dialect::is_session_expired(&code) || dialect::is_session_gone(&code))
+            {
+                let fresh = self.login(true).await?;
+                *session = fresh;
+                tracing::info!("the Snowflake session had expired; logged in again");
+                if stateless {
+                    continue;
+                }
+                return Err(DestinationError::new(
+                    ErrorKind::Unavailable,
+                    "the Snowflake session expired during the batch; logged in again, retry the batch",
+                ));
+            }
+            return Err(err);
+        }
+    }
+}
+
+impl Session {
+    /// Makes the session token invalid, as if the session had ended on the server (for tests of logging in
+    /// again).
+    #[doc(hidden)]
+    pub fn invalidate_token(&mut self) {
+        self.token = "expired".into();
+        self.master_token = None;
+    }
+
+    /// Connection test: logs in (without context), then uses the role, warehouse, database and schema one
+    /// by one, so that the one that fails is named with Snowflake's reason; then creates a temporary table
+    /// (staging needs it).
+    pub async fn test(&mut self, conn: &Connection) -> Result<TestReport> {
+        let s = conn.settings();
+        let mut checks = vec![format!(
+            "logged in to account {} as user {}",
+            s.account, s.username
+        )];
+        let step = |what: String, hint: &'static str| {
+            move |e: DestinationError| {
+                let kind = match e.kind {
+                    ErrorKind::Internal | ErrorKind::NotFound => ErrorKind::Permission,
+                    k => k,
+                };
+                DestinationError::new(kind, format!("{what}: {} ({hint})", e.message))
+            }
+        };
+        if let Some(role) = &s.role {
+            conn.run(self, &dialect::use_role(role), &[], true)
+                .await
+                .map_err(step(
+                    format!("cannot use role {role}"),
+                    "check the role's name and that it is granted to the user",
+                ))?;
+            checks.push(format!("can use role {role}"));
+        }
+        conn.run(self, &dialect::use_warehouse(&s.warehouse), &[], true)
+            .await
+            .map_err(step(
+                format!("cannot use warehouse {}", s.warehouse),
+                "check its name and GRANT USAGE ON WAREHOUSE to the role",
+            ))?;
+        checks.push(format!("can use warehouse {}", s.warehouse));
+        conn.run(self, &dialect::use_database(&s.database), &[], true)
+            .await
+            .map_err(step(
+                format!("cannot use database {}", s.database),
+                "check its name and GRANT USAGE ON DATABASE to the role",
+            ))?;
+        checks.push(format!("can use database {}", s.database));
+        conn.run(
+            self,
+            &dialect::use_schema(&s.database, &s.schema),
+            &[],
+            true,
+        )
+        .await
+        .map_err(step(
+            format!("cannot use schema {}", s.schema),
+            "check its name and GRANT USAGE ON SCHEMA to the role",
+        ))?;
+        checks.push(format!("can use schema {}.{}", s.database, s.schema));
+        let stage = "sluice_connection_test";
+        conn.run(
+            self,
+            &dialect::create_stage(stage, &[("id".into(), "NUMBER(38,0)".into())]),
+            &[],
+            true,
+        )
+        .await
+        .map_err(step(
+            format!("cannot create a temporary table in schema {}", s.schema),
+            "Sluice stages rows in one: GRANT CREATE TABLE ON SCHEMA to the role",
+        ))?;
+        let _ = conn.run(self, &dialect::drop_stage(stage), &[], true).await;
+        checks.push(format!(
+            "can create temporary tables in schema {}.{}",
+            s.database, s.schema
+        ));
+        checks.push(
+            "Snowflake does not enforce primary keys: Sluice keeps the key column unique itself"
+                .into(),
+        );
+        let server_version = if self.server_version.is_empty() {
+            "Snowflake".to_string()
+        } else {
+            format!("Snowflake {}", self.server_version)
+        };
+        Ok(TestReport {
+            server_version,
+            checks,
+        })
+    }
+
+    pub async fn describe_table(
+        &mut self,
+        conn: &Connection,
+        name: &str,
+    ) -> Result<Option<TableDescription>> {
+        let s = conn.settings();
+        let mut found = None;
+        let mut candidates = vec![name.to_string()];
+        // A plain name may have been created unquoted, which Snowflake stores upper-cased.
+        if dialect::is_plain(name) && name.to_ascii_uppercase() != name {
+            candidates.push(name.to_ascii_uppercase());
+        }
+        for candidate in candidates {
+            let q = dialect::qualified(&s.database, &s.schema, &candidate);
+            match conn
+                .run(self, &dialect::describe_table(&q), &[], true)
+                .await
+            {
+                // A table without columns cannot exist: some servers answer an unknown name so.
+                Ok(r) if r.rows.is_empty() => continue,
+                Ok(r) => {
+                    found = Some((candidate, q, r));
+                    break;
+                }
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((table, q, described)) = found else {
+            return Ok(None);
+        };
+        let at = |n: &str| described.index(n);
+        let (i_name, i_type) = (at("name").unwrap_or(0), at("type").unwrap_or(1));
+        let (i_kind, i_null, i_default) = (at("kind"), at("null?"), at("default"));
+        let (i_pk, i_uk) = (at("primary key"), at("unique key"));
+        let cell = |row: &Vec<Option<String>>, i: Option<usize>| -> Option<String> {
+            i.and_then(|i| row.get(i).cloned().flatten())
+        };
+        let mut columns = Vec::new();
+        let mut issues = Vec::new();
+        let mut flagged_pk = Vec::new();
+        let mut flagged_uk = Vec::new();
+        for row in &described.rows {
+            let name = cell(row, Some(i_name)).unwrap_or_default();
+            let native = cell(row, Some(i_type)).unwrap_or_default();
+            let virtual_ = cell(row, i_kind).is_some_and(|k| k.eq_ignore_ascii_case("VIRTUAL"));
+            let nullable = cell(row, i_null).is_none_or(|n| n == "Y");
+            let default = cell(row, i_default);
+            if cell(row, i_pk).as_deref() == Some("Y") {
+                flagged_pk.push(name.clone());
+            }
+            if cell(row, i_uk).as_deref() == Some("Y") {
+                flagged_uk.push(name.clone());
+            }
+            let ty = dialect::column_type(&native);
+            if virtual_ {
+                issues.push(format!("column `{name}` is virtual and cannot be written"));
+            } else if ty.is_none() {
+                issues.push(format!("column `{name}` has unsupported type `{native}`"));
+            }
+            columns.push(Column {
+                name,
+                native_type: native,
+                nullable,
+                ty: if virtual_ { None } else { ty },
+                has_default: default.is_some() || virtual_,
+            });
+        }
+        // Declared keys, in constraint order; Snowflake keeps them as metadata only.
+        let mut keys: Vec<Vec<String>> = Vec::new();
+        let mut has_primary_key = false;
+        for kind in ["PRIMARY", "UNIQUE"] {
+            let shown = conn
+                .run(self, &dialect::show_keys(kind, &q), &[], true)
+                .await;
+            let grouped = match shown {
+                Ok(r) => group_keys(&r),
+                // Servers without SHOW … KEYS: the DESCRIBE flags (single-column keys only).
+                Err(_) => {
+                    let flagged = if kind == "PRIMARY" {
+                        &flagged_pk
+                    } else {
+                        &flagged_uk
+                    };
+                    if kind == "PRIMARY" && !flagged.is_empty() {
+                        vec![flagged.clone()]
+                    } else {
+                        flagged.iter().map(|c| vec![c.clone()]).collect()
+                    }
+                }
+            };
+            for k in grouped {
+                if !keys.contains(&k) {
+                    has_primary_key |= kind == "PRIMARY" && keys.is_empty();
+                    keys.push(k);
+                }
+            }
+        }
+        if keys.is_empty() {
+            issues.push(
+                "the table has no primary key or unique constraint: declare one on the column that identifies a \
+                 row (Snowflake does not enforce it; Sluice keeps the key unique when it writes)"
+                    .to_string(),
+            );
+        }
+        Ok(Some(TableDescription {
+            name: table,
+            columns,
+            keys,
+            has_primary_key,
+            issues,
+        }))
+    }
+
+    /// Writes one batch; see [`super`].
+    pub async fn upsert(
+        &mut self,
+        conn: &Connection,
+        target: &WriteTarget,
+        rows: &[Row],
+    ) -> Result<UpsertCounts> {
+        let width = target.columns.len();
+        if let Some((index, row)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.values.len() != width)
+        {
+            return Err(DestinationError::new(
+                ErrorKind::Internal,
+                format!(
+                    "row {index} has {} values for {width} columns",
+                    row.values.len()
+                ),
+            ));
+        }
+        let rows = dialect::dedup_by_key(rows, target.key_index());
+        let key = StageKey::of(target);
+        if !self.stages.contains_key(&key) {
+            let name = self.create_stage(conn, target).await?;
+            self.stages
+                .insert(key.clone(), Stage { name, dirty: false });
+        }
+        let result = self.write_batch(conn, &key, target, &rows).await;
+        if let Err(e) = &result {
+            if matches!(e.kind, ErrorKind::SchemaMismatch | ErrorKind::NotFound) {
+                // The table changed under us: stage against its new shape next time.
+                if let Some(stage) = self.stages.remove(&key) {
+                    let _ = conn
+                        .run(self, &dialect::drop_stage(&stage.name), &[], true)
+                        .await;
+                }
+            }
+        }
+        result
+    }
+
+    async fn create_stage(&mut self, conn: &Connection, target: &WriteTarget) -> Result<String> {
+        let table = &target.table.name;
+        let Some(current) = self.describe_table(conn, table).await? else {
+            return Err(DestinationError::new(
+                ErrorKind::NotFound,
+                format!("table `{table}` does not exist"),
+            ));
+        };
+        if let Some(missing) = target.columns.iter().find(|c| current.column(c).is_none()) {
+            return Err(DestinationError::new(
+                ErrorKind::SchemaMismatch,
+                format!("column `{missing}` of table `{table}` does not exist"),
+            ));
+        }
+        if !current.is_unique_key(&target.key) {
+            return Err(DestinationError::new(
+                ErrorKind::SchemaMismatch,
+                format!(
+                    "column `{}` of table `{table}` is neither its primary key nor declared unique, so it cannot \
+                     identify rows: declare it (ALTER TABLE … ADD UNIQUE; Snowflake does not enforce it, Sluice \
+                     keeps it unique), or choose another key column",
+                    target.key
+                ),
+            ));
+        }
+        self.next_stage += 1;
+        // Upper case, so that its table stage can be named unquoted (`@%SLUICE_STAGE_1`).
+        let name = format!("SLUICE_STAGE_{}", self.next_stage);
+        let columns: Vec<(String, String)> = target
+            .columns
+            .iter()
+            .map(|c| {
+                let col = current.column(c).expect("checked above");
+                (
+                    c.clone(),
+                    dialect::stage_type(&col.native_type, col.ty.as_ref()),
+                )
+            })
+            .collect();
+        conn.run(self, &dialect::create_stage(&name, &columns), &[], false)
+            .await?;
+        tracing::debug!(table = %table, stage = %name, "created the staging table");
+        Ok(name)
+    }
+
+    async fn write_batch(
+        &mut self,
+        conn: &Connection,
+        key: &StageKey,
+        target: &WriteTarget,
+        rows: &[&Row],
+    ) -> Result<UpsertCounts> {
+        let s = conn.settings();
+        let (stage, dirty) = {
+            let st = &self.stages[key];
+            (st.name.clone(), st.dirty)
+        };
+        let types: Vec<Option<ColumnType>> = target
+            .columns
+            .iter()
+            .map(|c| target.table.column(c).and_then(|col| col.ty.clone()))
+            .collect();
+        let natives = natives(target);
+        if dirty {
+            conn.run(self, &dialect::clear_stage(&stage), &[], false)
+                .await?;
+        }
+        if let Some(st) = self.stages.get_mut(key) {
+            st.dirty = true;
+        }
+        let loaded_from_file = rows.len() >= FILE_LOAD_MIN_ROWS
+            && conn.load_from_file
+            && !self.no_file_stage
+            && self
+                .load_file(conn, &stage, &target.columns, rows, &types, &natives)
+                .await?;
+        if !loaded_from_file {
+            self.load_inserts(conn, &stage, target, rows, &types, &natives)
+                .await?;
+        }
+        let q = dialect::qualified(&s.database, &s.schema, &target.table.name);
+        let merge = dialect::merge(&q, &stage, &target.columns, &target.key, &types);
+        // The explicit transaction keeps the batch whole on servers that run a MERGE as several steps;
+        // BEGIN and COMMIT need no warehouse.
+        conn.run(self, "BEGIN", &[], false).await?;
+        let merged = conn.run(self, &merge, &[], false).await;
+        let merged = match merged {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = conn.run(self, "ROLLBACK", &[], false).await;
+                return Err(e);
+            }
+        };
+        conn.run(self, "COMMIT", &[], false).await?;
+        let total = rows.len() as u64;
+        let inserted = merged.count("number of rows inserted").min(total);
+        Ok(UpsertCounts {
+            inserted,
+            updated: total - inserted,
+        })
+    }
+
+    /// The stage path: the rows as a gzip-compressed CSV file, PUT into the staging table's stage and
+    /// loaded with COPY. `false` (and never again in this session) when the server offers no upload
+    /// Sluice can do: a presigned URL (GCS, or the test server) without client-side encryption; S3 and
+    /// Azure uploads and encrypted internal stages are not implemented, so those accounts load with
+    /// inserts.
+    async fn load_file(
+        &mut self,
+        conn: &Connection,
+        stage: &str,
+        columns: &[String],
+        rows: &[&Row],
+        types: &[Option<ColumnType>],
+        natives: &[String],
+    ) -> Result<bool> {
+        let csv = dialect::csv_rows(rows.iter().copied(), types, natives);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let body = std::io::Write::write_all(&mut gz, csv.as_bytes())
+            .and_then(|_| gz.finish())
+            .map_err(|e| {
+                DestinationError::new(ErrorKind::Internal, format!("compressing rows: {e}"))
+            })?;
+        let folder = format!("b{}", uuid::Uuid::new_v4().simple());
+        let data = conn
+            .run_data(
+                self,
+                &dialect::put_file("rows.csv.gz", stage, &folder),
+                &[],
+                false,
+            )
+            .await?;
+        let info = &data["stageInfo"];
+        let url = info["presignedUrl"].as_str().filter(|u| !u.is_empty());
+        let encrypted = data.get("encryptionMaterial").is_some_and(|m| !m.is_null());
+        let Some(url) = url.filter(|_| !encrypted) else {
+            tracing::info!(
+                location = info["locationType"].as_str().unwrap_or(""),
+                encrypted,
+                "the account's stages need an upload Sluice does not implement; loading with inserts"
+            );
+            self.no_file_stage = true;
+            return Ok(false);
+        };
+        let response = conn
+            .http
+            .put(url)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e, "uploading rows to the stage"))?;
+        if !response.status().is_success() {
+            return Err(DestinationError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "uploading rows to the stage answered HTTP {}",
+                    response.status()
+                ),
+            ));
+        }
+        conn.run(
+            self,
+            &dialect::copy_into_stage(stage, columns, &folder),
+            &[],
+            false,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// The insert path: large multi-row `INSERT`s of bound values.
+    async fn load_inserts(
+        &mut self,
+        conn: &Connection,
+        stage: &str,
+        target: &WriteTarget,
+        rows: &[&Row],
+        types: &[Option<ColumnType>],
+        natives: &[String],
+    ) -> Result<()> {
+        // Bind every row once, then cut into statements under the row, bind and byte limits.
+        let bound: Vec<Vec<Binding>> = rows
+            .iter()
+            .map(|r| {
+                r.values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| dialect::stage_binding(v, types[i].as_ref(), &natives[i]))
+                    .collect()
+            })
+            .collect();
+        let sizes: Vec<usize> = bound
+            .iter()
+            .map(|b| b.iter().map(Binding::size).sum())
+            .collect();
+        let max_rows = (BINDS_PER_STATEMENT / target.columns.len().max(1))
+            .clamp(1, dialect::MAX_ROWS_PER_INSERT);
+        // Even chunks (10,000 rows as 5,000 + 5,000, not 9,523 + 477): fewer tiny statements.
+        let max_rows = rows
+            .len()
+            .div_ceil(rows.len().div_ceil(max_rows).max(1))
+            .max(1);
+        for range in dialect::plan_chunks(&sizes, max_rows, BIND_BYTES_PER_STATEMENT) {
+            let sql = dialect::insert_values(stage, &target.columns, range.len());
+            let binds: Vec<Binding> = bound[range].iter().flatten().cloned().collect();
+            conn.run(self, &sql, &binds, false).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete(
+        &mut self,
+        conn: &Connection,
+        target: &WriteTarget,
+        keys: &[Value],
+    ) -> Result<u64> {
+        let s = conn.settings();
+        let column = target.table.column(&target.key);
+        let ty = column.and_then(|c| c.ty.clone());
+        let native = column.map(|c| c.native_type.clone()).unwrap_or_default();
+        let q = dialect::qualified(&s.database, &s.schema, &target.table.name);
+        let mut deleted = 0;
+        for chunk in keys.chunks(KEYS_PER_DELETE) {
+            let binds: Vec<Binding> = chunk
+                .iter()
+                .map(|k| dialect::binding(k, ty.as_ref(), &native))
+                .collect();
+            let sql = dialect::delete_by_keys(&q, &target.key, chunk.len());
+            let r = conn.run(self, &sql, &binds, true).await?;
+            deleted += r.count("number of rows deleted");
+        }
+        Ok(deleted)
+    }
+}
+
+/// Keys from `SHOW PRIMARY KEYS` / `SHOW UNIQUE KEYS`: columns grouped by constraint, in key order.
+fn group_keys(shown: &QueryResult) -> Vec<Vec<String>> {
+    let (Some(col), Some(seq), Some(name)) = (
+        shown.index("column_name"),
+        shown.index("key_sequence"),
+        shown.index("constraint_name"),
+    ) else {
+        return Vec::new();
+    };
+    let mut groups: Vec<(String, Vec<(u32, String)>)> = Vec::new();
+    for row in &shown.rows {
+        let constraint = row[name].clone().unwrap_or_default();
+        let position: u32 = row[seq]
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let column = row[col].clone().unwrap_or_default();
+        match groups.iter_mut().find(|(n, _)| *n == constraint) {
+            Some((_, cols)) => cols.push((position, column)),
+            None => groups.push((constraint, vec![(position, column)])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, mut cols)| {
+            cols.sort();
+            cols.into_iter().map(|(_, c)| c).collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_chunks_plain_and_gzipped() {
+        let body = br#"["1","a"],[null,"b\"c"]"#;
+        let rows = parse_chunk(body).unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                vec![Some("1".into()), Some("a".into())],
+                vec![None, Some("b\"c".into())]
+            ]
+        );
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, body).unwrap();
+        assert_eq!(parse_chunk(&gz.finish().unwrap()).unwrap(), rows);
+        assert!(parse_chunk(b"[1,").is_err());
+    }
+
+    #[test]
+    fn reads_error_answers() {
+        let (code, e) = answer_error(&json!({
+            "success": false, "code": "390100", "message": "Incorrect username or password was specified."
+        }));
+        assert_eq!(code, "390100");
+        assert_eq!(e.kind, ErrorKind::Auth);
+        assert!(e.message.contains("Incorrect username"));
+        let (_, e) = answer_error(&json!({
+            "success": false, "code": "002043", "message": "Binder Error: Referenced column \"age\" not found"
+        }));
+        assert_eq!(e.kind, ErrorKind::SchemaMismatch);
+        let (_, e) = answer_error(
+            &json!({"success": false, "data": {"errorCode": "100072"}, "message": "NULL result"}),
+        );
+        assert_eq!(e.kind, ErrorKind::BadData);
+    }
+
+    #[test]
+    fn groups_shown_keys_by_constraint() {
+        let shown = QueryResult {
+            columns: [
+                "created_on",
+                "column_name",
+                "key_sequence",
+                "constraint_name",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: vec![
+                vec![None, Some("b".into()), Some("2".into()), Some("pk".into())],
+                vec![None, Some("a".into()), Some("1".into()), Some("pk".into())],
+                vec![
+                    None,
+                    Some("email".into()),
+                    Some("1".into()),
+                    Some("uq".into()),
+                ],
+            ],
+        };
+        assert_eq!(
+            group_keys(&shown),
+            vec![
+                vec!["a".to_string(), "b".to_string()],
+                vec!["email".to_string()]
+            ]
+        );
+    }
+
+    #[test]
+    fn binds_in_the_protocol_shape() {
+        let b = bindings_json(&[
+            Binding {
+                ty: "FIXED",
+                value: Some("1".into()),
+            },
+            Binding {
+                ty: "TEXT",
+                value: None,
+            },
+        ]);
+        assert_eq!(
+            b,
+            json!({"1": {"type": "FIXED", "value": "1"}, "2": {"type": "TEXT", "value": null}})
+        );
+    }
+}

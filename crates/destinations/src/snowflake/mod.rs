@@ -1,0 +1,232 @@
+//! The Snowflake destination, over Snowflake's connector protocol (JSON over HTTPS, through `reqwest` with
+//! rustls and ring), with password or key-pair (JWT) authentication.
+//!
+//! - [`config`]: settings and their validation;
+//! - [`dialect`]: SQL text, native-type mapping, bindings, batch planning, error code → error kind (pure,
+//!   unit-tested);
+//! - [`auth`]: PEM private keys and the key-pair JWT (pure, unit-tested);
+//! - [`client`]: the protocol (login, statements, token renewal, polling, result chunks) and the
+//!   statements run for each operation.
+//!
+//! Snowflake does not enforce primary keys or unique constraints; it only records them. Sluice uses a
+//! declared primary key or unique column as the key and keeps it unique itself: each batch is
+//! deduplicated by key (the last row wins) before it is merged, and only the MERGE writes the table.
+//!
+//! Each batch:
+//! - is loaded into a session-private `TEMPORARY` staging table (created once per session and target, with
+//!   the target's column types) with large multi-row `INSERT`s of bound values, kept under Snowflake's
+//!   16,384-row `VALUES` limit and a request-size budget;
+//! - is written by one `MERGE` (between `BEGIN` and `COMMIT`, so that it lands whole on every server) that
+//!   updates only the rows whose written values changed (`IS DISTINCT FROM`) and inserts the rest; the
+//!   counts come from the MERGE's own answer.
+//!
+//! A run with nothing changed sends no write at all: the engine only calls [`Destination::upsert`] for rows
+//! whose hash changed, and describing the table at the start of a run uses `DESCRIBE TABLE` and
+//! `SHOW … KEYS`, which are metadata operations that do not start the warehouse.
+//!
+//! Batches of 2,000 rows or more load through the stage path instead where the server allows it: the rows
+//! as a gzip-compressed CSV file ([`dialect::csv_rows`]) are PUT into the staging table's own stage and
+//! loaded with one COPY ([`dialect::put_file`], [`dialect::copy_into_stage`]) — two statements whatever the
+//! batch size. The upload itself is implemented for presigned URLs without client-side encryption (GCS
+//! stages with server-side encryption, and the local test server); where the PUT answers with S3 or Azure
+//! credentials or encryption material, the session falls back to the inserts for good.
+//!
+//! The local test server (fakesnow behind `scripts/fakesnow_json.py`) speaks the same protocol on DuckDB;
+//! its shim answers "still running", result chunks and token expiry when a test asks for them. It does not
+//! check passwords or JWTs, and keeps stage files on local disk behind a presigned URL: the JWT (claims,
+//! RS256 signature, key fingerprint) is proved by the unit tests of [`auth`], and the S3/Azure uploads and
+//! client-side encryption of real internal stages are not implemented (those accounts load with inserts).
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod dialect;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sluice_core::{TableDescription, Value};
+use tokio::sync::{Mutex, MutexGuard};
+
+pub use config::{Credentials, SnowflakeSettings};
+
+use crate::{
+    Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget,
+};
+
+/// Statements sent to Snowflake by every destination of this process (what a benchmark reports).
+static STATEMENTS_SENT: AtomicU64 = AtomicU64::new(0);
+
+/// How many statements all Snowflake destinations of this process have sent so far.
+pub fn statements_sent() -> u64 {
+    STATEMENTS_SENT.load(Ordering::Relaxed)
+}
+
+/// Statements sent to one database: all of them, and those that need a warehouse (anything but the
+/// metadata-only `DESCRIBE`, `SHOW` and `USE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatementCounts {
+    pub all: u64,
+    pub warehouse: u64,
+}
+
+static BY_DATABASE: std::sync::Mutex<Option<std::collections::HashMap<String, StatementCounts>>> =
+    std::sync::Mutex::new(None);
+
+fn count_statement(database: &str, sql: &str) {
+    STATEMENTS_SENT.fetch_add(1, Ordering::Relaxed);
+    let mut map = BY_DATABASE.lock().unwrap_or_else(|e| e.into_inner());
+    let c = map
+        .get_or_insert_with(Default::default)
+        .entry(database.to_string())
+        .or_default();
+    c.all += 1;
+    if !dialect::is_metadata_only(sql) {
+        c.warehouse += 1;
+    }
+}
+
+/// The statements all Snowflake destinations of this process sent to `database` (as named in their
+/// settings), so that a test or a benchmark can tell what a run cost.
+pub fn statements_sent_to(database: &str) -> StatementCounts {
+    BY_DATABASE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(database).copied())
+        .unwrap_or_default()
+}
+
+pub struct Snowflake {
+    conn: std::result::Result<client::Connection, DestinationError>,
+    statements: Arc<AtomicU64>,
+    session: Mutex<Option<client::Session>>,
+}
+
+impl Snowflake {
+    /// Builds the destination; nothing is connected until the first call.
+    pub fn new(settings: SnowflakeSettings) -> Self {
+        let statements = Arc::new(AtomicU64::new(0));
+        Self {
+            conn: client::Connection::new(settings, statements.clone()),
+            statements,
+            session: Mutex::new(None),
+        }
+    }
+
+    /// Loads every batch with inserts, never through a stage file (PUT + COPY), which large batches
+    /// otherwise use where the server allows.
+    pub fn inserts_only(mut self) -> Self {
+        if let Ok(conn) = &mut self.conn {
+            conn.load_from_file = false;
+        }
+        self
+    }
+
+    /// How many statements this destination has sent.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    fn conn(&self) -> Result<&client::Connection> {
+        self.conn.as_ref().map_err(Clone::clone)
+    }
+
+    async fn session(&self) -> Result<MutexGuard<'_, Option<client::Session>>> {
+        let mut guard = self.session.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.conn()?.login(true).await?);
+        }
+        Ok(guard)
+    }
+
+    /// Drops the session when the server turned out unreachable, so the next call logs in again.
+    fn forget_if_broken<T>(session: &mut Option<client::Session>, result: &Result<T>) {
+        if let Err(e) = result {
+            if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout) {
+                *session = None;
+            }
+        }
+    }
+
+    fn check_target(target: &WriteTarget) -> Result<()> {
+        let config = |e| DestinationError::new(ErrorKind::Config, e);
+        dialect::validate_identifier(&target.table.name, "the table name").map_err(config)?;
+        for c in &target.columns {
+            dialect::validate_identifier(c, "a column name").map_err(config)?;
+        }
+        if !target.columns.contains(&target.key) {
+            return Err(config(format!(
+                "the key column `{}` is not among the written columns",
+                target.key
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Destination for Snowflake {
+    async fn test(&self) -> Result<TestReport> {
+        let conn = self.conn()?;
+        // A session of its own, without context, so that each of role, warehouse, database and schema is
+        // checked (and named when it fails).
+        let mut session = conn.login(false).await?;
+        session.test(conn).await
+    }
+
+    async fn describe_table(&self, name: &str) -> Result<Option<TableDescription>> {
+        dialect::validate_identifier(name, "the table name")
+            .map_err(|e| DestinationError::new(ErrorKind::Config, e))?;
+        let conn = self.conn()?;
+        let mut guard = self.session().await?;
+        let result = guard
+            .as_mut()
+            .expect("logged in")
+            .describe_table(conn, name)
+            .await;
+        Self::forget_if_broken(&mut guard, &result);
+        result
+    }
+
+    async fn upsert(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
+        if rows.is_empty() {
+            return Ok(UpsertCounts::default());
+        }
+        Self::check_target(target)?;
+        let conn = self.conn()?;
+        let before = self.statements();
+        let mut guard = self.session().await?;
+        let result = guard
+            .as_mut()
+            .expect("logged in")
+            .upsert(conn, target, rows)
+            .await;
+        Self::forget_if_broken(&mut guard, &result);
+        tracing::debug!(
+            table = %target.table.name,
+            rows = rows.len(),
+            statements = self.statements() - before,
+            ok = result.is_ok(),
+            "wrote a batch to Snowflake"
+        );
+        result
+    }
+
+    async fn delete(&self, target: &WriteTarget, keys: &[Value]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        Self::check_target(target)?;
+        let conn = self.conn()?;
+        let mut guard = self.session().await?;
+        let result = guard
+            .as_mut()
+            .expect("logged in")
+            .delete(conn, target, keys)
+            .await;
+        Self::forget_if_broken(&mut guard, &result);
+        result
+    }
+}
