@@ -481,7 +481,7 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
       <section class="card section" aria-labelledby="sec-schedule">
         <div class="section-head">
           <div>
-            <h2 id="sec-schedule">Schedule and audience changes</h2>
+            <h2 id="sec-schedule">Schedule, audience changes and alerts</h2>
             <p class="section-desc">A disabled pipeline never runs, even when scheduled. You can run an enabled pipeline at any time with Run now.</p>
           </div>
         </div>
