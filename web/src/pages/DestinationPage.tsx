@@ -435,8 +435,8 @@ export function CronDialog({ name, initial, onClose, onSave }: { name: string; i
         {(id, describedBy, invalid) => <input id={id} class="input mono" data-autofocus value={expr} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setExpr((e.currentTarget as HTMLInputElement).value)} />}
       </Field>
       <Field label="Time zone" errors={fields['schedule.timezone']}>
-        {(id, describedBy) => (
-          <select id={id} class="input" value={tz} aria-describedby={describedBy} onChange={(e) => setTz((e.currentTarget as HTMLSelectElement).value)}>
+        {(id, describedBy, invalid) => (
+          <select id={id} class="input" value={tz} aria-describedby={describedBy} aria-invalid={invalid || undefined} onChange={(e) => setTz((e.currentTarget as HTMLSelectElement).value)}>
             {!zones.includes(tz) && <option value={tz}>{tz}</option>}
             {zones.map((z) => (
               <option key={z} value={z}>
