@@ -8,6 +8,9 @@
 //   → a table that does not exist (refused) → the real table → Confirm → matching column
 //   → visual mapping, with an invalid expression first (inline error) → preview → Add → Enable
 //   → Run now → the run finishes → its counts on the runs page → the rows are in the table
+//   → Schedule menu: every 15 minutes shows the next run time (then Off again)
+//   → Manage: a Python transformation previewed on sample profiles; an invalid alert webhook is
+//     refused with the error next to its field (nothing saved)
 //   → deleting the destination while it has a pipeline is refused with the server's message
 //   → clean up (pipeline and destination deleted through the UI, test profiles through the API).
 //
@@ -389,7 +392,81 @@ try {
     }
   });
 
-  await step('16. error path: deleting a destination that has pipelines is refused', async () => {
+  await step('16. Schedule → every 15 minutes shows the next run time', async () => {
+    await page.goto(`${BASE}/#/destinations/${encodeURIComponent(cleanup.destination)}`);
+    await page.getByRole('heading', { name: DEST_NAME }).waitFor();
+    await row.getByRole('button', { name: `Schedule of ${PIPE_NAME}: Off` }).click();
+    await page.getByRole('menuitemradio', { name: 'Every 15 minutes' }).click();
+    const next = row.locator('.next-run time');
+    await next.waitFor();
+    const text = (await next.innerText()).trim();
+    const exact = await next.getAttribute('title');
+    const when = Date.parse((await next.getAttribute('datetime')) ?? '');
+    if (!/^next run (in \d+ minutes?|: due now|in a moment)$/.test(text)) throw new Error(`the next run reads: ${text}`);
+    if (!exact) throw new Error('the next run time has no exact time on hover');
+    if (!(when > Date.now() - 60_000 && when <= Date.now() + 15 * 60_000 + 60_000)) throw new Error(`the next run is not within 15 minutes: ${new Date(when).toISOString()}`);
+    log(`  shown: ${text} (${exact})`);
+    await next.hover();
+    await shot('schedule-15m-next-run');
+    // Off again, so no scheduled run starts while the test goes on.
+    await row.getByRole('button', { name: new RegExp(`^Schedule of ${PIPE_NAME}: Every 15 minutes`) }).click();
+    await page.getByRole('menuitemradio', { name: 'Off' }).click();
+    await row.locator('.next-run').waitFor({ state: 'detached' });
+  });
+
+  await step('17. Manage: a Python transformation previewed on sample profiles', async () => {
+    await row.getByRole('link', { name: `Manage ${PIPE_NAME}` }).click();
+    await page.getByRole('heading', { name: `Manage ${PIPE_NAME}` }).waitFor();
+    await page.getByLabel('Alert webhook', { exact: true }).waitFor();
+    await page.getByRole('tab', { name: 'Python' }).click();
+    const code = page.getByLabel('Python transformation', { exact: true });
+    await code.fill(
+      [
+        'columns = ["customer_id", "email", "full_name", "country"]',
+        '',
+        'def transform(profile):',
+        '    name = (profile.get("first_name") or "") + " " + (profile.get("last_name") or "")',
+        '    return {',
+        '        "customer_id": profile["_id"],',
+        '        "email": (profile.get("email") or "").lower(),',
+        '        "full_name": name.upper(),',
+        '        "country": profile.get("country"),',
+        '    }',
+        '',
+      ].join('\n'),
+    );
+    const names = EXPECTED.map((p) => `${p.first_name} ${p.last_name}`.toUpperCase());
+    const grid = page.locator('.preview-grid').filter({ hasText: new RegExp(`"full_name": "(${names.join('|')})"`) });
+    await grid.waitFor({ timeout: 60_000 }).catch(async (e) => {
+      const alert = await page.locator('.preview .alert').innerText().catch(() => '');
+      throw new Error(`the Python preview did not show a transformed row${alert ? `: ${alert}` : ''} (${e.message})`);
+    });
+    if (await page.locator('.preview-grid .field-error').count()) throw new Error(`the Python preview failed: ${await page.locator('.preview-grid .field-error').innerText()}`);
+    log(`  preview row: ${(await grid.locator('pre.json').nth(1).innerText()).replace(/\s+/g, ' ')}`);
+    await grid.scrollIntoViewIfNeeded();
+    await shot('python-preview');
+  });
+
+  await step('18. error path: an invalid alert webhook is refused next to its field', async () => {
+    const hook = page.getByLabel('Alert webhook', { exact: true });
+    await hook.fill(`ftp://hooks.example.com/${RUN}`);
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    const err = page.locator('.field', { has: hook }).locator('.field-error');
+    await err.waitFor({ timeout: 15_000 });
+    const text = (await err.innerText()).trim();
+    if (!/https?:\/\//.test(text)) throw new Error(`the webhook error does not say what a webhook URL needs: ${text}`);
+    if ((await hook.getAttribute('aria-invalid')) !== 'true') throw new Error('the webhook field is not marked invalid');
+    log(`  shown: ${text.replace(/\s+/g, ' ')}`);
+    await err.scrollIntoViewIfNeeded();
+    await shot('invalid-webhook');
+    const list = await api('GET', `/pipelines?destination=${encodeURIComponent(cleanup.destination)}`);
+    const saved = (list.pipelines ?? list).find((p) => p.name === PIPE_NAME);
+    if (!saved || saved.alert_webhook || 'python' in saved.transformation) throw new Error(`the refused save changed the pipeline: ${JSON.stringify(saved)}`);
+    await page.locator('.form-actions').getByRole('link', { name: 'Cancel' }).click();
+    await page.getByRole('heading', { name: DEST_NAME }).waitFor();
+  });
+
+  await step('19. error path: deleting a destination that has pipelines is refused', async () => {
     await page.goto(`${BASE}/#/destinations/${encodeURIComponent(cleanup.destination)}`);
     await page.getByRole('heading', { name: DEST_NAME }).waitFor();
     await page.getByRole('button', { name: 'Delete', exact: true }).click();
@@ -402,7 +479,7 @@ try {
     await dialog.getByRole('button', { name: 'Cancel' }).click();
   });
 
-  await step('17. clean up: delete the pipeline (⋮ More → Delete) and the destination', async () => {
+  await step('20. clean up: delete the pipeline (⋮ More → Delete) and the destination', async () => {
     await page.getByRole('button', { name: `More actions for ${PIPE_NAME}` }).click();
     await page.getByRole('menuitem', { name: 'Delete…' }).click();
     const dialog = page.getByRole('dialog');

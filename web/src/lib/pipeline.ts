@@ -21,8 +21,8 @@ export interface EditorState {
   python: string;
   schedule: Schedule;
   on_leave: OnLeave;
-  /** Kept as the API gave it: the editor has no field for it, and a save must not drop it. */
-  alert_webhook?: string | null;
+  /** The pipeline's alert webhook as typed; empty means none (the workspace's, if set, still applies). */
+  alert_webhook: string;
 }
 
 /** The mapping to send: non-empty expressions, in the table's column order when it is known. */
@@ -59,7 +59,8 @@ export function toPipelineInput(s: EditorState, table?: TableDescription | null)
     transformation: transformationOf(s, table),
     schedule: s.schedule,
     on_leave: s.on_leave,
-    ...(s.alert_webhook ? { alert_webhook: s.alert_webhook } : {}),
+    // Left out when empty: a replace (PUT) without it removes the pipeline's webhook.
+    ...(s.alert_webhook.trim() ? { alert_webhook: s.alert_webhook.trim() } : {}),
   };
 }
 
@@ -80,7 +81,7 @@ export function editorState(p: Partial<PipelineInput> & { destination: string })
     python: t && 'python' in t ? t.python : '',
     schedule: p.schedule ?? null,
     on_leave: p.on_leave ?? 'keep',
-    ...(p.alert_webhook ? { alert_webhook: p.alert_webhook } : {}),
+    alert_webhook: p.alert_webhook ?? '',
   };
 }
 
@@ -123,10 +124,10 @@ export function scriptTemplate(kind: 'javascript' | 'python', table: TableDescri
 }
 
 /** Where an error path is shown in the editor. */
-export type ErrorPlace = 'name' | 'description' | 'filter' | 'table' | 'key' | 'transformation' | 'schedule' | 'on_leave' | 'enabled' | 'destination' | 'other';
+export type ErrorPlace = 'name' | 'description' | 'filter' | 'table' | 'key' | 'transformation' | 'schedule' | 'on_leave' | 'alert_webhook' | 'enabled' | 'destination' | 'other';
 
 export function placeOf(path: string): ErrorPlace {
-  for (const p of ['name', 'description', 'filter', 'table', 'key', 'transformation', 'schedule', 'on_leave', 'enabled', 'destination'] as const) {
+  for (const p of ['name', 'description', 'filter', 'table', 'key', 'transformation', 'schedule', 'on_leave', 'alert_webhook', 'enabled', 'destination'] as const) {
     if (isUnder(path, p)) return p;
   }
   return 'other';
@@ -150,7 +151,10 @@ export function describePath(path: string): string {
     'transformation.mapping': 'Visual mapping',
     transformation: 'Transformation',
     schedule: 'Schedule',
+    'schedule.cron': 'Cron expression',
+    'schedule.timezone': 'Time zone',
     on_leave: 'On leave',
+    alert_webhook: 'Alert webhook',
     destination: 'Destination',
   };
   return labels[path] ?? path;

@@ -134,6 +134,41 @@ export function timeZones(): string[] {
   return ['UTC', 'Europe/London', 'Europe/Rome', 'Europe/Berlin', 'America/New_York', 'America/Los_Angeles', 'Asia/Tokyo'];
 }
 
+/** The time zone of the browser (an IANA name), `UTC` when the engine does not tell. */
+export function browserTimeZone(): string {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  } catch {
+    return 'UTC';
+  }
+}
+
+/** What the pipelines table says about the next scheduled run: a short text, and the exact time for
+ *  the hover title (null when there is no time to show). */
+export function nextRunInfo(
+  p: { schedule: Schedule | undefined; enabled: boolean; next_run_at?: string | null },
+  now = Date.now(),
+): { text: string; exact: string | null } | null {
+  if (p.schedule === null || p.schedule === undefined) return null;
+  if (!p.enabled) return { text: 'paused (disabled)', exact: null };
+  if (!p.next_run_at) return null;
+  const t = new Date(p.next_run_at).getTime();
+  if (Number.isNaN(t)) return null;
+  const exact = formatDateTime(p.next_run_at);
+  // The server answers "now" while a follow-up run waits for the current one to end.
+  if (t - now < 45_000) return { text: 'next run: due now', exact };
+  return { text: `next run ${relativeTime(p.next_run_at, now)}`, exact };
+}
+
+/** A schedule's field errors split between the choice itself and the cron inputs. */
+export function scheduleErrors(fields: FieldErrors | undefined): { schedule: string[]; cron: string[]; timezone: string[] } {
+  return {
+    schedule: errorsAt(fields, 'schedule'),
+    cron: errorsUnder(fields, 'schedule.cron'),
+    timezone: errorsUnder(fields, 'schedule.timezone'),
+  };
+}
+
 /** A quick check of a 5-field cron expression (the server makes the real one). */
 export function cronProblem(expr: string): string | null {
   const parts = expr.trim().split(/\s+/).filter(Boolean);

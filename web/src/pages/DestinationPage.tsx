@@ -7,7 +7,7 @@ import { Alert, ConfirmDialog, Dialog, EmptyState, ErrorAlert, Field, Loading, M
 import { useAsync, useInterval, useTitle } from '../hooks';
 import { connectorMonogram, describeSettings } from '../lib/connectors';
 import { summarizeFilter } from '../lib/filter';
-import { cronProblem, formatNumber, INTERVALS, relativeTime, scheduleLabel, scheduleShort, timeZones } from '../lib/util';
+import { browserTimeZone, cronProblem, formatNumber, INTERVALS, nextRunInfo, relativeTime, scheduleLabel, scheduleShort, timeZones } from '../lib/util';
 import { href, navigate } from '../router';
 
 interface Data {
@@ -186,6 +186,27 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
   const [busy, setBusy] = useState(false);
   const [deleting, setDeleting] = useState(false);
   const [cron, setCron] = useState(false);
+  // Keeps the "next run in …" text current between answers.
+  const [now, setNow] = useState(Date.now());
+  useInterval(
+    () => {
+      const t = Date.now();
+      setNow(t);
+      // Once the scheduled time has passed, ask again: the run started (or the time moved on).
+      if (p.next_run_at && new Date(p.next_run_at).getTime() < t - 5_000 && runId === null) {
+        api.getPipeline(p.id).then(
+          (fresh) => {
+            if (!mounted.current) return;
+            onChange({ ...fresh, last_run: fresh.last_run ?? p.last_run });
+            if (fresh.running) setRunId(fresh.running);
+          },
+          () => {},
+        );
+      }
+    },
+    20_000,
+    p.schedule !== null && !!p.next_run_at,
+  );
   const polling = runId !== null;
   const mounted = useRef(true);
   useEffect(() => () => void (mounted.current = false), []);
@@ -248,6 +269,7 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
   const running = polling || starting;
   const last = p.last_run;
   const isCron = p.schedule !== null && typeof p.schedule === 'object';
+  const next = nextRunInfo(p, now);
 
   return (
     <tr>
@@ -312,7 +334,17 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
             { label: isCron ? `Custom: ${scheduleShort(p.schedule)}…` : 'Custom (cron)…', checked: isCron, separatorBefore: true, onSelect: () => setCron(true) },
           ]}
         />
-        {!p.enabled && p.schedule !== null && <div class="muted small">paused (disabled)</div>}
+        {next && (
+          <div class="muted small next-run">
+            {next.exact ? (
+              <time dateTime={p.next_run_at ?? undefined} title={next.exact} aria-label={`${next.text} (${next.exact})`} tabIndex={0}>
+                {next.text}
+              </time>
+            ) : (
+              next.text
+            )}
+          </div>
+        )}
       </td>
       <td>
         <a class="button small" href={href('pipelines', p.id)} aria-label={`Manage ${p.name}`}>
@@ -349,7 +381,7 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
         {cron && (
           <CronDialog
             name={p.name}
-            initial={isCron ? (p.schedule as { cron: string; timezone: string }) : { cron: '0 3 * * *', timezone: Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC' }}
+            initial={isCron ? (p.schedule as { cron: string; timezone: string }) : { cron: '0 3 * * *', timezone: browserTimeZone() }}
             onClose={() => setCron(false)}
             onSave={async (s) => {
               const saved = await api.patchPipeline(p.id, { schedule: s });
@@ -403,8 +435,8 @@ export function CronDialog({ name, initial, onClose, onSave }: { name: string; i
         {(id, describedBy, invalid) => <input id={id} class="input mono" data-autofocus value={expr} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => setExpr((e.currentTarget as HTMLInputElement).value)} />}
       </Field>
       <Field label="Time zone" errors={fields['schedule.timezone']}>
-        {(id, describedBy) => (
-          <select id={id} class="input" value={tz} aria-describedby={describedBy} onChange={(e) => setTz((e.currentTarget as HTMLSelectElement).value)}>
+        {(id, describedBy, invalid) => (
+          <select id={id} class="input" value={tz} aria-describedby={describedBy} aria-invalid={invalid || undefined} onChange={(e) => setTz((e.currentTarget as HTMLSelectElement).value)}>
             {!zones.includes(tz) && <option value={tz}>{tz}</option>}
             {zones.map((z) => (
               <option key={z} value={z}>

@@ -33,7 +33,7 @@ import {
   type TransformKind,
 } from '../lib/pipeline';
 import { flattenSchema, type PropertyPath } from '../lib/schema';
-import { classNames, countErrors, cronProblem, errorsAt, errorsUnder, INTERVALS, isKeyColumn, keyCapableColumns, timeZones } from '../lib/util';
+import { browserTimeZone, classNames, countErrors, cronProblem, errorsAt, errorsUnder, INTERVALS, isKeyColumn, keyCapableColumns, scheduleErrors, timeZones } from '../lib/util';
 import { href, navigate } from '../router';
 
 interface Props {
@@ -481,7 +481,7 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
       <section class="card section" aria-labelledby="sec-schedule">
         <div class="section-head">
           <div>
-            <h2 id="sec-schedule">Schedule and audience changes</h2>
+            <h2 id="sec-schedule">Schedule, audience changes and alerts</h2>
             <p class="section-desc">A disabled pipeline never runs, even when scheduled. You can run an enabled pipeline at any time with Run now.</p>
           </div>
         </div>
@@ -492,7 +492,14 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
             </label>
             <div class="help">{s.enabled ? 'The pipeline runs on its schedule and with Run now.' : 'Turn it on when the preview looks right.'}</div>
           </div>
-          <ScheduleField value={s.schedule} onChange={(v) => update({ schedule: v })} errors={errorsUnder(shown, 'schedule')} />
+          <ScheduleField
+            value={s.schedule}
+            onChange={(v) => {
+              update({ schedule: v });
+              clearErrors('schedule');
+            }}
+            errors={scheduleErrors(shown)}
+          />
         </div>
         <fieldset class="fieldset">
           <legend>When a profile leaves the audience</legend>
@@ -511,6 +518,34 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
           </label>
           <FieldErrorsText errors={errorsAt(shown, 'on_leave')} />
         </fieldset>
+        <div class="form-grid">
+          <Field
+            label="Alert webhook"
+            class="wide"
+            errors={errorsUnder(shown, 'alert_webhook')}
+            help="Optional. An http(s) URL that gets a JSON POST when a run fails, fails too many rows, or succeeds again after failing. Leave empty for none."
+          >
+            {(fid, describedBy, invalid) => (
+              <input
+                id={fid}
+                name="alert_webhook"
+                type="url"
+                inputMode="url"
+                autoComplete="off"
+                spellcheck={false}
+                class="input mono"
+                value={s.alert_webhook}
+                placeholder="https://hooks.example.com/sluice"
+                aria-describedby={describedBy}
+                aria-invalid={invalid || undefined}
+                onInput={(e) => {
+                  update({ alert_webhook: (e.currentTarget as HTMLInputElement).value });
+                  clearErrors('alert_webhook');
+                }}
+              />
+            )}
+          </Field>
+        </div>
         <FieldErrorsText errors={Object.entries(errors).filter(([k]) => placeOf(k) === 'other' || placeOf(k) === 'enabled').flatMap(([k, v]) => v.map((m) => `${k}: ${m}`))} />
       </section>
 
@@ -824,7 +859,7 @@ function PreviewPanel({
   );
 }
 
-function ScheduleField({ value, onChange, errors }: { value: Schedule; onChange: (s: Schedule) => void; errors: string[] }) {
+function ScheduleField({ value, onChange, errors }: { value: Schedule; onChange: (s: Schedule) => void; errors: { schedule: string[]; cron: string[]; timezone: string[] } }) {
   const isCron = value !== null && typeof value === 'object';
   const selectValue = value === null ? 'off' : isCron ? 'cron' : value === '1d' ? '24h' : value;
   const zones = useMemo(timeZones, []);
@@ -832,7 +867,7 @@ function ScheduleField({ value, onChange, errors }: { value: Schedule; onChange:
   const problem = cron ? cronProblem(cron.cron) : null;
   return (
     <div class="field-pair">
-      <Field label="Schedule" errors={errors}>
+      <Field label="Schedule" errors={cron ? errors.schedule : [...errors.schedule, ...errors.cron, ...errors.timezone]}>
         {(fid, describedBy, invalid) => (
           <select
             id={fid}
@@ -844,7 +879,7 @@ function ScheduleField({ value, onChange, errors }: { value: Schedule; onChange:
             onChange={(e) => {
               const v = (e.currentTarget as HTMLSelectElement).value;
               if (v === 'off') onChange(null);
-              else if (v === 'cron') onChange({ cron: '0 3 * * *', timezone: Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC' });
+              else if (v === 'cron') onChange({ cron: '0 3 * * *', timezone: browserTimeZone() });
               else onChange(v as Schedule);
             }}
           >
@@ -860,14 +895,14 @@ function ScheduleField({ value, onChange, errors }: { value: Schedule; onChange:
       </Field>
       {cron && (
         <div class="row gap-s wrap">
-          <Field label="Cron expression" errors={problem ? [problem] : undefined} help="minute hour day month weekday">
+          <Field label="Cron expression" errors={[...(problem ? [problem] : []), ...errors.cron]} help="minute hour day month weekday">
             {(fid, describedBy, invalid) => (
               <input id={fid} class="input mono" value={cron.cron} aria-describedby={describedBy} aria-invalid={invalid || undefined} onInput={(e) => onChange({ ...cron, cron: (e.currentTarget as HTMLInputElement).value })} />
             )}
           </Field>
-          <Field label="Time zone">
-            {(fid) => (
-              <select id={fid} class="input" value={cron.timezone} onChange={(e) => onChange({ ...cron, timezone: (e.currentTarget as HTMLSelectElement).value })}>
+          <Field label="Time zone" errors={errors.timezone}>
+            {(fid, describedBy, invalid) => (
+              <select id={fid} class="input" value={cron.timezone} aria-describedby={describedBy} aria-invalid={invalid || undefined} onChange={(e) => onChange({ ...cron, timezone: (e.currentTarget as HTMLSelectElement).value })}>
                 {!zones.includes(cron.timezone) && <option value={cron.timezone}>{cron.timezone}</option>}
                 {zones.map((z) => (
                   <option key={z} value={z}>

@@ -8,11 +8,25 @@ import { RunChart } from '../components/RunChart';
 import { Alert, EmptyState, ErrorAlert, Loading, PageHeader, ProgressBar, Section, Spinner, StatusBadge, useToast } from '../components/ui';
 import { useInterval, useTitle } from '../hooks';
 import { summarizeFilter } from '../lib/filter';
-import { formatDateTime, formatDuration, formatNumber, relativeTime, scheduleLabel } from '../lib/util';
+import { formatDateTime, formatDuration, formatNumber, nextRunInfo, relativeTime, scheduleLabel } from '../lib/util';
 import { href } from '../router';
 
 function active(r: Run): boolean {
   return r.status === 'queued' || r.status === 'running';
+}
+
+/** When a run is shown as having happened: its start, or for a queued run the time it was queued. */
+export function runTimeLabel(r: Run): { text: string; title: string | undefined } {
+  if (r.status === 'queued' || !r.started_at) {
+    return { text: r.queued_at ? `queued ${formatDateTime(r.queued_at)}` : 'queued', title: r.queued_at ?? undefined };
+  }
+  return { text: formatDateTime(r.started_at), title: r.started_at };
+}
+
+/** A line explaining a run that is not yet running or is being stopped. */
+export function runStateNote(r: Run): string | null {
+  if (r.status === 'queued') return 'Waiting for a free slot: Sluice limits how many runs go at once, overall and per destination. The run starts when one ends.';
+  return null;
 }
 
 function duration(r: Run, now: number): number | null {
@@ -88,6 +102,7 @@ export function RunsPage({ id }: { id: string }) {
 
   const runs: Run[] | null = first && [...first, ...older.filter((o) => !first.some((f) => f.id === o.id))];
   const anyActive = (runs ?? []).some(active) || !!pipeline?.running;
+  const queuedOnly = (runs ?? []).some((r) => r.status === 'queued') && !(runs ?? []).some((r) => r.status === 'running');
   useInterval(
     () => {
       setNow(Date.now());
@@ -121,12 +136,19 @@ export function RunsPage({ id }: { id: string }) {
     }
   };
 
+  const [cancelling, setCancelling] = useState<Set<string>>(new Set());
   const cancel = async (run: Run) => {
+    setCancelling((c) => new Set(c).add(run.id));
     try {
       await api.cancelRun(run.id);
-      toast('info', 'Cancelling the run…');
+      toast('info', run.status === 'queued' ? 'The queued run is cancelled.' : 'Cancelling the run: it stops at the end of the current batch.');
       await load();
     } catch (e) {
+      setCancelling((c) => {
+        const n = new Set(c);
+        n.delete(run.id);
+        return n;
+      });
       toast('error', errorMessage(e));
     }
   };
@@ -142,6 +164,7 @@ export function RunsPage({ id }: { id: string }) {
   if (!runs || !pipeline) return <div class="page"><Loading /></div>;
 
   const sel = runs.find((r) => r.id === selected) ?? runs[0];
+  const nextRun = nextRunInfo(pipeline, now);
   const grouped = groupErrors(runs);
   const finished = runs.filter((r) => !active(r));
   const totals = finished.reduce(
@@ -162,6 +185,14 @@ export function RunsPage({ id }: { id: string }) {
           <>
             {pipeline.description && <>{pipeline.description} · </>}
             Table <span class="mono">{pipeline.table}</span> · {pipeline.filter_summary?.trim() || summarizeFilter(pipeline.filter)} · {scheduleLabel(pipeline.schedule)}
+            {nextRun?.exact ? (
+              <>
+                {' · '}
+                <time dateTime={pipeline.next_run_at ?? undefined} title={nextRun.exact}>
+                  {nextRun.text}
+                </time>
+              </>
+            ) : null}
             {!pipeline.enabled && ' · disabled'}
           </>
         }
@@ -173,7 +204,7 @@ export function RunsPage({ id }: { id: string }) {
             <button type="button" class="button primary" onClick={runNow} disabled={!pipeline.enabled || anyActive || starting} title={pipeline.enabled ? undefined : 'Enable the pipeline to run it'}>
               {anyActive ? (
                 <>
-                  <Spinner label="Running" /> Running…
+                  <Spinner label={queuedOnly ? 'Queued' : 'Running'} /> {queuedOnly ? 'Queued…' : 'Running…'}
                 </>
               ) : (
                 '▶ Run now'
@@ -198,7 +229,7 @@ export function RunsPage({ id }: { id: string }) {
           <Section title="Exported and failed rows over time">
             <RunChart runs={runs} />
           </Section>
-          {sel && <RunDetails run={sel} now={now} onCancel={cancel} />}
+          {sel && <RunDetails run={sel} now={now} onCancel={cancel} cancelling={cancelling.has(sel.id)} />}
           <Section title="Run history" description="Newest first. Select a run to see its counts and errors.">
             <div class="table-wrap">
               <table class="table runs-table">
@@ -214,6 +245,9 @@ export function RunsPage({ id }: { id: string }) {
                     <th scope="col" class="num">Unchanged</th>
                     <th scope="col" class="num">Deleted</th>
                     <th scope="col" class="num">Failed</th>
+                    <th scope="col">
+                      <span class="sr-only">Actions</span>
+                    </th>
                   </tr>
                 </thead>
                 <tbody>
@@ -224,7 +258,7 @@ export function RunsPage({ id }: { id: string }) {
                           <StatusBadge status={r.status} />
                         </button>
                       </td>
-                      <td class="nowrap" title={r.started_at ?? undefined}>{formatDateTime(r.started_at ?? r.queued_at)}</td>
+                      <td class="nowrap" title={runTimeLabel(r).title}>{runTimeLabel(r).text}</td>
                       <td>{r.trigger}</td>
                       <td class="num">{formatDuration(duration(r, now))}</td>
                       <td class="num">{formatNumber(r.counts.read)}</td>
@@ -233,6 +267,13 @@ export function RunsPage({ id }: { id: string }) {
                       <td class="num">{formatNumber(r.counts.unchanged)}</td>
                       <td class="num">{formatNumber(r.counts.deleted)}</td>
                       <td class={r.counts.failed + r.counts.transform_failed > 0 ? 'num bad' : 'num'}>{formatNumber(r.counts.failed + r.counts.transform_failed)}</td>
+                      <td>
+                        {active(r) && (
+                          <button type="button" class="button small danger-outline" onClick={() => cancel(r)} disabled={cancelling.has(r.id)} aria-label={`Cancel ${r.status} run ${r.id}`}>
+                            {cancelling.has(r.id) ? 'Cancelling…' : 'Cancel'}
+                          </button>
+                        )}
+                      </td>
                     </tr>
                   ))}
                 </tbody>
@@ -264,7 +305,7 @@ function Stat({ label, value, warn }: { label: string; value: string; warn?: boo
   );
 }
 
-function RunDetails({ run: r, now, onCancel }: { run: Run; now: number; onCancel: (r: Run) => void }) {
+function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: number; onCancel: (r: Run) => void; cancelling: boolean }) {
   const c = r.counts;
   const counts: [string, number, string?][] = [
     ['Read', c.read],
@@ -281,20 +322,21 @@ function RunDetails({ run: r, now, onCancel }: { run: Run; now: number; onCancel
       title={active(r) ? 'Current run' : 'Selected run'}
       description={
         <>
-          <StatusBadge status={r.status} /> {r.trigger} run · started {formatDateTime(r.started_at ?? r.queued_at)}
+          <StatusBadge status={r.status} /> {r.trigger} run · {r.started_at ? `started ${formatDateTime(r.started_at)}` : runTimeLabel(r).text}
           {r.finished_at && <> · finished {formatDateTime(r.finished_at)}</>} · {formatDuration(duration(r, now))}
           {r.rows_per_second ? <> · {formatNumber(r.rows_per_second)} rows/s</> : null}
         </>
       }
       actions={
         active(r) ? (
-          <button type="button" class="button small danger-outline" onClick={() => onCancel(r)}>
-            Cancel run
+          <button type="button" class="button small danger-outline" onClick={() => onCancel(r)} disabled={cancelling}>
+            {cancelling ? 'Cancelling…' : r.status === 'queued' ? 'Cancel queued run' : 'Cancel run'}
           </button>
         ) : undefined
       }
     >
-      {active(r) && (
+      {runStateNote(r) && <Alert kind="info">{runStateNote(r)}</Alert>}
+      {r.status === 'running' && (
         <div class="run-live" aria-live="polite">
           <div class="small">
             Processed {formatNumber(r.progress?.processed ?? 0)}

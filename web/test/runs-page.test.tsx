@@ -1,0 +1,76 @@
+// The runs page against a stubbed API: a queued run is explained and can be cancelled from the history.
+import { render } from 'preact';
+import { act } from 'preact/test-utils';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { Pipeline, Run } from '../src/api';
+import { ToastProvider } from '../src/components/ui';
+import { RunsPage } from '../src/pages/Runs';
+
+const pipeline: Pipeline = {
+  id: 'pl_1',
+  destination: 'dst_1',
+  name: 'Export users',
+  description: '',
+  enabled: true,
+  filter: null,
+  table: 'customers',
+  key: 'customer_id',
+  transformation: { python: 'def transform(p): return None' },
+  schedule: '15m',
+  on_leave: 'keep',
+  running: 'run_q',
+  next_run_at: new Date(Date.now() + 10 * 60_000).toISOString(),
+};
+
+const counts = { read: 0, filtered_out: 0, transform_failed: 0, inserted: 0, updated: 0, unchanged: 0, deleted: 0, failed: 0 };
+const queued: Run = { id: 'run_q', pipeline: 'pl_1', trigger: 'schedule', status: 'queued', queued_at: '2026-03-01T10:00:00Z', started_at: null, finished_at: null, progress: null, counts, errors: [] };
+const done: Run = { ...queued, id: 'run_d', status: 'succeeded', trigger: 'manual', started_at: '2026-03-01T09:00:00Z', finished_at: '2026-03-01T09:00:02Z', counts: { ...counts, read: 3, inserted: 3 } };
+
+describe('the runs page', () => {
+  let root: HTMLElement;
+  afterEach(() => {
+    render(null, root);
+    root.remove();
+    vi.unstubAllGlobals();
+  });
+
+  it('explains a queued run and cancels it from the run history', async () => {
+    let cancelled = false;
+    const calls: string[] = [];
+    const fetch = vi.fn(async (url: string, init?: RequestInit) => {
+      calls.push(`${init?.method ?? 'GET'} ${url}`);
+      const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status });
+      if (url === '/v1/pipelines/pl_1') return json(pipeline);
+      if (url.startsWith('/v1/pipelines/pl_1/runs')) return json({ runs: [cancelled ? { ...queued, status: 'cancelled', finished_at: '2026-03-01T10:00:05Z' } : queued, done], next: null });
+      if (url === '/v1/destinations/dst_1') return json({ id: 'dst_1', name: 'Warehouse', type: 'postgresql', settings: {} });
+      if (url === '/v1/runs/run_q/cancel') {
+        cancelled = true;
+        return json({ id: 'run_q', cancelling: true }, 202);
+      }
+      return json({ error: { code: 'NotFound', message: url } }, 404);
+    });
+    vi.stubGlobal('fetch', fetch);
+    root = document.createElement('div');
+    document.body.appendChild(root);
+    await act(() =>
+      render(
+        <ToastProvider>
+          <RunsPage id="pl_1" />
+        </ToastProvider>,
+        root,
+      ),
+    );
+    await vi.waitFor(() => expect(root.textContent).toContain('Run history'));
+    expect(root.textContent).toContain('Waiting for a free slot');
+    expect(root.textContent).toMatch(/next run in (9|10) minutes/);
+    expect(root.textContent).toContain('Queued…');
+    const cancel = root.querySelector<HTMLButtonElement>('button[aria-label="Cancel queued run run_q"]');
+    expect(cancel).toBeTruthy();
+    // A finished run offers no Cancel.
+    expect(root.querySelector('button[aria-label^="Cancel succeeded"]')).toBeNull();
+    await act(() => cancel!.click());
+    await vi.waitFor(() => expect(calls).toContain('POST /v1/runs/run_q/cancel'));
+    await vi.waitFor(() => expect(root.querySelector('button[aria-label="Cancel queued run run_q"]')).toBeNull());
+    expect(root.textContent).toContain('The queued run is cancelled.');
+  });
+});
