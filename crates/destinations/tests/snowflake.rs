@@ -365,6 +365,7 @@ async fn statements_per_batch_are_counted() {
         table: desc,
         columns: vec!["id".into(), "n".into()],
         key: "id".into(),
+        run_version: sluice_destinations::run_version(),
     };
     let rows = |n: i64| -> Vec<Row> {
         (0..40_000)
@@ -512,7 +513,7 @@ async fn variant_values_round_trip() {
         .enumerate()
         .map(|(i, d)| vec![Value::Int(i as i64), s("x"), Value::Json(d.clone())])
         .collect();
-    assert_eq!(f.upsert(&t, rows).await.inserted, 0);
+    assert_eq!(f.upsert(&t, rows).await.got.inserted, 0);
     f.finish().await;
 }
 

@@ -818,6 +818,7 @@ impl Session {
             keys,
             has_primary_key,
             issues,
+            rules: Default::default(),
         }))
     }
 
