@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use conformance::{random_table_name, s, Harness, Shape};
 use mysql_async::prelude::Queryable;
 use sluice_core::{ColumnType, Value};
-use sluice_destinations::mysql::{Mysql, MysqlSettings};
+use sluice_destinations::mysql::{BulkLoad, Mysql, MysqlSettings};
 use sluice_destinations::{upsert_isolating, Destination, ErrorKind, Row, UpsertCounts};
 use tokio::sync::Mutex;
 
@@ -21,6 +21,7 @@ const URL_VAR: &str = "SLUICE_TEST_MYSQL_URL";
 
 struct My {
     settings: MysqlSettings,
+    bulk: BulkLoad,
     admin: Mutex<mysql_async::Conn>,
 }
 
@@ -58,9 +59,17 @@ async fn admin_conn(settings: &MysqlSettings) -> mysql_async::Conn {
 }
 
 async fn harness() -> My {
+    harness_loading_with(BulkLoad::default()).await
+}
+
+async fn harness_loading_with(bulk: BulkLoad) -> My {
     let settings = settings();
     let admin = Mutex::new(admin_conn(&settings).await);
-    My { settings, admin }
+    My {
+        settings,
+        bulk,
+        admin,
+    }
 }
 
 fn cell(v: mysql_async::Value) -> Option<String> {
@@ -78,7 +87,7 @@ fn cell(v: mysql_async::Value) -> Option<String> {
 #[async_trait]
 impl Harness for My {
     fn destination(&self) -> Box<dyn Destination> {
-        Box::new(Mysql::new(self.settings.clone()))
+        Box::new(Mysql::new(self.settings.clone()).with_bulk_load(self.bulk))
     }
 
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
@@ -195,6 +204,14 @@ impl Harness for My {
 }
 
 conformance_tests!(harness());
+
+/// The whole suite again with rows loaded by multi-row inserts — the path taken when the server does
+/// not allow `LOAD DATA LOCAL`.
+mod with_inserts {
+    use super::*;
+
+    conformance_tests!(harness_loading_with(BulkLoad::Inserts));
+}
 
 // ---------------------------------------------------------------------------------------------------
 // MySQL-specific cases

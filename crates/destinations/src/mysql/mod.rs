@@ -32,6 +32,7 @@ use async_trait::async_trait;
 use sluice_core::{TableDescription, Value};
 use tokio::sync::{Mutex, MutexGuard};
 
+pub use client::BulkLoad;
 pub use config::{MysqlSettings, TlsMode, TlsSettings};
 
 use crate::{
@@ -41,6 +42,7 @@ use crate::{
 pub struct Mysql {
     settings: MysqlSettings,
     sql_mode: Option<String>,
+    bulk: BulkLoad,
     session: Mutex<Option<client::Session>>,
 }
 
@@ -50,6 +52,7 @@ impl Mysql {
         Self {
             settings,
             sql_mode: None,
+            bulk: BulkLoad::default(),
             session: Mutex::new(None),
         }
     }
@@ -61,6 +64,12 @@ impl Mysql {
         self
     }
 
+    /// Loads rows with `bulk` instead of the default ([`BulkLoad::Auto`]) — to measure and test both ways.
+    pub fn with_bulk_load(mut self, bulk: BulkLoad) -> Self {
+        self.bulk = bulk;
+        self
+    }
+
     pub fn settings(&self) -> &MysqlSettings {
         &self.settings
     }
@@ -68,7 +77,8 @@ impl Mysql {
     async fn session(&self) -> Result<MutexGuard<'_, Option<client::Session>>> {
         let mut guard = self.session.lock().await;
         if guard.is_none() {
-            *guard = Some(client::connect(&self.settings, self.sql_mode.as_deref()).await?);
+            *guard =
+                Some(client::connect(&self.settings, self.sql_mode.as_deref(), self.bulk).await?);
         }
         Ok(guard)
     }
