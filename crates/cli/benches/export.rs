@@ -12,6 +12,10 @@
 //!     SLUICE_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p sluice --bench export
 //!
 //! `SLUICE_BENCH_PROFILES` changes N; `SLUICE_LOG=sluice_engine=info` shows where each run spent its time.
+//! `SLUICE_BENCH_MYSQL_URL` benchmarks MySQL / MariaDB instead (see [`mysql`]).
+
+#[path = "export/mysql.rs"]
+mod mysql;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -170,13 +174,16 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let url = std::env::var("SLUICE_BENCH_POSTGRES_URL")
-        .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
-        .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server");
     let n: usize = std::env::var("SLUICE_BENCH_PROFILES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    if let Ok(url) = std::env::var("SLUICE_BENCH_MYSQL_URL") {
+        return mysql::main(&url, n).await;
+    }
+    let url = std::env::var("SLUICE_BENCH_POSTGRES_URL")
+        .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
+        .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server");
     let schema_name = format!("bench_{}", std::process::id());
     let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
