@@ -739,3 +739,44 @@ async fn both_bulk_loads_store_the_same_values() {
         "LOAD DATA and inserts stored different values"
     );
 }
+
+/// A batch larger than `max_allowed_packet` (in long values) loads: `LOAD DATA`'s stream goes in packets
+/// under the limit, inserts split their statements.
+#[tokio::test]
+async fn a_batch_larger_than_max_allowed_packet_loads() {
+    let h = harness().await;
+    let max_packet: u64 = h.query("SELECT @@max_allowed_packet").await.unwrap()[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let value = "é\t\\".repeat(1 << 18); // 1 MiB
+    let n = (max_packet >> 20) as usize + 2;
+    for way in [BulkLoad::Auto, BulkLoad::Inserts] {
+        let (name, _, desc) = table(&h, "CREATE TABLE {t} (id int PRIMARY KEY, t longtext)").await;
+        let dest = Mysql::new(h.settings.clone()).with_bulk_load(way);
+        let t = target(&desc, &["id", "t"], "id");
+        let batch: Vec<Row> = (0..n)
+            .map(|i| Row {
+                values: vec![Value::Int(i as i64), s(&value)],
+            })
+            .collect();
+        let counts = dest.upsert(&t, &batch).await.unwrap();
+        assert_eq!(counts.inserted, n as u64, "{way:?}");
+        let counts = dest.upsert(&t, &batch).await.unwrap();
+        assert_eq!(counts.updated, n as u64, "{way:?}");
+        let back = h
+            .query(&format!(
+                "SELECT COUNT(*) FROM `{name}` WHERE t = CONCAT(REPEAT('é\\t\\\\', {}))",
+                1 << 18
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            back[0][0].as_deref(),
+            Some(n.to_string().as_str()),
+            "{way:?}"
+        );
+        h.execute(&format!("DROP TABLE `{name}`")).await.unwrap();
+    }
+}

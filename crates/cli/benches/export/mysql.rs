@@ -18,7 +18,7 @@ use mysql_async::prelude::Queryable;
 use serde_json::json;
 use sluice_core::pipeline::PipelineSpec;
 use sluice_core::Value;
-use sluice_destinations::mysql::{dialect, BulkLoad, Mysql, MysqlSettings};
+use sluice_destinations::mysql::{client, dialect, BulkLoad, Mysql, MysqlSettings};
 use sluice_destinations::{Destination, Row, WriteTarget};
 use sluice_engine::{Engine, EngineConfig};
 use sluice_store::{DestinationRecord, PipelineRecord, SecretBox};
@@ -199,10 +199,8 @@ async fn reference_load(db: &mut mysql_async::Conn) -> f64 {
     db.query_drop("CREATE TABLE reference LIKE customers")
         .await
         .unwrap();
-    let data = bytes::Bytes::from(data);
-    db.set_infile_handler(async move {
-        Ok(Box::pin(futures::stream::once(async move { Ok(data) })) as mysql_async::InfileData)
-    });
+    let max_packet: Option<usize> = db.query_first("SELECT @@max_allowed_packet").await.unwrap();
+    client::set_infile(db, data, max_packet.unwrap_or(4 << 20));
     let t = Instant::now();
     db.query_drop(
         "LOAD DATA LOCAL INFILE 'reference' INTO TABLE reference CHARACTER SET utf8mb4 \

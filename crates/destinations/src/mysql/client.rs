@@ -354,6 +354,21 @@ fn wire_size(v: &My) -> usize {
     }
 }
 
+/// Makes `data` what the next `LOAD DATA LOCAL` on `conn` reads. The driver sends each item of the
+/// handler's stream as one packet, which the server refuses above `max_allowed_packet`: items are slices
+/// (no copy) of at most 1 MiB, and under half the packet limit.
+pub fn set_infile(conn: &mut Conn, data: Vec<u8>, max_packet: usize) {
+    let chunk = (max_packet / 2).clamp(1024, 1 << 20);
+    let data = bytes::Bytes::from(data);
+    let pieces: Vec<bytes::Bytes> = (0..data.len())
+        .step_by(chunk)
+        .map(|at| data.slice(at..(at + chunk).min(data.len())))
+        .collect();
+    conn.set_infile_handler(async move {
+        Ok(Box::pin(futures::stream::iter(pieces.into_iter().map(Ok))) as mysql_async::InfileData)
+    });
+}
+
 impl Session {
     async fn exec_rows(&mut self, sql: &str, params: Vec<My>) -> Result<Vec<mysql_async::Row>> {
         self.conn
@@ -838,10 +853,7 @@ impl Session {
             }
             data.push(b'\n');
         }
-        let data = bytes::Bytes::from(data);
-        self.conn.set_infile_handler(async move {
-            Ok(Box::pin(futures::stream::once(async move { Ok(data) })) as mysql_async::InfileData)
-        });
+        set_infile(&mut self.conn, data, self.max_packet);
         let sql = dialect::load_data(table, &target.columns, &hex);
         match self.conn.query_drop(sql).await {
             Ok(()) => {}
