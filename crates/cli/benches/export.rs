@@ -16,6 +16,10 @@
 //! sent per run is reported (what costs on Snowflake); there is no COPY reference then.
 //!
 //! `SLUICE_BENCH_PROFILES` changes N; `SLUICE_LOG=sluice_engine=info` shows where each run spent its time.
+//! `SLUICE_BENCH_MYSQL_URL` benchmarks MySQL / MariaDB instead (see [`mysql`]).
+
+#[path = "export/mysql.rs"]
+mod mysql;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -199,6 +203,13 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    let n: usize = std::env::var("SLUICE_BENCH_PROFILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    if let Ok(url) = std::env::var("SLUICE_BENCH_MYSQL_URL") {
+        return mysql::main(&url, n).await;
+    }
     let snowflake = std::env::var("SLUICE_BENCH_SNOWFLAKE_URL").ok();
     let url = match &snowflake {
         Some(u) => u.clone(),
@@ -206,10 +217,6 @@ async fn main() {
             .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
             .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server"),
     };
-    let n: usize = std::env::var("SLUICE_BENCH_PROFILES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
     let schema_name = format!("bench_{}", std::process::id());
     let pg = if snowflake.is_some() {
         let db = schema_name.to_uppercase();

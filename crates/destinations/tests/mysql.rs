@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use conformance::{random_table_name, s, Harness, Shape};
 use mysql_async::prelude::Queryable;
 use sluice_core::{ColumnType, Value};
-use sluice_destinations::mysql::{Mysql, MysqlSettings};
+use sluice_destinations::mysql::{BulkLoad, Mysql, MysqlSettings};
 use sluice_destinations::{upsert_isolating, Destination, ErrorKind, Row, UpsertCounts};
 use tokio::sync::Mutex;
 
@@ -21,6 +21,7 @@ const URL_VAR: &str = "SLUICE_TEST_MYSQL_URL";
 
 struct My {
     settings: MysqlSettings,
+    bulk: BulkLoad,
     admin: Mutex<mysql_async::Conn>,
 }
 
@@ -58,9 +59,17 @@ async fn admin_conn(settings: &MysqlSettings) -> mysql_async::Conn {
 }
 
 async fn harness() -> My {
+    harness_loading_with(BulkLoad::default()).await
+}
+
+async fn harness_loading_with(bulk: BulkLoad) -> My {
     let settings = settings();
     let admin = Mutex::new(admin_conn(&settings).await);
-    My { settings, admin }
+    My {
+        settings,
+        bulk,
+        admin,
+    }
 }
 
 fn cell(v: mysql_async::Value) -> Option<String> {
@@ -78,7 +87,7 @@ fn cell(v: mysql_async::Value) -> Option<String> {
 #[async_trait]
 impl Harness for My {
     fn destination(&self) -> Box<dyn Destination> {
-        Box::new(Mysql::new(self.settings.clone()))
+        Box::new(Mysql::new(self.settings.clone()).with_bulk_load(self.bulk))
     }
 
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
@@ -195,6 +204,14 @@ impl Harness for My {
 }
 
 conformance_tests!(harness());
+
+/// The whole suite again with rows loaded by multi-row inserts — the path taken when the server does
+/// not allow `LOAD DATA LOCAL`.
+mod with_inserts {
+    use super::*;
+
+    conformance_tests!(harness_loading_with(BulkLoad::Inserts));
+}
 
 // ---------------------------------------------------------------------------------------------------
 // MySQL-specific cases
@@ -595,4 +612,172 @@ async fn missing_database_is_not_found() {
         matches!(err.kind, ErrorKind::NotFound | ErrorKind::Permission),
         "{err:?}"
     );
+}
+
+/// `LOAD DATA`'s text format against values that look like its syntax, under `NO_BACKSLASH_ESCAPES`
+/// (which changes how the server reads `'\t'` in SQL text): both ways of loading store the same bytes,
+/// first straight into the table (new keys), then through the stage (taken keys).
+#[tokio::test]
+async fn both_bulk_loads_store_the_same_values() {
+    let h = harness().await;
+    let ddl = "CREATE TABLE {t} (id varchar(20) PRIMARY KEY, t text, b varbinary(50), d date, \
+               dt datetime(6), tm time(6), dec_ decimal(30,10), f double, j json) DEFAULT CHARSET=utf8mb4";
+    let texts = [
+        "tab\there",
+        "line\nbreak\r\n",
+        "back\\slash\\",
+        "\\N",
+        "NULL",
+        "",
+        "nul\0byte",
+        "Zoë 🎉 \"q'",
+        "\\t\\n",
+    ];
+    let batch = |version: i64| -> Vec<Row> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| Row {
+                values: vec![
+                    s(&format!("k{i}")),
+                    s(&format!("{text}{version}")),
+                    Value::Bytes(vec![0, 9, 10, 13, 92, 255, i as u8, version as u8]),
+                    Value::Date(
+                        chrono::NaiveDate::from_ymd_opt(1969, 7, 20 + version as u32).unwrap(),
+                    ),
+                    Value::DateTime(
+                        chrono::DateTime::parse_from_rfc3339("2024-02-29T23:59:59.123456Z")
+                            .unwrap()
+                            .into(),
+                    ),
+                    Value::Time(chrono::NaiveTime::from_hms_micro_opt(9, 5, 1, 250_000).unwrap()),
+                    Value::Decimal("-123456789012345678.0123456789".parse().unwrap()),
+                    Value::Float(if i % 2 == 0 { 0.1 } else { -1.5e-300 }),
+                    if i == 0 {
+                        Value::Null
+                    } else {
+                        Value::Json(serde_json::json!({"text": text, "n": version}))
+                    },
+                ],
+            })
+            .collect()
+    };
+    let mut seen = Vec::new();
+    for way in [BulkLoad::Auto, BulkLoad::Inserts] {
+        let (name, _, desc) = table(&h, ddl).await;
+        let dest = Mysql::new(h.settings.clone())
+            .with_sql_mode("NO_BACKSLASH_ESCAPES,ANSI_QUOTES")
+            .with_bulk_load(way);
+        let columns = ["id", "t", "b", "d", "dt", "tm", "dec_", "f", "j"];
+        let t = target(&desc, &columns, "id");
+        let loads = || async {
+            let v: Vec<(String, u64)> = h
+                .admin
+                .lock()
+                .await
+                .query("SHOW GLOBAL STATUS LIKE 'Com_load'")
+                .await
+                .unwrap();
+            v[0].1
+        };
+        let loads_before = loads().await;
+        let n = texts.len() as u64;
+        let first = dest.upsert(&t, &batch(1)).await.unwrap();
+        assert_eq!(
+            first,
+            UpsertCounts {
+                inserted: n,
+                updated: 0
+            },
+            "{way:?}"
+        );
+        let second = dest.upsert(&t, &batch(2)).await.unwrap();
+        assert_eq!(
+            second,
+            UpsertCounts {
+                inserted: 0,
+                updated: n
+            },
+            "{way:?}"
+        );
+        if way == BulkLoad::Auto {
+            // The server counts LOAD DATA statements (other sessions' too, hence at least).
+            assert!(loads().await >= loads_before + 2, "LOAD DATA was not used");
+        }
+        let back = h
+            .query(&format!(
+                "SELECT id, t, LOWER(HEX(b)), CAST(d AS CHAR), CAST(dt AS CHAR), CAST(tm AS CHAR), \
+                 CAST(dec_ AS CHAR), f, j FROM `{name}` ORDER BY id"
+            ))
+            .await
+            .unwrap();
+        for (i, text) in texts.iter().enumerate() {
+            assert_eq!(
+                back[i][1].as_deref(),
+                Some(format!("{text}2").as_str()),
+                "{way:?}"
+            );
+        }
+        assert_eq!(back[0][2].as_deref(), Some("00090a0d5cff0002"), "{way:?}");
+        assert_eq!(back[0][3].as_deref(), Some("1969-07-22"), "{way:?}");
+        assert_eq!(
+            back[0][4].as_deref(),
+            Some("2024-02-29 23:59:59.123456"),
+            "{way:?}"
+        );
+        assert_eq!(back[0][5].as_deref(), Some("09:05:01.250000"), "{way:?}");
+        assert_eq!(
+            back[0][6].as_deref(),
+            Some("-123456789012345678.0123456789"),
+            "{way:?}"
+        );
+        assert_eq!(back[0][8], None, "{way:?}");
+        seen.push(back);
+        h.execute(&format!("DROP TABLE `{name}`")).await.unwrap();
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "LOAD DATA and inserts stored different values"
+    );
+}
+
+/// A batch larger than `max_allowed_packet` (in long values) loads: `LOAD DATA`'s stream goes in packets
+/// under the limit, inserts split their statements.
+#[tokio::test]
+async fn a_batch_larger_than_max_allowed_packet_loads() {
+    let h = harness().await;
+    let max_packet: u64 = h.query("SELECT @@max_allowed_packet").await.unwrap()[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let value = "é\t\\".repeat(1 << 18); // 1 MiB
+    let n = (max_packet >> 20) as usize + 2;
+    for way in [BulkLoad::Auto, BulkLoad::Inserts] {
+        let (name, _, desc) = table(&h, "CREATE TABLE {t} (id int PRIMARY KEY, t longtext)").await;
+        let dest = Mysql::new(h.settings.clone()).with_bulk_load(way);
+        let t = target(&desc, &["id", "t"], "id");
+        let batch: Vec<Row> = (0..n)
+            .map(|i| Row {
+                values: vec![Value::Int(i as i64), s(&value)],
+            })
+            .collect();
+        let counts = dest.upsert(&t, &batch).await.unwrap();
+        assert_eq!(counts.inserted, n as u64, "{way:?}");
+        let counts = dest.upsert(&t, &batch).await.unwrap();
+        assert_eq!(counts.updated, n as u64, "{way:?}");
+        let back = h
+            .query(&format!(
+                "SELECT COUNT(*) FROM `{name}` WHERE t = CONCAT(REPEAT('é\\t\\\\', {}))",
+                1 << 18
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            back[0][0].as_deref(),
+            Some(n.to_string().as_str()),
+            "{way:?}"
+        );
+        h.execute(&format!("DROP TABLE `{name}`")).await.unwrap();
+    }
 }

@@ -165,7 +165,63 @@ impl Db for MyDb {
     }
 }
 
-async fn mysql_db() -> Box<dyn Db> {
+/// Once per test process: drops the databases of earlier runs killed before their guard could (named
+/// like ours, every table created more than an hour ago — no test of this file runs that long).
+async fn drop_stale_databases(conn: &mut mysql_async::Conn) {
+    use mysql_async::prelude::Queryable;
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let stale: Vec<String> = conn
+        .query(
+            "SELECT CAST(t.TABLE_SCHEMA AS CHAR) FROM information_schema.TABLES t \
+             WHERE t.TABLE_SCHEMA LIKE 'run!_%' ESCAPE '!' AND LENGTH(t.TABLE_SCHEMA) = 20 \
+             GROUP BY t.TABLE_SCHEMA HAVING MAX(t.CREATE_TIME) < NOW() - INTERVAL 1 HOUR",
+        )
+        .await
+        .unwrap_or_default();
+    for database in stale {
+        let _ = conn
+            .query_drop(format!("DROP DATABASE IF EXISTS `{database}`"))
+            .await;
+    }
+}
+
+/// Drops a test's MySQL database when the test ends, passed or failed (`Drop` runs while a panic
+/// unwinds). Drop cannot await, so the statement runs on a thread with a runtime of its own.
+struct DropDatabase {
+    admin: sluice_destinations::mysql::MysqlSettings,
+    database: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let admin = MyDb {
+            settings: self.admin.clone(),
+        };
+        let sql = format!("DROP DATABASE IF EXISTS `{}`", self.database);
+        let dropped = std::thread::spawn(move || {
+            use mysql_async::prelude::Queryable;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async {
+                let mut conn = admin.conn().await;
+                let result = conn.query_drop(sql).await;
+                let _ = conn.disconnect().await;
+                result
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database `{}`", self.database);
+        }
+    }
+}
+
+async fn mysql_db() -> (Box<dyn Db>, DropDatabase) {
     use mysql_async::prelude::Queryable;
     let url = std::env::var("SLUICE_TEST_MYSQL_URL").expect(
         "SLUICE_TEST_MYSQL_URL must name a MySQL or MariaDB server for these tests (scripts/services.sh starts one)",
@@ -175,16 +231,19 @@ async fn mysql_db() -> Box<dyn Db> {
         settings: settings.clone(),
     };
     let database = format!("run_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-    admin
-        .conn()
-        .await
-        .query_drop(format!(
-            "CREATE DATABASE `{database}` DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_bin"
-        ))
-        .await
-        .unwrap();
+    let mut conn = admin.conn().await;
+    drop_stale_databases(&mut conn).await;
+    conn.query_drop(format!(
+        "CREATE DATABASE `{database}` DEFAULT CHARSET utf8mb4 COLLATE utf8mb4_bin"
+    ))
+    .await
+    .unwrap();
+    let cleanup = DropDatabase {
+        admin: settings.clone(),
+        database: database.clone(),
+    };
     settings.database = database;
-    Box::new(MyDb { settings })
+    (Box::new(MyDb { settings }), cleanup)
 }
 
 /// A ClickHouse database of its own per test.
@@ -980,7 +1039,8 @@ macro_rules! for_each_destination {
             $(#[tokio::test(flavor = "multi_thread")]
             async fn $name() {
                 let dir = tempfile::tempdir().unwrap();
-                let db = mysql_db().await;
+                // Dropped when the test ends, after the scenario has consumed the world.
+                let (db, _drop_database) = mysql_db().await;
                 $scenario(world(db, dir, 300).await).await;
             })*
         }

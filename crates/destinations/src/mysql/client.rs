@@ -21,13 +21,67 @@ const PLACEHOLDERS_PER_STATEMENT: usize = 60_000;
 /// Keys per `DELETE … IN (…)`.
 const KEYS_PER_DELETE: usize = 10_000;
 
+/// Server errors that mean `LOAD DATA LOCAL` is refused: "command not allowed with this version" (the
+/// server's `local_infile` is off) and MySQL 8's "loading local data is disabled".
+const LOCAL_INFILE_REFUSED: [u16; 2] = [1148, 3948];
+
+/// How rows reach a table in bulk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BulkLoad {
+    /// `LOAD DATA LOCAL INFILE` from an in-memory stream when the server allows it (`local_infile`),
+    /// multi-row inserts otherwise.
+    #[default]
+    Auto,
+    /// Always multi-row `INSERT`s of bound values.
+    Inserts,
+}
+
 /// A live connection and the staging tables created on it.
 pub struct Session {
     conn: Conn,
     /// The server's `max_allowed_packet`: no statement may be larger.
     max_packet: usize,
-    stages: HashMap<StageKey, String>,
+    /// Whether rows are loaded with `LOAD DATA LOCAL INFILE` (asked for, and allowed by the server).
+    load_data: bool,
+    stages: HashMap<StageKey, Stage>,
     next_stage: u32,
+}
+
+struct Stage {
+    name: String,
+    /// Whether the last batch for this target held only new keys. Batches come in streaks (a first run
+    /// is all inserts), so the next one then goes straight into the table without asking first; if it
+    /// does hold a taken key, the refused insert costs one retry through the staged path and ends the
+    /// streak.
+    new_streak: bool,
+}
+
+/// Why rows could not be loaded.
+enum LoadError {
+    /// A unique index refused a row (only possible when loading into the target itself).
+    Taken,
+    /// The server does not allow `LOAD DATA LOCAL` (its message).
+    LocalRefused(String),
+    /// `LOAD DATA` loaded rows with warnings (a value it truncated or zeroed): the first one.
+    Warned(String),
+    Failed(DestinationError),
+}
+
+impl From<DestinationError> for LoadError {
+    fn from(e: DestinationError) -> Self {
+        LoadError::Failed(e)
+    }
+}
+
+impl LoadError {
+    fn into_error(self) -> DestinationError {
+        match self {
+            LoadError::Failed(e) => e,
+            LoadError::Taken => DestinationError::new(ErrorKind::Internal, "a key is taken"),
+            LoadError::LocalRefused(m) => DestinationError::new(ErrorKind::Internal, m),
+            LoadError::Warned(m) => DestinationError::new(ErrorKind::BadData, m),
+        }
+    }
 }
 
 /// What identifies a staging table: the target, the written columns in order and their described types.
@@ -87,7 +141,11 @@ fn opts(settings: &MysqlSettings, tls: bool) -> Result<OptsBuilder> {
 }
 
 /// Opens a connection within the configured timeout and prepares the session.
-pub async fn connect(settings: &MysqlSettings, sql_mode: Option<&str>) -> Result<Session> {
+pub async fn connect(
+    settings: &MysqlSettings,
+    sql_mode: Option<&str>,
+    bulk: BulkLoad,
+) -> Result<Session> {
     let where_ = format!("{}:{}", settings.host, settings.port);
     let tls = settings.tls.mode != TlsMode::Disable;
     let mut conn = match open(settings, tls, &where_).await {
@@ -125,10 +183,23 @@ pub async fn connect(settings: &MysqlSettings, sql_mode: Option<&str>) -> Result
         .query_first("SELECT @@max_allowed_packet")
         .await
         .map_err(|e| map_error(&e))?;
-    tracing::debug!(host = %settings.host, port = settings.port, database = %settings.database, "connected to MySQL");
+    let local_infile = match bulk {
+        BulkLoad::Inserts => false,
+        // A server without the variable (or refusing to say) gets inserts.
+        BulkLoad::Auto => {
+            conn.query_first::<Option<u64>, _>("SELECT @@local_infile")
+                .await
+                .ok()
+                .flatten()
+                .flatten()
+                == Some(1)
+        }
+    };
+    tracing::debug!(host = %settings.host, port = settings.port, database = %settings.database, local_infile, "connected to MySQL");
     Ok(Session {
         conn,
         max_packet: max_packet.unwrap_or(4 << 20) as usize,
+        load_data: local_infile,
         stages: HashMap::new(),
         next_stage: 0,
     })
@@ -281,6 +352,21 @@ fn wire_size(v: &My) -> usize {
         My::Bytes(b) => b.len() + 9,
         _ => 13,
     }
+}
+
+/// Makes `data` what the next `LOAD DATA LOCAL` on `conn` reads. The driver sends each item of the
+/// handler's stream as one packet, which the server refuses above `max_allowed_packet`: items are slices
+/// (no copy) of at most 1 MiB, and under half the packet limit.
+pub fn set_infile(conn: &mut Conn, data: Vec<u8>, max_packet: usize) {
+    let chunk = (max_packet / 2).clamp(1024, 1 << 20);
+    let data = bytes::Bytes::from(data);
+    let pieces: Vec<bytes::Bytes> = (0..data.len())
+        .step_by(chunk)
+        .map(|at| data.slice(at..(at + chunk).min(data.len())))
+        .collect();
+    conn.set_infile_handler(async move {
+        Ok(Box::pin(futures::stream::iter(pieces.into_iter().map(Ok))) as mysql_async::InfileData)
+    });
 }
 
 impl Session {
@@ -513,14 +599,28 @@ impl Session {
         }
         let key = StageKey::of(target);
         if !self.stages.contains_key(&key) {
-            let stage = self.create_stage(target).await?;
+            let name = self.create_stage(target).await?;
+            let stage = Stage {
+                name,
+                new_streak: false,
+            };
             self.stages.insert(key.clone(), stage);
         }
-        let stage = self.stages[&key].clone();
-        let result = self.write_batch(&stage, target, rows).await;
-        if result.is_err() {
-            let _ = self.conn.query_drop("ROLLBACK").await;
-        }
+        let stage = self.stages[&key].name.clone();
+        let streak = self.stages[&key].new_streak;
+        let result = self.write_batch(&stage, streak, target, rows).await;
+        let result = match result {
+            Ok((counts, streak)) => {
+                if let Some(s) = self.stages.get_mut(&key) {
+                    s.new_streak = streak;
+                }
+                Ok(counts)
+            }
+            Err(e) => {
+                let _ = self.conn.query_drop("ROLLBACK").await;
+                Err(e)
+            }
+        };
         if let Err(e) = &result {
             if matches!(e.kind, ErrorKind::SchemaMismatch | ErrorKind::NotFound) {
                 // The table changed under us: stage against its new shape next time.
@@ -569,62 +669,51 @@ impl Session {
         Ok(name)
     }
 
+    /// One batch in one transaction: straight into the table when every key is new (or the last batch's
+    /// were), else staged and upserted. Returns the counts and whether the batch held only new keys.
     async fn write_batch(
         &mut self,
         stage: &str,
+        streak: bool,
         target: &WriteTarget,
         rows: &[Row],
-    ) -> Result<UpsertCounts> {
+    ) -> Result<(UpsertCounts, bool)> {
         let table = &target.table.name;
         let types: Vec<Option<ColumnType>> = target
             .columns
             .iter()
             .map(|c| target.table.column(c).and_then(|col| col.ty.clone()))
             .collect();
-        let width = target.columns.len();
-        let rows_per_statement = (PLACEHOLDERS_PER_STATEMENT / width).max(1);
-        // Half the packet limit leaves room for the statement and protocol overhead.
-        let byte_budget = (self.max_packet / 2).max(64 * 1024);
-
-        self.conn
-            .query_drop("START TRANSACTION")
-            .await
-            .map_err(|e| map_error(&e))?;
+        let all_inserted = UpsertCounts {
+            inserted: rows.len() as u64,
+            updated: 0,
+        };
+        if streak || !self.any_key_exists(target, &types, rows).await? {
+            self.begin().await?;
+            match self.load(table, target, &types, rows).await {
+                Ok(()) => {
+                    self.commit().await?;
+                    return Ok((all_inserted, true));
+                }
+                // A key taken since the check (or before it, in a streak), or a clash in another unique
+                // index: the staged upsert settles which, and reports a real violation.
+                Err(LoadError::Taken) => {
+                    self.conn
+                        .query_drop("ROLLBACK")
+                        .await
+                        .map_err(|e| map_error(&e))?;
+                }
+                Err(e) => return Err(e.into_error()),
+            }
+        }
+        self.begin().await?;
         self.conn
             .query_drop(dialect::clear_stage(stage))
             .await
             .map_err(|e| map_error(&e))?;
-        let mut params: Vec<My> = Vec::new();
-        let mut in_chunk = 0usize;
-        let mut bytes = 0usize;
-        for row in rows {
-            let bound: Vec<My> = row
-                .values
-                .iter()
-                .zip(&types)
-                .map(|(v, ty)| bind(v, ty.as_ref()))
-                .collect();
-            let size: usize = bound.iter().map(wire_size).sum();
-            if in_chunk > 0 && (in_chunk == rows_per_statement || bytes + size > byte_budget) {
-                let sql = dialect::insert_values(stage, &target.columns, in_chunk);
-                self.conn
-                    .exec_drop(sql, Params::Positional(std::mem::take(&mut params)))
-                    .await
-                    .map_err(|e| map_error(&e))?;
-                in_chunk = 0;
-                bytes = 0;
-            }
-            params.extend(bound);
-            in_chunk += 1;
-            bytes += size;
-        }
-        if in_chunk > 0 {
-            let sql = dialect::insert_values(stage, &target.columns, in_chunk);
-            self.conn
-                .exec_drop(sql, Params::Positional(params))
-                .await
-                .map_err(|e| map_error(&e))?;
-        }
+        self.load(stage, target, &types, rows)
+            .await
+            .map_err(LoadError::into_error)?;
         let existing: Option<u64> = self
             .conn
             .query_first(dialect::count_existing(table, stage, &target.key))
@@ -655,15 +744,204 @@ impl Session {
                 ),
             ));
         }
+        self.commit().await?;
+        let total = rows.len() as u64;
+        Ok((
+            UpsertCounts {
+                inserted: total.saturating_sub(existing),
+                updated: existing.min(total),
+            },
+            existing == 0,
+        ))
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        self.conn
+            .query_drop("START TRANSACTION")
+            .await
+            .map_err(|e| map_error(&e))
+    }
+
+    async fn commit(&mut self) -> Result<()> {
         self.conn
             .query_drop("COMMIT")
             .await
-            .map_err(|e| map_error(&e))?;
-        let total = rows.len() as u64;
-        Ok(UpsertCounts {
-            inserted: total.saturating_sub(existing),
-            updated: existing.min(total),
-        })
+            .map_err(|e| map_error(&e))
+    }
+
+    /// Whether any key of `rows` is in the target already.
+    async fn any_key_exists(
+        &mut self,
+        target: &WriteTarget,
+        types: &[Option<ColumnType>],
+        rows: &[Row],
+    ) -> Result<bool> {
+        let index = target.key_index();
+        let ty = types.get(index).and_then(|t| t.as_ref());
+        for chunk in rows.chunks(KEYS_PER_DELETE) {
+            let params: Vec<My> = chunk.iter().map(|r| bind(&r.values[index], ty)).collect();
+            let sql = dialect::any_key_exists(&target.table.name, &target.key, chunk.len());
+            let found: Option<u8> = self
+                .conn
+                .exec_first(sql, Params::Positional(params))
+                .await
+                .map_err(|e| map_error(&e))?;
+            if found.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Loads `rows` into `table` (the target or its stage) inside the open transaction, with
+    /// `LOAD DATA LOCAL` when the session uses it, multi-row inserts otherwise (and from then on, if the
+    /// server refuses local loading).
+    ///
+    /// A `LOAD DATA` that warned is undone to a savepoint and the batch inserted again: the inserts fail
+    /// with the strict-mode error and message the user would get from any client (`Data too long`,
+    /// `Incorrect date value`), where `LOAD DATA` only says `Data truncated`.
+    async fn load(
+        &mut self,
+        table: &str,
+        target: &WriteTarget,
+        types: &[Option<ColumnType>],
+        rows: &[Row],
+    ) -> Result<(), LoadError> {
+        if self.load_data {
+            self.conn
+                .query_drop("SAVEPOINT sluice_load")
+                .await
+                .map_err(|e| map_error(&e))?;
+            match self.load_data(table, target, types, rows).await {
+                Err(LoadError::LocalRefused(reason)) => {
+                    tracing::info!(%reason, "LOAD DATA LOCAL is refused: loading with inserts");
+                    self.load_data = false;
+                }
+                Err(LoadError::Warned(warning)) => {
+                    tracing::debug!(%warning, "LOAD DATA warned: inserting the batch for the exact error");
+                    self.conn
+                        .query_drop("ROLLBACK TO SAVEPOINT sluice_load")
+                        .await
+                        .map_err(|e| map_error(&e))?;
+                }
+                other => return other,
+            }
+        }
+        self.insert_rows(table, target, types, rows).await
+    }
+
+    /// `LOAD DATA LOCAL INFILE` from the batch encoded in memory. With `LOCAL` the server cannot stop the
+    /// client mid-stream, so a refused row is only a warning (duplicates are skipped, strict-mode errors
+    /// are downgraded): any warning fails the load with the server's message, and the caller rolls back.
+    async fn load_data(
+        &mut self,
+        table: &str,
+        target: &WriteTarget,
+        types: &[Option<ColumnType>],
+        rows: &[Row],
+    ) -> Result<(), LoadError> {
+        let hex: Vec<bool> = types
+            .iter()
+            .map(|t| matches!(t, Some(ColumnType::Binary)))
+            .collect();
+        let mut data = Vec::with_capacity(rows.len() * 64 * types.len().max(1));
+        for row in rows {
+            for (i, (v, ty)) in row.values.iter().zip(types).enumerate() {
+                if i > 0 {
+                    data.push(b'\t');
+                }
+                dialect::encode_field(&bind(v, ty.as_ref()), hex[i], &mut data);
+            }
+            data.push(b'\n');
+        }
+        set_infile(&mut self.conn, data, self.max_packet);
+        let sql = dialect::load_data(table, &target.columns, &hex);
+        match self.conn.query_drop(sql).await {
+            Ok(()) => {}
+            Err(mysql_async::Error::Server(s)) if LOCAL_INFILE_REFUSED.contains(&s.code) => {
+                return Err(LoadError::LocalRefused(s.message));
+            }
+            Err(mysql_async::Error::Server(s)) if s.code == 1062 => return Err(LoadError::Taken),
+            Err(e) => return Err(LoadError::Failed(map_error(&e))),
+        }
+        let loaded = self.conn.affected_rows();
+        if self.conn.get_warnings() > 0 || loaded != rows.len() as u64 {
+            let warnings: Vec<(String, u16, String)> = self
+                .conn
+                .query("SHOW WARNINGS")
+                .await
+                .map_err(|e| map_error(&e))?;
+            let first = warnings
+                .into_iter()
+                .find(|(level, _, _)| !level.eq_ignore_ascii_case("note"));
+            match first {
+                Some((_, 1062, _)) => return Err(LoadError::Taken),
+                Some((_, _, message)) => return Err(LoadError::Warned(message)),
+                None if loaded != rows.len() as u64 => {
+                    return Err(LoadError::Failed(DestinationError::new(
+                        ErrorKind::Internal,
+                        format!("LOAD DATA loaded {loaded} of {} rows", rows.len()),
+                    )))
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Large multi-row inserts of bound values, sized under both the placeholder limit and
+    /// `max_allowed_packet`.
+    async fn insert_rows(
+        &mut self,
+        table: &str,
+        target: &WriteTarget,
+        types: &[Option<ColumnType>],
+        rows: &[Row],
+    ) -> Result<(), LoadError> {
+        let width = target.columns.len();
+        let rows_per_statement = (PLACEHOLDERS_PER_STATEMENT / width).max(1);
+        // Half the packet limit leaves room for the statement and protocol overhead.
+        let byte_budget = (self.max_packet / 2).max(64 * 1024);
+        let mut params: Vec<My> = Vec::new();
+        let mut in_chunk = 0usize;
+        let mut bytes = 0usize;
+        for row in rows {
+            let bound: Vec<My> = row
+                .values
+                .iter()
+                .zip(types)
+                .map(|(v, ty)| bind(v, ty.as_ref()))
+                .collect();
+            let size: usize = bound.iter().map(wire_size).sum();
+            if in_chunk > 0 && (in_chunk == rows_per_statement || bytes + size > byte_budget) {
+                self.insert_chunk(table, target, in_chunk, std::mem::take(&mut params))
+                    .await?;
+                in_chunk = 0;
+                bytes = 0;
+            }
+            params.extend(bound);
+            in_chunk += 1;
+            bytes += size;
+        }
+        if in_chunk > 0 {
+            self.insert_chunk(table, target, in_chunk, params).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_chunk(
+        &mut self,
+        table: &str,
+        target: &WriteTarget,
+        rows: usize,
+        params: Vec<My>,
+    ) -> Result<(), LoadError> {
+        let sql = dialect::insert_values(table, &target.columns, rows);
+        match self.conn.exec_drop(sql, Params::Positional(params)).await {
+            Ok(()) => Ok(()),
+            Err(mysql_async::Error::Server(s)) if s.code == 1062 => Err(LoadError::Taken),
+            Err(e) => Err(LoadError::Failed(map_error(&e))),
+        }
     }
 
     pub async fn delete(&mut self, target: &WriteTarget, keys: &[Value]) -> Result<u64> {

@@ -87,6 +87,99 @@ pub fn insert_values(table: &str, columns: &[String], rows: usize) -> String {
     sql
 }
 
+/// `LOAD DATA LOCAL INFILE` of tab-separated rows (see [`encode_field`]) into `columns` of `table`.
+/// Columns flagged in `hex` arrive hex-encoded and are decoded by `UNHEX`, so binary values never pass
+/// through the text character set. Separators are written as hex literals, which mean the same whatever
+/// the `sql_mode` (`NO_BACKSLASH_ESCAPES` would change `'\\t'`).
+pub fn load_data(table: &str, columns: &[String], hex: &[bool]) -> String {
+    let mut targets = Vec::with_capacity(columns.len());
+    let mut sets = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        if hex.get(i).copied().unwrap_or(false) {
+            targets.push(format!("@h{i}"));
+            sets.push(format!("{} = UNHEX(@h{i})", quote(c)));
+        } else {
+            targets.push(quote(c));
+        }
+    }
+    let mut sql = format!(
+        "LOAD DATA LOCAL INFILE 'sluice' INTO TABLE {} CHARACTER SET utf8mb4 \
+         FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A' ({})",
+        quote(table),
+        targets.join(", ")
+    );
+    if !sets.is_empty() {
+        sql.push_str(" SET ");
+        sql.push_str(&sets.join(", "));
+    }
+    sql
+}
+
+/// Appends one bound value in `LOAD DATA`'s default text format: `\N` for NULL; backslash, tab, newline,
+/// carriage return and NUL escaped; with `hex`, bytes as hex digits (for `UNHEX`). Dates, times and
+/// numbers are written as MySQL reads them back exactly (floats in Rust's shortest round-trip form).
+pub fn encode_field(value: &mysql_async::Value, hex: bool, out: &mut Vec<u8>) {
+    use mysql_async::Value as My;
+    use std::io::Write;
+    match value {
+        My::NULL => out.extend_from_slice(b"\\N"),
+        My::Bytes(b) if hex => {
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            out.reserve(b.len() * 2);
+            for byte in b {
+                out.push(DIGITS[(byte >> 4) as usize]);
+                out.push(DIGITS[(byte & 15) as usize]);
+            }
+        }
+        My::Bytes(b) => {
+            for &byte in b {
+                match byte {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    0 => out.extend_from_slice(b"\\0"),
+                    _ => out.push(byte),
+                }
+            }
+        }
+        My::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        My::UInt(u) => {
+            let _ = write!(out, "{u}");
+        }
+        My::Float(f) => {
+            let _ = write!(out, "{f}");
+        }
+        My::Double(f) => {
+            let _ = write!(out, "{f}");
+        }
+        My::Date(y, mo, d, h, mi, s, us) => {
+            let _ = write!(out, "{y:04}-{mo:02}-{d:02}");
+            // A bare date also fits DATE columns, which would warn about a zero time part.
+            if (h, mi, s, us) != (&0, &0, &0, &0) {
+                let _ = write!(out, " {h:02}:{mi:02}:{s:02}.{us:06}");
+            }
+        }
+        My::Time(negative, days, h, mi, s, us) => {
+            let hours = *days as u64 * 24 + *h as u64;
+            let sign = if *negative { "-" } else { "" };
+            let _ = write!(out, "{sign}{hours:02}:{mi:02}:{s:02}.{us:06}");
+        }
+    }
+}
+
+/// Whether any of `keys` keys is in `table` already (one placeholder per key).
+pub fn any_key_exists(table: &str, key: &str, keys: usize) -> String {
+    format!(
+        "SELECT 1 FROM {} WHERE {} IN ({}) LIMIT 1",
+        quote(table),
+        quote(key),
+        vec!["?"; keys].join(", ")
+    )
+}
+
 /// How many staged keys are already in the target; locks those rows until the transaction ends, so
 /// the counts stay exact under concurrent writers.
 pub fn count_existing(table: &str, stage: &str, key: &str) -> String {
@@ -317,6 +410,56 @@ mod tests {
         );
         // No double quotes anywhere: the SQL means the same under ANSI_QUOTES.
         assert!(!upsert_from_stage("p", "s", &cols(&["a", "b"]), "a").contains('"'));
+    }
+
+    #[test]
+    fn load_data_sql_and_encoding() {
+        assert_eq!(
+            load_data("st", &cols(&["id", "b", "n"]), &[false, true, false]),
+            "LOAD DATA LOCAL INFILE 'sluice' INTO TABLE `st` CHARACTER SET utf8mb4 \
+             FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A' (`id`, @h1, `n`) \
+             SET `b` = UNHEX(@h1)"
+        );
+        assert_eq!(
+            any_key_exists("people", "id", 2),
+            "SELECT 1 FROM `people` WHERE `id` IN (?, ?) LIMIT 1"
+        );
+        use mysql_async::Value as My;
+        let enc = |v: My, hex: bool| {
+            let mut out = Vec::new();
+            encode_field(&v, hex, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(enc(My::NULL, false), "\\N");
+        assert_eq!(enc(My::NULL, true), "\\N");
+        assert_eq!(
+            enc(My::Bytes(b"a\tb\nc\\d\re\0f\\N".to_vec()), false),
+            "a\\tb\\nc\\\\d\\re\\0f\\\\N"
+        );
+        assert_eq!(enc(My::Bytes(vec![0, 0xab, b'\n']), true), "00ab0a");
+        assert_eq!(
+            enc(My::Bytes("Zoë 🎉".as_bytes().to_vec()), false),
+            "Zoë 🎉"
+        );
+        assert_eq!(enc(My::Int(-42), false), "-42");
+        assert_eq!(enc(My::Double(0.1), false), "0.1");
+        assert_eq!(
+            enc(My::Double(-1.5e-300), false).parse::<f64>().unwrap(),
+            -1.5e-300
+        );
+        assert_eq!(enc(My::Date(2024, 2, 29, 0, 0, 0, 0), false), "2024-02-29");
+        assert_eq!(
+            enc(My::Date(969, 7, 20, 20, 17, 40, 5), false),
+            "0969-07-20 20:17:40.000005"
+        );
+        assert_eq!(
+            enc(My::Time(false, 0, 9, 5, 1, 250_000), false),
+            "09:05:01.250000"
+        );
+        assert_eq!(
+            enc(My::Time(true, 1, 2, 0, 0, 0), false),
+            "-26:00:00.000000"
+        );
     }
 
     #[test]
