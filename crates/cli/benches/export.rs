@@ -12,6 +12,12 @@
 //!     SLUICE_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p sluice --bench export
 //!
 //! `SLUICE_BENCH_PROFILES` changes N; `SLUICE_LOG=sluice_engine=info` shows where each run spent its time.
+//!
+//! With `SLUICE_BENCH_CLICKHOUSE_URL=clickhouse://user:password@host:port/database` the destination is
+//! ClickHouse instead, and the reference a plain native-protocol insert (see `export/clickhouse.rs`).
+
+#[path = "export/clickhouse.rs"]
+mod clickhouse;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -149,23 +155,36 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let url = std::env::var("SLUICE_BENCH_POSTGRES_URL")
-        .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
-        .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server");
     let n: usize = std::env::var("SLUICE_BENCH_PROFILES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let schema_name = format!("bench_{}", std::process::id());
-    let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    pg.batch_execute(&format!(
-        "CREATE SCHEMA {schema_name}; SET search_path TO {schema_name}; {TABLE}"
-    ))
-    .await
-    .unwrap();
+    let ch = match std::env::var("SLUICE_BENCH_CLICKHOUSE_URL") {
+        Ok(url) => Some(clickhouse::setup(&url).await),
+        Err(_) => None,
+    };
+    let url = match &ch {
+        Some(_) => String::new(),
+        None => std::env::var("SLUICE_BENCH_POSTGRES_URL")
+            .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
+            .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server (or SLUICE_BENCH_CLICKHOUSE_URL)"),
+    };
+    let pg = match &ch {
+        Some(_) => None,
+        None => {
+            let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            pg.batch_execute(&format!(
+                "CREATE SCHEMA {schema_name}; SET search_path TO {schema_name}; {TABLE}"
+            ))
+            .await
+            .unwrap();
+            Some(pg)
+        }
+    };
 
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
@@ -185,15 +204,28 @@ async fn main() {
     let dest = DestinationRecord {
         id: "dst_bench".into(),
         name: "bench".into(),
-        kind: "postgresql".into(),
-        settings: pg_settings(&url, &schema_name),
+        kind: if ch.is_some() {
+            "clickhouse"
+        } else {
+            "postgresql"
+        }
+        .into(),
+        settings: match &ch {
+            Some(c) => c.settings.clone(),
+            None => pg_settings(&url, &schema_name),
+        },
         created_at: now,
         updated_at: now,
     };
     meta.insert_destination(&dest).await.unwrap();
+    let mut mapping = mapping();
+    if ch.is_some() {
+        // ClickHouse 18.16 has no Bool: the flag goes to a UInt8.
+        mapping["newsletter"] = json!("if(newsletter, 1, 0)");
+    }
     let spec: PipelineSpec = serde_json::from_value(json!({
         "destination": dest.id, "name": "bench", "table": "customers", "key": "customer_id",
-        "transformation": {"mapping": mapping()}
+        "transformation": {"mapping": mapping}
     }))
     .unwrap();
     let rec = PipelineRecord {
@@ -212,7 +244,22 @@ async fn main() {
     load_in_child(dir.path(), n, n + n / 1000, 1, 42);
     let changed = timed_run(&engine, &rec.id).await;
 
-    // The reference: the same rows, exported by the database itself, COPYed into an empty twin table.
+    let rows = n + n / 1000;
+    let (reference, copy_secs) = match (&ch, &pg) {
+        (Some(c), _) => {
+            let (read_back, secs) = c.reference().await;
+            assert_eq!(read_back, rows, "one row per key after FINAL");
+            c.drop().await;
+            ("plain native insert", secs)
+        }
+        (None, Some(pg)) => ("plain binary COPY", copy_reference(pg, &schema_name).await),
+        (None, None) => unreachable!(),
+    };
+    report(n, rows, reference, copy_secs, &first, &unchanged, &changed);
+}
+
+/// The reference: the same rows, exported by the database itself, COPYed into an empty twin table.
+async fn copy_reference(pg: &tokio_postgres::Client, schema_name: &str) -> f64 {
     let mut data = Vec::new();
     {
         use futures::StreamExt;
@@ -244,18 +291,28 @@ async fn main() {
         sink.close().await.unwrap();
     }
     let copy_secs = t.elapsed().as_secs_f64();
-    let rows = n + n / 1000;
     pg.batch_execute(&format!("DROP SCHEMA {schema_name} CASCADE"))
         .await
         .unwrap();
+    copy_secs
+}
 
+fn report(
+    n: usize,
+    rows: usize,
+    reference: &str,
+    copy_secs: f64,
+    first: &Measured,
+    unchanged: &Measured,
+    changed: &Measured,
+) {
     let rate = |m: &Measured| m.run.counts.read as f64 / m.secs;
     println!("\n| measurement ({n} profiles) | time | rows/s | written | peak RSS |");
     println!("|---|---|---|---|---|");
     for (name, m) in [
-        ("first run", &first),
-        ("re-run, nothing changed", &unchanged),
-        ("re-run, 1% changed + 0.1% added", &changed),
+        ("first run", first),
+        ("re-run, nothing changed", unchanged),
+        ("re-run, 1% changed + 0.1% added", changed),
     ] {
         let c = &m.run.counts;
         println!(
@@ -269,11 +326,11 @@ async fn main() {
         );
     }
     println!(
-        "| plain binary COPY of the same {rows} rows into an empty table | {copy_secs:.2} s | {:.0} | {rows} | |",
+        "| {reference} of the same {rows} rows into an empty table | {copy_secs:.2} s | {:.0} | {rows} | |",
         rows as f64 / copy_secs
     );
     println!(
-        "\nfirst run / COPY rate: {:.0}%   unchanged re-run / first run time: {:.1}%",
+        "\nfirst run / {reference} rate: {:.0}%   unchanged re-run / first run time: {:.1}%",
         100.0 * (first.run.counts.inserted as f64 / first.secs) / (rows as f64 / copy_secs),
         100.0 * unchanged.secs / first.secs
     );
