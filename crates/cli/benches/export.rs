@@ -17,7 +17,12 @@
 //!
 //! `SLUICE_BENCH_PROFILES` changes N; `SLUICE_LOG=sluice_engine=info` shows where each run spent its time.
 //! `SLUICE_BENCH_MYSQL_URL` benchmarks MySQL / MariaDB instead (see [`mysql`]).
+//!
+//! With `SLUICE_BENCH_CLICKHOUSE_URL=clickhouse://user:password@host:port/database` the destination is
+//! ClickHouse instead, and the reference a plain native-protocol insert (see `export/clickhouse.rs`).
 
+#[path = "export/clickhouse.rs"]
+mod clickhouse;
 #[path = "export/mysql.rs"]
 mod mysql;
 
@@ -211,9 +216,14 @@ async fn main() {
         return mysql::main(&url, n).await;
     }
     let snowflake = std::env::var("SLUICE_BENCH_SNOWFLAKE_URL").ok();
-    let url = match &snowflake {
-        Some(u) => u.clone(),
-        None => std::env::var("SLUICE_BENCH_POSTGRES_URL")
+    let ch = match std::env::var("SLUICE_BENCH_CLICKHOUSE_URL") {
+        Ok(url) => Some(clickhouse::setup(&url).await),
+        Err(_) => None,
+    };
+    let url = match (&snowflake, &ch) {
+        (Some(u), _) => u.clone(),
+        (None, Some(_)) => String::new(),
+        (None, None) => std::env::var("SLUICE_BENCH_POSTGRES_URL")
             .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
             .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server"),
     };
@@ -228,6 +238,8 @@ async fn main() {
         )
         .await;
         snowflake_exec(&url, Some(&db), SNOWFLAKE_TABLE).await;
+        None
+    } else if ch.is_some() {
         None
     } else {
         let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -262,21 +274,29 @@ async fn main() {
         name: "bench".into(),
         kind: if snowflake.is_some() {
             "snowflake"
+        } else if ch.is_some() {
+            "clickhouse"
         } else {
             "postgresql"
         }
         .into(),
-        settings: match &snowflake {
-            Some(_) => snowflake_settings(&url, &schema_name.to_uppercase()),
-            None => pg_settings(&url, &schema_name),
+        settings: match (&snowflake, &ch) {
+            (Some(_), _) => snowflake_settings(&url, &schema_name.to_uppercase()),
+            (None, Some(c)) => c.settings.clone(),
+            (None, None) => pg_settings(&url, &schema_name),
         },
         created_at: now,
         updated_at: now,
     };
     meta.insert_destination(&dest).await.unwrap();
+    let mut mapping = mapping();
+    if ch.is_some() {
+        // ClickHouse 18.16 has no Bool: the flag goes to a UInt8.
+        mapping["newsletter"] = json!("if(newsletter, 1, 0)");
+    }
     let spec: PipelineSpec = serde_json::from_value(json!({
         "destination": dest.id, "name": "bench", "table": "customers", "key": "customer_id",
-        "transformation": {"mapping": mapping()}
+        "transformation": {"mapping": mapping}
     }))
     .unwrap();
     let rec = PipelineRecord {
@@ -299,7 +319,7 @@ async fn main() {
     load_in_child(dir.path(), n, n + n / 1000, 1, 42);
     let changed = timed_run(&engine, &rec.id).await;
     let s3 = sent();
-    let Some(pg) = pg else {
+    if snowflake.is_some() {
         let db = schema_name.to_uppercase();
         snowflake_exec(&url, Some(&db), "DROP TABLE customers").await;
         println!("\n| measurement ({n} profiles, Snowflake protocol) | time | rows/s | written | statements | peak RSS |");
@@ -323,7 +343,22 @@ async fn main() {
         return;
     };
 
-    // The reference: the same rows, exported by the database itself, COPYed into an empty twin table.
+    let rows = n + n / 1000;
+    let (reference, copy_secs) = match (&ch, &pg) {
+        (Some(c), _) => {
+            let (read_back, secs) = c.reference().await;
+            assert_eq!(read_back, rows, "one row per key after FINAL");
+            c.drop().await;
+            ("plain native insert", secs)
+        }
+        (None, Some(pg)) => ("plain binary COPY", copy_reference(pg, &schema_name).await),
+        (None, None) => unreachable!(),
+    };
+    report(n, rows, reference, copy_secs, &first, &unchanged, &changed);
+}
+
+/// The reference: the same rows, exported by the database itself, COPYed into an empty twin table.
+async fn copy_reference(pg: &tokio_postgres::Client, schema_name: &str) -> f64 {
     let mut data = Vec::new();
     {
         use futures::StreamExt;
@@ -355,11 +390,21 @@ async fn main() {
         sink.close().await.unwrap();
     }
     let copy_secs = t.elapsed().as_secs_f64();
-    let rows = n + n / 1000;
     pg.batch_execute(&format!("DROP SCHEMA {schema_name} CASCADE"))
         .await
         .unwrap();
+    copy_secs
+}
 
+fn report(
+    n: usize,
+    rows: usize,
+    reference: &str,
+    copy_secs: f64,
+    first: &Measured,
+    unchanged: &Measured,
+    changed: &Measured,
+) {
     // Profiles the run accounted for, read or known unchanged without reading.
     let rate = |m: &Measured| {
         let c = &m.run.counts;
@@ -368,9 +413,9 @@ async fn main() {
     println!("\n| measurement ({n} profiles) | time | Sluice CPU | rows/s | written | peak RSS |");
     println!("|---|---|---|---|---|---|");
     for (name, m) in [
-        ("first run", &first),
-        ("re-run, nothing changed", &unchanged),
-        ("re-run, 1% changed + 0.1% added", &changed),
+        ("first run", first),
+        ("re-run, nothing changed", unchanged),
+        ("re-run, 1% changed + 0.1% added", changed),
     ] {
         let c = &m.run.counts;
         println!(
@@ -386,11 +431,11 @@ async fn main() {
         );
     }
     println!(
-        "| plain binary COPY of the same {rows} rows into an empty table | {copy_secs:.2} s | | {:.0} | {rows} | |",
+        "| {reference} of the same {rows} rows into an empty table | {copy_secs:.2} s | | {:.0} | {rows} | |",
         rows as f64 / copy_secs
     );
     println!(
-        "\nfirst run / COPY rate: {:.0}%   unchanged re-run / first run time: {:.1}%",
+        "\nfirst run / {reference} rate: {:.0}%   unchanged re-run / first run time: {:.1}%",
         100.0 * (first.run.counts.inserted as f64 / first.secs) / (rows as f64 / copy_secs),
         100.0 * unchanged.secs / first.secs
     );

@@ -19,7 +19,7 @@ use super::dialect::{self, ChType, EngineInfo, ServerVersion};
 use super::encode;
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, WriteTarget};
 
-/// Rows per native block: large blocks are what ClickHouse is fast with, and what keeps parts few.
+/// Rows per native block: large blocks are what ClickHouse is fast with.
 pub const ROWS_PER_BLOCK: usize = 65_536;
 
 /// A live connection.
@@ -414,10 +414,15 @@ impl Session {
         let table = &target.table.name;
         let info = self.writable(database, table).await?;
         let plan = plan_write(&info, target, self.version)?;
+        let started = std::time::Instant::now();
         let block = build_block(&plan, rows, target.run_version)?;
+        let encoded = started.elapsed();
         if plan.kept.is_empty() {
             let sql = plan.insert_sql(&dialect::qualified(database, table));
-            return self.insert_block(&sql, block).await;
+            let result = self.insert_block(&sql, block).await;
+            tracing::debug!(table = %table, rows = rows.len(), encode_s = encoded.as_secs_f64(),
+                insert_s = (started.elapsed() - encoded).as_secs_f64(), "inserted a batch");
+            return result;
         }
         // Columns the pipeline does not write keep their values: the batch is staged, and the rows already
         // in the table are written with their other columns read back (FINAL), the new ones without them.
@@ -620,22 +625,19 @@ pub fn describe(name: &str, info: &TableInfo, version: ServerVersion) -> TableDe
         });
     }
     let e = &info.engine;
-    let sole_key = (e.sorting_key.len() == 1).then(|| e.sorting_key[0].clone());
     let mut keys = Vec::new();
-    let key_advice = match &sole_key {
-        Some(k) if e.replacing && columns.iter().any(|c| &c.name == k) => {
+    let key_advice = match e.table_refusal(name) {
+        Some(why) => {
+            issues.push(why.clone());
+            why
+        }
+        None => {
+            let k = &e.sorting_key[0];
             keys.push(vec![k.clone()]);
             format!(
                 "only `{k}`, the sorting key of this ReplacingMergeTree table, identifies its rows: choose it as \
                  the key column, or recreate the table with ORDER BY the column you want"
             )
-        }
-        _ => {
-            let why = e
-                .key_refusal(name, sole_key.as_deref().unwrap_or("<key column>"))
-                .unwrap_or_default();
-            issues.push(why.clone());
-            why
         }
     };
     TableDescription {

@@ -434,31 +434,42 @@ fn unquote_identifier(text: &str) -> String {
 }
 
 impl EngineInfo {
-    /// Why rows of this table cannot be upserted by `key`, and what to change; `None` when they can.
-    pub fn key_refusal(&self, table: &str, key: &str) -> Option<String> {
+    /// Why no column of this table can identify rows for upserts, and what to change; `None` when its
+    /// sorting key can.
+    pub fn table_refusal(&self, table: &str) -> Option<String> {
         if !self.replacing {
             return Some(format!(
                 "table `{table}` uses the {} engine, which keeps every row written: ClickHouse replaces rows \
                  by key only in a ReplacingMergeTree table. Create the table with \
-                 ENGINE = ReplacingMergeTree(<version column>) ORDER BY {}",
-                self.engine,
-                quote(key)
+                 ENGINE = ReplacingMergeTree(<version column>) ORDER BY <key column>",
+                self.engine
             ));
         }
-        if self.sorting_key.len() != 1 || self.sorting_key[0] != key {
+        if self.sorting_key.len() != 1 {
             return Some(format!(
-                "column `{key}` is not the sorting key of table `{table}` (ORDER BY {}), so rows with the same \
-                 `{key}` are not replaced: choose the sorting key as the key column, or recreate the table \
-                 with ORDER BY {}",
-                if self.sorting_key.is_empty() {
-                    "tuple()".to_string()
-                } else {
-                    self.sorting_key.join(", ")
-                },
-                quote(key)
+                "the sorting key of table `{table}` is ({}): ClickHouse replaces the rows whose whole sorting key \
+                 is equal, so the key column must be the sorting key alone. Recreate the table with \
+                 ORDER BY <key column>",
+                self.sorting_key.join(", ")
             ));
         }
         None
+    }
+
+    /// Why rows of this table cannot be upserted by `key`, and what to change; `None` when they can.
+    pub fn key_refusal(&self, table: &str, key: &str) -> Option<String> {
+        self.table_refusal(table).or_else(|| {
+            (self.sorting_key[0] != key).then(|| {
+                format!(
+                    "column `{key}` is not the sorting key of table `{table}` (ORDER BY {}), so rows with the same \
+                     `{key}` are not replaced: choose `{}` as the key column, or recreate the table with \
+                     ORDER BY {}",
+                    self.sorting_key[0],
+                    self.sorting_key[0],
+                    quote(key)
+                )
+            })
+        })
     }
 
     /// Why rows cannot be deleted from this table, `None` when tombstones can.
@@ -896,7 +907,13 @@ mod tests {
         );
         assert_eq!(e.version, None);
         assert_eq!(e.sorting_key, ["a", "b"]);
-        assert!(e.key_refusal("t", "a").unwrap().contains("ORDER BY a, b"));
+        assert!(e.key_refusal("t", "a").unwrap().contains("is (a, b)"));
+        let e = engine_info(
+            "ReplacingMergeTree",
+            "ReplacingMergeTree ORDER BY tuple()",
+            "",
+        );
+        assert!(e.table_refusal("t").unwrap().contains("sorting key alone"));
         let e = engine_info(
             "ReplacingMergeTree",
             "ReplacingMergeTree(d, (id), 8192, ver)",

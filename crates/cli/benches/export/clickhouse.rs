@@ -1,0 +1,106 @@
+//! The export benchmark against ClickHouse, selected by `SLUICE_BENCH_CLICKHOUSE_URL`
+//! (`clickhouse://user:password@host:port/database`): the same profiles and mapping as the PostgreSQL
+//! benchmark, into a `ReplacingMergeTree(version)` table keyed by `customer_id`, and as the reference a
+//! plain native-protocol insert of the same rows (read back from the table) into an empty twin table.
+//! ClickHouse 18.16 has neither Bool nor Date32: `newsletter` is a UInt8 (mapped with `if(newsletter, 1, 0)`)
+//! and `birth_date`, mostly before 1970 where `Date` starts, is text.
+
+use std::time::Instant;
+
+use futures::StreamExt;
+use klickhouse::{Client, ClientOptions};
+use serde_json::json;
+use sluice_destinations::clickhouse::ClickHouseSettings;
+
+pub const TABLE: &str = "CREATE TABLE customers (
+    customer_id String, email Nullable(String), first_name Nullable(String), last_name Nullable(String),
+    full_name Nullable(String), country Nullable(String), birth_date Nullable(String),
+    signed_up_at Nullable(DateTime('UTC')), ltv Nullable(Decimal(12, 2)), orders Nullable(Int32),
+    newsletter Nullable(UInt8), score Nullable(Float64), tags Array(String), phone Nullable(String),
+    language Nullable(String), segment Nullable(String), loyalty_points Nullable(Int64),
+    last_order_at Nullable(DateTime('UTC')), street Nullable(String), city Nullable(String),
+    postal_code Nullable(String), version UInt64
+) ENGINE = ReplacingMergeTree(version) ORDER BY customer_id";
+
+pub struct Target {
+    pub settings: serde_json::Value,
+    admin: Client,
+    database: String,
+}
+
+async fn client(s: &ClickHouseSettings, database: &str) -> Client {
+    let options = ClientOptions {
+        username: s.username.clone(),
+        password: s.password.clone(),
+        default_database: database.to_string(),
+        ..ClientOptions::default()
+    };
+    Client::connect((s.host.as_str(), s.port), options)
+        .await
+        .expect("connect to ClickHouse")
+}
+
+/// Creates a database of its own with the `customers` table.
+pub async fn setup(url: &str) -> Target {
+    let s = ClickHouseSettings::from_url(url).expect("a clickhouse:// URL");
+    let database = format!("bench_{}", std::process::id());
+    client(&s, "default")
+        .await
+        .execute(format!("CREATE DATABASE {database}"))
+        .await
+        .unwrap();
+    let admin = client(&s, &database).await;
+    admin.execute(TABLE).await.unwrap();
+    let settings = json!({"host": s.host, "port": s.port, "username": s.username, "password": s.password,
+        "database": database});
+    Target {
+        settings,
+        admin,
+        database,
+    }
+}
+
+impl Target {
+    /// Reads every row back (FINAL) and inserts them into an empty twin table with a plain native insert;
+    /// returns (rows, seconds of the insert).
+    pub async fn reference(&self) -> (usize, f64) {
+        let mut blocks = Vec::new();
+        let mut stream = self
+            .admin
+            .query_raw("SELECT * FROM customers FINAL", None)
+            .await
+            .unwrap();
+        while let Some(b) = stream.next().await {
+            let b = b.unwrap();
+            if b.rows > 0 {
+                blocks.push(b);
+            }
+        }
+        let rows: usize = blocks.iter().map(|b| b.rows as usize).sum();
+        self.admin
+            .execute("CREATE TABLE reference AS customers")
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let mut answer = self
+            .admin
+            .insert_native_raw(
+                "INSERT INTO reference VALUES",
+                futures::stream::iter(blocks),
+                None,
+            )
+            .await
+            .unwrap();
+        while let Some(r) = answer.next().await {
+            r.unwrap();
+        }
+        (rows, t.elapsed().as_secs_f64())
+    }
+
+    pub async fn drop(&self) {
+        self.admin
+            .execute(format!("DROP DATABASE {}", self.database))
+            .await
+            .unwrap();
+    }
+}
