@@ -63,6 +63,8 @@ export interface ConnectorField {
   label: string;
   type: ConnectorFieldType | string;
   default?: unknown;
+  /** The default when TLS is on, where it differs (ClickHouse's native TLS port). */
+  tls_default?: unknown;
   required: boolean;
   secret: boolean;
   advanced?: boolean;

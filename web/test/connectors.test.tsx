@@ -1,9 +1,53 @@
 import { render } from 'preact';
 import { act } from 'preact/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildSettings, describeSettings, initialValues, localProblems } from '../src/lib/connectors';
+import { applyChange, buildSettings, describeSettings, initialValues, localProblems } from '../src/lib/connectors';
+import type { Connector } from '../src/api';
 import { ConnectionForm } from '../src/pages/DestinationForm';
 import { postgres } from './fixtures';
+
+const clickhouse: Connector = {
+  kind: 'clickhouse',
+  label: 'ClickHouse',
+  description: 'ClickHouse over its native protocol.',
+  available: true,
+  fields: [
+    { name: 'host', label: 'Host', type: 'string', required: true, secret: false },
+    { name: 'port', label: 'Port', type: 'integer', default: 9000, tls_default: 9440, required: false, secret: false },
+    {
+      name: 'tls',
+      label: 'TLS',
+      type: 'tls',
+      default: { mode: 'disable' },
+      required: false,
+      secret: false,
+      options: [
+        { value: 'disable', label: 'Disabled' },
+        { value: 'require', label: 'Required' },
+        { value: 'verify', label: 'Verify certificate' },
+      ],
+    },
+  ],
+};
+
+describe('fields whose default depends on TLS', () => {
+  it('moves the ClickHouse port to 9440 with TLS and back, unless the user chose one', () => {
+    const start = initialValues(clickhouse);
+    expect(start.port).toBe('9000');
+    const secure = applyChange(clickhouse, start, 'tls', { mode: 'verify', ca_cert: '' });
+    expect(secure.port).toBe('9440');
+    // Between two TLS modes nothing moves.
+    expect(applyChange(clickhouse, secure, 'tls', { mode: 'require', ca_cert: '' }).port).toBe('9440');
+    expect(applyChange(clickhouse, secure, 'tls', { mode: 'disable', ca_cert: '' }).port).toBe('9000');
+    const own = applyChange(clickhouse, start, 'port', '19000');
+    expect(applyChange(clickhouse, own, 'tls', { mode: 'verify', ca_cert: '' }).port).toBe('19000');
+  });
+
+  it('leaves connectors without such fields alone', () => {
+    const start = initialValues(postgres);
+    expect(applyChange(postgres, start, 'tls', { mode: 'disable', ca_cert: '' }).port).toBe('5432');
+  });
+});
 
 describe('connection forms from connector fields', () => {
   it('starts from the defaults', () => {

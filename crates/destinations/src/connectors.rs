@@ -55,6 +55,9 @@ pub struct FieldInfo {
     /// The value used when the field is left out.
     #[serde(skip_serializing_if = "Json::is_null")]
     pub default: Json,
+    /// The default when TLS is on, where it differs (ClickHouse serves native TLS on its own port).
+    #[serde(skip_serializing_if = "Json::is_null")]
+    pub tls_default: Json,
     pub required: bool,
     /// Accepted but never returned by the API.
     pub secret: bool,
@@ -72,6 +75,7 @@ impl FieldInfo {
             label,
             ty,
             default: Json::Null,
+            tls_default: Json::Null,
             required: false,
             secret: ty == FieldType::Password,
             advanced: false,
@@ -211,7 +215,10 @@ fn build() -> Vec<ConnectorInfo> {
             available: true,
             fields: vec![
                 host("Hostname or IP address of the database."),
-                port(9000, "Port of the native ClickHouse protocol (9000 by default; 9440 with TLS)."),
+                FieldInfo {
+                    tls_default: json!(9440),
+                    ..port(9000, "Port of the native ClickHouse protocol (9000 by default; 9440 with TLS).")
+                },
                 FieldInfo::new("username", "Username", FieldType::String, "Username for authentication.")
                     .default(json!("default")),
                 password("Password associated with the username."),
@@ -357,6 +364,7 @@ mod tests {
         let ch = connector("clickhouse").unwrap();
         assert!(ch.available);
         assert_eq!(ch.fields[1].default, json!(9000));
+        assert_eq!(ch.fields[1].tls_default, json!(9440));
         let names: Vec<_> = ch.fields.iter().map(|f| f.name).collect();
         assert_eq!(
             names,

@@ -43,6 +43,25 @@ export function initialValues(connector: Connector, saved?: Settings): FormValue
   return out;
 }
 
+/** The values after a change of `field` to `value`. Turning TLS on or off also moves fields whose default
+ *  depends on it (ClickHouse's port: 9000 ↔ 9440) — unless the user typed a value of their own. */
+export function applyChange(connector: Connector, values: FormValues, field: string, value: FormValue): FormValues {
+  const next: FormValues = { ...values, [field]: value };
+  const changed = connector.fields.find((f) => f.name === field);
+  if (!changed || !isTlsField(changed)) return next;
+  const wasOn = (values[field] as TlsValue | undefined)?.mode !== undefined && (values[field] as TlsValue).mode !== 'disable';
+  const isOn = (value as TlsValue).mode !== 'disable';
+  if (wasOn === isOn) return next;
+  for (const f of connector.fields) {
+    if (f.tls_default === undefined || f.tls_default === null) continue;
+    const plain = String(f.default ?? '');
+    const secure = String(f.tls_default);
+    const current = String(values[f.name] ?? '');
+    if (current === '' || current === (isOn ? plain : secure)) next[f.name] = isOn ? secure : plain;
+  }
+  return next;
+}
+
 /** The settings object for the API. Blank optional fields are left out (the server applies defaults);
  *  blank secrets are left out when editing so that the stored value is kept. */
 export function buildSettings(connector: Connector, values: FormValues): Settings {

@@ -5,7 +5,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, errorMessage, fieldErrors, type Connector, type ConnectorField, type Destination, type FieldErrors, type TestResult } from '../api';
 import { Alert, ErrorAlert, Field, FieldErrorsText, Loading, PageHeader, Spinner, useToast } from '../components/ui';
 import { useAsync, useTitle } from '../hooks';
-import { buildSettings, connectorMonogram, initialValues, isTlsField, localProblems, type FormValues, type TlsValue } from '../lib/connectors';
+import { applyChange, buildSettings, connectorMonogram, initialValues, isTlsField, localProblems, type FormValues, type TlsValue } from '../lib/connectors';
 import { classNames, countErrors, errorsAt } from '../lib/util';
 import { href, navigate } from '../router';
 
@@ -112,7 +112,7 @@ export function ConnectionForm({ connector, destination }: { connector: Connecto
   useEffect(() => setTest({ status: 'idle' }), [values]);
 
   const set = (field: string, v: FormValues[string]) => {
-    setValues((old) => ({ ...old, [field]: v }));
+    setValues((old) => applyChange(connector, old, field, v));
     setDirty(true);
     setErrors((e) => {
       const { [`settings.${field}`]: _drop, ...rest } = e;
