@@ -191,6 +191,30 @@ try {
     await shot('destinations');
   });
 
+  await step('1b. a card per database kind, each with its own form and defaults', async () => {
+    const openCard = async (name) => {
+      await page.goto(`${BASE}/#/destinations`);
+      await page.getByRole('link', { name: /Add a new destination/ }).first().click();
+      await page.getByRole('link', { name: new RegExp(`^${name}: add destination`) }).click();
+      await page.getByLabel(name === 'Snowflake' ? 'Account Identifier' : 'Host', { exact: true }).waitFor();
+    };
+    const port = () => page.getByLabel('Port', { exact: true }).inputValue();
+    await openCard('MySQL');
+    if ((await port()) !== '3306') throw new Error(`MySQL's Port should default to 3306, shows ${await port()}`);
+    await openCard('ClickHouse');
+    if ((await port()) !== '9000') throw new Error(`ClickHouse's Port should default to 9000, shows ${await port()}`);
+    await page.getByLabel('TLS', { exact: true }).selectOption('verify');
+    if ((await port()) !== '9440') throw new Error(`with TLS, ClickHouse's Port should move to 9440, shows ${await port()}`);
+    await shot('clickhouse-form-tls');
+    await openCard('Snowflake');
+    for (const label of ['User Name', 'Password', 'Private key', 'Role', 'Database', 'Schema', 'Warehouse']) {
+      if ((await page.getByLabel(label, { exact: true }).count()) !== 1) throw new Error(`the Snowflake form lacks ${label}`);
+    }
+    await shot('snowflake-form');
+    await page.goto(`${BASE}/#/destinations`);
+    await page.getByRole('heading', { name: 'Destinations', level: 1 }).waitFor();
+  });
+
   await step('2. Add a new destination → the PostgreSQL card', async () => {
     await page.getByRole('link', { name: /Add a new destination/ }).first().click();
     await page.getByRole('heading', { name: 'Add a new destination' }).waitFor();
