@@ -734,6 +734,8 @@ struct Candidate<'p> {
     values: Vec<Value>,
     /// Whether the sync state already records this profile with this key (its row exists).
     known: bool,
+    /// The key this profile's row had until now, when the key changed: that row belongs to nobody now.
+    old_key: Option<String>,
 }
 
 impl BatchState<'_> {
@@ -827,6 +829,7 @@ impl BatchState<'_> {
                 Some(e) if e.hash == hash && e.key == key_text => counts.unchanged += 1,
                 _ => candidates.push(Candidate {
                     known: entry.is_some_and(|e| e.key == key_text),
+                    old_key: entry.filter(|e| e.key != key_text).map(|e| e.key.clone()),
                     id: &row.id,
                     key: key_text,
                     hash,
@@ -872,14 +875,20 @@ impl BatchState<'_> {
             candidates = kept;
         }
 
-        // Rows of profiles that left: deleted first, unless a profile of this batch takes their key over.
-        if p.pipeline.spec.on_leave == OnLeave::Delete && !stale.is_empty() {
+        // Rows of profiles that left, and rows left under a key that a profile of this batch gave up:
+        // deleted first, unless a profile of this batch takes their key over.
+        let moved = candidates.iter().filter_map(|c| c.old_key.as_deref());
+        if p.pipeline.spec.on_leave == OnLeave::Delete
+            && (!stale.is_empty() || moved.clone().next().is_some())
+        {
             let claimed: HashSet<&str> = candidates.iter().map(|c| c.key.as_str()).collect();
             let key_ty = p.table.column(key_col).and_then(|c| c.ty.clone());
             let keys: Vec<Value> = stale
                 .iter()
-                .filter(|e| !claimed.contains(e.key.as_str()))
-                .map(|e| key_value(&e.key, key_ty.as_ref()))
+                .map(|e| e.key.as_str())
+                .chain(moved)
+                .filter(|k| !claimed.contains(k))
+                .map(|k| key_value(k, key_ty.as_ref()))
                 .collect();
             if !keys.is_empty() {
                 let t = Instant::now();

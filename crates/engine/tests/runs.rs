@@ -902,6 +902,66 @@ async fn script_preview_equals_run(w: World, transformation: Value, error: &str)
     assert_eq!(w.count().await, 198);
 }
 
+/// A profile whose key changes moves its row: with `on_leave: delete` the row under the old key goes, and
+/// another profile may take the old key in the same run.
+async fn scenario_key_change_moves_the_row(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    let p = w
+        .pipeline(json!({"key": "email", "on_leave": "delete",
+            "transformation": {"mapping": {"id": "_id", "email": "lower(email)", "full_name": "first_name"}}}))
+        .await;
+    assert_succeeded(&w.run(&p).await);
+    let mut moved = profile(5);
+    moved["email"] = json!("new5@example.com");
+    let mut taker = profile(6);
+    taker["email"] = json!("user5@example.com");
+    w.upsert(vec![moved]).await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(
+        (r.counts.deleted, r.counts.inserted, r.counts.failed),
+        (1, 1, 0),
+        "{:?}",
+        r.errors
+    );
+    let by_email = |e: &'static str| {
+        let w = &w;
+        async move {
+            w.db.rows(&format!("SELECT id FROM customers WHERE email = '{e}'"))
+                .await
+        }
+    };
+    assert!(
+        by_email("user5@example.com").await.is_empty(),
+        "the old row is gone"
+    );
+    assert_eq!(
+        by_email("new5@example.com").await,
+        vec![vec![Some("p00005".to_string())]]
+    );
+    assert_eq!(w.count().await, 300);
+    // Same run: one profile gives a key up, the next takes it over.
+    let mut back = profile(5);
+    back["email"] = json!("again5@example.com");
+    w.upsert(vec![back, taker]).await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(r.counts.failed, 0, "{:?}", r.errors);
+    assert_eq!(
+        by_email("user5@example.com").await,
+        vec![vec![Some("p00006".to_string())]]
+    );
+    assert!(
+        by_email("user6@example.com").await.is_empty(),
+        "p00006's old row is gone"
+    );
+    assert!(
+        by_email("new5@example.com").await.is_empty(),
+        "p00005's previous row is gone"
+    );
+    assert_eq!(w.count().await, 300);
+}
+
 /// Re-runs read only what changed since the last clean run and leave the table exactly as a full run
 /// would; anything that could make the shortcut wrong makes the run read everything.
 async fn scenario_reads_only_changes(w: World) {
@@ -1066,6 +1126,7 @@ for_each_destination! {
     javascript_preview_equals_run => scenario_javascript_preview_equals_run,
     python_preview_equals_run => scenario_python_preview_equals_run,
     reads_only_changes => scenario_reads_only_changes,
+    key_change_moves_the_row => scenario_key_change_moves_the_row,
 }
 
 mod clickhouse {
