@@ -2,6 +2,8 @@
 //!
 //!     SLUICE_BENCH_MYSQL_URL=mysql://root@127.0.0.1:3306/test cargo bench -p sluice --bench export
 //!
+//! `SLUICE_BENCH_MYSQL_PATHS=0` skips the (long) comparison of the two ways of loading a batch.
+//!
 //! The same workload and runs as the PostgreSQL benchmark, into a 21-column InnoDB table in a database of
 //! its own (`bench_<pid>`, dropped at the end). The reference is one plain `LOAD DATA LOCAL INFILE` of
 //! the same rows (read back from the exported table) into an empty twin table with the same primary key.
@@ -70,7 +72,11 @@ pub async fn main(url: &str, n: usize) {
 
     let rows = n + n / 1000;
     let reference_secs = reference_load(&mut db).await;
-    let paths = write_paths(&mut db, &settings).await;
+    // The comparison of the two load paths takes minutes; `SLUICE_BENCH_MYSQL_PATHS=0` leaves it out.
+    let paths = match std::env::var("SLUICE_BENCH_MYSQL_PATHS").as_deref() {
+        Ok("0") => None,
+        _ => Some(write_paths(&mut db, &settings).await),
+    };
     admin
         .query_drop(format!("DROP DATABASE `{database}`"))
         .await
@@ -112,6 +118,9 @@ pub async fn main(url: &str, n: usize) {
         100.0 * (first.run.counts.inserted as f64 / first.secs) / (rows as f64 / reference_secs),
         100.0 * unchanged.secs / first.secs
     );
+    let Some(paths) = paths else {
+        return;
+    };
     println!("\n| Destination::upsert of {rows} rows in batches of {BATCH} | LOAD DATA LOCAL | multi-row INSERT |");
     println!("|---|---|---|");
     for (name, [load, insert]) in [
