@@ -123,6 +123,8 @@ struct Measured {
     cpu_secs: f64,
     run: RunRecord,
     peak_mib: f64,
+    /// Statements sent to Snowflake during the run (what costs there); 0 for other destinations.
+    statements: u64,
 }
 
 async fn timed_run(engine: &Engine, pipeline: &str) -> Measured {
@@ -139,6 +141,7 @@ async fn timed_run(engine: &Engine, pipeline: &str) -> Measured {
     };
     let t = Instant::now();
     let cpu = cpu_secs();
+    let sent = sluice_destinations::snowflake::statements_sent();
     let started = engine.start(pipeline, "manual").await.expect("start");
     let run = engine.wait(&started.id, |_| {}).await.expect("run");
     let secs = t.elapsed().as_secs_f64();
@@ -156,7 +159,61 @@ async fn timed_run(engine: &Engine, pipeline: &str) -> Measured {
         cpu_secs: cpu_secs() - cpu,
         run,
         peak_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
+        statements: sluice_destinations::snowflake::statements_sent() - sent,
     }
+}
+
+/// Loads N profiles, exports them to the destination `kind` with `settings` and `mapping`, and measures
+/// the first run, an unchanged re-run and a re-run after 1% changed (another seed gives other values to
+/// the same ids) and 0.1% were added.
+async fn engine_runs(
+    n: usize,
+    kind: &str,
+    settings: serde_json::Value,
+    mapping: serde_json::Value,
+) -> [Measured; 3] {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    load_in_child(dir.path(), 0, n, 1, 42);
+    eprintln!("loaded {n} profiles in {:.1} s", t.elapsed().as_secs_f64());
+    let meta = sluice_store::open_metadata(
+        None,
+        dir.path(),
+        SecretBox::load_or_create(dir.path()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
+    meta.put_schema(&model()).await.unwrap();
+    let now = chrono::Utc::now();
+    let dest = DestinationRecord {
+        id: "dst_bench".into(),
+        name: "bench".into(),
+        kind: kind.into(),
+        settings,
+        created_at: now,
+        updated_at: now,
+    };
+    meta.insert_destination(&dest).await.unwrap();
+    let spec: PipelineSpec = serde_json::from_value(json!({
+        "destination": dest.id, "name": "bench", "table": "customers", "key": "customer_id",
+        "transformation": {"mapping": mapping}
+    }))
+    .unwrap();
+    let rec = PipelineRecord {
+        id: "pl_bench".into(),
+        spec,
+        created_at: now,
+        updated_at: now,
+    };
+    meta.insert_pipeline(&rec).await.unwrap();
+    let engine = Engine::new(meta, profiles, EngineConfig::default());
+    let first = timed_run(&engine, &rec.id).await;
+    let unchanged = timed_run(&engine, &rec.id).await;
+    load_in_child(dir.path(), 0, n, 100, 43);
+    load_in_child(dir.path(), n, n + n / 1000, 1, 42);
+    let changed = timed_run(&engine, &rec.id).await;
+    [first, unchanged, changed]
 }
 
 /// The table in Snowflake's types; quoted names keep them lower-case (Snowflake upper-cases unquoted ones).
@@ -254,89 +311,41 @@ async fn main() {
         Some(pg)
     };
 
-    let dir = tempfile::tempdir().unwrap();
-    let t = Instant::now();
-    load_in_child(dir.path(), 0, n, 1, 42);
-    eprintln!("loaded {n} profiles in {:.1} s", t.elapsed().as_secs_f64());
-    let meta = sluice_store::open_metadata(
-        None,
-        dir.path(),
-        SecretBox::load_or_create(dir.path()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
-    meta.put_schema(&model()).await.unwrap();
-
-    let now = chrono::Utc::now();
-    let dest = DestinationRecord {
-        id: "dst_bench".into(),
-        name: "bench".into(),
-        kind: if snowflake.is_some() {
-            "snowflake"
-        } else if ch.is_some() {
-            "clickhouse"
-        } else {
-            "postgresql"
-        }
-        .into(),
-        settings: match (&snowflake, &ch) {
-            (Some(_), _) => snowflake_settings(&url, &schema_name.to_uppercase()),
-            (None, Some(c)) => c.settings.clone(),
-            (None, None) => pg_settings(&url, &schema_name),
-        },
-        created_at: now,
-        updated_at: now,
+    let kind = match (&snowflake, &ch) {
+        (Some(_), _) => "snowflake",
+        (None, Some(_)) => "clickhouse",
+        (None, None) => "postgresql",
     };
-    meta.insert_destination(&dest).await.unwrap();
+    let settings = match (&snowflake, &ch) {
+        (Some(_), _) => snowflake_settings(&url, &schema_name.to_uppercase()),
+        (None, Some(c)) => c.settings.clone(),
+        (None, None) => pg_settings(&url, &schema_name),
+    };
     let mut mapping = mapping();
     if ch.is_some() {
         // ClickHouse 18.16 has no Bool: the flag goes to a UInt8.
         mapping["newsletter"] = json!("if(newsletter, 1, 0)");
     }
-    let spec: PipelineSpec = serde_json::from_value(json!({
-        "destination": dest.id, "name": "bench", "table": "customers", "key": "customer_id",
-        "transformation": {"mapping": mapping}
-    }))
-    .unwrap();
-    let rec = PipelineRecord {
-        id: "pl_bench".into(),
-        spec,
-        created_at: now,
-        updated_at: now,
-    };
-    meta.insert_pipeline(&rec).await.unwrap();
-    let engine = Engine::new(meta.clone(), profiles.clone(), EngineConfig::default());
-
-    let sent = sluice_destinations::snowflake::statements_sent;
-    let s0 = sent();
-    let first = timed_run(&engine, &rec.id).await;
-    let s1 = sent();
-    let unchanged = timed_run(&engine, &rec.id).await;
-    let s2 = sent();
-    // 1% changed (another seed gives other values to the same ids), 0.1% added.
-    load_in_child(dir.path(), 0, n, 100, 43);
-    load_in_child(dir.path(), n, n + n / 1000, 1, 42);
-    let changed = timed_run(&engine, &rec.id).await;
-    let s3 = sent();
+    let [first, unchanged, changed] = engine_runs(n, kind, settings, mapping).await;
     if snowflake.is_some() {
         let db = schema_name.to_uppercase();
         snowflake_exec(&url, Some(&db), "DROP TABLE customers").await;
         println!("\n| measurement ({n} profiles, Snowflake protocol) | time | rows/s | written | statements | peak RSS |");
         println!("|---|---|---|---|---|---|");
-        for (name, m, statements) in [
-            ("first run", &first, s1 - s0),
-            ("re-run, nothing changed", &unchanged, s2 - s1),
-            ("re-run, 1% changed + 0.1% added", &changed, s3 - s2),
+        for (name, m) in [
+            ("first run", &first),
+            ("re-run, nothing changed", &unchanged),
+            ("re-run, 1% changed + 0.1% added", &changed),
         ] {
             let c = &m.run.counts;
             println!(
-                "| {name} | {:.2} s | {:.0} | {} ins, {} upd, {} unchanged | {statements} | {:.0} MiB |",
+                "| {name} | {:.2} s | {:.0} | {} ins, {} upd, {} unchanged | {} | {:.0} MiB |",
                 m.secs,
                 m.run.counts.read as f64 / m.secs,
                 c.inserted,
                 c.updated,
                 c.unchanged,
+                m.statements,
                 m.peak_mib
             );
         }

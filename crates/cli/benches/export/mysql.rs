@@ -18,14 +18,9 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, TimeZone, Utc};
 use mysql_async::prelude::Queryable;
 use serde_json::json;
-use sluice_core::pipeline::PipelineSpec;
 use sluice_core::Value;
 use sluice_destinations::mysql::{client, dialect, BulkLoad, Mysql, MysqlSettings};
 use sluice_destinations::{Destination, Row, WriteTarget};
-use sluice_engine::{Engine, EngineConfig};
-use sluice_store::{DestinationRecord, PipelineRecord, SecretBox};
-
-use super::{load_in_child, mapping, model, timed_run, Measured};
 
 const TABLE: &str = "CREATE TABLE customers (
     customer_id varchar(64) PRIMARY KEY, email text, first_name text, last_name text, full_name text,
@@ -68,7 +63,14 @@ pub async fn main(url: &str, n: usize) {
     let mut db = connect(&settings).await;
     db.query_drop(TABLE).await.unwrap();
 
-    let runs = engine_runs(n, &settings).await;
+    let runs = super::engine_runs(
+        n,
+        "mysql",
+        json!({"host": settings.host, "port": settings.port, "username": settings.username,
+               "password": settings.password, "database": settings.database, "tls": {"mode": "disable"}}),
+        super::mapping(),
+    )
+    .await;
 
     let rows = n + n / 1000;
     let reference_secs = reference_load(&mut db).await;
@@ -82,41 +84,15 @@ pub async fn main(url: &str, n: usize) {
         .await
         .unwrap();
 
-    let rate = |m: &Measured| {
-        let c = &m.run.counts;
-        (c.inserted + c.updated + c.unchanged + c.failed) as f64 / m.secs
-    };
     let [first, unchanged, changed] = &runs;
-    println!(
-        "\n| measurement ({n} profiles, MySQL) | time | Sluice CPU | rows/s | written | peak RSS |"
-    );
-    println!("|---|---|---|---|---|---|");
-    for (name, m) in [
-        ("first run", first),
-        ("re-run, nothing changed", unchanged),
-        ("re-run, 1% changed + 0.1% added", changed),
-    ] {
-        let c = &m.run.counts;
-        println!(
-            "| {name} | {:.2} s | {:.2} s | {:.0} | {} read; {} ins, {} upd, {} unchanged | {:.0} MiB |",
-            m.secs,
-            m.cpu_secs,
-            rate(m),
-            c.read,
-            c.inserted,
-            c.updated,
-            c.unchanged,
-            m.peak_mib
-        );
-    }
-    println!(
-        "| plain LOAD DATA LOCAL of the same {rows} rows into an empty table | {reference_secs:.2} s | | {:.0} | {rows} | |",
-        rows as f64 / reference_secs
-    );
-    println!(
-        "\nfirst run / LOAD DATA rate: {:.0}%   unchanged re-run / first run time: {:.1}%",
-        100.0 * (first.run.counts.inserted as f64 / first.secs) / (rows as f64 / reference_secs),
-        100.0 * unchanged.secs / first.secs
+    super::report(
+        n,
+        rows,
+        "plain LOAD DATA LOCAL",
+        reference_secs,
+        first,
+        unchanged,
+        changed,
     );
     let Some(paths) = paths else {
         return;
@@ -135,55 +111,6 @@ pub async fn main(url: &str, n: usize) {
             rows as f64 / insert.as_secs_f64()
         );
     }
-}
-
-/// First run, unchanged re-run, and re-run after 1% changed and 0.1% added — as for PostgreSQL.
-async fn engine_runs(n: usize, settings: &MysqlSettings) -> [Measured; 3] {
-    let dir = tempfile::tempdir().unwrap();
-    let t = Instant::now();
-    load_in_child(dir.path(), 0, n, 1, 42);
-    eprintln!("loaded {n} profiles in {:.1} s", t.elapsed().as_secs_f64());
-    let meta = sluice_store::open_metadata(
-        None,
-        dir.path(),
-        SecretBox::load_or_create(dir.path()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
-    meta.put_schema(&model()).await.unwrap();
-    let now = Utc::now();
-    let dest = DestinationRecord {
-        id: "dst_bench".into(),
-        name: "bench".into(),
-        kind: "mysql".into(),
-        settings: json!({"host": settings.host, "port": settings.port, "username": settings.username,
-                         "password": settings.password, "database": settings.database,
-                         "tls": {"mode": "disable"}}),
-        created_at: now,
-        updated_at: now,
-    };
-    meta.insert_destination(&dest).await.unwrap();
-    let spec: PipelineSpec = serde_json::from_value(json!({
-        "destination": dest.id, "name": "bench", "table": "customers", "key": "customer_id",
-        "transformation": {"mapping": mapping()}
-    }))
-    .unwrap();
-    let rec = PipelineRecord {
-        id: "pl_bench".into(),
-        spec,
-        created_at: now,
-        updated_at: now,
-    };
-    meta.insert_pipeline(&rec).await.unwrap();
-    let engine = Engine::new(meta.clone(), profiles.clone(), EngineConfig::default());
-
-    let first = timed_run(&engine, &rec.id).await;
-    let unchanged = timed_run(&engine, &rec.id).await;
-    load_in_child(dir.path(), 0, n, 100, 43);
-    load_in_child(dir.path(), n, n + n / 1000, 1, 42);
-    let changed = timed_run(&engine, &rec.id).await;
-    [first, unchanged, changed]
 }
 
 /// The exported rows as `LOAD DATA`'s tab-separated text, loaded in one statement into an empty twin
