@@ -223,12 +223,7 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish, Stri
         .await
         .map_err(|e| format!("reading the profile store failed: {e}"))?;
     let plan = plan(ctx, &prepared, now).await?;
-    let outcome = match plan {
-        Plan::Full => run_full(ctx, &prepared, run, now).await,
-        Plan::Changes { since, synced } => {
-            run_changes(ctx, &prepared, run, now, since, synced).await
-        }
-    };
+    let outcome = run_plan(ctx, &prepared, run, now, plan).await;
     // The checkpoint moves only past a run that wrote everything it had to; a failed row may depend on
     // other rows (a unique email, say), so it must be retried by reading everything again.
     let pid = &prepared.pipeline.id;
@@ -302,23 +297,39 @@ async fn plan(ctx: &RunContext, p: &Prepared, now: DateTime<Utc>) -> Result<Plan
     })
 }
 
-/// Reads the whole audience in `_id` order and merge-joins it with the sync state.
-async fn run_full(
+/// Runs a plan page by page. A full read takes the whole audience in `_id` order and merge-joins it with
+/// the sync state by id range; a read of changes takes the deleted profiles, then the changed ones (the
+/// filter applied in memory, so a profile that left is seen), and looks their sync entries up by id —
+/// every other synced row is unchanged by construction.
+async fn run_plan(
     ctx: &RunContext,
     prepared: &Prepared,
     run: &mut RunRecord,
     now: DateTime<Utc>,
+    plan: Plan,
 ) -> Result<Finish, String> {
     let pid = prepared.pipeline.id.clone();
     let batch = ctx.config.batch_size.max(1);
-    let pages = spawn_reader(
-        ctx.profiles.clone(),
-        Source::Audience(prepared.filter.clone()),
-        batch,
-    );
-    let mut rows = spawn_transformer(pages, prepared, None, now);
-    // Counting the audience (for progress and `filtered_out`) scans the store: it goes on beside the run.
-    let mut counting = Some(spawn_counter(ctx.profiles.clone(), prepared.filter.clone()));
+    let read_error = |e: StoreError| format!("reading the profile store failed: {e}");
+    let sync_error = |e: StoreError| format!("reading the sync state failed: {e}");
+    let mut counting = None;
+    let (source, filter_in_memory) = match plan {
+        Plan::Full => {
+            // Counting the audience (for progress and `filtered_out`) scans the store: it goes on
+            // beside the run.
+            counting = Some(spawn_counter(ctx.profiles.clone(), prepared.filter.clone()));
+            (Source::Audience(prepared.filter.clone()), None)
+        }
+        Plan::Changes { since, .. } => {
+            let changes = ctx
+                .profiles
+                .count_changes(since)
+                .await
+                .map_err(read_error)?;
+            run.progress.total = Some(changes.changed + changes.deleted);
+            (Source::ChangedSince(since), prepared.filter.clone())
+        }
+    };
     publish(ctx, run).await;
     let retrying = Retrying {
         inner: prepared.destination.as_ref(),
@@ -333,6 +344,27 @@ async fn run_full(
         timings: Timings::default(),
         pending: None,
     };
+    // Synced rows a read of changes looked at; the others are unchanged.
+    let mut looked_at = 0u64;
+    if let Plan::Changes { since, .. } = plan {
+        // Deleted profiles first: a key they held may go to a profile changed since.
+        let deleted = ctx
+            .profiles
+            .deleted_since(since)
+            .await
+            .map_err(read_error)?;
+        for ids in deleted.chunks(batch) {
+            let entries = ctx.meta.sync_get(&pid, ids).await.map_err(sync_error)?;
+            looked_at += entries.len() as u64;
+            state
+                .process(ctx, &mut [], entries, &mut run.counts)
+                .await?;
+            run.progress.processed += ids.len() as u64;
+        }
+    }
+
+    let pages = spawn_reader(ctx.profiles.clone(), source, batch);
+    let mut rows = spawn_transformer(pages, prepared, filter_in_memory, now);
     let mut prev_last: Option<String> = None;
     let mut waited = Instant::now();
     while let Some(page) = rows.recv().await {
@@ -348,13 +380,21 @@ async fn run_full(
             .map(|p| p.id.clone())
             .expect("pages are never empty");
         if !prepared.key_is_profile_id {
-            // Key transfers recorded by the previous batch may touch this batch's id range.
+            // Key transfers recorded by the previous batch may touch this batch's profiles.
             state.settle().await?;
         }
         let t = Instant::now();
-        let entries =
-            load_entries(ctx.meta.as_ref(), &pid, prev_last.as_deref(), Some(&last)).await?;
+        let entries = match plan {
+            Plan::Full => {
+                load_entries(ctx.meta.as_ref(), &pid, prev_last.as_deref(), Some(&last)).await?
+            }
+            Plan::Changes { .. } => {
+                let ids: Vec<String> = page.iter().map(|c| c.id.clone()).collect();
+                ctx.meta.sync_get(&pid, &ids).await.map_err(sync_error)?
+            }
+        };
         state.timings.sync_read += t.elapsed();
+        looked_at += entries.len() as u64;
         state
             .process(ctx, &mut page, entries, &mut run.counts)
             .await?;
@@ -370,113 +410,38 @@ async fn run_full(
         waited = Instant::now();
     }
     state.settle().await?;
-    apply_counts(run, counting.take()).await?;
-    // Sync entries past the last profile belong to profiles that left the audience or were deleted.
-    loop {
-        let entries = ctx
-            .meta
-            .sync_range(&pid, prev_last.as_deref(), None, batch)
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(last) = entries.last().map(|e| e.profile_id.clone()) else {
-            break;
-        };
-        state
-            .process(ctx, &mut [], entries, &mut run.counts)
-            .await?;
-        prev_last = Some(last);
-    }
-    state.settle().await?;
-    state.timings.log(&run.id, "full");
-    run.errors = log.groups;
-    Ok(Finish::Done)
-}
-
-/// Reads only the profiles changed or deleted since the checkpoint's mark and looks their sync entries
-/// up by id; every other synced row is unchanged by construction.
-async fn run_changes(
-    ctx: &RunContext,
-    prepared: &Prepared,
-    run: &mut RunRecord,
-    now: DateTime<Utc>,
-    since: i64,
-    synced: u64,
-) -> Result<Finish, String> {
-    let pid = prepared.pipeline.id.clone();
-    let batch = ctx.config.batch_size.max(1);
-    let read_error = |e: StoreError| format!("reading the profile store failed: {e}");
-    let sync_error = |e: StoreError| format!("reading the sync state failed: {e}");
-    let changes = ctx
-        .profiles
-        .count_changes(since)
-        .await
-        .map_err(read_error)?;
-    run.progress.total = Some(changes.changed + changes.deleted);
-    publish(ctx, run).await;
-    let retrying = Retrying {
-        inner: prepared.destination.as_ref(),
-        attempts: ctx.config.write_attempts,
-    };
-    let mut log = ErrorLog::default();
-    let mut state = BatchState {
-        prepared,
-        dest: &retrying,
-        log: &mut log,
-        pid: &pid,
-        timings: Timings::default(),
-        pending: None,
-    };
-    // Synced rows this run looked at; the others are unchanged.
-    let mut looked_at = 0u64;
-
-    // Deleted profiles first: a key they held may go to a profile changed since.
-    let deleted = ctx
-        .profiles
-        .deleted_since(since)
-        .await
-        .map_err(read_error)?;
-    for ids in deleted.chunks(batch) {
-        let entries = ctx.meta.sync_get(&pid, ids).await.map_err(sync_error)?;
-        looked_at += entries.len() as u64;
-        state
-            .process(ctx, &mut [], entries, &mut run.counts)
-            .await?;
-        run.progress.processed += ids.len() as u64;
-    }
-
-    let pages = spawn_reader(ctx.profiles.clone(), Source::ChangedSince(since), batch);
-    // Changed profiles are read whether or not they match the filter: one that no longer does has left.
-    let mut rows = spawn_transformer(pages, prepared, prepared.filter.clone(), now);
-    let mut waited = Instant::now();
-    while let Some(page) = rows.recv().await {
-        state.timings.read_transform += waited.elapsed();
-        let mut page = page?;
-        if ctx.cancel.load(Ordering::SeqCst) {
-            run.errors = state.log.groups.clone();
-            state.settle().await?;
-            return Ok(Finish::Cancelled);
-        }
-        if !prepared.key_is_profile_id {
+    match plan {
+        Plan::Full => {
+            apply_counts(run, counting.take()).await?;
+            // Sync entries past the last profile belong to profiles that left the audience or were
+            // deleted.
+            loop {
+                let entries = ctx
+                    .meta
+                    .sync_range(&pid, prev_last.as_deref(), None, batch)
+                    .await
+                    .map_err(sync_error)?;
+                let Some(last) = entries.last().map(|e| e.profile_id.clone()) else {
+                    break;
+                };
+                state
+                    .process(ctx, &mut [], entries, &mut run.counts)
+                    .await?;
+                prev_last = Some(last);
+            }
             state.settle().await?;
         }
-        let t = Instant::now();
-        let ids: Vec<String> = page.iter().map(|c| c.id.clone()).collect();
-        let entries = ctx.meta.sync_get(&pid, &ids).await.map_err(sync_error)?;
-        state.timings.sync_read += t.elapsed();
-        looked_at += entries.len() as u64;
-        state
-            .process(ctx, &mut page, entries, &mut run.counts)
-            .await?;
-        run.progress.processed += page.len() as u64;
-        run.errors = state.log.groups.clone();
-        let t = Instant::now();
-        publish(ctx, run).await;
-        state.timings.publish += t.elapsed();
-        waited = Instant::now();
+        Plan::Changes { synced, .. } => {
+            run.counts.unchanged += synced.saturating_sub(looked_at);
+        }
     }
-    state.settle().await?;
-    run.counts.unchanged += synced.saturating_sub(looked_at);
-    state.timings.log(&run.id, "changes");
+    state.timings.log(
+        &run.id,
+        match plan {
+            Plan::Full => "full",
+            Plan::Changes { .. } => "changes",
+        },
+    );
     run.errors = log.groups;
     Ok(Finish::Done)
 }
