@@ -168,6 +168,23 @@ impl<'a> UrlParts<'a> {
             query,
         })
     }
+
+    /// The start of a settings object: `host` (`localhost` when the URL gives none) and `port`, when the
+    /// URL gives one.
+    pub fn host_and_port(&self) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let mut json = serde_json::Map::new();
+        let host = if self.host.is_empty() {
+            "localhost"
+        } else {
+            &self.host
+        };
+        json.insert("host".into(), host.into());
+        if let Some(p) = self.port {
+            let p: u16 = p.parse().map_err(|_| format!("bad port `{p}`"))?;
+            json.insert("port".into(), p.into());
+        }
+        Ok(json)
+    }
 }
 
 #[cfg(test)]

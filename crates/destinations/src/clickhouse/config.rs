@@ -155,25 +155,15 @@ impl ClickHouseSettings {
         let rest = url
             .strip_prefix("clickhouse://")
             .ok_or("the URL must start with clickhouse://")?;
+        let parts = UrlParts::split(rest)?;
+        let mut json = parts.host_and_port()?;
         let UrlParts {
             user,
             password,
-            host,
-            port,
             database,
             query,
-        } = UrlParts::split(rest)?;
-        let mut json = serde_json::Map::new();
-        let host = if host.is_empty() {
-            "localhost".to_string()
-        } else {
-            host
-        };
-        json.insert("host".into(), Json::from(host));
-        if let Some(p) = port {
-            let p: u16 = p.parse().map_err(|_| format!("bad port `{p}`"))?;
-            json.insert("port".into(), Json::from(p));
-        }
+            ..
+        } = parts;
         if !user.is_empty() {
             json.insert("username".into(), Json::from(user));
         }

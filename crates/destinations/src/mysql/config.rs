@@ -114,25 +114,15 @@ impl MysqlSettings {
             .strip_prefix("mysql://")
             .or_else(|| url.strip_prefix("mariadb://"))
             .ok_or("the URL must start with mysql:// or mariadb://")?;
+        let parts = UrlParts::split(rest)?;
+        let mut json = parts.host_and_port()?;
         let UrlParts {
             user,
             password,
-            host,
-            port,
             database,
             query,
-        } = UrlParts::split(rest)?;
-        let mut json = serde_json::Map::new();
-        let host = if host.is_empty() {
-            "localhost".to_string()
-        } else {
-            host
-        };
-        json.insert("host".into(), Json::from(host));
-        if let Some(p) = port {
-            let p: u16 = p.parse().map_err(|_| format!("bad port `{p}`"))?;
-            json.insert("port".into(), Json::from(p));
-        }
+            ..
+        } = parts;
         let user = if user.is_empty() {
             "root".to_string()
         } else {
