@@ -315,7 +315,7 @@ pub fn text(value: Value) -> Result<String, String> {
         Value::Float(f) if f.is_finite() => f.to_string(),
         Value::Float(_) => return Err("the number is not finite".into()),
         Value::Decimal(d) => d.to_string(),
-        Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+        Value::Date(d) => schema::format_date(&d),
         Value::Time(t) => schema::format_time(&t),
         Value::DateTime(dt) => schema::format_datetime(&dt),
         Value::Uuid(u) => u.hyphenated().to_string(),
@@ -468,8 +468,7 @@ pub fn date(value: Value) -> Result<NaiveDate, String> {
         Value::DateTime(dt) => Ok(dt.date_naive()),
         Value::String(s) => {
             let t = s.trim();
-            NaiveDate::parse_from_str(t, "%Y-%m-%d")
-                .ok()
+            schema::parse_date(t)
                 .or_else(|| schema::parse_datetime(t).ok().map(|dt| dt.date_naive()))
                 .ok_or_else(|| "the text is not a date (YYYY-MM-DD)".into())
         }
@@ -498,11 +497,7 @@ pub fn datetime(value: Value) -> Result<chrono::DateTime<chrono::Utc>, String> {
             let t = s.trim();
             schema::parse_datetime(t)
                 .ok()
-                .or_else(|| {
-                    NaiveDate::parse_from_str(t, "%Y-%m-%d")
-                        .ok()
-                        .map(|d| d.and_time(NaiveTime::MIN).and_utc())
-                })
+                .or_else(|| schema::parse_date(t).map(|d| d.and_time(NaiveTime::MIN).and_utc()))
                 .ok_or_else(|| {
                     "the text is not an RFC 3339 datetime (such as 2024-05-13T15:30:00Z)".into()
                 })

@@ -6,6 +6,7 @@
 //! - [`filter`]: audience filters — type check, in-memory evaluation and SQL pushdown;
 //! - [`mapping`]: visual-mapping expressions — parse, type check, evaluate — and [`convert`], the rules
 //!   that turn a value into a destination column's type;
+//! - [`raw`]: stored documents read lazily, only as far as a mapping needs;
 //! - [`hash`]: row hashes for writing only what changed;
 //! - [`schedule`]: schedule ticks and the scheduler's per-pipeline decision, given the time.
 //!
@@ -18,13 +19,14 @@ pub mod hash;
 pub mod mapping;
 pub mod pipeline;
 pub mod profile;
+pub mod raw;
 pub mod schedule;
 pub mod schema;
 pub mod table;
 pub mod value;
 
 pub use errors::FieldErrors;
-pub use profile::Profile;
+pub use profile::{Profile, RawProfile};
 pub use schema::{PropertyType, Schema};
 pub use table::{Column, ColumnType, TableDescription, TableRules};
 pub use value::Value;

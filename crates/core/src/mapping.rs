@@ -119,10 +119,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use self::check::Compiler;
-use self::eval::{Cx, Node};
+use self::eval::{Cx, Node, Src};
 use crate::convert::{self, Compat};
 use crate::errors::FieldErrors;
 use crate::pipeline::indexmap_like::OrderedMap;
+use crate::raw::{Located, Locator, Slots};
 use crate::schema::{PropertyType, Schema};
 use crate::table::{ColumnType, TableDescription};
 use crate::value::Value;
@@ -325,7 +326,10 @@ impl Expression {
 
     /// Computes the value for a profile; `now` is the run's start time.
     pub fn eval(&self, profile: &Profile, now: DateTime<Utc>) -> Result<Value, ExprError> {
-        self.node.eval(&Cx { profile, now })
+        self.node.eval(&Cx {
+            src: Src::Parsed(profile),
+            now,
+        })
     }
 }
 
@@ -343,6 +347,8 @@ pub struct CompiledMapping {
     pub columns: Vec<String>,
     targets: Vec<Target>,
     properties: Vec<String>,
+    /// The top-level properties the expressions read, numbered for [`crate::raw::Locator`].
+    slots: Slots,
 }
 
 /// Why a null cannot be written; the column is named by [`ColumnError::column`].
@@ -420,16 +426,40 @@ impl CompiledMapping {
                 nullable: col.nullable,
             });
         }
+        let mut slots = Slots::default();
+        for t in &mut targets {
+            t.expr.node.assign_slots(&mut slots);
+        }
         errors.into_result(CompiledMapping {
             columns,
             targets,
             properties,
+            slots,
         })
     }
 
     /// Computes the row for a profile: values in [`Self::columns`] order, converted to the column types.
     pub fn eval(&self, profile: &Profile, now: DateTime<Utc>) -> Result<Vec<Value>, ColumnError> {
-        let cx = Cx { profile, now };
+        self.eval_src(Src::Parsed(profile), now)
+    }
+
+    /// A locator for the documents this mapping reads (see [`crate::raw`]).
+    pub fn locator(&self) -> Locator {
+        Locator::new(&self.slots)
+    }
+
+    /// [`Self::eval`] for a stored document found by [`Self::locator`]: the same row, without parsing
+    /// what the mapping does not read.
+    pub fn eval_located(
+        &self,
+        doc: &Located<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Value>, ColumnError> {
+        self.eval_src(Src::Located(doc), now)
+    }
+
+    fn eval_src(&self, src: Src<'_>, now: DateTime<Utc>) -> Result<Vec<Value>, ColumnError> {
+        let cx = Cx { src, now };
         let mut row = Vec::with_capacity(self.targets.len());
         for (target, column) in self.targets.iter().zip(&self.columns) {
             let fail = |message: String| ColumnError {

@@ -40,3 +40,32 @@ impl Profile {
         Json::Object(out)
     }
 }
+
+/// A stored profile as a run reads it: the properties are still the stored JSON text, to be parsed only as
+/// far as the pipeline needs (see [`crate::raw`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawProfile {
+    pub id: String,
+    pub updated_at: DateTime<Utc>,
+    /// The normalized properties as a JSON object, without `_id` and `_updated_at`.
+    pub doc: String,
+}
+
+impl RawProfile {
+    /// The whole profile, parsed; an error names the profile and what is wrong with its text.
+    pub fn parse(&self) -> Result<Profile, String> {
+        match serde_json::from_str::<Json>(&self.doc) {
+            Ok(Json::Object(doc)) => Ok(Profile {
+                id: self.id.clone(),
+                updated_at: self.updated_at,
+                doc,
+            }),
+            Ok(other) => Err(format!(
+                "profile `{}` is stored as {}, not an object",
+                self.id,
+                schema::json_kind(&other)
+            )),
+            Err(e) => Err(format!("profile `{}` is not valid JSON: {e}", self.id)),
+        }
+    }
+}

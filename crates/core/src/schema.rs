@@ -686,9 +686,9 @@ pub fn normalize_scalar(ty: &PropertyType, value: &Json) -> Result<Json, String>
                     json_kind(value)
                 )
             })?;
-            let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-                .map_err(|_| format!("expected a date as YYYY-MM-DD, got \"{s}\""))?;
-            Ok(Json::String(d.format("%Y-%m-%d").to_string()))
+            let d = parse_date(s.trim())
+                .ok_or_else(|| format!("expected a date as YYYY-MM-DD, got \"{s}\""))?;
+            Ok(Json::String(format_date(&d)))
         }
         PropertyType::Time => {
             let s = text.ok_or_else(|| {
@@ -778,6 +778,41 @@ pub fn parse_datetime(s: &str) -> Result<DateTime<Utc>, String> {
 /// The normalized text of a datetime: UTC, `Z`, fractional seconds only when not zero.
 pub fn format_datetime(dt: &DateTime<Utc>) -> String {
     dt.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// A date as `%Y-%m-%d` reads it. The usual ten-character form is read directly: interpreting the format
+/// string for every value showed in profiles of runs.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        if let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) {
+            return NaiveDate::from_ymd_opt(y as i32, m, d);
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// The normalized text of a date: what `%Y-%m-%d` writes.
+pub fn format_date(d: &NaiveDate) -> String {
+    let mut out = String::with_capacity(10);
+    push_date(d, &mut out);
+    out
+}
+
+/// Appends [`format_date`]'s text; years of four digits are written directly.
+pub fn push_date(d: &NaiveDate, out: &mut String) {
+    use chrono::Datelike;
+    use std::fmt::Write;
+    if (0..=9999).contains(&d.year()) {
+        let _ = write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day());
+    } else {
+        let _ = write!(out, "{}", d.format("%Y-%m-%d"));
+    }
 }
 
 pub fn parse_time(s: &str) -> Result<NaiveTime, String> {

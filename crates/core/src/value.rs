@@ -74,10 +74,7 @@ impl Value {
                 .as_str()
                 .and_then(|s| schema::parse_datetime(s).ok())
                 .map(Value::DateTime),
-            PropertyType::Date => json
-                .as_str()
-                .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-                .map(Value::Date),
+            PropertyType::Date => json.as_str().and_then(schema::parse_date).map(Value::Date),
             PropertyType::Time => json
                 .as_str()
                 .and_then(|s| schema::parse_time(s).ok())
@@ -94,6 +91,52 @@ impl Value {
         parsed.unwrap_or_else(|| Value::Json(json.clone()))
     }
 
+    /// What [`Value::from_json`] gives for the JSON text `raw` (a value found by [`crate::raw`]), without
+    /// building the JSON value when it is a plain scalar; anything else goes through the parsed form, so
+    /// both readings agree.
+    pub fn from_raw(raw: &str, ty: &PropertyType) -> Value {
+        let raw = raw.trim();
+        if raw == "null" {
+            return Value::Null;
+        }
+        let text = || crate::raw::string(raw);
+        let fast = match ty {
+            PropertyType::String => text().map(|s| Value::String(s.into_owned())),
+            PropertyType::Boolean => match raw {
+                "true" => Some(Value::Bool(true)),
+                "false" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            // Only plain integers: the parsed form has its own rules for `1.0`, `1e3` and out-of-range ones.
+            PropertyType::Int => {
+                let digits = raw.strip_prefix('-').unwrap_or(raw);
+                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                    serde_json::from_str::<i64>(raw).ok().map(Value::Int)
+                } else {
+                    None
+                }
+            }
+            PropertyType::Float => serde_json::from_str::<f64>(raw).ok().map(Value::Float),
+            PropertyType::Decimal { .. } => text().and_then(|s| s.parse().ok().map(Value::Decimal)),
+            PropertyType::DateTime => text()
+                .and_then(|s| schema::parse_datetime(&s).ok())
+                .map(Value::DateTime),
+            PropertyType::Date => text().and_then(|s| schema::parse_date(&s)).map(Value::Date),
+            PropertyType::Time => text()
+                .and_then(|s| schema::parse_time(&s).ok())
+                .map(Value::Time),
+            PropertyType::Uuid => text()
+                .and_then(|s| uuid::Uuid::parse_str(&s).ok())
+                .map(Value::Uuid),
+            PropertyType::Json | PropertyType::Object(_) | PropertyType::Array(_) => None,
+        };
+        fast.unwrap_or_else(|| match serde_json::from_str::<Json>(raw) {
+            Ok(json) => Value::from_json(&json, ty),
+            // The locator only hands out text the parser accepted.
+            Err(_) => Value::Null,
+        })
+    }
+
     /// The JSON form of the value, in the normalized formats of [`crate::schema`].
     pub fn to_json(&self) -> Json {
         match self {
@@ -105,7 +148,7 @@ impl Value {
                 .unwrap_or(Json::Null),
             Value::Decimal(d) => Json::String(d.to_string()),
             Value::String(s) => Json::String(s.clone()),
-            Value::Date(d) => Json::String(d.format("%Y-%m-%d").to_string()),
+            Value::Date(d) => Json::String(schema::format_date(d)),
             Value::Time(t) => Json::String(schema::format_time(t)),
             Value::DateTime(dt) => Json::String(schema::format_datetime(dt)),
             Value::Uuid(u) => Json::String(u.hyphenated().to_string()),

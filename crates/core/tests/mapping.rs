@@ -502,3 +502,47 @@ fn many_profiles_evaluate_without_surprises() {
     }
     assert_eq!(emails, 2000);
 }
+
+/// A run reads stored documents lazily (`sluice_core::raw`); the rows must be exactly those of the parsed
+/// profile, whatever the document holds — including values validation would not let in.
+#[test]
+fn a_document_read_lazily_gives_the_rows_of_the_parsed_profile() {
+    let m = CompiledMapping::compile(&full_mapping(), &schema(), &table()).unwrap();
+    let docs = [
+        r#"{"email": " Ada@Example.COM ", "first_name": "ada", "last_name": "L", "age": 36, "ltv": "1234.5",
+            "vip": true, "signup": "2024-05-13T23:30:00-04:00", "birthday": "1815-12-10", "tier": "gold",
+            "tags": ["a", "b"], "prefs": {"news": true}, "address": {"city": "Turin", "zip": "10100"}}"#,
+        // Escapes in values and keys, keys in another order, a key twice (the last wins), extra keys.
+        r#"{"tier": "silver", "unused": [1, {"x": [2, 3]}], "l\u0061st_name": "O\"Brien\u00e9\n",
+            "first_name": "\ud83d\ude00 \u05e9\u05dc\u05d5\u05dd", "email": "a@b.c", "email": "X@Y.Z",
+            "address": {"zip": "1", "city": "Z\u00fcrich", "city": "Bern"}}"#,
+        // Wrong types everywhere: each must go through the same conversion and fail or not alike.
+        r#"{"age": "36", "ltv": 12.5, "vip": "yes", "signup": "yesterday", "birthday": "1815-13-10",
+            "tags": "a", "prefs": "text", "address": "Main street"}"#,
+        r#"{"age": 36.0, "ltv": 7, "vip": 1, "signup": 1715600000, "birthday": 18151210,
+            "tags": [1, null, "c"], "prefs": [1, 2], "address": null}"#,
+        r#"{"age": -0, "ltv": "-0.005", "birthday": "  1815-12-10  ", "tier": "bronze"}"#,
+        r#"{"age": 99999999999999999999, "ltv": "1e3", "first_name": null, "last_name": null,
+            "address": {"city": null}}"#,
+        r#"{"age": 12, "birthday": "+1815-12-10", "signup": "2024-05-13 23:30:00"}"#,
+        "  {  }  ",
+    ];
+    for (i, text) in docs.iter().enumerate() {
+        let raw = sluice_core::RawProfile {
+            id: format!("c{i}"),
+            updated_at: Utc.with_ymd_and_hms(2024, 5, 1, 0, 0, 0).unwrap(),
+            doc: text.to_string(),
+        };
+        let parsed = raw.parse().unwrap();
+        let mut locator = m.locator();
+        // Twice: the second time the locator goes by the key positions it learned.
+        for _ in 0..2 {
+            let located = locator.locate(&raw).unwrap();
+            assert_eq!(
+                format!("{:?}", m.eval_located(&located, run_start())),
+                format!("{:?}", m.eval(&parsed, run_start())),
+                "document {i}: {text}"
+            );
+        }
+    }
+}

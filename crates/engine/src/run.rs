@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sluice_core::filter::Filter;
 use sluice_core::hash::{hash_row, shape_seed};
 use sluice_core::pipeline::{OnLeave, Transformation};
-use sluice_core::{ColumnType, Profile, Schema, TableDescription, Value};
+use sluice_core::{ColumnType, Profile, RawProfile, Schema, TableDescription, Value};
 use sluice_destinations::{
     upsert_isolating, Destination, DestinationError, ErrorKind, Row, TestReport, UpsertCounts,
     WriteTarget,
@@ -493,7 +493,7 @@ fn spawn_reader(
     profiles: Arc<dyn ProfileStore>,
     source: Source,
     batch: usize,
-) -> mpsc::Receiver<Result<Vec<Profile>, StoreError>> {
+) -> mpsc::Receiver<Result<Vec<RawProfile>, StoreError>> {
     // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
@@ -502,11 +502,13 @@ fn spawn_reader(
             let page = match &source {
                 Source::Audience(filter) => {
                     profiles
-                        .page(filter.as_ref(), after.as_deref(), batch)
+                        .page_raw(filter.as_ref(), after.as_deref(), batch)
                         .await
                 }
                 Source::ChangedSince(mark) => {
-                    profiles.changed_page(*mark, after.as_deref(), batch).await
+                    profiles
+                        .changed_page_raw(*mark, after.as_deref(), batch)
+                        .await
                 }
             };
             match page {
@@ -540,7 +542,7 @@ struct Computed {
 /// trips of the batch before.
 /// With `filter`, profiles that do not match it come out skipped (as profiles that left the audience).
 fn spawn_transformer(
-    mut pages: mpsc::Receiver<Result<Vec<Profile>, StoreError>>,
+    mut pages: mpsc::Receiver<Result<Vec<RawProfile>, StoreError>>,
     prepared: &Prepared,
     filter: Option<Filter>,
     now: DateTime<Utc>,
@@ -580,51 +582,64 @@ fn spawn_transformer(
     rx
 }
 
-/// The rows of one page, in page order: profiles outside the filter are not transformed, the others go
-/// to the evaluator as one batch (which is what lets Python send them to its workers in one message).
+/// The rows of one page, in page order. Without a filter, the documents go to the evaluator as they are
+/// stored (a mapping reads only what it uses). With one, they are parsed to be matched: those outside it
+/// are not transformed, the others go to the evaluator as one batch (which is what lets Python send them
+/// to its workers in one message).
 fn compute_page(
     evaluator: &mut Evaluator,
-    profiles: Vec<Profile>,
+    profiles: Vec<RawProfile>,
     filter: Option<&Filter>,
     now: DateTime<Utc>,
     seed: u64,
     key_idx: usize,
 ) -> Vec<Computed> {
-    let keep: Vec<bool> = profiles
-        .iter()
-        .map(|p| filter.is_none_or(|f| f.matches(p)))
-        .collect();
-    let mut selected = Vec::with_capacity(profiles.len());
-    let mut left_out = Vec::new();
-    for (p, k) in profiles.into_iter().zip(&keep) {
-        if *k {
-            selected.push(p);
-        } else {
-            left_out.push(p.id);
-        }
-    }
-    let outcomes = evaluator.eval_batch(&selected, now);
-    let mut computed = selected.into_iter().zip(outcomes);
-    let mut left_out = left_out.into_iter();
-    keep.into_iter()
-        .map(|k| {
-            if !k {
-                return Computed {
-                    id: left_out.next().expect("one per left-out profile"),
-                    outcome: Ok(None),
-                };
+    let row = |outcome: Result<Output, RowError>| {
+        outcome.map(|out| match out {
+            Output::Skip => None,
+            Output::Row(values) => {
+                let key = &values[key_idx];
+                let key = (!key.is_null()).then(|| key.to_string());
+                let hash = hash_row(seed, &values);
+                Some((values, key, hash))
             }
-            let (p, outcome) = computed.next().expect("one per selected profile");
-            let outcome = outcome.map(|out| match out {
-                Output::Skip => None,
-                Output::Row(values) => {
-                    let key = &values[key_idx];
-                    let key = (!key.is_null()).then(|| key.to_string());
-                    let hash = hash_row(seed, &values);
-                    Some((values, key, hash))
-                }
-            });
-            Computed { id: p.id, outcome }
+        })
+    };
+    let Some(filter) = filter else {
+        let outcomes = evaluator.eval_raw_batch(&profiles, now);
+        return profiles
+            .into_iter()
+            .zip(outcomes)
+            .map(|(p, outcome)| Computed {
+                id: p.id,
+                outcome: row(outcome),
+            })
+            .collect();
+    };
+    // Per profile: `Ok(true)` selected, `Ok(false)` left out, `Err` unreadable.
+    let mut selected = Vec::with_capacity(profiles.len());
+    let verdicts: Vec<Result<bool, String>> = profiles
+        .iter()
+        .map(|raw| {
+            let p = raw.parse()?;
+            let keep = filter.matches(&p);
+            if keep {
+                selected.push(p);
+            }
+            Ok(keep)
+        })
+        .collect();
+    let mut outcomes = evaluator.eval_batch(&selected, now).into_iter();
+    profiles
+        .into_iter()
+        .zip(verdicts)
+        .map(|(p, verdict)| Computed {
+            id: p.id,
+            outcome: match verdict {
+                Ok(true) => row(outcomes.next().expect("one per selected profile")),
+                Ok(false) => Ok(None),
+                Err(message) => Err(RowError::new(message)),
+            },
         })
         .collect()
 }

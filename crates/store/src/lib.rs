@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use sluice_core::filter::Filter;
 use sluice_core::pipeline::PipelineSpec;
-use sluice_core::{Profile, Schema};
+use sluice_core::{Profile, RawProfile, Schema};
 
 mod codec;
 pub mod coord;
@@ -296,7 +296,17 @@ pub trait ProfileStore: Send + Sync {
         filter: Option<&Filter>,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Profile>>;
+    ) -> Result<Vec<Profile>> {
+        parse_page(self.page_raw(filter, after, limit).await?)
+    }
+    /// [`ProfileStore::page`] with each document left as its stored JSON text, for runs to read lazily
+    /// (see `sluice_core::raw`).
+    async fn page_raw(
+        &self,
+        filter: Option<&Filter>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RawProfile>>;
     async fn count(&self, filter: Option<&Filter>) -> Result<u64>;
 
     /// A mark of the store's change history, taken before reading: every insert, update or delete that is
@@ -312,10 +322,25 @@ pub trait ProfileStore: Send + Sync {
         mark: i64,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Profile>>;
+    ) -> Result<Vec<Profile>> {
+        parse_page(self.changed_page_raw(mark, after, limit).await?)
+    }
+    /// [`ProfileStore::changed_page`] with each document left as its stored JSON text.
+    async fn changed_page_raw(
+        &self,
+        mark: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RawProfile>>;
     /// Ids of the profiles deleted at or after `mark` and not stored again, ordered by id. Deletions are
     /// remembered for [`TOMBSTONE_RETENTION`].
     async fn deleted_since(&self, mark: i64) -> Result<Vec<String>>;
+}
+
+fn parse_page(raw: Vec<RawProfile>) -> Result<Vec<Profile>> {
+    raw.iter()
+        .map(|r| r.parse().map_err(StoreError::Corrupt))
+        .collect()
 }
 
 /// Opens the metadata store: PostgreSQL when a URL is given, else `metadata.db` in `data_dir`.

@@ -23,7 +23,7 @@ use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 use sluice_core::filter::{Filter, SqlDialect, SqlParam};
-use sluice_core::{Profile, Schema};
+use sluice_core::{Profile, RawProfile, Schema};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type};
@@ -1065,6 +1065,14 @@ impl PgProfiles {
     }
 }
 
+fn raw_profile_from_row(r: &Row) -> Result<RawProfile> {
+    Ok(RawProfile {
+        id: get(r, 0)?,
+        updated_at: get(r, 1)?,
+        doc: get(r, 2)?,
+    })
+}
+
 fn profile_from_row(r: &Row) -> Result<Profile> {
     let id: String = get(r, 0)?;
     Ok(Profile {
@@ -1219,14 +1227,14 @@ impl ProfileStore for PgProfiles {
         Ok(n > 0)
     }
 
-    async fn page(
+    async fn page_raw(
         &self,
         filter: Option<&Filter>,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Profile>> {
+    ) -> Result<Vec<RawProfile>> {
         let mut args = vec![PgParam(SqlParam::Int(limit_param(limit)))];
-        let mut sql = String::from("SELECT id, updated_at, doc FROM sluice_profiles WHERE ");
+        let mut sql = String::from("SELECT id, updated_at, doc::text FROM sluice_profiles WHERE ");
         if let Some(after) = after {
             args.push(PgParam(SqlParam::Text(after.to_owned())));
             sql.push_str("id > $2 AND ");
@@ -1244,7 +1252,7 @@ impl ProfileStore for PgProfiles {
             args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
         let conn = self.pool.get().await?;
         let rows = conn.query(&sql, &refs).await.map_err(pg_error)?;
-        rows_to(rows, profile_from_row)
+        rows_to(rows, raw_profile_from_row)
     }
 
     async fn count(&self, filter: Option<&Filter>) -> Result<u64> {
@@ -1298,22 +1306,22 @@ impl ProfileStore for PgProfiles {
         })
     }
 
-    async fn changed_page(
+    async fn changed_page_raw(
         &self,
         mark: i64,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Profile>> {
+    ) -> Result<Vec<RawProfile>> {
         let conn = self.pool.get().await?;
         let rows = conn
             .query(
-                "SELECT id, updated_at, doc FROM sluice_profiles
+                "SELECT id, updated_at, doc::text FROM sluice_profiles
                  WHERE change_id >= $1 AND id > $2 ORDER BY id LIMIT $3",
                 &[&mark, &after.unwrap_or(""), &limit_param(limit)],
             )
             .await
             .map_err(pg_error)?;
-        rows_to(rows, profile_from_row)
+        rows_to(rows, raw_profile_from_row)
     }
 
     async fn deleted_since(&self, mark: i64) -> Result<Vec<String>> {

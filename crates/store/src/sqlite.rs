@@ -22,7 +22,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::{Map, Value as Json};
 use sluice_core::filter::{self, Filter, SqlDialect, SqlParam};
-use sluice_core::{Profile, Schema};
+use sluice_core::{Profile, RawProfile, Schema};
 use tokio::sync::Semaphore;
 
 use crate::codec::{self, corrupt};
@@ -1158,6 +1158,15 @@ fn sql_param(p: SqlParam) -> SqlValue {
     }
 }
 
+fn raw_profile_from_row(r: &rusqlite::Row<'_>) -> Result<RawProfile> {
+    let doc = r.get_ref(2).map_err(sql_error)?;
+    Ok(RawProfile {
+        id: r.get(0).map_err(sql_error)?,
+        updated_at: time(r.get(1).map_err(sql_error)?)?,
+        doc: doc.as_str().map_err(|e| sql_error(e.into()))?.to_owned(),
+    })
+}
+
 fn profile_from_row(r: &rusqlite::Row<'_>) -> Result<Profile> {
     let id: String = r.get(0).map_err(sql_error)?;
     let doc = r
@@ -1284,12 +1293,12 @@ impl ProfileStore for SqliteProfiles {
             .await
     }
 
-    async fn page(
+    async fn page_raw(
         &self,
         filter: Option<&Filter>,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Profile>> {
+    ) -> Result<Vec<RawProfile>> {
         let limit = limit.min(i64::MAX as usize) as i64;
         let mut args: Vec<SqlValue> = vec![limit.into()];
         let mut sql = String::from("SELECT id, updated_at, doc FROM profiles WHERE ");
@@ -1314,7 +1323,7 @@ impl ProfileStore for SqliteProfiles {
                     .query(rusqlite::params_from_iter(args))
                     .map_err(sql_error)?;
                 while let Some(row) = rows.next().map_err(sql_error)? {
-                    out.push(profile_from_row(row)?);
+                    out.push(raw_profile_from_row(row)?);
                 }
                 Ok(out)
             })
@@ -1372,12 +1381,12 @@ impl ProfileStore for SqliteProfiles {
             .await
     }
 
-    async fn changed_page(
+    async fn changed_page_raw(
         &self,
         mark: i64,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Profile>> {
+    ) -> Result<Vec<RawProfile>> {
         let limit = limit.min(i64::MAX as usize) as i64;
         let after = after.unwrap_or("").to_owned();
         self.db
@@ -1389,7 +1398,7 @@ impl ProfileStore for SqliteProfiles {
                          WHERE change_id >= ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                     )
                     .map_err(sql_error)?;
-                collect(&mut stmt, params![mark, after, limit], profile_from_row)
+                collect(&mut stmt, params![mark, after, limit], raw_profile_from_row)
             })
             .await
     }

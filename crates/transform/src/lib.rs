@@ -92,7 +92,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sluice_core::mapping::{ColumnError, CompiledMapping};
 use sluice_core::pipeline::Transformation;
-use sluice_core::{FieldErrors, Profile, Schema, TableDescription, Value};
+use sluice_core::raw::Locator;
+use sluice_core::{FieldErrors, Profile, RawProfile, Schema, TableDescription, Value};
 
 /// Resource limits of script transformations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,7 +249,7 @@ impl Transform {
     /// top-level code runs only now (in the first worker), and `python3` may have gone.
     pub fn evaluator(&self) -> Result<Evaluator, String> {
         Ok(Evaluator(match self {
-            Transform::Mapping(m) => Inner::Mapping(m.clone()),
+            Transform::Mapping(m) => Inner::Mapping(m.clone(), m.locator()),
             Transform::Javascript(s) => Inner::Javascript(Box::new(s.runner()?)),
             Transform::Python(s) => Inner::Python(s.runner()?),
         }))
@@ -259,7 +260,7 @@ impl Transform {
 pub struct Evaluator(Inner);
 
 enum Inner {
-    Mapping(CompiledMapping),
+    Mapping(CompiledMapping, Locator),
     Javascript(Box<js::Runner>),
     Python(python::Runner),
 }
@@ -268,7 +269,7 @@ impl Evaluator {
     /// The row of one profile; `now` is the run's start time (what `now()` means in a mapping).
     pub fn eval(&mut self, profile: &Profile, now: DateTime<Utc>) -> Result<Output, RowError> {
         match &mut self.0 {
-            Inner::Mapping(m) => m.eval(profile, now).map(Output::Row).map_err(Into::into),
+            Inner::Mapping(m, _) => m.eval(profile, now).map(Output::Row).map_err(Into::into),
             Inner::Javascript(r) => r.eval(profile),
             Inner::Python(r) => r.eval(profile),
         }
@@ -285,5 +286,45 @@ impl Evaluator {
             Inner::Python(r) => r.eval_batch(profiles),
             _ => profiles.iter().map(|p| self.eval(p, now)).collect(),
         }
+    }
+
+    /// [`Evaluator::eval_batch`] for stored documents: a mapping reads only the properties it uses
+    /// straight from the text (see [`sluice_core::raw`]); scripts get the parsed profile. A document that
+    /// is not a JSON object fails its own row.
+    pub fn eval_raw_batch(
+        &mut self,
+        profiles: &[RawProfile],
+        now: DateTime<Utc>,
+    ) -> Vec<Result<Output, RowError>> {
+        if let Inner::Mapping(m, locator) = &mut self.0 {
+            return profiles
+                .iter()
+                .map(|p| {
+                    let doc = locator.locate(p).map_err(RowError::new)?;
+                    m.eval_located(&doc, now)
+                        .map(Output::Row)
+                        .map_err(Into::into)
+                })
+                .collect();
+        }
+        let mut good = Vec::with_capacity(profiles.len());
+        let mut unreadable = Vec::with_capacity(profiles.len());
+        for p in profiles {
+            match p.parse() {
+                Ok(p) => {
+                    good.push(p);
+                    unreadable.push(None);
+                }
+                Err(message) => unreadable.push(Some(message)),
+            }
+        }
+        let mut rows = self.eval_batch(&good, now).into_iter();
+        unreadable
+            .into_iter()
+            .map(|u| match u {
+                None => rows.next().expect("one row per parsed profile"),
+                Some(message) => Err(RowError::new(message)),
+            })
+            .collect()
     }
 }

@@ -7,7 +7,7 @@
 use chrono::DateTime;
 use serde_json::Map;
 
-use super::eval::{push_text, CallNode, Cx, Node, PathNode};
+use super::eval::{push_text, CallNode, Cx, Node, PathNode, Src};
 use super::functions::{self, Args, DEFS};
 use super::parser::{Expr, ExprKind};
 use super::{ExprError, Type};
@@ -159,6 +159,7 @@ impl<'s> Compiler<'s> {
         let doc = |ty: PropertyType| PathNode::Doc {
             segments: segments.iter().map(|s| s.to_string()).collect(),
             ty,
+            slot: usize::MAX,
         };
         if let Some(r) = self.schema.resolve(path) {
             let ty = r.ty.into_owned();
@@ -213,7 +214,7 @@ fn fold(call: &CallNode) -> Result<Value, ExprError> {
         doc: Map::new(),
     };
     call.eval(&Cx {
-        profile: &profile,
+        src: Src::Parsed(&profile),
         now: DateTime::UNIX_EPOCH,
     })
 }

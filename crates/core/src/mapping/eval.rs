@@ -18,14 +18,92 @@ use serde_json::Value as Json;
 use super::functions::Def;
 use super::ExprError;
 use crate::convert;
+use crate::raw::{self, Located, Slots};
 use crate::schema::PropertyType;
 use crate::value::Value;
 use crate::Profile;
 
 /// What an evaluation reads: the profile and the run's start time.
 pub(crate) struct Cx<'p> {
-    pub profile: &'p Profile,
+    pub src: Src<'p>,
     pub now: DateTime<Utc>,
+}
+
+/// A profile parsed into a map, or a stored document whose slots a [`crate::raw::Locator`] found.
+#[derive(Clone, Copy)]
+pub(crate) enum Src<'p> {
+    Parsed(&'p Profile),
+    Located(&'p Located<'p>),
+}
+
+/// A property's value in either form.
+#[derive(Clone, Copy)]
+enum Prop<'p> {
+    Json(&'p Json),
+    Raw(&'p str),
+}
+
+impl<'p> Src<'p> {
+    fn id(self) -> &'p str {
+        match self {
+            Src::Parsed(p) => &p.id,
+            Src::Located(l) => &l.profile.id,
+        }
+    }
+
+    fn updated_at(self) -> DateTime<Utc> {
+        match self {
+            Src::Parsed(p) => p.updated_at,
+            Src::Located(l) => l.profile.updated_at,
+        }
+    }
+
+    /// The value at a path; `None` when absent or null.
+    fn prop(self, segments: &[String], slot: usize) -> Option<Prop<'p>> {
+        let (first, rest) = segments.split_first()?;
+        let prop = match self {
+            Src::Parsed(p) => {
+                let mut cur = p.doc.get(first)?;
+                for seg in rest {
+                    cur = cur.as_object()?.get(seg)?;
+                }
+                Prop::Json(cur)
+            }
+            Src::Located(l) => {
+                let mut cur = l.property(slot, first)?;
+                for seg in rest {
+                    cur = raw::member(cur, seg)?;
+                }
+                Prop::Raw(cur)
+            }
+        };
+        (!prop.is_null()).then_some(prop)
+    }
+}
+
+impl<'p> Prop<'p> {
+    fn is_null(self) -> bool {
+        match self {
+            Prop::Json(j) => j.is_null(),
+            Prop::Raw(r) => r.trim() == "null",
+        }
+    }
+
+    /// The text when the value is a JSON string.
+    fn str(self) -> Option<Cow<'p, str>> {
+        match self {
+            Prop::Json(Json::String(s)) => Some(Cow::Borrowed(s)),
+            Prop::Json(_) => None,
+            Prop::Raw(r) => raw::string(r.trim()),
+        }
+    }
+
+    fn read(self, ty: &PropertyType) -> Value {
+        match self {
+            Prop::Json(j) => Value::from_json(j, ty),
+            Prop::Raw(r) => Value::from_raw(r, ty),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -40,10 +118,12 @@ pub(crate) enum Node {
 pub(crate) enum PathNode {
     Id,
     UpdatedAt,
-    /// A property of the document: its path split once, and the Customer Model type its JSON is read as.
+    /// A property of the document: its path split once, the Customer Model type its JSON is read as,
+    /// and the slot of its top-level property (see [`crate::raw`]; set when a mapping is compiled).
     Doc {
         segments: Box<[String]>,
         ty: PropertyType,
+        slot: usize,
     },
 }
 
@@ -84,22 +164,13 @@ impl From<&str> for Fail {
 pub(crate) type Eval<T> = Result<T, ExprError>;
 
 impl PathNode {
-    fn json<'p>(segments: &[String], profile: &'p Profile) -> Option<&'p Json> {
-        let (first, rest) = segments.split_first()?;
-        let mut cur = profile.doc.get(first)?;
-        for seg in rest {
-            cur = cur.as_object()?.get(seg)?;
-        }
-        Some(cur)
-    }
-
-    fn read(&self, profile: &Profile) -> Value {
+    fn read(&self, src: Src<'_>) -> Value {
         match self {
-            PathNode::Id => Value::String(profile.id.clone()),
-            PathNode::UpdatedAt => Value::DateTime(profile.updated_at),
-            PathNode::Doc { segments, ty } => match Self::json(segments, profile) {
-                None | Some(Json::Null) => Value::Null,
-                Some(j) => Value::from_json(j, ty),
+            PathNode::Id => Value::String(src.id().to_string()),
+            PathNode::UpdatedAt => Value::DateTime(src.updated_at()),
+            PathNode::Doc { segments, ty, slot } => match src.prop(segments, *slot) {
+                None => Value::Null,
+                Some(p) => p.read(ty),
             },
         }
     }
@@ -109,7 +180,7 @@ impl Node {
     pub(crate) fn eval(&self, cx: &Cx<'_>) -> Eval<Value> {
         match self {
             Node::Lit(v) => Ok(v.clone()),
-            Node::Path(p) => Ok(p.read(cx.profile)),
+            Node::Path(p) => Ok(p.read(cx.src)),
             Node::Concat(parts) => {
                 let mut out = String::new();
                 for part in parts.iter() {
@@ -125,14 +196,15 @@ impl Node {
     pub(crate) fn write_text(&self, cx: &Cx<'_>, out: &mut String) -> Eval<()> {
         match self {
             Node::Lit(Value::String(s)) => out.push_str(s),
-            Node::Path(PathNode::Id) => out.push_str(&cx.profile.id),
+            Node::Path(PathNode::Id) => out.push_str(cx.src.id()),
             // Normalized profile JSON stores strings, decimals, dates, times, datetimes and UUIDs as the very
             // text they convert to, so it can be copied without building a value.
-            Node::Path(p @ PathNode::Doc { segments, .. }) => {
-                match PathNode::json(segments, cx.profile) {
-                    None | Some(Json::Null) => {}
-                    Some(Json::String(s)) => out.push_str(s),
-                    Some(_) => push_text(p.read(cx.profile), out),
+            Node::Path(PathNode::Doc { segments, ty, slot }) => {
+                if let Some(p) = cx.src.prop(segments, *slot) {
+                    match p.str() {
+                        Some(s) => out.push_str(&s),
+                        None => push_text(p.read(ty), out),
+                    }
                 }
             }
             other => {
@@ -148,12 +220,15 @@ impl Node {
     pub(crate) fn eval_str<'a>(&'a self, cx: &Cx<'a>) -> Eval<Option<Cow<'a, str>>> {
         match self {
             Node::Lit(Value::String(s)) => return Ok(Some(Cow::Borrowed(s))),
-            Node::Path(PathNode::Id) => return Ok(Some(Cow::Borrowed(&cx.profile.id))),
-            Node::Path(PathNode::Doc { segments, .. }) => {
-                match PathNode::json(segments, cx.profile) {
-                    None | Some(Json::Null) => return Ok(None),
-                    Some(Json::String(s)) => return Ok(Some(Cow::Borrowed(s))),
-                    Some(_) => {}
+            Node::Path(PathNode::Id) => return Ok(Some(Cow::Borrowed(cx.src.id()))),
+            Node::Path(PathNode::Doc { segments, slot, .. }) => {
+                match cx.src.prop(segments, *slot) {
+                    None => return Ok(None),
+                    Some(p) => {
+                        if let Some(s) = p.str() {
+                            return Ok(Some(s));
+                        }
+                    }
                 }
             }
             _ => {}
@@ -170,6 +245,20 @@ impl Node {
         match self {
             Node::Lit(v) => Some(v),
             _ => None,
+        }
+    }
+
+    /// Gives each document path the slot of its top-level property.
+    pub(crate) fn assign_slots(&mut self, slots: &mut Slots) {
+        match self {
+            Node::Lit(_) | Node::Path(PathNode::Id | PathNode::UpdatedAt) => {}
+            Node::Path(PathNode::Doc { segments, slot, .. }) => {
+                if let Some(first) = segments.first() {
+                    *slot = slots.slot(first);
+                }
+            }
+            Node::Concat(parts) => parts.iter_mut().for_each(|p| p.assign_slots(slots)),
+            Node::Call(call) => call.args.iter_mut().for_each(|a| a.assign_slots(slots)),
         }
     }
 
