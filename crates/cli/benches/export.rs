@@ -207,7 +207,12 @@ async fn engine_runs(
         updated_at: now,
     };
     meta.insert_pipeline(&rec).await.unwrap();
-    let engine = Engine::new(meta, profiles, EngineConfig::default());
+    // The same variable as `sluice serve` reads, for trying other batch sizes.
+    let mut config = EngineConfig::default();
+    if let Ok(size) = std::env::var("SLUICE_BATCH_SIZE") {
+        config.batch_size = size.parse().expect("SLUICE_BATCH_SIZE is a number of rows");
+    }
+    let engine = Engine::new(meta, profiles, config);
     let first = timed_run(&engine, &rec.id).await;
     let unchanged = timed_run(&engine, &rec.id).await;
     load_in_child(dir.path(), 0, n, 100, 43);

@@ -20,44 +20,98 @@ use serde_json::value::RawValue;
 
 use crate::profile::RawProfile;
 
-/// The top-level properties a compiled mapping reads, each given a number (its slot).
+/// The property paths a compiled mapping reads, each given a number (its slot).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Slots {
-    names: Vec<String>,
+    paths: Vec<Vec<String>>,
 }
 
 impl Slots {
-    /// The slot of `name`, given one if it has none yet.
-    pub fn slot(&mut self, name: &str) -> usize {
-        match self.find(name) {
+    /// The slot of the path `segments` (`["address", "city"]`), given one if it has none yet.
+    pub fn slot(&mut self, segments: &[String]) -> usize {
+        match self.paths.iter().position(|p| p == segments) {
             Some(i) => i,
             None => {
-                self.names.push(name.to_string());
-                self.names.len() - 1
+                self.paths.push(segments.to_vec());
+                self.paths.len() - 1
             }
         }
     }
 
-    pub fn find(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| n == name)
+    pub fn paths(&self) -> &[Vec<String>] {
+        &self.paths
+    }
+}
+
+/// One level of the slots' paths: the keys wanted in an object, each with its slot (the value itself is
+/// read) and the level below (keys wanted inside it), or both.
+#[derive(Debug, Clone, Default)]
+struct Level {
+    keys: Vec<(String, Want)>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Want {
+    slot: Option<usize>,
+    inner: Option<Level>,
+}
+
+impl Level {
+    fn of(slots: &Slots) -> Level {
+        let mut root = Level::default();
+        for (slot, path) in slots.paths.iter().enumerate() {
+            root.insert(path, slot);
+        }
+        root
     }
 
-    pub fn names(&self) -> &[String] {
-        &self.names
+    fn insert(&mut self, path: &[String], slot: usize) {
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        let at = self.find(first).unwrap_or_else(|| {
+            self.keys.push((first.clone(), Want::default()));
+            self.keys.len() - 1
+        });
+        let want = &mut self.keys[at].1;
+        if rest.is_empty() {
+            want.slot = Some(slot);
+        } else {
+            want.inner
+                .get_or_insert_with(Level::default)
+                .insert(rest, slot);
+        }
+    }
+
+    fn find(&self, key: &str) -> Option<usize> {
+        self.keys.iter().position(|(k, _)| k == key)
+    }
+
+    /// Forgets what an earlier occurrence of a key found below it: the last occurrence wins, whole.
+    fn clear<'a>(&self, spans: &mut [Option<&'a str>]) {
+        for (_, want) in &self.keys {
+            if let Some(slot) = want.slot {
+                spans[slot] = None;
+            }
+            if let Some(inner) = &want.inner {
+                inner.clear(spans);
+            }
+        }
     }
 }
 
 /// Finds the slots' values in documents. Stored documents of one Customer Model list their properties
-/// in the same order, so it remembers, for each position, the key seen there last and its slot: a key is
-/// then matched with one comparison instead of a search.
+/// in the same order, so it remembers, for each position of the top level, the key seen there last and
+/// what is wanted of it: a key is then matched with one comparison instead of a search.
 #[derive(Debug, Clone)]
 pub struct Locator {
-    slots: Slots,
+    root: Level,
+    slots: usize,
     seen: Vec<(Box<str>, Option<usize>)>,
 }
 
-/// A document whose slots have been found: each is the JSON text of the property's value, `None` when
-/// the document does not have the property.
+/// A document whose slots have been found: each is the JSON text of the value at the slot's path
+/// (without the whitespace around it), `None` when the document has nothing there.
 #[derive(Debug)]
 pub struct Located<'a> {
     pub profile: &'a RawProfile,
@@ -65,12 +119,14 @@ pub struct Located<'a> {
 }
 
 impl<'a> Located<'a> {
-    /// The JSON text of a top-level property: by slot, or — for a slot this locator does not know — by
-    /// name, scanning the document again.
-    pub fn property(&self, slot: usize, name: &str) -> Option<&'a str> {
+    /// The JSON text at a path: by slot, or — for a slot this locator does not know — by walking the
+    /// document again.
+    pub fn path(&self, slot: usize, segments: &[String]) -> Option<&'a str> {
         match self.spans.get(slot) {
             Some(span) => *span,
-            None => member(&self.profile.doc, name),
+            None => segments
+                .iter()
+                .try_fold(self.profile.doc.as_str(), |text, seg| member(text, seg)),
         }
     }
 }
@@ -78,17 +134,20 @@ impl<'a> Located<'a> {
 impl Locator {
     pub fn new(slots: &Slots) -> Self {
         Self {
-            slots: slots.clone(),
+            root: Level::of(slots),
+            slots: slots.paths.len(),
             seen: Vec::new(),
         }
     }
 
     /// Scans `profile`'s document; an error says why its text is not a JSON object.
     pub fn locate<'a>(&mut self, profile: &'a RawProfile) -> Result<Located<'a>, String> {
-        let mut spans = vec![None; self.slots.names.len()];
+        let mut spans = vec![None; self.slots];
         let mut de = serde_json::Deserializer::from_str(&profile.doc);
-        de.deserialize_map(DocVisitor {
-            locator: self,
+        let Locator { root, seen, .. } = self;
+        de.deserialize_map(LevelVisitor {
+            level: root,
+            seen: Some(seen),
             spans: &mut spans,
         })
         .and_then(|()| de.end())
@@ -100,43 +159,66 @@ impl Locator {
         })?;
         Ok(Located { profile, spans })
     }
-
-    fn slot_at(&mut self, position: usize, key: &str) -> Option<usize> {
-        if let Some((k, slot)) = self.seen.get(position) {
-            if **k == *key {
-                return *slot;
-            }
-        }
-        let slot = self.slots.find(key);
-        let entry = (Box::from(key), slot);
-        if position < self.seen.len() {
-            self.seen[position] = entry;
-        } else if position == self.seen.len() {
-            self.seen.push(entry);
-        }
-        slot
-    }
 }
 
-struct DocVisitor<'l, 'a> {
-    locator: &'l mut Locator,
+/// Which wanted key `key`, at `position` among its object's keys, is: through the hints when given.
+fn wanted(
+    level: &Level,
+    seen: &mut Option<&mut Vec<(Box<str>, Option<usize>)>>,
+    position: usize,
+    key: &str,
+) -> Option<usize> {
+    let Some(seen) = seen else {
+        return level.find(key);
+    };
+    if let Some((k, at)) = seen.get(position) {
+        if **k == *key {
+            return *at;
+        }
+    }
+    let at = level.find(key);
+    let entry = (Box::from(key), at);
+    if position < seen.len() {
+        seen[position] = entry;
+    } else if position == seen.len() {
+        seen.push(entry);
+    }
+    at
+}
+
+struct LevelVisitor<'l, 'a> {
+    level: &'l Level,
+    seen: Option<&'l mut Vec<(Box<str>, Option<usize>)>>,
     spans: &'l mut Vec<Option<&'a str>>,
 }
 
-impl<'de> Visitor<'de> for DocVisitor<'_, 'de> {
+impl<'de> Visitor<'de> for LevelVisitor<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let mut position = 0;
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            match self.locator.slot_at(position, &key) {
-                Some(slot) => {
+            match wanted(self.level, &mut self.seen, position, &key) {
+                Some(at) => {
                     let value: &'de RawValue = map.next_value()?;
-                    self.spans[slot] = Some(value.get());
+                    let want = &self.level.keys[at].1;
+                    if let Some(slot) = want.slot {
+                        self.spans[slot] = Some(value.get());
+                    }
+                    if let Some(inner) = &want.inner {
+                        inner.clear(self.spans);
+                        // Not an object: nothing is found below it, as in the parsed document.
+                        let mut de = serde_json::Deserializer::from_str(value.get());
+                        let _ = de.deserialize_any(LevelVisitor {
+                            level: inner,
+                            seen: None,
+                            spans: self.spans,
+                        });
+                    }
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -231,12 +313,17 @@ mod tests {
         }
     }
 
-    fn slots(names: &[&str]) -> Slots {
+    fn slots(paths: &[&str]) -> Slots {
         let mut s = Slots::default();
-        for n in names {
-            s.slot(n);
+        for p in paths {
+            let segments: Vec<String> = p.split('.').map(str::to_string).collect();
+            s.slot(&segments);
         }
         s
+    }
+
+    fn path(p: &str) -> Vec<String> {
+        p.split('.').map(str::to_string).collect()
     }
 
     #[test]
@@ -245,11 +332,12 @@ mod tests {
         let mut loc = Locator::new(&s);
         let p = raw(r#"{"a": [1, {"x": 2}], "b": "two", "c": null, "d": {"e": 1}}"#);
         let l = loc.locate(&p).unwrap();
-        assert_eq!(l.property(0, "b"), Some(r#""two""#));
-        assert_eq!(l.property(1, "d"), Some(r#"{"e": 1}"#));
-        // An unknown slot falls back to a search by name.
-        assert_eq!(l.property(7, "c"), Some("null"));
-        assert_eq!(l.property(7, "zz"), None);
+        assert_eq!(l.path(0, &path("b")), Some(r#""two""#));
+        assert_eq!(l.path(1, &path("d")), Some(r#"{"e": 1}"#));
+        // An unknown slot falls back to walking the path.
+        assert_eq!(l.path(7, &path("c")), Some("null"));
+        assert_eq!(l.path(7, &path("d.e")), Some("1"));
+        assert_eq!(l.path(7, &path("zz")), None);
     }
 
     #[test]
@@ -258,19 +346,42 @@ mod tests {
         let mut loc = Locator::new(&s);
         let first = raw(r#"{"name": "A", "city": "X"}"#);
         assert_eq!(
-            loc.locate(&first).unwrap().property(1, "city"),
+            loc.locate(&first).unwrap().path(1, &path("city")),
             Some(r#""X""#)
         );
         let second = raw(r#"{"city": "Y", "n\u0061me": "B", "city": "Z"}"#);
         let l = loc.locate(&second).unwrap();
-        assert_eq!(l.property(0, "name"), Some(r#""B""#));
+        assert_eq!(l.path(0, &path("name")), Some(r#""B""#));
         assert_eq!(
-            l.property(1, "city"),
+            l.path(1, &path("city")),
             Some(r#""Z""#),
             "the last of equal keys wins"
         );
         let third = raw(r#"{"other": 1}"#);
-        assert_eq!(loc.locate(&third).unwrap().property(0, "name"), None);
+        assert_eq!(loc.locate(&third).unwrap().path(0, &path("name")), None);
+    }
+
+    #[test]
+    fn nested_paths_are_found_in_one_scan_and_the_last_object_wins_whole() {
+        let s = slots(&["a.x", "a.y.z", "a", "b"]);
+        let mut loc = Locator::new(&s);
+        let p = raw(r#"{"a": {"x": 1, "y": {"z": "deep"}}, "b": 2}"#);
+        let l = loc.locate(&p).unwrap();
+        assert_eq!(l.path(0, &path("a.x")), Some("1"));
+        assert_eq!(l.path(1, &path("a.y.z")), Some(r#""deep""#));
+        assert_eq!(
+            l.path(2, &path("a")),
+            Some(r#"{"x": 1, "y": {"z": "deep"}}"#)
+        );
+        // A later `a` replaces the earlier one entirely, as in a parsed map.
+        let p = raw(r#"{"a": {"x": 1, "y": {"z": 2}}, "a": {"x": 3}}"#);
+        let l = loc.locate(&p).unwrap();
+        assert_eq!(l.path(0, &path("a.x")), Some("3"));
+        assert_eq!(l.path(1, &path("a.y.z")), None);
+        let p = raw(r#"{"a": {"x": 1}, "a": "text"}"#);
+        let l = loc.locate(&p).unwrap();
+        assert_eq!(l.path(0, &path("a.x")), None);
+        assert_eq!(l.path(2, &path("a")), Some(r#""text""#));
     }
 
     #[test]

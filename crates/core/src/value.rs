@@ -95,7 +95,6 @@ impl Value {
     /// building the JSON value when it is a plain scalar; anything else goes through the parsed form, so
     /// both readings agree.
     pub fn from_raw(raw: &str, ty: &PropertyType) -> Value {
-        let raw = raw.trim();
         if raw == "null" {
             return Value::Null;
         }

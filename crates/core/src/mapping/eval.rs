@@ -69,13 +69,7 @@ impl<'p> Src<'p> {
                 }
                 Prop::Json(cur)
             }
-            Src::Located(l) => {
-                let mut cur = l.property(slot, first)?;
-                for seg in rest {
-                    cur = raw::member(cur, seg)?;
-                }
-                Prop::Raw(cur)
-            }
+            Src::Located(l) => Prop::Raw(l.path(slot, segments)?),
         };
         (!prop.is_null()).then_some(prop)
     }
@@ -85,7 +79,7 @@ impl<'p> Prop<'p> {
     fn is_null(self) -> bool {
         match self {
             Prop::Json(j) => j.is_null(),
-            Prop::Raw(r) => r.trim() == "null",
+            Prop::Raw(r) => r == "null",
         }
     }
 
@@ -94,7 +88,7 @@ impl<'p> Prop<'p> {
         match self {
             Prop::Json(Json::String(s)) => Some(Cow::Borrowed(s)),
             Prop::Json(_) => None,
-            Prop::Raw(r) => raw::string(r.trim()),
+            Prop::Raw(r) => raw::string(r),
         }
     }
 
@@ -119,7 +113,7 @@ pub(crate) enum PathNode {
     Id,
     UpdatedAt,
     /// A property of the document: its path split once, the Customer Model type its JSON is read as,
-    /// and the slot of its top-level property (see [`crate::raw`]; set when a mapping is compiled).
+    /// and the path's slot (see [`crate::raw`]; set when a mapping is compiled).
     Doc {
         segments: Box<[String]>,
         ty: PropertyType,
@@ -252,11 +246,7 @@ impl Node {
     pub(crate) fn assign_slots(&mut self, slots: &mut Slots) {
         match self {
             Node::Lit(_) | Node::Path(PathNode::Id | PathNode::UpdatedAt) => {}
-            Node::Path(PathNode::Doc { segments, slot, .. }) => {
-                if let Some(first) = segments.first() {
-                    *slot = slots.slot(first);
-                }
-            }
+            Node::Path(PathNode::Doc { segments, slot, .. }) => *slot = slots.slot(segments),
             Node::Concat(parts) => parts.iter_mut().for_each(|p| p.assign_slots(slots)),
             Node::Call(call) => call.args.iter_mut().for_each(|a| a.assign_slots(slots)),
         }
