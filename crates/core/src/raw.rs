@@ -88,7 +88,7 @@ impl Level {
     }
 
     /// Forgets what an earlier occurrence of a key found below it: the last occurrence wins, whole.
-    fn clear<'a>(&self, spans: &mut [Option<&'a str>]) {
+    fn clear(&self, spans: &mut [Option<&str>]) {
         for (_, want) in &self.keys {
             if let Some(slot) = want.slot {
                 spans[slot] = None;
