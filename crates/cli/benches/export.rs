@@ -210,7 +210,7 @@ async fn engine_runs(
     // The same variable as `sluice serve` reads, for trying other batch sizes.
     let mut config = EngineConfig::default();
     if let Ok(size) = std::env::var("SLUICE_BATCH_SIZE") {
-        config.batch_size = size.parse().expect("SLUICE_BATCH_SIZE is a number of rows");
+        config.batch_size = Some(size.parse().expect("SLUICE_BATCH_SIZE is a number of rows"));
     }
     let engine = Engine::new(meta, profiles, config);
     let first = timed_run(&engine, &rec.id).await;

@@ -46,9 +46,9 @@ pub struct ServerArgs {
     /// PostgreSQL URL of the profile store (embedded SQLite when not given).
     #[arg(long, env = "SLUICE_PROFILES_URL", hide_env_values = true)]
     pub profiles_url: Option<String>,
-    /// Profiles read and rows written per batch.
-    #[arg(long, env = "SLUICE_BATCH_SIZE", default_value_t = 10_000)]
-    pub batch_size: usize,
+    /// Profiles read and rows written per batch (default: what suits the destination, 10,000 to 50,000).
+    #[arg(long, env = "SLUICE_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
     /// Runs going at once in this instance; more wait, queued.
     #[arg(long, env = "SLUICE_MAX_CONCURRENT_RUNS", default_value_t = 4)]
     pub max_concurrent_runs: usize,

@@ -181,6 +181,14 @@ pub trait Destination: Send + Sync {
     fn reports_upsert_counts(&self) -> bool {
         true
     }
+
+    /// How many rows a run hands to one [`Destination::upsert`] unless the instance sets
+    /// `SLUICE_BATCH_SIZE`: large enough that each batch's round trips, transaction and (for ClickHouse)
+    /// part stay small against its rows; small enough that a run's memory stays bounded (a run holds a
+    /// few batches at once).
+    fn batch_rows(&self) -> usize {
+        10_000
+    }
 }
 
 /// A destination kind's settings, validated: every problem is reported with its field name.

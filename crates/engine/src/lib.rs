@@ -59,8 +59,9 @@ pub use run::{prepare, prepare_with, transform_profiles, Prepared};
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Profiles read per page, and rows upserted per destination batch.
-    pub batch_size: usize,
+    /// Profiles read per page, and rows upserted per destination batch; `None` lets each destination
+    /// choose ([`sluice_destinations::Destination::batch_rows`]).
+    pub batch_size: Option<usize>,
     /// Attempts for a batch that fails for a transient reason (connection lost, deadlock).
     pub write_attempts: u32,
     /// Time and memory limits of script transformations.
@@ -87,7 +88,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            batch_size: 10_000,
+            batch_size: None,
             write_attempts: 4,
             script_limits: sluice_transform::Limits::default(),
             max_concurrent_runs: 4,

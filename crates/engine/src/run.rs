@@ -309,7 +309,11 @@ async fn run_plan(
     plan: Plan,
 ) -> Result<Finish, String> {
     let pid = prepared.pipeline.id.clone();
-    let batch = ctx.config.batch_size.max(1);
+    let batch = ctx
+        .config
+        .batch_size
+        .unwrap_or_else(|| prepared.destination.batch_rows())
+        .max(1);
     let read_error = |e: StoreError| format!("reading the profile store failed: {e}");
     let sync_error = |e: StoreError| format!("reading the sync state failed: {e}");
     let mut counting = None;
@@ -343,6 +347,7 @@ async fn run_plan(
         pid: &pid,
         timings: Timings::default(),
         pending: None,
+        pending_batches: 0,
     };
     // Synced rows a read of changes looked at; the others are unchanged.
     let mut looked_at = 0u64;
@@ -367,6 +372,7 @@ async fn run_plan(
     let mut rows = spawn_transformer(pages, prepared, filter_in_memory, now);
     let mut prev_last: Option<String> = None;
     let mut waited = Instant::now();
+    let mut saved = Instant::now();
     while let Some(page) = rows.recv().await {
         state.timings.read_transform += waited.elapsed();
         let mut page = page?;
@@ -405,7 +411,15 @@ async fn run_plan(
             apply_counts(run, counting.take()).await?;
         }
         let t = Instant::now();
-        publish(ctx, run).await;
+        // Watchers in this instance see every page; the stored record (what other instances and a restart
+        // see) is refreshed at most once a PROGRESS_EVERY, so that it does not queue behind the sync-state
+        // writes on the metadata store at every page.
+        if saved.elapsed() >= PROGRESS_EVERY {
+            publish(ctx, run).await;
+            saved = Instant::now();
+        } else {
+            let _ = ctx.updates.send(run.clone());
+        }
         state.timings.publish += t.elapsed();
         waited = Instant::now();
     }
@@ -445,6 +459,9 @@ async fn run_plan(
     run.errors = log.groups;
     Ok(Finish::Done)
 }
+
+/// How often a run's stored record is refreshed with its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 async fn publish(ctx: &RunContext, run: &RunRecord) {
     let _ = ctx.updates.send(run.clone());
@@ -673,9 +690,17 @@ struct BatchState<'a> {
     log: &'a mut ErrorLog,
     pid: &'a str,
     timings: Timings,
-    /// The sync-state write of the previous batch, still going while this batch is written.
+    /// The sync-state writes of the batches before, still going while this batch is written: a chain of
+    /// tasks, each applying its batch after the one before it succeeded.
     pending: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    /// How many batches the chain holds.
+    pending_batches: usize,
 }
+
+/// How many batches' sync-state writes may wait behind the destination writes. Recording a batch can take
+/// longer than writing the next (both compete for the same cores), and waiting for it held the
+/// destination idle; a short queue absorbs that while keeping the entries held in memory bounded.
+const SYNC_QUEUE_BATCHES: usize = 3;
 
 /// Where a run spent its time, for the log line that closes it (and for tuning).
 #[derive(Debug, Default, Clone, Copy)]
@@ -721,6 +746,7 @@ struct Candidate<'p> {
 impl BatchState<'_> {
     /// Waits for the previous batch's sync-state write.
     async fn settle(&mut self) -> Result<(), String> {
+        self.pending_batches = 0;
         if let Some(task) = self.pending.take() {
             let t = Instant::now();
             let outcome = task
@@ -925,15 +951,24 @@ impl BatchState<'_> {
         }
         let deletes: Vec<String> = stale.iter().map(|e| e.profile_id.clone()).collect();
         if !upserts.is_empty() || !deletes.is_empty() {
-            // Applied in order, one at a time, but overlapping the next batch's destination write.
-            self.settle().await?;
+            // Applied in order, one at a time, but overlapping the next batches' destination writes.
+            if self.pending_batches >= SYNC_QUEUE_BATCHES {
+                self.settle().await?;
+            }
             let meta = ctx.meta.clone();
             let pid = self.pid.to_string();
+            let before = self.pending.take();
             self.pending = Some(tokio::spawn(async move {
+                if let Some(before) = before {
+                    before
+                        .await
+                        .map_err(|e| format!("recording the written rows failed: {e}"))??;
+                }
                 meta.sync_apply(&pid, &upserts, &deletes)
                     .await
                     .map_err(|e| format!("the rows were written but recording them failed: {e}"))
             }));
+            self.pending_batches += 1;
         }
         Ok(())
     }
@@ -1085,6 +1120,10 @@ impl Destination for Retrying<'_> {
 
     fn reports_upsert_counts(&self) -> bool {
         self.inner.reports_upsert_counts()
+    }
+
+    fn batch_rows(&self) -> usize {
+        self.inner.batch_rows()
     }
 
     async fn delete(

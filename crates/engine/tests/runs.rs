@@ -476,7 +476,7 @@ async fn world(db: Box<dyn Db>, dir: tempfile::TempDir, n: usize) -> World {
         meta.clone(),
         profiles,
         EngineConfig {
-            batch_size: 64,
+            batch_size: Some(64),
             write_attempts: 2,
             ..EngineConfig::default()
         },

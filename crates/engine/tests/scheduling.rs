@@ -272,7 +272,7 @@ async fn limits_queue_runs_and_cancel_ends_a_queued_one() {
     let w = world(
         EngineConfig {
             max_concurrent_runs: 1,
-            batch_size: 5,
+            batch_size: Some(5),
             ..EngineConfig::default()
         },
         2000,
@@ -323,7 +323,7 @@ async fn limits_queue_runs_and_cancel_ends_a_queued_one() {
 async fn cancelling_a_running_run_keeps_the_sync_state_true() {
     let w = world(
         EngineConfig {
-            batch_size: 10,
+            batch_size: Some(10),
             ..EngineConfig::default()
         },
         3000,
@@ -507,7 +507,7 @@ fn the_threshold_counts_write_and_transform_failures() {
 async fn shutdown_cancels_runs_and_waits_for_them() {
     let w = world(
         EngineConfig {
-            batch_size: 5,
+            batch_size: Some(5),
             max_concurrent_runs: 1,
             ..EngineConfig::default()
         },
@@ -597,7 +597,7 @@ async fn a_connection_killed_mid_run_is_retried_within_the_run() {
     .unwrap();
     let w = world(
         EngineConfig {
-            batch_size: 50,
+            batch_size: Some(50),
             ..EngineConfig::default()
         },
         1000,
@@ -666,7 +666,7 @@ async fn the_per_destination_limit_queues_runs_of_one_destination() {
         EngineConfig {
             max_concurrent_runs: 4,
             max_runs_per_destination: 1,
-            batch_size: 5,
+            batch_size: Some(5),
             ..EngineConfig::default()
         },
         500,

@@ -170,4 +170,10 @@ impl Destination for ClickHouse {
     fn reports_upsert_counts(&self) -> bool {
         false
     }
+
+    /// Every INSERT makes a part on the server, whose cost hardly depends on its size; and the server
+    /// merges parts in the background: few, large ones are cheaper on both counts.
+    fn batch_rows(&self) -> usize {
+        50_000
+    }
 }
