@@ -172,8 +172,10 @@ impl Destination for ClickHouse {
     }
 
     /// Every INSERT makes a part on the server, whose cost hardly depends on its size; and the server
-    /// merges parts in the background: few, large ones are cheaper on both counts.
+    /// merges parts in the background: few, large ones are cheaper on both counts. Measured with the
+    /// export bench (1M profiles): 30,000 rows is as fast as 50,000 (7.3 s vs 7.5 s; 10,000 took 9.8 s)
+    /// with 356 MiB of peak memory instead of 531.
     fn batch_rows(&self) -> usize {
-        50_000
+        30_000
     }
 }
