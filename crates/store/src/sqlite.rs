@@ -911,6 +911,7 @@ impl MetadataStore for SqliteMetadata {
             (pipeline.to_owned(), upserts.to_vec(), deletes.to_vec());
         self.db
             .write(move |c| {
+                let started = std::time::Instant::now();
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
                 {
                     let mut delete = tx
@@ -921,24 +922,30 @@ impl MetadataStore for SqliteMetadata {
                     }
                     // REPLACE deletes every row that conflicts on either the primary key or the unique key,
                     // which is exactly "this profile's entry is replaced and its key taken from any other
-                    // holder", one statement per entry inside one transaction.
-                    let mut upsert = tx
-                        .prepare_cached(
-                            "INSERT OR REPLACE INTO sync_state (pipeline, profile_id, key, hash) VALUES (?1, ?2, ?3, ?4)",
-                        )
-                        .map_err(sql_error)?;
-                    for e in &upserts {
-                        upsert
-                            .execute(params![pipeline, e.profile_id, e.key, &codec::hash_to_bytes(e.hash)[..]])
-                            .map_err(|err| match violation(&err) {
-                                Some(Violation::ForeignKey) => {
-                                    StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
-                                }
-                                _ => sql_error(err),
-                            })?;
+                    // holder"; rows of one statement are applied in order, as separate statements would be.
+                    // Many rows per statement: executing one statement per entry cost more than the inserts.
+                    for chunk in upserts.chunks(SYNC_ROWS_PER_STATEMENT) {
+                        let mut upsert = tx
+                            .prepare_cached(&sync_upsert_sql(chunk.len()))
+                            .map_err(sql_error)?;
+                        let hashes: Vec<[u8; 16]> = chunk.iter().map(|e| codec::hash_to_bytes(e.hash)).collect();
+                        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(1 + 3 * chunk.len());
+                        args.push(&pipeline);
+                        for (e, h) in chunk.iter().zip(&hashes) {
+                            args.extend([&e.profile_id as &dyn rusqlite::ToSql, &e.key, h]);
+                        }
+                        upsert.execute(args.as_slice()).map_err(|err| match violation(&err) {
+                            Some(Violation::ForeignKey) => {
+                                StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
+                            }
+                            _ => sql_error(err),
+                        })?;
                     }
                 }
-                tx.commit().map_err(sql_error)
+                tx.commit().map_err(sql_error)?;
+                tracing::debug!(upserts = upserts.len(), deletes = deletes.len(),
+                    seconds = started.elapsed().as_secs_f64(), "recorded sync entries");
+                Ok(())
             })
             .await
     }
@@ -1156,6 +1163,22 @@ fn sql_param(p: SqlParam) -> SqlValue {
         SqlParam::Float(f) => SqlValue::Real(f),
         SqlParam::Text(s) => SqlValue::Text(s),
     }
+}
+
+/// Sync entries per `INSERT` statement: 3 parameters each, well under SQLite's limit of 32,766.
+const SYNC_ROWS_PER_STATEMENT: usize = 500;
+
+/// `INSERT OR REPLACE` of `rows` sync entries of the pipeline bound as `?1`.
+fn sync_upsert_sql(rows: usize) -> String {
+    let mut sql = String::from("INSERT OR REPLACE INTO sync_state (pipeline, profile_id, key, hash) VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        let p = 2 + 3 * i;
+        sql.push_str(&format!("(?1, ?{}, ?{}, ?{})", p, p + 1, p + 2));
+    }
+    sql
 }
 
 fn raw_profile_from_row(r: &rusqlite::Row<'_>) -> Result<RawProfile> {
