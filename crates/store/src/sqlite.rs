@@ -1165,8 +1165,9 @@ fn sql_param(p: SqlParam) -> SqlValue {
     }
 }
 
-/// Sync entries per `INSERT` statement: 3 parameters each, well under SQLite's limit of 32,766.
-const SYNC_ROWS_PER_STATEMENT: usize = 500;
+/// Sync entries per `INSERT` statement: 3 parameters each, well under SQLite's limit of 32,766 (500 was
+/// measurably slower at 1M entries).
+const SYNC_ROWS_PER_STATEMENT: usize = 2000;
 
 /// `INSERT OR REPLACE` of `rows` sync entries of the pipeline bound as `?1`.
 fn sync_upsert_sql(rows: usize) -> String {
