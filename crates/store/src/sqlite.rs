@@ -912,10 +912,14 @@ impl MetadataStore for SqliteMetadata {
         self.db
             .write(move |c| {
                 let started = std::time::Instant::now();
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql_error)?;
                 {
                     let mut delete = tx
-                        .prepare_cached("DELETE FROM sync_state WHERE pipeline = ?1 AND profile_id = ?2")
+                        .prepare_cached(
+                            "DELETE FROM sync_state WHERE pipeline = ?1 AND profile_id = ?2",
+                        )
                         .map_err(sql_error)?;
                     for id in &deletes {
                         delete.execute([&pipeline, id]).map_err(sql_error)?;
@@ -928,23 +932,31 @@ impl MetadataStore for SqliteMetadata {
                         let mut upsert = tx
                             .prepare_cached(&sync_upsert_sql(chunk.len()))
                             .map_err(sql_error)?;
-                        let hashes: Vec<[u8; 16]> = chunk.iter().map(|e| codec::hash_to_bytes(e.hash)).collect();
-                        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(1 + 3 * chunk.len());
+                        let hashes: Vec<[u8; 16]> =
+                            chunk.iter().map(|e| codec::hash_to_bytes(e.hash)).collect();
+                        let mut args: Vec<&dyn rusqlite::ToSql> =
+                            Vec::with_capacity(1 + 3 * chunk.len());
                         args.push(&pipeline);
                         for (e, h) in chunk.iter().zip(&hashes) {
                             args.extend([&e.profile_id as &dyn rusqlite::ToSql, &e.key, h]);
                         }
-                        upsert.execute(args.as_slice()).map_err(|err| match violation(&err) {
-                            Some(Violation::ForeignKey) => {
-                                StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
-                            }
-                            _ => sql_error(err),
-                        })?;
+                        upsert
+                            .execute(args.as_slice())
+                            .map_err(|err| match violation(&err) {
+                                Some(Violation::ForeignKey) => StoreError::NotFound(format!(
+                                    "pipeline `{pipeline}` does not exist"
+                                )),
+                                _ => sql_error(err),
+                            })?;
                     }
                 }
                 tx.commit().map_err(sql_error)?;
-                tracing::debug!(upserts = upserts.len(), deletes = deletes.len(),
-                    seconds = started.elapsed().as_secs_f64(), "recorded sync entries");
+                tracing::debug!(
+                    upserts = upserts.len(),
+                    deletes = deletes.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "recorded sync entries"
+                );
                 Ok(())
             })
             .await
@@ -1171,7 +1183,8 @@ const SYNC_ROWS_PER_STATEMENT: usize = 2000;
 
 /// `INSERT OR REPLACE` of `rows` sync entries of the pipeline bound as `?1`.
 fn sync_upsert_sql(rows: usize) -> String {
-    let mut sql = String::from("INSERT OR REPLACE INTO sync_state (pipeline, profile_id, key, hash) VALUES ");
+    let mut sql =
+        String::from("INSERT OR REPLACE INTO sync_state (pipeline, profile_id, key, hash) VALUES ");
     for i in 0..rows {
         if i > 0 {
             sql.push(',');

@@ -13,10 +13,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::SinkExt;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use sluice_core::{Column, TableDescription, Value};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
@@ -200,60 +197,10 @@ pub(crate) fn rustls_config(tls: &super::config::TlsSettings) -> Result<ClientCo
         }
         _ => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoCertificateVerification(provider)))
+            .with_custom_certificate_verifier(sluice_tls::EncryptOnly::new(provider))
             .with_no_client_auth(),
     };
     Ok(config)
-}
-
-/// For the `prefer` and `require` modes: the channel is encrypted but the server is not authenticated
-/// (libpq's `sslmode=require`). Handshake signatures are still checked, so the session keys are sound.
-#[derive(Debug)]
-struct NoCertificateVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoCertificateVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// The error of a failed connection attempt, in plain words.
