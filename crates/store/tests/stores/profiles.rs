@@ -483,11 +483,22 @@ pub async fn changes_since_a_mark(env: &Env) {
         )
         .await
         .unwrap();
-    let mark = store.change_mark().await.unwrap();
-    assert_eq!(
-        store.count_changes(mark).await.unwrap(),
-        sluice_store::ChangeCounts::default()
-    );
+    // On PostgreSQL a mark stays below any transaction still running anywhere on the server (other tests
+    // share it), so it may count earlier writes as changes — the safe side. Once no older transaction is
+    // running, a fresh mark sees none.
+    let started = std::time::Instant::now();
+    let mark = loop {
+        let mark = store.change_mark().await.unwrap();
+        let counts = store.count_changes(mark).await.unwrap();
+        if counts == sluice_store::ChangeCounts::default() {
+            break mark;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "a mark taken after the writes still counts {counts:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(store.changed_page(mark, None, 10).await.unwrap().is_empty());
 
     // Sent again unchanged: still "updated" for the caller, but no change and the same `_updated_at`.
