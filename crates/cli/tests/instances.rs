@@ -286,22 +286,87 @@ fn suffix() -> String {
     )
 }
 
+/// What one test works in: a destination schema, a metadata schema (created) when the instances share a
+/// PostgreSQL metadata store, and a data directory.
+struct Fixture {
+    dest_schema: String,
+    meta_schema: Option<String>,
+    meta: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+async fn fixture(name: &str, shared_meta: bool) -> Fixture {
+    let sfx = suffix();
+    let meta_schema = shared_meta.then(|| format!("sluice_{name}_meta_{sfx}"));
+    if let Some(m) = &meta_schema {
+        pg().await
+            .batch_execute(&format!("CREATE SCHEMA {m}"))
+            .await
+            .unwrap();
+    }
+    Fixture {
+        dest_schema: format!("sluice_{name}_dest_{sfx}"),
+        meta: meta_schema.as_deref().map(url_in),
+        meta_schema,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Fixture {
+    fn serve(&self, name: &str, extra: &[(&str, &str)]) -> Server {
+        serve(self.dir.path(), name, self.meta.as_deref(), extra)
+    }
+
+    /// How long each write to the destination tables sleeps (a statement trigger), in seconds.
+    async fn set_delay(&self, seconds: f64) {
+        pg().await
+            .batch_execute(&format!(
+                "UPDATE {}.delay SET s = {seconds}",
+                self.dest_schema
+            ))
+            .await
+            .unwrap();
+    }
+
+    async fn drop_schemas(&self) {
+        let mut schemas = vec![self.dest_schema.as_str()];
+        schemas.extend(self.meta_schema.as_deref());
+        drop_schemas(&schemas).await;
+    }
+}
+
+/// Starts a run of `pipeline` now; its id.
+async fn run_now(s: &Server, pipeline: &str) -> String {
+    let r = ok(
+        s,
+        reqwest::Method::POST,
+        &format!("/v1/pipelines/{pipeline}/runs"),
+        None,
+    )
+    .await;
+    r["id"].as_str().unwrap().to_string()
+}
+
+/// After a restart: the run the killed process left is failed as needing repair, and a new run of the
+/// pipeline succeeds.
+async fn restart_repairs(s: &Server, doomed: &str, pipeline: &str) {
+    let r = run_of(s, doomed).await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("repair"), "{r}");
+    let next = run_now(s, pipeline).await;
+    let r = wait_finished(s, &next, Duration::from_secs(60)).await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_work_and_take_over_from_a_killed_one() {
-    let sfx = suffix();
-    let meta_schema = format!("sluice_inst_meta_{sfx}");
-    let dest_schema = format!("sluice_inst_dest_{sfx}");
-    pg().await
-        .batch_execute(&format!("CREATE SCHEMA {meta_schema}"))
-        .await
-        .unwrap();
-    let meta = url_in(&meta_schema);
-    let dir = tempfile::tempdir().unwrap();
+    let f = fixture("inst", true).await;
+    let (dest_schema, meta_schema) = (&f.dest_schema, f.meta_schema.as_deref().unwrap());
     let one = [("SLUICE_MAX_CONCURRENT_RUNS", "1")];
-    let a = serve(dir.path(), "a", Some(&meta), &one);
-    let b = serve(dir.path(), "b", Some(&meta), &one);
+    let a = f.serve("a", &one);
+    let b = f.serve("b", &one);
     let tables = ["t1", "t2", "t3"];
-    let dest = setup(&a, &dest_schema, &tables, 1000).await;
+    let dest = setup(&a, dest_schema, &tables, 1000).await;
 
     // Run now on one instance; Run now on the other while it goes answers 409.
     let p1 = add_pipeline(&a, &dest, "t1", Value::Null).await;
@@ -409,7 +474,7 @@ async fn two_instances_share_the_work_and_take_over_from_a_killed_one() {
         }
     }
     for t in tables {
-        assert_eq!(table_emails(&dest_schema, t).await.0, 1000, "{t}");
+        assert_eq!(table_emails(dest_schema, t).await.0, 1000, "{t}");
     }
 
     // Kill B in the middle of a run: A marks the run failed within the lease and runs the pipeline again.
@@ -422,9 +487,7 @@ async fn two_instances_share_the_work_and_take_over_from_a_killed_one() {
         )
         .await;
     }
-    c.batch_execute(&format!("UPDATE {dest_schema}.delay SET s = 0.3"))
-        .await
-        .unwrap();
+    f.set_delay(0.3).await;
     ok(
         &a,
         reqwest::Method::POST,
@@ -461,9 +524,7 @@ async fn two_instances_share_the_work_and_take_over_from_a_killed_one() {
         "the dead instance's run was failed after {took:?}"
     );
     eprintln!("a killed instance's run was marked failed after {took:?} (lease {LEASE_SECONDS} s)");
-    c.batch_execute(&format!("UPDATE {dest_schema}.delay SET s = 0"))
-        .await
-        .unwrap();
+    f.set_delay(0.0).await;
     let (status, v) = call(
         &a,
         reqwest::Method::POST,
@@ -475,39 +536,31 @@ async fn two_instances_share_the_work_and_take_over_from_a_killed_one() {
     let r = wait_finished(&a, v["id"].as_str().unwrap(), Duration::from_secs(60)).await;
     assert_eq!(r["status"], "succeeded", "{r}");
     assert_eq!(
-        table_emails(&dest_schema, "t2").await,
+        table_emails(dest_schema, "t2").await,
         (1000, 1000),
         "converged"
     );
 
     drop(a);
-    drop_schemas(&[&meta_schema, &dest_schema]).await;
+    f.drop_schemas().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_instance_killed_mid_run_recovers_and_converges() {
-    let sfx = suffix();
-    let dest_schema = format!("sluice_kill_dest_{sfx}");
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve(dir.path(), "solo", None, &[]);
-    let dest = setup(&s, &dest_schema, &["t"], 1000).await;
+    let f = fixture("kill", false).await;
+    let s = f.serve("solo", &[]);
+    let dest = setup(&s, &f.dest_schema, &["t"], 1000).await;
     let p = add_pipeline(&s, &dest, "t", Value::Null).await;
-    let r = ok(
-        &s,
-        reqwest::Method::POST,
-        &format!("/v1/pipelines/{p}/runs"),
-        None,
-    )
-    .await;
+    let first = run_now(&s, &p).await;
     assert_eq!(
-        wait_finished(&s, r["id"].as_str().unwrap(), Duration::from_secs(60)).await["status"],
+        wait_finished(&s, &first, Duration::from_secs(60)).await["status"],
         "succeeded"
     );
 
     // A second process on the same data directory is refused while the first lives.
     let out = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("SLUICE_DATA_DIR", dir.path().join("solo"))
+        .env("SLUICE_DATA_DIR", f.dir.path().join("solo"))
         .env("SLUICE_ADMIN_TOKEN", TOKEN)
         .env_remove("SLUICE_METADATA_URL")
         .output()
@@ -519,10 +572,7 @@ async fn a_single_instance_killed_mid_run_recovers_and_converges() {
         "{err}"
     );
 
-    let c = pg().await;
-    c.batch_execute(&format!("UPDATE {dest_schema}.delay SET s = 0.3"))
-        .await
-        .unwrap();
+    f.set_delay(0.3).await;
     ok(
         &s,
         reqwest::Method::POST,
@@ -530,92 +580,41 @@ async fn a_single_instance_killed_mid_run_recovers_and_converges() {
         Some(profiles(1000, 2)),
     )
     .await;
-    let r = ok(
-        &s,
-        reqwest::Method::POST,
-        &format!("/v1/pipelines/{p}/runs"),
-        None,
-    )
-    .await;
-    let doomed = r["id"].as_str().unwrap().to_string();
+    let doomed = run_now(&s, &p).await;
     wait_processing(&s, &doomed).await;
     s.kill();
-    let partial = table_emails(&dest_schema, "t").await;
+    let partial = table_emails(&f.dest_schema, "t").await;
     assert!(partial.1 < 1000, "killed before the end: {partial:?}");
 
-    c.batch_execute(&format!("UPDATE {dest_schema}.delay SET s = 0"))
-        .await
-        .unwrap();
-    let s = serve(dir.path(), "solo", None, &[]);
-    let r = run_of(&s, &doomed).await;
-    assert_eq!(r["status"], "failed", "{r}");
-    assert!(r["message"].as_str().unwrap().contains("repair"), "{r}");
-    let next = ok(
-        &s,
-        reqwest::Method::POST,
-        &format!("/v1/pipelines/{p}/runs"),
-        None,
-    )
-    .await;
-    let r = wait_finished(&s, next["id"].as_str().unwrap(), Duration::from_secs(60)).await;
-    assert_eq!(r["status"], "succeeded", "{r}");
+    f.set_delay(0.0).await;
+    let s = f.serve("solo", &[]);
+    restart_repairs(&s, &doomed, &p).await;
     assert_eq!(
-        table_emails(&dest_schema, "t").await,
+        table_emails(&f.dest_schema, "t").await,
         (1000, 1000),
         "converged"
     );
     drop(s);
-    drop_schemas(&[&dest_schema]).await;
+    f.drop_schemas().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_instance_fails_its_own_runs_without_waiting_for_the_lease() {
-    let sfx = suffix();
-    let meta_schema = format!("sluice_restart_meta_{sfx}");
-    let dest_schema = format!("sluice_restart_dest_{sfx}");
-    pg().await
-        .batch_execute(&format!("CREATE SCHEMA {meta_schema}"))
-        .await
-        .unwrap();
-    let meta = url_in(&meta_schema);
-    let dir = tempfile::tempdir().unwrap();
+    let f = fixture("restart", true).await;
     // A lease far longer than the test: only the instance's own name can explain a quick failure.
     let long = [("SLUICE_RUN_LEASE_SECONDS", "600")];
-    let s = serve(dir.path(), "pg", Some(&meta), &long);
-    let dest = setup(&s, &dest_schema, &["t"], 1000).await;
-    let c = pg().await;
-    c.batch_execute(&format!("UPDATE {dest_schema}.delay SET s = 0.3"))
-        .await
-        .unwrap();
+    let s = f.serve("pg", &long);
+    let dest = setup(&s, &f.dest_schema, &["t"], 1000).await;
+    f.set_delay(0.3).await;
     let p = add_pipeline(&s, &dest, "t", Value::Null).await;
-    let r = ok(
-        &s,
-        reqwest::Method::POST,
-        &format!("/v1/pipelines/{p}/runs"),
-        None,
-    )
-    .await;
-    let doomed = r["id"].as_str().unwrap().to_string();
+    let doomed = run_now(&s, &p).await;
     wait_processing(&s, &doomed).await;
     s.kill();
-    c.batch_execute(&format!("UPDATE {dest_schema}.delay SET s = 0"))
-        .await
-        .unwrap();
+    f.set_delay(0.0).await;
 
-    let s = serve(dir.path(), "pg", Some(&meta), &long);
-    let r = run_of(&s, &doomed).await;
-    assert_eq!(r["status"], "failed", "{r}");
-    assert!(r["message"].as_str().unwrap().contains("repair"), "{r}");
-    let next = ok(
-        &s,
-        reqwest::Method::POST,
-        &format!("/v1/pipelines/{p}/runs"),
-        None,
-    )
-    .await;
-    let r = wait_finished(&s, next["id"].as_str().unwrap(), Duration::from_secs(60)).await;
-    assert_eq!(r["status"], "succeeded", "{r}");
-    assert_eq!(table_emails(&dest_schema, "t").await.0, 1000, "converged");
+    let s = f.serve("pg", &long);
+    restart_repairs(&s, &doomed, &p).await;
+    assert_eq!(table_emails(&f.dest_schema, "t").await.0, 1000, "converged");
     drop(s);
-    drop_schemas(&[&meta_schema, &dest_schema]).await;
+    f.drop_schemas().await;
 }
