@@ -88,8 +88,14 @@ pub async fn run(args: ServerArgs, n_profiles: usize, no_serve: bool) -> Result<
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let c = &done.counts;
+    // A re-run reads only what changed since the last one: with nothing read, a rate would say 0 rows/s.
+    let rate = if c.read > 0 {
+        format!("{:.0} rows/s", c.read as f64 / secs.max(1e-6))
+    } else {
+        "no profile changed since the last run".to_string()
+    };
     println!(
-        "Run {} {} in {:.2} s: read {}, filtered out {}, inserted {}, updated {}, unchanged {}, deleted {}, failed {} ({:.0} rows/s)",
+        "Run {} {} in {:.2} s: read {}, filtered out {}, inserted {}, updated {}, unchanged {}, deleted {}, failed {} ({rate})",
         done.id,
         done.status.as_str(),
         secs,
@@ -100,7 +106,6 @@ pub async fn run(args: ServerArgs, n_profiles: usize, no_serve: bool) -> Result<
         c.unchanged,
         c.deleted,
         c.failed + c.transform_failed,
-        c.read as f64 / secs.max(1e-6)
     );
     for e in &done.errors {
         println!(

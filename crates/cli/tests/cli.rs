@@ -48,8 +48,9 @@ fn quickstart_then_unchanged() {
     assert!(ok, "{out}\n{err}");
     let line = out.lines().find(|l| l.starts_with("Run ")).unwrap();
     assert!(
-        line.contains("inserted 0, updated 0"),
-        "the second run changes nothing: {line}"
+        line.contains("inserted 0, updated 0")
+            && line.contains("(no profile changed since the last run)"),
+        "the second run changes nothing and reads nothing: {line}"
     );
     let db = rusqlite::Connection::open(dir.path().join("sluice-data/demo.db")).unwrap();
     let n: i64 = db
