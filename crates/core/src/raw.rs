@@ -37,10 +37,6 @@ impl Slots {
             }
         }
     }
-
-    pub fn paths(&self) -> &[Vec<String>] {
-        &self.paths
-    }
 }
 
 /// One level of the slots' paths: the keys wanted in an object, each with its slot (the value itself is
@@ -263,32 +259,18 @@ impl<'de> Visitor<'de> for KeySeed {
 
 /// The JSON text of `key`'s value in the JSON object `text` (the last one, if the key repeats); `None`
 /// when `text` is not an object or has no such key.
-pub fn member<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    struct Find<'k>(&'k str);
-
-    impl<'de> Visitor<'de> for Find<'_> {
-        type Value = Option<&'de str>;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a JSON object")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut found = None;
-            while let Some(k) = map.next_key_seed(KeySeed)? {
-                if k == self.0 {
-                    let value: &'de RawValue = map.next_value()?;
-                    found = Some(value.get());
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(found)
-        }
-    }
-
+fn member<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let mut level = Level::default();
+    level.insert(&[key.to_string()], 0);
+    let mut spans = vec![None];
     let mut de = serde_json::Deserializer::from_str(text);
-    de.deserialize_any(Find(key)).ok().flatten()
+    de.deserialize_any(LevelVisitor {
+        level: &level,
+        seen: None,
+        spans: &mut spans,
+    })
+    .ok()?;
+    spans[0]
 }
 
 /// The text of a JSON string, borrowed when it has no escapes; `None` when `text` is not a string.

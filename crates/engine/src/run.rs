@@ -334,7 +334,7 @@ async fn run_plan(
             (Source::ChangedSince(since), prepared.filter.clone())
         }
     };
-    publish(ctx, run).await;
+    publish(ctx, run, true).await;
     let retrying = Retrying {
         inner: prepared.destination.as_ref(),
         attempts: ctx.config.write_attempts,
@@ -414,11 +414,10 @@ async fn run_plan(
         // Watchers in this instance see every page; the stored record (what other instances and a restart
         // see) is refreshed at most once a PROGRESS_EVERY, so that it does not queue behind the sync-state
         // writes on the metadata store at every page.
-        if saved.elapsed() >= PROGRESS_EVERY {
-            publish(ctx, run).await;
+        let store = saved.elapsed() >= PROGRESS_EVERY;
+        publish(ctx, run, store).await;
+        if store {
             saved = Instant::now();
-        } else {
-            let _ = ctx.updates.send(run.clone());
         }
         state.timings.publish += t.elapsed();
         waited = Instant::now();
@@ -463,8 +462,12 @@ async fn run_plan(
 /// How often a run's stored record is refreshed with its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-async fn publish(ctx: &RunContext, run: &RunRecord) {
+/// Shows the run to watchers in this instance and, with `store`, saves it for the others.
+async fn publish(ctx: &RunContext, run: &RunRecord, store: bool) {
     let _ = ctx.updates.send(run.clone());
+    if !store {
+        return;
+    }
     if let Err(e) = ctx.meta.update_run(run).await {
         tracing::warn!(run = %run.id, error = %e, "could not record the run's progress");
     }

@@ -1181,8 +1181,18 @@ fn sql_param(p: SqlParam) -> SqlValue {
 /// measurably slower at 1M entries).
 const SYNC_ROWS_PER_STATEMENT: usize = 2000;
 
-/// `INSERT OR REPLACE` of `rows` sync entries of the pipeline bound as `?1`.
-fn sync_upsert_sql(rows: usize) -> String {
+/// `INSERT OR REPLACE` of `rows` sync entries of the pipeline bound as `?1`. The full-size statement,
+/// used by every chunk but a batch's last, is written once.
+fn sync_upsert_sql(rows: usize) -> std::borrow::Cow<'static, str> {
+    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if rows == SYNC_ROWS_PER_STATEMENT {
+        return FULL.get_or_init(|| write_sync_upsert_sql(rows)).into();
+    }
+    write_sync_upsert_sql(rows).into()
+}
+
+fn write_sync_upsert_sql(rows: usize) -> String {
+    use std::fmt::Write as _;
     let mut sql =
         String::from("INSERT OR REPLACE INTO sync_state (pipeline, profile_id, key, hash) VALUES ");
     for i in 0..rows {
@@ -1190,7 +1200,7 @@ fn sync_upsert_sql(rows: usize) -> String {
             sql.push(',');
         }
         let p = 2 + 3 * i;
-        sql.push_str(&format!("(?1, ?{}, ?{}, ?{})", p, p + 1, p + 2));
+        let _ = write!(sql, "(?1, ?{}, ?{}, ?{})", p, p + 1, p + 2);
     }
     sql
 }
@@ -1205,19 +1215,7 @@ fn raw_profile_from_row(r: &rusqlite::Row<'_>) -> Result<RawProfile> {
 }
 
 fn profile_from_row(r: &rusqlite::Row<'_>) -> Result<Profile> {
-    let id: String = r.get(0).map_err(sql_error)?;
-    let doc = r
-        .get_ref(2)
-        .map_err(sql_error)?
-        .as_str()
-        .map_err(|e| sql_error(e.into()))?;
-    let doc: Json = serde_json::from_str(doc)
-        .map_err(|e| corrupt(format!("profile `{id}` is not valid JSON: {e}")))?;
-    Ok(Profile {
-        updated_at: time(r.get(1).map_err(sql_error)?)?,
-        doc: codec::doc_from_json(&id, doc)?,
-        id,
-    })
+    raw_profile_from_row(r)?.parse().map_err(corrupt)
 }
 
 #[async_trait]
