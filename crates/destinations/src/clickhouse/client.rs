@@ -1,4 +1,4 @@
-//! Talking to ClickHouse over its native protocol (`klickhouse`, with TLS done here by rustls and ring):
+//! Talking to ClickHouse over its native protocol ([`super::native`], with TLS by rustls and ring):
 //! connecting, the connection test, describing tables, and writing native blocks (see [`super`]).
 //!
 //! Errors keep the server's message (without its stack trace) and get a kind from the exception code
@@ -7,16 +7,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
-use klickhouse::block::{Block, BlockInfo};
-use klickhouse::{Client, ClientOptions, IndexMap, KlickhouseError, Type, Value as Ch};
 use rustls::pki_types::ServerName;
 use sluice_core::{Column, TableDescription, TableRules, Value};
 use tokio::net::TcpStream;
 
 use super::config::{ClickHouseSettings, TlsMode};
 use super::dialect::{self, ChType, EngineInfo, ServerVersion};
-use super::encode;
+use super::encode::{self, Cell, ColumnBuilder, Wire};
+use super::native::{self, Connection, Datum, Header, NativeError};
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, WriteTarget};
 
 /// Rows per native block: large blocks are what ClickHouse is fast with.
@@ -24,7 +22,7 @@ pub const ROWS_PER_BLOCK: usize = 65_536;
 
 /// A live connection.
 pub struct Session {
-    client: Client,
+    conn: Connection,
     pub version: ServerVersion,
     version_text: String,
     /// Tables as described for writing, by name; forgotten when a write finds them changed.
@@ -71,10 +69,10 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> DestinationError {
     DestinationError::new(kind, message)
 }
 
-/// Maps a driver error to a destination error: the server's message and a kind from its code.
-pub fn map_error(e: &KlickhouseError) -> DestinationError {
+/// Maps a protocol error to a destination error: the server's message and a kind from its code.
+pub fn map_error(e: &NativeError) -> DestinationError {
     match e {
-        KlickhouseError::ServerException { code, message, .. } => {
+        NativeError::Server { code, message } => {
             let message = message
                 .trim()
                 .trim_start_matches("DB::Exception: ")
@@ -84,19 +82,12 @@ pub fn map_error(e: &KlickhouseError) -> DestinationError {
                 .to_string();
             error(dialect::error_kind(*code), message)
         }
-        KlickhouseError::Io(io) => error(
+        NativeError::Io(io) => error(
             ErrorKind::Unavailable,
             format!("the connection to the server failed: {io}"),
         ),
-        KlickhouseError::ProtocolError(p)
-            if p.contains("failed to send") || p.contains("failed to receive") =>
-        {
-            error(
-                ErrorKind::Unavailable,
-                "the connection to the server was lost",
-            )
-        }
-        other => error(ErrorKind::Internal, other.to_string()),
+        NativeError::Refused(why) => error(ErrorKind::SchemaMismatch, why.clone()),
+        NativeError::Protocol(p) => error(ErrorKind::Internal, format!("ClickHouse {p}")),
     }
 }
 
@@ -114,16 +105,8 @@ pub async fn connect(settings: &ClickHouseSettings) -> Result<Session> {
                 )
             })?;
         tcp.set_nodelay(true).ok();
-        let options = ClientOptions {
-            username: settings.username.clone(),
-            password: settings.password.clone(),
-            default_database: settings.database.clone(),
-            tcp_nodelay: true,
-            settings: IndexMap::new(),
-        };
-        let client = if settings.tls.mode == TlsMode::Disable {
-            let (r, w) = tcp.into_split();
-            Client::connect_stream(r, w, options).await
+        let io: Box<dyn native::Io> = if settings.tls.mode == TlsMode::Disable {
+            Box::new(tcp)
         } else {
             let config = crate::postgres::client::rustls_config(&settings.tls)?;
             let name = ServerName::try_from(settings.server_name().to_string()).map_err(|e| {
@@ -141,12 +124,18 @@ pub async fn connect(settings: &ClickHouseSettings) -> Result<Session> {
                         format!("the TLS handshake with {where_} failed: {e}"),
                     )
                 })?;
-            let (r, w) = tokio::io::split(tls);
-            Client::connect_stream(r, w, options).await
+            Box::new(tls)
         };
-        client.map_err(|e| login_error(&e, &where_, settings))
+        Connection::handshake(
+            io,
+            &settings.database,
+            &settings.username,
+            &settings.password,
+        )
+        .await
+        .map_err(|e| login_error(&e, &where_, settings))
     };
-    let client = match tokio::time::timeout(timeout, attempt).await {
+    let conn = match tokio::time::timeout(timeout, attempt).await {
         Err(_) => {
             return Err(error(
                 ErrorKind::Unavailable,
@@ -159,7 +148,7 @@ pub async fn connect(settings: &ClickHouseSettings) -> Result<Session> {
         Ok(r) => r?,
     };
     let mut session = Session {
-        client,
+        conn,
         version: ServerVersion { major: 0, minor: 0 },
         version_text: String::new(),
         tables: HashMap::new(),
@@ -170,7 +159,7 @@ pub async fn connect(settings: &ClickHouseSettings) -> Result<Session> {
     session.version_text = rows
         .first()
         .and_then(|r| r.first())
-        .map(text)
+        .map(Datum::text)
         .unwrap_or_default();
     session.version =
         ServerVersion::parse(&session.version_text).unwrap_or(ServerVersion { major: 0, minor: 0 });
@@ -186,15 +175,16 @@ pub async fn connect(settings: &ClickHouseSettings) -> Result<Session> {
     Ok(session)
 }
 
-/// The client library ends the connection without the server's reason when the login is refused.
-fn login_error(
-    e: &KlickhouseError,
-    where_: &str,
-    settings: &ClickHouseSettings,
-) -> DestinationError {
+/// A login refused by the server carries its reason; a connection closed without one is most often the
+/// wrong port or TLS setting.
+fn login_error(e: &NativeError, where_: &str, settings: &ClickHouseSettings) -> DestinationError {
     match e {
-        KlickhouseError::ServerException { .. } => map_error(e),
-        KlickhouseError::ProtocolError(_) => error(
+        NativeError::Server { .. } => map_error(e),
+        NativeError::Io(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => error(
+            ErrorKind::Unavailable,
+            format!("could not connect to {where_}: {io}"),
+        ),
+        _ => error(
             ErrorKind::Auth,
             format!(
                 "ClickHouse at {where_} closed the connection at login: check the username \"{}\", the password, \
@@ -208,64 +198,34 @@ fn login_error(
                 }
             ),
         ),
-        other => error(
-            ErrorKind::Unavailable,
-            format!("could not connect to {where_}: {other}"),
-        ),
     }
 }
 
-/// A metadata value as text.
-fn text(v: &Ch) -> String {
-    match v {
-        Ch::String(b) => String::from_utf8_lossy(b).into_owned(),
-        Ch::UInt64(n) => n.to_string(),
-        Ch::UInt8(n) => n.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn count(rows: &[Vec<Ch>]) -> u64 {
+fn count(rows: &[Vec<Datum>]) -> u64 {
     match rows.first().and_then(|r| r.first()) {
-        Some(Ch::UInt64(n)) => *n,
-        Some(other) => text(other).parse().unwrap_or(0),
+        Some(Datum::UInt(n)) => *n,
+        Some(other) => other.text().parse().unwrap_or(0),
         None => 0,
     }
 }
 
 impl Session {
-    pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
+    /// Whether the connection cannot be used any more (closed, or left mid-exchange).
+    pub fn is_closed(&mut self) -> bool {
+        !self.conn.is_usable()
     }
 
     /// Runs a query and returns its rows.
-    pub async fn query(&self, sql: &str) -> Result<Vec<Vec<Ch>>> {
-        let mut stream = self
-            .client
-            .query_raw(sql, None)
-            .await
-            .map_err(|e| map_error(&e))?;
-        let mut rows = Vec::new();
-        while let Some(block) = stream.next().await {
-            let block = block.map_err(|e| map_error(&e))?;
-            let mut columns: Vec<std::vec::IntoIter<Ch>> = block
-                .column_data
-                .into_values()
-                .map(|c| c.into_iter())
-                .collect();
-            for _ in 0..block.rows {
-                rows.push(columns.iter_mut().filter_map(|c| c.next()).collect());
-            }
-        }
-        Ok(rows)
+    pub async fn query(&mut self, sql: &str) -> Result<Vec<Vec<Datum>>> {
+        self.conn.query(sql).await.map_err(|e| map_error(&e))
     }
 
-    pub async fn execute(&self, sql: &str) -> Result<()> {
+    pub async fn execute(&mut self, sql: &str) -> Result<()> {
         self.query(sql).await.map(|_| ())
     }
 
     /// Connection test: server version, the database, and the right to create temporary tables (staging).
-    pub async fn test(&self, settings: &ClickHouseSettings) -> Result<TestReport> {
+    pub async fn test(&mut self, settings: &ClickHouseSettings) -> Result<TestReport> {
         let db = &settings.database;
         let mut checks = vec![format!(
             "connected to {}:{} as user {}{}",
@@ -336,7 +296,7 @@ impl Session {
     }
 
     /// Engine and columns of `name` in the settings' database; `None` when there is no such table.
-    pub async fn table_info(&self, database: &str, name: &str) -> Result<Option<TableInfo>> {
+    pub async fn table_info(&mut self, database: &str, name: &str) -> Result<Option<TableInfo>> {
         // Old servers open every table of the database to answer system.tables, and fail when one of them
         // is dropped meanwhile: asking again gets past it.
         let mut attempt = 0;
@@ -349,7 +309,7 @@ impl Session {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let field = |i: usize| row.get(i).map(text).unwrap_or_default();
+        let field = |i: usize| row.get(i).map(Datum::text).unwrap_or_default();
         let engine = dialect::engine_info(&field(0), &field(1), &field(2));
         let described = match self.query(&dialect::columns_query(database, name)).await {
             // Dropped in between.
@@ -359,7 +319,7 @@ impl Session {
         let columns = described
             .into_iter()
             .map(|r| {
-                let f = |i: usize| r.get(i).map(text).unwrap_or_default();
+                let f = |i: usize| r.get(i).map(Datum::text).unwrap_or_default();
                 let type_text = f(1);
                 ColumnInfo {
                     name: f(0),
@@ -373,7 +333,7 @@ impl Session {
     }
 
     pub async fn describe_table(
-        &self,
+        &mut self,
         database: &str,
         name: &str,
     ) -> Result<Option<TableDescription>> {
@@ -415,11 +375,11 @@ impl Session {
         let info = self.writable(database, table).await?;
         let plan = plan_write(&info, target, self.version)?;
         let started = std::time::Instant::now();
-        let block = build_block(&plan, rows, target.run_version)?;
+        let blocks = build_blocks(&plan, rows, target.run_version)?;
         let encoded = started.elapsed();
         if plan.kept.is_empty() {
             let sql = plan.insert_sql(&dialect::qualified(database, table));
-            let result = self.insert_block(&sql, block).await;
+            let result = self.insert_blocks(&sql, &plan, blocks).await;
             tracing::debug!(table = %table, rows = rows.len(), encode_s = encoded.as_secs_f64(),
                 insert_s = (started.elapsed() - encoded).as_secs_f64(), "inserted a batch");
             return result;
@@ -439,7 +399,7 @@ impl Session {
                 .collect();
             self.execute(&dialect::create_stage(&stage, &stage_columns))
                 .await?;
-            self.insert_block(&plan.insert_sql(&dialect::quote(&stage)), block)
+            self.insert_blocks(&plan.insert_sql(&dialect::quote(&stage)), &plan, blocks)
                 .await?;
             self.execute(&dialect::create_existing(
                 &existing,
@@ -506,13 +466,27 @@ impl Session {
                 format!("the version column `{version}` of table `{table}` does not exist"),
             )
         })?;
-        let key_ty = wire(key_col)?;
-        let version_ty = wire(version_col)?;
-        let version_value = encode::version_value(&version_ty, target.run_version)
-            .map_err(|e| error(ErrorKind::Config, e))?;
+        let plan = WritePlan {
+            columns: vec![
+                planned(key_col, Source::Target(0), self.version)?,
+                planned(version_col, Source::RunVersion, self.version)?,
+            ],
+            kept: Vec::new(),
+        };
+        let rows: Vec<Row> = keys
+            .iter()
+            .map(|k| Row {
+                values: vec![k.clone()],
+            })
+            .collect();
+        let blocks = build_blocks(&plan, &rows, target.run_version).map_err(|e| {
+            error(
+                e.kind,
+                format!("{} (writing tombstones of {} keys)", e.message, keys.len()),
+            )
+        })?;
         self.next_stage += 1;
         let stage = format!("sluice_tombstones_{}", self.next_stage);
-        let cols = vec![target.key.clone(), version.clone()];
         let result = async {
             self.execute(&dialect::drop_stage(&stage)).await?;
             self.execute(&dialect::create_stage(
@@ -523,28 +497,8 @@ impl Session {
                 ],
             ))
             .await?;
-            let mut key_values = Vec::with_capacity(keys.len());
-            for k in keys {
-                key_values.push(
-                    encode::encode(k, &key_ty)
-                        .map_err(|e| error(ErrorKind::BadData, format!("key {k}: {e}")))?,
-                );
-            }
-            let block = Block {
-                info: BlockInfo::default(),
-                rows: keys.len() as u64,
-                column_types: IndexMap::from_iter([
-                    (target.key.clone(), key_ty.clone()),
-                    (version.clone(), version_ty.clone()),
-                ]),
-                column_data: IndexMap::from_iter([
-                    (target.key.clone(), key_values),
-                    (version.clone(), vec![version_value; keys.len()]),
-                ]),
-            };
-            let columns_sql =
-                dialect::insert_sql(&dialect::quote(&stage), &cols, &[], &[None, None]);
-            self.insert_block(&columns_sql, block).await?;
+            self.insert_blocks(&plan.insert_sql(&dialect::quote(&stage)), &plan, blocks)
+                .await?;
             let n = count(
                 &self
                     .query(&dialect::count_present(
@@ -571,24 +525,58 @@ impl Session {
         result
     }
 
-    /// Sends one insert with its rows, in blocks of [`ROWS_PER_BLOCK`], and waits for the server's answer.
-    async fn insert_block(&mut self, sql: &str, block: Block) -> Result<()> {
-        let blocks = split_block(block, ROWS_PER_BLOCK);
-        let result = async {
-            let mut answer = self
-                .client
-                .insert_native_raw(sql, futures::stream::iter(blocks), None)
-                .await
-                .map_err(|e| map_error(&e))?;
-            while let Some(item) = answer.next().await {
-                item.map_err(|e| map_error(&e))?;
-            }
-            Ok(())
-        }
-        .await;
-        self.poisoned |= result.is_err();
+    /// Sends one insert with its blocks and waits for the server's answer. The server's header must name
+    /// the planned columns with their wire types: otherwise the table changed since it was described, and
+    /// no row is sent.
+    async fn insert_blocks(
+        &mut self,
+        sql: &str,
+        plan: &WritePlan,
+        blocks: Vec<Vec<u8>>,
+    ) -> Result<()> {
+        let result = self
+            .conn
+            .insert(sql, blocks, |header| check_header(plan, header))
+            .await
+            .map_err(|e| map_error(&e));
+        self.poisoned |= result.is_err() && !self.conn.is_usable();
         result
     }
+}
+
+/// Whether the server expects the block `plan` lays out.
+fn check_header(plan: &WritePlan, header: &Header) -> std::result::Result<(), String> {
+    let expected: Vec<(&str, &str)> = plan
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.wire_text.as_str()))
+        .collect();
+    let got: Vec<(&str, &str)> = header
+        .columns
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    // Servers spell types alike, but spacing is not part of a type.
+    let same = |a: &[(&str, &str)], b: &[(&str, &str)]| {
+        let squeeze = |t: &str| t.split_whitespace().collect::<String>();
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|((n1, t1), (n2, t2))| n1 == n2 && squeeze(t1) == squeeze(t2))
+    };
+    if same(&expected, &got) {
+        return Ok(());
+    }
+    Err(format!(
+        "the table changed since Sluice described it: the server expects the columns {}, not {}",
+        describe_columns(&got),
+        describe_columns(&expected)
+    ))
+}
+
+fn describe_columns(columns: &[(&str, &str)]) -> String {
+    let parts: Vec<String> = columns.iter().map(|(n, t)| format!("`{n}` {t}")).collect();
+    parts.join(", ")
 }
 
 /// The description Sluice shows and checks pipelines against.
@@ -654,7 +642,7 @@ pub fn describe(name: &str, info: &TableInfo, version: ServerVersion) -> TableDe
 }
 
 /// The wire type of a column; an error when its type cannot be written.
-fn wire(c: &ColumnInfo) -> Result<Type> {
+fn wire(c: &ColumnInfo) -> Result<Wire> {
     let ty = c.ty.as_ref().ok_or_else(|| {
         error(
             ErrorKind::SchemaMismatch,
@@ -664,7 +652,7 @@ fn wire(c: &ColumnInfo) -> Result<Type> {
             ),
         )
     })?;
-    dialect::wire_type(ty).map_err(|e| {
+    Wire::of(ty).map_err(|e| {
         error(
             ErrorKind::SchemaMismatch,
             format!("column `{}` cannot be written: {e}", c.name),
@@ -677,7 +665,9 @@ fn wire(c: &ColumnInfo) -> Result<Type> {
 pub struct PlannedColumn {
     pub name: String,
     pub type_text: String,
-    pub wire: Type,
+    pub wire: Wire,
+    /// The wire type as the block names it.
+    pub wire_text: String,
     /// `Some(type)` when the block carries another type and the insert casts.
     pub cast: Option<String>,
     /// Where the values come from: the target's column at this index, or the run's version.
@@ -701,7 +691,7 @@ pub struct WritePlan {
 impl WritePlan {
     pub fn insert_sql(&self, target_sql: &str) -> String {
         let names: Vec<String> = self.columns.iter().map(|c| c.name.clone()).collect();
-        let wire: Vec<String> = self.columns.iter().map(|c| c.wire.to_string()).collect();
+        let wire: Vec<String> = self.columns.iter().map(|c| c.wire_text.clone()).collect();
         let casts: Vec<Option<String>> = self.columns.iter().map(|c| c.cast.clone()).collect();
         dialect::insert_sql(target_sql, &names, &wire, &casts)
     }
@@ -768,80 +758,61 @@ fn planned(c: &ColumnInfo, source: Source, version: ServerVersion) -> Result<Pla
         ));
     }
     let cast = ty.filter(|t| t.needs_cast()).map(|_| c.type_text.clone());
+    let wire = wire(c)?;
     Ok(PlannedColumn {
         name: c.name.clone(),
         type_text: c.type_text.clone(),
-        wire: wire(c)?,
+        wire_text: wire.to_string(),
+        wire,
         cast,
         source,
     })
 }
 
-/// The native block of `rows` for `plan`; a value that does not fit its column fails the batch as bad data,
-/// naming the column.
-pub fn build_block(plan: &WritePlan, rows: &[Row], run_version: u64) -> Result<Block> {
-    let mut column_types = IndexMap::new();
-    let mut column_data = IndexMap::new();
-    for c in &plan.columns {
-        let data: Vec<Ch> = match c.source {
-            Source::RunVersion => {
-                let v = encode::version_value(&c.wire, run_version).map_err(|e| {
-                    error(
-                        ErrorKind::SchemaMismatch,
-                        format!("column `{}`: {e}", c.name),
-                    )
-                })?;
-                vec![v; rows.len()]
-            }
-            Source::Target(i) => {
-                let mut data = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let value = row.values.get(i).ok_or_else(|| {
+/// The data packets of `rows` for `plan`, a block each of at most [`ROWS_PER_BLOCK`] rows; a value that
+/// does not fit its column fails the batch as bad data, naming the column.
+pub fn build_blocks(plan: &WritePlan, rows: &[Row], run_version: u64) -> Result<Vec<Vec<u8>>> {
+    let version = plan
+        .columns
+        .iter()
+        .find(|c| c.source == Source::RunVersion)
+        .map(|c| {
+            encode::version_value(&c.wire, run_version).map_err(|e| {
+                error(
+                    ErrorKind::SchemaMismatch,
+                    format!("column `{}`: {e}", c.name),
+                )
+            })
+        })
+        .transpose()?;
+    let mut blocks = Vec::new();
+    for chunk in rows.chunks(ROWS_PER_BLOCK) {
+        let mut columns: Vec<ColumnBuilder> = plan
+            .columns
+            .iter()
+            .map(|c| ColumnBuilder::new(&c.wire, chunk.len()))
+            .collect();
+        for row in chunk {
+            for (c, column) in plan.columns.iter().zip(&mut columns) {
+                let value = match c.source {
+                    Source::RunVersion => version.as_ref().expect("computed above"),
+                    Source::Target(i) => row.values.get(i).ok_or_else(|| {
                         error(ErrorKind::Internal, "a row has fewer values than columns")
-                    })?;
-                    data.push(encode::encode(value, &c.wire).map_err(|e| {
-                        error(ErrorKind::BadData, format!("column `{}`: {e}", c.name))
-                    })?);
-                }
-                data
+                    })?,
+                };
+                column
+                    .push(Cell::Value(value))
+                    .map_err(|e| error(ErrorKind::BadData, format!("column `{}`: {e}", c.name)))?;
             }
-        };
-        column_types.insert(c.name.clone(), c.wire.clone());
-        column_data.insert(c.name.clone(), data);
+        }
+        let mut out = Vec::new();
+        native::start_block(&mut out, plan.columns.len(), chunk.len());
+        for (c, column) in plan.columns.iter().zip(&columns) {
+            native::put_str(&mut out, &c.name);
+            native::put_str(&mut out, &c.wire_text);
+            column.finish(&mut out);
+        }
+        blocks.push(out);
     }
-    Ok(Block {
-        info: BlockInfo::default(),
-        rows: rows.len() as u64,
-        column_types,
-        column_data,
-    })
-}
-
-/// `block` in blocks of at most `size` rows.
-fn split_block(block: Block, size: usize) -> Vec<Block> {
-    let total = block.rows as usize;
-    if total <= size {
-        return vec![block];
-    }
-    let mut out = Vec::new();
-    let mut data: Vec<(String, std::vec::IntoIter<Ch>)> = block
-        .column_data
-        .into_iter()
-        .map(|(k, v)| (k, v.into_iter()))
-        .collect();
-    let mut done = 0;
-    while done < total {
-        let n = size.min(total - done);
-        out.push(Block {
-            info: BlockInfo::default(),
-            rows: n as u64,
-            column_types: block.column_types.clone(),
-            column_data: data
-                .iter_mut()
-                .map(|(k, it)| (k.clone(), it.by_ref().take(n).collect()))
-                .collect(),
-        });
-        done += n;
-    }
-    out
+    Ok(blocks)
 }

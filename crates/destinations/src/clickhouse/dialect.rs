@@ -7,13 +7,10 @@
 //!
 //! Types are parsed from `system.columns.type` into a [`ChType`] tree (`Nullable`, `LowCardinality` and
 //! `Array` at any depth over a scalar). Each maps to a portable [`ColumnType`] and to the type the block
-//! is encoded with ([`wire_type`]): the same type, except where the client library has no encoder of its
-//! own — `Bool` travels as `UInt8` and `Date32` as its `YYYY-MM-DD` text — and then the insert reads the
+//! is encoded with ([`super::encode::Wire`]): the same type, except `Bool` travels as `UInt8` and `Date32` as its `YYYY-MM-DD` text — and then the insert reads the
 //! block through `input()` and casts to the column's type ([`insert_sql`]). Those types, `DateTime64` and
 //! the `is_deleted` column of `ReplacingMergeTree` exist only on newer servers: [`ServerVersion`] tells
 //! which features a server has.
-
-use std::str::FromStr;
 
 use sluice_core::ColumnType;
 
@@ -339,23 +336,6 @@ pub fn column_type(ty: &ChType) -> Option<ColumnType> {
         }),
         _ => None,
     }
-}
-
-/// The type a column's values are encoded with in a native block.
-pub fn wire_type(ty: &ChType) -> Result<klickhouse::Type, String> {
-    use klickhouse::Type;
-    Ok(match ty {
-        ChType::Nullable(t) => Type::Nullable(Box::new(wire_type(t)?)),
-        // A low-cardinality column accepts its plain type; cast-carried types stay plain.
-        ChType::LowCardinality(t) if t.needs_cast() => wire_type(t)?,
-        ChType::LowCardinality(t) => Type::LowCardinality(Box::new(wire_type(t)?)),
-        ChType::Array(t) => Type::Array(Box::new(wire_type(t)?)),
-        ChType::Scalar { name, .. } if name == "Bool" => Type::UInt8,
-        ChType::Scalar { name, .. } if name == "Date32" => Type::String,
-        scalar => {
-            Type::from_str(&scalar.to_string()).map_err(|e| format!("type `{scalar}`: {e}"))?
-        }
-    })
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -833,20 +813,7 @@ mod tests {
     }
 
     #[test]
-    fn wire_types_and_casts() {
-        use klickhouse::Type;
-        let w = |s: &str| wire_type(&ChType::parse(s).unwrap()).unwrap();
-        assert_eq!(w("Bool"), Type::UInt8);
-        assert_eq!(
-            w("Array(Nullable(Bool))"),
-            Type::Array(Box::new(Type::Nullable(Box::new(Type::UInt8))))
-        );
-        assert_eq!(w("Date32"), Type::String);
-        assert_eq!(
-            w("LowCardinality(String)"),
-            Type::LowCardinality(Box::new(Type::String))
-        );
-        assert!(matches!(w("DateTime64(3, 'UTC')"), Type::DateTime64(3, _)));
+    fn casts() {
         assert!(ChType::parse("Nullable(Date32)").unwrap().needs_cast());
         assert!(!ChType::parse("Nullable(Date)").unwrap().needs_cast());
         let sql = insert_sql(

@@ -1,110 +1,584 @@
-//! Sluice values into the values of a native block, for a column's wire type ([`super::dialect::wire_type`])
-//! — pure, unit-tested here.
+//! Sluice values laid out as the columns of a native block, for a column's wire type ([`Wire`]) — pure,
+//! unit-tested here. Values go from a row straight to the bytes the server reads: no value per cell is
+//! built in between, which is where a general-purpose client spends most of an insert.
 //!
 //! The checks a database would otherwise make happen here, each with a message naming the problem: a
 //! value out of the integer type's range, a NULL for a column that is not `Nullable`, text longer than a
 //! `FixedString`, a date or instant the type cannot hold, a decimal with more digits than the column. They
 //! fail the batch with [`crate::ErrorKind::BadData`], so the isolating writer finds the row. (Native blocks
 //! carry typed data: the server never sees a value it would have to parse.)
+//!
+//! The layout, per column: `LowCardinality` columns start with their serialization version (even inside
+//! an `Array`); an `Array` is its rows' end offsets (`UInt64`) followed by all its items; a `Nullable` is
+//! one byte per row (1 for NULL) followed by the values, a default in place of each NULL; a
+//! `LowCardinality` block is its index width, its dictionary (with the NULL first when nullable) and one
+//! index per row; scalars are little-endian, strings length-prefixed.
+
+use std::collections::HashMap;
+use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use klickhouse::{Type, Value as Ch};
 use rust_decimal::Decimal;
 use sluice_core::Value;
 
-/// `value` as a value of type `ty`; the message says what does not fit.
-pub fn encode(value: &Value, ty: &Type) -> Result<Ch, String> {
-    match (ty, value) {
-        (Type::Nullable(_), Value::Null) => Ok(Ch::Null),
-        (Type::Nullable(inner), v) => encode(v, inner),
-        (Type::LowCardinality(inner), v) => encode(v, inner),
-        (_, Value::Null) => Err("NULL is not allowed: the column is not Nullable".to_string()),
-        (Type::Array(inner), Value::Array(items)) => Ok(Ch::Array(
-            items
-                .iter()
-                .map(|i| encode(i, inner))
-                .collect::<Result<_, _>>()?,
-        )),
-        (Type::Array(inner), Value::Json(serde_json::Value::Array(items))) => Ok(Ch::Array(
-            items
-                .iter()
-                .map(|j| encode(&json_value(j), inner))
-                .collect::<Result<_, _>>()?,
-        )),
-        (Type::Int8, v) => int(v, ty).map(|i| Ch::Int8(i as i8)),
-        (Type::Int16, v) => int(v, ty).map(|i| Ch::Int16(i as i16)),
-        (Type::Int32, v) => int(v, ty).map(|i| Ch::Int32(i as i32)),
-        (Type::Int64, v) => int(v, ty).map(|i| Ch::Int64(i as i64)),
-        (Type::UInt8, v) => int(v, ty).map(|i| Ch::UInt8(i as u8)),
-        (Type::UInt16, v) => int(v, ty).map(|i| Ch::UInt16(i as u16)),
-        (Type::UInt32, v) => int(v, ty).map(|i| Ch::UInt32(i as u32)),
-        (Type::UInt64, v) => int(v, ty).map(|i| Ch::UInt64(i as u64)),
-        (Type::Float32, v) => float(v).map(|f| Ch::Float32(f as f32)),
-        (Type::Float64, v) => float(v).map(Ch::Float64),
-        (Type::Decimal32(s), v) => decimal(v, *s, 9).map(|m| Ch::Decimal32(*s, m as i32)),
-        (Type::Decimal64(s), v) => decimal(v, *s, 18).map(|m| Ch::Decimal64(*s, m as i64)),
-        (Type::Decimal128(s), v) => decimal(v, *s, 38).map(|m| Ch::Decimal128(*s, m)),
-        // A Date32 travels as its text (see the dialect).
-        (Type::String, Value::Date(d)) => {
-            Ok(Ch::String(d.format("%Y-%m-%d").to_string().into_bytes()))
+use super::dialect::{decimal_spec, enum_values, ChType};
+use super::native::put_bytes;
+
+/// The type a column's values are encoded with in a native block.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wire {
+    Nullable(Box<Wire>),
+    Array(Box<Wire>),
+    LowCardinality(Box<Wire>),
+    /// A scalar, with its type as the block names it.
+    Scalar(Scalar, String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Int {
+        bytes: usize,
+        signed: bool,
+    },
+    Float32,
+    Float64,
+    Decimal {
+        bytes: usize,
+        precision: u32,
+        scale: u32,
+    },
+    String,
+    FixedString(usize),
+    Uuid,
+    Date,
+    DateTime,
+    DateTime64(u32),
+    Ipv4,
+    Ipv6,
+    Enum8(Vec<(String, i16)>),
+    Enum16(Vec<(String, i16)>),
+}
+
+impl Wire {
+    /// The wire type of a column type: the same type, except `Bool` (a `UInt8`) and `Date32` (its
+    /// `YYYY-MM-DD` text), which the insert casts (see [`super::dialect::insert_sql`]).
+    pub fn of(ty: &ChType) -> Result<Wire, String> {
+        Ok(match ty {
+            ChType::Nullable(t) => Wire::Nullable(Box::new(Wire::of(t)?)),
+            // A low-cardinality column accepts its plain type; cast-carried types stay plain.
+            ChType::LowCardinality(t) if t.needs_cast() => Wire::of(t)?,
+            ChType::LowCardinality(t) => Wire::LowCardinality(Box::new(Wire::of(t)?)),
+            ChType::Array(t) => Wire::Array(Box::new(Wire::of(t)?)),
+            ChType::Scalar { name, args } => {
+                let int = |bytes, signed| Scalar::Int { bytes, signed };
+                let scalar = match name.as_str() {
+                    "Int8" => int(1, true),
+                    "Int16" => int(2, true),
+                    "Int32" => int(4, true),
+                    "Int64" => int(8, true),
+                    "UInt8" => int(1, false),
+                    "UInt16" => int(2, false),
+                    "UInt32" => int(4, false),
+                    "UInt64" => int(8, false),
+                    "Bool" => return Ok(Wire::Scalar(int(1, false), "UInt8".into())),
+                    "Date32" => return Ok(Wire::Scalar(Scalar::String, "String".into())),
+                    "Float32" => Scalar::Float32,
+                    "Float64" => Scalar::Float64,
+                    "Decimal" | "Decimal32" | "Decimal64" | "Decimal128" => {
+                        let (p, s) = decimal_spec(name, args)
+                            .ok_or_else(|| format!("type `{ty}` is not a decimal type"))?;
+                        let bytes = match p {
+                            0..=9 => 4,
+                            10..=18 => 8,
+                            19..=38 => 16,
+                            _ => return Err(format!("type `{ty}` is not supported")),
+                        };
+                        Scalar::Decimal {
+                            bytes,
+                            precision: p.into(),
+                            scale: s.into(),
+                        }
+                    }
+                    "String" => Scalar::String,
+                    "FixedString" => Scalar::FixedString(
+                        args.first()
+                            .and_then(|n| n.parse().ok())
+                            .ok_or_else(|| format!("type `{ty}` has no length"))?,
+                    ),
+                    "UUID" => Scalar::Uuid,
+                    "Date" => Scalar::Date,
+                    "DateTime" => Scalar::DateTime,
+                    "DateTime64" => Scalar::DateTime64(
+                        args.first()
+                            .and_then(|p| p.trim().parse().ok())
+                            .filter(|p| *p <= 9)
+                            .ok_or_else(|| format!("type `{ty}` has no precision"))?,
+                    ),
+                    "IPv4" => Scalar::Ipv4,
+                    "IPv6" => Scalar::Ipv6,
+                    "Enum8" | "Enum16" => {
+                        let values = enum_values(args)
+                            .ok_or_else(|| format!("type `{ty}` has unreadable values"))?;
+                        if name == "Enum8" {
+                            Scalar::Enum8(values)
+                        } else {
+                            Scalar::Enum16(values)
+                        }
+                    }
+                    _ => return Err(format!("type `{ty}` is not supported")),
+                };
+                Wire::Scalar(scalar, ty.to_string())
+            }
+        })
+    }
+}
+
+impl fmt::Display for Wire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Wire::Nullable(t) => write!(f, "Nullable({t})"),
+            Wire::Array(t) => write!(f, "Array({t})"),
+            Wire::LowCardinality(t) => write!(f, "LowCardinality({t})"),
+            Wire::Scalar(_, text) => f.write_str(text),
         }
-        (Type::String, v) => Ok(Ch::String(text(v).into_bytes())),
-        (Type::FixedString(n), v) => {
-            let bytes = text(v).into_bytes();
+    }
+}
+
+/// A value to encode: one of a row, an item of a JSON array, or the default that stands in for a NULL
+/// under `Nullable`.
+#[derive(Debug, Clone, Copy)]
+pub enum Cell<'a> {
+    Value(&'a Value),
+    Json(&'a serde_json::Value),
+    Default,
+}
+
+impl Cell<'_> {
+    fn is_null(&self) -> bool {
+        matches!(
+            self,
+            Cell::Value(Value::Null) | Cell::Json(serde_json::Value::Null)
+        )
+    }
+}
+
+/// The values of one column of a block, taken a row at a time and kept apart by stream (null map,
+/// array offsets, values, dictionary) until [`ColumnBuilder::finish`] lays them out. Rows arrive whole,
+/// so a block is built in one pass over them: going column by column instead reads every row's values
+/// once per column, from memory far too large for the caches.
+#[derive(Debug)]
+pub enum ColumnBuilder {
+    Scalar {
+        scalar: Scalar,
+        text: String,
+        data: Vec<u8>,
+    },
+    Nullable {
+        nulls: Vec<u8>,
+        inner: Box<ColumnBuilder>,
+    },
+    Array {
+        offsets: Vec<u8>,
+        items: u64,
+        inner: Box<ColumnBuilder>,
+    },
+    LowCardinality {
+        nullable: bool,
+        /// The dictionary's keys, encoded, in index order.
+        keys: Box<ColumnBuilder>,
+        size: u64,
+        positions: HashMap<Vec<u8>, u64>,
+        indexes: Vec<u64>,
+        /// A value being looked up: as a column of one, and encoded.
+        scratch: Box<ColumnBuilder>,
+        key: Vec<u8>,
+    },
+}
+
+impl ColumnBuilder {
+    /// An empty column of `wire`, with room for `rows` values.
+    pub fn new(wire: &Wire, rows: usize) -> Self {
+        match wire {
+            Wire::Scalar(scalar, text) => ColumnBuilder::Scalar {
+                scalar: scalar.clone(),
+                text: text.clone(),
+                data: Vec::with_capacity(rows * scalar.width().unwrap_or(16)),
+            },
+            Wire::Nullable(inner) => ColumnBuilder::Nullable {
+                nulls: Vec::with_capacity(rows),
+                inner: Box::new(ColumnBuilder::new(inner, rows)),
+            },
+            Wire::Array(inner) => ColumnBuilder::Array {
+                offsets: Vec::with_capacity(rows * 8),
+                items: 0,
+                inner: Box::new(ColumnBuilder::new(inner, rows)),
+            },
+            Wire::LowCardinality(inner) => {
+                let (nullable, base) = match &**inner {
+                    Wire::Nullable(base) => (true, &**base),
+                    base => (false, base),
+                };
+                let mut keys = ColumnBuilder::new(base, 0);
+                if nullable {
+                    // Index 0 is NULL; its dictionary entry is the default.
+                    keys.push(Cell::Default).expect("a default always encodes");
+                }
+                ColumnBuilder::LowCardinality {
+                    nullable,
+                    keys: Box::new(keys),
+                    size: u64::from(nullable),
+                    positions: HashMap::new(),
+                    indexes: Vec::with_capacity(rows),
+                    scratch: Box::new(ColumnBuilder::new(base, 1)),
+                    key: Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// Adds a row's value; the message says why it does not fit.
+    pub fn push(&mut self, cell: Cell) -> Result<(), String> {
+        match self {
+            ColumnBuilder::Scalar { scalar, text, data } => encode_scalar(scalar, text, cell, data),
+            ColumnBuilder::Nullable { nulls, inner } => {
+                let null = cell.is_null();
+                nulls.push(u8::from(null));
+                inner.push(if null { Cell::Default } else { cell })
+            }
+            ColumnBuilder::Array {
+                offsets,
+                items,
+                inner,
+            } => {
+                let pushed = match cell {
+                    Cell::Default => 0,
+                    Cell::Value(Value::Array(values)) => {
+                        values.iter().try_for_each(|v| inner.push(Cell::Value(v)))?;
+                        values.len()
+                    }
+                    Cell::Value(Value::Json(serde_json::Value::Array(values)))
+                    | Cell::Json(serde_json::Value::Array(values)) => {
+                        values.iter().try_for_each(|v| inner.push(Cell::Json(v)))?;
+                        values.len()
+                    }
+                    c if c.is_null() => return Err(NOT_NULLABLE.to_string()),
+                    Cell::Value(v) => {
+                        return Err(format!(
+                            "a {} value cannot be written to an array column",
+                            v.kind()
+                        ))
+                    }
+                    Cell::Json(j) => {
+                        return Err(format!("{j} cannot be written to an array column"))
+                    }
+                };
+                *items += pushed as u64;
+                offsets.extend_from_slice(&items.to_le_bytes());
+                Ok(())
+            }
+            ColumnBuilder::LowCardinality {
+                nullable,
+                keys,
+                size,
+                positions,
+                indexes,
+                scratch,
+                key,
+            } => {
+                if *nullable && cell.is_null() {
+                    indexes.push(0);
+                    return Ok(());
+                }
+                scratch.clear();
+                scratch.push(cell)?;
+                key.clear();
+                scratch.data(key);
+                let index = match positions.get(key.as_slice()) {
+                    Some(i) => *i,
+                    None => {
+                        keys.push(cell)?;
+                        positions.insert(key.to_vec(), *size);
+                        *size += 1;
+                        *size - 1
+                    }
+                };
+                indexes.push(index);
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends the column as a block carries it: its serialization prefix, then its data.
+    pub fn finish(&self, out: &mut Vec<u8>) {
+        self.prefix(out);
+        self.data(out);
+    }
+
+    /// Empties the column for the next block, keeping its memory.
+    pub fn clear(&mut self) {
+        match self {
+            ColumnBuilder::Scalar { data, .. } => data.clear(),
+            ColumnBuilder::Nullable { nulls, inner } => {
+                nulls.clear();
+                inner.clear();
+            }
+            ColumnBuilder::Array {
+                offsets,
+                items,
+                inner,
+            } => {
+                offsets.clear();
+                *items = 0;
+                inner.clear();
+            }
+            ColumnBuilder::LowCardinality {
+                nullable,
+                keys,
+                size,
+                positions,
+                indexes,
+                ..
+            } => {
+                keys.clear();
+                if *nullable {
+                    keys.push(Cell::Default).expect("a default always encodes");
+                }
+                *size = u64::from(*nullable);
+                positions.clear();
+                indexes.clear();
+            }
+        }
+    }
+
+    /// The state a column's data starts with (the version of `LowCardinality` serialization).
+    fn prefix(&self, out: &mut Vec<u8>) {
+        match self {
+            ColumnBuilder::LowCardinality { .. } => {
+                out.extend_from_slice(&LOW_CARDINALITY_VERSION.to_le_bytes())
+            }
+            ColumnBuilder::Nullable { inner, .. } | ColumnBuilder::Array { inner, .. } => {
+                inner.prefix(out)
+            }
+            ColumnBuilder::Scalar { .. } => {}
+        }
+    }
+
+    fn data(&self, out: &mut Vec<u8>) {
+        match self {
+            ColumnBuilder::Scalar { data, .. } => out.extend_from_slice(data),
+            ColumnBuilder::Nullable { nulls, inner } => {
+                out.extend_from_slice(nulls);
+                inner.data(out);
+            }
+            ColumnBuilder::Array {
+                offsets,
+                items,
+                inner,
+            } => {
+                out.extend_from_slice(offsets);
+                // No items: nothing follows the offsets, not even a LowCardinality's dictionary.
+                if *items > 0 {
+                    inner.data(out);
+                }
+            }
+            ColumnBuilder::LowCardinality {
+                keys,
+                size,
+                indexes,
+                ..
+            } => {
+                if indexes.is_empty() {
+                    return;
+                }
+                let (code, width) = match size.saturating_sub(1) {
+                    0..=0xff => (0u64, 1usize),
+                    0x100..=0xffff => (1, 2),
+                    0x1_0000..=0xffff_ffff => (2, 4),
+                    _ => (3, 8),
+                };
+                out.extend_from_slice(&(code | HAS_ADDITIONAL_KEYS).to_le_bytes());
+                out.extend_from_slice(&size.to_le_bytes());
+                keys.data(out);
+                out.extend_from_slice(&(indexes.len() as u64).to_le_bytes());
+                for i in indexes {
+                    out.extend_from_slice(&i.to_le_bytes()[..width]);
+                }
+            }
+        }
+    }
+}
+
+/// Keys with the dictionary of each block (`SharedDictionariesWithAdditionalKeys`).
+const LOW_CARDINALITY_VERSION: u64 = 1;
+const HAS_ADDITIONAL_KEYS: u64 = 1 << 9;
+
+impl Scalar {
+    /// Bytes per value, for the fixed-width types.
+    fn width(&self) -> Option<usize> {
+        Some(match self {
+            Scalar::Int { bytes, .. } | Scalar::Decimal { bytes, .. } => *bytes,
+            Scalar::Float32 | Scalar::DateTime | Scalar::Ipv4 => 4,
+            Scalar::Float64 | Scalar::DateTime64(_) => 8,
+            Scalar::FixedString(n) => *n,
+            Scalar::Uuid | Scalar::Ipv6 => 16,
+            Scalar::Date | Scalar::Enum16(_) => 2,
+            Scalar::Enum8(_) => 1,
+            Scalar::String => return None,
+        })
+    }
+}
+
+const NOT_NULLABLE: &str = "NULL is not allowed: the column is not Nullable";
+
+/// The default of a scalar, which stands in for a NULL.
+fn default(scalar: &Scalar, out: &mut Vec<u8>) {
+    let zeros = |out: &mut Vec<u8>, n: usize| out.resize(out.len() + n, 0);
+    match scalar {
+        Scalar::Int { bytes, .. } | Scalar::Decimal { bytes, .. } => zeros(out, *bytes),
+        Scalar::Float32 | Scalar::DateTime | Scalar::Ipv4 => zeros(out, 4),
+        Scalar::Float64 | Scalar::DateTime64(_) => zeros(out, 8),
+        Scalar::String => out.push(0),
+        Scalar::FixedString(n) => zeros(out, *n),
+        Scalar::Uuid | Scalar::Ipv6 => zeros(out, 16),
+        Scalar::Date => zeros(out, 2),
+        // The first value of an enum is its default.
+        Scalar::Enum8(values) => out.push(values.first().map_or(0, |(_, n)| *n as u8)),
+        Scalar::Enum16(values) => {
+            out.extend_from_slice(&values.first().map_or(0, |(_, n)| *n).to_le_bytes())
+        }
+    }
+}
+
+fn encode_scalar(scalar: &Scalar, text: &str, cell: Cell, out: &mut Vec<u8>) -> Result<(), String> {
+    let v = match cell {
+        Cell::Default => {
+            default(scalar, out);
+            return Ok(());
+        }
+        Cell::Json(j) => {
+            let owned = json_value(j);
+            return encode_scalar(scalar, text, Cell::Value(&owned), out);
+        }
+        Cell::Value(Value::Null) => return Err(NOT_NULLABLE.to_string()),
+        Cell::Value(v) => v,
+    };
+    let mismatch = || format!("a {} value cannot be written to a {text} column", v.kind());
+    match scalar {
+        Scalar::Int { bytes, signed } => {
+            let i = int(v, *bytes, *signed, text)?;
+            out.extend_from_slice(&i.to_le_bytes()[..*bytes]);
+        }
+        Scalar::Float32 => out.extend_from_slice(&(float(v)? as f32).to_le_bytes()),
+        Scalar::Float64 => out.extend_from_slice(&float(v)?.to_le_bytes()),
+        Scalar::Decimal {
+            bytes,
+            precision,
+            scale,
+        } => {
+            let m = decimal(v, *scale, *precision)?;
+            out.extend_from_slice(&m.to_le_bytes()[..*bytes]);
+        }
+        Scalar::String => match v {
+            Value::String(s) => put_bytes(out, s.as_bytes()),
+            // A Date32 travels as its text (see the dialect).
+            Value::Date(d) => put_bytes(out, d.format("%Y-%m-%d").to_string().as_bytes()),
+            other => put_bytes(out, text_of(other).as_bytes()),
+        },
+        Scalar::FixedString(n) => {
+            let owned;
+            let bytes = match v {
+                Value::String(s) => s.as_bytes(),
+                other => {
+                    owned = text_of(other);
+                    owned.as_bytes()
+                }
+            };
             if bytes.len() > *n {
                 return Err(format!(
                     "the value is {} bytes long, more than the column's FixedString({n})",
                     bytes.len()
                 ));
             }
-            Ok(Ch::String(bytes))
+            out.extend_from_slice(bytes);
+            out.resize(out.len() + n - bytes.len(), 0);
         }
-        (Type::Uuid, Value::Uuid(u)) => Ok(Ch::Uuid(*u)),
-        (Type::Uuid, Value::String(s)) => uuid::Uuid::parse_str(s.trim())
-            .map(Ch::Uuid)
-            .map_err(|_| format!("`{s}` is not a UUID")),
-        (Type::Date, Value::Date(d)) => date(*d),
-        (Type::Date, Value::DateTime(dt)) => date(dt.date_naive()),
-        (Type::DateTime(tz), Value::DateTime(dt)) => {
-            let secs = dt.timestamp();
-            u32::try_from(secs)
-                .map(|s| Ch::DateTime(klickhouse::DateTime(*tz, s)))
-                .map_err(|_| {
-                    format!("{dt} is outside the range of DateTime (1970-01-01 to 2106-02-07 UTC)")
-                })
+        Scalar::Uuid => {
+            let u = match v {
+                Value::Uuid(u) => *u,
+                Value::String(s) => {
+                    uuid::Uuid::parse_str(s.trim()).map_err(|_| format!("`{s}` is not a UUID"))?
+                }
+                _ => return Err(mismatch()),
+            };
+            // Two little-endian halves, the high one first.
+            let (high, low) = u.as_u64_pair();
+            out.extend_from_slice(&high.to_le_bytes());
+            out.extend_from_slice(&low.to_le_bytes());
         }
-        (Type::DateTime(_) | Type::DateTime64(..), Value::Date(d)) => encode(
-            &Value::DateTime(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()),
-            ty,
-        ),
-        (Type::DateTime64(precision, tz), Value::DateTime(dt)) => datetime64_ticks(dt, *precision)
-            .map(|t| Ch::DateTime64(klickhouse::DynDateTime64(*tz, t, *precision))),
-        (Type::Ipv4, Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(|a| Ch::Ipv4(klickhouse::Ipv4(a)))
-            .map_err(|_| format!("`{s}` is not an IPv4 address")),
-        (Type::Ipv6, Value::String(s)) => {
+        Scalar::Date => {
+            let d = match v {
+                Value::Date(d) => *d,
+                Value::DateTime(dt) => dt.date_naive(),
+                _ => return Err(mismatch()),
+            };
+            out.extend_from_slice(&date(d)?.to_le_bytes());
+        }
+        Scalar::DateTime => {
+            let dt = instant(v).ok_or_else(mismatch)?;
+            let secs = u32::try_from(dt.timestamp()).map_err(|_| {
+                format!("{dt} is outside the range of DateTime (1970-01-01 to 2106-02-07 UTC)")
+            })?;
+            out.extend_from_slice(&secs.to_le_bytes());
+        }
+        Scalar::DateTime64(precision) => {
+            let dt = instant(v).ok_or_else(mismatch)?;
+            out.extend_from_slice(&datetime64_ticks(&dt, *precision)?.to_le_bytes());
+        }
+        Scalar::Ipv4 => {
+            let Value::String(s) = v else {
+                return Err(mismatch());
+            };
+            let a: std::net::Ipv4Addr = s
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{s}` is not an IPv4 address"))?;
+            out.extend_from_slice(&u32::from(a).to_le_bytes());
+        }
+        Scalar::Ipv6 => {
+            let Value::String(s) = v else {
+                return Err(mismatch());
+            };
             let t = s.trim();
-            t.parse::<std::net::Ipv6Addr>()
+            let a = t
+                .parse::<std::net::Ipv6Addr>()
                 .or_else(|_| t.parse::<std::net::Ipv4Addr>().map(|a| a.to_ipv6_mapped()))
-                .map(|a| Ch::Ipv6(klickhouse::Ipv6(a)))
-                .map_err(|_| format!("`{s}` is not an IP address"))
+                .map_err(|_| format!("`{s}` is not an IP address"))?;
+            out.extend_from_slice(&a.octets());
         }
-        (Type::Enum8(entries), Value::String(s)) => entries
-            .iter()
-            .find(|(l, _)| l == s)
-            .map(|(_, n)| Ch::Enum8(*n))
-            .ok_or_else(|| enum_message(s, entries.iter().map(|(l, _)| l))),
-        (Type::Enum16(entries), Value::String(s)) => entries
-            .iter()
-            .find(|(l, _)| l == s)
-            .map(|(_, n)| Ch::Enum16(*n))
-            .ok_or_else(|| enum_message(s, entries.iter().map(|(l, _)| l))),
-        (ty, v) => Err(format!(
-            "a {} value cannot be written to a {ty} column",
-            v.kind()
-        )),
+        Scalar::Enum8(values) | Scalar::Enum16(values) => {
+            let Value::String(s) = v else {
+                return Err(mismatch());
+            };
+            let n = values
+                .iter()
+                .find(|(l, _)| l == s)
+                .map(|(_, n)| *n)
+                .ok_or_else(|| enum_message(s, values.iter().map(|(l, _)| l)))?;
+            if matches!(scalar, Scalar::Enum8(_)) {
+                out.push(n as u8);
+            } else {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn instant(v: &Value) -> Option<DateTime<Utc>> {
+    match v {
+        Value::DateTime(dt) => Some(*dt),
+        Value::Date(d) => Some(d.and_hms_opt(0, 0, 0)?.and_utc()),
+        _ => None,
     }
 }
 
@@ -130,7 +604,7 @@ fn json_value(j: &serde_json::Value) -> Value {
     }
 }
 
-fn text(v: &Value) -> String {
+fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Uuid(u) => u.hyphenated().to_string(),
@@ -140,17 +614,13 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// An integer within the range of `ty` (as i128, so every UInt64 fits).
-fn int(v: &Value, ty: &Type) -> Result<i128, String> {
-    let (min, max): (i128, i128) = match ty {
-        Type::Int8 => (i8::MIN.into(), i8::MAX.into()),
-        Type::Int16 => (i16::MIN.into(), i16::MAX.into()),
-        Type::Int32 => (i32::MIN.into(), i32::MAX.into()),
-        Type::Int64 => (i64::MIN.into(), i64::MAX.into()),
-        Type::UInt8 => (0, u8::MAX.into()),
-        Type::UInt16 => (0, u16::MAX.into()),
-        Type::UInt32 => (0, u32::MAX.into()),
-        _ => (0, u64::MAX.into()),
+/// An integer within the range of a `bytes`-wide type (as i128, so every UInt64 fits).
+fn int(v: &Value, bytes: usize, signed: bool, ty: &str) -> Result<i128, String> {
+    let bits = 8 * bytes as u32;
+    let (min, max): (i128, i128) = if signed {
+        (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+    } else {
+        (0, (1i128 << bits) - 1)
     };
     let i: i128 = match v {
         Value::Int(i) => (*i).into(),
@@ -185,7 +655,7 @@ fn float(v: &Value) -> Result<f64, String> {
 
 /// The mantissa of `v` at `scale`, with at most `precision` digits; digits past the scale are refused
 /// rather than rounded away.
-fn decimal(v: &Value, scale: usize, precision: u32) -> Result<i128, String> {
+fn decimal(v: &Value, scale: u32, precision: u32) -> Result<i128, String> {
     let d = match v {
         Value::Decimal(d) => *d,
         Value::Int(i) => Decimal::from(*i),
@@ -194,7 +664,6 @@ fn decimal(v: &Value, scale: usize, precision: u32) -> Result<i128, String> {
         }
         other => return Err(format!("a {} value is not a decimal number", other.kind())),
     };
-    let scale = scale as u32;
     let mut rescaled = d.normalize();
     if rescaled.scale() > scale {
         return Err(format!(
@@ -210,204 +679,332 @@ fn decimal(v: &Value, scale: usize, precision: u32) -> Result<i128, String> {
     let m = rescaled.mantissa();
     if m.unsigned_abs() >= 10u128.pow(precision) {
         return Err(format!(
-            "{d} has more digits than the column's precision allows"
+            "{d} has more digits than the column's Decimal({precision}, {scale}) allows"
         ));
     }
     Ok(m)
 }
 
-fn date(d: NaiveDate) -> Result<Ch, String> {
+/// Days since the epoch, as a `Date` holds them.
+fn date(d: NaiveDate) -> Result<u16, String> {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
-    let days = (d - epoch).num_days();
-    u16::try_from(days)
-        .map(|n| Ch::Date(klickhouse::Date(n)))
-        .map_err(|_| {
-            format!(
-                "{d} is outside the range of Date (1970-01-01 to 2149-06-06); a Date32 column holds it (year {})",
-                d.year()
-            )
-        })
+    u16::try_from((d - epoch).num_days()).map_err(|_| {
+        format!(
+            "{d} is outside the range of Date (1970-01-01 to 2149-06-06); a Date32 column holds it (year {})",
+            d.year()
+        )
+    })
 }
 
-/// Ticks of 10^-precision seconds since the epoch.
-pub fn datetime64_ticks(dt: &DateTime<Utc>, precision: usize) -> Result<u64, String> {
-    let p = precision.min(9) as u32;
+/// Ticks of 10^-precision seconds since the epoch (negative before it).
+pub fn datetime64_ticks(dt: &DateTime<Utc>, precision: u32) -> Result<i64, String> {
+    let p = precision.min(9);
     let ticks = i128::from(dt.timestamp()) * 10i128.pow(p)
         + i128::from(dt.timestamp_subsec_nanos()) / 10i128.pow(9 - p);
-    u64::try_from(ticks)
-        .map_err(|_| format!("{dt} is before 1970, which Sluice cannot write to DateTime64"))
+    i64::try_from(ticks).map_err(|_| format!("{dt} is outside the range of DateTime64({p})"))
 }
 
 /// The value of a version column for a run: it grows from run to run at the column type's resolution.
 /// `run_version` is the run's start in microseconds since the epoch.
-pub fn version_value(ty: &Type, run_version: u64) -> Result<Ch, String> {
-    let secs = run_version / 1_000_000;
+pub fn version_value(wire: &Wire, run_version: u64) -> Result<Value, String> {
     let at = DateTime::<Utc>::from_timestamp_micros(run_version as i64)
         .ok_or("the run's version is not a time")?;
-    Ok(match ty {
-        Type::UInt64 => Ch::UInt64(run_version),
-        Type::Int64 => Ch::Int64(run_version as i64),
-        Type::UInt32 => Ch::UInt32(secs as u32),
-        Type::Int32 => Ch::Int32(secs as i32),
-        Type::DateTime(tz) => Ch::DateTime(klickhouse::DateTime(*tz, secs as u32)),
-        Type::DateTime64(p, tz) => Ch::DateTime64(klickhouse::DynDateTime64(
-            *tz,
-            datetime64_ticks(&at, *p)?,
-            *p,
-        )),
-        other => {
-            return Err(format!(
+    let secs = at.timestamp();
+    Ok(match wire {
+        Wire::Scalar(Scalar::Int { bytes: 8, .. }, _) => Value::Int(run_version as i64),
+        Wire::Scalar(Scalar::Int { bytes: 4, .. }, _) => Value::Int(secs),
+        Wire::Scalar(Scalar::DateTime | Scalar::DateTime64(_), _) => Value::DateTime(at),
+        other => return Err(format!(
             "the version column has type {other}, too small to grow with every run: use UInt64, \
                  DateTime or DateTime64"
-        ))
-        }
+        )),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use klickhouse::Tz;
     use std::str::FromStr;
 
-    fn t(s: &str) -> Type {
-        Type::from_str(s).unwrap()
+    fn w(s: &str) -> Wire {
+        Wire::of(&ChType::parse(s).unwrap()).unwrap()
+    }
+
+    /// The data of a column of type `ty` holding `values`.
+    fn bytes(ty: &str, values: &[Value]) -> Result<Vec<u8>, String> {
+        let mut column = ColumnBuilder::new(&w(ty), values.len());
+        for v in values {
+            column.push(Cell::Value(v))?;
+        }
+        let mut out = Vec::new();
+        column.finish(&mut out);
+        // A cleared column starts afresh.
+        column.clear();
+        for v in values {
+            column.push(Cell::Value(v))?;
+        }
+        let mut again = Vec::new();
+        column.finish(&mut again);
+        assert_eq!(out, again);
+        Ok(out)
+    }
+
+    fn one(ty: &str, v: Value) -> Result<Vec<u8>, String> {
+        bytes(ty, &[v])
+    }
+
+    #[test]
+    fn wire_types_and_casts() {
+        assert_eq!(w("Bool").to_string(), "UInt8");
+        assert_eq!(
+            w("Array(Nullable(Bool))").to_string(),
+            "Array(Nullable(UInt8))"
+        );
+        assert_eq!(w("Date32").to_string(), "String");
+        assert_eq!(w("LowCardinality(Date32)").to_string(), "String");
+        assert_eq!(
+            w("LowCardinality(String)"),
+            Wire::LowCardinality(Box::new(Wire::Scalar(Scalar::String, "String".into())))
+        );
+        assert_eq!(
+            w("DateTime64(3, 'UTC')"),
+            Wire::Scalar(Scalar::DateTime64(3), "DateTime64(3, 'UTC')".into())
+        );
+        assert_eq!(
+            w("Decimal(12, 2)"),
+            Wire::Scalar(
+                Scalar::Decimal {
+                    bytes: 8,
+                    precision: 12,
+                    scale: 2
+                },
+                "Decimal(12, 2)".into()
+            )
+        );
+        assert!(Wire::of(&ChType::parse("Map(String, UInt8)").unwrap())
+            .unwrap_err()
+            .contains("not supported"));
+        assert!(Wire::of(&ChType::parse("Decimal(76, 2)").unwrap()).is_err());
     }
 
     #[test]
     fn integers_in_range() {
-        assert_eq!(
-            encode(&Value::Int(-128), &t("Int8")).unwrap(),
-            Ch::Int8(-128)
-        );
-        assert!(encode(&Value::Int(128), &t("Int8"))
+        assert_eq!(one("Int8", Value::Int(-128)).unwrap(), [0x80]);
+        assert!(one("Int8", Value::Int(128))
             .unwrap_err()
-            .contains("out of range"));
-        assert!(encode(&Value::Int(-1), &t("UInt64")).is_err());
+            .contains("out of range for Int8"));
+        assert!(one("UInt64", Value::Int(-1)).is_err());
         assert_eq!(
-            encode(&Value::Int(i64::MAX), &t("UInt64")).unwrap(),
-            Ch::UInt64(i64::MAX as u64)
+            one("UInt64", Value::Int(i64::MAX)).unwrap(),
+            i64::MAX.to_le_bytes()
         );
+        assert_eq!(one("UInt8", Value::Bool(true)).unwrap(), [1]);
+        assert_eq!(one("Int16", Value::Int(-2)).unwrap(), [0xfe, 0xff]);
         assert_eq!(
-            encode(&Value::Bool(true), &Type::UInt8).unwrap(),
-            Ch::UInt8(1)
+            one("UInt32", Value::String(" 7 ".into())).unwrap(),
+            [7, 0, 0, 0]
         );
+        assert_eq!(one("Float32", Value::Int(1)).unwrap(), 1f32.to_le_bytes());
     }
 
     #[test]
-    fn nulls_and_wrappers() {
-        let ty = t("Nullable(String)");
-        assert_eq!(encode(&Value::Null, &ty).unwrap(), Ch::Null);
-        assert!(encode(&Value::Null, &t("String"))
+    fn nulls_arrays_and_dictionaries() {
+        assert_eq!(
+            bytes(
+                "Nullable(String)",
+                &[Value::String("ab".into()), Value::Null]
+            )
+            .unwrap(),
+            [0, 1, 2, b'a', b'b', 0]
+        );
+        assert!(one("String", Value::Null)
             .unwrap_err()
             .contains("not Nullable"));
-        let ty = t("Array(Nullable(Int32))");
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&2u64.to_le_bytes());
+        expected.extend_from_slice(&2u64.to_le_bytes()); // second row: no items
+        expected.extend_from_slice(&[0, 1]);
+        expected.extend_from_slice(&1i32.to_le_bytes());
+        expected.extend_from_slice(&0i32.to_le_bytes());
         assert_eq!(
-            encode(&Value::Array(vec![Value::Int(1), Value::Null]), &ty).unwrap(),
-            Ch::Array(vec![Ch::Int32(1), Ch::Null])
+            bytes(
+                "Array(Nullable(Int32))",
+                &[
+                    Value::Array(vec![Value::Int(1), Value::Null]),
+                    Value::Array(vec![])
+                ]
+            )
+            .unwrap(),
+            expected
         );
-        let ty = t("LowCardinality(Nullable(String))");
+        // A JSON array is written item by item.
+        let json = Value::Json(serde_json::json!(["x", "y"]));
         assert_eq!(
-            encode(&Value::String("a".into()), &ty).unwrap(),
-            Ch::String(b"a".to_vec())
+            one("Array(String)", json).unwrap(),
+            [&2u64.to_le_bytes()[..], &[1, b'x', 1, b'y']].concat()
         );
-        assert_eq!(encode(&Value::Null, &ty).unwrap(), Ch::Null);
+        // Only empty arrays: the offsets and nothing else, not even a dictionary.
+        assert_eq!(
+            one("Array(LowCardinality(String))", Value::Array(vec![])).unwrap(),
+            [&1u64.to_le_bytes()[..], &0u64.to_le_bytes()].concat()
+        );
+        // NULL is index 0; "" is a value of its own; a repeated value is one key.
+        let values = [
+            Value::String("a".into()),
+            Value::Null,
+            Value::String(String::new()),
+            Value::String("a".into()),
+        ];
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&1u64.to_le_bytes());
+        expected.extend_from_slice(&HAS_ADDITIONAL_KEYS.to_le_bytes());
+        expected.extend_from_slice(&3u64.to_le_bytes());
+        expected.extend_from_slice(&[0, 1, b'a', 0]);
+        expected.extend_from_slice(&4u64.to_le_bytes());
+        expected.extend_from_slice(&[1, 0, 2, 1]);
+        assert_eq!(
+            bytes("LowCardinality(Nullable(String))", &values).unwrap(),
+            expected
+        );
+        // 300 keys need two-byte indexes.
+        let many: Vec<Value> = (0..300).map(Value::Int).collect();
+        let out = bytes("LowCardinality(UInt16)", &many).unwrap();
+        assert_eq!(&out[8..16], &(1 | HAS_ADDITIONAL_KEYS).to_le_bytes());
+        assert_eq!(out.len(), 8 + 8 + 8 + 600 + 8 + 600);
     }
 
     #[test]
     fn text_types() {
-        assert!(encode(&Value::String("abc".into()), &t("FixedString(2)"))
+        assert!(one("FixedString(2)", Value::String("abc".into()))
             .unwrap_err()
             .contains("FixedString(2)"));
         assert_eq!(
-            encode(&Value::String("10.1.2.3".into()), &t("IPv4")).unwrap(),
-            Ch::Ipv4(klickhouse::Ipv4("10.1.2.3".parse().unwrap()))
+            one("FixedString(3)", Value::String("a".into())).unwrap(),
+            [b'a', 0, 0]
         );
-        assert!(encode(&Value::String("::1".into()), &t("IPv6")).is_ok());
-        assert!(encode(&Value::String("nope".into()), &t("IPv6")).is_err());
-        let e = t("Enum8('free' = 1, 'pro' = 2)");
         assert_eq!(
-            encode(&Value::String("pro".into()), &e).unwrap(),
-            Ch::Enum8(2)
+            one("IPv4", Value::String("10.1.2.3".into())).unwrap(),
+            [3, 2, 1, 10]
         );
-        assert!(encode(&Value::String("gold".into()), &e)
+        let v6 = one("IPv6", Value::String("::1".into())).unwrap();
+        assert_eq!(v6.len(), 16);
+        assert_eq!(v6[15], 1);
+        assert!(one("IPv6", Value::String("nope".into())).is_err());
+        let e = "Enum8('free' = 1, 'pro' = 2)";
+        assert_eq!(one(e, Value::String("pro".into())).unwrap(), [2]);
+        assert!(one(e, Value::String("gold".into()))
             .unwrap_err()
             .contains("free, pro"));
-        let d = NaiveDate::from_ymd_opt(1900, 1, 2).unwrap();
         assert_eq!(
-            encode(&Value::Date(d), &Type::String).unwrap(),
-            Ch::String(b"1900-01-02".to_vec())
+            bytes(&format!("Nullable({e})"), &[Value::Null]).unwrap(),
+            [1, 1]
         );
+        let d = NaiveDate::from_ymd_opt(1900, 1, 2).unwrap();
+        assert_eq!(one("Date32", Value::Date(d)).unwrap(), b"\x0a1900-01-02");
+        let u = uuid::Uuid::parse_str("00112233-4455-6677-8899-aabbccddeeff").unwrap();
+        assert_eq!(
+            one("UUID", Value::Uuid(u)).unwrap(),
+            [
+                0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa,
+                0x99, 0x88
+            ]
+        );
+        assert!(one("UUID", Value::String("x".into())).is_err());
     }
 
     #[test]
     fn decimals_exact() {
-        let ty = t("Decimal(38, 10)");
         let d = Decimal::from_str("123456789012345678.0123456789").unwrap();
         assert_eq!(
-            encode(&Value::Decimal(d), &ty).unwrap(),
-            Ch::Decimal128(10, 1234567890123456780123456789)
+            one("Decimal(38, 10)", Value::Decimal(d)).unwrap(),
+            1234567890123456780123456789i128.to_le_bytes()
         );
-        let ty = t("Decimal(5, 2)");
         assert_eq!(
-            encode(&Value::Decimal(Decimal::from_str("-123.4").unwrap()), &ty).unwrap(),
-            Ch::Decimal32(2, -12340)
+            one(
+                "Decimal(5, 2)",
+                Value::Decimal(Decimal::from_str("-123.4").unwrap())
+            )
+            .unwrap(),
+            (-12340i32).to_le_bytes()
         );
-        assert!(encode(&Value::Decimal(Decimal::from_str("1.234").unwrap()), &ty).is_err());
-        // The block carries Decimal32 (nine digits); a narrower column's precision is the server's to check.
-        assert!(encode(
-            &Value::Decimal(Decimal::from_str("12345678.5").unwrap()),
-            &ty
+        assert!(one(
+            "Decimal(5, 2)",
+            Value::Decimal(Decimal::from_str("1.234").unwrap())
         )
         .is_err());
+        // The column's own precision is checked, not that of the 32-bit storage.
+        assert!(one(
+            "Decimal(5, 2)",
+            Value::Decimal(Decimal::from_str("1234.5").unwrap())
+        )
+        .unwrap_err()
+        .contains("Decimal(5, 2)"));
+        assert_eq!(
+            one("Decimal64(2)", Value::Int(3)).unwrap(),
+            300i64.to_le_bytes()
+        );
     }
 
     #[test]
     fn dates_and_instants() {
         let d = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap();
-        assert_eq!(
-            encode(&Value::Date(d), &Type::Date).unwrap(),
-            Ch::Date(klickhouse::Date(19782))
-        );
-        assert!(encode(
-            &Value::Date(NaiveDate::from_ymd_opt(1969, 12, 31).unwrap()),
-            &Type::Date
+        assert_eq!(one("Date", Value::Date(d)).unwrap(), 19782u16.to_le_bytes());
+        assert!(one(
+            "Date",
+            Value::Date(NaiveDate::from_ymd_opt(1969, 12, 31).unwrap())
         )
         .is_err());
         let dt = DateTime::parse_from_rfc3339("2024-03-31T01:30:00.5+02:00")
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(
-            encode(&Value::DateTime(dt), &t("DateTime('UTC')")).unwrap(),
-            Ch::DateTime(klickhouse::DateTime(Tz::UTC, 1711841400))
+            one("DateTime('UTC')", Value::DateTime(dt)).unwrap(),
+            1711841400u32.to_le_bytes()
         );
         assert_eq!(
-            encode(&Value::DateTime(dt), &t("DateTime64(3, 'UTC')")).unwrap(),
-            Ch::DateTime64(klickhouse::DynDateTime64(Tz::UTC, 1711841400500, 3))
+            one("DateTime64(3, 'UTC')", Value::DateTime(dt)).unwrap(),
+            1711841400500i64.to_le_bytes()
         );
         let before = DateTime::parse_from_rfc3339("1969-07-20T20:17:40Z")
             .unwrap()
             .with_timezone(&Utc);
-        assert!(encode(&Value::DateTime(before), &t("DateTime('UTC')")).is_err());
+        assert!(one("DateTime('UTC')", Value::DateTime(before)).is_err());
+        // DateTime64 holds instants before 1970.
+        assert_eq!(
+            one("DateTime64(0)", Value::DateTime(before)).unwrap(),
+            (-14182940i64).to_le_bytes()
+        );
+        assert_eq!(
+            one("DateTime", Value::Date(d)).unwrap(),
+            1709164800u32.to_le_bytes()
+        );
     }
 
     #[test]
     fn version_values_grow() {
         let run = 1_700_000_000_123_456u64;
-        assert_eq!(version_value(&Type::UInt64, run).unwrap(), Ch::UInt64(run));
+        let at = DateTime::<Utc>::from_timestamp_micros(run as i64).unwrap();
         assert_eq!(
-            version_value(&Type::UInt32, run).unwrap(),
-            Ch::UInt32(1_700_000_000)
+            version_value(&w("UInt64"), run).unwrap(),
+            Value::Int(run as i64)
         );
         assert_eq!(
-            version_value(&t("DateTime('UTC')"), run).unwrap(),
-            Ch::DateTime(klickhouse::DateTime(Tz::UTC, 1_700_000_000))
+            version_value(&w("UInt32"), run).unwrap(),
+            Value::Int(1_700_000_000)
         );
         assert_eq!(
-            version_value(&t("DateTime64(6, 'UTC')"), run).unwrap(),
-            Ch::DateTime64(klickhouse::DynDateTime64(Tz::UTC, run, 6))
+            version_value(&w("DateTime('UTC')"), run).unwrap(),
+            Value::DateTime(at)
         );
-        assert!(version_value(&Type::UInt8, run)
+        assert_eq!(
+            one(
+                "DateTime64(6, 'UTC')",
+                version_value(&w("DateTime64(6)"), run).unwrap()
+            )
+            .unwrap(),
+            (run as i64).to_le_bytes()
+        );
+        assert!(version_value(&w("UInt8"), run)
             .unwrap_err()
             .contains("too small"));
     }

@@ -1,10 +1,11 @@
-//! The ClickHouse destination, over the native protocol (`klickhouse`; TLS by rustls with ring), from
-//! ClickHouse 18.16 to current releases.
+//! The ClickHouse destination, over the native protocol (a client of its own; TLS by rustls with ring),
+//! from ClickHouse 18.16 to current releases.
 //!
 //! - [`config`]: settings and their validation, URL parsing;
 //! - [`dialect`]: SQL text, type parsing and mapping, engines, version gates, error codes (pure, unit-tested);
-//! - [`encode`]: Sluice values into native-block values (pure, unit-tested);
-//! - [`client`]: the connection, describing tables and writing blocks.
+//! - [`encode`]: Sluice values laid out as native-block columns (pure, unit-tested);
+//! - [`native`]: the native TCP protocol — handshake, queries, inserts of encoded blocks;
+//! - [`client`]: the session, describing tables and writing blocks.
 //!
 //! Upserts are real: the key column must be the sorting key (`ORDER BY`) of a `ReplacingMergeTree` table
 //! (plain, replicated or shared), which keeps one row per key — the one with the highest version, or the
@@ -33,6 +34,7 @@ pub mod client;
 pub mod config;
 pub mod dialect;
 pub mod encode;
+pub mod native;
 
 use async_trait::async_trait;
 use sluice_core::{TableDescription, Value};
@@ -64,7 +66,7 @@ impl ClickHouse {
 
     async fn session(&self) -> Result<MutexGuard<'_, Option<client::Session>>> {
         let mut guard = self.session.lock().await;
-        if guard.as_ref().is_some_and(client::Session::is_closed) {
+        if guard.as_mut().is_some_and(client::Session::is_closed) {
             *guard = None;
         }
         if guard.is_none() {
@@ -84,7 +86,7 @@ impl ClickHouse {
             }
             if e.kind != ErrorKind::BadData
                 || session
-                    .as_ref()
+                    .as_mut()
                     .is_some_and(|s| s.poisoned || s.is_closed())
             {
                 *session = None;
@@ -111,9 +113,9 @@ impl ClickHouse {
 #[async_trait]
 impl Destination for ClickHouse {
     async fn test(&self) -> Result<TestReport> {
-        let guard = self.session().await?;
+        let mut guard = self.session().await?;
         guard
-            .as_ref()
+            .as_mut()
             .expect("connected")
             .test(&self.settings)
             .await
@@ -122,11 +124,11 @@ impl Destination for ClickHouse {
     async fn describe_table(&self, name: &str) -> Result<Option<TableDescription>> {
         let mut guard = self.session().await?;
         let result = guard
-            .as_ref()
+            .as_mut()
             .expect("connected")
             .describe_table(&self.settings.database, name)
             .await;
-        if result.is_err() && guard.as_ref().is_some_and(|s| s.is_closed()) {
+        if result.is_err() && guard.as_mut().is_some_and(|s| s.is_closed()) {
             *guard = None;
         }
         result
