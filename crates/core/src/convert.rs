@@ -135,7 +135,7 @@ pub fn to_column(value: Value, ty: &ColumnType) -> Result<Value, String> {
             if j.is_null() {
                 Value::Null
             } else {
-                Value::Json(j)
+                Value::json(j)
             }
         });
     }
@@ -207,7 +207,10 @@ pub fn to_column(value: Value, ty: &ColumnType) -> Result<Value, String> {
         ColumnType::Array { element } => {
             let items: Vec<Value> = match value {
                 Value::Array(items) => items,
-                Value::Json(Json::Array(items)) => items.into_iter().map(Value::Json).collect(),
+                Value::Json(j) if j.is_array() => match *j {
+                    Json::Array(items) => items.into_iter().map(Value::json).collect(),
+                    _ => unreachable!("an array"),
+                },
                 other => return Err(cannot(&other, "an array")),
             };
             items
@@ -225,7 +228,7 @@ pub fn to_column(value: Value, ty: &ColumnType) -> Result<Value, String> {
 /// A JSON scalar as the typed value it holds; arrays and objects stay JSON.
 pub fn lift(value: Value) -> Value {
     match value {
-        Value::Json(j) => match j {
+        Value::Json(j) => match *j {
             Json::Null => Value::Null,
             Json::Bool(b) => Value::Bool(b),
             Json::String(s) => Value::String(s),
@@ -238,7 +241,7 @@ pub fn lift(value: Value) -> Value {
                     Value::Float(n.as_f64().unwrap_or(f64::NAN))
                 }
             }
-            other => Value::Json(other),
+            other => Value::json(other),
         },
         other => other,
     }
@@ -247,8 +250,8 @@ pub fn lift(value: Value) -> Value {
 /// "cannot convert a boolean to an integer"
 fn cannot(value: &Value, target: &str) -> String {
     let kind = match value {
-        Value::Json(Json::Array(_)) => "array",
-        Value::Json(Json::Object(_)) => "object",
+        Value::Json(j) if j.is_array() => "array",
+        Value::Json(j) if j.is_object() => "object",
         other => other.kind(),
     };
     let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
@@ -319,8 +322,10 @@ pub fn text(value: Value) -> Result<String, String> {
         Value::Time(t) => schema::format_time(&t),
         Value::DateTime(dt) => schema::format_datetime(&dt),
         Value::Uuid(u) => u.hyphenated().to_string(),
-        Value::Json(Json::String(s)) => s,
-        Value::Json(j) => j.to_string(),
+        Value::Json(j) => match *j {
+            Json::String(s) => s,
+            j => j.to_string(),
+        },
         Value::Array(_) => json(value)?.to_string(),
         Value::Bytes(b) => String::from_utf8(b)
             .map_err(|_| "the binary data is not valid UTF-8 text".to_string())?,
@@ -531,7 +536,7 @@ pub fn json(value: Value) -> Result<Json, String> {
         }
     }
     match value {
-        Value::Json(j) => Ok(j),
+        Value::Json(j) => Ok(*j),
         Value::String(s) => Ok(Json::String(s)),
         other => {
             check(&other)?;
@@ -599,7 +604,7 @@ mod tests {
             },
         ] {
             assert_eq!(ok(Value::Null, &ty), Value::Null);
-            assert_eq!(ok(Value::Json(Json::Null), &ty), Value::Null);
+            assert_eq!(ok(Value::json(Json::Null), &ty), Value::Null);
         }
     }
 
@@ -631,11 +636,11 @@ mod tests {
             s("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
         );
         assert_eq!(
-            ok(Value::Json(json!({"a": [1, "x"]})), &t),
+            ok(Value::json(json!({"a": [1, "x"]})), &t),
             s(r#"{"a":[1,"x"]}"#)
         );
-        assert_eq!(ok(Value::Json(json!("plain")), &t), s("plain"));
-        assert_eq!(ok(Value::Json(json!(3)), &t), s("3"));
+        assert_eq!(ok(Value::json(json!("plain")), &t), s("plain"));
+        assert_eq!(ok(Value::json(json!(3)), &t), s("3"));
         assert_eq!(
             ok(Value::Array(vec![s("a"), Value::Int(1), Value::Null]), &t),
             s(r#"["a",1,null]"#)
@@ -716,9 +721,9 @@ mod tests {
             err(Value::Bool(true), &c),
             "cannot convert a boolean to an integer"
         );
-        assert_eq!(ok(Value::Json(json!(5)), &c), Value::Int(5));
-        assert_eq!(ok(Value::Json(json!("6")), &c), Value::Int(6));
-        assert!(err(Value::Json(json!([1])), &c).contains("cannot convert an array"));
+        assert_eq!(ok(Value::json(json!(5)), &c), Value::Int(5));
+        assert_eq!(ok(Value::json(json!("6")), &c), Value::Int(6));
+        assert!(err(Value::json(json!([1])), &c).contains("cannot convert an array"));
         assert!(err(
             Value::Date(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
             &c
@@ -777,7 +782,7 @@ mod tests {
         // JSON numbers too large for i64 stay exact.
         assert_eq!(
             ok(
-                Value::Json(json!(18446744073709551615u64)),
+                Value::json(json!(18446744073709551615u64)),
                 &dec_col(None, None)
             )
             .to_string(),
@@ -858,7 +863,7 @@ mod tests {
         assert_eq!(ok(Value::Int(0), &c), Value::Bool(false));
         assert!(err(Value::Int(2), &c).contains("0 and 1"));
         assert!(err(Value::Float(1.0), &c).contains("float"));
-        assert_eq!(ok(Value::Json(json!(true)), &c), Value::Bool(true));
+        assert_eq!(ok(Value::json(json!(true)), &c), Value::Bool(true));
     }
 
     #[test]
@@ -944,19 +949,19 @@ mod tests {
         assert!(err(Value::Int(1), &ColumnType::Binary).contains("binary"));
 
         let j = ColumnType::Json;
-        assert_eq!(ok(s(r#"{"a":1}"#), &j), Value::Json(json!(r#"{"a":1}"#)));
+        assert_eq!(ok(s(r#"{"a":1}"#), &j), Value::json(json!(r#"{"a":1}"#)));
         assert_eq!(
-            ok(Value::Json(json!({"a": 1})), &j),
-            Value::Json(json!({"a": 1}))
+            ok(Value::json(json!({"a": 1})), &j),
+            Value::json(json!({"a": 1}))
         );
-        assert_eq!(ok(Value::Int(3), &j), Value::Json(json!(3)));
+        assert_eq!(ok(Value::Int(3), &j), Value::json(json!(3)));
         assert_eq!(
             ok(Value::Decimal(dec("1.50")), &j),
-            Value::Json(json!("1.50"))
+            Value::json(json!("1.50"))
         );
         assert_eq!(
             ok(Value::Array(vec![Value::Bool(true), Value::Null]), &j),
-            Value::Json(json!([true, null]))
+            Value::json(json!([true, null]))
         );
         assert!(err(Value::Float(f64::NAN), &j).contains("not finite"));
         assert!(err(Value::Array(vec![Value::Float(f64::INFINITY)]), &j).contains("not finite"));
@@ -972,7 +977,7 @@ mod tests {
             err(s("Gold"), &e),
             "the text is not one of the column's values (gold, silver)"
         );
-        assert_eq!(ok(Value::Json(json!("silver")), &e), s("silver"));
+        assert_eq!(ok(Value::json(json!("silver")), &e), s("silver"));
         assert!(err(Value::Int(1), &e).contains("cannot convert an int"));
         let many = ColumnType::Enum {
             values: (0..15).map(|i| format!("v{i}")).collect(),
@@ -987,7 +992,7 @@ mod tests {
             Value::Array(vec![Value::Int(1), Value::Int(2), Value::Null])
         );
         assert_eq!(
-            ok(Value::Json(json!([1, "2"])), &a),
+            ok(Value::json(json!([1, "2"])), &a),
             Value::Array(vec![Value::Int(1), Value::Int(2)])
         );
         assert_eq!(
@@ -1070,7 +1075,7 @@ mod tests {
                 Value::Time(NaiveTime::from_hms_opt(1, 0, 0).unwrap()),
             ),
             (Type::Uuid, Value::Uuid(uuid::Uuid::nil())),
-            (Type::Object, Value::Json(json!({"a": 1}))),
+            (Type::Object, Value::json(json!({"a": 1}))),
             (
                 Type::Array(Box::new(Type::Int)),
                 Value::Array(vec![Value::Int(1)]),

@@ -24,13 +24,32 @@ pub enum Value {
     Time(NaiveTime),
     DateTime(DateTime<Utc>),
     Uuid(uuid::Uuid),
-    /// Any JSON value: `json` properties, whole objects, arrays bound to JSON columns.
-    Json(Json),
+    /// Any JSON value: `json` properties, whole objects, arrays bound to JSON columns. Boxed: a JSON value
+    /// is 72 bytes, and every other value of a row would pay for that room.
+    Json(Box<Json>),
     Array(Vec<Value>),
     Bytes(Vec<u8>),
 }
 
 impl Value {
+    /// A JSON value.
+    pub fn json(j: Json) -> Value {
+        Value::Json(Box::new(j))
+    }
+
+    /// The value with a JSON null or string taken out of its box (as `Null` or `String`), so that one
+    /// pattern matches both forms; other values are unchanged.
+    pub fn unbox_json(self) -> Value {
+        match self {
+            Value::Json(j) => match *j {
+                Json::Null => Value::Null,
+                Json::String(s) => Value::String(s),
+                other => Value::Json(Box::new(other)),
+            },
+            other => other,
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
@@ -83,12 +102,12 @@ impl Value {
                 .as_str()
                 .and_then(|s| uuid::Uuid::parse_str(s).ok())
                 .map(Value::Uuid),
-            PropertyType::Json | PropertyType::Object(_) => Some(Value::Json(json.clone())),
+            PropertyType::Json | PropertyType::Object(_) => Some(Value::json(json.clone())),
             PropertyType::Array(inner) => json.as_array().map(|items| {
                 Value::Array(items.iter().map(|i| Value::from_json(i, inner)).collect())
             }),
         };
-        parsed.unwrap_or_else(|| Value::Json(json.clone()))
+        parsed.unwrap_or_else(|| Value::json(json.clone()))
     }
 
     /// What [`Value::from_json`] gives for the JSON text `raw` (a value found by [`crate::raw`]), without
@@ -151,7 +170,7 @@ impl Value {
             Value::Time(t) => Json::String(schema::format_time(t)),
             Value::DateTime(dt) => Json::String(schema::format_datetime(dt)),
             Value::Uuid(u) => Json::String(u.hyphenated().to_string()),
-            Value::Json(j) => j.clone(),
+            Value::Json(j) => (**j).clone(),
             Value::Array(items) => Json::Array(items.iter().map(Value::to_json).collect()),
             Value::Bytes(b) => Json::Array(b.iter().map(|x| Json::from(*x)).collect()),
         }

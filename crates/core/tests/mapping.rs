@@ -209,7 +209,7 @@ fn a_mapping_computes_typed_rows() {
             Value::Date(NaiveDate::from_ymd_opt(1815, 12, 10).unwrap()),
             Value::String("gold".into()),
             Value::Array(vec![Value::String("a".into()), Value::String("b".into())]),
-            Value::Json(json!({"news": true})),
+            Value::json(json!({"news": true})),
             Value::String("Turin".into()),
             Value::DateTime(run_start()),
         ]

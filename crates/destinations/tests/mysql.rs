@@ -656,7 +656,7 @@ async fn both_bulk_loads_store_the_same_values() {
                     if i == 0 {
                         Value::Null
                     } else {
-                        Value::Json(serde_json::json!({"text": text, "n": version}))
+                        Value::json(serde_json::json!({"text": text, "n": version}))
                     },
                 ],
             })

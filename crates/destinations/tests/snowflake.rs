@@ -499,7 +499,7 @@ async fn variant_values_round_trip() {
     let rows = docs
         .iter()
         .enumerate()
-        .map(|(i, d)| vec![Value::Int(i as i64), s("x"), Value::Json(d.clone())])
+        .map(|(i, d)| vec![Value::Int(i as i64), s("x"), Value::json(d.clone())])
         .collect();
     f.upsert(&t, rows).await;
     let back = f.read(&["t_json"], "id").await;
@@ -511,7 +511,7 @@ async fn variant_values_round_trip() {
     let rows: Vec<Vec<Value>> = docs
         .iter()
         .enumerate()
-        .map(|(i, d)| vec![Value::Int(i as i64), s("x"), Value::Json(d.clone())])
+        .map(|(i, d)| vec![Value::Int(i as i64), s("x"), Value::json(d.clone())])
         .collect();
     assert_eq!(f.upsert(&t, rows).await.got.inserted, 0);
     f.finish().await;

@@ -484,7 +484,7 @@ fn js_to_value<'js>(
             let obj = v.as_object().expect("an object");
             match as_date(obj, date)? {
                 Some(d) => d,
-                None => Value::Json(js_to_json(v, date, depth)?),
+                None => Value::json(js_to_json(v, date, depth)?),
             }
         }
         other => {

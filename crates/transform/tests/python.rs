@@ -101,7 +101,7 @@ def transform(p):
     );
     assert_eq!(
         get(&row, "j"),
-        Value::Json(json!({
+        Value::json(json!({
             "extra": {"plan": {"name": "pro", "seats": 9_007_199_254_740_993i64}, "n": null},
             "neg": i64::MIN
         }))
@@ -146,7 +146,7 @@ def transform(p):
     assert_eq!(get(&row, "s"), Value::String("2.5".into()));
     assert_eq!(
         get(&row, "j"),
-        Value::Json(json!([1, "x", null, "2024-01-02", "0.10"]))
+        Value::json(json!([1, "x", null, "2024-01-02", "0.10"]))
     );
     assert_eq!(get(&row, "d"), Value::Decimal("12.50".parse().unwrap()));
     assert_eq!(get(&row, "day").to_json(), json!("2024-02-29"));

@@ -74,7 +74,7 @@ fn every_customer_model_type_round_trips() {
     );
     assert_eq!(
         get(&row, "j"),
-        Value::Json(json!({
+        Value::json(json!({
             "extra": {"plan": {"name": "pro", "seats": 9_007_199_254_740_993i64}, "n": null},
             "neg": i64::MIN
         }))
@@ -95,7 +95,7 @@ fn script_values_convert_like_mapping_values() {
     assert_eq!(get(&row, "f"), Value::Float(7.0));
     assert_eq!(get(&row, "dt").to_json(), json!("2024-01-02T03:04:05Z"));
     assert_eq!(get(&row, "s"), Value::String("2.5".into()));
-    assert_eq!(get(&row, "j"), Value::Json(json!([1, "x", null])));
+    assert_eq!(get(&row, "j"), Value::json(json!([1, "x", null])));
     assert_eq!(get(&row, "d"), Value::Decimal("0.25".parse().unwrap()));
 }
 

@@ -227,9 +227,9 @@ impl Node {
             }
             _ => {}
         }
-        Ok(match self.eval(cx)? {
-            Value::Null | Value::Json(Json::Null) => None,
-            Value::String(s) | Value::Json(Json::String(s)) => Some(Cow::Owned(s)),
+        Ok(match self.eval(cx)?.unbox_json() {
+            Value::Null => None,
+            Value::String(s) => Some(Cow::Owned(s)),
             // The type check lets only strings through; anything else reads as its text.
             other => Some(Cow::Owned(other.to_string())),
         })
@@ -313,14 +313,12 @@ impl Num {
             Value::Int(i) => Some(Num::I(*i)),
             Value::Decimal(d) => Some(Num::D(*d)),
             Value::Float(f) => Some(Num::F(*f)),
-            Value::Json(Json::Number(n)) => {
-                match convert::lift(Value::Json(Json::Number(n.clone()))) {
-                    Value::Int(i) => Some(Num::I(i)),
-                    Value::Decimal(d) => Some(Num::D(d)),
-                    Value::Float(f) => Some(Num::F(f)),
-                    _ => None,
-                }
-            }
+            Value::Json(j) if j.is_number() => match convert::lift(Value::Json(j.clone())) {
+                Value::Int(i) => Some(Num::I(i)),
+                Value::Decimal(d) => Some(Num::D(d)),
+                Value::Float(f) => Some(Num::F(f)),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -365,12 +363,12 @@ pub(crate) fn equal(a: &Value, b: &Value) -> bool {
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q))
         }
-        (Value::Array(x), Value::Json(Json::Array(y)))
-        | (Value::Json(Json::Array(y)), Value::Array(x)) => {
+        (Value::Array(x), Value::Json(y)) | (Value::Json(y), Value::Array(x)) if y.is_array() => {
+            let y = y.as_array().expect("an array");
             x.len() == y.len()
                 && x.iter()
                     .zip(y)
-                    .all(|(p, q)| equal(p, &Value::Json(q.clone())))
+                    .all(|(p, q)| equal(p, &Value::json(q.clone())))
         }
         (x, y) => match (Num::of(x), Num::of(y)) {
             (Some(p), Some(q)) => p.cmp(q) == Some(Ordering::Equal),

@@ -614,17 +614,20 @@ fn eval_right(c: &CallNode, cx: &Cx<'_>) -> Out {
 }
 
 fn eval_len(c: &CallNode, cx: &Cx<'_>) -> Out {
-    let n = match c.arg(0, cx)? {
-        Value::Null | Value::Json(Json::Null) => return Ok(Value::Null),
-        Value::String(s) | Value::Json(Json::String(s)) => s.chars().count(),
+    let n = match c.arg(0, cx)?.unbox_json() {
+        Value::Null => return Ok(Value::Null),
+        Value::String(s) => s.chars().count(),
         Value::Array(items) => items.len(),
-        Value::Json(Json::Array(items)) => items.len(),
-        Value::Json(Json::Object(map)) => map.len(),
+        Value::Json(j) if j.is_array() || j.is_object() => match &*j {
+            Json::Array(items) => items.len(),
+            Json::Object(map) => map.len(),
+            _ => unreachable!("an array or an object"),
+        },
         other => {
-            let kind = match other {
-                Value::Json(Json::Number(_)) => "a JSON number",
-                Value::Json(Json::Bool(_)) => "a JSON boolean",
-                ref v => v.kind(),
+            let kind = match &other {
+                Value::Json(j) if j.is_number() => "a JSON number",
+                Value::Json(j) if j.is_boolean() => "a JSON boolean",
+                v => v.kind(),
             };
             return Err(Fail::Here(format!(
                 "expects text, an array or an object, got {kind}"
@@ -670,13 +673,16 @@ fn eval_split(c: &CallNode, cx: &Cx<'_>) -> Out {
 }
 
 fn eval_join(c: &CallNode, cx: &Cx<'_>) -> Out {
-    let items: Vec<Value> = match c.arg(0, cx)? {
-        Value::Null | Value::Json(Json::Null) => return Ok(Value::Null),
+    let items: Vec<Value> = match c.arg(0, cx)?.unbox_json() {
+        Value::Null => return Ok(Value::Null),
         Value::Array(items) => items,
-        Value::Json(Json::Array(items)) => items
-            .into_iter()
-            .map(|j| convert::lift(Value::Json(j)))
-            .collect(),
+        Value::Json(j) if j.is_array() => match *j {
+            Json::Array(items) => items
+                .into_iter()
+                .map(|j| convert::lift(Value::json(j)))
+                .collect(),
+            _ => unreachable!("an array"),
+        },
         other => {
             return Err(Fail::Here(format!(
                 "expects an array, got {}",
@@ -711,18 +717,20 @@ fn eval_contains(c: &CallNode, cx: &Cx<'_>) -> Out {
             other.kind()
         ))),
     };
-    let found = match hay {
-        Value::String(s) | Value::Json(Json::String(s)) => match text_needle(&needle)? {
+    let found = match hay.unbox_json() {
+        Value::String(s) => match text_needle(&needle)? {
             None => return Ok(Value::Null),
             Some(n) => s.contains(&n),
         },
         Value::Array(items) => items.iter().any(|x| equal(x, &needle)),
-        Value::Json(Json::Array(items)) => {
-            items.into_iter().any(|x| equal(&Value::Json(x), &needle))
-        }
-        Value::Json(Json::Object(map)) => match text_needle(&needle)? {
+        Value::Json(j) if j.is_array() => j
+            .as_array()
+            .expect("an array")
+            .iter()
+            .any(|x| equal(&Value::json(x.clone()), &needle)),
+        Value::Json(j) if j.is_object() => match text_needle(&needle)? {
             None => return Ok(Value::Null),
-            Some(n) => map.contains_key(&n),
+            Some(n) => j.as_object().expect("an object").contains_key(&n),
         },
         other => {
             return Err(Fail::Here(format!(
@@ -781,8 +789,8 @@ fn eval_nullif(c: &CallNode, cx: &Cx<'_>) -> Out {
 
 fn eval_is_null(c: &CallNode, cx: &Cx<'_>) -> Out {
     Ok(Value::Bool(matches!(
-        c.arg(0, cx)?,
-        Value::Null | Value::Json(Json::Null)
+        c.arg(0, cx)?.unbox_json(),
+        Value::Null
     )))
 }
 
@@ -792,7 +800,7 @@ fn eval_is_empty(c: &CallNode, cx: &Cx<'_>) -> Out {
         Value::String(s) => s.is_empty(),
         Value::Array(items) => items.is_empty(),
         Value::Bytes(b) => b.is_empty(),
-        Value::Json(j) => match j {
+        Value::Json(j) => match *j {
             Json::Null => true,
             Json::String(s) => s.is_empty(),
             Json::Array(items) => items.is_empty(),
@@ -994,7 +1002,8 @@ fn convert_arg<T>(
     wrap: fn(T) -> Value,
 ) -> Out {
     match c.arg(0, cx)? {
-        Value::Null | Value::Json(Json::Null) => Ok(Value::Null),
+        Value::Null => Ok(Value::Null),
+        Value::Json(j) if j.is_null() => Ok(Value::Null),
         v => Ok(wrap(f(v)?)),
     }
 }
@@ -1113,13 +1122,13 @@ fn eval_json_parse(c: &CallNode, cx: &Cx<'_>) -> Out {
     };
     match serde_json::from_str::<Json>(&s) {
         Ok(Json::Null) => Ok(Value::Null),
-        Ok(j) => Ok(Value::Json(j)),
+        Ok(j) => Ok(Value::json(j)),
         Err(e) => Err(Fail::Here(format!("the text is not valid JSON ({e})"))),
     }
 }
 
 fn eval_to_json(c: &CallNode, cx: &Cx<'_>) -> Out {
-    convert_arg(c, cx, convert::json, Value::Json)
+    convert_arg(c, cx, convert::json, Value::json)
 }
 
 fn eval_now(_: &CallNode, cx: &Cx<'_>) -> Out {
@@ -1166,13 +1175,18 @@ fn eval_at(c: &CallNode, cx: &Cx<'_>) -> Out {
             Some(i) => items.swap_remove(i),
             None => Value::Null,
         },
-        Value::Json(Json::Array(mut items)) => match index(items.len()) {
-            Some(i) => match items.swap_remove(i) {
-                Json::Null => Value::Null,
-                j => Value::Json(j),
-            },
-            None => Value::Null,
-        },
+        Value::Json(j) if j.is_array() => {
+            let Json::Array(mut items) = *j else {
+                unreachable!("an array")
+            };
+            match index(items.len()) {
+                Some(i) => match items.swap_remove(i) {
+                    Json::Null => Value::Null,
+                    j => Value::json(j),
+                },
+                None => Value::Null,
+            }
+        }
         other => {
             return Err(Fail::Here(format!(
                 "expects an array, got {}",

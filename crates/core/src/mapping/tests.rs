@@ -147,7 +147,7 @@ fn paths_read_typed_values() {
     assert_eq!(ev("address.geo.lat"), Value::Float(47.37));
     assert_eq!(
         ev("address"),
-        Value::Json(json!({"city": "Zürich", "geo": {"lat": 47.37}}))
+        Value::json(json!({"city": "Zürich", "geo": {"lat": 47.37}}))
     );
     assert_eq!(ev("tags"), Value::Array(vec![s("a"), s("b"), s("c")]));
     assert_eq!(ev("_id"), s("c1"));
@@ -173,10 +173,10 @@ fn path_types() {
 
 #[test]
 fn json_sub_paths() {
-    assert_eq!(ev("extra.plan.name"), Value::Json(json!("gold")));
+    assert_eq!(ev("extra.plan.name"), Value::json(json!("gold")));
     assert_eq!(
         ev("extra.plan"),
-        Value::Json(json!({"name": "gold", "seats": 5}))
+        Value::json(json!({"name": "gold", "seats": 5}))
     );
     assert_eq!(ev("extra.missing.deeper"), Value::Null);
     assert_eq!(ev("extra.note.x"), Value::Null);
@@ -424,10 +424,10 @@ fn split_join_at() {
     assert_eq!(ev("at(tags, 4)"), Value::Null);
     assert_eq!(ev("at(tags, 0)"), Value::Null);
     assert_eq!(ev("at(tags, -4)"), Value::Null);
-    assert_eq!(ev("at(extra.list, 2)"), Value::Json(json!(2)));
+    assert_eq!(ev("at(extra.list, 2)"), Value::json(json!(2)));
     assert_eq!(ty("at(tags, 1)"), Type::String);
     assert_eq!(ty("at(scores, 1)"), Type::Int);
-    assert_eq!(ev("at(orders, 1)"), Value::Json(json!({"total": "10.50"})));
+    assert_eq!(ev("at(orders, 1)"), Value::json(json!({"total": "10.50"})));
     let p = profile(json!({"tags": ["x", null, "y"]}));
     assert_eq!(ev_on(r#"join(tags, "|")"#, &p), s("x|y"));
 }
@@ -697,14 +697,14 @@ fn date_conversions() {
 fn json_functions() {
     assert_eq!(
         ev(r#"json_parse("{\"a\": [1, 2]}")"#),
-        Value::Json(json!({"a": [1, 2]}))
+        Value::json(json!({"a": [1, 2]}))
     );
     assert_eq!(ev(r#"json_parse("null")"#), Value::Null);
     assert_eq!(ev("json_parse(nickname)"), Value::Null);
     assert!(err1(r#"json_parse("{")"#).starts_with("at 1: json_parse: the text is not valid JSON"));
-    assert_eq!(ev("to_json(tags)"), Value::Json(json!(["a", "b", "c"])));
-    assert_eq!(ev("to_json(ltv)"), Value::Json(json!("1234.50")));
-    assert_eq!(ev("to_json(first_name)"), Value::Json(json!("ada")));
+    assert_eq!(ev("to_json(tags)"), Value::json(json!(["a", "b", "c"])));
+    assert_eq!(ev("to_json(ltv)"), Value::json(json!("1234.50")));
+    assert_eq!(ev("to_json(first_name)"), Value::json(json!("ada")));
     assert_eq!(ty("json_parse(\"1\")"), Type::Json);
 }
 

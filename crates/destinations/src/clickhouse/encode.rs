@@ -256,8 +256,12 @@ impl ColumnBuilder {
                         values.iter().try_for_each(|v| inner.push(Cell::Value(v)))?;
                         values.len()
                     }
-                    Cell::Value(Value::Json(serde_json::Value::Array(values)))
-                    | Cell::Json(serde_json::Value::Array(values)) => {
+                    Cell::Value(Value::Json(j)) if j.is_array() => {
+                        let values = j.as_array().expect("an array");
+                        values.iter().try_for_each(|v| inner.push(Cell::Json(v)))?;
+                        values.len()
+                    }
+                    Cell::Json(serde_json::Value::Array(values)) => {
                         values.iter().try_for_each(|v| inner.push(Cell::Json(v)))?;
                         values.len()
                     }
@@ -600,7 +604,7 @@ fn json_value(j: &serde_json::Value) -> Value {
         },
         serde_json::Value::String(s) => Value::String(s.clone()),
         serde_json::Value::Array(a) => Value::Array(a.iter().map(json_value).collect()),
-        other => Value::Json(other.clone()),
+        other => Value::json(other.clone()),
     }
 }
 
@@ -714,10 +718,12 @@ pub fn version_value(wire: &Wire, run_version: u64) -> Result<Value, String> {
         Wire::Scalar(Scalar::Int { bytes: 8, .. }, _) => Value::Int(run_version as i64),
         Wire::Scalar(Scalar::Int { bytes: 4, .. }, _) => Value::Int(secs),
         Wire::Scalar(Scalar::DateTime | Scalar::DateTime64(_), _) => Value::DateTime(at),
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "the version column has type {other}, too small to grow with every run: use UInt64, \
                  DateTime or DateTime64"
-        )),
+        ))
+        }
     })
 }
 
@@ -838,7 +844,7 @@ mod tests {
             expected
         );
         // A JSON array is written item by item.
-        let json = Value::Json(serde_json::json!(["x", "y"]));
+        let json = Value::json(serde_json::json!(["x", "y"]));
         assert_eq!(
             one("Array(String)", json).unwrap(),
             [&2u64.to_le_bytes()[..], &[1, b'x', 1, b'y']].concat()

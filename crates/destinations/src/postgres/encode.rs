@@ -132,7 +132,7 @@ impl Encoder {
                     buf.put_u8(1); // jsonb binary format version
                 }
                 let json = match value {
-                    Value::Json(j) => Cow::Borrowed(j),
+                    Value::Json(j) => Cow::Borrowed(&**j),
                     other => Cow::Owned(other.to_json()),
                 };
                 serde_json::to_writer(buf.writer(), &*json).map_err(|e| e.to_string())?;
@@ -148,9 +148,13 @@ impl Encoder {
             } => {
                 let items: Cow<'_, [Value]> = match value {
                     Value::Array(items) => Cow::Borrowed(items),
-                    Value::Json(Json::Array(items)) => {
-                        Cow::Owned(items.iter().map(json_to_value).collect())
-                    }
+                    Value::Json(j) if j.is_array() => Cow::Owned(
+                        j.as_array()
+                            .expect("an array")
+                            .iter()
+                            .map(json_to_value)
+                            .collect(),
+                    ),
                     other => return Err(mismatch(other, "array")),
                 };
                 element.write_array(items.iter(), items.len(), *element_oid, buf)?;
@@ -337,7 +341,7 @@ fn json_to_value(json: &Json) -> Value {
                 .unwrap_or_else(|_| Value::Float(n.as_f64().unwrap_or(f64::NAN))),
         },
         Json::String(s) => Value::String(s.clone()),
-        other => Value::Json(other.clone()),
+        other => Value::json(other.clone()),
     }
 }
 
@@ -368,7 +372,7 @@ mod tests {
             [0, 0, 0, 2, b'4', b'2']
         );
         assert_eq!(
-            field(&Encoder::Jsonb, Value::Json(serde_json::json!(1))),
+            field(&Encoder::Jsonb, Value::json(serde_json::json!(1))),
             [0, 0, 0, 2, 1, b'1']
         );
         // 2000-01-02 is day 1 of PostgreSQL's epoch.

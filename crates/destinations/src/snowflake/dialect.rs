@@ -755,7 +755,7 @@ mod tests {
             Binding::new("BINARY", "000fff")
         );
         assert_eq!(
-            b(Value::Json(serde_json::json!({"a": [1]})), "VARIANT"),
+            b(Value::json(serde_json::json!({"a": [1]})), "VARIANT"),
             Binding::new("TEXT", "{\"a\":[1]}")
         );
         let u = uuid::Uuid::from_str("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8").unwrap();

@@ -314,7 +314,7 @@ pub fn sample(ty: &ColumnType) -> Value {
         ColumnType::Uuid => {
             Value::Uuid(uuid::Uuid::from_str("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8").unwrap())
         }
-        ColumnType::Json => Value::Json(json!({"a": [1, 2.5, {"b": null}], "ü": "✓", "n": true})),
+        ColumnType::Json => Value::json(json!({"a": [1, 2.5, {"b": null}], "ü": "✓", "n": true})),
         ColumnType::Binary => Value::Bytes(vec![0, 1, 2, 127, 128, 255]),
         ColumnType::Enum { values } => Value::String(values.last().cloned().unwrap_or_default()),
         ColumnType::Array { element } => {

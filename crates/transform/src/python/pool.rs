@@ -389,7 +389,7 @@ fn py_value(json: Json) -> Result<Value, String> {
     Ok(match json {
         Json::Object(m) => match tagged(&m) {
             Some((tag, text)) => typed(tag, text)?,
-            None => Value::Json(plain(Json::Object(m))),
+            None => Value::json(plain(Json::Object(m))),
         },
         Json::Array(items) => Value::Array(
             items
@@ -397,7 +397,7 @@ fn py_value(json: Json) -> Result<Value, String> {
                 .map(py_value)
                 .collect::<Result<Vec<_>, _>>()?,
         ),
-        other => Value::Json(other),
+        other => Value::json(other),
     })
 }
 
@@ -596,11 +596,11 @@ mod tests {
         ));
         assert_eq!(
             py_value(json!({"at": dt, "n": [1, {"\u{0}": "decimal", "v": "0.10"}]})).unwrap(),
-            Value::Json(json!({"at": "2024-01-02T03:04:05.000600Z", "n": [1, "0.10"]}))
+            Value::json(json!({"at": "2024-01-02T03:04:05.000600Z", "n": [1, "0.10"]}))
         );
         // An object that merely has the tag key among others is data.
         let data = json!({"\u{0}": "datetime", "v": "x", "other": 1});
-        assert_eq!(py_value(data.clone()).unwrap(), Value::Json(data));
+        assert_eq!(py_value(data.clone()).unwrap(), Value::json(data));
         let e = py_value(json!({"\u{0}": "decimal", "v": "1e400"})).unwrap_err();
         assert!(e.contains("Decimal"), "{e}");
     }
