@@ -816,3 +816,61 @@ pub fn build_blocks(plan: &WritePlan, rows: &[Row], run_version: u64) -> Result<
     }
     Ok(blocks)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, ty: &str) -> ColumnInfo {
+        ColumnInfo {
+            name: name.into(),
+            type_text: ty.into(),
+            ty: ChType::parse(ty),
+            default_kind: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_header_must_be_the_plan() {
+        let version = ServerVersion {
+            major: 24,
+            minor: 3,
+        };
+        let plan = WritePlan {
+            columns: vec![
+                planned(&column("id", "UInt64"), Source::Target(0), version).unwrap(),
+                planned(
+                    &column("at", "DateTime('UTC')"),
+                    Source::RunVersion,
+                    version,
+                )
+                .unwrap(),
+            ],
+            kept: Vec::new(),
+        };
+        let header = |cols: &[(&str, &str)]| Header {
+            columns: cols
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
+        };
+        assert!(check_header(
+            &plan,
+            &header(&[("id", "UInt64"), ("at", "DateTime( 'UTC' )")])
+        )
+        .is_ok());
+        let why = check_header(
+            &plan,
+            &header(&[("id", "String"), ("at", "DateTime('UTC')")]),
+        )
+        .unwrap_err();
+        assert!(why.contains("`id` String"), "{why}");
+        assert!(check_header(&plan, &header(&[("id", "UInt64")])).is_err());
+        // Bool travels as UInt8 and the insert casts.
+        let plan = WritePlan {
+            columns: vec![planned(&column("ok", "Bool"), Source::Target(0), version).unwrap()],
+            kept: Vec::new(),
+        };
+        assert!(check_header(&plan, &header(&[("ok", "UInt8")])).is_ok());
+    }
+}

@@ -141,6 +141,8 @@ pub struct Connection {
     revision: u64,
     /// An exchange did not finish: what the server will send next is unknown.
     broken: bool,
+    /// The current insert has sent rows.
+    sent_rows: bool,
 }
 
 impl Connection {
@@ -156,6 +158,7 @@ impl Connection {
             server: ServerInfo::default(),
             revision: CLIENT_REVISION,
             broken: true,
+            sent_rows: false,
         };
         let mut out = Vec::new();
         put_varuint(&mut out, CLIENT_HELLO);
@@ -240,8 +243,14 @@ impl Connection {
         check: impl FnOnce(&Header) -> Result<(), String>,
     ) -> NativeResult<()> {
         self.begin()?;
+        self.sent_rows = false;
         let result = self.insert_inner(sql, blocks, check).await;
         self.end(&result);
+        // A server that failed while rows were coming may not have read them all: what it reads next is
+        // unknown.
+        if self.sent_rows && result.is_err() {
+            self.broken = true;
+        }
         result
     }
 
@@ -311,6 +320,7 @@ impl Connection {
         let refusal = check(&header).err();
         if refusal.is_none() {
             for block in blocks {
+                self.sent_rows = true;
                 self.io.write_all(&block).await?;
             }
         }
@@ -820,6 +830,84 @@ mod tests {
         // The server hung up: the connection says so before it is used.
         tokio::task::yield_now().await;
         assert!(!conn.is_usable());
+    }
+
+    /// An insert whose header the check refuses sends no rows, ends cleanly and leaves the connection
+    /// usable; one whose rows the server refuses leaves it broken.
+    #[tokio::test]
+    async fn inserts_check_the_header() {
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let serve = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let _ = server.read(&mut buf).await.unwrap();
+            let mut out = Vec::new();
+            put_varuint(&mut out, SERVER_HELLO);
+            put_str(&mut out, "ClickHouse");
+            out.extend_from_slice(&[18, 16]);
+            put_varuint(&mut out, 54413);
+            put_str(&mut out, "UTC");
+            put_str(&mut out, "box");
+            put_varuint(&mut out, 1);
+            server.write_all(&out).await.unwrap();
+            let header = |out: &mut Vec<u8>| {
+                put_varuint(out, SERVER_DATA);
+                start_block_server(out, 1, 0);
+                put_str(out, "id");
+                put_str(out, "UInt64");
+            };
+            // First insert: header, then (after the client's empty block) the end.
+            let mut received = Vec::new();
+            while !received.ends_with(&EMPTY_BLOCK[..]) {
+                let n = server.read(&mut buf).await.unwrap();
+                received.extend_from_slice(&buf[..n]);
+            }
+            let mut out = Vec::new();
+            header(&mut out);
+            server.write_all(&out).await.unwrap();
+            let mut rest = Vec::new();
+            while !rest.ends_with(&EMPTY_BLOCK[..]) {
+                let n = server.read(&mut buf).await.unwrap();
+                rest.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(rest, EMPTY_BLOCK, "no rows after a refused header");
+            server.write_all(&[SERVER_END as u8]).await.unwrap();
+            // Second insert: the header passes, the rows are refused.
+            let n = server.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            let mut out = Vec::new();
+            header(&mut out);
+            server.write_all(&out).await.unwrap();
+            let _ = server.read(&mut buf).await.unwrap();
+            let mut out = Vec::new();
+            put_varuint(&mut out, SERVER_EXCEPTION);
+            out.extend_from_slice(&53i32.to_le_bytes());
+            put_str(&mut out, "DB::Exception");
+            put_str(&mut out, "Type mismatch");
+            put_str(&mut out, "");
+            out.push(0);
+            server.write_all(&out).await.unwrap();
+            server
+        });
+        let mut conn = Connection::handshake(Box::new(client), "db", "u", "p")
+            .await
+            .unwrap();
+        assert_eq!(conn.revision, 54413);
+        let mut block = Vec::new();
+        start_block(&mut block, 1, 1);
+        let result = conn
+            .insert("INSERT INTO t VALUES", vec![block.clone()], |h| {
+                assert_eq!(h.columns, vec![("id".to_string(), "UInt64".to_string())]);
+                Err("the table changed".to_string())
+            })
+            .await;
+        assert!(matches!(result, Err(NativeError::Refused(ref why)) if why == "the table changed"));
+        assert!(conn.is_usable());
+        let result = conn
+            .insert("INSERT INTO t VALUES", vec![block], |_| Ok(()))
+            .await;
+        assert!(matches!(result, Err(NativeError::Server { code: 53, .. })));
+        assert!(!conn.is_usable());
+        drop(serve.await.unwrap());
     }
 
     fn start_block_server(out: &mut Vec<u8>, columns: usize, rows: usize) {
