@@ -485,7 +485,7 @@ fn encode_scalar(scalar: &Scalar, text: &str, cell: Cell, out: &mut Vec<u8>) -> 
         Scalar::String => match v {
             Value::String(s) => put_bytes(out, s.as_bytes()),
             // A Date32 travels as its text (see the dialect).
-            Value::Date(d) => put_bytes(out, d.format("%Y-%m-%d").to_string().as_bytes()),
+            Value::Date(d) => put_bytes(out, sluice_core::schema::format_date(d).as_bytes()),
             other => put_bytes(out, text_of(other).as_bytes()),
         },
         Scalar::FixedString(n) => {
