@@ -430,7 +430,12 @@ impl<'a> Scan<'a> {
         self.expect(b'"')?;
         let from = self.at;
         loop {
-            match self.peek()? {
+            // Straight to the next byte that is not plain text.
+            let skip = self.bytes[self.at..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            self.at += skip;
+            match self.bytes[self.at] {
                 b'"' => {
                     self.at += 1;
                     return Some(&self.text[from..self.at - 1]);
@@ -439,8 +444,7 @@ impl<'a> Scan<'a> {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
                     _ => return None,
                 },
-                0..=0x1f => return None,
-                _ => self.at += 1,
+                _ => return None,
             }
         }
     }
