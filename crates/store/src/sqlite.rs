@@ -170,12 +170,6 @@ fn open_connection(
         // NORMAL is durable across process crashes in WAL mode; only a power loss can drop the last
         // commits, which the next run repairs (sync state lagging behind only means rewriting rows).
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-        if !reader {
-            // Runs write large B-trees (a pipeline's sync state: one entry per profile), and SQLite's
-            // default page cache (2 MiB) kept re-reading their upper levels: 16 MiB, taken only as
-            // used, cut the time to record 1M sync entries by about a fifth.
-            conn.execute_batch("PRAGMA cache_size = -16384;")?;
-        }
         if reader {
             conn.execute_batch("PRAGMA query_only = ON;")?;
         }
