@@ -329,18 +329,22 @@ impl<'a> Scan<'a> {
                 None => self.value(depth + 1)?,
             }
             position += 1;
-            self.space();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.space();
-                }
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.more(b'}')? {
+                return Some(());
             }
+        }
+    }
+
+    /// After an item of an object or array: `true` past a comma, `false` past the closing `close`.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        self.space();
+        let byte = self.peek()?;
+        self.at += 1;
+        if byte == b',' {
+            self.space();
+            Some(true)
+        } else {
+            (byte == close).then_some(false)
         }
     }
 
@@ -361,17 +365,8 @@ impl<'a> Scan<'a> {
                 }
                 loop {
                     self.value(depth + 1)?;
-                    self.space();
-                    match self.peek()? {
-                        b',' => {
-                            self.at += 1;
-                            self.space();
-                        }
-                        b']' => {
-                            self.at += 1;
-                            return Some(());
-                        }
-                        _ => return None,
+                    if !self.more(b']')? {
+                        return Some(());
                     }
                 }
             }

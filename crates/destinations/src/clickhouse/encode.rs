@@ -218,20 +218,18 @@ impl ColumnBuilder {
                     Wire::Nullable(base) => (true, &**base),
                     base => (false, base),
                 };
-                let mut keys = ColumnBuilder::new(base, 0);
-                if nullable {
-                    // Index 0 is NULL; its dictionary entry is the default.
-                    keys.push(Cell::Default).expect("a default always encodes");
-                }
-                ColumnBuilder::LowCardinality {
+                let mut column = ColumnBuilder::LowCardinality {
                     nullable,
-                    keys: Box::new(keys),
-                    size: u64::from(nullable),
+                    keys: Box::new(ColumnBuilder::new(base, 0)),
+                    size: 0,
                     positions: HashMap::new(),
                     indexes: Vec::with_capacity(rows),
                     scratch: Box::new(ColumnBuilder::new(base, 1)),
                     key: Vec::new(),
-                }
+                };
+                // Starts the dictionary (with its NULL entry when nullable).
+                column.clear();
+                column
             }
         }
     }
@@ -345,6 +343,7 @@ impl ColumnBuilder {
             } => {
                 keys.clear();
                 if *nullable {
+                    // Index 0 is NULL; its dictionary entry is the default.
                     keys.push(Cell::Default).expect("a default always encodes");
                 }
                 *size = u64::from(*nullable);

@@ -749,16 +749,7 @@ mod tests {
         let serve = tokio::spawn(async move {
             let mut hello = vec![0u8; 4096];
             let _ = server.read(&mut hello).await.unwrap();
-            let mut out = Vec::new();
-            put_varuint(&mut out, SERVER_HELLO);
-            put_str(&mut out, "ClickHouse");
-            put_varuint(&mut out, 23);
-            put_varuint(&mut out, 8);
-            put_varuint(&mut out, 54465);
-            put_str(&mut out, "UTC");
-            put_str(&mut out, "box");
-            put_varuint(&mut out, 1);
-            server.write_all(&out).await.unwrap();
+            server.write_all(&server_hello(23, 8, 54465)).await.unwrap();
             let _ = server.read(&mut hello).await.unwrap();
             let mut out = Vec::new();
             put_varuint(&mut out, SERVER_TABLE_COLUMNS);
@@ -791,16 +782,8 @@ mod tests {
             out.extend_from_slice(&[1, 1, 1, 0, 0, 0]);
             put_varuint(&mut out, SERVER_END);
             put_varuint(&mut out, SERVER_EXCEPTION);
-            out.extend_from_slice(&60i32.to_le_bytes());
-            put_str(&mut out, "DB::Exception");
-            put_str(&mut out, "DB::Exception: Table x doesn't exist");
-            put_str(&mut out, "stack");
-            out.push(1);
-            out.extend_from_slice(&1i32.to_le_bytes());
-            put_str(&mut out, "inner");
-            put_str(&mut out, "inner message");
-            put_str(&mut out, "");
-            out.push(0);
+            exception(&mut out, 60, "DB::Exception: Table x doesn't exist", true);
+            exception(&mut out, 1, "inner message", false);
             server.write_all(&out).await.unwrap();
             server
         });
@@ -840,15 +823,10 @@ mod tests {
         let serve = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let _ = server.read(&mut buf).await.unwrap();
-            let mut out = Vec::new();
-            put_varuint(&mut out, SERVER_HELLO);
-            put_str(&mut out, "ClickHouse");
-            out.extend_from_slice(&[18, 16]);
-            put_varuint(&mut out, 54413);
-            put_str(&mut out, "UTC");
-            put_str(&mut out, "box");
-            put_varuint(&mut out, 1);
-            server.write_all(&out).await.unwrap();
+            server
+                .write_all(&server_hello(18, 16, 54413))
+                .await
+                .unwrap();
             let header = |out: &mut Vec<u8>| {
                 put_varuint(out, SERVER_DATA);
                 start_block_server(out, 1, 0);
@@ -880,11 +858,7 @@ mod tests {
             let _ = server.read(&mut buf).await.unwrap();
             let mut out = Vec::new();
             put_varuint(&mut out, SERVER_EXCEPTION);
-            out.extend_from_slice(&53i32.to_le_bytes());
-            put_str(&mut out, "DB::Exception");
-            put_str(&mut out, "Type mismatch");
-            put_str(&mut out, "");
-            out.push(0);
+            exception(&mut out, 53, "Type mismatch", false);
             server.write_all(&out).await.unwrap();
             server
         });
@@ -908,6 +882,29 @@ mod tests {
         assert!(matches!(result, Err(NativeError::Server { code: 53, .. })));
         assert!(!conn.is_usable());
         drop(serve.await.unwrap());
+    }
+
+    /// A server's hello, with the fields of revisions up to the client's.
+    fn server_hello(major: u64, minor: u64, revision: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_varuint(&mut out, SERVER_HELLO);
+        put_str(&mut out, "ClickHouse");
+        put_varuint(&mut out, major);
+        put_varuint(&mut out, minor);
+        put_varuint(&mut out, revision);
+        put_str(&mut out, "UTC");
+        put_str(&mut out, "box");
+        put_varuint(&mut out, 1);
+        out
+    }
+
+    /// One exception of a chain; `nested` says another follows.
+    fn exception(out: &mut Vec<u8>, code: i32, message: &str, nested: bool) {
+        out.extend_from_slice(&code.to_le_bytes());
+        put_str(out, "DB::Exception");
+        put_str(out, message);
+        put_str(out, "stack");
+        out.push(u8::from(nested));
     }
 
     fn start_block_server(out: &mut Vec<u8>, columns: usize, rows: usize) {
