@@ -81,6 +81,7 @@ impl Target {
             .execute("CREATE TABLE reference AS customers")
             .await
             .unwrap();
+        tracing::info!(rows, "reference insert starts");
         let t = Instant::now();
         let mut answer = self
             .admin
@@ -94,7 +95,9 @@ impl Target {
         while let Some(r) = answer.next().await {
             r.unwrap();
         }
-        (rows, t.elapsed().as_secs_f64())
+        let secs = t.elapsed().as_secs_f64();
+        tracing::info!(secs, "reference insert done");
+        (rows, secs)
     }
 
     pub async fn drop(&self) {
