@@ -149,11 +149,27 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
     StoreError::Backend("the store task was cancelled".into())
 }
 
+/// SQLite's process-wide settings, made once before the first connection (SQLite refuses them after).
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Memory statistics take a process-wide mutex on every allocation SQLite makes, which the
+        // reader and writer threads of a run then contend for; Sluice never reads them.
+        // SAFETY: a documented start-up option with an int argument, set before SQLite is initialized
+        // (if something in the process initialized it already, SQLite refuses the call and nothing
+        // changes).
+        unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
+        }
+    });
+}
+
 fn open_connection(
     path: &Path,
     setup: fn(&Connection) -> rusqlite::Result<()>,
     reader: bool,
 ) -> Result<Connection> {
+    configure_sqlite();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
