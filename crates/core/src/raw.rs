@@ -492,6 +492,28 @@ fn member<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     spans[0]
 }
 
+/// Calls `each` with the JSON text of every item of the array `text`, in order; `None` when `text` is not
+/// an array, or holds anything the quick scan leaves to the parser (then nothing should be kept of the
+/// calls already made).
+pub fn each_item<'a>(text: &'a str, mut each: impl FnMut(&'a str)) -> Option<()> {
+    let mut scan = Scan::new(text);
+    scan.expect(b'[')?;
+    scan.space();
+    if scan.peek()? == b']' {
+        scan.at += 1;
+    } else {
+        loop {
+            let start = scan.at;
+            scan.value(1)?;
+            each(&text[start..scan.at]);
+            if !scan.more(b']')? {
+                break;
+            }
+        }
+    }
+    (scan.at == text.len()).then_some(())
+}
+
 /// The text of a JSON string, borrowed when it has no escapes; `None` when `text` is not a string.
 pub fn string(text: &str) -> Option<Cow<'_, str>> {
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
@@ -666,6 +688,37 @@ mod tests {
         let l = loc.locate(&p).unwrap();
         assert_eq!(l.path(0, &path("a")), Some(r#""\u00e9""#));
         assert_eq!(l.path(1, &path("b.c")), Some("1"));
+    }
+
+    #[test]
+    fn array_items_are_found_or_left_to_the_parser() {
+        let items = |text: &str| {
+            let mut out = Vec::new();
+            each_item(text, |t| out.push(t.to_string())).map(|()| out)
+        };
+        assert_eq!(items("[]"), Some(vec![]));
+        assert_eq!(items("[ ]"), Some(vec![]));
+        assert_eq!(
+            items(r#"["a", 1 ,{"b":[2]},null,"c\"d"]"#),
+            Some(
+                ["\"a\"", "1", r#"{"b":[2]}"#, "null", r#""c\"d""#]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        for refused in [
+            "",
+            "[",
+            "[1,]",
+            "[1 2]",
+            "{}",
+            "\"a\"",
+            "[1] x",
+            r#"["\u00e9"]"#,
+            "[01]",
+        ] {
+            assert_eq!(items(refused), None, "{refused}");
+        }
     }
 
     #[test]

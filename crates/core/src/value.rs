@@ -129,7 +129,7 @@ impl Value {
             PropertyType::Int => {
                 let digits = raw.strip_prefix('-').unwrap_or(raw);
                 if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                    serde_json::from_str::<i64>(raw).ok().map(Value::Int)
+                    raw.parse().ok().map(Value::Int)
                 } else {
                     None
                 }
@@ -146,7 +146,12 @@ impl Value {
             PropertyType::Uuid => text()
                 .and_then(|s| uuid::Uuid::parse_str(&s).ok())
                 .map(Value::Uuid),
-            PropertyType::Json | PropertyType::Object(_) | PropertyType::Array(_) => None,
+            PropertyType::Array(inner) => {
+                let mut items = Vec::new();
+                crate::raw::each_item(raw, |item| items.push(Value::from_raw(item, inner)))
+                    .map(|()| Value::Array(items))
+            }
+            PropertyType::Json | PropertyType::Object(_) => None,
         };
         fast.unwrap_or_else(|| match serde_json::from_str::<Json>(raw) {
             Ok(json) => Value::from_json(&json, ty),

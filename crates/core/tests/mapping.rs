@@ -525,6 +525,10 @@ fn a_document_read_lazily_gives_the_rows_of_the_parsed_profile() {
         r#"{"age": 99999999999999999999, "ltv": "1e3", "first_name": null, "last_name": null,
             "address": {"city": null}}"#,
         r#"{"age": 12, "birthday": "+1815-12-10", "signup": "2024-05-13 23:30:00"}"#,
+        // Arrays whose items the quick scan reads, or leaves to the parser.
+        r#"{"tags": [ "x\"y" , ["n"], 5, {"k": "v"}, true ]}"#,
+        r#"{"tags": ["\u00e9", "plain"]}"#,
+        r#"{"tags": []}"#,
         "  {  }  ",
     ];
     for (i, text) in docs.iter().enumerate() {

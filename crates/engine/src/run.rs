@@ -967,7 +967,7 @@ impl BatchState<'_> {
                         .await
                         .map_err(|e| format!("recording the written rows failed: {e}"))??;
                 }
-                meta.sync_apply(&pid, &upserts, &deletes)
+                meta.sync_apply(&pid, upserts, deletes)
                     .await
                     .map_err(|e| format!("the rows were written but recording them failed: {e}"))
             }));

@@ -239,11 +239,12 @@ pub trait MetadataStore: Coordination + Send + Sync {
     /// most one profile per pipeline: an upsert takes its key from any other holder, which is left with no
     /// entry. The result is that of applying the upserts one by one in order (the last entry for a profile
     /// or a key wins). `NotFound` when the pipeline does not exist.
+    /// The entries are taken by value: the SQLite store hands them to its writer thread as they are.
     async fn sync_apply(
         &self,
         pipeline: &str,
-        upserts: &[SyncEntry],
-        deletes: &[String],
+        upserts: Vec<SyncEntry>,
+        deletes: Vec<String>,
     ) -> Result<()>;
     /// The entries of the profiles among `ids` that have one, ordered by profile id.
     async fn sync_get(&self, pipeline: &str, ids: &[String]) -> Result<Vec<SyncEntry>>;

@@ -875,13 +875,13 @@ impl MetadataStore for PgMetadata {
     async fn sync_apply(
         &self,
         pipeline: &str,
-        upserts: &[SyncEntry],
-        deletes: &[String],
+        upserts: Vec<SyncEntry>,
+        deletes: Vec<String>,
     ) -> Result<()> {
         if upserts.is_empty() && deletes.is_empty() {
             return Ok(());
         }
-        let plan = codec::plan_sync(upserts, deletes);
+        let plan = codec::plan_sync(&upserts, &deletes);
         let ids: Vec<&str> = plan.keep.iter().map(|e| e.profile_id.as_str()).collect();
         let keys: Vec<&str> = plan.keep.iter().map(|e| e.key.as_str()).collect();
         let hashes: Vec<[u8; 16]> = plan

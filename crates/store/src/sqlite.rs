@@ -947,14 +947,13 @@ impl MetadataStore for SqliteMetadata {
     async fn sync_apply(
         &self,
         pipeline: &str,
-        upserts: &[SyncEntry],
-        deletes: &[String],
+        upserts: Vec<SyncEntry>,
+        deletes: Vec<String>,
     ) -> Result<()> {
         if upserts.is_empty() && deletes.is_empty() {
             return Ok(());
         }
-        let (pipeline, upserts, deletes) =
-            (pipeline.to_owned(), upserts.to_vec(), deletes.to_vec());
+        let pipeline = pipeline.to_owned();
         self.db
             .write(move |c| {
                 let started = std::time::Instant::now();
@@ -1572,7 +1571,7 @@ mod tests {
             key: "kc".into(),
             hash: 4,
         };
-        store.sync_apply("p1", &[entry], &[]).await.unwrap();
+        store.sync_apply("p1", vec![entry], vec![]).await.unwrap();
         assert_eq!(store.sync_count("p1").await.unwrap(), 3);
         assert!(store.delete_pipeline("p1").await.unwrap());
         let left: i64 = store

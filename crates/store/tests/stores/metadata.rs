@@ -399,11 +399,15 @@ pub async fn deleting_a_pipeline_cascades(env: &Env) {
             .unwrap();
     }
     store
-        .sync_apply("p1", &[entry("c1", "k1", 1), entry("c2", "k2", 2)], &[])
+        .sync_apply(
+            "p1",
+            vec![entry("c1", "k1", 1), entry("c2", "k2", 2)],
+            vec![],
+        )
         .await
         .unwrap();
     store
-        .sync_apply("p2", &[entry("c1", "k1", 1)], &[])
+        .sync_apply("p2", vec![entry("c1", "k1", 1)], vec![])
         .await
         .unwrap();
 
@@ -583,7 +587,10 @@ pub async fn sync_apply_range_and_owners(env: &Env) {
         .enumerate()
         .map(|(i, p)| entry(p, &format!("key-{p}"), u128::MAX - i as u128))
         .collect();
-    store.sync_apply("p", &entries, &[]).await.unwrap();
+    store
+        .sync_apply("p", entries.clone(), vec![])
+        .await
+        .unwrap();
     assert_eq!(store.sync_count("p").await.unwrap(), profiles.len() as u64);
 
     let mut byte_order: Vec<&str> = profiles.to_vec();
@@ -666,7 +673,7 @@ pub async fn sync_apply_range_and_owners(env: &Env) {
 
     // The same key in another pipeline belongs to that pipeline only.
     store
-        .sync_apply("q", &[entry("other", "key-a", 7)], &[])
+        .sync_apply("q", vec![entry("other", "key-a", 7)], vec![])
         .await
         .unwrap();
     assert_eq!(
@@ -678,8 +685,8 @@ pub async fn sync_apply_range_and_owners(env: &Env) {
     store
         .sync_apply(
             "p",
-            &[entry("b", "key-b2", 5), entry("new", "key-new", 6)],
-            &["a".into(), "b".into(), "ghost".into()],
+            vec![entry("b", "key-b2", 5), entry("new", "key-new", 6)],
+            vec!["a".into(), "b".into(), "ghost".into()],
         )
         .await
         .unwrap();
@@ -697,14 +704,17 @@ pub async fn sync_apply_range_and_owners(env: &Env) {
         ]
     );
     assert_eq!(store.sync_count("p").await.unwrap(), profiles.len() as u64);
-    store.sync_apply("p", &[], &[]).await.unwrap();
+    store.sync_apply("p", vec![], vec![]).await.unwrap();
 
     store.sync_clear("p").await.unwrap();
     assert_eq!(store.sync_count("p").await.unwrap(), 0);
     assert_eq!(store.sync_count("q").await.unwrap(), 1);
-    assert!(
-        not_found(store.sync_apply("p-none", &[entry("a", "k", 1)], &[]).await).contains("p-none")
-    );
+    assert!(not_found(
+        store
+            .sync_apply("p-none", vec![entry("a", "k", 1)], vec![])
+            .await
+    )
+    .contains("p-none"));
 }
 
 pub async fn sync_apply_transfers_keys(env: &Env) {
@@ -720,12 +730,12 @@ pub async fn sync_apply_transfers_keys(env: &Env) {
     store
         .sync_apply(
             "p",
-            &[
+            vec![
                 entry("c1", "alice@x", 1),
                 entry("c2", "bob@x", 2),
                 entry("c3", "carol@x", 3),
             ],
-            &[],
+            vec![],
         )
         .await
         .unwrap();
@@ -739,7 +749,7 @@ pub async fn sync_apply_transfers_keys(env: &Env) {
 
     // c4 takes alice@x from c1, which loses its entry.
     store
-        .sync_apply("p", &[entry("c4", "alice@x", 4)], &[])
+        .sync_apply("p", vec![entry("c4", "alice@x", 4)], vec![])
         .await
         .unwrap();
     assert_eq!(
@@ -759,8 +769,8 @@ pub async fn sync_apply_transfers_keys(env: &Env) {
     store
         .sync_apply(
             "p",
-            &[entry("c2", "carol@x", 22), entry("c3", "bob@x", 33)],
-            &[],
+            vec![entry("c2", "carol@x", 22), entry("c3", "bob@x", 33)],
+            vec![],
         )
         .await
         .unwrap();
@@ -778,7 +788,7 @@ pub async fn sync_apply_transfers_keys(env: &Env) {
     store
         .sync_apply(
             "p",
-            &[
+            vec![
                 entry("c5", "e1", 50),
                 entry("c5", "e2", 51),
                 entry("c6", "dup", 60),
@@ -786,7 +796,7 @@ pub async fn sync_apply_transfers_keys(env: &Env) {
                 entry("c4", "alice@new", 40),
                 entry("c2", "alice@x", 23),
             ],
-            &["c3".into()],
+            vec!["c3".into()],
         )
         .await
         .unwrap();
@@ -822,7 +832,7 @@ pub async fn sync_apply_large_batches(env: &Env) {
         .map(|i| entry(&format!("c{i:06}"), &format!("k{i}"), i as u128))
         .collect();
     let started = Instant::now();
-    store.sync_apply("p", &first, &[]).await.unwrap();
+    store.sync_apply("p", first.clone(), vec![]).await.unwrap();
     let insert_time = started.elapsed();
 
     // Every profile changes hash, each key moves one profile down, and a few profiles leave.
@@ -837,7 +847,10 @@ pub async fn sync_apply_large_batches(env: &Env) {
         .collect();
     let deletes: Vec<String> = (0..N).step_by(1000).map(|i| format!("c{i:06}")).collect();
     let started = Instant::now();
-    store.sync_apply("p", &second, &deletes).await.unwrap();
+    store
+        .sync_apply("p", second.clone(), deletes.clone())
+        .await
+        .unwrap();
     let update_time = started.elapsed();
     eprintln!(
         "{:?}: sync_apply of {N} new entries {insert_time:?}, of {N} moved keys {update_time:?}",
@@ -910,9 +923,12 @@ pub async fn sync_get_and_checkpoints(env: &Env) {
     let entries: Vec<SyncEntry> = (0..20)
         .map(|i| entry(&format!("c{i:02}"), &format!("k{i}"), i as u128))
         .collect();
-    store.sync_apply("p", &entries, &[]).await.unwrap();
     store
-        .sync_apply("q", &[entry("c03", "other", 99)], &[])
+        .sync_apply("p", entries.clone(), vec![])
+        .await
+        .unwrap();
+    store
+        .sync_apply("q", vec![entry("c03", "other", 99)], vec![])
         .await
         .unwrap();
     let ids: Vec<String> = ["c15", "ghost", "c03", "c15", "c00"]
