@@ -340,9 +340,7 @@ async fn run_plan(
         attempts: ctx.config.write_attempts,
     };
     let mut log = ErrorLog::default();
-    let (trash, bin) = std::sync::mpsc::channel();
     let mut state = BatchState {
-        trash,
         prepared,
         dest: &retrying,
         log: &mut log,
@@ -371,7 +369,7 @@ async fn run_plan(
     }
 
     let pages = spawn_reader(ctx.profiles.clone(), source, batch);
-    let mut rows = spawn_transformer(pages, prepared, filter_in_memory, now, bin);
+    let mut rows = spawn_transformer(pages, prepared, filter_in_memory, now);
     let mut prev_last: Option<String> = None;
     let mut waited = Instant::now();
     let mut saved = Instant::now();
@@ -551,11 +549,6 @@ fn spawn_reader(
     rx
 }
 
-/// Rows already written, sent back to the thread that computed them to be freed there: the allocator
-/// frees a block on the thread that made it at a fraction of the cost of freeing it from another
-/// (about 6% of a first run's CPU went to that).
-type Trash = Box<dyn Send>;
-
 /// A computed row: the converted values, the key as text (`None` when null) and the hash.
 type RowParts = (Vec<Value>, Option<String>, u128);
 
@@ -573,7 +566,6 @@ fn spawn_transformer(
     prepared: &Prepared,
     filter: Option<Filter>,
     now: DateTime<Utc>,
-    bin: std::sync::mpsc::Receiver<Trash>,
 ) -> mpsc::Receiver<Result<Vec<Computed>, String>> {
     // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
     let (tx, rx) = mpsc::channel(1);
@@ -590,9 +582,6 @@ fn spawn_transformer(
             }
         };
         while let Some(page) = pages.blocking_recv() {
-            while let Ok(done) = bin.try_recv() {
-                drop(done);
-            }
             let out = match page {
                 Err(e) => Err(format!("reading profiles failed: {e}")),
                 Ok(profiles) => Ok(compute_page(
@@ -700,8 +689,6 @@ async fn load_entries(
 
 struct BatchState<'a> {
     prepared: &'a Prepared,
-    /// Where written rows go to be freed (see [`Trash`]).
-    trash: std::sync::mpsc::Sender<Trash>,
     dest: &'a Retrying<'a>,
     log: &'a mut ErrorLog,
     pid: &'a str,
@@ -941,8 +928,6 @@ impl BatchState<'_> {
                 counts.inserted += written.inserted;
                 counts.updated += written.updated;
             }
-            // Once the transformer is gone, they are freed here when the send fails.
-            let _ = self.trash.send(Box::new(rows));
             let mut rejected_idx = HashSet::with_capacity(rejected.len());
             for r in rejected {
                 counts.failed += 1;
