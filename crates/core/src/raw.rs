@@ -717,7 +717,8 @@ mod tests {
     #[test]
     fn plain_runs_stop_at_the_first_quote_backslash_or_control_character() {
         let slow = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
-        let mut cases: Vec<Vec<u8>> = vec![b"".to_vec(), b"abc".to_vec(), "é\"".as_bytes().to_vec()];
+        let mut cases: Vec<Vec<u8>> =
+            vec![b"".to_vec(), b"abc".to_vec(), "é\"".as_bytes().to_vec()];
         // Every stop byte at every position of strings around the eight-byte steps, after plain bytes
         // of both halves of the byte range.
         for len in 0..20 {
