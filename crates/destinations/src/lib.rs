@@ -189,6 +189,27 @@ pub trait Destination: Send + Sync {
     fn batch_rows(&self) -> usize {
         10_000
     }
+
+    /// Whether [`Destination::upsert_unconfirmed`] may leave rows unconfirmed until
+    /// [`Destination::confirm`]. A destination answers true when writes spanning several batches are
+    /// much cheaper for it (ClickHouse makes a part, and later merges it, per insert).
+    fn defers_confirmation(&self) -> bool {
+        false
+    }
+
+    /// Upserts `rows` as [`Destination::upsert`] does, except that the rows may stay unconfirmed — sent,
+    /// but not known to be stored — until the next [`Destination::confirm`]. Errors of `rows` themselves
+    /// are reported here, as by `upsert`. Any other use of the destination may confirm them earlier.
+    async fn upsert_unconfirmed(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
+        self.upsert(target, rows).await
+    }
+
+    /// Waits until every row [`Destination::upsert_unconfirmed`] left unconfirmed is stored. An error
+    /// means none of them can be counted as written (some may be): they must be written again, and this
+    /// must not be retried as if nothing was lost.
+    async fn confirm(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A destination kind's settings, validated: every problem is reported with its field name.
@@ -252,6 +273,25 @@ pub async fn upsert_isolating(
     target: &WriteTarget,
     rows: &[Row],
 ) -> Result<(UpsertCounts, Vec<RejectedRow>)> {
+    isolating(dest, target, rows, false).await
+}
+
+/// [`upsert_isolating`] through [`Destination::upsert_unconfirmed`]: the rows that are not rejected may
+/// stay unconfirmed until [`Destination::confirm`].
+pub async fn upsert_isolating_unconfirmed(
+    dest: &dyn Destination,
+    target: &WriteTarget,
+    rows: &[Row],
+) -> Result<(UpsertCounts, Vec<RejectedRow>)> {
+    isolating(dest, target, rows, true).await
+}
+
+async fn isolating(
+    dest: &dyn Destination,
+    target: &WriteTarget,
+    rows: &[Row],
+    unconfirmed: bool,
+) -> Result<(UpsertCounts, Vec<RejectedRow>)> {
     let mut counts = UpsertCounts::default();
     let mut rejected = Vec::new();
     // An explicit stack of (offset, len) slices keeps this iterative and in order.
@@ -260,7 +300,13 @@ pub async fn upsert_isolating(
         if len == 0 {
             continue;
         }
-        match dest.upsert(target, &rows[start..start + len]).await {
+        let slice = &rows[start..start + len];
+        let written = if unconfirmed {
+            dest.upsert_unconfirmed(target, slice).await
+        } else {
+            dest.upsert(target, slice).await
+        };
+        match written {
             Ok(c) => {
                 counts.inserted += c.inserted;
                 counts.updated += c.updated;

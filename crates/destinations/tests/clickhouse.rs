@@ -622,3 +622,74 @@ async fn wrong_password_and_unreachable_server() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
 }
+
+/// Batches written unconfirmed go into one insert: the server stores nothing until the confirmation,
+/// then all of it in one part. A row refused by Sluice's own checks leaves the insert as it was; any
+/// other use of the destination confirms early; a failure while the insert is open is reported by the
+/// confirmation, whatever happened in between.
+#[tokio::test]
+async fn batches_written_unconfirmed_make_one_insert() {
+    let h = harness().await;
+    let (name, dest) = table(
+        &h,
+        "CREATE TABLE {t} (id String, n Int64, ver UInt64, \
+         checked UInt8 MATERIALIZED throwIf(n < 0)) \
+         ENGINE = ReplacingMergeTree(ver) ORDER BY id",
+    )
+    .await;
+    assert!(dest.defers_confirmation());
+    let desc = dest.describe_table(&name).await.unwrap().unwrap();
+    let t = target(desc, &["id", "n"], "id");
+    let batch = |from: i64, to: i64| {
+        rows(
+            (from..to)
+                .map(|i| vec![s(&format!("k{i:04}")), Value::Int(i)])
+                .collect(),
+        )
+    };
+    let count = |sql: &'static str| {
+        let q = sql.replace("{t}", &h.quote(&name)).replace("{name}", &name);
+        let h = &h;
+        async move { h.rows(&q).await.unwrap()[0][0].clone().unwrap() }
+    };
+    let stored = "SELECT toString(count()) FROM {t}";
+    let parts = "SELECT toString(count()) FROM system.parts \
+                 WHERE database = 'sluice_ch_test' AND table = '{name}' AND active";
+
+    dest.upsert_unconfirmed(&t, &batch(0, 100)).await.unwrap();
+    let bad = rows(vec![vec![s("bad"), s("not a number")]]);
+    let refused = dest.upsert_unconfirmed(&t, &bad).await.unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::BadData, "{refused:?}");
+    dest.upsert_unconfirmed(&t, &batch(100, 250)).await.unwrap();
+    assert_eq!(
+        count(stored).await,
+        "0",
+        "nothing is stored before the confirmation"
+    );
+    dest.confirm().await.unwrap();
+    assert_eq!(count(stored).await, "250");
+    assert_eq!(count(parts).await, "1", "one insert, one part");
+    dest.confirm().await.unwrap();
+
+    // Describing the table (or any other call) needs the connection: the open insert is ended first.
+    dest.upsert_unconfirmed(&t, &batch(250, 260)).await.unwrap();
+    dest.describe_table(&name).await.unwrap().unwrap();
+    assert_eq!(count(stored).await, "260");
+    dest.confirm().await.unwrap();
+
+    // The server refuses the insert only when it stores it: every row sent with it is lost, and the
+    // confirmation says so, even after another call ended the insert.
+    dest.upsert_unconfirmed(&t, &batch(260, 270)).await.unwrap();
+    dest.upsert_unconfirmed(&t, &batch(-1, 0)).await.unwrap();
+    dest.describe_table(&name).await.unwrap().unwrap();
+    let lost = dest.confirm().await.unwrap_err();
+    assert!(lost.message.contains("not confirmed"), "{lost:?}");
+    assert!(lost.message.contains("throwIf"), "{lost:?}");
+    assert_eq!(count(stored).await, "260");
+    // The loss is reported once; the destination works on.
+    dest.confirm().await.unwrap();
+    dest.upsert_unconfirmed(&t, &batch(260, 270)).await.unwrap();
+    dest.confirm().await.unwrap();
+    assert_eq!(count(stored).await, "270");
+    h.execute(&h.drop_table(&name)).await.unwrap();
+}

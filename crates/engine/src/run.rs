@@ -12,8 +12,8 @@ use sluice_core::hash::{hash_row, shape_seed};
 use sluice_core::pipeline::{OnLeave, Transformation};
 use sluice_core::{ColumnType, Profile, RawProfile, Schema, TableDescription, Value};
 use sluice_destinations::{
-    upsert_isolating, Destination, DestinationError, ErrorKind, Row, TestReport, UpsertCounts,
-    WriteTarget,
+    upsert_isolating, upsert_isolating_unconfirmed, Destination, DestinationError, ErrorKind, Row,
+    TestReport, UpsertCounts, WriteTarget,
 };
 use sluice_store::{
     MetadataStore, PipelineRecord, ProfileStore, RunErrorGroup, RunRecord, RunStatus, StoreError,
@@ -348,6 +348,9 @@ async fn run_plan(
         timings: Timings::default(),
         pending: None,
         pending_batches: 0,
+        defer: prepared.destination.defers_confirmation(),
+        held: Vec::new(),
+        held_rows: 0,
     };
     // Synced rows a read of changes looked at; the others are unchanged.
     let mut looked_at = 0u64;
@@ -378,7 +381,7 @@ async fn run_plan(
         let mut page = page?;
         if ctx.cancel.load(Ordering::SeqCst) {
             run.errors = state.log.groups.clone();
-            state.settle().await?;
+            state.settle(ctx).await?;
             return Ok(Finish::Cancelled);
         }
         let last = page
@@ -387,7 +390,7 @@ async fn run_plan(
             .expect("pages are never empty");
         if !prepared.key_is_profile_id {
             // Key transfers recorded by the previous batch may touch this batch's profiles.
-            state.settle().await?;
+            state.settle(ctx).await?;
         }
         let t = Instant::now();
         let entries = match plan {
@@ -422,7 +425,7 @@ async fn run_plan(
         state.timings.publish += t.elapsed();
         waited = Instant::now();
     }
-    state.settle().await?;
+    state.settle(ctx).await?;
     match plan {
         Plan::Full => {
             apply_counts(run, counting.take()).await?;
@@ -442,7 +445,7 @@ async fn run_plan(
                     .await?;
                 prev_last = Some(last);
             }
-            state.settle().await?;
+            state.settle(ctx).await?;
         }
         Plan::Changes { synced, .. } => {
             run.counts.unchanged += synced.saturating_sub(looked_at);
@@ -698,7 +701,19 @@ struct BatchState<'a> {
     pending: Option<tokio::task::JoinHandle<Result<(), String>>>,
     /// How many batches the chain holds.
     pending_batches: usize,
+    /// Whether rows are written unconfirmed (see [`Destination::defers_confirmation`]).
+    defer: bool,
+    /// The sync-state records of batches written but not confirmed yet, in order: recorded only once the
+    /// destination confirms them.
+    held: Vec<(Vec<SyncEntry>, Vec<String>)>,
+    /// Rows in `held`.
+    held_rows: usize,
 }
+
+/// How many written rows may wait unconfirmed. A destination that defers confirmation writes them as one
+/// (ClickHouse: one insert, a few parts instead of one per batch); their sync entries wait in memory
+/// meanwhile, and a failure before the confirmation makes the next run write them again.
+const HOLD_ROWS: usize = 250_000;
 
 /// How many batches' sync-state writes may wait behind the destination writes. Recording a batch can take
 /// longer than writing the next (both compete for the same cores), and waiting for it held the
@@ -747,8 +762,82 @@ struct Candidate<'p> {
 }
 
 impl BatchState<'_> {
-    /// Waits for the previous batch's sync-state write.
-    async fn settle(&mut self) -> Result<(), String> {
+    /// Has the destination confirm the rows written unconfirmed, then queues their sync-state records.
+    async fn confirm(&mut self, ctx: &RunContext) -> Result<(), String> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let table = &self.prepared.table.name;
+        self.dest.confirm().await.map_err(|e| {
+            format!(
+                "writing to `{table}` failed: {}; the last {} rows written are not recorded, and the next run \
+                 writes them again",
+                e.message, self.held_rows
+            )
+        })?;
+        self.timings.write += t.elapsed();
+        self.held_rows = 0;
+        let held = std::mem::take(&mut self.held);
+        self.queue(ctx, held).await
+    }
+
+    /// Records the sync state of a written batch: at once, or once the destination confirms it.
+    async fn record(
+        &mut self,
+        ctx: &RunContext,
+        upserts: Vec<SyncEntry>,
+        deletes: Vec<String>,
+    ) -> Result<(), String> {
+        if !self.defer {
+            return self.queue(ctx, vec![(upserts, deletes)]).await;
+        }
+        self.held_rows += upserts.len();
+        self.held.push((upserts, deletes));
+        if self.held_rows >= HOLD_ROWS {
+            self.confirm(ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues sync-state records behind the earlier ones: applied in order, one at a time, but
+    /// overlapping the next batches' destination writes.
+    async fn queue(
+        &mut self,
+        ctx: &RunContext,
+        batches: Vec<(Vec<SyncEntry>, Vec<String>)>,
+    ) -> Result<(), String> {
+        if self.pending_batches >= SYNC_QUEUE_BATCHES {
+            self.wait_records().await?;
+        }
+        let meta = ctx.meta.clone();
+        let pid = self.pid.to_string();
+        let before = self.pending.take();
+        self.pending = Some(tokio::spawn(async move {
+            if let Some(before) = before {
+                before
+                    .await
+                    .map_err(|e| format!("recording the written rows failed: {e}"))??;
+            }
+            for (upserts, deletes) in batches {
+                meta.sync_apply(&pid, upserts, deletes)
+                    .await
+                    .map_err(|e| format!("the rows were written but recording them failed: {e}"))?;
+            }
+            Ok(())
+        }));
+        self.pending_batches += 1;
+        Ok(())
+    }
+
+    /// Has every written row confirmed and waits until the sync state records them.
+    async fn settle(&mut self, ctx: &RunContext) -> Result<(), String> {
+        self.confirm(ctx).await?;
+        self.wait_records().await
+    }
+
+    /// Waits for the sync-state records queued so far.
+    async fn wait_records(&mut self) -> Result<(), String> {
         self.pending_batches = 0;
         if let Some(task) = self.pending.take() {
             let t = Instant::now();
@@ -890,6 +979,8 @@ impl BatchState<'_> {
         if p.pipeline.spec.on_leave == OnLeave::Delete
             && (!stale.is_empty() || moved.clone().next().is_some())
         {
+            // Deletions go after every row written before them, as they would without deferral.
+            self.confirm(ctx).await?;
             let claimed: HashSet<&str> = candidates.iter().map(|c| c.key.as_str()).collect();
             let key_ty = p.table.column(key_col).and_then(|c| c.ty.clone());
             let keys: Vec<Value> = stale
@@ -920,9 +1011,12 @@ impl BatchState<'_> {
                 })
                 .collect();
             let t = Instant::now();
-            let (written, rejected) = upsert_isolating(self.dest, &p.target, &rows)
-                .await
-                .map_err(|e| write_failure(&p.table.name, e))?;
+            let written = if self.defer {
+                upsert_isolating_unconfirmed(self.dest, &p.target, &rows).await
+            } else {
+                upsert_isolating(self.dest, &p.target, &rows).await
+            };
+            let (written, rejected) = written.map_err(|e| write_failure(&p.table.name, e))?;
             self.timings.write += t.elapsed();
             if !count_here {
                 counts.inserted += written.inserted;
@@ -954,24 +1048,7 @@ impl BatchState<'_> {
         }
         let deletes: Vec<String> = stale.iter().map(|e| e.profile_id.clone()).collect();
         if !upserts.is_empty() || !deletes.is_empty() {
-            // Applied in order, one at a time, but overlapping the next batches' destination writes.
-            if self.pending_batches >= SYNC_QUEUE_BATCHES {
-                self.settle().await?;
-            }
-            let meta = ctx.meta.clone();
-            let pid = self.pid.to_string();
-            let before = self.pending.take();
-            self.pending = Some(tokio::spawn(async move {
-                if let Some(before) = before {
-                    before
-                        .await
-                        .map_err(|e| format!("recording the written rows failed: {e}"))??;
-                }
-                meta.sync_apply(&pid, upserts, deletes)
-                    .await
-                    .map_err(|e| format!("the rows were written but recording them failed: {e}"))
-            }));
-            self.pending_batches += 1;
+            self.record(ctx, upserts, deletes).await?;
         }
         Ok(())
     }
@@ -1083,6 +1160,25 @@ struct Retrying<'a> {
 }
 
 impl Retrying<'_> {
+    /// Runs `op` until it succeeds, fails for a lasting reason, or has been tried `attempts` times.
+    async fn retried<T, F, Fut>(&self, mut op: F) -> sluice_destinations::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = sluice_destinations::Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Err(e) if e.kind.is_transient() && attempt + 1 < self.attempts => {
+                    tracing::warn!(kind = ?e.kind, attempt, "transient write failure; retrying");
+                    Self::backoff(attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn backoff(attempt: u32) {
         let base = 100u64 << attempt.min(6);
         let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % (base / 2 + 1);
@@ -1108,17 +1204,25 @@ impl Destination for Retrying<'_> {
         target: &WriteTarget,
         rows: &[Row],
     ) -> sluice_destinations::Result<UpsertCounts> {
-        let mut attempt = 0;
-        loop {
-            match self.inner.upsert(target, rows).await {
-                Err(e) if e.kind.is_transient() && attempt + 1 < self.attempts => {
-                    tracing::warn!(kind = ?e.kind, attempt, "transient write failure; retrying");
-                    Self::backoff(attempt).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        self.retried(|| self.inner.upsert(target, rows)).await
+    }
+
+    async fn upsert_unconfirmed(
+        &self,
+        target: &WriteTarget,
+        rows: &[Row],
+    ) -> sluice_destinations::Result<UpsertCounts> {
+        self.retried(|| self.inner.upsert_unconfirmed(target, rows))
+            .await
+    }
+
+    /// Not retried: a failure means rows are lost, which trying again would not bring back.
+    async fn confirm(&self) -> sluice_destinations::Result<()> {
+        self.inner.confirm().await
+    }
+
+    fn defers_confirmation(&self) -> bool {
+        self.inner.defers_confirmation()
     }
 
     fn reports_upsert_counts(&self) -> bool {
@@ -1134,15 +1238,6 @@ impl Destination for Retrying<'_> {
         target: &WriteTarget,
         keys: &[Value],
     ) -> sluice_destinations::Result<u64> {
-        let mut attempt = 0;
-        loop {
-            match self.inner.delete(target, keys).await {
-                Err(e) if e.kind.is_transient() && attempt + 1 < self.attempts => {
-                    Self::backoff(attempt).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        self.retried(|| self.inner.delete(target, keys)).await
     }
 }

@@ -1190,6 +1190,45 @@ mod clickhouse {
         assert!(v(0) > v(1), "the third run's version is above the first's");
     }
 
+    /// ClickHouse gets a run's batches in one insert, confirmed at the end: when the server refuses it
+    /// then, no row of it is recorded, and the next run writes them all.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn rows_the_server_did_not_confirm_are_written_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = world(clickhouse_db().await, dir, 300).await;
+        // The server evaluates the check when it stores the insert, after every batch was sent.
+        w.db.exec(&DDL.replace(
+            "version UInt64)",
+            "version UInt64, checked UInt8 MATERIALIZED throwIf(ifNull(orders, 0) > 1000))",
+        ))
+        .await;
+        let mut bad = profile(7);
+        bad["orders"] = json!(5000);
+        w.upsert(vec![bad]).await;
+        // Every column written: whole rows, which go into one insert (a partial mapping is staged).
+        let p = w
+            .pipeline(
+                json!({"transformation": {"mapping": {"id": "_id", "email": "lower(email)",
+                "full_name": "first_name \" \" last_name", "ltv": "ltv", "city": "address.city",
+                "orders": "orders", "untouched": "country"}}}),
+            )
+            .await;
+        let r1 = w.run(&p).await;
+        assert_eq!(r1.status, RunStatus::Failed, "{r1:?}");
+        let m = r1.message.unwrap();
+        assert!(m.contains("not recorded") && m.contains("throwIf"), "{m}");
+        assert_eq!(count(&w, false).await, "0");
+
+        w.upsert(vec![profile(7)]).await;
+        let r2 = w.run(&p).await;
+        assert_succeeded(&r2);
+        assert_eq!(
+            (r2.counts.inserted, r2.counts.updated, r2.counts.unchanged),
+            (300, 0, 0)
+        );
+        assert_eq!(count(&w, true).await, "300");
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn pipelines_the_table_cannot_serve_are_refused_with_the_reason() {
         let dir = tempfile::tempdir().unwrap();

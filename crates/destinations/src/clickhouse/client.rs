@@ -30,6 +30,9 @@ pub struct Session {
     next_stage: u32,
     /// An insert failed after its data started going out: the connection's state is unknown.
     pub poisoned: bool,
+    /// The SQL of the insert [`Session::upsert_unconfirmed`] left open, whose rows the server has not
+    /// stored yet.
+    open: Option<String>,
 }
 
 /// What writing needs to know of a table.
@@ -154,6 +157,7 @@ pub async fn connect(settings: &ClickHouseSettings) -> Result<Session> {
         tables: HashMap::new(),
         next_stage: 0,
         poisoned: false,
+        open: None,
     };
     let rows = session.query(dialect::VERSION_QUERY).await?;
     session.version_text = rows
@@ -210,9 +214,74 @@ fn count(rows: &[Vec<Datum>]) -> u64 {
 }
 
 impl Session {
-    /// Whether the connection cannot be used any more (closed, or left mid-exchange).
+    /// Whether the connection cannot be used any more (closed, or left mid-exchange). An insert left
+    /// open on purpose is not a broken exchange.
     pub fn is_closed(&mut self) -> bool {
+        if self.open.is_some() {
+            return self.poisoned;
+        }
         !self.conn.is_usable()
+    }
+
+    /// Whether an insert of [`Session::upsert_unconfirmed`] is open.
+    pub fn has_open_insert(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Ends the open insert, if any, once the server has stored its rows.
+    pub async fn finish_open(&mut self) -> Result<()> {
+        if self.open.take().is_none() {
+            return Ok(());
+        }
+        let result = self.conn.finish_insert().await.map_err(|e| map_error(&e));
+        self.poisoned |= result.is_err() && !self.conn.is_usable();
+        result
+    }
+
+    /// Writes new versions of `rows` as [`Session::upsert`] does, but when the pipeline writes whole rows
+    /// the insert is left open: the next batches go into the same insert, and the server stores them all
+    /// when [`Session::finish_open`] ends it. A `BadData` error is found before anything is sent and
+    /// leaves the open insert as it was.
+    pub async fn upsert_unconfirmed(
+        &mut self,
+        database: &str,
+        target: &WriteTarget,
+        rows: &[Row],
+    ) -> Result<()> {
+        let table = &target.table.name;
+        // Describing a table takes a query, which an open insert does not allow.
+        if !self.tables.contains_key(table) {
+            self.finish_open().await?;
+        }
+        let info = self.writable(database, table).await?;
+        let plan = plan_write(&info, target, self.version)?;
+        if !plan.kept.is_empty() {
+            self.finish_open().await?;
+            return self.upsert(database, target, rows).await;
+        }
+        let blocks = build_blocks(&plan, rows, target.run_version)?;
+        let sql = plan.insert_sql(&dialect::qualified(database, table));
+        if self.open.as_deref() != Some(sql.as_str()) {
+            self.finish_open().await?;
+            let opened = self
+                .conn
+                .open_insert(&sql, |header| check_header(&plan, header))
+                .await
+                .map_err(|e| map_error(&e));
+            self.poisoned |= opened.is_err() && !self.conn.is_usable();
+            opened?;
+            self.open = Some(sql);
+        }
+        let sent = self
+            .conn
+            .send_blocks(blocks)
+            .await
+            .map_err(|e| map_error(&e));
+        if sent.is_err() {
+            self.open = None;
+            self.poisoned = true;
+        }
+        sent
     }
 
     /// Runs a query and returns its rows.

@@ -14,7 +14,11 @@
 //! sets it. Reads that must not see the older versions use `FINAL`. A table with any other engine, or
 //! keyed by another column, is refused with what to change.
 //!
-//! When the pipeline writes every column of the table, a batch is one `INSERT` of native blocks. When it
+//! When the pipeline writes every column of the table, a batch is native blocks of one `INSERT`. A run
+//! writes its batches with [`crate::Destination::upsert_unconfirmed`]: they go into one long `INSERT`,
+//! which the server stores as a few parts instead of a part per batch (each merged later), and which
+//! [`crate::Destination::confirm`] ends. Rows of an insert that fails before it is confirmed are lost
+//! together, and the confirmation reports it even when another call ended the insert. When it
 //! writes only some, the other columns must keep their values (the [`crate::Destination`] contract): the
 //! batch is staged in a session's temporary table, the current values of the other columns of the keys
 //! already present are read with `FINAL`, and two `INSERT … SELECT`s write the updated rows whole and
@@ -49,6 +53,9 @@ use crate::{
 pub struct ClickHouse {
     settings: ClickHouseSettings,
     session: Mutex<Option<client::Session>>,
+    /// Why rows of an insert left open by [`Destination::upsert_unconfirmed`] were lost before
+    /// [`Destination::confirm`] (which then reports it).
+    lost: std::sync::Mutex<Option<String>>,
 }
 
 impl ClickHouse {
@@ -57,6 +64,7 @@ impl ClickHouse {
         Self {
             settings,
             session: Mutex::new(None),
+            lost: std::sync::Mutex::new(None),
         }
     }
 
@@ -64,10 +72,26 @@ impl ClickHouse {
         &self.settings
     }
 
+    /// The session, free for any query: an insert left open is ended first (its rows confirmed early,
+    /// or, should that fail, remembered as lost).
     async fn session(&self) -> Result<MutexGuard<'_, Option<client::Session>>> {
         let mut guard = self.session.lock().await;
+        if let Some(s) = guard.as_mut() {
+            if let Err(e) = s.finish_open().await {
+                self.lose(&e);
+                *guard = None;
+            }
+        }
+        self.connected(guard).await
+    }
+
+    /// The session as it is, an open insert included.
+    async fn connected<'a>(
+        &'a self,
+        mut guard: MutexGuard<'a, Option<client::Session>>,
+    ) -> Result<MutexGuard<'a, Option<client::Session>>> {
         if guard.as_mut().is_some_and(client::Session::is_closed) {
-            *guard = None;
+            self.drop_session(&mut guard);
         }
         if guard.is_none() {
             *guard = Some(client::connect(&self.settings).await?);
@@ -75,9 +99,33 @@ impl ClickHouse {
         Ok(guard)
     }
 
+    fn lose(&self, e: &DestinationError) {
+        let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        lost.get_or_insert_with(|| e.message.clone());
+    }
+
+    /// Drops the session; rows of an insert it left open are lost.
+    fn drop_session(&self, session: &mut Option<client::Session>) {
+        if session
+            .as_ref()
+            .is_some_and(client::Session::has_open_insert)
+        {
+            let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+            lost.get_or_insert_with(|| {
+                "the connection failed before the server stored them".into()
+            });
+        }
+        *session = None;
+    }
+
     /// After a failed write the connection may be mid-insert: start afresh, and describe the table again
     /// when it changed.
-    fn after_write<T>(session: &mut Option<client::Session>, table: &str, result: &Result<T>) {
+    fn after_write<T>(
+        &self,
+        session: &mut Option<client::Session>,
+        table: &str,
+        result: &Result<T>,
+    ) {
         if let Err(e) = result {
             if matches!(e.kind, ErrorKind::SchemaMismatch | ErrorKind::NotFound) {
                 if let Some(s) = session.as_mut() {
@@ -89,7 +137,7 @@ impl ClickHouse {
                     .as_mut()
                     .is_some_and(|s| s.poisoned || s.is_closed())
             {
-                *session = None;
+                self.drop_session(session);
             }
         }
     }
@@ -145,7 +193,7 @@ impl Destination for ClickHouse {
             .expect("connected")
             .upsert(&self.settings.database, target, rows)
             .await;
-        Self::after_write(&mut guard, &target.table.name, &result);
+        self.after_write(&mut guard, &target.table.name, &result);
         result?;
         // Every row is a new version; which of them replaced a row, the engine knows from its sync state.
         Ok(UpsertCounts {
@@ -165,12 +213,67 @@ impl Destination for ClickHouse {
             .expect("connected")
             .delete(&self.settings.database, target, keys)
             .await;
-        Self::after_write(&mut guard, &target.table.name, &result);
+        self.after_write(&mut guard, &target.table.name, &result);
         result
     }
 
     fn reports_upsert_counts(&self) -> bool {
         false
+    }
+
+    /// Every insert makes a part on the server, which it merges with others in the background: a run's
+    /// batches go into one long insert instead (the server gathers its blocks into parts of up to about
+    /// a million rows), confirmed when the engine asks.
+    fn defers_confirmation(&self) -> bool {
+        true
+    }
+
+    async fn upsert_unconfirmed(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
+        if rows.is_empty() {
+            return Ok(UpsertCounts::default());
+        }
+        Self::check_target(target)?;
+        let guard = self.session.lock().await;
+        let mut guard = self.connected(guard).await?;
+        let session = guard.as_mut().expect("connected");
+        let had_open = session.has_open_insert();
+        let result = session
+            .upsert_unconfirmed(&self.settings.database, target, rows)
+            .await;
+        if let Err(e) = &result {
+            // Ending the earlier insert, or sending into it, failed: its rows are not stored.
+            if had_open && !session.has_open_insert() {
+                self.lose(e);
+            }
+        }
+        self.after_write(&mut guard, &target.table.name, &result);
+        result?;
+        Ok(UpsertCounts {
+            inserted: rows.len() as u64,
+            updated: 0,
+        })
+    }
+
+    async fn confirm(&self) -> Result<()> {
+        let mut guard = self.session.lock().await;
+        let finished = match guard.as_mut() {
+            Some(s) => s.finish_open().await,
+            None => Ok(()),
+        };
+        if let Err(e) = &finished {
+            self.lose(e);
+            *guard = None;
+        }
+        let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match lost {
+            None => Ok(()),
+            Some(why) => Err(DestinationError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "rows sent in one insert with others were not confirmed by the server: {why}"
+                ),
+            )),
+        }
     }
 
     /// Every INSERT makes a part on the server, whose cost hardly depends on its size; and the server

@@ -242,9 +242,56 @@ impl Connection {
         blocks: impl IntoIterator<Item = Vec<u8>>,
         check: impl FnOnce(&Header) -> Result<(), String>,
     ) -> NativeResult<()> {
+        self.open_insert(sql, check).await?;
+        self.send_blocks(blocks).await?;
+        self.finish_insert().await
+    }
+
+    /// Starts the `INSERT` of `sql` and leaves it open for [`Self::send_blocks`], until
+    /// [`Self::finish_insert`]: the server stores what it was sent only then (it gathers the blocks of one
+    /// insert into as few parts as it can, which is what makes a long insert cheaper than many short
+    /// ones). `check` sees the server's header first and may refuse it: the insert is then ended, with no
+    /// rows. Until it is finished the connection serves nothing else.
+    pub async fn open_insert(
+        &mut self,
+        sql: &str,
+        check: impl FnOnce(&Header) -> Result<(), String>,
+    ) -> NativeResult<()> {
         self.begin()?;
         self.sent_rows = false;
-        let result = self.insert_inner(sql, blocks, check).await;
+        let header = match self.insert_header(sql).await {
+            Ok(header) => header,
+            Err(e) => {
+                let failed = Err(e);
+                self.end(&failed);
+                return failed;
+            }
+        };
+        if let Err(why) = check(&header) {
+            let ended = self.end_insert().await;
+            let result = ended.and(Err(NativeError::Refused(why)));
+            self.end(&result);
+            return result;
+        }
+        Ok(())
+    }
+
+    /// Sends blocks into the insert [`Self::open_insert`] opened. Should it fail, the connection is
+    /// broken and the insert lost.
+    pub async fn send_blocks(
+        &mut self,
+        blocks: impl IntoIterator<Item = Vec<u8>>,
+    ) -> NativeResult<()> {
+        for block in blocks {
+            self.sent_rows = true;
+            self.io.write_all(&block).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the open insert and waits until the server has stored its rows.
+    pub async fn finish_insert(&mut self) -> NativeResult<()> {
+        let result = self.end_insert().await;
         self.end(&result);
         // A server that failed while rows were coming may not have read them all: what it reads next is
         // unknown.
@@ -294,21 +341,16 @@ impl Connection {
         }
     }
 
-    async fn insert_inner(
-        &mut self,
-        sql: &str,
-        blocks: impl IntoIterator<Item = Vec<u8>>,
-        check: impl FnOnce(&Header) -> Result<(), String>,
-    ) -> NativeResult<()> {
+    /// Sends the query of an insert and reads the header of the block the server expects.
+    async fn insert_header(&mut self, sql: &str) -> NativeResult<Header> {
         self.send_query(sql).await?;
-        // The server answers an INSERT with the header of the block it expects.
-        let header = loop {
+        loop {
             match self.varuint().await? {
                 SERVER_DATA => {
                     let block = self.block().await?;
-                    break Header {
+                    return Ok(Header {
                         columns: block.columns.into_iter().map(|c| (c.name, c.ty)).collect(),
-                    };
+                    });
                 }
                 other => {
                     if let Some(e) = self.skip_packet(other).await? {
@@ -316,19 +358,16 @@ impl Connection {
                     }
                 }
             }
-        };
-        let refusal = check(&header).err();
-        if refusal.is_none() {
-            for block in blocks {
-                self.sent_rows = true;
-                self.io.write_all(&block).await?;
-            }
         }
+    }
+
+    /// Ends an insert with an empty block and reads the server's answer.
+    async fn end_insert(&mut self) -> NativeResult<()> {
         self.io.write_all(&EMPTY_BLOCK).await?;
         self.io.flush().await?;
         loop {
             match self.varuint().await? {
-                SERVER_END => break,
+                SERVER_END => return Ok(()),
                 // Blocks about the insert (none on the servers known), read and dropped.
                 SERVER_DATA => {
                     self.block().await?;
@@ -339,10 +378,6 @@ impl Connection {
                     }
                 }
             }
-        }
-        match refusal {
-            Some(why) => Err(NativeError::Refused(why)),
-            None => Ok(()),
         }
     }
 
