@@ -64,6 +64,10 @@ pub struct EngineConfig {
     pub batch_size: Option<usize>,
     /// Attempts for a batch that fails for a transient reason (connection lost, deadlock).
     pub write_attempts: u32,
+    /// How many written rows may wait for confirmation at a destination that defers it
+    /// ([`sluice_destinations::Destination::defers_confirmation`]): the larger, the fewer (ClickHouse)
+    /// parts, but the more sync records held in memory and written again after a failure.
+    pub unconfirmed_rows: usize,
     /// Time and memory limits of script transformations.
     pub script_limits: sluice_transform::Limits,
     /// Runs going at once in this instance; more wait, queued.
@@ -90,6 +94,7 @@ impl Default for EngineConfig {
         Self {
             batch_size: None,
             write_attempts: 4,
+            unconfirmed_rows: 250_000,
             script_limits: sluice_transform::Limits::default(),
             max_concurrent_runs: 4,
             max_runs_per_destination: 2,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use sluice_core::filter::Filter;
 use sluice_core::hash::{hash_row, shape_seed};
 use sluice_core::pipeline::{OnLeave, Transformation};
@@ -351,6 +352,7 @@ async fn run_plan(
         defer: prepared.destination.defers_confirmation(),
         held: Vec::new(),
         held_rows: 0,
+        confirming: None,
     };
     // Synced rows a read of changes looked at; the others are unchanged.
     let mut looked_at = 0u64;
@@ -458,6 +460,7 @@ async fn run_plan(
             Plan::Changes { .. } => "changes",
         },
     );
+    drop(state);
     run.errors = log.groups;
     Ok(Finish::Done)
 }
@@ -708,12 +711,16 @@ struct BatchState<'a> {
     held: Vec<(Vec<SyncEntry>, Vec<String>)>,
     /// Rows in `held`.
     held_rows: usize,
+    /// The confirmation under way, if any.
+    confirming: Option<Confirming<'a>>,
 }
 
-/// How many written rows may wait unconfirmed. A destination that defers confirmation writes them as one
-/// (ClickHouse: one insert, a few parts instead of one per batch); their sync entries wait in memory
-/// meanwhile, and a failure before the confirmation makes the next run write them again.
-const HOLD_ROWS: usize = 250_000;
+/// A confirmation asked for and not yet answered, with the sync records it releases.
+struct Confirming<'a> {
+    done: futures::future::BoxFuture<'a, sluice_destinations::Result<()>>,
+    held: Vec<(Vec<SyncEntry>, Vec<String>)>,
+    rows: usize,
+}
 
 /// How many batches' sync-state writes may wait behind the destination writes. Recording a batch can take
 /// longer than writing the next (both compete for the same cores), and waiting for it held the
@@ -761,24 +768,61 @@ struct Candidate<'p> {
     old_key: Option<String>,
 }
 
-impl BatchState<'_> {
+impl<'a> BatchState<'a> {
     /// Has the destination confirm the rows written unconfirmed, then queues their sync-state records.
     async fn confirm(&mut self, ctx: &RunContext) -> Result<(), String> {
+        self.start_confirm(ctx).await?;
+        self.finish_confirm(ctx).await
+    }
+
+    /// Asks the destination to confirm the rows written unconfirmed, without waiting for the answer:
+    /// the server stores them while the next batches are computed and sent (ClickHouse sends those on
+    /// another connection meanwhile). One confirmation is under way at a time.
+    async fn start_confirm(&mut self, ctx: &RunContext) -> Result<(), String> {
+        self.finish_confirm(ctx).await?;
         if self.held.is_empty() {
             return Ok(());
         }
+        let dest: &'a Retrying<'a> = self.dest;
+        let mut done = dest.confirm();
+        let held = std::mem::take(&mut self.held);
+        let rows = std::mem::take(&mut self.held_rows);
+        // The first poll sends what ends the write; the answer is read later.
+        match (&mut done).now_or_never() {
+            Some(result) => self.confirmed(ctx, result, held, rows).await,
+            None => {
+                self.confirming = Some(Confirming { done, held, rows });
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for the confirmation under way, if any, and queues the records it releases.
+    async fn finish_confirm(&mut self, ctx: &RunContext) -> Result<(), String> {
+        let Some(c) = self.confirming.take() else {
+            return Ok(());
+        };
         let t = Instant::now();
+        let result = c.done.await;
+        self.timings.write += t.elapsed();
+        self.confirmed(ctx, result, c.held, c.rows).await
+    }
+
+    async fn confirmed(
+        &mut self,
+        ctx: &RunContext,
+        result: sluice_destinations::Result<()>,
+        held: Vec<(Vec<SyncEntry>, Vec<String>)>,
+        rows: usize,
+    ) -> Result<(), String> {
         let table = &self.prepared.table.name;
-        self.dest.confirm().await.map_err(|e| {
+        result.map_err(|e| {
             format!(
-                "writing to `{table}` failed: {}; the last {} rows written are not recorded, and the next run \
-                 writes them again",
-                e.message, self.held_rows
+                "writing to `{table}` failed: {}; the last {rows} rows written are not recorded, and the \
+                 next run writes them again",
+                e.message
             )
         })?;
-        self.timings.write += t.elapsed();
-        self.held_rows = 0;
-        let held = std::mem::take(&mut self.held);
         self.queue(ctx, held).await
     }
 
@@ -794,8 +838,10 @@ impl BatchState<'_> {
         }
         self.held_rows += upserts.len();
         self.held.push((upserts, deletes));
-        if self.held_rows >= HOLD_ROWS {
-            self.confirm(ctx).await?;
+        // A destination deferring confirmation writes the held rows as one (ClickHouse: one insert, a few
+        // parts instead of one per batch).
+        if self.held_rows >= ctx.config.unconfirmed_rows {
+            self.start_confirm(ctx).await?;
         }
         Ok(())
     }

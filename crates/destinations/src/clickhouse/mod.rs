@@ -254,15 +254,27 @@ impl Destination for ClickHouse {
         })
     }
 
+    /// The session with the open insert leaves the slot while the server stores the insert, so that
+    /// writes asked for meanwhile go on over another connection.
     async fn confirm(&self) -> Result<()> {
-        let mut guard = self.session.lock().await;
-        let finished = match guard.as_mut() {
-            Some(s) => s.finish_open().await,
-            None => Ok(()),
+        let open = {
+            let mut guard = self.session.lock().await;
+            match guard.as_ref() {
+                Some(s) if s.has_open_insert() => guard.take(),
+                _ => None,
+            }
         };
-        if let Err(e) = &finished {
-            self.lose(e);
-            *guard = None;
+        if let Some(mut session) = open {
+            match session.finish_open().await {
+                Ok(()) => {
+                    // Kept for reuse, unless another took the slot meanwhile.
+                    let mut guard = self.session.lock().await;
+                    if guard.is_none() && !session.is_closed() {
+                        *guard = Some(session);
+                    }
+                }
+                Err(e) => self.lose(&e),
+            }
         }
         let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner()).take();
         match lost {

@@ -286,6 +286,8 @@ impl Connection {
             self.sent_rows = true;
             self.io.write_all(&block).await?;
         }
+        // The server reads an insert's blocks as they come: none should wait in the buffer.
+        self.io.flush().await?;
         Ok(())
     }
 
