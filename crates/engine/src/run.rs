@@ -349,9 +349,7 @@ async fn run_plan(
         timings: Timings::default(),
         pending: None,
         pending_batches: 0,
-        defer: prepared.destination.defers_confirmation(),
         held: Vec::new(),
-        held_rows: 0,
         confirming: None,
     };
     // Synced rows a read of changes looked at; the others are unchanged.
@@ -704,22 +702,22 @@ struct BatchState<'a> {
     pending: Option<tokio::task::JoinHandle<Result<(), String>>>,
     /// How many batches the chain holds.
     pending_batches: usize,
-    /// Whether rows are written unconfirmed (see [`Destination::defers_confirmation`]).
-    defer: bool,
     /// The sync-state records of batches written but not confirmed yet, in order: recorded only once the
     /// destination confirms them.
     held: Vec<(Vec<SyncEntry>, Vec<String>)>,
-    /// Rows in `held`.
-    held_rows: usize,
     /// The confirmation under way, if any.
     confirming: Option<Confirming<'a>>,
+}
+
+/// How many rows the held sync records are of.
+fn held_rows(held: &[(Vec<SyncEntry>, Vec<String>)]) -> usize {
+    held.iter().map(|(upserts, _)| upserts.len()).sum()
 }
 
 /// A confirmation asked for and not yet answered, with the sync records it releases.
 struct Confirming<'a> {
     done: futures::future::BoxFuture<'a, sluice_destinations::Result<()>>,
     held: Vec<(Vec<SyncEntry>, Vec<String>)>,
-    rows: usize,
 }
 
 /// How many batches' sync-state writes may wait behind the destination writes. Recording a batch can take
@@ -786,12 +784,11 @@ impl<'a> BatchState<'a> {
         let dest: &'a Retrying<'a> = self.dest;
         let mut done = dest.confirm();
         let held = std::mem::take(&mut self.held);
-        let rows = std::mem::take(&mut self.held_rows);
         // The first poll sends what ends the write; the answer is read later.
         match (&mut done).now_or_never() {
-            Some(result) => self.confirmed(ctx, result, held, rows).await,
+            Some(result) => self.confirmed(ctx, result, held).await,
             None => {
-                self.confirming = Some(Confirming { done, held, rows });
+                self.confirming = Some(Confirming { done, held });
                 Ok(())
             }
         }
@@ -805,7 +802,7 @@ impl<'a> BatchState<'a> {
         let t = Instant::now();
         let result = c.done.await;
         self.timings.write += t.elapsed();
-        self.confirmed(ctx, result, c.held, c.rows).await
+        self.confirmed(ctx, result, c.held).await
     }
 
     async fn confirmed(
@@ -813,9 +810,9 @@ impl<'a> BatchState<'a> {
         ctx: &RunContext,
         result: sluice_destinations::Result<()>,
         held: Vec<(Vec<SyncEntry>, Vec<String>)>,
-        rows: usize,
     ) -> Result<(), String> {
         let table = &self.prepared.table.name;
+        let rows = held_rows(&held);
         result.map_err(|e| {
             format!(
                 "writing to `{table}` failed: {}; the last {rows} rows written are not recorded, and the \
@@ -833,14 +830,13 @@ impl<'a> BatchState<'a> {
         upserts: Vec<SyncEntry>,
         deletes: Vec<String>,
     ) -> Result<(), String> {
-        if !self.defer {
+        if !self.dest.defers_confirmation() {
             return self.queue(ctx, vec![(upserts, deletes)]).await;
         }
-        self.held_rows += upserts.len();
         self.held.push((upserts, deletes));
         // A destination deferring confirmation writes the held rows as one (ClickHouse: one insert, a few
         // parts instead of one per batch).
-        if self.held_rows >= ctx.config.unconfirmed_rows {
+        if held_rows(&self.held) >= ctx.config.unconfirmed_rows {
             self.start_confirm(ctx).await?;
         }
         Ok(())
@@ -1057,7 +1053,7 @@ impl<'a> BatchState<'a> {
                 })
                 .collect();
             let t = Instant::now();
-            let written = if self.defer {
+            let written = if self.dest.defers_confirmation() {
                 upsert_isolating_unconfirmed(self.dest, &p.target, &rows).await
             } else {
                 upsert_isolating(self.dest, &p.target, &rows).await
