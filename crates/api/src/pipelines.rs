@@ -54,7 +54,7 @@ pub(crate) async fn to_json(state: &AppState, rec: &PipelineRecord) -> Json_ {
         );
         obj.insert(
             "next_run_at".into(),
-            json!(sluice_engine::scheduler::next_run(&state.engine, rec).await),
+            json!(sluice_engine::scheduler::next_run(&state.engine, rec, chrono::Utc::now()).await),
         );
         obj.insert("created_at".into(), json!(rec.created_at));
         obj.insert("updated_at".into(), json!(rec.updated_at));

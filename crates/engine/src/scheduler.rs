@@ -134,8 +134,13 @@ pub async fn drop_follow_up(engine: &Engine, pipeline_id: &str) {
     }
 }
 
-/// When the pipeline runs next by its schedule (`None`: off or disabled).
-pub async fn next_run(engine: &Engine, p: &PipelineRecord) -> Option<DateTime<Utc>> {
+/// When the pipeline runs next by its schedule, seen at `now` (`None`: off or disabled). A due run is due
+/// at `now`.
+pub async fn next_run(
+    engine: &Engine,
+    p: &PipelineRecord,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     p.spec.schedule.as_ref()?;
     let state = engine
         .meta()
@@ -146,7 +151,7 @@ pub async fn next_run(engine: &Engine, p: &PipelineRecord) -> Option<DateTime<Ut
         .find(|(id, _)| *id == p.id)
         .map(|(_, s)| s)
         .unwrap_or_default();
-    next_run_at(p.spec.schedule.as_ref(), p.spec.enabled, state, Utc::now())
+    next_run_at(p.spec.schedule.as_ref(), p.spec.enabled, state, now)
 }
 
 /// Runs the scheduler and the housekeeping until the process ends: a scheduler pass every

@@ -205,10 +205,11 @@ async fn the_clock_drives_scheduled_runs() {
         assert!(pass.started.is_empty(), "{now}: {pass:?}");
     }
     let rec = w.engine.meta().get_pipeline(&p).await.unwrap().unwrap();
+    let now = at("2026-11-29T10:20:30Z");
     assert_eq!(
-        scheduler::next_run(&w.engine, &rec)
+        scheduler::next_run(&w.engine, &rec, now)
             .await
-            .map(|t| t <= Utc::now()),
+            .map(|t| t <= now),
         Some(true),
         "a pending follow-up is due now"
     );
@@ -239,14 +240,19 @@ async fn the_clock_drives_scheduled_runs() {
     assert!(pass.started.is_empty());
     assert_eq!(w.runs(&p).await.len(), 4);
     let rec = w.engine.meta().get_pipeline(&p).await.unwrap().unwrap();
-    let next = scheduler::next_run(&w.engine, &rec).await.unwrap();
+    let next = scheduler::next_run(&w.engine, &rec, at("2026-11-29T18:01:00Z"))
+        .await
+        .unwrap();
     assert_eq!(next, at("2026-11-29T18:05:00Z"));
 
     // Disabled: ticks pass unused, and enabling later does not catch up.
     let mut rec = rec;
     rec.spec.enabled = false;
     w.engine.meta().update_pipeline(&rec).await.unwrap();
-    assert_eq!(scheduler::next_run(&w.engine, &rec).await, None);
+    assert_eq!(
+        scheduler::next_run(&w.engine, &rec, at("2026-11-29T18:01:00Z")).await,
+        None
+    );
     let pass = scheduler::tick(&w.engine, at("2026-11-29T19:00:30Z"))
         .await
         .unwrap();
