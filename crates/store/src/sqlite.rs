@@ -192,9 +192,27 @@ fn open_connection(
         conn.set_prepared_statement_cache_capacity(32);
         setup(&conn)
     };
-    configure()
-        .map_err(|e| StoreError::Backend(format!("cannot set up {}: {e}", path.display())))?;
-    Ok(conn)
+    // Switching a fresh file to WAL needs it to itself, and SQLite reports BUSY at once rather than
+    // calling the busy handler when several instances open a new store together: try again until the
+    // busy timeout (every setting above is idempotent).
+    let started = std::time::Instant::now();
+    loop {
+        match configure() {
+            Ok(()) => return Ok(conn),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot set up {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
 }
 
 fn no_setup(_: &Connection) -> rusqlite::Result<()> {
