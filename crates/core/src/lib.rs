@@ -29,4 +29,4 @@ pub use errors::FieldErrors;
 pub use profile::{Profile, RawProfile};
 pub use schema::{PropertyType, Schema};
 pub use table::{Column, ColumnType, TableDescription, TableRules};
-pub use value::Value;
+pub use value::{Text, Value};

@@ -562,8 +562,8 @@ async fn throughput_100k_rows() {
         .map(|r| Row {
             values: (0..20)
                 .map(|i| match i {
-                    0 => Value::String(format!("customer-{r:08}")),
-                    i if i % 4 == 1 => Value::String(format!("some text value {r} {i}")),
+                    0 => Value::String(format!("customer-{r:08}").into()),
+                    i if i % 4 == 1 => Value::String(format!("some text value {r} {i}").into()),
                     i if i % 4 == 2 => Value::Int((r * i) as i64),
                     i if i % 4 == 3 => {
                         Value::Decimal(rust_decimal::Decimal::new((r * 100 + i) as i64, 2))

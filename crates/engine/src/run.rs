@@ -1115,7 +1115,7 @@ fn key_value(text: &str, ty: Option<&ColumnType>) -> Value {
         Some(ColumnType::Uuid) => uuid::Uuid::parse_str(text)
             .map(Value::Uuid)
             .unwrap_or_else(|_| Value::String(text.into())),
-        _ => Value::String(text.to_string()),
+        _ => Value::String(text.into()),
     }
 }
 

@@ -468,7 +468,8 @@ fn js_to_value<'js>(
         Type::String => Value::String(
             v.as_string()
                 .and_then(|s| s.to_string().ok())
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into(),
         ),
         Type::BigInt => Value::Int(bigint(v)?),
         Type::Array => {

@@ -461,7 +461,7 @@ fn a_worker_crash_or_hang_mid_batch_fails_only_that_profile() {
             }
             _ => match o {
                 Ok(Output::Row(values)) => {
-                    assert_eq!(values[0], Value::String(format!("p{n:04}")));
+                    assert_eq!(values[0], Value::String(format!("p{n:04}").into()));
                     assert_eq!(values[3], Value::Int(2 * n as i64));
                 }
                 other => panic!("profile {n}: {other:?}"),

@@ -220,7 +220,7 @@ fn to_row(row: mysql_async::Row) -> Row {
             My::UInt(u) => Value::Int(u as i64),
             My::Float(f) => Value::Float(f as f64),
             My::Double(f) => Value::Float(f),
-            My::Bytes(b) => Value::String(String::from_utf8(b).unwrap()),
+            My::Bytes(b) => Value::String(String::from_utf8(b).unwrap().into()),
             My::Date(y, mo, d, h, mi, s, us) => Value::DateTime(
                 Utc.with_ymd_and_hms(y as i32, mo as u32, d as u32, h as u32, mi as u32, s as u32)
                     .unwrap()

@@ -12,7 +12,7 @@ use super::functions::{self, Args, DEFS};
 use super::parser::{Expr, ExprKind};
 use super::{ExprError, Type};
 use crate::schema::{PropertyType, Schema, ID, UPDATED_AT};
-use crate::value::Value;
+use crate::value::{Text, Value};
 use crate::Profile;
 
 pub(crate) struct Compiler<'s> {
@@ -51,7 +51,7 @@ impl<'s> Compiler<'s> {
             ExprKind::Concat(parts) => {
                 let nodes: Vec<Node> = parts.iter().map(|p| self.compile(p).0).collect();
                 if nodes.iter().all(|n| matches!(n, Node::Lit(_))) {
-                    let mut text = String::new();
+                    let mut text = Text::default();
                     for n in nodes {
                         if let Node::Lit(v) = n {
                             push_text(v, &mut text);

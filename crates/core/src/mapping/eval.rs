@@ -20,7 +20,7 @@ use super::ExprError;
 use crate::convert;
 use crate::raw::{self, Located, Slots};
 use crate::schema::PropertyType;
-use crate::value::Value;
+use crate::value::{Text, Value};
 use crate::Profile;
 
 /// What an evaluation reads: the profile and the run's start time.
@@ -160,7 +160,7 @@ pub(crate) type Eval<T> = Result<T, ExprError>;
 impl PathNode {
     fn read(&self, src: Src<'_>) -> Value {
         match self {
-            PathNode::Id => Value::String(src.id().to_string()),
+            PathNode::Id => Value::String(src.id().into()),
             PathNode::UpdatedAt => Value::DateTime(src.updated_at()),
             PathNode::Doc { segments, ty, slot } => match src.prop(segments, *slot) {
                 None => Value::Null,
@@ -176,7 +176,7 @@ impl Node {
             Node::Lit(v) => Ok(v.clone()),
             Node::Path(p) => Ok(p.read(cx.src)),
             Node::Concat(parts) => {
-                let mut out = String::new();
+                let mut out = Text::default();
                 for part in parts.iter() {
                     part.write_text(cx, &mut out)?;
                 }
@@ -187,7 +187,7 @@ impl Node {
     }
 
     /// Appends the text of the value (nothing for null), as concatenation and `concat` want it.
-    pub(crate) fn write_text(&self, cx: &Cx<'_>, out: &mut String) -> Eval<()> {
+    pub(crate) fn write_text(&self, cx: &Cx<'_>, out: &mut Text) -> Eval<()> {
         match self {
             Node::Lit(Value::String(s)) => out.push_str(s),
             Node::Path(PathNode::Id) => out.push_str(cx.src.id()),
@@ -229,7 +229,7 @@ impl Node {
         }
         Ok(match self.eval(cx)?.unbox_json() {
             Value::Null => None,
-            Value::String(s) => Some(Cow::Owned(s)),
+            Value::String(s) => Some(Cow::Owned(s.into_string())),
             // The type check lets only strings through; anything else reads as its text.
             other => Some(Cow::Owned(other.to_string())),
         })
@@ -264,7 +264,7 @@ impl Node {
 }
 
 /// The text of a value for concatenation: null is empty, everything else as [`convert::text`] writes it.
-pub(crate) fn push_text(v: Value, out: &mut String) {
+pub(crate) fn push_text(v: Value, out: &mut Text) {
     match v {
         Value::Null => {}
         Value::String(s) => out.push_str(&s),

@@ -18,7 +18,7 @@ use serde_json::Value as Json;
 use super::eval::{compare, equal, push_text, CallNode, Cx, Fail, Num};
 use super::{ExprError, Type};
 use crate::convert;
-use crate::value::Value;
+use crate::value::{Text, Value};
 
 pub(crate) type CheckFn = fn(&mut Args<'_>) -> Type;
 pub(crate) type EvalFn = fn(&CallNode, &Cx<'_>) -> Result<Value, Fail>;
@@ -450,7 +450,7 @@ type Out = Result<Value, Fail>;
 fn map_text(c: &CallNode, cx: &Cx<'_>, f: impl FnOnce(&str) -> String) -> Out {
     Ok(match c.args[0].eval_str(cx)? {
         None => Value::Null,
-        Some(s) => Value::String(f(&s)),
+        Some(s) => Value::String(f(&s).into()),
     })
 }
 
@@ -459,13 +459,13 @@ fn map_text(c: &CallNode, cx: &Cx<'_>, f: impl FnOnce(&str) -> String) -> Out {
 fn slice_text(c: &CallNode, cx: &Cx<'_>, f: impl Fn(&str) -> &str) -> Out {
     Ok(match c.args[0].eval_str(cx)? {
         None => Value::Null,
-        Some(Cow::Borrowed(s)) => Value::String(f(s).to_string()),
+        Some(Cow::Borrowed(s)) => Value::String(f(s).into()),
         Some(Cow::Owned(s)) => {
             let cut = f(&s);
             if cut.len() == s.len() {
-                Value::String(s)
+                Value::String(s.into())
             } else {
-                Value::String(cut.to_string())
+                Value::String(cut.into())
             }
         }
     })
@@ -568,7 +568,7 @@ fn eval_substring(c: &CallNode, cx: &Cx<'_>) -> Out {
     } else {
         None
     };
-    Ok(Value::String(substring(&s, start, len)?))
+    Ok(Value::String(substring(&s, start, len)?.into()))
 }
 
 /// The first `n` characters; a negative `n` drops that many from the end.
@@ -600,7 +600,7 @@ fn eval_left(c: &CallNode, cx: &Cx<'_>) -> Out {
     let Some(n) = int_arg(c, 1, cx)? else {
         return Ok(Value::Null);
     };
-    Ok(Value::String(left(&s, n)))
+    Ok(Value::String(left(&s, n).into()))
 }
 
 fn eval_right(c: &CallNode, cx: &Cx<'_>) -> Out {
@@ -610,7 +610,7 @@ fn eval_right(c: &CallNode, cx: &Cx<'_>) -> Out {
     let Some(n) = int_arg(c, 1, cx)? else {
         return Ok(Value::Null);
     };
-    Ok(Value::String(right(&s, n)))
+    Ok(Value::String(right(&s, n).into()))
 }
 
 fn eval_len(c: &CallNode, cx: &Cx<'_>) -> Out {
@@ -638,7 +638,7 @@ fn eval_len(c: &CallNode, cx: &Cx<'_>) -> Out {
 }
 
 fn eval_concat(c: &CallNode, cx: &Cx<'_>) -> Out {
-    let mut out = String::new();
+    let mut out = Text::default();
     for arg in &c.args {
         arg.write_text(cx, &mut out)?;
     }
@@ -651,10 +651,10 @@ fn eval_replace(c: &CallNode, cx: &Cx<'_>) -> Out {
     };
     let from = c.args[1].eval_str(cx)?.unwrap_or_default();
     if from.is_empty() {
-        return Ok(Value::String(s.into_owned()));
+        return Ok(Value::String(s.into_owned().into()));
     }
     let to = c.args[2].eval_str(cx)?.unwrap_or_default();
-    Ok(Value::String(s.replace(from.as_ref(), &to)))
+    Ok(Value::String(s.replace(from.as_ref(), &to).into()))
 }
 
 fn eval_split(c: &CallNode, cx: &Cx<'_>) -> Out {
@@ -663,10 +663,12 @@ fn eval_split(c: &CallNode, cx: &Cx<'_>) -> Out {
     };
     let sep = c.args[1].eval_str(cx)?.unwrap_or_default();
     let parts: Vec<Value> = if sep.is_empty() {
-        s.chars().map(|ch| Value::String(ch.to_string())).collect()
+        s.chars()
+            .map(|ch| Value::String(ch.to_string().into()))
+            .collect()
     } else {
         s.split(sep.as_ref())
-            .map(|p| Value::String(p.to_string()))
+            .map(|p| Value::String(p.into()))
             .collect()
     };
     Ok(Value::Array(parts))
@@ -691,7 +693,7 @@ fn eval_join(c: &CallNode, cx: &Cx<'_>) -> Out {
         }
     };
     let sep = c.args[1].eval_str(cx)?.unwrap_or_default();
-    let mut out = String::new();
+    let mut out = Text::default();
     let mut first = true;
     for item in items.into_iter().filter(|v| !v.is_null()) {
         if !first {
@@ -720,7 +722,7 @@ fn eval_contains(c: &CallNode, cx: &Cx<'_>) -> Out {
     let found = match hay.unbox_json() {
         Value::String(s) => match text_needle(&needle)? {
             None => return Ok(Value::Null),
-            Some(n) => s.contains(&n),
+            Some(n) => s.contains(n.as_str()),
         },
         Value::Array(items) => items.iter().any(|x| equal(x, &needle)),
         Value::Json(j) if j.is_array() => j
@@ -730,7 +732,7 @@ fn eval_contains(c: &CallNode, cx: &Cx<'_>) -> Out {
             .any(|x| equal(&Value::json(x.clone()), &needle)),
         Value::Json(j) if j.is_object() => match text_needle(&needle)? {
             None => return Ok(Value::Null),
-            Some(n) => j.as_object().expect("an object").contains_key(&n),
+            Some(n) => j.as_object().expect("an object").contains_key(n.as_str()),
         },
         other => {
             return Err(Fail::Here(format!(
@@ -1154,7 +1156,7 @@ fn eval_format_datetime(c: &CallNode, cx: &Cx<'_>) -> Out {
     let mut out = String::new();
     write!(out, "{}", dt.format_with_items(items.iter()))
         .map_err(|_| Fail::Here("the format cannot be applied to this value".into()))?;
-    Ok(Value::String(out))
+    Ok(Value::String(out.into()))
 }
 
 fn eval_at(c: &CallNode, cx: &Cx<'_>) -> Out {

@@ -134,7 +134,7 @@ impl Parser {
     fn term(&mut self) -> Result<Expr, ExprError> {
         let Token { tok, pos } = self.bump();
         let kind = match tok {
-            Tok::Str(s) => ExprKind::Lit(Value::String(s)),
+            Tok::Str(s) => ExprKind::Lit(Value::String(s.into())),
             Tok::Int(n) => ExprKind::Lit(Value::Int(n)),
             Tok::Decimal(d) => ExprKind::Lit(Value::Decimal(d)),
             Tok::Float(f) => ExprKind::Lit(Value::Float(f)),

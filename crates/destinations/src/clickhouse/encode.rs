@@ -601,7 +601,7 @@ fn json_value(j: &serde_json::Value) -> Value {
             Some(i) => Value::Int(i),
             None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
-        serde_json::Value::String(s) => Value::String(s.clone()),
+        serde_json::Value::String(s) => Value::String(s.as_str().into()),
         serde_json::Value::Array(a) => Value::Array(a.iter().map(json_value).collect()),
         other => Value::json(other.clone()),
     }
@@ -609,7 +609,7 @@ fn json_value(j: &serde_json::Value) -> Value {
 
 fn text_of(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => s.to_string(),
         Value::Uuid(u) => u.hyphenated().to_string(),
         Value::Json(j) => j.to_string(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
@@ -857,7 +857,7 @@ mod tests {
         let values = [
             Value::String("a".into()),
             Value::Null,
-            Value::String(String::new()),
+            Value::String(Default::default()),
             Value::String("a".into()),
         ];
         let mut expected = Vec::new();

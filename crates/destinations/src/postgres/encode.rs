@@ -340,7 +340,7 @@ fn json_to_value(json: &Json) -> Value {
                 .map(Value::Decimal)
                 .unwrap_or_else(|_| Value::Float(n.as_f64().unwrap_or(f64::NAN))),
         },
-        Json::String(s) => Value::String(s.clone()),
+        Json::String(s) => Value::String(s.as_str().into()),
         other => Value::json(other.clone()),
     }
 }

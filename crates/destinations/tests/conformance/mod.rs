@@ -252,7 +252,7 @@ pub fn random_table_name() -> String {
 }
 
 pub fn s(text: &str) -> Value {
-    Value::String(text.to_string())
+    Value::String(text.into())
 }
 
 fn text(cell: &Option<String>) -> &str {
@@ -297,7 +297,7 @@ fn hex(bytes: &[u8]) -> String {
 /// non-ASCII text).
 pub fn sample(ty: &ColumnType) -> Value {
     match ty {
-        ColumnType::Text { max_len: Some(n) } => Value::String("ü".repeat(*n as usize)),
+        ColumnType::Text { max_len: Some(n) } => Value::String("ü".repeat(*n as usize).into()),
         ColumnType::Text { max_len: None } => s("hello, wörld — 你好"),
         ColumnType::Int { bits: 8, .. } => Value::Int(i8::MAX as i64),
         ColumnType::Int { bits: 16, .. } => Value::Int(i16::MIN as i64),
@@ -316,7 +316,9 @@ pub fn sample(ty: &ColumnType) -> Value {
         }
         ColumnType::Json => Value::json(json!({"a": [1, 2.5, {"b": null}], "ü": "✓", "n": true})),
         ColumnType::Binary => Value::Bytes(vec![0, 1, 2, 127, 128, 255]),
-        ColumnType::Enum { values } => Value::String(values.last().cloned().unwrap_or_default()),
+        ColumnType::Enum { values } => {
+            Value::String(values.last().cloned().unwrap_or_default().into())
+        }
         ColumnType::Array { element } => {
             Value::Array(vec![sample(element), Value::Null, sample(element)])
         }
@@ -697,8 +699,11 @@ pub async fn long_text(h: &dyn Harness) {
     let f = Fixture::new(h, Shape::People).await;
     let long: String = "abcdefghij€".repeat(10_000); // 110,000 characters, multi-byte included
     let t = f.target(&["id", "name"], "id");
-    f.upsert(&t, vec![vec![s("long"), Value::String(long.clone())]])
-        .await;
+    f.upsert(
+        &t,
+        vec![vec![s("long"), Value::String(long.clone().into())]],
+    )
+    .await;
     let back = f.read(&["name"], "id").await;
     assert_eq!(text(&back[0][0]).chars().count(), 110_000);
     assert!(text(&back[0][0]) == long);
@@ -1246,7 +1251,7 @@ pub async fn duplicate_in_another_unique_column(h: &dyn Harness) {
                 format!("{id}@example.com")
             };
             Row {
-                values: vec![s(id), Value::String(email)],
+                values: vec![s(id), Value::String(email.into())],
             }
         })
         .collect();

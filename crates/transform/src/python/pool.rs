@@ -420,7 +420,7 @@ fn typed(tag: &str, text: &str) -> Result<Value, String> {
         "decimal" => text.parse().map(Value::Decimal).map_err(|_| {
             format!("the Decimal {text} does not fit 96 bits with at most 28 decimals")
         }),
-        _ => Ok(Value::String(text.to_string())),
+        _ => Ok(Value::String(text.into())),
     }
 }
 
