@@ -212,6 +212,10 @@ async fn engine_runs(
     if let Ok(size) = std::env::var("SLUICE_BATCH_SIZE") {
         config.batch_size = Some(size.parse().expect("SLUICE_BATCH_SIZE is a number of rows"));
     }
+    // For tuning how many rows a destination deferring confirmation (ClickHouse) holds unconfirmed.
+    if let Ok(rows) = std::env::var("SLUICE_BENCH_UNCONFIRMED_ROWS") {
+        config.unconfirmed_rows = rows.parse().expect("a number of rows");
+    }
     let engine = Engine::new(meta, profiles, config);
     let first = timed_run(&engine, &rec.id).await;
     let unchanged = timed_run(&engine, &rec.id).await;
@@ -363,7 +367,7 @@ async fn main() {
             let (read_back, secs) = c.reference().await;
             assert_eq!(read_back, rows, "one row per key after FINAL");
             c.drop().await;
-            ("plain native insert", secs)
+            ("plain native insert (median of 3)", secs)
         }
         (None, Some(pg)) => ("plain binary COPY", copy_reference(pg, &schema_name).await),
         (None, None) => unreachable!(),

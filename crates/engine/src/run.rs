@@ -388,6 +388,11 @@ async fn run_plan(
             .last()
             .map(|p| p.id.clone())
             .expect("pages are never empty");
+        // Pages are transformed on several threads; the sync state is merged by id range, so a page out
+        // of turn would pair profiles with the wrong entries.
+        if prev_last.as_deref() >= page.first().map(|p| p.id.as_str()) {
+            return Err("internal error: pages of profiles came out of order".into());
+        }
         if !prepared.key_is_profile_id {
             // Key transfers recorded by the previous batch may touch this batch's profiles.
             state.settle(ctx).await?;
@@ -562,10 +567,55 @@ struct Computed {
     outcome: Result<Option<RowParts>, RowError>,
 }
 
-/// Computes rows on a blocking thread, so that mapping and hashing (CPU) overlap with the database round
-/// trips of the batch before.
+/// Computes rows on blocking threads, so that mapping and hashing (CPU) overlap with the database round
+/// trips of the batch before. A visual mapping is computed by two threads, pages taken in turn and
+/// given back in order: transforming was the longest stage of a run, and one thread could not keep the
+/// destination busy. Scripts keep one thread (their runtimes are heavy, Python's has its own workers).
 /// With `filter`, profiles that do not match it come out skipped (as profiles that left the audience).
 fn spawn_transformer(
+    mut pages: mpsc::Receiver<Result<Vec<RawProfile>, StoreError>>,
+    prepared: &Prepared,
+    filter: Option<Filter>,
+    now: DateTime<Utc>,
+) -> mpsc::Receiver<Result<Vec<Computed>, String>> {
+    if !matches!(prepared.transform, Transform::Mapping(_)) {
+        return spawn_transform_worker(pages, prepared, filter, now);
+    }
+    const WORKERS: usize = 2;
+    let mut inputs = Vec::with_capacity(WORKERS);
+    let mut outputs = Vec::with_capacity(WORKERS);
+    for _ in 0..WORKERS {
+        let (tx, rx) = mpsc::channel(1);
+        inputs.push(tx);
+        outputs.push(spawn_transform_worker(rx, prepared, filter.clone(), now));
+    }
+    // Page k goes to worker k % WORKERS and is taken back from it in the same turn, so the order holds;
+    // when page k does not exist, neither does any after it, and its worker's output ends.
+    tokio::spawn(async move {
+        let mut k = 0;
+        while let Some(page) = pages.recv().await {
+            if inputs[k % WORKERS].send(page).await.is_err() {
+                break;
+            }
+            k += 1;
+        }
+    });
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut k = 0;
+        while let Some(out) = outputs[k % WORKERS].recv().await {
+            let failed = out.is_err();
+            if tx.send(out).await.is_err() || failed {
+                break;
+            }
+            k += 1;
+        }
+    });
+    rx
+}
+
+/// Computes the rows of the pages it is given on one blocking thread, in order.
+fn spawn_transform_worker(
     mut pages: mpsc::Receiver<Result<Vec<RawProfile>, StoreError>>,
     prepared: &Prepared,
     filter: Option<Filter>,
@@ -623,7 +673,12 @@ fn compute_page(
             Output::Skip => None,
             Output::Row(values) => {
                 let key = &values[key_idx];
-                let key = (!key.is_null()).then(|| key.to_string());
+                let key = match key {
+                    Value::Null => None,
+                    // Most keys are text: copied as they are, without going through the formatter.
+                    Value::String(s) => Some(s.to_string()),
+                    other => Some(other.to_string()),
+                };
                 let hash = hash_row(seed, &values);
                 Some((values, key, hash))
             }
@@ -734,6 +789,8 @@ pub(crate) struct Timings {
     owners: Duration,
     delete: Duration,
     write: Duration,
+    /// Waiting for the destination to confirm rows written unconfirmed.
+    confirm: Duration,
     sync_write: Duration,
     publish: Duration,
 }
@@ -748,6 +805,7 @@ impl Timings {
             owners_s = self.owners.as_secs_f64(),
             delete_s = self.delete.as_secs_f64(),
             write_s = self.write.as_secs_f64(),
+            confirm_s = self.confirm.as_secs_f64(),
             sync_write_s = self.sync_write.as_secs_f64(),
             publish_s = self.publish.as_secs_f64(),
             "time spent per stage"
@@ -801,7 +859,7 @@ impl<'a> BatchState<'a> {
         };
         let t = Instant::now();
         let result = c.done.await;
-        self.timings.write += t.elapsed();
+        self.timings.confirm += t.elapsed();
         self.confirmed(ctx, result, c.held).await
     }
 

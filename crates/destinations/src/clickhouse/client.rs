@@ -874,7 +874,9 @@ pub fn build_blocks(plan: &WritePlan, rows: &[Row], run_version: u64) -> Result<
                     .map_err(|e| error(ErrorKind::BadData, format!("column `{}`: {e}", c.name)))?;
             }
         }
-        let mut out = Vec::new();
+        // Sized up front: growing a block of many megabytes copied it several times over.
+        let size: usize = columns.iter().map(|c| c.size_hint()).sum();
+        let mut out = Vec::with_capacity(size + plan.columns.len() * 64 + 64);
         native::start_block(&mut out, plan.columns.len(), chunk.len());
         for (c, column) in plan.columns.iter().zip(&columns) {
             native::put_str(&mut out, &c.name);

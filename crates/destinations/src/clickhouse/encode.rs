@@ -311,6 +311,18 @@ impl ColumnBuilder {
     }
 
     /// Appends the column as a block carries it: its serialization prefix, then its data.
+    /// About how many bytes [`ColumnBuilder::finish`] writes (exactly, but for a dictionary's prefix).
+    pub fn size_hint(&self) -> usize {
+        match self {
+            ColumnBuilder::Scalar { data, .. } => data.len(),
+            ColumnBuilder::Nullable { nulls, inner } => nulls.len() + inner.size_hint(),
+            ColumnBuilder::Array { offsets, inner, .. } => offsets.len() + inner.size_hint(),
+            ColumnBuilder::LowCardinality { keys, indexes, .. } => {
+                keys.size_hint() + indexes.len() * 8 + 64
+            }
+        }
+    }
+
     pub fn finish(&self, out: &mut Vec<u8>) {
         self.prefix(out);
         self.data(out);
