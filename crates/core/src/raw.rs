@@ -448,18 +448,20 @@ impl<'a> Scan<'a> {
 fn plain_run(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Sets the high bit of each byte that is zero (exactly, for the lowest such byte; bytes above it may
-    // be flagged falsely, which the byte-wise search below makes harmless).
+    // Sets the high bit of each byte that is zero: exactly for the lowest such byte (bytes above it may
+    // be flagged falsely), so the lowest flag of the word is the first byte that is not plain text.
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let mut at = 0;
     while let Some(chunk) = bytes.get(at..at + 8) {
-        let x = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
+        // Little-endian whatever the machine: the first byte is the lowest.
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
         let quote = zero(x ^ (ONES * u64::from(b'"')));
         let backslash = zero(x ^ (ONES * u64::from(b'\\')));
         // Bytes below 0x20 (bytes of 0x80 and above are excluded by `!x`).
         let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
-        if quote | backslash | control != 0 {
-            break;
+        let found = quote | backslash | control;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
@@ -727,6 +729,20 @@ mod tests {
                     for fill in [b'a', 0x20, 0x7f, 0x80, 0xff, 0x21, 0x5d] {
                         let mut v = vec![fill; len];
                         v[at] = stop;
+                        cases.push(v);
+                    }
+                }
+            }
+        }
+        // Two stop bytes, and the bytes a borrow turns into false flags (one above a stop: 0x01, 0x21,
+        // 0x23, 0x5d) right after the first: the first stop must be found, never a flag above it.
+        for len in 2..18 {
+            for at in 0..len - 1 {
+                for first in [b'"', b'\\', 0x00, 0x1f] {
+                    for next in [b'"', b'\\', 0x00, 0x01, 0x21, 0x23, 0x5d, 0x20] {
+                        let mut v = vec![b'a'; len];
+                        v[at] = first;
+                        v[at + 1] = next;
                         cases.push(v);
                     }
                 }
