@@ -8,10 +8,11 @@
 //! 2. **Read**: page through the profile store in `_id` order with the filter pushed down into SQL, one
 //!    bounded page at a time (memory does not grow with the number of profiles). A reader task fetches the
 //!    next page while the current one is processed.
-//! 3. **Transform and diff**: compute each row on a blocking thread that owns the script runtime (a profile
-//!    the script skips by returning null counts as filtered out), hash it, and compare with the pipeline's sync state for the
-//!    same id range (a merge join: both are ordered by `_id`). Unchanged rows are skipped; sync entries with
-//!    no matching profile belong to profiles that left the audience or were deleted.
+//! 3. **Transform and diff**: compute each row on blocking threads (two taking pages in turn for a visual
+//!    mapping, one owning the runtime for a script; a profile the script skips by returning null counts as
+//!    filtered out), hash it, and compare with the pipeline's sync state for the same id range (a merge
+//!    join: both are ordered by `_id`). Unchanged rows are skipped; sync entries with no matching profile
+//!    belong to profiles that left the audience or were deleted.
 //! 4. **Write**: upsert the changed rows in one large batch through the destination's bulk path; a batch
 //!    refused for its data is split until the bad rows are found. `on_leave: delete` deletes the rows of
 //!    profiles that left.

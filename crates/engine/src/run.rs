@@ -600,7 +600,7 @@ fn spawn_transformer(
             k += 1;
         }
     });
-    let (tx, rx) = mpsc::channel(2);
+    let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let mut k = 0;
         while let Some(out) = outputs[k % WORKERS].recv().await {
