@@ -13,8 +13,8 @@ use sluice_core::hash::{hash_row, shape_seed};
 use sluice_core::pipeline::{OnLeave, Transformation};
 use sluice_core::{ColumnType, Profile, RawProfile, Schema, TableDescription, Value};
 use sluice_destinations::{
-    upsert_isolating, upsert_isolating_unconfirmed, Destination, DestinationError, ErrorKind, Row,
-    TestReport, UpsertCounts, WriteTarget,
+    upsert_isolating_unconfirmed, Destination, DestinationError, ErrorKind, Row, TestReport,
+    UpsertCounts, WriteTarget,
 };
 use sluice_store::{
     MetadataStore, PipelineRecord, ProfileStore, RunErrorGroup, RunRecord, RunStatus, StoreError,
@@ -1111,12 +1111,10 @@ impl<'a> BatchState<'a> {
                 })
                 .collect();
             let t = Instant::now();
-            let written = if self.dest.defers_confirmation() {
-                upsert_isolating_unconfirmed(self.dest, &p.target, &rows).await
-            } else {
-                upsert_isolating(self.dest, &p.target, &rows).await
-            };
-            let (written, rejected) = written.map_err(|e| write_failure(&p.table.name, e))?;
+            // A destination that does not defer confirmation stores the rows here, as `upsert` would.
+            let (written, rejected) = upsert_isolating_unconfirmed(self.dest, &p.target, &rows)
+                .await
+                .map_err(|e| write_failure(&p.table.name, e))?;
             self.timings.write += t.elapsed();
             if !count_here {
                 counts.inserted += written.inserted;

@@ -78,7 +78,7 @@ impl ClickHouse {
         let mut guard = self.session.lock().await;
         if let Some(s) = guard.as_mut() {
             if let Err(e) = s.finish_open().await {
-                self.lose(&e);
+                self.lose(&e.message);
                 *guard = None;
             }
         }
@@ -99,9 +99,10 @@ impl ClickHouse {
         Ok(guard)
     }
 
-    fn lose(&self, e: &DestinationError) {
+    /// Remembers why unconfirmed rows were lost; the first reason is the one reported.
+    fn lose(&self, why: &str) {
         let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
-        lost.get_or_insert_with(|| e.message.clone());
+        lost.get_or_insert_with(|| why.to_string());
     }
 
     /// Drops the session; rows of an insert it left open are lost.
@@ -110,10 +111,7 @@ impl ClickHouse {
             .as_ref()
             .is_some_and(client::Session::has_open_insert)
         {
-            let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
-            lost.get_or_insert_with(|| {
-                "the connection failed before the server stored them".into()
-            });
+            self.lose("the connection failed before the server stored them");
         }
         *session = None;
     }
@@ -243,7 +241,7 @@ impl Destination for ClickHouse {
         if let Err(e) = &result {
             // Ending the earlier insert, or sending into it, failed: its rows are not stored.
             if had_open && !session.has_open_insert() {
-                self.lose(e);
+                self.lose(&e.message);
             }
         }
         self.after_write(&mut guard, &target.table.name, &result);
@@ -273,7 +271,7 @@ impl Destination for ClickHouse {
                         *guard = Some(session);
                     }
                 }
-                Err(e) => self.lose(&e),
+                Err(e) => self.lose(&e.message),
             }
         }
         let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner()).take();
