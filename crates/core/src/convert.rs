@@ -128,21 +128,34 @@ pub fn compat(from: &Type, to: &ColumnType) -> Compat {
     }
 }
 
+/// Whether `value` already has the column type `ty`, as [`to_column`] would give it.
+fn fits_as_is(value: &Value, ty: &ColumnType) -> bool {
+    match (value, ty) {
+        (Value::Null, _)
+        | (Value::String(_), ColumnType::Text { max_len: None })
+        | (Value::Bool(_), ColumnType::Bool)
+        | (Value::Date(_), ColumnType::Date)
+        | (Value::DateTime(_), ColumnType::Timestamp { .. }) => true,
+        (Value::Float(f), ColumnType::Float { bits }) => *bits > 32 && f.is_finite(),
+        _ => false,
+    }
+}
+
+/// [`to_column`] in place: a value that already has its column's type is not moved at all.
+pub fn to_column_in_place(value: &mut Value, ty: &ColumnType) -> Result<(), String> {
+    if !fits_as_is(value, ty) {
+        *value = to_column(std::mem::replace(value, Value::Null), ty)?;
+    }
+    Ok(())
+}
+
 /// Converts `value` to a value the destination can bind for a column of type `ty`; the error says why not
 /// (without naming the column: the caller adds it).
 pub fn to_column(value: Value, ty: &ColumnType) -> Result<Value, String> {
     // Most values already have their column's type and pass unchanged: the general path below moves each
     // through two conversions, a tenth of a transformation's time.
-    match (&value, ty) {
-        (Value::Null, _)
-        | (Value::String(_), ColumnType::Text { max_len: None })
-        | (Value::Bool(_), ColumnType::Bool)
-        | (Value::Date(_), ColumnType::Date)
-        | (Value::DateTime(_), ColumnType::Timestamp { .. }) => return Ok(value),
-        (Value::Float(f), ColumnType::Float { bits }) if *bits > 32 && f.is_finite() => {
-            return Ok(value)
-        }
-        _ => {}
+    if fits_as_is(&value, ty) {
+        return Ok(value);
     }
     if let ColumnType::Json = ty {
         return json(value).map(|j| {

@@ -460,22 +460,22 @@ impl CompiledMapping {
 
     fn eval_src(&self, src: Src<'_>, now: DateTime<Utc>) -> Result<Vec<Value>, ColumnError> {
         let cx = Cx { src, now };
-        let mut row = Vec::with_capacity(self.targets.len());
-        for (target, column) in self.targets.iter().zip(&self.columns) {
+        // Each value is made in its place in the row rather than moved there (see `Value::set_text`).
+        let mut row = Value::nulls(self.targets.len());
+        for ((target, column), value) in self.targets.iter().zip(&self.columns).zip(&mut row) {
             let fail = |message: String| ColumnError {
                 column: column.clone(),
                 message,
             };
-            let value = target
+            target
                 .expr
                 .node
-                .eval(&cx)
+                .eval_into(&cx, value)
                 .map_err(|e| fail(e.to_string()))?;
-            let value = convert::to_column(value, &target.ty).map_err(fail)?;
+            convert::to_column_in_place(value, &target.ty).map_err(fail)?;
             if value.is_null() && !target.nullable {
                 return Err(fail(NOT_NULL.into()));
             }
-            row.push(value);
         }
         Ok(row)
     }

@@ -103,7 +103,31 @@ impl Level {
 pub struct Locator {
     root: Level,
     slots: usize,
-    seen: Vec<(Box<str>, Option<usize>)>,
+    seen: Vec<Hint>,
+}
+
+/// The key seen last at one position of the top level, and which wanted key it is.
+#[derive(Debug, Clone)]
+struct Hint {
+    key: Box<str>,
+    at: Option<usize>,
+    /// Whether the key is written in JSON as it is (no character needs an escape), so that the text of
+    /// a document can be compared with it byte for byte.
+    plain: bool,
+}
+
+impl Hint {
+    /// The length of `text`'s opening when it is this key, quoted: `"key"`.
+    fn matches(&self, text: &[u8]) -> Option<usize> {
+        let key = self.key.as_bytes();
+        let n = key.len();
+        (self.plain
+            && text.len() > n + 1
+            && text[0] == b'"'
+            && text[n + 1] == b'"'
+            && &text[1..n + 1] == key)
+            .then_some(n + 2)
+    }
 }
 
 /// A document whose slots have been found: each is the JSON text of the value at the slot's path
@@ -169,20 +193,24 @@ impl Locator {
 /// Which wanted key `key`, at `position` among its object's keys, is: through the hints when given.
 fn wanted(
     level: &Level,
-    seen: &mut Option<&mut Vec<(Box<str>, Option<usize>)>>,
+    seen: &mut Option<&mut Vec<Hint>>,
     position: usize,
     key: &str,
 ) -> Option<usize> {
     let Some(seen) = seen else {
         return level.find(key);
     };
-    if let Some((k, at)) = seen.get(position) {
-        if **k == *key {
-            return *at;
+    if let Some(hint) = seen.get(position) {
+        if *hint.key == *key {
+            return hint.at;
         }
     }
     let at = level.find(key);
-    let entry = (Box::from(key), at);
+    let entry = Hint {
+        key: Box::from(key),
+        at,
+        plain: key.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20),
+    };
     if position < seen.len() {
         seen[position] = entry;
     } else if position == seen.len() {
@@ -193,7 +221,7 @@ fn wanted(
 
 struct LevelVisitor<'l, 'a> {
     level: &'l Level,
-    seen: Option<&'l mut Vec<(Box<str>, Option<usize>)>>,
+    seen: Option<&'l mut Vec<Hint>>,
     spans: &'l mut Vec<Option<&'a str>>,
 }
 
@@ -261,7 +289,7 @@ impl<'a> Scan<'a> {
     fn document(
         &mut self,
         root: &Level,
-        seen: &mut Vec<(Box<str>, Option<usize>)>,
+        seen: &mut Vec<Hint>,
         spans: &mut [Option<&'a str>],
     ) -> Option<()> {
         self.space();
@@ -288,7 +316,7 @@ impl<'a> Scan<'a> {
     fn object(
         &mut self,
         level: &Level,
-        seen: &mut Option<&mut Vec<(Box<str>, Option<usize>)>>,
+        seen: &mut Option<&mut Vec<Hint>>,
         spans: &mut [Option<&'a str>],
         depth: usize,
     ) -> Option<()> {
@@ -300,15 +328,29 @@ impl<'a> Scan<'a> {
         }
         let mut position = 0;
         loop {
-            let key = self.string()?;
-            if key.contains('\\') {
-                return None;
-            }
+            // The key this position had last time, compared whole: no scan for its end, no lookup.
+            let hinted = seen
+                .as_deref()
+                .and_then(|hints| hints.get(position))
+                .and_then(|hint| Some((hint.matches(&self.bytes[self.at..])?, hint.at)));
+            let found = match hinted {
+                Some((len, at)) => {
+                    self.at += len;
+                    at
+                }
+                None => {
+                    let key = self.string()?;
+                    if key.contains('\\') {
+                        return None;
+                    }
+                    wanted(level, seen, position, key)
+                }
+            };
             self.space();
             self.expect(b':')?;
             self.space();
             let start = self.at;
-            match wanted(level, seen, position, key) {
+            match found {
                 Some(at) => {
                     let want = &level.keys[at].1;
                     match &want.inner {
@@ -631,6 +673,33 @@ mod tests {
         let l = loc.locate(&p).unwrap();
         assert_eq!(l.path(0, &path("a.x")), None);
         assert_eq!(l.path(2, &path("a")), Some(r#""text""#));
+    }
+
+    #[test]
+    fn a_remembered_key_is_matched_only_by_the_very_same_key() {
+        let s = slots(&["a", "ab", "x\"y"]);
+        let mut loc = Locator::new(&s);
+        let docs = [
+            (r#"{"a": 1, "ab": 2}"#, [Some("1"), Some("2"), None]),
+            // The remembered `a` is a prefix of `ab`, and `ab` of `abc`: neither may match.
+            (r#"{"ab": 3, "abc": 4}"#, [None, Some("3"), None]),
+            (r#"{"a": 5, "ab": 6}"#, [Some("5"), Some("6"), None]),
+            // A key that needs an escape is read by the parser, and remembered as decoded text, which
+            // the raw text of a later document must not be compared with byte for byte.
+            (r#"{"x\"y": 7, "ab": 8}"#, [None, Some("8"), Some("7")]),
+            (r#"{"x\"y": 9, "ab": 10}"#, [None, Some("10"), Some("9")]),
+            (r#"{"x": 11, "a": 12}"#, [Some("12"), None, None]),
+        ];
+        for (text, want) in docs {
+            let p = raw(text);
+            let l = loc.locate(&p).unwrap();
+            let got = [
+                l.path(0, &path("a")),
+                l.path(1, &path("ab")),
+                l.path(2, &["x\"y".to_string()]),
+            ];
+            assert_eq!(got, want, "{text}");
+        }
     }
 
     #[test]

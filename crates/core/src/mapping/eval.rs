@@ -168,9 +168,31 @@ impl PathNode {
             },
         }
     }
+
+    /// [`Self::read`] into `out` (which is null).
+    fn read_into(&self, src: Src<'_>, out: &mut Value) {
+        match self {
+            PathNode::Id => out.set_text(src.id()),
+            PathNode::Doc { segments, ty, slot } => match src.prop(segments, *slot) {
+                None => {}
+                Some(Prop::Raw(r)) => Value::from_raw_into(r, ty, out),
+                Some(p) => *out = p.read(ty),
+            },
+            PathNode::UpdatedAt => *out = self.read(src),
+        }
+    }
 }
 
 impl Node {
+    /// [`Self::eval`] into `out` (which is null): plain paths, most of a mapping, are read in place.
+    pub(crate) fn eval_into(&self, cx: &Cx<'_>, out: &mut Value) -> Eval<()> {
+        match self {
+            Node::Path(p) => p.read_into(cx.src, out),
+            other => *out = other.eval(cx)?,
+        }
+        Ok(())
+    }
+
     pub(crate) fn eval(&self, cx: &Cx<'_>) -> Eval<Value> {
         match self {
             Node::Lit(v) => Ok(v.clone()),
