@@ -141,11 +141,33 @@ fn fits_as_is(value: &Value, ty: &ColumnType) -> bool {
     }
 }
 
-/// [`to_column`] in place: a value that already has its column's type is not moved at all.
+/// [`to_column`] in place: a value that already has its column's type is not moved at all, and
+/// integers, decimals and arrays of the column's kind are checked or adjusted where they are (moving a
+/// value out and back costs a stall, see [`Value::set_text`]).
 pub fn to_column_in_place(value: &mut Value, ty: &ColumnType) -> Result<(), String> {
-    if !fits_as_is(value, ty) {
-        *value = to_column(std::mem::replace(value, Value::Null), ty)?;
+    if fits_as_is(value, ty) {
+        return Ok(());
     }
+    match (&mut *value, ty) {
+        (Value::Int(i), ColumnType::Int { bits, unsigned }) => {
+            let (min, max) = int_range(*bits, *unsigned);
+            if (min..=max).contains(i) {
+                return Ok(());
+            }
+        }
+        (Value::Decimal(d), ColumnType::Decimal { precision, scale }) => {
+            *d = fit(*d, *precision, *scale)?;
+            return Ok(());
+        }
+        (Value::Array(items), ColumnType::Array { element }) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                to_column_in_place(item, element).map_err(|e| format!("element {}: {e}", i + 1))?;
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    *value = to_column(std::mem::replace(value, Value::Null), ty)?;
     Ok(())
 }
 
@@ -586,6 +608,60 @@ mod tests {
 
     fn dec(x: &str) -> Decimal {
         Decimal::from_str(x).unwrap()
+    }
+
+    #[test]
+    fn conversion_in_place_agrees_with_conversion() {
+        let values = [
+            Value::Null,
+            Value::Int(7),
+            Value::Int(300),
+            Value::Int(-1),
+            Value::Int(i64::MAX),
+            Value::Decimal(dec("12.345")),
+            Value::Decimal(dec("123456789012.5")),
+            Value::Float(2.5),
+            Value::Float(f64::NAN),
+            s("42"),
+            s("x"),
+            Value::Bool(true),
+            Value::Array(vec![s("a"), Value::Int(3)]),
+            Value::Array(vec![Value::Int(1), Value::Int(1000)]),
+            Value::json(json!([1, "b"])),
+        ];
+        let int = |bits, unsigned| ColumnType::Int { bits, unsigned };
+        let types = [
+            int(8, true),
+            int(8, false),
+            int(32, false),
+            int(64, false),
+            ColumnType::Decimal {
+                precision: Some(12),
+                scale: Some(2),
+            },
+            ColumnType::Decimal {
+                precision: None,
+                scale: None,
+            },
+            ColumnType::Float { bits: 64 },
+            ColumnType::Text { max_len: None },
+            ColumnType::Text { max_len: Some(1) },
+            ColumnType::Bool,
+            ColumnType::Array {
+                element: Box::new(ColumnType::Text { max_len: None }),
+            },
+            ColumnType::Array {
+                element: Box::new(int(8, true)),
+            },
+            ColumnType::Json,
+        ];
+        for v in &values {
+            for ty in &types {
+                let mut here = v.clone();
+                let in_place = to_column_in_place(&mut here, ty).map(|()| here);
+                assert_eq!(in_place, to_column(v.clone(), ty), "{v:?} as {ty:?}");
+            }
+        }
     }
 
     fn text_col(max: Option<u32>) -> ColumnType {

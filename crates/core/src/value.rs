@@ -215,7 +215,13 @@ impl Value {
     /// moving it into place had the processor wait on its own stores (a load spanning several
     /// just-written stores cannot be served from them): about a tenth of a mapping's time, paid per move.
     pub fn set_text(&mut self, s: &str) {
-        *self = Value::String(Text::const_new(""));
+        // Copied from memory that was not just written: building the empty text in place made the
+        // compiler zero a temporary and copy it over, which stalled in the same way.
+        static EMPTY: Value = Value::String(Text::const_new(""));
+        drop(std::mem::replace(self, Value::Null));
+        // SAFETY: `self` is a null (nothing to drop), and an empty text is stored inline: a copy of its
+        // bytes is a value of its own, sharing nothing with the original.
+        unsafe { std::ptr::copy_nonoverlapping(&EMPTY, self, 1) };
         if let Value::String(t) = self {
             t.push_str(s);
         }
