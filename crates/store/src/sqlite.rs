@@ -410,6 +410,30 @@ INSERT INTO sync_entries (pipeline, profile_id, key, hash)
     SELECT n.num, s.profile_id, s.key, s.hash FROM sync_state s JOIN sync_pipelines n ON n.pipeline = s.pipeline;
 DROP TABLE sync_state;
 "#,
+    // An entry whose key is its profile's id (a pipeline keyed by `_id`) stores no key: the key index,
+    // half the cost of recording a first run, then holds only keys of other kinds. A pipeline records
+    // which forms it holds (see `sync_apply`); existing entries all have their key written out.
+    r#"
+DROP TRIGGER sync_pipelines_gone;
+DROP INDEX sync_entries_by_key;
+ALTER TABLE sync_entries RENAME TO sync_entries_old;
+CREATE TABLE sync_entries (
+    pipeline INTEGER NOT NULL,
+    profile_id TEXT NOT NULL,
+    key TEXT,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (pipeline, profile_id)
+) WITHOUT ROWID;
+INSERT INTO sync_entries (pipeline, profile_id, key, hash)
+    SELECT pipeline, profile_id, key, hash FROM sync_entries_old;
+DROP TABLE sync_entries_old;
+CREATE UNIQUE INDEX sync_entries_by_key ON sync_entries (pipeline, key) WHERE key IS NOT NULL;
+CREATE TRIGGER sync_pipelines_gone AFTER DELETE ON sync_pipelines BEGIN
+    DELETE FROM sync_entries WHERE pipeline = old.num;
+END;
+ALTER TABLE sync_pipelines ADD COLUMN written_keys INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE sync_pipelines ADD COLUMN implied_keys INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Metadata in an SQLite file.
@@ -922,7 +946,7 @@ impl MetadataStore for SqliteMetadata {
                         .map_err(|e| sql_error(e.into()))?;
                     Ok(SyncEntry {
                         hash: codec::hash_from_bytes(&profile_id, hash)?,
-                        key: r.get(1).map_err(sql_error)?,
+                        key: stored_key(r.get(1).map_err(sql_error)?, &profile_id),
                         profile_id,
                     })
                 })
@@ -935,12 +959,19 @@ impl MetadataStore for SqliteMetadata {
         self.db
             .read(move |c| {
                 let tx = c.unchecked_transaction().map_err(sql_error)?;
-                let Some(num) = sync_number(&tx, &pipeline)? else {
+                let Some(SyncPipeline { num, implied, .. }) = sync_pipeline(&tx, &pipeline)? else {
                     return Ok(Vec::new());
                 };
-                let mut stmt = tx
+                let mut written = tx
                     .prepare_cached(
                         "SELECT profile_id FROM sync_entries WHERE pipeline = ?1 AND key = ?2",
+                    )
+                    .map_err(sql_error)?;
+                // A key held as an implied one is the id of the profile holding it.
+                let mut implied_by = tx
+                    .prepare_cached(
+                        "SELECT profile_id FROM sync_entries
+                         WHERE pipeline = ?1 AND profile_id = ?2 AND key IS NULL",
                     )
                     .map_err(sql_error)?;
                 let mut seen = std::collections::HashSet::with_capacity(keys.len());
@@ -949,10 +980,16 @@ impl MetadataStore for SqliteMetadata {
                     if !seen.insert(key.clone()) {
                         continue;
                     }
-                    let owner: Option<String> = stmt
+                    let mut owner: Option<String> = written
                         .query_row(params![num, key], |r| r.get(0))
                         .optional()
                         .map_err(sql_error)?;
+                    if owner.is_none() && implied {
+                        owner = implied_by
+                            .query_row(params![num, key], |r| r.get(0))
+                            .optional()
+                            .map_err(sql_error)?;
+                    }
                     if let Some(owner) = owner {
                         out.push((key, owner));
                     }
@@ -978,13 +1015,14 @@ impl MetadataStore for SqliteMetadata {
                 let tx = c
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql_error)?;
-                let num = match sync_number(&tx, &pipeline)? {
-                    Some(num) => num,
+                let sp = match sync_pipeline(&tx, &pipeline)? {
+                    Some(sp) => sp,
                     // Nothing recorded yet, so nothing to delete either.
                     None if upserts.is_empty() => return Ok(()),
                     None => {
                         tx.execute(
-                            "INSERT INTO sync_pipelines (pipeline) VALUES (?1)",
+                            "INSERT INTO sync_pipelines (pipeline, written_keys, implied_keys)
+                             VALUES (?1, 0, 0)",
                             [&pipeline],
                         )
                         .map_err(|err| match violation(&err) {
@@ -993,9 +1031,26 @@ impl MetadataStore for SqliteMetadata {
                             )),
                             _ => sql_error(err),
                         })?;
-                        tx.last_insert_rowid()
+                        SyncPipeline {
+                            num: tx.last_insert_rowid(),
+                            written: false,
+                            implied: false,
+                        }
                     }
                 };
+                let num = sp.num;
+                // Keys are implied (not stored) only while every entry of the pipeline, recorded and new,
+                // is keyed by its own profile id: then the primary key alone keeps keys unique. Otherwise
+                // every key is written, and the unique index keeps them so.
+                let imply = !sp.written && upserts.iter().all(|e| e.key == e.profile_id);
+                let (written, implied) = (sp.written || !imply, sp.implied || imply);
+                if !upserts.is_empty() && (written, implied) != (sp.written, sp.implied) {
+                    tx.execute(
+                        "UPDATE sync_pipelines SET written_keys = ?2, implied_keys = ?3 WHERE num = ?1",
+                        params![num, written, implied],
+                    )
+                    .map_err(sql_error)?;
+                }
                 {
                     let mut delete = tx
                         .prepare_cached(
@@ -1005,13 +1060,26 @@ impl MetadataStore for SqliteMetadata {
                     for id in &deletes {
                         delete.execute(params![num, id]).map_err(sql_error)?;
                     }
+                    if !imply && sp.implied {
+                        // A written key taken from a profile that holds it implied: the unique index
+                        // cannot see that holder, so it gives the key up here, as REPLACE would make it.
+                        let mut give_up = tx
+                            .prepare_cached(
+                                "DELETE FROM sync_entries
+                                 WHERE pipeline = ?1 AND profile_id = ?2 AND key IS NULL",
+                            )
+                            .map_err(sql_error)?;
+                        for e in &upserts {
+                            give_up.execute(params![num, e.key]).map_err(sql_error)?;
+                        }
+                    }
                     // REPLACE deletes every row that conflicts on either the primary key or the unique key,
                     // which is exactly "this profile's entry is replaced and its key taken from any other
                     // holder"; rows of one statement are applied in order, as separate statements would be.
                     // Many rows per statement: executing one statement per entry cost more than the inserts.
                     for chunk in upserts.chunks(SYNC_ROWS_PER_STATEMENT) {
                         let mut upsert = tx
-                            .prepare_cached(&sync_upsert_sql(chunk.len()))
+                            .prepare_cached(&sync_upsert_sql(chunk.len(), imply))
                             .map_err(sql_error)?;
                         let hashes: Vec<[u8; 16]> =
                             chunk.iter().map(|e| codec::hash_to_bytes(e.hash)).collect();
@@ -1019,7 +1087,11 @@ impl MetadataStore for SqliteMetadata {
                             Vec::with_capacity(1 + 3 * chunk.len());
                         args.push(&num);
                         for (e, h) in chunk.iter().zip(&hashes) {
-                            args.extend([&e.profile_id as &dyn rusqlite::ToSql, &e.key, h]);
+                            args.push(&e.profile_id);
+                            if !imply {
+                                args.push(&e.key);
+                            }
+                            args.push(h);
                         }
                         upsert.execute(args.as_slice()).map_err(sql_error)?;
                     }
@@ -1055,14 +1127,14 @@ impl MetadataStore for SqliteMetadata {
                 for id in ids {
                     let found = stmt
                         .query_row(params![num, id], |r| {
-                            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Vec<u8>>(1)?))
                         })
                         .optional()
                         .map_err(sql_error)?;
                     if let Some((key, hash)) = found {
                         out.push(SyncEntry {
                             hash: codec::hash_from_bytes(&id, &hash)?,
-                            key,
+                            key: stored_key(key, &id),
                             profile_id: id,
                         });
                     }
@@ -1267,32 +1339,70 @@ const SYNC_ROWS_PER_STATEMENT: usize = 2000;
 
 /// The number that names `pipeline` in `sync_entries`; `None` while it has never recorded an entry.
 fn sync_number(c: &Connection, pipeline: &str) -> Result<Option<i64>> {
-    c.prepare_cached("SELECT num FROM sync_pipelines WHERE pipeline = ?1")
-        .and_then(|mut stmt| stmt.query_row([pipeline], |r| r.get(0)).optional())
-        .map_err(sql_error)
+    Ok(sync_pipeline(c, pipeline)?.map(|sp| sp.num))
 }
 
-/// `INSERT OR REPLACE` of `rows` sync entries of the pipeline numbered `?1`. The full-size statement,
-/// used by every chunk but a batch's last, is written once.
-fn sync_upsert_sql(rows: usize) -> std::borrow::Cow<'static, str> {
-    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// A pipeline's row in `sync_pipelines`: its number, and which forms of key its entries may hold.
+struct SyncPipeline {
+    num: i64,
+    /// Some entry may have its key written out.
+    written: bool,
+    /// Some entry may have its key implied: a null key, meaning the profile's id.
+    implied: bool,
+}
+
+fn sync_pipeline(c: &Connection, pipeline: &str) -> Result<Option<SyncPipeline>> {
+    c.prepare_cached(
+        "SELECT num, written_keys, implied_keys FROM sync_pipelines WHERE pipeline = ?1",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row([pipeline], |r| {
+            Ok(SyncPipeline {
+                num: r.get(0)?,
+                written: r.get(1)?,
+                implied: r.get(2)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(sql_error)
+}
+
+/// The key of an entry as stored: written out, or implied by its profile's id.
+fn stored_key(key: Option<String>, profile_id: &str) -> String {
+    key.unwrap_or_else(|| profile_id.to_owned())
+}
+
+/// `INSERT OR REPLACE` of `rows` sync entries of the pipeline numbered `?1`, with their keys written
+/// out or (`implied`) left null. The full-size statements, used by every chunk but a batch's last, are
+/// written once.
+fn sync_upsert_sql(rows: usize, implied: bool) -> std::borrow::Cow<'static, str> {
+    static FULL: [std::sync::OnceLock<String>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
     if rows == SYNC_ROWS_PER_STATEMENT {
-        return FULL.get_or_init(|| write_sync_upsert_sql(rows)).into();
+        return FULL[usize::from(implied)]
+            .get_or_init(|| write_sync_upsert_sql(rows, implied))
+            .into();
     }
-    write_sync_upsert_sql(rows).into()
+    write_sync_upsert_sql(rows, implied).into()
 }
 
-fn write_sync_upsert_sql(rows: usize) -> String {
+fn write_sync_upsert_sql(rows: usize, implied: bool) -> String {
     use std::fmt::Write as _;
     let mut sql = String::from(
         "INSERT OR REPLACE INTO sync_entries (pipeline, profile_id, key, hash) VALUES ",
     );
+    let per_row = if implied { 2 } else { 3 };
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        let p = 2 + 3 * i;
-        let _ = write!(sql, "(?1, ?{}, ?{}, ?{})", p, p + 1, p + 2);
+        let p = 2 + per_row * i;
+        let _ = if implied {
+            write!(sql, "(?1, ?{}, NULL, ?{})", p, p + 1)
+        } else {
+            write!(sql, "(?1, ?{}, ?{}, ?{})", p, p + 1, p + 2)
+        };
     }
     sql
 }
@@ -1555,7 +1665,8 @@ mod tests {
     async fn sync_entries_survive_the_move_to_numbered_pipelines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metadata.db");
-        let before = METADATA_MIGRATIONS.len() - 1;
+        // The migration that numbered pipelines, and the one after it that lets keys be implied.
+        let before = METADATA_MIGRATIONS.len() - 2;
         {
             let mut c = open_connection(&path, no_setup, false).unwrap();
             migrate(&mut c, &path, "metadata", &METADATA_MIGRATIONS[..before]).unwrap();

@@ -43,6 +43,7 @@ suite!(
     metadata::runs_lifecycle_and_pagination,
     metadata::sync_apply_range_and_owners,
     metadata::sync_apply_transfers_keys,
+    metadata::sync_keys_of_both_forms_stay_unique,
     metadata::sync_apply_large_batches,
     metadata::metadata_migrations_are_idempotent,
     coord::one_unfinished_run_per_pipeline,

@@ -817,6 +817,132 @@ pub async fn sync_apply_transfers_keys(env: &Env) {
     assert_eq!(owners, [("dup".into(), "c7".into())]);
 }
 
+/// Entries keyed by their own profile id (a pipeline keyed by `_id`) and entries with other keys, in
+/// one pipeline, in every order: keys stay unique and move between profiles as they do among keys of one
+/// form (SQLite stores the first form without its key).
+pub async fn sync_keys_of_both_forms_stay_unique(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    for p in ["p", "q"] {
+        store
+            .insert_pipeline(&pipeline(p, "d", p, 0))
+            .await
+            .unwrap();
+    }
+    let state = |v: Vec<SyncEntry>| -> Vec<(String, String, u128)> {
+        v.into_iter()
+            .map(|e| (e.profile_id, e.key, e.hash))
+            .collect()
+    };
+    let t = |p: &str, k: &str, h: u128| (p.to_string(), k.to_string(), h);
+    let owners = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+
+    // Keyed by id, then by another column: c9 takes c1's key, c2 writes its own id out.
+    store
+        .sync_apply(
+            "p",
+            vec![
+                entry("c1", "c1", 1),
+                entry("c2", "c2", 2),
+                entry("c3", "c3", 3),
+            ],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_owners("p", &owners(&["c2", "x"])).await.unwrap(),
+        [("c2".into(), "c2".into())]
+    );
+    assert_eq!(
+        state(store.sync_get("p", &owners(&["c3", "c4"])).await.unwrap()),
+        [t("c3", "c3", 3)]
+    );
+    store
+        .sync_apply(
+            "p",
+            vec![entry("c9", "c1", 9), entry("c2", "c2", 22)],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state(store.sync_range("p", None, None, 10).await.unwrap()),
+        [t("c2", "c2", 22), t("c3", "c3", 3), t("c9", "c1", 9)]
+    );
+    let mut got = store
+        .sync_owners("p", &owners(&["c1", "c2", "c3", "c9"]))
+        .await
+        .unwrap();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("c1".into(), "c9".into()),
+            ("c2".into(), "c2".into()),
+            ("c3".into(), "c3".into())
+        ]
+    );
+    // Back to keys by id: c1 takes its id back from c9, c3 moves to another key and frees its id.
+    store
+        .sync_apply(
+            "p",
+            vec![entry("c1", "c1", 11), entry("c3", "k3", 33)],
+            vec![],
+        )
+        .await
+        .unwrap();
+    store
+        .sync_apply("p", vec![entry("c4", "c3", 4)], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        state(store.sync_range("p", None, None, 10).await.unwrap()),
+        [
+            t("c1", "c1", 11),
+            t("c2", "c2", 22),
+            t("c3", "k3", 33),
+            t("c4", "c3", 4)
+        ]
+    );
+    assert_eq!(store.sync_count("p").await.unwrap(), 4);
+
+    // Another pipeline keyed by id throughout, then a key of another kind that is some profile's id.
+    store
+        .sync_apply("q", vec![entry("a", "a", 1), entry("b", "b", 2)], vec![])
+        .await
+        .unwrap();
+    store
+        .sync_apply("q", vec![entry("c", "c", 3)], vec!["b".into()])
+        .await
+        .unwrap();
+    store
+        .sync_apply("q", vec![entry("z", "a", 26)], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        state(store.sync_range("q", None, None, 10).await.unwrap()),
+        [t("c", "c", 3), t("z", "a", 26)]
+    );
+    assert_eq!(
+        store.sync_owners("q", &owners(&["a"])).await.unwrap(),
+        [("a".into(), "z".into())]
+    );
+    store.sync_clear("q").await.unwrap();
+    assert_eq!(store.sync_count("q").await.unwrap(), 0);
+    store
+        .sync_apply("q", vec![entry("a", "a", 5)], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        state(store.sync_range("q", None, None, 10).await.unwrap()),
+        [t("a", "a", 5)]
+    );
+}
+
 pub async fn sync_apply_large_batches(env: &Env) {
     let store = env.metadata(SecretBox::generate()).await;
     store
