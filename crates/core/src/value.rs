@@ -125,10 +125,10 @@ impl Value {
         out
     }
 
-    /// [`Value::from_raw`] written into `out` (which is null), where the value stays: see
-    /// [`Value::set_text`] for why.
+    /// [`Value::from_raw`] written into `out`, where the value stays: see [`Value::set_text`] for why.
     pub fn from_raw_into(raw: &str, ty: &PropertyType, out: &mut Value) {
         if raw == "null" {
+            out.clear();
             return;
         }
         let text = || crate::raw::string(raw);
@@ -193,6 +193,13 @@ impl Value {
                 // The locator only hands out text the parser accepted.
                 Err(_) => Value::Null,
             };
+        }
+    }
+
+    /// Makes this value null; a null is left untouched (nothing is written).
+    pub fn clear(&mut self) {
+        if !self.is_null() {
+            *self = Value::Null;
         }
     }
 
@@ -276,6 +283,32 @@ mod tests {
         let row = Value::nulls(5);
         assert_eq!(row, vec![Value::Null; 5]);
         assert_eq!(Value::nulls(0), Vec::<Value>::new());
+    }
+
+    #[test]
+    fn reading_into_a_place_replaces_what_it_held() {
+        let cases = [
+            ("null", PropertyType::String, Value::Null),
+            (r#""x""#, PropertyType::String, Value::String("x".into())),
+            ("12", PropertyType::Int, Value::Int(12)),
+            (
+                r#"["a"]"#,
+                PropertyType::Array(Box::new(PropertyType::String)),
+                Value::Array(vec![Value::String("a".into())]),
+            ),
+        ];
+        for (raw, ty, want) in cases {
+            for before in [
+                Value::Null,
+                Value::Int(1),
+                Value::String("old".repeat(20).into()),
+            ] {
+                let mut v = before;
+                Value::from_raw_into(raw, &ty, &mut v);
+                assert_eq!(v, want, "{raw}");
+                assert_eq!(Value::from_raw(raw, &ty), want, "{raw}");
+            }
+        }
     }
 
     #[test]

@@ -169,12 +169,12 @@ impl PathNode {
         }
     }
 
-    /// [`Self::read`] into `out` (which is null).
+    /// [`Self::read`] into `out`.
     fn read_into(&self, src: Src<'_>, out: &mut Value) {
         match self {
             PathNode::Id => out.set_text(src.id()),
             PathNode::Doc { segments, ty, slot } => match src.prop(segments, *slot) {
-                None => {}
+                None => out.clear(),
                 Some(Prop::Raw(r)) => Value::from_raw_into(r, ty, out),
                 Some(p) => *out = p.read(ty),
             },
@@ -184,7 +184,7 @@ impl PathNode {
 }
 
 impl Node {
-    /// [`Self::eval`] into `out` (which is null): plain paths, most of a mapping, are read in place.
+    /// [`Self::eval`] into `out`: plain paths, most of a mapping, are read in place.
     pub(crate) fn eval_into(&self, cx: &Cx<'_>, out: &mut Value) -> Eval<()> {
         match self {
             Node::Path(p) => p.read_into(cx.src, out),
