@@ -25,6 +25,8 @@
 mod clickhouse;
 #[path = "export/mysql.rs"]
 mod mysql;
+#[path = "export/workload.rs"]
+mod workload;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,23 +40,13 @@ use sluice_core::schema::SchemaWire;
 use sluice_core::Schema;
 use sluice_engine::{Engine, EngineConfig};
 use sluice_store::{DestinationRecord, PipelineRecord, RunRecord, SecretBox};
+use workload::mapping;
 
 const TABLE: &str = "CREATE TABLE customers (
     customer_id text PRIMARY KEY, email text, first_name text, last_name text, full_name text, country text,
     birth_date date, signed_up_at timestamptz, ltv numeric(12,2), orders integer, newsletter boolean,
     score double precision, tags jsonb, phone text, language text, segment text, loyalty_points bigint,
     last_order_at timestamptz, street text, city text, postal_code text)";
-
-fn mapping() -> serde_json::Value {
-    json!({
-        "customer_id": "_id", "email": "lower(email)", "first_name": "first_name", "last_name": "last_name",
-        "full_name": "first_name \" \" last_name", "country": "country", "birth_date": "birth_date",
-        "signed_up_at": "signed_up_at", "ltv": "ltv", "orders": "orders", "newsletter": "newsletter",
-        "score": "score", "tags": "tags", "phone": "phone", "language": "language", "segment": "segment",
-        "loyalty_points": "loyalty_points", "last_order_at": "last_order_at", "street": "address.street",
-        "city": "address.city", "postal_code": "address.postal_code"
-    })
-}
 
 fn model() -> Schema {
     let wire: SchemaWire = serde_json::from_value(sample::schema()).unwrap();
@@ -330,11 +322,11 @@ async fn main() {
         (None, Some(c)) => c.settings.clone(),
         (None, None) => pg_settings(&url, &schema_name),
     };
-    let mut mapping = mapping();
-    if ch.is_some() {
-        // ClickHouse 18.16 has no Bool: the flag goes to a UInt8.
-        mapping["newsletter"] = json!("if(newsletter, 1, 0)");
-    }
+    let mapping = if ch.is_some() {
+        workload::clickhouse_mapping()
+    } else {
+        mapping()
+    };
     let [first, unchanged, changed] = engine_runs(n, kind, settings, mapping).await;
     if snowflake.is_some() {
         let db = schema_name.to_uppercase();

@@ -15,40 +15,17 @@ use chrono::Utc;
 use serde_json::json;
 use sluice::sample;
 use sluice_core::hash::{hash_row, shape_seed};
-use sluice_core::pipeline::indexmap_like::OrderedMap;
 use sluice_core::pipeline::Transformation;
 use sluice_core::profile::RawProfile;
 use sluice_core::schema::SchemaWire;
 use sluice_core::{Column, ColumnType, Schema, TableDescription};
 use sluice_transform::{Limits, Output, Transform};
 
-/// The export benchmark's mapping, as it is given for ClickHouse (`export/clickhouse.rs`).
-const MAPPING: &[(&str, &str)] = &[
-    ("customer_id", "_id"),
-    ("email", "lower(email)"),
-    ("first_name", "first_name"),
-    ("last_name", "last_name"),
-    ("full_name", "first_name \" \" last_name"),
-    ("country", "country"),
-    ("birth_date", "birth_date"),
-    ("signed_up_at", "signed_up_at"),
-    ("ltv", "ltv"),
-    ("orders", "orders"),
-    ("newsletter", "if(newsletter, 1, 0)"),
-    ("score", "score"),
-    ("tags", "tags"),
-    ("phone", "phone"),
-    ("language", "language"),
-    ("segment", "segment"),
-    ("loyalty_points", "loyalty_points"),
-    ("last_order_at", "last_order_at"),
-    ("street", "address.street"),
-    ("city", "address.city"),
-    ("postal_code", "address.postal_code"),
-];
+#[path = "export/workload.rs"]
+mod workload;
 
-/// The column types Sluice reads off the benchmark's ClickHouse table.
-fn table() -> TableDescription {
+/// The column types Sluice reads off the benchmark's ClickHouse table, one per mapped column.
+fn table(columns: &[String]) -> TableDescription {
     let text = ColumnType::Text { max_len: None };
     let column = |name: &str| {
         let ty = match name {
@@ -85,7 +62,7 @@ fn table() -> TableDescription {
     };
     TableDescription {
         name: "customers".into(),
-        columns: MAPPING.iter().map(|(c, _)| column(c)).collect(),
+        columns: columns.iter().map(|c| column(c)).collect(),
         keys: vec![vec!["customer_id".into()]],
         has_primary_key: true,
         issues: vec![],
@@ -100,17 +77,20 @@ fn main() {
         .unwrap_or(200_000);
     let wire: SchemaWire = serde_json::from_value(sample::schema()).expect("schema");
     let schema = Schema::from_wire(&wire).expect("schema");
-    let mapping = Transformation::Mapping(OrderedMap(
-        MAPPING
-            .iter()
-            .map(|(c, e)| (c.to_string(), e.to_string()))
-            .collect(),
-    ));
+    let mapping = workload::clickhouse_mapping();
+    let columns: Vec<String> = mapping
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect();
+    let mapping: Transformation =
+        serde_json::from_value(json!({ "mapping": mapping })).expect("a mapping");
     let transform = Transform::compile(
         &mapping,
         "customer_id",
         &schema,
-        &table(),
+        &table(&columns),
         Limits::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -410,8 +410,8 @@ INSERT INTO sync_entries (pipeline, profile_id, key, hash)
     SELECT n.num, s.profile_id, s.key, s.hash FROM sync_state s JOIN sync_pipelines n ON n.pipeline = s.pipeline;
 DROP TABLE sync_state;
 "#,
-    // An entry whose key is its profile's id (a pipeline keyed by `_id`) stores no key: the key index,
-    // half the cost of recording a first run, then holds only keys of other kinds. A pipeline records
+    // An entry whose key is its profile's id (a pipeline keyed by `_id`) stores no key, and the key
+    // index, a quarter of the cost of recording a first run, holds only keys of other kinds. A pipeline records
     // which forms it holds (see `sync_apply`); existing entries all have their key written out.
     r#"
 DROP TRIGGER sync_pipelines_gone;

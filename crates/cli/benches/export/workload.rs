@@ -1,0 +1,23 @@
+//! The mapping of the export benchmarks, shared by `export` (every destination) and `rows` (the row
+//! computation alone), so that both measure the same work.
+
+use serde_json::json;
+
+/// The sample profiles onto the 21 columns of the benchmark's `customers` table.
+pub fn mapping() -> serde_json::Value {
+    json!({
+        "customer_id": "_id", "email": "lower(email)", "first_name": "first_name", "last_name": "last_name",
+        "full_name": "first_name \" \" last_name", "country": "country", "birth_date": "birth_date",
+        "signed_up_at": "signed_up_at", "ltv": "ltv", "orders": "orders", "newsletter": "newsletter",
+        "score": "score", "tags": "tags", "phone": "phone", "language": "language", "segment": "segment",
+        "loyalty_points": "loyalty_points", "last_order_at": "last_order_at", "street": "address.street",
+        "city": "address.city", "postal_code": "address.postal_code"
+    })
+}
+
+/// [`mapping`] for ClickHouse 18.16, which has no Bool: the flag goes to a UInt8.
+pub fn clickhouse_mapping() -> serde_json::Value {
+    let mut m = mapping();
+    m["newsletter"] = json!("if(newsletter, 1, 0)");
+    m
+}
