@@ -8,7 +8,9 @@
 //!   that turn a value into a destination column's type;
 //! - [`raw`]: stored documents read lazily, only as far as a mapping needs;
 //! - [`hash`]: row hashes for writing only what changed;
-//! - [`schedule`]: schedule ticks and the scheduler's per-pipeline decision, given the time.
+//! - [`schedule`]: schedule ticks and the scheduler's per-pipeline decision, given the time;
+//! - [`sync`]: the sync decision — which computed rows are unchanged, new or changed, who holds a key,
+//!   which rows belong to profiles that left.
 //!
 //! Everything here is deterministic and fast to test; the crates around it do the talking to databases.
 
@@ -22,6 +24,7 @@ pub mod profile;
 pub mod raw;
 pub mod schedule;
 pub mod schema;
+pub mod sync;
 pub mod table;
 pub mod value;
 
