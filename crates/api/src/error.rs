@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sluice_core::FieldErrors;
 use sluice_destinations::{DestinationError, ErrorKind};
+use sluice_engine::EngineError;
 use sluice_store::StoreError;
 
 #[derive(Debug)]
@@ -103,5 +104,54 @@ impl From<DestinationError> for ApiError {
             _ => StatusCode::BAD_GATEWAY,
         };
         ApiError::new(status, e.kind.code(), e.message)
+    }
+}
+
+impl From<EngineError> for ApiError {
+    /// A status by the kind of failure: the pipeline's fault (422 with every field), the destination's
+    /// (502/504, as for its own errors), a table that changed under it (409), or Sluice's own (500).
+    fn from(e: EngineError) -> Self {
+        use sluice_engine::ErrorKind as K;
+        match e.kind {
+            K::Invalid => match e.fields {
+                Some(fields) => ApiError::invalid(fields),
+                None => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "ValidationFailed", e.message),
+            },
+            K::NotFound => ApiError::new(StatusCode::NOT_FOUND, "NotFound", e.message),
+            K::TableChanged => ApiError::conflict("TableChanged", e.message),
+            K::Destination(kind) => DestinationError::new(kind, e.message).into(),
+            K::Store | K::Internal => {
+                tracing::error!(error = %e.message, kind = ?e.kind, "engine failure");
+                ApiError::internal(e.message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_engine::ErrorKind as K;
+
+    #[test]
+    fn engine_failures_answer_by_their_kind() {
+        let status = |kind| ApiError::from(EngineError::new(kind, "m")).status;
+        assert_eq!(
+            status(K::Destination(ErrorKind::Unavailable)),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            status(K::Destination(ErrorKind::Timeout)),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(status(K::TableChanged), StatusCode::CONFLICT);
+        assert_eq!(status(K::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(status(K::Store), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status(K::Internal), StatusCode::INTERNAL_SERVER_ERROR);
+        let mut fields = FieldErrors::new();
+        fields.add("key", "column `k` does not exist in table `t`");
+        let e = ApiError::from(EngineError::invalid("", fields));
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e.fields.unwrap().get("key").is_some());
     }
 }

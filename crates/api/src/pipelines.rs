@@ -10,6 +10,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json_};
 use sluice_core::hash::hash_row;
+use sluice_core::sync::{decide, Outcome, SyncKey, Verdict};
 use sluice_core::pipeline::PipelineSpec;
 use sluice_core::FieldErrors;
 use sluice_store::{PipelineRecord, StoreError};
@@ -62,37 +63,18 @@ pub(crate) async fn to_json(state: &AppState, rec: &PipelineRecord) -> Json_ {
     v
 }
 
-/// Every check of a spec: shape, destination, Customer Model and the live table. Destination failures
-/// (unreachable, auth) answer 502/504 with the database's message.
+/// Every check of a spec: shape, destination, Customer Model and the live table (the engine's one check).
+/// Destination failures (unreachable, auth) answer 502/504 with the database's message.
 pub(crate) async fn check_spec(
     state: &AppState,
     spec: &PipelineSpec,
-) -> ApiResult<sluice_engine::validate::Checked> {
-    let Some(dest) = state.meta.get_destination(&spec.destination).await? else {
-        let mut e = spec.check_shape();
-        if !spec.destination.trim().is_empty() {
-            e.add(
-                "destination",
-                format!("destination `{}` does not exist", spec.destination),
-            );
-        }
-        return Err(ApiError::invalid(e));
-    };
-    let schema = state.meta.get_schema().await?;
-    let table = if spec.table.trim().is_empty() {
-        None
-    } else {
-        let d = sluice_destinations::open(&dest.kind, &dest.settings).map_err(ApiError::invalid)?;
-        d.describe_table(spec.table.trim()).await?
-    };
-    sluice_engine::validate::check_blocking(
-        spec.clone(),
-        schema,
-        table,
+) -> ApiResult<sluice_engine::Fitted> {
+    Ok(sluice_engine::check_pipeline(
+        state.meta.as_ref(),
+        spec,
         state.engine.config().script_limits,
     )
-    .await
-    .map_err(ApiError::invalid)
+    .await?)
 }
 
 #[derive(Deserialize)]
@@ -180,25 +162,24 @@ pub async fn patch(
     save(&state, rec, spec).await
 }
 
-/// Stores a changed spec. Changes to what is written or where re-check against the table and reset the
-/// sync state; switching `enabled`, the schedule, the name or description does not need the destination.
+/// Stores a changed spec, checked as the engine checks every change: against the live table unless only
+/// the name, description, `enabled`, schedule or alerting changed. A new destination, table or key resets
+/// the sync state.
 async fn save(
     state: &AppState,
     mut rec: PipelineRecord,
     spec: PipelineSpec,
 ) -> ApiResult<Json<Json_>> {
     let old = &rec.spec;
+    sluice_engine::check_change(
+        state.meta.as_ref(),
+        old,
+        &spec,
+        state.engine.config().script_limits,
+    )
+    .await?;
     let moved =
         old.destination != spec.destination || old.table != spec.table || old.key != spec.key;
-    let content = moved || old.filter != spec.filter || old.transformation != spec.transformation;
-    if content {
-        check_spec(state, &spec).await?;
-    } else {
-        let e = spec.check_shape();
-        if !e.is_empty() {
-            return Err(ApiError::invalid(e));
-        }
-    }
     let disabled = old.enabled && !spec.enabled;
     rec.spec = spec;
     rec.updated_at = Utc::now();
@@ -271,7 +252,9 @@ pub async fn preview_saved(
     preview(&state, rec, body.limit, body.profiles, true).await
 }
 
-/// Runs filter and transformation on sample profiles and says what a run would do, writing nothing.
+/// Runs filter and transformation on sample profiles and says what a run would do, writing nothing: the
+/// same check, the same rows and the same sync decision as a run, against exactly the sync entries (and
+/// key holders) of the sample.
 async fn preview(
     state: &AppState,
     rec: PipelineRecord,
@@ -286,11 +269,8 @@ async fn preview(
             "limit must be between 1 and 100",
         ));
     }
-    check_spec(state, &rec.spec).await?;
-    let limits = state.engine.config().script_limits;
-    let prepared = sluice_engine::prepare_with(state.meta.as_ref(), rec.clone(), limits)
-        .await
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "PipelineNotRunnable", m))?;
+    let fitted = check_spec(state, &rec.spec).await?;
+    let prepared = sluice_engine::Prepared::new(rec.clone(), fitted);
     let samples: Vec<sluice_core::Profile> = match &ids {
         Some(ids) => {
             let mut out = Vec::new();
@@ -316,22 +296,6 @@ async fn preview(
                 .await?
         }
     };
-    let entries: HashMap<String, sluice_store::SyncEntry> = if saved && !samples.is_empty() {
-        let max = samples
-            .iter()
-            .map(|p| p.id.as_str())
-            .max()
-            .unwrap_or_default();
-        state
-            .meta
-            .sync_range(&rec.id, None, Some(max), 10_000)
-            .await?
-            .into_iter()
-            .map(|e| (e.profile_id.clone(), e))
-            .collect()
-    } else {
-        HashMap::new()
-    };
     let now = Utc::now();
     let key_idx = prepared.target.key_index();
     let matching: Vec<bool> = samples
@@ -344,42 +308,82 @@ async fn preview(
         .filter(|(_, m)| **m)
         .map(|(p, _)| p.clone())
         .collect();
-    let outputs = sluice_engine::transform_profiles(&prepared, inputs, now)
-        .await
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "PipelineNotRunnable", m))?;
-    let mut outputs = outputs.into_iter();
+    let mut outputs = sluice_engine::transform_profiles(&prepared, inputs, now)
+        .await?
+        .into_iter();
+    let outputs: Vec<Option<Result<Output, sluice_transform::RowError>>> = matching
+        .iter()
+        .map(|m| if *m { outputs.next() } else { None })
+        .collect();
+
+    // The sync decision over the sample, in id order (a sample may name a profile twice).
+    let mut order: Vec<usize> = (0..samples.len()).collect();
+    order.sort_by(|a, b| samples[*a].id.cmp(&samples[*b].id));
+    order.dedup_by(|a, b| samples[*a].id == samples[*b].id);
+    let page = order.iter().map(|&i| {
+        let outcome = match &outputs[i] {
+            None | Some(Ok(Output::Skip)) => Outcome::Skipped,
+            Some(Err(_)) => Outcome::Failed,
+            Some(Ok(Output::Row(values))) => Outcome::Row {
+                key: SyncKey::from_value(&values[key_idx]),
+                hash: hash_row(prepared.seed, values),
+            },
+        };
+        (samples[i].id.as_str(), outcome)
+    });
+    let entries = if saved {
+        let sample_ids: Vec<String> = order.iter().map(|&i| samples[i].id.clone()).collect();
+        state.meta.sync_get(&rec.id, &sample_ids).await?
+    } else {
+        Vec::new()
+    };
+    let mut decision = decide(page, entries, prepared.key_is_profile_id)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let keys = decision.keys_to_check();
+    if saved && !keys.is_empty() {
+        let owners = state.meta.sync_owners(&rec.id, &keys).await?;
+        decision.arbitrate(&owners);
+    }
+    let verdicts: HashMap<&str, &Verdict> = order
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| (samples[i].id.as_str(), &decision.verdicts[n]))
+        .collect();
+
     let columns = prepared.transform.columns();
     let mut out = Vec::with_capacity(samples.len());
-    for (p, matches) in samples.iter().zip(matching) {
+    for (p, output) in samples.iter().zip(outputs) {
         let mut sample =
             json!({"profile": p.to_json(), "row": null, "action": "skip", "error": null});
-        if !matches {
-            sample["reason"] = json!("the profile does not match the filter");
-            out.push(sample);
-            continue;
-        }
-        match outputs.next().expect("one output per matching sample") {
-            Err(e) => {
+        match output {
+            None => {
+                sample["reason"] = json!("the profile does not match the filter");
+            }
+            Some(Err(e)) => {
                 sample["error"] = json!(e.to_string());
             }
-            Ok(Output::Skip) => {
+            Some(Ok(Output::Skip)) => {
                 sample["reason"] = json!("the transformation returned null for this profile");
             }
-            Ok(Output::Row(values)) => {
+            Some(Ok(Output::Row(values))) => {
                 let row: Map<String, Json_> = columns
                     .iter()
                     .zip(&values)
                     .map(|(c, v)| (c.clone(), v.to_json()))
                     .collect();
-                let hash = hash_row(prepared.seed, &values);
-                let key = values[key_idx].to_string();
-                let action = match entries.get(&p.id) {
-                    Some(e) if e.hash == hash && e.key == key => "unchanged",
-                    Some(_) => "update",
-                    None => "insert",
-                };
                 sample["row"] = Json_::Object(row);
-                sample["action"] = json!(action);
+                let verdict = verdicts.get(p.id.as_str()).copied();
+                match verdict {
+                    Some(Verdict::Unchanged) => sample["action"] = json!("unchanged"),
+                    Some(Verdict::Write { update: true, .. }) => sample["action"] = json!("update"),
+                    Some(Verdict::Write { update: false, .. }) => {
+                        sample["action"] = json!("insert")
+                    }
+                    Some(v) => {
+                        sample["error"] = json!(v.failure(&prepared.target.key));
+                    }
+                    None => {}
+                }
             }
         }
         out.push(sample);

@@ -14,6 +14,8 @@ const TOKEN: &str = "test-token";
 
 struct Api {
     app: Router,
+    /// The engine behind the router, for what a test must set up below the API.
+    engine: Engine,
     pg_url: String,
     schema: String,
     _dir: tempfile::TempDir,
@@ -33,10 +35,11 @@ impl Api {
             .unwrap();
         let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
         let engine = Engine::new(meta, profiles, EngineConfig::default());
-        let app = sluice_api::router(sluice_api::AppState::new(engine, TOKEN));
+        let app = sluice_api::router(sluice_api::AppState::new(engine.clone(), TOKEN));
         let schema = format!("api_{}", uuid_like());
         let api = Api {
             app,
+            engine,
             pg_url: pg_url(),
             schema,
             _dir: dir,
@@ -954,4 +957,214 @@ async fn schedules_alerts_and_metrics() {
     ] {
         assert!(text.contains(&needle), "{needle} in\n{text}");
     }
+}
+
+/// Sends one statement to the test ClickHouse server over its HTTP interface.
+async fn clickhouse_sql(sql: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = std::env::var("SLUICE_TEST_CLICKHOUSE_HTTP").expect(
+        "SLUICE_TEST_CLICKHOUSE_HTTP must name a ClickHouse HTTP endpoint (scripts/services.sh starts one)",
+    );
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let user = std::env::var("SLUICE_TEST_CLICKHOUSE_USER").unwrap_or_else(|_| "default".into());
+    let password = std::env::var("SLUICE_TEST_CLICKHOUSE_PASSWORD").unwrap_or_default();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /?user={user}&password={password} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sql}",
+        sql.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{sql}: {answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patching_any_field_to_an_invalid_value_is_refused_with_its_path() {
+    let api = Api::new().await;
+    api.sql(TABLE).await;
+    api.setup_model_and_profiles(4).await;
+    let dest = api.add_destination().await;
+    let (s, p) = api
+        .call("POST", "/v1/pipelines", Some(pipeline(&dest)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let id = p["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/pipelines/{id}");
+    let (_, before) = api.call("GET", &path, None).await;
+
+    // Every field of the spec, each set to something wrong, and where the answer must say so.
+    let cases = [
+        ("destination", json!("dst_missing"), "destination"),
+        ("name", json!("  "), "name"),
+        ("description", json!(42), "description"),
+        ("enabled", json!("yes"), "enabled"),
+        (
+            "filter",
+            json!({"logical": "and", "conditions": [{"property": "nope", "operator": "is", "values": ["x"]}]}),
+            "filter.conditions[0]",
+        ),
+        ("table", json!("no_such_table"), "table"),
+        ("key", json!("no_such_column"), "key"),
+        (
+            "transformation",
+            json!({"mapping": {"customer_id": "_id", "ghost": "email"}}),
+            "transformation.mapping.ghost",
+        ),
+        ("schedule", json!("7m"), "schedule"),
+        ("on_leave", json!("sometimes"), "on_leave"),
+        ("alert_webhook", json!("ftp://example.com"), "alert_webhook"),
+    ];
+    let spec_fields: Vec<String> = serde_json::from_value::<sluice_core::pipeline::PipelineSpec>(
+        pipeline(&dest),
+    )
+    .map(|s| serde_json::to_value(s).unwrap())
+    .unwrap()
+    .as_object()
+    .unwrap()
+    .keys()
+    .cloned()
+    .collect();
+    for f in &spec_fields {
+        assert!(
+            cases.iter().any(|(name, _, _)| name == f),
+            "no invalid case for the field `{f}`"
+        );
+    }
+    for (field, value, expected) in cases {
+        let (s, v) = api
+            .call("PATCH", &path, Some(json!({ field: value })))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {v}");
+        let fields = v["error"]["fields"].as_object().unwrap();
+        assert!(
+            fields.keys().any(|k| k.starts_with(expected)),
+            "{field}: expected a problem at {expected} in {v}"
+        );
+    }
+    let (_, after) = api.call("GET", &path, None).await;
+    assert_eq!(before["updated_at"], after["updated_at"], "nothing was saved");
+    assert_eq!(before["table"], after["table"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patching_on_leave_to_delete_is_checked_against_the_table() {
+    // The test ClickHouse server (18.16) cannot delete rows: a pipeline on it must keep leavers' rows.
+    let api = Api::new().await;
+    api.setup_model_and_profiles(2).await;
+    let table = format!("api_leave_{}", uuid_like());
+    clickhouse_sql(&format!(
+        "CREATE TABLE {table} (customer_id String, email Nullable(String)) ENGINE = ReplacingMergeTree() ORDER BY customer_id"
+    ))
+    .await;
+    let native = std::env::var("SLUICE_TEST_CLICKHOUSE_NATIVE").unwrap();
+    let (host, port) = native.rsplit_once(':').unwrap();
+    let settings = json!({
+        "host": host, "port": port.parse::<u16>().unwrap(), "database": "default",
+        "username": std::env::var("SLUICE_TEST_CLICKHOUSE_USER").unwrap_or_else(|_| "default".into()),
+        "password": std::env::var("SLUICE_TEST_CLICKHOUSE_PASSWORD").unwrap_or_default(),
+    });
+    let (s, d) = api
+        .call(
+            "POST",
+            "/v1/destinations",
+            Some(json!({"name": "Events", "type": "clickhouse", "settings": settings})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let spec = json!({"destination": d["id"], "name": "to ClickHouse", "table": table, "key": "customer_id",
+        "transformation": {"mapping": {"customer_id": "_id", "email": "email"}}});
+    let (s, p) = api.call("POST", "/v1/pipelines", Some(spec.clone())).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let path = format!("/v1/pipelines/{}", p["id"].as_str().unwrap());
+    for (method, body) in [
+        ("PATCH", json!({"on_leave": "delete"})),
+        ("PUT", {
+            let mut s = spec.clone();
+            s["on_leave"] = json!("delete");
+            s
+        }),
+    ] {
+        let (s, v) = api.call(method, &path, Some(body)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{method}: {v}");
+        assert!(v["error"]["fields"]["on_leave"].is_array(), "{method}: {v}");
+    }
+    let (_, v) = api.call("GET", &path, None).await;
+    assert_eq!(v["on_leave"], "keep");
+    // Changes that do not touch what is written need no table: they pass.
+    let (s, v) = api
+        .call("PATCH", &path, Some(json!({"enabled": false, "schedule": "1h"})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    clickhouse_sql(&format!("DROP TABLE {table}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preview_labels_hold_for_a_pipeline_with_a_million_synced_rows() {
+    let api = Api::new().await;
+    api.sql(TABLE).await;
+    let (s, v) = api.call("PUT", "/v1/profile-schema", Some(model())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Three profiles whose ids sort after every other synced profile.
+    let sample: Vec<Value> = (0..3)
+        .map(|i| {
+            let mut p = profile(i);
+            p["_id"] = json!(format!("z{i}"));
+            p["country"] = json!("IT");
+            p
+        })
+        .collect();
+    let (s, v) = api
+        .call("POST", "/v1/profiles", Some(json!({"profiles": sample[..2]})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let dest = api.add_destination().await;
+    let (s, p) = api
+        .call("POST", "/v1/pipelines", Some(pipeline(&dest)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let id = p["id"].as_str().unwrap().to_string();
+    let (s, v) = api
+        .call("POST", &format!("/v1/pipelines/{id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let run = wait_run(&api, v["id"].as_str().unwrap()).await;
+    assert_eq!(run["counts"]["inserted"], 2, "{run}");
+    // A million more synced rows, all ordered before the sample.
+    let meta = api.engine.meta();
+    for chunk in 0..100 {
+        let entries = (0..10_000)
+            .map(|i| {
+                sluice_store::SyncEntry::written(
+                    format!("a{:07}", chunk * 10_000 + i),
+                    sluice_store::SyncKey::from_stored(format!("a{:07}", chunk * 10_000 + i)),
+                    7,
+                )
+            })
+            .collect();
+        meta.sync_apply(&id, entries, Vec::new()).await.unwrap();
+    }
+    assert_eq!(meta.sync_count(&id).await.unwrap(), 1_000_002);
+    // z1 changes, z2 is new.
+    let mut changed = sample[1].clone();
+    changed["email"] = json!("changed@example.com");
+    let (s, v) = api
+        .call("POST", "/v1/profiles", Some(json!({"profiles": [changed, sample[2]]})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, pv) = api
+        .call(
+            "POST",
+            &format!("/v1/pipelines/{id}/preview"),
+            Some(json!({"profiles": ["z2", "z0", "z1"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{pv}");
+    let actions: Vec<&str> = pv["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["insert", "unchanged", "update"], "{pv}");
 }

@@ -230,11 +230,8 @@ async fn ensure_pipeline(
         "schedule": null,
         "on_leave": "keep"
     }))?;
-    let d = sluice_destinations::open(&dest.kind, &dest.settings)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let table = d.describe_table("customers").await?;
-    let schema = meta.get_schema().await?;
-    sluice_engine::validate::check(&spec, &schema, table.as_ref())
+    sluice_engine::check_pipeline(meta.as_ref(), &spec, engine.config().script_limits)
+        .await
         .map_err(|e| anyhow::anyhow!("the demo pipeline does not fit: {e}"))?;
     let now = Utc::now();
     let rec = PipelineRecord {

@@ -184,6 +184,32 @@ fn yes() -> bool {
 }
 
 impl PipelineSpec {
+    /// Whether `other` writes the same rows to the same place: the same destination, table, key, filter,
+    /// transformation and rule for leavers. Only name, description, `enabled`, schedule and alerting may
+    /// differ, none of which the live table has a say in.
+    pub fn writes_like(&self, other: &PipelineSpec) -> bool {
+        // Destructured without `..`: a field added later must be sorted into one group or the other.
+        let PipelineSpec {
+            destination,
+            name: _,
+            description: _,
+            enabled: _,
+            filter,
+            table,
+            key,
+            transformation,
+            schedule: _,
+            on_leave,
+            alert_webhook: _,
+        } = self;
+        *destination == other.destination
+            && *table == other.table
+            && *key == other.key
+            && *filter == other.filter
+            && *transformation == other.transformation
+            && *on_leave == other.on_leave
+    }
+
     /// Shape checks that need no other knowledge; each error names its field.
     pub fn check_shape(&self) -> FieldErrors {
         let mut e = FieldErrors::new();

@@ -402,19 +402,20 @@ impl<'a> Decision<'a> {
     /// `keep`, so that the row is remembered; under `delete` when a row of this page takes its key over,
     /// so that the row is still known if that write is refused (an accepted write takes the key, and the
     /// entry with it).
-    pub fn records(
-        &self,
+    pub fn into_records(
+        self,
         on_leave: crate::pipeline::OnLeave,
         rejected: &std::collections::HashSet<usize>,
     ) -> Records {
         let mut out = Records::default();
-        let claimed = match on_leave {
-            crate::pipeline::OnLeave::Delete => self.claimed(),
-            crate::pipeline::OnLeave::Keep => Default::default(),
+        let delete = on_leave == crate::pipeline::OnLeave::Delete;
+        let claimed: std::collections::HashSet<&SyncKey> = if delete {
+            self.claimed()
+        } else {
+            Default::default()
         };
         for e in &self.leavers {
-            let delete = on_leave == crate::pipeline::OnLeave::Delete && !claimed.contains(&e.key);
-            if delete {
+            if delete && !claimed.contains(&e.key) {
                 out.deletes.push(e.profile_id.clone());
             } else if !e.left {
                 out.upserts.push(SyncEntry {
@@ -423,7 +424,8 @@ impl<'a> Decision<'a> {
                 });
             }
         }
-        for (i, v) in self.verdicts.iter().enumerate() {
+        drop(claimed);
+        for (i, v) in self.verdicts.into_iter().enumerate() {
             let Verdict::Write {
                 key, hash, update, ..
             } = v
@@ -433,13 +435,13 @@ impl<'a> Decision<'a> {
             if rejected.contains(&i) {
                 continue;
             }
-            if *update {
+            if update {
                 out.updated += 1;
             } else {
                 out.inserted += 1;
             }
             out.upserts
-                .push(SyncEntry::written(self.ids[i], key.clone(), *hash));
+                .push(SyncEntry::written(self.ids[i], key, hash));
         }
         out
     }
@@ -654,7 +656,7 @@ mod tests {
 
         // keep: nothing is deleted; leavers are remembered, once.
         assert!(d.deletions(OnLeave::Keep).is_empty());
-        let r = d.records(OnLeave::Keep, &none());
+        let r = d.clone().into_records(OnLeave::Keep, &none());
         assert!(r.deletes.is_empty());
         assert_eq!(
             r.upserts,
@@ -673,7 +675,7 @@ mod tests {
             d.deletions(OnLeave::Delete),
             [key("kd"), key("ke"), key("ka")]
         );
-        let r = d.records(OnLeave::Delete, &none());
+        let r = d.clone().into_records(OnLeave::Delete, &none());
         assert_eq!(r.deletes, ["d", "e"]);
         // c's row is taken over by b: remembered as left in case b's write is refused.
         assert_eq!(
@@ -690,7 +692,7 @@ mod tests {
     fn refused_rows_record_nothing() {
         let page = vec![("a", row("1", 1)), ("b", row("2", 2))];
         let d = decide(page, vec![entry("b", "2", 1)], false).unwrap();
-        let r = d.records(OnLeave::Keep, &HashSet::from([0]));
+        let r = d.clone().into_records(OnLeave::Keep, &HashSet::from([0]));
         assert_eq!(r.upserts, vec![entry("b", "2", 2)]);
         assert_eq!((r.inserted, r.updated), (0, 1));
     }
@@ -700,7 +702,7 @@ mod tests {
         // Same row as when it left: still written (an update), since its entry says it left.
         let d = decide(vec![("a", row("k", 7))], vec![left("a", "k", 7)], false).unwrap();
         assert_eq!(d.verdicts, vec![write("k", 7, true, None)]);
-        let r = d.records(OnLeave::Keep, &none());
+        let r = d.clone().into_records(OnLeave::Keep, &none());
         assert_eq!(r.upserts, vec![entry("a", "k", 7)]);
         assert_eq!((r.inserted, r.updated), (0, 1));
         // Back under another key: the kept row is given up (deleted under `delete`).
@@ -716,7 +718,7 @@ mod tests {
         let d = decide(Vec::<(&str, Outcome)>::new(), entries, false).unwrap();
         assert_eq!(d.leavers.len(), 2);
         assert_eq!(d.deletions(OnLeave::Delete), [key("kx"), key("ky")]);
-        let r = d.records(OnLeave::Keep, &none());
+        let r = d.clone().into_records(OnLeave::Keep, &none());
         assert_eq!(r.upserts, vec![left("x", "kx", 1)]);
     }
 }

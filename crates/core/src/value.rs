@@ -17,6 +17,11 @@ use crate::schema::{self, PropertyType};
 /// was a tenth of a run's CPU.
 pub type Text = compact_str::CompactString;
 
+/// A typed value.
+///
+/// `repr(C, u8)` fixes the layout that [`Value::nulls`] and the in-place readers rely on: the first byte
+/// is the tag, numbered in the order the variants are declared, and every payload starts on a word. So
+/// `Null` must stay the first variant (a zeroed `Value` is `Null`); the order of the others may change.
 #[derive(Debug, Clone, PartialEq)]
 #[repr(C, u8)]
 pub enum Value {

@@ -40,6 +40,9 @@
 //! recoveries are posted to webhooks.
 
 pub mod alerts;
+pub mod check;
+pub mod error;
+mod retry;
 mod run;
 pub mod scheduler;
 pub mod validate;
@@ -55,6 +58,8 @@ use sluice_store::{
 };
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
+pub use check::{check_change, check_pipeline, Fitted};
+pub use error::{EngineError, ErrorKind};
 pub use run::{prepare, prepare_with, transform_profiles, Prepared};
 
 /// Settings of the engine.
@@ -370,6 +375,7 @@ impl Engine {
                 }
                 let ctx = run::RunContext {
                     meta: self.inner.meta.clone(),
+                    sync: self.inner.meta.clone(),
                     profiles: self.inner.profiles.clone(),
                     config: self.inner.config.clone(),
                     cancel,

@@ -455,12 +455,45 @@ fn profile(i: usize) -> Value {
     })
 }
 
-async fn world(db: Box<dyn Db>, dir: tempfile::TempDir, n: usize) -> World {
-    let secrets = SecretBox::load_or_create(dir.path()).unwrap();
-    let meta = sluice_store::open_metadata(None, dir.path(), secrets)
+/// Which backend holds the metadata and the profiles.
+#[derive(Debug, Clone, Copy)]
+enum Stores {
+    Sqlite,
+    Postgres,
+}
+
+/// A PostgreSQL schema of its own for a test's stores, named in the URL's search path.
+async fn pg_store_url() -> String {
+    let url = std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .expect("SLUICE_TEST_POSTGRES_URL must name a PostgreSQL server for these tests (scripts/services.sh starts one)");
+    let schema = format!("store_{}", uuid::Uuid::new_v4().simple());
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to SLUICE_TEST_POSTGRES_URL");
+    tokio::spawn(conn);
+    c.batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
         .await
         .unwrap();
-    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{schema}")
+}
+
+async fn world(db: Box<dyn Db>, dir: tempfile::TempDir, n: usize) -> World {
+    world_on(Stores::Sqlite, db, dir, n).await
+}
+
+async fn world_on(stores: Stores, db: Box<dyn Db>, dir: tempfile::TempDir, n: usize) -> World {
+    let secrets = SecretBox::load_or_create(dir.path()).unwrap();
+    let url = match stores {
+        Stores::Sqlite => None,
+        Stores::Postgres => Some(pg_store_url().await),
+    };
+    let meta = sluice_store::open_metadata(url.as_deref(), dir.path(), secrets)
+        .await
+        .unwrap();
+    let profiles = sluice_store::open_profiles(url.as_deref(), dir.path())
+        .await
+        .unwrap();
     let schema = model();
     meta.put_schema(&schema).await.unwrap();
     let batch: Vec<_> = (0..n)
@@ -523,6 +556,24 @@ impl World {
         };
         self.engine.meta().insert_pipeline(&rec).await.unwrap();
         rec.id
+    }
+
+    /// Changes fields of a stored pipeline.
+    async fn set(&self, pipeline: &str, changes: Value) {
+        let mut rec = self
+            .engine
+            .meta()
+            .get_pipeline(pipeline)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut spec = serde_json::to_value(&rec.spec).unwrap();
+        for (k, v) in changes.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        rec.spec = serde_json::from_value(spec).unwrap();
+        rec.updated_at = chrono::Utc::now();
+        self.engine.meta().update_pipeline(&rec).await.unwrap();
     }
 
     async fn run(&self, pipeline: &str) -> RunRecord {
@@ -672,6 +723,63 @@ async fn scenario_filter_and_on_leave_delete(w: World) {
     assert_eq!(ids.len(), 99);
     assert!(!ids.contains(&"p00000".to_string()) && !ids.contains(&"p00003".to_string()));
     assert!(ids.contains(&"p00001".to_string()));
+}
+
+/// Leavers' rows kept, then the rule switched to `delete`: the rows Sluice kept are deleted too, and a
+/// profile that came back in between updated its kept row rather than inserting one.
+async fn scenario_leavers_kept_then_deleted(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    let p = w
+        .pipeline(json!({"on_leave": "keep",
+            "filter": {"logical": "and", "conditions": [{"property": "country", "operator": "is", "values": ["IT"]}]}}))
+        .await;
+    let r1 = w.run(&p).await;
+    assert_succeeded(&r1);
+    assert_eq!(r1.counts.inserted, 100);
+    // Two profiles leave the audience and one is deleted: their rows stay.
+    let mut gone = profile(0);
+    gone["country"] = json!("FR");
+    let mut away = profile(6);
+    away["country"] = json!("FR");
+    w.upsert(vec![gone, away]).await;
+    assert!(w.engine.profiles().delete("p00003").await.unwrap());
+    let r2 = w.run(&p).await;
+    assert_succeeded(&r2);
+    assert_eq!(
+        (r2.counts.deleted, r2.counts.inserted, r2.counts.updated, r2.counts.unchanged),
+        (0, 0, 0, 97)
+    );
+    assert_eq!(w.count().await, 100);
+    // One comes back as it was: its kept row is updated, not inserted.
+    w.upsert(vec![profile(6)]).await;
+    let r3 = w.run(&p).await;
+    assert_succeeded(&r3);
+    assert_eq!(
+        (r3.counts.inserted, r3.counts.updated, r3.counts.unchanged),
+        (0, 1, 97)
+    );
+    assert_eq!(w.count().await, 100);
+    // Switched to delete: the next run makes the table match the audience.
+    w.set(&p, json!({"on_leave": "delete"})).await;
+    let r4 = w.run(&p).await;
+    assert_succeeded(&r4);
+    assert_eq!(
+        (r4.counts.deleted, r4.counts.inserted, r4.counts.unchanged),
+        (2, 0, 98)
+    );
+    let ids: Vec<String> =
+        w.db.rows("SELECT id FROM customers ORDER BY id")
+            .await
+            .into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect();
+    assert_eq!(ids.len(), 98);
+    assert!(!ids.contains(&"p00000".to_string()) && !ids.contains(&"p00003".to_string()));
+    assert!(ids.contains(&"p00006".to_string()));
+    // Nothing more to do.
+    let r5 = w.run(&p).await;
+    assert_succeeded(&r5);
+    assert_eq!((r5.counts.deleted, r5.counts.unchanged), (0, 98));
 }
 
 async fn scenario_duplicate_keys(w: World) {
@@ -1077,44 +1185,53 @@ async fn scenario_reads_only_changes(w: World) {
     assert_eq!((again.counts.read, again.counts.unchanged), (300, 300));
 }
 
+/// Expands every scenario for every destination, on each store backend (embedded SQLite and PostgreSQL):
+/// `sqlite_store::mysql::…`, `postgres_store::snowflake::…`.
 macro_rules! for_each_destination {
     ($($name:ident => $scenario:ident),* $(,)?) => {
-        mod sqlite {
+        for_each_destination!(@stores sqlite_store, Stores::Sqlite; $($name => $scenario),*);
+        for_each_destination!(@stores postgres_store, Stores::Postgres; $($name => $scenario),*);
+    };
+    (@stores $stores_mod:ident, $stores:expr; $($name:ident => $scenario:ident),*) => {
+        mod $stores_mod {
             use super::*;
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() {
-                let dir = tempfile::tempdir().unwrap();
-                let db = sqlite_db(dir.path()).await;
-                $scenario(world(db, dir, 300).await).await;
-            })*
-        }
-        mod postgres {
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() {
-                let dir = tempfile::tempdir().unwrap();
-                let db = pg_db().await;
-                $scenario(world(db, dir, 300).await).await;
-            })*
-        }
-        mod mysql {
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() {
-                let dir = tempfile::tempdir().unwrap();
-                // Dropped when the test ends, after the scenario has consumed the world.
-                let (db, _drop_database) = mysql_db().await;
-                $scenario(world(db, dir, 300).await).await;
-            })*
-        }
-        mod snowflake {
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() {
-                let dir = tempfile::tempdir().unwrap();
-                let db = snowflake_db().await;
-                $scenario(world(db, dir, 300).await).await;
-            })*
+            mod sqlite {
+                use super::*;
+                $(#[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let db = sqlite_db(dir.path()).await;
+                    $scenario(world_on($stores, db, dir, 300).await).await;
+                })*
+            }
+            mod postgres {
+                use super::*;
+                $(#[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let db = pg_db().await;
+                    $scenario(world_on($stores, db, dir, 300).await).await;
+                })*
+            }
+            mod mysql {
+                use super::*;
+                $(#[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    // Dropped when the test ends, after the scenario has consumed the world.
+                    let (db, _drop_database) = mysql_db().await;
+                    $scenario(world_on($stores, db, dir, 300).await).await;
+                })*
+            }
+            mod snowflake {
+                use super::*;
+                $(#[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let db = snowflake_db().await;
+                    $scenario(world_on($stores, db, dir, 300).await).await;
+                })*
+            }
         }
     };
 }
@@ -1130,6 +1247,7 @@ for_each_destination! {
     python_preview_equals_run => scenario_python_preview_equals_run,
     reads_only_changes => scenario_reads_only_changes,
     key_change_moves_the_row => scenario_key_change_moves_the_row,
+    leavers_kept_then_deleted => scenario_leavers_kept_then_deleted,
 }
 
 mod clickhouse {

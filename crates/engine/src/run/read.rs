@@ -1,0 +1,111 @@
+//! Read: pages of profiles in `_id` order, fetched ahead of the processing, and the sync entries of
+//! the same id range.
+
+use std::sync::Arc;
+
+use sluice_core::filter::Filter;
+use sluice_core::RawProfile;
+use sluice_store::{MetadataStore, ProfileStore, RunRecord, StoreError, SyncEntry};
+use tokio::sync::mpsc;
+
+use crate::error::{EngineError, Result};
+
+/// Which profiles a run reads.
+pub(crate) enum Source {
+    /// Those matching the filter (pushed down to the store).
+    Audience(Option<Filter>),
+    /// Those changed at or after a change mark, whatever the filter.
+    ChangedSince(i64),
+}
+
+pub(crate) type Pages = mpsc::Receiver<Result<Vec<RawProfile>, StoreError>>;
+
+/// Reads pages ahead of the processing, so that reading overlaps transforming and writing.
+pub(crate) fn spawn_reader(profiles: Arc<dyn ProfileStore>, source: Source, batch: usize) -> Pages {
+    // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut after: Option<String> = None;
+        loop {
+            let page = match &source {
+                Source::Audience(filter) => {
+                    profiles
+                        .page_raw(filter.as_ref(), after.as_deref(), batch)
+                        .await
+                }
+                Source::ChangedSince(mark) => {
+                    profiles
+                        .changed_page_raw(*mark, after.as_deref(), batch)
+                        .await
+                }
+            };
+            match page {
+                Ok(page) if page.is_empty() => break,
+                Ok(page) => {
+                    after = page.last().map(|p| p.id.clone());
+                    if tx.send(Ok(page)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+pub(crate) type Counter = tokio::task::JoinHandle<Result<(u64, u64), StoreError>>;
+
+/// Counts the profiles matching the filter, and all profiles.
+pub(crate) fn spawn_counter(profiles: Arc<dyn ProfileStore>, filter: Option<Filter>) -> Counter {
+    tokio::spawn(async move {
+        let total = profiles.count(filter.as_ref()).await?;
+        let all = match filter {
+            Some(_) => profiles.count(None).await?,
+            None => total,
+        };
+        Ok((total, all))
+    })
+}
+
+/// Takes the audience count into the run: its total, and the profiles outside the audience as
+/// filtered out.
+pub(crate) async fn apply_counts(run: &mut RunRecord, counter: Option<Counter>) -> Result<()> {
+    if let Some(c) = counter {
+        let (total, all) = c
+            .await
+            .map_err(|e| EngineError::internal(format!("counting profiles failed: {e}")))?
+            .map_err(|e| EngineError::store("counting profiles failed", e))?;
+        run.progress.total = Some(total);
+        // Added to the profiles the transformation skipped, counted as they come.
+        run.counts.filtered_out += all.saturating_sub(total);
+    }
+    Ok(())
+}
+
+/// The sync entries with `after < profile_id <= upto`, read in chunks.
+pub(crate) async fn load_entries(
+    sync: &dyn MetadataStore,
+    pid: &str,
+    after: Option<&str>,
+    upto: Option<&str>,
+) -> Result<Vec<SyncEntry>> {
+    const CHUNK: usize = 50_000;
+    let mut out: Vec<SyncEntry> = Vec::new();
+    let mut cursor = after.map(str::to_string);
+    loop {
+        let chunk = sync
+            .sync_range(pid, cursor.as_deref(), upto, CHUNK)
+            .await
+            .map_err(|e| EngineError::store("reading the sync state failed", e))?;
+        let n = chunk.len();
+        cursor = chunk.last().map(|e| e.profile_id.clone()).or(cursor);
+        out.extend(chunk);
+        if n < CHUNK {
+            return Ok(out);
+        }
+    }
+}
