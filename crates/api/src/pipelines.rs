@@ -327,6 +327,8 @@ async fn preview(
             .sync_range(&rec.id, None, Some(max), 10_000)
             .await?
             .into_iter()
+            // Labelled as the run labels them, which takes left entries as absent.
+            .filter(|e| !e.left)
             .map(|e| (e.profile_id.clone(), e))
             .collect()
     } else {
@@ -374,7 +376,7 @@ async fn preview(
                 let hash = hash_row(prepared.seed, &values);
                 let key = values[key_idx].to_string();
                 let action = match entries.get(&p.id) {
-                    Some(e) if e.hash == hash && e.key == key => "unchanged",
+                    Some(e) if e.hash == hash && e.key.as_str() == key => "unchanged",
                     Some(_) => "update",
                     None => "insert",
                 };

@@ -18,7 +18,7 @@ use sluice_destinations::{
 };
 use sluice_store::{
     MetadataStore, PipelineRecord, ProfileStore, RunErrorGroup, RunRecord, RunStatus, StoreError,
-    SyncCheckpoint, SyncEntry, MAX_SAMPLES, TOMBSTONE_RETENTION,
+    SyncCheckpoint, SyncEntry, SyncKey, MAX_SAMPLES, TOMBSTONE_RETENTION,
 };
 use sluice_transform::{Evaluator, Limits, Output, RowError, Transform};
 use tokio::sync::{mpsc, watch};
@@ -964,6 +964,8 @@ impl<'a> BatchState<'a> {
         // entry. Entries left without a profile, or whose profile was skipped, are stale: rows of profiles
         // that left the audience (or were deleted).
         let mut entries = entries;
+        // This run never records left entries; one found is taken as absent.
+        entries.retain(|e| !e.left);
         if !entries.is_sorted_by(|a, b| a.profile_id <= b.profile_id) {
             entries.sort_unstable_by(|a, b| a.profile_id.cmp(&b.profile_id));
         }
@@ -1024,10 +1026,12 @@ impl<'a> BatchState<'a> {
                 continue;
             }
             match entry {
-                Some(e) if e.hash == hash && e.key == key_text => counts.unchanged += 1,
+                Some(e) if e.hash == hash && e.key.as_str() == key_text => counts.unchanged += 1,
                 _ => candidates.push(Candidate {
-                    known: entry.is_some_and(|e| e.key == key_text),
-                    old_key: entry.filter(|e| e.key != key_text).map(|e| e.key.clone()),
+                    known: entry.is_some_and(|e| e.key.as_str() == key_text),
+                    old_key: entry
+                        .filter(|e| e.key.as_str() != key_text)
+                        .map(|e| e.key.to_string()),
                     id: &row.id,
                     key: key_text,
                     hash,
@@ -1044,20 +1048,24 @@ impl<'a> BatchState<'a> {
         let mut recorded: HashSet<String> = HashSet::new();
         if !candidates.is_empty() && !p.key_is_profile_id {
             let t = Instant::now();
-            let keys: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
-            let owners = ctx
+            let keys: Vec<SyncKey> = candidates
+                .iter()
+                .map(|c| SyncKey::from_stored(c.key.clone()))
+                .collect();
+            let mut owners = ctx
                 .meta
                 .sync_owners(self.pid, &keys)
                 .await
                 .map_err(|e| e.to_string())?;
+            owners.retain(|e| !e.left);
             self.timings.owners += t.elapsed();
             if count_here {
-                recorded.extend(owners.iter().map(|(k, _)| k.clone()));
+                recorded.extend(owners.iter().map(|e| e.key.to_string()));
             }
             let stale_ids: HashSet<&str> = stale.iter().map(|e| e.profile_id.as_str()).collect();
             let blocked: HashMap<&str, &str> = owners
                 .iter()
-                .map(|(k, o)| (k.as_str(), o.as_str()))
+                .map(|e| (e.key.as_str(), e.profile_id.as_str()))
                 .filter(|(_, owner)| !stale_ids.contains(owner))
                 .collect();
             let mut kept = Vec::with_capacity(candidates.len());
@@ -1136,11 +1144,11 @@ impl<'a> BatchState<'a> {
                             counts.inserted += 1;
                         }
                     }
-                    upserts.push(SyncEntry {
-                        profile_id: c.id.to_string(),
-                        key: c.key.clone(),
-                        hash: c.hash,
-                    });
+                    upserts.push(SyncEntry::written(
+                        c.id,
+                        SyncKey::from_stored(c.key.clone()),
+                        c.hash,
+                    ));
                 }
             }
         }

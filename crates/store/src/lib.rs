@@ -33,6 +33,7 @@ mod tls;
 
 pub use coord::{Coordination, Held};
 pub use secrets::SecretBox;
+pub use sluice_core::sync::{SyncEntry, SyncKey};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -152,15 +153,6 @@ pub struct RunRecord {
     pub message: Option<String>,
 }
 
-/// What a pipeline last confirmed writing for one profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncEntry {
-    pub profile_id: String,
-    /// The key column's value, as text.
-    pub key: String,
-    pub hash: u128,
-}
-
 /// Until which point of the profile store's history a pipeline's sync state is known to be complete.
 ///
 /// Kept only while it holds: every profile that did not change at or after `mark` (see
@@ -225,7 +217,8 @@ pub trait MetadataStore: Coordination + Send + Sync {
     /// Runs not finished (queued or running), any pipeline, oldest first.
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>>;
 
-    /// Sync entries with `after < profile_id <= upto` (bounds optional), ordered by profile id.
+    /// Sync entries with `after < profile_id <= upto` (bounds optional), ordered by profile id; left
+    /// entries included, flagged.
     async fn sync_range(
         &self,
         pipeline: &str,
@@ -233,12 +226,14 @@ pub trait MetadataStore: Coordination + Send + Sync {
         upto: Option<&str>,
         limit: usize,
     ) -> Result<Vec<SyncEntry>>;
-    /// For each of `keys` that some profile holds: `(key, profile_id)`, in no particular order.
-    async fn sync_owners(&self, pipeline: &str, keys: &[String]) -> Result<Vec<(String, String)>>;
+    /// The entries holding any of `keys`, left ones included (flagged), in no particular order; a key
+    /// no entry holds has none.
+    async fn sync_owners(&self, pipeline: &str, keys: &[SyncKey]) -> Result<Vec<SyncEntry>>;
     /// Removes the entries of `deletes` (profile ids), then upserts `upserts`, atomically. A key is held by at
-    /// most one profile per pipeline: an upsert takes its key from any other holder, which is left with no
-    /// entry. The result is that of applying the upserts one by one in order (the last entry for a profile
-    /// or a key wins). `NotFound` when the pipeline does not exist.
+    /// most one profile per pipeline, left entries included: an upsert takes its key from any other
+    /// holder, which is left with no entry. The result is that of applying the upserts one by one in order
+    /// (the last entry for a profile or a key wins). An upsert with `left: true` records that its
+    /// profile left while its row was kept. `NotFound` when the pipeline does not exist.
     /// The entries are taken by value: the SQLite store hands them to its writer thread as they are.
     async fn sync_apply(
         &self,
@@ -246,11 +241,15 @@ pub trait MetadataStore: Coordination + Send + Sync {
         upserts: Vec<SyncEntry>,
         deletes: Vec<String>,
     ) -> Result<()>;
-    /// The entries of the profiles among `ids` that have one, ordered by profile id.
+    /// The entries of the profiles among `ids` that have one (left ones flagged), ordered by profile id.
     async fn sync_get(&self, pipeline: &str, ids: &[String]) -> Result<Vec<SyncEntry>>;
     /// Forgets what the pipeline wrote (and its checkpoint), so its next run compares afresh.
     async fn sync_clear(&self, pipeline: &str) -> Result<()>;
+    /// How many entries are not left: the rows the pipeline keeps in step with their profiles. One scan
+    /// of the pipeline's entries, without reading them out.
     async fn sync_count(&self, pipeline: &str) -> Result<u64>;
+    /// How many entries are left: rows kept in the table for profiles no longer in the audience.
+    async fn sync_count_left(&self, pipeline: &str) -> Result<u64>;
     async fn sync_checkpoint(&self, pipeline: &str) -> Result<Option<SyncCheckpoint>>;
     /// Replaces (or, with `None`, removes) the pipeline's checkpoint. `NotFound` when the pipeline does not
     /// exist.
@@ -360,6 +359,23 @@ pub async fn open_metadata(
             let path = data_dir.join("metadata.db");
             let store = blocking(move || sqlite::SqliteMetadata::open(&path, secrets)).await?;
             Ok(std::sync::Arc::new(store))
+        }
+    }
+}
+
+/// Brings the metadata tables to schema `version` and no further, as an older Sluice left them: for tests
+/// of what a migration does to stored data.
+#[doc(hidden)]
+pub async fn migrate_metadata_to(
+    url: Option<&str>,
+    data_dir: &std::path::Path,
+    version: usize,
+) -> Result<()> {
+    match url {
+        Some(url) => postgres::migrate_metadata_to(url, version).await,
+        None => {
+            let path = data_dir.join("metadata.db");
+            blocking(move || sqlite::migrate_metadata_to(&path, version)).await
         }
     }
 }

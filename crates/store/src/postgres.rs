@@ -34,7 +34,7 @@ use crate::codec::{self, corrupt};
 mod coord;
 use crate::{
     ChangeCounts, DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result,
-    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, UpsertOutcome,
+    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, SyncKey, UpsertOutcome,
     TOMBSTONE_RETENTION,
 };
 
@@ -377,6 +377,12 @@ CREATE TABLE sluice_schedules (
     pending boolean NOT NULL
 );
 "#,
+    // Entries of profiles that left while their rows are kept (`SyncEntry::left`) hold true, every other
+    // entry NULL, as in SQLite: adding the column rewrites nothing, and a NULL takes no room in a row (its
+    // bit fits in the padding of the row header).
+    r#"
+ALTER TABLE sluice_sync_state ADD COLUMN has_left boolean;
+"#,
 ];
 
 /// Metadata in PostgreSQL.
@@ -392,6 +398,14 @@ impl PgMetadata {
         migrate(&pool, "metadata", METADATA_MIGRATIONS).await?;
         Ok(PgMetadata { pool, secrets })
     }
+}
+
+/// See [`crate::migrate_metadata_to`].
+pub(crate) async fn migrate_metadata_to(url: &str, version: usize) -> Result<()> {
+    let migrations = METADATA_MIGRATIONS.get(..version).ok_or_else(|| {
+        StoreError::Backend(format!("there is no metadata schema version {version}"))
+    })?;
+    migrate(&Pool::new(url, "metadata")?, "metadata", migrations).await
 }
 
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
@@ -833,8 +847,7 @@ impl MetadataStore for PgMetadata {
         limit: usize,
     ) -> Result<Vec<SyncEntry>> {
         let limit = limit_param(limit);
-        let mut sql =
-            String::from("SELECT profile_id, key, hash FROM sluice_sync_state WHERE pipeline = $1");
+        let mut sql = format!("SELECT {SYNC_COLUMNS} FROM sluice_sync_state WHERE pipeline = $1");
         let mut args: Vec<&(dyn ToSql + Sync)> = vec![&pipeline, &limit];
         if let Some(after) = &after {
             args.push(after);
@@ -847,29 +860,26 @@ impl MetadataStore for PgMetadata {
         sql.push_str(" ORDER BY profile_id LIMIT $2");
         let conn = self.pool.get().await?;
         let rows = conn.query(&sql, &args).await.map_err(pg_error)?;
-        rows_to(rows, |r| {
-            let profile_id: String = get(r, 0)?;
-            Ok(SyncEntry {
-                hash: codec::hash_from_bytes(&profile_id, get(r, 2)?)?,
-                key: get(r, 1)?,
-                profile_id,
-            })
-        })
+        rows_to(rows, entry_from_row)
     }
 
-    async fn sync_owners(&self, pipeline: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+    async fn sync_owners(&self, pipeline: &str, keys: &[SyncKey]) -> Result<Vec<SyncEntry>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        let keys: Vec<&str> = keys.iter().map(SyncKey::as_str).collect();
         let conn = self.pool.get().await?;
         let rows = conn
             .query(
-                "SELECT key, profile_id FROM sluice_sync_state WHERE pipeline = $1 AND key = ANY($2::text[])",
+                &format!(
+                    "SELECT {SYNC_COLUMNS} FROM sluice_sync_state
+                     WHERE pipeline = $1 AND key = ANY($2::text[])"
+                ),
                 &[&pipeline, &keys],
             )
             .await
             .map_err(pg_error)?;
-        rows_to(rows, |r| Ok((get(r, 0)?, get(r, 1)?)))
+        rows_to(rows, entry_from_row)
     }
 
     async fn sync_apply(
@@ -890,6 +900,7 @@ impl MetadataStore for PgMetadata {
             .map(|e| codec::hash_to_bytes(e.hash))
             .collect();
         let hashes: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        let lefts: Vec<Option<bool>> = plan.keep.iter().map(|e| e.left.then_some(true)).collect();
         let mut conn = self.pool.get().await?;
         let tx = conn.transaction().await.map_err(pg_error)?;
         if !plan.drop.is_empty() {
@@ -909,15 +920,19 @@ impl MetadataStore for PgMetadata {
             .await
             .map_err(pg_error)?;
             tx.execute(
-                "INSERT INTO sluice_sync_state (pipeline, profile_id, key, hash)
-                 SELECT $1, u.profile_id, u.key, u.hash
-                 FROM unnest($2::text[], $3::text[], $4::bytea[]) AS u(profile_id, key, hash)
-                 ON CONFLICT (pipeline, profile_id) DO UPDATE SET key = EXCLUDED.key, hash = EXCLUDED.hash",
-                &[&pipeline, &ids, &keys, &hashes],
+                "INSERT INTO sluice_sync_state (pipeline, profile_id, key, hash, has_left)
+                 SELECT $1, u.profile_id, u.key, u.hash, u.has_left
+                 FROM unnest($2::text[], $3::text[], $4::bytea[], $5::boolean[])
+                     AS u(profile_id, key, hash, has_left)
+                 ON CONFLICT (pipeline, profile_id) DO UPDATE
+                     SET key = EXCLUDED.key, hash = EXCLUDED.hash, has_left = EXCLUDED.has_left",
+                &[&pipeline, &ids, &keys, &hashes, &lefts],
             )
             .await
             .map_err(|e| match violation(&e) {
-                Some(Violation::ForeignKey) => StoreError::NotFound(format!("pipeline `{pipeline}` does not exist")),
+                Some(Violation::ForeignKey) => {
+                    StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
+                }
                 _ => pg_error(e),
             })?;
         }
@@ -931,20 +946,15 @@ impl MetadataStore for PgMetadata {
         let conn = self.pool.get().await?;
         let rows = conn
             .query(
-                "SELECT profile_id, key, hash FROM sluice_sync_state
-                 WHERE pipeline = $1 AND profile_id = ANY($2::text[]) ORDER BY profile_id",
+                &format!(
+                    "SELECT {SYNC_COLUMNS} FROM sluice_sync_state
+                     WHERE pipeline = $1 AND profile_id = ANY($2::text[]) ORDER BY profile_id"
+                ),
                 &[&pipeline, &ids],
             )
             .await
             .map_err(pg_error)?;
-        rows_to(rows, |r| {
-            let profile_id: String = get(r, 0)?;
-            Ok(SyncEntry {
-                hash: codec::hash_from_bytes(&profile_id, get(r, 2)?)?,
-                key: get(r, 1)?,
-                profile_id,
-            })
-        })
+        rows_to(rows, entry_from_row)
     }
 
     async fn sync_clear(&self, pipeline: &str) -> Result<()> {
@@ -1010,16 +1020,40 @@ impl MetadataStore for PgMetadata {
     }
 
     async fn sync_count(&self, pipeline: &str) -> Result<u64> {
+        self.sync_count_where(pipeline, "has_left IS NULL").await
+    }
+
+    async fn sync_count_left(&self, pipeline: &str) -> Result<u64> {
+        self.sync_count_where(pipeline, "has_left").await
+    }
+}
+
+impl PgMetadata {
+    async fn sync_count_where(&self, pipeline: &str, condition: &'static str) -> Result<u64> {
         let conn = self.pool.get().await?;
         let row = conn
             .query_one(
-                "SELECT count(*) FROM sluice_sync_state WHERE pipeline = $1",
+                &format!(
+                    "SELECT count(*) FROM sluice_sync_state WHERE pipeline = $1 AND {condition}"
+                ),
                 &[&pipeline],
             )
             .await
             .map_err(pg_error)?;
         Ok(codec::to_u64(get(&row, 0)?))
     }
+}
+
+const SYNC_COLUMNS: &str = "profile_id, key, hash, has_left";
+
+fn entry_from_row(r: &Row) -> Result<SyncEntry> {
+    let profile_id: String = get(r, 0)?;
+    Ok(SyncEntry {
+        hash: codec::hash_from_bytes(&profile_id, get(r, 2)?)?,
+        key: SyncKey::from_stored(get::<String>(r, 1)?),
+        left: get::<Option<bool>>(r, 3)? == Some(true),
+        profile_id,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ use crate::codec::{self, corrupt};
 mod coord;
 use crate::{
     ChangeCounts, DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result,
-    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, UpsertOutcome,
+    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, SyncKey, UpsertOutcome,
     TOMBSTONE_RETENTION,
 };
 
@@ -434,7 +434,22 @@ END;
 ALTER TABLE sync_pipelines ADD COLUMN written_keys INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE sync_pipelines ADD COLUMN implied_keys INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Entries of profiles that left while their rows are kept (`SyncEntry::left`) hold 1, every other
+    // entry NULL: what entries written before read back, so "not left" has one form, and each entry pays
+    // one byte of record header for the column (1 and NULL take no payload). No index: counting the left
+    // entries of a pipeline is the same scan of its range of the primary key as counting all of them.
+    r#"
+ALTER TABLE sync_entries ADD COLUMN has_left INTEGER;
+"#,
 ];
+
+/// See [`crate::migrate_metadata_to`].
+pub(crate) fn migrate_metadata_to(path: &Path, version: usize) -> Result<()> {
+    let migrations = METADATA_MIGRATIONS.get(..version).ok_or_else(|| {
+        StoreError::Backend(format!("there is no metadata schema version {version}"))
+    })?;
+    Db::open(path, "metadata", migrations, no_setup).map(drop)
+}
 
 /// Metadata in an SQLite file.
 pub struct SqliteMetadata {
@@ -924,7 +939,7 @@ impl MetadataStore for SqliteMetadata {
                 };
                 // One statement per bound combination keeps each a plain range scan of the primary key.
                 let mut sql = String::from(
-                    "SELECT profile_id, key, hash FROM sync_entries WHERE pipeline = ?1",
+                    "SELECT profile_id, key, hash, has_left FROM sync_entries WHERE pipeline = ?1",
                 );
                 let mut args: Vec<SqlValue> = vec![num.into(), limit.into()];
                 if let Some(after) = after {
@@ -939,22 +954,13 @@ impl MetadataStore for SqliteMetadata {
                 let mut stmt = c.prepare_cached(&sql).map_err(sql_error)?;
                 collect(&mut stmt, rusqlite::params_from_iter(args), |r| {
                     let profile_id: String = r.get(0).map_err(sql_error)?;
-                    let hash = r
-                        .get_ref(2)
-                        .map_err(sql_error)?
-                        .as_blob()
-                        .map_err(|e| sql_error(e.into()))?;
-                    Ok(SyncEntry {
-                        hash: codec::hash_from_bytes(&profile_id, hash)?,
-                        key: stored_key(r.get(1).map_err(sql_error)?, &profile_id),
-                        profile_id,
-                    })
+                    entry_from_row(r, profile_id, 1)
                 })
             })
             .await
     }
 
-    async fn sync_owners(&self, pipeline: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+    async fn sync_owners(&self, pipeline: &str, keys: &[SyncKey]) -> Result<Vec<SyncEntry>> {
         let (pipeline, keys) = (pipeline.to_owned(), keys.to_vec());
         self.db
             .read(move |c| {
@@ -964,35 +970,38 @@ impl MetadataStore for SqliteMetadata {
                 };
                 let mut written = tx
                     .prepare_cached(
-                        "SELECT profile_id FROM sync_entries WHERE pipeline = ?1 AND key = ?2",
+                        "SELECT profile_id, key, hash, has_left FROM sync_entries
+                         WHERE pipeline = ?1 AND key = ?2",
                     )
                     .map_err(sql_error)?;
                 // A key held as an implied one is the id of the profile holding it.
                 let mut implied_by = tx
                     .prepare_cached(
-                        "SELECT profile_id FROM sync_entries
+                        "SELECT profile_id, key, hash, has_left FROM sync_entries
                          WHERE pipeline = ?1 AND profile_id = ?2 AND key IS NULL",
                     )
                     .map_err(sql_error)?;
                 let mut seen = std::collections::HashSet::with_capacity(keys.len());
                 let mut out = Vec::new();
-                for key in keys {
-                    if !seen.insert(key.clone()) {
+                let holder = |stmt: &mut rusqlite::Statement<'_>, key: &str| {
+                    let mut rows = stmt.query(params![num, key]).map_err(sql_error)?;
+                    match rows.next().map_err(sql_error)? {
+                        Some(r) => {
+                            let profile_id: String = r.get(0).map_err(sql_error)?;
+                            entry_from_row(r, profile_id, 1).map(Some)
+                        }
+                        None => Ok(None),
+                    }
+                };
+                for key in &keys {
+                    if !seen.insert(key) {
                         continue;
                     }
-                    let mut owner: Option<String> = written
-                        .query_row(params![num, key], |r| r.get(0))
-                        .optional()
-                        .map_err(sql_error)?;
-                    if owner.is_none() && implied {
-                        owner = implied_by
-                            .query_row(params![num, key], |r| r.get(0))
-                            .optional()
-                            .map_err(sql_error)?;
+                    let mut entry = holder(&mut written, key.as_str())?;
+                    if entry.is_none() && implied {
+                        entry = holder(&mut implied_by, key.as_str())?;
                     }
-                    if let Some(owner) = owner {
-                        out.push((key, owner));
-                    }
+                    out.extend(entry);
                 }
                 Ok(out)
             })
@@ -1042,7 +1051,7 @@ impl MetadataStore for SqliteMetadata {
                 // Keys are implied (not stored) only while every entry of the pipeline, recorded and new,
                 // is keyed by its own profile id: then the primary key alone keeps keys unique. Otherwise
                 // every key is written, and the unique index keeps them so.
-                let imply = !sp.written && upserts.iter().all(|e| e.key == e.profile_id);
+                let imply = !sp.written && upserts.iter().all(|e| e.key.as_str() == e.profile_id);
                 let (written, implied) = (sp.written || !imply, sp.implied || imply);
                 if !upserts.is_empty() && (written, implied) != (sp.written, sp.implied) {
                     tx.execute(
@@ -1070,28 +1079,41 @@ impl MetadataStore for SqliteMetadata {
                             )
                             .map_err(sql_error)?;
                         for e in &upserts {
-                            give_up.execute(params![num, e.key]).map_err(sql_error)?;
+                            give_up
+                                .execute(params![num, e.key.as_str()])
+                                .map_err(sql_error)?;
                         }
                     }
                     // REPLACE deletes every row that conflicts on either the primary key or the unique key,
                     // which is exactly "this profile's entry is replaced and its key taken from any other
                     // holder"; rows of one statement are applied in order, as separate statements would be.
                     // Many rows per statement: executing one statement per entry cost more than the inserts.
+                    // Chunks without a left entry, all of them in most runs, bind no flag: the statement
+                    // leaves it NULL.
                     for chunk in upserts.chunks(SYNC_ROWS_PER_STATEMENT) {
+                        let flagged = chunk.iter().any(|e| e.left);
                         let mut upsert = tx
-                            .prepare_cached(&sync_upsert_sql(chunk.len(), imply))
+                            .prepare_cached(&sync_upsert_sql(chunk.len(), imply, flagged))
                             .map_err(sql_error)?;
                         let hashes: Vec<[u8; 16]> =
                             chunk.iter().map(|e| codec::hash_to_bytes(e.hash)).collect();
+                        let keys: Vec<&str> = chunk.iter().map(|e| e.key.as_str()).collect();
+                        let lefts: Vec<Option<bool>> =
+                            chunk.iter().map(|e| e.left.then_some(true)).collect();
                         let mut args: Vec<&dyn rusqlite::ToSql> =
-                            Vec::with_capacity(1 + 3 * chunk.len());
+                            Vec::with_capacity(1 + 4 * chunk.len());
                         args.push(&num);
-                        for (e, h) in chunk.iter().zip(&hashes) {
+                        for ((e, h), (key, left)) in
+                            chunk.iter().zip(&hashes).zip(keys.iter().zip(&lefts))
+                        {
                             args.push(&e.profile_id);
                             if !imply {
-                                args.push(&e.key);
+                                args.push(key);
                             }
                             args.push(h);
+                            if flagged {
+                                args.push(left);
+                            }
                         }
                         upsert.execute(args.as_slice()).map_err(sql_error)?;
                     }
@@ -1120,23 +1142,15 @@ impl MetadataStore for SqliteMetadata {
                 };
                 let mut stmt = tx
                     .prepare_cached(
-                        "SELECT key, hash FROM sync_entries WHERE pipeline = ?1 AND profile_id = ?2",
+                        "SELECT key, hash, has_left FROM sync_entries
+                         WHERE pipeline = ?1 AND profile_id = ?2",
                     )
                     .map_err(sql_error)?;
                 let mut out = Vec::new();
                 for id in ids {
-                    let found = stmt
-                        .query_row(params![num, id], |r| {
-                            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Vec<u8>>(1)?))
-                        })
-                        .optional()
-                        .map_err(sql_error)?;
-                    if let Some((key, hash)) = found {
-                        out.push(SyncEntry {
-                            hash: codec::hash_from_bytes(&id, &hash)?,
-                            key: stored_key(key, &id),
-                            profile_id: id,
-                        });
+                    let mut rows = stmt.query(params![num, id]).map_err(sql_error)?;
+                    if let Some(r) = rows.next().map_err(sql_error)? {
+                        out.push(entry_from_row(r, id, 0)?);
                     }
                 }
                 Ok(out)
@@ -1220,20 +1234,39 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn sync_count(&self, pipeline: &str) -> Result<u64> {
+        Ok(self.sync_counts(pipeline).await?.kept)
+    }
+
+    async fn sync_count_left(&self, pipeline: &str) -> Result<u64> {
+        Ok(self.sync_counts(pipeline).await?.left)
+    }
+}
+
+/// A pipeline's entries, split by whether their profile left.
+struct SyncCounts {
+    kept: u64,
+    left: u64,
+}
+
+impl SqliteMetadata {
+    async fn sync_counts(&self, pipeline: &str) -> Result<SyncCounts> {
         let pipeline = pipeline.to_owned();
         self.db
             .read(move |c| {
                 let Some(num) = sync_number(c, &pipeline)? else {
-                    return Ok(0);
+                    return Ok(SyncCounts { kept: 0, left: 0 });
                 };
-                let n: i64 = c
-                    .query_row(
-                        "SELECT count(*) FROM sync_entries WHERE pipeline = ?1",
-                        [num],
-                        |r| r.get(0),
+                // One walk of the pipeline's range of the primary key; the flag is in the row it visits.
+                let (all, left): (i64, i64) = c
+                    .prepare_cached(
+                        "SELECT count(*), count(has_left) FROM sync_entries WHERE pipeline = ?1",
                     )
+                    .and_then(|mut s| s.query_row([num], |r| Ok((r.get(0)?, r.get(1)?))))
                     .map_err(sql_error)?;
-                Ok(codec::to_u64(n))
+                Ok(SyncCounts {
+                    kept: codec::to_u64(all - left),
+                    left: codec::to_u64(left),
+                })
             })
             .await
     }
@@ -1333,8 +1366,8 @@ fn sql_param(p: SqlParam) -> SqlValue {
     }
 }
 
-/// Sync entries per `INSERT` statement: 3 parameters each, well under SQLite's limit of 32,766 (500 was
-/// measurably slower at 1M entries).
+/// Sync entries per `INSERT` statement: at most 4 parameters each, well under SQLite's limit of 32,766
+/// (500 was measurably slower at 1M entries).
 const SYNC_ROWS_PER_STATEMENT: usize = 2000;
 
 /// The number that names `pipeline` in `sync_entries`; `None` while it has never recorded an entry.
@@ -1369,40 +1402,65 @@ fn sync_pipeline(c: &Connection, pipeline: &str) -> Result<Option<SyncPipeline>>
 }
 
 /// The key of an entry as stored: written out, or implied by its profile's id.
-fn stored_key(key: Option<String>, profile_id: &str) -> String {
-    key.unwrap_or_else(|| profile_id.to_owned())
+fn stored_key(key: Option<String>, profile_id: &str) -> SyncKey {
+    SyncKey::from_stored(key.unwrap_or_else(|| profile_id.to_owned()))
+}
+
+/// The entry of `profile_id` from a row holding its key, hash and left flag from column `first` on.
+fn entry_from_row(r: &rusqlite::Row<'_>, profile_id: String, first: usize) -> Result<SyncEntry> {
+    let hash = r
+        .get_ref(first + 1)
+        .map_err(sql_error)?
+        .as_blob()
+        .map_err(|e| sql_error(e.into()))?;
+    Ok(SyncEntry {
+        hash: codec::hash_from_bytes(&profile_id, hash)?,
+        key: stored_key(r.get(first).map_err(sql_error)?, &profile_id),
+        left: r.get::<_, Option<bool>>(first + 2).map_err(sql_error)? == Some(true),
+        profile_id,
+    })
 }
 
 /// `INSERT OR REPLACE` of `rows` sync entries of the pipeline numbered `?1`, with their keys written
-/// out or (`implied`) left null. The full-size statements, used by every chunk but a batch's last, are
-/// written once.
-fn sync_upsert_sql(rows: usize, implied: bool) -> std::borrow::Cow<'static, str> {
-    static FULL: [std::sync::OnceLock<String>; 2] =
-        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+/// out or (`implied`) left null, and their left flags bound (`flagged`) or left null. The full-size
+/// statements, used by every chunk but a batch's last, are written once.
+fn sync_upsert_sql(rows: usize, implied: bool, flagged: bool) -> std::borrow::Cow<'static, str> {
+    static FULL: [std::sync::OnceLock<String>; 4] = [const { std::sync::OnceLock::new() }; 4];
     if rows == SYNC_ROWS_PER_STATEMENT {
-        return FULL[usize::from(implied)]
-            .get_or_init(|| write_sync_upsert_sql(rows, implied))
+        return FULL[usize::from(implied) * 2 + usize::from(flagged)]
+            .get_or_init(|| write_sync_upsert_sql(rows, implied, flagged))
             .into();
     }
-    write_sync_upsert_sql(rows, implied).into()
+    write_sync_upsert_sql(rows, implied, flagged).into()
 }
 
-fn write_sync_upsert_sql(rows: usize, implied: bool) -> String {
+fn write_sync_upsert_sql(rows: usize, implied: bool, flagged: bool) -> String {
     use std::fmt::Write as _;
-    let mut sql = String::from(
-        "INSERT OR REPLACE INTO sync_entries (pipeline, profile_id, key, hash) VALUES ",
-    );
-    let per_row = if implied { 2 } else { 3 };
+    let mut sql =
+        String::from("INSERT OR REPLACE INTO sync_entries (pipeline, profile_id, key, hash");
+    sql.push_str(if flagged {
+        ", has_left) VALUES "
+    } else {
+        ") VALUES "
+    });
+    let mut p = 2;
+    let mut param = |sql: &mut String| {
+        let _ = write!(sql, ", ?{p}");
+        p += 1;
+    };
     for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        let p = 2 + per_row * i;
-        let _ = if implied {
-            write!(sql, "(?1, ?{}, NULL, ?{})", p, p + 1)
+        sql.push_str(if i > 0 { ",(?1" } else { "(?1" });
+        param(&mut sql);
+        if implied {
+            sql.push_str(", NULL");
         } else {
-            write!(sql, "(?1, ?{}, ?{}, ?{})", p, p + 1, p + 2)
-        };
+            param(&mut sql);
+        }
+        param(&mut sql);
+        if flagged {
+            param(&mut sql);
+        }
+        sql.push(')');
     }
     sql
 }
@@ -1665,8 +1723,8 @@ mod tests {
     async fn sync_entries_survive_the_move_to_numbered_pipelines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metadata.db");
-        // The migration that numbered pipelines, and the one after it that lets keys be implied.
-        let before = METADATA_MIGRATIONS.len() - 2;
+        // Before the migration that numbered pipelines (the fourth).
+        let before = 3;
         {
             let mut c = open_connection(&path, no_setup, false).unwrap();
             migrate(&mut c, &path, "metadata", &METADATA_MIGRATIONS[..before]).unwrap();
@@ -1691,15 +1749,14 @@ mod tests {
         assert_eq!(got, [("a", "ka", 1), ("b", "kb", 2)]);
         assert_eq!(store.sync_count("p2").await.unwrap(), 1);
         assert_eq!(
-            store.sync_owners("p1", &["kb".into()]).await.unwrap(),
-            [("kb".to_string(), "b".to_string())]
+            store
+                .sync_owners("p1", &[SyncKey::from_stored("kb")])
+                .await
+                .unwrap(),
+            [SyncEntry::written("b", SyncKey::from_stored("kb"), 2)]
         );
         // New entries of a migrated pipeline share its number; the pipeline's deletion takes them all.
-        let entry = SyncEntry {
-            profile_id: "c".into(),
-            key: "kc".into(),
-            hash: 4,
-        };
+        let entry = SyncEntry::written("c", SyncKey::from_stored("kc"), 4);
         store.sync_apply("p1", vec![entry], vec![]).await.unwrap();
         assert_eq!(store.sync_count("p1").await.unwrap(), 3);
         assert!(store.delete_pipeline("p1").await.unwrap());
