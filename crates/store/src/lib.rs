@@ -167,13 +167,29 @@ pub struct SyncCheckpoint {
     pub taken_at: DateTime<Utc>,
 }
 
-/// Metadata: the Customer Model, destinations, pipelines, runs and each pipeline's sync state; run
-/// leases and schedule state through [`Coordination`].
+/// Metadata: the Customer Model, destinations and pipelines ([`Catalog`]), runs ([`RunLog`]), each
+/// pipeline's sync state ([`SyncState`]), run leases and schedule state ([`Coordination`]). One store
+/// holds them all; code that needs one part takes that trait (`&dyn SyncState` upcasts from a
+/// `&dyn MetadataStore`).
 ///
-/// Every method is one transaction: it either fully happens or not at all. Names are unique as written
-/// (case-sensitive).
+/// Every method of these traits is one transaction: it either fully happens or not at all.
+///
+/// ```
+/// use sluice_store::{MetadataStore, SyncState};
+///
+/// fn record(_sync: &dyn SyncState) {}
+/// fn run(meta: &dyn MetadataStore) {
+///     record(meta)
+/// }
+/// ```
+pub trait MetadataStore: Catalog + RunLog + SyncState + Coordination {}
+
+impl<T: Catalog + RunLog + SyncState + Coordination + ?Sized> MetadataStore for T {}
+
+/// What the user configured: the Customer Model, destinations and pipelines. Names are unique as
+/// written (case-sensitive).
 #[async_trait]
-pub trait MetadataStore: Coordination + Send + Sync {
+pub trait Catalog: Send + Sync {
     /// The Customer Model; an empty one before the first `put_schema`.
     async fn get_schema(&self) -> Result<Schema>;
     async fn put_schema(&self, schema: &Schema) -> Result<()>;
@@ -199,7 +215,11 @@ pub trait MetadataStore: Coordination + Send + Sync {
     async fn update_pipeline(&self, rec: &PipelineRecord) -> Result<()>;
     /// Deletes the pipeline with its runs and sync state; `Ok(false)` when absent.
     async fn delete_pipeline(&self, id: &str) -> Result<bool>;
+}
 
+/// The history of runs. Claiming a run for an instance, and leases, are [`Coordination`]'s.
+#[async_trait]
+pub trait RunLog: Send + Sync {
     /// `NotFound` when the pipeline does not exist, `Conflict` when the id is taken.
     async fn insert_run(&self, run: &RunRecord) -> Result<()>;
     /// Replaces the stored run (trigger, status, progress, counts, errors, times, message); `NotFound`
@@ -216,7 +236,12 @@ pub trait MetadataStore: Coordination + Send + Sync {
     ) -> Result<Vec<RunRecord>>;
     /// Runs not finished (queued or running), any pipeline, oldest first.
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>>;
+}
 
+/// What each pipeline last confirmed writing: a [`SyncEntry`] per profile, and a [`SyncCheckpoint`].
+/// A pipeline's sync state goes with the pipeline.
+#[async_trait]
+pub trait SyncState: Send + Sync {
     /// Sync entries with `after < profile_id <= upto` (bounds optional), ordered by profile id; left
     /// entries included, flagged.
     async fn sync_range(

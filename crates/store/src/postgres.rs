@@ -33,9 +33,9 @@ use crate::codec::{self, corrupt};
 
 mod coord;
 use crate::{
-    ChangeCounts, DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result,
-    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, SyncKey, UpsertOutcome,
-    TOMBSTONE_RETENTION,
+    Catalog, ChangeCounts, DestinationRecord, PipelineRecord, ProfileStore, Progress, Result,
+    RunLog, RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, SyncKey, SyncState,
+    UpsertOutcome, TOMBSTONE_RETENTION,
 };
 
 /// Connections per store; enough for an export run, the API and the scheduler side by side.
@@ -496,7 +496,7 @@ fn rows_to<T>(rows: Vec<Row>, f: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
 }
 
 #[async_trait]
-impl MetadataStore for PgMetadata {
+impl Catalog for PgMetadata {
     async fn get_schema(&self) -> Result<Schema> {
         let conn = self.pool.get().await?;
         let row = conn
@@ -702,7 +702,10 @@ impl MetadataStore for PgMetadata {
             .map_err(pg_error)?;
         Ok(n > 0)
     }
+}
 
+#[async_trait]
+impl RunLog for PgMetadata {
     async fn insert_run(&self, run: &RunRecord) -> Result<()> {
         let conn = self.pool.get().await?;
         conn.execute(
@@ -838,7 +841,10 @@ impl MetadataStore for PgMetadata {
             .map_err(pg_error)?;
         rows_to(rows, run_from_row)
     }
+}
 
+#[async_trait]
+impl SyncState for PgMetadata {
     async fn sync_range(
         &self,
         pipeline: &str,

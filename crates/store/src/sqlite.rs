@@ -29,9 +29,9 @@ use crate::codec::{self, corrupt};
 
 mod coord;
 use crate::{
-    ChangeCounts, DestinationRecord, MetadataStore, PipelineRecord, ProfileStore, Progress, Result,
-    RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, SyncKey, UpsertOutcome,
-    TOMBSTONE_RETENTION,
+    Catalog, ChangeCounts, DestinationRecord, PipelineRecord, ProfileStore, Progress, Result,
+    RunLog, RunRecord, SecretBox, StoreError, SyncCheckpoint, SyncEntry, SyncKey, SyncState,
+    UpsertOutcome, TOMBSTONE_RETENTION,
 };
 
 /// Reader connections per database file; more would only compete for the machine's few cores.
@@ -575,7 +575,7 @@ fn collect<T>(
 }
 
 #[async_trait]
-impl MetadataStore for SqliteMetadata {
+impl Catalog for SqliteMetadata {
     async fn get_schema(&self) -> Result<Schema> {
         self.db
             .read(|c| {
@@ -786,7 +786,10 @@ impl MetadataStore for SqliteMetadata {
             })
             .await
     }
+}
 
+#[async_trait]
+impl RunLog for SqliteMetadata {
     async fn insert_run(&self, run: &RunRecord) -> Result<()> {
         let run = run.clone();
         self.db
@@ -918,7 +921,10 @@ impl MetadataStore for SqliteMetadata {
             })
             .await
     }
+}
 
+#[async_trait]
+impl SyncState for SqliteMetadata {
     async fn sync_range(
         &self,
         pipeline: &str,
