@@ -115,7 +115,11 @@ impl From<EngineError> for ApiError {
         match e.kind {
             K::Invalid => match e.fields {
                 Some(fields) => ApiError::invalid(fields),
-                None => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "ValidationFailed", e.message),
+                None => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "ValidationFailed",
+                    e.message,
+                ),
             },
             K::NotFound => ApiError::new(StatusCode::NOT_FOUND, "NotFound", e.message),
             K::TableChanged => ApiError::conflict("TableChanged", e.message),

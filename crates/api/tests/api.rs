@@ -1015,16 +1015,15 @@ async fn patching_any_field_to_an_invalid_value_is_refused_with_its_path() {
         ("on_leave", json!("sometimes"), "on_leave"),
         ("alert_webhook", json!("ftp://example.com"), "alert_webhook"),
     ];
-    let spec_fields: Vec<String> = serde_json::from_value::<sluice_core::pipeline::PipelineSpec>(
-        pipeline(&dest),
-    )
-    .map(|s| serde_json::to_value(s).unwrap())
-    .unwrap()
-    .as_object()
-    .unwrap()
-    .keys()
-    .cloned()
-    .collect();
+    let spec_fields: Vec<String> =
+        serde_json::from_value::<sluice_core::pipeline::PipelineSpec>(pipeline(&dest))
+            .map(|s| serde_json::to_value(s).unwrap())
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
     for f in &spec_fields {
         assert!(
             cases.iter().any(|(name, _, _)| name == f),
@@ -1043,7 +1042,10 @@ async fn patching_any_field_to_an_invalid_value_is_refused_with_its_path() {
         );
     }
     let (_, after) = api.call("GET", &path, None).await;
-    assert_eq!(before["updated_at"], after["updated_at"], "nothing was saved");
+    assert_eq!(
+        before["updated_at"], after["updated_at"],
+        "nothing was saved"
+    );
     assert_eq!(before["table"], after["table"]);
 }
 
@@ -1093,7 +1095,11 @@ async fn patching_on_leave_to_delete_is_checked_against_the_table() {
     assert_eq!(v["on_leave"], "keep");
     // Changes that do not touch what is written need no table: they pass.
     let (s, v) = api
-        .call("PATCH", &path, Some(json!({"enabled": false, "schedule": "1h"})))
+        .call(
+            "PATCH",
+            &path,
+            Some(json!({"enabled": false, "schedule": "1h"})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     clickhouse_sql(&format!("DROP TABLE {table}")).await;
@@ -1115,7 +1121,11 @@ async fn preview_labels_hold_for_a_pipeline_with_a_million_synced_rows() {
         })
         .collect();
     let (s, v) = api
-        .call("POST", "/v1/profiles", Some(json!({"profiles": sample[..2]})))
+        .call(
+            "POST",
+            "/v1/profiles",
+            Some(json!({"profiles": sample[..2]})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let dest = api.add_destination().await;
@@ -1149,7 +1159,11 @@ async fn preview_labels_hold_for_a_pipeline_with_a_million_synced_rows() {
     let mut changed = sample[1].clone();
     changed["email"] = json!("changed@example.com");
     let (s, v) = api
-        .call("POST", "/v1/profiles", Some(json!({"profiles": [changed, sample[2]]})))
+        .call(
+            "POST",
+            "/v1/profiles",
+            Some(json!({"profiles": [changed, sample[2]]})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, pv) = api

@@ -440,8 +440,7 @@ impl<'a> Decision<'a> {
             } else {
                 out.inserted += 1;
             }
-            out.upserts
-                .push(SyncEntry::written(self.ids[i], key, hash));
+            out.upserts.push(SyncEntry::written(self.ids[i], key, hash));
         }
         out
     }

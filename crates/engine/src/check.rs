@@ -48,17 +48,18 @@ pub async fn check_pipeline(
         }
         return Err(EngineError::invalid("", e));
     };
-    let client = sluice_destinations::open(&destination.kind, &destination.settings).map_err(|e| {
-        let mut f = FieldErrors::new();
-        f.add(
-            "destination",
-            format!(
-                "the settings of destination `{}` are invalid: {e}",
-                destination.name
-            ),
-        );
-        EngineError::invalid("", f)
-    })?;
+    let client =
+        sluice_destinations::open(&destination.kind, &destination.settings).map_err(|e| {
+            let mut f = FieldErrors::new();
+            f.add(
+                "destination",
+                format!(
+                    "the settings of destination `{}` are invalid: {e}",
+                    destination.name
+                ),
+            );
+            EngineError::invalid("", f)
+        })?;
     let schema = meta.get_schema().await?;
     let table = if spec.table.trim().is_empty() {
         None
@@ -68,7 +69,11 @@ pub async fn check_pipeline(
             .map_err(|e| {
                 EngineError::new(
                     ErrorKind::Destination(e.kind),
-                    format!("could not read table `{}`: {}", spec.table.trim(), e.message),
+                    format!(
+                        "could not read table `{}`: {}",
+                        spec.table.trim(),
+                        e.message
+                    ),
                 )
             })?
     };

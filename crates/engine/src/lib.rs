@@ -375,7 +375,7 @@ impl Engine {
                 }
                 let ctx = run::RunContext {
                     meta: self.inner.meta.clone(),
-                    sync: self.inner.meta.clone(),
+                    sync: self.inner.meta.clone() as Arc<dyn sluice_store::SyncState>,
                     profiles: self.inner.profiles.clone(),
                     config: self.inner.config.clone(),
                     cancel,

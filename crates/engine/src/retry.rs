@@ -39,7 +39,6 @@ impl Retrying<'_> {
             }
         }
     }
-
 }
 
 #[async_trait]

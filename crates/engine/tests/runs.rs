@@ -746,7 +746,12 @@ async fn scenario_leavers_kept_then_deleted(w: World) {
     let r2 = w.run(&p).await;
     assert_succeeded(&r2);
     assert_eq!(
-        (r2.counts.deleted, r2.counts.inserted, r2.counts.updated, r2.counts.unchanged),
+        (
+            r2.counts.deleted,
+            r2.counts.inserted,
+            r2.counts.updated,
+            r2.counts.unchanged
+        ),
         (0, 0, 0, 97)
     );
     assert_eq!(w.count().await, 100);

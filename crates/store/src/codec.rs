@@ -243,11 +243,7 @@ mod tests {
     use serde_json::json;
 
     fn e(p: &str, k: &str, h: u128) -> SyncEntry {
-        SyncEntry {
-            profile_id: p.into(),
-            key: k.into(),
-            hash: h,
-        }
+        SyncEntry::written(p, crate::SyncKey::from_stored(k), h)
     }
 
     #[test]

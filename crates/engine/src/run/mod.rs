@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sluice_store::{MetadataStore, ProfileStore, RunRecord, RunStatus, SyncCheckpoint};
+use sluice_store::{MetadataStore, ProfileStore, RunRecord, RunStatus, SyncCheckpoint, SyncState};
 use tokio::sync::watch;
 
 use crate::error::{EngineError, Result};
@@ -30,8 +30,8 @@ pub use transform::transform_profiles;
 
 pub(crate) struct RunContext {
     pub meta: Arc<dyn MetadataStore>,
-    /// The pipeline's sync state (in the metadata store).
-    pub sync: Arc<dyn MetadataStore>,
+    /// The pipeline's sync state (kept by the metadata store).
+    pub sync: Arc<dyn SyncState>,
     pub profiles: Arc<dyn ProfileStore>,
     pub config: EngineConfig,
     pub cancel: Arc<AtomicBool>,
@@ -79,13 +79,12 @@ enum Finish {
 }
 
 async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish> {
-    let pipeline = ctx
-        .meta
-        .get_pipeline(&run.pipeline)
-        .await?
-        .ok_or_else(|| {
-            EngineError::new(crate::error::ErrorKind::NotFound, "the pipeline was deleted")
-        })?;
+    let pipeline = ctx.meta.get_pipeline(&run.pipeline).await?.ok_or_else(|| {
+        EngineError::new(
+            crate::error::ErrorKind::NotFound,
+            "the pipeline was deleted",
+        )
+    })?;
     let prepared = prepare_with(ctx.meta.as_ref(), pipeline, ctx.config.script_limits).await?;
     let now = run.started_at.unwrap_or_else(Utc::now);
     // Taken before any profile is read: a later run need only read what changed from here on.
@@ -186,7 +185,8 @@ async fn run_plan(
     // Synced rows (not kept after their profile left) that a read of changes looked at; the others are
     // unchanged.
     let mut looked_at = 0u64;
-    let live = |entries: &[sluice_store::SyncEntry]| entries.iter().filter(|e| !e.left).count() as u64;
+    let live =
+        |entries: &[sluice_store::SyncEntry]| entries.iter().filter(|e| !e.left).count() as u64;
     if let Plan::Changes { since, .. } = plan {
         // Deleted profiles first: a key they held may go to a profile changed since.
         let deleted = ctx

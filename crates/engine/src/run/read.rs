@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sluice_core::filter::Filter;
 use sluice_core::RawProfile;
-use sluice_store::{MetadataStore, ProfileStore, RunRecord, StoreError, SyncEntry};
+use sluice_store::{ProfileStore, RunRecord, StoreError, SyncEntry, SyncState};
 use tokio::sync::mpsc;
 
 use crate::error::{EngineError, Result};
@@ -88,7 +88,7 @@ pub(crate) async fn apply_counts(run: &mut RunRecord, counter: Option<Counter>) 
 
 /// The sync entries with `after < profile_id <= upto`, read in chunks.
 pub(crate) async fn load_entries(
-    sync: &dyn MetadataStore,
+    sync: &dyn SyncState,
     pid: &str,
     after: Option<&str>,
     upto: Option<&str>,

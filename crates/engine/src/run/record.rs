@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use sluice_destinations::Destination;
-use sluice_store::{MetadataStore, SyncEntry};
+use sluice_store::{SyncEntry, SyncState};
 
-use crate::retry::Retrying;
 use crate::error::{EngineError, ErrorKind, Result};
+use crate::retry::Retrying;
 
 /// How many batches' sync-state writes may wait behind the destination writes. Recording a batch can take
 /// longer than writing the next (both compete for the same cores), and waiting for it held the
@@ -36,7 +36,7 @@ struct Confirming<'a> {
 
 pub(crate) struct Recorder<'a> {
     dest: &'a Retrying<'a>,
-    sync: Arc<dyn MetadataStore>,
+    sync: Arc<dyn SyncState>,
     pid: String,
     table: String,
     /// How many written rows may wait for confirmation.
@@ -59,7 +59,7 @@ pub(crate) struct Recorder<'a> {
 impl<'a> Recorder<'a> {
     pub fn new(
         dest: &'a Retrying<'a>,
-        sync: Arc<dyn MetadataStore>,
+        sync: Arc<dyn SyncState>,
         pid: &str,
         table: &str,
         unconfirmed_rows: usize,
@@ -176,11 +176,9 @@ impl<'a> Recorder<'a> {
                 })??;
             }
             for (upserts, deletes) in batches {
-                sync.sync_apply(&pid, upserts, deletes)
-                    .await
-                    .map_err(|e| {
-                        EngineError::store("the rows were written but recording them failed", e)
-                    })?;
+                sync.sync_apply(&pid, upserts, deletes).await.map_err(|e| {
+                    EngineError::store("the rows were written but recording them failed", e)
+                })?;
             }
             Ok(())
         }));

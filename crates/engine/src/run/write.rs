@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sluice_core::sync::{decide, Outcome, Verdict};
 use sluice_core::{TableDescription, Value};
 use sluice_destinations::{upsert_isolating_unconfirmed, Destination, DestinationError, Row};
-use sluice_store::{Counts, MetadataStore, SyncEntry};
+use sluice_store::{Counts, SyncEntry, SyncState};
 
 use super::failures::ErrorLog;
 use super::record::Recorder;
@@ -21,7 +21,7 @@ use crate::retry::Retrying;
 pub(crate) struct Writer<'a> {
     pub prepared: &'a Prepared,
     pub dest: &'a Retrying<'a>,
-    pub sync: Arc<dyn MetadataStore>,
+    pub sync: Arc<dyn SyncState>,
     pub log: ErrorLog,
     pub recorder: Recorder<'a>,
     /// Time spent looking up key holders, deleting and writing.
@@ -153,7 +153,11 @@ impl Writer<'_> {
 
 /// The values of the key column for `keys`, to delete their rows. A recorded key that the column can no
 /// longer hold (its type changed since) has no row to delete: it is left out.
-fn key_values(table: &TableDescription, key_col: &str, keys: &[sluice_core::sync::SyncKey]) -> Vec<Value> {
+fn key_values(
+    table: &TableDescription,
+    key_col: &str,
+    keys: &[sluice_core::sync::SyncKey],
+) -> Vec<Value> {
     let ty = table.column(key_col).and_then(|c| c.ty.as_ref());
     keys.iter()
         .filter_map(|k| match k.to_value(ty) {
@@ -168,7 +172,8 @@ fn key_values(table: &TableDescription, key_col: &str, keys: &[sluice_core::sync
 
 fn write_failure(table: &str, e: DestinationError) -> EngineError {
     let context = match e.kind {
-        sluice_destinations::ErrorKind::NotFound | sluice_destinations::ErrorKind::SchemaMismatch => {
+        sluice_destinations::ErrorKind::NotFound
+        | sluice_destinations::ErrorKind::SchemaMismatch => {
             format!("table `{table}` changed during the run")
         }
         _ => format!("writing to `{table}` failed"),

@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_core::schedule::TickState;
 
-use super::{pg_error, rows_to, run_from_row, violation, PgMetadata, Violation, RUN_COLUMNS};
+use super::pool::{pg_error, rows_to, violation, Violation};
+use super::runs::{run_from_row, RUN_COLUMNS};
+use super::PgMetadata;
 use crate::coord::{Coordination, Held, LOST_MESSAGE};
 use crate::{codec, Result, RunRecord, StoreError};
 

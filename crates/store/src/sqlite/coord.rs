@@ -7,10 +7,9 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 use sluice_core::schedule::TickState;
 
-use super::{
-    collect, micros, run_from_row, sql_error, time, violation, SqliteMetadata, Violation,
-    RUN_COLUMNS,
-};
+use super::db::{collect, micros, sql_error, time, violation, Violation};
+use super::runs::{run_from_row, RUN_COLUMNS};
+use super::SqliteMetadata;
 use crate::coord::{Coordination, Held, LOST_MESSAGE};
 use crate::{codec, Result, RunRecord, StoreError};
 

@@ -122,6 +122,31 @@ impl Env {
         }
     }
 
+    /// Creates the metadata tables as the Sluice of schema `version` left them.
+    pub async fn metadata_at_version(&self, version: usize) {
+        sluice_store::migrate_metadata_to(self.url(), &self.data_dir(), version)
+            .await
+            .expect("migrate the metadata store to an older version");
+    }
+
+    /// Runs `sql` on the metadata store, bypassing it (PostgreSQL: in the test's schema).
+    pub async fn metadata_sql(&self, sql: &str) {
+        match &self.pg {
+            None => rusqlite::Connection::open(self.data_dir().join("metadata.db"))
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap(),
+            Some(pg) => pg
+                .admin
+                .batch_execute(&format!(
+                    "BEGIN; SET LOCAL search_path TO {};\n{sql};\nCOMMIT",
+                    pg.schema
+                ))
+                .await
+                .unwrap(),
+        }
+    }
+
     /// Pretends a newer Sluice migrated the store.
     pub async fn set_schema_version(&self, component: &str, version: i32) {
         match &self.pg {

@@ -60,4 +60,7 @@ suite!(
     profiles::changes_since_a_mark,
     profiles::marks_hold_under_concurrent_writes,
     metadata::sync_get_and_checkpoints,
+    metadata::sync_left_entries_round_trip,
+    metadata::sync_left_holder_gives_its_key_up,
+    metadata::sync_entries_survive_the_left_flag_migration,
 );

@@ -9,10 +9,10 @@ use sluice_core::schema::SchemaWire;
 use sluice_core::Schema;
 use sluice_store::{
     Counts, DestinationRecord, PipelineRecord, Progress, RunErrorGroup, RunRecord, RunStatus,
-    SecretBox, StoreError, SyncCheckpoint, SyncEntry,
+    SecretBox, StoreError, SyncCheckpoint, SyncEntry, SyncKey,
 };
 
-use crate::harness::Env;
+use crate::harness::{Backend, Env};
 
 const PASSWORD: &str = "s3cr3t-pässwörd-🔑";
 const PRIVATE_KEY: &str =
@@ -74,11 +74,27 @@ fn run(id: &str, pipeline: &str, minute: i64, status: RunStatus) -> RunRecord {
 }
 
 fn entry(profile: &str, key: &str, hash: u128) -> SyncEntry {
+    SyncEntry::written(profile, SyncKey::from_stored(key), hash)
+}
+
+/// An entry of a profile that left while its row is kept.
+fn left(profile: &str, key: &str, hash: u128) -> SyncEntry {
     SyncEntry {
-        profile_id: profile.into(),
-        key: key.into(),
-        hash,
+        left: true,
+        ..entry(profile, key, hash)
     }
+}
+
+fn keys(keys: &[&str]) -> Vec<SyncKey> {
+    keys.iter().map(|k| SyncKey::from_stored(*k)).collect()
+}
+
+/// Entries as `(key, profile id)`: who holds each key.
+fn holders(entries: Vec<SyncEntry>) -> Vec<(String, String)> {
+    entries
+        .into_iter()
+        .map(|e| (e.key.into_string(), e.profile_id))
+        .collect()
 }
 
 fn conflict(r: sluice_store::Result<impl std::fmt::Debug>) -> String {
@@ -643,18 +659,12 @@ pub async fn sync_apply_range_and_owners(env: &Env) {
         "pipelines are separate"
     );
 
-    let mut owners = store
-        .sync_owners(
-            "p",
-            &[
-                "key-a".into(),
-                "key-😀".into(),
-                "nobody".into(),
-                "key-a".into(),
-            ],
-        )
-        .await
-        .unwrap();
+    let mut owners = holders(
+        store
+            .sync_owners("p", &keys(&["key-a", "key-😀", "nobody", "key-a"]))
+            .await
+            .unwrap(),
+    );
     owners.sort();
     owners.dedup();
     assert_eq!(
@@ -666,7 +676,7 @@ pub async fn sync_apply_range_and_owners(env: &Env) {
     );
     assert!(store.sync_owners("p", &[]).await.unwrap().is_empty());
     assert!(store
-        .sync_owners("q", &["key-a".into()])
+        .sync_owners("q", &keys(&["key-a"]))
         .await
         .unwrap()
         .is_empty());
@@ -677,7 +687,7 @@ pub async fn sync_apply_range_and_owners(env: &Env) {
         .await
         .unwrap();
     assert_eq!(
-        store.sync_owners("p", &["key-a".into()]).await.unwrap(),
+        holders(store.sync_owners("p", &keys(&["key-a"])).await.unwrap()),
         [("key-a".into(), "a".into())]
     );
 
@@ -742,7 +752,7 @@ pub async fn sync_apply_transfers_keys(env: &Env) {
 
     let state = |v: Vec<SyncEntry>| -> Vec<(String, String, u128)> {
         v.into_iter()
-            .map(|e| (e.profile_id, e.key, e.hash))
+            .map(|e| (e.profile_id, e.key.into_string(), e.hash))
             .collect()
     };
     let t = |p: &str, k: &str, h: u128| (p.to_string(), k.to_string(), h);
@@ -761,7 +771,7 @@ pub async fn sync_apply_transfers_keys(env: &Env) {
         ]
     );
     assert_eq!(
-        store.sync_owners("p", &["alice@x".into()]).await.unwrap(),
+        holders(store.sync_owners("p", &keys(&["alice@x"])).await.unwrap()),
         [("alice@x".into(), "c4".into())]
     );
 
@@ -809,10 +819,12 @@ pub async fn sync_apply_transfers_keys(env: &Env) {
             t("c7", "dup", 70)
         ]
     );
-    let mut owners = store
-        .sync_owners("p", &["e1".into(), "carol@x".into(), "dup".into()])
-        .await
-        .unwrap();
+    let mut owners = holders(
+        store
+            .sync_owners("p", &keys(&["e1", "carol@x", "dup"]))
+            .await
+            .unwrap(),
+    );
     owners.sort();
     assert_eq!(owners, [("dup".into(), "c7".into())]);
 }
@@ -834,7 +846,7 @@ pub async fn sync_keys_of_both_forms_stay_unique(env: &Env) {
     }
     let state = |v: Vec<SyncEntry>| -> Vec<(String, String, u128)> {
         v.into_iter()
-            .map(|e| (e.profile_id, e.key, e.hash))
+            .map(|e| (e.profile_id, e.key.into_string(), e.hash))
             .collect()
     };
     let t = |p: &str, k: &str, h: u128| (p.to_string(), k.to_string(), h);
@@ -854,7 +866,7 @@ pub async fn sync_keys_of_both_forms_stay_unique(env: &Env) {
         .await
         .unwrap();
     assert_eq!(
-        store.sync_owners("p", &owners(&["c2", "x"])).await.unwrap(),
+        holders(store.sync_owners("p", &keys(&["c2", "x"])).await.unwrap()),
         [("c2".into(), "c2".into())]
     );
     assert_eq!(
@@ -873,10 +885,12 @@ pub async fn sync_keys_of_both_forms_stay_unique(env: &Env) {
         state(store.sync_range("p", None, None, 10).await.unwrap()),
         [t("c2", "c2", 22), t("c3", "c3", 3), t("c9", "c1", 9)]
     );
-    let mut got = store
-        .sync_owners("p", &owners(&["c1", "c2", "c3", "c9"]))
-        .await
-        .unwrap();
+    let mut got = holders(
+        store
+            .sync_owners("p", &keys(&["c1", "c2", "c3", "c9"]))
+            .await
+            .unwrap(),
+    );
     got.sort();
     assert_eq!(
         got,
@@ -928,7 +942,7 @@ pub async fn sync_keys_of_both_forms_stay_unique(env: &Env) {
         [t("c", "c", 3), t("z", "a", 26)]
     );
     assert_eq!(
-        store.sync_owners("q", &owners(&["a"])).await.unwrap(),
+        holders(store.sync_owners("q", &keys(&["a"])).await.unwrap()),
         [("a".into(), "z".into())]
     );
     store.sync_clear("q").await.unwrap();
@@ -1101,4 +1115,245 @@ pub async fn sync_get_and_checkpoints(env: &Env) {
     assert_eq!(store.sync_checkpoint("p").await.unwrap(), None);
     assert!(store.delete_pipeline("q").await.unwrap());
     assert_eq!(store.sync_checkpoint("q").await.unwrap(), None);
+}
+
+/// Entries of profiles that left while their rows are kept: recorded and read back flagged by every
+/// method, with keys of both forms (SQLite stores a key that is its profile's id without it).
+pub async fn sync_left_entries_round_trip(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    for p in ["p", "q"] {
+        store
+            .insert_pipeline(&pipeline(p, "d", p, 0))
+            .await
+            .unwrap();
+    }
+    // `p` keyed by another column, `q` by the profile id.
+    for (p, prefix) in [("p", "key-"), ("q", "")] {
+        let k = |id: &str| format!("{prefix}{id}");
+        store
+            .sync_apply(
+                p,
+                vec![
+                    entry("a", &k("a"), 1),
+                    left("b", &k("b"), 2),
+                    entry("c", &k("c"), 3),
+                    left("d", &k("d"), u128::MAX),
+                ],
+                vec![],
+            )
+            .await
+            .unwrap();
+        let all = vec![
+            entry("a", &k("a"), 1),
+            left("b", &k("b"), 2),
+            entry("c", &k("c"), 3),
+            left("d", &k("d"), u128::MAX),
+        ];
+        assert_eq!(store.sync_range(p, None, None, 10).await.unwrap(), all);
+        assert_eq!(
+            store.sync_range(p, Some("a"), Some("b"), 10).await.unwrap(),
+            all[1..2]
+        );
+        let ids: Vec<String> = ["d", "a", "b", "x"].map(String::from).to_vec();
+        assert_eq!(
+            store.sync_get(p, &ids).await.unwrap(),
+            [all[0].clone(), all[1].clone(), all[3].clone()]
+        );
+        let mut owners = store
+            .sync_owners(p, &keys(&[&k("b"), &k("c"), &k("x")]))
+            .await
+            .unwrap();
+        owners.sort_by(|x, y| x.profile_id.cmp(&y.profile_id));
+        assert_eq!(owners, [all[1].clone(), all[2].clone()]);
+        assert_eq!(store.sync_count(p).await.unwrap(), 2, "{p}");
+        assert_eq!(store.sync_count_left(p).await.unwrap(), 2, "{p}");
+
+        // A left profile comes back (its entry is written again), another one leaves, a left one is
+        // forgotten (its row deleted).
+        store
+            .sync_apply(
+                p,
+                vec![entry("b", &k("b"), 22), left("c", &k("c"), 3)],
+                vec!["d".into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.sync_range(p, None, None, 10).await.unwrap(),
+            [
+                entry("a", &k("a"), 1),
+                entry("b", &k("b"), 22),
+                left("c", &k("c"), 3)
+            ]
+        );
+        assert_eq!(store.sync_count(p).await.unwrap(), 2);
+        assert_eq!(store.sync_count_left(p).await.unwrap(), 1);
+    }
+    assert_eq!(store.sync_count("none").await.unwrap(), 0);
+    assert_eq!(store.sync_count_left("none").await.unwrap(), 0);
+    store.sync_clear("p").await.unwrap();
+    assert_eq!(store.sync_count_left("p").await.unwrap(), 0);
+    assert_eq!(store.sync_count_left("q").await.unwrap(), 1);
+
+    // A batch larger than one statement (SQLite writes a few thousand entries per statement), with
+    // left entries in some of its parts only.
+    let many: Vec<SyncEntry> = (0..5000)
+        .map(|i| {
+            let id = format!("m{i:05}");
+            match i {
+                10 | 4990..=4994 => left(&id, &id, i),
+                _ => entry(&id, &id, i),
+            }
+        })
+        .collect();
+    store.sync_apply("p", many.clone(), vec![]).await.unwrap();
+    assert_eq!(
+        store.sync_range("p", None, None, 10_000).await.unwrap(),
+        many
+    );
+    assert_eq!(store.sync_count("p").await.unwrap(), 4994);
+    assert_eq!(store.sync_count_left("p").await.unwrap(), 6);
+}
+
+/// A left entry holds its key until another profile's upsert takes it, which leaves the left profile
+/// with no entry (its row now is the other profile's).
+pub async fn sync_left_holder_gives_its_key_up(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    for p in ["p", "q"] {
+        store
+            .insert_pipeline(&pipeline(p, "d", p, 0))
+            .await
+            .unwrap();
+    }
+    store
+        .sync_apply(
+            "p",
+            vec![left("c1", "alice@x", 1), entry("c2", "bob@x", 2)],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_owners("p", &keys(&["alice@x"])).await.unwrap(),
+        [left("c1", "alice@x", 1)]
+    );
+    store
+        .sync_apply("p", vec![entry("c9", "alice@x", 9)], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_range("p", None, None, 10).await.unwrap(),
+        [entry("c2", "bob@x", 2), entry("c9", "alice@x", 9)]
+    );
+    assert_eq!(
+        store.sync_owners("p", &keys(&["alice@x"])).await.unwrap(),
+        [entry("c9", "alice@x", 9)]
+    );
+    assert_eq!(store.sync_count_left("p").await.unwrap(), 0);
+    // A left entry may take a key too (the row stays, under the key it was written with).
+    store
+        .sync_apply("p", vec![left("c3", "bob@x", 3)], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_range("p", None, None, 10).await.unwrap(),
+        [left("c3", "bob@x", 3), entry("c9", "alice@x", 9)]
+    );
+
+    // Keys that are profile ids: the left holder's key is implied, and a written key takes it.
+    store
+        .sync_apply("q", vec![left("a", "a", 1), entry("b", "b", 2)], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .sync_owners("q", &keys(&["a", "b"]))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    store
+        .sync_apply("q", vec![entry("z", "a", 26)], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_range("q", None, None, 10).await.unwrap(),
+        [entry("b", "b", 2), entry("z", "a", 26)]
+    );
+    assert_eq!(
+        store.sync_owners("q", &keys(&["a"])).await.unwrap(),
+        [entry("z", "a", 26)]
+    );
+    assert_eq!(
+        (
+            store.sync_count("q").await.unwrap(),
+            store.sync_count_left("q").await.unwrap()
+        ),
+        (2, 0)
+    );
+}
+
+/// Entries recorded before entries could be left read back as not left, and count as such.
+pub async fn sync_entries_survive_the_left_flag_migration(env: &Env) {
+    // The schema version before the left flag, and the entries as that version stored them (SQLite: a
+    // key that is its profile's id stored as NULL).
+    let (version, sql) = match env.backend {
+        Backend::Sqlite => (
+            5,
+            "INSERT INTO destinations (id, name, kind, settings, created_at, updated_at)
+                 VALUES ('d', 'D', 'postgresql', '{}', 0, 0);
+             INSERT INTO pipelines (id, destination, name, spec, created_at, updated_at)
+                 VALUES ('p', 'd', 'one', '{}', 0, 0);
+             INSERT INTO sync_pipelines (pipeline, written_keys, implied_keys) VALUES ('p', 1, 1);
+             INSERT INTO sync_entries (pipeline, profile_id, key, hash) VALUES
+                 (1, 'a', NULL, x'00000000000000000000000000000001'),
+                 (1, 'b', 'kb', x'00000000000000000000000000000002');",
+        ),
+        Backend::Postgres => (
+            3,
+            "INSERT INTO sluice_destinations (id, name, kind, settings, created_at, updated_at)
+                 VALUES ('d', 'D', 'postgresql', '{}', now(), now());
+             INSERT INTO sluice_pipelines (id, destination, name, spec, created_at, updated_at)
+                 VALUES ('p', 'd', 'one', '{}', now(), now());
+             INSERT INTO sluice_sync_state (pipeline, profile_id, key, hash) VALUES
+                 ('p', 'a', 'a', '\\x00000000000000000000000000000001'),
+                 ('p', 'b', 'kb', '\\x00000000000000000000000000000002');",
+        ),
+    };
+    env.metadata_at_version(version).await;
+    env.metadata_sql(sql).await;
+    let store = env.metadata(SecretBox::generate()).await;
+    let before = [entry("a", "a", 1), entry("b", "kb", 2)];
+    assert_eq!(store.sync_range("p", None, None, 10).await.unwrap(), before);
+    assert_eq!(
+        store
+            .sync_get("p", &["a".to_string(), "b".to_string()])
+            .await
+            .unwrap(),
+        before
+    );
+    let mut owners = store.sync_owners("p", &keys(&["a", "kb"])).await.unwrap();
+    owners.sort_by(|x, y| x.profile_id.cmp(&y.profile_id));
+    assert_eq!(owners, before);
+    assert_eq!(store.sync_count("p").await.unwrap(), 2);
+    assert_eq!(store.sync_count_left("p").await.unwrap(), 0);
+    // Old and new entries side by side.
+    store
+        .sync_apply("p", vec![left("c", "kc", 3)], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_range("p", None, None, 10).await.unwrap(),
+        [entry("a", "a", 1), entry("b", "kb", 2), left("c", "kc", 3)]
+    );
+    assert_eq!(store.sync_count("p").await.unwrap(), 2);
 }

@@ -1,0 +1,64 @@
+//! What the user configured: the Customer Model, destinations and pipelines.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use sluice_core::pipeline::PipelineSpec;
+use sluice_core::Schema;
+
+use crate::Result;
+
+/// Top-level settings fields that hold secrets and are stored encrypted.
+pub const SECRET_FIELDS: [&str; 3] = ["password", "private_key", "private_key_passphrase"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestinationRecord {
+    pub id: String,
+    pub name: String,
+    /// `postgresql`, `mysql`, `clickhouse`, `snowflake` or `sqlite`.
+    pub kind: String,
+    /// The connection settings, secrets in clear (they are encrypted only at rest).
+    pub settings: Json,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRecord {
+    pub id: String,
+    pub spec: PipelineSpec,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What the user configured: the Customer Model, destinations and pipelines. Names are unique as
+/// written (case-sensitive).
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// The Customer Model; an empty one before the first `put_schema`.
+    async fn get_schema(&self) -> Result<Schema>;
+    async fn put_schema(&self, schema: &Schema) -> Result<()>;
+
+    async fn list_destinations(&self) -> Result<Vec<DestinationRecord>>;
+    async fn get_destination(&self, id: &str) -> Result<Option<DestinationRecord>>;
+    /// Seals the secret fields of `settings` before writing. `Conflict` when the name or id is taken.
+    async fn insert_destination(&self, rec: &DestinationRecord) -> Result<()>;
+    /// Replaces name, kind, settings and `updated_at` (`created_at` stays as stored). `NotFound` when
+    /// absent, `Conflict` when the new name is taken.
+    async fn update_destination(&self, rec: &DestinationRecord) -> Result<()>;
+    /// `Conflict` (naming them) while pipelines use the destination; `Ok(false)` when absent.
+    async fn delete_destination(&self, id: &str) -> Result<bool>;
+
+    /// All pipelines, or one destination's, ordered by creation.
+    async fn list_pipelines(&self, destination: Option<&str>) -> Result<Vec<PipelineRecord>>;
+    async fn get_pipeline(&self, id: &str) -> Result<Option<PipelineRecord>>;
+    /// `Conflict` when the destination already has a pipeline with that name (or the id is taken),
+    /// `NotFound` when the spec's destination does not exist.
+    async fn insert_pipeline(&self, rec: &PipelineRecord) -> Result<()>;
+    /// Replaces the spec and `updated_at`; the pipeline may move to another destination. `NotFound` when
+    /// the pipeline or the new destination is absent, `Conflict` when the name is taken there.
+    async fn update_pipeline(&self, rec: &PipelineRecord) -> Result<()>;
+    /// Deletes the pipeline with its runs and sync state; `Ok(false)` when absent.
+    async fn delete_pipeline(&self, id: &str) -> Result<bool>;
+}

@@ -1,0 +1,274 @@
+//! The Customer Model, destinations and pipelines.
+
+use async_trait::async_trait;
+use sluice_core::Schema;
+use tokio_postgres::Row;
+
+use super::pool::{get, pg_error, rows_to, violation, Violation};
+use super::PgMetadata;
+use crate::codec;
+use crate::{Catalog, DestinationRecord, PipelineRecord, Result, SecretBox, StoreError};
+
+const DESTINATION_COLUMNS: &str = "id, name, kind, settings::text, created_at, updated_at";
+
+fn destination_from_row(secrets: &SecretBox, r: &Row) -> Result<DestinationRecord> {
+    let name: String = get(r, 1)?;
+    Ok(DestinationRecord {
+        id: get(r, 0)?,
+        settings: codec::open_settings(secrets, &name, get(r, 3)?)?,
+        name,
+        kind: get(r, 2)?,
+        created_at: get(r, 4)?,
+        updated_at: get(r, 5)?,
+    })
+}
+
+fn destination_conflict(e: tokio_postgres::Error, rec: &DestinationRecord) -> StoreError {
+    match violation(&e) {
+        Some(Violation::Unique("sluice_destinations_name_key")) => {
+            StoreError::Conflict(format!("a destination named `{}` already exists", rec.name))
+        }
+        Some(Violation::Unique(_)) => {
+            StoreError::Conflict(format!("a destination with id `{}` already exists", rec.id))
+        }
+        _ => pg_error(e),
+    }
+}
+
+const PIPELINE_COLUMNS: &str = "id, spec::text, created_at, updated_at";
+
+fn pipeline_from_row(r: &Row) -> Result<PipelineRecord> {
+    let id: String = get(r, 0)?;
+    Ok(PipelineRecord {
+        spec: codec::spec_from_json(&id, get(r, 1)?)?,
+        id,
+        created_at: get(r, 2)?,
+        updated_at: get(r, 3)?,
+    })
+}
+
+fn pipeline_conflict(e: tokio_postgres::Error, rec: &PipelineRecord) -> StoreError {
+    match violation(&e) {
+        Some(Violation::Unique("sluice_pipelines_name_key")) => StoreError::Conflict(format!(
+            "the destination already has a pipeline named `{}`",
+            rec.spec.name
+        )),
+        Some(Violation::Unique(_)) => {
+            StoreError::Conflict(format!("a pipeline with id `{}` already exists", rec.id))
+        }
+        Some(Violation::ForeignKey) => StoreError::NotFound(format!(
+            "destination `{}` does not exist",
+            rec.spec.destination
+        )),
+        None => pg_error(e),
+    }
+}
+
+#[async_trait]
+impl Catalog for PgMetadata {
+    async fn get_schema(&self) -> Result<Schema> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_opt(
+                "SELECT model::text FROM sluice_customer_model WHERE id = 1",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        match row {
+            Some(row) => codec::schema_from_json(get(&row, 0)?),
+            None => Ok(Schema::default()),
+        }
+    }
+
+    async fn put_schema(&self, schema: &Schema) -> Result<()> {
+        let model = codec::schema_to_json(schema);
+        let conn = self.pool.get().await?;
+        conn.execute(
+            "INSERT INTO sluice_customer_model (id, model, updated_at) VALUES (1, $1::text::json, $2)
+             ON CONFLICT (id) DO UPDATE SET model = EXCLUDED.model, updated_at = EXCLUDED.updated_at",
+            &[&model, &codec::now()],
+        )
+        .await
+        .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn list_destinations(&self) -> Result<Vec<DestinationRecord>> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(&format!("SELECT {DESTINATION_COLUMNS} FROM sluice_destinations ORDER BY created_at, seq"), &[])
+            .await
+            .map_err(pg_error)?;
+        rows_to(rows, |r| destination_from_row(&self.secrets, r))
+    }
+
+    async fn get_destination(&self, id: &str) -> Result<Option<DestinationRecord>> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_opt(
+                &format!("SELECT {DESTINATION_COLUMNS} FROM sluice_destinations WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.map(|r| destination_from_row(&self.secrets, &r))
+            .transpose()
+    }
+
+    async fn insert_destination(&self, rec: &DestinationRecord) -> Result<()> {
+        let settings = codec::seal_settings(&self.secrets, &rec.settings)?;
+        let conn = self.pool.get().await?;
+        conn.execute(
+            "INSERT INTO sluice_destinations (id, name, kind, settings, created_at, updated_at)
+             VALUES ($1, $2, $3, $4::text::json, $5, $6)",
+            &[
+                &rec.id,
+                &rec.name,
+                &rec.kind,
+                &settings,
+                &rec.created_at,
+                &rec.updated_at,
+            ],
+        )
+        .await
+        .map_err(|e| destination_conflict(e, rec))?;
+        Ok(())
+    }
+
+    async fn update_destination(&self, rec: &DestinationRecord) -> Result<()> {
+        let settings = codec::seal_settings(&self.secrets, &rec.settings)?;
+        let conn = self.pool.get().await?;
+        let n = conn
+            .execute(
+                "UPDATE sluice_destinations SET name = $2, kind = $3, settings = $4::text::json, updated_at = $5
+                 WHERE id = $1",
+                &[&rec.id, &rec.name, &rec.kind, &settings, &rec.updated_at],
+            )
+            .await
+            .map_err(|e| destination_conflict(e, rec))?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "destination `{}` does not exist",
+                rec.id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn delete_destination(&self, id: &str) -> Result<bool> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await.map_err(pg_error)?;
+        // Locking the destination row makes a concurrent insert_pipeline (whose foreign key check takes a
+        // share lock on it) wait, so no pipeline can appear between the check and the delete.
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM sluice_destinations WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(pg_error)?
+            .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        let users: Vec<String> = tx
+            .query(
+                "SELECT name FROM sluice_pipelines WHERE destination = $1 ORDER BY created_at, seq",
+                &[&id],
+            )
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<Result<_>>()?;
+        if !users.is_empty() {
+            return Err(codec::in_use(&users));
+        }
+        tx.execute("DELETE FROM sluice_destinations WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(true)
+    }
+
+    async fn list_pipelines(&self, destination: Option<&str>) -> Result<Vec<PipelineRecord>> {
+        let conn = self.pool.get().await?;
+        let rows = match destination {
+            Some(d) => {
+                let sql = format!(
+                    "SELECT {PIPELINE_COLUMNS} FROM sluice_pipelines WHERE destination = $1 ORDER BY created_at, seq"
+                );
+                conn.query(&sql, &[&d]).await
+            }
+            None => {
+                let sql = format!("SELECT {PIPELINE_COLUMNS} FROM sluice_pipelines ORDER BY created_at, seq");
+                conn.query(&sql, &[]).await
+            }
+        }
+        .map_err(pg_error)?;
+        rows_to(rows, pipeline_from_row)
+    }
+
+    async fn get_pipeline(&self, id: &str) -> Result<Option<PipelineRecord>> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_opt(
+                &format!("SELECT {PIPELINE_COLUMNS} FROM sluice_pipelines WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.map(|r| pipeline_from_row(&r)).transpose()
+    }
+
+    async fn insert_pipeline(&self, rec: &PipelineRecord) -> Result<()> {
+        let spec = codec::spec_to_json(&rec.spec);
+        let conn = self.pool.get().await?;
+        conn.execute(
+            "INSERT INTO sluice_pipelines (id, destination, name, spec, created_at, updated_at)
+             VALUES ($1, $2, $3, $4::text::json, $5, $6)",
+            &[
+                &rec.id,
+                &rec.spec.destination,
+                &rec.spec.name,
+                &spec,
+                &rec.created_at,
+                &rec.updated_at,
+            ],
+        )
+        .await
+        .map_err(|e| pipeline_conflict(e, rec))?;
+        Ok(())
+    }
+
+    async fn update_pipeline(&self, rec: &PipelineRecord) -> Result<()> {
+        let spec = codec::spec_to_json(&rec.spec);
+        let conn = self.pool.get().await?;
+        let n = conn
+            .execute(
+                "UPDATE sluice_pipelines SET destination = $2, name = $3, spec = $4::text::json, updated_at = $5
+                 WHERE id = $1",
+                &[&rec.id, &rec.spec.destination, &rec.spec.name, &spec, &rec.updated_at],
+            )
+            .await
+            .map_err(|e| pipeline_conflict(e, rec))?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "pipeline `{}` does not exist",
+                rec.id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn delete_pipeline(&self, id: &str) -> Result<bool> {
+        let conn = self.pool.get().await?;
+        // Runs and sync state go with it through ON DELETE CASCADE.
+        let n = conn
+            .execute("DELETE FROM sluice_pipelines WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_error)?;
+        Ok(n > 0)
+    }
+}

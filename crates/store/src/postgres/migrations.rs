@@ -1,0 +1,105 @@
+//! The tables of both stores, as a list of migrations each: a store is at the version of the last one
+//! applied, and a list only ever grows.
+
+pub(super) const METADATA_MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE sluice_customer_model (
+    id integer PRIMARY KEY CHECK (id = 1),
+    model json NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE sluice_destinations (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    id text PRIMARY KEY,
+    name text NOT NULL CONSTRAINT sluice_destinations_name_key UNIQUE,
+    kind text NOT NULL,
+    settings json NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE sluice_pipelines (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    id text PRIMARY KEY,
+    destination text NOT NULL REFERENCES sluice_destinations (id),
+    name text NOT NULL,
+    spec json NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    CONSTRAINT sluice_pipelines_name_key UNIQUE (destination, name)
+);
+CREATE TABLE sluice_runs (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    id text PRIMARY KEY,
+    pipeline text NOT NULL REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    trigger text NOT NULL,
+    status text NOT NULL,
+    queued_at timestamptz NOT NULL,
+    started_at timestamptz,
+    finished_at timestamptz,
+    processed bigint NOT NULL,
+    total bigint,
+    counts json NOT NULL,
+    errors json NOT NULL,
+    message text
+);
+CREATE INDEX sluice_runs_by_pipeline ON sluice_runs (pipeline, queued_at, seq);
+CREATE INDEX sluice_runs_unfinished ON sluice_runs (queued_at, seq) WHERE status IN ('queued', 'running');
+CREATE TABLE sluice_sync_state (
+    pipeline text NOT NULL REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    profile_id text COLLATE "C" NOT NULL,
+    key text NOT NULL,
+    hash bytea NOT NULL,
+    PRIMARY KEY (pipeline, profile_id)
+);
+CREATE UNIQUE INDEX sluice_sync_state_by_key ON sluice_sync_state (pipeline, key);
+"#,
+    r#"
+CREATE TABLE sluice_sync_checkpoints (
+    pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    mark bigint NOT NULL,
+    fingerprint text NOT NULL,
+    taken_at timestamptz NOT NULL
+);
+"#,
+    r#"
+ALTER TABLE sluice_runs ADD COLUMN owner text, ADD COLUMN lease_until timestamptz,
+    ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
+UPDATE sluice_runs SET status = 'failed', finished_at = now(),
+    message = 'Sluice stopped while this run was in progress; the next run will repair the table'
+WHERE status IN ('queued', 'running')
+  AND seq NOT IN (SELECT max(seq) FROM sluice_runs WHERE status IN ('queued', 'running') GROUP BY pipeline);
+CREATE UNIQUE INDEX sluice_runs_one_unfinished ON sluice_runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE TABLE sluice_schedules (
+    pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    last_tick timestamptz,
+    pending boolean NOT NULL
+);
+"#,
+    // Entries of profiles that left while their rows are kept (`SyncEntry::left`) hold true, every other
+    // entry NULL, as in SQLite: adding the column rewrites nothing, and a NULL takes no room in a row (its
+    // bit fits in the padding of the row header).
+    r#"
+ALTER TABLE sluice_sync_state ADD COLUMN has_left boolean;
+"#,
+];
+
+pub(super) const PROFILE_MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE sluice_profiles (
+    id text COLLATE "C" PRIMARY KEY,
+    updated_at timestamptz NOT NULL,
+    doc jsonb NOT NULL
+);
+"#,
+    r#"
+ALTER TABLE sluice_profiles ADD COLUMN change_id bigint NOT NULL DEFAULT 0;
+CREATE INDEX sluice_profiles_by_change ON sluice_profiles (change_id);
+CREATE TABLE sluice_profile_tombstones (
+    id text COLLATE "C" PRIMARY KEY,
+    change_id bigint NOT NULL,
+    deleted_at timestamptz NOT NULL
+);
+CREATE INDEX sluice_profile_tombstones_by_change ON sluice_profile_tombstones (change_id);
+CREATE INDEX sluice_profile_tombstones_by_time ON sluice_profile_tombstones (deleted_at);
+"#,
+];

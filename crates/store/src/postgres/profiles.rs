@@ -1,0 +1,308 @@
+//! The profile store: documents, their change numbers and tombstones.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value as Json};
+use sluice_core::filter::{Filter, SqlDialect, SqlParam};
+use sluice_core::{Profile, RawProfile};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::filter_params::PgParam;
+use super::migrations::PROFILE_MIGRATIONS;
+use super::pool::{get, limit_param, migrate, pg_error, rows_to, Pool};
+use crate::codec;
+use crate::{ChangeCounts, ProfileStore, Result, StoreError, UpsertOutcome, TOMBSTONE_RETENTION};
+
+/// This transaction's change number: its id, which is assigned on first use, only grows, and is compared
+/// with the oldest transaction still running (see [`ProfileStore::change_mark`]).
+const CHANGE_ID: &str = "pg_current_xact_id()::text::bigint";
+
+/// The profile store in PostgreSQL.
+pub struct PgProfiles {
+    pool: Pool,
+}
+
+impl PgProfiles {
+    /// Connects and brings the table up to date. The URL is never logged or put in an error.
+    pub async fn connect(url: &str) -> Result<PgProfiles> {
+        let pool = Pool::new(url, "profiles")?;
+        migrate(&pool, "profiles", PROFILE_MIGRATIONS).await?;
+        Ok(PgProfiles { pool })
+    }
+}
+
+fn raw_profile_from_row(r: &Row) -> Result<RawProfile> {
+    Ok(RawProfile {
+        id: get(r, 0)?,
+        updated_at: get(r, 1)?,
+        doc: get(r, 2)?,
+    })
+}
+
+fn profile_from_row(r: &Row) -> Result<Profile> {
+    let id: String = get(r, 0)?;
+    Ok(Profile {
+        updated_at: get(r, 1)?,
+        doc: codec::doc_from_json(&id, get(r, 2)?)?,
+        id,
+    })
+}
+
+/// How many times an upsert retries the profiles another writer inserted between our read and our insert.
+const UPSERT_ATTEMPTS: usize = 5;
+
+async fn upsert_batch(
+    tx: &tokio_postgres::Transaction<'_>,
+    mut pending: Vec<(String, Map<String, Json>)>,
+    now: DateTime<Utc>,
+) -> Result<UpsertOutcome> {
+    let mut outcome = UpsertOutcome::default();
+    for _ in 0..UPSERT_ATTEMPTS {
+        let ids: Vec<&str> = pending.iter().map(|(id, _)| id.as_str()).collect();
+        // Locking in id order keeps two overlapping batches from deadlocking each other.
+        let rows = tx
+            .query("SELECT id, doc FROM sluice_profiles WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", &[&ids])
+            .await
+            .map_err(pg_error)?;
+        let mut stored: HashMap<String, Map<String, Json>> = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = get(r, 0)?;
+            let doc = codec::doc_from_json(&id, get(r, 1)?)?;
+            stored.insert(id, doc);
+        }
+        let (mut updates, mut inserts) = (Vec::with_capacity(stored.len()), Vec::new());
+        for (id, doc) in pending {
+            match stored.remove(&id) {
+                Some(stored) => {
+                    let mut merged = stored.clone();
+                    sluice_core::schema::merge_profile(&mut merged, doc);
+                    // Unchanged profiles keep their change number: exports skip them.
+                    if merged == stored {
+                        outcome.updated += 1;
+                    } else {
+                        updates.push((id, merged));
+                    }
+                }
+                None => inserts.push((id, doc)),
+            }
+        }
+        if !updates.is_empty() {
+            let ids: Vec<&str> = updates.iter().map(|(id, _)| id.as_str()).collect();
+            let docs: Vec<tokio_postgres::types::Json<&Map<String, Json>>> = updates
+                .iter()
+                .map(|(_, d)| tokio_postgres::types::Json(d))
+                .collect();
+            tx.execute(
+                &format!(
+                    "UPDATE sluice_profiles AS p SET doc = u.doc, updated_at = $3, change_id = {CHANGE_ID}
+                     FROM unnest($1::text[], $2::jsonb[]) AS u(id, doc) WHERE p.id = u.id"
+                ),
+                &[&ids, &docs, &now],
+            )
+            .await
+            .map_err(pg_error)?;
+            outcome.updated += updates.len() as u64;
+        }
+        if inserts.is_empty() {
+            return Ok(outcome);
+        }
+        let ids: Vec<&str> = inserts.iter().map(|(id, _)| id.as_str()).collect();
+        let docs: Vec<tokio_postgres::types::Json<&Map<String, Json>>> = inserts
+            .iter()
+            .map(|(_, d)| tokio_postgres::types::Json(d))
+            .collect();
+        let rows = tx
+            .query(
+                &format!(
+                    "INSERT INTO sluice_profiles (id, updated_at, doc, change_id)
+                     SELECT u.id, $3, u.doc, {CHANGE_ID} FROM unnest($1::text[], $2::jsonb[]) AS u(id, doc)
+                     ON CONFLICT (id) DO NOTHING RETURNING id"
+                ),
+                &[&ids, &docs, &now],
+            )
+            .await
+            .map_err(pg_error)?;
+        outcome.inserted += rows.len() as u64;
+        if rows.len() == inserts.len() {
+            return Ok(outcome);
+        }
+        // Another writer inserted some of these ids after our read: merge into theirs on the next pass.
+        let done: HashSet<String> = rows.iter().map(|r| get(r, 0)).collect::<Result<_>>()?;
+        pending = inserts
+            .into_iter()
+            .filter(|(id, _)| !done.contains(id))
+            .collect();
+    }
+    Err(StoreError::Backend(
+        "other writers kept inserting the same profiles concurrently; the batch was not stored, retry it".into(),
+    ))
+}
+
+#[async_trait]
+impl ProfileStore for PgProfiles {
+    async fn upsert(&self, profiles: Vec<(String, Map<String, Json>)>) -> Result<UpsertOutcome> {
+        if profiles.is_empty() {
+            return Ok(UpsertOutcome::default());
+        }
+        let profiles = codec::fold_batch(profiles);
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await.map_err(pg_error)?;
+        let outcome = upsert_batch(&tx, profiles, codec::now()).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(outcome)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Profile>> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_opt(
+                "SELECT id, updated_at, doc FROM sluice_profiles WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.map(|r| profile_from_row(&r)).transpose()
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await.map_err(pg_error)?;
+        let n = tx
+            .execute("DELETE FROM sluice_profiles WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_error)?;
+        if n > 0 {
+            let now = codec::now();
+            tx.execute(
+                &format!(
+                    "INSERT INTO sluice_profile_tombstones (id, change_id, deleted_at) VALUES ($1, {CHANGE_ID}, $2)
+                     ON CONFLICT (id) DO UPDATE SET change_id = EXCLUDED.change_id, deleted_at = EXCLUDED.deleted_at"
+                ),
+                &[&id, &now],
+            )
+            .await
+            .map_err(pg_error)?;
+            tx.execute(
+                "DELETE FROM sluice_profile_tombstones WHERE deleted_at < $1",
+                &[&(now - TOMBSTONE_RETENTION)],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(n > 0)
+    }
+
+    async fn page_raw(
+        &self,
+        filter: Option<&Filter>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RawProfile>> {
+        let mut args = vec![PgParam(SqlParam::Int(limit_param(limit)))];
+        let mut sql = String::from("SELECT id, updated_at, doc::text FROM sluice_profiles WHERE ");
+        if let Some(after) = after {
+            args.push(PgParam(SqlParam::Text(after.to_owned())));
+            sql.push_str("id > $2 AND ");
+        }
+        match filter {
+            Some(f) => {
+                let (cond, params) = f.to_sql(SqlDialect::Postgres, args.len() + 1);
+                sql.push_str(&format!("({cond})"));
+                args.extend(params.into_iter().map(PgParam));
+            }
+            None => sql.push_str("TRUE"),
+        }
+        sql.push_str(" ORDER BY id LIMIT $1");
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let conn = self.pool.get().await?;
+        let rows = conn.query(&sql, &refs).await.map_err(pg_error)?;
+        rows_to(rows, raw_profile_from_row)
+    }
+
+    async fn count(&self, filter: Option<&Filter>) -> Result<u64> {
+        let (sql, args) = match filter {
+            Some(f) => {
+                let (cond, params) = f.to_sql(SqlDialect::Postgres, 1);
+                (
+                    format!("SELECT count(*) FROM sluice_profiles WHERE ({cond})"),
+                    params.into_iter().map(PgParam).collect::<Vec<_>>(),
+                )
+            }
+            None => (
+                "SELECT count(*) FROM sluice_profiles".to_owned(),
+                Vec::new(),
+            ),
+        };
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let conn = self.pool.get().await?;
+        let row = conn.query_one(&sql, &refs).await.map_err(pg_error)?;
+        Ok(codec::to_u64(get(&row, 0)?))
+    }
+
+    async fn change_mark(&self) -> Result<i64> {
+        // Every transaction below the snapshot's xmin has ended, so its changes are visible to any later
+        // read; one at or above it may still commit, and its change number is at least the mark.
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_one(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        get(&row, 0)
+    }
+
+    async fn count_changes(&self, mark: i64) -> Result<ChangeCounts> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_one(
+                "SELECT (SELECT count(*) FROM sluice_profiles WHERE change_id >= $1),
+                        (SELECT count(*) FROM sluice_profile_tombstones WHERE change_id >= $1)",
+                &[&mark],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(ChangeCounts {
+            changed: codec::to_u64(get(&row, 0)?),
+            deleted: codec::to_u64(get(&row, 1)?),
+        })
+    }
+
+    async fn changed_page_raw(
+        &self,
+        mark: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RawProfile>> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                "SELECT id, updated_at, doc::text FROM sluice_profiles
+                 WHERE change_id >= $1 AND id > $2 ORDER BY id LIMIT $3",
+                &[&mark, &after.unwrap_or(""), &limit_param(limit)],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows_to(rows, raw_profile_from_row)
+    }
+
+    async fn deleted_since(&self, mark: i64) -> Result<Vec<String>> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                "SELECT t.id FROM sluice_profile_tombstones AS t WHERE t.change_id >= $1
+                 AND NOT EXISTS (SELECT 1 FROM sluice_profiles AS p WHERE p.id = t.id) ORDER BY t.id",
+                &[&mark],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows_to(rows, |r| get(r, 0))
+    }
+}

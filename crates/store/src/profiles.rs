@@ -1,0 +1,91 @@
+//! The profile store: normalized profiles, and the history of their changes.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value as Json};
+use sluice_core::filter::Filter;
+use sluice_core::{Profile, RawProfile};
+
+use crate::{Result, StoreError};
+
+/// How long the profile store remembers deleted profiles; a sync checkpoint older than this is not used.
+pub const TOMBSTONE_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
+/// Profiles changed and deleted since a change mark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChangeCounts {
+    pub changed: u64,
+    pub deleted: u64,
+}
+
+/// The outcome of loading a batch of profiles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpsertOutcome {
+    pub inserted: u64,
+    pub updated: u64,
+}
+
+/// The profile store.
+#[async_trait]
+pub trait ProfileStore: Send + Sync {
+    /// Stores validated, normalized profiles (`(id, properties)`): new ones are inserted, existing ones are
+    /// merged with `sluice_core::schema::merge_profile` (properties not sent are kept) and, when the merge
+    /// changed them, their `_updated_at` set to now (an existing profile sent again as it is stays
+    /// untouched, and still counts as updated). One transaction for the whole batch. The same id twice in
+    /// one batch: the later entry is merged over the earlier.
+    async fn upsert(&self, profiles: Vec<(String, Map<String, Json>)>) -> Result<UpsertOutcome>;
+    async fn get(&self, id: &str) -> Result<Option<Profile>>;
+    /// `Ok(false)` when absent.
+    async fn delete(&self, id: &str) -> Result<bool>;
+    /// Up to `limit` profiles matching `filter` with id greater than `after`, ordered by id (byte order).
+    /// Keyset pagination: each page is a range scan of the id index, however deep into the store.
+    async fn page(
+        &self,
+        filter: Option<&Filter>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Profile>> {
+        parse_page(self.page_raw(filter, after, limit).await?)
+    }
+    /// [`ProfileStore::page`] with each document left as its stored JSON text, for runs to read lazily
+    /// (see `sluice_core::raw`).
+    async fn page_raw(
+        &self,
+        filter: Option<&Filter>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RawProfile>>;
+    async fn count(&self, filter: Option<&Filter>) -> Result<u64>;
+
+    /// A mark of the store's change history, taken before reading: every insert, update or delete that is
+    /// not visible to reads started after this call gets a change number at or above the mark. Numbers
+    /// follow commit order closely enough for that, not wall clocks (SQLite: a counter bumped by each
+    /// writing transaction; PostgreSQL: transaction ids against the oldest one still running).
+    async fn change_mark(&self) -> Result<i64>;
+    /// How many stored profiles changed at or after `mark`, and how many were deleted since.
+    async fn count_changes(&self, mark: i64) -> Result<ChangeCounts>;
+    /// Up to `limit` profiles changed at or after `mark` with id greater than `after`, ordered by id.
+    async fn changed_page(
+        &self,
+        mark: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Profile>> {
+        parse_page(self.changed_page_raw(mark, after, limit).await?)
+    }
+    /// [`ProfileStore::changed_page`] with each document left as its stored JSON text.
+    async fn changed_page_raw(
+        &self,
+        mark: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RawProfile>>;
+    /// Ids of the profiles deleted at or after `mark` and not stored again, ordered by id. Deletions are
+    /// remembered for [`TOMBSTONE_RETENTION`].
+    async fn deleted_since(&self, mark: i64) -> Result<Vec<String>>;
+}
+
+fn parse_page(raw: Vec<RawProfile>) -> Result<Vec<Profile>> {
+    raw.iter()
+        .map(|r| r.parse().map_err(StoreError::Corrupt))
+        .collect()
+}

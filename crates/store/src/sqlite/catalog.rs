@@ -1,0 +1,283 @@
+//! The Customer Model, destinations and pipelines.
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use sluice_core::Schema;
+
+use super::db::{collect, micros, sql_error, time, violation, Violation};
+use super::SqliteMetadata;
+use crate::codec;
+use crate::{Catalog, DestinationRecord, PipelineRecord, Result, SecretBox, StoreError};
+
+const DESTINATION_COLUMNS: &str = "id, name, kind, settings, created_at, updated_at";
+
+fn destination_from_row(secrets: &SecretBox, r: &rusqlite::Row<'_>) -> Result<DestinationRecord> {
+    let name: String = r.get(1).map_err(sql_error)?;
+    let settings: String = r.get(3).map_err(sql_error)?;
+    Ok(DestinationRecord {
+        id: r.get(0).map_err(sql_error)?,
+        settings: codec::open_settings(secrets, &name, &settings)?,
+        name,
+        kind: r.get(2).map_err(sql_error)?,
+        created_at: time(r.get(4).map_err(sql_error)?)?,
+        updated_at: time(r.get(5).map_err(sql_error)?)?,
+    })
+}
+
+fn destination_conflict(e: rusqlite::Error, rec: &DestinationRecord) -> StoreError {
+    match violation(&e) {
+        Some(Violation::Unique(m)) if m.contains("destinations.name") => {
+            StoreError::Conflict(format!("a destination named `{}` already exists", rec.name))
+        }
+        Some(Violation::Unique(_)) => {
+            StoreError::Conflict(format!("a destination with id `{}` already exists", rec.id))
+        }
+        _ => sql_error(e),
+    }
+}
+
+const PIPELINE_COLUMNS: &str = "id, spec, created_at, updated_at";
+
+fn pipeline_from_row(r: &rusqlite::Row<'_>) -> Result<PipelineRecord> {
+    let id: String = r.get(0).map_err(sql_error)?;
+    let spec: String = r.get(1).map_err(sql_error)?;
+    Ok(PipelineRecord {
+        spec: codec::spec_from_json(&id, &spec)?,
+        id,
+        created_at: time(r.get(2).map_err(sql_error)?)?,
+        updated_at: time(r.get(3).map_err(sql_error)?)?,
+    })
+}
+
+fn pipeline_conflict(e: rusqlite::Error, rec: &PipelineRecord) -> StoreError {
+    match violation(&e) {
+        Some(Violation::Unique(m)) if m.contains("pipelines.name") => {
+            StoreError::Conflict(format!(
+                "the destination already has a pipeline named `{}`",
+                rec.spec.name
+            ))
+        }
+        Some(Violation::Unique(_)) => {
+            StoreError::Conflict(format!("a pipeline with id `{}` already exists", rec.id))
+        }
+        Some(Violation::ForeignKey) => StoreError::NotFound(format!(
+            "destination `{}` does not exist",
+            rec.spec.destination
+        )),
+        None => sql_error(e),
+    }
+}
+
+#[async_trait]
+impl Catalog for SqliteMetadata {
+    async fn get_schema(&self) -> Result<Schema> {
+        self.db
+            .read(|c| {
+                let model: Option<String> = c
+                    .query_row("SELECT model FROM customer_model WHERE id = 1", [], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(sql_error)?;
+                model.map_or_else(|| Ok(Schema::default()), |m| codec::schema_from_json(&m))
+            })
+            .await
+    }
+
+    async fn put_schema(&self, schema: &Schema) -> Result<()> {
+        let model = codec::schema_to_json(schema);
+        self.db
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO customer_model (id, model, updated_at) VALUES (1, ?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at",
+                    params![model, codec::now().timestamp_micros()],
+                )
+                .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_destinations(&self) -> Result<Vec<DestinationRecord>> {
+        let secrets = self.secrets.clone();
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY created_at, seq"
+                    ))
+                    .map_err(sql_error)?;
+                collect(&mut stmt, [], |r| destination_from_row(&secrets, r))
+            })
+            .await
+    }
+
+    async fn get_destination(&self, id: &str) -> Result<Option<DestinationRecord>> {
+        let (secrets, id) = (self.secrets.clone(), id.to_owned());
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?1"
+                    ))
+                    .map_err(sql_error)?;
+                Ok(collect(&mut stmt, [&id], |r| destination_from_row(&secrets, r))?.pop())
+            })
+            .await
+    }
+
+    async fn insert_destination(&self, rec: &DestinationRecord) -> Result<()> {
+        let settings = codec::seal_settings(&self.secrets, &rec.settings)?;
+        let rec = rec.clone();
+        self.db
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO destinations (id, name, kind, settings, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        rec.id,
+                        rec.name,
+                        rec.kind,
+                        settings,
+                        micros(&rec.created_at),
+                        micros(&rec.updated_at)
+                    ],
+                )
+                .map_err(|e| destination_conflict(e, &rec))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn update_destination(&self, rec: &DestinationRecord) -> Result<()> {
+        let settings = codec::seal_settings(&self.secrets, &rec.settings)?;
+        let rec = rec.clone();
+        self.db
+            .write(move |c| {
+                let n = c
+                    .execute(
+                        "UPDATE destinations SET name = ?2, kind = ?3, settings = ?4, updated_at = ?5 WHERE id = ?1",
+                        params![rec.id, rec.name, rec.kind, settings, micros(&rec.updated_at)],
+                    )
+                    .map_err(|e| destination_conflict(e, &rec))?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("destination `{}` does not exist", rec.id)));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete_destination(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.db
+            .write(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+                let users = {
+                    let mut stmt = tx
+                        .prepare_cached("SELECT name FROM pipelines WHERE destination = ?1 ORDER BY created_at, seq")
+                        .map_err(sql_error)?;
+                    collect(&mut stmt, [&id], |r| r.get::<_, String>(0).map_err(sql_error))?
+                };
+                if !users.is_empty() {
+                    return Err(codec::in_use(&users));
+                }
+                let n = tx.execute("DELETE FROM destinations WHERE id = ?1", [&id]).map_err(sql_error)?;
+                tx.commit().map_err(sql_error)?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
+    async fn list_pipelines(&self, destination: Option<&str>) -> Result<Vec<PipelineRecord>> {
+        let destination = destination.map(str::to_owned);
+        self.db
+            .read(move |c| match destination {
+                Some(d) => {
+                    let mut stmt = c
+                        .prepare_cached(&format!(
+                            "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE destination = ?1 ORDER BY created_at, seq"
+                        ))
+                        .map_err(sql_error)?;
+                    collect(&mut stmt, [&d], pipeline_from_row)
+                }
+                None => {
+                    let mut stmt = c
+                        .prepare_cached(&format!("SELECT {PIPELINE_COLUMNS} FROM pipelines ORDER BY created_at, seq"))
+                        .map_err(sql_error)?;
+                    collect(&mut stmt, [], pipeline_from_row)
+                }
+            })
+            .await
+    }
+
+    async fn get_pipeline(&self, id: &str) -> Result<Option<PipelineRecord>> {
+        let id = id.to_owned();
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = ?1"
+                    ))
+                    .map_err(sql_error)?;
+                Ok(collect(&mut stmt, [&id], pipeline_from_row)?.pop())
+            })
+            .await
+    }
+
+    async fn insert_pipeline(&self, rec: &PipelineRecord) -> Result<()> {
+        let rec = rec.clone();
+        let spec = codec::spec_to_json(&rec.spec);
+        self.db
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO pipelines (id, destination, name, spec, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        rec.id,
+                        rec.spec.destination,
+                        rec.spec.name,
+                        spec,
+                        micros(&rec.created_at),
+                        micros(&rec.updated_at)
+                    ],
+                )
+                .map_err(|e| pipeline_conflict(e, &rec))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn update_pipeline(&self, rec: &PipelineRecord) -> Result<()> {
+        let rec = rec.clone();
+        let spec = codec::spec_to_json(&rec.spec);
+        self.db
+            .write(move |c| {
+                let n = c
+                    .execute(
+                        "UPDATE pipelines SET destination = ?2, name = ?3, spec = ?4, updated_at = ?5 WHERE id = ?1",
+                        params![rec.id, rec.spec.destination, rec.spec.name, spec, micros(&rec.updated_at)],
+                    )
+                    .map_err(|e| pipeline_conflict(e, &rec))?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("pipeline `{}` does not exist", rec.id)));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete_pipeline(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.db
+            .write(move |c| {
+                // Runs and sync state go with it through ON DELETE CASCADE.
+                let n = c
+                    .execute("DELETE FROM pipelines WHERE id = ?1", [&id])
+                    .map_err(sql_error)?;
+                Ok(n > 0)
+            })
+            .await
+    }
+}

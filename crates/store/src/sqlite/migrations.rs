@@ -1,0 +1,159 @@
+//! The tables of both files, as a list of migrations each: a store is at the version of the last one
+//! applied, and a list only ever grows.
+
+pub(super) const METADATA_MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE customer_model (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    model TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE destinations (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE pipelines (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    destination TEXT NOT NULL REFERENCES destinations (id),
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (destination, name)
+);
+CREATE TABLE runs (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    pipeline TEXT NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    trigger TEXT NOT NULL,
+    status TEXT NOT NULL,
+    queued_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    processed INTEGER NOT NULL,
+    total INTEGER,
+    counts TEXT NOT NULL,
+    errors TEXT NOT NULL,
+    message TEXT
+);
+CREATE INDEX runs_by_pipeline ON runs (pipeline, queued_at, seq);
+CREATE INDEX runs_unfinished ON runs (queued_at, seq) WHERE status IN ('queued', 'running');
+CREATE TABLE sync_state (
+    pipeline TEXT NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    profile_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (pipeline, profile_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX sync_state_by_key ON sync_state (pipeline, key);
+"#,
+    r#"
+CREATE TABLE sync_checkpoints (
+    pipeline TEXT PRIMARY KEY NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    mark INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    taken_at INTEGER NOT NULL
+);
+"#,
+    r#"
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE runs ADD COLUMN lease_until INTEGER;
+ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET status = 'failed', finished_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000000,
+    message = 'Sluice stopped while this run was in progress; the next run will repair the table'
+WHERE status IN ('queued', 'running')
+  AND seq NOT IN (SELECT max(seq) FROM runs WHERE status IN ('queued', 'running') GROUP BY pipeline);
+CREATE UNIQUE INDEX runs_one_unfinished ON runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE TABLE schedules (
+    pipeline TEXT PRIMARY KEY REFERENCES pipelines (id) ON DELETE CASCADE,
+    last_tick INTEGER,
+    pending INTEGER NOT NULL
+);
+"#,
+    // Sync entries name their pipeline by a small number instead of its id: the id text in every key of
+    // both B-trees, and a foreign-key check per entry, made recording a million entries about twice as
+    // slow. The number's row holds the foreign key; deleting it (with the pipeline) drops the entries.
+    r#"
+CREATE TABLE sync_pipelines (
+    num INTEGER PRIMARY KEY AUTOINCREMENT,
+    pipeline TEXT NOT NULL UNIQUE REFERENCES pipelines (id) ON DELETE CASCADE
+);
+CREATE TABLE sync_entries (
+    pipeline INTEGER NOT NULL,
+    profile_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (pipeline, profile_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX sync_entries_by_key ON sync_entries (pipeline, key);
+CREATE TRIGGER sync_pipelines_gone AFTER DELETE ON sync_pipelines BEGIN
+    DELETE FROM sync_entries WHERE pipeline = old.num;
+END;
+INSERT INTO sync_pipelines (pipeline) SELECT DISTINCT pipeline FROM sync_state ORDER BY pipeline;
+INSERT INTO sync_entries (pipeline, profile_id, key, hash)
+    SELECT n.num, s.profile_id, s.key, s.hash FROM sync_state s JOIN sync_pipelines n ON n.pipeline = s.pipeline;
+DROP TABLE sync_state;
+"#,
+    // An entry whose key is its profile's id (a pipeline keyed by `_id`) stores no key, and the key
+    // index, a quarter of the cost of recording a first run, holds only keys of other kinds. A pipeline records
+    // which forms it holds (see `sync_apply`); existing entries all have their key written out.
+    r#"
+DROP TRIGGER sync_pipelines_gone;
+DROP INDEX sync_entries_by_key;
+ALTER TABLE sync_entries RENAME TO sync_entries_old;
+CREATE TABLE sync_entries (
+    pipeline INTEGER NOT NULL,
+    profile_id TEXT NOT NULL,
+    key TEXT,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (pipeline, profile_id)
+) WITHOUT ROWID;
+INSERT INTO sync_entries (pipeline, profile_id, key, hash)
+    SELECT pipeline, profile_id, key, hash FROM sync_entries_old;
+DROP TABLE sync_entries_old;
+CREATE UNIQUE INDEX sync_entries_by_key ON sync_entries (pipeline, key) WHERE key IS NOT NULL;
+CREATE TRIGGER sync_pipelines_gone AFTER DELETE ON sync_pipelines BEGIN
+    DELETE FROM sync_entries WHERE pipeline = old.num;
+END;
+ALTER TABLE sync_pipelines ADD COLUMN written_keys INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE sync_pipelines ADD COLUMN implied_keys INTEGER NOT NULL DEFAULT 0;
+"#,
+    // Entries of profiles that left while their rows are kept (`SyncEntry::left`) hold 1, every other
+    // entry NULL: what entries written before read back, so "not left" has one form, and each entry pays
+    // one byte of record header for the column (1 and NULL take no payload). No index: counting the left
+    // entries of a pipeline is the same scan of its range of the primary key as counting all of them.
+    r#"
+ALTER TABLE sync_entries ADD COLUMN has_left INTEGER;
+"#,
+];
+
+// WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of
+// an index walk plus a table lookup per profile.
+pub(super) const PROFILE_MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE profiles (
+    id TEXT PRIMARY KEY NOT NULL,
+    updated_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
+    r#"
+ALTER TABLE profiles ADD COLUMN change_id INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX profiles_by_change ON profiles (change_id);
+CREATE TABLE profile_clock (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+INSERT INTO profile_clock (id, seq) VALUES (1, 0);
+CREATE TABLE profile_tombstones (
+    id TEXT PRIMARY KEY NOT NULL,
+    change_id INTEGER NOT NULL,
+    deleted_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX profile_tombstones_by_change ON profile_tombstones (change_id);
+CREATE INDEX profile_tombstones_by_time ON profile_tombstones (deleted_at);
+"#,
+];
