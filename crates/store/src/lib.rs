@@ -1,9 +1,24 @@
 //! Where Sluice keeps its state: metadata (Customer Model, destinations, pipelines, runs, sync state) and
 //! the profile store.
 //!
-//! Each store is a trait with two implementations — embedded SQLite in the data directory (zero setup) and
+//! Each store has two implementations — embedded SQLite in the data directory (zero setup) and
 //! PostgreSQL (for several instances sharing one workspace, or larger profile sets) — and both pass one
 //! shared test suite. Schema migrations are versioned and run when a store is opened.
+//!
+//! The metadata store is one database behind small traits, one per thing it holds, so that code asks
+//! only for what it uses and a test fakes only that:
+//!
+//! - [`Catalog`]: the Customer Model, destinations and pipelines (what the user configured);
+//! - [`RunLog`]: the history of runs;
+//! - [`SyncState`]: per pipeline, what the destination last confirmed for each profile ([`SyncEntry`]:
+//!   key, row hash, and whether the profile left while its row was kept) and the [`SyncCheckpoint`]
+//!   that lets a re-run read only changed profiles. This is what a run writes most: an entry per row;
+//! - [`Coordination`]: run claims, leases and the scheduler's per-pipeline state.
+//!
+//! [`MetadataStore`] is their union, what `open_metadata` returns; a `&dyn MetadataStore` upcasts to any
+//! of them. [`ProfileStore`] is the profile store. Each backend is a folder of modules named the same way
+//! (`catalog`, `runs`, `sync_state`, `coord`, `profiles`), beside its connections (`db`, `pool`) and its
+//! `migrations`: a file's name says which tables it may touch.
 //!
 //! Destination secrets (`password`, `private_key`, …) are encrypted with [`SecretBox`] before they are
 //! written and decrypted when read; nothing else in Sluice sees them at rest.

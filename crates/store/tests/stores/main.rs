@@ -1,10 +1,14 @@
 //! The store suite: every case runs against embedded SQLite and against PostgreSQL
 //! (`SLUICE_TEST_POSTGRES_URL`; the PostgreSQL cases fail when it is unset, they never skip).
 
+mod catalog;
 mod coord;
+mod fixtures;
 mod harness;
 mod metadata;
 mod profiles;
+mod runs;
+mod sync_state;
 
 /// Instantiates each case once per backend, each with its own fresh store.
 macro_rules! suite {
@@ -33,18 +37,18 @@ macro_rules! suite {
 }
 
 suite!(
-    metadata::customer_model_round_trip,
-    metadata::destinations_crud_and_conflicts,
-    metadata::secrets_are_encrypted_at_rest,
-    metadata::wrong_secret_key_is_reported,
-    metadata::destination_in_use_is_not_deleted,
-    metadata::pipelines_crud_and_conflicts,
-    metadata::deleting_a_pipeline_cascades,
-    metadata::runs_lifecycle_and_pagination,
-    metadata::sync_apply_range_and_owners,
-    metadata::sync_apply_transfers_keys,
-    metadata::sync_keys_of_both_forms_stay_unique,
-    metadata::sync_apply_large_batches,
+    catalog::customer_model_round_trip,
+    catalog::destinations_crud_and_conflicts,
+    catalog::secrets_are_encrypted_at_rest,
+    catalog::wrong_secret_key_is_reported,
+    catalog::destination_in_use_is_not_deleted,
+    catalog::pipelines_crud_and_conflicts,
+    catalog::deleting_a_pipeline_cascades,
+    runs::runs_lifecycle_and_pagination,
+    sync_state::sync_apply_range_and_owners,
+    sync_state::sync_apply_transfers_keys,
+    sync_state::sync_keys_of_both_forms_stay_unique,
+    sync_state::sync_apply_large_batches,
     metadata::metadata_migrations_are_idempotent,
     coord::one_unfinished_run_per_pipeline,
     coord::expired_leases_are_reaped,
@@ -59,8 +63,8 @@ suite!(
     profiles::profile_migrations_are_idempotent,
     profiles::changes_since_a_mark,
     profiles::marks_hold_under_concurrent_writes,
-    metadata::sync_get_and_checkpoints,
-    metadata::sync_left_entries_round_trip,
-    metadata::sync_left_holder_gives_its_key_up,
-    metadata::sync_entries_survive_the_left_flag_migration,
+    sync_state::sync_get_and_checkpoints,
+    sync_state::sync_left_entries_round_trip,
+    sync_state::sync_left_holder_gives_its_key_up,
+    sync_state::sync_entries_survive_the_left_flag_migration,
 );

@@ -1,0 +1,343 @@
+//! Cases for `Catalog`: the Customer Model, destinations and pipelines.
+
+use serde_json::json;
+use sluice_core::schema::SchemaWire;
+use sluice_core::Schema;
+use sluice_store::{RunStatus, SecretBox, StoreError};
+
+use crate::fixtures::{
+    at, conflict, destination, entry, not_found, pipeline, run, PASSWORD, PRIVATE_KEY,
+};
+use crate::harness::Env;
+
+pub async fn customer_model_round_trip(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    assert_eq!(store.get_schema().await.unwrap(), Schema::default());
+    let wire: SchemaWire = serde_json::from_value(json!({"properties": [
+        {"name": "email", "type": "string", "nullable": true, "description": "Where we write"},
+        {"name": "ltv", "type": "decimal(12,2)"},
+        {"name": "tags", "type": "array(string)"},
+        {"name": "address", "type": "object", "properties": [
+            {"name": "city", "type": "string"},
+            {"name": "geo", "type": "object", "properties": [{"name": "lat", "type": "float", "nullable": false}]}
+        ]},
+        {"name": "orders", "type": "array(object)", "properties": [{"name": "total", "type": "decimal(10,2)"}]}
+    ]}))
+    .unwrap();
+    let schema = Schema::from_wire(&wire).unwrap();
+    store.put_schema(&schema).await.unwrap();
+    assert_eq!(store.get_schema().await.unwrap(), schema);
+
+    let mut smaller = schema.clone();
+    smaller.properties.truncate(1);
+    store.put_schema(&smaller).await.unwrap();
+    assert_eq!(store.get_schema().await.unwrap(), smaller);
+}
+
+pub async fn destinations_crud_and_conflicts(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    let a = destination("d-a", "Warehouse replica", 0);
+    let b = destination("d-b", "Marketing", 1);
+    store.insert_destination(&b).await.unwrap();
+    store.insert_destination(&a).await.unwrap();
+    assert_eq!(
+        store.list_destinations().await.unwrap(),
+        vec![a.clone(), b.clone()],
+        "ordered by creation"
+    );
+    assert_eq!(store.get_destination("d-a").await.unwrap(), Some(a.clone()));
+    assert_eq!(store.get_destination("nope").await.unwrap(), None);
+
+    let taken = conflict(
+        store
+            .insert_destination(&destination("d-c", "Warehouse replica", 2))
+            .await,
+    );
+    assert_eq!(
+        taken,
+        "a destination named `Warehouse replica` already exists"
+    );
+    let same_id = conflict(
+        store
+            .insert_destination(&destination("d-a", "Other", 2))
+            .await,
+    );
+    assert!(same_id.contains("d-a"), "{same_id}");
+
+    let mut renamed = a.clone();
+    renamed.name = "Replica (EU)".into();
+    renamed.settings["host"] = json!("eu.db.example.com");
+    renamed.settings["password"] = json!("new password");
+    renamed.updated_at = at(5);
+    store.update_destination(&renamed).await.unwrap();
+    assert_eq!(
+        store.get_destination("d-a").await.unwrap(),
+        Some(renamed.clone())
+    );
+
+    let mut clash = renamed.clone();
+    clash.name = "Marketing".into();
+    assert_eq!(
+        conflict(store.update_destination(&clash).await),
+        "a destination named `Marketing` already exists"
+    );
+    let missing = not_found(
+        store
+            .update_destination(&destination("d-zz", "Ghost", 0))
+            .await,
+    );
+    assert!(missing.contains("d-zz"), "{missing}");
+
+    assert!(store.delete_destination("d-b").await.unwrap());
+    assert!(!store.delete_destination("d-b").await.unwrap());
+    assert_eq!(store.list_destinations().await.unwrap(), vec![renamed]);
+    // The freed name can be taken again.
+    store
+        .insert_destination(&destination("d-d", "Marketing", 9))
+        .await
+        .unwrap();
+}
+
+pub async fn secrets_are_encrypted_at_rest(env: &Env) {
+    let key = SecretBox::generate_key_base64();
+    let store = env.metadata(SecretBox::from_base64(&key).unwrap()).await;
+    let mut snowflake = destination("d-s", "Snowflake", 0);
+    snowflake.kind = "snowflake".into();
+    snowflake.settings = json!({"account": "org-acct", "username": "u", "password": null,
+        "private_key": PRIVATE_KEY, "private_key_passphrase": "pass phrase"});
+    store.insert_destination(&snowflake).await.unwrap();
+    store
+        .insert_destination(&destination("d-p", "Postgres", 1))
+        .await
+        .unwrap();
+
+    let raw = env.raw_settings("d-p").await;
+    assert!(
+        !raw.contains(PASSWORD) && !raw.contains("s3cr3t"),
+        "password stored in clear: {raw}"
+    );
+    assert!(
+        raw.contains("db.example.com"),
+        "other settings stay readable: {raw}"
+    );
+    assert!(raw.contains("\"v1:"), "{raw}");
+    let raw = env.raw_settings("d-s").await;
+    assert!(
+        !raw.contains("BEGIN PRIVATE KEY") && !raw.contains("pass phrase"),
+        "{raw}"
+    );
+
+    // Another store instance with the same key reads them back.
+    let again = env.metadata(SecretBox::from_base64(&key).unwrap()).await;
+    let read = again.get_destination("d-p").await.unwrap().unwrap();
+    assert_eq!(read.settings["password"], json!(PASSWORD));
+    assert_eq!(
+        again.get_destination("d-s").await.unwrap().unwrap(),
+        snowflake
+    );
+}
+
+pub async fn wrong_secret_key_is_reported(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d-p", "Postgres", 0))
+        .await
+        .unwrap();
+    let mut plain = destination("d-q", "No secrets", 1);
+    plain.settings = json!({"path": "/tmp/x.db"});
+    store.insert_destination(&plain).await.unwrap();
+
+    let wrong = env.metadata(SecretBox::generate()).await;
+    for result in [
+        wrong.get_destination("d-p").await.map(|_| ()),
+        wrong.list_destinations().await.map(|_| ()),
+    ] {
+        match result {
+            Err(StoreError::Corrupt(m)) => {
+                assert!(
+                    m.contains("secret key") && m.contains("Postgres") && m.contains("password"),
+                    "{m}"
+                );
+                assert!(!m.contains(PASSWORD), "{m}");
+            }
+            other => panic!("expected a corrupt-secret error, got {other:?}"),
+        }
+    }
+    // A destination without secrets is still readable.
+    assert_eq!(wrong.get_destination("d-q").await.unwrap(), Some(plain));
+}
+
+pub async fn destination_in_use_is_not_deleted(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p-a", "d", "a", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p-b", "d", "b", 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        conflict(store.delete_destination("d").await),
+        "destination is used by pipelines `a`, `b`; delete them first"
+    );
+    assert!(store.delete_pipeline("p-a").await.unwrap());
+    assert_eq!(
+        conflict(store.delete_destination("d").await),
+        "destination is used by pipeline `b`; delete it first"
+    );
+    assert!(store.get_destination("d").await.unwrap().is_some());
+    assert!(store.delete_pipeline("p-b").await.unwrap());
+    assert!(store.delete_destination("d").await.unwrap());
+}
+
+pub async fn pipelines_crud_and_conflicts(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d1", "One", 0))
+        .await
+        .unwrap();
+    store
+        .insert_destination(&destination("d2", "Two", 1))
+        .await
+        .unwrap();
+    let p1 = pipeline("p1", "d1", "Subscribed customers", 0);
+    let p2 = pipeline("p2", "d1", "Churned", 1);
+    let p3 = pipeline("p3", "d2", "Subscribed customers", 2);
+    for p in [&p2, &p1, &p3] {
+        store.insert_pipeline(p).await.unwrap();
+    }
+    assert_eq!(
+        store.list_pipelines(None).await.unwrap(),
+        vec![p1.clone(), p2.clone(), p3.clone()]
+    );
+    assert_eq!(
+        store.list_pipelines(Some("d1")).await.unwrap(),
+        vec![p1.clone(), p2.clone()]
+    );
+    assert_eq!(store.list_pipelines(Some("d-none")).await.unwrap(), vec![]);
+    assert_eq!(store.get_pipeline("p1").await.unwrap(), Some(p1.clone()));
+    assert_eq!(store.get_pipeline("nope").await.unwrap(), None);
+    let sluice_core::pipeline::Transformation::Mapping(m) = &store
+        .get_pipeline("p1")
+        .await
+        .unwrap()
+        .unwrap()
+        .spec
+        .transformation
+    else {
+        panic!("mapping expected")
+    };
+    assert_eq!(
+        m.0.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        ["customer_id", "zip", "email"]
+    );
+
+    assert_eq!(
+        conflict(
+            store
+                .insert_pipeline(&pipeline("p4", "d1", "Churned", 3))
+                .await
+        ),
+        "the destination already has a pipeline named `Churned`"
+    );
+    assert!(conflict(
+        store
+            .insert_pipeline(&pipeline("p1", "d2", "Fresh", 3))
+            .await
+    )
+    .contains("p1"));
+    let missing = not_found(
+        store
+            .insert_pipeline(&pipeline("p5", "d-gone", "x", 3))
+            .await,
+    );
+    assert!(missing.contains("d-gone"), "{missing}");
+
+    let mut changed = p2.clone();
+    changed.spec.name = "Subscribed customers".into();
+    assert_eq!(
+        conflict(store.update_pipeline(&changed).await),
+        "the destination already has a pipeline named `Subscribed customers`"
+    );
+    changed.spec.name = "Churned (EU)".into();
+    changed.spec.enabled = false;
+    changed.spec.filter = None;
+    changed.spec.schedule = None;
+    changed.updated_at = at(7);
+    store.update_pipeline(&changed).await.unwrap();
+    assert_eq!(
+        store.get_pipeline("p2").await.unwrap(),
+        Some(changed.clone())
+    );
+
+    let mut moved = changed.clone();
+    moved.spec.destination = "d2".into();
+    store.update_pipeline(&moved).await.unwrap();
+    assert_eq!(
+        store.list_pipelines(Some("d2")).await.unwrap(),
+        vec![moved.clone(), p3.clone()]
+    );
+    let mut nowhere = moved.clone();
+    nowhere.spec.destination = "d-gone".into();
+    assert!(not_found(store.update_pipeline(&nowhere).await).contains("d-gone"));
+    assert!(not_found(
+        store
+            .update_pipeline(&pipeline("p-none", "d1", "z", 0))
+            .await
+    )
+    .contains("p-none"));
+}
+
+pub async fn deleting_a_pipeline_cascades(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p1", "d", "one", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p2", "d", "two", 1))
+        .await
+        .unwrap();
+    for (p, r) in [("p1", "r1"), ("p1", "r2"), ("p2", "r3")] {
+        store
+            .insert_run(&run(r, p, 0, RunStatus::Succeeded))
+            .await
+            .unwrap();
+    }
+    store
+        .sync_apply(
+            "p1",
+            vec![entry("c1", "k1", 1), entry("c2", "k2", 2)],
+            vec![],
+        )
+        .await
+        .unwrap();
+    store
+        .sync_apply("p2", vec![entry("c1", "k1", 1)], vec![])
+        .await
+        .unwrap();
+
+    assert!(store.delete_pipeline("p1").await.unwrap());
+    assert!(!store.delete_pipeline("p1").await.unwrap());
+    assert_eq!(store.get_pipeline("p1").await.unwrap(), None);
+    assert_eq!(store.get_run("r1").await.unwrap(), None);
+    assert_eq!(store.get_run("r2").await.unwrap(), None);
+    assert_eq!(store.sync_count("p1").await.unwrap(), 0);
+    assert!(store
+        .sync_range("p1", None, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The other pipeline keeps its runs and state.
+    assert!(store.get_run("r3").await.unwrap().is_some());
+    assert_eq!(store.sync_count("p2").await.unwrap(), 1);
+}

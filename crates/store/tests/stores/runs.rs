@@ -1,0 +1,140 @@
+//! Cases for `RunLog`.
+
+use sluice_store::{Counts, Progress, RunErrorGroup, RunStatus, SecretBox};
+
+use crate::fixtures::{at, conflict, destination, not_found, pipeline, run};
+use crate::harness::Env;
+
+pub async fn runs_lifecycle_and_pagination(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p1", "d", "one", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p2", "d", "two", 1))
+        .await
+        .unwrap();
+
+    // r3 and r4 are queued in the same microsecond: insertion order breaks the tie.
+    let minutes = [
+        ("r0", 0),
+        ("r1", 1),
+        ("r2", 2),
+        ("r3", 3),
+        ("r4", 3),
+        ("r5", 5),
+        ("r6", 6),
+    ];
+    for (id, minute) in minutes {
+        store
+            .insert_run(&run(id, "p1", minute, RunStatus::Succeeded))
+            .await
+            .unwrap();
+    }
+    store
+        .insert_run(&run("q1", "p2", 4, RunStatus::Queued))
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = store.list_runs("p1", 3, before.as_deref()).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        before = Some(page.last().unwrap().id.clone());
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(seen, ["r6", "r5", "r4", "r3", "r2", "r1", "r0"]);
+    assert!(store.list_runs("p1", 0, None).await.unwrap().is_empty());
+    assert!(store
+        .list_runs("p-none", 10, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        not_found(store.list_runs("p1", 10, Some("q1")).await).contains("q1"),
+        "a cursor from another pipeline"
+    );
+
+    let mut running = run("r7", "p1", 7, RunStatus::Queued);
+    store.insert_run(&running).await.unwrap();
+    assert_eq!(store.get_run("r7").await.unwrap(), Some(running.clone()));
+    running.status = RunStatus::Running;
+    running.trigger = "schedule".into();
+    running.started_at = Some(at(8));
+    running.progress = Progress {
+        processed: 420_000,
+        total: Some(1_000_000),
+    };
+    running.counts = Counts {
+        read: 420_000,
+        filtered_out: 12,
+        transform_failed: 1,
+        inserted: 400_000,
+        updated: 7,
+        unchanged: 19_980,
+        deleted: 3,
+        failed: 2,
+    };
+    running.errors = vec![RunErrorGroup {
+        step: "write".into(),
+        message: "value too long for type character varying(10)".into(),
+        count: 2,
+        sample_profiles: vec!["c17".into(), "c42".into()],
+        last_seen: at(9),
+    }];
+    store.update_run(&running).await.unwrap();
+    assert_eq!(store.get_run("r7").await.unwrap(), Some(running.clone()));
+
+    let unfinished: Vec<String> = store
+        .unfinished_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        unfinished,
+        ["q1", "r7"],
+        "queued and running runs of every pipeline, oldest first"
+    );
+
+    running.status = RunStatus::Failed;
+    running.finished_at = Some(at(10));
+    running.message = Some("the destination refused the connection".into());
+    store.update_run(&running).await.unwrap();
+    assert_eq!(store.get_run("r7").await.unwrap(), Some(running.clone()));
+    assert_eq!(store.unfinished_runs().await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_runs("p1", 1, None).await.unwrap(),
+        vec![running.clone()]
+    );
+
+    assert!(conflict(
+        store
+            .insert_run(&run("r7", "p1", 11, RunStatus::Queued))
+            .await
+    )
+    .contains("r7"));
+    assert!(not_found(
+        store
+            .insert_run(&run("r8", "p-none", 11, RunStatus::Queued))
+            .await
+    )
+    .contains("p-none"));
+    assert!(not_found(
+        store
+            .update_run(&run("r-none", "p1", 11, RunStatus::Queued))
+            .await
+    )
+    .contains("r-none"));
+    assert_eq!(store.get_run("r-none").await.unwrap(), None);
+}
