@@ -40,6 +40,7 @@ pub struct AppState {
     pub engine: Engine,
     /// The admin token every `/v1` route but health requires.
     pub token: Arc<str>,
+    pub(crate) metrics: Arc<metrics::Memory>,
 }
 
 impl AppState {
@@ -49,6 +50,7 @@ impl AppState {
             profiles: engine.profiles().clone(),
             engine,
             token: token.into(),
+            metrics: Arc::default(),
         }
     }
 }
