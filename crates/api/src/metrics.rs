@@ -70,6 +70,15 @@ impl Family {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "getMetrics",
+    tag = "metrics",
+    summary = "Prometheus metrics (no token needed)",
+    security(()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)),
+)]
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::new();
     let _ = writeln!(
