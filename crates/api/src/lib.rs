@@ -22,6 +22,7 @@ use utoipa_axum::routes;
 
 mod destinations;
 pub mod error;
+mod filters;
 pub mod json;
 mod metrics;
 mod openapi;
@@ -85,6 +86,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(profiles::get_one, profiles::delete))
         .routes(routes!(destinations::connectors))
         .routes(routes!(pipelines::functions))
+        .routes(routes!(filters::operators))
         .routes(routes!(destinations::list, destinations::create))
         .routes(routes!(destinations::test_unsaved))
         .routes(routes!(

@@ -437,7 +437,8 @@ pub enum FilterNode {
     Group(FilterGroup),
 }
 
-/// A test on one property.
+/// A test on one property. `GET /v1/filters/operators` lists the operators of each property type and how
+/// many values each takes.
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct FilterCondition {

@@ -132,6 +132,7 @@ async fn the_router_serves_exactly_the_described_routes() {
         ("post", "/v1/pipelines/{id}/runs"),
         ("get", "/v1/runs/{id}"),
         ("post", "/v1/runs/{id}/cancel"),
+        ("get", "/v1/filters/operators"),
         ("get", "/metrics"),
     ] {
         assert!(
@@ -424,6 +425,13 @@ async fn every_answer_fits_the_document() {
     t.call("get", "/v1/connectors", "/v1/connectors", None)
         .await;
     t.call("get", "/v1/functions", "/v1/functions", None).await;
+    t.call(
+        "get",
+        "/v1/filters/operators",
+        "/v1/filters/operators",
+        None,
+    )
+    .await;
     let model = json!({"properties": [
         {"name": "email", "type": "string", "description": "where to write"},
         {"name": "ltv", "type": "decimal(12,2)"},
