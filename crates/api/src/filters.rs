@@ -1,6 +1,7 @@
 //! `GET /v1/filters/operators`: which filter operators apply to each kind of property type and how many
-//! values each takes, as `sluice_core::filter` decides, so that clients offer exactly the operators a
-//! filter may use.
+//! values each takes, as `sluice_core::filter` decides. The admin UI's filter picker offers exactly
+//! these (its copy, `web/src/generated/filter-operators.json`, is checked against this answer), so a
+//! filter saved through the API can always be shown and edited there.
 
 use std::str::FromStr;
 

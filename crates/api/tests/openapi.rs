@@ -1,8 +1,10 @@
 //! The OpenAPI document served at `/v1/openapi.json` against the router and the answers it describes:
 //! every route is described and every described route is served; every answer of a tour of the API
-//! (successes and failures) has a documented status and fits its schema, every field of it declared.
+//! (successes and failures) has a documented status and fits its schema, every field of it declared; and
+//! the copy of the document the admin UI's types are generated from (`web/src/generated/`) is current.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -233,6 +235,35 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
         _ => {}
     }
+}
+
+/// The admin UI generates its API types from `web/src/generated/openapi.json` and offers the filter
+/// operators of `web/src/generated/filter-operators.json`; both must be what the API serves. Run with
+/// `SLUICE_UPDATE_GENERATED=1` to rewrite them, then `npm run generate` in `web/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ui_copies_are_current() {
+    let (app, _dir) = app().await;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web/src/generated");
+    let (_, _, operators) = send(&app, "get", "/v1/filters/operators", None).await;
+    let mut stale = Vec::new();
+    let mut doc = document(&app).await;
+    // The version changes with every release and means nothing to the UI's types.
+    doc["info"]["version"] = json!("");
+    for (file, value) in [("openapi.json", doc), ("filter-operators.json", operators)] {
+        let text = serde_json::to_string_pretty(&value).unwrap() + "\n";
+        let path = dir.join(file);
+        if std::env::var_os("SLUICE_UPDATE_GENERATED").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(path.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{stale:?} differ from what the API serves: run `SLUICE_UPDATE_GENERATED=1 cargo test -p \
+         sluice-api --test openapi`, then `npm run generate` in web/, and commit the result"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------
