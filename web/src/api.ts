@@ -4,238 +4,70 @@
 // out and shows the sign-in page).
 
 // ---------------------------------------------------------------------------------------------------
-// Types (see API.md)
+// Types: generated from the OpenAPI document the server serves (`src/generated/api.ts`), under the names
+// the UI uses.
+
+import type * as Gen from './generated/api';
+
+export type { FilterOperators, OperatorInfo, TypeOperators, ValueCount } from './generated/api';
+
+/** What an operation answers, and the body it takes, as the OpenAPI document says. */
+export type Answer<K extends keyof Gen.Operations> = Gen.Operations[K]['answer'];
+type BodyOf<K extends keyof Gen.Operations> = Gen.Operations[K] extends { body?: infer B } ? B : never;
 
 export type FieldErrors = Record<string, string[]>;
-
-export interface ErrorBody {
-  code: string;
-  message: string;
-  fields?: FieldErrors;
-}
-
-export interface Health {
-  status: string;
-  version: string;
-}
+export type ErrorBody = Gen.ErrorDetail;
+export type Health = Gen.Health;
 
 // Customer Model ------------------------------------------------------------------------------------
 
-export interface PropertyDef {
-  name: string;
-  /** `string`, `boolean`, `int`, `float`, `decimal(p,s)`, `datetime`, `date`, `time`, `uuid`, `json`,
-   *  `array(T)` or `object`. */
-  type: string;
-  nullable?: boolean;
-  description?: string;
-  /** The nested properties of an `object` (or `array(object)`). */
-  properties?: PropertyDef[];
-}
-
-export interface ProfileSchema {
-  properties: PropertyDef[];
-}
-
-export type Profile = { _id: string; _updated_at?: string } & Record<string, unknown>;
-
-export interface ProfilePage {
-  profiles: Profile[];
-  next: string | null;
-}
-
-export interface UpsertProfilesResult {
-  upserted: number;
-  rejected: { index: number; _id?: string | null; errors: string[] }[];
-}
+export type PropertyDef = Gen.Property;
+export type ProfileSchema = Gen.ProfileSchema;
+export type Profile = Gen.Profile;
+export type ProfilePage = Gen.ProfilePage;
+export type UpsertProfilesResult = Gen.Upserted;
 
 // Destinations --------------------------------------------------------------------------------------
 
-export type ConnectorFieldType = 'string' | 'integer' | 'password' | 'text' | 'tls' | 'boolean';
-
-export interface ConnectorFieldOption {
-  value: string;
-  label: string;
-  help?: string;
-}
-
-export interface ConnectorField {
-  name: string;
-  label: string;
-  type: ConnectorFieldType | string;
-  default?: unknown;
-  /** The default when TLS is on, where it differs (ClickHouse's native TLS port). */
-  tls_default?: unknown;
-  required: boolean;
-  secret: boolean;
-  advanced?: boolean;
-  help?: string;
-  options?: ConnectorFieldOption[];
-}
-
-export interface Connector {
-  /** The destination `type` (`postgresql`, …). */
-  kind: string;
-  label: string;
-  description?: string;
-  /** Whether this build can connect to it (cards of unavailable kinds are shown disabled). */
-  available?: boolean;
-  fields: ConnectorField[];
-}
-
+/** The API's field types, and `boolean`, which the form can show should a connector use it. */
+export type ConnectorFieldType = Gen.ConnectorFieldType | 'boolean';
+export type ConnectorFieldOption = Gen.ConnectorFieldOption;
+export type ConnectorField = Omit<Gen.ConnectorField, 'type'> & { type: ConnectorFieldType };
+export type Connector = Omit<Gen.Connector, 'fields'> & { fields: ConnectorField[] };
 export type Settings = Record<string, unknown>;
-
-export interface Destination {
-  id: string;
-  name: string;
-  type: string;
-  settings: Settings;
-  created_at?: string;
-  updated_at?: string;
-}
-
-export interface DestinationInput {
-  name: string;
-  type: string;
-  settings: Settings;
-}
-
-export type TestResult =
-  | { ok: true; server_version?: string | null; checks?: unknown }
-  | { ok: false; error: ErrorBody };
-
-export interface TableColumn {
-  name: string;
-  type: string;
-  nullable: boolean;
-  has_default?: boolean;
-  /** False when Sluice cannot write the column's type. */
-  supported?: boolean;
-  /** A string, integer or UUID column that is (alone) a primary or unique key. */
-  key_capable?: boolean;
-}
-
-export interface TableDescription {
-  name: string;
-  columns: TableColumn[];
-  keys: string[][];
-  primary_key?: string[] | null;
-  issues: string[];
-}
+export type Destination = Gen.Destination;
+export type DestinationInput = Gen.DestinationBody;
+export type TestResult = Gen.TestResult;
+/** A column as the server describes it; the editor also copes without the flags, which older servers
+ *  did not send. */
+export type TableColumn = Omit<Gen.TableColumn, 'has_default' | 'supported' | 'key_capable'> &
+  Partial<Pick<Gen.TableColumn, 'has_default' | 'supported' | 'key_capable'>>;
+export type TableDescription = Omit<Gen.Table, 'columns' | 'primary_key'> & { columns: TableColumn[]; primary_key?: string[] | null };
 
 // Pipelines -----------------------------------------------------------------------------------------
 
-export interface Condition {
-  property: string;
-  operator: string;
-  values?: unknown[];
-}
-
-export interface FilterGroup {
-  logical: 'and' | 'or';
-  conditions: (Condition | FilterGroup)[];
-}
-
-export type Transformation = { mapping: Record<string, string> } | { javascript: string } | { python: string };
-
+export type Condition = Gen.FilterCondition;
+export type FilterGroup = Gen.FilterGroup;
+export type Transformation = Gen.Transformation;
 /** `1d` is accepted as a synonym of `24h`. */
-export type Interval = '5m' | '15m' | '30m' | '1h' | '2h' | '3h' | '6h' | '8h' | '12h' | '24h' | '1d';
-export type Schedule = null | Interval | { cron: string; timezone: string };
-
-export type OnLeave = 'keep' | 'delete';
-
-export interface PipelineInput {
-  destination: string;
-  name: string;
-  description: string;
-  enabled: boolean;
-  filter: FilterGroup | null;
-  table: string;
-  key: string;
-  transformation: Transformation;
-  schedule: Schedule;
-  on_leave: OnLeave;
-  /** Webhook told when a run fails, fails too many rows, or succeeds after failing. */
-  alert_webhook?: string | null;
-}
-
-export interface Pipeline extends PipelineInput {
-  id: string;
-  /** A readable summary of the filter, when the server provides one. */
-  filter_summary?: string;
-  /** The id of the run in progress, if any. */
-  running?: string | null;
-  last_run?: Run | null;
-  next_run_at?: string | null;
-  created_at?: string;
-  updated_at?: string;
-}
-
-export interface FunctionInfo {
-  name: string;
-  signature: string;
-  description: string;
-}
-
-export type PreviewAction = 'insert' | 'update' | 'unchanged' | 'skip';
-
-export interface PreviewSample {
-  profile: Profile;
-  row: Record<string, unknown> | null;
-  action: PreviewAction;
-  error: string | null;
-  reason?: string;
-}
-
-export interface PreviewResult {
-  columns?: string[];
-  samples: PreviewSample[];
-}
+export type Interval = Gen.Interval;
+export type Schedule = null | Gen.Schedule;
+export type OnLeave = Gen.OnLeave;
+export type PipelineInput = Gen.PipelineInput;
+export type Pipeline = Gen.Pipeline;
+export type FunctionInfo = Gen.FunctionInfo;
+export type PreviewAction = Gen.PreviewAction;
+export type PreviewSample = Gen.PreviewSample;
+export type PreviewResult = Gen.PreviewAnswer;
 
 // Runs ----------------------------------------------------------------------------------------------
 
-export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-export type RunTrigger = 'manual' | 'schedule' | 'api';
-
-export interface RunCounts {
-  read: number;
-  filtered_out: number;
-  transform_failed: number;
-  inserted: number;
-  updated: number;
-  unchanged: number;
-  deleted: number;
-  failed: number;
-}
-
-export interface RunErrorGroup {
-  step: string;
-  message: string;
-  count: number;
-  sample_profiles: string[];
-  last_seen?: string;
-}
-
-export interface Run {
-  id: string;
-  pipeline: string;
-  trigger: RunTrigger | string;
-  status: RunStatus;
-  queued_at?: string;
-  started_at: string | null;
-  finished_at: string | null;
-  duration_ms?: number | null;
-  rows_per_second?: number | null;
-  progress: { processed: number; total: number | null } | null;
-  counts: RunCounts;
-  errors: RunErrorGroup[];
-  /** Why the run failed or was cancelled. */
-  message?: string | null;
-}
-
-export interface RunPage {
-  runs: Run[];
-  next: string | null;
-}
+export type RunStatus = Gen.RunStatus;
+export type RunTrigger = Gen.RunTrigger;
+export type RunCounts = Gen.RunCounts;
+export type RunErrorGroup = Gen.RunErrorGroup;
+export type Run = Gen.Run;
+export type RunPage = Gen.RunList;
 
 // ---------------------------------------------------------------------------------------------------
 // Errors and transport
@@ -349,7 +181,7 @@ export class Client {
   }
 
   // Health and auth
-  health(): Promise<Health> {
+  health(): Promise<Answer<'getHealth'>> {
     return this.request('GET', '/health');
   }
 
@@ -359,26 +191,26 @@ export class Client {
   }
 
   // Customer Model and profiles
-  getSchema(): Promise<ProfileSchema> {
+  getSchema(): Promise<Answer<'getProfileSchema'>> {
     return this.request('GET', '/profile-schema');
   }
-  putSchema(schema: ProfileSchema): Promise<ProfileSchema> {
+  putSchema(schema: BodyOf<'putProfileSchema'>): Promise<Answer<'putProfileSchema'>> {
     return this.request('PUT', '/profile-schema', schema);
   }
-  listProfiles(opts: { filter?: FilterGroup | null; limit?: number; after?: string | null } = {}): Promise<ProfilePage> {
+  listProfiles(opts: { filter?: FilterGroup | null; limit?: number; after?: string | null } = {}): Promise<Answer<'listProfiles'>> {
     return this.request('GET', '/profiles', undefined, {
       filter: opts.filter ? JSON.stringify(opts.filter) : undefined,
       limit: opts.limit ?? 50,
       after: opts.after ?? undefined,
     });
   }
-  getProfile(id: string): Promise<Profile> {
+  getProfile(id: string): Promise<Answer<'getProfile'>> {
     return this.request('GET', `/profiles/${seg(id)}`);
   }
-  upsertProfiles(profiles: Record<string, unknown>[]): Promise<UpsertProfilesResult> {
+  upsertProfiles(profiles: BodyOf<'upsertProfiles'>['profiles']): Promise<Answer<'upsertProfiles'>> {
     return this.request('POST', '/profiles', { profiles });
   }
-  deleteProfile(id: string): Promise<void> {
+  deleteProfile(id: string): Promise<Answer<'deleteProfile'>> {
     return this.request('DELETE', `/profiles/${seg(id)}`);
   }
 
@@ -388,73 +220,78 @@ export class Client {
     return raw.map((c) => ({ ...c, kind: c.kind ?? c.type ?? '' }));
   }
   async listDestinations(): Promise<Destination[]> {
-    return list<Destination>(await this.request('GET', '/destinations'), 'destinations');
+    return list<Destination>(await this.request<Answer<'listDestinations'>>('GET', '/destinations'), 'destinations');
   }
-  getDestination(id: string): Promise<Destination> {
+  getDestination(id: string): Promise<Answer<'getDestination'>> {
     return this.request('GET', `/destinations/${seg(id)}`);
   }
-  createDestination(d: DestinationInput): Promise<Destination> {
+  createDestination(d: BodyOf<'createDestination'>): Promise<Answer<'createDestination'>> {
     return this.request('POST', '/destinations', d);
   }
-  updateDestination(id: string, d: DestinationInput): Promise<Destination> {
+  updateDestination(id: string, d: BodyOf<'updateDestination'>): Promise<Answer<'updateDestination'>> {
     return this.request('PUT', `/destinations/${seg(id)}`, d);
   }
-  deleteDestination(id: string): Promise<void> {
+  deleteDestination(id: string): Promise<Answer<'deleteDestination'>> {
     return this.request('DELETE', `/destinations/${seg(id)}`);
   }
-  testConnection(type: string, settings: Settings): Promise<TestResult> {
+  testConnection(type: string, settings: Settings): Promise<Answer<'testConnection'>> {
     return this.request('POST', '/destinations/test', { type, settings });
   }
-  testSavedDestination(id: string): Promise<TestResult> {
+  testSavedDestination(id: string): Promise<Answer<'testSavedDestination'>> {
     return this.request('POST', `/destinations/${seg(id)}/test`);
   }
-  describeTable(destination: string, table: string): Promise<TableDescription> {
+  describeTable(destination: string, table: string): Promise<Answer<'describeTable'>> {
     return this.request('GET', `/destinations/${seg(destination)}/tables/${seg(table)}`);
   }
 
   // Pipelines
   async listPipelines(destination?: string): Promise<Pipeline[]> {
-    return list<Pipeline>(await this.request('GET', '/pipelines', undefined, { destination }), 'pipelines');
+    return list<Pipeline>(await this.request<Answer<'listPipelines'>>('GET', '/pipelines', undefined, { destination }), 'pipelines');
   }
-  getPipeline(id: string): Promise<Pipeline> {
+  getPipeline(id: string): Promise<Answer<'getPipeline'>> {
     return this.request('GET', `/pipelines/${seg(id)}`);
   }
-  createPipeline(p: PipelineInput): Promise<Pipeline> {
+  createPipeline(p: BodyOf<'createPipeline'>): Promise<Answer<'createPipeline'>> {
     return this.request('POST', '/pipelines', p);
   }
-  replacePipeline(id: string, p: PipelineInput): Promise<Pipeline> {
+  replacePipeline(id: string, p: BodyOf<'replacePipeline'>): Promise<Answer<'replacePipeline'>> {
     return this.request('PUT', `/pipelines/${seg(id)}`, p);
   }
-  patchPipeline(id: string, changes: Partial<PipelineInput>): Promise<Pipeline> {
+  patchPipeline(id: string, changes: BodyOf<'patchPipeline'>): Promise<Answer<'patchPipeline'>> {
     return this.request('PATCH', `/pipelines/${seg(id)}`, changes);
   }
-  deletePipeline(id: string): Promise<void> {
+  deletePipeline(id: string): Promise<Answer<'deletePipeline'>> {
     return this.request('DELETE', `/pipelines/${seg(id)}`);
   }
-  validatePipeline(p: PipelineInput): Promise<{ ok: true }> {
+  validatePipeline(p: BodyOf<'validatePipeline'>): Promise<Answer<'validatePipeline'>> {
     return this.request('POST', '/pipelines/validate', p);
   }
-  previewPipeline(p: PipelineInput, limit = 5): Promise<PreviewResult> {
+  previewPipeline(p: PipelineInput, limit = 5): Promise<Answer<'previewPipeline'>> {
     return this.request('POST', '/pipelines/preview', { pipeline: p, limit });
   }
   async functions(): Promise<FunctionInfo[]> {
-    return list<FunctionInfo>(await this.request('GET', '/functions'), 'functions');
+    return list<FunctionInfo>(await this.request<Answer<'listFunctions'>>('GET', '/functions'), 'functions');
+  }
+
+  /** Which filter operators apply to which property types (the filter picker has its own copy). */
+  filterOperators(): Promise<Answer<'listFilterOperators'>> {
+    return this.request('GET', '/filters/operators');
   }
 
   // Runs
-  startRun(pipeline: string): Promise<{ id: string; status?: RunStatus }> {
+  startRun(pipeline: string): Promise<Answer<'startRun'>> {
     return this.request('POST', `/pipelines/${seg(pipeline)}/runs`, { trigger: 'manual' });
   }
-  listRuns(pipeline: string, opts: { limit?: number; before?: string | null } = {}): Promise<RunPage> {
+  listRuns(pipeline: string, opts: { limit?: number; before?: string | null } = {}): Promise<Answer<'listRuns'>> {
     return this.request('GET', `/pipelines/${seg(pipeline)}/runs`, undefined, {
       limit: opts.limit ?? 50,
       before: opts.before ?? undefined,
     });
   }
-  getRun(id: string): Promise<Run> {
+  getRun(id: string): Promise<Answer<'getRun'>> {
     return this.request('GET', `/runs/${seg(id)}`);
   }
-  cancelRun(id: string): Promise<unknown> {
+  cancelRun(id: string): Promise<Answer<'cancelRun'>> {
     return this.request('POST', `/runs/${seg(id)}/cancel`);
   }
 }

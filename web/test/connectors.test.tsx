@@ -146,7 +146,7 @@ describe('the connection form', () => {
   it('says Save and keeps stored secrets when editing', async () => {
     root = document.createElement('div');
     document.body.appendChild(root);
-    const dest = { id: 'dst_1', name: 'Replica', type: 'postgresql', settings: { host: 'db', port: 5432, username: 'u', password: '********', database: 'a', schema: 'public', tls: { mode: 'require' } } };
+    const dest = { id: 'dst_1', name: 'Replica', type: 'postgresql', settings: { host: 'db', port: 5432, username: 'u', password: '********', database: 'a', schema: 'public', tls: { mode: 'require' } }, created_at: '2026-03-01T09:00:00Z', updated_at: '2026-03-01T09:00:00Z' };
     await act(() => render(<ConnectionForm connector={postgres} destination={dest} />, root));
     const pw = root.querySelector<HTMLInputElement>('input[name="password"]')!;
     expect(pw.value).toBe('');

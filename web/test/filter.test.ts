@@ -65,14 +65,20 @@ describe('operators by type', () => {
     }
   });
 
-  it('offers is true / is false for booleans', () => {
-    expect(operatorsFor('boolean')).toEqual(['is true', 'is false', 'is null', 'is not null', 'exists', 'does not exist']);
+  it('offers is true / is false first for booleans, then is / is not and presence', () => {
+    expect(operatorsFor('boolean')).toEqual(['is true', 'is false', 'is', 'is not', 'is empty', 'is not empty', 'is null', 'is not null', 'exists', 'does not exist']);
   });
 
   it('offers element operators for arrays and presence only for objects and json', () => {
     expect(operatorsFor('array(string)')).toEqual(['contains', 'does not contain', 'is empty', 'is not empty', 'is null', 'is not null', 'exists', 'does not exist']);
-    expect(operatorsFor('object')).toEqual(['is null', 'is not null', 'exists', 'does not exist']);
-    expect(operatorsFor('json')).toEqual(['is null', 'is not null', 'exists', 'does not exist']);
+    expect(operatorsFor('object')).toEqual(['is empty', 'is not empty', 'is null', 'is not null', 'exists', 'does not exist']);
+    expect(operatorsFor('json')).toEqual(['is empty', 'is not empty', 'is null', 'is not null', 'exists', 'does not exist']);
+    expect(operatorsFor('array(json)')).toEqual(['is empty', 'is not empty', 'is null', 'is not null', 'exists', 'does not exist']);
+  });
+
+  it('offers is one of on dates and times, and is empty on numbers and UUIDs, as the API accepts', () => {
+    for (const t of ['datetime', 'date', 'time']) expect(operatorsFor(t)).toContain('is one of');
+    for (const t of ['int', 'float', 'decimal(12,2)', 'uuid', 'boolean']) expect(operatorsFor(t)).toContain('is empty');
   });
 
   it('knows how many values each operator takes', () => {

@@ -118,8 +118,8 @@ describe('the pipeline editor state', () => {
 describe('expression suggestions', () => {
   const props = flattenSchema(schema);
   const fns = [
-    { name: 'lower', signature: 'lower(text)', description: 'Lower-cases text.' },
-    { name: 'len', signature: 'len(x)', description: 'Length.' },
+    { name: 'lower', signature: 'lower(text)', description: 'Lower-cases text.', category: 'text' },
+    { name: 'len', signature: 'len(x)', description: 'Length.', category: 'text' },
   ];
 
   it('finds the token before the caret', () => {
@@ -144,9 +144,14 @@ describe('runs', () => {
     pipeline: 'p',
     trigger: 'manual',
     status: 'succeeded',
+    queued_at: at,
     started_at: at,
     finished_at: at,
-    progress: null,
+    duration_ms: 0,
+    rows_per_second: null,
+    written: 0,
+    message: null,
+    progress: { processed: 0, total: null },
     counts: { read: 0, filtered_out: 0, transform_failed: 0, inserted: 0, updated: 0, unchanged: 0, deleted: 0, failed: 0, ...counts },
     errors,
   });

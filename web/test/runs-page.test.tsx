@@ -18,12 +18,16 @@ const pipeline: Pipeline = {
   transformation: { python: 'def transform(p): return None' },
   schedule: '15m',
   on_leave: 'keep',
+  filter_summary: '',
   running: 'run_q',
+  last_run: null,
   next_run_at: new Date(Date.now() + 10 * 60_000).toISOString(),
+  created_at: '2026-03-01T08:00:00Z',
+  updated_at: '2026-03-01T08:00:00Z',
 };
 
 const counts = { read: 0, filtered_out: 0, transform_failed: 0, inserted: 0, updated: 0, unchanged: 0, deleted: 0, failed: 0 };
-const queued: Run = { id: 'run_q', pipeline: 'pl_1', trigger: 'schedule', status: 'queued', queued_at: '2026-03-01T10:00:00Z', started_at: null, finished_at: null, progress: null, counts, errors: [] };
+const queued: Run = { id: 'run_q', pipeline: 'pl_1', trigger: 'schedule', status: 'queued', queued_at: '2026-03-01T10:00:00Z', started_at: null, finished_at: null, duration_ms: null, rows_per_second: null, written: 0, progress: { processed: 0, total: null }, counts, errors: [], message: null };
 const done: Run = { ...queued, id: 'run_d', status: 'succeeded', trigger: 'manual', started_at: '2026-03-01T09:00:00Z', finished_at: '2026-03-01T09:00:02Z', counts: { ...counts, read: 3, inserted: 3 } };
 
 describe('the runs page', () => {

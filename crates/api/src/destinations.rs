@@ -6,15 +6,21 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::DateTime;
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{json, Map, Value as Json_};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json_};
 use sluice_core::FieldErrors;
 use sluice_destinations::{DestinationError, ErrorKind};
 use sluice_store::{DestinationRecord, SECRET_FIELDS};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Body, OptionalBody};
+use crate::openapi::{
+    ConnectorDoc, DestinationFailed, False, Internal, Invalid, Malformed, NotFound, NotJson, True,
+    Unauthorized,
+};
 use crate::AppState;
 
 /// What answers show in place of a stored secret; sending it back keeps the stored value.
@@ -22,38 +28,73 @@ pub const MASK: &str = "********";
 /// Longest a connection test may take, whatever the destination's own timeouts.
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+#[utoipa::path(
+    get,
+    path = "/connectors",
+    operation_id = "listConnectors",
+    tag = "destinations",
+    summary = "Destination kinds and their settings fields",
+    responses((status = 200, description = "OK", body = Vec<ConnectorDoc>), Unauthorized),
+)]
 pub async fn connectors() -> Json<Json_> {
     Json(serde_json::to_value(sluice_destinations::connectors::connectors()).unwrap_or_default())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationBody {
     name: String,
+    /// The `kind` of a connector (`GET /v1/connectors`): `postgresql`, `mysql`, `clickhouse`,
+    /// `snowflake` or `sqlite`.
     #[serde(rename = "type")]
     kind: String,
+    /// The settings fields of the kind (`GET /v1/connectors`); secrets left out of an update, or sent
+    /// back masked, keep their stored value.
     #[serde(default)]
+    #[schema(value_type = Object)]
     settings: Map<String, Json_>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestBody {
+    /// The `kind` of a connector (`GET /v1/connectors`).
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     settings: Map<String, Json_>,
 }
 
-pub(crate) fn to_json(rec: &DestinationRecord) -> Json_ {
-    json!({
-        "id": rec.id,
-        "name": rec.name,
-        "type": rec.kind,
-        "settings": masked(&rec.settings),
-        "created_at": rec.created_at,
-        "updated_at": rec.updated_at,
-    })
+/// A destination as answers show it: secrets masked.
+#[derive(Serialize, ToSchema)]
+pub struct Destination {
+    id: String,
+    name: String,
+    /// The `kind` of a connector (`GET /v1/connectors`).
+    #[serde(rename = "type")]
+    kind: String,
+    /// Secrets show as `********`.
+    #[schema(value_type = Object)]
+    settings: serde_json::Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DestinationList {
+    destinations: Vec<Destination>,
+}
+
+pub(crate) fn to_json(rec: &DestinationRecord) -> Destination {
+    Destination {
+        id: rec.id.clone(),
+        name: rec.name.clone(),
+        kind: rec.kind.clone(),
+        settings: masked(&rec.settings),
+        created_at: rec.created_at,
+        updated_at: rec.updated_at,
+    }
 }
 
 fn masked(settings: &Json_) -> Json_ {
@@ -94,17 +135,42 @@ fn validate(kind: &str, name: &str, settings: &Json_) -> ApiResult<()> {
     errors.into_result(()).map_err(ApiError::invalid)
 }
 
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Json_>> {
+#[utoipa::path(
+    get,
+    path = "/destinations",
+    operation_id = "listDestinations",
+    tag = "destinations",
+    summary = "List destinations (secrets masked)",
+    responses((status = 200, description = "OK", body = DestinationList), Unauthorized, Internal),
+)]
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<DestinationList>> {
     let all = state.meta.list_destinations().await?;
-    Ok(Json(
-        json!({"destinations": all.iter().map(to_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(DestinationList {
+        destinations: all.iter().map(to_json).collect(),
+    }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/destinations",
+    operation_id = "createDestination",
+    tag = "destinations",
+    summary = "Add a destination",
+    request_body = DestinationBody,
+    responses(
+        (status = 201, description = "created", body = Destination),
+        Malformed,
+        Unauthorized,
+        (status = 409, body = crate::error::ErrorBody, description = "the name is taken (`NameTaken`)"),
+        NotJson,
+        Invalid,
+        Internal,
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Body(body): Body<DestinationBody>,
-) -> ApiResult<(StatusCode, Json<Json_>)> {
+) -> ApiResult<(StatusCode, Json<Destination>)> {
     let settings = Json_::Object(body.settings);
     validate(&body.kind, &body.name, &settings)?;
     let now = Utc::now();
@@ -140,18 +206,46 @@ pub(crate) async fn load(state: &AppState, id: &str) -> ApiResult<DestinationRec
         .ok_or_else(|| ApiError::not_found("destination", id))
 }
 
+#[utoipa::path(
+    get,
+    path = "/destinations/{id}",
+    operation_id = "getDestination",
+    tag = "destinations",
+    summary = "One destination",
+    params(("id" = String, Path, description = "The destination's id")),
+    responses((status = 200, description = "OK", body = Destination), Unauthorized, NotFound, Internal),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<Destination>> {
     Ok(Json(to_json(&load(&state, &id).await?)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/destinations/{id}",
+    operation_id = "updateDestination",
+    tag = "destinations",
+    summary = "Change a destination (its type cannot change; secrets left out are kept)",
+    params(("id" = String, Path, description = "The destination's id")),
+    request_body = DestinationBody,
+    responses(
+        (status = 200, description = "OK", body = Destination),
+        Malformed,
+        Unauthorized,
+        NotFound,
+        (status = 409, body = crate::error::ErrorBody, description = "the name is taken (`NameTaken`)"),
+        NotJson,
+        Invalid,
+        Internal,
+    ),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Body(body): Body<DestinationBody>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<Destination>> {
     let mut rec = load(&state, &id).await?;
     if body.kind != rec.kind {
         return Err(ApiError::invalid_field(
@@ -197,6 +291,21 @@ fn keep_secrets(mut new: Map<String, Json_>, stored: &Json_) -> Json_ {
     Json_::Object(new)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/destinations/{id}",
+    operation_id = "deleteDestination",
+    tag = "destinations",
+    summary = "Delete a destination that no pipeline uses",
+    params(("id" = String, Path, description = "The destination's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        Unauthorized,
+        NotFound,
+        (status = 409, body = crate::error::ErrorBody, description = "pipelines still use it (`DestinationInUse`)"),
+        Internal,
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -211,26 +320,85 @@ pub async fn delete(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/destinations/test",
+    operation_id = "testConnection",
+    tag = "destinations",
+    summary = "Test unsaved connection settings",
+    request_body = TestBody,
+    responses(
+        (status = 200, description = "OK", body = TestResult),
+        Malformed,
+        Unauthorized,
+        NotJson,
+        Invalid,
+    ),
+)]
 pub async fn test_unsaved(
     State(_s): State<AppState>,
     Body(body): Body<TestBody>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<TestResult>> {
     let settings = Json_::Object(body.settings);
     run_test(&body.kind, &settings).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestSavedBody {
     /// Edited settings to test instead of the stored ones; secrets left out (or masked) are the stored ones.
+    #[schema(value_type = Option<Object>)]
     settings: Option<Map<String, Json_>>,
 }
 
+/// What a connection test found: `ok` with the server's version and what was checked, or the failure.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TestResult {
+    Passed {
+        #[schema(inline)]
+        ok: True,
+        server_version: String,
+        /// What was checked, in words.
+        checks: Vec<String>,
+    },
+    Failed {
+        #[schema(inline)]
+        ok: False,
+        error: TestFailure,
+    },
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TestFailure {
+    /// The kind of failure (`DestinationUnavailable`, `AuthenticationFailed`, …).
+    code: &'static str,
+    /// The database's own message.
+    message: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/destinations/{id}/test",
+    operation_id = "testSavedDestination",
+    tag = "destinations",
+    summary = "Test a saved destination, or edited settings for it (secrets left out are the stored ones)",
+    params(("id" = String, Path, description = "The destination's id")),
+    request_body(content = Option<TestSavedBody>, description = "May be left out"),
+    responses(
+        (status = 200, description = "OK", body = TestResult),
+        Malformed,
+        Unauthorized,
+        NotFound,
+        Invalid,
+        Internal,
+    ),
+)]
 pub async fn test_saved(
     State(state): State<AppState>,
     Path(id): Path<String>,
     OptionalBody(body): OptionalBody<TestSavedBody>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<TestResult>> {
     let rec = load(&state, &id).await?;
     let settings = match body.settings {
         Some(edited) => keep_secrets(edited, &rec.settings),
@@ -239,7 +407,7 @@ pub async fn test_saved(
     run_test(&rec.kind, &settings).await
 }
 
-async fn run_test(kind: &str, settings: &Json_) -> ApiResult<Json<Json_>> {
+async fn run_test(kind: &str, settings: &Json_) -> ApiResult<Json<TestResult>> {
     let dest = sluice_destinations::open(kind, settings).map_err(|e| {
         let mut out = FieldErrors::new();
         for (path, message) in e.iter() {
@@ -262,17 +430,44 @@ async fn run_test(kind: &str, settings: &Json_) -> ApiResult<Json<Json_>> {
         )),
     };
     Ok(Json(match outcome {
-        Ok(report) => {
-            json!({"ok": true, "server_version": report.server_version, "checks": report.checks})
-        }
-        Err(e) => json!({"ok": false, "error": {"code": e.kind.code(), "message": e.message}}),
+        Ok(report) => TestResult::Passed {
+            ok: True,
+            server_version: report.server_version,
+            checks: report.checks,
+        },
+        Err(e) => TestResult::Failed {
+            ok: False,
+            error: TestFailure {
+                code: e.kind.code(),
+                message: e.message,
+            },
+        },
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/destinations/{id}/tables/{table}",
+    operation_id = "describeTable",
+    tag = "destinations",
+    summary = "A table's columns, keys and issues",
+    params(
+        ("id" = String, Path, description = "The destination's id"),
+        ("table" = String, Path, description = "The table's name, as the destination writes it"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Table),
+        Unauthorized,
+        (status = 404, body = crate::error::ErrorBody, description = "no such destination, or no such table (`TableNotFound`)"),
+        Invalid,
+        Internal,
+        DestinationFailed,
+    ),
+)]
 pub async fn describe_table(
     State(state): State<AppState>,
     Path((id, table)): Path<(String, String)>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<Table>> {
     let rec = load(&state, &id).await?;
     let dest = sluice_destinations::open(&rec.kind, &rec.settings).map_err(ApiError::invalid)?;
     let desc = dest.describe_table(&table).await?;
@@ -289,27 +484,56 @@ pub async fn describe_table(
     Ok(Json(table_json(&t)))
 }
 
-pub(crate) fn table_json(t: &sluice_core::TableDescription) -> Json_ {
-    let columns: Vec<Json_> = t
+/// A destination table as Sluice sees it.
+#[derive(Serialize, ToSchema)]
+pub struct Table {
+    name: String,
+    columns: Vec<TableColumn>,
+    /// The primary key first (when there is one), then each unique constraint or index.
+    keys: Vec<Vec<String>>,
+    #[schema(required = true)]
+    primary_key: Option<Vec<String>>,
+    /// What limits what Sluice can do with the table (`column `x` has unsupported type `macaddr``).
+    issues: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TableColumn {
+    name: String,
+    /// The column's type as the database names it.
+    #[serde(rename = "type")]
+    native_type: String,
+    nullable: bool,
+    has_default: bool,
+    /// False when Sluice cannot write the column's type.
+    supported: bool,
+    /// A string, integer or UUID column that is (alone) a primary or unique key.
+    key_capable: bool,
+}
+
+pub(crate) fn table_json(t: &sluice_core::TableDescription) -> Table {
+    let columns = t
         .columns
         .iter()
-        .map(|c| {
-            let unique = t.is_unique_key(&c.name);
-            json!({
-                "name": c.name,
-                "type": c.native_type,
-                "nullable": c.nullable,
-                "has_default": c.has_default,
-                "supported": c.ty.is_some(),
-                "key_capable": unique && c.ty.as_ref().is_some_and(|t| t.is_key_capable()),
-            })
+        .map(|c| TableColumn {
+            name: c.name.clone(),
+            native_type: c.native_type.clone(),
+            nullable: c.nullable,
+            has_default: c.has_default,
+            supported: c.ty.is_some(),
+            key_capable: t.is_unique_key(&c.name)
+                && c.ty.as_ref().is_some_and(|t| t.is_key_capable()),
         })
         .collect();
-    json!({
-        "name": t.name,
-        "columns": columns,
-        "keys": t.keys,
-        "primary_key": if t.has_primary_key { t.keys.first().cloned() } else { None },
-        "issues": t.issues,
-    })
+    Table {
+        name: t.name.clone(),
+        columns,
+        keys: t.keys.clone(),
+        primary_key: if t.has_primary_key {
+            t.keys.first().cloned()
+        } else {
+            None
+        },
+        issues: t.issues.clone(),
+    }
 }

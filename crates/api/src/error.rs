@@ -2,11 +2,12 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use sluice_core::FieldErrors;
 use sluice_destinations::{DestinationError, ErrorKind};
 use sluice_engine::EngineError;
 use sluice_store::StoreError;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -71,13 +72,31 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable (`ValidationFailed`, `NotFound`, `PipelineAlreadyRunning`, …).
+    pub code: &'static str,
+    pub message: String,
+    /// Each offending field's path (`filter.conditions[1].values`) and what is wrong with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Vec<String>>>)]
+    pub fields: Option<FieldErrors>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"code": self.code, "message": self.message});
-        if let Some(fields) = self.fields {
-            body["fields"] = serde_json::to_value(fields).unwrap_or_default();
-        }
-        (self.status, axum::Json(json!({ "error": body }))).into_response()
+        let error = ErrorDetail {
+            code: self.code,
+            message: self.message,
+            fields: self.fields,
+        };
+        (self.status, axum::Json(ErrorBody { error })).into_response()
     }
 }
 

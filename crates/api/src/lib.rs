@@ -12,13 +12,17 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Serialize;
 use sluice_engine::Engine;
 use sluice_store::{MetadataStore, ProfileStore};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 mod destinations;
 pub mod error;
+mod filters;
 pub mod json;
 mod metrics;
 mod openapi;
@@ -40,6 +44,7 @@ pub struct AppState {
     pub engine: Engine,
     /// The admin token every `/v1` route but health requires.
     pub token: Arc<str>,
+    pub(crate) metrics: Arc<metrics::Memory>,
 }
 
 impl AppState {
@@ -49,69 +54,96 @@ impl AppState {
             profiles: engine.profiles().clone(),
             engine,
             token: token.into(),
+            metrics: Arc::default(),
         }
     }
 }
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route(
-            "/profile-schema",
-            get(schema::get_schema).put(schema::put_schema),
-        )
-        .route("/profiles", get(profiles::list).post(profiles::upsert))
-        .route(
-            "/profiles/{id}",
-            get(profiles::get_one).delete(profiles::delete),
-        )
-        .route("/connectors", get(destinations::connectors))
-        .route("/functions", get(pipelines::functions))
-        .route(
-            "/destinations",
-            get(destinations::list).post(destinations::create),
-        )
-        .route("/destinations/test", post(destinations::test_unsaved))
-        .route(
-            "/destinations/{id}",
-            get(destinations::get_one)
-                .put(destinations::update)
-                .delete(destinations::delete),
-        )
-        .route("/destinations/{id}/test", post(destinations::test_saved))
-        .route(
-            "/destinations/{id}/tables/{table}",
-            get(destinations::describe_table),
-        )
-        .route("/pipelines", get(pipelines::list).post(pipelines::create))
-        .route("/pipelines/validate", post(pipelines::validate))
-        .route("/pipelines/preview", post(pipelines::preview_unsaved))
-        .route(
-            "/pipelines/{id}",
-            get(pipelines::get_one)
-                .put(pipelines::replace)
-                .patch(pipelines::patch)
-                .delete(pipelines::delete),
-        )
-        .route("/pipelines/{id}/preview", post(pipelines::preview_saved))
-        .route("/pipelines/{id}/runs", get(runs::list).post(runs::start))
-        .route("/runs/{id}", get(runs::get_one))
-        .route("/runs/{id}/cancel", post(runs::cancel))
-        .route("/openapi.json", get(openapi::document))
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .route("/health", get(health))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route") });
-    Router::new()
-        .nest("/v1", v1)
-        .route("/metrics", get(metrics::render))
+    let protected =
+        protected_routes().layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let (router, _) = assemble(protected).split_for_parts();
+    router
         .fallback(ui::serve)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+/// Every route with its description, as the OpenAPI document shows them.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    assemble(protected_routes())
+}
+
+/// The routes under `/v1` that need the admin token. The router and the OpenAPI document are both built
+/// from this list (each handler's `#[utoipa::path]` gives its method and path), so a route cannot be
+/// served without being described.
+fn protected_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(schema::get_schema, schema::put_schema))
+        .routes(routes!(profiles::list, profiles::upsert))
+        .routes(routes!(profiles::get_one, profiles::delete))
+        .routes(routes!(destinations::connectors))
+        .routes(routes!(pipelines::functions))
+        .routes(routes!(filters::operators))
+        .routes(routes!(destinations::list, destinations::create))
+        .routes(routes!(destinations::test_unsaved))
+        .routes(routes!(
+            destinations::get_one,
+            destinations::update,
+            destinations::delete
+        ))
+        .routes(routes!(destinations::test_saved))
+        .routes(routes!(destinations::describe_table))
+        .routes(routes!(pipelines::list, pipelines::create))
+        .routes(routes!(pipelines::validate))
+        .routes(routes!(pipelines::preview_unsaved))
+        .routes(routes!(
+            pipelines::get_one,
+            pipelines::replace,
+            pipelines::patch,
+            pipelines::delete
+        ))
+        .routes(routes!(pipelines::preview_saved))
+        .routes(routes!(runs::list, runs::start))
+        .routes(routes!(runs::get_one))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(openapi::document))
+}
+
+/// Adds to the `/v1` routes that need the token those that do not, and `/metrics`.
+fn assemble(protected: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    let v1 = protected
+        .routes(routes!(health))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "no such route") });
+    OpenApiRouter::new()
+        .nest("/v1", v1)
+        .routes(routes!(metrics::render))
+}
+
+/// Liveness and version.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "getHealth",
+    tag = "meta",
+    summary = "Liveness and version (no token needed)",
+    security(()),
+    responses((status = 200, description = "OK", body = Health)),
+)]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// Checks `Authorization: Bearer <token>` in constant time.

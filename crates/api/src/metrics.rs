@@ -1,20 +1,39 @@
-//! `/metrics` in the Prometheus text format, computed from the stored runs (the last 1000 of each pipeline),
-//! so every instance sharing a metadata store reports the same workspace-wide figures: runs and rows by
-//! pipeline and outcome, run durations, time since each pipeline's last success, and runs in progress.
+//! `/metrics` in the Prometheus text format.
+//!
+//! Counters (runs and rows by pipeline and outcome, the run-duration summary) are this instance's: the
+//! engine adds each run it finishes to its totals ([`sluice_engine::totals`]), so they only go up, as
+//! `rate()` needs, and cost nothing to read. Instances sharing a metadata store each count their own
+//! runs; sum them across instances. Gauges describe the workspace as the store has it: runs queued or
+//! running, each pipeline's last run duration and time since its last success, read from a few recent
+//! runs per pipeline, so a scrape costs the same however many runs are stored.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use chrono::Utc;
-use sluice_store::{Counts, RunStatus};
+use chrono::{DateTime, Utc};
+use sluice_engine::totals::OUTCOMES;
+use sluice_store::{RunRecord, RunStatus};
 
 use crate::AppState;
 
-/// Runs per pipeline the figures are computed from.
-const WINDOW: usize = 1000;
+/// Runs read per pipeline and scrape, newest first, for the gauges.
+const RECENT: usize = 20;
+/// How far back a pipeline's last success is looked for when the recent runs have none; done once per
+/// pipeline, then remembered.
+const DEEP: usize = 1000;
+
+/// What the scrapes remember between them.
+#[derive(Default)]
+pub(crate) struct Memory {
+    /// Each pipeline's last success as last found (`None`: none in its last [`DEEP`] runs), so that a
+    /// pipeline failing many times in a row keeps its "seconds since last success" without a deep read
+    /// at every scrape.
+    last_success: Mutex<HashMap<String, Option<DateTime<Utc>>>>,
+}
 
 /// One metric family: its help, type and sample lines.
 struct Family {
@@ -51,6 +70,15 @@ impl Family {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "getMetrics",
+    tag = "metrics",
+    summary = "Prometheus metrics (no token needed)",
+    security(()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)),
+)]
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::new();
     let _ = writeln!(
@@ -58,15 +86,15 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP sluice_up Whether Sluice is serving.\n# TYPE sluice_up gauge\nsluice_up 1"
     );
     let mut runs = Family::new(
-        "Runs by pipeline and outcome (last 1000 per pipeline).",
+        "Runs this instance finished, by pipeline and outcome.",
         "counter",
     );
     let mut rows = Family::new(
-        "Rows by pipeline and outcome (last 1000 runs per pipeline).",
+        "Rows of the runs this instance finished, by pipeline and outcome.",
         "counter",
     );
     let mut duration = Family::new(
-        "Duration of finished runs by pipeline (last 1000 per pipeline).",
+        "Duration of the runs this instance finished, by pipeline.",
         "summary",
     );
     let mut last_duration = Family::new("Duration of each pipeline's last finished run.", "gauge");
@@ -77,55 +105,31 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut progress = Family::new("Runs queued or running, by pipeline and status.", "gauge");
     let mut in_progress = [0u64; 2];
     let now = Utc::now();
+    let mut live: HashMap<String, [u64; 2]> = HashMap::new();
+    if let Ok(unfinished) = state.meta.unfinished_runs().await {
+        for r in unfinished {
+            let i = usize::from(r.status == RunStatus::Running);
+            live.entry(r.pipeline).or_default()[i] += 1;
+        }
+    }
     if let Ok(pipelines) = state.meta.list_pipelines(None).await {
+        state
+            .metrics
+            .last_success
+            .lock()
+            .unwrap()
+            .retain(|id, _| pipelines.iter().any(|p| &p.id == id));
         for p in pipelines {
-            let Ok(list) = state.meta.list_runs(&p.id, WINDOW, None).await else {
-                continue;
-            };
             let pid = p.id.as_str();
-            let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
-            let mut totals = Counts::default();
-            let (mut secs_sum, mut secs_n) = (0.0f64, 0u64);
-            let mut last_finished: Option<f64> = None;
-            let mut last_success = None;
-            let mut live = [0u64; 2];
-            for r in &list {
-                *by_status.entry(r.status.as_str()).or_default() += 1;
-                match r.status {
-                    RunStatus::Queued => live[0] += 1,
-                    RunStatus::Running => live[1] += 1,
-                    _ => {}
-                }
-                totals.inserted += r.counts.inserted;
-                totals.updated += r.counts.updated;
-                totals.unchanged += r.counts.unchanged;
-                totals.deleted += r.counts.deleted;
-                totals.failed += r.counts.failed + r.counts.transform_failed;
-                if let (Some(s), Some(f)) = (r.started_at, r.finished_at) {
-                    let secs = (f - s).num_milliseconds().max(0) as f64 / 1000.0;
-                    secs_sum += secs;
-                    secs_n += 1;
-                    // Runs come newest first.
-                    last_finished.get_or_insert(secs);
-                }
-                if r.status == RunStatus::Succeeded && last_success.is_none() {
-                    last_success = r.finished_at;
-                }
-            }
-            for (status, n) in by_status {
+            let totals = state.engine.totals().pipeline(pid);
+            for status in OUTCOMES {
                 runs.sample(
                     "sluice_runs_total",
-                    &[("pipeline", pid), ("outcome", status)],
-                    n,
+                    &[("pipeline", pid), ("outcome", status.as_str())],
+                    totals.runs_with(status),
                 );
             }
-            for (outcome, n) in [
-                ("inserted", totals.inserted),
-                ("updated", totals.updated),
-                ("unchanged", totals.unchanged),
-                ("deleted", totals.deleted),
-                ("failed", totals.failed),
-            ] {
+            for (outcome, n) in totals.rows() {
                 rows.sample(
                     "sluice_rows_total",
                     &[("pipeline", pid), ("outcome", outcome)],
@@ -135,13 +139,25 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             duration.sample(
                 "sluice_run_duration_seconds_sum",
                 &[("pipeline", pid)],
-                secs_sum,
+                totals.seconds,
             );
             duration.sample(
                 "sluice_run_duration_seconds_count",
                 &[("pipeline", pid)],
-                secs_n,
+                totals.timed_runs,
             );
+            let recent = state
+                .meta
+                .list_runs(pid, RECENT, None)
+                .await
+                .unwrap_or_default();
+            // Runs come newest first.
+            let last_finished = recent
+                .iter()
+                .find_map(|r| match (r.started_at, r.finished_at) {
+                    (Some(s), Some(f)) => Some((f - s).num_milliseconds().max(0) as f64 / 1000.0),
+                    _ => None,
+                });
             if let Some(secs) = last_finished {
                 last_duration.sample(
                     "sluice_last_run_duration_seconds",
@@ -149,7 +165,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
                     secs,
                 );
             }
-            if let Some(t) = last_success {
+            if let Some(t) = last_success(&state, pid, &recent).await {
                 let secs = (now - t).num_milliseconds().max(0) as f64 / 1000.0;
                 since_success.sample(
                     "sluice_seconds_since_last_success",
@@ -157,6 +173,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
                     secs,
                 );
             }
+            let live = live.get(pid).copied().unwrap_or_default();
             for (i, status) in ["queued", "running"].into_iter().enumerate() {
                 progress.sample(
                     "sluice_pipeline_runs_in_progress",
@@ -183,6 +200,49 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         in_progress[0] + in_progress[1]
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// When the pipeline's last successful run ended: from its recent runs, else as remembered, else found
+/// by reading further back once.
+async fn last_success(
+    state: &AppState,
+    pipeline: &str,
+    recent: &[RunRecord],
+) -> Option<DateTime<Utc>> {
+    let succeeded = |r: &RunRecord| {
+        (r.status == RunStatus::Succeeded)
+            .then_some(r.finished_at)
+            .flatten()
+    };
+    let memory = &state.metrics.last_success;
+    if let Some(t) = recent.iter().find_map(succeeded) {
+        let mut known = memory.lock().unwrap();
+        let entry = known.entry(pipeline.to_string()).or_default();
+        *entry = (*entry).max(Some(t));
+        return *entry;
+    }
+    if let Some(known) = memory.lock().unwrap().get(pipeline) {
+        return *known;
+    }
+    let mut found = None;
+    let mut read = recent.len();
+    let mut before = recent.last().map(|r| r.id.clone());
+    while found.is_none() && (RECENT..DEEP).contains(&read) {
+        let Some(b) = before.as_deref() else { break };
+        let Ok(page) = state.meta.list_runs(pipeline, 200, Some(b)).await else {
+            // Not remembered, so that the next scrape tries again.
+            return None;
+        };
+        found = page.iter().find_map(succeeded);
+        before = page.last().map(|r| r.id.clone());
+        read = if page.len() < 200 {
+            DEEP
+        } else {
+            read + page.len()
+        };
+    }
+    memory.lock().unwrap().insert(pipeline.to_string(), found);
+    found
 }
 
 fn escape(s: &str) -> String {

@@ -1,261 +1,23 @@
-//! `GET /v1/openapi.json`: the OpenAPI 3.1 description of the API, generated from the route table below
-//! (kept next to the router's so that a new route is described where it is added).
+//! `GET /v1/openapi.json`: the OpenAPI 3.1 description of the API, derived with `utoipa` from the route
+//! lists the router is built from (see [`crate::routes`]) and from the types the handlers take and answer.
+//!
+//! Most answers are types of this crate that derive both `Serialize` and `ToSchema`, so what is served
+//! and what is described cannot drift apart. Types of other crates (the pipeline spec, the Customer Model's
+//! wire form, runs as the store keeps them, connectors) cannot implement `ToSchema` here, so this module
+//! describes them with mirror types; the API tests check every answer they get against the document, which
+//! keeps the mirrors true.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
-/// `(method, path, summary, request schema, response schema, status codes)`.
-type RouteDoc = (
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    &'static str,
-    &'static [u16],
-);
-
-const ROUTES: &[RouteDoc] = &[
-    (
-        "get",
-        "/health",
-        "Liveness and version (no token needed)",
-        None,
-        "Health",
-        &[200],
-    ),
-    (
-        "get",
-        "/profile-schema",
-        "The Customer Model",
-        None,
-        "ProfileSchema",
-        &[200, 401],
-    ),
-    (
-        "put",
-        "/profile-schema",
-        "Replace the Customer Model; changes that break a pipeline or stored data are refused",
-        Some("ProfileSchema"),
-        "ProfileSchema",
-        &[200, 400, 401, 409, 422],
-    ),
-    (
-        "post",
-        "/profiles",
-        "Load profiles (merged into stored ones); invalid ones are rejected one by one",
-        Some("ProfileBatch"),
-        "ProfileBatchResult",
-        &[200, 400, 401, 422],
-    ),
-    (
-        "get",
-        "/profiles",
-        "Browse profiles: ?filter=<filter JSON>&limit=&after=",
-        None,
-        "ProfilePage",
-        &[200, 401, 422],
-    ),
-    (
-        "get",
-        "/profiles/{id}",
-        "One profile",
-        None,
-        "Profile",
-        &[200, 401, 404],
-    ),
-    (
-        "delete",
-        "/profiles/{id}",
-        "Delete a profile",
-        None,
-        "Empty",
-        &[204, 401, 404],
-    ),
-    (
-        "get",
-        "/connectors",
-        "Destination kinds and their settings fields",
-        None,
-        "Connectors",
-        &[200, 401],
-    ),
-    (
-        "get",
-        "/functions",
-        "Functions of visual-mapping expressions",
-        None,
-        "Functions",
-        &[200, 401],
-    ),
-    (
-        "get",
-        "/destinations",
-        "List destinations (secrets masked)",
-        None,
-        "DestinationList",
-        &[200, 401],
-    ),
-    (
-        "post",
-        "/destinations",
-        "Add a destination",
-        Some("DestinationInput"),
-        "Destination",
-        &[201, 400, 401, 409, 422],
-    ),
-    (
-        "post",
-        "/destinations/test",
-        "Test unsaved connection settings",
-        Some("DestinationTest"),
-        "TestResult",
-        &[200, 401, 422],
-    ),
-    (
-        "get",
-        "/destinations/{id}",
-        "One destination",
-        None,
-        "Destination",
-        &[200, 401, 404],
-    ),
-    (
-        "put",
-        "/destinations/{id}",
-        "Change a destination (secrets left out are kept)",
-        Some("DestinationInput"),
-        "Destination",
-        &[200, 401, 404, 409, 422],
-    ),
-    (
-        "delete",
-        "/destinations/{id}",
-        "Delete a destination that no pipeline uses",
-        None,
-        "Empty",
-        &[204, 401, 404, 409],
-    ),
-    (
-        "post",
-        "/destinations/{id}/test",
-        "Test a saved destination, or edited settings for it (secrets left out are the stored ones)",
-        Some("DestinationTestSaved"),
-        "TestResult",
-        &[200, 401, 404],
-    ),
-    (
-        "get",
-        "/destinations/{id}/tables/{table}",
-        "A table's columns, keys and issues",
-        None,
-        "Table",
-        &[200, 401, 404, 502, 504],
-    ),
-    (
-        "get",
-        "/pipelines",
-        "List pipelines (?destination=<id>)",
-        None,
-        "PipelineList",
-        &[200, 401],
-    ),
-    (
-        "post",
-        "/pipelines",
-        "Add a pipeline; every problem is reported at once",
-        Some("PipelineInput"),
-        "Pipeline",
-        &[201, 400, 401, 409, 422, 502, 504],
-    ),
-    (
-        "post",
-        "/pipelines/validate",
-        "Check a pipeline without saving it",
-        Some("PipelineInput"),
-        "Ok",
-        &[200, 401, 422, 502],
-    ),
-    (
-        "post",
-        "/pipelines/preview",
-        "Preview an unsaved pipeline on sample profiles",
-        Some("PreviewUnsaved"),
-        "Preview",
-        &[200, 401, 422],
-    ),
-    (
-        "get",
-        "/pipelines/{id}",
-        "One pipeline",
-        None,
-        "Pipeline",
-        &[200, 401, 404],
-    ),
-    (
-        "put",
-        "/pipelines/{id}",
-        "Replace a pipeline",
-        Some("PipelineInput"),
-        "Pipeline",
-        &[200, 401, 404, 409, 422],
-    ),
-    (
-        "patch",
-        "/pipelines/{id}",
-        "Change some fields of a pipeline",
-        Some("PipelinePatch"),
-        "Pipeline",
-        &[200, 401, 404, 409, 422],
-    ),
-    (
-        "delete",
-        "/pipelines/{id}",
-        "Delete a pipeline (cancels its run)",
-        None,
-        "Empty",
-        &[204, 401, 404],
-    ),
-    (
-        "post",
-        "/pipelines/{id}/preview",
-        "Preview a saved pipeline",
-        Some("PreviewSaved"),
-        "Preview",
-        &[200, 401, 404, 422],
-    ),
-    (
-        "post",
-        "/pipelines/{id}/runs",
-        "Run now",
-        Some("RunStart"),
-        "RunStarted",
-        &[202, 401, 404, 409, 422],
-    ),
-    (
-        "get",
-        "/pipelines/{id}/runs",
-        "A pipeline's runs, newest first (?limit=&before=)",
-        None,
-        "RunList",
-        &[200, 401, 404],
-    ),
-    (
-        "get",
-        "/runs/{id}",
-        "One run, live while running",
-        None,
-        "Run",
-        &[200, 401, 404],
-    ),
-    (
-        "post",
-        "/runs/{id}/cancel",
-        "Stop a run at the next batch boundary",
-        None,
-        "Ok",
-        &[202, 401, 404, 409],
-    ),
-];
+use crate::error::ErrorBody;
 
 /// The script contract, as the description of the `Transformation` schema (the crate documentation of
 /// `sluice-transform` is the reference).
@@ -275,146 +37,572 @@ access; Python runs in isolated python3 worker processes (no environment, no fil
 resource limits). A syntax error is a 422 at transformation.javascript or transformation.python with line \
 and column; saving a Python transformation where python3 is missing is a 422 that says so.";
 
-fn obj(props: &[(&str, Value)]) -> Value {
-    let map: Map<String, Value> = props
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    json!({"type": "object", "properties": map})
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice API",
+        description = "Keep tables in your databases in step with your customer profiles."
+    ),
+    servers((url = "/")),
+    security(("bearer" = [])),
+    modifiers(&Bearer),
+    // Reached only through `IntoResponses` types or recursion, which utoipa does not follow.
+    components(schemas(ErrorBody, FilterNode)),
+)]
+struct Base;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
 }
 
-fn schemas() -> Value {
-    let s = || json!({"type": "string"});
-    let i = || json!({"type": "integer"});
-    let b = || json!({"type": "boolean"});
-    let any = || json!({});
-    let r = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
-    let arr = |v: Value| json!({"type": "array", "items": v});
-    json!({
-        "Error": obj(&[("error", obj(&[("code", s()), ("message", s()),
-            ("fields", json!({"type": "object", "additionalProperties": arr(s())}))]))]),
-        "Health": obj(&[("status", s()), ("version", s())]),
-        "Empty": json!({}),
-        "Ok": obj(&[("ok", b())]),
-        "Property": obj(&[("name", s()), ("type", json!({"type": "string", "description":
-            "string, boolean, int, float, decimal(p,s), datetime, date, time, uuid, json, array(T), object"})),
-            ("nullable", b()), ("description", s()), ("properties", arr(r("Property")))]),
-        "ProfileSchema": obj(&[("properties", arr(r("Property")))]),
-        "Profile": json!({"type": "object", "properties": {"_id": s(), "_updated_at": s()}, "additionalProperties": true}),
-        "ProfileBatch": obj(&[("profiles", arr(r("Profile")))]),
-        "ProfileBatchResult": obj(&[("upserted", i()), ("rejected", arr(obj(&[("index", i()), ("_id", s()), ("errors", arr(s()))])))]),
-        "ProfilePage": obj(&[("profiles", arr(r("Profile"))), ("next", s())]),
-        "Connectors": arr(any()),
-        "Functions": arr(obj(&[("name", s()), ("signature", s()), ("description", s())])),
-        "DestinationInput": obj(&[("name", s()), ("type", json!({"enum": ["postgresql", "mysql", "clickhouse", "snowflake", "sqlite"]})), ("settings", any())]),
-        "DestinationTest": obj(&[("type", s()), ("settings", any())]),
-        "DestinationTestSaved": obj(&[("settings", any())]),
-        "Destination": obj(&[("id", s()), ("name", s()), ("type", s()), ("settings", any()), ("created_at", s()), ("updated_at", s())]),
-        "DestinationList": obj(&[("destinations", arr(r("Destination")))]),
-        "TestResult": obj(&[("ok", b()), ("server_version", s()), ("checks", arr(s())), ("error", obj(&[("code", s()), ("message", s())]))]),
-        "Table": obj(&[("name", s()), ("columns", arr(obj(&[("name", s()), ("type", s()), ("nullable", b()), ("key_capable", b())]))),
-            ("keys", arr(arr(s()))), ("issues", arr(s()))]),
-        "Filter": json!({"description": "{\"logical\": \"and\"|\"or\", \"conditions\": [condition or group]}; a condition is {\"property\", \"operator\", \"values\"}"}),
-        "PipelineInput": obj(&[("destination", s()), ("name", s()), ("description", s()), ("enabled", b()),
-            ("filter", r("Filter")), ("table", s()), ("key", s()),
-            ("transformation", r("Transformation")),
-            ("schedule", json!({"description": "null, 5m 15m 30m 1h 2h 3h 6h 8h 12h 24h, or {\"cron\", \"timezone\"}"})),
-            ("on_leave", json!({"enum": ["keep", "delete"]})),
-            ("alert_webhook", json!({"type": "string", "description": "http(s) URL posted a JSON message when a run fails, fails too many rows, or succeeds after failing"}))]),
-        "Transformation": json!({
-            "description": SCRIPT_CONTRACT,
-            "oneOf": [
-                {"type": "object", "required": ["mapping"], "additionalProperties": false, "properties": {"mapping": {
-                    "type": "object", "additionalProperties": {"type": "string"},
-                    "description": "destination column → mapping expression (functions: GET /v1/functions)"}}},
-                {"type": "object", "required": ["javascript"], "additionalProperties": false, "properties": {"javascript": {
-                    "type": "string", "description": "JavaScript source defining transform(profile)"}}},
-                {"type": "object", "required": ["python"], "additionalProperties": false, "properties": {"python": {
-                    "type": "string", "description": "Python 3 source defining transform(profile)"}}},
-            ],
-        }),
-        "PipelinePatch": json!({"description": "any subset of the pipeline's fields"}),
-        "Pipeline": json!({"allOf": [r("PipelineInput"), obj(&[("id", s()), ("filter_summary", s()), ("running", s()), ("last_run", r("Run")),
-            ("next_run_at", json!({"type": "string", "format": "date-time", "description": "when the schedule runs the pipeline next; null when off or disabled"}))])]}),
-        "PipelineList": obj(&[("pipelines", arr(r("Pipeline")))]),
-        "PreviewUnsaved": obj(&[("pipeline", r("PipelineInput")), ("limit", i()), ("profiles", arr(s()))]),
-        "PreviewSaved": obj(&[("limit", i()), ("profiles", arr(s()))]),
-        "Preview": obj(&[("columns", arr(s())), ("samples", arr(obj(&[("profile", r("Profile")), ("row", any()),
-            ("action", json!({"enum": ["insert", "update", "unchanged", "skip"]})), ("error", s())])))]),
-        "RunStart": obj(&[("trigger", json!({"enum": ["manual", "api"]}))]),
-        "RunStarted": obj(&[("id", s()), ("status", s())]),
-        "Run": obj(&[("id", s()), ("pipeline", s()), ("trigger", s()),
-            ("status", json!({"enum": ["queued", "running", "succeeded", "failed", "cancelled"]})),
-            ("started_at", s()), ("finished_at", s()), ("progress", obj(&[("processed", i()), ("total", i())])),
-            ("counts", obj(&[("read", i()), ("filtered_out", i()), ("transform_failed", i()), ("inserted", i()),
-                ("updated", i()), ("unchanged", i()), ("deleted", i()), ("failed", i())])),
-            ("errors", arr(obj(&[("step", s()), ("message", s()), ("count", i()), ("sample_profiles", arr(s())), ("last_seen", s())]))),
-            ("message", s())]),
-        "RunList": obj(&[("runs", arr(r("Run"))), ("next", s())]),
-    })
+/// The whole document.
+pub fn build() -> serde_json::Value {
+    let (_, paths) = crate::routes().split_for_parts();
+    let mut doc = serde_json::to_value(Base::openapi().merge_from(paths))
+        .expect("an OpenAPI document serializes");
+    optional_bodies(&mut doc);
+    doc
 }
 
-pub fn build() -> Value {
-    let mut paths: Map<String, Value> = Map::new();
-    for (method, path, summary, body, answer, codes) in ROUTES {
-        let mut responses = Map::new();
-        for code in *codes {
-            let schema = if *code < 300 { *answer } else { "Error" };
-            let content = if schema == "Empty" {
-                json!({"description": "no content"})
-            } else {
-                json!({"description": status_text(*code),
-                       "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+/// utoipa describes a body that may be left out (`Option<T>`) as `T` or JSON `null`, but such a body is
+/// empty, never `null`: `required: false` (utoipa's default here) with `T` says it.
+fn optional_bodies(doc: &mut serde_json::Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for op in paths.values_mut().filter_map(|p| p.as_object_mut()) {
+        for op in op.values_mut() {
+            let Some(schema) = op.pointer_mut("/requestBody/content/application~1json/schema")
+            else {
+                continue;
             };
-            responses.insert(code.to_string(), content);
+            let Some(alternatives) = schema["oneOf"].as_array() else {
+                continue;
+            };
+            let mut not_null = alternatives.iter().filter(|s| s["type"] != "null");
+            if let (Some(only), None) = (not_null.next(), not_null.next()) {
+                *schema = only.clone();
+            }
         }
-        let params: Vec<Value> = path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        let mut op = json!({"summary": summary, "parameters": params, "responses": responses});
-        if let Some(b) = body {
-            op["requestBody"] = json!({"required": true,
-                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{b}")}}}});
-        }
-        if *path == "/health" {
-            op["security"] = json!([]);
-        }
-        let entry = paths
-            .entry(format!("/v1{path}"))
-            .or_insert_with(|| json!({}));
-        entry[*method] = op;
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Sluice API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Keep tables in your databases in step with your customer profiles."},
-        "servers": [{"url": "/"}],
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {"schemas": schemas(),
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-    })
-}
-
-fn status_text(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        201 => "created",
-        202 => "accepted",
-        204 => "no content",
-        400 => "malformed request",
-        401 => "missing or invalid token",
-        404 => "not found",
-        409 => "conflict",
-        422 => "invalid: every offending field is named",
-        502 => "the destination database failed",
-        504 => "the destination database timed out",
-        _ => "",
     }
 }
 
-pub async fn document() -> Json<Value> {
-    Json(build())
+fn document_cached() -> &'static serde_json::Value {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    DOC.get_or_init(build)
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "getOpenApi",
+    tag = "meta",
+    summary = "This document",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", body = Object),
+        (status = 401, description = "missing or invalid token", body = crate::error::ErrorBody),
+    ),
+)]
+pub async fn document() -> Json<&'static serde_json::Value> {
+    Json(document_cached())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// `true` and `false` as fields whose value never changes (`{"ok": true}`), so that clients can tell
+// answers apart by them.
+
+macro_rules! constant {
+    ($name:ident, $value:literal) => {
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bool($value)
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .enum_values(Some([$value]))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+constant!(True, true);
+constant!(False, false);
+
+// ---------------------------------------------------------------------------------------------------
+// Error answers, for the `responses(...)` of the routes. Each holds the body it is described with; none is
+// ever built (`ApiError` is what handlers return).
+
+#[derive(IntoResponses)]
+#[response(status = 400, description = "malformed: the body is not valid JSON")]
+#[allow(dead_code)]
+pub struct Malformed(ErrorBody);
+
+/// axum refuses a query string it cannot read with a line of text, not JSON.
+#[derive(IntoResponses)]
+#[response(
+    status = 400,
+    description = "a query parameter is unknown or not of its type (plain text)",
+    content_type = "text/plain"
+)]
+#[allow(dead_code)]
+pub struct BadQuery(String);
+
+#[derive(IntoResponses)]
+#[response(status = 401, description = "missing or invalid token")]
+#[allow(dead_code)]
+pub struct Unauthorized(ErrorBody);
+
+#[derive(IntoResponses)]
+#[response(status = 404, description = "not found")]
+#[allow(dead_code)]
+pub struct NotFound(ErrorBody);
+
+#[derive(IntoResponses)]
+#[response(
+    status = 415,
+    description = "the body is not sent as `application/json`"
+)]
+#[allow(dead_code)]
+pub struct NotJson(ErrorBody);
+
+#[derive(IntoResponses)]
+#[response(
+    status = 422,
+    description = "invalid: every offending field is named in `fields`"
+)]
+#[allow(dead_code)]
+pub struct Invalid(ErrorBody);
+
+#[derive(IntoResponses)]
+#[response(status = 500, description = "the metadata or profile store failed")]
+#[allow(dead_code)]
+pub struct Internal(ErrorBody);
+
+/// The destination database failed (`502`) or did not answer in time (`504`), with its own message.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum DestinationFailed {
+    #[response(status = 502, description = "the destination database failed")]
+    Failed(ErrorBody),
+    #[response(status = 504, description = "the destination database timed out")]
+    TimedOut(ErrorBody),
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Mirrors of the wire types of other crates (each names the type it describes), and the schemas of
+// answers built as JSON values.
+
+// Mirrors `sluice_core::schema::PropertyWire`.
+/// A property of the Customer Model.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Property)]
+#[allow(dead_code)]
+pub struct PropertyDoc {
+    name: String,
+    /// `string`, `boolean`, `int`, `float`, `decimal(p,s)`, `datetime`, `date`, `time`, `uuid`, `json`,
+    /// `array(T)` or `object`.
+    #[serde(rename = "type")]
+    ty: String,
+    /// Whether the property may be null (the default).
+    #[serde(default)]
+    #[schema(default = true)]
+    nullable: bool,
+    description: Option<String>,
+    /// The nested properties of an `object` (or `array(object)`).
+    #[schema(no_recursion)]
+    properties: Option<Vec<PropertyDoc>>,
+}
+
+// Mirrors `sluice_core::schema::SchemaWire`.
+/// The Customer Model.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfileSchema)]
+#[allow(dead_code)]
+pub struct ProfileSchemaDoc {
+    properties: Vec<PropertyDoc>,
+}
+
+/// A profile: its id, when it last changed, and its Customer Model properties.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Profile)]
+#[allow(dead_code)]
+pub struct ProfileDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(rename = "_updated_at")]
+    updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(flatten)]
+    properties: BTreeMap<String, serde_json::Value>,
+}
+
+// Mirrors `sluice_destinations::connectors::ConnectorInfo`.
+/// A destination kind and its settings fields.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Connector)]
+#[allow(dead_code)]
+pub struct ConnectorDoc {
+    /// The `type` of a destination of this kind (`postgresql`, …).
+    kind: String,
+    label: String,
+    description: String,
+    /// Whether this build can connect to it.
+    available: bool,
+    fields: Vec<ConnectorFieldDoc>,
+}
+
+// Mirrors `sluice_destinations::connectors::FieldInfo`.
+/// One settings field of a connection form.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ConnectorField)]
+#[allow(dead_code)]
+pub struct ConnectorFieldDoc {
+    name: String,
+    label: String,
+    #[serde(rename = "type")]
+    ty: ConnectorFieldType,
+    /// The value used when the field is left out.
+    default: Option<serde_json::Value>,
+    /// The default when TLS is on, where it differs.
+    tls_default: Option<serde_json::Value>,
+    required: bool,
+    /// Accepted but never returned by the API.
+    secret: bool,
+    /// Rarely changed; the UI may fold it away.
+    #[serde(default)]
+    advanced: bool,
+    help: Option<String>,
+    options: Option<Vec<ConnectorFieldOption>>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ConnectorFieldType {
+    String,
+    Integer,
+    Password,
+    Text,
+    Tls,
+}
+
+/// A choice offered by a field (the TLS modes).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ConnectorFieldOption {
+    value: String,
+    label: String,
+    help: Option<String>,
+}
+
+// Mirrors `sluice_core::mapping::FunctionInfo`.
+/// A function of visual-mapping expressions.
+#[derive(Serialize, ToSchema)]
+#[schema(as = FunctionInfo)]
+#[allow(dead_code)]
+pub struct FunctionInfoDoc {
+    name: String,
+    signature: String,
+    description: String,
+    category: String,
+}
+
+// Mirrors `sluice_core::pipeline::PipelineSpec` as answers show it: every field filled in.
+/// A pipeline's settings as they are saved.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PipelineSpec)]
+#[allow(dead_code)]
+pub struct PipelineSpecDoc {
+    destination: String,
+    name: String,
+    description: String,
+    enabled: bool,
+    #[schema(required = true)]
+    filter: Option<FilterGroup>,
+    table: String,
+    key: String,
+    transformation: Transformation,
+    #[schema(required = true)]
+    schedule: Option<Schedule>,
+    on_leave: OnLeave,
+    #[serde(default)]
+    alert_webhook: Option<String>,
+}
+
+// Mirrors `sluice_core::pipeline::PipelineSpec`.
+/// An export pipeline as it is sent.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PipelineInput)]
+#[allow(dead_code)]
+pub struct PipelineInputDoc {
+    /// The id of the destination written to.
+    destination: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    #[schema(default = true)]
+    enabled: bool,
+    /// Which profiles; `null` (the default) means all of them.
+    #[serde(default)]
+    filter: Option<FilterGroup>,
+    table: String,
+    /// The column that identifies a profile's row.
+    key: String,
+    transformation: Transformation,
+    /// `null` (the default) runs the pipeline only on demand.
+    #[serde(default)]
+    schedule: Option<Schedule>,
+    #[serde(default)]
+    on_leave: OnLeave,
+    /// An http(s) URL posted a JSON message when a run fails, fails too many rows, or succeeds after
+    /// failing.
+    #[serde(default)]
+    alert_webhook: Option<String>,
+}
+
+/// Any subset of a pipeline's fields; those left out keep their value.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PipelinePatch)]
+#[allow(dead_code)]
+pub struct PipelinePatchDoc {
+    #[serde(default)]
+    destination: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    filter: Option<FilterGroup>,
+    #[serde(default)]
+    table: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    transformation: Transformation,
+    #[serde(default)]
+    schedule: Option<Schedule>,
+    #[serde(default)]
+    on_leave: OnLeave,
+    #[serde(default)]
+    alert_webhook: Option<String>,
+}
+
+// Mirrors the wire form `sluice_core::filter` parses.
+/// A group of conditions; an empty group matches every profile.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct FilterGroup {
+    logical: Logical,
+    #[schema(no_recursion)]
+    conditions: Vec<FilterNode>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum Logical {
+    And,
+    Or,
+}
+
+/// A condition or a nested group.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum FilterNode {
+    Condition(FilterCondition),
+    #[schema(no_recursion)]
+    Group(FilterGroup),
+}
+
+/// A test on one property. `GET /v1/filters/operators` lists the operators of each property type and how
+/// many values each takes.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct FilterCondition {
+    /// A Customer Model property path (`address.city`), `_id` or `_updated_at`.
+    property: String,
+    operator: String,
+    values: Option<Vec<serde_json::Value>>,
+}
+
+// Mirrors `sluice_core::pipeline::Transformation`; the description is the script contract.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(description = SCRIPT_CONTRACT)]
+#[allow(dead_code)]
+pub enum Transformation {
+    /// Destination column → mapping expression (functions: `GET /v1/functions`), in the order given.
+    Mapping(BTreeMap<String, String>),
+    /// JavaScript source defining transform(profile).
+    Javascript(String),
+    /// Python 3 source defining transform(profile).
+    Python(String),
+}
+
+// Mirrors `sluice_core::pipeline::Schedule`.
+/// A fixed interval or a cron expression in a time zone.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Schedule {
+    Interval(Interval),
+    Cron {
+        /// Five fields: minute, hour, day of month, month, day of week.
+        cron: String,
+        /// An IANA time zone; `UTC` when left out.
+        #[serde(default)]
+        timezone: String,
+    },
+}
+
+/// The fixed intervals (`1d` is the same as `24h`).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub enum Interval {
+    #[serde(rename = "5m")]
+    M5,
+    #[serde(rename = "15m")]
+    M15,
+    #[serde(rename = "30m")]
+    M30,
+    #[serde(rename = "1h")]
+    H1,
+    #[serde(rename = "2h")]
+    H2,
+    #[serde(rename = "3h")]
+    H3,
+    #[serde(rename = "6h")]
+    H6,
+    #[serde(rename = "8h")]
+    H8,
+    #[serde(rename = "12h")]
+    H12,
+    #[serde(rename = "24h")]
+    H24,
+    #[serde(rename = "1d")]
+    D1,
+}
+
+/// What happens to a table row whose profile left the audience or was deleted: kept (the default) or
+/// deleted.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum OnLeave {
+    Keep,
+    Delete,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// What started a run.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RunTrigger {
+    Manual,
+    Schedule,
+    Api,
+}
+
+// Mirrors `sluice_store::Progress`.
+/// How far a run got.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RunProgress)]
+#[allow(dead_code)]
+pub struct RunProgressDoc {
+    processed: u64,
+    /// The profiles the run will read, once counted.
+    #[schema(required = true)]
+    total: Option<u64>,
+}
+
+// Mirrors `sluice_store::Counts`.
+/// Rows of a run by what happened to them.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RunCounts)]
+#[allow(dead_code)]
+pub struct RunCountsDoc {
+    read: u64,
+    filtered_out: u64,
+    transform_failed: u64,
+    inserted: u64,
+    updated: u64,
+    unchanged: u64,
+    deleted: u64,
+    failed: u64,
+}
+
+// Mirrors `sluice_store::RunErrorGroup`.
+/// Failures of one kind in a run, grouped by message.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RunErrorGroup)]
+#[allow(dead_code)]
+pub struct RunErrorGroupDoc {
+    /// `read`, `filter`, `transform`, `write` or `delete`.
+    step: String,
+    message: String,
+    count: u64,
+    /// A few profile ids that failed this way.
+    sample_profiles: Vec<String>,
+    last_seen: chrono::DateTime<chrono::Utc>,
+}
+
+/// What a run would do with a sample profile's row.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum PreviewAction {
+    Insert,
+    Update,
+    Unchanged,
+    Skip,
+}
+
+/// One sample profile of a preview.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct PreviewSample {
+    profile: ProfileDoc,
+    /// The row the profile becomes, by column; `null` when skipped or failed.
+    #[schema(required = true)]
+    row: Option<BTreeMap<String, serde_json::Value>>,
+    action: PreviewAction,
+    /// Why the row failed.
+    #[schema(required = true)]
+    error: Option<String>,
+    /// Why the profile is skipped.
+    reason: Option<String>,
 }

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json_};
 use sluice_core::hash::hash_row;
 use sluice_core::pipeline::PipelineSpec;
@@ -15,19 +15,58 @@ use sluice_core::sync::{decide, Outcome, SyncKey, Verdict};
 use sluice_core::FieldErrors;
 use sluice_store::{PipelineRecord, StoreError};
 use sluice_transform::Output;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::{self, Body, OptionalBody};
+use crate::openapi::{
+    BadQuery, DestinationFailed, FunctionInfoDoc, Internal, Invalid, Malformed, NotFound, NotJson,
+    PipelineInputDoc, PipelinePatchDoc, PipelineSpecDoc, PreviewSample, True, Unauthorized,
+};
+use crate::runs::Run;
 use crate::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/functions",
+    operation_id = "listFunctions",
+    tag = "pipelines",
+    summary = "Functions of visual-mapping expressions",
+    responses((status = 200, description = "OK", body = Vec<FunctionInfoDoc>), Unauthorized),
+)]
 pub async fn functions() -> Json<Json_> {
     Json(serde_json::to_value(sluice_core::mapping::functions()).unwrap_or_default())
 }
 
-/// A pipeline as answers show it: the spec, its id and times, a readable filter summary and what is
-/// running now.
-pub(crate) async fn to_json(state: &AppState, rec: &PipelineRecord) -> Json_ {
-    let mut v = serde_json::to_value(&rec.spec).unwrap_or_default();
+/// A pipeline as answers show it: what was sent, with its id and times, a readable filter summary and
+/// what is running now.
+#[derive(Serialize, ToSchema)]
+pub struct Pipeline {
+    #[serde(flatten)]
+    #[schema(value_type = PipelineSpecDoc)]
+    spec: PipelineSpec,
+    id: String,
+    /// The filter in words (`country is one of IT, FR`); empty without a filter.
+    filter_summary: String,
+    /// The id of the run queued or running, on any instance.
+    #[schema(required = true)]
+    running: Option<String>,
+    #[schema(required = true)]
+    last_run: Option<Run>,
+    /// When the schedule runs the pipeline next; `null` when off or disabled.
+    #[schema(required = true)]
+    next_run_at: Option<chrono::DateTime<Utc>>,
+    created_at: chrono::DateTime<Utc>,
+    updated_at: chrono::DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PipelineList {
+    pipelines: Vec<Pipeline>,
+}
+
+/// A pipeline as answers show it.
+pub(crate) async fn to_json(state: &AppState, rec: &PipelineRecord) -> Pipeline {
     let schema = state.meta.get_schema().await.unwrap_or_default();
     let summary = sluice_engine::validate::check_filter(rec.spec.filter.as_ref(), &schema)
         .ok()
@@ -40,27 +79,17 @@ pub(crate) async fn to_json(state: &AppState, rec: &PipelineRecord) -> Json_ {
         .await
         .ok()
         .and_then(|r| r.into_iter().next());
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("id".into(), json!(rec.id));
-        obj.insert("filter_summary".into(), json!(summary));
-        obj.insert(
-            "running".into(),
-            json!(state.engine.current_run(&rec.id).await),
-        );
-        obj.insert(
-            "last_run".into(),
-            last_run
-                .map(|r| crate::runs::to_json(&r))
-                .unwrap_or(Json_::Null),
-        );
-        obj.insert(
-            "next_run_at".into(),
-            json!(sluice_engine::scheduler::next_run(&state.engine, rec, chrono::Utc::now()).await),
-        );
-        obj.insert("created_at".into(), json!(rec.created_at));
-        obj.insert("updated_at".into(), json!(rec.updated_at));
+    Pipeline {
+        spec: rec.spec.clone(),
+        id: rec.id.clone(),
+        filter_summary: summary,
+        running: state.engine.current_run(&rec.id).await,
+        last_run: last_run.map(|r| crate::runs::to_json(&r)),
+        next_run_at: sluice_engine::scheduler::next_run(&state.engine, rec, chrono::Utc::now())
+            .await,
+        created_at: rec.created_at,
+        updated_at: rec.updated_at,
     }
-    v
 }
 
 /// Every check of a spec: shape, destination, Customer Model and the live table (the engine's one check).
@@ -77,28 +106,57 @@ pub(crate) async fn check_spec(
     .await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only the pipelines of this destination.
     destination: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/pipelines",
+    operation_id = "listPipelines",
+    tag = "pipelines",
+    summary = "List pipelines",
+    params(ListQuery),
+    responses((status = 200, description = "OK", body = PipelineList), BadQuery, Unauthorized, Internal),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<PipelineList>> {
     let all = state.meta.list_pipelines(q.destination.as_deref()).await?;
-    let mut out = Vec::with_capacity(all.len());
+    let mut pipelines = Vec::with_capacity(all.len());
     for p in &all {
-        out.push(to_json(&state, p).await);
+        pipelines.push(to_json(&state, p).await);
     }
-    Ok(Json(json!({"pipelines": out})))
+    Ok(Json(PipelineList { pipelines }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/pipelines",
+    operation_id = "createPipeline",
+    tag = "pipelines",
+    summary = "Add a pipeline; every problem is reported at once",
+    request_body = PipelineInputDoc,
+    responses(
+        (status = 201, description = "created", body = Pipeline),
+        Malformed,
+        Unauthorized,
+        (status = 409, body = ErrorBody, description = "the name is taken (`NameTaken`)"),
+        NotJson,
+        Invalid,
+        Internal,
+        DestinationFailed,
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Body(spec): Body<PipelineSpec>,
-) -> ApiResult<(StatusCode, Json<Json_>)> {
+) -> ApiResult<(StatusCode, Json<Pipeline>)> {
     check_spec(&state, &spec).await?;
     let now = Utc::now();
     let rec = PipelineRecord {
@@ -127,28 +185,77 @@ async fn load(state: &AppState, id: &str) -> ApiResult<PipelineRecord> {
         .ok_or_else(|| ApiError::not_found("pipeline", id))
 }
 
+#[utoipa::path(
+    get,
+    path = "/pipelines/{id}",
+    operation_id = "getPipeline",
+    tag = "pipelines",
+    summary = "One pipeline",
+    params(("id" = String, Path, description = "The pipeline's id")),
+    responses((status = 200, description = "OK", body = Pipeline), Unauthorized, NotFound, Internal),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<Pipeline>> {
     let rec = load(&state, &id).await?;
     Ok(Json(to_json(&state, &rec).await))
 }
 
+#[utoipa::path(
+    put,
+    path = "/pipelines/{id}",
+    operation_id = "replacePipeline",
+    tag = "pipelines",
+    summary = "Replace a pipeline",
+    params(("id" = String, Path, description = "The pipeline's id")),
+    request_body = PipelineInputDoc,
+    responses(
+        (status = 200, description = "OK", body = Pipeline),
+        Malformed,
+        Unauthorized,
+        NotFound,
+        (status = 409, body = ErrorBody, description = "the name is taken (`NameTaken`)"),
+        NotJson,
+        Invalid,
+        Internal,
+        DestinationFailed,
+    ),
+)]
 pub async fn replace(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Body(spec): Body<PipelineSpec>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<Pipeline>> {
     let rec = load(&state, &id).await?;
     save(&state, rec, spec).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/pipelines/{id}",
+    operation_id = "patchPipeline",
+    tag = "pipelines",
+    summary = "Change some fields of a pipeline",
+    params(("id" = String, Path, description = "The pipeline's id")),
+    request_body = PipelinePatchDoc,
+    responses(
+        (status = 200, description = "OK", body = Pipeline),
+        Malformed,
+        Unauthorized,
+        NotFound,
+        (status = 409, body = ErrorBody, description = "the name is taken (`NameTaken`)"),
+        NotJson,
+        Invalid,
+        Internal,
+        DestinationFailed,
+    ),
+)]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Body(changes): Body<Map<String, Json_>>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<Pipeline>> {
     let rec = load(&state, &id).await?;
     let mut merged =
         serde_json::to_value(&rec.spec).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -169,7 +276,7 @@ async fn save(
     state: &AppState,
     mut rec: PipelineRecord,
     spec: PipelineSpec,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<Pipeline>> {
     let old = &rec.spec;
     sluice_engine::check_change(
         state.meta.as_ref(),
@@ -195,6 +302,20 @@ async fn save(
     Ok(Json(to_json(state, &rec).await))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/pipelines/{id}",
+    operation_id = "deletePipeline",
+    tag = "pipelines",
+    summary = "Delete a pipeline (cancels its run)",
+    params(("id" = String, Path, description = "The pipeline's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        Unauthorized,
+        NotFound,
+        Internal,
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -207,33 +328,90 @@ pub async fn delete(
     }
 }
 
+/// The pipeline passed every check.
+#[derive(Serialize, ToSchema)]
+pub struct Valid {
+    #[schema(inline)]
+    ok: True,
+}
+
+#[utoipa::path(
+    post,
+    path = "/pipelines/validate",
+    operation_id = "validatePipeline",
+    tag = "pipelines",
+    summary = "Check a pipeline without saving it",
+    request_body = PipelineInputDoc,
+    responses(
+        (status = 200, description = "OK", body = Valid),
+        Malformed,
+        Unauthorized,
+        NotJson,
+        Invalid,
+        Internal,
+        DestinationFailed,
+    ),
+)]
 pub async fn validate(
     State(state): State<AppState>,
     Body(spec): Body<PipelineSpec>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<Valid>> {
     check_spec(&state, &spec).await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(Json(Valid { ok: True }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewUnsaved {
+    #[schema(value_type = PipelineInputDoc)]
     pipeline: PipelineSpec,
+    /// How many sample profiles (1 to 100, 10 by default), read from the start of the audience.
+    #[schema(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// These profiles instead (at most 100).
     profiles: Option<Vec<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewSaved {
+    /// How many sample profiles (1 to 100, 10 by default), read from the start of the audience.
+    #[schema(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// These profiles instead (at most 100).
     profiles: Option<Vec<String>>,
 }
 
+/// What a run would do with some sample profiles; nothing is written.
+#[derive(Serialize, ToSchema)]
+pub struct PreviewAnswer {
+    /// The columns a row has, in order.
+    columns: Vec<String>,
+    #[schema(value_type = Vec<PreviewSample>)]
+    samples: Vec<Json_>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/pipelines/preview",
+    operation_id = "previewPipeline",
+    tag = "pipelines",
+    summary = "Preview an unsaved pipeline on sample profiles",
+    request_body = PreviewUnsaved,
+    responses(
+        (status = 200, description = "OK", body = PreviewAnswer),
+        Malformed,
+        Unauthorized,
+        NotJson,
+        Invalid,
+        Internal,
+        DestinationFailed,
+    ),
+)]
 pub async fn preview_unsaved(
     State(state): State<AppState>,
     Body(body): Body<PreviewUnsaved>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<PreviewAnswer>> {
     let rec = PipelineRecord {
         id: String::new(),
         spec: body.pipeline,
@@ -243,11 +421,29 @@ pub async fn preview_unsaved(
     preview(&state, rec, body.limit, body.profiles, false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/pipelines/{id}/preview",
+    operation_id = "previewSavedPipeline",
+    tag = "pipelines",
+    summary = "Preview a saved pipeline on sample profiles",
+    params(("id" = String, Path, description = "The pipeline's id")),
+    request_body(content = Option<PreviewSaved>, description = "May be left out"),
+    responses(
+        (status = 200, description = "OK", body = PreviewAnswer),
+        Malformed,
+        Unauthorized,
+        NotFound,
+        Invalid,
+        Internal,
+        DestinationFailed,
+    ),
+)]
 pub async fn preview_saved(
     State(state): State<AppState>,
     Path(id): Path<String>,
     OptionalBody(body): OptionalBody<PreviewSaved>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<PreviewAnswer>> {
     let rec = load(&state, &id).await?;
     preview(&state, rec, body.limit, body.profiles, true).await
 }
@@ -261,7 +457,7 @@ async fn preview(
     limit: Option<usize>,
     ids: Option<Vec<String>>,
     saved: bool,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<PreviewAnswer>> {
     let limit = limit.unwrap_or(10);
     if limit == 0 || limit > 100 {
         return Err(ApiError::invalid_field(
@@ -388,5 +584,8 @@ async fn preview(
         }
         out.push(sample);
     }
-    Ok(Json(json!({"columns": columns, "samples": out})))
+    Ok(Json(PreviewAnswer {
+        columns: columns.to_vec(),
+        samples: out,
+    }))
 }

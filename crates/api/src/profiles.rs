@@ -5,33 +5,65 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value as Json_};
+use serde_json::Value as Json_;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
+use crate::openapi::{
+    BadQuery, Internal, Invalid, Malformed, NotFound, NotJson, ProfileDoc, Unauthorized,
+};
 use crate::AppState;
 
 /// Most profiles accepted in one request.
 pub const MAX_BATCH: usize = 50_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertBody {
+    /// Profiles with their `_id`; each is merged into the stored one (properties left out are kept).
+    #[schema(value_type = Vec<ProfileDoc>)]
     profiles: Vec<Json_>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+pub struct Upserted {
+    /// How many profiles were stored.
+    upserted: usize,
+    /// The profiles refused, each with why.
+    rejected: Vec<Rejected>,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct Rejected {
+    /// The profile's position in the request.
     index: usize,
     #[serde(rename = "_id")]
+    #[schema(required = true)]
     id: Option<String>,
     errors: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/profiles",
+    operation_id = "upsertProfiles",
+    tag = "profiles",
+    summary = "Load profiles (merged into stored ones); invalid ones are rejected one by one",
+    request_body = UpsertBody,
+    responses(
+        (status = 200, description = "OK", body = Upserted),
+        Malformed,
+        Unauthorized,
+        NotJson,
+        Invalid,
+        Internal,
+    ),
+)]
 pub async fn upsert(
     State(state): State<AppState>,
     Body(body): Body<UpsertBody>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<Upserted>> {
     if body.profiles.len() > MAX_BATCH {
         return Err(ApiError::invalid_field(
             "profiles",
@@ -66,21 +98,54 @@ pub async fn upsert(
     if n > 0 {
         state.profiles.upsert(valid).await?;
     }
-    Ok(Json(json!({"upserted": n, "rejected": rejected})))
+    Ok(Json(Upserted {
+        upserted: n,
+        rejected,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// A filter as JSON (`{"logical": "and", "conditions": [...]}`, see `PipelineInput.filter`).
     filter: Option<String>,
+    /// Profiles per page, 1 to 1000 (100 by default).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next` of the previous page.
     after: Option<String>,
 }
 
+/// A page of profiles in `_id` order.
+#[derive(Serialize, ToSchema)]
+pub struct ProfilePage {
+    #[schema(value_type = Vec<ProfileDoc>)]
+    profiles: Vec<Json_>,
+    /// The `after` of the next page; `null` on the last one.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/profiles",
+    operation_id = "listProfiles",
+    tag = "profiles",
+    summary = "Browse profiles, with a filter",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "OK", body = ProfilePage),
+        BadQuery,
+        Unauthorized,
+        Invalid,
+        Internal,
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<ProfilePage>> {
     let schema = state.meta.get_schema().await?;
     let filter = match q.filter.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
@@ -110,12 +175,21 @@ pub async fn list(
     } else {
         None
     };
-    Ok(Json(json!({
-        "profiles": page.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
-        "next": next,
-    })))
+    Ok(Json(ProfilePage {
+        profiles: page.iter().map(|p| p.to_json()).collect(),
+        next,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/profiles/{id}",
+    operation_id = "getProfile",
+    tag = "profiles",
+    summary = "One profile",
+    params(("id" = String, Path, description = "The profile's `_id`")),
+    responses((status = 200, description = "OK", body = ProfileDoc), Unauthorized, NotFound, Internal),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -126,6 +200,20 @@ pub async fn get_one(
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/profiles/{id}",
+    operation_id = "deleteProfile",
+    tag = "profiles",
+    summary = "Delete a profile",
+    params(("id" = String, Path, description = "The profile's `_id`")),
+    responses(
+        (status = 204, description = "deleted"),
+        Unauthorized,
+        NotFound,
+        Internal,
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -3,53 +3,126 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value as Json_};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sluice_engine::StartError;
-use sluice_store::RunRecord;
+use sluice_store::{Counts, Progress, RunErrorGroup, RunRecord};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::OptionalBody;
+use crate::openapi::{
+    BadQuery, Internal, Invalid, Malformed, NotFound, RunCountsDoc, RunErrorGroupDoc,
+    RunProgressDoc, RunStatus, RunTrigger, Unauthorized,
+};
 use crate::AppState;
 
 /// A run as API.md shapes it, plus its duration and rate.
-pub(crate) fn to_json(r: &RunRecord) -> Json_ {
+#[derive(Serialize, ToSchema)]
+pub struct Run {
+    id: String,
+    pipeline: String,
+    #[schema(value_type = RunTrigger)]
+    trigger: String,
+    #[schema(value_type = RunStatus)]
+    status: &'static str,
+    queued_at: DateTime<Utc>,
+    #[schema(required = true)]
+    started_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    finished_at: Option<DateTime<Utc>>,
+    /// From start to end, or to now while running.
+    #[schema(required = true)]
+    duration_ms: Option<i64>,
+    /// Profiles read per second.
+    #[schema(required = true)]
+    rows_per_second: Option<f64>,
+    /// Rows inserted, updated and deleted.
+    written: u64,
+    #[schema(value_type = RunProgressDoc)]
+    progress: Progress,
+    #[schema(value_type = RunCountsDoc)]
+    counts: Counts,
+    #[schema(value_type = Vec<RunErrorGroupDoc>)]
+    errors: Vec<RunErrorGroup>,
+    /// Why the run failed or was cancelled.
+    #[schema(required = true)]
+    message: Option<String>,
+}
+
+pub(crate) fn to_json(r: &RunRecord) -> Run {
     let end = r.finished_at.unwrap_or_else(chrono::Utc::now);
     let duration_ms = r.started_at.map(|s| (end - s).num_milliseconds().max(0));
     let written = r.counts.inserted + r.counts.updated + r.counts.deleted;
     let rate = duration_ms
         .filter(|d| *d > 0)
         .map(|d| (r.counts.read as f64) * 1000.0 / d as f64);
-    json!({
-        "id": r.id,
-        "pipeline": r.pipeline,
-        "trigger": r.trigger,
-        "status": r.status.as_str(),
-        "queued_at": r.queued_at,
-        "started_at": r.started_at,
-        "finished_at": r.finished_at,
-        "duration_ms": duration_ms,
-        "rows_per_second": rate.map(|x| x.round()),
-        "written": written,
-        "progress": r.progress,
-        "counts": r.counts,
-        "errors": r.errors,
-        "message": r.message,
-    })
+    Run {
+        id: r.id.clone(),
+        pipeline: r.pipeline.clone(),
+        trigger: r.trigger.clone(),
+        status: r.status.as_str(),
+        queued_at: r.queued_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        duration_ms,
+        rows_per_second: rate.map(|x| x.round()),
+        written,
+        progress: r.progress,
+        counts: r.counts,
+        errors: r.errors.clone(),
+        message: r.message.clone(),
+    }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartBody {
     /// `manual` (UI, CLI) or `api` (the default).
+    #[schema(value_type = Option<StartTrigger>)]
     trigger: Option<String>,
 }
 
+/// What may start a run through the API.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum StartTrigger {
+    Manual,
+    Api,
+}
+
+/// The run started (`running`) or waiting for a slot (`queued`).
+#[derive(Serialize, ToSchema)]
+pub struct RunStarted {
+    id: String,
+    #[schema(value_type = RunStatus)]
+    status: &'static str,
+}
+
+#[utoipa::path(
+    post,
+    path = "/pipelines/{id}/runs",
+    operation_id = "startRun",
+    tag = "runs",
+    summary = "Run now",
+    params(("id" = String, Path, description = "The pipeline's id")),
+    request_body(content = Option<StartBody>, description = "May be left out"),
+    responses(
+        (status = 202, description = "started, or queued for a slot", body = RunStarted),
+        Malformed,
+        Unauthorized,
+        NotFound,
+        (status = 409, body = ErrorBody, description = "the pipeline is already running (`PipelineAlreadyRunning`)"),
+        (status = 422, body = ErrorBody, description = "the pipeline is disabled (`PipelineDisabled`), or the body is invalid"),
+        Internal,
+    ),
+)]
 pub async fn start(
     State(state): State<AppState>,
     Path(id): Path<String>,
     OptionalBody(body): OptionalBody<StartBody>,
-) -> ApiResult<(StatusCode, Json<Json_>)> {
+) -> ApiResult<(StatusCode, Json<RunStarted>)> {
     let trigger = body.trigger.unwrap_or_else(|| "api".into());
     if !matches!(trigger.as_str(), "manual" | "api") {
         return Err(ApiError::invalid_field(
@@ -60,7 +133,10 @@ pub async fn start(
     match state.engine.start(&id, &trigger).await {
         Ok(run) => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"id": run.id, "status": run.status.as_str()})),
+            Json(RunStarted {
+                id: run.id,
+                status: run.status.as_str(),
+            }),
         )),
         Err(StartError::NotFound(_)) => Err(ApiError::not_found("pipeline", &id)),
         Err(e @ StartError::Disabled(_)) => Err(ApiError::new(
@@ -75,18 +151,47 @@ pub async fn start(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Runs per page, 1 to 500 (20 by default).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// The `next` of the previous page.
     before: Option<String>,
 }
 
+/// A page of runs, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct RunList {
+    runs: Vec<Run>,
+    /// The `before` of the next page; `null` on the last one.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/pipelines/{id}/runs",
+    operation_id = "listRuns",
+    tag = "runs",
+    summary = "A pipeline's runs, newest first",
+    params(("id" = String, Path, description = "The pipeline's id"), ListQuery),
+    responses(
+        (status = 200, description = "OK", body = RunList),
+        BadQuery,
+        Unauthorized,
+        (status = 404, body = ErrorBody, description = "no such pipeline, or `before` is not one of its runs"),
+        Invalid,
+        Internal,
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<RunList>> {
     if state.meta.get_pipeline(&id).await?.is_none() {
         return Err(ApiError::not_found("pipeline", &id));
     }
@@ -108,17 +213,26 @@ pub async fn list(
     } else {
         None
     };
-    let out: Vec<Json_> = runs
+    let runs = runs
         .iter()
         .map(|r| to_json(&state.engine.live(&r.id).unwrap_or_else(|| r.clone())))
         .collect();
-    Ok(Json(json!({"runs": out, "next": next})))
+    Ok(Json(RunList { runs, next }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/runs/{id}",
+    operation_id = "getRun",
+    tag = "runs",
+    summary = "One run, live while running",
+    params(("id" = String, Path, description = "The run's id")),
+    responses((status = 200, description = "OK", body = Run), Unauthorized, NotFound, Internal),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Json_>> {
+) -> ApiResult<Json<Run>> {
     if let Some(live) = state.engine.live(&id) {
         return Ok(Json(to_json(&live)));
     }
@@ -128,14 +242,40 @@ pub async fn get_one(
     }
 }
 
+/// The run stops at its next batch boundary (at once while queued).
+#[derive(Serialize, ToSchema)]
+pub struct Cancelling {
+    id: String,
+    #[schema(inline)]
+    cancelling: crate::openapi::True,
+}
+
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/cancel",
+    operation_id = "cancelRun",
+    tag = "runs",
+    summary = "Stop a run at the next batch boundary",
+    params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 202, description = "the run stops at its next batch boundary", body = Cancelling),
+        Unauthorized,
+        NotFound,
+        (status = 409, body = ErrorBody, description = "the run has finished (`RunNotActive`)"),
+        Internal,
+    ),
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Json_>)> {
+) -> ApiResult<(StatusCode, Json<Cancelling>)> {
     if state.engine.request_cancel(&id).await? {
         return Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"id": id, "cancelling": true})),
+            Json(Cancelling {
+                id,
+                cancelling: crate::openapi::True,
+            }),
         ));
     }
     match state.meta.get_run(&id).await? {

@@ -10,14 +10,46 @@ use sluice_core::pipeline::{PipelineSpec, Transformation};
 use sluice_core::schema::{normalize_value, SchemaChange, SchemaWire};
 use sluice_core::{Column, ColumnType, FieldErrors, Schema, TableDescription};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::Body;
+use crate::openapi::{Internal, Invalid, Malformed, NotJson, ProfileSchemaDoc, Unauthorized};
 use crate::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/profile-schema",
+    operation_id = "getProfileSchema",
+    tag = "profiles",
+    summary = "The Customer Model",
+    responses(
+        (status = 200, description = "OK", body = ProfileSchemaDoc),
+        Unauthorized,
+        Internal,
+    ),
+)]
 pub async fn get_schema(State(state): State<AppState>) -> ApiResult<Json<SchemaWire>> {
     Ok(Json(state.meta.get_schema().await?.to_wire()))
 }
 
+#[utoipa::path(
+    put,
+    path = "/profile-schema",
+    operation_id = "putProfileSchema",
+    tag = "profiles",
+    summary = "Replace the Customer Model; changes that break a pipeline or stored data are refused",
+    request_body = ProfileSchemaDoc,
+    responses(
+        (status = 200, description = "OK", body = ProfileSchemaDoc),
+        Malformed,
+        Unauthorized,
+        (status = 409, body = ErrorBody, description = "the change would break a pipeline \
+            (`SchemaChangeBreaksPipeline`) or values of stored profiles (`SchemaChangeBreaksData`); \
+            `fields` names each property"),
+        NotJson,
+        Invalid,
+        Internal,
+    ),
+)]
 pub async fn put_schema(
     State(state): State<AppState>,
     Body(wire): Body<SchemaWire>,

@@ -45,6 +45,7 @@ pub mod error;
 mod retry;
 mod run;
 pub mod scheduler;
+pub mod totals;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -153,6 +154,7 @@ struct Inner {
     instance: String,
     slots: Arc<Semaphore>,
     destination_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    totals: totals::Totals,
 }
 
 impl Engine {
@@ -171,6 +173,7 @@ impl Engine {
                 active: Mutex::new(HashMap::new()),
                 instance,
                 destination_slots: Mutex::new(HashMap::new()),
+                totals: totals::Totals::default(),
             }),
         }
     }
@@ -190,6 +193,11 @@ impl Engine {
     /// The name under which this instance claims runs.
     pub fn instance(&self) -> &str {
         &self.inner.instance
+    }
+
+    /// Counts of the runs this instance finished since it started.
+    pub fn totals(&self) -> &totals::Totals {
+        &self.inner.totals
     }
 
     /// Marks runs left unfinished by a previous process (killed mid-run) as failed. The next run repairs
@@ -394,6 +402,9 @@ impl Engine {
                 run
             }
         };
+        // Counted while the run still shows as running here, so that whoever sees it finished through
+        // this instance also sees it in the totals.
+        self.inner.totals.record(&done);
         // Leave the active set before followers learn the run ended, so that a run started as soon as
         // they see it finished is not refused as "already running".
         self.inner.active.lock().unwrap().remove(&pipeline.id);

@@ -264,6 +264,17 @@ function inputAttrs(kind: InputKind): InputAttrs {
 }
 
 function ValueInput({ kind, value, onInput, label }: { kind: InputKind; value: unknown; onInput: (raw: string) => void; label: string }) {
+  if (kind === 'boolean') {
+    return (
+      <span class="value-input">
+        <select aria-label={label} value={typeof value === 'boolean' ? String(value) : ''} onChange={(e) => onInput((e.currentTarget as HTMLSelectElement).value)}>
+          <option value="">Choose…</option>
+          <option value="true">true</option>
+          <option value="false">false</option>
+        </select>
+      </span>
+    );
+  }
   const attrs = inputAttrs(kind);
   return (
     <span class="value-input">

@@ -1,9 +1,17 @@
 // Filter logic shared by the filter builder, the pipelines list and the profile browser: which operators
 // fit a property's type, how many values each takes and of what kind, how a condition changes when its
 // property or operator does, and the readable one-line summary.
+//
+// Which operators apply to which type, and how many values each takes, is the API's decision: it comes
+// from `generated/filter-operators.json`, the answer of `GET /v1/filters/operators` (a Rust test keeps
+// the copy current), so the picker can show and edit every condition the API accepts.
 
-import type { Condition, FilterGroup } from '../api';
+import type { Condition, FilterGroup, FilterOperators } from '../api';
+import operatorTable from '../generated/filter-operators.json';
 import { findProperty, parseType, type PropertyPath, type TypeSpec } from './schema';
+
+/** The operator table the API serves. */
+export const FILTER_OPERATORS = operatorTable as FilterOperators;
 
 export type Category = 'string' | 'uuid' | 'number' | 'datetime' | 'date' | 'time' | 'boolean' | 'array' | 'object' | 'json';
 
@@ -29,63 +37,69 @@ export function categoryOf(type: string | TypeSpec): Category {
   }
 }
 
-const PRESENCE = ['is null', 'is not null', 'exists', 'does not exist'];
+/** The key of a type in the operator table: its name without parameters, and for an array its element's
+ *  (`decimal(12,2)` → `decimal`, `array(decimal(10,2))` → `array(decimal)`, `array(array(int))` →
+ *  `array(array)`). */
+export function typeKey(type: string | TypeSpec): string {
+  const spec = typeof type === 'string' ? parseType(type) : type;
+  if (spec.kind !== 'array') return spec.kind;
+  const element = spec.element ?? { kind: 'json' };
+  return element.kind === 'array' ? 'array(array)' : `array(${element.kind})`;
+}
 
-const OPERATORS: Record<Category, string[]> = {
-  string: [
-    'is',
-    'is not',
-    'contains',
-    'does not contain',
-    'starts with',
-    'ends with',
-    'is one of',
-    'is not one of',
-    'is empty',
-    'is not empty',
-    ...PRESENCE,
-  ],
-  uuid: ['is', 'is not', 'is one of', 'is not one of', ...PRESENCE],
-  number: [
-    'is',
-    'is not',
-    'is less than',
-    'is less than or equal to',
-    'is greater than',
-    'is greater than or equal to',
-    'is between',
-    'is not between',
-    'is one of',
-    'is not one of',
-    ...PRESENCE,
-  ],
-  datetime: ['is', 'is not', 'is before', 'is on or before', 'is after', 'is on or after', 'is between', 'is not between', ...PRESENCE],
-  date: ['is', 'is not', 'is before', 'is on or before', 'is after', 'is on or after', 'is between', 'is not between', ...PRESENCE],
-  time: ['is', 'is not', 'is before', 'is on or before', 'is after', 'is on or after', 'is between', 'is not between', ...PRESENCE],
-  boolean: ['is true', 'is false', ...PRESENCE],
-  array: ['contains', 'does not contain', 'is empty', 'is not empty', ...PRESENCE],
-  object: [...PRESENCE],
-  json: [...PRESENCE],
-};
+/** The order the picker lists operators in (the API decides which apply). An operator missing here is
+ *  listed after these, so a new one shows up before the UI learns its place. */
+const DISPLAY_ORDER = [
+  'is true',
+  'is false',
+  'is',
+  'is not',
+  'is less than',
+  'is less than or equal to',
+  'is greater than',
+  'is greater than or equal to',
+  'is before',
+  'is on or before',
+  'is after',
+  'is on or after',
+  'is between',
+  'is not between',
+  'contains',
+  'does not contain',
+  'starts with',
+  'ends with',
+  'is one of',
+  'is not one of',
+  'is empty',
+  'is not empty',
+  'is null',
+  'is not null',
+  'exists',
+  'does not exist',
+];
+
+const BY_TYPE = new Map(FILTER_OPERATORS.types.map((t) => [t.type, t.operators]));
+const ARITY = new Map(FILTER_OPERATORS.operators.map((o) => [o.name, o.values]));
+
+function rank(operator: string): number {
+  const i = DISPLAY_ORDER.indexOf(operator);
+  return i >= 0 ? i : DISPLAY_ORDER.length + FILTER_OPERATORS.operators.findIndex((o) => o.name === operator);
+}
 
 /** The operators that apply to a property of this type, in the order the picker shows them. */
 export function operatorsFor(type: string | TypeSpec): string[] {
-  return OPERATORS[categoryOf(type)];
+  const allowed = BY_TYPE.get(typeKey(type)) ?? BY_TYPE.get('json') ?? [];
+  return [...allowed].sort((a, b) => rank(a) - rank(b));
 }
 
 export type Arity = 'none' | 'one' | 'two' | 'many';
 
-const NO_VALUE = new Set(['is empty', 'is not empty', 'is null', 'is not null', 'exists', 'does not exist', 'is true', 'is false']);
-
 export function arityOf(operator: string): Arity {
-  if (NO_VALUE.has(operator)) return 'none';
-  if (operator === 'is between' || operator === 'is not between') return 'two';
-  if (operator === 'is one of' || operator === 'is not one of') return 'many';
-  return 'one';
+  return ARITY.get(operator) ?? 'one';
 }
 
 /** What a value input looks like. */
-export type InputKind = 'text' | 'integer' | 'number' | 'decimal' | 'datetime' | 'date' | 'time' | 'uuid';
+export type InputKind = 'text' | 'integer' | 'number' | 'decimal' | 'datetime' | 'date' | 'time' | 'uuid' | 'boolean';
 
 /** The kind of input for the values of a condition on a property of this type (an array's element type
  *  for `contains`). */
@@ -107,6 +121,8 @@ export function inputKindFor(type: string | TypeSpec): InputKind {
       return 'time';
     case 'uuid':
       return 'uuid';
+    case 'boolean':
+      return 'boolean';
     default:
       return 'text';
   }
@@ -120,7 +136,7 @@ export function emptyFilter(): FilterGroup {
   return { logical: 'and', conditions: [] };
 }
 
-function sizeValues(values: unknown[] | undefined, arity: Arity): unknown[] | undefined {
+function sizeValues(values: unknown[] | null | undefined, arity: Arity): unknown[] | undefined {
   const v = values ?? [];
   switch (arity) {
     case 'none':
@@ -178,6 +194,8 @@ export function parseInput(raw: string, kind: InputKind): unknown {
     }
     case 'decimal':
       return text;
+    case 'boolean':
+      return text === 'true' ? true : text === 'false' ? false : '';
     case 'datetime':
       return fromDatetimeInput(text);
     case 'time':

@@ -71,7 +71,7 @@ export function flattenSchema(schema: ProfileSchema | null | undefined): Propert
   const walk = (props: PropertyDef[], prefix: string) => {
     for (const p of props) {
       const path = prefix ? `${prefix}.${p.name}` : p.name;
-      out.push({ path, type: p.type, nullable: p.nullable !== false, description: p.description });
+      out.push({ path, type: p.type, nullable: p.nullable !== false, description: p.description ?? undefined });
       if (parseType(p.type).kind === 'object' && p.properties) walk(p.properties, path);
     }
   };
