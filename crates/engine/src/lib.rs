@@ -1,23 +1,28 @@
-//! One pipeline run, and the bookkeeping around runs.
+//! Checking and running pipelines, and the bookkeeping around runs.
 //!
-//! A run flows `read → filter → transform → diff → write → record`:
+//! [`check::check_pipeline`] is the one check of a pipeline spec against its destination, the Customer
+//! Model and the live table (the rules are pure, in [`validate`]); saving, previewing, the quickstart and
+//! every run go through it. Errors carry an [`ErrorKind`] that callers match on (the API's status).
 //!
-//! 1. **Prepare**: load the pipeline, its destination and the Customer Model; compile the filter; describe
-//!    the live table and compile the transformation (mapping or script, see `sluice_transform`) against it. A table that changed under the pipeline (a dropped
-//!    column) fails the run here, before anything is written.
+//! A run flows `read → filter → transform → decide → write → record`, one file per step under `run/`:
+//!
+//! 1. **Prepare**: the check above, then the write target, the hash seed and the fingerprint. A table
+//!    that changed under the pipeline (a dropped column) fails the run here, before anything is written.
 //! 2. **Read**: page through the profile store in `_id` order with the filter pushed down into SQL, one
 //!    bounded page at a time (memory does not grow with the number of profiles). A reader task fetches the
 //!    next page while the current one is processed.
-//! 3. **Transform and diff**: compute each row on blocking threads (two taking pages in turn for a visual
+//! 3. **Transform**: compute each row on blocking threads (two taking pages in turn for a visual
 //!    mapping, one owning the runtime for a script; a profile the script skips by returning null counts as
-//!    filtered out), hash it, and compare with the pipeline's sync state for the same id range (a merge
-//!    join: both are ordered by `_id`). Unchanged rows are skipped; sync entries with no matching profile
-//!    belong to profiles that left the audience or were deleted.
-//! 4. **Write**: upsert the changed rows in one large batch through the destination's bulk path; a batch
+//!    filtered out) and hash it.
+//! 4. **Decide**: pair the rows with the pipeline's sync state for the same id range (a merge join: both
+//!    are ordered by `_id`) and let the pure sync decision (`sluice_core::sync`) say what each needs;
+//!    sync entries with no matching profile belong to profiles that left the audience or were deleted.
+//! 5. **Write**: upsert the changed rows in one large batch through the destination's bulk path; a batch
 //!    refused for its data is split until the bad rows are found. `on_leave: delete` deletes the rows of
-//!    profiles that left.
-//! 5. **Record**: the sync state advances only after the destination confirmed the write, so a crash or a
-//!    retry converges instead of losing rows.
+//!    profiles that left; `keep` leaves them and remembers them.
+//! 6. **Record**: the sync state advances only after the destination confirmed the write, so a crash or a
+//!    retry converges instead of losing rows. The run sees the sync state through the small
+//!    [`sluice_store::SyncState`] trait alone.
 //!
 //! Re-runs read only what changed. After a run that wrote every row it had to (no failed rows), the
 //! pipeline keeps a *sync checkpoint*: the profile store's change mark taken before that run read anything,
@@ -31,7 +36,6 @@
 //!
 //! Keys: a key belongs to one profile. Two profiles producing the same key in one run — the lower `_id` wins
 //! (pages are read in `_id` order), the other is a failed row that says which profile holds the key.
-
 //!
 //! Around the runs (see [`scheduler`] and [`alerts`]): every run is claimed in the metadata store by this
 //! instance with a lease its heartbeats renew, so several instances can share one PostgreSQL metadata store
