@@ -590,6 +590,23 @@ impl World {
         self.engine.profiles().upsert(batch).await.unwrap();
     }
 
+    /// A pipeline of the profiles in Italy (100 of the 300), with the given rule for leavers.
+    async fn italians(&self, on_leave: &str) -> String {
+        self.pipeline(json!({"on_leave": on_leave,
+            "filter": {"logical": "and", "conditions": [{"property": "country", "operator": "is", "values": ["IT"]}]}}))
+            .await
+    }
+
+    /// The ids in the destination table, in order.
+    async fn ids(&self) -> Vec<String> {
+        self.db
+            .rows("SELECT id FROM customers ORDER BY id")
+            .await
+            .into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect()
+    }
+
     async fn count(&self) -> usize {
         self.db.rows("SELECT id FROM customers").await.len()
     }
@@ -693,10 +710,7 @@ async fn scenario_insert_update_unchanged(w: World) {
 
 async fn scenario_filter_and_on_leave_delete(w: World) {
     w.db.exec(ddl(w.db.kind())).await;
-    let p = w
-        .pipeline(json!({"on_leave": "delete",
-            "filter": {"logical": "and", "conditions": [{"property": "country", "operator": "is", "values": ["IT"]}]}}))
-        .await;
+    let p = w.italians("delete").await;
     let r1 = w.run(&p).await;
     assert_succeeded(&r1);
     assert_eq!(r1.counts.inserted, 100);
@@ -714,12 +728,7 @@ async fn scenario_filter_and_on_leave_delete(w: World) {
         (r2.counts.deleted, r2.counts.inserted, r2.counts.unchanged),
         (2, 1, 98)
     );
-    let ids: Vec<String> =
-        w.db.rows("SELECT id FROM customers ORDER BY id")
-            .await
-            .into_iter()
-            .map(|r| r[0].clone().unwrap())
-            .collect();
+    let ids = w.ids().await;
     assert_eq!(ids.len(), 99);
     assert!(!ids.contains(&"p00000".to_string()) && !ids.contains(&"p00003".to_string()));
     assert!(ids.contains(&"p00001".to_string()));
@@ -729,10 +738,7 @@ async fn scenario_filter_and_on_leave_delete(w: World) {
 /// profile that came back in between updated its kept row rather than inserting one.
 async fn scenario_leavers_kept_then_deleted(w: World) {
     w.db.exec(ddl(w.db.kind())).await;
-    let p = w
-        .pipeline(json!({"on_leave": "keep",
-            "filter": {"logical": "and", "conditions": [{"property": "country", "operator": "is", "values": ["IT"]}]}}))
-        .await;
+    let p = w.italians("keep").await;
     let r1 = w.run(&p).await;
     assert_succeeded(&r1);
     assert_eq!(r1.counts.inserted, 100);
@@ -772,12 +778,7 @@ async fn scenario_leavers_kept_then_deleted(w: World) {
         (r4.counts.deleted, r4.counts.inserted, r4.counts.unchanged),
         (2, 0, 98)
     );
-    let ids: Vec<String> =
-        w.db.rows("SELECT id FROM customers ORDER BY id")
-            .await
-            .into_iter()
-            .map(|r| r[0].clone().unwrap())
-            .collect();
+    let ids = w.ids().await;
     assert_eq!(ids.len(), 98);
     assert!(!ids.contains(&"p00000".to_string()) && !ids.contains(&"p00003".to_string()));
     assert!(ids.contains(&"p00006".to_string()));

@@ -28,7 +28,7 @@ pub struct Prepared {
     /// Seeds row hashes with what they mean (destination, table, key, columns), so a change of any of
     /// them makes every row compare afresh.
     pub seed: u64,
-    /// Everything besides the profiles that the rows depend on (see [`fingerprint`]).
+    /// Everything besides the profiles that the rows depend on (see `fingerprint` in this module).
     pub fingerprint: String,
 }
 
