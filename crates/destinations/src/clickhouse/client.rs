@@ -706,6 +706,7 @@ pub fn describe(name: &str, info: &TableInfo, version: ServerVersion) -> TableDe
         rules: TableRules {
             key: Some(key_advice),
             delete: e.delete_refusal(name, version),
+            identifiers: dialect::CAPABILITIES.identifiers.case,
         },
     }
 }

@@ -9,14 +9,18 @@ use std::collections::HashMap;
 use chrono::{Datelike, Timelike};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, OptsBuilder, Params, SslOpts, Value as My};
-use sluice_core::{Column, ColumnType, TableDescription, Value};
+use sluice_core::{Column, ColumnType, TableDescription, TableRules, Value};
 
 use super::config::{MysqlSettings, TlsMode};
 use super::dialect;
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
-/// At most this many placeholders per statement (MySQL's limit is 65,535).
+/// At most this many placeholders per statement, with room under MySQL's limit.
 const PLACEHOLDERS_PER_STATEMENT: usize = 60_000;
+const _: () = assert!(matches!(
+    dialect::CAPABILITIES.max_bind_parameters,
+    Some(limit) if PLACEHOLDERS_PER_STATEMENT <= limit
+));
 
 /// Keys per `DELETE … IN (…)`.
 const KEYS_PER_DELETE: usize = 10_000;
@@ -577,7 +581,10 @@ impl Session {
             keys,
             has_primary_key,
             issues,
-            rules: Default::default(),
+            rules: TableRules {
+                identifiers: dialect::CAPABILITIES.identifiers.case,
+                ..TableRules::default()
+            },
         }))
     }
 

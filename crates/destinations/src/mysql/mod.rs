@@ -47,7 +47,7 @@ pub use client::BulkLoad;
 pub use config::{MysqlSettings, TlsMode, TlsSettings};
 
 use crate::{
-    Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget,
+    Capabilities, Destination, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget,
 };
 
 pub struct Mysql {
@@ -102,25 +102,14 @@ impl Mysql {
             }
         }
     }
-
-    fn check_target(target: &WriteTarget) -> Result<()> {
-        let config = |e| DestinationError::new(ErrorKind::Config, e);
-        dialect::validate_identifier(&target.table.name, "the table name").map_err(config)?;
-        for c in &target.columns {
-            dialect::validate_identifier(c, "a column name").map_err(config)?;
-        }
-        if !target.columns.contains(&target.key) {
-            return Err(config(format!(
-                "the key column `{}` is not among the written columns",
-                target.key
-            )));
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
 impl Destination for Mysql {
+    fn capabilities(&self) -> &'static Capabilities {
+        &dialect::CAPABILITIES
+    }
+
     async fn test(&self) -> Result<TestReport> {
         let mut guard = self.session().await?;
         let result = guard
@@ -147,7 +136,7 @@ impl Destination for Mysql {
         if rows.is_empty() {
             return Ok(UpsertCounts::default());
         }
-        Self::check_target(target)?;
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
         let mut guard = self.session().await?;
         let result = guard
             .as_mut()
@@ -162,7 +151,7 @@ impl Destination for Mysql {
         if keys.is_empty() {
             return Ok(0);
         }
-        Self::check_target(target)?;
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
         let mut guard = self.session().await?;
         let result = guard
             .as_mut()

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value as Json};
-use sluice_core::{Column, ColumnType, TableDescription, Value};
+use sluice_core::{Column, ColumnType, TableDescription, TableRules, Value};
 
 use super::auth;
 use super::config::{Credentials, SnowflakeSettings};
@@ -818,7 +818,10 @@ impl Session {
             keys,
             has_primary_key,
             issues,
-            rules: Default::default(),
+            rules: TableRules {
+                identifiers: dialect::CAPABILITIES.identifiers.case,
+                ..TableRules::default()
+            },
         }))
     }
 

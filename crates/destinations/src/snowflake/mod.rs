@@ -52,7 +52,8 @@ use tokio::sync::{Mutex, MutexGuard};
 pub use config::{Credentials, SnowflakeSettings};
 
 use crate::{
-    Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget,
+    Capabilities, Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts,
+    WriteTarget,
 };
 
 /// Statements sent to Snowflake by every destination of this process (what a benchmark reports).
@@ -149,25 +150,14 @@ impl Snowflake {
             }
         }
     }
-
-    fn check_target(target: &WriteTarget) -> Result<()> {
-        let config = |e| DestinationError::new(ErrorKind::Config, e);
-        dialect::validate_identifier(&target.table.name, "the table name").map_err(config)?;
-        for c in &target.columns {
-            dialect::validate_identifier(c, "a column name").map_err(config)?;
-        }
-        if !target.columns.contains(&target.key) {
-            return Err(config(format!(
-                "the key column `{}` is not among the written columns",
-                target.key
-            )));
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
 impl Destination for Snowflake {
+    fn capabilities(&self) -> &'static Capabilities {
+        &dialect::CAPABILITIES
+    }
+
     async fn test(&self) -> Result<TestReport> {
         let conn = self.conn()?;
         // A session of its own, without context, so that each of role, warehouse, database and schema is
@@ -194,7 +184,7 @@ impl Destination for Snowflake {
         if rows.is_empty() {
             return Ok(UpsertCounts::default());
         }
-        Self::check_target(target)?;
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
         let conn = self.conn()?;
         let before = self.statements();
         let mut guard = self.session().await?;
@@ -218,7 +208,7 @@ impl Destination for Snowflake {
         if keys.is_empty() {
             return Ok(0);
         }
-        Self::check_target(target)?;
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
         let conn = self.conn()?;
         let mut guard = self.session().await?;
         let result = guard
