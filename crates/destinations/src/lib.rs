@@ -2,8 +2,8 @@
 //!
 //! One small [`Destination`] trait, and a closed set of implementations chosen by [`open`] with a `match`
 //! (no plugin registry: the databases are known at compile time). Each implementation lives in its own
-//! module split into `config` (settings and their validation), `dialect` (pure SQL text, unit-tested) and
-//! `client` (I/O).
+//! module split into `config` (its settings, declared once, and their validation), `dialect` (pure SQL
+//! text and the database's [`Capabilities`], unit-tested) and `client` (I/O).
 //!
 //! Each destination also states what its database is, as data: one [`Capabilities`] value (identifier
 //! limits, quoting and case rule, upsert and delete style, batch and statement limits, whether it reports
@@ -22,7 +22,8 @@
 //!   to their defaults;
 //! - errors carry a kind; the retry policy and HTTP status are a `match` on it.
 //!
-//! [`connectors::connectors`] describes every kind and its settings fields for the API and the UI.
+//! [`connectors::connectors`] describes every kind and its settings fields for the API and the UI, from the
+//! same declaration of each kind's settings that parses them (see `settings`).
 //! `tests/conformance/` holds the suite every destination must pass, written once against this trait: a
 //! new destination adds a `Harness` for its database and invokes `conformance_tests!` with it.
 
