@@ -41,6 +41,7 @@ pub mod clickhouse;
 pub mod connectors;
 pub mod mysql;
 pub mod postgres;
+mod session;
 mod settings;
 pub mod snowflake;
 pub mod sqlite;

@@ -5,6 +5,7 @@
 //! passwords never reach a message or a log.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{Datelike, Timelike};
 use mysql_async::prelude::Queryable;
@@ -49,6 +50,18 @@ pub struct Session {
     load_data: bool,
     stages: HashMap<StageKey, Stage>,
     next_stage: u32,
+    /// How long the server keeps an idle connection (`wait_timeout`), when it says.
+    idle_limit: Option<Duration>,
+}
+
+impl crate::session::Connection for Session {
+    /// The driver cannot tell whether the server has ended the connection until it is used: a connection
+    /// idle for as long as the server keeps idle ones (less a second, as the server counts from a little
+    /// earlier) is taken as closed.
+    fn is_closed(&mut self, idle: Duration) -> bool {
+        self.idle_limit
+            .is_some_and(|limit| idle + Duration::from_secs(1) >= limit)
+    }
 }
 
 struct Stage {
@@ -183,10 +196,13 @@ pub async fn connect(
     )
     .await
     .map_err(|e| map_error(&e))?;
-    let max_packet: Option<u64> = conn
-        .query_first("SELECT @@max_allowed_packet")
+    let (max_packet, wait_timeout) = conn
+        .query_first::<(Option<u64>, Option<u64>), _>(
+            "SELECT @@max_allowed_packet, @@SESSION.wait_timeout",
+        )
         .await
-        .map_err(|e| map_error(&e))?;
+        .map_err(|e| map_error(&e))?
+        .unwrap_or_default();
     let local_infile = match bulk {
         BulkLoad::Inserts => false,
         // A server without the variable (or refusing to say) gets inserts.
@@ -206,6 +222,9 @@ pub async fn connect(
         load_data: local_infile,
         stages: HashMap::new(),
         next_stage: 0,
+        idle_limit: wait_timeout
+            .filter(|secs| *secs > 0)
+            .map(Duration::from_secs),
     })
 }
 

@@ -94,8 +94,9 @@ struct Stage {
     new_streak: std::sync::atomic::AtomicBool,
 }
 
-impl Session {
-    pub fn is_closed(&self) -> bool {
+impl crate::session::Connection for Session {
+    /// The client's connection task notices as soon as the server ends the connection.
+    fn is_closed(&mut self, _idle: std::time::Duration) -> bool {
         self.client.is_closed()
     }
 }

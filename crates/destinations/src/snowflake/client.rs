@@ -64,6 +64,14 @@ pub struct Session {
     no_file_stage: bool,
 }
 
+impl crate::session::Connection for Session {
+    /// A session is a token over HTTP, with nothing to close: an expired one is renewed by the next
+    /// request, and one the server has forgotten answers with an error that drops it (unavailable).
+    fn is_closed(&mut self, _idle: std::time::Duration) -> bool {
+        false
+    }
+}
+
 struct Stage {
     name: String,
     /// Whether rows of an earlier batch may still be in it.

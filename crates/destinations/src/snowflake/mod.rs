@@ -47,10 +47,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sluice_core::{TableDescription, Value};
-use tokio::sync::{Mutex, MutexGuard};
 
 pub use config::{Credentials, SnowflakeSettings};
 
+use crate::session::{SessionGuard, Sessions};
 use crate::{
     Capabilities, Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts,
     WriteTarget,
@@ -102,7 +102,7 @@ pub fn statements_sent_to(database: &str) -> StatementCounts {
 pub struct Snowflake {
     conn: std::result::Result<client::Connection, DestinationError>,
     statements: Arc<AtomicU64>,
-    session: Mutex<Option<client::Session>>,
+    sessions: Sessions<client::Session>,
 }
 
 impl Snowflake {
@@ -112,7 +112,7 @@ impl Snowflake {
         Self {
             conn: client::Connection::new(settings, statements.clone()),
             statements,
-            session: Mutex::new(None),
+            sessions: Sessions::new(),
         }
     }
 
@@ -134,21 +134,10 @@ impl Snowflake {
         self.conn.as_ref().map_err(Clone::clone)
     }
 
-    async fn session(&self) -> Result<MutexGuard<'_, Option<client::Session>>> {
-        let mut guard = self.session.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.conn()?.login(true).await?);
-        }
-        Ok(guard)
-    }
-
-    /// Drops the session when the server turned out unreachable, so the next call logs in again.
-    fn forget_if_broken<T>(session: &mut Option<client::Session>, result: &Result<T>) {
-        if let Err(e) = result {
-            if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout) {
-                *session = None;
-            }
-        }
+    /// The session for one call, logged in.
+    async fn session(&self) -> Result<SessionGuard<'_, client::Session>> {
+        let conn = self.conn()?;
+        self.sessions.connected(|| conn.login(true)).await
     }
 }
 
@@ -170,14 +159,9 @@ impl Destination for Snowflake {
         dialect::validate_identifier(name, "the table name")
             .map_err(|e| DestinationError::new(ErrorKind::Config, e))?;
         let conn = self.conn()?;
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("logged in")
-            .describe_table(conn, name)
-            .await;
-        Self::forget_if_broken(&mut guard, &result);
-        result
+        let mut s = self.session().await?;
+        let result = s.session().describe_table(conn, name).await;
+        s.settle(result)
     }
 
     async fn upsert(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
@@ -187,13 +171,9 @@ impl Destination for Snowflake {
         let target = &*target.checked(&dialect::CAPABILITIES)?;
         let conn = self.conn()?;
         let before = self.statements();
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("logged in")
-            .upsert(conn, target, rows)
-            .await;
-        Self::forget_if_broken(&mut guard, &result);
+        let mut s = self.session().await?;
+        let result = s.session().upsert(conn, target, rows).await;
+        let result = s.settle(result);
         tracing::debug!(
             table = %target.table.name,
             rows = rows.len(),
@@ -210,13 +190,8 @@ impl Destination for Snowflake {
         }
         let target = &*target.checked(&dialect::CAPABILITIES)?;
         let conn = self.conn()?;
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("logged in")
-            .delete(conn, target, keys)
-            .await;
-        Self::forget_if_broken(&mut guard, &result);
-        result
+        let mut s = self.session().await?;
+        let result = s.session().delete(conn, target, keys).await;
+        s.settle(result)
     }
 }
