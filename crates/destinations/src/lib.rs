@@ -569,6 +569,13 @@ mod tests {
             snowflake::dialect::delete_by_keys("T", &checked.key, 1),
             "DELETE FROM T WHERE \"ID\" IN (?)"
         );
+        let merge =
+            snowflake::dialect::merge("T", "ST", &checked.columns, &checked.key, &[None, None]);
+        assert!(
+            merge.starts_with("MERGE INTO T t USING \"ST\" s ON t.\"ID\" = s.\"ID\" "),
+            "{merge}"
+        );
+        assert!(!merge.contains("\"id\""), "{merge}");
         let quoted = target(IdentifierCase::UnquotedInsensitive, &["ID"], "\"ID\"");
         assert_eq!(quoted.checked(sf).unwrap().key, "ID");
         assert!(
