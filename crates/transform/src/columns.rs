@@ -29,13 +29,17 @@ pub(crate) fn resolve(
     field: &str,
 ) -> Result<(Vec<String>, Vec<Target>), FieldErrors> {
     let mut errors = FieldErrors::new();
+    // Stored names of the columns named, written or not (a column Sluice cannot write is an error of its
+    // own, not also a missing key).
+    let mut named: Vec<String> = Vec::new();
     let mut columns: Vec<String> = Vec::new();
     let mut targets = Vec::new();
     let mut take = |name: &str, c: &sluice_core::Column, errors: &mut FieldErrors| {
-        if columns.contains(&c.name) {
+        if named.contains(&c.name) {
             errors.add(field, format!("`columns` names column `{}` twice", c.name));
             return;
         }
+        named.push(c.name.clone());
         match &c.ty {
             None => errors.add(
                 field,
@@ -80,7 +84,7 @@ pub(crate) fn resolve(
         }
     }
     if let Ok(Some(k)) = table.lookup_column(key) {
-        if !columns.contains(&k.name) {
+        if !named.contains(&k.name) {
             errors.add(
                 "key",
                 format!("the key column `{key}` must be in the script's `columns` list"),
