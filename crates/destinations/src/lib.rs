@@ -20,6 +20,12 @@
 //!   find the bad rows;
 //! - only the given columns are written: an update leaves other columns as they were, an insert leaves them
 //!   to their defaults;
+//! - values arrive converted to the column types by [`sluice_core::convert`] and are written as they are;
+//!   where the wire format needs a value of the column's own kind (PostgreSQL's binary format,
+//!   ClickHouse's native blocks), a value of another kind is converted by those same rules, so a
+//!   destination never refuses what a pipeline's conversion accepts;
+//! - one session per destination, under the same rules everywhere (see `session`): opened on first use,
+//!   replaced once closed, dropped after a failure that leaves its connection unfit;
 //! - errors carry a kind; the retry policy and HTTP status are a `match` on it.
 //!
 //! [`connectors::connectors`] describes every kind and its settings fields for the API and the UI, from the
