@@ -2,7 +2,9 @@
 //!
 //! - [`schema`]: the Customer Model and profile validation/normalization;
 //! - [`value`]: typed values computed by mappings and bound by destinations;
-//! - [`table`]: destination tables in portable types;
+//! - [`table`]: destination tables in portable types, and how a name written in a pipeline finds a column;
+//! - [`capabilities`]: what each destination database is, as data — identifier rules, upsert and delete
+//!   styles, batch and statement limits;
 //! - [`filter`]: audience filters — type check, in-memory evaluation and SQL pushdown;
 //! - [`mapping`]: visual-mapping expressions — parse, type check, evaluate — and [`convert`], the rules
 //!   that turn a value into a destination column's type;
@@ -14,6 +16,7 @@
 //!
 //! Everything here is deterministic and fast to test; the crates around it do the talking to databases.
 
+pub mod capabilities;
 pub mod convert;
 pub mod errors;
 pub mod filter;
@@ -28,6 +31,7 @@ pub mod sync;
 pub mod table;
 pub mod value;
 
+pub use capabilities::{Capabilities, IdentifierCase};
 pub use errors::FieldErrors;
 pub use profile::{Profile, RawProfile};
 pub use schema::{PropertyType, Schema};

@@ -343,7 +343,8 @@ struct Target {
 /// A mapping compiled against the Customer Model and a table.
 #[derive(Debug, Clone)]
 pub struct CompiledMapping {
-    /// Destination columns in the order their values are produced.
+    /// Destination columns in the order their values are produced, as the table stores their names
+    /// (a mapping may name them as its user writes them: see [`TableDescription::resolve_column`]).
     pub columns: Vec<String>,
     targets: Vec<Target>,
     properties: Vec<String>,
@@ -363,6 +364,8 @@ impl CompiledMapping {
     ) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
         let mut seen = HashSet::new();
+        // Two names written differently may mean one column (where names match whatever their case).
+        let mut seen_stored = HashSet::new();
         let mut columns = Vec::with_capacity(mapping.len());
         let mut targets = Vec::with_capacity(mapping.len());
         let mut properties: Vec<String> = Vec::new();
@@ -371,16 +374,29 @@ impl CompiledMapping {
                 errors.add(column, format!("column `{column}` is mapped twice"));
                 continue;
             }
-            let col = table.column(column);
+            let (col, ambiguous) = match table.lookup_column(column) {
+                Ok(col) => (col, None),
+                Err(message) => (None, Some(message)),
+            };
+            if let Some(c) = col {
+                if !seen_stored.insert(c.name.as_str()) {
+                    errors.add(column, format!("column `{}` is mapped twice", c.name));
+                    continue;
+                }
+            }
             let col_ty = match col {
                 None => {
-                    let mut message =
-                        format!("column `{column}` does not exist in table `{}`", table.name);
-                    if let Some(s) =
-                        check::did_you_mean(column, table.columns.iter().map(|c| c.name.as_str()))
-                    {
-                        message.push_str(&format!("; did you mean `{s}`?"));
-                    }
+                    let message = ambiguous.unwrap_or_else(|| {
+                        let mut message =
+                            format!("column `{column}` does not exist in table `{}`", table.name);
+                        if let Some(s) = check::did_you_mean(
+                            column,
+                            table.columns.iter().map(|c| c.name.as_str()),
+                        ) {
+                            message.push_str(&format!("; did you mean `{s}`?"));
+                        }
+                        message
+                    });
                     errors.add(column, message);
                     None
                 }
@@ -419,7 +435,8 @@ impl CompiledMapping {
                     properties.push(p.clone());
                 }
             }
-            columns.push(column.to_string());
+            // The stored name: the dialect quotes it, so it must be the table's own spelling.
+            columns.push(col.name.clone());
             targets.push(Target {
                 expr,
                 ty: col_ty.clone(),

@@ -550,3 +550,63 @@ fn a_document_read_lazily_gives_the_rows_of_the_parsed_profile() {
         }
     }
 }
+
+/// Where names match as in Snowflake's SQL, a mapping names columns as its user writes them, and the
+/// compiled mapping writes them under their stored names.
+#[test]
+fn names_resolve_by_the_tables_identifier_rule() {
+    let text = Some(ColumnType::Text { max_len: None });
+    let mut table = TableDescription {
+        name: "CUSTOMERS".into(),
+        columns: vec![
+            col("CUSTOMER_ID", "VARCHAR(64)", text.clone(), false),
+            col("MixedCase", "VARCHAR", text.clone(), true),
+            col("EMAIL", "VARCHAR", text.clone(), true),
+            col("Email", "VARCHAR", text.clone(), true),
+        ],
+        keys: vec![vec!["CUSTOMER_ID".into()]],
+        has_primary_key: true,
+        issues: vec![],
+        rules: Default::default(),
+    };
+    let m = mapping(&[("customer_id", "_id"), ("\"MixedCase\"", "first_name")]);
+    // Exact names elsewhere: the same mapping finds nothing.
+    let e = CompiledMapping::compile(&m, &schema(), &table).unwrap_err();
+    assert!(e.get("customer_id").is_some(), "{e}");
+
+    table.rules.identifiers = sluice_core::IdentifierCase::UnquotedInsensitive;
+    let compiled = CompiledMapping::compile(&m, &schema(), &table).unwrap();
+    assert_eq!(compiled.columns, ["CUSTOMER_ID", "MixedCase"]);
+    let row = compiled
+        .eval(&profile("c1", json!({"first_name": "Ada"})), run_start())
+        .unwrap();
+    assert_eq!(
+        row,
+        [Value::String("c1".into()), Value::String("Ada".into())]
+    );
+
+    // A quoted name matches only its exact spelling; an unquoted one that fits two columns is refused.
+    let e = CompiledMapping::compile(
+        &mapping(&[("\"mixedcase\"", "first_name"), ("email", "email")]),
+        &schema(),
+        &table,
+    )
+    .unwrap_err();
+    assert!(
+        e.get("\"mixedcase\"").unwrap()[0].contains("does not exist"),
+        "{e}"
+    );
+    let ambiguous = &e.get("email").unwrap()[0];
+    assert!(ambiguous.contains("`EMAIL` and `Email`"), "{ambiguous}");
+    // Two spellings of one column are one column mapped twice.
+    let e = CompiledMapping::compile(
+        &mapping(&[("customer_id", "_id"), ("Customer_Id", "email")]),
+        &schema(),
+        &table,
+    )
+    .unwrap_err();
+    assert!(
+        e.get("Customer_Id").unwrap()[0].contains("`CUSTOMER_ID` is mapped twice"),
+        "{e}"
+    );
+}

@@ -1,14 +1,18 @@
 //! The destination kinds Sluice knows, described for `GET /v1/connectors`: what each is called and which
 //! settings fields its connection form has (name, label, type, default, whether required or secret, help).
 //!
-//! The descriptions are data, so the UI renders every form from them and the API, the CLI and the docs
-//! stay in step with what each `config` module accepts. Kinds not built yet are listed (the UI shows
-//! their cards) with `available: false`; [`crate::open`] refuses them with a clear message.
+//! The descriptions are data, so the UI renders every form from them. The fields are each kind's own
+//! declaration of its settings (`FIELDS` in its `config` module), the same one its parsing reads, so the
+//! API, the UI, the CLI and the docs stay in step with what each kind accepts. Kinds not built yet would
+//! be listed (the UI shows their cards) with `available: false`; [`crate::open`] refuses them with a clear
+//! message.
 
 use std::sync::OnceLock;
 
 use serde::Serialize;
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
+
+use crate::settings::Field;
 
 /// One destination kind.
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +42,7 @@ pub enum FieldType {
 }
 
 /// A choice offered by a field (the TLS modes).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct FieldOption {
     pub value: &'static str,
     pub label: &'static str,
@@ -68,39 +72,6 @@ pub struct FieldInfo {
     pub options: Vec<FieldOption>,
 }
 
-impl FieldInfo {
-    fn new(name: &'static str, label: &'static str, ty: FieldType, help: &'static str) -> Self {
-        Self {
-            name,
-            label,
-            ty,
-            default: Json::Null,
-            tls_default: Json::Null,
-            required: false,
-            secret: ty == FieldType::Password,
-            advanced: false,
-            help,
-            options: Vec::new(),
-        }
-    }
-    fn required(mut self) -> Self {
-        self.required = true;
-        self
-    }
-    fn default(mut self, value: Json) -> Self {
-        self.default = value;
-        self
-    }
-    fn secret(mut self) -> Self {
-        self.secret = true;
-        self
-    }
-    fn advanced(mut self) -> Self {
-        self.advanced = true;
-        self
-    }
-}
-
 /// Every destination kind, in the order the UI shows their cards.
 pub fn connectors() -> &'static [ConnectorInfo] {
     static ALL: OnceLock<Vec<ConnectorInfo>> = OnceLock::new();
@@ -112,100 +83,22 @@ pub fn connector(kind: &str) -> Option<&'static ConnectorInfo> {
     connectors().iter().find(|c| c.kind == kind)
 }
 
-fn tls_field(default_mode: &'static str, modes: &[&'static str]) -> FieldInfo {
-    let all = [
-        FieldOption {
-            value: "disable",
-            label: "Disabled",
-            help: "Plain TCP; use only on a trusted network.",
-        },
-        FieldOption {
-            value: "prefer",
-            label: "Preferred",
-            help: "Encrypt when the server offers TLS, otherwise connect in plain TCP; the certificate is not verified.",
-        },
-        FieldOption {
-            value: "require",
-            label: "Required",
-            help: "Always encrypt, without verifying the server's certificate.",
-        },
-        FieldOption {
-            value: "verify",
-            label: "Verify certificate",
-            help: "Always encrypt, and check the server's certificate against the CA certificate given (or the public \
-                   web CAs) and its host name.",
-        },
-    ];
-    let mut field = FieldInfo::new(
-        "tls",
-        "TLS",
-        FieldType::Tls,
-        "Encryption of the connection: `mode`, and `ca_cert` (a PEM certificate of the CA that signed the server's \
-         certificate) for the verify mode.",
-    )
-    .default(json!({ "mode": default_mode }));
-    field.options = all
-        .into_iter()
-        .filter(|o| modes.contains(&o.value))
-        .collect();
-    field
-}
-
-fn host(help: &'static str) -> FieldInfo {
-    FieldInfo::new("host", "Host", FieldType::String, help).required()
-}
-
-fn port(default: u16, help: &'static str) -> FieldInfo {
-    FieldInfo::new("port", "Port", FieldType::Integer, help).default(json!(default))
-}
-
-fn username(help: &'static str) -> FieldInfo {
-    FieldInfo::new("username", "Username", FieldType::String, help).required()
-}
-
-fn password(help: &'static str) -> FieldInfo {
-    FieldInfo::new("password", "Password", FieldType::Password, help)
-}
-
 fn build() -> Vec<ConnectorInfo> {
+    let fields = |declared: &[Field]| declared.iter().map(Field::info).collect();
     vec![
         ConnectorInfo {
             kind: "postgresql",
             label: "PostgreSQL",
             description: "PostgreSQL 11 or later: rows are loaded with COPY and upserted with INSERT … ON CONFLICT.",
             available: true,
-            fields: vec![
-                host("Hostname or IP address of the database."),
-                port(5432, "Port used to connect (default is 5432)."),
-                username("Username for authentication."),
-                password("Password associated with the username."),
-                FieldInfo::new("database", "Database name", FieldType::String, "Name of the database.").required(),
-                FieldInfo::new("schema", "Schema", FieldType::String, "Name of the schema within the database.")
-                    .default(json!("public")),
-                tls_field("prefer", &["disable", "prefer", "require", "verify"]),
-                FieldInfo::new(
-                    "connect_timeout_secs",
-                    "Connect timeout (seconds)",
-                    FieldType::Integer,
-                    "How long to wait for the server to accept a connection.",
-                )
-                .default(json!(10))
-                .advanced(),
-            ],
+            fields: fields(crate::postgres::config::FIELDS),
         },
         ConnectorInfo {
             kind: "mysql",
             label: "MySQL",
             description: "MySQL 5.7 or later, and MariaDB: rows are staged in a temporary table and upserted with INSERT … ON DUPLICATE KEY UPDATE.",
             available: true,
-            fields: vec![
-                host("Hostname or IP address of the database."),
-                port(3306, "Port used to connect (default is 3306)."),
-                username("Username for authentication."),
-                password("Password associated with the username."),
-                FieldInfo::new("database", "Database name", FieldType::String, "Name of the database.").required(),
-                tls_field("prefer", &["disable", "prefer", "require", "verify"]),
-            ],
+            fields: fields(crate::mysql::config::FIELDS),
         },
         ConnectorInfo {
             kind: "clickhouse",
@@ -213,35 +106,7 @@ fn build() -> Vec<ConnectorInfo> {
             description: "ClickHouse 18.16 or later over its native protocol: rows are upserted as new versions \
                           into a ReplacingMergeTree table keyed (ORDER BY) by the key column, in large native blocks.",
             available: true,
-            fields: vec![
-                host("Hostname or IP address of the database."),
-                FieldInfo {
-                    tls_default: json!(9440),
-                    ..port(9000, "Port of the native ClickHouse protocol (9000 by default; 9440 with TLS).")
-                },
-                FieldInfo::new("username", "Username", FieldType::String, "Username for authentication.")
-                    .default(json!("default")),
-                password("Password associated with the username."),
-                FieldInfo::new("database", "Database name", FieldType::String, "Name of the database.").required(),
-                tls_field("disable", &["disable", "require", "verify"]),
-                FieldInfo::new(
-                    "tls_server_name",
-                    "TLS server name",
-                    FieldType::String,
-                    "The name the server's certificate must carry, when it is not the host (for example when \
-                     connecting by IP address). With TLS, the certificate and this name are verified unless the \
-                     mode is require.",
-                )
-                .advanced(),
-                FieldInfo::new(
-                    "connect_timeout_secs",
-                    "Connect timeout (seconds)",
-                    FieldType::Integer,
-                    "How long to wait for the server to accept a connection.",
-                )
-                .default(json!(10))
-                .advanced(),
-            ],
+            fields: fields(crate::clickhouse::config::FIELDS),
         },
         ConnectorInfo {
             kind: "snowflake",
@@ -251,75 +116,14 @@ fn build() -> Vec<ConnectorInfo> {
                           primary keys, so Sluice keeps the key column unique itself (duplicates in a batch are \
                           merged, the last one wins).",
             available: true,
-            fields: vec![
-                FieldInfo::new(
-                    "account",
-                    "Account Identifier",
-                    FieldType::String,
-                    "Account ID of the Snowflake warehouse in the form <orgname>-<account>.",
-                )
-                .required(),
-                FieldInfo::new(
-                    "username",
-                    "User Name",
-                    FieldType::String,
-                    "Username used to authenticate with Snowflake.",
-                )
-                .required(),
-                FieldInfo::new(
-                    "password",
-                    "Password",
-                    FieldType::Password,
-                    "Password associated with the provided user name. Give either a password or a private key.",
-                ),
-                FieldInfo::new(
-                    "private_key",
-                    "Private key",
-                    FieldType::Text,
-                    "PEM private key for key-pair authentication, instead of a password (PKCS#8, encrypted PKCS#8 \
-                     or PKCS#1 RSA key; its public key is set on the user with ALTER USER … SET RSA_PUBLIC_KEY).",
-                )
-                .secret(),
-                FieldInfo::new(
-                    "private_key_passphrase",
-                    "Private key passphrase",
-                    FieldType::Password,
-                    "Passphrase of an encrypted private key.",
-                ),
-                FieldInfo::new("role", "Role", FieldType::String, "Role that will be used for accessing the data in Snowflake."),
-                FieldInfo::new("database", "Database", FieldType::String, "Name of the database.").required(),
-                FieldInfo::new("schema", "Schema", FieldType::String, "Name of the schema within the database.")
-                    .default(json!("PUBLIC")),
-                FieldInfo::new(
-                    "warehouse",
-                    "Warehouse",
-                    FieldType::String,
-                    "Name of the virtual warehouse to execute the query.",
-                )
-                .required(),
-                FieldInfo::new(
-                    "base_url",
-                    "Server URL (testing only)",
-                    FieldType::String,
-                    "Connect here instead of https://<account>.snowflakecomputing.com — for tests against a local \
-                     Snowflake-protocol server. Also settable for all destinations with SLUICE_SNOWFLAKE_BASE_URL.",
-                )
-                .advanced(),
-            ],
+            fields: fields(crate::snowflake::config::FIELDS),
         },
         ConnectorInfo {
             kind: "sqlite",
             label: "SQLite",
             description: "An embedded SQLite database file, for trying Sluice out and for local work.",
             available: true,
-            fields: vec![FieldInfo::new(
-                "path",
-                "Database file",
-                FieldType::String,
-                "Path of the SQLite file on the machine running Sluice. A relative path is resolved from Sluice's \
-                 working directory; the file and its folder are created when missing.",
-            )
-            .required()],
+            fields: fields(crate::sqlite::config::FIELDS),
         },
     ]
 }
@@ -327,6 +131,7 @@ fn build() -> Vec<ConnectorInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn every_kind_is_described() {
@@ -432,6 +237,43 @@ mod tests {
         let errors =
             crate::snowflake::SnowflakeSettings::from_json(&Json::Object(all)).unwrap_err();
         assert!(!errors.to_string().contains("unknown setting"), "{errors}");
+    }
+
+    /// The catalogue and the parsing read one declaration: every field the form shows is accepted, and
+    /// whatever it does not show is refused, naming the fields it does.
+    #[test]
+    fn every_kind_accepts_exactly_its_described_fields() {
+        for c in connectors() {
+            let mut all = serde_json::Map::new();
+            for f in &c.fields {
+                all.insert(f.name.into(), json!(null));
+            }
+            all.insert("colour".into(), json!("red"));
+            let errors = match crate::validate_settings(c.kind, &Json::Object(all)) {
+                Err(e) => e,
+                Ok(()) => panic!("{}: settings without values were accepted", c.kind),
+            };
+            let names: Vec<_> = c.fields.iter().map(|f| f.name).collect();
+            assert_eq!(
+                errors.get("colour").unwrap(),
+                [format!(
+                    "unknown setting `colour`: expected one of {}",
+                    names.join(", ")
+                )],
+                "{}",
+                c.kind
+            );
+            assert!(
+                errors
+                    .iter()
+                    .all(|(path, m)| path == "colour" || !m.contains("unknown")),
+                "{}: {errors}",
+                c.kind
+            );
+            for f in c.fields.iter().filter(|f| f.required) {
+                assert!(errors.get(f.name).is_some(), "{}: {}", c.kind, f.name);
+            }
+        }
     }
 
     #[test]

@@ -2,31 +2,52 @@
 //!
 //! One small [`Destination`] trait, and a closed set of implementations chosen by [`open`] with a `match`
 //! (no plugin registry: the databases are known at compile time). Each implementation lives in its own
-//! module split into `config` (settings and their validation), `dialect` (pure SQL text, unit-tested) and
-//! `client` (I/O).
+//! module split into `config` (its settings, declared once, and their validation), `dialect` (pure SQL
+//! text and the database's [`Capabilities`], unit-tested) and `client` (I/O).
+//!
+//! Each destination also states what its database is, as data: one [`Capabilities`] value (identifier
+//! limits, quoting and case rule, upsert and delete style, batch and statement limits, whether it reports
+//! insert/update counts, defers confirmation or enforces keys), which [`Destination::capabilities`]
+//! answers and which the engine and the checks of a pipeline read instead of asking which database it is.
 //!
 //! Contracts shared by all destinations:
-//! - identifiers are validated and quoted by the dialect; values are always bound, never pasted into SQL;
+//! - identifiers are validated and quoted by the rules of the destination's [`Capabilities`], written
+//!   once; values are always bound, never pasted into SQL;
+//! - a [`WriteTarget`] names its columns as the table stores them, and its key as the table stores it or
+//!   as a user writes it (the table's identifier rule finds the stored name);
 //! - [`Destination::upsert`] is atomic for the batch: every row lands or none does, and a rejection caused by
 //!   the data comes back with [`ErrorKind::BadData`] so that [`upsert_isolating`] can split the batch and
 //!   find the bad rows;
 //! - only the given columns are written: an update leaves other columns as they were, an insert leaves them
 //!   to their defaults;
+//! - values arrive converted to the column types by [`sluice_core::convert`] and are written as they are;
+//!   where the wire format needs a value of the column's own kind (PostgreSQL's binary format,
+//!   ClickHouse's native blocks), a value of another kind is converted by those same rules, so a
+//!   destination never refuses what a pipeline's conversion accepts;
+//! - one session per destination, under the same rules everywhere (see `session`): opened on first use,
+//!   replaced once closed, dropped after a failure that leaves its connection unfit;
 //! - errors carry a kind; the retry policy and HTTP status are a `match` on it.
 //!
-//! [`connectors::connectors`] describes every kind and its settings fields for the API and the UI.
+//! [`connectors::connectors`] describes every kind and its settings fields for the API and the UI, from the
+//! same declaration of each kind's settings that parses them (see `settings`).
 //! `tests/conformance/` holds the suite every destination must pass, written once against this trait: a
 //! new destination adds a `Harness` for its database and invokes `conformance_tests!` with it.
+
+use std::borrow::Cow;
 
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value as Json;
+use sluice_core::capabilities::{Identifiers, LengthUnit, QuoteEscape};
 use sluice_core::{FieldErrors, TableDescription, Value};
+
+pub use sluice_core::capabilities::{Capabilities, Deletes, IdentifierCase, UpsertStyle};
 
 pub mod clickhouse;
 pub mod connectors;
 pub mod mysql;
 pub mod postgres;
+mod session;
 mod settings;
 pub mod snowflake;
 pub mod sqlite;
@@ -136,11 +157,48 @@ pub fn run_version() -> u64 {
 }
 
 impl WriteTarget {
+    /// The position of the key among [`Self::columns`].
     pub fn key_index(&self) -> usize {
+        let key = self.key_column();
         self.columns
             .iter()
-            .position(|c| *c == self.key)
+            .position(|c| c == key)
             .expect("the key column is among the written columns")
+    }
+
+    /// The key column's name as the table stores it: [`Self::key`] may be written as a user writes it,
+    /// which the table's identifier rule resolves.
+    pub fn key_column(&self) -> &str {
+        self.table.stored_name(&self.key)
+    }
+
+    /// Checks the target against a database's identifier rules, and gives it with its key under the
+    /// stored name — the name the dialect quotes.
+    pub(crate) fn checked(&self, capabilities: &Capabilities) -> Result<Cow<'_, WriteTarget>> {
+        let config = |e| DestinationError::new(ErrorKind::Config, e);
+        capabilities
+            .validate_identifier(&self.table.name, "the table name")
+            .map_err(config)?;
+        for c in &self.columns {
+            capabilities
+                .validate_identifier(c, "a column name")
+                .map_err(config)?;
+        }
+        let key = self.key_column();
+        if !self.columns.iter().any(|c| c == key) {
+            return Err(config(format!(
+                "the key column `{}` is not among the written columns",
+                self.key
+            )));
+        }
+        Ok(if key == self.key {
+            Cow::Borrowed(self)
+        } else {
+            Cow::Owned(WriteTarget {
+                key: key.to_string(),
+                ..self.clone()
+            })
+        })
     }
 }
 
@@ -157,9 +215,49 @@ pub struct UpsertCounts {
     pub updated: u64,
 }
 
+/// What the [`Destination`] trait assumes of a destination that does not state its own capabilities: its
+/// long-standing defaults (batches of 10,000 rows, counts reported, no deferred confirmation) and
+/// identifiers in double quotes, matched exactly. Every destination of this crate states its own.
+pub static DEFAULT_CAPABILITIES: Capabilities = Capabilities {
+    name: "the destination",
+    identifiers: Identifiers {
+        max_len: None,
+        len_unit: LengthUnit::Bytes,
+        quote: '"',
+        escape: QuoteEscape::Doubled,
+        trailing_space: true,
+        case: IdentifierCase::Exact,
+    },
+    upsert: UpsertStyle::OnConflict,
+    deletes: Deletes::ByKey,
+    batch_rows: 10_000,
+    max_bind_parameters: None,
+    max_rows_per_insert: None,
+    reports_upsert_counts: true,
+    defers_confirmation: false,
+    enforces_keys: true,
+};
+
 /// One destination database.
+///
+/// # Deferred confirmation
+///
+/// A destination whose capabilities say it [defers confirmation](Capabilities::defers_confirmation)
+/// may leave the rows of [`Destination::upsert_unconfirmed`] sent but not yet stored; the engine
+/// records them as written only once [`Destination::confirm`] succeeds. To overlap the server's work
+/// with its own, the engine polls the future of `confirm()` once, goes on writing the next batches, and
+/// awaits the same future later. So **the first poll of `confirm()` sends what ends the write**
+/// (ClickHouse: the end of its open insert) and lets go of what the next calls need: rows written after
+/// that first poll belong to the next confirmation, never to this one, and their writes do not wait for
+/// this one to finish.
 #[async_trait]
 pub trait Destination: Send + Sync {
+    /// The facts about this database that decide how it is written to (see [`Capabilities`]). A
+    /// destination that wraps another must answer with the inner one's.
+    fn capabilities(&self) -> &'static Capabilities {
+        &DEFAULT_CAPABILITIES
+    }
+
     /// Connects (with a timeout), reports the server version and checks that the user can read and
     /// write where pipelines will write.
     async fn test(&self) -> Result<TestReport>;
@@ -177,24 +275,21 @@ pub trait Destination: Send + Sync {
     /// Whether [`Destination::upsert`]'s counts tell inserts from updates. A destination that writes new
     /// versions of rows without knowing whether the key was there (ClickHouse) answers false and counts
     /// every row as inserted; the engine then counts from its sync state (a key it recorded as written
-    /// is an update).
+    /// is an update). [`Capabilities::reports_upsert_counts`], kept for callers of the trait.
     fn reports_upsert_counts(&self) -> bool {
-        true
+        self.capabilities().reports_upsert_counts
     }
 
     /// How many rows a run hands to one [`Destination::upsert`] unless the instance sets
-    /// `SLUICE_BATCH_SIZE`: large enough that each batch's round trips, transaction and (for ClickHouse)
-    /// part stay small against its rows; small enough that a run's memory stays bounded (a run holds a
-    /// few batches at once).
+    /// `SLUICE_BATCH_SIZE` ([`Capabilities::batch_rows`], kept for callers of the trait).
     fn batch_rows(&self) -> usize {
-        10_000
+        self.capabilities().batch_rows
     }
 
     /// Whether [`Destination::upsert_unconfirmed`] may leave rows unconfirmed until
-    /// [`Destination::confirm`]. A destination answers true when writes spanning several batches are
-    /// much cheaper for it (ClickHouse makes a part, and later merges it, per insert).
+    /// [`Destination::confirm`] ([`Capabilities::defers_confirmation`], kept for callers of the trait).
     fn defers_confirmation(&self) -> bool {
-        false
+        self.capabilities().defers_confirmation
     }
 
     /// Upserts `rows` as [`Destination::upsert`] does, except that the rows may stay unconfirmed — sent,
@@ -204,9 +299,11 @@ pub trait Destination: Send + Sync {
         self.upsert(target, rows).await
     }
 
-    /// Waits until every row [`Destination::upsert_unconfirmed`] left unconfirmed is stored. An error
-    /// means none of them can be counted as written (some may be): they must be written again, and this
-    /// must not be retried as if nothing was lost.
+    /// Waits until every row [`Destination::upsert_unconfirmed`] left unconfirmed is stored. The first
+    /// poll of the returned future sends what ends the write (see [Deferred
+    /// confirmation](Destination#deferred-confirmation)). An error means none of them can be counted as
+    /// written (some may be): they must be written again, and this must not be retried as if nothing was
+    /// lost.
     async fn confirm(&self) -> Result<()> {
         Ok(())
     }
@@ -328,4 +425,169 @@ async fn isolating(
     }
     rejected.sort_by_key(|r| r.index);
     Ok((counts, rejected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use sluice_core::{Column, ColumnType, TableRules};
+
+    fn every_kind() -> Vec<Box<dyn Destination>> {
+        [
+            (
+                "postgresql",
+                json!({"host": "h", "username": "u", "database": "d"}),
+            ),
+            ("mysql", json!({"host": "h", "username": "u", "database": "d"})),
+            ("clickhouse", json!({"host": "h", "database": "d"})),
+            (
+                "snowflake",
+                json!({"account": "o-a", "username": "u", "password": "p", "database": "d", "warehouse": "w"}),
+            ),
+            ("sqlite", json!({"path": "x.sqlite"})),
+        ]
+        .into_iter()
+        .map(|(kind, settings)| open(kind, &settings).unwrap())
+        .collect()
+    }
+
+    /// The trait's answers come from each destination's one statement of its capabilities.
+    #[test]
+    fn each_destination_states_its_capabilities() {
+        let seen: Vec<_> = every_kind()
+            .iter()
+            .map(|d| {
+                let c = d.capabilities();
+                assert_eq!(d.batch_rows(), c.batch_rows);
+                assert_eq!(d.reports_upsert_counts(), c.reports_upsert_counts);
+                assert_eq!(d.defers_confirmation(), c.defers_confirmation);
+                (
+                    c.name,
+                    c.batch_rows,
+                    c.reports_upsert_counts,
+                    c.defers_confirmation,
+                    c.identifiers.case,
+                )
+            })
+            .collect();
+        use IdentifierCase::*;
+        assert_eq!(
+            seen,
+            [
+                ("PostgreSQL", 20_000, true, false, Exact),
+                ("MySQL", 10_000, true, false, Exact),
+                ("ClickHouse", 30_000, false, true, Exact),
+                ("Snowflake", 10_000, true, false, UnquotedInsensitive),
+                ("SQLite", 10_000, true, false, Exact),
+            ]
+        );
+        let deletes: Vec<_> = every_kind()
+            .iter()
+            .map(|d| d.capabilities().deletes)
+            .collect();
+        assert_eq!(deletes[2], Deletes::Tombstones);
+        assert!(deletes
+            .iter()
+            .enumerate()
+            .all(|(i, d)| i == 2 || *d == Deletes::ByKey));
+    }
+
+    fn target(case: IdentifierCase, columns: &[&str], key: &str) -> WriteTarget {
+        let text = Some(ColumnType::Text { max_len: None });
+        WriteTarget {
+            table: TableDescription {
+                name: "people".into(),
+                columns: ["ID", "Name", "name", "e-mail"]
+                    .iter()
+                    .map(|n| Column {
+                        name: n.to_string(),
+                        native_type: "text".into(),
+                        nullable: true,
+                        ty: text.clone(),
+                        has_default: false,
+                    })
+                    .collect(),
+                keys: vec![vec!["ID".into()]],
+                has_primary_key: true,
+                issues: vec![],
+                rules: TableRules {
+                    identifiers: case,
+                    ..TableRules::default()
+                },
+            },
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            key: key.into(),
+            run_version: 1,
+        }
+    }
+
+    #[test]
+    fn targets_are_checked_by_the_databases_rules() {
+        let pg = &postgres::dialect::CAPABILITIES;
+        let t = target(IdentifierCase::Exact, &["ID", "name"], "ID");
+        assert!(matches!(t.checked(pg).unwrap(), Cow::Borrowed(_)));
+        let long = "x".repeat(64);
+        let e = target(IdentifierCase::Exact, &["ID", &long], "ID")
+            .checked(pg)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert_eq!(e.message, "a column name is longer than 63 bytes");
+        // MySQL counts characters and refuses a trailing space; SQLite has no limit.
+        let my = &mysql::dialect::CAPABILITIES;
+        assert!(target(IdentifierCase::Exact, &["ID", &long], "ID")
+            .checked(my)
+            .is_ok());
+        assert!(target(IdentifierCase::Exact, &["ID", "a "], "ID")
+            .checked(my)
+            .unwrap_err()
+            .message
+            .contains("which MySQL does not allow"));
+        assert!(
+            target(IdentifierCase::Exact, &["ID", &"x".repeat(300)], "ID")
+                .checked(&sqlite::dialect::CAPABILITIES)
+                .is_ok()
+        );
+        let e = target(IdentifierCase::Exact, &["name"], "ID")
+            .checked(pg)
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "the key column `ID` is not among the written columns"
+        );
+        // Names exact elsewhere: `id` is not `ID`.
+        assert!(target(IdentifierCase::Exact, &["ID", "name"], "id")
+            .checked(pg)
+            .is_err());
+    }
+
+    /// A key written as in Snowflake's SQL reaches the dialect under its stored name.
+    #[test]
+    fn a_key_written_as_a_user_writes_it_is_the_stored_column() {
+        let sf = &snowflake::dialect::CAPABILITIES;
+        let t = target(IdentifierCase::UnquotedInsensitive, &["Name", "ID"], "id");
+        assert_eq!(t.key_column(), "ID");
+        assert_eq!(t.key_index(), 1);
+        let checked = t.checked(sf).unwrap();
+        assert_eq!(checked.key, "ID");
+        assert_eq!(checked.key_index(), 1);
+        assert_eq!(
+            snowflake::dialect::delete_by_keys("T", &checked.key, 1),
+            "DELETE FROM T WHERE \"ID\" IN (?)"
+        );
+        let merge =
+            snowflake::dialect::merge("T", "ST", &checked.columns, &checked.key, &[None, None]);
+        assert!(
+            merge.starts_with("MERGE INTO T t USING \"ST\" s ON t.\"ID\" = s.\"ID\" "),
+            "{merge}"
+        );
+        assert!(!merge.contains("\"id\""), "{merge}");
+        let quoted = target(IdentifierCase::UnquotedInsensitive, &["ID"], "\"ID\"");
+        assert_eq!(quoted.checked(sf).unwrap().key, "ID");
+        assert!(
+            target(IdentifierCase::UnquotedInsensitive, &["ID"], "\"id\"")
+                .checked(sf)
+                .is_err()
+        );
+    }
 }

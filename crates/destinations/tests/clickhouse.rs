@@ -531,6 +531,51 @@ async fn types_arrays_low_cardinality_and_unsupported() {
     h.execute(&h.drop_table(&name)).await.unwrap();
 }
 
+/// A refused value is reported by what is wrong with it, never quoting it (so that a run's errors group by
+/// reason), and values of another kind convert by the pipelines' rules.
+#[tokio::test]
+async fn refused_values_are_not_quoted() {
+    let h = harness().await;
+    let (name, dest) = table(
+        &h,
+        "CREATE TABLE {t} (id UInt64, n Int8, u UUID, tier Enum8('free' = 1, 'pro' = 2)) \
+         ENGINE = ReplacingMergeTree() ORDER BY id",
+    )
+    .await;
+    let desc = dest.describe_table(&name).await.unwrap().unwrap();
+    let t = target(desc, &["id", "n", "u", "tier"], "id");
+    let row = |id: i64, n: Value, u: &str, tier: &str| Row {
+        values: vec![Value::Int(id), n, s(u), s(tier)],
+    };
+    let uuid = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    let batch = vec![
+        row(1, Value::Int(300), uuid, "pro"),
+        row(2, Value::Int(1), "not-a-uuid-7", "pro"),
+        row(3, Value::Int(1), uuid, "gold-tier"),
+        row(4, s(" 42 "), uuid, "free"),
+    ];
+    let (_, rejected) = upsert_isolating(dest.as_ref(), &t, &batch).await.unwrap();
+    let indexes: Vec<usize> = rejected.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, [0, 1, 2], "{rejected:?}");
+    for (r, (quoted, reason)) in rejected.iter().zip([
+        ("300", "out of range for Int8"),
+        ("not-a-uuid-7", "not a UUID"),
+        ("gold-tier", "(free, pro)"),
+    ]) {
+        assert!(r.message.contains(reason), "{r:?}");
+        assert!(!r.message.contains(quoted), "the value is quoted: {r:?}");
+    }
+    let got = h
+        .rows(&format!(
+            "SELECT toString(id), toString(n) FROM {} FINAL",
+            h.quote(&name)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(got, [[Some("4".to_string()), Some("42".to_string())]]);
+    h.execute(&h.drop_table(&name)).await.unwrap();
+}
+
 #[tokio::test]
 async fn tls_on_the_native_tls_port_verifies_the_server() {
     let (host, port) = split_addr(&var(TLS_VAR));

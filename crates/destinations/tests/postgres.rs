@@ -486,6 +486,54 @@ async fn encoding_error_fails_the_batch_and_the_connection_stays_usable() {
     h.execute(&format!("DROP TABLE {t}")).await.unwrap();
 }
 
+/// Text reaching a boolean column (a key recorded as text, a value written unconverted) converts by the
+/// rules of the pipelines' conversions: `y`/`n` are booleans there, so they are here.
+#[tokio::test]
+async fn booleans_written_as_text_convert_as_pipelines_convert_them() {
+    let h = harness().await;
+    let t = random_table_name();
+    h.execute(&format!(
+        "CREATE TABLE {t} (id text PRIMARY KEY, ok boolean)"
+    ))
+    .await
+    .unwrap();
+    let dest = h.destination();
+    let table = dest.describe_table(&t).await.unwrap().unwrap();
+    let target = WriteTarget {
+        table,
+        columns: vec!["id".into(), "ok".into()],
+        key: "id".into(),
+        run_version: sluice_destinations::run_version(),
+    };
+    let rows: Vec<Row> = [("a", "y"), ("b", "n"), ("c", " Yes "), ("d", "F")]
+        .into_iter()
+        .map(|(id, ok)| Row {
+            values: vec![Value::String(id.into()), Value::String(ok.into())],
+        })
+        .collect();
+    // Both paths: straight into the table (new keys), then through the staging table (updates).
+    for _ in 0..2 {
+        dest.upsert(&target, &rows).await.unwrap();
+        assert_eq!(
+            h.query(&format!("SELECT id, ok::text FROM {t} ORDER BY id"))
+                .await
+                .unwrap(),
+            [["a", "true"], ["b", "false"], ["c", "true"], ["d", "false"]]
+                .map(|r| r.map(|v| Some(v.to_string())).to_vec())
+        );
+    }
+    let bad = Row {
+        values: vec![Value::String("e".into()), Value::String("maybe".into())],
+    };
+    let e = dest.upsert(&target, &[bad]).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadData);
+    assert!(
+        e.message.contains("not a boolean") && !e.message.contains("maybe"),
+        "{e}"
+    );
+    h.execute(&format!("DROP TABLE {t}")).await.unwrap();
+}
+
 #[tokio::test]
 async fn reconnects_after_the_connection_is_killed() {
     let h = harness().await;

@@ -588,3 +588,129 @@ async fn renews_an_expired_session_token() {
     assert_eq!(r.rows[0][0].as_deref(), Some("0"));
     let _ = h;
 }
+
+/// A pipeline names columns and its key as its user writes them in Snowflake SQL: unquoted names match
+/// whatever their case, quoted ones exactly. The table is described, and rows written, under the names
+/// Snowflake stores. (The test server matches names case-insensitively itself, so the SQL it receives
+/// cannot prove the stored names are used, and its DuckDB cannot hold two names that differ only in case:
+/// the unit tests of `TableDescription::resolve_column`, `WriteTarget::checked` and the mapping's columns
+/// cover both.)
+#[tokio::test]
+async fn columns_and_key_named_as_in_snowflake_sql() {
+    use sluice_core::mapping::CompiledMapping;
+    use sluice_core::pipeline::indexmap_like::OrderedMap;
+    use sluice_core::{IdentifierCase, Profile, Schema};
+
+    let h = harness().await;
+    let t = random_table_name();
+    h.run(&format!(
+        "CREATE TABLE {} (customer_id VARCHAR(64) PRIMARY KEY, full_name VARCHAR, \"MixedCase\" VARCHAR, \
+         email VARCHAR)",
+        qualified(&t)
+    ))
+    .await
+    .unwrap();
+    let dest = h.destination();
+    let desc = dest.describe_table(&t).await.unwrap().unwrap();
+    // Shown as Snowflake stores them: unquoted names upper-cased, quoted ones as written.
+    let stored: Vec<&str> = desc.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(stored, ["CUSTOMER_ID", "FULL_NAME", "MixedCase", "EMAIL"]);
+    assert_eq!(desc.keys, [["CUSTOMER_ID"]]);
+    assert_eq!(desc.rules.identifiers, IdentifierCase::UnquotedInsensitive);
+
+    // The key as a user writes it finds the primary key.
+    let key = desc.resolve_column("customer_id").unwrap();
+    assert!(desc.is_unique_key(&key.name));
+    assert!(desc.resolve_column("\"customer_id\"").is_err());
+    assert!(desc.resolve_column("\"mixedcase\"").is_err());
+
+    let wire = serde_json::from_value(json!({"properties": [
+        {"name": "name", "type": "string"}, {"name": "mail", "type": "string"}
+    ]}))
+    .unwrap();
+    let schema = Schema::from_wire(&wire).unwrap();
+    let mapping = |pairs: &[(&str, &str)]| {
+        OrderedMap(
+            pairs
+                .iter()
+                .map(|(c, e)| (c.to_string(), e.to_string()))
+                .collect(),
+        )
+    };
+    let compiled = CompiledMapping::compile(
+        &mapping(&[
+            ("customer_id", "_id"),
+            ("Full_Name", "name"),
+            ("\"MixedCase\"", "'m'"),
+            ("Email", "mail"),
+        ]),
+        &schema,
+        &desc,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        compiled.columns,
+        ["CUSTOMER_ID", "FULL_NAME", "MixedCase", "EMAIL"]
+    );
+    let profile = |id: &str, name: &str| Profile {
+        id: id.into(),
+        updated_at: chrono::Utc::now(),
+        doc: json!({"name": name, "mail": format!("{id}@example.com")})
+            .as_object()
+            .unwrap()
+            .clone(),
+    };
+    let rows = |names: &[(&str, &str)]| -> Vec<Row> {
+        names
+            .iter()
+            .map(|(id, name)| Row {
+                values: compiled
+                    .eval(&profile(id, name), chrono::Utc::now())
+                    .unwrap(),
+            })
+            .collect()
+    };
+    // What a run does: the mapping's columns, and the key as the pipeline spells it.
+    let target = WriteTarget {
+        table: desc.clone(),
+        columns: compiled.columns.clone(),
+        key: "customer_id".into(),
+        run_version: sluice_destinations::run_version(),
+    };
+    assert_eq!(target.key_index(), 0);
+    let read = || async {
+        h.run(&format!(
+            "SELECT \"CUSTOMER_ID\", \"FULL_NAME\", \"MixedCase\", \"EMAIL\" FROM {} ORDER BY 1",
+            qualified(&t)
+        ))
+        .await
+        .unwrap()
+    };
+    let counts = dest
+        .upsert(&target, &rows(&[("a", "Ada"), ("b", "Bob")]))
+        .await
+        .unwrap();
+    assert_eq!((counts.inserted, counts.updated), (2, 0));
+    let counts = dest
+        .upsert(&target, &rows(&[("a", "Ada L."), ("c", "Cy")]))
+        .await
+        .unwrap();
+    assert_eq!((counts.inserted, counts.updated), (1, 1));
+    let row = |id: &str, name: &str| {
+        vec![
+            Some(id.to_string()),
+            Some(name.to_string()),
+            Some("m".to_string()),
+            Some(format!("{id}@example.com")),
+        ]
+    };
+    assert_eq!(
+        read().await,
+        [row("a", "Ada L."), row("b", "Bob"), row("c", "Cy")]
+    );
+    assert_eq!(dest.delete(&target, &[s("b")]).await.unwrap(), 1);
+    assert_eq!(read().await, [row("a", "Ada L."), row("c", "Cy")]);
+    h.run(&format!("DROP TABLE {}", qualified(&t)))
+        .await
+        .unwrap();
+}

@@ -92,15 +92,9 @@ pub fn check_with(
         }
     };
     if !spec.key.is_empty() {
-        match table.column(&spec.key) {
-            None => errors.add(
-                "key",
-                format!(
-                    "column `{}` does not exist in table `{}`",
-                    spec.key, table.name
-                ),
-            ),
-            Some(col) => {
+        match table.resolve_column(&spec.key) {
+            Err(message) => errors.add("key", message),
+            Ok(col) => {
                 match &col.ty {
                     Some(ty) if ty.is_key_capable() => {}
                     _ => errors.add(
@@ -111,7 +105,7 @@ pub fn check_with(
                         ),
                     ),
                 }
-                if !table.is_unique_key(&spec.key) {
+                if !table.is_unique_key(&col.name) {
                     let message = match &table.rules.key {
                         Some(rule) => format!("column `{}` cannot identify rows: {rule}", spec.key),
                         None => format!(

@@ -63,12 +63,7 @@ impl Script {
             };
         errors.into_result(Script {
             source: source.into(),
-            shape: Arc::new(Shape::new(
-                columns,
-                targets,
-                declared.is_some(),
-                &table.name,
-            )),
+            shape: Arc::new(Shape::new(columns, targets, declared.is_some(), table)),
             limits,
         })
     }

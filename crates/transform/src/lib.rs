@@ -70,6 +70,13 @@
 //! list. The key column must be in the set. Saving checks that every declared column exists and is
 //! writable.
 //!
+//! Column names — a mapping's columns, the `columns` list, the keys of returned objects, the pipeline's
+//! key — are matched to the table's columns by the table's identifier rule
+//! ([`sluice_core::TableDescription::resolve_column`]): exactly, except where the database's SQL matches
+//! unquoted names whatever their case (Snowflake: `customer_id` finds `CUSTOMER_ID`, `"MixedCase"` only
+//! `MixedCase`, and a name of two columns is refused naming both). Rows always carry the names the table
+//! stores.
+//!
 //! # Limits and isolation (JavaScript)
 //!
 //! QuickJS has no file, network or process access unless modules providing it are added; none are:
@@ -197,7 +204,10 @@ impl Transform {
                         None
                     }
                 };
-                if !key.is_empty() && m.get(key).is_none() {
+                // The key and the mapping may spell the column differently (see
+                // `TableDescription::resolve_column`).
+                let stored_key = table.stored_name(key);
+                if !key.is_empty() && !m.iter().any(|(c, _)| table.stored_name(c) == stored_key) {
                     errors.add(
                         "key",
                         format!("the key column `{key}` must be mapped in the transformation"),

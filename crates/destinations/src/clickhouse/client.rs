@@ -213,16 +213,18 @@ fn count(rows: &[Vec<Datum>]) -> u64 {
     }
 }
 
-impl Session {
+impl crate::session::Connection for Session {
     /// Whether the connection cannot be used any more (closed, or left mid-exchange). An insert left
     /// open on purpose is not a broken exchange.
-    pub fn is_closed(&mut self) -> bool {
+    fn is_closed(&mut self, _idle: std::time::Duration) -> bool {
         if self.open.is_some() {
             return self.poisoned;
         }
         !self.conn.is_usable()
     }
+}
 
+impl Session {
     /// Whether an insert of [`Session::upsert_unconfirmed`] is open.
     pub fn has_open_insert(&self) -> bool {
         self.open.is_some()
@@ -706,6 +708,7 @@ pub fn describe(name: &str, info: &TableInfo, version: ServerVersion) -> TableDe
         rules: TableRules {
             key: Some(key_advice),
             delete: e.delete_refusal(name, version),
+            identifiers: dialect::CAPABILITIES.identifiers.case,
         },
     }
 }

@@ -16,13 +16,39 @@ use serde_json::Value as Json;
 use sluice_core::FieldErrors;
 
 use super::dialect::validate_identifier;
-use crate::postgres::config::{percent_decode, read_tls, validate_host};
-pub use crate::postgres::config::{TlsMode, TlsSettings};
-use crate::settings::{SettingsReader, UrlParts};
+use crate::settings::{self, percent_decode, validate_host, Field, SettingsReader, UrlParts};
+pub use crate::settings::{TlsMode, TlsSettings};
 
-pub const DEFAULT_PORT: u16 = 9000;
-pub const DEFAULT_TLS_PORT: u16 = 9440;
-pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+/// The settings of a ClickHouse destination, stated once (see [`crate::settings`]).
+pub(crate) const FIELDS: &[Field] = &[
+    settings::host(),
+    settings::port(
+        9000,
+        "Port of the native ClickHouse protocol (9000 by default; 9440 with TLS).",
+    )
+    .tls_default(9440),
+    Field::text(
+        "username",
+        "Username",
+        "the username",
+        "Username for authentication.",
+    )
+    // ClickHouse's own default account.
+    .default_text("default"),
+    settings::password(),
+    settings::database(),
+    settings::tls("disable", settings::TLS_MODES_OWN_PORT),
+    Field::text(
+        "tls_server_name",
+        "TLS server name",
+        "the TLS server name",
+        "The name the server's certificate must carry, when it is not the host (for example when \
+         connecting by IP address). With TLS, the certificate and this name are verified unless the \
+         mode is require.",
+    )
+    .advanced(),
+    settings::connect_timeout(),
+];
 
 /// Validated connection settings of a ClickHouse destination.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,56 +86,28 @@ impl fmt::Debug for ClickHouseSettings {
 impl ClickHouseSettings {
     /// Reads and validates settings given as JSON; every problem is reported under its field name.
     pub fn from_json(json: &Json) -> Result<Self, FieldErrors> {
-        let mut r = SettingsReader::new(json);
-        let host = r.string("host", "the host", true);
-        let tls_json = r.raw("tls");
-        let username = r.string("username", "the username", false);
-        let password = r.secret("password", "the password").unwrap_or_default();
-        let database = r.string("database", "the database name", true);
-        let server_name = r.string("tls_server_name", "the TLS server name", false);
-        let timeout = r.integer(
-            "connect_timeout_secs",
-            "the connect timeout",
-            1,
-            300,
-            DEFAULT_CONNECT_TIMEOUT_SECS as i64,
-        );
-        let mut errors = FieldErrors::new();
-        let tls = match tls_json {
-            None => TlsSettings {
-                mode: TlsMode::Disable,
-                ca_cert: None,
-            },
-            Some(json) => {
-                let mut tls = read_tls(json, &mut errors);
-                // Asking for TLS without saying how means the safe way: verify the certificate.
-                let mode_given = match json {
-                    Json::String(_) => true,
-                    Json::Object(o) => o.get("mode").is_some_and(|m| !m.is_null()),
-                    _ => false,
-                };
-                if !mode_given {
-                    tls.mode = TlsMode::Verify;
-                }
-                if tls.mode == TlsMode::Prefer {
-                    errors.add(
-                        "tls.mode",
-                        "ClickHouse serves TLS on a port of its own (9440 by default), so there is \
-                         nothing to prefer: choose disable, require or verify",
-                    );
-                }
-                tls
-            }
-        };
-        let default_port = if tls.mode == TlsMode::Disable {
-            DEFAULT_PORT
-        } else {
-            DEFAULT_TLS_PORT
-        };
-        let port = r.integer("port", "the port", 1, 65535, default_port as i64);
-        let mut reader_errors = r.finish();
-        reader_errors.merge(errors);
-        let mut errors = reader_errors;
+        let mut r = SettingsReader::new(json, FIELDS);
+        let host = r.string("host");
+        let choice = r.tls("tls");
+        let mut tls = choice.settings;
+        // Asking for TLS without saying how means the safe way: verify the certificate.
+        if choice.given && !choice.mode_given {
+            tls.mode = TlsMode::Verify;
+        }
+        let username = r.string("username");
+        let password = r.secret("password").unwrap_or_default();
+        let database = r.string("database");
+        let server_name = r.string("tls_server_name");
+        let timeout = r.integer("connect_timeout_secs");
+        let port = r.integer_for("port", tls.mode != TlsMode::Disable);
+        let mut errors = r.finish();
+        if tls.mode == TlsMode::Prefer {
+            errors.add(
+                "tls.mode",
+                "ClickHouse serves TLS on a port of its own (9440 by default), so there is \
+                 nothing to prefer: choose disable, require or verify",
+            );
+        }
         if let Some(h) = &host {
             if let Err(e) = validate_host(h) {
                 errors.add("host", e);
@@ -131,13 +129,14 @@ impl ClickHouseSettings {
                 errors.add("database", e);
             }
         }
-        match (host, port, database, timeout) {
-            (Some(host), Some(port), Some(database), Some(timeout)) if errors.is_empty() => {
+        match (host, port, username, database, timeout) {
+            (Some(host), Some(port), Some(username), Some(database), Some(timeout))
+                if errors.is_empty() =>
+            {
                 Ok(ClickHouseSettings {
                     host,
                     port: port as u16,
-                    // ClickHouse's own default account.
-                    username: username.unwrap_or_else(|| "default".to_string()),
+                    username,
                     password,
                     database,
                     tls,

@@ -12,32 +12,51 @@
 //! the `is_deleted` column of `ReplacingMergeTree` exist only on newer servers: [`ServerVersion`] tells
 //! which features a server has.
 
+use sluice_core::capabilities::{Identifiers, LengthUnit, QuoteEscape};
 use sluice_core::ColumnType;
 
-use crate::ErrorKind;
+use crate::{Capabilities, Deletes, ErrorKind, IdentifierCase, UpsertStyle};
 
-/// ClickHouse accepts long names; Sluice keeps them reasonable.
-const MAX_IDENTIFIER_BYTES: usize = 255;
+/// ClickHouse, as data.
+pub static CAPABILITIES: Capabilities = Capabilities {
+    name: "ClickHouse",
+    identifiers: Identifiers {
+        // ClickHouse accepts long names; Sluice keeps them reasonable.
+        max_len: Some(255),
+        len_unit: LengthUnit::Bytes,
+        quote: '`',
+        escape: QuoteEscape::Backslash,
+        trailing_space: true,
+        case: IdentifierCase::Exact,
+    },
+    upsert: UpsertStyle::NewVersions,
+    deletes: Deletes::Tombstones,
+    // Every INSERT makes a part on the server, whose cost hardly depends on its size; and the server
+    // merges parts in the background: few, large ones are cheaper on both counts. Measured with the
+    // export bench (1M profiles): 30,000 rows is as fast as 50,000 (7.3 s vs 7.5 s; 10,000 took 9.8 s)
+    // with 356 MiB of peak memory instead of 531.
+    batch_rows: 30_000,
+    // Rows travel in native blocks; metadata queries carry escaped literals.
+    max_bind_parameters: None,
+    max_rows_per_insert: None,
+    // Every row is a new version: which of them replaced a row, the engine knows from its sync state.
+    reports_upsert_counts: false,
+    // Every insert makes a part on the server, which it merges with others in the background: a run's
+    // batches go into one long insert instead (the server gathers its blocks into parts of up to about
+    // a million rows), confirmed when the engine asks.
+    defers_confirmation: true,
+    // A ReplacingMergeTree keeps one row per key only once it merges (or when read with FINAL).
+    enforces_keys: false,
+};
 
 /// Checks that `name` can be a ClickHouse identifier once quoted; the message names `what`.
 pub fn validate_identifier(name: &str, what: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("{what} is empty"));
-    }
-    if name.len() > MAX_IDENTIFIER_BYTES {
-        return Err(format!(
-            "{what} is longer than {MAX_IDENTIFIER_BYTES} bytes"
-        ));
-    }
-    if name.contains('\0') {
-        return Err(format!("{what} contains a NUL character"));
-    }
-    Ok(())
+    CAPABILITIES.validate_identifier(name, what)
 }
 
 /// `` `name` ``, with backslashes and backticks escaped.
 pub fn quote(name: &str) -> String {
-    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+    CAPABILITIES.quote(name)
 }
 
 /// `'text'` as a string literal, with backslashes and quotes escaped.

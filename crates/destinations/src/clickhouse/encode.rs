@@ -6,7 +6,12 @@
 //! value out of the integer type's range, a NULL for a column that is not `Nullable`, text longer than a
 //! `FixedString`, a date or instant the type cannot hold, a decimal with more digits than the column. They
 //! fail the batch with [`crate::ErrorKind::BadData`], so the isolating writer finds the row. (Native blocks
-//! carry typed data: the server never sees a value it would have to parse.)
+//! carry typed data: the server never sees a value it would have to parse.) Messages never quote the
+//! value, so that a run's errors group by reason.
+//!
+//! Values arrive converted to the column's type by [`sluice_core::convert`]; any other value (an item of a
+//! JSON array, a key recorded as text) is converted by those same rules first, so that a value the
+//! pipeline accepts is never refused here.
 //!
 //! The layout, per column: `LowCardinality` columns start with their serialization version (even inside
 //! an `Array`); an `Array` is its rows' end offsets (`UInt64`) followed by all its items; a `Nullable` is
@@ -17,9 +22,9 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use sluice_core::Value;
+use sluice_core::{convert, ColumnType, Value};
 
 use super::dialect::{decimal_spec, enum_values, ChType};
 use super::native::put_bytes;
@@ -40,6 +45,8 @@ pub enum Scalar {
         bytes: usize,
         signed: bool,
     },
+    /// A `Bool` column's value, carried as a `UInt8`.
+    Bool,
     Float32,
     Float64,
     Decimal {
@@ -80,7 +87,7 @@ impl Wire {
                     "UInt16" => int(2, false),
                     "UInt32" => int(4, false),
                     "UInt64" => int(8, false),
-                    "Bool" => return Ok(Wire::Scalar(int(1, false), "UInt8".into())),
+                    "Bool" => return Ok(Wire::Scalar(Scalar::Bool, "UInt8".into())),
                     "Date32" => return Ok(Wire::Scalar(Scalar::String, "String".into())),
                     "Float32" => Scalar::Float32,
                     "Float64" => Scalar::Float64,
@@ -270,8 +277,12 @@ impl ColumnBuilder {
                             v.kind()
                         ))
                     }
-                    Cell::Json(j) => {
-                        return Err(format!("{j} cannot be written to an array column"))
+                    Cell::Json(_) => {
+                        return Err(
+                            "a JSON value other than an array cannot be written to an array \
+                                    column"
+                                .to_string(),
+                        )
                     }
                 };
                 *items += pushed as u64;
@@ -437,9 +448,37 @@ impl Scalar {
             Scalar::FixedString(n) => *n,
             Scalar::Uuid | Scalar::Ipv6 => 16,
             Scalar::Date | Scalar::Enum16(_) => 2,
-            Scalar::Enum8(_) => 1,
+            Scalar::Enum8(_) | Scalar::Bool => 1,
             Scalar::String => return None,
         })
+    }
+
+    /// The portable type whose conversion rules give this scalar's values.
+    fn column_type(&self) -> ColumnType {
+        match self {
+            Scalar::Int { bytes, signed } => ColumnType::Int {
+                bits: (8 * bytes) as u8,
+                unsigned: !signed,
+            },
+            Scalar::Bool => ColumnType::Bool,
+            Scalar::Float32 => ColumnType::Float { bits: 32 },
+            Scalar::Float64 => ColumnType::Float { bits: 64 },
+            Scalar::Decimal {
+                precision, scale, ..
+            } => ColumnType::Decimal {
+                precision: u8::try_from(*precision).ok(),
+                scale: u8::try_from(*scale).ok(),
+            },
+            Scalar::String
+            | Scalar::FixedString(_)
+            | Scalar::Ipv4
+            | Scalar::Ipv6
+            | Scalar::Enum8(_)
+            | Scalar::Enum16(_) => ColumnType::Text { max_len: None },
+            Scalar::Uuid => ColumnType::Uuid,
+            Scalar::Date => ColumnType::Date,
+            Scalar::DateTime | Scalar::DateTime64(_) => ColumnType::Timestamp { with_tz: true },
+        }
     }
 }
 
@@ -457,6 +496,7 @@ fn default(scalar: &Scalar, out: &mut Vec<u8>) {
         Scalar::Uuid | Scalar::Ipv6 => zeros(out, 16),
         Scalar::Date => zeros(out, 2),
         // The first value of an enum is its default.
+        Scalar::Bool => out.push(0),
         Scalar::Enum8(values) => out.push(values.first().map_or(0, |(_, n)| *n as u8)),
         Scalar::Enum16(values) => {
             out.extend_from_slice(&values.first().map_or(0, |(_, n)| *n).to_le_bytes())
@@ -465,171 +505,149 @@ fn default(scalar: &Scalar, out: &mut Vec<u8>) {
 }
 
 fn encode_scalar(scalar: &Scalar, text: &str, cell: Cell, out: &mut Vec<u8>) -> Result<(), String> {
+    let owned;
     let v = match cell {
         Cell::Default => {
             default(scalar, out);
             return Ok(());
         }
-        Cell::Json(j) => {
-            let owned = json_value(j);
-            return encode_scalar(scalar, text, Cell::Value(&owned), out);
+        Cell::Value(Value::Null) | Cell::Json(serde_json::Value::Null) => {
+            return Err(NOT_NULLABLE.to_string())
         }
-        Cell::Value(Value::Null) => return Err(NOT_NULLABLE.to_string()),
         Cell::Value(v) => v,
+        Cell::Json(j) => {
+            owned = Value::json(j.clone());
+            &owned
+        }
     };
-    let mismatch = || format!("a {} value cannot be written to a {text} column", v.kind());
-    match scalar {
-        Scalar::Int { bytes, signed } => {
-            let i = int(v, *bytes, *signed, text)?;
-            out.extend_from_slice(&i.to_le_bytes()[..*bytes]);
+    if let Some(written) = encode_own(scalar, text, v, out) {
+        return written;
+    }
+    let converted = convert::to_column(v.clone(), &scalar.column_type())?;
+    if converted.is_null() {
+        return Err(NOT_NULLABLE.to_string());
+    }
+    encode_own(scalar, text, &converted, out).unwrap_or_else(|| {
+        Err(format!(
+            "a {} value cannot be written to a {text} column",
+            v.kind()
+        ))
+    })
+}
+
+/// Appends a value of the scalar's own kind; `None` (and nothing written) for a value of another.
+fn encode_own(
+    scalar: &Scalar,
+    text: &str,
+    v: &Value,
+    out: &mut Vec<u8>,
+) -> Option<Result<(), String>> {
+    let written = match (scalar, v) {
+        (Scalar::Int { bytes, signed }, Value::Int(_) | Value::Bool(_)) => {
+            int(v, *bytes, *signed, text).map(|i| out.extend_from_slice(&i.to_le_bytes()[..*bytes]))
         }
-        Scalar::Float32 => out.extend_from_slice(&(float(v)? as f32).to_le_bytes()),
-        Scalar::Float64 => out.extend_from_slice(&float(v)?.to_le_bytes()),
-        Scalar::Decimal {
-            bytes,
-            precision,
-            scale,
-        } => {
-            let m = decimal(v, *scale, *precision)?;
-            out.extend_from_slice(&m.to_le_bytes()[..*bytes]);
+        (Scalar::Bool, Value::Bool(b)) => {
+            out.push(u8::from(*b));
+            Ok(())
         }
-        Scalar::String => match v {
-            Value::String(s) => put_bytes(out, s.as_bytes()),
-            // A Date32 travels as its text (see the dialect).
-            Value::Date(d) => put_bytes(out, sluice_core::schema::format_date(d).as_bytes()),
-            other => put_bytes(out, text_of(other).as_bytes()),
-        },
-        Scalar::FixedString(n) => {
-            let owned;
-            let bytes = match v {
-                Value::String(s) => s.as_bytes(),
-                other => {
-                    owned = text_of(other);
-                    owned.as_bytes()
-                }
-            };
+        (Scalar::Float32, Value::Float(f)) => {
+            out.extend_from_slice(&(*f as f32).to_le_bytes());
+            Ok(())
+        }
+        (Scalar::Float64, Value::Float(f)) => {
+            out.extend_from_slice(&f.to_le_bytes());
+            Ok(())
+        }
+        (
+            Scalar::Decimal {
+                bytes,
+                precision,
+                scale,
+            },
+            Value::Decimal(d),
+        ) => decimal(*d, *scale, *precision)
+            .map(|m| out.extend_from_slice(&m.to_le_bytes()[..*bytes])),
+        (Scalar::String, Value::String(s)) => {
+            put_bytes(out, s.as_bytes());
+            Ok(())
+        }
+        // A Date32 travels as its text (see the dialect).
+        (Scalar::String, Value::Date(d)) => {
+            put_bytes(out, sluice_core::schema::format_date(d).as_bytes());
+            Ok(())
+        }
+        (Scalar::FixedString(n), Value::String(s)) => {
+            let bytes = s.as_bytes();
             if bytes.len() > *n {
-                return Err(format!(
+                Err(format!(
                     "the value is {} bytes long, more than the column's FixedString({n})",
                     bytes.len()
-                ));
+                ))
+            } else {
+                out.extend_from_slice(bytes);
+                out.resize(out.len() + n - bytes.len(), 0);
+                Ok(())
             }
-            out.extend_from_slice(bytes);
-            out.resize(out.len() + n - bytes.len(), 0);
         }
-        Scalar::Uuid => {
-            let u = match v {
-                Value::Uuid(u) => *u,
-                Value::String(s) => {
-                    uuid::Uuid::parse_str(s.trim()).map_err(|_| format!("`{s}` is not a UUID"))?
-                }
-                _ => return Err(mismatch()),
-            };
+        (Scalar::Uuid, Value::Uuid(u)) => {
             // Two little-endian halves, the high one first.
             let (high, low) = u.as_u64_pair();
             out.extend_from_slice(&high.to_le_bytes());
             out.extend_from_slice(&low.to_le_bytes());
+            Ok(())
         }
-        Scalar::Date => {
-            let d = match v {
-                Value::Date(d) => *d,
-                Value::DateTime(dt) => dt.date_naive(),
-                _ => return Err(mismatch()),
-            };
-            out.extend_from_slice(&date(d)?.to_le_bytes());
+        (Scalar::Date, Value::Date(d)) => {
+            date(*d).map(|days| out.extend_from_slice(&days.to_le_bytes()))
         }
-        Scalar::DateTime => {
-            let dt = instant(v).ok_or_else(mismatch)?;
-            let secs = u32::try_from(dt.timestamp()).map_err(|_| {
-                format!("{dt} is outside the range of DateTime (1970-01-01 to 2106-02-07 UTC)")
-            })?;
-            out.extend_from_slice(&secs.to_le_bytes());
+        (Scalar::DateTime, Value::DateTime(dt)) => u32::try_from(dt.timestamp())
+            .map(|secs| out.extend_from_slice(&secs.to_le_bytes()))
+            .map_err(|_| {
+                "the instant is outside the range of DateTime (1970-01-01 to 2106-02-07 UTC)"
+                    .to_string()
+            }),
+        (Scalar::DateTime64(precision), Value::DateTime(dt)) => {
+            datetime64_ticks(dt, *precision).map(|t| out.extend_from_slice(&t.to_le_bytes()))
         }
-        Scalar::DateTime64(precision) => {
-            let dt = instant(v).ok_or_else(mismatch)?;
-            out.extend_from_slice(&datetime64_ticks(&dt, *precision)?.to_le_bytes());
-        }
-        Scalar::Ipv4 => {
-            let Value::String(s) = v else {
-                return Err(mismatch());
-            };
-            let a: std::net::Ipv4Addr = s
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{s}` is not an IPv4 address"))?;
-            out.extend_from_slice(&u32::from(a).to_le_bytes());
-        }
-        Scalar::Ipv6 => {
-            let Value::String(s) = v else {
-                return Err(mismatch());
-            };
+        (Scalar::Ipv4, Value::String(s)) => s
+            .trim()
+            .parse::<std::net::Ipv4Addr>()
+            .map(|a| out.extend_from_slice(&u32::from(a).to_le_bytes()))
+            .map_err(|_| "the text is not an IPv4 address".to_string()),
+        (Scalar::Ipv6, Value::String(s)) => {
             let t = s.trim();
-            let a = t
-                .parse::<std::net::Ipv6Addr>()
+            t.parse::<std::net::Ipv6Addr>()
                 .or_else(|_| t.parse::<std::net::Ipv4Addr>().map(|a| a.to_ipv6_mapped()))
-                .map_err(|_| format!("`{s}` is not an IP address"))?;
-            out.extend_from_slice(&a.octets());
+                .map(|a| out.extend_from_slice(&a.octets()))
+                .map_err(|_| "the text is not an IP address".to_string())
         }
-        Scalar::Enum8(values) | Scalar::Enum16(values) => {
-            let Value::String(s) = v else {
-                return Err(mismatch());
-            };
-            let n = values
-                .iter()
-                .find(|(l, _)| l == s)
-                .map(|(_, n)| *n)
-                .ok_or_else(|| enum_message(s, values.iter().map(|(l, _)| l)))?;
-            if matches!(scalar, Scalar::Enum8(_)) {
-                out.push(n as u8);
-            } else {
-                out.extend_from_slice(&n.to_le_bytes());
+        (Scalar::Enum8(values) | Scalar::Enum16(values), Value::String(s)) => {
+            match values.iter().find(|(l, _)| l == s.as_str()) {
+                None => Err(enum_message(values.iter().map(|(l, _)| l))),
+                Some((_, n)) if matches!(scalar, Scalar::Enum8(_)) => {
+                    out.push(*n as u8);
+                    Ok(())
+                }
+                Some((_, n)) => {
+                    out.extend_from_slice(&n.to_le_bytes());
+                    Ok(())
+                }
             }
         }
-    }
-    Ok(())
+        _ => return None,
+    };
+    Some(written)
 }
 
-fn instant(v: &Value) -> Option<DateTime<Utc>> {
-    match v {
-        Value::DateTime(dt) => Some(*dt),
-        Value::Date(d) => Some(d.and_hms_opt(0, 0, 0)?.and_utc()),
-        _ => None,
-    }
-}
-
-fn enum_message<'a>(given: &str, labels: impl Iterator<Item = &'a String>) -> String {
+fn enum_message<'a>(labels: impl Iterator<Item = &'a String>) -> String {
     let labels: Vec<&str> = labels.map(String::as_str).collect();
     format!(
-        "`{given}` is not one of the Enum's values ({})",
+        "the text is not one of the Enum's values ({})",
         labels.join(", ")
     )
 }
 
-fn json_value(j: &serde_json::Value) -> Value {
-    match j {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        serde_json::Value::String(s) => Value::String(s.as_str().into()),
-        serde_json::Value::Array(a) => Value::Array(a.iter().map(json_value).collect()),
-        other => Value::json(other.clone()),
-    }
-}
-
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.to_string(),
-        Value::Uuid(u) => u.hyphenated().to_string(),
-        Value::Json(j) => j.to_string(),
-        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// An integer within the range of a `bytes`-wide type (as i128, so every UInt64 fits).
+/// An integer (or a boolean, as a `UInt8` carries it) within the range of a `bytes`-wide type (as i128,
+/// so every UInt64 fits).
 fn int(v: &Value, bytes: usize, signed: bool, ty: &str) -> Result<i128, String> {
     let bits = 8 * bytes as u32;
     let (min, max): (i128, i128) = if signed {
@@ -640,61 +658,35 @@ fn int(v: &Value, bytes: usize, signed: bool, ty: &str) -> Result<i128, String> 
     let i: i128 = match v {
         Value::Int(i) => (*i).into(),
         Value::Bool(b) => (*b).into(),
-        Value::Decimal(d) if d.fract().is_zero() => d
-            .mantissa()
-            .checked_div(10i128.pow(d.scale()))
-            .unwrap_or_default(),
-        Value::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}` is not a whole number"))?,
         other => return Err(format!("a {} value is not a whole number", other.kind())),
     };
     if i < min || i > max {
-        return Err(format!("{i} is out of range for {ty} ({min} to {max})"));
+        return Err(format!(
+            "the number is out of range for {ty} ({min} to {max})"
+        ));
     }
     Ok(i)
 }
 
-fn float(v: &Value) -> Result<f64, String> {
-    match v {
-        Value::Float(f) => Ok(*f),
-        Value::Int(i) => Ok(*i as f64),
-        Value::Decimal(d) => d
-            .to_string()
-            .parse()
-            .map_err(|_| format!("{d} is not a number")),
-        other => Err(format!("a {} value is not a number", other.kind())),
-    }
-}
-
-/// The mantissa of `v` at `scale`, with at most `precision` digits; digits past the scale are refused
+/// The mantissa of `d` at `scale`, with at most `precision` digits; digits past the scale are refused
 /// rather than rounded away.
-fn decimal(v: &Value, scale: u32, precision: u32) -> Result<i128, String> {
-    let d = match v {
-        Value::Decimal(d) => *d,
-        Value::Int(i) => Decimal::from(*i),
-        Value::Float(f) => {
-            Decimal::try_from(*f).map_err(|_| format!("{f} is not a decimal number"))?
-        }
-        other => return Err(format!("a {} value is not a decimal number", other.kind())),
-    };
+fn decimal(d: Decimal, scale: u32, precision: u32) -> Result<i128, String> {
     let mut rescaled = d.normalize();
     if rescaled.scale() > scale {
         return Err(format!(
-            "{d} has more than {scale} digits after the decimal point"
+            "the number has more than {scale} digits after the decimal point"
         ));
     }
     rescaled.rescale(scale);
     if rescaled.scale() != scale {
         return Err(format!(
-            "{d} does not fit the column's Decimal({precision}, {scale})"
+            "the number does not fit the column's Decimal({precision}, {scale})"
         ));
     }
     let m = rescaled.mantissa();
     if m.unsigned_abs() >= 10u128.pow(precision) {
         return Err(format!(
-            "{d} has more digits than the column's Decimal({precision}, {scale}) allows"
+            "the number has more digits than the column's Decimal({precision}, {scale}) allows"
         ));
     }
     Ok(m)
@@ -704,10 +696,8 @@ fn decimal(v: &Value, scale: u32, precision: u32) -> Result<i128, String> {
 fn date(d: NaiveDate) -> Result<u16, String> {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
     u16::try_from((d - epoch).num_days()).map_err(|_| {
-        format!(
-            "{d} is outside the range of Date (1970-01-01 to 2149-06-06); a Date32 column holds it (year {})",
-            d.year()
-        )
+        "the date is outside the range of Date (1970-01-01 to 2149-06-06); a Date32 column holds it"
+            .to_string()
     })
 }
 
@@ -716,7 +706,7 @@ pub fn datetime64_ticks(dt: &DateTime<Utc>, precision: u32) -> Result<i64, Strin
     let p = precision.min(9);
     let ticks = i128::from(dt.timestamp()) * 10i128.pow(p)
         + i128::from(dt.timestamp_subsec_nanos()) / 10i128.pow(9 - p);
-    i64::try_from(ticks).map_err(|_| format!("{dt} is outside the range of DateTime64({p})"))
+    i64::try_from(ticks).map_err(|_| format!("the instant is outside the range of DateTime64({p})"))
 }
 
 /// The value of a version column for a run: it grows from run to run at the column type's resolution.
@@ -994,6 +984,111 @@ mod tests {
         assert_eq!(
             one("DateTime", Value::Date(d)).unwrap(),
             1709164800u32.to_le_bytes()
+        );
+    }
+
+    /// Messages say what is wrong and never quote the value, so that a run's errors group by reason.
+    #[test]
+    fn errors_never_quote_the_value() {
+        let dt = DateTime::parse_from_rfc3339("1969-07-20T20:17:40Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let cases = [
+            ("Int8", Value::Int(300), "300", "out of range for Int8"),
+            (
+                "UInt16",
+                Value::String("12x".into()),
+                "12x",
+                "not an integer",
+            ),
+            (
+                "UUID",
+                Value::String("not-a-uuid".into()),
+                "not-a-uuid",
+                "not a UUID",
+            ),
+            (
+                "IPv4",
+                Value::String("10.1.2.300".into()),
+                "10.1.2.300",
+                "not an IPv4",
+            ),
+            (
+                "IPv6",
+                Value::String("nope::x".into()),
+                "nope::x",
+                "not an IP",
+            ),
+            (
+                "Enum8('free' = 1, 'pro' = 2)",
+                Value::String("gold".into()),
+                "gold",
+                "(free, pro)",
+            ),
+            (
+                "Decimal(5, 2)",
+                Value::Decimal("1.234".parse().unwrap()),
+                "1.234",
+                "after the decimal point",
+            ),
+            (
+                "Decimal(5, 2)",
+                Value::Decimal("1234.5".parse().unwrap()),
+                "1234.5",
+                "Decimal(5, 2)",
+            ),
+            (
+                "Date",
+                Value::Date(NaiveDate::from_ymd_opt(1969, 12, 31).unwrap()),
+                "1969",
+                "outside the range of Date",
+            ),
+            (
+                "DateTime('UTC')",
+                Value::DateTime(dt),
+                "1969",
+                "outside the range",
+            ),
+            (
+                "Bool",
+                Value::String("maybe".into()),
+                "maybe",
+                "not a boolean",
+            ),
+        ];
+        for (ty, value, quoted, reason) in cases {
+            let e = one(ty, value).unwrap_err();
+            assert!(e.contains(reason), "{ty}: {e}");
+            assert!(!e.contains(quoted), "{ty} quotes the value: {e}");
+        }
+    }
+
+    /// Values of another kind than the column's convert by the rules mappings and scripts use.
+    #[test]
+    fn other_values_convert_as_pipelines_convert_them() {
+        for (text, expected) in [("y", 1u8), ("n", 0), (" Yes ", 1), ("f", 0)] {
+            assert_eq!(one("Bool", Value::String(text.into())).unwrap(), [expected]);
+        }
+        assert_eq!(one("Bool", Value::Bool(true)).unwrap(), [1]);
+        assert_eq!(one("Nullable(Bool)", Value::Bool(false)).unwrap(), [0, 0]);
+        assert_eq!(
+            one("Int32", Value::String("1e3".into())).unwrap(),
+            1000i32.to_le_bytes()
+        );
+        assert_eq!(one("Int64", Value::Float(2.0)).unwrap(), 2i64.to_le_bytes());
+        // Items of a JSON array convert like any other value.
+        assert_eq!(
+            one(
+                "Array(Decimal(9, 2))",
+                Value::json(serde_json::json!([1.5]))
+            )
+            .unwrap(),
+            [&1u64.to_le_bytes()[..], &150i32.to_le_bytes()].concat()
+        );
+        // Text of a JSON string is its content.
+        assert_eq!(
+            one("String", Value::json(serde_json::json!("hé"))).unwrap(),
+            [3, b'h', 0xc3, 0xa9]
         );
     }
 

@@ -30,9 +30,9 @@
 //! the pipeline is saved ([`sluice_core::TableRules::delete`]). No mutation (`ALTER … DELETE`) is ever
 //! issued.
 //!
-//! One connection is kept per [`ClickHouse`] instance, opened on first use and reopened after a failed
-//! write (the native protocol cannot always be resumed after a server exception in the middle of an
-//! insert).
+//! One connection is kept per [`ClickHouse`] instance under the rules every destination shares (see
+//! `session`), and also reopened after any failed write but a refusal of the data found before sending
+//! (the native protocol cannot always be resumed after a server exception in the middle of an insert).
 
 pub mod client;
 pub mod config;
@@ -40,19 +40,22 @@ pub mod dialect;
 pub mod encode;
 pub mod native;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use sluice_core::{TableDescription, Value};
-use tokio::sync::{Mutex, MutexGuard};
 
 pub use config::{ClickHouseSettings, TlsMode, TlsSettings};
 
+use crate::session::{Connection as _, SessionGuard, Sessions};
 use crate::{
-    Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget,
+    Capabilities, Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts,
+    WriteTarget,
 };
 
 pub struct ClickHouse {
     settings: ClickHouseSettings,
-    session: Mutex<Option<client::Session>>,
+    sessions: Sessions<client::Session>,
     /// Why rows of an insert left open by [`Destination::upsert_unconfirmed`] were lost before
     /// [`Destination::confirm`] (which then reports it).
     lost: std::sync::Mutex<Option<String>>,
@@ -63,7 +66,7 @@ impl ClickHouse {
     pub fn new(settings: ClickHouseSettings) -> Self {
         Self {
             settings,
-            session: Mutex::new(None),
+            sessions: Sessions::new(),
             lost: std::sync::Mutex::new(None),
         }
     }
@@ -74,12 +77,12 @@ impl ClickHouse {
 
     /// The session, free for any query: an insert left open is ended first (its rows confirmed early,
     /// or, should that fail, remembered as lost).
-    async fn session(&self) -> Result<MutexGuard<'_, Option<client::Session>>> {
-        let mut guard = self.session.lock().await;
-        if let Some(s) = guard.as_mut() {
+    async fn session(&self) -> Result<SessionGuard<'_, client::Session>> {
+        let mut guard = self.sessions.lock().await;
+        if let Some(s) = guard.get() {
             if let Err(e) = s.finish_open().await {
                 self.lose(&e.message);
-                *guard = None;
+                guard.take();
             }
         }
         self.connected(guard).await
@@ -88,14 +91,14 @@ impl ClickHouse {
     /// The session as it is, an open insert included.
     async fn connected<'a>(
         &'a self,
-        mut guard: MutexGuard<'a, Option<client::Session>>,
-    ) -> Result<MutexGuard<'a, Option<client::Session>>> {
-        if guard.as_mut().is_some_and(client::Session::is_closed) {
+        mut guard: SessionGuard<'a, client::Session>,
+    ) -> Result<SessionGuard<'a, client::Session>> {
+        // The shared rules replace a closed session; the rows of an insert it left open are lost, which
+        // is noted first.
+        if guard.is_closed() {
             self.drop_session(&mut guard);
         }
-        if guard.is_none() {
-            *guard = Some(client::connect(&self.settings).await?);
-        }
+        guard.connect(|| client::connect(&self.settings)).await?;
         Ok(guard)
     }
 
@@ -106,93 +109,69 @@ impl ClickHouse {
     }
 
     /// Drops the session; rows of an insert it left open are lost.
-    fn drop_session(&self, session: &mut Option<client::Session>) {
-        if session
-            .as_ref()
-            .is_some_and(client::Session::has_open_insert)
-        {
+    fn drop_session(&self, guard: &mut SessionGuard<'_, client::Session>) {
+        if guard.take().is_some_and(|s| s.has_open_insert()) {
             self.lose("the connection failed before the server stored them");
         }
-        *session = None;
     }
 
-    /// After a failed write the connection may be mid-insert: start afresh, and describe the table again
-    /// when it changed.
+    /// Ends a write: after a failure the connection may be mid-insert, so it starts afresh (unless only
+    /// the data was refused, before anything was sent), and the table is described again when it changed.
     fn after_write<T>(
         &self,
-        session: &mut Option<client::Session>,
+        guard: &mut SessionGuard<'_, client::Session>,
         table: &str,
-        result: &Result<T>,
-    ) {
-        if let Err(e) = result {
+        result: Result<T>,
+    ) -> Result<T> {
+        if let Err(e) = &result {
             if matches!(e.kind, ErrorKind::SchemaMismatch | ErrorKind::NotFound) {
-                if let Some(s) = session.as_mut() {
+                if let Some(s) = guard.get() {
                     s.forget(table);
                 }
             }
             if e.kind != ErrorKind::BadData
-                || session
-                    .as_mut()
-                    .is_some_and(|s| s.poisoned || s.is_closed())
+                || guard.get().is_some_and(|s| s.poisoned)
+                || guard.is_closed()
             {
-                self.drop_session(session);
+                self.drop_session(guard);
             }
         }
-    }
-
-    fn check_target(target: &WriteTarget) -> Result<()> {
-        let config = |e| DestinationError::new(ErrorKind::Config, e);
-        dialect::validate_identifier(&target.table.name, "the table name").map_err(config)?;
-        for c in &target.columns {
-            dialect::validate_identifier(c, "a column name").map_err(config)?;
-        }
-        if !target.columns.contains(&target.key) {
-            return Err(config(format!(
-                "the key column `{}` is not among the written columns",
-                target.key
-            )));
-        }
-        Ok(())
+        guard.settle(result)
     }
 }
 
 #[async_trait]
 impl Destination for ClickHouse {
+    fn capabilities(&self) -> &'static Capabilities {
+        &dialect::CAPABILITIES
+    }
+
     async fn test(&self) -> Result<TestReport> {
-        let mut guard = self.session().await?;
-        guard
-            .as_mut()
-            .expect("connected")
-            .test(&self.settings)
-            .await
+        let mut s = self.session().await?;
+        let result = s.session().test(&self.settings).await;
+        s.settle(result)
     }
 
     async fn describe_table(&self, name: &str) -> Result<Option<TableDescription>> {
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("connected")
+        let mut s = self.session().await?;
+        let result = s
+            .session()
             .describe_table(&self.settings.database, name)
             .await;
-        if result.is_err() && guard.as_mut().is_some_and(|s| s.is_closed()) {
-            *guard = None;
-        }
-        result
+        s.settle(result)
     }
 
     async fn upsert(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
         if rows.is_empty() {
             return Ok(UpsertCounts::default());
         }
-        Self::check_target(target)?;
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("connected")
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let mut s = self.session().await?;
+        let result = s
+            .session()
             .upsert(&self.settings.database, target, rows)
             .await;
-        self.after_write(&mut guard, &target.table.name, &result);
-        result?;
+        self.after_write(&mut s, &target.table.name, result)?;
         // Every row is a new version; which of them replaced a row, the engine knows from its sync state.
         Ok(UpsertCounts {
             inserted: rows.len() as u64,
@@ -204,48 +183,34 @@ impl Destination for ClickHouse {
         if keys.is_empty() {
             return Ok(0);
         }
-        Self::check_target(target)?;
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("connected")
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let mut s = self.session().await?;
+        let result = s
+            .session()
             .delete(&self.settings.database, target, keys)
             .await;
-        self.after_write(&mut guard, &target.table.name, &result);
-        result
-    }
-
-    fn reports_upsert_counts(&self) -> bool {
-        false
-    }
-
-    /// Every insert makes a part on the server, which it merges with others in the background: a run's
-    /// batches go into one long insert instead (the server gathers its blocks into parts of up to about
-    /// a million rows), confirmed when the engine asks.
-    fn defers_confirmation(&self) -> bool {
-        true
+        self.after_write(&mut s, &target.table.name, result)
     }
 
     async fn upsert_unconfirmed(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
         if rows.is_empty() {
             return Ok(UpsertCounts::default());
         }
-        Self::check_target(target)?;
-        let guard = self.session.lock().await;
-        let mut guard = self.connected(guard).await?;
-        let session = guard.as_mut().expect("connected");
-        let had_open = session.has_open_insert();
-        let result = session
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let guard = self.sessions.lock().await;
+        let mut s = self.connected(guard).await?;
+        let had_open = s.session().has_open_insert();
+        let result = s
+            .session()
             .upsert_unconfirmed(&self.settings.database, target, rows)
             .await;
         if let Err(e) = &result {
             // Ending the earlier insert, or sending into it, failed: its rows are not stored.
-            if had_open && !session.has_open_insert() {
+            if had_open && !s.session().has_open_insert() {
                 self.lose(&e.message);
             }
         }
-        self.after_write(&mut guard, &target.table.name, &result);
-        result?;
+        self.after_write(&mut s, &target.table.name, result)?;
         Ok(UpsertCounts {
             inserted: rows.len() as u64,
             updated: 0,
@@ -256,19 +221,20 @@ impl Destination for ClickHouse {
     /// writes asked for meanwhile go on over another connection.
     async fn confirm(&self) -> Result<()> {
         let open = {
-            let mut guard = self.session.lock().await;
-            match guard.as_ref() {
-                Some(s) if s.has_open_insert() => guard.take(),
-                _ => None,
+            let mut guard = self.sessions.lock().await;
+            if guard.get().is_some_and(|s| s.has_open_insert()) {
+                guard.take()
+            } else {
+                None
             }
         };
         if let Some(mut session) = open {
             match session.finish_open().await {
                 Ok(()) => {
                     // Kept for reuse, unless another took the slot meanwhile.
-                    let mut guard = self.session.lock().await;
-                    if guard.is_none() && !session.is_closed() {
-                        *guard = Some(session);
+                    let mut guard = self.sessions.lock().await;
+                    if guard.get().is_none() && !session.is_closed(Duration::ZERO) {
+                        guard.put(session);
                     }
                 }
                 Err(e) => self.lose(&e.message),
@@ -284,13 +250,5 @@ impl Destination for ClickHouse {
                 ),
             )),
         }
-    }
-
-    /// Every INSERT makes a part on the server, whose cost hardly depends on its size; and the server
-    /// merges parts in the background: few, large ones are cheaper on both counts. Measured with the
-    /// export bench (1M profiles): 30,000 rows is as fast as 50,000 (7.3 s vs 7.5 s; 10,000 took 9.8 s)
-    /// with 356 MiB of peak memory instead of 531.
-    fn batch_rows(&self) -> usize {
-        30_000
     }
 }

@@ -5,18 +5,23 @@
 //! passwords never reach a message or a log.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{Datelike, Timelike};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, OptsBuilder, Params, SslOpts, Value as My};
-use sluice_core::{Column, ColumnType, TableDescription, Value};
+use sluice_core::{Column, ColumnType, TableDescription, TableRules, Value};
 
 use super::config::{MysqlSettings, TlsMode};
 use super::dialect;
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
-/// At most this many placeholders per statement (MySQL's limit is 65,535).
+/// At most this many placeholders per statement, with room under MySQL's limit.
 const PLACEHOLDERS_PER_STATEMENT: usize = 60_000;
+const _: () = assert!(matches!(
+    dialect::CAPABILITIES.max_bind_parameters,
+    Some(limit) if PLACEHOLDERS_PER_STATEMENT <= limit
+));
 
 /// Keys per `DELETE … IN (…)`.
 const KEYS_PER_DELETE: usize = 10_000;
@@ -45,6 +50,18 @@ pub struct Session {
     load_data: bool,
     stages: HashMap<StageKey, Stage>,
     next_stage: u32,
+    /// How long the server keeps an idle connection (`wait_timeout`), when it says.
+    idle_limit: Option<Duration>,
+}
+
+impl crate::session::Connection for Session {
+    /// The driver cannot tell whether the server has ended the connection until it is used: a connection
+    /// idle for as long as the server keeps idle ones (less a second, as the server counts from a little
+    /// earlier) is taken as closed.
+    fn is_closed(&mut self, idle: Duration) -> bool {
+        self.idle_limit
+            .is_some_and(|limit| idle + Duration::from_secs(1) >= limit)
+    }
 }
 
 struct Stage {
@@ -179,10 +196,13 @@ pub async fn connect(
     )
     .await
     .map_err(|e| map_error(&e))?;
-    let max_packet: Option<u64> = conn
-        .query_first("SELECT @@max_allowed_packet")
+    let (max_packet, wait_timeout) = conn
+        .query_first::<(Option<u64>, Option<u64>), _>(
+            "SELECT @@max_allowed_packet, @@SESSION.wait_timeout",
+        )
         .await
-        .map_err(|e| map_error(&e))?;
+        .map_err(|e| map_error(&e))?
+        .unwrap_or_default();
     let local_infile = match bulk {
         BulkLoad::Inserts => false,
         // A server without the variable (or refusing to say) gets inserts.
@@ -202,6 +222,9 @@ pub async fn connect(
         load_data: local_infile,
         stages: HashMap::new(),
         next_stage: 0,
+        idle_limit: wait_timeout
+            .filter(|secs| *secs > 0)
+            .map(Duration::from_secs),
     })
 }
 
@@ -577,7 +600,10 @@ impl Session {
             keys,
             has_primary_key,
             issues,
-            rules: Default::default(),
+            rules: TableRules {
+                identifiers: dialect::CAPABILITIES.identifiers.case,
+                ..TableRules::default()
+            },
         }))
     }
 

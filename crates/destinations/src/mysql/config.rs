@@ -13,12 +13,19 @@ use serde_json::Value as Json;
 use sluice_core::FieldErrors;
 
 use super::dialect::validate_identifier;
-use crate::postgres::config::{percent_decode, read_tls, validate_host};
-pub use crate::postgres::config::{TlsMode, TlsSettings};
-use crate::settings::{SettingsReader, UrlParts};
+use crate::settings::{self, percent_decode, validate_host, Field, SettingsReader, UrlParts};
+pub use crate::settings::{TlsMode, TlsSettings};
 
-pub const DEFAULT_PORT: u16 = 3306;
-pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+/// The settings of a MySQL or MariaDB destination, stated once (see [`crate::settings`]).
+pub(crate) const FIELDS: &[Field] = &[
+    settings::host(),
+    settings::port(3306, "Port used to connect (default is 3306)."),
+    settings::username(),
+    settings::password(),
+    settings::database(),
+    settings::tls("prefer", settings::TLS_MODES),
+    settings::connect_timeout(),
+];
 
 /// Validated connection settings of a MySQL or MariaDB destination.
 #[derive(Clone, PartialEq, Eq)]
@@ -52,22 +59,14 @@ impl fmt::Debug for MysqlSettings {
 impl MysqlSettings {
     /// Reads and validates settings given as JSON; every problem is reported under its field name.
     pub fn from_json(json: &Json) -> Result<Self, FieldErrors> {
-        let mut r = SettingsReader::new(json);
-        let host = r.string("host", "the host", true);
-        let port = r.integer("port", "the port", 1, 65535, DEFAULT_PORT as i64);
-        let username = r.string("username", "the username", true);
-        let password = r
-            .secret("password", "the password")
-            .filter(|p| !p.is_empty());
-        let database = r.string("database", "the database name", true);
-        let tls = r.raw("tls");
-        let timeout = r.integer(
-            "connect_timeout_secs",
-            "the connect timeout",
-            1,
-            300,
-            DEFAULT_CONNECT_TIMEOUT_SECS as i64,
-        );
+        let mut r = SettingsReader::new(json, FIELDS);
+        let host = r.string("host");
+        let port = r.integer("port");
+        let username = r.string("username");
+        let password = r.secret("password").filter(|p| !p.is_empty());
+        let database = r.string("database");
+        let tls = r.tls("tls").settings;
+        let timeout = r.integer("connect_timeout_secs");
         let mut errors = r.finish();
         if let Some(h) = &host {
             if let Err(e) = validate_host(h) {
@@ -85,10 +84,6 @@ impl MysqlSettings {
                 errors.add("database", e);
             }
         }
-        let tls = match tls {
-            None => TlsSettings::default(),
-            Some(json) => read_tls(json, &mut errors),
-        };
         match (host, port, username, database, timeout) {
             (Some(host), Some(port), Some(username), Some(database), Some(timeout))
                 if errors.is_empty() =>

@@ -6,40 +6,41 @@
 //! them; values are bound anyway). The upsert uses `ON DUPLICATE KEY UPDATE c = VALUES(c)`, which MariaDB
 //! and MySQL 8 both accept (MySQL 8's `INSERT … AS new` row alias is a syntax error on MariaDB).
 
+use sluice_core::capabilities::{Identifiers, LengthUnit, QuoteEscape};
 use sluice_core::ColumnType;
 
-use crate::ErrorKind;
+use crate::{Capabilities, Deletes, ErrorKind, IdentifierCase, UpsertStyle};
 
-/// MySQL and MariaDB identifiers are at most 64 characters.
-const MAX_IDENTIFIER_CHARS: usize = 64;
-
-/// MySQL's limit on the placeholders of one prepared statement.
-pub const MAX_PLACEHOLDERS: usize = 65_535;
+/// MySQL and MariaDB, as data.
+pub static CAPABILITIES: Capabilities = Capabilities {
+    name: "MySQL",
+    identifiers: Identifiers {
+        max_len: Some(64),
+        len_unit: LengthUnit::Characters,
+        quote: '`',
+        escape: QuoteEscape::Doubled,
+        // Refused even quoted.
+        trailing_space: false,
+        case: IdentifierCase::Exact,
+    },
+    upsert: UpsertStyle::OnDuplicateKey,
+    deletes: Deletes::ByKey,
+    batch_rows: 10_000,
+    max_bind_parameters: Some(65_535),
+    max_rows_per_insert: None,
+    reports_upsert_counts: true,
+    defers_confirmation: false,
+    enforces_keys: true,
+};
 
 /// Checks that `name` can be a MySQL identifier once quoted; the message names `what`.
 pub fn validate_identifier(name: &str, what: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("{what} is empty"));
-    }
-    if name.chars().count() > MAX_IDENTIFIER_CHARS {
-        return Err(format!(
-            "{what} is longer than {MAX_IDENTIFIER_CHARS} characters"
-        ));
-    }
-    if name.contains('\0') {
-        return Err(format!("{what} contains a NUL character"));
-    }
-    if name.ends_with(' ') {
-        return Err(format!(
-            "{what} ends with a space, which MySQL does not allow"
-        ));
-    }
-    Ok(())
+    CAPABILITIES.validate_identifier(name, what)
 }
 
 /// `` `name` ``, with inner backticks doubled.
 pub fn quote(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
+    CAPABILITIES.quote(name)
 }
 
 fn column_list(columns: &[String]) -> String {

@@ -33,7 +33,9 @@
 //! get the UTC wall-clock time) and with `STRICT_ALL_TABLES` added to the server's `sql_mode`, so a bad
 //! value is an error with MySQL's message instead of a silently truncated or zeroed value.
 //!
-//! One connection is kept per [`Mysql`] instance, opened on first use and reopened after it breaks.
+//! One connection is kept per [`Mysql`] instance under the rules every destination shares (see
+//! `session`): opened on first use, reopened after it breaks, or once it has been idle for as long as
+//! the server keeps idle connections (`wait_timeout`).
 
 pub mod client;
 pub mod config;
@@ -41,20 +43,18 @@ pub mod dialect;
 
 use async_trait::async_trait;
 use sluice_core::{TableDescription, Value};
-use tokio::sync::{Mutex, MutexGuard};
 
 pub use client::BulkLoad;
 pub use config::{MysqlSettings, TlsMode, TlsSettings};
 
-use crate::{
-    Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget,
-};
+use crate::session::{SessionGuard, Sessions};
+use crate::{Capabilities, Destination, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
 pub struct Mysql {
     settings: MysqlSettings,
     sql_mode: Option<String>,
     bulk: BulkLoad,
-    session: Mutex<Option<client::Session>>,
+    sessions: Sessions<client::Session>,
 }
 
 impl Mysql {
@@ -64,7 +64,7 @@ impl Mysql {
             settings,
             sql_mode: None,
             bulk: BulkLoad::default(),
-            session: Mutex::new(None),
+            sessions: Sessions::new(),
         }
     }
 
@@ -85,91 +85,49 @@ impl Mysql {
         &self.settings
     }
 
-    async fn session(&self) -> Result<MutexGuard<'_, Option<client::Session>>> {
-        let mut guard = self.session.lock().await;
-        if guard.is_none() {
-            *guard =
-                Some(client::connect(&self.settings, self.sql_mode.as_deref(), self.bulk).await?);
-        }
-        Ok(guard)
-    }
-
-    /// Drops the session when the connection turned out broken, so the next call reconnects.
-    fn forget_if_broken<T>(session: &mut Option<client::Session>, result: &Result<T>) {
-        if let Err(e) = result {
-            if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout) {
-                *session = None;
-            }
-        }
-    }
-
-    fn check_target(target: &WriteTarget) -> Result<()> {
-        let config = |e| DestinationError::new(ErrorKind::Config, e);
-        dialect::validate_identifier(&target.table.name, "the table name").map_err(config)?;
-        for c in &target.columns {
-            dialect::validate_identifier(c, "a column name").map_err(config)?;
-        }
-        if !target.columns.contains(&target.key) {
-            return Err(config(format!(
-                "the key column `{}` is not among the written columns",
-                target.key
-            )));
-        }
-        Ok(())
+    /// The session for one call, connected.
+    async fn session(&self) -> Result<SessionGuard<'_, client::Session>> {
+        self.sessions
+            .connected(|| client::connect(&self.settings, self.sql_mode.as_deref(), self.bulk))
+            .await
     }
 }
 
 #[async_trait]
 impl Destination for Mysql {
+    fn capabilities(&self) -> &'static Capabilities {
+        &dialect::CAPABILITIES
+    }
+
     async fn test(&self) -> Result<TestReport> {
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("connected")
-            .test(&self.settings)
-            .await;
-        Self::forget_if_broken(&mut guard, &result);
-        result
+        let mut s = self.session().await?;
+        let result = s.session().test(&self.settings).await;
+        s.settle(result)
     }
 
     async fn describe_table(&self, name: &str) -> Result<Option<TableDescription>> {
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("connected")
-            .describe_table(name)
-            .await;
-        Self::forget_if_broken(&mut guard, &result);
-        result
+        let mut s = self.session().await?;
+        let result = s.session().describe_table(name).await;
+        s.settle(result)
     }
 
     async fn upsert(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
         if rows.is_empty() {
             return Ok(UpsertCounts::default());
         }
-        Self::check_target(target)?;
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("connected")
-            .upsert(target, rows)
-            .await;
-        Self::forget_if_broken(&mut guard, &result);
-        result
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let mut s = self.session().await?;
+        let result = s.session().upsert(target, rows).await;
+        s.settle(result)
     }
 
     async fn delete(&self, target: &WriteTarget, keys: &[Value]) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
         }
-        Self::check_target(target)?;
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("connected")
-            .delete(target, keys)
-            .await;
-        Self::forget_if_broken(&mut guard, &result);
-        result
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let mut s = self.session().await?;
+        let result = s.session().delete(target, keys).await;
+        s.settle(result)
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::SinkExt;
 use rustls::{ClientConfig, RootCertStore};
-use sluice_core::{Column, TableDescription, Value};
+use sluice_core::{Column, TableDescription, TableRules, Value};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, IsNull, Kind, ToSql, Type};
@@ -94,8 +94,9 @@ struct Stage {
     new_streak: std::sync::atomic::AtomicBool,
 }
 
-impl Session {
-    pub fn is_closed(&self) -> bool {
+impl crate::session::Connection for Session {
+    /// The client's connection task notices as soon as the server ends the connection.
+    fn is_closed(&mut self, _idle: std::time::Duration) -> bool {
         self.client.is_closed()
     }
 }
@@ -460,7 +461,10 @@ impl Session {
             keys,
             has_primary_key,
             issues,
-            rules: Default::default(),
+            rules: TableRules {
+                identifiers: dialect::CAPABILITIES.identifiers.case,
+                ..TableRules::default()
+            },
         }))
     }
 

@@ -7,85 +7,45 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value as Json;
 use sluice_core::FieldErrors;
 
 use super::dialect::validate_identifier;
-use crate::settings::{SettingsReader, UrlParts};
+use crate::settings::{self, Field, SettingsReader, UrlParts};
+pub use crate::settings::{parse_pem_certificates, TlsMode, TlsSettings};
+pub(crate) use crate::settings::{percent_decode, validate_host};
 
-pub const DEFAULT_PORT: u16 = 5432;
-pub const DEFAULT_SCHEMA: &str = "public";
-pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
-
-/// How the connection is encrypted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TlsMode {
-    /// Plain TCP.
-    Disable,
-    /// TLS when the server offers it (without verifying the certificate), plain TCP otherwise — what
-    /// `libpq` does by default, so a connection that works in `psql` works here.
-    #[default]
-    Prefer,
-    /// Always TLS, certificate not verified.
-    Require,
-    /// Always TLS; the certificate chain is checked against `ca_cert` (or the public web CAs) and must name
-    /// the host.
-    Verify,
-}
-
-impl TlsMode {
-    fn parse(text: &str) -> Option<TlsMode> {
-        Some(match text.trim().to_ascii_lowercase().as_str() {
-            "disable" | "disabled" | "off" => TlsMode::Disable,
-            "prefer" | "allow" => TlsMode::Prefer,
-            "require" | "required" => TlsMode::Require,
-            "verify" | "verify-full" | "verify_full" | "verify-ca" => TlsMode::Verify,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSettings {
-    #[serde(default)]
-    pub mode: TlsMode,
-    /// PEM certificate(s) of the CA that signed the server's certificate (verify mode).
-    #[serde(default)]
-    pub ca_cert: Option<String>,
-}
+/// The settings of a PostgreSQL destination, stated once (see [`crate::settings`]).
+pub(crate) const FIELDS: &[Field] = &[
+    settings::host(),
+    settings::port(5432, "Port used to connect (default is 5432)."),
+    settings::username(),
+    settings::password(),
+    settings::database(),
+    Field::text(
+        "schema",
+        "Schema",
+        "the schema",
+        "Name of the schema within the database.",
+    )
+    .default_text("public"),
+    settings::tls("prefer", settings::TLS_MODES),
+    settings::connect_timeout(),
+];
 
 /// Validated connection settings of a PostgreSQL destination.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PostgresSettings {
     pub host: String,
-    #[serde(default = "default_port")]
     pub port: u16,
     pub username: String,
     /// Empty when the server does not ask for one (trust or certificate authentication).
-    #[serde(default)]
     pub password: Option<String>,
     pub database: String,
     /// Where tables are looked up and written.
-    #[serde(default = "default_schema")]
     pub schema: String,
-    #[serde(default)]
     pub tls: TlsSettings,
-    #[serde(default = "default_timeout")]
     pub connect_timeout_secs: u64,
-}
-
-fn default_port() -> u16 {
-    DEFAULT_PORT
-}
-fn default_schema() -> String {
-    DEFAULT_SCHEMA.to_string()
-}
-fn default_timeout() -> u64 {
-    DEFAULT_CONNECT_TIMEOUT_SECS
 }
 
 /// The password never appears in logs or panics.
@@ -108,25 +68,15 @@ impl PostgresSettings {
     /// Reads and validates settings given as JSON; every problem is reported under its field name
     /// (`port`, `tls.ca_cert`, …), unknown fields included.
     pub fn from_json(json: &Json) -> Result<Self, FieldErrors> {
-        let mut r = SettingsReader::new(json);
-        let host = r.string("host", "the host", true);
-        let port = r.integer("port", "the port", 1, 65535, DEFAULT_PORT as i64);
-        let username = r.string("username", "the username", true);
-        let password = r
-            .secret("password", "the password")
-            .filter(|p| !p.is_empty());
-        let database = r.string("database", "the database name", true);
-        let schema = r
-            .string("schema", "the schema", false)
-            .unwrap_or_else(default_schema);
-        let tls = r.raw("tls");
-        let timeout = r.integer(
-            "connect_timeout_secs",
-            "the connect timeout",
-            1,
-            300,
-            DEFAULT_CONNECT_TIMEOUT_SECS as i64,
-        );
+        let mut r = SettingsReader::new(json, FIELDS);
+        let host = r.string("host");
+        let port = r.integer("port");
+        let username = r.string("username");
+        let password = r.secret("password").filter(|p| !p.is_empty());
+        let database = r.string("database");
+        let schema = r.string("schema");
+        let tls = r.tls("tls").settings;
+        let timeout = r.integer("connect_timeout_secs");
         let mut errors = r.finish();
 
         if let Some(h) = &host {
@@ -144,27 +94,29 @@ impl PostgresSettings {
                 errors.add("database", e);
             }
         }
-        if let Err(e) = validate_identifier(&schema, "the schema name") {
-            errors.add("schema", e);
-        }
-        let tls = match tls {
-            None => TlsSettings::default(),
-            Some(json) => read_tls(json, &mut errors),
-        };
-
-        let settings = match (host, port, username, database, timeout) {
-            (Some(host), Some(port), Some(username), Some(database), Some(timeout)) => {
-                Some(PostgresSettings {
-                    host,
-                    port: port as u16,
-                    username,
-                    password,
-                    database,
-                    schema,
-                    tls,
-                    connect_timeout_secs: timeout as u64,
-                })
+        if let Some(s) = &schema {
+            if let Err(e) = validate_identifier(s, "the schema name") {
+                errors.add("schema", e);
             }
+        }
+        let settings = match (host, port, username, database, schema, timeout) {
+            (
+                Some(host),
+                Some(port),
+                Some(username),
+                Some(database),
+                Some(schema),
+                Some(timeout),
+            ) => Some(PostgresSettings {
+                host,
+                port: port as u16,
+                username,
+                password,
+                database,
+                schema,
+                tls,
+                connect_timeout_secs: timeout as u64,
+            }),
             _ => None,
         };
         match settings {
@@ -244,98 +196,6 @@ impl PostgresSettings {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
     }
-}
-
-pub(crate) fn read_tls(json: &Json, errors: &mut FieldErrors) -> TlsSettings {
-    // A bare mode string is accepted as a shorthand for `{"mode": …}`.
-    if let Json::String(mode) = json {
-        return match TlsMode::parse(mode) {
-            Some(mode) => TlsSettings {
-                mode,
-                ca_cert: None,
-            },
-            None => {
-                errors.add("tls.mode", tls_mode_message(mode));
-                TlsSettings::default()
-            }
-        };
-    }
-    let mut r = SettingsReader::new(json);
-    let mode = r.string("mode", "the TLS mode", false);
-    let ca_cert = r
-        .secret("ca_cert", "the CA certificate")
-        .filter(|c| !c.trim().is_empty());
-    let mut tls = TlsSettings {
-        mode: TlsMode::default(),
-        ca_cert,
-    };
-    let nested = r.finish();
-    errors.merge_prefixed("tls", nested);
-    if let Some(m) = mode {
-        match TlsMode::parse(&m) {
-            Some(mode) => tls.mode = mode,
-            None => errors.add("tls.mode", tls_mode_message(&m)),
-        }
-    }
-    if let Some(pem) = &tls.ca_cert {
-        if let Err(e) = parse_pem_certificates(pem) {
-            errors.add("tls.ca_cert", e);
-        }
-    }
-    tls
-}
-
-fn tls_mode_message(given: &str) -> String {
-    format!("unknown TLS mode `{given}`: expected disable, prefer, require or verify")
-}
-
-/// The DER certificates of a PEM text; an error when it holds none or a block does not parse.
-pub fn parse_pem_certificates(
-    pem: &str,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    let mut reader = std::io::BufReader::new(pem.as_bytes());
-    let certs = rustls_pemfile::certs(&mut reader)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("the CA certificate is not valid PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("the CA certificate holds no `-----BEGIN CERTIFICATE-----` block".into());
-    }
-    Ok(certs)
-}
-
-pub(crate) fn validate_host(host: &str) -> Result<(), String> {
-    if host.len() > 253 {
-        return Err("the host is longer than 253 characters".into());
-    }
-    if host
-        .chars()
-        .any(|c| c.is_whitespace() || c == '/' || c == '@' || c.is_control())
-    {
-        return Err("the host must be a host name or an IP address".into());
-    }
-    Ok(())
-}
-
-pub(crate) fn percent_decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .ok_or("truncated %-escape in the URL")?;
-            out.push(
-                u8::from_str_radix(hex, 16)
-                    .map_err(|_| format!("bad %-escape `%{hex}` in the URL"))?,
-            );
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "the URL does not decode to UTF-8".to_string())
 }
 
 #[cfg(test)]

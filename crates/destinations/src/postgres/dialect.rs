@@ -4,41 +4,44 @@
 //! sent through binary COPY). Also here: how native types map onto portable [`ColumnType`]s and how
 //! SQLSTATE codes map onto [`ErrorKind`]s, since both are data about the dialect.
 
+use sluice_core::capabilities::{Identifiers, LengthUnit, QuoteEscape};
 use sluice_core::ColumnType;
 
-use crate::ErrorKind;
+use crate::{Capabilities, Deletes, ErrorKind, IdentifierCase, UpsertStyle};
 
-/// PostgreSQL truncates longer identifiers (NAMEDATALEN − 1).
-const MAX_IDENTIFIER_BYTES: usize = 63;
+/// PostgreSQL, as data.
+pub static CAPABILITIES: Capabilities = Capabilities {
+    name: "PostgreSQL",
+    identifiers: Identifiers {
+        // PostgreSQL truncates longer identifiers (NAMEDATALEN − 1).
+        max_len: Some(63),
+        len_unit: LengthUnit::Bytes,
+        quote: '"',
+        escape: QuoteEscape::Doubled,
+        trailing_space: true,
+        case: IdentifierCase::Exact,
+    },
+    upsert: UpsertStyle::OnConflict,
+    deletes: Deletes::ByKey,
+    // Measured with the export bench (1M profiles): 20,000-row batches are 7% faster than 10,000, for
+    // about 90 MiB more of peak memory; 30,000 gained little more and went past 300 MB.
+    batch_rows: 20_000,
+    // The protocol counts a statement's parameters in 16 bits (the client binds key arrays, not rows).
+    max_bind_parameters: Some(65_535),
+    max_rows_per_insert: None,
+    reports_upsert_counts: true,
+    defers_confirmation: false,
+    enforces_keys: true,
+};
 
 /// Checks that `name` can be a PostgreSQL identifier once quoted; the message names `what`.
 pub fn validate_identifier(name: &str, what: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("{what} is empty"));
-    }
-    if name.len() > MAX_IDENTIFIER_BYTES {
-        return Err(format!(
-            "{what} is longer than {MAX_IDENTIFIER_BYTES} bytes"
-        ));
-    }
-    if name.contains('\0') {
-        return Err(format!("{what} contains a NUL character"));
-    }
-    Ok(())
+    CAPABILITIES.validate_identifier(name, what)
 }
 
 /// `"name"`, with inner double quotes doubled; the name must have passed [`validate_identifier`].
 pub fn quote(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 2);
-    out.push('"');
-    for c in name.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
+    CAPABILITIES.quote(name)
 }
 
 /// `"schema"."table"`.

@@ -2,20 +2,16 @@
 //!
 //! An [`Encoder`] is chosen once per column from the type the server reports (enums, domains and arrays
 //! resolved), so writing a row is a tight loop of appends into one buffer with no per-row SQL or
-//! allocation. Values normally arrive already converted to the column's type; a few unambiguous
-//! conversions (an integer into a float column, text into a UUID column …) are accepted as well, and
-//! anything else is a data error naming what was expected — without the value, so that errors group well.
+//! allocation. Values normally arrive already converted to the column's type by
+//! [`sluice_core::convert`]; any other value (a key recorded as text, an item of a JSON array) is
+//! converted by those same rules first, so that a value the pipeline accepts is never refused here.
+//! Errors say what is wrong without quoting the value, so that they group well.
 
-use std::borrow::Cow;
 use std::error::Error;
-use std::fmt::Write as _;
 
 use bytes::{BufMut, BytesMut};
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use postgres_types::{to_sql_checked, IsNull, Kind, ToSql, Type};
-use rust_decimal::Decimal;
-use serde_json::Value as Json;
-use sluice_core::Value;
+use sluice_core::{convert, ColumnType, Value};
 
 /// How the values of one column are written.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,74 +92,115 @@ impl Encoder {
 
     /// Appends the bytes of a non-null value.
     pub fn write_value(&self, value: &Value, buf: &mut BytesMut) -> Result<(), String> {
-        match self {
-            Encoder::Bool => buf.put_u8(as_bool(value)? as u8),
-            Encoder::Int2 => buf.put_i16(
-                i16::try_from(as_i64(value)?)
-                    .map_err(|_| "integer out of range for smallint".to_string())?,
-            ),
-            Encoder::Int4 => buf.put_i32(
-                i32::try_from(as_i64(value)?)
-                    .map_err(|_| "integer out of range for integer".to_string())?,
-            ),
-            Encoder::Int8 => buf.put_i64(as_i64(value)?),
-            Encoder::Float4 => buf.put_f32(as_f64(value)? as f32),
-            Encoder::Float8 => buf.put_f64(as_f64(value)?),
-            Encoder::Numeric => put(&as_decimal(value)?, &Type::NUMERIC, buf)?,
-            Encoder::Text => match value {
-                Value::String(s) => buf.put_slice(s.as_bytes()),
-                Value::Json(j) => {
-                    serde_json::to_writer(buf.writer(), j).map_err(|e| e.to_string())?
-                }
-                Value::Bytes(_) | Value::Array(_) => return Err(mismatch(value, "text")),
-                other => {
-                    let mut text = String::new();
-                    let _ = write!(text, "{other}");
-                    buf.put_slice(text.as_bytes());
-                }
+        if let Some(written) = self.write_own(value, buf) {
+            return written;
+        }
+        let converted = convert::to_column(value.clone(), &self.column_type()?)?;
+        if converted.is_null() {
+            return Err("a JSON null is not a value of the column".into());
+        }
+        self.write_own(&converted, buf).unwrap_or_else(|| {
+            Err(format!(
+                "a {} value cannot be written to this column",
+                value.kind()
+            ))
+        })
+    }
+
+    /// The portable type whose conversion rules give this encoder's values.
+    fn column_type(&self) -> Result<ColumnType, String> {
+        let int = |bits| ColumnType::Int {
+            bits,
+            unsigned: false,
+        };
+        Ok(match self {
+            Encoder::Bool => ColumnType::Bool,
+            Encoder::Int2 => int(16),
+            Encoder::Int4 => int(32),
+            Encoder::Int8 => int(64),
+            Encoder::Float4 => ColumnType::Float { bits: 32 },
+            Encoder::Float8 => ColumnType::Float { bits: 64 },
+            Encoder::Numeric => ColumnType::Decimal {
+                precision: None,
+                scale: None,
             },
-            Encoder::Date => put(&as_date(value)?, &Type::DATE, buf)?,
-            Encoder::Time => put(&as_time(value)?, &Type::TIME, buf)?,
-            Encoder::Timestamp => put(&as_datetime(value)?.naive_utc(), &Type::TIMESTAMP, buf)?,
-            Encoder::TimestampTz => put(&as_datetime(value)?, &Type::TIMESTAMPTZ, buf)?,
-            Encoder::Uuid => buf.put_slice(as_uuid(value)?.as_bytes()),
-            Encoder::Json | Encoder::Jsonb => {
-                if *self == Encoder::Jsonb {
-                    buf.put_u8(1); // jsonb binary format version
-                }
-                let json = match value {
-                    Value::Json(j) => Cow::Borrowed(&**j),
-                    other => Cow::Owned(other.to_json()),
-                };
-                serde_json::to_writer(buf.writer(), &*json).map_err(|e| e.to_string())?;
-            }
-            Encoder::Bytea => match value {
-                Value::Bytes(b) => buf.put_slice(b),
-                Value::String(s) => buf.put_slice(s.as_bytes()),
-                other => return Err(mismatch(other, "binary")),
+            Encoder::Text => ColumnType::Text { max_len: None },
+            Encoder::Date => ColumnType::Date,
+            Encoder::Time => ColumnType::Time,
+            Encoder::Timestamp => ColumnType::Timestamp { with_tz: false },
+            Encoder::TimestampTz => ColumnType::Timestamp { with_tz: true },
+            Encoder::Uuid => ColumnType::Uuid,
+            Encoder::Json | Encoder::Jsonb => ColumnType::Json,
+            Encoder::Bytea => ColumnType::Binary,
+            Encoder::Array { element, .. } => ColumnType::Array {
+                element: Box::new(element.column_type()?),
             },
-            Encoder::Array {
-                element,
-                element_oid,
-            } => {
-                let items: Cow<'_, [Value]> = match value {
-                    Value::Array(items) => Cow::Borrowed(items),
-                    Value::Json(j) if j.is_array() => Cow::Owned(
-                        j.as_array()
-                            .expect("an array")
-                            .iter()
-                            .map(json_to_value)
-                            .collect(),
-                    ),
-                    other => return Err(mismatch(other, "array")),
-                };
-                element.write_array(items.iter(), items.len(), *element_oid, buf)?;
-            }
             Encoder::Unsupported(name) => {
                 return Err(format!("Sluice cannot write values of type `{name}`"))
             }
-        }
-        Ok(())
+        })
+    }
+
+    /// Appends a value of the column's own kind; `None` (and nothing written) for a value of another.
+    fn write_own(&self, value: &Value, buf: &mut BytesMut) -> Option<Result<(), String>> {
+        let written = match (self, value) {
+            (Encoder::Bool, Value::Bool(b)) => {
+                buf.put_u8(*b as u8);
+                Ok(())
+            }
+            (Encoder::Int2, Value::Int(i)) => i16::try_from(*i)
+                .map(|i| buf.put_i16(i))
+                .map_err(|_| "integer out of range for smallint".to_string()),
+            (Encoder::Int4, Value::Int(i)) => i32::try_from(*i)
+                .map(|i| buf.put_i32(i))
+                .map_err(|_| "integer out of range for integer".to_string()),
+            (Encoder::Int8, Value::Int(i)) => {
+                buf.put_i64(*i);
+                Ok(())
+            }
+            (Encoder::Float4, Value::Float(f)) => {
+                buf.put_f32(*f as f32);
+                Ok(())
+            }
+            (Encoder::Float8, Value::Float(f)) => {
+                buf.put_f64(*f);
+                Ok(())
+            }
+            (Encoder::Numeric, Value::Decimal(d)) => put(d, &Type::NUMERIC, buf),
+            (Encoder::Text, Value::String(s)) => {
+                buf.put_slice(s.as_bytes());
+                Ok(())
+            }
+            (Encoder::Date, Value::Date(d)) => put(d, &Type::DATE, buf),
+            (Encoder::Time, Value::Time(t)) => put(t, &Type::TIME, buf),
+            (Encoder::Timestamp, Value::DateTime(dt)) => {
+                put(&dt.naive_utc(), &Type::TIMESTAMP, buf)
+            }
+            (Encoder::TimestampTz, Value::DateTime(dt)) => put(dt, &Type::TIMESTAMPTZ, buf),
+            (Encoder::Uuid, Value::Uuid(u)) => {
+                buf.put_slice(u.as_bytes());
+                Ok(())
+            }
+            (Encoder::Json | Encoder::Jsonb, Value::Json(j)) => {
+                if *self == Encoder::Jsonb {
+                    buf.put_u8(1); // jsonb binary format version
+                }
+                serde_json::to_writer(buf.writer(), &**j).map_err(|e| e.to_string())
+            }
+            (Encoder::Bytea, Value::Bytes(b)) => {
+                buf.put_slice(b);
+                Ok(())
+            }
+            (
+                Encoder::Array {
+                    element,
+                    element_oid,
+                },
+                Value::Array(items),
+            ) => element.write_array(items.iter(), items.len(), *element_oid, buf),
+            _ => return None,
+        };
+        Some(written)
     }
 }
 
@@ -225,129 +262,10 @@ fn put<T: ToSql>(value: &T, ty: &Type, buf: &mut BytesMut) -> Result<(), String>
     value.to_sql(ty, buf).map(|_| ()).map_err(|e| e.to_string())
 }
 
-fn mismatch(value: &Value, expected: &str) -> String {
-    format!("expected a {expected} value, got {}", value.kind())
-}
-
-fn as_bool(value: &Value) -> Result<bool, String> {
-    match value {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "t" | "yes" | "1" => Ok(true),
-            "false" | "f" | "no" | "0" => Ok(false),
-            _ => Err("text is not a boolean".into()),
-        },
-        other => Err(mismatch(other, "boolean")),
-    }
-}
-
-fn as_i64(value: &Value) -> Result<i64, String> {
-    match value {
-        Value::Int(i) => Ok(*i),
-        Value::Decimal(d) if d.fract().is_zero() => {
-            i64::try_from(*d).map_err(|_| "integer out of range".into())
-        }
-        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(*f as i64),
-        Value::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| "text is not an integer".into()),
-        other => Err(mismatch(other, "integer")),
-    }
-}
-
-fn as_f64(value: &Value) -> Result<f64, String> {
-    match value {
-        Value::Float(f) => Ok(*f),
-        Value::Int(i) => Ok(*i as f64),
-        Value::Decimal(d) => {
-            f64::try_from(*d).map_err(|_| "decimal out of range for a float".into())
-        }
-        Value::String(s) => s.trim().parse().map_err(|_| "text is not a number".into()),
-        other => Err(mismatch(other, "float")),
-    }
-}
-
-fn as_decimal(value: &Value) -> Result<Decimal, String> {
-    match value {
-        Value::Decimal(d) => Ok(*d),
-        Value::Int(i) => Ok(Decimal::from(*i)),
-        Value::Float(f) => {
-            Decimal::try_from(*f).map_err(|_| "float cannot be written as a decimal".into())
-        }
-        Value::String(s) => {
-            let s = s.trim();
-            s.parse::<Decimal>()
-                .or_else(|_| Decimal::from_scientific(s))
-                .map_err(|_| "text is not a decimal number".into())
-        }
-        other => Err(mismatch(other, "decimal")),
-    }
-}
-
-fn as_date(value: &Value) -> Result<NaiveDate, String> {
-    match value {
-        Value::Date(d) => Ok(*d),
-        Value::DateTime(dt) => Ok(dt.date_naive()),
-        Value::String(s) => {
-            NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| "text is not a date".into())
-        }
-        other => Err(mismatch(other, "date")),
-    }
-}
-
-fn as_time(value: &Value) -> Result<NaiveTime, String> {
-    match value {
-        Value::Time(t) => Ok(*t),
-        Value::String(s) => NaiveTime::parse_from_str(s.trim(), "%H:%M:%S%.f")
-            .or_else(|_| NaiveTime::parse_from_str(s.trim(), "%H:%M"))
-            .map_err(|_| "text is not a time".into()),
-        other => Err(mismatch(other, "time")),
-    }
-}
-
-fn as_datetime(value: &Value) -> Result<chrono::DateTime<Utc>, String> {
-    match value {
-        Value::DateTime(dt) => Ok(*dt),
-        Value::Date(d) => Ok(NaiveDateTime::from(*d).and_utc()),
-        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
-            .map(|dt| dt.with_timezone(&Utc))
-            .map_err(|_| "text is not an RFC 3339 date-time".into()),
-        other => Err(mismatch(other, "datetime")),
-    }
-}
-
-fn as_uuid(value: &Value) -> Result<uuid::Uuid, String> {
-    match value {
-        Value::Uuid(u) => Ok(*u),
-        Value::String(s) => {
-            uuid::Uuid::parse_str(s.trim()).map_err(|_| "text is not a UUID".into())
-        }
-        other => Err(mismatch(other, "uuid")),
-    }
-}
-
-/// Elements of a JSON array given for an array column, in the closest value kind.
-fn json_to_value(json: &Json) -> Value {
-    match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => n
-                .to_string()
-                .parse::<Decimal>()
-                .map(Value::Decimal)
-                .unwrap_or_else(|_| Value::Float(n.as_f64().unwrap_or(f64::NAN))),
-        },
-        Json::String(s) => Value::String(s.as_str().into()),
-        other => Value::json(other.clone()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
 
     fn field(enc: &Encoder, v: Value) -> Vec<u8> {
         let mut buf = BytesMut::new();
@@ -397,6 +315,56 @@ mod tests {
             .write_field(&Value::String("x".into()), &mut buf)
             .unwrap_err()
             .contains("macaddr"));
+    }
+
+    /// Values of another kind than the column's convert by the rules mappings and scripts use, so the
+    /// two never disagree on what a column accepts.
+    #[test]
+    fn other_values_convert_as_pipelines_convert_them() {
+        for (text, expected) in [
+            ("y", true),
+            ("N", false),
+            (" yes ", true),
+            ("t", true),
+            ("0", false),
+        ] {
+            assert_eq!(
+                field(&Encoder::Bool, Value::String(text.into())),
+                [0, 0, 0, 1, expected as u8],
+                "{text}"
+            );
+            assert_eq!(
+                convert::to_column(Value::String(text.into()), &ColumnType::Bool),
+                Ok(Value::Bool(expected))
+            );
+        }
+        assert_eq!(field(&Encoder::Bool, Value::Int(1)), [0, 0, 0, 1, 1]);
+        assert_eq!(
+            field(&Encoder::Int4, Value::String("1e3".into())),
+            [0, 0, 0, 4, 0, 0, 3, 232]
+        );
+        let u = uuid::Uuid::parse_str("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap();
+        let braced = Value::String("{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}".into());
+        assert_eq!(field(&Encoder::Uuid, braced)[4..], *u.as_bytes());
+        // A JSON array given for an array column converts item by item.
+        let enc = Encoder::Array {
+            element: Box::new(Encoder::Int4),
+            element_oid: 23,
+        };
+        assert_eq!(
+            field(&enc, Value::json(serde_json::json!([1, 2]))),
+            field(&enc, Value::Array(vec![Value::Int(1), Value::Int(2)]))
+        );
+        // Refusals carry the pipeline's message, which never quotes the value.
+        let mut buf = BytesMut::new();
+        let e = Encoder::Bool
+            .write_field(&Value::String("maybe".into()), &mut buf)
+            .unwrap_err();
+        assert_eq!(e, "the text is not a boolean (true/false, yes/no, 1/0)");
+        let e = Encoder::Int4
+            .write_field(&Value::String("12x".into()), &mut buf)
+            .unwrap_err();
+        assert!(!e.contains("12x"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value as Json};
-use sluice_core::{Column, ColumnType, TableDescription, Value};
+use sluice_core::{Column, ColumnType, TableDescription, TableRules, Value};
 
 use super::auth;
 use super::config::{Credentials, SnowflakeSettings};
@@ -62,6 +62,14 @@ pub struct Session {
     next_stage: u32,
     /// Set once the server turned out not to offer an upload Sluice can use: batches load with inserts.
     no_file_stage: bool,
+}
+
+impl crate::session::Connection for Session {
+    /// A session is a token over HTTP, with nothing to close: an expired one is renewed by the next
+    /// request, and one the server has forgotten answers with an error that drops it (unavailable).
+    fn is_closed(&mut self, _idle: std::time::Duration) -> bool {
+        false
+    }
 }
 
 struct Stage {
@@ -818,7 +826,10 @@ impl Session {
             keys,
             has_primary_key,
             issues,
-            rules: Default::default(),
+            rules: TableRules {
+                identifiers: dialect::CAPABILITIES.identifiers.case,
+                ..TableRules::default()
+            },
         }))
     }
 

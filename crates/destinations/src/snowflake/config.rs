@@ -12,7 +12,80 @@ use serde_json::Value as Json;
 use sluice_core::FieldErrors;
 
 use super::dialect::validate_identifier;
-use crate::settings::SettingsReader;
+use crate::settings::{Field, SettingsReader};
+
+/// The settings of a Snowflake destination, stated once (see [`crate::settings`]).
+pub(crate) const FIELDS: &[Field] = &[
+    Field::text(
+        "account",
+        "Account Identifier",
+        "the account identifier",
+        "Account ID of the Snowflake warehouse in the form <orgname>-<account>.",
+    )
+    .required(),
+    Field::text(
+        "username",
+        "User Name",
+        "the user name",
+        "Username used to authenticate with Snowflake.",
+    )
+    .required(),
+    Field::password(
+        "password",
+        "Password",
+        "the password",
+        "Password associated with the provided user name. Give either a password or a private key.",
+    ),
+    Field::long_text(
+        "private_key",
+        "Private key",
+        "the private key",
+        "PEM private key for key-pair authentication, instead of a password (PKCS#8, encrypted PKCS#8 \
+         or PKCS#1 RSA key; its public key is set on the user with ALTER USER … SET RSA_PUBLIC_KEY).",
+    )
+    .secret(),
+    Field::password(
+        "private_key_passphrase",
+        "Private key passphrase",
+        "the private key passphrase",
+        "Passphrase of an encrypted private key.",
+    ),
+    Field::text(
+        "role",
+        "Role",
+        "the role",
+        "Role that will be used for accessing the data in Snowflake.",
+    ),
+    Field::text(
+        "database",
+        "Database",
+        "the database name",
+        "Name of the database.",
+    )
+    .required(),
+    Field::text(
+        "schema",
+        "Schema",
+        "the schema name",
+        "Name of the schema within the database.",
+    )
+    .default_text("PUBLIC"),
+    Field::text(
+        "warehouse",
+        "Warehouse",
+        "the warehouse",
+        "Name of the virtual warehouse to execute the query.",
+    )
+    .required(),
+    Field::text(
+        "base_url",
+        "Server URL (testing only)",
+        "the base URL",
+        "Connect here instead of https://<account>.snowflakecomputing.com — for tests against a local \
+         Snowflake-protocol server. Also settable for all destinations with SLUICE_SNOWFLAKE_BASE_URL.",
+    )
+    .advanced(),
+];
 
 /// The environment variable that overrides the server URL of every Snowflake destination (tests only).
 pub const BASE_URL_ENV: &str = "SLUICE_SNOWFLAKE_BASE_URL";
@@ -111,26 +184,18 @@ impl SnowflakeSettings {
         json: &Json,
         env_base_url: Option<String>,
     ) -> Result<Self, FieldErrors> {
-        let mut r = SettingsReader::new(json);
-        let account = r.string("account", "the account identifier", true);
-        let username = r.string("username", "the user name", true);
-        let password = r
-            .secret("password", "the password")
-            .filter(|p| !p.is_empty());
-        let private_key = r
-            .secret("private_key", "the private key")
-            .filter(|p| !p.trim().is_empty());
-        let passphrase = r
-            .secret("private_key_passphrase", "the private key passphrase")
-            .filter(|p| !p.is_empty());
-        let role = r.string("role", "the role", false);
-        let database = r.string("database", "the database name", true);
-        let schema = r
-            .string("schema", "the schema name", false)
-            .unwrap_or_else(|| "PUBLIC".to_string());
-        let warehouse = r.string("warehouse", "the warehouse", true);
+        let mut r = SettingsReader::new(json, FIELDS);
+        let account = r.string("account");
+        let username = r.string("username");
+        let password = r.secret("password").filter(|p| !p.is_empty());
+        let private_key = r.secret("private_key").filter(|p| !p.trim().is_empty());
+        let passphrase = r.secret("private_key_passphrase").filter(|p| !p.is_empty());
+        let role = r.string("role");
+        let database = r.string("database");
+        let schema = r.string("schema");
+        let warehouse = r.string("warehouse");
         let base_url = r
-            .string("base_url", "the base URL", false)
+            .string("base_url")
             .or(env_base_url.filter(|u| !u.trim().is_empty()));
         let mut errors = r.finish();
         if let Some(a) = &account {
@@ -141,7 +206,7 @@ impl SnowflakeSettings {
         for (field, value, what) in [
             ("role", role.as_deref(), "the role"),
             ("database", database.as_deref(), "the database name"),
-            ("schema", Some(schema.as_str()), "the schema name"),
+            ("schema", schema.as_deref(), "the schema name"),
             ("warehouse", warehouse.as_deref(), "the warehouse"),
         ] {
             if let Some(v) = value {
@@ -200,21 +265,24 @@ impl SnowflakeSettings {
                 None
             }
         };
-        match (account, username, database, warehouse, credentials) {
-            (Some(account), Some(username), Some(database), Some(warehouse), Some(credentials))
-                if errors.is_empty() =>
-            {
-                Ok(SnowflakeSettings {
-                    account,
-                    username,
-                    credentials,
-                    role,
-                    database,
-                    schema,
-                    warehouse,
-                    base_url: base_url.map(|u| u.trim_end_matches('/').to_string()),
-                })
-            }
+        match (account, username, database, schema, warehouse, credentials) {
+            (
+                Some(account),
+                Some(username),
+                Some(database),
+                Some(schema),
+                Some(warehouse),
+                Some(credentials),
+            ) if errors.is_empty() => Ok(SnowflakeSettings {
+                account,
+                username,
+                credentials,
+                role,
+                database,
+                schema,
+                warehouse,
+                base_url: base_url.map(|u| u.trim_end_matches('/').to_string()),
+            }),
             _ => Err(errors),
         }
     }

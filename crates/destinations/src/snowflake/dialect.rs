@@ -9,38 +9,51 @@
 use std::collections::HashMap;
 
 use chrono::{NaiveDate, Timelike};
+use sluice_core::capabilities::{Identifiers, LengthUnit, QuoteEscape};
 use sluice_core::{ColumnType, Value};
 
-use crate::{ErrorKind, Row};
+use crate::{Capabilities, Deletes, ErrorKind, IdentifierCase, Row, UpsertStyle};
 
-/// Snowflake identifiers are at most 255 characters.
-const MAX_IDENTIFIER_CHARS: usize = 255;
+/// Snowflake, as data.
+pub static CAPABILITIES: Capabilities = Capabilities {
+    name: "Snowflake",
+    identifiers: Identifiers {
+        max_len: Some(255),
+        len_unit: LengthUnit::Characters,
+        quote: '"',
+        escape: QuoteEscape::Doubled,
+        trailing_space: true,
+        // Users name columns as in Snowflake's SQL, where unquoted names are upper-cased.
+        case: IdentifierCase::UnquotedInsensitive,
+    },
+    upsert: UpsertStyle::Merge,
+    deletes: Deletes::ByKey,
+    batch_rows: 10_000,
+    max_bind_parameters: None,
+    max_rows_per_insert: Some(16_384),
+    reports_upsert_counts: true,
+    defers_confirmation: false,
+    // Primary and unique keys are recorded, not enforced.
+    enforces_keys: false,
+};
 
 /// Snowflake's limit on the rows of one `VALUES` list.
-pub const MAX_ROWS_PER_INSERT: usize = 16_384;
+pub const MAX_ROWS_PER_INSERT: usize = match CAPABILITIES.max_rows_per_insert {
+    Some(n) => n,
+    None => usize::MAX,
+};
 
 /// Snowflake's VARCHAR without a length is VARCHAR(16777216).
 const UNBOUNDED_VARCHAR: u32 = 16_777_216;
 
 /// Checks that `name` can be a Snowflake identifier once quoted; the message names `what`.
 pub fn validate_identifier(name: &str, what: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("{what} is empty"));
-    }
-    if name.chars().count() > MAX_IDENTIFIER_CHARS {
-        return Err(format!(
-            "{what} is longer than {MAX_IDENTIFIER_CHARS} characters"
-        ));
-    }
-    if name.contains('\0') {
-        return Err(format!("{what} contains a NUL character"));
-    }
-    Ok(())
+    CAPABILITIES.validate_identifier(name, what)
 }
 
 /// `"name"`, with inner double quotes doubled.
 pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    CAPABILITIES.quote(name)
 }
 
 /// Whether `name` is a plain word that Snowflake would upper-case when written unquoted.

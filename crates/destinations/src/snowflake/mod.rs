@@ -47,12 +47,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sluice_core::{TableDescription, Value};
-use tokio::sync::{Mutex, MutexGuard};
 
 pub use config::{Credentials, SnowflakeSettings};
 
+use crate::session::{SessionGuard, Sessions};
 use crate::{
-    Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget,
+    Capabilities, Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts,
+    WriteTarget,
 };
 
 /// Statements sent to Snowflake by every destination of this process (what a benchmark reports).
@@ -101,7 +102,7 @@ pub fn statements_sent_to(database: &str) -> StatementCounts {
 pub struct Snowflake {
     conn: std::result::Result<client::Connection, DestinationError>,
     statements: Arc<AtomicU64>,
-    session: Mutex<Option<client::Session>>,
+    sessions: Sessions<client::Session>,
 }
 
 impl Snowflake {
@@ -111,7 +112,7 @@ impl Snowflake {
         Self {
             conn: client::Connection::new(settings, statements.clone()),
             statements,
-            session: Mutex::new(None),
+            sessions: Sessions::new(),
         }
     }
 
@@ -133,41 +134,19 @@ impl Snowflake {
         self.conn.as_ref().map_err(Clone::clone)
     }
 
-    async fn session(&self) -> Result<MutexGuard<'_, Option<client::Session>>> {
-        let mut guard = self.session.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.conn()?.login(true).await?);
-        }
-        Ok(guard)
-    }
-
-    /// Drops the session when the server turned out unreachable, so the next call logs in again.
-    fn forget_if_broken<T>(session: &mut Option<client::Session>, result: &Result<T>) {
-        if let Err(e) = result {
-            if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout) {
-                *session = None;
-            }
-        }
-    }
-
-    fn check_target(target: &WriteTarget) -> Result<()> {
-        let config = |e| DestinationError::new(ErrorKind::Config, e);
-        dialect::validate_identifier(&target.table.name, "the table name").map_err(config)?;
-        for c in &target.columns {
-            dialect::validate_identifier(c, "a column name").map_err(config)?;
-        }
-        if !target.columns.contains(&target.key) {
-            return Err(config(format!(
-                "the key column `{}` is not among the written columns",
-                target.key
-            )));
-        }
-        Ok(())
+    /// The session for one call, logged in.
+    async fn session(&self) -> Result<SessionGuard<'_, client::Session>> {
+        let conn = self.conn()?;
+        self.sessions.connected(|| conn.login(true)).await
     }
 }
 
 #[async_trait]
 impl Destination for Snowflake {
+    fn capabilities(&self) -> &'static Capabilities {
+        &dialect::CAPABILITIES
+    }
+
     async fn test(&self) -> Result<TestReport> {
         let conn = self.conn()?;
         // A session of its own, without context, so that each of role, warehouse, database and schema is
@@ -180,30 +159,21 @@ impl Destination for Snowflake {
         dialect::validate_identifier(name, "the table name")
             .map_err(|e| DestinationError::new(ErrorKind::Config, e))?;
         let conn = self.conn()?;
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("logged in")
-            .describe_table(conn, name)
-            .await;
-        Self::forget_if_broken(&mut guard, &result);
-        result
+        let mut s = self.session().await?;
+        let result = s.session().describe_table(conn, name).await;
+        s.settle(result)
     }
 
     async fn upsert(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
         if rows.is_empty() {
             return Ok(UpsertCounts::default());
         }
-        Self::check_target(target)?;
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
         let conn = self.conn()?;
         let before = self.statements();
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("logged in")
-            .upsert(conn, target, rows)
-            .await;
-        Self::forget_if_broken(&mut guard, &result);
+        let mut s = self.session().await?;
+        let result = s.session().upsert(conn, target, rows).await;
+        let result = s.settle(result);
         tracing::debug!(
             table = %target.table.name,
             rows = rows.len(),
@@ -218,15 +188,10 @@ impl Destination for Snowflake {
         if keys.is_empty() {
             return Ok(0);
         }
-        Self::check_target(target)?;
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
         let conn = self.conn()?;
-        let mut guard = self.session().await?;
-        let result = guard
-            .as_mut()
-            .expect("logged in")
-            .delete(conn, target, keys)
-            .await;
-        Self::forget_if_broken(&mut guard, &result);
-        result
+        let mut s = self.session().await?;
+        let result = s.session().delete(conn, target, keys).await;
+        s.settle(result)
     }
 }

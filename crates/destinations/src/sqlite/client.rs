@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
-use sluice_core::{Column, ColumnType, TableDescription, Value};
+use sluice_core::{Column, ColumnType, TableDescription, TableRules, Value};
 
 use super::dialect::{self, map_error};
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
@@ -186,7 +186,10 @@ pub fn describe(conn: &Connection, name: &str) -> Result<Option<TableDescription
         keys,
         has_primary_key,
         issues,
-        rules: Default::default(),
+        rules: TableRules {
+            identifiers: dialect::CAPABILITIES.identifiers.case,
+            ..TableRules::default()
+        },
     }))
 }
 

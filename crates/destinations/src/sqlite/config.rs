@@ -6,14 +6,22 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
 use serde_json::Value as Json;
 use sluice_core::FieldErrors;
 
-use crate::settings::SettingsReader;
+use crate::settings::{Field, SettingsReader};
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The settings of a SQLite destination, stated once (see [`crate::settings`]).
+pub(crate) const FIELDS: &[Field] = &[Field::text(
+    "path",
+    "Database file",
+    "the database file path",
+    "Path of the SQLite file on the machine running Sluice. A relative path is resolved from Sluice's \
+     working directory; the file and its folder are created when missing.",
+)
+.required()];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqliteSettings {
     pub path: PathBuf,
 }
@@ -25,8 +33,8 @@ impl SqliteSettings {
 
     /// Reads and validates `{"path": "…"}`, reporting every problem under its field name.
     pub fn from_json(json: &Json) -> Result<Self, FieldErrors> {
-        let mut r = SettingsReader::new(json);
-        let path = r.string("path", "the database file path", true);
+        let mut r = SettingsReader::new(json, FIELDS);
+        let path = r.string("path");
         let mut errors = r.finish();
         if let Some(p) = &path {
             if p.contains('\0') {

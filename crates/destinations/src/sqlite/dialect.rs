@@ -5,23 +5,42 @@
 //! common names that carry more meaning (`BOOLEAN`, `DATE`, `DATETIME`, `UUID`, `JSON`, `DECIMAL(p,s)` …).
 
 use rusqlite::ErrorCode;
+use sluice_core::capabilities::{Identifiers, LengthUnit, QuoteEscape};
 use sluice_core::ColumnType;
 
-use crate::{DestinationError, ErrorKind};
+use crate::{Capabilities, Deletes, DestinationError, ErrorKind, IdentifierCase, UpsertStyle};
+
+/// SQLite, as data.
+pub static CAPABILITIES: Capabilities = Capabilities {
+    name: "SQLite",
+    identifiers: Identifiers {
+        // SQLite sets no limit of its own on names.
+        max_len: None,
+        len_unit: LengthUnit::Bytes,
+        quote: '"',
+        escape: QuoteEscape::Doubled,
+        trailing_space: true,
+        case: IdentifierCase::Exact,
+    },
+    upsert: UpsertStyle::OnConflict,
+    deletes: Deletes::ByKey,
+    batch_rows: 10_000,
+    // SQLITE_MAX_VARIABLE_NUMBER since 3.32 (rows are written one statement each).
+    max_bind_parameters: Some(32_766),
+    max_rows_per_insert: None,
+    reports_upsert_counts: true,
+    defers_confirmation: false,
+    enforces_keys: true,
+};
 
 /// `"name"`, with inner double quotes doubled.
 pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    CAPABILITIES.quote(name)
 }
 
+/// Checks that `name` can be a SQLite identifier once quoted; the message names `what`.
 pub fn validate_identifier(name: &str, what: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("{what} is empty"));
-    }
-    if name.contains('\0') {
-        return Err(format!("{what} contains a NUL character"));
-    }
-    Ok(())
+    CAPABILITIES.validate_identifier(name, what)
 }
 
 /// Insert-or-update of one row, values bound as `?1 … ?n` in column order. Only the written columns are

@@ -27,7 +27,8 @@ use sluice_core::{TableDescription, Value};
 pub use config::SqliteSettings;
 
 use crate::{
-    Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget,
+    Capabilities, Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts,
+    WriteTarget,
 };
 
 pub struct Sqlite {
@@ -69,25 +70,14 @@ impl Sqlite {
             DestinationError::new(ErrorKind::Internal, format!("the SQLite task failed: {e}"))
         })?
     }
-
-    fn check_target(target: &WriteTarget) -> Result<()> {
-        let config = |e| DestinationError::new(ErrorKind::Config, e);
-        dialect::validate_identifier(&target.table.name, "the table name").map_err(config)?;
-        for c in &target.columns {
-            dialect::validate_identifier(c, "a column name").map_err(config)?;
-        }
-        if !target.columns.contains(&target.key) {
-            return Err(config(format!(
-                "the key column `{}` is not among the written columns",
-                target.key
-            )));
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
 impl Destination for Sqlite {
+    fn capabilities(&self) -> &'static Capabilities {
+        &dialect::CAPABILITIES
+    }
+
     async fn test(&self) -> Result<TestReport> {
         let path = self.settings.path.clone();
         self.run(move |conn| client::test(conn, &path)).await
@@ -104,7 +94,7 @@ impl Destination for Sqlite {
         if rows.is_empty() {
             return Ok(UpsertCounts::default());
         }
-        Self::check_target(target)?;
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
         let target = target.clone();
         let rows = rows.to_vec();
         self.run(move |conn| client::upsert(conn, &target, &rows))
@@ -115,7 +105,7 @@ impl Destination for Sqlite {
         if keys.is_empty() {
             return Ok(0);
         }
-        Self::check_target(target)?;
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
         let target = target.clone();
         let keys = keys.to_vec();
         self.run(move |conn| client::delete(conn, &target, &keys))

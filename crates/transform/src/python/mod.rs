@@ -118,7 +118,7 @@ impl Script {
                 checked.columns,
                 checked.targets,
                 checked.declared,
-                &table.name,
+                table,
             )),
             limits,
             interpreter: interpreter.into(),
