@@ -576,7 +576,7 @@ async fn preview(
                         sample["action"] = json!("insert")
                     }
                     Some(v) => {
-                        sample["error"] = json!(v.failure(&prepared.target.key));
+                        sample["error"] = json!(v.failure(prepared.target.key_column()));
                     }
                     None => {}
                 }

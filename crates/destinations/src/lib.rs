@@ -38,7 +38,6 @@ use std::borrow::Cow;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value as Json;
-use sluice_core::capabilities::{Identifiers, LengthUnit, QuoteEscape};
 use sluice_core::{FieldErrors, TableDescription, Value};
 
 pub use sluice_core::capabilities::{Capabilities, Deletes, IdentifierCase, UpsertStyle};
@@ -215,29 +214,6 @@ pub struct UpsertCounts {
     pub updated: u64,
 }
 
-/// What the [`Destination`] trait assumes of a destination that does not state its own capabilities: its
-/// long-standing defaults (batches of 10,000 rows, counts reported, no deferred confirmation) and
-/// identifiers in double quotes, matched exactly. Every destination of this crate states its own.
-pub static DEFAULT_CAPABILITIES: Capabilities = Capabilities {
-    name: "the destination",
-    identifiers: Identifiers {
-        max_len: None,
-        len_unit: LengthUnit::Bytes,
-        quote: '"',
-        escape: QuoteEscape::Doubled,
-        trailing_space: true,
-        case: IdentifierCase::Exact,
-    },
-    upsert: UpsertStyle::OnConflict,
-    deletes: Deletes::ByKey,
-    batch_rows: 10_000,
-    max_bind_parameters: None,
-    max_rows_per_insert: None,
-    reports_upsert_counts: true,
-    defers_confirmation: false,
-    enforces_keys: true,
-};
-
 /// One destination database.
 ///
 /// # Deferred confirmation
@@ -252,11 +228,11 @@ pub static DEFAULT_CAPABILITIES: Capabilities = Capabilities {
 /// this one to finish.
 #[async_trait]
 pub trait Destination: Send + Sync {
-    /// The facts about this database that decide how it is written to (see [`Capabilities`]). A
-    /// destination that wraps another must answer with the inner one's.
-    fn capabilities(&self) -> &'static Capabilities {
-        &DEFAULT_CAPABILITIES
-    }
+    /// The facts about this database that decide how it is written to (see [`Capabilities`]): how many
+    /// rows a run hands to one upsert, whether upsert counts tell inserts from updates, whether
+    /// confirmation is deferred, … No default: a destination that wraps another answers with the inner
+    /// one's, and a forgotten answer must not compile.
+    fn capabilities(&self) -> &'static Capabilities;
 
     /// Connects (with a timeout), reports the server version and checks that the user can read and
     /// write where pipelines will write.
@@ -271,26 +247,6 @@ pub trait Destination: Send + Sync {
 
     /// Deletes the rows whose key is one of `keys`; returns how many were deleted.
     async fn delete(&self, target: &WriteTarget, keys: &[Value]) -> Result<u64>;
-
-    /// Whether [`Destination::upsert`]'s counts tell inserts from updates. A destination that writes new
-    /// versions of rows without knowing whether the key was there (ClickHouse) answers false and counts
-    /// every row as inserted; the engine then counts from its sync state (a key it recorded as written
-    /// is an update). [`Capabilities::reports_upsert_counts`], kept for callers of the trait.
-    fn reports_upsert_counts(&self) -> bool {
-        self.capabilities().reports_upsert_counts
-    }
-
-    /// How many rows a run hands to one [`Destination::upsert`] unless the instance sets
-    /// `SLUICE_BATCH_SIZE` ([`Capabilities::batch_rows`], kept for callers of the trait).
-    fn batch_rows(&self) -> usize {
-        self.capabilities().batch_rows
-    }
-
-    /// Whether [`Destination::upsert_unconfirmed`] may leave rows unconfirmed until
-    /// [`Destination::confirm`] ([`Capabilities::defers_confirmation`], kept for callers of the trait).
-    fn defers_confirmation(&self) -> bool {
-        self.capabilities().defers_confirmation
-    }
 
     /// Upserts `rows` as [`Destination::upsert`] does, except that the rows may stay unconfirmed — sent,
     /// but not known to be stored — until the next [`Destination::confirm`]. Errors of `rows` themselves
@@ -452,16 +408,13 @@ mod tests {
         .collect()
     }
 
-    /// The trait's answers come from each destination's one statement of its capabilities.
+    /// Each destination states its own capabilities, and no two are the same database.
     #[test]
     fn each_destination_states_its_capabilities() {
         let seen: Vec<_> = every_kind()
             .iter()
             .map(|d| {
                 let c = d.capabilities();
-                assert_eq!(d.batch_rows(), c.batch_rows);
-                assert_eq!(d.reports_upsert_counts(), c.reports_upsert_counts);
-                assert_eq!(d.defers_confirmation(), c.defers_confirmation);
                 (
                     c.name,
                     c.batch_rows,

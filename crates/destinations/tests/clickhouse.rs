@@ -682,7 +682,7 @@ async fn batches_written_unconfirmed_make_one_insert() {
          ENGINE = ReplacingMergeTree(ver) ORDER BY id",
     )
     .await;
-    assert!(dest.defers_confirmation());
+    assert!(dest.capabilities().defers_confirmation);
     let desc = dest.describe_table(&name).await.unwrap().unwrap();
     let t = target(desc, &["id", "n"], "id");
     let batch = |from: i64, to: i64| {

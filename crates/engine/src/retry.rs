@@ -76,16 +76,8 @@ impl Destination for Retrying<'_> {
         self.inner.confirm().await
     }
 
-    fn defers_confirmation(&self) -> bool {
-        self.inner.defers_confirmation()
-    }
-
-    fn reports_upsert_counts(&self) -> bool {
-        self.inner.reports_upsert_counts()
-    }
-
-    fn batch_rows(&self) -> usize {
-        self.inner.batch_rows()
+    fn capabilities(&self) -> &'static sluice_destinations::Capabilities {
+        self.inner.capabilities()
     }
 
     async fn delete(

@@ -181,7 +181,7 @@ impl<'h> Fixture<'h> {
             .unwrap_or_else(|e| panic!("upsert failed: {e} ({:?})", e.kind));
         Counts {
             got,
-            exact: self.dest.reports_upsert_counts(),
+            exact: self.dest.capabilities().reports_upsert_counts,
         }
     }
 

@@ -135,7 +135,7 @@ async fn run_plan(
     let batch = ctx
         .config
         .batch_size
-        .unwrap_or_else(|| prepared.destination.batch_rows())
+        .unwrap_or_else(|| prepared.destination.capabilities().batch_rows)
         .max(1);
     let read_error = |e| EngineError::store("reading the profile store failed", e);
     let sync_error = |e| EngineError::store("reading the sync state failed", e);

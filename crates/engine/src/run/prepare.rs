@@ -76,8 +76,12 @@ impl Prepared {
         let mut shape: Vec<&str> = vec![&dest_rec.id, &spec.table, &spec.key];
         shape.extend(transform.columns().iter().map(String::as_str));
         let seed = shape_seed(&shape);
+        // Names compared as the table stores them: a Snowflake mapping may write `customer_id` for the
+        // key `CUSTOMER_ID`.
         let key_is_profile_id = matches!(&spec.transformation,
-            Transformation::Mapping(m) if m.get(&spec.key).map(str::trim) == Some("_id"));
+        Transformation::Mapping(m) if m.iter().any(|(column, expr)| {
+            table.stored_name(column) == target.key_column() && expr.trim() == "_id"
+        }));
         let fingerprint = fingerprint(spec, &dest_rec, &schema, &table);
         Prepared {
             fingerprint,

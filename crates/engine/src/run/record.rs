@@ -84,7 +84,7 @@ impl<'a> Recorder<'a> {
         if upserts.is_empty() && deletes.is_empty() {
             return Ok(());
         }
-        if !self.dest.defers_confirmation() {
+        if !self.dest.capabilities().defers_confirmation {
             return self.queue(vec![(upserts, deletes)]).await;
         }
         self.held.push((upserts, deletes));

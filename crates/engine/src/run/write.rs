@@ -41,7 +41,8 @@ impl Writer<'_> {
     ) -> Result<()> {
         let p = self.prepared;
         let pid = p.pipeline.id.as_str();
-        let key_col = p.target.key.as_str();
+        // As the table stores it: what messages name and what deletions are typed by.
+        let key_col = p.target.key_column();
         let on_leave = p.pipeline.spec.on_leave;
 
         // The rows' values wait here, by page position, while the decision is made from keys and hashes.
@@ -129,7 +130,7 @@ impl Writer<'_> {
                 .await
                 .map_err(|e| write_failure(&p.table.name, e))?;
             self.write_time += t.elapsed();
-            if self.dest.reports_upsert_counts() {
+            if self.dest.capabilities().reports_upsert_counts {
                 counts.inserted += written.inserted;
                 counts.updated += written.updated;
             }
@@ -143,7 +144,7 @@ impl Writer<'_> {
         let records = decision.into_records(on_leave, &rejected);
         // When the destination cannot tell inserts from updates, the sync state does: a key it knows is
         // an update.
-        if !self.dest.reports_upsert_counts() {
+        if !self.dest.capabilities().reports_upsert_counts {
             counts.inserted += records.inserted;
             counts.updated += records.updated;
         }
