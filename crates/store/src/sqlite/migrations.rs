@@ -126,10 +126,13 @@ ALTER TABLE sync_pipelines ADD COLUMN implied_keys INTEGER NOT NULL DEFAULT 0;
 "#,
     // Entries of profiles that left while their rows are kept (`SyncEntry::left`) hold 1, every other
     // entry NULL: what entries written before read back, so "not left" has one form, and each entry pays
-    // one byte of record header for the column (1 and NULL take no payload). No index: counting the left
-    // entries of a pipeline is the same scan of its range of the primary key as counting all of them.
+    // one byte of record header for the column (1 and NULL take no payload). The partial index holds only
+    // left entries (none in most pipelines): counting them takes it, and counting the others is counting
+    // all, which reads no record (reading each record's flag made a re-run of 1,000,000 unchanged rows
+    // 20 ms slower).
     r#"
 ALTER TABLE sync_entries ADD COLUMN has_left INTEGER;
+CREATE INDEX sync_entries_left ON sync_entries (pipeline) WHERE has_left IS NOT NULL;
 "#,
 ];
 
