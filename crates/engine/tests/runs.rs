@@ -419,6 +419,7 @@ async fn pg_db() -> Box<dyn Db> {
 
 struct World {
     engine: Engine,
+    stores: Stores,
     db: Box<dyn Db>,
     dest: String,
     _dir: tempfile::TempDir,
@@ -529,6 +530,7 @@ async fn world_on(stores: Stores, db: Box<dyn Db>, dir: tempfile::TempDir, n: us
     meta.insert_destination(&dest).await.unwrap();
     World {
         engine,
+        stores,
         db,
         dest: dest.id,
         _dir: dir,
@@ -595,6 +597,21 @@ impl World {
         self.pipeline(json!({"on_leave": on_leave,
             "filter": {"logical": "and", "conditions": [{"property": "country", "operator": "is", "values": ["IT"]}]}}))
             .await
+    }
+
+    /// Checks how many profiles a read of changes read. SQLite numbers changes exactly; PostgreSQL's
+    /// change mark is the oldest transaction still running anywhere on the server when a run starts, so
+    /// while other tests write to the same server, the profiles changed by the step before may be read
+    /// again (and found unchanged): at most `RECENT` more than changed.
+    fn assert_read(&self, got: u64, changed: u64) {
+        const RECENT: u64 = 6;
+        match self.stores {
+            Stores::Sqlite => assert_eq!(got, changed, "profiles read"),
+            Stores::Postgres => assert!(
+                (changed..=changed + RECENT).contains(&got),
+                "{got} profiles read, {changed} changed"
+            ),
+        }
     }
 
     /// The ids in the destination table, in order.
@@ -1093,11 +1110,8 @@ async fn scenario_reads_only_changes(w: World) {
     assert_succeeded(&r1);
     assert_eq!((r1.counts.read, r1.counts.inserted), (200, 200));
     assert!(w.engine.meta().sync_checkpoint(&p).await.unwrap().is_some());
-    assert_eq!(
-        w.run(&p).await.counts.read,
-        0,
-        "nothing changed, nothing read"
-    );
+    // Nothing changed, nothing read.
+    w.assert_read(w.run(&p).await.counts.read, 0);
 
     // An update, a profile leaving, a deleted profile whose key another one takes as it joins, a new one,
     // and a profile sent again as it was.
@@ -1113,16 +1127,16 @@ async fn scenario_reads_only_changes(w: World) {
         .await;
     let r2 = w.run(&p).await;
     assert_succeeded(&r2);
+    w.assert_read(r2.counts.read, 4);
     assert_eq!(
         (
-            r2.counts.read,
             r2.counts.updated,
             r2.counts.inserted,
             r2.counts.deleted,
             r2.counts.unchanged,
             r2.counts.failed
         ),
-        (4, 1, 2, 2, 197, 0)
+        (1, 2, 2, 197, 0)
     );
     let owner =
         w.db.rows("SELECT id FROM customers WHERE email = 'user3@example.com'")
@@ -1151,19 +1165,15 @@ async fn scenario_reads_only_changes(w: World) {
     let r3 = w.run(&p).await;
     assert_succeeded(&r3);
     assert_eq!((r3.counts.read, r3.counts.updated), (200, 200));
-    assert_eq!(w.run(&p).await.counts.read, 0);
+    w.assert_read(w.run(&p).await.counts.read, 0);
 
     // A failed row makes the next run read everything, so that every failed row is retried.
     let mut six = profile(6);
     six["first_name"] = json!(null);
     w.upsert(vec![six]).await;
     let r4 = w.run(&p).await;
-    assert_eq!(
-        (r4.counts.read, r4.counts.transform_failed),
-        (1, 1),
-        "{:?}",
-        r4.errors
-    );
+    w.assert_read(r4.counts.read, 1);
+    assert_eq!(r4.counts.transform_failed, 1, "{:?}", r4.errors);
     assert!(w.engine.meta().sync_checkpoint(&p).await.unwrap().is_none());
     let mut six = profile(6);
     six["first_name"] = json!("Fixed");
@@ -1177,7 +1187,7 @@ async fn scenario_reads_only_changes(w: World) {
         ),
         (200, 0, 1)
     );
-    assert_eq!(w.run(&p).await.counts.read, 0);
+    w.assert_read(w.run(&p).await.counts.read, 0);
 
     // A mapping that reads the clock is never shortcut.
     let clock = w
