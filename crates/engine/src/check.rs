@@ -113,19 +113,13 @@ pub async fn check_change(
 
 /// Describes the table, retrying transient failures (the database restarting, refusing or dropping
 /// connections) with backoff; permanent ones (auth, permissions) fail at once.
-pub(crate) async fn describe_retrying(
+async fn describe_retrying(
     destination: &dyn Destination,
     table: &str,
 ) -> sluice_destinations::Result<Option<TableDescription>> {
-    let mut attempt = 0;
-    loop {
-        match destination.describe_table(table).await {
-            Err(e) if e.kind.is_transient() && attempt + 1 < DESCRIBE_ATTEMPTS => {
-                tracing::warn!(kind = ?e.kind, attempt, "transient failure reading the table; retrying");
-                crate::retry::backoff(attempt).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+    let retrying = crate::retry::Retrying {
+        inner: destination,
+        attempts: DESCRIBE_ATTEMPTS,
+    };
+    retrying.retried(|| destination.describe_table(table)).await
 }

@@ -8,7 +8,7 @@ use sluice_core::{TableDescription, Value};
 use sluice_destinations::{Destination, Row, TestReport, UpsertCounts, WriteTarget};
 
 /// Waits before attempt `attempt + 1`: exponential backoff with jitter.
-pub(crate) async fn backoff(attempt: u32) {
+async fn backoff(attempt: u32) {
     let base = 100u64 << attempt.min(6);
     let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % (base / 2 + 1);
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
@@ -22,7 +22,7 @@ pub(crate) struct Retrying<'a> {
 
 impl Retrying<'_> {
     /// Runs `op` until it succeeds, fails for a lasting reason, or has been tried `attempts` times.
-    async fn retried<T, F, Fut>(&self, mut op: F) -> sluice_destinations::Result<T>
+    pub(crate) async fn retried<T, F, Fut>(&self, mut op: F) -> sluice_destinations::Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = sluice_destinations::Result<T>>,
@@ -31,7 +31,7 @@ impl Retrying<'_> {
         loop {
             match op().await {
                 Err(e) if e.kind.is_transient() && attempt + 1 < self.attempts => {
-                    tracing::warn!(kind = ?e.kind, attempt, "transient write failure; retrying");
+                    tracing::warn!(kind = ?e.kind, attempt, "transient destination failure; retrying");
                     backoff(attempt).await;
                     attempt += 1;
                 }

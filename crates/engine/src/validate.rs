@@ -1,5 +1,6 @@
-//! Checks of a pipeline against the Customer Model and the live table — pure, shared by saving (the API
-//! answers 422 with every problem) and running (a run re-checks before writing anything).
+//! The rules a pipeline must meet against the Customer Model and the live table — pure, given both.
+//! [`crate::check::check_pipeline`] fetches them and applies these rules for every caller (saving,
+//! previewing, running); [`check_filter`] alone also serves summaries and profile searches.
 
 use sluice_core::filter::Filter;
 use sluice_core::pipeline::{OnLeave, PipelineSpec};
@@ -29,19 +30,9 @@ pub fn check_filter(
     }
 }
 
-/// Every check that needs no I/O, compiling scripts under the default [`Limits`]. `table` is `None` when
-/// the table does not exist.
-pub fn check(
-    spec: &PipelineSpec,
-    schema: &Schema,
-    table: Option<&TableDescription>,
-) -> Result<Checked, FieldErrors> {
-    check_with(spec, schema, table, Limits::default())
-}
-
 /// [`check_with`] on a blocking thread, for async callers: compiling a script runs its top-level code
 /// (bounded by the time limit) and checking Python starts an interpreter.
-pub async fn check_blocking(
+pub(crate) async fn check_blocking(
     spec: PipelineSpec,
     schema: Schema,
     table: Option<TableDescription>,
@@ -59,7 +50,8 @@ pub async fn check_blocking(
         })
 }
 
-/// [`check`] with the script limits the transformation will run under.
+/// Every check that needs no I/O, scripts compiled under `limits` (those they will run under). `table` is
+/// `None` when the table does not exist.
 pub fn check_with(
     spec: &PipelineSpec,
     schema: &Schema,
