@@ -449,23 +449,29 @@ async fn describe_catalog_corner_cases() {
     assert!(desc.column("d").unwrap().has_default);
 }
 
-#[tokio::test]
-async fn encoding_error_fails_the_batch_and_the_connection_stays_usable() {
-    let h = harness().await;
+/// A new table of a text key `id` and one more column (`name type`), described, and the target that
+/// writes both.
+async fn keyed_table(h: &Pg, column: &str) -> (String, Box<dyn Destination>, WriteTarget) {
     let t = random_table_name();
-    h.execute(&format!(
-        "CREATE TABLE {t} (id text PRIMARY KEY, small smallint)"
-    ))
-    .await
-    .unwrap();
+    h.execute(&format!("CREATE TABLE {t} (id text PRIMARY KEY, {column})"))
+        .await
+        .unwrap();
     let dest = h.destination();
     let table = dest.describe_table(&t).await.unwrap().unwrap();
+    let name = column.split_whitespace().next().unwrap();
     let target = WriteTarget {
         table,
-        columns: vec!["id".into(), "small".into()],
+        columns: vec!["id".into(), name.into()],
         key: "id".into(),
         run_version: sluice_destinations::run_version(),
     };
+    (t, dest, target)
+}
+
+#[tokio::test]
+async fn encoding_error_fails_the_batch_and_the_connection_stays_usable() {
+    let h = harness().await;
+    let (t, dest, target) = keyed_table(&h, "small smallint").await;
     let row = |id: &str, n: i64| Row {
         values: vec![Value::String(id.into()), Value::Int(n)],
     };
@@ -491,20 +497,7 @@ async fn encoding_error_fails_the_batch_and_the_connection_stays_usable() {
 #[tokio::test]
 async fn booleans_written_as_text_convert_as_pipelines_convert_them() {
     let h = harness().await;
-    let t = random_table_name();
-    h.execute(&format!(
-        "CREATE TABLE {t} (id text PRIMARY KEY, ok boolean)"
-    ))
-    .await
-    .unwrap();
-    let dest = h.destination();
-    let table = dest.describe_table(&t).await.unwrap().unwrap();
-    let target = WriteTarget {
-        table,
-        columns: vec!["id".into(), "ok".into()],
-        key: "id".into(),
-        run_version: sluice_destinations::run_version(),
-    };
+    let (t, dest, target) = keyed_table(&h, "ok boolean").await;
     let rows: Vec<Row> = [("a", "y"), ("b", "n"), ("c", " Yes "), ("d", "F")]
         .into_iter()
         .map(|(id, ok)| Row {
@@ -537,20 +530,7 @@ async fn booleans_written_as_text_convert_as_pipelines_convert_them() {
 #[tokio::test]
 async fn reconnects_after_the_connection_is_killed() {
     let h = harness().await;
-    let t = random_table_name();
-    h.execute(&format!(
-        "CREATE TABLE {t} (id text PRIMARY KEY, n integer)"
-    ))
-    .await
-    .unwrap();
-    let dest = h.destination();
-    let table = dest.describe_table(&t).await.unwrap().unwrap();
-    let target = WriteTarget {
-        table,
-        columns: vec!["id".into(), "n".into()],
-        key: "id".into(),
-        run_version: sluice_destinations::run_version(),
-    };
+    let (t, dest, target) = keyed_table(&h, "n integer").await;
     let row = |id: &str| Row {
         values: vec![Value::String(id.into()), Value::Int(1)],
     };
