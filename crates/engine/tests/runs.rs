@@ -479,6 +479,13 @@ async fn pg_store_url() -> String {
     format!("{url}{sep}options=-csearch_path%3D{schema}")
 }
 
+/// Profile `i` living in another country (in or out of a filtered audience).
+fn moved_to(i: usize, country: &str) -> Value {
+    let mut p = profile(i);
+    p["country"] = json!(country);
+    p
+}
+
 async fn world(db: Box<dyn Db>, dir: tempfile::TempDir, n: usize) -> World {
     world_on(Stores::Sqlite, db, dir, n).await
 }
@@ -733,10 +740,8 @@ async fn scenario_filter_and_on_leave_delete(w: World) {
     assert_eq!(r1.counts.inserted, 100);
     assert_eq!(r1.counts.filtered_out, 200);
     // One profile leaves the audience, one is deleted, one joins.
-    let mut left = profile(0);
-    left["country"] = json!("FR");
-    let mut joined = profile(1);
-    joined["country"] = json!("IT");
+    let left = moved_to(0, "FR");
+    let joined = moved_to(1, "IT");
     w.upsert(vec![left, joined]).await;
     assert!(w.engine.profiles().delete("p00003").await.unwrap());
     let r2 = w.run(&p).await;
@@ -760,10 +765,8 @@ async fn scenario_leavers_kept_then_deleted(w: World) {
     assert_succeeded(&r1);
     assert_eq!(r1.counts.inserted, 100);
     // Two profiles leave the audience and one is deleted: their rows stay.
-    let mut gone = profile(0);
-    gone["country"] = json!("FR");
-    let mut away = profile(6);
-    away["country"] = json!("FR");
+    let gone = moved_to(0, "FR");
+    let away = moved_to(6, "FR");
     w.upsert(vec![gone, away]).await;
     assert!(w.engine.profiles().delete("p00003").await.unwrap());
     let r2 = w.run(&p).await;
@@ -1019,8 +1022,7 @@ async fn script_preview_equals_run(w: World, transformation: Value, error: &str)
     );
 
     // Unchanged on a re-run; a profile the script starts skipping leaves, like a filtered-out one.
-    let mut now_skipped = profile(0);
-    now_skipped["country"] = json!("DE");
+    let now_skipped = moved_to(0, "DE");
     w.upsert(vec![now_skipped]).await;
     let r2 = w.run(&p).await;
     assert_succeeded(&r2);
@@ -1117,10 +1119,8 @@ async fn scenario_reads_only_changes(w: World) {
     // and a profile sent again as it was.
     let mut updated = profile(0);
     updated["last_name"] = json!("Renamed");
-    let mut left = profile(1);
-    left["country"] = json!("DE");
-    let mut joins = profile(2);
-    joins["country"] = json!("IT");
+    let left = moved_to(1, "DE");
+    let mut joins = moved_to(2, "IT");
     joins["email"] = json!("USER3@example.com");
     assert!(w.engine.profiles().delete("p00003").await.unwrap());
     w.upsert(vec![updated, left, joins, profile(1000), profile(10)])
