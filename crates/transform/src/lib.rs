@@ -111,6 +111,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// How many Python worker processes one evaluator may run in parallel on a large batch.
     pub python_workers: usize,
+    /// The largest row a script may return, in bytes of its JSON form (Python) or of its values
+    /// (JavaScript: string bytes, 8 per other scalar); a larger one fails its profile naming the limit.
+    pub output_bytes: usize,
 }
 
 impl Default for Limits {
@@ -119,6 +122,7 @@ impl Default for Limits {
             time_per_profile: Duration::from_millis(100),
             memory_bytes: 64 << 20,
             python_workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            output_bytes: 4 << 20,
         }
     }
 }

@@ -72,6 +72,7 @@
 
 mod check;
 mod pool;
+mod sandbox;
 
 use std::sync::Arc;
 
