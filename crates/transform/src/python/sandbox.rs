@@ -989,3 +989,169 @@ mod seccomp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The operating-system layers on their own: a plain interpreter, without the worker's audit hook or
+    //! its limit on descriptors, tries each way out directly. What stops it here is the user switch,
+    //! Landlock and seccomp alone.
+
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+
+    use super::*;
+
+    /// Tries each escape; prints one JSON object: attempt → "ALLOWED …" or "refused <type>: <message>".
+    const ESCAPES: &str = r#"
+import sys, json
+import _io, _thread, posix, _signal
+data, marker = sys.stdin.read().split("\n")[:2]
+results = {}
+def attempt(name, f):
+    try:
+        r = f()
+        results[name] = "ALLOWED " + repr(r)[:300]
+    except BaseException as e:
+        results[name] = "refused %s: %s" % (type(e).__name__, str(e)[:300])
+attempt("read the secret", lambda: _io.open(data + "/secret.key").read())
+attempt("stat the secret", lambda: posix.stat(data + "/secret.key").st_size)
+attempt("list the data directory", lambda: posix.listdir(data))
+attempt("read /proc/self/environ", lambda: _io.open("/proc/self/environ", "rb").read())
+attempt("read /etc/passwd", lambda: _io.open("/etc/passwd").read())
+attempt("create a file", lambda: _io.open(marker, "w"))
+attempt("make a directory", lambda: posix.mkdir(marker))
+attempt("start a thread", lambda: _thread.start_new_thread(lambda: None, ()))
+attempt("fork", lambda: posix.fork())
+attempt("execute a program", lambda: posix.execv("/bin/sh", ["sh", "-c", "true"]))
+attempt("open a socket", lambda: __import__("_socket").socket())
+attempt("make a pipe", lambda: posix.pipe())
+attempt("install a signal handler", lambda: _signal.signal(_signal.SIGALRM, lambda *a: None))
+attempt("arm a timer", lambda: _signal.setitimer(_signal.ITIMER_REAL, 10))
+attempt("send itself SIGINT", lambda: _signal.raise_signal(_signal.SIGINT))
+attempt("signal its parent", lambda: posix.kill(posix.getppid(), 0))
+attempt("write to a descriptor beyond 2", lambda: posix.write(7, b"x"))
+sys.stdout.write(json.dumps({"uid": posix.getuid(), "results": results}))
+"#;
+
+    /// Every attempt must be refused by the operating system (`PermissionError`, or `OSError` for a
+    /// descriptor that does not exist), never by Python's own checks.
+    fn check_escapes(interpreter: &str) {
+        let base = std::env::temp_dir().join(format!(
+            "sluice-sandbox-{}-{}",
+            std::process::id(),
+            // SAFETY: geteuid has no preconditions.
+            unsafe { libc::geteuid() }
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = base.join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let secret = format!("SECRET-{}-{:?}", std::process::id(), Instant::now());
+        std::fs::write(data.join("secret.key"), &secret).unwrap();
+        // World-writable, so that only the sandbox can stop the worker from creating it.
+        let open = base.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let marker = open.join("escaped");
+
+        let sandbox = Sandbox::get(interpreter).unwrap_or_else(|e| panic!("{e:?}"));
+        let mut child = sandbox
+            .command(&["-I", "-S", "-c", ESCAPES], 256 << 20)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = format!("{}\n{}\n", data.display(), marker.display());
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stdout.contains(&secret) && !stderr.contains(&secret));
+        let answer: Json = serde_json::from_str(&stdout)
+            .unwrap_or_else(|_| panic!("no answer ({}): {stderr}", out.status));
+        let results = answer["results"].as_object().unwrap();
+        assert_eq!(results.len(), 17, "{answer}");
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        for (attempt, outcome) in results {
+            let outcome = outcome.as_str().unwrap();
+            if attempt == "stat the secret" && !root {
+                // Landlock does not cover metadata: a worker of Sluice's own user may stat a file it
+                // cannot open (SECURITY.md says so).
+                continue;
+            }
+            assert!(
+                outcome.starts_with("refused PermissionError")
+                    || outcome.contains("[Errno 1] Operation not permitted")
+                    || (attempt.contains("beyond 2") && outcome.starts_with("refused OSError"))
+                    || outcome.starts_with("refused RuntimeError: can't start new thread"),
+                "{attempt}: {outcome}"
+            );
+        }
+        eprintln!("{answer:#}");
+        assert!(!marker.exists(), "the sandboxed interpreter created a file");
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let (uid, _) = script_user().unwrap().unwrap();
+            assert_eq!(answer["uid"], uid, "{answer}");
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn the_operating_system_layers_hold_without_the_audit_hook() {
+        assert!(
+            landlock_abi() >= 1,
+            "these tests expect a kernel with Landlock"
+        );
+        check_escapes(super::super::DEFAULT_INTERPRETER);
+    }
+
+    /// As root, the same attempts from a process of an unprivileged user (Sluice run as a normal user):
+    /// the worker keeps that user, so the data directory's permissions do not stop it; Landlock does.
+    #[test]
+    fn a_normal_user_s_workers_are_confined_too() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            // Run by the root test below, as that user.
+            check_escapes(super::super::DEFAULT_INTERPRETER);
+            return;
+        }
+        let (uid, gid) = lookup_user(DEFAULT_USER).expect("the user nobody exists");
+        // A copy of this test program where that user can run it.
+        let dir = std::env::temp_dir().join(format!("sluice-sandbox-bin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = dir.join("tests");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = Command::new(&exe)
+            .args([
+                "--exact",
+                "python::sandbox::tests::a_normal_user_s_workers_are_confined_too",
+                "--nocapture",
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .current_dir("/")
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
+    }
+}
