@@ -342,6 +342,8 @@ fn type_name(t: Type) -> &'static str {
         Type::Array => "an array",
         Type::Function | Type::Constructor => "a function",
         Type::Promise => "a promise (transform() cannot be async)",
+        // Not read through its traps: return plain objects and arrays.
+        Type::Proxy => "a Proxy",
         _ => "a value that is not an object",
     }
 }
