@@ -221,6 +221,9 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
         .await?;
     scheduler.abort();
     let left = engine.shutdown(Duration::from_secs(10)).await;
+    // Runs had their grace; a script still running must not hold the runtime's shutdown, which waits
+    // for the blocking threads that evaluate scripts.
+    sluice_transform::abandon_scripts();
     if left > 0 {
         tracing::warn!(
             runs = left,

@@ -116,7 +116,7 @@ impl Loaded {
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
         let watched = deadline.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || {
-            base.elapsed().as_nanos() as u64 > watched.load(Ordering::Relaxed)
+            crate::abandoned() || base.elapsed().as_nanos() as u64 > watched.load(Ordering::Relaxed)
         })));
         let context = Context::full(&runtime).map_err(internal)?;
         // Top-level code gets ten calls' worth of time: enough for tables and setup, not for a hang.
@@ -214,6 +214,9 @@ enum Failure {
 impl Runner {
     /// The row for one profile.
     pub fn eval(&mut self, profile: &Profile) -> Result<Output, RowError> {
+        if crate::abandoned() {
+            return Err(RowError::new(crate::ABANDONED_MESSAGE));
+        }
         if self.loaded.is_none() {
             self.loaded =
                 Some(Loaded::new(&self.script.source, self.script.limits).map_err(RowError::new)?);
@@ -272,6 +275,9 @@ impl Runner {
             })
         });
         loaded.deadline.store(u64::MAX, Ordering::Relaxed);
+        if crate::abandoned() {
+            return Err(Failure::Limit(RowError::new(crate::ABANDONED_MESSAGE)));
+        }
         if loaded.base.elapsed() > deadline {
             // Whatever the error said (an interrupted getter reads as an exception), the limit is what
             // stopped it, and the runtime is replaced.

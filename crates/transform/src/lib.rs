@@ -94,6 +94,7 @@ pub mod js;
 pub mod python;
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -101,6 +102,23 @@ use sluice_core::mapping::{ColumnError, CompiledMapping};
 use sluice_core::pipeline::Transformation;
 use sluice_core::raw::Locator;
 use sluice_core::{FieldErrors, Profile, RawProfile, Schema, TableDescription, Value};
+
+static ABANDONED: AtomicBool = AtomicBool::new(false);
+
+/// Ends every script evaluation of the process at once, for good: a JavaScript call in progress is
+/// interrupted, Python workers stop being waited for, and every later profile fails with
+/// [`ABANDONED_MESSAGE`]. For shutdown, after runs were given their grace: the blocking threads that
+/// evaluate then return within moments, so the runtime's shutdown never waits on user code.
+pub fn abandon_scripts() {
+    ABANDONED.store(true, Ordering::Relaxed);
+}
+
+/// The error of a profile that was not transformed because scripts were abandoned.
+pub const ABANDONED_MESSAGE: &str = "not transformed: Sluice is shutting down";
+
+pub(crate) fn abandoned() -> bool {
+    ABANDONED.load(Ordering::Relaxed)
+}
 
 /// Resource limits of script transformations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,6 +30,8 @@ const MIN_SHARE: usize = 256;
 /// After this many profiles in a row that each stopped a worker, the rest of the batch fails without
 /// being tried.
 const MAX_FAILURES_IN_A_ROW: usize = 10;
+/// How often a wait for a worker looks whether scripts were abandoned.
+const ABANDON_POLL: Duration = Duration::from_millis(50);
 /// How much of a worker's stderr is kept for messages.
 const STDERR_TAIL: usize = 2048;
 /// The key that marks a tagged value (`{"\u0000": "datetime", "v": "…"}`) in what the worker returns.
@@ -57,6 +59,8 @@ enum Failure {
     Died(String),
     /// It answered something that is not the protocol.
     Protocol,
+    /// Scripts were abandoned (shutdown) while it worked.
+    Abandoned,
     /// It wrote a line longer than the output limit allows (the worker checks its rows itself, so this
     /// is a script writing to the protocol directly); the line answered the profile at hand.
     Oversized,
@@ -75,6 +79,7 @@ impl Failure {
             }
             Failure::Protocol => "the Python worker answered something unexpected while transforming this profile (did the script write to the worker's output?)".into(),
             Failure::Oversized => oversized_message(limits),
+            Failure::Abandoned => crate::ABANDONED_MESSAGE.into(),
         })
     }
 
@@ -286,6 +291,24 @@ impl Worker {
         let _ = self.input.send(buf);
     }
 
+    /// The next line, waiting at most `silence`, and no longer once scripts are abandoned.
+    fn next_line(&self, silence: Duration) -> Result<Line, RecvTimeoutError> {
+        let started = std::time::Instant::now();
+        loop {
+            if crate::abandoned() {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            let left = silence.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            match self.lines.recv_timeout(left.min(ABANDON_POLL)) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// Receives the answers to a batch of `n` profiles into `out`; on failure, those received are in `out`
     /// and the worker must be dropped.
     fn collect(
@@ -296,9 +319,12 @@ impl Worker {
     ) -> Result<(), Failure> {
         let silence = script.limits.time_per_profile * 2 + SILENCE_SLACK;
         for _ in 0..n {
-            let line = match self.lines.recv_timeout(silence) {
+            let line = match self.next_line(silence) {
                 Ok(Line::Text(line)) => line,
                 Ok(Line::Oversized) => return Err(Failure::Oversized),
+                Err(RecvTimeoutError::Timeout) if crate::abandoned() => {
+                    return Err(Failure::Abandoned)
+                }
                 Err(RecvTimeoutError::Timeout) => return Err(Failure::Silent),
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(Failure::Died(self.exit_status()))
@@ -478,6 +504,14 @@ impl Runner {
         if profiles.is_empty() {
             return out;
         }
+        if crate::abandoned() {
+            out.extend(
+                profiles
+                    .iter()
+                    .map(|_| Err(RowError::new(crate::ABANDONED_MESSAGE))),
+            );
+            return out;
+        }
         let shares = (profiles.len() / MIN_SHARE).clamp(1, self.workers.len());
         let chunks: Vec<&[Profile]> = profiles.chunks(profiles.len().div_ceil(shares)).collect();
         let mut started: Vec<Result<(), String>> = Vec::with_capacity(chunks.len());
@@ -517,6 +551,13 @@ impl Runner {
         // profile would otherwise take minutes per batch.
         let mut in_a_row = 0;
         loop {
+            if crate::abandoned() {
+                out.extend(
+                    rest.iter()
+                        .map(|_| Err(RowError::new(crate::ABANDONED_MESSAGE))),
+                );
+                return;
+            }
             if careful {
                 let error = failure.row_error(self.script.limits);
                 in_a_row += 1;
