@@ -82,12 +82,20 @@
 //! QuickJS has no file, network or process access unless modules providing it are added; none are:
 //! `require`, `fetch`, `process` do not exist and `import` has no loader. Each call has a time limit
 //! ([`Limits::time_per_profile`], default 100 ms, enforced by the interrupt handler — the script cannot
-//! catch it) and each evaluator a memory limit ([`Limits::memory_bytes`], default 64 MiB). A profile that
-//! hits either fails with a message saying which, and the evaluator starts a fresh runtime for the next
-//! profile (global state a script kept between calls is lost then; scripts should not rely on it).
+//! catch it) and each evaluator a memory limit ([`Limits::memory_bytes`], default 64 MiB). The time limit
+//! covers everything that may run the script's code for a profile, not only the call: reading the
+//! returned object (getters, a Date's methods, `Symbol.hasInstance`) and the thrown error (its `name`,
+//! `message`, `stack`). A returned Proxy is refused without running its traps; arrays are read by index
+//! with their `length` checked. A row larger than [`Limits::output_bytes`] (string bytes, 8 per other
+//! value, keys included) fails its profile naming the limit, counted as it is read, so a small value that
+//! is huge once read (an array of four billion holes, shared references nested sixty deep) stops early.
+//! A profile that hits the time or memory limit fails with a message saying which, and the evaluator
+//! starts a fresh runtime for the next profile (global state a script kept between calls is lost then;
+//! scripts should not rely on it). [`abandon_scripts`] interrupts every call at once, for shutdown.
 //!
 //! Python's limits are the same settings, enforced on worker processes (see [`python`]), plus
-//! [`Limits::python_workers`].
+//! [`Limits::python_workers`]. `SECURITY.md` at the repository root says what the isolation of both stops
+//! and what it does not.
 
 mod columns;
 pub mod js;
