@@ -71,7 +71,8 @@ impl Unavailable {
 pub(crate) struct Sandbox {
     /// The interpreter's executable; its address is the only path `execve` accepts once confined.
     exe: CString,
-    envp_store: Vec<CString>,
+    /// Owns what `envp` points to.
+    _envp_store: Vec<CString>,
     envp: Vec<*const libc::c_char>,
     /// The user and group to switch to (Sluice runs as root), or none.
     user: Option<(u32, u32)>,
@@ -143,7 +144,7 @@ impl Sandbox {
         envp.push(std::ptr::null());
         Ok(Sandbox {
             exe,
-            envp_store,
+            _envp_store: envp_store,
             envp,
             user,
             landlock,
@@ -181,15 +182,15 @@ impl Sandbox {
             args.iter()
                 .map(|a| CString::new(*a).expect("no NUL in arguments")),
         );
-        let launch = Launch {
+        let mut argv: Vec<*const libc::c_char> = argv_store.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut launch = Launch {
             sandbox: self.clone(),
-            argv: argv_store.iter().map(|a| a.as_ptr()).collect(),
-            argv_store,
+            _argv_store: argv_store,
+            argv,
             filter: self.filter.clone(),
             memory,
         };
-        let mut launch = launch;
-        launch.argv.push(std::ptr::null());
         // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
         // calls (setrlimit, signal, prctl, getpid, landlock, seccomp, execve) on memory prepared before
         // the fork; it allocates nothing.
@@ -203,7 +204,8 @@ impl Sandbox {
 /// What one start needs in the child, prepared before the fork.
 struct Launch {
     sandbox: Arc<Sandbox>,
-    argv_store: Vec<CString>,
+    /// Owns what `argv` points to.
+    _argv_store: Vec<CString>,
     argv: Vec<*const libc::c_char>,
     filter: Vec<libc::sock_filter>,
     memory: u64,
@@ -217,7 +219,6 @@ impl Launch {
     /// In the child: every layer, then `execve`. Any failure aborts the start (the caller sees the error
     /// and no interpreter runs unconfined).
     fn confine_and_exec(&mut self) -> std::io::Result<()> {
-        let _ = &self.argv_store;
         set_limit(libc::RLIMIT_AS, self.memory)?;
         // After the user switch (done by std before this runs), so that it binds the script user; set
         // before it, exec would fail for a user already over the limit.
@@ -267,7 +268,6 @@ impl Launch {
                 self.sandbox.envp.as_ptr(),
             );
         }
-        let _ = &self.sandbox.envp_store;
         Err(std::io::Error::last_os_error())
     }
 }
