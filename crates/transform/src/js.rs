@@ -494,7 +494,7 @@ impl<'js> Convert<'js> {
             )
         })?;
         self.steps = self.steps.wrapping_add(1);
-        if self.steps % 1024 == 0 && self.base.elapsed() > self.deadline {
+        if self.steps.is_multiple_of(1024) && self.base.elapsed() > self.deadline {
             return Err(time_message(self.limits));
         }
         Ok(())

@@ -248,7 +248,7 @@ fn check_folder(
 #[test]
 fn hostile_python_scripts_end_as_errors_and_leak_nothing() {
     let limits = Limits {
-        time_per_profile: Duration::from_millis(1000),
+        time_per_profile: Duration::from_millis(2000),
         python_workers: 1,
         output_bytes: 1 << 20,
         ..Limits::default()
@@ -258,7 +258,7 @@ fn hostile_python_scripts_end_as_errors_and_leak_nothing() {
     let problems = check_folder(
         "python",
         limits,
-        Duration::from_secs(40),
+        Duration::from_secs(60),
         Transformation::Python,
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -267,15 +267,18 @@ fn hostile_python_scripts_end_as_errors_and_leak_nothing() {
 #[test]
 fn hostile_javascript_scripts_end_as_errors_within_their_limits() {
     let limits = Limits {
-        time_per_profile: Duration::from_millis(200),
+        // Generous for a debug build on a busy machine: a script that should fail for another reason
+        // must not meet the time limit first.
+        time_per_profile: Duration::from_millis(500),
         output_bytes: 1 << 20,
         ..Limits::default()
     };
-    // Three profiles of 200 ms and a fresh runtime after each; a stuck one would never end.
+    // Three profiles of 500 ms and a fresh runtime after each (top-level code: 5 s); a stuck one would
+    // never end.
     let problems = check_folder(
         "javascript",
         limits,
-        Duration::from_secs(5),
+        Duration::from_secs(12),
         Transformation::Javascript,
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -1,5 +1,5 @@
 # expect: failed row
-# says: the Python worker stopped | RecursionError
+# says: the Python worker stopped | RecursionError | time limit of
 sys = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == "_wrap_close"][0].__init__.__globals__["sys"]
 
 
