@@ -1,14 +1,15 @@
 # The Python transformation worker of Sluice (crates/transform/src/python/pool.rs starts it as
-# `python3 -I -S -c <this file>` with an empty environment and resource limits).
+# `python3 -I -S -B -c <this file>` with an empty environment, confined by sandbox.rs: another user when
+# Sluice is root, Landlock, seccomp and resource limits, all in place before this line runs).
 #
 # Protocol, one line per message, UTF-8:
-#   parent -> worker  first line: {"source": str, "limit": seconds per profile}
+#   parent -> worker  first line: {"source": str, "limit": seconds per profile, "output": longest row line}
 #                     then batches: "n" or "c" (careful: flush after every profile) + the number of profiles,
 #                     then one line of JSON per profile (read one at a time: a batch never has to fit in memory)
 #   worker -> parent  "b" once the interpreter is ready to run the user's top-level code, then
 #                     "k" when the script is loaded, or "e" + error object (the worker then exits);
 #                     per profile, in order: "r" + JSON object (the row), "s" (None: skip) or "e" + error object.
-#   error object: {"message": str, "column": str or null, "limit": "time" | "memory" | null}
+#   error object: {"message": str, "column": str or null, "limit": "time" | "memory" | "output" | null}
 #
 # Everything lives inside functions: their locals (the real stdout, the hook) cannot be reached from the
 # user's code, which has no frame access (the audit hook refuses sys._getframe and frame attributes, and
