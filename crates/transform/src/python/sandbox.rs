@@ -190,6 +190,8 @@ impl Sandbox {
             argv,
             filter: self.filter.clone(),
             memory,
+            // SAFETY: getpid has no preconditions.
+            parent: unsafe { libc::getpid() },
         };
         // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
         // calls (setrlimit, signal, prctl, getpid, landlock, seccomp, execve) on memory prepared before
@@ -209,6 +211,8 @@ struct Launch {
     argv: Vec<*const libc::c_char>,
     filter: Vec<libc::sock_filter>,
     memory: u64,
+    /// Sluice's process id, to notice that it ended before the death signal was set.
+    parent: libc::pid_t,
 }
 
 // SAFETY: as for `Sandbox`: the pointers point into `argv_store`, owned alongside and never changed.
@@ -234,6 +238,11 @@ impl Launch {
             // which clears it.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != self.parent {
+                return Err(std::io::Error::other(
+                    "Sluice ended while the worker started",
+                ));
             }
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
