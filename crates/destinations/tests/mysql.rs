@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use conformance::{random_table_name, s, Harness, Shape};
 use mysql_async::prelude::Queryable;
 use sluice_core::{ColumnType, Value};
-use sluice_destinations::mysql::{BulkLoad, Mysql, MysqlSettings};
+use sluice_destinations::mysql::{BulkLoad, Mysql, MysqlSettings, TlsMode};
 use sluice_destinations::{upsert_isolating, Destination, ErrorKind, Row, UpsertCounts};
 use tokio::sync::Mutex;
 
@@ -34,8 +34,19 @@ fn url() -> String {
     })
 }
 
+/// The test server's settings. TLS is `require` unless chosen, and the local test servers offer none: plain
+/// TCP is asked for explicitly unless the URL names a mode.
 fn settings() -> MysqlSettings {
-    MysqlSettings::from_url(&url()).unwrap_or_else(|e| panic!("{URL_VAR} is not usable: {e}"))
+    let url = url();
+    let mut s =
+        MysqlSettings::from_url(&url).unwrap_or_else(|e| panic!("{URL_VAR} is not usable: {e}"));
+    if !["ssl-mode=", "ssl_mode=", "sslmode=", "tls="]
+        .iter()
+        .any(|k| url.contains(k))
+    {
+        s.tls.mode = TlsMode::Disable;
+    }
+    s
 }
 
 async fn admin_conn(settings: &MysqlSettings) -> mysql_async::Conn {
