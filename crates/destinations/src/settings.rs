@@ -324,7 +324,14 @@ fn effective(field: &Field, settings: &Json) -> Json {
                 ),
                 other => return other.clone(),
             };
-            let mode = mode.filter(|m| !m.trim().is_empty()).unwrap_or(declared);
+            // An object without a mode is not always the declared mode (ClickHouse reads it as
+            // `verify`), so it stands for itself: a change to or from it needs the secret again.
+            let given_object = matches!(raw, Json::Object(_));
+            let mode = match mode.filter(|m| !m.trim().is_empty()) {
+                Some(m) => m,
+                None if given_object => return json!(["given without a mode", ca]),
+                None => declared,
+            };
             let mode = match TlsMode::parse(mode) {
                 Some(m) => json!(format!("{m:?}")),
                 None => json!(mode),
@@ -957,6 +964,18 @@ mod tests {
             "{e}"
         );
         assert!(e.get("password").is_none(), "no password was stored: {e}");
+        // ClickHouse reads a TLS object without a mode as `verify`: dropping it is a change.
+        let ch = json!({"host": "h", "password": "v1:p", "tls": {}});
+        assert!(
+            check_secret_reuse("clickhouse", &ch, &json!({"host": "h"}), &["password"]).is_err()
+        );
+        check_secret_reuse(
+            "clickhouse",
+            &ch,
+            &json!({"host": "h", "tls": {}}),
+            &["password"],
+        )
+        .unwrap();
         check_secret_reuse(
             "sqlite",
             &json!({"path": "a"}),
