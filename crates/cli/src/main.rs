@@ -127,7 +127,7 @@ enum SecretsCommand {
     /// the old one. Stop every Sluice instance using the store first.
     RotateKey {
         #[command(flatten)]
-        server: ServerArgs,
+        server: Box<ServerArgs>,
         /// The new key, when the current one is given in SLUICE_SECRET_KEY rather than kept in the data
         /// directory.
         #[arg(long, env = "SLUICE_NEW_SECRET_KEY", hide_env_values = true)]
