@@ -5,8 +5,10 @@
 //! from the data directory when not given), so they behave exactly as the API and the UI do.
 
 mod client;
+mod data_dir;
 mod import;
 mod quickstart;
+mod secrets;
 mod serve;
 
 use std::path::PathBuf;
@@ -112,6 +114,27 @@ enum Command {
         #[command(subcommand)]
         command: DestinationsCommand,
     },
+    /// Manage the key that encrypts destination secrets.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Re-encrypt every stored secret under a new key (all or nothing), then put the new key in place of
+    /// the old one. Stop every Sluice instance using the store first.
+    RotateKey {
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+        /// The new key, when the current one is given in SLUICE_SECRET_KEY rather than kept in the data
+        /// directory.
+        #[arg(long, env = "SLUICE_NEW_SECRET_KEY", hide_env_values = true)]
+        new_key: Option<String>,
+    },
+    /// Print a new random key, in the form SLUICE_SECRET_KEY takes.
+    GenerateKey,
 }
 
 #[derive(Subcommand)]
@@ -194,6 +217,15 @@ fn main() -> std::process::ExitCode {
             Command::Destinations {
                 command: DestinationsCommand::List { client },
             } => client::list_destinations(&client).await,
+            Command::Secrets {
+                command: SecretsCommand::RotateKey { server, new_key },
+            } => secrets::rotate_key(&server, new_key.as_deref()).await,
+            Command::Secrets {
+                command: SecretsCommand::GenerateKey,
+            } => {
+                secrets::generate_key();
+                Ok(())
+            }
         }
     });
     match result {

@@ -48,6 +48,7 @@ pub mod mysql;
 pub mod postgres;
 mod session;
 mod settings;
+pub use settings::check_secret_reuse;
 pub mod snowflake;
 pub mod sqlite;
 
@@ -263,6 +264,24 @@ pub trait Destination: Send + Sync {
     async fn confirm(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// A kind's declared settings and, among them, those that decide where its secrets are sent (its
+/// `SECRET_BINDING`); `None` for an unknown kind.
+pub(crate) fn secret_binding(
+    kind: &str,
+) -> Option<(&'static [settings::Field], &'static [&'static str])> {
+    Some(match kind {
+        "postgresql" => (postgres::config::FIELDS, postgres::config::SECRET_BINDING),
+        "mysql" => (mysql::config::FIELDS, mysql::config::SECRET_BINDING),
+        "clickhouse" => (
+            clickhouse::config::FIELDS,
+            clickhouse::config::SECRET_BINDING,
+        ),
+        "snowflake" => (snowflake::config::FIELDS, snowflake::config::SECRET_BINDING),
+        "sqlite" => (sqlite::config::FIELDS, &[]),
+        _ => return None,
+    })
 }
 
 /// A destination kind's settings, validated: every problem is reported with its field name.

@@ -66,7 +66,8 @@ export interface DestinationBody {
   type: string;
   /**
    * The settings fields of the kind (`GET /v1/connectors`); secrets left out of an update, or sent
-   * back masked, keep their stored value.
+   * back masked, keep their stored value while the settings that decide where they are sent (host,
+   * port, user, TLS, account, base URL) stay the same; otherwise 422 at `settings.<secret>`.
    */
   settings?: Record<string, unknown>;
 }
@@ -434,7 +435,10 @@ export type TestResult = {
 };
 
 export interface TestSavedBody {
-  /** Edited settings to test instead of the stored ones; secrets left out (or masked) are the stored ones. */
+  /**
+   * Edited settings to test instead of the stored ones; secrets left out (or masked) are the stored ones,
+   * unless a setting that decides where they are sent changed (then 422: give the secret again).
+   */
   settings?: Record<string, unknown> | null;
 }
 
@@ -587,7 +591,7 @@ export interface Operations {
     };
     answer: Destination;
   };
-  /** Change a destination (its type cannot change; secrets left out are kept) */
+  /** Change a destination (its type cannot change; secrets left out are kept while host, port, user, TLS, account or base URL stay the same) */
   updateDestination: {
     method: 'put';
     path: '/v1/destinations/{id}';
@@ -608,7 +612,7 @@ export interface Operations {
     };
     answer: void;
   };
-  /** Test a saved destination, or edited settings for it (secrets left out are the stored ones) */
+  /** Test a saved destination, or edited settings for it (secrets left out are the stored ones, only while they would go where they were saved) */
   testSavedDestination: {
     method: 'post';
     path: '/v1/destinations/{id}/test';

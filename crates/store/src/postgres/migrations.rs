@@ -81,6 +81,17 @@ CREATE TABLE sluice_schedules (
     r#"
 ALTER TABLE sluice_sync_state ADD COLUMN has_left boolean;
 "#,
+    // PostgreSQL and MySQL destinations default to TLS `require` since this migration; those saved before
+    // it, without a TLS mode, keep the one they had (`prefer`), written out so that it shows and stays.
+    r#"
+UPDATE sluice_destinations SET settings = jsonb_set(settings::jsonb, '{tls}', '{"mode": "prefer"}')::json
+WHERE kind IN ('postgresql', 'mysql')
+  AND (settings -> 'tls' IS NULL OR json_typeof(settings -> 'tls') = 'null'
+       OR (json_typeof(settings -> 'tls') = 'string' AND btrim(settings ->> 'tls') = ''));
+UPDATE sluice_destinations SET settings = jsonb_set(settings::jsonb, '{tls,mode}', '"prefer"')::json
+WHERE kind IN ('postgresql', 'mysql') AND json_typeof(settings -> 'tls') = 'object'
+  AND btrim(coalesce(settings -> 'tls' ->> 'mode', '')) = '';
+"#,
 ];
 
 pub(super) const PROFILE_MIGRATIONS: &[&str] = &[

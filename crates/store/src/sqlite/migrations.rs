@@ -134,6 +134,18 @@ ALTER TABLE sync_pipelines ADD COLUMN implied_keys INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sync_entries ADD COLUMN has_left INTEGER;
 CREATE INDEX sync_entries_left ON sync_entries (pipeline) WHERE has_left IS NOT NULL;
 "#,
+    // PostgreSQL and MySQL destinations default to TLS `require` since this migration; those saved before
+    // it, without a TLS mode, keep the one they had (`prefer`), written out so that it shows and stays.
+    r#"
+UPDATE destinations SET settings = json_set(settings, '$.tls', json('{"mode": "prefer"}'))
+WHERE kind IN ('postgresql', 'mysql') AND json_valid(settings)
+  AND (json_type(settings, '$.tls') IS NULL OR json_type(settings, '$.tls') = 'null'
+       OR (json_type(settings, '$.tls') = 'text' AND trim(json_extract(settings, '$.tls')) = ''));
+UPDATE destinations SET settings = json_set(settings, '$.tls.mode', 'prefer')
+WHERE kind IN ('postgresql', 'mysql') AND json_valid(settings)
+  AND json_type(settings, '$.tls') = 'object'
+  AND trim(coalesce(json_extract(settings, '$.tls.mode'), '')) = '';
+"#,
 ];
 
 // WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of

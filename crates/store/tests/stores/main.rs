@@ -41,6 +41,8 @@ suite!(
     catalog::destinations_crud_and_conflicts,
     catalog::secrets_are_encrypted_at_rest,
     catalog::wrong_secret_key_is_reported,
+    catalog::reseal_secrets_moves_every_secret_to_the_new_key,
+    catalog::destinations_without_a_tls_mode_keep_prefer,
     catalog::destination_in_use_is_not_deleted,
     catalog::pipelines_crud_and_conflicts,
     catalog::deleting_a_pipeline_cascades,
