@@ -134,6 +134,30 @@ ALTER TABLE sync_pipelines ADD COLUMN implied_keys INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sync_entries ADD COLUMN has_left INTEGER;
 CREATE INDEX sync_entries_left ON sync_entries (pipeline) WHERE has_left IS NOT NULL;
 "#,
+    // API tokens are kept as the SHA-256 of their text only (see `crate::access`); the audit log is
+    // numbered by `seq`, which paging follows.
+    r#"
+CREATE TABLE api_tokens (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor_id TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    resource TEXT,
+    status INTEGER NOT NULL,
+    before TEXT,
+    after TEXT
+);
+"#,
 ];
 
 // WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of
