@@ -5,16 +5,17 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::DateTime;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json_};
 use sluice_core::FieldErrors;
 use sluice_destinations::{DestinationError, ErrorKind};
-use sluice_store::{DestinationRecord, SECRET_FIELDS};
+use sluice_store::{DestinationRecord, Role, SECRET_FIELDS};
 use utoipa::ToSchema;
 
+use crate::access::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Body, OptionalBody};
 use crate::openapi::{
@@ -382,7 +383,7 @@ pub struct TestFailure {
     path = "/destinations/{id}/test",
     operation_id = "testSavedDestination",
     tag = "destinations",
-    summary = "Test a saved destination, or edited settings for it (secrets left out are the stored ones)",
+    summary = "Test a saved destination, or edited settings for it (secrets left out are the stored ones; edited settings need the admin role)",
     params(("id" = String, Path, description = "The destination's id")),
     request_body(content = Option<TestSavedBody>, description = "May be left out"),
     responses(
@@ -396,9 +397,15 @@ pub struct TestFailure {
 )]
 pub async fn test_saved(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     OptionalBody(body): OptionalBody<TestSavedBody>,
 ) -> ApiResult<Json<TestResult>> {
+    // Edited settings may send the stored secret to another server: that is changing the connection,
+    // an admin's; an editor may only check the stored settings still work.
+    if body.settings.is_some() && principal.role < Role::Admin {
+        return Err(crate::access::forbidden(principal.role, Role::Admin));
+    }
     let rec = load(&state, &id).await?;
     let settings = match body.settings {
         Some(edited) => keep_secrets(edited, &rec.settings),
