@@ -28,6 +28,9 @@ const MAX_AFTER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Fields never written to the audit log, whatever answer carries them.
 const NEVER_LOGGED: [&str; 2] = ["token", "authorization"];
+/// Fields written only as whether they are set: a webhook URL often carries its own credential (as the
+/// logs, which never show it, already assume).
+const MASKED: [&str; 1] = ["alert_webhook"];
 
 /// Runs a change and, when it succeeds, appends its entry.
 pub(crate) async fn record(
@@ -161,7 +164,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Drops every field that names a secret, at any depth; a stored secret's mask stays (it says one is
-/// set, not what it is).
+/// set, not what it is), and a webhook URL becomes one.
 pub(crate) fn redact(mut v: Json_) -> Json_ {
     fn walk(v: &mut Json_) {
         match v {
@@ -173,6 +176,9 @@ pub(crate) fn redact(mut v: Json_) -> Json_ {
                     }
                     if SECRET_FIELDS.contains(&k.as_str()) {
                         return v.as_str() == Some(crate::destinations::MASK);
+                    }
+                    if MASKED.contains(&k.as_str()) && !v.is_null() {
+                        *v = Json_::String(crate::destinations::MASK.into());
                     }
                     true
                 });
@@ -315,11 +321,13 @@ mod tests {
         let v = redact(json!({
             "id": "tok_1", "token": "slt_abc",
             "settings": {"host": "h", "password": "hunter2", "private_key": "********",
-                         "nested": [{"Password": "x", "Authorization": "Bearer y"}]}
+                         "nested": [{"Password": "x", "Authorization": "Bearer y"}]},
+            "alert_webhook": "https://hooks.example.com/T0/B0/s3cr3t", "other": {"alert_webhook": null}
         }));
         assert_eq!(
             v,
-            json!({"id": "tok_1", "settings": {"host": "h", "private_key": "********", "nested": [{}]}})
+            json!({"id": "tok_1", "settings": {"host": "h", "private_key": "********", "nested": [{}]},
+                   "alert_webhook": "********", "other": {"alert_webhook": null}})
         );
     }
 }

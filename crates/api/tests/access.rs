@@ -19,7 +19,8 @@ const PASSWORD: &str = "pa55-w0rd-never-in-the-log";
 
 struct Server {
     app: Router,
-    _dir: tempfile::TempDir,
+    /// The data directory of the server's embedded stores.
+    dir: tempfile::TempDir,
 }
 
 async fn engine(dir: &std::path::Path, meta: Option<Arc<dyn MetadataStore>>) -> Engine {
@@ -43,7 +44,7 @@ async fn server_with(
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), meta).await;
     let app = sluice_api::router(configure(AppState::new(engine, ADMIN)));
-    Server { app, _dir: dir }
+    Server { app, dir }
 }
 
 async fn server() -> Server {
@@ -551,6 +552,87 @@ async fn changes_are_audited_with_before_and_after_and_no_secret() {
     let bad = call(&s.app, "GET", "/v1/audit?before=abc", Some(ADMIN), None).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.body["error"]["fields"]["before"].is_array());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_editors_pipeline_changes_are_audited_without_the_webhook_url() {
+    let s = server().await;
+    let (editor_id, editor) = token(&s.app, "ci", "editor").await;
+    // A SQLite destination in the data directory, with a table to write to.
+    let folder = s.dir.path().join("destinations");
+    std::fs::create_dir_all(&folder).unwrap();
+    let path = folder.join("local.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE customers (customer_id TEXT PRIMARY KEY, email TEXT)")
+        .unwrap();
+    let model = json!({"properties": [{"name": "email", "type": "string"}]});
+    assert_eq!(
+        call(
+            &s.app,
+            "PUT",
+            "/v1/profile-schema",
+            Some(&editor),
+            Some(model)
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let dest = call(&s.app, "POST", "/v1/destinations", Some(ADMIN),
+        Some(json!({"name": "local", "type": "sqlite", "settings": {"path": path.to_str().unwrap()}}))).await;
+    assert_eq!(dest.status, StatusCode::CREATED, "{}", dest.text);
+    let hook = "https://hooks.example.com/services/T0/B0/webhook-credential";
+    let created = call(&s.app, "POST", "/v1/pipelines", Some(&editor), Some(json!({
+        "destination": dest.body["id"], "name": "Everyone", "table": "customers", "key": "customer_id",
+        "transformation": {"mapping": {"customer_id": "_id", "email": "email"}}, "alert_webhook": hook
+    }))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let patched = call(
+        &s.app,
+        "PATCH",
+        &format!("/v1/pipelines/{id}"),
+        Some(&editor),
+        Some(json!({"name": "Everyone (EU)", "enabled": false})),
+    )
+    .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    // A refused change is not an entry.
+    let (_, viewer) = token(&s.app, "look", "viewer").await;
+    assert_eq!(
+        call(
+            &s.app,
+            "PATCH",
+            &format!("/v1/pipelines/{id}"),
+            Some(&viewer),
+            Some(json!({"enabled": true}))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+
+    let log = call(&s.app, "GET", "/v1/audit", Some(ADMIN), None).await;
+    assert!(!log.text.contains("webhook-credential"), "{}", log.text);
+    let entries = log.body["entries"].as_array().unwrap();
+    let patch = &entries[1];
+    assert_eq!(
+        (patch["method"].as_str(), patch["route"].as_str()),
+        (Some("PATCH"), Some("/v1/pipelines/{id}"))
+    );
+    assert_eq!(patch["token_id"], editor_id.as_str());
+    assert_eq!(patch["resource"], id.as_str());
+    assert_eq!(patch["before"]["name"], "Everyone");
+    assert_eq!(patch["before"]["enabled"], true);
+    assert_eq!(patch["after"]["name"], "Everyone (EU)");
+    assert_eq!(patch["after"]["enabled"], false);
+    assert_eq!(patch["after"]["alert_webhook"], "********");
+    let create = &entries[2];
+    assert_eq!(create["route"], "/v1/pipelines");
+    assert_eq!(create["resource"], id.as_str());
+    assert!(create["before"].is_null());
+    assert_eq!(create["after"]["table"], "customers");
 }
 
 #[tokio::test(flavor = "multi_thread")]
