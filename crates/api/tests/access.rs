@@ -228,6 +228,41 @@ async fn tokens_are_shown_once_and_checked() {
 
     let me = call(&s.app, "GET", "/v1/me", Some(&value), None).await;
     assert_eq!(me.body, json!({"id": id, "name": "ci", "role": "editor"}));
+    // The store holds the token's SHA-256, never its text.
+    let stored: Vec<Vec<u8>> = {
+        let db = rusqlite::Connection::open(s.dir.path().join("metadata.db")).unwrap();
+        let mut stmt = db.prepare("SELECT * FROM api_tokens").unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| {
+            Ok((0..n)
+                .flat_map(|i| match r.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        t.to_vec()
+                    }
+                    _ => Vec::new(),
+                })
+                .collect())
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    assert_eq!(stored.len(), 1);
+    let digest = sluice_api::access::token_hash(&value);
+    assert!(
+        stored[0].windows(32).any(|w| w == digest),
+        "the hash is stored"
+    );
+    assert!(
+        !stored[0]
+            .windows(value.len())
+            .any(|w| w == value.as_bytes()),
+        "the token text is not"
+    );
+    assert!(
+        !stored[0].windows(64).any(|w| w == &value.as_bytes()[4..]),
+        "nor its random part"
+    );
     let me = call(&s.app, "GET", "/v1/me", Some(ADMIN), None).await;
     assert_eq!(me.body["role"], "admin");
 
