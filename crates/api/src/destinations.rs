@@ -5,16 +5,17 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::DateTime;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json_};
 use sluice_core::FieldErrors;
 use sluice_destinations::{DestinationError, ErrorKind};
-use sluice_store::{DestinationRecord, SECRET_FIELDS};
+use sluice_store::{DestinationRecord, Role, SECRET_FIELDS};
 use utoipa::ToSchema;
 
+use crate::access::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Body, OptionalBody};
 use crate::openapi::{
@@ -408,7 +409,7 @@ pub struct TestFailure {
     path = "/destinations/{id}/test",
     operation_id = "testSavedDestination",
     tag = "destinations",
-    summary = "Test a saved destination, or edited settings for it (secrets left out are the stored ones, only while they would go where they were saved)",
+    summary = "Test a saved destination, or edited settings for it (edited settings need the admin role; secrets left out are the stored ones, only while they would go where they were saved)",
     params(("id" = String, Path, description = "The destination's id")),
     request_body(content = Option<TestSavedBody>, description = "May be left out"),
     responses(
@@ -422,9 +423,15 @@ pub struct TestFailure {
 )]
 pub async fn test_saved(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     OptionalBody(body): OptionalBody<TestSavedBody>,
 ) -> ApiResult<Json<TestResult>> {
+    // Edited settings may send the stored secret to another server: that is changing the connection,
+    // an admin's; an editor may only check the stored settings still work.
+    if body.settings.is_some() && principal.role < Role::Admin {
+        return Err(crate::access::forbidden(principal.role, Role::Admin));
+    }
     let rec = load(&state, &id).await?;
     let settings = match body.settings {
         Some(edited) => keep_secrets(&rec.kind, edited, &rec.settings)?,

@@ -69,6 +69,9 @@ pub struct ServerArgs {
     /// Seconds between two looks of the scheduler for due pipelines.
     #[arg(long, env = "SLUICE_SCHEDULER_INTERVAL_SECONDS", default_value_t = 5)]
     pub scheduler_interval_seconds: u64,
+    /// Make `/metrics` ask for a token (any role), as the `/v1` routes do.
+    #[arg(long, env = "SLUICE_METRICS_TOKEN_REQUIRED", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_token_required: bool,
 }
 
 /// How the client commands reach the server.

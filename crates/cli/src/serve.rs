@@ -208,7 +208,9 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
         engine.clone(),
         Arc::new(sluice_engine::scheduler::SystemClock),
     );
-    let state = sluice_api::AppState::new(engine.clone(), Arc::<str>::from(token.as_str()));
+    let state = sluice_api::AppState::new(engine.clone(), Arc::<str>::from(token.as_str()))
+        .with_metrics_token_required(args.metrics_token_required)
+        .with_loopback_hosts_only(addr.ip().is_loopback());
     let app = sluice_api::router(state);
     println!("Sluice is serving on http://{addr} (UI at /, API at /v1)");
     if generated {

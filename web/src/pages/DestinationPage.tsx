@@ -2,6 +2,7 @@
 // Pipeline, Filters, Enable, Run now, Schedule, Manage and ⋮ More.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { useAccess } from '../access';
 import { api, ApiError, errorMessage, type Connector, type Destination, type Pipeline, type Run, type Schedule, type TestResult } from '../api';
 import { Alert, ConfirmDialog, Dialog, EmptyState, ErrorAlert, Field, Loading, Menu, PageHeader, ProgressBar, Spinner, StatusBadge, Switch, useToast } from '../components/ui';
 import { useAsync, useInterval, useTitle } from '../hooks';
@@ -17,6 +18,7 @@ interface Data {
 }
 
 export function DestinationPage({ id }: { id: string }) {
+  const access = useAccess();
   const toast = useToast();
   const { data, error, loading, setData } = useAsync<Data>(async () => {
     const [destination, connectors, pipelines] = await Promise.all([api.getDestination(id), api.connectors().catch(() => []), api.listPipelines(id)]);
@@ -68,6 +70,7 @@ export function DestinationPage({ id }: { id: string }) {
         }
         actions={
           <>
+            {access.can('edit') && (
             <button type="button" class="button" onClick={testSaved} disabled={test.busy}>
               {test.busy ? (
                 <>
@@ -77,12 +80,17 @@ export function DestinationPage({ id }: { id: string }) {
                 'Test connection'
               )}
             </button>
-            <a class="button" href={href('destinations', id, 'edit')}>
-              Edit connection
-            </a>
-            <button type="button" class="button danger-outline" onClick={() => setDeleting(true)}>
-              Delete
-            </button>
+            )}
+            {access.can('admin') && (
+              <>
+                <a class="button" href={href('destinations', id, 'edit')}>
+                  Edit connection
+                </a>
+                <button type="button" class="button danger-outline" onClick={() => setDeleting(true)}>
+                  Delete
+                </button>
+              </>
+            )}
           </>
         }
       />
@@ -105,17 +113,21 @@ export function DestinationPage({ id }: { id: string }) {
             <p class="section-desc">Each pipeline exports the profiles that match its filter to one table. Several pipelines may write to the same database or the same table.</p>
           </div>
           <div class="section-actions">
-            <a class="button primary" href={href('destinations', id, 'pipelines', 'new')}>
-              Add pipeline…
-            </a>
+            {access.can('edit') && (
+              <a class="button primary" href={href('destinations', id, 'pipelines', 'new')}>
+                Add pipeline…
+              </a>
+            )}
           </div>
         </div>
         {data.pipelines.length === 0 ? (
           <EmptyState title="No pipelines yet">
             <p>A pipeline picks an audience with a filter, maps profile properties onto the columns of an existing table and keeps it up to date.</p>
-            <a class="button primary" href={href('destinations', id, 'pipelines', 'new')}>
-              Add pipeline…
-            </a>
+            {access.can('edit') && (
+              <a class="button primary" href={href('destinations', id, 'pipelines', 'new')}>
+                Add pipeline…
+              </a>
+            )}
           </EmptyState>
         ) : (
           <div class="table-wrap">
@@ -179,6 +191,7 @@ function runOutcome(r: Run): string {
 }
 
 function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline; onChange: (p: Pipeline) => void; onDeleted: () => void }) {
+  const access = useAccess();
   const toast = useToast();
   const [run, setRun] = useState<Run | null>(p.last_run && isActive(p.last_run) ? p.last_run : null);
   const [runId, setRunId] = useState<string | null>(p.running ?? (p.last_run && isActive(p.last_run) ? p.last_run.id : null));
@@ -295,7 +308,7 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
         <span class={summary === 'All profiles' ? 'muted' : undefined}>{summary}</span>
       </td>
       <td>
-        <Switch checked={p.enabled} disabled={busy} label={`Enable ${p.name}`} onChange={(v) => patch({ enabled: v }, `${p.name} ${v ? 'enabled' : 'disabled'}.`)} />
+        <Switch checked={p.enabled} disabled={busy || !access.can('edit')} label={`Enable ${p.name}`} onChange={(v) => patch({ enabled: v }, `${p.name} ${v ? 'enabled' : 'disabled'}.`)} />
       </td>
       <td class="run-cell">
         {running ? (
@@ -312,7 +325,7 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
             <ProgressBar value={run?.progress?.processed ?? 0} total={run?.progress?.total ?? null} label={`Progress of ${p.name}`} />
           </div>
         ) : (
-          <button type="button" class="button small" onClick={runNow} disabled={!p.enabled} title={p.enabled ? 'Run the export now, one time' : 'Enable the pipeline to run it'} aria-label={`Run ${p.name} now`}>
+          <button type="button" class="button small" onClick={runNow} disabled={!p.enabled || !access.can('edit')} title={access.whyNot('edit') ?? (p.enabled ? 'Run the export now, one time' : 'Enable the pipeline to run it')} aria-label={`Run ${p.name} now`}>
             ▶ Run now
           </button>
         )}
@@ -327,7 +340,7 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
           }
           buttonClass="button small schedule-button"
           align="left"
-          disabled={busy}
+          disabled={busy || !access.can('edit')}
           items={[
             { label: 'Off', checked: p.schedule === null, onSelect: () => setSchedule(null) },
             ...INTERVALS.map((i) => ({ label: i.label, checked: p.schedule === i.value || (i.value === '24h' && p.schedule === '1d'), onSelect: () => setSchedule(i.value as Schedule) })),
@@ -358,7 +371,7 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
           buttonClass="icon-button bordered"
           items={[
             { label: 'Runs and monitoring', onSelect: () => navigate(href('pipelines', p.id, 'runs')) },
-            { label: 'Delete…', danger: true, separatorBefore: true, onSelect: () => setDeleting(true) },
+            ...(access.can('edit') ? [{ label: 'Delete…', danger: true, separatorBefore: true, onSelect: () => setDeleting(true) }] : []),
           ]}
         />
         {deleting && (

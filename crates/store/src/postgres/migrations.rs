@@ -92,6 +92,30 @@ UPDATE sluice_destinations SET settings = jsonb_set(settings::jsonb, '{tls,mode}
 WHERE kind IN ('postgresql', 'mysql') AND json_typeof(settings -> 'tls') = 'object'
   AND btrim(coalesce(settings -> 'tls' ->> 'mode', '')) = '';
 "#,
+    // API tokens are kept as the SHA-256 of their text only (see `crate::access`); the audit log is
+    // numbered by `seq`, which paging follows.
+    r#"
+CREATE TABLE sluice_api_tokens (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    id text PRIMARY KEY,
+    name text NOT NULL CONSTRAINT sluice_api_tokens_name_key UNIQUE,
+    role text NOT NULL,
+    hash bytea NOT NULL CONSTRAINT sluice_api_tokens_hash_key UNIQUE,
+    created_at timestamptz NOT NULL
+);
+CREATE TABLE sluice_audit_log (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL,
+    actor_id text NOT NULL,
+    actor_name text NOT NULL,
+    method text NOT NULL,
+    route text NOT NULL,
+    resource text,
+    status integer NOT NULL,
+    before json,
+    after json
+);
+"#,
 ];
 
 pub(super) const PROFILE_MIGRATIONS: &[&str] = &[

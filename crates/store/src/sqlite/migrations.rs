@@ -146,6 +146,30 @@ WHERE kind IN ('postgresql', 'mysql') AND json_valid(settings)
   AND json_type(settings, '$.tls') = 'object'
   AND trim(coalesce(json_extract(settings, '$.tls.mode'), '')) = '';
 "#,
+    // API tokens are kept as the SHA-256 of their text only (see `crate::access`); the audit log is
+    // numbered by `seq`, which paging follows.
+    r#"
+CREATE TABLE api_tokens (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor_id TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    resource TEXT,
+    status INTEGER NOT NULL,
+    before TEXT,
+    after TEXT
+);
+"#,
 ];
 
 // WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of

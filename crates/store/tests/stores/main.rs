@@ -1,6 +1,7 @@
 //! The store suite: every case runs against embedded SQLite and against PostgreSQL
 //! (`SLUICE_TEST_POSTGRES_URL`; the PostgreSQL cases fail when it is unset, they never skip).
 
+mod access;
 mod catalog;
 mod coord;
 mod fixtures;
@@ -69,4 +70,6 @@ suite!(
     sync_state::sync_left_entries_round_trip,
     sync_state::sync_left_holder_gives_its_key_up,
     sync_state::sync_entries_survive_the_left_flag_migration,
+    access::tokens_are_found_by_hash_and_revoked,
+    access::audit_log_pages_newest_first,
 );
