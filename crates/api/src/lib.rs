@@ -34,8 +34,29 @@ mod ui;
 
 pub use error::{ApiError, ApiResult};
 
-/// Largest accepted request body: room for 10,000+ profiles in one `POST /v1/profiles`.
-pub const MAX_BODY_BYTES: usize = 128 * 1024 * 1024;
+/// How many bytes a request body may have. A body over its route's limit is answered 413 before it is
+/// read past the limit: a `Content-Length` over it is refused before anything is read, and a body
+/// streamed without one is counted as it arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Every route but the one below: specs, settings and scripts are small.
+    pub default: usize,
+    /// `POST /v1/profiles`: a batch of up to 50,000 profiles.
+    pub profiles: usize,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            default: 1 << 20,
+            profiles: 64 << 20,
+        }
+    }
+}
+
+/// The limit that applied to a request, for the 413's message (set by [`limit_body`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BodyLimit(pub usize);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -45,6 +66,8 @@ pub struct AppState {
     /// The admin token every `/v1` route but health requires.
     pub token: Arc<str>,
     pub(crate) metrics: Arc<metrics::Memory>,
+    /// Request body limits per route.
+    pub body_limits: BodyLimits,
 }
 
 impl AppState {
@@ -55,7 +78,14 @@ impl AppState {
             engine,
             token: token.into(),
             metrics: Arc::default(),
+            body_limits: BodyLimits::default(),
         }
+    }
+
+    /// The state with other body limits than the defaults.
+    pub fn with_body_limits(mut self, limits: BodyLimits) -> Self {
+        self.body_limits = limits;
+        self
     }
 }
 
@@ -66,7 +96,12 @@ pub fn router(state: AppState) -> Router {
     let (router, _) = assemble(protected).split_for_parts();
     router
         .fallback(ui::serve)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // `limit_body` bounds every body itself, per route; axum's single limit would only get in the way.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.body_limits,
+            limit_body,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -144,6 +179,26 @@ async fn health() -> Json<Health> {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
     })
+}
+
+/// Refuses a body whose `Content-Length` is over its route's limit, and bounds one sent without it.
+async fn limit_body(State(limits): State<BodyLimits>, mut req: Request, next: Next) -> Response {
+    let limit = if req.method() == axum::http::Method::POST && req.uri().path() == "/v1/profiles" {
+        limits.profiles
+    } else {
+        limits.default
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return error::too_large(limit).into_response();
+    }
+    req.extensions_mut().insert(BodyLimit(limit));
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(req).await
 }
 
 /// Checks `Authorization: Bearer <token>` in constant time.
