@@ -6,6 +6,7 @@
 
 mod client;
 mod import;
+mod listener;
 mod quickstart;
 mod serve;
 
@@ -67,6 +68,27 @@ pub struct ServerArgs {
     /// Seconds between two looks of the scheduler for due pipelines.
     #[arg(long, env = "SLUICE_SCHEDULER_INTERVAL_SECONDS", default_value_t = 5)]
     pub scheduler_interval_seconds: u64,
+    /// Largest request body in bytes, for every route but profile batches.
+    #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Largest `POST /v1/profiles` body in bytes.
+    #[arg(long, env = "SLUICE_MAX_PROFILES_BODY_BYTES", default_value_t = 64 << 20)]
+    pub max_profiles_body_bytes: usize,
+    /// Seconds a client has to send a request's headers (and to finish a TLS handshake).
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a kept-alive connection may stay idle before it is closed.
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub idle_timeout_seconds: u64,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// How the client commands reach the server.

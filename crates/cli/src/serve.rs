@@ -192,8 +192,53 @@ pub async fn serve(args: ServerArgs) -> Result<()> {
     serve_with(args, engine).await
 }
 
+/// The listener's and the API's limits from the settings, each checked with a message naming it.
+fn listener_limits(args: &ServerArgs) -> Result<(crate::listener::Limits, sluice_api::BodyLimits)> {
+    if args.max_connections == 0 {
+        bail!("SLUICE_MAX_CONNECTIONS (--max-connections) must be at least 1");
+    }
+    if args.header_read_timeout_seconds == 0 {
+        bail!(
+            "SLUICE_HEADER_READ_TIMEOUT_SECONDS (--header-read-timeout-seconds) must be at least 1"
+        );
+    }
+    if args.idle_timeout_seconds == 0 {
+        bail!("SLUICE_IDLE_TIMEOUT_SECONDS (--idle-timeout-seconds) must be at least 1");
+    }
+    if args.max_body_bytes < 1024 || args.max_profiles_body_bytes < 1024 {
+        bail!(
+            "SLUICE_MAX_BODY_BYTES (--max-body-bytes) and SLUICE_MAX_PROFILES_BODY_BYTES \
+             (--max-profiles-body-bytes) must be at least 1024"
+        );
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(crate::listener::tls_config(cert, key)?),
+        _ => bail!(
+            "SLUICE_TLS_CERT (--tls-cert) and SLUICE_TLS_KEY (--tls-key) go together: give both, or neither"
+        ),
+    };
+    let limits = crate::listener::Limits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+        idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
+        max_connections: args.max_connections,
+        tls,
+    };
+    let body = sluice_api::BodyLimits {
+        default: args.max_body_bytes,
+        profiles: args.max_profiles_body_bytes,
+    };
+    Ok((limits, body))
+}
+
 pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
     let (token, generated) = admin_token(&args)?;
+    let (limits, body_limits) = listener_limits(&args)?;
+    let scheme = if limits.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -202,9 +247,10 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
         engine.clone(),
         Arc::new(sluice_engine::scheduler::SystemClock),
     );
-    let state = sluice_api::AppState::new(engine.clone(), Arc::<str>::from(token.as_str()));
+    let state = sluice_api::AppState::new(engine.clone(), Arc::<str>::from(token.as_str()))
+        .with_body_limits(body_limits);
     let app = sluice_api::router(state);
-    println!("Sluice is serving on http://{addr} (UI at /, API at /v1)");
+    println!("Sluice is serving on {scheme}://{addr} (UI at /, API at /v1)");
     if generated {
         println!(
             "Admin token (shown once; kept in {}): {token}",
@@ -216,9 +262,7 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
             args.data_dir.join(TOKEN_FILE).display()
         );
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    crate::listener::serve(listener, app, limits, shutdown()).await?;
     scheduler.abort();
     let left = engine.shutdown(Duration::from_secs(10)).await;
     if left > 0 {
