@@ -89,6 +89,21 @@ pub struct ServerArgs {
     /// PEM private key of the certificate.
     #[arg(long, env = "SLUICE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Folder SQLite destination files must live under (default: the data directory's `destinations/`).
+    #[arg(long, env = "SLUICE_SQLITE_DIR")]
+    pub sqlite_dir: Option<PathBuf>,
+    /// Refuse alert webhooks whose host is or resolves to a private, loopback or link-local address.
+    #[arg(long, env = "SLUICE_DENY_PRIVATE_WEBHOOKS", default_value_t = false)]
+    pub deny_private_webhooks: bool,
+}
+
+impl ServerArgs {
+    /// The folder SQLite destinations are confined to.
+    pub fn sqlite_dir(&self) -> PathBuf {
+        self.sqlite_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("destinations"))
+    }
 }
 
 /// How the client commands reach the server.

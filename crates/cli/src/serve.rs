@@ -45,6 +45,13 @@ pub async fn open_engine(args: &ServerArgs) -> Result<Engine> {
     })?;
     let mut config = engine_config(args)?;
     lock_data_dir(&args.data_dir)?;
+    let sqlite_dir = args.sqlite_dir();
+    sluice_destinations::sqlite::config::confine_to(&sqlite_dir).with_context(|| {
+        format!(
+            "SLUICE_SQLITE_DIR (--sqlite-dir): cannot use {} for SQLite destinations",
+            sqlite_dir.display()
+        )
+    })?;
     config.instance = Some(instance_name(&args.data_dir)?);
     let secrets = match &args.secret_key {
         Some(k) => SecretBox::from_base64(k).context("SLUICE_SECRET_KEY is not a valid key")?,
@@ -108,6 +115,7 @@ fn engine_config(args: &ServerArgs) -> Result<EngineConfig> {
         max_runs_per_destination: args.max_runs_per_destination,
         failed_rows_threshold: args.failed_rows_threshold,
         alert_webhook: alert_webhook.map(str::to_string),
+        deny_private_webhooks: args.deny_private_webhooks,
         lease: Duration::from_secs(args.run_lease_seconds),
         scheduler_interval: Duration::from_secs(args.scheduler_interval_seconds),
         ..EngineConfig::default()
