@@ -25,8 +25,9 @@ pub(crate) const FIELDS: &[Field] = &[Field::text(
     "path",
     "Database file",
     "the database file path",
-    "Path of the SQLite file on the machine running Sluice. A relative path is resolved from Sluice's \
-     working directory; the file and its folder are created when missing.",
+    "Path of the SQLite file on the machine running Sluice, inside the server's folder for SQLite files \
+     (by default the data directory's destinations/): a relative path is resolved inside it, and a path \
+     leading out of it is refused. The file and its sub-folders are created when missing.",
 )
 .required()];
 
