@@ -18,8 +18,8 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Body, OptionalBody};
 use crate::openapi::{
-    ConnectorDoc, DestinationFailed, False, Internal, Invalid, Malformed, NotFound, NotJson, True,
-    Unauthorized,
+    ConnectorDoc, DestinationFailed, False, Internal, Invalid, Malformed, NotFound, NotJson,
+    TooLarge, True, Unauthorized,
 };
 use crate::AppState;
 
@@ -163,6 +163,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<DestinationLi
         Unauthorized,
         (status = 409, body = crate::error::ErrorBody, description = "the name is taken (`NameTaken`)"),
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
     ),
@@ -237,6 +238,7 @@ pub async fn get_one(
         NotFound,
         (status = 409, body = crate::error::ErrorBody, description = "the name is taken (`NameTaken`)"),
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
     ),
@@ -332,6 +334,7 @@ pub async fn delete(
         Malformed,
         Unauthorized,
         NotJson,
+        TooLarge,
         Invalid,
     ),
 )]

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::openapi::{
-    BadQuery, Internal, Invalid, Malformed, NotFound, NotJson, ProfileDoc, Unauthorized,
+    BadQuery, Internal, Invalid, Malformed, NotFound, NotJson, ProfileDoc, TooLarge, Unauthorized,
 };
 use crate::AppState;
 
@@ -87,6 +87,7 @@ pub struct Rejected {
         Malformed,
         Unauthorized,
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
     ),
