@@ -19,8 +19,8 @@ use crate::access::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Body, OptionalBody};
 use crate::openapi::{
-    ConnectorDoc, DestinationFailed, False, Internal, Invalid, Malformed, NotFound, NotJson, True,
-    Unauthorized,
+    ConnectorDoc, DestinationFailed, False, Internal, Invalid, Malformed, NotFound, NotJson,
+    TooLarge, True, Unauthorized,
 };
 use crate::AppState;
 
@@ -165,6 +165,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<DestinationLi
         Unauthorized,
         (status = 409, body = crate::error::ErrorBody, description = "the name is taken (`NameTaken`)"),
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
     ),
@@ -239,6 +240,7 @@ pub async fn get_one(
         NotFound,
         (status = 409, body = crate::error::ErrorBody, description = "the name is taken (`NameTaken`)"),
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
     ),
@@ -358,6 +360,7 @@ pub async fn delete(
         Malformed,
         Unauthorized,
         NotJson,
+        TooLarge,
         Invalid,
     ),
 )]

@@ -72,6 +72,15 @@ impl ApiError {
     }
 }
 
+/// 413: the request body is over its route's limit.
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PayloadTooLarge",
+        format!("the request body is larger than {limit} bytes, the limit for this route"),
+    )
+}
+
 /// The body of every error answer.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {

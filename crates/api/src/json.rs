@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::BodyLimit;
 
 pub struct Body<T>(pub T);
 
@@ -26,9 +27,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::malformed(format!("could not read the request body: {e}")))?;
+        let bytes = read(req, state).await?;
         parse(&bytes).map(Body)
     }
 }
@@ -40,14 +39,25 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::malformed(format!("could not read the request body: {e}")))?;
+        let bytes = read(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalBody(T::default()));
         }
         parse(&bytes).map(OptionalBody)
     }
+}
+
+/// The whole body; over the route's limit (see `crate::limit_body`), a 413.
+async fn read<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let limit = req.extensions().get::<BodyLimit>().copied();
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|e| match limit {
+            Some(BodyLimit(limit)) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                crate::error::too_large(limit)
+            }
+            _ => ApiError::malformed(format!("could not read the request body: {e}")),
+        })
 }
 
 /// Parses JSON text into `T` with the error rules above.

@@ -8,8 +8,10 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
-use axum::middleware;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::Serialize;
 use sluice_engine::Engine;
@@ -36,8 +38,29 @@ mod ui;
 
 pub use error::{ApiError, ApiResult};
 
-/// Largest accepted request body: room for 10,000+ profiles in one `POST /v1/profiles`.
-pub const MAX_BODY_BYTES: usize = 128 * 1024 * 1024;
+/// How many bytes a request body may have. A body over its route's limit is answered 413 before it is
+/// read past the limit: a `Content-Length` over it is refused before anything is read, and a body
+/// streamed without one is counted as it arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Every route but the one below: specs, settings and scripts are small.
+    pub default: usize,
+    /// `POST /v1/profiles`: a batch of up to 50,000 profiles.
+    pub profiles: usize,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            default: 1 << 20,
+            profiles: 64 << 20,
+        }
+    }
+}
+
+/// The limit that applied to a request, for the 413's message (set by [`limit_body`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BodyLimit(pub usize);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -52,6 +75,8 @@ pub struct AppState {
     /// Whether requests must name a loopback host (`localhost`, `127.0.0.1`, `[::1]`): on when listening
     /// on a loopback address, against DNS rebinding.
     pub loopback_hosts_only: bool,
+    /// Request body limits per route.
+    pub body_limits: BodyLimits,
 }
 
 impl AppState {
@@ -64,6 +89,7 @@ impl AppState {
             metrics: Arc::default(),
             metrics_token_required: false,
             loopback_hosts_only: false,
+            body_limits: BodyLimits::default(),
         }
     }
 
@@ -78,6 +104,12 @@ impl AppState {
         self.loopback_hosts_only = only;
         self
     }
+
+    /// The state with other body limits than the defaults.
+    pub fn with_body_limits(mut self, limits: BodyLimits) -> Self {
+        self.body_limits = limits;
+        self
+    }
 }
 
 /// The whole HTTP surface.
@@ -89,7 +121,12 @@ pub fn router(state: AppState) -> Router {
     let (router, _) = assemble(protected).split_for_parts();
     router
         .fallback(ui::serve)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // `limit_body` bounds every body itself, per route; axum's single limit would only get in the way.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.body_limits,
+            limit_body,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             security::check_host,
@@ -234,6 +271,26 @@ async fn health() -> Json<Health> {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
     })
+}
+
+/// Refuses a body whose `Content-Length` is over its route's limit, and bounds one sent without it.
+async fn limit_body(State(limits): State<BodyLimits>, mut req: Request, next: Next) -> Response {
+    let limit = if req.method() == axum::http::Method::POST && req.uri().path() == "/v1/profiles" {
+        limits.profiles
+    } else {
+        limits.default
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return error::too_large(limit).into_response();
+    }
+    req.extensions_mut().insert(BodyLimit(limit));
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(req).await
 }
 
 /// Generates an id with a readable prefix.

@@ -187,6 +187,14 @@ pub struct NotJson(ErrorBody);
 
 #[derive(IntoResponses)]
 #[response(
+    status = 413,
+    description = "the body is larger than the route's limit (1 MiB; 64 MiB for profile batches)"
+)]
+#[allow(dead_code)]
+pub struct TooLarge(ErrorBody);
+
+#[derive(IntoResponses)]
+#[response(
     status = 422,
     description = "invalid: every offending field is named in `fields`"
 )]

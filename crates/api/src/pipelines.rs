@@ -21,7 +21,8 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::{self, Body, OptionalBody};
 use crate::openapi::{
     BadQuery, DestinationFailed, FunctionInfoDoc, Internal, Invalid, Malformed, NotFound, NotJson,
-    PipelineInputDoc, PipelinePatchDoc, PipelineSpecDoc, PreviewSample, True, Unauthorized,
+    PipelineInputDoc, PipelinePatchDoc, PipelineSpecDoc, PreviewSample, TooLarge, True,
+    Unauthorized,
 };
 use crate::runs::Run;
 use crate::AppState;
@@ -148,6 +149,7 @@ pub async fn list(
         Unauthorized,
         (status = 409, body = ErrorBody, description = "the name is taken (`NameTaken`)"),
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
         DestinationFailed,
@@ -217,6 +219,7 @@ pub async fn get_one(
         NotFound,
         (status = 409, body = ErrorBody, description = "the name is taken (`NameTaken`)"),
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
         DestinationFailed,
@@ -246,6 +249,7 @@ pub async fn replace(
         NotFound,
         (status = 409, body = ErrorBody, description = "the name is taken (`NameTaken`)"),
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
         DestinationFailed,
@@ -347,6 +351,7 @@ pub struct Valid {
         Malformed,
         Unauthorized,
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
         DestinationFailed,
@@ -403,6 +408,7 @@ pub struct PreviewAnswer {
         Malformed,
         Unauthorized,
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
         DestinationFailed,

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::openapi::{
-    BadQuery, Internal, Invalid, Malformed, NotFound, NotJson, ProfileDoc, Unauthorized,
+    BadQuery, Internal, Invalid, Malformed, NotFound, NotJson, ProfileDoc, TooLarge, Unauthorized,
 };
 use crate::AppState;
 
@@ -23,7 +23,38 @@ pub const MAX_BATCH: usize = 50_000;
 pub struct UpsertBody {
     /// Profiles with their `_id`; each is merged into the stored one (properties left out are kept).
     #[schema(value_type = Vec<ProfileDoc>)]
+    #[serde(deserialize_with = "at_most_a_batch")]
     profiles: Vec<Json_>,
+}
+
+/// Parses the profiles one at a time and stops at the one past [`MAX_BATCH`], so an oversized batch
+/// costs the parse of a batch, not of everything sent.
+fn at_most_a_batch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Json_>, D::Error> {
+    struct Capped;
+    impl<'de> serde::de::Visitor<'de> for Capped {
+        type Value = Vec<Json_>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "an array of at most {MAX_BATCH} profiles")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH));
+            while let Some(p) = seq.next_element::<Json_>()? {
+                if out.len() == MAX_BATCH {
+                    return Err(serde::de::Error::custom(format!(
+                        "at most {MAX_BATCH} profiles per request; send the rest in another request"
+                    )));
+                }
+                out.push(p);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Capped)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -56,6 +87,7 @@ pub struct Rejected {
         Malformed,
         Unauthorized,
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
     ),
@@ -64,15 +96,6 @@ pub async fn upsert(
     State(state): State<AppState>,
     Body(body): Body<UpsertBody>,
 ) -> ApiResult<Json<Upserted>> {
-    if body.profiles.len() > MAX_BATCH {
-        return Err(ApiError::invalid_field(
-            "profiles",
-            format!(
-                "at most {MAX_BATCH} profiles per request, got {}",
-                body.profiles.len()
-            ),
-        ));
-    }
     let schema = state.meta.get_schema().await?;
     let mut valid = Vec::with_capacity(body.profiles.len());
     let mut rejected = Vec::new();

@@ -12,7 +12,9 @@ use sluice_core::{Column, ColumnType, FieldErrors, Schema, TableDescription};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::Body;
-use crate::openapi::{Internal, Invalid, Malformed, NotJson, ProfileSchemaDoc, Unauthorized};
+use crate::openapi::{
+    Internal, Invalid, Malformed, NotJson, ProfileSchemaDoc, TooLarge, Unauthorized,
+};
 use crate::AppState;
 
 #[utoipa::path(
@@ -46,6 +48,7 @@ pub async fn get_schema(State(state): State<AppState>) -> ApiResult<Json<SchemaW
             (`SchemaChangeBreaksPipeline`) or values of stored profiles (`SchemaChangeBreaksData`); \
             `fields` names each property"),
         NotJson,
+        TooLarge,
         Invalid,
         Internal,
     ),

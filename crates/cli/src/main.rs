@@ -7,6 +7,7 @@
 mod client;
 mod data_dir;
 mod import;
+mod listener;
 mod quickstart;
 mod secrets;
 mod serve;
@@ -72,6 +73,42 @@ pub struct ServerArgs {
     /// Make `/metrics` ask for a token (any role), as the `/v1` routes do.
     #[arg(long, env = "SLUICE_METRICS_TOKEN_REQUIRED", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub metrics_token_required: bool,
+    /// Largest request body in bytes, for every route but profile batches.
+    #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Largest `POST /v1/profiles` body in bytes.
+    #[arg(long, env = "SLUICE_MAX_PROFILES_BODY_BYTES", default_value_t = 64 << 20)]
+    pub max_profiles_body_bytes: usize,
+    /// Seconds a client has to send a request's headers (and to finish a TLS handshake).
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a kept-alive connection may stay idle before it is closed.
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub idle_timeout_seconds: u64,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Folder SQLite destination files must live under (default: the data directory's `destinations/`).
+    #[arg(long, env = "SLUICE_SQLITE_DIR")]
+    pub sqlite_dir: Option<PathBuf>,
+    /// Refuse alert webhooks whose host is or resolves to a private, loopback or link-local address.
+    #[arg(long, env = "SLUICE_DENY_PRIVATE_WEBHOOKS", default_value_t = false)]
+    pub deny_private_webhooks: bool,
+}
+
+impl ServerArgs {
+    /// The folder SQLite destinations are confined to.
+    pub fn sqlite_dir(&self) -> PathBuf {
+        self.sqlite_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("destinations"))
+    }
 }
 
 /// How the client commands reach the server.

@@ -156,9 +156,13 @@ async fn load_samples(engine: &sluice_engine::Engine, schema: &Schema, n: usize)
     Ok(())
 }
 
+/// The demo database's file name, inside the folder SQLite destinations are confined to.
+const DEMO_DB: &str = "demo.db";
+
 fn sqlite_path(args: &ServerArgs) -> Result<std::path::PathBuf> {
-    let dir = std::fs::canonicalize(&args.data_dir)?;
-    Ok(dir.join("demo.db"))
+    let dir = args.sqlite_dir();
+    std::fs::create_dir_all(&dir)?;
+    Ok(std::fs::canonicalize(&dir)?.join(DEMO_DB))
 }
 
 async fn ensure_destination(
@@ -172,12 +176,19 @@ async fn ensure_destination(
         conn.execute_batch(TABLE_DDL)?;
     }
     let meta = engine.meta();
-    if let Some(d) = meta
+    if let Some(mut d) = meta
         .list_destinations()
         .await?
         .into_iter()
         .find(|d| d.name == DEST_NAME)
     {
+        // Made by an earlier version, with the file in the data directory itself, where SQLite
+        // destinations may no longer be: it moves to the confined folder.
+        if d.kind == "sqlite" && d.settings["path"] != DEMO_DB {
+            d.settings = json!({"path": DEMO_DB});
+            d.updated_at = Utc::now();
+            meta.update_destination(&d).await?;
+        }
         return Ok(d);
     }
     let now = Utc::now();
@@ -185,7 +196,7 @@ async fn ensure_destination(
         id: sluice_engine::new_id("dst"),
         name: DEST_NAME.into(),
         kind: "sqlite".into(),
-        settings: json!({"path": path.to_string_lossy()}),
+        settings: json!({"path": DEMO_DB}),
         created_at: now,
         updated_at: now,
     };

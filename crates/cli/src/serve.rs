@@ -51,6 +51,13 @@ pub async fn open_engine(args: &ServerArgs) -> Result<Engine> {
     let mut config = engine_config(args)?;
     crate::data_dir::make_private(&args.data_dir)?;
     lock_data_dir(&args.data_dir)?;
+    let sqlite_dir = args.sqlite_dir();
+    sluice_destinations::sqlite::config::confine_to(&sqlite_dir).with_context(|| {
+        format!(
+            "SLUICE_SQLITE_DIR (--sqlite-dir): cannot use {} for SQLite destinations",
+            sqlite_dir.display()
+        )
+    })?;
     config.instance = Some(instance_name(&args.data_dir)?);
     let secrets = match &args.secret_key {
         Some(k) => SecretBox::from_base64(k).context("SLUICE_SECRET_KEY is not a valid key")?,
@@ -114,6 +121,7 @@ fn engine_config(args: &ServerArgs) -> Result<EngineConfig> {
         max_runs_per_destination: args.max_runs_per_destination,
         failed_rows_threshold: args.failed_rows_threshold,
         alert_webhook: alert_webhook.map(str::to_string),
+        deny_private_webhooks: args.deny_private_webhooks,
         lease: Duration::from_secs(args.run_lease_seconds),
         scheduler_interval: Duration::from_secs(args.scheduler_interval_seconds),
         ..EngineConfig::default()
@@ -198,8 +206,53 @@ pub async fn serve(args: ServerArgs) -> Result<()> {
     serve_with(args, engine).await
 }
 
+/// The listener's and the API's limits from the settings, each checked with a message naming it.
+fn listener_limits(args: &ServerArgs) -> Result<(crate::listener::Limits, sluice_api::BodyLimits)> {
+    if args.max_connections == 0 {
+        bail!("SLUICE_MAX_CONNECTIONS (--max-connections) must be at least 1");
+    }
+    if args.header_read_timeout_seconds == 0 {
+        bail!(
+            "SLUICE_HEADER_READ_TIMEOUT_SECONDS (--header-read-timeout-seconds) must be at least 1"
+        );
+    }
+    if args.idle_timeout_seconds == 0 {
+        bail!("SLUICE_IDLE_TIMEOUT_SECONDS (--idle-timeout-seconds) must be at least 1");
+    }
+    if args.max_body_bytes < 1024 || args.max_profiles_body_bytes < 1024 {
+        bail!(
+            "SLUICE_MAX_BODY_BYTES (--max-body-bytes) and SLUICE_MAX_PROFILES_BODY_BYTES \
+             (--max-profiles-body-bytes) must be at least 1024"
+        );
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(crate::listener::tls_config(cert, key)?),
+        _ => bail!(
+            "SLUICE_TLS_CERT (--tls-cert) and SLUICE_TLS_KEY (--tls-key) go together: give both, or neither"
+        ),
+    };
+    let limits = crate::listener::Limits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+        idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
+        max_connections: args.max_connections,
+        tls,
+    };
+    let body = sluice_api::BodyLimits {
+        default: args.max_body_bytes,
+        profiles: args.max_profiles_body_bytes,
+    };
+    Ok((limits, body))
+}
+
 pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
     let (token, generated) = admin_token(&args)?;
+    let (limits, body_limits) = listener_limits(&args)?;
+    let scheme = if limits.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -210,9 +263,10 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
     );
     let state = sluice_api::AppState::new(engine.clone(), Arc::<str>::from(token.as_str()))
         .with_metrics_token_required(args.metrics_token_required)
-        .with_loopback_hosts_only(addr.ip().is_loopback());
+        .with_loopback_hosts_only(addr.ip().is_loopback())
+        .with_body_limits(body_limits);
     let app = sluice_api::router(state);
-    println!("Sluice is serving on http://{addr} (UI at /, API at /v1)");
+    println!("Sluice is serving on {scheme}://{addr} (UI at /, API at /v1)");
     if generated {
         println!(
             "Admin token (shown once; kept in {}): {token}",
@@ -224,9 +278,7 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
             args.data_dir.join(TOKEN_FILE).display()
         );
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    crate::listener::serve(listener, app, limits, shutdown()).await?;
     scheduler.abort();
     let left = engine.shutdown(Duration::from_secs(10)).await;
     // Runs had their grace; a script still running must not hold the runtime's shutdown, which waits

@@ -52,7 +52,8 @@ fn quickstart_then_unchanged() {
             && line.contains("(no profile changed since the last run)"),
         "the second run changes nothing and reads nothing: {line}"
     );
-    let db = rusqlite::Connection::open(dir.path().join("sluice-data/demo.db")).unwrap();
+    let db =
+        rusqlite::Connection::open(dir.path().join("sluice-data/destinations/demo.db")).unwrap();
     let n: i64 = db
         .query_row(
             "SELECT count(*) FROM customers WHERE full_name LIKE '% %'",

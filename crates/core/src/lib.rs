@@ -16,6 +16,7 @@
 //!
 //! Everything here is deterministic and fast to test; the crates around it do the talking to databases.
 
+pub mod address;
 pub mod capabilities;
 pub mod convert;
 pub mod errors;

@@ -95,6 +95,13 @@
 //! [`functions()`] lists them with signatures, for autocompletion. Calls whose arguments are all constants are
 //! computed once when the mapping is compiled, so `to_int("x")` is reported when saving.
 //!
+//! ## Limits
+//!
+//! A text an expression builds is at most 1 MiB ([`MAX_TEXT_BYTES`]), an array at most 100,000 elements
+//! ([`MAX_ARRAY_ITEMS`]), and all the expressions of a row together build at most 16 MiB
+//! ([`MAX_ROW_BYTES`], intermediate values included). Going over fails that profile's row with a message
+//! naming the limit; over constants, it is reported when the mapping is saved.
+//!
 //! ## Writing to a column
 //!
 //! Saving a mapping checks, for each column: that the table has it, that Sluice can write its type, that the
@@ -119,7 +126,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use self::check::Compiler;
-use self::eval::{Cx, Node, Src};
+use self::eval::{Budget, Cx, Node, Src};
+pub use self::eval::{MAX_ARRAY_ITEMS, MAX_ROW_BYTES, MAX_TEXT_BYTES};
 use crate::convert::{self, Compat};
 use crate::errors::FieldErrors;
 use crate::pipeline::indexmap_like::OrderedMap;
@@ -329,6 +337,7 @@ impl Expression {
         self.node.eval(&Cx {
             src: Src::Parsed(profile),
             now,
+            budget: &Budget::row(),
         })
     }
 }
@@ -476,7 +485,12 @@ impl CompiledMapping {
     }
 
     fn eval_src(&self, src: Src<'_>, now: DateTime<Utc>) -> Result<Vec<Value>, ColumnError> {
-        let cx = Cx { src, now };
+        let budget = Budget::row();
+        let cx = Cx {
+            src,
+            now,
+            budget: &budget,
+        };
         // Each value is made in its place in the row rather than moved there (see `Value::set_text`).
         let mut row = Value::nulls(self.targets.len());
         for ((target, column), value) in self.targets.iter().zip(&self.columns).zip(&mut row) {

@@ -4,7 +4,12 @@
 //! Alerts go out in the background after the run is recorded and never change its outcome. A webhook that
 //! does not answer with a 2xx is tried three times with growing pauses, then given up with a warning.
 //! Webhook URLs often carry a token, so logs name the webhook by whose it is, never by its URL.
+//!
+//! With `deny_private_webhooks`, the webhook's host is resolved first and every address it has is checked
+//! ([`sluice_core::address`]); the alert then goes to the addresses checked, not to a second lookup that
+//! could answer otherwise, and redirects are not followed (they could lead inside).
 
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -46,6 +51,43 @@ fn client() -> &'static reqwest::Client {
     })
 }
 
+/// A client that can reach only `url`'s host at its public addresses, or why the host is refused.
+pub async fn public_client(url: &str) -> Result<reqwest::Client, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("the URL is not valid ({e})"))?;
+    let host = parsed
+        .host_str()
+        .ok_or("the URL has no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = parsed
+        .port_or_known_default()
+        .ok_or("the URL has no port")?;
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("the webhook's host cannot be resolved ({e})"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err("the webhook's host resolves to no address".into());
+    }
+    for a in &addrs {
+        if let Some(kind) = sluice_core::address::internal_kind(a.ip()) {
+            return Err(format!(
+                "the webhook's host is or resolves to a {kind} address ({}), which \
+                 SLUICE_DENY_PRIVATE_WEBHOOKS refuses",
+                a.ip()
+            ));
+        }
+    }
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve_to_addrs(&host, &addrs)
+        .build()
+        .map_err(|e| format!("cannot make the HTTP client ({e})"))
+}
+
 /// Sends the alerts a finished run calls for, in the background.
 pub fn after_run(engine: &Engine, run: &RunRecord) {
     if !matches!(run.status, RunStatus::Failed | RunStatus::Succeeded) {
@@ -85,10 +127,11 @@ async fn send_for(engine: &Engine, run: &RunRecord) -> Result<(), sluice_store::
         return Ok(());
     }
     let body = message(event, &pipeline.id, &pipeline.spec.name, run);
+    let deny_private = engine.config().deny_private_webhooks;
     for (whose, url) in targets {
         let body = body.clone();
         let run_id = run.id.clone();
-        tokio::spawn(async move { post(whose, &url, &body, &run_id, event).await });
+        tokio::spawn(async move { post(whose, &url, &body, &run_id, event, deny_private).await });
     }
     Ok(())
 }
@@ -136,9 +179,24 @@ pub fn message(event: Event, pipeline_id: &str, pipeline_name: &str, run: &RunRe
     })
 }
 
-async fn post(whose: &str, url: &str, body: &Json, run: &str, event: Event) {
+async fn post(whose: &str, url: &str, body: &Json, run: &str, event: Event, deny_private: bool) {
     for attempt in 0..ATTEMPTS {
-        let outcome = client().post(url).json(body).send().await;
+        let checked;
+        let client = if deny_private {
+            match public_client(url).await {
+                Ok(c) => {
+                    checked = c;
+                    &checked
+                }
+                Err(problem) => {
+                    tracing::warn!(run, webhook = whose, problem, "the alert was not sent");
+                    return;
+                }
+            }
+        } else {
+            client()
+        };
+        let outcome = client.post(url).json(body).send().await;
         let problem = match outcome {
             Ok(resp) if resp.status().is_success() => {
                 tracing::info!(run, webhook = whose, event = event.as_str(), "alert sent");
@@ -156,5 +214,32 @@ async fn post(whose: &str, url: &str, body: &Json, run: &str, event: Event) {
             "the alert webhook did not take the alert"
         );
         tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn internal_hosts_are_refused_by_address_after_resolving() {
+        for (url, kind) in [
+            ("http://127.0.0.1:8080/hook", "loopback"),
+            ("http://localhost:9/hook", "loopback"),
+            ("http://[::1]/hook", "loopback"),
+            ("https://10.1.2.3/hook", "private"),
+            ("http://192.168.0.10/hook", "private"),
+            ("http://169.254.169.254/latest/meta-data", "link-local"),
+            ("http://[::ffff:169.254.169.254]/", "link-local"),
+        ] {
+            let e = public_client(url).await.unwrap_err();
+            assert!(e.contains(kind), "{url}: {e}");
+            assert!(
+                !e.contains("/hook"),
+                "the message does not carry the URL: {e}"
+            );
+        }
+        // A public address passes (a literal: no lookup needed).
+        assert!(public_client("https://93.184.216.34/hook").await.is_ok());
     }
 }

@@ -90,6 +90,9 @@ pub struct EngineConfig {
     pub failed_rows_threshold: f64,
     /// The workspace's webhook, told about every pipeline's failures and recoveries.
     pub alert_webhook: Option<String>,
+    /// Refuse to send alerts to a host that is, or resolves to, a private, loopback or link-local address
+    /// (see [`sluice_core::address`]); off by default, so local development keeps working.
+    pub deny_private_webhooks: bool,
     /// How long a claimed run stays this instance's without a heartbeat; heartbeats go every third of it.
     pub lease: Duration,
     /// How often the scheduler looks for due pipelines.
@@ -111,6 +114,7 @@ impl Default for EngineConfig {
             max_runs_per_destination: 2,
             failed_rows_threshold: 0.1,
             alert_webhook: None,
+            deny_private_webhooks: false,
             lease: Duration::from_secs(30),
             scheduler_interval: Duration::from_secs(5),
             instance: None,

@@ -689,3 +689,29 @@ async fn the_per_destination_limit_queues_runs_of_one_destination() {
     assert_eq!(done_b.status, RunStatus::Succeeded, "{:?}", done_b.message);
     assert!(done_b.started_at.unwrap() >= done_a.finished_at.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_private_webhooks_denied_an_alert_to_a_loopback_host_is_not_sent() {
+    // Both webhooks listen on 127.0.0.1; `localhost` is checked by what it resolves to.
+    let (workspace_url, workspace_seen) = webhook_listener().await;
+    let (pipeline_url, pipeline_seen) = webhook_listener().await;
+    let pipeline_url = pipeline_url.replace("127.0.0.1", "localhost");
+    let w = world(
+        EngineConfig {
+            alert_webhook: Some(workspace_url),
+            deny_private_webhooks: true,
+            ..EngineConfig::default()
+        },
+        4,
+    )
+    .await;
+    let p = w.pipeline(json!({"alert_webhook": pipeline_url})).await;
+    w.exec("DROP TABLE people");
+    let r = w.engine.start(&p, "manual").await.unwrap();
+    let r = w.engine.wait(&r.id, |_| {}).await.unwrap();
+    assert_eq!(r.status, RunStatus::Failed, "the table is gone");
+    // The same failure is posted when the setting is off (the test above); here nothing arrives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(pipeline_seen.lock().unwrap().is_empty());
+    assert!(workspace_seen.lock().unwrap().is_empty());
+}

@@ -7,7 +7,9 @@
 use chrono::DateTime;
 use serde_json::Map;
 
-use super::eval::{push_text, CallNode, Cx, Node, PathNode, Src};
+use super::eval::{
+    push_text, text_too_long, Budget, CallNode, Cx, Node, PathNode, Src, MAX_TEXT_BYTES,
+};
 use super::functions::{self, Args, DEFS};
 use super::parser::{Expr, ExprKind};
 use super::{ExprError, Type};
@@ -20,6 +22,9 @@ pub(crate) struct Compiler<'s> {
     pub errors: Vec<ExprError>,
     /// Customer Model paths read, in order of first appearance.
     pub paths: Vec<String>,
+    /// What folding constants may build, for the whole expression: a row's limit, so a nest of constant
+    /// `replace` calls is refused when saved rather than built.
+    budget: Budget,
 }
 
 impl<'s> Compiler<'s> {
@@ -28,6 +33,7 @@ impl<'s> Compiler<'s> {
             schema,
             errors: Vec::new(),
             paths: Vec::new(),
+            budget: Budget::row(),
         }
     }
 
@@ -56,10 +62,13 @@ impl<'s> Compiler<'s> {
                         if let Node::Lit(v) = n {
                             push_text(v, &mut text);
                         }
+                        if text.len() > MAX_TEXT_BYTES {
+                            return self.fail(e.pos, text_too_long(text.len()));
+                        }
                     }
                     return (Node::Lit(Value::String(text)), Type::String);
                 }
-                (Node::Concat(nodes.into_boxed_slice()), Type::String)
+                (Node::Concat(nodes.into_boxed_slice(), e.pos), Type::String)
             }
             ExprKind::Call { name, args } => self.call(e.pos, name, args),
         }
@@ -129,7 +138,7 @@ impl<'s> Compiler<'s> {
         // A pure function of constants is computed once here; if that fails, the expression could never
         // succeed, which is better said now than on every row.
         if def.pure && call.args.iter().all(|n| matches!(n, Node::Lit(_))) {
-            return match fold(&call) {
+            return match fold(&call, &self.budget) {
                 Ok(v) => (Node::Lit(v), ty),
                 Err(e) => self.fail(e.pos, e.message),
             };
@@ -207,7 +216,7 @@ fn literal_type(v: &Value) -> Type {
     }
 }
 
-fn fold(call: &CallNode) -> Result<Value, ExprError> {
+fn fold(call: &CallNode, budget: &Budget) -> Result<Value, ExprError> {
     let profile = Profile {
         id: String::new(),
         updated_at: DateTime::UNIX_EPOCH,
@@ -216,6 +225,7 @@ fn fold(call: &CallNode) -> Result<Value, ExprError> {
     call.eval(&Cx {
         src: Src::Parsed(&profile),
         now: DateTime::UNIX_EPOCH,
+        budget,
     })
 }
 

@@ -4,8 +4,17 @@
 //! and types, function names to their implementations, constant sub-expressions to values, literal date
 //! formats to parsed items — so evaluating a profile only walks a small tree. Text is borrowed from the
 //! profile wherever a function only reads it (`lower(email)` allocates once, for its result).
+//!
+//! What an evaluation builds is bounded, because expressions come from users: nested `replace` and
+//! `concat` double their text at each level, and twenty levels made gigabytes from one profile. Every text
+//! a function or a concatenation builds is at most [`MAX_TEXT_BYTES`], every array at most
+//! [`MAX_ARRAY_ITEMS`] elements, and all a row's expressions together build at most [`MAX_ROW_BYTES`]
+//! (counted as they go, intermediate values included, so the work per row is bounded too). Going over fails
+//! the row with a message naming the limit; the functions that can grow their input many times over
+//! (`replace`, `concat`, `join`, `split`) check before they allocate.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
@@ -23,10 +32,96 @@ use crate::schema::PropertyType;
 use crate::value::{Text, Value};
 use crate::Profile;
 
-/// What an evaluation reads: the profile and the run's start time.
+/// Largest text an expression may build: 1 MiB.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+/// Most elements of an array an expression may build.
+pub const MAX_ARRAY_ITEMS: usize = 100_000;
+/// Most bytes of text and arrays all the expressions of one row may build, intermediate values included:
+/// 16 MiB.
+pub const MAX_ROW_BYTES: usize = 16 << 20;
+
+/// What an evaluation reads: the profile and the run's start time; and what it may still build.
 pub(crate) struct Cx<'p> {
     pub src: Src<'p>,
     pub now: DateTime<Utc>,
+    pub budget: &'p Budget,
+}
+
+/// The bytes a row (or, at compile time, an expression's constants) may still build.
+pub(crate) struct Budget {
+    left: Cell<usize>,
+}
+
+impl Budget {
+    pub(crate) fn row() -> Self {
+        Budget {
+            left: Cell::new(MAX_ROW_BYTES),
+        }
+    }
+
+    fn charge(&self, bytes: usize) -> Result<(), String> {
+        match self.left.get().checked_sub(bytes) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None => {
+                self.left.set(0);
+                Err(format!(
+                    "the row's expressions built more than {MAX_ROW_BYTES} bytes (16 MiB) of text and arrays, \
+                     the limit per row"
+                ))
+            }
+        }
+    }
+}
+
+/// The error for a text over [`MAX_TEXT_BYTES`].
+pub(crate) fn text_too_long(bytes: usize) -> String {
+    format!(
+        "the text would be {bytes} bytes, over the limit of {MAX_TEXT_BYTES} bytes (1 MiB) per text value"
+    )
+}
+
+/// The error for an array over [`MAX_ARRAY_ITEMS`].
+pub(crate) fn array_too_long(items: usize) -> String {
+    format!(
+        "the array would have {items} elements, over the limit of {MAX_ARRAY_ITEMS} elements per array"
+    )
+}
+
+impl Cx<'_> {
+    /// Checks a value just built against the limits and counts it in the budget.
+    pub(crate) fn built(&self, v: &Value) -> Result<(), String> {
+        let bytes = match v {
+            Value::String(s) => {
+                if s.len() > MAX_TEXT_BYTES {
+                    return Err(text_too_long(s.len()));
+                }
+                s.len()
+            }
+            Value::Array(items) => {
+                if items.len() > MAX_ARRAY_ITEMS {
+                    return Err(array_too_long(items.len()));
+                }
+                let text: usize = items
+                    .iter()
+                    .map(|i| match i {
+                        Value::String(s) => s.len(),
+                        _ => 0,
+                    })
+                    .sum();
+                items.len() * std::mem::size_of::<Value>() + text
+            }
+            _ => 0,
+        };
+        self.budget.charge(bytes)
+    }
+
+    /// Counts bytes about to be built (before a function allocates them) in the budget.
+    pub(crate) fn reserve(&self, bytes: usize) -> Result<(), String> {
+        self.budget.charge(bytes)
+    }
 }
 
 /// A profile parsed into a map, or a stored document whose slots a [`crate::raw::Locator`] found.
@@ -104,7 +199,8 @@ impl<'p> Prop<'p> {
 pub(crate) enum Node {
     Lit(Value),
     Path(PathNode),
-    Concat(Box<[Node]>),
+    /// Terms written next to each other, and where the first starts (for a limit's error).
+    Concat(Box<[Node]>, usize),
     Call(Box<CallNode>),
 }
 
@@ -197,19 +293,24 @@ impl Node {
         match self {
             Node::Lit(v) => Ok(v.clone()),
             Node::Path(p) => Ok(p.read(cx.src)),
-            Node::Concat(parts) => {
+            Node::Concat(parts, pos) => {
                 let mut out = Text::default();
                 for part in parts.iter() {
-                    part.write_text(cx, &mut out)?;
+                    part.write_text(cx, &mut out, *pos)?;
                 }
-                Ok(Value::String(out))
+                let v = Value::String(out);
+                cx.built(&v)
+                    .map_err(|message| ExprError { pos: *pos, message })?;
+                Ok(v)
             }
             Node::Call(call) => call.eval(cx),
         }
     }
 
-    /// Appends the text of the value (nothing for null), as concatenation and `concat` want it.
-    pub(crate) fn write_text(&self, cx: &Cx<'_>, out: &mut Text) -> Eval<()> {
+    /// Appends the text of the value (nothing for null), as concatenation and `concat` want it; a text
+    /// grown over [`MAX_TEXT_BYTES`] is an error at `pos` (each part is itself bounded, so the text never
+    /// gets far past the limit).
+    pub(crate) fn write_text(&self, cx: &Cx<'_>, out: &mut Text, pos: usize) -> Eval<()> {
         match self {
             Node::Lit(Value::String(s)) => out.push_str(s),
             Node::Path(PathNode::Id) => out.push_str(cx.src.id()),
@@ -227,6 +328,12 @@ impl Node {
                 let v = other.eval(cx)?;
                 push_text(v, out);
             }
+        }
+        if out.len() > MAX_TEXT_BYTES {
+            return Err(ExprError {
+                pos,
+                message: text_too_long(out.len()),
+            });
         }
         Ok(())
     }
@@ -269,7 +376,7 @@ impl Node {
         match self {
             Node::Lit(_) | Node::Path(PathNode::Id | PathNode::UpdatedAt) => {}
             Node::Path(PathNode::Doc { segments, slot, .. }) => *slot = slots.slot(segments),
-            Node::Concat(parts) => parts.iter_mut().for_each(|p| p.assign_slots(slots)),
+            Node::Concat(parts, _) => parts.iter_mut().for_each(|p| p.assign_slots(slots)),
             Node::Call(call) => call.args.iter_mut().for_each(|a| a.assign_slots(slots)),
         }
     }
@@ -279,7 +386,7 @@ impl Node {
     pub(crate) fn depends_on_run(&self) -> bool {
         match self {
             Node::Lit(_) | Node::Path(_) => false,
-            Node::Concat(parts) => parts.iter().any(Node::depends_on_run),
+            Node::Concat(parts, _) => parts.iter().any(Node::depends_on_run),
             Node::Call(call) => !call.def.pure || call.args.iter().any(Node::depends_on_run),
         }
     }
@@ -304,13 +411,18 @@ pub(crate) fn push_text(v: Value, out: &mut Text) {
 
 impl CallNode {
     pub(crate) fn eval(&self, cx: &Cx<'_>) -> Eval<Value> {
-        (self.def.eval)(self, cx).map_err(|f| match f {
-            Fail::Here(message) => ExprError {
-                pos: self.pos,
-                message: format!("{}: {message}", self.def.name),
-            },
-            Fail::Arg(e) => e,
-        })
+        (self.def.eval)(self, cx)
+            .and_then(|v| {
+                cx.built(&v)?;
+                Ok(v)
+            })
+            .map_err(|f| match f {
+                Fail::Here(message) => ExprError {
+                    pos: self.pos,
+                    message: format!("{}: {message}", self.def.name),
+                },
+                Fail::Arg(e) => e,
+            })
     }
 
     pub(crate) fn arg(&self, i: usize, cx: &Cx<'_>) -> Eval<Value> {

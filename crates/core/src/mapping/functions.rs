@@ -15,7 +15,10 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value as Json;
 
-use super::eval::{compare, equal, push_text, CallNode, Cx, Fail, Num};
+use super::eval::{
+    array_too_long, compare, equal, push_text, text_too_long, CallNode, Cx, Fail, Num,
+    MAX_ARRAY_ITEMS, MAX_TEXT_BYTES,
+};
 use super::{ExprError, Type};
 use crate::convert;
 use crate::value::{Text, Value};
@@ -640,7 +643,7 @@ fn eval_len(c: &CallNode, cx: &Cx<'_>) -> Out {
 fn eval_concat(c: &CallNode, cx: &Cx<'_>) -> Out {
     let mut out = Text::default();
     for arg in &c.args {
-        arg.write_text(cx, &mut out)?;
+        arg.write_text(cx, &mut out, c.pos)?;
     }
     Ok(Value::String(out))
 }
@@ -654,6 +657,16 @@ fn eval_replace(c: &CallNode, cx: &Cx<'_>) -> Out {
         return Ok(Value::String(s.into_owned().into()));
     }
     let to = c.args[2].eval_str(cx)?.unwrap_or_default();
+    // The result's size is known before it is built: each level of a nested replace may double it.
+    if to.len() > from.len() {
+        let n = s.matches(from.as_ref()).count();
+        let bytes = s
+            .len()
+            .saturating_add(n.saturating_mul(to.len() - from.len()));
+        if bytes > MAX_TEXT_BYTES {
+            return Err(Fail::Here(text_too_long(bytes)));
+        }
+    }
     Ok(Value::String(s.replace(from.as_ref(), &to).into()))
 }
 
@@ -662,6 +675,14 @@ fn eval_split(c: &CallNode, cx: &Cx<'_>) -> Out {
         return Ok(Value::Null);
     };
     let sep = c.args[1].eval_str(cx)?.unwrap_or_default();
+    let n = if sep.is_empty() {
+        s.chars().count()
+    } else {
+        s.matches(sep.as_ref()).count() + 1
+    };
+    if n > MAX_ARRAY_ITEMS {
+        return Err(Fail::Here(array_too_long(n)));
+    }
     let parts: Vec<Value> = if sep.is_empty() {
         s.chars()
             .map(|ch| Value::String(ch.to_string().into()))
@@ -701,6 +722,9 @@ fn eval_join(c: &CallNode, cx: &Cx<'_>) -> Out {
         }
         first = false;
         push_text(item, &mut out);
+        if out.len() > MAX_TEXT_BYTES {
+            return Err(Fail::Here(text_too_long(out.len())));
+        }
     }
     Ok(Value::String(out))
 }
@@ -1122,6 +1146,8 @@ fn eval_json_parse(c: &CallNode, cx: &Cx<'_>) -> Out {
     let Some(s) = c.args[0].eval_str(cx)? else {
         return Ok(Value::Null);
     };
+    // The parsed form takes several times the text's bytes; count the text once in the row's budget.
+    cx.reserve(s.len())?;
     match serde_json::from_str::<Json>(&s) {
         Ok(Json::Null) => Ok(Value::Null),
         Ok(j) => Ok(Value::json(j)),

@@ -61,6 +61,12 @@ impl Sqlite {
             // back when dropped), so a poisoned lock can be reused.
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
+                // Checked again: a link may have been made since the settings were read.
+                if let Some(dir) = config::folder() {
+                    config::confine(dir, &path).map_err(|m| {
+                        DestinationError::new(ErrorKind::Permission, format!("path: {m}"))
+                    })?;
+                }
                 *guard = Some(client::open(&path)?);
             }
             work(guard.as_mut().expect("opened"))

@@ -1,0 +1,122 @@
+//! SQLite destination files live under the server's folder for them (by default the data directory's
+//! `destinations/`): paths leading out of it and Sluice's own files are refused with 422 naming the field.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+const TOKEN: &str = "sqlite-folder-token";
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(data: &std::path::Path) -> (Server, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SLUICE_DATA_DIR", data)
+        .env("SLUICE_ADMIN_TOKEN", TOKEN)
+        .env("SLUICE_LOG", "warn")
+        .env_remove("SLUICE_SQLITE_DIR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (Server(child), format!("http://{addr}"))
+}
+
+fn post(rt: &tokio::runtime::Runtime, url: &str, body: Value) -> (u16, Value) {
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
+}
+
+#[test]
+fn sqlite_paths_out_of_the_folder_and_sluices_own_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (_server, base) = serve(&data);
+    let folder = data.join("destinations");
+    assert!(folder.is_dir(), "the folder is made at start");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(data.join("metadata.db"), folder.join("link.db")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metadata_before = std::fs::read(data.join("metadata.db")).unwrap();
+    let mut bad = vec![
+        "../metadata.db".to_string(),
+        "../profiles.db".to_string(),
+        "../secret.key".to_string(),
+        "metadata.db".to_string(),
+        data.join("elsewhere.db").display().to_string(),
+        "/tmp/sluice-outside.db".to_string(),
+        "a/../../escape.db".to_string(),
+    ];
+    if cfg!(unix) {
+        bad.push("link.db".to_string());
+    }
+    for path in &bad {
+        for route in ["/v1/destinations/test", "/v1/destinations"] {
+            let mut body = json!({"type": "sqlite", "settings": {"path": path}});
+            if route == "/v1/destinations" {
+                body["name"] = json!("local");
+            }
+            let (status, v) = post(&rt, &format!("{base}{route}"), body);
+            assert_eq!(status, 422, "{route} {path}: {v}");
+            assert!(
+                v["error"]["fields"]["settings.path"][0].is_string(),
+                "{route} {path}: {v}"
+            );
+        }
+    }
+    assert!(!data.join("elsewhere.db").exists());
+    assert_eq!(
+        std::fs::read(data.join("metadata.db")).unwrap().len(),
+        metadata_before.len(),
+        "Sluice's store was not written through a destination"
+    );
+
+    // A relative path lands in the folder.
+    let (status, v) = post(
+        &rt,
+        &format!("{base}/v1/destinations/test"),
+        json!({"type": "sqlite", "settings": {"path": "team/local.db"}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(folder.join("team/local.db").exists());
+    let (status, v) = post(
+        &rt,
+        &format!("{base}/v1/destinations"),
+        json!({"name": "local", "type": "sqlite", "settings": {"path": "team/local.db"}}),
+    );
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["settings"]["path"], "team/local.db", "stored as given");
+}
