@@ -26,8 +26,22 @@ impl Client {
                     .with_context(|| format!("no admin token: pass --token, set SLUICE_ADMIN_TOKEN, or run from the directory holding {}", path.display()))?
             }
         };
+        let mut http = reqwest::Client::builder();
+        if let Some(path) = &args.ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("--ca-cert: cannot read {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!("--ca-cert: {} holds no PEM certificate", path.display())
+            })?;
+            if certs.is_empty() {
+                bail!("--ca-cert: {} holds no PEM certificate", path.display());
+            }
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
         Ok(Self {
-            http: reqwest::Client::new(),
+            http: http.build().context("cannot set up the HTTP client")?,
             base: args.url.trim_end_matches('/').to_string(),
             token,
         })

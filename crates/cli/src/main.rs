@@ -122,6 +122,10 @@ pub struct ClientArgs {
     pub token: Option<String>,
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     pub data_dir: PathBuf,
+    /// PEM certificate to trust for an `https` URL, beside the usual roots: a server started with
+    /// `--tls-cert` whose certificate is self-signed or from a private authority.
+    #[arg(long, env = "SLUICE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]

@@ -278,6 +278,41 @@ fn tls_on_the_listener_with_a_certificate_and_key_from_files() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#""status":"ok""#), "{answer}");
 
+    // The CLI's own client reaches it over `https` once told to trust the certificate, and refuses it
+    // otherwise (the certificate is self-signed).
+    let port = server.addr.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}");
+    let cli = |extra: &[&str]| {
+        Command::new(BIN)
+            .args([
+                "destinations",
+                "list",
+                "--url",
+                &url,
+                "--token",
+                "listener-test-token",
+            ])
+            .args(extra)
+            .env_remove("SLUICE_CA_CERT")
+            .output()
+            .unwrap()
+    };
+    let trusted = cli(&["--ca-cert", cert.to_str().unwrap()]);
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    let untrusted = cli(&[]);
+    assert!(!untrusted.status.success());
+    let not_pem = cli(&["--ca-cert", key.to_str().unwrap()]);
+    assert!(!not_pem.status.success());
+    assert!(
+        String::from_utf8_lossy(&not_pem.stderr).contains("--ca-cert"),
+        "{}",
+        String::from_utf8_lossy(&not_pem.stderr)
+    );
+
     // Plain HTTP to the TLS port gets no HTTP answer.
     let mut plain = TcpStream::connect(&server.addr).unwrap();
     plain.write_all(HEALTH).unwrap();
