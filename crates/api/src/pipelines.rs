@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json_};
@@ -13,10 +13,11 @@ use sluice_core::hash::hash_row;
 use sluice_core::pipeline::PipelineSpec;
 use sluice_core::sync::{decide, Outcome, SyncKey, Verdict};
 use sluice_core::FieldErrors;
-use sluice_store::{PipelineRecord, StoreError};
+use sluice_store::{PipelineRecord, Role, StoreError};
 use sluice_transform::Output;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::access::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::{self, Body, OptionalBody};
 use crate::openapi::{
@@ -67,6 +68,17 @@ pub struct PipelineList {
 }
 
 /// A pipeline as answers show it.
+impl Pipeline {
+    /// The pipeline as `role` may see it: a webhook URL usually carries its own credential (Slack's and
+    /// Teams' do), so a viewer learns only that one is set.
+    fn shown_to(mut self, role: Role) -> Pipeline {
+        if role < Role::Editor && self.spec.alert_webhook.is_some() {
+            self.spec.alert_webhook = Some(crate::destinations::MASK.into());
+        }
+        self
+    }
+}
+
 pub(crate) async fn to_json(state: &AppState, rec: &PipelineRecord) -> Pipeline {
     let schema = state.meta.get_schema().await.unwrap_or_default();
     let summary = sluice_engine::validate::check_filter(rec.spec.filter.as_ref(), &schema)
@@ -126,12 +138,13 @@ pub struct ListQuery {
 )]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<PipelineList>> {
     let all = state.meta.list_pipelines(q.destination.as_deref()).await?;
     let mut pipelines = Vec::with_capacity(all.len());
     for p in &all {
-        pipelines.push(to_json(&state, p).await);
+        pipelines.push(to_json(&state, p).await.shown_to(principal.role));
     }
     Ok(Json(PipelineList { pipelines }))
 }
@@ -198,10 +211,11 @@ async fn load(state: &AppState, id: &str) -> ApiResult<PipelineRecord> {
 )]
 pub async fn get_one(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Pipeline>> {
     let rec = load(&state, &id).await?;
-    Ok(Json(to_json(&state, &rec).await))
+    Ok(Json(to_json(&state, &rec).await.shown_to(principal.role)))
 }
 
 #[utoipa::path(

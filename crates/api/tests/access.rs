@@ -648,6 +648,25 @@ async fn an_editors_pipeline_changes_are_audited_without_the_webhook_url() {
         StatusCode::FORBIDDEN
     );
 
+    // A viewer reads the pipeline but only learns that a webhook is set; an editor, who may change it,
+    // sees it.
+    for path in [format!("/v1/pipelines/{id}"), "/v1/pipelines".to_string()] {
+        let seen = call(&s.app, "GET", &path, Some(&viewer), None).await;
+        assert_eq!(seen.status, StatusCode::OK, "{}", seen.text);
+        assert!(!seen.text.contains("webhook-credential"), "{}", seen.text);
+        assert!(
+            seen.text.contains(r#""alert_webhook":"********""#),
+            "{}",
+            seen.text
+        );
+        let edited = call(&s.app, "GET", &path, Some(&editor), None).await;
+        assert!(
+            edited.text.contains("webhook-credential"),
+            "{}",
+            edited.text
+        );
+    }
+
     let log = call(&s.app, "GET", "/v1/audit", Some(ADMIN), None).await;
     assert!(!log.text.contains("webhook-credential"), "{}", log.text);
     let entries = log.body["entries"].as_array().unwrap();
