@@ -1,0 +1,104 @@
+//! Reading a table back for drift checks: `INFORMATION_SCHEMA.TABLES.CREATED` as its identity, a count
+//! (which Snowflake answers from its metadata), rows by key.
+
+use sluice_core::Value;
+
+use super::{Connection, Session};
+use crate::drift::{column_types, decode, KEYS_PER_READ};
+use crate::snowflake::dialect::{self, is_plain, quote, setting_ident, Binding};
+use crate::{Result, WriteTarget};
+
+/// A name from the settings as Snowflake stores it: a plain word upper-cased.
+fn stored(name: &str) -> String {
+    if is_plain(name) {
+        name.to_ascii_uppercase()
+    } else {
+        name.to_string()
+    }
+}
+
+/// `SELECT <columns> FROM t WHERE key IN (?, …)`. Values come back as text in the JSON rowsets.
+pub(crate) fn select_by_keys(qualified: &str, target: &WriteTarget, keys: usize) -> String {
+    let columns: Vec<String> = target.columns.iter().map(|c| quote(c)).collect();
+    format!(
+        "SELECT {} FROM {qualified} WHERE {} IN ({})",
+        columns.join(", "),
+        quote(&target.key),
+        vec!["?"; keys].join(", ")
+    )
+}
+
+impl Session {
+    pub async fn table_identity(
+        &mut self,
+        conn: &Connection,
+        name: &str,
+    ) -> Result<Option<String>> {
+        let s = conn.settings();
+        let sql = format!(
+            "SELECT CREATED FROM {}.INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            setting_ident(&s.database)
+        );
+        let binds = [
+            Binding {
+                ty: "TEXT",
+                value: Some(stored(&s.schema)),
+            },
+            Binding {
+                ty: "TEXT",
+                value: Some(name.to_string()),
+            },
+        ];
+        let r = conn.run(self, &sql, &binds, true).await?;
+        Ok(r.rows
+            .first()
+            .map(|row| format!("created:{}", row.first().cloned().flatten().unwrap_or_default())))
+    }
+
+    pub async fn count_rows(&mut self, conn: &Connection, target: &WriteTarget) -> Result<u64> {
+        let s = conn.settings();
+        let q = dialect::qualified(&s.database, &s.schema, &target.table.name);
+        let r = conn
+            .run(self, &format!("SELECT COUNT(*) FROM {q}"), &[], true)
+            .await?;
+        Ok(r.rows
+            .first()
+            .and_then(|row| row.first().cloned().flatten())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub async fn read_rows(
+        &mut self,
+        conn: &Connection,
+        target: &WriteTarget,
+        keys: &[Value],
+    ) -> Result<Vec<Vec<Value>>> {
+        let s = conn.settings();
+        let q = dialect::qualified(&s.database, &s.schema, &target.table.name);
+        let column = target.table.column(&target.key);
+        let ty = column.and_then(|c| c.ty.clone());
+        let native = column.map(|c| c.native_type.clone()).unwrap_or_default();
+        let types = column_types(target);
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_READ) {
+            let binds: Vec<Binding> = chunk
+                .iter()
+                .map(|k| dialect::binding(k, ty.as_ref(), &native))
+                .collect();
+            let r = conn
+                .run(self, &select_by_keys(&q, target, chunk.len()), &binds, true)
+                .await?;
+            for row in r.rows {
+                out.push(
+                    types
+                        .iter()
+                        .enumerate()
+                        .map(|(i, ty)| decode(row.get(i).cloned().flatten(), ty.as_ref()))
+                        .collect(),
+                );
+            }
+        }
+        Ok(out)
+    }
+}
