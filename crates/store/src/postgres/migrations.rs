@@ -81,6 +81,13 @@ CREATE TABLE sluice_schedules (
     r#"
 ALTER TABLE sluice_sync_state ADD COLUMN has_left boolean;
 "#,
+    // The identity of the table each pipeline's sync state describes, as in SQLite.
+    r#"
+CREATE TABLE sluice_sync_tables (
+    pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    identity text NOT NULL
+);
+"#,
 ];
 
 pub(super) const PROFILE_MIGRATIONS: &[&str] = &[

@@ -134,6 +134,14 @@ ALTER TABLE sync_pipelines ADD COLUMN implied_keys INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sync_entries ADD COLUMN has_left INTEGER;
 CREATE INDEX sync_entries_left ON sync_entries (pipeline) WHERE has_left IS NOT NULL;
 "#,
+    // The identity of the table each pipeline's sync state describes: a table dropped and created again
+    // has another one, and the sync state is then reset.
+    r#"
+CREATE TABLE sync_tables (
+    pipeline TEXT PRIMARY KEY NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    identity TEXT NOT NULL
+);
+"#,
 ];
 
 // WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of

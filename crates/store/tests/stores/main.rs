@@ -67,4 +67,5 @@ suite!(
     sync_state::sync_left_entries_round_trip,
     sync_state::sync_left_holder_gives_its_key_up,
     sync_state::sync_entries_survive_the_left_flag_migration,
+    sync_state::sync_table_identity_round_trip,
 );
