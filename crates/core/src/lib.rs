@@ -18,6 +18,7 @@
 
 pub mod capabilities;
 pub mod convert;
+pub mod drift;
 pub mod errors;
 pub mod filter;
 pub mod hash;

@@ -65,7 +65,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 pub use check::{check_change, check_pipeline, Fitted};
 pub use error::{EngineError, ErrorKind};
-pub use run::{prepare, prepare_with, transform_profiles, Prepared};
+pub use run::{prepare, prepare_with, transform_profiles, Prepared, RunMode};
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]
@@ -268,6 +268,17 @@ impl Engine {
     /// Starts a run of `pipeline_id` and returns it: `running`, or `queued` while the concurrency limits
     /// make it wait. The run goes on in the background.
     pub async fn start(&self, pipeline_id: &str, trigger: &str) -> Result<RunRecord, StartError> {
+        self.start_with(pipeline_id, trigger, RunMode::Normal).await
+    }
+
+    /// [`Engine::start`] in the given mode: [`RunMode::Reconcile`] reads the rows Sluice wrote back
+    /// before writing and rewrites those that are missing or changed.
+    pub async fn start_with(
+        &self,
+        pipeline_id: &str,
+        trigger: &str,
+        mode: RunMode,
+    ) -> Result<RunRecord, StartError> {
         let pipeline = self
             .inner
             .meta
@@ -333,13 +344,13 @@ impl Engine {
                 updates: rx,
             },
         );
-        tracing::info!(run = %record.id, pipeline = %pipeline.id, trigger, queued = !ready, "run claimed");
+        tracing::info!(run = %record.id, pipeline = %pipeline.id, trigger, mode = mode.as_str(), queued = !ready, "run claimed");
         let engine = self.clone();
         let run = record.clone();
         tokio::spawn(async move {
             let slots = (dest_permit, permit);
             engine
-                .drive(pipeline, run, slots, dest_slots, cancel, wake, tx)
+                .drive(pipeline, run, mode, slots, dest_slots, cancel, wake, tx)
                 .await;
         });
         Ok(record)
@@ -351,6 +362,7 @@ impl Engine {
         &self,
         pipeline: PipelineRecord,
         mut run: RunRecord,
+        mode: RunMode,
         slots: (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
         dest_slots: Arc<Semaphore>,
         cancel: Arc<AtomicBool>,
@@ -392,6 +404,7 @@ impl Engine {
                     config: self.inner.config.clone(),
                     cancel,
                     updates: tx.clone(),
+                    mode,
                 };
                 let done = run::execute(&ctx, run).await;
                 self.apply_threshold(done).await

@@ -1252,6 +1252,135 @@ macro_rules! for_each_destination {
     };
 }
 
+/// What the table holds, for comparing with what a first export wrote.
+async fn snapshot(w: &World) -> Vec<Vec<Option<String>>> {
+    w.db.rows("SELECT id, email, full_name, ltv, city FROM customers ORDER BY id")
+        .await
+        .into_iter()
+        .map(normalized)
+        .collect()
+}
+
+async fn reconcile(w: &World, pipeline: &str) -> RunRecord {
+    let run = w
+        .engine
+        .start_with(pipeline, "manual", sluice_engine::RunMode::Reconcile)
+        .await
+        .unwrap();
+    w.engine.wait(&run.id, |_| {}).await.unwrap()
+}
+
+/// Rows written again by a run (inserts and updates: which of them depends on what is missing).
+fn rewritten(r: &RunRecord) -> u64 {
+    r.counts.inserted + r.counts.updated
+}
+
+/// A table changed behind Sluice's back converges: rows deleted (1%) are noticed by the row count at
+/// the start of a run, rows edited (1%) by a reconcile, a truncated table by the count, a table dropped
+/// and created again by its identity or its count. Each time the table ends as the first export wrote
+/// it, a row that is not Sluice's is left alone, and only what differs is written.
+async fn scenario_drift_converges(w: World) {
+    let kind = w.db.kind();
+    w.db.exec(ddl(kind)).await;
+    let p = w.pipeline(json!({})).await;
+    let r1 = w.run(&p).await;
+    assert_succeeded(&r1);
+    assert_eq!(r1.counts.inserted, 300);
+    let first = snapshot(&w).await;
+    assert_eq!(first.len(), 300);
+
+    // Nothing changed: a reconcile reads every row back and rewrites none.
+    let r = reconcile(&w, &p).await;
+    assert_succeeded(&r);
+    assert_eq!((rewritten(&r), r.counts.unchanged), (0, 300), "{r:?}");
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("0 rows missing and 0 rows changed"),
+        "{r:?}"
+    );
+
+    // A row of someone else's, not in the sync state: never touched.
+    w.db.exec("INSERT INTO customers (id, email, full_name, city) VALUES ('zz-other', 'o@x', 'Other', 'Mine')")
+        .await;
+    let others = "SELECT full_name, city FROM customers WHERE id = 'zz-other'";
+
+    // 1% of the rows deleted: fewer rows than Sluice keeps, so the next run reconciles first.
+    w.db.exec("DELETE FROM customers WHERE id IN ('p00010', 'p00120', 'p00230')")
+        .await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!((rewritten(&r), r.counts.unchanged), (3, 297), "{r:?}");
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("reconciled before writing"),
+        "{r:?}"
+    );
+    let mut now = snapshot(&w).await;
+    now.retain(|row| row[0].as_deref() != Some("zz-other"));
+    assert_eq!(now, first, "deleted rows are restored");
+
+    // 1% of the rows edited: the count cannot see it, a reconcile does.
+    w.db.exec("UPDATE customers SET city = 'Elsewhere' WHERE id IN ('p00011', 'p00121', 'p00231')")
+        .await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(rewritten(&r), 0, "an ordinary run trusts its sync state");
+    let r = reconcile(&w, &p).await;
+    assert_succeeded(&r);
+    assert_eq!((rewritten(&r), r.counts.unchanged), (3, 297), "{r:?}");
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("0 rows missing and 3 rows changed"),
+        "{r:?}"
+    );
+    let mut now = snapshot(&w).await;
+    now.retain(|row| row[0].as_deref() != Some("zz-other"));
+    assert_eq!(now, first, "edited rows are rewritten");
+    assert_eq!(
+        w.db.rows(others).await,
+        vec![vec![Some("Other".into()), Some("Mine".into())]]
+    );
+
+    // Truncated: the count (or, where truncating makes a new table, the identity) notices.
+    let truncate = match kind {
+        "sqlite" => "DELETE FROM customers",
+        _ => "TRUNCATE TABLE customers",
+    };
+    w.db.exec(truncate).await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(rewritten(&r), 300, "{r:?}");
+    assert_eq!(
+        snapshot(&w).await,
+        first,
+        "a truncated table is written again"
+    );
+
+    // Dropped and created again, empty.
+    w.db.exec("DROP TABLE customers").await;
+    w.db.exec(ddl(kind)).await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(rewritten(&r), 300, "{r:?}");
+    let m = r.message.clone().unwrap_or_default();
+    assert!(m.contains("recreated") || m.contains("holds 0 rows"), "{m}");
+    assert_eq!(
+        snapshot(&w).await,
+        first,
+        "a recreated table is written again"
+    );
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!((rewritten(&r), r.counts.unchanged), (0, 300), "{r:?}");
+    assert_eq!(r.message, None, "a table in step says nothing");
+}
+
 for_each_destination! {
     insert_update_unchanged => scenario_insert_update_unchanged,
     filter_and_on_leave_delete => scenario_filter_and_on_leave_delete,
@@ -1264,6 +1393,7 @@ for_each_destination! {
     reads_only_changes => scenario_reads_only_changes,
     key_change_moves_the_row => scenario_key_change_moves_the_row,
     leavers_kept_then_deleted => scenario_leavers_kept_then_deleted,
+    drift_converges => scenario_drift_converges,
 }
 
 mod clickhouse {

@@ -34,10 +34,7 @@ pub fn table_identity(conn: &Connection, name: &str) -> Result<Option<String>> {
 
 /// A digest of the `CREATE` text, to keep the identity short.
 fn xxhash(bytes: &[u8]) -> u128 {
-    sluice_core::hash::hash_row(
-        0,
-        &[Value::Bytes(bytes.to_vec())],
-    )
+    sluice_core::hash::hash_row(0, &[Value::Bytes(bytes.to_vec())])
 }
 
 pub fn count_rows(conn: &Connection, target: &WriteTarget) -> Result<u64> {
@@ -82,7 +79,10 @@ pub fn read_rows(
     let mut out = Vec::with_capacity(keys.len());
     for key in keys {
         let mut rows = stmt
-            .query([&Bind { value: key, ty: key_ty }])
+            .query([&Bind {
+                value: key,
+                ty: key_ty,
+            }])
             .map_err(map_error)?;
         while let Some(row) = rows.next().map_err(map_error)? {
             let mut values = Vec::with_capacity(types.len());

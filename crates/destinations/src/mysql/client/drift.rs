@@ -75,7 +75,10 @@ impl Session {
             let params: Vec<My> = chunk.iter().map(|k| bind(k, key_ty.as_ref())).collect();
             let rows: Vec<mysql_async::Row> = self
                 .conn
-                .exec(select_by_keys(target, chunk.len()), Params::Positional(params))
+                .exec(
+                    select_by_keys(target, chunk.len()),
+                    Params::Positional(params),
+                )
                 .await
                 .map_err(|e| map_error(&e))?;
             for row in rows {

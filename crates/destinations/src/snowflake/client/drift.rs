@@ -50,9 +50,12 @@ impl Session {
             },
         ];
         let r = conn.run(self, &sql, &binds, true).await?;
-        Ok(r.rows
-            .first()
-            .map(|row| format!("created:{}", row.first().cloned().flatten().unwrap_or_default())))
+        Ok(r.rows.first().map(|row| {
+            format!(
+                "created:{}",
+                row.first().cloned().flatten().unwrap_or_default()
+            )
+        }))
     }
 
     pub async fn count_rows(&mut self, conn: &Connection, target: &WriteTarget) -> Result<u64> {
