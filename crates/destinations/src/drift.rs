@@ -47,12 +47,36 @@ pub fn decode(text: Option<String>, ty: Option<&ColumnType>) -> Value {
             Ok(j) => Value::json(j),
             Err(_) => Value::String(text.into()),
         },
+        // Binary is read back as hex (PostgreSQL's `\x` prefix allowed): raw bytes are not text.
+        Some(ColumnType::Binary) => match hex(text.strip_prefix("\\x").unwrap_or(&text)) {
+            Some(bytes) => Value::Bytes(bytes),
+            None => Value::String(text.into()),
+        },
+        // Arrays are read back as JSON arrays, whose elements convert like the written ones.
+        Some(ty @ ColumnType::Array { .. }) => {
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(j @ serde_json::Value::Array(_)) => {
+                    to_column(Value::json(j), ty).unwrap_or_else(|_| Value::String(text.into()))
+                }
+                _ => Value::String(text.into()),
+            }
+        }
         Some(ty) => {
             let raw = Value::String(text.as_str().into());
             to_column(raw, ty).unwrap_or_else(|_| Value::String(text.into()))
         }
         None => Value::String(text.into()),
     }
+}
+
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The column types of the target's columns, in their order (`None` for a type Sluice cannot read).
@@ -88,6 +112,21 @@ mod tests {
         assert_eq!(
             decode(Some("{\"a\": 1}".into()), Some(&ColumnType::Json)),
             Value::json(serde_json::json!({"a": 1}))
+        );
+        assert_eq!(
+            decode(Some("\\x00ff".into()), Some(&ColumnType::Binary)),
+            Value::Bytes(vec![0, 255])
+        );
+        assert_eq!(
+            decode(Some("00FF".into()), Some(&ColumnType::Binary)),
+            Value::Bytes(vec![0, 255])
+        );
+        let ints = ColumnType::Array {
+            element: Box::new(int.clone()),
+        };
+        assert_eq!(
+            decode(Some("[1,null]".into()), Some(&ints)),
+            Value::Array(vec![Value::Int(1), Value::Null])
         );
         // Text that does not fit the type stays text, so that the row compares different.
         assert_eq!(

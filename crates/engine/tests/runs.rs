@@ -1545,11 +1545,21 @@ mod clickhouse {
 
         w.db.exec("INSERT INTO customers (id, full_name, city, version) SELECT 'zz-other', 'Other', 'Mine', 1")
             .await;
-        mutate(&w, "ALTER TABLE customers DELETE WHERE id IN ('p00010', 'p00120', 'p00230')").await;
+        mutate(
+            &w,
+            "ALTER TABLE customers DELETE WHERE id IN ('p00010', 'p00120', 'p00230')",
+        )
+        .await;
         let r = w.run(&p).await;
         assert_succeeded(&r);
         assert_eq!((rewritten(&r), r.counts.unchanged), (3, 297), "{r:?}");
-        assert!(r.message.as_deref().unwrap_or("").contains("reconciled before writing"), "{r:?}");
+        assert!(
+            r.message
+                .as_deref()
+                .unwrap_or("")
+                .contains("reconciled before writing"),
+            "{r:?}"
+        );
         assert_eq!(snapshot(&w).await, first, "deleted rows are restored");
 
         mutate(&w, "ALTER TABLE customers UPDATE city = 'Elsewhere' WHERE id IN ('p00011', 'p00121', 'p00231')").await;
@@ -1558,7 +1568,8 @@ mod clickhouse {
         assert_eq!((rewritten(&r), r.counts.unchanged), (3, 297), "{r:?}");
         assert_eq!(snapshot(&w).await, first, "edited rows are rewritten");
         assert_eq!(
-            w.db.rows("SELECT full_name, city FROM customers FINAL WHERE id = 'zz-other'").await,
+            w.db.rows("SELECT full_name, city FROM customers FINAL WHERE id = 'zz-other'")
+                .await,
             vec![vec![Some("Other".into()), Some("Mine".into())]]
         );
 
@@ -1566,14 +1577,22 @@ mod clickhouse {
         let r = w.run(&p).await;
         assert_succeeded(&r);
         assert_eq!(rewritten(&r), 300, "{r:?}");
-        assert_eq!(snapshot(&w).await, first, "a truncated table is written again");
+        assert_eq!(
+            snapshot(&w).await,
+            first,
+            "a truncated table is written again"
+        );
 
         w.db.exec("DROP TABLE customers").await;
         w.db.exec(DDL).await;
         let r = w.run(&p).await;
         assert_succeeded(&r);
         assert_eq!(rewritten(&r), 300, "{r:?}");
-        assert_eq!(snapshot(&w).await, first, "a recreated table is written again");
+        assert_eq!(
+            snapshot(&w).await,
+            first,
+            "a recreated table is written again"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -17,10 +17,16 @@ const IDENTITY: &str = "SELECT CAST(CREATE_TIME AS CHAR), CAST(ENGINE AS CHAR) \
 /// `SELECT <columns as text> FROM t WHERE key IN (?, …)`. The session's time zone is UTC, so
 /// TIMESTAMP columns print the instant in UTC.
 pub(crate) fn select_by_keys(target: &WriteTarget, keys: usize) -> String {
+    let types = column_types(target);
     let columns: Vec<String> = target
         .columns
         .iter()
-        .map(|c| format!("CAST({} AS CHAR)", quote(c)))
+        .zip(&types)
+        .map(|(c, ty)| match ty {
+            // Bytes are not text in any character set.
+            Some(sluice_core::ColumnType::Binary) => format!("HEX({})", quote(c)),
+            _ => format!("CAST({} AS CHAR)", quote(c)),
+        })
         .collect();
     format!(
         "SELECT {} FROM {} WHERE {} IN ({})",

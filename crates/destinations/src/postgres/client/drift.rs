@@ -20,6 +20,8 @@ fn text_expr(column: &str, ty: Option<&sluice_core::ColumnType>) -> String {
         Some(Timestamp { with_tz: false }) => {
             format!("to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
         }
+        Some(Binary) => format!("encode({c}, 'hex')"),
+        Some(Array { .. }) => format!("array_to_json({c})::text"),
         _ => format!("{c}::text"),
     }
 }

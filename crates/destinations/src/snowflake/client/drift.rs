@@ -17,9 +17,33 @@ fn stored(name: &str) -> String {
     }
 }
 
+/// A column as text the conversion rules read back: JSON rowsets give dates as days and instants as
+/// seconds since the epoch, so those are formatted by the server, instants in UTC.
+fn text_expr(column: &str, ty: Option<&sluice_core::ColumnType>) -> String {
+    use sluice_core::ColumnType::*;
+    let c = quote(column);
+    match ty {
+        Some(Timestamp { with_tz: true }) => format!(
+            "TO_VARCHAR(CONVERT_TIMEZONE('UTC', {c})::TIMESTAMP_NTZ, 'YYYY-MM-DD HH24:MI:SS.FF6')"
+        ),
+        Some(Timestamp { with_tz: false }) => {
+            format!("TO_VARCHAR({c}, 'YYYY-MM-DD HH24:MI:SS.FF6')")
+        }
+        Some(Date) => format!("TO_VARCHAR({c}, 'YYYY-MM-DD')"),
+        Some(Time) => format!("TO_VARCHAR({c}, 'HH24:MI:SS.FF6')"),
+        _ => c,
+    }
+}
+
 /// `SELECT <columns> FROM t WHERE key IN (?, …)`. Values come back as text in the JSON rowsets.
 pub(crate) fn select_by_keys(qualified: &str, target: &WriteTarget, keys: usize) -> String {
-    let columns: Vec<String> = target.columns.iter().map(|c| quote(c)).collect();
+    let types = column_types(target);
+    let columns: Vec<String> = target
+        .columns
+        .iter()
+        .zip(&types)
+        .map(|(c, ty)| text_expr(c, ty.as_ref()))
+        .collect();
     format!(
         "SELECT {} FROM {qualified} WHERE {} IN ({})",
         columns.join(", "),
