@@ -133,15 +133,19 @@ async fn reconcile_entries(
         .and_then(|c| c.ty.as_ref());
     let key_index = p.target.key_index();
     let mut after: Option<String> = None;
+    let (mut sync_time, mut read_time, mut compare_time) = Default::default();
     loop {
+        let t = std::time::Instant::now();
         let entries = ctx
             .sync
             .sync_range(pid, after.as_deref(), None, page)
             .await
             .map_err(|e| EngineError::store("reading the sync state failed", e))?;
+        sync_time += t.elapsed();
         let Some(last) = entries.last().map(|e| e.profile_id.clone()) else {
             break;
         };
+        let t = std::time::Instant::now();
         // A recorded key the column can no longer hold has no row to read: it compares as missing.
         let keys: Vec<_> = entries
             .iter()
@@ -151,6 +155,8 @@ async fn reconcile_entries(
             .read_rows(&p.target, &keys)
             .await
             .map_err(|e| EngineError::destination(&format!("reading `{table}` back failed"), e))?;
+        read_time += t.elapsed();
+        let t = std::time::Instant::now();
         let found: HashMap<SyncKey, RowHash> = rows
             .iter()
             .filter_map(|values| {
@@ -159,6 +165,7 @@ async fn reconcile_entries(
             })
             .collect();
         let repair = compare(entries, &found);
+        compare_time += t.elapsed();
         findings.missing += repair.missing;
         findings.changed += repair.changed;
         if !repair.stale.is_empty() || !repair.forget.is_empty() {
@@ -170,5 +177,15 @@ async fn reconcile_entries(
         }
         after = Some(last);
     }
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    tracing::info!(
+        pipeline = %pid,
+        missing = findings.missing,
+        changed = findings.changed,
+        sync_read_s = secs(sync_time),
+        read_back_s = secs(read_time),
+        compare_s = secs(compare_time),
+        "reconciled"
+    );
     Ok(())
 }
