@@ -10,7 +10,7 @@
 //! | PostgreSQL | the table's OID | assigned at `CREATE`, kept by `TRUNCATE`, `VACUUM FULL` and `ALTER`; never reused while the server runs long enough to matter |
 //! | MySQL/MariaDB | `information_schema.TABLES.CREATE_TIME` | set at `CREATE` (and by `TRUNCATE`, which InnoDB does by recreating the table); whole seconds, so a drop and create within one second keep it — the row count catches that case |
 //! | ClickHouse | `system.tables.uuid` where the server has it (Atomic databases), otherwise `metadata_modification_time` | 18.16 has no `uuid` column; the metadata file's time changes with a `CREATE` (and with an `ALTER`, which only costs a full rewrite) |
-//! | Snowflake | `INFORMATION_SCHEMA.TABLES.CREATED` | the creation instant, changed by `CREATE OR REPLACE` and a drop and create |
+//! | Snowflake | `created_on` of `SHOW TABLES` | the creation instant, changed by `CREATE OR REPLACE` and a drop and create; `SHOW` (and the count) need no running warehouse |
 //! | SQLite | the table's root page and its `CREATE` text | a dropped table's pages are freed; a new one usually starts elsewhere, and the count covers the rest |
 //!
 //! A marker that stays the same across a drop and create (same second, same root page) is not the only

@@ -1,21 +1,13 @@
-//! Reading a table back for drift checks: `INFORMATION_SCHEMA.TABLES.CREATED` as its identity, a count
-//! (which Snowflake answers from its metadata), rows by key.
+//! Reading a table back for drift checks: `created_on` of `SHOW TABLES` as its identity, a count
+//! (which Snowflake answers from its metadata), rows by key. The checks at the start of a run are
+//! metadata only, so an unchanged re-run still resumes no warehouse.
 
 use sluice_core::Value;
 
 use super::{Connection, Session};
 use crate::drift::{column_types, decode, KEYS_PER_READ};
-use crate::snowflake::dialect::{self, is_plain, quote, setting_ident, Binding};
+use crate::snowflake::dialect::{self, quote, setting_ident, Binding};
 use crate::{Result, WriteTarget};
-
-/// A name from the settings as Snowflake stores it: a plain word upper-cased.
-fn stored(name: &str) -> String {
-    if is_plain(name) {
-        name.to_ascii_uppercase()
-    } else {
-        name.to_string()
-    }
-}
 
 /// A column as text the conversion rules read back: JSON rowsets give dates as days and instants as
 /// seconds since the epoch, so those are formatted by the server, instants in UTC.
@@ -53,6 +45,9 @@ pub(crate) fn select_by_keys(qualified: &str, target: &WriteTarget, keys: usize)
 }
 
 impl Session {
+    /// `created_on` of the table in `SHOW TABLES` of its schema: metadata only, so the check at the
+    /// start of a run resumes no warehouse. (`SHOW` lists at most 10,000 tables; a table beyond that
+    /// has no identity, and the row count alone watches it.)
     pub async fn table_identity(
         &mut self,
         conn: &Connection,
@@ -60,34 +55,30 @@ impl Session {
     ) -> Result<Option<String>> {
         let s = conn.settings();
         let sql = format!(
-            "SELECT CREATED FROM {}.INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            setting_ident(&s.database)
+            "SHOW TABLES IN SCHEMA {}.{}",
+            setting_ident(&s.database),
+            setting_ident(&s.schema)
         );
-        let binds = [
-            Binding {
-                ty: "TEXT",
-                value: Some(stored(&s.schema)),
-            },
-            Binding {
-                ty: "TEXT",
-                value: Some(name.to_string()),
-            },
-        ];
-        let r = conn.run(self, &sql, &binds, true).await?;
-        Ok(r.rows.first().map(|row| {
-            format!(
-                "created:{}",
-                row.first().cloned().flatten().unwrap_or_default()
-            )
-        }))
+        let r = conn.run(self, &sql, &[], true).await?;
+        let (Some(i_name), Some(i_created)) = (r.index("name"), r.index("created_on")) else {
+            return Ok(None);
+        };
+        Ok(r.rows
+            .iter()
+            .find(|row| row.get(i_name).cloned().flatten().as_deref() == Some(name))
+            .map(|row| {
+                format!(
+                    "created:{}",
+                    row.get(i_created).cloned().flatten().unwrap_or_default()
+                )
+            }))
     }
 
+    /// `COUNT(*)` of the whole table, which Snowflake answers from its metadata.
     pub async fn count_rows(&mut self, conn: &Connection, target: &WriteTarget) -> Result<u64> {
         let s = conn.settings();
         let q = dialect::qualified(&s.database, &s.schema, &target.table.name);
-        let r = conn
-            .run(self, &format!("SELECT COUNT(*) FROM {q}"), &[], true)
-            .await?;
+        let r = conn.run(self, &dialect::row_count(&q), &[], true).await?;
         Ok(r.rows
             .first()
             .and_then(|row| row.first().cloned().flatten())
