@@ -70,7 +70,7 @@ pub fn decode(text: Option<String>, ty: Option<&ColumnType>) -> Value {
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
