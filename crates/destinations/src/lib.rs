@@ -26,6 +26,8 @@
 //!   destination never refuses what a pipeline's conversion accepts;
 //! - one session per destination, under the same rules everywhere (see `session`): opened on first use,
 //!   replaced once closed, dropped after a failure that leaves its connection unfit;
+//! - a table can be checked against what was written to it (see [`drift`]): its identity, its row
+//!   count, and its rows read back by key as the values written;
 //! - errors carry a kind; the retry policy and HTTP status are a `match` on it.
 //!
 //! [`connectors::connectors`] describes every kind and its settings fields for the API and the UI, from the

@@ -8,6 +8,9 @@
 //!
 //! 1. **Prepare**: the check above, then the write target, the hash seed and the fingerprint. A table
 //!    that changed under the pipeline (a dropped column) fails the run here, before anything is written.
+//!    Then the drift checks (`run/drift.rs`): a table dropped and created again (its identity changed)
+//!    resets the sync state; fewer rows than Sluice keeps there, or a [`RunMode::Reconcile`] run, reads
+//!    the written rows back and marks those missing or changed for rewriting.
 //! 2. **Read**: page through the profile store in `_id` order with the filter pushed down into SQL, one
 //!    bounded page at a time (memory does not grow with the number of profiles). A reader task fetches the
 //!    next page while the current one is processed.
