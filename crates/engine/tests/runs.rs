@@ -1381,6 +1381,35 @@ async fn scenario_drift_converges(w: World) {
     assert_eq!(r.message, None, "a table in step says nothing");
 }
 
+/// A kept row of a profile that left, deleted by someone else, is not brought back (the profile is not
+/// in the audience) and Sluice stops counting it, so later runs do not reconcile again; a live row
+/// deleted with it is restored.
+async fn scenario_drift_kept_rows_of_leavers(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    let p = w.italians("keep").await;
+    assert_succeeded(&w.run(&p).await);
+    w.upsert(vec![moved_to(0, "FR")]).await;
+    assert_succeeded(&w.run(&p).await);
+    assert_eq!(w.count().await, 100, "the leaver's row is kept");
+    w.db.exec("DELETE FROM customers WHERE id IN ('p00000', 'p00003')")
+        .await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(rewritten(&r), 1, "{r:?}");
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("holds 98 rows where Sluice keeps 100"),
+        "{r:?}"
+    );
+    let ids = w.ids().await;
+    assert!(ids.contains(&"p00003".to_string()) && !ids.contains(&"p00000".to_string()));
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(r.message, None, "nothing is missing any more: {r:?}");
+}
+
 for_each_destination! {
     insert_update_unchanged => scenario_insert_update_unchanged,
     filter_and_on_leave_delete => scenario_filter_and_on_leave_delete,
@@ -1394,6 +1423,7 @@ for_each_destination! {
     key_change_moves_the_row => scenario_key_change_moves_the_row,
     leavers_kept_then_deleted => scenario_leavers_kept_then_deleted,
     drift_converges => scenario_drift_converges,
+    drift_kept_rows_of_leavers => scenario_drift_kept_rows_of_leavers,
 }
 
 mod clickhouse {
