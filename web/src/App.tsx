@@ -1,7 +1,10 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, errorMessage, getToken, onUnauthorized, setToken } from './api';
-import { ToastProvider } from './components/ui';
+import { AccessContext, useAccess } from './access';
+import { api, errorMessage, getToken, onUnauthorized, setToken, type Principal } from './api';
+import { ErrorAlert, Loading, ToastProvider } from './components/ui';
 import { clearCaches } from './hooks';
+import { can, ROLE_LABELS } from './lib/access';
+import { AuditPage } from './pages/Audit';
 import { CustomerModelPage } from './pages/CustomerModel';
 import { DestinationFormPage, NewDestinationPage } from './pages/DestinationForm';
 import { DestinationPage } from './pages/DestinationPage';
@@ -9,6 +12,7 @@ import { DestinationsPage } from './pages/Destinations';
 import { PipelineEditorPage } from './pages/PipelineEditor';
 import { ProfilesPage } from './pages/Profiles';
 import { RunsPage } from './pages/Runs';
+import { TokensPage } from './pages/Tokens';
 import { href, useRoute, type Route } from './router';
 
 export function App() {
@@ -63,14 +67,14 @@ function SignIn({ onSignedIn, expired }: { onSignedIn: (t: string) => void; expi
     e.preventDefault();
     const t = value.trim();
     if (!t) {
-      setError('Enter the admin token.');
+      setError('Enter a token.');
       return;
     }
     setBusy(true);
     setError(null);
     setToken(t);
     try {
-      await api.checkToken();
+      await api.me();
       onSignedIn(t);
     } catch (err) {
       setToken(null);
@@ -88,10 +92,11 @@ function SignIn({ onSignedIn, expired }: { onSignedIn: (t: string) => void; expi
         </div>
         <h1 id="signin-title">Sign in</h1>
         <p class="muted">
-          Enter the admin token. <code>sluice serve</code> prints it on the first start and keeps it in <code>sluice-data/admin.token</code>.
+          Enter an API token, or the admin token: <code>sluice serve</code> prints it on the first start and keeps it in{' '}
+          <code>sluice-data/admin.token</code>. What you can do depends on the token's role.
         </p>
         <div class="field">
-          <label for="token">Admin token</label>
+          <label for="token">Token</label>
           <input
             ref={inputRef}
             id="token"
@@ -128,12 +133,16 @@ export function Logo() {
   );
 }
 
-function section(route: Route): 'destinations' | 'model' | 'profiles' | null {
+function section(route: Route): 'destinations' | 'model' | 'profiles' | 'tokens' | 'audit' | null {
   switch (route.page) {
     case 'model':
       return 'model';
     case 'profiles':
       return 'profiles';
+    case 'tokens':
+      return 'tokens';
+    case 'audit':
+      return 'audit';
     case 'not-found':
       return null;
     default:
@@ -141,7 +150,32 @@ function section(route: Route): 'destinations' | 'model' | 'profiles' | null {
   }
 }
 
+/** Learns who the token is (`GET /v1/me`), then shows the app for that role. */
 function Shell({ onSignOut }: { onSignOut: () => void }) {
+  const [me, setMe] = useState<Principal | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    api.me().then(setMe, setError);
+  }, []);
+  if (error) {
+    return (
+      <main class="page">
+        <ErrorAlert error={error} />
+        <button type="button" class="button" onClick={onSignOut}>
+          Sign out
+        </button>
+      </main>
+    );
+  }
+  if (!me) return <Loading />;
+  return (
+    <AccessContext.Provider value={me}>
+      <SignedIn me={me} onSignOut={onSignOut} />
+    </AccessContext.Provider>
+  );
+}
+
+export function SignedIn({ me, onSignOut }: { me: Principal; onSignOut: () => void }) {
   const route = useRoute();
   const current = section(route);
   const mainRef = useRef<HTMLElement>(null);
@@ -164,7 +198,13 @@ function Shell({ onSignOut }: { onSignOut: () => void }) {
     { key: 'destinations', label: 'Destinations', href: href('destinations'), icon: IconDb },
     { key: 'model', label: 'Customer Model', href: href('model'), icon: IconModel },
     { key: 'profiles', label: 'Profiles', href: href('profiles'), icon: IconProfiles },
-  ] as const;
+    ...(can(me.role, 'admin')
+      ? ([
+          { key: 'tokens', label: 'API tokens', href: href('tokens'), icon: IconKey },
+          { key: 'audit', label: 'Audit log', href: href('audit'), icon: IconLog },
+        ] as const)
+      : []),
+  ];
 
   return (
     <div class="shell">
@@ -184,6 +224,9 @@ function Shell({ onSignOut }: { onSignOut: () => void }) {
           ))}
         </nav>
         <div class="sidebar-foot">
+          <span class="small signed-in" title={`Signed in with the token “${me.name}”`}>
+            {me.name} · <strong>{ROLE_LABELS[me.role]}</strong>
+          </span>
           <button type="button" class="button ghost small" onClick={onSignOut}>
             Sign out
           </button>
@@ -217,6 +260,10 @@ function Page({ route }: { route: Route }) {
       return <CustomerModelPage />;
     case 'profiles':
       return <ProfilesPage />;
+    case 'tokens':
+      return <AdminOnly page={<TokensPage />} />;
+    case 'audit':
+      return <AdminOnly page={<AuditPage />} />;
     case 'not-found':
       return (
         <div class="page">
@@ -227,6 +274,36 @@ function Page({ route }: { route: Route }) {
         </div>
       );
   }
+}
+
+/** A page for admins; other roles are told why they cannot see it. */
+function AdminOnly({ page }: { page: preact.JSX.Element }) {
+  const access = useAccess();
+  if (access.can('admin')) return page;
+  return (
+    <div class="page">
+      <h1>Not available</h1>
+      <p>{access.whyNot('admin')}</p>
+    </div>
+  );
+}
+
+function IconKey() {
+  return (
+    <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="1.8">
+      <circle cx="8" cy="15" r="4" />
+      <path d="M11 12l8-8M16 7l2 2M14 9l2 2" />
+    </svg>
+  );
+}
+
+function IconLog() {
+  return (
+    <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="1.8">
+      <rect x="4.5" y="3.5" width="15" height="17" rx="2" />
+      <path d="M8 8h8M8 12h8M8 16h5" />
+    </svg>
+  );
 }
 
 function IconDb() {

@@ -69,6 +69,15 @@ export type RunErrorGroup = Gen.RunErrorGroup;
 export type Run = Gen.Run;
 export type RunPage = Gen.RunList;
 
+// Access --------------------------------------------------------------------------------------------
+
+export type Role = Gen.Role;
+export type Principal = Gen.Principal;
+export type Token = Gen.Token;
+export type CreatedToken = Gen.CreatedToken;
+export type AuditItem = Gen.AuditItem;
+export type AuditPage = Gen.AuditPage;
+
 // ---------------------------------------------------------------------------------------------------
 // Errors and transport
 
@@ -188,6 +197,25 @@ export class Client {
   /** Checks a token by calling an authenticated route with it. */
   async checkToken(): Promise<void> {
     await this.request('GET', '/connectors');
+  }
+
+  /** Who the token is: its name and role. */
+  me(): Promise<Answer<'getMe'>> {
+    return this.request('GET', '/me');
+  }
+
+  // Tokens and the audit log (admin only)
+  async listTokens(): Promise<Token[]> {
+    return list<Token>(await this.request<Answer<'listTokens'>>('GET', '/tokens'), 'tokens');
+  }
+  createToken(t: BodyOf<'createToken'>): Promise<Answer<'createToken'>> {
+    return this.request('POST', '/tokens', t);
+  }
+  revokeToken(id: string): Promise<Answer<'revokeToken'>> {
+    return this.request('DELETE', `/tokens/${seg(id)}`);
+  }
+  listAudit(opts: { limit?: number; before?: string | null } = {}): Promise<Answer<'listAudit'>> {
+    return this.request('GET', '/audit', undefined, { limit: opts.limit ?? 50, before: opts.before ?? undefined });
   }
 
   // Customer Model and profiles

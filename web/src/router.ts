@@ -13,6 +13,8 @@ export type Route =
   | { page: 'runs'; id: string }
   | { page: 'model' }
   | { page: 'profiles' }
+  | { page: 'tokens' }
+  | { page: 'audit' }
   | { page: 'not-found'; path: string };
 
 export function parseRoute(hash: string): Route {
@@ -32,6 +34,8 @@ export function parseRoute(hash: string): Route {
   }
   if (a === 'model' && b === undefined) return { page: 'model' };
   if (a === 'profiles' && b === undefined) return { page: 'profiles' };
+  if (a === 'tokens' && b === undefined) return { page: 'tokens' };
+  if (a === 'audit' && b === undefined) return { page: 'audit' };
   return { page: 'not-found', path };
 }
 

@@ -5,16 +5,17 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::DateTime;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json_};
 use sluice_core::FieldErrors;
 use sluice_destinations::{DestinationError, ErrorKind};
-use sluice_store::{DestinationRecord, SECRET_FIELDS};
+use sluice_store::{DestinationRecord, Role, SECRET_FIELDS};
 use utoipa::ToSchema;
 
+use crate::access::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::json::{Body, OptionalBody};
 use crate::openapi::{
@@ -49,7 +50,8 @@ pub struct DestinationBody {
     #[serde(rename = "type")]
     kind: String,
     /// The settings fields of the kind (`GET /v1/connectors`); secrets left out of an update, or sent
-    /// back masked, keep their stored value.
+    /// back masked, keep their stored value while the settings that decide where they are sent (host,
+    /// port, user, TLS, account, base URL) stay the same; otherwise 422 at `settings.<secret>`.
     #[serde(default)]
     #[schema(value_type = Object)]
     settings: Map<String, Json_>,
@@ -227,7 +229,7 @@ pub async fn get_one(
     path = "/destinations/{id}",
     operation_id = "updateDestination",
     tag = "destinations",
-    summary = "Change a destination (its type cannot change; secrets left out are kept)",
+    summary = "Change a destination (its type cannot change; secrets left out are kept while host, port, user, TLS, account or base URL stay the same)",
     params(("id" = String, Path, description = "The destination's id")),
     request_body = DestinationBody,
     responses(
@@ -256,7 +258,7 @@ pub async fn update(
             ),
         ));
     }
-    let settings = keep_secrets(body.settings, &rec.settings);
+    let settings = keep_secrets(&rec.kind, body.settings, &rec.settings)?;
     validate(&body.kind, &body.name, &settings)?;
     rec.name = body.name.trim().to_string();
     rec.settings = settings;
@@ -269,8 +271,12 @@ pub async fn update(
     Ok(Json(to_json(&rec)))
 }
 
-/// Secrets left out of an update, or sent back masked, keep their stored value.
-fn keep_secrets(mut new: Map<String, Json_>, stored: &Json_) -> Json_ {
+/// Secrets left out of an update, or sent back masked, keep their stored value — but only while they
+/// would go where they were saved: when a setting that decides where a secret is sent changes (host,
+/// port, user, TLS, account, base URL; each kind declares its own), the secret must be given again, and
+/// the request is refused (422 at `settings.<secret>`) before anything is sent.
+fn keep_secrets(kind: &str, mut new: Map<String, Json_>, stored: &Json_) -> ApiResult<Json_> {
+    let mut reused = Vec::new();
     for f in SECRET_FIELDS {
         let resend = match new.get(f) {
             None => true,
@@ -281,6 +287,7 @@ fn keep_secrets(mut new: Map<String, Json_>, stored: &Json_) -> Json_ {
             match stored.get(f) {
                 Some(v) => {
                     new.insert(f.to_string(), v.clone());
+                    reused.push(f);
                 }
                 None => {
                     new.remove(f);
@@ -288,7 +295,26 @@ fn keep_secrets(mut new: Map<String, Json_>, stored: &Json_) -> Json_ {
             }
         }
     }
-    Json_::Object(new)
+    let new = Json_::Object(new);
+    sluice_destinations::check_secret_reuse(kind, stored, &new, &reused)
+        .map_err(|e| ApiError::invalid(settings_paths(e)))?;
+    Ok(new)
+}
+
+/// Errors of a destination's settings at their paths in a request (`settings.port`; `type` stays).
+fn settings_paths(e: FieldErrors) -> FieldErrors {
+    let mut out = FieldErrors::new();
+    for (path, message) in e.iter() {
+        out.add(
+            if path == "type" {
+                "type".into()
+            } else {
+                format!("settings.{path}")
+            },
+            message,
+        );
+    }
+    out
 }
 
 #[utoipa::path(
@@ -346,7 +372,8 @@ pub async fn test_unsaved(
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestSavedBody {
-    /// Edited settings to test instead of the stored ones; secrets left out (or masked) are the stored ones.
+    /// Edited settings to test instead of the stored ones; secrets left out (or masked) are the stored ones,
+    /// unless a setting that decides where they are sent changed (then 422: give the secret again).
     #[schema(value_type = Option<Object>)]
     settings: Option<Map<String, Json_>>,
 }
@@ -382,7 +409,7 @@ pub struct TestFailure {
     path = "/destinations/{id}/test",
     operation_id = "testSavedDestination",
     tag = "destinations",
-    summary = "Test a saved destination, or edited settings for it (secrets left out are the stored ones)",
+    summary = "Test a saved destination, or edited settings for it (edited settings need the admin role; secrets left out are the stored ones, only while they would go where they were saved)",
     params(("id" = String, Path, description = "The destination's id")),
     request_body(content = Option<TestSavedBody>, description = "May be left out"),
     responses(
@@ -396,32 +423,26 @@ pub struct TestFailure {
 )]
 pub async fn test_saved(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     OptionalBody(body): OptionalBody<TestSavedBody>,
 ) -> ApiResult<Json<TestResult>> {
+    // Edited settings may send the stored secret to another server: that is changing the connection,
+    // an admin's; an editor may only check the stored settings still work.
+    if body.settings.is_some() && principal.role < Role::Admin {
+        return Err(crate::access::forbidden(principal.role, Role::Admin));
+    }
     let rec = load(&state, &id).await?;
     let settings = match body.settings {
-        Some(edited) => keep_secrets(edited, &rec.settings),
+        Some(edited) => keep_secrets(&rec.kind, edited, &rec.settings)?,
         None => rec.settings,
     };
     run_test(&rec.kind, &settings).await
 }
 
 async fn run_test(kind: &str, settings: &Json_) -> ApiResult<Json<TestResult>> {
-    let dest = sluice_destinations::open(kind, settings).map_err(|e| {
-        let mut out = FieldErrors::new();
-        for (path, message) in e.iter() {
-            out.add(
-                if path == "type" {
-                    "type".into()
-                } else {
-                    format!("settings.{path}")
-                },
-                message,
-            );
-        }
-        ApiError::invalid(out)
-    })?;
+    let dest = sluice_destinations::open(kind, settings)
+        .map_err(|e| ApiError::invalid(settings_paths(e)))?;
     let outcome = match tokio::time::timeout(TEST_TIMEOUT, dest.test()).await {
         Ok(r) => r,
         Err(_) => Err(DestinationError::new(

@@ -8,10 +8,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::{Json, Router};
 use serde::Serialize;
 use sluice_engine::Engine;
@@ -20,6 +18,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub mod access;
+mod audit;
 mod destinations;
 pub mod error;
 mod filters;
@@ -30,6 +30,8 @@ mod pipelines;
 mod profiles;
 mod runs;
 mod schema;
+mod security;
+mod tokens;
 mod ui;
 
 pub use error::{ApiError, ApiResult};
@@ -42,9 +44,14 @@ pub struct AppState {
     pub meta: Arc<dyn MetadataStore>,
     pub profiles: Arc<dyn ProfileStore>,
     pub engine: Engine,
-    /// The admin token every `/v1` route but health requires.
+    /// The configured admin token; API tokens (`/v1/tokens`) are in the metadata store.
     pub token: Arc<str>,
     pub(crate) metrics: Arc<metrics::Memory>,
+    /// Whether `/metrics` asks for a token (any role); off by default.
+    pub metrics_token_required: bool,
+    /// Whether requests must name a loopback host (`localhost`, `127.0.0.1`, `[::1]`): on when listening
+    /// on a loopback address, against DNS rebinding.
+    pub loopback_hosts_only: bool,
 }
 
 impl AppState {
@@ -55,18 +62,39 @@ impl AppState {
             engine,
             token: token.into(),
             metrics: Arc::default(),
+            metrics_token_required: false,
+            loopback_hosts_only: false,
         }
+    }
+
+    /// Makes `/metrics` ask for a token (any role).
+    pub fn with_metrics_token_required(mut self, required: bool) -> Self {
+        self.metrics_token_required = required;
+        self
+    }
+
+    /// Refuses requests naming a host other than a loopback one; for servers listening on loopback.
+    pub fn with_loopback_hosts_only(mut self, only: bool) -> Self {
+        self.loopback_hosts_only = only;
+        self
     }
 }
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let protected =
-        protected_routes().layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let protected = protected_routes().layer(middleware::from_fn_with_state(
+        state.clone(),
+        access::require_token,
+    ));
     let (router, _) = assemble(protected).split_for_parts();
     router
         .fallback(ui::serve)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::check_host,
+        ))
+        .layer(middleware::from_fn(security::headers))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -76,40 +104,102 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     assemble(protected_routes())
 }
 
-/// The routes under `/v1` that need the admin token. The router and the OpenAPI document are both built
-/// from this list (each handler's `#[utoipa::path]` gives its method and path), so a route cannot be
-/// served without being described.
+/// The routes under `/v1` that need a token, each with the least role each of its methods needs and
+/// whether it changes something (changes are audited; see `access`). The router and the OpenAPI
+/// document are both built from this list (each handler's `#[utoipa::path]` gives its method and path),
+/// so a route cannot be served without being described, nor without a role.
+///
+/// Editors change pipelines, runs, profiles and the Customer Model (profiles cannot be imported without
+/// it, and it holds no secret); destinations (where secrets go) and tokens are the admin's. Testing a
+/// saved destination with its stored settings is an editor's read; testing it with edited settings is
+/// refused to non-admins by the handler, since those may send the stored secret elsewhere.
 fn protected_routes() -> OpenApiRouter<AppState> {
+    use access::{change, guard, read, Verb::*};
+    use sluice_store::Role::{Admin, Editor, Viewer};
     OpenApiRouter::new()
-        .routes(routes!(schema::get_schema, schema::put_schema))
-        .routes(routes!(profiles::list, profiles::upsert))
-        .routes(routes!(profiles::get_one, profiles::delete))
-        .routes(routes!(destinations::connectors))
-        .routes(routes!(pipelines::functions))
-        .routes(routes!(filters::operators))
-        .routes(routes!(destinations::list, destinations::create))
-        .routes(routes!(destinations::test_unsaved))
-        .routes(routes!(
-            destinations::get_one,
-            destinations::update,
-            destinations::delete
+        .routes(guard(
+            &[read(Get, Viewer), change(Put, Editor)],
+            routes!(schema::get_schema, schema::put_schema),
         ))
-        .routes(routes!(destinations::test_saved))
-        .routes(routes!(destinations::describe_table))
-        .routes(routes!(pipelines::list, pipelines::create))
-        .routes(routes!(pipelines::validate))
-        .routes(routes!(pipelines::preview_unsaved))
-        .routes(routes!(
-            pipelines::get_one,
-            pipelines::replace,
-            pipelines::patch,
-            pipelines::delete
+        .routes(guard(
+            &[read(Get, Viewer), change(Post, Editor)],
+            routes!(profiles::list, profiles::upsert),
         ))
-        .routes(routes!(pipelines::preview_saved))
-        .routes(routes!(runs::list, runs::start))
-        .routes(routes!(runs::get_one))
-        .routes(routes!(runs::cancel))
-        .routes(routes!(openapi::document))
+        .routes(guard(
+            &[read(Get, Viewer), change(Delete, Editor)],
+            routes!(profiles::get_one, profiles::delete),
+        ))
+        .routes(guard(
+            &[read(Get, Viewer)],
+            routes!(destinations::connectors),
+        ))
+        .routes(guard(&[read(Get, Viewer)], routes!(pipelines::functions)))
+        .routes(guard(&[read(Get, Viewer)], routes!(filters::operators)))
+        .routes(guard(
+            &[read(Get, Viewer), change(Post, Admin)],
+            routes!(destinations::list, destinations::create),
+        ))
+        .routes(guard(
+            &[read(Post, Admin)],
+            routes!(destinations::test_unsaved),
+        ))
+        .routes(guard(
+            &[read(Get, Viewer), change(Put, Admin), change(Delete, Admin)],
+            routes!(
+                destinations::get_one,
+                destinations::update,
+                destinations::delete
+            ),
+        ))
+        .routes(guard(
+            &[read(Post, Editor)],
+            routes!(destinations::test_saved),
+        ))
+        .routes(guard(
+            &[read(Get, Viewer)],
+            routes!(destinations::describe_table),
+        ))
+        .routes(guard(
+            &[read(Get, Viewer), change(Post, Editor)],
+            routes!(pipelines::list, pipelines::create),
+        ))
+        .routes(guard(&[read(Post, Editor)], routes!(pipelines::validate)))
+        .routes(guard(
+            &[read(Post, Editor)],
+            routes!(pipelines::preview_unsaved),
+        ))
+        .routes(guard(
+            &[
+                read(Get, Viewer),
+                change(Put, Editor),
+                change(Patch, Editor),
+                change(Delete, Editor),
+            ],
+            routes!(
+                pipelines::get_one,
+                pipelines::replace,
+                pipelines::patch,
+                pipelines::delete
+            ),
+        ))
+        .routes(guard(
+            &[read(Post, Editor)],
+            routes!(pipelines::preview_saved),
+        ))
+        .routes(guard(
+            &[read(Get, Viewer), change(Post, Editor)],
+            routes!(runs::list, runs::start),
+        ))
+        .routes(guard(&[read(Get, Viewer)], routes!(runs::get_one)))
+        .routes(guard(&[change(Post, Editor)], routes!(runs::cancel)))
+        .routes(guard(
+            &[read(Get, Admin), change(Post, Admin)],
+            routes!(tokens::list, tokens::create),
+        ))
+        .routes(guard(&[change(Delete, Admin)], routes!(tokens::revoke)))
+        .routes(guard(&[read(Get, Viewer)], routes!(tokens::me)))
+        .routes(guard(&[read(Get, Admin)], routes!(audit::list)))
+        .routes(guard(&[read(Get, Viewer)], routes!(openapi::document)))
 }
 
 /// Adds to the `/v1` routes that need the token those that do not, and `/metrics`.
@@ -144,35 +234,6 @@ async fn health() -> Json<Health> {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
     })
-}
-
-/// Checks `Authorization: Bearer <token>` in constant time.
-async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    use subtle::ConstantTimeEq;
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match given {
-        Some(t) if bool::from(t.as_bytes().ct_eq(state.token.as_bytes())) => next.run(req).await,
-        Some(_) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "the bearer token is not valid",
-        )
-        .into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "send the admin token as `Authorization: Bearer <token>`",
-        )
-        .into_response(),
-    }
 }
 
 /// Generates an id with a readable prefix.

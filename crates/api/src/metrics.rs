@@ -12,8 +12,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use sluice_engine::totals::OUTCOMES;
 use sluice_store::{RunRecord, RunStatus};
@@ -75,11 +75,19 @@ impl Family {
     path = "/metrics",
     operation_id = "getMetrics",
     tag = "metrics",
-    summary = "Prometheus metrics (no token needed)",
-    security(()),
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)),
+    summary = "Prometheus metrics (a token of any role when the server requires one: SLUICE_METRICS_TOKEN_REQUIRED)",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        crate::openapi::Unauthorized,
+    ),
 )]
-pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.metrics_token_required {
+        if let Err(e) = crate::access::authenticate(&state, &headers).await {
+            return e.into_response();
+        }
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -199,7 +207,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "sluice_runs_in_progress {}",
         in_progress[0] + in_progress[1]
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 /// When the pipeline's last successful run ended: from its recent runs, else as remembered, else found

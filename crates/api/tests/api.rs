@@ -362,6 +362,129 @@ async fn malformed_and_invalid_requests() {
     assert!(v["error"]["fields"]["name"].is_array(), "{v}");
 }
 
+/// A listener that answers like a PostgreSQL server without TLS asking for a cleartext password, and
+/// records every byte it receives.
+async fn recording_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut asked = false;
+                while let Ok(n) = socket.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    log.lock().unwrap().extend_from_slice(&buf[..n]);
+                    let reply: &[u8] = if n == 8 && buf[4..8] == 80877103u32.to_be_bytes() {
+                        b"N"
+                    } else if !asked {
+                        asked = true;
+                        b"R\0\0\0\x08\0\0\0\x03"
+                    } else {
+                        break;
+                    };
+                    if socket.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_password_never_leaves_for_a_new_address() {
+    let api = Api::new().await;
+    let password = "stored-only-9c1e";
+    let mut settings = api.pg_settings();
+    settings["password"] = json!(password);
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/destinations",
+            Some(json!({"name": "W", "type": "postgresql", "settings": settings.clone()})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (port, received) = recording_server().await;
+
+    // The stored password, left out or sent back masked, for another port, host, user or TLS mode.
+    let mut elsewhere = Vec::new();
+    for (field, value) in [
+        ("port", json!(port)),
+        ("host", json!("localhost")),
+        ("username", json!("someone_else")),
+        ("tls", json!({"mode": "prefer"})),
+    ] {
+        let mut edited = settings.clone();
+        edited[field] = value;
+        edited.as_object_mut().unwrap().remove("password");
+        elsewhere.push(edited.clone());
+        edited["password"] = json!("********");
+        elsewhere.push(edited);
+    }
+    for edited in &elsewhere {
+        let (s, v) = api
+            .call(
+                "POST",
+                &format!("/v1/destinations/{id}/test"),
+                Some(json!({"settings": edited})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{edited}: {v}");
+        let message = v["error"]["fields"]["settings.password"][0]
+            .as_str()
+            .unwrap();
+        assert!(message.starts_with("give the password again"), "{v}");
+        let (s, v) = api
+            .call(
+                "PUT",
+                &format!("/v1/destinations/{id}"),
+                Some(json!({"name": "W", "type": "postgresql", "settings": edited})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{edited}: {v}");
+        assert!(v["error"]["fields"]["settings.password"].is_array(), "{v}");
+    }
+    // Nothing reached the listener, and nothing stored changed.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "the listener was contacted"
+    );
+    let stored = api
+        .engine
+        .meta()
+        .get_destination(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.settings["password"], password);
+    assert_eq!(stored.settings["port"], settings["port"]);
+
+    // Given again, the password goes where the user said (here with TLS disabled, to show that the
+    // listener does receive what is sent to it).
+    let mut retyped = settings.clone();
+    retyped["port"] = json!(port);
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/destinations/{id}/test"),
+            Some(json!({"settings": retyped})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(String::from_utf8_lossy(&received.lock().unwrap()).contains(password));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn destinations_keep_secrets_write_only() {
     let api = Api::new().await;

@@ -742,6 +742,44 @@ async fn every_answer_fits_the_document() {
         None,
     )
     .await;
+    // Access: who am I, tokens (shown once, then listed without values), the audit log of the changes
+    // above.
+    t.call("get", "/v1/me", "/v1/me", None).await;
+    let created = t
+        .call(
+            "post",
+            "/v1/tokens",
+            "/v1/tokens",
+            Some(json!({"name": "ci", "role": "editor"})),
+        )
+        .await;
+    t.call(
+        "post",
+        "/v1/tokens",
+        "/v1/tokens",
+        Some(json!({"name": " ", "role": "root"})),
+    )
+    .await;
+    t.call(
+        "post",
+        "/v1/tokens",
+        "/v1/tokens",
+        Some(json!({"name": "ci", "role": "viewer"})),
+    )
+    .await;
+    t.call("get", "/v1/tokens", "/v1/tokens", None).await;
+    t.call("get", "/v1/audit", "/v1/audit?limit=3", None).await;
+    t.call("get", "/v1/audit", "/v1/audit?before=x", None).await;
+    let token_id = created["id"].as_str().unwrap_or("missing");
+    t.call(
+        "delete",
+        "/v1/tokens/{id}",
+        &format!("/v1/tokens/{token_id}"),
+        None,
+    )
+    .await;
+    t.call("delete", "/v1/tokens/{id}", "/v1/tokens/nope", None)
+        .await;
     // Unsupported media type.
     let (status, _, _) = send(&t.app, "post", "/v1/pipelines", None).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);

@@ -5,8 +5,10 @@
 //! from the data directory when not given), so they behave exactly as the API and the UI do.
 
 mod client;
+mod data_dir;
 mod import;
 mod quickstart;
+mod secrets;
 mod serve;
 
 use std::path::PathBuf;
@@ -67,6 +69,9 @@ pub struct ServerArgs {
     /// Seconds between two looks of the scheduler for due pipelines.
     #[arg(long, env = "SLUICE_SCHEDULER_INTERVAL_SECONDS", default_value_t = 5)]
     pub scheduler_interval_seconds: u64,
+    /// Make `/metrics` ask for a token (any role), as the `/v1` routes do.
+    #[arg(long, env = "SLUICE_METRICS_TOKEN_REQUIRED", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_token_required: bool,
 }
 
 /// How the client commands reach the server.
@@ -112,6 +117,27 @@ enum Command {
         #[command(subcommand)]
         command: DestinationsCommand,
     },
+    /// Manage the key that encrypts destination secrets.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Re-encrypt every stored secret under a new key (all or nothing), then put the new key in place of
+    /// the old one. Stop every Sluice instance using the store first.
+    RotateKey {
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+        /// The new key, when the current one is given in SLUICE_SECRET_KEY rather than kept in the data
+        /// directory.
+        #[arg(long, env = "SLUICE_NEW_SECRET_KEY", hide_env_values = true)]
+        new_key: Option<String>,
+    },
+    /// Print a new random key, in the form SLUICE_SECRET_KEY takes.
+    GenerateKey,
 }
 
 #[derive(Subcommand)]
@@ -217,6 +243,15 @@ fn main() -> std::process::ExitCode {
             Command::Destinations {
                 command: DestinationsCommand::List { client },
             } => client::list_destinations(&client).await,
+            Command::Secrets {
+                command: SecretsCommand::RotateKey { server, new_key },
+            } => secrets::rotate_key(&server, new_key.as_deref()).await,
+            Command::Secrets {
+                command: SecretsCommand::GenerateKey,
+            } => {
+                secrets::generate_key();
+                Ok(())
+            }
         }
     });
     match result {

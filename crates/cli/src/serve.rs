@@ -22,8 +22,13 @@ pub const TOKEN_FILE: &str = "admin.token";
 
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SLUICE_LOG")
+    let mut filter = EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    // Whatever SLUICE_LOG asks, these stay at info: at debug they log statement parameters (profile
+    // values) and protocol traffic (see crate::data_dir::LOG_CAPS).
+    for cap in crate::data_dir::LOG_CAPS {
+        filter = filter.add_directive(cap.parse().expect("a valid directive"));
+    }
     let json = std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -44,6 +49,7 @@ pub async fn open_engine(args: &ServerArgs) -> Result<Engine> {
         )
     })?;
     let mut config = engine_config(args)?;
+    crate::data_dir::make_private(&args.data_dir)?;
     lock_data_dir(&args.data_dir)?;
     config.instance = Some(instance_name(&args.data_dir)?);
     let secrets = match &args.secret_key {
@@ -134,7 +140,7 @@ fn instance_name(dir: &Path) -> Result<String> {
 static DATA_DIR_LOCK: OnceLock<Mutex<rusqlite::Connection>> = OnceLock::new();
 
 /// Takes the data directory for this process alone, or says which setting lets several instances share.
-fn lock_data_dir(dir: &Path) -> Result<()> {
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<()> {
     if DATA_DIR_LOCK.get().is_some() {
         return Ok(());
     }
@@ -202,7 +208,9 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
         engine.clone(),
         Arc::new(sluice_engine::scheduler::SystemClock),
     );
-    let state = sluice_api::AppState::new(engine.clone(), Arc::<str>::from(token.as_str()));
+    let state = sluice_api::AppState::new(engine.clone(), Arc::<str>::from(token.as_str()))
+        .with_metrics_token_required(args.metrics_token_required)
+        .with_loopback_hosts_only(addr.ip().is_loopback());
     let app = sluice_api::router(state);
     println!("Sluice is serving on http://{addr} (UI at /, API at /v1)");
     if generated {
@@ -221,6 +229,9 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
         .await?;
     scheduler.abort();
     let left = engine.shutdown(Duration::from_secs(10)).await;
+    // Runs had their grace; a script still running must not hold the runtime's shutdown, which waits
+    // for the blocking threads that evaluate scripts.
+    sluice_transform::abandon_scripts();
     if left > 0 {
         tracing::warn!(
             runs = left,

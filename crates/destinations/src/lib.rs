@@ -51,6 +51,7 @@ pub mod mysql;
 pub mod postgres;
 mod session;
 mod settings;
+pub use settings::check_secret_reuse;
 pub mod snowflake;
 pub mod sqlite;
 
@@ -281,6 +282,24 @@ pub trait Destination: Send + Sync {
     /// column types (see [`drift::decode`]), so that hashing them gives the hash of the row as written
     /// when nobody changed it. Keys with no row have none.
     async fn read_rows(&self, target: &WriteTarget, keys: &[Value]) -> Result<Vec<Vec<Value>>>;
+}
+
+/// A kind's declared settings and, among them, those that decide where its secrets are sent (its
+/// `SECRET_BINDING`); `None` for an unknown kind.
+pub(crate) fn secret_binding(
+    kind: &str,
+) -> Option<(&'static [settings::Field], &'static [&'static str])> {
+    Some(match kind {
+        "postgresql" => (postgres::config::FIELDS, postgres::config::SECRET_BINDING),
+        "mysql" => (mysql::config::FIELDS, mysql::config::SECRET_BINDING),
+        "clickhouse" => (
+            clickhouse::config::FIELDS,
+            clickhouse::config::SECRET_BINDING,
+        ),
+        "snowflake" => (snowflake::config::FIELDS, snowflake::config::SECRET_BINDING),
+        "sqlite" => (sqlite::config::FIELDS, &[]),
+        _ => return None,
+    })
 }
 
 /// A destination kind's settings, validated: every problem is reported with its field name.

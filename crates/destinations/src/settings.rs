@@ -246,24 +246,29 @@ pub(crate) const fn tls(default_mode: &'static str, options: &'static [FieldOpti
 
 const DISABLE: FieldOption = FieldOption {
     value: "disable",
-    label: "Disabled",
-    help: "Plain TCP; use only on a trusted network.",
+    label: "Disabled (no TLS)",
+    help: "Plain TCP: the data and the password cross the network unencrypted, and the server is not \
+           authenticated. Choose it only on a network you trust (loopback, a private link) for a server \
+           without TLS.",
 };
 const PREFER: FieldOption = FieldOption {
     value: "prefer",
     label: "Preferred",
-    help: "Encrypt when the server offers TLS, otherwise connect in plain TCP; the certificate is not verified.",
+    help: "Encrypt when the server offers TLS, otherwise connect in plain TCP; the certificate is not \
+           verified. On plain TCP Sluice still never sends a password in cleartext (nor, to PostgreSQL, as \
+           MD5): a server that asks for one is refused.",
 };
 const REQUIRE: FieldOption = FieldOption {
     value: "require",
     label: "Required",
-    help: "Always encrypt, without verifying the server's certificate.",
+    help: "Always encrypt; the server's certificate is not checked, so this stops eavesdroppers but not \
+           someone impersonating the server. Fails when the server has no TLS.",
 };
 const VERIFY: FieldOption = FieldOption {
     value: "verify",
     label: "Verify certificate",
-    help: "Always encrypt, and check the server's certificate against the CA certificate given (or the public \
-           web CAs) and its host name.",
+    help: "Always encrypt, and check the server's certificate against the CA certificate given (or the \
+           public web CAs) and its host name (like verify-full). Stops eavesdroppers and impostors.",
 };
 
 /// Every TLS mode.
@@ -276,6 +281,144 @@ pub(crate) const TLS_FIELDS: &[Field] = &[
     Field::text("mode", "Mode", "the TLS mode", ""),
     Field::long_text("ca_cert", "CA certificate", "the CA certificate", "").secret(),
 ];
+
+// ---------------------------------------------------------------------------------------------------
+// Where secrets go
+
+/// The effective value of a declared field in a settings object: what the kind would use, so that
+/// `"5432"`, `5432` and a left-out port compare equal, and so do `"require"` and `{"mode": "require"}`.
+/// Anything that does not parse stands for itself, so a bad value never compares equal to a good one.
+fn effective(field: &Field, settings: &Json) -> Json {
+    let raw = settings
+        .as_object()
+        .and_then(|o| o.get(field.name))
+        .filter(|v| !v.is_null());
+    let blank = |v: &Json| v.as_str().is_some_and(|s| s.trim().is_empty());
+    let default = || match field.default {
+        Preset::None => Json::Null,
+        Preset::Text(t) => json!(t),
+        Preset::Integer(i) => json!(i),
+        Preset::TlsMode(m) => json!([m, Json::Null]),
+    };
+    let Some(raw) = raw.filter(|v| !blank(v)) else {
+        return default();
+    };
+    match field.ty {
+        FieldType::Integer => match raw {
+            Json::String(s) => s.trim().parse::<i64>().map_or(raw.clone(), |n| json!(n)),
+            other => other.clone(),
+        },
+        FieldType::Tls => {
+            let declared = match field.default {
+                Preset::TlsMode(m) => m,
+                _ => "prefer",
+            };
+            let (mode, ca) = match raw {
+                Json::String(m) => (Some(m.as_str()), None),
+                Json::Object(o) => (
+                    o.get("mode").and_then(Json::as_str),
+                    o.get("ca_cert")
+                        .and_then(Json::as_str)
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty()),
+                ),
+                other => return other.clone(),
+            };
+            // An object without a mode is not always the declared mode (ClickHouse reads it as
+            // `verify`), so it stands for itself: a change to or from it needs the secret again.
+            let given_object = matches!(raw, Json::Object(_));
+            let mode = match mode.filter(|m| !m.trim().is_empty()) {
+                Some(m) => m,
+                None if given_object => return json!(["given without a mode", ca]),
+                None => declared,
+            };
+            let mode = match TlsMode::parse(mode) {
+                Some(m) => json!(format!("{m:?}")),
+                None => json!(mode),
+            };
+            json!([mode, ca])
+        }
+        _ => match raw {
+            Json::String(s) => json!(s.trim()),
+            other => other.clone(),
+        },
+    }
+}
+
+/// The settings among `binding` — those that decide where a kind's secrets are sent — whose effective
+/// value differs between `stored` and `edited`, in the order of `fields`.
+pub(crate) fn changed_bindings(
+    fields: &'static [Field],
+    binding: &[&str],
+    stored: &Json,
+    edited: &Json,
+) -> Vec<&'static Field> {
+    fields
+        .iter()
+        .filter(|f| binding.contains(&f.name))
+        .filter(|f| effective(f, stored) != effective(f, edited))
+        .collect()
+}
+
+/// Refuses an edit of a saved destination that would send one of its stored secrets somewhere else.
+///
+/// `reused` names the secrets the edit leaves out (or sends back masked), which would be taken from
+/// `stored`. When any setting that binds them (see each kind's `SECRET_BINDING`) differs between `stored`
+/// and `edited`, each reused secret gets an error under its own name: the caller must type it again. A
+/// secret typed again, or a kind without secrets, passes.
+pub fn check_secret_reuse(
+    kind: &str,
+    stored: &Json,
+    edited: &Json,
+    reused: &[&str],
+) -> Result<(), FieldErrors> {
+    let Some((fields, binding)) = crate::secret_binding(kind) else {
+        return Ok(());
+    };
+    let mut errors = FieldErrors::new();
+    let secrets: Vec<&Field> = fields
+        .iter()
+        .filter(|f| f.secret && reused.contains(&f.name))
+        .filter(|f| {
+            stored
+                .get(f.name)
+                .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
+        })
+        .collect();
+    if secrets.is_empty() {
+        return Ok(());
+    }
+    let changed = changed_bindings(fields, binding, stored, edited);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let what = join_nouns(changed.iter().map(|f| f.noun));
+    let verb = if changed.len() == 1 {
+        "changes"
+    } else {
+        "change"
+    };
+    for secret in secrets {
+        errors.add(
+            secret.name,
+            format!(
+                "give {} again: {what} {verb}, and a saved secret is only ever sent where it was saved",
+                secret.noun
+            ),
+        );
+    }
+    errors.into_result(())
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn join_nouns<'a>(nouns: impl Iterator<Item = &'a str>) -> String {
+    let nouns: Vec<&str> = nouns.collect();
+    match nouns.split_last() {
+        None => String::new(),
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Reading
@@ -465,13 +608,14 @@ impl<'a> SettingsReader<'a> {
 /// How the connection is encrypted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TlsMode {
-    /// Plain TCP.
+    /// Plain TCP, only when chosen explicitly.
     Disable,
     /// TLS when the server offers it (without verifying the certificate), plain TCP otherwise — what
-    /// `libpq` does by default, so a connection that works in `psql` works here.
-    #[default]
+    /// `libpq` does by default — but never a password in cleartext or MD5 on plain TCP. Destinations saved
+    /// before `require` became the default keep it (see the metadata migrations).
     Prefer,
     /// Always TLS, certificate not verified.
+    #[default]
     Require,
     /// Always TLS; the certificate chain is checked against `ca_cert` (or the public web CAs) and must name
     /// the host.
@@ -750,5 +894,94 @@ mod tests {
         assert_eq!(info["default"], json!({"mode": "prefer"}));
         assert_eq!(info["options"][1]["value"], "require");
         assert!(password().secret && !host().secret);
+    }
+
+    #[test]
+    fn a_stored_secret_goes_only_where_it_was_saved() {
+        let stored = json!({"host": "db", "port": 5432, "username": "u", "password": "v1:sealed",
+                            "database": "crm", "tls": {"mode": "require"}});
+        let reuse =
+            |edited: Json| check_secret_reuse("postgresql", &stored, &edited, &["password"]);
+        // The same place, however it is written: numbers as text, a bare mode, blanks, another database.
+        reuse(
+            json!({"host": " db ", "port": "5432", "username": "u", "database": "other",
+                     "tls": "required"}),
+        )
+        .unwrap();
+        // Each setting that decides where the password goes needs it again.
+        for (field, value, noun) in [
+            ("host", json!("evil.example"), "the host"),
+            ("port", json!(6543), "the port"),
+            ("username", json!("postgres"), "the username"),
+            ("tls", json!({"mode": "disable"}), "the TLS settings"),
+        ] {
+            let mut edited = stored.clone();
+            edited[field] = value;
+            let e = reuse(edited).unwrap_err();
+            let message = &e.get("password").unwrap()[0];
+            assert!(
+                message.starts_with(&format!("give the password again: {noun} changes")),
+                "{message}"
+            );
+            assert_eq!(e.len(), 1, "{e}");
+        }
+        let e = reuse(json!({"host": "h2", "port": 1, "username": "u", "database": "crm"}))
+            .unwrap_err();
+        assert!(
+            e.get("password").unwrap()[0]
+                .contains("the host, the port and the TLS settings change"),
+            "{e}"
+        );
+        // A secret typed again, or none stored, passes.
+        check_secret_reuse("postgresql", &stored, &json!({"host": "h2"}), &[]).unwrap();
+        let no_password = json!({"host": "db", "username": "u", "database": "crm"});
+        check_secret_reuse(
+            "postgresql",
+            &no_password,
+            &json!({"host": "h2"}),
+            &["password"],
+        )
+        .unwrap();
+        // Snowflake: the account and base URL decide where the key goes; the warehouse does not.
+        let sf =
+            json!({"account": "org-acc", "username": "u", "private_key": "v1:k", "warehouse": "w"});
+        check_secret_reuse(
+            "snowflake",
+            &sf,
+            &json!({"account": "org-acc", "username": "u", "warehouse": "x"}),
+            &["private_key"],
+        )
+        .unwrap();
+        let e = check_secret_reuse(
+            "snowflake",
+            &sf,
+            &json!({"account": "org-acc", "username": "u", "base_url": "http://x:1"}),
+            &["private_key", "password"],
+        )
+        .unwrap_err();
+        assert!(
+            e.get("private_key").unwrap()[0].contains("the base URL changes"),
+            "{e}"
+        );
+        assert!(e.get("password").is_none(), "no password was stored: {e}");
+        // ClickHouse reads a TLS object without a mode as `verify`: dropping it is a change.
+        let ch = json!({"host": "h", "password": "v1:p", "tls": {}});
+        assert!(
+            check_secret_reuse("clickhouse", &ch, &json!({"host": "h"}), &["password"]).is_err()
+        );
+        check_secret_reuse(
+            "clickhouse",
+            &ch,
+            &json!({"host": "h", "tls": {}}),
+            &["password"],
+        )
+        .unwrap();
+        check_secret_reuse(
+            "sqlite",
+            &json!({"path": "a"}),
+            &json!({"path": "b"}),
+            &["password"],
+        )
+        .unwrap();
     }
 }

@@ -33,8 +33,7 @@ fn url() -> String {
 
 async fn harness() -> Pg {
     let url = url();
-    let settings =
-        PostgresSettings::from_url(&url).unwrap_or_else(|e| panic!("{URL_VAR} is not usable: {e}"));
+    let settings = settings_from(&url);
     let config: tokio_postgres::Config = url
         .parse()
         .unwrap_or_else(|e| panic!("{URL_VAR} is not usable: {e}"));
@@ -208,8 +207,19 @@ conformance_tests!(harness());
 // ---------------------------------------------------------------------------------------------------
 // PostgreSQL-specific cases
 
+/// The test server's settings. TLS is `require` unless chosen, and the local test servers offer none: plain
+/// TCP is asked for explicitly unless the URL names a mode.
+fn settings_from(url: &str) -> PostgresSettings {
+    let mut s =
+        PostgresSettings::from_url(url).unwrap_or_else(|e| panic!("{URL_VAR} is not usable: {e}"));
+    if !url.contains("sslmode=") {
+        s.tls.mode = TlsMode::Disable;
+    }
+    s
+}
+
 fn settings_with(f: impl FnOnce(&mut PostgresSettings)) -> PostgresSettings {
-    let mut s = PostgresSettings::from_url(&url()).unwrap();
+    let mut s = settings_from(&url());
     f(&mut s);
     s
 }
@@ -400,6 +410,89 @@ async fn tls_modes() {
         .test()
         .await
         .unwrap();
+}
+
+/// A server that turns TLS down and asks for the password in cleartext — what anyone on the path can
+/// answer. It records every byte it receives.
+async fn cleartext_asking_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut asked = false;
+                while let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await
+                {
+                    if n == 0 {
+                        break;
+                    }
+                    log.lock().unwrap().extend_from_slice(&buf[..n]);
+                    // The TLS request (length 8, code 80877103) gets "no"; the start-up message gets
+                    // AuthenticationCleartextPassword.
+                    let reply: &[u8] = if n == 8 && buf[4..8] == 80877103u32.to_be_bytes() {
+                        b"N"
+                    } else if !asked {
+                        asked = true;
+                        b"R\0\0\0\x08\0\0\0\x03"
+                    } else {
+                        break;
+                    };
+                    if socket.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+#[tokio::test]
+async fn a_password_is_never_sent_unencrypted_unless_tls_is_disabled() {
+    let password = "never-in-clear-7f3a";
+    let (port, received) = cleartext_asking_server().await;
+    let fake = |mode: Option<&str>| {
+        let mut json = serde_json::json!({"host": "127.0.0.1", "port": port, "username": "app",
+                                          "password": password, "database": "crm",
+                                          "connect_timeout_secs": 5});
+        if let Some(m) = mode {
+            json["tls"] = serde_json::json!({ "mode": m });
+        }
+        Postgres::new(PostgresSettings::from_json(&json).unwrap())
+    };
+    let seen = || String::from_utf8_lossy(&received.lock().unwrap()).into_owned();
+
+    // The default is `require`: a server without TLS is refused before anything else is said.
+    let err = fake(None).test().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Config, "{err}");
+    assert!(err.message.contains("does not support TLS"), "{err}");
+    // `prefer` falls back to plain TCP, and stops at the request for a cleartext password.
+    let err = fake(Some("prefer")).test().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Auth, "{err}");
+    assert!(
+        err.message.contains("does not send a password unencrypted"),
+        "{err}"
+    );
+    assert!(
+        seen().contains("app"),
+        "the server was reached: {:?}",
+        seen()
+    );
+    assert!(
+        !seen().contains(password),
+        "the password reached the server: {:?}",
+        seen()
+    );
+
+    // Only `disable`, chosen explicitly, sends it — which shows the server would have received it.
+    let _ = fake(Some("disable")).test().await;
+    assert!(seen().contains(password), "{:?}", seen());
 }
 
 #[tokio::test]

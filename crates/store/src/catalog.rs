@@ -49,6 +49,11 @@ pub trait Catalog: Send + Sync {
     async fn update_destination(&self, rec: &DestinationRecord) -> Result<()>;
     /// `Conflict` (naming them) while pipelines use the destination; `Ok(false)` when absent.
     async fn delete_destination(&self, id: &str) -> Result<bool>;
+    /// Re-encrypts every destination's secrets, opened with the store's key, under `new`, in one
+    /// transaction: all of them or, on any error (a secret the current key cannot open included), none.
+    /// Answers how many destinations were rewritten. The store keeps its own key, so it is reopened with
+    /// `new` afterwards.
+    async fn reseal_secrets(&self, new: &crate::SecretBox) -> Result<usize>;
 
     /// All pipelines, or one destination's, ordered by creation.
     async fn list_pipelines(&self, destination: Option<&str>) -> Result<Vec<PipelineRecord>>;

@@ -13,7 +13,8 @@
 //! - [`SyncState`]: per pipeline, what the destination last confirmed for each profile ([`SyncEntry`]:
 //!   key, row hash, and whether the profile left while its row was kept) and the [`SyncCheckpoint`]
 //!   that lets a re-run read only changed profiles. This is what a run writes most: an entry per row;
-//! - [`Coordination`]: run claims, leases and the scheduler's per-pipeline state.
+//! - [`Coordination`]: run claims, leases and the scheduler's per-pipeline state;
+//! - [`Access`]: API tokens (as hashes, each with a [`Role`]) and the audit log of changes.
 //!
 //! [`MetadataStore`] is their union, what `open_metadata` returns; a `&dyn MetadataStore` upcasts to any
 //! of them. [`ProfileStore`] is the profile store. Each backend is a folder of modules named the same way
@@ -31,6 +32,7 @@
 //! Timestamps are kept to the microsecond: a record reads back equal to what was written when its times
 //! have no finer part.
 
+mod access;
 mod catalog;
 mod codec;
 pub mod coord;
@@ -42,6 +44,7 @@ pub mod sqlite;
 mod sync_state;
 mod tls;
 
+pub use access::{Access, AuditEntry, Role, TokenHash, TokenRecord};
 pub use catalog::{Catalog, DestinationRecord, PipelineRecord, SECRET_FIELDS};
 pub use coord::{Coordination, Held};
 pub use profiles::{ChangeCounts, ProfileStore, UpsertOutcome, TOMBSTONE_RETENTION};
@@ -69,7 +72,8 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Metadata: the Customer Model, destinations and pipelines ([`Catalog`]), runs ([`RunLog`]), each
-/// pipeline's sync state ([`SyncState`]), run leases and schedule state ([`Coordination`]). One store
+/// pipeline's sync state ([`SyncState`]), run leases and schedule state ([`Coordination`]), tokens and
+/// the audit log ([`Access`]). One store
 /// holds them all; code that needs one part takes that trait (`&dyn SyncState` upcasts from a
 /// `&dyn MetadataStore`).
 ///
@@ -83,9 +87,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///     record(meta)
 /// }
 /// ```
-pub trait MetadataStore: Catalog + RunLog + SyncState + Coordination {}
+pub trait MetadataStore: Catalog + RunLog + SyncState + Coordination + Access {}
 
-impl<T: Catalog + RunLog + SyncState + Coordination + ?Sized> MetadataStore for T {}
+impl<T: Catalog + RunLog + SyncState + Coordination + Access + ?Sized> MetadataStore for T {}
 
 /// Opens the metadata store: PostgreSQL when a URL is given, else `metadata.db` in `data_dir`.
 ///

@@ -15,6 +15,7 @@
 
 use crate::{Result, SecretBox, StoreError};
 
+mod access;
 mod catalog;
 mod coord;
 mod filter_params;

@@ -23,6 +23,9 @@ use crate::{Result, StoreError};
 
 /// Name of the key file inside the data directory.
 pub const KEY_FILE: &str = "secret.key";
+/// The new key of a rotation, written before any secret is sealed with it and renamed over [`KEY_FILE`]
+/// once all are: while it exists, a rotation was interrupted and the store may hold either key.
+pub const NEXT_KEY_FILE: &str = "secret.key.next";
 
 const PREFIX: &str = "v1:";
 const NONCE_LEN: usize = 12;
@@ -76,7 +79,16 @@ impl SecretBox {
     }
 
     /// Loads `<data_dir>/secret.key`, creating the directory and a new key (mode 0600) when absent.
+    /// Refuses while a key rotation was left unfinished (`secret.key.next` exists).
     pub fn load_or_create(data_dir: &Path) -> Result<SecretBox> {
+        let next = data_dir.join(NEXT_KEY_FILE);
+        if next.exists() {
+            return Err(StoreError::Corrupt(format!(
+                "{} exists: a key rotation was interrupted, and the stored secrets may be sealed with either \
+                 key; run `sluice secrets rotate-key` to finish it",
+                next.display()
+            )));
+        }
         let path = data_dir.join(KEY_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -108,6 +120,60 @@ impl SecretBox {
                 SecretBox::from_base64(&text)
             }
             Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
+    /// Writes `key` (base64, as [`SecretBox::from_base64`] reads it) to `<data_dir>/secret.key.next`,
+    /// mode 0600, flushed to disk: the first step of a rotation.
+    pub fn write_next_key(data_dir: &Path, key: &str) -> Result<()> {
+        let path = data_dir.join(NEXT_KEY_FILE);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path).map_err(|e| io_error(&path, e))?;
+        file.write_all(format!("{}\n", key.trim()).as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error(&path, e))
+    }
+
+    /// The key of an unfinished rotation, if one was left.
+    pub fn load_next_key(data_dir: &Path) -> Result<Option<SecretBox>> {
+        let path = data_dir.join(NEXT_KEY_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => SecretBox::from_base64(&text)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {}", path.display(), message_of(e)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
+    /// Loads `<data_dir>/secret.key` as it is, whatever else is in the directory.
+    pub fn load_current_key(data_dir: &Path) -> Result<SecretBox> {
+        let path = data_dir.join(KEY_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
+        SecretBox::from_base64(&text)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {}", path.display(), message_of(e))))
+    }
+
+    /// Puts the rotation's new key in place: `secret.key.next` renamed over `secret.key` (one atomic
+    /// step), and the directory flushed so that the rename survives a crash.
+    pub fn promote_next_key(data_dir: &Path) -> Result<()> {
+        let (next, path) = (data_dir.join(NEXT_KEY_FILE), data_dir.join(KEY_FILE));
+        std::fs::rename(&next, &path).map_err(|e| io_error(&path, e))?;
+        if let Ok(dir) = std::fs::File::open(data_dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Forgets an unfinished rotation's key (nothing was sealed with it).
+    pub fn discard_next_key(data_dir: &Path) -> Result<()> {
+        let next = data_dir.join(NEXT_KEY_FILE);
+        match std::fs::remove_file(&next) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(&next, e)),
+            _ => Ok(()),
         }
     }
 

@@ -16,6 +16,7 @@ use std::path::Path;
 
 use crate::{Result, SecretBox, StoreError};
 
+mod access;
 mod catalog;
 mod coord;
 mod db;

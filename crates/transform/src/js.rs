@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rquickjs::{
     context::EvalOptions, BigInt, CatchResultExt, CaughtError, Context, Ctx, Function, Object,
@@ -27,6 +27,8 @@ const STACK: usize = 512 * 1024;
 const SAFE_INT: i64 = (1 << 53) - 1;
 /// Nesting beyond this in a returned value is refused (it is most likely a cycle).
 const MAX_DEPTH: usize = 64;
+/// More names than this in `columns` is not a list of columns.
+const MAX_COLUMNS: f64 = 10_000.0;
 
 /// A JavaScript transformation that loaded and defines `transform`, with the columns it writes.
 #[derive(Debug, Clone)]
@@ -114,7 +116,7 @@ impl Loaded {
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
         let watched = deadline.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || {
-            base.elapsed().as_nanos() as u64 > watched.load(Ordering::Relaxed)
+            crate::abandoned() || base.elapsed().as_nanos() as u64 > watched.load(Ordering::Relaxed)
         })));
         let context = Context::full(&runtime).map_err(internal)?;
         // Top-level code gets ten calls' worth of time: enough for tables and setup, not for a hang.
@@ -157,10 +159,15 @@ impl Loaded {
                 let err = || {
                     "`columns` must be an array of column names, e.g. const columns = [\"email\", \"name\"];".to_string()
                 };
-                let array = declared.as_array().ok_or_else(err)?;
-                let mut names = Vec::with_capacity(array.len());
-                for item in array.iter::<rquickjs::Value>() {
-                    let item = item.map_err(|e| e.to_string())?;
+                // Read by index with the length checked: `columns` may be a proxy or have any length.
+                let array = declared.as_array().ok_or_else(err)?.as_object();
+                let length: f64 = array.get("length").map_err(|e| e.to_string())?;
+                if !(0.0..=MAX_COLUMNS).contains(&length) || length.fract() != 0.0 {
+                    return Err(err());
+                }
+                let mut names = Vec::with_capacity(length as usize);
+                for i in 0..length as u32 {
+                    let item: rquickjs::Value = array.get(i).map_err(|e| e.to_string())?;
                     let name = item
                         .as_string()
                         .and_then(|s| s.to_string().ok())
@@ -207,6 +214,9 @@ enum Failure {
 impl Runner {
     /// The row for one profile.
     pub fn eval(&mut self, profile: &Profile) -> Result<Output, RowError> {
+        if crate::abandoned() {
+            return Err(RowError::new(crate::ABANDONED_MESSAGE));
+        }
         if self.loaded.is_none() {
             self.loaded =
                 Some(Loaded::new(&self.script.source, self.script.limits).map_err(RowError::new)?);
@@ -224,46 +234,63 @@ impl Runner {
 
     fn call(&self, loaded: &Loaded, profile: &Profile) -> Result<Output, Failure> {
         let limits = self.script.limits;
-        loaded.context.with(|ctx| {
+        // Armed for everything that may run the script's code: the call, and reading what it returned
+        // or threw (getters, proxies, a Date's methods, an error's `name`).
+        let deadline = loaded.base.elapsed() + limits.time_per_profile;
+        loaded
+            .deadline
+            .store(deadline.as_nanos() as u64, Ordering::Relaxed);
+        let outcome = loaded.context.with(|ctx| {
             let engine = |e: rquickjs::Error| {
                 Failure::Limit(RowError::new(limit_message(&e.to_string(), limits)))
             };
             let transform = loaded.transform.clone().restore(&ctx).map_err(engine)?;
             let input = profile_to_js(&ctx, profile).map_err(engine)?;
-            let start = loaded.base.elapsed();
-            loaded.deadline.store(
-                (start + limits.time_per_profile).as_nanos() as u64,
-                Ordering::Relaxed,
-            );
-            let result = transform.call::<_, rquickjs::Value>((input,)).catch(&ctx);
-            let timed_out = loaded.base.elapsed() > start + limits.time_per_profile;
-            loaded.deadline.store(u64::MAX, Ordering::Relaxed);
-            let returned = match result {
+            let returned = match transform.call::<_, rquickjs::Value>((input,)).catch(&ctx) {
                 Ok(v) => v,
                 Err(e) => {
                     let text = describe(&e);
                     if is_out_of_memory(&e, &text) {
                         return Err(Failure::Limit(RowError::new(limit_message(&text, limits))));
                     }
-                    if timed_out {
-                        return Err(Failure::Limit(RowError::new(format!(
-                            "transform() ran longer than the time limit of {} ms for this profile",
-                            limits.time_per_profile.as_millis()
-                        ))));
-                    }
                     return Err(Failure::Row(RowError::new(text)));
                 }
             };
             let date = loaded.date.clone().restore(&ctx).map_err(engine)?;
-            self.row(&returned, &date).map_err(Failure::Row)
-        })
+            let mut convert = Convert {
+                ctx: ctx.clone(),
+                date,
+                left: limits.output_bytes,
+                limits,
+                base: loaded.base,
+                deadline,
+                steps: 0,
+            };
+            self.row(&returned, &mut convert).map_err(|e| {
+                if e.message.contains("out of memory") {
+                    Failure::Limit(RowError::new(limit_message("out of memory", limits)))
+                } else {
+                    Failure::Row(e)
+                }
+            })
+        });
+        loaded.deadline.store(u64::MAX, Ordering::Relaxed);
+        if crate::abandoned() {
+            return Err(Failure::Limit(RowError::new(crate::ABANDONED_MESSAGE)));
+        }
+        if loaded.base.elapsed() > deadline {
+            // Whatever the error said (an interrupted getter reads as an exception), the limit is what
+            // stopped it, and the runtime is replaced.
+            return Err(Failure::Limit(RowError::new(time_message(limits))));
+        }
+        outcome
     }
 
     /// Converts what `transform` returned into the row.
     fn row<'js>(
         &self,
         returned: &rquickjs::Value<'js>,
-        date: &Function<'js>,
+        convert: &mut Convert<'js>,
     ) -> Result<Output, RowError> {
         if returned.is_null() {
             return Ok(Output::Skip);
@@ -280,11 +307,19 @@ impl Runner {
         let shape = &self.script.shape;
         let mut row = shape.empty_row();
         for prop in object.props::<String, rquickjs::Value>() {
-            let (name, value) = prop.map_err(|e| RowError::new(e.to_string()))?;
-            shape.set(&mut row, &name, js_to_value(&value, date, 0))?;
+            let (name, value) = prop.map_err(|e| RowError::new(convert.thrown(e)))?;
+            convert.spend(name.len()).map_err(RowError::new)?;
+            shape.set(&mut row, &name, convert.value(&value, 0))?;
         }
         shape.finish(row).map(Output::Row)
     }
+}
+
+fn time_message(limits: Limits) -> String {
+    format!(
+        "transform() ran longer than the time limit of {} ms for this profile",
+        limits.time_per_profile.as_millis()
+    )
 }
 
 fn is_out_of_memory(e: &CaughtError, text: &str) -> bool {
@@ -313,6 +348,8 @@ fn type_name(t: Type) -> &'static str {
         Type::Array => "an array",
         Type::Function | Type::Constructor => "a function",
         Type::Promise => "a promise (transform() cannot be async)",
+        // Not read through its traps: return plain objects and arrays.
+        Type::Proxy => "a Proxy",
         _ => "a value that is not an object",
     }
 }
@@ -432,6 +469,161 @@ fn bigint(v: &rquickjs::Value) -> Result<i64, String> {
         .ok_or_else(|| "the BigInt does not fit a 64-bit integer".to_string())
 }
 
+/// Reads a returned value into Sluice's values, within the output limit and the call's deadline. The
+/// script's code may run here (getters, proxy traps, a Date's methods): the interrupt handler is armed,
+/// and loops that run no script code (a sparse array of a billion holes) count against the output limit
+/// and check the clock themselves.
+struct Convert<'js> {
+    ctx: Ctx<'js>,
+    date: Function<'js>,
+    /// Bytes of output still allowed.
+    left: usize,
+    limits: Limits,
+    base: Instant,
+    deadline: Duration,
+    steps: u32,
+}
+
+impl<'js> Convert<'js> {
+    /// Counts `bytes` of output, and now and then looks at the clock.
+    fn spend(&mut self, bytes: usize) -> Result<(), String> {
+        self.left = self.left.checked_sub(bytes).ok_or_else(|| {
+            format!(
+                "transform() returned a row larger than the output limit of {} bytes",
+                self.limits.output_bytes
+            )
+        })?;
+        self.steps = self.steps.wrapping_add(1);
+        if self.steps.is_multiple_of(1024) && self.base.elapsed() > self.deadline {
+            return Err(time_message(self.limits));
+        }
+        Ok(())
+    }
+
+    /// The message of an error raised while reading the value (an exception thrown by a getter).
+    fn thrown(&self, e: rquickjs::Error) -> String {
+        if e.is_exception() {
+            let caught = CaughtError::from_error(&self.ctx, e);
+            describe(&caught)
+        } else {
+            e.to_string()
+        }
+    }
+
+    /// The elements of an array, read by index: the `length` may be anything a script makes it.
+    fn elements(&mut self, array: &Object<'js>) -> Result<Vec<rquickjs::Value<'js>>, String> {
+        let length: rquickjs::Value = array.get("length").map_err(|e| self.thrown(e))?;
+        let length = length
+            .as_number()
+            .filter(|n| n.is_finite() && *n >= 0.0 && n.fract() == 0.0)
+            .ok_or_else(|| "the array's length is not a number of elements".to_string())?;
+        let mut items = Vec::new();
+        let mut i = 0u32;
+        while f64::from(i) < length {
+            self.spend(8)?;
+            items.push(array.get(i).map_err(|e| self.thrown(e))?);
+            i = i
+                .checked_add(1)
+                .ok_or_else(|| "the array is too long".to_string())?;
+        }
+        Ok(items)
+    }
+
+    /// A `Date` as a datetime; `None` when the object is not a Date.
+    fn date(&self, obj: &Object<'js>) -> Result<Option<Value>, String> {
+        as_date(obj, &self.date).map_err(|e| e.to_string())
+    }
+
+    /// A returned value as a [`Value`], before conversion to the column type.
+    fn value(&mut self, v: &rquickjs::Value<'js>, depth: usize) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return Err("the value is nested too deeply (does it contain a cycle?)".into());
+        }
+        self.spend(8)?;
+        Ok(match v.type_of() {
+            Type::Uninitialized | Type::Undefined | Type::Null => Value::Null,
+            Type::Bool => Value::Bool(v.as_bool().unwrap_or_default()),
+            Type::Int => Value::Int(i64::from(v.as_int().unwrap_or_default())),
+            Type::Float => number(v.as_float().unwrap_or(f64::NAN)),
+            Type::String => {
+                let text = v
+                    .as_string()
+                    .map(|s| s.to_string())
+                    .transpose()
+                    .map_err(|e| self.thrown(e))?
+                    .unwrap_or_default();
+                self.spend(text.len())?;
+                Value::String(text.into())
+            }
+            Type::BigInt => Value::Int(bigint(v)?),
+            Type::Array => {
+                let array = v.as_object().expect("an array is an object");
+                let items = self.elements(array)?;
+                let mut out = Vec::with_capacity(items.len());
+                for item in &items {
+                    out.push(self.value(item, depth + 1)?);
+                }
+                Value::Array(out)
+            }
+            Type::Object | Type::Exception => {
+                let obj = v.as_object().expect("an object");
+                match self.date(obj)? {
+                    Some(d) => d,
+                    None => Value::json(self.json(v, depth)?),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "{} cannot be written to a column",
+                    type_name(other)
+                ))
+            }
+        })
+    }
+
+    /// A returned value as JSON, for objects and JSON columns. `undefined` members are left out, as
+    /// `JSON.stringify` does; Dates become ISO strings.
+    fn json(&mut self, v: &rquickjs::Value<'js>, depth: usize) -> Result<Json, String> {
+        if depth > MAX_DEPTH {
+            return Err("the value is nested too deeply (does it contain a cycle?)".into());
+        }
+        Ok(match v.type_of() {
+            Type::Array => {
+                let array = v.as_object().expect("an array is an object");
+                let items = self.elements(array)?;
+                let mut out = Vec::with_capacity(items.len());
+                for item in &items {
+                    out.push(self.json(item, depth + 1)?);
+                }
+                Json::Array(out)
+            }
+            Type::Object | Type::Exception => {
+                let obj = v.as_object().expect("an object");
+                if let Some(d) = self.date(obj)? {
+                    return Ok(d.to_json());
+                }
+                let mut out = Map::new();
+                for prop in obj.props::<String, rquickjs::Value>() {
+                    let (k, item) = prop.map_err(|e| self.thrown(e))?;
+                    self.spend(k.len())?;
+                    if item.is_undefined() {
+                        continue;
+                    }
+                    let value = self.json(&item, depth + 1)?;
+                    out.insert(k, value);
+                }
+                Json::Object(out)
+            }
+            _ => match self.value(v, depth + 1)? {
+                Value::Float(f) => serde_json::Number::from_f64(f)
+                    .map(Json::Number)
+                    .ok_or_else(|| format!("{f} cannot be written as JSON"))?,
+                other => other.to_json(),
+            },
+        })
+    }
+}
+
 /// A `Date` as a datetime; `None` when the object is not a Date.
 fn as_date<'js>(obj: &Object<'js>, date: &Function<'js>) -> Result<Option<Value>, String> {
     if !obj.is_instance_of(date) {
@@ -444,94 +636,4 @@ fn as_date<'js>(obj: &Object<'js>, date: &Function<'js>) -> Result<Option<Value>
     schema::parse_datetime(&text)
         .map(|d| Some(Value::DateTime(d)))
         .map_err(|e| format!("the Date is out of range: {e}"))
-}
-
-/// A returned value as a [`Value`], before conversion to the column type.
-fn js_to_value<'js>(
-    v: &rquickjs::Value<'js>,
-    date: &Function<'js>,
-    depth: usize,
-) -> Result<Value, String> {
-    if depth > MAX_DEPTH {
-        return Err("the value is nested too deeply (does it contain a cycle?)".into());
-    }
-    Ok(match v.type_of() {
-        Type::Uninitialized | Type::Undefined | Type::Null => Value::Null,
-        Type::Bool => Value::Bool(v.as_bool().unwrap_or_default()),
-        Type::Int => Value::Int(i64::from(v.as_int().unwrap_or_default())),
-        Type::Float => number(v.as_float().unwrap_or(f64::NAN)),
-        Type::String => Value::String(
-            v.as_string()
-                .and_then(|s| s.to_string().ok())
-                .unwrap_or_default()
-                .into(),
-        ),
-        Type::BigInt => Value::Int(bigint(v)?),
-        Type::Array => {
-            let array = v.as_array().expect("an array");
-            let mut out = Vec::with_capacity(array.len());
-            for item in array.iter::<rquickjs::Value>() {
-                let item = item.map_err(|e| e.to_string())?;
-                out.push(js_to_value(&item, date, depth + 1)?);
-            }
-            Value::Array(out)
-        }
-        Type::Object | Type::Exception => {
-            let obj = v.as_object().expect("an object");
-            match as_date(obj, date)? {
-                Some(d) => d,
-                None => Value::json(js_to_json(v, date, depth)?),
-            }
-        }
-        other => {
-            return Err(format!(
-                "{} cannot be written to a column",
-                type_name(other)
-            ))
-        }
-    })
-}
-
-/// A returned value as JSON, for objects and JSON columns. `undefined` members are left out, as
-/// `JSON.stringify` does; Dates become ISO strings.
-fn js_to_json<'js>(
-    v: &rquickjs::Value<'js>,
-    date: &Function<'js>,
-    depth: usize,
-) -> Result<Json, String> {
-    if depth > MAX_DEPTH {
-        return Err("the value is nested too deeply (does it contain a cycle?)".into());
-    }
-    Ok(match v.type_of() {
-        Type::Array => {
-            let array = v.as_array().expect("an array");
-            let mut out = Vec::with_capacity(array.len());
-            for item in array.iter::<rquickjs::Value>() {
-                let item = item.map_err(|e| e.to_string())?;
-                out.push(js_to_json(&item, date, depth + 1)?);
-            }
-            Json::Array(out)
-        }
-        Type::Object | Type::Exception => {
-            let obj = v.as_object().expect("an object");
-            if let Some(d) = as_date(obj, date)? {
-                return Ok(d.to_json());
-            }
-            let mut out = Map::new();
-            for prop in obj.props::<String, rquickjs::Value>() {
-                let (k, item) = prop.map_err(|e| e.to_string())?;
-                if item.is_undefined() {
-                    continue;
-                }
-                out.insert(k, js_to_json(&item, date, depth + 1)?);
-            }
-            Json::Object(out)
-        }
-        _ => match js_to_value(v, date, depth + 1)? {
-            Value::Float(f) => serde_json::Number::from_f64(f)
-                .map(Json::Number)
-                .ok_or_else(|| format!("{f} cannot be written as JSON"))?,
-            other => other.to_json(),
-        },
-    })
 }

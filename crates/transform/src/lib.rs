@@ -82,18 +82,27 @@
 //! QuickJS has no file, network or process access unless modules providing it are added; none are:
 //! `require`, `fetch`, `process` do not exist and `import` has no loader. Each call has a time limit
 //! ([`Limits::time_per_profile`], default 100 ms, enforced by the interrupt handler — the script cannot
-//! catch it) and each evaluator a memory limit ([`Limits::memory_bytes`], default 64 MiB). A profile that
-//! hits either fails with a message saying which, and the evaluator starts a fresh runtime for the next
-//! profile (global state a script kept between calls is lost then; scripts should not rely on it).
+//! catch it) and each evaluator a memory limit ([`Limits::memory_bytes`], default 64 MiB). The time limit
+//! covers everything that may run the script's code for a profile, not only the call: reading the
+//! returned object (getters, a Date's methods, `Symbol.hasInstance`) and the thrown error (its `name`,
+//! `message`, `stack`). A returned Proxy is refused without running its traps; arrays are read by index
+//! with their `length` checked. A row larger than [`Limits::output_bytes`] (string bytes, 8 per other
+//! value, keys included) fails its profile naming the limit, counted as it is read, so a small value that
+//! is huge once read (an array of four billion holes, shared references nested sixty deep) stops early.
+//! A profile that hits the time or memory limit fails with a message saying which, and the evaluator
+//! starts a fresh runtime for the next profile (global state a script kept between calls is lost then;
+//! scripts should not rely on it). [`abandon_scripts`] interrupts every call at once, for shutdown.
 //!
 //! Python's limits are the same settings, enforced on worker processes (see [`python`]), plus
-//! [`Limits::python_workers`].
+//! [`Limits::python_workers`]. `SECURITY.md` at the repository root says what the isolation of both stops
+//! and what it does not.
 
 mod columns;
 pub mod js;
 pub mod python;
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -101,6 +110,23 @@ use sluice_core::mapping::{ColumnError, CompiledMapping};
 use sluice_core::pipeline::Transformation;
 use sluice_core::raw::Locator;
 use sluice_core::{FieldErrors, Profile, RawProfile, Schema, TableDescription, Value};
+
+static ABANDONED: AtomicBool = AtomicBool::new(false);
+
+/// Ends every script evaluation of the process at once, for good: a JavaScript call in progress is
+/// interrupted, Python workers stop being waited for, and every later profile fails with
+/// [`ABANDONED_MESSAGE`]. For shutdown, after runs were given their grace: the blocking threads that
+/// evaluate then return within moments, so the runtime's shutdown never waits on user code.
+pub fn abandon_scripts() {
+    ABANDONED.store(true, Ordering::Relaxed);
+}
+
+/// The error of a profile that was not transformed because scripts were abandoned.
+pub const ABANDONED_MESSAGE: &str = "not transformed: Sluice is shutting down";
+
+pub(crate) fn abandoned() -> bool {
+    ABANDONED.load(Ordering::Relaxed)
+}
 
 /// Resource limits of script transformations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +137,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// How many Python worker processes one evaluator may run in parallel on a large batch.
     pub python_workers: usize,
+    /// The largest row a script may return, in bytes of its JSON form (Python) or of its values
+    /// (JavaScript: string bytes, 8 per other scalar); a larger one fails its profile naming the limit.
+    pub output_bytes: usize,
 }
 
 impl Default for Limits {
@@ -119,6 +148,7 @@ impl Default for Limits {
             time_per_profile: Duration::from_millis(100),
             memory_bytes: 64 << 20,
             python_workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            output_bytes: 4 << 20,
         }
     }
 }

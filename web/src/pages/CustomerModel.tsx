@@ -3,6 +3,7 @@
 // change would break a pipeline or stored profiles) are shown next to the property they name.
 
 import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useAccess } from '../access';
 import { api, ApiError, errorMessage, fieldErrors, type FieldErrors } from '../api';
 import { Alert, ErrorAlert, FieldErrorsText, Loading, PageHeader, useToast } from '../components/ui';
 import { setSchemaCache, useTitle } from '../hooks';
@@ -27,6 +28,7 @@ const KIND_LABEL: Record<string, string> = {
 };
 
 export function CustomerModelPage() {
+  const access = useAccess();
   useTitle('Customer Model');
   const toast = useToast();
   const [props, setProps] = useState<EditProp[] | null>(null);
@@ -144,7 +146,7 @@ export function CustomerModelPage() {
             >
               Discard changes
             </button>
-            <button type="submit" class="button primary" disabled={!dirty || saving}>
+            <button type="submit" class="button primary" disabled={!dirty || saving || !access.can('edit')} title={access.whyNot('edit') ?? undefined}>
               {saving ? 'Saving…' : 'Save Customer Model'}
             </button>
           </div>

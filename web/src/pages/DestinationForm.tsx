@@ -288,7 +288,7 @@ function SettingField({ field: f, value, onChange, errors, editing, hasStored }:
         <Field label={f.label} help={option?.help ?? f.help} errors={errors}>
           {(id, describedBy, invalid) => (
             <select id={id} class="input" name={f.name} value={tls.mode} aria-describedby={describedBy} aria-invalid={invalid || undefined} onChange={(e) => onChange({ ...tls, mode: (e.currentTarget as HTMLSelectElement).value })}>
-              {(f.options ?? [{ value: 'disable', label: 'Disabled' }, { value: 'require', label: 'Required' }, { value: 'verify', label: 'Verify certificate' }]).map((o) => (
+              {(f.options ?? [{ value: 'disable', label: 'Disabled (no TLS)' }, { value: 'require', label: 'Required' }, { value: 'verify', label: 'Verify certificate' }]).map((o) => (
                 <option key={o.value} value={o.value}>
                   {o.label}
                 </option>

@@ -2,6 +2,7 @@
 // Pipeline, Filters, Enable, Run now, Schedule, Manage and ⋮ More.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { useAccess } from '../access';
 import { api, ApiError, errorMessage, type Connector, type Destination, type Pipeline, type Run, type Schedule, type TestResult } from '../api';
 import { Alert, ConfirmDialog, Dialog, EmptyState, ErrorAlert, Field, Loading, Menu, PageHeader, ProgressBar, Spinner, StatusBadge, Switch, useToast } from '../components/ui';
 import { useAsync, useInterval, useTitle } from '../hooks';
@@ -18,6 +19,7 @@ interface Data {
 }
 
 export function DestinationPage({ id }: { id: string }) {
+  const access = useAccess();
   const toast = useToast();
   const { data, error, loading, setData } = useAsync<Data>(async () => {
     const [destination, connectors, pipelines] = await Promise.all([api.getDestination(id), api.connectors().catch(() => []), api.listPipelines(id)]);
@@ -69,6 +71,7 @@ export function DestinationPage({ id }: { id: string }) {
         }
         actions={
           <>
+            {access.can('edit') && (
             <button type="button" class="button" onClick={testSaved} disabled={test.busy}>
               {test.busy ? (
                 <>
@@ -78,12 +81,17 @@ export function DestinationPage({ id }: { id: string }) {
                 'Test connection'
               )}
             </button>
-            <a class="button" href={href('destinations', id, 'edit')}>
-              Edit connection
-            </a>
-            <button type="button" class="button danger-outline" onClick={() => setDeleting(true)}>
-              Delete
-            </button>
+            )}
+            {access.can('admin') && (
+              <>
+                <a class="button" href={href('destinations', id, 'edit')}>
+                  Edit connection
+                </a>
+                <button type="button" class="button danger-outline" onClick={() => setDeleting(true)}>
+                  Delete
+                </button>
+              </>
+            )}
           </>
         }
       />
@@ -106,17 +114,21 @@ export function DestinationPage({ id }: { id: string }) {
             <p class="section-desc">Each pipeline exports the profiles that match its filter to one table. Several pipelines may write to the same database or the same table.</p>
           </div>
           <div class="section-actions">
-            <a class="button primary" href={href('destinations', id, 'pipelines', 'new')}>
-              Add pipeline…
-            </a>
+            {access.can('edit') && (
+              <a class="button primary" href={href('destinations', id, 'pipelines', 'new')}>
+                Add pipeline…
+              </a>
+            )}
           </div>
         </div>
         {data.pipelines.length === 0 ? (
           <EmptyState title="No pipelines yet">
             <p>A pipeline picks an audience with a filter, maps profile properties onto the columns of an existing table and keeps it up to date.</p>
-            <a class="button primary" href={href('destinations', id, 'pipelines', 'new')}>
-              Add pipeline…
-            </a>
+            {access.can('edit') && (
+              <a class="button primary" href={href('destinations', id, 'pipelines', 'new')}>
+                Add pipeline…
+              </a>
+            )}
           </EmptyState>
         ) : (
           <div class="table-wrap">
@@ -180,6 +192,7 @@ function runOutcome(r: Run): string {
 }
 
 function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline; onChange: (p: Pipeline) => void; onDeleted: () => void }) {
+  const access = useAccess();
   const toast = useToast();
   const [run, setRun] = useState<Run | null>(p.last_run && isActive(p.last_run) ? p.last_run : null);
   const [runId, setRunId] = useState<string | null>(p.running ?? (p.last_run && isActive(p.last_run) ? p.last_run.id : null));
@@ -296,7 +309,7 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
         <span class={summary === 'All profiles' ? 'muted' : undefined}>{summary}</span>
       </td>
       <td>
-        <Switch checked={p.enabled} disabled={busy} label={`Enable ${p.name}`} onChange={(v) => patch({ enabled: v }, `${p.name} ${v ? 'enabled' : 'disabled'}.`)} />
+        <Switch checked={p.enabled} disabled={busy || !access.can('edit')} label={`Enable ${p.name}`} onChange={(v) => patch({ enabled: v }, `${p.name} ${v ? 'enabled' : 'disabled'}.`)} />
       </td>
       <td class="run-cell">
         {running ? (
@@ -314,10 +327,10 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
           </div>
         ) : (
           <>
-            <button type="button" class="button small" onClick={() => runNow()} disabled={!p.enabled} title={p.enabled ? 'Run the export now, one time' : 'Enable the pipeline to run it'} aria-label={`Run ${p.name} now`}>
+            <button type="button" class="button small" onClick={() => runNow()} disabled={!p.enabled || !access.can('edit')} title={access.whyNot('edit') ?? (p.enabled ? 'Run the export now, one time' : 'Enable the pipeline to run it')} aria-label={`Run ${p.name} now`}>
               ▶ Run now
             </button>{' '}
-            <button type="button" class="button small" onClick={() => runNow('reconcile')} disabled={!p.enabled} title={p.enabled ? RECONCILE_HELP : 'Enable the pipeline to run it'} aria-label={`Reconcile ${p.name}`}>
+            <button type="button" class="button small" onClick={() => runNow('reconcile')} disabled={!p.enabled || !access.can('edit')} title={access.whyNot('edit') ?? (p.enabled ? RECONCILE_HELP : 'Enable the pipeline to run it')} aria-label={`Reconcile ${p.name}`}>
               Reconcile
             </button>
           </>
@@ -333,7 +346,7 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
           }
           buttonClass="button small schedule-button"
           align="left"
-          disabled={busy}
+          disabled={busy || !access.can('edit')}
           items={[
             { label: 'Off', checked: p.schedule === null, onSelect: () => setSchedule(null) },
             ...INTERVALS.map((i) => ({ label: i.label, checked: p.schedule === i.value || (i.value === '24h' && p.schedule === '1d'), onSelect: () => setSchedule(i.value as Schedule) })),
@@ -364,7 +377,7 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
           buttonClass="icon-button bordered"
           items={[
             { label: 'Runs and monitoring', onSelect: () => navigate(href('pipelines', p.id, 'runs')) },
-            { label: 'Delete…', danger: true, separatorBefore: true, onSelect: () => setDeleting(true) },
+            ...(access.can('edit') ? [{ label: 'Delete…', danger: true, separatorBefore: true, onSelect: () => setDeleting(true) }] : []),
           ]}
         />
         {deleting && (

@@ -1,4 +1,5 @@
 import { useState } from 'preact/hooks';
+import { useAccess } from '../access';
 import { api, type Connector, type Destination, type Pipeline } from '../api';
 import { ConfirmDialog, EmptyState, ErrorAlert, Loading, Menu, PageHeader, useToast } from '../components/ui';
 import { useAsync, useTitle } from '../hooks';
@@ -12,6 +13,7 @@ interface Data {
 }
 
 export function DestinationsPage() {
+  const access = useAccess();
   useTitle('Destinations');
   const toast = useToast();
   const { data, error, loading, reload } = useAsync<Data>(async () => {
@@ -29,9 +31,11 @@ export function DestinationsPage() {
         title="Destinations"
         subtitle="The databases Sluice keeps in step with your customer profiles."
         actions={
-          <a class="button primary" href={href('destinations', 'new')}>
-            ⊕ Add a new destination
-          </a>
+          access.can('admin') && (
+            <a class="button primary" href={href('destinations', 'new')}>
+              ⊕ Add a new destination
+            </a>
+          )
         }
       />
       <ErrorAlert error={error} />
@@ -39,9 +43,13 @@ export function DestinationsPage() {
       {data && data.destinations.length === 0 && (
         <EmptyState title="No destinations yet">
           <p>Connect a PostgreSQL, MySQL, ClickHouse, Snowflake or SQLite database to start exporting profiles.</p>
-          <a class="button primary" href={href('destinations', 'new')}>
-            Add a new destination
-          </a>
+          {access.can('admin') ? (
+            <a class="button primary" href={href('destinations', 'new')}>
+              Add a new destination
+            </a>
+          ) : (
+            <p class="muted">{access.whyNot('admin')}</p>
+          )}
         </EmptyState>
       )}
       {data && data.destinations.length > 0 && (
@@ -88,10 +96,11 @@ export function DestinationsPage() {
                       label={`More actions for ${d.name}`}
                       button="⋮"
                       buttonClass="icon-button bordered"
+                      disabled={!access.can('edit')}
                       items={[
-                        { label: 'Edit connection', onSelect: () => navigate(href('destinations', d.id, 'edit')) },
+                        ...(access.can('admin') ? [{ label: 'Edit connection', onSelect: () => navigate(href('destinations', d.id, 'edit')) }] : []),
                         { label: 'Add pipeline…', onSelect: () => navigate(href('destinations', d.id, 'pipelines', 'new')) },
-                        { label: 'Delete…', danger: true, separatorBefore: true, onSelect: () => setDeleting(d) },
+                        ...(access.can('admin') ? [{ label: 'Delete…', danger: true, separatorBefore: true, onSelect: () => setDeleting(d) }] : []),
                       ]}
                     />
                   </td>

@@ -3,6 +3,7 @@
 // what happens to rows whose profile leaves the audience; Add / Save shows every problem by its field.
 
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useAccess } from '../access';
 import {
   api,
   ApiError,
@@ -118,6 +119,7 @@ export function PipelineEditorPage({ id, destination }: Props) {
 type TableState = { status: 'none' } | { status: 'loading' } | { status: 'ok'; table: TableDescription } | { status: 'error'; message: string; missing: boolean };
 
 function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
+  const access = useAccess();
   const toast = useToast();
   const [s, setS] = useState<EditorState>(loaded.state);
   const [tableName, setTableName] = useState(loaded.state.table);
@@ -555,7 +557,7 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
         <a class="button ghost" href={href('destinations', s.destination)}>
           Cancel
         </a>
-        <button type="submit" class="button primary" disabled={saving}>
+        <button type="submit" class="button primary" disabled={saving || !access.can('edit')} title={access.whyNot('edit') ?? undefined}>
           {saving ? 'Saving…' : id ? 'Save' : 'Add'}
         </button>
       </div>

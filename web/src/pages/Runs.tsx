@@ -3,6 +3,7 @@
 // message.
 
 import { useEffect, useState } from 'preact/hooks';
+import { useAccess } from '../access';
 import { api, errorMessage, type Pipeline, type Run, type RunErrorGroup } from '../api';
 import { RunChart } from '../components/RunChart';
 import { Alert, EmptyState, ErrorAlert, Loading, PageHeader, ProgressBar, Section, Spinner, StatusBadge, useToast } from '../components/ui';
@@ -64,6 +65,7 @@ export function groupErrors(runs: Run[]): GroupedError[] {
 }
 
 export function RunsPage({ id }: { id: string }) {
+  const access = useAccess();
   const toast = useToast();
   const [pipeline, setPipeline] = useState<Pipeline | null>(null);
   const [destName, setDestName] = useState('Destination');
@@ -202,10 +204,10 @@ export function RunsPage({ id }: { id: string }) {
             <a class="button" href={href('pipelines', id)}>
               Manage
             </a>
-            <button type="button" class="button" onClick={() => runNow('reconcile')} disabled={!pipeline.enabled || anyActive || starting} title={pipeline.enabled ? RECONCILE_HELP : 'Enable the pipeline to run it'}>
+            <button type="button" class="button" onClick={() => runNow('reconcile')} disabled={!pipeline.enabled || anyActive || starting || !access.can('edit')} title={access.whyNot('edit') ?? (pipeline.enabled ? RECONCILE_HELP : 'Enable the pipeline to run it')}>
               Reconcile
             </button>
-            <button type="button" class="button primary" onClick={() => runNow()} disabled={!pipeline.enabled || anyActive || starting} title={pipeline.enabled ? undefined : 'Enable the pipeline to run it'}>
+            <button type="button" class="button primary" onClick={() => runNow()} disabled={!pipeline.enabled || anyActive || starting || !access.can('edit')} title={access.whyNot('edit') ?? (pipeline.enabled ? undefined : 'Enable the pipeline to run it')}>
               {anyActive ? (
                 <>
                   <Spinner label={queuedOnly ? 'Queued' : 'Running'} /> {queuedOnly ? 'Queued…' : 'Running…'}
@@ -272,7 +274,7 @@ export function RunsPage({ id }: { id: string }) {
                       <td class="num">{formatNumber(r.counts.deleted)}</td>
                       <td class={r.counts.failed + r.counts.transform_failed > 0 ? 'num bad' : 'num'}>{formatNumber(r.counts.failed + r.counts.transform_failed)}</td>
                       <td>
-                        {active(r) && (
+                        {active(r) && access.can('edit') && (
                           <button type="button" class="button small danger-outline" onClick={() => cancel(r)} disabled={cancelling.has(r.id)} aria-label={`Cancel ${r.status} run ${r.id}`}>
                             {cancelling.has(r.id) ? 'Cancelling…' : 'Cancel'}
                           </button>
@@ -310,6 +312,7 @@ function Stat({ label, value, warn }: { label: string; value: string; warn?: boo
 }
 
 function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: number; onCancel: (r: Run) => void; cancelling: boolean }) {
+  const access = useAccess();
   const c = r.counts;
   const counts: [string, number, string?][] = [
     ['Read', c.read],
@@ -332,7 +335,7 @@ function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: numb
         </>
       }
       actions={
-        active(r) ? (
+        active(r) && access.can('edit') ? (
           <button type="button" class="button small danger-outline" onClick={() => onCancel(r)} disabled={cancelling}>
             {cancelling ? 'Cancelling…' : r.status === 'queued' ? 'Cancel queued run' : 'Cancel run'}
           </button>

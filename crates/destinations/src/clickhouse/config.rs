@@ -50,6 +50,11 @@ pub(crate) const FIELDS: &[Field] = &[
     settings::connect_timeout(),
 ];
 
+/// The settings that decide where the password goes: changing any of them needs the password again (see
+/// [`crate::check_secret_reuse`]). The TLS server name is among them because it decides which certificate
+/// is accepted as the server's.
+pub(crate) const SECRET_BINDING: &[&str] = &["host", "port", "username", "tls", "tls_server_name"];
+
 /// Validated connection settings of a ClickHouse destination.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClickHouseSettings {

@@ -23,9 +23,14 @@ pub(crate) const FIELDS: &[Field] = &[
     settings::username(),
     settings::password(),
     settings::database(),
-    settings::tls("prefer", settings::TLS_MODES),
+    settings::tls("require", settings::TLS_MODES),
     settings::connect_timeout(),
 ];
+
+/// The settings that decide where the password goes: changing any of them needs the password again (see
+/// [`crate::check_secret_reuse`]). The database is not among them: the same server and user receive it
+/// whichever database is named.
+pub(crate) const SECRET_BINDING: &[&str] = &["host", "port", "username", "tls"];
 
 /// Validated connection settings of a MySQL or MariaDB destination.
 #[derive(Clone, PartialEq, Eq)]
@@ -168,7 +173,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(s.port, 3306);
-        assert_eq!(s.tls.mode, TlsMode::Prefer);
+        assert_eq!(s.tls.mode, TlsMode::Require);
         assert_eq!(s.password.as_deref(), Some("pw"));
         assert!(!format!("{s:?}").contains("pw\""));
     }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::error::Error as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,6 +25,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::config::{parse_pem_certificates, PostgresSettings, TlsMode};
 use super::dialect::{self, NativeType, StagedColumn};
 use super::encode::{Encoded, Encoder};
+use super::plain_auth::Guarded;
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
 mod drift;
@@ -125,7 +127,56 @@ pub async fn connect(settings: &PostgresSettings) -> Result<Session> {
     let tls = MakeRustlsConnect::new(tls_config(settings)?);
     let timeout = settings.connect_timeout();
     let where_ = format!("{}:{}", settings.host, settings.port);
-    let (client, connection) = match tokio::time::timeout(timeout, config.connect(tls)).await {
+    let refused = Arc::new(AtomicBool::new(false));
+    let failed = |e: tokio_postgres::Error| {
+        if refused.load(Ordering::SeqCst) {
+            DestinationError::new(
+                ErrorKind::Auth,
+                format!(
+                    "the server at {where_} refused TLS and asked for the password in cleartext or MD5; \
+                     Sluice does not send a password unencrypted: enable TLS on the server, or set the TLS \
+                     mode to disable if the network is trusted"
+                ),
+            )
+        } else {
+            connect_error(&e, &where_, settings)
+        }
+    };
+    let opened = async {
+        if settings.tls.mode != TlsMode::Prefer {
+            let (client, connection) = config.connect(tls).await.map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection ended");
+                }
+            });
+            return Ok::<_, DestinationError>(client);
+        }
+        // `prefer` may end on plain TCP: the socket is opened here so that the guard watches it.
+        let tcp = tokio::net::TcpStream::connect((settings.host.as_str(), settings.port))
+            .await
+            .map_err(|e| {
+                DestinationError::new(
+                    ErrorKind::Unavailable,
+                    format!("could not connect to {where_}: {e}"),
+                )
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&tcp).set_keepalive(true);
+        let stream = Guarded::new(tcp, true, refused.clone());
+        let tls = <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+            Guarded<tokio::net::TcpStream>,
+        >>::make_tls_connect(&mut tls.clone(), &settings.host)
+        .map_err(|e| DestinationError::new(ErrorKind::Config, format!("TLS set-up failed: {e}")))?;
+        let (client, connection) = config.connect_raw(stream, tls).await.map_err(failed)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    };
+    let client = match tokio::time::timeout(timeout, opened).await {
         Err(_) => {
             return Err(DestinationError::new(
                 ErrorKind::Unavailable,
@@ -135,14 +186,9 @@ pub async fn connect(settings: &PostgresSettings) -> Result<Session> {
                 ),
             ))
         }
-        Ok(Err(e)) => return Err(connect_error(&e, &where_, settings)),
-        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(client)) => client,
     };
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "PostgreSQL connection ended");
-        }
-    });
     let version: String = client
         .query_one("SELECT current_setting('server_version_num')", &[])
         .await

@@ -29,9 +29,14 @@ pub(crate) const FIELDS: &[Field] = &[
         "Name of the schema within the database.",
     )
     .default_text("public"),
-    settings::tls("prefer", settings::TLS_MODES),
+    settings::tls("require", settings::TLS_MODES),
     settings::connect_timeout(),
 ];
+
+/// The settings that decide where the password goes: changing any of them needs the password again (see
+/// [`crate::check_secret_reuse`]). The database and schema are not among them: the same server and user
+/// receive it whichever database is named.
+pub(crate) const SECRET_BINDING: &[&str] = &["host", "port", "username", "tls"];
 
 /// Validated connection settings of a PostgreSQL destination.
 #[derive(Clone, PartialEq, Eq)]
@@ -211,7 +216,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.port, 5432);
         assert_eq!(s.schema, "public");
-        assert_eq!(s.tls.mode, TlsMode::Prefer);
+        assert_eq!(s.tls.mode, TlsMode::Require);
         assert_eq!(s.connect_timeout_secs, 10);
         assert!(
             !format!("{s:?}").contains("pw\""),

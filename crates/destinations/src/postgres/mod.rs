@@ -30,6 +30,7 @@ pub mod client;
 pub mod config;
 pub mod dialect;
 pub mod encode;
+mod plain_auth;
 
 use async_trait::async_trait;
 use sluice_core::{TableDescription, Value};

@@ -87,6 +87,12 @@ pub(crate) const FIELDS: &[Field] = &[
     .advanced(),
 ];
 
+/// The settings that decide where the password or private key goes: the account names the server
+/// (`<account>.snowflakecomputing.com`) unless the base URL replaces it. Changing any of them needs the
+/// secrets again (see [`crate::check_secret_reuse`]); role, database, schema and warehouse are chosen
+/// after login, on the same server.
+pub(crate) const SECRET_BINDING: &[&str] = &["account", "username", "base_url"];
+
 /// The environment variable that overrides the server URL of every Snowflake destination (tests only).
 pub const BASE_URL_ENV: &str = "SLUICE_SNOWFLAKE_BASE_URL";
 

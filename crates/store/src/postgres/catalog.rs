@@ -156,6 +156,33 @@ impl Catalog for PgMetadata {
         Ok(())
     }
 
+    async fn reseal_secrets(&self, new: &SecretBox) -> Result<usize> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await.map_err(pg_error)?;
+        // Locked, so an update made meanwhile (sealed with the old key) waits and cannot be lost or left
+        // under the old key.
+        let rows = tx
+            .query(
+                "SELECT id, name, settings::text FROM sluice_destinations ORDER BY seq FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        for row in &rows {
+            let (id, name, sealed): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+            let settings = codec::open_settings(&self.secrets, &name, &sealed)?;
+            let resealed = codec::seal_settings(new, &settings)?;
+            tx.execute(
+                "UPDATE sluice_destinations SET settings = $2::text::json WHERE id = $1",
+                &[&id, &resealed],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(rows.len())
+    }
+
     async fn delete_destination(&self, id: &str) -> Result<bool> {
         let mut conn = self.pool.get().await?;
         let tx = conn.transaction().await.map_err(pg_error)?;

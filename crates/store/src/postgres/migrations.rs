@@ -81,6 +81,41 @@ CREATE TABLE sluice_schedules (
     r#"
 ALTER TABLE sluice_sync_state ADD COLUMN has_left boolean;
 "#,
+    // PostgreSQL and MySQL destinations default to TLS `require` since this migration; those saved before
+    // it, without a TLS mode, keep the one they had (`prefer`), written out so that it shows and stays.
+    r#"
+UPDATE sluice_destinations SET settings = jsonb_set(settings::jsonb, '{tls}', '{"mode": "prefer"}')::json
+WHERE kind IN ('postgresql', 'mysql')
+  AND (settings -> 'tls' IS NULL OR json_typeof(settings -> 'tls') = 'null'
+       OR (json_typeof(settings -> 'tls') = 'string' AND btrim(settings ->> 'tls') = ''));
+UPDATE sluice_destinations SET settings = jsonb_set(settings::jsonb, '{tls,mode}', '"prefer"')::json
+WHERE kind IN ('postgresql', 'mysql') AND json_typeof(settings -> 'tls') = 'object'
+  AND btrim(coalesce(settings -> 'tls' ->> 'mode', '')) = '';
+"#,
+    // API tokens are kept as the SHA-256 of their text only (see `crate::access`); the audit log is
+    // numbered by `seq`, which paging follows.
+    r#"
+CREATE TABLE sluice_api_tokens (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    id text PRIMARY KEY,
+    name text NOT NULL CONSTRAINT sluice_api_tokens_name_key UNIQUE,
+    role text NOT NULL,
+    hash bytea NOT NULL CONSTRAINT sluice_api_tokens_hash_key UNIQUE,
+    created_at timestamptz NOT NULL
+);
+CREATE TABLE sluice_audit_log (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL,
+    actor_id text NOT NULL,
+    actor_name text NOT NULL,
+    method text NOT NULL,
+    route text NOT NULL,
+    resource text,
+    status integer NOT NULL,
+    before json,
+    after json
+);
+"#,
     // The identity of the table each pipeline's sync state describes, as in SQLite.
     r#"
 CREATE TABLE sluice_sync_tables (

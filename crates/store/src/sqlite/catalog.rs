@@ -169,6 +169,40 @@ impl Catalog for SqliteMetadata {
             .await
     }
 
+    async fn reseal_secrets(&self, new: &SecretBox) -> Result<usize> {
+        let (old, new) = (self.secrets.clone(), new.clone());
+        self.db
+            .write(move |c| {
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql_error)?;
+                let stored: Vec<(String, String, String)> = {
+                    let mut stmt = tx
+                        .prepare("SELECT id, name, settings FROM destinations ORDER BY seq")
+                        .map_err(sql_error)?;
+                    collect(&mut stmt, [], |r| {
+                        Ok((
+                            r.get(0).map_err(sql_error)?,
+                            r.get(1).map_err(sql_error)?,
+                            r.get(2).map_err(sql_error)?,
+                        ))
+                    })?
+                };
+                for (id, name, sealed) in &stored {
+                    let settings = codec::open_settings(&old, name, sealed)?;
+                    let resealed = codec::seal_settings(&new, &settings)?;
+                    tx.execute(
+                        "UPDATE destinations SET settings = ?2 WHERE id = ?1",
+                        params![id, resealed],
+                    )
+                    .map_err(sql_error)?;
+                }
+                tx.commit().map_err(sql_error)?;
+                Ok(stored.len())
+            })
+            .await
+    }
+
     async fn delete_destination(&self, id: &str) -> Result<bool> {
         let id = id.to_owned();
         self.db

@@ -134,6 +134,42 @@ ALTER TABLE sync_pipelines ADD COLUMN implied_keys INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sync_entries ADD COLUMN has_left INTEGER;
 CREATE INDEX sync_entries_left ON sync_entries (pipeline) WHERE has_left IS NOT NULL;
 "#,
+    // PostgreSQL and MySQL destinations default to TLS `require` since this migration; those saved before
+    // it, without a TLS mode, keep the one they had (`prefer`), written out so that it shows and stays.
+    r#"
+UPDATE destinations SET settings = json_set(settings, '$.tls', json('{"mode": "prefer"}'))
+WHERE kind IN ('postgresql', 'mysql') AND json_valid(settings)
+  AND (json_type(settings, '$.tls') IS NULL OR json_type(settings, '$.tls') = 'null'
+       OR (json_type(settings, '$.tls') = 'text' AND trim(json_extract(settings, '$.tls')) = ''));
+UPDATE destinations SET settings = json_set(settings, '$.tls.mode', 'prefer')
+WHERE kind IN ('postgresql', 'mysql') AND json_valid(settings)
+  AND json_type(settings, '$.tls') = 'object'
+  AND trim(coalesce(json_extract(settings, '$.tls.mode'), '')) = '';
+"#,
+    // API tokens are kept as the SHA-256 of their text only (see `crate::access`); the audit log is
+    // numbered by `seq`, which paging follows.
+    r#"
+CREATE TABLE api_tokens (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor_id TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    resource TEXT,
+    status INTEGER NOT NULL,
+    before TEXT,
+    after TEXT
+);
+"#,
     // The identity of the table each pipeline's sync state describes: a table dropped and created again
     // has another one, and the sync state is then reset.
     r#"

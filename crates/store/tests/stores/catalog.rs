@@ -167,6 +167,124 @@ pub async fn wrong_secret_key_is_reported(env: &Env) {
     assert_eq!(wrong.get_destination("d-q").await.unwrap(), Some(plain));
 }
 
+pub async fn reseal_secrets_moves_every_secret_to_the_new_key(env: &Env) {
+    let old = SecretBox::generate_key_base64();
+    let new = SecretBox::generate_key_base64();
+    let store = env.metadata(SecretBox::from_base64(&old).unwrap()).await;
+    store
+        .insert_destination(&destination("d-p", "Postgres", 0))
+        .await
+        .unwrap();
+    let mut snowflake = destination("d-s", "Snowflake", 1);
+    snowflake.kind = "snowflake".into();
+    snowflake.settings = json!({"account": "org-acct", "username": "u",
+        "private_key": PRIVATE_KEY, "private_key_passphrase": "pass phrase"});
+    store.insert_destination(&snowflake).await.unwrap();
+    let mut plain = destination("d-q", "No secrets", 2);
+    plain.settings = json!({"path": "/tmp/x.db"});
+    store.insert_destination(&plain).await.unwrap();
+    let before = store.list_destinations().await.unwrap();
+    let raw_before = env.raw_settings("d-p").await;
+
+    assert_eq!(
+        store
+            .reseal_secrets(&SecretBox::from_base64(&new).unwrap())
+            .await
+            .unwrap(),
+        3
+    );
+    let raw_after = env.raw_settings("d-p").await;
+    assert_ne!(raw_before, raw_after);
+    assert!(!raw_after.contains(PASSWORD), "{raw_after}");
+    let rotated = env.metadata(SecretBox::from_base64(&new).unwrap()).await;
+    assert_eq!(rotated.list_destinations().await.unwrap(), before);
+    let stale = env.metadata(SecretBox::from_base64(&old).unwrap()).await;
+    assert!(matches!(
+        stale.get_destination("d-p").await,
+        Err(StoreError::Corrupt(_))
+    ));
+
+    // A secret the store's key cannot open stops the rotation, and nothing changes.
+    let other = env.metadata(SecretBox::generate()).await;
+    other
+        .insert_destination(&destination("d-x", "Sealed elsewhere", 3))
+        .await
+        .unwrap();
+    let raw_p = env.raw_settings("d-p").await;
+    let err = rotated
+        .reseal_secrets(&SecretBox::generate())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt(m) if m.contains("Sealed elsewhere")),
+        "{err}"
+    );
+    assert_eq!(env.raw_settings("d-p").await, raw_p);
+    assert_eq!(
+        rotated.get_destination("d-s").await.unwrap().unwrap(),
+        snowflake
+    );
+}
+
+/// PostgreSQL and MySQL destinations saved before TLS `require` became the default keep `prefer`.
+pub async fn destinations_without_a_tls_mode_keep_prefer(env: &Env) {
+    let (version, table, now) = match env.backend {
+        crate::harness::Backend::Sqlite => (6, "destinations", "0"),
+        crate::harness::Backend::Postgres => (4, "sluice_destinations", "now()"),
+    };
+    env.metadata_at_version(version).await;
+    let rows = [
+        (
+            "a",
+            "postgresql",
+            r#"{"host": "h", "username": "u", "database": "d"}"#,
+        ),
+        (
+            "b",
+            "mysql",
+            r#"{"host": "h", "username": "u", "database": "d", "tls": null}"#,
+        ),
+        (
+            "c",
+            "postgresql",
+            r#"{"host": "h", "username": "u", "database": "d", "tls": {"ca_cert": ""}}"#,
+        ),
+        (
+            "d",
+            "postgresql",
+            r#"{"host": "h", "username": "u", "database": "d", "tls": {"mode": "disable"}}"#,
+        ),
+        (
+            "e",
+            "mysql",
+            r#"{"host": "h", "username": "u", "database": "d", "tls": "verify"}"#,
+        ),
+        ("f", "clickhouse", r#"{"host": "h", "database": "d"}"#),
+    ];
+    let values: Vec<String> = rows
+        .iter()
+        .map(|(id, kind, settings)| {
+            format!("('{id}', '{id}', '{kind}', '{settings}', {now}, {now})")
+        })
+        .collect();
+    env.metadata_sql(&format!(
+        "INSERT INTO {table} (id, name, kind, settings, created_at, updated_at) VALUES {}",
+        values.join(", ")
+    ))
+    .await;
+    let store = env.metadata(SecretBox::generate()).await;
+    let tls = |id: &'static str| {
+        let store = store.clone();
+        async move { store.get_destination(id).await.unwrap().unwrap().settings["tls"].clone() }
+    };
+    assert_eq!(tls("a").await, json!({"mode": "prefer"}));
+    assert_eq!(tls("b").await, json!({"mode": "prefer"}));
+    assert_eq!(tls("c").await["mode"], "prefer");
+    assert_eq!(tls("d").await, json!({"mode": "disable"}));
+    assert_eq!(tls("e").await, json!("verify"));
+    assert_eq!(tls("f").await, json!(null));
+}
+
 pub async fn destination_in_use_is_not_deleted(env: &Env) {
     let store = env.metadata(SecretBox::generate()).await;
     store

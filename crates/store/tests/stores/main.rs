@@ -1,6 +1,7 @@
 //! The store suite: every case runs against embedded SQLite and against PostgreSQL
 //! (`SLUICE_TEST_POSTGRES_URL`; the PostgreSQL cases fail when it is unset, they never skip).
 
+mod access;
 mod catalog;
 mod coord;
 mod fixtures;
@@ -41,6 +42,8 @@ suite!(
     catalog::destinations_crud_and_conflicts,
     catalog::secrets_are_encrypted_at_rest,
     catalog::wrong_secret_key_is_reported,
+    catalog::reseal_secrets_moves_every_secret_to_the_new_key,
+    catalog::destinations_without_a_tls_mode_keep_prefer,
     catalog::destination_in_use_is_not_deleted,
     catalog::pipelines_crud_and_conflicts,
     catalog::deleting_a_pipeline_cascades,
@@ -67,5 +70,7 @@ suite!(
     sync_state::sync_left_entries_round_trip,
     sync_state::sync_left_holder_gives_its_key_up,
     sync_state::sync_entries_survive_the_left_flag_migration,
+    access::tokens_are_found_by_hash_and_revoked,
+    access::audit_log_pages_newest_first,
     sync_state::sync_table_identity_round_trip,
 );

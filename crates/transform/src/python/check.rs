@@ -6,12 +6,13 @@
 //! gets a clear error at `transformation.python` instead of a crash.
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use sluice_core::{FieldErrors, TableDescription};
 
+use super::sandbox::{Sandbox, Unavailable};
 use crate::columns::Target;
 
 /// Where `transformation.python` errors are reported.
@@ -20,6 +21,8 @@ pub(crate) const FIELD: &str = "transformation.python";
 pub const DEFAULT_INTERPRETER: &str = "python3";
 /// How long the check may take (an interpreter start and a parse).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The checker's address space: the interpreter and the parse of a large script.
+const CHECK_MEMORY: u64 = 512 << 20;
 
 /// Parses and compiles the source (without running it); reads stdin, answers one JSON object.
 const CHECKER: &str = r#"
@@ -129,21 +132,21 @@ fn resolve(
 
 /// Runs the checker in isolated mode with an empty environment; the answer or a message.
 fn run_checker(interpreter: &str, source: &str) -> Result<Json, String> {
-    let mut child = Command::new(interpreter)
-        .args(["-I", "-S", "-c", CHECKER])
-        .env_clear()
-        .env("LC_ALL", "C.UTF-8")
-        .current_dir("/")
+    // Confined like the workers: the source is the user's, and the parser is a large piece of C.
+    let sandbox = Sandbox::get(interpreter).map_err(|e| match e {
+        Unavailable::NotFound(_) => format!(
+            "{}; install Python 3 or use JavaScript",
+            e.message(interpreter)
+        ),
+        Unavailable::Other(_) => e.message(interpreter),
+    })?;
+    let mut child = sandbox
+        .command(&["-I", "-S", "-c", CHECKER], CHECK_MEMORY)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!(
-                "Python transformations need `{interpreter}` on the machine running Sluice, and it was not found; install Python 3 or use JavaScript"
-            ),
-            _ => format!("could not start `{interpreter}` to check the script: {e}"),
-        })?;
+        .map_err(|e| format!("could not start `{interpreter}` to check the script: {e}"))?;
     let mut stdin = child.stdin.take().expect("piped");
     let input = source.to_string();
     // Written from a thread: a large script must not block on a full pipe while nothing reads stdout.

@@ -6,8 +6,9 @@
 //! processes, started on demand: `python3 -I -S` (isolated mode: no `PYTHON*` variables, no user or site
 //! packages, no current directory on the path) with an **empty environment** (only `LC_ALL=C.UTF-8`; no
 //! variable of the Sluice process, so no secret, reaches a script), in `/`, running the worker program
-//! embedded from `worker.py`. A batch of profiles goes to a worker as one JSON line; the worker answers one
-//! line per profile, in order. A large batch is split among the workers, which run in parallel.
+//! embedded from `worker.py`, confined as described below. A batch of profiles goes to a worker as one JSON
+//! line; the worker answers one line per profile, in order. A large batch is split among the workers, which
+//! run in parallel.
 //!
 //! # The Python contract
 //!
@@ -33,6 +34,10 @@
 //!   for the interpreter itself; a script that allocates beyond it gets a `MemoryError`, which fails its
 //!   profile with a message naming the limit (or, if the interpreter cannot even raise it, the worker dies
 //!   and is handled as a crash).
+//! - **Output**: a row whose JSON form is longer than [`Limits::output_bytes`] fails its profile naming the
+//!   limit (the worker checks its own rows). Sluice reads the worker's lines with a bounded reader too: a
+//!   longer line (a script writing to the protocol itself) is never held in memory, fails the profile at
+//!   hand and the worker is replaced. Error messages are cut to 2,000 characters.
 //! - **Crashes**: a worker that exits, is killed or writes something that is not the protocol is
 //!   replaced. Results already received are kept; the profiles it had not answered are sent again to a
 //!   fresh worker in *careful* mode (it reports every profile as soon as it is done), so that the one
@@ -40,38 +45,51 @@
 //!   and the profiles after it go on. A script that only sometimes crashes may cost a few retries, never a
 //!   wrong result. After ten profiles in a row that each stopped a worker, the rest of that batch fails
 //!   at once ("not transformed: …") rather than costing a worker start per profile.
+//! - **Shutdown**: after [`crate::abandon_scripts`], workers are no longer waited for and every profile
+//!   left fails at once.
 //!
-//! # Isolation, and its limits
+//! # Isolation
 //!
-//! CPython has no sandbox, so this one is layered, and each layer is narrow and checkable:
+//! CPython has no sandbox, so the worker is confined from the outside, by the operating system, before the
+//! interpreter runs (`sandbox.rs`; `SECURITY.md` at the repository root says what each layer stops and
+//! what none of them stops):
 //!
-//! 1. Process limits set before `exec` (`pre_exec`): `RLIMIT_AS` (above), `RLIMIT_NPROC` 0 (no fork, no
-//!    thread; not enforced when Sluice runs as root), `RLIMIT_FSIZE` 0 (no file can be written),
-//!    `RLIMIT_CORE` 0, and on Linux the worker is killed when Sluice exits. Before the user's code runs, the
-//!    worker loads the modules scripts may import and sets `RLIMIT_NOFILE` to 3: no file, socket or pipe
-//!    can be opened at all, whatever the code does.
-//! 2. An **audit hook** (`sys.addaudithook`, which cannot be removed from Python) installed before the
-//!    user's code is executed refuses *every* audited event except `time.sleep`: `open`, `import` of a
-//!    module not already loaded, `exec`/`compile` (so `eval`/`exec` tricks), `os.system`, `subprocess`,
-//!    `os.fork`/`exec*`/`posix_spawn`/`kill`, `socket.*`, `ctypes.*`, `sys._getframe`, reading
-//!    `__code__` or frame attributes (`tb_frame`, `gi_frame`) and more.
-//! 3. The script's globals get a copy of the builtins without `open`, `eval`, `exec`, `compile`, `input`,
-//!    `breakpoint`, `help` and `exit`, and an `__import__` that only returns modules of an allow-list
-//!    (`datetime`, `decimal`, `math`, `re`, `json`, `random`, `hashlib`, … — see `worker.py`), so `import os`
-//!    fails with a clear message.
+//! 1. When Sluice runs as root, the worker runs as `SLUICE_SCRIPT_USER` (default `nobody`) with that
+//!    user's primary group only, so it cannot read the data directory (0700). Running as another user,
+//!    Sluice cannot switch; it says so once in its log.
+//! 2. `PR_SET_NO_NEW_PRIVS`, then **Landlock**: it may read only the Python installation and the system
+//!    libraries, write or create nothing, use no TCP port, signal no process outside itself. A kernel
+//!    without Landlock is said once in the log.
+//! 3. A **seccomp** filter (x86-64) refuses threads, processes, program execution, sockets, pipes, file
+//!    creation and changes, writes other than to its stdin/stdout/stderr, signal handlers and signals.
+//! 4. Resource limits: address space, `RLIMIT_NPROC` 0, `RLIMIT_FSIZE` 0, no core dump; the worker dies
+//!    with Sluice. Before the user's code runs, the worker loads the modules scripts may import and sets
+//!    `RLIMIT_NOFILE` to 3.
 //!
-//! What this does **not** stop, said plainly: the allow-list is not a wall, since loaded modules reference
-//! others (`random._os` is `os`, and walking `().__class__.__base__.__subclasses__()` reaches loaded
-//! classes). Through them a script can call what is *not* audited: read or write its own stdin/stdout
-//! (its own pipeline's data only), `os.stat` a path (metadata only: no open), or end its own worker
-//! (`os._exit`, a stack overflow) — which is a crash, handled as above. It cannot open files or sockets,
-//! start processes or read Sluice's environment. A memory-safety bug in CPython itself, or in one of the
-//! allowed C modules, is outside what these layers can stop; who may save a Python transformation is
-//! therefore trusted like someone who may configure a destination. JavaScript, which runs in an engine
-//! with no file, network or process access at all, is the stronger isolation when that matters.
+//! Inside, the worker keeps its own guards, which make refusals readable rather than being the wall:
+//!
+//! - an **audit hook** (`sys.addaudithook`, which cannot be removed from Python; adding another is
+//!   refused) installed before the user's code is executed refuses *every* audited event except
+//!   `time.sleep`: `open`, `import` of a module not already loaded, `exec`/`compile`, `os.system`,
+//!   `os.fork`/`exec*`/`posix_spawn`/`kill`, `socket.*`, `ctypes.*`, `sys._getframe`, `gc.get_objects`,
+//!   reading `__code__` or frame attributes (`tb_frame`, `gi_frame`) and more. It never trusts
+//!   wholesale: to find the script's line in a traceback, the worker may read the frame of one traceback
+//!   object at a time, in its own thread, and nothing of the script's runs during that walk;
+//! - the script's globals get a copy of the builtins without `open`, `eval`, `exec`, `compile`, `input`,
+//!   `breakpoint`, `help` and `exit`, and an `__import__` that only returns modules of an allow-list
+//!   (`datetime`, `decimal`, `math`, `re`, `json`, `random`, `hashlib`, … — see `worker.py`), so `import os`
+//!   fails with a clear message.
+//!
+//! The allow-list is not a wall: loaded modules reference others (`random._os` is `os`, and walking
+//! `().__class__.__base__.__subclasses__()` reaches loaded classes). Through them a script can call what is
+//! not audited: write to its own stdout (its own pipeline's answers only; an oversized or malformed line
+//! fails the profile), `os.stat` a path it may reach (metadata; not inside the data directory when the
+//! worker runs as another user), or end its own worker (`os._exit`, a stack overflow) — a crash, handled
+//! as above. The save-time check (`check`) parses the source in the same confinement.
 
 mod check;
 mod pool;
+mod sandbox;
 
 use std::sync::Arc;
 

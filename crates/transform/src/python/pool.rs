@@ -3,8 +3,8 @@
 //! documentation of [`crate::python`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{Map, Value as Json};
 use sluice_core::{schema, Profile, Value};
 
+use super::sandbox::Sandbox;
 use super::Script;
 use crate::{Limits, Output, RowError};
 
@@ -29,10 +30,25 @@ const MIN_SHARE: usize = 256;
 /// After this many profiles in a row that each stopped a worker, the rest of the batch fails without
 /// being tried.
 const MAX_FAILURES_IN_A_ROW: usize = 10;
+/// How often a wait for a worker looks whether scripts were abandoned.
+const ABANDON_POLL: Duration = Duration::from_millis(50);
 /// How much of a worker's stderr is kept for messages.
 const STDERR_TAIL: usize = 2048;
 /// The key that marks a tagged value (`{"\u0000": "datetime", "v": "…"}`) in what the worker returns.
 const TAG: &str = "\u{0}";
+
+/// A line of the worker's output.
+enum Line {
+    /// Without its newline.
+    Text(Vec<u8>),
+    /// Longer than [`line_cap`]: not kept.
+    Oversized,
+}
+
+/// The longest line read from a worker: a row of the output limit, plus room for the protocol.
+fn line_cap(limits: Limits) -> usize {
+    limits.output_bytes.saturating_add(4096)
+}
 
 /// Why a worker was given up.
 #[derive(Debug)]
@@ -43,6 +59,11 @@ enum Failure {
     Died(String),
     /// It answered something that is not the protocol.
     Protocol,
+    /// Scripts were abandoned (shutdown) while it worked.
+    Abandoned,
+    /// It wrote a line longer than the output limit allows (the worker checks its rows itself, so this
+    /// is a script writing to the protocol directly); the line answered the profile at hand.
+    Oversized,
 }
 
 impl Failure {
@@ -57,7 +78,14 @@ impl Failure {
                 format!("the Python worker stopped while transforming this profile ({how})")
             }
             Failure::Protocol => "the Python worker answered something unexpected while transforming this profile (did the script write to the worker's output?)".into(),
+            Failure::Oversized => oversized_message(limits),
+            Failure::Abandoned => crate::ABANDONED_MESSAGE.into(),
         })
+    }
+
+    /// Whether the profile at fault is known: the first one not answered.
+    fn attributable(&self) -> bool {
+        matches!(self, Failure::Oversized)
     }
 }
 
@@ -67,7 +95,7 @@ struct Worker {
     /// Batches to write; a thread writes them, so that a worker that stops reading cannot block the run.
     input: Sender<Vec<u8>>,
     /// Lines the worker wrote, without the newline; closed when its output ends.
-    lines: Receiver<Vec<u8>>,
+    lines: Receiver<Line>,
     stderr: Arc<Mutex<Vec<u8>>>,
 }
 
@@ -76,26 +104,18 @@ impl Worker {
     fn spawn(script: &Script) -> Result<Worker, String> {
         let limits = script.limits;
         let memory = limits.memory_bytes.saturating_add(INTERPRETER_MEMORY) as u64;
-        let mut command = Command::new(&*script.interpreter);
+        let sandbox =
+            Sandbox::get(&script.interpreter).map_err(|e| e.message(&script.interpreter))?;
+        let mut command = sandbox.command(&["-I", "-S", "-B", "-c", WORKER], memory);
         command
-            .args(["-I", "-S", "-B", "-c", WORKER])
-            .env_clear()
-            .env("LC_ALL", "C.UTF-8")
-            .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe calls
-        // (setrlimit, signal, prctl) on values computed before the fork.
-        unsafe {
-            command.pre_exec(move || limit_child(memory));
-        }
-        let mut child = command.spawn().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!(
-                "Python transformations need `{}` on the machine running Sluice, and it was not found",
-                script.interpreter
-            ),
-            _ => format!("could not start `{}`: {e}", script.interpreter),
+        let mut child = command.spawn().map_err(|e| {
+            format!(
+                "could not start `{}` confined: {e}",
+                sandbox.executable().display()
+            )
         })?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
@@ -110,17 +130,34 @@ impl Worker {
             }
         });
         let (sender, lines) = mpsc::channel();
+        let longest = line_cap(limits);
         std::thread::spawn(move || {
             let mut reader = BufReader::with_capacity(64 << 10, stdout);
             loop {
                 let mut line = Vec::with_capacity(128);
-                match reader.read_until(b'\n', &mut line) {
+                // Bounded: a line is never held in memory beyond the cap, whatever the worker writes.
+                match (&mut reader)
+                    .take(longest as u64 + 1)
+                    .read_until(b'\n', &mut line)
+                {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
-                        if line.last() == Some(&b'\n') {
+                        let message = if line.last() == Some(&b'\n') {
                             line.pop();
+                            Line::Text(line)
+                        } else if line.len() > longest {
+                            Line::Oversized
+                        } else {
+                            Line::Text(line)
+                        };
+                        let oversized = matches!(message, Line::Oversized);
+                        if sender.send(message).is_err() {
+                            break;
                         }
-                        if sender.send(line).is_err() {
+                        if oversized {
+                            // The worker is replaced; its output is drained, not closed, so that it
+                            // never meets a broken pipe (a signal) while it still runs.
+                            let _ = std::io::copy(&mut reader, &mut std::io::sink());
                             break;
                         }
                     }
@@ -158,13 +195,15 @@ impl Worker {
         let mut init = serde_json::to_vec(&serde_json::json!({
             "source": &*script.source,
             "limit": limits.time_per_profile.as_secs_f64(),
+            "output": limits.output_bytes,
         }))
         .expect("JSON");
         init.push(b'\n');
         let _ = self.input.send(init);
         match self.lines.recv_timeout(BOOT_TIMEOUT) {
-            Ok(line) if line == b"b" => {}
-            Ok(line) => return Err(self.unexpected(&line)),
+            Ok(Line::Text(line)) if line == b"b" => {}
+            Ok(Line::Text(line)) => return Err(self.unexpected(&line)),
+            Ok(Line::Oversized) => return Err(self.unexpected(b"(a line over the output limit)")),
             Err(RecvTimeoutError::Timeout) => {
                 return Err(format!(
                     "the Python worker did not start within {} seconds",
@@ -175,9 +214,12 @@ impl Worker {
         }
         let budget = limits.time_per_profile * 10;
         match self.lines.recv_timeout(budget + SILENCE_SLACK) {
-            Ok(line) if line == b"k" => Ok(()),
-            Ok(line) if line.first() == Some(&b'e') => Err(parse_error(&line[1..], limits).message),
-            Ok(line) => Err(self.unexpected(&line)),
+            Ok(Line::Text(line)) if line == b"k" => Ok(()),
+            Ok(Line::Text(line)) if line.first() == Some(&b'e') => {
+                Err(parse_error(&line[1..], limits).message)
+            }
+            Ok(Line::Text(line)) => Err(self.unexpected(&line)),
+            Ok(Line::Oversized) => Err(self.unexpected(b"(a line over the output limit)")),
             Err(RecvTimeoutError::Timeout) => Err(format!(
                 "the script's top-level code ran longer than {} ms",
                 budget.as_millis()
@@ -249,6 +291,24 @@ impl Worker {
         let _ = self.input.send(buf);
     }
 
+    /// The next line, waiting at most `silence`, and no longer once scripts are abandoned.
+    fn next_line(&self, silence: Duration) -> Result<Line, RecvTimeoutError> {
+        let started = std::time::Instant::now();
+        loop {
+            if crate::abandoned() {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            let left = silence.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            match self.lines.recv_timeout(left.min(ABANDON_POLL)) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// Receives the answers to a batch of `n` profiles into `out`; on failure, those received are in `out`
     /// and the worker must be dropped.
     fn collect(
@@ -259,8 +319,12 @@ impl Worker {
     ) -> Result<(), Failure> {
         let silence = script.limits.time_per_profile * 2 + SILENCE_SLACK;
         for _ in 0..n {
-            let line = match self.lines.recv_timeout(silence) {
-                Ok(line) => line,
+            let line = match self.next_line(silence) {
+                Ok(Line::Text(line)) => line,
+                Ok(Line::Oversized) => return Err(Failure::Oversized),
+                Err(RecvTimeoutError::Timeout) if crate::abandoned() => {
+                    return Err(Failure::Abandoned)
+                }
                 Err(RecvTimeoutError::Timeout) => return Err(Failure::Silent),
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(Failure::Died(self.exit_status()))
@@ -284,40 +348,6 @@ impl Drop for Worker {
         let _ = self.child.wait();
     }
 }
-
-/// Limits of the worker process, set between fork and exec.
-fn limit_child(memory: u64) -> std::io::Result<()> {
-    fn set(resource: LimitResource, value: u64) -> std::io::Result<()> {
-        let limit = libc::rlimit {
-            rlim_cur: value as libc::rlim_t,
-            rlim_max: value as libc::rlim_t,
-        };
-        // SAFETY: setrlimit reads the struct it is given; it is async-signal-safe.
-        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-    set(libc::RLIMIT_AS, memory)?;
-    set(libc::RLIMIT_NPROC, 0)?;
-    set(libc::RLIMIT_FSIZE, 0)?;
-    set(libc::RLIMIT_CORE, 0)?;
-    // SAFETY: signal and prctl are async-signal-safe. Writing past RLIMIT_FSIZE then fails with EFBIG
-    // instead of killing the worker; the worker dies with Sluice instead of outliving it.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-        // The signal comes when the *thread* that started the worker ends; a runner starts its workers
-        // from the thread that evaluates, which outlives them (dropping the runner kills them first).
-        #[cfg(target_os = "linux")]
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
-    Ok(())
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-type LimitResource = libc::__rlimit_resource_t;
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-type LimitResource = libc::c_int;
 
 fn signal_name(sig: i32) -> &'static str {
     match sig {
@@ -360,12 +390,20 @@ fn parse_error(text: &[u8], limits: Limits) -> RowError {
             "transform() used more than the memory limit of {} MiB",
             limits.memory_bytes >> 20
         ),
+        Some("output") => oversized_message(limits),
         _ => message.to_string(),
     };
     match e.get("column").and_then(Json::as_str) {
         Some(c) => RowError::column(c, message),
         None => RowError::new(message),
     }
+}
+
+fn oversized_message(limits: Limits) -> String {
+    format!(
+        "transform() returned a row larger than the output limit of {} bytes",
+        limits.output_bytes
+    )
 }
 
 /// The row from the object `transform` returned.
@@ -466,6 +504,14 @@ impl Runner {
         if profiles.is_empty() {
             return out;
         }
+        if crate::abandoned() {
+            out.extend(
+                profiles
+                    .iter()
+                    .map(|_| Err(RowError::new(crate::ABANDONED_MESSAGE))),
+            );
+            return out;
+        }
         let shares = (profiles.len() / MIN_SHARE).clamp(1, self.workers.len());
         let chunks: Vec<&[Profile]> = profiles.chunks(profiles.len().div_ceil(shares)).collect();
         let mut started: Vec<Result<(), String>> = Vec::with_capacity(chunks.len());
@@ -500,11 +546,18 @@ impl Runner {
     ) {
         // The first failure happened with a batch that reports in bursts: which profile was at fault is
         // known only when a single one was unanswered.
-        let mut careful = rest.len() == 1;
+        let mut careful = rest.len() == 1 || failure.attributable();
         // Profiles failed in a row, each costing a new worker: a script that crashes or hangs on every
         // profile would otherwise take minutes per batch.
         let mut in_a_row = 0;
         loop {
+            if crate::abandoned() {
+                out.extend(
+                    rest.iter()
+                        .map(|_| Err(RowError::new(crate::ABANDONED_MESSAGE))),
+                );
+                return;
+            }
             if careful {
                 let error = failure.row_error(self.script.limits);
                 in_a_row += 1;
@@ -545,11 +598,11 @@ impl Runner {
                         in_a_row = 0;
                     }
                     rest = &rest[out.len() - before..];
-                    failure = f;
                     // A batch that was not careful failing on its only profile: that one is at fault.
-                    if !careful && rest.len() == 1 {
+                    if f.attributable() || (!careful && rest.len() == 1) {
                         careful = true;
                     }
+                    failure = f;
                 }
             }
         }

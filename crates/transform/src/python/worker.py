@@ -1,17 +1,20 @@
 # The Python transformation worker of Sluice (crates/transform/src/python/pool.rs starts it as
-# `python3 -I -S -c <this file>` with an empty environment and resource limits).
+# `python3 -I -S -B -c <this file>` with an empty environment, confined by sandbox.rs: another user when
+# Sluice is root, Landlock, seccomp and resource limits, all in place before this line runs).
 #
 # Protocol, one line per message, UTF-8:
-#   parent -> worker  first line: {"source": str, "limit": seconds per profile}
+#   parent -> worker  first line: {"source": str, "limit": seconds per profile, "output": longest row line}
 #                     then batches: "n" or "c" (careful: flush after every profile) + the number of profiles,
 #                     then one line of JSON per profile (read one at a time: a batch never has to fit in memory)
 #   worker -> parent  "b" once the interpreter is ready to run the user's top-level code, then
 #                     "k" when the script is loaded, or "e" + error object (the worker then exits);
 #                     per profile, in order: "r" + JSON object (the row), "s" (None: skip) or "e" + error object.
-#   error object: {"message": str, "column": str or null, "limit": "time" | "memory" | null}
+#   error object: {"message": str, "column": str or null, "limit": "time" | "memory" | "output" | null}
 #
-# Everything lives inside main(): its locals (the armed flag, the real stdout) cannot be reached from the
-# user's code, which has no frame access (the audit hook refuses sys._getframe and frame attributes).
+# Everything lives inside functions: their locals (the real stdout, the hook) cannot be reached from the
+# user's code, which has no frame access (the audit hook refuses sys._getframe and frame attributes, and
+# the process's seccomp filter refuses signal handlers, which would be handed a frame). The hook trusts
+# nothing wholesale at any moment (see `permit`).
 
 
 def main():
@@ -34,6 +37,7 @@ def main():
     import _strptime  # datetime.strptime imports it lazily
     import resource
     import types
+    import _thread
 
     for name in ("latin-1", "ascii", "utf-16", "utf-32", "cp1252", "iso8859-15"):
         codecs.lookup(name)
@@ -130,17 +134,26 @@ def main():
                 check_ints(x, depth + 1)
 
     def error(message, column=None, limit=None):
+        # Cut: an exception's text or a key is the script's, and may be of any size.
+        if len(message) > 2000:
+            message = message[:2000] + "..."
+        if column is not None and len(column) > 500:
+            column = column[:500] + "..."
         return "e" + dumps({"message": message, "column": column, "limit": limit}) + "\n"
 
-    trusted = [True]
-
     Traceback = types.TracebackType
+    get_ident = _thread.get_ident
+    main_thread = get_ident()
+    # The one object whose audited attributes (a traceback's frame, a frame's code) the worker may read,
+    # set only while it walks a traceback, in its own thread. Nothing is ever trusted wholesale: a script
+    # that ran at that moment (it cannot: no thread can start, no signal handler be set) could read only
+    # that object's attributes, and nothing the hook refuses becomes possible.
+    permit = [None]
 
     def location(e):
-        # The line of the innermost frame of the user's script. Reading frames is refused to user code;
-        # this function is trusted while it walks the traceback, so no user code may run then: the
-        # traceback is fetched before (an exception class could make __traceback__ a property) and must be
-        # a real one, whose attributes are all built in.
+        # The line of the innermost frame of the user's script. The traceback is fetched first (an
+        # exception class could make __traceback__ a property) and must be a real one, whose attributes
+        # are all built in, so no code of the script's runs during the walk.
         line = None
         try:
             tb = e.__traceback__
@@ -148,16 +161,21 @@ def main():
             tb = None
         if type(tb) is not Traceback:
             tb = None
-        trusted[0] = True
         try:
             while tb is not None:
-                if tb.tb_frame.f_code.co_filename == "transform.py":
+                permit[0] = tb
+                frame = tb.tb_frame
+                permit[0] = frame
+                code = frame.f_code
+                permit[0] = None
+                name = code.co_filename
+                if type(name) is str and name == "transform.py":
                     line = tb.tb_lineno
                 tb = tb.tb_next
         except BaseException:
             pass
         finally:
-            trusted[0] = False
+            permit[0] = None
         if line is None and isinstance(e, SyntaxError):
             line = e.lineno
         return line
@@ -232,6 +250,7 @@ def main():
 
     init = loads(stdin.readline())
     limit = float(init["limit"])
+    output = int(init["output"])
     try:
         code = compile(init["source"], "transform.py", "exec", dont_inherit=True)
     except BaseException as e:
@@ -239,17 +258,7 @@ def main():
         out.flush()
         return
 
-    allowed_events = frozenset(("time.sleep",))
-
-    def hook(event, args):
-        if trusted[0] or event in allowed_events:
-            return
-        if event == "exec" and args and args[0] is code:
-            return
-        raise RuntimeError("`%s` is not allowed in a transformation" % event)
-
-    sys.addaudithook(hook)
-    trusted[0] = False
+    install_hook(sys, code, permit, get_ident, main_thread)
 
     namespace = {"__builtins__": safe, "__name__": "transform"}
     out.write("b\n")
@@ -289,11 +298,36 @@ def main():
             end = monotonic()
             if end - start > limit:
                 text = error("over the time limit", limit="time")
+            elif len(text) > output:
+                # The parent reads lines up to a bound too; this makes an oversized row an error of its
+                # own without restarting the worker.
+                text = error("over the output limit", limit="output")
             write(text)
             if careful or end - flushed > 0.005:
                 flush()
                 flushed = end
         flush()
+
+
+def install_hook(sys, code, permit, get_ident, main_thread):
+    # Made here, not in main(), so that no frame of the worker holds the hook or its state.
+    allowed_events = frozenset(("time.sleep",))
+
+    def hook(event, args):
+        if event in allowed_events:
+            return
+        if event == "exec" and args and args[0] is code:
+            return
+        if (
+            event == "object.__getattr__"
+            and permit[0] is not None
+            and args[0] is permit[0]
+            and get_ident() == main_thread
+        ):
+            return
+        raise RuntimeError("`%s` is not allowed in a transformation" % event)
+
+    sys.addaudithook(hook)
 
 
 main()

@@ -1,0 +1,9 @@
+# expect: failed row
+# says: not allowed
+G = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == "_wrap_close"][0].__init__.__globals__
+
+
+def transform(p):
+    ctypes = G["sys"].modules["_frozen_importlib"]._gcd_import("ctypes")
+    libc = ctypes.CDLL(None)
+    return {"id": str(libc.getuid())}

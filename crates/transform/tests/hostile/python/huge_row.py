@@ -1,0 +1,4 @@
+# expect: failed row
+# says: output limit of
+def transform(p):
+    return {"id": "x" * (3 << 20)}

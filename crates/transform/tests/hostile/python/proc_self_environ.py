@@ -1,0 +1,7 @@
+# expect: failed row
+# says: not allowed
+G = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == "_wrap_close"][0].__init__.__globals__
+
+
+def transform(p):
+    return {"id": G["sys"].modules["_io"].open("/proc/self/environ", "rb").read().decode()}
