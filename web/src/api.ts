@@ -307,8 +307,10 @@ export class Client {
   }
 
   // Runs
-  startRun(pipeline: string): Promise<Answer<'startRun'>> {
-    return this.request('POST', `/pipelines/${seg(pipeline)}/runs`, { trigger: 'manual' });
+  /** Run now; `reconcile` first reads the table back and rewrites what is missing or was changed. */
+  startRun(pipeline: string, mode: 'normal' | 'reconcile' = 'normal'): Promise<Answer<'startRun'>> {
+    const body = mode === 'reconcile' ? { trigger: 'manual' as const, mode } : { trigger: 'manual' as const };
+    return this.request('POST', `/pipelines/${seg(pipeline)}/runs`, body);
   }
   listRuns(pipeline: string, opts: { limit?: number; before?: string | null } = {}): Promise<Answer<'listRuns'>> {
     return this.request('GET', `/pipelines/${seg(pipeline)}/runs`, undefined, {

@@ -77,4 +77,37 @@ describe('the runs page', () => {
     await vi.waitFor(() => expect(root.querySelector('button[aria-label="Cancel queued run run_q"]')).toBeNull());
     expect(root.textContent).toContain('The queued run is cancelled.');
   });
+
+  it('starts a reconcile run with its button', async () => {
+    const bodies: unknown[] = [];
+    const idle = { ...pipeline, running: null };
+    const fetch = vi.fn(async (url: string, init?: RequestInit) => {
+      const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status });
+      if (url === '/v1/pipelines/pl_1') return json(idle);
+      if (url.startsWith('/v1/pipelines/pl_1/runs') && init?.method === 'POST') {
+        bodies.push(JSON.parse(String(init.body)));
+        return json({ id: 'run_r', status: 'running' }, 202);
+      }
+      if (url.startsWith('/v1/pipelines/pl_1/runs')) return json({ runs: [done], next: null });
+      if (url === '/v1/destinations/dst_1') return json({ id: 'dst_1', name: 'Warehouse', type: 'postgresql', settings: {} });
+      return json({ error: { code: 'NotFound', message: url } }, 404);
+    });
+    vi.stubGlobal('fetch', fetch);
+    root = document.createElement('div');
+    document.body.appendChild(root);
+    await act(() =>
+      render(
+        <ToastProvider>
+          <RunsPage id="pl_1" />
+        </ToastProvider>,
+        root,
+      ),
+    );
+    await vi.waitFor(() => expect(root.textContent).toContain('Run history'));
+    const button = Array.from(root.querySelectorAll<HTMLButtonElement>('button')).find((b) => b.textContent?.trim() === 'Reconcile');
+    expect(button).toBeTruthy();
+    expect(button!.disabled).toBe(false);
+    await act(() => button!.click());
+    await vi.waitFor(() => expect(bodies).toEqual([{ trigger: 'manual', mode: 'reconcile' }]));
+  });
 });

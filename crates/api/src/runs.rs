@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_engine::StartError;
+use sluice_engine::{RunMode, StartError};
 use sluice_store::{Counts, Progress, RunErrorGroup, RunRecord};
 use utoipa::{IntoParams, ToSchema};
 
@@ -45,7 +45,8 @@ pub struct Run {
     counts: Counts,
     #[schema(value_type = Vec<RunErrorGroupDoc>)]
     errors: Vec<RunErrorGroup>,
-    /// Why the run failed or was cancelled.
+    /// Why the run failed or was cancelled; for a run that found its table changed (recreated, rows
+    /// missing, a reconcile), what it found and repaired.
     #[schema(required = true)]
     message: Option<String>,
 }
@@ -81,6 +82,19 @@ pub struct StartBody {
     /// `manual` (UI, CLI) or `api` (the default).
     #[schema(value_type = Option<StartTrigger>)]
     trigger: Option<String>,
+    /// `normal` (the default) or `reconcile`: read back every row Sluice wrote, compare it with what
+    /// Sluice believes it wrote, and rewrite what is missing or changed. Its counts say what it rewrote.
+    #[schema(value_type = Option<StartMode>)]
+    mode: Option<String>,
+}
+
+/// How a run treats the table before writing.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum StartMode {
+    Normal,
+    Reconcile,
 }
 
 /// What may start a run through the API.
@@ -130,7 +144,17 @@ pub async fn start(
             "trigger must be `manual` or `api`",
         ));
     }
-    match state.engine.start(&id, &trigger).await {
+    let mode = match body.mode.as_deref() {
+        None | Some("normal") => RunMode::Normal,
+        Some("reconcile") => RunMode::Reconcile,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "mode",
+                "mode must be `normal` or `reconcile`",
+            ))
+        }
+    };
+    match state.engine.start_with(&id, &trigger, mode).await {
         Ok(run) => Ok((
             StatusCode::ACCEPTED,
             Json(RunStarted {

@@ -930,6 +930,67 @@ async fn a_pipeline_never_runs_twice_at_once() {
     assert_eq!(run["status"], "succeeded", "{run}");
 }
 
+/// `{"mode": "reconcile"}` reads the rows back and rewrites those someone else changed; its counts say
+/// what it rewrote. An unknown mode is refused with its field named.
+#[tokio::test(flavor = "multi_thread")]
+async fn reconcile_runs_rewrite_what_someone_else_changed() {
+    let api = Api::new().await;
+    api.sql(TABLE).await;
+    api.setup_model_and_profiles(40).await;
+    let dest = api.add_destination().await;
+    let (_, p) = api
+        .call("POST", "/v1/pipelines", Some(pipeline(&dest)))
+        .await;
+    let id = p["id"].as_str().unwrap().to_string();
+    let (s, r) = api
+        .call("POST", &format!("/v1/pipelines/{id}/runs"), None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let run = wait_run(&api, r["id"].as_str().unwrap()).await;
+    assert_eq!(run["counts"]["inserted"], 20, "{run}");
+
+    api.sql("UPDATE customers SET city = 'Elsewhere' WHERE customer_id IN ('c0002', 'c0004')")
+        .await;
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/pipelines/{id}/runs"),
+            Some(json!({"mode": "sideways"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["mode"].is_array(), "{v}");
+
+    let (s, r) = api
+        .call(
+            "POST",
+            &format!("/v1/pipelines/{id}/runs"),
+            Some(json!({"mode": "reconcile", "trigger": "manual"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let run = wait_run(&api, r["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        (&run["counts"]["updated"], &run["counts"]["unchanged"]),
+        (&json!(2), &json!(18)),
+        "{run}"
+    );
+    assert!(
+        run["message"]
+            .as_str()
+            .unwrap()
+            .contains("0 rows missing and 2 rows changed"),
+        "{run}"
+    );
+    assert_eq!(
+        api.query("SELECT count(*) FROM customers WHERE city = 'Besançon'")
+            .await[0][0]
+            .as_deref(),
+        Some("20")
+    );
+}
+
 async fn wait_run(api: &Api, id: &str) -> Value {
     for _ in 0..600 {
         let (s, r) = api.call("GET", &format!("/v1/runs/{id}"), None).await;

@@ -4,6 +4,8 @@
 //! - the first run (every row inserted),
 //! - a re-run with nothing changed,
 //! - a re-run after 1% of the profiles changed and 0.1% were added,
+//! - a reconcile of the table then (every row read back by key, hashed and compared with the sync state;
+//!   nothing to rewrite), against the first run's time,
 //! - and, as the reference, a plain binary `COPY` of the same rows into an empty table, in the same run.
 //!
 //! Profiles are loaded by a child process, so the peak resident memory reported is that of the runs alone
@@ -120,6 +122,10 @@ struct Measured {
 }
 
 async fn timed_run(engine: &Engine, pipeline: &str) -> Measured {
+    timed_run_in(engine, pipeline, sluice_engine::RunMode::Normal).await
+}
+
+async fn timed_run_in(engine: &Engine, pipeline: &str, mode: sluice_engine::RunMode) -> Measured {
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(rss_kib()));
     let sampler = {
@@ -134,7 +140,10 @@ async fn timed_run(engine: &Engine, pipeline: &str) -> Measured {
     let t = Instant::now();
     let cpu = cpu_secs();
     let sent = sluice_destinations::snowflake::statements_sent();
-    let started = engine.start(pipeline, "manual").await.expect("start");
+    let started = engine
+        .start_with(pipeline, "manual", mode)
+        .await
+        .expect("start");
     let run = engine.wait(&started.id, |_| {}).await.expect("run");
     let secs = t.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
@@ -156,14 +165,14 @@ async fn timed_run(engine: &Engine, pipeline: &str) -> Measured {
 }
 
 /// Loads N profiles, exports them to the destination `kind` with `settings` and `mapping`, and measures
-/// the first run, an unchanged re-run and a re-run after 1% changed (another seed gives other values to
-/// the same ids) and 0.1% were added.
+/// the first run, an unchanged re-run, a re-run after 1% changed (another seed gives other values to
+/// the same ids) and 0.1% were added, and a reconcile of the table as that run left it.
 async fn engine_runs(
     n: usize,
     kind: &str,
     settings: serde_json::Value,
     mapping: serde_json::Value,
-) -> [Measured; 3] {
+) -> [Measured; 4] {
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
     load_in_child(dir.path(), 0, n, 1, 42);
@@ -214,7 +223,14 @@ async fn engine_runs(
     load_in_child(dir.path(), 0, n, 100, 43);
     load_in_child(dir.path(), n, n + n / 1000, 1, 42);
     let changed = timed_run(&engine, &rec.id).await;
-    [first, unchanged, changed]
+    let reconcile = timed_run_in(&engine, &rec.id, sluice_engine::RunMode::Reconcile).await;
+    assert_eq!(
+        reconcile.run.counts.inserted + reconcile.run.counts.updated,
+        0,
+        "a table in step has nothing to rewrite: {:?}",
+        reconcile.run.message
+    );
+    [first, unchanged, changed, reconcile]
 }
 
 /// The table in Snowflake's types; quoted names keep them lower-case (Snowflake upper-cases unquoted ones).
@@ -327,7 +343,7 @@ async fn main() {
     } else {
         mapping()
     };
-    let [first, unchanged, changed] = engine_runs(n, kind, settings, mapping).await;
+    let [first, unchanged, changed, reconcile] = engine_runs(n, kind, settings, mapping).await;
     if snowflake.is_some() {
         let db = schema_name.to_uppercase();
         snowflake_exec(&url, Some(&db), "DROP TABLE customers").await;
@@ -337,6 +353,10 @@ async fn main() {
             ("first run", &first),
             ("re-run, nothing changed", &unchanged),
             ("re-run, 1% changed + 0.1% added", &changed),
+            (
+                "reconcile (every row read back, none to rewrite)",
+                &reconcile,
+            ),
         ] {
             let c = &m.run.counts;
             println!(
@@ -364,7 +384,13 @@ async fn main() {
         (None, Some(pg)) => ("plain binary COPY", copy_reference(pg, &schema_name).await),
         (None, None) => unreachable!(),
     };
-    report(n, rows, reference, copy_secs, &first, &unchanged, &changed);
+    report(
+        n,
+        rows,
+        reference,
+        copy_secs,
+        [&first, &unchanged, &changed, &reconcile],
+    );
 }
 
 /// The reference: the same rows, exported by the database itself, COPYed into an empty twin table.
@@ -411,9 +437,7 @@ fn report(
     rows: usize,
     reference: &str,
     copy_secs: f64,
-    first: &Measured,
-    unchanged: &Measured,
-    changed: &Measured,
+    [first, unchanged, changed, reconcile]: [&Measured; 4],
 ) {
     // Profiles the run accounted for, read or known unchanged without reading.
     let rate = |m: &Measured| {
@@ -426,6 +450,10 @@ fn report(
         ("first run", first),
         ("re-run, nothing changed", unchanged),
         ("re-run, 1% changed + 0.1% added", changed),
+        (
+            "reconcile (every row read back, none to rewrite)",
+            reconcile,
+        ),
     ] {
         let c = &m.run.counts;
         println!(
@@ -445,8 +473,9 @@ fn report(
         rows as f64 / copy_secs
     );
     println!(
-        "\nfirst run / {reference} rate: {:.0}%   unchanged re-run / first run time: {:.1}%",
+        "\nfirst run / {reference} rate: {:.0}%   unchanged re-run / first run time: {:.1}%   reconcile / first run time: {:.0}%",
         100.0 * (first.run.counts.inserted as f64 / first.secs) / (rows as f64 / copy_secs),
-        100.0 * unchanged.secs / first.secs
+        100.0 * unchanged.secs / first.secs,
+        100.0 * reconcile.secs / first.secs
     );
 }

@@ -142,7 +142,13 @@ pub async fn list_destinations(args: &ClientArgs) -> Result<()> {
 }
 
 /// Runs a pipeline (by id or name), following it with a progress bar until it ends.
-pub async fn run_pipeline(args: &ClientArgs, name_or_id: &str, follow: bool) -> Result<()> {
+/// Starts a run (a reconcile with `reconcile`) and, with `follow`, shows its progress and outcome.
+pub async fn run_pipeline(
+    args: &ClientArgs,
+    name_or_id: &str,
+    follow: bool,
+    reconcile: bool,
+) -> Result<()> {
     let c = Client::new(args)?;
     let all = c.get("/v1/pipelines").await?;
     let list = all["pipelines"].as_array().cloned().unwrap_or_default();
@@ -159,12 +165,17 @@ pub async fn run_pipeline(args: &ClientArgs, name_or_id: &str, follow: bool) -> 
     let started = c
         .post(
             &format!("/v1/pipelines/{id}/runs"),
-            &json!({"trigger": "manual"}),
+            &if reconcile {
+                json!({"trigger": "manual", "mode": "reconcile"})
+            } else {
+                json!({"trigger": "manual"})
+            },
         )
         .await?;
     let run_id = started["id"].as_str().unwrap_or_default().to_string();
     println!(
-        "Started run {run_id} of `{}`",
+        "Started {}run {run_id} of `{}`",
+        if reconcile { "a reconcile " } else { "" },
         pipeline["name"].as_str().unwrap_or_default()
     );
     if !follow {

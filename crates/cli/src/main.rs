@@ -209,6 +209,20 @@ enum PipelinesCommand {
         /// Start the run and return without following it.
         #[arg(long)]
         no_follow: bool,
+        /// Read the table back first and rewrite the rows that are missing or were changed by someone
+        /// else (as `sluice pipelines reconcile`).
+        #[arg(long)]
+        reconcile: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Reconcile a pipeline's table now (by name or id): read back every row Sluice wrote, rewrite the
+    /// rows that are missing or were changed by someone else, and follow the run.
+    Reconcile {
+        pipeline: String,
+        /// Start the run and return without following it.
+        #[arg(long)]
+        no_follow: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -255,9 +269,18 @@ fn main() -> std::process::ExitCode {
                     PipelinesCommand::Run {
                         pipeline,
                         no_follow,
+                        reconcile,
                         client,
                     },
-            } => client::run_pipeline(&client, &pipeline, !no_follow).await,
+            } => client::run_pipeline(&client, &pipeline, !no_follow, reconcile).await,
+            Command::Pipelines {
+                command:
+                    PipelinesCommand::Reconcile {
+                        pipeline,
+                        no_follow,
+                        client,
+                    },
+            } => client::run_pipeline(&client, &pipeline, !no_follow, true).await,
             Command::Destinations {
                 command: DestinationsCommand::List { client },
             } => client::list_destinations(&client).await,

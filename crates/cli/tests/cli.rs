@@ -242,6 +242,28 @@ fn serve_import_and_run_from_the_command_line() {
     );
     let (ok, out, _) = sluice(dir.path(), &["pipelines", "run", "People", "--url", &url]);
     assert!(ok && out.contains("unchanged 4"), "{out}");
+    // A row edited behind Sluice's back: a reconcile rewrites it, and only it.
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!("UPDATE {schema}.people SET city = 'Elsewhere' WHERE id IN (SELECT min(id) FROM {schema}.people)"))
+            .await
+            .unwrap();
+    });
+    let (ok, out, err) = sluice(
+        dir.path(),
+        &["pipelines", "reconcile", "People", "--url", &url],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("updated 1, unchanged 3") && out.contains("0 rows missing and 1 rows changed"),
+        "{out}"
+    );
+    let (ok, out, _) = sluice(
+        dir.path(),
+        &["pipelines", "run", "People", "--reconcile", "--url", &url],
+    );
+    assert!(ok && out.contains("updated 0, unchanged 4"), "{out}");
     let (ok, out, err) = sluice(dir.path(), &["pipelines", "run", "Nobody", "--url", &url]);
     assert!(!ok && err.contains("no pipeline"), "{out}{err}");
     let (ok, out, _) = sluice(dir.path(), &["pipelines", "list", "--url", &url]);

@@ -19,6 +19,7 @@
 pub mod address;
 pub mod capabilities;
 pub mod convert;
+pub mod drift;
 pub mod errors;
 pub mod filter;
 pub mod hash;

@@ -26,6 +26,8 @@
 //!   destination never refuses what a pipeline's conversion accepts;
 //! - one session per destination, under the same rules everywhere (see `session`): opened on first use,
 //!   replaced once closed, dropped after a failure that leaves its connection unfit;
+//! - a table can be checked against what was written to it (see [`drift`]): its identity, its row
+//!   count, and its rows read back by key as the values written;
 //! - errors carry a kind; the retry policy and HTTP status are a `match` on it.
 //!
 //! [`connectors::connectors`] describes every kind and its settings fields for the API and the UI, from the
@@ -44,6 +46,7 @@ pub use sluice_core::capabilities::{Capabilities, Deletes, IdentifierCase, Upser
 
 pub mod clickhouse;
 pub mod connectors;
+pub mod drift;
 pub mod mysql;
 pub mod postgres;
 mod session;
@@ -264,6 +267,21 @@ pub trait Destination: Send + Sync {
     async fn confirm(&self) -> Result<()> {
         Ok(())
     }
+
+    /// A marker of the table's identity that changes when the table is dropped and created again
+    /// (see [`drift`] for what each database gives); `Ok(None)` when the table does not exist. Only
+    /// ever compared for equality with an earlier answer of the same destination kind.
+    async fn table_identity(&self, name: &str) -> Result<Option<String>>;
+
+    /// How many rows the target's table holds as Sluice would read them (ClickHouse: after `FINAL`,
+    /// without tombstones). Each implementation states its cost (see [`drift`]).
+    async fn count_rows(&self, target: &WriteTarget) -> Result<u64>;
+
+    /// The rows of the target's table whose key is one of `keys`, in no particular order: each with the
+    /// values of [`WriteTarget::columns`] in that order, read back as the values Sluice writes for the
+    /// column types (see [`drift::decode`]), so that hashing them gives the hash of the row as written
+    /// when nobody changed it. Keys with no row have none.
+    async fn read_rows(&self, target: &WriteTarget, keys: &[Value]) -> Result<Vec<Vec<Value>>>;
 }
 
 /// A kind's declared settings and, among them, those that decide where its secrets are sent (its

@@ -8,6 +8,9 @@
 //!
 //! 1. **Prepare**: the check above, then the write target, the hash seed and the fingerprint. A table
 //!    that changed under the pipeline (a dropped column) fails the run here, before anything is written.
+//!    Then the drift checks (`run/drift.rs`): a table dropped and created again (its identity changed)
+//!    resets the sync state; fewer rows than Sluice keeps there, or a [`RunMode::Reconcile`] run, reads
+//!    the written rows back and marks those missing or changed for rewriting.
 //! 2. **Read**: page through the profile store in `_id` order with the filter pushed down into SQL, one
 //!    bounded page at a time (memory does not grow with the number of profiles). A reader task fetches the
 //!    next page while the current one is processed.
@@ -65,7 +68,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 pub use check::{check_change, check_pipeline, Fitted};
 pub use error::{EngineError, ErrorKind};
-pub use run::{prepare, prepare_with, transform_profiles, Prepared};
+pub use run::{prepare, prepare_with, transform_profiles, Prepared, RunMode};
 
 /// Settings of the engine.
 #[derive(Debug, Clone)]
@@ -272,6 +275,17 @@ impl Engine {
     /// Starts a run of `pipeline_id` and returns it: `running`, or `queued` while the concurrency limits
     /// make it wait. The run goes on in the background.
     pub async fn start(&self, pipeline_id: &str, trigger: &str) -> Result<RunRecord, StartError> {
+        self.start_with(pipeline_id, trigger, RunMode::Normal).await
+    }
+
+    /// [`Engine::start`] in the given mode: [`RunMode::Reconcile`] reads the rows Sluice wrote back
+    /// before writing and rewrites those that are missing or changed.
+    pub async fn start_with(
+        &self,
+        pipeline_id: &str,
+        trigger: &str,
+        mode: RunMode,
+    ) -> Result<RunRecord, StartError> {
         let pipeline = self
             .inner
             .meta
@@ -337,13 +351,13 @@ impl Engine {
                 updates: rx,
             },
         );
-        tracing::info!(run = %record.id, pipeline = %pipeline.id, trigger, queued = !ready, "run claimed");
+        tracing::info!(run = %record.id, pipeline = %pipeline.id, trigger, mode = mode.as_str(), queued = !ready, "run claimed");
         let engine = self.clone();
         let run = record.clone();
         tokio::spawn(async move {
             let slots = (dest_permit, permit);
             engine
-                .drive(pipeline, run, slots, dest_slots, cancel, wake, tx)
+                .drive(pipeline, run, mode, slots, dest_slots, cancel, wake, tx)
                 .await;
         });
         Ok(record)
@@ -355,6 +369,7 @@ impl Engine {
         &self,
         pipeline: PipelineRecord,
         mut run: RunRecord,
+        mode: RunMode,
         slots: (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
         dest_slots: Arc<Semaphore>,
         cancel: Arc<AtomicBool>,
@@ -396,6 +411,7 @@ impl Engine {
                     config: self.inner.config.clone(),
                     cancel,
                     updates: tx.clone(),
+                    mode,
                 };
                 let done = run::execute(&ctx, run).await;
                 self.apply_threshold(done).await

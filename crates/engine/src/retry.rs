@@ -87,4 +87,20 @@ impl Destination for Retrying<'_> {
     ) -> sluice_destinations::Result<u64> {
         self.retried(|| self.inner.delete(target, keys)).await
     }
+
+    async fn table_identity(&self, name: &str) -> sluice_destinations::Result<Option<String>> {
+        self.retried(|| self.inner.table_identity(name)).await
+    }
+
+    async fn count_rows(&self, target: &WriteTarget) -> sluice_destinations::Result<u64> {
+        self.retried(|| self.inner.count_rows(target)).await
+    }
+
+    async fn read_rows(
+        &self,
+        target: &WriteTarget,
+        keys: &[Value],
+    ) -> sluice_destinations::Result<Vec<Vec<Value>>> {
+        self.retried(|| self.inner.read_rows(target, keys)).await
+    }
 }

@@ -1256,6 +1256,164 @@ macro_rules! for_each_destination {
     };
 }
 
+/// What the table holds, for comparing with what a first export wrote.
+async fn snapshot(w: &World) -> Vec<Vec<Option<String>>> {
+    w.db.rows("SELECT id, email, full_name, ltv, city FROM customers ORDER BY id")
+        .await
+        .into_iter()
+        .map(normalized)
+        .collect()
+}
+
+async fn reconcile(w: &World, pipeline: &str) -> RunRecord {
+    let run = w
+        .engine
+        .start_with(pipeline, "manual", sluice_engine::RunMode::Reconcile)
+        .await
+        .unwrap();
+    w.engine.wait(&run.id, |_| {}).await.unwrap()
+}
+
+/// Rows written again by a run (inserts and updates: which of them depends on what is missing).
+fn rewritten(r: &RunRecord) -> u64 {
+    r.counts.inserted + r.counts.updated
+}
+
+/// A table changed behind Sluice's back converges: rows deleted (1%) are noticed by the row count at
+/// the start of a run, rows edited (1%) by a reconcile, a truncated table by the count, a table dropped
+/// and created again by its identity or its count. Each time the table ends as the first export wrote
+/// it, a row that is not Sluice's is left alone, and only what differs is written.
+async fn scenario_drift_converges(w: World) {
+    let kind = w.db.kind();
+    w.db.exec(ddl(kind)).await;
+    let p = w.pipeline(json!({})).await;
+    let r1 = w.run(&p).await;
+    assert_succeeded(&r1);
+    assert_eq!(r1.counts.inserted, 300);
+    let first = snapshot(&w).await;
+    assert_eq!(first.len(), 300);
+
+    // Nothing changed: a reconcile reads every row back and rewrites none.
+    let r = reconcile(&w, &p).await;
+    assert_succeeded(&r);
+    assert_eq!((rewritten(&r), r.counts.unchanged), (0, 300), "{r:?}");
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("0 rows missing and 0 rows changed"),
+        "{r:?}"
+    );
+
+    // A row of someone else's, not in the sync state: never touched.
+    w.db.exec("INSERT INTO customers (id, email, full_name, city) VALUES ('zz-other', 'o@x', 'Other', 'Mine')")
+        .await;
+    let others = "SELECT full_name, city FROM customers WHERE id = 'zz-other'";
+
+    // 1% of the rows deleted: fewer rows than Sluice keeps, so the next run reconciles first.
+    w.db.exec("DELETE FROM customers WHERE id IN ('p00010', 'p00120', 'p00230')")
+        .await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!((rewritten(&r), r.counts.unchanged), (3, 297), "{r:?}");
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("reconciled before writing"),
+        "{r:?}"
+    );
+    let mut now = snapshot(&w).await;
+    now.retain(|row| row[0].as_deref() != Some("zz-other"));
+    assert_eq!(now, first, "deleted rows are restored");
+
+    // 1% of the rows edited: the count cannot see it, a reconcile does.
+    w.db.exec("UPDATE customers SET city = 'Elsewhere' WHERE id IN ('p00011', 'p00121', 'p00231')")
+        .await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(rewritten(&r), 0, "an ordinary run trusts its sync state");
+    let r = reconcile(&w, &p).await;
+    assert_succeeded(&r);
+    assert_eq!((rewritten(&r), r.counts.unchanged), (3, 297), "{r:?}");
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("0 rows missing and 3 rows changed"),
+        "{r:?}"
+    );
+    let mut now = snapshot(&w).await;
+    now.retain(|row| row[0].as_deref() != Some("zz-other"));
+    assert_eq!(now, first, "edited rows are rewritten");
+    assert_eq!(
+        w.db.rows(others).await,
+        vec![vec![Some("Other".into()), Some("Mine".into())]]
+    );
+
+    // Truncated: the count (or, where truncating makes a new table, the identity) notices.
+    let truncate = match kind {
+        "sqlite" => "DELETE FROM customers",
+        _ => "TRUNCATE TABLE customers",
+    };
+    w.db.exec(truncate).await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(rewritten(&r), 300, "{r:?}");
+    assert_eq!(
+        snapshot(&w).await,
+        first,
+        "a truncated table is written again"
+    );
+
+    // Dropped and created again, empty.
+    w.db.exec("DROP TABLE customers").await;
+    w.db.exec(ddl(kind)).await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(rewritten(&r), 300, "{r:?}");
+    let m = r.message.clone().unwrap_or_default();
+    assert!(m.contains("recreated") || m.contains("holds 0 rows"), "{m}");
+    assert_eq!(
+        snapshot(&w).await,
+        first,
+        "a recreated table is written again"
+    );
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!((rewritten(&r), r.counts.unchanged), (0, 300), "{r:?}");
+    assert_eq!(r.message, None, "a table in step says nothing");
+}
+
+/// A kept row of a profile that left, deleted by someone else, is not brought back (the profile is not
+/// in the audience) and Sluice stops counting it, so later runs do not reconcile again; a live row
+/// deleted with it is restored.
+async fn scenario_drift_kept_rows_of_leavers(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    let p = w.italians("keep").await;
+    assert_succeeded(&w.run(&p).await);
+    w.upsert(vec![moved_to(0, "FR")]).await;
+    assert_succeeded(&w.run(&p).await);
+    assert_eq!(w.count().await, 100, "the leaver's row is kept");
+    w.db.exec("DELETE FROM customers WHERE id IN ('p00000', 'p00003')")
+        .await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(rewritten(&r), 1, "{r:?}");
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("holds 98 rows where Sluice keeps 100"),
+        "{r:?}"
+    );
+    let ids = w.ids().await;
+    assert!(ids.contains(&"p00003".to_string()) && !ids.contains(&"p00000".to_string()));
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(r.message, None, "nothing is missing any more: {r:?}");
+}
+
 for_each_destination! {
     insert_update_unchanged => scenario_insert_update_unchanged,
     filter_and_on_leave_delete => scenario_filter_and_on_leave_delete,
@@ -1268,6 +1426,8 @@ for_each_destination! {
     reads_only_changes => scenario_reads_only_changes,
     key_change_moves_the_row => scenario_key_change_moves_the_row,
     leavers_kept_then_deleted => scenario_leavers_kept_then_deleted,
+    drift_converges => scenario_drift_converges,
+    drift_kept_rows_of_leavers => scenario_drift_kept_rows_of_leavers,
 }
 
 mod clickhouse {
@@ -1374,6 +1534,99 @@ mod clickhouse {
             (300, 0, 0)
         );
         assert_eq!(count(&w, true).await, "300");
+    }
+
+    async fn snapshot(w: &World) -> Vec<Vec<Option<String>>> {
+        w.db.rows(
+            "SELECT id, ifNull(email, ''), full_name, toString(ltv), ifNull(city, '') \
+             FROM customers FINAL WHERE id LIKE 'p%' ORDER BY id",
+        )
+        .await
+    }
+
+    /// Runs a mutation and waits until the server applied it (18.16 applies them in the background).
+    async fn mutate(w: &World, sql: &str) {
+        w.db.exec(sql).await;
+        for _ in 0..200 {
+            let left = w
+                .db
+                .rows("SELECT toString(count()) FROM system.mutations WHERE database = currentDatabase() AND is_done = 0")
+                .await;
+            if left[0][0].as_deref() == Some("0") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the mutation did not finish: {sql}");
+    }
+
+    /// As `scenario_drift_converges`, with ClickHouse's own ways of changing a table: mutations to
+    /// delete and edit rows, `TRUNCATE`, and a drop and create (whose identity on 18.16 is the
+    /// metadata file's time, so within one second the row count is what notices).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn drift_converges() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = world(clickhouse_db().await, dir, 300).await;
+        w.db.exec(DDL).await;
+        let p = w.pipeline(json!({})).await;
+        assert_succeeded(&w.run(&p).await);
+        let first = snapshot(&w).await;
+        assert_eq!(first.len(), 300);
+
+        let r = reconcile(&w, &p).await;
+        assert_succeeded(&r);
+        assert_eq!((rewritten(&r), r.counts.unchanged), (0, 300), "{r:?}");
+
+        w.db.exec("INSERT INTO customers (id, full_name, city, version) SELECT 'zz-other', 'Other', 'Mine', 1")
+            .await;
+        mutate(
+            &w,
+            "ALTER TABLE customers DELETE WHERE id IN ('p00010', 'p00120', 'p00230')",
+        )
+        .await;
+        let r = w.run(&p).await;
+        assert_succeeded(&r);
+        assert_eq!((rewritten(&r), r.counts.unchanged), (3, 297), "{r:?}");
+        assert!(
+            r.message
+                .as_deref()
+                .unwrap_or("")
+                .contains("reconciled before writing"),
+            "{r:?}"
+        );
+        assert_eq!(snapshot(&w).await, first, "deleted rows are restored");
+
+        mutate(&w, "ALTER TABLE customers UPDATE city = 'Elsewhere' WHERE id IN ('p00011', 'p00121', 'p00231')").await;
+        let r = reconcile(&w, &p).await;
+        assert_succeeded(&r);
+        assert_eq!((rewritten(&r), r.counts.unchanged), (3, 297), "{r:?}");
+        assert_eq!(snapshot(&w).await, first, "edited rows are rewritten");
+        assert_eq!(
+            w.db.rows("SELECT full_name, city FROM customers FINAL WHERE id = 'zz-other'")
+                .await,
+            vec![vec![Some("Other".into()), Some("Mine".into())]]
+        );
+
+        w.db.exec("TRUNCATE TABLE customers").await;
+        let r = w.run(&p).await;
+        assert_succeeded(&r);
+        assert_eq!(rewritten(&r), 300, "{r:?}");
+        assert_eq!(
+            snapshot(&w).await,
+            first,
+            "a truncated table is written again"
+        );
+
+        w.db.exec("DROP TABLE customers").await;
+        w.db.exec(DDL).await;
+        let r = w.run(&p).await;
+        assert_succeeded(&r);
+        assert_eq!(rewritten(&r), 300, "{r:?}");
+        assert_eq!(
+            snapshot(&w).await,
+            first,
+            "a recreated table is written again"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

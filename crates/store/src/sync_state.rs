@@ -64,4 +64,10 @@ pub trait SyncState: Send + Sync {
         pipeline: &str,
         checkpoint: Option<&SyncCheckpoint>,
     ) -> Result<()>;
+    /// The identity of the table the pipeline's sync state describes (see the destinations' `drift`
+    /// module), as last recorded; `None` before any was.
+    async fn sync_table_identity(&self, pipeline: &str) -> Result<Option<String>>;
+    /// Records (or, with `None`, forgets) the identity of the table the pipeline writes. `NotFound` when
+    /// the pipeline does not exist.
+    async fn set_sync_table_identity(&self, pipeline: &str, identity: Option<&str>) -> Result<()>;
 }

@@ -367,7 +367,10 @@ export interface Run {
   progress: RunProgress;
   counts: RunCounts;
   errors: RunErrorGroup[];
-  /** Why the run failed or was cancelled. */
+  /**
+   * Why the run failed or was cancelled; for a run that found its table changed (recreated, rows
+   * missing, a reconcile), what it found and repaired.
+   */
   message: string | null;
 }
 
@@ -429,7 +432,11 @@ export type Schedule = Interval | {
 
 export interface StartBody {
   trigger?: null | StartTrigger;
+  mode?: null | StartMode;
 }
+
+/** How a run treats the table before writing. */
+export type StartMode = 'normal' | 'reconcile';
 
 /** What may start a run through the API. */
 export type StartTrigger = 'manual' | 'api';

@@ -169,3 +169,7 @@ export function liveSubset(fields: FieldErrors): FieldErrors {
   }
   return out;
 }
+
+/** What the Reconcile button does, for its tooltip. */
+export const RECONCILE_HELP =
+  'Read the table back and rewrite the rows that are missing or were changed by someone else (rows Sluice did not write are left alone)';

@@ -8,6 +8,7 @@ import { Alert, ConfirmDialog, Dialog, EmptyState, ErrorAlert, Field, Loading, M
 import { useAsync, useInterval, useTitle } from '../hooks';
 import { connectorMonogram, describeSettings } from '../lib/connectors';
 import { summarizeFilter } from '../lib/filter';
+import { RECONCILE_HELP } from '../lib/pipeline';
 import { browserTimeZone, cronProblem, formatNumber, INTERVALS, nextRunInfo, relativeTime, scheduleLabel, scheduleShort, timeZones } from '../lib/util';
 import { href, navigate } from '../router';
 
@@ -248,10 +249,10 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
     if (runId) void poll();
   }, [runId]);
 
-  const runNow = async () => {
+  const runNow = async (mode: 'normal' | 'reconcile' = 'normal') => {
     setStarting(true);
     try {
-      const { id } = await api.startRun(p.id);
+      const { id } = await api.startRun(p.id, mode);
       setRun(null);
       setRunId(id);
     } catch (e) {
@@ -325,9 +326,14 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
             <ProgressBar value={run?.progress?.processed ?? 0} total={run?.progress?.total ?? null} label={`Progress of ${p.name}`} />
           </div>
         ) : (
-          <button type="button" class="button small" onClick={runNow} disabled={!p.enabled || !access.can('edit')} title={access.whyNot('edit') ?? (p.enabled ? 'Run the export now, one time' : 'Enable the pipeline to run it')} aria-label={`Run ${p.name} now`}>
-            ▶ Run now
-          </button>
+          <>
+            <button type="button" class="button small" onClick={() => runNow()} disabled={!p.enabled || !access.can('edit')} title={access.whyNot('edit') ?? (p.enabled ? 'Run the export now, one time' : 'Enable the pipeline to run it')} aria-label={`Run ${p.name} now`}>
+              ▶ Run now
+            </button>{' '}
+            <button type="button" class="button small" onClick={() => runNow('reconcile')} disabled={!p.enabled || !access.can('edit')} title={access.whyNot('edit') ?? (p.enabled ? RECONCILE_HELP : 'Enable the pipeline to run it')} aria-label={`Reconcile ${p.name}`}>
+              Reconcile
+            </button>
+          </>
         )}
       </td>
       <td>

@@ -9,6 +9,7 @@ import { RunChart } from '../components/RunChart';
 import { Alert, EmptyState, ErrorAlert, Loading, PageHeader, ProgressBar, Section, Spinner, StatusBadge, useToast } from '../components/ui';
 import { useInterval, useTitle } from '../hooks';
 import { summarizeFilter } from '../lib/filter';
+import { RECONCILE_HELP } from '../lib/pipeline';
 import { formatDateTime, formatDuration, formatNumber, nextRunInfo, relativeTime, scheduleLabel } from '../lib/util';
 import { href } from '../router';
 
@@ -125,10 +126,10 @@ export function RunsPage({ id }: { id: string }) {
     }
   };
 
-  const runNow = async () => {
+  const runNow = async (mode: 'normal' | 'reconcile' = 'normal') => {
     setStarting(true);
     try {
-      const r = await api.startRun(id);
+      const r = await api.startRun(id, mode);
       setSelected(r.id);
       await load();
     } catch (e) {
@@ -203,7 +204,10 @@ export function RunsPage({ id }: { id: string }) {
             <a class="button" href={href('pipelines', id)}>
               Manage
             </a>
-            <button type="button" class="button primary" onClick={runNow} disabled={!pipeline.enabled || anyActive || starting || !access.can('edit')} title={access.whyNot('edit') ?? (pipeline.enabled ? undefined : 'Enable the pipeline to run it')}>
+            <button type="button" class="button" onClick={() => runNow('reconcile')} disabled={!pipeline.enabled || anyActive || starting || !access.can('edit')} title={access.whyNot('edit') ?? (pipeline.enabled ? RECONCILE_HELP : 'Enable the pipeline to run it')}>
+              Reconcile
+            </button>
+            <button type="button" class="button primary" onClick={() => runNow()} disabled={!pipeline.enabled || anyActive || starting || !access.can('edit')} title={access.whyNot('edit') ?? (pipeline.enabled ? undefined : 'Enable the pipeline to run it')}>
               {anyActive ? (
                 <>
                   <Spinner label={queuedOnly ? 'Queued' : 'Running'} /> {queuedOnly ? 'Queued…' : 'Running…'}

@@ -84,15 +84,13 @@ pub async fn main(url: &str, n: usize) {
         .await
         .unwrap();
 
-    let [first, unchanged, changed] = &runs;
+    let [first, unchanged, changed, reconcile] = &runs;
     super::report(
         n,
         rows,
         "plain LOAD DATA LOCAL",
         reference_secs,
-        first,
-        unchanged,
-        changed,
+        [first, unchanged, changed, reconcile],
     );
     let Some(paths) = paths else {
         return;

@@ -192,6 +192,38 @@ impl Destination for ClickHouse {
         self.after_write(&mut s, &target.table.name, result)
     }
 
+    async fn table_identity(&self, name: &str) -> Result<Option<String>> {
+        let mut s = self.session().await?;
+        let result = s
+            .session()
+            .table_identity(&self.settings.database, name)
+            .await;
+        s.settle(result)
+    }
+
+    async fn count_rows(&self, target: &WriteTarget) -> Result<u64> {
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let mut s = self.session().await?;
+        let result = s
+            .session()
+            .count_rows(&self.settings.database, target)
+            .await;
+        s.settle(result)
+    }
+
+    async fn read_rows(&self, target: &WriteTarget, keys: &[Value]) -> Result<Vec<Vec<Value>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let mut s = self.session().await?;
+        let result = s
+            .session()
+            .read_rows(&self.settings.database, target, keys)
+            .await;
+        s.settle(result)
+    }
+
     async fn upsert_unconfirmed(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {
         if rows.is_empty() {
             return Ok(UpsertCounts::default());

@@ -16,6 +16,8 @@ use super::config::{MysqlSettings, TlsMode};
 use super::dialect;
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
+mod drift;
+
 /// At most this many placeholders per statement, with room under MySQL's limit.
 const PLACEHOLDERS_PER_STATEMENT: usize = 60_000;
 const _: () = assert!(matches!(

@@ -130,4 +130,27 @@ impl Destination for Mysql {
         let result = s.session().delete(target, keys).await;
         s.settle(result)
     }
+
+    async fn table_identity(&self, name: &str) -> Result<Option<String>> {
+        let mut s = self.session().await?;
+        let result = s.session().table_identity(name).await;
+        s.settle(result)
+    }
+
+    async fn count_rows(&self, target: &WriteTarget) -> Result<u64> {
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let mut s = self.session().await?;
+        let result = s.session().count_rows(target).await;
+        s.settle(result)
+    }
+
+    async fn read_rows(&self, target: &WriteTarget, keys: &[Value]) -> Result<Vec<Vec<Value>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let mut s = self.session().await?;
+        let result = s.session().read_rows(target, keys).await;
+        s.settle(result)
+    }
 }

@@ -28,6 +28,8 @@ use super::encode::{Encoded, Encoder};
 use super::plain_auth::Guarded;
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
+mod drift;
+
 /// COPY data is sent in chunks of about this size: large enough to keep the socket busy, small enough
 /// to keep memory flat whatever the batch size.
 const COPY_CHUNK_BYTES: usize = 256 * 1024;

@@ -106,4 +106,30 @@ impl Destination for Postgres {
         let result = s.session().delete(schema, target, keys).await;
         s.settle(result)
     }
+
+    async fn table_identity(&self, name: &str) -> Result<Option<String>> {
+        let schema = self.settings.schema.as_str();
+        let mut s = self.session().await?;
+        let result = s.session().table_identity(schema, name).await;
+        s.settle(result)
+    }
+
+    async fn count_rows(&self, target: &WriteTarget) -> Result<u64> {
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let schema = self.settings.schema.as_str();
+        let mut s = self.session().await?;
+        let result = s.session().count_rows(schema, target).await;
+        s.settle(result)
+    }
+
+    async fn read_rows(&self, target: &WriteTarget, keys: &[Value]) -> Result<Vec<Vec<Value>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let schema = self.settings.schema.as_str();
+        let mut s = self.session().await?;
+        let result = s.session().read_rows(schema, target, keys).await;
+        s.settle(result)
+    }
 }

@@ -22,6 +22,8 @@ use super::config::{Credentials, SnowflakeSettings};
 use super::dialect::{self, Binding};
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
+mod drift;
+
 /// Keys per `DELETE … IN (…)`.
 const KEYS_PER_DELETE: usize = 10_000;
 

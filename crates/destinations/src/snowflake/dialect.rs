@@ -108,13 +108,61 @@ pub fn use_schema(database: &str, schema: &str) -> String {
     )
 }
 
-/// Whether a statement only reads or sets metadata (`DESCRIBE`, `SHOW`, `USE`), which Snowflake answers
-/// from its cloud services without a running warehouse.
+/// Whether a statement only reads or sets metadata (`DESCRIBE`, `SHOW`, `USE`, and a table's whole row
+/// count, which Snowflake keeps per micro-partition), which Snowflake answers from its cloud services
+/// without a running warehouse.
 pub fn is_metadata_only(sql: &str) -> bool {
     let head = sql.split_whitespace().next().unwrap_or("");
     ["DESCRIBE", "DESC", "SHOW", "USE"]
         .iter()
         .any(|k| head.eq_ignore_ascii_case(k))
+        || is_row_count(sql)
+}
+
+/// `SELECT COUNT(*) FROM <qualified table>`: the whole table's row count (see [`row_count`]).
+pub fn row_count(qualified_table: &str) -> String {
+    format!("SELECT COUNT(*) FROM {qualified_table}")
+}
+
+/// Whether `sql` is exactly [`row_count`] of a table: a name of quoted or plain parts and nothing after
+/// it (no filter, which would need a warehouse).
+fn is_row_count(sql: &str) -> bool {
+    let Some(mut rest) = sql.strip_prefix("SELECT COUNT(*) FROM ") else {
+        return false;
+    };
+    loop {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            // A quoted part ends at a quote not doubled.
+            let mut end = None;
+            let b = quoted.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'"' {
+                    if b.get(i + 1) == Some(&b'"') {
+                        i += 2;
+                        continue;
+                    }
+                    end = Some(i);
+                    break;
+                }
+                i += 1;
+            }
+            let Some(end) = end else { return false };
+            rest = &quoted[end + 1..];
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'))
+                .unwrap_or(rest.len());
+            if end == 0 {
+                return false;
+            }
+            rest = &rest[end..];
+        }
+        match rest.strip_prefix('.') {
+            Some(next) => rest = next,
+            None => return rest.is_empty(),
+        }
+    }
 }
 
 /// Columns of a table: name, type, kind, null?, default, primary key, unique key, … (metadata only: no
@@ -641,6 +689,15 @@ mod tests {
             &[None]
         )));
         assert!(!is_metadata_only("BEGIN") && !is_metadata_only(&clear_stage("st")));
+        assert!(is_metadata_only(&row_count(&qualified(
+            "db", "s", "t \" x"
+        ))));
+        assert!(is_metadata_only(&row_count("DB.S.T")));
+        assert!(!is_metadata_only("SELECT COUNT(*) FROM T WHERE 1 = 1"));
+        assert!(!is_metadata_only(
+            "SELECT COUNT(*) FROM \"T\" WHERE \"x\" = 1"
+        ));
+        assert!(!is_metadata_only("SELECT COUNT(*) FROM \"unclosed"));
         assert_eq!(
             use_schema("crm", "Mixed Case"),
             "USE SCHEMA \"CRM\".\"Mixed Case\""

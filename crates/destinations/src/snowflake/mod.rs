@@ -194,4 +194,30 @@ impl Destination for Snowflake {
         let result = s.session().delete(conn, target, keys).await;
         s.settle(result)
     }
+
+    async fn table_identity(&self, name: &str) -> Result<Option<String>> {
+        let conn = self.conn()?;
+        let mut s = self.session().await?;
+        let result = s.session().table_identity(conn, name).await;
+        s.settle(result)
+    }
+
+    async fn count_rows(&self, target: &WriteTarget) -> Result<u64> {
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let conn = self.conn()?;
+        let mut s = self.session().await?;
+        let result = s.session().count_rows(conn, target).await;
+        s.settle(result)
+    }
+
+    async fn read_rows(&self, target: &WriteTarget, keys: &[Value]) -> Result<Vec<Vec<Value>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let conn = self.conn()?;
+        let mut s = self.session().await?;
+        let result = s.session().read_rows(conn, target, keys).await;
+        s.settle(result)
+    }
 }

@@ -17,6 +17,7 @@
 pub mod client;
 pub mod config;
 pub mod dialect;
+mod drift;
 
 use std::sync::{Arc, Mutex};
 
@@ -115,6 +116,29 @@ impl Destination for Sqlite {
         let target = target.clone();
         let keys = keys.to_vec();
         self.run(move |conn| client::delete(conn, &target, &keys))
+            .await
+    }
+
+    async fn table_identity(&self, name: &str) -> Result<Option<String>> {
+        dialect::validate_identifier(name, "the table name")
+            .map_err(|e| DestinationError::new(ErrorKind::Config, e))?;
+        let name = name.to_string();
+        self.run(move |conn| drift::table_identity(conn, &name))
+            .await
+    }
+
+    async fn count_rows(&self, target: &WriteTarget) -> Result<u64> {
+        let target = target.checked(&dialect::CAPABILITIES)?.into_owned();
+        self.run(move |conn| drift::count_rows(conn, &target)).await
+    }
+
+    async fn read_rows(&self, target: &WriteTarget, keys: &[Value]) -> Result<Vec<Vec<Value>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let target = target.checked(&dialect::CAPABILITIES)?.into_owned();
+        let keys = keys.to_vec();
+        self.run(move |conn| drift::read_rows(conn, &target, &keys))
             .await
     }
 }

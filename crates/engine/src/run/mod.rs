@@ -4,6 +4,7 @@
 //! (the sync state, after the destination confirmed). [`failures`] groups the rows that failed. This
 //! module strings them together; see the crate documentation for the flow.
 
+mod drift;
 mod failures;
 mod plan;
 mod prepare;
@@ -25,6 +26,7 @@ use crate::EngineConfig;
 use plan::Plan;
 use read::Source;
 
+pub use drift::RunMode;
 pub use prepare::{prepare, prepare_with, Prepared};
 pub use transform::transform_profiles;
 
@@ -36,6 +38,8 @@ pub(crate) struct RunContext {
     pub config: EngineConfig,
     pub cancel: Arc<AtomicBool>,
     pub updates: watch::Sender<RunRecord>,
+    /// Whether the run reconciles the table whatever its row count says.
+    pub mode: RunMode,
 }
 
 /// Runs to the end, records the outcome and returns the final record (not yet published to followers).
@@ -86,6 +90,22 @@ async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish> {
         )
     })?;
     let prepared = prepare_with(ctx.meta.as_ref(), pipeline, ctx.config.script_limits).await?;
+    let checked = crate::retry::Retrying {
+        inner: prepared.destination.as_ref(),
+        attempts: ctx.config.write_attempts,
+    };
+    // Before the change mark and the plan: a repaired sync state must be read in full.
+    let findings = drift::check(ctx, &prepared, &checked, ctx.mode).await?;
+    if findings.full_read {
+        ctx.sync
+            .set_sync_checkpoint(&prepared.pipeline.id, None)
+            .await
+            .map_err(|e| EngineError::store("recording the sync state failed", e))?;
+    }
+    if !findings.notes.is_empty() {
+        run.message = Some(findings.notes.join("; "));
+        publish(ctx, run, true).await;
+    }
     let now = run.started_at.unwrap_or_else(Utc::now);
     // Taken before any profile is read: a later run need only read what changed from here on.
     let mark = ctx

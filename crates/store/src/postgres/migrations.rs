@@ -116,6 +116,13 @@ CREATE TABLE sluice_audit_log (
     after json
 );
 "#,
+    // The identity of the table each pipeline's sync state describes, as in SQLite.
+    r#"
+CREATE TABLE sluice_sync_tables (
+    pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    identity text NOT NULL
+);
+"#,
 ];
 
 pub(super) const PROFILE_MIGRATIONS: &[&str] = &[

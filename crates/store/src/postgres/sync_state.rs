@@ -192,6 +192,44 @@ impl SyncState for PgMetadata {
         Ok(())
     }
 
+    async fn sync_table_identity(&self, pipeline: &str) -> Result<Option<String>> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_opt(
+                "SELECT identity FROM sluice_sync_tables WHERE pipeline = $1",
+                &[&pipeline],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.map(|r| get(&r, 0)).transpose()
+    }
+
+    async fn set_sync_table_identity(&self, pipeline: &str, identity: Option<&str>) -> Result<()> {
+        let conn = self.pool.get().await?;
+        let Some(identity) = identity else {
+            conn.execute(
+                "DELETE FROM sluice_sync_tables WHERE pipeline = $1",
+                &[&pipeline],
+            )
+            .await
+            .map_err(pg_error)?;
+            return Ok(());
+        };
+        conn.execute(
+            "INSERT INTO sluice_sync_tables (pipeline, identity) VALUES ($1, $2)
+             ON CONFLICT (pipeline) DO UPDATE SET identity = EXCLUDED.identity",
+            &[&pipeline, &identity],
+        )
+        .await
+        .map_err(|e| match violation(&e) {
+            Some(Violation::ForeignKey) => {
+                StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
+            }
+            _ => pg_error(e),
+        })?;
+        Ok(())
+    }
+
     async fn sync_count(&self, pipeline: &str) -> Result<u64> {
         self.sync_count_where(pipeline, "has_left IS NULL").await
     }

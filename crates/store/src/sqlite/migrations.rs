@@ -170,6 +170,14 @@ CREATE TABLE audit_log (
     after TEXT
 );
 "#,
+    // The identity of the table each pipeline's sync state describes: a table dropped and created again
+    // has another one, and the sync state is then reset.
+    r#"
+CREATE TABLE sync_tables (
+    pipeline TEXT PRIMARY KEY NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    identity TEXT NOT NULL
+);
+"#,
 ];
 
 // WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of

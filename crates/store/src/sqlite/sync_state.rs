@@ -326,6 +326,46 @@ impl SyncState for SqliteMetadata {
             .await
     }
 
+    async fn sync_table_identity(&self, pipeline: &str) -> Result<Option<String>> {
+        let pipeline = pipeline.to_owned();
+        self.db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT identity FROM sync_tables WHERE pipeline = ?1",
+                    [&pipeline],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()
+                .map_err(sql_error)
+            })
+            .await
+    }
+
+    async fn set_sync_table_identity(&self, pipeline: &str, identity: Option<&str>) -> Result<()> {
+        let (pipeline, identity) = (pipeline.to_owned(), identity.map(str::to_owned));
+        self.db
+            .write(move |c| {
+                let Some(identity) = identity else {
+                    c.execute("DELETE FROM sync_tables WHERE pipeline = ?1", [&pipeline])
+                        .map_err(sql_error)?;
+                    return Ok(());
+                };
+                c.execute(
+                    "INSERT INTO sync_tables (pipeline, identity) VALUES (?1, ?2)
+                     ON CONFLICT (pipeline) DO UPDATE SET identity = excluded.identity",
+                    params![pipeline, identity],
+                )
+                .map_err(|err| match violation(&err) {
+                    Some(Violation::ForeignKey) => {
+                        StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
+                    }
+                    _ => sql_error(err),
+                })?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn sync_count(&self, pipeline: &str) -> Result<u64> {
         Ok(self.sync_counts(pipeline).await?.kept)
     }

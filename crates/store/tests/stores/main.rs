@@ -72,4 +72,5 @@ suite!(
     sync_state::sync_entries_survive_the_left_flag_migration,
     access::tokens_are_found_by_hash_and_revoked,
     access::audit_log_pages_newest_first,
+    sync_state::sync_table_identity_round_trip,
 );

@@ -775,3 +775,49 @@ pub async fn sync_entries_survive_the_left_flag_migration(env: &Env) {
     );
     assert_eq!(store.sync_count("p").await.unwrap(), 2);
 }
+
+/// The identity of the table a pipeline writes: recorded, replaced, forgotten, refused for an unknown
+/// pipeline, and gone with the pipeline.
+pub async fn sync_table_identity_round_trip(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    for p in ["p", "q"] {
+        store
+            .insert_pipeline(&pipeline(p, "d", p, 0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.sync_table_identity("p").await.unwrap(), None);
+    store
+        .set_sync_table_identity("p", Some("oid:16384"))
+        .await
+        .unwrap();
+    store
+        .set_sync_table_identity("q", Some("oid:1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_table_identity("p").await.unwrap().as_deref(),
+        Some("oid:16384")
+    );
+    store
+        .set_sync_table_identity("p", Some("oid:16999"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sync_table_identity("p").await.unwrap().as_deref(),
+        Some("oid:16999")
+    );
+    assert_eq!(
+        store.sync_table_identity("q").await.unwrap().as_deref(),
+        Some("oid:1")
+    );
+    store.set_sync_table_identity("p", None).await.unwrap();
+    assert_eq!(store.sync_table_identity("p").await.unwrap(), None);
+    assert!(not_found(store.set_sync_table_identity("none", Some("x")).await).contains("none"));
+    assert!(store.delete_pipeline("q").await.unwrap());
+    assert_eq!(store.sync_table_identity("q").await.unwrap(), None);
+}
