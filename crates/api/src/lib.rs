@@ -28,6 +28,7 @@ mod metrics;
 mod openapi;
 mod pipelines;
 mod profiles;
+pub mod query;
 mod runs;
 mod schema;
 mod ui;

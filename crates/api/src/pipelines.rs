@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -20,9 +20,10 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::{self, Body, OptionalBody};
 use crate::openapi::{
-    BadQuery, DestinationFailed, FunctionInfoDoc, Internal, Invalid, Malformed, NotFound, NotJson,
+    DestinationFailed, FunctionInfoDoc, Internal, Invalid, Malformed, NotFound, NotJson,
     PipelineInputDoc, PipelinePatchDoc, PipelineSpecDoc, PreviewSample, True, Unauthorized,
 };
+use crate::query::Query;
 use crate::runs::Run;
 use crate::AppState;
 
@@ -121,7 +122,7 @@ pub struct ListQuery {
     tag = "pipelines",
     summary = "List pipelines",
     params(ListQuery),
-    responses((status = 200, description = "OK", body = PipelineList), BadQuery, Unauthorized, Internal),
+    responses((status = 200, description = "OK", body = PipelineList), Unauthorized, Invalid, Internal),
 )]
 pub async fn list(
     State(state): State<AppState>,

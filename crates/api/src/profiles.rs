@@ -1,7 +1,7 @@
 //! `/v1/profiles`: load (validated against the Customer Model, rejected one by one), browse with a filter,
 //! read and delete.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -10,9 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
-use crate::openapi::{
-    BadQuery, Internal, Invalid, Malformed, NotFound, NotJson, ProfileDoc, Unauthorized,
-};
+use crate::openapi::{Internal, Invalid, Malformed, NotFound, NotJson, ProfileDoc, Unauthorized};
+use crate::query::Query;
 use crate::AppState;
 
 /// Most profiles accepted in one request.
@@ -136,7 +135,6 @@ pub struct ProfilePage {
     params(ListQuery),
     responses(
         (status = 200, description = "OK", body = ProfilePage),
-        BadQuery,
         Unauthorized,
         Invalid,
         Internal,
