@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
     let (router, _) = assemble(protected).split_for_parts();
     router
         .fallback(ui::serve)
+        .layer(middleware::from_fn(error::json_refusals))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
