@@ -64,7 +64,7 @@ impl Target {
         let req = {
             let mut rng = rand::thread_rng();
             match kind {
-                Kind::Read if n % 2 == 0 => {
+                Kind::Read if n.is_multiple_of(2) => {
                     let after = format!("c{:07}", rng.gen_range(0..self.profiles));
                     self.client
                         .get(format!("{}/v1/profiles?limit=100&after={after}", self.url))
