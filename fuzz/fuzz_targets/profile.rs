@@ -52,7 +52,11 @@ fuzz_target!(|data: &[u8]| {
             (Err(_), Err(_)) => {}
             _ => panic!(
                 "the scan ({}) and the parser ({}) disagree on {:?}",
-                if located.is_ok() { "accepts" } else { "refuses" },
+                if located.is_ok() {
+                    "accepts"
+                } else {
+                    "refuses"
+                },
                 if parsed.is_ok() { "accepts" } else { "refuses" },
                 raw.doc
             ),
