@@ -277,6 +277,7 @@ async fn run_plan(
                     break;
                 };
                 writer.process(&mut [], entries, &mut run.counts).await?;
+                writer.recorder.checkpoint(run).await?;
                 prev_last = Some(last);
             }
             writer.recorder.settle().await?;
