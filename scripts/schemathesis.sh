@@ -60,11 +60,16 @@ checks=${SLUICE_SCHEMATHESIS_CHECKS:-not_a_server_error,status_code_conformance,
 st=("$venv/bin/st" run "$url/v1/openapi.json" -H "Authorization: Bearer $token" --checks "$checks"
   --workers 2 --no-color --request-timeout 30 --generation-database none)
 status=0
-# The coverage phase (boundary values of every parameter and field) is quick; Hypothesis' own code
-# trips over the recursive filter schema of an unsaved preview there (a Python AST error inside the
-# tool, not an answer of Sluice's), so that one operation is left to the fuzzing phase.
-"${st[@]}" --phases coverage --exclude-operation-id previewPipeline || status=$?
+# The coverage phase (boundary values of every parameter and field) is quick, but Hypothesis trips over
+# the recursive filter schema there (a SystemError or KeyError from Python's `ast` inside the tool,
+# not an answer of Sluice's), so the operations whose body holds a filter are left to the fuzzing and
+# stateful phases, which cover them.
+with_filter='^(create|replace|patch|validate|preview|previewSaved)Pipeline$'
+# From the scratch folder: schemathesis keeps its state (`.schemathesis/`) where it runs.
+cd "$work"
+"${st[@]}" --phases coverage --exclude-operation-id-regex "$with_filter" || status=$?
 "${st[@]}" --phases examples,fuzzing,stateful --max-time "$seconds" || status=$?
+cd - >/dev/null
 if ! kill -0 "$server" 2>/dev/null; then
   echo "schemathesis: sluice serve died during the run:" >&2
   tail -n 50 "$work/serve.err" >&2
