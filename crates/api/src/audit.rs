@@ -7,7 +7,7 @@
 //! entry is written after the change, not in its transaction: should the store fail between the two, the
 //! change stands and the failure is logged.
 
-use axum::extract::{MatchedPath, OriginalUri, Path, Query, Request, State};
+use axum::extract::{MatchedPath, OriginalUri, Path, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::access::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::{BadQuery, Internal, Invalid, Unauthorized};
+use crate::openapi::{Internal, Invalid, Unauthorized};
+use crate::query::Query;
 use crate::AppState;
 
 /// Largest answer kept as an audit entry's `after`; changes answer far less.
@@ -249,7 +250,6 @@ pub struct AuditPage {
     params(AuditQuery),
     responses(
         (status = 200, description = "OK", body = AuditPage),
-        BadQuery,
         Unauthorized,
         Invalid,
         Internal,

@@ -1,6 +1,8 @@
 //! One error type for every route: JSON `{"error": {"code", "message", "fields"?}}` with the right status.
 
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sluice_core::FieldErrors;
@@ -107,6 +109,53 @@ impl IntoResponse for ApiError {
         };
         (self.status, axum::Json(ErrorBody { error })).into_response()
     }
+}
+
+/// axum's own refusals (a path segment that is not UTF-8, a method a route does not take, a body over the
+/// limit read by axum's extractors) answer a line of text or nothing. Under `/v1` those become the JSON
+/// error shape with the same status and headers (`Allow` on a 405), so a client reads every error alike.
+pub async fn json_refusals(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/v1/");
+    let resp = next.run(req).await;
+    if !api || !resp.status().is_client_error() {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    // These texts are a line long; anything longer is cut rather than held.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let code = match parts.status {
+        StatusCode::BAD_REQUEST => "MalformedRequest",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+        _ => "Refused",
+    };
+    let message = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(parts.status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 impl From<StoreError> for ApiError {

@@ -30,6 +30,7 @@ mod metrics;
 mod openapi;
 mod pipelines;
 mod profiles;
+pub mod query;
 mod runs;
 mod schema;
 mod security;
@@ -123,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(ui::serve)
         // `limit_body` bounds every body itself, per route; axum's single limit would only get in the way.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(error::json_refusals))
         .layer(middleware::from_fn_with_state(
             state.body_limits,
             limit_body,

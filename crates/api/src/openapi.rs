@@ -157,16 +157,6 @@ constant!(False, false);
 #[allow(dead_code)]
 pub struct Malformed(ErrorBody);
 
-/// axum refuses a query string it cannot read with a line of text, not JSON.
-#[derive(IntoResponses)]
-#[response(
-    status = 400,
-    description = "a query parameter is unknown or not of its type (plain text)",
-    content_type = "text/plain"
-)]
-#[allow(dead_code)]
-pub struct BadQuery(String);
-
 #[derive(IntoResponses)]
 #[response(status = 401, description = "missing or invalid token")]
 #[allow(dead_code)]

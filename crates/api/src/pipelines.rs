@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::Utc;
@@ -21,10 +21,10 @@ use crate::access::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::{self, Body, OptionalBody};
 use crate::openapi::{
-    BadQuery, DestinationFailed, FunctionInfoDoc, Internal, Invalid, Malformed, NotFound, NotJson,
-    PipelineInputDoc, PipelinePatchDoc, PipelineSpecDoc, PreviewSample, TooLarge, True,
-    Unauthorized,
+    DestinationFailed, FunctionInfoDoc, Internal, Invalid, Malformed, NotFound, NotJson,
+    PipelineInputDoc, PipelinePatchDoc, PipelineSpecDoc, PreviewSample, TooLarge, True, Unauthorized,
 };
+use crate::query::Query;
 use crate::runs::Run;
 use crate::AppState;
 
@@ -134,7 +134,7 @@ pub struct ListQuery {
     tag = "pipelines",
     summary = "List pipelines",
     params(ListQuery),
-    responses((status = 200, description = "OK", body = PipelineList), BadQuery, Unauthorized, Internal),
+    responses((status = 200, description = "OK", body = PipelineList), Unauthorized, Invalid, Internal),
 )]
 pub async fn list(
     State(state): State<AppState>,

@@ -1,7 +1,7 @@
 //! `/v1/profiles`: load (validated against the Customer Model, rejected one by one), browse with a filter,
 //! read and delete.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -11,8 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Body;
 use crate::openapi::{
-    BadQuery, Internal, Invalid, Malformed, NotFound, NotJson, ProfileDoc, TooLarge, Unauthorized,
+    Internal, Invalid, Malformed, NotFound, NotJson, ProfileDoc, TooLarge, Unauthorized,
 };
+use crate::query::Query;
 use crate::AppState;
 
 /// Most profiles accepted in one request.
@@ -159,7 +160,6 @@ pub struct ProfilePage {
     params(ListQuery),
     responses(
         (status = 200, description = "OK", body = ProfilePage),
-        BadQuery,
         Unauthorized,
         Invalid,
         Internal,

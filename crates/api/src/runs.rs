@@ -1,6 +1,6 @@
 //! Runs: start one now, follow it, list a pipeline's history, cancel.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -12,9 +12,10 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::OptionalBody;
 use crate::openapi::{
-    BadQuery, Internal, Invalid, Malformed, NotFound, RunCountsDoc, RunErrorGroupDoc,
-    RunProgressDoc, RunStatus, RunTrigger, Unauthorized,
+    Internal, Invalid, Malformed, NotFound, RunCountsDoc, RunErrorGroupDoc, RunProgressDoc,
+    RunStatus, RunTrigger, Unauthorized,
 };
+use crate::query::Query;
 use crate::AppState;
 
 /// A run as API.md shapes it, plus its duration and rate.
@@ -204,7 +205,6 @@ pub struct RunList {
     params(("id" = String, Path, description = "The pipeline's id"), ListQuery),
     responses(
         (status = 200, description = "OK", body = RunList),
-        BadQuery,
         Unauthorized,
         (status = 404, body = ErrorBody, description = "no such pipeline, or `before` is not one of its runs"),
         Invalid,

@@ -112,7 +112,10 @@ pub async fn import(
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
-                    problems.push(format!("{e}"));
+                    match e.position() {
+                        Some(p) => problems.push(format!("line {}: {e}", p.line())),
+                        None => problems.push(format!("{e}")),
+                    }
                     continue;
                 }
             };
@@ -129,16 +132,24 @@ pub async fn import(
             }
         }
     } else if format == "ndjson" {
-        for (i, line) in BufReader::new(reader).lines().enumerate() {
-            let line_no = i as u64 + 1;
-            let text = line.with_context(|| format!("cannot read line {line_no}"))?;
-            if text.trim().is_empty() {
-                continue;
+        // Lines are read as bytes so that one line of invalid UTF-8 is rejected on its own, as a CSV row
+        // is, instead of ending the whole import.
+        let mut reader = BufReader::new(reader);
+        let mut buf = Vec::new();
+        let mut line_no = 0u64;
+        loop {
+            buf.clear();
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .with_context(|| format!("cannot read line {}", line_no + 1))?;
+            if n == 0 {
+                break;
             }
-            match serde_json::from_str::<Value>(&text) {
-                Ok(v) if v.is_object() => batch.push((line_no, v)),
-                Ok(_) => problems.push(format!("line {line_no}: not a JSON object")),
-                Err(e) => problems.push(format!("line {line_no}: invalid JSON: {e}")),
+            line_no += 1;
+            match ndjson_profile(&buf) {
+                Ok(Some(v)) => batch.push((line_no, v)),
+                Ok(None) => {}
+                Err(e) => problems.push(format!("line {line_no}: {e}")),
             }
             if batch.len() >= batch_size {
                 let (n, mut rej) = send(&mut batch).await?;
@@ -172,6 +183,25 @@ pub async fn import(
         bail!("no profile was imported");
     }
     Ok(())
+}
+
+/// One NDJSON line (with its line ending) as a profile: `None` for a blank line, the reason otherwise.
+fn ndjson_profile(line: &[u8]) -> std::result::Result<Option<Value>, String> {
+    let text = std::str::from_utf8(line).map_err(|e| {
+        format!(
+            "not valid UTF-8 (at byte {} of the line)",
+            e.valid_up_to() + 1
+        )
+    })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) if v.is_object() => Ok(Some(v)),
+        Ok(_) => Err("not a JSON object".into()),
+        Err(e) => Err(format!("invalid JSON: {e}")),
+    }
 }
 
 /// Paths whose CSV cells hold JSON text (arrays, objects, json properties).
@@ -230,4 +260,29 @@ fn csv_profile(
         obj.insert(last.to_string(), value);
     }
     Ok(Value::Object(root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ndjson_line_is_a_profile_a_blank_or_a_reason() {
+        assert_eq!(
+            ndjson_profile(b"{\"_id\": \"a\"}\r\n").unwrap(),
+            Some(json!({"_id": "a"}))
+        );
+        assert_eq!(ndjson_profile(b"  \n").unwrap(), None);
+        let e = ndjson_profile(b"{\"_id\": \"\xff\"}\n").unwrap_err();
+        assert!(
+            e.contains("not valid UTF-8") && e.contains("byte 10"),
+            "{e}"
+        );
+        assert!(ndjson_profile(b"[1]")
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(ndjson_profile(b"{no")
+            .unwrap_err()
+            .starts_with("invalid JSON"));
+    }
 }

@@ -277,3 +277,102 @@ fn serve_import_and_run_from_the_command_line() {
     let (_server, printed) = serve(dir.path());
     assert!(!printed);
 }
+
+/// Status of a GET, for profiles that must not exist.
+fn status_of(s: &Server, path: &str) -> reqwest::StatusCode {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}{path}", s.url))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    })
+}
+
+#[test]
+fn ndjson_import_rejects_only_the_bad_lines_as_csv_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = serve(dir.path());
+    call(
+        &server,
+        reqwest::Method::PUT,
+        "/v1/profile-schema",
+        Some(json!({"properties": [
+            {"name": "email", "type": "string"},
+            {"name": "ltv", "type": "decimal(10,2)"}
+        ]})),
+    );
+    let url = server.url.clone();
+
+    // Line 2 is invalid UTF-8, line 4 invalid JSON, line 5 not an object, line 6 an invalid profile,
+    // line 7 blank; the rest are good, including those after each bad line.
+    let mut nd: Vec<u8> = Vec::new();
+    nd.extend_from_slice(b"{\"_id\": \"n1\", \"email\": \"a@x.example\"}\n");
+    nd.extend_from_slice(b"{\"_id\": \"n2\", \"email\": \"caf\xe9@x.example\"}\n");
+    nd.extend_from_slice(b"{\"_id\": \"n3\", \"ltv\": \"2.50\"}\r\n");
+    nd.extend_from_slice(b"{\"_id\": \"n4\", \n");
+    nd.extend_from_slice(b"[\"n5\"]\n");
+    nd.extend_from_slice(b"{\"_id\": \"n6\", \"ltv\": \"lots\"}\n");
+    nd.extend_from_slice(b"\n");
+    nd.extend_from_slice(b"{\"_id\": \"n8\", \"email\": \"\xc3\xa9@x.example\"}");
+    let file = dir.path().join("mixed.ndjson");
+    std::fs::write(&file, &nd).unwrap();
+    let (ok, out, err) = sluice(
+        dir.path(),
+        &["profiles", "import", file.to_str().unwrap(), "--url", &url],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("Imported 3 profiles; 4 rejected"),
+        "{out}\n{err}"
+    );
+    for expected in [
+        "line 2: not valid UTF-8",
+        "line 4: invalid JSON",
+        "line 5: not a JSON object",
+        "line 6 (_id n6)",
+    ] {
+        assert!(err.contains(expected), "`{expected}` missing from:\n{err}");
+    }
+    for id in ["n1", "n3", "n8"] {
+        let p = call(
+            &server,
+            reqwest::Method::GET,
+            &format!("/v1/profiles/{id}"),
+            None,
+        );
+        assert_eq!(p["_id"], id);
+    }
+    assert_eq!(
+        call(&server, reqwest::Method::GET, "/v1/profiles/n8", None)["email"],
+        "é@x.example"
+    );
+    for id in ["n2", "n6"] {
+        assert_eq!(
+            status_of(&server, &format!("/v1/profiles/{id}")),
+            reqwest::StatusCode::NOT_FOUND
+        );
+    }
+
+    // The same bad byte in a CSV row: that row alone is rejected, with its line.
+    let mut csv: Vec<u8> = b"_id,email\nc1,a@x.example\n".to_vec();
+    csv.extend_from_slice(b"c2,caf\xe9@x.example\nc3,c@x.example\n");
+    let file = dir.path().join("mixed.csv");
+    std::fs::write(&file, &csv).unwrap();
+    let (ok, out, err) = sluice(
+        dir.path(),
+        &["profiles", "import", file.to_str().unwrap(), "--url", &url],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("Imported 2 profiles; 1 rejected"),
+        "{out}\n{err}"
+    );
+    assert!(err.contains("line 3:"), "{err}");
+}

@@ -347,6 +347,21 @@ async fn run_now(s: &Server, pipeline: &str) -> String {
     r["id"].as_str().unwrap().to_string()
 }
 
+/// The counts a killed run left (read after the restart's repair) against the rows it wrote: not zero,
+/// never more than the table holds, and behind it by at most the batches written but not yet recorded
+/// (three waiting to be recorded and one the server committed as the process died, of 100 rows each).
+fn assert_counts_match(run: &Value, written: i64) {
+    let counts = &run["counts"];
+    let updated = counts["updated"].as_u64().unwrap();
+    assert!(updated > 0, "the killed run's counts were kept: {run}");
+    assert!(
+        updated <= written as u64 && written as u64 - updated <= 400,
+        "the killed run counts {updated} updated rows; the table holds {written}: {run}"
+    );
+    assert!(counts["read"].as_u64().unwrap() >= updated, "{run}");
+    assert_eq!(counts["inserted"], 0, "{run}");
+}
+
 /// After a restart: the run the killed process left is failed as needing repair, and a new run of the
 /// pipeline succeeds.
 async fn restart_repairs(s: &Server, doomed: &str, pipeline: &str) {
@@ -582,12 +597,16 @@ async fn a_single_instance_killed_mid_run_recovers_and_converges() {
     .await;
     let doomed = run_now(&s, &p).await;
     wait_processing(&s, &doomed).await;
+    // Long enough for the chain to record the first batches (milliseconds), shorter than the second
+    // the stored record used to wait for between refreshes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     s.kill();
     let partial = table_emails(&f.dest_schema, "t").await;
     assert!(partial.1 < 1000, "killed before the end: {partial:?}");
 
     f.set_delay(0.0).await;
     let s = f.serve("solo", &[]);
+    assert_counts_match(&run_of(&s, &doomed).await, partial.1);
     restart_repairs(&s, &doomed, &p).await;
     assert_eq!(
         table_emails(&f.dest_schema, "t").await,
@@ -609,10 +628,20 @@ async fn a_restarted_instance_fails_its_own_runs_without_waiting_for_the_lease()
     let p = add_pipeline(&s, &dest, "t", Value::Null).await;
     let doomed = run_now(&s, &p).await;
     wait_processing(&s, &doomed).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     s.kill();
+    let written = table_emails(&f.dest_schema, "t").await.0;
     f.set_delay(0.0).await;
 
     let s = f.serve("pg", &long);
+    let r = run_of(&s, &doomed).await;
+    assert_eq!(r["status"], "failed", "{r}");
+    let inserted = r["counts"]["inserted"].as_u64().unwrap();
+    assert!(
+        inserted > 0 && inserted <= written as u64 && written as u64 - inserted <= 400,
+        "the killed run's counts ({}) match the {written} rows it wrote",
+        r["counts"]
+    );
     restart_repairs(&s, &doomed, &p).await;
     assert_eq!(table_emails(&f.dest_schema, "t").await.0, 1000, "converged");
     drop(s);

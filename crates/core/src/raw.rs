@@ -180,6 +180,11 @@ impl Locator {
             spans: &mut spans,
         })
         .and_then(|()| de.end())
+        // The parser skips what the mapping does not read without reading numbers, so a number beyond
+        // f64 (`1e400`) would pass there and fail the full parse: documents left to the parser are
+        // rare (`\u` escapes), so they are read whole to refuse the same ones (found by the fuzz target
+        // `profile`).
+        .and_then(|()| serde_json::from_str::<serde_json::Value>(&profile.doc).map(drop))
         .map_err(|e| {
             format!(
                 "profile `{}` is not stored as a valid JSON object: {e}",
@@ -434,6 +439,7 @@ impl<'a> Scan<'a> {
             }
             s.at > from
         };
+        let start = self.at;
         if self.peek() == Some(b'-') {
             self.at += 1;
         }
@@ -456,6 +462,18 @@ impl<'a> Scan<'a> {
                 self.at += 1;
             }
             if !digits(self) {
+                return None;
+            }
+        }
+        // The parser refuses a number beyond the range of f64 (`1e400`, 400 digits); so does the scan,
+        // handing the document over to say so. Only long numbers and exponents can get there.
+        let text = &self.bytes[start..self.at];
+        if text.len() > 300 || text.iter().any(|b| matches!(b, b'e' | b'E')) {
+            let finite = std::str::from_utf8(text)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some_and(f64::is_finite);
+            if !finite {
                 return None;
             }
         }
@@ -751,6 +769,7 @@ mod tests {
             assert_eq!(Some(spans), parsed_spans(&level, text, 4), "{text}");
         }
         let deep = format!("{{\"a\": {}1{}}}", "[".repeat(70), "]".repeat(70));
+        let long = format!("{{\"a\": 1{}}}", "0".repeat(400));
         let left = [
             r#"{"a": "\u00e9"}"#,
             r#"{"\"a": 1}"#,
@@ -765,6 +784,10 @@ mod tests {
             r#"{"a" 1}"#,
             r#"{"a": 1} 2"#,
             r#"[1]"#,
+            // Beyond f64, which the parser refuses (found by the fuzz target `profile`).
+            r#"{"b": {"c": 1e400}}"#,
+            r#"{"a": -2.5E+309}"#,
+            long.as_str(),
             deep.as_str(),
         ];
         for text in left {
@@ -783,6 +806,10 @@ mod tests {
         let l = loc.locate(&p).unwrap();
         assert_eq!(l.path(0, &path("a")), Some(r#""\u00e9""#));
         assert_eq!(l.path(1, &path("b.c")), Some("1"));
+        // And refused as the parser refuses it, even where the mapping does not read the bad value.
+        let p = raw(r#"{"a": "\u00e9", "z": 1e400}"#);
+        assert!(loc.locate(&p).unwrap_err().contains("out of range"));
+        assert!(p.parse().is_err());
     }
 
     #[test]

@@ -91,6 +91,10 @@ pub trait RunLog: Send + Sync {
     /// Replaces the stored run (trigger, status, progress, counts, errors, times, message); `NotFound`
     /// when absent.
     async fn update_run(&self, run: &RunRecord) -> Result<()>;
+    /// Stores a running run's progress, counts and errors, and nothing else; `Ok(false)` when the run is
+    /// no longer queued or running. A run records these as its batches are recorded, from a task that
+    /// may still be going when the run ends, so it must never overwrite a finished run's record.
+    async fn update_run_progress(&self, run: &RunRecord) -> Result<bool>;
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;
     /// A pipeline's runs, newest first (by `queued_at`, then insertion); `before` is the id of the last run
     /// of the previous page, `NotFound` when it is not a run of this pipeline.

@@ -193,6 +193,7 @@ async fn run_plan(
         recorder: record::Recorder::new(
             &retrying,
             ctx.sync.clone(),
+            ctx.meta.clone() as Arc<dyn sluice_store::RunLog>,
             &pid,
             &prepared.table.name,
             ctx.config.unconfirmed_rows,
@@ -219,6 +220,7 @@ async fn run_plan(
             looked_at += live(&entries);
             writer.process(&mut [], entries, &mut run.counts).await?;
             run.progress.processed += ids.len() as u64;
+            writer.recorder.checkpoint(run).await?;
         }
     }
 
@@ -226,7 +228,6 @@ async fn run_plan(
     let mut rows = transform::spawn_transformer(pages, prepared, filter_in_memory, now);
     let mut prev_last: Option<String> = None;
     let mut waited = Instant::now();
-    let mut saved = Instant::now();
     while let Some(page) = rows.recv().await {
         timings.read_transform += waited.elapsed();
         let mut page = page?;
@@ -271,14 +272,12 @@ async fn run_plan(
             read::apply_counts(run, counting.take()).await?;
         }
         let t = Instant::now();
-        // Watchers in this instance see every page; the stored record (what other instances and a restart
-        // see) is refreshed at most once a PROGRESS_EVERY, so that it does not queue behind the sync-state
-        // writes on the metadata store at every page.
-        let store = saved.elapsed() >= PROGRESS_EVERY;
-        publish(ctx, run, store).await;
-        if store {
-            saved = Instant::now();
-        }
+        // Watchers in this instance see every page. The stored record (what other instances and a
+        // restart see) is refreshed behind the sync-state records of the batches it counts, so that the
+        // counts a killed run leaves match what it recorded; the chain is already a task apart, so this
+        // does not hold up the next page.
+        publish(ctx, run, false).await;
+        writer.recorder.checkpoint(run).await?;
         timings.publish += t.elapsed();
         waited = Instant::now();
     }
@@ -298,6 +297,7 @@ async fn run_plan(
                     break;
                 };
                 writer.process(&mut [], entries, &mut run.counts).await?;
+                writer.recorder.checkpoint(run).await?;
                 prev_last = Some(last);
             }
             writer.recorder.settle().await?;
@@ -315,9 +315,6 @@ async fn run_plan(
     run.errors = writer.log.groups;
     Ok(Finish::Done)
 }
-
-/// How often a run's stored record is refreshed with its progress.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Shows the run to watchers in this instance and, with `store`, saves it for the others.
 async fn publish(ctx: &RunContext, run: &RunRecord, store: bool) {

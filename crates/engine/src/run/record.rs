@@ -4,13 +4,17 @@
 //! of tasks that apply them in order, so the destination is not left idle while the metadata store
 //! catches up. A destination that defers confirmation (see `Destination::defers_confirmation`) has its
 //! batches' records held until it confirms them.
+//!
+//! The run's counts are stored in the same chain, after the records of the batches they count
+//! ([`Recorder::checkpoint`]): a process killed mid-run leaves a run record whose counts say what the
+//! sync state holds (one small update per batch), and the next start's repair keeps them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use sluice_destinations::Destination;
-use sluice_store::{SyncEntry, SyncState};
+use sluice_store::{RunLog, RunRecord, SyncEntry, SyncState};
 
 use crate::error::{EngineError, ErrorKind, Result};
 use crate::retry::Retrying;
@@ -32,11 +36,14 @@ fn held_rows(held: &[BatchRecord]) -> usize {
 struct Confirming<'a> {
     done: futures::future::BoxFuture<'a, sluice_destinations::Result<()>>,
     held: Vec<BatchRecord>,
+    /// The run as of the last of these batches, stored once they are recorded.
+    run: Option<RunRecord>,
 }
 
 pub(crate) struct Recorder<'a> {
     dest: &'a Retrying<'a>,
     sync: Arc<dyn SyncState>,
+    runs: Arc<dyn RunLog>,
     pid: String,
     table: String,
     /// How many written rows may wait for confirmation.
@@ -49,6 +56,8 @@ pub(crate) struct Recorder<'a> {
     /// The sync-state records of batches written but not confirmed yet, in order: recorded only once the
     /// destination confirms them.
     held: Vec<BatchRecord>,
+    /// The run as of the last held batch, stored once the held batches are recorded.
+    held_run: Option<RunRecord>,
     /// The confirmation under way, if any.
     confirming: Option<Confirming<'a>>,
     /// Time spent waiting for confirmations, and for the sync state to record.
@@ -60,6 +69,7 @@ impl<'a> Recorder<'a> {
     pub fn new(
         dest: &'a Retrying<'a>,
         sync: Arc<dyn SyncState>,
+        runs: Arc<dyn RunLog>,
         pid: &str,
         table: &str,
         unconfirmed_rows: usize,
@@ -67,12 +77,14 @@ impl<'a> Recorder<'a> {
         Self {
             dest,
             sync,
+            runs,
             pid: pid.to_string(),
             table: table.to_string(),
             unconfirmed_rows,
             pending: None,
             pending_batches: 0,
             held: Vec::new(),
+            held_run: None,
             confirming: None,
             confirm_time: Duration::ZERO,
             record_time: Duration::ZERO,
@@ -85,7 +97,7 @@ impl<'a> Recorder<'a> {
             return Ok(());
         }
         if !self.dest.capabilities().defers_confirmation {
-            return self.queue(vec![(upserts, deletes)]).await;
+            return self.queue(vec![(upserts, deletes)], None).await;
         }
         self.held.push((upserts, deletes));
         // A destination deferring confirmation writes the held rows as one (ClickHouse: one insert, a few
@@ -94,6 +106,20 @@ impl<'a> Recorder<'a> {
             self.start_confirm().await?;
         }
         Ok(())
+    }
+
+    /// Stores `run` (its progress, counts and errors) once every batch recorded so far is: the stored
+    /// counts never run ahead of the sync state, whatever moment the process dies at.
+    pub async fn checkpoint(&mut self, run: &RunRecord) -> Result<()> {
+        if !self.held.is_empty() {
+            self.held_run = Some(run.clone());
+            return Ok(());
+        }
+        if let Some(c) = &mut self.confirming {
+            c.run = Some(run.clone());
+            return Ok(());
+        }
+        self.queue(Vec::new(), Some(run.clone())).await
     }
 
     /// Has the destination confirm the rows written unconfirmed, then queues their sync-state records.
@@ -119,11 +145,12 @@ impl<'a> Recorder<'a> {
         let dest: &'a Retrying<'a> = self.dest;
         let mut done = dest.confirm();
         let held = std::mem::take(&mut self.held);
+        let run = self.held_run.take();
         // The first poll sends what ends the write (the trait's contract); the answer is read later.
         match (&mut done).now_or_never() {
-            Some(result) => self.confirmed(result, held).await,
+            Some(result) => self.confirmed(result, held, run).await,
             None => {
-                self.confirming = Some(Confirming { done, held });
+                self.confirming = Some(Confirming { done, held, run });
                 Ok(())
             }
         }
@@ -137,13 +164,14 @@ impl<'a> Recorder<'a> {
         let t = Instant::now();
         let result = c.done.await;
         self.confirm_time += t.elapsed();
-        self.confirmed(result, c.held).await
+        self.confirmed(result, c.held, c.run).await
     }
 
     async fn confirmed(
         &mut self,
         result: sluice_destinations::Result<()>,
         held: Vec<BatchRecord>,
+        run: Option<RunRecord>,
     ) -> Result<()> {
         let rows = held_rows(&held);
         if let Err(e) = result {
@@ -157,16 +185,19 @@ impl<'a> Recorder<'a> {
                 ),
             ));
         }
-        self.queue(held).await
+        self.queue(held, run).await
     }
 
-    /// Queues sync-state records behind the earlier ones: applied in order, one at a time, but
-    /// overlapping the next batches' destination writes.
-    async fn queue(&mut self, batches: Vec<BatchRecord>) -> Result<()> {
-        if self.pending_batches >= SYNC_QUEUE_BATCHES {
+    /// Queues sync-state records behind the earlier ones, then the run as of them: applied in order, one
+    /// at a time, but overlapping the next batches' destination writes.
+    async fn queue(&mut self, batches: Vec<BatchRecord>, run: Option<RunRecord>) -> Result<()> {
+        // A run alone is one small update: it does not take a batch's place in the queue.
+        let records = !batches.is_empty();
+        if records && self.pending_batches >= SYNC_QUEUE_BATCHES {
             self.wait_records().await?;
         }
         let sync = self.sync.clone();
+        let runs = self.runs.clone();
         let pid = self.pid.clone();
         let before = self.pending.take();
         self.pending = Some(tokio::spawn(async move {
@@ -180,9 +211,18 @@ impl<'a> Recorder<'a> {
                     EngineError::store("the rows were written but recording them failed", e)
                 })?;
             }
+            // The counts are a report, not the sync state: a failure to store them does not fail the
+            // run (its final record stores them again).
+            if let Some(run) = run {
+                if let Err(e) = runs.update_run_progress(&run).await {
+                    tracing::warn!(run = %run.id, error = %e, "could not record the run's counts");
+                }
+            }
             Ok(())
         }));
-        self.pending_batches += 1;
+        if records {
+            self.pending_batches += 1;
+        }
         Ok(())
     }
 

@@ -98,6 +98,25 @@ impl RunLog for PgMetadata {
         Ok(())
     }
 
+    async fn update_run_progress(&self, run: &RunRecord) -> Result<bool> {
+        let conn = self.pool.get().await?;
+        let n = conn
+            .execute(
+                "UPDATE sluice_runs SET processed = $2, total = $3, counts = $4::text::json, errors = $5::text::json
+                 WHERE id = $1 AND status IN ('queued', 'running')",
+                &[
+                    &run.id,
+                    &codec::to_i64(run.progress.processed),
+                    &run.progress.total.map(codec::to_i64),
+                    &codec::counts_to_json(&run.counts),
+                    &codec::errors_to_json(&run.errors),
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(n > 0)
+    }
+
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
         let conn = self.pool.get().await?;
         let row = conn

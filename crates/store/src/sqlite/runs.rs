@@ -110,6 +110,28 @@ impl RunLog for SqliteMetadata {
             .await
     }
 
+    async fn update_run_progress(&self, run: &RunRecord) -> Result<bool> {
+        let run = run.clone();
+        self.db
+            .write(move |c| {
+                let n = c
+                    .execute(
+                        "UPDATE runs SET processed = ?2, total = ?3, counts = ?4, errors = ?5
+                         WHERE id = ?1 AND status IN ('queued', 'running')",
+                        params![
+                            run.id,
+                            codec::to_i64(run.progress.processed),
+                            run.progress.total.map(codec::to_i64),
+                            codec::counts_to_json(&run.counts),
+                            codec::errors_to_json(&run.errors),
+                        ],
+                    )
+                    .map_err(sql_error)?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
         let id = id.to_owned();
         self.db

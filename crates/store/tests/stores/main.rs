@@ -48,6 +48,7 @@ suite!(
     catalog::pipelines_crud_and_conflicts,
     catalog::deleting_a_pipeline_cascades,
     runs::runs_lifecycle_and_pagination,
+    runs::run_progress_never_overwrites_a_finished_run,
     sync_state::sync_apply_range_and_owners,
     sync_state::sync_apply_transfers_keys,
     sync_state::sync_keys_of_both_forms_stay_unique,

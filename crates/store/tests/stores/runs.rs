@@ -138,3 +138,46 @@ pub async fn runs_lifecycle_and_pagination(env: &Env) {
     .contains("r-none"));
     assert_eq!(store.get_run("r-none").await.unwrap(), None);
 }
+
+/// A running run's progress is stored alone (status, times and message untouched), and never over a
+/// finished run: the task recording it may outlive the run.
+pub async fn run_progress_never_overwrites_a_finished_run(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    store
+        .insert_pipeline(&pipeline("p1", "d", "one", 0))
+        .await
+        .unwrap();
+    let mut stored = run("r1", "p1", 1, RunStatus::Running);
+    store.insert_run(&stored).await.unwrap();
+
+    let mut snapshot = stored.clone();
+    snapshot.status = RunStatus::Succeeded;
+    snapshot.message = Some("not stored by a progress update".into());
+    snapshot.progress = Progress {
+        processed: 20_000,
+        total: Some(160_000),
+    };
+    snapshot.counts.read = 20_000;
+    snapshot.counts.inserted = 19_999;
+    snapshot.counts.failed = 1;
+    assert!(store.update_run_progress(&snapshot).await.unwrap());
+    stored.progress = snapshot.progress;
+    stored.counts = snapshot.counts;
+    assert_eq!(store.get_run("r1").await.unwrap(), Some(stored.clone()));
+
+    stored.status = RunStatus::Failed;
+    stored.finished_at = Some(at(2));
+    stored.message = Some("stopped".into());
+    store.update_run(&stored).await.unwrap();
+    snapshot.counts.inserted = 40_000;
+    assert!(!store.update_run_progress(&snapshot).await.unwrap());
+    assert_eq!(store.get_run("r1").await.unwrap(), Some(stored));
+    assert!(!store
+        .update_run_progress(&run("r-none", "p1", 3, RunStatus::Running))
+        .await
+        .unwrap());
+}
