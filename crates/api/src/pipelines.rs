@@ -22,7 +22,8 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::{self, Body, OptionalBody};
 use crate::openapi::{
     DestinationFailed, FunctionInfoDoc, Internal, Invalid, Malformed, NotFound, NotJson,
-    PipelineInputDoc, PipelinePatchDoc, PipelineSpecDoc, PreviewSample, TooLarge, True, Unauthorized,
+    PipelineInputDoc, PipelinePatchDoc, PipelineSpecDoc, PreviewSample, TooLarge, True,
+    Unauthorized,
 };
 use crate::query::Query;
 use crate::runs::Run;

@@ -36,6 +36,8 @@ struct Served {
 /// The router on a real socket, so that requests go through the HTTP layer as a client's would.
 async fn serve() -> Served {
     let dir = tempfile::tempdir().unwrap();
+    // As `sluice serve` does: SQLite destinations live in the data directory's `destinations/`.
+    sluice_destinations::sqlite::config::confine_to(&dir.path().join("destinations")).unwrap();
     let meta = sluice_store::open_metadata(
         None,
         dir.path(),
@@ -83,7 +85,7 @@ impl Served {
     }
 
     fn table_path(&self) -> PathBuf {
-        self.dir.path().join("destination.db")
+        self.dir.path().join("destinations").join("destination.db")
     }
 }
 
