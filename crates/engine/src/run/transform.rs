@@ -65,7 +65,13 @@ pub(crate) fn spawn_transformer(
     for _ in 0..WORKERS {
         let (tx, rx) = mpsc::channel(1);
         inputs.push(tx);
-        outputs.push(spawn_transform_worker(rx, prepared, filter.clone(), now, None));
+        outputs.push(spawn_transform_worker(
+            rx,
+            prepared,
+            filter.clone(),
+            now,
+            None,
+        ));
     }
     // Page k goes to worker k % WORKERS and is taken back from it in the same turn, so the order holds;
     // when page k does not exist, neither does any after it, and its worker's output ends.

@@ -563,7 +563,8 @@ impl Runner {
             }
             let before = out.len();
             let worker = self.workers[slot].as_mut().expect("started above");
-            if let Err(failure) = worker.collect(chunk.len(), &self.script, &mut self.watch, &mut out)
+            if let Err(failure) =
+                worker.collect(chunk.len(), &self.script, &mut self.watch, &mut out)
             {
                 self.workers[slot] = None;
                 let rest = &chunk[out.len() - before..];
