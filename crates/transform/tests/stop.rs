@@ -169,3 +169,21 @@ fn timeouts_that_are_not_in_a_row_are_only_failed_rows() {
         .all(|r| r.as_ref().map_or_else(|e| e.evaluated(), |_| true)));
     assert_eq!(ev.gave_up(), None);
 }
+
+#[test]
+fn python_hanging_on_every_profile_is_given_up() {
+    let t = compile(
+        Transformation::Python("def transform(p):\n    while True:\n        pass\n".into()),
+        Duration::from_millis(50),
+    );
+    let mut ev = t.evaluator().unwrap();
+    let started = Instant::now();
+    let rows = ev.eval_batch(&profiles(1000), Utc::now());
+    let took = started.elapsed();
+    eprintln!("gave up on a hanging Python script after {took:?}");
+    assert_eq!(rows.len(), 1000);
+    assert!(ev.gave_up().is_some());
+    assert!(rows.iter().all(|r| r.is_err()));
+    // Each hang costs a worker killed for silence and a fresh one; 1,000 of them would take minutes.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
