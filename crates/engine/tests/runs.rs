@@ -1647,3 +1647,130 @@ mod clickhouse {
         assert_eq!(count(&w, false).await, "0");
     }
 }
+
+/// Scripts that never return: a cancel interrupts them at once, and a script that hits its time limit
+/// on profile after profile fails its run instead of spending the limit on each of them.
+mod stuck_scripts {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// The world's stores behind an engine with pages of `batch` profiles and a time limit per profile.
+    fn with_engine(w: World, batch: usize, time_limit: Duration) -> World {
+        let engine = Engine::new(
+            w.engine.meta().clone(),
+            w.engine.profiles().clone(),
+            EngineConfig {
+                batch_size: Some(batch),
+                script_limits: sluice_transform::Limits {
+                    time_per_profile: time_limit,
+                    ..sluice_transform::Limits::default()
+                },
+                ..EngineConfig::default()
+            },
+        );
+        World { engine, ..w }
+    }
+
+    /// A run of a script that loops forever on every profile, on one page of 5,000, cancelled while a
+    /// call is under way: with a time limit of 10 s per profile, only an interrupted call ends in time.
+    async fn cancel_ends_a_looping_script(transformation: Value) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite_db(dir.path()).await;
+        let w = with_engine(world(db, dir, 5000).await, 5000, Duration::from_secs(10));
+        w.db.exec(ddl(w.db.kind())).await;
+        let p = w
+            .pipeline(json!({ "transformation": transformation }))
+            .await;
+        let run = w.engine.start(&p, "manual").await.unwrap();
+        // Long enough for the run to be inside a call, far shorter than one call's limit.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let cancelled = Instant::now();
+        assert!(w.engine.cancel(&run.id), "the run is still going");
+        let r = tokio::time::timeout(Duration::from_secs(30), w.engine.wait(&run.id, |_| {}))
+            .await
+            .expect("the cancelled run ends")
+            .unwrap();
+        let took = cancelled.elapsed();
+        assert_eq!(r.status, RunStatus::Cancelled, "{:?}", r.message);
+        assert!(took < Duration::from_secs(3), "the cancel took {took:?}");
+        assert_eq!(
+            r.counts.transform_failed, 0,
+            "the page cut short is dropped"
+        );
+        assert_eq!(w.count().await, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn cancel_interrupts_a_javascript_loop() {
+        cancel_ends_a_looping_script(json!({"javascript":
+            "const columns = [\"id\", \"full_name\"];\nfunction transform(p) { while (true) {} }"}))
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn cancel_stops_waiting_for_python_workers() {
+        cancel_ends_a_looping_script(json!({"python":
+            "columns = [\"id\", \"full_name\"]\ndef transform(p):\n    while True:\n        pass\n"}))
+        .await
+    }
+
+    /// The first 100 profiles are transformed, every later one runs past the 100 ms limit: the run fails
+    /// after 20 of them, naming the limit and the count, with the 100 rows before written and counted.
+    async fn stuck_script_fails_its_run(transformation: Value) {
+        let w = with_engine(
+            world(pg_db().await, tempfile::tempdir().unwrap(), 300).await,
+            64,
+            Duration::from_millis(100),
+        );
+        w.db.exec(ddl(w.db.kind())).await;
+        let p = w
+            .pipeline(json!({ "transformation": transformation }))
+            .await;
+        let started = Instant::now();
+        let r = w.run(&p).await;
+        let took = started.elapsed();
+        assert_eq!(r.status, RunStatus::Failed, "{r:?}");
+        let m = r.message.clone().unwrap();
+        assert!(
+            m.contains("time limit of 100 ms") && m.contains("20 profiles in a row"),
+            "{m}"
+        );
+        assert_eq!(
+            (r.counts.inserted, r.counts.transform_failed),
+            (100, 20),
+            "{:?}",
+            r.errors
+        );
+        assert!(
+            r.errors[0].message.contains("time limit of 100 ms"),
+            "{:?}",
+            r.errors
+        );
+        assert_eq!(w.ids().await.len(), 100);
+        assert_eq!(w.ids().await.last().map(String::as_str), Some("p00099"));
+        // 180 profiles at 100 ms each would take 18 s.
+        assert!(took < Duration::from_secs(12), "the run took {took:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn stuck_javascript_fails_its_run() {
+        stuck_script_fails_its_run(json!({"javascript": r#"const columns = ["id", "full_name"];
+function transform(p) {
+    if (Number(p._id.slice(1)) < 100) return { id: p._id, full_name: p.last_name };
+    while (true) {}
+}"#}))
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn stuck_python_fails_its_run() {
+        stuck_script_fails_its_run(json!({"python": r#"import time
+columns = ["id", "full_name"]
+def transform(p):
+    if int(p["_id"][1:]) < 100:
+        return {"id": p["_id"], "full_name": p["last_name"]}
+    time.sleep(0.15)
+"#}))
+        .await
+    }
+}

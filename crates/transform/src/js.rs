@@ -3,7 +3,7 @@
 //! [`Script`] is the checked, thread-safe form (the source, the columns it writes and their types);
 //! [`Runner`] owns one QuickJS runtime with the script loaded and lives on one thread.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use serde_json::{Map, Value as Json};
 use sluice_core::{schema, FieldErrors, Profile, TableDescription, Value};
 
 use crate::columns::Shape;
-use crate::{Limits, Output, RowError};
+use crate::{Limits, Output, RowError, Watch};
 
 /// The file name scripts are compiled under; locations in messages are found by it.
 const FILE: &str = "transform.js";
@@ -48,7 +48,7 @@ impl Script {
         limits: Limits,
     ) -> Result<Script, FieldErrors> {
         let mut errors = FieldErrors::new();
-        let declared = match Loaded::new(source, limits) {
+        let declared = match Loaded::new(source, limits, Arc::new(AtomicBool::new(false))) {
             Ok(loaded) => loaded.declared,
             Err(message) => {
                 errors.add(FIELD, message);
@@ -86,9 +86,17 @@ impl Script {
 
     /// A runtime with the script loaded, for the calling thread.
     pub fn runner(&self) -> Result<Runner, String> {
+        self.runner_with_stop(Arc::new(AtomicBool::new(false)))
+    }
+
+    /// [`Script::runner`] whose calls are interrupted, and later profiles not evaluated, once `stop` is
+    /// set.
+    pub fn runner_with_stop(&self, stop: Arc<AtomicBool>) -> Result<Runner, String> {
+        let watch = Watch::new(stop, self.limits.time_per_profile);
         Ok(Runner {
-            loaded: Some(Loaded::new(&self.source, self.limits)?),
+            loaded: Some(Loaded::new(&self.source, self.limits, watch.flag())?),
             script: self.clone(),
+            watch,
         })
     }
 }
@@ -107,7 +115,7 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn new(source: &str, limits: Limits) -> Result<Loaded, String> {
+    fn new(source: &str, limits: Limits, stop: Arc<AtomicBool>) -> Result<Loaded, String> {
         let internal = |e: rquickjs::Error| format!("the JavaScript engine failed to start: {e}");
         let runtime = Runtime::new().map_err(internal)?;
         runtime.set_memory_limit(limits.memory_bytes);
@@ -116,7 +124,9 @@ impl Loaded {
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
         let watched = deadline.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || {
-            crate::abandoned() || base.elapsed().as_nanos() as u64 > watched.load(Ordering::Relaxed)
+            crate::abandoned()
+                || stop.load(Ordering::Relaxed)
+                || base.elapsed().as_nanos() as u64 > watched.load(Ordering::Relaxed)
         })));
         let context = Context::full(&runtime).map_err(internal)?;
         // Top-level code gets ten calls' worth of time: enough for tables and setup, not for a hang.
@@ -201,35 +211,48 @@ impl Loaded {
 pub struct Runner {
     loaded: Option<Loaded>,
     script: Script,
+    watch: Watch,
 }
 
 /// How a call failed.
 enum Failure {
     /// A row error; the runtime is fine.
     Row(RowError),
-    /// The time or memory limit was hit: the runtime is replaced before the next call.
+    /// The memory limit was hit, or the call was interrupted: the runtime is replaced before the next
+    /// call.
     Limit(RowError),
+    /// The time limit was hit: the runtime is replaced, and the profile counts towards giving up.
+    Time(RowError),
 }
 
 impl Runner {
     /// The row for one profile.
     pub fn eval(&mut self, profile: &Profile) -> Result<Output, RowError> {
-        if crate::abandoned() {
-            return Err(RowError::new(crate::ABANDONED_MESSAGE));
+        if let Some(e) = self.watch.halted() {
+            return Err(e);
         }
         if self.loaded.is_none() {
-            self.loaded =
-                Some(Loaded::new(&self.script.source, self.script.limits).map_err(RowError::new)?);
+            self.loaded = Some(
+                Loaded::new(&self.script.source, self.script.limits, self.watch.flag())
+                    .map_err(RowError::new)?,
+            );
         }
         let loaded = self.loaded.as_ref().expect("loaded above");
-        match self.call(loaded, profile) {
+        let outcome = self.call(loaded, profile);
+        self.watch.count(matches!(outcome, Err(Failure::Time(_))));
+        match outcome {
             Ok(out) => Ok(out),
             Err(Failure::Row(e)) => Err(e),
-            Err(Failure::Limit(e)) => {
+            Err(Failure::Limit(e) | Failure::Time(e)) => {
                 self.loaded = None;
                 Err(e)
             }
         }
+    }
+
+    /// Why the runner gave up on a stuck script, once it has.
+    pub fn gave_up(&self) -> Option<String> {
+        self.watch.gave_up()
     }
 
     fn call(&self, loaded: &Loaded, profile: &Profile) -> Result<Output, Failure> {
@@ -275,13 +298,13 @@ impl Runner {
             })
         });
         loaded.deadline.store(u64::MAX, Ordering::Relaxed);
-        if crate::abandoned() {
-            return Err(Failure::Limit(RowError::new(crate::ABANDONED_MESSAGE)));
+        if let Some(e) = self.watch.halted() {
+            return Err(Failure::Limit(e));
         }
         if loaded.base.elapsed() > deadline {
             // Whatever the error said (an interrupted getter reads as an exception), the limit is what
             // stopped it, and the runtime is replaced.
-            return Err(Failure::Limit(RowError::new(time_message(limits))));
+            return Err(Failure::Time(RowError::new(time_message(limits))));
         }
         outcome
     }

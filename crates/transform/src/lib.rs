@@ -93,6 +93,16 @@
 //! starts a fresh runtime for the next profile (global state a script kept between calls is lost then;
 //! scripts should not rely on it). [`abandon_scripts`] interrupts every call at once, for shutdown.
 //!
+//! # Stopping one evaluator, and giving up on a stuck script
+//!
+//! [`Transform::evaluator_with_stop`] ties an evaluator to a flag (a run's cancel flag): once it is set, a
+//! JavaScript call in progress is interrupted, Python workers are no longer waited for, and every profile
+//! left fails at once with [`STOPPED_MESSAGE`] without being evaluated. A script that hits the time limit
+//! on [`TIMEOUTS_IN_A_ROW`] profiles in a row is taken to be stuck: the evaluator evaluates no more
+//! profiles (they fail without being evaluated, see [`RowError::evaluated`]) and
+//! [`Evaluator::gave_up`] says why, so that a run can fail rather than spend the limit on every profile.
+//! A visual mapping runs no user code and ignores both.
+//!
 //! Python's limits are the same settings, enforced on worker processes (see [`python`]), plus
 //! [`Limits::python_workers`]. `SECURITY.md` at the repository root says what the isolation of both stops
 //! and what it does not.
@@ -103,6 +113,7 @@ pub mod python;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -126,6 +137,86 @@ pub const ABANDONED_MESSAGE: &str = "not transformed: Sluice is shutting down";
 
 pub(crate) fn abandoned() -> bool {
     ABANDONED.load(Ordering::Relaxed)
+}
+
+/// The error of a profile that was not transformed because its evaluator's stop flag was set.
+pub const STOPPED_MESSAGE: &str = "not transformed: the run was cancelled";
+
+/// After this many profiles in a row that each ran past the time limit, an evaluator gives up on the rest.
+/// One slow profile now and then (a large input) must not end a run, and twenty in a row is far beyond
+/// what chance gives a script that mostly works; at the default 100 ms limit it costs about two seconds
+/// (JavaScript, or Python calls that return late), not the half hour a page of 20,000 would.
+pub const TIMEOUTS_IN_A_ROW: usize = 20;
+
+/// What an evaluator knows about whether it should go on: its stop flag, the process-wide abandon, and
+/// the profiles in a row that ran past the time limit.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    stop: Arc<AtomicBool>,
+    time_limit: Duration,
+    timeouts_in_a_row: usize,
+    gave_up: bool,
+}
+
+impl Watch {
+    pub(crate) fn new(stop: Arc<AtomicBool>, time_limit: Duration) -> Self {
+        Self {
+            stop,
+            time_limit,
+            timeouts_in_a_row: 0,
+            gave_up: false,
+        }
+    }
+
+    /// The flag a JavaScript interrupt handler looks at.
+    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Whether waiting for a script must end now (stop flag or shutdown).
+    pub(crate) fn interrupted(&self) -> bool {
+        abandoned() || self.stop.load(Ordering::Relaxed)
+    }
+
+    /// The error of a profile that is not to be evaluated; `None` while evaluation goes on.
+    pub(crate) fn halted(&self) -> Option<RowError> {
+        if abandoned() {
+            Some(RowError::new(ABANDONED_MESSAGE))
+        } else if self.stop.load(Ordering::Relaxed) {
+            Some(RowError::not_evaluated(STOPPED_MESSAGE))
+        } else if self.gave_up {
+            Some(RowError::not_evaluated(format!(
+                "not transformed: {}",
+                self.stuck_message()
+            )))
+        } else {
+            None
+        }
+    }
+
+    /// Counts one evaluated profile, in profile order; returns true when it made the evaluator give up.
+    pub(crate) fn count(&mut self, timed_out: bool) -> bool {
+        if !timed_out {
+            self.timeouts_in_a_row = 0;
+            return false;
+        }
+        self.timeouts_in_a_row += 1;
+        if self.timeouts_in_a_row >= TIMEOUTS_IN_A_ROW {
+            self.gave_up = true;
+        }
+        self.gave_up
+    }
+
+    pub(crate) fn gave_up(&self) -> Option<String> {
+        self.gave_up.then(|| self.stuck_message())
+    }
+
+    fn stuck_message(&self) -> String {
+        format!(
+            "the script ran longer than its time limit of {} ms on {TIMEOUTS_IN_A_ROW} profiles in a row, so it was taken to be stuck and the profiles after them were not transformed",
+            self.time_limit.as_millis()
+        )
+    }
 }
 
 /// Resource limits of script transformations.
@@ -158,6 +249,8 @@ impl Default for Limits {
 pub struct RowError {
     pub column: Option<String>,
     pub message: String,
+    /// False when the profile was never given to the script (its evaluator was stopped or gave up).
+    evaluated: bool,
 }
 
 impl RowError {
@@ -165,6 +258,7 @@ impl RowError {
         Self {
             column: None,
             message: message.into(),
+            evaluated: true,
         }
     }
 
@@ -172,7 +266,21 @@ impl RowError {
         Self {
             column: Some(column.to_string()),
             message: message.into(),
+            evaluated: true,
         }
+    }
+
+    pub(crate) fn not_evaluated(message: impl Into<String>) -> Self {
+        Self {
+            evaluated: false,
+            ..Self::new(message)
+        }
+    }
+
+    /// Whether the profile reached the transformation at all: false for the profiles an evaluator did not
+    /// evaluate because it was stopped or gave up on a stuck script.
+    pub fn evaluated(&self) -> bool {
+        self.evaluated
     }
 }
 
@@ -192,6 +300,7 @@ impl From<ColumnError> for RowError {
         Self {
             column: Some(e.column),
             message: e.message,
+            evaluated: true,
         }
     }
 }
@@ -288,10 +397,17 @@ impl Transform {
     /// compiling the same script prevents that, short of a memory limit too small for it; Python's
     /// top-level code runs only now (in the first worker), and `python3` may have gone.
     pub fn evaluator(&self) -> Result<Evaluator, String> {
+        self.evaluator_with_stop(Arc::new(AtomicBool::new(false)))
+    }
+
+    /// [`Transform::evaluator`] that stops once `stop` is set (a run's cancel flag): a script call in
+    /// progress is interrupted and no later profile is evaluated (they fail with [`STOPPED_MESSAGE`]). A
+    /// visual mapping never looks at it: it runs no user code, and its loop stays as it was.
+    pub fn evaluator_with_stop(&self, stop: Arc<AtomicBool>) -> Result<Evaluator, String> {
         Ok(Evaluator(match self {
             Transform::Mapping(m) => Inner::Mapping(m.clone(), m.locator()),
-            Transform::Javascript(s) => Inner::Javascript(Box::new(s.runner()?)),
-            Transform::Python(s) => Inner::Python(s.runner()?),
+            Transform::Javascript(s) => Inner::Javascript(Box::new(s.runner_with_stop(stop)?)),
+            Transform::Python(s) => Inner::Python(s.runner_with_stop(stop)?),
         }))
     }
 }
@@ -306,6 +422,16 @@ enum Inner {
 }
 
 impl Evaluator {
+    /// Why the evaluator gave up on a stuck script (the time limit and how many profiles in a row hit
+    /// it); from then on it evaluates nothing. `None` while it goes on, and always for a mapping.
+    pub fn gave_up(&self) -> Option<String> {
+        match &self.0 {
+            Inner::Mapping(..) => None,
+            Inner::Javascript(r) => r.gave_up(),
+            Inner::Python(r) => r.gave_up(),
+        }
+    }
+
     /// The row of one profile; `now` is the run's start time (what `now()` means in a mapping).
     pub fn eval(&mut self, profile: &Profile, now: DateTime<Utc>) -> Result<Output, RowError> {
         match &mut self.0 {

@@ -225,12 +225,20 @@ async fn run_plan(
     }
 
     let pages = read::spawn_reader(ctx.profiles.clone(), source, batch);
-    let mut rows = transform::spawn_transformer(pages, prepared, filter_in_memory, now);
+    let mut rows =
+        transform::spawn_transformer(pages, prepared, filter_in_memory, now, ctx.cancel.clone());
     let mut prev_last: Option<String> = None;
     let mut waited = Instant::now();
     while let Some(page) = rows.recv().await {
         timings.read_transform += waited.elapsed();
-        let mut page = page?;
+        let mut page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                // The rows written before (a stuck script's, say) are recorded as usual.
+                let _ = writer.recorder.settle().await;
+                return Err(e);
+            }
+        };
         if ctx.cancel.load(Ordering::SeqCst) {
             run.errors = writer.log.groups.clone();
             writer.recorder.settle().await?;

@@ -1,6 +1,9 @@
 //! Transform: profiles become rows (values converted to the column types), their keys and hashes, on
 //! blocking threads away from the engine's tasks.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sluice_core::filter::Filter;
 use sluice_core::hash::hash_row;
@@ -11,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::read::Pages;
 use super::Prepared;
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ErrorKind, Result};
 
 /// Computes the rows of `profiles` as a run would — same transformation, same conversions, on a blocking
 /// thread that owns the script runtime — and writes nothing: what a preview shows. `now` is what `now()`
@@ -44,14 +47,17 @@ pub(crate) struct Computed {
 /// given back in order: transforming was the longest stage of a run, and one thread could not keep the
 /// destination busy. Scripts keep one thread (their runtimes are heavy, Python's has its own workers).
 /// With `filter`, profiles that do not match it come out skipped (as profiles that left the audience).
+/// A script's evaluator is tied to `cancel`, so that a cancel interrupts the call in progress and the
+/// rest of the page comes back at once (the run drops it); a mapping runs no user code and ignores it.
 pub(crate) fn spawn_transformer(
     mut pages: Pages,
     prepared: &Prepared,
     filter: Option<Filter>,
     now: DateTime<Utc>,
+    cancel: Arc<AtomicBool>,
 ) -> mpsc::Receiver<Result<Vec<Computed>>> {
     if !matches!(prepared.transform, Transform::Mapping(_)) {
-        return spawn_transform_worker(pages, prepared, filter, now);
+        return spawn_transform_worker(pages, prepared, filter, now, Some(cancel));
     }
     const WORKERS: usize = 2;
     let mut inputs = Vec::with_capacity(WORKERS);
@@ -59,7 +65,13 @@ pub(crate) fn spawn_transformer(
     for _ in 0..WORKERS {
         let (tx, rx) = mpsc::channel(1);
         inputs.push(tx);
-        outputs.push(spawn_transform_worker(rx, prepared, filter.clone(), now));
+        outputs.push(spawn_transform_worker(
+            rx,
+            prepared,
+            filter.clone(),
+            now,
+            None,
+        ));
     }
     // Page k goes to worker k % WORKERS and is taken back from it in the same turn, so the order holds;
     // when page k does not exist, neither does any after it, and its worker's output ends.
@@ -86,12 +98,15 @@ pub(crate) fn spawn_transformer(
     rx
 }
 
-/// Computes the rows of the pages it is given on one blocking thread, in order.
+/// Computes the rows of the pages it is given on one blocking thread, in order. When the evaluator gives
+/// up on a stuck script, the page is cut before the first profile it did not evaluate (the rows before
+/// are written and recorded as usual) and the run fails with the evaluator's reason.
 fn spawn_transform_worker(
     mut pages: Pages,
     prepared: &Prepared,
     filter: Option<Filter>,
     now: DateTime<Utc>,
+    stop: Option<Arc<AtomicBool>>,
 ) -> mpsc::Receiver<Result<Vec<Computed>>> {
     // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
     let (tx, rx) = mpsc::channel(1);
@@ -100,7 +115,11 @@ fn spawn_transform_worker(
     let key_idx = prepared.target.key_index();
     tokio::task::spawn_blocking(move || {
         // A script runtime is not Send: it is made here, on the thread that uses it, for the whole run.
-        let mut evaluator = match transform.evaluator() {
+        let made = match stop {
+            Some(stop) => transform.evaluator_with_stop(stop),
+            None => transform.evaluator(),
+        };
+        let mut evaluator = match made {
             Ok(e) => e,
             Err(message) => {
                 let _ = tx.blocking_send(Err(EngineError::internal(message)));
@@ -119,10 +138,27 @@ fn spawn_transform_worker(
                     key_idx,
                 )),
             };
-            let failed = out.is_err();
-            if tx.blocking_send(out).is_err() || failed {
+            let (mut computed, reason) = match (out, evaluator.gave_up()) {
+                (Ok(computed), Some(reason)) => (computed, reason),
+                (out, _) => {
+                    let failed = out.is_err();
+                    if tx.blocking_send(out).is_err() || failed {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let cut = computed
+                .iter()
+                .position(|c| matches!(&c.outcome, Err(e) if !e.evaluated()))
+                .unwrap_or(computed.len());
+            computed.truncate(cut);
+            // An empty page would read as the end of the profiles: only a non-empty one is sent.
+            if !computed.is_empty() && tx.blocking_send(Ok(computed)).is_err() {
                 break;
             }
+            let _ = tx.blocking_send(Err(EngineError::new(ErrorKind::Invalid, reason)));
+            break;
         }
     });
     rx

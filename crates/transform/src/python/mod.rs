@@ -46,7 +46,10 @@
 //!   wrong result. After ten profiles in a row that each stopped a worker, the rest of that batch fails
 //!   at once ("not transformed: …") rather than costing a worker start per profile.
 //! - **Shutdown**: after [`crate::abandon_scripts`], workers are no longer waited for and every profile
-//!   left fails at once.
+//!   left fails at once. The same holds for one runner once its stop flag is set
+//!   ([`crate::Transform::evaluator_with_stop`]), and once [`crate::TIMEOUTS_IN_A_ROW`] profiles in a
+//!   row ran past the time limit (measured by the worker, or a worker stopped for silence): the script is
+//!   taken to be stuck, its workers are stopped and the rest of the batch is not evaluated.
 //!
 //! # Isolation
 //!
@@ -91,6 +94,7 @@ mod check;
 mod pool;
 mod sandbox;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use sluice_core::{FieldErrors, TableDescription};
@@ -159,6 +163,12 @@ impl Script {
 
     /// A runner with one worker started (so that a script whose top-level code fails is reported now).
     pub fn runner(&self) -> Result<Runner, String> {
-        Runner::new(self.clone())
+        self.runner_with_stop(Arc::new(AtomicBool::new(false)))
+    }
+
+    /// [`Script::runner`] that stops waiting for its workers, and evaluates no later profile, once `stop`
+    /// is set.
+    pub fn runner_with_stop(&self, stop: Arc<AtomicBool>) -> Result<Runner, String> {
+        Runner::new(self.clone(), stop)
     }
 }

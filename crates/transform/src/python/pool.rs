@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use sluice_core::{schema, Profile, Value};
 
 use super::sandbox::Sandbox;
 use super::Script;
-use crate::{Limits, Output, RowError};
+use crate::{Limits, Output, RowError, Watch};
 
 /// The worker program; its protocol is described at its top.
 const WORKER: &str = include_str!("worker.py");
@@ -30,7 +31,7 @@ const MIN_SHARE: usize = 256;
 /// After this many profiles in a row that each stopped a worker, the rest of the batch fails without
 /// being tried.
 const MAX_FAILURES_IN_A_ROW: usize = 10;
-/// How often a wait for a worker looks whether scripts were abandoned.
+/// How often a wait for a worker looks whether scripts were abandoned or its evaluator stopped.
 const ABANDON_POLL: Duration = Duration::from_millis(50);
 /// How much of a worker's stderr is kept for messages.
 const STDERR_TAIL: usize = 2048;
@@ -59,8 +60,9 @@ enum Failure {
     Died(String),
     /// It answered something that is not the protocol.
     Protocol,
-    /// Scripts were abandoned (shutdown) while it worked.
-    Abandoned,
+    /// Scripts were abandoned (shutdown), or the evaluator stopped, while it worked; the error to give
+    /// every profile left.
+    Halted(RowError),
     /// It wrote a line longer than the output limit allows (the worker checks its rows itself, so this
     /// is a script writing to the protocol directly); the line answered the profile at hand.
     Oversized,
@@ -79,7 +81,7 @@ impl Failure {
             }
             Failure::Protocol => "the Python worker answered something unexpected while transforming this profile (did the script write to the worker's output?)".into(),
             Failure::Oversized => oversized_message(limits),
-            Failure::Abandoned => crate::ABANDONED_MESSAGE.into(),
+            Failure::Halted(e) => return e.clone(),
         })
     }
 
@@ -291,11 +293,12 @@ impl Worker {
         let _ = self.input.send(buf);
     }
 
-    /// The next line, waiting at most `silence`, and no longer once scripts are abandoned.
-    fn next_line(&self, silence: Duration) -> Result<Line, RecvTimeoutError> {
+    /// The next line, waiting at most `silence`, and no longer once scripts are abandoned or `watch`
+    /// stopped.
+    fn next_line(&self, silence: Duration, watch: &Watch) -> Result<Line, RecvTimeoutError> {
         let started = std::time::Instant::now();
         loop {
-            if crate::abandoned() {
+            if watch.interrupted() {
                 return Err(RecvTimeoutError::Timeout);
             }
             let left = silence.saturating_sub(started.elapsed());
@@ -309,34 +312,47 @@ impl Worker {
         }
     }
 
-    /// Receives the answers to a batch of `n` profiles into `out`; on failure, those received are in `out`
-    /// and the worker must be dropped.
+    /// Receives the answers to a batch of `n` profiles into `out`, counting them in `watch`; on failure,
+    /// those received are in `out` and the worker must be dropped. Once `watch` gives up on a stuck
+    /// script, the worker is not waited for any more.
     fn collect(
         &mut self,
         n: usize,
         script: &Script,
+        watch: &mut Watch,
         out: &mut Vec<Result<Output, RowError>>,
     ) -> Result<(), Failure> {
         let silence = script.limits.time_per_profile * 2 + SILENCE_SLACK;
         for _ in 0..n {
-            let line = match self.next_line(silence) {
+            let line = match self.next_line(silence, watch) {
                 Ok(Line::Text(line)) => line,
                 Ok(Line::Oversized) => return Err(Failure::Oversized),
-                Err(RecvTimeoutError::Timeout) if crate::abandoned() => {
-                    return Err(Failure::Abandoned)
+                Err(RecvTimeoutError::Timeout) if watch.interrupted() => {
+                    return Err(Failure::Halted(
+                        watch.halted().expect("interrupted means halted"),
+                    ))
                 }
                 Err(RecvTimeoutError::Timeout) => return Err(Failure::Silent),
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(Failure::Died(self.exit_status()))
                 }
             };
+            let mut timed_out = false;
             let outcome = match line.first() {
                 Some(b'r') => row(&line[1..], script),
                 Some(b's') if line.len() == 1 => Ok(Output::Skip),
-                Some(b'e') => Err(parse_error(&line[1..], script.limits)),
+                Some(b'e') => {
+                    timed_out = is_time_limit(&line[1..]);
+                    Err(parse_error(&line[1..], script.limits))
+                }
                 _ => return Err(Failure::Protocol),
             };
             out.push(outcome);
+            if watch.count(timed_out) {
+                return Err(Failure::Halted(
+                    watch.halted().expect("gave up means halted"),
+                ));
+            }
         }
         Ok(())
     }
@@ -373,6 +389,14 @@ fn write_profile(buf: &mut Vec<u8>, p: &Profile) {
         serde_json::to_writer(&mut *buf, v).expect("in-memory JSON");
     }
     buf.push(b'}');
+}
+
+/// Whether an error object of the protocol is the time limit's.
+fn is_time_limit(text: &[u8]) -> bool {
+    matches!(
+        serde_json::from_slice::<Json>(text),
+        Ok(Json::Object(e)) if e.get("limit").and_then(Json::as_str) == Some("time")
+    )
 }
 
 /// An error object of the protocol as the row's error.
@@ -478,17 +502,28 @@ fn plain(json: Json) -> Json {
 pub struct Runner {
     script: Script,
     workers: Vec<Option<Worker>>,
+    watch: Watch,
 }
 
 impl Runner {
     /// A runner with its first worker started, so that a script that cannot load fails now.
-    pub(super) fn new(script: Script) -> Result<Runner, String> {
+    pub(super) fn new(script: Script, stop: Arc<AtomicBool>) -> Result<Runner, String> {
         let first = Worker::spawn(&script)?;
         let mut workers: Vec<Option<Worker>> = (0..script.limits.python_workers.max(1))
             .map(|_| None)
             .collect();
         workers[0] = Some(first);
-        Ok(Runner { script, workers })
+        let watch = Watch::new(stop, script.limits.time_per_profile);
+        Ok(Runner {
+            script,
+            workers,
+            watch,
+        })
+    }
+
+    /// Why the runner gave up on a stuck script, once it has.
+    pub fn gave_up(&self) -> Option<String> {
+        self.watch.gave_up()
     }
 
     /// The row for one profile.
@@ -504,12 +539,8 @@ impl Runner {
         if profiles.is_empty() {
             return out;
         }
-        if crate::abandoned() {
-            out.extend(
-                profiles
-                    .iter()
-                    .map(|_| Err(RowError::new(crate::ABANDONED_MESSAGE))),
-            );
+        if let Some(e) = self.watch.halted() {
+            out.extend(profiles.iter().map(|_| Err(e.clone())));
             return out;
         }
         let shares = (profiles.len() / MIN_SHARE).clamp(1, self.workers.len());
@@ -520,13 +551,21 @@ impl Runner {
                 .push(ensure(&mut self.workers[slot], &self.script).map(|w| w.send(chunk, false)));
         }
         for ((slot, chunk), started) in chunks.into_iter().enumerate().zip(started) {
+            if let Some(e) = self.watch.halted() {
+                // Its worker may be busy with profiles no one waits for any more.
+                self.workers[slot] = None;
+                out.extend(chunk.iter().map(|_| Err(e.clone())));
+                continue;
+            }
             if let Err(message) = started {
                 out.extend(chunk.iter().map(|_| Err(RowError::new(message.clone()))));
                 continue;
             }
             let before = out.len();
             let worker = self.workers[slot].as_mut().expect("started above");
-            if let Err(failure) = worker.collect(chunk.len(), &self.script, &mut out) {
+            if let Err(failure) =
+                worker.collect(chunk.len(), &self.script, &mut self.watch, &mut out)
+            {
                 self.workers[slot] = None;
                 let rest = &chunk[out.len() - before..];
                 self.recover(slot, rest, failure, &mut out);
@@ -551,15 +590,18 @@ impl Runner {
         // profile would otherwise take minutes per batch.
         let mut in_a_row = 0;
         loop {
-            if crate::abandoned() {
-                out.extend(
-                    rest.iter()
-                        .map(|_| Err(RowError::new(crate::ABANDONED_MESSAGE))),
-                );
+            if let Some(e) = self.watch.halted() {
+                out.extend(rest.iter().map(|_| Err(e.clone())));
                 return;
             }
             if careful {
                 let error = failure.row_error(self.script.limits);
+                // A hang is the time limit; counted here, where the profile at fault is known.
+                if self.watch.count(matches!(failure, Failure::Silent)) {
+                    out.push(Err(error));
+                    rest = &rest[1..];
+                    continue;
+                }
                 in_a_row += 1;
                 if in_a_row >= MAX_FAILURES_IN_A_ROW {
                     let message = format!(
@@ -590,7 +632,7 @@ impl Runner {
             };
             worker.send(rest, careful);
             let before = out.len();
-            match worker.collect(rest.len(), &self.script, out) {
+            match worker.collect(rest.len(), &self.script, &mut self.watch, out) {
                 Ok(()) => return,
                 Err(f) => {
                     self.workers[slot] = None;
