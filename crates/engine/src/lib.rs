@@ -489,7 +489,8 @@ impl Engine {
     }
 
     /// Asks a run to stop: a queued one ends at once, a running one at the next batch boundary (the rows
-    /// written so far stay recorded). `false` when it is not active here.
+    /// written so far stay recorded); a script running at the time is interrupted, so that boundary comes
+    /// within about one script time limit. `false` when it is not active here.
     pub fn cancel(&self, run_id: &str) -> bool {
         let active = self.inner.active.lock().unwrap();
         match active.values().find(|a| a.run_id == run_id) {
