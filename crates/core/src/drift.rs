@@ -4,7 +4,9 @@
 //! - the table's identity ([`identity_changed`]): a table dropped and created again holds none of the
 //!   rows, so the sync state is reset and everything is written again;
 //! - its row count ([`count_check`]): fewer rows than Sluice keeps there means rows were deleted or the
-//!   table truncated, and the run reconciles before writing;
+//!   table truncated, and the run reconciles before writing. Where the database offers a cheap change
+//!   marker ([`TableState`]), the count is skipped while the marker is the one recorded after the last
+//!   count, so that a run with nothing to do stays cheap on a large table;
 //! - a reconcile ([`compare`]): the rows of a page of sync entries read back and hashed as they were
 //!   when written; an entry whose row is missing or hashes differently is marked [`STALE`], so that the
 //!   run's ordinary decision writes its row again. Entries are never dropped for a row that is merely
@@ -24,6 +26,52 @@ pub const STALE: RowHash = 0;
 /// change: the row count still checks that table.
 pub fn identity_changed(recorded: Option<&str>, current: Option<&str>) -> bool {
     matches!((recorded, current), (Some(r), Some(c)) if r != c)
+}
+
+/// What the sync state records about its table: the identity, and the change marker that held when the
+/// row count last agreed with the sync state (if the database has one). Kept as one text, the identity
+/// first, so a state recorded before markers existed reads as an identity alone.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableState {
+    pub identity: Option<String>,
+    pub marker: Option<String>,
+}
+
+/// Separates the identity from the marker in the stored text; neither contains it (both are written by
+/// the destinations from numbers and names of the database's catalogue).
+const MARKER_SEPARATOR: char = '\u{1f}';
+
+impl TableState {
+    pub fn parse(stored: Option<&str>) -> TableState {
+        match stored {
+            None => TableState::default(),
+            Some(s) => match s.split_once(MARKER_SEPARATOR) {
+                Some((identity, marker)) => TableState {
+                    identity: Some(identity.to_string()),
+                    marker: (!marker.is_empty()).then(|| marker.to_string()),
+                },
+                None => TableState {
+                    identity: Some(s.to_string()),
+                    marker: None,
+                },
+            },
+        }
+    }
+
+    /// The stored text; `None` when the identity is unknown (nothing worth recording).
+    pub fn stored(&self) -> Option<String> {
+        let identity = self.identity.as_deref()?;
+        Some(match &self.marker {
+            Some(m) => format!("{identity}{MARKER_SEPARATOR}{m}"),
+            None => identity.to_string(),
+        })
+    }
+
+    /// Whether the row count may be skipped: the database gave a marker and it is the one recorded when
+    /// the count last agreed.
+    pub fn count_unneeded(&self, current_marker: Option<&str>) -> bool {
+        matches!((self.marker.as_deref(), current_marker), (Some(r), Some(c)) if r == c)
+    }
 }
 
 /// What the row count at the start of a run says.
@@ -95,6 +143,34 @@ pub fn compare(entries: Vec<SyncEntry>, found: &HashMap<SyncKey, RowHash>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_state_reads_back_what_it_stored_and_an_identity_alone() {
+        let full = TableState {
+            identity: Some("oid:42".into()),
+            marker: Some("16384:7".into()),
+        };
+        assert_eq!(TableState::parse(full.stored().as_deref()), full);
+        let bare = TableState::parse(Some("oid:42"));
+        assert_eq!(bare.identity.as_deref(), Some("oid:42"));
+        assert_eq!(bare.marker, None);
+        assert_eq!(bare.stored().as_deref(), Some("oid:42"));
+        assert_eq!(TableState::parse(None), TableState::default());
+        assert_eq!(TableState::default().stored(), None);
+    }
+
+    #[test]
+    fn the_count_is_skipped_only_for_the_recorded_marker() {
+        let state = TableState {
+            identity: Some("oid:42".into()),
+            marker: Some("16384:7".into()),
+        };
+        assert!(state.count_unneeded(Some("16384:7")));
+        assert!(!state.count_unneeded(Some("16384:8")), "a deletion since");
+        assert!(!state.count_unneeded(Some("16390:7")), "truncated since");
+        assert!(!state.count_unneeded(None), "no marker now");
+        assert!(!TableState::parse(Some("oid:42")).count_unneeded(Some("16384:7")));
+    }
 
     fn entry(id: &str, key: &str, hash: RowHash, left: bool) -> SyncEntry {
         SyncEntry {

@@ -277,6 +277,13 @@ pub trait Destination: Send + Sync {
     /// without tombstones). Each implementation states its cost (see [`drift`]).
     async fn count_rows(&self, target: &WriteTarget) -> Result<u64>;
 
+    /// A cheap marker that changes whenever rows of the table may have been removed by anyone (deleted,
+    /// truncated, the table rewritten), so that a run can skip [`Destination::count_rows`] while it is
+    /// unchanged. `Ok(None)` when the database offers no such marker: the run counts every time.
+    async fn change_marker(&self, _target: &WriteTarget) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// The rows of the target's table whose key is one of `keys`, in no particular order: each with the
     /// values of [`WriteTarget::columns`] in that order, read back as the values Sluice writes for the
     /// column types (see [`drift::decode`]), so that hashing them gives the hash of the row as written

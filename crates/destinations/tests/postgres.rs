@@ -62,7 +62,10 @@ impl Harness for Pg {
     }
 
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
-        Ok(self.admin.batch_execute(sql).await?)
+        // An idle session reports its deletions to the statistics system (which the change marker reads)
+        // only every ten seconds; report them now, as a session that ends or keeps working would.
+        let sql = format!("{sql}; SELECT pg_stat_force_next_flush()");
+        Ok(self.admin.batch_execute(&sql).await?)
     }
 
     async fn query(&self, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {

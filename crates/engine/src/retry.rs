@@ -96,6 +96,13 @@ impl Destination for Retrying<'_> {
         self.retried(|| self.inner.count_rows(target)).await
     }
 
+    async fn change_marker(
+        &self,
+        target: &WriteTarget,
+    ) -> sluice_destinations::Result<Option<String>> {
+        self.retried(|| self.inner.change_marker(target)).await
+    }
+
     async fn read_rows(
         &self,
         target: &WriteTarget,

@@ -93,7 +93,11 @@ impl Db for PgDb {
         s
     }
     async fn exec(&self, sql: &str) {
-        self.client().await.batch_execute(sql).await.unwrap();
+        // An idle session reports its deletions to the statistics system (which the destination's
+        // change marker reads) only every ten seconds; report them now, so that the next run sees them as
+        // a run ten seconds later would.
+        let sql = format!("{sql}; SELECT pg_stat_force_next_flush()");
+        self.client().await.batch_execute(&sql).await.unwrap();
     }
     async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         let c = self.client().await;

@@ -122,6 +122,14 @@ impl Destination for Postgres {
         s.settle(result)
     }
 
+    async fn change_marker(&self, target: &WriteTarget) -> Result<Option<String>> {
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let schema = self.settings.schema.as_str();
+        let mut s = self.session().await?;
+        let result = s.session().change_marker(schema, &target.table.name).await;
+        s.settle(result)
+    }
+
     async fn read_rows(&self, target: &WriteTarget, keys: &[Value]) -> Result<Vec<Vec<Value>>> {
         if keys.is_empty() {
             return Ok(Vec::new());

@@ -119,7 +119,7 @@ macro_rules! conformance_tests {
             column_dropped_between_describe_and_upsert, table_dropped_between_describe_and_upsert,
             large_batch_counts, duplicate_in_another_unique_column,
             key_column_not_unique, batches_switch_between_new_and_taken_keys,
-            drift_identity_and_count, drift_rows_read_back);
+            drift_identity_and_count, drift_rows_read_back, drift_change_marker);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -1346,6 +1346,49 @@ pub async fn drift_identity_and_count(h: &dyn Harness) {
         again.as_deref() != Some(first.as_str()) || rows == 0,
         "a recreated table is noticed by its identity or its count"
     );
+    f.finish().await;
+}
+
+/// A destination's change marker, where it has one, stays put while Sluice upserts and moves once rows
+/// are deleted by someone else (within a few seconds: PostgreSQL's comes from its statistics), so that a
+/// run may skip its row count only while nobody removed anything.
+pub async fn drift_change_marker(h: &dyn Harness) {
+    let f = Fixture::new(h, Shape::IntKeyed).await;
+    let t = f.target(&["id", "n"], "id");
+    let rows = |n: i64| -> Vec<Vec<Value>> {
+        (1..=5)
+            .map(|i| vec![Value::Int(i), Value::Int(i * n)])
+            .collect()
+    };
+    f.upsert(&t, rows(1)).await;
+    let Some(before) = f.dest.change_marker(&t).await.unwrap() else {
+        // No marker: every run counts; nothing more to hold.
+        assert_eq!(f.dest.change_marker(&t).await.unwrap(), None);
+        f.finish().await;
+        return;
+    };
+    f.upsert(&t, rows(2)).await;
+    assert_eq!(
+        f.dest.change_marker(&t).await.unwrap().as_deref(),
+        Some(before.as_str()),
+        "Sluice's upserts leave the marker as it is"
+    );
+    let table = h.quote(&f.table);
+    h.execute(&format!("DELETE FROM {table} WHERE {} = 1", h.quote("id")))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let now = f.dest.change_marker(&t).await.unwrap();
+        if now.as_deref() != Some(before.as_str()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a deletion by someone else moves the marker"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     f.finish().await;
 }
 

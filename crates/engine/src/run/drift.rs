@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use sluice_core::drift::{compare, count_check, identity_changed, CountCheck};
+use sluice_core::drift::{compare, count_check, identity_changed, CountCheck, TableState};
 use sluice_core::hash::{hash_row, RowHash};
 use sluice_core::sync::SyncKey;
 use sluice_destinations::Destination;
@@ -66,8 +66,15 @@ pub(crate) async fn check(
     let mut findings = Findings::default();
 
     let current = dest.table_identity(table).await.map_err(dest_error)?;
-    let recorded = ctx.sync.sync_table_identity(pid).await.map_err(store)?;
-    if identity_changed(recorded.as_deref(), current.as_deref()) {
+    let stored = ctx.sync.sync_table_identity(pid).await.map_err(store)?;
+    let recorded = TableState::parse(stored.as_deref());
+    // Read before the count, so that a deletion after it moves the marker away from the one recorded.
+    let marker = dest.change_marker(&p.target).await.map_err(dest_error)?;
+    let mut state = TableState {
+        identity: current.clone(),
+        marker: None,
+    };
+    if identity_changed(recorded.identity.as_deref(), current.as_deref()) {
         tracing::warn!(pipeline = %pid, table = %table, "the table was dropped and created again; resetting the sync state");
         ctx.sync.sync_clear(pid).await.map_err(write_store)?;
         findings
@@ -75,18 +82,13 @@ pub(crate) async fn check(
             .push(format!("table `{table}` was recreated; all rows rewritten"));
         findings.full_read = true;
     }
-    if current.is_some() && current != recorded {
-        ctx.sync
-            .set_sync_table_identity(pid, current.as_deref())
-            .await
-            .map_err(write_store)?;
-    }
     if findings.full_read {
+        record_state(ctx, pid, &state, stored.as_deref()).await?;
         return Ok(findings);
     }
 
     let mut reconcile = mode == RunMode::Reconcile;
-    if !reconcile {
+    if !reconcile && !recorded.count_unneeded(marker.as_deref()) {
         let live = ctx.sync.sync_count(pid).await.map_err(store)?;
         let left = ctx.sync.sync_count_left(pid).await.map_err(store)?;
         if live + left > 0 {
@@ -109,7 +111,28 @@ pub(crate) async fn check(
             ));
         }
     }
+    // The count agreed, was skipped under the same marker, or its difference is now marked for rewriting:
+    // the marker read before it is the one later runs compare with.
+    state.marker = marker;
+    record_state(ctx, pid, &state, stored.as_deref()).await?;
     Ok(findings)
+}
+
+/// Records the table's identity and marker when they differ from what is stored.
+async fn record_state(
+    ctx: &RunContext,
+    pid: &str,
+    state: &TableState,
+    stored: Option<&str>,
+) -> Result<()> {
+    let text = state.stored();
+    if text.is_some() && text.as_deref() != stored {
+        ctx.sync
+            .set_sync_table_identity(pid, text.as_deref())
+            .await
+            .map_err(|e| EngineError::store("recording the sync state failed", e))?;
+    }
+    Ok(())
 }
 
 /// Reads the rows of every sync entry back, a page at a time, and marks stale the entries whose rows

@@ -56,6 +56,31 @@ impl Session {
         }))
     }
 
+    /// The table's file node and the server's count of rows deleted from it: TRUNCATE, `VACUUM FULL`
+    /// and a rewrite give a new file node, and every DELETE (committed or not) raises the count, which an
+    /// UPDATE or an INSERT leaves as it is. The count comes from the statistics system, to which a
+    /// session reports when it ends or, while it works, about once a second, but an idle one only every
+    /// ten seconds: a deletion not reported yet when a run starts is seen by a later run.
+    /// `None` without `track_counts`, or for a partitioned table (its rows live in its partitions).
+    pub async fn change_marker(&mut self, schema: &str, name: &str) -> Result<Option<String>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT c.relfilenode::bigint, pg_catalog.pg_stat_get_tuples_deleted(c.oid), \
+                        c.relkind::text, current_setting('track_counts') \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&schema, &name],
+            )
+            .await
+            .map_err(|e| map_error(&e))?;
+        Ok(row.and_then(|r| {
+            let (node, deleted): (i64, i64) = (r.get(0), r.get(1));
+            let (kind, counting): (String, String) = (r.get(2), r.get(3));
+            (kind == "r" && counting == "on").then(|| format!("{node}:{deleted}"))
+        }))
+    }
+
     pub async fn count_rows(&mut self, schema: &str, target: &WriteTarget) -> Result<u64> {
         let sql = format!(
             "SELECT count(*) FROM {}",
