@@ -6,9 +6,10 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use sluice_engine::{Engine, EngineConfig};
-use sluice_store::SecretBox;
+use sluice_engine::Engine;
 use tower::ServiceExt;
+
+mod support;
 
 const TOKEN: &str = "test-token";
 
@@ -29,12 +30,7 @@ fn pg_url() -> String {
 impl Api {
     async fn new() -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let secrets = SecretBox::load_or_create(dir.path()).unwrap();
-        let meta = sluice_store::open_metadata(None, dir.path(), secrets)
-            .await
-            .unwrap();
-        let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
-        let engine = Engine::new(meta, profiles, EngineConfig::default());
+        let engine = support::engine(dir.path()).await;
         let app = sluice_api::router(sluice_api::AppState::new(engine.clone(), TOKEN));
         let schema = format!("api_{}", uuid_like());
         let api = Api {
