@@ -48,18 +48,25 @@ impl Drop for Server {
 /// on; returns the server and the rest of its standard output. Dropping that output closes the pipe:
 /// keep it, or [`drain`] it, when the server logs to standard output after starting.
 pub fn start(cmd: &mut Command) -> (Server, Lines<BufReader<ChildStdout>>) {
+    try_start(cmd)
+        .unwrap_or_else(|first| panic!("`sluice serve` did not say where it listens: {first:?}"))
+}
+
+/// [`start`], answering the first line the server wrote (empty if none) when it names no address; the
+/// server is then stopped.
+pub fn try_start(cmd: &mut Command) -> Result<(Server, Lines<BufReader<ChildStdout>>), String> {
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
     let Some((before, rest)) = first.split_once("://") else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("`sluice serve` did not say where it listens: {first:?}");
+        return Err(first);
     };
     let scheme = before.rsplit(' ').next().unwrap();
     let addr = rest.split_whitespace().next().unwrap();
     let url = format!("{scheme}://{addr}");
-    (Server { child, url }, lines)
+    Ok((Server { child, url }, lines))
 }
 
 /// Keeps reading the server's standard output so that it never blocks on a full pipe.
