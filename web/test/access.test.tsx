@@ -1,36 +1,14 @@
 // Role-aware UI: each role sees what it may do, and what it may not is hidden or disabled with the reason.
-import { render } from 'preact';
-import { act } from 'preact/test-utils';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { AccessContext } from '../src/access';
-import type { Pipeline, Principal, Role } from '../src/api';
+import type { Principal, Role } from '../src/api';
 import { SignedIn } from '../src/App';
-import { ToastProvider } from '../src/components/ui';
 import { can, whyNot } from '../src/lib/access';
 import { RunsPage } from '../src/pages/Runs';
+import { json, mount, pipeline as basePipeline, unmount } from './mount';
 
-const pipeline: Pipeline = {
-  id: 'pl_1',
-  destination: 'dst_1',
-  name: 'Export users',
-  description: '',
-  enabled: true,
-  filter: null,
-  table: 'customers',
-  key: 'customer_id',
-  transformation: { mapping: { customer_id: '_id' } },
-  schedule: null,
-  on_leave: 'keep',
-  filter_summary: '',
-  running: null,
-  last_run: null,
-  next_run_at: null,
-  created_at: '2026-03-01T08:00:00Z',
-  updated_at: '2026-03-01T08:00:00Z',
-};
+const pipeline = basePipeline();
 
 function stubApi() {
-  const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status });
   vi.stubGlobal(
     'fetch',
     vi.fn(async (url: string) => {
@@ -68,27 +46,14 @@ describe.each([
 ])('signed in as $role', ({ role, admin, edit }) => {
   let root: HTMLElement;
   afterEach(() => {
-    render(null, root);
-    root.remove();
-    vi.unstubAllGlobals();
+    unmount(root);
     location.hash = '';
   });
 
   it('shows the navigation and destination actions the role allows', async () => {
     stubApi();
     location.hash = '#/destinations';
-    root = document.createElement('div');
-    document.body.appendChild(root);
-    await act(() =>
-      render(
-        <ToastProvider>
-          <AccessContext.Provider value={me(role)}>
-            <SignedIn me={me(role)} onSignOut={() => {}} />
-          </AccessContext.Provider>
-        </ToastProvider>,
-        root,
-      ),
-    );
+    root = await mount(<SignedIn me={me(role)} onSignOut={() => {}} />, me(role));
     await vi.waitFor(() => expect(root.textContent).toContain('Warehouse'));
     const nav = root.querySelector('nav')!.textContent!;
     expect(nav.includes('API tokens')).toBe(admin);
@@ -102,18 +67,7 @@ describe.each([
 
   it('offers Run now to the roles that may start runs', async () => {
     stubApi();
-    root = document.createElement('div');
-    document.body.appendChild(root);
-    await act(() =>
-      render(
-        <ToastProvider>
-          <AccessContext.Provider value={me(role)}>
-            <RunsPage id="pl_1" />
-          </AccessContext.Provider>
-        </ToastProvider>,
-        root,
-      ),
-    );
+    root = await mount(<RunsPage id="pl_1" />, me(role));
     await vi.waitFor(() => expect(root.textContent).toContain('Run now'));
     const run = Array.from(root.querySelectorAll<HTMLButtonElement>('button')).find((b) => b.textContent?.includes('Run now'))!;
     expect(run.disabled).toBe(!edit);
@@ -123,8 +77,6 @@ describe.each([
   it('keeps the admin pages to admins', async () => {
     stubApi();
     location.hash = '#/tokens';
-    root = document.createElement('div');
-    document.body.appendChild(root);
     vi.stubGlobal(
       'fetch',
       vi.fn(async (url: string) => {
@@ -132,16 +84,7 @@ describe.each([
         return new Response(JSON.stringify({ status: 'ok', version: '0.1.0' }));
       }),
     );
-    await act(() =>
-      render(
-        <ToastProvider>
-          <AccessContext.Provider value={me(role)}>
-            <SignedIn me={me(role)} onSignOut={() => {}} />
-          </AccessContext.Provider>
-        </ToastProvider>,
-        root,
-      ),
-    );
+    root = await mount(<SignedIn me={me(role)} onSignOut={() => {}} />, me(role));
     if (admin) {
       await vi.waitFor(() => expect(root.querySelector('button[aria-label="Revoke ci"]')).toBeTruthy());
     } else {

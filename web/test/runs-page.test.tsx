@@ -1,30 +1,16 @@
 // The runs page against a stubbed API: a queued run is explained and can be cancelled from the history.
-import { render } from 'preact';
 import { act } from 'preact/test-utils';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Pipeline, Run } from '../src/api';
-import { ToastProvider } from '../src/components/ui';
+import type { Run } from '../src/api';
 import { RunsPage } from '../src/pages/Runs';
+import { json, mount, pipeline as basePipeline, unmount } from './mount';
 
-const pipeline: Pipeline = {
-  id: 'pl_1',
-  destination: 'dst_1',
-  name: 'Export users',
-  description: '',
-  enabled: true,
-  filter: null,
-  table: 'customers',
-  key: 'customer_id',
+const pipeline = basePipeline({
   transformation: { python: 'def transform(p): return None' },
   schedule: '15m',
-  on_leave: 'keep',
-  filter_summary: '',
   running: 'run_q',
-  last_run: null,
   next_run_at: new Date(Date.now() + 10 * 60_000).toISOString(),
-  created_at: '2026-03-01T08:00:00Z',
-  updated_at: '2026-03-01T08:00:00Z',
-};
+});
 
 const counts = { read: 0, filtered_out: 0, transform_failed: 0, inserted: 0, updated: 0, unchanged: 0, deleted: 0, failed: 0 };
 const queued: Run = { id: 'run_q', pipeline: 'pl_1', trigger: 'schedule', status: 'queued', queued_at: '2026-03-01T10:00:00Z', started_at: null, finished_at: null, duration_ms: null, rows_per_second: null, written: 0, progress: { processed: 0, total: null }, counts, errors: [], message: null };
@@ -32,18 +18,13 @@ const done: Run = { ...queued, id: 'run_d', status: 'succeeded', trigger: 'manua
 
 describe('the runs page', () => {
   let root: HTMLElement;
-  afterEach(() => {
-    render(null, root);
-    root.remove();
-    vi.unstubAllGlobals();
-  });
+  afterEach(() => unmount(root));
 
   it('explains a queued run and cancels it from the run history', async () => {
     let cancelled = false;
     const calls: string[] = [];
     const fetch = vi.fn(async (url: string, init?: RequestInit) => {
       calls.push(`${init?.method ?? 'GET'} ${url}`);
-      const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status });
       if (url === '/v1/pipelines/pl_1') return json(pipeline);
       if (url.startsWith('/v1/pipelines/pl_1/runs')) return json({ runs: [cancelled ? { ...queued, status: 'cancelled', finished_at: '2026-03-01T10:00:05Z' } : queued, done], next: null });
       if (url === '/v1/destinations/dst_1') return json({ id: 'dst_1', name: 'Warehouse', type: 'postgresql', settings: {} });
@@ -54,16 +35,7 @@ describe('the runs page', () => {
       return json({ error: { code: 'NotFound', message: url } }, 404);
     });
     vi.stubGlobal('fetch', fetch);
-    root = document.createElement('div');
-    document.body.appendChild(root);
-    await act(() =>
-      render(
-        <ToastProvider>
-          <RunsPage id="pl_1" />
-        </ToastProvider>,
-        root,
-      ),
-    );
+    root = await mount(<RunsPage id="pl_1" />);
     await vi.waitFor(() => expect(root.textContent).toContain('Run history'));
     expect(root.textContent).toContain('Waiting for a free slot');
     expect(root.textContent).toMatch(/next run in (9|10) minutes/);
@@ -82,7 +54,6 @@ describe('the runs page', () => {
     const bodies: unknown[] = [];
     const idle = { ...pipeline, running: null };
     const fetch = vi.fn(async (url: string, init?: RequestInit) => {
-      const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status });
       if (url === '/v1/pipelines/pl_1') return json(idle);
       if (url.startsWith('/v1/pipelines/pl_1/runs') && init?.method === 'POST') {
         bodies.push(JSON.parse(String(init.body)));
@@ -93,16 +64,7 @@ describe('the runs page', () => {
       return json({ error: { code: 'NotFound', message: url } }, 404);
     });
     vi.stubGlobal('fetch', fetch);
-    root = document.createElement('div');
-    document.body.appendChild(root);
-    await act(() =>
-      render(
-        <ToastProvider>
-          <RunsPage id="pl_1" />
-        </ToastProvider>,
-        root,
-      ),
-    );
+    root = await mount(<RunsPage id="pl_1" />);
     await vi.waitFor(() => expect(root.textContent).toContain('Run history'));
     const button = Array.from(root.querySelectorAll<HTMLButtonElement>('button')).find((b) => b.textContent?.trim() === 'Reconcile');
     expect(button).toBeTruthy();

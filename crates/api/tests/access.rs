@@ -14,6 +14,8 @@ use sluice_engine::{Engine, EngineConfig};
 use sluice_store::{MetadataStore, SecretBox};
 use tower::ServiceExt;
 
+mod support;
+
 const ADMIN: &str = "the-admin-token";
 const PASSWORD: &str = "pa55-w0rd-never-in-the-log";
 
@@ -23,26 +25,19 @@ struct Server {
     dir: tempfile::TempDir,
 }
 
-async fn engine(dir: &std::path::Path, meta: Option<Arc<dyn MetadataStore>>) -> Engine {
-    let meta = match meta {
-        Some(m) => m,
-        None => {
-            let secrets = SecretBox::load_or_create(dir).unwrap();
-            sluice_store::open_metadata(None, dir, secrets)
-                .await
-                .unwrap()
-        }
-    };
-    let profiles = sluice_store::open_profiles(None, dir).await.unwrap();
-    Engine::new(meta, profiles, EngineConfig::default())
-}
-
 async fn server_with(
     meta: Option<Arc<dyn MetadataStore>>,
     configure: impl FnOnce(AppState) -> AppState,
 ) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), meta).await;
+    let engine = match meta {
+        // Metadata shared with another instance; the profiles stay this one's own.
+        Some(meta) => {
+            let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
+            Engine::new(meta, profiles, EngineConfig::default())
+        }
+        None => support::engine(dir.path()).await,
+    };
     let app = sluice_api::router(configure(AppState::new(engine, ADMIN)));
     Server { app, dir }
 }
@@ -443,24 +438,17 @@ async fn changes_are_audited_with_before_and_after_and_no_secret() {
         }
         json!({"properties": props})
     };
-    let put = call(
-        &s.app,
-        "PUT",
-        "/v1/profile-schema",
-        Some(&editor),
-        Some(model("")),
-    )
-    .await;
-    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
-    let put = call(
-        &s.app,
-        "PUT",
-        "/v1/profile-schema",
-        Some(&editor),
-        Some(model("country")),
-    )
-    .await;
-    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    for extra in ["", "country"] {
+        let put = call(
+            &s.app,
+            "PUT",
+            "/v1/profile-schema",
+            Some(&editor),
+            Some(model(extra)),
+        )
+        .await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    }
     // A refused change is not a change.
     let refused = call(
         &s.app,

@@ -6,9 +6,14 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use sluice_engine::{Engine, EngineConfig};
-use sluice_store::SecretBox;
+use sluice_engine::Engine;
 use tower::ServiceExt;
+
+mod support;
+
+// The fake servers of the destinations' password tests.
+#[path = "../../destinations/tests/recording/mod.rs"]
+mod recording;
 
 const TOKEN: &str = "test-token";
 
@@ -29,12 +34,7 @@ fn pg_url() -> String {
 impl Api {
     async fn new() -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let secrets = SecretBox::load_or_create(dir.path()).unwrap();
-        let meta = sluice_store::open_metadata(None, dir.path(), secrets)
-            .await
-            .unwrap();
-        let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
-        let engine = Engine::new(meta, profiles, EngineConfig::default());
+        let engine = support::engine(dir.path()).await;
         let app = sluice_api::router(sluice_api::AppState::new(engine.clone(), TOKEN));
         let schema = format!("api_{}", uuid_like());
         let api = Api {
@@ -362,43 +362,6 @@ async fn malformed_and_invalid_requests() {
     assert!(v["error"]["fields"]["name"].is_array(), "{v}");
 }
 
-/// A listener that answers like a PostgreSQL server without TLS asking for a cleartext password, and
-/// records every byte it receives.
-async fn recording_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = received.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut asked = false;
-                while let Ok(n) = socket.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    log.lock().unwrap().extend_from_slice(&buf[..n]);
-                    let reply: &[u8] = if n == 8 && buf[4..8] == 80877103u32.to_be_bytes() {
-                        b"N"
-                    } else if !asked {
-                        asked = true;
-                        b"R\0\0\0\x08\0\0\0\x03"
-                    } else {
-                        break;
-                    };
-                    if socket.write_all(reply).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    (port, received)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stored_password_never_leaves_for_a_new_address() {
     let api = Api::new().await;
@@ -414,7 +377,7 @@ async fn a_stored_password_never_leaves_for_a_new_address() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    let (port, received) = recording_server().await;
+    let (port, received) = recording::postgres_asking_cleartext().await;
 
     // The stored password, left out or sent back masked, for another port, host, user or TLS mode.
     let mut elsewhere = Vec::new();

@@ -5,8 +5,9 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sluice_engine::{Engine, EngineConfig};
-use sluice_store::SecretBox;
 use tower::ServiceExt;
+
+mod support;
 
 async fn call(app: &axum::Router, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
     let req = Request::builder()
@@ -28,14 +29,7 @@ async fn call(app: &axum::Router, method: &str, path: &str, body: Value) -> (Sta
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_profiles_in_one_request() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = sluice_store::open_metadata(
-        None,
-        dir.path(),
-        SecretBox::load_or_create(dir.path()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
+    let (meta, profiles) = support::stores(dir.path()).await;
     let app = sluice_api::router(sluice_api::AppState::new(
         Engine::new(meta, profiles.clone(), EngineConfig::default()),
         "t",

@@ -9,24 +9,12 @@ use serde_json::{json, Value};
 use sluice_core::filter::Filter;
 use sluice_core::schema::{PropertyWire, SchemaWire};
 use sluice_core::Schema;
-use sluice_engine::{Engine, EngineConfig};
-use sluice_store::SecretBox;
 use tower::ServiceExt;
 
+mod support;
+
 async fn served_table() -> Value {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = sluice_store::open_metadata(
-        None,
-        dir.path(),
-        SecretBox::load_or_create(dir.path()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
-    let app = sluice_api::router(sluice_api::AppState::new(
-        Engine::new(meta, profiles, EngineConfig::default()),
-        "t",
-    ));
+    let (app, _dir) = support::app("t").await;
     let req = Request::builder()
         .uri("/v1/filters/operators")
         .header("authorization", "Bearer t")

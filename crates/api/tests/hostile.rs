@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_engine::{Engine, EngineConfig};
-use sluice_store::SecretBox;
+
+mod support;
 
 const TOKEN: &str = "hostile-corpus-token";
 
@@ -38,19 +38,8 @@ async fn serve() -> Served {
     let dir = tempfile::tempdir().unwrap();
     // As `sluice serve` does: SQLite destinations live in the data directory's `destinations/`.
     sluice_destinations::sqlite::config::confine_to(&dir.path().join("destinations")).unwrap();
-    let meta = sluice_store::open_metadata(
-        None,
-        dir.path(),
-        SecretBox::load_or_create(dir.path()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
-    let engine = Engine::new(meta, profiles, EngineConfig::default());
-    let app = sluice_api::router(sluice_api::AppState::new(engine, TOKEN));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let engine = support::engine(dir.path()).await;
+    let addr = support::serve(sluice_api::router(sluice_api::AppState::new(engine, TOKEN))).await;
     Served {
         url: format!("http://{addr}"),
         dir,

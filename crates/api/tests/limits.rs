@@ -9,20 +9,15 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sluice_api::BodyLimits;
-use sluice_engine::{Engine, EngineConfig};
-use sluice_store::SecretBox;
 use tower::ServiceExt;
+
+mod support;
 
 const TOKEN: &str = "test-token";
 
 async fn app(limits: Option<BodyLimits>) -> (Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let secrets = SecretBox::load_or_create(dir.path()).unwrap();
-    let meta = sluice_store::open_metadata(None, dir.path(), secrets)
-        .await
-        .unwrap();
-    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
-    let engine = Engine::new(meta, profiles, EngineConfig::default());
+    let engine = support::engine(dir.path()).await;
     let mut state = sluice_api::AppState::new(engine, TOKEN);
     if let Some(l) = limits {
         state = state.with_body_limits(l);

@@ -10,8 +10,10 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sluice_engine::{Engine, EngineConfig};
-use sluice_store::{Counts, MetadataStore, Progress, RunRecord, RunStatus, SecretBox};
+use sluice_store::{Counts, MetadataStore, Progress, RunRecord, RunStatus};
 use tower::ServiceExt;
+
+mod support;
 
 const TOKEN: &str = "t";
 
@@ -94,14 +96,7 @@ async fn run_and_wait(app: &Router, pipeline: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn counters_only_go_up() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = sluice_store::open_metadata(
-        None,
-        dir.path(),
-        SecretBox::load_or_create(dir.path()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
+    let (meta, profiles) = support::stores(dir.path()).await;
     let engine = Engine::new(meta.clone(), profiles, EngineConfig::default());
     let app = sluice_api::router(sluice_api::AppState::new(engine, TOKEN));
 

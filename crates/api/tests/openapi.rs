@@ -11,29 +11,12 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use sluice_engine::{Engine, EngineConfig};
-use sluice_store::SecretBox;
 use tower::ServiceExt;
+
+mod support;
 
 const TOKEN: &str = "t";
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
-
-async fn app() -> (Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = sluice_store::open_metadata(
-        None,
-        dir.path(),
-        SecretBox::load_or_create(dir.path()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
-    let engine = Engine::new(meta, profiles, EngineConfig::default());
-    (
-        sluice_api::router(sluice_api::AppState::new(engine, TOKEN)),
-        dir,
-    )
-}
 
 /// Status, content type and body (JSON, or the text as a JSON string when it is not JSON).
 async fn send(
@@ -88,7 +71,7 @@ fn operations(doc: &Value) -> Vec<(String, String, Value)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_router_serves_exactly_the_described_routes() {
-    let (app, _dir) = app().await;
+    let (app, _dir) = support::app(TOKEN).await;
     let doc = document(&app).await;
     let described: BTreeSet<(String, String)> = operations(&doc)
         .into_iter()
@@ -146,7 +129,7 @@ async fn the_router_serves_exactly_the_described_routes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_document_is_complete_and_consistent() {
-    let (app, _dir) = app().await;
+    let (app, _dir) = support::app(TOKEN).await;
     let doc = document(&app).await;
     assert_eq!(doc["openapi"], "3.1.0");
     let mut ids = BTreeSet::new();
@@ -242,7 +225,7 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
 /// `SLUICE_UPDATE_GENERATED=1` to rewrite them, then `npm run generate` in `web/`.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_ui_copies_are_current() {
-    let (app, _dir) = app().await;
+    let (app, _dir) = support::app(TOKEN).await;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web/src/generated");
     let (_, _, operators) = send(&app, "get", "/v1/filters/operators", None).await;
     let mut stale = Vec::new();
@@ -433,7 +416,7 @@ impl Tour {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_answer_fits_the_document() {
-    let (app, dir) = app().await;
+    let (app, dir) = support::app(TOKEN).await;
     let doc = document(&app).await;
     let mut t = Tour {
         app,

@@ -8,28 +8,11 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use sluice_engine::{Engine, EngineConfig};
-use sluice_store::SecretBox;
 use tower::ServiceExt;
 
-const TOKEN: &str = "t";
+mod support;
 
-async fn app() -> (Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = sluice_store::open_metadata(
-        None,
-        dir.path(),
-        SecretBox::load_or_create(dir.path()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
-    let engine = Engine::new(meta, profiles, EngineConfig::default());
-    (
-        sluice_api::router(sluice_api::AppState::new(engine, TOKEN)),
-        dir,
-    )
-}
+const TOKEN: &str = "t";
 
 async fn send(
     app: &Router,
@@ -122,7 +105,7 @@ fn concrete(path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_route_with_query_parameters_answers_json_naming_the_parameter() {
-    let (app, _dir) = app().await;
+    let (app, _dir) = support::app(TOKEN).await;
     let routes = query_routes(&app).await;
     let paths: Vec<&str> = routes.iter().map(|(p, _)| p.as_str()).collect();
     for expected in ["/v1/profiles", "/v1/pipelines", "/v1/pipelines/{id}/runs"] {
@@ -163,7 +146,7 @@ async fn every_route_with_query_parameters_answers_json_naming_the_parameter() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn profiles_limit_and_filter_errors_name_their_parameter() {
-    let (app, _dir) = app().await;
+    let (app, _dir) = support::app(TOKEN).await;
     let (status, _, _) = send(
         &app,
         "PUT",
@@ -210,7 +193,7 @@ async fn profiles_limit_and_filter_errors_name_their_parameter() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_and_pipelines_query_errors_name_their_parameter() {
-    let (app, _dir) = app().await;
+    let (app, _dir) = support::app(TOKEN).await;
     refused(&app, "/v1/pipelines/probe/runs?limit=many", "limit").await;
     refused(&app, "/v1/pipelines/probe/runs?limit=1&limit=2", "limit").await;
     refused(&app, "/v1/pipelines/probe/runs?after=x", "after").await;

@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::{json, Value};
-use sluice_engine::{Engine, EngineConfig};
-use sluice_store::SecretBox;
+
+// The API tests' set-up: embedded stores in a temporary folder, the router on a socket.
+#[path = "../../api/tests/support/mod.rs"]
+mod support;
 
 const TOKEN: &str = "load-bench";
 const PIPELINES: usize = 8;
@@ -233,20 +235,8 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = sluice_store::open_metadata(
-            None,
-            dir.path(),
-            SecretBox::load_or_create(dir.path()).unwrap(),
-        )
-        .await
-        .unwrap();
-        let store = sluice_store::open_profiles(None, dir.path()).await.unwrap();
-        let engine = Engine::new(meta, store, EngineConfig::default());
-        let app = sluice_api::router(sluice_api::AppState::new(engine, TOKEN));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let (app, dir) = support::app(TOKEN).await;
+        let addr = support::serve(app).await;
         let mut target = Target {
             url: format!("http://{addr}"),
             client: reqwest::Client::builder()

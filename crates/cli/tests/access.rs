@@ -2,60 +2,36 @@
 //! when `SLUICE_METRICS_TOKEN_REQUIRED=true`, the Host check of a server on loopback, and the admin token
 //! still an admin beside API tokens.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+mod support;
+
 const ADMIN: &str = "cli-access-admin-token";
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env("SLUICE_ADMIN_TOKEN", ADMIN)
-        .env("SLUICE_METRICS_TOKEN_REQUIRED", "true")
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let first = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_string();
-    Server { child, addr }
+fn serve(dir: &std::path::Path) -> support::Server {
+    support::start(
+        support::serve_command()
+            .current_dir(dir)
+            .env("SLUICE_ADMIN_TOKEN", ADMIN)
+            .env("SLUICE_METRICS_TOKEN_REQUIRED", "true")
+            .env("SLUICE_LOG", "warn")
+            .stderr(Stdio::null()),
+    )
+    .0
 }
 
 /// One HTTP/1.1 request with the given Host and token; the status and body.
 fn request(
-    s: &Server,
+    s: &support::Server,
     method: &str,
     path: &str,
     host: &str,
     token: Option<&str>,
     body: &str,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(&s.addr).unwrap();
+    let mut stream = TcpStream::connect(s.addr()).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -80,7 +56,7 @@ fn request(
 fn serve_applies_the_access_settings() {
     let dir = tempfile::tempdir().unwrap();
     let s = serve(dir.path());
-    let here = s.addr.clone();
+    let here = s.addr().to_string();
 
     let (status, body) = request(&s, "GET", "/metrics", &here, None, "");
     assert_eq!(status, 401, "{body}");

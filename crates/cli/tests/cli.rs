@@ -1,13 +1,14 @@
 //! The `sluice` binary as a user runs it: quickstart twice, serve with a generated token, import CSV and
 //! NDJSON with rejected lines reported, and run a pipeline into real PostgreSQL from the command line.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+mod support;
+
+use support::BIN;
 
 fn pg_url() -> String {
     std::env::var("SLUICE_TEST_POSTGRES_URL")
@@ -65,39 +66,19 @@ fn quickstart_then_unchanged() {
 }
 
 struct Server {
-    child: Child,
-    url: String,
+    served: support::Server,
     token: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts `sluice serve` on a free port; returns it with the token printed on first start (or read back).
 fn serve(dir: &Path) -> (Server, bool) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env_remove("SLUICE_ADMIN_TOKEN")
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let (served, mut lines) = support::start(
+        support::serve_command()
+            .current_dir(dir)
+            .env_remove("SLUICE_ADMIN_TOKEN")
+            .env("SLUICE_LOG", "warn")
+            .stderr(Stdio::null()),
+    );
     let second = lines.next().unwrap().unwrap();
     let printed = second.starts_with("Admin token (shown once");
     let token = std::fs::read_to_string(dir.join("sluice-data/admin.token"))
@@ -107,34 +88,11 @@ fn serve(dir: &Path) -> (Server, bool) {
     if printed {
         assert!(second.ends_with(&token), "{second}");
     }
-    (
-        Server {
-            child,
-            url: format!("http://{url}"),
-            token,
-        },
-        printed,
-    )
+    (Server { served, token }, printed)
 }
 
 fn call(s: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = reqwest::Client::new()
-            .request(method, format!("{}{path}", s.url))
-            .bearer_auth(&s.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    })
+    support::call(&s.served, &s.token, method, path, body)
 }
 
 #[test]
@@ -172,7 +130,7 @@ fn serve_import_and_run_from_the_command_line() {
          a3,cy@example.com,3,\"Nîmes, FR\",[]\n",
     )
     .unwrap();
-    let url = server.url.clone();
+    let url = server.served.url.clone();
     let (ok, out, err) = sluice(
         dir.path(),
         &["profiles", "import", csv.to_str().unwrap(), "--url", &url],
@@ -286,7 +244,7 @@ fn status_of(s: &Server, path: &str) -> reqwest::StatusCode {
         .unwrap();
     rt.block_on(async {
         reqwest::Client::new()
-            .get(format!("{}{path}", s.url))
+            .get(format!("{}{path}", s.served.url))
             .bearer_auth(&s.token)
             .send()
             .await
@@ -308,7 +266,7 @@ fn ndjson_import_rejects_only_the_bad_lines_as_csv_does() {
             {"name": "ltv", "type": "decimal(10,2)"}
         ]})),
     );
-    let url = server.url.clone();
+    let url = server.served.url.clone();
 
     // Line 2 is invalid UTF-8, line 4 invalid JSON, line 5 not an object, line 6 an invalid profile,
     // line 7 blank; the rest are good, including those after each bad line.

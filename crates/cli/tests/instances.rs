@@ -5,14 +5,16 @@
 //! Needs `SLUICE_TEST_POSTGRES_URL` (scripts/services.sh starts a server); each test works in its own
 //! randomly named schemas and drops them at the end.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufReader, Lines};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+mod support;
+
+use support::BIN;
 const TOKEN: &str = "instances-test-token";
 const LEASE_SECONDS: u64 = 3;
 
@@ -37,23 +39,16 @@ async fn pg() -> tokio_postgres::Client {
 }
 
 struct Server {
-    child: Child,
-    url: String,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    served: support::Server,
+    /// Kept open: the server logs to it.
+    _stdout: Lines<BufReader<ChildStdout>>,
 }
 
 impl Server {
     /// SIGKILL: no shutdown path runs.
     fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.served.child.kill().unwrap();
+        self.served.child.wait().unwrap();
     }
 }
 
@@ -63,9 +58,8 @@ fn serve(dir: &Path, name: &str, meta: Option<&str>, extra: &[(&str, &str)]) -> 
     let data = dir.join(name);
     std::fs::create_dir_all(&data).unwrap();
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .env("SLUICE_DATA_DIR", &data)
+    let mut cmd = support::serve_command();
+    cmd.env("SLUICE_DATA_DIR", &data)
         .env("SLUICE_ADMIN_TOKEN", TOKEN)
         .env(
             "SLUICE_SECRET_KEY",
@@ -77,7 +71,6 @@ fn serve(dir: &Path, name: &str, meta: Option<&str>, extra: &[(&str, &str)]) -> 
         .env("SLUICE_BATCH_SIZE", "100")
         .env_remove("SLUICE_METADATA_URL")
         .env_remove("SLUICE_PROFILES_URL")
-        .stdout(Stdio::piped())
         .stderr(Stdio::from(log));
     if let Some(url) = meta {
         cmd.env("SLUICE_METADATA_URL", url)
@@ -86,19 +79,12 @@ fn serve(dir: &Path, name: &str, meta: Option<&str>, extra: &[(&str, &str)]) -> 
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let Some(addr) = first.split("http://").nth(1) else {
-        let _ = child.kill();
+    let (served, stdout) = support::try_start(&mut cmd).unwrap_or_else(|first| {
         let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
         panic!("`sluice serve` did not start: {first}\n{log}");
-    };
-    let addr = addr.split_whitespace().next().unwrap().to_string();
+    });
     Server {
-        child,
-        url: format!("http://{addr}"),
+        served,
         _stdout: stdout,
     }
 }
@@ -110,7 +96,7 @@ async fn call(
     body: Option<Value>,
 ) -> (u16, Value) {
     let mut req = reqwest::Client::new()
-        .request(method, format!("{}{path}", s.url))
+        .request(method, format!("{}{path}", s.served.url))
         .bearer_auth(TOKEN);
     if let Some(b) = body {
         req = req.json(&b);

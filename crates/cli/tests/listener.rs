@@ -1,52 +1,28 @@
 //! The listener of `sluice serve`, through real sockets against the binary: the header-read timeout, the
 //! idle timeout, the connection limit, TLS with a certificate made here, and a shutdown that still ends.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+mod support;
 
-struct Server {
-    child: Child,
-    /// `host:port`.
-    addr: String,
-    scheme: String,
-}
+use support::BIN;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .env("SLUICE_DATA_DIR", dir.join("data"))
-        .env("SLUICE_ADMIN_TOKEN", "listener-test-token")
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let (scheme, rest) = first.split_once("://").unwrap_or_else(|| panic!("{first}"));
-    let scheme = scheme.rsplit(' ').next().unwrap().to_string();
-    let addr = rest.split_whitespace().next().unwrap().to_string();
-    // Keep reading stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        addr,
-        scheme,
-    }
+fn serve(dir: &Path, extra: &[&str]) -> support::Server {
+    let (server, lines) = support::start(
+        support::serve_command()
+            .args(extra)
+            .env("SLUICE_DATA_DIR", dir.join("data"))
+            .env("SLUICE_ADMIN_TOKEN", "listener-test-token")
+            .env("SLUICE_LOG", "warn")
+            .stderr(Stdio::inherit()),
+    );
+    support::drain(lines);
+    server
 }
 
 const HEALTH: &[u8] = b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n";
@@ -111,7 +87,7 @@ fn partial_headers_are_cut_off_and_connections_over_the_limit_wait_while_health_
     // Four clients take every slot and never finish their headers.
     let mut slow: Vec<TcpStream> = (0..4)
         .map(|_| {
-            let mut s = TcpStream::connect(&server.addr).unwrap();
+            let mut s = TcpStream::connect(server.addr()).unwrap();
             s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: loc")
                 .unwrap();
             s
@@ -119,7 +95,7 @@ fn partial_headers_are_cut_off_and_connections_over_the_limit_wait_while_health_
         .collect();
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
-    let mut waiting = TcpStream::connect(&server.addr).unwrap();
+    let mut waiting = TcpStream::connect(server.addr()).unwrap();
     waiting.write_all(HEALTH).unwrap();
     // Over the limit, it is not served while the slow ones hold their slots...
     waiting
@@ -147,7 +123,7 @@ fn partial_headers_are_cut_off_and_connections_over_the_limit_wait_while_health_
         );
     }
     // The server goes on answering, on new connections too.
-    let mut again = TcpStream::connect(&server.addr).unwrap();
+    let mut again = TcpStream::connect(server.addr()).unwrap();
     again.write_all(HEALTH).unwrap();
     let answer = read_answer(&mut again, Duration::from_secs(5)).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -165,7 +141,7 @@ fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout_and_shutdown_e
             "2",
         ],
     );
-    let mut s = TcpStream::connect(&server.addr).unwrap();
+    let mut s = TcpStream::connect(server.addr()).unwrap();
     s.write_all(HEALTH).unwrap();
     let answer = read_answer(&mut s, Duration::from_secs(5)).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -180,7 +156,7 @@ fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout_and_shutdown_e
     );
 
     // SIGTERM with a connection open ends the process, and cleanly.
-    let mut open = TcpStream::connect(&server.addr).unwrap();
+    let mut open = TcpStream::connect(server.addr()).unwrap();
     open.write_all(b"GET /v1/health HTTP/1.1\r\n").unwrap();
     let pid = server.child.id().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -243,7 +219,7 @@ fn tls_on_the_listener_with_a_certificate_and_key_from_files() {
             key.to_str().unwrap(),
         ],
     );
-    assert_eq!(server.scheme, "https");
+    assert_eq!(server.scheme(), "https");
 
     // A client that trusts exactly this certificate gets its answer over TLS.
     let pem = std::fs::read(&cert).unwrap();
@@ -264,7 +240,7 @@ fn tls_on_the_listener_with_a_certificate_and_key_from_files() {
         .unwrap();
     let answer = rt.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
@@ -280,7 +256,7 @@ fn tls_on_the_listener_with_a_certificate_and_key_from_files() {
 
     // The CLI's own client reaches it over `https` once told to trust the certificate, and refuses it
     // otherwise (the certificate is self-signed).
-    let port = server.addr.rsplit(':').next().unwrap();
+    let port = server.addr().rsplit(':').next().unwrap();
     let url = format!("https://localhost:{port}");
     let cli = |extra: &[&str]| {
         Command::new(BIN)
@@ -314,7 +290,7 @@ fn tls_on_the_listener_with_a_certificate_and_key_from_files() {
     );
 
     // Plain HTTP to the TLS port gets no HTTP answer.
-    let mut plain = TcpStream::connect(&server.addr).unwrap();
+    let mut plain = TcpStream::connect(server.addr()).unwrap();
     plain.write_all(HEALTH).unwrap();
     let got = read_answer(&mut plain, Duration::from_secs(3)).unwrap_or_default();
     assert!(!got.starts_with("HTTP/1.1 200"), "{got}");

@@ -3,14 +3,15 @@
 //!
 //! Needs `SLUICE_TEST_POSTGRES_URL` (scripts/services.sh starts a server).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 use sluice_store::SecretBox;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+mod support;
+
+use support::BIN;
 const TOKEN: &str = "secrets-test-token";
 
 fn pg_url() -> String {
@@ -18,28 +19,14 @@ fn pg_url() -> String {
         .expect("SLUICE_TEST_POSTGRES_URL must name a PostgreSQL server for these tests (scripts/services.sh starts one)")
 }
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `sluice serve` on a free port, in `dir`, with `env`; standard error goes to `stderr` when given.
-fn serve(dir: &Path, env: &[(&str, &str)], stderr: Option<&Path>) -> Server {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
+fn serve(dir: &Path, env: &[(&str, &str)], stderr: Option<&Path>) -> support::Server {
+    let mut cmd = support::serve_command();
+    cmd.current_dir(dir)
         .env("SLUICE_ADMIN_TOKEN", TOKEN)
         .env("SLUICE_LOG", "warn")
         .env_remove("SLUICE_SECRET_KEY")
         .env_remove("SLUICE_METADATA_URL")
-        .stdout(Stdio::piped())
         .stderr(match stderr {
             Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
             None => Stdio::null(),
@@ -47,43 +34,11 @@ fn serve(dir: &Path, env: &[(&str, &str)], stderr: Option<&Path>) -> Server {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines
-        .next()
-        .unwrap_or_else(|| panic!("sluice serve ended before serving"))
-        .unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    Server {
-        url: format!("http://{addr}"),
-        child,
-    }
+    support::start(&mut cmd).0
 }
 
-fn call(s: &Server, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = reqwest::Client::new()
-            .request(method, format!("{}{path}", s.url))
-            .bearer_auth(TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    })
+fn call(s: &support::Server, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    support::call(s, TOKEN, method, path, body)
 }
 
 fn sluice(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {

@@ -1,45 +1,22 @@
 //! SQLite destination files live under the server's folder for them (by default the data directory's
 //! `destinations/`): paths leading out of it and Sluice's own files are refused with 422 naming the field.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+mod support;
+
 const TOKEN: &str = "sqlite-folder-token";
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(data: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("SLUICE_DATA_DIR", data)
-        .env("SLUICE_ADMIN_TOKEN", TOKEN)
-        .env("SLUICE_LOG", "warn")
-        .env_remove("SLUICE_SQLITE_DIR")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    (Server(child), format!("http://{addr}"))
+fn serve(data: &std::path::Path) -> support::Server {
+    let (server, lines) = support::start(
+        support::serve_command()
+            .env("SLUICE_DATA_DIR", data)
+            .env("SLUICE_ADMIN_TOKEN", TOKEN)
+            .env("SLUICE_LOG", "warn")
+            .env_remove("SLUICE_SQLITE_DIR"),
+    );
+    support::drain(lines);
+    server
 }
 
 fn post(rt: &tokio::runtime::Runtime, url: &str, body: Value) -> (u16, Value) {
@@ -60,7 +37,8 @@ fn post(rt: &tokio::runtime::Runtime, url: &str, body: Value) -> (u16, Value) {
 fn sqlite_paths_out_of_the_folder_and_sluices_own_files_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (_server, base) = serve(&data);
+    let server = serve(&data);
+    let base = &server.url;
     let folder = data.join("destinations");
     assert!(folder.is_dir(), "the folder is made at start");
     #[cfg(unix)]

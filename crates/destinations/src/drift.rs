@@ -88,6 +88,21 @@ pub fn column_types(target: &crate::WriteTarget) -> Vec<Option<ColumnType>> {
         .collect()
 }
 
+/// The select list reading the target's columns back, in their order: each column as the dialect's
+/// `text_expr` gives it for its type, so that [`decode`] reads the text back exactly.
+pub(crate) fn text_columns(
+    target: &crate::WriteTarget,
+    text_expr: impl Fn(&str, Option<&ColumnType>) -> String,
+) -> String {
+    target
+        .columns
+        .iter()
+        .zip(column_types(target))
+        .map(|(c, ty)| text_expr(c, ty.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! here fails, naming the variable — a suite that silently passes without its server proves nothing.
 
 mod conformance;
+mod recording;
 
 use std::time::{Duration, Instant};
 
@@ -793,69 +794,10 @@ async fn a_batch_larger_than_max_allowed_packet_loads() {
     }
 }
 
-/// A server without TLS that switches the login to `mysql_clear_password` — what anyone on the path can
-/// answer to read the password. It records every byte it receives.
-async fn cleartext_switching_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = (payload.len() as u32).to_le_bytes()[..3].to_vec();
-        p.push(seq);
-        p.extend_from_slice(payload);
-        p
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = received.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let log = log.clone();
-            tokio::spawn(async move {
-                // Protocol 41, secure connection, plugin auth, connect with db; no CLIENT_SSL.
-                let caps: u32 = 0x1 | 0x8 | 0x200 | 0x2000 | 0x8000 | 0x80000 | 0x200000;
-                let mut hello = vec![10u8];
-                hello.extend_from_slice(b"5.7.99-fake\0");
-                hello.extend_from_slice(&7u32.to_le_bytes());
-                hello.extend_from_slice(b"abcdefgh\0");
-                hello.extend_from_slice(&(caps as u16).to_le_bytes());
-                hello.push(0x21);
-                hello.extend_from_slice(&2u16.to_le_bytes());
-                hello.extend_from_slice(&((caps >> 16) as u16).to_le_bytes());
-                hello.push(21);
-                hello.extend_from_slice(&[0; 10]);
-                hello.extend_from_slice(b"ijklmnopqrst\0");
-                hello.extend_from_slice(b"mysql_native_password\0");
-                if socket.write_all(&packet(0, &hello)).await.is_err() {
-                    return;
-                }
-                let mut buf = vec![0u8; 4096];
-                let mut switched = false;
-                while let Ok(Ok(n)) =
-                    tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await
-                {
-                    if n == 0 {
-                        break;
-                    }
-                    log.lock().unwrap().extend_from_slice(&buf[..n]);
-                    if switched {
-                        break;
-                    }
-                    switched = true;
-                    let switch = packet(2, b"\xfemysql_clear_password\0");
-                    if socket.write_all(&switch).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    (port, received)
-}
-
 #[tokio::test]
 async fn a_password_is_never_sent_in_cleartext() {
     let password = "never-in-clear-51c0";
-    let (port, received) = cleartext_switching_server().await;
+    let (port, received) = recording::mysql_switching_to_cleartext().await;
     let fake = |mode: &str| {
         Mysql::new(
             MysqlSettings::from_json(&serde_json::json!({

@@ -5,6 +5,7 @@
 //! test here fails, naming the variable — a suite that silently passes without its server proves nothing.
 
 mod conformance;
+mod recording;
 
 use std::time::{Duration, Instant};
 
@@ -415,51 +416,10 @@ async fn tls_modes() {
         .unwrap();
 }
 
-/// A server that turns TLS down and asks for the password in cleartext — what anyone on the path can
-/// answer. It records every byte it receives.
-async fn cleartext_asking_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = received.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut asked = false;
-                while let Ok(Ok(n)) =
-                    tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await
-                {
-                    if n == 0 {
-                        break;
-                    }
-                    log.lock().unwrap().extend_from_slice(&buf[..n]);
-                    // The TLS request (length 8, code 80877103) gets "no"; the start-up message gets
-                    // AuthenticationCleartextPassword.
-                    let reply: &[u8] = if n == 8 && buf[4..8] == 80877103u32.to_be_bytes() {
-                        b"N"
-                    } else if !asked {
-                        asked = true;
-                        b"R\0\0\0\x08\0\0\0\x03"
-                    } else {
-                        break;
-                    };
-                    if socket.write_all(reply).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    (port, received)
-}
-
 #[tokio::test]
 async fn a_password_is_never_sent_unencrypted_unless_tls_is_disabled() {
     let password = "never-in-clear-7f3a";
-    let (port, received) = cleartext_asking_server().await;
+    let (port, received) = recording::postgres_asking_cleartext().await;
     let fake = |mode: Option<&str>| {
         let mut json = serde_json::json!({"host": "127.0.0.1", "port": port, "username": "app",
                                           "password": password, "database": "crm",

@@ -261,6 +261,53 @@ export function ConfirmDialog({ title, children, confirmLabel, danger, onConfirm
   );
 }
 
+/** A confirmed deletion: `remove` runs, a toast says `done`, then `after` (reload the list, leave the page). */
+export function DeleteDialog({
+  title,
+  confirmLabel,
+  remove,
+  done,
+  after,
+  onClose,
+  children,
+}: {
+  title: string;
+  confirmLabel: string;
+  remove: () => Promise<unknown>;
+  done: string;
+  after: () => Promise<void> | void;
+  onClose: () => void;
+  children: ComponentChildren;
+}) {
+  const toast = useToast();
+  return (
+    <ConfirmDialog
+      title={title}
+      confirmLabel={confirmLabel}
+      danger
+      onClose={onClose}
+      onConfirm={async () => {
+        await remove();
+        toast('success', done);
+        await after();
+      }}
+    >
+      {children}
+    </ConfirmDialog>
+  );
+}
+
+// Tables ------------------------------------------------------------------------------------------
+
+/** The header of a column without a visible title (a row's actions or details), named for screen readers. */
+export function HiddenHeader({ label }: { label: string }) {
+  return (
+    <th scope="col">
+      <span class="sr-only">{label}</span>
+    </th>
+  );
+}
+
 // Menus -------------------------------------------------------------------------------------------
 
 export interface MenuItem {

@@ -3,7 +3,7 @@
 
 import { useState } from 'preact/hooks';
 import { api, errorMessage, type AuditItem, type AuditPage } from '../api';
-import { EmptyState, ErrorAlert, Loading, PageHeader } from '../components/ui';
+import { EmptyState, ErrorAlert, HiddenHeader, Loading, PageHeader } from '../components/ui';
 import { useAsync, useTitle } from '../hooks';
 import { formatDateTime } from '../lib/util';
 
@@ -41,9 +41,7 @@ export function AuditPage() {
                 <th scope="col">Who</th>
                 <th scope="col">What</th>
                 <th scope="col">Resource</th>
-                <th scope="col">
-                  <span class="sr-only">Details</span>
-                </th>
+                <HiddenHeader label="Details" />
               </tr>
             </thead>
             <tbody>

@@ -4,7 +4,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { useAccess } from '../access';
 import { api, ApiError, errorMessage, type Connector, type Destination, type Pipeline, type Run, type Schedule, type TestResult } from '../api';
-import { Alert, ConfirmDialog, Dialog, EmptyState, ErrorAlert, Field, Loading, Menu, PageHeader, ProgressBar, Spinner, StatusBadge, Switch, useToast } from '../components/ui';
+import { Alert, DeleteDialog, Dialog, EmptyState, ErrorAlert, Field, HiddenHeader, Loading, Menu, PageHeader, ProgressBar, Spinner, StatusBadge, Switch, useToast } from '../components/ui';
 import { useAsync, useInterval, useTitle } from '../hooks';
 import { connectorMonogram, describeSettings } from '../lib/connectors';
 import { summarizeFilter } from '../lib/filter';
@@ -20,7 +20,6 @@ interface Data {
 
 export function DestinationPage({ id }: { id: string }) {
   const access = useAccess();
-  const toast = useToast();
   const { data, error, loading, setData } = useAsync<Data>(async () => {
     const [destination, connectors, pipelines] = await Promise.all([api.getDestination(id), api.connectors().catch(() => []), api.listPipelines(id)]);
     return { destination, connector: connectors.find((c) => c.kind === destination.type), pipelines };
@@ -141,9 +140,7 @@ export function DestinationPage({ id }: { id: string }) {
                   <th scope="col">Run now</th>
                   <th scope="col">Schedule</th>
                   <th scope="col">Manage</th>
-                  <th scope="col">
-                    <span class="sr-only">More</span>
-                  </th>
+                  <HiddenHeader label="More" />
                 </tr>
               </thead>
               <tbody>
@@ -157,22 +154,19 @@ export function DestinationPage({ id }: { id: string }) {
       </section>
 
       {deleting && (
-        <ConfirmDialog
+        <DeleteDialog
           title={`Delete ${d.name}?`}
           confirmLabel="Delete destination"
-          danger
           onClose={() => setDeleting(false)}
-          onConfirm={async () => {
-            await api.deleteDestination(id);
-            toast('success', `Destination “${d.name}” deleted.`);
-            navigate(href('destinations'));
-          }}
+          remove={() => api.deleteDestination(id)}
+          done={`Destination “${d.name}” deleted.`}
+          after={() => navigate(href('destinations'))}
         >
           <p>
             Sluice forgets the connection settings of <strong>{d.name}</strong>; the database is not touched.
             {data.pipelines.length > 0 && ` It still has ${data.pipelines.length} pipeline${data.pipelines.length === 1 ? '' : 's'}: delete them first.`}
           </p>
-        </ConfirmDialog>
+        </DeleteDialog>
       )}
       {error && data && <ErrorAlert error={error} />}
     </div>
@@ -381,21 +375,18 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
           ]}
         />
         {deleting && (
-          <ConfirmDialog
+          <DeleteDialog
             title={`Delete pipeline ${p.name}?`}
             confirmLabel="Delete pipeline"
-            danger
             onClose={() => setDeleting(false)}
-            onConfirm={async () => {
-              await api.deletePipeline(p.id);
-              toast('success', `Pipeline “${p.name}” deleted.`);
-              onDeleted();
-            }}
+            remove={() => api.deletePipeline(p.id)}
+            done={`Pipeline “${p.name}” deleted.`}
+            after={onDeleted}
           >
             <p>
               The pipeline stops exporting to <span class="mono">{p.table}</span> and its run history is removed. Rows already written to the table stay there.
             </p>
-          </ConfirmDialog>
+          </DeleteDialog>
         )}
         {cron && (
           <CronDialog

@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { useAccess } from '../access';
 import { api, type Connector, type Destination, type Pipeline } from '../api';
-import { ConfirmDialog, EmptyState, ErrorAlert, Loading, Menu, PageHeader, useToast } from '../components/ui';
+import { DeleteDialog, EmptyState, ErrorAlert, HiddenHeader, Loading, Menu, PageHeader } from '../components/ui';
 import { useAsync, useTitle } from '../hooks';
 import { connectorMonogram, describeSettings } from '../lib/connectors';
 import { href, navigate } from '../router';
@@ -15,7 +15,6 @@ interface Data {
 export function DestinationsPage() {
   const access = useAccess();
   useTitle('Destinations');
-  const toast = useToast();
   const { data, error, loading, reload } = useAsync<Data>(async () => {
     const [destinations, pipelines, connectors] = await Promise.all([api.listDestinations(), api.listPipelines().catch(() => []), api.connectors().catch(() => [])]);
     return { destinations, pipelines, connectors };
@@ -63,9 +62,7 @@ export function DestinationsPage() {
                 <th scope="col" class="num">
                   Pipelines
                 </th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
+                <HiddenHeader label="Actions" />
               </tr>
             </thead>
             <tbody>
@@ -111,22 +108,19 @@ export function DestinationsPage() {
         </div>
       )}
       {deleting && (
-        <ConfirmDialog
+        <DeleteDialog
           title={`Delete ${deleting.name}?`}
           confirmLabel="Delete destination"
-          danger
           onClose={() => setDeleting(null)}
-          onConfirm={async () => {
-            await api.deleteDestination(deleting.id);
-            toast('success', `Destination “${deleting.name}” deleted.`);
-            await reload();
-          }}
+          remove={() => api.deleteDestination(deleting.id)}
+          done={`Destination “${deleting.name}” deleted.`}
+          after={reload}
         >
           <p>
             Sluice forgets the connection settings of <strong>{deleting.name}</strong>. The database and its tables are not touched. A destination that
             still has pipelines cannot be deleted: delete its pipelines first.
           </p>
-        </ConfirmDialog>
+        </DeleteDialog>
       )}
     </div>
   );

@@ -4,7 +4,7 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, errorMessage, fieldErrors, type FieldErrors, type FilterGroup, type Profile } from '../api';
 import { FilterBuilder } from '../components/FilterBuilder';
-import { Alert, Dialog, EmptyState, Loading, PageHeader, Section } from '../components/ui';
+import { Alert, Dialog, EmptyState, HiddenHeader, Loading, PageHeader, Section } from '../components/ui';
 import { loadSchema, useTitle } from '../hooks';
 import { filterProblems, normalizeFilter, summarizeFilter } from '../lib/filter';
 import { flattenSchema, getPath, parseType, type PropertyPath } from '../lib/schema';
@@ -148,9 +148,7 @@ export function ProfilesPage() {
                     </th>
                   ))}
                   <th scope="col">_updated_at</th>
-                  <th scope="col">
-                    <span class="sr-only">Details</span>
-                  </th>
+                  <HiddenHeader label="Details" />
                 </tr>
               </thead>
               <tbody>

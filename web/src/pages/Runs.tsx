@@ -6,7 +6,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { useAccess } from '../access';
 import { api, errorMessage, type Pipeline, type Run, type RunErrorGroup } from '../api';
 import { RunChart } from '../components/RunChart';
-import { Alert, EmptyState, ErrorAlert, Loading, PageHeader, ProgressBar, Section, Spinner, StatusBadge, useToast } from '../components/ui';
+import { Alert, EmptyState, ErrorAlert, HiddenHeader, Loading, PageHeader, ProgressBar, Section, Spinner, StatusBadge, useToast } from '../components/ui';
 import { useInterval, useTitle } from '../hooks';
 import { summarizeFilter } from '../lib/filter';
 import { RECONCILE_HELP } from '../lib/pipeline';
@@ -251,9 +251,7 @@ export function RunsPage({ id }: { id: string }) {
                     <th scope="col" class="num">Unchanged</th>
                     <th scope="col" class="num">Deleted</th>
                     <th scope="col" class="num">Failed</th>
-                    <th scope="col">
-                      <span class="sr-only">Actions</span>
-                    </th>
+                    <HiddenHeader label="Actions" />
                   </tr>
                 </thead>
                 <tbody>

@@ -2,7 +2,7 @@
 
 import { useState } from 'preact/hooks';
 import { api, fieldErrors, type CreatedToken, type Role, type Token } from '../api';
-import { Alert, ConfirmDialog, EmptyState, ErrorAlert, Field, Loading, PageHeader, useToast } from '../components/ui';
+import { Alert, DeleteDialog, EmptyState, ErrorAlert, Field, HiddenHeader, Loading, PageHeader } from '../components/ui';
 import { useAsync, useTitle } from '../hooks';
 import { ROLE_LABELS } from '../lib/access';
 import { formatDateTime } from '../lib/util';
@@ -15,7 +15,6 @@ const ROLE_HELP: Record<Role, string> = {
 
 export function TokensPage() {
   useTitle('API tokens');
-  const toast = useToast();
   const { data, error, loading, reload } = useAsync<Token[]>(() => api.listTokens(), []);
   const [name, setName] = useState('');
   const [role, setRole] = useState<Role>('viewer');
@@ -85,9 +84,7 @@ export function TokensPage() {
                 <th scope="col">Name</th>
                 <th scope="col">Role</th>
                 <th scope="col">Created</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
+                <HiddenHeader label="Actions" />
               </tr>
             </thead>
             <tbody>
@@ -108,19 +105,16 @@ export function TokensPage() {
         </div>
       )}
       {revoking && (
-        <ConfirmDialog
+        <DeleteDialog
           title={`Revoke ${revoking.name}?`}
           confirmLabel="Revoke token"
-          danger
           onClose={() => setRevoking(null)}
-          onConfirm={async () => {
-            await api.revokeToken(revoking.id);
-            toast('success', `Token “${revoking.name}” revoked.`);
-            await reload();
-          }}
+          remove={() => api.revokeToken(revoking.id)}
+          done={`Token “${revoking.name}” revoked.`}
+          after={reload}
         >
           <p>Every request signed with it is refused from now on, on every Sluice instance.</p>
-        </ConfirmDialog>
+        </DeleteDialog>
       )}
     </div>
   );

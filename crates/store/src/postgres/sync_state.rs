@@ -102,12 +102,7 @@ impl SyncState for PgMetadata {
                 &[&pipeline, &ids, &keys, &hashes, &lefts],
             )
             .await
-            .map_err(|e| match violation(&e) {
-                Some(Violation::ForeignKey) => {
-                    StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
-                }
-                _ => pg_error(e),
-            })?;
+            .map_err(unknown_pipeline(pipeline))?;
         }
         tx.commit().await.map_err(pg_error)
     }
@@ -166,30 +161,22 @@ impl SyncState for PgMetadata {
         pipeline: &str,
         checkpoint: Option<&SyncCheckpoint>,
     ) -> Result<()> {
-        let conn = self.pool.get().await?;
-        let Some(cp) = checkpoint else {
-            conn.execute(
-                "DELETE FROM sluice_sync_checkpoints WHERE pipeline = $1",
-                &[&pipeline],
-            )
-            .await
-            .map_err(pg_error)?;
-            return Ok(());
-        };
-        conn.execute(
-            "INSERT INTO sluice_sync_checkpoints (pipeline, mark, fingerprint, taken_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (pipeline) DO UPDATE SET mark = EXCLUDED.mark,
-                 fingerprint = EXCLUDED.fingerprint, taken_at = EXCLUDED.taken_at",
-            &[&pipeline, &cp.mark, &cp.fingerprint, &cp.taken_at],
-        )
-        .await
-        .map_err(|e| match violation(&e) {
-            Some(Violation::ForeignKey) => {
-                StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
+        match checkpoint {
+            None => {
+                self.clear_pipeline_row("sluice_sync_checkpoints", pipeline)
+                    .await
             }
-            _ => pg_error(e),
-        })?;
-        Ok(())
+            Some(cp) => {
+                self.upsert_pipeline_row(
+                    pipeline,
+                    "INSERT INTO sluice_sync_checkpoints (pipeline, mark, fingerprint, taken_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (pipeline) DO UPDATE SET mark = EXCLUDED.mark,
+                         fingerprint = EXCLUDED.fingerprint, taken_at = EXCLUDED.taken_at",
+                    &[&pipeline, &cp.mark, &cp.fingerprint, &cp.taken_at],
+                )
+                .await
+            }
+        }
     }
 
     async fn sync_table_identity(&self, pipeline: &str) -> Result<Option<String>> {
@@ -205,29 +192,21 @@ impl SyncState for PgMetadata {
     }
 
     async fn set_sync_table_identity(&self, pipeline: &str, identity: Option<&str>) -> Result<()> {
-        let conn = self.pool.get().await?;
-        let Some(identity) = identity else {
-            conn.execute(
-                "DELETE FROM sluice_sync_tables WHERE pipeline = $1",
-                &[&pipeline],
-            )
-            .await
-            .map_err(pg_error)?;
-            return Ok(());
-        };
-        conn.execute(
-            "INSERT INTO sluice_sync_tables (pipeline, identity) VALUES ($1, $2)
-             ON CONFLICT (pipeline) DO UPDATE SET identity = EXCLUDED.identity",
-            &[&pipeline, &identity],
-        )
-        .await
-        .map_err(|e| match violation(&e) {
-            Some(Violation::ForeignKey) => {
-                StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
+        match identity {
+            None => {
+                self.clear_pipeline_row("sluice_sync_tables", pipeline)
+                    .await
             }
-            _ => pg_error(e),
-        })?;
-        Ok(())
+            Some(identity) => {
+                self.upsert_pipeline_row(
+                    pipeline,
+                    "INSERT INTO sluice_sync_tables (pipeline, identity) VALUES ($1, $2)
+                     ON CONFLICT (pipeline) DO UPDATE SET identity = EXCLUDED.identity",
+                    &[&pipeline, &identity],
+                )
+                .await
+            }
+        }
     }
 
     async fn sync_count(&self, pipeline: &str) -> Result<u64> {
@@ -253,6 +232,32 @@ impl PgMetadata {
             .map_err(pg_error)?;
         Ok(codec::to_u64(get(&row, 0)?))
     }
+
+    /// Deletes the pipeline's row of `table`, one of the tables holding a row per pipeline.
+    async fn clear_pipeline_row(&self, table: &str, pipeline: &str) -> Result<()> {
+        let conn = self.pool.get().await?;
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE pipeline = $1"),
+            &[&pipeline],
+        )
+        .await
+        .map_err(pg_error)?;
+        Ok(())
+    }
+
+    /// Runs `upsert` of the pipeline's row; a pipeline that does not exist is `NotFound`.
+    async fn upsert_pipeline_row(
+        &self,
+        pipeline: &str,
+        upsert: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<()> {
+        let conn = self.pool.get().await?;
+        conn.execute(upsert, params)
+            .await
+            .map_err(unknown_pipeline(pipeline))?;
+        Ok(())
+    }
 }
 
 const SYNC_COLUMNS: &str = "profile_id, key, hash, has_left";
@@ -265,4 +270,14 @@ fn entry_from_row(r: &Row) -> Result<SyncEntry> {
         left: get::<Option<bool>>(r, 3)? == Some(true),
         profile_id,
     })
+}
+
+/// A write naming a pipeline that is not there breaks a foreign key: that is the pipeline not found.
+fn unknown_pipeline(pipeline: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
+    move |e| match violation(&e) {
+        Some(Violation::ForeignKey) => {
+            StoreError::NotFound(format!("pipeline `{pipeline}` does not exist"))
+        }
+        _ => pg_error(e),
+    }
 }

@@ -6,7 +6,8 @@ use sluice_core::Schema;
 use sluice_store::{RunStatus, SecretBox, StoreError};
 
 use crate::fixtures::{
-    at, conflict, destination, entry, not_found, pipeline, run, PASSWORD, PRIVATE_KEY,
+    at, conflict, destination, entry, not_found, pipeline, run, with_pipelines, PASSWORD,
+    PRIVATE_KEY,
 };
 use crate::harness::Env;
 
@@ -286,19 +287,7 @@ pub async fn destinations_without_a_tls_mode_keep_prefer(env: &Env) {
 }
 
 pub async fn destination_in_use_is_not_deleted(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    store
-        .insert_pipeline(&pipeline("p-a", "d", "a", 0))
-        .await
-        .unwrap();
-    store
-        .insert_pipeline(&pipeline("p-b", "d", "b", 1))
-        .await
-        .unwrap();
+    let store = with_pipelines(env, &[("p-a", "a", 0), ("p-b", "b", 1)]).await;
     assert_eq!(
         conflict(store.delete_destination("d").await),
         "destination is used by pipelines `a`, `b`; delete them first"
@@ -412,19 +401,7 @@ pub async fn pipelines_crud_and_conflicts(env: &Env) {
 }
 
 pub async fn deleting_a_pipeline_cascades(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    store
-        .insert_pipeline(&pipeline("p1", "d", "one", 0))
-        .await
-        .unwrap();
-    store
-        .insert_pipeline(&pipeline("p2", "d", "two", 1))
-        .await
-        .unwrap();
+    let store = with_pipelines(env, &[("p1", "one", 0), ("p2", "two", 1)]).await;
     for (p, r) in [("p1", "r1"), ("p1", "r2"), ("p2", "r3")] {
         store
             .insert_run(&run(r, p, 0, RunStatus::Succeeded))

@@ -1,12 +1,16 @@
 //! Records and result checks the metadata cases share.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use sluice_core::pipeline::PipelineSpec;
 use sluice_store::{
-    Counts, DestinationRecord, PipelineRecord, Progress, RunRecord, RunStatus, StoreError,
-    SyncEntry, SyncKey,
+    Counts, DestinationRecord, MetadataStore, PipelineRecord, Progress, RunRecord, RunStatus,
+    SecretBox, StoreError, SyncEntry, SyncKey,
 };
+
+use crate::harness::Env;
 
 pub const PASSWORD: &str = "s3cr3t-pässwörd-🔑";
 
@@ -32,6 +36,23 @@ pub fn destination(id: &str, name: &str, minute: i64) -> DestinationRecord {
         created_at: at(minute),
         updated_at: at(minute),
     }
+}
+
+/// A metadata store of `env` (under a new key) holding the destination `d` and, writing to it, a pipeline
+/// for each `(id, name, minute)`.
+pub async fn with_pipelines(env: &Env, pipelines: &[(&str, &str, i64)]) -> Arc<dyn MetadataStore> {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d", "Warehouse", 0))
+        .await
+        .unwrap();
+    for &(id, name, minute) in pipelines {
+        store
+            .insert_pipeline(&pipeline(id, "d", name, minute))
+            .await
+            .unwrap();
+    }
+    store
 }
 
 pub fn pipeline(id: &str, destination: &str, name: &str, minute: i64) -> PipelineRecord {

@@ -1,24 +1,12 @@
 //! Cases for `RunLog`.
 
-use sluice_store::{Counts, Progress, RunErrorGroup, RunStatus, SecretBox};
+use sluice_store::{Counts, Progress, RunErrorGroup, RunStatus};
 
-use crate::fixtures::{at, conflict, destination, not_found, pipeline, run};
+use crate::fixtures::{at, conflict, not_found, run, with_pipelines};
 use crate::harness::Env;
 
 pub async fn runs_lifecycle_and_pagination(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    store
-        .insert_pipeline(&pipeline("p1", "d", "one", 0))
-        .await
-        .unwrap();
-    store
-        .insert_pipeline(&pipeline("p2", "d", "two", 1))
-        .await
-        .unwrap();
+    let store = with_pipelines(env, &[("p1", "one", 0), ("p2", "two", 1)]).await;
 
     // r3 and r4 are queued in the same microsecond: insertion order breaks the tie.
     let minutes = [
@@ -142,15 +130,7 @@ pub async fn runs_lifecycle_and_pagination(env: &Env) {
 /// A running run's progress is stored alone (status, times and message untouched), and never over a
 /// finished run: the task recording it may outlive the run.
 pub async fn run_progress_never_overwrites_a_finished_run(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    store
-        .insert_pipeline(&pipeline("p1", "d", "one", 0))
-        .await
-        .unwrap();
+    let store = with_pipelines(env, &[("p1", "one", 0)]).await;
     let mut stored = run("r1", "p1", 1, RunStatus::Running);
     store.insert_run(&stored).await.unwrap();
 

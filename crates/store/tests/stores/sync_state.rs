@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use sluice_store::{SecretBox, SyncCheckpoint, SyncEntry, SyncKey};
 
-use crate::fixtures::{at, destination, entry, not_found, pipeline};
+use crate::fixtures::{at, entry, not_found, with_pipelines};
 use crate::harness::{Backend, Env};
 
 /// An entry of a profile that left while its row is kept.
@@ -32,19 +32,7 @@ fn ids(entries: &[SyncEntry]) -> Vec<&str> {
 }
 
 pub async fn sync_apply_range_and_owners(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    store
-        .insert_pipeline(&pipeline("p", "d", "one", 0))
-        .await
-        .unwrap();
-    store
-        .insert_pipeline(&pipeline("q", "d", "two", 1))
-        .await
-        .unwrap();
+    let store = with_pipelines(env, &[("p", "one", 0), ("q", "two", 1)]).await;
     assert_eq!(store.sync_count("p").await.unwrap(), 0);
 
     let profiles = ["b", "a", "Z", "é", "日本", "😀", "z", "A-10", "A-9", "ß"];
@@ -178,15 +166,7 @@ pub async fn sync_apply_range_and_owners(env: &Env) {
 }
 
 pub async fn sync_apply_transfers_keys(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    store
-        .insert_pipeline(&pipeline("p", "d", "one", 0))
-        .await
-        .unwrap();
+    let store = with_pipelines(env, &[("p", "one", 0)]).await;
     store
         .sync_apply(
             "p",
@@ -283,17 +263,7 @@ pub async fn sync_apply_transfers_keys(env: &Env) {
 /// one pipeline, in every order: keys stay unique and move between profiles as they do among keys of one
 /// form (SQLite stores the first form without its key).
 pub async fn sync_keys_of_both_forms_stay_unique(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    for p in ["p", "q"] {
-        store
-            .insert_pipeline(&pipeline(p, "d", p, 0))
-            .await
-            .unwrap();
-    }
+    let store = with_pipelines(env, &[("p", "p", 0), ("q", "q", 0)]).await;
     let state = |v: Vec<SyncEntry>| -> Vec<(String, String, u128)> {
         v.into_iter()
             .map(|e| (e.profile_id, e.key.into_string(), e.hash))
@@ -408,15 +378,7 @@ pub async fn sync_keys_of_both_forms_stay_unique(env: &Env) {
 }
 
 pub async fn sync_apply_large_batches(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    store
-        .insert_pipeline(&pipeline("p", "d", "one", 0))
-        .await
-        .unwrap();
+    let store = with_pipelines(env, &[("p", "one", 0)]).await;
     const N: usize = 10_000;
     let first: Vec<SyncEntry> = (0..N)
         .map(|i| entry(&format!("c{i:06}"), &format!("k{i}"), i as u128))
@@ -467,17 +429,7 @@ pub async fn sync_apply_large_batches(env: &Env) {
 }
 
 pub async fn sync_get_and_checkpoints(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    for (id, name) in [("p", "one"), ("q", "two")] {
-        store
-            .insert_pipeline(&pipeline(id, "d", name, 0))
-            .await
-            .unwrap();
-    }
+    let store = with_pipelines(env, &[("p", "one", 0), ("q", "two", 0)]).await;
     let entries: Vec<SyncEntry> = (0..20)
         .map(|i| entry(&format!("c{i:02}"), &format!("k{i}"), i as u128))
         .collect();
@@ -538,17 +490,7 @@ pub async fn sync_get_and_checkpoints(env: &Env) {
 /// Entries of profiles that left while their rows are kept: recorded and read back flagged by every
 /// method, with keys of both forms (SQLite stores a key that is its profile's id without it).
 pub async fn sync_left_entries_round_trip(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    for p in ["p", "q"] {
-        store
-            .insert_pipeline(&pipeline(p, "d", p, 0))
-            .await
-            .unwrap();
-    }
+    let store = with_pipelines(env, &[("p", "p", 0), ("q", "q", 0)]).await;
     // `p` keyed by another column, `q` by the profile id.
     for (p, prefix) in [("p", "key-"), ("q", "")] {
         let k = |id: &str| format!("{prefix}{id}");
@@ -640,17 +582,7 @@ pub async fn sync_left_entries_round_trip(env: &Env) {
 /// A left entry holds its key until another profile's upsert takes it, which leaves the left profile
 /// with no entry (its row now is the other profile's).
 pub async fn sync_left_holder_gives_its_key_up(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    for p in ["p", "q"] {
-        store
-            .insert_pipeline(&pipeline(p, "d", p, 0))
-            .await
-            .unwrap();
-    }
+    let store = with_pipelines(env, &[("p", "p", 0), ("q", "q", 0)]).await;
     store
         .sync_apply(
             "p",
@@ -779,17 +711,7 @@ pub async fn sync_entries_survive_the_left_flag_migration(env: &Env) {
 /// The identity of the table a pipeline writes: recorded, replaced, forgotten, refused for an unknown
 /// pipeline, and gone with the pipeline.
 pub async fn sync_table_identity_round_trip(env: &Env) {
-    let store = env.metadata(SecretBox::generate()).await;
-    store
-        .insert_destination(&destination("d", "Warehouse", 0))
-        .await
-        .unwrap();
-    for p in ["p", "q"] {
-        store
-            .insert_pipeline(&pipeline(p, "d", p, 0))
-            .await
-            .unwrap();
-    }
+    let store = with_pipelines(env, &[("p", "p", 0), ("q", "q", 0)]).await;
     assert_eq!(store.sync_table_identity("p").await.unwrap(), None);
     store
         .set_sync_table_identity("p", Some("oid:16384"))

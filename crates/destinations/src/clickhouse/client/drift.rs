@@ -8,7 +8,7 @@ use sluice_core::Value;
 
 use super::{build_blocks, count, error, planned, Session, Source, WritePlan};
 use crate::clickhouse::dialect::{self, literal, qualified, quote};
-use crate::drift::{column_types, decode, KEYS_PER_READ};
+use crate::drift::{column_types, decode, text_columns, KEYS_PER_READ};
 use crate::{ErrorKind, Result, Row, WriteTarget};
 
 /// `toString` of `column`; instants in UTC whatever the column's or the server's time zone.
@@ -95,12 +95,7 @@ impl Session {
         let key_type = key_col.type_text.clone();
         let (from, live) = self.live_rows_sql(database, table).await?;
         let types = column_types(target);
-        let columns: Vec<String> = target
-            .columns
-            .iter()
-            .zip(&types)
-            .map(|(c, ty)| text_expr(c, ty.as_ref()))
-            .collect();
+        let columns = text_columns(target, text_expr);
         self.next_stage += 1;
         let stage = format!("sluice_keys_{}", self.next_stage);
         let mut out = Vec::with_capacity(keys.len());
@@ -123,7 +118,7 @@ impl Session {
                     .await?;
                 let sql = format!(
                     "SELECT {} FROM {from} WHERE {live} AND {k} IN (SELECT {k} FROM {})",
-                    columns.join(", "),
+                    columns,
                     quote(&stage),
                     k = quote(&target.key)
                 );

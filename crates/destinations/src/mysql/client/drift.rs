@@ -6,7 +6,7 @@ use mysql_async::{Params, Value as My};
 use sluice_core::Value;
 
 use super::{bind, map_error, Session};
-use crate::drift::{column_types, decode, KEYS_PER_READ};
+use crate::drift::{column_types, decode, text_columns, KEYS_PER_READ};
 use crate::mysql::dialect::quote;
 use crate::{Result, WriteTarget};
 
@@ -17,20 +17,13 @@ const IDENTITY: &str = "SELECT CAST(CREATE_TIME AS CHAR), CAST(ENGINE AS CHAR) \
 /// `SELECT <columns as text> FROM t WHERE key IN (?, …)`. The session's time zone is UTC, so
 /// TIMESTAMP columns print the instant in UTC.
 pub(crate) fn select_by_keys(target: &WriteTarget, keys: usize) -> String {
-    let types = column_types(target);
-    let columns: Vec<String> = target
-        .columns
-        .iter()
-        .zip(&types)
-        .map(|(c, ty)| match ty {
-            // Bytes are not text in any character set.
-            Some(sluice_core::ColumnType::Binary) => format!("HEX({})", quote(c)),
-            _ => format!("CAST({} AS CHAR)", quote(c)),
-        })
-        .collect();
+    let columns = text_columns(target, |c, ty| match ty {
+        // Bytes are not text in any character set.
+        Some(sluice_core::ColumnType::Binary) => format!("HEX({})", quote(c)),
+        _ => format!("CAST({} AS CHAR)", quote(c)),
+    });
     format!(
-        "SELECT {} FROM {} WHERE {} IN ({})",
-        columns.join(", "),
+        "SELECT {columns} FROM {} WHERE {} IN ({})",
         quote(&target.table.name),
         quote(&target.key),
         vec!["?"; keys].join(", ")

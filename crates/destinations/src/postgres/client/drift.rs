@@ -3,7 +3,7 @@
 use sluice_core::Value;
 
 use super::{map_error, Session};
-use crate::drift::{column_types, decode};
+use crate::drift::{column_types, decode, text_columns};
 use crate::postgres::dialect::{qualified, quote, FIND_TABLE};
 use crate::postgres::encode::{Encoded, Encoder};
 use crate::{Result, WriteTarget};
@@ -28,16 +28,9 @@ fn text_expr(column: &str, ty: Option<&sluice_core::ColumnType>) -> String {
 
 /// `SELECT <columns as text> FROM t WHERE key = ANY($1)`.
 pub(crate) fn select_by_keys(schema: &str, target: &WriteTarget) -> String {
-    let types = column_types(target);
-    let columns: Vec<String> = target
-        .columns
-        .iter()
-        .zip(&types)
-        .map(|(c, ty)| text_expr(c, ty.as_ref()))
-        .collect();
     format!(
         "SELECT {} FROM {} WHERE {} = ANY($1)",
-        columns.join(", "),
+        text_columns(target, text_expr),
         qualified(schema, &target.table.name),
         quote(&target.key)
     )

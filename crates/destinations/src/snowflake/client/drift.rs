@@ -5,7 +5,7 @@
 use sluice_core::Value;
 
 use super::{Connection, Session};
-use crate::drift::{column_types, decode, KEYS_PER_READ};
+use crate::drift::{column_types, decode, text_columns, KEYS_PER_READ};
 use crate::snowflake::dialect::{self, quote, setting_ident, Binding};
 use crate::{Result, WriteTarget};
 
@@ -29,16 +29,9 @@ fn text_expr(column: &str, ty: Option<&sluice_core::ColumnType>) -> String {
 
 /// `SELECT <columns> FROM t WHERE key IN (?, …)`. Values come back as text in the JSON rowsets.
 pub(crate) fn select_by_keys(qualified: &str, target: &WriteTarget, keys: usize) -> String {
-    let types = column_types(target);
-    let columns: Vec<String> = target
-        .columns
-        .iter()
-        .zip(&types)
-        .map(|(c, ty)| text_expr(c, ty.as_ref()))
-        .collect();
     format!(
         "SELECT {} FROM {qualified} WHERE {} IN ({})",
-        columns.join(", "),
+        text_columns(target, text_expr),
         quote(&target.key),
         vec!["?"; keys].join(", ")
     )
