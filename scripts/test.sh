@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# One build of everything, not kept for editing: incremental caches only take disk (several GB).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 services=${SLUICE_TEST_SERVICES:-pg mysql clickhouse snowflake}
 # shellcheck disable=SC2086
