@@ -183,9 +183,9 @@ try {
 
   await step('1. sign in with the admin token', async () => {
     await page.goto(`${BASE}/`);
-    await page.getByLabel('Admin token').waitFor();
+    await page.getByLabel('Token', { exact: true }).waitFor();
     await shot('sign-in');
-    await page.getByLabel('Admin token').fill(TOKEN);
+    await page.getByLabel('Token', { exact: true }).fill(TOKEN);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Destinations', level: 1 }).waitFor();
     await shot('destinations');
@@ -426,7 +426,7 @@ try {
     const text = (await next.innerText()).trim();
     const exact = await next.getAttribute('title');
     const when = Date.parse((await next.getAttribute('datetime')) ?? '');
-    if (!/^next run (in \d+ minutes?|: due now|in a moment)$/.test(text)) throw new Error(`the next run reads: ${text}`);
+    if (!/^next run(?: in \d+ minutes?|: due now| in a moment)$/.test(text)) throw new Error(`the next run reads: ${text}`);
     if (!exact) throw new Error('the next run time has no exact time on hover');
     if (!(when > Date.now() - 60_000 && when <= Date.now() + 15 * 60_000 + 60_000)) throw new Error(`the next run is not within 15 minutes: ${new Date(when).toISOString()}`);
     log(`  shown: ${text} (${exact})`);
