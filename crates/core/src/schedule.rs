@@ -281,8 +281,9 @@ pub fn reconcile_due(every: Option<&str>, last: Option<DateTime<Utc>>, now: Date
     };
     match last {
         None => true,
-        // A clock set back (last in the future) reconciles rather than waiting for it to catch up.
-        Some(last) => last > now || now - last >= every,
+        // A little in the future is a reconcile started by hand after the tick being run; an interval or
+        // more means the clock was set back, and waiting for it to catch up would skip reconciles.
+        Some(last) => now - last >= every || last - now >= every,
     }
 }
 
@@ -543,6 +544,11 @@ mod tests {
         assert!(reconcile_due(
             Some("1h"),
             Some(at("2026-01-01T02:00:00Z")),
+            now
+        ));
+        assert!(!reconcile_due(
+            Some("1h"),
+            Some(at("2026-01-01T01:00:30Z")),
             now
         ));
         assert!(!reconcile_due(None, None, now));
