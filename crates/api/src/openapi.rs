@@ -344,6 +344,9 @@ pub struct PipelineSpecDoc {
     on_leave: OnLeave,
     #[serde(default)]
     alert_webhook: Option<String>,
+    /// How long after the last reconcile a scheduled run is a reconcile (`12h`, `1d`, `1w`); absent: never.
+    #[serde(default)]
+    reconcile_every: Option<String>,
 }
 
 // Mirrors `sluice_core::pipeline::PipelineSpec`.
@@ -376,6 +379,11 @@ pub struct PipelineInputDoc {
     /// failing.
     #[serde(default)]
     alert_webhook: Option<String>,
+    /// Makes a scheduled run a reconcile when at least this long has passed since the last reconcile
+    /// started (or there was none): a whole number and a unit, `m`, `h`, `d` or `w` (`1d`), from `5m`
+    /// to `366d`. `null` (the default): scheduled runs do not reconcile on a timer.
+    #[serde(default)]
+    reconcile_every: Option<String>,
 }
 
 /// Any subset of a pipeline's fields; those left out keep their value.
@@ -405,6 +413,8 @@ pub struct PipelinePatchDoc {
     on_leave: OnLeave,
     #[serde(default)]
     alert_webhook: Option<String>,
+    #[serde(default)]
+    reconcile_every: Option<String>,
 }
 
 // Mirrors the wire form `sluice_core::filter` parses.

@@ -980,9 +980,17 @@ async fn schedules_alerts_and_metrics() {
     let mut bad = pipeline(&dest);
     bad["schedule"] = json!({"cron": "0 3 * *", "timezone": "Mars/Olympus"});
     bad["alert_webhook"] = json!("hooks.example.com/x");
+    bad["reconcile_every"] = json!("every day");
     let (s, v) = api.call("POST", "/v1/pipelines", Some(bad)).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let fields = &v["error"]["fields"];
+    assert!(
+        fields["reconcile_every"][0]
+            .as_str()
+            .unwrap()
+            .contains("`every day` is not an interval"),
+        "{v}"
+    );
     assert!(
         fields["schedule.timezone"][0]
             .as_str()
@@ -1012,10 +1020,30 @@ async fn schedules_alerts_and_metrics() {
     // A 15m schedule: the next run is the next quarter hour; off or disabled: none.
     let mut spec = pipeline(&dest);
     spec["alert_webhook"] = json!("https://hooks.example.com/sluice");
+    spec["reconcile_every"] = json!("1d");
     let (s, p) = api.call("POST", "/v1/pipelines", Some(spec)).await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
     assert_eq!(p["alert_webhook"], "https://hooks.example.com/sluice");
+    assert_eq!(p["reconcile_every"], "1d");
     let id = p["id"].as_str().unwrap().to_string();
+    // Too short an interval is refused on a change too, and the stored one is kept.
+    let (s, v) = api
+        .call(
+            "PATCH",
+            &format!("/v1/pipelines/{id}"),
+            Some(json!({"reconcile_every": "1m"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["fields"]["reconcile_every"][0]
+            .as_str()
+            .unwrap()
+            .contains("out of range"),
+        "{v}"
+    );
+    let (_, v) = api.call("GET", &format!("/v1/pipelines/{id}"), None).await;
+    assert_eq!(v["reconcile_every"], "1d", "{v}");
     let next: chrono::DateTime<chrono::Utc> = p["next_run_at"]
         .as_str()
         .expect("next_run_at is set")

@@ -161,6 +161,10 @@ pub struct PipelineSpec {
     /// Where a JSON message is posted when a run fails, fails too many rows, or succeeds after failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_webhook: Option<String>,
+    /// How long after the last reconcile a scheduled run is made a reconcile run (`1d`, `12h`, `1w`);
+    /// `None`: scheduled runs never reconcile unless their checks ask for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_every: Option<String>,
 }
 
 /// Checks that `url` is an absolute `http` or `https` URL with a host, as webhooks need.
@@ -185,8 +189,8 @@ fn yes() -> bool {
 
 impl PipelineSpec {
     /// Whether `other` writes the same rows to the same place: the same destination, table, key, filter,
-    /// transformation and rule for leavers. Only name, description, `enabled`, schedule and alerting may
-    /// differ, none of which the live table has a say in.
+    /// transformation and rule for leavers. Only name, description, `enabled`, schedule, reconcile interval
+    /// and alerting may differ, none of which the live table has a say in.
     pub fn writes_like(&self, other: &PipelineSpec) -> bool {
         // Destructured without `..`: a field added later must be sorted into one group or the other.
         let PipelineSpec {
@@ -201,6 +205,7 @@ impl PipelineSpec {
             schedule: _,
             on_leave,
             alert_webhook: _,
+            reconcile_every: _,
         } = self;
         *destination == other.destination
             && *table == other.table
@@ -248,6 +253,11 @@ impl PipelineSpec {
                 e.add("alert_webhook", message);
             }
         }
+        if let Some(every) = &self.reconcile_every {
+            if let Err(message) = crate::schedule::parse_every(every) {
+                e.add("reconcile_every", message);
+            }
+        }
         e
     }
 }
@@ -282,7 +292,8 @@ mod tests {
     fn shape_errors_name_fields() {
         let spec: PipelineSpec = serde_json::from_value(json!({
             "destination": "", "name": " ", "table": "", "key": "",
-            "transformation": {"mapping": {}}, "schedule": "7m", "alert_webhook": "ftp://x"
+            "transformation": {"mapping": {}}, "schedule": "7m", "alert_webhook": "ftp://x",
+            "reconcile_every": "soon"
         }))
         .unwrap();
         let e = spec.check_shape();
@@ -294,6 +305,7 @@ mod tests {
             "transformation.mapping",
             "schedule",
             "alert_webhook",
+            "reconcile_every",
         ] {
             assert!(e.get(f).is_some(), "{f}: {e}");
         }

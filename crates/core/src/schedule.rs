@@ -242,6 +242,51 @@ pub fn next_run_at(
     Some(next.max(now))
 }
 
+/// The shortest and longest reconcile interval, in minutes: shorter than the shortest schedule would
+/// make every run a reconcile; a year covers any sensible spacing.
+const EVERY_MINUTES: (i64, i64) = (5, 366 * 24 * 60);
+
+/// Parses a reconcile interval: a whole number and a unit, `m` (minutes), `h`, `d` or `w`, as in `30m`,
+/// `12h`, `1d`, `1w` (the schedule's fixed intervals are all valid).
+pub fn parse_every(text: &str) -> Result<chrono::Duration, String> {
+    let hint = "use a number and a unit: m (minutes), h (hours), d (days) or w (weeks), e.g. `1d`";
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let per = match unit {
+        "m" => 1,
+        "h" => 60,
+        "d" => 24 * 60,
+        "w" => 7 * 24 * 60,
+        _ => return Err(format!("`{text}` is not an interval: {hint}")),
+    };
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not an interval: {hint}"))?;
+    let minutes = n.saturating_mul(per);
+    if minutes < EVERY_MINUTES.0 || minutes > EVERY_MINUTES.1 {
+        return Err(format!(
+            "`{text}` is out of range: reconcile at most every 5m and at least every 366d"
+        ));
+    }
+    Ok(chrono::Duration::minutes(minutes))
+}
+
+/// Whether a scheduled run starting at `now` is to be a reconcile: the pipeline reconciles every
+/// `every` and its last reconcile started at `last` (`None`: never). An interval that does not parse
+/// counts as off (it was checked when saved).
+pub fn reconcile_due(every: Option<&str>, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    let Some(every) = every.and_then(|e| parse_every(e).ok()) else {
+        return false;
+    };
+    match last {
+        None => true,
+        // A little in the future is a reconcile started by hand after the tick being run; an interval or
+        // more means the clock was set back, and waiting for it to catch up would skip reconciles.
+        Some(last) => now - last >= every || last - now >= every,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,5 +503,55 @@ mod tests {
             next_run_at(Some(&s), true, state("2026-11-29T10:00:00Z", false), now),
             Some(at("2026-11-29T11:00:00Z"))
         );
+    }
+
+    #[test]
+    fn reconcile_intervals_parse_and_fall_due() {
+        assert_eq!(parse_every("1d").unwrap(), chrono::Duration::days(1));
+        assert_eq!(parse_every(" 12h ").unwrap(), chrono::Duration::hours(12));
+        assert_eq!(parse_every("1w").unwrap(), chrono::Duration::weeks(1));
+        for (name, _) in crate::pipeline::INTERVALS {
+            assert!(parse_every(name).is_ok(), "{name}");
+        }
+        for bad in [
+            "",
+            "d",
+            "1",
+            "1x",
+            "-1d",
+            "1.5h",
+            "1 d",
+            "4m",
+            "0h",
+            "367d",
+            "99999999999999999999w",
+        ] {
+            let e = parse_every(bad).unwrap_err();
+            assert!(e.contains(&format!("`{bad}`")), "{bad}: {e}");
+        }
+        let now = at("2026-01-01T01:00:00Z");
+        assert!(reconcile_due(Some("1h"), None, now));
+        assert!(reconcile_due(
+            Some("1h"),
+            Some(at("2026-01-01T00:00:00Z")),
+            now
+        ));
+        assert!(!reconcile_due(
+            Some("1h"),
+            Some(at("2026-01-01T00:00:01Z")),
+            now
+        ));
+        assert!(reconcile_due(
+            Some("1h"),
+            Some(at("2026-01-01T02:00:00Z")),
+            now
+        ));
+        assert!(!reconcile_due(
+            Some("1h"),
+            Some(at("2026-01-01T01:00:30Z")),
+            now
+        ));
+        assert!(!reconcile_due(None, None, now));
+        assert!(!reconcile_due(Some("soon"), None, now));
     }
 }

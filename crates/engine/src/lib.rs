@@ -60,7 +60,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sluice_store::{
     Counts, MetadataStore, PipelineRecord, ProfileStore, Progress, RunRecord, RunStatus,
 };
@@ -286,6 +286,18 @@ impl Engine {
         trigger: &str,
         mode: RunMode,
     ) -> Result<RunRecord, StartError> {
+        self.start_at(pipeline_id, trigger, mode, Utc::now()).await
+    }
+
+    /// [`Engine::start_with`], recording a reconcile as started at `at` (the scheduler's clock, which
+    /// tests set) for the pipeline's `reconcile_every`.
+    pub async fn start_at(
+        &self,
+        pipeline_id: &str,
+        trigger: &str,
+        mode: RunMode,
+        at: DateTime<Utc>,
+    ) -> Result<RunRecord, StartError> {
         let pipeline = self
             .inner
             .meta
@@ -338,6 +350,10 @@ impl Engine {
                 name: pipeline.spec.name.clone(),
                 run,
             });
+        }
+        if mode == RunMode::Reconcile {
+            // Recorded once the run is claimed, so a refused start does not put the next reconcile off.
+            self.inner.meta.record_reconcile(&pipeline.id, at).await?;
         }
         let cancel = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Notify::new());

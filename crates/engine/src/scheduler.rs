@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sluice_core::schedule::{decide, next_run_at, TickState};
+use sluice_core::schedule::{decide, next_run_at, reconcile_due, TickState};
 use sluice_store::PipelineRecord;
 
-use crate::{alerts, Engine, StartError};
+use crate::{alerts, Engine, RunMode, StartError};
 
 /// Where the scheduler gets the time.
 pub trait Clock: Send + Sync {
@@ -37,6 +37,8 @@ impl Clock for SystemClock {
 pub struct Pass {
     /// Runs started, by pipeline id.
     pub started: Vec<String>,
+    /// Of those, the runs started as reconciles (their `reconcile_every` had passed).
+    pub reconciles: Vec<String>,
     /// Pipelines whose follow-up run was queued because they were busy.
     pub queued: Vec<String>,
 }
@@ -77,7 +79,7 @@ pub async fn tick(engine: &Engine, now: DateTime<Utc>) -> Result<Pass, sluice_st
             pass.queued.push(p.id.clone());
         }
         if d.start {
-            start_scheduled(engine, &p, next, &mut pass).await?;
+            start_scheduled(engine, &p, next, now, &mut pass).await?;
         }
     }
     Ok(pass)
@@ -87,12 +89,30 @@ async fn start_scheduled(
     engine: &Engine,
     p: &PipelineRecord,
     state: TickState,
+    now: DateTime<Utc>,
     pass: &mut Pass,
 ) -> Result<(), sluice_store::StoreError> {
-    match engine.start(&p.id, "schedule").await {
+    // The tick (not the moment the pass reached it) is what the next reconcile counts from, so that
+    // `reconcile_every` equal to a multiple of the schedule lands on a tick instead of the one after.
+    let tick_at = state.last_tick.unwrap_or(now);
+    let mode = match &p.spec.reconcile_every {
+        Some(every) => {
+            let last = engine.meta().last_reconcile(&p.id).await?;
+            if reconcile_due(Some(every), last, tick_at) {
+                RunMode::Reconcile
+            } else {
+                RunMode::Normal
+            }
+        }
+        None => RunMode::Normal,
+    };
+    match engine.start_at(&p.id, "schedule", mode, tick_at).await {
         Ok(run) => {
-            tracing::info!(pipeline = %p.id, run = %run.id, "scheduled run started");
+            tracing::info!(pipeline = %p.id, run = %run.id, mode = mode.as_str(), "scheduled run started");
             pass.started.push(p.id.clone());
+            if mode == RunMode::Reconcile {
+                pass.reconciles.push(p.id.clone());
+            }
         }
         Err(StartError::AlreadyRunning { .. }) => {
             // Started elsewhere since we looked: keep the tick as a follow-up instead of losing it.

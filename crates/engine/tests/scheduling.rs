@@ -273,6 +273,100 @@ async fn the_clock_drives_scheduled_runs() {
     w.settle(&p).await;
 }
 
+/// One scheduler pass at `now`, waiting for the runs it started.
+async fn pass_at(w: &World, pipelines: &[&str], now: &str) -> scheduler::Pass {
+    let pass = scheduler::tick(&w.engine, at(now)).await.unwrap();
+    for p in pipelines {
+        w.settle(p).await;
+    }
+    pass
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_every_makes_a_scheduled_run_a_reconcile_when_due() {
+    let w = world(EngineConfig::default(), 20).await;
+    let p = w
+        .pipeline(json!({"schedule": "5m", "reconcile_every": "1h"}))
+        .await;
+    let plain = w.pipeline(json!({"schedule": "5m"})).await;
+    let ids = [p.as_str(), plain.as_str()];
+    pass_at(&w, &ids, "2026-11-29T10:01:00Z").await;
+
+    // Never reconciled: the first scheduled run is a reconcile; a pipeline without the setting is not.
+    let pass = pass_at(&w, &ids, "2026-11-29T10:05:01Z").await;
+    assert_eq!(pass.started.len(), 2, "{pass:?}");
+    assert_eq!(pass.reconciles, vec![p.clone()]);
+    let first = &w.runs(&p).await[0];
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.message);
+    assert!(
+        first
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("reconciled"),
+        "{:?}",
+        first.message
+    );
+
+    // Someone edits a row; the count still agrees, so normal runs leave it for the next reconcile.
+    w.exec("UPDATE people SET email = 'edited' WHERE id = 'c00003'");
+    for minute in (10..=55).step_by(5) {
+        let now = format!("2026-11-29T10:{minute:02}:01Z");
+        let pass = pass_at(&w, &ids, &now).await;
+        assert!(pass.started.contains(&p), "{now}: {pass:?}");
+        assert!(pass.reconciles.is_empty(), "{now}: {pass:?}");
+    }
+    // 11:00 is 55 minutes after the 10:05 tick the reconcile started on.
+    let pass = pass_at(&w, &ids, "2026-11-29T11:00:01Z").await;
+    assert!(
+        pass.started.contains(&p) && pass.reconciles.is_empty(),
+        "{pass:?}"
+    );
+    let edited: i64 = rusqlite::Connection::open(&w.db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM people WHERE email = 'edited'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(edited, 1, "normal runs do not read rows back");
+
+    // An hour after the last reconcile's tick: a reconcile again, which rewrites the edited row.
+    let pass = pass_at(&w, &ids, "2026-11-29T11:05:01Z").await;
+    assert_eq!(pass.reconciles, vec![p.clone()], "{pass:?}");
+    let last = &w.runs(&p).await[0];
+    assert_eq!(last.status, RunStatus::Succeeded, "{:?}", last.message);
+    assert!(
+        last.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("1 rows changed"),
+        "{:?}",
+        last.message
+    );
+    let edited: i64 = rusqlite::Connection::open(&w.db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM people WHERE email = 'edited'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(edited, 0);
+    assert_eq!(
+        w.engine.meta().last_reconcile(&p).await.unwrap(),
+        Some(at("2026-11-29T11:05:00Z"))
+    );
+    assert_eq!(w.engine.meta().last_reconcile(&plain).await.unwrap(), None);
+    let pass = pass_at(&w, &ids, "2026-11-29T11:10:01Z").await;
+    assert!(
+        pass.started.contains(&p) && pass.reconciles.is_empty(),
+        "{pass:?}"
+    );
+    assert_eq!(w.runs(&p).await.len(), 14);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_queue_runs_and_cancel_ends_a_queued_one() {
     let w = world(

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sluice_core::schedule::TickState;
 
 use crate::{Result, RunRecord};
@@ -74,4 +75,10 @@ pub trait Coordination: Send + Sync {
         expected: TickState,
         next: TickState,
     ) -> Result<bool>;
+
+    /// When the pipeline's last reconcile started; `None` when it never reconciled.
+    async fn last_reconcile(&self, pipeline: &str) -> Result<Option<DateTime<Utc>>>;
+
+    /// Records that a reconcile of the pipeline started `at`. Nothing happens for a pipeline that is gone.
+    async fn record_reconcile(&self, pipeline: &str, at: DateTime<Utc>) -> Result<()>;
 }

@@ -221,6 +221,12 @@ export interface PipelineInput {
    * failing.
    */
   alert_webhook?: string | null;
+  /**
+   * Makes a scheduled run a reconcile when at least this long has passed since the last reconcile
+   * started (or there was none): a whole number and a unit, `m`, `h`, `d` or `w` (`1d`), from `5m`
+   * to `366d`. `null` (the default): scheduled runs do not reconcile on a timer.
+   */
+  reconcile_every?: string | null;
 }
 
 export interface PipelineList {
@@ -240,6 +246,7 @@ export interface PipelinePatch {
   schedule?: null | Schedule;
   on_leave?: OnLeave;
   alert_webhook?: string | null;
+  reconcile_every?: string | null;
 }
 
 /** A pipeline's settings as they are saved. */
@@ -255,6 +262,8 @@ export interface PipelineSpec {
   schedule: null | Schedule;
   on_leave: OnLeave;
   alert_webhook?: string | null;
+  /** How long after the last reconcile a scheduled run is a reconcile (`12h`, `1d`, `1w`); absent: never. */
+  reconcile_every?: string | null;
 }
 
 /** What a run would do with a sample profile's row. */

@@ -23,6 +23,8 @@ export interface EditorState {
   on_leave: OnLeave;
   /** The pipeline's alert webhook as typed; empty means none (the workspace's, if set, still applies). */
   alert_webhook: string;
+  /** How often a scheduled run is a reconcile (`1d`); empty means never. */
+  reconcile_every: string;
 }
 
 /** The mapping to send: non-empty expressions, in the table's column order when it is known. */
@@ -61,6 +63,8 @@ export function toPipelineInput(s: EditorState, table?: TableDescription | null)
     on_leave: s.on_leave,
     // Left out when empty: a replace (PUT) without it removes the pipeline's webhook.
     ...(s.alert_webhook.trim() ? { alert_webhook: s.alert_webhook.trim() } : {}),
+    // Left out when off, as the webhook: the editor saves with a replace (PUT), which then turns it off.
+    ...(s.reconcile_every.trim() ? { reconcile_every: s.reconcile_every.trim() } : {}),
   };
 }
 
@@ -82,6 +86,7 @@ export function editorState(p: Partial<PipelineInput> & { destination: string })
     schedule: p.schedule ?? null,
     on_leave: p.on_leave ?? 'keep',
     alert_webhook: p.alert_webhook ?? '',
+    reconcile_every: p.reconcile_every ?? '',
   };
 }
 
@@ -124,10 +129,10 @@ export function scriptTemplate(kind: 'javascript' | 'python', table: TableDescri
 }
 
 /** Where an error path is shown in the editor. */
-export type ErrorPlace = 'name' | 'description' | 'filter' | 'table' | 'key' | 'transformation' | 'schedule' | 'on_leave' | 'alert_webhook' | 'enabled' | 'destination' | 'other';
+export type ErrorPlace = 'name' | 'description' | 'filter' | 'table' | 'key' | 'transformation' | 'schedule' | 'reconcile_every' | 'on_leave' | 'alert_webhook' | 'enabled' | 'destination' | 'other';
 
 export function placeOf(path: string): ErrorPlace {
-  for (const p of ['name', 'description', 'filter', 'table', 'key', 'transformation', 'schedule', 'on_leave', 'alert_webhook', 'enabled', 'destination'] as const) {
+  for (const p of ['name', 'description', 'filter', 'table', 'key', 'transformation', 'schedule', 'reconcile_every', 'on_leave', 'alert_webhook', 'enabled', 'destination'] as const) {
     if (isUnder(path, p)) return p;
   }
   return 'other';
@@ -153,6 +158,7 @@ export function describePath(path: string): string {
     schedule: 'Schedule',
     'schedule.cron': 'Cron expression',
     'schedule.timezone': 'Time zone',
+    reconcile_every: 'Reconcile every',
     on_leave: 'On leave',
     alert_webhook: 'Alert webhook',
     destination: 'Destination',

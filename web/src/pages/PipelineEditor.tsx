@@ -502,6 +502,15 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
             }}
             errors={scheduleErrors(shown)}
           />
+          <ReconcileField
+            value={s.reconcile_every}
+            scheduled={s.schedule !== null}
+            onChange={(v) => {
+              update({ reconcile_every: v });
+              clearErrors('reconcile_every');
+            }}
+            errors={errorsUnder(shown, 'reconcile_every')}
+          />
         </div>
         <fieldset class="fieldset">
           <legend>When a profile leaves the audience</legend>
@@ -858,6 +867,43 @@ function PreviewPanel({
       )}
       {samples.length > 0 && <p class="muted small">Nothing is written during a preview. {state.result && `${samples.filter((x) => x.error).length} of ${samples.length} samples failed.`}</p>}
     </div>
+  );
+}
+
+/** The reconcile intervals offered; another one set through the API or CLI is shown as it is. */
+const RECONCILE_CHOICES: [string, string][] = [
+  ['', 'Off'],
+  ['1d', '1 day'],
+  ['1w', '1 week'],
+];
+
+export function ReconcileField({ value, scheduled, onChange, errors }: { value: string; scheduled: boolean; onChange: (v: string) => void; errors: string[] }) {
+  const choices = RECONCILE_CHOICES.some(([v]) => v === value) ? RECONCILE_CHOICES : [...RECONCILE_CHOICES, [value, value] as [string, string]];
+  const help = !value
+    ? 'Scheduled runs check row counts only; reconcile by hand to find rows edited by someone else.'
+    : scheduled
+      ? 'A scheduled run reads every row back and rewrites what differs when the last reconcile is at least this old.'
+      : 'Takes effect once the pipeline has a schedule.';
+  return (
+    <Field label="Reconcile every" errors={errors} help={help}>
+      {(fid, describedBy, invalid) => (
+        <select
+          id={fid}
+          name="reconcile_every"
+          class="input"
+          value={value}
+          aria-describedby={describedBy}
+          aria-invalid={invalid || undefined}
+          onChange={(e) => onChange((e.currentTarget as HTMLSelectElement).value)}
+        >
+          {choices.map(([v, label]) => (
+            <option key={v} value={v}>
+              {label}
+            </option>
+          ))}
+        </select>
+      )}
+    </Field>
   );
 }
 

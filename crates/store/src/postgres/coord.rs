@@ -212,4 +212,29 @@ impl Coordination for PgMetadata {
             Err(e) => Err(pg_error(e)),
         }
     }
+
+    async fn last_reconcile(&self, pipeline: &str) -> Result<Option<DateTime<Utc>>> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_opt(
+                "SELECT started_at FROM sluice_reconciles WHERE pipeline = $1",
+                &[&pipeline],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn record_reconcile(&self, pipeline: &str, at: DateTime<Utc>) -> Result<()> {
+        let conn = self.pool.get().await?;
+        conn.execute(
+            "INSERT INTO sluice_reconciles (pipeline, started_at)
+             SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM sluice_pipelines WHERE id = $1)
+             ON CONFLICT (pipeline) DO UPDATE SET started_at = EXCLUDED.started_at",
+            &[&pipeline, &at],
+        )
+        .await
+        .map_err(pg_error)?;
+        Ok(())
+    }
 }

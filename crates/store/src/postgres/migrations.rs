@@ -123,6 +123,14 @@ CREATE TABLE sluice_sync_tables (
     identity text NOT NULL
 );
 "#,
+    // When each pipeline's last reconcile started, so that the scheduler can make a scheduled run a
+    // reconcile when the pipeline's `reconcile_every` has passed since.
+    r#"
+CREATE TABLE sluice_reconciles (
+    pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    started_at timestamptz NOT NULL
+);
+"#,
 ];
 
 pub(super) const PROFILE_MIGRATIONS: &[&str] = &[

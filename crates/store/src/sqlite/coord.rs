@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 use sluice_core::schedule::TickState;
 
@@ -215,6 +216,39 @@ impl Coordination for SqliteMetadata {
                     Err(e) if matches!(violation(&e), Some(Violation::ForeignKey)) => Ok(false),
                     Err(e) => Err(sql_error(e)),
                 }
+            })
+            .await
+    }
+
+    async fn last_reconcile(&self, pipeline: &str) -> Result<Option<DateTime<Utc>>> {
+        let pipeline = pipeline.to_string();
+        self.db
+            .read(move |c| {
+                let at: Option<i64> = c
+                    .query_row(
+                        "SELECT started_at FROM reconciles WHERE pipeline = ?1",
+                        [&pipeline],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql_error)?;
+                at.map(time).transpose()
+            })
+            .await
+    }
+
+    async fn record_reconcile(&self, pipeline: &str, at: DateTime<Utc>) -> Result<()> {
+        let pipeline = pipeline.to_string();
+        self.db
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO reconciles (pipeline, started_at)
+                     SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM pipelines WHERE id = ?1)
+                     ON CONFLICT (pipeline) DO UPDATE SET started_at = excluded.started_at",
+                    params![pipeline, micros(&at)],
+                )
+                .map_err(sql_error)?;
+                Ok(())
             })
             .await
     }

@@ -178,6 +178,14 @@ CREATE TABLE sync_tables (
     identity TEXT NOT NULL
 );
 "#,
+    // When each pipeline's last reconcile started, so that the scheduler can make a scheduled run a
+    // reconcile when the pipeline's `reconcile_every` has passed since.
+    r#"
+CREATE TABLE reconciles (
+    pipeline TEXT PRIMARY KEY NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    started_at INTEGER NOT NULL
+);
+"#,
 ];
 
 // WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of

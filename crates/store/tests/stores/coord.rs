@@ -236,3 +236,20 @@ pub async fn tick_state_compare_and_set(env: &Env) {
         "deleted with its pipeline"
     );
 }
+
+pub async fn last_reconcile_is_kept_per_pipeline(env: &Env) {
+    let store = store_with_pipelines(env, &["p1", "p2"]).await;
+    assert_eq!(store.last_reconcile("p1").await.unwrap(), None);
+    let t1: chrono::DateTime<Utc> = "2026-11-29T10:05:00Z".parse().unwrap();
+    let t2: chrono::DateTime<Utc> = "2026-11-30T10:05:00.123456Z".parse().unwrap();
+    store.record_reconcile("p1", t1).await.unwrap();
+    assert_eq!(store.last_reconcile("p1").await.unwrap(), Some(t1));
+    assert_eq!(store.last_reconcile("p2").await.unwrap(), None);
+    store.record_reconcile("p1", t2).await.unwrap();
+    assert_eq!(store.last_reconcile("p1").await.unwrap(), Some(t2));
+    // A pipeline deleted meanwhile is not brought back, and its record goes with it.
+    store.record_reconcile("p-none", t1).await.unwrap();
+    assert_eq!(store.last_reconcile("p-none").await.unwrap(), None);
+    store.delete_pipeline("p1").await.unwrap();
+    assert_eq!(store.last_reconcile("p1").await.unwrap(), None);
+}

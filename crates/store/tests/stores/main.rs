@@ -57,6 +57,7 @@ suite!(
     coord::one_unfinished_run_per_pipeline,
     coord::expired_leases_are_reaped,
     coord::tick_state_compare_and_set,
+    coord::last_reconcile_is_kept_per_pipeline,
     profiles::upsert_merges_into_stored_profiles,
     profiles::same_id_twice_in_a_batch,
     profiles::get_delete_and_count,
