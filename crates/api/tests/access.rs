@@ -272,52 +272,25 @@ async fn tokens_are_shown_once_and_checked() {
     assert!(list.body["tokens"][0].get("token").is_none());
 
     // Bad names and roles are refused, each naming its field; a taken name is a conflict.
-    let bad = call(
-        &s.app,
-        "POST",
-        "/v1/tokens",
-        Some(ADMIN),
-        Some(json!({"name": "  ", "role": "root"})),
-    )
-    .await;
-    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        bad.body["error"]["fields"]["name"].is_array(),
-        "{}",
-        bad.text
-    );
-    assert!(
-        bad.body["error"]["fields"]["role"].is_array(),
-        "{}",
-        bad.text
-    );
-    let bad = call(
-        &s.app,
-        "POST",
-        "/v1/tokens",
-        Some(ADMIN),
-        Some(json!({"name": "x".repeat(101), "role": "viewer"})),
-    )
-    .await;
-    assert!(
-        bad.body["error"]["fields"]["name"].is_array(),
-        "{}",
-        bad.text
-    );
-    let bad = call(
-        &s.app,
-        "POST",
-        "/v1/tokens",
-        Some(ADMIN),
-        Some(json!({"name": "x", "role": 3})),
-    )
-    .await;
-    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        bad.body["error"]["fields"]["role"].is_array(),
-        "{}",
-        bad.text
-    );
+    let refused: [(Value, &[&str]); 3] = [
+        (json!({"name": "  ", "role": "root"}), &["name", "role"]),
+        (
+            json!({"name": "x".repeat(101), "role": "viewer"}),
+            &["name"],
+        ),
+        (json!({"name": "x", "role": 3}), &["role"]),
+    ];
+    for (body, fields) in refused {
+        let bad = call(&s.app, "POST", "/v1/tokens", Some(ADMIN), Some(body)).await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+        for field in fields {
+            assert!(
+                bad.body["error"]["fields"][field].is_array(),
+                "{}",
+                bad.text
+            );
+        }
+    }
     let taken = call(
         &s.app,
         "POST",
