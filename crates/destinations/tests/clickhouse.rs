@@ -738,3 +738,37 @@ async fn batches_written_unconfirmed_make_one_insert() {
     assert_eq!(count(stored).await, "270");
     h.execute(&h.drop_table(&name)).await.unwrap();
 }
+
+/// Old servers answer `system.tables` by opening every table of the database and fail when one of them
+/// is dropped meanwhile: tables created and dropped by someone else while Sluice asks for a table's
+/// identity or description must not fail Sluice's question.
+#[tokio::test]
+async fn tables_dropped_by_others_meanwhile_do_not_fail_lookups() {
+    let h = harness().await;
+    let (name, dest) = table(
+        &h,
+        "CREATE TABLE {t} (id Int64, n Int64) ENGINE = ReplacingMergeTree() ORDER BY id",
+    )
+    .await;
+    let churn = tokio::spawn(async move {
+        let other = admin(DATABASE).await;
+        for _ in 0..400 {
+            let t = random_table_name();
+            other
+                .execute(format!(
+                    "CREATE TABLE `{t}` (id Int64) ENGINE = ReplacingMergeTree() ORDER BY id"
+                ))
+                .await
+                .unwrap();
+            other.execute(format!("DROP TABLE `{t}`")).await.unwrap();
+        }
+    });
+    let mut asked = 0;
+    while !churn.is_finished() || asked < 20 {
+        assert!(dest.table_identity(&name).await.unwrap().is_some());
+        assert!(dest.describe_table(&name).await.unwrap().is_some());
+        asked += 1;
+    }
+    churn.await.unwrap();
+    h.execute(&h.drop_table(&name)).await.unwrap();
+}

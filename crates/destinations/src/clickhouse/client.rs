@@ -297,6 +297,18 @@ impl Session {
         self.query(sql).await.map(|_| ())
     }
 
+    /// A query on `system.tables`. Old servers open every table of the database to answer it and fail
+    /// with "doesn't exist" when one of them is dropped meanwhile (by anyone): asking again gets past it.
+    pub async fn query_system_tables(&mut self, sql: &str) -> Result<Vec<Vec<Datum>>> {
+        let mut attempt = 0;
+        loop {
+            match self.query(sql).await {
+                Err(e) if e.kind == ErrorKind::NotFound && attempt < 5 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
     /// Connection test: server version, the database, and the right to create temporary tables (staging).
     pub async fn test(&mut self, settings: &ClickHouseSettings) -> Result<TestReport> {
         let db = &settings.database;
@@ -324,7 +336,7 @@ impl Session {
             ));
         }
         let rows = self
-            .query(&format!(
+            .query_system_tables(&format!(
                 "SELECT count() FROM system.tables WHERE database = {} AND engine LIKE '%ReplacingMergeTree'",
                 dialect::literal(db)
             ))
@@ -370,15 +382,9 @@ impl Session {
 
     /// Engine and columns of `name` in the settings' database; `None` when there is no such table.
     pub async fn table_info(&mut self, database: &str, name: &str) -> Result<Option<TableInfo>> {
-        // Old servers open every table of the database to answer system.tables, and fail when one of them
-        // is dropped meanwhile: asking again gets past it.
-        let mut attempt = 0;
-        let rows = loop {
-            match self.query(&dialect::table_query(database, name)).await {
-                Err(e) if e.kind == ErrorKind::NotFound && attempt < 5 => attempt += 1,
-                other => break other?,
-            }
-        };
+        let rows = self
+            .query_system_tables(&dialect::table_query(database, name))
+            .await?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };

@@ -37,7 +37,7 @@ impl Session {
             "toString(metadata_modification_time)"
         };
         let rows = self
-            .query(&format!(
+            .query_system_tables(&format!(
                 "SELECT {marker}, engine FROM system.tables WHERE database = {} AND name = {}",
                 literal(database),
                 literal(name)
