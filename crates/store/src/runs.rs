@@ -106,4 +106,18 @@ pub trait RunLog: Send + Sync {
     ) -> Result<Vec<RunRecord>>;
     /// Runs not finished (queued or running), any pipeline, oldest first.
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>>;
+    /// Stores a dry run's record (a document the engine writes), replacing the one with the same id.
+    /// Dry runs are kept apart from the history: they never count as a pipeline's last run, hold no
+    /// run slot and raise no alert. Those older than [`DRY_RUN_RETENTION`] are dropped here.
+    async fn put_dry_run(
+        &self,
+        id: &str,
+        pipeline: Option<&str>,
+        at: DateTime<Utc>,
+        record: &str,
+    ) -> Result<()>;
+    async fn get_dry_run(&self, id: &str) -> Result<Option<String>>;
 }
+
+/// How long a dry run's record is kept after it was last written.
+pub const DRY_RUN_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(7);

@@ -130,6 +130,16 @@ CREATE TABLE sluice_reconciles (
     pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
     started_at timestamptz NOT NULL
 );
+"#, // Dry runs, apart from the history (see `RunLog::put_dry_run`); the pipeline is not a reference: a
+    // dry run may be of a definition not saved yet.
+    r#"
+CREATE TABLE sluice_dry_runs (
+    id text PRIMARY KEY,
+    pipeline text,
+    written_at timestamptz NOT NULL,
+    record text NOT NULL
+);
+CREATE INDEX sluice_dry_runs_by_time ON sluice_dry_runs (written_at);
 "#,
 ];
 

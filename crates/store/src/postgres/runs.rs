@@ -189,4 +189,37 @@ impl RunLog for PgMetadata {
             .map_err(pg_error)?;
         rows_to(rows, run_from_row)
     }
+
+    async fn put_dry_run(
+        &self,
+        id: &str,
+        pipeline: Option<&str>,
+        at: DateTime<Utc>,
+        record: &str,
+    ) -> Result<()> {
+        let conn = self.pool.get().await?;
+        conn.execute(
+            "INSERT INTO sluice_dry_runs (id, pipeline, written_at, record) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at, record = excluded.record",
+            &[&id, &pipeline, &at, &record],
+        )
+        .await
+        .map_err(pg_error)?;
+        conn.execute(
+            "DELETE FROM sluice_dry_runs WHERE written_at < $1",
+            &[&(at - crate::DRY_RUN_RETENTION)],
+        )
+        .await
+        .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn get_dry_run(&self, id: &str) -> Result<Option<String>> {
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_opt("SELECT record FROM sluice_dry_runs WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_error)?;
+        row.map(|r| get(&r, 0)).transpose()
+    }
 }

@@ -185,6 +185,16 @@ CREATE TABLE reconciles (
     pipeline TEXT PRIMARY KEY NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
     started_at INTEGER NOT NULL
 );
+"#, // Dry runs, apart from the history (see `RunLog::put_dry_run`); the pipeline is not a reference: a
+    // dry run may be of a definition not saved yet.
+    r#"
+CREATE TABLE dry_runs (
+    id TEXT PRIMARY KEY NOT NULL,
+    pipeline TEXT,
+    written_at INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX dry_runs_by_time ON dry_runs (written_at);
 "#,
 ];
 

@@ -1,6 +1,7 @@
 //! The history of runs.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::db::{collect, micros, sql_error, time, violation, Violation};
@@ -195,6 +196,49 @@ impl RunLog for SqliteMetadata {
                     ))
                     .map_err(sql_error)?;
                 collect(&mut stmt, [], run_from_row)
+            })
+            .await
+    }
+
+    async fn put_dry_run(
+        &self,
+        id: &str,
+        pipeline: Option<&str>,
+        at: DateTime<Utc>,
+        record: &str,
+    ) -> Result<()> {
+        let (id, pipeline, record) = (
+            id.to_owned(),
+            pipeline.map(str::to_owned),
+            record.to_owned(),
+        );
+        self.db
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO dry_runs (id, pipeline, written_at, record) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at, record = excluded.record",
+                    params![id, pipeline, micros(&at), record],
+                )
+                .map_err(sql_error)?;
+                c.execute(
+                    "DELETE FROM dry_runs WHERE written_at < ?1",
+                    [micros(&(at - crate::DRY_RUN_RETENTION))],
+                )
+                .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_dry_run(&self, id: &str) -> Result<Option<String>> {
+        let id = id.to_owned();
+        self.db
+            .read(move |c| {
+                c.query_row("SELECT record FROM dry_runs WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(sql_error)
             })
             .await
     }

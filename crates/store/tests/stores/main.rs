@@ -49,6 +49,7 @@ suite!(
     catalog::deleting_a_pipeline_cascades,
     runs::runs_lifecycle_and_pagination,
     runs::run_progress_never_overwrites_a_finished_run,
+    runs::dry_runs_are_kept_apart_and_expire,
     sync_state::sync_apply_range_and_owners,
     sync_state::sync_apply_transfers_keys,
     sync_state::sync_keys_of_both_forms_stay_unique,

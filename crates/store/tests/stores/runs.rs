@@ -161,3 +161,42 @@ pub async fn run_progress_never_overwrites_a_finished_run(env: &Env) {
         .await
         .unwrap());
 }
+
+pub async fn dry_runs_are_kept_apart_and_expire(env: &Env) {
+    let store = with_pipelines(env, &[("p1", "one", 0)]).await;
+    store
+        .put_dry_run("dry1", Some("p1"), at(0), r#"{"n":1}"#)
+        .await
+        .unwrap();
+    // A definition not saved yet has no pipeline.
+    store
+        .put_dry_run("dry2", None, at(1), r#"{"n":2}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_dry_run("dry1").await.unwrap().as_deref(),
+        Some(r#"{"n":1}"#)
+    );
+    // Written again as it progresses: the same id is replaced.
+    store
+        .put_dry_run("dry1", Some("p1"), at(2), r#"{"n":3}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_dry_run("dry1").await.unwrap().as_deref(),
+        Some(r#"{"n":3}"#)
+    );
+    assert_eq!(store.get_dry_run("nope").await.unwrap(), None);
+    // Not in the history, not a run.
+    assert!(store.list_runs("p1", 10, None).await.unwrap().is_empty());
+    assert_eq!(store.get_run("dry1").await.unwrap(), None);
+    // Writing one a retention later drops the old ones.
+    let later = at(2) + sluice_store::DRY_RUN_RETENTION + chrono::Duration::minutes(1);
+    store
+        .put_dry_run("dry3", Some("p1"), later, "{}")
+        .await
+        .unwrap();
+    assert_eq!(store.get_dry_run("dry1").await.unwrap(), None);
+    assert_eq!(store.get_dry_run("dry2").await.unwrap(), None);
+    assert!(store.get_dry_run("dry3").await.unwrap().is_some());
+}
