@@ -48,6 +48,7 @@
 
 pub mod alerts;
 pub mod check;
+mod dry_run;
 pub mod error;
 mod retry;
 mod run;
@@ -68,6 +69,10 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 pub use check::{check_change, check_pipeline, Fitted};
 pub use error::{EngineError, ErrorKind};
+pub use run::dry::{
+    ColumnChange, DeleteSample, DryReport, DryRunRecord, InsertSample, UpdateSample,
+    DRY_RUN_SAMPLES,
+};
 pub use run::{prepare, prepare_with, transform_profiles, Prepared, RunMode};
 
 /// Settings of the engine.
@@ -428,6 +433,9 @@ impl Engine {
                     cancel,
                     updates: tx.clone(),
                     mode,
+                    runs: self.inner.meta.clone(),
+                    pipeline: None,
+                    dry: None,
                 };
                 let done = run::execute(&ctx, run).await;
                 self.apply_threshold(done).await

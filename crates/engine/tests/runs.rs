@@ -1389,6 +1389,154 @@ async fn scenario_drift_converges(w: World) {
     assert_eq!(r.message, None, "a table in step says nothing");
 }
 
+/// The counts of a run, but for how many profiles it read: on the PostgreSQL profile store, a read of
+/// changes may read again profiles changed just before (see `World::assert_read`), finding them unchanged.
+fn decided(c: &sluice_store::Counts) -> sluice_store::Counts {
+    sluice_store::Counts { read: 0, ..*c }
+}
+
+/// Everything of a pipeline's sync state that a run may change.
+async fn sync_snapshot(w: &World, p: &str) -> (u64, u64, Option<String>, Option<String>) {
+    let meta = w.engine.meta();
+    (
+        meta.sync_count(p).await.unwrap(),
+        meta.sync_count_left(p).await.unwrap(),
+        meta.sync_checkpoint(p)
+            .await
+            .unwrap()
+            .map(|c| c.fingerprint),
+        meta.sync_table_identity(p).await.unwrap(),
+    )
+}
+
+impl World {
+    /// A dry run of the stored pipeline, or of `changes` to it (not saved), to its end.
+    async fn dry(&self, pipeline: &str, changes: Value) -> sluice_engine::DryRunRecord {
+        let mut rec = self
+            .engine
+            .meta()
+            .get_pipeline(pipeline)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut spec = serde_json::to_value(&rec.spec).unwrap();
+        for (k, v) in changes.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        rec.spec = serde_json::from_value(spec).unwrap();
+        let dry = self.engine.dry_run(rec, true, "manual").await.unwrap();
+        let stored = self.engine.get_dry_run(&dry.run.id).await.unwrap();
+        assert_eq!(
+            stored.as_ref(),
+            Some(&dry),
+            "the dry run is stored as it ended"
+        );
+        dry
+    }
+}
+
+/// A dry run says what the next real run does — the same counts, before the first run, after changes,
+/// for a changed definition and for a recreated table — and writes nothing: the table and the sync
+/// state are as they were, and the run history does not show it.
+async fn scenario_dry_run_predicts_the_next_run(w: World) {
+    let kind = w.db.kind();
+    w.db.exec(ddl(kind)).await;
+    let p = w.italians("delete").await;
+
+    let d = w.dry(&p, json!({})).await;
+    assert_succeeded(&d.run);
+    assert_eq!(
+        (d.run.counts.inserted, d.run.counts.updated),
+        (100, 0),
+        "{d:?}"
+    );
+    assert_eq!(w.count().await, 0, "a dry run writes nothing");
+    assert_eq!(sync_snapshot(&w, &p).await, (0, 0, None, None));
+    assert!(w
+        .engine
+        .meta()
+        .list_runs(&p, 10, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(d.samples.inserts.len(), sluice_engine::DRY_RUN_SAMPLES);
+    let first = &d.samples.inserts[0];
+    assert_eq!(first.profile, "p00000");
+    assert_eq!(first.row["email"], json!("user0@example.com"));
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(decided(&r.counts), decided(&d.run.counts));
+
+    // 5 Italians leave, 5 change their e-mail, 2 arrive.
+    let table = snapshot(&w).await;
+    let state = sync_snapshot(&w, &p).await;
+    let mut changes: Vec<Value> = (0..5).map(|i| moved_to(3 * i, "FR")).collect();
+    for i in 5..10 {
+        let mut c = profile(3 * i);
+        c["email"] = json!(format!("new{i}@example.com"));
+        changes.push(c);
+    }
+    changes.extend([profile(3000), profile(3003)]);
+    w.upsert(changes).await;
+    let d = w.dry(&p, json!({})).await;
+    assert_succeeded(&d.run);
+    let c = &d.run.counts;
+    assert_eq!(
+        (c.inserted, c.updated, c.deleted, c.unchanged, c.failed),
+        (2, 5, 5, 90, 0),
+        "{d:?}"
+    );
+    assert_eq!(snapshot(&w).await, table, "a dry run writes nothing");
+    assert_eq!(sync_snapshot(&w, &p).await, state, "nor records anything");
+    assert_eq!(d.samples.inserts.len(), 2);
+    assert_eq!(d.samples.deletes.len(), 5);
+    assert_eq!(d.samples.updates.len(), 5);
+    let update = &d.samples.updates[0];
+    assert_eq!(update.profile, "p00015");
+    let changed: Vec<&str> = update.changes.iter().map(|c| c.column.as_str()).collect();
+    assert_eq!(changed, ["email"], "{update:?}");
+    assert_eq!(update.changes[0].before, json!("user15@example.com"));
+    assert_eq!(update.changes[0].after, json!("new5@example.com"));
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(decided(&r.counts), decided(&d.run.counts));
+
+    // A changed definition, not saved: the French join the audience.
+    let both = json!({"filter": {"logical": "and", "conditions": [
+        {"property": "country", "operator": "is one of", "values": ["IT", "FR"]}]}});
+    let state = sync_snapshot(&w, &p).await;
+    assert!(state.2.is_some(), "the run left a checkpoint");
+    let d = w.dry(&p, both.clone()).await;
+    assert_succeeded(&d.run);
+    let c = &d.run.counts;
+    assert_eq!((c.inserted, c.updated, c.unchanged), (105, 0, 97), "{d:?}");
+    assert_eq!(
+        sync_snapshot(&w, &p).await,
+        state,
+        "a changed definition's dry run keeps the checkpoint of the saved one"
+    );
+    w.set(&p, both).await;
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(decided(&r.counts), decided(&d.run.counts));
+
+    // A table dropped and created again: the dry run says every row is written again, and leaves the
+    // sync state to the real run to reset.
+    let state = sync_snapshot(&w, &p).await;
+    w.db.exec("DROP TABLE customers").await;
+    w.db.exec(ddl(kind)).await;
+    let d = w.dry(&p, json!({})).await;
+    assert_succeeded(&d.run);
+    assert_eq!(rewritten(&d.run), 202, "{d:?}");
+    assert_eq!(sync_snapshot(&w, &p).await, state);
+    assert_eq!(w.count().await, 0);
+    let r = w.run(&p).await;
+    assert_succeeded(&r);
+    assert_eq!(decided(&r.counts), decided(&d.run.counts));
+    assert_eq!(r.message, d.run.message, "the same findings");
+    assert!(w.engine.meta().list_runs(&p, 10, None).await.unwrap().len() == 4);
+}
+
 /// A kept row of a profile that left, deleted by someone else, is not brought back (the profile is not
 /// in the audience) and Sluice stops counting it, so later runs do not reconcile again; a live row
 /// deleted with it is restored.
@@ -1432,6 +1580,7 @@ for_each_destination! {
     leavers_kept_then_deleted => scenario_leavers_kept_then_deleted,
     drift_converges => scenario_drift_converges,
     drift_kept_rows_of_leavers => scenario_drift_kept_rows_of_leavers,
+    dry_run_predicts_the_next_run => scenario_dry_run_predicts_the_next_run,
 }
 
 mod clickhouse {

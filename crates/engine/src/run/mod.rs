@@ -5,6 +5,7 @@
 //! module strings them together; see the crate documentation for the flow.
 
 mod drift;
+pub(crate) mod dry;
 mod failures;
 mod plan;
 mod prepare;
@@ -14,11 +15,14 @@ mod transform;
 mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sluice_store::{MetadataStore, ProfileStore, RunRecord, RunStatus, SyncCheckpoint, SyncState};
+use sluice_store::{
+    MetadataStore, PipelineRecord, ProfileStore, RunLog, RunRecord, RunStatus, SyncCheckpoint,
+    SyncState,
+};
 use tokio::sync::watch;
 
 use crate::error::{EngineError, Result};
@@ -27,6 +31,7 @@ use plan::Plan;
 use read::Source;
 
 pub use drift::RunMode;
+pub use dry::DryReport;
 pub use prepare::{prepare, prepare_with, Prepared};
 pub use transform::transform_profiles;
 
@@ -40,6 +45,12 @@ pub(crate) struct RunContext {
     pub updates: watch::Sender<RunRecord>,
     /// Whether the run reconciles the table whatever its row count says.
     pub mode: RunMode,
+    /// Where the run's record goes: the history, or the dry-run table.
+    pub runs: Arc<dyn RunLog>,
+    /// The definition to run, when it is not the stored pipeline's (a dry run of a change).
+    pub pipeline: Option<PipelineRecord>,
+    /// A dry run's report: set, the run writes nothing (see `dry`).
+    pub dry: Option<Arc<Mutex<DryReport>>>,
 }
 
 /// Runs to the end, records the outcome and returns the final record (not yet published to followers).
@@ -66,7 +77,7 @@ pub(crate) async fn execute(ctx: &RunContext, mut run: RunRecord) -> RunRecord {
     );
     // The final record matters more than any progress update: retry a store hiccup a few times.
     for attempt in 0..5u64 {
-        match ctx.meta.update_run(&run).await {
+        match ctx.runs.update_run(&run).await {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(run = %run.id, error = %e, "could not record the run's outcome");
@@ -83,12 +94,15 @@ enum Finish {
 }
 
 async fn run_inner(ctx: &RunContext, run: &mut RunRecord) -> Result<Finish> {
-    let pipeline = ctx.meta.get_pipeline(&run.pipeline).await?.ok_or_else(|| {
-        EngineError::new(
-            crate::error::ErrorKind::NotFound,
-            "the pipeline was deleted",
-        )
-    })?;
+    let pipeline = match &ctx.pipeline {
+        Some(p) => p.clone(),
+        None => ctx.meta.get_pipeline(&run.pipeline).await?.ok_or_else(|| {
+            EngineError::new(
+                crate::error::ErrorKind::NotFound,
+                "the pipeline was deleted",
+            )
+        })?,
+    };
     let prepared = prepare_with(ctx.meta.as_ref(), pipeline, ctx.config.script_limits).await?;
     let checked = crate::retry::Retrying {
         inner: prepared.destination.as_ref(),
@@ -193,11 +207,12 @@ async fn run_plan(
         recorder: record::Recorder::new(
             &retrying,
             ctx.sync.clone(),
-            ctx.meta.clone() as Arc<dyn sluice_store::RunLog>,
+            ctx.runs.clone(),
             &pid,
             &prepared.table.name,
             ctx.config.unconfirmed_rows,
         ),
+        dry: ctx.dry.clone(),
         owners_time: Duration::ZERO,
         delete_time: Duration::ZERO,
         write_time: Duration::ZERO,
@@ -330,7 +345,7 @@ async fn publish(ctx: &RunContext, run: &RunRecord, store: bool) {
     if !store {
         return;
     }
-    if let Err(e) = ctx.meta.update_run(run).await {
+    if let Err(e) = ctx.runs.update_run(run).await {
         tracing::warn!(run = %run.id, error = %e, "could not record the run's progress");
     }
 }

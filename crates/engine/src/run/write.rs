@@ -2,7 +2,7 @@
 //! calls for, retried when the destination fails for a transient reason.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_core::sync::{decide, Outcome, Verdict};
@@ -10,6 +10,7 @@ use sluice_core::{TableDescription, Value};
 use sluice_destinations::{upsert_isolating_unconfirmed, Destination, DestinationError, Row};
 use sluice_store::{Counts, SyncEntry, SyncState};
 
+use super::dry::{self, DryReport, DryWrite};
 use super::failures::ErrorLog;
 use super::record::Recorder;
 use super::transform::Computed;
@@ -24,6 +25,8 @@ pub(crate) struct Writer<'a> {
     pub sync: Arc<dyn SyncState>,
     pub log: ErrorLog,
     pub recorder: Recorder<'a>,
+    /// A dry run's report: the writer then counts and samples instead of writing or recording.
+    pub dry: Option<Arc<Mutex<DryReport>>>,
     /// Time spent looking up key holders, deleting and writing.
     pub owners_time: Duration,
     pub delete_time: Duration,
@@ -99,6 +102,18 @@ impl Writer<'_> {
         }
 
         let deletions = decision.deletions(on_leave);
+        if let Some(report) = self.dry.clone() {
+            let deletes = key_values(&p.table, key_col, &deletions);
+            let writes: Vec<DryWrite> = decision
+                .writes()
+                .map(|i| DryWrite {
+                    profile: decision.id(i).to_string(),
+                    known: matches!(decision.verdicts[i], Verdict::Write { update: true, .. }),
+                    row: values[i].take().unwrap_or_default(),
+                })
+                .collect();
+            return dry::write(p, self.dest, &report, writes, deletes, counts).await;
+        }
         if !deletions.is_empty() {
             // Deletions go after every row written before them, as they would without deferral.
             self.recorder.confirm().await?;

@@ -1,0 +1,116 @@
+//! Starting and reading dry runs (the run itself is `run::execute` under `run/dry.rs`'s rules).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use sluice_store::{
+    Counts, PipelineRecord, Progress, RunLog, RunRecord, RunStatus, StoreError, SyncState,
+};
+use tokio::sync::watch;
+
+use crate::run::dry::{DryReport, DryRunLog, DryRunRecord, DryState};
+use crate::{new_id, run, Engine};
+
+impl Engine {
+    /// Starts a dry run of `pipeline` — the stored pipeline, or a changed definition under the stored
+    /// pipeline's id (`saved`), or a definition not saved yet (`!saved`: it has no sync state, so every
+    /// row of its audience would be new) — and returns its first record. It waits for a run slot like
+    /// any run, but takes none of the pipeline's: it may go on beside a real run.
+    pub async fn start_dry_run(
+        &self,
+        pipeline: PipelineRecord,
+        saved: bool,
+        trigger: &str,
+    ) -> Result<RunRecord, StoreError> {
+        let (record, task) = self.dry_run_task(pipeline, saved, trigger).await?;
+        tokio::spawn(task);
+        Ok(record)
+    }
+
+    /// A dry run to its end (see [`Engine::start_dry_run`]).
+    pub async fn dry_run(
+        &self,
+        pipeline: PipelineRecord,
+        saved: bool,
+        trigger: &str,
+    ) -> Result<DryRunRecord, StoreError> {
+        let (_, task) = self.dry_run_task(pipeline, saved, trigger).await?;
+        Ok(task.await)
+    }
+
+    /// A dry run's record, while it goes on and for a week after (`None` when there is no such dry run).
+    pub async fn get_dry_run(&self, id: &str) -> Result<Option<DryRunRecord>, StoreError> {
+        let Some(text) = self.inner.meta.get_dry_run(id).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("dry run `{id}`: {e}")))
+    }
+
+    async fn dry_run_task(
+        &self,
+        pipeline: PipelineRecord,
+        saved: bool,
+        trigger: &str,
+    ) -> Result<
+        (
+            RunRecord,
+            impl std::future::Future<Output = DryRunRecord> + Send + 'static,
+        ),
+        StoreError,
+    > {
+        let now = Utc::now();
+        let record = RunRecord {
+            id: new_id("dry"),
+            pipeline: pipeline.id.clone(),
+            trigger: trigger.to_string(),
+            status: RunStatus::Queued,
+            queued_at: now,
+            started_at: None,
+            finished_at: None,
+            progress: Progress::default(),
+            counts: Counts::default(),
+            errors: Vec::new(),
+            message: None,
+        };
+        let report = Arc::new(Mutex::new(DryReport::default()));
+        let log = Arc::new(DryRunLog {
+            inner: self.inner.meta.clone(),
+            report: report.clone(),
+            pipeline: saved.then(|| pipeline.id.clone()),
+        });
+        log.insert_run(&record).await?;
+        let engine = self.clone();
+        let first = record.clone();
+        let task = async move {
+            let mut run = record;
+            let slot = engine.inner.slots.clone().acquire_owned().await.ok();
+            run.status = RunStatus::Running;
+            run.started_at = Some(Utc::now());
+            let (tx, _rx) = watch::channel(run.clone());
+            let sync: Arc<dyn SyncState> = Arc::new(DryState::new(
+                engine.inner.meta.clone() as Arc<dyn SyncState>,
+                !saved,
+            ));
+            let ctx = run::RunContext {
+                meta: engine.inner.meta.clone(),
+                sync,
+                profiles: engine.inner.profiles.clone(),
+                config: engine.inner.config.clone(),
+                cancel: Arc::new(AtomicBool::new(false)),
+                updates: tx,
+                mode: run::RunMode::Normal,
+                runs: log,
+                pipeline: Some(pipeline),
+                dry: Some(report.clone()),
+            };
+            let done = run::execute(&ctx, run).await;
+            drop(slot);
+            let samples = report.lock().unwrap().clone();
+            DryRunRecord { run: done, samples }
+        };
+        Ok((first, task))
+    }
+}
