@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 pub mod access;
 mod audit;
 mod destinations;
+mod dry_runs;
 pub mod error;
 mod filters;
 pub mod json;
@@ -230,6 +231,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
             routes!(runs::list, runs::start),
         ))
         .routes(guard(&[read(Get, Viewer)], routes!(runs::get_one)))
+        .routes(guard(&[read(Post, Editor)], routes!(dry_runs::start)))
         .routes(guard(&[change(Post, Editor)], routes!(runs::cancel)))
         .routes(guard(
             &[read(Get, Admin), change(Post, Admin)],

@@ -573,6 +573,69 @@ pub struct RunCountsDoc {
     failed: u64,
 }
 
+// Mirrors `sluice_engine::DryReport`.
+/// Sample rows of a dry run, a few of each kind (the first met, in `_id` order).
+#[derive(Serialize, ToSchema)]
+#[schema(as = DryRunSamples)]
+#[allow(dead_code)]
+pub struct DryRunSamplesDoc {
+    inserts: Vec<DryInsertDoc>,
+    updates: Vec<DryUpdateDoc>,
+    deletes: Vec<DryDeleteDoc>,
+}
+
+/// A row a dry run would insert.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DryRunInsert)]
+#[allow(dead_code)]
+pub struct DryInsertDoc {
+    profile: String,
+    key: serde_json::Value,
+    /// The written columns and their values.
+    row: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// A row a dry run would update, with the columns whose value in the table differs (empty when the
+/// row could not be read back: it is missing from the table and would be written again).
+#[derive(Serialize, ToSchema)]
+#[schema(as = DryRunUpdate)]
+#[allow(dead_code)]
+pub struct DryUpdateDoc {
+    profile: String,
+    key: serde_json::Value,
+    changes: Vec<DryChangeDoc>,
+}
+
+/// One column of an updated row, as the table holds it and as it would be written.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DryRunColumnChange)]
+#[allow(dead_code)]
+pub struct DryChangeDoc {
+    column: String,
+    before: serde_json::Value,
+    after: serde_json::Value,
+}
+
+/// A row a dry run would delete.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DryRunDelete)]
+#[allow(dead_code)]
+pub struct DryDeleteDoc {
+    key: serde_json::Value,
+}
+
+/// A dry run of a pipeline definition that is not saved.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DryRunInput)]
+#[allow(dead_code)]
+pub struct DryRunInputDoc {
+    pipeline: PipelineInputDoc,
+    /// The saved pipeline this definition would replace: its sync state is what the dry run compares
+    /// with. `null` (the default) for a new pipeline, whose every row is new.
+    #[serde(default)]
+    replaces: Option<String>,
+}
+
 // Mirrors `sluice_store::RunErrorGroup`.
 /// Failures of one kind in a run, grouped by message.
 #[derive(Serialize, ToSchema)]

@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::OptionalBody;
 use crate::openapi::{
-    Internal, Invalid, Malformed, NotFound, RunCountsDoc, RunErrorGroupDoc, RunProgressDoc,
-    RunStatus, RunTrigger, Unauthorized,
+    DryRunSamplesDoc, Internal, Invalid, Malformed, NotFound, RunCountsDoc, RunErrorGroupDoc,
+    RunProgressDoc, RunStatus, RunTrigger, Unauthorized,
 };
 use crate::query::Query;
 use crate::AppState;
@@ -50,6 +50,22 @@ pub struct Run {
     /// missing, a reconcile), what it found and repaired.
     #[schema(required = true)]
     message: Option<String>,
+    /// `true` on a dry run (left out on the others): it wrote nothing, and its counts are what a real
+    /// run would have done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dry_run: Option<bool>,
+    /// A dry run's sample rows of each kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DryRunSamplesDoc>)]
+    samples: Option<sluice_engine::DryReport>,
+}
+
+/// A dry run as a run: its record and its samples.
+pub(crate) fn dry_to_json(d: sluice_engine::DryRunRecord) -> Run {
+    let mut run = to_json(&d.run);
+    run.dry_run = Some(true);
+    run.samples = Some(d.samples);
+    run
 }
 
 pub(crate) fn to_json(r: &RunRecord) -> Run {
@@ -74,6 +90,8 @@ pub(crate) fn to_json(r: &RunRecord) -> Run {
         counts: r.counts,
         errors: r.errors.clone(),
         message: r.message.clone(),
+        dry_run: None,
+        samples: None,
     }
 }
 
@@ -87,6 +105,10 @@ pub struct StartBody {
     /// Sluice believes it wrote, and rewrite what is missing or changed. Its counts say what it rewrote.
     #[schema(value_type = Option<StartMode>)]
     mode: Option<String>,
+    /// Decide everything a run would and write nothing: no row, no sync state, no history entry. The
+    /// run (read at `GET /runs/{id}`) ends with the counts a real run would have and sample rows of each
+    /// kind. Allowed on a disabled pipeline and beside a running one.
+    dry_run: Option<bool>,
 }
 
 /// How a run treats the table before writing.
@@ -110,9 +132,9 @@ pub enum StartTrigger {
 /// The run started (`running`) or waiting for a slot (`queued`).
 #[derive(Serialize, ToSchema)]
 pub struct RunStarted {
-    id: String,
+    pub(crate) id: String,
     #[schema(value_type = RunStatus)]
-    status: &'static str,
+    pub(crate) status: &'static str,
 }
 
 #[utoipa::path(
@@ -155,6 +177,25 @@ pub async fn start(
             ))
         }
     };
+    if body.dry_run == Some(true) {
+        if mode != RunMode::Normal {
+            return Err(ApiError::invalid_field(
+                "mode",
+                "a dry run cannot reconcile: leave `mode` out",
+            ));
+        }
+        let Some(rec) = state.meta.get_pipeline(&id).await? else {
+            return Err(ApiError::not_found("pipeline", &id));
+        };
+        let run = state.engine.start_dry_run(rec, true, &trigger).await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(RunStarted {
+                id: run.id,
+                status: run.status.as_str(),
+            }),
+        ));
+    }
     match state.engine.start_with(&id, &trigger, mode).await {
         Ok(run) => Ok((
             StatusCode::ACCEPTED,
@@ -260,8 +301,11 @@ pub async fn get_one(
     if let Some(live) = state.engine.live(&id) {
         return Ok(Json(to_json(&live)));
     }
-    match state.meta.get_run(&id).await? {
-        Some(r) => Ok(Json(to_json(&r))),
+    if let Some(r) = state.meta.get_run(&id).await? {
+        return Ok(Json(to_json(&r)));
+    }
+    match state.engine.get_dry_run(&id).await? {
+        Some(d) => Ok(Json(dry_to_json(d))),
         None => Err(ApiError::not_found("run", &id)),
     }
 }

@@ -954,6 +954,133 @@ async fn reconcile_runs_rewrite_what_someone_else_changed() {
     );
 }
 
+/// `{"dry_run": true}` answers with a run that ends with the counts the next real run has and sample
+/// rows, writing nothing and staying out of the history; it runs on a disabled pipeline. `POST
+/// /v1/dry-runs` does the same for a definition not saved, its mistakes named under `pipeline`.
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_runs_say_what_the_next_run_does_and_write_nothing() {
+    let api = Api::new().await;
+    api.sql(TABLE).await;
+    api.setup_model_and_profiles(40).await;
+    let dest = api.add_destination().await;
+    let mut spec = pipeline(&dest);
+    spec["enabled"] = json!(false);
+    let (_, p) = api.call("POST", "/v1/pipelines", Some(spec.clone())).await;
+    let id = p["id"].as_str().unwrap().to_string();
+    let runs = format!("/v1/pipelines/{id}/runs");
+
+    let (s, r) = api
+        .call(
+            "POST",
+            &runs,
+            Some(json!({"dry_run": true, "trigger": "manual"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let dry = wait_run(&api, r["id"].as_str().unwrap()).await;
+    assert_eq!(dry["status"], "succeeded", "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["counts"]["inserted"], 20, "{dry}");
+    assert_eq!(
+        dry["samples"]["inserts"].as_array().unwrap().len(),
+        5,
+        "{dry}"
+    );
+    assert_eq!(
+        dry["samples"]["inserts"][0]["row"]["email"], "z0@example.com",
+        "{dry}"
+    );
+    assert_eq!(
+        api.query("SELECT count(*) FROM customers").await[0][0].as_deref(),
+        Some("0"),
+        "a dry run writes nothing"
+    );
+    let (_, history) = api.call("GET", &runs, None).await;
+    assert_eq!(history["runs"], json!([]), "{history}");
+    let (s, v) = api
+        .call(
+            "POST",
+            &runs,
+            Some(json!({"dry_run": true, "mode": "reconcile"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["mode"].is_array(), "{v}");
+
+    // The real run does what the dry run said.
+    let (_, _) = api
+        .call(
+            "PATCH",
+            &format!("/v1/pipelines/{id}"),
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    let (_, r) = api.call("POST", &runs, None).await;
+    let real = wait_run(&api, r["id"].as_str().unwrap()).await;
+    assert_eq!(real["counts"], dry["counts"], "{real}");
+    assert!(real.get("dry_run").is_none(), "{real}");
+
+    // A change under review: the French too, and cities in capitals.
+    let mut change = spec.clone();
+    change["enabled"] = json!(true);
+    change["filter"] = json!(null);
+    change["transformation"]["mapping"]["city"] = json!("upper(address.city)");
+    let (s, r) = api
+        .call(
+            "POST",
+            "/v1/dry-runs",
+            Some(json!({"pipeline": change, "replaces": id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let dry = wait_run(&api, r["id"].as_str().unwrap()).await;
+    assert_eq!(dry["status"], "succeeded", "{dry}");
+    assert_eq!(
+        (&dry["counts"]["inserted"], &dry["counts"]["updated"]),
+        (&json!(20), &json!(20)),
+        "{dry}"
+    );
+    let update = &dry["samples"]["updates"][0];
+    assert_eq!(
+        update["changes"],
+        json!([{"column": "city", "before": "Besançon", "after": "BESANÇON"}]),
+        "{dry}"
+    );
+    // As a new pipeline, nothing is known of its rows: the table says which keys it holds.
+    let (_, r) = api
+        .call("POST", "/v1/dry-runs", Some(json!({"pipeline": change})))
+        .await;
+    let dry = wait_run(&api, r["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (&dry["counts"]["inserted"], &dry["counts"]["updated"]),
+        (&json!(20), &json!(20)),
+        "{dry}"
+    );
+    assert_eq!(
+        api.query("SELECT count(*) FROM customers WHERE city = 'Besançon'")
+            .await[0][0]
+            .as_deref(),
+        Some("20"),
+        "still as the real run wrote it"
+    );
+
+    let mut bad = change.clone();
+    bad["key"] = json!("no_such_column");
+    let (s, v) = api
+        .call("POST", "/v1/dry-runs", Some(json!({"pipeline": bad})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["pipeline.key"].is_array(), "{v}");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/dry-runs",
+            Some(json!({"pipeline": change, "replaces": "pl_nope"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+}
+
 async fn wait_run(api: &Api, id: &str) -> Value {
     for _ in 0..600 {
         let (s, r) = api.call("GET", &format!("/v1/runs/{id}"), None).await;

@@ -652,6 +652,43 @@ async fn every_answer_fits_the_document() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // Dry runs: of the saved pipeline, of a change to it, of a new one, and refused ones.
+    let mut dry_ids = Vec::new();
+    let r = t
+        .call(
+            "post",
+            "/v1/pipelines/{id}/runs",
+            &format!("{pipeline}/runs"),
+            Some(json!({"dry_run": true})),
+        )
+        .await;
+    dry_ids.push(r["id"].as_str().unwrap().to_string());
+    for body in [json!({"pipeline": spec, "replaces": id}), json!({"pipeline": spec})] {
+        let r = t
+            .call("post", "/v1/dry-runs", "/v1/dry-runs", Some(body))
+            .await;
+        dry_ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    for body in [
+        json!({"pipeline": {"name": "x"}}),
+        json!({"pipeline": spec, "replaces": "nope"}),
+        json!({"pipeline": spec, "unknown": 1}),
+    ] {
+        t.call("post", "/v1/dry-runs", "/v1/dry-runs", Some(body))
+            .await;
+    }
+    for dry in dry_ids {
+        for _ in 0..600 {
+            let r = t
+                .call("get", "/v1/runs/{id}", &format!("/v1/runs/{dry}"), None)
+                .await;
+            if r["status"] != "queued" && r["status"] != "running" {
+                assert_eq!(r["dry_run"], true, "{r}");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
     t.call(
         "get",
         "/v1/pipelines/{id}/runs",

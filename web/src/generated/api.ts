@@ -109,6 +109,53 @@ export interface DestinationList {
   destinations: Destination[];
 }
 
+/** One column of an updated row, as the table holds it and as it would be written. */
+export interface DryRunColumnChange {
+  column: string;
+  before: unknown;
+  after: unknown;
+}
+
+/** A row a dry run would delete. */
+export interface DryRunDelete {
+  key: unknown;
+}
+
+/** A dry run of a pipeline definition that is not saved. */
+export interface DryRunInput {
+  pipeline: PipelineInput;
+  /**
+   * The saved pipeline this definition would replace: its sync state is what the dry run compares
+   * with. `null` (the default) for a new pipeline, whose every row is new.
+   */
+  replaces?: string | null;
+}
+
+/** A row a dry run would insert. */
+export interface DryRunInsert {
+  profile: string;
+  key: unknown;
+  /** The written columns and their values. */
+  row: Record<string, unknown>;
+}
+
+/** Sample rows of a dry run, a few of each kind (the first met, in `_id` order). */
+export interface DryRunSamples {
+  inserts: DryRunInsert[];
+  updates: DryRunUpdate[];
+  deletes: DryRunDelete[];
+}
+
+/**
+ * A row a dry run would update, with the columns whose value in the table differs (empty when the
+ * row could not be read back: it is missing from the table and would be written again).
+ */
+export interface DryRunUpdate {
+  profile: string;
+  key: unknown;
+  changes: DryRunColumnChange[];
+}
+
 /** The body of every error answer. */
 export interface ErrorBody {
   error: ErrorDetail;
@@ -381,6 +428,12 @@ export interface Run {
    * missing, a reconcile), what it found and repaired.
    */
   message: string | null;
+  /**
+   * `true` on a dry run (left out on the others): it wrote nothing, and its counts are what a real
+   * run would have done.
+   */
+  dry_run?: boolean | null;
+  samples?: null | DryRunSamples;
 }
 
 /** Rows of a run by what happened to them. */
@@ -442,6 +495,12 @@ export type Schedule = Interval | {
 export interface StartBody {
   trigger?: null | StartTrigger;
   mode?: null | StartMode;
+  /**
+   * Decide everything a run would and write nothing: no row, no sync state, no history entry. The
+   * run (read at `GET /runs/{id}`) ends with the counts a real run would have and sample rows of each
+   * kind. Allowed on a disabled pipeline and beside a running one.
+   */
+  dry_run?: boolean | null;
 }
 
 /** How a run treats the table before writing. */
@@ -837,6 +896,13 @@ export interface Operations {
       id: string;
     };
     answer: Run;
+  };
+  /** Dry-run a pipeline definition that is not saved */
+  startDryRun: {
+    method: 'post';
+    path: '/v1/dry-runs';
+    body: DryRunInput;
+    answer: RunStarted;
   };
   /** Stop a run at the next batch boundary */
   cancelRun: {
