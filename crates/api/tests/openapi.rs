@@ -663,7 +663,10 @@ async fn every_answer_fits_the_document() {
         )
         .await;
     dry_ids.push(r["id"].as_str().unwrap().to_string());
-    for body in [json!({"pipeline": spec, "replaces": id}), json!({"pipeline": spec})] {
+    for body in [
+        json!({"pipeline": spec, "replaces": id}),
+        json!({"pipeline": spec}),
+    ] {
         let r = t
             .call("post", "/v1/dry-runs", "/v1/dry-runs", Some(body))
             .await;

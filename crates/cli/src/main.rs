@@ -6,6 +6,7 @@
 
 mod client;
 mod data_dir;
+mod dry_run;
 mod import;
 mod listener;
 mod quickstart;
@@ -213,6 +214,10 @@ enum PipelinesCommand {
         /// else (as `sluice pipelines reconcile`).
         #[arg(long)]
         reconcile: bool,
+        /// Decide everything a run would and write nothing: print the counts a run would have and
+        /// sample rows of each kind (new, updated with the columns that change, removed).
+        #[arg(long, conflicts_with_all = ["reconcile", "no_follow"])]
+        dry_run: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -270,9 +275,16 @@ fn main() -> std::process::ExitCode {
                         pipeline,
                         no_follow,
                         reconcile,
+                        dry_run,
                         client,
                     },
-            } => client::run_pipeline(&client, &pipeline, !no_follow, reconcile).await,
+            } => {
+                if dry_run {
+                    dry_run::dry_run_pipeline(&client, &pipeline).await
+                } else {
+                    client::run_pipeline(&client, &pipeline, !no_follow, reconcile).await
+                }
+            }
             Command::Pipelines {
                 command:
                     PipelinesCommand::Reconcile {

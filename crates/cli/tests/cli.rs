@@ -222,6 +222,29 @@ fn serve_import_and_run_from_the_command_line() {
         &["pipelines", "run", "People", "--reconcile", "--url", &url],
     );
     assert!(ok && out.contains("updated 0, unchanged 4"), "{out}");
+    // A dry run says what a run would write, with the columns that change, and writes nothing.
+    call(
+        &server,
+        reqwest::Method::POST,
+        "/v1/profiles",
+        Some(json!({"profiles": [{"_id": "a1", "address": {"city": "Recife"}}]})),
+    );
+    let (ok, out, err) = sluice(
+        dir.path(),
+        &["pipelines", "run", "People", "--dry-run", "--url", &url],
+    );
+    assert!(
+        ok,
+        "{out}
+{err}"
+    );
+    assert!(
+        out.contains("would write 1 (0 new, 1 updated) · skipped, unchanged 3")
+            && out.contains(r#""a1"  city: "São Paulo" → "Recife""#),
+        "{out}"
+    );
+    let (ok, out, _) = sluice(dir.path(), &["pipelines", "run", "People", "--url", &url]);
+    assert!(ok && out.contains("updated 1, unchanged 3"), "{out}");
     let (ok, out, err) = sluice(dir.path(), &["pipelines", "run", "Nobody", "--url", &url]);
     assert!(!ok && err.contains("no pipeline"), "{out}{err}");
     let (ok, out, _) = sluice(dir.path(), &["pipelines", "list", "--url", &url]);

@@ -1,0 +1,171 @@
+//! `sluice pipelines run NAME --dry-run`: what a run would do, written nowhere.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+
+use crate::client::Client;
+use crate::ClientArgs;
+
+/// Dry-runs a saved pipeline (by id or name), waits for it and prints what a run would do.
+pub async fn dry_run_pipeline(args: &ClientArgs, name_or_id: &str) -> Result<()> {
+    let c = Client::new(args)?;
+    let all = c.get("/v1/pipelines").await?;
+    let list = all["pipelines"].as_array().cloned().unwrap_or_default();
+    let matches: Vec<&Value> = list
+        .iter()
+        .filter(|p| p["id"] == name_or_id || p["name"] == name_or_id)
+        .collect();
+    let pipeline = match matches.as_slice() {
+        [one] => *one,
+        [] => bail!("no pipeline has the id or name `{name_or_id}`"),
+        _ => bail!("several pipelines are named `{name_or_id}`: use its id"),
+    };
+    let id = pipeline["id"].as_str().unwrap_or_default();
+    let started = c
+        .post(
+            &format!("/v1/pipelines/{id}/runs"),
+            &json!({"trigger": "manual", "dry_run": true}),
+        )
+        .await?;
+    let run = wait(&c, started["id"].as_str().unwrap_or_default()).await?;
+    print!(
+        "{}",
+        describe(pipeline["name"].as_str().unwrap_or_default(), &run)
+    );
+    if run["status"] != "succeeded" {
+        bail!(
+            "the dry run {}",
+            run["status"].as_str().unwrap_or("did not succeed")
+        );
+    }
+    Ok(())
+}
+
+/// Waits for a run (a dry one included) to end and returns it.
+pub async fn wait(c: &Client, run_id: &str) -> Result<Value> {
+    loop {
+        let r = c.get(&format!("/v1/runs/{run_id}")).await?;
+        if matches!(
+            r["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            return Ok(r);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What a dry run found, for a person: the counts in the run words, then the sample rows.
+pub fn describe(name: &str, run: &Value) -> String {
+    let n = |k: &str| run["counts"][k].as_u64().unwrap_or(0);
+    let (new, updated) = (n("inserted"), n("updated"));
+    let failed = n("failed") + n("transform_failed");
+    let audience = new + updated + n("unchanged") + failed;
+    let mut out = format!("Dry run of `{name}` (nothing was written):\n");
+    out += &format!(
+        "  in audience {audience} · would write {} ({new} new, {updated} updated) · skipped, unchanged {} · \
+         would remove {} · failed {failed} · not in audience {}\n",
+        new + updated,
+        n("unchanged"),
+        n("deleted"),
+        n("filtered_out"),
+    );
+    if let Some(m) = run["message"].as_str() {
+        out += &format!("  {m}\n");
+    }
+    for e in run["errors"].as_array().into_iter().flatten() {
+        out += &format!(
+            "  [{}] {} × {}\n",
+            e["step"].as_str().unwrap_or_default(),
+            e["count"],
+            e["message"].as_str().unwrap_or_default()
+        );
+    }
+    let samples = &run["samples"];
+    let list = |k: &str| samples[k].as_array().cloned().unwrap_or_default();
+    let inserts = list("inserts");
+    if !inserts.is_empty() {
+        out += "  New rows, first of them:\n";
+        for s in &inserts {
+            let row: Vec<String> = s["row"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(c, v)| format!("{c}={}", text(v)))
+                .collect();
+            out += &format!("    {}  {}\n", text(&s["key"]), row.join(" "));
+        }
+    }
+    let updates = list("updates");
+    if !updates.is_empty() {
+        out += "  Updated rows, first of them:\n";
+        for s in &updates {
+            let changes: Vec<String> = s["changes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    format!(
+                        "{}: {} → {}",
+                        c["column"].as_str().unwrap_or_default(),
+                        text(&c["before"]),
+                        text(&c["after"])
+                    )
+                })
+                .collect();
+            let changes = if changes.is_empty() {
+                "(row missing from the table: written again)".to_string()
+            } else {
+                changes.join(", ")
+            };
+            out += &format!("    {}  {changes}\n", text(&s["key"]));
+        }
+    }
+    let deletes = list("deletes");
+    if !deletes.is_empty() {
+        out += "  Removed rows, first of them:\n";
+        for s in &deletes {
+            out += &format!("    {}\n", text(&s["key"]));
+        }
+    }
+    out
+}
+
+/// A value as a person reads it: strings as they are, the rest as JSON.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dry_run_reads_in_run_words_with_its_samples() {
+        let run = json!({
+            "status": "succeeded", "message": null, "errors": [],
+            "counts": {"read": 3, "filtered_out": 4, "transform_failed": 1, "inserted": 2, "updated": 1,
+                       "unchanged": 7, "deleted": 1, "failed": 0},
+            "samples": {
+                "inserts": [{"profile": "p1", "key": "k1", "row": {"id": "k1", "n": 3}}],
+                "updates": [{"profile": "p2", "key": 2, "changes": [{"column": "city", "before": "Rome", "after": "ROME"}]},
+                            {"profile": "p3", "key": 3, "changes": []}],
+                "deletes": [{"key": "k9"}]
+            }
+        });
+        let text = describe("People", &run);
+        assert!(text.contains("in audience 11 · would write 3 (2 new, 1 updated) · skipped, unchanged 7 · would remove 1 · failed 1 · not in audience 4"), "{text}");
+        assert!(text.contains(r#""k1"  id="k1" n=3"#), "{text}");
+        assert!(text.contains(r#"2  city: "Rome" → "ROME""#), "{text}");
+        assert!(
+            text.contains("3  (row missing from the table: written again)"),
+            "{text}"
+        );
+        assert!(text.contains(r#"    "k9""#), "{text}");
+    }
+}
