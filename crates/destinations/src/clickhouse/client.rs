@@ -399,10 +399,10 @@ impl Session {
         })?;
         let _ = self.execute(&dialect::drop_stage(stage)).await;
         checks.push("can create temporary tables".to_string());
-        if !self.version.has_is_deleted() {
+        if !self.version.has_safe_deletes() {
             checks.push(format!(
-                "ClickHouse {} cannot delete rows with tombstones (23.2 or later can): pipelines must keep \
-                 the rows of profiles that leave",
+                "ClickHouse {} cannot delete rows safely (23.12 or later can, into tables created with \
+                 ReplacingMergeTree(<version>, <is_deleted>)): pipelines must use `on_leave: keep`",
                 self.version_text
             ));
         }
@@ -549,7 +549,7 @@ impl Session {
     /// Sends one insert with its blocks and waits for the server's answer. The server's header must name
     /// the planned columns with their wire types: otherwise the table changed since it was described, and
     /// no row is sent.
-    async fn insert_blocks(
+    pub async fn insert_blocks(
         &mut self,
         sql: &str,
         plan: &WritePlan,
@@ -923,6 +923,15 @@ pub fn plan_write(
         .map(|c| c.name.clone())
         .collect();
     Ok(WritePlan { columns, kept })
+}
+
+/// How column `c` is laid out when it takes the values at `index` of each row.
+pub fn planned_column(
+    c: &ColumnInfo,
+    index: usize,
+    version: ServerVersion,
+) -> Result<PlannedColumn> {
+    planned(c, Source::Target(index), version)
 }
 
 fn planned(c: &ColumnInfo, source: Source, version: ServerVersion) -> Result<PlannedColumn> {

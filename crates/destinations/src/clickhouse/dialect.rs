@@ -848,6 +848,64 @@ pub const ERROR_CODES: &[(i32, &str, ErrorKind)] = &[
     (1000, "POCO_EXCEPTION", ErrorKind::Unavailable),
 ];
 
+// Drift checks read the table back.
+
+/// Whether `system.tables` has a `uuid` column (18.16 has not).
+pub const HAS_TABLE_UUID_QUERY: &str =
+    "SELECT count() FROM system.columns WHERE database = 'system' AND table = 'tables' AND name = 'uuid'";
+
+/// A table's identity and engine: its `uuid`, or on servers without one the metadata file's modification
+/// time.
+pub fn identity_query(has_uuid: bool, database: &str, table: &str) -> String {
+    let marker = if has_uuid {
+        "toString(uuid)"
+    } else {
+        "toString(metadata_modification_time)"
+    };
+    format!(
+        "SELECT {marker}, engine FROM system.tables WHERE database = {} AND name = {}",
+        literal(database),
+        literal(table)
+    )
+}
+
+/// `FROM db.t [FINAL]` and the condition of a live row (`is_deleted = 0`, or `1`): the rows as Sluice
+/// reads them.
+pub fn live_rows(engine: &EngineInfo, database: &str, table: &str) -> (String, String) {
+    let from = format!(
+        "{}{}",
+        qualified(database, table),
+        if engine.replacing { " FINAL" } else { "" }
+    );
+    let live = match &engine.is_deleted {
+        Some(c) => format!("{} = 0", quote(c)),
+        None => "1".to_string(),
+    };
+    (from, live)
+}
+
+/// How many live rows `from` has (see [`live_rows`]).
+pub fn count_live(from: &str, live: &str) -> String {
+    format!("SELECT count() FROM {from} WHERE {live}")
+}
+
+/// `columns` (a select list) of the live rows whose key is in `stage`.
+pub fn read_live(columns: &str, from: &str, live: &str, stage: &str, key: &str) -> String {
+    format!(
+        "SELECT {columns} FROM {from} WHERE {live} AND {k} IN (SELECT {k} FROM {})",
+        quote(stage),
+        k = quote(key)
+    )
+}
+
+/// `toString` of `column`; instants in UTC whatever the column's or the server's time zone.
+pub fn text_expr(column: &str, ty: Option<&ColumnType>) -> String {
+    match ty {
+        Some(ColumnType::Timestamp { .. }) => format!("toString({}, 'UTC')", quote(column)),
+        _ => format!("toString({})", quote(column)),
+    }
+}
+
 /// The error kind of a server exception: its code, and for code 252 its message — TOO_MANY_PARTS is
 /// both "too many parts" (merges are behind: retry later) and "too many partitions for single INSERT
 /// block" (the batch spans more partitions than `max_partitions_per_insert_block` allows: the same batch
