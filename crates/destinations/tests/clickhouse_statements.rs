@@ -345,6 +345,20 @@ async fn scenario(e: &mut dyn Engine) -> ServerVersion {
     };
     ok(e, &ddl).await;
 
+    // The connection test's statements.
+    assert_eq!(one(e, &dialect::database_query(db)).await, "1");
+    let tables: u64 = one(e, &dialect::replacing_tables_query(db))
+        .await
+        .parse()
+        .unwrap();
+    assert!(tables >= 1, "{tables}");
+    ok(
+        e,
+        &dialect::create_stage("sluice_connection_test", &[("id".into(), "UInt8".into())]),
+    )
+    .await;
+    ok(e, &dialect::drop_stage("sluice_connection_test")).await;
+
     let mut info = describe(e, db, &table).await;
     let desc = client::describe(&table, &info, version);
     assert_eq!(info.engine.version.as_deref(), Some("ver"));

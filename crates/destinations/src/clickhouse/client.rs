@@ -355,12 +355,7 @@ impl Session {
                 _ => "",
             }
         )];
-        let rows = self
-            .query(&format!(
-                "SELECT count() FROM system.databases WHERE name = {}",
-                dialect::literal(db)
-            ))
-            .await?;
+        let rows = self.query(&dialect::database_query(db)).await?;
         if count(&rows) == 0 {
             return Err(error(
                 ErrorKind::NotFound,
@@ -368,10 +363,7 @@ impl Session {
             ));
         }
         let rows = self
-            .query_system_tables(&format!(
-                "SELECT count() FROM system.tables WHERE database = {} AND engine LIKE '%ReplacingMergeTree'",
-                dialect::literal(db)
-            ))
+            .query_system_tables(&dialect::replacing_tables_query(db))
             .await?;
         checks.push(format!(
             "database {db} has {} ReplacingMergeTree table(s), which Sluice can upsert into",
@@ -713,8 +705,7 @@ impl Tombstones {
             stage_insert: stage_plan.insert_sql(&dialect::quote(&stage)),
             count: dialect::count_present(database, table, &stage, &target.key, Some(is_deleted)),
             insert: dialect::insert_tombstones(
-                database,
-                table,
+                &dialect::qualified(database, table),
                 &stage,
                 &target.key,
                 &copied,

@@ -555,6 +555,22 @@ pub fn insert_settings(version: ServerVersion) -> Vec<(&'static str, u64)> {
 /// The server's version.
 pub const VERSION_QUERY: &str = "SELECT version()";
 
+/// Whether a database exists (a count), for the connection test.
+pub fn database_query(database: &str) -> String {
+    format!(
+        "SELECT count() FROM system.databases WHERE name = {}",
+        literal(database)
+    )
+}
+
+/// How many tables of a database Sluice could upsert into, for the connection test.
+pub fn replacing_tables_query(database: &str) -> String {
+    format!(
+        "SELECT count() FROM system.tables WHERE database = {} AND engine LIKE '%ReplacingMergeTree'",
+        literal(database)
+    )
+}
+
 /// Engine and keys of a table.
 pub fn table_query(database: &str, table: &str) -> String {
     format!(
@@ -728,9 +744,9 @@ pub enum TombstoneVersion {
 /// (with `PARTITION BY` another column a row of defaults would land elsewhere and never replace it), a TTL
 /// on another column does not expire it at once, and `CHECK` constraints hold as they did. The columns
 /// are named instead of `SELECT * REPLACE(…)`, which 18.16 lacks: one statement for every server.
+/// `target` is the table's qualified name ([`qualified`]).
 pub fn insert_tombstones(
-    database: &str,
-    table: &str,
+    target: &str,
     stage: &str,
     key: &str,
     columns: &[String],
@@ -738,7 +754,6 @@ pub fn insert_tombstones(
     is_deleted: &str,
     source: TombstoneVersion,
 ) -> String {
-    let target = qualified(database, table);
     let mut names: Vec<String> = columns
         .iter()
         .filter(|c| *c != version && *c != is_deleted)
@@ -1238,8 +1253,7 @@ mod tests {
         let columns = cols(&["id", "ver", "name", "del", "day"]);
         assert_eq!(
             insert_tombstones(
-                "db",
-                "t",
+                "`db`.`t`",
                 "s",
                 "id",
                 &columns,
@@ -1253,8 +1267,7 @@ mod tests {
         );
         assert_eq!(
             insert_tombstones(
-                "db",
-                "t",
+                "`db`.`t`",
                 "s",
                 "id",
                 &columns,
