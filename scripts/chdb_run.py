@@ -52,6 +52,21 @@ def with_block(sql, block, settings):
     raise ValueError("a step with a block must be INSERT … VALUES or read input(…) FORMAT Native: " + sql)
 
 
+def last_document(text):
+    """The last JSON document of `text`. chDB's session keeps what a query that failed while writing its
+    result had written, and puts it in front of the next query's answer."""
+    decoder = json.JSONDecoder()
+    at, parsed = 0, None
+    while at < len(text):
+        parsed, end = decoder.raw_decode(text, at)
+        at = end
+        while at < len(text) and text[at].isspace():
+            at += 1
+    if parsed is None:
+        raise ValueError("no JSON document")
+    return parsed
+
+
 def run(sess, step):
     sql = step["sql"]
     settings = step.get("settings") or []
@@ -68,7 +83,12 @@ def run(sess, step):
     text = str(result).strip()
     if not text:
         return {"ok": True, "columns": [], "rows": []}
-    parsed = json.loads(text)
+    try:
+        parsed = last_document(text)
+    except ValueError:
+        # An exception thrown while the result was being written ends up in the text.
+        code = re.search(r"Code: (\d+)", text)
+        return {"ok": False, "code": int(code.group(1)) if code else None, "error": text, "sql": sql}
     return {
         "ok": True,
         "columns": [[m["name"], m["type"]] for m in parsed.get("meta", [])],

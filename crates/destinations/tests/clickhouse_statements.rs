@@ -345,6 +345,22 @@ async fn scenario(e: &mut dyn Engine) -> ServerVersion {
     };
     ok(e, &ddl).await;
 
+    // Settings sent with a query are applied (over the protocol in the format of its revision).
+    let err = e
+        .run(
+            "SELECT number FROM system.numbers LIMIT 10",
+            &[("max_result_rows", 1)],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.message
+            .to_ascii_lowercase()
+            .contains("limit for result"),
+        "{}: {err:?}",
+        e.name()
+    );
+
     // The connection test's statements.
     assert_eq!(one(e, &dialect::database_query(db)).await, "1");
     let tables: u64 = one(e, &dialect::replacing_tables_query(db))
