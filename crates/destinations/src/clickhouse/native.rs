@@ -969,6 +969,15 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_block_is_the_native_format() {
+        let mut packet = Vec::new();
+        start_block(&mut packet, 1, 2);
+        put_str(&mut packet, "id");
+        assert_eq!(packet_block(&packet).unwrap(), [1, 2, 2, b'i', b'd']);
+        assert_eq!(packet_block(&[1, 2, 3]), None);
+    }
+
+    #[test]
     fn settings_by_revision() {
         let settings = [("async_insert", 0), ("insert_deduplicate", 300)];
         // Text with the important flag, as servers from 19.x read them.
