@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Real database servers on loopback for Sluice's tests, without Docker.
 #
-#   scripts/services.sh start [pg] [mysql] [clickhouse] [snowflake]   start the named ones (default: pg)
+#   scripts/services.sh start [pg] [mysql] [clickhouse] [snowflake] [chdb]   start the named ones (default: pg)
 #   scripts/services.sh stop                                          stop what start started
 #   scripts/services.sh env                                           print the connection variables
 #
 # Each server runs on a non-standard port from a fresh data directory under $SVC_DIR, so servers the
 # machine already runs are left alone. Missing packages are installed (Debian). `start` prints `export …`
-# lines; `eval "$(scripts/services.sh start pg)"` sets them in the calling shell.
+# lines; `eval "$(scripts/services.sh start pg)"` sets them in the calling shell. `chdb` is no server: it
+# makes sure a Python virtualenv with chDB (ClickHouse in-process, a current engine) is there for
+# scripts/chdb_run.py, installing it when missing (fails when it cannot).
 set -euo pipefail
 S=${SVC_DIR:-/tmp/sluice-services}
 PG_PORT=${PG_PORT:-55432} MY_PORT=${MY_PORT:-53306}
 CH_HTTP=${CH_HTTP:-58123} CH_TCP=${CH_TCP:-59000} CH_TLS=${CH_TLS:-59440} SF_PORT=${SF_PORT:-58085}
 FSV=${FAKESNOW_VENV:-/var/cache/sluice-fakesnow-venv}
+CHV=${CHDB_VENV:-/var/cache/sluice-chdb-venv}
 here=$(cd "$(dirname "$0")" && pwd)
 
 log() { echo "services: $*" >&2; }
@@ -99,6 +102,16 @@ start_snowflake() {
   wait_for "curl -s -o /dev/null http://127.0.0.1:$SF_PORT/"
 }
 
+start_chdb() {
+  if ! "$CHV/bin/python" -c 'import chdb' 2>/dev/null; then
+    rm -rf "$CHV"
+    python3 -m venv "$CHV"
+    # About 900 MB; pinned so that the engine version the tests report is the one documented.
+    "$CHV/bin/pip" install -q 'chdb==4.4.0'
+  fi
+  "$CHV/bin/python" -c 'import chdb; chdb.query("SELECT 1")' >/dev/null
+}
+
 print_env() {
   cat <<ENV
 export SLUICE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
@@ -109,6 +122,7 @@ export SLUICE_TEST_CLICKHOUSE_TLS_CA=$S/ch/tls/ca.crt
 export SLUICE_TEST_CLICKHOUSE_HTTP=http://127.0.0.1:$CH_HTTP
 export SLUICE_TEST_CLICKHOUSE_USER=test SLUICE_TEST_CLICKHOUSE_PASSWORD=test
 export SLUICE_TEST_SNOWFLAKE_URL=http://127.0.0.1:$SF_PORT
+export SLUICE_TEST_CHDB_PYTHON=$CHV/bin/python
 ENV
 }
 
@@ -132,6 +146,7 @@ case "${1:-}" in
         mysql|mariadb) start_mysql ;;
         clickhouse) start_clickhouse ;;
         snowflake) start_snowflake ;;
+        chdb) start_chdb ;;
         *) log "unknown service $s"; exit 2 ;;
       esac
       log "$s started"
@@ -139,5 +154,5 @@ case "${1:-}" in
     print_env ;;
   stop) stop ;;
   env) print_env ;;
-  *) echo "usage: $0 start [pg] [mysql] [clickhouse] [snowflake] | stop | env" >&2; exit 2 ;;
+  *) echo "usage: $0 start [pg] [mysql] [clickhouse] [snowflake] [chdb] | stop | env" >&2; exit 2 ;;
 esac

@@ -15,7 +15,7 @@ root=$(pwd)
 # One build of everything, not kept for editing: incremental caches only take disk (several GB).
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
-services=${SLUICE_TEST_SERVICES:-pg mysql clickhouse snowflake}
+services=${SLUICE_TEST_SERVICES:-pg mysql clickhouse snowflake chdb}
 # shellcheck disable=SC2086
 eval "$(scripts/services.sh start $services)"
 trap 'scripts/services.sh stop' EXIT

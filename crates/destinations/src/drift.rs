@@ -90,7 +90,7 @@ pub fn column_types(target: &crate::WriteTarget) -> Vec<Option<ColumnType>> {
 
 /// The select list reading the target's columns back, in their order: each column as the dialect's
 /// `text_expr` gives it for its type, so that [`decode`] reads the text back exactly.
-pub(crate) fn text_columns(
+pub fn text_columns(
     target: &crate::WriteTarget,
     text_expr: impl Fn(&str, Option<&ColumnType>) -> String,
 ) -> String {

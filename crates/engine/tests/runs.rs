@@ -1791,7 +1791,7 @@ mod clickhouse {
         let r = w.run(&p).await;
         assert_eq!(r.status, RunStatus::Failed);
         let m = r.message.unwrap();
-        assert!(m.contains("on_leave") && m.contains("23.2"), "{m}");
+        assert!(m.contains("on_leave") && m.contains("23.12"), "{m}");
         let p = w.pipeline(json!({"key": "email"})).await;
         let r = w.run(&p).await;
         assert_eq!(r.status, RunStatus::Failed);

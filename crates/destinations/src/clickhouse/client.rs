@@ -35,6 +35,8 @@ pub struct Session {
     /// The SQL of the insert [`Session::upsert_unconfirmed`] left open, whose rows the server has not
     /// stored yet.
     open: Option<String>,
+    /// Sent with every insert ([`dialect::insert_settings`]).
+    insert_settings: Vec<native::Setting>,
 }
 
 /// What writing needs to know of a table.
@@ -85,7 +87,7 @@ pub fn map_error(e: &NativeError) -> DestinationError {
                 .next()
                 .unwrap_or_default()
                 .to_string();
-            error(dialect::error_kind(*code), message)
+            error(dialect::error_kind(*code, &message), message)
         }
         NativeError::Io(io) => error(
             ErrorKind::Unavailable,
@@ -160,6 +162,7 @@ pub async fn connect(settings: &ClickHouseSettings) -> Result<Session> {
         next_stage: 0,
         poisoned: false,
         open: None,
+        insert_settings: Vec::new(),
     };
     let rows = session.query(dialect::VERSION_QUERY).await?;
     session.version_text = rows
@@ -169,6 +172,7 @@ pub async fn connect(settings: &ClickHouseSettings) -> Result<Session> {
         .unwrap_or_default();
     session.version =
         ServerVersion::parse(&session.version_text).unwrap_or(ServerVersion { major: 0, minor: 0 });
+    session.insert_settings = dialect::insert_settings(session.version);
     if !session.version.has_low_cardinality() {
         // Before 19.0 LowCardinality columns were experimental: staging tables shaped like such a table
         // need the setting.
@@ -269,7 +273,9 @@ impl Session {
             self.finish_open().await?;
             let opened = self
                 .conn
-                .open_insert(&sql, |header| check_header(&plan, header))
+                .open_insert(&sql, &self.insert_settings, |header| {
+                    check_header(&plan, header)
+                })
                 .await
                 .map_err(|e| map_error(&e));
             self.poisoned |= opened.is_err() && !self.conn.is_usable();
@@ -295,6 +301,32 @@ impl Session {
 
     pub async fn execute(&mut self, sql: &str) -> Result<()> {
         self.query(sql).await.map(|_| ())
+    }
+
+    /// Runs an `INSERT … SELECT` with the settings of every insert.
+    async fn execute_insert(&mut self, sql: &str) -> Result<()> {
+        self.conn
+            .query_with(sql, &self.insert_settings)
+            .await
+            .map(|_| ())
+            .map_err(|e| map_error(&e))
+    }
+
+    /// The settings sent with every insert of this session.
+    pub fn insert_settings(&self) -> &[native::Setting] {
+        &self.insert_settings
+    }
+
+    /// Runs a query with settings and returns its rows.
+    pub async fn query_with(
+        &mut self,
+        sql: &str,
+        settings: &[native::Setting],
+    ) -> Result<Vec<Vec<Datum>>> {
+        self.conn
+            .query_with(sql, settings)
+            .await
+            .map_err(|e| map_error(&e))
     }
 
     /// A query on `system.tables`. Old servers open every table of the database to answer it and fail
@@ -323,12 +355,7 @@ impl Session {
                 _ => "",
             }
         )];
-        let rows = self
-            .query(&format!(
-                "SELECT count() FROM system.databases WHERE name = {}",
-                dialect::literal(db)
-            ))
-            .await?;
+        let rows = self.query(&dialect::database_query(db)).await?;
         if count(&rows) == 0 {
             return Err(error(
                 ErrorKind::NotFound,
@@ -336,10 +363,7 @@ impl Session {
             ));
         }
         let rows = self
-            .query_system_tables(&format!(
-                "SELECT count() FROM system.tables WHERE database = {} AND engine LIKE '%ReplacingMergeTree'",
-                dialect::literal(db)
-            ))
+            .query_system_tables(&dialect::replacing_tables_query(db))
             .await?;
         checks.push(format!(
             "database {db} has {} ReplacingMergeTree table(s), which Sluice can upsert into",
@@ -367,10 +391,10 @@ impl Session {
         })?;
         let _ = self.execute(&dialect::drop_stage(stage)).await;
         checks.push("can create temporary tables".to_string());
-        if !self.version.has_is_deleted() {
+        if !self.version.has_safe_deletes() {
             checks.push(format!(
-                "ClickHouse {} cannot delete rows with tombstones (23.2 or later can): pipelines must keep \
-                 the rows of profiles that leave",
+                "ClickHouse {} cannot delete rows safely (23.12 or later can, into tables created with \
+                 ReplacingMergeTree(<version>, <is_deleted>)): pipelines must use `on_leave: keep`",
                 self.version_text
             ));
         }
@@ -388,27 +412,17 @@ impl Session {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let field = |i: usize| row.get(i).map(Datum::text).unwrap_or_default();
-        let engine = dialect::engine_info(&field(0), &field(1), &field(2));
+        let table_row: Vec<String> = row.iter().map(Datum::text).collect();
         let described = match self.query(&dialect::columns_query(database, name)).await {
             // Dropped in between.
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             other => other?,
         };
-        let columns = described
-            .into_iter()
-            .map(|r| {
-                let f = |i: usize| r.get(i).map(Datum::text).unwrap_or_default();
-                let type_text = f(1);
-                ColumnInfo {
-                    name: f(0),
-                    ty: ChType::parse(&type_text),
-                    type_text,
-                    default_kind: f(2),
-                }
-            })
+        let described: Vec<Vec<String>> = described
+            .iter()
+            .map(|r| r.iter().map(Datum::text).collect())
             .collect();
-        Ok(Some(TableInfo { engine, columns }))
+        Ok(Some(table_info_from(&table_row, &described)))
     }
 
     pub async fn describe_table(
@@ -466,53 +480,23 @@ impl Session {
         // Columns the pipeline does not write keep their values: the batch is staged, and the rows already
         // in the table are written with their other columns read back (FINAL), the new ones without them.
         self.next_stage += 1;
-        let stage = format!("sluice_stage_{}", self.next_stage);
-        let existing = format!("sluice_existing_{}", self.next_stage);
+        let staged = StagedUpsert::new(&plan, database, table, &target.key, self.next_stage);
         let result = async {
-            self.execute(&dialect::drop_stage(&stage)).await?;
-            self.execute(&dialect::drop_stage(&existing)).await?;
-            let stage_columns: Vec<(String, String)> = plan
-                .columns
-                .iter()
-                .map(|c| (c.name.clone(), c.type_text.clone()))
-                .collect();
-            self.execute(&dialect::create_stage(&stage, &stage_columns))
+            for sql in &staged.prepare {
+                self.execute(sql).await?;
+            }
+            self.insert_blocks(&staged.stage_insert, &plan, blocks)
                 .await?;
-            self.insert_blocks(&plan.insert_sql(&dialect::quote(&stage)), &plan, blocks)
-                .await?;
-            self.execute(&dialect::create_existing(
-                &existing,
-                database,
-                table,
-                &stage,
-                &target.key,
-                &plan.kept,
-            ))
-            .await?;
-            let written: Vec<String> = plan.columns.iter().map(|c| c.name.clone()).collect();
-            self.execute(&dialect::insert_updates(
-                database,
-                table,
-                &stage,
-                &existing,
-                &target.key,
-                &written,
-                &plan.kept,
-            ))
-            .await?;
-            self.execute(&dialect::insert_new(
-                database,
-                table,
-                &stage,
-                &existing,
-                &target.key,
-                &written,
-            ))
-            .await
+            // The first reads the current rows into a temporary table; the others insert.
+            for sql in &staged.write {
+                self.execute_insert(sql).await?;
+            }
+            Ok(())
         }
         .await;
-        let _ = self.execute(&dialect::drop_stage(&stage)).await;
-        let _ = self.execute(&dialect::drop_stage(&existing)).await;
+        for sql in &staged.cleanup {
+            let _ = self.execute(sql).await;
+        }
         result
     }
 
@@ -524,12 +508,155 @@ impl Session {
         target: &WriteTarget,
         keys: &[Value],
     ) -> Result<u64> {
+        let info = self.writable(database, &target.table.name).await?;
+        self.next_stage += 1;
+        let plan = Tombstones::new(&info, database, target, self.version, self.next_stage)?;
+        let rows: Vec<Row> = keys
+            .iter()
+            .map(|k| Row {
+                values: vec![k.clone()],
+            })
+            .collect();
+        let blocks = build_blocks(&plan.stage_plan, &rows, target.run_version).map_err(|e| {
+            error(
+                e.kind,
+                format!("{} (writing tombstones of {} keys)", e.message, keys.len()),
+            )
+        })?;
+        let result = async {
+            for sql in &plan.prepare {
+                self.execute(sql).await?;
+            }
+            self.insert_blocks(&plan.stage_insert, &plan.stage_plan, blocks)
+                .await?;
+            let n = count(&self.query(&plan.count).await?);
+            self.execute_insert(&plan.insert).await?;
+            Ok(n)
+        }
+        .await;
+        let _ = self.execute(&plan.cleanup).await;
+        result
+    }
+
+    /// Sends one insert with its blocks and waits for the server's answer. The server's header must name
+    /// the planned columns with their wire types: otherwise the table changed since it was described, and
+    /// no row is sent.
+    pub async fn insert_blocks(
+        &mut self,
+        sql: &str,
+        plan: &WritePlan,
+        blocks: Vec<Vec<u8>>,
+    ) -> Result<()> {
+        let result = self
+            .conn
+            .insert(sql, &self.insert_settings, blocks, |header| {
+                check_header(plan, header)
+            })
+            .await
+            .map_err(|e| map_error(&e));
+        self.poisoned |= result.is_err() && !self.conn.is_usable();
+        result
+    }
+}
+
+/// A table's description from the answers of [`dialect::table_query`] (one row: engine, engine_full,
+/// sorting_key) and [`dialect::columns_query`] (name, type, default kind, …), as text.
+pub fn table_info_from(table_row: &[String], described: &[Vec<String>]) -> TableInfo {
+    let field = |r: &[String], i: usize| r.get(i).cloned().unwrap_or_default();
+    let engine = dialect::engine_info(
+        &field(table_row, 0),
+        &field(table_row, 1),
+        &field(table_row, 2),
+    );
+    let columns = described
+        .iter()
+        .map(|r| {
+            let type_text = field(r, 1);
+            ColumnInfo {
+                name: field(r, 0),
+                ty: ChType::parse(&type_text),
+                type_text,
+                default_kind: field(r, 2),
+            }
+        })
+        .collect();
+    TableInfo { engine, columns }
+}
+
+/// The statements of an upsert that keeps the columns the pipeline does not write: the batch goes into a
+/// stage, the rows already in the table are read back with their other columns (`FINAL`), and both kinds
+/// of rows are written from there.
+#[derive(Debug, Clone)]
+pub struct StagedUpsert {
+    /// Run before the batch is staged.
+    pub prepare: Vec<String>,
+    /// The insert the batch's blocks go with (laid out by the same plan).
+    pub stage_insert: String,
+    /// Run after: the current rows, then the updates and the new rows.
+    pub write: Vec<String>,
+    /// Run whatever happened.
+    pub cleanup: Vec<String>,
+}
+
+impl StagedUpsert {
+    /// `n` makes the session's temporary table names unique.
+    pub fn new(plan: &WritePlan, database: &str, table: &str, key: &str, n: u32) -> Self {
+        let stage = format!("sluice_stage_{n}");
+        let existing = format!("sluice_existing_{n}");
+        let stage_columns: Vec<(String, String)> = plan
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.type_text.clone()))
+            .collect();
+        let written: Vec<String> = plan.columns.iter().map(|c| c.name.clone()).collect();
+        StagedUpsert {
+            prepare: vec![
+                dialect::drop_stage(&stage),
+                dialect::drop_stage(&existing),
+                dialect::create_stage(&stage, &stage_columns),
+            ],
+            stage_insert: plan.insert_sql(&dialect::quote(&stage)),
+            write: vec![
+                dialect::create_existing(&existing, database, table, &stage, key, &plan.kept),
+                dialect::insert_updates(
+                    database, table, &stage, &existing, key, &written, &plan.kept,
+                ),
+                dialect::insert_new(database, table, &stage, &existing, key, &written),
+            ],
+            cleanup: vec![dialect::drop_stage(&stage), dialect::drop_stage(&existing)],
+        }
+    }
+}
+
+/// The statements that delete keys: they are staged with the run's version, counted where present, and
+/// each present row is copied as a tombstone ([`dialect::insert_tombstones`]).
+#[derive(Debug, Clone)]
+pub struct Tombstones {
+    /// How the staged keys' blocks are laid out: the key (each row's only value) and the run's version.
+    pub stage_plan: WritePlan,
+    pub prepare: Vec<String>,
+    pub stage_insert: String,
+    /// How many of the keys have a live row.
+    pub count: String,
+    pub insert: String,
+    pub cleanup: String,
+}
+
+impl Tombstones {
+    /// Refuses tables and servers that cannot take tombstones (see [`EngineInfo::delete_refusal`]).
+    pub fn new(
+        info: &TableInfo,
+        database: &str,
+        target: &WriteTarget,
+        version: ServerVersion,
+        n: u32,
+    ) -> Result<Self> {
         let table = &target.table.name;
-        let info = self.writable(database, table).await?;
-        if let Some(why) = info.engine.delete_refusal(table, self.version) {
+        if let Some(why) = info.engine.delete_refusal(table, version) {
             return Err(error(ErrorKind::Config, why));
         }
-        let (Some(version), Some(is_deleted)) = (&info.engine.version, &info.engine.is_deleted)
+        let (Some(version_name), Some(is_deleted)) =
+            (&info.engine.version, &info.engine.is_deleted)
         else {
             unreachable!("delete_refusal checks both");
         };
@@ -539,87 +666,56 @@ impl Session {
                 format!("column `{}` of table `{table}` does not exist", target.key),
             )
         })?;
-        let version_col = info.column(version).ok_or_else(|| {
+        let version_col = info.column(version_name).ok_or_else(|| {
             error(
                 ErrorKind::SchemaMismatch,
-                format!("the version column `{version}` of table `{table}` does not exist"),
+                format!("the version column `{version_name}` of table `{table}` does not exist"),
             )
         })?;
-        let plan = WritePlan {
+        let stage_plan = WritePlan {
             columns: vec![
-                planned(key_col, Source::Target(0), self.version)?,
-                planned(version_col, Source::RunVersion, self.version)?,
+                planned(key_col, Source::Target(0), version)?,
+                planned(version_col, Source::RunVersion, version)?,
             ],
             kept: Vec::new(),
         };
-        let rows: Vec<Row> = keys
+        let stage = format!("sluice_tombstones_{n}");
+        let copied: Vec<String> = info
+            .columns
             .iter()
-            .map(|k| Row {
-                values: vec![k.clone()],
-            })
+            .filter(|c| c.insertable())
+            .map(|c| c.name.clone())
             .collect();
-        let blocks = build_blocks(&plan, &rows, target.run_version).map_err(|e| {
-            error(
-                e.kind,
-                format!("{} (writing tombstones of {} keys)", e.message, keys.len()),
-            )
-        })?;
-        self.next_stage += 1;
-        let stage = format!("sluice_tombstones_{}", self.next_stage);
-        let result = async {
-            self.execute(&dialect::drop_stage(&stage)).await?;
-            self.execute(&dialect::create_stage(
-                &stage,
-                &[
-                    (target.key.clone(), key_col.type_text.clone()),
-                    (version.clone(), version_col.type_text.clone()),
-                ],
-            ))
-            .await?;
-            self.insert_blocks(&plan.insert_sql(&dialect::quote(&stage)), &plan, blocks)
-                .await?;
-            let n = count(
-                &self
-                    .query(&dialect::count_present(
-                        database,
-                        table,
-                        &stage,
-                        &target.key,
-                    ))
-                    .await?,
-            );
-            self.execute(&dialect::insert_tombstones(
-                database,
-                table,
+        let source = if target.columns.contains(version_name) {
+            dialect::TombstoneVersion::CurrentPlusOne
+        } else {
+            dialect::TombstoneVersion::Run
+        };
+        Ok(Tombstones {
+            prepare: vec![
+                dialect::drop_stage(&stage),
+                dialect::create_stage(
+                    &stage,
+                    &[
+                        (target.key.clone(), key_col.type_text.clone()),
+                        (version_name.clone(), version_col.type_text.clone()),
+                    ],
+                ),
+            ],
+            stage_insert: stage_plan.insert_sql(&dialect::quote(&stage)),
+            count: dialect::count_present(database, table, &stage, &target.key, Some(is_deleted)),
+            insert: dialect::insert_tombstones(
+                &dialect::qualified(database, table),
                 &stage,
                 &target.key,
-                version,
+                &copied,
+                version_name,
                 is_deleted,
-            ))
-            .await?;
-            Ok(n)
-        }
-        .await;
-        let _ = self.execute(&dialect::drop_stage(&stage)).await;
-        result
-    }
-
-    /// Sends one insert with its blocks and waits for the server's answer. The server's header must name
-    /// the planned columns with their wire types: otherwise the table changed since it was described, and
-    /// no row is sent.
-    async fn insert_blocks(
-        &mut self,
-        sql: &str,
-        plan: &WritePlan,
-        blocks: Vec<Vec<u8>>,
-    ) -> Result<()> {
-        let result = self
-            .conn
-            .insert(sql, blocks, |header| check_header(plan, header))
-            .await
-            .map_err(|e| map_error(&e));
-        self.poisoned |= result.is_err() && !self.conn.is_usable();
-        result
+                source,
+            ),
+            cleanup: dialect::drop_stage(&stage),
+            stage_plan,
+        })
     }
 }
 
@@ -818,6 +914,15 @@ pub fn plan_write(
         .map(|c| c.name.clone())
         .collect();
     Ok(WritePlan { columns, kept })
+}
+
+/// How column `c` is laid out when it takes the values at `index` of each row.
+pub fn planned_column(
+    c: &ColumnInfo,
+    index: usize,
+    version: ServerVersion,
+) -> Result<PlannedColumn> {
+    planned(c, Source::Target(index), version)
 }
 
 fn planned(c: &ColumnInfo, source: Source, version: ServerVersion) -> Result<PlannedColumn> {

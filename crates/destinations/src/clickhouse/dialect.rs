@@ -125,6 +125,20 @@ impl ServerVersion {
         self.at_least(23, 2)
     }
 
+    /// Whether tombstones can be written and read safely: Sluice deletes from 23.12 on. `is_deleted` came in
+    /// 23.2, but before 23.8 a `FINAL` read could still return deleted rows, and before 23.12 the only way
+    /// to get rid of tombstones was the table setting `clean_deleted_rows = 'Always'`, whose merges could
+    /// drop live rows; 23.12 made `FINAL` reliable and brought `OPTIMIZE … FINAL CLEANUP`, which removes
+    /// tombstones without that risk. On 23.8–23.11 tombstones would hide rows but pile up for good.
+    pub fn has_safe_deletes(self) -> bool {
+        self.at_least(23, 12)
+    }
+
+    /// The settings `async_insert` and `wait_for_async_insert` arrived in 21.11.
+    pub fn has_async_insert(self) -> bool {
+        self.at_least(21, 11)
+    }
+
     /// The `input()` table function (used to cast `Bool` and `Date32`) arrived in 19.15.
     pub fn has_input_function(self) -> bool {
         self.at_least(19, 15)
@@ -373,6 +387,19 @@ pub struct EngineInfo {
     pub version: Option<String>,
     /// The `is_deleted` column of `ReplacingMergeTree(version, is_deleted)`.
     pub is_deleted: Option<String>,
+    /// The table's `clean_deleted_rows` setting, when it sets one (unquoted).
+    pub clean_deleted_rows: Option<String>,
+}
+
+/// The value of `name` in the `SETTINGS` clause of an `engine_full`, unquoted.
+fn engine_setting(engine_full: &str, name: &str) -> Option<String> {
+    let at = engine_full.rfind(" SETTINGS ")?;
+    split_args(&engine_full[at + " SETTINGS ".len()..])
+        .into_iter()
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == name).then(|| v.trim().trim_matches('\'').to_string())
+        })
 }
 
 /// Reads `engine`, `engine_full` and `sorting_key` of `system.tables`.
@@ -381,6 +408,7 @@ pub fn engine_info(engine: &str, engine_full: &str, sorting_key: &str) -> Engine
     let mut info = EngineInfo {
         engine: engine.to_string(),
         replacing,
+        clean_deleted_rows: engine_setting(engine_full, "clean_deleted_rows"),
         sorting_key: split_args(sorting_key.trim())
             .into_iter()
             .map(|c| unquote_identifier(&c))
@@ -473,31 +501,75 @@ impl EngineInfo {
 
     /// Why rows cannot be deleted from this table, `None` when tombstones can.
     pub fn delete_refusal(&self, table: &str, version: ServerVersion) -> Option<String> {
-        if self.replacing && self.is_deleted.is_some() {
-            return None;
-        }
-        Some(if !version.has_is_deleted() {
-            format!(
-                "this ClickHouse server ({}.{}) cannot delete rows without a mutation per batch; \
-                 `on_leave: delete` needs ClickHouse 23.2 or later and a table created with \
-                 ENGINE = ReplacingMergeTree(<version>, <is_deleted>), or use `on_leave: keep`",
+        if !version.has_safe_deletes() {
+            return Some(format!(
+                "this ClickHouse server ({}.{}) cannot delete rows safely: `on_leave: delete` needs \
+                 ClickHouse 23.12 or later (older servers may show deleted rows with FINAL and cannot remove \
+                 tombstones without risking live rows) and a table created with \
+                 ENGINE = ReplacingMergeTree(<version>, <is_deleted UInt8>); otherwise use `on_leave: keep`",
                 version.major, version.minor
-            )
-        } else {
-            format!(
+            ));
+        }
+        if !(self.replacing && self.is_deleted.is_some()) {
+            return Some(format!(
                 "table `{table}` has no is_deleted column: create it with \
                  ENGINE = ReplacingMergeTree(<version>, <is_deleted UInt8>) so that Sluice can write \
                  tombstones, or use `on_leave: keep`"
-            )
-        })
+            ));
+        }
+        match self.clean_deleted_rows.as_deref() {
+            Some(v) if !v.eq_ignore_ascii_case("Never") => Some(format!(
+                "table `{table}` sets clean_deleted_rows = '{v}', which lets merges drop tombstones while \
+                 older versions of the same rows survive in other parts, so deleted rows can come back: \
+                 remove it (ALTER TABLE … MODIFY SETTING clean_deleted_rows = 'Never') and remove tombstones \
+                 with OPTIMIZE TABLE … FINAL CLEANUP instead, or use `on_leave: keep`"
+            )),
+            _ => None,
+        }
     }
 }
 
 // ---------------------------------------------------------------------------------------------------
 // SQL
 
+/// The settings every insert is sent with, as far as `version` knows them (a server refuses a setting it
+/// does not know):
+/// - `async_insert = 0` and `wait_for_async_insert = 1` (21.11 on): a server or user profile that turns
+///   asynchronous inserts on (the default from 26.2) would buffer the rows and, with
+///   `wait_for_async_insert = 0`, confirm an insert it has not stored yet; Sluice records rows as written
+///   once the insert is confirmed.
+/// - `insert_deduplicate = 0` (every version): a replicated table would otherwise drop a block equal to one
+///   of its recent blocks — a profile written back to the same values with the same mapped version after
+///   a change would be lost. A block sent twice does no harm without it: the second copy has the same
+///   key and version as the first, and the engine keeps one.
+pub fn insert_settings(version: ServerVersion) -> Vec<(&'static str, u64)> {
+    let mut settings = Vec::new();
+    if version.has_async_insert() {
+        settings.push(("async_insert", 0));
+        settings.push(("wait_for_async_insert", 1));
+    }
+    settings.push(("insert_deduplicate", 0));
+    settings
+}
+
 /// The server's version.
 pub const VERSION_QUERY: &str = "SELECT version()";
+
+/// Whether a database exists (a count), for the connection test.
+pub fn database_query(database: &str) -> String {
+    format!(
+        "SELECT count() FROM system.databases WHERE name = {}",
+        literal(database)
+    )
+}
+
+/// How many tables of a database Sluice could upsert into, for the connection test.
+pub fn replacing_tables_query(database: &str) -> String {
+    format!(
+        "SELECT count() FROM system.tables WHERE database = {} AND engine LIKE '%ReplacingMergeTree'",
+        literal(database)
+    )
+}
 
 /// Engine and keys of a table.
 pub fn table_query(database: &str, table: &str) -> String {
@@ -628,58 +700,239 @@ pub fn insert_new(
     )
 }
 
-/// How many of the staged keys are in the table (and not deleted).
-pub fn count_present(database: &str, table: &str, stage: &str, key: &str) -> String {
+/// How many of the staged keys are in the table and not deleted (`is_deleted`, when the table has one).
+pub fn count_present(
+    database: &str,
+    table: &str,
+    stage: &str,
+    key: &str,
+    is_deleted: Option<&str>,
+) -> String {
     format!(
-        "SELECT count() FROM {} FINAL WHERE {k} IN (SELECT {k} FROM {})",
+        "SELECT count() FROM {} FINAL WHERE {}{k} IN (SELECT {k} FROM {})",
         qualified(database, table),
+        live_filter(is_deleted),
         quote(stage),
         k = quote(key)
     )
 }
 
-/// Tombstones for the staged keys that are in the table: the key, the run's version and `is_deleted = 1`
-/// (the other columns get their defaults; `FINAL` and merges drop the row).
+/// `` `is_deleted` = 0 AND ``, or nothing. (Servers from 23.12 leave deleted rows out of `FINAL` reads by
+/// themselves; saying so costs nothing and keeps the statement right on its own.)
+fn live_filter(is_deleted: Option<&str>) -> String {
+    is_deleted
+        .map(|d| format!("{} = 0 AND ", quote(d)))
+        .unwrap_or_default()
+}
+
+/// Where a tombstone's version comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TombstoneVersion {
+    /// The run's version, staged next to the keys: the engine sets the version column, and every run's
+    /// version is above those of the runs before it.
+    Run,
+    /// The mapping sets the version column from the profile: the current row's version one step up
+    /// (`+ 1`: one unit, second or day), so the tombstone hides the row and a profile that comes back with
+    /// a higher version of its own shows again. A run's version there would be on another scale (it would
+    /// hide the profile for good).
+    CurrentPlusOne,
+}
+
+/// Tombstones for the staged keys whose row is in the table: a copy of the current row (`FINAL`) with
+/// every insertable column (`columns`, without the version and `is_deleted`), a higher version and
+/// `is_deleted = 1`. A copy, not a row of defaults: it lands in the same partition as the row it replaces
+/// (with `PARTITION BY` another column a row of defaults would land elsewhere and never replace it), a TTL
+/// on another column does not expire it at once, and `CHECK` constraints hold as they did. The columns
+/// are named instead of `SELECT * REPLACE(…)`, which 18.16 lacks: one statement for every server.
+/// `target` is the table's qualified name ([`qualified`]).
 pub fn insert_tombstones(
-    database: &str,
-    table: &str,
+    target: &str,
     stage: &str,
     key: &str,
+    columns: &[String],
     version: &str,
     is_deleted: &str,
+    source: TombstoneVersion,
 ) -> String {
-    let target = qualified(database, table);
+    let mut names: Vec<String> = columns
+        .iter()
+        .filter(|c| *c != version && *c != is_deleted)
+        .cloned()
+        .collect();
+    let mut values: Vec<String> = names.iter().map(|c| quote(c)).collect();
+    values.push(match source {
+        TombstoneVersion::Run => format!("(SELECT max({}) FROM {})", quote(version), quote(stage)),
+        TombstoneVersion::CurrentPlusOne => format!("{} + 1", quote(version)),
+    });
+    values.push("1".to_string());
+    names.push(version.to_string());
+    names.push(is_deleted.to_string());
     format!(
-        "INSERT INTO {target} ({k}, {v}, {d}) SELECT {k}, {v}, 1 FROM {} \
-         WHERE {k} IN (SELECT {k} FROM {target} FINAL WHERE {k} IN (SELECT {k} FROM {}))",
-        quote(stage),
+        "INSERT INTO {target} ({}) SELECT {} FROM {target} FINAL WHERE {}{k} IN (SELECT {k} FROM {})",
+        column_list(&names),
+        values.join(", "),
+        live_filter(Some(is_deleted)),
         quote(stage),
         k = quote(key),
-        v = quote(version),
-        d = quote(is_deleted)
     )
 }
 
-/// The error kind of a server exception code.
-pub fn error_kind(code: i32) -> ErrorKind {
-    match code {
-        // UNKNOWN_TABLE, UNKNOWN_DATABASE.
-        60 | 81 => ErrorKind::NotFound,
-        // NO_SUCH_COLUMN_IN_TABLE, THERE_IS_NO_COLUMN, UNKNOWN_IDENTIFIER, NOT_FOUND_COLUMN_IN_BLOCK.
-        16 | 8 | 47 | 10 => ErrorKind::SchemaMismatch,
-        // UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD, IP_ADDRESS_NOT_ALLOWED, AUTHENTICATION_FAILED.
-        192 | 193 | 194 | 195 | 516 => ErrorKind::Auth,
-        // READONLY, ACCESS_DENIED, NOT_ENOUGH_PRIVILEGES.
-        164 | 497 | 499 => ErrorKind::Permission,
-        // TIMEOUT_EXCEEDED, SOCKET_TIMEOUT.
-        159 | 209 => ErrorKind::Timeout,
-        // NETWORK_ERROR, TOO_MANY_SIMULTANEOUS_QUERIES, TOO_MANY_PARTS, TABLE_IS_READ_ONLY,
-        // MEMORY_LIMIT_EXCEEDED, ALL_CONNECTION_TRIES_FAILED.
-        210 | 202 | 252 | 242 | 241 | 279 => ErrorKind::Unavailable,
-        // Cannot parse / convert / out of range / too large / constraint violated / decimal overflow.
-        6 | 27 | 38 | 41 | 53 | 69 | 70 | 72 | 131 | 321 | 376 | 407 | 469 => ErrorKind::BadData,
-        _ => ErrorKind::Internal,
+/// The server exception codes Sluice classifies, with ClickHouse's names for them (`errorCodeToName`; the
+/// tests check the names against a current server's list) and their kind. Any other code is `Internal`:
+/// not retried, shown as the server said it.
+pub const ERROR_CODES: &[(i32, &str, ErrorKind)] = &[
+    // The data the block carried.
+    (6, "CANNOT_PARSE_TEXT", ErrorKind::BadData),
+    (
+        27,
+        "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
+        ErrorKind::BadData,
+    ),
+    (38, "CANNOT_PARSE_DATE", ErrorKind::BadData),
+    (41, "CANNOT_PARSE_DATETIME", ErrorKind::BadData),
+    (53, "TYPE_MISMATCH", ErrorKind::BadData),
+    (69, "ARGUMENT_OUT_OF_BOUND", ErrorKind::BadData),
+    (70, "CANNOT_CONVERT_TYPE", ErrorKind::BadData),
+    (72, "CANNOT_PARSE_NUMBER", ErrorKind::BadData),
+    (131, "TOO_LARGE_STRING_SIZE", ErrorKind::BadData),
+    (
+        321,
+        "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+        ErrorKind::BadData,
+    ),
+    (376, "CANNOT_PARSE_UUID", ErrorKind::BadData),
+    (407, "DECIMAL_OVERFLOW", ErrorKind::BadData),
+    (469, "VIOLATED_CONSTRAINT", ErrorKind::BadData),
+    // The table changed under the pipeline.
+    (8, "THERE_IS_NO_COLUMN", ErrorKind::SchemaMismatch),
+    (10, "NOT_FOUND_COLUMN_IN_BLOCK", ErrorKind::SchemaMismatch),
+    (16, "NO_SUCH_COLUMN_IN_TABLE", ErrorKind::SchemaMismatch),
+    (47, "UNKNOWN_IDENTIFIER", ErrorKind::SchemaMismatch),
+    (60, "UNKNOWN_TABLE", ErrorKind::NotFound),
+    (81, "UNKNOWN_DATABASE", ErrorKind::NotFound),
+    (218, "TABLE_IS_DROPPED", ErrorKind::NotFound),
+    // Who is connecting, and what they may do.
+    (192, "UNKNOWN_USER", ErrorKind::Auth),
+    (193, "WRONG_PASSWORD", ErrorKind::Auth),
+    (194, "REQUIRED_PASSWORD", ErrorKind::Auth),
+    (195, "IP_ADDRESS_NOT_ALLOWED", ErrorKind::Auth),
+    (516, "AUTHENTICATION_FAILED", ErrorKind::Auth),
+    (164, "READONLY", ErrorKind::Permission),
+    (291, "DATABASE_ACCESS_DENIED", ErrorKind::Permission),
+    (497, "ACCESS_DENIED", ErrorKind::Permission),
+    // Slow, and may be faster next time.
+    (159, "TIMEOUT_EXCEEDED", ErrorKind::Timeout),
+    (160, "TOO_SLOW", ErrorKind::Timeout),
+    (209, "SOCKET_TIMEOUT", ErrorKind::Timeout),
+    // The server, its disks, its replicas or its coordination are busy or away for now: retried.
+    (3, "UNEXPECTED_END_OF_FILE", ErrorKind::Unavailable),
+    (32, "ATTEMPT_TO_READ_AFTER_EOF", ErrorKind::Unavailable),
+    (173, "CANNOT_ALLOCATE_MEMORY", ErrorKind::Unavailable),
+    (201, "QUOTA_EXCEEDED", ErrorKind::Unavailable),
+    (202, "TOO_MANY_SIMULTANEOUS_QUERIES", ErrorKind::Unavailable),
+    (203, "NO_FREE_CONNECTION", ErrorKind::Unavailable),
+    (210, "NETWORK_ERROR", ErrorKind::Unavailable),
+    (225, "NO_ZOOKEEPER", ErrorKind::Unavailable),
+    (236, "ABORTED", ErrorKind::Unavailable),
+    (241, "MEMORY_LIMIT_EXCEEDED", ErrorKind::Unavailable),
+    (242, "TABLE_IS_READ_ONLY", ErrorKind::Unavailable),
+    (243, "NOT_ENOUGH_SPACE", ErrorKind::Unavailable),
+    (244, "UNEXPECTED_ZOOKEEPER_ERROR", ErrorKind::Unavailable),
+    // Split by its message, see [`error_kind`]: "too many parts" waits for merges.
+    (252, "TOO_MANY_PARTS", ErrorKind::Unavailable),
+    (254, "NO_ACTIVE_REPLICAS", ErrorKind::Unavailable),
+    (279, "ALL_CONNECTION_TRIES_FAILED", ErrorKind::Unavailable),
+    (285, "TOO_FEW_LIVE_REPLICAS", ErrorKind::Unavailable),
+    (
+        286,
+        "UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE",
+        ErrorKind::Unavailable,
+    ),
+    (319, "UNKNOWN_STATUS_OF_INSERT", ErrorKind::Unavailable),
+    (394, "QUERY_WAS_CANCELLED", ErrorKind::Unavailable),
+    (415, "ALL_REPLICAS_LOST", ErrorKind::Unavailable),
+    (425, "SYSTEM_ERROR", ErrorKind::Unavailable),
+    (439, "CANNOT_SCHEDULE_TASK", ErrorKind::Unavailable),
+    (473, "DEADLOCK_AVOIDED", ErrorKind::Unavailable),
+    // S3-backed storage refused or failed a request (throttling, a store away): not the user's rights on
+    // the table.
+    (499, "S3_ERROR", ErrorKind::Unavailable),
+    (517, "CANNOT_ASSIGN_ALTER", ErrorKind::Unavailable),
+    (519, "NO_REMOTE_SHARD_AVAILABLE", ErrorKind::Unavailable),
+    (999, "KEEPER_EXCEPTION", ErrorKind::Unavailable),
+    (1000, "POCO_EXCEPTION", ErrorKind::Unavailable),
+];
+
+// Drift checks read the table back.
+
+/// Whether `system.tables` has a `uuid` column (18.16 has not).
+pub const HAS_TABLE_UUID_QUERY: &str =
+    "SELECT count() FROM system.columns WHERE database = 'system' AND table = 'tables' AND name = 'uuid'";
+
+/// A table's identity and engine: its `uuid`, or on servers without one the metadata file's modification
+/// time.
+pub fn identity_query(has_uuid: bool, database: &str, table: &str) -> String {
+    let marker = if has_uuid {
+        "toString(uuid)"
+    } else {
+        "toString(metadata_modification_time)"
+    };
+    format!(
+        "SELECT {marker}, engine FROM system.tables WHERE database = {} AND name = {}",
+        literal(database),
+        literal(table)
+    )
+}
+
+/// `FROM db.t [FINAL]` and the condition of a live row (`is_deleted = 0`, or `1`): the rows as Sluice
+/// reads them.
+pub fn live_rows(engine: &EngineInfo, database: &str, table: &str) -> (String, String) {
+    let from = format!(
+        "{}{}",
+        qualified(database, table),
+        if engine.replacing { " FINAL" } else { "" }
+    );
+    let live = match &engine.is_deleted {
+        Some(c) => format!("{} = 0", quote(c)),
+        None => "1".to_string(),
+    };
+    (from, live)
+}
+
+/// How many live rows `from` has (see [`live_rows`]).
+pub fn count_live(from: &str, live: &str) -> String {
+    format!("SELECT count() FROM {from} WHERE {live}")
+}
+
+/// `columns` (a select list) of the live rows whose key is in `stage`.
+pub fn read_live(columns: &str, from: &str, live: &str, stage: &str, key: &str) -> String {
+    format!(
+        "SELECT {columns} FROM {from} WHERE {live} AND {k} IN (SELECT {k} FROM {})",
+        quote(stage),
+        k = quote(key)
+    )
+}
+
+/// `toString` of `column`; instants in UTC whatever the column's or the server's time zone.
+pub fn text_expr(column: &str, ty: Option<&ColumnType>) -> String {
+    match ty {
+        Some(ColumnType::Timestamp { .. }) => format!("toString({}, 'UTC')", quote(column)),
+        _ => format!("toString({})", quote(column)),
     }
+}
+
+/// The error kind of a server exception: its code, and for code 252 its message — TOO_MANY_PARTS is
+/// both "too many parts" (merges are behind: retry later) and "too many partitions for single INSERT
+/// block" (the batch spans more partitions than `max_partitions_per_insert_block` allows: the same batch
+/// fails every time, so it is bad data, which smaller batches can get past).
+pub fn error_kind(code: i32, message: &str) -> ErrorKind {
+    if code == 252 && message.to_ascii_lowercase().contains("too many partitions") {
+        return ErrorKind::BadData;
+    }
+    ERROR_CODES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map_or(ErrorKind::Internal, |(_, _, kind)| *kind)
 }
 
 #[cfg(test)]
@@ -710,6 +963,9 @@ mod tests {
         assert!(new.has_bool() && new.has_datetime64() && new.has_date32());
         assert!(new.has_is_deleted() && new.has_input_function());
         assert!(!v("23.1").has_is_deleted() && v("23.2").has_is_deleted());
+        assert!(!v("23.11").has_safe_deletes() && v("23.12").has_safe_deletes());
+        assert!(v("24.1").has_safe_deletes() && !v("23.8").has_safe_deletes());
+        assert!(!v("21.10").has_async_insert() && v("21.11").has_async_insert());
         assert!(!v("21.11").has_bool() && v("21.12").has_bool());
         assert_eq!(ServerVersion::parse("x"), None);
         let bool_col = ChType::parse("Nullable(Bool)").unwrap();
@@ -886,6 +1142,34 @@ mod tests {
             e.delete_refusal("t", ServerVersion::parse("24.3").unwrap()),
             None
         );
+        // Deletes wait for 23.12 (FINAL and cleanup right), even with an is_deleted column.
+        let why = e
+            .delete_refusal("t", ServerVersion::parse("23.8").unwrap())
+            .unwrap();
+        assert!(why.contains("23.12") && why.contains("23.8"), "{why}");
+        let e = engine_info(
+            "ReplacingMergeTree",
+            "ReplacingMergeTree(v, d) ORDER BY id SETTINGS index_granularity = 8192, clean_deleted_rows = 'Always'",
+            "id",
+        );
+        assert_eq!(e.clean_deleted_rows.as_deref(), Some("Always"));
+        let why = e
+            .delete_refusal("t", ServerVersion::parse("24.3").unwrap())
+            .unwrap();
+        assert!(
+            why.contains("clean_deleted_rows = 'Always'") && why.contains("CLEANUP"),
+            "{why}"
+        );
+        let e = engine_info(
+            "ReplacingMergeTree",
+            "ReplacingMergeTree(v, d) ORDER BY id SETTINGS clean_deleted_rows = 'Never', index_granularity = 8192",
+            "id",
+        );
+        assert_eq!(e.clean_deleted_rows.as_deref(), Some("Never"));
+        assert_eq!(
+            e.delete_refusal("t", ServerVersion::parse("24.3").unwrap()),
+            None
+        );
         let e = engine_info(
             "ReplacingMergeTree",
             "ReplacingMergeTree ORDER BY (a, b)",
@@ -914,8 +1198,11 @@ mod tests {
         );
         let old = ServerVersion::parse("18.16.1").unwrap();
         let why = e.delete_refusal("t", old).unwrap();
-        assert!(why.contains("23.2"), "{why}");
-        let new = ServerVersion::parse("23.8").unwrap();
+        assert!(
+            why.contains("23.12") && why.contains("on_leave: keep"),
+            "{why}"
+        );
+        let new = ServerVersion::parse("23.12").unwrap();
         let e = engine_info(
             "ReplacingMergeTree",
             "ReplacingMergeTree(v) ORDER BY id",
@@ -956,26 +1243,97 @@ mod tests {
              WHERE `id` NOT IN (SELECT `id` FROM `e`)"
         );
         assert_eq!(
-            count_present("db", "t", "s", "id"),
+            count_present("db", "t", "s", "id", None),
             "SELECT count() FROM `db`.`t` FINAL WHERE `id` IN (SELECT `id` FROM `s`)"
         );
         assert_eq!(
-            insert_tombstones("db", "t", "s", "id", "ver", "del"),
-            "INSERT INTO `db`.`t` (`id`, `ver`, `del`) SELECT `id`, `ver`, 1 FROM `s` \
-             WHERE `id` IN (SELECT `id` FROM `db`.`t` FINAL WHERE `id` IN (SELECT `id` FROM `s`))"
+            count_present("db", "t", "s", "id", Some("del")),
+            "SELECT count() FROM `db`.`t` FINAL WHERE `del` = 0 AND `id` IN (SELECT `id` FROM `s`)"
+        );
+        let columns = cols(&["id", "ver", "name", "del", "day"]);
+        assert_eq!(
+            insert_tombstones(
+                "`db`.`t`",
+                "s",
+                "id",
+                &columns,
+                "ver",
+                "del",
+                TombstoneVersion::Run
+            ),
+            "INSERT INTO `db`.`t` (`id`, `name`, `day`, `ver`, `del`) \
+             SELECT `id`, `name`, `day`, (SELECT max(`ver`) FROM `s`), 1 FROM `db`.`t` FINAL \
+             WHERE `del` = 0 AND `id` IN (SELECT `id` FROM `s`)"
+        );
+        assert_eq!(
+            insert_tombstones(
+                "`db`.`t`",
+                "s",
+                "id",
+                &columns,
+                "ver",
+                "del",
+                TombstoneVersion::CurrentPlusOne
+            ),
+            "INSERT INTO `db`.`t` (`id`, `name`, `day`, `ver`, `del`) \
+             SELECT `id`, `name`, `day`, `ver` + 1, 1 FROM `db`.`t` FINAL \
+             WHERE `del` = 0 AND `id` IN (SELECT `id` FROM `s`)"
         );
     }
 
     #[test]
     fn classifies_errors() {
-        assert_eq!(error_kind(60), ErrorKind::NotFound);
-        assert_eq!(error_kind(16), ErrorKind::SchemaMismatch);
-        assert_eq!(error_kind(516), ErrorKind::Auth);
-        assert_eq!(error_kind(193), ErrorKind::Auth);
-        assert_eq!(error_kind(497), ErrorKind::Permission);
-        assert_eq!(error_kind(159), ErrorKind::Timeout);
-        assert_eq!(error_kind(252), ErrorKind::Unavailable);
-        assert_eq!(error_kind(53), ErrorKind::BadData);
-        assert_eq!(error_kind(1), ErrorKind::Internal);
+        let kind = |code| error_kind(code, "");
+        assert_eq!(kind(60), ErrorKind::NotFound);
+        assert_eq!(kind(16), ErrorKind::SchemaMismatch);
+        assert_eq!(kind(516), ErrorKind::Auth);
+        assert_eq!(kind(193), ErrorKind::Auth);
+        assert_eq!(kind(497), ErrorKind::Permission);
+        assert_eq!(kind(159), ErrorKind::Timeout);
+        assert_eq!(kind(53), ErrorKind::BadData);
+        assert_eq!(kind(1), ErrorKind::Internal);
+        // An S3 failure is no question of rights.
+        assert_eq!(kind(499), ErrorKind::Unavailable);
+        // Failures that pass: retried.
+        for code in [
+            319, 999, 225, 394, 236, 439, 285, 286, 203, 3, 32, 1000, 210, 241,
+        ] {
+            assert!(kind(code).is_transient(), "{code}");
+        }
+        // 252 by its message, as servers word it.
+        assert_eq!(
+            error_kind(
+                252,
+                "Too many parts (300). Merges are processing significantly slower than inserts"
+            ),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(
+            error_kind(
+                252,
+                "Too many partitions for single INSERT block (more than 100). The limit is controlled by \
+                 'max_partitions_per_insert_block' setting."
+            ),
+            ErrorKind::BadData
+        );
+        // One entry per code.
+        let mut codes: Vec<i32> = ERROR_CODES.iter().map(|(c, _, _)| *c).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ERROR_CODES.len());
+    }
+
+    #[test]
+    fn insert_settings_by_version() {
+        let v = |s| ServerVersion::parse(s).unwrap();
+        assert_eq!(insert_settings(v("18.16.1")), [("insert_deduplicate", 0)]);
+        assert_eq!(
+            insert_settings(v("26.2")),
+            [
+                ("async_insert", 0),
+                ("wait_for_async_insert", 1),
+                ("insert_deduplicate", 0)
+            ]
+        );
     }
 }

@@ -26,9 +26,11 @@
 //!
 //! ClickHouse cannot tell an insert from an update, so [`crate::Destination::reports_upsert_counts`] is
 //! false and the engine counts from its sync state. `on_leave: delete` writes tombstones through the
-//! engine's `is_deleted` column (ClickHouse 23.2+); tables or servers without one refuse the setting when
-//! the pipeline is saved ([`sluice_core::TableRules::delete`]). No mutation (`ALTER … DELETE`) is ever
-//! issued.
+//! engine's `is_deleted` column: a copy of the current row with a higher version and `is_deleted = 1`
+//! ([`dialect::insert_tombstones`]), from ClickHouse 23.12 on ([`dialect::ServerVersion::has_safe_deletes`]
+//! says why); tables or servers that cannot refuse the setting when the pipeline is saved
+//! ([`sluice_core::TableRules::delete`]). No mutation (`ALTER … DELETE`) is ever issued. Every insert
+//! carries the settings of [`dialect::insert_settings`].
 //!
 //! One connection is kept per [`ClickHouse`] instance under the rules every destination shares (see
 //! `session`), and also reopened after any failed write but a refusal of the data found before sending

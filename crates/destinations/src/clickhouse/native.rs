@@ -28,6 +28,11 @@ const WITH_QUOTA_KEY: u64 = 54060;
 const WITH_DISPLAY_NAME: u64 = 54372;
 const WITH_VERSION_PATCH: u64 = 54401;
 const WITH_CLIENT_WRITE_INFO: u64 = 54420;
+/// From this revision on a query's settings travel as text with flags; before it, each value in the
+/// setting's binary form (a varint for the integer and boolean settings Sluice sends).
+const WITH_SETTINGS_AS_STRINGS: u64 = 54429;
+/// The flag that makes a server refuse a setting it does not know instead of ignoring it.
+const SETTING_IMPORTANT: u64 = 0x01;
 
 /// Longest string accepted from a server (the server's own limit).
 const MAX_STRING: u64 = 1 << 30;
@@ -125,6 +130,26 @@ impl Datum {
             }
         }
     }
+}
+
+/// A setting sent with one query: its name and an integer (booleans are 0 and 1), the one kind of value
+/// whose binary form every revision agrees on.
+pub type Setting = (&'static str, u64);
+
+/// The settings of a query as the negotiated `revision` expects them, with the empty name that ends them.
+/// Each is marked important: a server that does not know one refuses the query rather than running it
+/// without (the caller sends only what the server's version has).
+pub fn put_settings(out: &mut Vec<u8>, revision: u64, settings: &[Setting]) {
+    for (name, value) in settings {
+        put_str(out, name);
+        if revision >= WITH_SETTINGS_AS_STRINGS {
+            put_varuint(out, SETTING_IMPORTANT);
+            put_str(out, &value.to_string());
+        } else {
+            put_varuint(out, *value);
+        }
+    }
+    put_str(out, "");
 }
 
 /// A block's columns, as the header of an insert announces them.
@@ -227,8 +252,17 @@ impl Connection {
 
     /// Runs `sql` and returns the rows of its result.
     pub async fn query(&mut self, sql: &str) -> NativeResult<Vec<Vec<Datum>>> {
+        self.query_with(sql, &[]).await
+    }
+
+    /// Runs `sql` with `settings` and returns the rows of its result.
+    pub async fn query_with(
+        &mut self,
+        sql: &str,
+        settings: &[Setting],
+    ) -> NativeResult<Vec<Vec<Datum>>> {
         self.begin()?;
-        let result = self.query_inner(sql).await;
+        let result = self.query_inner(sql, settings).await;
         self.end(&result);
         result
     }
@@ -239,10 +273,11 @@ impl Connection {
     pub async fn insert(
         &mut self,
         sql: &str,
+        settings: &[Setting],
         blocks: impl IntoIterator<Item = Vec<u8>>,
         check: impl FnOnce(&Header) -> Result<(), String>,
     ) -> NativeResult<()> {
-        self.open_insert(sql, check).await?;
+        self.open_insert(sql, settings, check).await?;
         self.send_blocks(blocks).await?;
         self.finish_insert().await
     }
@@ -255,11 +290,12 @@ impl Connection {
     pub async fn open_insert(
         &mut self,
         sql: &str,
+        settings: &[Setting],
         check: impl FnOnce(&Header) -> Result<(), String>,
     ) -> NativeResult<()> {
         self.begin()?;
         self.sent_rows = false;
-        let header = match self.insert_header(sql).await {
+        let header = match self.insert_header(sql, settings).await {
             Ok(header) => header,
             Err(e) => {
                 let failed = Err(e);
@@ -323,8 +359,12 @@ impl Connection {
         );
     }
 
-    async fn query_inner(&mut self, sql: &str) -> NativeResult<Vec<Vec<Datum>>> {
-        self.send_query(sql).await?;
+    async fn query_inner(
+        &mut self,
+        sql: &str,
+        settings: &[Setting],
+    ) -> NativeResult<Vec<Vec<Datum>>> {
+        self.send_query(sql, settings).await?;
         let mut rows = Vec::new();
         loop {
             match self.varuint().await? {
@@ -344,8 +384,8 @@ impl Connection {
     }
 
     /// Sends the query of an insert and reads the header of the block the server expects.
-    async fn insert_header(&mut self, sql: &str) -> NativeResult<Header> {
-        self.send_query(sql).await?;
+    async fn insert_header(&mut self, sql: &str, settings: &[Setting]) -> NativeResult<Header> {
+        self.send_query(sql, settings).await?;
         loop {
             match self.varuint().await? {
                 SERVER_DATA => {
@@ -383,7 +423,7 @@ impl Connection {
         }
     }
 
-    async fn send_query(&mut self, sql: &str) -> NativeResult<()> {
+    async fn send_query(&mut self, sql: &str, settings: &[Setting]) -> NativeResult<()> {
         let mut out = Vec::with_capacity(sql.len() + 64);
         put_varuint(&mut out, CLIENT_QUERY);
         put_str(&mut out, ""); // query id: the server makes one
@@ -406,7 +446,7 @@ impl Connection {
                 put_varuint(&mut out, 0);
             }
         }
-        put_str(&mut out, ""); // end of settings
+        put_settings(&mut out, self.revision, settings);
         put_varuint(&mut out, STAGE_COMPLETE);
         put_varuint(&mut out, 0); // no compression
         put_str(&mut out, sql);
@@ -728,6 +768,13 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
     put_bytes(out, s.as_bytes());
 }
 
+/// The block of a data packet that [`start_block`] started, without the packet's own fields (its kind, the
+/// table name and the block info): what ClickHouse's `Native` format holds in a file. `None` when `packet`
+/// does not start that way.
+pub fn packet_block(packet: &[u8]) -> Option<&[u8]> {
+    packet.strip_prefix(&EMPTY_BLOCK[..10])
+}
+
 /// Starts a data packet with a block of `columns` × `rows`; each column follows as its name, its type and
 /// its data ([`super::encode`]).
 pub fn start_block(out: &mut Vec<u8>, columns: usize, rows: usize) {
@@ -906,7 +953,7 @@ mod tests {
         let mut block = Vec::new();
         start_block(&mut block, 1, 1);
         let result = conn
-            .insert("INSERT INTO t VALUES", vec![block.clone()], |h| {
+            .insert("INSERT INTO t VALUES", &[], vec![block.clone()], |h| {
                 assert_eq!(h.columns, vec![("id".to_string(), "UInt64".to_string())]);
                 Err("the table changed".to_string())
             })
@@ -914,11 +961,44 @@ mod tests {
         assert!(matches!(result, Err(NativeError::Refused(ref why)) if why == "the table changed"));
         assert!(conn.is_usable());
         let result = conn
-            .insert("INSERT INTO t VALUES", vec![block], |_| Ok(()))
+            .insert("INSERT INTO t VALUES", &[], vec![block], |_| Ok(()))
             .await;
         assert!(matches!(result, Err(NativeError::Server { code: 53, .. })));
         assert!(!conn.is_usable());
         drop(serve.await.unwrap());
+    }
+
+    #[test]
+    fn a_packet_block_is_the_native_format() {
+        let mut packet = Vec::new();
+        start_block(&mut packet, 1, 2);
+        put_str(&mut packet, "id");
+        assert_eq!(packet_block(&packet).unwrap(), [1, 2, 2, b'i', b'd']);
+        assert_eq!(packet_block(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn settings_by_revision() {
+        let settings = [("async_insert", 0), ("insert_deduplicate", 300)];
+        // Text with the important flag, as servers from 19.x read them.
+        let mut out = Vec::new();
+        put_settings(&mut out, CLIENT_REVISION, &settings);
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"\x0casync_insert\x01\x010");
+        expected.extend_from_slice(b"\x12insert_deduplicate\x01\x03300");
+        expected.push(0);
+        assert_eq!(out, expected);
+        // Binary values before it (18.16 speaks 54413): a varint each.
+        let mut out = Vec::new();
+        put_settings(&mut out, 54413, &settings);
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"\x0casync_insert\x00");
+        expected.extend_from_slice(b"\x12insert_deduplicate\xac\x02");
+        expected.push(0);
+        assert_eq!(out, expected);
+        let mut out = Vec::new();
+        put_settings(&mut out, CLIENT_REVISION, &[]);
+        assert_eq!(out, [0]);
     }
 
     /// A server's hello, with the fields of revisions up to the client's.

@@ -7,41 +7,15 @@
 use sluice_core::Value;
 
 use super::{build_blocks, count, error, planned, Session, Source, WritePlan};
-use crate::clickhouse::dialect::{self, literal, qualified, quote};
+use crate::clickhouse::dialect::{self, quote};
 use crate::drift::{column_types, decode, text_columns, KEYS_PER_READ};
 use crate::{ErrorKind, Result, Row, WriteTarget};
 
-/// `toString` of `column`; instants in UTC whatever the column's or the server's time zone.
-fn text_expr(column: &str, ty: Option<&sluice_core::ColumnType>) -> String {
-    match ty {
-        Some(sluice_core::ColumnType::Timestamp { .. }) => {
-            format!("toString({}, 'UTC')", quote(column))
-        }
-        _ => format!("toString({})", quote(column)),
-    }
-}
-
 impl Session {
     pub async fn table_identity(&mut self, database: &str, name: &str) -> Result<Option<String>> {
-        let has_uuid = count(
-            &self
-                .query(
-                    "SELECT count() FROM system.columns \
-                     WHERE database = 'system' AND table = 'tables' AND name = 'uuid'",
-                )
-                .await?,
-        ) > 0;
-        let marker = if has_uuid {
-            "toString(uuid)"
-        } else {
-            "toString(metadata_modification_time)"
-        };
+        let has_uuid = count(&self.query(dialect::HAS_TABLE_UUID_QUERY).await?) > 0;
         let rows = self
-            .query_system_tables(&format!(
-                "SELECT {marker}, engine FROM system.tables WHERE database = {} AND name = {}",
-                literal(database),
-                literal(name)
-            ))
+            .query_system_tables(&dialect::identity_query(has_uuid, database, name))
             .await?;
         Ok(rows.first().map(|r| {
             let f = |i: usize| r.get(i).map(|d| d.text()).unwrap_or_default();
@@ -53,24 +27,13 @@ impl Session {
     /// `FROM db.t [FINAL] [WHERE is_deleted = 0]`: the rows as Sluice reads them.
     async fn live_rows_sql(&mut self, database: &str, table: &str) -> Result<(String, String)> {
         let info = self.writable(database, table).await?;
-        let from = format!(
-            "{}{}",
-            qualified(database, table),
-            if info.engine.replacing { " FINAL" } else { "" }
-        );
-        let live = match &info.engine.is_deleted {
-            Some(c) => format!("{} = 0", quote(c)),
-            None => "1".to_string(),
-        };
-        Ok((from, live))
+        Ok(dialect::live_rows(&info.engine, database, table))
     }
 
     pub async fn count_rows(&mut self, database: &str, target: &WriteTarget) -> Result<u64> {
         let (from, live) = self.live_rows_sql(database, &target.table.name).await?;
         Ok(count(
-            &self
-                .query(&format!("SELECT count() FROM {from} WHERE {live}"))
-                .await?,
+            &self.query(&dialect::count_live(&from, &live)).await?,
         ))
     }
 
@@ -95,7 +58,7 @@ impl Session {
         let key_type = key_col.type_text.clone();
         let (from, live) = self.live_rows_sql(database, table).await?;
         let types = column_types(target);
-        let columns = text_columns(target, text_expr);
+        let columns = text_columns(target, dialect::text_expr);
         self.next_stage += 1;
         let stage = format!("sluice_keys_{}", self.next_stage);
         let mut out = Vec::with_capacity(keys.len());
@@ -116,12 +79,7 @@ impl Session {
                 .await?;
                 self.insert_blocks(&plan.insert_sql(&quote(&stage)), &plan, blocks)
                     .await?;
-                let sql = format!(
-                    "SELECT {} FROM {from} WHERE {live} AND {k} IN (SELECT {k} FROM {})",
-                    columns,
-                    quote(&stage),
-                    k = quote(&target.key)
-                );
+                let sql = dialect::read_live(&columns, &from, &live, &stage, &target.key);
                 for row in self.query(&sql).await? {
                     out.push(
                         types
