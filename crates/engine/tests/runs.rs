@@ -584,11 +584,7 @@ impl World {
             .await
             .unwrap()
             .unwrap();
-        let mut spec = serde_json::to_value(&rec.spec).unwrap();
-        for (k, v) in changes.as_object().unwrap() {
-            spec[k] = v.clone();
-        }
-        rec.spec = serde_json::from_value(spec).unwrap();
+        rec.spec = changed(&rec.spec, &changes);
         rec.updated_at = chrono::Utc::now();
         self.engine.meta().update_pipeline(&rec).await.unwrap();
     }
@@ -1389,6 +1385,15 @@ async fn scenario_drift_converges(w: World) {
     assert_eq!(r.message, None, "a table in step says nothing");
 }
 
+/// `spec` with the fields of `changes` replaced.
+fn changed(spec: &PipelineSpec, changes: &Value) -> PipelineSpec {
+    let mut spec = serde_json::to_value(spec).unwrap();
+    for (k, v) in changes.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    serde_json::from_value(spec).unwrap()
+}
+
 /// The counts of a run, but for how many profiles it read: on the PostgreSQL profile store, a read of
 /// changes may read again profiles changed just before (see `World::assert_read`), finding them unchanged.
 fn decided(c: &sluice_store::Counts) -> sluice_store::Counts {
@@ -1419,11 +1424,7 @@ impl World {
             .await
             .unwrap()
             .unwrap();
-        let mut spec = serde_json::to_value(&rec.spec).unwrap();
-        for (k, v) in changes.as_object().unwrap() {
-            spec[k] = v.clone();
-        }
-        rec.spec = serde_json::from_value(spec).unwrap();
+        rec.spec = changed(&rec.spec, &changes);
         let dry = self.engine.dry_run(rec, true, "manual").await.unwrap();
         let stored = self.engine.get_dry_run(&dry.run.id).await.unwrap();
         assert_eq!(
