@@ -24,6 +24,7 @@ use super::dialect::{self, Binding};
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
 mod drift;
+mod upload;
 
 /// Duplicate keys named when a table already holds some.
 const DUPLICATE_SAMPLES: usize = 5;
@@ -1219,10 +1220,10 @@ impl Session {
     }
 
     /// The stage path: the rows as a gzip-compressed CSV file, PUT into the staging table's stage and
-    /// loaded with COPY. `false` (and never again in this session) when the server offers no upload
-    /// Sluice can do: a presigned URL (GCS, or the test server) without client-side encryption; S3 and
-    /// Azure uploads and encrypted internal stages are not implemented, so those accounts load with
-    /// inserts.
+    /// loaded with COPY. The upload is what the PUT answer asks for (see [`upload`]): encrypted on the
+    /// client for S3, GCS and Azure internal stages, or plain to a presigned URL. `false` (and never again
+    /// in this session) when the PUT fails, the upload fails, or the answer asks for something else: the
+    /// batch then loads with inserts.
     async fn load_file(
         &mut self,
         conn: &Connection,
@@ -1264,18 +1265,32 @@ impl Session {
             }
         };
         let info = &data["stageInfo"];
-        let url = info["presignedUrl"].as_str().filter(|u| !u.is_empty());
         let encrypted = data.get("encryptionMaterial").is_some_and(|m| !m.is_null());
-        let Some(url) = url.filter(|_| !encrypted) else {
-            tracing::info!(
-                location = info["locationType"].as_str().unwrap_or(""),
-                encrypted,
-                "the account's stages need an upload Sluice does not implement; loading with inserts"
-            );
-            self.no_file_stage = true;
-            return Ok(false);
+        let presigned = info["presignedUrl"].as_str().filter(|u| !u.is_empty());
+        let request = if encrypted {
+            let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+            match upload::plan(&data, "rows.csv.gz", &body, &now) {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(self.no_upload(info, encrypted)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the PUT answer cannot be used; loading with inserts");
+                    return Ok(self.no_upload(info, encrypted));
+                }
+            }
+        } else if let Some(url) = presigned {
+            upload::Request {
+                url: url.to_string(),
+                headers: Vec::new(),
+                body,
+            }
+        } else {
+            return Ok(self.no_upload(info, encrypted));
         };
-        let uploaded = conn.http.put(url).body(body).send().await;
+        let mut put = conn.http.put(&request.url).body(request.body);
+        for (k, v) in &request.headers {
+            put = put.header(k, v);
+        }
+        let uploaded = put.send().await;
         let failure = match &uploaded {
             Ok(r) if r.status().is_success() => None,
             Ok(r) => Some(format!("HTTP {}", r.status())),
@@ -1295,6 +1310,17 @@ impl Session {
         )
         .await?;
         Ok(true)
+    }
+
+    /// Notes that the account's stages take no upload Sluice makes: the session loads with inserts.
+    fn no_upload(&mut self, info: &Json, encrypted: bool) -> bool {
+        tracing::info!(
+            location = info["locationType"].as_str().unwrap_or(""),
+            encrypted,
+            "the account's stages need an upload Sluice does not implement; loading with inserts"
+        );
+        self.no_file_stage = true;
+        false
     }
 
     /// The insert path: large multi-row `INSERT`s of bound values.
