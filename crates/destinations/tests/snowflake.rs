@@ -1113,3 +1113,63 @@ async fn a_session_dropped_after_a_failure_is_logged_out() {
     assert_eq!(f.count().await, 0);
     f.finish().await;
 }
+
+/// The stage path as real accounts take it: the test server answers a PUT as Snowflake does for an
+/// internal stage on S3 (temporary credentials, `encryptionMaterial`), Sluice uploads to the S3-protocol
+/// server (moto) encrypted on the client, and the COPY reads the file back only once the test server has
+/// decrypted it with the stage master key (and checked its digest).
+#[tokio::test]
+async fn stage_files_go_to_s3_encrypted_on_the_client() {
+    let s3 = std::env::var("SLUICE_TEST_S3_URL").unwrap_or_else(|_| {
+        panic!(
+            "SLUICE_TEST_S3_URL is not set: the stage path needs the S3-protocol server that \
+             `scripts/services.sh start snowflake` starts behind the test server"
+        )
+    });
+    let h = harness().await;
+    let f = conformance::Fixture::new(&h, Shape::IntKeyed).await;
+    let t = f.target(&["id", "n"], "id");
+    let rows: Vec<Row> = (0..3_000)
+        .map(|i| Row {
+            values: vec![Value::Int(i), Value::Int(i * 2)],
+        })
+        .collect();
+    let dest = Snowflake::new(settings());
+    let counts = dest.upsert(&t, &rows).await.unwrap();
+    assert_eq!(counts.inserted, 3_000);
+    // Describe, create the stage, check duplicates, PUT, COPY, BEGIN, MERGE, COMMIT: no INSERT, so the
+    // rows came through the file.
+    assert_eq!(dest.statements(), 3 + 1 + 1 + 2 + 3);
+    assert_eq!(f.count().await, 3_000);
+    let back = f.read(&["id", "n"], "id").await;
+    assert_eq!(back[2_999], [Some("2999".into()), Some("5998".into())]);
+    // What reached S3 is not the gzip file itself: it is encrypted, and carries the wrapped key.
+    let auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+    let http = reqwest::Client::new();
+    let listing = http
+        .get(format!("{s3}/sluice-stage?list-type=2&prefix=stages/"))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = listing
+        .split("<Key>")
+        .nth(1)
+        .and_then(|k| k.split("</Key>").next())
+        .expect("an uploaded stage file");
+    let object = http
+        .get(format!("{s3}/sluice-stage/{key}"))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    assert!(object.headers().contains_key("x-amz-meta-x-amz-key"));
+    assert!(object.headers().contains_key("x-amz-meta-x-amz-iv"));
+    let body = object.bytes().await.unwrap();
+    assert!(!body.starts_with(&[0x1f, 0x8b]), "not plain gzip");
+    assert_eq!(body.len() % 16, 0, "AES-CBC blocks");
+    f.finish().await;
+}

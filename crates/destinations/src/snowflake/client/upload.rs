@@ -107,7 +107,9 @@ fn aes_ecb_encrypt(key: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
         let cipher = C::new_from_slice(key).map_err(|_| "bad AES key length".to_string())?;
         let mut out = data.to_vec();
         for block in out.chunks_mut(16) {
-            cipher.encrypt_block(aes::cipher::generic_array::GenericArray::from_mut_slice(block));
+            cipher.encrypt_block(aes::cipher::generic_array::GenericArray::from_mut_slice(
+                block,
+            ));
         }
         Ok(out)
     }
