@@ -13,9 +13,10 @@
 //! results into chunks, expires session tokens and injects HTTP 429/5xx answers and protocol errors when a
 //! test asks for them, so those paths are tested here. What it cannot prove is covered by unit tests in
 //! `src/snowflake/`: it accepts any password or JWT (the JWT's claims, fingerprint and RS256 signature are
-//! checked in `auth`), and its stages live on local disk behind a presigned URL (S3/Azure uploads and
-//! client-side encryption are not implemented; those accounts load with inserts). DuckDB enforces the
-//! suite's CHECK constraints, which stand in for Snowflake's VARCHAR length limit.
+//! checked in `auth`) or S3 signature (checked in `client/upload.rs` against botocore's); its stages answer
+//! as an S3 internal stage with moto behind it (`SLUICE_TEST_S3_URL`), and it decrypts what Sluice
+//! uploads. DuckDB enforces the suite's CHECK constraints, which stand in for Snowflake's VARCHAR length
+//! limit.
 
 mod conformance;
 

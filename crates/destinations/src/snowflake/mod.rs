@@ -38,18 +38,19 @@
 //! load through the stage path instead where the server allows it: the rows
 //! as a gzip-compressed CSV file ([`dialect::csv_rows`]) are PUT into the staging table's own stage and
 //! loaded with one COPY ([`dialect::put_file`], [`dialect::copy_into_stage`]) — two statements whatever the
-//! batch size. The upload itself is implemented for presigned URLs without client-side encryption (GCS
-//! stages with server-side encryption, and the local test server); where the PUT answers with S3 or Azure
-//! credentials or encryption material, or where the PUT or the upload fails, the session falls back to the
-//! inserts for good.
+//! batch size. The upload is the one the PUT answer asks for, made as Snowflake's connectors make it
+//! (`client/upload.rs`): to S3, GCS or Azure, encrypted on the client with the answer's
+//! `encryptionMaterial`, or plain to a presigned URL; where the PUT or the upload fails, or the answer asks
+//! for something else, the session falls back to the inserts for good.
 //!
 //! The local test server (fakesnow behind `scripts/fakesnow_json.py`) speaks the same protocol on DuckDB;
 //! its shim makes DuckDB behave as Snowflake where Sluice depends on it (keys not enforced, MERGE error
 //! 100090, quoted names matched exactly, `inf` binds refused) and injects the failures of a real service
-//! ("still running", result chunks, token expiry, HTTP 429/5xx) when a test asks for them. It does not
-//! check passwords or JWTs, and keeps stage files on local disk behind a presigned URL: the JWT (claims,
-//! RS256 signature, key fingerprint) is proved by the unit tests of [`auth`], and the S3/Azure uploads and
-//! client-side encryption of real internal stages are not implemented (those accounts load with inserts).
+//! ("still running", result chunks, token expiry, HTTP 429/5xx) when a test asks for them. Its stages
+//! answer as S3 internal stages do, with an S3-protocol server (moto) behind them, and it decrypts what
+//! Sluice uploads there. It does not check passwords, JWTs or S3 signatures: the JWT (claims, RS256
+//! signature, key fingerprint) is proved by the unit tests of [`auth`], SigV4 and the GCS and Azure upload
+//! shapes by those of `client/upload.rs`.
 
 pub mod auth;
 pub mod client;
