@@ -348,10 +348,12 @@ impl Connection {
     }
 
     /// Sends a request built by `make` (given the attempt number, from 0), again after a 408/429/5xx answer
-    /// or a transport failure, with backoff; answers the JSON of the last answer.
+    /// — and, with `transport`, after a failure that got no answer at all — with backoff; answers the JSON
+    /// of the last answer.
     async fn send_retrying(
         &self,
         what: &str,
+        transport: bool,
         make: impl Fn(u32) -> reqwest::RequestBuilder,
     ) -> Result<Json> {
         let mut attempt = 0;
@@ -366,7 +368,11 @@ impl Connection {
                     tokio::time::sleep(wait).await;
                 }
                 Ok(response) => return self.answer(response).await,
-                Err(e) if !last && (e.is_connect() || e.is_timeout() || e.is_request()) => {
+                Err(e)
+                    if transport
+                        && !last
+                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
+                {
                     let wait = backoff(self.retry_base, attempt);
                     tracing::info!(error = %e, attempt, ?wait, "{what} failed; trying again");
                     tokio::time::sleep(wait).await;
@@ -454,12 +460,18 @@ impl Connection {
         }
         let body = json!({ "data": data });
         let doc = self
-            .send_retrying(&format!("logging in to Snowflake at {}", self.base), |_| {
-                self.http
-                    .post(url.clone())
-                    .header("Accept", "application/json")
-                    .json(&body)
-            })
+            // A server that cannot be reached at login is more likely a wrong account name than a blip:
+            // the connection test says so at once rather than after every retry.
+            .send_retrying(
+                &format!("logging in to Snowflake at {}", self.base),
+                false,
+                |_| {
+                    self.http
+                        .post(url.clone())
+                        .header("Accept", "application/json")
+                        .json(&body)
+                },
+            )
             .await?;
         if doc["success"].as_bool() != Some(true) {
             let (_, mut err) = answer_error(&doc);
@@ -578,7 +590,7 @@ impl Connection {
         self.statements.fetch_add(1, Ordering::Relaxed);
         super::count_statement(&self.settings.database, sql);
         let doc = self
-            .send_retrying("sending a statement to Snowflake", |attempt| {
+            .send_retrying("sending a statement to Snowflake", true, |attempt| {
                 let mut url = format!(
                     "{}/queries/v1/query-request?requestId={request_id}",
                     self.base
@@ -679,7 +691,7 @@ impl Connection {
             wait = (wait * 2).min(Duration::from_secs(5));
             let token = session.token.clone();
             doc = self
-                .send_retrying("polling a running Snowflake statement", |_| {
+                .send_retrying("polling a running Snowflake statement", true, |_| {
                     self.http
                         .get(format!("{}{url}", self.base))
                         .header("Authorization", format!("Snowflake Token=\"{token}\""))
