@@ -14,8 +14,10 @@ set -euo pipefail
 S=${SVC_DIR:-/tmp/sluice-services}
 PG_PORT=${PG_PORT:-55432} MY_PORT=${MY_PORT:-53306}
 CH_HTTP=${CH_HTTP:-58123} CH_TCP=${CH_TCP:-59000} CH_TLS=${CH_TLS:-59440} SF_PORT=${SF_PORT:-58085}
+S3_PORT=${S3_PORT:-58086}
 FSV=${FAKESNOW_VENV:-/var/cache/sluice-fakesnow-venv}
 CHV=${CHDB_VENV:-/var/cache/sluice-chdb-venv}
+MOTOV=${MOTO_VENV:-/var/cache/sluice-moto-venv}
 here=$(cd "$(dirname "$0")" && pwd)
 
 log() { echo "services: $*" >&2; }
@@ -96,8 +98,18 @@ start_snowflake() {
     # fakesnow 0.12.1 breaks with snowflake-connector-python 5.x
     "$FSV/bin/pip" install -q 'fakesnow[server]==0.12.1' 'snowflake-connector-python<5'
   fi
+  # The S3-protocol server behind the test server's internal stages (its own venv: moto's boto3 must not
+  # move the connector's).
+  if [ ! -x "$MOTOV/bin/moto_server" ]; then
+    python3 -m venv "$MOTOV"
+    "$MOTOV/bin/pip" install -q 'moto[server]==5.2.5'
+  fi
   mkdir -p "$S"
-  "$FSV/bin/python" "$here/fakesnow_json.py" 127.0.0.1 "$SF_PORT" >"$S/fakesnow.log" 2>&1 &
+  "$MOTOV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$S/moto.log" 2>&1 &
+  echo $! >"$S/moto.pid"
+  wait_for "curl -sf -o /dev/null http://127.0.0.1:$S3_PORT/"
+  FAKESNOW_S3_ENDPOINT="http://127.0.0.1:$S3_PORT" \
+    "$FSV/bin/python" "$here/fakesnow_json.py" 127.0.0.1 "$SF_PORT" >"$S/fakesnow.log" 2>&1 &
   echo $! >"$S/fakesnow.pid"
   wait_for "curl -s -o /dev/null http://127.0.0.1:$SF_PORT/"
 }
@@ -123,11 +135,13 @@ export SLUICE_TEST_CLICKHOUSE_HTTP=http://127.0.0.1:$CH_HTTP
 export SLUICE_TEST_CLICKHOUSE_USER=test SLUICE_TEST_CLICKHOUSE_PASSWORD=test
 export SLUICE_TEST_SNOWFLAKE_URL=http://127.0.0.1:$SF_PORT
 export SLUICE_TEST_CHDB_PYTHON=$CHV/bin/python
+export SLUICE_TEST_S3_URL=http://127.0.0.1:$S3_PORT
 ENV
 }
 
 stop() {
   [ -f "$S/fakesnow.pid" ] && kill "$(cat "$S/fakesnow.pid")" 2>/dev/null || true
+  [ -f "$S/moto.pid" ] && kill "$(cat "$S/moto.pid")" 2>/dev/null || true
   [ -f "$S/ch/pid" ] && kill "$(cat "$S/ch/pid")" 2>/dev/null || true
   [ -f "$S/my/pid" ] && kill "$(cat "$S/my/pid")" 2>/dev/null || true
   if [ -d "$S/pg/data" ] && [ -n "$(pg_bin)" ]; then

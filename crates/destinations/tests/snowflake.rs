@@ -6,14 +6,17 @@
 //! (`scripts/services.sh start snowflake` runs fakesnow behind its JSON shim there). Without it every test
 //! here fails, naming the variable.
 //!
-//! That server runs fakesnow on DuckDB; its shim (`scripts/fakesnow_json.py`) also answers "still running",
-//! splits results into chunks and expires session tokens when a statement asks for it, so those protocol
-//! paths are tested here. What it cannot prove is covered by unit tests in `src/snowflake/`: it accepts any
-//! password or JWT (the JWT's claims, fingerprint and RS256 signature are checked in `auth`), and its stages
-//! live on local disk behind a presigned URL (S3/Azure uploads and client-side encryption are not
-//! implemented; those accounts load with inserts). DuckDB enforces the CHECK and UNIQUE constraints of the
-//! suite's tables; real Snowflake enforces only NOT NULL and lengths (it would refuse the too-long `code`
-//! itself, with "String … is too long").
+//! That server runs fakesnow on DuckDB; its shim (`scripts/fakesnow_json.py`) makes it behave as Snowflake
+//! where Sluice depends on it: PRIMARY KEY and UNIQUE are recorded but not enforced, a MERGE joining a
+//! target row to two source rows fails with 100090, Sluice's sessions (login name `…_strict`) refuse
+//! quoted names whose case differs, and `inf` binds are refused. It also answers "still running", splits
+//! results into chunks, expires session tokens and injects HTTP 429/5xx answers and protocol errors when a
+//! test asks for them, so those paths are tested here. What it cannot prove is covered by unit tests in
+//! `src/snowflake/`: it accepts any password or JWT (the JWT's claims, fingerprint and RS256 signature are
+//! checked in `auth`) or S3 signature (checked in `client/upload.rs` against botocore's); its stages answer
+//! as an S3 internal stage with moto behind it (`SLUICE_TEST_S3_URL`), and it decrypts what Sluice
+//! uploads. DuckDB enforces the suite's CHECK constraints, which stand in for Snowflake's VARCHAR length
+//! limit.
 
 mod conformance;
 
@@ -40,7 +43,8 @@ fn url() -> String {
 fn settings_json() -> Json {
     json!({
         "account": "sluice-test",
-        "username": "sluice",
+        // The test server holds sessions of a `…_strict` login name to Snowflake's identifier rules.
+        "username": "sluice_strict",
         "password": "not checked by the test server",
         "role": "SLUICE_ROLE",
         "database": DATABASE,
@@ -253,6 +257,10 @@ impl Harness for Sf {
     fn check_violation_message(&self) -> &'static str {
         "CHECK constraint failed"
     }
+
+    fn enforces_unique_constraints(&self) -> bool {
+        false
+    }
 }
 
 conformance_tests!(harness());
@@ -382,9 +390,10 @@ async fn statements_per_batch_are_counted() {
         }
     );
     let first = dest.statements() - after_describe;
-    // First batch: the stage is checked (3 metadata statements) and created, 40,000 rows go in 3 INSERTs
-    // of at most 16,384 rows, then BEGIN, MERGE, COMMIT.
-    assert_eq!(first, 3 + 1 + 3 + 3, "statements of the first batch");
+    // First batch: the stage is checked (3 metadata statements) and created, the table checked for
+    // duplicate keys (once per run), 40,000 rows go in 3 INSERTs of at most 16,384 rows, then BEGIN,
+    // MERGE, COMMIT.
+    assert_eq!(first, 3 + 1 + 1 + 3 + 3, "statements of the first batch");
     assert_eq!(
         dest.upsert(&target, &rows(2)).await.unwrap(),
         UpsertCounts {
@@ -417,8 +426,8 @@ async fn statements_per_batch_are_counted() {
     );
     assert_eq!(
         dest.statements() - start,
-        3 + 1 + 2 + 3,
-        "stage checked and created, PUT, COPY, BEGIN, MERGE, COMMIT"
+        3 + 1 + 1 + 2 + 3,
+        "stage checked and created, duplicates checked, PUT, COPY, BEGIN, MERGE, COMMIT"
     );
     let more: Vec<Row> = (30_000..45_000)
         .map(|i| Row {
@@ -713,4 +722,455 @@ async fn columns_and_key_named_as_in_snowflake_sql() {
     h.run(&format!("DROP TABLE {}", qualified(&t)))
         .await
         .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Keys Snowflake does not enforce, and the failures of a real service (injected by the test server)
+
+/// Asks the test server for a fault (see `FAULTS` in scripts/fakesnow_json.py).
+async fn inject(fault: Json) {
+    let answer = reqwest::Client::new()
+        .post(format!("{}/fakesnow/faults", url()))
+        .json(&fault)
+        .send()
+        .await
+        .expect("the test server takes faults");
+    assert!(answer.status().is_success());
+}
+
+fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+#[tokio::test]
+async fn keys_are_compared_as_the_number_column_compares_them() {
+    let h = harness().await;
+    let f = conformance::Fixture::new(&h, Shape::IntKeyed).await;
+    let t = f.target(&["id", "n"], "id");
+    // 1, "1" and 1.0 are one NUMBER key: the last row wins, and the MERGE meets no duplicate source row.
+    let counts = f
+        .upsert(
+            &t,
+            vec![
+                vec![Value::Int(1), Value::Int(10)],
+                vec![s("1"), Value::Int(11)],
+                vec![Value::Int(2), Value::Int(20)],
+                vec![Value::Float(1.0), Value::Int(12)],
+            ],
+        )
+        .await;
+    assert_eq!(
+        counts,
+        UpsertCounts {
+            inserted: 2,
+            updated: 0
+        }
+    );
+    let rows = f.read(&["id", "n"], "id").await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("1".into()), Some("12".into())],
+            vec![Some("2".into()), Some("20".into())]
+        ]
+    );
+    // What the dedup spares the MERGE: the server refuses a source holding one key twice, as Snowflake does.
+    let q = qualified(&f.table);
+    let err = h
+        .run(&format!(
+            "MERGE INTO {q} t USING (SELECT 1 AS \"id\", 5 AS \"n\" UNION ALL SELECT 1, 6) s ON t.\"id\" = s.\"id\" \
+             WHEN MATCHED THEN UPDATE SET \"n\" = s.\"n\""
+        ))
+        .await
+        .expect_err("a nondeterministic MERGE");
+    assert!(err.to_string().contains("100090"), "{err}");
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn duplicate_keys_already_in_the_target_are_refused() {
+    let h = harness().await;
+    let f = conformance::Fixture::new(&h, Shape::IntKeyed).await;
+    let q = qualified(&f.table);
+    // Another writer stored keys twice: Snowflake (and the test server) let it.
+    h.run(&format!(
+        "INSERT INTO {q} (\"id\", \"n\") VALUES (7, 1), (7, 2), (8, 1), (9, 1), (9, 2), (9, 3)"
+    ))
+    .await
+    .unwrap();
+    let t = f.target(&["id", "n"], "id");
+    let err = f
+        .dest
+        .upsert(
+            &t,
+            &[Row {
+                values: vec![Value::Int(7), Value::Int(100)],
+            }],
+        )
+        .await
+        .expect_err("the table holds duplicate keys");
+    assert_eq!(err.kind, ErrorKind::SchemaMismatch, "{err}");
+    assert!(
+        err.message
+            .contains("already holds 2 key(s) of column `id` more than once"),
+        "{err}"
+    );
+    assert!(
+        err.message.contains("\"9\" (3 rows), \"7\" (2 rows)"),
+        "{err}"
+    );
+    assert_eq!(f.count().await, 6, "nothing written");
+    // Repaired by its owner, the table is written again (the next run checks again).
+    h.run(&format!("DELETE FROM {q} WHERE \"n\" > 1"))
+        .await
+        .unwrap();
+    let t = WriteTarget {
+        run_version: t.run_version + 1,
+        ..t
+    };
+    let counts = f
+        .dest
+        .upsert(
+            &t,
+            &[Row {
+                values: vec![Value::Int(7), Value::Int(100)],
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!((counts.inserted, counts.updated), (0, 1));
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn strict_identifiers_refuse_a_name_in_another_case() {
+    use sluice_destinations::snowflake::client::Connection;
+    let h = harness().await;
+    let table = unique_name("strict");
+    h.run(&format!("CREATE TABLE {} (\"id\" INT)", qualified(&table)))
+        .await
+        .unwrap();
+    let conn = Connection::new(settings(), Default::default()).unwrap();
+    let mut session = conn.login(true).await.unwrap();
+    let q = qualified(&table);
+    conn.run(&mut session, &format!("SELECT \"id\" FROM {q}"), &[], true)
+        .await
+        .unwrap();
+    let e = conn
+        .run(&mut session, &format!("SELECT \"ID\" FROM {q}"), &[], true)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::SchemaMismatch, "{e}");
+    assert!(e.message.contains("invalid identifier '\"ID\"'"), "{e}");
+    let upper = qualified(&table.to_uppercase());
+    let e = conn
+        .run(
+            &mut session,
+            &format!("SELECT \"id\" FROM {upper}"),
+            &[],
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    h.run(&format!("DROP TABLE {q}")).await.unwrap();
+}
+
+#[tokio::test]
+async fn infinities_and_nan_are_bound_as_snowflake_reads_them() {
+    let h = harness().await;
+    let f = conformance::Fixture::new(&h, Shape::Types).await;
+    let t = f.target(&["id", "t_text", "t_float"], "id");
+    let values = [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 2.5];
+    let rows = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| vec![Value::Int(i as i64), s("x"), Value::Float(*v)])
+        .collect();
+    f.upsert(&t, rows).await;
+    let back = f.read(&["t_float"], "id").await;
+    for (i, v) in values.iter().enumerate() {
+        let got: f64 = back[i][0].as_deref().unwrap().parse().unwrap();
+        assert!(got == *v || (got.is_nan() && v.is_nan()), "{got} for {v}");
+    }
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_in_the_same_session() {
+    use sluice_destinations::snowflake::client::Connection;
+    let _h = harness().await;
+    let conn = Connection::new(settings(), Default::default()).unwrap();
+    let mut session = conn.login(true).await.unwrap();
+    // A temporary table lives as long as its session: still there after the retries, so they kept it.
+    let table = unique_name("retry");
+    conn.run(
+        &mut session,
+        &format!("CREATE TEMPORARY TABLE {table} (n INT)"),
+        &[],
+        false,
+    )
+    .await
+    .unwrap();
+    inject(json!({"sql_contains": format!("INSERT INTO {table} VALUES (1)"), "http_status": 503, "times": 2}))
+        .await;
+    inject(json!({"sql_contains": format!("INSERT INTO {table} VALUES (2)"), "http_status": 429, "times": 1,
+                  "retry_after": 1}))
+        .await;
+    // This one runs, and its answer is lost: sent again with the same requestId, it is not run twice.
+    inject(json!({"sql_contains": format!("INSERT INTO {table} VALUES (3)"), "http_status": 502, "times": 1,
+                  "after": true}))
+        .await;
+    let started = std::time::Instant::now();
+    for n in 1..=3 {
+        conn.run(
+            &mut session,
+            &format!("INSERT INTO {table} VALUES ({n})"),
+            &[],
+            false,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("insert {n}: {e}"));
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    let r = conn
+        .run(
+            &mut session,
+            &format!("SELECT n, COUNT(*) FROM {table} GROUP BY n ORDER BY n"),
+            &[],
+            false,
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = r
+        .rows
+        .iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    let once = |n: &str| (n.to_string(), "1".to_string());
+    assert_eq!(got, [once("1"), once("2"), once("3")]);
+    // An error that lasts is given up on, as unavailable.
+    inject(json!({"sql_contains": format!("SELECT 'down' FROM {table}"), "http_status": 503, "times": 100}))
+        .await;
+    let e = conn
+        .run(
+            &mut session,
+            &format!("SELECT 'down' FROM {table}"),
+            &[],
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    assert!(e.message.contains("HTTP 503"), "{e}");
+}
+
+#[tokio::test]
+async fn a_token_renewed_while_polling_never_runs_the_statement_twice() {
+    use sluice_destinations::snowflake::client::Connection;
+    let _h = harness().await;
+    let conn = Connection::new(settings(), Default::default()).unwrap();
+    let mut session = conn.login(true).await.unwrap();
+    let table = unique_name("poll_renew");
+    conn.run(
+        &mut session,
+        &format!("CREATE TEMPORARY TABLE {table} (n INT)"),
+        &[],
+        false,
+    )
+    .await
+    .unwrap();
+    // "Still running", then "session token expired" on the first poll of the result.
+    inject(json!({"sql_contains": format!("INSERT INTO {table}"), "expire_while_polling": true}))
+        .await;
+    conn.run(
+        &mut session,
+        &format!("INSERT INTO {table} VALUES (1)"),
+        &[],
+        false,
+    )
+    .await
+    .unwrap();
+    let r = conn
+        .run(
+            &mut session,
+            &format!("SELECT COUNT(*) FROM {table}"),
+            &[],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.rows[0][0].as_deref(), Some("1"), "the INSERT ran once");
+}
+
+#[tokio::test]
+async fn a_statement_past_its_timeout_is_aborted() {
+    use sluice_destinations::snowflake::client::Connection;
+    let _h = harness().await;
+    let conn = Connection::new(settings(), Default::default())
+        .unwrap()
+        .with_statement_timeout(std::time::Duration::from_secs(1));
+    let mut session = conn.login(true).await.unwrap();
+    let marker = unique_name("endless");
+    inject(json!({"sql_contains": marker, "never_finishes": true})).await;
+    let sql = format!("SELECT '{marker}'");
+    let started = std::time::Instant::now();
+    let e = conn.run(&mut session, &sql, &[], true).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    assert!(e.message.contains("aborted"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let aborted: Json = reqwest::get(format!("{}/fakesnow/aborted", url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        aborted["aborted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["sqlText"] == sql && a["requestId"].as_str().is_some_and(|r| !r.is_empty())),
+        "{aborted}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_put_falls_back_to_inserts() {
+    let h = harness().await;
+    let f = conformance::Fixture::new(&h, Shape::IntKeyed).await;
+    let login = unique_name("putfail");
+    let mut json = settings_json();
+    o_set(&mut json, "username", json!(login));
+    let dest = Snowflake::new(SnowflakeSettings::from_json(&json).unwrap());
+    // Every PUT of this login fails, as a PUT does when the stage's storage is unreachable.
+    inject(
+        json!({"sql_contains": "PUT ", "login_name": login, "times": 100, "error_code": "253006",
+                  "message": "File doesn't exist: upload failed"}),
+    )
+    .await;
+    let t = WriteTarget {
+        table: dest.describe_table(&f.table).await.unwrap().unwrap(),
+        ..f.target(&["id", "n"], "id")
+    };
+    let rows: Vec<Row> = (0..5_000)
+        .map(|i| Row {
+            values: vec![Value::Int(i), Value::Int(1)],
+        })
+        .collect();
+    let counts = dest.upsert(&t, &rows).await.unwrap();
+    assert_eq!(counts.inserted, 5_000);
+    assert_eq!(f.count().await, 5_000);
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn a_session_dropped_after_a_failure_is_logged_out() {
+    let h = harness().await;
+    let f = conformance::Fixture::new(&h, Shape::IntKeyed).await;
+    let login = unique_name("dropped");
+    let mut json = settings_json();
+    o_set(&mut json, "username", json!(login));
+    let dest = Snowflake::new(SnowflakeSettings::from_json(&json).unwrap());
+    let t = WriteTarget {
+        table: dest.describe_table(&f.table).await.unwrap().unwrap(),
+        ..f.target(&["id", "n"], "id")
+    };
+    // The MERGE inside the batch's transaction keeps failing with 503: the session is given up.
+    inject(json!({"sql_contains": "MERGE INTO", "login_name": login, "http_status": 503, "times": 100}))
+        .await;
+    let before: Json = reqwest::get(format!("{}/fakesnow/logged-out", url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let e = dest
+        .upsert(
+            &t,
+            &[Row {
+                values: vec![Value::Int(1), Value::Int(1)],
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    let after: Json = reqwest::get(format!("{}/fakesnow/logged-out", url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        after["logged_out"].as_u64() > before["logged_out"].as_u64(),
+        "{before} → {after}"
+    );
+    assert_eq!(f.count().await, 0);
+    f.finish().await;
+}
+
+/// The stage path as real accounts take it: the test server answers a PUT as Snowflake does for an
+/// internal stage on S3 (temporary credentials, `encryptionMaterial`), Sluice uploads to the S3-protocol
+/// server (moto) encrypted on the client, and the COPY reads the file back only once the test server has
+/// decrypted it with the stage master key (and checked its digest).
+#[tokio::test]
+async fn stage_files_go_to_s3_encrypted_on_the_client() {
+    let s3 = std::env::var("SLUICE_TEST_S3_URL").unwrap_or_else(|_| {
+        panic!(
+            "SLUICE_TEST_S3_URL is not set: the stage path needs the S3-protocol server that \
+             `scripts/services.sh start snowflake` starts behind the test server"
+        )
+    });
+    let h = harness().await;
+    let f = conformance::Fixture::new(&h, Shape::IntKeyed).await;
+    let t = f.target(&["id", "n"], "id");
+    let rows: Vec<Row> = (0..3_000)
+        .map(|i| Row {
+            values: vec![Value::Int(i), Value::Int(i * 2)],
+        })
+        .collect();
+    let dest = Snowflake::new(settings());
+    let counts = dest.upsert(&t, &rows).await.unwrap();
+    assert_eq!(counts.inserted, 3_000);
+    // Describe, create the stage, check duplicates, PUT, COPY, BEGIN, MERGE, COMMIT: no INSERT, so the
+    // rows came through the file.
+    assert_eq!(dest.statements(), 3 + 1 + 1 + 2 + 3);
+    assert_eq!(f.count().await, 3_000);
+    let back = f.read(&["id", "n"], "id").await;
+    assert_eq!(back[2_999], [Some("2999".into()), Some("5998".into())]);
+    // What reached S3 is not the gzip file itself: it is encrypted, and carries the wrapped key.
+    let auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+    let http = reqwest::Client::new();
+    let listing = http
+        .get(format!("{s3}/sluice-stage?list-type=2&prefix=stages/"))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = listing
+        .split("<Key>")
+        .nth(1)
+        .and_then(|k| k.split("</Key>").next())
+        .expect("an uploaded stage file");
+    let object = http
+        .get(format!("{s3}/sluice-stage/{key}"))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    assert!(object.headers().contains_key("x-amz-meta-x-amz-key"));
+    assert!(object.headers().contains_key("x-amz-meta-x-amz-iv"));
+    let body = object.bytes().await.unwrap();
+    assert!(!body.starts_with(&[0x1f, 0x8b]), "not plain gzip");
+    assert_eq!(body.len() % 16, 0, "AES-CBC blocks");
+    f.finish().await;
 }

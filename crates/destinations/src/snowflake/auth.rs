@@ -1,4 +1,5 @@
-//! Key-pair authentication: reading the PEM private key (PKCS#8, passphrase-encrypted PKCS#8, or PKCS#1)
+//! Key-pair authentication: reading the PEM private key (PKCS#8, passphrase-encrypted PKCS#8 with PBES2 and
+//! AES-CBC or DES-EDE3-CBC, or PKCS#1)
 //! and making the RS256-signed JWT that Snowflake's login accepts instead of a password — pure functions,
 //! unit-tested here (the test server does not check JWTs, so these tests are what proves them).
 //!
@@ -183,6 +184,8 @@ mod tests {
     const PKCS8: &str = include_str!("testdata/test_key.p8");
     const ENCRYPTED: &str = include_str!("testdata/test_key_encrypted.p8");
     const PKCS1: &str = include_str!("testdata/test_key_pkcs1.pem");
+    const DES3: &str = include_str!("testdata/test_key_des3.p8");
+    const AES128: &str = include_str!("testdata/test_key_aes128.p8");
     /// `openssl rsa -in test_key.p8 -pubout -outform DER | openssl dgst -sha256 -binary | base64`
     const FINGERPRINT: &str = "SHA256:/63VJo1fNUay1eeq984WfRSlRSk+7O1WboqzXGitcHo=";
 
@@ -191,6 +194,8 @@ mod tests {
         for (pem, pass) in [
             (PKCS8, None),
             (ENCRYPTED, Some("sluice-test")),
+            (DES3, Some("sluice-test")),
+            (AES128, Some("sluice-test")),
             (PKCS1, None),
         ] {
             let key = private_key_der(pem, pass).unwrap();
@@ -203,9 +208,11 @@ mod tests {
         assert!(private_key_der(ENCRYPTED, None)
             .unwrap_err()
             .contains("passphrase"));
-        assert!(private_key_der(ENCRYPTED, Some("wrong"))
-            .unwrap_err()
-            .contains("wrong passphrase"));
+        for encrypted in [ENCRYPTED, DES3, AES128] {
+            assert!(private_key_der(encrypted, Some("wrong"))
+                .unwrap_err()
+                .contains("wrong passphrase"));
+        }
         assert!(private_key_der("hello", None).unwrap_err().contains("PEM"));
         let not_base64 = "-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----";
         assert!(private_key_der(not_base64, None)

@@ -1,7 +1,8 @@
 //! Talking to Snowflake over its connector protocol (JSON over HTTPS): logging in with a password or a
-//! key-pair JWT, running statements with bound values, renewing the session token when it expires (or
-//! logging in again when the session is gone), polling statements that are still running, and fetching
-//! the result chunks of large answers. On top of that: the connection test, table description and the
+//! key-pair JWT, running statements with bound values, retrying throttled and failed HTTP requests,
+//! renewing the session token when it expires (or logging in again when the session is gone), polling
+//! statements that are still running (and aborting them past the statement timeout), and fetching the
+//! result chunks of large answers. On top of that: the connection test, table description and the
 //! staged MERGE of a batch (see [`super`]).
 //!
 //! Every statement sent is counted ([`super::statements_sent`]): on Snowflake, statements are what costs.
@@ -23,6 +24,10 @@ use super::dialect::{self, Binding};
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
 mod drift;
+mod upload;
+
+/// Duplicate keys named when a table already holds some.
+const DUPLICATE_SAMPLES: usize = 5;
 
 /// Keys per `DELETE … IN (…)`.
 const KEYS_PER_DELETE: usize = 10_000;
@@ -31,18 +36,31 @@ const KEYS_PER_DELETE: usize = 10_000;
 /// text limit is 1 MB; binds travel apart from it but large requests are slow to parse).
 const BIND_BYTES_PER_STATEMENT: usize = 8 << 20;
 
-/// At most this many bound values per statement.
-const BINDS_PER_STATEMENT: usize = 200_000;
+/// At most this many bound values per statement: the official drivers' default
+/// `CLIENT_STAGE_ARRAY_BINDING_THRESHOLD`, above which they move binds to a stage file instead; requests
+/// with more binds than that are not what Snowflake's front end is used to.
+const BINDS_PER_STATEMENT: usize = 65_280;
 
-/// Batches of at least this many rows load through a stage file where the server allows it; smaller ones
-/// with inserts (a PUT and a COPY cost more than one INSERT).
+/// Batches of at least this many rows (or more binds than [`BINDS_PER_STATEMENT`]) load through a stage
+/// file where the server allows it; smaller ones with inserts (a PUT and a COPY cost more than one INSERT).
 const FILE_LOAD_MIN_ROWS: usize = 2_000;
 
 /// How long one HTTP request may take before the statement is polled or given up.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How long a statement may keep running (polled) before Sluice gives up on it.
+/// How long a statement may run: sent to Snowflake as the session's `STATEMENT_TIMEOUT_IN_SECONDS` (so the
+/// server cancels it), and the client stops polling a little later and aborts it itself.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How much longer than the statement timeout the client polls before aborting the statement itself.
+const POLL_GRACE: Duration = Duration::from_secs(30);
+
+/// Attempts of one HTTP request that meets a 408/429/5xx answer or a transport failure, with exponential
+/// backoff between them (0.25 s, 0.5 s, … about 16 s in all), before the error is given up on.
+const HTTP_ATTEMPTS: u32 = 7;
+
+/// The longest a `Retry-After` header is honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The HTTP side: one client (connection pool, TLS with ring) and the settings.
 pub struct Connection {
@@ -53,6 +71,8 @@ pub struct Connection {
     sequence: AtomicU64,
     /// Whether large batches may load through a stage file (PUT + COPY) where the server allows it.
     pub load_from_file: bool,
+    statement_timeout: Duration,
+    retry_base: Duration,
 }
 
 /// A logged-in session and the staging tables created in it.
@@ -78,6 +98,8 @@ struct Stage {
     name: String,
     /// Whether rows of an earlier batch may still be in it.
     dirty: bool,
+    /// The run whose first batch checked the target for duplicate keys (see [`Session::check_duplicates`]).
+    checked_run: Option<u64>,
 }
 
 /// What identifies a staging table: the target, the written columns in order and their described types.
@@ -195,6 +217,57 @@ fn answer_error(doc: &Json) -> (String, DestinationError) {
     (code, DestinationError::new(kind, message))
 }
 
+/// Whether a batch of `rows` rows of `columns` values loads through a stage file (where the server allows
+/// it): from 2,000 rows, or when its binds would pass the drivers' threshold (they stage such binds too).
+fn through_stage(rows: usize, columns: usize) -> bool {
+    rows >= FILE_LOAD_MIN_ROWS || rows * columns > BINDS_PER_STATEMENT
+}
+
+/// HTTP statuses after which a request is sent again: Snowflake's front end answers 429 when it throttles
+/// and 5xx when a node is busy or restarting. A statement is sent again with the same requestId, which
+/// Snowflake uses to run it once.
+fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502..=599)
+}
+
+/// The wait before attempt `attempt + 1`: `base` doubled per attempt, with up to a quarter of it added at
+/// random so that clients throttled together do not come back together.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let wait = base.saturating_mul(1 << attempt.min(10));
+    let jitter = (uuid::Uuid::new_v4().as_u128() % 1024) as u32;
+    wait + wait / 4 * jitter / 1024
+}
+
+/// The wait a `Retry-After` header asks for (seconds; an HTTP date is not worth parsing here).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+/// The body of the login request (without credentials): the session parameters Sluice relies on.
+fn login_data(s: &SnowflakeSettings, statement_timeout: Duration) -> Json {
+    json!({
+        "CLIENT_APP_ID": "Sluice",
+        "CLIENT_APP_VERSION": env!("CARGO_PKG_VERSION"),
+        "ACCOUNT_NAME": s.jwt_account(),
+        "LOGIN_NAME": s.username,
+        "SESSION_PARAMETERS": {
+            // UTC, so TIMESTAMP_LTZ values and CURRENT_TIMESTAMP mean the same wherever Sluice runs.
+            "TIMEZONE": "UTC",
+            "CLIENT_SESSION_KEEP_ALIVE": false,
+            // The server cancels a statement running longer (the account default is two days).
+            "STATEMENT_TIMEOUT_IN_SECONDS": statement_timeout.as_secs().max(1),
+        },
+        "CLIENT_ENVIRONMENT": {"APPLICATION": "Sluice", "OS": std::env::consts::OS},
+    })
+}
+
 fn bindings_json(bindings: &[Binding]) -> Json {
     let mut map = serde_json::Map::with_capacity(bindings.len());
     for (i, b) in bindings.iter().enumerate() {
@@ -262,7 +335,80 @@ impl Connection {
             statements,
             sequence: AtomicU64::new(1),
             load_from_file: true,
+            statement_timeout: STATEMENT_TIMEOUT,
+            retry_base: Duration::from_millis(250),
         })
+    }
+
+    /// A statement timeout other than the default hour (tests use seconds).
+    #[doc(hidden)]
+    pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// Sends a request built by `make` (given the attempt number, from 0), again after a 408/429/5xx answer
+    /// — and, with `transport`, after a failure that got no answer at all — with backoff; answers the JSON
+    /// of the last answer.
+    async fn send_retrying(
+        &self,
+        what: &str,
+        transport: bool,
+        make: impl Fn(u32) -> reqwest::RequestBuilder,
+    ) -> Result<Json> {
+        let mut attempt = 0;
+        loop {
+            let last = attempt + 1 >= HTTP_ATTEMPTS;
+            match make(attempt).send().await {
+                Ok(response) if !last && is_retryable_status(response.status().as_u16()) => {
+                    let status = response.status();
+                    let wait = retry_after(response.headers())
+                        .unwrap_or_else(|| backoff(self.retry_base, attempt));
+                    tracing::info!(%status, attempt, ?wait, "{what}: Snowflake is busy; trying again");
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(response) => return self.answer(response).await,
+                Err(e)
+                    if transport
+                        && !last
+                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
+                {
+                    let wait = backoff(self.retry_base, attempt);
+                    tracing::info!(error = %e, attempt, ?wait, "{what} failed; trying again");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(transport_error(&e, what)),
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Ends the session on the server, so that a transaction it left open is rolled back and its locks
+    /// released now rather than when Snowflake notices the session is idle. Best effort: the session is
+    /// being dropped either way.
+    pub async fn logout(&self, session: &Session) {
+        let url = format!(
+            "{}/session?delete=true&requestId={}",
+            self.base,
+            uuid::Uuid::new_v4()
+        );
+        let sent = self
+            .http
+            .post(url)
+            .header(
+                "Authorization",
+                format!("Snowflake Token=\"{}\"", session.token),
+            )
+            .header("Accept", "application/json")
+            .json(&json!({}))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => tracing::debug!("logged out of the dropped Snowflake session"),
+            Err(e) => {
+                tracing::debug!(error = %e, "logging out of a dropped Snowflake session failed")
+            }
+        }
     }
 
     pub fn settings(&self) -> &SnowflakeSettings {
@@ -296,15 +442,7 @@ impl Connection {
                 }
             }
         }
-        let mut data = json!({
-            "CLIENT_APP_ID": "Sluice",
-            "CLIENT_APP_VERSION": env!("CARGO_PKG_VERSION"),
-            "ACCOUNT_NAME": s.jwt_account(),
-            "LOGIN_NAME": s.username,
-            // UTC, so TIMESTAMP_LTZ values and CURRENT_TIMESTAMP mean the same wherever Sluice runs.
-            "SESSION_PARAMETERS": {"TIMEZONE": "UTC", "CLIENT_SESSION_KEEP_ALIVE": false},
-            "CLIENT_ENVIRONMENT": {"APPLICATION": "Sluice", "OS": std::env::consts::OS},
-        });
+        let mut data = login_data(s, self.statement_timeout);
         match &s.credentials {
             Credentials::Password(p) => data["PASSWORD"] = json!(p),
             Credentials::KeyPair {
@@ -320,17 +458,21 @@ impl Connection {
                 data["TOKEN"] = json!(token);
             }
         }
-        let response = self
-            .http
-            .post(url)
-            .header("Accept", "application/json")
-            .json(&json!({ "data": data }))
-            .send()
-            .await
-            .map_err(|e| {
-                transport_error(&e, &format!("logging in to Snowflake at {}", self.base))
-            })?;
-        let doc = self.answer(response).await?;
+        let body = json!({ "data": data });
+        let doc = self
+            // A server that cannot be reached at login is more likely a wrong account name than a blip:
+            // the connection test says so at once rather than after every retry.
+            .send_retrying(
+                &format!("logging in to Snowflake at {}", self.base),
+                false,
+                |_| {
+                    self.http
+                        .post(url.clone())
+                        .header("Accept", "application/json")
+                        .json(&body)
+                },
+            )
+            .await?;
         if doc["success"].as_bool() != Some(true) {
             let (_, mut err) = answer_error(&doc);
             if err.kind == ErrorKind::Internal {
@@ -427,12 +569,15 @@ impl Connection {
         }
     }
 
-    async fn post_query(&self, session: &Session, sql: &str, bindings: &[Binding]) -> Result<Json> {
-        let url = format!(
-            "{}/queries/v1/query-request?requestId={}",
-            self.base,
-            uuid::Uuid::new_v4()
-        );
+    /// Sends a statement; answers its requestId (which identifies it for an abort) and the answer. A
+    /// request that meets a 429/5xx is sent again with the same requestId, so Snowflake runs it once.
+    async fn post_query(
+        &self,
+        session: &Session,
+        sql: &str,
+        bindings: &[Binding],
+    ) -> Result<(String, Json)> {
+        let request_id = uuid::Uuid::new_v4().to_string();
         let mut body = json!({
             "sqlText": sql,
             "asyncExec": false,
@@ -444,7 +589,37 @@ impl Connection {
         }
         self.statements.fetch_add(1, Ordering::Relaxed);
         super::count_statement(&self.settings.database, sql);
-        let response = self
+        let doc = self
+            .send_retrying("sending a statement to Snowflake", true, |attempt| {
+                let mut url = format!(
+                    "{}/queries/v1/query-request?requestId={request_id}",
+                    self.base
+                );
+                if attempt > 0 {
+                    url.push_str(&format!("&retryCount={attempt}"));
+                }
+                self.http
+                    .post(url)
+                    .header(
+                        "Authorization",
+                        format!("Snowflake Token=\"{}\"", session.token),
+                    )
+                    .header("Accept", "application/json")
+                    .json(&body)
+            })
+            .await?;
+        Ok((request_id, doc))
+    }
+
+    /// Asks Snowflake to abort the statement sent with `request_id` (best effort: it is given up on
+    /// either way).
+    async fn abort(&self, session: &Session, sql: &str, request_id: &str) {
+        let url = format!(
+            "{}/queries/v1/abort-request?requestId={}",
+            self.base,
+            uuid::Uuid::new_v4()
+        );
+        let sent = self
             .http
             .post(url)
             .header(
@@ -452,51 +627,78 @@ impl Connection {
                 format!("Snowflake Token=\"{}\"", session.token),
             )
             .header("Accept", "application/json")
-            .json(&body)
+            .json(&json!({"sqlText": sql, "requestId": request_id}))
             .send()
-            .await
-            .map_err(|e| transport_error(&e, "sending a statement to Snowflake"))?;
-        self.answer(response).await
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "aborting a Snowflake statement past its timeout failed");
+        }
     }
 
-    /// Polls a statement that is still running until it finishes.
-    async fn poll(&self, session: &Session, mut doc: Json) -> Result<Json> {
+    /// Polls a statement that is still running until it finishes. An expired session token met while
+    /// polling is renewed and polling goes on: the statement is never sent again (it is running, or has
+    /// run). Past the statement timeout the statement is aborted.
+    async fn poll(
+        &self,
+        session: &mut Session,
+        sql: &str,
+        request_id: &str,
+        mut doc: Json,
+    ) -> Result<Json> {
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(250);
-        while doc["success"].as_bool() != Some(true)
-            && dialect::is_in_progress(doc["code"].as_str().unwrap_or(""))
-        {
-            if started.elapsed() > STATEMENT_TIMEOUT {
-                return Err(DestinationError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "the statement was still running after {} s",
-                        STATEMENT_TIMEOUT.as_secs()
-                    ),
-                ));
+        let limit = self.statement_timeout + POLL_GRACE.min(self.statement_timeout);
+        let mut path = None;
+        loop {
+            let code = doc["code"].as_str().unwrap_or("").to_string();
+            if doc["success"].as_bool() == Some(true) {
+                return Ok(doc);
             }
-            let Some(path) = doc["data"]["getResultUrl"].as_str() else {
+            if dialect::is_in_progress(&code) {
+                path = doc["data"]["getResultUrl"].as_str().map(str::to_string);
+            } else if path.is_some() && dialect::is_session_expired(&code) {
+                // Met while polling: renew and poll the same statement again.
+                if !self.renew(session).await {
+                    return Err(DestinationError::new(
+                        ErrorKind::Unavailable,
+                        "the Snowflake session expired while a statement was running and could not be \
+                         renewed; the statement may have run: retry the batch",
+                    ));
+                }
+            } else {
+                return Ok(doc);
+            }
+            let Some(url) = path.clone() else {
                 return Err(DestinationError::new(
                     ErrorKind::Internal,
                     "Snowflake says the statement is running but gives no result URL",
                 ));
             };
-            tokio::time::sleep(wait).await;
+            if started.elapsed() > limit {
+                self.abort(session, sql, request_id).await;
+                return Err(DestinationError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the statement was still running after {} s (the statement timeout): aborted it",
+                        limit.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(
+                wait.min(limit.saturating_sub(started.elapsed()) + Duration::from_millis(10)),
+            )
+            .await;
             wait = (wait * 2).min(Duration::from_secs(5));
-            let response = self
-                .http
-                .get(format!("{}{path}", self.base))
-                .header(
-                    "Authorization",
-                    format!("Snowflake Token=\"{}\"", session.token),
-                )
-                .header("Accept", "application/json")
-                .send()
-                .await
-                .map_err(|e| transport_error(&e, "polling a running Snowflake statement"))?;
-            doc = self.answer(response).await?;
+            let token = session.token.clone();
+            doc = self
+                .send_retrying("polling a running Snowflake statement", true, |_| {
+                    self.http
+                        .get(format!("{}{url}", self.base))
+                        .header("Authorization", format!("Snowflake Token=\"{token}\""))
+                        .header("Accept", "application/json")
+                })
+                .await?;
         }
-        Ok(doc)
     }
 
     /// The rows of a successful answer, fetching its result chunks when there are any.
@@ -595,8 +797,8 @@ impl Connection {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let doc = self.post_query(session, sql, bindings).await?;
-            let mut doc = self.poll(session, doc).await?;
+            let (request_id, doc) = self.post_query(session, sql, bindings).await?;
+            let mut doc = self.poll(session, sql, &request_id, doc).await?;
             if doc["success"].as_bool() == Some(true) {
                 return Ok(doc["data"].take());
             }
@@ -856,14 +1058,29 @@ impl Session {
                 ),
             ));
         }
-        let rows = dialect::dedup_by_key(rows, target.key_index());
+        let key_column = target.table.column(&target.key);
+        let rows = dialect::dedup_by_key(
+            rows,
+            target.key_index(),
+            key_column.and_then(|c| c.ty.as_ref()),
+            key_column.map_or("", |c| c.native_type.as_str()),
+        );
         let key = StageKey::of(target);
         if !self.stages.contains_key(&key) {
             let name = self.create_stage(conn, target).await?;
-            self.stages
-                .insert(key.clone(), Stage { name, dirty: false });
+            self.stages.insert(
+                key.clone(),
+                Stage {
+                    name,
+                    dirty: false,
+                    checked_run: None,
+                },
+            );
         }
-        let result = self.write_batch(conn, &key, target, &rows).await;
+        let result = match self.check_duplicates(conn, &key, target).await {
+            Ok(()) => self.write_batch(conn, &key, target, &rows).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = &result {
             if matches!(e.kind, ErrorKind::SchemaMismatch | ErrorKind::NotFound) {
                 // The table changed under us: stage against its new shape next time.
@@ -875,6 +1092,41 @@ impl Session {
             }
         }
         result
+    }
+
+    /// Once per run and target: whether the table already holds a key more than once. Snowflake does not
+    /// enforce the declared key, so another writer may have stored duplicates, which a MERGE would then
+    /// update together (and a run would count wrongly). Sluice refuses to write rather than repair: which
+    /// of two rows with one key is right is the table owner's call, and deleting rows of a customer's
+    /// table is not a side effect to have. The message names a few of the keys and how to find them all.
+    async fn check_duplicates(
+        &mut self,
+        conn: &Connection,
+        key: &StageKey,
+        target: &WriteTarget,
+    ) -> Result<()> {
+        if self.stages[key].checked_run == Some(target.run_version) {
+            return Ok(());
+        }
+        let s = conn.settings();
+        let q = dialect::qualified(&s.database, &s.schema, &target.table.name);
+        let found = conn
+            .run(
+                self,
+                &dialect::duplicate_keys(&q, &target.key, DUPLICATE_SAMPLES),
+                &[],
+                true,
+            )
+            .await?;
+        if let Some(message) =
+            dialect::duplicates_message(&target.table.name, &target.key, &found.rows)
+        {
+            return Err(DestinationError::new(ErrorKind::SchemaMismatch, message));
+        }
+        if let Some(stage) = self.stages.get_mut(key) {
+            stage.checked_run = Some(target.run_version);
+        }
+        Ok(())
     }
 
     async fn create_stage(&mut self, conn: &Connection, target: &WriteTarget) -> Result<String> {
@@ -947,7 +1199,7 @@ impl Session {
         if let Some(st) = self.stages.get_mut(key) {
             st.dirty = true;
         }
-        let loaded_from_file = rows.len() >= FILE_LOAD_MIN_ROWS
+        let loaded_from_file = through_stage(rows.len(), target.columns.len())
             && conn.load_from_file
             && !self.no_file_stage
             && self
@@ -980,10 +1232,10 @@ impl Session {
     }
 
     /// The stage path: the rows as a gzip-compressed CSV file, PUT into the staging table's stage and
-    /// loaded with COPY. `false` (and never again in this session) when the server offers no upload
-    /// Sluice can do: a presigned URL (GCS, or the test server) without client-side encryption; S3 and
-    /// Azure uploads and encrypted internal stages are not implemented, so those accounts load with
-    /// inserts.
+    /// loaded with COPY. The upload is what the PUT answer asks for (see [`upload`]): encrypted on the
+    /// client for S3, GCS and Azure internal stages, or plain to a presigned URL. `false` (and never again
+    /// in this session) when the PUT fails, the upload fails, or the answer asks for something else: the
+    /// batch then loads with inserts.
     async fn load_file(
         &mut self,
         conn: &Connection,
@@ -1001,41 +1253,66 @@ impl Session {
                 DestinationError::new(ErrorKind::Internal, format!("compressing rows: {e}"))
             })?;
         let folder = format!("b{}", uuid::Uuid::new_v4().simple());
-        let data = conn
+        let put = conn
             .run_data(
                 self,
                 &dialect::put_file("rows.csv.gz", stage, &folder),
                 &[],
                 false,
             )
-            .await?;
+            .await;
+        let data = match put {
+            Ok(data) => data,
+            // The session itself is gone: inserts would fail the same way.
+            Err(e) if e.kind == ErrorKind::Unavailable && e.message.contains("logged in again") => {
+                return Err(e)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "the PUT of a stage file failed; this session loads with inserts from now on"
+                );
+                self.no_file_stage = true;
+                return Ok(false);
+            }
+        };
         let info = &data["stageInfo"];
-        let url = info["presignedUrl"].as_str().filter(|u| !u.is_empty());
         let encrypted = data.get("encryptionMaterial").is_some_and(|m| !m.is_null());
-        let Some(url) = url.filter(|_| !encrypted) else {
-            tracing::info!(
-                location = info["locationType"].as_str().unwrap_or(""),
-                encrypted,
-                "the account's stages need an upload Sluice does not implement; loading with inserts"
-            );
+        let presigned = info["presignedUrl"].as_str().filter(|u| !u.is_empty());
+        let request = if encrypted {
+            let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+            match upload::plan(&data, "rows.csv.gz", &body, &now) {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(self.no_upload(info, encrypted)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the PUT answer cannot be used; loading with inserts");
+                    return Ok(self.no_upload(info, encrypted));
+                }
+            }
+        } else if let Some(url) = presigned {
+            upload::Request {
+                url: url.to_string(),
+                headers: Vec::new(),
+                body,
+            }
+        } else {
+            return Ok(self.no_upload(info, encrypted));
+        };
+        let mut put = conn.http.put(&request.url).body(request.body);
+        for (k, v) in &request.headers {
+            put = put.header(k, v);
+        }
+        let uploaded = put.send().await;
+        let failure = match &uploaded {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) => Some(format!("HTTP {}", r.status())),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(failure) = failure {
+            // Nothing was loaded yet: the same rows go in with inserts.
+            tracing::warn!(%failure, "uploading a stage file failed; this session loads with inserts from now on");
             self.no_file_stage = true;
             return Ok(false);
-        };
-        let response = conn
-            .http
-            .put(url)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e, "uploading rows to the stage"))?;
-        if !response.status().is_success() {
-            return Err(DestinationError::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "uploading rows to the stage answered HTTP {}",
-                    response.status()
-                ),
-            ));
         }
         conn.run(
             self,
@@ -1045,6 +1322,17 @@ impl Session {
         )
         .await?;
         Ok(true)
+    }
+
+    /// Notes that the account's stages take no upload Sluice makes: the session loads with inserts.
+    fn no_upload(&mut self, info: &Json, encrypted: bool) -> bool {
+        tracing::info!(
+            location = info["locationType"].as_str().unwrap_or(""),
+            encrypted,
+            "the account's stages need an upload Sluice does not implement; loading with inserts"
+        );
+        self.no_file_stage = true;
+        false
     }
 
     /// The insert path: large multi-row `INSERT`s of bound values.
@@ -1211,6 +1499,58 @@ mod tests {
                 vec!["email".to_string()]
             ]
         );
+    }
+
+    #[test]
+    fn retries_throttling_and_server_errors_with_growing_waits() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(status), "{status}");
+        }
+        for status in [200, 400, 401, 403, 404, 501] {
+            assert!(!is_retryable_status(status), "{status}");
+        }
+        let base = Duration::from_millis(100);
+        for attempt in 0..5 {
+            let w = backoff(base, attempt);
+            let floor = base * (1 << attempt);
+            assert!(w >= floor && w <= floor + floor / 4, "{attempt}: {w:?}");
+        }
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("retry-after", "86400".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn binds_past_the_drivers_threshold_go_through_the_stage() {
+        assert!(!through_stage(1_999, 32));
+        assert!(through_stage(2_000, 1));
+        // 1,500 rows of 44 columns are 66,000 binds, past 65,280.
+        assert!(through_stage(1_500, 44));
+        assert!(!through_stage(1_500, 43));
+    }
+
+    #[test]
+    fn login_sets_the_statement_timeout() {
+        let settings = SnowflakeSettings::from_json(&json!({
+            "account": "myorg-acct1", "username": "loader", "password": "x", "database": "DB",
+            "schema": "PUBLIC", "warehouse": "WH"
+        }))
+        .unwrap();
+        let data = login_data(&settings, Duration::from_secs(900));
+        assert_eq!(
+            data["SESSION_PARAMETERS"]["STATEMENT_TIMEOUT_IN_SECONDS"],
+            900
+        );
+        assert_eq!(data["SESSION_PARAMETERS"]["TIMEZONE"], "UTC");
+        assert_eq!(data["LOGIN_NAME"], "loader");
+        assert!(data.get("PASSWORD").is_none());
     }
 
     #[test]

@@ -285,6 +285,43 @@ pub fn merge(
     sql
 }
 
+/// Up to `limit` keys that the table holds more than once, with their row counts and (on every row) how
+/// many such keys there are in all.
+pub fn duplicate_keys(qualified_table: &str, key: &str, limit: usize) -> String {
+    let k = quote(key);
+    format!(
+        "SELECT k, n, COUNT(*) OVER () AS keys FROM (SELECT {k} AS k, COUNT(*) AS n FROM {qualified_table} \
+         GROUP BY {k} HAVING COUNT(*) > 1) d ORDER BY n DESC, k LIMIT {limit}"
+    )
+}
+
+/// The refusal for a table whose `key` column holds duplicates (the rows of [`duplicate_keys`]), or
+/// `None` when it holds none.
+pub fn duplicates_message(table: &str, key: &str, rows: &[Vec<Option<String>>]) -> Option<String> {
+    let first = rows.first()?;
+    let total = first.get(2).cloned().flatten().unwrap_or_default();
+    let samples: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let k = r.first().cloned().flatten();
+            let n = r.get(1).cloned().flatten().unwrap_or_default();
+            match k {
+                Some(k) => format!("{k:?} ({n} rows)"),
+                None => format!("NULL ({n} rows)"),
+            }
+        })
+        .collect();
+    Some(format!(
+        "table `{table}` already holds {total} key(s) of column `{key}` more than once, e.g. {}: Snowflake \
+         does not enforce primary keys or unique constraints, so another writer stored them. Sluice writes \
+         nothing to this table until every key is unique; find them with SELECT {k}, COUNT(*) FROM {t} \
+         GROUP BY {k} HAVING COUNT(*) > 1, and delete the extra rows",
+        samples.join(", "),
+        k = quote(key),
+        t = quote(table),
+    ))
+}
+
 pub fn delete_by_keys(qualified_table: &str, key: &str, keys: usize) -> String {
     format!(
         "DELETE FROM {qualified_table} WHERE {} IN ({})",
@@ -383,7 +420,7 @@ pub fn binding(value: &Value, ty: Option<&ColumnType>, native: &str) -> Binding 
         },
         Value::Bool(b) => Binding::new("BOOLEAN", b.to_string()),
         Value::Int(i) => Binding::new("FIXED", i.to_string()),
-        Value::Float(f) => Binding::new("REAL", f.to_string()),
+        Value::Float(f) => Binding::new("REAL", float_text(*f)),
         Value::Decimal(d) => Binding::new("TEXT", d.to_string()),
         Value::String(s) => Binding::new("TEXT", s.clone()),
         Value::Date(d) => {
@@ -418,6 +455,18 @@ pub fn binding(value: &Value, ty: Option<&ColumnType>, native: &str) -> Binding 
     }
 }
 
+/// A float as Snowflake reads it in a binding or a CSV field: Rust prints the infinities `inf`/`-inf`, which
+/// Snowflake refuses ("Numeric value 'inf' is not recognized"); it wants `Infinity`, `-Infinity`, `NaN`.
+pub fn float_text(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".to_string()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity" } else { "-Infinity" }.to_string()
+    } else {
+        f.to_string()
+    }
+}
+
 /// `value` bound for the staging-table column of a target column of type `ty`: as [`binding`], except that
 /// binary values go as hex text (see [`stage_type`]).
 pub fn stage_binding(value: &Value, ty: Option<&ColumnType>, native: &str) -> Binding {
@@ -438,25 +487,159 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// The rows of a batch with one row per key, the last one given winning (Snowflake does not enforce keys,
-/// and a MERGE whose source holds a key twice is nondeterministic, so Sluice keeps keys unique itself).
-pub fn dedup_by_key(rows: &[Row], key_index: usize) -> Vec<&Row> {
-    let mut last: HashMap<String, usize> = HashMap::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        let k = &row.values[key_index];
-        last.insert(format!("{}:{k}", k.kind()), i);
+/// The rows of a batch with one row per key, the last one given winning. Snowflake does not enforce keys,
+/// and a MERGE whose source holds a key twice fails (100090) or, with ERROR_ON_NONDETERMINISTIC_MERGE
+/// off, picks one at random, so Sluice keeps keys unique itself — comparing them as the key column will
+/// (see [`key_identity`]): in a NUMBER column `1`, `"1"` and `1.0` are one key.
+pub fn dedup_by_key<'a>(
+    rows: &'a [Row],
+    key_index: usize,
+    ty: Option<&ColumnType>,
+    native: &str,
+) -> Vec<&'a Row> {
+    let identities: Vec<String> = rows
+        .iter()
+        .map(|r| key_identity(&r.values[key_index], ty, native))
+        .collect();
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+    for (i, k) in identities.iter().enumerate() {
+        last.insert(k.as_str(), i);
     }
     if last.len() == rows.len() {
         return rows.iter().collect();
     }
     rows.iter()
         .enumerate()
-        .filter(|(i, row)| {
-            let k = &row.values[key_index];
-            last[&format!("{}:{k}", k.kind())] == *i
-        })
+        .filter(|(i, _)| last[identities[*i].as_str()] == *i)
         .map(|(_, r)| r)
         .collect()
+}
+
+/// What a key value becomes once stored in a column of type `ty` (native type `native`), as text that is
+/// equal for two values exactly when Snowflake would find them equal: numbers in a NUMBER column are
+/// compared as numbers rounded to the column's scale (`1`, `"1"`, `1.0` and `"01"` are one key, and in
+/// NUMBER(38,0) so is `0.6`), anything else by the text it is bound as.
+pub fn key_identity(value: &Value, ty: Option<&ColumnType>, native: &str) -> String {
+    if matches!(value, Value::Null) {
+        return "\0null".to_string();
+    }
+    if let Some(ColumnType::Int { .. } | ColumnType::Decimal { .. }) = ty {
+        let text = match value {
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) if f.is_finite() => Some(f.to_string()),
+            Value::Decimal(d) => Some(d.to_string()),
+            Value::String(s) => Some(s.trim().to_string()),
+            _ => None,
+        };
+        if let Some(n) = text.and_then(|t| canonical_number(&t, number_scale(native))) {
+            return n;
+        }
+    }
+    let b = binding(value, ty, native);
+    if let Some(ColumnType::Text { .. }) = ty {
+        // A text column stores the text of whatever is bound (1 becomes '1').
+        return format!("TEXT\0{}", b.value.unwrap_or_default());
+    }
+    format!("{}\0{}", b.ty, b.value.unwrap_or_default())
+}
+
+/// The scale of a NUMBER(p,s) type (0 for the integer types).
+fn number_scale(native: &str) -> u32 {
+    native
+        .split_once('(')
+        .and_then(|(_, args)| args.trim_end_matches(')').split(',').nth(1))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A decimal number's text rounded half away from zero to `scale` digits (as Snowflake rounds a value
+/// cast to NUMBER), without superfluous zeros or sign: `None` when `text` is not a number.
+pub fn canonical_number(text: &str, scale: u32) -> Option<String> {
+    let (negative, unsigned) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(i) => (&unsigned[..i], unsigned[i + 1..].parse::<i32>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int_part.is_empty() && frac_part.is_empty()
+        || !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    // All digits, and where the decimal point falls among them.
+    let mut digits: Vec<u8> = int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .map(|b| b - b'0')
+        .collect();
+    let point = int_part.len() as i64 + exponent as i64;
+    if point < 0 {
+        let pad = (-point) as usize;
+        if pad > 4096 {
+            return Some("0".to_string());
+        }
+        digits.splice(0..0, std::iter::repeat_n(0, pad));
+    }
+    let mut point = point.max(0) as usize;
+    if point > 4096 {
+        return None;
+    }
+    if digits.len() < point {
+        digits.resize(point, 0);
+    }
+    let keep = point + scale as usize;
+    if digits.len() > keep {
+        let round_up = digits[keep] >= 5;
+        digits.truncate(keep);
+        if round_up {
+            let mut i = keep;
+            loop {
+                if i == 0 {
+                    digits.insert(0, 1);
+                    point += 1;
+                    break;
+                }
+                i -= 1;
+                if digits[i] == 9 {
+                    digits[i] = 0;
+                } else {
+                    digits[i] += 1;
+                    break;
+                }
+            }
+        }
+    }
+    let int_digits: String = digits[..point]
+        .iter()
+        .map(|d| (b'0' + d) as char)
+        .collect::<String>()
+        .trim_start_matches('0')
+        .to_string();
+    let frac_digits: String = digits[point..]
+        .iter()
+        .map(|d| (b'0' + d) as char)
+        .collect::<String>()
+        .trim_end_matches('0')
+        .to_string();
+    let int_digits = if int_digits.is_empty() {
+        "0".to_string()
+    } else {
+        int_digits
+    };
+    let zero = int_digits == "0" && frac_digits.is_empty();
+    let sign = if negative && !zero { "-" } else { "" };
+    Some(if frac_digits.is_empty() {
+        format!("{sign}{int_digits}")
+    } else {
+        format!("{sign}{int_digits}.{frac_digits}")
+    })
 }
 
 /// Splits rows of the given byte sizes into consecutive chunks of at most `max_rows` rows and about
@@ -503,7 +686,10 @@ pub fn error_kind(code: &str) -> ErrorKind {
         630 | 604 | 608 => ErrorKind::Timeout,
         // Lock waits exceeded, transaction conflicts.
         625 | 627 | 629 => ErrorKind::Conflict,
-        // Data errors: numbers, dates, strings too long, NULL into NOT NULL, JSON, duplicate source rows.
+        // A MERGE joined a target row to two source rows ("Duplicate row detected during DML action"):
+        // Sluice dedups its batches by key, so this means the dedup and Snowflake disagree on equality.
+        100_090 => ErrorKind::Internal,
+        // Data errors: numbers, dates, strings too long, NULL into NOT NULL, JSON.
         100_000..=100_999 => ErrorKind::BadData,
         // Service unavailable, overloaded, in maintenance.
         390_400..=390_499 | 250_001 | 250_003 => ErrorKind::Unavailable,
@@ -847,7 +1033,7 @@ mod tests {
             row("c", 4),
             row("b", 5),
         ];
-        let kept: Vec<i64> = dedup_by_key(&rows, 0)
+        let kept: Vec<i64> = dedup_by_key(&rows, 0, None, "VARCHAR")
             .iter()
             .map(|r| match r.values[1] {
                 Value::Int(n) => n,
@@ -855,16 +1041,115 @@ mod tests {
             })
             .collect();
         assert_eq!(kept, [3, 4, 5]);
-        // Int 1 and string "1" are different keys.
-        let mixed = vec![
-            Row {
-                values: vec![Value::Int(1)],
-            },
-            Row {
-                values: vec![Value::String("1".into())],
-            },
+    }
+
+    fn s(v: &str) -> Value {
+        Value::String(v.into())
+    }
+
+    #[test]
+    fn dedups_keys_as_the_column_compares_them() {
+        let int = ColumnType::Int {
+            bits: 64,
+            unsigned: false,
+        };
+        let keyed = |vals: Vec<Value>| -> Vec<Row> {
+            vals.into_iter()
+                .enumerate()
+                .map(|(i, k)| Row {
+                    values: vec![k, Value::Int(i as i64)],
+                })
+                .collect()
+        };
+        let tag =
+            |kept: Vec<&Row>| -> Vec<Value> { kept.iter().map(|r| r.values[1].clone()).collect() };
+        // In a NUMBER column, 1, "1", 1.0 and " 01 " are one key: the last one wins.
+        let rows = keyed(vec![
+            Value::Int(1),
+            s("1"),
+            Value::Float(1.0),
+            s("2"),
+            s(" 01 "),
+        ]);
+        assert_eq!(
+            tag(dedup_by_key(&rows, 0, Some(&int), "NUMBER(38,0)")),
+            [Value::Int(3), Value::Int(4)]
+        );
+        // NUMBER(38,0) rounds 1.5 to 2; NUMBER(10,2) keeps 1.5 apart from 2.
+        let rows = keyed(vec![Value::Float(1.5), Value::Int(2)]);
+        assert_eq!(dedup_by_key(&rows, 0, Some(&int), "NUMBER(38,0)").len(), 1);
+        let dec = ColumnType::Decimal {
+            precision: Some(10),
+            scale: Some(2),
+        };
+        assert_eq!(dedup_by_key(&rows, 0, Some(&dec), "NUMBER(10,2)").len(), 2);
+        // In a VARCHAR column 1 and "1" are one key too (the number is stored as its text), "01" is not.
+        let text = ColumnType::Text { max_len: None };
+        let rows = keyed(vec![Value::Int(1), s("1"), s("01")]);
+        assert_eq!(
+            tag(dedup_by_key(&rows, 0, Some(&text), "VARCHAR(16777216)")),
+            [Value::Int(1), Value::Int(2)]
+        );
+        // Text keys keep their case and spaces, as Snowflake compares them.
+        let rows = keyed(vec![s("a"), s("A"), s("a ")]);
+        assert_eq!(dedup_by_key(&rows, 0, Some(&text), "VARCHAR").len(), 3);
+    }
+
+    #[test]
+    fn names_duplicate_keys() {
+        assert_eq!(
+            duplicate_keys("\"D\".\"S\".\"t\"", "id", 5),
+            "SELECT k, n, COUNT(*) OVER () AS keys FROM (SELECT \"id\" AS k, COUNT(*) AS n FROM \"D\".\"S\".\"t\" \
+             GROUP BY \"id\" HAVING COUNT(*) > 1) d ORDER BY n DESC, k LIMIT 5"
+        );
+        assert_eq!(duplicates_message("t", "id", &[]), None);
+        let rows = vec![
+            vec![Some("7".into()), Some("3".into()), Some("12".into())],
+            vec![None, Some("2".into()), Some("12".into())],
         ];
-        assert_eq!(dedup_by_key(&mixed, 0).len(), 2);
+        let m = duplicates_message("people", "id", &rows).unwrap();
+        assert!(
+            m.contains("already holds 12 key(s) of column `id` more than once"),
+            "{m}"
+        );
+        assert!(m.contains("\"7\" (3 rows), NULL (2 rows)"), "{m}");
+        assert!(m.contains("HAVING COUNT(*) > 1"), "{m}");
+    }
+
+    #[test]
+    fn canonical_numbers() {
+        let c = |t: &str, scale| canonical_number(t, scale);
+        assert_eq!(c("1", 0).as_deref(), Some("1"));
+        assert_eq!(c("001.000", 0).as_deref(), Some("1"));
+        assert_eq!(c("-0.0", 2).as_deref(), Some("0"));
+        assert_eq!(c("+12.345", 2).as_deref(), Some("12.35"));
+        assert_eq!(c("-12.345", 2).as_deref(), Some("-12.35"));
+        assert_eq!(c("9.99", 1).as_deref(), Some("10"));
+        assert_eq!(c("0.4", 0).as_deref(), Some("0"));
+        assert_eq!(c("0.5", 0).as_deref(), Some("1"));
+        assert_eq!(c("1e3", 0).as_deref(), Some("1000"));
+        assert_eq!(c("1.5E-1", 1).as_deref(), Some("0.2"));
+        assert_eq!(c(".5", 1).as_deref(), Some("0.5"));
+        assert_eq!(
+            c("12345678901234567890123", 0).as_deref(),
+            Some("12345678901234567890123")
+        );
+        for bad in ["", "-", "abc", "1.2.3", "1e", "1x", "."] {
+            assert_eq!(c(bad, 0), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn floats_bound_as_snowflake_reads_them() {
+        let f = |v: f64| binding(&Value::Float(v), None, "FLOAT").value.unwrap();
+        assert_eq!(f(f64::INFINITY), "Infinity");
+        assert_eq!(f(f64::NEG_INFINITY), "-Infinity");
+        assert_eq!(f(f64::NAN), "NaN");
+        assert_eq!(f(1.5), "1.5");
+        assert_eq!(
+            csv_field(&Value::Float(f64::NEG_INFINITY), None, "FLOAT"),
+            "\"-Infinity\""
+        );
     }
 
     #[test]
@@ -884,9 +1169,11 @@ mod tests {
         assert_eq!(error_kind("003001"), ErrorKind::Permission);
         assert_eq!(error_kind("002003"), ErrorKind::NotFound);
         assert_eq!(error_kind("000904"), ErrorKind::SchemaMismatch);
-        for code in ["100072", "100074", "100038", "100039", "100069", "100090"] {
+        for code in ["100072", "100074", "100038", "100039", "100069"] {
             assert_eq!(error_kind(code), ErrorKind::BadData, "{code}");
         }
+        // Not a row's fault: the batch was deduplicated, so no row can be blamed for it.
+        assert_eq!(error_kind("100090"), ErrorKind::Internal);
         assert_eq!(error_kind("000630"), ErrorKind::Timeout);
         assert_eq!(error_kind("000625"), ErrorKind::Conflict);
         assert_eq!(error_kind("000606"), ErrorKind::Config);

@@ -10,7 +10,11 @@
 //!
 //! Snowflake does not enforce primary keys or unique constraints; it only records them. Sluice uses a
 //! declared primary key or unique column as the key and keeps it unique itself: each batch is
-//! deduplicated by key (the last row wins) before it is merged, and only the MERGE writes the table.
+//! deduplicated by key as the key column compares values (NUMBER keys as numbers rounded to the column's
+//! scale: `1`, `"1"` and `1.0` are one key; see [`dialect::key_identity`]), the last row winning, before it
+//! is merged, and only the MERGE writes the table. The first batch of each run also checks the table for
+//! keys already stored more than once (by another writer) and refuses to write to it, naming some, rather
+//! than let one MERGE update several rows per key.
 //!
 //! Each batch:
 //! - is loaded into a session-private `TEMPORARY` staging table (created once per session and target, with
@@ -24,18 +28,29 @@
 //! whose hash changed, and describing the table at the start of a run uses `DESCRIBE TABLE` and
 //! `SHOW … KEYS`, which are metadata operations that do not start the warehouse.
 //!
-//! Batches of 2,000 rows or more load through the stage path instead where the server allows it: the rows
+//! The protocol side ([`client`]) retries HTTP 408/429/5xx answers and transport failures with backoff in
+//! the same session (a statement keeps its requestId, so Snowflake runs it once), renews an expired token
+//! while polling without sending the statement again, sets `STATEMENT_TIMEOUT_IN_SECONDS` and aborts a
+//! statement still running past it, and logs out a session it gives up after a failure (so that a
+//! transaction left open ends at once).
+//!
+//! Batches of 2,000 rows or more, or of more bound values than the official drivers bind inline (65,280),
+//! load through the stage path instead where the server allows it: the rows
 //! as a gzip-compressed CSV file ([`dialect::csv_rows`]) are PUT into the staging table's own stage and
 //! loaded with one COPY ([`dialect::put_file`], [`dialect::copy_into_stage`]) — two statements whatever the
-//! batch size. The upload itself is implemented for presigned URLs without client-side encryption (GCS
-//! stages with server-side encryption, and the local test server); where the PUT answers with S3 or Azure
-//! credentials or encryption material, the session falls back to the inserts for good.
+//! batch size. The upload is the one the PUT answer asks for, made as Snowflake's connectors make it
+//! (`client/upload.rs`): to S3, GCS or Azure, encrypted on the client with the answer's
+//! `encryptionMaterial`, or plain to a presigned URL; where the PUT or the upload fails, or the answer asks
+//! for something else, the session falls back to the inserts for good.
 //!
 //! The local test server (fakesnow behind `scripts/fakesnow_json.py`) speaks the same protocol on DuckDB;
-//! its shim answers "still running", result chunks and token expiry when a test asks for them. It does not
-//! check passwords or JWTs, and keeps stage files on local disk behind a presigned URL: the JWT (claims,
-//! RS256 signature, key fingerprint) is proved by the unit tests of [`auth`], and the S3/Azure uploads and
-//! client-side encryption of real internal stages are not implemented (those accounts load with inserts).
+//! its shim makes DuckDB behave as Snowflake where Sluice depends on it (keys not enforced, MERGE error
+//! 100090, quoted names matched exactly, `inf` binds refused) and injects the failures of a real service
+//! ("still running", result chunks, token expiry, HTTP 429/5xx) when a test asks for them. Its stages
+//! answer as S3 internal stages do, with an S3-protocol server (moto) behind them, and it decrypts what
+//! Sluice uploads there. It does not check passwords, JWTs or S3 signatures: the JWT (claims, RS256
+//! signature, key fingerprint) is proved by the unit tests of [`auth`], SigV4 and the GCS and Azure upload
+//! shapes by those of `client/upload.rs`.
 
 pub mod auth;
 pub mod client;
@@ -173,6 +188,13 @@ impl Destination for Snowflake {
         let before = self.statements();
         let mut s = self.session().await?;
         let result = s.session().upsert(conn, target, rows).await;
+        if let Err(e) = &result {
+            if crate::session::breaks_session(e) {
+                // The session is about to be dropped, maybe inside the batch's transaction: end it on the
+                // server too, so that its locks go now.
+                conn.logout(s.session()).await;
+            }
+        }
         let result = s.settle(result);
         tracing::debug!(
             table = %target.table.name,
