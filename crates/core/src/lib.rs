@@ -29,6 +29,7 @@ pub mod profile;
 pub mod raw;
 pub mod schedule;
 pub mod schema;
+pub mod source;
 pub mod sync;
 pub mod table;
 pub mod value;
