@@ -247,7 +247,14 @@ fn pipeline_spec(
     let spec = match crate::json::parse::<PipelineSpec>(Json_::Object(obj).to_string().as_bytes()) {
         Ok(spec) => spec,
         Err(e) => {
-            errors.merge(fields_of(e, ""));
+            for (path, message) in fields_of(e, "").iter() {
+                // serde lists the spec's fields; a workspace pipeline has `connection` in place of
+                // `destination` and `name`.
+                errors.add(
+                    path,
+                    message.replace("`destination`, `name`, ", "`connection`, "),
+                );
+            }
             return Err(errors);
         }
     };

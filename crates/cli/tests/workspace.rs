@@ -108,7 +108,7 @@ fn full_workspace(dir: &Path, schema: &str) -> std::path::PathBuf {
     std::fs::write(ws.join("secret.txt"), "file-secret\n").unwrap();
     std::fs::write(
         ws.join("1-model.yaml"),
-        "version: 1\ncustomer_model:\n  properties:\n    - {name: email, type: string}\n    - {name: country, type: string}\n    - {name: ltv, type: decimal(12,2), nullable: true}\n    - name: address\n      type: object\n      properties:\n        - {name: city, type: string}\n",
+        "version: 1\ncustomer_model:\n  properties:\n    - {name: email, type: string}\n    - {name: country, type: string}\n    - {name: ltv, type: \"decimal(12,2)\", nullable: true}\n    - name: address\n      type: object\n      properties:\n        - {name: city, type: string}\n",
     )
     .unwrap();
     std::fs::write(
@@ -234,7 +234,7 @@ fn validate_names_every_problem_at_its_file_line_column_and_path() {
         "bad/b.yaml:4:5: pipelines.P.connection: connection `Nowhere` is not described under `connections`",
         "bad/b.yaml:8:5: pipelines.P.schedule: ",
         "bad/b.yaml:12:12: pipelines.P.filter.conditions[0].property: ",
-        "bad/b.yaml:13:3: pipelines.Q: unknown field `bogus`",
+        "bad/b.yaml:18:5: pipelines.Q.bogus: unknown field `bogus`, expected one of `connection`, `description`",
     ] {
         assert!(err.contains(expected), "{expected}\nnot in:\n{err}");
     }
