@@ -297,9 +297,7 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FieldChange {
     pub path: String,
-    #[schema(value_type = Object)]
     pub before: Json_,
-    #[schema(value_type = Object)]
     pub after: Json_,
 }
 
