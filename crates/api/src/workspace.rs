@@ -1019,7 +1019,7 @@ mod tests {
             "pipelines.P.connection",
             "pipelines.P.schedule",
             "pipelines.P.filter.conditions[0].property",
-            "pipelines.Q",
+            "pipelines.Q.bogus",
         ] {
             assert!(e.get(path).is_some(), "{path} missing from {e:?}");
         }
