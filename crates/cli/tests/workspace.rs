@@ -532,6 +532,18 @@ fn an_apply_that_fails_half_way_changes_nothing() {
         ),
         before
     );
+
+    // A server that cannot be reached is a failure (1), told apart from invalid files (2).
+    let (code, out, err) = sluice(
+        dir.path(),
+        &["plan", ws.to_str().unwrap(), "--url", "http://127.0.0.1:9"],
+        &envs,
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("cannot reach Sluice at http://127.0.0.1:9"),
+        "{err}"
+    );
     pg_exec(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
 }
 
