@@ -212,19 +212,19 @@ fn pipeline_spec(
         return Err(errors);
     };
     let mut obj = obj.clone();
-    if obj.remove("name").is_some() {
+    if obj.shift_remove("name").is_some() {
         errors.add(
             "name",
             "a pipeline's name is its key under `pipelines`; remove this field",
         );
     }
-    if obj.remove("destination").is_some() {
+    if obj.shift_remove("destination").is_some() {
         errors.add(
             "destination",
             "name the pipeline's connection with `connection`",
         );
     }
-    let connection = match obj.remove("connection") {
+    let connection = match obj.shift_remove("connection") {
         Some(Json_::String(c)) if connections.contains(c.as_str()) => c,
         Some(Json_::String(c)) => {
             errors.add(
@@ -795,7 +795,7 @@ fn model_view(model: &Schema) -> Json_ {
         for p in props {
             let mut v = serde_json::to_value(p).unwrap_or_default();
             if let Some(obj) = v.as_object_mut() {
-                obj.remove("name");
+                obj.shift_remove("name");
                 if let Some(nested) = &p.properties {
                     obj.insert("properties".into(), level(nested));
                 }
@@ -823,8 +823,8 @@ fn connection_view(rec: &DestinationRecord) -> Json_ {
 fn pipeline_view(spec: &PipelineSpec, connection: &str) -> Json_ {
     let mut v = serde_json::to_value(spec).unwrap_or_default();
     if let Some(obj) = v.as_object_mut() {
-        obj.remove("name");
-        obj.remove("destination");
+        obj.shift_remove("name");
+        obj.shift_remove("destination");
         let mut out = Map::new();
         out.insert("connection".into(), Json_::String(connection.into()));
         out.extend(std::mem::take(obj));

@@ -105,7 +105,11 @@ fn pg_password() -> String {
 fn full_workspace(dir: &Path, schema: &str) -> std::path::PathBuf {
     let ws = dir.join("ws");
     std::fs::create_dir_all(&ws).unwrap();
-    std::fs::write(ws.join("secret.txt"), "file-secret\n").unwrap();
+    std::fs::write(
+        ws.join("webhook.txt"),
+        "https://hooks.example.com/from-file\n",
+    )
+    .unwrap();
     std::fs::write(
         ws.join("1-model.yaml"),
         "version: 1\ncustomer_model:\n  properties:\n    - {name: email, type: string}\n    - {name: country, type: string}\n    - {name: ltv, type: \"decimal(12,2)\", nullable: true}\n    - name: address\n      type: object\n      properties:\n        - {name: city, type: string}\n",
@@ -147,6 +151,7 @@ pipelines:
   Everyone nightly:
     connection: Warehouse
     enabled: false
+    alert_webhook: {file: webhook.txt}
     table: everyone
     key: id
     transformation:
@@ -321,6 +326,16 @@ fn export_apply_plan_round_trip_and_prune() {
         "https://hooks.example.com/T0/B0/abc"
     );
     assert_eq!(italians["reconcile_every"], "1d");
+    let nightly = pipelines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Everyone nightly")
+        .unwrap();
+    assert_eq!(
+        nightly["alert_webhook"],
+        "https://hooks.example.com/from-file"
+    );
 
     // Unchanged files: nothing to do, no timestamp moved, no audit entry.
     let stamps = |v: &Value| -> Vec<(Value, Value)> {
@@ -370,6 +385,10 @@ fn export_apply_plan_round_trip_and_prune() {
             "SLUICE_ITALIANS_ALERT_WEBHOOK",
             "https://hooks.example.com/T0/B0/abc",
         ),
+        (
+            "SLUICE_EVERYONE_NIGHTLY_ALERT_WEBHOOK",
+            "https://hooks.example.com/from-file",
+        ),
     ];
     let (code, out, err) = sluice(dir.path(), &["validate", exported.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -389,6 +408,16 @@ fn export_apply_plan_round_trip_and_prune() {
     // A change is shown field by field, then applied.
     let file = ws.join("3-pipelines.yaml");
     let original = std::fs::read_to_string(&file).unwrap();
+    // A change of the rows a pipeline writes asks for a dry run's counts under the pipeline.
+    // (This server has no `POST /v1/dry-runs` yet: where it has, the line gives the counts.)
+    std::fs::write(&file, original.replace("values: [IT]", "values: [IT, FR]")).unwrap();
+    let (code, out, err) = sluice(dir.path(), &["plan", ws_arg, "--url", &url], &envs);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("~ change pipeline `Italians`\n    filter.conditions: "),
+        "{out}"
+    );
+    assert!(out.contains("\n    rows of `Italians`"), "{out}");
     std::fs::write(&file, original.replace("schedule: 15m", "schedule: 1h")).unwrap();
     let (code, out, err) = sluice(dir.path(), &["plan", ws_arg, "--url", &url], &envs);
     assert_eq!(code, 0, "{out}\n{err}");

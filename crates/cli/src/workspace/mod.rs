@@ -248,10 +248,13 @@ pub async fn plan(args: &ClientArgs, path: &Path, prune: bool) -> Result<()> {
     if answer.changes.is_empty() {
         println!("No changes.");
     } else {
-        print!("{}", render(&answer, false));
-        for change in answer.changes.iter().filter(|c| c.rewrites_rows) {
-            print_row_counts(&client, &loaded, change).await;
+        for change in &answer.changes {
+            print!("{}", render_change(change, false));
+            if change.rewrites_rows {
+                print_row_counts(&client, &loaded, change).await;
+            }
         }
+        print!("{}", render_summary(&answer, false));
     }
     print!("{}", render_kept(&answer, prune));
     Ok(())
@@ -341,54 +344,55 @@ fn short(v: &Value) -> String {
     }
 }
 
-/// The changes, one block per object with a line per field.
+/// The changes, one block per object with a line per field, and the summary.
 pub fn render(answer: &ApplyAnswer, done: bool) -> String {
-    let mut out = String::new();
-    let (mut created, mut updated, mut deleted) = (0, 0, 0);
-    for c in &answer.changes {
-        let (sign, verb) = match (&c.action, done) {
-            (Action::Create, false) => ("+", "create"),
-            (Action::Update, false) => ("~", "change"),
-            (Action::Delete, false) => ("-", "delete"),
-            (Action::Create, true) => ("+", "created"),
-            (Action::Update, true) => ("~", "changed"),
-            (Action::Delete, true) => ("-", "deleted"),
-        };
-        match c.action {
-            Action::Create => created += 1,
-            Action::Update => updated += 1,
-            Action::Delete => deleted += 1,
-        }
-        out.push_str(&format!(
-            "{sign} {verb} {} `{}`\n",
-            kind_word(c.kind),
-            c.name
-        ));
-        for f in &c.fields {
-            let line = match c.action {
-                Action::Create => format!("    {}: {}\n", f.path, short(&f.after)),
-                Action::Delete => format!("    {}: {}\n", f.path, short(&f.before)),
-                Action::Update => format!(
-                    "    {}: {} → {}\n",
-                    f.path,
-                    short(&f.before),
-                    short(&f.after)
-                ),
-            };
-            out.push_str(&line);
-        }
-    }
-    out.push_str(&format!(
-        "{}: {created} to create, {updated} to change, {deleted} to delete.\n",
-        if done { "Applied" } else { "Plan" }
-    ));
-    if done {
-        out = out
-            .replace(" to create, ", " created, ")
-            .replace(" to change, ", " changed, ")
-            .replace(" to delete.", " deleted.");
+    let mut out: String = answer
+        .changes
+        .iter()
+        .map(|c| render_change(c, done))
+        .collect();
+    out.push_str(&render_summary(answer, done));
+    out
+}
+
+/// One object's change: a line saying what happens to it, then a line per field.
+fn render_change(c: &Change, done: bool) -> String {
+    let (sign, verb) = match (&c.action, done) {
+        (Action::Create, false) => ("+", "create"),
+        (Action::Update, false) => ("~", "change"),
+        (Action::Delete, false) => ("-", "delete"),
+        (Action::Create, true) => ("+", "created"),
+        (Action::Update, true) => ("~", "changed"),
+        (Action::Delete, true) => ("-", "deleted"),
+    };
+    let mut out = format!("{sign} {verb} {} `{}`\n", kind_word(c.kind), c.name);
+    for f in &c.fields {
+        out.push_str(&match c.action {
+            Action::Create => format!("    {}: {}\n", f.path, short(&f.after)),
+            Action::Delete => format!("    {}: {}\n", f.path, short(&f.before)),
+            Action::Update => format!(
+                "    {}: {} → {}\n",
+                f.path,
+                short(&f.before),
+                short(&f.after)
+            ),
+        });
     }
     out
+}
+
+fn render_summary(answer: &ApplyAnswer, done: bool) -> String {
+    let count = |a: Action| answer.changes.iter().filter(|c| c.action == a).count();
+    let (created, updated, deleted) = (
+        count(Action::Create),
+        count(Action::Update),
+        count(Action::Delete),
+    );
+    if done {
+        format!("Applied: {created} created, {updated} changed, {deleted} deleted.\n")
+    } else {
+        format!("Plan: {created} to create, {updated} to change, {deleted} to delete.\n")
+    }
 }
 
 fn render_kept(answer: &ApplyAnswer, prune: bool) -> String {
@@ -442,7 +446,7 @@ async fn row_counts(client: &Client, loaded: &Loaded, change: &Change) -> Result
         bail!("its connection `{connection}` is created by this workspace; apply first");
     };
     if let Some(obj) = spec.as_object_mut() {
-        obj.remove("connection");
+        obj.shift_remove("connection");
         obj.insert("destination".into(), json!(id));
         obj.insert("name".into(), json!(change.name));
     }

@@ -34,8 +34,8 @@ pub fn json_schema() -> Value {
         .cloned()
         .unwrap_or_else(|| json!({}));
     if let Some(props) = pipeline["properties"].as_object_mut() {
-        props.remove("destination");
-        props.remove("name");
+        props.shift_remove("destination");
+        props.shift_remove("name");
         let mut with_connection = Map::new();
         with_connection.insert(
             "connection".into(),
