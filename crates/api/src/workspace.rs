@@ -883,6 +883,13 @@ pub fn diff(before: &Json_, after: &Json_) -> Vec<FieldChange> {
                     );
                 }
             }
+            // A list that keeps its length is compared item by item (`filter.conditions[0].values`);
+            // one that grows or shrinks, whole.
+            (Json_::Array(x), Json_::Array(y)) if x.len() == y.len() => {
+                for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                    walk(&format!("{path}[{i}]"), va, vb, out);
+                }
+            }
             _ if a != b => out.push(FieldChange {
                 path: path.to_string(),
                 before: a.clone(),
@@ -1032,6 +1039,12 @@ mod tests {
         let d = diff(&a, &b);
         let paths: Vec<&str> = d.iter().map(|c| c.path.as_str()).collect();
         assert_eq!(paths, ["b.c", "b.d", "b.e"]);
+        let lists = diff(
+            &json!({"l": [{"v": ["IT"]}, 2]}),
+            &json!({"l": [{"v": ["IT", "FR"]}, 2]}),
+        );
+        assert_eq!(lists[0].path, "l[0].v");
+        assert_eq!(lists.len(), 1);
         assert_eq!(d[1].after, Json_::Null);
         assert!(diff(&a, &a).is_empty());
     }

@@ -414,7 +414,9 @@ fn export_apply_plan_round_trip_and_prune() {
     let (code, out, err) = sluice(dir.path(), &["plan", ws_arg, "--url", &url], &envs);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
-        out.contains("~ change pipeline `Italians`\n    filter.conditions: "),
+        out.contains(
+            "~ change pipeline `Italians`\n    filter.conditions[0].values: [\"IT\"] → [\"IT\",\"FR\"]\n"
+        ),
         "{out}"
     );
     assert!(out.contains("\n    rows of `Italians`"), "{out}");
