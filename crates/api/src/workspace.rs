@@ -757,31 +757,26 @@ async fn check_live(
             }
         }
     }
-    // A model change must not break the pipelines the workspace keeps without naming them.
-    if desired.model.is_some() {
-        for (rec, _) in plan
-            .kept
+    // A model change must not break the pipelines the workspace keeps without naming them (those it
+    // names were checked above against the new model), nor leave stored values invalid: the checks of
+    // `PUT /v1/profile-schema`, reported at the model's place in the files.
+    if let Some(new_model) = desired.model.as_ref().filter(|m| **m != current.model) {
+        let kept: Vec<PipelineRecord> = current
+            .pipelines
             .iter()
-            .filter(|k| k.kind == Kind::Pipeline)
-            .filter_map(|k| {
-                current
-                    .pipelines
+            .filter(|p| {
+                plan.kept
                     .iter()
-                    .find(|p| p.id == k.id)
-                    .map(|p| (p, k))
+                    .any(|k| k.kind == Kind::Pipeline && k.id == p.id)
             })
+            .cloned()
+            .collect();
+        if let Err(e) =
+            crate::schema::check_model_change(state, &current.model, new_model, &kept).await
         {
-            if let Err(e) = sluice_engine::validate::check_filter(rec.spec.filter.as_ref(), &model)
-            {
-                for (path, message) in e.iter() {
-                    errors.add(
-                        "customer_model",
-                        format!(
-                            "pipeline `{}`, which the files do not name, would break: {path}: {message}",
-                            rec.spec.name
-                        ),
-                    );
-                }
+            match e.fields {
+                Some(fields) => errors.merge_prefixed("customer_model", fields),
+                None => return Err(e),
             }
         }
     }

@@ -481,6 +481,37 @@ fn export_apply_plan_round_trip_and_prune() {
         .map(|p| p["name"].clone())
         .collect();
     assert_eq!(names, [json!("Italians"), json!("Everyone nightly")]);
+
+    // A model change that would break a pipeline the files no longer name (so it is kept) is refused,
+    // as `PUT /v1/profile-schema` refuses it, at the model's place in the files.
+    let pipelines_text = std::fs::read_to_string(&file).unwrap();
+    let only_nightly = format!(
+        "version: 1\npipelines:\n  Everyone nightly:{}",
+        pipelines_text.split("  Everyone nightly:").nth(1).unwrap()
+    );
+    std::fs::write(&file, only_nightly).unwrap();
+    let model = ws.join("1-model.yaml");
+    let model_text = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(
+        &model,
+        model_text.replace("    - {name: country, type: string}\n", ""),
+    )
+    .unwrap();
+    let (code, out, err) = sluice(dir.path(), &["apply", ws_arg, "--url", &url], &envs);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("1-model.yaml:")
+            && err.contains("customer_model.properties")
+            && err.contains("removing `country` would break pipeline `Italians`"),
+        "{err}"
+    );
+    assert_eq!(
+        get(&server, "/v1/pipelines")["pipelines"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     pg_exec(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
 }
 
