@@ -48,7 +48,7 @@ pub enum RoleDoc {
 pub const ADMIN_ID: &str = "admin";
 
 impl Principal {
-    pub(crate) fn admin() -> Principal {
+    pub fn admin() -> Principal {
         Principal {
             id: ADMIN_ID.into(),
             name: "admin token".into(),

@@ -121,7 +121,7 @@ fn check_name(name: &str, errors: &mut FieldErrors) {
     }
 }
 
-fn validate(kind: &str, name: &str, settings: &Json_) -> ApiResult<()> {
+pub(crate) fn validate(kind: &str, name: &str, settings: &Json_) -> ApiResult<()> {
     let mut errors = FieldErrors::new();
     check_name(name, &mut errors);
     if let Err(e) = sluice_destinations::validate_settings(kind, settings) {

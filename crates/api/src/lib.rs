@@ -37,6 +37,7 @@ mod schema;
 mod security;
 mod tokens;
 mod ui;
+pub mod workspace;
 
 pub use error::{ApiError, ApiResult};
 
@@ -240,6 +241,10 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(guard(&[change(Delete, Admin)], routes!(tokens::revoke)))
         .routes(guard(&[read(Get, Viewer)], routes!(tokens::me)))
         .routes(guard(&[read(Get, Admin)], routes!(audit::list)))
+        // Applying writes its own audit entry, and only when something changed: applying unchanged
+        // files is a no-op, also in the log.
+        .routes(guard(&[read(Get, Admin)], routes!(workspace::export)))
+        .routes(guard(&[read(Post, Admin)], routes!(workspace::apply)))
         .routes(guard(&[read(Get, Viewer)], routes!(openapi::document)))
 }
 
@@ -295,6 +300,11 @@ async fn limit_body(State(limits): State<BodyLimits>, mut req: Request, next: Ne
     req.extensions_mut().insert(BodyLimit(limit));
     let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
     next.run(req).await
+}
+
+/// The OpenAPI document `/v1/openapi.json` serves; its schemas also describe the workspace files.
+pub fn openapi_document() -> serde_json::Value {
+    openapi::build()
 }
 
 /// Generates an id with a readable prefix.

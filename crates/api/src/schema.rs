@@ -59,7 +59,24 @@ pub async fn put_schema(
 ) -> ApiResult<Json<SchemaWire>> {
     let new = Schema::from_wire(&wire).map_err(ApiError::invalid)?;
     let old = state.meta.get_schema().await?;
-    let changes = old.changes_to(&new);
+    let pipelines = state.meta.list_pipelines(None).await?;
+    let changes = check_model_change(&state, &old, &new, &pipelines).await?;
+    state.meta.put_schema(&new).await?;
+    tracing::info!(changes = changes.len(), "Customer Model updated");
+    Ok(Json(new.to_wire()))
+}
+
+/// Refuses a change of the Customer Model from `old` to `new` that would break one of `pipelines` (409
+/// `SchemaChangeBreaksPipeline`) or leave stored values invalid under a new or changed type (409
+/// `SchemaChangeBreaksData`), each problem at its property's field; answers the changes. Saving the model
+/// and applying a workspace both ask it.
+pub(crate) async fn check_model_change(
+    state: &AppState,
+    old: &Schema,
+    new: &Schema,
+    pipelines: &[sluice_store::PipelineRecord],
+) -> ApiResult<Vec<SchemaChange>> {
+    let changes = old.changes_to(new);
     let touched: Vec<&SchemaChange> = changes
         .iter()
         .filter(|c| !matches!(c, SchemaChange::Added { .. }))
@@ -68,8 +85,8 @@ pub async fn put_schema(
     // Pipelines reading a removed or retyped property would break: name them.
     let mut conflicts = FieldErrors::new();
     if !touched.is_empty() {
-        for p in state.meta.list_pipelines(None).await? {
-            let used = pipeline_paths(&p.spec, &old);
+        for p in pipelines {
+            let used = pipeline_paths(&p.spec, old);
             for change in &touched {
                 let path = change.path();
                 let hit = used
@@ -84,7 +101,7 @@ pub async fn put_schema(
                         SchemaChange::Added { .. } => unreachable!(),
                     };
                     conflicts.add(
-                        path_field(&new, path),
+                        path_field(new, path),
                         format!(
                             "{what} `{path}` would break pipeline `{}` ({}), which uses it",
                             p.spec.name, p.id
@@ -111,12 +128,12 @@ pub async fn put_schema(
         })
         .collect();
     if !to_check.is_empty() {
-        let bad = check_stored_values(&state, &to_check).await?;
+        let bad = check_stored_values(state, &to_check).await?;
         if !bad.is_empty() {
             let mut fields = FieldErrors::new();
             for (path, (count, samples)) in bad {
                 fields.add(
-                    path_field(&new, &path),
+                    path_field(new, &path),
                     format!(
                         "{count} stored profile(s) have values at `{path}` that are not valid for the new type \
                          (for example {}); fix or remove those values first",
@@ -130,9 +147,7 @@ pub async fn put_schema(
             return Err(e);
         }
     }
-    state.meta.put_schema(&new).await?;
-    tracing::info!(changes = changes.len(), "Customer Model updated");
-    Ok(Json(new.to_wire()))
+    Ok(changes)
 }
 
 /// The property paths a pipeline reads, found by compiling its mapping against a stand-in table whose

@@ -175,6 +175,9 @@ async fn every_route_answers_each_role_as_declared() {
         ("POST", "/v1/profiles", "editor"),
         ("GET", "/v1/profiles", "viewer"),
         ("GET", "/v1/me", "viewer"),
+        // The workspace holds connections (secrets go there) and replaces everything at once.
+        ("GET", "/v1/workspace", "admin"),
+        ("POST", "/v1/workspace/apply", "admin"),
     ] {
         assert_eq!(role_of(m, p), want, "{m} {p}");
     }

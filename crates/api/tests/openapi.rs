@@ -765,6 +765,33 @@ async fn every_answer_fits_the_document() {
         None,
     )
     .await;
+    // The workspace: exported, then planned and applied from a document (and an invalid one refused).
+    t.call("get", "/v1/workspace", "/v1/workspace", None).await;
+    let workspace = json!({"version": 1,
+        "connections": {"ws local": {"type": "sqlite", "settings": settings}},
+        "pipelines": {"ws pipeline": {"connection": "ws local", "table": "customers",
+            "key": "customer_id", "transformation": {"mapping": {"customer_id": "_id"}}}}});
+    t.call(
+        "post",
+        "/v1/workspace/apply",
+        "/v1/workspace/apply",
+        Some(json!({"workspace": workspace, "dry_run": true})),
+    )
+    .await;
+    t.call(
+        "post",
+        "/v1/workspace/apply",
+        "/v1/workspace/apply",
+        Some(json!({"workspace": workspace})),
+    )
+    .await;
+    t.call(
+        "post",
+        "/v1/workspace/apply",
+        "/v1/workspace/apply",
+        Some(json!({"workspace": {"version": 2}})),
+    )
+    .await;
     // Access: who am I, tokens (shown once, then listed without values), the audit log of the changes
     // above.
     t.call("get", "/v1/me", "/v1/me", None).await;

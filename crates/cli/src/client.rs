@@ -98,6 +98,33 @@ impl Client {
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
+
+    /// `method path`, answering the status and the JSON answer whatever the status: for callers that
+    /// read an error's fields themselves.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(reqwest::StatusCode, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach Sluice at {}: is `sluice serve` running?",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
 }
 
 pub async fn list_pipelines(args: &ClientArgs) -> Result<()> {

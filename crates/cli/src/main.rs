@@ -12,6 +12,7 @@ mod listener;
 mod quickstart;
 mod secrets;
 mod serve;
+mod workspace;
 
 use std::path::PathBuf;
 
@@ -101,6 +102,10 @@ pub struct ServerArgs {
     /// Refuse alert webhooks whose host is or resolves to a private, loopback or link-local address.
     #[arg(long, env = "SLUICE_DENY_PRIVATE_WEBHOOKS", default_value_t = false)]
     pub deny_private_webhooks: bool,
+    /// Workspace files (a YAML file or a folder of them) applied at start; the server does not start
+    /// when they do not apply.
+    #[arg(long, env = "SLUICE_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -164,6 +169,8 @@ enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    #[command(flatten)]
+    Workspace(workspace::Command),
 }
 
 #[derive(Subcommand)]
@@ -305,6 +312,7 @@ fn main() -> std::process::ExitCode {
                 secrets::generate_key();
                 Ok(())
             }
+            Command::Workspace(command) => command.run().await,
         }
     });
     match result {

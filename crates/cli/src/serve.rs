@@ -265,6 +265,9 @@ pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
         .with_metrics_token_required(args.metrics_token_required)
         .with_loopback_hosts_only(addr.ip().is_loopback())
         .with_body_limits(body_limits);
+    if let Some(path) = &args.workspace {
+        crate::workspace::apply_at_start(&state, path).await?;
+    }
     let app = sluice_api::router(state);
     println!("Sluice is serving on {scheme}://{addr} (UI at /, API at /v1)");
     if generated {

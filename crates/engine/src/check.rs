@@ -48,6 +48,18 @@ pub async fn check_pipeline(
         }
         return Err(EngineError::invalid("", e));
     };
+    let schema = meta.get_schema().await?;
+    check_pipeline_with(destination, schema, spec, limits).await
+}
+
+/// [`check_pipeline`] against a destination and a Customer Model given rather than stored: a workspace
+/// checks its pipelines against the connections and the model it is about to save, before saving any.
+pub async fn check_pipeline_with(
+    destination: DestinationRecord,
+    schema: Schema,
+    spec: &PipelineSpec,
+    limits: Limits,
+) -> Result<Fitted> {
     let client =
         sluice_destinations::open(&destination.kind, &destination.settings).map_err(|e| {
             let mut f = FieldErrors::new();
@@ -60,7 +72,6 @@ pub async fn check_pipeline(
             );
             EngineError::invalid("", f)
         })?;
-    let schema = meta.get_schema().await?;
     let table = if spec.table.trim().is_empty() {
         None
     } else {

@@ -67,7 +67,7 @@ use sluice_store::{
 };
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
-pub use check::{check_change, check_pipeline, Fitted};
+pub use check::{check_change, check_pipeline, check_pipeline_with, Fitted};
 pub use error::{EngineError, ErrorKind};
 pub use run::dry::{
     ColumnChange, DeleteSample, DryReport, DryRunRecord, InsertSample, UpdateSample,

@@ -32,6 +32,27 @@ pub struct PipelineRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Several catalog changes made together by [`Catalog::apply_changes`], in the order of the fields:
+/// pipelines are deleted before others take their names, and destinations after their pipelines left.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogChanges {
+    pub schema: Option<Schema>,
+    pub insert_destinations: Vec<DestinationRecord>,
+    pub update_destinations: Vec<DestinationRecord>,
+    /// Pipeline ids.
+    pub delete_pipelines: Vec<String>,
+    pub update_pipelines: Vec<PipelineRecord>,
+    pub insert_pipelines: Vec<PipelineRecord>,
+    /// Destination ids.
+    pub delete_destinations: Vec<String>,
+}
+
+impl CatalogChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == CatalogChanges::default()
+    }
+}
+
 /// What the user configured: the Customer Model, destinations and pipelines. Names are unique as
 /// written (case-sensitive).
 #[async_trait]
@@ -66,4 +87,9 @@ pub trait Catalog: Send + Sync {
     async fn update_pipeline(&self, rec: &PipelineRecord) -> Result<()>;
     /// Deletes the pipeline with its runs and sync state; `Ok(false)` when absent.
     async fn delete_pipeline(&self, id: &str) -> Result<bool>;
+
+    /// Makes every change of `changes` in one transaction: all of them, or (on the first error, with the
+    /// error each single method would give, absent records being `NotFound`) none. A workspace applied
+    /// from files is never left half-applied.
+    async fn apply_changes(&self, changes: &CatalogChanges) -> Result<()>;
 }

@@ -2,12 +2,14 @@
 
 use async_trait::async_trait;
 use sluice_core::Schema;
-use tokio_postgres::Row;
+use tokio_postgres::{GenericClient, Row};
 
 use super::pool::{get, pg_error, rows_to, violation, Violation};
 use super::PgMetadata;
 use crate::codec;
-use crate::{Catalog, DestinationRecord, PipelineRecord, Result, SecretBox, StoreError};
+use crate::{
+    Catalog, CatalogChanges, DestinationRecord, PipelineRecord, Result, SecretBox, StoreError,
+};
 
 const DESTINATION_COLUMNS: &str = "id, name, kind, settings::text, created_at, updated_at";
 
@@ -64,6 +66,145 @@ fn pipeline_conflict(e: tokio_postgres::Error, rec: &PipelineRecord) -> StoreErr
     }
 }
 
+// Each write below is one statement on a client or a transaction, so that the single-change methods and
+// `apply_changes` (many in one transaction) share it.
+
+async fn put_schema_on(c: &impl GenericClient, model: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO sluice_customer_model (id, model, updated_at) VALUES (1, $1::text::json, $2)
+         ON CONFLICT (id) DO UPDATE SET model = EXCLUDED.model, updated_at = EXCLUDED.updated_at",
+        &[&model, &codec::now()],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+async fn insert_destination_on(
+    c: &impl GenericClient,
+    rec: &DestinationRecord,
+    sealed: &str,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO sluice_destinations (id, name, kind, settings, created_at, updated_at)
+         VALUES ($1, $2, $3, $4::text::json, $5, $6)",
+        &[
+            &rec.id,
+            &rec.name,
+            &rec.kind,
+            &sealed,
+            &rec.created_at,
+            &rec.updated_at,
+        ],
+    )
+    .await
+    .map_err(|e| destination_conflict(e, rec))?;
+    Ok(())
+}
+
+async fn update_destination_on(
+    c: &impl GenericClient,
+    rec: &DestinationRecord,
+    sealed: &str,
+) -> Result<()> {
+    let n = c
+        .execute(
+            "UPDATE sluice_destinations SET name = $2, kind = $3, settings = $4::text::json, updated_at = $5
+             WHERE id = $1",
+            &[&rec.id, &rec.name, &rec.kind, &sealed, &rec.updated_at],
+        )
+        .await
+        .map_err(|e| destination_conflict(e, rec))?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!(
+            "destination `{}` does not exist",
+            rec.id
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes a destination no pipeline uses; call inside a transaction.
+async fn delete_destination_on(c: &impl GenericClient, id: &str) -> Result<bool> {
+    // Locking the destination row makes a concurrent insert_pipeline (whose foreign key check takes a
+    // share lock on it) wait, so no pipeline can appear between the check and the delete.
+    let exists = c
+        .query_opt(
+            "SELECT 1 FROM sluice_destinations WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(pg_error)?
+        .is_some();
+    if !exists {
+        return Ok(false);
+    }
+    let users: Vec<String> = c
+        .query(
+            "SELECT name FROM sluice_pipelines WHERE destination = $1 ORDER BY created_at, seq",
+            &[&id],
+        )
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(|r| get(r, 0))
+        .collect::<Result<_>>()?;
+    if !users.is_empty() {
+        return Err(codec::in_use(&users));
+    }
+    c.execute("DELETE FROM sluice_destinations WHERE id = $1", &[&id])
+        .await
+        .map_err(pg_error)?;
+    Ok(true)
+}
+
+async fn insert_pipeline_on(c: &impl GenericClient, rec: &PipelineRecord) -> Result<()> {
+    let spec = codec::spec_to_json(&rec.spec);
+    c.execute(
+        "INSERT INTO sluice_pipelines (id, destination, name, spec, created_at, updated_at)
+         VALUES ($1, $2, $3, $4::text::json, $5, $6)",
+        &[
+            &rec.id,
+            &rec.spec.destination,
+            &rec.spec.name,
+            &spec,
+            &rec.created_at,
+            &rec.updated_at,
+        ],
+    )
+    .await
+    .map_err(|e| pipeline_conflict(e, rec))?;
+    Ok(())
+}
+
+async fn update_pipeline_on(c: &impl GenericClient, rec: &PipelineRecord) -> Result<()> {
+    let spec = codec::spec_to_json(&rec.spec);
+    let n = c
+        .execute(
+            "UPDATE sluice_pipelines SET destination = $2, name = $3, spec = $4::text::json, updated_at = $5
+             WHERE id = $1",
+            &[&rec.id, &rec.spec.destination, &rec.spec.name, &spec, &rec.updated_at],
+        )
+        .await
+        .map_err(|e| pipeline_conflict(e, rec))?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!(
+            "pipeline `{}` does not exist",
+            rec.id
+        )));
+    }
+    Ok(())
+}
+
+async fn delete_pipeline_on(c: &impl GenericClient, id: &str) -> Result<bool> {
+    // Runs and sync state go with it through ON DELETE CASCADE.
+    let n = c
+        .execute("DELETE FROM sluice_pipelines WHERE id = $1", &[&id])
+        .await
+        .map_err(pg_error)?;
+    Ok(n > 0)
+}
+
 #[async_trait]
 impl Catalog for PgMetadata {
     async fn get_schema(&self) -> Result<Schema> {
@@ -84,14 +225,7 @@ impl Catalog for PgMetadata {
     async fn put_schema(&self, schema: &Schema) -> Result<()> {
         let model = codec::schema_to_json(schema);
         let conn = self.pool.get().await?;
-        conn.execute(
-            "INSERT INTO sluice_customer_model (id, model, updated_at) VALUES (1, $1::text::json, $2)
-             ON CONFLICT (id) DO UPDATE SET model = EXCLUDED.model, updated_at = EXCLUDED.updated_at",
-            &[&model, &codec::now()],
-        )
-        .await
-        .map_err(pg_error)?;
-        Ok(())
+        put_schema_on(&*conn, &model).await
     }
 
     async fn list_destinations(&self) -> Result<Vec<DestinationRecord>> {
@@ -117,43 +251,15 @@ impl Catalog for PgMetadata {
     }
 
     async fn insert_destination(&self, rec: &DestinationRecord) -> Result<()> {
-        let settings = codec::seal_settings(&self.secrets, &rec.settings)?;
+        let sealed = codec::seal_settings(&self.secrets, &rec.settings)?;
         let conn = self.pool.get().await?;
-        conn.execute(
-            "INSERT INTO sluice_destinations (id, name, kind, settings, created_at, updated_at)
-             VALUES ($1, $2, $3, $4::text::json, $5, $6)",
-            &[
-                &rec.id,
-                &rec.name,
-                &rec.kind,
-                &settings,
-                &rec.created_at,
-                &rec.updated_at,
-            ],
-        )
-        .await
-        .map_err(|e| destination_conflict(e, rec))?;
-        Ok(())
+        insert_destination_on(&*conn, rec, &sealed).await
     }
 
     async fn update_destination(&self, rec: &DestinationRecord) -> Result<()> {
-        let settings = codec::seal_settings(&self.secrets, &rec.settings)?;
+        let sealed = codec::seal_settings(&self.secrets, &rec.settings)?;
         let conn = self.pool.get().await?;
-        let n = conn
-            .execute(
-                "UPDATE sluice_destinations SET name = $2, kind = $3, settings = $4::text::json, updated_at = $5
-                 WHERE id = $1",
-                &[&rec.id, &rec.name, &rec.kind, &settings, &rec.updated_at],
-            )
-            .await
-            .map_err(|e| destination_conflict(e, rec))?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!(
-                "destination `{}` does not exist",
-                rec.id
-            )));
-        }
-        Ok(())
+        update_destination_on(&*conn, rec, &sealed).await
     }
 
     async fn reseal_secrets(&self, new: &SecretBox) -> Result<usize> {
@@ -186,37 +292,9 @@ impl Catalog for PgMetadata {
     async fn delete_destination(&self, id: &str) -> Result<bool> {
         let mut conn = self.pool.get().await?;
         let tx = conn.transaction().await.map_err(pg_error)?;
-        // Locking the destination row makes a concurrent insert_pipeline (whose foreign key check takes a
-        // share lock on it) wait, so no pipeline can appear between the check and the delete.
-        let exists = tx
-            .query_opt(
-                "SELECT 1 FROM sluice_destinations WHERE id = $1 FOR UPDATE",
-                &[&id],
-            )
-            .await
-            .map_err(pg_error)?
-            .is_some();
-        if !exists {
-            return Ok(false);
-        }
-        let users: Vec<String> = tx
-            .query(
-                "SELECT name FROM sluice_pipelines WHERE destination = $1 ORDER BY created_at, seq",
-                &[&id],
-            )
-            .await
-            .map_err(pg_error)?
-            .iter()
-            .map(|r| get(r, 0))
-            .collect::<Result<_>>()?;
-        if !users.is_empty() {
-            return Err(codec::in_use(&users));
-        }
-        tx.execute("DELETE FROM sluice_destinations WHERE id = $1", &[&id])
-            .await
-            .map_err(pg_error)?;
+        let deleted = delete_destination_on(&tx, id).await?;
         tx.commit().await.map_err(pg_error)?;
-        Ok(true)
+        Ok(deleted)
     }
 
     async fn list_pipelines(&self, destination: Option<&str>) -> Result<Vec<PipelineRecord>> {
@@ -250,52 +328,60 @@ impl Catalog for PgMetadata {
     }
 
     async fn insert_pipeline(&self, rec: &PipelineRecord) -> Result<()> {
-        let spec = codec::spec_to_json(&rec.spec);
         let conn = self.pool.get().await?;
-        conn.execute(
-            "INSERT INTO sluice_pipelines (id, destination, name, spec, created_at, updated_at)
-             VALUES ($1, $2, $3, $4::text::json, $5, $6)",
-            &[
-                &rec.id,
-                &rec.spec.destination,
-                &rec.spec.name,
-                &spec,
-                &rec.created_at,
-                &rec.updated_at,
-            ],
-        )
-        .await
-        .map_err(|e| pipeline_conflict(e, rec))?;
-        Ok(())
+        insert_pipeline_on(&*conn, rec).await
     }
 
     async fn update_pipeline(&self, rec: &PipelineRecord) -> Result<()> {
-        let spec = codec::spec_to_json(&rec.spec);
         let conn = self.pool.get().await?;
-        let n = conn
-            .execute(
-                "UPDATE sluice_pipelines SET destination = $2, name = $3, spec = $4::text::json, updated_at = $5
-                 WHERE id = $1",
-                &[&rec.id, &rec.spec.destination, &rec.spec.name, &spec, &rec.updated_at],
-            )
-            .await
-            .map_err(|e| pipeline_conflict(e, rec))?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!(
-                "pipeline `{}` does not exist",
-                rec.id
-            )));
-        }
-        Ok(())
+        update_pipeline_on(&*conn, rec).await
     }
 
     async fn delete_pipeline(&self, id: &str) -> Result<bool> {
         let conn = self.pool.get().await?;
-        // Runs and sync state go with it through ON DELETE CASCADE.
-        let n = conn
-            .execute("DELETE FROM sluice_pipelines WHERE id = $1", &[&id])
-            .await
-            .map_err(pg_error)?;
-        Ok(n > 0)
+        delete_pipeline_on(&*conn, id).await
+    }
+
+    async fn apply_changes(&self, changes: &CatalogChanges) -> Result<()> {
+        let seal = |recs: &[DestinationRecord]| -> Result<Vec<String>> {
+            recs.iter()
+                .map(|r| codec::seal_settings(&self.secrets, &r.settings))
+                .collect()
+        };
+        let inserts = seal(&changes.insert_destinations)?;
+        let updates = seal(&changes.update_destinations)?;
+        let mut conn = self.pool.get().await?;
+        // Dropped without a commit on any error: PostgreSQL rolls the whole of it back.
+        let tx = conn.transaction().await.map_err(pg_error)?;
+        if let Some(schema) = &changes.schema {
+            put_schema_on(&tx, &codec::schema_to_json(schema)).await?;
+        }
+        for (rec, sealed) in changes.insert_destinations.iter().zip(&inserts) {
+            insert_destination_on(&tx, rec, sealed).await?;
+        }
+        for (rec, sealed) in changes.update_destinations.iter().zip(&updates) {
+            update_destination_on(&tx, rec, sealed).await?;
+        }
+        for id in &changes.delete_pipelines {
+            if !delete_pipeline_on(&tx, id).await? {
+                return Err(StoreError::NotFound(format!(
+                    "pipeline `{id}` does not exist"
+                )));
+            }
+        }
+        for rec in &changes.update_pipelines {
+            update_pipeline_on(&tx, rec).await?;
+        }
+        for rec in &changes.insert_pipelines {
+            insert_pipeline_on(&tx, rec).await?;
+        }
+        for id in &changes.delete_destinations {
+            if !delete_destination_on(&tx, id).await? {
+                return Err(StoreError::NotFound(format!(
+                    "destination `{id}` does not exist"
+                )));
+            }
+        }
+        tx.commit().await.map_err(pg_error)
     }
 }

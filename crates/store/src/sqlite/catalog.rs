@@ -1,13 +1,15 @@
 //! The Customer Model, destinations and pipelines.
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sluice_core::Schema;
 
 use super::db::{collect, micros, sql_error, time, violation, Violation};
 use super::SqliteMetadata;
 use crate::codec;
-use crate::{Catalog, DestinationRecord, PipelineRecord, Result, SecretBox, StoreError};
+use crate::{
+    Catalog, CatalogChanges, DestinationRecord, PipelineRecord, Result, SecretBox, StoreError,
+};
 
 const DESTINATION_COLUMNS: &str = "id, name, kind, settings, created_at, updated_at";
 
@@ -68,6 +70,121 @@ fn pipeline_conflict(e: rusqlite::Error, rec: &PipelineRecord) -> StoreError {
     }
 }
 
+// Each write below is one statement on a connection, so that the single-change methods and
+// `apply_changes` (many in one transaction) share it.
+
+fn put_schema_on(c: &Connection, model: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO customer_model (id, model, updated_at) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at",
+        params![model, codec::now().timestamp_micros()],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+fn insert_destination_on(c: &Connection, rec: &DestinationRecord, sealed: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO destinations (id, name, kind, settings, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            rec.id,
+            rec.name,
+            rec.kind,
+            sealed,
+            micros(&rec.created_at),
+            micros(&rec.updated_at)
+        ],
+    )
+    .map_err(|e| destination_conflict(e, rec))?;
+    Ok(())
+}
+
+fn update_destination_on(c: &Connection, rec: &DestinationRecord, sealed: &str) -> Result<()> {
+    let n = c
+        .execute(
+            "UPDATE destinations SET name = ?2, kind = ?3, settings = ?4, updated_at = ?5 WHERE id = ?1",
+            params![rec.id, rec.name, rec.kind, sealed, micros(&rec.updated_at)],
+        )
+        .map_err(|e| destination_conflict(e, rec))?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!(
+            "destination `{}` does not exist",
+            rec.id
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes a destination no pipeline uses; call inside a transaction (the check and the delete go
+/// together).
+fn delete_destination_on(c: &Connection, id: &str) -> Result<bool> {
+    let users = {
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT name FROM pipelines WHERE destination = ?1 ORDER BY created_at, seq",
+            )
+            .map_err(sql_error)?;
+        collect(&mut stmt, [id], |r| {
+            r.get::<_, String>(0).map_err(sql_error)
+        })?
+    };
+    if !users.is_empty() {
+        return Err(codec::in_use(&users));
+    }
+    let n = c
+        .execute("DELETE FROM destinations WHERE id = ?1", [id])
+        .map_err(sql_error)?;
+    Ok(n > 0)
+}
+
+fn insert_pipeline_on(c: &Connection, rec: &PipelineRecord) -> Result<()> {
+    c.execute(
+        "INSERT INTO pipelines (id, destination, name, spec, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            rec.id,
+            rec.spec.destination,
+            rec.spec.name,
+            codec::spec_to_json(&rec.spec),
+            micros(&rec.created_at),
+            micros(&rec.updated_at)
+        ],
+    )
+    .map_err(|e| pipeline_conflict(e, rec))?;
+    Ok(())
+}
+
+fn update_pipeline_on(c: &Connection, rec: &PipelineRecord) -> Result<()> {
+    let n = c
+        .execute(
+            "UPDATE pipelines SET destination = ?2, name = ?3, spec = ?4, updated_at = ?5 WHERE id = ?1",
+            params![
+                rec.id,
+                rec.spec.destination,
+                rec.spec.name,
+                codec::spec_to_json(&rec.spec),
+                micros(&rec.updated_at)
+            ],
+        )
+        .map_err(|e| pipeline_conflict(e, rec))?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!(
+            "pipeline `{}` does not exist",
+            rec.id
+        )));
+    }
+    Ok(())
+}
+
+fn delete_pipeline_on(c: &Connection, id: &str) -> Result<bool> {
+    // Runs and sync state go with it through ON DELETE CASCADE.
+    let n = c
+        .execute("DELETE FROM pipelines WHERE id = ?1", [id])
+        .map_err(sql_error)?;
+    Ok(n > 0)
+}
+
 #[async_trait]
 impl Catalog for SqliteMetadata {
     async fn get_schema(&self) -> Result<Schema> {
@@ -86,17 +203,7 @@ impl Catalog for SqliteMetadata {
 
     async fn put_schema(&self, schema: &Schema) -> Result<()> {
         let model = codec::schema_to_json(schema);
-        self.db
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO customer_model (id, model, updated_at) VALUES (1, ?1, ?2)
-                     ON CONFLICT (id) DO UPDATE SET model = excluded.model, updated_at = excluded.updated_at",
-                    params![model, codec::now().timestamp_micros()],
-                )
-                .map_err(sql_error)?;
-                Ok(())
-            })
-            .await
+        self.db.write(move |c| put_schema_on(c, &model)).await
     }
 
     async fn list_destinations(&self) -> Result<Vec<DestinationRecord>> {
@@ -128,44 +235,18 @@ impl Catalog for SqliteMetadata {
     }
 
     async fn insert_destination(&self, rec: &DestinationRecord) -> Result<()> {
-        let settings = codec::seal_settings(&self.secrets, &rec.settings)?;
+        let sealed = codec::seal_settings(&self.secrets, &rec.settings)?;
         let rec = rec.clone();
         self.db
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO destinations (id, name, kind, settings, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        rec.id,
-                        rec.name,
-                        rec.kind,
-                        settings,
-                        micros(&rec.created_at),
-                        micros(&rec.updated_at)
-                    ],
-                )
-                .map_err(|e| destination_conflict(e, &rec))?;
-                Ok(())
-            })
+            .write(move |c| insert_destination_on(c, &rec, &sealed))
             .await
     }
 
     async fn update_destination(&self, rec: &DestinationRecord) -> Result<()> {
-        let settings = codec::seal_settings(&self.secrets, &rec.settings)?;
+        let sealed = codec::seal_settings(&self.secrets, &rec.settings)?;
         let rec = rec.clone();
         self.db
-            .write(move |c| {
-                let n = c
-                    .execute(
-                        "UPDATE destinations SET name = ?2, kind = ?3, settings = ?4, updated_at = ?5 WHERE id = ?1",
-                        params![rec.id, rec.name, rec.kind, settings, micros(&rec.updated_at)],
-                    )
-                    .map_err(|e| destination_conflict(e, &rec))?;
-                if n == 0 {
-                    return Err(StoreError::NotFound(format!("destination `{}` does not exist", rec.id)));
-                }
-                Ok(())
-            })
+            .write(move |c| update_destination_on(c, &rec, &sealed))
             .await
     }
 
@@ -207,19 +288,12 @@ impl Catalog for SqliteMetadata {
         let id = id.to_owned();
         self.db
             .write(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-                let users = {
-                    let mut stmt = tx
-                        .prepare_cached("SELECT name FROM pipelines WHERE destination = ?1 ORDER BY created_at, seq")
-                        .map_err(sql_error)?;
-                    collect(&mut stmt, [&id], |r| r.get::<_, String>(0).map_err(sql_error))?
-                };
-                if !users.is_empty() {
-                    return Err(codec::in_use(&users));
-                }
-                let n = tx.execute("DELETE FROM destinations WHERE id = ?1", [&id]).map_err(sql_error)?;
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql_error)?;
+                let deleted = delete_destination_on(&tx, &id)?;
                 tx.commit().map_err(sql_error)?;
-                Ok(n > 0)
+                Ok(deleted)
             })
             .await
     }
@@ -262,55 +336,65 @@ impl Catalog for SqliteMetadata {
 
     async fn insert_pipeline(&self, rec: &PipelineRecord) -> Result<()> {
         let rec = rec.clone();
-        let spec = codec::spec_to_json(&rec.spec);
-        self.db
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO pipelines (id, destination, name, spec, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        rec.id,
-                        rec.spec.destination,
-                        rec.spec.name,
-                        spec,
-                        micros(&rec.created_at),
-                        micros(&rec.updated_at)
-                    ],
-                )
-                .map_err(|e| pipeline_conflict(e, &rec))?;
-                Ok(())
-            })
-            .await
+        self.db.write(move |c| insert_pipeline_on(c, &rec)).await
     }
 
     async fn update_pipeline(&self, rec: &PipelineRecord) -> Result<()> {
         let rec = rec.clone();
-        let spec = codec::spec_to_json(&rec.spec);
-        self.db
-            .write(move |c| {
-                let n = c
-                    .execute(
-                        "UPDATE pipelines SET destination = ?2, name = ?3, spec = ?4, updated_at = ?5 WHERE id = ?1",
-                        params![rec.id, rec.spec.destination, rec.spec.name, spec, micros(&rec.updated_at)],
-                    )
-                    .map_err(|e| pipeline_conflict(e, &rec))?;
-                if n == 0 {
-                    return Err(StoreError::NotFound(format!("pipeline `{}` does not exist", rec.id)));
-                }
-                Ok(())
-            })
-            .await
+        self.db.write(move |c| update_pipeline_on(c, &rec)).await
     }
 
     async fn delete_pipeline(&self, id: &str) -> Result<bool> {
         let id = id.to_owned();
+        self.db.write(move |c| delete_pipeline_on(c, &id)).await
+    }
+
+    async fn apply_changes(&self, changes: &CatalogChanges) -> Result<()> {
+        // Secrets are sealed before the transaction, so nothing slow or fallible runs inside it but SQL.
+        let seal = |recs: &[DestinationRecord]| -> Result<Vec<(DestinationRecord, String)>> {
+            recs.iter()
+                .map(|r| Ok((r.clone(), codec::seal_settings(&self.secrets, &r.settings)?)))
+                .collect()
+        };
+        let inserts = seal(&changes.insert_destinations)?;
+        let updates = seal(&changes.update_destinations)?;
+        let model = changes.schema.as_ref().map(codec::schema_to_json);
+        let changes = changes.clone();
         self.db
             .write(move |c| {
-                // Runs and sync state go with it through ON DELETE CASCADE.
-                let n = c
-                    .execute("DELETE FROM pipelines WHERE id = ?1", [&id])
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql_error)?;
-                Ok(n > 0)
+                if let Some(model) = &model {
+                    put_schema_on(&tx, model)?;
+                }
+                for (rec, sealed) in &inserts {
+                    insert_destination_on(&tx, rec, sealed)?;
+                }
+                for (rec, sealed) in &updates {
+                    update_destination_on(&tx, rec, sealed)?;
+                }
+                for id in &changes.delete_pipelines {
+                    if !delete_pipeline_on(&tx, id)? {
+                        return Err(StoreError::NotFound(format!(
+                            "pipeline `{id}` does not exist"
+                        )));
+                    }
+                }
+                for rec in &changes.update_pipelines {
+                    update_pipeline_on(&tx, rec)?;
+                }
+                for rec in &changes.insert_pipelines {
+                    insert_pipeline_on(&tx, rec)?;
+                }
+                for id in &changes.delete_destinations {
+                    if !delete_destination_on(&tx, id)? {
+                        return Err(StoreError::NotFound(format!(
+                            "destination `{id}` does not exist"
+                        )));
+                    }
+                }
+                tx.commit().map_err(sql_error)
             })
             .await
     }

@@ -436,3 +436,83 @@ pub async fn deleting_a_pipeline_cascades(env: &Env) {
     assert!(store.get_run("r3").await.unwrap().is_some());
     assert_eq!(store.sync_count("p2").await.unwrap(), 1);
 }
+
+pub async fn apply_changes_is_all_or_nothing(env: &Env) {
+    use sluice_store::CatalogChanges;
+    let store = env.metadata(SecretBox::generate()).await;
+    let kept = destination("d-kept", "Kept", 0);
+    let gone = destination("d-gone", "Gone", 1);
+    store.insert_destination(&kept).await.unwrap();
+    store.insert_destination(&gone).await.unwrap();
+    let old = pipeline("p-old", "d-gone", "Old", 2);
+    let moved = pipeline("p-moved", "d-kept", "Moved", 3);
+    store.insert_pipeline(&old).await.unwrap();
+    store.insert_pipeline(&moved).await.unwrap();
+    let snapshot = (
+        store.get_schema().await.unwrap(),
+        store.list_destinations().await.unwrap(),
+        store.list_pipelines(None).await.unwrap(),
+    );
+
+    let new_dest = destination("d-new", "New", 4);
+    let mut changed = kept.clone();
+    changed.settings["password"] = json!("changed secret");
+    changed.updated_at = at(5);
+    let mut moved_to_new = moved.clone();
+    moved_to_new.spec.destination = "d-new".into();
+    moved_to_new.updated_at = at(5);
+    // The old pipeline's name is free once it is deleted in the same change.
+    let reuse = pipeline("p-reuse", "d-new", "Old", 6);
+    let schema: SchemaWire =
+        serde_json::from_value(json!({"properties": [{"name": "email", "type": "string"}]}))
+            .unwrap();
+    let mut changes = CatalogChanges {
+        schema: Some(Schema::from_wire(&schema).unwrap()),
+        insert_destinations: vec![new_dest.clone()],
+        update_destinations: vec![changed.clone()],
+        delete_pipelines: vec!["p-old".into()],
+        update_pipelines: vec![moved_to_new.clone()],
+        insert_pipelines: vec![reuse.clone(), pipeline("p-bad", "d-missing", "Bad", 7)],
+        delete_destinations: vec!["d-gone".into()],
+    };
+
+    // The last pipeline names a destination that does not exist: nothing happened, the earlier
+    // changes of the same call included.
+    not_found(store.apply_changes(&changes).await);
+    let now = (
+        store.get_schema().await.unwrap(),
+        store.list_destinations().await.unwrap(),
+        store.list_pipelines(None).await.unwrap(),
+    );
+    assert_eq!(now, snapshot);
+
+    // A destination still in use (by a pipeline the change keeps) refuses the whole change too.
+    changes.insert_pipelines.pop();
+    changes.delete_destinations = vec!["d-kept".into()];
+    changes.update_pipelines.clear();
+    changes
+        .insert_pipelines
+        .push(pipeline("p-stays", "d-kept", "Stays", 8));
+    conflict(store.apply_changes(&changes).await);
+    assert_eq!(store.list_destinations().await.unwrap(), snapshot.1);
+    assert_eq!(store.list_pipelines(None).await.unwrap(), snapshot.2);
+
+    // All of it together.
+    changes.insert_pipelines = vec![reuse.clone()];
+    changes.update_pipelines = vec![moved_to_new.clone()];
+    changes.delete_destinations = vec!["d-gone".into()];
+    store.apply_changes(&changes).await.unwrap();
+    assert_eq!(
+        store.get_schema().await.unwrap(),
+        changes.schema.clone().unwrap()
+    );
+    assert_eq!(
+        store.list_destinations().await.unwrap(),
+        vec![changed, new_dest]
+    );
+    assert_eq!(
+        store.list_pipelines(None).await.unwrap(),
+        vec![moved_to_new, reuse]
+    );
+    assert!(CatalogChanges::default().is_empty() && !changes.is_empty());
+}

@@ -47,6 +47,7 @@ suite!(
     catalog::destination_in_use_is_not_deleted,
     catalog::pipelines_crud_and_conflicts,
     catalog::deleting_a_pipeline_cascades,
+    catalog::apply_changes_is_all_or_nothing,
     runs::runs_lifecycle_and_pagination,
     runs::run_progress_never_overwrites_a_finished_run,
     runs::dry_runs_are_kept_apart_and_expire,
