@@ -408,8 +408,8 @@ fn export_apply_plan_round_trip_and_prune() {
     // A change is shown field by field, then applied.
     let file = ws.join("3-pipelines.yaml");
     let original = std::fs::read_to_string(&file).unwrap();
-    // A change of the rows a pipeline writes asks for a dry run's counts under the pipeline.
-    // (This server has no `POST /v1/dry-runs` yet: where it has, the line gives the counts.)
+    // A change of the rows a pipeline writes gets a dry run's counts under the pipeline (checked against
+    // the real runs in `plan_counts_the_rows_the_next_run_writes`).
     std::fs::write(&file, original.replace("values: [IT]", "values: [IT, FR]")).unwrap();
     let (code, out, err) = sluice(dir.path(), &["plan", ws_arg, "--url", &url], &envs);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -419,7 +419,10 @@ fn export_apply_plan_round_trip_and_prune() {
         ),
         "{out}"
     );
-    assert!(out.contains("\n    rows of `Italians`"), "{out}");
+    assert!(
+        out.contains("\n    rows of `Italians` on the next run: "),
+        "{out}"
+    );
     std::fs::write(&file, original.replace("schedule: 15m", "schedule: 1h")).unwrap();
     let (code, out, err) = sluice(dir.path(), &["plan", ws_arg, "--url", &url], &envs);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -652,4 +655,110 @@ fn serve_applies_a_workspace_at_start() {
         "{err}"
     );
     pg_exec(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+}
+
+fn post(s: &Server, path: &str, body: Value) -> Value {
+    support::call(&s.served, &s.token, reqwest::Method::POST, path, Some(body))
+}
+
+/// Runs the pipeline named `name` now and answers its counts once it ends.
+fn run(s: &Server, name: &str) -> Value {
+    let pipelines = get(s, "/v1/pipelines");
+    let id = pipelines["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = post(s, &format!("/v1/pipelines/{id}/runs"), json!({}));
+    let run_id = started["id"].as_str().unwrap();
+    for _ in 0..600 {
+        let r = get(s, &format!("/v1/runs/{run_id}"));
+        if r["status"] == "succeeded" {
+            return r["counts"].clone();
+        }
+        assert!(r["status"] == "running" || r["status"] == "queued", "{r}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("run of {name} did not end");
+}
+
+/// The counts `plan` prints under a changed pipeline: insert, update, delete, unchanged.
+fn planned(out: &str, name: &str) -> [u64; 4] {
+    let prefix = format!("    rows of `{name}` on the next run: ");
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no counts for {name} in:\n{out}"));
+    let n: Vec<u64> = line
+        .split(", ")
+        .map(|part| part.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    [n[0], n[1], n[2], n[3]]
+}
+
+/// `plan` says how many rows the next run of each changed pipeline would insert, update, delete and
+/// leave — from a dry run of the new definition — and after `apply` the real runs do exactly that, on
+/// PostgreSQL and on SQLite. The plan writes nothing.
+#[test]
+fn plan_counts_the_rows_the_next_run_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = format!("ws_counts_{}", std::process::id());
+    prepare_tables(dir.path(), &schema);
+    let server = serve(dir.path(), &[], &[]);
+    let url = server.url.clone();
+    let password = pg_password();
+    let envs = [
+        ("WS_PG_PASSWORD", password.as_str()),
+        ("WS_WEBHOOK", "https://hooks.example.com/T0/B0/abc"),
+    ];
+    let ws = full_workspace(dir.path(), &schema);
+    let ws_arg = ws.to_str().unwrap();
+    let (code, out, err) = sluice(dir.path(), &["apply", ws_arg, "--url", &url], &envs);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let profiles: Vec<Value> = (0..30)
+        .map(|i| {
+            let country = ["IT", "FR", "DE"][i % 3];
+            json!({"_id": format!("c{i:03}"), "email": format!("Person{i}@Example.com"),
+                   "country": country, "address": {"city": "Lyon"}})
+        })
+        .collect();
+    post(&server, "/v1/profiles", json!({"profiles": profiles}));
+    assert_eq!(run(&server, "Italians")["inserted"], 10);
+    assert_eq!(run(&server, "Local copy")["inserted"], 30);
+
+    // The French join the Italians (one of them moves to Germany), and the local copy keeps e-mails in
+    // lower case.
+    post(
+        &server,
+        "/v1/profiles",
+        json!({"profiles": [{"_id": "c000", "country": "DE"}]}),
+    );
+    let file = ws.join("3-pipelines.yaml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        original
+            .replace("values: [IT]", "values: [IT, FR]")
+            .replace("        email: email\n", "        email: lower(email)\n"),
+    )
+    .unwrap();
+    let (code, out, err) = sluice(dir.path(), &["plan", ws_arg, "--url", &url], &envs);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let italians = planned(&out, "Italians");
+    let local = planned(&out, "Local copy");
+    assert_eq!(italians, [10, 0, 1, 9], "{out}");
+    assert_eq!(local, [0, 30, 0, 0], "{out}");
+    // Nothing was written by the plan: the next runs of the saved pipelines find nothing to do but
+    // the one profile that left.
+    let (code, out, err) = sluice(dir.path(), &["apply", ws_arg, "--url", &url], &envs);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let counts = |c: Value| -> [u64; 4] {
+        ["inserted", "updated", "deleted", "unchanged"].map(|k| c[k].as_u64().unwrap())
+    };
+    assert_eq!(counts(run(&server, "Italians")), italians);
+    assert_eq!(counts(run(&server, "Local copy")), local);
 }
