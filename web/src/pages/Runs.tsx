@@ -31,11 +31,21 @@ export function runStateNote(r: Run): string | null {
   return null;
 }
 
-function duration(r: Run, now: number): number | null {
+/** How long a run took, or has taken so far at `now`. Never negative: a browser clock a little behind the
+ *  server's must not show a run that started "in the future". */
+export function runDuration(r: Run, now: number): number | null {
   if (r.duration_ms !== undefined && r.duration_ms !== null && !active(r)) return r.duration_ms;
   if (!r.started_at) return null;
   const end = r.finished_at ? new Date(r.finished_at).getTime() : now;
-  return end - new Date(r.started_at).getTime();
+  return Math.max(0, end - new Date(r.started_at).getTime());
+}
+
+/** A relative time of something that already happened: "just now" rather than "in a moment" when the
+ *  server's clock is a little ahead of the browser's. */
+export function pastTime(iso: string | null | undefined, now: number): string {
+  if (!iso) return '—';
+  const t = new Date(iso).getTime();
+  return relativeTime(iso, Number.isNaN(t) ? now : Math.max(now, t));
 }
 
 export interface GroupedError extends RunErrorGroup {
@@ -82,6 +92,9 @@ export function RunsPage({ id }: { id: string }) {
   const load = async (initial = false) => {
     try {
       const [p, page] = await Promise.all([api.getPipeline(id), api.listRuns(id, { limit: 50 })]);
+      // The clock moves with every answer, not only while a run is active: a page left idle and then
+      // asked to run would otherwise measure the new run against the time it was opened.
+      setNow(Date.now());
       setPipeline(p);
       setFirst(page.runs);
       if (initial) {
@@ -114,6 +127,8 @@ export function RunsPage({ id }: { id: string }) {
     1000,
     anyActive,
   );
+  // While nothing runs, relative times ("last run 3 minutes ago", "next run in …") still age.
+  useInterval(() => setNow(Date.now()), 15_000, !anyActive);
 
   const loadMore = async () => {
     if (!next) return;
@@ -230,7 +245,7 @@ export function RunsPage({ id }: { id: string }) {
             <Stat label="Runs shown" value={formatNumber(runs.length)} />
             <Stat label="Rows exported" value={formatNumber(totals.exported)} />
             <Stat label="Rows failed" value={formatNumber(totals.failed)} warn={totals.failed > 0} />
-            <Stat label="Last run" value={relativeTime(runs[0].finished_at ?? runs[0].started_at ?? runs[0].queued_at, now)} />
+            <Stat label="Last run" value={pastTime(runs[0].finished_at ?? runs[0].started_at ?? runs[0].queued_at, now)} />
           </div>
           <Section title="Exported and failed rows over time">
             <RunChart runs={runs} />
@@ -264,7 +279,7 @@ export function RunsPage({ id }: { id: string }) {
                       </td>
                       <td class="nowrap" title={runTimeLabel(r).title}>{runTimeLabel(r).text}</td>
                       <td>{r.trigger}</td>
-                      <td class="num">{formatDuration(duration(r, now))}</td>
+                      <td class="num">{formatDuration(runDuration(r, now))}</td>
                       <td class="num">{formatNumber(r.counts.read)}</td>
                       <td class="num">{formatNumber(r.counts.inserted)}</td>
                       <td class="num">{formatNumber(r.counts.updated)}</td>
@@ -328,7 +343,7 @@ function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: numb
       description={
         <>
           <StatusBadge status={r.status} /> {r.trigger} run · {r.started_at ? `started ${formatDateTime(r.started_at)}` : runTimeLabel(r).text}
-          {r.finished_at && <> · finished {formatDateTime(r.finished_at)}</>} · {formatDuration(duration(r, now))}
+          {r.finished_at && <> · finished {formatDateTime(r.finished_at)}</>} · {formatDuration(runDuration(r, now))}
           {r.rows_per_second ? <> · {formatNumber(r.rows_per_second)} rows/s</> : null}
         </>
       }
