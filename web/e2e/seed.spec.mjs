@@ -394,10 +394,12 @@ try {
     await row.getByRole('link', { name: PIPE_NAME, exact: true }).click();
     await page.getByRole('heading', { name: 'Run history' }).waitFor();
     const count = async (label) => Number((await page.locator('.counts .count', { has: page.locator('dt', { hasText: new RegExp(`^${label}$`) }) }).locator('dd').innerText()).replace(/[^\d]/g, ''));
-    const inserted = await count('Inserted');
-    const updated = await count('Updated');
-    const failed = await count('Failed');
-    log(`  counts: read ${await count('Read')}, inserted ${inserted}, updated ${updated}, failed ${failed}`);
+    const inserted = await count('Written: new');
+    const updated = await count('Written: updated');
+    const failed = (await count('Failed at the write')) + (await count('Failed in the transformation'));
+    const audience = await count('In audience');
+    log(`  counts: in audience ${audience}, written ${inserted} new + ${updated} updated, failed ${failed}`);
+    if (audience !== EXPECTED.length) throw new Error(`expected ${EXPECTED.length} profiles in audience, the run shows ${audience}`);
     if (inserted + updated !== EXPECTED.length) throw new Error(`expected ${EXPECTED.length} rows written, the run shows ${inserted} inserted + ${updated} updated`);
     if (failed !== 0) throw new Error(`the run shows ${failed} failed rows`);
     await shot('runs-page', { full: true });

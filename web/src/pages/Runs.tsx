@@ -10,6 +10,7 @@ import { Alert, EmptyState, ErrorAlert, HiddenHeader, Loading, PageHeader, Progr
 import { useInterval, useTitle } from '../hooks';
 import { summarizeFilter } from '../lib/filter';
 import { RECONCILE_HELP } from '../lib/pipeline';
+import { runFigures } from '../lib/counts';
 import { formatDateTime, formatDuration, formatNumber, nextRunInfo, relativeTime, scheduleLabel } from '../lib/util';
 import { href } from '../router';
 
@@ -243,11 +244,11 @@ export function RunsPage({ id }: { id: string }) {
         <>
           <div class="stats">
             <Stat label="Runs shown" value={formatNumber(runs.length)} />
-            <Stat label="Rows exported" value={formatNumber(totals.exported)} />
+            <Stat label="Rows written" value={formatNumber(totals.exported)} />
             <Stat label="Rows failed" value={formatNumber(totals.failed)} warn={totals.failed > 0} />
             <Stat label="Last run" value={pastTime(runs[0].finished_at ?? runs[0].started_at ?? runs[0].queued_at, now)} />
           </div>
-          <Section title="Exported and failed rows over time">
+          <Section title="Written and failed rows over time">
             <RunChart runs={runs} />
           </Section>
           {sel && <RunDetails run={sel} now={now} onCancel={cancel} cancelling={cancelling.has(sel.id)} />}
@@ -260,11 +261,10 @@ export function RunsPage({ id }: { id: string }) {
                     <th scope="col">Started</th>
                     <th scope="col">Trigger</th>
                     <th scope="col" class="num">Duration</th>
-                    <th scope="col" class="num">Read</th>
-                    <th scope="col" class="num">Inserted</th>
-                    <th scope="col" class="num">Updated</th>
-                    <th scope="col" class="num">Unchanged</th>
-                    <th scope="col" class="num">Deleted</th>
+                    <th scope="col" class="num">In audience</th>
+                    <th scope="col" class="num">Written</th>
+                    <th scope="col" class="num">Skipped, unchanged</th>
+                    <th scope="col" class="num">Removed</th>
                     <th scope="col" class="num">Failed</th>
                     <HiddenHeader label="Actions" />
                   </tr>
@@ -280,12 +280,11 @@ export function RunsPage({ id }: { id: string }) {
                       <td class="nowrap" title={runTimeLabel(r).title}>{runTimeLabel(r).text}</td>
                       <td>{r.trigger}</td>
                       <td class="num">{formatDuration(runDuration(r, now))}</td>
-                      <td class="num">{formatNumber(r.counts.read)}</td>
-                      <td class="num">{formatNumber(r.counts.inserted)}</td>
-                      <td class="num">{formatNumber(r.counts.updated)}</td>
+                      <td class="num">{formatNumber(runFigures(r.counts).inAudience)}</td>
+                      <td class="num" title={`${formatNumber(r.counts.inserted)} new, ${formatNumber(r.counts.updated)} updated`}>{formatNumber(runFigures(r.counts).written)}</td>
                       <td class="num">{formatNumber(r.counts.unchanged)}</td>
                       <td class="num">{formatNumber(r.counts.deleted)}</td>
-                      <td class={r.counts.failed + r.counts.transform_failed > 0 ? 'num bad' : 'num'}>{formatNumber(r.counts.failed + r.counts.transform_failed)}</td>
+                      <td class={runFigures(r.counts).failed > 0 ? 'num bad' : 'num'}>{formatNumber(runFigures(r.counts).failed)}</td>
                       <td>
                         {active(r) && access.can('edit') && (
                           <button type="button" class="button small danger-outline" onClick={() => cancel(r)} disabled={cancelling.has(r.id)} aria-label={`Cancel ${r.status} run ${r.id}`}>
@@ -327,15 +326,17 @@ function Stat({ label, value, warn }: { label: string; value: string; warn?: boo
 function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: number; onCancel: (r: Run) => void; cancelling: boolean }) {
   const access = useAccess();
   const c = r.counts;
+  const f = runFigures(c);
   const counts: [string, number, string?][] = [
-    ['Read', c.read],
-    ['Filtered out', c.filtered_out],
-    ['Transform failed', c.transform_failed, c.transform_failed ? 'bad' : undefined],
-    ['Inserted', c.inserted],
-    ['Updated', c.updated],
-    ['Unchanged', c.unchanged],
-    ['Deleted', c.deleted],
-    ['Failed', c.failed, c.failed ? 'bad' : undefined],
+    ['In audience', f.inAudience],
+    ['Not in audience', f.notInAudience],
+    ['Written: new', f.created],
+    ['Written: updated', f.updated],
+    ['Skipped, unchanged', f.unchanged],
+    ['Removed', f.removed],
+    ['Failed in the transformation', c.transform_failed, c.transform_failed ? 'bad' : undefined],
+    ['Failed at the write', c.failed, c.failed ? 'bad' : undefined],
+    ['Read from the store (new or changed)', c.read],
   ];
   return (
     <Section
@@ -385,7 +386,7 @@ function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: numb
 }
 
 function ErrorTable({ errors, showRuns }: { errors: GroupedError[]; showRuns?: boolean }) {
-  if (errors.length === 0) return <p class="muted">No errors. Every row that was read was written or skipped on purpose.</p>;
+  if (errors.length === 0) return <p class="muted">No errors. Every profile in the audience was written or skipped, unchanged.</p>;
   return (
     <div class="table-wrap">
       <table class="table errors-table">
