@@ -411,6 +411,27 @@ impl Session {
         Ok(Some(TableInfo { engine, columns }))
     }
 
+    /// The tables of `database`; a database that does not exist is `NotFound`, not an empty list.
+    pub async fn list_tables(&mut self, database: &str) -> Result<Vec<String>> {
+        if self
+            .query(&dialect::database_query(database))
+            .await?
+            .is_empty()
+        {
+            return Err(error(
+                ErrorKind::NotFound,
+                format!("database `{database}` does not exist"),
+            ));
+        }
+        let rows = self
+            .query_system_tables(&dialect::list_tables_query(database))
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.first().map(Datum::text))
+            .collect())
+    }
+
     pub async fn describe_table(
         &mut self,
         database: &str,

@@ -500,6 +500,23 @@ impl EngineInfo {
 pub const VERSION_QUERY: &str = "SELECT version()";
 
 /// Engine and keys of a table.
+/// The tables of `database` that hold rows (no views, dictionaries or temporary tables), by name.
+pub fn list_tables_query(database: &str) -> String {
+    format!(
+        "SELECT name FROM system.tables WHERE database = {} AND is_temporary = 0 \
+         AND engine NOT IN ('View', 'MaterializedView', 'LiveView', 'Dictionary') ORDER BY name",
+        literal(database)
+    )
+}
+
+/// Whether `database` exists (one row when it does).
+pub fn database_query(database: &str) -> String {
+    format!(
+        "SELECT name FROM system.databases WHERE name = {}",
+        literal(database)
+    )
+}
+
 pub fn table_query(database: &str, table: &str) -> String {
     format!(
         "SELECT engine, engine_full, sorting_key FROM system.tables WHERE database = {} AND name = {}",
