@@ -508,6 +508,67 @@ pub async fn describe_table(
     Ok(Json(table_json(&t)))
 }
 
+/// The tables a pipeline of this destination can write to.
+#[derive(Serialize, ToSchema)]
+pub struct TableList {
+    tables: Vec<TableEntry>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TableEntry {
+    /// The schema the destination writes in (PostgreSQL, Snowflake); `null` where the database is the
+    /// only namespace (MySQL, ClickHouse, SQLite).
+    #[schema(required = true)]
+    schema: Option<String>,
+    /// The name to use as a pipeline's `table`.
+    name: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/destinations/{id}/tables",
+    operation_id = "listTables",
+    tag = "destinations",
+    summary = "The tables where the destination writes",
+    description = "Ordinary tables of the destination's schema (PostgreSQL, Snowflake) or database, sorted by \
+        name; views and system tables are left out. A database or schema that does not exist answers 404 \
+        `NotFound` with a message naming it.",
+    params(("id" = String, Path, description = "The destination's id")),
+    responses(
+        (status = 200, description = "OK", body = TableList),
+        Unauthorized,
+        NotFound,
+        Internal,
+        DestinationFailed,
+    ),
+)]
+pub async fn list_tables(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TableList>> {
+    let rec = load(&state, &id).await?;
+    let dest = sluice_destinations::open(&rec.kind, &rec.settings).map_err(ApiError::invalid)?;
+    let tables = match tokio::time::timeout(TEST_TIMEOUT, dest.list_tables()).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(DestinationError::new(
+                ErrorKind::Timeout,
+                "listing the tables took longer than 30 seconds",
+            )
+            .into())
+        }
+    };
+    Ok(Json(TableList {
+        tables: tables
+            .into_iter()
+            .map(|t| TableEntry {
+                schema: t.schema,
+                name: t.name,
+            })
+            .collect(),
+    }))
+}
+
 /// A destination table as Sluice sees it.
 #[derive(Serialize, ToSchema)]
 pub struct Table {
