@@ -346,6 +346,7 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
         </div>
         {loaded.schemaError && <Alert kind="warning">The Customer Model could not be loaded: {loaded.schemaError}</Alert>}
         <FilterBuilder
+          count
           filter={s.filter}
           properties={properties}
           errors={shown}
