@@ -7,7 +7,7 @@ import { HomePage } from '../src/pages/Home';
 import { json, mount, pipeline, unmount } from './mount';
 
 const counts = { read: 0, filtered_out: 0, transform_failed: 0, inserted: 0, updated: 0, unchanged: 0, deleted: 0, failed: 0 };
-const run = (c: Partial<Run>): Run => ({ id: 'r', pipeline: 'pl_1', trigger: 'schedule', status: 'succeeded', queued_at: null, started_at: null, finished_at: null, duration_ms: null, rows_per_second: null, written: 0, progress: { processed: 0, total: null }, counts, errors: [], message: null, ...c });
+const run = (c: Partial<Run>): Run => ({ id: 'r', pipeline: 'pl_1', trigger: 'schedule', status: 'succeeded', queued_at: '2026-03-02T08:00:00Z', started_at: null, finished_at: null, duration_ms: null, rows_per_second: null, written: 0, progress: { processed: 0, total: null }, counts, errors: [], message: null, ...c });
 const now = Date.parse('2026-03-02T12:00:00Z');
 
 describe('what the home page lists', () => {
@@ -18,7 +18,7 @@ describe('what the home page lists', () => {
         'pl_1',
         [
           run({ id: 'a', status: 'failed', finished_at: '2026-03-02T11:00:00Z', message: 'connection refused' }),
-          run({ id: 'b', status: 'succeeded', finished_at: '2026-03-02T10:00:00Z', counts: { ...counts, failed: 2 }, errors: [{ step: 'write', message: 'value too long', count: 2, sample_profiles: ['c1'] }] }),
+          run({ id: 'b', status: 'succeeded', finished_at: '2026-03-02T10:00:00Z', counts: { ...counts, failed: 2 }, errors: [{ step: 'write', message: 'value too long', count: 2, sample_profiles: ['c1'], last_seen: '2026-03-02T10:00:00Z' }] }),
           run({ id: 'c', status: 'succeeded', finished_at: '2026-03-02T09:00:00Z' }),
           run({ id: 'd', status: 'failed', finished_at: '2026-02-28T09:00:00Z', message: 'old' }),
         ],
