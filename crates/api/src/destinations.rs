@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json_};
 use sluice_core::FieldErrors;
 use sluice_destinations::{DestinationError, ErrorKind};
-use sluice_store::{DestinationRecord, Role, SECRET_FIELDS};
+use sluice_store::{DestinationRecord, DestinationTest, Role, SECRET_FIELDS};
 use utoipa::ToSchema;
 
 use crate::access::Principal;
@@ -81,6 +81,23 @@ pub struct Destination {
     settings: serde_json::Value,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// In the list: the last test of the saved settings (`POST /v1/destinations/{id}/test` without
+    /// edited settings); absent when there was none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_test: Option<LastTest>,
+}
+
+/// A destination's last connection test: its health.
+#[derive(Serialize, ToSchema)]
+pub struct LastTest {
+    at: DateTime<Utc>,
+    ok: bool,
+    /// The failure's code, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    /// The database's message, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -96,6 +113,7 @@ pub(crate) fn to_json(rec: &DestinationRecord) -> Destination {
         settings: masked(&rec.settings),
         created_at: rec.created_at,
         updated_at: rec.updated_at,
+        last_test: None,
     }
 }
 
@@ -147,8 +165,22 @@ fn validate(kind: &str, name: &str, settings: &Json_) -> ApiResult<()> {
 )]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<DestinationList>> {
     let all = state.meta.list_destinations().await?;
+    let mut tests: std::collections::HashMap<String, DestinationTest> =
+        state.meta.destination_tests().await?.into_iter().collect();
     Ok(Json(DestinationList {
-        destinations: all.iter().map(to_json).collect(),
+        destinations: all
+            .iter()
+            .map(|rec| {
+                let mut d = to_json(rec);
+                d.last_test = tests.remove(&rec.id).map(|t| LastTest {
+                    at: t.at,
+                    ok: t.ok,
+                    code: t.code,
+                    message: t.message,
+                });
+                d
+            })
+            .collect(),
     }))
 }
 
@@ -436,11 +468,30 @@ pub async fn test_saved(
         return Err(crate::access::forbidden(principal.role, Role::Admin));
     }
     let rec = load(&state, &id).await?;
-    let settings = match body.settings {
-        Some(edited) => keep_secrets(&rec.kind, edited, &rec.settings)?,
-        None => rec.settings,
+    let (settings, saved) = match body.settings {
+        Some(edited) => (keep_secrets(&rec.kind, edited, &rec.settings)?, false),
+        None => (rec.settings, true),
     };
-    run_test(&rec.kind, &settings).await
+    let result = run_test(&rec.kind, &settings).await?;
+    // Only a test of the saved settings says how the destination is doing.
+    if saved {
+        let test = match &result.0 {
+            TestResult::Passed { .. } => DestinationTest {
+                at: Utc::now(),
+                ok: true,
+                code: None,
+                message: None,
+            },
+            TestResult::Failed { error, .. } => DestinationTest {
+                at: Utc::now(),
+                ok: false,
+                code: Some(error.code.to_string()),
+                message: Some(error.message.clone()),
+            },
+        };
+        state.meta.record_destination_test(&rec.id, &test).await?;
+    }
+    Ok(result)
 }
 
 async fn run_test(kind: &str, settings: &Json_) -> ApiResult<Json<TestResult>> {

@@ -521,6 +521,17 @@ async fn destinations_keep_secrets_write_only() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["ok"], true, "{v}");
+    // A test of the saved settings is the destination's health, shown in the list.
+    let (_, list) = api.call("GET", "/v1/destinations", None).await;
+    let listed = list["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == json!(id))
+        .unwrap()
+        .clone();
+    assert_eq!(listed["last_test"]["ok"], true, "{listed}");
+    assert!(listed["last_test"]["at"].is_string(), "{listed}");
     // Name taken.
     let (s, v) = api
         .call(

@@ -45,7 +45,7 @@ mod sync_state;
 mod tls;
 
 pub use access::{Access, AuditEntry, Role, TokenHash, TokenRecord};
-pub use catalog::{Catalog, DestinationRecord, PipelineRecord, SECRET_FIELDS};
+pub use catalog::{Catalog, DestinationRecord, DestinationTest, PipelineRecord, SECRET_FIELDS};
 pub use coord::{Coordination, Held};
 pub use profiles::{ChangeCounts, ProfileStore, UpsertOutcome, TOMBSTONE_RETENTION};
 pub use runs::{Counts, Progress, RunErrorGroup, RunLog, RunRecord, RunStatus, MAX_SAMPLES};

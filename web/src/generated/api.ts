@@ -88,6 +88,7 @@ export interface Destination {
   settings: Record<string, unknown>;
   created_at: string;
   updated_at: string;
+  last_test?: null | LastTest;
 }
 
 export interface DestinationBody {
@@ -167,6 +168,16 @@ export interface Health {
 
 /** The fixed intervals (`1d` is the same as `24h`). */
 export type Interval = '5m' | '15m' | '30m' | '1h' | '2h' | '3h' | '6h' | '8h' | '12h' | '24h' | '1d';
+
+/** A destination's last connection test: its health. */
+export interface LastTest {
+  at: string;
+  ok: boolean;
+  /** The failure's code, when it failed. */
+  code?: string | null;
+  /** The database's message, when it failed. */
+  message?: string | null;
+}
 
 export type Logical = 'and' | 'or';
 

@@ -131,6 +131,16 @@ CREATE TABLE sluice_reconciles (
     started_at timestamptz NOT NULL
 );
 "#,
+    // The last connection test of each saved destination, for the home page's health column.
+    r#"
+CREATE TABLE sluice_destination_tests (
+    destination text PRIMARY KEY REFERENCES sluice_destinations (id) ON DELETE CASCADE,
+    tested_at timestamptz NOT NULL,
+    ok boolean NOT NULL,
+    code text,
+    message text
+);
+"#,
 ];
 
 pub(super) const PROFILE_MIGRATIONS: &[&str] = &[
