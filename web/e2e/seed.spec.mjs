@@ -164,19 +164,44 @@ async function checkNothingHidden(where, scope) {
     if (!root) return [`${scopeSel} is not on the page`];
     const sel = 'a[href], button, input:not([type="hidden"]), select, textarea, [role="menuitem"], [role="menuitemradio"], [role="switch"], [role="tab"], summary';
     const out = [];
+    // What covers the centre of `el` (null: nothing, or `el` is off screen).
+    const cover = (el) => {
+      const r = el.getBoundingClientRect();
+      const x = r.left + r.width / 2;
+      const y = r.top + r.height / 2;
+      if (x < 0 || y < 0 || x >= window.innerWidth || y >= window.innerHeight) return null;
+      const hit = document.elementFromPoint(x, y);
+      if (!hit || el === hit || el.contains(hit) || hit.closest('.toasts')) return null;
+      // A label drawn over its own control (switches, custom checkboxes) is the control.
+      if (hit.closest('label') && hit.closest('label').contains(el)) return null;
+      return hit;
+    };
+    const pinned = (node) => {
+      for (let n = node; n && n !== document.body; n = n.parentElement) {
+        const p = getComputedStyle(n).position;
+        if (p === 'sticky' || p === 'fixed') return true;
+      }
+      return false;
+    };
+    const at = window.scrollY;
     for (const el of root.querySelectorAll(sel)) {
       if (el.closest('.toasts, .sr-only, [hidden], datalist')) continue;
+      // The content of a closed <details> keeps a layout box in Chromium but is not shown.
+      if (el.tagName !== 'SUMMARY' && el.closest('details:not([open])')) continue;
       const style = getComputedStyle(el);
       if (style.visibility === 'hidden' || style.display === 'none' || Number(style.opacity) === 0) continue;
       const r = el.getBoundingClientRect();
       if (r.width < 4 || r.height < 4) continue;
-      const x = r.left + r.width / 2;
-      const y = r.top + r.height / 2;
-      if (x < 0 || y < 0 || x >= window.innerWidth || y >= window.innerHeight) continue;
-      const hit = document.elementFromPoint(x, y);
-      if (!hit || el === hit || el.contains(hit) || hit.closest('.toasts')) continue;
-      // A label drawn over its own control (switches, custom checkboxes) is the control.
-      if (hit.closest('label') && hit.closest('label').contains(el)) continue;
+      let hit = cover(el);
+      if (!hit) continue;
+      // Content passing under a sticky header or footer while scrolling is fine as long as scrolling
+      // brings it out; what stays under it (the last field behind a sticky footer) is not.
+      if (pinned(hit) && !pinned(el)) {
+        el.scrollIntoView({ block: 'center' });
+        hit = cover(el);
+        window.scrollTo(0, at);
+        if (!hit) continue;
+      }
       const name = (el.getAttribute('aria-label') || el.textContent || el.getAttribute('name') || el.tagName).trim().replace(/\s+/g, ' ').slice(0, 60);
       const by = `${hit.tagName.toLowerCase()}${hit.className && typeof hit.className === 'string' ? '.' + hit.className.trim().split(/\s+/).join('.') : ''}`;
       out.push(`“${name}” is covered by ${by}`);
