@@ -44,7 +44,7 @@ describe('what the home page lists', () => {
   it('destination health from the last connection test', () => {
     const d = { id: 'd', name: 'W', type: 'postgresql', settings: {}, created_at: '', updated_at: '' };
     expect(destinationHealth(d).state).toBe('untested');
-    expect(destinationHealth({ ...d, last_test: { at: '2026-03-02T11:00:00Z', ok: false, message: 'password authentication failed' } } as never)).toEqual({ state: 'failed', text: 'password authentication failed' });
+    expect(destinationHealth({ ...d, last_test: { at: '2026-03-02T11:00:00Z', ok: false, message: 'password authentication failed' } })).toEqual({ state: 'failed', text: 'password authentication failed' });
   });
 });
 

@@ -17,15 +17,8 @@ export interface Upcoming {
   at: number;
 }
 
-/** A destination's last connection test as the API answers it (absent when never tested). */
-export interface LastTest {
-  at: string;
-  ok: boolean;
-  message?: string | null;
-}
-
 export function destinationHealth(d: Destination): { state: 'ok' | 'failed' | 'untested'; text: string } {
-  const t = (d as Destination & { last_test?: LastTest | null }).last_test;
+  const t = d.last_test;
   if (!t) return { state: 'untested', text: 'not tested yet' };
   return t.ok ? { state: 'ok', text: 'connection test passed' } : { state: 'failed', text: t.message || 'connection test failed' };
 }

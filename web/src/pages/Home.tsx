@@ -127,7 +127,7 @@ export function HomePage() {
           <ul class="home-list" aria-label="Destination health">
             {data.destinations.map((d) => {
               const h = destinationHealth(d);
-              const t = (d as Destination & { last_test?: { at: string } | null }).last_test;
+              const t = d.last_test;
               return (
                 <li key={d.id}>
                   <a href={href('destinations', d.id)}>{d.name}</a>{' '}
