@@ -27,6 +27,8 @@ fi
 export SLUICE_E2E_PG_PORT=${SLUICE_E2E_PG_PORT:-5432} SLUICE_E2E_PG_USER=${SLUICE_E2E_PG_USER:-postgres}
 export SLUICE_E2E_PG_PASSWORD=${SLUICE_E2E_PG_PASSWORD:-} SLUICE_E2E_PG_DATABASE=${SLUICE_E2E_PG_DATABASE:-postgres}
 export SLUICE_E2E_ARTIFACTS=${SLUICE_E2E_ARTIFACTS:-$root/artifacts/e2e}
+# The second walk (MariaDB, JavaScript transformation) runs when a MySQL/MariaDB server is given.
+export SLUICE_E2E_MYSQL_URL=${SLUICE_E2E_MYSQL_URL:-${SLUICE_TEST_MYSQL_URL:-}}
 
 [ -x /usr/bin/chromium ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 (cd "$web" && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; })

@@ -12,7 +12,13 @@
 //   → Manage: a Python transformation previewed on sample profiles; an invalid alert webhook is
 //     refused with the error next to its field (nothing saved)
 //   → deleting the destination while it has a pipeline is refused with the server's message
-//   → clean up (pipeline and destination deleted through the UI, test profiles through the API).
+//   → clean up (pipeline and destination deleted through the UI, test profiles through the API)
+//   → the same walk for MariaDB (when SLUICE_E2E_MYSQL_URL is set): the connection URL pasted into the
+//     form fills it, the table picked from the destination's list, a JavaScript transformation, a run,
+//     its rows read back from MariaDB.
+// The window is 1280×800; every page the walk visits is checked, screen by screen, for interactive
+// elements hidden behind others (a menu cut off by its table, content under a sticky footer): the
+// element at the centre of each visible control must be that control.
 //
 // A screenshot of every step goes to $SLUICE_E2E_ARTIFACTS (default artifacts/e2e).
 //
@@ -26,6 +32,8 @@
 //                              CREATE TABLE <name> (customer_id text PRIMARY KEY, email text,
 //                                                   full_name text, country text)
 //                            (created with that shape when missing)
+//   SLUICE_E2E_MYSQL_URL     mysql://user:password@host:port/database of a MariaDB/MySQL server for the
+//                            second walk (skipped, with a note, when unset); needs the `mysql` client
 //   SLUICE_E2E_ARTIFACTS     screenshot folder (default artifacts/e2e)
 //   SLUICE_E2E_CHROMIUM      browser binary (default /usr/bin/chromium)
 //   SLUICE_E2E_HEADED=1      show the browser (for debugging)
@@ -34,6 +42,7 @@
 // Customer Model when they are missing, and loads five profiles whose ids start with a random prefix,
 // so it can run against a workspace that already holds other data.
 
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -56,6 +65,7 @@ const PG = {
   schema: env.SLUICE_E2E_PG_SCHEMA || 'public',
 };
 const TABLE = env.SLUICE_E2E_TABLE || '';
+const MYSQL_URL = env.SLUICE_E2E_MYSQL_URL || '';
 const ARTIFACTS = path.resolve(env.SLUICE_E2E_ARTIFACTS || 'artifacts/e2e');
 const CHROMIUM = env.SLUICE_E2E_CHROMIUM || '/usr/bin/chromium';
 
@@ -114,7 +124,7 @@ const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-e2e-chromium-'
 const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath: CHROMIUM,
   headless: env.SLUICE_E2E_HEADED !== '1',
-  viewport: { width: 1280, height: 900 },
+  viewport: { width: 1280, height: 800 },
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'].filter(
     (a) => a !== '--headless' || env.SLUICE_E2E_HEADED !== '1',
   ),
@@ -144,12 +154,86 @@ async function shot(name, { full = false } = {}) {
   log(`  screenshot ${path.basename(file)}`);
 }
 
+/** Fails when a visible interactive element of what the window shows is covered by another element (or
+ *  clipped away by a scrolling ancestor): the element at the centre of each must be the element itself
+ *  or inside it. Toasts, which float over the page on purpose for a few seconds, are left out. `scope`
+ *  limits the check to the controls inside a selector (an open menu). */
+async function checkNothingHidden(where, scope) {
+  const hidden = await page.evaluate((scopeSel) => {
+    const root = scopeSel ? document.querySelector(scopeSel) : document;
+    if (!root) return [`${scopeSel} is not on the page`];
+    const sel = 'a[href], button, input:not([type="hidden"]), select, textarea, [role="menuitem"], [role="menuitemradio"], [role="switch"], [role="tab"], summary';
+    const out = [];
+    // What covers the centre of `el` (null: nothing, or `el` is off screen).
+    const cover = (el) => {
+      const r = el.getBoundingClientRect();
+      const x = r.left + r.width / 2;
+      const y = r.top + r.height / 2;
+      if (x < 0 || y < 0 || x >= window.innerWidth || y >= window.innerHeight) return null;
+      const hit = document.elementFromPoint(x, y);
+      if (!hit || el === hit || el.contains(hit) || hit.closest('.toasts')) return null;
+      // A label drawn over its own control (switches, custom checkboxes) is the control.
+      if (hit.closest('label') && hit.closest('label').contains(el)) return null;
+      return hit;
+    };
+    const pinned = (node) => {
+      for (let n = node; n && n !== document.body; n = n.parentElement) {
+        const p = getComputedStyle(n).position;
+        if (p === 'sticky' || p === 'fixed') return true;
+      }
+      return false;
+    };
+    const at = window.scrollY;
+    for (const el of root.querySelectorAll(sel)) {
+      if (el.closest('.toasts, .sr-only, [hidden], datalist')) continue;
+      // The content of a closed <details> keeps a layout box in Chromium but is not shown.
+      if (el.tagName !== 'SUMMARY' && el.closest('details:not([open])')) continue;
+      const style = getComputedStyle(el);
+      if (style.visibility === 'hidden' || style.display === 'none' || Number(style.opacity) === 0) continue;
+      const r = el.getBoundingClientRect();
+      if (r.width < 4 || r.height < 4) continue;
+      let hit = cover(el);
+      if (!hit) continue;
+      // Content passing under a sticky header or footer while scrolling is fine as long as scrolling
+      // brings it out; what stays under it (the last field behind a sticky footer) is not.
+      if (pinned(hit) && !pinned(el)) {
+        el.scrollIntoView({ block: 'center' });
+        hit = cover(el);
+        window.scrollTo(0, at);
+        if (!hit) continue;
+      }
+      const name = (el.getAttribute('aria-label') || el.textContent || el.getAttribute('name') || el.tagName).trim().replace(/\s+/g, ' ').slice(0, 60);
+      const by = `${hit.tagName.toLowerCase()}${hit.className && typeof hit.className === 'string' ? '.' + hit.className.trim().split(/\s+/).join('.') : ''}`;
+      out.push(`“${name}” is covered by ${by}`);
+    }
+    return out;
+  }, scope ?? null);
+  if (hidden.length) {
+    await page.screenshot({ path: path.join(ARTIFACTS, `hidden-${where.replace(/[^a-z0-9]+/gi, '-')}.png`) });
+    throw new Error(`${where}: content hidden behind other elements:\n  ${hidden.join('\n  ')}`);
+  }
+}
+
+/** Checks the whole page, one window-full at a time, then scrolls back where it was. */
+async function checkPage(where) {
+  const { height, at } = await page.evaluate(() => ({ height: document.documentElement.scrollHeight, at: window.scrollY }));
+  const seen = await page.evaluate(() => window.innerHeight);
+  for (let y = 0; y < height; y += seen - 80) {
+    await page.evaluate((top) => window.scrollTo(0, top), y);
+    await page.waitForTimeout(60);
+    await checkNothingHidden(`${where} (scrolled to ${y})`);
+  }
+  await page.evaluate((top) => window.scrollTo(0, top), at);
+  checkedPages.add(where);
+}
+const checkedPages = new Set();
+
 async function step(name, fn) {
   log(name);
   await fn();
 }
 
-const cleanup = { pipeline: null, destination: null, profiles: false, table: false };
+const cleanup = { pipeline: null, destination: null, profiles: false, table: false, mysqlDestination: null, mysqlTable: null };
 
 try {
   await step('prepare: Customer Model properties, test profiles and the table', async () => {
@@ -187,8 +271,17 @@ try {
     await shot('sign-in');
     await page.getByLabel('Token', { exact: true }).fill(TOKEN);
     await page.getByRole('button', { name: 'Sign in' }).click();
+    // The landing page: what runs, what failed, what is next, how the destinations answer.
+    await page.getByRole('heading', { name: 'Home', level: 1 }).waitFor();
+    for (const title of ['Running now', 'Failures in the last 24 hours', 'Next scheduled runs', 'Destinations']) {
+      await page.getByRole('heading', { name: title, level: 2 }).waitFor();
+    }
+    await shot('home');
+    await checkPage('home');
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Destinations' }).click();
     await page.getByRole('heading', { name: 'Destinations', level: 1 }).waitFor();
     await shot('destinations');
+    await checkPage('destinations');
   });
 
   await step('1b. a card per database kind, each with its own form and defaults', async () => {
@@ -225,6 +318,7 @@ try {
     if (port !== '5432') throw new Error(`the Port field should default to 5432, shows ${port}`);
     if ((await page.getByLabel('Password', { exact: true }).getAttribute('type')) !== 'password') throw new Error('the password field is not masked');
     await shot('postgresql-form');
+    await checkPage('postgresql form');
   });
 
   const fillConnection = async (overrides = {}) => {
@@ -276,6 +370,7 @@ try {
     cleanup.destination = decodeURIComponent(new URL(page.url()).hash.split('/')[2] ?? '');
     await page.getByText('No pipelines yet').waitFor();
     await shot('destination-page');
+    await checkPage('destination page');
   });
 
   await step('6. Add pipeline… → name and filter', async () => {
@@ -349,6 +444,7 @@ try {
     await grid.scrollIntoViewIfNeeded();
     await shot('mapping-and-preview');
     await shot('pipeline-editor-complete', { full: true });
+    await checkPage('pipeline editor');
   });
 
   await step('11. Add the pipeline', async () => {
@@ -361,6 +457,7 @@ try {
     const filters = await row.locator('.filters-cell').innerText();
     if (!filters.includes('country is one of IT, FR')) throw new Error(`the Filters column shows: ${filters}`);
     await shot('pipelines-list');
+    await checkPage('pipelines table');
   });
 
   const row = page.getByRole('row', { name: new RegExp(PIPE_NAME) });
@@ -394,13 +491,16 @@ try {
     await row.getByRole('link', { name: PIPE_NAME, exact: true }).click();
     await page.getByRole('heading', { name: 'Run history' }).waitFor();
     const count = async (label) => Number((await page.locator('.counts .count', { has: page.locator('dt', { hasText: new RegExp(`^${label}$`) }) }).locator('dd').innerText()).replace(/[^\d]/g, ''));
-    const inserted = await count('Inserted');
-    const updated = await count('Updated');
-    const failed = await count('Failed');
-    log(`  counts: read ${await count('Read')}, inserted ${inserted}, updated ${updated}, failed ${failed}`);
+    const inserted = await count('Written: new');
+    const updated = await count('Written: updated');
+    const failed = (await count('Failed at the write')) + (await count('Failed in the transformation'));
+    const audience = await count('In audience');
+    log(`  counts: in audience ${audience}, written ${inserted} new + ${updated} updated, failed ${failed}`);
+    if (audience !== EXPECTED.length) throw new Error(`expected ${EXPECTED.length} profiles in audience, the run shows ${audience}`);
     if (inserted + updated !== EXPECTED.length) throw new Error(`expected ${EXPECTED.length} rows written, the run shows ${inserted} inserted + ${updated} updated`);
     if (failed !== 0) throw new Error(`the run shows ${failed} failed rows`);
     await shot('runs-page', { full: true });
+    await checkPage('runs page');
   });
 
   await step('15. the rows are in the table', async () => {
@@ -420,6 +520,10 @@ try {
     await page.goto(`${BASE}/#/destinations/${encodeURIComponent(cleanup.destination)}`);
     await page.getByRole('heading', { name: DEST_NAME }).waitFor();
     await row.getByRole('button', { name: `Schedule of ${PIPE_NAME}: Off` }).click();
+    // Every choice of the open menu shows, none cut off by the table around the button.
+    await page.getByRole('menuitemradio', { name: 'Every 24 hours' }).waitFor();
+    await shot('schedule-menu-open');
+    await checkNothingHidden('the open schedule menu', '[role="menu"]');
     await page.getByRole('menuitemradio', { name: 'Every 15 minutes' }).click();
     const next = row.locator('.next-run time');
     await next.waitFor();
@@ -442,6 +546,7 @@ try {
     await row.getByRole('link', { name: `Manage ${PIPE_NAME}` }).click();
     await page.getByRole('heading', { name: `Manage ${PIPE_NAME}` }).waitFor();
     await page.getByLabel('Alert webhook', { exact: true }).waitFor();
+    await checkPage('manage pipeline');
     await page.getByRole('tab', { name: 'Python' }).click();
     const code = page.getByLabel('Python transformation', { exact: true });
     await code.fill(
@@ -517,6 +622,129 @@ try {
     await shot('cleaned-up');
   });
 
+  await step('21. the other pages at 1280×800: profiles (with totals), Customer Model, tokens, audit log', async () => {
+    for (const [route, heading] of [
+      ['profiles', 'Profiles'],
+      ['model', 'Customer Model'],
+      ['tokens', 'API tokens'],
+      ['audit', 'Audit log'],
+    ]) {
+      await page.goto(`${BASE}/#/${route}`);
+      await page.getByRole('heading', { name: heading, level: 1 }).waitFor();
+      if (route === 'profiles') await page.getByText(/in total/).first().waitFor();
+      await page.waitForTimeout(300);
+      await shot(`page-${route}`);
+      await checkPage(route);
+    }
+  });
+
+  if (MYSQL_URL) {
+    const my = new URL(MYSQL_URL);
+    const MY = { host: my.hostname, port: my.port || '3306', user: decodeURIComponent(my.username), password: decodeURIComponent(my.password), database: my.pathname.slice(1) };
+    const mysql = (sql) =>
+      execFileSync('mysql', ['-h', MY.host, '-P', MY.port, '-u', MY.user, '--batch', '--skip-column-names', MY.database, '-e', sql], {
+        env: { ...env, MYSQL_PWD: MY.password },
+        encoding: 'utf8',
+      });
+    const MY_TABLE = `e2e_js_${RUN}`;
+    const MY_DEST = `E2E MariaDB ${RUN}`;
+    const MY_PIPE = `E2E JavaScript ${RUN}`;
+
+    await step('22. MariaDB: a table, and a destination filled in from a pasted connection URL', async () => {
+      mysql(`CREATE TABLE ${MY_TABLE} (customer_id varchar(64) PRIMARY KEY, email varchar(200), full_name varchar(200), country varchar(8))`);
+      cleanup.mysqlTable = MY_TABLE;
+      await page.goto(`${BASE}/#/destinations/new`);
+      await page.getByRole('link', { name: /^MySQL: add destination/ }).click();
+      await page.getByLabel('Host', { exact: true }).waitFor();
+      await page.getByLabel('Name', { exact: true }).fill(MY_DEST);
+      await page.getByLabel('Connection URL (optional)', { exact: true }).fill(MYSQL_URL);
+      const filled = { Host: MY.host, Port: MY.port, Username: MY.user };
+      for (const [label, want] of Object.entries(filled)) {
+        const got = await page.getByLabel(label, { exact: true }).inputValue();
+        if (got !== want) throw new Error(`the pasted URL should fill ${label} with ${want}, it shows ${got}`);
+      }
+      if ((await page.getByLabel('Password', { exact: true }).inputValue()) !== MY.password) throw new Error('the pasted URL did not fill the password');
+      if (!/ssl-mode|sslmode|ssl=/.test(MYSQL_URL)) await page.getByLabel('TLS', { exact: true }).selectOption('disable');
+      await shot('mariadb-form-from-url');
+      await checkPage('mariadb form');
+      const r = await testConnection();
+      if (!r.ok) throw new Error(`the MariaDB connection test failed: ${r.text}`);
+      await page.getByRole('button', { name: 'Add', exact: true }).click();
+      await page.getByRole('heading', { name: MY_DEST }).waitFor();
+      cleanup.mysqlDestination = decodeURIComponent(new URL(page.url()).hash.split('/')[2] ?? '');
+    });
+
+    await step('23. MariaDB: a pipeline with the table picked from the list and a JavaScript transformation', async () => {
+      await page.getByRole('link', { name: 'Add pipeline…' }).first().click();
+      await page.getByRole('heading', { name: 'Add pipeline' }).waitFor();
+      await page.getByLabel('Name', { exact: true }).fill(MY_PIPE);
+      await page.getByRole('button', { name: '+ Add condition' }).click();
+      await page.getByLabel('Property of condition 1').selectOption('_id');
+      await page.getByLabel('Operator of condition 1').selectOption('starts with');
+      await page.getByLabel('Value of condition 1').fill(PREFIX);
+      // The builder counts the matching profiles while the filter is edited.
+      await page.getByTestId('match-count').getByText(new RegExp(`^Matches ${PROFILES.length} of [\\d,]+ profiles\\.$`)).waitFor({ timeout: 10_000 });
+      const input = page.getByLabel('Table name', { exact: true });
+      const listId = await input.getAttribute('list');
+      if (!listId) throw new Error('the table field offers no list of tables');
+      const offered = await page.locator(`datalist[id="${listId}"] option`).evaluateAll((os) => os.map((o) => o.value));
+      if (!offered.includes(MY_TABLE)) throw new Error(`${MY_TABLE} is not among the tables offered: ${offered.join(', ')}`);
+      // Picking a listed name loads the table without Confirm.
+      await input.fill(MY_TABLE);
+      await page.locator('.table-info').getByText(/has \d+ columns?/).waitFor();
+      await page.getByRole('combobox', { name: 'Matching column', exact: true }).selectOption('customer_id');
+      await page.getByRole('tab', { name: 'JavaScript' }).click();
+      await page.getByLabel('JavaScript transformation', { exact: true }).fill(
+        [
+          'const columns = ["customer_id", "email", "full_name", "country"];',
+          '',
+          'function transform(profile) {',
+          '  return {',
+          '    customer_id: profile._id,',
+          '    email: (profile.email || "").toLowerCase(),',
+          '    full_name: `${profile.last_name}, ${profile.first_name}`,',
+          '    country: profile.country,',
+          '  };',
+          '}',
+          '',
+        ].join('\n'),
+      );
+      await page.locator('.preview-grid').filter({ hasText: '"full_name": "' }).first().waitFor({ timeout: 60_000 });
+      await shot('mariadb-javascript-preview');
+      await checkPage('mariadb pipeline editor');
+      await page.getByRole('button', { name: 'Add', exact: true }).click();
+      await page.getByRole('row', { name: new RegExp(MY_PIPE) }).waitFor({ timeout: 20_000 });
+    });
+
+    await step('24. MariaDB: enable, run, and read the rows back', async () => {
+      const myRow = page.getByRole('row', { name: new RegExp(MY_PIPE) });
+      await page.getByRole('switch', { name: `Enable ${MY_PIPE}` }).click();
+      await page.waitForFunction((name) => document.querySelector(`[role="switch"][aria-label="Enable ${name}"]`)?.getAttribute('aria-checked') === 'true', MY_PIPE);
+      await myRow.getByRole('button', { name: `Run ${MY_PIPE} now` }).click();
+      await myRow.locator('.meta .badge').waitFor({ timeout: 180_000 });
+      const status = (await myRow.locator('.meta .badge').innerText()).trim();
+      const meta = (await myRow.locator('.meta').innerText()).replace(/\s+/g, ' ');
+      log(`  run ${status}: ${meta}`);
+      if (status !== 'Succeeded') throw new Error(`the MariaDB run ended ${status}`);
+      if (!meta.includes(`${PROFILES.length} in audience`)) throw new Error(`the run summary should say ${PROFILES.length} in audience: ${meta}`);
+      await shot('mariadb-run-finished');
+      const rows = mysql(`SELECT customer_id, email, full_name, country FROM ${MY_TABLE} ORDER BY customer_id`).trim().split('\n');
+      const want = PROFILES.map((p) => [p._id, p.email.toLowerCase(), `${p.last_name}, ${p.first_name}`, p.country].join('\t'));
+      if (JSON.stringify(rows) !== JSON.stringify(want)) throw new Error(`MariaDB rows differ:\n got ${JSON.stringify(rows)}\nwant ${JSON.stringify(want)}`);
+      log(`  ${rows.length} rows in MariaDB ${MY_TABLE}, as the script made them`);
+      // The home page now shows the destination's health from its test and nothing failed.
+      await page.goto(`${BASE}/#/home`);
+      await page.getByRole('heading', { name: 'Home', level: 1 }).waitFor();
+      await page.getByRole('list', { name: 'Destination health' }).getByRole('link', { name: MY_DEST }).waitFor();
+      await page.getByText('No failed run in the last 24 hours.').waitFor();
+      await shot('home-after-runs');
+      await checkPage('home after the runs');
+    });
+  } else {
+    log('NOTE: SLUICE_E2E_MYSQL_URL is not set: the MariaDB walk with a JavaScript transformation is skipped');
+  }
+
+  log(`  pages checked for hidden content at 1280×800: ${[...checkedPages].join(', ')}`);
   if (consoleErrors.length) throw new Error(`console errors:\n  ${consoleErrors.join('\n  ')}`);
   log(`PASS — screenshots in ${ARTIFACTS}`);
 } catch (e) {
@@ -533,6 +761,25 @@ try {
       await api('DELETE', `/destinations/${encodeURIComponent(cleanup.destination)}`);
     } catch (e) {
       console.error(`cleanup: ${e.message}`);
+    }
+  }
+  if (cleanup.mysqlDestination) {
+    try {
+      const pls = await api('GET', `/pipelines?destination=${encodeURIComponent(cleanup.mysqlDestination)}`);
+      for (const p of pls.pipelines ?? pls) await api('DELETE', `/pipelines/${encodeURIComponent(p.id)}`);
+      await api('DELETE', `/destinations/${encodeURIComponent(cleanup.mysqlDestination)}`);
+    } catch (e) {
+      console.error(`cleanup: ${e.message}`);
+    }
+  }
+  if (cleanup.mysqlTable) {
+    try {
+      const my = new URL(MYSQL_URL);
+      execFileSync('mysql', ['-h', my.hostname, '-P', my.port || '3306', '-u', decodeURIComponent(my.username), my.pathname.slice(1), '-e', `DROP TABLE IF EXISTS ${cleanup.mysqlTable}`], {
+        env: { ...env, MYSQL_PWD: decodeURIComponent(my.password) },
+      });
+    } catch (e) {
+      console.error(`cleanup of the MariaDB table: ${e.message}`);
     }
   }
   if (cleanup.profiles) for (const p of PROFILES) await api('DELETE', `/profiles/${encodeURIComponent(p._id)}`).catch(() => {});

@@ -9,6 +9,7 @@ import { CustomerModelPage } from './pages/CustomerModel';
 import { DestinationFormPage, NewDestinationPage } from './pages/DestinationForm';
 import { DestinationPage } from './pages/DestinationPage';
 import { DestinationsPage } from './pages/Destinations';
+import { HomePage } from './pages/Home';
 import { PipelineEditorPage } from './pages/PipelineEditor';
 import { ProfilesPage } from './pages/Profiles';
 import { RunsPage } from './pages/Runs';
@@ -133,8 +134,10 @@ export function Logo() {
   );
 }
 
-function section(route: Route): 'destinations' | 'model' | 'profiles' | 'tokens' | 'audit' | null {
+function section(route: Route): 'home' | 'destinations' | 'model' | 'profiles' | 'tokens' | 'audit' | null {
   switch (route.page) {
+    case 'home':
+      return 'home';
     case 'model':
       return 'model';
     case 'profiles':
@@ -195,6 +198,7 @@ export function SignedIn({ me, onSignOut }: { me: Principal; onSignOut: () => vo
   }, [location.hash]);
 
   const nav = [
+    { key: 'home', label: 'Home', href: href('home'), icon: IconHome },
     { key: 'destinations', label: 'Destinations', href: href('destinations'), icon: IconDb },
     { key: 'model', label: 'Customer Model', href: href('model'), icon: IconModel },
     { key: 'profiles', label: 'Profiles', href: href('profiles'), icon: IconProfiles },
@@ -242,6 +246,8 @@ export function SignedIn({ me, onSignOut }: { me: Principal; onSignOut: () => vo
 
 function Page({ route }: { route: Route }) {
   switch (route.page) {
+    case 'home':
+      return <HomePage />;
     case 'destinations':
       return <DestinationsPage />;
     case 'new-destination':
@@ -302,6 +308,14 @@ function IconLog() {
     <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="1.8">
       <rect x="4.5" y="3.5" width="15" height="17" rx="2" />
       <path d="M8 8h8M8 12h8M8 16h5" />
+    </svg>
+  );
+}
+
+function IconHome() {
+  return (
+    <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="1.8">
+      <path d="M4 11.5 12 4l8 7.5M6.5 9.5V20h11V9.5" />
     </svg>
   );
 }

@@ -38,6 +38,7 @@ export type Settings = Record<string, unknown>;
 export type Destination = Gen.Destination;
 export type DestinationInput = Gen.DestinationBody;
 export type TestResult = Gen.TestResult;
+export type TableEntry = Gen.TableEntry;
 /** A column as the server describes it; the editor also copes without the flags, which older servers
  *  did not send. */
 export type TableColumn = Omit<Gen.TableColumn, 'has_default' | 'supported' | 'key_capable'> &
@@ -267,6 +268,9 @@ export class Client {
   }
   testSavedDestination(id: string): Promise<Answer<'testSavedDestination'>> {
     return this.request('POST', `/destinations/${seg(id)}/test`);
+  }
+  listTables(destination: string): Promise<Answer<'listTables'>> {
+    return this.request('GET', `/destinations/${seg(destination)}/tables`);
   }
   describeTable(destination: string, table: string): Promise<Answer<'describeTable'>> {
     return this.request('GET', `/destinations/${seg(destination)}/tables/${seg(table)}`);

@@ -4,6 +4,7 @@
 import { useEffect, useState } from 'preact/hooks';
 
 export type Route =
+  | { page: 'home' }
   | { page: 'destinations' }
   | { page: 'new-destination'; kind?: string }
   | { page: 'destination'; id: string }
@@ -18,7 +19,7 @@ export type Route =
   | { page: 'not-found'; path: string };
 
 export function parseRoute(hash: string): Route {
-  const path = hash.replace(/^#/, '').replace(/\/+$/, '') || '/destinations';
+  const path = hash.replace(/^#/, '').replace(/\/+$/, '') || '/home';
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   const [a, b, c, d] = parts;
   if (a === 'destinations') {
@@ -32,6 +33,7 @@ export function parseRoute(hash: string): Route {
     if (c === undefined) return { page: 'pipeline', id: b };
     if (c === 'runs' && d === undefined) return { page: 'runs', id: b };
   }
+  if (a === 'home' && b === undefined) return { page: 'home' };
   if (a === 'model' && b === undefined) return { page: 'model' };
   if (a === 'profiles' && b === undefined) return { page: 'profiles' };
   if (a === 'tokens' && b === undefined) return { page: 'tokens' };

@@ -154,3 +154,53 @@ describe('the connection form', () => {
     expect([...root.querySelectorAll('button')].map((b) => b.textContent)).toContain('Save');
   });
 });
+
+describe('the connection form before a test', () => {
+  let root: HTMLElement;
+  afterEach(() => {
+    render(null, root);
+    root.remove();
+  });
+
+  const byLabel = (text: string) => {
+    const label = [...root.querySelectorAll('label')].find((l) => l.textContent?.replace('*', '').trim() === text);
+    return document.getElementById(label!.htmlFor) as HTMLInputElement;
+  };
+  const type = async (el: HTMLInputElement, v: string) => {
+    el.value = v;
+    await act(() => {
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+    });
+  };
+
+  it('names the empty required fields instead of reporting a failed test', async () => {
+    root = document.createElement('div');
+    document.body.appendChild(root);
+    await act(() => render(<ConnectionForm connector={postgres} />, root));
+    await type(byLabel('Host'), 'db.example.com');
+    const test = [...root.querySelectorAll('button')].find((b) => b.textContent === 'Test connection')!;
+    await act(() => test.click());
+    const outcome = root.querySelector('.test-outcome')!.textContent!;
+    expect(outcome).not.toContain('failed');
+    expect(outcome).toContain('Connection not tested');
+    expect(outcome).toContain('Fill in Username and Database name to test the connection.');
+  });
+
+  it('fills the fields from a pasted connection URL, password included', async () => {
+    root = document.createElement('div');
+    document.body.appendChild(root);
+    await act(() => render(<ConnectionForm connector={postgres} />, root));
+    await type(byLabel('Connection URL (optional)'), 'postgres://app:pa%3Ass@db.example.com:6543/analytics?sslmode=require');
+    expect(byLabel('Host').value).toBe('db.example.com');
+    expect(byLabel('Port').value).toBe('6543');
+    expect(byLabel('Username').value).toBe('app');
+    expect(byLabel('Password').value).toBe('pa:ss');
+    expect(byLabel('Password').type).toBe('password');
+    expect(byLabel('Database name').value).toBe('analytics');
+    expect((byLabel('TLS') as unknown as HTMLSelectElement).value).toBe('require');
+    expect(root.textContent).toContain('Filled in');
+    await type(byLabel('Connection URL (optional)'), 'mysql://root@h/test');
+    expect(root.textContent).toContain('This is a URL for mysql; this form is for PostgreSQL.');
+    expect(byLabel('Host').value).toBe('db.example.com');
+  });
+});

@@ -194,7 +194,8 @@ describe('small helpers', () => {
   });
 
   it('routes hashes to pages', () => {
-    expect(parseRoute('')).toEqual({ page: 'destinations' });
+    expect(parseRoute('')).toEqual({ page: 'home' });
+    expect(parseRoute('#/destinations')).toEqual({ page: 'destinations' });
     expect(parseRoute('#/destinations/new/postgresql')).toEqual({ page: 'new-destination', kind: 'postgresql' });
     expect(parseRoute('#/destinations/dst_1/pipelines/new')).toEqual({ page: 'new-pipeline', destination: 'dst_1' });
     expect(parseRoute('#/pipelines/pl_1/runs')).toEqual({ page: 'runs', id: 'pl_1' });

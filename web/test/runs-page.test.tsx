@@ -73,3 +73,39 @@ describe('the runs page', () => {
     await vi.waitFor(() => expect(bodies).toEqual([{ trigger: 'manual', mode: 'reconcile' }]));
   });
 });
+
+describe('the runs page clock', () => {
+  let root: HTMLElement;
+  afterEach(() => {
+    vi.useRealTimers();
+    unmount(root);
+  });
+
+  it('measures a run started after the page sat idle against the time now', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(new Date('2026-03-01T10:00:00Z'));
+    const idle = { ...pipeline, running: null, schedule: null, next_run_at: null };
+    let started: Run | null = null;
+    const fetch = vi.fn(async (url: string, init?: RequestInit) => {
+      if (url === '/v1/pipelines/pl_1') return json(started ? { ...idle, running: started.id } : idle);
+      if (url.startsWith('/v1/pipelines/pl_1/runs') && init?.method === 'POST') {
+        started = { ...queued, id: 'run_n', status: 'running', trigger: 'manual', queued_at: new Date().toISOString(), started_at: new Date().toISOString() };
+        return json({ id: 'run_n', status: 'running' }, 202);
+      }
+      if (url.startsWith('/v1/pipelines/pl_1/runs')) return json({ runs: started ? [started, done] : [done], next: null });
+      if (url === '/v1/destinations/dst_1') return json({ id: 'dst_1', name: 'Warehouse', type: 'postgresql', settings: {} });
+      return json({ error: { code: 'NotFound', message: url } }, 404);
+    });
+    vi.stubGlobal('fetch', fetch);
+    root = await mount(<RunsPage id="pl_1" />);
+    await vi.waitFor(() => expect(root.textContent).toContain('Run history'));
+    // The page sits idle for ten minutes, then Run now is pressed.
+    vi.setSystemTime(new Date('2026-03-01T10:10:00Z'));
+    const button = Array.from(root.querySelectorAll<HTMLButtonElement>('button')).find((b) => b.textContent?.includes('Run now'));
+    await act(() => button!.click());
+    await vi.waitFor(() => expect(root.textContent).toContain('Current run'));
+    expect(root.textContent).not.toMatch(/-\d/);
+    expect(root.textContent).not.toContain('in a moment');
+    expect(root.textContent).toContain('just now');
+  });
+});

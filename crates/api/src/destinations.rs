@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json_};
 use sluice_core::FieldErrors;
 use sluice_destinations::{DestinationError, ErrorKind};
-use sluice_store::{DestinationRecord, Role, SECRET_FIELDS};
+use sluice_store::{DestinationRecord, DestinationTest, Role, SECRET_FIELDS};
 use utoipa::ToSchema;
 
 use crate::access::Principal;
@@ -81,6 +81,23 @@ pub struct Destination {
     settings: serde_json::Value,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// In the list: the last test of the saved settings (`POST /v1/destinations/{id}/test` without
+    /// edited settings); absent when there was none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_test: Option<LastTest>,
+}
+
+/// A destination's last connection test: its health.
+#[derive(Serialize, ToSchema)]
+pub struct LastTest {
+    at: DateTime<Utc>,
+    ok: bool,
+    /// The failure's code, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    /// The database's message, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -96,6 +113,7 @@ pub(crate) fn to_json(rec: &DestinationRecord) -> Destination {
         settings: masked(&rec.settings),
         created_at: rec.created_at,
         updated_at: rec.updated_at,
+        last_test: None,
     }
 }
 
@@ -147,8 +165,22 @@ pub(crate) fn validate(kind: &str, name: &str, settings: &Json_) -> ApiResult<()
 )]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<DestinationList>> {
     let all = state.meta.list_destinations().await?;
+    let mut tests: std::collections::HashMap<String, DestinationTest> =
+        state.meta.destination_tests().await?.into_iter().collect();
     Ok(Json(DestinationList {
-        destinations: all.iter().map(to_json).collect(),
+        destinations: all
+            .iter()
+            .map(|rec| {
+                let mut d = to_json(rec);
+                d.last_test = tests.remove(&rec.id).map(|t| LastTest {
+                    at: t.at,
+                    ok: t.ok,
+                    code: t.code,
+                    message: t.message,
+                });
+                d
+            })
+            .collect(),
     }))
 }
 
@@ -436,11 +468,30 @@ pub async fn test_saved(
         return Err(crate::access::forbidden(principal.role, Role::Admin));
     }
     let rec = load(&state, &id).await?;
-    let settings = match body.settings {
-        Some(edited) => keep_secrets(&rec.kind, edited, &rec.settings)?,
-        None => rec.settings,
+    let (settings, saved) = match body.settings {
+        Some(edited) => (keep_secrets(&rec.kind, edited, &rec.settings)?, false),
+        None => (rec.settings, true),
     };
-    run_test(&rec.kind, &settings).await
+    let result = run_test(&rec.kind, &settings).await?;
+    // Only a test of the saved settings says how the destination is doing.
+    if saved {
+        let test = match &result.0 {
+            TestResult::Passed { .. } => DestinationTest {
+                at: Utc::now(),
+                ok: true,
+                code: None,
+                message: None,
+            },
+            TestResult::Failed { error, .. } => DestinationTest {
+                at: Utc::now(),
+                ok: false,
+                code: Some(error.code.to_string()),
+                message: Some(error.message.clone()),
+            },
+        };
+        state.meta.record_destination_test(&rec.id, &test).await?;
+    }
+    Ok(result)
 }
 
 async fn run_test(kind: &str, settings: &Json_) -> ApiResult<Json<TestResult>> {
@@ -506,6 +557,67 @@ pub async fn describe_table(
         ));
     };
     Ok(Json(table_json(&t)))
+}
+
+/// The tables a pipeline of this destination can write to.
+#[derive(Serialize, ToSchema)]
+pub struct TableList {
+    tables: Vec<TableEntry>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TableEntry {
+    /// The schema the destination writes in (PostgreSQL, Snowflake); `null` where the database is the
+    /// only namespace (MySQL, ClickHouse, SQLite).
+    #[schema(required = true)]
+    schema: Option<String>,
+    /// The name to use as a pipeline's `table`.
+    name: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/destinations/{id}/tables",
+    operation_id = "listTables",
+    tag = "destinations",
+    summary = "The tables where the destination writes",
+    description = "Ordinary tables of the destination's schema (PostgreSQL, Snowflake) or database, sorted by \
+        name; views and system tables are left out. A database or schema that does not exist answers 404 \
+        `NotFound` with a message naming it.",
+    params(("id" = String, Path, description = "The destination's id")),
+    responses(
+        (status = 200, description = "OK", body = TableList),
+        Unauthorized,
+        NotFound,
+        Internal,
+        DestinationFailed,
+    ),
+)]
+pub async fn list_tables(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TableList>> {
+    let rec = load(&state, &id).await?;
+    let dest = sluice_destinations::open(&rec.kind, &rec.settings).map_err(ApiError::invalid)?;
+    let tables = match tokio::time::timeout(TEST_TIMEOUT, dest.list_tables()).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(DestinationError::new(
+                ErrorKind::Timeout,
+                "listing the tables took longer than 30 seconds",
+            )
+            .into())
+        }
+    };
+    Ok(Json(TableList {
+        tables: tables
+            .into_iter()
+            .map(|t| TableEntry {
+                schema: t.schema,
+                name: t.name,
+            })
+            .collect(),
+    }))
 }
 
 /// A destination table as Sluice sees it.

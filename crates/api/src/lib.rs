@@ -201,6 +201,10 @@ fn protected_routes() -> OpenApiRouter<AppState> {
             routes!(destinations::describe_table),
         ))
         .routes(guard(
+            &[read(Get, Viewer)],
+            routes!(destinations::list_tables),
+        ))
+        .routes(guard(
             &[read(Get, Viewer), change(Post, Editor)],
             routes!(pipelines::list, pipelines::create),
         ))

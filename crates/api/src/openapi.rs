@@ -558,18 +558,31 @@ pub struct RunProgressDoc {
 }
 
 // Mirrors `sluice_store::Counts`.
-/// Rows of a run by what happened to them.
+/// Profiles of a run by what happened to them. Shown to people as: **in audience** = inserted + updated +
+/// unchanged + failed + transform_failed; **not in audience** = filtered_out; **written** = inserted +
+/// updated ("N new, M updated"); **skipped, unchanged** = unchanged; **removed** = deleted; **failed** =
+/// failed + transform_failed. `read` is no headline figure: it counts only the profiles read from the store
+/// because they were new or changed since the last run.
 #[derive(Serialize, ToSchema)]
 #[schema(as = RunCounts)]
 #[allow(dead_code)]
 pub struct RunCountsDoc {
+    /// Read from the store (new or changed): profiles new or changed since the last run, the only ones a
+    /// run reads; 0 on a re-run with nothing new, even though every row of the audience was checked.
     read: u64,
+    /// Not in audience: profiles the filter left out this run.
     filtered_out: u64,
+    /// Failed in the transformation (counted under "failed" and "in audience").
     transform_failed: u64,
+    /// Written, new: rows inserted into the table.
     inserted: u64,
+    /// Written, updated: rows whose values changed.
     updated: u64,
+    /// Skipped, unchanged: in the audience, and the table already holds the same row.
     unchanged: u64,
+    /// Removed: rows of profiles that left the audience or were deleted (with `on_leave: delete`).
     deleted: u64,
+    /// Failed at the write (counted under "failed" and "in audience"); see the run's `errors`.
     failed: u64,
 }
 

@@ -149,6 +149,12 @@ pub struct ProfilePage {
     /// The `after` of the next page; `null` on the last one.
     #[schema(required = true)]
     next: Option<String>,
+    /// How many profiles the store holds.
+    total: u64,
+    /// With a filter: how many profiles it matches (counted by the store with the filter pushed down
+    /// into its query, not by reading the profiles). Absent without a filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matching: Option<u64>,
 }
 
 #[utoipa::path(
@@ -191,6 +197,11 @@ pub async fn list(
         .profiles
         .page(filter.as_ref(), q.after.as_deref(), limit + 1)
         .await?;
+    let total = state.profiles.count(None).await?;
+    let matching = match &filter {
+        Some(f) => Some(state.profiles.count(Some(f)).await?),
+        None => None,
+    };
     let more = page.len() > limit;
     let page = &page[..page.len().min(limit)];
     let next = if more {
@@ -201,6 +212,8 @@ pub async fn list(
     Ok(Json(ProfilePage {
         profiles: page.iter().map(|p| p.to_json()).collect(),
         next,
+        total,
+        matching,
     }))
 }
 

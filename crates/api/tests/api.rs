@@ -277,6 +277,16 @@ async fn customer_model_and_profiles() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["profiles"].as_array().unwrap().len(), 4);
     assert_eq!(v["next"], "c0006");
+    // The totals: every profile, and those the filter matches (not just this page's).
+    let (_, all) = api.call("GET", "/v1/profiles?limit=1", None).await;
+    let total = all["total"].as_u64().unwrap();
+    assert_eq!(v["total"].as_u64(), Some(total), "{v}");
+    assert_eq!(v["matching"], 10, "{v}");
+    assert!(total > 10, "{all}");
+    assert!(
+        all.get("matching").is_none(),
+        "no filter, no matching: {all}"
+    );
     let (_, v2) = api
         .call(
             "GET",
@@ -511,6 +521,17 @@ async fn destinations_keep_secrets_write_only() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["ok"], true, "{v}");
+    // A test of the saved settings is the destination's health, shown in the list.
+    let (_, list) = api.call("GET", "/v1/destinations", None).await;
+    let listed = list["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == json!(id))
+        .unwrap()
+        .clone();
+    assert_eq!(listed["last_test"]["ok"], true, "{listed}");
+    assert!(listed["last_test"]["at"].is_string(), "{listed}");
     // Name taken.
     let (s, v) = api
         .call(
@@ -554,6 +575,22 @@ async fn destinations_keep_secrets_write_only() {
             .contains("no_such_database_here"),
         "{v}"
     );
+    // A wrong database is no missing table.
+    assert_eq!(v["error"]["code"], "NotFound", "{v}");
+    // The tables to pick from: `customers` of the destination's schema, by name.
+    let (s, v) = api
+        .call("GET", &format!("/v1/destinations/{id}/tables"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let tables = v["tables"].as_array().unwrap();
+    assert!(
+        tables.contains(&json!({"schema": api.schema, "name": "customers"})),
+        "{v}"
+    );
+    let (s, _) = api
+        .call("GET", "/v1/destinations/dst_nope/tables", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     let (_, c) = api.call("GET", "/v1/connectors", None).await;
     assert!(c.to_string().contains("5432"));
 }

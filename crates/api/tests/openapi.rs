@@ -111,6 +111,7 @@ async fn the_router_serves_exactly_the_described_routes() {
         ("post", "/v1/destinations/test"),
         ("post", "/v1/destinations/{id}/test"),
         ("get", "/v1/destinations/{id}/tables/{table}"),
+        ("get", "/v1/destinations/{id}/tables"),
         ("patch", "/v1/pipelines/{id}"),
         ("post", "/v1/pipelines/preview"),
         ("post", "/v1/pipelines/{id}/preview"),
@@ -564,6 +565,13 @@ async fn every_answer_fits_the_document() {
         "get",
         "/v1/destinations/{id}/tables/{table}",
         &format!("/v1/destinations/{d}/tables/nope"),
+        None,
+    )
+    .await;
+    t.call(
+        "get",
+        "/v1/destinations/{id}/tables",
+        &format!("/v1/destinations/{d}/tables"),
         None,
     )
     .await;

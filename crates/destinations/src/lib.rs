@@ -95,7 +95,8 @@ impl ErrorKind {
             ErrorKind::Auth => "DestinationAuthFailed",
             ErrorKind::Permission => "DestinationPermissionDenied",
             ErrorKind::Config => "InvalidDestinationSettings",
-            ErrorKind::NotFound => "TableNotFound",
+            // The table, its schema or the database itself: the message says which.
+            ErrorKind::NotFound => "NotFound",
             ErrorKind::SchemaMismatch => "TableChanged",
             ErrorKind::BadData => "RowRejected",
             ErrorKind::Conflict => "DestinationConflict",
@@ -122,6 +123,16 @@ impl DestinationError {
 }
 
 pub type Result<T, E = DestinationError> = std::result::Result<T, E>;
+
+/// A table a pipeline can write to, as [`Destination::list_tables`] names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableRef {
+    /// The schema the destination writes in, where the database has schemas inside a database
+    /// (PostgreSQL, Snowflake); `None` where the database is the only namespace.
+    pub schema: Option<String>,
+    /// The name as the database stores it, usable as a pipeline's `table`.
+    pub name: String,
+}
 
 /// The outcome of a successful connection test.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -244,6 +255,11 @@ pub trait Destination: Send + Sync {
 
     /// The table's columns, keys and issues; `Ok(None)` when it does not exist.
     async fn describe_table(&self, name: &str) -> Result<Option<TableDescription>>;
+
+    /// The tables pipelines can write to where this destination writes (its schema, or its database),
+    /// sorted by name: ordinary tables only, no views, no system or temporary tables. A database or
+    /// schema that does not exist is [`ErrorKind::NotFound`] naming it.
+    async fn list_tables(&self) -> Result<Vec<TableRef>>;
 
     /// Upserts `rows` by the key column, atomically. Rows have distinct keys. Returns how many rows were
     /// inserted and how many updated. A data error fails the whole batch with [`ErrorKind::BadData`].

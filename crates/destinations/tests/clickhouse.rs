@@ -135,6 +135,12 @@ impl Harness for Ch18 {
         Box::new(ClickHouse::new(self.settings.clone()))
     }
 
+    fn missing_database(&self, database: &str) -> Option<Box<dyn Destination>> {
+        let mut settings = self.settings.clone();
+        settings.database = database.to_string();
+        Some(Box::new(ClickHouse::new(settings)))
+    }
+
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         for statement in sql.split(";\n").filter(|s| !s.trim().is_empty()) {
             self.admin.execute(statement).await?;
@@ -234,6 +240,11 @@ impl Harness for Ch18 {
     fn check_violation_message(&self) -> &'static str {
         // `qty` is a UInt32: ClickHouse 18.16 has no CHECK constraints, so the type is the constraint.
         "out of range"
+    }
+
+    /// 18.16 has no `DROP VIEW`; `DROP TABLE` drops views too.
+    fn drop_view(&self, view: &str) -> String {
+        format!("DROP TABLE {}", self.quote(view))
     }
 
     fn table_ref(&self, table: &str) -> String {

@@ -62,6 +62,12 @@ impl Harness for Pg {
         Box::new(Postgres::new(self.settings.clone()))
     }
 
+    fn missing_database(&self, database: &str) -> Option<Box<dyn Destination>> {
+        let mut settings = self.settings.clone();
+        settings.database = database.to_string();
+        Some(Box::new(Postgres::new(settings)))
+    }
+
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         // An idle session reports its deletions to the statistics system (which the change marker reads)
         // only every ten seconds; report them now, as a session that ends or keeps working would.

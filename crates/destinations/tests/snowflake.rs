@@ -152,6 +152,16 @@ impl Harness for Sf {
         Box::new(Snowflake::new(settings()))
     }
 
+    fn reports_missing_databases_exactly(&self) -> bool {
+        false
+    }
+
+    fn missing_database(&self, database: &str) -> Option<Box<dyn Destination>> {
+        let mut settings = settings();
+        settings.database = database.to_string();
+        Some(Box::new(Snowflake::new(settings)))
+    }
+
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         for statement in sql.split(";\n").filter(|s| !s.trim().is_empty()) {
             self.run(statement).await?;

@@ -49,6 +49,11 @@ impl Harness for Lite {
         Box::new(Sqlite::new(SqliteSettings::new(&self.path)))
     }
 
+    /// A SQLite destination is a file, created when missing: there is no database to get wrong.
+    fn missing_database(&self, _database: &str) -> Option<Box<dyn Destination>> {
+        None
+    }
+
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         Ok(self.conn.lock().unwrap().execute_batch(sql)?)
     }

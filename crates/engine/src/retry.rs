@@ -54,6 +54,10 @@ impl Destination for Retrying<'_> {
         self.inner.describe_table(name).await
     }
 
+    async fn list_tables(&self) -> sluice_destinations::Result<Vec<sluice_destinations::TableRef>> {
+        self.inner.list_tables().await
+    }
+
     async fn upsert(
         &self,
         target: &WriteTarget,

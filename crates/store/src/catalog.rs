@@ -24,6 +24,17 @@ pub struct DestinationRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The outcome of the last connection test of a saved destination: what the home page shows as its health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DestinationTest {
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    /// The error's code when the test failed (`DestinationAuthFailed`, `NotFound`, …).
+    pub code: Option<String>,
+    /// The database's message when the test failed.
+    pub message: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineRecord {
     pub id: String,
@@ -75,6 +86,11 @@ pub trait Catalog: Send + Sync {
     /// Answers how many destinations were rewritten. The store keeps its own key, so it is reopened with
     /// `new` afterwards.
     async fn reseal_secrets(&self, new: &crate::SecretBox) -> Result<usize>;
+    /// Keeps `test` as the destination's last connection test, replacing the one before. Nothing
+    /// happens for a destination that is gone.
+    async fn record_destination_test(&self, id: &str, test: &DestinationTest) -> Result<()>;
+    /// The last connection test of each destination that had one, as (destination id, test).
+    async fn destination_tests(&self) -> Result<Vec<(String, DestinationTest)>>;
 
     /// All pipelines, or one destination's, ordered by creation.
     async fn list_pipelines(&self, destination: Option<&str>) -> Result<Vec<PipelineRecord>>;

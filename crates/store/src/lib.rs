@@ -45,7 +45,9 @@ mod sync_state;
 mod tls;
 
 pub use access::{Access, AuditEntry, Role, TokenHash, TokenRecord};
-pub use catalog::{Catalog, CatalogChanges, DestinationRecord, PipelineRecord, SECRET_FIELDS};
+pub use catalog::{
+    Catalog, CatalogChanges, DestinationRecord, DestinationTest, PipelineRecord, SECRET_FIELDS,
+};
 pub use coord::{Coordination, Held};
 pub use profiles::{ChangeCounts, ProfileStore, UpsertOutcome, TOMBSTONE_RETENTION};
 pub use runs::{

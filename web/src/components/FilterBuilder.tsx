@@ -2,14 +2,18 @@
 // Operators and value inputs follow the property's type; errors (the server's 422 fields or local
 // checks, keyed like `filter.conditions[0].values`) appear under the condition they name.
 
-import { useState } from 'preact/hooks';
-import type { Condition, FieldErrors, FilterGroup } from '../api';
+import { useEffect, useState } from 'preact/hooks';
+import { api, errorMessage, type Condition, type FieldErrors, type FilterGroup } from '../api';
+import { useDebounced } from '../hooks';
+import { formatNumber } from '../lib/util';
 import {
   arityOf,
   changeOperator,
   changeProperty,
   emptyFilter,
+  filterProblems,
   inputKindFor,
+  normalizeFilter,
   inputText,
   isGroup,
   newCondition,
@@ -28,9 +32,62 @@ interface Props {
   errors?: FieldErrors;
   /** The API path of the filter (`filter`). */
   path?: string;
+  /** Show how many profiles the filter matches while it is edited. */
+  count?: boolean;
 }
 
-export function FilterBuilder({ filter, onChange, properties, errors, path = 'filter' }: Props) {
+/** What the match counter says: "matches 1,234 of 10,000 profiles", or why it has no number. */
+export function matchText(state: { matching: number | null; total: number } | null, incomplete: boolean): string {
+  if (incomplete) return 'Complete the conditions to count the matching profiles.';
+  if (!state) return 'Counting the matching profiles…';
+  if (state.matching === null) return `No conditions: all ${formatNumber(state.total)} profiles.`;
+  return `Matches ${formatNumber(state.matching)} of ${formatNumber(state.total)} profiles.`;
+}
+
+/** The number of profiles `filter` matches, asked of the store (which counts with the filter pushed down)
+ *  once the filter stopped changing for a moment. */
+export function MatchCount({ filter, incomplete }: { filter: FilterGroup | null; incomplete: boolean }) {
+  const key = incomplete ? null : JSON.stringify(filter);
+  const settled = useDebounced(key, 400);
+  const [state, setState] = useState<{ key: string | null; matching: number | null; total: number } | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    if (incomplete || settled !== key) return;
+    let live = true;
+    api.listProfiles({ filter: filter && filter.conditions.length ? filter : null, limit: 1 }).then(
+      (r) => {
+        if (!live) return;
+        setError(null);
+        setState({ key: settled, matching: r.matching ?? null, total: r.total });
+      },
+      (e) => live && setError(errorMessage(e)),
+    );
+    return () => {
+      live = false;
+    };
+  }, [settled]);
+  const current = state && state.key === key ? state : null;
+  return (
+    <p class="muted small match-count" aria-live="polite" data-testid="match-count">
+      {error ? `The profiles could not be counted: ${error}` : matchText(current, incomplete)}
+    </p>
+  );
+}
+
+export function FilterBuilder(props: Props) {
+  const { filter, properties, count } = props;
+  if (!count) return <FilterEditor {...props} />;
+  const normalized = normalizeFilter(filter);
+  const incomplete = Object.keys(filterProblems(normalized, properties)).length > 0;
+  return (
+    <>
+      <FilterEditor {...props} />
+      <MatchCount filter={normalized} incomplete={incomplete} />
+    </>
+  );
+}
+
+function FilterEditor({ filter, onChange, properties, errors, path = 'filter' }: Props) {
   const root = filter ?? emptyFilter();
   const rootErrors = errorsAt(errors, path);
   if (root.conditions.length === 0) {

@@ -1,4 +1,4 @@
-// Exported (inserted + updated) and failed rows per run over time, drawn as a small SVG line chart.
+// Written (inserted + updated) and failed rows per run over time, drawn as a small SVG line chart.
 
 import type { Run } from '../api';
 import { formatDateTime, formatNumber } from '../lib/util';
@@ -55,7 +55,7 @@ export function RunChart({ runs }: { runs: Run[] }) {
   const area = `${line('exported')} L${x(points[points.length - 1].t).toFixed(1)},${y(0)} L${x(points[0].t).toFixed(1)},${y(0)} Z`;
   const totalExported = points.reduce((n, p) => n + p.exported, 0);
   const totalFailed = points.reduce((n, p) => n + p.failed, 0);
-  const label = `Rows exported and failed over the last ${points.length} runs: ${formatNumber(totalExported)} exported, ${formatNumber(totalFailed)} failed.`;
+  const label = `Rows written and failed over the last ${points.length} runs: ${formatNumber(totalExported)} written, ${formatNumber(totalFailed)} failed.`;
   const fmtAxis = (t: number) => new Date(t).toLocaleString('en-GB', { month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit' });
   return (
     <figure class="chart">
@@ -82,7 +82,7 @@ export function RunChart({ runs }: { runs: Run[] }) {
         {points.map((p) => (
           <g key={p.run.id}>
             <circle cx={x(p.t)} cy={y(p.exported)} r={3.5} class="chart-dot exported">
-              <title>{`${formatDateTime(p.run.started_at)}: ${formatNumber(p.exported)} exported`}</title>
+              <title>{`${formatDateTime(p.run.started_at)}: ${formatNumber(p.exported)} written`}</title>
             </circle>
             <circle cx={x(p.t)} cy={y(p.failed)} r={3.5} class="chart-dot failed">
               <title>{`${formatDateTime(p.run.started_at)}: ${formatNumber(p.failed)} failed`}</title>
@@ -91,7 +91,7 @@ export function RunChart({ runs }: { runs: Run[] }) {
         ))}
       </svg>
       <figcaption class="chart-legend">
-        <span class="legend exported">Exported (inserted + updated)</span>
+        <span class="legend exported">Written (new + updated)</span>
         <span class="legend failed">Failed</span>
       </figcaption>
     </figure>

@@ -3,6 +3,7 @@
 
 import type { ComponentChildren, RefObject } from 'preact';
 import { createContext, Fragment } from 'preact';
+import { createPortal } from 'preact/compat';
 import { useCallback, useContext, useEffect, useId, useRef, useState } from 'preact/hooks';
 import { errorMessage, type RunStatus } from '../api';
 import { classNames } from '../lib/util';
@@ -330,28 +331,78 @@ interface MenuProps {
   disabled?: boolean;
 }
 
-/** A button that opens a menu: arrow keys move, Enter selects, Escape closes and returns focus. */
+/** Where an open menu goes on screen: below its button, or above it when there is more room there, aligned
+ *  to the button's right or left edge and kept inside the viewport; `maxHeight` makes a long menu scroll
+ *  inside itself rather than run off the screen. Coordinates are the viewport's (the menu is `fixed`). */
+export function menuPlacement(
+  button: { top: number; bottom: number; left: number; right: number },
+  menu: { width: number; height: number },
+  viewport: { width: number; height: number },
+  align: 'left' | 'right',
+): { top: number; left: number; maxHeight: number } {
+  const gap = 4;
+  const margin = 8;
+  const below = viewport.height - button.bottom - gap - margin;
+  const above = button.top - gap - margin;
+  const up = menu.height > below && above > below;
+  const room = Math.max(up ? above : below, 80);
+  const height = Math.min(menu.height, room);
+  const top = up ? button.top - gap - height : button.bottom + gap;
+  let left = align === 'right' ? button.right - menu.width : button.left;
+  left = Math.min(left, viewport.width - menu.width - margin);
+  left = Math.max(left, margin);
+  return { top: Math.max(top, margin), left, maxHeight: room };
+}
+
+/** A button that opens a menu: arrow keys move, Enter selects, Escape closes and returns focus.
+ *  The open menu is drawn into the document's body at a fixed position, so that a scrolling container
+ *  around the button (a table's wrapper) cannot clip it. */
 export function Menu({ button, label, items, buttonClass, align = 'right', disabled }: MenuProps) {
   const [open, setOpen] = useState(false);
+  const [place, setPlace] = useState<{ top: number; left: number; maxHeight: number } | null>(null);
   const rootRef = useRef<HTMLDivElement>(null);
+  const menuRef = useRef<HTMLDivElement>(null);
   const buttonRef = useRef<HTMLButtonElement>(null);
   const menuId = useId();
 
   const focusItem = useCallback((index: number) => {
-    const els = rootRef.current?.querySelectorAll<HTMLElement>('[role^="menuitem"]:not([aria-disabled="true"])');
+    const els = menuRef.current?.querySelectorAll<HTMLElement>('[role^="menuitem"]:not([aria-disabled="true"])');
     if (!els || !els.length) return;
     const i = ((index % els.length) + els.length) % els.length;
     els[i].focus();
   }, []);
 
   useEffect(() => {
-    if (!open) return;
+    if (!open) {
+      setPlace(null);
+      return;
+    }
+    const b = buttonRef.current?.getBoundingClientRect();
+    const m = menuRef.current;
+    if (b && m) {
+      // The natural size, measured before a max-height applies.
+      const size = { width: m.offsetWidth, height: m.scrollHeight };
+      setPlace(menuPlacement(b, size, { width: window.innerWidth, height: window.innerHeight }, align));
+    }
     focusItem(Math.max(0, items.findIndex((i) => i.checked)));
+    const inside = (t: EventTarget | null) =>
+      !!t && t instanceof Node && (!!rootRef.current?.contains(t) || !!menuRef.current?.contains(t));
     const onDoc = (e: MouseEvent) => {
-      if (rootRef.current && !rootRef.current.contains(e.target as Node)) setOpen(false);
+      if (!inside(e.target)) setOpen(false);
     };
+    // A fixed menu would stay behind while the page under it moves: close it instead.
+    const onScroll = (e: Event) => {
+      if (!inside(e.target)) setOpen(false);
+    };
+    const onResize = () => setOpen(false);
     document.addEventListener('mousedown', onDoc);
-    return () => document.removeEventListener('mousedown', onDoc);
+    document.addEventListener('scroll', onScroll, true);
+    window.addEventListener('resize', onResize);
+    return () => {
+      document.removeEventListener('mousedown', onDoc);
+      document.removeEventListener('scroll', onScroll, true);
+      window.removeEventListener('resize', onResize);
+    };
   }, [open]);
 
   const close = (refocus = true) => {
@@ -360,7 +411,7 @@ export function Menu({ button, label, items, buttonClass, align = 'right', disab
   };
 
   const onMenuKey = (e: KeyboardEvent) => {
-    const els = Array.from(rootRef.current?.querySelectorAll<HTMLElement>('[role^="menuitem"]:not([aria-disabled="true"])') ?? []);
+    const els = Array.from(menuRef.current?.querySelectorAll<HTMLElement>('[role^="menuitem"]:not([aria-disabled="true"])') ?? []);
     const idx = els.indexOf(document.activeElement as HTMLElement);
     if (e.key === 'ArrowDown') {
       e.preventDefault();
@@ -383,6 +434,10 @@ export function Menu({ button, label, items, buttonClass, align = 'right', disab
     }
   };
 
+  const style = place
+    ? { top: `${place.top}px`, left: `${place.left}px`, maxHeight: `${place.maxHeight}px` }
+    : { top: '0px', left: '0px', visibility: 'hidden' as const };
+
   return (
     <div class="menu-root" ref={rootRef}>
       <button
@@ -404,33 +459,35 @@ export function Menu({ button, label, items, buttonClass, align = 'right', disab
       >
         {button}
       </button>
-      {open && (
-        <div class={classNames('menu', align === 'right' ? 'align-right' : 'align-left')} role="menu" id={menuId} aria-label={label} onKeyDown={onMenuKey}>
-          {items.map((item, i) => (
-            <Fragment key={i}>
-              {item.separatorBefore && <div class="menu-sep" role="separator" />}
-              <button
-                type="button"
-                role={item.checked !== undefined ? 'menuitemradio' : 'menuitem'}
-                aria-checked={item.checked}
-                aria-disabled={item.disabled || undefined}
-                tabIndex={-1}
-                class={classNames('menu-item', item.danger && 'danger', item.checked && 'checked')}
-                onClick={() => {
-                  if (item.disabled) return;
-                  close();
-                  item.onSelect();
-                }}
-              >
-                <span class="menu-check" aria-hidden="true">
-                  {item.checked ? '✓' : ''}
-                </span>
-                {item.label}
-              </button>
-            </Fragment>
-          ))}
-        </div>
-      )}
+      {open &&
+        createPortal(
+          <div ref={menuRef} class="menu" role="menu" id={menuId} aria-label={label} onKeyDown={onMenuKey} style={style}>
+            {items.map((item, i) => (
+              <Fragment key={i}>
+                {item.separatorBefore && <div class="menu-sep" role="separator" />}
+                <button
+                  type="button"
+                  role={item.checked !== undefined ? 'menuitemradio' : 'menuitem'}
+                  aria-checked={item.checked}
+                  aria-disabled={item.disabled || undefined}
+                  tabIndex={-1}
+                  class={classNames('menu-item', item.danger && 'danger', item.checked && 'checked')}
+                  onClick={() => {
+                    if (item.disabled) return;
+                    close();
+                    item.onSelect();
+                  }}
+                >
+                  <span class="menu-check" aria-hidden="true">
+                    {item.checked ? '✓' : ''}
+                  </span>
+                  {item.label}
+                </button>
+              </Fragment>
+            ))}
+          </div>,
+          document.body,
+        )}
     </div>
   );
 }

@@ -125,6 +125,7 @@ export interface Destination {
   settings: Record<string, unknown>;
   created_at: string;
   updated_at: string;
+  last_test?: null | LastTest;
 }
 
 export interface DestinationBody {
@@ -270,6 +271,16 @@ export interface Kept {
 }
 
 export type Kind = 'customer_model' | 'connection' | 'pipeline';
+
+/** A destination's last connection test: its health. */
+export interface LastTest {
+  at: string;
+  ok: boolean;
+  /** The failure's code, when it failed. */
+  code?: string | null;
+  /** The database's message, when it failed. */
+  message?: string | null;
+}
 
 export type Logical = 'and' | 'or';
 
@@ -426,6 +437,13 @@ export interface ProfilePage {
   profiles: Profile[];
   /** The `after` of the next page; `null` on the last one. */
   next: string | null;
+  /** How many profiles the store holds. */
+  total: number;
+  /**
+   * With a filter: how many profiles it matches (counted by the store with the filter pushed down
+   * into its query, not by reading the profiles). Absent without a filter.
+   */
+  matching?: number | null;
 }
 
 /** The Customer Model. */
@@ -492,15 +510,32 @@ export interface Run {
   samples?: null | DryRunSamples;
 }
 
-/** Rows of a run by what happened to them. */
+/**
+ * Profiles of a run by what happened to them. Shown to people as: **in audience** = inserted + updated +
+ * unchanged + failed + transform_failed; **not in audience** = filtered_out; **written** = inserted +
+ * updated ("N new, M updated"); **skipped, unchanged** = unchanged; **removed** = deleted; **failed** =
+ * failed + transform_failed. `read` is no headline figure: it counts only the profiles read from the store
+ * because they were new or changed since the last run.
+ */
 export interface RunCounts {
+  /**
+   * Read from the store (new or changed): profiles new or changed since the last run, the only ones a
+   * run reads; 0 on a re-run with nothing new, even though every row of the audience was checked.
+   */
   read: number;
+  /** Not in audience: profiles the filter left out this run. */
   filtered_out: number;
+  /** Failed in the transformation (counted under "failed" and "in audience"). */
   transform_failed: number;
+  /** Written, new: rows inserted into the table. */
   inserted: number;
+  /** Written, updated: rows whose values changed. */
   updated: number;
+  /** Skipped, unchanged: in the audience, and the table already holds the same row. */
   unchanged: number;
+  /** Removed: rows of profiles that left the audience or were deleted (with `on_leave: delete`). */
   deleted: number;
+  /** Failed at the write (counted under "failed" and "in audience"); see the run's `errors`. */
   failed: number;
 }
 
@@ -586,6 +621,21 @@ export interface TableColumn {
   supported: boolean;
   /** A string, integer or UUID column that is (alone) a primary or unique key. */
   key_capable: boolean;
+}
+
+export interface TableEntry {
+  /**
+   * The schema the destination writes in (PostgreSQL, Snowflake); `null` where the database is the
+   * only namespace (MySQL, ClickHouse, SQLite).
+   */
+  schema: string | null;
+  /** The name to use as a pipeline's `table`. */
+  name: string;
+}
+
+/** The tables a pipeline of this destination can write to. */
+export interface TableList {
+  tables: TableEntry[];
 }
 
 export interface TestBody {
@@ -838,6 +888,16 @@ export interface Operations {
       table: string;
     };
     answer: Table;
+  };
+  /** The tables where the destination writes */
+  listTables: {
+    method: 'get';
+    path: '/v1/destinations/{id}/tables';
+    params: {
+      /** The destination's id */
+      id: string;
+    };
+    answer: TableList;
   };
   /** List pipelines */
   listPipelines: {

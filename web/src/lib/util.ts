@@ -123,21 +123,66 @@ export function scheduleShort(s: Schedule | undefined): string {
   return s.cron;
 }
 
-export function timeZones(): string[] {
-  const intl = Intl as unknown as { supportedValuesOf?: (k: string) => string[] };
-  try {
-    const zones = intl.supportedValuesOf?.('timeZone');
-    if (zones && zones.length) return zones.includes('UTC') ? zones : ['UTC', ...zones];
-  } catch {
-    /* older engines */
-  }
-  return ['UTC', 'Europe/London', 'Europe/Rome', 'Europe/Berlin', 'America/New_York', 'America/Los_Angeles', 'Asia/Tokyo'];
+/** Old IANA names that browsers still list (they follow CLDR, which keeps a zone's first name) and the
+ *  current name each is a link to. The server accepts both; people look for the current one. */
+const ZONE_RENAMES: Record<string, string> = {
+  'Africa/Asmera': 'Africa/Asmara',
+  'America/Buenos_Aires': 'America/Argentina/Buenos_Aires',
+  'America/Catamarca': 'America/Argentina/Catamarca',
+  'America/Cordoba': 'America/Argentina/Cordoba',
+  'America/Jujuy': 'America/Argentina/Jujuy',
+  'America/Mendoza': 'America/Argentina/Mendoza',
+  'America/Coral_Harbour': 'America/Atikokan',
+  'America/Godthab': 'America/Nuuk',
+  'America/Indianapolis': 'America/Indiana/Indianapolis',
+  'America/Louisville': 'America/Kentucky/Louisville',
+  'America/Fort_Wayne': 'America/Indiana/Indianapolis',
+  'Asia/Calcutta': 'Asia/Kolkata',
+  'Asia/Dacca': 'Asia/Dhaka',
+  'Asia/Katmandu': 'Asia/Kathmandu',
+  'Asia/Macao': 'Asia/Macau',
+  'Asia/Rangoon': 'Asia/Yangon',
+  'Asia/Saigon': 'Asia/Ho_Chi_Minh',
+  'Asia/Thimbu': 'Asia/Thimphu',
+  'Asia/Ujung_Pandang': 'Asia/Makassar',
+  'Asia/Ulan_Bator': 'Asia/Ulaanbaatar',
+  'Atlantic/Faeroe': 'Atlantic/Faroe',
+  'Europe/Kiev': 'Europe/Kyiv',
+  'Europe/Uzhgorod': 'Europe/Kyiv',
+  'Europe/Zaporozhye': 'Europe/Kyiv',
+  'Pacific/Enderbury': 'Pacific/Kanton',
+  'Pacific/Ponape': 'Pacific/Pohnpei',
+  'Pacific/Truk': 'Pacific/Chuuk',
+  'Pacific/Yap': 'Pacific/Chuuk',
+};
+
+/** The current IANA name of a time zone (`Asia/Calcutta` → `Asia/Kolkata`); other names unchanged. */
+export function currentZoneName(zone: string): string {
+  return ZONE_RENAMES[zone] ?? zone;
 }
 
-/** The time zone of the browser (an IANA name), `UTC` when the engine does not tell. */
+/** The time zones to offer, by their current names, each once, sorted, with UTC first. `zones` is what
+ *  the engine lists (given in tests). A stored old name is not in the list: the selects add the value
+ *  they hold, so it still shows and stays selected. */
+export function timeZones(zones?: string[]): string[] {
+  let list = zones;
+  if (!list) {
+    const intl = Intl as unknown as { supportedValuesOf?: (k: string) => string[] };
+    try {
+      list = intl.supportedValuesOf?.('timeZone');
+    } catch {
+      /* older engines */
+    }
+  }
+  if (!list || !list.length) list = ['UTC', 'Europe/London', 'Europe/Rome', 'Europe/Berlin', 'America/New_York', 'America/Los_Angeles', 'Asia/Tokyo'];
+  const names = [...new Set(list.map(currentZoneName))].filter((z) => z !== 'UTC').sort();
+  return ['UTC', ...names];
+}
+
+/** The time zone of the browser (a current IANA name), `UTC` when the engine does not tell. */
 export function browserTimeZone(): string {
   try {
-    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+    return currentZoneName(Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC');
   } catch {
     return 'UTC';
   }

@@ -6,8 +6,16 @@ import { api, ApiError, errorMessage, fieldErrors, type Connector, type Connecto
 import { Alert, ErrorAlert, Field, FieldErrorsText, Loading, PageHeader, Spinner, useToast } from '../components/ui';
 import { useAsync, useTitle } from '../hooks';
 import { applyChange, buildSettings, connectorMonogram, initialValues, isTlsField, localProblems, type FormValues, type TlsValue } from '../lib/connectors';
+import { parseConnectionUrl, type ParsedUrl } from '../lib/connection-url';
 import { classNames, countErrors, errorsAt } from '../lib/util';
 import { href, navigate } from '../router';
+
+const URL_EXAMPLES: Record<string, string> = {
+  postgresql: 'postgres://user:password@host:5432/database',
+  mysql: 'mysql://user:password@host:3306/database',
+  clickhouse: 'clickhouse://user:password@host:9000/database',
+  snowflake: 'https://<orgname>-<account>.snowflakecomputing.com',
+};
 
 export function NewDestinationPage() {
   useTitle('Add a new destination');
@@ -96,7 +104,37 @@ export function DestinationFormPage({ kind, id }: FormPageProps) {
   );
 }
 
-type TestState = { status: 'idle' } | { status: 'testing' } | { status: 'done'; result: TestResult } | { status: 'error'; message: string };
+type TestState =
+  | { status: 'idle' }
+  | { status: 'testing' }
+  | { status: 'done'; result: TestResult }
+  | { status: 'error'; message: string }
+  // The test did not run: something the browser knows is missing.
+  | { status: 'not-run'; message: string };
+
+/** Why a connection test cannot run yet: the labels of the required fields left empty, named. */
+export function missingFieldsMessage(connector: Connector, problems: Record<string, string[]>): string {
+  const labels = connector.fields.filter((f) => problems[`settings.${f.name}`]).map((f) => f.label);
+  if (labels.length === 0) return 'Fix the highlighted fields to test the connection.';
+  const list = labels.length === 1 ? labels[0] : `${labels.slice(0, -1).join(', ')} and ${labels[labels.length - 1]}`;
+  const empty = connector.fields.filter((f) => problems[`settings.${f.name}`]?.some((m) => / is required$/.test(m))).length === labels.length;
+  return empty ? `Fill in ${list} to test the connection.` : `Fix ${list} to test the connection.`;
+}
+
+/** The form's values after a pasted URL's: fields the URL names are set, TLS first so that a port whose
+ *  default follows TLS moves with it unless the URL gives one. Answers the labels filled in. */
+export function applyUrl(connector: Connector, values: FormValues, parsed: ParsedUrl): { values: FormValues; filled: string[] } {
+  let next = values;
+  const filled: string[] = [];
+  const fields = [...connector.fields].sort((a, b) => Number(isTlsField(b)) - Number(isTlsField(a)));
+  for (const f of fields) {
+    const v = parsed.values[f.name];
+    if (v === undefined) continue;
+    next = applyChange(connector, next, f.name, v);
+    filled.push(f.label);
+  }
+  return { values: next, filled };
+}
 
 export function ConnectionForm({ connector, destination }: { connector: Connector; destination?: Destination }) {
   const editing = !!destination;
@@ -125,7 +163,7 @@ export function ConnectionForm({ connector, destination }: { connector: Connecto
     delete local.name;
     if (countErrors(local)) {
       setErrors(local);
-      setTest({ status: 'error', message: 'Fill in the required fields before testing.' });
+      setTest({ status: 'not-run', message: missingFieldsMessage(connector, local) });
       return;
     }
     setTest({ status: 'testing' });
@@ -135,7 +173,7 @@ export function ConnectionForm({ connector, destination }: { connector: Connecto
       let result: TestResult;
       if (editing && destination && !dirty) result = await api.testSavedDestination(destination.id);
       else if (editing && secretsBlank && connector.fields.some((f) => f.secret && destination?.settings[f.name])) {
-        setTest({ status: 'error', message: 'To test changed settings, enter the password again (the stored one is never sent to the browser).' });
+        setTest({ status: 'not-run', message: 'To test changed settings, enter the password again (the stored one is never sent to the browser).' });
         return;
       } else result = await api.testConnection(connector.kind, settings);
       setTest({ status: 'done', result });
@@ -173,6 +211,30 @@ export function ConnectionForm({ connector, destination }: { connector: Connecto
     }
   };
 
+  const [url, setUrl] = useState('');
+  const [urlNote, setUrlNote] = useState<{ ok: boolean; text: string } | null>(null);
+  const fillFromUrl = (text: string) => {
+    setUrl(text);
+    if (!text.trim()) {
+      setUrlNote(null);
+      return;
+    }
+    const r = parseConnectionUrl(text);
+    if (!r.ok) {
+      setUrlNote({ ok: false, text: r.error });
+      return;
+    }
+    if (r.parsed.kind !== connector.kind) {
+      setUrlNote({ ok: false, text: `This is a URL for ${r.parsed.kind}; this form is for ${connector.label}.` });
+      return;
+    }
+    const { values: next, filled } = applyUrl(connector, values, r.parsed);
+    setValues(next);
+    setDirty(true);
+    setErrors((e) => Object.fromEntries(Object.entries(e).filter(([k]) => !connector.fields.some((f) => r.parsed.values[f.name] !== undefined && k === `settings.${f.name}`))));
+    setUrlNote({ ok: true, text: filled.length ? `Filled in ${filled.join(', ')} from the URL.` : 'The URL names none of these fields.' });
+  };
+
   const basic = connector.fields.filter((f) => !f.advanced);
   const advanced = connector.fields.filter((f) => f.advanced);
   const unplaced = Object.entries(errors).filter(([k]) => k !== 'name' && !connector.fields.some((f) => k === `settings.${f.name}` || k.startsWith(`settings.${f.name}.`)));
@@ -196,6 +258,36 @@ export function ConnectionForm({ connector, destination }: { connector: Connecto
           />
         )}
       </Field>
+      {connector.kind !== 'sqlite' && (
+        <Field
+          label="Connection URL (optional)"
+          help={urlNote ? undefined : connector.kind === 'snowflake' ? 'Paste an account URL (https://<orgname>-<account>.snowflakecomputing.com) or a snowflake:// URL to fill in the fields below.' : `Paste a URL such as ${URL_EXAMPLES[connector.kind] ?? 'kind://user:password@host:port/database'} to fill in the fields below. It is not saved.`}
+          errors={urlNote && !urlNote.ok ? [urlNote.text] : undefined}
+        >
+          {(fid, describedBy, invalid) => (
+            <>
+              <input
+                id={fid}
+                class="input mono"
+                name="connection_url"
+                type="text"
+                autoComplete="off"
+                spellcheck={false}
+                placeholder={URL_EXAMPLES[connector.kind]}
+                value={url}
+                aria-describedby={describedBy}
+                aria-invalid={invalid || undefined}
+                onInput={(e) => fillFromUrl((e.currentTarget as HTMLInputElement).value)}
+              />
+              {urlNote?.ok && (
+                <div class="help" role="status">
+                  {urlNote.text}
+                </div>
+              )}
+            </>
+          )}
+        </Field>
+      )}
       <div class="form-grid">
         {basic.map((f) => (
           <SettingField key={f.name} field={f} value={values[f.name]} onChange={(v) => set(f.name, v)} errors={collect(errors, f.name)} editing={editing} hasStored={!!destination?.settings[f.name]} />
@@ -250,6 +342,7 @@ function focusFirstError() {
 
 function TestOutcome({ state }: { state: TestState }) {
   if (state.status === 'idle' || state.status === 'testing') return null;
+  if (state.status === 'not-run') return <Alert kind="warning" title="Connection not tested">{state.message}</Alert>;
   if (state.status === 'error') return <Alert title="Connection test failed">{state.message}</Alert>;
   const r = state.result;
   if (r.ok) {

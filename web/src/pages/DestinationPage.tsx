@@ -9,6 +9,7 @@ import { useAsync, useInterval, useTitle } from '../hooks';
 import { connectorMonogram, describeSettings } from '../lib/connectors';
 import { summarizeFilter } from '../lib/filter';
 import { RECONCILE_HELP } from '../lib/pipeline';
+import { countsSummary } from '../lib/counts';
 import { browserTimeZone, cronProblem, formatNumber, INTERVALS, nextRunInfo, relativeTime, scheduleLabel, scheduleShort, timeZones } from '../lib/util';
 import { href, navigate } from '../router';
 
@@ -178,11 +179,7 @@ function isActive(r: Run | null | undefined): boolean {
 }
 
 function runOutcome(r: Run): string {
-  const c = r.counts;
-  const parts = [`${formatNumber(c.inserted)} inserted`, `${formatNumber(c.updated)} updated`, `${formatNumber(c.unchanged)} unchanged`];
-  if (c.deleted) parts.push(`${formatNumber(c.deleted)} deleted`);
-  parts.push(`${formatNumber(c.failed + c.transform_failed)} failed`);
-  return parts.join(', ');
+  return countsSummary(r.counts);
 }
 
 function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline; onChange: (p: Pipeline) => void; onDeleted: () => void }) {

@@ -2,7 +2,7 @@
 // matching column, transformation (Visual Mapping, JavaScript, Python) with a preview, schedule and
 // what happens to rows whose profile leaves the audience; Add / Save shows every problem by its field.
 
-import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useEffect, useId, useMemo, useRef, useState } from 'preact/hooks';
 import { useAccess } from '../access';
 import {
   api,
@@ -15,6 +15,7 @@ import {
   type PreviewResult,
   type Schedule,
   type TableDescription,
+  type TableEntry,
 } from '../api';
 import { CodeEditor, linesInMessage } from '../components/CodeEditor';
 import { ExpressionInput } from '../components/ExpressionInput';
@@ -133,6 +134,20 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
   const summaryRef = useRef<HTMLDivElement>(null);
   const { properties, functions } = loaded;
   const confirmed = table.status === 'ok' ? table.table : null;
+  // The destination's tables to pick from; typing any other name stays possible.
+  const [tables, setTables] = useState<TableEntry[] | null>(null);
+  const [tablesError, setTablesError] = useState<string | null>(null);
+  useEffect(() => {
+    let live = true;
+    api.listTables(s.destination).then(
+      (r) => live && setTables(r.tables),
+      (e) => live && setTablesError(errorMessage(e)),
+    );
+    return () => {
+      live = false;
+    };
+  }, [s.destination]);
+  const tableListId = useId();
 
   const update = (changes: Partial<EditorState>) => setS((old) => ({ ...old, ...changes }));
   const clearErrors = (prefix: string) =>
@@ -331,6 +346,7 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
         </div>
         {loaded.schemaError && <Alert kind="warning">The Customer Model could not be loaded: {loaded.schemaError}</Alert>}
         <FilterBuilder
+          count
           filter={s.filter}
           properties={properties}
           errors={shown}
@@ -345,7 +361,7 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
         <div class="section-head">
           <div>
             <h2 id="sec-table">Table</h2>
-            <p class="section-desc">Enter the name of the table to synchronize; the table must already exist. Then click Confirm.</p>
+            <p class="section-desc">Pick the table to synchronize from the list, or type its name and click Confirm; the table must already exist.</p>
           </div>
         </div>
         <Field label="Table name" required errors={errorsAt(shown, 'table')}>
@@ -361,9 +377,14 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
                 aria-describedby={describedBy}
                 aria-invalid={invalid || table.status === 'error' || undefined}
                 aria-required="true"
+                list={tables && tables.length ? tableListId : undefined}
+                autoComplete="off"
                 onInput={(e) => {
-                  setTableName((e.currentTarget as HTMLInputElement).value);
+                  const v = (e.currentTarget as HTMLInputElement).value;
+                  setTableName(v);
                   if (table.status === 'error') setTable({ status: 'none' });
+                  // A name picked from the list is a table that exists: load it at once.
+                  if (tables?.some((t) => t.name === v) && confirmed?.name !== v) void confirmTable(v);
                 }}
                 onKeyDown={(e) => {
                   if (e.key === 'Enter') {
@@ -384,6 +405,23 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
             </div>
           )}
         </Field>
+        {tables && tables.length > 0 && (
+          <datalist id={tableListId}>
+            {tables.map((t) => (
+              <option key={`${t.schema ?? ''}.${t.name}`} value={t.name}>
+                {t.schema ? `${t.schema}.${t.name}` : t.name}
+              </option>
+            ))}
+          </datalist>
+        )}
+        <p class="muted small" data-testid="table-list-note">
+          {tables === null && !tablesError && 'Loading the tables of the destination…'}
+          {tables !== null &&
+            (tables.length === 0
+              ? 'The destination has no tables yet: create the table in the database, then type its name.'
+              : `${tables.length} ${tables.length === 1 ? 'table' : 'tables'}${tables[0].schema ? ` in schema ${tables[0].schema}` : ''} to pick from; start typing to search.`)}
+          {tablesError && `The tables could not be listed (${tablesError}); type the name instead.`}
+        </p>
         <div aria-live="polite">
           {table.status === 'error' && (
             <Alert title={table.missing ? 'The table does not exist' : 'The table could not be checked'}>{table.message}</Alert>

@@ -8,7 +8,7 @@ import { Alert, Dialog, EmptyState, HiddenHeader, Loading, PageHeader, Section }
 import { loadSchema, useTitle } from '../hooks';
 import { filterProblems, normalizeFilter, summarizeFilter } from '../lib/filter';
 import { flattenSchema, getPath, parseType, type PropertyPath } from '../lib/schema';
-import { countErrors, formatDateTime } from '../lib/util';
+import { countErrors, formatDateTime, formatNumber } from '../lib/util';
 
 const PAGE = 50;
 
@@ -19,6 +19,14 @@ function cell(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** The profiles section's line: the page, and the store's total with, under a filter, how many match. */
+export function profilesHeadline(page: { profiles: unknown[]; total?: number; matching?: number | null }, pageNo: number): string {
+  const shown = `Page ${pageNo} · ${page.profiles.length} profile${page.profiles.length === 1 ? '' : 's'}`;
+  if (page.total === undefined) return shown;
+  if (page.matching === undefined || page.matching === null) return `${shown} · ${formatNumber(page.total)} in total`;
+  return `${shown} · ${formatNumber(page.matching)} of ${formatNumber(page.total)} match the filter`;
+}
+
 export function ProfilesPage() {
   useTitle('Profiles');
   const [properties, setProperties] = useState<PropertyPath[]>(flattenSchema(null));
@@ -26,7 +34,7 @@ export function ProfilesPage() {
   const [filter, setFilter] = useState<FilterGroup | null>(null);
   const [applied, setApplied] = useState<FilterGroup | null>(null);
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
-  const [page, setPage] = useState<{ profiles: Profile[]; next: string | null } | null>(null);
+  const [page, setPage] = useState<{ profiles: Profile[]; next: string | null; total?: number; matching?: number | null } | null>(null);
   const [loading, setLoading] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [errors, setErrors] = useState<FieldErrors>({});
@@ -96,7 +104,7 @@ export function ProfilesPage() {
       {schemaError && <Alert kind="warning">The Customer Model could not be loaded: {schemaError}</Alert>}
       <Section title="Filter" description={applied ? `Showing: ${summarizeFilter(applied)}` : 'Showing all profiles.'}>
         <form onSubmit={apply} aria-label="Profile filter">
-          <FilterBuilder filter={filter} onChange={setFilter} properties={properties} errors={errors} />
+          <FilterBuilder count filter={filter} onChange={setFilter} properties={properties} errors={errors} />
           <div class="row gap-s filter-apply">
             <button type="submit" class="button primary" disabled={loading}>
               Apply filter
@@ -122,7 +130,7 @@ export function ProfilesPage() {
       {error && <Alert>{error}</Alert>}
       <Section
         title="Profiles"
-        description={page ? `Page ${pageNo} · ${page.profiles.length} profile${page.profiles.length === 1 ? '' : 's'}` : undefined}
+        description={page ? profilesHeadline(page, pageNo) : undefined}
         actions={
           <div class="row gap-s">
             <button type="button" class="button small" onClick={() => go(-1)} disabled={loading || pageNo <= 1}>

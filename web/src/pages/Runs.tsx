@@ -10,6 +10,7 @@ import { Alert, EmptyState, ErrorAlert, HiddenHeader, Loading, PageHeader, Progr
 import { useInterval, useTitle } from '../hooks';
 import { summarizeFilter } from '../lib/filter';
 import { RECONCILE_HELP } from '../lib/pipeline';
+import { runFigures } from '../lib/counts';
 import { formatDateTime, formatDuration, formatNumber, nextRunInfo, relativeTime, scheduleLabel } from '../lib/util';
 import { href } from '../router';
 
@@ -31,11 +32,21 @@ export function runStateNote(r: Run): string | null {
   return null;
 }
 
-function duration(r: Run, now: number): number | null {
+/** How long a run took, or has taken so far at `now`. Never negative: a browser clock a little behind the
+ *  server's must not show a run that started "in the future". */
+export function runDuration(r: Run, now: number): number | null {
   if (r.duration_ms !== undefined && r.duration_ms !== null && !active(r)) return r.duration_ms;
   if (!r.started_at) return null;
   const end = r.finished_at ? new Date(r.finished_at).getTime() : now;
-  return end - new Date(r.started_at).getTime();
+  return Math.max(0, end - new Date(r.started_at).getTime());
+}
+
+/** A relative time of something that already happened: "just now" rather than "in a moment" when the
+ *  server's clock is a little ahead of the browser's. */
+export function pastTime(iso: string | null | undefined, now: number): string {
+  if (!iso) return '—';
+  const t = new Date(iso).getTime();
+  return relativeTime(iso, Number.isNaN(t) ? now : Math.max(now, t));
 }
 
 export interface GroupedError extends RunErrorGroup {
@@ -82,6 +93,9 @@ export function RunsPage({ id }: { id: string }) {
   const load = async (initial = false) => {
     try {
       const [p, page] = await Promise.all([api.getPipeline(id), api.listRuns(id, { limit: 50 })]);
+      // The clock moves with every answer, not only while a run is active: a page left idle and then
+      // asked to run would otherwise measure the new run against the time it was opened.
+      setNow(Date.now());
       setPipeline(p);
       setFirst(page.runs);
       if (initial) {
@@ -114,6 +128,8 @@ export function RunsPage({ id }: { id: string }) {
     1000,
     anyActive,
   );
+  // While nothing runs, relative times ("last run 3 minutes ago", "next run in …") still age.
+  useInterval(() => setNow(Date.now()), 15_000, !anyActive);
 
   const loadMore = async () => {
     if (!next) return;
@@ -228,11 +244,11 @@ export function RunsPage({ id }: { id: string }) {
         <>
           <div class="stats">
             <Stat label="Runs shown" value={formatNumber(runs.length)} />
-            <Stat label="Rows exported" value={formatNumber(totals.exported)} />
+            <Stat label="Rows written" value={formatNumber(totals.exported)} />
             <Stat label="Rows failed" value={formatNumber(totals.failed)} warn={totals.failed > 0} />
-            <Stat label="Last run" value={relativeTime(runs[0].finished_at ?? runs[0].started_at ?? runs[0].queued_at, now)} />
+            <Stat label="Last run" value={pastTime(runs[0].finished_at ?? runs[0].started_at ?? runs[0].queued_at, now)} />
           </div>
-          <Section title="Exported and failed rows over time">
+          <Section title="Written and failed rows over time">
             <RunChart runs={runs} />
           </Section>
           {sel && <RunDetails run={sel} now={now} onCancel={cancel} cancelling={cancelling.has(sel.id)} />}
@@ -245,11 +261,10 @@ export function RunsPage({ id }: { id: string }) {
                     <th scope="col">Started</th>
                     <th scope="col">Trigger</th>
                     <th scope="col" class="num">Duration</th>
-                    <th scope="col" class="num">Read</th>
-                    <th scope="col" class="num">Inserted</th>
-                    <th scope="col" class="num">Updated</th>
-                    <th scope="col" class="num">Unchanged</th>
-                    <th scope="col" class="num">Deleted</th>
+                    <th scope="col" class="num">In audience</th>
+                    <th scope="col" class="num">Written</th>
+                    <th scope="col" class="num">Skipped, unchanged</th>
+                    <th scope="col" class="num">Removed</th>
                     <th scope="col" class="num">Failed</th>
                     <HiddenHeader label="Actions" />
                   </tr>
@@ -264,13 +279,12 @@ export function RunsPage({ id }: { id: string }) {
                       </td>
                       <td class="nowrap" title={runTimeLabel(r).title}>{runTimeLabel(r).text}</td>
                       <td>{r.trigger}</td>
-                      <td class="num">{formatDuration(duration(r, now))}</td>
-                      <td class="num">{formatNumber(r.counts.read)}</td>
-                      <td class="num">{formatNumber(r.counts.inserted)}</td>
-                      <td class="num">{formatNumber(r.counts.updated)}</td>
+                      <td class="num">{formatDuration(runDuration(r, now))}</td>
+                      <td class="num">{formatNumber(runFigures(r.counts).inAudience)}</td>
+                      <td class="num" title={`${formatNumber(r.counts.inserted)} new, ${formatNumber(r.counts.updated)} updated`}>{formatNumber(runFigures(r.counts).written)}</td>
                       <td class="num">{formatNumber(r.counts.unchanged)}</td>
                       <td class="num">{formatNumber(r.counts.deleted)}</td>
-                      <td class={r.counts.failed + r.counts.transform_failed > 0 ? 'num bad' : 'num'}>{formatNumber(r.counts.failed + r.counts.transform_failed)}</td>
+                      <td class={runFigures(r.counts).failed > 0 ? 'num bad' : 'num'}>{formatNumber(runFigures(r.counts).failed)}</td>
                       <td>
                         {active(r) && access.can('edit') && (
                           <button type="button" class="button small danger-outline" onClick={() => cancel(r)} disabled={cancelling.has(r.id)} aria-label={`Cancel ${r.status} run ${r.id}`}>
@@ -312,15 +326,17 @@ function Stat({ label, value, warn }: { label: string; value: string; warn?: boo
 function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: number; onCancel: (r: Run) => void; cancelling: boolean }) {
   const access = useAccess();
   const c = r.counts;
+  const f = runFigures(c);
   const counts: [string, number, string?][] = [
-    ['Read', c.read],
-    ['Filtered out', c.filtered_out],
-    ['Transform failed', c.transform_failed, c.transform_failed ? 'bad' : undefined],
-    ['Inserted', c.inserted],
-    ['Updated', c.updated],
-    ['Unchanged', c.unchanged],
-    ['Deleted', c.deleted],
-    ['Failed', c.failed, c.failed ? 'bad' : undefined],
+    ['In audience', f.inAudience],
+    ['Not in audience', f.notInAudience],
+    ['Written: new', f.created],
+    ['Written: updated', f.updated],
+    ['Skipped, unchanged', f.unchanged],
+    ['Removed', f.removed],
+    ['Failed in the transformation', c.transform_failed, c.transform_failed ? 'bad' : undefined],
+    ['Failed at the write', c.failed, c.failed ? 'bad' : undefined],
+    ['Read from the store (new or changed)', c.read],
   ];
   return (
     <Section
@@ -328,7 +344,7 @@ function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: numb
       description={
         <>
           <StatusBadge status={r.status} /> {r.trigger} run · {r.started_at ? `started ${formatDateTime(r.started_at)}` : runTimeLabel(r).text}
-          {r.finished_at && <> · finished {formatDateTime(r.finished_at)}</>} · {formatDuration(duration(r, now))}
+          {r.finished_at && <> · finished {formatDateTime(r.finished_at)}</>} · {formatDuration(runDuration(r, now))}
           {r.rows_per_second ? <> · {formatNumber(r.rows_per_second)} rows/s</> : null}
         </>
       }
@@ -370,7 +386,7 @@ function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: numb
 }
 
 function ErrorTable({ errors, showRuns }: { errors: GroupedError[]; showRuns?: boolean }) {
-  if (errors.length === 0) return <p class="muted">No errors. Every row that was read was written or skipped on purpose.</p>;
+  if (errors.length === 0) return <p class="muted">No errors. Every profile in the audience was written or skipped, unchanged.</p>;
   return (
     <div class="table-wrap">
       <table class="table errors-table">

@@ -425,6 +425,23 @@ impl Session {
         Ok(Some(table_info_from(&table_row, &described)))
     }
 
+    /// The tables of `database`; a database that does not exist is `NotFound`, not an empty list.
+    pub async fn list_tables(&mut self, database: &str) -> Result<Vec<String>> {
+        if count(&self.query(&dialect::database_query(database)).await?) == 0 {
+            return Err(error(
+                ErrorKind::NotFound,
+                format!("database `{database}` does not exist"),
+            ));
+        }
+        let rows = self
+            .query_system_tables(&dialect::list_tables_query(database))
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.first().map(Datum::text))
+            .collect())
+    }
+
     pub async fn describe_table(
         &mut self,
         database: &str,

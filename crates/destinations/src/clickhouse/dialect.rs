@@ -571,6 +571,15 @@ pub fn replacing_tables_query(database: &str) -> String {
     )
 }
 
+/// The tables of `database` that hold rows (no views, dictionaries or temporary tables), by name.
+pub fn list_tables_query(database: &str) -> String {
+    format!(
+        "SELECT name FROM system.tables WHERE database = {} AND is_temporary = 0 \
+         AND engine NOT IN ('View', 'MaterializedView', 'LiveView', 'Dictionary') ORDER BY name",
+        literal(database)
+    )
+}
+
 /// Engine and keys of a table.
 pub fn table_query(database: &str, table: &str) -> String {
     format!(

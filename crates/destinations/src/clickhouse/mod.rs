@@ -51,8 +51,8 @@ pub use config::{ClickHouseSettings, TlsMode, TlsSettings};
 
 use crate::session::{Connection as _, SessionGuard, Sessions};
 use crate::{
-    Capabilities, Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts,
-    WriteTarget,
+    Capabilities, Destination, DestinationError, ErrorKind, Result, Row, TableRef, TestReport,
+    UpsertCounts, WriteTarget,
 };
 
 pub struct ClickHouse {
@@ -161,6 +161,16 @@ impl Destination for ClickHouse {
             .describe_table(&self.settings.database, name)
             .await;
         s.settle(result)
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableRef>> {
+        let mut s = self.session().await?;
+        let result = s.session().list_tables(&self.settings.database).await;
+        let names = s.settle(result)?;
+        Ok(names
+            .into_iter()
+            .map(|name| TableRef { schema: None, name })
+            .collect())
     }
 
     async fn upsert(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {

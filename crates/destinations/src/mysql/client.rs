@@ -502,6 +502,15 @@ impl Session {
         })
     }
 
+    /// The tables of the connection's database (which the connection itself proves to exist).
+    pub async fn list_tables(&mut self) -> Result<Vec<String>> {
+        let rows = self.exec_rows(dialect::LIST_TABLES, Vec::new()).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.get::<Option<String>, _>(0).flatten())
+            .collect())
+    }
+
     pub async fn describe_table(&mut self, name: &str) -> Result<Option<TableDescription>> {
         let rows = self
             .exec_rows(dialect::COLUMNS_QUERY, vec![My::from(name)])

@@ -48,7 +48,9 @@ pub use client::BulkLoad;
 pub use config::{MysqlSettings, TlsMode, TlsSettings};
 
 use crate::session::{SessionGuard, Sessions};
-use crate::{Capabilities, Destination, Result, Row, TestReport, UpsertCounts, WriteTarget};
+use crate::{
+    Capabilities, Destination, Result, Row, TableRef, TestReport, UpsertCounts, WriteTarget,
+};
 
 pub struct Mysql {
     settings: MysqlSettings,
@@ -109,6 +111,16 @@ impl Destination for Mysql {
         let mut s = self.session().await?;
         let result = s.session().describe_table(name).await;
         s.settle(result)
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableRef>> {
+        let mut s = self.session().await?;
+        let result = s.session().list_tables().await;
+        let names = s.settle(result)?;
+        Ok(names
+            .into_iter()
+            .map(|name| TableRef { schema: None, name })
+            .collect())
     }
 
     async fn upsert(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {

@@ -516,6 +516,27 @@ impl Session {
         }))
     }
 
+    /// The tables of `schema`; a schema that does not exist is `NotFound`, not an empty list.
+    pub async fn list_tables(&mut self, schema: &str) -> Result<Vec<String>> {
+        let exists = self
+            .client
+            .query_opt(dialect::SCHEMA_EXISTS, &[&schema])
+            .await
+            .map_err(|e| map_error(&e))?;
+        if exists.is_none() {
+            return Err(DestinationError::new(
+                ErrorKind::NotFound,
+                format!("schema `{schema}` does not exist"),
+            ));
+        }
+        let rows = self
+            .client
+            .query(dialect::LIST_TABLES, &[&schema])
+            .await
+            .map_err(|e| map_error(&e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn find_table(&self, schema: &str, name: &str) -> Result<Option<(u32, String)>> {
         let row = self
             .client

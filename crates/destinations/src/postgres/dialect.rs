@@ -189,6 +189,14 @@ pub const FIND_TABLE: &str = "SELECT c.oid, c.relname::text FROM pg_catalog.pg_c
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')";
 
+/// The ordinary and partitioned tables of schema `$1` (not the partitions themselves), by name.
+pub const LIST_TABLES: &str = "SELECT c.relname::text FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1";
+
+/// Whether schema `$1` exists.
+pub const SCHEMA_EXISTS: &str = "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1";
+
 /// The columns of table `$1` (an OID) in ordinal order, with what [`column_type`] needs. Domains are
 /// described by their base type; array element and enum labels are resolved here so one query suffices.
 /// `attgenerated` exists from PostgreSQL 12 on, hence the variant for older servers.

@@ -38,7 +38,9 @@ use sluice_core::{TableDescription, Value};
 pub use config::{PostgresSettings, TlsMode, TlsSettings};
 
 use crate::session::{SessionGuard, Sessions};
-use crate::{Capabilities, Destination, Result, Row, TestReport, UpsertCounts, WriteTarget};
+use crate::{
+    Capabilities, Destination, Result, Row, TableRef, TestReport, UpsertCounts, WriteTarget,
+};
 
 pub struct Postgres {
     settings: PostgresSettings,
@@ -83,6 +85,20 @@ impl Destination for Postgres {
         let mut s = self.session().await?;
         let result = s.session().describe_table(schema, name).await;
         s.settle(result)
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableRef>> {
+        let schema = self.settings.schema.as_str();
+        let mut s = self.session().await?;
+        let result = s.session().list_tables(schema).await;
+        let names = s.settle(result)?;
+        Ok(names
+            .into_iter()
+            .map(|name| TableRef {
+                schema: Some(schema.to_string()),
+                name,
+            })
+            .collect())
     }
 
     async fn upsert(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {

@@ -919,6 +919,74 @@ impl Session {
         })
     }
 
+    /// The tables of the settings' schema, by name. A missing database or schema is the server's
+    /// `NotFound` ("Database 'X' does not exist or not authorized").
+    pub async fn list_tables(&mut self, conn: &Connection) -> Result<Vec<String>> {
+        let s = conn.settings();
+        let has = |r: &QueryResult, wanted: &str| {
+            r.index("name").is_some_and(|i| {
+                r.rows
+                    .iter()
+                    .any(|row| row.get(i).cloned().flatten().as_deref() == Some(wanted))
+            })
+        };
+        // SHOW TABLES (and SHOW SCHEMAS) in what is not there may answer no rows rather than fail:
+        // ask for the database and the schema first.
+        let databases = conn.run(self, dialect::SHOW_DATABASES, &[], true).await?;
+        if !has(&databases, &dialect::stored_setting_name(&s.database)) {
+            return Err(DestinationError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "database {} does not exist or the role may not use it",
+                    s.database
+                ),
+            ));
+        }
+        let schemas = conn
+            .run(self, &dialect::show_schemas(&s.database), &[], true)
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::NotFound | ErrorKind::Permission => DestinationError::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "database {} does not exist or the role may not use it: {}",
+                        s.database, e.message
+                    ),
+                ),
+                _ => e,
+            })?;
+        if !has(&schemas, &dialect::stored_setting_name(&s.schema)) {
+            return Err(DestinationError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "schema {} does not exist in database {}",
+                    s.schema, s.database
+                ),
+            ));
+        }
+        let r = conn
+            .run(
+                self,
+                &dialect::show_tables(&s.database, &s.schema),
+                &[],
+                true,
+            )
+            .await?;
+        let Some(i) = r.index("name") else {
+            return Err(DestinationError::new(
+                ErrorKind::Internal,
+                "SHOW TABLES answered without a `name` column",
+            ));
+        };
+        let mut names: Vec<String> = r
+            .rows
+            .iter()
+            .filter_map(|row| row.get(i).cloned().flatten())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     pub async fn describe_table(
         &mut self,
         conn: &Connection,

@@ -165,6 +165,33 @@ fn is_row_count(sql: &str) -> bool {
     }
 }
 
+/// The schemas of a database (metadata only): one row per schema with its `name`. Fails when the
+/// database does not exist (or the role may not see it).
+pub fn show_schemas(database: &str) -> String {
+    format!("SHOW SCHEMAS IN DATABASE {}", setting_ident(database))
+}
+
+/// The databases the role can see: one row per database with its `name`.
+pub const SHOW_DATABASES: &str = "SHOW DATABASES";
+
+/// A database or schema name from the settings as the server stores it (see [`setting_ident`]).
+pub fn stored_setting_name(name: &str) -> String {
+    if is_plain(name) {
+        name.to_ascii_uppercase()
+    } else {
+        name.to_string()
+    }
+}
+
+/// The tables of a schema (metadata only, no warehouse): one row per table with its `name`.
+pub fn show_tables(database: &str, schema: &str) -> String {
+    format!(
+        "SHOW TABLES IN SCHEMA {}.{}",
+        setting_ident(database),
+        setting_ident(schema)
+    )
+}
+
 /// Columns of a table: name, type, kind, null?, default, primary key, unique key, … (metadata only: no
 /// warehouse runs, so describing a table at the start of a run costs nothing).
 pub fn describe_table(qualified_table: &str) -> String {

@@ -67,8 +67,8 @@ pub use config::{Credentials, SnowflakeSettings};
 
 use crate::session::{SessionGuard, Sessions};
 use crate::{
-    Capabilities, Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts,
-    WriteTarget,
+    Capabilities, Destination, DestinationError, ErrorKind, Result, Row, TableRef, TestReport,
+    UpsertCounts, WriteTarget,
 };
 
 /// Statements sent to Snowflake by every destination of this process (what a benchmark reports).
@@ -177,6 +177,21 @@ impl Destination for Snowflake {
         let mut s = self.session().await?;
         let result = s.session().describe_table(conn, name).await;
         s.settle(result)
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableRef>> {
+        let conn = self.conn()?;
+        let schema = conn.settings().schema.clone();
+        let mut s = self.session().await?;
+        let result = s.session().list_tables(conn).await;
+        let names = s.settle(result)?;
+        Ok(names
+            .into_iter()
+            .map(|name| TableRef {
+                schema: Some(schema.clone()),
+                name,
+            })
+            .collect())
     }
 
     async fn upsert(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {

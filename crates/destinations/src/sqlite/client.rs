@@ -68,6 +68,22 @@ pub fn test(conn: &mut Connection, path: &Path) -> Result<TestReport> {
     })
 }
 
+/// The tables of the file, by name, without SQLite's own (`sqlite_…`).
+pub fn list_tables(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+             ORDER BY name",
+        )
+        .map_err(map_error)?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(map_error)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(map_error)?;
+    Ok(names)
+}
+
 pub fn describe(conn: &Connection, name: &str) -> Result<Option<TableDescription>> {
     // Table names are case-insensitive in SQLite; answer with the name as created.
     let real: Option<String> = conn

@@ -28,8 +28,8 @@ use sluice_core::{TableDescription, Value};
 pub use config::SqliteSettings;
 
 use crate::{
-    Capabilities, Destination, DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts,
-    WriteTarget,
+    Capabilities, Destination, DestinationError, ErrorKind, Result, Row, TableRef, TestReport,
+    UpsertCounts, WriteTarget,
 };
 
 pub struct Sqlite {
@@ -95,6 +95,14 @@ impl Destination for Sqlite {
             .map_err(|e| DestinationError::new(ErrorKind::Config, e))?;
         let name = name.to_string();
         self.run(move |conn| client::describe(conn, &name)).await
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableRef>> {
+        let names = self.run(|conn| client::list_tables(conn)).await?;
+        Ok(names
+            .into_iter()
+            .map(|name| TableRef { schema: None, name })
+            .collect())
     }
 
     async fn upsert(&self, target: &WriteTarget, rows: &[Row]) -> Result<UpsertCounts> {

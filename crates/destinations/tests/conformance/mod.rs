@@ -45,6 +45,9 @@ pub enum Shape {
 pub trait Harness: Send + Sync {
     /// A new destination instance (its own connection) on the database under test.
     fn destination(&self) -> Box<dyn Destination>;
+    /// A destination like [`Harness::destination`] but naming `database`, which does not exist; `None`
+    /// where a destination names no database (SQLite: a file, created when missing).
+    fn missing_database(&self, database: &str) -> Option<Box<dyn Destination>>;
     /// Runs SQL statements directly on the database.
     async fn execute(&self, sql: &str) -> anyhow::Result<()>;
     /// Runs a query directly and returns every value as text (`None` for NULL).
@@ -53,6 +56,16 @@ pub trait Harness: Send + Sync {
     fn create_table(&self, shape: Shape, table: &str) -> String;
     /// DDL dropping `table` and whatever `create_table` made with it.
     fn drop_table(&self, table: &str) -> String;
+    /// Whether the server under test reports a missing database exactly. Snowflake answers "does not
+    /// exist or not authorized" for both a missing and a forbidden database, and its test server creates
+    /// the database a login names: there only the connection test's message is checked.
+    fn reports_missing_databases_exactly(&self) -> bool {
+        true
+    }
+    /// SQL dropping a view made by `CREATE VIEW`.
+    fn drop_view(&self, view: &str) -> String {
+        format!("DROP VIEW {}", self.quote(view))
+    }
     fn quote(&self, ident: &str) -> String;
     /// An expression reading `column` of portable type `ty` as text: booleans as `true`/`false`, bytes
     /// as lowercase hex, arrays as JSON; the rest as the database prints it.
@@ -124,7 +137,8 @@ macro_rules! conformance_tests {
             column_dropped_between_describe_and_upsert, table_dropped_between_describe_and_upsert,
             large_batch_counts, duplicate_in_another_unique_column,
             key_column_not_unique, batches_switch_between_new_and_taken_keys,
-            drift_identity_and_count, drift_rows_read_back, drift_change_marker);
+            drift_identity_and_count, drift_rows_read_back, drift_change_marker,
+            list_tables_names_the_tables, missing_database_is_not_found);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -466,6 +480,79 @@ pub async fn describe_missing_table(h: &dyn Harness) {
         dest.describe_table(&random_table_name()).await.unwrap(),
         None
     );
+}
+
+/// The table list holds a table just created, by the name a pipeline writes it with (which
+/// `describe_table` finds), and no views.
+pub async fn list_tables_names_the_tables(h: &dyn Harness) {
+    let f = Fixture::new(h, Shape::IntKeyed).await;
+    let view = format!("{}_v", f.table);
+    h.execute(&format!(
+        "CREATE VIEW {} AS SELECT * FROM {}",
+        h.quote(&view),
+        h.quote(&f.table)
+    ))
+    .await
+    .expect("create a view");
+    let tables = f.dest.list_tables().await.unwrap();
+    let found: Vec<_> = tables
+        .iter()
+        .filter(|t| t.name.eq_ignore_ascii_case(&f.table))
+        .collect();
+    assert_eq!(found.len(), 1, "{} in {tables:?}", f.table);
+    assert!(
+        f.dest
+            .describe_table(&found[0].name)
+            .await
+            .unwrap()
+            .is_some(),
+        "a listed name is describable"
+    );
+    assert!(
+        !tables.iter().any(|t| t.name.eq_ignore_ascii_case(&view)),
+        "views are not listed: {tables:?}"
+    );
+    let mut sorted = tables.clone();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(tables, sorted, "sorted by name");
+    h.execute(&h.drop_view(&view)).await.expect("drop the view");
+    f.finish().await;
+}
+
+/// A wrong database name is reported as such, by the connection test and by the table list: kind
+/// `NotFound` (API code `NotFound`, not `TableNotFound`), with a message that names the database.
+pub async fn missing_database_is_not_found(h: &dyn Harness) {
+    let name = format!(
+        "sluice_missing_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let Some(dest) = h.missing_database(&name) else {
+        return;
+    };
+    let mut errors = vec![dest.test().await.expect_err("the database does not exist")];
+    if h.reports_missing_databases_exactly() {
+        errors.push(
+            dest.list_tables()
+                .await
+                .expect_err("the database does not exist"),
+        );
+    }
+    for e in errors {
+        if h.reports_missing_databases_exactly() {
+            assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}");
+            assert_eq!(e.kind.code(), "NotFound");
+        } else {
+            assert!(
+                matches!(e.kind, ErrorKind::NotFound | ErrorKind::Permission),
+                "{e:?}"
+            );
+        }
+        let lower = e.message.to_lowercase();
+        assert!(
+            lower.contains(&name.to_lowercase()) && lower.contains("database"),
+            "the message names the database: {e}"
+        );
+    }
 }
 
 pub async fn insert_new_keys(h: &dyn Harness) {

@@ -8,7 +8,8 @@ use super::pool::{get, pg_error, rows_to, violation, Violation};
 use super::PgMetadata;
 use crate::codec;
 use crate::{
-    Catalog, CatalogChanges, DestinationRecord, PipelineRecord, Result, SecretBox, StoreError,
+    Catalog, CatalogChanges, DestinationRecord, DestinationTest, PipelineRecord, Result, SecretBox,
+    StoreError,
 };
 
 const DESTINATION_COLUMNS: &str = "id, name, kind, settings::text, created_at, updated_at";
@@ -287,6 +288,45 @@ impl Catalog for PgMetadata {
         }
         tx.commit().await.map_err(pg_error)?;
         Ok(rows.len())
+    }
+
+    async fn record_destination_test(&self, id: &str, test: &DestinationTest) -> Result<()> {
+        let conn = self.pool.get().await?;
+        conn.execute(
+            "INSERT INTO sluice_destination_tests (destination, tested_at, ok, code, message)
+             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM sluice_destinations WHERE id = $1)
+             ON CONFLICT (destination) DO UPDATE SET tested_at = EXCLUDED.tested_at,
+               ok = EXCLUDED.ok, code = EXCLUDED.code, message = EXCLUDED.message",
+            &[&id, &test.at, &test.ok, &test.code, &test.message],
+        )
+        .await
+        .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn destination_tests(&self) -> Result<Vec<(String, DestinationTest)>> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                "SELECT destination, tested_at, ok, code, message FROM sluice_destination_tests ORDER BY destination",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    DestinationTest {
+                        at: r.get(1),
+                        ok: r.get(2),
+                        code: r.get(3),
+                        message: r.get(4),
+                    },
+                )
+            })
+            .collect())
     }
 
     async fn delete_destination(&self, id: &str) -> Result<bool> {

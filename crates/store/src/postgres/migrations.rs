@@ -141,6 +141,16 @@ CREATE TABLE sluice_dry_runs (
 );
 CREATE INDEX sluice_dry_runs_by_time ON sluice_dry_runs (written_at);
 "#,
+    // The last connection test of each saved destination, for the home page's health column.
+    r#"
+CREATE TABLE sluice_destination_tests (
+    destination text PRIMARY KEY REFERENCES sluice_destinations (id) ON DELETE CASCADE,
+    tested_at timestamptz NOT NULL,
+    ok boolean NOT NULL,
+    code text,
+    message text
+);
+"#,
 ];
 
 pub(super) const PROFILE_MIGRATIONS: &[&str] = &[

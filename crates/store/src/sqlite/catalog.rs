@@ -8,7 +8,8 @@ use super::db::{collect, micros, sql_error, time, violation, Violation};
 use super::SqliteMetadata;
 use crate::codec;
 use crate::{
-    Catalog, CatalogChanges, DestinationRecord, PipelineRecord, Result, SecretBox, StoreError,
+    Catalog, CatalogChanges, DestinationRecord, DestinationTest, PipelineRecord, Result, SecretBox,
+    StoreError,
 };
 
 const DESTINATION_COLUMNS: &str = "id, name, kind, settings, created_at, updated_at";
@@ -280,6 +281,47 @@ impl Catalog for SqliteMetadata {
                 }
                 tx.commit().map_err(sql_error)?;
                 Ok(stored.len())
+            })
+            .await
+    }
+
+    async fn record_destination_test(&self, id: &str, test: &DestinationTest) -> Result<()> {
+        let id = id.to_owned();
+        let t = test.clone();
+        self.db
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO destination_tests (destination, tested_at, ok, code, message)
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM destinations WHERE id = ?1)
+                     ON CONFLICT (destination) DO UPDATE SET tested_at = excluded.tested_at,
+                       ok = excluded.ok, code = excluded.code, message = excluded.message",
+                    params![id, micros(&t.at), t.ok, t.code, t.message],
+                )
+                .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn destination_tests(&self) -> Result<Vec<(String, DestinationTest)>> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT destination, tested_at, ok, code, message FROM destination_tests ORDER BY destination")
+                    .map_err(sql_error)?;
+                collect(&mut stmt, [], |r| {
+                    let id: String = r.get(0).map_err(sql_error)?;
+                    let at: i64 = r.get(1).map_err(sql_error)?;
+                    Ok((
+                        id,
+                        DestinationTest {
+                            at: time(at)?,
+                            ok: r.get(2).map_err(sql_error)?,
+                            code: r.get(3).map_err(sql_error)?,
+                            message: r.get(4).map_err(sql_error)?,
+                        },
+                    ))
+                })
             })
             .await
     }

@@ -196,6 +196,16 @@ CREATE TABLE dry_runs (
 );
 CREATE INDEX dry_runs_by_time ON dry_runs (written_at);
 "#,
+    // The last connection test of each saved destination, for the home page's health column.
+    r#"
+CREATE TABLE destination_tests (
+    destination TEXT PRIMARY KEY NOT NULL REFERENCES destinations (id) ON DELETE CASCADE,
+    tested_at INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    code TEXT,
+    message TEXT
+);
+"#,
 ];
 
 // WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of

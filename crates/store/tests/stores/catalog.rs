@@ -3,7 +3,7 @@
 use serde_json::json;
 use sluice_core::schema::SchemaWire;
 use sluice_core::Schema;
-use sluice_store::{RunStatus, SecretBox, StoreError};
+use sluice_store::{DestinationTest, RunStatus, SecretBox, StoreError};
 
 use crate::fixtures::{
     at, conflict, destination, entry, not_found, pipeline, run, with_pipelines, PASSWORD,
@@ -300,6 +300,53 @@ pub async fn destination_in_use_is_not_deleted(env: &Env) {
     assert!(store.get_destination("d").await.unwrap().is_some());
     assert!(store.delete_pipeline("p-b").await.unwrap());
     assert!(store.delete_destination("d").await.unwrap());
+}
+
+/// The last connection test of each destination is kept (the newest replacing the one before), and goes
+/// with its destination.
+pub async fn last_connection_test_is_kept(env: &Env) {
+    let store = env.metadata(SecretBox::generate()).await;
+    store
+        .insert_destination(&destination("d-a", "A", 0))
+        .await
+        .unwrap();
+    store
+        .insert_destination(&destination("d-b", "B", 1))
+        .await
+        .unwrap();
+    assert_eq!(store.destination_tests().await.unwrap(), vec![]);
+    let passed = DestinationTest {
+        at: at(1),
+        ok: true,
+        code: None,
+        message: None,
+    };
+    let failed = DestinationTest {
+        at: at(2),
+        ok: false,
+        code: Some("NotFound".into()),
+        message: Some("database \"nope\" does not exist".into()),
+    };
+    store.record_destination_test("d-a", &passed).await.unwrap();
+    store.record_destination_test("d-b", &passed).await.unwrap();
+    store.record_destination_test("d-a", &failed).await.unwrap();
+    // A destination that is gone records nothing.
+    store
+        .record_destination_test("d-gone", &passed)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.destination_tests().await.unwrap(),
+        vec![
+            ("d-a".to_string(), failed),
+            ("d-b".to_string(), passed.clone())
+        ]
+    );
+    assert!(store.delete_destination("d-a").await.unwrap());
+    assert_eq!(
+        store.destination_tests().await.unwrap(),
+        vec![("d-b".to_string(), passed)]
+    );
 }
 
 pub async fn pipelines_crud_and_conflicts(env: &Env) {

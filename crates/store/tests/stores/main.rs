@@ -45,6 +45,7 @@ suite!(
     catalog::reseal_secrets_moves_every_secret_to_the_new_key,
     catalog::destinations_without_a_tls_mode_keep_prefer,
     catalog::destination_in_use_is_not_deleted,
+    catalog::last_connection_test_is_kept,
     catalog::pipelines_crud_and_conflicts,
     catalog::deleting_a_pipeline_cascades,
     catalog::apply_changes_is_all_or_nothing,
