@@ -499,6 +499,15 @@ try {
     if (audience !== EXPECTED.length) throw new Error(`expected ${EXPECTED.length} profiles in audience, the run shows ${audience}`);
     if (inserted + updated !== EXPECTED.length) throw new Error(`expected ${EXPECTED.length} rows written, the run shows ${inserted} inserted + ${updated} updated`);
     if (failed !== 0) throw new Error(`the run shows ${failed} failed rows`);
+    // A dry run right after: everything in the audience is as written, nothing would be written.
+    await page.getByRole('button', { name: 'Dry run', exact: true }).click();
+    const summary = page.locator('[data-testid="dry-run-summary"]');
+    await summary.waitFor({ timeout: 60_000 });
+    const dry = (await summary.innerText()).trim();
+    log(`  dry run: ${dry}`);
+    const n = EXPECTED.length.toLocaleString('en-US');
+    if (!dry.startsWith(`${n} in audience, would write 0 (0 new, 0 updated), ${n} skipped, unchanged`)) throw new Error(`the dry run reads: ${dry}`);
+    await shot('dry-run');
     await shot('runs-page', { full: true });
     await checkPage('runs page');
   });

@@ -316,6 +316,10 @@ export class Client {
     const body = mode === 'reconcile' ? { trigger: 'manual' as const, mode } : { trigger: 'manual' as const };
     return this.request('POST', `/pipelines/${seg(pipeline)}/runs`, body);
   }
+  /** A dry run: what a run would do, written nowhere; read it with `getRun` (it has `samples`). */
+  dryRun(pipeline: string): Promise<Answer<'startRun'>> {
+    return this.request('POST', `/pipelines/${seg(pipeline)}/runs`, { trigger: 'manual' as const, dry_run: true });
+  }
   listRuns(pipeline: string, opts: { limit?: number; before?: string | null } = {}): Promise<Answer<'listRuns'>> {
     return this.request('GET', `/pipelines/${seg(pipeline)}/runs`, undefined, {
       limit: opts.limit ?? 50,

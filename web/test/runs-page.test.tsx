@@ -74,6 +74,62 @@ describe('the runs page', () => {
   });
 });
 
+describe('a dry run from the runs page', () => {
+  let root: HTMLElement;
+  afterEach(() => unmount(root));
+
+  it('shows what a run would do, with sample rows, on a disabled pipeline too', async () => {
+    const bodies: unknown[] = [];
+    const disabled = { ...pipeline, running: null, enabled: false };
+    let polls = 0;
+    const dry: Run = {
+      ...done,
+      id: 'dry_1',
+      dry_run: true,
+      counts: { ...counts, read: 4, inserted: 2, updated: 1, unchanged: 5, deleted: 1, filtered_out: 3 },
+      samples: {
+        inserts: [{ profile: 'c1', key: 'c1', row: { id: 'c1', email: 'a@b.c', ltv: 12.5 } }],
+        updates: [{ profile: 'c2', key: 'c2', changes: [{ column: 'city', before: 'Rome', after: 'Milan' }] }],
+        deletes: [{ key: 'c9' }],
+      },
+    };
+    const fetch = vi.fn(async (url: string, init?: RequestInit) => {
+      if (url === '/v1/pipelines/pl_1') return json(disabled);
+      if (url.startsWith('/v1/pipelines/pl_1/runs') && init?.method === 'POST') {
+        bodies.push(JSON.parse(String(init.body)));
+        return json({ id: 'dry_1', status: 'queued' }, 202);
+      }
+      if (url.startsWith('/v1/pipelines/pl_1/runs')) return json({ runs: [done], next: null });
+      if (url === '/v1/runs/dry_1') {
+        polls += 1;
+        return json(polls < 2 ? { ...dry, status: 'running', finished_at: null } : dry);
+      }
+      if (url === '/v1/destinations/dst_1') return json({ id: 'dst_1', name: 'Warehouse', type: 'postgresql', settings: {} });
+      return json({ error: { code: 'NotFound', message: url } }, 404);
+    });
+    vi.stubGlobal('fetch', fetch);
+    root = await mount(<RunsPage id="pl_1" />);
+    await vi.waitFor(() => expect(root.textContent).toContain('Run history'));
+    const button = Array.from(root.querySelectorAll<HTMLButtonElement>('button')).find((b) => b.textContent?.trim() === 'Dry run');
+    expect(button).toBeTruthy();
+    expect(button!.disabled).toBe(false);
+    await act(() => button!.click());
+    await vi.waitFor(() => expect(bodies).toEqual([{ trigger: 'manual', dry_run: true }]));
+    await vi.waitFor(() => expect(root.querySelector('[data-testid="dry-run-summary"]')).toBeTruthy(), { timeout: 3000 });
+    expect(root.querySelector('[data-testid="dry-run-summary"]')!.textContent).toBe(
+      '8 in audience, would write 3 (2 new, 1 updated), 5 skipped, unchanged, 3 not in audience, would remove 1',
+    );
+    expect(root.textContent).toContain('Nothing was written');
+    expect(root.textContent).toContain('a@b.c');
+    expect(root.textContent).toContain('city Rome → Milan');
+    expect(root.textContent).toContain('Removed rows');
+    // Closed, it leaves the page as it was.
+    const close = Array.from(root.querySelectorAll<HTMLButtonElement>('button')).find((b) => b.textContent?.trim() === 'Close');
+    await act(() => close!.click());
+    expect(root.querySelector('[data-testid="dry-run-summary"]')).toBeNull();
+  });
+});
+
 describe('the runs page clock', () => {
   let root: HTMLElement;
   afterEach(() => {

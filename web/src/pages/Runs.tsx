@@ -5,6 +5,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { useAccess } from '../access';
 import { api, errorMessage, type Pipeline, type Run, type RunErrorGroup } from '../api';
+import { DryRunResult } from '../components/DryRun';
 import { RunChart } from '../components/RunChart';
 import { Alert, EmptyState, ErrorAlert, HiddenHeader, Loading, PageHeader, ProgressBar, Section, Spinner, StatusBadge, useToast } from '../components/ui';
 import { useInterval, useTitle } from '../hooks';
@@ -155,6 +156,29 @@ export function RunsPage({ id }: { id: string }) {
     }
   };
 
+  // A dry run started from this page, followed until it ends (it is not in the run history).
+  const [dry, setDry] = useState<{ id: string | null; run: Run | null; error: unknown } | null>(null);
+  const dryGoing = !!dry && !dry.error && (!dry.run || active(dry.run));
+  const followDry = async (runId: string) => {
+    try {
+      const r = await api.getRun(runId);
+      setDry((d) => (d && d.id === runId ? { ...d, run: r } : d));
+    } catch (e) {
+      setDry((d) => (d && d.id === runId ? { ...d, error: e } : d));
+    }
+  };
+  useInterval(() => void (dry?.id && followDry(dry.id)), 500, dryGoing);
+  const dryRun = async () => {
+    setDry({ id: null, run: null, error: null });
+    try {
+      const r = await api.dryRun(id);
+      setDry({ id: r.id, run: null, error: null });
+      await followDry(r.id);
+    } catch (e) {
+      setDry({ id: null, run: null, error: e });
+    }
+  };
+
   const [cancelling, setCancelling] = useState<Set<string>>(new Set());
   const cancel = async (run: Run) => {
     setCancelling((c) => new Set(c).add(run.id));
@@ -220,6 +244,9 @@ export function RunsPage({ id }: { id: string }) {
             <a class="button" href={href('pipelines', id)}>
               Manage
             </a>
+            <button type="button" class="button" onClick={() => void dryRun()} disabled={dryGoing || !access.can('edit')} title={access.whyNot('edit') ?? 'See what a run would write, skip and remove, without writing anything'}>
+              Dry run
+            </button>
             <button type="button" class="button" onClick={() => runNow('reconcile')} disabled={!pipeline.enabled || anyActive || starting || !access.can('edit')} title={access.whyNot('edit') ?? (pipeline.enabled ? RECONCILE_HELP : 'Enable the pipeline to run it')}>
               Reconcile
             </button>
@@ -236,6 +263,7 @@ export function RunsPage({ id }: { id: string }) {
         }
       />
       {error !== null && <ErrorAlert error={error} />}
+      {dry && <DryRunResult run={dry.run} error={dry.error} onClose={() => setDry(null)} />}
       {runs.length === 0 ? (
         <EmptyState title="No runs yet">
           <p>{pipeline.enabled ? 'Run the pipeline now, or wait for its schedule.' : 'Enable the pipeline on its destination page, then run it.'}</p>
