@@ -52,7 +52,11 @@ fn main() {
 /// cleared first because cargo's status bar may be drawn on it; cargo redraws the bar below.
 fn say(what: &str) {
     if let Ok(mut tty) = std::fs::OpenOptions::new().write(true).open("/dev/tty") {
-        let _ = write!(tty, "\r\x1b[K\x1b[1;32m{:>12}\x1b[0m sluice-api: {what}\n", "UI");
+        let _ = write!(
+            tty,
+            "\r\x1b[K\x1b[1;32m{:>12}\x1b[0m sluice-api: {what}\n",
+            "UI"
+        );
     }
 }
 

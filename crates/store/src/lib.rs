@@ -48,7 +48,9 @@ pub use access::{Access, AuditEntry, Role, TokenHash, TokenRecord};
 pub use catalog::{Catalog, DestinationRecord, PipelineRecord, SECRET_FIELDS};
 pub use coord::{Coordination, Held};
 pub use profiles::{ChangeCounts, ProfileStore, UpsertOutcome, TOMBSTONE_RETENTION};
-pub use runs::{Counts, Progress, RunErrorGroup, RunLog, RunRecord, RunStatus, MAX_SAMPLES};
+pub use runs::{
+    thousands, Counts, Progress, RunErrorGroup, RunLog, RunRecord, RunStatus, MAX_SAMPLES,
+};
 pub use secrets::SecretBox;
 pub use sluice_core::sync::{SyncEntry, SyncKey};
 pub use sync_state::{SyncCheckpoint, SyncState};
