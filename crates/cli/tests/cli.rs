@@ -294,7 +294,11 @@ fn serve_import_and_run_from_the_command_line() {
         lines[0].starts_with("NAME") && lines[0].contains("DESTINATION"),
         "{out}"
     );
-    let row: Vec<&str> = lines[1].split("  ").filter(|c| !c.is_empty()).collect();
+    let row: Vec<&str> = lines[1]
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
     assert_eq!(row[..5], ["People", "yes", "pg", "people", "off"], "{out}");
     assert!(
         row[5].starts_with("succeeded just now: 4 in audience, 0 written"),
