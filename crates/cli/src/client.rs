@@ -138,15 +138,14 @@ pub async fn list_pipelines(args: &ClientArgs) -> Result<()> {
 pub async fn list_destinations(args: &ClientArgs) -> Result<()> {
     let c = Client::new(args)?;
     let v = c.get("/v1/destinations").await?;
-    println!("{:<22} {:<30} TYPE", "ID", "NAME");
-    for d in v["destinations"].as_array().into_iter().flatten() {
-        println!(
-            "{:<22} {:<30} {}",
-            d["id"].as_str().unwrap_or_default(),
-            d["name"].as_str().unwrap_or_default(),
-            d["type"].as_str().unwrap_or_default()
-        );
-    }
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let rows: Vec<Vec<String>> = v["destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| vec![text(&d["name"]), text(&d["type"]), text(&d["id"])])
+        .collect();
+    print!("{}", output::table(&["NAME", "TYPE", "ID"], &rows));
     Ok(())
 }
 

@@ -304,6 +304,10 @@ fn serve_import_and_run_from_the_command_line() {
         row[5].starts_with("succeeded just now: 4 in audience, 0 written"),
         "{out}"
     );
+    let (ok, out, _) = sluice(dir.path(), &["destinations", "list", "--url", &url]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(ok && lines[0].starts_with("NAME  TYPE"), "{out}");
+    assert!(lines[1].starts_with("pg    postgresql  dst_"), "{out}");
     drop(server);
 
     // A second start reuses the token and prints it no more.
