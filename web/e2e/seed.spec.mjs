@@ -506,7 +506,7 @@ try {
     const dry = (await summary.innerText()).trim();
     log(`  dry run: ${dry}`);
     const n = EXPECTED.length.toLocaleString('en-US');
-    if (!dry.startsWith(`${n} in audience, would write 0 (0 new, 0 updated), ${n} skipped, unchanged`)) throw new Error(`the dry run reads: ${dry}`);
+    if (!dry.startsWith(`A run would do: ${n} in audience, 0 written, ${n} skipped, unchanged`)) throw new Error(`the dry run reads: ${dry}`);
     await shot('dry-run');
     await shot('runs-page', { full: true });
     await checkPage('runs page');

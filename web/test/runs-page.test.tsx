@@ -117,7 +117,7 @@ describe('a dry run from the runs page', () => {
     await vi.waitFor(() => expect(bodies).toEqual([{ trigger: 'manual', dry_run: true }]));
     await vi.waitFor(() => expect(root.querySelector('[data-testid="dry-run-summary"]')).toBeTruthy(), { timeout: 3000 });
     expect(root.querySelector('[data-testid="dry-run-summary"]')!.textContent).toBe(
-      '8 in audience, would write 3 (2 new, 1 updated), 5 skipped, unchanged, 3 not in audience, would remove 1',
+      'A run would do: 8 in audience, 3 written (2 new, 1 updated), 5 skipped, unchanged, 3 not in audience, 1 removed',
     );
     expect(root.textContent).toContain('Nothing was written');
     expect(root.textContent).toContain('a@b.c');

@@ -13,6 +13,9 @@
 //!
 //!     SLUICE_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p sluice --bench export
 //!
+//! That builds with the `bench` profile, fat LTO as the `dist` binaries; add `--profile release` to measure
+//! the lighter build `cargo run --release` makes.
+//!
 //! With `SLUICE_BENCH_SNOWFLAKE_URL` (a Snowflake-protocol server, such as the local fakesnow of
 //! `scripts/services.sh start snowflake`) the runs write to Snowflake instead, and the number of statements
 //! sent per run is reported (what costs on Snowflake); there is no COPY reference then.

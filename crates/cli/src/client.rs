@@ -6,6 +6,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
+use sluice_store::Counts;
+
+use crate::output;
 use crate::serve::TOKEN_FILE;
 use crate::ClientArgs;
 
@@ -129,42 +132,47 @@ impl Client {
 
 pub async fn list_pipelines(args: &ClientArgs) -> Result<()> {
     let c = Client::new(args)?;
-    let v = c.get("/v1/pipelines").await?;
-    println!(
-        "{:<22} {:<30} {:<8} {:<10} LAST RUN",
-        "ID", "NAME", "ENABLED", "SCHEDULE"
+    let pipelines = c.get("/v1/pipelines").await?;
+    let destinations = c.get("/v1/destinations").await?;
+    let rows = output::pipeline_rows(
+        pipelines["pipelines"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+        destinations["destinations"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+        chrono::Utc::now(),
     );
-    for p in v["pipelines"].as_array().into_iter().flatten() {
-        let schedule = match &p["schedule"] {
-            Value::Null => "off".to_string(),
-            Value::String(s) => s.clone(),
-            other => other["cron"].as_str().unwrap_or("cron").to_string(),
-        };
-        let last = p["last_run"]["status"].as_str().unwrap_or("-");
-        println!(
-            "{:<22} {:<30} {:<8} {:<10} {}",
-            p["id"].as_str().unwrap_or_default(),
-            p["name"].as_str().unwrap_or_default(),
-            p["enabled"],
-            schedule,
-            last
-        );
-    }
+    print!(
+        "{}",
+        output::table(
+            &[
+                "NAME",
+                "ENABLED",
+                "DESTINATION",
+                "TABLE",
+                "SCHEDULE",
+                "LAST RUN"
+            ],
+            &rows
+        )
+    );
     Ok(())
 }
 
 pub async fn list_destinations(args: &ClientArgs) -> Result<()> {
     let c = Client::new(args)?;
     let v = c.get("/v1/destinations").await?;
-    println!("{:<22} {:<30} TYPE", "ID", "NAME");
-    for d in v["destinations"].as_array().into_iter().flatten() {
-        println!(
-            "{:<22} {:<30} {}",
-            d["id"].as_str().unwrap_or_default(),
-            d["name"].as_str().unwrap_or_default(),
-            d["type"].as_str().unwrap_or_default()
-        );
-    }
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let rows: Vec<Vec<String>> = v["destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| vec![text(&d["name"]), text(&d["type"]), text(&d["id"])])
+        .collect();
+    print!("{}", output::table(&["NAME", "TYPE", "ID"], &rows));
     Ok(())
 }
 
@@ -179,15 +187,7 @@ pub async fn run_pipeline(
     let c = Client::new(args)?;
     let all = c.get("/v1/pipelines").await?;
     let list = all["pipelines"].as_array().cloned().unwrap_or_default();
-    let matches: Vec<&Value> = list
-        .iter()
-        .filter(|p| p["id"] == name_or_id || p["name"] == name_or_id)
-        .collect();
-    let pipeline = match matches.as_slice() {
-        [one] => *one,
-        [] => bail!("no pipeline has the id or name `{name_or_id}`"),
-        _ => bail!("several pipelines are named `{name_or_id}`: use its id"),
-    };
+    let pipeline = output::find_pipeline(&list, name_or_id).map_err(|e| anyhow!(e))?;
     let id = pipeline["id"].as_str().unwrap_or_default();
     let started = c
         .post(
@@ -208,18 +208,17 @@ pub async fn run_pipeline(
     if !follow {
         return Ok(());
     }
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(
-            "{spinner} [{bar:30}] {pos}/{len} profiles ({per_sec}, {elapsed})",
-        )?
-        .progress_chars("=> "),
-    );
+    let bar =
+        ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {msg}")?);
+    let started = std::time::Instant::now();
     let run = loop {
         let r = c.get(&format!("/v1/runs/{run_id}")).await?;
-        if let Some(t) = r["progress"]["total"].as_u64() {
-            bar.set_length(t);
-        }
-        bar.set_position(r["progress"]["processed"].as_u64().unwrap_or(0));
+        bar.set_message(output::progress_line(
+            r["progress"]["processed"].as_u64().unwrap_or(0),
+            r["progress"]["total"].as_u64(),
+            started.elapsed().as_secs_f64(),
+        ));
+        bar.tick();
         if matches!(
             r["status"].as_str(),
             Some("succeeded" | "failed" | "cancelled")
@@ -229,13 +228,18 @@ pub async fn run_pipeline(
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     bar.finish_and_clear();
-    let k = &run["counts"];
+    let counts: Counts = serde_json::from_value(run["counts"].clone())
+        .context("the server answered a run without its counts")?;
+    let secs = run["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+    let rate = output::rate(counts.read, secs)
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
     println!(
-        "Run {} {} in {:.2} s: read {}, filtered out {}, transform failed {}, inserted {}, updated {}, unchanged {}, deleted {}, failed {}",
+        "Run {} {} in {:.2} s: {}{rate}",
         run_id,
         run["status"].as_str().unwrap_or_default(),
-        run["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
-        k["read"], k["filtered_out"], k["transform_failed"], k["inserted"], k["updated"], k["unchanged"], k["deleted"], k["failed"]
+        secs,
+        counts.summary()
     );
     for e in run["errors"].as_array().into_iter().flatten() {
         println!(

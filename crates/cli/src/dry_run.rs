@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
+use sluice_store::Counts;
+
 use crate::client::Client;
+use crate::output;
 use crate::ClientArgs;
 
 /// Dry-runs a saved pipeline (by id or name), waits for it and prints what a run would do.
@@ -13,15 +16,7 @@ pub async fn dry_run_pipeline(args: &ClientArgs, name_or_id: &str) -> Result<()>
     let c = Client::new(args)?;
     let all = c.get("/v1/pipelines").await?;
     let list = all["pipelines"].as_array().cloned().unwrap_or_default();
-    let matches: Vec<&Value> = list
-        .iter()
-        .filter(|p| p["id"] == name_or_id || p["name"] == name_or_id)
-        .collect();
-    let pipeline = match matches.as_slice() {
-        [one] => *one,
-        [] => bail!("no pipeline has the id or name `{name_or_id}`"),
-        _ => bail!("several pipelines are named `{name_or_id}`: use its id"),
-    };
+    let pipeline = output::find_pipeline(&list, name_or_id).map_err(|e| anyhow!(e))?;
     let id = pipeline["id"].as_str().unwrap_or_default();
     let started = c
         .post(
@@ -59,19 +54,9 @@ pub async fn wait(c: &Client, run_id: &str) -> Result<Value> {
 
 /// What a dry run found, for a person: the counts in the run words, then the sample rows.
 pub fn describe(name: &str, run: &Value) -> String {
-    let n = |k: &str| run["counts"][k].as_u64().unwrap_or(0);
-    let (new, updated) = (n("inserted"), n("updated"));
-    let failed = n("failed") + n("transform_failed");
-    let audience = new + updated + n("unchanged") + failed;
+    let counts: Counts = serde_json::from_value(run["counts"].clone()).unwrap_or_default();
     let mut out = format!("Dry run of `{name}` (nothing was written):\n");
-    out += &format!(
-        "  in audience {audience} · would write {} ({new} new, {updated} updated) · skipped, unchanged {} · \
-         would remove {} · failed {failed} · not in audience {}\n",
-        new + updated,
-        n("unchanged"),
-        n("deleted"),
-        n("filtered_out"),
-    );
+    out += &format!("  a run would do: {}\n", counts.summary());
     if let Some(m) = run["message"].as_str() {
         out += &format!("  {m}\n");
     }
@@ -159,7 +144,13 @@ mod tests {
             }
         });
         let text = describe("People", &run);
-        assert!(text.contains("in audience 11 · would write 3 (2 new, 1 updated) · skipped, unchanged 7 · would remove 1 · failed 1 · not in audience 4"), "{text}");
+        assert!(
+            text.contains(
+                "a run would do: 11 in audience; 4 not in audience; 3 written (2 new, 1 updated); \
+                 7 skipped, unchanged; 1 removed; 1 failed"
+            ),
+            "{text}"
+        );
         assert!(text.contains(r#""k1"  id="k1" n=3"#), "{text}");
         assert!(text.contains(r#"2  city: "Rome" → "ROME""#), "{text}");
         assert!(

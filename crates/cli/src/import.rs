@@ -1,6 +1,7 @@
 //! `sluice profiles import FILE`: CSV (a header row of property paths such as `address.city`) or NDJSON,
 //! sent in batches to `POST /v1/profiles`; rejected profiles are reported with their line number.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -31,6 +32,7 @@ pub async fn import(
     file: &Path,
     format: Option<&str>,
     batch_size: usize,
+    ignore_unknown: bool,
 ) -> Result<()> {
     let format = match format {
         Some(f) => f.to_ascii_lowercase(),
@@ -51,6 +53,10 @@ pub async fn import(
     let client = Client::new(args)?;
     let schema = client.get("/v1/profile-schema").await?;
     let structured = structured_paths(&schema);
+    let known = Known::from_schema(&schema["properties"]);
+    // Paths left out (with --ignore-unknown) or that rejected profiles (without), and those lines.
+    let mut unknown_paths: BTreeSet<String> = BTreeSet::new();
+    let mut unknown_lines: Vec<u64> = Vec::new();
     let f = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let size = f.metadata()?.len();
     let bar = ProgressBar::new(size).with_style(
@@ -108,6 +114,22 @@ pub async fn import(
             .iter()
             .map(str::to_string)
             .collect();
+        let unknown: Vec<String> = headers
+            .iter()
+            .filter(|h| !known.has_path(h))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() && !ignore_unknown {
+            bail!(
+                "{} not in the Customer Model: {}. Add {} to the model, or pass --ignore-unknown to import \
+                 the other columns",
+                if unknown.len() == 1 { "this column is" } else { "these columns are" },
+                backticked(&unknown),
+                if unknown.len() == 1 { "it" } else { "them" },
+            );
+        }
+        let keep: Vec<bool> = headers.iter().map(|h| known.has_path(h)).collect();
+        unknown_paths.extend(unknown);
         for record in rdr.records() {
             let record = match record {
                 Ok(r) => r,
@@ -120,7 +142,7 @@ pub async fn import(
                 }
             };
             let line = record.position().map(|p| p.line()).unwrap_or(0);
-            match csv_profile(&headers, &record, &structured) {
+            match csv_profile(&headers, &keep, &record, &structured) {
                 Ok(p) => batch.push((line, p)),
                 Err(e) => problems.push(format!("line {line}: {e}")),
             }
@@ -147,7 +169,18 @@ pub async fn import(
             }
             line_no += 1;
             match ndjson_profile(&buf) {
-                Ok(Some(v)) => batch.push((line_no, v)),
+                Ok(Some(mut v)) => {
+                    let mut dropped = BTreeSet::new();
+                    if let Value::Object(m) = &mut v {
+                        known.strip(m, "", &mut dropped);
+                    }
+                    if dropped.is_empty() || ignore_unknown {
+                        batch.push((line_no, v));
+                    } else {
+                        unknown_lines.push(line_no);
+                    }
+                    unknown_paths.extend(dropped);
+                }
                 Ok(None) => {}
                 Err(e) => problems.push(format!("line {line_no}: {e}")),
             }
@@ -168,18 +201,43 @@ pub async fn import(
         problems.append(&mut rej);
     }
     bar.finish_and_clear();
+    if ignore_unknown && !unknown_paths.is_empty() {
+        eprintln!(
+            "warning: left out what is not in the Customer Model: {}",
+            backticked(&unknown_paths.iter().cloned().collect::<Vec<_>>())
+        );
+    }
+    let unknown_rejected = unknown_lines.len();
     for p in problems.iter().take(100) {
         eprintln!("rejected {p}");
     }
     if problems.len() > 100 {
         eprintln!("… and {} more", problems.len() - 100);
     }
-    println!(
-        "Imported {} profiles; {} rejected",
-        totals.0,
-        problems.len()
-    );
-    if !problems.is_empty() && totals.0 == 0 {
+    if unknown_rejected > 0 {
+        let shown: Vec<String> = unknown_lines.iter().take(10).map(u64::to_string).collect();
+        eprintln!(
+            "rejected {} {} with properties not in the Customer Model ({}), at line{} {}{}; pass \
+             --ignore-unknown to import them without those",
+            unknown_rejected,
+            if unknown_rejected == 1 {
+                "profile"
+            } else {
+                "profiles"
+            },
+            backticked(&unknown_paths.iter().cloned().collect::<Vec<_>>()),
+            if unknown_rejected == 1 { "" } else { "s" },
+            shown.join(", "),
+            if unknown_rejected > shown.len() {
+                ", …"
+            } else {
+                ""
+            },
+        );
+    }
+    let rejected = problems.len() + unknown_rejected;
+    println!("Imported {} profiles; {} rejected", totals.0, rejected);
+    if rejected > 0 && totals.0 == 0 {
         bail!("no profile was imported");
     }
     Ok(())
@@ -231,12 +289,13 @@ fn structured_paths(schema: &Value) -> Vec<String> {
 /// One CSV record as a profile: dotted headers become nested objects; empty cells are left out.
 fn csv_profile(
     headers: &[String],
+    keep: &[bool],
     record: &csv::StringRecord,
     structured: &[String],
 ) -> Result<Value> {
     let mut root = Map::new();
-    for (h, cell) in headers.iter().zip(record.iter()) {
-        if cell.is_empty() {
+    for ((h, cell), keep) in headers.iter().zip(record.iter()).zip(keep) {
+        if cell.is_empty() || !keep {
             continue;
         }
         let value = if structured.iter().any(|s| s == h) {
@@ -262,6 +321,82 @@ fn csv_profile(
     Ok(Value::Object(root))
 }
 
+/// `a`, `b` as "`a`, `b`" (at most 20 of them).
+fn backticked(names: &[String]) -> String {
+    let mut out: Vec<String> = names.iter().take(20).map(|n| format!("`{n}`")).collect();
+    if names.len() > 20 {
+        out.push(format!("and {} more", names.len() - 20));
+    }
+    out.join(", ")
+}
+
+/// The Customer Model's property names as a tree (objects have children), to tell an unknown column or
+/// property before a profile is sent: the server would reject every profile that has one.
+#[derive(Debug, Default)]
+struct Known(BTreeMap<String, Option<Known>>);
+
+impl Known {
+    fn from_schema(props: &Value) -> Self {
+        Known(
+            props
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let children =
+                        (p["type"] == "object").then(|| Self::from_schema(&p["properties"]));
+                    (p["name"].as_str().unwrap_or_default().to_string(), children)
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether a dotted CSV header names a property (`_id` and `_updated_at` are every profile's).
+    /// Below a property that is not an object (a `json` one), any path is the server's to judge.
+    fn has_path(&self, path: &str) -> bool {
+        if path == "_id" || path == "_updated_at" {
+            return true;
+        }
+        let mut level = self;
+        for seg in path.split('.') {
+            match level.0.get(seg) {
+                None => return false,
+                Some(None) => return true,
+                Some(Some(children)) => level = children,
+            }
+        }
+        true
+    }
+
+    /// Removes the properties of `obj` (and of its objects) that the model does not have, adding their
+    /// paths to `dropped`.
+    fn strip(&self, obj: &mut Map<String, Value>, prefix: &str, dropped: &mut BTreeSet<String>) {
+        obj.retain(|key, value| {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            if prefix.is_empty() && (key == "_id" || key == "_updated_at") {
+                return true;
+            }
+            match self.0.get(key) {
+                None => {
+                    dropped.insert(path);
+                    false
+                }
+                Some(Some(children)) => {
+                    if let Value::Object(inner) = value {
+                        children.strip(inner, &path, dropped);
+                    }
+                    true
+                }
+                Some(None) => true,
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +419,32 @@ mod tests {
         assert!(ndjson_profile(b"{no")
             .unwrap_err()
             .starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn unknown_columns_and_properties_are_told_from_the_model() {
+        let known = Known::from_schema(&json!([
+            {"name": "email", "type": "string"},
+            {"name": "extra", "type": "json"},
+            {"name": "address", "type": "object", "properties": [{"name": "city", "type": "string"}]}
+        ]));
+        for ok in ["_id", "email", "address", "address.city", "extra.anything"] {
+            assert!(known.has_path(ok), "{ok}");
+        }
+        for unknown in ["Email", "phone", "address.town", "_other"] {
+            assert!(!known.has_path(unknown), "{unknown}");
+        }
+        let mut p = json!({"_id": "a", "email": "x@y.z", "phone": "1",
+                           "address": {"city": "Kyiv", "zip": "01001"}, "extra": {"k": 1}});
+        let mut dropped = BTreeSet::new();
+        known.strip(p.as_object_mut().unwrap(), "", &mut dropped);
+        assert_eq!(
+            p,
+            json!({"_id": "a", "email": "x@y.z", "address": {"city": "Kyiv"}, "extra": {"k": 1}})
+        );
+        assert_eq!(
+            dropped.into_iter().collect::<Vec<_>>(),
+            ["address.zip", "phone"]
+        );
     }
 }

@@ -68,44 +68,40 @@ pub async fn run(args: ServerArgs, n_profiles: usize, no_serve: bool) -> Result<
         .start(&pipeline.id, "manual")
         .await
         .context("cannot start the demo run")?;
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} profiles ({per_sec})",
-        )?
-        .progress_chars("=> "),
-    );
-    bar.set_message(format!("Running `{PIPELINE_NAME}`"));
+    let bar =
+        ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {msg}")?);
     let started = Instant::now();
     let done = engine
         .wait(&run.id, |r| {
-            if let Some(t) = r.progress.total {
-                bar.set_length(t);
-            }
-            bar.set_position(r.progress.processed);
+            bar.set_message(format!(
+                "Running `{PIPELINE_NAME}` {}",
+                crate::output::progress_line(
+                    r.progress.processed,
+                    r.progress.total,
+                    started.elapsed().as_secs_f64()
+                )
+            ));
+            bar.tick();
         })
         .await
         .context("the run disappeared")?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let c = &done.counts;
-    // A re-run reads only what changed since the last one: with nothing read, a rate would say 0 rows/s.
-    let rate = if c.read > 0 {
-        format!("{:.0} rows/s", c.read as f64 / secs.max(1e-6))
+    // A re-run reads only what changed since the last one: with nothing read there is no rate to give.
+    let rate = if c.read == 0 {
+        " (no profile changed since the last run)".to_string()
     } else {
-        "no profile changed since the last run".to_string()
+        crate::output::rate(c.read, secs)
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
     };
     println!(
-        "Run {} {} in {:.2} s: read {}, filtered out {}, inserted {}, updated {}, unchanged {}, deleted {}, failed {} ({rate})",
+        "Run {} {} in {:.2} s: {}{rate}",
         done.id,
         done.status.as_str(),
         secs,
-        c.read,
-        c.filtered_out,
-        c.inserted,
-        c.updated,
-        c.unchanged,
-        c.deleted,
-        c.failed + c.transform_failed,
+        c.summary()
     );
     for e in &done.errors {
         println!(
@@ -122,6 +118,12 @@ pub async fn run(args: ServerArgs, n_profiles: usize, no_serve: bool) -> Result<
         "The table `customers` is in {}",
         sqlite_path(&args)?.display()
     );
+    if let Some(log) = serve::quickstart_log(&args.data_dir) {
+        println!(
+            "The log is in {} (SLUICE_LOG=info shows it here)",
+            log.display()
+        );
+    }
     if done.status != sluice_store::RunStatus::Succeeded {
         bail!("the demo run did not succeed");
     }

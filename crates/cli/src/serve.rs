@@ -20,15 +20,59 @@ use crate::ServerArgs;
 /// Name of the file in the data directory that keeps a generated admin token.
 pub const TOKEN_FILE: &str = "admin.token";
 
-pub fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let mut filter = EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
-    // Whatever SLUICE_LOG asks, these stay at info: at debug they log statement parameters (profile
-    // values) and protocol traffic (see crate::data_dir::LOG_CAPS).
-    for cap in crate::data_dir::LOG_CAPS {
-        filter = filter.add_directive(cap.parse().expect("a valid directive"));
+/// Name of the quickstart's log file in the data directory.
+pub const LOG_FILE: &str = "sluice.log";
+
+/// Where the quickstart logs: a file in the data directory, unless SLUICE_LOG asks for a log on stderr.
+pub fn quickstart_log(data_dir: &Path) -> Option<std::path::PathBuf> {
+    if std::env::var_os("SLUICE_LOG").is_some() {
+        return None;
     }
+    Some(data_dir.join(LOG_FILE))
+}
+
+/// Logs to stderr at `info` (or what SLUICE_LOG says); with `file`, the `info` log goes to that file and
+/// only warnings and errors to stderr, so that what the command prints stays readable.
+pub fn init_logging(file: Option<std::path::PathBuf>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{fmt, EnvFilter, Layer};
+    let capped = |mut filter: EnvFilter| {
+        // Whatever SLUICE_LOG asks, these stay at info: at debug they log statement parameters (profile
+        // values) and protocol traffic (see crate::data_dir::LOG_CAPS).
+        for cap in crate::data_dir::LOG_CAPS {
+            filter = filter.add_directive(cap.parse().expect("a valid directive"));
+        }
+        filter
+    };
+    let default = || EnvFilter::new("info,tower_http=warn");
+    if let Some(path) = file {
+        match open_log(&path) {
+            Ok(f) => {
+                tracing_subscriber::registry()
+                    .with(
+                        fmt::layer()
+                            .compact()
+                            .with_ansi(false)
+                            .with_writer(std::sync::Mutex::new(f))
+                            .with_filter(capped(default())),
+                    )
+                    .with(
+                        fmt::layer()
+                            .compact()
+                            .with_writer(std::io::stderr)
+                            .with_filter(EnvFilter::new("warn")),
+                    )
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!(
+                "warning: cannot write the log to {} ({e}): logging to stderr",
+                path.display()
+            ),
+        }
+    }
+    let filter = capped(EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| default()));
     let json = std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -38,6 +82,18 @@ pub fn init_logging() {
     } else {
         builder.compact().init();
     }
+}
+
+/// Opens the log file for appending, private to its owner as everything in the data directory is.
+fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 /// The engine over the stores named by `args`.

@@ -33,24 +33,47 @@ fn sluice(dir: &Path, args: &[&str]) -> (bool, String, String) {
 #[test]
 fn quickstart_then_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out, err) = sluice(dir.path(), &["quickstart", "--no-serve"]);
+    // As a new user runs it: no SLUICE_LOG, so the log goes to a file and the summary stands alone.
+    let out = Command::new(BIN)
+        .args(["quickstart", "--no-serve"])
+        .current_dir(dir.path())
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .env_remove("SLUICE_LOG")
+        .output()
+        .unwrap();
+    let (ok, out, err) = (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("Created 10000 sample profiles"), "{out}");
-    let line = out.lines().find(|l| l.starts_with("Run ")).unwrap();
     assert!(
-        line.contains("succeeded") && line.contains("rows/s"),
-        "{line}"
+        !out.contains("INFO") && !err.contains("INFO"),
+        "log lines among the summary:\n{out}\n{err}"
     );
+    let log = std::fs::read_to_string(dir.path().join("sluice-data/sluice.log")).unwrap();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(out.contains("sluice-data/sluice.log"), "{out}");
+    let line = out.lines().find(|l| l.starts_with("Run ")).unwrap();
+    // 5% of the samples have no email and are filtered out; every other profile is written.
     assert!(
-        !line.contains("inserted 0,"),
-        "the first run inserts: {line}"
+        line.contains("succeeded")
+            && line.contains(" in audience; ")
+            && line.contains(" not in audience; ")
+            && line.contains(" written (")
+            && !line.contains(" 0 written")
+            && !line.contains("read"),
+        "{line}"
     );
     let (ok, out, err) = sluice(dir.path(), &["quickstart", "--no-serve"]);
     assert!(ok, "{out}\n{err}");
     let line = out.lines().find(|l| l.starts_with("Run ")).unwrap();
     assert!(
-        line.contains("inserted 0, updated 0")
-            && line.contains("(no profile changed since the last run)"),
+        line.contains("; 0 written; ")
+            && line.contains(" skipped, unchanged")
+            && line.contains("(no profile changed since the last run)")
+            && !line.contains("/s"),
         "the second run changes nothing and reads nothing: {line}"
     );
     let db =
@@ -63,6 +86,32 @@ fn quickstart_then_unchanged() {
         )
         .unwrap();
     assert!(n > 9000, "{n}");
+    // Accented first letters are transliterated, not dropped (`Élodie` gave `lodie.…`).
+    let dropped: i64 = db
+        .query_row(
+            "SELECT count(*) FROM customers WHERE full_name LIKE 'Élodie %' AND email NOT LIKE 'elodie.%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(dropped, 0);
+}
+
+#[test]
+fn help_shows_environment_variables_without_a_value() {
+    let out = Command::new(BIN)
+        .args(["pipelines", "run", "--help"])
+        .env_remove("SLUICE_URL")
+        .env_remove("SLUICE_DATA_DIR")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(
+        help.contains("[env: SLUICE_URL]") && help.contains("[default: http://127.0.0.1:7878]"),
+        "{help}"
+    );
+    assert!(!help.contains("=]"), "{help}");
 }
 
 struct Server {
@@ -151,7 +200,10 @@ fn serve_import_and_run_from_the_command_line() {
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("Imported 2 profiles; 2 rejected"), "{out}");
     assert!(
-        err.contains("line 2: invalid JSON") && err.contains("line 3 (_id b2)"),
+        err.contains("line 2: invalid JSON")
+            && err.contains(
+                "rejected 1 profile with properties not in the Customer Model (`nope`), at line 3;"
+            ),
         "{err}"
     );
     let p = call(&server, reqwest::Method::GET, "/v1/profiles/a1", None);
@@ -195,11 +247,16 @@ fn serve_import_and_run_from_the_command_line() {
     let (ok, out, err) = sluice(dir.path(), &["pipelines", "run", "People", "--url", &url]);
     assert!(ok, "{out}\n{err}");
     assert!(
-        out.contains("succeeded") && out.contains("inserted 4"),
+        out.contains("succeeded") && out.contains("4 in audience; 4 written (4 new, 0 updated)"),
         "{out}"
     );
-    let (ok, out, _) = sluice(dir.path(), &["pipelines", "run", "People", "--url", &url]);
-    assert!(ok && out.contains("unchanged 4"), "{out}");
+    // Names match in any case when only one pipeline has the name; a run with nothing to read shows
+    // no rate.
+    let (ok, out, _) = sluice(dir.path(), &["pipelines", "run", "people", "--url", &url]);
+    assert!(
+        ok && out.contains("4 in audience; 0 written; 4 skipped, unchanged") && !out.contains("/s"),
+        "{out}"
+    );
     // A row edited behind Sluice's back: a reconcile rewrites it, and only it.
     rt.block_on(async {
         let (c, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await.unwrap();
@@ -214,14 +271,18 @@ fn serve_import_and_run_from_the_command_line() {
     );
     assert!(ok, "{out}\n{err}");
     assert!(
-        out.contains("updated 1, unchanged 3") && out.contains("0 rows missing and 1 rows changed"),
+        out.contains("1 written (0 new, 1 updated); 3 skipped, unchanged")
+            && out.contains("0 rows missing and 1 rows changed"),
         "{out}"
     );
     let (ok, out, _) = sluice(
         dir.path(),
         &["pipelines", "run", "People", "--reconcile", "--url", &url],
     );
-    assert!(ok && out.contains("updated 0, unchanged 4"), "{out}");
+    assert!(
+        ok && out.contains("0 written; 4 skipped, unchanged"),
+        "{out}"
+    );
     // A dry run says what a run would write, with the columns that change, and writes nothing.
     call(
         &server,
@@ -233,25 +294,43 @@ fn serve_import_and_run_from_the_command_line() {
         dir.path(),
         &["pipelines", "run", "People", "--dry-run", "--url", &url],
     );
+    assert!(ok, "{out}\n{err}");
     assert!(
-        ok,
-        "{out}
-{err}"
-    );
-    assert!(
-        out.contains("would write 1 (0 new, 1 updated) · skipped, unchanged 3")
-            && out.contains(r#""a1"  city: "São Paulo" → "Recife""#),
+        out.contains(
+            "a run would do: 4 in audience; 1 written (0 new, 1 updated); 3 skipped, unchanged"
+        ) && out.contains(r#""a1"  city: "São Paulo" → "Recife""#),
         "{out}"
     );
     let (ok, out, _) = sluice(dir.path(), &["pipelines", "run", "People", "--url", &url]);
-    assert!(ok && out.contains("updated 1, unchanged 3"), "{out}");
-    let (ok, out, err) = sluice(dir.path(), &["pipelines", "run", "Nobody", "--url", &url]);
-    assert!(!ok && err.contains("no pipeline"), "{out}{err}");
-    let (ok, out, _) = sluice(dir.path(), &["pipelines", "list", "--url", &url]);
     assert!(
-        ok && out.contains("People") && out.contains("succeeded"),
+        ok && out.contains("1 written (0 new, 1 updated); 3 skipped, unchanged"),
         "{out}"
     );
+    let (ok, out, err) = sluice(dir.path(), &["pipelines", "run", "Nobody", "--url", &url]);
+    assert!(!ok && err.contains("no pipeline"), "{out}{err}");
+    let (ok, out, err) = sluice(dir.path(), &["pipelines", "run", "Peple", "--url", &url]);
+    assert!(!ok && err.contains("did you mean `People`?"), "{out}{err}");
+    let (ok, out, _) = sluice(dir.path(), &["pipelines", "list", "--url", &url]);
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("DESTINATION"),
+        "{out}"
+    );
+    let row: Vec<&str> = lines[1]
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(row[..5], ["People", "yes", "pg", "people", "off"], "{out}");
+    assert!(
+        row[5].starts_with("succeeded just now: 4 in audience, 0 written"),
+        "{out}"
+    );
+    let (ok, out, _) = sluice(dir.path(), &["destinations", "list", "--url", &url]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(ok && lines[0].starts_with("NAME  TYPE"), "{out}");
+    assert!(lines[1].starts_with("pg    postgresql  dst_"), "{out}");
     drop(server);
 
     // A second start reuses the token and prints it no more.
@@ -356,4 +435,101 @@ fn ndjson_import_rejects_only_the_bad_lines_as_csv_does() {
         "{out}\n{err}"
     );
     assert!(err.contains("line 3:"), "{err}");
+}
+
+#[test]
+fn unknown_columns_are_named_once_or_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = serve(dir.path());
+    call(
+        &server,
+        reqwest::Method::PUT,
+        "/v1/profile-schema",
+        Some(json!({"properties": [
+            {"name": "email", "type": "string"},
+            {"name": "address", "type": "object", "properties": [{"name": "city", "type": "string"}]}
+        ]})),
+    );
+    let url = server.served.url.clone();
+    let nd = dir.path().join("more.ndjson");
+    std::fs::write(
+        &nd,
+        "{\"_id\": \"b1\", \"email\": \"x@y.z\"}\n{\"_id\": \"b2\", \"nope\": 1, \"address\": {\"zip\": \"1\"}}\n",
+    )
+    .unwrap();
+    let (ok, out, err) = sluice(
+        dir.path(),
+        &["profiles", "import", nd.to_str().unwrap(), "--url", &url],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("Imported 1 profiles; 1 rejected"), "{out}");
+    assert!(err.contains("(`address.zip`, `nope`), at line 2;"), "{err}");
+    // With --ignore-unknown the same line is imported without the property, with one warning.
+    let (ok, out, err) = sluice(
+        dir.path(),
+        &[
+            "profiles",
+            "import",
+            nd.to_str().unwrap(),
+            "--ignore-unknown",
+            "--url",
+            &url,
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("Imported 2 profiles; 0 rejected"), "{out}");
+    assert!(
+        err.contains("warning: left out what is not in the Customer Model: `address.zip`, `nope`"),
+        "{err}"
+    );
+    assert_eq!(
+        call(&server, reqwest::Method::GET, "/v1/profiles/b2", None)["_id"],
+        "b2"
+    );
+
+    // One unknown CSV column: without the option, one error naming it and nothing imported; with it,
+    // every row imported without that column.
+    let extra = dir.path().join("extra.csv");
+    std::fs::write(
+        &extra,
+        "_id,email,nickname,address.town\nd1,d1@x.example,Dee,Lviv\nd2,d2@x.example,Dot,Odesa\n",
+    )
+    .unwrap();
+    let (ok, out, err) = sluice(
+        dir.path(),
+        &["profiles", "import", extra.to_str().unwrap(), "--url", &url],
+    );
+    assert!(!ok, "{out}\n{err}");
+    assert_eq!(err.matches("`nickname`").count(), 1, "{err}");
+    assert!(
+        err.contains("these columns are not in the Customer Model: `nickname`, `address.town`")
+            && err.contains("--ignore-unknown"),
+        "{err}"
+    );
+    assert_eq!(
+        status_of(&server, "/v1/profiles/d1"),
+        reqwest::StatusCode::NOT_FOUND
+    );
+    let (ok, out, err) = sluice(
+        dir.path(),
+        &[
+            "profiles",
+            "import",
+            extra.to_str().unwrap(),
+            "--ignore-unknown",
+            "--url",
+            &url,
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("Imported 2 profiles; 0 rejected"), "{out}");
+    assert_eq!(
+        err.matches("`nickname`").count(),
+        1,
+        "one warning names the columns: {err}"
+    );
+    assert_eq!(
+        call(&server, reqwest::Method::GET, "/v1/profiles/d2", None)["email"],
+        "d2@x.example"
+    );
 }

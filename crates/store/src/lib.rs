@@ -51,7 +51,8 @@ pub use catalog::{
 pub use coord::{Coordination, Held};
 pub use profiles::{ChangeCounts, ProfileStore, UpsertOutcome, TOMBSTONE_RETENTION};
 pub use runs::{
-    Counts, Progress, RunErrorGroup, RunLog, RunRecord, RunStatus, DRY_RUN_RETENTION, MAX_SAMPLES,
+    thousands, Counts, Progress, RunErrorGroup, RunLog, RunRecord, RunStatus, DRY_RUN_RETENTION,
+    MAX_SAMPLES,
 };
 pub use secrets::SecretBox;
 pub use sluice_core::sync::{SyncEntry, SyncKey};

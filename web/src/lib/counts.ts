@@ -55,16 +55,9 @@ export function countsSummary(c: Counts): string {
   return parts.join(', ');
 }
 
-/** The same line for a dry run, in the conditional: "20 in audience, would write 20 (20 new, 0 updated)". */
+/** The same line for a dry run: "A run would do: 20 in audience, 20 written (20 new, 0 updated)". */
 export function dryRunSummary(c: Counts): string {
-  const f = runFigures(c);
-  const parts = [`${formatNumber(f.inAudience)} in audience`];
-  parts.push(`would write ${formatNumber(f.written)} (${formatNumber(f.created)} new, ${formatNumber(f.updated)} updated)`);
-  parts.push(`${formatNumber(f.unchanged)} skipped, unchanged`);
-  if (f.notInAudience) parts.push(`${formatNumber(f.notInAudience)} not in audience`);
-  parts.push(`would remove ${formatNumber(f.removed)}`);
-  if (f.failed) parts.push(`${formatNumber(f.failed)} failed`);
-  return parts.join(', ');
+  return `A run would do: ${countsSummary(c)}`;
 }
 
 /** A value of a sample row as a person reads it: text as it is, the rest as JSON, null as "null". */
