@@ -163,7 +163,7 @@ pub struct ServerArgs {
     pub deny_private_webhooks: bool,
     /// Workspace files (a YAML file or a folder of them) applied at start; the server does not start
     /// when they do not apply.
-    #[arg(long, env = "SLUICE_WORKSPACE")]
+    #[arg(long, env = "SLUICE_WORKSPACE", hide_env_values = true)]
     pub workspace: Option<PathBuf>,
 }
 

@@ -324,7 +324,7 @@ fn serve_import_and_run_from_the_command_line() {
         .collect();
     assert_eq!(row[..5], ["People", "yes", "pg", "people", "off"], "{out}");
     assert!(
-        row[5].starts_with("succeeded just now: 4 in audience, 0 written"),
+        row[5].starts_with("succeeded just now: 4 in audience, 1 written"),
         "{out}"
     );
     let (ok, out, _) = sluice(dir.path(), &["destinations", "list", "--url", &url]);
