@@ -13,7 +13,9 @@ use sluice_store::PipelineRecord;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::Body;
-use crate::openapi::{DryRunInputDoc, Internal, Malformed, Unauthorized};
+use crate::openapi::{
+    DestinationFailed, DryRunInputDoc, Internal, Malformed, NotJson, TooLarge, Unauthorized,
+};
 use crate::runs::RunStarted;
 use crate::AppState;
 
@@ -37,8 +39,11 @@ pub struct DryRunBody {
         Malformed,
         Unauthorized,
         (status = 404, body = ErrorBody, description = "`replaces` names no pipeline"),
+        NotJson,
+        TooLarge,
         (status = 422, body = ErrorBody, description = "the definition is invalid (field paths under `pipeline`)"),
         Internal,
+        DestinationFailed,
     ),
 )]
 pub async fn start(
