@@ -56,26 +56,7 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.with_context(|| {
-            format!(
-                "cannot reach Sluice at {}: is `sluice serve` running?",
-                self.base
-            )
-        })?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        let value: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let (status, value) = self.raw(method, path, body).await?;
         if status.is_success() {
             return Ok(value);
         }
@@ -125,7 +106,11 @@ impl Client {
         })?;
         let status = resp.status();
         let text = resp.text().await?;
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         Ok((status, value))
     }
 }

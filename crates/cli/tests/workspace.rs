@@ -267,19 +267,47 @@ fn validate_names_every_problem_at_its_file_line_column_and_path() {
     );
 }
 
+/// A server, its tables in a PostgreSQL schema of their own (named from `prefix`) and the full workspace
+/// in files, with the environment the files name.
+struct Setup {
+    dir: tempfile::TempDir,
+    server: Server,
+    ws: std::path::PathBuf,
+    schema: String,
+    password: String,
+}
+
+impl Setup {
+    fn new(prefix: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = format!("{prefix}_{}", std::process::id());
+        prepare_tables(dir.path(), &schema);
+        let server = serve(dir.path(), &[], &[]);
+        let ws = full_workspace(dir.path(), &schema);
+        Setup {
+            dir,
+            server,
+            ws,
+            schema,
+            password: pg_password(),
+        }
+    }
+
+    fn envs(&self) -> [(&'static str, &str); 2] {
+        [
+            ("WS_PG_PASSWORD", self.password.as_str()),
+            ("WS_WEBHOOK", "https://hooks.example.com/T0/B0/abc"),
+        ]
+    }
+}
+
 #[test]
 fn export_apply_plan_round_trip_and_prune() {
-    let dir = tempfile::tempdir().unwrap();
-    let schema = format!("ws_round_{}", std::process::id());
-    prepare_tables(dir.path(), &schema);
-    let server = serve(dir.path(), &[], &[]);
-    let url = server.url.clone();
-    let password = pg_password();
-    let envs = [
-        ("WS_PG_PASSWORD", password.as_str()),
-        ("WS_WEBHOOK", "https://hooks.example.com/T0/B0/abc"),
-    ];
-    let ws = full_workspace(dir.path(), &schema);
+    let s = Setup::new("ws_round");
+    let schema = &s.schema;
+    let (dir, server, url, password) = (&s.dir, &s.server, s.server.url.clone(), &s.password);
+    let envs = s.envs();
+    let ws = &s.ws;
     let ws_arg = ws.to_str().unwrap();
 
     let (code, out, err) = sluice(
@@ -705,17 +733,10 @@ fn planned(out: &str, name: &str) -> [u64; 4] {
 /// PostgreSQL and on SQLite. The plan writes nothing.
 #[test]
 fn plan_counts_the_rows_the_next_run_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let schema = format!("ws_counts_{}", std::process::id());
-    prepare_tables(dir.path(), &schema);
-    let server = serve(dir.path(), &[], &[]);
-    let url = server.url.clone();
-    let password = pg_password();
-    let envs = [
-        ("WS_PG_PASSWORD", password.as_str()),
-        ("WS_WEBHOOK", "https://hooks.example.com/T0/B0/abc"),
-    ];
-    let ws = full_workspace(dir.path(), &schema);
+    let s = Setup::new("ws_counts");
+    let (dir, server, url) = (&s.dir, &s.server, s.server.url.clone());
+    let envs = s.envs();
+    let ws = &s.ws;
     let ws_arg = ws.to_str().unwrap();
     let (code, out, err) = sluice(dir.path(), &["apply", ws_arg, "--url", &url], &envs);
     assert_eq!(code, 0, "{out}\n{err}");

@@ -387,28 +387,38 @@ impl Connection {
     /// released now rather than when Snowflake notices the session is idle. Best effort: the session is
     /// being dropped either way.
     pub async fn logout(&self, session: &Session) {
-        let url = format!(
-            "{}/session?delete=true&requestId={}",
-            self.base,
-            uuid::Uuid::new_v4()
-        );
-        let sent = self
-            .http
+        match self
+            .post_once(session, "/session?delete=true", &json!({}))
+            .await
+        {
+            Ok(()) => tracing::debug!("logged out of the dropped Snowflake session"),
+            Err(e) => {
+                tracing::debug!(error = %e, "logging out of a dropped Snowflake session failed")
+            }
+        }
+    }
+
+    /// A `POST` whose answer does not matter (ending a session, aborting a statement): sent once, with a
+    /// request id of its own; all it answers is whether it was delivered.
+    async fn post_once(
+        &self,
+        session: &Session,
+        path: &str,
+        body: &Json,
+    ) -> std::result::Result<(), reqwest::Error> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = format!("{}{path}{sep}requestId={}", self.base, uuid::Uuid::new_v4());
+        self.http
             .post(url)
             .header(
                 "Authorization",
                 format!("Snowflake Token=\"{}\"", session.token),
             )
             .header("Accept", "application/json")
-            .json(&json!({}))
+            .json(body)
             .send()
-            .await;
-        match sent {
-            Ok(_) => tracing::debug!("logged out of the dropped Snowflake session"),
-            Err(e) => {
-                tracing::debug!(error = %e, "logging out of a dropped Snowflake session failed")
-            }
-        }
+            .await
+            .map(|_| ())
     }
 
     pub fn settings(&self) -> &SnowflakeSettings {
@@ -614,23 +624,11 @@ impl Connection {
     /// Asks Snowflake to abort the statement sent with `request_id` (best effort: it is given up on
     /// either way).
     async fn abort(&self, session: &Session, sql: &str, request_id: &str) {
-        let url = format!(
-            "{}/queries/v1/abort-request?requestId={}",
-            self.base,
-            uuid::Uuid::new_v4()
-        );
-        let sent = self
-            .http
-            .post(url)
-            .header(
-                "Authorization",
-                format!("Snowflake Token=\"{}\"", session.token),
-            )
-            .header("Accept", "application/json")
-            .json(&json!({"sqlText": sql, "requestId": request_id}))
-            .send()
-            .await;
-        if let Err(e) = sent {
+        let body = json!({"sqlText": sql, "requestId": request_id});
+        if let Err(e) = self
+            .post_once(session, "/queries/v1/abort-request", &body)
+            .await
+        {
             tracing::warn!(error = %e, "aborting a Snowflake statement past its timeout failed");
         }
     }
