@@ -327,7 +327,7 @@ fn export_apply_plan_round_trip_and_prune() {
         "{out}"
     );
     assert!(
-        get(&server, "/v1/pipelines")["pipelines"]
+        get(server, "/v1/pipelines")["pipelines"]
             .as_array()
             .unwrap()
             .is_empty(),
@@ -340,7 +340,7 @@ fn export_apply_plan_round_trip_and_prune() {
         out.contains("Applied: 5 created, 1 changed, 0 deleted."),
         "{out}"
     );
-    let pipelines = get(&server, "/v1/pipelines")["pipelines"].clone();
+    let pipelines = get(server, "/v1/pipelines")["pipelines"].clone();
     assert_eq!(pipelines.as_array().unwrap().len(), 3);
     let italians = pipelines
         .as_array()
@@ -374,16 +374,16 @@ fn export_apply_plan_round_trip_and_prune() {
             .map(|p| (p["id"].clone(), p["updated_at"].clone()))
             .collect()
     };
-    let audit_before = get(&server, "/v1/audit");
+    let audit_before = get(server, "/v1/audit");
     let (code, out, err) = sluice(dir.path(), &["plan", ws_arg, "--url", &url], &envs);
     assert_eq!((code, out.trim()), (0, "No changes."), "{err}");
     let (code, out, err) = sluice(dir.path(), &["apply", ws_arg, "--url", &url], &envs);
     assert_eq!((code, out.trim()), (0, "No changes."), "{err}");
     assert_eq!(
-        stamps(&get(&server, "/v1/pipelines")),
+        stamps(&get(server, "/v1/pipelines")),
         stamps(&json!({"pipelines": pipelines}))
     );
-    assert_eq!(get(&server, "/v1/audit"), audit_before);
+    assert_eq!(get(server, "/v1/audit"), audit_before);
 
     // Export, then apply what was exported: a no-op, secrets named by variable, never written.
     let exported = dir.path().join("exported.yaml");
@@ -465,7 +465,7 @@ fn export_apply_plan_round_trip_and_prune() {
     let (code, out, err) = sluice(dir.path(), &["apply", ws_arg, "--url", &url], &envs);
     assert_eq!(code, 0, "{out}\n{err}");
     let italians = get(
-        &server,
+        server,
         &format!("/v1/pipelines/{}", italians["id"].as_str().unwrap()),
     );
     assert_eq!(italians["schedule"], "1h");
@@ -485,7 +485,7 @@ fn export_apply_plan_round_trip_and_prune() {
         "{out}"
     );
     assert_eq!(
-        get(&server, "/v1/pipelines")["pipelines"]
+        get(server, "/v1/pipelines")["pipelines"]
             .as_array()
             .unwrap()
             .len(),
@@ -505,7 +505,7 @@ fn export_apply_plan_round_trip_and_prune() {
     );
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("- deleted pipeline `Local copy`"), "{out}");
-    let names: Vec<Value> = get(&server, "/v1/pipelines")["pipelines"]
+    let names: Vec<Value> = get(server, "/v1/pipelines")["pipelines"]
         .as_array()
         .unwrap()
         .iter()
@@ -537,7 +537,7 @@ fn export_apply_plan_round_trip_and_prune() {
         "{err}"
     );
     assert_eq!(
-        get(&server, "/v1/pipelines")["pipelines"]
+        get(server, "/v1/pipelines")["pipelines"]
             .as_array()
             .unwrap()
             .len(),
@@ -747,14 +747,14 @@ fn plan_counts_the_rows_the_next_run_writes() {
                    "country": country, "address": {"city": "Lyon"}})
         })
         .collect();
-    post(&server, "/v1/profiles", json!({"profiles": profiles}));
-    assert_eq!(run(&server, "Italians")["inserted"], 10);
-    assert_eq!(run(&server, "Local copy")["inserted"], 30);
+    post(server, "/v1/profiles", json!({"profiles": profiles}));
+    assert_eq!(run(server, "Italians")["inserted"], 10);
+    assert_eq!(run(server, "Local copy")["inserted"], 30);
 
     // The French join the Italians (one of them moves to Germany), and the local copy keeps e-mails in
     // lower case.
     post(
-        &server,
+        server,
         "/v1/profiles",
         json!({"profiles": [{"_id": "c000", "country": "DE"}]}),
     );
@@ -780,6 +780,6 @@ fn plan_counts_the_rows_the_next_run_writes() {
     let counts = |c: Value| -> [u64; 4] {
         ["inserted", "updated", "deleted", "unchanged"].map(|k| c[k].as_u64().unwrap())
     };
-    assert_eq!(counts(run(&server, "Italians")), italians);
-    assert_eq!(counts(run(&server, "Local copy")), local);
+    assert_eq!(counts(run(server, "Italians")), italians);
+    assert_eq!(counts(run(server, "Local copy")), local);
 }
