@@ -330,12 +330,13 @@ impl Session {
     }
 
     /// A query on `system.tables`. Old servers open every table of the database to answer it and fail
-    /// with "doesn't exist" when one of them is dropped meanwhile (by anyone): asking again gets past it.
+    /// when one of them is dropped meanwhile (by anyone) — "doesn't exist", or its metadata file gone
+    /// ("Cannot open file …/metadata/…"): asking again gets past it.
     pub async fn query_system_tables(&mut self, sql: &str) -> Result<Vec<Vec<Datum>>> {
         let mut attempt = 0;
         loop {
             match self.query(sql).await {
-                Err(e) if e.kind == ErrorKind::NotFound && attempt < 5 => attempt += 1,
+                Err(e) if attempt < 5 && dropped_meanwhile(&e) => attempt += 1,
                 other => return other,
             }
         }
@@ -1077,4 +1078,10 @@ mod tests {
         };
         assert!(check_header(&plan, &header(&[("ok", "UInt8")])).is_ok());
     }
+}
+
+/// Whether a `system.tables` query failed on a table dropped while the server listed it.
+fn dropped_meanwhile(e: &DestinationError) -> bool {
+    e.kind == ErrorKind::NotFound
+        || (e.message.contains("Cannot open file") && e.message.contains("/metadata/"))
 }
