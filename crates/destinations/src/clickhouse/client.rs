@@ -1022,6 +1022,12 @@ pub fn build_blocks(plan: &WritePlan, rows: &[Row], run_version: u64) -> Result<
     Ok(blocks)
 }
 
+/// Whether a `system.tables` query failed on a table dropped while the server listed it.
+fn dropped_meanwhile(e: &DestinationError) -> bool {
+    e.kind == ErrorKind::NotFound
+        || (e.message.contains("Cannot open file") && e.message.contains("/metadata/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1078,10 +1084,4 @@ mod tests {
         };
         assert!(check_header(&plan, &header(&[("ok", "UInt8")])).is_ok());
     }
-}
-
-/// Whether a `system.tables` query failed on a table dropped while the server listed it.
-fn dropped_meanwhile(e: &DestinationError) -> bool {
-    e.kind == ErrorKind::NotFound
-        || (e.message.contains("Cannot open file") && e.message.contains("/metadata/"))
 }
