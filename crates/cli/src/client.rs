@@ -161,8 +161,20 @@ pub async fn list_destinations(args: &ClientArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs a pipeline (by id or name), following it with a progress bar until it ends.
-/// Starts a run (a reconcile with `reconcile`) and, with `follow`, shows its progress and outcome.
+/// Finds a pipeline by id or name and starts a run of it with `body`: the pipeline and the start's answer.
+pub async fn start_run(c: &Client, name_or_id: &str, body: &Value) -> Result<(Value, Value)> {
+    let all = c.get("/v1/pipelines").await?;
+    let list = all["pipelines"].as_array().cloned().unwrap_or_default();
+    let pipeline = output::find_pipeline(&list, name_or_id)
+        .map_err(|e| anyhow!(e))?
+        .clone();
+    let id = pipeline["id"].as_str().unwrap_or_default();
+    let started = c.post(&format!("/v1/pipelines/{id}/runs"), body).await?;
+    Ok((pipeline, started))
+}
+
+/// Runs a pipeline (by id or name): a reconcile with `reconcile`; with `follow`, shows its progress and
+/// outcome until it ends.
 pub async fn run_pipeline(
     args: &ClientArgs,
     name_or_id: &str,
@@ -170,20 +182,12 @@ pub async fn run_pipeline(
     reconcile: bool,
 ) -> Result<()> {
     let c = Client::new(args)?;
-    let all = c.get("/v1/pipelines").await?;
-    let list = all["pipelines"].as_array().cloned().unwrap_or_default();
-    let pipeline = output::find_pipeline(&list, name_or_id).map_err(|e| anyhow!(e))?;
-    let id = pipeline["id"].as_str().unwrap_or_default();
-    let started = c
-        .post(
-            &format!("/v1/pipelines/{id}/runs"),
-            &if reconcile {
-                json!({"trigger": "manual", "mode": "reconcile"})
-            } else {
-                json!({"trigger": "manual"})
-            },
-        )
-        .await?;
+    let body = if reconcile {
+        json!({"trigger": "manual", "mode": "reconcile"})
+    } else {
+        json!({"trigger": "manual"})
+    };
+    let (pipeline, started) = start_run(&c, name_or_id, &body).await?;
     let run_id = started["id"].as_str().unwrap_or_default().to_string();
     println!(
         "Started {}run {run_id} of `{}`",

@@ -2,28 +2,23 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use sluice_store::Counts;
 
-use crate::client::Client;
-use crate::output;
+use crate::client::{self, Client};
 use crate::ClientArgs;
 
 /// Dry-runs a saved pipeline (by id or name), waits for it and prints what a run would do.
 pub async fn dry_run_pipeline(args: &ClientArgs, name_or_id: &str) -> Result<()> {
     let c = Client::new(args)?;
-    let all = c.get("/v1/pipelines").await?;
-    let list = all["pipelines"].as_array().cloned().unwrap_or_default();
-    let pipeline = output::find_pipeline(&list, name_or_id).map_err(|e| anyhow!(e))?;
-    let id = pipeline["id"].as_str().unwrap_or_default();
-    let started = c
-        .post(
-            &format!("/v1/pipelines/{id}/runs"),
-            &json!({"trigger": "manual", "dry_run": true}),
-        )
-        .await?;
+    let (pipeline, started) = client::start_run(
+        &c,
+        name_or_id,
+        &json!({"trigger": "manual", "dry_run": true}),
+    )
+    .await?;
     let run = wait(&c, started["id"].as_str().unwrap_or_default()).await?;
     print!(
         "{}",
