@@ -330,8 +330,8 @@ impl Session {
     }
 
     /// A query on `system.tables`. Old servers open every table of the database to answer it and fail
-    /// when one of them is dropped meanwhile (by anyone) — "doesn't exist", or its metadata file gone
-    /// ("Cannot open file …/metadata/…"): asking again gets past it.
+    /// when one of them is dropped meanwhile (by anyone) — "doesn't exist", or its metadata file gone:
+    /// asking again gets past it.
     pub async fn query_system_tables(&mut self, sql: &str) -> Result<Vec<Vec<Datum>>> {
         let mut attempt = 0;
         loop {
@@ -1022,10 +1022,11 @@ pub fn build_blocks(plan: &WritePlan, rows: &[Row], run_version: u64) -> Result<
     Ok(blocks)
 }
 
-/// Whether a `system.tables` query failed on a table dropped while the server listed it.
+/// Whether a `system.tables` query failed on a table dropped while the server listed it: "doesn't
+/// exist", or any failure to read a table's metadata file (18.16 says "Cannot open file …/metadata/…"
+/// or "File not found: …/metadata/…", depending on the moment).
 fn dropped_meanwhile(e: &DestinationError) -> bool {
-    e.kind == ErrorKind::NotFound
-        || (e.message.contains("Cannot open file") && e.message.contains("/metadata/"))
+    e.kind == ErrorKind::NotFound || e.message.contains("/metadata/")
 }
 
 #[cfg(test)]
