@@ -24,8 +24,7 @@ use load::{Loaded, Problem, Secrets};
 pub enum Command {
     /// Check workspace files (a YAML file or a folder of them) and print every problem at once, with
     /// file, line, column and field path.
-    ///
-    /// Example: sluice validate workspace/ --online
+    #[command(after_help = "Example:\n  sluice validate workspace/ --online")]
     Validate {
         path: std::path::PathBuf,
         /// Also ask the running server to connect to each connection and check every pipeline's table,
@@ -37,8 +36,7 @@ pub enum Command {
     },
     /// Show, field by field, what `apply` would create, change and delete, and how many rows the next
     /// run of each changed pipeline would write; prints `No changes.` when there is nothing to do.
-    ///
-    /// Example: sluice plan workspace/
+    #[command(after_help = "Example:\n  sluice plan workspace/")]
     Plan {
         path: std::path::PathBuf,
         /// Also show what `apply --prune` would delete.
@@ -48,8 +46,7 @@ pub enum Command {
         client: ClientArgs,
     },
     /// Make the workspace match the files, all at once or not at all, and print what changed.
-    ///
-    /// Example: sluice apply workspace/ --prune
+    #[command(after_help = "Example:\n  sluice apply workspace/ --prune")]
     Apply {
         path: std::path::PathBuf,
         /// Delete the connections and pipelines the files do not name (without it they are kept).
@@ -59,8 +56,7 @@ pub enum Command {
         client: ClientArgs,
     },
     /// Write the current workspace as YAML (secrets named by environment variable, never written).
-    ///
-    /// Example: sluice export > workspace.yaml
+    #[command(after_help = "Example:\n  sluice export > workspace.yaml")]
     Export {
         /// Write to this file instead of standard output.
         #[arg(long, short)]
