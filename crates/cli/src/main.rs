@@ -293,6 +293,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::tokens::Command,
     },
+    /// The changes made through the API, newest first (admin only).
+    #[command(after_help = "Example:\n  sluice audit --limit 20")]
+    Audit(commands::audit::Audit),
+    /// Whether the server answers, its version, and who the token is.
+    #[command(after_help = "Example:\n  sluice status --url https://sluice.internal:7878")]
+    Status(commands::audit::Status),
     /// Print a shell completion script (bash, zsh or fish) to standard output.
     #[command(after_help = "Examples:
   sluice completions bash > /etc/bash_completion.d/sluice
@@ -355,6 +361,8 @@ fn main() -> std::process::ExitCode {
             Command::Profiles { command } => command.run().await,
             Command::Model { command } => command.run().await,
             Command::Tokens { command } => command.run().await,
+            Command::Audit(audit) => audit.run().await,
+            Command::Status(status) => status.run().await,
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

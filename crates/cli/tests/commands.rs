@@ -576,6 +576,71 @@ fn every_command_with_its_exit_codes() {
     cli.expect(3, &["runs", "show", "run_nope"]);
     cli.expect(3, &["runs", "list", "nobody"]);
     cli.expect(4, &["runs", "cancel", &id]);
+    // Dry runs of unsaved definitions: a draft, and a change to People (what it leaves out is kept).
+    let dry = cli
+        .expect(
+            0,
+            &[
+                "pipelines",
+                "dry-run",
+                "--file",
+                &good,
+                "--connection",
+                "Local",
+                "--json",
+            ],
+        )
+        .json();
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["status"], "succeeded");
+    let o = cli.expect(
+        0,
+        &[
+            "pipelines",
+            "dry-run",
+            "--replaces",
+            "People",
+            "--map",
+            "id=_id",
+        ],
+    );
+    assert!(
+        o.out
+            .starts_with("Dry run of `People` (nothing was written)"),
+        "{}",
+        o.out
+    );
+    cli.expect(
+        2,
+        &[
+            "pipelines",
+            "dry-run",
+            "--file",
+            &bad_key,
+            "--connection",
+            "Local",
+        ],
+    );
+    cli.expect(
+        3,
+        &[
+            "pipelines",
+            "dry-run",
+            "--replaces",
+            "Nobody",
+            "--map",
+            "id=_id",
+        ],
+    );
+    let o = cli.expect(0, &["pipelines", "functions"]);
+    assert!(
+        o.out.starts_with("FUNCTION") && o.out.contains("lower("),
+        "{}",
+        o.out
+    );
+    let ops = cli.expect(0, &["pipelines", "operators", "--json"]).json();
+    assert!(!ops["types"].as_array().unwrap().is_empty());
+    cli.expect(0, &["pipelines", "operators"]);
     cli.expect(0, &["pipelines", "reconcile", "People"]);
     cli.expect(4, &["connections", "delete", "Local"]);
     cli.expect(0, &["pipelines", "delete", "People"]);
@@ -603,6 +668,35 @@ fn every_command_with_its_exit_codes() {
     cli.expect(0, &["model", "show", "--token", &token]);
     cli.expect(5, &["model", "edit", &model, "--token", &token]);
     cli.expect(5, &["model", "show", "--token", "wrong"]);
+    let o = cli.expect(0, &["tokens", "whoami", "--token", &token]);
+    assert!(
+        o.out.starts_with("ci (") && o.out.contains("role viewer"),
+        "{}",
+        o.out
+    );
+    let o = cli.expect(0, &["status"]);
+    assert!(
+        o.out.starts_with("Sluice ")
+            && o.out.contains(": ok; signed in as ")
+            && o.out.contains("role admin"),
+        "{}",
+        o.out
+    );
+    assert_eq!(
+        cli.expect(0, &["status", "--json"]).json()["health"]["status"],
+        "ok"
+    );
+    let audit = cli.expect(0, &["audit", "--json", "--limit", "5"]).json();
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 5);
+    assert!(audit["next"].is_string());
+    let o = cli.expect(0, &["audit", "--limit", "2"]);
+    assert!(
+        o.out.starts_with("AT ") && o.out.contains("POST /v1/tokens"),
+        "{}",
+        o.out
+    );
+    cli.expect(2, &["audit", "--limit", "0"]);
+    cli.expect(5, &["audit", "--token", &token]);
     cli.expect(0, &["tokens", "revoke", "CI"]);
     cli.expect(3, &["tokens", "revoke", "ci"]);
     cli.expect(5, &["model", "show", "--token", &token]);

@@ -3,6 +3,7 @@
 //! unchanged with `--json`. What they share lives here: how they reach the server, how a spec is read from
 //! a file or standard input, how a secret is read without it ever being on the command line.
 
+pub mod audit;
 pub mod connections;
 pub mod model;
 pub mod pipelines;

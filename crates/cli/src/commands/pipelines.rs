@@ -102,6 +102,32 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Dry-run a pipeline that is not saved (a draft, or a change to a saved one with --replaces): what
+    /// its next run would insert, update and delete, writing nothing.
+    #[command(after_help = "Examples:
+  sluice pipelines dry-run --file draft.yaml --connection Warehouse
+  sluice pipelines dry-run --file changed.yaml --replaces Subscribed")]
+    DryRun {
+        #[command(flatten)]
+        spec: Spec,
+        /// The saved pipeline the definition would replace: its sync state and table are compared.
+        #[arg(long)]
+        replaces: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the functions mapping expressions may use.
+    #[command(after_help = "Example:\n  sluice pipelines functions")]
+    Functions {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the filter operators each kind of property takes.
+    #[command(after_help = "Example:\n  sluice pipelines operators --json")]
+    Operators {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Run a pipeline now (by name or id) and follow it with a progress bar; exits 1 when the run fails.
     #[command(after_help = "Examples:
   sluice pipelines run Subscribed
@@ -232,6 +258,22 @@ impl Spec {
         Ok(doc)
     }
 }
+
+/// The fields of a pipeline's definition, as opposed to what answers add (id, last run, times).
+const SPEC_FIELDS: &[&str] = &[
+    "destination",
+    "name",
+    "description",
+    "enabled",
+    "filter",
+    "table",
+    "key",
+    "transformation",
+    "schedule",
+    "on_leave",
+    "alert_webhook",
+    "reconcile_every",
+];
 
 /// The pipeline a user names, by id or name (in any case when unambiguous).
 pub async fn find(c: &Client, query: &str) -> Result<Value> {
@@ -393,6 +435,74 @@ impl Command {
                     print_json(&v);
                 } else {
                     println!("The pipeline is valid.");
+                }
+                Ok(())
+            }
+            Command::DryRun {
+                spec,
+                replaces,
+                remote,
+            } => {
+                let c = remote.connect()?;
+                let mut body = Map::new();
+                let mut doc = spec.doc(&c).await?;
+                if let Some(r) = &replaces {
+                    let found = find(&c, r).await?;
+                    // What the file leaves out is the saved pipeline's.
+                    for (k, v) in found.as_object().into_iter().flatten() {
+                        if SPEC_FIELDS.contains(&k.as_str()) && !doc.contains_key(k) {
+                            doc.insert(k.clone(), v.clone());
+                        }
+                    }
+                    body.insert("replaces".into(), found["id"].clone());
+                }
+                let name = cell(&doc.get("name").cloned().unwrap_or_default());
+                body.insert("pipeline".into(), Value::Object(doc));
+                let started = c.post("/v1/dry-runs", &Value::Object(body)).await?;
+                let run =
+                    crate::dry_run::wait(&c, started["id"].as_str().unwrap_or_default()).await?;
+                if remote.json {
+                    print_json(&run);
+                } else {
+                    print!("{}", crate::dry_run::describe(&name, &run));
+                }
+                client::ended_well(&run)
+            }
+            Command::Functions { remote } => {
+                let v = remote.connect()?.get("/v1/functions").await?;
+                if remote.json {
+                    print_json(&v);
+                } else {
+                    let rows: Vec<Vec<String>> = v
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|f| vec![cell(&f["signature"]), cell(&f["description"])])
+                        .collect();
+                    print!("{}", output::table(&["FUNCTION", "DESCRIPTION"], &rows));
+                }
+                Ok(())
+            }
+            Command::Operators { remote } => {
+                let v = remote.connect()?.get("/v1/filters/operators").await?;
+                if remote.json {
+                    print_json(&v);
+                } else {
+                    let rows: Vec<Vec<String>> = v["types"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|t| {
+                            let ops: Vec<String> = t["operators"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(cell)
+                                .collect();
+                            vec![cell(&t["kind"]), ops.join(", ")]
+                        })
+                        .collect();
+                    print!("{}", output::table(&["TYPE", "OPERATORS"], &rows));
                 }
                 Ok(())
             }

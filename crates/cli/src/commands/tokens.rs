@@ -29,6 +29,12 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Show the token this command signs with: its id, name and role.
+    #[command(after_help = "Example:\n  sluice tokens whoami --token \"$CI_TOKEN\"")]
+    Whoami {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Revoke a token (by name or id): requests with it are refused from now on.
     #[command(after_help = "Example:\n  sluice tokens revoke ci")]
     Revoke {
@@ -67,6 +73,20 @@ impl Command {
                     print_json(&v);
                 } else {
                     print!("{}", list_text(&v));
+                }
+                Ok(())
+            }
+            Command::Whoami { remote } => {
+                let v = remote.connect()?.get("/v1/me").await?;
+                if remote.json {
+                    print_json(&v);
+                } else {
+                    println!(
+                        "{} ({}, role {})",
+                        cell(&v["name"]),
+                        cell(&v["id"]),
+                        cell(&v["role"])
+                    );
                 }
                 Ok(())
             }
