@@ -642,6 +642,53 @@ fn every_command_with_its_exit_codes() {
     assert!(!ops["types"].as_array().unwrap().is_empty());
     cli.expect(0, &["pipelines", "operators"]);
     cli.expect(0, &["pipelines", "reconcile", "People"]);
+    // A run that is going: a second start is a conflict, and a cancel stops it. Its script never returns
+    // (each call is interrupted at its time limit), so it runs until cancelled or failed.
+    let many: String = (0..40)
+        .map(|i| format!("{{\"_id\": \"s{i:02}\", \"email\": \"s{i}@example.com\"}}\n"))
+        .collect();
+    let many = cli.write("many.ndjson", &many);
+    cli.expect(0, &["profiles", "import", &many]);
+    let stuck = cli.write(
+        "stuck.json",
+        r#"{"name": "Stuck", "table": "people", "key": "id",
+            "transformation": {"javascript": "const columns = [\"id\", \"email\"];\nfunction transform(p) { while (true) {} }"}}"#,
+    );
+    cli.expect(
+        0,
+        &[
+            "pipelines",
+            "create",
+            "--file",
+            &stuck,
+            "--connection",
+            "Local",
+        ],
+    );
+    let started = cli
+        .expect(0, &["pipelines", "run", "Stuck", "--no-follow", "--json"])
+        .json();
+    let run_id = started["id"].as_str().unwrap().to_string();
+    cli.expect(4, &["pipelines", "run", "Stuck"]);
+    let o = cli.expect(0, &["pipelines", "cancel", "Stuck"]);
+    assert!(o.out.contains(&run_id), "{}", o.out);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = cli.expect(0, &["runs", "show", &run_id, "--json"]).json();
+        if r["status"] == "cancelled" {
+            break;
+        }
+        assert!(
+            r["status"] == "running" || r["status"] == "queued",
+            "the run ended otherwise: {r}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not stop: {r}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    cli.expect(0, &["pipelines", "delete", "Stuck"]);
     cli.expect(4, &["connections", "delete", "Local"]);
     cli.expect(0, &["pipelines", "delete", "People"]);
     cli.expect(3, &["pipelines", "delete", "People"]);
