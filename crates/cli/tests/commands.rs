@@ -748,6 +748,28 @@ fn every_command_with_its_exit_codes() {
     cli.expect(3, &["tokens", "revoke", "ci"]);
     cli.expect(5, &["model", "show", "--token", &token]);
 
+    // Workspace files: plan and apply answer the API's JSON with --json, export too.
+    let ws = cli.write(
+        "ws.yaml",
+        "version: 1\nconnections:\n  Files:\n    type: sqlite\n    settings:\n      path: ws.db\n",
+    );
+    let plan = cli.expect(0, &["plan", &ws, "--json"]).json();
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 1, "{plan}");
+    let applied = cli.expect(0, &["apply", &ws, "--json"]).json();
+    // Ids are given when applied; the rest is what the plan said.
+    assert_eq!(
+        applied["changes"][0]["fields"],
+        plan["changes"][0]["fields"]
+    );
+    let o = cli.expect(0, &["plan", &ws]);
+    assert!(o.out.starts_with("No changes."), "{}", o.out);
+    let exported = cli.expect(0, &["export", "--json"]).json();
+    assert!(
+        exported["workspace"]["connections"]["Files"].is_object(),
+        "{exported}"
+    );
+    cli.expect(5, &["apply", &ws, "--token", &token]);
+
     // Usage errors are invalid input; a server that does not answer is a failure.
     cli.expect(2, &["pipelines", "show"]);
     cli.expect(2, &["connections", "add", "--port", "seventy"]);
