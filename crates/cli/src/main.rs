@@ -246,7 +246,7 @@ enum Command {
         #[arg(long)]
         no_serve: bool,
     },
-    /// Connections: the databases pipelines write to (add, list, show, test, edit, delete, tables).
+    /// Connections: the databases pipelines write to (add, list, show, test, edit, delete, tables, types).
     #[command(
         visible_alias = "destinations",
         after_help = "Examples:\n  sluice connections list\n  sluice connections test Warehouse"
@@ -255,7 +255,8 @@ enum Command {
         #[command(subcommand)]
         command: commands::connections::Command,
     },
-    /// Export pipelines: create, list, show, edit, enable, disable, delete, preview, run, cancel.
+    /// Export pipelines: create, list, show, edit, enable, disable, delete, preview, validate, run, dry-run,
+    /// reconcile, cancel.
     #[command(
         after_help = "Examples:\n  sluice pipelines list\n  sluice pipelines run Subscribed --dry-run"
     )]
@@ -285,7 +286,7 @@ enum Command {
         #[command(subcommand)]
         command: commands::model::Command,
     },
-    /// API tokens for scripts and tools: create, list, revoke.
+    /// API tokens for scripts and tools: create, list, revoke, whoami.
     #[command(
         after_help = "Examples:\n  sluice tokens create --name ci --role editor\n  sluice tokens list"
     )]

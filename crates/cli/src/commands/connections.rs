@@ -95,19 +95,25 @@ pub struct Spec {
     /// A JSON or YAML file with `name`, `type` and `settings` (`-` for standard input); flags override it.
     #[arg(long, short)]
     pub file: Option<PathBuf>,
+    /// The connection's name (unique).
     #[arg(long)]
     pub name: Option<String>,
     /// postgresql, mysql, clickhouse, snowflake or sqlite.
     #[arg(long = "type", value_name = "TYPE")]
     pub kind: Option<String>,
+    /// The database server's host name or address.
     #[arg(long)]
     pub host: Option<String>,
+    /// Its port (default: the kind's usual one).
     #[arg(long)]
     pub port: Option<u16>,
+    /// The user to connect as.
     #[arg(long)]
     pub username: Option<String>,
+    /// The database to use.
     #[arg(long)]
     pub database: Option<String>,
+    /// The schema tables are in (PostgreSQL, Snowflake).
     #[arg(long)]
     pub schema: Option<String>,
     /// A SQLite file, under the server's SQLite folder.

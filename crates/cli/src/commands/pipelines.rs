@@ -176,13 +176,16 @@ pub struct Spec {
     /// flags override it.
     #[arg(long, short)]
     pub file: Option<PathBuf>,
+    /// The pipeline's name (unique).
     #[arg(long)]
     pub name: Option<String>,
+    /// What it is for.
     #[arg(long)]
     pub description: Option<String>,
     /// The connection written to (name or id).
     #[arg(long)]
     pub connection: Option<String>,
+    /// The table written to.
     #[arg(long)]
     pub table: Option<String>,
     /// The table's key column(s).
