@@ -648,7 +648,10 @@ fn every_command_with_its_exit_codes() {
         .map(|i| format!("{{\"_id\": \"s{i:02}\", \"email\": \"s{i}@example.com\"}}\n"))
         .collect();
     let many = cli.write("many.ndjson", &many);
-    cli.expect(0, &["profiles", "import", &many]);
+    let imported = cli
+        .expect(0, &["profiles", "import", &many, "--json"])
+        .json();
+    assert_eq!(imported, serde_json::json!({"upserted": 40, "rejected": 0}));
     let stuck = cli.write(
         "stuck.json",
         r#"{"name": "Stuck", "table": "people", "key": "id",

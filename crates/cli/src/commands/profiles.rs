@@ -29,6 +29,9 @@ pub enum Command {
         /// warning naming them, instead of rejecting the profiles that have them.
         #[arg(long)]
         ignore_unknown: bool,
+        /// Print `{"upserted": N, "rejected": M}` (the batches' answers summed) instead of the summary.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -86,6 +89,7 @@ impl Command {
                 format,
                 batch_size,
                 ignore_unknown,
+                json,
                 client,
             } => {
                 crate::import::import(
@@ -94,6 +98,7 @@ impl Command {
                     format.as_deref(),
                     batch_size,
                     ignore_unknown,
+                    json,
                 )
                 .await
             }
