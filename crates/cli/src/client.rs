@@ -171,6 +171,16 @@ impl Client {
         Err(CliError::from_answer(status, &value).into())
     }
 
+    /// The resource of `kind` a user names by `query`, by id or name (see [`output::find_named`]).
+    pub async fn find(&self, kind: &output::Kind, query: &str) -> Result<Value> {
+        let all = self.get(kind.route).await?;
+        let list = all[kind.field]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(output::find_named(list, query, kind)?.clone())
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.call(reqwest::Method::GET, path, None).await
     }
@@ -225,10 +235,8 @@ impl Client {
 
 /// Finds a pipeline by id or name and starts a run of it with `body`: the pipeline and the start's answer.
 pub async fn start_run(c: &Client, name_or_id: &str, body: &Value) -> Result<(Value, Value)> {
-    let all = c.get("/v1/pipelines").await?;
-    let list = all["pipelines"].as_array().cloned().unwrap_or_default();
-    let pipeline = output::find_pipeline(&list, name_or_id)?.clone();
-    let id = pipeline["id"].as_str().unwrap_or_default();
+    let pipeline = c.find(&output::PIPELINE, name_or_id).await?;
+    let id = encode(pipeline["id"].as_str().unwrap_or_default());
     let started = c.post(&format!("/v1/pipelines/{id}/runs"), body).await?;
     Ok((pipeline, started))
 }

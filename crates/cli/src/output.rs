@@ -115,33 +115,37 @@ fn last_run(run: &Value, now: DateTime<Utc>) -> String {
     }
 }
 
-/// A kind of named resource, as errors name it: `pipeline`, `pipelines`, and the command listing them.
+/// A kind of named resource: as errors name it (`pipeline`, `pipelines`, the command listing them), and
+/// where the API lists them (the route, and the field of its answer holding the list).
 pub struct Kind {
     pub one: &'static str,
     pub many: &'static str,
     pub list: &'static str,
+    pub route: &'static str,
+    pub field: &'static str,
 }
 
 pub const PIPELINE: Kind = Kind {
     one: "pipeline",
     many: "pipelines",
     list: "sluice pipelines list",
+    route: "/v1/pipelines",
+    field: "pipelines",
 };
 pub const CONNECTION: Kind = Kind {
     one: "connection",
     many: "connections",
     list: "sluice connections list",
+    route: "/v1/destinations",
+    field: "destinations",
 };
 pub const TOKEN: Kind = Kind {
     one: "token",
     many: "tokens",
     list: "sluice tokens list",
+    route: "/v1/tokens",
+    field: "tokens",
 };
-
-/// The pipeline a user means by `query` (see [`find_named`]).
-pub fn find_pipeline<'a>(list: &'a [Value], query: &str) -> Result<&'a Value, CliError> {
-    find_named(list, query, &PIPELINE)
-}
 
 /// The resource a user means by `query`: its id or its exact name; else its name in any case when only
 /// one has it. Otherwise a not-found error names the closest names, or an invalid-input one the
@@ -161,6 +165,7 @@ pub fn find_named<'a>(list: &'a [Value], query: &str, kind: &Kind) -> Result<&'a
         one,
         many,
         list: cmd,
+        ..
     } = kind;
     match candidates.as_slice() {
         [one] => Ok(one),
@@ -346,6 +351,10 @@ mod tests {
             }
         }
         assert!(!text.contains("true") && !text.contains("false"), "{text}");
+    }
+
+    fn find_pipeline<'a>(list: &'a [Value], query: &str) -> Result<&'a Value, CliError> {
+        find_named(list, query, &PIPELINE)
     }
 
     #[test]

@@ -183,9 +183,7 @@ impl Spec {
 
 /// The connection a user names, by id or name (in any case when unambiguous).
 pub async fn find(c: &Client, query: &str) -> Result<Value> {
-    let all = c.get("/v1/destinations").await?;
-    let list = all["destinations"].as_array().cloned().unwrap_or_default();
-    Ok(output::find_named(&list, query, &CONNECTION)?.clone())
+    c.find(&CONNECTION, query).await
 }
 
 fn id(v: &Value) -> String {

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::{cell, fields, key_value, print_json, read_doc, set, Remote};
 use crate::client::{self, encode, CliError, Client, ErrorKind};
-use crate::output::{self, find_pipeline};
+use crate::output;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -280,9 +280,7 @@ const SPEC_FIELDS: &[&str] = &[
 
 /// The pipeline a user names, by id or name (in any case when unambiguous).
 pub async fn find(c: &Client, query: &str) -> Result<Value> {
-    let all = c.get("/v1/pipelines").await?;
-    let list = all["pipelines"].as_array().cloned().unwrap_or_default();
-    Ok(find_pipeline(&list, query)?.clone())
+    c.find(&output::PIPELINE, query).await
 }
 
 fn id(v: &Value) -> String {

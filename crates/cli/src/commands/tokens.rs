@@ -92,9 +92,7 @@ impl Command {
             }
             Command::Revoke { which, remote } => {
                 let c = remote.connect()?;
-                let all = c.get("/v1/tokens").await?;
-                let list = all["tokens"].as_array().cloned().unwrap_or_default();
-                let found = output::find_named(&list, &which, &TOKEN)?;
+                let found = c.find(&TOKEN, &which).await?;
                 let v = c
                     .delete(&format!(
                         "/v1/tokens/{}",
