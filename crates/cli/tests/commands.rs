@@ -144,6 +144,11 @@ fn every_command_with_its_exit_codes() {
     );
     let o = cli.expect(0, &["profiles", "import", &nd]);
     assert!(o.out.contains("Imported 4 profiles"), "{}", o.out);
+    let o = cli.expect(2, &["profiles", "import", "missing.csv"]);
+    assert!(o.err.contains("cannot open"), "{}", o.err);
+    let rejected = cli.write("rejected.ndjson", "{\"_id\": \"r1\", \"vip\": \"maybe\"}\n");
+    let o = cli.expect(2, &["profiles", "import", &rejected]);
+    assert!(o.err.contains("no profile was imported"), "{}", o.err);
     let o = cli.expect(0, &["profiles", "get", "c1"]);
     assert!(o.out.contains("Rome"), "{}", o.out);
     assert_eq!(

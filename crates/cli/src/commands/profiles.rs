@@ -91,17 +91,16 @@ impl Command {
                 ignore_unknown,
                 json,
                 client,
-            } => {
-                crate::import::import(
-                    &client,
-                    &file,
-                    format.as_deref(),
-                    batch_size,
-                    ignore_unknown,
-                    json,
-                )
-                .await
-            }
+            } => crate::import::import(
+                &client,
+                &file,
+                format.as_deref(),
+                batch_size,
+                ignore_unknown,
+                json,
+            )
+            .await
+            .map_err(file_fault),
             Command::Get { id, remote } => {
                 let c = remote.connect()?;
                 let v = c.get(&format!("/v1/profiles/{}", encode(&id))).await?;
@@ -203,6 +202,20 @@ impl Command {
                 Ok(())
             }
         }
+    }
+}
+
+/// An import's failure by its kind: the server's answers are typed already and a server out of reach
+/// is a failure; anything else is the file's fault (unreadable, an unknown format, a bad header, not one
+/// profile accepted), which is invalid input.
+fn file_fault(e: anyhow::Error) -> anyhow::Error {
+    let typed = e
+        .chain()
+        .any(|c| c.is::<CliError>() || c.is::<reqwest::Error>());
+    if typed {
+        e
+    } else {
+        CliError::invalid(format!("{e:#}")).into()
     }
 }
 
