@@ -134,18 +134,23 @@ impl Client {
                 let path = args.data_dir.join(TOKEN_FILE);
                 std::fs::read_to_string(&path)
                     .map(|t| t.trim().to_string())
-                    .with_context(|| format!("no admin token: pass --token, set SLUICE_ADMIN_TOKEN, or run from the directory holding {}", path.display()))?
+                    .map_err(|_| CliError::new(ErrorKind::Denied, format!("no admin token: pass --token, set SLUICE_ADMIN_TOKEN, or run from the directory holding {}", path.display())))?
             }
         };
         let mut http = reqwest::Client::builder();
         if let Some(path) = &args.ca_cert {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("--ca-cert: cannot read {}", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
-                format!("--ca-cert: {} holds no PEM certificate", path.display())
+            let pem = std::fs::read(path).map_err(|e| {
+                CliError::invalid(format!("--ca-cert: cannot read {}: {e}", path.display()))
             })?;
+            let no_pem = || {
+                CliError::invalid(format!(
+                    "--ca-cert: {} holds no PEM certificate",
+                    path.display()
+                ))
+            };
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| no_pem())?;
             if certs.is_empty() {
-                bail!("--ca-cert: {} holds no PEM certificate", path.display());
+                return Err(no_pem().into());
             }
             for cert in certs {
                 http = http.add_root_certificate(cert);

@@ -781,6 +781,26 @@ fn every_command_with_its_exit_codes() {
     // Usage errors are invalid input; a server that does not answer is a failure.
     cli.expect(2, &["pipelines", "show"]);
     cli.expect(2, &["connections", "add", "--port", "seventy"]);
+    // No token anywhere is a refusal; an unreadable --ca-cert is invalid input.
+    let o = Command::new(BIN)
+        .args([
+            "pipelines",
+            "list",
+            "--url",
+            &cli.url,
+            "--data-dir",
+            "/nonexistent",
+        ])
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    cli.expect(2, &["pipelines", "list", "--ca-cert", "/nonexistent.pem"]);
     let o = Command::new(BIN)
         .args([
             "pipelines",
