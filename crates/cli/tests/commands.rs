@@ -56,6 +56,12 @@ impl Cli {
 
     /// `sluice ARGS --url …` from the server's folder (where the admin token is), with `env` set.
     fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        self.run_with(args, env, None)
+    }
+
+    /// [`Cli::run_env`] with `stdin` as standard input (none: empty, and not a terminal).
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Out {
+        use std::io::Write;
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .args(["--url", &self.url])
@@ -63,11 +69,26 @@ impl Cli {
             .env_remove("SLUICE_ADMIN_TOKEN")
             .env_remove("SLUICE_URL")
             .env("SLUICE_LOG", "warn")
-            .stdin(Stdio::null());
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().unwrap();
+        let mut child = cmd.spawn().unwrap();
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
         Out {
             code: out.status.code().unwrap_or(-1),
             out: String::from_utf8_lossy(&out.stdout).into(),
@@ -491,6 +512,21 @@ fn every_command_with_its_exit_codes() {
         .json();
     assert_eq!(v["schedule"], "1h");
     assert_eq!(v["key"], "id", "an edit keeps what it does not give");
+    // An edit read from standard input (YAML).
+    let o = cli.run_with(
+        &["pipelines", "edit", "People", "--file", "-", "--json"],
+        &[],
+        Some("description: from standard input\n"),
+    );
+    assert_eq!(o.code, 0, "{}", o.err);
+    assert_eq!(o.json()["description"], "from standard input");
+    assert_eq!(o.json()["schedule"], "1h");
+    let o = cli.run_with(
+        &["pipelines", "edit", "People", "--file", "-"],
+        &[],
+        Some("[1, 2]"),
+    );
+    assert_eq!(o.code, 2, "{}", o.err);
     cli.expect(2, &["pipelines", "edit", "People"]);
     cli.expect(2, &["pipelines", "edit", "People", "--schedule", "7m"]);
     let o = cli.expect(0, &["pipelines", "preview", "People", "--limit", "5"]);
@@ -701,6 +737,14 @@ fn every_command_with_its_exit_codes() {
     cli.expect(0, &["pipelines", "delete", "People"]);
     cli.expect(3, &["pipelines", "delete", "People"]);
     cli.expect(0, &["connections", "delete", "Local"]);
+    // A connection from a YAML file.
+    let conn = cli.write(
+        "conn.yaml",
+        "name: From file\ntype: sqlite\nsettings:\n  path: cli.db\n",
+    );
+    cli.expect(0, &["connections", "add", "--file", &conn]);
+    let o = cli.expect(0, &["connections", "show", "from file"]);
+    assert!(o.out.contains("path: cli.db"), "{}", o.out);
 
     // Tokens, and what a token may not do.
     let made = cli
