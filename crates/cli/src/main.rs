@@ -2,7 +2,10 @@
 //!
 //! `serve` runs the API, the UI and the runs; `quickstart` sets up a demo on embedded defaults, runs it and
 //! then serves; the other commands talk to a running server over its REST API with the admin token (read
-//! from the data directory when not given), so they behave exactly as the API and the UI do.
+//! from the data directory when not given), so they behave exactly as the API and the UI do. The resource
+//! commands (`connections`, `pipelines`, `runs`, `profiles`, `model`, `tokens`, `audit`, `status`) live in
+//! `commands/`, one module per resource; the workspace commands in `workspace/`. Every failure ends with
+//! the exit code of its kind (`client::ErrorKind`), listed in `sluice --help`.
 
 mod client;
 mod commands;
