@@ -402,6 +402,85 @@ fn every_command_with_its_exit_codes() {
         &["connections", "edit", "Warehouse 2", "--name", "Local"],
     );
     cli.expect(0, &["connections", "delete", "Warehouse 2"]);
+
+    // No password given: asked for on a terminal (without echo), never asked without one.
+    let add_pg = |name: &str| {
+        format!(
+            "{BIN} connections add --name {name} --type postgresql --host {} --port {port} --username {} --database {} --url {}",
+            pg["host"].as_str().unwrap(),
+            pg["username"].as_str().unwrap(),
+            pg["database"].as_str().unwrap(),
+            cli.url
+        )
+    };
+    let mut typed = Command::new("script")
+        .args(["-qec", &add_pg("Prompted"), "/dev/null"])
+        .current_dir(&cli.dir)
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .env("SLUICE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) runs the command on a terminal");
+    // The password is typed once the prompt shows (echo is off by then), as a person would.
+    let mut screen_out = typed.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = screen_out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("Password: ") {
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(bytes) => seen.extend(bytes),
+            Err(e) => panic!("no prompt ({e}): {}", String::from_utf8_lossy(&seen)),
+        }
+    }
+    {
+        use std::io::Write;
+        let mut stdin = typed.stdin.take().unwrap();
+        stdin.write_all(b"typed-secret\n").unwrap();
+    }
+    let status = typed.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(rx.try_iter().flatten());
+    let screen = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{screen}");
+    assert!(screen.contains("Password: "), "{screen}");
+    assert!(
+        !screen.contains("typed-secret"),
+        "the password was echoed: {screen}"
+    );
+    let shown = cli
+        .expect(0, &["connections", "show", "Prompted", "--json"])
+        .json();
+    assert_eq!(shown["settings"]["password"], "********");
+    let o = cli.run(&[
+        "connections",
+        "add",
+        "--name",
+        "Unprompted",
+        "--type",
+        "postgresql",
+        "--host",
+        "localhost",
+        "--username",
+        "u",
+        "--database",
+        "d",
+    ]);
+    assert!(
+        !o.out.contains("Password") && !o.err.contains("Password"),
+        "{}{}",
+        o.out,
+        o.err
+    );
+    cli.expect(0, &["connections", "delete", "Prompted"]);
     cli.expect(3, &["connections", "delete", "Warehouse 2"]);
 
     // Pipelines.
