@@ -337,3 +337,40 @@ pub fn ended_well(run: &Value) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+
+    #[test]
+    fn an_error_answer_exits_by_its_status_and_names_every_field() {
+        let answer = json!({"error": {"code": "ValidationFailed", "message": "the request has 2 problems",
+                                      "fields": {"key": ["column `k` does not exist"], "name": ["give it a name"]}}});
+        let e = CliError::from_answer(StatusCode::UNPROCESSABLE_ENTITY, &answer);
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert_eq!(
+            e.message,
+            "the request has 2 problems (422 Unprocessable Entity)\n  key: column `k` does not exist\n  name: give it a name"
+        );
+        let code = |s: u16| ErrorKind::of_status(StatusCode::from_u16(s).unwrap()).exit_code();
+        assert_eq!(
+            [400, 401, 403, 404, 409, 413, 422, 500, 502, 504].map(code),
+            [2, 5, 5, 3, 4, 2, 2, 1, 1, 1]
+        );
+    }
+
+    #[test]
+    fn the_exit_code_is_the_first_typed_failure_in_the_chain() {
+        let typed: anyhow::Error = CliError::new(ErrorKind::Conflict, "taken").into();
+        assert_eq!(exit_code(&typed.context("while creating")), 4);
+        assert_eq!(exit_code(&anyhow::anyhow!("something else")), 1);
+    }
+
+    #[test]
+    fn ids_and_names_are_escaped_in_urls() {
+        assert_eq!(encode("pl_1-a.b~c"), "pl_1-a.b~c");
+        assert_eq!(encode("a/b c?d"), "a%2Fb%20c%3Fd");
+        assert_eq!(encode("é"), "%C3%A9");
+    }
+}
