@@ -8,18 +8,21 @@ use serde_json::{json, Value};
 use sluice_store::Counts;
 
 use crate::client::{self, Client};
-use crate::ClientArgs;
 
-/// Dry-runs a saved pipeline (by id or name), waits for it and prints what a run would do.
-pub async fn dry_run_pipeline(args: &ClientArgs, name_or_id: &str) -> Result<()> {
-    let c = Client::new(args)?;
+/// Dry-runs a saved pipeline (by id or name), waits for it and prints what a run would do (with `json`,
+/// the run as the API answers it).
+pub async fn dry_run_pipeline(c: &Client, name_or_id: &str, json: bool) -> Result<()> {
     let (pipeline, started) = client::start_run(
-        &c,
+        c,
         name_or_id,
         &json!({"trigger": "manual", "dry_run": true}),
     )
     .await?;
-    let run = wait(&c, started["id"].as_str().unwrap_or_default()).await?;
+    let run = wait(c, started["id"].as_str().unwrap_or_default()).await?;
+    if json {
+        crate::commands::print_json(&run);
+        return client::ended_well(&run);
+    }
     print!(
         "{}",
         describe(pipeline["name"].as_str().unwrap_or_default(), &run)

@@ -33,6 +33,7 @@ pub async fn import(
     format: Option<&str>,
     batch_size: usize,
     ignore_unknown: bool,
+    json: bool,
 ) -> Result<()> {
     let format = match format {
         Some(f) => f.to_ascii_lowercase(),
@@ -236,7 +237,14 @@ pub async fn import(
         );
     }
     let rejected = problems.len() + unknown_rejected;
-    println!("Imported {} profiles; {} rejected", totals.0, rejected);
+    if json {
+        // The batches' answers summed, in their words.
+        crate::commands::print_json(
+            &serde_json::json!({"upserted": totals.0, "rejected": rejected}),
+        );
+    } else {
+        println!("Imported {} profiles; {} rejected", totals.0, rejected);
+    }
     if rejected > 0 && totals.0 == 0 {
         bail!("no profile was imported");
     }

@@ -2,9 +2,13 @@
 //!
 //! `serve` runs the API, the UI and the runs; `quickstart` sets up a demo on embedded defaults, runs it and
 //! then serves; the other commands talk to a running server over its REST API with the admin token (read
-//! from the data directory when not given), so they behave exactly as the API and the UI do.
+//! from the data directory when not given), so they behave exactly as the API and the UI do. The resource
+//! commands (`connections`, `pipelines`, `runs`, `profiles`, `model`, `tokens`, `audit`, `status`) live in
+//! `commands/`, one module per resource; the workspace commands in `workspace/`. Every failure ends with
+//! the exit code of its kind (`client::ErrorKind`), listed in `sluice --help`.
 
 mod client;
+mod commands;
 mod data_dir;
 mod dry_run;
 mod import;
@@ -18,7 +22,26 @@ mod workspace;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+
+/// What `sluice --help` says about exit codes (README.md says the same).
+const EXIT_CODES: &str = "Examples:
+  sluice quickstart
+  sluice connections add --name Warehouse --type postgresql --host db.internal --username sluice \\
+      --database crm --password-env WAREHOUSE_PASSWORD
+  sluice pipelines run \"Subscribed customers\"
+
+Every command that talks to a server takes --url and --token (SLUICE_URL, SLUICE_ADMIN_TOKEN), and
+--json to print the API's answer unchanged.
+
+Exit codes:
+  0  success
+  1  failure: the server, a destination or a run failed
+  2  invalid input: a usage error, an unreadable file, or the API refused the request as invalid
+  3  not found: what was named does not exist
+  4  conflict: a name is taken, a run is already going, a connection is still in use
+  5  refused: no token, a bad one, or one whose role does not allow the request";
 
 #[derive(Parser)]
 // Every argument read from the environment hides its value in `--help`: clap otherwise prints
@@ -27,7 +50,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "sluice",
     version,
-    about = "Keep tables in your databases in step with your customer profiles"
+    about = "Keep tables in your databases in step with your customer profiles",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -207,8 +231,14 @@ pub struct ClientArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the REST API, the admin UI and the runs.
+    #[command(
+        after_help = "Examples:\n  sluice serve\n  SLUICE_METADATA_URL=postgres://sluice@db/sluice sluice serve --listen 0.0.0.0:7878"
+    )]
     Serve(ServerArgs),
     /// Set up a demo on embedded defaults (sample profiles, a SQLite table, a pipeline), run it, then serve.
+    #[command(
+        after_help = "Examples:\n  sluice quickstart\n  sluice quickstart --profiles 1000 --no-serve"
+    )]
     Quickstart {
         #[command(flatten)]
         server: ServerArgs,
@@ -219,22 +249,68 @@ enum Command {
         #[arg(long)]
         no_serve: bool,
     },
-    /// Load and manage profiles.
-    Profiles {
+    /// Connections: the databases pipelines write to (add, list, show, test, edit, delete, tables, types).
+    #[command(
+        visible_alias = "destinations",
+        after_help = "Examples:\n  sluice connections list\n  sluice connections test Warehouse"
+    )]
+    Connections {
         #[command(subcommand)]
-        command: ProfilesCommand,
+        command: commands::connections::Command,
     },
-    /// Manage and run pipelines.
+    /// Export pipelines: create, list, show, edit, enable, disable, delete, preview, validate, run, dry-run,
+    /// reconcile, cancel.
+    #[command(
+        after_help = "Examples:\n  sluice pipelines list\n  sluice pipelines run Subscribed --dry-run"
+    )]
     Pipelines {
         #[command(subcommand)]
-        command: PipelinesCommand,
+        command: commands::pipelines::Command,
     },
-    /// List destinations.
-    Destinations {
+    /// Runs of a pipeline: list, show, errors, cancel.
+    #[command(
+        after_help = "Examples:\n  sluice runs list Subscribed\n  sluice runs errors run_01j9zq3k5m"
+    )]
+    Runs {
         #[command(subcommand)]
-        command: DestinationsCommand,
+        command: commands::runs::Command,
     },
+    /// Profiles: import, get, list with a filter, delete, delete many by filter.
+    #[command(
+        after_help = "Examples:\n  sluice profiles import customers.csv\n  sluice profiles get c17"
+    )]
+    Profiles {
+        #[command(subcommand)]
+        command: commands::profiles::Command,
+    },
+    /// The Customer Model: show it, or replace it from a file.
+    #[command(after_help = "Examples:\n  sluice model show\n  sluice model edit model.yaml")]
+    Model {
+        #[command(subcommand)]
+        command: commands::model::Command,
+    },
+    /// API tokens for scripts and tools: create, list, revoke, whoami.
+    #[command(
+        after_help = "Examples:\n  sluice tokens create --name ci --role editor\n  sluice tokens list"
+    )]
+    Tokens {
+        #[command(subcommand)]
+        command: commands::tokens::Command,
+    },
+    /// The changes made through the API, newest first (admin only).
+    #[command(after_help = "Example:\n  sluice audit --limit 20")]
+    Audit(commands::audit::Audit),
+    /// Whether the server answers, its version, and who the token is.
+    #[command(after_help = "Example:\n  sluice status --url https://sluice.internal:7878")]
+    Status(commands::audit::Status),
+    /// Print a shell completion script (bash, zsh or fish) to standard output.
+    #[command(after_help = "Examples:
+  sluice completions bash > /etc/bash_completion.d/sluice
+  sluice completions zsh > \"${fpath[1]}/_sluice\"
+  sluice completions fish > ~/.config/fish/completions/sluice.fish")]
+    Completions { shell: Shell },
     /// Manage the key that encrypts destination secrets.
+    #[command(after_help = "Example:\n  sluice secrets generate-key")]
     Secrets {
         #[command(subcommand)]
         command: SecretsCommand,
@@ -247,6 +323,9 @@ enum Command {
 enum SecretsCommand {
     /// Re-encrypt every stored secret under a new key (all or nothing), then put the new key in place of
     /// the old one. Stop every Sluice instance using the store first.
+    #[command(
+        after_help = "Example:\n  SLUICE_NEW_SECRET_KEY=$(sluice secrets generate-key) sluice secrets rotate-key"
+    )]
     RotateKey {
         #[command(flatten)]
         server: Box<ServerArgs>,
@@ -256,71 +335,8 @@ enum SecretsCommand {
         new_key: Option<String>,
     },
     /// Print a new random key, in the form SLUICE_SECRET_KEY takes.
+    #[command(after_help = "Example:\n  sluice secrets generate-key > secret.key")]
     GenerateKey,
-}
-
-#[derive(Subcommand)]
-enum ProfilesCommand {
-    /// Import profiles from a CSV (header row of property paths) or NDJSON file, with a progress bar.
-    Import {
-        file: PathBuf,
-        /// `csv` or `ndjson` (default: from the file extension).
-        #[arg(long)]
-        format: Option<String>,
-        #[arg(long, default_value_t = 5_000)]
-        batch_size: usize,
-        /// Leave out columns (CSV) and properties (NDJSON) the Customer Model does not have, with one
-        /// warning naming them, instead of rejecting the profiles that have them.
-        #[arg(long)]
-        ignore_unknown: bool,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum PipelinesCommand {
-    /// List pipelines.
-    List {
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Run a pipeline now (by name or id) and follow it with a progress bar.
-    Run {
-        pipeline: String,
-        /// Start the run and return without following it.
-        #[arg(long)]
-        no_follow: bool,
-        /// Read the table back first and rewrite the rows that are missing or were changed by someone
-        /// else (as `sluice pipelines reconcile`).
-        #[arg(long)]
-        reconcile: bool,
-        /// Decide everything a run would and write nothing: print the counts a run would have and
-        /// sample rows of each kind (new, updated with the columns that change, removed).
-        #[arg(long, conflicts_with_all = ["reconcile", "no_follow"])]
-        dry_run: bool,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// Reconcile a pipeline's table now (by name or id): read back every row Sluice wrote, rewrite the
-    /// rows that are missing or were changed by someone else, and follow the run.
-    Reconcile {
-        pipeline: String,
-        /// Start the run and return without following it.
-        #[arg(long)]
-        no_follow: bool,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum DestinationsCommand {
-    /// List destinations.
-    List {
-        #[command(flatten)]
-        client: ClientArgs,
-    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -343,55 +359,23 @@ fn main() -> std::process::ExitCode {
                 profiles,
                 no_serve,
             } => quickstart::run(server, profiles, no_serve).await,
-            Command::Profiles {
-                command:
-                    ProfilesCommand::Import {
-                        file,
-                        format,
-                        batch_size,
-                        ignore_unknown,
-                        client,
-                    },
-            } => {
-                import::import(
-                    &client,
-                    &file,
-                    format.as_deref(),
-                    batch_size,
-                    ignore_unknown,
-                )
-                .await
+            Command::Connections { command } => command.run().await,
+            Command::Pipelines { command } => command.run().await,
+            Command::Runs { command } => command.run().await,
+            Command::Profiles { command } => command.run().await,
+            Command::Model { command } => command.run().await,
+            Command::Tokens { command } => command.run().await,
+            Command::Audit(audit) => audit.run().await,
+            Command::Status(status) => status.run().await,
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "sluice",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
             }
-            Command::Pipelines {
-                command: PipelinesCommand::List { client },
-            } => client::list_pipelines(&client).await,
-            Command::Pipelines {
-                command:
-                    PipelinesCommand::Run {
-                        pipeline,
-                        no_follow,
-                        reconcile,
-                        dry_run,
-                        client,
-                    },
-            } => {
-                if dry_run {
-                    dry_run::dry_run_pipeline(&client, &pipeline).await
-                } else {
-                    client::run_pipeline(&client, &pipeline, !no_follow, reconcile).await
-                }
-            }
-            Command::Pipelines {
-                command:
-                    PipelinesCommand::Reconcile {
-                        pipeline,
-                        no_follow,
-                        client,
-                    },
-            } => client::run_pipeline(&client, &pipeline, !no_follow, true).await,
-            Command::Destinations {
-                command: DestinationsCommand::List { client },
-            } => client::list_destinations(&client).await,
             Command::Secrets {
                 command: SecretsCommand::RotateKey { server, new_key },
             } => secrets::rotate_key(&server, new_key.as_deref()).await,
@@ -408,7 +392,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(client::exit_code(&e))
         }
     }
 }
@@ -441,5 +425,37 @@ mod tests {
         let mut seen = 0;
         walk(&Cli::command(), &mut seen);
         assert!(seen > 20, "only {seen} arguments read the environment");
+    }
+
+    /// clap's own checks of the whole tree (unique argument names, valid defaults), which it otherwise
+    /// makes only when a command is built: `completions` builds them all.
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Walks every command: its `--help` must end with an example of it (`after_help`), so that no
+    /// command is added without one.
+    #[test]
+    fn every_command_has_an_example_in_its_help() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut usize) {
+            let path = format!("{path} {}", cmd.get_name());
+            let help = cmd
+                .get_after_help()
+                .or(cmd.get_after_long_help())
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.starts_with("Example") && help.contains("sluice "),
+                "`{path} --help` has no example: {help:?}"
+            );
+            *seen += 1;
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, seen);
+            }
+        }
+        let mut seen = 0;
+        walk(&Cli::command(), "", &mut seen);
+        assert!(seen > 40, "only {seen} commands");
     }
 }

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sluice_store::{thousands, Counts};
 
+use crate::client::{CliError, ErrorKind};
+
 /// Rows under a header, each column as wide as its widest cell, so that long names keep the columns
 /// aligned. Widths count characters, not bytes (names are often accented).
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -113,9 +115,42 @@ fn last_run(run: &Value, now: DateTime<Utc>) -> String {
     }
 }
 
-/// The pipeline a user means by `query`: its id or its exact name; else its name in any case when only
-/// one pipeline has it. Otherwise the error names the closest names, or the candidates of an ambiguity.
-pub fn find_pipeline<'a>(list: &'a [Value], query: &str) -> Result<&'a Value, String> {
+/// A kind of named resource: as errors name it (`pipeline`, `pipelines`, the command listing them), and
+/// where the API lists them (the route, and the field of its answer holding the list).
+pub struct Kind {
+    pub one: &'static str,
+    pub many: &'static str,
+    pub list: &'static str,
+    pub route: &'static str,
+    pub field: &'static str,
+}
+
+pub const PIPELINE: Kind = Kind {
+    one: "pipeline",
+    many: "pipelines",
+    list: "sluice pipelines list",
+    route: "/v1/pipelines",
+    field: "pipelines",
+};
+pub const CONNECTION: Kind = Kind {
+    one: "connection",
+    many: "connections",
+    list: "sluice connections list",
+    route: "/v1/destinations",
+    field: "destinations",
+};
+pub const TOKEN: Kind = Kind {
+    one: "token",
+    many: "tokens",
+    list: "sluice tokens list",
+    route: "/v1/tokens",
+    field: "tokens",
+};
+
+/// The resource a user means by `query`: its id or its exact name; else its name in any case when only
+/// one has it. Otherwise a not-found error names the closest names, or an invalid-input one the
+/// candidates of an ambiguity.
+pub fn find_named<'a>(list: &'a [Value], query: &str, kind: &Kind) -> Result<&'a Value, CliError> {
     let name = |p: &'a Value| p["name"].as_str().unwrap_or_default();
     let exact: Vec<&Value> = list
         .iter()
@@ -126,30 +161,37 @@ pub fn find_pipeline<'a>(list: &'a [Value], query: &str) -> Result<&'a Value, St
         .filter(|p| name(p).to_lowercase() == query.to_lowercase())
         .collect();
     let candidates = if exact.is_empty() { folded } else { exact };
+    let Kind {
+        one,
+        many,
+        list: cmd,
+        ..
+    } = kind;
     match candidates.as_slice() {
         [one] => Ok(one),
         [] => {
             let close = closest(list.iter().map(name), query);
-            Err(if close.is_empty() {
-                format!(
-                    "no pipeline has the id or name `{query}` (`sluice pipelines list` shows them)"
-                )
-            } else {
-                format!(
-                    "no pipeline has the id or name `{query}`; did you mean {}?",
-                    quoted(&close, "or")
-                )
-            })
+            Err(CliError::new(
+                ErrorKind::NotFound,
+                if close.is_empty() {
+                    format!("no {one} has the id or name `{query}` (`{cmd}` shows them)")
+                } else {
+                    format!(
+                        "no {one} has the id or name `{query}`; did you mean {}?",
+                        quoted(&close, "or")
+                    )
+                },
+            ))
         }
-        several => Err(format!(
-            "{} pipelines are named `{query}`: use the id of one ({})",
+        several => Err(CliError::invalid(format!(
+            "{} {many} are named `{query}`: use the id of one ({})",
             several.len(),
             several
                 .iter()
                 .map(|p| format!("`{}` is {}", name(p), p["id"].as_str().unwrap_or_default()))
                 .collect::<Vec<_>>()
                 .join(", ")
-        )),
+        ))),
     }
 }
 
@@ -311,6 +353,10 @@ mod tests {
         assert!(!text.contains("true") && !text.contains("false"), "{text}");
     }
 
+    fn find_pipeline<'a>(list: &'a [Value], query: &str) -> Result<&'a Value, CliError> {
+        find_named(list, query, &PIPELINE)
+    }
+
     #[test]
     fn names_match_in_any_case_when_unambiguous_and_unknown_ones_get_suggestions() {
         let list = [
@@ -327,15 +373,19 @@ mod tests {
         // An exact name wins over names that differ only in case.
         assert_eq!(find_pipeline(&list, "vip").unwrap()["id"], "pl_c");
         let e = find_pipeline(&list, "Vip").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        let e = e.message;
         assert!(
             e.contains("2 pipelines") && e.contains("pl_b") && e.contains("pl_c"),
             "{e}"
         );
         let e = find_pipeline(&list, "demo customer").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        let e = e.message;
         assert!(e.ends_with("did you mean `Demo customers`?"), "{e}");
-        let e = find_pipeline(&list, "news").unwrap_err();
+        let e = find_pipeline(&list, "news").unwrap_err().message;
         assert!(e.contains("`Newsletter`"), "{e}");
-        let e = find_pipeline(&list, "zzzzzzzz").unwrap_err();
+        let e = find_pipeline(&list, "zzzzzzzz").unwrap_err().message;
         assert!(e.contains("sluice pipelines list"), "{e}");
     }
 

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use sluice_api::workspace::{Action, ApplyAnswer, Change, Kind};
 
-use crate::client::Client;
+use crate::client::{CliError, Client};
 use crate::ClientArgs;
 use load::{Loaded, Problem, Secrets};
 
@@ -24,8 +24,7 @@ use load::{Loaded, Problem, Secrets};
 pub enum Command {
     /// Check workspace files (a YAML file or a folder of them) and print every problem at once, with
     /// file, line, column and field path.
-    ///
-    /// Example: sluice validate workspace/ --online
+    #[command(after_help = "Example:\n  sluice validate workspace/ --online")]
     Validate {
         path: std::path::PathBuf,
         /// Also ask the running server to connect to each connection and check every pipeline's table,
@@ -37,30 +36,33 @@ pub enum Command {
     },
     /// Show, field by field, what `apply` would create, change and delete, and how many rows the next
     /// run of each changed pipeline would write; prints `No changes.` when there is nothing to do.
-    ///
-    /// Example: sluice plan workspace/
+    #[command(after_help = "Example:\n  sluice plan workspace/")]
     Plan {
         path: std::path::PathBuf,
         /// Also show what `apply --prune` would delete.
         #[arg(long)]
         prune: bool,
+        /// Print the API's JSON answer unchanged instead.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Make the workspace match the files, all at once or not at all, and print what changed.
-    ///
-    /// Example: sluice apply workspace/ --prune
+    #[command(after_help = "Example:\n  sluice apply workspace/ --prune")]
     Apply {
         path: std::path::PathBuf,
         /// Delete the connections and pipelines the files do not name (without it they are kept).
         #[arg(long)]
         prune: bool,
+        /// Print the API's JSON answer unchanged instead.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Write the current workspace as YAML (secrets named by environment variable, never written).
-    ///
-    /// Example: sluice export > workspace.yaml
+    #[command(after_help = "Example:\n  sluice export > workspace.yaml")]
     Export {
         /// Write to this file instead of standard output.
         #[arg(long, short)]
@@ -68,6 +70,9 @@ pub enum Command {
         /// Write the JSON Schema of workspace files instead (as published in docs/workspace.schema.json).
         #[arg(long)]
         json_schema: bool,
+        /// Print the API's JSON answer (`GET /v1/workspace`) unchanged instead of YAML.
+        #[arg(long, conflicts_with = "json_schema")]
+        json: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -84,13 +89,15 @@ impl Command {
             Command::Plan {
                 path,
                 prune,
+                json,
                 client,
-            } => plan(&client, &path, prune).await,
+            } => plan(&client, &path, prune, json).await,
             Command::Apply {
                 path,
                 prune,
+                json,
                 client,
-            } => apply(&client, &path, prune).await,
+            } => apply(&client, &path, prune, json).await,
             Command::Export {
                 json_schema: true,
                 output,
@@ -102,7 +109,12 @@ impl Command {
                     serde_json::to_string_pretty(&schema::json_schema())?
                 ),
             ),
-            Command::Export { output, client, .. } => export(&client, output.as_deref()).await,
+            Command::Export {
+                output,
+                json,
+                client,
+                ..
+            } => export(&client, output.as_deref(), json).await,
         }
     }
 }
@@ -221,7 +233,14 @@ pub async fn validate(path: &Path, online: Option<&ClientArgs>) -> Result<()> {
 }
 
 /// Sends the files to the server to plan or apply; invalid files end the process with their problems.
-async fn send(client: &Client, loaded: &Loaded, prune: bool, dry_run: bool) -> Result<ApplyAnswer> {
+/// With `json`, prints the answer as it came.
+async fn send(
+    client: &Client,
+    loaded: &Loaded,
+    prune: bool,
+    dry_run: bool,
+    json: bool,
+) -> Result<ApplyAnswer> {
     let body = json!({"workspace": loaded.doc, "prune": prune, "dry_run": dry_run});
     let (status, answer) = client
         .raw(reqwest::Method::POST, "/v1/workspace/apply", Some(&body))
@@ -230,21 +249,22 @@ async fn send(client: &Client, loaded: &Loaded, prune: bool, dry_run: bool) -> R
         fail_invalid(&problems_of(loaded, &answer));
     }
     if !status.is_success() {
-        bail!(
-            "{} ({status})",
-            answer["error"]["message"]
-                .as_str()
-                .unwrap_or("the server refused the workspace")
-        );
+        return Err(CliError::from_answer(status, &answer).into());
+    }
+    if json {
+        crate::commands::print_json(&answer);
     }
     serde_json::from_value(answer).context("the server's answer is not a workspace plan")
 }
 
 /// `sluice plan PATH [--prune]`.
-pub async fn plan(args: &ClientArgs, path: &Path, prune: bool) -> Result<()> {
+pub async fn plan(args: &ClientArgs, path: &Path, prune: bool, json: bool) -> Result<()> {
     let loaded = read(path, Secrets::Read);
     let client = Client::new(args)?;
-    let answer = send(&client, &loaded, prune, true).await?;
+    let answer = send(&client, &loaded, prune, true, json).await?;
+    if json {
+        return Ok(());
+    }
     if answer.changes.is_empty() {
         println!("No changes.");
     } else {
@@ -261,10 +281,13 @@ pub async fn plan(args: &ClientArgs, path: &Path, prune: bool) -> Result<()> {
 }
 
 /// `sluice apply PATH [--prune]`.
-pub async fn apply(args: &ClientArgs, path: &Path, prune: bool) -> Result<()> {
+pub async fn apply(args: &ClientArgs, path: &Path, prune: bool, json: bool) -> Result<()> {
     let loaded = read(path, Secrets::Read);
     let client = Client::new(args)?;
-    let answer = send(&client, &loaded, prune, false).await?;
+    let answer = send(&client, &loaded, prune, false, json).await?;
+    if json {
+        return Ok(());
+    }
     if answer.changes.is_empty() {
         println!("No changes.");
     } else {
@@ -307,9 +330,15 @@ pub async fn apply_at_start(state: &sluice_api::AppState, path: &Path) -> Result
 }
 
 /// `sluice export`: the current workspace as YAML.
-pub async fn export(args: &ClientArgs, output: Option<&Path>) -> Result<()> {
+pub async fn export(args: &ClientArgs, output: Option<&Path>, json: bool) -> Result<()> {
     let client = Client::new(args)?;
     let answer = client.get("/v1/workspace").await?;
+    if json {
+        return write_out(
+            output,
+            format!("{}\n", serde_json::to_string_pretty(&answer)?),
+        );
+    }
     let text = format!(
         "# A Sluice workspace (docs/WORKSPACE.md; JSON Schema: docs/workspace.schema.json).\n# Secrets are read from the environment variables named below; set them before `sluice apply`.\n{}",
         emit::to_yaml(&answer["workspace"])
