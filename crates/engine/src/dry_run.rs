@@ -1,6 +1,6 @@
 //! Starting and reading dry runs (the run itself is `run::execute` under `run/dry.rs`'s rules).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -10,13 +10,15 @@ use sluice_store::{
 use tokio::sync::watch;
 
 use crate::run::dry::{DryReport, DryRunLog, DryRunRecord, DryState};
-use crate::{new_id, run, Engine};
+use crate::{new_id, run, Engine, Stop};
 
 impl Engine {
     /// Starts a dry run of `pipeline` — the stored pipeline, or a changed definition under the stored
     /// pipeline's id (`saved`), or a definition not saved yet (`!saved`: it has no sync state, so every
-    /// row of its audience would be new) — and returns its first record. It waits for a run slot like
-    /// any run, but takes none of the pipeline's: it may go on beside a real run.
+    /// row of its audience would be new) — and returns its first record. It waits for one of the dry
+    /// runs' own slots ([`crate::EngineConfig::max_concurrent_dry_runs`]), never a real run's or the
+    /// pipeline's: it may go on beside a real run, and real runs never queue behind it.
+    /// [`Engine::cancel`] stops it, queued or running.
     pub async fn start_dry_run(
         &self,
         pipeline: PipelineRecord,
@@ -82,11 +84,31 @@ impl Engine {
             pipeline: saved.then(|| pipeline.id.clone()),
         });
         log.insert_run(&record).await?;
+        let stop = Stop::default();
+        self.inner
+            .dry_active
+            .lock()
+            .unwrap()
+            .insert(record.id.clone(), stop.clone());
         let engine = self.clone();
         let first = record.clone();
         let task = async move {
             let mut run = record;
-            let slot = engine.inner.slots.clone().acquire_owned().await.ok();
+            let slot = tokio::select! {
+                s = engine.inner.dry_slots.clone().acquire_owned() => s.ok(),
+                _ = stop.wake.notified() => None,
+            };
+            if slot.is_none() || stop.cancel.load(Ordering::SeqCst) {
+                run.status = RunStatus::Cancelled;
+                run.finished_at = Some(Utc::now());
+                run.message = Some("cancelled before it started".into());
+                if let Err(e) = log.update_run(&run).await {
+                    tracing::warn!(run = %run.id, error = %e, "could not record the cancelled dry run");
+                }
+                engine.inner.dry_active.lock().unwrap().remove(&run.id);
+                let samples = report.lock().unwrap().clone();
+                return DryRunRecord { run, samples };
+            }
             run.status = RunStatus::Running;
             run.started_at = Some(Utc::now());
             let (tx, _rx) = watch::channel(run.clone());
@@ -99,7 +121,7 @@ impl Engine {
                 sync,
                 profiles: engine.inner.profiles.clone(),
                 config: engine.inner.config.clone(),
-                cancel: Arc::new(AtomicBool::new(false)),
+                cancel: stop.cancel.clone(),
                 updates: tx,
                 mode: run::RunMode::Normal,
                 runs: log,
@@ -108,6 +130,7 @@ impl Engine {
             };
             let done = run::execute(&ctx, run).await;
             drop(slot);
+            engine.inner.dry_active.lock().unwrap().remove(&done.id);
             let samples = report.lock().unwrap().clone();
             DryRunRecord { run: done, samples }
         };

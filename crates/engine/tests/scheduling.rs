@@ -454,6 +454,90 @@ async fn cancelling_a_running_run_keeps_the_sync_state_true() {
     assert_eq!(w.rows(), 3000);
 }
 
+/// A dry run's record once it has finished.
+async fn dry_run_end(w: &World, id: &str) -> RunRecord {
+    for _ in 0..1500 {
+        let d = w.engine.get_dry_run(id).await.unwrap().unwrap();
+        if d.run.status.is_finished() {
+            return d.run;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the dry run {id} did not finish");
+}
+
+/// Dry runs have slots of their own. With one run slot and one dry-run slot, three dry runs of a script
+/// that never returns leave the run slot free: a real run starts at once and finishes beside them. A
+/// cancel ends a queued dry run before it starts and a running one within moments (its script's time
+/// limit is 10 s, so only an interrupted call ends in time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_have_slots_of_their_own_and_can_be_cancelled() {
+    let w = world(
+        EngineConfig {
+            max_concurrent_runs: 1,
+            max_concurrent_dry_runs: 1,
+            script_limits: sluice_transform::Limits {
+                time_per_profile: Duration::from_secs(10),
+                ..sluice_transform::Limits::default()
+            },
+            ..EngineConfig::default()
+        },
+        200,
+    )
+    .await;
+    let looping = w
+        .pipeline(json!({"transformation": {"javascript":
+            "const columns = [\"id\", \"email\"];\nfunction transform(p) { while (true) {} }"}}))
+        .await;
+    let plain = w.pipeline(json!({})).await;
+    let rec = w
+        .engine
+        .meta()
+        .get_pipeline(&looping)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut dry = Vec::new();
+    for _ in 0..3 {
+        let d = w.engine.start_dry_run(rec.clone(), true, "manual").await;
+        dry.push(d.unwrap().id);
+    }
+    // Long enough for the first to be inside a call.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let real = w.engine.start(&plain, "manual").await.unwrap();
+    assert_eq!(
+        real.status,
+        RunStatus::Running,
+        "a real run never queues behind dry runs"
+    );
+    let real = w.engine.wait(&real.id, |_| {}).await.unwrap();
+    assert_eq!(real.status, RunStatus::Succeeded, "{:?}", real.message);
+    assert_eq!(w.rows(), 200);
+
+    assert!(w.engine.cancel(&dry[2]), "a queued dry run is active");
+    let third = dry_run_end(&w, &dry[2]).await;
+    assert_eq!(third.status, RunStatus::Cancelled);
+    assert_eq!(
+        third.message.as_deref(),
+        Some("cancelled before it started")
+    );
+    let cancelled = std::time::Instant::now();
+    assert!(w.engine.cancel(&dry[0]), "the running dry run is active");
+    let first = dry_run_end(&w, &dry[0]).await;
+    let took = cancelled.elapsed();
+    assert_eq!(first.status, RunStatus::Cancelled, "{:?}", first.message);
+    assert!(took < Duration::from_secs(5), "the cancel took {took:?}");
+    // The second, queued or just given the slot the first gave back.
+    assert!(w.engine.cancel(&dry[1]));
+    let second = dry_run_end(&w, &dry[1]).await;
+    assert_eq!(second.status, RunStatus::Cancelled, "{:?}", second.message);
+    assert!(
+        !w.engine.cancel(&dry[0]),
+        "a finished dry run is not active"
+    );
+    assert_eq!(w.rows(), 200, "dry runs wrote nothing");
+}
+
 /// A tiny HTTP server that records the JSON bodies posted to it.
 async fn webhook_listener() -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
