@@ -469,7 +469,7 @@ async fn dry_run_end(w: &World, id: &str) -> RunRecord {
 /// Dry runs have slots of their own. With one run slot and one dry-run slot, three dry runs of a script
 /// that never returns leave the run slot free: a real run starts at once and finishes beside them. A
 /// cancel ends a queued dry run before it starts and a running one within moments (its script's time
-/// limit is 10 s, so only an interrupted call ends in time).
+/// limit is 10 s, so only an interrupted call ends in time); shutdown stops the last one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_runs_have_slots_of_their_own_and_can_be_cancelled() {
     let w = world(
@@ -527,8 +527,8 @@ async fn dry_runs_have_slots_of_their_own_and_can_be_cancelled() {
     let took = cancelled.elapsed();
     assert_eq!(first.status, RunStatus::Cancelled, "{:?}", first.message);
     assert!(took < Duration::from_secs(5), "the cancel took {took:?}");
-    // The second, queued or just given the slot the first gave back.
-    assert!(w.engine.cancel(&dry[1]));
+    // The second, queued or just given the slot the first gave back: a clean stop ends it too.
+    assert_eq!(w.engine.shutdown(Duration::from_secs(5)).await, 0);
     let second = dry_run_end(&w, &dry[1]).await;
     assert_eq!(second.status, RunStatus::Cancelled, "{:?}", second.message);
     assert!(
