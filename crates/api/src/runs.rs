@@ -152,6 +152,7 @@ pub struct RunStarted {
         NotFound,
         (status = 409, body = ErrorBody, description = "the pipeline is already running (`PipelineAlreadyRunning`)"),
         (status = 422, body = ErrorBody, description = "the pipeline is disabled (`PipelineDisabled`), or the body is invalid"),
+        crate::openapi::TooManyDryRuns,
         Internal,
     ),
 )]

@@ -1120,7 +1120,8 @@ async fn dry_runs_say_what_the_next_run_does_and_write_nothing() {
 
 /// A dry run is cancelled like a run: `POST /v1/runs/{id}/cancel` stops it (it spends about 50 ms on each
 /// of its 20 profiles, so it is still going), it ends `cancelled` having written nothing, and a second
-/// cancel of the finished dry run is a conflict, not an unknown run.
+/// cancel of the finished dry run is a conflict, not an unknown run. Past the cap of dry runs going and
+/// waiting, another is refused with 429.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_can_be_cancelled() {
     let api = Api::new().await;
@@ -1158,6 +1159,39 @@ async fn a_dry_run_can_be_cancelled() {
     let (s, v) = api.call("POST", &cancel, None).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "RunNotActive", "{v}");
+
+    // Two going and eight waiting (the defaults) is the cap: the eleventh is 429, then all are
+    // cancelled.
+    let mut started = Vec::new();
+    for _ in 0..10 {
+        let (s, r) = api
+            .call(
+                "POST",
+                &format!("/v1/pipelines/{id}/runs"),
+                Some(json!({"dry_run": true})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+        started.push(r["id"].as_str().unwrap().to_string());
+    }
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/pipelines/{id}/runs"),
+            Some(json!({"dry_run": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["code"], "TooManyDryRuns", "{v}");
+    for run in &started {
+        let (s, v) = api
+            .call("POST", &format!("/v1/runs/{run}/cancel"), None)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    }
+    for run in &started {
+        assert_eq!(wait_run(&api, run).await["status"], "cancelled");
+    }
 }
 
 async fn wait_run(api: &Api, id: &str) -> Value {

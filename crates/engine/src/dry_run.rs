@@ -12,6 +12,16 @@ use tokio::sync::watch;
 use crate::run::dry::{DryReport, DryRunLog, DryRunRecord, DryState};
 use crate::{new_id, run, Engine, Stop};
 
+/// Why a dry run could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum DryRunStartError {
+    /// As many dry runs as may go and wait are queued or going in this instance.
+    #[error("{0} dry runs are already going or waiting here: wait for one to end, or cancel one")]
+    TooMany(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl Engine {
     /// Starts a dry run of `pipeline` — the stored pipeline, or a changed definition under the stored
     /// pipeline's id (`saved`), or a definition not saved yet (`!saved`: it has no sync state, so every
@@ -24,7 +34,7 @@ impl Engine {
         pipeline: PipelineRecord,
         saved: bool,
         trigger: &str,
-    ) -> Result<RunRecord, StoreError> {
+    ) -> Result<RunRecord, DryRunStartError> {
         let (record, task) = self.dry_run_task(pipeline, saved, trigger).await?;
         tokio::spawn(task);
         Ok(record)
@@ -36,7 +46,7 @@ impl Engine {
         pipeline: PipelineRecord,
         saved: bool,
         trigger: &str,
-    ) -> Result<DryRunRecord, StoreError> {
+    ) -> Result<DryRunRecord, DryRunStartError> {
         let (_, task) = self.dry_run_task(pipeline, saved, trigger).await?;
         Ok(task.await)
     }
@@ -61,7 +71,7 @@ impl Engine {
             RunRecord,
             impl std::future::Future<Output = DryRunRecord> + Send + 'static,
         ),
-        StoreError,
+        DryRunStartError,
     > {
         let now = Utc::now();
         let record = RunRecord {
@@ -83,13 +93,20 @@ impl Engine {
             report: report.clone(),
             pipeline: saved.then(|| pipeline.id.clone()),
         });
-        log.insert_run(&record).await?;
         let stop = Stop::default();
-        self.inner
-            .dry_active
-            .lock()
-            .unwrap()
-            .insert(record.id.clone(), stop.clone());
+        {
+            let mut active = self.inner.dry_active.lock().unwrap();
+            let cap = self.inner.config.max_concurrent_dry_runs.max(1)
+                + self.inner.config.max_waiting_dry_runs;
+            if active.len() >= cap {
+                return Err(DryRunStartError::TooMany(active.len()));
+            }
+            active.insert(record.id.clone(), stop.clone());
+        }
+        if let Err(e) = log.insert_run(&record).await {
+            self.inner.dry_active.lock().unwrap().remove(&record.id);
+            return Err(e.into());
+        }
         let engine = self.clone();
         let first = record.clone();
         let task = async move {

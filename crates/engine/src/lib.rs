@@ -68,6 +68,7 @@ use sluice_store::{
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 pub use check::{check_change, check_pipeline, check_pipeline_with, Fitted};
+pub use dry_run::DryRunStartError;
 pub use error::{EngineError, ErrorKind};
 pub use run::dry::{
     ColumnChange, DeleteSample, DryReport, DryRunRecord, InsertSample, UpdateSample,
@@ -94,6 +95,9 @@ pub struct EngineConfig {
     /// Dry runs going at once in this instance; more wait, queued. Dry runs have slots of their own, so
     /// that however many are started, a real run never waits behind one.
     pub max_concurrent_dry_runs: usize,
+    /// Dry runs that may wait for a slot in this instance; more are refused
+    /// ([`DryRunStartError::TooMany`]), so that starting dry runs in a loop cannot pile up tasks.
+    pub max_waiting_dry_runs: usize,
     /// Runs going at once against one destination in this instance, so that many pipelines on one database
     /// do not open as many connections.
     pub max_runs_per_destination: usize,
@@ -123,6 +127,7 @@ impl Default for EngineConfig {
             script_limits: sluice_transform::Limits::default(),
             max_concurrent_runs: 4,
             max_concurrent_dry_runs: 2,
+            max_waiting_dry_runs: 8,
             max_runs_per_destination: 2,
             failed_rows_threshold: 0.1,
             alert_webhook: None,

@@ -466,7 +466,8 @@ async fn dry_run_end(w: &World, id: &str) -> RunRecord {
     panic!("the dry run {id} did not finish");
 }
 
-/// Dry runs have slots of their own. With one run slot and one dry-run slot, three dry runs of a script
+/// Dry runs have slots of their own. With one run slot, one dry-run slot and two waiting places (a fourth
+/// dry run is refused), three dry runs of a script
 /// that never returns leave the run slot free: a real run starts at once and finishes beside them. A
 /// cancel ends a queued dry run before it starts and a running one within moments (its script's time
 /// limit is 10 s, so only an interrupted call ends in time); shutdown stops the last one.
@@ -476,6 +477,7 @@ async fn dry_runs_have_slots_of_their_own_and_can_be_cancelled() {
         EngineConfig {
             max_concurrent_runs: 1,
             max_concurrent_dry_runs: 1,
+            max_waiting_dry_runs: 2,
             script_limits: sluice_transform::Limits {
                 time_per_profile: Duration::from_secs(10),
                 ..sluice_transform::Limits::default()
@@ -502,6 +504,11 @@ async fn dry_runs_have_slots_of_their_own_and_can_be_cancelled() {
         let d = w.engine.start_dry_run(rec.clone(), true, "manual").await;
         dry.push(d.unwrap().id);
     }
+    // One going and two waiting is the cap: a fourth is refused.
+    assert!(matches!(
+        w.engine.start_dry_run(rec.clone(), true, "manual").await,
+        Err(sluice_engine::DryRunStartError::TooMany(3))
+    ));
     // Long enough for the first to be inside a call.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let real = w.engine.start(&plain, "manual").await.unwrap();
