@@ -22,6 +22,23 @@ pub enum DryRunStartError {
     Store(#[from] StoreError),
 }
 
+/// A dry run's place among the active ones, given back however its task ends (dropped unpolled too).
+struct Place {
+    engine: Engine,
+    id: String,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.engine
+            .inner
+            .dry_active
+            .lock()
+            .unwrap()
+            .remove(&self.id);
+    }
+}
+
 impl Engine {
     /// Starts a dry run of `pipeline` — the stored pipeline, or a changed definition under the stored
     /// pipeline's id (`saved`), or a definition not saved yet (`!saved`: it has no sync state, so every
@@ -103,13 +120,15 @@ impl Engine {
             }
             active.insert(record.id.clone(), stop.clone());
         }
-        if let Err(e) = log.insert_run(&record).await {
-            self.inner.dry_active.lock().unwrap().remove(&record.id);
-            return Err(e.into());
-        }
+        let place = Place {
+            engine: self.clone(),
+            id: record.id.clone(),
+        };
+        log.insert_run(&record).await?;
         let engine = self.clone();
         let first = record.clone();
         let task = async move {
+            let _place = place;
             let mut run = record;
             let slot = tokio::select! {
                 s = engine.inner.dry_slots.clone().acquire_owned() => s.ok(),
@@ -122,7 +141,6 @@ impl Engine {
                 if let Err(e) = log.update_run(&run).await {
                     tracing::warn!(run = %run.id, error = %e, "could not record the cancelled dry run");
                 }
-                engine.inner.dry_active.lock().unwrap().remove(&run.id);
                 let samples = report.lock().unwrap().clone();
                 return DryRunRecord { run, samples };
             }
@@ -147,7 +165,6 @@ impl Engine {
             };
             let done = run::execute(&ctx, run).await;
             drop(slot);
-            engine.inner.dry_active.lock().unwrap().remove(&done.id);
             let samples = report.lock().unwrap().clone();
             DryRunRecord { run: done, samples }
         };
