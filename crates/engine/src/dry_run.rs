@@ -69,13 +69,23 @@ impl Engine {
     }
 
     /// A dry run's record, while it goes on and for a week after (`None` when there is no such dry run).
+    /// A store of this process alone (SQLite) shows a dry run left unfinished by a previous process as
+    /// failed: nothing will finish it. (A shared store cannot tell it from one another instance runs.)
     pub async fn get_dry_run(&self, id: &str) -> Result<Option<DryRunRecord>, StoreError> {
         let Some(text) = self.inner.meta.get_dry_run(id).await? else {
             return Ok(None);
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("dry run `{id}`: {e}")))
+        let mut record: DryRunRecord = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("dry run `{id}`: {e}")))?;
+        if !record.run.status.is_finished()
+            && !self.inner.meta.shared()
+            && !self.inner.dry_active.lock().unwrap().contains_key(id)
+        {
+            record.run.status = RunStatus::Failed;
+            record.run.message =
+                Some("Sluice stopped while this dry run was in progress; it wrote nothing".into());
+        }
+        Ok(Some(record))
     }
 
     async fn dry_run_task(

@@ -545,6 +545,49 @@ async fn dry_runs_have_slots_of_their_own_and_can_be_cancelled() {
     assert_eq!(w.rows(), 200, "dry runs wrote nothing");
 }
 
+/// A dry run left going by a process that ended shows as failed to the next one (an SQLite store is one
+/// process's), instead of going on for the week its record is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_left_by_a_stopped_process_shows_as_failed() {
+    let w = world(EngineConfig::default(), 10).await;
+    let p = w.pipeline(json!({})).await;
+    let now = Utc::now();
+    let run = RunRecord {
+        id: sluice_engine::new_id("dry"),
+        pipeline: p.clone(),
+        trigger: "manual".into(),
+        status: RunStatus::Running,
+        queued_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        progress: Progress::default(),
+        counts: Counts::default(),
+        errors: Vec::new(),
+        message: None,
+    };
+    let left = sluice_engine::DryRunRecord {
+        run,
+        samples: Default::default(),
+    };
+    let text = serde_json::to_string(&left).unwrap();
+    w.engine
+        .meta()
+        .put_dry_run(&left.run.id, Some(&p), now, &text)
+        .await
+        .unwrap();
+    let seen = w.engine.get_dry_run(&left.run.id).await.unwrap().unwrap();
+    assert_eq!(seen.run.status, RunStatus::Failed);
+    assert!(
+        seen.run
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("wrote nothing"),
+        "{:?}",
+        seen.run.message
+    );
+}
+
 /// A tiny HTTP server that records the JSON bodies posted to it.
 async fn webhook_listener() -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
