@@ -130,6 +130,56 @@ describe('a dry run from the runs page', () => {
   });
 });
 
+describe('cancelling a dry run from the runs page', () => {
+  let root: HTMLElement;
+  afterEach(() => unmount(root));
+
+  const going: Run = { ...queued, id: 'dry_2', dry_run: true, status: 'running', trigger: 'manual', started_at: '2026-03-01T10:00:00Z' };
+
+  async function start() {
+    let cancelled = false;
+    const posts: string[] = [];
+    const fetch = vi.fn(async (url: string, init?: RequestInit) => {
+      if (init?.method === 'POST') posts.push(url);
+      if (url === '/v1/pipelines/pl_1') return json({ ...pipeline, running: null });
+      if (url.startsWith('/v1/pipelines/pl_1/runs') && init?.method === 'POST') return json({ id: 'dry_2', status: 'queued' }, 202);
+      if (url.startsWith('/v1/pipelines/pl_1/runs')) return json({ runs: [done], next: null });
+      if (url === '/v1/runs/dry_2/cancel') {
+        cancelled = true;
+        return json({ id: 'dry_2', cancelling: true }, 202);
+      }
+      if (url === '/v1/runs/dry_2') return json(cancelled ? { ...going, status: 'cancelled', finished_at: '2026-03-01T10:00:01Z', message: 'cancelled; a dry run writes nothing' } : going);
+      if (url === '/v1/destinations/dst_1') return json({ id: 'dst_1', name: 'Warehouse', type: 'postgresql', settings: {} });
+      return json({ error: { code: 'NotFound', message: url } }, 404);
+    });
+    vi.stubGlobal('fetch', fetch);
+    root = await mount(<RunsPage id="pl_1" />);
+    await vi.waitFor(() => expect(root.textContent).toContain('Run history'));
+    const button = Array.from(root.querySelectorAll<HTMLButtonElement>('button')).find((b) => b.textContent?.trim() === 'Dry run');
+    await act(() => button!.click());
+    await vi.waitFor(() => expect(root.textContent).toContain('profiles looked at'));
+    return posts;
+  }
+
+  const buttonNamed = (name: string) => Array.from(root.querySelectorAll<HTMLButtonElement>('button')).find((b) => b.textContent?.trim() === name);
+
+  it('stops a going dry run and says it was cancelled, not failed', async () => {
+    const posts = await start();
+    await act(() => buttonNamed('Cancel')!.click());
+    await vi.waitFor(() => expect(posts).toContain('/v1/runs/dry_2/cancel'));
+    await vi.waitFor(() => expect(root.textContent).toContain('The dry run was cancelled'), { timeout: 3000 });
+    expect(root.textContent).not.toContain('The dry run failed');
+    expect(buttonNamed('Cancel')).toBeUndefined();
+  });
+
+  it('stops a going dry run when its result is closed', async () => {
+    const posts = await start();
+    await act(() => buttonNamed('Close')!.click());
+    await vi.waitFor(() => expect(posts).toContain('/v1/runs/dry_2/cancel'));
+    expect(root.textContent).not.toContain('profiles looked at');
+  });
+});
+
 describe('the runs page clock', () => {
   let root: HTMLElement;
   afterEach(() => {

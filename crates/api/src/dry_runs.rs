@@ -14,7 +14,8 @@ use sluice_store::PipelineRecord;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::Body;
 use crate::openapi::{
-    DestinationFailed, DryRunInputDoc, Internal, Malformed, NotJson, TooLarge, Unauthorized,
+    DestinationFailed, DryRunInputDoc, Internal, Malformed, NotJson, TooLarge, TooManyDryRuns,
+    Unauthorized,
 };
 use crate::runs::RunStarted;
 use crate::AppState;
@@ -42,6 +43,7 @@ pub struct DryRunBody {
         NotJson,
         TooLarge,
         (status = 422, body = ErrorBody, description = "the definition is invalid (field paths under `pipeline`)"),
+        TooManyDryRuns,
         Internal,
         DestinationFailed,
     ),

@@ -184,6 +184,19 @@ impl From<DestinationError> for ApiError {
     }
 }
 
+impl From<sluice_engine::DryRunStartError> for ApiError {
+    fn from(e: sluice_engine::DryRunStartError) -> Self {
+        match e {
+            sluice_engine::DryRunStartError::TooMany(_) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyDryRuns",
+                e.to_string(),
+            ),
+            sluice_engine::DryRunStartError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<EngineError> for ApiError {
     /// A status by the kind of failure: the pipeline's fault (422 with every field), the destination's
     /// (502/504, as for its own errors), a table that changed under it (409), or Sluice's own (500).

@@ -177,6 +177,14 @@ pub struct NotJson(ErrorBody);
 
 #[derive(IntoResponses)]
 #[response(
+    status = 429,
+    description = "as many dry runs as may go and wait are under way in this instance (`TooManyDryRuns`): wait for one to end, or cancel one"
+)]
+#[allow(dead_code)]
+pub struct TooManyDryRuns(ErrorBody);
+
+#[derive(IntoResponses)]
+#[response(
     status = 413,
     description = "the body is larger than the route's limit (1 MiB; 64 MiB for profile batches)"
 )]

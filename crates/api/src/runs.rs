@@ -152,6 +152,7 @@ pub struct RunStarted {
         NotFound,
         (status = 409, body = ErrorBody, description = "the pipeline is already running (`PipelineAlreadyRunning`)"),
         (status = 422, body = ErrorBody, description = "the pipeline is disabled (`PipelineDisabled`), or the body is invalid"),
+        crate::openapi::TooManyDryRuns,
         Internal,
     ),
 )]
@@ -346,14 +347,15 @@ pub async fn cancel(
             }),
         ));
     }
-    match state.meta.get_run(&id).await? {
+    let status = match state.meta.get_run(&id).await? {
+        Some(r) => Some(r.status),
+        None => state.engine.get_dry_run(&id).await?.map(|d| d.run.status),
+    };
+    match status {
         None => Err(ApiError::not_found("run", &id)),
-        Some(r) => Err(ApiError::conflict(
+        Some(status) => Err(ApiError::conflict(
             "RunNotActive",
-            format!(
-                "run `{id}` is {} and cannot be cancelled",
-                r.status.as_str()
-            ),
+            format!("run `{id}` is {} and cannot be cancelled", status.as_str()),
         )),
     }
 }

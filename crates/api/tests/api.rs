@@ -1118,6 +1118,82 @@ async fn dry_runs_say_what_the_next_run_does_and_write_nothing() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
 }
 
+/// A dry run is cancelled like a run: `POST /v1/runs/{id}/cancel` stops it (it spends about 50 ms on each
+/// of its 20 profiles, so it is still going), it ends `cancelled` having written nothing, and a second
+/// cancel of the finished dry run is a conflict, not an unknown run. Past the cap of dry runs going and
+/// waiting, another is refused with 429.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_can_be_cancelled() {
+    let api = Api::new().await;
+    api.sql(TABLE).await;
+    api.setup_model_and_profiles(40).await;
+    let dest = api.add_destination().await;
+    let mut spec = pipeline(&dest);
+    spec["transformation"] = json!({"javascript": "const columns = [\"customer_id\", \"email\"];\n\
+        function transform(p) { const t = Date.now(); while (Date.now() - t < 50) {}\n\
+        return {customer_id: p._id, email: p.email}; }"});
+    let (s, p) = api.call("POST", "/v1/pipelines", Some(spec)).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let id = p["id"].as_str().unwrap();
+    let (s, r) = api
+        .call(
+            "POST",
+            &format!("/v1/pipelines/{id}/runs"),
+            Some(json!({"dry_run": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let run = r["id"].as_str().unwrap();
+    let cancel = format!("/v1/runs/{run}/cancel");
+    let (s, v) = api.call("POST", &cancel, None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let dry = wait_run(&api, run).await;
+    assert_eq!(dry["status"], "cancelled", "{dry}");
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert!(dry["counts"]["inserted"].as_u64().unwrap() < 20, "{dry}");
+    assert_eq!(
+        api.query("SELECT count(*) FROM customers").await[0][0].as_deref(),
+        Some("0"),
+        "a dry run writes nothing"
+    );
+    let (s, v) = api.call("POST", &cancel, None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "RunNotActive", "{v}");
+
+    // Two going and eight waiting (the defaults) is the cap: the eleventh is 429, then all are
+    // cancelled.
+    let mut started = Vec::new();
+    for _ in 0..10 {
+        let (s, r) = api
+            .call(
+                "POST",
+                &format!("/v1/pipelines/{id}/runs"),
+                Some(json!({"dry_run": true})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+        started.push(r["id"].as_str().unwrap().to_string());
+    }
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/pipelines/{id}/runs"),
+            Some(json!({"dry_run": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["code"], "TooManyDryRuns", "{v}");
+    for run in &started {
+        let (s, v) = api
+            .call("POST", &format!("/v1/runs/{run}/cancel"), None)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    }
+    for run in &started {
+        assert_eq!(wait_run(&api, run).await["status"], "cancelled");
+    }
+}
+
 async fn wait_run(api: &Api, id: &str) -> Value {
     for _ in 0..600 {
         let (s, r) = api.call("GET", &format!("/v1/runs/{id}"), None).await;

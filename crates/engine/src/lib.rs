@@ -68,6 +68,7 @@ use sluice_store::{
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 pub use check::{check_change, check_pipeline, check_pipeline_with, Fitted};
+pub use dry_run::DryRunStartError;
 pub use error::{EngineError, ErrorKind};
 pub use run::dry::{
     ColumnChange, DeleteSample, DryReport, DryRunRecord, InsertSample, UpdateSample,
@@ -91,6 +92,12 @@ pub struct EngineConfig {
     pub script_limits: sluice_transform::Limits,
     /// Runs going at once in this instance; more wait, queued.
     pub max_concurrent_runs: usize,
+    /// Dry runs going at once in this instance; more wait, queued. Dry runs have slots of their own, so
+    /// that however many are started, a real run never waits behind one.
+    pub max_concurrent_dry_runs: usize,
+    /// Dry runs that may wait for a slot in this instance; more are refused
+    /// ([`DryRunStartError::TooMany`]), so that starting dry runs in a loop cannot pile up tasks.
+    pub max_waiting_dry_runs: usize,
     /// Runs going at once against one destination in this instance, so that many pipelines on one database
     /// do not open as many connections.
     pub max_runs_per_destination: usize,
@@ -119,6 +126,8 @@ impl Default for EngineConfig {
             unconfirmed_rows: 250_000,
             script_limits: sluice_transform::Limits::default(),
             max_concurrent_runs: 4,
+            max_concurrent_dry_runs: 2,
+            max_waiting_dry_runs: 8,
             max_runs_per_destination: 2,
             failed_rows_threshold: 0.1,
             alert_webhook: None,
@@ -149,10 +158,23 @@ pub enum StartError {
 
 struct Active {
     run_id: String,
+    stop: Stop,
+    updates: watch::Receiver<RunRecord>,
+}
+
+/// How a run, real or dry, is asked to stop.
+#[derive(Clone, Default)]
+struct Stop {
     cancel: Arc<AtomicBool>,
     /// Wakes a run still waiting for a slot, so that a cancel ends it at once.
     wake: Arc<Notify>,
-    updates: watch::Receiver<RunRecord>,
+}
+
+impl Stop {
+    fn request(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
 }
 
 /// Starts runs, tracks the active ones and lets callers follow or cancel them.
@@ -169,6 +191,10 @@ struct Inner {
     /// This process's name as the owner of the runs it claims.
     instance: String,
     slots: Arc<Semaphore>,
+    /// Dry runs' own slots (see [`EngineConfig::max_concurrent_dry_runs`]).
+    dry_slots: Arc<Semaphore>,
+    /// Dry runs queued or going here, by run id: what a cancel needs to reach them.
+    dry_active: Mutex<HashMap<String, Stop>>,
     destination_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     totals: totals::Totals,
 }
@@ -185,6 +211,8 @@ impl Engine {
                 meta,
                 profiles,
                 slots: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
+                dry_slots: Arc::new(Semaphore::new(config.max_concurrent_dry_runs.max(1))),
+                dry_active: Mutex::new(HashMap::new()),
                 config,
                 active: Mutex::new(HashMap::new()),
                 instance,
@@ -360,15 +388,13 @@ impl Engine {
             // Recorded once the run is claimed, so a refused start does not put the next reconcile off.
             self.inner.meta.record_reconcile(&pipeline.id, at).await?;
         }
-        let cancel = Arc::new(AtomicBool::new(false));
-        let wake = Arc::new(Notify::new());
+        let stop = Stop::default();
         let (tx, rx) = watch::channel(record.clone());
         self.inner.active.lock().unwrap().insert(
             pipeline.id.clone(),
             Active {
                 run_id: record.id.clone(),
-                cancel: cancel.clone(),
-                wake: wake.clone(),
+                stop: stop.clone(),
                 updates: rx,
             },
         );
@@ -378,7 +404,7 @@ impl Engine {
         tokio::spawn(async move {
             let slots = (dest_permit, permit);
             engine
-                .drive(pipeline, run, mode, slots, dest_slots, cancel, wake, tx)
+                .drive(pipeline, run, mode, slots, dest_slots, stop, tx)
                 .await;
         });
         Ok(record)
@@ -393,10 +419,10 @@ impl Engine {
         mode: RunMode,
         slots: (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
         dest_slots: Arc<Semaphore>,
-        cancel: Arc<AtomicBool>,
-        wake: Arc<Notify>,
+        stop: Stop,
         tx: watch::Sender<RunRecord>,
     ) {
+        let Stop { cancel, wake } = stop;
         let permits = match slots {
             (Some(d), Some(g)) => Some((d, g)),
             (dest, _) => {
@@ -512,15 +538,19 @@ impl Engine {
             .map(|a| a.updates.borrow().clone())
     }
 
-    /// Asks a run to stop: a queued one ends at once, a running one at the next batch boundary (the rows
-    /// written so far stay recorded); a script running at the time is interrupted, so that boundary comes
-    /// within about one script time limit. `false` when it is not active here.
+    /// Asks a run, real or dry, to stop: a queued one ends at once, a running one at the next batch
+    /// boundary (the rows written so far stay recorded); a script running at the time is interrupted, so
+    /// that boundary comes within about one script time limit. `false` when it is not active here.
     pub fn cancel(&self, run_id: &str) -> bool {
         let active = self.inner.active.lock().unwrap();
-        match active.values().find(|a| a.run_id == run_id) {
-            Some(a) => {
-                a.cancel.store(true, Ordering::SeqCst);
-                a.wake.notify_one();
+        if let Some(a) = active.values().find(|a| a.run_id == run_id) {
+            a.stop.request();
+            return true;
+        }
+        drop(active);
+        match self.inner.dry_active.lock().unwrap().get(run_id) {
+            Some(stop) => {
+                stop.request();
                 true
             }
             None => false,
@@ -551,9 +581,13 @@ impl Engine {
         for run in &runs {
             self.cancel(run);
         }
+        for stop in self.inner.dry_active.lock().unwrap().values() {
+            stop.request();
+        }
         let end = tokio::time::Instant::now() + grace;
         loop {
-            let left = self.inner.active.lock().unwrap().len();
+            let left = self.inner.active.lock().unwrap().len()
+                + self.inner.dry_active.lock().unwrap().len();
             if left == 0 || tokio::time::Instant::now() >= end {
                 return left;
             }

@@ -454,6 +454,140 @@ async fn cancelling_a_running_run_keeps_the_sync_state_true() {
     assert_eq!(w.rows(), 3000);
 }
 
+/// A dry run's record once it has finished.
+async fn dry_run_end(w: &World, id: &str) -> RunRecord {
+    for _ in 0..1500 {
+        let d = w.engine.get_dry_run(id).await.unwrap().unwrap();
+        if d.run.status.is_finished() {
+            return d.run;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the dry run {id} did not finish");
+}
+
+/// Dry runs have slots of their own. With one run slot, one dry-run slot and two waiting places (a fourth
+/// dry run is refused), three dry runs of a script
+/// that never returns leave the run slot free: a real run starts at once and finishes beside them. A
+/// cancel ends a queued dry run before it starts and a running one within moments (its script's time
+/// limit is 10 s, so only an interrupted call ends in time); shutdown stops the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_have_slots_of_their_own_and_can_be_cancelled() {
+    let w = world(
+        EngineConfig {
+            max_concurrent_runs: 1,
+            max_concurrent_dry_runs: 1,
+            max_waiting_dry_runs: 2,
+            script_limits: sluice_transform::Limits {
+                time_per_profile: Duration::from_secs(10),
+                ..sluice_transform::Limits::default()
+            },
+            ..EngineConfig::default()
+        },
+        200,
+    )
+    .await;
+    let looping = w
+        .pipeline(json!({"transformation": {"javascript":
+            "const columns = [\"id\", \"email\"];\nfunction transform(p) { while (true) {} }"}}))
+        .await;
+    let plain = w.pipeline(json!({})).await;
+    let rec = w
+        .engine
+        .meta()
+        .get_pipeline(&looping)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut dry = Vec::new();
+    for _ in 0..3 {
+        let d = w.engine.start_dry_run(rec.clone(), true, "manual").await;
+        dry.push(d.unwrap().id);
+    }
+    // One going and two waiting is the cap: a fourth is refused.
+    assert!(matches!(
+        w.engine.start_dry_run(rec.clone(), true, "manual").await,
+        Err(sluice_engine::DryRunStartError::TooMany(3))
+    ));
+    // Long enough for the first to be inside a call.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let real = w.engine.start(&plain, "manual").await.unwrap();
+    assert_eq!(
+        real.status,
+        RunStatus::Running,
+        "a real run never queues behind dry runs"
+    );
+    let real = w.engine.wait(&real.id, |_| {}).await.unwrap();
+    assert_eq!(real.status, RunStatus::Succeeded, "{:?}", real.message);
+    assert_eq!(w.rows(), 200);
+
+    assert!(w.engine.cancel(&dry[2]), "a queued dry run is active");
+    let third = dry_run_end(&w, &dry[2]).await;
+    assert_eq!(third.status, RunStatus::Cancelled);
+    assert_eq!(
+        third.message.as_deref(),
+        Some("cancelled before it started")
+    );
+    let cancelled = std::time::Instant::now();
+    assert!(w.engine.cancel(&dry[0]), "the running dry run is active");
+    let first = dry_run_end(&w, &dry[0]).await;
+    let took = cancelled.elapsed();
+    assert_eq!(first.status, RunStatus::Cancelled, "{:?}", first.message);
+    assert!(took < Duration::from_secs(5), "the cancel took {took:?}");
+    // The second, queued or just given the slot the first gave back: a clean stop ends it too.
+    assert_eq!(w.engine.shutdown(Duration::from_secs(5)).await, 0);
+    let second = dry_run_end(&w, &dry[1]).await;
+    assert_eq!(second.status, RunStatus::Cancelled, "{:?}", second.message);
+    assert!(
+        !w.engine.cancel(&dry[0]),
+        "a finished dry run is not active"
+    );
+    assert_eq!(w.rows(), 200, "dry runs wrote nothing");
+}
+
+/// A dry run left going by a process that ended shows as failed to the next one (an SQLite store is one
+/// process's), instead of going on for the week its record is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_left_by_a_stopped_process_shows_as_failed() {
+    let w = world(EngineConfig::default(), 10).await;
+    let p = w.pipeline(json!({})).await;
+    let now = Utc::now();
+    let run = RunRecord {
+        id: sluice_engine::new_id("dry"),
+        pipeline: p.clone(),
+        trigger: "manual".into(),
+        status: RunStatus::Running,
+        queued_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        progress: Progress::default(),
+        counts: Counts::default(),
+        errors: Vec::new(),
+        message: None,
+    };
+    let left = sluice_engine::DryRunRecord {
+        run,
+        samples: Default::default(),
+    };
+    let text = serde_json::to_string(&left).unwrap();
+    w.engine
+        .meta()
+        .put_dry_run(&left.run.id, Some(&p), now, &text)
+        .await
+        .unwrap();
+    let seen = w.engine.get_dry_run(&left.run.id).await.unwrap().unwrap();
+    assert_eq!(seen.run.status, RunStatus::Failed);
+    assert!(
+        seen.run
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("wrote nothing"),
+        "{:?}",
+        seen.run.message
+    );
+}
+
 /// A tiny HTTP server that records the JSON bodies posted to it.
 async fn webhook_listener() -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

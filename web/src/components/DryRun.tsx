@@ -5,7 +5,9 @@ import type { Run } from '../api';
 import { dryRunSummary, sampleValue } from '../lib/counts';
 import { Alert, ErrorAlert, Section, Spinner } from './ui';
 
-export function DryRunResult({ run, error, onClose }: { run: Run | null; error: unknown; onClose: () => void }) {
+/** `onCancel` stops the dry run while it goes (the server cancels it like a run); the result then says
+ *  it was cancelled. */
+export function DryRunResult({ run, error, onClose, onCancel }: { run: Run | null; error: unknown; onClose: () => void; onCancel?: () => void }) {
   const close = (
     <button type="button" class="button small" onClick={onClose}>
       Close
@@ -20,7 +22,20 @@ export function DryRunResult({ run, error, onClose }: { run: Run | null; error: 
   }
   if (!run || run.status === 'queued' || run.status === 'running') {
     return (
-      <Section title="Dry run" description="Deciding what a run would do. Nothing is written." actions={close}>
+      <Section
+        title="Dry run"
+        description="Deciding what a run would do. Nothing is written."
+        actions={
+          <>
+            {run && onCancel && (
+              <button type="button" class="button small" onClick={onCancel}>
+                Cancel
+              </button>
+            )}
+            {close}
+          </>
+        }
+      >
         <p>
           <Spinner label="Dry run going" /> {run ? `${run.progress.processed.toLocaleString()} profiles looked at…` : 'Starting…'}
         </p>
@@ -30,7 +45,11 @@ export function DryRunResult({ run, error, onClose }: { run: Run | null; error: 
   const samples = run.samples;
   return (
     <Section title="Dry run" description="What Run now would do with the pipeline as saved. Nothing was written: not to the table, not to Sluice." actions={close}>
-      {run.status !== 'succeeded' ? (
+      {run.status === 'cancelled' ? (
+        <Alert kind="info" title="The dry run was cancelled">
+          It stopped before deciding everything; nothing was written.
+        </Alert>
+      ) : run.status !== 'succeeded' ? (
         <Alert kind="error" title="The dry run failed">
           {run.message}
         </Alert>

@@ -179,6 +179,22 @@ export function RunsPage({ id }: { id: string }) {
     }
   };
 
+  // Stops the dry run on the server; the next poll shows it cancelled.
+  const cancelDry = async () => {
+    if (!dry?.id) return;
+    try {
+      await api.cancelRun(dry.id);
+    } catch (e) {
+      toast('error', errorMessage(e));
+    }
+  };
+  // Nobody can follow a dry run once its result is closed (it is not in the history): closing one that
+  // still goes stops it, so it does not hold a dry-run slot for nothing.
+  const closeDry = () => {
+    if (dryGoing && dry?.id) void api.cancelRun(dry.id).catch(() => {});
+    setDry(null);
+  };
+
   const [cancelling, setCancelling] = useState<Set<string>>(new Set());
   const cancel = async (run: Run) => {
     setCancelling((c) => new Set(c).add(run.id));
@@ -263,7 +279,7 @@ export function RunsPage({ id }: { id: string }) {
         }
       />
       {error !== null && <ErrorAlert error={error} />}
-      {dry && <DryRunResult run={dry.run} error={dry.error} onClose={() => setDry(null)} />}
+      {dry && <DryRunResult run={dry.run} error={dry.error} onClose={closeDry} onCancel={access.can('edit') ? () => void cancelDry() : undefined} />}
       {runs.length === 0 ? (
         <EmptyState title="No runs yet">
           <p>{pipeline.enabled ? 'Run the pipeline now, or wait for its schedule.' : 'Enable the pipeline on its destination page, then run it.'}</p>

@@ -62,7 +62,11 @@ pub(crate) async fn execute(ctx: &RunContext, mut run: RunRecord) -> RunRecord {
         Ok(Finish::Done) => run.status = RunStatus::Succeeded,
         Ok(Finish::Cancelled) => {
             run.status = RunStatus::Cancelled;
-            run.message = Some("cancelled; rows written before the cancel are recorded".into());
+            run.message = Some(if ctx.dry.is_some() {
+                "cancelled; a dry run writes nothing".into()
+            } else {
+                "cancelled; rows written before the cancel are recorded".into()
+            });
         }
         Err(e) => {
             tracing::warn!(run = %run.id, pipeline = %run.pipeline, kind = ?e.kind, "run failed");
@@ -250,7 +254,14 @@ async fn run_plan(
             Ok(page) => page,
             Err(e) => {
                 // The rows written before (a stuck script's, say) are recorded as usual.
-                let _ = writer.recorder.settle().await;
+                let settled = writer.recorder.settle().await;
+                // A cancel interrupts the script wherever it is, its top-level code included, which
+                // makes the evaluator fail: that is the cancel, not a failure of the run.
+                if ctx.cancel.load(Ordering::SeqCst) {
+                    run.errors = writer.log.groups.clone();
+                    settled?;
+                    return Ok(Finish::Cancelled);
+                }
                 return Err(e);
             }
         };

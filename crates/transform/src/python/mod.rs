@@ -101,6 +101,7 @@ use sluice_core::{FieldErrors, TableDescription};
 
 pub use check::{check, check_with, DEFAULT_INTERPRETER};
 pub use pool::Runner;
+pub use sandbox::{DEFAULT_USER, USER_VAR};
 
 use crate::columns::Shape;
 use crate::Limits;
