@@ -108,6 +108,23 @@ pub struct ServerArgs {
         default_value_t = 2
     )]
     pub max_runs_per_destination: usize,
+    /// Dry runs going at once in this instance; they have slots of their own, so real runs never wait
+    /// behind them.
+    #[arg(
+        long,
+        env = "SLUICE_MAX_CONCURRENT_DRY_RUNS",
+        hide_env_values = true,
+        default_value_t = 2
+    )]
+    pub max_concurrent_dry_runs: usize,
+    /// Dry runs that may wait for a slot; one more is refused (429 `TooManyDryRuns`).
+    #[arg(
+        long,
+        env = "SLUICE_MAX_WAITING_DRY_RUNS",
+        hide_env_values = true,
+        default_value_t = 8
+    )]
+    pub max_waiting_dry_runs: usize,
     /// A run fails when more than this share (0 to 1) of its rows failed.
     #[arg(
         long,

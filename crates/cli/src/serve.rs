@@ -147,6 +147,9 @@ fn engine_config(args: &ServerArgs) -> Result<EngineConfig> {
     if args.max_runs_per_destination == 0 {
         bail!("SLUICE_MAX_RUNS_PER_DESTINATION (--max-runs-per-destination) must be at least 1");
     }
+    if args.max_concurrent_dry_runs == 0 {
+        bail!("SLUICE_MAX_CONCURRENT_DRY_RUNS (--max-concurrent-dry-runs) must be at least 1");
+    }
     if !(0.0..=1.0).contains(&args.failed_rows_threshold) {
         bail!(
             "SLUICE_FAILED_ROWS_THRESHOLD (--failed-rows-threshold) is a share of the rows between 0 and 1 (0.1 is 10%), not {}",
@@ -175,6 +178,8 @@ fn engine_config(args: &ServerArgs) -> Result<EngineConfig> {
         batch_size: args.batch_size,
         max_concurrent_runs: args.max_concurrent_runs,
         max_runs_per_destination: args.max_runs_per_destination,
+        max_concurrent_dry_runs: args.max_concurrent_dry_runs,
+        max_waiting_dry_runs: args.max_waiting_dry_runs,
         failed_rows_threshold: args.failed_rows_threshold,
         alert_webhook: alert_webhook.map(str::to_string),
         deny_private_webhooks: args.deny_private_webhooks,
@@ -365,4 +370,40 @@ async fn shutdown() {
         let _ = ctrl_c.await;
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::engine_config;
+    use crate::{Cli, Command};
+
+    fn server_args(flags: &[&str]) -> crate::ServerArgs {
+        let argv = ["sluice", "serve"].iter().chain(flags).copied();
+        match Cli::try_parse_from(argv).expect("arguments parse").command {
+            Command::Serve(args) => args,
+            _ => unreachable!("`serve` parses as serve"),
+        }
+    }
+
+    #[test]
+    fn dry_run_slots_reach_the_engine_and_none_is_refused() {
+        let config = engine_config(&server_args(&[
+            "--max-concurrent-dry-runs",
+            "3",
+            "--max-waiting-dry-runs",
+            "0",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (config.max_concurrent_dry_runs, config.max_waiting_dry_runs),
+            (3, 0)
+        );
+        let err = engine_config(&server_args(&["--max-concurrent-dry-runs", "0"])).unwrap_err();
+        assert!(
+            err.to_string().contains("SLUICE_MAX_CONCURRENT_DRY_RUNS"),
+            "{err}"
+        );
+    }
 }
