@@ -53,6 +53,7 @@ mod session;
 mod settings;
 pub use settings::check_secret_reuse;
 pub mod snowflake;
+pub mod source;
 pub mod sqlite;
 
 /// What went wrong, in terms that decide what to do next.

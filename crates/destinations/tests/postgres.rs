@@ -6,6 +6,7 @@
 
 mod conformance;
 mod recording;
+mod sources;
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use conformance::{random_table_name, Harness, Shape};
 use sluice_core::{ColumnType, Value};
 use sluice_destinations::postgres::{Postgres, PostgresSettings, TlsMode};
+use sluice_destinations::source::Source;
 use sluice_destinations::{Destination, ErrorKind, Row, WriteTarget};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
@@ -213,6 +215,66 @@ impl Harness for Pg {
 }
 
 conformance_tests!(harness());
+
+#[async_trait]
+impl sources::SourceHarness for Pg {
+    fn source(&self) -> Box<dyn Source> {
+        Box::new(Postgres::new(self.settings.clone()))
+    }
+
+    fn source_table(&self, table: &str, kind: sources::IdKind) -> String {
+        let id = match kind {
+            sources::IdKind::Text => "varchar(64)",
+            sources::IdKind::Int => "bigint",
+            sources::IdKind::Uuid => "uuid",
+        };
+        format!(
+            "CREATE TABLE {} (id {id} PRIMARY KEY, email text, age integer, score numeric(10,2), \
+             active boolean, updated_at timestamptz NOT NULL, seq bigint NOT NULL, attrs jsonb)",
+            self.quote(table)
+        )
+    }
+
+    async fn open_insert(
+        &self,
+        table: &str,
+        id: &str,
+        updated_at: chrono::DateTime<chrono::Utc>,
+        seq: i64,
+    ) -> Option<Box<dyn sources::OpenTransaction>> {
+        let config: tokio_postgres::Config = url().parse().unwrap();
+        let (client, connection) = config.connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "BEGIN; INSERT INTO {}.{} (id, updated_at, seq) VALUES ('{id}', '{}', {seq})",
+                self.quote(&self.settings.schema),
+                self.quote(table),
+                updated_at.to_rfc3339()
+            ))
+            .await
+            .unwrap();
+        Some(Box::new(PgTransaction(client)))
+    }
+
+    fn unreachable(&self) -> Option<Box<dyn Source>> {
+        let mut settings = self.settings.clone();
+        settings.host = "127.0.0.1".into();
+        settings.port = 1;
+        Some(Box::new(Postgres::new(settings)))
+    }
+}
+
+struct PgTransaction(tokio_postgres::Client);
+
+#[async_trait]
+impl sources::OpenTransaction for PgTransaction {
+    async fn commit(self: Box<Self>) -> anyhow::Result<()> {
+        Ok(self.0.batch_execute("COMMIT").await?)
+    }
+}
+
+source_tests!(harness());
 
 // ---------------------------------------------------------------------------------------------------
 // PostgreSQL-specific cases
