@@ -108,8 +108,10 @@ impl Reads for Sqlite {
     }
 
     fn text_expr(&self, column: &str, _: Option<&ColumnType>) -> String {
-        // Values are read as stored and converted by their column type.
-        quote(column)
+        // Values are read as stored and converted by their column type. Qualified, because SQLite takes
+        // a double-quoted name that matches no column for a string literal: a dropped column would
+        // read as its own name instead of failing.
+        format!("s.{}", quote(column))
     }
 
     async fn table_columns(&self, table: &str) -> Result<Option<Vec<Column>>> {
