@@ -197,7 +197,8 @@ impl<'h> Table<'h> {
                         .map_or(Value::Null, |e| Value::String(e.as_str().into())),
                     p.age.map_or(Value::Null, Value::Int),
                     Value::Decimal(Decimal::from_str("12.50").unwrap()),
-                    Value::Bool(p.seq % 2 == 0),
+                    // 0 or 1: a boolean column converts it, an integer one (ClickHouse 18.16) keeps it.
+                    Value::Int(i64::from(p.seq % 2 == 0)),
                     Value::DateTime(p.updated_at),
                     Value::Int(p.seq),
                     attrs,
@@ -597,11 +598,12 @@ pub async fn source_bad_names_and_queries(h: &dyn SourceHarness) {
     let e = ReadPlan::new(t.from(), schema.clone(), "customer_no", None, 10).unwrap_err();
     assert_eq!(e.kind, ErrorKind::SchemaMismatch);
     assert!(e.message.contains("customer_no"), "{e}");
-    let e = ReadPlan::new(t.from(), schema.clone(), "id", Some(("attrs", None)), 10).unwrap_err();
+    let e = ReadPlan::new(t.from(), schema.clone(), "id", Some(("score", None)), 10).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Config);
-    assert!(e.message.contains("attrs"), "{e}");
-    let e = ReadPlan::new(t.from(), schema, "score", None, 10).unwrap_err();
     assert!(e.message.contains("score"), "{e}");
+    let e = ReadPlan::new(t.from(), schema, "updated_at", None, 10).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert!(e.message.contains("updated_at"), "{e}");
     let e = t
         .source
         .columns(&SourceFrom::Query(format!(
