@@ -656,3 +656,241 @@ pub fn open_source(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn column(name: &str, ty: ColumnType, native: &str) -> Column {
+        Column {
+            name: name.into(),
+            native_type: native.into(),
+            nullable: true,
+            ty: Some(ty),
+            has_default: false,
+        }
+    }
+
+    fn schema(capabilities: &'static Capabilities) -> SourceSchema {
+        let columns = vec![
+            column(
+                "id",
+                ColumnType::Int {
+                    bits: 64,
+                    unsigned: false,
+                },
+                "bigint",
+            ),
+            column("email", ColumnType::Text { max_len: None }, "text"),
+            column(
+                "updated_at",
+                ColumnType::Timestamp { with_tz: true },
+                "timestamptz",
+            ),
+            column("attrs", ColumnType::Json, "jsonb"),
+        ];
+        SourceSchema {
+            columns: columns.into_iter().map(SourceColumn::from_column).collect(),
+            capabilities,
+        }
+    }
+
+    fn postgres() -> crate::postgres::Postgres {
+        let settings = json!({"host": "h", "username": "u", "database": "d", "schema": "crm"});
+        crate::postgres::Postgres::new(
+            crate::postgres::PostgresSettings::from_json(&settings).unwrap(),
+        )
+    }
+
+    fn time(s: &str) -> CursorValue {
+        CursorValue::Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn a_cursor_page_resumes_after_the_last_cursor_and_id() {
+        let db = postgres();
+        let caps = db.source_capabilities();
+        let plan = ReadPlan::new(
+            SourceFrom::Table("customers".into()),
+            schema(caps),
+            "id",
+            Some(("updated_at", Some(time("2026-12-06T09:55:00Z")))),
+            3,
+        )
+        .unwrap();
+        let (sql, params) = select(&db, &plan, None).unwrap();
+        assert!(
+            sql.ends_with(
+                "FROM \"crm\".\"customers\" AS s WHERE s.\"id\" IS NOT NULL AND s.\"updated_at\" >= $1 \
+                 ORDER BY s.\"updated_at\", s.\"id\" LIMIT 3"
+            ),
+            "{sql}"
+        );
+        assert_eq!(params.len(), 1);
+        let after = Position {
+            cursor: Some(time("2026-12-06T10:00:00Z")),
+            id: Value::Int(42),
+        };
+        let (sql, params) = select(&db, &plan, Some(&after)).unwrap();
+        assert!(
+            sql.contains(
+                "AND s.\"updated_at\" >= $1 AND (s.\"updated_at\" > $2 OR (s.\"updated_at\" = $3 AND s.\"id\" > $4))"
+            ),
+            "{sql}"
+        );
+        let bound: Vec<(&Value, usize)> = params.iter().map(|(v, i)| (v, *i)).collect();
+        assert_eq!(bound[3], (&Value::Int(42), 0));
+        assert_eq!(bound[1].1, 2);
+    }
+
+    #[test]
+    fn a_query_is_read_as_a_subquery_in_id_order() {
+        let db = postgres();
+        let plan = ReadPlan::new(
+            SourceFrom::Query("SELECT * FROM people WHERE active ;".into()),
+            schema(db.source_capabilities()),
+            "id",
+            None,
+            500,
+        )
+        .unwrap();
+        let after = Position {
+            cursor: None,
+            id: Value::Int(7),
+        };
+        let (sql, params) = select(&db, &plan, Some(&after)).unwrap();
+        assert!(
+            sql.starts_with("SELECT \"id\"::text, \"email\"::text, to_char("),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with(
+                "FROM (SELECT * FROM people WHERE active) AS s WHERE s.\"id\" IS NOT NULL \
+                 AND s.\"id\" > $1 ORDER BY s.\"id\" LIMIT 500"
+            ),
+            "{sql}"
+        );
+        assert_eq!(params, [(Value::Int(7), 0)]);
+        let bad = ReadPlan {
+            from: SourceFrom::Query("SELECT 1; DROP TABLE people".into()),
+            ..plan
+        };
+        assert_eq!(select(&db, &bad, None).unwrap_err().kind, ErrorKind::Config);
+    }
+
+    #[test]
+    fn plans_check_the_id_and_cursor_columns() {
+        let caps = postgres().source_capabilities();
+        let from = SourceFrom::Table("t".into());
+        let e = ReadPlan::new(from.clone(), schema(caps), "customer", None, 10).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::SchemaMismatch);
+        assert!(
+            e.message.contains("`customer`") && e.message.contains("attrs"),
+            "{e}"
+        );
+        let e = ReadPlan::new(from.clone(), schema(caps), "attrs", None, 10).unwrap_err();
+        assert!(e.message.contains("the id column `attrs` is jsonb"), "{e}");
+        let e =
+            ReadPlan::new(from.clone(), schema(caps), "id", Some(("attrs", None)), 10).unwrap_err();
+        assert!(e.message.contains("the cursor column `attrs`"), "{e}");
+        let e = ReadPlan::new(
+            from.clone(),
+            schema(caps),
+            "id",
+            Some(("updated_at", Some(CursorValue::Int(5)))),
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert!(ReadPlan::new(from, schema(caps), "id", None, 0).is_err());
+        // Snowflake's rule: an unquoted name finds its column whatever its case.
+        let sf = SourceSchema {
+            columns: vec![SourceColumn::from_column(column(
+                "CUSTOMER_ID",
+                ColumnType::Text { max_len: None },
+                "VARCHAR",
+            ))],
+            capabilities: &crate::snowflake::dialect::CAPABILITIES,
+        };
+        assert_eq!(sf.resolve("customer_id").unwrap(), 0);
+        assert!(sf.resolve("\"customer_id\"").is_err());
+    }
+
+    #[test]
+    fn column_types_map_to_the_customer_model() {
+        let name = |ty: ColumnType| property_type(&ty).map(|p| p.name());
+        assert_eq!(
+            name(ColumnType::Text { max_len: Some(5) }).unwrap(),
+            "string"
+        );
+        assert_eq!(
+            name(ColumnType::Int {
+                bits: 32,
+                unsigned: true
+            })
+            .unwrap(),
+            "int"
+        );
+        assert_eq!(
+            name(ColumnType::Int {
+                bits: 64,
+                unsigned: true
+            })
+            .unwrap(),
+            "decimal(20,0)"
+        );
+        assert_eq!(
+            name(ColumnType::Decimal {
+                precision: Some(12),
+                scale: Some(2)
+            })
+            .unwrap(),
+            "decimal(12,2)"
+        );
+        assert_eq!(
+            name(ColumnType::Decimal {
+                precision: Some(38),
+                scale: Some(2)
+            })
+            .unwrap(),
+            "float"
+        );
+        assert_eq!(
+            name(ColumnType::Timestamp { with_tz: false }).unwrap(),
+            "datetime"
+        );
+        assert_eq!(name(ColumnType::Json).unwrap(), "json");
+        assert_eq!(
+            name(ColumnType::Array {
+                element: Box::new(ColumnType::Uuid)
+            })
+            .unwrap(),
+            "array(uuid)"
+        );
+        assert_eq!(name(ColumnType::Binary), None);
+        let c = SourceColumn::from_column(column("attrs", ColumnType::Json, "jsonb"));
+        assert!(c.json);
+        assert_eq!(c.model_type.as_deref(), Some("json"));
+    }
+
+    #[test]
+    fn sqlite_compares_timestamp_cursors_as_instants() {
+        let db = crate::sqlite::Sqlite::new(crate::sqlite::SqliteSettings::new("x.sqlite"));
+        let plan = ReadPlan::new(
+            SourceFrom::Table("t".into()),
+            schema(db.source_capabilities()),
+            "id",
+            Some(("updated_at", Some(time("2026-12-06T09:55:00Z")))),
+            3,
+        )
+        .unwrap();
+        let (sql, _) = select(&db, &plan, None).unwrap();
+        assert!(
+            sql.contains(
+                "strftime('%Y-%m-%d %H:%M:%f', s.\"updated_at\") >= strftime('%Y-%m-%d %H:%M:%f', ?1)"
+            ),
+            "{sql}"
+        );
+    }
+}

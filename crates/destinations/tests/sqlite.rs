@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use conformance::{Harness, Shape};
 use rusqlite::types::ValueRef;
 use sluice_core::ColumnType;
-use sluice_destinations::sqlite::{Sqlite, SqliteSettings};
 use sluice_destinations::source::Source;
+use sluice_destinations::sqlite::{Sqlite, SqliteSettings};
 use sluice_destinations::{Destination, ErrorKind};
 
 struct Lite {
