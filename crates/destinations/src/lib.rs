@@ -30,10 +30,17 @@
 //!   count, and its rows read back by key as the values written;
 //! - errors carry a kind; the retry policy and HTTP status are a `match` on it.
 //!
+//! The same connection is also read as a source ([`source::Source`], built by [`source::open_source`]):
+//! the columns of a table or a `SELECT` with their Customer Model types, a sample, and pages of rows in
+//! keyset order — by `(cursor, id)` from a mark, or by id for a full read — so a read holds one page,
+//! never the table. It is written once over each database's small [`source::Reads`] side, with the
+//! session, identifier rules and value decoding the destination already has.
+//!
 //! [`connectors::connectors`] describes every kind and its settings fields for the API and the UI, from the
 //! same declaration of each kind's settings that parses them (see `settings`).
 //! `tests/conformance/` holds the suite every destination must pass, written once against this trait: a
-//! new destination adds a `Harness` for its database and invokes `conformance_tests!` with it.
+//! new destination adds a `Harness` for its database and invokes `conformance_tests!` with it;
+//! `tests/sources/` holds the one every source must pass (`SourceHarness`, `source_tests!`).
 
 use std::borrow::Cow;
 
