@@ -23,8 +23,8 @@
 //! drift checks read back ([`crate::drift::decode`]), so a source value is the value Sluice would write
 //! for the column type.
 //!
-//! Rows whose id or cursor is NULL have no place in the keyset order and are not read; the engine counts
-//! them apart ([`ReadPlan`] says so).
+//! Rows whose id or cursor is NULL have no place in the keyset order and are not read;
+//! [`Source::count_unread`] counts them, for a run to report.
 
 use std::fmt::Write as _;
 
@@ -344,6 +344,10 @@ pub trait Source: Send + Sync {
 
     /// The page of `plan` that starts after `after` (the first page with `None`).
     async fn read_page(&self, plan: &ReadPlan, after: Option<&Position>) -> Result<SourcePage>;
+
+    /// How many rows of the source `plan` cannot read: their id (or, in cursor mode, their cursor) is
+    /// NULL, which has no place in the keyset order. A run reports them instead of passing over them.
+    async fn count_unread(&self, plan: &ReadPlan) -> Result<u64>;
 }
 
 /// The database side of a [`Source`]: how it names and describes what it reads and runs a statement.
@@ -466,6 +470,38 @@ pub async fn read_page(
         rows,
         end,
     })
+}
+
+/// [`Source::count_unread`] for any database.
+pub async fn count_unread(db: &dyn Reads, plan: &ReadPlan) -> Result<u64> {
+    let item = from_item(db, &plan.from)?;
+    let caps = db.source_capabilities();
+    let q = |i: usize| format!("s.{}", caps.quote(&plan.schema.columns[i].name));
+    let mut null = format!("{} IS NULL", q(plan.id));
+    if let ReadMode::Cursor { column, .. } = &plan.mode {
+        write!(null, " OR {} IS NULL", q(*column)).expect("writing to a String");
+    }
+    // The count is selected as text like any column, through the alias `s` of the other statements.
+    let n = caps.quote("n");
+    let int = ColumnType::Int {
+        bits: 64,
+        unsigned: false,
+    };
+    let sql = format!(
+        "SELECT {} FROM (SELECT count(*) AS {n} FROM {item} AS s WHERE {null}) AS s",
+        db.text_expr("n", Some(&int))
+    );
+    let rows = db
+        .fetch(&sql, &[], &[Some(int)])
+        .await
+        .map_err(|e| dropped_column(e, plan))?;
+    match rows.first().and_then(|r| r.first()) {
+        Some(Value::Int(n)) => Ok((*n).max(0) as u64),
+        other => Err(DestinationError::new(
+            ErrorKind::Internal,
+            format!("counting the rows without an id or cursor answered {other:?}"),
+        )),
+    }
 }
 
 /// A read that failed because the source changed is said in terms of the source.
@@ -616,6 +652,9 @@ macro_rules! reads_source {
                 after: Option<&$crate::source::Position>,
             ) -> $crate::Result<$crate::source::SourcePage> {
                 $crate::source::read_page(self, plan, after).await
+            }
+            async fn count_unread(&self, plan: &$crate::source::ReadPlan) -> $crate::Result<u64> {
+                $crate::source::count_unread(self, plan).await
             }
         }
     };

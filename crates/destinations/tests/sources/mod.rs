@@ -82,7 +82,8 @@ macro_rules! source_tests {
             source_query_cursor_pages, source_late_commit_is_read_by_the_next_run,
             source_full_read_in_pages_text_ids, source_full_read_in_pages_integer_ids,
             source_full_read_in_pages_uuid_ids, source_dropped_column_is_named,
-            source_bad_names_and_queries, source_unreachable_is_retriable);
+            source_bad_names_and_queries, source_unreachable_is_retriable,
+            source_null_cursors_are_counted_not_read);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -631,4 +632,37 @@ pub async fn source_unreachable_is_retriable(h: &dyn SourceHarness) {
         .await
         .unwrap_err();
     assert!(e.kind.is_transient(), "{e} ({:?})", e.kind);
+}
+
+/// A row whose cursor is NULL has no place in `(cursor, id)` order: it is not read, and it is counted.
+pub async fn source_null_cursors_are_counted_not_read(h: &dyn SourceHarness) {
+    let t = Table::new(h, IdKind::Text).await;
+    let people: Vec<Person> = text_ids(4)
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| person(id, "2026-12-06T10:00:00Z", i as i64 + 1))
+        .collect();
+    t.write(&people).await;
+    let q = |c: &str| h.quote(c);
+    let from = SourceFrom::Query(format!(
+        "SELECT {id}, CASE WHEN {seq} = 2 THEN NULL ELSE {seq} END AS {c} FROM {t}",
+        id = q("id"),
+        seq = q("seq"),
+        c = q("c"),
+        t = h.quote(&t.name)
+    ));
+    let plan = t.plan(from.clone(), Some(("c", None)), 10).await;
+    assert_eq!(ids(&plan, &t.pages(&plan).await), ["c01", "c03", "c04"]);
+    assert_eq!(t.source.count_unread(&plan).await.unwrap(), 1);
+    let full = t.plan(from, None, 10).await;
+    assert_eq!(
+        t.pages(&full)
+            .await
+            .iter()
+            .map(|p| p.rows.len())
+            .sum::<usize>(),
+        4
+    );
+    assert_eq!(t.source.count_unread(&full).await.unwrap(), 0);
+    t.finish().await;
 }

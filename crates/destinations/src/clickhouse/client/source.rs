@@ -27,8 +27,9 @@ pub fn typed_literal(value: &Value, native: &str) -> Result<String> {
     Ok(match value {
         Value::Int(n) => n.to_string(),
         Value::DateTime(t) if name == "DateTime64" => {
-            let text = t.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
-            format!("toDateTime64({}, 6, 'UTC')", literal(&text))
+            // Nanoseconds, the finest a DateTime64 keeps: a page must resume exactly after its last row.
+            let text = t.format("%Y-%m-%d %H:%M:%S%.9f").to_string();
+            format!("toDateTime64({}, 9, 'UTC')", literal(&text))
         }
         // Seconds since the epoch: no time zone of the server or the column can shift them.
         Value::DateTime(t) => format!("toDateTime({})", t.timestamp()),
@@ -147,7 +148,7 @@ mod tests {
         );
         assert_eq!(
             typed_literal(&Value::DateTime(t), "DateTime64(3, 'UTC')").unwrap(),
-            "toDateTime64('2026-12-06 10:00:00.500000', 6, 'UTC')"
+            "toDateTime64('2026-12-06 10:00:00.500000000', 9, 'UTC')"
         );
         assert_eq!(
             typed_literal(&Value::String("it's".into()), "String").unwrap(),

@@ -123,6 +123,16 @@ impl Reads for Snowflake {
         s.settle(result)
     }
 
+    /// Timestamps are read as text to the microsecond while Snowflake keeps nanoseconds: the cursor is
+    /// compared and ordered truncated alike, or a page ending at `…00.0000005` would start the next one
+    /// before that row and read it again.
+    fn cursor_expr(&self, quoted: String, ty: Option<&ColumnType>) -> String {
+        match ty {
+            Some(ColumnType::Timestamp { .. }) => format!("DATE_TRUNC('MICROSECOND', {quoted})"),
+            _ => quoted,
+        }
+    }
+
     fn placeholder(&self, _: usize, _: &Value, _: &SourceColumn) -> Result<String> {
         Ok("?".into())
     }
