@@ -661,39 +661,13 @@ macro_rules! reads_source {
 }
 pub(crate) use reads_source;
 
-/// Builds the reading side of a connection of `kind` from its settings (connecting lazily).
+/// Builds the reading side of a connection of `kind` from its settings (connecting lazily): the same
+/// settings, parsed and checked the same way, as [`crate::open`] takes.
 pub fn open_source(
     kind: &str,
     settings: &Json,
 ) -> std::result::Result<Box<dyn Source>, FieldErrors> {
-    use crate::{clickhouse, mysql, postgres, snowflake, sqlite};
-    Ok(match kind {
-        "postgresql" => Box::new(postgres::Postgres::new(
-            postgres::PostgresSettings::from_json(settings)?,
-        )),
-        "mysql" => Box::new(mysql::Mysql::new(mysql::MysqlSettings::from_json(
-            settings,
-        )?)),
-        "clickhouse" => Box::new(clickhouse::ClickHouse::new(
-            clickhouse::ClickHouseSettings::from_json(settings)?,
-        )),
-        "snowflake" => Box::new(snowflake::Snowflake::new(
-            snowflake::SnowflakeSettings::from_json(settings)?,
-        )),
-        "sqlite" => Box::new(sqlite::Sqlite::new(sqlite::SqliteSettings::from_json(
-            settings,
-        )?)),
-        // An unknown kind gets the refusal a destination of that kind gets.
-        other => {
-            crate::open(other, settings)?;
-            let mut e = FieldErrors::new();
-            e.add(
-                "type",
-                format!("a {other} connection cannot be read as a source"),
-            );
-            return Err(e);
-        }
-    })
+    Ok(crate::open_kind!(kind, settings))
 }
 
 #[cfg(test)]
@@ -911,6 +885,25 @@ mod tests {
         let c = SourceColumn::from_column(column("attrs", ColumnType::Json, "jsonb"));
         assert!(c.json);
         assert_eq!(c.model_type.as_deref(), Some("json"));
+    }
+
+    #[test]
+    fn a_source_opens_from_the_settings_of_a_destination() {
+        let settings = json!({"host": "h", "username": "u", "database": "d"});
+        assert!(open_source("postgresql", &settings).is_ok());
+        let e = open_source("postgresql", &json!({"host": "h"}))
+            .err()
+            .unwrap();
+        let d = crate::open("postgresql", &json!({"host": "h"}))
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), d.to_string());
+        assert!(e.to_string().contains("username"), "{e}");
+        let e = open_source("oracle", &settings).err().unwrap();
+        assert!(
+            e.to_string().contains("unknown destination type `oracle`"),
+            "{e}"
+        );
     }
 
     #[test]
