@@ -79,6 +79,7 @@ macro_rules! source_tests {
         $crate::source_tests!(@cases $make;
             source_columns_of_a_table, source_columns_of_a_query, source_sample_with_nulls_and_json,
             source_cursor_pages_split_equal_timestamps, source_cursor_pages_split_equal_integers,
+            source_cursor_pages_split_equal_texts,
             source_query_cursor_pages, source_late_commit_is_read_by_the_next_run,
             source_full_read_in_pages_text_ids, source_full_read_in_pages_integer_ids,
             source_full_read_in_pages_uuid_ids, source_dropped_column_is_named,
@@ -424,7 +425,12 @@ async fn equal_cursor_groups(h: &dyn SourceHarness, cursor: &str, query: bool) {
     let mut people: Vec<Person> = text_ids(10)
         .into_iter()
         .enumerate()
-        .map(|(i, id)| person(id, times[group(i)], 100 + group(i) as i64))
+        .map(|(i, id)| {
+            let mut p = person(id, times[group(i)], 100 + group(i) as i64);
+            // Equal in each group too, for a text cursor.
+            p.email = Some(format!("{}@example.com", ["ann", "bob", "cid"][group(i)]));
+            p
+        })
         .collect();
     // Written out of order: the read orders them.
     people.reverse();
@@ -459,6 +465,10 @@ pub async fn source_cursor_pages_split_equal_timestamps(h: &dyn SourceHarness) {
 
 pub async fn source_cursor_pages_split_equal_integers(h: &dyn SourceHarness) {
     equal_cursor_groups(h, "seq", false).await;
+}
+
+pub async fn source_cursor_pages_split_equal_texts(h: &dyn SourceHarness) {
+    equal_cursor_groups(h, "email", false).await;
 }
 
 pub async fn source_query_cursor_pages(h: &dyn SourceHarness) {
