@@ -837,3 +837,52 @@ async fn throughput_100k_rows() {
         copy_secs / upsert_secs
     );
 }
+
+/// How fast a source reads: 100,000 rows of the source suite's table, read in full (pages of 10,000 by
+/// id) and by cursor (pages of 10,000 by `(updated_at, id)`), with the rows per second printed.
+/// Run with `cargo test --release -p sluice-destinations --test postgres -- --ignored --nocapture source_read`.
+#[tokio::test]
+#[ignore = "a measurement, not a check: run on demand"]
+async fn source_read_throughput_100k_rows() {
+    use sluice_destinations::source::{Pages, ReadPlan, SourceFrom};
+    use sources::SourceHarness;
+    let h = harness().await;
+    let t = sources::Table::new(&h, sources::IdKind::Text).await;
+    let n = 100_000usize;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let people: Vec<sources::Person> = chunk
+            .iter()
+            .map(|i| {
+                let mut p = sources::person(
+                    Value::String(format!("c{i:07}").into()),
+                    "2026-12-06T10:00:00Z",
+                    *i as i64,
+                );
+                p.updated_at += chrono::TimeDelta::seconds((*i / 7) as i64);
+                p.attrs = Some(serde_json::json!({"n": i, "plan": "pro"}));
+                p
+            })
+            .collect();
+        t.write(&people).await;
+    }
+    let source = h.source();
+    for cursor in [None, Some("updated_at")] {
+        let from = SourceFrom::Table(t.name.clone());
+        let schema = source.columns(&from).await.unwrap();
+        let plan = ReadPlan::new(from, schema, "id", cursor.map(|c| (c, None)), 10_000).unwrap();
+        let started = Instant::now();
+        let mut pages = Pages::new(source.as_ref(), &plan);
+        let mut rows = 0;
+        while let Some(page) = pages.next().await.unwrap() {
+            rows += page.rows.len();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(rows, n);
+        println!(
+            "source read ({}): {rows} rows in {secs:.2} s, {:.0} rows/s",
+            cursor.unwrap_or("full"),
+            rows as f64 / secs
+        );
+    }
+    t.finish().await;
+}
