@@ -30,10 +30,17 @@
 //!   count, and its rows read back by key as the values written;
 //! - errors carry a kind; the retry policy and HTTP status are a `match` on it.
 //!
+//! The same connection is also read as a source ([`source::Source`], built by [`source::open_source`]):
+//! the columns of a table or a `SELECT` with their Customer Model types, a sample, and pages of rows in
+//! keyset order — by `(cursor, id)` from a mark, or by id for a full read — so a read holds one page,
+//! never the table. It is written once over each database's small [`source::Reads`] side, with the
+//! session, identifier rules and value decoding the destination already has.
+//!
 //! [`connectors::connectors`] describes every kind and its settings fields for the API and the UI, from the
 //! same declaration of each kind's settings that parses them (see `settings`).
 //! `tests/conformance/` holds the suite every destination must pass, written once against this trait: a
-//! new destination adds a `Harness` for its database and invokes `conformance_tests!` with it.
+//! new destination adds a `Harness` for its database and invokes `conformance_tests!` with it;
+//! `tests/sources/` holds the one every source must pass (`SourceHarness`, `source_tests!`).
 
 use std::borrow::Cow;
 
@@ -53,6 +60,7 @@ mod session;
 mod settings;
 pub use settings::check_secret_reuse;
 pub mod snowflake;
+pub mod source;
 pub mod sqlite;
 
 /// What went wrong, in terms that decide what to do next.
@@ -332,43 +340,55 @@ pub fn validate_settings(kind: &str, settings: &Json) -> std::result::Result<(),
 
 /// Builds the destination of `kind` from its settings (connecting lazily, on first use).
 pub fn open(kind: &str, settings: &Json) -> std::result::Result<Box<dyn Destination>, FieldErrors> {
-    match kind {
-        "postgresql" => Ok(Box::new(postgres::Postgres::new(
-            postgres::PostgresSettings::from_json(settings)?,
-        ))),
-        "mysql" => Ok(Box::new(mysql::Mysql::new(
-            mysql::MysqlSettings::from_json(settings)?,
-        ))),
-        "clickhouse" => Ok(Box::new(clickhouse::ClickHouse::new(
-            clickhouse::ClickHouseSettings::from_json(settings)?,
-        ))),
-        "snowflake" => Ok(Box::new(snowflake::Snowflake::new(
-            snowflake::SnowflakeSettings::from_json(settings)?,
-        ))),
-        "sqlite" => Ok(Box::new(sqlite::Sqlite::new(
-            sqlite::SqliteSettings::from_json(settings)?,
-        ))),
-        other => {
-            let mut e = FieldErrors::new();
-            let known = connectors::connectors()
-                .iter()
-                .map(|c| c.kind)
-                .collect::<Vec<_>>()
-                .join(", ");
-            if connectors::connectors().iter().any(|c| c.kind == other) {
-                e.add(
-                    "type",
-                    format!("the {other} destination is not available in this build yet"),
-                );
-            } else {
-                e.add(
-                    "type",
-                    format!("unknown destination type `{other}`: expected one of {known}"),
-                );
-            }
-            Err(e)
+    Ok(open_kind!(kind, settings))
+}
+
+/// The connection of `kind` built from its settings, boxed as the trait object the caller asks for
+/// (every kind is both a [`Destination`] and a [`source::Source`]); an unknown kind returns its error.
+macro_rules! open_kind {
+    ($kind:expr, $settings:expr) => {
+        match $kind {
+            "postgresql" => Box::new($crate::postgres::Postgres::new(
+                $crate::postgres::PostgresSettings::from_json($settings)?,
+            )),
+            "mysql" => Box::new($crate::mysql::Mysql::new(
+                $crate::mysql::MysqlSettings::from_json($settings)?,
+            )),
+            "clickhouse" => Box::new($crate::clickhouse::ClickHouse::new(
+                $crate::clickhouse::ClickHouseSettings::from_json($settings)?,
+            )),
+            "snowflake" => Box::new($crate::snowflake::Snowflake::new(
+                $crate::snowflake::SnowflakeSettings::from_json($settings)?,
+            )),
+            "sqlite" => Box::new($crate::sqlite::Sqlite::new(
+                $crate::sqlite::SqliteSettings::from_json($settings)?,
+            )),
+            other => return Err($crate::unknown_kind(other)),
         }
+    };
+}
+pub(crate) use open_kind;
+
+/// The refusal of a kind this build cannot open.
+pub(crate) fn unknown_kind(kind: &str) -> FieldErrors {
+    let mut e = FieldErrors::new();
+    let known = connectors::connectors()
+        .iter()
+        .map(|c| c.kind)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if connectors::connectors().iter().any(|c| c.kind == kind) {
+        e.add(
+            "type",
+            format!("the {kind} destination is not available in this build yet"),
+        );
+    } else {
+        e.add(
+            "type",
+            format!("unknown destination type `{kind}`: expected one of {known}"),
+        );
     }
+    e
 }
 
 /// A row that the database refused, with its index in the batch and the database's message.

@@ -9,6 +9,7 @@
 //! naming the variable. Tables go to the database `sluice_ch_test`, created when missing.
 
 mod conformance;
+mod sources;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,6 +19,7 @@ use klickhouse::{Client, ClientOptions, Value as Ch};
 use serde_json::json;
 use sluice_core::{ColumnType, Value};
 use sluice_destinations::clickhouse::{ClickHouse, ClickHouseSettings};
+use sluice_destinations::source::Source;
 use sluice_destinations::{upsert_isolating, Destination, ErrorKind, Row, WriteTarget};
 
 const NATIVE_VAR: &str = "SLUICE_TEST_CLICKHOUSE_NATIVE";
@@ -268,6 +270,44 @@ impl Harness for Ch18 {
 }
 
 conformance_tests!(harness());
+
+/// ClickHouse has no transactions: the late-commit case writes the late row after the first read.
+impl sources::SourceHarness for Ch18 {
+    fn source(&self) -> Box<dyn Source> {
+        Box::new(ClickHouse::new(self.settings.clone()))
+    }
+
+    fn source_table(&self, table: &str, kind: sources::IdKind) -> String {
+        let id = match kind {
+            sources::IdKind::Text => "String",
+            sources::IdKind::Int => "Int64",
+            sources::IdKind::Uuid => "UUID",
+        };
+        format!(
+            "CREATE TABLE {} (id {id}, email Nullable(String), age Nullable(Int32), \
+             score Nullable(Decimal(10, 2)), active Nullable(UInt8), updated_at DateTime('UTC'), seq Int64, \
+             attrs Nullable(String)) ENGINE = ReplacingMergeTree() ORDER BY id",
+            self.quote(table)
+        )
+    }
+
+    fn has_json(&self) -> bool {
+        false
+    }
+
+    fn has_bool(&self) -> bool {
+        false
+    }
+
+    fn unreachable(&self) -> Option<Box<dyn Source>> {
+        let mut settings = self.settings.clone();
+        settings.host = "127.0.0.1".into();
+        settings.port = 1;
+        Some(Box::new(ClickHouse::new(settings)))
+    }
+}
+
+source_tests!(harness());
 
 // ---------------------------------------------------------------------------------------------------
 // ClickHouse-specific cases

@@ -7,6 +7,7 @@
 
 mod conformance;
 mod recording;
+mod sources;
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use conformance::{random_table_name, s, Harness, Shape};
 use mysql_async::prelude::Queryable;
 use sluice_core::{ColumnType, Value};
 use sluice_destinations::mysql::{BulkLoad, Mysql, MysqlSettings, TlsMode};
+use sluice_destinations::source::Source;
 use sluice_destinations::{upsert_isolating, Destination, ErrorKind, Row, UpsertCounts};
 use tokio::sync::Mutex;
 
@@ -230,6 +232,70 @@ mod with_inserts {
 
     conformance_tests!(harness_loading_with(BulkLoad::Inserts));
 }
+
+#[async_trait]
+impl sources::SourceHarness for My {
+    fn source(&self) -> Box<dyn Source> {
+        Box::new(Mysql::new(self.settings.clone()))
+    }
+
+    fn source_table(&self, table: &str, kind: sources::IdKind) -> String {
+        let id = match kind {
+            sources::IdKind::Text => "varchar(64)",
+            sources::IdKind::Int => "bigint",
+            sources::IdKind::Uuid => "uuid",
+        };
+        format!(
+            "CREATE TABLE {} (id {id} PRIMARY KEY, email varchar(200), age int, score decimal(10,2), \
+             active boolean, updated_at datetime(6) NOT NULL, seq bigint NOT NULL, attrs json) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            self.quote(table)
+        )
+    }
+
+    /// MariaDB's JSON is `LONGTEXT` with a CHECK: a table's description finds it, a query's result
+    /// metadata cannot.
+    fn json_in_queries(&self) -> bool {
+        false
+    }
+
+    async fn open_insert(
+        &self,
+        table: &str,
+        id: &str,
+        updated_at: chrono::DateTime<chrono::Utc>,
+        seq: i64,
+    ) -> Option<Box<dyn sources::OpenTransaction>> {
+        let mut conn = admin_conn(&self.settings).await;
+        conn.query_drop("START TRANSACTION").await.unwrap();
+        conn.query_drop(format!(
+            "INSERT INTO {} (id, updated_at, seq) VALUES ('{id}', '{}', {seq})",
+            self.quote(table),
+            updated_at.format("%Y-%m-%d %H:%M:%S")
+        ))
+        .await
+        .unwrap();
+        Some(Box::new(MyTransaction(conn)))
+    }
+
+    fn unreachable(&self) -> Option<Box<dyn Source>> {
+        let mut settings = self.settings.clone();
+        settings.host = "127.0.0.1".into();
+        settings.port = 1;
+        Some(Box::new(Mysql::new(settings)))
+    }
+}
+
+struct MyTransaction(mysql_async::Conn);
+
+#[async_trait]
+impl sources::OpenTransaction for MyTransaction {
+    async fn commit(mut self: Box<Self>) -> anyhow::Result<()> {
+        Ok(self.0.query_drop("COMMIT").await?)
+    }
+}
+
+source_tests!(harness());
 
 // ---------------------------------------------------------------------------------------------------
 // MySQL-specific cases

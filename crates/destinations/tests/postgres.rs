@@ -6,6 +6,7 @@
 
 mod conformance;
 mod recording;
+mod sources;
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use conformance::{random_table_name, Harness, Shape};
 use sluice_core::{ColumnType, Value};
 use sluice_destinations::postgres::{Postgres, PostgresSettings, TlsMode};
+use sluice_destinations::source::Source;
 use sluice_destinations::{Destination, ErrorKind, Row, WriteTarget};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
@@ -213,6 +215,66 @@ impl Harness for Pg {
 }
 
 conformance_tests!(harness());
+
+#[async_trait]
+impl sources::SourceHarness for Pg {
+    fn source(&self) -> Box<dyn Source> {
+        Box::new(Postgres::new(self.settings.clone()))
+    }
+
+    fn source_table(&self, table: &str, kind: sources::IdKind) -> String {
+        let id = match kind {
+            sources::IdKind::Text => "varchar(64)",
+            sources::IdKind::Int => "bigint",
+            sources::IdKind::Uuid => "uuid",
+        };
+        format!(
+            "CREATE TABLE {} (id {id} PRIMARY KEY, email text, age integer, score numeric(10,2), \
+             active boolean, updated_at timestamptz NOT NULL, seq bigint NOT NULL, attrs jsonb)",
+            self.quote(table)
+        )
+    }
+
+    async fn open_insert(
+        &self,
+        table: &str,
+        id: &str,
+        updated_at: chrono::DateTime<chrono::Utc>,
+        seq: i64,
+    ) -> Option<Box<dyn sources::OpenTransaction>> {
+        let config: tokio_postgres::Config = url().parse().unwrap();
+        let (client, connection) = config.connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "BEGIN; INSERT INTO {}.{} (id, updated_at, seq) VALUES ('{id}', '{}', {seq})",
+                self.quote(&self.settings.schema),
+                self.quote(table),
+                updated_at.to_rfc3339()
+            ))
+            .await
+            .unwrap();
+        Some(Box::new(PgTransaction(client)))
+    }
+
+    fn unreachable(&self) -> Option<Box<dyn Source>> {
+        let mut settings = self.settings.clone();
+        settings.host = "127.0.0.1".into();
+        settings.port = 1;
+        Some(Box::new(Postgres::new(settings)))
+    }
+}
+
+struct PgTransaction(tokio_postgres::Client);
+
+#[async_trait]
+impl sources::OpenTransaction for PgTransaction {
+    async fn commit(self: Box<Self>) -> anyhow::Result<()> {
+        Ok(self.0.batch_execute("COMMIT").await?)
+    }
+}
+
+source_tests!(harness());
 
 // ---------------------------------------------------------------------------------------------------
 // PostgreSQL-specific cases
@@ -774,4 +836,53 @@ async fn throughput_100k_rows() {
         rate(copy_secs),
         copy_secs / upsert_secs
     );
+}
+
+/// How fast a source reads: 100,000 rows of the source suite's table, read in full (pages of 10,000 by
+/// id) and by cursor (pages of 10,000 by `(updated_at, id)`), with the rows per second printed.
+/// Run with `cargo test --release -p sluice-destinations --test postgres -- --ignored --nocapture source_read`.
+#[tokio::test]
+#[ignore = "a measurement, not a check: run on demand"]
+async fn source_read_throughput_100k_rows() {
+    use sluice_destinations::source::{Pages, ReadPlan, SourceFrom};
+    use sources::SourceHarness;
+    let h = harness().await;
+    let t = sources::Table::new(&h, sources::IdKind::Text).await;
+    let n = 100_000usize;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let people: Vec<sources::Person> = chunk
+            .iter()
+            .map(|i| {
+                let mut p = sources::person(
+                    Value::String(format!("c{i:07}").into()),
+                    "2026-12-06T10:00:00Z",
+                    *i as i64,
+                );
+                p.updated_at += chrono::TimeDelta::seconds((*i / 7) as i64);
+                p.attrs = Some(serde_json::json!({"n": i, "plan": "pro"}));
+                p
+            })
+            .collect();
+        t.write(&people).await;
+    }
+    let source = h.source();
+    for cursor in [None, Some("updated_at")] {
+        let from = SourceFrom::Table(t.name.clone());
+        let schema = source.columns(&from).await.unwrap();
+        let plan = ReadPlan::new(from, schema, "id", cursor.map(|c| (c, None)), 10_000).unwrap();
+        let started = Instant::now();
+        let mut pages = Pages::new(source.as_ref(), &plan);
+        let mut rows = 0;
+        while let Some(page) = pages.next().await.unwrap() {
+            rows += page.rows.len();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(rows, n);
+        println!(
+            "source read ({}): {rows} rows in {secs:.2} s, {:.0} rows/s",
+            cursor.unwrap_or("full"),
+            rows as f64 / secs
+        );
+    }
+    t.finish().await;
 }

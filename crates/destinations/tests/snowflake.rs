@@ -19,12 +19,14 @@
 //! limit.
 
 mod conformance;
+mod sources;
 
 use async_trait::async_trait;
 use conformance::{random_table_name, s, Harness, Shape};
 use serde_json::{json, Value as Json};
 use sluice_core::{ColumnType, Value};
 use sluice_destinations::snowflake::{Snowflake, SnowflakeSettings};
+use sluice_destinations::source::Source;
 use sluice_destinations::{Destination, ErrorKind, Row, UpsertCounts, WriteTarget};
 use tokio::sync::OnceCell;
 
@@ -274,6 +276,38 @@ impl Harness for Sf {
 }
 
 conformance_tests!(harness());
+
+/// The test server answers one statement at a time: the late-commit case writes the late row after the
+/// first read instead of holding a transaction open.
+impl sources::SourceHarness for Sf {
+    fn source(&self) -> Box<dyn Source> {
+        Box::new(Snowflake::new(settings()))
+    }
+
+    fn source_table(&self, table: &str, kind: sources::IdKind) -> String {
+        let id = match kind {
+            sources::IdKind::Text => "VARCHAR(64)",
+            sources::IdKind::Int => "NUMBER(38,0)",
+            sources::IdKind::Uuid => "VARCHAR(36)",
+        };
+        format!(
+            "CREATE TABLE {} (\"id\" {id} PRIMARY KEY, \"email\" VARCHAR, \"age\" NUMBER(38,0), \
+             \"score\" NUMBER(10,2), \"active\" BOOLEAN, \"updated_at\" TIMESTAMP_NTZ NOT NULL, \
+             \"seq\" NUMBER(38,0) NOT NULL, \"attrs\" VARIANT)",
+            qualified(table)
+        )
+    }
+
+    fn unreachable(&self) -> Option<Box<dyn Source>> {
+        let mut settings = settings_json();
+        settings["base_url"] = json!("http://127.0.0.1:1");
+        Some(Box::new(Snowflake::new(
+            SnowflakeSettings::from_json(&settings).expect("valid settings"),
+        )))
+    }
+}
+
+source_tests!(harness());
 
 // ---------------------------------------------------------------------------------------------------
 // Snowflake-specific cases

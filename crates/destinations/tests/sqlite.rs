@@ -3,6 +3,7 @@
 //! Each test gets its own database file in a fresh temporary folder (removed when the harness drops).
 
 mod conformance;
+mod sources;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use conformance::{Harness, Shape};
 use rusqlite::types::ValueRef;
 use sluice_core::ColumnType;
+use sluice_destinations::source::Source;
 use sluice_destinations::sqlite::{Sqlite, SqliteSettings};
 use sluice_destinations::{Destination, ErrorKind};
 
@@ -182,6 +184,33 @@ impl Harness for Lite {
 }
 
 conformance_tests!(harness());
+
+/// SQLite has one writer at a time, so the late-commit case writes the late row after the first read
+/// instead of holding a transaction open; there is no server to be unreachable.
+impl sources::SourceHarness for Lite {
+    fn source(&self) -> Box<dyn Source> {
+        Box::new(Sqlite::new(SqliteSettings::new(&self.path)))
+    }
+
+    fn source_table(&self, table: &str, kind: sources::IdKind) -> String {
+        let id = match kind {
+            sources::IdKind::Text => "TEXT",
+            sources::IdKind::Int => "INTEGER",
+            sources::IdKind::Uuid => "UUID",
+        };
+        format!(
+            "CREATE TABLE {} (id {id} NOT NULL PRIMARY KEY, email TEXT, age INTEGER, score NUMERIC(10,2), \
+             active BOOLEAN, updated_at TIMESTAMP NOT NULL, seq INTEGER NOT NULL, attrs JSON)",
+            self.quote(table)
+        )
+    }
+
+    fn unreachable(&self) -> Option<Box<dyn Source>> {
+        None
+    }
+}
+
+source_tests!(harness());
 
 // ---------------------------------------------------------------------------------------------------
 // SQLite-specific cases

@@ -18,6 +18,7 @@ use super::native::{self, Connection, Datum, Header, NativeError};
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, WriteTarget};
 
 mod drift;
+mod source;
 
 /// Rows per native block: large blocks are what ClickHouse is fast with.
 pub const ROWS_PER_BLOCK: usize = 65_536;

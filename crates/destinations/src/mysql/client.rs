@@ -17,6 +17,7 @@ use super::dialect;
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
 mod drift;
+mod source;
 
 /// At most this many placeholders per statement, with room under MySQL's limit.
 const PLACEHOLDERS_PER_STATEMENT: usize = 60_000;

@@ -29,6 +29,7 @@ use super::plain_auth::Guarded;
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
 mod drift;
+mod source;
 
 /// COPY data is sent in chunks of about this size: large enough to keep the socket busy, small enough
 /// to keep memory flat whatever the batch size.

@@ -24,6 +24,7 @@ use super::dialect::{self, Binding};
 use crate::{DestinationError, ErrorKind, Result, Row, TestReport, UpsertCounts, WriteTarget};
 
 mod drift;
+mod source;
 mod upload;
 
 /// Duplicate keys named when a table already holds some.
@@ -139,6 +140,9 @@ fn natives(target: &WriteTarget) -> Vec<String> {
 pub struct QueryResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
+    /// The answer's description of each column (`name`, `type`, `precision`, `scale`, `length`,
+    /// `nullable`), as Snowflake sends it.
+    pub rowtype: Vec<Json>,
 }
 
 impl QueryResult {
@@ -710,14 +714,11 @@ impl Connection {
                 "Snowflake answered in the Arrow format, which Sluice does not read",
             ));
         }
-        let columns = data["rowtype"]
-            .as_array()
-            .map(|cols| {
-                cols.iter()
-                    .map(|c| c["name"].as_str().unwrap_or("").to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let rowtype: Vec<Json> = data["rowtype"].as_array().cloned().unwrap_or_default();
+        let columns = rowtype
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or("").to_string())
+            .collect();
         let mut rows = rows_of(&data["rowset"]);
         if let Some(chunks) = data["chunks"].as_array() {
             let mut headers = reqwest::header::HeaderMap::new();
@@ -767,7 +768,11 @@ impl Connection {
                 rows.extend(parse_chunk(&body)?);
             }
         }
-        Ok(QueryResult { columns, rows })
+        Ok(QueryResult {
+            columns,
+            rows,
+            rowtype,
+        })
     }
 
     /// Runs one statement. An expired session token is renewed and the statement sent again; when the
@@ -1547,6 +1552,7 @@ mod tests {
             ]
             .map(String::from)
             .to_vec(),
+            rowtype: Vec::new(),
             rows: vec![
                 vec![None, Some("b".into()), Some("2".into()), Some("pk".into())],
                 vec![None, Some("a".into()), Some("1".into()), Some("pk".into())],

@@ -45,7 +45,7 @@ pub fn count_rows(conn: &Connection, target: &WriteTarget) -> Result<u64> {
 
 /// A stored value as the value Sluice writes for the column type: numbers stored by affinity convert
 /// by the same rules as text.
-fn value(v: ValueRef<'_>, ty: Option<&ColumnType>) -> Value {
+pub(crate) fn value(v: ValueRef<'_>, ty: Option<&ColumnType>) -> Value {
     let raw = match v {
         ValueRef::Null => return Value::Null,
         ValueRef::Text(t) => return decode(Some(String::from_utf8_lossy(t).into_owned()), ty),

@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod dialect;
 mod drift;
+mod source;
 
 use std::sync::{Arc, Mutex};
 

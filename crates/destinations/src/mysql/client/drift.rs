@@ -14,14 +14,19 @@ use crate::{Result, WriteTarget};
 const IDENTITY: &str = "SELECT CAST(CREATE_TIME AS CHAR), CAST(ENGINE AS CHAR) \
      FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?";
 
+/// `column` as text that the conversion rules read back.
+pub(crate) fn text_expr(column: &str, ty: Option<&sluice_core::ColumnType>) -> String {
+    match ty {
+        // Bytes are not text in any character set.
+        Some(sluice_core::ColumnType::Binary) => format!("HEX({})", quote(column)),
+        _ => format!("CAST({} AS CHAR)", quote(column)),
+    }
+}
+
 /// `SELECT <columns as text> FROM t WHERE key IN (?, …)`. The session's time zone is UTC, so
 /// TIMESTAMP columns print the instant in UTC.
 pub(crate) fn select_by_keys(target: &WriteTarget, keys: usize) -> String {
-    let columns = text_columns(target, |c, ty| match ty {
-        // Bytes are not text in any character set.
-        Some(sluice_core::ColumnType::Binary) => format!("HEX({})", quote(c)),
-        _ => format!("CAST({} AS CHAR)", quote(c)),
-    });
+    let columns = text_columns(target, text_expr);
     format!(
         "SELECT {columns} FROM {} WHERE {} IN ({})",
         quote(&target.table.name),
@@ -30,7 +35,7 @@ pub(crate) fn select_by_keys(target: &WriteTarget, keys: usize) -> String {
     )
 }
 
-fn text(v: &My) -> Option<String> {
+pub(crate) fn text(v: &My) -> Option<String> {
     match v {
         My::NULL => None,
         My::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),

@@ -10,7 +10,7 @@ use crate::{Result, WriteTarget};
 
 /// An expression giving `column`'s value as text that the conversion rules read back exactly:
 /// instants in UTC with microseconds whatever the session's time zone and date style.
-fn text_expr(column: &str, ty: Option<&sluice_core::ColumnType>) -> String {
+pub(crate) fn text_expr(column: &str, ty: Option<&sluice_core::ColumnType>) -> String {
     use sluice_core::ColumnType::*;
     let c = quote(column);
     match ty {

@@ -11,7 +11,7 @@ use crate::{Result, WriteTarget};
 
 /// A column as text the conversion rules read back: JSON rowsets give dates as days and instants as
 /// seconds since the epoch, so those are formatted by the server, instants in UTC.
-fn text_expr(column: &str, ty: Option<&sluice_core::ColumnType>) -> String {
+pub(crate) fn text_expr(column: &str, ty: Option<&sluice_core::ColumnType>) -> String {
     use sluice_core::ColumnType::*;
     let c = quote(column);
     match ty {

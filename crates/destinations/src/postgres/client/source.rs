@@ -1,0 +1,137 @@
+//! Reading PostgreSQL as a source: a query's columns from its prepared statement, pages read with
+//! parameters encoded as the statement's parameter types ask.
+
+use sluice_core::{Column, ColumnType, Value};
+use tokio_postgres::types::{Kind, ToSql, Type};
+
+use super::drift::text_expr;
+use super::{map_error, Session};
+use crate::drift::decode;
+use crate::postgres::dialect::{self, NativeType};
+use crate::postgres::encode::{Encoded, Encoder};
+use crate::postgres::Postgres;
+use crate::source::{reads_source, Reads, SourceColumn};
+use crate::{Capabilities, Destination, Result};
+
+/// The catalog's view of a result column's type, for [`dialect::column_type`]: domains by their base
+/// type, enums with their labels, arrays by their element.
+fn native(ty: &Type) -> (String, Option<ColumnType>) {
+    let base = match ty.kind() {
+        Kind::Domain(base) => base,
+        _ => ty,
+    };
+    let labels = |t: &Type| match t.kind() {
+        Kind::Enum(labels) => labels.clone(),
+        _ => Vec::new(),
+    };
+    let typtype = |t: &Type| match t.kind() {
+        Kind::Enum(_) => "e",
+        _ => "b",
+    };
+    let (element, labels) = match base.kind() {
+        Kind::Array(member) => (Some((member.name(), typtype(member))), labels(member)),
+        _ => (None, labels(base)),
+    };
+    let column = dialect::column_type(&NativeType {
+        name: base.name(),
+        typtype: typtype(base),
+        typmod: -1,
+        element,
+        labels: &labels,
+    });
+    (ty.name().to_string(), column)
+}
+
+impl Session {
+    pub async fn query_columns(&mut self, sql: &str) -> Result<Vec<Column>> {
+        let statement = self.client.prepare(sql).await.map_err(|e| map_error(&e))?;
+        Ok(statement
+            .columns()
+            .iter()
+            .map(|c| {
+                let (native_type, ty) = native(c.type_());
+                Column {
+                    name: c.name().to_string(),
+                    native_type,
+                    nullable: true,
+                    ty,
+                    has_default: false,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn fetch(
+        &mut self,
+        sql: &str,
+        params: &[(Value, &SourceColumn)],
+        types: &[Option<ColumnType>],
+    ) -> Result<Vec<Vec<Value>>> {
+        let statement = self.client.prepare(sql).await.map_err(|e| map_error(&e))?;
+        let encoders: Vec<Encoder> = statement.params().iter().map(Encoder::for_type).collect();
+        let encoded: Vec<Encoded<'_>> = params
+            .iter()
+            .zip(&encoders)
+            .map(|((value, _), encoder)| Encoded { encoder, value })
+            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            encoded.iter().map(|e| e as &(dyn ToSql + Sync)).collect();
+        let rows = self
+            .client
+            .query(&statement, &refs)
+            .await
+            .map_err(|e| map_error(&e))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ty)| decode(row.get::<_, Option<String>>(i), ty.as_ref()))
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl Reads for Postgres {
+    fn source_capabilities(&self) -> &'static Capabilities {
+        &dialect::CAPABILITIES
+    }
+
+    fn relation(&self, table: &str) -> String {
+        dialect::qualified(&self.settings.schema, table)
+    }
+
+    fn text_expr(&self, column: &str, ty: Option<&ColumnType>) -> String {
+        text_expr(column, ty)
+    }
+
+    async fn table_columns(&self, table: &str) -> Result<Option<Vec<Column>>> {
+        Ok(self.describe_table(table).await?.map(|d| d.columns))
+    }
+
+    async fn query_columns(&self, sql: &str) -> Result<Vec<Column>> {
+        let mut s = self.session().await?;
+        let result = s.session().query_columns(sql).await;
+        s.settle(result)
+    }
+
+    async fn fetch(
+        &self,
+        sql: &str,
+        params: &[(Value, &SourceColumn)],
+        types: &[Option<ColumnType>],
+    ) -> Result<Vec<Vec<Value>>> {
+        let mut s = self.session().await?;
+        let result = s.session().fetch(sql, params, types).await;
+        s.settle(result)
+    }
+
+    fn placeholder(&self, n: usize, _: &Value, _: &SourceColumn) -> Result<String> {
+        Ok(format!("${n}"))
+    }
+}
+
+reads_source!(Postgres);
