@@ -57,22 +57,7 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value> {
         let (status, value) = self.raw(method, path, body).await?;
-        if status.is_success() {
-            return Ok(value);
-        }
-        let err = &value["error"];
-        let mut msg = format!(
-            "{} ({status})",
-            err["message"].as_str().unwrap_or("request failed")
-        );
-        if let Some(fields) = err["fields"].as_object() {
-            for (path, ms) in fields {
-                for m in ms.as_array().into_iter().flatten() {
-                    msg.push_str(&format!("\n  {path}: {}", m.as_str().unwrap_or_default()));
-                }
-            }
-        }
-        Err(anyhow!(msg))
+        checked(status, value)
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
@@ -81,6 +66,19 @@ impl Client {
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// `POST path` with a body already written as JSON text (the import builds large bodies on its own
+    /// thread, without a `Value` tree of them).
+    pub async fn post_json_text(&self, path: &str, body: Vec<u8>) -> Result<Value> {
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let (status, value) = self.exchange(req).await?;
+        checked(status, value)
     }
 
     /// `method path`, answering the status and the JSON answer whatever the status: for callers that
@@ -98,6 +96,11 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
+        self.exchange(req).await
+    }
+
+    /// Sends the request; the status and the JSON answer whatever the status.
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, Value)> {
         let resp = req.send().await.with_context(|| {
             format!(
                 "cannot reach Sluice at {}: is `sluice serve` running?",
@@ -113,6 +116,27 @@ impl Client {
         };
         Ok((status, value))
     }
+}
+
+/// The answer's JSON when the status is a success; otherwise an error with the server's message and
+/// the fields it names.
+fn checked(status: reqwest::StatusCode, value: Value) -> Result<Value> {
+    if status.is_success() {
+        return Ok(value);
+    }
+    let err = &value["error"];
+    let mut msg = format!(
+        "{} ({status})",
+        err["message"].as_str().unwrap_or("request failed")
+    );
+    if let Some(fields) = err["fields"].as_object() {
+        for (path, ms) in fields {
+            for m in ms.as_array().into_iter().flatten() {
+                msg.push_str(&format!("\n  {path}: {}", m.as_str().unwrap_or_default()));
+            }
+        }
+    }
+    Err(anyhow!(msg))
 }
 
 pub async fn list_pipelines(args: &ClientArgs) -> Result<()> {
