@@ -324,7 +324,6 @@ enum DestinationsCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    sluice::tune_allocator();
     let cli = Cli::parse();
     // The quickstart prints a summary for a reader: its log goes to a file unless SLUICE_LOG asks.
     let log_file = match &cli.command {
