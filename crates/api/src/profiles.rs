@@ -101,20 +101,27 @@ pub async fn upsert(
     let mut valid = Vec::with_capacity(body.profiles.len());
     let mut rejected = Vec::new();
     for (index, p) in body.profiles.into_iter().enumerate() {
-        let id = p.get("_id").and_then(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .or_else(|| v.as_i64().map(|i| i.to_string()))
-        });
+        // The id is spelled out only for a rejection, which names it.
+        let id = |p: &Json_| {
+            p.get("_id").and_then(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or_else(|| v.as_i64().map(|i| i.to_string()))
+            })
+        };
         match p.as_object() {
             None => rejected.push(Rejected {
                 index,
-                id,
+                id: id(&p),
                 errors: vec!["a profile must be a JSON object".into()],
             }),
             Some(obj) => match schema.validate_profile(obj) {
                 Ok(v) => valid.push(v),
-                Err(errors) => rejected.push(Rejected { index, id, errors }),
+                Err(errors) => rejected.push(Rejected {
+                    index,
+                    id: id(&p),
+                    errors,
+                }),
             },
         }
     }

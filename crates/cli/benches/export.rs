@@ -45,13 +45,7 @@ use sluice_core::schema::SchemaWire;
 use sluice_core::Schema;
 use sluice_engine::{Engine, EngineConfig};
 use sluice_store::{DestinationRecord, PipelineRecord, RunRecord, SecretBox};
-use workload::mapping;
-
-const TABLE: &str = "CREATE TABLE customers (
-    customer_id text PRIMARY KEY, email text, first_name text, last_name text, full_name text, country text,
-    birth_date date, signed_up_at timestamptz, ltv numeric(12,2), orders integer, newsletter boolean,
-    score double precision, tags jsonb, phone text, language text, segment text, loyalty_points bigint,
-    last_order_at timestamptz, street text, city text, postal_code text)";
+use workload::{mapping, TABLE};
 
 fn model() -> Schema {
     let wire: SchemaWire = serde_json::from_value(sample::schema()).unwrap();

@@ -170,10 +170,7 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value> {
         let (status, value) = self.raw(method, path, body).await?;
-        if status.is_success() {
-            return Ok(value);
-        }
-        Err(CliError::from_answer(status, &value).into())
+        checked(status, value)
     }
 
     /// The resource of `kind` a user names by `query`, by id or name (see [`output::find_named`]).
@@ -206,6 +203,19 @@ impl Client {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 
+    /// `POST path` with a body already written as JSON text (the import builds large bodies on its own
+    /// thread, without a `Value` tree of them).
+    pub async fn post_json_text(&self, path: &str, body: Vec<u8>) -> Result<Value> {
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let (status, value) = self.exchange(req).await?;
+        checked(status, value)
+    }
+
     /// `method path`, answering the status and the JSON answer whatever the status: for callers that
     /// read an error's fields themselves.
     pub async fn raw(
@@ -221,6 +231,11 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
+        self.exchange(req).await
+    }
+
+    /// Sends the request; the status and the JSON answer whatever the status.
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<(reqwest::StatusCode, Value)> {
         let resp = req.send().await.with_context(|| {
             format!(
                 "cannot reach Sluice at {}: is `sluice serve` running?",
@@ -236,6 +251,15 @@ impl Client {
         };
         Ok((status, value))
     }
+}
+
+/// The answer's JSON when the status is a success; otherwise the error its status and body say
+/// ([`CliError::from_answer`]).
+fn checked(status: reqwest::StatusCode, value: Value) -> Result<Value> {
+    if status.is_success() {
+        return Ok(value);
+    }
+    Err(CliError::from_answer(status, &value).into())
 }
 
 /// Finds a pipeline by id or name and starts a run of it with `body`: the pipeline and the start's answer.

@@ -1,14 +1,16 @@
 //! `sluice profiles import FILE`: CSV (a header row of property paths such as `address.city`) or NDJSON,
 //! sent in batches to `POST /v1/profiles`; rejected profiles are reported with their line number.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Map, Value};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use crate::client::Client;
 use crate::ClientArgs;
@@ -26,6 +28,68 @@ impl<R: Read> Read for Counting<R> {
         Ok(n)
     }
 }
+
+/// A batch ready to send: the body of `POST /v1/profiles`, the file line of each profile in it, and
+/// the profiles' ids (to keep two batches that share an id from being loaded at the same time).
+struct Batch {
+    body: Vec<u8>,
+    lines: Vec<u64>,
+    ids: HashSet<String>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        let mut body = Vec::with_capacity(1 << 20);
+        body.extend_from_slice(b"{\"profiles\":[");
+        Batch {
+            body,
+            lines: Vec::new(),
+            ids: HashSet::new(),
+        }
+    }
+
+    /// Adds a profile as the JSON text it was read as.
+    fn push_text(&mut self, line: u64, text: &str, id: Option<String>) {
+        if !self.lines.is_empty() {
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(text.as_bytes());
+        self.lines.push(line);
+        self.ids.extend(id);
+    }
+
+    /// Adds a profile built or changed here.
+    fn push_value(&mut self, line: u64, value: &Value) {
+        let text = value.to_string();
+        self.push_text(line, &text, id_of(&value["_id"]));
+    }
+
+    fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    fn finish(mut self) -> Self {
+        self.body.extend_from_slice(b"]}");
+        self
+    }
+}
+
+/// What reading the file found besides the batches.
+#[derive(Default)]
+struct Reading {
+    /// Lines not sent, with why.
+    problems: Vec<(u64, String)>,
+    /// Paths left out (with --ignore-unknown) or that rejected profiles (without).
+    unknown_paths: BTreeSet<String>,
+    /// Lines rejected for those paths.
+    unknown_lines: Vec<u64>,
+}
+
+/// Batches the server loads while the next are read: two in flight let the server parse and validate
+/// one while it writes the other, and the file is read and parsed on a thread of its own meanwhile.
+const IN_FLIGHT: usize = 2;
+
+type Sent = tokio::task::JoinHandle<Result<(u64, Vec<(u64, String)>)>>;
 
 pub async fn import(
     args: &ClientArgs,
@@ -51,13 +115,13 @@ pub async fn import(
             ),
         },
     };
-    let client = Client::new(args)?;
+    if format != "csv" && format != "ndjson" {
+        bail!("unknown format `{format}`: use csv or ndjson");
+    }
+    let client = Arc::new(Client::new(args)?);
     let schema = client.get("/v1/profile-schema").await?;
     let structured = structured_paths(&schema);
     let known = Known::from_schema(&schema["properties"]);
-    // Paths left out (with --ignore-unknown) or that rejected profiles (without), and those lines.
-    let mut unknown_paths: BTreeSet<String> = BTreeSet::new();
-    let mut unknown_lines: Vec<u64> = Vec::new();
     let f = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let size = f.metadata()?.len();
     let bar = ProgressBar::new(size).with_style(
@@ -72,136 +136,55 @@ pub async fn import(
     };
     let batch_size = batch_size.clamp(1, 50_000);
 
-    let mut totals = (0u64, 0u64);
-    let mut batch: Vec<(u64, Value)> = Vec::with_capacity(batch_size);
-    let mut problems: Vec<String> = Vec::new();
-    let send = |batch: &mut Vec<(u64, Value)>| {
-        let items: Vec<(u64, Value)> = std::mem::take(batch);
-        let client = &client;
-        async move {
-            let lines: Vec<u64> = items.iter().map(|(l, _)| *l).collect();
-            let profiles: Vec<Value> = items.into_iter().map(|(_, p)| p).collect();
-            let answer = client
-                .post("/v1/profiles", &json!({ "profiles": profiles }))
-                .await?;
-            let upserted = answer["upserted"].as_u64().unwrap_or(0);
-            let mut out = Vec::new();
-            for r in answer["rejected"].as_array().into_iter().flatten() {
-                let idx = r["index"].as_u64().unwrap_or(0) as usize;
-                let line = lines.get(idx).copied().unwrap_or(0);
-                let errs: Vec<&str> = r["errors"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.as_str())
-                    .collect();
-                let id = r["_id"]
-                    .as_str()
-                    .map(|i| format!(" (_id {i})"))
-                    .unwrap_or_default();
-                out.push(format!("line {line}{id}: {}", errs.join("; ")));
-            }
-            anyhow::Ok((upserted, out))
-        }
-    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
+    let producer = tokio::task::spawn_blocking(move || {
+        let csv = format == "csv";
+        read_batches(
+            reader,
+            csv,
+            &known,
+            &structured,
+            ignore_unknown,
+            batch_size,
+            tx,
+        )
+    });
 
-    if format == "csv" {
-        let mut rdr = csv::ReaderBuilder::new()
-            .flexible(false)
-            .from_reader(reader);
-        let headers: Vec<String> = rdr
-            .headers()
-            .context("cannot read the CSV header row")?
-            .iter()
-            .map(str::to_string)
-            .collect();
-        let unknown: Vec<String> = headers
-            .iter()
-            .filter(|h| !known.has_path(h))
-            .cloned()
-            .collect();
-        if !unknown.is_empty() && !ignore_unknown {
-            bail!(
-                "{} not in the Customer Model: {}. Add {} to the model, or pass --ignore-unknown to import \
-                 the other columns",
-                if unknown.len() == 1 { "this column is" } else { "these columns are" },
-                backticked(&unknown),
-                if unknown.len() == 1 { "it" } else { "them" },
-            );
+    let mut totals = (0u64, 0u64);
+    let mut problems: Vec<(u64, String)> = Vec::new();
+    let mut in_flight: VecDeque<(Sent, HashSet<String>)> = VecDeque::new();
+    let mut settle = |answer: (u64, Vec<(u64, String)>)| {
+        totals.0 += answer.0;
+        totals.1 += answer.1.len() as u64;
+        problems.extend(answer.1);
+    };
+    while let Some(batch) = rx.recv().await {
+        // A batch waits for the ones sharing an id with it: the later line must be merged last.
+        while in_flight.len() >= IN_FLIGHT
+            || in_flight
+                .iter()
+                .any(|(_, ids)| !ids.is_disjoint(&batch.ids))
+        {
+            let (sent, _) = in_flight.pop_front().expect("a batch in flight");
+            settle(sent.await.context("sending a batch failed")??);
         }
-        let keep: Vec<bool> = headers.iter().map(|h| known.has_path(h)).collect();
-        unknown_paths.extend(unknown);
-        for record in rdr.records() {
-            let record = match record {
-                Ok(r) => r,
-                Err(e) => {
-                    match e.position() {
-                        Some(p) => problems.push(format!("line {}: {e}", p.line())),
-                        None => problems.push(format!("{e}")),
-                    }
-                    continue;
-                }
-            };
-            let line = record.position().map(|p| p.line()).unwrap_or(0);
-            match csv_profile(&headers, &keep, &record, &structured) {
-                Ok(p) => batch.push((line, p)),
-                Err(e) => problems.push(format!("line {line}: {e}")),
-            }
-            if batch.len() >= batch_size {
-                let (n, mut rej) = send(&mut batch).await?;
-                totals.0 += n;
-                totals.1 += rej.len() as u64;
-                problems.append(&mut rej);
-            }
-        }
-    } else if format == "ndjson" {
-        // Lines are read as bytes so that one line of invalid UTF-8 is rejected on its own, as a CSV row
-        // is, instead of ending the whole import.
-        let mut reader = BufReader::new(reader);
-        let mut buf = Vec::new();
-        let mut line_no = 0u64;
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .with_context(|| format!("cannot read line {}", line_no + 1))?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            match ndjson_profile(&buf) {
-                Ok(Some(mut v)) => {
-                    let mut dropped = BTreeSet::new();
-                    if let Value::Object(m) = &mut v {
-                        known.strip(m, "", &mut dropped);
-                    }
-                    if dropped.is_empty() || ignore_unknown {
-                        batch.push((line_no, v));
-                    } else {
-                        unknown_lines.push(line_no);
-                    }
-                    unknown_paths.extend(dropped);
-                }
-                Ok(None) => {}
-                Err(e) => problems.push(format!("line {line_no}: {e}")),
-            }
-            if batch.len() >= batch_size {
-                let (n, mut rej) = send(&mut batch).await?;
-                totals.0 += n;
-                totals.1 += rej.len() as u64;
-                problems.append(&mut rej);
-            }
-        }
-    } else {
-        bail!("unknown format `{format}`: use csv or ndjson");
+        let client = client.clone();
+        let Batch { body, lines, ids } = batch;
+        let sent = tokio::spawn(async move { send(&client, body, lines).await });
+        in_flight.push_back((sent, ids));
     }
-    if !batch.is_empty() {
-        let (n, mut rej) = send(&mut batch).await?;
-        totals.0 += n;
-        totals.1 += rej.len() as u64;
-        problems.append(&mut rej);
+    while let Some((sent, _)) = in_flight.pop_front() {
+        settle(sent.await.context("sending a batch failed")??);
     }
+    let reading = producer.await.context("reading the file failed")??;
     bar.finish_and_clear();
+    let Reading {
+        problems: mut unsent,
+        unknown_paths,
+        unknown_lines,
+    } = reading;
+    problems.append(&mut unsent);
+    problems.sort_by_key(|(line, _)| *line);
     if ignore_unknown && !unknown_paths.is_empty() {
         eprintln!(
             "warning: left out what is not in the Customer Model: {}",
@@ -209,7 +192,7 @@ pub async fn import(
         );
     }
     let unknown_rejected = unknown_lines.len();
-    for p in problems.iter().take(100) {
+    for (_, p) in problems.iter().take(100) {
         eprintln!("rejected {p}");
     }
     if problems.len() > 100 {
@@ -251,6 +234,149 @@ pub async fn import(
     Ok(())
 }
 
+/// Posts one batch; the number stored, and each rejected profile as its line with why.
+async fn send(
+    client: &Client,
+    body: Vec<u8>,
+    lines: Vec<u64>,
+) -> Result<(u64, Vec<(u64, String)>)> {
+    let answer = client.post_json_text("/v1/profiles", body).await?;
+    let upserted = answer["upserted"].as_u64().unwrap_or(0);
+    let mut out = Vec::new();
+    for r in answer["rejected"].as_array().into_iter().flatten() {
+        let idx = r["index"].as_u64().unwrap_or(0) as usize;
+        let line = lines.get(idx).copied().unwrap_or(0);
+        let errs: Vec<&str> = r["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str())
+            .collect();
+        let id = r["_id"]
+            .as_str()
+            .map(|i| format!(" (_id {i})"))
+            .unwrap_or_default();
+        out.push((line, format!("line {line}{id}: {}", errs.join("; "))));
+    }
+    Ok((upserted, out))
+}
+
+/// Reads the file (on a thread of its own) into batches for `tx`; what it could not send, and why.
+fn read_batches<R: Read>(
+    reader: R,
+    csv: bool,
+    known: &Known,
+    structured: &[String],
+    ignore_unknown: bool,
+    batch_size: usize,
+    tx: tokio::sync::mpsc::Sender<Batch>,
+) -> Result<Reading> {
+    let mut out = Reading::default();
+    let mut batch = Batch::new();
+    // The receiver is gone only when sending failed, whose error the import reports.
+    let flush = |batch: &mut Batch| -> bool {
+        let full = std::mem::replace(batch, Batch::new()).finish();
+        tx.blocking_send(full).is_ok()
+    };
+    if csv {
+        let mut rdr = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(reader);
+        let headers: Vec<String> = rdr
+            .headers()
+            .context("cannot read the CSV header row")?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let unknown: Vec<String> = headers
+            .iter()
+            .filter(|h| !known.has_path(h))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() && !ignore_unknown {
+            bail!(
+                "{} not in the Customer Model: {}. Add {} to the model, or pass --ignore-unknown to import \
+                 the other columns",
+                if unknown.len() == 1 { "this column is" } else { "these columns are" },
+                backticked(&unknown),
+                if unknown.len() == 1 { "it" } else { "them" },
+            );
+        }
+        let keep: Vec<bool> = headers.iter().map(|h| known.has_path(h)).collect();
+        out.unknown_paths.extend(unknown);
+        let mut record = csv::StringRecord::new();
+        loop {
+            match rdr.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    match e.position() {
+                        Some(p) => out
+                            .problems
+                            .push((p.line(), format!("line {}: {e}", p.line()))),
+                        None => out.problems.push((0, format!("{e}"))),
+                    }
+                    continue;
+                }
+            }
+            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            match csv_profile(&headers, &keep, &record, structured) {
+                Ok(p) => batch.push_value(line, &p),
+                Err(e) => out.problems.push((line, format!("line {line}: {e}"))),
+            }
+            if batch.len() >= batch_size && !flush(&mut batch) {
+                return Ok(out);
+            }
+        }
+    } else {
+        // Lines are read as bytes so that one line of invalid UTF-8 is rejected on its own, as a CSV row
+        // is, instead of ending the whole import.
+        let mut reader = BufReader::with_capacity(1 << 16, reader);
+        let mut buf = Vec::new();
+        let mut line_no = 0u64;
+        loop {
+            buf.clear();
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .with_context(|| format!("cannot read line {}", line_no + 1))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            // Most lines hold only properties of the model: checked without building their values, they
+            // go as they were read.
+            let text = std::str::from_utf8(&buf).map(str::trim).unwrap_or_default();
+            if let Some(id) = known.plain_line(text) {
+                batch.push_text(line_no, text, id);
+            } else {
+                match ndjson_profile(&buf) {
+                    Ok(Some(mut v)) => {
+                        let mut dropped = BTreeSet::new();
+                        if let Value::Object(m) = &mut v {
+                            known.strip(m, "", &mut dropped);
+                        }
+                        if dropped.is_empty() || ignore_unknown {
+                            batch.push_value(line_no, &v);
+                        } else {
+                            out.unknown_lines.push(line_no);
+                        }
+                        out.unknown_paths.extend(dropped);
+                    }
+                    Ok(None) => {}
+                    Err(e) => out.problems.push((line_no, format!("line {line_no}: {e}"))),
+                }
+            }
+            if batch.len() >= batch_size && !flush(&mut batch) {
+                return Ok(out);
+            }
+        }
+    }
+    if batch.len() > 0 {
+        flush(&mut batch);
+    }
+    Ok(out)
+}
+
 /// One NDJSON line (with its line ending) as a profile: `None` for a blank line, the reason otherwise.
 fn ndjson_profile(line: &[u8]) -> std::result::Result<Option<Value>, String> {
     let text = std::str::from_utf8(line).map_err(|e| {
@@ -268,6 +394,21 @@ fn ndjson_profile(line: &[u8]) -> std::result::Result<Option<Value>, String> {
         Ok(_) => Err("not a JSON object".into()),
         Err(e) => Err(format!("invalid JSON: {e}")),
     }
+}
+
+/// A profile's `_id` as the server reads it (a string, or a number as its text).
+fn id_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// An object's members with their values left as text (`None` for anything else, and for a key with
+/// escapes, which the full parse handles).
+fn raw_members(text: &str) -> Option<BTreeMap<&str, &RawValue>> {
+    serde_json::from_str(text).ok()
 }
 
 /// Paths whose CSV cells hold JSON text (arrays, objects, json properties).
@@ -376,26 +517,61 @@ impl Known {
         true
     }
 
+    /// For an NDJSON line that is a JSON object whose properties are all in the model: its `_id` (when
+    /// it has one that a profile may have). `None` for any other line, which takes the full parse.
+    fn plain_line(&self, text: &str) -> Option<Option<String>> {
+        let members = raw_members(text)?;
+        if !self.all_known(&members, true) {
+            return None;
+        }
+        Some(
+            members
+                .get("_id")
+                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+                .and_then(|v| id_of(&v)),
+        )
+    }
+
+    /// Whether every member is a property of this level (and so on into objects), as `strip` would find.
+    fn all_known(&self, members: &BTreeMap<&str, &RawValue>, top: bool) -> bool {
+        members.iter().all(|(key, raw)| {
+            if top && (*key == "_id" || *key == "_updated_at") {
+                return true;
+            }
+            match self.0.get(*key) {
+                None => false,
+                Some(None) => true,
+                Some(Some(children)) if raw.get().starts_with('{') => {
+                    raw_members(raw.get()).is_some_and(|inner| children.all_known(&inner, false))
+                }
+                Some(Some(_)) => true,
+            }
+        })
+    }
+
     /// Removes the properties of `obj` (and of its objects) that the model does not have, adding their
     /// paths to `dropped`.
     fn strip(&self, obj: &mut Map<String, Value>, prefix: &str, dropped: &mut BTreeSet<String>) {
-        obj.retain(|key, value| {
-            let path = if prefix.is_empty() {
-                key.clone()
+        // Paths are spelled out only for what is dropped or descended into: most keys are neither.
+        let path = |key: &str| {
+            if prefix.is_empty() {
+                key.to_string()
             } else {
                 format!("{prefix}.{key}")
-            };
+            }
+        };
+        obj.retain(|key, value| {
             if prefix.is_empty() && (key == "_id" || key == "_updated_at") {
                 return true;
             }
             match self.0.get(key) {
                 None => {
-                    dropped.insert(path);
+                    dropped.insert(path(key));
                     false
                 }
                 Some(Some(children)) => {
                     if let Value::Object(inner) = value {
-                        children.strip(inner, &path, dropped);
+                        children.strip(inner, &path(key), dropped);
                     }
                     true
                 }
@@ -408,6 +584,7 @@ impl Known {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn an_ndjson_line_is_a_profile_a_blank_or_a_reason() {
@@ -454,5 +631,27 @@ mod tests {
             dropped.into_iter().collect::<Vec<_>>(),
             ["address.zip", "phone"]
         );
+        // Lines whose properties are all known go as read; any other takes the full parse.
+        assert_eq!(
+            known.plain_line(
+                r#"{"_id": "a", "email": "x", "address": {"city": "K"}, "extra": {"z": 1}}"#
+            ),
+            Some(Some("a".to_string()))
+        );
+        assert_eq!(
+            known.plain_line(r#"{"_id": 7}"#),
+            Some(Some("7".to_string()))
+        );
+        assert_eq!(known.plain_line(r#"{"email": "x"}"#), Some(None));
+        for full in [
+            r#"{"_id": "a", "phone": "1"}"#,
+            r#"{"_id": "a", "address": {"zip": "1"}}"#,
+            r#"{"_id": "a", "em\u0061il": "x"}"#,
+            r#"{"_id": "a""#,
+            "[1]",
+            "",
+        ] {
+            assert_eq!(known.plain_line(full), None, "{full}");
+        }
     }
 }

@@ -483,7 +483,7 @@ impl Schema {
                 None
             }
         };
-        let mut doc = Map::new();
+        let mut doc = Map::with_capacity(input.len());
         for (key, value) in input {
             if key == ID || key == UPDATED_AT {
                 continue;
@@ -564,7 +564,7 @@ pub fn normalize_value(ty: &PropertyType, value: &Json, path: &str) -> Result<Js
                 ));
             };
             let mut errors = Vec::new();
-            let mut out = Map::new();
+            let mut out = Map::with_capacity(map.len());
             for (k, v) in map {
                 let sub = format!("{path}.{k}");
                 match props.iter().find(|p| &p.name == k) {

@@ -1,0 +1,622 @@
+//! The server benchmark of `BENCHMARKS.md` ("Ten million profiles"): the real `sluice serve` process,
+//! measured from outside, as a user runs it.
+//!
+//! 1. N new profiles are imported with `sluice profiles import` (NDJSON), through `POST /v1/profiles`;
+//! 2. a pipeline exports them to PostgreSQL (the first run), then runs again with nothing changed;
+//! 3. 1% of the profiles are changed and 0.1% added (imported the same way), and the pipeline runs again,
+//!    against the floor of writing only those rows: COPY into a temporary table and one
+//!    `INSERT … ON CONFLICT`;
+//! 4. every profile is imported again with other values (merges into stored profiles);
+//! 5. N more new profiles are imported from CSV.
+//!
+//! For each phase it reports the wall time, the CPU seconds of the server and of the importing client, and
+//! the server's peak resident memory (VmHWM, reset before each phase through `/proc/PID/clear_refs`) and its
+//! resident memory when the phase is over.
+//!
+//!     cargo build --release -p sluice --bin sluice
+//!     SLUICE_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//!         cargo bench --profile release -p sluice --bench server
+//!
+//! `SLUICE_BIN` names the binary (by default `release/sluice` under `CARGO_TARGET_DIR` or `target/`),
+//! `SLUICE_BENCH_PROFILES` changes N (1,000,000 by default), `SLUICE_BENCH_PROFILES_URL` puts the profile
+//! store in PostgreSQL instead of the embedded SQLite one, and `SLUICE_BENCH_PHASES` (a comma-separated
+//! subset of `import,export,change,merge,csv`) leaves phases out.
+
+#[path = "export/workload.rs"]
+mod workload;
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use sluice::sample;
+
+/// A field of `/proc/PID/status` in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of the children this process has waited for.
+fn children_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given and reads nothing else.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("the server answers");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Runs the pipeline and waits for the run to end; its record.
+    async fn run(&self, pipeline: &str) -> Value {
+        let started = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/pipelines/{pipeline}/runs"),
+                None,
+            )
+            .await;
+        let id = started["id"].as_str().expect("a run id").to_string();
+        loop {
+            let run = self
+                .call(reqwest::Method::GET, &format!("/v1/runs/{id}"), None)
+                .await;
+            match run["status"].as_str() {
+                Some("queued" | "running") => tokio::time::sleep(Duration::from_millis(10)).await,
+                Some("succeeded") => return run,
+                _ => panic!("the run did not succeed: {run}"),
+            }
+        }
+    }
+}
+
+/// What one phase cost.
+struct Phase {
+    name: String,
+    rows: u64,
+    secs: f64,
+    server_cpu: f64,
+    client_cpu: f64,
+    /// VmHWM of the server during the phase, MiB.
+    peak_mib: f64,
+    /// VmRSS of the server a second after the phase, MiB.
+    after_mib: f64,
+    note: String,
+}
+
+/// Measures `f` as a phase of the server `pid`.
+async fn phase<F: std::future::Future<Output = (u64, String)>>(
+    name: &str,
+    pid: u32,
+    f: F,
+) -> Phase {
+    // Writing 5 to clear_refs resets the peak resident set to the current one.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+    let (cpu, client, t) = (cpu_secs(pid), children_cpu_secs(), Instant::now());
+    let (rows, note) = f.await;
+    let secs = t.elapsed().as_secs_f64();
+    let server_cpu = cpu_secs(pid) - cpu;
+    let client_cpu = children_cpu_secs() - client;
+    let peak_mib = status_kib(pid, "VmHWM:") as f64 / 1024.0;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_mib = status_kib(pid, "VmRSS:") as f64 / 1024.0;
+    let p = Phase {
+        name: name.into(),
+        rows,
+        secs,
+        server_cpu,
+        client_cpu,
+        peak_mib,
+        after_mib,
+        note,
+    };
+    eprintln!(
+        "{}: {:.2} s, {:.0} rows/s, server CPU {:.2} s, client CPU {:.2} s, peak {:.0} MiB, after {:.0} MiB {}",
+        p.name,
+        p.secs,
+        p.rows as f64 / p.secs,
+        p.server_cpu,
+        p.client_cpu,
+        p.peak_mib,
+        p.after_mib,
+        p.note
+    );
+    p
+}
+
+/// Sample profiles `from..to` by `step` with `seed`, as NDJSON or CSV (dotted headers, arrays as JSON).
+fn write_profiles(path: &Path, from: usize, to: usize, step: usize, seed: u64, csv: bool) {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let mut header: Option<Vec<String>> = None;
+    for k in (from..to).step_by(step) {
+        let mut p = sample::profile(seed, k);
+        p["_id"] = json!(format!("c{k:07}"));
+        if !csv {
+            serde_json::to_writer(&mut out, &p).unwrap();
+            out.write_all(b"\n").unwrap();
+            continue;
+        }
+        let mut flat = Vec::new();
+        flatten(p.as_object().unwrap(), "", &mut flat);
+        let names: Vec<String> = flat.iter().map(|(k, _)| k.clone()).collect();
+        let header = header.get_or_insert_with(|| {
+            writeln!(out, "{}", names.join(",")).unwrap();
+            names.clone()
+        });
+        assert_eq!(*header, names, "every sample profile has the same paths");
+        let cells: Vec<String> = flat.into_iter().map(|(_, v)| csv_cell(&v)).collect();
+        writeln!(out, "{}", cells.join(",")).unwrap();
+    }
+    out.flush().unwrap();
+}
+
+fn flatten(obj: &Map<String, Value>, prefix: &str, out: &mut Vec<(String, Value)>) {
+    for (k, v) in obj {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Value::Object(inner) => flatten(inner, &path, out),
+            other => out.push((path, other.clone())),
+        }
+    }
+}
+
+fn csv_cell(v: &Value) -> String {
+    let text = match v {
+        Value::Null => return String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// `sluice profiles import FILE` against the server; the number of profiles it reports imported.
+fn import(bin: &Path, server: &Server, file: &Path) -> (u64, String) {
+    let out = Command::new(bin)
+        .args(["profiles", "import"])
+        .arg(file)
+        .env("SLUICE_URL", &server.url)
+        .env("SLUICE_ADMIN_TOKEN", &server.token)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run sluice profiles import");
+    assert!(out.status.success(), "the import failed");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let n = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected import output: {text}"));
+    assert!(text.contains("; 0 rejected"), "{text}");
+    (n, String::new())
+}
+
+/// The floor of the change path: the changed and new rows alone, COPYed into a temporary table and
+/// upserted with one `INSERT … ON CONFLICT`, in one transaction; seconds.
+async fn floor(pg: &tokio_postgres::Client, schema: &str, rows: &[Vec<u8>]) -> f64 {
+    use futures::SinkExt;
+    let t = Instant::now();
+    pg.batch_execute(&format!(
+        "BEGIN; SET LOCAL search_path TO {schema}; \
+         CREATE TEMP TABLE delta (LIKE customers) ON COMMIT DROP"
+    ))
+    .await
+    .unwrap();
+    {
+        let sink = pg.copy_in("COPY delta FROM STDIN").await.unwrap();
+        futures::pin_mut!(sink);
+        let data: Vec<u8> = rows.concat();
+        sink.send(bytes::Bytes::from(data)).await.unwrap();
+        sink.close().await.unwrap();
+    }
+    let cols = "email, first_name, last_name, full_name, country, birth_date, signed_up_at, ltv, orders, \
+                newsletter, score, tags, phone, language, segment, loyalty_points, last_order_at, street, city, \
+                postal_code";
+    let set: Vec<String> = cols
+        .split(", ")
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    pg.batch_execute(&format!(
+        "INSERT INTO {schema}.customers SELECT * FROM delta ON CONFLICT (customer_id) DO UPDATE SET {}; COMMIT",
+        set.join(", ")
+    ))
+    .await
+    .unwrap();
+    t.elapsed().as_secs_f64()
+}
+
+/// The rows of `ids` as the export wrote them, in COPY's text format (read back from the table).
+async fn rows_of(pg: &tokio_postgres::Client, schema: &str, ids: &[String]) -> Vec<Vec<u8>> {
+    use futures::StreamExt;
+    pg.batch_execute(&format!(
+        "CREATE TABLE {schema}.delta_ids (id text PRIMARY KEY)"
+    ))
+    .await
+    .unwrap();
+    {
+        use futures::SinkExt;
+        let sink = pg
+            .copy_in(&format!("COPY {schema}.delta_ids FROM STDIN"))
+            .await
+            .unwrap();
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(ids.join("\n") + "\n"))
+            .await
+            .unwrap();
+        sink.close().await.unwrap();
+    }
+    let out = pg
+        .copy_out(&format!(
+            "COPY (SELECT c.* FROM {schema}.customers c JOIN {schema}.delta_ids d ON d.id = c.customer_id) TO STDOUT"
+        ))
+        .await
+        .unwrap();
+    futures::pin_mut!(out);
+    let mut data = Vec::new();
+    while let Some(chunk) = out.next().await {
+        data.extend_from_slice(&chunk.unwrap());
+    }
+    pg.batch_execute(&format!("DROP TABLE {schema}.delta_ids"))
+        .await
+        .unwrap();
+    data.split_inclusive(|b| *b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn binary() -> PathBuf {
+    if let Ok(b) = std::env::var("SLUICE_BIN") {
+        return b.into();
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target")
+            .display()
+            .to_string()
+    });
+    Path::new(&target).join("release/sluice")
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("SLUICE_BENCH_PROFILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let phases = std::env::var("SLUICE_BENCH_PHASES")
+        .unwrap_or_else(|_| "import,export,change,merge,csv".into());
+    let wants = |p: &str| phases.split(',').any(|x| x.trim() == p);
+    let pg_url = std::env::var("SLUICE_BENCH_POSTGRES_URL")
+        .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
+        .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server");
+    let bin = binary();
+    assert!(
+        bin.exists(),
+        "no binary at {} (set SLUICE_BIN)",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+
+    let t = Instant::now();
+    let new_ndjson = files.join("new.ndjson");
+    write_profiles(&new_ndjson, 0, n, 1, 42, false);
+    eprintln!(
+        "wrote {n} profiles as NDJSON in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let (pg, conn) = tokio_postgres::connect(&pg_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    let schema = format!("bench_server_{}", std::process::id());
+    pg.batch_execute(&format!(
+        "CREATE SCHEMA {schema}; SET search_path TO {schema}; {}",
+        workload::TABLE
+    ))
+    .await
+    .unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let token = format!("bench-{}", std::process::id());
+    let data = dir.path().join("data");
+    let mut cmd = Command::new(&bin);
+    cmd.arg("serve")
+        .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLUICE_DATA_DIR", &data)
+        .env("SLUICE_ADMIN_TOKEN", &token)
+        .env("SLUICE_SCHEDULER_INTERVAL_SECONDS", "3600")
+        .stdout(Stdio::null());
+    if let Ok(url) = std::env::var("SLUICE_BENCH_PROFILES_URL") {
+        cmd.env("SLUICE_PROFILES_URL", url);
+    }
+    let server = Server {
+        child: cmd.spawn().expect("start sluice serve"),
+        url: format!("http://127.0.0.1:{port}"),
+        token,
+        http: reqwest::Client::new(),
+    };
+    let pid = server.pid();
+    for _ in 0..600 {
+        if server
+            .http
+            .get(format!("{}/v1/health", server.url))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let idle_mib = status_kib(pid, "VmRSS:") as f64 / 1024.0;
+    server
+        .call(
+            reqwest::Method::PUT,
+            "/v1/profile-schema",
+            Some(sample::schema()),
+        )
+        .await;
+
+    let mut settings = sluice_destinations::postgres::PostgresSettings::json_from_url(&pg_url)
+        .expect("a postgres:// URL");
+    settings["schema"] = json!(schema);
+    settings["tls"] = json!({"mode": "disable"});
+    let dest = server
+        .call(
+            reqwest::Method::POST,
+            "/v1/destinations",
+            Some(json!({"name": "bench", "type": "postgresql", "settings": settings})),
+        )
+        .await;
+    let pipeline = server
+        .call(
+            reqwest::Method::POST,
+            "/v1/pipelines",
+            Some(json!({
+                "destination": dest["id"], "name": "bench", "table": "customers", "key": "customer_id",
+                "transformation": {"mapping": workload::mapping()}
+            })),
+        )
+        .await;
+    let pipeline = pipeline["id"].as_str().unwrap().to_string();
+
+    let mut results = Vec::new();
+    let run_phase = |run: Value| {
+        let c = &run["counts"];
+        let rows = ["inserted", "updated", "unchanged"]
+            .iter()
+            .map(|k| c[k].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        let note = format!(
+            "{} read; {} ins, {} upd, {} unchanged; in the server {}",
+            c["read"],
+            c["inserted"],
+            c["updated"],
+            c["unchanged"],
+            run_secs(&run)
+        );
+        (rows, note)
+    };
+    if wants("import") {
+        results.push(
+            phase(&format!("import {n} new profiles (NDJSON)"), pid, async {
+                import(&bin, &server, &new_ndjson)
+            })
+            .await,
+        );
+    }
+    if wants("export") {
+        results.push(
+            phase("first export", pid, async {
+                run_phase(server.run(&pipeline).await)
+            })
+            .await,
+        );
+        results.push(
+            phase("re-run, nothing changed", pid, async {
+                run_phase(server.run(&pipeline).await)
+            })
+            .await,
+        );
+    }
+    if wants("change") {
+        let changed = files.join("changed.ndjson");
+        write_profiles(&changed, 0, n, 100, 43, false);
+        let added = files.join("added.ndjson");
+        write_profiles(&added, n, n + n / 1000, 1, 42, false);
+        import(&bin, &server, &changed);
+        import(&bin, &server, &added);
+        results.push(
+            phase("re-run, 1% changed + 0.1% new", pid, async {
+                run_phase(server.run(&pipeline).await)
+            })
+            .await,
+        );
+        // The floor: the same rows, now in the table, written again by COPY + one upsert.
+        let ids: Vec<String> = (0..n)
+            .step_by(100)
+            .chain(n..n + n / 1000)
+            .map(|k| format!("c{k:07}"))
+            .collect();
+        let rows = rows_of(&pg, &schema, &ids).await;
+        assert_eq!(rows.len(), ids.len(), "every changed row is in the table");
+        let secs = floor(&pg, &schema, &rows).await;
+        eprintln!(
+            "floor: COPY + INSERT … ON CONFLICT of the {} changed and new rows: {secs:.3} s",
+            rows.len()
+        );
+        results.push(Phase {
+            name: "floor: those rows by COPY into a temp table + INSERT … ON CONFLICT".into(),
+            rows: rows.len() as u64,
+            secs,
+            server_cpu: 0.0,
+            client_cpu: 0.0,
+            peak_mib: 0.0,
+            after_mib: 0.0,
+            note: String::new(),
+        });
+    }
+    if wants("merge") {
+        let merged = files.join("merged.ndjson");
+        write_profiles(&merged, 0, n, 1, 44, false);
+        results.push(
+            phase(
+                &format!("import {n} existing profiles, every one changed (NDJSON)"),
+                pid,
+                async { import(&bin, &server, &merged) },
+            )
+            .await,
+        );
+        std::fs::remove_file(&merged).ok();
+    }
+    if wants("csv") {
+        let csv = files.join("new.csv");
+        write_profiles(&csv, 2 * n, 3 * n, 1, 42, true);
+        results.push(
+            phase(&format!("import {n} new profiles (CSV)"), pid, async {
+                import(&bin, &server, &csv)
+            })
+            .await,
+        );
+    }
+
+    let mut server = server;
+    // SAFETY: a signal to the child this benchmark started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    server.child.wait().ok();
+    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+
+    println!("\n`sluice serve` idle after start: {idle_mib:.0} MiB resident\n");
+    println!("| phase ({n} profiles) | time | rows/s | server CPU | client CPU | server peak RSS | RSS 1 s after | |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for p in &results {
+        println!(
+            "| {} | {:.2} s | {:.0} | {:.2} s | {:.2} s | {:.0} MiB | {:.0} MiB | {} |",
+            p.name,
+            p.secs,
+            p.rows as f64 / p.secs,
+            p.server_cpu,
+            p.client_cpu,
+            p.peak_mib,
+            p.after_mib,
+            p.note
+        );
+    }
+    let rate = |prefix: &str| {
+        results
+            .iter()
+            .find(|p| p.name.starts_with(prefix))
+            .map(|p| p.rows as f64 / p.secs)
+    };
+    if let Some(export) = rate("first export") {
+        for (what, prefix) in [
+            ("NDJSON import", "import {n} new profiles (NDJSON)"),
+            ("merge import", "import {n} existing"),
+            ("CSV import", "import {n} new profiles (CSV)"),
+        ] {
+            let prefix = prefix.replace("{n}", &n.to_string());
+            if let Some(r) = rate(&prefix) {
+                println!("{what} / first export rate: {:.0}%", 100.0 * r / export);
+            }
+        }
+    }
+    let secs = |prefix: &str| {
+        results
+            .iter()
+            .find(|p| p.name.starts_with(prefix))
+            .map(|p| p.secs)
+    };
+    if let (Some(changed), Some(floor)) = (secs("re-run, 1%"), secs("floor")) {
+        println!(
+            "change re-run / floor: {:.2}× (wall time, measured from outside)",
+            changed / floor
+        );
+    }
+}
+
+/// The run's own duration, from its record.
+fn run_secs(run: &Value) -> String {
+    let parse = |k: &str| {
+        run[k]
+            .as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    };
+    match (parse("started_at"), parse("finished_at")) {
+        (Some(a), Some(b)) => format!(
+            "{:.3} s",
+            (b - a).num_microseconds().unwrap_or(0) as f64 / 1e6
+        ),
+        _ => "?".into(),
+    }
+}
