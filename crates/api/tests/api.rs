@@ -1135,13 +1135,7 @@ async fn a_dry_run_can_be_cancelled() {
     let (s, p) = api.call("POST", "/v1/pipelines", Some(spec)).await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
     let id = p["id"].as_str().unwrap();
-    let (s, r) = api
-        .call(
-            "POST",
-            &format!("/v1/pipelines/{id}/runs"),
-            Some(json!({"dry_run": true})),
-        )
-        .await;
+    let (s, r) = start_dry_run(&api, id).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{r}");
     let run = r["id"].as_str().unwrap();
     let cancel = format!("/v1/runs/{run}/cancel");
@@ -1164,23 +1158,11 @@ async fn a_dry_run_can_be_cancelled() {
     // cancelled.
     let mut started = Vec::new();
     for _ in 0..10 {
-        let (s, r) = api
-            .call(
-                "POST",
-                &format!("/v1/pipelines/{id}/runs"),
-                Some(json!({"dry_run": true})),
-            )
-            .await;
+        let (s, r) = start_dry_run(&api, id).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{r}");
         started.push(r["id"].as_str().unwrap().to_string());
     }
-    let (s, v) = api
-        .call(
-            "POST",
-            &format!("/v1/pipelines/{id}/runs"),
-            Some(json!({"dry_run": true})),
-        )
-        .await;
+    let (s, v) = start_dry_run(&api, id).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
     assert_eq!(v["error"]["code"], "TooManyDryRuns", "{v}");
     for run in &started {
@@ -1192,6 +1174,16 @@ async fn a_dry_run_can_be_cancelled() {
     for run in &started {
         assert_eq!(wait_run(&api, run).await["status"], "cancelled");
     }
+}
+
+/// Starts a dry run of the pipeline `id`: the status and the answer.
+async fn start_dry_run(api: &Api, id: &str) -> (StatusCode, Value) {
+    api.call(
+        "POST",
+        &format!("/v1/pipelines/{id}/runs"),
+        Some(json!({"dry_run": true})),
+    )
+    .await
 }
 
 async fn wait_run(api: &Api, id: &str) -> Value {

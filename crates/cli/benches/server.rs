@@ -47,18 +47,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 
 /// User + system CPU seconds of a process so far.
 fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    workload::cpu_secs_of(&pid.to_string())
 }
 
 /// CPU seconds of the children this process has waited for.

@@ -1,5 +1,6 @@
 //! The mapping of the export benchmarks, shared by `export` (every destination) and `rows` (the row
-//! computation alone) and `server` (the real server), so that all measure the same work.
+//! computation alone) and `server` (the real server), so that all measure the same work; and how they
+//! read a process's CPU time.
 
 // Each benchmark uses the part of this it needs.
 #![allow(dead_code)]
@@ -30,4 +31,22 @@ pub fn clickhouse_mapping() -> serde_json::Value {
     let mut m = mapping();
     m["newsletter"] = json!("if(newsletter, 1, 0)");
     m
+}
+
+/// User + system CPU seconds of a process so far (`"self"` or a pid), from `/proc/<process>/stat`.
+pub fn cpu_secs_of(process: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
