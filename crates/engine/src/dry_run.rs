@@ -72,15 +72,15 @@ impl Engine {
     /// A store of this process alone (SQLite) shows a dry run left unfinished by a previous process as
     /// failed: nothing will finish it. (A shared store cannot tell it from one another instance runs.)
     pub async fn get_dry_run(&self, id: &str) -> Result<Option<DryRunRecord>, StoreError> {
+        // Asked before the record is read: a dry run writes its last record before it leaves the
+        // active set, so one that was not active then has its last record in the store now.
+        let active = self.inner.dry_active.lock().unwrap().contains_key(id);
         let Some(text) = self.inner.meta.get_dry_run(id).await? else {
             return Ok(None);
         };
         let mut record: DryRunRecord = serde_json::from_str(&text)
             .map_err(|e| StoreError::Corrupt(format!("dry run `{id}`: {e}")))?;
-        if !record.run.status.is_finished()
-            && !self.inner.meta.shared()
-            && !self.inner.dry_active.lock().unwrap().contains_key(id)
-        {
+        if !record.run.status.is_finished() && !self.inner.meta.shared() && !active {
             record.run.status = RunStatus::Failed;
             record.run.message =
                 Some("Sluice stopped while this dry run was in progress; it wrote nothing".into());

@@ -588,6 +588,30 @@ async fn a_dry_run_left_by_a_stopped_process_shows_as_failed() {
     );
 }
 
+/// A dry run that is ending never shows as left by a stopped process: its record is read while its last
+/// write and its leaving the active set happen (a poll between the two once showed it as failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_watched_while_it_ends_never_shows_as_failed() {
+    let w = world(EngineConfig::default(), 5).await;
+    let p = w.pipeline(json!({})).await;
+    let rec = w.engine.meta().get_pipeline(&p).await.unwrap().unwrap();
+    for _ in 0..40 {
+        let started = w
+            .engine
+            .start_dry_run(rec.clone(), true, "manual")
+            .await
+            .unwrap();
+        loop {
+            let seen = w.engine.get_dry_run(&started.id).await.unwrap().unwrap();
+            assert_ne!(seen.run.status, RunStatus::Failed, "{:?}", seen.run.message);
+            if seen.run.status.is_finished() {
+                assert_eq!(seen.run.status, RunStatus::Succeeded);
+                break;
+            }
+        }
+    }
+}
+
 /// A tiny HTTP server that records the JSON bodies posted to it.
 async fn webhook_listener() -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
