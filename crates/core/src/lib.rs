@@ -11,6 +11,7 @@
 //! - [`raw`]: stored documents read lazily, only as far as a mapping needs;
 //! - [`hash`]: row hashes for writing only what changed;
 //! - [`schedule`]: schedule ticks and the scheduler's per-pipeline decision, given the time;
+//!   [`on_change`]: when a pipeline that follows profile changes runs (the debounce);
 //! - [`sync`]: the sync decision — which computed rows are unchanged, new or changed, who holds a key,
 //!   which rows belong to profiles that left.
 //!
@@ -24,6 +25,7 @@ pub mod errors;
 pub mod filter;
 pub mod hash;
 pub mod mapping;
+pub mod on_change;
 pub mod pipeline;
 pub mod profile;
 pub mod raw;

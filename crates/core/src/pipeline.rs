@@ -105,11 +105,22 @@ pub mod indexmap_like {
     }
 }
 
-/// A pipeline's schedule: off (`null`), a fixed interval or a cron expression with a time zone.
+/// A pipeline's schedule: off (`null`), a fixed interval, a cron expression with a time zone, or
+/// `"on_change"` — run when profiles change (export pipelines; see [`crate::on_change`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[serde(from = "ScheduleWire", into = "ScheduleWire")]
 pub enum Schedule {
     Interval(String),
+    Cron { cron: String, timezone: String },
+    OnChange,
+}
+
+/// The schedule's JSON form: `"on_change"` is a word like the intervals, so it is told apart from them
+/// after parsing rather than by serde.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ScheduleWire {
+    Word(String),
     Cron {
         cron: String,
         #[serde(default = "utc")]
@@ -117,17 +128,45 @@ pub enum Schedule {
     },
 }
 
+/// The word that makes a pipeline follow profile changes.
+pub const ON_CHANGE: &str = "on_change";
+
+impl From<ScheduleWire> for Schedule {
+    fn from(w: ScheduleWire) -> Self {
+        match w {
+            ScheduleWire::Word(s) if s == ON_CHANGE => Schedule::OnChange,
+            ScheduleWire::Word(s) => Schedule::Interval(s),
+            ScheduleWire::Cron { cron, timezone } => Schedule::Cron { cron, timezone },
+        }
+    }
+}
+
+impl From<Schedule> for ScheduleWire {
+    fn from(s: Schedule) -> Self {
+        match s {
+            Schedule::Interval(s) => ScheduleWire::Word(s),
+            Schedule::OnChange => ScheduleWire::Word(ON_CHANGE.into()),
+            Schedule::Cron { cron, timezone } => ScheduleWire::Cron { cron, timezone },
+        }
+    }
+}
+
 fn utc() -> String {
     "UTC".into()
 }
 
 impl Schedule {
-    /// Minutes of a fixed interval, `None` for cron.
+    /// Minutes of a fixed interval, `None` for cron and on_change.
     pub fn interval_minutes(&self) -> Option<u32> {
         match self {
             Schedule::Interval(s) => INTERVALS.iter().find(|(n, _)| n == s).map(|(_, m)| *m),
-            Schedule::Cron { .. } => None,
+            Schedule::Cron { .. } | Schedule::OnChange => None,
         }
+    }
+
+    /// Whether the pipeline runs when profiles change rather than at times.
+    pub fn is_on_change(&self) -> bool {
+        matches!(self, Schedule::OnChange)
     }
 }
 
@@ -286,6 +325,17 @@ mod tests {
             serde_json::from_value(json!({"cron": "0 3 * * *", "timezone": "Europe/Rome"}))
                 .unwrap();
         assert!(cron.interval_minutes().is_none());
+        let on: Schedule = serde_json::from_value(json!("on_change")).unwrap();
+        assert_eq!(on, Schedule::OnChange);
+        assert!(on.is_on_change() && on.compile().is_ok());
+        assert_eq!(serde_json::to_value(&on).unwrap(), json!("on_change"));
+        assert_eq!(
+            serde_json::to_value(&cron).unwrap(),
+            json!({"cron": "0 3 * * *", "timezone": "Europe/Rome"})
+        );
+        let iv: Schedule = serde_json::from_value(json!("15m")).unwrap();
+        assert_eq!(iv, Schedule::Interval("15m".into()));
+        assert_eq!(serde_json::to_value(&iv).unwrap(), json!("15m"));
     }
 
     #[test]

@@ -27,6 +27,9 @@ const CATCH_UP_LIMIT: usize = 10_000;
 pub enum Compiled {
     Every(chrono::Duration),
     Cron(Box<croner::Cron>, chrono_tz::Tz),
+    /// `on_change`: no ticks; the scheduler follows the profile store's changes instead
+    /// ([`crate::on_change`]).
+    OnChange,
 }
 
 /// What is wrong with a schedule: the field at fault (`schedule`, `schedule.cron`, `schedule.timezone`)
@@ -37,11 +40,12 @@ impl Schedule {
     /// Checks the schedule and compiles it; the error names the field at fault.
     pub fn compile(&self) -> Result<Compiled, ScheduleError> {
         match self {
+            Schedule::OnChange => Ok(Compiled::OnChange),
             Schedule::Interval(s) => match self.interval_minutes() {
                 Some(m) => Ok(Compiled::Every(chrono::Duration::minutes(i64::from(m)))),
                 None => Err((
                     "schedule",
-                    format!("unknown schedule `{s}`: use null (off), 5m, 15m, 30m, 1h, 2h, 3h, 6h, 8h, 12h, 24h or {{\"cron\": …, \"timezone\": …}}"),
+                    format!("unknown schedule `{s}`: use null (off), 5m, 15m, 30m, 1h, 2h, 3h, 6h, 8h, 12h, 24h, \"on_change\" or {{\"cron\": …, \"timezone\": …}}"),
                 )),
             },
             Schedule::Cron { cron, timezone } => {
@@ -98,6 +102,7 @@ impl Compiled {
                 .find_next_occurrence(&t.with_timezone(tz), false)
                 .ok()
                 .map(|d| d.with_timezone(&Utc)),
+            Compiled::OnChange => None,
         }
     }
 
@@ -146,7 +151,8 @@ impl Decision {
 }
 
 /// Decides what to do with one pipeline at `now`. `busy`: the pipeline has a run queued or in progress
-/// (on any instance). A schedule that does not compile counts as off (it was checked when saved).
+/// (on any instance). A schedule that does not compile counts as off (it was checked when saved), and so
+/// does `on_change`, which has no ticks ([`crate::on_change::decide`] decides for it).
 pub fn decide(
     schedule: Option<&Schedule>,
     enabled: bool,
@@ -154,7 +160,9 @@ pub fn decide(
     busy: bool,
     now: DateTime<Utc>,
 ) -> Decision {
-    let compiled = schedule.and_then(|s| s.compile().ok());
+    let compiled = schedule
+        .filter(|s| !s.is_on_change())
+        .and_then(|s| s.compile().ok());
     let change = |next: TickState, start: bool| Decision {
         save: (next != state).then_some(next),
         start,
@@ -234,7 +242,7 @@ pub fn next_run_at(
     if !enabled {
         return None;
     }
-    let compiled = schedule?.compile().ok()?;
+    let compiled = schedule.filter(|s| !s.is_on_change())?.compile().ok()?;
     if state.pending {
         return Some(now);
     }
