@@ -205,6 +205,7 @@ async fn store_finished_runs(meta: &Arc<dyn MetadataStore>, pipeline: &str, n: u
             id: format!("run_elsewhere_{i}"),
             pipeline: pipeline.to_string(),
             trigger: "schedule".into(),
+            changes: None,
             status: RunStatus::Failed,
             queued_at: now,
             started_at: Some(now),

@@ -105,6 +105,7 @@ impl Engine {
             id: new_id("dry"),
             pipeline: pipeline.id.clone(),
             trigger: trigger.to_string(),
+            changes: None,
             status: RunStatus::Queued,
             queued_at: now,
             started_at: None,

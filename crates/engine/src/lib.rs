@@ -112,6 +112,11 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// How often the scheduler looks for due pipelines.
     pub scheduler_interval: Duration,
+    /// How often the scheduler looks for profile changes for `on_change` pipelines (one cheap count per
+    /// distinct cursor).
+    pub on_change_interval: Duration,
+    /// How long changes wait before they set off an `on_change` run.
+    pub on_change_debounce: sluice_core::on_change::Debounce,
     /// The name under which this instance claims runs; kept across restarts (`sluice serve` keeps it in
     /// the data directory) so that a restart fails its previous process's runs at once. A fresh random
     /// name when `None`.
@@ -134,6 +139,8 @@ impl Default for EngineConfig {
             deny_private_webhooks: false,
             lease: Duration::from_secs(30),
             scheduler_interval: Duration::from_secs(5),
+            on_change_interval: Duration::from_secs(1),
+            on_change_debounce: sluice_core::on_change::Debounce::default(),
             instance: None,
         }
     }
@@ -197,6 +204,9 @@ struct Inner {
     dry_active: Mutex<HashMap<String, Stop>>,
     destination_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     totals: totals::Totals,
+    /// What this instance's scheduler has seen of each `on_change` pipeline's pending changes, with the
+    /// cursor they were counted from.
+    watches: Mutex<HashMap<String, (String, sluice_core::on_change::Watch)>>,
 }
 
 impl Engine {
@@ -218,12 +228,19 @@ impl Engine {
                 instance,
                 destination_slots: Mutex::new(HashMap::new()),
                 totals: totals::Totals::default(),
+                watches: Mutex::new(HashMap::new()),
             }),
         }
     }
 
     pub fn meta(&self) -> &Arc<dyn MetadataStore> {
         &self.inner.meta
+    }
+
+    pub(crate) fn watches(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (String, sluice_core::on_change::Watch)>> {
+        self.inner.watches.lock().unwrap()
     }
 
     pub fn profiles(&self) -> &Arc<dyn ProfileStore> {
@@ -331,6 +348,19 @@ impl Engine {
         mode: RunMode,
         at: DateTime<Utc>,
     ) -> Result<RunRecord, StartError> {
+        self.start_for(pipeline_id, trigger, mode, at, None).await
+    }
+
+    /// [`Engine::start_at`] for a run set off by profile changes, naming them on the run (`None`: what
+    /// changed is unknown).
+    pub async fn start_for(
+        &self,
+        pipeline_id: &str,
+        trigger: &str,
+        mode: RunMode,
+        at: DateTime<Utc>,
+        changes: Option<sluice_store::ChangeCounts>,
+    ) -> Result<RunRecord, StartError> {
         let pipeline = self
             .inner
             .meta
@@ -359,6 +389,7 @@ impl Engine {
             id: new_id("run"),
             pipeline: pipeline.id.clone(),
             trigger: trigger.to_string(),
+            changes,
             status: if ready {
                 RunStatus::Running
             } else {

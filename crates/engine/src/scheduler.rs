@@ -7,14 +7,23 @@
 //! compare-and-set before a run starts: when several instances see the same tick, one wins and runs it; the
 //! others see the state already moved. An instance with no free slot leaves due pipelines to instances
 //! that have one (or to its own next pass), which spreads scheduled runs over the instances.
+//!
+//! `on_change` pipelines have no ticks: [`follow_changes`] (every `on_change_interval`, and within each
+//! [`tick`]) counts the profile changes since each one's change cursor — the profile store's position
+//! when its last run started, kept in the metadata store — and asks `sluice_core::on_change::decide`
+//! whether the debounce has passed. Polling the store, rather than being told by the process that
+//! wrote, is what makes writes through any instance (or `sluice profiles import` against any of them)
+//! count. The run starts only on the instance that moved the cursor by compare-and-set; the run's
+//! `changes` names what set it off.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sluice_core::on_change::{self, Start};
 use sluice_core::schedule::{decide, next_run_at, reconcile_due, TickState};
-use sluice_store::PipelineRecord;
+use sluice_store::{ChangeCounts, PipelineRecord};
 
 use crate::{alerts, Engine, RunMode, StartError};
 
@@ -41,6 +50,9 @@ pub struct Pass {
     pub reconciles: Vec<String>,
     /// Pipelines whose follow-up run was queued because they were busy.
     pub queued: Vec<String>,
+    /// Of the runs started, those of `on_change` pipelines (set off by changes, a catch-up, or a due
+    /// reconcile).
+    pub on_change: Vec<String>,
 }
 
 /// One scheduler pass at `now`: every pipeline's decision applied.
@@ -56,7 +68,11 @@ pub async fn tick(engine: &Engine, now: DateTime<Utc>) -> Result<Pass, sluice_st
         .map(|r| r.pipeline)
         .collect();
     let mut pass = Pass::default();
+    follow(engine, &pipelines, &busy, now, &mut pass).await?;
     for p in pipelines {
+        if is_on_change(&p) {
+            continue;
+        }
         let state = states.get(&p.id).copied().unwrap_or_default();
         let is_busy = busy.contains(&p.id) || engine.active_run(&p.id).is_some();
         let d = decide(
@@ -83,6 +99,150 @@ pub async fn tick(engine: &Engine, now: DateTime<Utc>) -> Result<Pass, sluice_st
         }
     }
     Ok(pass)
+}
+
+fn is_on_change(p: &PipelineRecord) -> bool {
+    p.spec.schedule.as_ref().is_some_and(|s| s.is_on_change())
+}
+
+/// One look at the profile store's changes for every `on_change` pipeline at `now`, starting the runs
+/// whose debounce has passed.
+pub async fn follow_changes(
+    engine: &Engine,
+    now: DateTime<Utc>,
+) -> Result<Pass, sluice_store::StoreError> {
+    let meta = engine.meta();
+    let pipelines = meta.list_pipelines(None).await?;
+    let mut pass = Pass::default();
+    if !pipelines.iter().any(is_on_change) {
+        engine.watches().clear();
+        return Ok(pass);
+    }
+    let busy: HashSet<String> = meta
+        .unfinished_runs()
+        .await?
+        .into_iter()
+        .map(|r| r.pipeline)
+        .collect();
+    follow(engine, &pipelines, &busy, now, &mut pass).await?;
+    Ok(pass)
+}
+
+async fn follow(
+    engine: &Engine,
+    pipelines: &[PipelineRecord],
+    busy: &HashSet<String>,
+    now: DateTime<Utc>,
+    pass: &mut Pass,
+) -> Result<(), sluice_store::StoreError> {
+    let following: Vec<&PipelineRecord> = pipelines.iter().filter(|p| is_on_change(p)).collect();
+    engine
+        .watches()
+        .retain(|id, _| following.iter().any(|p| p.id == *id));
+    if following.is_empty() {
+        return Ok(());
+    }
+    let meta = engine.meta();
+    let cursors: std::collections::HashMap<String, String> =
+        meta.change_cursors().await?.into_iter().collect();
+    // Pipelines whose runs started together share a cursor: one count each.
+    let mut counted: std::collections::HashMap<String, Option<ChangeCounts>> =
+        std::collections::HashMap::new();
+    let debounce = engine.config().on_change_debounce;
+    for p in following {
+        let enabled = p.spec.enabled;
+        let is_busy = busy.contains(&p.id) || engine.active_run(&p.id).is_some();
+        let cursor = cursors.get(&p.id);
+        let changes = match cursor {
+            None => None,
+            // A disabled pipeline's decision reads nothing: spare the store the count.
+            Some(_) if !enabled => Some(ChangeCounts::default()),
+            Some(c) => match counted.get(c) {
+                Some(n) => *n,
+                None => {
+                    let n = engine.profiles().count_changes_after(c).await?;
+                    counted.insert(c.clone(), n);
+                    n
+                }
+            },
+        };
+        let reconcile = match &p.spec.reconcile_every {
+            Some(every) if enabled && !is_busy => {
+                reconcile_due(Some(every), meta.last_reconcile(&p.id).await?, now)
+            }
+            _ => false,
+        };
+        // A watch counted from another cursor (another instance started a run since) is stale.
+        let watch = engine
+            .watches()
+            .get(&p.id)
+            .filter(|(from, _)| Some(from) == cursor)
+            .map(|(_, w)| *w);
+        let d = on_change::decide(
+            enabled,
+            is_busy,
+            changes.map(|c| c.changed + c.deleted),
+            watch,
+            reconcile,
+            now,
+            debounce,
+        );
+        match (d.watch, cursor) {
+            (Some(w), Some(from)) => engine.watches().insert(p.id.clone(), (from.clone(), w)),
+            _ => engine.watches().remove(&p.id),
+        };
+        let Some(start) = d.start else { continue };
+        if engine.free_slots() == 0 {
+            // Full here: another instance (or a later look) starts it.
+            continue;
+        }
+        // Taken before the run starts reading, so a change it may miss is after the cursor.
+        let next = engine.profiles().change_cursor().await?;
+        let previous = cursor.map(String::as_str);
+        if !meta
+            .advance_change_cursor(&p.id, previous, Some(&next))
+            .await?
+        {
+            // Another instance moved it first: that one starts the run.
+            engine.watches().remove(&p.id);
+            continue;
+        }
+        engine.watches().remove(&p.id);
+        let (trigger, named) = match start {
+            Start::Changes => ("on_change", changes),
+            Start::CatchUp => ("on_change", None),
+            Start::Reconcile => ("schedule", None),
+        };
+        let mode = if reconcile {
+            RunMode::Reconcile
+        } else {
+            RunMode::Normal
+        };
+        match engine.start_for(&p.id, trigger, mode, now, named).await {
+            Ok(run) => {
+                tracing::info!(
+                    pipeline = %p.id, run = %run.id, trigger, mode = mode.as_str(),
+                    changed = named.map(|c| c.changed), deleted = named.map(|c| c.deleted),
+                    "run started for profile changes"
+                );
+                pass.started.push(p.id.clone());
+                pass.on_change.push(p.id.clone());
+                if mode == RunMode::Reconcile {
+                    pass.reconciles.push(p.id.clone());
+                }
+            }
+            Err(e) => {
+                // Not started (a run began meanwhile, the pipeline was disabled or deleted): put the
+                // cursor back, so the changes still make a run once it can start.
+                meta.advance_change_cursor(&p.id, Some(&next), previous)
+                    .await?;
+                if let StartError::Store(e) = e {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn start_scheduled(
@@ -183,13 +343,21 @@ pub fn spawn(engine: Engine, clock: Arc<dyn Clock>) -> tokio::task::JoinHandle<(
         let mut schedule =
             tokio::time::interval(config.scheduler_interval.max(Duration::from_millis(100)));
         let mut house = tokio::time::interval(beat);
+        let mut changes =
+            tokio::time::interval(config.on_change_interval.max(Duration::from_millis(100)));
         schedule.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         house.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        changes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = schedule.tick() => {
                     if let Err(e) = tick(&engine, clock.now()).await {
                         tracing::warn!(error = %e, "the scheduler pass failed; trying again at the next one");
+                    }
+                }
+                _ = changes.tick() => {
+                    if let Err(e) = follow_changes(&engine, clock.now()).await {
+                        tracing::warn!(error = %e, "the look for profile changes failed; trying again at the next one");
                     }
                 }
                 _ = house.tick() => housekeeping(&engine).await,

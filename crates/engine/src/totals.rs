@@ -106,6 +106,7 @@ mod tests {
             id: "run_1".into(),
             pipeline: pipeline.into(),
             trigger: "api".into(),
+            changes: None,
             status,
             queued_at: start,
             started_at: Some(start),

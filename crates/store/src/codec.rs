@@ -117,6 +117,24 @@ pub(crate) fn counts_from_json(run: &str, text: &str) -> Result<Counts> {
     })
 }
 
+pub(crate) fn changes_to_json(changes: Option<&crate::ChangeCounts>) -> Option<String> {
+    changes.map(|c| serde_json::to_string(c).expect("change counts always serialize"))
+}
+
+pub(crate) fn changes_from_json(
+    run: &str,
+    text: Option<String>,
+) -> Result<Option<crate::ChangeCounts>> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| {
+            corrupt(format!(
+                "the stored trigger changes of run `{run}` are not valid: {e}"
+            ))
+        })
+    })
+    .transpose()
+}
+
 pub(crate) fn errors_to_json(errors: &[RunErrorGroup]) -> String {
     serde_json::to_string(errors).expect("run errors always serialize")
 }

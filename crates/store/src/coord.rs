@@ -76,6 +76,21 @@ pub trait Coordination: Send + Sync {
         next: TickState,
     ) -> Result<bool>;
 
+    /// The change cursor ([`crate::ProfileStore::change_cursor`]) of every `on_change` pipeline that has
+    /// one, as `(pipeline id, cursor)`: taken when the pipeline's last run started, so changes after it
+    /// are the ones its next run is for.
+    async fn change_cursors(&self) -> Result<Vec<(String, String)>>;
+
+    /// Replaces the pipeline's change cursor with `next` (`None`: forget it) if it still is `expected`.
+    /// `Ok(false)` when another instance moved it first, or the pipeline is gone. The instance whose move
+    /// succeeds is the one that starts the run.
+    async fn advance_change_cursor(
+        &self,
+        pipeline: &str,
+        expected: Option<&str>,
+        next: Option<&str>,
+    ) -> Result<bool>;
+
     /// When the pipeline's last reconcile started; `None` when it never reconciled.
     async fn last_reconcile(&self, pipeline: &str) -> Result<Option<DateTime<Utc>>>;
 

@@ -11,7 +11,7 @@ use crate::{Result, StoreError};
 pub const TOMBSTONE_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 /// Profiles changed and deleted since a change mark.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChangeCounts {
     pub changed: u64,
     pub deleted: u64,
@@ -79,6 +79,15 @@ pub trait ProfileStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RawProfile>>;
+    /// Where the change history stands now, exactly, as text to keep: unlike [`ProfileStore::change_mark`]
+    /// (a lower bound), a change counts as after the cursor only if it was not committed when the cursor
+    /// was taken — a transaction left open elsewhere does not make changes committed before it look new
+    /// (SQLite: the change counter; PostgreSQL: the transaction snapshot).
+    async fn change_cursor(&self) -> Result<String>;
+    /// How many profiles changed, and were deleted, since `cursor` was taken (each profile once, however
+    /// often it changed). `Ok(None)` when the cursor is not one this store made (the store was replaced):
+    /// the caller must assume everything changed.
+    async fn count_changes_after(&self, cursor: &str) -> Result<Option<ChangeCounts>>;
     /// Ids of the profiles deleted at or after `mark` and not stored again, ordered by id. Deletions are
     /// remembered for [`TOMBSTONE_RETENTION`].
     async fn deleted_since(&self, mark: i64) -> Result<Vec<String>>;

@@ -154,8 +154,13 @@ pub const MAX_SAMPLES: usize = 10;
 pub struct RunRecord {
     pub id: String,
     pub pipeline: String,
-    /// `manual`, `schedule` or `api`.
+    /// `manual`, `schedule`, `api` or `on_change`.
     pub trigger: String,
+    /// What set off an `on_change` run: profiles changed and deleted since the pipeline's previous run
+    /// started. `None` for other runs, and for an `on_change` run that caught up without knowing (the
+    /// pipeline's first). Written when the run is inserted; [`RunLog::update_run`] leaves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::ChangeCounts>,
     pub status: RunStatus,
     pub queued_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,

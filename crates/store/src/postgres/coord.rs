@@ -37,7 +37,7 @@ impl Coordination for PgMetadata {
                 &format!(
                     "INSERT INTO sluice_runs ({}, owner, lease_until)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::json, $11::text::json, $12,
-                             $13, now() + make_interval(secs => $14))",
+                             $13::text::json, $14, now() + make_interval(secs => $15))",
                     RUN_COLUMNS.replace("::text", "")
                 ),
                 &[
@@ -53,6 +53,7 @@ impl Coordination for PgMetadata {
                     &codec::counts_to_json(&run.counts),
                     &codec::errors_to_json(&run.errors),
                     &run.message,
+                    &codec::changes_to_json(run.changes.as_ref()),
                     &owner,
                     &seconds(lease),
                 ],
@@ -208,6 +209,55 @@ impl Coordination for PgMetadata {
         match n {
             Ok(n) => Ok(n > 0),
             // The pipeline was deleted between the check and the insert.
+            Err(e) if matches!(violation(&e), Some(Violation::ForeignKey)) => Ok(false),
+            Err(e) => Err(pg_error(e)),
+        }
+    }
+
+    async fn change_cursors(&self) -> Result<Vec<(String, String)>> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query("SELECT pipeline, cursor FROM sluice_change_cursors", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn advance_change_cursor(
+        &self,
+        pipeline: &str,
+        expected: Option<&str>,
+        next: Option<&str>,
+    ) -> Result<bool> {
+        let conn = self.pool.get().await?;
+        let n = match (expected, next) {
+            (None, None) => return Ok(true),
+            (None, Some(next)) => {
+                conn.execute(
+                    "INSERT INTO sluice_change_cursors (pipeline, cursor)
+                     SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM sluice_pipelines WHERE id = $1)
+                     ON CONFLICT (pipeline) DO NOTHING",
+                    &[&pipeline, &next],
+                )
+                .await
+            }
+            (Some(expected), Some(next)) => {
+                conn.execute(
+                    "UPDATE sluice_change_cursors SET cursor = $2 WHERE pipeline = $1 AND cursor = $3",
+                    &[&pipeline, &next, &expected],
+                )
+                .await
+            }
+            (Some(expected), None) => {
+                conn.execute(
+                    "DELETE FROM sluice_change_cursors WHERE pipeline = $1 AND cursor = $2",
+                    &[&pipeline, &expected],
+                )
+                .await
+            }
+        };
+        match n {
+            Ok(n) => Ok(n > 0),
             Err(e) if matches!(violation(&e), Some(Violation::ForeignKey)) => Ok(false),
             Err(e) => Err(pg_error(e)),
         }

@@ -151,6 +151,15 @@ CREATE TABLE sluice_destination_tests (
     message text
 );
 "#,
+    // `on_change` pipelines: where the profile store's change history stood when each last started a
+    // run, and what set each run off.
+    r#"
+CREATE TABLE sluice_change_cursors (
+    pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    cursor text NOT NULL
+);
+ALTER TABLE sluice_runs ADD COLUMN changes json;
+"#,
 ];
 
 pub(super) const PROFILE_MIGRATIONS: &[&str] = &[

@@ -259,6 +259,49 @@ impl ProfileStore for PgProfiles {
         get(&row, 0)
     }
 
+    async fn change_cursor(&self) -> Result<String> {
+        // The whole snapshot (xmin, xmax and the transactions in progress), not just its xmin: a change
+        // by a transaction that had committed when it was taken is not after it, however old the oldest
+        // transaction still running (any database of the server) is.
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_one("SELECT pg_current_snapshot()::text", &[])
+            .await
+            .map_err(pg_error)?;
+        let snapshot: String = get(&row, 0)?;
+        Ok(format!("pg:{snapshot}"))
+    }
+
+    async fn count_changes_after(&self, cursor: &str) -> Result<Option<ChangeCounts>> {
+        let Some(snapshot) = cursor.strip_prefix("pg:") else {
+            return Ok(None);
+        };
+        // `xmin:xmax:xip,…`; the xmin bounds the index range scan, the snapshot decides the rest.
+        let Some(xmin) = snapshot
+            .split(':')
+            .next()
+            .and_then(|x| x.parse::<i64>().ok())
+            .filter(|_| snapshot.split(':').count() == 3)
+        else {
+            return Ok(None);
+        };
+        let conn = self.pool.get().await?;
+        let row = conn
+            .query_one(
+                "SELECT (SELECT count(*) FROM sluice_profiles WHERE change_id >= $1
+                           AND NOT pg_visible_in_snapshot(change_id::text::xid8, $2::text::pg_snapshot)),
+                        (SELECT count(*) FROM sluice_profile_tombstones WHERE change_id >= $1
+                           AND NOT pg_visible_in_snapshot(change_id::text::xid8, $2::text::pg_snapshot))",
+                &[&xmin, &snapshot],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(Some(ChangeCounts {
+            changed: codec::to_u64(get(&row, 0)?),
+            deleted: codec::to_u64(get(&row, 1)?),
+        }))
+    }
+
     async fn count_changes(&self, mark: i64) -> Result<ChangeCounts> {
         let conn = self.pool.get().await?;
         let row = conn

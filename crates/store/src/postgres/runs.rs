@@ -11,7 +11,7 @@ use crate::{Progress, Result, RunLog, RunRecord, StoreError};
 
 pub(super) const RUN_COLUMNS: &str =
     "id, pipeline, trigger, status, queued_at, started_at, finished_at, processed, total, \
-                           counts::text, errors::text, message";
+                           counts::text, errors::text, message, changes::text";
 
 pub(super) fn run_from_row(r: &Row) -> Result<RunRecord> {
     let id: String = get(r, 0)?;
@@ -29,6 +29,7 @@ pub(super) fn run_from_row(r: &Row) -> Result<RunRecord> {
         counts: codec::counts_from_json(&id, get(r, 9)?)?,
         errors: codec::errors_from_json(&id, get(r, 10)?)?,
         message: get(r, 11)?,
+        changes: codec::changes_from_json(&id, get(r, 12)?)?,
         id,
     })
 }
@@ -39,7 +40,7 @@ impl RunLog for PgMetadata {
         let conn = self.pool.get().await?;
         conn.execute(
             &format!(
-                "INSERT INTO sluice_runs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::json, $11::text::json, $12)",
+                "INSERT INTO sluice_runs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::json, $11::text::json, $12, $13::text::json)",
                 RUN_COLUMNS.replace("::text", "")
             ),
             &[
@@ -55,6 +56,7 @@ impl RunLog for PgMetadata {
                 &codec::counts_to_json(&run.counts),
                 &codec::errors_to_json(&run.errors),
                 &run.message,
+                &codec::changes_to_json(run.changes.as_ref()),
             ],
         )
         .await

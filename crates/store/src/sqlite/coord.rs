@@ -38,7 +38,7 @@ impl Coordination for SqliteMetadata {
                 let inserted = c.execute(
                     &format!(
                         "INSERT INTO runs ({RUN_COLUMNS}, owner, lease_until)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                     ),
                     params![
                         run.id,
@@ -53,6 +53,7 @@ impl Coordination for SqliteMetadata {
                         codec::counts_to_json(&run.counts),
                         codec::errors_to_json(&run.errors),
                         run.message,
+                        codec::changes_to_json(run.changes.as_ref()),
                         owner,
                         lease_end(lease),
                     ],
@@ -211,6 +212,56 @@ impl Coordination for SqliteMetadata {
                      ON CONFLICT (pipeline) DO UPDATE SET last_tick = excluded.last_tick, pending = excluded.pending",
                     params![pipeline, next.last_tick.as_ref().map(micros), i64::from(next.pending)],
                 );
+                match n {
+                    Ok(n) => Ok(n > 0),
+                    Err(e) if matches!(violation(&e), Some(Violation::ForeignKey)) => Ok(false),
+                    Err(e) => Err(sql_error(e)),
+                }
+            })
+            .await
+    }
+
+    async fn change_cursors(&self) -> Result<Vec<(String, String)>> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT pipeline, cursor FROM change_cursors")
+                    .map_err(sql_error)?;
+                collect(&mut stmt, [], |r| {
+                    Ok((r.get(0).map_err(sql_error)?, r.get(1).map_err(sql_error)?))
+                })
+            })
+            .await
+    }
+
+    async fn advance_change_cursor(
+        &self,
+        pipeline: &str,
+        expected: Option<&str>,
+        next: Option<&str>,
+    ) -> Result<bool> {
+        let pipeline = pipeline.to_string();
+        let expected = expected.map(str::to_string);
+        let next = next.map(str::to_string);
+        self.db
+            .write(move |c| {
+                let n = match (&expected, &next) {
+                    (None, None) => return Ok(true),
+                    (None, Some(next)) => c.execute(
+                        "INSERT INTO change_cursors (pipeline, cursor)
+                         SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM pipelines WHERE id = ?1)
+                         ON CONFLICT (pipeline) DO NOTHING",
+                        params![pipeline, next],
+                    ),
+                    (Some(expected), Some(next)) => c.execute(
+                        "UPDATE change_cursors SET cursor = ?2 WHERE pipeline = ?1 AND cursor = ?3",
+                        params![pipeline, next, expected],
+                    ),
+                    (Some(expected), None) => c.execute(
+                        "DELETE FROM change_cursors WHERE pipeline = ?1 AND cursor = ?2",
+                        params![pipeline, expected],
+                    ),
+                };
                 match n {
                     Ok(n) => Ok(n > 0),
                     Err(e) if matches!(violation(&e), Some(Violation::ForeignKey)) => Ok(false),

@@ -206,6 +206,15 @@ CREATE TABLE destination_tests (
     message TEXT
 );
 "#,
+    // `on_change` pipelines: where the profile store's change history stood when each last started a
+    // run, and what set each run off.
+    r#"
+CREATE TABLE change_cursors (
+    pipeline TEXT PRIMARY KEY NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    cursor TEXT NOT NULL
+);
+ALTER TABLE runs ADD COLUMN changes TEXT;
+"#,
 ];
 
 // WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of

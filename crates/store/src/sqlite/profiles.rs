@@ -291,6 +291,22 @@ impl ProfileStore for SqliteProfiles {
             .await
     }
 
+    async fn change_cursor(&self) -> Result<String> {
+        // Writing transactions commit in the order they bump the counter, so every change not yet
+        // visible gets a number at or above the next one.
+        Ok(format!("sqlite:{}", self.change_mark().await?))
+    }
+
+    async fn count_changes_after(&self, cursor: &str) -> Result<Option<ChangeCounts>> {
+        let Some(mark) = cursor
+            .strip_prefix("sqlite:")
+            .and_then(|m| m.parse::<i64>().ok())
+        else {
+            return Ok(None);
+        };
+        self.count_changes(mark).await.map(Some)
+    }
+
     async fn changed_page_raw(
         &self,
         mark: i64,

@@ -10,7 +10,7 @@ use crate::codec;
 use crate::{Progress, Result, RunLog, RunRecord, StoreError};
 
 pub(super) const RUN_COLUMNS: &str =
-    "id, pipeline, trigger, status, queued_at, started_at, finished_at, processed, total, counts, errors, message";
+    "id, pipeline, trigger, status, queued_at, started_at, finished_at, processed, total, counts, errors, message, changes";
 
 pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> Result<RunRecord> {
     let id: String = r.get(0).map_err(sql_error)?;
@@ -40,6 +40,7 @@ pub(super) fn run_from_row(r: &rusqlite::Row<'_>) -> Result<RunRecord> {
         counts: codec::counts_from_json(&id, &counts)?,
         errors: codec::errors_from_json(&id, &errors)?,
         message: r.get(11).map_err(sql_error)?,
+        changes: codec::changes_from_json(&id, r.get(12).map_err(sql_error)?)?,
         id,
     })
 }
@@ -51,7 +52,7 @@ impl RunLog for SqliteMetadata {
         self.db
             .write(move |c| {
                 c.execute(
-                    &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                    &format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
                     params![
                         run.id,
                         run.pipeline,
@@ -65,6 +66,7 @@ impl RunLog for SqliteMetadata {
                         codec::counts_to_json(&run.counts),
                         codec::errors_to_json(&run.errors),
                         run.message,
+                        codec::changes_to_json(run.changes.as_ref()),
                     ],
                 )
                 .map_err(|e| match violation(&e) {

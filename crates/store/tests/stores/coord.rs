@@ -51,6 +51,7 @@ fn run(id: &str, pipeline: &str, status: RunStatus) -> RunRecord {
         id: id.into(),
         pipeline: pipeline.into(),
         trigger: "schedule".into(),
+        changes: None,
         status,
         queued_at: Utc::now(),
         started_at: None,

@@ -78,6 +78,7 @@ pub fn run(id: &str, pipeline: &str, minute: i64, status: RunStatus) -> RunRecor
         id: id.into(),
         pipeline: pipeline.into(),
         trigger: "manual".into(),
+        changes: None,
         status,
         queued_at: at(minute),
         started_at: None,
