@@ -254,3 +254,52 @@ pub async fn last_reconcile_is_kept_per_pipeline(env: &Env) {
     store.delete_pipeline("p1").await.unwrap();
     assert_eq!(store.last_reconcile("p1").await.unwrap(), None);
 }
+
+pub async fn change_cursor_compare_and_set(env: &Env) {
+    let store = store_with_pipelines(env, &["p1"]).await;
+    assert!(store.change_cursors().await.unwrap().is_empty());
+    assert!(store
+        .advance_change_cursor("p1", None, Some("a"))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .advance_change_cursor("p1", None, Some("b"))
+            .await
+            .unwrap(),
+        "a second instance that saw no cursor loses"
+    );
+    assert_eq!(
+        store.change_cursors().await.unwrap(),
+        vec![("p1".to_string(), "a".to_string())]
+    );
+    assert!(
+        !store
+            .advance_change_cursor("p1", Some("b"), Some("c"))
+            .await
+            .unwrap(),
+        "stale expectation"
+    );
+    assert!(store
+        .advance_change_cursor("p1", Some("a"), Some("c"))
+        .await
+        .unwrap());
+    assert!(store
+        .advance_change_cursor("p1", Some("c"), None)
+        .await
+        .unwrap());
+    assert!(store.change_cursors().await.unwrap().is_empty());
+    assert!(!store
+        .advance_change_cursor("p-none", None, Some("x"))
+        .await
+        .unwrap());
+    assert!(store
+        .advance_change_cursor("p1", None, Some("d"))
+        .await
+        .unwrap());
+    store.delete_pipeline("p1").await.unwrap();
+    assert!(
+        store.change_cursors().await.unwrap().is_empty(),
+        "deleted with its pipeline"
+    );
+}

@@ -74,6 +74,11 @@ impl Env {
         self.pg.as_ref().map(|pg| pg.url.as_str())
     }
 
+    /// The PostgreSQL URL of this test's stores (its schema in the search path); `None` for SQLite.
+    pub fn store_url(&self) -> Option<&str> {
+        self.url()
+    }
+
     pub async fn try_metadata(
         &self,
         secrets: SecretBox,

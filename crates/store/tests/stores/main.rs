@@ -61,6 +61,8 @@ suite!(
     coord::expired_leases_are_reaped,
     coord::tick_state_compare_and_set,
     coord::last_reconcile_is_kept_per_pipeline,
+    coord::change_cursor_compare_and_set,
+    profiles::change_cursors_count_exactly,
     profiles::upsert_merges_into_stored_profiles,
     profiles::same_id_twice_in_a_batch,
     profiles::get_delete_and_count,

@@ -626,3 +626,94 @@ pub async fn marks_hold_under_concurrent_writes(env: &Env) {
         }
     }
 }
+
+/// A change cursor counts exactly the changes committed after it: a transaction left open elsewhere on
+/// the server does not make earlier changes look new (as it does for a mark), and a change in flight
+/// when the cursor was taken counts once it commits.
+pub async fn change_cursors_count_exactly(env: &Env) {
+    use sluice_store::ChangeCounts;
+    let store = env.profiles().await;
+    // PostgreSQL: a writing transaction opened before the writes and kept open throughout.
+    let holder = match env.store_url() {
+        Some(_) => {
+            let c = crate::harness::admin_client(&crate::harness::postgres_url()).await;
+            c.batch_execute("BEGIN; SELECT pg_current_xact_id();")
+                .await
+                .unwrap();
+            Some(c)
+        }
+        None => None,
+    };
+    store
+        .upsert(
+            (0..5)
+                .map(|i| (format!("p{i}"), doc(json!({"n": i}))))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let cursor = store.change_cursor().await.unwrap();
+    assert_eq!(
+        store.count_changes_after(&cursor).await.unwrap(),
+        Some(ChangeCounts::default())
+    );
+    if holder.is_some() {
+        let mark = store.change_mark().await.unwrap();
+        assert!(
+            store.count_changes(mark).await.unwrap().changed >= 5,
+            "a mark stays below the open transaction"
+        );
+    }
+    store
+        .upsert(vec![("p1".into(), doc(json!({"n": 10})))])
+        .await
+        .unwrap();
+    for n in [20, 21] {
+        store
+            .upsert(vec![("p2".into(), doc(json!({"n": n})))])
+            .await
+            .unwrap();
+    }
+    assert!(store.delete("p3").await.unwrap());
+    assert_eq!(
+        store.count_changes_after(&cursor).await.unwrap(),
+        Some(ChangeCounts {
+            changed: 2,
+            deleted: 1
+        }),
+        "each profile once, however often it changed"
+    );
+    if let Some(url) = env.store_url() {
+        // A change in flight when the cursor is taken counts once it commits.
+        let writer = crate::harness::admin_client(url).await;
+        writer
+            .batch_execute(
+                "BEGIN; UPDATE sluice_profiles SET change_id = pg_current_xact_id()::text::bigint WHERE id = 'p4';",
+            )
+            .await
+            .unwrap();
+        let during = store.change_cursor().await.unwrap();
+        assert_eq!(
+            store.count_changes_after(&during).await.unwrap(),
+            Some(ChangeCounts::default())
+        );
+        writer.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(
+            store.count_changes_after(&during).await.unwrap(),
+            Some(ChangeCounts {
+                changed: 1,
+                deleted: 0
+            })
+        );
+    }
+    if let Some(h) = holder {
+        h.batch_execute("ROLLBACK").await.unwrap();
+    }
+    let other = match env.store_url() {
+        Some(_) => "sqlite:1",
+        None => "pg:1:2:",
+    };
+    for bad in [other, "", "garbage", "pg:x:y:z", "sqlite:"] {
+        assert_eq!(store.count_changes_after(bad).await.unwrap(), None, "{bad}");
+    }
+}
