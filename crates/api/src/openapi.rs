@@ -479,12 +479,14 @@ pub enum Transformation {
 }
 
 // Mirrors `sluice_core::pipeline::Schedule`.
-/// A fixed interval or a cron expression in a time zone.
+/// A fixed interval, a cron expression in a time zone, or `on_change`: run as soon as profiles changed
+/// (a burst of changes makes one run; see the server's `--on-change-quiet-seconds`).
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum Schedule {
     Interval(Interval),
+    OnChange(OnChange),
     Cron {
         /// Five fields: minute, hour, day of month, month, day of week.
         cron: String,
@@ -522,6 +524,26 @@ pub enum Interval {
     D1,
 }
 
+/// Run when profiles change (by the API, an import, a delete or a source pipeline), debounced.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub enum OnChange {
+    #[serde(rename = "on_change")]
+    OnChange,
+}
+
+/// What set off an `on_change` run: profiles changed and deleted since the pipeline's previous run
+/// started.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RunChanges)]
+#[allow(dead_code)]
+pub struct RunChangesDoc {
+    /// Profiles inserted or updated (each once, however often it changed).
+    changed: u64,
+    /// Profiles deleted.
+    deleted: u64,
+}
+
 /// What happens to a table row whose profile left the audience or was deleted: kept (the default) or
 /// deleted.
 #[derive(Serialize, ToSchema)]
@@ -551,6 +573,8 @@ pub enum RunTrigger {
     Manual,
     Schedule,
     Api,
+    /// Profiles changed (an `on_change` pipeline); `changes` says how many.
+    OnChange,
 }
 
 // Mirrors `sluice_store::Progress`.

@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::OptionalBody;
 use crate::openapi::{
-    DryRunSamplesDoc, Internal, Invalid, Malformed, NotFound, RunCountsDoc, RunErrorGroupDoc,
-    RunProgressDoc, RunStatus, RunTrigger, Unauthorized,
+    DryRunSamplesDoc, Internal, Invalid, Malformed, NotFound, RunChangesDoc, RunCountsDoc,
+    RunErrorGroupDoc, RunProgressDoc, RunStatus, RunTrigger, Unauthorized,
 };
 use crate::query::Query;
 use crate::AppState;
@@ -25,6 +25,12 @@ pub struct Run {
     pipeline: String,
     #[schema(value_type = RunTrigger)]
     trigger: String,
+    /// On a run set off by profile changes (`trigger: on_change`): how many changed since the
+    /// pipeline's previous run started. Left out on other runs, and on an `on_change` pipeline's first
+    /// run (which brings the table in step without knowing what changed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<RunChangesDoc>)]
+    changes: Option<sluice_store::ChangeCounts>,
     #[schema(value_type = RunStatus)]
     status: &'static str,
     queued_at: DateTime<Utc>,
@@ -79,6 +85,7 @@ pub(crate) fn to_json(r: &RunRecord) -> Run {
         id: r.id.clone(),
         pipeline: r.pipeline.clone(),
         trigger: r.trigger.clone(),
+        changes: r.changes,
         status: r.status.as_str(),
         queued_at: r.queued_at,
         started_at: r.started_at,
