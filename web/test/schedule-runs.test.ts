@@ -4,7 +4,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ApiError, Client, type Run } from '../src/api';
 import { describePath, editorState, placeOf, toPipelineInput } from '../src/lib/pipeline';
-import { browserTimeZone, nextRunInfo, scheduleErrors } from '../src/lib/util';
+import { browserTimeZone, nextRunInfo, scheduleErrors, scheduleLabel, scheduleShort, triggerLabel } from '../src/lib/util';
 import { runStateNote, runTimeLabel } from '../src/pages/Runs';
 
 const NOW = Date.parse('2026-03-01T10:00:00Z');
@@ -25,6 +25,19 @@ describe('the next run of a schedule', () => {
     expect(info?.text).toBe('next run in 15 minutes');
     expect(info?.exact).toMatch(/2026/);
     expect(nextRunInfo({ schedule: { cron: '0 3 * * *', timezone: 'Europe/Rome' }, enabled: true, next_run_at: at(5 * 3600) }, NOW)?.text).toBe('next run in 5 hours');
+  });
+
+  it('says an on_change pipeline runs when profiles change', () => {
+    expect(nextRunInfo({ schedule: 'on_change', enabled: true, next_run_at: null }, NOW)).toEqual({ text: 'runs when profiles change', exact: null });
+    expect(nextRunInfo({ schedule: 'on_change', enabled: false, next_run_at: null }, NOW)?.text).toBe('paused (disabled)');
+    expect(scheduleLabel('on_change')).toBe('When profiles change');
+    expect(scheduleShort('on_change')).toBe('on change');
+  });
+
+  it('names the changes that set off an on_change run', () => {
+    expect(triggerLabel({ trigger: 'manual' })).toBe('manual');
+    expect(triggerLabel({ trigger: 'on_change', changes: { changed: 1500, deleted: 0 } })).toMatch(/^on_change \(1[,.\u202f\u00a0]?500 changed\)$/);
+    expect(triggerLabel({ trigger: 'on_change', changes: { changed: 3, deleted: 2 } })).toBe('on_change (3 changed, 2 deleted)');
   });
 
   it('says "due now" when the time has come (a follow-up run waits)', () => {

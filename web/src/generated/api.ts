@@ -284,6 +284,9 @@ export interface LastTest {
 
 export type Logical = 'and' | 'or';
 
+/** Run when profiles change (by the API, an import, a delete or a source pipeline), debounced. */
+export type OnChange = 'on_change';
+
 /**
  * What happens to a table row whose profile left the audience or was deleted: kept (the default) or
  * deleted.
@@ -484,6 +487,7 @@ export interface Run {
   id: string;
   pipeline: string;
   trigger: RunTrigger;
+  changes?: null | RunChanges;
   status: RunStatus;
   queued_at: string;
   started_at: string | null;
@@ -508,6 +512,17 @@ export interface Run {
    */
   dry_run?: boolean | null;
   samples?: null | DryRunSamples;
+}
+
+/**
+ * What set off an `on_change` run: profiles changed and deleted since the pipeline's previous run
+ * started.
+ */
+export interface RunChanges {
+  /** Profiles inserted or updated (each once, however often it changed). */
+  changed: number;
+  /** Profiles deleted. */
+  deleted: number;
 }
 
 /**
@@ -573,10 +588,13 @@ export interface RunStarted {
 export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
 /** What started a run. */
-export type RunTrigger = 'manual' | 'schedule' | 'api';
+export type RunTrigger = 'manual' | 'schedule' | 'api' | 'on_change';
 
-/** A fixed interval or a cron expression in a time zone. */
-export type Schedule = Interval | {
+/**
+ * A fixed interval, a cron expression in a time zone, or `on_change`: run as soon as profiles changed
+ * (a burst of changes makes one run; see the server's `--on-change-quiet-seconds`).
+ */
+export type Schedule = Interval | OnChange | {
   /** Five fields: minute, hour, day of month, month, day of week. */
   cron: string;
   /** An IANA time zone; `UTC` when left out. */

@@ -111,14 +111,19 @@ export const INTERVALS: { value: string; label: string }[] = [
   { value: '24h', label: 'Every 24 hours' },
 ];
 
+/** The schedule that runs a pipeline as soon as profiles change (debounced by the server). */
+export const ON_CHANGE = { value: 'on_change', label: 'When profiles change' } as const;
+
 export function scheduleLabel(s: Schedule | undefined): string {
   if (s === null || s === undefined) return 'Off';
+  if (s === ON_CHANGE.value) return ON_CHANGE.label;
   if (typeof s === 'string') return INTERVALS.find((i) => i.value === s)?.label ?? s;
   return `Cron ${s.cron} (${s.timezone || 'UTC'})`;
 }
 
 export function scheduleShort(s: Schedule | undefined): string {
   if (s === null || s === undefined) return 'Off';
+  if (s === ON_CHANGE.value) return 'on change';
   if (typeof s === 'string') return s === '1d' ? '24h' : s;
   return s.cron;
 }
@@ -196,6 +201,7 @@ export function nextRunInfo(
 ): { text: string; exact: string | null } | null {
   if (p.schedule === null || p.schedule === undefined) return null;
   if (!p.enabled) return { text: 'paused (disabled)', exact: null };
+  if (p.schedule === ON_CHANGE.value) return { text: 'runs when profiles change', exact: null };
   if (!p.next_run_at) return null;
   const t = new Date(p.next_run_at).getTime();
   if (Number.isNaN(t)) return null;
@@ -203,6 +209,14 @@ export function nextRunInfo(
   // The server answers "now" while a follow-up run waits for the current one to end.
   if (t - now < 45_000) return { text: 'next run: due now', exact };
   return { text: `next run ${relativeTime(p.next_run_at, now)}`, exact };
+}
+
+/** What started a run, with the profile changes that set off an `on_change` run. */
+export function triggerLabel(r: { trigger: string; changes?: { changed: number; deleted: number } | null }): string {
+  if (!r.changes) return r.trigger;
+  const parts = [`${formatNumber(r.changes.changed)} changed`];
+  if (r.changes.deleted > 0) parts.push(`${formatNumber(r.changes.deleted)} deleted`);
+  return `${r.trigger} (${parts.join(', ')})`;
 }
 
 /** A schedule's field errors split between the choice itself and the cron inputs. */

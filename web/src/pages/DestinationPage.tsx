@@ -10,7 +10,7 @@ import { connectorMonogram, describeSettings } from '../lib/connectors';
 import { summarizeFilter } from '../lib/filter';
 import { RECONCILE_HELP } from '../lib/pipeline';
 import { countsSummary } from '../lib/counts';
-import { browserTimeZone, cronProblem, formatNumber, INTERVALS, nextRunInfo, relativeTime, scheduleLabel, scheduleShort, timeZones } from '../lib/util';
+import { browserTimeZone, cronProblem, formatNumber, INTERVALS, nextRunInfo, ON_CHANGE, relativeTime, scheduleLabel, scheduleShort, timeZones } from '../lib/util';
 import { href, navigate } from '../router';
 
 interface Data {
@@ -340,6 +340,7 @@ function PipelineRow({ pipeline: p, onChange, onDeleted }: { pipeline: Pipeline;
           disabled={busy || !access.can('edit')}
           items={[
             { label: 'Off', checked: p.schedule === null, onSelect: () => setSchedule(null) },
+            { label: ON_CHANGE.label, checked: p.schedule === ON_CHANGE.value, onSelect: () => setSchedule(ON_CHANGE.value as Schedule) },
             ...INTERVALS.map((i) => ({ label: i.label, checked: p.schedule === i.value || (i.value === '24h' && p.schedule === '1d'), onSelect: () => setSchedule(i.value as Schedule) })),
             { label: isCron ? `Custom: ${scheduleShort(p.schedule)}…` : 'Custom (cron)…', checked: isCron, separatorBefore: true, onSelect: () => setCron(true) },
           ]}

@@ -35,7 +35,7 @@ import {
   type TransformKind,
 } from '../lib/pipeline';
 import { flattenSchema, type PropertyPath } from '../lib/schema';
-import { browserTimeZone, classNames, countErrors, cronProblem, errorsAt, errorsUnder, INTERVALS, isKeyColumn, keyCapableColumns, scheduleErrors, timeZones } from '../lib/util';
+import { browserTimeZone, classNames, countErrors, cronProblem, errorsAt, errorsUnder, INTERVALS, isKeyColumn, keyCapableColumns, ON_CHANGE, scheduleErrors, timeZones } from '../lib/util';
 import { href, navigate } from '../router';
 
 interface Props {
@@ -970,6 +970,7 @@ function ScheduleField({ value, onChange, errors }: { value: Schedule; onChange:
             }}
           >
             <option value="off">Off (run only with Run now)</option>
+            <option value={ON_CHANGE.value}>{ON_CHANGE.label}</option>
             {INTERVALS.map((i) => (
               <option key={i.value} value={i.value}>
                 {i.label}

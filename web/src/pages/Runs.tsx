@@ -12,7 +12,7 @@ import { useInterval, useTitle } from '../hooks';
 import { summarizeFilter } from '../lib/filter';
 import { RECONCILE_HELP } from '../lib/pipeline';
 import { runFigures } from '../lib/counts';
-import { formatDateTime, formatDuration, formatNumber, nextRunInfo, relativeTime, scheduleLabel } from '../lib/util';
+import { formatDateTime, formatDuration, formatNumber, nextRunInfo, relativeTime, scheduleLabel, triggerLabel } from '../lib/util';
 import { href } from '../router';
 
 function active(r: Run): boolean {
@@ -322,7 +322,7 @@ export function RunsPage({ id }: { id: string }) {
                         </button>
                       </td>
                       <td class="nowrap" title={runTimeLabel(r).title}>{runTimeLabel(r).text}</td>
-                      <td>{r.trigger}</td>
+                      <td>{triggerLabel(r)}</td>
                       <td class="num">{formatDuration(runDuration(r, now))}</td>
                       <td class="num">{formatNumber(runFigures(r.counts).inAudience)}</td>
                       <td class="num" title={`${formatNumber(r.counts.inserted)} new, ${formatNumber(r.counts.updated)} updated`}>{formatNumber(runFigures(r.counts).written)}</td>
@@ -387,7 +387,7 @@ function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: numb
       title={active(r) ? 'Current run' : 'Selected run'}
       description={
         <>
-          <StatusBadge status={r.status} /> {r.trigger} run · {r.started_at ? `started ${formatDateTime(r.started_at)}` : runTimeLabel(r).text}
+          <StatusBadge status={r.status} /> {triggerLabel(r)} run · {r.started_at ? `started ${formatDateTime(r.started_at)}` : runTimeLabel(r).text}
           {r.finished_at && <> · finished {formatDateTime(r.finished_at)}</>} · {formatDuration(runDuration(r, now))}
           {r.rows_per_second ? <> · {formatNumber(r.rows_per_second)} rows/s</> : null}
         </>
