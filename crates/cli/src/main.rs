@@ -152,6 +152,22 @@ pub struct ServerArgs {
         default_value_t = 5
     )]
     pub scheduler_interval_seconds: u64,
+    /// An `on_change` pipeline runs once profile changes have stopped coming for this many seconds…
+    #[arg(
+        long,
+        env = "SLUICE_ON_CHANGE_QUIET_SECONDS",
+        hide_env_values = true,
+        default_value_t = 2
+    )]
+    pub on_change_quiet_seconds: u64,
+    /// …or at the latest this many seconds after the first of them, even while they keep coming.
+    #[arg(
+        long,
+        env = "SLUICE_ON_CHANGE_MAX_WAIT_SECONDS",
+        hide_env_values = true,
+        default_value_t = 10
+    )]
+    pub on_change_max_wait_seconds: u64,
     /// Make `/metrics` ask for a token (any role), as the `/v1` routes do.
     #[arg(long, env = "SLUICE_METRICS_TOKEN_REQUIRED", hide_env_values = true, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub metrics_token_required: bool,

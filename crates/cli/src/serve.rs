@@ -164,6 +164,16 @@ fn engine_config(args: &ServerArgs) -> Result<EngineConfig> {
             "SLUICE_SCHEDULER_INTERVAL_SECONDS (--scheduler-interval-seconds) must be at least 1"
         );
     }
+    if args.on_change_max_wait_seconds == 0 || args.on_change_max_wait_seconds > 86_400 {
+        bail!("SLUICE_ON_CHANGE_MAX_WAIT_SECONDS (--on-change-max-wait-seconds) must be between 1 and 86400");
+    }
+    if args.on_change_quiet_seconds > args.on_change_max_wait_seconds {
+        bail!(
+            "SLUICE_ON_CHANGE_QUIET_SECONDS (--on-change-quiet-seconds, {}) must not be longer than SLUICE_ON_CHANGE_MAX_WAIT_SECONDS (--on-change-max-wait-seconds, {})",
+            args.on_change_quiet_seconds,
+            args.on_change_max_wait_seconds
+        );
+    }
     let alert_webhook = args
         .alert_webhook
         .as_deref()
@@ -185,6 +195,11 @@ fn engine_config(args: &ServerArgs) -> Result<EngineConfig> {
         deny_private_webhooks: args.deny_private_webhooks,
         lease: Duration::from_secs(args.run_lease_seconds),
         scheduler_interval: Duration::from_secs(args.scheduler_interval_seconds),
+        on_change_debounce: sluice_core::on_change::Debounce {
+            // Both bounded above by a day, so the conversions cannot overflow.
+            quiet: chrono::TimeDelta::seconds(args.on_change_quiet_seconds as i64),
+            max_wait: chrono::TimeDelta::seconds(args.on_change_max_wait_seconds as i64),
+        },
         ..EngineConfig::default()
     })
 }

@@ -152,6 +152,12 @@ async fn follow(
     for p in following {
         let enabled = p.spec.enabled;
         let is_busy = busy.contains(&p.id) || engine.active_run(&p.id).is_some();
+        if is_busy {
+            // Nothing starts while a run goes on, and the count can wait: during a long run beside a
+            // long import it would count ever more changes every second for nothing. Changes made
+            // meanwhile are still after the cursor when the run ends.
+            continue;
+        }
         let cursor = cursors.get(&p.id);
         let changes = match cursor {
             None => None,

@@ -132,10 +132,29 @@ fn counts(run: &Value) -> String {
         .unwrap_or_else(|_| "-".into())
 }
 
+/// What started a run, with the profile changes that set off an `on_change` run
+/// (`on_change (50 changed, 1 deleted)`).
+fn trigger_text(run: &Value) -> String {
+    let trigger = cell(&run["trigger"]);
+    match (
+        run["changes"]["changed"].as_u64(),
+        run["changes"]["deleted"].as_u64(),
+    ) {
+        (Some(changed), Some(deleted)) => {
+            format!("{trigger} ({changed} changed, {deleted} deleted)")
+        }
+        _ => trigger,
+    }
+}
+
 /// A run's status, times and counts, one per line.
 pub fn summary(run: &Value) -> String {
+    let mut shown = run.clone();
+    if shown.get("trigger").is_some() {
+        shown["trigger"] = Value::String(trigger_text(run));
+    }
     let mut out = fields(
-        run,
+        &shown,
         &[
             ("id", "  Run:"),
             ("status", "  Status:"),
@@ -193,7 +212,7 @@ fn list_text(v: &Value) -> String {
             vec![
                 cell(&r["id"]),
                 cell(&r["status"]),
-                cell(&r["trigger"]),
+                trigger_text(r),
                 cell(&r["queued_at"]),
                 secs,
                 counts(r),
@@ -213,6 +232,21 @@ fn list_text(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_on_change_run_names_its_changes() {
+        let run = serde_json::json!({"id": "run_1", "status": "succeeded", "trigger": "on_change",
+            "changes": {"changed": 50, "deleted": 1}, "counts": {}});
+        assert!(
+            summary(&run).contains("Trigger:   on_change (50 changed, 1 deleted)\n"),
+            "{}",
+            summary(&run)
+        );
+        let plain = serde_json::json!({"trigger": "manual"});
+        assert_eq!(trigger_text(&plain), "manual");
+        let list = list_text(&serde_json::json!({"runs": [run]}));
+        assert!(list.contains("on_change (50 changed, 1 deleted)"), "{list}");
+    }
     use serde_json::json;
 
     #[test]
