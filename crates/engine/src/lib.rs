@@ -207,6 +207,9 @@ struct Inner {
     /// What this instance's scheduler has seen of each `on_change` pipeline's pending changes, with the
     /// cursor they were counted from.
     watches: Mutex<HashMap<String, (String, sluice_core::on_change::Watch)>>,
+    /// Whether the last scheduler pass saw any `on_change` pipeline: the looks for changes between
+    /// passes (every second) skip listing the pipelines when it saw none.
+    following_changes: AtomicBool,
 }
 
 impl Engine {
@@ -229,6 +232,7 @@ impl Engine {
                 destination_slots: Mutex::new(HashMap::new()),
                 totals: totals::Totals::default(),
                 watches: Mutex::new(HashMap::new()),
+                following_changes: AtomicBool::new(true),
             }),
         }
     }
@@ -241,6 +245,10 @@ impl Engine {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, (String, sluice_core::on_change::Watch)>> {
         self.inner.watches.lock().unwrap()
+    }
+
+    pub(crate) fn following_changes(&self) -> &AtomicBool {
+        &self.inner.following_changes
     }
 
     pub fn profiles(&self) -> &Arc<dyn ProfileStore> {

@@ -111,10 +111,21 @@ pub async fn follow_changes(
     engine: &Engine,
     now: DateTime<Utc>,
 ) -> Result<Pass, sluice_store::StoreError> {
+    let mut pass = Pass::default();
+    // A pipeline created or switched to `on_change` meanwhile is seen by the next full pass (which
+    // follows changes too), at most `scheduler_interval` later.
+    if !engine
+        .following_changes()
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Ok(pass);
+    }
     let meta = engine.meta();
     let pipelines = meta.list_pipelines(None).await?;
-    let mut pass = Pass::default();
     if !pipelines.iter().any(is_on_change) {
+        engine
+            .following_changes()
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         engine.watches().clear();
         return Ok(pass);
     }
@@ -136,6 +147,9 @@ async fn follow(
     pass: &mut Pass,
 ) -> Result<(), sluice_store::StoreError> {
     let following: Vec<&PipelineRecord> = pipelines.iter().filter(|p| is_on_change(p)).collect();
+    engine
+        .following_changes()
+        .store(!following.is_empty(), std::sync::atomic::Ordering::Relaxed);
     engine
         .watches()
         .retain(|id, _| following.iter().any(|p| p.id == *id));

@@ -277,7 +277,9 @@ async fn follows_changes(backend: Backend, instances: usize) {
     done.status = RunStatus::Succeeded;
     done.finished_at = Some(Utc::now());
     w.engine().meta().update_run(&done).await.unwrap();
-    assert_eq!(w.look(&p, secs(t0, 332)).await, vec![p.clone()]);
+    // Counted once the pipeline is free, then debounced like any other changes.
+    assert!(w.look(&p, secs(t0, 332)).await.is_empty());
+    assert_eq!(w.look(&p, secs(t0, 334)).await, vec![p.clone()]);
     assert!(w.look(&p, secs(t0, 340)).await.is_empty());
     let runs = w.runs(&p).await;
     assert_eq!(
@@ -400,4 +402,58 @@ async fn a_cursor_from_another_store_counts_as_unknown() {
         store.count_changes_after(&cursor).await.unwrap(),
         Some(ChangeCounts::default())
     );
+}
+
+/// The cost of a look for changes, which every instance makes every second while any pipeline is
+/// `on_change`: printed for BENCHMARKS.md, with a generous bound so that a regression (a query per
+/// pipeline beyond the one count per cursor) fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_for_changes_over_a_thousand_pipelines() {
+    let w = world(Backend::Sqlite, 1).await;
+    let meta = w.engine().meta();
+    let now = Utc::now();
+    for i in 0..1000 {
+        let schedule = if i % 10 == 0 {
+            json!("on_change")
+        } else {
+            json!("5m")
+        };
+        let spec: PipelineSpec = serde_json::from_value(json!({
+            "destination": w.dest, "name": format!("p{i}"), "table": "people", "key": "id",
+            "transformation": {"mapping": {"id": "_id"}}, "schedule": schedule,
+        }))
+        .unwrap();
+        let id = format!("pl{i:04}");
+        meta.insert_pipeline(&PipelineRecord {
+            id: id.clone(),
+            spec,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+        if i % 10 == 0 {
+            // Each of the 100 followed as if its last run started at a different moment.
+            w.write(vec![1000 + i]).await;
+            let cursor = w.engine().profiles().change_cursor().await.unwrap();
+            assert!(meta
+                .advance_change_cursor(&id, None, Some(&cursor))
+                .await
+                .unwrap());
+        }
+    }
+    let t = std::time::Instant::now();
+    let pass = scheduler::follow_changes(w.engine(), now).await.unwrap();
+    let pending = t.elapsed();
+    assert!(pass.started.is_empty(), "debounced");
+    let t = std::time::Instant::now();
+    let pass = scheduler::follow_changes(w.engine(), now + TimeDelta::milliseconds(500))
+        .await
+        .unwrap();
+    let steady = t.elapsed();
+    assert!(pass.started.is_empty());
+    eprintln!(
+        "look for changes over 1000 pipelines (100 on_change, 100 cursors): {pending:?}, again {steady:?}"
+    );
+    assert!(steady < Duration::from_secs(5), "{steady:?}");
 }
