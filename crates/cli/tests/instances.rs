@@ -633,3 +633,118 @@ async fn a_restarted_instance_fails_its_own_runs_without_waiting_for_the_lease()
     drop(s);
     f.drop_schemas().await;
 }
+
+/// The runs of a pipeline, newest first, once none is going.
+async fn settled_runs(s: &Server, pipeline: &str, at_least: usize) -> Vec<Value> {
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = ok(
+            s,
+            reqwest::Method::GET,
+            &format!("/v1/pipelines/{pipeline}/runs"),
+            None,
+        )
+        .await;
+        let runs = v["runs"].as_array().cloned().unwrap_or_default();
+        let going = runs
+            .iter()
+            .any(|r| matches!(r["status"].as_str(), Some("queued" | "running")));
+        if runs.len() >= at_least && !going {
+            return runs;
+        }
+        assert!(
+            Instant::now() < end,
+            "expected {at_least} finished runs: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two `sluice serve` processes on one PostgreSQL store and an `on_change` pipeline: profiles posted to
+/// either instance in a burst make exactly one run (started by one of them), which writes them; changes
+/// made while that run goes make exactly one run after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_start_one_on_change_run_per_burst() {
+    let f = fixture("onchg", true).await;
+    let quick = [
+        ("SLUICE_ON_CHANGE_QUIET_SECONDS", "2"),
+        ("SLUICE_ON_CHANGE_MAX_WAIT_SECONDS", "20"),
+    ];
+    let a = f.serve("a", &quick);
+    let b = f.serve("b", &quick);
+    let dest = setup(&a, &f.dest_schema, &["t"], 50).await;
+    let p = add_pipeline(&b, &dest, "t", json!("on_change")).await;
+
+    // The first run catches up: the 50 profiles already stored.
+    let runs = settled_runs(&a, &p, 1).await;
+    assert_eq!(runs[0]["trigger"], "on_change", "{runs:?}");
+    assert_eq!(runs[0]["status"], "succeeded", "{runs:?}");
+    assert_eq!(table_emails(&f.dest_schema, "t").await, (50, 0));
+
+    // 50 requests, one profile each, half to each instance.
+    let posts = (0..50).map(|i| {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let one = json!({"profiles": [{"_id": format!("c{i:05}"), "email": format!("V2.U{i}@Example.com")}]});
+        ok(s, reqwest::Method::POST, "/v1/profiles", Some(one))
+    });
+    futures::future::join_all(posts).await;
+    let runs = settled_runs(&b, &p, 2).await;
+    assert_eq!(runs[0]["trigger"], "on_change", "{runs:?}");
+    assert_eq!(runs[0]["changes"], json!({"changed": 50, "deleted": 0}));
+    assert_eq!(runs[0]["counts"]["updated"], 50, "{}", runs[0]);
+    assert_eq!(table_emails(&f.dest_schema, "t").await, (50, 50));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        settled_runs(&a, &p, 2).await.len(),
+        2,
+        "one run for the burst, over both instances"
+    );
+
+    // A change while a (slowed) run goes: one run after it.
+    f.set_delay(3.0).await;
+    ok(
+        &a,
+        reqwest::Method::POST,
+        "/v1/profiles",
+        Some(json!({"profiles": [{"_id": "c00060", "email": "V2.new@example.com"}]})),
+    )
+    .await;
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = ok(
+            &a,
+            reqwest::Method::GET,
+            &format!("/v1/pipelines/{p}"),
+            None,
+        )
+        .await;
+        if !p["running"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < end, "no run started: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ok(
+        &b,
+        reqwest::Method::POST,
+        "/v1/profiles",
+        Some(json!({"profiles": [{"_id": "c00061", "email": "V2.newer@example.com"}]})),
+    )
+    .await;
+    f.set_delay(0.0).await;
+    let runs = settled_runs(&b, &p, 4).await;
+    assert_eq!(
+        runs[0]["changes"],
+        json!({"changed": 1, "deleted": 0}),
+        "{runs:?}"
+    );
+    assert_eq!(
+        runs[1]["changes"],
+        json!({"changed": 1, "deleted": 0}),
+        "{runs:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(settled_runs(&a, &p, 4).await.len(), 4);
+    assert_eq!(table_emails(&f.dest_schema, "t").await, (52, 52));
+    f.drop_schemas().await;
+}
