@@ -421,4 +421,36 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn the_on_change_debounce_reaches_the_engine_and_is_checked() {
+        let d = engine_config(&server_args(&[])).unwrap().on_change_debounce;
+        assert_eq!(d, sluice_core::on_change::Debounce::default());
+        let d = engine_config(&server_args(&[
+            "--on-change-quiet-seconds",
+            "0",
+            "--on-change-max-wait-seconds",
+            "30",
+        ]))
+        .unwrap()
+        .on_change_debounce;
+        assert_eq!((d.quiet.num_seconds(), d.max_wait.num_seconds()), (0, 30));
+        for (flags, named) in [
+            (
+                ["--on-change-max-wait-seconds", "0"],
+                "SLUICE_ON_CHANGE_MAX_WAIT_SECONDS",
+            ),
+            (
+                ["--on-change-max-wait-seconds", "86401"],
+                "SLUICE_ON_CHANGE_MAX_WAIT_SECONDS",
+            ),
+            (
+                ["--on-change-quiet-seconds", "11"],
+                "SLUICE_ON_CHANGE_QUIET_SECONDS",
+            ),
+        ] {
+            let err = engine_config(&server_args(&flags)).unwrap_err();
+            assert!(err.to_string().contains(named), "{flags:?}: {err}");
+        }
+    }
 }
