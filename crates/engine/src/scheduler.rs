@@ -187,7 +187,7 @@ async fn follow(
             },
         };
         let reconcile = match &p.spec.reconcile_every {
-            Some(every) if enabled && !is_busy => {
+            Some(every) if enabled => {
                 reconcile_due(Some(every), meta.last_reconcile(&p.id).await?, now)
             }
             _ => false,
@@ -200,7 +200,7 @@ async fn follow(
             .map(|(_, w)| *w);
         let d = on_change::decide(
             enabled,
-            is_busy,
+            false,
             changes.map(|c| c.changed + c.deleted),
             watch,
             reconcile,
