@@ -26,6 +26,7 @@ pub mod hash;
 pub mod mapping;
 pub mod pipeline;
 pub mod profile;
+pub mod proposal;
 pub mod raw;
 pub mod schedule;
 pub mod schema;
