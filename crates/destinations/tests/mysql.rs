@@ -284,6 +284,10 @@ impl sources::SourceHarness for My {
         settings.port = 1;
         Some(Box::new(Mysql::new(settings)))
     }
+
+    fn slow_query(&self) -> Option<String> {
+        Some("SELECT SLEEP(30) AS slept".into())
+    }
 }
 
 struct MyTransaction(mysql_async::Conn);
@@ -296,6 +300,7 @@ impl sources::OpenTransaction for MyTransaction {
 }
 
 source_tests!(harness());
+source_tests!(guards harness());
 
 // ---------------------------------------------------------------------------------------------------
 // MySQL-specific cases
