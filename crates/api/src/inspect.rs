@@ -171,8 +171,8 @@ fn check(body: &InspectBody) -> Result<(SourceFrom, usize), FieldErrors> {
         ClickHouse: `readonly`; SQLite: a query-only connection) and stopped after 30 seconds. Answers them with a \
         proposed Customer Model (the current one plus a property per new column, names in lower snake case, \
         nested objects from JSON columns) and a source mapping; writes nothing. 404 when the connection or the \
-        table does not exist; 422 naming the field for a query that is not one SELECT or an id column that is \
-        not among the columns.",
+        table does not exist; 422 naming the field for a query that is not one SELECT, that the database refuses \
+        (with its message), or an id column that is not among the columns.",
     request_body = InspectBody,
     responses(
         (status = 200, description = "OK", body = Inspection),
@@ -206,6 +206,18 @@ pub async fn inspect(
                 "TableNotFound",
                 format!("table `{t}` does not exist in connection `{}`", rec.name),
             ),
+            // What the database refused in a query typed in (its syntax, a table or column it lacks, a
+            // function the guards forbid) is the query's fault, said at its field with the database's
+            // words; an unreachable, slow or refusing server stays the database's (502/504).
+            (
+                SourceFrom::Query(_),
+                ErrorKind::Config
+                | ErrorKind::Permission
+                | ErrorKind::NotFound
+                | ErrorKind::SchemaMismatch
+                | ErrorKind::BadData
+                | ErrorKind::Internal,
+            ) => ApiError::invalid_field("query", e.message),
             _ => e.into(),
         })?;
     let id_column = match &body.id_column {

@@ -539,6 +539,24 @@ async fn scenario(db: &dyn Db) {
     )
     .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    // What the database refuses in a query is the query's fault, in the database's words. (Unquoted:
+    // SQLite reads a double-quoted name that matches no column as a string.)
+    let a = call(
+        &app,
+        "POST",
+        "/v1/sources/inspect",
+        &editor,
+        Some(json!({"connection": id, "query": format!("SELECT insp_nope FROM {}", db.quote(&table))})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert!(
+        a.body["error"]["fields"]["query"][0]
+            .as_str()
+            .is_some_and(|m| m.to_lowercase().contains("insp_nope")),
+        "{}",
+        a.text
+    );
     let a = call(
         &app,
         "POST",
