@@ -288,6 +288,22 @@ impl sources::SourceHarness for My {
     fn slow_query(&self) -> Option<String> {
         Some("SELECT SLEEP(30) AS slept".into())
     }
+
+    async fn writing_query(&self) -> Option<String> {
+        // A stored function may write: a SELECT calling it is refused in a read-only transaction.
+        let table = random_table_name();
+        let function = random_table_name();
+        self.execute(&format!("CREATE TABLE `{table}` (a int)"))
+            .await
+            .expect("create a table");
+        self.execute(&format!(
+            "CREATE FUNCTION `{function}`() RETURNS INT MODIFIES SQL DATA \
+             BEGIN INSERT INTO `{table}` VALUES (1); RETURN 1; END"
+        ))
+        .await
+        .expect("create a writing function");
+        Some(format!("SELECT `{function}`() AS wrote"))
+    }
 }
 
 struct MyTransaction(mysql_async::Conn);

@@ -706,8 +706,11 @@ pub async fn source_inspect_guards(h: &dyn SourceHarness) {
             .inspect(&SourceFrom::Query(query), 5, Duration::from_secs(20))
             .await
             .unwrap_err();
+        let m = e.message.to_lowercase();
         assert!(
-            e.message.contains("read-only") || e.message.contains("readonly"),
+            ["read-only", "readonly", "read only"]
+                .iter()
+                .any(|w| m.contains(w)),
             "{e}"
         );
     }
