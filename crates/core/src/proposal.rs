@@ -18,7 +18,7 @@
 //! A JSON column becomes an object when every non-null sample value is an object: each key a nested
 //! property (named by the same rule), its type read from the sample's values (strings, booleans, integers,
 //! numbers, nested objects, arrays of one kind as `array(T)`; values of different kinds, or only nulls,
-//! give `json`). The walk is bounded: objects nested deeper than [`MAX_DEPTH`], or with more than
+//! give `json`). The walk is bounded: objects and arrays nested deeper than [`MAX_DEPTH`], or with more than
 //! [`MAX_KEYS`] keys (a map keyed by data rather than a record), stay `json`, and no more than
 //! [`MAX_PROPERTIES`] properties are proposed in all. Each leaf of an object is mapped on its own
 //! (`attrs.first_name` ← `attrs.firstName`), so renamed keys still find their values.
@@ -40,6 +40,8 @@ use crate::Value;
 pub const MAX_DEPTH: usize = 4;
 /// Most keys an object may have to be proposed as nested properties; more stay `json`.
 pub const MAX_KEYS: usize = 64;
+/// Most array elements (over all sampled rows) read to type an array's elements.
+pub const MAX_ELEMENTS: usize = 1_000;
 /// Most properties (nested ones included) one proposal adds.
 pub const MAX_PROPERTIES: usize = 500;
 /// Longest property name, in bytes (the Customer Model's rule).
@@ -486,12 +488,14 @@ impl Proposer {
             [2] => PropertyType::Int,
             [3] | [2, 3] => PropertyType::Float,
             [4] => PropertyType::String,
+            [5] if depth >= MAX_DEPTH => PropertyType::Json,
             [5] => {
                 let elements: Vec<Json> = values
                     .iter()
                     .filter_map(Json::as_array)
                     .flatten()
                     .filter(|v| !v.is_null())
+                    .take(MAX_ELEMENTS)
                     .cloned()
                     .collect();
                 if elements.is_empty() {
@@ -931,6 +935,18 @@ mod tests {
             d
         };
         assert_eq!(depth(&p.model.properties[0].ty), MAX_DEPTH);
+        // Arrays nested deeply end the walk too (arrays of arrays are proposed as `array(json)`).
+        let mut nested = json!(1);
+        for _ in 0..100 {
+            nested = json!([nested]);
+        }
+        let arrays = propose(
+            &[col("id", "int"), col("list", "json")],
+            &[vec![Value::Int(1), Value::json(nested)]],
+            &Schema::default(),
+            None,
+        );
+        assert_eq!(arrays.model.properties[0].ty.name(), "array(json)");
         assert!(p.issues.iter().any(|i| i.message.contains("deeper than")));
         assert!(p
             .issues
