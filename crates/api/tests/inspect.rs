@@ -91,6 +91,8 @@ trait Db: Send + Sync {
     fn has_json(&self) -> bool {
         true
     }
+    /// Drops what the test made (its schema, database or nothing).
+    async fn cleanup(&self) {}
     /// Inserts rows, one statement each (Snowflake's JSON needs `SELECT … PARSE_JSON`).
     fn insert(&self, table: &str, values: &str) -> String {
         format!("INSERT INTO {} VALUES ({values})", self.quote(table))
@@ -137,6 +139,12 @@ impl Db for Pg {
             .batch_execute(&sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    async fn cleanup(&self) {
+        self.client
+            .batch_execute(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema))
+            .await
+            .unwrap();
     }
     fn table(&self, table: &str) -> String {
         format!(
@@ -271,6 +279,14 @@ impl Db for Ch {
     fn has_json(&self) -> bool {
         false
     }
+    async fn cleanup(&self) {
+        let mut settings = self.settings.clone();
+        let database = settings["database"].as_str().unwrap().to_string();
+        settings["database"] = json!("default");
+        Ch { settings }
+            .exec(&format!("DROP DATABASE {database}"))
+            .await;
+    }
 }
 
 struct Sf {
@@ -331,6 +347,7 @@ impl Db for Sf {
     fn json(&self, doc: &Value) -> String {
         format!("PARSE_JSON('{doc}')")
     }
+    // The Snowflake-protocol test server has no DROP DATABASE: the test database stays there.
     fn insert(&self, table: &str, values: &str) -> String {
         format!("INSERT INTO PUBLIC.\"{table}\" SELECT {values}")
     }
@@ -596,6 +613,7 @@ async fn scenario(db: &dyn Db) {
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert_eq!(a.body["rows"].as_array().unwrap().len(), 1);
+    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
