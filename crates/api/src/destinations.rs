@@ -102,7 +102,7 @@ pub struct LastTest {
 
 #[derive(Serialize, ToSchema)]
 pub struct DestinationList {
-    destinations: Vec<Destination>,
+    pub(crate) destinations: Vec<Destination>,
 }
 
 pub(crate) fn to_json(rec: &DestinationRecord) -> Destination {

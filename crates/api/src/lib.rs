@@ -22,10 +22,12 @@ use utoipa_axum::routes;
 
 pub mod access;
 mod audit;
+mod connections;
 mod destinations;
 mod dry_runs;
 pub mod error;
 mod filters;
+mod inspect;
 pub mod json;
 mod metrics;
 mod openapi;
@@ -204,6 +206,10 @@ fn protected_routes() -> OpenApiRouter<AppState> {
             &[read(Get, Viewer)],
             routes!(destinations::list_tables),
         ))
+        .routes(guard(&[read(Get, Viewer)], routes!(connections::list)))
+        .routes(guard(&[read(Get, Viewer)], routes!(connections::get_one)))
+        // A query typed in runs with the connection's rights: an editor's, like a pipeline's preview.
+        .routes(guard(&[read(Post, Editor)], routes!(inspect::inspect)))
         .routes(guard(
             &[read(Get, Viewer), change(Post, Editor)],
             routes!(pipelines::list, pipelines::create),

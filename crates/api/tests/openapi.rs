@@ -575,6 +575,32 @@ async fn every_answer_fits_the_document() {
         None,
     )
     .await;
+    t.call("get", "/v1/connections", "/v1/connections", None)
+        .await;
+    t.call(
+        "get",
+        "/v1/connections/{id}",
+        &format!("/v1/connections/{d}"),
+        None,
+    )
+    .await;
+    t.call("get", "/v1/connections/{id}", "/v1/connections/nope", None)
+        .await;
+    for body in [
+        json!({"connection": d, "table": "customers", "rows": 5}),
+        json!({"connection": d, "query": "SELECT 1 AS one, json_object('a', 2) AS doc"}),
+        json!({"connection": d, "table": "nope"}),
+        json!({"connection": "nope", "table": "customers"}),
+        json!({"connection": d, "query": "DELETE FROM customers"}),
+    ] {
+        t.call(
+            "post",
+            "/v1/sources/inspect",
+            "/v1/sources/inspect",
+            Some(body),
+        )
+        .await;
+    }
 
     let spec = json!({"destination": d, "name": "P", "description": "all of them",
         "filter": {"logical": "and", "conditions": [

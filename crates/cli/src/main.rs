@@ -330,6 +330,13 @@ enum Command {
         #[command(subcommand)]
         command: commands::tokens::Command,
     },
+    /// A connection's table or query before it becomes a source: columns, sample rows, and a proposed
+    /// Customer Model and mapping (nothing is saved; editor role).
+    #[command(after_help = "Examples:
+  sluice inspect crm --table customers
+  sluice inspect crm --query 'SELECT id, email, attrs FROM customers WHERE active' --id-column id
+  sluice inspect crm --table customers --json > proposal.json")]
+    Inspect(commands::inspect::Inspect),
     /// The changes made through the API, newest first (admin only).
     #[command(after_help = "Example:\n  sluice audit --limit 20")]
     Audit(commands::audit::Audit),
@@ -398,6 +405,7 @@ fn main() -> std::process::ExitCode {
             Command::Profiles { command } => command.run().await,
             Command::Model { command } => command.run().await,
             Command::Tokens { command } => command.run().await,
+            Command::Inspect(inspect) => inspect.run().await,
             Command::Audit(audit) => audit.run().await,
             Command::Status(status) => status.run().await,
             Command::Completions { shell } => {

@@ -28,6 +28,7 @@ pub mod mapping;
 pub mod on_change;
 pub mod pipeline;
 pub mod profile;
+pub mod proposal;
 pub mod raw;
 pub mod schedule;
 pub mod schema;

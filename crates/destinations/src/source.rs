@@ -25,8 +25,20 @@
 //!
 //! Rows whose id or cursor is NULL have no place in the keyset order and are not read;
 //! [`Source::count_unread`] counts them, for a run to report.
+//!
+//! [`Source::inspect`] is the preview of a source a user has not saved yet (a table or a query typed
+//! in): its columns and first rows, read under guards each database gives as it can — a read-only
+//! transaction with a statement timeout (PostgreSQL: `BEGIN READ ONLY` and `statement_timeout`;
+//! MySQL/MariaDB: `START TRANSACTION READ ONLY` and `max_statement_time` / `MAX_EXECUTION_TIME`),
+//! query settings (ClickHouse: `readonly = 1`, which also forbids table functions such as `url()` or
+//! `file()`, and `max_execution_time`), a connection made query-only and interrupted at the deadline
+//! (SQLite). Snowflake has no read-only transaction: one statement per request, the subquery form and
+//! the connection's role are its guards, and the caller stops waiting at the deadline (the session's
+//! own statement timeout ends the statement later). Every database also refuses a second statement in
+//! what Sluice sends (prepared statements, one statement per request).
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -348,6 +360,12 @@ pub trait Source: Send + Sync {
     /// How many rows of the source `plan` cannot read: their id (or, in cursor mode, their cursor) is
     /// NULL, which has no place in the keyset order. A run reports them instead of passing over them.
     async fn count_unread(&self, plan: &ReadPlan) -> Result<u64>;
+
+    /// The columns and the first `rows` rows, as [`Self::sample`] reads them, for a source a user is
+    /// trying out: read-only where the database allows it, each statement stopped after `timeout`
+    /// (by the server where it can), and the whole answered [`ErrorKind::Timeout`] once `timeout`
+    /// and a short grace have passed. See the module documentation for each database's guards.
+    async fn inspect(&self, from: &SourceFrom, rows: usize, timeout: Duration) -> Result<Sample>;
 }
 
 /// The database side of a [`Source`]: how it names and describes what it reads and runs a statement.
@@ -389,6 +407,24 @@ pub trait Reads: Send + Sync {
     /// The text of parameter `n` (1-based) bound to `value` of `column`: `?` or `$n`, or a literal
     /// where the protocol has no parameters.
     fn placeholder(&self, n: usize, value: &Value, column: &SourceColumn) -> Result<String>;
+
+    /// [`Self::fetch`] of a statement without parameters for [`Source::inspect`]: read-only where the
+    /// database allows it, stopped by the server after `timeout` where it can. The default has no guard
+    /// of its own ([`inspect`] stops waiting at the deadline).
+    async fn fetch_guarded(
+        &self,
+        sql: &str,
+        types: &[Option<ColumnType>],
+        _timeout: Duration,
+    ) -> Result<Vec<Vec<Value>>> {
+        self.fetch(sql, &[], types).await
+    }
+
+    /// [`Self::query_columns`] for [`Source::inspect`], guarded as [`Self::fetch_guarded`]. The
+    /// default describes the query as the run does: most databases describe a query without running it.
+    async fn query_columns_guarded(&self, sql: &str, _timeout: Duration) -> Result<Vec<Column>> {
+        self.query_columns(sql).await
+    }
 }
 
 /// The `FROM` item of a source: a validated, quoted table or the query in parentheses.
@@ -409,14 +445,27 @@ fn from_item(db: &dyn Reads, from: &SourceFrom) -> Result<String> {
 
 /// [`Source::columns`] for any database.
 pub async fn columns(db: &dyn Reads, from: &SourceFrom) -> Result<SourceSchema> {
+    columns_with(db, from, None).await
+}
+
+/// The columns of `from`; a query described under the guards of [`Reads::query_columns_guarded`] when
+/// `guard` gives a timeout.
+async fn columns_with(
+    db: &dyn Reads,
+    from: &SourceFrom,
+    guard: Option<Duration>,
+) -> Result<SourceSchema> {
     let item = from_item(db, from)?;
     let columns = match from {
         SourceFrom::Table(t) => db.table_columns(t).await?.ok_or_else(|| {
             DestinationError::new(ErrorKind::NotFound, format!("table `{t}` does not exist"))
         })?,
         SourceFrom::Query(_) => {
-            db.query_columns(&format!("SELECT * FROM {item} AS s"))
-                .await?
+            let sql = format!("SELECT * FROM {item} AS s");
+            match guard {
+                Some(timeout) => db.query_columns_guarded(&sql, timeout).await?,
+                None => db.query_columns(&sql).await?,
+            }
         }
     };
     if columns.is_empty() {
@@ -440,13 +489,51 @@ pub async fn columns(db: &dyn Reads, from: &SourceFrom) -> Result<SourceSchema> 
 /// [`Source::sample`] for any database.
 pub async fn sample(db: &dyn Reads, from: &SourceFrom, rows: usize) -> Result<Sample> {
     let schema = columns(db, from).await?;
-    let item = from_item(db, from)?;
-    let sql = format!(
-        "SELECT {} FROM {item} AS s LIMIT {rows}",
-        select_list(db, &schema)
-    );
+    let sql = sample_sql(db, from, &schema, rows)?;
     let rows = db.fetch(&sql, &[], &types(&schema)).await?;
     Ok(Sample { schema, rows })
+}
+
+fn sample_sql(
+    db: &dyn Reads,
+    from: &SourceFrom,
+    schema: &SourceSchema,
+    rows: usize,
+) -> Result<String> {
+    let item = from_item(db, from)?;
+    Ok(format!(
+        "SELECT {} FROM {item} AS s LIMIT {rows}",
+        select_list(db, schema)
+    ))
+}
+
+/// How long [`inspect`] waits past its statements' timeout for a database that did not stop them.
+const INSPECT_GRACE: Duration = Duration::from_secs(5);
+
+/// [`Source::inspect`] for any database.
+pub async fn inspect(
+    db: &dyn Reads,
+    from: &SourceFrom,
+    rows: usize,
+    timeout: Duration,
+) -> Result<Sample> {
+    let work = async {
+        let schema = columns_with(db, from, Some(timeout)).await?;
+        let sql = sample_sql(db, from, &schema, rows)?;
+        let rows = db.fetch_guarded(&sql, &types(&schema), timeout).await?;
+        Ok(Sample { schema, rows })
+    };
+    match tokio::time::timeout(timeout + INSPECT_GRACE, work).await {
+        Ok(result) => result,
+        Err(_) => Err(DestinationError::new(
+            ErrorKind::Timeout,
+            format!(
+                "reading {} took longer than {} seconds",
+                from.describe(),
+                timeout.as_secs()
+            ),
+        )),
+    }
 }
 
 /// [`Source::read_page`] for any database.
@@ -655,6 +742,14 @@ macro_rules! reads_source {
             }
             async fn count_unread(&self, plan: &$crate::source::ReadPlan) -> $crate::Result<u64> {
                 $crate::source::count_unread(self, plan).await
+            }
+            async fn inspect(
+                &self,
+                from: &$crate::source::SourceFrom,
+                rows: usize,
+                timeout: std::time::Duration,
+            ) -> $crate::Result<$crate::source::Sample> {
+                $crate::source::inspect(self, from, rows, timeout).await
             }
         }
     };

@@ -272,6 +272,7 @@ impl Harness for Ch18 {
 conformance_tests!(harness());
 
 /// ClickHouse has no transactions: the late-commit case writes the late row after the first read.
+#[async_trait]
 impl sources::SourceHarness for Ch18 {
     fn source(&self) -> Box<dyn Source> {
         Box::new(ClickHouse::new(self.settings.clone()))
@@ -305,9 +306,19 @@ impl sources::SourceHarness for Ch18 {
         settings.port = 1;
         Some(Box::new(ClickHouse::new(settings)))
     }
+
+    fn slow_query(&self) -> Option<String> {
+        Some("SELECT count() AS n FROM system.numbers".into())
+    }
+
+    async fn writing_query(&self) -> Option<String> {
+        // Table functions reach outside the database (`url`, `file`, `remote`): refused read-only.
+        Some("SELECT number FROM numbers(3)".into())
+    }
 }
 
 source_tests!(harness());
+source_tests!(guards harness());
 
 // ---------------------------------------------------------------------------------------------------
 // ClickHouse-specific cases

@@ -284,6 +284,26 @@ impl sources::SourceHarness for My {
         settings.port = 1;
         Some(Box::new(Mysql::new(settings)))
     }
+
+    fn slow_query(&self) -> Option<String> {
+        Some("SELECT SLEEP(30) AS slept".into())
+    }
+
+    async fn writing_query(&self) -> Option<String> {
+        // A stored function may write: a SELECT calling it is refused in a read-only transaction.
+        let table = random_table_name();
+        let function = random_table_name();
+        self.execute(&format!("CREATE TABLE `{table}` (a int)"))
+            .await
+            .expect("create a table");
+        self.execute(&format!(
+            "CREATE FUNCTION `{function}`() RETURNS INT MODIFIES SQL DATA \
+             BEGIN INSERT INTO `{table}` VALUES (1); RETURN 1; END"
+        ))
+        .await
+        .expect("create a writing function");
+        Some(format!("SELECT `{function}`() AS wrote"))
+    }
 }
 
 struct MyTransaction(mysql_async::Conn);
@@ -296,6 +316,7 @@ impl sources::OpenTransaction for MyTransaction {
 }
 
 source_tests!(harness());
+source_tests!(guards harness());
 
 // ---------------------------------------------------------------------------------------------------
 // MySQL-specific cases

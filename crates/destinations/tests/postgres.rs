@@ -263,6 +263,25 @@ impl sources::SourceHarness for Pg {
         settings.port = 1;
         Some(Box::new(Postgres::new(settings)))
     }
+
+    fn slow_query(&self) -> Option<String> {
+        Some("SELECT pg_sleep(30) AS slept".into())
+    }
+
+    async fn writing_query(&self) -> Option<String> {
+        let seq = format!(
+            "{}.{}",
+            self.quote(&self.settings.schema),
+            self.quote(&random_table_name())
+        );
+        self.execute(&format!("CREATE SEQUENCE {seq}"))
+            .await
+            .expect("create a sequence");
+        Some(format!(
+            "SELECT nextval('{}') AS n",
+            seq.replace('\'', "''")
+        ))
+    }
 }
 
 struct PgTransaction(tokio_postgres::Client);
@@ -275,6 +294,7 @@ impl sources::OpenTransaction for PgTransaction {
 }
 
 source_tests!(harness());
+source_tests!(guards harness());
 
 // ---------------------------------------------------------------------------------------------------
 // PostgreSQL-specific cases

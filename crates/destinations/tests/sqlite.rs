@@ -208,9 +208,18 @@ impl sources::SourceHarness for Lite {
     fn unreachable(&self) -> Option<Box<dyn Source>> {
         None
     }
+
+    fn slow_query(&self) -> Option<String> {
+        // Counts for ever: only the interrupt at the deadline ends it.
+        Some(
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) AS n FROM r"
+                .into(),
+        )
+    }
 }
 
 source_tests!(harness());
+source_tests!(guards harness());
 
 // ---------------------------------------------------------------------------------------------------
 // SQLite-specific cases

@@ -71,6 +71,11 @@ export interface Change {
   rewrites_rows: boolean;
 }
 
+export interface ConnectionList {
+  /** The same records as `GET /v1/destinations` answers. */
+  connections: Destination[];
+}
+
 /** A destination kind and its settings fields. */
 export interface Connector {
   /** The `type` of a destination of this kind (`postgresql`, …). */
@@ -258,6 +263,68 @@ export interface Health {
   /** Always `ok`. */
   status: string;
   version: string;
+}
+
+export interface InspectBody {
+  /** The id of a connection (`GET /v1/connections`). */
+  connection: string;
+  /** A table of the connection's schema (or database); exactly one of `table` and `query`. */
+  table?: string | null;
+  /** One `SELECT` (or `WITH … SELECT`); exactly one of `table` and `query`. */
+  query?: string | null;
+  /** Rows to sample: 1 to 100, 20 when left out. */
+  rows?: number | null;
+  /**
+   * The column that identifies a profile (it becomes `_id` and is left out of the proposed
+   * properties); when left out, a column named `id` or ending in `_id` of an id's type is taken.
+   */
+  id_column?: string | null;
+}
+
+/** A column of the source. */
+export interface InspectColumn {
+  name: string;
+  /** The type as the database names it. */
+  type: string;
+  nullable: boolean;
+  /**
+   * The Customer Model type the column maps to (`string`, `decimal(12,2)`, `json` …); `null` when the
+   * model has none (bytes).
+   */
+  property_type: string | null;
+  /** Whether the column holds JSON (nested properties are proposed from its objects). */
+  json: boolean;
+}
+
+/**
+ * Something to look at before applying the proposal: a column left out, a type mismatch with an
+ * existing property, a JSON key that cannot be mapped.
+ */
+export interface InspectIssue {
+  /** The source column, or `column.key` inside a JSON column. */
+  column: string;
+  message: string;
+}
+
+export interface Inspection {
+  columns: InspectColumn[];
+  /** The sampled rows, each keyed by column name, values as the source pipeline would read them. */
+  rows: Array<Record<string, unknown>>;
+  /**
+   * The current Customer Model plus a property for each column it lacks (existing properties are
+   * never changed); apply it, edited or not, with `PUT /v1/profile-schema`.
+   */
+  model: ProfileSchema;
+  /**
+   * Customer Model property path → expression over the source's columns: a source pipeline's
+   * `transformation.mapping`.
+   */
+  mapping: Record<string, unknown>;
+  /** The column taken as the profile id (`_id`); `null` when none was given or found. */
+  id_column: string | null;
+  /** The paths of the properties the proposed model adds. */
+  added: string[];
+  issues: InspectIssue[];
 }
 
 /** The fixed intervals (`1d` is the same as `24h`). */
@@ -916,6 +983,29 @@ export interface Operations {
       id: string;
     };
     answer: TableList;
+  };
+  /** List connections, for sources and destinations alike (secrets masked) */
+  listConnections: {
+    method: 'get';
+    path: '/v1/connections';
+    answer: ConnectionList;
+  };
+  /** One connection (the destination record of the same id) */
+  getConnection: {
+    method: 'get';
+    path: '/v1/connections/{id}';
+    params: {
+      /** The connection's id */
+      id: string;
+    };
+    answer: Destination;
+  };
+  /** A connection's table or query before a source is saved: columns, sample rows, a proposed Customer Model and mapping */
+  inspectSource: {
+    method: 'post';
+    path: '/v1/sources/inspect';
+    body: InspectBody;
+    answer: Inspection;
   };
   /** List pipelines */
   listPipelines: {

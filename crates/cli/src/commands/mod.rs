@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod connections;
+pub mod inspect;
 pub mod model;
 pub mod pipelines;
 pub mod profiles;

@@ -201,6 +201,16 @@ pub async fn connect(settings: &PostgresSettings) -> Result<Session> {
         .batch_execute("SET temp_buffers = '64MB'")
         .await
         .map_err(|e| map_error(&e))?;
+    // A source's query names its tables as a user of the connection would: unqualified names are
+    // looked up in the connection's schema first (then `public`). Sluice's own statements qualify
+    // every name, so this changes nothing for them.
+    client
+        .execute(
+            "SELECT set_config('search_path', quote_ident($1) || ', public', false)",
+            &[&settings.schema],
+        )
+        .await
+        .map_err(|e| map_error(&e))?;
     tracing::debug!(host = %settings.host, port = settings.port, database = %settings.database, "connected to PostgreSQL");
     Ok(Session {
         client,

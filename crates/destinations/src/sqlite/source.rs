@@ -4,6 +4,9 @@
 //! compared through `strftime` (milliseconds, the precision of SQLite's date functions), which reads
 //! every form SQLite knows as the same instant.
 
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
 use rusqlite::types::ValueRef;
 use sluice_core::{Column, ColumnType, Value};
 
@@ -12,7 +15,7 @@ use super::dialect::{self, map_error, quote};
 use super::drift::value;
 use super::Sqlite;
 use crate::source::{reads_source, Reads, SourceColumn};
-use crate::{Capabilities, Destination, Result};
+use crate::{Capabilities, Destination, DestinationError, ErrorKind, Result};
 
 /// Rows looked at to type a query column that has no declared type.
 const ROWS_TO_TYPE: usize = 100;
@@ -97,6 +100,47 @@ fn fetch(
     Ok(out)
 }
 
+/// Runs `work` on `conn` made query-only (`PRAGMA query_only`: any write fails), interrupted once
+/// `timeout` has passed; the connection is writable again afterwards.
+fn guarded<T>(
+    conn: &mut rusqlite::Connection,
+    timeout: Duration,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+) -> Result<T> {
+    conn.pragma_update(None, "query_only", true)
+        .map_err(map_error)?;
+    let handle = conn.get_interrupt_handle();
+    let (done, wait) = mpsc::channel::<()>();
+    // An interrupt that comes after the work ended finds no statement running and does nothing.
+    let watchdog = std::thread::spawn(move || {
+        let fired = matches!(wait.recv_timeout(timeout), Err(RecvTimeoutError::Timeout));
+        if fired {
+            handle.interrupt();
+        }
+        fired
+    });
+    let result = work(conn);
+    let _ = done.send(());
+    let fired = watchdog.join().unwrap_or(false);
+    let reset = conn
+        .pragma_update(None, "query_only", false)
+        .map_err(map_error);
+    let value = match result {
+        Err(_) if fired => {
+            return Err(DestinationError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the statement took longer than {} seconds and was interrupted",
+                    timeout.as_secs()
+                ),
+            ))
+        }
+        other => other?,
+    };
+    reset?;
+    Ok(value)
+}
+
 #[async_trait::async_trait]
 impl Reads for Sqlite {
     fn source_capabilities(&self) -> &'static Capabilities {
@@ -136,6 +180,24 @@ impl Reads for Sqlite {
             .collect();
         let types = types.to_vec();
         self.run(move |conn| fetch(conn, &sql, &params, &types))
+            .await
+    }
+
+    async fn fetch_guarded(
+        &self,
+        sql: &str,
+        types: &[Option<ColumnType>],
+        timeout: Duration,
+    ) -> Result<Vec<Vec<Value>>> {
+        let sql = sql.to_string();
+        let types = types.to_vec();
+        self.run(move |conn| guarded(conn, timeout, |c| fetch(c, &sql, &[], &types)))
+            .await
+    }
+
+    async fn query_columns_guarded(&self, sql: &str, timeout: Duration) -> Result<Vec<Column>> {
+        let sql = sql.to_string();
+        self.run(move |conn| guarded(conn, timeout, |c| query_columns(c, &sql)))
             .await
     }
 

@@ -70,6 +70,16 @@ pub trait SourceHarness: Harness {
     }
     /// A source whose server cannot be reached; `None` where there is no server (SQLite).
     fn unreachable(&self) -> Option<Box<dyn Source>>;
+    /// A `SELECT` that runs for longer than a second, for [`source_inspect_guards`]; `None` where
+    /// [`Source::inspect`] has no server-side guard (Snowflake).
+    fn slow_query(&self) -> Option<String> {
+        None
+    }
+    /// A `SELECT` that would change something (or reach outside the database), made ready (a sequence
+    /// created …); `None` where no `SELECT` can.
+    async fn writing_query(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Generates one `#[tokio::test]` per source case.
@@ -84,7 +94,10 @@ macro_rules! source_tests {
             source_full_read_in_pages_text_ids, source_full_read_in_pages_integer_ids,
             source_full_read_in_pages_uuid_ids, source_dropped_column_is_named,
             source_bad_names_and_queries, source_unreachable_is_retriable,
-            source_null_cursors_are_counted_not_read);
+            source_null_cursors_are_counted_not_read, source_inspect_reads_as_sample_does);
+    };
+    (guards $make:expr) => {
+        $crate::source_tests!(@cases $make; source_inspect_guards);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -630,6 +643,86 @@ pub async fn source_bad_names_and_queries(h: &dyn SourceHarness) {
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    t.finish().await;
+}
+
+pub async fn source_inspect_reads_as_sample_does(h: &dyn SourceHarness) {
+    let t = Table::new(h, IdKind::Int).await;
+    t.write(&[
+        person(Value::Int(1), "2026-12-06T10:00:00Z", 1),
+        person(Value::Int(2), "2026-12-06T10:00:01Z", 2),
+        person(Value::Int(3), "2026-12-06T10:00:02Z", 3),
+    ])
+    .await;
+    let timeout = Duration::from_secs(20);
+    let query = SourceFrom::Query(format!(
+        "SELECT id, email FROM {} WHERE seq >= 2",
+        h.quote(&t.name)
+    ));
+    for (from, n, columns) in [(t.from(), 3, COLUMNS.len()), (query, 2, 2)] {
+        let inspected = t.source.inspect(&from, 10, timeout).await.unwrap();
+        let sampled = t.source.sample(&from, 10).await.unwrap();
+        assert_eq!(inspected.schema, sampled.schema);
+        assert_eq!(inspected.schema.columns.len(), columns);
+        let sorted = |mut rows: Vec<Vec<Value>>| {
+            rows.sort_by_key(|r| format!("{:?}", r[0]));
+            rows
+        };
+        assert_eq!(inspected.rows.len(), n);
+        assert_eq!(sorted(inspected.rows), sorted(sampled.rows));
+    }
+    // The row limit holds, and the guards leave the connection as it was: it still reads.
+    let one = t.source.inspect(&t.from(), 1, timeout).await.unwrap();
+    assert_eq!(one.rows.len(), 1);
+    let e = t
+        .source
+        .inspect(&SourceFrom::Table("insp_no_such_table".into()), 5, timeout)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    assert!(e.message.contains("insp_no_such_table"), "{e}");
+    assert_eq!(t.source.sample(&t.from(), 5).await.unwrap().rows.len(), 3);
+    t.finish().await;
+}
+
+/// A preview's statements are stopped by the server after its timeout, and cannot write.
+pub async fn source_inspect_guards(h: &dyn SourceHarness) {
+    let source = h.source();
+    let slow = SourceFrom::Query(h.slow_query().expect("a slow query for this database"));
+    let started = std::time::Instant::now();
+    let e = source
+        .inspect(&slow, 5, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    // Stopped by the server (or SQLite's interrupt), well before the caller's own grace ran out.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    if let Some(query) = h.writing_query().await {
+        let e = source
+            .inspect(&SourceFrom::Query(query), 5, Duration::from_secs(20))
+            .await
+            .unwrap_err();
+        let m = e.message.to_lowercase();
+        assert!(
+            ["read-only", "readonly", "read only"]
+                .iter()
+                .any(|w| m.contains(w)),
+            "{e}"
+        );
+    }
+    // The same connection reads again after a statement was stopped.
+    let t = Table::new(h, IdKind::Int).await;
+    t.write(&[person(Value::Int(1), "2026-12-06T10:00:00Z", 1)])
+        .await;
+    let ok = source
+        .inspect(&t.from(), 5, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(ok.rows.len(), 1);
     t.finish().await;
 }
 

@@ -5,11 +5,13 @@
 //! A table is read as it is stored: rows of a `ReplacingMergeTree` not merged yet are read once per
 //! version (the first one of an id wins, the others are reported as duplicates).
 
+use std::time::Duration;
+
 use sluice_core::{Column, ColumnType, Value};
 
 use super::Session;
 use crate::clickhouse::dialect::{self, literal, ChType};
-use crate::clickhouse::native::Datum;
+use crate::clickhouse::native::{Datum, Setting};
 use crate::clickhouse::ClickHouse;
 use crate::drift::decode;
 use crate::source::{reads_source, Reads, SourceColumn};
@@ -72,7 +74,17 @@ impl Session {
         sql: &str,
         types: &[Option<ColumnType>],
     ) -> Result<Vec<Vec<Value>>> {
-        let rows = self.query(sql).await?;
+        self.fetch_with(sql, types, &[]).await
+    }
+
+    /// [`Self::fetch`] with query `settings`.
+    pub async fn fetch_with(
+        &mut self,
+        sql: &str,
+        types: &[Option<ColumnType>],
+        settings: &[Setting],
+    ) -> Result<Vec<Vec<Value>>> {
+        let rows = self.query_with(sql, settings).await?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -131,6 +143,29 @@ impl Reads for ClickHouse {
     fn placeholder(&self, _: usize, value: &Value, column: &SourceColumn) -> Result<String> {
         typed_literal(value, &column.native_type)
     }
+
+    async fn fetch_guarded(
+        &self,
+        sql: &str,
+        types: &[Option<ColumnType>],
+        timeout: Duration,
+    ) -> Result<Vec<Vec<Value>>> {
+        let mut s = self.session().await?;
+        let result = s
+            .session()
+            .fetch_with(sql, types, &preview_settings(timeout))
+            .await;
+        s.settle(result)
+    }
+}
+
+/// The settings of a preview's query: stopped after `timeout` (whole seconds, at least one), and
+/// read-only. `readonly` comes last: once it is 1 no further setting may change.
+pub fn preview_settings(timeout: Duration) -> [Setting; 2] {
+    [
+        ("max_execution_time", timeout.as_secs().max(1)),
+        ("readonly", 1),
+    ]
 }
 
 reads_source!(ClickHouse);

@@ -1,6 +1,8 @@
 //! Reading MySQL and MariaDB as a source: a query's columns from its prepared statement's metadata,
 //! pages read with bound parameters.
 
+use std::time::Duration;
+
 use mysql_async::consts::{ColumnFlags, ColumnType as Wire};
 use mysql_async::prelude::Queryable;
 use mysql_async::Params;
@@ -88,7 +90,54 @@ fn decimal_spec(column_type: &str) -> (Option<u64>, Option<u64>) {
     }
 }
 
+/// `sql` (a `SELECT`) stopped by the server after `timeout`: MariaDB's `SET STATEMENT
+/// max_statement_time = s FOR`, MySQL's `MAX_EXECUTION_TIME(ms)` optimizer hint.
+pub fn with_time_limit(sql: &str, mariadb: bool, timeout: Duration) -> String {
+    if mariadb {
+        format!(
+            "SET STATEMENT max_statement_time = {:.3} FOR {sql}",
+            timeout.as_secs_f64().max(0.001)
+        )
+    } else {
+        let ms = timeout.as_millis().max(1);
+        match sql.strip_prefix("SELECT ") {
+            Some(rest) => format!("SELECT /*+ MAX_EXECUTION_TIME({ms}) */ {rest}"),
+            None => sql.to_string(),
+        }
+    }
+}
+
 impl Session {
+    /// [`Self::fetch`] without parameters in a read-only transaction, the statement stopped by the
+    /// server after `timeout`; the transaction is rolled back whatever happened.
+    pub async fn fetch_read_only(
+        &mut self,
+        sql: &str,
+        types: &[Option<ColumnType>],
+        timeout: Duration,
+    ) -> Result<Vec<Vec<Value>>> {
+        let version: Option<String> = self
+            .conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| map_error(&e))?;
+        let mariadb = version.is_some_and(|v| v.to_ascii_lowercase().contains("mariadb"));
+        let sql = with_time_limit(sql, mariadb, timeout);
+        self.conn
+            .query_drop("START TRANSACTION READ ONLY")
+            .await
+            .map_err(|e| map_error(&e))?;
+        let result = self.fetch(&sql, &[], types).await;
+        let end = self
+            .conn
+            .query_drop("ROLLBACK")
+            .await
+            .map_err(|e| map_error(&e));
+        let rows = result?;
+        end?;
+        Ok(rows)
+    }
+
     pub async fn query_columns(&mut self, sql: &str) -> Result<Vec<Column>> {
         let statement = self.conn.prep(sql).await.map_err(|e| map_error(&e))?;
         let columns = statement
@@ -182,6 +231,17 @@ impl Reads for Mysql {
     fn placeholder(&self, _: usize, _: &Value, _: &SourceColumn) -> Result<String> {
         Ok("?".into())
     }
+
+    async fn fetch_guarded(
+        &self,
+        sql: &str,
+        types: &[Option<ColumnType>],
+        timeout: Duration,
+    ) -> Result<Vec<Vec<Value>>> {
+        let mut s = self.session().await?;
+        let result = s.session().fetch_read_only(sql, types, timeout).await;
+        s.settle(result)
+    }
 }
 
 reads_source!(Mysql);
@@ -189,6 +249,19 @@ reads_source!(Mysql);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preview_is_stopped_by_the_server() {
+        let t = Duration::from_millis(2500);
+        assert_eq!(
+            with_time_limit("SELECT a FROM (SELECT 1 AS a) AS s LIMIT 5", true, t),
+            "SET STATEMENT max_statement_time = 2.500 FOR SELECT a FROM (SELECT 1 AS a) AS s LIMIT 5"
+        );
+        assert_eq!(
+            with_time_limit("SELECT a FROM t AS s LIMIT 5", false, t),
+            "SELECT /*+ MAX_EXECUTION_TIME(2500) */ a FROM t AS s LIMIT 5"
+        );
+    }
 
     #[test]
     fn result_metadata_names_the_types_a_table_would() {

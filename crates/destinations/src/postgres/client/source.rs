@@ -1,6 +1,8 @@
 //! Reading PostgreSQL as a source: a query's columns from its prepared statement, pages read with
 //! parameters encoded as the statement's parameter types ask.
 
+use std::time::Duration;
+
 use sluice_core::{Column, ColumnType, Value};
 use tokio_postgres::types::{Kind, ToSql, Type};
 
@@ -43,6 +45,32 @@ fn native(ty: &Type) -> (String, Option<ColumnType>) {
 }
 
 impl Session {
+    /// [`Self::fetch`] without parameters in a read-only transaction whose statements stop after
+    /// `timeout`; the transaction is rolled back whatever happened.
+    pub async fn fetch_read_only(
+        &mut self,
+        sql: &str,
+        types: &[Option<ColumnType>],
+        timeout: Duration,
+    ) -> Result<Vec<Vec<Value>>> {
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+        self.client
+            .batch_execute(&format!(
+                "BEGIN READ ONLY; SET LOCAL statement_timeout = {ms}"
+            ))
+            .await
+            .map_err(|e| map_error(&e))?;
+        let result = self.fetch(sql, &[], types).await;
+        let end = self
+            .client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(|e| map_error(&e));
+        let rows = result?;
+        end?;
+        Ok(rows)
+    }
+
     pub async fn query_columns(&mut self, sql: &str) -> Result<Vec<Column>> {
         let statement = self.client.prepare(sql).await.map_err(|e| map_error(&e))?;
         Ok(statement
@@ -131,6 +159,17 @@ impl Reads for Postgres {
 
     fn placeholder(&self, n: usize, _: &Value, _: &SourceColumn) -> Result<String> {
         Ok(format!("${n}"))
+    }
+
+    async fn fetch_guarded(
+        &self,
+        sql: &str,
+        types: &[Option<ColumnType>],
+        timeout: Duration,
+    ) -> Result<Vec<Vec<Value>>> {
+        let mut s = self.session().await?;
+        let result = s.session().fetch_read_only(sql, types, timeout).await;
+        s.settle(result)
     }
 }
 
