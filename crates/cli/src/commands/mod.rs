@@ -144,8 +144,8 @@ impl SecretArgs {
 
 /// Reads a line from the terminal with echo off, restoring the terminal whatever happens.
 fn prompt_hidden(prompt: &str) -> Result<String> {
-    eprint!("{prompt}");
-    std::io::stderr().flush().ok();
+    // Echo goes off before the prompt shows: what is typed (or pasted) as soon as it shows must not
+    // reach the screen.
     // SAFETY: termios is plain data filled by tcgetattr on standard input, a terminal (checked by the
     // caller); the same settings are put back before returning.
     let saved = unsafe {
@@ -159,6 +159,8 @@ fn prompt_hidden(prompt: &str) -> Result<String> {
             Some(t)
         }
     };
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
     let mut line = String::new();
     let read = std::io::stdin().read_line(&mut line);
     if let Some(t) = saved {
