@@ -20,7 +20,9 @@
 //! `SLUICE_BIN` names the binary (by default `release/sluice` under `CARGO_TARGET_DIR` or `target/`),
 //! `SLUICE_BENCH_PROFILES` changes N (1,000,000 by default), `SLUICE_BENCH_PROFILES_URL` puts the profile
 //! store in PostgreSQL instead of the embedded SQLite one, and `SLUICE_BENCH_PHASES` (a comma-separated
-//! subset of `import,export,change,merge,csv`) leaves phases out.
+//! subset of `import,export,change,merge,csv`) leaves phases out. `SLUICE_BENCH_METADATA_URL` puts the
+//! metadata store (and with it the sync state) in PostgreSQL; the first export reports the sync state's
+//! size on disk either way.
 
 #[path = "export/workload.rs"]
 mod workload;
@@ -385,6 +387,17 @@ async fn main() {
     if let Ok(url) = std::env::var("SLUICE_BENCH_PROFILES_URL") {
         cmd.env("SLUICE_PROFILES_URL", url);
     }
+    let meta = match std::env::var("SLUICE_BENCH_METADATA_URL") {
+        Ok(url) => {
+            cmd.env("SLUICE_METADATA_URL", &url);
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the metadata store's PostgreSQL");
+            tokio::spawn(conn);
+            Some(client)
+        }
+        Err(_) => None,
+    };
     let server = Server {
         child: cmd.spawn().expect("start sluice serve"),
         url: format!("http://127.0.0.1:{port}"),
@@ -437,6 +450,7 @@ async fn main() {
     let pipeline = pipeline["id"].as_str().unwrap().to_string();
 
     let mut results = Vec::new();
+    let mut sync_size: Option<String> = None;
     let run_phase = |run: Value| {
         let c = &run["counts"];
         let rows = ["inserted", "updated", "unchanged"]
@@ -462,12 +476,28 @@ async fn main() {
         );
     }
     if wants("export") {
+        let before = sync_state_bytes(&data, meta.as_ref()).await;
         results.push(
             phase("first export", pid, async {
                 run_phase(server.run(&pipeline).await)
             })
             .await,
         );
+        let grown = sync_state_bytes(&data, meta.as_ref())
+            .await
+            .saturating_sub(before);
+        let synced = results.last().map_or(0, |p| p.rows).max(1);
+        sync_size = Some(format!(
+            "sync state on disk ({}): {:.1} MiB for {synced} rows, {:.1} MiB per 1,000,000 rows",
+            if meta.is_some() {
+                "PostgreSQL metadata store, pg_total_relation_size of sluice_sync_state"
+            } else {
+                "SQLite metadata store, growth of metadata.db and its WAL"
+            },
+            grown as f64 / 1048576.0,
+            grown as f64 / 1048576.0 * 1e6 / synced as f64
+        ));
+        eprintln!("{}", sync_size.as_deref().unwrap_or_default());
         results.push(
             phase("re-run, nothing changed", pid, async {
                 run_phase(server.run(&pipeline).await)
@@ -547,6 +577,9 @@ async fn main() {
         .unwrap();
 
     println!("\n`sluice serve` idle after start: {idle_mib:.0} MiB resident\n");
+    if let Some(s) = &sync_size {
+        println!("{s}\n");
+    }
     println!("| phase ({n} profiles) | time | rows/s | server CPU | client CPU | server peak RSS | RSS 1 s after | |");
     println!("|---|---|---|---|---|---|---|---|");
     for p in &results {
@@ -592,6 +625,27 @@ async fn main() {
             changed / floor
         );
     }
+}
+
+/// What the sync state takes on disk: the sync-state table with its indexes in a PostgreSQL metadata
+/// store, else the embedded metadata database with its write-ahead log (the export adds little else).
+async fn sync_state_bytes(data: &Path, meta: Option<&tokio_postgres::Client>) -> u64 {
+    if let Some(pg) = meta {
+        let row = pg
+            .query_one(
+                "SELECT coalesce(sum(pg_total_relation_size(oid)), 0)::bigint FROM pg_class \
+                 WHERE relname = 'sluice_sync_state' AND relkind = 'r'",
+                &[],
+            )
+            .await
+            .expect("the sync state's size");
+        return row.get::<_, i64>(0) as u64;
+    }
+    ["metadata.db", "metadata.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(data.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// The run's own duration, from its record.

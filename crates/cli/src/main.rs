@@ -92,6 +92,11 @@ pub struct ServerArgs {
     /// Profiles read and rows written per batch (default: what suits the destination, 10,000 to 50,000).
     #[arg(long, env = "SLUICE_BATCH_SIZE", hide_env_values = true)]
     pub batch_size: Option<usize>,
+    /// MiB that the rows between reading and writing may hold, all runs of this instance together
+    /// (default 64): what bounds a run's memory whatever the batch size and the width of a row.
+    #[arg(long, env = "SLUICE_ROWS_IN_FLIGHT_MIB", hide_env_values = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub rows_in_flight_mib: Option<u32>,
     /// Runs going at once in this instance; more wait, queued.
     #[arg(
         long,

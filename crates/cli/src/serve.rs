@@ -186,6 +186,11 @@ fn engine_config(args: &ServerArgs) -> Result<EngineConfig> {
     }
     Ok(EngineConfig {
         batch_size: args.batch_size,
+        rows_in_flight_bytes: args
+            .rows_in_flight_mib
+            .map_or(sluice_engine::DEFAULT_ROWS_IN_FLIGHT_BYTES, |m| {
+                (m as usize) << 20
+            }),
         max_concurrent_runs: args.max_concurrent_runs,
         max_runs_per_destination: args.max_runs_per_destination,
         max_concurrent_dry_runs: args.max_concurrent_dry_runs,
@@ -323,6 +328,14 @@ fn listener_limits(args: &ServerArgs) -> Result<(crate::listener::Limits, sluice
 
 pub async fn serve_with(args: ServerArgs, engine: Engine) -> Result<()> {
     let (token, generated) = admin_token(&args)?;
+    // A thread, not a task: the runtime's threads are exactly the ones that may be asleep.
+    std::thread::Builder::new()
+        .name("sluice-memory".into())
+        .spawn(|| loop {
+            std::thread::sleep(Duration::from_secs(1));
+            sluice::release_freed_memory();
+        })
+        .context("cannot start the memory thread")?;
     let (limits, body_limits) = listener_limits(&args)?;
     let scheme = if limits.tls.is_some() {
         "https"

@@ -173,6 +173,7 @@ impl Engine {
                 runs: log,
                 pipeline: Some(pipeline),
                 dry: Some(report.clone()),
+                budget: engine.inner.budget.clone(),
             };
             let done = run::execute(&ctx, run).await;
             drop(slot);

@@ -76,12 +76,19 @@ pub use run::dry::{
 };
 pub use run::{prepare, prepare_with, transform_profiles, Prepared, RunMode};
 
+/// The default of [`EngineConfig::rows_in_flight_bytes`].
+pub const DEFAULT_ROWS_IN_FLIGHT_BYTES: usize = 64 << 20;
+
 /// Settings of the engine.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Profiles read per page, and rows upserted per destination batch; `None` lets each destination
     /// choose ([`sluice_destinations::Destination::batch_rows`]).
     pub batch_size: Option<usize>,
+    /// Bytes that the rows between reading and writing may hold, for all of this instance's runs
+    /// together: what bounds a run's memory whatever the batch size and the width of a row (see
+    /// `run/budget.rs`). A page is read only while the pages in flight hold less.
+    pub rows_in_flight_bytes: usize,
     /// Attempts for a batch that fails for a transient reason (connection lost, deadlock).
     pub write_attempts: u32,
     /// How many written rows may wait for confirmation at a destination that defers it
@@ -127,6 +134,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             batch_size: None,
+            rows_in_flight_bytes: DEFAULT_ROWS_IN_FLIGHT_BYTES,
             write_attempts: 4,
             unconfirmed_rows: 250_000,
             script_limits: sluice_transform::Limits::default(),
@@ -210,6 +218,8 @@ struct Inner {
     /// Whether the last scheduler pass saw any `on_change` pipeline: the looks for changes between
     /// passes (every second) skip listing the pipelines when it saw none.
     following_changes: AtomicBool,
+    /// The rows in flight of every run here (see [`EngineConfig::rows_in_flight_bytes`]).
+    budget: Arc<run::Budget>,
 }
 
 impl Engine {
@@ -219,6 +229,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Self {
         let instance = config.instance.clone().unwrap_or_else(|| new_id("inst"));
+        let budget = run::Budget::new(config.rows_in_flight_bytes);
         Self {
             inner: Arc::new(Inner {
                 meta,
@@ -233,6 +244,7 @@ impl Engine {
                 totals: totals::Totals::default(),
                 watches: Mutex::new(HashMap::new()),
                 following_changes: AtomicBool::new(true),
+                budget,
             }),
         }
     }
@@ -501,6 +513,7 @@ impl Engine {
                     runs: self.inner.meta.clone(),
                     pipeline: None,
                     dry: None,
+                    budget: self.inner.budget.clone(),
                 };
                 let done = run::execute(&ctx, run).await;
                 self.apply_threshold(done).await

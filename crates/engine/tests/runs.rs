@@ -1928,3 +1928,41 @@ def transform(p):
         .await
     }
 }
+
+/// Under the smallest budget for rows in flight (one byte: a page is read only once the one before is
+/// written), a run reads page after page as the rows before it are written, to PostgreSQL: every row
+/// lands, and a run that follows (the budget given back) writes its changes too. A budget that was
+/// never given back would leave the second run's reader waiting forever: the timeout fails the test.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_under_the_smallest_memory_budget_writes_every_row() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(pg_db().await, dir, 500).await;
+    let engine = Engine::new(
+        w.engine.meta().clone(),
+        w.engine.profiles().clone(),
+        EngineConfig {
+            batch_size: Some(64),
+            rows_in_flight_bytes: 1,
+            ..EngineConfig::default()
+        },
+    );
+    let w = World { engine, ..w };
+    w.db.exec(ddl(w.db.kind())).await;
+    let p = w.pipeline(json!({})).await;
+    let r = tokio::time::timeout(Duration::from_secs(60), w.run(&p))
+        .await
+        .expect("the run ends");
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(r.counts.inserted, 500);
+    assert_eq!(w.count().await, 500);
+    // A country none of them had: every one of the 200 changes.
+    w.upsert((0..200).map(|i| moved_to(i, "ES")).collect())
+        .await;
+    let r = tokio::time::timeout(Duration::from_secs(60), w.run(&p))
+        .await
+        .expect("the second run ends");
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(r.counts.read, 200);
+    assert_eq!(w.count().await, 500);
+}

@@ -4,6 +4,7 @@
 //! (the sync state, after the destination confirmed). [`failures`] groups the rows that failed. This
 //! module strings them together; see the crate documentation for the flow.
 
+mod budget;
 mod drift;
 pub(crate) mod dry;
 mod failures;
@@ -30,6 +31,7 @@ use crate::EngineConfig;
 use plan::Plan;
 use read::Source;
 
+pub(crate) use budget::Budget;
 pub use drift::RunMode;
 pub use dry::DryReport;
 pub use prepare::{prepare, prepare_with, Prepared};
@@ -51,6 +53,8 @@ pub(crate) struct RunContext {
     pub pipeline: Option<PipelineRecord>,
     /// A dry run's report: set, the run writes nothing (see `dry`).
     pub dry: Option<Arc<Mutex<DryReport>>>,
+    /// The bytes this instance's runs may hold in rows between reading and writing them.
+    pub budget: Arc<Budget>,
 }
 
 /// Runs to the end, records the outcome and returns the final record (not yet published to followers).
@@ -243,14 +247,18 @@ async fn run_plan(
         }
     }
 
-    let pages = read::spawn_reader(ctx.profiles.clone(), source, batch);
+    let pages = read::spawn_reader(ctx.profiles.clone(), source, batch, ctx.budget.clone());
     let mut rows =
         transform::spawn_transformer(pages, prepared, filter_in_memory, now, ctx.cancel.clone());
     let mut prev_last: Option<String> = None;
     let mut waited = Instant::now();
     while let Some(page) = rows.recv().await {
         timings.read_transform += waited.elapsed();
-        let mut page = match page {
+        // The page's charge is given back at the end of this turn, once its rows are written.
+        let read::Charged {
+            items: mut page,
+            charge: _charge,
+        } = match page {
             Ok(page) => page,
             Err(e) => {
                 // The rows written before (a stuck script's, say) are recorded as usual.

@@ -8,6 +8,7 @@ use sluice_core::RawProfile;
 use sluice_store::{ProfileStore, RunRecord, StoreError, SyncEntry, SyncState};
 use tokio::sync::mpsc;
 
+use super::budget::{raw_page_bytes, Budget, Charge};
 use crate::error::{EngineError, Result};
 
 /// Which profiles a run reads.
@@ -18,15 +19,32 @@ pub(crate) enum Source {
     ChangedSince(i64),
 }
 
-pub(crate) type Pages = mpsc::Receiver<Result<Vec<RawProfile>, StoreError>>;
+/// A page on its way from the read to the write, with the bytes it holds charged to the budget.
+pub(crate) struct Charged<T> {
+    pub items: T,
+    pub charge: Charge,
+}
 
-/// Reads pages ahead of the processing, so that reading overlaps transforming and writing.
-pub(crate) fn spawn_reader(profiles: Arc<dyn ProfileStore>, source: Source, batch: usize) -> Pages {
+pub(crate) type Pages = mpsc::Receiver<Result<Charged<Vec<RawProfile>>, StoreError>>;
+
+/// Reads pages ahead of the processing, so that reading overlaps transforming and writing, as far as
+/// `budget` leaves room (see [`super::budget`]).
+pub(crate) fn spawn_reader(
+    profiles: Arc<dyn ProfileStore>,
+    source: Source,
+    batch: usize,
+    budget: Arc<Budget>,
+) -> Pages {
     // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let mut after: Option<String> = None;
         loop {
+            // The run ends with the receiver: a reader waiting for room must not outlive it.
+            tokio::select! {
+                _ = budget.room() => {}
+                _ = tx.closed() => break,
+            }
             let page = match &source {
                 Source::Audience(filter) => {
                     profiles
@@ -43,6 +61,11 @@ pub(crate) fn spawn_reader(profiles: Arc<dyn ProfileStore>, source: Source, batc
                 Ok(page) if page.is_empty() => break,
                 Ok(page) => {
                     after = page.last().map(|p| p.id.clone());
+                    let charge = budget.charge(raw_page_bytes(&page));
+                    let page = Charged {
+                        items: page,
+                        charge,
+                    };
                     if tx.send(Ok(page)).await.is_err() {
                         break;
                     }

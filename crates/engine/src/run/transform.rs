@@ -12,7 +12,8 @@ use sluice_core::{Profile, RawProfile, Value};
 use sluice_transform::{Evaluator, Output, RowError, Transform};
 use tokio::sync::mpsc;
 
-use super::read::Pages;
+use super::budget::row_bytes;
+use super::read::{Charged, Pages};
 use super::Prepared;
 use crate::error::{EngineError, ErrorKind, Result};
 
@@ -55,7 +56,7 @@ pub(crate) fn spawn_transformer(
     filter: Option<Filter>,
     now: DateTime<Utc>,
     cancel: Arc<AtomicBool>,
-) -> mpsc::Receiver<Result<Vec<Computed>>> {
+) -> mpsc::Receiver<Result<Charged<Vec<Computed>>>> {
     if !matches!(prepared.transform, Transform::Mapping(_)) {
         return spawn_transform_worker(pages, prepared, filter, now, Some(cancel));
     }
@@ -107,7 +108,7 @@ fn spawn_transform_worker(
     filter: Option<Filter>,
     now: DateTime<Utc>,
     stop: Option<Arc<AtomicBool>>,
-) -> mpsc::Receiver<Result<Vec<Computed>>> {
+) -> mpsc::Receiver<Result<Charged<Vec<Computed>>>> {
     // One page waiting is enough to keep the stages overlapped; each more costs a page of memory.
     let (tx, rx) = mpsc::channel(1);
     let transform = prepared.transform.clone();
@@ -129,14 +130,23 @@ fn spawn_transform_worker(
         while let Some(page) = pages.blocking_recv() {
             let out = match page {
                 Err(e) => Err(EngineError::store("reading profiles failed", e)),
-                Ok(profiles) => Ok(compute_page(
-                    &mut evaluator,
-                    profiles,
-                    filter.as_ref(),
-                    now,
-                    seed,
-                    key_idx,
-                )),
+                Ok(Charged { items, mut charge }) => {
+                    let computed =
+                        compute_page(&mut evaluator, items, filter.as_ref(), now, seed, key_idx);
+                    // The documents are gone; the page now holds its rows.
+                    let bytes = computed_bytes(&computed);
+                    tracing::debug!(
+                        rows = computed.len(),
+                        read_bytes = charge.bytes(),
+                        row_bytes = bytes,
+                        "page transformed"
+                    );
+                    charge.resize(bytes);
+                    Ok(Charged {
+                        items: computed,
+                        charge,
+                    })
+                }
             };
             let (mut computed, reason) = match (out, evaluator.gave_up()) {
                 (Ok(computed), Some(reason)) => (computed, reason),
@@ -149,12 +159,13 @@ fn spawn_transform_worker(
                 }
             };
             let cut = computed
+                .items
                 .iter()
                 .position(|c| matches!(&c.outcome, Err(e) if !e.evaluated()))
-                .unwrap_or(computed.len());
-            computed.truncate(cut);
+                .unwrap_or(computed.items.len());
+            computed.items.truncate(cut);
             // An empty page would read as the end of the profiles: only a non-empty one is sent.
-            if !computed.is_empty() && tx.blocking_send(Ok(computed)).is_err() {
+            if !computed.items.is_empty() && tx.blocking_send(Ok(computed)).is_err() {
                 break;
             }
             let _ = tx.blocking_send(Err(EngineError::new(ErrorKind::Invalid, reason)));
@@ -162,6 +173,21 @@ fn spawn_transform_worker(
         }
     });
     rx
+}
+
+/// What a page of computed rows holds: ids, values and their heap, keys.
+fn computed_bytes(page: &[Computed]) -> usize {
+    page.iter()
+        .map(|c| {
+            let row = match &c.outcome {
+                Ok(Some((values, key, _))) => {
+                    row_bytes(values) + key.as_ref().map_or(0, |k| k.as_str().len())
+                }
+                _ => 0,
+            };
+            std::mem::size_of::<Computed>() + c.id.capacity() + row
+        })
+        .sum()
 }
 
 /// The rows of one page, in page order. Without a filter, the documents go to the evaluator as they are
