@@ -15,7 +15,7 @@ mod check;
 pub mod rows;
 mod run;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use sluice_core::source::SourceSpec;
@@ -149,7 +149,8 @@ impl Engine {
             });
         }
         let permit = self.inner.slots.clone().try_acquire_owned().ok();
-        let now = Utc::now();
+        // To the microsecond, as the store keeps it: the live record and the stored one agree.
+        let now = Utc::now().trunc_subsecs(6);
         let ready = permit.is_some();
         let record = RunRecord {
             id: new_id("run"),
@@ -221,7 +222,7 @@ impl Engine {
             Some(_permit) if !cancel.load(std::sync::atomic::Ordering::SeqCst) => {
                 if run.status == RunStatus::Queued {
                     run.status = RunStatus::Running;
-                    run.started_at = Some(Utc::now());
+                    run.started_at = Some(Utc::now().trunc_subsecs(6));
                     let _ = tx.send(run.clone());
                     if let Err(e) = self.inner.meta.update_run(&run).await {
                         tracing::warn!(run = %run.id, error = %e, "could not record the run's start");
@@ -239,7 +240,7 @@ impl Engine {
             }
             _ => {
                 run.status = RunStatus::Cancelled;
-                run.finished_at = Some(Utc::now());
+                run.finished_at = Some(Utc::now().trunc_subsecs(6));
                 run.message = Some("cancelled before it started".into());
                 if let Err(e) = self.inner.meta.update_run(&run).await {
                     tracing::warn!(run = %run.id, error = %e, "could not record the cancelled run");

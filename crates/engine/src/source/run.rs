@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Map, Value as Json};
 use sluice_core::source::{next_mark, Changes, CursorValue, FirstSeen, Lookback, OnMissing};
 use sluice_core::Profile;
@@ -50,7 +50,7 @@ pub(crate) async fn execute(
     let mut log = ErrorLog::default();
     let outcome = read_all(ctx, source, &mut run, &mut log).await;
     run.errors = std::mem::take(&mut log.groups);
-    run.finished_at = Some(Utc::now());
+    run.finished_at = Some(Utc::now().trunc_subsecs(6));
     match outcome {
         Ok(true) => run.status = RunStatus::Succeeded,
         Ok(false) => {
@@ -257,9 +257,23 @@ async fn write_page(
                     }
                 }
             }
+            // A value that does not convert to its property's type fails the Customer Model; anything
+            // else (a script that threw, a time limit) is the transformation's.
             Err(e) => {
-                run.counts.transform_failed += 1;
-                log.add("transform", e.to_string(), &input.id);
+                match &e.column {
+                    Some(path) => {
+                        run.counts.failed += 1;
+                        log.add(
+                            "validate",
+                            format!("property `{path}`: {}", e.message),
+                            &input.id,
+                        );
+                    }
+                    None => {
+                        run.counts.transform_failed += 1;
+                        log.add("transform", e.to_string(), &input.id);
+                    }
+                }
                 Prepared::Failed
             }
         });
