@@ -550,6 +550,42 @@ async fn disabled_and_concurrent_runs_are_refused(src: Box<dyn Src>) {
     succeeded(&done);
 }
 
+async fn a_scheduled_source_runs_at_its_tick(src: Box<dyn Src>) {
+    let w = world(src).await;
+    w.customers(4).await;
+    let s = w.source(json!({"schedule": "5m"})).await;
+    let off = w.source(json!({})).await;
+    let t0: chrono::DateTime<chrono::Utc> = "2026-12-06T10:01:00Z".parse().unwrap();
+    // First sight of a schedule: the first run is at its next tick.
+    let first = sluice_engine::source::schedule::tick(&w.engine, t0)
+        .await
+        .unwrap();
+    assert!(first.is_empty(), "{first:?}");
+    let due = sluice_engine::source::schedule::tick(&w.engine, t0 + chrono::TimeDelta::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(due, vec![s.clone()]);
+    let runs = w.engine.meta().list_runs(&s, 10, None).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].trigger, "schedule");
+    let done = w.engine.wait(&runs[0].id, |_| {}).await.unwrap();
+    succeeded(&done);
+    assert_eq!(done.counts.inserted, 4);
+    assert!(w
+        .engine
+        .meta()
+        .list_runs(&off, 10, None)
+        .await
+        .unwrap()
+        .is_empty());
+    // The same tick seen again starts nothing.
+    let again =
+        sluice_engine::source::schedule::tick(&w.engine, t0 + chrono::TimeDelta::minutes(6))
+            .await
+            .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+}
+
 macro_rules! for_each_source {
     ($($case:ident),* $(,)?) => {
         mod postgres {
@@ -580,4 +616,5 @@ for_each_source!(
     two_sources_merge_into_one_profile,
     bad_values_and_duplicate_ids_fail_alone,
     disabled_and_concurrent_runs_are_refused,
+    a_scheduled_source_runs_at_its_tick,
 );

@@ -13,11 +13,14 @@
 //!   that grows from run to run) that last read the id's row. A row read again with the same hash is not
 //!   written; in `full` mode the ids not seen by a run that read everything are the rows that
 //!   disappeared from the source (`on_missing`). These are kept per source, so several sources feeding
-//!   one profile each know their own rows.
+//!   one profile each know their own rows;
+//! - its scheduler state (the last tick handled, a follow-up pending), advanced by compare-and-set as
+//!   pipelines' are.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sluice_core::schedule::TickState;
 use sluice_core::source::{CursorValue, SourceSpec};
 
 use crate::Result;
@@ -85,4 +88,16 @@ pub trait Sources: Send + Sync {
     /// Those of `profile_ids` that another source than `source` also wrote.
     async fn fed_by_other_sources(&self, source: &str, profile_ids: &[&str])
         -> Result<Vec<String>>;
+
+    /// The scheduler's state of every source that has one, as `(source id, state)`.
+    async fn source_tick_states(&self) -> Result<Vec<(String, TickState)>>;
+    /// Replaces the source's scheduler state with `next` if it still is `expected` (a source without
+    /// one has the default state), as `Coordination::advance_tick` does for pipelines. `Ok(false)` when
+    /// another instance changed it first or the source is gone.
+    async fn advance_source_tick(
+        &self,
+        source: &str,
+        expected: TickState,
+        next: TickState,
+    ) -> Result<bool>;
 }

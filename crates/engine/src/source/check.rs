@@ -102,6 +102,9 @@ pub async fn check_source(
         }
     };
     let mut errors = FieldErrors::new();
+    if let Some(Err((field, message))) = spec.schedule.as_ref().map(|s| s.compile()) {
+        errors.add(field, message);
+    }
     // Each column named by the spec, at its own field; then the plan's rules on their types.
     if let Err(e) = columns.resolve(&spec.id_column) {
         errors.add("id_column", e.message);

@@ -14,6 +14,7 @@
 mod check;
 pub mod rows;
 mod run;
+pub mod schedule;
 
 use chrono::{SubsecRound, Utc};
 use serde::Serialize;

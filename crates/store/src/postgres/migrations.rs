@@ -176,6 +176,11 @@ CREATE TABLE sluice_source_rows (
     PRIMARY KEY (source, profile_id)
 );
 CREATE INDEX sluice_source_rows_by_profile ON sluice_source_rows (profile_id);
+CREATE TABLE sluice_source_schedules (
+    source text PRIMARY KEY REFERENCES sluice_sources (id) ON DELETE CASCADE,
+    last_tick timestamptz,
+    pending boolean NOT NULL
+);
 ALTER TABLE sluice_runs DROP CONSTRAINT sluice_runs_pipeline_fkey;
 CREATE FUNCTION sluice_runs_have_an_owner() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -2,6 +2,7 @@
 //! set-based (`unnest` of arrays).
 
 use async_trait::async_trait;
+use sluice_core::schedule::TickState;
 use sluice_core::source::CursorValue;
 use tokio_postgres::Row;
 
@@ -253,5 +254,64 @@ impl Sources for PgMetadata {
             .await
             .map_err(pg_error)?;
         rows_to(rows, |r| get(r, 0))
+    }
+    async fn source_tick_states(&self) -> Result<Vec<(String, TickState)>> {
+        let conn = self.pool.get().await?;
+        let rows = conn
+            .query(
+                "SELECT source, last_tick, pending FROM sluice_source_schedules",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows_to(rows, |r| {
+            Ok((
+                get(r, 0)?,
+                TickState {
+                    last_tick: get(r, 1)?,
+                    pending: get(r, 2)?,
+                },
+            ))
+        })
+    }
+
+    async fn advance_source_tick(
+        &self,
+        source: &str,
+        expected: TickState,
+        next: TickState,
+    ) -> Result<bool> {
+        let conn = self.pool.get().await?;
+        // One statement decides: the row is written only where the stored state (or its absence, the
+        // default state) is the expected one.
+        let n = if expected == TickState::default() {
+            conn.execute(
+                "INSERT INTO sluice_source_schedules (source, last_tick, pending)
+                 SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM sluice_sources WHERE id = $1)
+                 ON CONFLICT (source) DO UPDATE SET last_tick = excluded.last_tick, pending = excluded.pending
+                 WHERE sluice_source_schedules.last_tick IS NULL AND NOT sluice_source_schedules.pending",
+                &[&source, &next.last_tick, &next.pending],
+            )
+            .await
+        } else {
+            conn.execute(
+                "UPDATE sluice_source_schedules SET last_tick = $2, pending = $3
+                 WHERE source = $1 AND last_tick IS NOT DISTINCT FROM $4 AND pending = $5",
+                &[
+                    &source,
+                    &next.last_tick,
+                    &next.pending,
+                    &expected.last_tick,
+                    &expected.pending,
+                ],
+            )
+            .await
+        };
+        match n {
+            Ok(n) => Ok(n > 0),
+            // The source was deleted between the check and the insert.
+            Err(e) if matches!(violation(&e), Some(Violation::ForeignKey)) => Ok(false),
+            Err(e) => Err(pg_error(e)),
+        }
     }
 }

@@ -231,6 +231,11 @@ CREATE TABLE source_rows (
     PRIMARY KEY (source, profile_id)
 ) WITHOUT ROWID;
 CREATE INDEX source_rows_by_profile ON source_rows (profile_id);
+CREATE TABLE source_schedules (
+    source TEXT PRIMARY KEY NOT NULL REFERENCES sources (id) ON DELETE CASCADE,
+    last_tick INTEGER,
+    pending INTEGER NOT NULL
+);
 CREATE TABLE runs_rebuilt (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,

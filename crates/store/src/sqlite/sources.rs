@@ -8,6 +8,7 @@ use super::SqliteMetadata;
 use crate::codec;
 use crate::sources::{SourceRecord, SourceRow, Sources};
 use crate::{Result, StoreError};
+use sluice_core::schedule::TickState;
 use sluice_core::source::CursorValue;
 
 const SOURCE_COLUMNS: &str = "id, spec, created_at, updated_at";
@@ -316,6 +317,65 @@ impl Sources for SqliteMetadata {
                     })?);
                 }
                 Ok(out)
+            })
+            .await
+    }
+    async fn source_tick_states(&self) -> Result<Vec<(String, TickState)>> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT source, last_tick, pending FROM source_schedules")
+                    .map_err(sql_error)?;
+                collect(&mut stmt, [], |r| {
+                    let last: Option<i64> = r.get(1).map_err(sql_error)?;
+                    Ok((
+                        r.get(0).map_err(sql_error)?,
+                        TickState {
+                            last_tick: last.map(time).transpose()?,
+                            pending: r.get::<_, i64>(2).map_err(sql_error)? != 0,
+                        },
+                    ))
+                })
+            })
+            .await
+    }
+
+    async fn advance_source_tick(
+        &self,
+        source: &str,
+        expected: TickState,
+        next: TickState,
+    ) -> Result<bool> {
+        let source = source.to_string();
+        self.db
+            .write(move |c| {
+                let stored: Option<(Option<i64>, i64)> = c
+                    .query_row(
+                        "SELECT last_tick, pending FROM source_schedules WHERE source = ?1",
+                        [&source],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(sql_error)?;
+                let current = match stored {
+                    None => TickState::default(),
+                    Some((last, pending)) => TickState {
+                        last_tick: last.map(time).transpose()?,
+                        pending: pending != 0,
+                    },
+                };
+                if current != expected {
+                    return Ok(false);
+                }
+                let n = c
+                    .execute(
+                        "INSERT INTO source_schedules (source, last_tick, pending)
+                         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM sources WHERE id = ?1)
+                         ON CONFLICT (source) DO UPDATE SET last_tick = excluded.last_tick, pending = excluded.pending",
+                        params![source, next.last_tick.as_ref().map(micros), i64::from(next.pending)],
+                    )
+                    .map_err(sql_error)?;
+                Ok(n > 0)
             })
             .await
     }

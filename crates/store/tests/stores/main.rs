@@ -82,4 +82,5 @@ suite!(
     sources::sources_crud_and_conflicts,
     sources::source_runs_share_the_history,
     sources::source_marks_and_rows,
+    sources::source_ticks_compare_and_set,
 );

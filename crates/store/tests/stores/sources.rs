@@ -228,3 +228,44 @@ pub async fn source_marks_and_rows(env: &Env) {
         .is_empty());
     assert_eq!(store.source_mark("src_1").await.unwrap(), None);
 }
+
+pub async fn source_ticks_compare_and_set(env: &Env) {
+    use sluice_core::schedule::TickState;
+    let store = with_pipelines(env, &[]).await;
+    store
+        .insert_source(&source("src_1", "CRM", 1))
+        .await
+        .unwrap();
+    assert!(store.source_tick_states().await.unwrap().is_empty());
+    let first = TickState {
+        last_tick: Some(at(5)),
+        pending: false,
+    };
+    assert!(store
+        .advance_source_tick("src_1", TickState::default(), first)
+        .await
+        .unwrap());
+    // A second instance that saw the same default state loses.
+    assert!(!store
+        .advance_source_tick("src_1", TickState::default(), first)
+        .await
+        .unwrap());
+    let next = TickState {
+        last_tick: Some(at(10)),
+        pending: true,
+    };
+    assert!(store
+        .advance_source_tick("src_1", first, next)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.source_tick_states().await.unwrap(),
+        vec![("src_1".to_string(), next)]
+    );
+    assert!(!store
+        .advance_source_tick("gone", TickState::default(), first)
+        .await
+        .unwrap());
+    store.delete_source("src_1").await.unwrap();
+    assert!(store.source_tick_states().await.unwrap().is_empty());
+}
