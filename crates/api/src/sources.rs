@@ -42,8 +42,7 @@ pub enum ChangesDoc {
         /// How far behind the greatest value seen the next run starts: `30s`, `5m`, `1h`, `1d` for a
         /// timestamp (5 minutes when left out), a number for an integer (10000 when left out).
         #[serde(default)]
-        #[schema(value_type = Option<Object>)]
-        lookback: Option<Json_>,
+        lookback: Option<LookbackDoc>,
     },
     /// Each run reads everything and writes only the profiles whose mapped properties changed.
     Full {
@@ -52,6 +51,15 @@ pub enum ChangesDoc {
         #[serde(default)]
         on_missing: OnMissingDoc,
     },
+}
+
+/// A duration (`30s`, `5m`, `1h`, `1d`) for a timestamp cursor, a number for an integer one.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LookbackDoc {
+    Duration(String),
+    Units(u64),
 }
 
 #[derive(Serialize, ToSchema, Default)]

@@ -75,11 +75,7 @@ export interface Change {
 export type ChangesDoc = {
   /** A column that grows with every change: a timestamp, an integer or text. */
   column: string;
-  /**
-   * How far behind the greatest value seen the next run starts: `30s`, `5m`, `1h`, `1d` for a
-   * timestamp (5 minutes when left out), a number for an integer (10000 when left out).
-   */
-  lookback?: Record<string, unknown> | null;
+  lookback?: null | LookbackDoc;
   mode: 'cursor';
 } | {
   /**
@@ -302,6 +298,9 @@ export interface LastTest {
 }
 
 export type Logical = 'and' | 'or';
+
+/** A duration (`30s`, `5m`, `1h`, `1d`) for a timestamp cursor, a number for an integer one. */
+export type LookbackDoc = string | number;
 
 /**
  * What happens to a table row whose profile left the audience or was deleted: kept (the default) or
