@@ -586,6 +586,59 @@ async fn a_scheduled_source_runs_at_its_tick(src: Box<dyn Src>) {
     assert!(again.is_empty(), "{again:?}");
 }
 
+async fn scripts_transform_source_rows(src: Box<dyn Src>) {
+    let w = world(src).await;
+    // One failure in twenty stays under the failed-rows threshold.
+    w.customers(20).await;
+    let js = w
+        .source(json!({"transformation": {"javascript":
+            "const columns = ['email', 'address.city'];\n\
+             function transform(row) {\n\
+               if (row._id === 'c003') return null;\n\
+               if (row._id === 'c002') throw new Error('no thanks');\n\
+               return {email: row.email.toUpperCase(), 'address.city': row.city};\n\
+             }"}}))
+        .await;
+    let run = w.run(&js).await;
+    succeeded(&run);
+    assert_eq!(
+        (
+            run.counts.inserted,
+            run.counts.transform_failed,
+            run.counts.filtered_out
+        ),
+        (18, 1, 1),
+        "{:?}",
+        run.errors
+    );
+    assert_eq!(
+        w.profile("c001").await.unwrap(),
+        json!({"email": "USER1@EXAMPLE.COM", "address": {"city": "Rome"}})
+    );
+    assert!(
+        run.errors.iter().any(|g| g.message.contains("no thanks")),
+        "{:?}",
+        run.errors
+    );
+    let py = w
+        .source(json!({"transformation": {"python":
+            "columns = ['country']\n\
+             def transform(row):\n    return {'country': row['country'].lower()}\n"}}))
+        .await;
+    let run = w.run(&py).await;
+    succeeded(&run);
+    assert_eq!(
+        run.counts.updated + run.counts.inserted,
+        20,
+        "{:?}",
+        run.errors
+    );
+    assert_eq!(
+        w.profile("c001").await.unwrap(),
+        json!({"email": "USER1@EXAMPLE.COM", "address": {"city": "Rome"}, "country": "it"})
+    );
+}
+
 macro_rules! for_each_source {
     ($($case:ident),* $(,)?) => {
         mod postgres {
@@ -617,4 +670,5 @@ for_each_source!(
     bad_values_and_duplicate_ids_fail_alone,
     disabled_and_concurrent_runs_are_refused,
     a_scheduled_source_runs_at_its_tick,
+    scripts_transform_source_rows,
 );
