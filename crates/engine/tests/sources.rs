@@ -672,3 +672,130 @@ for_each_source!(
     a_scheduled_source_runs_at_its_tick,
     scripts_transform_source_rows,
 );
+
+/// A TCP proxy in front of a server that can be cut: once down, the connections it carries are dropped
+/// and new ones are closed at once — a source that becomes unreachable.
+struct Proxy {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = down.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if flag.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let flag = flag.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let cut = async {
+                        while !flag.load(Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = copy => {}
+                        _ = cut => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, down }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The source goes away in the middle of a run: the read is retried, then the run fails saying so; the
+/// mark stays, and the next run, with the source back, converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_unreachable_mid_run_fails_and_the_next_run_converges() {
+    let pg = pg_src().await;
+    let settings = pg.settings();
+    let target = format!(
+        "{}:{}",
+        settings["host"].as_str().unwrap(),
+        match &settings["port"] {
+            Value::String(p) => p.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => "5432".into(),
+        }
+    );
+    let proxy = Proxy::start(target).await;
+    let w = world(pg).await;
+    w.customers(4_000).await;
+    // The connection goes through the proxy.
+    let mut conn = w
+        .engine
+        .meta()
+        .get_destination(&w.connection)
+        .await
+        .unwrap()
+        .unwrap();
+    conn.settings["host"] = json!("127.0.0.1");
+    conn.settings["port"] = json!(proxy.port);
+    w.engine.meta().update_destination(&conn).await.unwrap();
+    let s = w.source(json!({})).await;
+    let run = w.engine.start_source(&s, "manual").await.unwrap();
+    // Cut once the first pages are recorded.
+    let mut cut = false;
+    for _ in 0..5_000 {
+        match w.engine.live(&run.id) {
+            Some(r) if r.counts.read >= 128 => {
+                proxy.set_down(true);
+                cut = true;
+                break;
+            }
+            Some(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+            None => break,
+        }
+    }
+    let failed = w.engine.wait(&run.id, |_| {}).await.unwrap();
+    assert!(
+        cut,
+        "the run ended before the source could be cut: {failed:?}"
+    );
+    assert_eq!(failed.status, RunStatus::Failed, "{failed:?}");
+    assert!(
+        failed.counts.read >= 128 && failed.counts.read < 4_000,
+        "{:?}",
+        failed.counts
+    );
+    assert!(
+        failed
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("reading the source failed")),
+        "{:?}",
+        failed.message
+    );
+    assert_eq!(w.engine.meta().source_mark(&s).await.unwrap(), None);
+    proxy.set_down(false);
+    let next = w.run(&s).await;
+    succeeded(&next);
+    assert_eq!(next.counts.read, 4_000);
+    assert_eq!(
+        next.counts.inserted + next.counts.unchanged,
+        4_000,
+        "pages written before the cut are unchanged now: {:?}",
+        next.counts
+    );
+    assert!(next.counts.unchanged >= 128, "{:?}", next.counts);
+    assert!(w.profile("c3999").await.is_some());
+}
