@@ -541,6 +541,16 @@ pub async fn preview(
             "limit must be between 1 and 100",
         ));
     }
-    let rows = preview_source(&state.engine, &input.source, limit).await?;
+    let rows = preview_source(&state.engine, &input.source, limit)
+        .await
+        .map_err(|e| match e.fields {
+            // The source is the body's `source`: its problems are named under it.
+            Some(fields) => {
+                let mut under = sluice_core::FieldErrors::new();
+                under.merge_prefixed("source", fields);
+                ApiError::invalid(under)
+            }
+            None => e.into(),
+        })?;
     Ok(Json(SourcePreview { rows }))
 }

@@ -397,6 +397,13 @@ async fn the_preview_shows_each_rows_properties_and_errors() {
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let mut bad = spec.clone();
+    bad["id_column"] = json!("nope");
+    let (s, v) = api
+        .call("POST", "/v1/sources/preview", Some(json!({"source": bad})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["source.id_column"].is_array(), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
