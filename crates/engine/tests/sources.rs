@@ -193,6 +193,11 @@ struct World {
 }
 
 async fn world(src: Box<dyn Src>) -> World {
+    world_paged(src, Some(64)).await
+}
+
+/// A world reading pages of `page_rows` rows (`None`: the engine's default).
+async fn world_paged(src: Box<dyn Src>, page_rows: Option<usize>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let secrets = SecretBox::load_or_create(dir.path()).unwrap();
     let meta = sluice_store::open_metadata(None, dir.path(), secrets)
@@ -205,7 +210,7 @@ async fn world(src: Box<dyn Src>) -> World {
         meta.clone(),
         profiles,
         EngineConfig {
-            batch_size: Some(64),
+            batch_size: page_rows,
             write_attempts: 2,
             ..EngineConfig::default()
         },
@@ -798,4 +803,40 @@ async fn a_source_unreachable_mid_run_fails_and_the_next_run_converges() {
     );
     assert!(next.counts.unchanged >= 128, "{:?}", next.counts);
     assert!(w.profile("c3999").await.is_some());
+}
+
+/// A measurement, not a check (ignored by default): a first import and an unchanged re-import of
+/// 100,000 rows from PostgreSQL into the embedded profile store, in both modes.
+/// `cargo test -p sluice-engine --test sources measure_imports -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_imports() {
+    let w = world_paged(pg_src().await, None).await;
+    w.src
+        .exec(
+            "CREATE TABLE src_customers (id varchar(20) PRIMARY KEY, email varchar(100), country varchar(2),
+                 city varchar(50), ltv varchar(20), updated_at timestamptz NOT NULL);
+             INSERT INTO src_customers SELECT 'c' || i, 'User' || i || '@Example.com', 'IT', 'Rome', (i % 1000) || '.50',
+                 '2026-12-01 10:00:00+00'::timestamptz + i * interval '1 second' FROM generate_series(1, 100000) AS i",
+        )
+        .await;
+    for changes in [
+        json!({"mode": "cursor", "column": "updated_at"}),
+        json!({"mode": "full"}),
+    ] {
+        let s = w
+            .source(json!({"changes": changes.clone(), "name": format!("m-{}", changes["mode"])}))
+            .await;
+        for label in ["first", "unchanged"] {
+            let t = std::time::Instant::now();
+            let run = w.run(&s).await;
+            succeeded(&run);
+            eprintln!(
+                "{} {label}: {:.2} s, {:?}",
+                changes["mode"],
+                t.elapsed().as_secs_f64(),
+                run.counts
+            );
+        }
+    }
 }

@@ -291,6 +291,12 @@ async fn write_page(
         .map_err(|e| EngineError::store("reading the source's rows failed", e))?
         .into_iter()
         .collect();
+    let stamp_seen = matches!(
+        source.spec.changes,
+        Changes::Full {
+            on_missing: OnMissing::Delete
+        }
+    );
     let mut changed: Vec<(String, Map<String, Json>)> = Vec::new();
     let mut record: Vec<(String, u128)> = Vec::with_capacity(inputs.len());
     for (input, p) in inputs.iter().zip(prepared) {
@@ -299,10 +305,15 @@ async fn write_page(
                 let h = rows::hash(checked.seed, &doc);
                 if stored.get(&id) == Some(&h) {
                     run.counts.unchanged += 1;
+                    // An unchanged row needs recording only to stamp it as seen, which only
+                    // `on_missing: delete` reads.
+                    if stamp_seen {
+                        record.push((id, h));
+                    }
                 } else {
                     changed.push((id.clone(), doc));
+                    record.push((id, h));
                 }
-                record.push((id, h));
             }
             // A row still in the source that failed keeps its profile from counting as missing, and
             // is written again next time (no hash matches 0 but by chance).
