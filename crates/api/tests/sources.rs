@@ -339,6 +339,36 @@ async fn a_source_is_saved_run_listed_and_deleted() {
         "{v}"
     );
 
+    // With the table gone, a source can still be renamed and disabled, but not pointed elsewhere.
+    api.sql("ALTER TABLE src_customers RENAME TO src_customers_old")
+        .await;
+    let (s, v) = api
+        .call(
+            "PATCH",
+            &format!("/v1/sources/{id}"),
+            Some(json!({"enabled": false, "name": "Old CRM", "schedule": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = api
+        .call(
+            "PATCH",
+            &format!("/v1/sources/{id}"),
+            Some(json!({"schedule": "7m"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["schedule"].is_array(), "{v}");
+    let (s, v) = api
+        .call(
+            "PATCH",
+            &format!("/v1/sources/{id}"),
+            Some(json!({"id_column": "email"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["table"].is_array(), "{v}");
+
     let (s, _) = api.call("DELETE", &format!("/v1/sources/{id}"), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = api.call("GET", &format!("/v1/sources/{id}"), None).await;
