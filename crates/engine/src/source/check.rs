@@ -7,7 +7,7 @@ use sluice_core::source::{Changes, SourceSpec};
 use sluice_core::{FieldErrors, Schema};
 use sluice_destinations::source::{open_source, ReadPlan, Source, SourceFrom, SourceSchema};
 use sluice_destinations::ErrorKind as DbKind;
-use sluice_store::MetadataStore;
+use sluice_store::{DestinationRecord, MetadataStore};
 use sluice_transform::{Limits, Transform};
 
 use super::rows;
@@ -66,6 +66,21 @@ pub async fn check_source(
         );
         return Err(EngineError::invalid("", e));
     };
+    let model = meta.get_schema().await?;
+    check_source_with(connection, model, spec, limits).await
+}
+
+/// [`check_source`] against a given connection and Customer Model rather than the stored ones: a
+/// workspace checks its sources with the connections and the model it is about to save.
+pub async fn check_source_with(
+    connection: DestinationRecord,
+    model: Schema,
+    spec: &SourceSpec,
+    limits: Limits,
+) -> Result<CheckedSource> {
+    if let Err(e) = spec.check() {
+        return Err(EngineError::invalid("", e));
+    }
     let reader = open_source(&connection.kind, &connection.settings).map_err(|e| {
         let mut f = FieldErrors::new();
         f.add(
@@ -128,7 +143,6 @@ pub async fn check_source(
             errors.add(at, e.message);
         }
     }
-    let model = meta.get_schema().await?;
     let input = rows::input_schema(&columns);
     let output = rows::model_table(&model);
     let transform = match Transform::compile(&spec.transformation, "", &input, &output, limits) {

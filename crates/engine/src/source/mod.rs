@@ -24,7 +24,7 @@ use sluice_store::{Counts, Progress, RunRecord, RunStatus, SourceRecord};
 use sluice_transform::Output;
 use tokio::sync::watch;
 
-pub use check::{check_source, CheckedSource};
+pub use check::{check_source, check_source_with, CheckedSource};
 pub use run::DEFAULT_PAGE_ROWS;
 
 use crate::error::{EngineError, Result};

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use sluice_core::schedule::TickState;
 use sluice_core::source::CursorValue;
-use tokio_postgres::Row;
+use tokio_postgres::{GenericClient, Row};
 
 use super::pool::{get, limit_param, pg_error, rows_to, violation, Violation};
 use super::PgMetadata;
@@ -44,6 +44,66 @@ fn owned(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
+// One statement each, on a connection or a transaction: the single methods and the catalog's
+// `apply_changes` (a workspace applied at once) share them.
+
+pub(super) async fn insert_source_on(c: &impl GenericClient, rec: &SourceRecord) -> Result<()> {
+    let spec = codec::source_spec_to_json(&rec.spec);
+    c.execute(
+        "INSERT INTO sluice_sources (id, connection, name, spec, created_at, updated_at)
+         VALUES ($1, $2, $3, $4::text::json, $5, $6)",
+        &[
+            &rec.id,
+            &rec.spec.connection,
+            &rec.spec.name,
+            &spec,
+            &rec.created_at,
+            &rec.updated_at,
+        ],
+    )
+    .await
+    .map_err(|e| source_conflict(e, rec))?;
+    Ok(())
+}
+
+pub(super) async fn update_source_on(c: &impl GenericClient, rec: &SourceRecord) -> Result<()> {
+    let spec = codec::source_spec_to_json(&rec.spec);
+    let n = c
+        .execute(
+            "UPDATE sluice_sources SET connection = $2, name = $3, spec = $4::text::json, updated_at = $5
+             WHERE id = $1",
+            &[&rec.id, &rec.spec.connection, &rec.spec.name, &spec, &rec.updated_at],
+        )
+        .await
+        .map_err(|e| source_conflict(e, rec))?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!(
+            "source `{}` does not exist",
+            rec.id
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn delete_source_on(c: &impl GenericClient, id: &str) -> Result<bool> {
+    // Runs go by trigger, the mark and rows by ON DELETE CASCADE.
+    let n = c
+        .execute("DELETE FROM sluice_sources WHERE id = $1", &[&id])
+        .await
+        .map_err(pg_error)?;
+    Ok(n > 0)
+}
+
+pub(super) async fn forget_mark_on(c: &impl GenericClient, source: &str) -> Result<()> {
+    c.execute(
+        "DELETE FROM sluice_source_marks WHERE source = $1",
+        &[&source],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl Sources for PgMetadata {
     async fn list_sources(&self) -> Result<Vec<SourceRecord>> {
@@ -72,52 +132,17 @@ impl Sources for PgMetadata {
 
     async fn insert_source(&self, rec: &SourceRecord) -> Result<()> {
         let conn = self.pool.get().await?;
-        let spec = codec::source_spec_to_json(&rec.spec);
-        conn.execute(
-            "INSERT INTO sluice_sources (id, connection, name, spec, created_at, updated_at)
-             VALUES ($1, $2, $3, $4::text::json, $5, $6)",
-            &[
-                &rec.id,
-                &rec.spec.connection,
-                &rec.spec.name,
-                &spec,
-                &rec.created_at,
-                &rec.updated_at,
-            ],
-        )
-        .await
-        .map_err(|e| source_conflict(e, rec))?;
-        Ok(())
+        insert_source_on(&*conn, rec).await
     }
 
     async fn update_source(&self, rec: &SourceRecord) -> Result<()> {
         let conn = self.pool.get().await?;
-        let spec = codec::source_spec_to_json(&rec.spec);
-        let n = conn
-            .execute(
-                "UPDATE sluice_sources SET connection = $2, name = $3, spec = $4::text::json, updated_at = $5
-                 WHERE id = $1",
-                &[&rec.id, &rec.spec.connection, &rec.spec.name, &spec, &rec.updated_at],
-            )
-            .await
-            .map_err(|e| source_conflict(e, rec))?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!(
-                "source `{}` does not exist",
-                rec.id
-            )));
-        }
-        Ok(())
+        update_source_on(&*conn, rec).await
     }
 
     async fn delete_source(&self, id: &str) -> Result<bool> {
         let conn = self.pool.get().await?;
-        // Runs go by trigger, the mark and rows by ON DELETE CASCADE.
-        let n = conn
-            .execute("DELETE FROM sluice_sources WHERE id = $1", &[&id])
-            .await
-            .map_err(pg_error)?;
-        Ok(n > 0)
+        delete_source_on(&*conn, id).await
     }
 
     async fn source_mark(&self, source: &str) -> Result<Option<CursorValue>> {

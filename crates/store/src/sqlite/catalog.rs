@@ -442,6 +442,22 @@ impl Catalog for SqliteMetadata {
                 for rec in &changes.insert_pipelines {
                     insert_pipeline_on(&tx, rec)?;
                 }
+                for id in &changes.delete_sources {
+                    if !super::sources::delete_source_on(&tx, id)? {
+                        return Err(StoreError::NotFound(format!(
+                            "source `{id}` does not exist"
+                        )));
+                    }
+                }
+                for rec in &changes.update_sources {
+                    super::sources::update_source_on(&tx, rec)?;
+                }
+                for rec in &changes.insert_sources {
+                    super::sources::insert_source_on(&tx, rec)?;
+                }
+                for id in &changes.forget_source_marks {
+                    super::sources::forget_mark_on(&tx, id)?;
+                }
                 for id in &changes.delete_destinations {
                     if !delete_destination_on(&tx, id)? {
                         return Err(StoreError::NotFound(format!(

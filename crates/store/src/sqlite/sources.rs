@@ -50,6 +50,62 @@ fn placeholders(n: usize, first: usize) -> String {
         .join(", ")
 }
 
+// One statement each, on a connection or a transaction: the single methods and the catalog's
+// `apply_changes` (a workspace applied at once) share them.
+
+pub(super) fn insert_source_on(c: &rusqlite::Connection, rec: &SourceRecord) -> Result<()> {
+    c.execute(
+        "INSERT INTO sources (id, connection, name, spec, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            rec.id,
+            rec.spec.connection,
+            rec.spec.name,
+            codec::source_spec_to_json(&rec.spec),
+            micros(&rec.created_at),
+            micros(&rec.updated_at)
+        ],
+    )
+    .map_err(|e| source_conflict(e, rec))?;
+    Ok(())
+}
+
+pub(super) fn update_source_on(c: &rusqlite::Connection, rec: &SourceRecord) -> Result<()> {
+    let n = c
+        .execute(
+            "UPDATE sources SET connection = ?2, name = ?3, spec = ?4, updated_at = ?5 WHERE id = ?1",
+            params![
+                rec.id,
+                rec.spec.connection,
+                rec.spec.name,
+                codec::source_spec_to_json(&rec.spec),
+                micros(&rec.updated_at)
+            ],
+        )
+        .map_err(|e| source_conflict(e, rec))?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!(
+            "source `{}` does not exist",
+            rec.id
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn delete_source_on(c: &rusqlite::Connection, id: &str) -> Result<bool> {
+    // Runs go by trigger, the mark and rows by ON DELETE CASCADE.
+    let n = c
+        .execute("DELETE FROM sources WHERE id = ?1", [id])
+        .map_err(sql_error)?;
+    Ok(n > 0)
+}
+
+pub(super) fn forget_mark_on(c: &rusqlite::Connection, source: &str) -> Result<()> {
+    c.execute("DELETE FROM source_marks WHERE source = ?1", [source])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl Sources for SqliteMetadata {
     async fn list_sources(&self) -> Result<Vec<SourceRecord>> {
@@ -81,64 +137,17 @@ impl Sources for SqliteMetadata {
 
     async fn insert_source(&self, rec: &SourceRecord) -> Result<()> {
         let rec = rec.clone();
-        self.db
-            .write(move |c| {
-                c.execute(
-                    "INSERT INTO sources (id, connection, name, spec, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        rec.id,
-                        rec.spec.connection,
-                        rec.spec.name,
-                        codec::source_spec_to_json(&rec.spec),
-                        micros(&rec.created_at),
-                        micros(&rec.updated_at)
-                    ],
-                )
-                .map_err(|e| source_conflict(e, &rec))?;
-                Ok(())
-            })
-            .await
+        self.db.write(move |c| insert_source_on(c, &rec)).await
     }
 
     async fn update_source(&self, rec: &SourceRecord) -> Result<()> {
         let rec = rec.clone();
-        self.db
-            .write(move |c| {
-                let n = c
-                    .execute(
-                        "UPDATE sources SET connection = ?2, name = ?3, spec = ?4, updated_at = ?5 WHERE id = ?1",
-                        params![
-                            rec.id,
-                            rec.spec.connection,
-                            rec.spec.name,
-                            codec::source_spec_to_json(&rec.spec),
-                            micros(&rec.updated_at)
-                        ],
-                    )
-                    .map_err(|e| source_conflict(e, &rec))?;
-                if n == 0 {
-                    return Err(StoreError::NotFound(format!(
-                        "source `{}` does not exist",
-                        rec.id
-                    )));
-                }
-                Ok(())
-            })
-            .await
+        self.db.write(move |c| update_source_on(c, &rec)).await
     }
 
     async fn delete_source(&self, id: &str) -> Result<bool> {
         let id = id.to_owned();
-        self.db
-            .write(move |c| {
-                // Runs go by trigger, the mark and rows by ON DELETE CASCADE.
-                let n = c
-                    .execute("DELETE FROM sources WHERE id = ?1", [&id])
-                    .map_err(sql_error)?;
-                Ok(n > 0)
-            })
-            .await
+        self.db.write(move |c| delete_source_on(c, &id)).await
     }
 
     async fn source_mark(&self, source: &str) -> Result<Option<CursorValue>> {
