@@ -29,6 +29,7 @@ pub mod error;
 mod filters;
 mod inspect;
 pub mod json;
+mod lineage;
 mod metrics;
 mod openapi;
 mod pipelines;
@@ -207,6 +208,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
             &[read(Get, Viewer)],
             routes!(destinations::list_tables),
         ))
+        .routes(guard(&[read(Get, Viewer)], routes!(lineage::lineage)))
         .routes(guard(&[read(Get, Viewer)], routes!(connections::list)))
         .routes(guard(&[read(Get, Viewer)], routes!(connections::get_one)))
         // A query typed in runs with the connection's rights: an editor's, like a pipeline's preview.

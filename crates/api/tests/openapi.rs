@@ -846,6 +846,20 @@ async fn every_answer_fits_the_document() {
     )
     .await;
     t.call(
+        "get",
+        "/v1/destinations/{id}/lineage",
+        &format!("/v1/destinations/{d}/lineage"),
+        None,
+    )
+    .await;
+    t.call(
+        "get",
+        "/v1/destinations/{id}/lineage",
+        "/v1/destinations/nope/lineage",
+        None,
+    )
+    .await;
+    t.call(
         "delete",
         "/v1/destinations/{id}",
         &format!("/v1/destinations/{d}"),

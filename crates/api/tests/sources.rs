@@ -492,3 +492,333 @@ async fn viewers_read_sources_editors_change_them_and_changes_are_audited() {
         .iter()
         .any(|e| e["method"] == "POST" && e["route"] == "/v1/sources"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_cannot_be_scheduled_on_change() {
+    let (api, connection) = setup().await;
+    let mut on = source(&connection);
+    on["schedule"] = json!("on_change");
+    let (s, v) = api.call("POST", "/v1/sources", Some(on)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["fields"]["schedule"][0]
+            .as_str()
+            .unwrap()
+            .contains("export pipelines"),
+        "{v}"
+    );
+    // Changing only the schedule is not checked against the live table, but is checked.
+    let (s, v) = api
+        .call("POST", "/v1/sources", Some(source(&connection)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let (s, v) = api
+        .call(
+            "PATCH",
+            &format!("/v1/sources/{id}"),
+            Some(json!({"schedule": "on_change"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["schedule"].is_array(), "{v}");
+    let (_, v) = api.call("GET", &format!("/v1/sources/{id}"), None).await;
+    assert_eq!(v["schedule"], "5m");
+    api.sql(&format!("DROP SCHEMA {} CASCADE", api.schema))
+        .await;
+}
+
+impl Api {
+    fn pg_settings(&self) -> Value {
+        let mut settings =
+            sluice_destinations::postgres::PostgresSettings::json_from_url(&self.pg_url).unwrap();
+        settings["schema"] = json!(self.schema);
+        settings["tls"] = json!({"mode": "disable"});
+        settings
+    }
+
+    async fn mark(&self, id: &str) -> Value {
+        self.call("GET", &format!("/v1/sources/{id}"), None).await.1["mark"].clone()
+    }
+
+    async fn apply(&self, doc: &Value, prune: bool, dry_run: bool) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            "/v1/workspace/apply",
+            Some(json!({"workspace": doc, "prune": prune, "dry_run": dry_run})),
+        )
+        .await
+    }
+}
+
+/// A workspace document with the connection and a source reading `src_customers`.
+fn workspace(api: &Api) -> Value {
+    json!({
+        "version": 1,
+        "customer_model": {"properties": [
+            {"name": "email", "type": "string"},
+            {"name": "country", "type": "string"},
+            {"name": "ltv", "type": "decimal(12,2)"},
+            {"name": "address", "type": "object", "properties": [{"name": "city", "type": "string"}]}
+        ]},
+        "connections": {"Warehouse": {"type": "postgresql", "settings": api.pg_settings()}},
+        "sources": {"CRM customers": {
+            "connection": "Warehouse", "table": "src_customers", "id_column": "customer_id",
+            "transformation": {"mapping": {"email": "lower(email)", "country": "country",
+                                           "address.city": "city"}},
+            "changes": {"mode": "cursor", "column": "updated_at"},
+            "schedule": "5m"
+        }}
+    })
+}
+
+fn change<'a>(answer: &'a Value, kind: &str, name: &str) -> &'a Value {
+    answer["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == kind && c["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} `{name}` in {answer}"))
+}
+
+/// Sources in a workspace document: planned field by field, created, left alone when unchanged,
+/// exported in the same form, changed (saying when the mark is reset, and resetting it), checked
+/// against the live table all at once or not at all, and pruned with their connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_workspace_creates_changes_exports_and_prunes_sources() {
+    let (api, _) = setup().await;
+    let mut doc = workspace(&api);
+
+    let (s, plan) = api.apply(&doc, false, true).await;
+    assert_eq!(s, StatusCode::OK, "{plan}");
+    let created = change(&plan, "source", "CRM customers");
+    assert_eq!(created["action"], "create");
+    assert!(
+        created["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "connection" && f["after"] == "Warehouse"),
+        "{created}"
+    );
+    assert_eq!(
+        api.call("GET", "/v1/sources", None).await.1["sources"],
+        json!([]),
+        "a dry run writes nothing"
+    );
+
+    let (s, v) = api.apply(&doc, false, false).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["applied"], true);
+    let (_, list) = api.call("GET", "/v1/sources", None).await;
+    let src = list["sources"][0].clone();
+    let warehouse = change(&v, "connection", "Warehouse")["id"].clone();
+    assert_eq!(src["connection"], warehouse);
+    assert_eq!(src["table"], "src_customers");
+    let id = src["id"].as_str().unwrap().to_string();
+
+    let (s, v) = api.apply(&doc, false, false).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["changes"], json!([]), "{v}");
+    assert_eq!(v["applied"], false);
+
+    // The export names the source's connection by name; applied back, it changes nothing.
+    let (s, exported) = api.call("GET", "/v1/workspace", None).await;
+    assert_eq!(s, StatusCode::OK, "{exported}");
+    let mut exported = exported["workspace"].clone();
+    assert_eq!(
+        exported["sources"]["CRM customers"]["connection"],
+        "Warehouse"
+    );
+    if exported["connections"]["Warehouse"]["settings"]["password"].is_object() {
+        exported["connections"]["Warehouse"]["settings"]["password"] =
+            api.pg_settings()["password"].clone();
+    }
+    let (s, v) = api.apply(&exported, false, true).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["changes"], json!([]), "{v}");
+
+    // A run leaves a mark; a new schedule keeps it, reading changes another way resets it.
+    let (s, run) = api
+        .call("POST", &format!("/v1/sources/{id}/runs"), Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{run}");
+    let run = api.wait_run(run["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    assert!(!api.mark(&id).await.is_null());
+
+    doc["sources"]["CRM customers"]["schedule"] = json!("1h");
+    let (s, v) = api.apply(&doc, false, false).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let changed = change(&v, "source", "CRM customers");
+    assert_eq!(changed["resets_mark"], false, "{changed}");
+    assert_eq!(changed["fields"][0]["path"], "schedule", "{changed}");
+    assert!(
+        !api.mark(&id).await.is_null(),
+        "a new schedule keeps the mark"
+    );
+
+    doc["sources"]["CRM customers"]["changes"] = json!({"mode": "full", "on_missing": "keep"});
+    let (s, v) = api.apply(&doc, false, true).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        change(&v, "source", "CRM customers")["resets_mark"],
+        true,
+        "{v}"
+    );
+    assert!(!api.mark(&id).await.is_null(), "a dry run keeps the mark");
+    let (s, v) = api.apply(&doc, false, false).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        api.mark(&id).await.is_null(),
+        "reading another way resets it"
+    );
+
+    // One source that does not check leaves everything as it was, the other source's change too.
+    let mut broken = doc.clone();
+    broken["sources"]["CRM customers"]["schedule"] = json!("2h");
+    broken["sources"]["Missing"] = json!({
+        "connection": "Warehouse", "table": "src_nowhere", "id_column": "customer_id",
+        "transformation": {"mapping": {"email": "email"}}, "changes": {"mode": "full"}});
+    let (s, v) = api.apply(&broken, false, false).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["fields"]["sources.Missing.table"][0]
+            .as_str()
+            .unwrap()
+            .contains("src_nowhere"),
+        "{v}"
+    );
+    let (_, list) = api.call("GET", "/v1/sources", None).await;
+    assert_eq!(list["sources"].as_array().unwrap().len(), 1);
+    assert_eq!(list["sources"][0]["schedule"], "1h");
+
+    // `on_change` is refused at the source's place in the document.
+    let mut on = doc.clone();
+    on["sources"]["CRM customers"]["schedule"] = json!("on_change");
+    let (s, v) = api.apply(&on, false, true).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["fields"]["sources.CRM customers.schedule"].is_array(),
+        "{v}"
+    );
+
+    // A source needs its connection in the files; without `prune` the source is kept.
+    let mut orphan = doc.clone();
+    orphan["connections"] = json!({});
+    let (s, v) = api.apply(&orphan, true, true).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["fields"]["sources.CRM customers.connection"].is_array(),
+        "{v}"
+    );
+    let mut without = doc.clone();
+    without["sources"] = json!({});
+    let (s, v) = api.apply(&without, false, false).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["changes"], json!([]), "{v}");
+    assert_eq!(v["kept"][0]["kind"], "source", "{v}");
+
+    // Pruned, the source goes with its connection, in one transaction.
+    let empty = json!({"version": 1, "connections": {}, "sources": {}});
+    let (s, v) = api.apply(&empty, true, false).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(change(&v, "source", "CRM customers")["action"], "delete");
+    assert_eq!(change(&v, "connection", "Warehouse")["action"], "delete");
+    assert_eq!(
+        api.call("GET", "/v1/sources", None).await.1["sources"],
+        json!([])
+    );
+    assert_eq!(
+        api.call("GET", "/v1/destinations", None).await.1["destinations"],
+        json!([])
+    );
+    api.sql(&format!("DROP SCHEMA {} CASCADE", api.schema))
+        .await;
+}
+
+/// A destination's lineage: per export pipeline, the sources writing what it reads, and every source
+/// when a script makes that unknowable.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destinations_lineage_names_the_sources_feeding_its_pipelines() {
+    let (api, connection) = setup().await;
+    api.sql("CREATE TABLE dst_people (id text PRIMARY KEY, email text, city text)")
+        .await;
+    let (s, crm) = api
+        .call("POST", "/v1/sources", Some(source(&connection)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{crm}");
+    let mut countries = source(&connection);
+    countries["name"] = json!("Countries");
+    countries["transformation"] = json!({"mapping": {"country": "country"}});
+    let (s, countries) = api.call("POST", "/v1/sources", Some(countries)).await;
+    assert_eq!(s, StatusCode::CREATED, "{countries}");
+    let mut scripted = source(&connection);
+    scripted["name"] = json!("Scripted");
+    scripted["transformation"] =
+        json!({"javascript": "function transform(row) { return {email: row.email}; }"});
+    let (s, scripted) = api.call("POST", "/v1/sources", Some(scripted)).await;
+    assert_eq!(s, StatusCode::CREATED, "{scripted}");
+
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/pipelines",
+            Some(
+                json!({"destination": connection, "name": "People", "table": "dst_people",
+                "key": "id", "transformation": {"mapping": {"id": "_id", "email": "email"}},
+                "filter": {"logical": "and", "conditions": [
+                    {"property": "address.city", "operator": "is not empty"}]}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/pipelines",
+            Some(json!({"destination": connection, "name": "Scripted people",
+                "table": "dst_people", "key": "id",
+                "transformation": {"javascript": "function transform(p) { return {id: p._id}; }"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    let (s, v) = api
+        .call(
+            "GET",
+            &format!("/v1/destinations/{connection}/lineage"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let people = &v["pipelines"][0];
+    assert_eq!(people["name"], "People");
+    assert_eq!(people["reads"], json!(["address.city", "email"]));
+    let fed: Vec<(Value, Value)> = people["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].clone(), s["properties"].clone()))
+        .collect();
+    assert_eq!(
+        fed,
+        vec![
+            (json!("CRM customers"), json!(["email", "address.city"])),
+            (json!("Scripted"), Value::Null),
+        ],
+        "{v}"
+    );
+    let scripted_people = &v["pipelines"][1];
+    assert_eq!(scripted_people["reads"], Value::Null);
+    assert_eq!(scripted_people["sources"].as_array().unwrap().len(), 3);
+    assert_eq!(scripted_people["sources"][1]["id"], countries["id"], "{v}");
+
+    let (s, _) = api
+        .call("GET", "/v1/destinations/dst_nowhere/lineage", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    api.sql(&format!("DROP SCHEMA {} CASCADE", api.schema))
+        .await;
+}

@@ -16,7 +16,7 @@ export interface ApplyAnswer {
 export interface ApplyBody {
   /** The workspace document (the format of `docs/WORKSPACE.md`), secrets given as values. */
   workspace: Record<string, unknown>;
-  /** Delete the connections and pipelines the workspace does not name. */
+  /** Delete the connections, pipelines and sources the workspace does not name. */
   prune?: boolean;
   /** Check everything and answer what would change, writing nothing. */
   dry_run?: boolean;
@@ -69,6 +69,11 @@ export interface Change {
    * key, filter, transformation or rule for leavers), which a dry run can count.
    */
   rewrites_rows: boolean;
+  /**
+   * For a source: whether it forgets its mark (it reads another connection, table, query, id
+   * column, or finds changes another way), so that its next run reads everything.
+   */
+  resets_mark?: boolean;
 }
 
 /** How a source finds what changed. */
@@ -352,7 +357,7 @@ export interface Kept {
   id: string;
 }
 
-export type Kind = 'customer_model' | 'connection' | 'pipeline';
+export type Kind = 'customer_model' | 'connection' | 'pipeline' | 'source';
 
 /** A destination's last connection test: its health. */
 export interface LastTest {
@@ -362,6 +367,38 @@ export interface LastTest {
   code?: string | null;
   /** The database's message, when it failed. */
   message?: string | null;
+}
+
+export interface Lineage {
+  /** The destination's export pipelines, in the order they were created. */
+  pipelines: LineagePipeline[];
+}
+
+/** One export pipeline of the destination and what feeds it. */
+export interface LineagePipeline {
+  id: string;
+  name: string;
+  table: string;
+  /**
+   * The Customer Model properties its filter and mapping read (system fields such as `_id` left
+   * out); `null` when its transformation is a script, which may read any property: then every
+   * source is listed.
+   */
+  reads: string[] | null;
+  /** The sources that write what it reads, in the order they were created. */
+  sources: LineageSource[];
+}
+
+/** A source feeding a pipeline. */
+export interface LineageSource {
+  id: string;
+  name: string;
+  enabled: boolean;
+  /**
+   * The properties the source writes that the pipeline reads; `null` when a script (the source's or
+   * the pipeline's) makes that unknowable, so the source is listed because it may feed the pipeline.
+   */
+  properties: string[] | null;
 }
 
 export type Logical = 'and' | 'or';
@@ -1094,6 +1131,16 @@ export interface Operations {
       id: string;
     };
     answer: TableList;
+  };
+  /** Which source pipelines feed the profiles each export pipeline of the destination reads */
+  getDestinationLineage: {
+    method: 'get';
+    path: '/v1/destinations/{id}/lineage';
+    params: {
+      /** The destination's id */
+      id: string;
+    };
+    answer: Lineage;
   };
   /** List connections, for sources and destinations alike (secrets masked) */
   listConnections: {
