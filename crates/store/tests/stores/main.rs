@@ -85,4 +85,5 @@ suite!(
     sources::source_runs_share_the_history,
     sources::source_marks_and_rows,
     sources::source_ticks_compare_and_set,
+    sources::apply_changes_covers_sources,
 );

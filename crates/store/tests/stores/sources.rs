@@ -6,7 +6,7 @@ use serde_json::json;
 use sluice_core::source::{CursorValue, SourceSpec};
 use sluice_store::{RunStatus, SourceRecord, SourceRow};
 
-use crate::fixtures::{at, conflict, not_found, run, with_pipelines};
+use crate::fixtures::{at, conflict, destination, not_found, run, with_pipelines};
 use crate::harness::Env;
 
 fn source(id: &str, name: &str, minute: i64) -> SourceRecord {
@@ -268,4 +268,66 @@ pub async fn source_ticks_compare_and_set(env: &Env) {
         .unwrap());
     store.delete_source("src_1").await.unwrap();
     assert!(store.source_tick_states().await.unwrap().is_empty());
+}
+
+/// A workspace's changes to sources go in the one transaction of `apply_changes`: deleted before
+/// another takes the name, updated, inserted, marks forgotten — or, on any error, none of it.
+pub async fn apply_changes_covers_sources(env: &Env) {
+    use sluice_store::CatalogChanges;
+    let store = with_pipelines(env, &[]).await;
+    let old = source("src_old", "Old", 1);
+    let kept = source("src_kept", "Kept", 2);
+    store.insert_source(&old).await.unwrap();
+    store.insert_source(&kept).await.unwrap();
+    let mark = CursorValue::Int(5);
+    store
+        .set_source_mark("src_kept", Some(&mark))
+        .await
+        .unwrap();
+    let snapshot = store.list_sources().await.unwrap();
+
+    let other = destination("d2", "Other", 3);
+    let mut moved = kept.clone();
+    moved.spec.connection = "d2".into();
+    moved.spec.name = "Kept elsewhere".into();
+    moved.updated_at = at(4);
+    // The deleted source's name is free for a new one in the same change.
+    let reuse = source("src_reuse", "Old", 5);
+    let mut orphan = source("src_orphan", "Orphan", 6);
+    orphan.spec.connection = "nowhere".into();
+    let mut changes = CatalogChanges {
+        insert_destinations: vec![other.clone()],
+        delete_sources: vec!["src_old".into()],
+        update_sources: vec![moved.clone()],
+        insert_sources: vec![reuse.clone(), orphan],
+        forget_source_marks: vec!["src_kept".into()],
+        ..CatalogChanges::default()
+    };
+    assert!(not_found(store.apply_changes(&changes).await).contains("nowhere"));
+    assert_eq!(store.list_sources().await.unwrap(), snapshot);
+    assert_eq!(store.source_mark("src_kept").await.unwrap(), Some(mark));
+    assert_eq!(store.list_destinations().await.unwrap().len(), 1);
+
+    // A connection a source the change keeps still reads cannot go.
+    changes.insert_sources.pop();
+    changes.delete_destinations = vec!["d".into()];
+    changes.insert_sources.push(source("src_stays", "Stays", 7));
+    assert!(conflict(store.apply_changes(&changes).await).contains("Stays"));
+    assert_eq!(store.list_sources().await.unwrap(), snapshot);
+
+    changes.insert_sources = vec![reuse.clone()];
+    changes.delete_destinations.clear();
+    store.apply_changes(&changes).await.unwrap();
+    assert_eq!(store.list_sources().await.unwrap(), vec![moved, reuse]);
+    assert_eq!(store.source_mark("src_kept").await.unwrap(), None);
+    assert_eq!(store.get_source("src_old").await.unwrap(), None);
+
+    // Its last source gone in the same change, the connection goes too.
+    let last = CatalogChanges {
+        delete_sources: vec!["src_reuse".into()],
+        delete_destinations: vec!["d".into()],
+        ..CatalogChanges::default()
+    };
+    store.apply_changes(&last).await.unwrap();
+    assert_eq!(store.list_destinations().await.unwrap(), vec![other]);
 }
