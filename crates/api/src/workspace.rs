@@ -815,6 +815,11 @@ fn plan(current: &Current, desired: &Desired, prune: bool) -> ApiResult<Plan> {
             catalog.delete_sources.push(old.id.clone());
             stopped.push(old.id.clone());
         } else {
+            // A source the files keep without naming still writes into the new model: it must
+            // still compile against it, as those the files name are checked.
+            if model_changed {
+                sources_to_check.push(old.clone());
+            }
             kept.push(Kept {
                 kind: Kind::Source,
                 name: old.spec.name.clone(),

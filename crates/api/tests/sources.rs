@@ -719,6 +719,23 @@ async fn the_workspace_creates_changes_exports_and_prunes_sources() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["changes"], json!([]), "{v}");
     assert_eq!(v["kept"][0]["kind"], "source", "{v}");
+    // A model that drops a property a kept source writes is refused, naming the source.
+    let mut narrower = without.clone();
+    narrower["customer_model"]["properties"] = json!([
+        {"name": "email", "type": "string"},
+        {"name": "ltv", "type": "decimal(12,2)"},
+        {"name": "address", "type": "object", "properties": [{"name": "city", "type": "string"}]}
+    ]);
+    let (s, v) = api.apply(&narrower, false, true).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["fields"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("sources.CRM customers.transformation")),
+        "{v}"
+    );
 
     // Pruned, the source goes with its connection, in one transaction.
     let empty = json!({"version": 1, "connections": {}, "sources": {}});
