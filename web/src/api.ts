@@ -39,6 +39,7 @@ export type Destination = Gen.Destination;
 export type DestinationInput = Gen.DestinationBody;
 export type TestResult = Gen.TestResult;
 export type TableEntry = Gen.TableEntry;
+export type Lineage = Gen.Lineage;
 /** A column as the server describes it; the editor also copes without the flags, which older servers
  *  did not send. */
 export type TableColumn = Omit<Gen.TableColumn, 'has_default' | 'supported' | 'key_capable'> &
@@ -274,6 +275,9 @@ export class Client {
   }
   describeTable(destination: string, table: string): Promise<Answer<'describeTable'>> {
     return this.request('GET', `/destinations/${seg(destination)}/tables/${seg(table)}`);
+  }
+  destinationLineage(destination: string): Promise<Answer<'getDestinationLineage'>> {
+    return this.request('GET', `/destinations/${seg(destination)}/lineage`);
   }
 
   // Pipelines

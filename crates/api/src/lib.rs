@@ -29,6 +29,7 @@ pub mod error;
 mod filters;
 mod inspect;
 pub mod json;
+mod lineage;
 mod metrics;
 mod openapi;
 mod pipelines;
@@ -37,6 +38,7 @@ pub mod query;
 mod runs;
 mod schema;
 mod security;
+mod sources;
 mod tokens;
 mod ui;
 pub mod workspace;
@@ -206,6 +208,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
             &[read(Get, Viewer)],
             routes!(destinations::list_tables),
         ))
+        .routes(guard(&[read(Get, Viewer)], routes!(lineage::lineage)))
         .routes(guard(&[read(Get, Viewer)], routes!(connections::list)))
         .routes(guard(&[read(Get, Viewer)], routes!(connections::get_one)))
         // A query typed in runs with the connection's rights: an editor's, like a pipeline's preview.
@@ -242,6 +245,29 @@ fn protected_routes() -> OpenApiRouter<AppState> {
             routes!(runs::list, runs::start),
         ))
         .routes(guard(&[read(Get, Viewer)], routes!(runs::get_one)))
+        .routes(guard(
+            &[read(Get, Viewer), change(Post, Editor)],
+            routes!(sources::list, sources::create),
+        ))
+        .routes(guard(&[read(Post, Editor)], routes!(sources::preview)))
+        .routes(guard(
+            &[
+                read(Get, Viewer),
+                change(Put, Editor),
+                change(Patch, Editor),
+                change(Delete, Editor),
+            ],
+            routes!(
+                sources::get_one,
+                sources::replace,
+                sources::patch,
+                sources::delete
+            ),
+        ))
+        .routes(guard(
+            &[read(Get, Viewer), change(Post, Editor)],
+            routes!(sources::runs, sources::start),
+        ))
         .routes(guard(&[read(Post, Editor)], routes!(dry_runs::start)))
         .routes(guard(&[change(Post, Editor)], routes!(runs::cancel)))
         .routes(guard(

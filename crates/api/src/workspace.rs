@@ -16,6 +16,11 @@
 //!
 //! `GET /v1/workspace` answers the current workspace in that form, each secret replaced by the
 //! environment variable `sluice export` names for it.
+//!
+//! Source pipelines are part of it (`sources`, keyed by name, naming their connection like pipelines
+//! do): each new or re-reading source is checked against its live table or query with the connection
+//! and the model about to be saved, and a source that reads something else than before forgets its
+//! mark in the same transaction, as saving it through `/v1/sources` does.
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,9 +31,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json_};
 use sluice_core::pipeline::PipelineSpec;
 use sluice_core::schema::SchemaWire;
+use sluice_core::source::SourceSpec;
 use sluice_core::{FieldErrors, Schema};
 use sluice_store::{
-    AuditEntry, CatalogChanges, DestinationRecord, PipelineRecord, StoreError, SECRET_FIELDS,
+    AuditEntry, CatalogChanges, DestinationRecord, PipelineRecord, SourceRecord, StoreError,
+    SECRET_FIELDS,
 };
 use utoipa::ToSchema;
 
@@ -72,6 +79,8 @@ pub struct Desired {
     pub connections: Vec<(String, String, Json_)>,
     /// Each pipeline's spec, its `destination` holding the connection's name.
     pub pipelines: Vec<PipelineSpec>,
+    /// Each source's spec, its `connection` holding the connection's name.
+    pub sources: Vec<SourceSpec>,
 }
 
 /// The errors of an [`ApiError`] as field errors; one without fields lands at `at`.
@@ -93,7 +102,7 @@ pub fn check_offline(doc: &Json_) -> Result<Desired, FieldErrors> {
     let Some(top) = doc.as_object() else {
         errors.add(
             "",
-            "a workspace is a mapping of `version`, `customer_model`, `connections`, `pipelines`",
+            "a workspace is a mapping of `version`, `customer_model`, `connections`, `pipelines`, `sources`",
         );
         return Err(errors);
     };
@@ -119,15 +128,6 @@ pub fn check_offline(doc: &Json_) -> Result<Desired, FieldErrors> {
             format!("say which format this is: `version: {VERSION}`"),
         ),
     }
-    match top.get("sources") {
-        None | Some(Json_::Null) => {}
-        Some(Json_::Object(m)) if m.is_empty() => {}
-        Some(_) => errors.add(
-            "sources",
-            "source pipelines are not supported by this version of Sluice yet",
-        ),
-    }
-
     let model = match top.get("customer_model") {
         None | Some(Json_::Null) => None,
         Some(wire) => match crate::json::parse::<SchemaWire>(wire.to_string().as_bytes()) {
@@ -171,11 +171,74 @@ pub fn check_offline(doc: &Json_) -> Result<Desired, FieldErrors> {
             Err(e) => errors.merge_prefixed(&at, e),
         }
     }
+    let mut sources = Vec::new();
+    for (name, value) in section(top, "sources", &mut errors) {
+        match source_spec(name, value, &names) {
+            Ok(spec) => sources.push(spec),
+            Err(e) => errors.merge_prefixed(&format!("sources.{name}"), e),
+        }
+    }
     errors.into_result(Desired {
         model,
         connections,
         pipelines,
+        sources,
     })
+}
+
+/// One source of the document as the API's source spec, with the API's checks that need no database;
+/// `connection` holds the connection's name.
+fn source_spec(
+    name: &str,
+    value: &Json_,
+    connections: &HashSet<&str>,
+) -> Result<SourceSpec, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let Some(obj) = value.as_object() else {
+        errors.add("", "a source is a mapping of its settings");
+        return Err(errors);
+    };
+    let mut obj = obj.clone();
+    if obj.shift_remove("name").is_some() {
+        errors.add(
+            "name",
+            "a source's name is its key under `sources`; remove this field",
+        );
+    }
+    match obj.get("connection") {
+        Some(Json_::String(c)) if connections.contains(c.as_str()) => {}
+        Some(Json_::String(c)) => errors.add(
+            "connection",
+            format!("connection `{c}` is not described under `connections`"),
+        ),
+        Some(_) => errors.add("connection", "the name of a connection under `connections`"),
+        None => errors.add("connection", "say which connection the source reads"),
+    }
+    obj.insert("name".into(), Json_::String(name.to_string()));
+    let spec = match crate::json::parse::<SourceSpec>(Json_::Object(obj).to_string().as_bytes()) {
+        Ok(spec) => spec,
+        Err(e) => {
+            for (path, message) in fields_of(e, "").iter() {
+                // serde lists the spec's fields, `name` among them; a workspace source has none.
+                errors.add(path, message.replace("`name`, ", ""));
+            }
+            return Err(errors);
+        }
+    };
+    if let Err(e) = spec.check() {
+        for (path, message) in e.iter() {
+            // The connection was reported above, by name.
+            if path != "connection" || errors.get("connection").is_none() {
+                errors.add(path, message);
+            }
+        }
+    }
+    if let Some(Err((field, message))) = spec.schedule.as_ref().map(|s| s.compile()) {
+        if errors.get(field).is_none() {
+            errors.add(field, message);
+        }
+    }
+    errors.into_result(spec)
 }
 
 /// The entries of a section that is a mapping of names (an absent or empty one has none).
@@ -290,6 +353,7 @@ pub enum Kind {
     CustomerModel,
     Connection,
     Pipeline,
+    Source,
 }
 
 /// One field that differs; `null` on a side where the field is absent. Secrets and webhook URLs are
@@ -314,6 +378,10 @@ pub struct Change {
     /// For a pipeline: whether the rows it writes change (a new pipeline, or a new connection, table,
     /// key, filter, transformation or rule for leavers), which a dry run can count.
     pub rewrites_rows: bool,
+    /// For a source: whether it forgets its mark (it reads another connection, table, query, id
+    /// column, or finds changes another way), so that its next run reads everything.
+    #[serde(default)]
+    pub resets_mark: bool,
 }
 
 /// An object on the server that the files do not name: deleted with `prune`, else kept.
@@ -340,7 +408,7 @@ pub struct ApplyBody {
     /// The workspace document (the format of `docs/WORKSPACE.md`), secrets given as values.
     #[schema(value_type = Object)]
     workspace: Json_,
-    /// Delete the connections and pipelines the workspace does not name.
+    /// Delete the connections, pipelines and sources the workspace does not name.
     #[serde(default)]
     prune: bool,
     /// Check everything and answer what would change, writing nothing.
@@ -447,6 +515,7 @@ struct Current {
     model: Schema,
     destinations: Vec<DestinationRecord>,
     pipelines: Vec<PipelineRecord>,
+    sources: Vec<SourceRecord>,
 }
 
 impl Current {
@@ -455,6 +524,7 @@ impl Current {
             model: state.meta.get_schema().await?,
             destinations: state.meta.list_destinations().await?,
             pipelines: state.meta.list_pipelines(None).await?,
+            sources: state.meta.list_sources().await?,
         })
     }
 
@@ -475,9 +545,11 @@ struct Plan {
     destinations: HashMap<String, DestinationRecord>,
     /// Pipelines whose rows must be checked against the live table: name → record as it will be.
     to_check: Vec<PipelineRecord>,
+    /// Sources to check against their live table or query, as they will be.
+    sources_to_check: Vec<SourceRecord>,
     /// Pipelines whose destination, table or key change: their sync state is cleared.
     moved: Vec<String>,
-    /// Pipelines deleted or disabled: their runs are stopped.
+    /// Pipelines and sources deleted or disabled: their runs are stopped.
     stopped: Vec<String>,
 }
 
@@ -499,6 +571,7 @@ fn plan(current: &Current, desired: &Desired, prune: bool) -> ApiResult<Plan> {
                 id: None,
                 fields: diff(&model_view(&current.model), &model_view(model)),
                 rewrites_rows: false,
+                resets_mark: false,
             });
             catalog.schema = Some(model.clone());
             true
@@ -529,6 +602,7 @@ fn plan(current: &Current, desired: &Desired, prune: bool) -> ApiResult<Plan> {
                         id: Some(rec.id.clone()),
                         fields: diff(&connection_view(old), &connection_view(&rec)),
                         rewrites_rows: false,
+                        resets_mark: false,
                     });
                     changed_connections.insert(name.clone());
                     catalog.update_destinations.push(rec.clone());
@@ -551,6 +625,7 @@ fn plan(current: &Current, desired: &Desired, prune: bool) -> ApiResult<Plan> {
                     id: Some(rec.id.clone()),
                     fields: diff(&Json_::Null, &connection_view(&rec)),
                     rewrites_rows: false,
+                    resets_mark: false,
                 });
                 changed_connections.insert(name.clone());
                 catalog.insert_destinations.push(rec.clone());
@@ -590,6 +665,7 @@ fn plan(current: &Current, desired: &Desired, prune: bool) -> ApiResult<Plan> {
                     id: Some(rec.id.clone()),
                     fields: diff(&Json_::Null, &pipeline_view(&rec.spec, &dest.name)),
                     rewrites_rows: true,
+                    resets_mark: false,
                 });
                 to_check.push(rec.clone());
                 catalog.insert_pipelines.push(rec);
@@ -612,6 +688,7 @@ fn plan(current: &Current, desired: &Desired, prune: bool) -> ApiResult<Plan> {
                         id: Some(old.id.clone()),
                         fields: diff(&before, &pipeline_view(&spec, &dest.name)),
                         rewrites_rows: !writes_alike,
+                        resets_mark: false,
                     });
                     if old.spec.destination != spec.destination
                         || old.spec.table != spec.table
@@ -641,8 +718,114 @@ fn plan(current: &Current, desired: &Desired, prune: bool) -> ApiResult<Plan> {
             }
         }
     }
+    let mut sources_to_check = Vec::new();
+    let mut named_sources = HashSet::new();
+    for wanted in &desired.sources {
+        let Some(dest) = destinations.get(&wanted.connection) else {
+            continue;
+        };
+        let mut spec = wanted.clone();
+        spec.connection = dest.id.clone();
+        match current.sources.iter().find(|s| s.spec.name == spec.name) {
+            None => {
+                let rec = SourceRecord {
+                    id: crate::new_id("src"),
+                    spec,
+                    created_at: now,
+                    updated_at: now,
+                };
+                changes.push(Change {
+                    action: Action::Create,
+                    kind: Kind::Source,
+                    name: rec.spec.name.clone(),
+                    id: Some(rec.id.clone()),
+                    fields: diff(&Json_::Null, &source_view(&rec.spec, &dest.name)),
+                    rewrites_rows: false,
+                    resets_mark: false,
+                });
+                sources_to_check.push(rec.clone());
+                catalog.insert_sources.push(rec);
+            }
+            Some(old) => {
+                named_sources.insert(old.id.clone());
+                let mut rec = old.clone();
+                rec.spec = spec.clone();
+                rec.updated_at = now;
+                // Name, description, `enabled` and schedule change without reading anything; the
+                // rest is checked live, as `PUT /v1/sources/{id}` does.
+                let same_reading = SourceSpec {
+                    name: old.spec.name.clone(),
+                    description: old.spec.description.clone(),
+                    enabled: old.spec.enabled,
+                    schedule: old.spec.schedule.clone(),
+                    ..spec.clone()
+                } == old.spec;
+                if !same_reading || model_changed || changed_connections.contains(&dest.name) {
+                    sources_to_check.push(rec.clone());
+                }
+                if old.spec != spec {
+                    let elsewhere = old.spec.connection != spec.connection
+                        || old.spec.table != spec.table
+                        || old.spec.query != spec.query
+                        || old.spec.id_column != spec.id_column
+                        || old.spec.changes != spec.changes;
+                    changes.push(Change {
+                        action: Action::Update,
+                        kind: Kind::Source,
+                        name: spec.name.clone(),
+                        id: Some(old.id.clone()),
+                        fields: diff(
+                            &source_view(&old.spec, current.destination_name(&old.spec.connection)),
+                            &source_view(&spec, &dest.name),
+                        ),
+                        rewrites_rows: false,
+                        resets_mark: elsewhere,
+                    });
+                    if elsewhere {
+                        catalog.forget_source_marks.push(old.id.clone());
+                    }
+                    if old.spec.enabled && !spec.enabled {
+                        stopped.push(old.id.clone());
+                    }
+                    catalog.update_sources.push(rec);
+                }
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
+    }
+    for old in &current.sources {
+        if named_sources.contains(&old.id) {
+            continue;
+        }
+        if prune {
+            changes.push(Change {
+                action: Action::Delete,
+                kind: Kind::Source,
+                name: old.spec.name.clone(),
+                id: Some(old.id.clone()),
+                fields: diff(
+                    &source_view(&old.spec, current.destination_name(&old.spec.connection)),
+                    &Json_::Null,
+                ),
+                rewrites_rows: false,
+                resets_mark: false,
+            });
+            catalog.delete_sources.push(old.id.clone());
+            stopped.push(old.id.clone());
+        } else {
+            // A source the files keep without naming still writes into the new model: it must
+            // still compile against it, as those the files name are checked.
+            if model_changed {
+                sources_to_check.push(old.clone());
+            }
+            kept.push(Kept {
+                kind: Kind::Source,
+                name: old.spec.name.clone(),
+                id: old.id.clone(),
+            });
+        }
     }
 
     for old in &current.pipelines {
@@ -660,6 +843,7 @@ fn plan(current: &Current, desired: &Desired, prune: bool) -> ApiResult<Plan> {
                     &Json_::Null,
                 ),
                 rewrites_rows: false,
+                resets_mark: false,
             });
             catalog.delete_pipelines.push(old.id.clone());
             stopped.push(old.id.clone());
@@ -676,6 +860,26 @@ fn plan(current: &Current, desired: &Desired, prune: bool) -> ApiResult<Plan> {
             continue;
         }
         if prune {
+            // Without `prune` nothing is deleted; with it, a source the files do not name goes too,
+            // so only a source named in the files could still read the connection, and the files
+            // must describe the connection it names. Checked anyway: deleting the connection of a
+            // source that stays would fail in the store, after the plan said it would work.
+            let readers: Vec<&str> = current
+                .sources
+                .iter()
+                .filter(|s| s.spec.connection == old.id && named_sources.contains(&s.id))
+                .map(|s| s.spec.name.as_str())
+                .collect();
+            if !readers.is_empty() {
+                return Err(ApiError::conflict(
+                    "InUse",
+                    format!(
+                        "connection `{}` is read by source(s) {} that the workspace keeps; it cannot be deleted",
+                        old.name,
+                        readers.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
             changes.push(Change {
                 action: Action::Delete,
                 kind: Kind::Connection,
@@ -683,6 +887,7 @@ fn plan(current: &Current, desired: &Desired, prune: bool) -> ApiResult<Plan> {
                 id: Some(old.id.clone()),
                 fields: diff(&connection_view(old), &Json_::Null),
                 rewrites_rows: false,
+                resets_mark: false,
             });
             catalog.delete_destinations.push(old.id.clone());
         } else {
@@ -699,6 +904,7 @@ fn plan(current: &Current, desired: &Desired, prune: bool) -> ApiResult<Plan> {
         catalog,
         destinations,
         to_check,
+        sources_to_check,
         moved,
         stopped,
     })
@@ -753,6 +959,38 @@ async fn check_live(
             Err(e) => {
                 let mut e = ApiError::from(e);
                 e.message = format!("pipeline `{}`: {}", rec.spec.name, e.message);
+                return Err(e);
+            }
+        }
+    }
+    for rec in &plan.sources_to_check {
+        let Some(dest) = plan
+            .destinations
+            .values()
+            .find(|d| d.id == rec.spec.connection)
+        else {
+            continue;
+        };
+        let at = format!("sources.{}", rec.spec.name);
+        match sluice_engine::source::check_source_with(
+            dest.clone(),
+            model.clone(),
+            &rec.spec,
+            limits,
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(e) if e.kind == sluice_engine::ErrorKind::Invalid => {
+                let mut fields = e.fields.unwrap_or_default();
+                if fields.is_empty() {
+                    fields.add("", e.message);
+                }
+                errors.merge_prefixed(&at, fields);
+            }
+            Err(e) => {
+                let mut e = ApiError::from(e);
+                e.message = format!("source `{}`: {}", rec.spec.name, e.message);
                 return Err(e);
             }
         }
@@ -828,6 +1066,20 @@ fn pipeline_view(spec: &PipelineSpec, connection: &str) -> Json_ {
                 *w = Json_::String(MASK.into());
             }
         }
+        return Json_::Object(out);
+    }
+    v
+}
+
+/// A source as the workspace writes it: named by its key, its connection by name.
+fn source_view(spec: &SourceSpec, connection: &str) -> Json_ {
+    let mut v = serde_json::to_value(spec).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.shift_remove("name");
+        obj.shift_remove("connection");
+        let mut out = Map::new();
+        out.insert("connection".into(), Json_::String(connection.into()));
+        out.extend(std::mem::take(obj));
         return Json_::Object(out);
     }
     v
@@ -968,6 +1220,13 @@ fn export_doc(current: &Current) -> Json_ {
         }
         pipelines.insert(p.spec.name.clone(), v);
     }
+    let mut sources = Map::new();
+    for s in &current.sources {
+        sources.insert(
+            s.spec.name.clone(),
+            source_view(&s.spec, current.destination_name(&s.spec.connection)),
+        );
+    }
     let mut doc = Map::new();
     doc.insert("version".into(), json!(VERSION));
     doc.insert(
@@ -976,6 +1235,7 @@ fn export_doc(current: &Current) -> Json_ {
     );
     doc.insert("connections".into(), Json_::Object(connections));
     doc.insert("pipelines".into(), Json_::Object(pipelines));
+    doc.insert("sources".into(), Json_::Object(sources));
     Json_::Object(doc)
 }
 
@@ -990,7 +1250,10 @@ mod tests {
             "connections": {"wh": {"type": "sqlite", "settings": {"path": "x.db"}}},
             "pipelines": {"P": {"connection": "wh", "table": "t", "key": "id",
                 "transformation": {"mapping": {"id": "_id"}},
-                "filter": {"logical": "and", "conditions": [{"property": "country", "operator": "is one of", "values": ["IT"]}]}}}
+                "filter": {"logical": "and", "conditions": [{"property": "country", "operator": "is one of", "values": ["IT"]}]}}},
+            "sources": {"CRM": {"connection": "wh", "table": "customers", "id_column": "id",
+                "transformation": {"mapping": {"email": "email"}},
+                "changes": {"mode": "cursor", "column": "updated_at"}, "schedule": "1h"}}
         })
     }
 
@@ -1000,6 +1263,32 @@ mod tests {
         assert_eq!(d.pipelines[0].name, "P");
         assert_eq!(d.pipelines[0].destination, "wh");
         assert_eq!(d.connections[0].0, "wh");
+        assert_eq!(d.sources[0].name, "CRM");
+        assert_eq!(d.sources[0].connection, "wh");
+    }
+
+    #[test]
+    fn a_source_is_checked_by_its_path_in_the_document() {
+        let mut d = doc();
+        d["sources"]["CRM"]["schedule"] = json!("on_change");
+        d["sources"]["CRM"]["query"] = json!("SELECT 1");
+        d["sources"]["Gone"] = json!({"connection": "nowhere", "table": "t", "id_column": "id",
+            "transformation": {"mapping": {"email": "email"}},
+            "changes": {"mode": "full"}, "name": "x"});
+        d["sources"]["Odd"] = json!({"connection": "wh", "table": "t", "id_column": "id",
+            "transformation": {"mapping": {"email": "email"}},
+            "changes": {"mode": "full"}, "bogus": 1});
+        let e = check_offline(&d).unwrap_err();
+        for path in [
+            "sources.CRM.schedule",
+            "sources.CRM.query",
+            "sources.Gone.connection",
+            "sources.Gone.name",
+            "sources.Odd.bogus",
+        ] {
+            assert!(e.get(path).is_some(), "{path} missing from {e:?}");
+        }
+        assert!(e.get("sources.CRM.schedule").unwrap()[0].contains("export pipelines"));
     }
 
     #[test]

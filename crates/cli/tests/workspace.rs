@@ -262,7 +262,7 @@ fn validate_names_every_problem_at_its_file_line_column_and_path() {
     let (code, out, err) = sluice(dir.path(), &["validate", examples.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
-        out.contains("The workspace is valid: 2 connections, 2 pipelines."),
+        out.contains("The workspace is valid: 2 connections, 2 pipelines, 1 source."),
         "{out}"
     );
 }
@@ -782,4 +782,139 @@ fn plan_counts_the_rows_the_next_run_writes() {
     };
     assert_eq!(counts(run(server, "Italians")), italians);
     assert_eq!(counts(run(server, "Local copy")), local);
+}
+
+/// Source pipelines in the files: `validate` names a source's mistakes at their line and column,
+/// `--online` checks it against the live table, `plan` and `apply` create it, say when a change resets
+/// its mark, `export` writes it so that applying the export changes nothing, and `--prune` deletes it.
+#[test]
+fn sources_are_validated_planned_applied_exported_and_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = format!("srcws_cli_{}", std::process::id());
+    pg_exec(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.crm (customer_id text PRIMARY KEY, email text, country text,
+             updated_at timestamptz NOT NULL);
+         INSERT INTO {schema}.crm VALUES ('c1', 'Ann@Example.com', 'IT', '2026-12-01 10:00:00+00');"
+    ));
+    let server = serve(dir.path(), &[], &[]);
+    let url = server.url.clone();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join("1-model.yaml"),
+        "version: 1\ncustomer_model:\n  properties:\n    - {name: email, type: string}\n    - {name: country, type: string}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.join("2-connections.yaml"),
+        format!(
+            "version: 1\nconnections:\n  Warehouse:\n    type: postgresql\n    settings:\n{}",
+            pg_settings_yaml(&schema)
+        ),
+    )
+    .unwrap();
+    let sources = |schedule: &str, changes: &str| {
+        format!(
+            "version: 1\nsources:\n  CRM:\n    connection: Warehouse\n    table: crm\n    id_column: customer_id\n    transformation:\n      mapping:\n        email: lower(email)\n        country: country\n    changes: {changes}\n    schedule: {schedule}\n"
+        )
+    };
+    let cursor = "{mode: cursor, column: updated_at}";
+    std::fs::write(ws.join("3-sources.yaml"), sources("on_change", cursor)).unwrap();
+    let password = pg_password();
+    let envs = [("WS_PG_PASSWORD", password.as_str())];
+
+    let (code, out, err) = sluice(dir.path(), &["validate", "ws"], &[]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains(
+            "ws/3-sources.yaml:12:5: sources.CRM.schedule: `on_change` is for export pipelines"
+        ),
+        "{err}"
+    );
+
+    std::fs::write(ws.join("3-sources.yaml"), sources("1h", cursor)).unwrap();
+    let (code, out, err) = sluice(
+        dir.path(),
+        &["validate", "ws", "--online", "--url", &url],
+        &envs,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("1 connection, 0 pipelines, 1 source, checked against the live databases"),
+        "{out}"
+    );
+
+    let (code, out, err) = sluice(dir.path(), &["plan", "ws", "--url", &url], &envs);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("+ create source `CRM`"), "{out}");
+    assert!(out.contains("    table: crm"), "{out}");
+    assert_eq!(get(&server, "/v1/sources")["sources"], json!([]));
+
+    let (code, out, err) = sluice(dir.path(), &["apply", "ws", "--url", &url], &envs);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("+ created source `CRM`"), "{out}");
+    let listed = get(&server, "/v1/sources")["sources"].clone();
+    assert_eq!(listed[0]["name"], "CRM", "{listed}");
+    assert_eq!(listed[0]["schedule"], "1h", "{listed}");
+    let (code, out, err) = sluice(dir.path(), &["plan", "ws", "--url", &url], &envs);
+    assert_eq!((code, out.trim()), (0, "No changes."), "{err}");
+
+    // The export writes the source with its connection by name; applied back, nothing changes.
+    let exported = dir.path().join("exported.yaml");
+    let (code, out, err) = sluice(
+        dir.path(),
+        &[
+            "export",
+            "--url",
+            &url,
+            "--output",
+            exported.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(
+        text.contains("sources:\n  CRM:\n    connection: Warehouse\n"),
+        "{text}"
+    );
+    let (code, out, err) = sluice(
+        dir.path(),
+        &["apply", exported.to_str().unwrap(), "--url", &url],
+        &[("SLUICE_WAREHOUSE_PASSWORD", password.as_str())],
+    );
+    assert_eq!((code, out.trim()), (0, "No changes."), "{err}");
+
+    // Reading changes another way resets the mark, and the plan says so; a new schedule does not.
+    std::fs::write(ws.join("3-sources.yaml"), sources("2h", cursor)).unwrap();
+    let (code, out, err) = sluice(dir.path(), &["plan", "ws", "--url", &url], &envs);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("~ change source `CRM`\n    schedule: 1h → 2h\n"),
+        "{out}"
+    );
+    assert!(!out.contains("resets its mark"), "{out}");
+    std::fs::write(ws.join("3-sources.yaml"), sources("2h", "{mode: full}")).unwrap();
+    let (code, out, err) = sluice(dir.path(), &["plan", "ws", "--url", &url], &envs);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("resets its mark: the next run reads everything again"),
+        "{out}"
+    );
+
+    // Without the source in the files it is kept, and deleted with --prune.
+    std::fs::remove_file(ws.join("3-sources.yaml")).unwrap();
+    let (code, out, err) = sluice(dir.path(), &["plan", "ws", "--url", &url], &envs);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("  source `CRM` ("), "{out}");
+    let (code, out, err) = sluice(
+        dir.path(),
+        &["apply", "ws", "--prune", "--url", &url],
+        &envs,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("- deleted source `CRM`"), "{out}");
+    assert_eq!(get(&server, "/v1/sources")["sources"], json!([]));
+    pg_exec(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
 }

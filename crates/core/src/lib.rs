@@ -24,6 +24,7 @@ pub mod drift;
 pub mod errors;
 pub mod filter;
 pub mod hash;
+pub mod lineage;
 pub mod mapping;
 pub mod on_change;
 pub mod pipeline;

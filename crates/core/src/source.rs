@@ -112,6 +112,14 @@ impl SourceSpec {
         if self.id_column.trim().is_empty() {
             errors.add("id_column", "name the column that identifies a profile");
         }
+        if self.schedule.as_ref().is_some_and(Schedule::is_on_change) {
+            // `on_change` follows the profile store's changes, which a source makes rather than
+            // follows: a source so scheduled would never run, or run on its own writes.
+            errors.add(
+                "schedule",
+                "`on_change` is for export pipelines; a source runs on an interval (5m, 1h, …), a cron schedule, or on demand (null)",
+            );
+        }
         if let Changes::Cursor { column, lookback } = &self.changes {
             if column.trim().is_empty() {
                 errors.add(
@@ -309,6 +317,18 @@ mod tests {
         let mut bad = base();
         bad["changes"] = json!({"mode": "sometimes"});
         assert!(spec(bad).is_err());
+    }
+
+    #[test]
+    fn a_source_cannot_run_on_change() {
+        let mut on = base();
+        on["schedule"] = json!("on_change");
+        let e = spec(on).unwrap().check().unwrap_err();
+        let messages = e.get("schedule").expect("the error is at `schedule`");
+        assert!(messages[0].contains("export pipelines"), "{messages:?}");
+        let mut cron = base();
+        cron["schedule"] = json!({"cron": "0 3 * * *", "timezone": "Europe/Rome"});
+        assert_eq!(spec(cron).unwrap().check(), Ok(()));
     }
 
     #[test]

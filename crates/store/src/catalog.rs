@@ -44,7 +44,8 @@ pub struct PipelineRecord {
 }
 
 /// Several catalog changes made together by [`Catalog::apply_changes`], in the order of the fields:
-/// pipelines are deleted before others take their names, and destinations after their pipelines left.
+/// pipelines and sources are deleted before others take their names, and destinations after their
+/// pipelines and sources left.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CatalogChanges {
     pub schema: Option<Schema>,
@@ -54,6 +55,13 @@ pub struct CatalogChanges {
     pub delete_pipelines: Vec<String>,
     pub update_pipelines: Vec<PipelineRecord>,
     pub insert_pipelines: Vec<PipelineRecord>,
+    /// Source ids.
+    pub delete_sources: Vec<String>,
+    pub update_sources: Vec<crate::SourceRecord>,
+    pub insert_sources: Vec<crate::SourceRecord>,
+    /// Source ids whose mark is forgotten (they read something else now: the next run reads
+    /// everything), after the updates.
+    pub forget_source_marks: Vec<String>,
     /// Destination ids.
     pub delete_destinations: Vec<String>,
 }

@@ -16,7 +16,7 @@ export interface ApplyAnswer {
 export interface ApplyBody {
   /** The workspace document (the format of `docs/WORKSPACE.md`), secrets given as values. */
   workspace: Record<string, unknown>;
-  /** Delete the connections and pipelines the workspace does not name. */
+  /** Delete the connections, pipelines and sources the workspace does not name. */
   prune?: boolean;
   /** Check everything and answer what would change, writing nothing. */
   dry_run?: boolean;
@@ -69,7 +69,27 @@ export interface Change {
    * key, filter, transformation or rule for leavers), which a dry run can count.
    */
   rewrites_rows: boolean;
+  /**
+   * For a source: whether it forgets its mark (it reads another connection, table, query, id
+   * column, or finds changes another way), so that its next run reads everything.
+   */
+  resets_mark?: boolean;
 }
+
+/** How a source finds what changed. */
+export type ChangesDoc = {
+  /** A column that grows with every change: a timestamp, an integer or text. */
+  column: string;
+  lookback?: null | LookbackDoc;
+  mode: 'cursor';
+} | {
+  /**
+   * What happens to a profile whose source row disappeared: `keep` (the default) or `delete`
+   * (the profile is deleted, unless another source also feeds it).
+   */
+  on_missing?: OnMissingDoc;
+  mode: 'full';
+};
 
 export interface ConnectionList {
   /** The same records as `GET /v1/destinations` answers. */
@@ -337,7 +357,7 @@ export interface Kept {
   id: string;
 }
 
-export type Kind = 'customer_model' | 'connection' | 'pipeline';
+export type Kind = 'customer_model' | 'connection' | 'pipeline' | 'source';
 
 /** A destination's last connection test: its health. */
 export interface LastTest {
@@ -349,7 +369,42 @@ export interface LastTest {
   message?: string | null;
 }
 
+export interface Lineage {
+  /** The destination's export pipelines, in the order they were created. */
+  pipelines: LineagePipeline[];
+}
+
+/** One export pipeline of the destination and what feeds it. */
+export interface LineagePipeline {
+  id: string;
+  name: string;
+  table: string;
+  /**
+   * The Customer Model properties its filter and mapping read (system fields such as `_id` left
+   * out); `null` when its transformation is a script, which may read any property: then every
+   * source is listed.
+   */
+  reads: string[] | null;
+  /** The sources that write what it reads, in the order they were created. */
+  sources: LineageSource[];
+}
+
+/** A source feeding a pipeline. */
+export interface LineageSource {
+  id: string;
+  name: string;
+  enabled: boolean;
+  /**
+   * The properties the source writes that the pipeline reads; `null` when a script (the source's or
+   * the pipeline's) makes that unknowable, so the source is listed because it may feed the pipeline.
+   */
+  properties: string[] | null;
+}
+
 export type Logical = 'and' | 'or';
+
+/** A duration (`30s`, `5m`, `1h`, `1d`) for a timestamp cursor, a number for an integer one. */
+export type LookbackDoc = string | number;
 
 /** Run when profiles change (by the API, an import, a delete or a source pipeline), debounced. */
 export type OnChange = 'on_change';
@@ -359,6 +414,8 @@ export type OnChange = 'on_change';
  * deleted.
  */
 export type OnLeave = 'keep' | 'delete';
+
+export type OnMissingDoc = 'keep' | 'delete';
 
 export interface OperatorInfo {
   name: string;
@@ -578,6 +635,11 @@ export interface Run {
    * run would have done.
    */
   dry_run?: boolean | null;
+  /**
+   * The source pipeline the run belongs to, on a source's run (left out on the others; `pipeline`
+   * then holds the same id).
+   */
+  source?: string | null;
   samples?: null | DryRunSamples;
 }
 
@@ -667,6 +729,92 @@ export type Schedule = Interval | OnChange | {
   /** An IANA time zone; `UTC` when left out. */
   timezone?: string;
 };
+
+/**
+ * A source as answers show it: what was sent, with its id, times, its run going now, its last run and
+ * where its next cursor read starts.
+ */
+export type Source = SourceInput & {
+  id: string;
+  /** The id of the run queued or running, on any instance. */
+  running: string | null;
+  last_run: null | Run;
+  /**
+   * Where the next `cursor` read starts (`{"type": "time" | "int" | "text", "value": …}`); `null`
+   * before the first successful run and in `full` mode.
+   */
+  mark: Record<string, unknown> | null;
+  created_at: string;
+  updated_at: string;
+};
+
+/** A source pipeline as it is sent. */
+export interface SourceInput {
+  /** The id of the connection (a destination record) read from. */
+  connection: string;
+  name: string;
+  description?: string;
+  enabled?: boolean;
+  /** A table of the connection's schema (or database). Exactly one of `table` and `query`. */
+  table?: string | null;
+  /** One `SELECT` (or `WITH … SELECT`), read as a subquery. */
+  query?: string | null;
+  /** The column whose value becomes the profile's `_id`: a string, an integer or a UUID. */
+  id_column: string;
+  /**
+   * Customer Model property path (`address.city`) → expression over the source's columns; or a
+   * script whose `transform(row)` returns an object keyed by property path.
+   */
+  transformation: Transformation;
+  changes: ChangesDoc;
+  schedule?: null | Schedule;
+}
+
+export interface SourceList {
+  sources: Source[];
+}
+
+/** Any subset of a source's fields; those left out keep their value. */
+export interface SourcePatch {
+  connection?: string;
+  name?: string;
+  description?: string;
+  enabled?: boolean;
+  table?: string | null;
+  query?: string | null;
+  id_column?: string;
+  transformation?: Transformation;
+  changes?: null | ChangesDoc;
+  schedule?: null | Schedule;
+}
+
+/** What a run would make of the first rows of the source; nothing is written. */
+export interface SourcePreview {
+  rows: SourcePreviewRowDoc[];
+}
+
+export interface SourcePreviewInput {
+  source: SourceInput;
+  /** How many source rows (1 to 100, 10 by default). */
+  limit?: number | null;
+}
+
+/** One sample row: the source row, the properties it would write and why it would fail. */
+export interface SourcePreviewRowDoc {
+  /** The profile id; `null` when the id column is NULL. */
+  id: string | null;
+  /** The source row, column by column. */
+  row: Record<string, unknown>;
+  /** The properties the row would write, nested by path; `null` when it fails or is skipped. */
+  properties: Record<string, unknown> | null;
+  errors: string[];
+  /** A script returned null: the row writes nothing. */
+  skipped: boolean;
+}
+
+export interface SourceStartBody {
+  trigger?: null | StartTrigger;
+}
 
 export interface StartBody {
   trigger?: null | StartTrigger;
@@ -984,6 +1132,16 @@ export interface Operations {
     };
     answer: TableList;
   };
+  /** Which source pipelines feed the profiles each export pipeline of the destination reads */
+  getDestinationLineage: {
+    method: 'get';
+    path: '/v1/destinations/{id}/lineage';
+    params: {
+      /** The destination's id */
+      id: string;
+    };
+    answer: Lineage;
+  };
   /** List connections, for sources and destinations alike (secrets masked) */
   listConnections: {
     method: 'get';
@@ -1127,6 +1285,95 @@ export interface Operations {
       id: string;
     };
     answer: Run;
+  };
+  /** List source pipelines */
+  listSources: {
+    method: 'get';
+    path: '/v1/sources';
+    answer: SourceList;
+  };
+  /** Add a source pipeline, checked against its live table or query */
+  createSource: {
+    method: 'post';
+    path: '/v1/sources';
+    body: SourceInput;
+    answer: Source;
+  };
+  /** Preview an unsaved source on its first rows */
+  previewSource: {
+    method: 'post';
+    path: '/v1/sources/preview';
+    body: SourcePreviewInput;
+    answer: SourcePreview;
+  };
+  /** One source pipeline */
+  getSource: {
+    method: 'get';
+    path: '/v1/sources/{id}';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    answer: Source;
+  };
+  /** Replace a source pipeline */
+  replaceSource: {
+    method: 'put';
+    path: '/v1/sources/{id}';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    body: SourceInput;
+    answer: Source;
+  };
+  /** Delete a source pipeline (cancels its run; the profiles it wrote stay) */
+  deleteSource: {
+    method: 'delete';
+    path: '/v1/sources/{id}';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    answer: void;
+  };
+  /** Change some fields of a source pipeline */
+  patchSource: {
+    method: 'patch';
+    path: '/v1/sources/{id}';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    body: SourcePatch;
+    answer: Source;
+  };
+  /** A source's runs, newest first */
+  listSourceRuns: {
+    method: 'get';
+    path: '/v1/sources/{id}/runs';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    query: {
+      /** Runs per page, 1 to 500 (20 by default). */
+      limit?: number;
+      /** The `next` of the previous page. */
+      before?: string;
+    };
+    answer: RunList;
+  };
+  /** Run a source now */
+  startSourceRun: {
+    method: 'post';
+    path: '/v1/sources/{id}/runs';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    body?: SourceStartBody;
+    answer: RunStarted;
   };
   /** Dry-run a pipeline definition that is not saved */
   startDryRun: {

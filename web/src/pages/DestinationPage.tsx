@@ -1,9 +1,10 @@
-// A destination's page: its connection, and its pipelines in a table with the seed's columns —
-// Pipeline, Filters, Enable, Run now, Schedule, Manage and ⋮ More.
+// A destination's page: its connection, its pipelines in a table with the seed's columns —
+// Pipeline, Filters, Enable, Run now, Schedule, Manage and ⋮ More — and the source pipelines that feed
+// what those pipelines read (lineage).
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { useAccess } from '../access';
-import { api, ApiError, errorMessage, type Connector, type Destination, type Pipeline, type Run, type Schedule, type TestResult } from '../api';
+import { api, ApiError, errorMessage, type Connector, type Destination, type Lineage, type Pipeline, type Run, type Schedule, type TestResult } from '../api';
 import { Alert, DeleteDialog, Dialog, EmptyState, ErrorAlert, Field, HiddenHeader, Loading, Menu, PageHeader, ProgressBar, Spinner, StatusBadge, Switch, useToast } from '../components/ui';
 import { useAsync, useInterval, useTitle } from '../hooks';
 import { connectorMonogram, describeSettings } from '../lib/connectors';
@@ -153,6 +154,8 @@ export function DestinationPage({ id }: { id: string }) {
           </div>
         )}
       </section>
+
+      {data.pipelines.length > 0 && <LineageSection destination={id} pipelines={data.pipelines} />}
 
       {deleting && (
         <DeleteDialog
@@ -456,5 +459,53 @@ export function CronDialog({ name, initial, onClose, onSave }: { name: string; i
       </Field>
       {error !== null && <Alert>{errorMessage(error)}</Alert>}
     </Dialog>
+  );
+}
+
+/** Which source pipelines feed the profile properties each export pipeline reads. Loaded on its own: the
+ * page works without it. */
+export function LineageSection({ destination, pipelines }: { destination: string; pipelines: Pipeline[] }) {
+  // Reloaded when a pipeline is added, removed or changed on the page.
+  const key = pipelines.map((p) => `${p.id}:${p.updated_at}`).join(',');
+  const { data, error } = useAsync<Lineage>(() => api.destinationLineage(destination), [destination, key]);
+  return (
+    <section class="card section" aria-labelledby="lineage-title">
+      <div class="section-head">
+        <div>
+          <h2 id="lineage-title">Fed by</h2>
+          <p class="section-desc">The source pipelines that write the profile properties each pipeline's filter and mapping read.</p>
+        </div>
+      </div>
+      {error && !data && <ErrorAlert error={error} />}
+      {!data && !error && <Loading />}
+      {data && (
+        <ul class="lineage-list">
+          {data.pipelines.map((p) => (
+            <li key={p.id} data-pipeline={p.id}>
+              <strong>{p.name}</strong> <span class="muted">→ {p.table}</span>
+              {p.reads === null && <div class="muted">Its transformation is a script, which may read any property: every source may feed it.</div>}
+              {p.sources.length === 0 ? (
+                <div class="muted">No source pipeline writes what it reads.</div>
+              ) : (
+                <ul>
+                  {p.sources.map((s) => (
+                    <li key={s.id}>
+                      {s.name}
+                      {!s.enabled && <span class="muted"> (disabled)</span>}
+                      {': '}
+                      {s.properties === null ? (
+                        <span class="muted">{p.reads === null ? 'may write what it reads' : 'a script: may write what it reads'}</span>
+                      ) : (
+                        <span class="mono">{s.properties.join(', ')}</span>
+                      )}
+                    </li>
+                  ))}
+                </ul>
+              )}
+            </li>
+          ))}
+        </ul>
+      )}
+    </section>
   );
 }

@@ -201,7 +201,8 @@ pub async fn validate(path: &Path, online: Option<&ClientArgs>) -> Result<()> {
                 ));
             }
         }
-        // The server checks every pipeline against its live table (tables, keys, column types).
+        // The server checks every pipeline against its live table (tables, keys, column types) and
+        // every source against its live table or query, as saving them does.
         let (status, answer) = client
             .raw(
                 reqwest::Method::POST,
@@ -218,11 +219,13 @@ pub async fn validate(path: &Path, online: Option<&ClientArgs>) -> Result<()> {
     }
     let count = |s: &str| loaded.doc[s].as_object().map_or(0, |m| m.len());
     println!(
-        "The workspace is valid: {} connection{}, {} pipeline{}{}.",
+        "The workspace is valid: {} connection{}, {} pipeline{}, {} source{}{}.",
         count("connections"),
         if count("connections") == 1 { "" } else { "s" },
         count("pipelines"),
         if count("pipelines") == 1 { "" } else { "s" },
+        count("sources"),
+        if count("sources") == 1 { "" } else { "s" },
         if online.is_some() {
             ", checked against the live databases"
         } else {
@@ -361,6 +364,7 @@ fn kind_word(k: Kind) -> &'static str {
         Kind::CustomerModel => "customer model",
         Kind::Connection => "connection",
         Kind::Pipeline => "pipeline",
+        Kind::Source => "source",
     }
 }
 
@@ -405,6 +409,15 @@ fn render_change(c: &Change, done: bool) -> String {
                 short(&f.before),
                 short(&f.after)
             ),
+        });
+    }
+    if c.resets_mark {
+        out.push_str(if done {
+            "    its mark was reset: the next run reads everything again
+"
+        } else {
+            "    resets its mark: the next run reads everything again
+"
         });
     }
     out

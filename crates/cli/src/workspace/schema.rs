@@ -58,10 +58,37 @@ pub fn json_schema() -> Value {
     defs.insert("WorkspacePipeline".into(), pipeline);
     defs.insert("WorkspaceConnection".into(), connection_schema());
 
+    let mut source = defs
+        .get("SourceInput")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    if let Some(props) = source["properties"].as_object_mut() {
+        props.shift_remove("name");
+        if let Some(c) = props.get_mut("connection") {
+            *c = json!({"type": "string", "description": "The name of a connection under `connections`."});
+        }
+        // `on_change` is for export pipelines; editors flag it here as `validate` does.
+        if let Some(schedule) = props.get_mut("schedule") {
+            *schedule = json!({
+                "description": "`null` (the default) runs the source only on demand; an interval or a cron schedule, not `on_change`.",
+                "oneOf": [
+                    {"type": "null"},
+                    {"allOf": [{"$ref": "#/$defs/Schedule"}, {"not": {"const": "on_change"}}]}
+                ]
+            });
+        }
+    }
+    if let Some(required) = source["required"].as_array_mut() {
+        required.retain(|r| r != "name");
+    }
+    source["description"] = json!("A source pipeline, named by its key under `sources`.");
+    source["additionalProperties"] = json!(false);
+    defs.insert("WorkspaceSource".into(), source);
+
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Sluice workspace",
-        "description": "A Sluice workspace: Customer Model, connections and pipelines (docs/WORKSPACE.md). A folder of such files is merged; each object is described once.",
+        "description": "A Sluice workspace: Customer Model, connections, pipelines and sources (docs/WORKSPACE.md). A folder of such files is merged; each object is described once.",
         "type": "object",
         "properties": {
             "version": {"const": 1, "description": "The version of the format."},
@@ -78,8 +105,8 @@ pub fn json_schema() -> Value {
             },
             "sources": {
                 "type": "object",
-                "description": "Source pipelines by name (not supported by this version yet; leave empty).",
-                "maxProperties": 0
+                "description": "Source pipelines by name.",
+                "additionalProperties": {"$ref": "#/$defs/WorkspaceSource"}
             }
         },
         "additionalProperties": false,

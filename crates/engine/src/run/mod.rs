@@ -7,7 +7,7 @@
 mod budget;
 mod drift;
 pub(crate) mod dry;
-mod failures;
+pub(crate) mod failures;
 mod plan;
 mod prepare;
 mod read;

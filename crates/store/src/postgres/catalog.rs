@@ -153,6 +153,19 @@ async fn delete_destination_on(c: &impl GenericClient, id: &str) -> Result<bool>
     if !users.is_empty() {
         return Err(codec::in_use(&users));
     }
+    let readers: Vec<String> = c
+        .query(
+            "SELECT name FROM sluice_sources WHERE connection = $1 ORDER BY created_at, seq",
+            &[&id],
+        )
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(|r| get(r, 0))
+        .collect::<Result<_>>()?;
+    if !readers.is_empty() {
+        return Err(codec::read_by(&readers));
+    }
     c.execute("DELETE FROM sluice_destinations WHERE id = $1", &[&id])
         .await
         .map_err(pg_error)?;
@@ -414,6 +427,22 @@ impl Catalog for PgMetadata {
         }
         for rec in &changes.insert_pipelines {
             insert_pipeline_on(&tx, rec).await?;
+        }
+        for id in &changes.delete_sources {
+            if !super::sources::delete_source_on(&tx, id).await? {
+                return Err(StoreError::NotFound(format!(
+                    "source `{id}` does not exist"
+                )));
+            }
+        }
+        for rec in &changes.update_sources {
+            super::sources::update_source_on(&tx, rec).await?;
+        }
+        for rec in &changes.insert_sources {
+            super::sources::insert_source_on(&tx, rec).await?;
+        }
+        for id in &changes.forget_source_marks {
+            super::sources::forget_mark_on(&tx, id).await?;
         }
         for id in &changes.delete_destinations {
             if !delete_destination_on(&tx, id).await? {

@@ -133,6 +133,19 @@ fn delete_destination_on(c: &Connection, id: &str) -> Result<bool> {
     if !users.is_empty() {
         return Err(codec::in_use(&users));
     }
+    let readers = {
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT name FROM sources WHERE connection = ?1 ORDER BY created_at, seq",
+            )
+            .map_err(sql_error)?;
+        collect(&mut stmt, [id], |r| {
+            r.get::<_, String>(0).map_err(sql_error)
+        })?
+    };
+    if !readers.is_empty() {
+        return Err(codec::read_by(&readers));
+    }
     let n = c
         .execute("DELETE FROM destinations WHERE id = ?1", [id])
         .map_err(sql_error)?;
@@ -428,6 +441,22 @@ impl Catalog for SqliteMetadata {
                 }
                 for rec in &changes.insert_pipelines {
                     insert_pipeline_on(&tx, rec)?;
+                }
+                for id in &changes.delete_sources {
+                    if !super::sources::delete_source_on(&tx, id)? {
+                        return Err(StoreError::NotFound(format!(
+                            "source `{id}` does not exist"
+                        )));
+                    }
+                }
+                for rec in &changes.update_sources {
+                    super::sources::update_source_on(&tx, rec)?;
+                }
+                for rec in &changes.insert_sources {
+                    super::sources::insert_source_on(&tx, rec)?;
+                }
+                for id in &changes.forget_source_marks {
+                    super::sources::forget_mark_on(&tx, id)?;
                 }
                 for id in &changes.delete_destinations {
                     if !delete_destination_on(&tx, id)? {

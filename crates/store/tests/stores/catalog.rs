@@ -521,6 +521,7 @@ pub async fn apply_changes_is_all_or_nothing(env: &Env) {
         update_pipelines: vec![moved_to_new.clone()],
         insert_pipelines: vec![reuse.clone(), pipeline("p-bad", "d-missing", "Bad", 7)],
         delete_destinations: vec!["d-gone".into()],
+        ..CatalogChanges::default()
     };
 
     // The last pipeline names a destination that does not exist: nothing happened, the earlier
