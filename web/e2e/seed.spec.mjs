@@ -690,14 +690,15 @@ try {
     const row = page.locator(`tr[data-source="${SRC_NAME}"]`);
     await row.waitFor({ timeout: 20_000 });
     cleanup.source = (await api('GET', '/sources')).sources.find((x) => x.name === SRC_NAME)?.id ?? null;
-    await row.getByRole('button', { name: '▶ Run now' }).click();
+    await row.getByRole('button', { name: `Run ${SRC_NAME} now` }).click();
     await row.locator('.badge').waitFor({ timeout: 120_000 });
     const status = (await row.locator('.badge').innerText()).trim();
     log(`  source run ${status}`);
     await shot('sources-list');
     await checkPage('sources list');
     if (status !== 'Succeeded') throw new Error(`the source run ended ${status}`);
-    await row.getByRole('link', { name: 'Runs', exact: true }).click();
+    await page.getByRole('button', { name: `More actions for ${SRC_NAME}` }).click();
+    await page.getByRole('menuitem', { name: 'Runs' }).click();
     await page.getByRole('heading', { name: 'Run history' }).waitFor();
     const count = async (label) => Number((await page.locator('.counts .count', { has: page.locator('dt', { hasText: new RegExp(`^${label}$`) }) }).locator('dd').innerText()).replace(/[^\d]/g, ''));
     const read = await count('Rows read');
@@ -722,7 +723,9 @@ try {
   await step('18e. delete the source from the list', async () => {
     await page.goto(`${BASE}/#/sources`);
     const row = page.locator(`tr[data-source="${SRC_NAME}"]`);
-    await row.getByRole('button', { name: 'Delete', exact: true }).click();
+    await page.getByRole('button', { name: `More actions for ${SRC_NAME}` }).click();
+    await page.getByRole('menuitem', { name: 'Delete…' }).click();
+    await shot('delete-source-confirm');
     await page.getByRole('dialog').getByRole('button', { name: 'Delete source' }).click();
     await row.waitFor({ state: 'detached' });
     cleanup.source = null;

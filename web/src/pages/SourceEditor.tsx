@@ -225,7 +225,10 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
         <Field label="Description" errors={errorsAt(errors, 'description')}>
           {(fid, d) => <input id={fid} name="description" class="input" value={s.description} aria-describedby={d} onInput={(e) => update({ description: (e.currentTarget as HTMLInputElement).value })} />}
         </Field>
-        <Switch checked={s.enabled} onChange={(v) => update({ enabled: v })} label="Enabled" />
+        <div class="row gap-s">
+          <Switch checked={s.enabled} onChange={(v) => update({ enabled: v })} label="Enabled" />
+          <span class="small">{s.enabled ? 'Enabled: runs on its schedule and with Run now' : 'Disabled: never runs'}</span>
+        </div>
       </section>
 
       <section class="card section" aria-labelledby="src-read">
@@ -354,6 +357,9 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
             <div class="mapping">
               <FieldErrorsText errors={errorsAt(errors, 'transformation.mapping')} />
               <FieldErrorsText errors={errorsAt(errors, 'transformation')} />
+              {s.mapping.length === 0 && (
+                <p class="muted">{inspect.result ? 'Press “Use the proposed mapping” above, or add properties one by one.' : 'Inspect the source to propose a mapping, or add properties one by one.'}</p>
+              )}
               <div class="mapping-table" role="table" aria-label="Visual mapping">
                 <div class="mapping-row mapping-head" role="row">
                   <span role="columnheader">Property</span>
@@ -380,7 +386,10 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
                             <ExpressionInput
                               id={`src-map-${i}`}
                               value={r.expr}
-                              onInput={(v) => update({ mapping: s.mapping.map((x, j) => (j === i ? { ...x, expr: v } : x)) })}
+                              onInput={(v) => {
+                                update({ mapping: s.mapping.map((x, j) => (j === i ? { ...x, expr: v } : x)) });
+                                if (errs.length) clear(`transformation.mapping.${r.path.trim()}`);
+                              }}
                               properties={columnPaths}
                               functions={loaded.functions}
                               label={`Expression for property ${r.path || i + 1}`}

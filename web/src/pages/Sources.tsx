@@ -5,11 +5,11 @@
 import { useEffect, useState } from 'preact/hooks';
 import { useAccess } from '../access';
 import { api, errorMessage, type Destination, type Run, type Source } from '../api';
-import { DeleteDialog, EmptyState, ErrorAlert, HiddenHeader, Loading, PageHeader, Section, Spinner, StatusBadge, Switch, useToast } from '../components/ui';
+import { DeleteDialog, EmptyState, Menu, ErrorAlert, HiddenHeader, Loading, PageHeader, Section, Spinner, StatusBadge, Switch, useToast } from '../components/ui';
 import { useInterval, useTitle } from '../hooks';
 import { changesLabel, sourceReads } from '../lib/source';
 import { formatDuration, formatNumber, scheduleLabel, triggerLabel } from '../lib/util';
-import { href } from '../router';
+import { href, navigate } from '../router';
 import { active, ErrorTable, groupErrors, pastTime, RunDetails, runDuration, runTimeLabel, Stat } from './Runs';
 
 export function SourcesPage() {
@@ -101,7 +101,7 @@ export function SourcesPage() {
                       {s.description && <div class="muted small">{s.description}</div>}
                     </td>
                     <td>{conn ? <a href={href('destinations', conn.id)}>{conn.name}</a> : <span class="mono">{s.connection}</span>}</td>
-                    <td class={s.query ? 'mono small' : 'mono'} title={s.query ?? undefined}>
+                    <td class={s.query ? 'mono small reads-cell' : 'mono small reads-cell'} title={s.query ?? s.table ?? undefined}>
                       {s.query ? 'query: ' : ''}
                       {sourceReads(s)}
                     </td>
@@ -123,21 +123,20 @@ export function SourcesPage() {
                     <td>
                       <Switch checked={s.enabled ?? true} onChange={(v) => void setEnabled(s, v)} label={`Enable ${s.name}`} disabled={!access.can('edit')} />
                     </td>
-                    <td class="row gap-s nowrap">
-                      <button type="button" class="button small" onClick={() => void runNow(s)} disabled={!access.can('edit') || !(s.enabled ?? true) || !!s.running} title={access.whyNot('edit') ?? ((s.enabled ?? true) ? undefined : 'Enable the source to run it')}>
+                    <td class="nowrap actions-cell">
+                      <button type="button" class="button small" onClick={() => void runNow(s)} disabled={!access.can('edit') || !(s.enabled ?? true) || !!s.running} title={access.whyNot('edit') ?? ((s.enabled ?? true) ? undefined : 'Enable the source to run it')} aria-label={`Run ${s.name} now`}>
                         ▶ Run now
-                      </button>
-                      <a class="button small" href={href('sources', s.id, 'runs')}>
-                        Runs
-                      </a>
-                      <a class="button small" href={href('sources', s.id)}>
-                        Manage
-                      </a>
-                      {access.can('edit') && (
-                        <button type="button" class="button small danger-outline" onClick={() => setDeleting(s)}>
-                          Delete
-                        </button>
-                      )}
+                      </button>{' '}
+                      <Menu
+                        label={`More actions for ${s.name}`}
+                        button="⋮"
+                        buttonClass="icon-button bordered"
+                        items={[
+                          { label: 'Runs', onSelect: () => navigate(href('sources', s.id, 'runs')) },
+                          { label: 'Manage', onSelect: () => navigate(href('sources', s.id)) },
+                          ...(access.can('edit') ? [{ label: 'Delete…', danger: true, separatorBefore: true, onSelect: () => setDeleting(s) }] : []),
+                        ]}
+                      />
                     </td>
                   </tr>
                 );
