@@ -87,9 +87,9 @@ const PROFILES = [
 const SRC_NAME = `E2E source ${RUN}`;
 const SRC_TABLE = `${(process.env.SLUICE_E2E_TABLE || 'e2e').slice(0, 40)}_src_${RUN}`;
 const SOURCE_ROWS = [
-  { id: `${PREFIX}s1`, email: 'mary@example.com', points: 120 },
-  { id: `${PREFIX}s2`, email: 'john@example.com', points: 7 },
-  { id: `${PREFIX}s3`, email: 'kate@example.com', points: 0 },
+  { id: `e2e-src-${RUN}-1`, email: 'mary@example.com', points: 120 },
+  { id: `e2e-src-${RUN}-2`, email: 'john@example.com', points: 7 },
+  { id: `e2e-src-${RUN}-3`, email: 'kate@example.com', points: 0 },
 ];
 let PROPERTIES_BEFORE = null;
 const EXPECTED = PROFILES.filter((p) => ['IT', 'FR'].includes(p.country));
@@ -729,6 +729,7 @@ try {
     await page.getByRole('dialog').getByRole('button', { name: 'Delete source' }).click();
     await row.waitFor({ state: 'detached' });
     cleanup.source = null;
+    await page.getByText(/no source pipelines yet/i).waitFor();
   });
 
   await step('19. error path: deleting a destination that has pipelines is refused', async () => {

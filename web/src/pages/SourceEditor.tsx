@@ -211,6 +211,9 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
 
   const mappingErrors = (path: string) => errorsAt(errors, `transformation.mapping.${path}`);
   const knownPaths = new Set(s.mapping.map((r) => r.path.trim()));
+  // Errors at a path no field of the form shows (a field a newer server checks) are listed with the save alert.
+  const shownAt = ['name', 'description', 'connection', 'table', 'query', 'id_column', 'transformation', 'changes', 'schedule'];
+  const otherErrors = Object.entries(errors).filter(([k]) => !shownAt.some((p) => k === p || k.startsWith(p + '.')));
   const unplaced = Object.entries(errors).filter(([k]) => k.startsWith('transformation.mapping.') && !knownPaths.has(k.slice('transformation.mapping.'.length)));
 
   return (
@@ -502,6 +505,15 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
       {saveError && (
         <Alert title="Not saved">
           {saveError}
+          {otherErrors.length > 0 && (
+            <ul>
+              {otherErrors.map(([k, v]) => (
+                <li key={k}>
+                  <span class="mono">{k}</span>: {v.join(' ')}
+                </li>
+              ))}
+            </ul>
+          )}
         </Alert>
       )}
       <div class="form-actions sticky-actions">
