@@ -195,7 +195,7 @@ describe('the sources pages', () => {
     await act(() => {
       root.querySelector('form')!.dispatchEvent(new Event('submit', { bubbles: true, cancelable: true }));
     });
-    await vi.waitFor(() => expect(root.textContent).toContain('2 problems below'));
+    await vi.waitFor(() => expect(root.textContent).toContain('2 problems, each shown at its field'));
     const posted = calls.find((c) => c.method === 'POST' && c.url === '/v1/sources')!.body as Record<string, unknown>;
     expect(posted).toMatchObject({ connection: 'dst_1', table: 'crm_customers', id_column: 'customer_id', changes: { mode: 'cursor', column: 'updated_at' }, transformation: { mapping: { email: 'email', age: 'age' } } });
     // Each error sits at its field: the cursor column's, and the mapping row of `age`.

@@ -203,7 +203,7 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
       if (err instanceof ApiError && err.code === 'NameTaken') f.name = [...(f.name ?? []), err.message];
       setErrors(f);
       const n = countErrors(f);
-      setSaveError(n ? `The source was not saved: ${n} problem${n === 1 ? '' : 's'} below.` : errorMessage(err));
+      setSaveError(n ? `The source was not saved: ${n} problem${n === 1 ? '' : 's'}, each shown at its field.` : errorMessage(err));
     } finally {
       setSaving(false);
     }

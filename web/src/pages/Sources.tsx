@@ -302,7 +302,6 @@ export function SourceRunsPage({ id }: { id: string }) {
                     <th scope="col">Status</th>
                     <th scope="col">Started</th>
                     <th scope="col">Trigger</th>
-                    <th scope="col" class="num">Duration</th>
                     <th scope="col" class="num">Read</th>
                     <th scope="col" class="num">Created</th>
                     <th scope="col" class="num">Updated</th>
@@ -322,11 +321,10 @@ export function SourceRunsPage({ id }: { id: string }) {
                             <StatusBadge status={r.status} />
                           </button>
                         </td>
-                        <td class="nowrap" title={runTimeLabel(r).title}>
+                        <td class="nowrap" title={`${runTimeLabel(r).title ?? ''} · ${formatDuration(runDuration(r, now))}`}>
                           {runTimeLabel(r).text}
                         </td>
                         <td>{triggerLabel(r)}</td>
-                        <td class="num">{formatDuration(runDuration(r, now))}</td>
                         <td class="num">{formatNumber(r.counts.read)}</td>
                         <td class="num">{formatNumber(r.counts.inserted)}</td>
                         <td class="num">{formatNumber(r.counts.updated)}</td>
