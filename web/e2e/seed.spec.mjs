@@ -11,6 +11,10 @@
 //   → Schedule menu: every 15 minutes shows the next run time (then Off again)
 //   → Manage: a Python transformation previewed on sample profiles; an invalid alert webhook is
 //     refused with the error next to its field (nothing saved)
+//   → Sources → Add source: a PostgreSQL table the test creates, picked from the connection's tables
+//     → Inspect (columns, sample rows) → the proposed Customer Model, edited and applied → the proposed
+//     mapping, an unknown column refused at its row → preview → Add → Run now → counts on the source's
+//     runs page → the profiles arrived → delete the source
 //   → deleting the destination while it has a pipeline is refused with the server's message
 //   → clean up (pipeline and destination deleted through the UI, test profiles through the API)
 //   → the same walk for MariaDB (when SLUICE_E2E_MYSQL_URL is set): the connection URL pasted into the
@@ -80,6 +84,14 @@ const PROFILES = [
   { _id: `${PREFIX}4`, email: 'linus@example.com', first_name: 'Linus', last_name: 'Torvalds', country: 'DE' },
   { _id: `${PREFIX}5`, email: 'edsger@example.com', first_name: 'Edsger', last_name: 'Dijkstra', country: 'US' },
 ];
+const SRC_NAME = `E2E source ${RUN}`;
+const SRC_TABLE = `${(process.env.SLUICE_E2E_TABLE || 'e2e').slice(0, 40)}_src_${RUN}`;
+const SOURCE_ROWS = [
+  { id: `e2e-src-${RUN}-1`, email: 'mary@example.com', points: 120 },
+  { id: `e2e-src-${RUN}-2`, email: 'john@example.com', points: 7 },
+  { id: `e2e-src-${RUN}-3`, email: 'kate@example.com', points: 0 },
+];
+let PROPERTIES_BEFORE = null;
 const EXPECTED = PROFILES.filter((p) => ['IT', 'FR'].includes(p.country));
 
 function fail(msg) {
@@ -233,11 +245,12 @@ async function step(name, fn) {
   await fn();
 }
 
-const cleanup = { pipeline: null, destination: null, profiles: false, table: false, mysqlDestination: null, mysqlTable: null };
+const cleanup = { pipeline: null, destination: null, profiles: false, table: false, mysqlDestination: null, mysqlTable: null, source: null, sourceTable: false, modelProperty: false };
 
 try {
   await step('prepare: Customer Model properties, test profiles and the table', async () => {
     const schema = await api('GET', '/profile-schema');
+    PROPERTIES_BEFORE = schema.properties.map((p) => p.name);
     const need = ['email', 'first_name', 'last_name', 'country'];
     const missing = need.filter((n) => !schema.properties.some((p) => p.name === n));
     for (const n of need) {
@@ -604,6 +617,121 @@ try {
     await page.getByRole('heading', { name: DEST_NAME }).waitFor();
   });
 
+  // A source pipeline through the browser: a PostgreSQL table the test creates is read into the profile
+  // store over the same connection the export uses (a connection entered once serves both ways).
+  await step('18b. Sources → Add source: a table picked from the connection, Inspect shows columns and sample rows', async () => {
+    const db = pgClient();
+    await db.connect();
+    try {
+      await db.query(`CREATE TABLE ${qi(PG.schema)}.${qi(SRC_TABLE)} (customer_id text PRIMARY KEY, email text, loyalty_points integer, updated_at timestamptz NOT NULL DEFAULT now())`);
+      cleanup.sourceTable = true;
+      for (const r of SOURCE_ROWS) await db.query(`INSERT INTO ${qi(PG.schema)}.${qi(SRC_TABLE)} (customer_id, email, loyalty_points) VALUES ($1, $2, $3)`, [r.id, r.email, r.points]);
+    } finally {
+      await db.end();
+    }
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Sources' }).click();
+    await page.getByRole('heading', { name: 'Sources', level: 1 }).waitFor();
+    await shot('sources-empty');
+    await page.getByRole('link', { name: 'Add source' }).click();
+    await page.getByRole('heading', { name: 'Add source', level: 1 }).waitFor();
+    await page.getByLabel('Name', { exact: true }).fill(SRC_NAME);
+    await page.getByLabel('Connection', { exact: true }).selectOption(cleanup.destination);
+    const input = page.getByLabel('Table', { exact: true });
+    await page.waitForFunction(() => !!document.querySelector('input[name="table"]')?.getAttribute('list'));
+    const listId = await input.getAttribute('list');
+    const offered = await page.locator(`datalist[id="${listId}"] option`).evaluateAll((os) => os.map((o) => o.value));
+    if (!offered.includes(SRC_TABLE)) throw new Error(`${SRC_TABLE} is not among the tables offered: ${offered.join(', ')}`);
+    await input.fill(SRC_TABLE);
+    await page.getByRole('button', { name: 'Inspect', exact: true }).click();
+    await page.getByRole('table', { name: 'Sample rows' }).waitFor({ timeout: 30_000 });
+    for (const r of SOURCE_ROWS) await page.getByRole('table', { name: 'Sample rows' }).getByText(r.email, { exact: true }).waitFor();
+    const idColumn = await page.getByLabel('Id column', { exact: true }).inputValue();
+    if (idColumn !== 'customer_id') throw new Error(`Inspect should take customer_id as the id column, the editor shows ${idColumn}`);
+    await shot('source-inspected', { full: true });
+  });
+
+  await step('18c. the proposed Customer Model, edited and applied; the mapping; an unknown column refused at its row', async () => {
+    const proposal = page.getByRole('list', { name: 'Properties the proposal adds' });
+    await proposal.getByText('loyalty_points', { exact: true }).waitFor();
+    const hadUpdatedAt = (await api('GET', '/profile-schema')).properties.some((p) => p.name === 'updated_at');
+    if (!hadUpdatedAt) {
+      // Leave updated_at out of the model: the source only uses it as its cursor.
+      await proposal.locator('li', { hasText: 'updated_at' }).getByRole('checkbox').uncheck();
+    }
+    await page.getByRole('button', { name: 'Apply to the Customer Model' }).click();
+    await page.getByText(/The Customer Model now has \d+ new propert/).waitFor();
+    const model = await api('GET', '/profile-schema');
+    const points = model.properties.find((p) => p.name === 'loyalty_points');
+    if (!points || points.type !== 'int') throw new Error(`loyalty_points should now be an int property: ${JSON.stringify(points)}`);
+    if (!hadUpdatedAt && model.properties.some((p) => p.name === 'updated_at')) throw new Error('updated_at was left out but applied');
+    cleanup.modelProperty = !(PROPERTIES_BEFORE ?? []).includes('loyalty_points');
+    await page.getByRole('button', { name: 'Use the proposed mapping' }).click();
+    const paths = await page.locator('.mapping-col input').evaluateAll((is) => is.map((i) => i.value));
+    if (!paths.includes('email') || !paths.includes('loyalty_points')) throw new Error(`the proposed mapping should map email and loyalty_points: ${paths.join(', ')}`);
+    await page.getByLabel('Cursor column', { exact: true }).selectOption('updated_at');
+    // An expression over a column the source lacks: the server's error is shown at that property's row.
+    const pointsAt = paths.indexOf('loyalty_points');
+    await page.getByLabel('Expression for property loyalty_points', { exact: true }).fill('points_that_do_not_exist');
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    const row = page.locator('.mapping-row').nth(pointsAt + 1);
+    await row.locator('.field-error').waitFor({ timeout: 20_000 });
+    log(`  shown at loyalty_points: ${(await row.locator('.field-error').innerText()).replace(/\s+/g, ' ')}`);
+    await shot('source-mapping-error');
+    await page.getByLabel('Expression for property loyalty_points', { exact: true }).fill('loyalty_points');
+    await page.getByRole('button', { name: 'Preview on the first rows' }).click();
+    await page.getByRole('table', { name: 'Preview of the first rows' }).getByText('"loyalty_points": 120').waitFor({ timeout: 30_000 });
+    await shot('source-preview', { full: true });
+    await checkPage('source editor');
+  });
+
+  await step('18d. Add the source, Run now, and the profiles arrive', async () => {
+    await page.getByRole('button', { name: 'Add', exact: true }).click();
+    await page.getByRole('heading', { name: 'Sources', level: 1 }).waitFor();
+    const row = page.locator(`tr[data-source="${SRC_NAME}"]`);
+    await row.waitFor({ timeout: 20_000 });
+    cleanup.source = (await api('GET', '/sources')).sources.find((x) => x.name === SRC_NAME)?.id ?? null;
+    await row.getByRole('button', { name: `Run ${SRC_NAME} now` }).click();
+    await row.locator('.badge').waitFor({ timeout: 120_000 });
+    const status = (await row.locator('.badge').innerText()).trim();
+    log(`  source run ${status}`);
+    await shot('sources-list');
+    await checkPage('sources list');
+    if (status !== 'Succeeded') throw new Error(`the source run ended ${status}`);
+    await page.getByRole('button', { name: `More actions for ${SRC_NAME}` }).click();
+    await page.getByRole('menuitem', { name: 'Runs' }).click();
+    await page.getByRole('heading', { name: 'Run history' }).waitFor();
+    const count = async (label) => Number((await page.locator('.counts .count', { has: page.locator('dt', { hasText: new RegExp(`^${label}$`) }) }).locator('dd').innerText()).replace(/[^\d]/g, ''));
+    const read = await count('Rows read');
+    const created = await count('Profiles created');
+    const failed = await count('Failed rows');
+    log(`  counts: read ${read}, created ${created}, failed ${failed}`);
+    if (read !== SOURCE_ROWS.length || created !== SOURCE_ROWS.length || failed !== 0) throw new Error(`expected ${SOURCE_ROWS.length} rows read and profiles created, none failed`);
+    await shot('source-runs-page', { full: true });
+    await checkPage('source runs page');
+    for (const r of SOURCE_ROWS) {
+      const p = await api('GET', `/profiles/${encodeURIComponent(r.id)}`);
+      if (p.email !== r.email || p.loyalty_points !== r.points) throw new Error(`profile ${r.id} is ${JSON.stringify(p)}`);
+    }
+    log(`  ${SOURCE_ROWS.length} profiles arrived with email and loyalty_points`);
+    // The profile browser shows them too.
+    await page.goto(`${BASE}/#/profiles`);
+    await page.getByRole('heading', { name: 'Profiles', level: 1 }).waitFor();
+    await page.getByText(SOURCE_ROWS[0].id).first().waitFor({ timeout: 10_000 }).catch(() => log('  (the first page of profiles does not show the source profiles)'));
+    await shot('profiles-from-source');
+  });
+
+  await step('18e. delete the source from the list', async () => {
+    await page.goto(`${BASE}/#/sources`);
+    const row = page.locator(`tr[data-source="${SRC_NAME}"]`);
+    await page.getByRole('button', { name: `More actions for ${SRC_NAME}` }).click();
+    await page.getByRole('menuitem', { name: 'Delete…' }).click();
+    await shot('delete-source-confirm');
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete source' }).click();
+    await row.waitFor({ state: 'detached' });
+    cleanup.source = null;
+    await page.getByText(/no source pipelines yet/i).waitFor();
+  });
+
   await step('19. error path: deleting a destination that has pipelines is refused', async () => {
     await page.goto(`${BASE}/#/destinations/${encodeURIComponent(cleanup.destination)}`);
     await page.getByRole('heading', { name: DEST_NAME }).waitFor();
@@ -763,6 +891,16 @@ try {
   process.exitCode = 1;
 } finally {
   // Leave the workspace as it was, whatever happened.
+  if (cleanup.source) await api('DELETE', `/sources/${encodeURIComponent(cleanup.source)}`).catch((e) => console.error(`cleanup: ${e.message}`));
+  for (const r of SOURCE_ROWS) await api('DELETE', `/profiles/${encodeURIComponent(r.id)}`).catch(() => {});
+  if (cleanup.modelProperty) {
+    try {
+      const m = await api('GET', '/profile-schema');
+      await api('PUT', '/profile-schema', { ...m, properties: m.properties.filter((p) => p.name !== 'loyalty_points') });
+    } catch (e) {
+      console.error(`cleanup of the Customer Model: ${e.message}`);
+    }
+  }
   if (cleanup.destination) {
     try {
       const pls = await api('GET', `/pipelines?destination=${encodeURIComponent(cleanup.destination)}`);
@@ -795,6 +933,7 @@ try {
   try {
     const db = pgClient();
     await db.connect();
+    if (cleanup.sourceTable) await db.query(`DROP TABLE IF EXISTS ${qi(PG.schema)}.${qi(SRC_TABLE)}`);
     if (cleanup.table) await db.query(`DROP TABLE IF EXISTS ${qi(PG.schema)}.${qi(TABLE)}`);
     else await db.query(`DELETE FROM ${qi(PG.schema)}.${qi(TABLE)} WHERE customer_id LIKE $1`, [`${PREFIX}%`]);
     await db.end();

@@ -13,6 +13,8 @@ import { HomePage } from './pages/Home';
 import { PipelineEditorPage } from './pages/PipelineEditor';
 import { ProfilesPage } from './pages/Profiles';
 import { RunsPage } from './pages/Runs';
+import { SourceEditorPage } from './pages/SourceEditor';
+import { SourceRunsPage, SourcesPage } from './pages/Sources';
 import { TokensPage } from './pages/Tokens';
 import { href, useRoute, type Route } from './router';
 
@@ -134,12 +136,17 @@ export function Logo() {
   );
 }
 
-function section(route: Route): 'home' | 'destinations' | 'model' | 'profiles' | 'tokens' | 'audit' | null {
+function section(route: Route): 'home' | 'destinations' | 'sources' | 'model' | 'profiles' | 'tokens' | 'audit' | null {
   switch (route.page) {
     case 'home':
       return 'home';
     case 'model':
       return 'model';
+    case 'sources':
+    case 'new-source':
+    case 'source':
+    case 'source-runs':
+      return 'sources';
     case 'profiles':
       return 'profiles';
     case 'tokens':
@@ -200,6 +207,7 @@ export function SignedIn({ me, onSignOut }: { me: Principal; onSignOut: () => vo
   const nav = [
     { key: 'home', label: 'Home', href: href('home'), icon: IconHome },
     { key: 'destinations', label: 'Destinations', href: href('destinations'), icon: IconDb },
+    { key: 'sources', label: 'Sources', href: href('sources'), icon: IconSource },
     { key: 'model', label: 'Customer Model', href: href('model'), icon: IconModel },
     { key: 'profiles', label: 'Profiles', href: href('profiles'), icon: IconProfiles },
     ...(can(me.role, 'admin')
@@ -262,6 +270,14 @@ function Page({ route }: { route: Route }) {
       return <PipelineEditorPage id={route.id} />;
     case 'runs':
       return <RunsPage id={route.id} />;
+    case 'sources':
+      return <SourcesPage />;
+    case 'new-source':
+      return <SourceEditorPage />;
+    case 'source':
+      return <SourceEditorPage id={route.id} />;
+    case 'source-runs':
+      return <SourceRunsPage id={route.id} />;
     case 'model':
       return <CustomerModelPage />;
     case 'profiles':
@@ -345,6 +361,15 @@ function IconProfiles() {
       <circle cx="9" cy="8" r="3.5" />
       <path d="M2.5 20c.6-3.6 3.2-5.5 6.5-5.5s5.9 1.9 6.5 5.5" />
       <path d="M16 4.8a3.5 3.5 0 0 1 0 6.4M18 14.8c2 .7 3.2 2.5 3.5 5.2" />
+    </svg>
+  );
+}
+
+function IconSource() {
+  return (
+    <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="1.8">
+      <ellipse cx="7.5" cy="6" rx="4.5" ry="2" />
+      <path d="M3 6v8c0 1.1 2 2 4.5 2S12 15.1 12 14V6M13 12h8M18 9l3 3-3 3" />
     </svg>
   );
 }

@@ -71,6 +71,16 @@ export type RunErrorGroup = Gen.RunErrorGroup;
 export type Run = Gen.Run;
 export type RunPage = Gen.RunList;
 
+// Source pipelines ---------------------------------------------------------------------------------
+
+export type Source = Gen.Source;
+export type SourceInput = Gen.SourceInput;
+export type SourceChanges = Gen.ChangesDoc;
+export type SourcePreview = Gen.SourcePreview;
+export type SourcePreviewRow = Gen.SourcePreviewRowDoc;
+export type Inspection = Gen.Inspection;
+export type InspectBody = Gen.InspectBody;
+
 // Access --------------------------------------------------------------------------------------------
 
 export type Role = Gen.Role;
@@ -312,6 +322,39 @@ export class Client {
   /** Which filter operators apply to which property types (the filter picker has its own copy). */
   filterOperators(): Promise<Answer<'listFilterOperators'>> {
     return this.request('GET', '/filters/operators');
+  }
+
+  // Source pipelines
+  async listSources(): Promise<Source[]> {
+    return list<Source>(await this.request<Answer<'listSources'>>('GET', '/sources'), 'sources');
+  }
+  getSource(id: string): Promise<Answer<'getSource'>> {
+    return this.request('GET', `/sources/${seg(id)}`);
+  }
+  createSource(s: BodyOf<'createSource'>): Promise<Answer<'createSource'>> {
+    return this.request('POST', '/sources', s);
+  }
+  replaceSource(id: string, s: BodyOf<'replaceSource'>): Promise<Answer<'replaceSource'>> {
+    return this.request('PUT', `/sources/${seg(id)}`, s);
+  }
+  patchSource(id: string, changes: BodyOf<'patchSource'>): Promise<Answer<'patchSource'>> {
+    return this.request('PATCH', `/sources/${seg(id)}`, changes);
+  }
+  deleteSource(id: string): Promise<Answer<'deleteSource'>> {
+    return this.request('DELETE', `/sources/${seg(id)}`);
+  }
+  /** Columns, sample rows and a proposed Customer Model of a table or query; writes nothing. */
+  inspectSource(body: BodyOf<'inspectSource'>): Promise<Answer<'inspectSource'>> {
+    return this.request('POST', '/sources/inspect', body);
+  }
+  previewSource(source: SourceInput, limit = 10): Promise<Answer<'previewSource'>> {
+    return this.request('POST', '/sources/preview', { source, limit });
+  }
+  startSourceRun(id: string): Promise<Answer<'startSourceRun'>> {
+    return this.request('POST', `/sources/${seg(id)}/runs`, { trigger: 'manual' as const });
+  }
+  listSourceRuns(id: string, opts: { limit?: number; before?: string | null } = {}): Promise<Answer<'listSourceRuns'>> {
+    return this.request('GET', `/sources/${seg(id)}/runs`, undefined, { limit: opts.limit ?? 50, before: opts.before ?? undefined });
   }
 
   // Runs

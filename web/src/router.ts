@@ -12,6 +12,10 @@ export type Route =
   | { page: 'new-pipeline'; destination: string }
   | { page: 'pipeline'; id: string }
   | { page: 'runs'; id: string }
+  | { page: 'sources' }
+  | { page: 'new-source' }
+  | { page: 'source'; id: string }
+  | { page: 'source-runs'; id: string }
   | { page: 'model' }
   | { page: 'profiles' }
   | { page: 'tokens' }
@@ -32,6 +36,12 @@ export function parseRoute(hash: string): Route {
   if (a === 'pipelines' && b) {
     if (c === undefined) return { page: 'pipeline', id: b };
     if (c === 'runs' && d === undefined) return { page: 'runs', id: b };
+  }
+  if (a === 'sources') {
+    if (b === undefined) return { page: 'sources' };
+    if (b === 'new' && c === undefined) return { page: 'new-source' };
+    if (c === undefined) return { page: 'source', id: b };
+    if (c === 'runs' && d === undefined) return { page: 'source-runs', id: b };
   }
   if (a === 'home' && b === undefined) return { page: 'home' };
   if (a === 'model' && b === undefined) return { page: 'model' };

@@ -675,7 +675,7 @@ function TableColumns({ table, keyColumn }: { table: TableDescription; keyColumn
   );
 }
 
-function TransformTabs({ kind, onChange }: { kind: TransformKind; onChange: (k: TransformKind) => void }) {
+export function TransformTabs({ kind, onChange }: { kind: TransformKind; onChange: (k: TransformKind) => void }) {
   const tabs: { k: TransformKind; label: string }[] = [
     { k: 'mapping', label: 'Visual Mapping' },
     { k: 'javascript', label: 'JavaScript' },
@@ -945,7 +945,18 @@ export function ReconcileField({ value, scheduled, onChange, errors }: { value: 
   );
 }
 
-function ScheduleField({ value, onChange, errors }: { value: Schedule; onChange: (s: Schedule) => void; errors: { schedule: string[]; cron: string[]; timezone: string[] } }) {
+/** The schedule picker; `onChangeChoice` offers "when profiles change", which only exports have. */
+export function ScheduleField({
+  value,
+  onChange,
+  errors,
+  onChangeChoice = true,
+}: {
+  value: Schedule;
+  onChange: (s: Schedule) => void;
+  errors: { schedule: string[]; cron: string[]; timezone: string[] };
+  onChangeChoice?: boolean;
+}) {
   const isCron = value !== null && typeof value === 'object';
   const selectValue = value === null ? 'off' : isCron ? 'cron' : value === '1d' ? '24h' : value;
   const zones = useMemo(timeZones, []);
@@ -970,7 +981,7 @@ function ScheduleField({ value, onChange, errors }: { value: Schedule; onChange:
             }}
           >
             <option value="off">Off (run only with Run now)</option>
-            <option value={ON_CHANGE.value}>{ON_CHANGE.label}</option>
+            {onChangeChoice && <option value={ON_CHANGE.value}>{ON_CHANGE.label}</option>}
             {INTERVALS.map((i) => (
               <option key={i.value} value={i.value}>
                 {i.label}

@@ -169,7 +169,7 @@ export function ProfilesPage() {
                       </td>
                     ))}
                     <td class="nowrap">{formatDateTime(p._updated_at)}</td>
-                    <td>
+                    <td class="sticky-end">
                       <button type="button" class="button small" onClick={() => setOpen(p)} aria-label={`View profile ${p._id}`}>
                         View
                       </button>

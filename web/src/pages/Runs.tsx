@@ -15,7 +15,7 @@ import { runFigures } from '../lib/counts';
 import { formatDateTime, formatDuration, formatNumber, nextRunInfo, relativeTime, scheduleLabel, triggerLabel } from '../lib/util';
 import { href } from '../router';
 
-function active(r: Run): boolean {
+export function active(r: Run): boolean {
   return r.status === 'queued' || r.status === 'running';
 }
 
@@ -358,7 +358,7 @@ export function RunsPage({ id }: { id: string }) {
   );
 }
 
-function Stat({ label, value, warn }: { label: string; value: string; warn?: boolean }) {
+export function Stat({ label, value, warn }: { label: string; value: string; warn?: boolean }) {
   return (
     <div class={warn ? 'stat card warn' : 'stat card'}>
       <div class="stat-value">{value}</div>
@@ -367,11 +367,23 @@ function Stat({ label, value, warn }: { label: string; value: string; warn?: boo
   );
 }
 
-function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: number; onCancel: (r: Run) => void; cancelling: boolean }) {
-  const access = useAccess();
+/** A run's counts in the words of its kind: an export's audience and rows, or a source's rows and profiles. */
+export function countRows(r: Run, source: boolean): [string, number, string?][] {
   const c = r.counts;
+  if (source) {
+    return [
+      ['Rows read', c.read],
+      ['Profiles created', c.inserted],
+      ['Profiles updated', c.updated],
+      ['Unchanged', c.unchanged],
+      ['Profiles deleted', c.deleted],
+      ['Skipped by the script', c.filtered_out],
+      ['Failed in the transformation', c.transform_failed, c.transform_failed ? 'bad' : undefined],
+      ['Failed rows', c.failed, c.failed ? 'bad' : undefined],
+    ];
+  }
   const f = runFigures(c);
-  const counts: [string, number, string?][] = [
+  return [
     ['In audience', f.inAudience],
     ['Not in audience', f.notInAudience],
     ['Written: new', f.created],
@@ -382,6 +394,11 @@ function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: numb
     ['Failed at the write', c.failed, c.failed ? 'bad' : undefined],
     ['Read from the store (new or changed)', c.read],
   ];
+}
+
+export function RunDetails({ run: r, now, onCancel, cancelling, source = false }: { run: Run; now: number; onCancel: (r: Run) => void; cancelling: boolean; source?: boolean }) {
+  const access = useAccess();
+  const counts = countRows(r, source);
   return (
     <Section
       title={active(r) ? 'Current run' : 'Selected run'}
@@ -405,7 +422,7 @@ function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: numb
         <div class="run-live" aria-live="polite">
           <div class="small">
             Processed {formatNumber(r.progress?.processed ?? 0)}
-            {r.progress?.total ? ` of ${formatNumber(r.progress.total)} profiles` : ' profiles'}
+            {r.progress?.total ? ` of ${formatNumber(r.progress.total)} ${source ? 'rows' : 'profiles'}` : source ? ' rows' : ' profiles'}
           </div>
           <ProgressBar value={r.progress?.processed ?? 0} total={r.progress?.total ?? null} label="Run progress" />
         </div>
@@ -422,15 +439,16 @@ function RunDetails({ run: r, now, onCancel, cancelling }: { run: Run; now: numb
       {r.errors.length > 0 && (
         <>
           <h3 class="subhead">Errors of this run</h3>
-          <ErrorTable errors={r.errors.map((e) => ({ ...e, runs: 1 }))} />
+          <ErrorTable errors={r.errors.map((e) => ({ ...e, runs: 1 }))} source={source} />
         </>
       )}
     </Section>
   );
 }
 
-function ErrorTable({ errors, showRuns }: { errors: GroupedError[]; showRuns?: boolean }) {
-  if (errors.length === 0) return <p class="muted">No errors. Every profile in the audience was written or skipped, unchanged.</p>;
+export function ErrorTable({ errors, showRuns, source = false }: { errors: GroupedError[]; showRuns?: boolean; source?: boolean }) {
+  if (errors.length === 0)
+    return <p class="muted">{source ? 'No errors. Every row read was written or was unchanged.' : 'No errors. Every profile in the audience was written or skipped, unchanged.'}</p>;
   return (
     <div class="table-wrap">
       <table class="table errors-table">
@@ -441,7 +459,7 @@ function ErrorTable({ errors, showRuns }: { errors: GroupedError[]; showRuns?: b
             <th scope="col" class="num">Count</th>
             {showRuns && <th scope="col" class="num">Runs</th>}
             <th scope="col">Last seen</th>
-            <th scope="col">Sample profiles</th>
+            <th scope="col">{source ? 'Sample ids' : 'Sample profiles'}</th>
           </tr>
         </thead>
         <tbody>
