@@ -118,6 +118,7 @@ async fn snapshot(state: &AppState, route: &str, id: &str) -> Option<Json_> {
                 .await,
         ),
         "/v1/profiles/{id}" => value(crate::profiles::get_one(s, id).await),
+        "/v1/sources/{id}" => value(crate::sources::get_one(s, id).await),
         "/v1/runs/{id}/cancel" => value(crate::runs::get_one(s, id).await),
         "/v1/tokens/{id}" => state
             .meta

@@ -37,6 +37,7 @@ pub mod query;
 mod runs;
 mod schema;
 mod security;
+mod sources;
 mod tokens;
 mod ui;
 pub mod workspace;
@@ -242,6 +243,29 @@ fn protected_routes() -> OpenApiRouter<AppState> {
             routes!(runs::list, runs::start),
         ))
         .routes(guard(&[read(Get, Viewer)], routes!(runs::get_one)))
+        .routes(guard(
+            &[read(Get, Viewer), change(Post, Editor)],
+            routes!(sources::list, sources::create),
+        ))
+        .routes(guard(&[read(Post, Editor)], routes!(sources::preview)))
+        .routes(guard(
+            &[
+                read(Get, Viewer),
+                change(Put, Editor),
+                change(Patch, Editor),
+                change(Delete, Editor),
+            ],
+            routes!(
+                sources::get_one,
+                sources::replace,
+                sources::patch,
+                sources::delete
+            ),
+        ))
+        .routes(guard(
+            &[read(Get, Viewer), change(Post, Editor)],
+            routes!(sources::runs, sources::start),
+        ))
         .routes(guard(&[read(Post, Editor)], routes!(dry_runs::start)))
         .routes(guard(&[change(Post, Editor)], routes!(runs::cancel)))
         .routes(guard(

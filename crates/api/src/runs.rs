@@ -60,6 +60,10 @@ pub struct Run {
     /// run would have done.
     #[serde(skip_serializing_if = "Option::is_none")]
     dry_run: Option<bool>,
+    /// The source pipeline the run belongs to, on a source's run (left out on the others; `pipeline`
+    /// then holds the same id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
     /// A dry run's sample rows of each kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<DryRunSamplesDoc>)]
@@ -98,6 +102,7 @@ pub(crate) fn to_json(r: &RunRecord) -> Run {
         errors: r.errors.clone(),
         message: r.message.clone(),
         dry_run: None,
+        source: r.pipeline.starts_with("src_").then(|| r.pipeline.clone()),
         samples: None,
     }
 }
@@ -268,6 +273,15 @@ pub async fn list(
     if state.meta.get_pipeline(&id).await?.is_none() {
         return Err(ApiError::not_found("pipeline", &id));
     }
+    page(&state, &id, q).await
+}
+
+/// The query of a run list (pipelines' and sources').
+pub type RunListQuery = ListQuery;
+
+/// A page of the runs of `id` (a pipeline or a source), newest first.
+pub(crate) async fn page(state: &AppState, id: &str, q: ListQuery) -> ApiResult<Json<RunList>> {
+    let id = id.to_string();
     let limit = q.limit.unwrap_or(20);
     if limit == 0 || limit > 500 {
         return Err(ApiError::invalid_field(

@@ -748,6 +748,68 @@ async fn every_answer_fits_the_document() {
         Some(json!({"profiles": ["c0", "c1", "c2"]})),
     )
     .await;
+    // Source pipelines, reading the table the pipeline wrote.
+    let src = json!({"connection": d, "name": "back in", "table": "customers", "id_column": "customer_id",
+        "transformation": {"mapping": {"email": "email"}}, "changes": {"mode": "full", "on_missing": "keep"}});
+    t.call(
+        "post",
+        "/v1/sources/preview",
+        "/v1/sources/preview",
+        Some(json!({"source": src, "limit": 2})),
+    )
+    .await;
+    let created = t
+        .call("post", "/v1/sources", "/v1/sources", Some(src.clone()))
+        .await;
+    t.call(
+        "post",
+        "/v1/sources",
+        "/v1/sources",
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    let source = format!("/v1/sources/{}", created["id"].as_str().unwrap());
+    t.call("get", "/v1/sources", "/v1/sources", None).await;
+    t.call("get", "/v1/sources/{id}", &source, None).await;
+    t.call("put", "/v1/sources/{id}", &source, Some(src)).await;
+    t.call(
+        "patch",
+        "/v1/sources/{id}",
+        &source,
+        Some(json!({"changes": {"mode": "cursor", "column": "customer_id"}})),
+    )
+    .await;
+    let source_run = t
+        .call(
+            "post",
+            "/v1/sources/{id}/runs",
+            &format!("{source}/runs"),
+            None,
+        )
+        .await;
+    let source_run = source_run["id"].as_str().unwrap().to_string();
+    for _ in 0..600 {
+        let r = t
+            .call(
+                "get",
+                "/v1/runs/{id}",
+                &format!("/v1/runs/{source_run}"),
+                None,
+            )
+            .await;
+        if r["status"] != "queued" && r["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    t.call(
+        "get",
+        "/v1/sources/{id}/runs",
+        &format!("{source}/runs"),
+        None,
+    )
+    .await;
+    t.call("delete", "/v1/sources/{id}", &source, None).await;
     t.call(
         "post",
         "/v1/runs/{id}/cancel",

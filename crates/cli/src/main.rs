@@ -300,6 +300,15 @@ enum Command {
         #[command(subcommand)]
         command: commands::pipelines::Command,
     },
+    /// Source pipelines, reading a connection's table or query into the profiles: create, list, show,
+    /// edit, enable, disable, delete, run, preview.
+    #[command(
+        after_help = "Examples:\n  sluice sources list\n  sluice sources run 'CRM customers'"
+    )]
+    Sources {
+        #[command(subcommand)]
+        command: commands::sources::Command,
+    },
     /// Runs of a pipeline: list, show, errors, cancel.
     #[command(
         after_help = "Examples:\n  sluice runs list Subscribed\n  sluice runs errors run_01j9zq3k5m"
@@ -401,6 +410,7 @@ fn main() -> std::process::ExitCode {
             } => quickstart::run(server, profiles, no_serve).await,
             Command::Connections { command } => command.run().await,
             Command::Pipelines { command } => command.run().await,
+            Command::Sources { command } => command.run().await,
             Command::Runs { command } => command.run().await,
             Command::Profiles { command } => command.run().await,
             Command::Model { command } => command.run().await,

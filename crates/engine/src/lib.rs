@@ -53,6 +53,7 @@ pub mod error;
 mod retry;
 mod run;
 pub mod scheduler;
+pub mod source;
 pub mod totals;
 pub mod validate;
 
@@ -692,9 +693,13 @@ impl Engine {
             let entry = held.iter().find(|h| h.run == run);
             let lost = entry.is_none();
             let requested = entry.is_some_and(|h| h.cancel_requested);
+            // The active set holds runs of pipelines and of sources, each under its owner's id.
             let disabled = match self.inner.meta.get_pipeline(&pipeline).await? {
                 Some(p) => !p.spec.enabled,
-                None => true,
+                None => match self.inner.meta.get_source(&pipeline).await? {
+                    Some(s) => !s.spec.enabled,
+                    None => true,
+                },
             };
             // A run that finished between the snapshot and the heartbeat is no longer active: cancel is a no-op.
             if (lost || disabled || requested) && self.is_active(&run) {

@@ -374,6 +374,9 @@ pub fn spawn(engine: Engine, clock: Arc<dyn Clock>) -> tokio::task::JoinHandle<(
                     if let Err(e) = tick(&engine, clock.now()).await {
                         tracing::warn!(error = %e, "the scheduler pass failed; trying again at the next one");
                     }
+                    if let Err(e) = crate::source::schedule::tick(&engine, clock.now()).await {
+                        tracing::warn!(error = %e, "the sources' scheduler pass failed; trying again at the next one");
+                    }
                 }
                 _ = changes.tick() => {
                     if let Err(e) = follow_changes(&engine, clock.now()).await {

@@ -77,6 +77,20 @@ pub(crate) fn in_use(pipelines: &[String]) -> StoreError {
     ))
 }
 
+/// The conflict of deleting a connection that source pipelines read from.
+pub(crate) fn read_by(sources: &[String]) -> StoreError {
+    let names: Vec<String> = sources.iter().map(|n| format!("`{n}`")).collect();
+    let (noun, them) = if names.len() == 1 {
+        ("source", "it")
+    } else {
+        ("sources", "them")
+    };
+    StoreError::Conflict(format!(
+        "destination is read by {noun} {}; delete {them} first",
+        names.join(", ")
+    ))
+}
+
 pub(crate) fn corrupt(message: impl Into<String>) -> StoreError {
     StoreError::Corrupt(message.into())
 }
@@ -101,6 +115,33 @@ pub(crate) fn spec_from_json(id: &str, text: &str) -> Result<PipelineSpec> {
     serde_json::from_str(text).map_err(|e| {
         corrupt(format!(
             "the stored spec of pipeline `{id}` is not valid: {e}"
+        ))
+    })
+}
+
+pub(crate) fn source_spec_to_json(spec: &sluice_core::source::SourceSpec) -> String {
+    serde_json::to_string(spec).expect("a source spec always serializes")
+}
+
+pub(crate) fn source_spec_from_json(
+    id: &str,
+    text: &str,
+) -> Result<sluice_core::source::SourceSpec> {
+    serde_json::from_str(text).map_err(|e| {
+        corrupt(format!(
+            "the stored spec of source `{id}` is not valid: {e}"
+        ))
+    })
+}
+
+pub(crate) fn mark_to_json(mark: &sluice_core::source::CursorValue) -> String {
+    serde_json::to_string(mark).expect("a cursor value always serializes")
+}
+
+pub(crate) fn mark_from_json(source: &str, text: &str) -> Result<sluice_core::source::CursorValue> {
+    serde_json::from_str(text).map_err(|e| {
+        corrupt(format!(
+            "the stored mark of source `{source}` is not valid: {e}"
         ))
     })
 }

@@ -14,7 +14,8 @@
 //!   key, row hash, and whether the profile left while its row was kept) and the [`SyncCheckpoint`]
 //!   that lets a re-run read only changed profiles. This is what a run writes most: an entry per row;
 //! - [`Coordination`]: run claims, leases and the scheduler's per-pipeline state;
-//! - [`Access`]: API tokens (as hashes, each with a [`Role`]) and the audit log of changes.
+//! - [`Access`]: API tokens (as hashes, each with a [`Role`]) and the audit log of changes;
+//! - [`Sources`]: source pipelines, each one's cursor mark and the hash of what it last wrote per profile.
 //!
 //! [`MetadataStore`] is their union, what `open_metadata` returns; a `&dyn MetadataStore` upcasts to any
 //! of them. [`ProfileStore`] is the profile store. Each backend is a folder of modules named the same way
@@ -40,6 +41,7 @@ pub mod postgres;
 mod profiles;
 mod runs;
 pub mod secrets;
+mod sources;
 pub mod sqlite;
 mod sync_state;
 mod tls;
@@ -56,6 +58,7 @@ pub use runs::{
 };
 pub use secrets::SecretBox;
 pub use sluice_core::sync::{SyncEntry, SyncKey};
+pub use sources::{SourceRecord, SourceRow, Sources};
 pub use sync_state::{SyncCheckpoint, SyncState};
 
 /// Why a store operation failed.
@@ -92,9 +95,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///     record(meta)
 /// }
 /// ```
-pub trait MetadataStore: Catalog + RunLog + SyncState + Coordination + Access {}
+pub trait MetadataStore: Catalog + RunLog + SyncState + Coordination + Access + Sources {}
 
-impl<T: Catalog + RunLog + SyncState + Coordination + Access + ?Sized> MetadataStore for T {}
+impl<T: Catalog + RunLog + SyncState + Coordination + Access + Sources + ?Sized> MetadataStore
+    for T
+{
+}
 
 /// Opens the metadata store: PostgreSQL when a URL is given, else `metadata.db` in `data_dir`.
 ///

@@ -23,6 +23,7 @@ mod migrations;
 mod pool;
 mod profiles;
 mod runs;
+mod sources;
 mod sync_state;
 
 use migrations::METADATA_MIGRATIONS;

@@ -23,6 +23,7 @@ mod db;
 mod migrations;
 mod profiles;
 mod runs;
+mod sources;
 mod sync_state;
 
 use db::{no_setup, Db};

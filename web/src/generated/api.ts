@@ -71,6 +71,21 @@ export interface Change {
   rewrites_rows: boolean;
 }
 
+/** How a source finds what changed. */
+export type ChangesDoc = {
+  /** A column that grows with every change: a timestamp, an integer or text. */
+  column: string;
+  lookback?: null | LookbackDoc;
+  mode: 'cursor';
+} | {
+  /**
+   * What happens to a profile whose source row disappeared: `keep` (the default) or `delete`
+   * (the profile is deleted, unless another source also feeds it).
+   */
+  on_missing?: OnMissingDoc;
+  mode: 'full';
+};
+
 export interface ConnectionList {
   /** The same records as `GET /v1/destinations` answers. */
   connections: Destination[];
@@ -351,6 +366,9 @@ export interface LastTest {
 
 export type Logical = 'and' | 'or';
 
+/** A duration (`30s`, `5m`, `1h`, `1d`) for a timestamp cursor, a number for an integer one. */
+export type LookbackDoc = string | number;
+
 /** Run when profiles change (by the API, an import, a delete or a source pipeline), debounced. */
 export type OnChange = 'on_change';
 
@@ -359,6 +377,8 @@ export type OnChange = 'on_change';
  * deleted.
  */
 export type OnLeave = 'keep' | 'delete';
+
+export type OnMissingDoc = 'keep' | 'delete';
 
 export interface OperatorInfo {
   name: string;
@@ -578,6 +598,11 @@ export interface Run {
    * run would have done.
    */
   dry_run?: boolean | null;
+  /**
+   * The source pipeline the run belongs to, on a source's run (left out on the others; `pipeline`
+   * then holds the same id).
+   */
+  source?: string | null;
   samples?: null | DryRunSamples;
 }
 
@@ -667,6 +692,92 @@ export type Schedule = Interval | OnChange | {
   /** An IANA time zone; `UTC` when left out. */
   timezone?: string;
 };
+
+/**
+ * A source as answers show it: what was sent, with its id, times, its run going now, its last run and
+ * where its next cursor read starts.
+ */
+export type Source = SourceInput & {
+  id: string;
+  /** The id of the run queued or running, on any instance. */
+  running: string | null;
+  last_run: null | Run;
+  /**
+   * Where the next `cursor` read starts (`{"type": "time" | "int" | "text", "value": …}`); `null`
+   * before the first successful run and in `full` mode.
+   */
+  mark: Record<string, unknown> | null;
+  created_at: string;
+  updated_at: string;
+};
+
+/** A source pipeline as it is sent. */
+export interface SourceInput {
+  /** The id of the connection (a destination record) read from. */
+  connection: string;
+  name: string;
+  description?: string;
+  enabled?: boolean;
+  /** A table of the connection's schema (or database). Exactly one of `table` and `query`. */
+  table?: string | null;
+  /** One `SELECT` (or `WITH … SELECT`), read as a subquery. */
+  query?: string | null;
+  /** The column whose value becomes the profile's `_id`: a string, an integer or a UUID. */
+  id_column: string;
+  /**
+   * Customer Model property path (`address.city`) → expression over the source's columns; or a
+   * script whose `transform(row)` returns an object keyed by property path.
+   */
+  transformation: Transformation;
+  changes: ChangesDoc;
+  schedule?: null | Schedule;
+}
+
+export interface SourceList {
+  sources: Source[];
+}
+
+/** Any subset of a source's fields; those left out keep their value. */
+export interface SourcePatch {
+  connection?: string;
+  name?: string;
+  description?: string;
+  enabled?: boolean;
+  table?: string | null;
+  query?: string | null;
+  id_column?: string;
+  transformation?: Transformation;
+  changes?: null | ChangesDoc;
+  schedule?: null | Schedule;
+}
+
+/** What a run would make of the first rows of the source; nothing is written. */
+export interface SourcePreview {
+  rows: SourcePreviewRowDoc[];
+}
+
+export interface SourcePreviewInput {
+  source: SourceInput;
+  /** How many source rows (1 to 100, 10 by default). */
+  limit?: number | null;
+}
+
+/** One sample row: the source row, the properties it would write and why it would fail. */
+export interface SourcePreviewRowDoc {
+  /** The profile id; `null` when the id column is NULL. */
+  id: string | null;
+  /** The source row, column by column. */
+  row: Record<string, unknown>;
+  /** The properties the row would write, nested by path; `null` when it fails or is skipped. */
+  properties: Record<string, unknown> | null;
+  errors: string[];
+  /** A script returned null: the row writes nothing. */
+  skipped: boolean;
+}
+
+export interface SourceStartBody {
+  trigger?: null | StartTrigger;
+}
 
 export interface StartBody {
   trigger?: null | StartTrigger;
@@ -1127,6 +1238,95 @@ export interface Operations {
       id: string;
     };
     answer: Run;
+  };
+  /** List source pipelines */
+  listSources: {
+    method: 'get';
+    path: '/v1/sources';
+    answer: SourceList;
+  };
+  /** Add a source pipeline, checked against its live table or query */
+  createSource: {
+    method: 'post';
+    path: '/v1/sources';
+    body: SourceInput;
+    answer: Source;
+  };
+  /** Preview an unsaved source on its first rows */
+  previewSource: {
+    method: 'post';
+    path: '/v1/sources/preview';
+    body: SourcePreviewInput;
+    answer: SourcePreview;
+  };
+  /** One source pipeline */
+  getSource: {
+    method: 'get';
+    path: '/v1/sources/{id}';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    answer: Source;
+  };
+  /** Replace a source pipeline */
+  replaceSource: {
+    method: 'put';
+    path: '/v1/sources/{id}';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    body: SourceInput;
+    answer: Source;
+  };
+  /** Delete a source pipeline (cancels its run; the profiles it wrote stay) */
+  deleteSource: {
+    method: 'delete';
+    path: '/v1/sources/{id}';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    answer: void;
+  };
+  /** Change some fields of a source pipeline */
+  patchSource: {
+    method: 'patch';
+    path: '/v1/sources/{id}';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    body: SourcePatch;
+    answer: Source;
+  };
+  /** A source's runs, newest first */
+  listSourceRuns: {
+    method: 'get';
+    path: '/v1/sources/{id}/runs';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    query: {
+      /** Runs per page, 1 to 500 (20 by default). */
+      limit?: number;
+      /** The `next` of the previous page. */
+      before?: string;
+    };
+    answer: RunList;
+  };
+  /** Run a source now */
+  startSourceRun: {
+    method: 'post';
+    path: '/v1/sources/{id}/runs';
+    params: {
+      /** The source's id */
+      id: string;
+    };
+    body?: SourceStartBody;
+    answer: RunStarted;
   };
   /** Dry-run a pipeline definition that is not saved */
   startDryRun: {

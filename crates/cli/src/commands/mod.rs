@@ -10,6 +10,7 @@ pub mod model;
 pub mod pipelines;
 pub mod profiles;
 pub mod runs;
+pub mod sources;
 pub mod tokens;
 
 use std::io::{IsTerminal, Read, Write};

@@ -6,7 +6,7 @@
 
 mod drift;
 pub(crate) mod dry;
-mod failures;
+pub(crate) mod failures;
 mod plan;
 mod prepare;
 mod read;

@@ -153,6 +153,19 @@ async fn delete_destination_on(c: &impl GenericClient, id: &str) -> Result<bool>
     if !users.is_empty() {
         return Err(codec::in_use(&users));
     }
+    let readers: Vec<String> = c
+        .query(
+            "SELECT name FROM sluice_sources WHERE connection = $1 ORDER BY created_at, seq",
+            &[&id],
+        )
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(|r| get(r, 0))
+        .collect::<Result<_>>()?;
+    if !readers.is_empty() {
+        return Err(codec::read_by(&readers));
+    }
     c.execute("DELETE FROM sluice_destinations WHERE id = $1", &[&id])
         .await
         .map_err(pg_error)?;

@@ -151,6 +151,59 @@ CREATE TABLE sluice_destination_tests (
     message text
 );
 "#,
+    // Source pipelines (see `crate::sources`). Their runs share the history of export runs: `sluice_runs`
+    // loses its foreign key to `sluice_pipelines`, a trigger checks that a run names a pipeline or a
+    // source, and others delete runs with their owner.
+    r#"
+CREATE TABLE sluice_sources (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    id text PRIMARY KEY,
+    connection text NOT NULL REFERENCES sluice_destinations (id),
+    name text NOT NULL CONSTRAINT sluice_sources_name_key UNIQUE,
+    spec json NOT NULL,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE sluice_source_marks (
+    source text PRIMARY KEY REFERENCES sluice_sources (id) ON DELETE CASCADE,
+    mark text NOT NULL
+);
+CREATE TABLE sluice_source_rows (
+    source text NOT NULL REFERENCES sluice_sources (id) ON DELETE CASCADE,
+    profile_id text COLLATE "C" NOT NULL,
+    hash bytea NOT NULL,
+    seen bigint NOT NULL,
+    PRIMARY KEY (source, profile_id)
+);
+CREATE INDEX sluice_source_rows_by_profile ON sluice_source_rows (profile_id);
+CREATE TABLE sluice_source_schedules (
+    source text PRIMARY KEY REFERENCES sluice_sources (id) ON DELETE CASCADE,
+    last_tick timestamptz,
+    pending boolean NOT NULL
+);
+ALTER TABLE sluice_runs DROP CONSTRAINT sluice_runs_pipeline_fkey;
+CREATE FUNCTION sluice_runs_have_an_owner() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM sluice_pipelines WHERE id = NEW.pipeline)
+       AND NOT EXISTS (SELECT 1 FROM sluice_sources WHERE id = NEW.pipeline) THEN
+        RAISE foreign_key_violation USING MESSAGE = 'a run names no pipeline or source';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER sluice_runs_have_an_owner BEFORE INSERT ON sluice_runs
+    FOR EACH ROW EXECUTE FUNCTION sluice_runs_have_an_owner();
+CREATE FUNCTION sluice_runs_go_with_their_owner() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM sluice_runs WHERE pipeline = OLD.id;
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER sluice_pipeline_runs_gone AFTER DELETE ON sluice_pipelines
+    FOR EACH ROW EXECUTE FUNCTION sluice_runs_go_with_their_owner();
+CREATE TRIGGER sluice_source_runs_gone AFTER DELETE ON sluice_sources
+    FOR EACH ROW EXECUTE FUNCTION sluice_runs_go_with_their_owner();
+"#,
     // `on_change` pipelines: where the profile store's change history stood when each last started a
     // run, and what set each run off.
     r#"

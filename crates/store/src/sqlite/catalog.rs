@@ -133,6 +133,19 @@ fn delete_destination_on(c: &Connection, id: &str) -> Result<bool> {
     if !users.is_empty() {
         return Err(codec::in_use(&users));
     }
+    let readers = {
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT name FROM sources WHERE connection = ?1 ORDER BY created_at, seq",
+            )
+            .map_err(sql_error)?;
+        collect(&mut stmt, [id], |r| {
+            r.get::<_, String>(0).map_err(sql_error)
+        })?
+    };
+    if !readers.is_empty() {
+        return Err(codec::read_by(&readers));
+    }
     let n = c
         .execute("DELETE FROM destinations WHERE id = ?1", [id])
         .map_err(sql_error)?;

@@ -270,9 +270,14 @@ pub(super) fn violation(e: &rusqlite::Error) -> Option<Violation> {
     const UNIQUE: std::os::raw::c_int = rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE;
     const PRIMARY_KEY: std::os::raw::c_int = rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY;
     const FOREIGN_KEY: std::os::raw::c_int = rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY;
+    const TRIGGER: std::os::raw::c_int = rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER;
     match err.extended_code {
         UNIQUE | PRIMARY_KEY => Some(Violation::Unique(message.clone().unwrap_or_default())),
         FOREIGN_KEY => Some(Violation::ForeignKey),
+        // A reference kept by a trigger (a run names a pipeline or a source) says so in its message.
+        TRIGGER if message.as_deref() == Some("FOREIGN KEY constraint failed") => {
+            Some(Violation::ForeignKey)
+        }
         _ => None,
     }
 }

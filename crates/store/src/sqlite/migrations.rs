@@ -206,6 +206,76 @@ CREATE TABLE destination_tests (
     message TEXT
 );
 "#,
+    // Source pipelines (see `crate::sources`). Their runs share the history of export runs, so `runs`
+    // loses its foreign key to `pipelines` (SQLite cannot drop one but by rebuilding the table): a
+    // trigger checks that a run names a pipeline or a source, and others delete runs with their owner.
+    r#"
+CREATE TABLE sources (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    connection TEXT NOT NULL REFERENCES destinations (id),
+    name TEXT NOT NULL UNIQUE,
+    spec TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE source_marks (
+    source TEXT PRIMARY KEY NOT NULL REFERENCES sources (id) ON DELETE CASCADE,
+    mark TEXT NOT NULL
+);
+CREATE TABLE source_rows (
+    source TEXT NOT NULL REFERENCES sources (id) ON DELETE CASCADE,
+    profile_id TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    seen INTEGER NOT NULL,
+    PRIMARY KEY (source, profile_id)
+) WITHOUT ROWID;
+CREATE INDEX source_rows_by_profile ON source_rows (profile_id);
+CREATE TABLE source_schedules (
+    source TEXT PRIMARY KEY NOT NULL REFERENCES sources (id) ON DELETE CASCADE,
+    last_tick INTEGER,
+    pending INTEGER NOT NULL
+);
+CREATE TABLE runs_rebuilt (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    pipeline TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    status TEXT NOT NULL,
+    queued_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    processed INTEGER NOT NULL,
+    total INTEGER,
+    counts TEXT NOT NULL,
+    errors TEXT NOT NULL,
+    message TEXT,
+    owner TEXT,
+    lease_until INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO runs_rebuilt (seq, id, pipeline, trigger, status, queued_at, started_at, finished_at, processed,
+                          total, counts, errors, message, owner, lease_until, cancel_requested)
+    SELECT seq, id, pipeline, trigger, status, queued_at, started_at, finished_at, processed,
+           total, counts, errors, message, owner, lease_until, cancel_requested FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_rebuilt RENAME TO runs;
+CREATE INDEX runs_by_pipeline ON runs (pipeline, queued_at, seq);
+CREATE INDEX runs_unfinished ON runs (queued_at, seq) WHERE status IN ('queued', 'running');
+CREATE UNIQUE INDEX runs_one_unfinished ON runs (pipeline) WHERE status IN ('queued', 'running');
+CREATE TRIGGER runs_have_an_owner BEFORE INSERT ON runs
+WHEN NOT EXISTS (SELECT 1 FROM pipelines WHERE id = new.pipeline)
+ AND NOT EXISTS (SELECT 1 FROM sources WHERE id = new.pipeline)
+BEGIN
+    SELECT RAISE(ABORT, 'FOREIGN KEY constraint failed');
+END;
+CREATE TRIGGER pipeline_runs_gone AFTER DELETE ON pipelines BEGIN
+    DELETE FROM runs WHERE pipeline = old.id;
+END;
+CREATE TRIGGER source_runs_gone AFTER DELETE ON sources BEGIN
+    DELETE FROM runs WHERE pipeline = old.id;
+END;
+"#,
     // `on_change` pipelines: where the profile store's change history stood when each last started a
     // run, and what set each run off.
     r#"

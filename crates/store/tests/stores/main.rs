@@ -9,6 +9,7 @@ mod harness;
 mod metadata;
 mod profiles;
 mod runs;
+mod sources;
 mod sync_state;
 
 /// Instantiates each case once per backend, each with its own fresh store.
@@ -80,4 +81,8 @@ suite!(
     access::tokens_are_found_by_hash_and_revoked,
     access::audit_log_pages_newest_first,
     sync_state::sync_table_identity_round_trip,
+    sources::sources_crud_and_conflicts,
+    sources::source_runs_share_the_history,
+    sources::source_marks_and_rows,
+    sources::source_ticks_compare_and_set,
 );

@@ -1,0 +1,253 @@
+//! From a source row to the properties it writes: plain functions, no I/O.
+//!
+//! The transformation of a source runs like an export's, with the roles turned around: its *input* is
+//! the source row, seen as a profile whose properties are the source's columns ([`input_schema`],
+//! [`input_profile`]), and its *output* columns are the Customer Model's property paths
+//! ([`model_table`]), so a visual mapping is type-checked against the model's types when it is saved.
+//! The values a row gives are nested by their dotted paths ([`properties`]), validated and normalized
+//! by the Customer Model, and hashed ([`hash`]): the hash is what the source's state remembers, so a row
+//! read again unchanged writes nothing.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value as Json};
+use sluice_core::schema::{Property, PropertyType, ID, UPDATED_AT};
+use sluice_core::{Column, ColumnType, Profile, Schema, TableDescription, Value};
+use sluice_destinations::source::SourceSchema;
+
+/// The name the Customer Model goes by as the output "table" of a source's transformation.
+pub const MODEL_TABLE: &str = "Customer Model";
+
+/// The source's columns as the properties a transformation reads. Columns without a model type (binary)
+/// are left out: an expression naming one is refused as naming an unknown property.
+pub fn input_schema(columns: &SourceSchema) -> Schema {
+    Schema {
+        properties: columns
+            .columns
+            .iter()
+            .filter_map(|c| {
+                Some(Property {
+                    name: c.name.clone(),
+                    ty: c.property.clone()?,
+                    nullable: true,
+                    description: None,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// One source row as the profile a transformation reads: `_id` is the id column's value as text.
+pub fn input_profile(
+    columns: &SourceSchema,
+    row: &[Value],
+    id: String,
+    now: DateTime<Utc>,
+) -> Profile {
+    let mut doc = Map::with_capacity(row.len());
+    for (c, v) in columns.columns.iter().zip(row) {
+        if c.property.is_some() && !v.is_null() {
+            doc.insert(c.name.clone(), v.to_json());
+        }
+    }
+    Profile {
+        id,
+        updated_at: now,
+        doc,
+    }
+}
+
+/// The text of an id column's value; `None` for NULL (such rows are not read, see `count_unread`).
+pub fn id_text(v: &Value) -> Option<String> {
+    (!v.is_null()).then(|| v.to_string())
+}
+
+/// The column type a value of a property type is converted to before it is validated.
+pub fn column_type(ty: &PropertyType) -> ColumnType {
+    match ty {
+        PropertyType::String => ColumnType::Text { max_len: None },
+        PropertyType::Boolean => ColumnType::Bool,
+        PropertyType::Int => ColumnType::Int {
+            bits: 64,
+            unsigned: false,
+        },
+        PropertyType::Float => ColumnType::Float { bits: 64 },
+        PropertyType::Decimal { precision, scale } => ColumnType::Decimal {
+            precision: Some(*precision),
+            scale: Some(*scale),
+        },
+        PropertyType::DateTime => ColumnType::Timestamp { with_tz: true },
+        PropertyType::Date => ColumnType::Date,
+        PropertyType::Time => ColumnType::Time,
+        PropertyType::Uuid => ColumnType::Uuid,
+        PropertyType::Json | PropertyType::Object(_) => ColumnType::Json,
+        PropertyType::Array(element) => ColumnType::Array {
+            element: Box::new(column_type(element)),
+        },
+    }
+}
+
+/// The Customer Model as the output table of a source's transformation: a column per property path
+/// (nested ones included, whole objects as JSON), but `_id` and `_updated_at`, which Sluice sets.
+pub fn model_table(model: &Schema) -> TableDescription {
+    let columns = model
+        .paths()
+        .into_iter()
+        .filter(|(path, _)| path != ID && path != UPDATED_AT)
+        .map(|(path, ty)| Column {
+            name: path,
+            native_type: ty.name(),
+            nullable: true,
+            ty: Some(column_type(&ty)),
+            has_default: false,
+        })
+        .collect();
+    TableDescription {
+        name: MODEL_TABLE.into(),
+        columns,
+        keys: Vec::new(),
+        has_primary_key: false,
+        issues: Vec::new(),
+        rules: Default::default(),
+    }
+}
+
+/// The properties a row writes: each value at its dotted path, nested (`address.city` inside
+/// `address`). Two paths into one object merge.
+pub fn properties(paths: &[String], values: Vec<Value>) -> Map<String, Json> {
+    let mut doc = Map::new();
+    for (path, value) in paths.iter().zip(values) {
+        let mut cur = &mut doc;
+        let mut segments = path.split('.').peekable();
+        while let Some(seg) = segments.next() {
+            if segments.peek().is_none() {
+                match (cur.get_mut(seg), value.to_json()) {
+                    (Some(Json::Object(old)), Json::Object(new)) => {
+                        sluice_core::schema::merge_profile(old, new)
+                    }
+                    (_, v) => {
+                        cur.insert(seg.to_string(), v);
+                    }
+                }
+                break;
+            }
+            let next = cur
+                .entry(seg.to_string())
+                .or_insert_with(|| Json::Object(Map::new()));
+            if !next.is_object() {
+                *next = Json::Object(Map::new());
+            }
+            cur = next.as_object_mut().expect("just made an object");
+        }
+    }
+    doc
+}
+
+/// Validates and normalizes a row's properties against the Customer Model; the problems, each naming
+/// its property, when it does not fit.
+pub fn validate(
+    model: &Schema,
+    id: &str,
+    doc: Map<String, Json>,
+) -> Result<Map<String, Json>, String> {
+    let mut input = doc;
+    input.insert(ID.to_string(), Json::String(id.to_string()));
+    model
+        .validate_profile(&input)
+        .map(|(_, doc)| doc)
+        .map_err(|errors| errors.join("; "))
+}
+
+/// The hash of the properties a row writes, under the source's shape seed.
+pub fn hash(seed: u64, doc: &Map<String, Json>) -> u128 {
+    sluice_core::hash::hash_row(seed, &[Value::json(Json::Object(doc.clone()))])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use sluice_core::schema::SchemaWire;
+
+    fn model() -> Schema {
+        let wire: SchemaWire = serde_json::from_value(json!({"properties": [
+            {"name": "email", "type": "string"},
+            {"name": "ltv", "type": "decimal(12,2)"},
+            {"name": "address", "type": "object", "properties": [
+                {"name": "city", "type": "string"}, {"name": "zip", "type": "string"}]},
+            {"name": "vip", "type": "boolean", "nullable": false}
+        ]}))
+        .unwrap();
+        Schema::from_wire(&wire).unwrap()
+    }
+
+    #[test]
+    fn the_model_is_a_table_of_property_paths() {
+        let t = model_table(&model());
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "email",
+                "ltv",
+                "address",
+                "address.city",
+                "address.zip",
+                "vip"
+            ]
+        );
+        assert_eq!(
+            t.columns[1].ty,
+            Some(ColumnType::Decimal {
+                precision: Some(12),
+                scale: Some(2)
+            })
+        );
+        assert_eq!(t.columns[2].ty, Some(ColumnType::Json));
+    }
+
+    #[test]
+    fn dotted_paths_nest_and_merge() {
+        let doc = properties(
+            &["address.city".into(), "email".into(), "address.zip".into()],
+            vec![
+                Value::String("Rome".into()),
+                Value::Null,
+                Value::String("00100".into()),
+            ],
+        );
+        assert_eq!(
+            Json::Object(doc),
+            json!({"address": {"city": "Rome", "zip": "00100"}, "email": null})
+        );
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_the_model_names_its_property() {
+        let m = model();
+        let ok = validate(
+            &m,
+            "c1",
+            properties(&["ltv".into()], vec![Value::String("12.5".into())]),
+        )
+        .unwrap();
+        assert_eq!(Json::Object(ok), json!({"ltv": "12.50"}));
+        let bad = validate(&m, "c1", properties(&["vip".into()], vec![Value::Null])).unwrap_err();
+        assert!(bad.contains("vip"), "{bad}");
+    }
+
+    #[test]
+    fn the_hash_follows_the_properties_and_the_seed() {
+        let a = properties(&["email".into()], vec![Value::String("a@x".into())]);
+        let b = properties(&["email".into()], vec![Value::String("b@x".into())]);
+        assert_eq!(hash(1, &a), hash(1, &a.clone()));
+        assert_ne!(hash(1, &a), hash(1, &b));
+        assert_ne!(hash(1, &a), hash(2, &a));
+    }
+
+    #[test]
+    fn ids_are_text() {
+        assert_eq!(id_text(&Value::Int(42)).as_deref(), Some("42"));
+        assert_eq!(id_text(&Value::String("c1".into())).as_deref(), Some("c1"));
+        assert_eq!(id_text(&Value::Null), None);
+    }
+}
