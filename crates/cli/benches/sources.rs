@@ -309,6 +309,10 @@ fn run_secs(run: &Value) -> String {
     }
 }
 
+/// The first row's cursor value: 400 days ago.
+static BASE: std::sync::LazyLock<chrono::DateTime<chrono::Utc>> =
+    std::sync::LazyLock::new(|| chrono::Utc::now() - chrono::Duration::days(400));
+
 /// One sample profile as a row of the source table, in COPY's text format.
 fn copy_row(k: usize, out: &mut String) {
     use std::fmt::Write;
@@ -341,9 +345,9 @@ fn copy_row(k: usize, out: &mut String) {
         text(&a["city"]),
         text(&a["postal_code"]),
     ];
-    // Distinct cursor values, 30 s apart (a million rows over most of a year), all in the past.
-    let at = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap()
-        + chrono::Duration::seconds(30 * k as i64);
+    // Distinct cursor values, 30 s apart (a million rows over most of a year), all in the past: the
+    // freshness phase's updates (`clock_timestamp()`) must be past them.
+    let at = *BASE + chrono::Duration::seconds(30 * k as i64);
     let _ = writeln!(out, "{}\t{}", cells.join("\t"), at.to_rfc3339());
 }
 
