@@ -241,6 +241,14 @@ impl Server {
     }
 }
 
+/// A benchmark that stops half-way (a failed assertion) takes its server down with it.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 struct Phase {
     name: String,
     rows: u64,
