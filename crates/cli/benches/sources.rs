@@ -1,0 +1,729 @@
+//! The source pipelines benchmark of `BENCHMARKS.md` ("Source pipelines (issue 18)"): the real
+//! `sluice serve` process, measured from outside, reading a 21-column PostgreSQL table of N sample
+//! profiles (the export benchmark's, `sluice::sample`, laid out as the columns of its `customers` table
+//! plus `updated_at`).
+//!
+//! 1. a `cursor` source imports the N rows into the embedded profile store (first import), then runs again
+//!    with nothing changed;
+//! 2. Sluice's first export of the same profiles to PostgreSQL (the export benchmark's pipeline), the rate
+//!    to compare the import with;
+//! 3. freshness: the export is put on `on_change`, the source is run every 5 s, and 1,000 source rows are
+//!    updated per second for 60 s; each second's rows carry a mark, and the latency of a second's rows is
+//!    from its commit to the moment all of them are in the destination table;
+//! 4. on a second server (a fresh profile store), a `full` source imports the N rows, then runs again with
+//!    nothing changed.
+//!
+//! For each phase: wall time, the server's CPU seconds, its peak resident memory (VmHWM, reset before the
+//! phase through `/proc/PID/clear_refs`) and its resident memory a second after.
+//!
+//!     cargo build --release -p sluice --bin sluice
+//!     SLUICE_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//!         cargo bench --profile release -p sluice --bench sources
+//!
+//! `SLUICE_BIN` names the binary (by default `release/sluice` under `CARGO_TARGET_DIR` or `target/`),
+//! `SLUICE_BENCH_PROFILES` changes N (1,000,000 by default), `SLUICE_BENCH_FRESHNESS_SECONDS` the length of
+//! the freshness phase (60), and `SLUICE_BENCH_PHASES` (a comma-separated subset of
+//! `cursor,export,freshness,full`) leaves phases out (`export` and `freshness` need `cursor`);
+//! `SLUICE_BENCH_LOOKBACK` sets the cursor source's `lookback` (by default the product's, 5 minutes).
+//!
+//! The shortest source schedule is `5m`, so the benchmark itself starts the source's run every 5 s (a run
+//! still going is left to finish); the export's runs are the scheduler's, through `on_change`.
+
+#[path = "export/workload.rs"]
+mod workload;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::SinkExt;
+use serde_json::{json, Value};
+use sluice::sample;
+
+/// The source table: the export benchmark's 21 columns, `full_name` left out for `updated_at`.
+const SOURCE_TABLE: &str = "CREATE TABLE sb_source (
+    customer_id text PRIMARY KEY, email text, first_name text, last_name text, country text,
+    birth_date date, signed_up_at timestamptz, ltv numeric(12,2), orders integer, newsletter boolean,
+    score double precision, tags jsonb, phone text, language text, segment text, loyalty_points bigint,
+    last_order_at timestamptz, street text, city text, postal_code text, updated_at timestamptz NOT NULL);
+    CREATE INDEX sb_source_by_update ON sb_source (updated_at)";
+
+/// Source columns onto the sample model's properties.
+fn source_mapping() -> Value {
+    let mut m = serde_json::Map::new();
+    for c in [
+        "email",
+        "first_name",
+        "last_name",
+        "country",
+        "birth_date",
+        "signed_up_at",
+        "ltv",
+        "orders",
+        "newsletter",
+        "score",
+        "tags",
+        "phone",
+        "language",
+        "segment",
+        "loyalty_points",
+        "last_order_at",
+    ] {
+        m.insert(c.into(), json!(c));
+    }
+    for (p, c) in [
+        ("address.street", "street"),
+        ("address.city", "city"),
+        ("address.postal_code", "postal_code"),
+        ("address.country", "country"),
+    ] {
+        m.insert(p.into(), json!(c));
+    }
+    Value::Object(m)
+}
+
+/// A field of `/proc/PID/status` in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(bin: &Path) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let token = format!("bench-{}", std::process::id());
+        let child = Command::new(bin)
+            .arg("serve")
+            .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SLUICE_DATA_DIR", dir.path().join("data"))
+            .env("SLUICE_ADMIN_TOKEN", &token)
+            .env("SLUICE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start sluice serve");
+        let s = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            token,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        };
+        for _ in 0..600 {
+            if s.http
+                .get(format!("{}/v1/health", s.url))
+                .send()
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s.call(
+            reqwest::Method::PUT,
+            "/v1/profile-schema",
+            Some(sample::schema()),
+        )
+        .await;
+        s
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("the server answers");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.send(method, path, body).await;
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    async fn wait(&self, id: &str) -> Value {
+        loop {
+            let run = self
+                .call(reqwest::Method::GET, &format!("/v1/runs/{id}"), None)
+                .await;
+            match run["status"].as_str() {
+                Some("queued" | "running") => tokio::time::sleep(Duration::from_millis(10)).await,
+                Some("succeeded") => return run,
+                _ => panic!("the run did not succeed: {run}"),
+            }
+        }
+    }
+
+    /// Starts a run of `what` (`pipelines` or `sources`) and waits for it to end; its record.
+    async fn run(&self, what: &str, id: &str) -> Value {
+        let started = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/{what}/{id}/runs"),
+                None,
+            )
+            .await;
+        self.wait(started["id"].as_str().expect("a run id")).await
+    }
+
+    async fn connection(&self, pg_url: &str, schema: &str, name: &str) -> String {
+        let mut settings = sluice_destinations::postgres::PostgresSettings::json_from_url(pg_url)
+            .expect("a postgres:// URL");
+        settings["schema"] = json!(schema);
+        settings["tls"] = json!({"mode": "disable"});
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/destinations",
+                Some(json!({"name": name, "type": "postgresql", "settings": settings})),
+            )
+            .await;
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    async fn source(&self, connection: &str, name: &str, changes: Value) -> String {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/sources",
+                Some(json!({
+                    "connection": connection, "name": name, "table": "sb_source",
+                    "id_column": "customer_id", "transformation": {"mapping": source_mapping()},
+                    "changes": changes
+                })),
+            )
+            .await;
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    fn stop(mut self) {
+        // SAFETY: a signal to the child this benchmark started.
+        unsafe {
+            libc::kill(self.pid() as i32, libc::SIGTERM);
+        }
+        self.child.wait().ok();
+    }
+}
+
+/// A benchmark that stops half-way (a failed assertion) takes its server down with it.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Phase {
+    name: String,
+    rows: u64,
+    secs: f64,
+    server_cpu: f64,
+    peak_mib: f64,
+    after_mib: f64,
+    note: String,
+}
+
+async fn phase<F: std::future::Future<Output = (u64, String)>>(
+    name: &str,
+    pid: u32,
+    f: F,
+) -> Phase {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+    let cpu = workload::cpu_secs_of(&pid.to_string());
+    let t = Instant::now();
+    let (rows, note) = f.await;
+    let secs = t.elapsed().as_secs_f64();
+    let server_cpu = workload::cpu_secs_of(&pid.to_string()) - cpu;
+    let peak_mib = status_kib(pid, "VmHWM:") as f64 / 1024.0;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_mib = status_kib(pid, "VmRSS:") as f64 / 1024.0;
+    let p = Phase {
+        name: name.into(),
+        rows,
+        secs,
+        server_cpu,
+        peak_mib,
+        after_mib,
+        note,
+    };
+    eprintln!(
+        "{}: {:.2} s, {:.0} rows/s, server CPU {:.2} s, peak {:.0} MiB, after {:.0} MiB; {}",
+        p.name,
+        p.secs,
+        p.rows as f64 / p.secs,
+        p.server_cpu,
+        p.peak_mib,
+        p.after_mib,
+        p.note
+    );
+    p
+}
+
+/// What a run did, for the table, and the rows it wrote or read.
+fn counts(run: &Value, rows: &[&str]) -> (u64, String) {
+    let c = &run["counts"];
+    let n = rows.iter().map(|k| c[k].as_u64().unwrap_or(0)).sum();
+    (n, format!("counts {c}; in the server {}", run_secs(run)))
+}
+
+fn run_secs(run: &Value) -> String {
+    let parse = |k: &str| {
+        run[k]
+            .as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    };
+    match (parse("started_at"), parse("finished_at")) {
+        (Some(a), Some(b)) => format!(
+            "{:.3} s",
+            (b - a).num_microseconds().unwrap_or(0) as f64 / 1e6
+        ),
+        _ => "?".into(),
+    }
+}
+
+/// The first row's cursor value: 400 days ago.
+static BASE: std::sync::LazyLock<chrono::DateTime<chrono::Utc>> =
+    std::sync::LazyLock::new(|| chrono::Utc::now() - chrono::Duration::days(400));
+
+/// One sample profile as a row of the source table, in COPY's text format.
+fn copy_row(k: usize, out: &mut String) {
+    use std::fmt::Write;
+    let p = sample::profile(42, k);
+    let text = |v: &Value| match v {
+        Value::Null => "\\N".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let a = &p["address"];
+    let cells = [
+        text(&p["_id"]),
+        text(&p["email"]),
+        text(&p["first_name"]),
+        text(&p["last_name"]),
+        text(&p["country"]),
+        text(&p["birth_date"]),
+        text(&p["signed_up_at"]),
+        text(&p["ltv"]),
+        text(&p["orders"]),
+        text(&p["newsletter"]),
+        text(&p["score"]),
+        text(&p["tags"]),
+        text(&p["phone"]),
+        text(&p["language"]),
+        text(&p["segment"]),
+        text(&p["loyalty_points"]),
+        text(&p["last_order_at"]),
+        text(&a["street"]),
+        text(&a["city"]),
+        text(&a["postal_code"]),
+    ];
+    // Distinct cursor values, 30 s apart (a million rows over most of a year), all in the past: the
+    // freshness phase's updates (`clock_timestamp()`) must be past them.
+    let at = *BASE + chrono::Duration::seconds(30 * k as i64);
+    let _ = writeln!(out, "{}\t{}", cells.join("\t"), at.to_rfc3339());
+}
+
+async fn fill(pg: &tokio_postgres::Client, schema: &str, n: usize) {
+    let sink = pg
+        .copy_in(&format!("COPY {schema}.sb_source FROM STDIN"))
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    let mut buf = String::with_capacity(1 << 22);
+    for k in 0..n {
+        copy_row(k, &mut buf);
+        if buf.len() > 4 << 20 {
+            sink.send(bytes::Bytes::from(std::mem::take(&mut buf)))
+                .await
+                .unwrap();
+        }
+    }
+    sink.send(bytes::Bytes::from(buf)).await.unwrap();
+    sink.close().await.unwrap();
+    pg.batch_execute(&format!("ANALYZE {schema}.sb_source"))
+        .await
+        .unwrap();
+}
+
+fn binary() -> PathBuf {
+    if let Ok(b) = std::env::var("SLUICE_BIN") {
+        return b.into();
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target")
+            .display()
+            .to_string()
+    });
+    Path::new(&target).join("release/sluice")
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    c
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[i.clamp(1, sorted.len()) - 1]
+}
+
+/// The freshness phase: `secs` seconds of 1,000 updated source rows a second (second `b` marks its
+/// rows' `language` with `b{b}`), the source run every 5 s, the export on `on_change`; the latency of
+/// each second, from its commit to all its rows being in the destination table.
+async fn freshness(
+    server: &Server,
+    source: &str,
+    pg_url: &str,
+    schema: &str,
+    n: usize,
+    secs: usize,
+) -> Vec<f64> {
+    let per_second = 1000usize;
+    assert!(secs * per_second <= n, "not enough source rows");
+    let commits: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
+        Arc::new(std::sync::Mutex::new(vec![None; secs]));
+    let arrived: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
+        Arc::new(std::sync::Mutex::new(vec![None; secs]));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // The writer: every second, one transaction updating the next 1,000 rows.
+    let writer = {
+        let (url, schema, commits) = (pg_url.to_string(), schema.to_string(), commits.clone());
+        tokio::spawn(async move {
+            let pg = connect(&url).await;
+            let start = Instant::now();
+            for b in 0..secs {
+                let due = start + Duration::from_secs(b as u64);
+                tokio::time::sleep_until(due.into()).await;
+                let (from, to) = (b * per_second, (b + 1) * per_second);
+                pg.batch_execute(&format!(
+                    "UPDATE {schema}.sb_source SET language = 'b{b}', updated_at = clock_timestamp() \
+                     WHERE customer_id >= 'c{from:07}' AND customer_id < 'c{to:07}'"
+                ))
+                .await
+                .unwrap();
+                commits.lock().unwrap()[b] = Some(Instant::now());
+            }
+        })
+    };
+    // The poller: the source's run every 5 s (one still going is left to finish).
+    let poller = {
+        let stop = stop.clone();
+        let (url, token, source) = (server.url.clone(), server.token.clone(), source.to_string());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                let r = http
+                    .post(format!("{url}/v1/sources/{source}/runs"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("the server answers");
+                let s = r.status();
+                assert!(
+                    s.is_success() || s == reqwest::StatusCode::CONFLICT,
+                    "starting the source's run: {s}"
+                );
+            }
+        })
+    };
+    // The watcher: every 100 ms, how many rows of each second are in the destination.
+    let pg = connect(pg_url).await;
+    let deadline = Instant::now() + Duration::from_secs(secs as u64 + 120);
+    loop {
+        let rows = pg
+            .query(
+                &format!(
+                    "SELECT language, count(*) FROM {schema}.customers WHERE language LIKE 'b%' GROUP BY 1"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        let now = Instant::now();
+        {
+            let mut arrived = arrived.lock().unwrap();
+            for r in rows {
+                let mark: String = r.get(0);
+                let count: i64 = r.get(1);
+                if let Ok(b) = mark[1..].parse::<usize>() {
+                    if b < secs && count as usize == per_second && arrived[b].is_none() {
+                        arrived[b] = Some(now);
+                    }
+                }
+            }
+            if arrived.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every second's rows reached the destination in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    poller.abort();
+    let commits = commits.lock().unwrap();
+    let arrived = arrived.lock().unwrap();
+    let mut lat: Vec<f64> = commits
+        .iter()
+        .zip(arrived.iter())
+        .map(|(c, a)| {
+            a.unwrap()
+                .saturating_duration_since(c.expect("every second committed"))
+                .as_secs_f64()
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("SLUICE_BENCH_PROFILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let fresh_secs: usize = std::env::var("SLUICE_BENCH_FRESHNESS_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let phases = std::env::var("SLUICE_BENCH_PHASES")
+        .unwrap_or_else(|_| "cursor,export,freshness,full".into());
+    let wants = |p: &str| phases.split(',').any(|x| x.trim() == p);
+    let pg_url = std::env::var("SLUICE_BENCH_POSTGRES_URL")
+        .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
+        .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server");
+    let bin = binary();
+    assert!(
+        bin.exists(),
+        "no binary at {} (set SLUICE_BIN)",
+        bin.display()
+    );
+
+    let pg = connect(&pg_url).await;
+    let schema = format!("sb_bench_{}", std::process::id());
+    pg.batch_execute(&format!(
+        "CREATE SCHEMA {schema}; SET search_path TO {schema}; {SOURCE_TABLE}; {}",
+        workload::TABLE
+    ))
+    .await
+    .unwrap();
+    let t = Instant::now();
+    fill(&pg, &schema, n).await;
+    eprintln!(
+        "wrote {n} source rows by COPY in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let mut results = Vec::new();
+    let mut latencies = Vec::new();
+    if wants("cursor") {
+        let server = Server::start(&bin).await;
+        let pid = server.pid();
+        let crm = server.connection(&pg_url, &schema, "CRM").await;
+        let mut changes = json!({"mode": "cursor", "column": "updated_at"});
+        if let Ok(l) = std::env::var("SLUICE_BENCH_LOOKBACK") {
+            changes["lookback"] = json!(l);
+        }
+        let source = server.source(&crm, "cursor", changes).await;
+        results.push(
+            phase(&format!("first import, cursor ({n} rows)"), pid, async {
+                counts(
+                    &server.run("sources", &source).await,
+                    &["inserted", "updated", "unchanged"],
+                )
+            })
+            .await,
+        );
+        results.push(
+            phase("re-import, cursor, nothing changed", pid, async {
+                counts(
+                    &server.run("sources", &source).await,
+                    &["inserted", "updated", "unchanged"],
+                )
+            })
+            .await,
+        );
+        if wants("export") {
+            let pipeline = server
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/pipelines",
+                    Some(json!({
+                        "destination": crm, "name": "bench", "table": "customers", "key": "customer_id",
+                        "transformation": {"mapping": workload::mapping()}
+                    })),
+                )
+                .await;
+            let pipeline = pipeline["id"].as_str().unwrap().to_string();
+            results.push(
+                phase("first export to PostgreSQL", pid, async {
+                    counts(
+                        &server.run("pipelines", &pipeline).await,
+                        &["inserted", "updated", "unchanged"],
+                    )
+                })
+                .await,
+            );
+            if wants("freshness") {
+                server
+                    .call(
+                        reqwest::Method::PATCH,
+                        &format!("/v1/pipelines/{pipeline}"),
+                        Some(json!({"schedule": "on_change"})),
+                    )
+                    .await;
+                let p = phase(
+                    &format!(
+                        "freshness: 1,000 rows/s for {fresh_secs} s, source run every 5 s, export on_change"
+                    ),
+                    pid,
+                    async {
+                        latencies =
+                            freshness(&server, &source, &pg_url, &schema, n, fresh_secs).await;
+                        ((fresh_secs * 1000) as u64, String::new())
+                    },
+                )
+                .await;
+                results.push(p);
+                let runs = server
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/v1/pipelines/{pipeline}/runs"),
+                        None,
+                    )
+                    .await;
+                let runs = runs.get("runs").unwrap_or(&runs);
+                let runs = runs.as_array().cloned().unwrap_or_default();
+                eprintln!("export runs during freshness: {}", runs.len());
+                for r in runs.iter().filter(|r| r["status"] != "succeeded") {
+                    eprintln!(
+                        "  {} run: {} {} {}",
+                        r["status"], r["counts"], r["message"], r["errors"]
+                    );
+                }
+            }
+        }
+        server.stop();
+    }
+    if wants("full") {
+        let server = Server::start(&bin).await;
+        let pid = server.pid();
+        let crm = server.connection(&pg_url, &schema, "CRM").await;
+        let source = server
+            .source(&crm, "full", json!({"mode": "full", "on_missing": "keep"}))
+            .await;
+        results.push(
+            phase(&format!("first import, full ({n} rows)"), pid, async {
+                counts(
+                    &server.run("sources", &source).await,
+                    &["inserted", "updated", "unchanged"],
+                )
+            })
+            .await,
+        );
+        results.push(
+            phase("re-import, full, nothing changed", pid, async {
+                counts(
+                    &server.run("sources", &source).await,
+                    &["inserted", "updated", "unchanged"],
+                )
+            })
+            .await,
+        );
+        server.stop();
+    }
+    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+
+    println!("\n| phase | time | rows/s | server CPU | server peak RSS | RSS 1 s after | |");
+    println!("|---|---|---|---|---|---|---|");
+    for p in &results {
+        println!(
+            "| {} | {:.2} s | {:.0} | {:.2} s | {:.0} MiB | {:.0} MiB | {} |",
+            p.name,
+            p.secs,
+            p.rows as f64 / p.secs,
+            p.server_cpu,
+            p.peak_mib,
+            p.after_mib,
+            p.note
+        );
+    }
+    let find = |prefix: &str| results.iter().find(|p| p.name.starts_with(prefix));
+    if let Some(export) = find("first export") {
+        let rate = export.rows as f64 / export.secs;
+        for prefix in ["first import, cursor", "first import, full"] {
+            if let Some(p) = find(prefix) {
+                println!(
+                    "{prefix} / first export rate: {:.0}% (target ≥ 50%)",
+                    100.0 * (p.rows as f64 / p.secs) / rate
+                );
+            }
+        }
+    }
+    if let (Some(first), Some(again)) = (find("first import, full"), find("re-import, full")) {
+        println!(
+            "full re-import / first import: {:.0}% (target < 33%)",
+            100.0 * again.secs / first.secs
+        );
+    }
+    if !latencies.is_empty() {
+        println!(
+            "freshness, source commit → destination row, over {} seconds of 1,000 rows: p50 {:.2} s, p99 {:.2} s, max {:.2} s (target p99 < 10 s)",
+            latencies.len(),
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0),
+            latencies.last().unwrap()
+        );
+    }
+}
