@@ -61,6 +61,20 @@ async fn read<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError
 }
 
 /// Parses JSON text into `T` with the error rules above.
+/// A stored spec with the top-level fields of a `PATCH` body put over it, read back as a whole spec: the
+/// patched spec meets the same checks, with the same messages, as one sent whole.
+pub fn patched<T: serde::Serialize + DeserializeOwned>(
+    spec: &T,
+    changes: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, ApiError> {
+    let mut merged = serde_json::to_value(spec).map_err(|e| ApiError::internal(e.to_string()))?;
+    let obj = merged
+        .as_object_mut()
+        .ok_or_else(|| ApiError::internal("a spec serializes to an object"))?;
+    obj.extend(changes);
+    parse(merged.to_string().as_bytes())
+}
+
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {

@@ -276,15 +276,7 @@ pub async fn patch(
     Body(changes): Body<Map<String, Json_>>,
 ) -> ApiResult<Json<Pipeline>> {
     let rec = load(&state, &id).await?;
-    let mut merged =
-        serde_json::to_value(&rec.spec).map_err(|e| ApiError::internal(e.to_string()))?;
-    let obj = merged
-        .as_object_mut()
-        .expect("a spec serializes to an object");
-    for (k, v) in changes {
-        obj.insert(k, v);
-    }
-    let spec: PipelineSpec = json::parse(merged.to_string().as_bytes())?;
+    let spec = json::patched(&rec.spec, changes)?;
     save(&state, rec, spec).await
 }
 
