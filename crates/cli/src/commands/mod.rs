@@ -175,6 +175,21 @@ fn prompt_hidden(prompt: &str) -> Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
+/// Prints a saved record: the API's answer with `--json`, else one line saying what was done to which
+/// `kind` (`the pipeline `Daily` (pl_…)`).
+pub fn saved(remote: &Remote, v: &Value, verb: &str, kind: &str) -> Result<()> {
+    if remote.json {
+        print_json(v);
+    } else {
+        println!(
+            "{verb} the {kind} `{}` ({})",
+            cell(&v["name"]),
+            cell(&v["id"])
+        );
+    }
+    Ok(())
+}
+
 /// A value as a person reads it in a listing: text as it is, nothing as `-`, the rest as JSON.
 pub fn cell(v: &Value) -> String {
     match v {

@@ -562,16 +562,7 @@ async fn switch(remote: &Remote, pipeline: &str, enabled: bool) -> Result<()> {
 
 /// Prints a saved pipeline: the API's answer, or one line saying what was done to it.
 fn done(remote: &Remote, v: &Value, verb: &str) -> Result<()> {
-    if remote.json {
-        print_json(v);
-    } else {
-        println!(
-            "{verb} the pipeline `{}` ({})",
-            cell(&v["name"]),
-            cell(&v["id"])
-        );
-    }
-    Ok(())
+    super::saved(remote, v, verb, "pipeline")
 }
 
 fn show_text(v: &Value) -> String {

@@ -562,14 +562,5 @@ async fn switch(remote: &Remote, source: &str, enabled: bool) -> Result<()> {
 }
 
 fn done(remote: &Remote, v: &Value, verb: &str) -> Result<()> {
-    if remote.json {
-        print_json(v);
-    } else {
-        println!(
-            "{verb} the source `{}` ({})",
-            cell(&v["name"]),
-            cell(&v["id"])
-        );
-    }
-    Ok(())
+    super::saved(remote, v, verb, "source")
 }
