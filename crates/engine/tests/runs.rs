@@ -762,6 +762,21 @@ async fn scenario_filter_and_on_leave_delete(w: World) {
 
 /// Leavers' rows kept, then the rule switched to `delete`: the rows Sluice kept are deleted too, and a
 /// profile that came back in between updated its kept row rather than inserting one.
+/// The pipeline's kept counts (`sync_count`, `sync_count_left`) equal its entries counted one by one.
+async fn assert_counts_kept(w: &World, p: &str, step: &str) {
+    let meta = w.engine.meta();
+    let all = meta.sync_range(p, None, None, 1_000_000).await.unwrap();
+    let left = all.iter().filter(|e| e.left).count() as u64;
+    assert_eq!(
+        (
+            meta.sync_count(p).await.unwrap(),
+            meta.sync_count_left(p).await.unwrap()
+        ),
+        (all.len() as u64 - left, left),
+        "{step}: kept counts of the sync state (live, left)"
+    );
+}
+
 async fn scenario_leavers_kept_then_deleted(w: World) {
     w.db.exec(ddl(w.db.kind())).await;
     let p = w.italians("keep").await;
@@ -785,6 +800,7 @@ async fn scenario_leavers_kept_then_deleted(w: World) {
         (0, 0, 0, 97)
     );
     assert_eq!(w.count().await, 100);
+    assert_counts_kept(&w, &p, "leavers kept").await;
     // One comes back as it was: its kept row is updated, not inserted.
     w.upsert(vec![profile(6)]).await;
     let r3 = w.run(&p).await;
@@ -794,6 +810,7 @@ async fn scenario_leavers_kept_then_deleted(w: World) {
         (0, 1, 97)
     );
     assert_eq!(w.count().await, 100);
+    assert_counts_kept(&w, &p, "a leaver back").await;
     // Switched to delete: the next run makes the table match the audience.
     w.set(&p, json!({"on_leave": "delete"})).await;
     let r4 = w.run(&p).await;
@@ -806,10 +823,16 @@ async fn scenario_leavers_kept_then_deleted(w: World) {
     assert_eq!(ids.len(), 98);
     assert!(!ids.contains(&"p00000".to_string()) && !ids.contains(&"p00003".to_string()));
     assert!(ids.contains(&"p00006".to_string()));
+    assert_counts_kept(&w, &p, "leavers deleted").await;
     // Nothing more to do.
     let r5 = w.run(&p).await;
     assert_succeeded(&r5);
     assert_eq!((r5.counts.deleted, r5.counts.unchanged), (0, 98));
+    // Back to keeping leavers, and one more leaves.
+    w.set(&p, json!({"on_leave": "keep"})).await;
+    w.upsert(vec![moved_to(9, "FR")]).await;
+    assert_succeeded(&w.run(&p).await);
+    assert_counts_kept(&w, &p, "after an edit of the pipeline").await;
 }
 
 async fn scenario_duplicate_keys(w: World) {
@@ -1100,6 +1123,7 @@ async fn scenario_key_change_moves_the_row(w: World) {
         "p00005's previous row is gone"
     );
     assert_eq!(w.count().await, 300);
+    assert_counts_kept(&w, &p, "keys moved").await;
 }
 
 /// Re-runs read only what changed since the last clean run and leave the table exactly as a full run
@@ -1383,6 +1407,7 @@ async fn scenario_drift_converges(w: World) {
     assert_succeeded(&r);
     assert_eq!((rewritten(&r), r.counts.unchanged), (0, 300), "{r:?}");
     assert_eq!(r.message, None, "a table in step says nothing");
+    assert_counts_kept(&w, &p, "after drift was repaired").await;
 }
 
 /// `spec` with the fields of `changes` replaced.

@@ -213,6 +213,20 @@ CREATE TABLE sluice_change_cursors (
 );
 ALTER TABLE sluice_runs ADD COLUMN changes json;
 "#,
+    // How many sync entries each pipeline has, live and left, kept by every write of its entries so that
+    // a run's plan reads two numbers instead of counting millions of entries; the left entries (rare)
+    // indexed apart, so that a write finds those it replaces without reading the others.
+    r#"
+CREATE TABLE sluice_sync_counts (
+    pipeline text PRIMARY KEY REFERENCES sluice_pipelines (id) ON DELETE CASCADE,
+    live bigint NOT NULL,
+    left_ bigint NOT NULL
+);
+INSERT INTO sluice_sync_counts (pipeline, live, left_)
+SELECT pipeline, count(*) FILTER (WHERE has_left IS NULL), count(*) FILTER (WHERE has_left)
+FROM sluice_sync_state GROUP BY pipeline;
+CREATE INDEX sluice_sync_state_left ON sluice_sync_state (pipeline, profile_id) WHERE has_left;
+"#,
 ];
 
 pub(super) const PROFILE_MIGRATIONS: &[&str] = &[

@@ -304,10 +304,15 @@ impl ProfileStore for PgProfiles {
 
     async fn count_changes(&self, mark: i64) -> Result<ChangeCounts> {
         let conn = self.pool.get().await?;
+        // Ordered by the change id, so that the plan is the change index whatever the statistics say:
+        // right after a large import, before the table is analyzed, a plain count was estimated at a
+        // third of the table and scanned every profile (295 ms at 1,000,000 to find none changed).
         let row = conn
             .query_one(
-                "SELECT (SELECT count(*) FROM sluice_profiles WHERE change_id >= $1),
-                        (SELECT count(*) FROM sluice_profile_tombstones WHERE change_id >= $1)",
+                "SELECT (SELECT count(*) FROM (SELECT change_id FROM sluice_profiles
+                                               WHERE change_id >= $1 ORDER BY change_id) AS c),
+                        (SELECT count(*) FROM (SELECT change_id FROM sluice_profile_tombstones
+                                               WHERE change_id >= $1 ORDER BY change_id) AS t)",
                 &[&mark],
             )
             .await

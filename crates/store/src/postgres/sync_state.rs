@@ -46,7 +46,7 @@ impl SyncState for PgMetadata {
             .query(
                 &format!(
                     "SELECT {SYNC_COLUMNS} FROM sluice_sync_state
-                     WHERE pipeline = $1 AND key = ANY($2::text[])"
+                     WHERE pipeline = $1 AND key = ANY({BY_INDEX_2})"
                 ),
                 &[&pipeline, &keys],
             )
@@ -76,30 +76,90 @@ impl SyncState for PgMetadata {
         let lefts: Vec<Option<bool>> = plan.keep.iter().map(|e| e.left.then_some(true)).collect();
         let mut conn = self.pool.get().await?;
         let tx = conn.transaction().await.map_err(pg_error)?;
+        // Every entry removed or replaced is taken off the pipeline's counts, every entry kept added:
+        // the counts follow the entries within the same transaction.
+        let mut removed = Counts::default();
         if !plan.drop.is_empty() {
-            tx.execute(
-                "DELETE FROM sluice_sync_state WHERE pipeline = $1 AND profile_id = ANY($2::text[])",
-                &[&pipeline, &plan.drop],
-            )
-            .await
-            .map_err(pg_error)?;
+            let row = tx
+                .query_one(
+                    &format!(
+                        "WITH d AS (DELETE FROM sluice_sync_state
+                                    WHERE pipeline = $1 AND profile_id = ANY({BY_INDEX_2}) RETURNING has_left)
+                         SELECT count(*) FILTER (WHERE has_left IS NULL), count(*) FILTER (WHERE has_left)
+                         FROM d"
+                    ),
+                    &[&pipeline, &plan.drop],
+                )
+                .await
+                .map_err(pg_error)?;
+            removed.add(Counts::from_row(&row)?);
         }
         if !ids.is_empty() {
+            let row = tx
+                .query_one(
+                    // Each key is looked up in the key index (`LIMIT 1` keeps the lookup a nested loop):
+                    // as a join, the planner hashed every entry of the pipeline for each batch, which made
+                    // recording a first run quadratic in its size.
+                    "WITH d AS (DELETE FROM sluice_sync_state AS s
+                                WHERE s.pipeline = $1 AND s.profile_id = ANY(ARRAY(
+                                    SELECT h.profile_id FROM unnest($2::text[], $3::text[]) AS u(profile_id, key)
+                                    CROSS JOIN LATERAL (
+                                        SELECT o.profile_id FROM sluice_sync_state AS o
+                                        WHERE o.pipeline = $1 AND o.key = u.key AND o.profile_id <> u.profile_id
+                                        LIMIT 1
+                                    ) AS h))
+                                RETURNING s.has_left)
+                     SELECT count(*) FILTER (WHERE has_left IS NULL), count(*) FILTER (WHERE has_left) FROM d",
+                    &[&pipeline, &ids, &keys],
+                )
+                .await
+                .map_err(pg_error)?;
+            removed.add(Counts::from_row(&row)?);
+            // Of the entries the upsert replaces, the left ones are found in their own small index (left
+            // entries are rare); the upsert says how many it replaced in all.
+            let row = tx
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM sluice_sync_state
+                         WHERE pipeline = $1 AND has_left AND profile_id = ANY({BY_INDEX_2})"
+                    ),
+                    &[&pipeline, &ids],
+                )
+                .await
+                .map_err(pg_error)?;
+            let replaced_left: i64 = get(&row, 0)?;
+            let row = tx
+                .query_one(
+                    "WITH i AS (
+                         INSERT INTO sluice_sync_state (pipeline, profile_id, key, hash, has_left)
+                         SELECT $1, u.profile_id, u.key, u.hash, u.has_left
+                         FROM unnest($2::text[], $3::text[], $4::bytea[], $5::boolean[])
+                             AS u(profile_id, key, hash, has_left)
+                         ON CONFLICT (pipeline, profile_id) DO UPDATE
+                             SET key = EXCLUDED.key, hash = EXCLUDED.hash, has_left = EXCLUDED.has_left
+                         RETURNING (xmax = 0) AS inserted)
+                     SELECT count(*) FILTER (WHERE NOT inserted) FROM i",
+                    &[&pipeline, &ids, &keys, &hashes, &lefts],
+                )
+                .await
+                .map_err(unknown_pipeline(pipeline))?;
+            // A row the upsert updated rather than inserted has a non-zero `xmax` (the updating
+            // transaction's), the usual way to tell the two apart.
+            let replaced: i64 = get(&row, 0)?;
+            removed.add(Counts {
+                live: replaced - replaced_left,
+                left: replaced_left,
+            });
+        }
+        let left_kept = plan.keep.iter().filter(|e| e.left).count() as i64;
+        let live = plan.keep.len() as i64 - left_kept - removed.live;
+        let left = left_kept - removed.left;
+        if live != 0 || left != 0 {
             tx.execute(
-                "DELETE FROM sluice_sync_state AS s USING unnest($2::text[], $3::text[]) AS u(profile_id, key)
-                 WHERE s.pipeline = $1 AND s.key = u.key AND s.profile_id <> u.profile_id",
-                &[&pipeline, &ids, &keys],
-            )
-            .await
-            .map_err(pg_error)?;
-            tx.execute(
-                "INSERT INTO sluice_sync_state (pipeline, profile_id, key, hash, has_left)
-                 SELECT $1, u.profile_id, u.key, u.hash, u.has_left
-                 FROM unnest($2::text[], $3::text[], $4::bytea[], $5::boolean[])
-                     AS u(profile_id, key, hash, has_left)
-                 ON CONFLICT (pipeline, profile_id) DO UPDATE
-                     SET key = EXCLUDED.key, hash = EXCLUDED.hash, has_left = EXCLUDED.has_left",
-                &[&pipeline, &ids, &keys, &hashes, &lefts],
+                "INSERT INTO sluice_sync_counts AS c (pipeline, live, left_) VALUES ($1, $2, $3)
+                 ON CONFLICT (pipeline) DO UPDATE
+                     SET live = c.live + EXCLUDED.live, left_ = c.left_ + EXCLUDED.left_",
+                &[&pipeline, &live, &left],
             )
             .await
             .map_err(unknown_pipeline(pipeline))?;
@@ -116,7 +176,7 @@ impl SyncState for PgMetadata {
             .query(
                 &format!(
                     "SELECT {SYNC_COLUMNS} FROM sluice_sync_state
-                     WHERE pipeline = $1 AND profile_id = ANY($2::text[]) ORDER BY profile_id"
+                     WHERE pipeline = $1 AND profile_id = ANY({BY_INDEX_2}) ORDER BY profile_id"
                 ),
                 &[&pipeline, &ids],
             )
@@ -131,6 +191,7 @@ impl SyncState for PgMetadata {
         for sql in [
             "DELETE FROM sluice_sync_checkpoints WHERE pipeline = $1",
             "DELETE FROM sluice_sync_state WHERE pipeline = $1",
+            "DELETE FROM sluice_sync_counts WHERE pipeline = $1",
         ] {
             tx.execute(sql, &[&pipeline]).await.map_err(pg_error)?;
         }
@@ -210,27 +271,28 @@ impl SyncState for PgMetadata {
     }
 
     async fn sync_count(&self, pipeline: &str) -> Result<u64> {
-        self.sync_count_where(pipeline, "has_left IS NULL").await
+        Ok(codec::to_u64(self.sync_counts(pipeline).await?.live))
     }
 
     async fn sync_count_left(&self, pipeline: &str) -> Result<u64> {
-        self.sync_count_where(pipeline, "has_left").await
+        Ok(codec::to_u64(self.sync_counts(pipeline).await?.left))
     }
 }
 
 impl PgMetadata {
-    async fn sync_count_where(&self, pipeline: &str, condition: &'static str) -> Result<u64> {
+    /// The pipeline's counts as kept by [`SyncState::sync_apply`]: one row, not a scan of the entries.
+    async fn sync_counts(&self, pipeline: &str) -> Result<Counts> {
         let conn = self.pool.get().await?;
         let row = conn
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM sluice_sync_state WHERE pipeline = $1 AND {condition}"
-                ),
+            .query_opt(
+                "SELECT live, left_ FROM sluice_sync_counts WHERE pipeline = $1",
                 &[&pipeline],
             )
             .await
             .map_err(pg_error)?;
-        Ok(codec::to_u64(get(&row, 0)?))
+        row.map(|r| Counts::from_row(&r))
+            .transpose()
+            .map(Option::unwrap_or_default)
     }
 
     /// Deletes the pipeline's row of `table`, one of the tables holding a row per pipeline.
@@ -259,6 +321,32 @@ impl PgMetadata {
         Ok(())
     }
 }
+
+/// Live and left sync entries, counted or kept.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    live: i64,
+    left: i64,
+}
+
+impl Counts {
+    fn from_row(r: &Row) -> Result<Counts> {
+        Ok(Counts {
+            live: get(r, 0)?,
+            left: get(r, 1)?,
+        })
+    }
+
+    fn add(&mut self, other: Counts) {
+        self.live += other.live;
+        self.left += other.left;
+    }
+}
+
+/// The array parameter `$2` as the planner cannot see its length: `= ANY($2)` with a literal array of
+/// thousands made it scan every entry of the pipeline (linear in the sync state's size per call), where
+/// looking each one up in the index is what a batch needs.
+const BY_INDEX_2: &str = "ARRAY(SELECT unnest($2::text[]))";
 
 const SYNC_COLUMNS: &str = "profile_id, key, hash, has_left";
 

@@ -285,6 +285,21 @@ CREATE TABLE change_cursors (
 );
 ALTER TABLE runs ADD COLUMN changes TEXT;
 "#,
+    // How many entries each pipeline holds, live and left, so that a run's plan reads two numbers instead
+    // of counting millions of entries. `sync_apply` adds every entry it inserts; the trigger takes off
+    // every entry deleted, by a delete or by `INSERT OR REPLACE` making room (which fires delete triggers
+    // only under `PRAGMA recursive_triggers`, which `sync_apply` turns on).
+    r#"
+ALTER TABLE sync_pipelines ADD COLUMN live INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sync_pipelines ADD COLUMN left_ INTEGER NOT NULL DEFAULT 0;
+UPDATE sync_pipelines SET
+    live = (SELECT count(*) FROM sync_entries e WHERE e.pipeline = sync_pipelines.num AND e.has_left IS NULL),
+    left_ = (SELECT count(*) FROM sync_entries e WHERE e.pipeline = sync_pipelines.num AND e.has_left IS NOT NULL);
+CREATE TRIGGER sync_entries_removed AFTER DELETE ON sync_entries BEGIN
+    UPDATE sync_pipelines SET live = live - (old.has_left IS NULL), left_ = left_ - (old.has_left IS NOT NULL)
+    WHERE num = old.pipeline;
+END;
+"#,
 ];
 
 // WITHOUT ROWID keeps the documents in the id B-tree itself, so a page is one ordered range scan instead of

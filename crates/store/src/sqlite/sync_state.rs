@@ -114,6 +114,9 @@ impl SyncState for SqliteMetadata {
         self.db
             .write(move |c| {
                 let started = std::time::Instant::now();
+                // The count trigger must see the rows `INSERT OR REPLACE` deletes to make room.
+                c.execute_batch("PRAGMA recursive_triggers = ON")
+                    .map_err(sql_error)?;
                 let tx = c
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql_error)?;
@@ -210,6 +213,16 @@ impl SyncState for SqliteMetadata {
                         }
                         upsert.execute(args.as_slice()).map_err(sql_error)?;
                     }
+                }
+                // Every upsert inserted a row; whatever was deleted to make room, the trigger took off.
+                let left_added = upserts.iter().filter(|e| e.left).count() as i64;
+                let live_added = upserts.len() as i64 - left_added;
+                if live_added != 0 || left_added != 0 {
+                    tx.prepare_cached(
+                        "UPDATE sync_pipelines SET live = live + ?2, left_ = left_ + ?3 WHERE num = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![num, live_added, left_added]))
+                    .map_err(sql_error)?;
                 }
                 tx.commit().map_err(sql_error)?;
                 tracing::debug!(
@@ -386,23 +399,19 @@ impl SqliteMetadata {
         let pipeline = pipeline.to_owned();
         self.db
             .read(move |c| {
-                let Some(num) = sync_number(c, &pipeline)? else {
-                    return Ok(SyncCounts { kept: 0, left: 0 });
-                };
-                // Counting all entries reads no record; the left ones have an index of their own.
-                let count = |sql: &str| -> Result<i64> {
-                    c.prepare_cached(sql)
-                        .and_then(|mut s| s.query_row([num], |r| r.get(0)))
-                        .map_err(sql_error)
-                };
-                let all = count("SELECT count(*) FROM sync_entries WHERE pipeline = ?1")?;
-                // Without statistics the planner would walk the primary key and read every record.
-                let left = count(
-                    "SELECT count(*) FROM sync_entries INDEXED BY sync_entries_left
-                     WHERE pipeline = ?1 AND has_left IS NOT NULL",
-                )?;
+                // Kept by every write of the entries (see the migration that added them): one row.
+                let counts = c
+                    .prepare_cached("SELECT live, left_ FROM sync_pipelines WHERE pipeline = ?1")
+                    .and_then(|mut s| {
+                        s.query_row([&pipeline], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(sql_error)?;
+                let (live, left) = counts.unwrap_or((0, 0));
                 Ok(SyncCounts {
-                    kept: codec::to_u64(all - left),
+                    kept: codec::to_u64(live),
                     left: codec::to_u64(left),
                 })
             })

@@ -684,6 +684,8 @@ pub async fn sync_entries_survive_the_left_flag_migration(env: &Env) {
     let store = env.metadata(SecretBox::generate()).await;
     let before = [entry("a", "a", 1), entry("b", "kb", 2)];
     assert_eq!(store.sync_range("p", None, None, 10).await.unwrap(), before);
+    // Entries stored before the counts were kept are counted by the migration that keeps them.
+    assert_eq!(store.sync_count("p").await.unwrap(), 2);
     assert_eq!(
         store
             .sync_get("p", &["a".to_string(), "b".to_string()])
@@ -742,4 +744,89 @@ pub async fn sync_table_identity_round_trip(env: &Env) {
     assert!(not_found(store.set_sync_table_identity("none", Some("x")).await).contains("none"));
     assert!(store.delete_pipeline("q").await.unwrap());
     assert_eq!(store.sync_table_identity("q").await.unwrap(), None);
+}
+
+/// The counts (`sync_count`, `sync_count_left`) equal the entries actually held after every kind of
+/// write: new entries, replaced ones, left flags set and cleared, keys taken from other holders, repeated
+/// ids in one batch, deletes of entries that exist and that do not, and a clear.
+pub async fn sync_counts_follow_the_entries(env: &Env) {
+    let store = with_pipelines(env, &[("p", "one", 0), ("q", "two", 1)]).await;
+    let check = |step: &'static str| {
+        let store = store.clone();
+        async move {
+            for pipeline in ["p", "q"] {
+                let all = store
+                    .sync_range(pipeline, None, None, 10_000)
+                    .await
+                    .unwrap();
+                let left = all.iter().filter(|e| e.left).count() as u64;
+                let live = all.len() as u64 - left;
+                assert_eq!(
+                    (
+                        store.sync_count(pipeline).await.unwrap(),
+                        store.sync_count_left(pipeline).await.unwrap()
+                    ),
+                    (live, left),
+                    "{step}: counts of `{pipeline}` (live, left)"
+                );
+            }
+        }
+    };
+    check("nothing recorded").await;
+    let first: Vec<SyncEntry> = (0..300)
+        .map(|i| entry(&format!("id-{i:04}"), &format!("k-{i}"), i))
+        .collect();
+    store.sync_apply("p", first, vec![]).await.unwrap();
+    store
+        .sync_apply("q", vec![entry("id-0001", "k-1", 1)], vec![])
+        .await
+        .unwrap();
+    check("first batch").await;
+    // Replaced entries (same id), some now left; new ones, one left.
+    let second: Vec<SyncEntry> = (0..50)
+        .map(|i| left(&format!("id-{i:04}"), &format!("k-{i}"), 7))
+        .chain((50..100).map(|i| entry(&format!("id-{i:04}"), &format!("k-{i}"), 8)))
+        .chain([left("new-1", "k-new-1", 9), entry("new-2", "k-new-2", 9)])
+        .collect();
+    store.sync_apply("p", second, vec![]).await.unwrap();
+    check("replaced and left").await;
+    // Left entries come back; keys taken from other holders (live and left); a repeated id in one batch.
+    let third = vec![
+        entry("id-0000", "k-0", 1),
+        entry("taker-1", "k-1", 2),
+        entry("taker-2", "k-200", 3),
+        entry("id-0003", "k-3", 4),
+        left("id-0003", "k-3", 5),
+        entry("id-0004", "k-new-2", 6),
+    ];
+    store
+        .sync_apply(
+            "p",
+            third,
+            vec!["id-0250".into(), "missing".into(), "id-0040".into()],
+        )
+        .await
+        .unwrap();
+    check("keys taken, deletes").await;
+    // Deletes only, one of an id also upserted in the same call.
+    store
+        .sync_apply(
+            "p",
+            vec![entry("id-0100", "k-100", 1)],
+            vec!["id-0100".into(), "id-0101".into(), "new-1".into()],
+        )
+        .await
+        .unwrap();
+    store
+        .sync_apply("p", vec![], vec!["id-0102".into(), "id-0010".into()])
+        .await
+        .unwrap();
+    check("deletes").await;
+    store.sync_clear("p").await.unwrap();
+    check("cleared").await;
+    store
+        .sync_apply("p", vec![entry("again", "k-1", 1)], vec![])
+        .await
+        .unwrap();
+    check("recorded after the clear").await;
 }
