@@ -24,149 +24,19 @@
 //! metadata store (and with it the sync state) in PostgreSQL; the first export reports the sync state's
 //! size on disk either way.
 
+#[path = "export/serve.rs"]
+mod serve;
 #[path = "export/workload.rs"]
 mod workload;
 
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use serde_json::{json, Map, Value};
+use serve::{binary, phase, run_secs, status_kib, Phase, Server};
 use sluice::sample;
-
-/// A field of `/proc/PID/status` in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-/// User + system CPU seconds of a process so far.
-fn cpu_secs(pid: u32) -> f64 {
-    workload::cpu_secs_of(&pid.to_string())
-}
-
-/// CPU seconds of the children this process has waited for.
-fn children_cpu_secs() -> f64 {
-    // SAFETY: getrusage fills the struct it is given and reads nothing else.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
-        u
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Server {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("the server answers");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        assert!(status.is_success(), "{path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    /// Runs the pipeline and waits for the run to end; its record.
-    async fn run(&self, pipeline: &str) -> Value {
-        let started = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/pipelines/{pipeline}/runs"),
-                None,
-            )
-            .await;
-        let id = started["id"].as_str().expect("a run id").to_string();
-        loop {
-            let run = self
-                .call(reqwest::Method::GET, &format!("/v1/runs/{id}"), None)
-                .await;
-            match run["status"].as_str() {
-                Some("queued" | "running") => tokio::time::sleep(Duration::from_millis(10)).await,
-                Some("succeeded") => return run,
-                _ => panic!("the run did not succeed: {run}"),
-            }
-        }
-    }
-}
-
-/// What one phase cost.
-struct Phase {
-    name: String,
-    rows: u64,
-    secs: f64,
-    server_cpu: f64,
-    client_cpu: f64,
-    /// VmHWM of the server during the phase, MiB.
-    peak_mib: f64,
-    /// VmRSS of the server a second after the phase, MiB.
-    after_mib: f64,
-    note: String,
-}
-
-/// Measures `f` as a phase of the server `pid`.
-async fn phase<F: std::future::Future<Output = (u64, String)>>(
-    name: &str,
-    pid: u32,
-    f: F,
-) -> Phase {
-    // Writing 5 to clear_refs resets the peak resident set to the current one.
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
-    let (cpu, client, t) = (cpu_secs(pid), children_cpu_secs(), Instant::now());
-    let (rows, note) = f.await;
-    let secs = t.elapsed().as_secs_f64();
-    let server_cpu = cpu_secs(pid) - cpu;
-    let client_cpu = children_cpu_secs() - client;
-    let peak_mib = status_kib(pid, "VmHWM:") as f64 / 1024.0;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after_mib = status_kib(pid, "VmRSS:") as f64 / 1024.0;
-    let p = Phase {
-        name: name.into(),
-        rows,
-        secs,
-        server_cpu,
-        client_cpu,
-        peak_mib,
-        after_mib,
-        note,
-    };
-    eprintln!(
-        "{}: {:.2} s, {:.0} rows/s, server CPU {:.2} s, client CPU {:.2} s, peak {:.0} MiB, after {:.0} MiB {}",
-        p.name,
-        p.secs,
-        p.rows as f64 / p.secs,
-        p.server_cpu,
-        p.client_cpu,
-        p.peak_mib,
-        p.after_mib,
-        p.note
-    );
-    p
-}
 
 /// Sample profiles `from..to` by `step` with `seed`, as NDJSON or CSV (dotted headers, arrays as JSON).
 fn write_profiles(path: &Path, from: usize, to: usize, step: usize, seed: u64, csv: bool) {
@@ -315,19 +185,6 @@ async fn rows_of(pg: &tokio_postgres::Client, schema: &str, ids: &[String]) -> V
         .collect()
 }
 
-fn binary() -> PathBuf {
-    if let Ok(b) = std::env::var("SLUICE_BIN") {
-        return b.into();
-    }
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../target")
-            .display()
-            .to_string()
-    });
-    Path::new(&target).join("release/sluice")
-}
-
 #[tokio::main]
 async fn main() {
     let n: usize = std::env::var("SLUICE_BENCH_PROFILES")
@@ -398,25 +255,8 @@ async fn main() {
         }
         Err(_) => None,
     };
-    let server = Server {
-        child: cmd.spawn().expect("start sluice serve"),
-        url: format!("http://127.0.0.1:{port}"),
-        token,
-        http: reqwest::Client::new(),
-    };
+    let server = Server::spawn(&mut cmd, format!("http://127.0.0.1:{port}"), token).await;
     let pid = server.pid();
-    for _ in 0..600 {
-        if server
-            .http
-            .get(format!("{}/v1/health", server.url))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let idle_mib = status_kib(pid, "VmRSS:") as f64 / 1024.0;
     server
         .call(
@@ -479,7 +319,7 @@ async fn main() {
         let before = sync_state_bytes(&data, meta.as_ref()).await;
         results.push(
             phase("first export", pid, async {
-                run_phase(server.run(&pipeline).await)
+                run_phase(server.run("pipelines", &pipeline).await)
             })
             .await,
         );
@@ -500,7 +340,7 @@ async fn main() {
         eprintln!("{}", sync_size.as_deref().unwrap_or_default());
         results.push(
             phase("re-run, nothing changed", pid, async {
-                run_phase(server.run(&pipeline).await)
+                run_phase(server.run("pipelines", &pipeline).await)
             })
             .await,
         );
@@ -514,7 +354,7 @@ async fn main() {
         import(&bin, &server, &added);
         results.push(
             phase("re-run, 1% changed + 0.1% new", pid, async {
-                run_phase(server.run(&pipeline).await)
+                run_phase(server.run("pipelines", &pipeline).await)
             })
             .await,
         );
@@ -566,12 +406,7 @@ async fn main() {
         );
     }
 
-    let mut server = server;
-    // SAFETY: a signal to the child this benchmark started.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
-    server.child.wait().ok();
+    server.stop();
     pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
         .unwrap();
@@ -646,20 +481,4 @@ async fn sync_state_bytes(data: &Path, meta: Option<&tokio_postgres::Client>) ->
         .filter_map(|f| std::fs::metadata(data.join(f)).ok())
         .map(|m| m.len())
         .sum()
-}
-
-/// The run's own duration, from its record.
-fn run_secs(run: &Value) -> String {
-    let parse = |k: &str| {
-        run[k]
-            .as_str()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-    };
-    match (parse("started_at"), parse("finished_at")) {
-        (Some(a), Some(b)) => format!(
-            "{:.3} s",
-            (b - a).num_microseconds().unwrap_or(0) as f64 / 1e6
-        ),
-        _ => "?".into(),
-    }
 }

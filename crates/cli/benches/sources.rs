@@ -29,16 +29,19 @@
 //! The shortest source schedule is `5m`, so the benchmark itself starts the source's run every 5 s (a run
 //! still going is left to finish); the export's runs are the scheduler's, through `on_change`.
 
+#[path = "export/serve.rs"]
+mod serve;
 #[path = "export/workload.rs"]
 mod workload;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::SinkExt;
 use serde_json::{json, Value};
+use serve::{binary, phase, run_secs, Server};
 use sluice::sample;
 
 /// The source table: the export benchmark's 21 columns, `full_name` left out for `updated_at`.
@@ -83,216 +86,62 @@ fn source_mapping() -> Value {
     Value::Object(m)
 }
 
-/// A field of `/proc/PID/status` in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0)
+/// A server of its own data directory (kept as long as the answer), with the sample Customer Model.
+async fn start(bin: &Path) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let token = format!("bench-{}", std::process::id());
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SLUICE_DATA_DIR", dir.path().join("data"))
+        .env("SLUICE_ADMIN_TOKEN", &token)
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::null());
+    let s = Server::spawn(&mut cmd, format!("http://127.0.0.1:{port}"), token).await;
+    s.call(
+        reqwest::Method::PUT,
+        "/v1/profile-schema",
+        Some(sample::schema()),
+    )
+    .await;
+    (s, dir)
 }
 
-struct Server {
-    child: Child,
-    url: String,
-    token: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(bin: &Path) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let token = format!("bench-{}", std::process::id());
-        let child = Command::new(bin)
-            .arg("serve")
-            .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SLUICE_DATA_DIR", dir.path().join("data"))
-            .env("SLUICE_ADMIN_TOKEN", &token)
-            .env("SLUICE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start sluice serve");
-        let s = Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            token,
-            http: reqwest::Client::new(),
-            _dir: dir,
-        };
-        for _ in 0..600 {
-            if s.http
-                .get(format!("{}/v1/health", s.url))
-                .send()
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        s.call(
-            reqwest::Method::PUT,
-            "/v1/profile-schema",
-            Some(sample::schema()),
+/// A PostgreSQL connection to `schema`.
+async fn connection(s: &Server, pg_url: &str, schema: &str, name: &str) -> String {
+    let mut settings = sluice_destinations::postgres::PostgresSettings::json_from_url(pg_url)
+        .expect("a postgres:// URL");
+    settings["schema"] = json!(schema);
+    settings["tls"] = json!({"mode": "disable"});
+    let v = s
+        .call(
+            reqwest::Method::POST,
+            "/v1/destinations",
+            Some(json!({"name": name, "type": "postgresql", "settings": settings})),
         )
         .await;
-        s
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (reqwest::StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("the server answers");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let (status, v) = self.send(method, path, body).await;
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    }
-
-    async fn wait(&self, id: &str) -> Value {
-        loop {
-            let run = self
-                .call(reqwest::Method::GET, &format!("/v1/runs/{id}"), None)
-                .await;
-            match run["status"].as_str() {
-                Some("queued" | "running") => tokio::time::sleep(Duration::from_millis(10)).await,
-                Some("succeeded") => return run,
-                _ => panic!("the run did not succeed: {run}"),
-            }
-        }
-    }
-
-    /// Starts a run of `what` (`pipelines` or `sources`) and waits for it to end; its record.
-    async fn run(&self, what: &str, id: &str) -> Value {
-        let started = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/{what}/{id}/runs"),
-                None,
-            )
-            .await;
-        self.wait(started["id"].as_str().expect("a run id")).await
-    }
-
-    async fn connection(&self, pg_url: &str, schema: &str, name: &str) -> String {
-        let mut settings = sluice_destinations::postgres::PostgresSettings::json_from_url(pg_url)
-            .expect("a postgres:// URL");
-        settings["schema"] = json!(schema);
-        settings["tls"] = json!({"mode": "disable"});
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                "/v1/destinations",
-                Some(json!({"name": name, "type": "postgresql", "settings": settings})),
-            )
-            .await;
-        v["id"].as_str().unwrap().to_string()
-    }
-
-    async fn source(&self, connection: &str, name: &str, changes: Value) -> String {
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                "/v1/sources",
-                Some(json!({
-                    "connection": connection, "name": name, "table": "sb_source",
-                    "id_column": "customer_id", "transformation": {"mapping": source_mapping()},
-                    "changes": changes
-                })),
-            )
-            .await;
-        v["id"].as_str().unwrap().to_string()
-    }
-
-    fn stop(mut self) {
-        // SAFETY: a signal to the child this benchmark started.
-        unsafe {
-            libc::kill(self.pid() as i32, libc::SIGTERM);
-        }
-        self.child.wait().ok();
-    }
+    v["id"].as_str().unwrap().to_string()
 }
 
-/// A benchmark that stops half-way (a failed assertion) takes its server down with it.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Phase {
-    name: String,
-    rows: u64,
-    secs: f64,
-    server_cpu: f64,
-    peak_mib: f64,
-    after_mib: f64,
-    note: String,
-}
-
-async fn phase<F: std::future::Future<Output = (u64, String)>>(
-    name: &str,
-    pid: u32,
-    f: F,
-) -> Phase {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
-    let cpu = workload::cpu_secs_of(&pid.to_string());
-    let t = Instant::now();
-    let (rows, note) = f.await;
-    let secs = t.elapsed().as_secs_f64();
-    let server_cpu = workload::cpu_secs_of(&pid.to_string()) - cpu;
-    let peak_mib = status_kib(pid, "VmHWM:") as f64 / 1024.0;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after_mib = status_kib(pid, "VmRSS:") as f64 / 1024.0;
-    let p = Phase {
-        name: name.into(),
-        rows,
-        secs,
-        server_cpu,
-        peak_mib,
-        after_mib,
-        note,
-    };
-    eprintln!(
-        "{}: {:.2} s, {:.0} rows/s, server CPU {:.2} s, peak {:.0} MiB, after {:.0} MiB; {}",
-        p.name,
-        p.secs,
-        p.rows as f64 / p.secs,
-        p.server_cpu,
-        p.peak_mib,
-        p.after_mib,
-        p.note
-    );
-    p
+/// A source of the benchmark's table.
+async fn source(s: &Server, connection: &str, name: &str, changes: Value) -> String {
+    let v = s
+        .call(
+            reqwest::Method::POST,
+            "/v1/sources",
+            Some(json!({
+                "connection": connection, "name": name, "table": "sb_source",
+                "id_column": "customer_id", "transformation": {"mapping": source_mapping()},
+                "changes": changes
+            })),
+        )
+        .await;
+    v["id"].as_str().unwrap().to_string()
 }
 
 /// What a run did, for the table, and the rows it wrote or read.
@@ -300,21 +149,6 @@ fn counts(run: &Value, rows: &[&str]) -> (u64, String) {
     let c = &run["counts"];
     let n = rows.iter().map(|k| c[k].as_u64().unwrap_or(0)).sum();
     (n, format!("counts {c}; in the server {}", run_secs(run)))
-}
-
-fn run_secs(run: &Value) -> String {
-    let parse = |k: &str| {
-        run[k]
-            .as_str()
-            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-    };
-    match (parse("started_at"), parse("finished_at")) {
-        (Some(a), Some(b)) => format!(
-            "{:.3} s",
-            (b - a).num_microseconds().unwrap_or(0) as f64 / 1e6
-        ),
-        _ => "?".into(),
-    }
 }
 
 /// The first row's cursor value: 400 days ago.
@@ -379,19 +213,6 @@ async fn fill(pg: &tokio_postgres::Client, schema: &str, n: usize) {
     pg.batch_execute(&format!("ANALYZE {schema}.sb_source"))
         .await
         .unwrap();
-}
-
-fn binary() -> PathBuf {
-    if let Ok(b) = std::env::var("SLUICE_BIN") {
-        return b.into();
-    }
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../target")
-            .display()
-            .to_string()
-    });
-    Path::new(&target).join("release/sluice")
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {
@@ -566,14 +387,14 @@ async fn main() {
     let mut results = Vec::new();
     let mut latencies = Vec::new();
     if wants("cursor") {
-        let server = Server::start(&bin).await;
+        let (server, _dir) = start(&bin).await;
         let pid = server.pid();
-        let crm = server.connection(&pg_url, &schema, "CRM").await;
+        let crm = connection(&server, &pg_url, &schema, "CRM").await;
         let mut changes = json!({"mode": "cursor", "column": "updated_at"});
         if let Ok(l) = std::env::var("SLUICE_BENCH_LOOKBACK") {
             changes["lookback"] = json!(l);
         }
-        let source = server.source(&crm, "cursor", changes).await;
+        let source = source(&server, &crm, "cursor", changes).await;
         results.push(
             phase(&format!("first import, cursor ({n} rows)"), pid, async {
                 counts(
@@ -655,12 +476,16 @@ async fn main() {
         server.stop();
     }
     if wants("full") {
-        let server = Server::start(&bin).await;
+        let (server, _dir) = start(&bin).await;
         let pid = server.pid();
-        let crm = server.connection(&pg_url, &schema, "CRM").await;
-        let source = server
-            .source(&crm, "full", json!({"mode": "full", "on_missing": "keep"}))
-            .await;
+        let crm = connection(&server, &pg_url, &schema, "CRM").await;
+        let source = source(
+            &server,
+            &crm,
+            "full",
+            json!({"mode": "full", "on_missing": "keep"}),
+        )
+        .await;
         results.push(
             phase(&format!("first import, full ({n} rows)"), pid, async {
                 counts(
