@@ -40,6 +40,7 @@ export type DestinationInput = Gen.DestinationBody;
 export type TestResult = Gen.TestResult;
 export type TableEntry = Gen.TableEntry;
 export type Lineage = Gen.Lineage;
+export type ModelLineage = Gen.ModelLineage;
 /** A column as the server describes it; the editor also copes without the flags, which older servers
  *  did not send. */
 export type TableColumn = Omit<Gen.TableColumn, 'has_default' | 'supported' | 'key_capable'> &
@@ -288,6 +289,9 @@ export class Client {
   }
   destinationLineage(destination: string): Promise<Answer<'getDestinationLineage'>> {
     return this.request('GET', `/destinations/${seg(destination)}/lineage`);
+  }
+  schemaLineage(): Promise<Answer<'getSchemaLineage'>> {
+    return this.request('GET', '/profile-schema/sources');
   }
 
   // Pipelines

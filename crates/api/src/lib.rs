@@ -209,6 +209,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
             routes!(destinations::list_tables),
         ))
         .routes(guard(&[read(Get, Viewer)], routes!(lineage::lineage)))
+        .routes(guard(&[read(Get, Viewer)], routes!(lineage::model_lineage)))
         .routes(guard(&[read(Get, Viewer)], routes!(connections::list)))
         .routes(guard(&[read(Get, Viewer)], routes!(connections::get_one)))
         // A query typed in runs with the connection's rights: an editor's, like a pipeline's preview.

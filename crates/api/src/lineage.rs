@@ -1,11 +1,12 @@
 //! `GET /v1/destinations/{id}/lineage`: for each export pipeline writing to a destination, the source
-//! pipelines that feed the profile properties it reads (`sluice_core::lineage` decides, from the specs
+//! pipelines that feed the profile properties it reads; `GET /v1/profile-schema/sources`: which source
+//! pipelines write each property of the Customer Model (`sluice_core::lineage` decides, from the specs
 //! alone: nothing is read from any database).
 
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Serialize;
-use sluice_core::lineage::{feeds, pipeline_reads, source_writes};
+use sluice_core::lineage::{feeds, pipeline_reads, property_writers, source_writes};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
@@ -104,4 +105,74 @@ pub async fn lineage(
         })
         .collect();
     Ok(Json(Lineage { pipelines }))
+}
+
+/// A source pipeline, as named in a lineage answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SourceRef {
+    id: String,
+    name: String,
+    enabled: bool,
+}
+
+/// One property of the Customer Model and the sources whose mapping writes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PropertyWriters {
+    /// The property's dotted path (`address.city`).
+    path: String,
+    /// The sources whose mapping writes it, an object holding it, or (for an object) a property
+    /// inside it, in the order they were created; empty when only the API and imports write it.
+    sources: Vec<SourceRef>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelLineage {
+    /// Every property of the Customer Model (objects before their properties), built-in fields left out.
+    properties: Vec<PropertyWriters>,
+    /// Sources with a JavaScript or Python transformation: they may write any property, so they are
+    /// listed here rather than under properties.
+    scripted: Vec<SourceRef>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/profile-schema/sources",
+    operation_id = "getSchemaLineage",
+    tag = "profiles",
+    summary = "Which source pipelines write each property of the Customer Model",
+    description = "For every property of the Customer Model, the source pipelines whose mapping writes it \
+        (or an object holding it, or a property inside it). Several sources may write one property: each \
+        run writes the values it read, so the source that last changed a profile sets it. Sources with a \
+        script transformation may write any property and are listed apart under `scripted`.",
+    responses((status = 200, description = "OK", body = ModelLineage), Unauthorized, Internal),
+)]
+pub async fn model_lineage(State(state): State<AppState>) -> ApiResult<Json<ModelLineage>> {
+    let model = state.meta.get_schema().await?;
+    let sources = state.meta.list_sources().await?;
+    let refs: Vec<SourceRef> = sources
+        .iter()
+        .map(|s| SourceRef {
+            id: s.id.clone(),
+            name: s.spec.name.clone(),
+            enabled: s.spec.enabled,
+        })
+        .collect();
+    let writes: Vec<_> = sources.iter().map(|s| source_writes(&s.spec)).collect();
+    let properties = property_writers(&model, &writes)
+        .into_iter()
+        .map(|(path, by)| PropertyWriters {
+            path,
+            sources: by.into_iter().map(|i| refs[i].clone()).collect(),
+        })
+        .collect();
+    let scripted = refs
+        .into_iter()
+        .zip(&writes)
+        .filter(|(_, w)| w.is_none())
+        .map(|(r, _)| r)
+        .collect();
+    Ok(Json(ModelLineage {
+        properties,
+        scripted,
+    }))
 }

@@ -860,6 +860,13 @@ async fn every_answer_fits_the_document() {
     )
     .await;
     t.call(
+        "get",
+        "/v1/profile-schema/sources",
+        "/v1/profile-schema/sources",
+        None,
+    )
+    .await;
+    t.call(
         "delete",
         "/v1/destinations/{id}",
         &format!("/v1/destinations/{d}"),

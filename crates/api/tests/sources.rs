@@ -836,6 +836,43 @@ async fn a_destinations_lineage_names_the_sources_feeding_its_pipelines() {
         .call("GET", "/v1/destinations/dst_nowhere/lineage", None)
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The Customer Model's side: who writes each property.
+    let (s, v) = api.call("GET", "/v1/profile-schema/sources", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let writers = |path: &str| -> Vec<Value> {
+        let p = v["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["path"] == path)
+            .unwrap_or_else(|| panic!("no `{path}` in {v}"));
+        p["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].clone())
+            .collect()
+    };
+    assert_eq!(writers("email"), vec![json!("CRM customers")], "{v}");
+    assert_eq!(
+        writers("country"),
+        vec![json!("CRM customers"), json!("Countries")],
+        "{v}"
+    );
+    assert_eq!(writers("address"), vec![json!("CRM customers")], "{v}");
+    assert!(
+        v["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| !p["path"].as_str().unwrap().starts_with('_')),
+        "{v}"
+    );
+    assert_eq!(
+        v["scripted"],
+        json!([{"id": scripted["id"], "name": "Scripted", "enabled": true}])
+    );
     api.sql(&format!("DROP SCHEMA {} CASCADE", api.schema))
         .await;
 }

@@ -1,4 +1,5 @@
-//! Lineage: which source pipelines feed the profiles an export pipeline reads.
+//! Lineage: which source pipelines feed the profiles an export pipeline reads, and which write each
+//! property of the Customer Model.
 //!
 //! An export pipeline reads the Customer Model properties its filter names and its mapping's
 //! expressions read; a source writes the properties its mapping names as keys. A source feeds a
@@ -64,6 +65,30 @@ pub fn feeds(writes: &Touched, reads: &Touched) -> Option<Touched> {
         }
         _ => Some(None),
     }
+}
+
+/// For every property path of `model` (system fields left out, objects before their properties), the
+/// positions in `writes` of the sources that write it: the property itself, an object holding it, or
+/// (for an object) a property inside it. A source whose `writes` is `None` (a script) is in no list:
+/// what it writes cannot be told, and the caller says so apart.
+pub fn property_writers(model: &Schema, writes: &[Touched]) -> Vec<(String, Vec<usize>)> {
+    model
+        .paths()
+        .into_iter()
+        .filter(|(path, _)| !path.starts_with('_'))
+        .map(|(path, _)| {
+            let by = writes
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| {
+                    w.as_ref()
+                        .is_some_and(|w| w.iter().any(|wp| overlap(wp, &path)))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            (path, by)
+        })
+        .collect()
 }
 
 /// Whether two property paths name the same value, or one holds the other.
@@ -173,5 +198,28 @@ mod tests {
         let script = source_writes(&source(json!({"python": "def transform(r): return r"})));
         assert_eq!(feeds(&script, &reads), Some(None));
         assert_eq!(feeds(&other, &None), Some(None));
+    }
+
+    #[test]
+    fn each_property_lists_the_sources_writing_it_or_an_object_around_it() {
+        let crm = source_writes(&source(
+            json!({"mapping": {"email": "e", "address.city": "c"}}),
+        ));
+        let billing = source_writes(&source(json!({"mapping": {"email": "e", "ltv": "x"}})));
+        let geo = source_writes(&source(json!({"mapping": {"address": "a"}})));
+        let script = source_writes(&source(
+            json!({"javascript": "function transform(r) { return r; }"}),
+        ));
+        let got = property_writers(&model(), &[crm, billing, geo, script]);
+        assert_eq!(
+            got,
+            vec![
+                ("email".to_string(), vec![0, 1]),
+                ("country".to_string(), vec![]),
+                ("ltv".to_string(), vec![1]),
+                ("address".to_string(), vec![0, 2]),
+                ("address.city".to_string(), vec![0, 2]),
+            ]
+        );
     }
 }

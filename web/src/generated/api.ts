@@ -406,6 +406,16 @@ export type Logical = 'and' | 'or';
 /** A duration (`30s`, `5m`, `1h`, `1d`) for a timestamp cursor, a number for an integer one. */
 export type LookbackDoc = string | number;
 
+export interface ModelLineage {
+  /** Every property of the Customer Model (objects before their properties), built-in fields left out. */
+  properties: PropertyWriters[];
+  /**
+   * Sources with a JavaScript or Python transformation: they may write any property, so they are
+   * listed here rather than under properties.
+   */
+  scripted: SourceRef[];
+}
+
 /** Run when profiles change (by the API, an import, a delete or a source pipeline), debounced. */
 export type OnChange = 'on_change';
 
@@ -591,6 +601,17 @@ export interface Property {
   description?: string | null;
   /** The nested properties of an `object` (or `array(object)`). */
   properties?: Property[] | null;
+}
+
+/** One property of the Customer Model and the sources whose mapping writes it. */
+export interface PropertyWriters {
+  /** The property's dotted path (`address.city`). */
+  path: string;
+  /**
+   * The sources whose mapping writes it, an object holding it, or (for an object) a property
+   * inside it, in the order they were created; empty when only the API and imports write it.
+   */
+  sources: SourceRef[];
 }
 
 export interface Rejected {
@@ -810,6 +831,13 @@ export interface SourcePreviewRowDoc {
   errors: string[];
   /** A script returned null: the row writes nothing. */
   skipped: boolean;
+}
+
+/** A source pipeline, as named in a lineage answer. */
+export interface SourceRef {
+  id: string;
+  name: string;
+  enabled: boolean;
 }
 
 export interface SourceStartBody {
@@ -1141,6 +1169,12 @@ export interface Operations {
       id: string;
     };
     answer: Lineage;
+  };
+  /** Which source pipelines write each property of the Customer Model */
+  getSchemaLineage: {
+    method: 'get';
+    path: '/v1/profile-schema/sources';
+    answer: ModelLineage;
   };
   /** List connections, for sources and destinations alike (secrets masked) */
   listConnections: {

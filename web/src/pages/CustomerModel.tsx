@@ -1,12 +1,13 @@
 // The Customer Model: view and edit the typed properties of profiles, nested objects and arrays
 // included. Saving sends the whole model (PUT /v1/profile-schema); refused changes (422, or 409 when a
-// change would break a pipeline or stored profiles) are shown next to the property they name.
+// change would break a pipeline or stored profiles) are shown next to the property they name. Below the
+// model, which source pipelines write each property.
 
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { useAccess } from '../access';
-import { api, ApiError, errorMessage, fieldErrors, type FieldErrors } from '../api';
+import { api, ApiError, errorMessage, fieldErrors, type FieldErrors, type ModelLineage } from '../api';
 import { Alert, ErrorAlert, FieldErrorsText, Loading, PageHeader, useToast } from '../components/ui';
-import { setSchemaCache, useTitle } from '../hooks';
+import { setSchemaCache, useAsync, useTitle } from '../hooks';
 import { fromWire, hasChildren, isRowPath, localModelProblems, newProp, toWire, type EditProp } from '../lib/model';
 import { BUILTIN_PROPERTIES, SCALAR_TYPES, type TypeKind } from '../lib/schema';
 import { countErrors, errorsAt } from '../lib/util';
@@ -152,7 +153,57 @@ export function CustomerModelPage() {
           </div>
         </form>
       )}
+      {props && <WrittenBy version={saved} />}
     </div>
+  );
+}
+
+/** Which source pipelines write each property: several may, and then the source that last changed a
+ * profile sets the value. Loaded on its own, so the model can be edited without it. */
+export function WrittenBy({ version }: { version: string }) {
+  const { data, error } = useAsync<ModelLineage>(() => api.schemaLineage(), [version]);
+  const written = data ? data.properties.filter((p) => p.sources.length > 0) : [];
+  const none = data ? data.properties.filter((p) => p.sources.length === 0) : [];
+  return (
+    <section class="card section" aria-labelledby="written-by-title">
+      <div class="section-head">
+        <div>
+          <h2 id="written-by-title">Written by</h2>
+          <p class="section-desc">The source pipelines whose mapping writes each property. When several write one, each run writes what it read, so the source that last changed a profile sets the value.</p>
+        </div>
+      </div>
+      {error && !data && <ErrorAlert error={error} />}
+      {!data && !error && <Loading />}
+      {data && written.length === 0 && data.scripted.length === 0 && <p class="muted">No source pipeline writes the Customer Model: profiles come from the API and imports.</p>}
+      {data && written.length > 0 && (
+        <ul class="lineage-list" aria-label="Properties written by source pipelines">
+          {written.map((p) => (
+            <li key={p.path} data-property={p.path}>
+              <span class="mono">{p.path}</span>
+              {': '}
+              {p.sources.map((s, i) => (
+                <span key={s.id}>
+                  {i > 0 && ', '}
+                  {s.name}
+                  {!s.enabled && <span class="muted"> (disabled)</span>}
+                </span>
+              ))}
+              {p.sources.length > 1 && <span class="muted"> — several sources: the last to change a profile wins</span>}
+            </li>
+          ))}
+        </ul>
+      )}
+      {data && data.scripted.length > 0 && (
+        <p class="muted" data-scripted>
+          Written by a script, so any property: {data.scripted.map((s) => s.name + (s.enabled ? '' : ' (disabled)')).join(', ')}.
+        </p>
+      )}
+      {data && (written.length > 0 || data.scripted.length > 0) && none.length > 0 && (
+        <p class="muted" data-unwritten>
+          Written only through the API and imports: <span class="mono">{none.map((p) => p.path).join(', ')}</span>
+        </p>
+      )}
+    </section>
   );
 }
 
