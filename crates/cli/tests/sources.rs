@@ -196,6 +196,24 @@ fn source_commands_with_their_exit_codes() {
         .json();
     assert_eq!(shown["mark"]["value"], -9998, "{shown}");
 
+    // The source's runs, newest first, in the source's own words.
+    let o = cli.expect(0, &["sources", "runs", "People"]);
+    assert_eq!(o.out.matches("succeeded").count(), 2, "{}", o.out);
+    assert!(
+        o.out.contains("2 unchanged") && o.out.contains("2 new"),
+        "{}",
+        o.out
+    );
+    let page = cli
+        .expect(0, &["sources", "runs", "People", "--limit", "1", "--json"])
+        .json();
+    assert_eq!(page["runs"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["runs"][0]["id"], run["id"], "{page}");
+    // Nothing to cancel once the runs ended: exit 4, naming the source.
+    let o = cli.expect(4, &["sources", "cancel", "People"]);
+    assert!(o.err.contains("no run of `People`"), "{}", o.err);
+    cli.expect(3, &["sources", "runs", "Nobody"]);
+
     cli.expect(0, &["sources", "disable", "People"]);
     let o = cli.expect(2, &["sources", "run", "People"]);
     assert!(o.err.contains("disabled"), "{}", o.err);

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
 use super::{cell, fields, key_value, print_json, read_doc, set, Remote};
-use crate::client::{self, encode, CliError, Client, ErrorKind};
+use crate::client::{self, encode, CliError, Client};
 use crate::output;
 
 #[derive(Subcommand)]
@@ -532,16 +532,8 @@ impl Command {
             Command::Cancel { pipeline, remote } => {
                 let c = remote.connect()?;
                 let found = find(&c, &pipeline).await?;
-                // `running` names the run queued or running on any instance.
-                let v = c.get(&format!("/v1/pipelines/{}", id(&found))).await?;
-                let Some(run) = v["running"].as_str() else {
-                    return Err(CliError::new(
-                        ErrorKind::Conflict,
-                        format!("no run of `{}` is queued or running", cell(&found["name"])),
-                    )
-                    .into());
-                };
-                super::runs::cancel(&c, run, &remote).await
+                let record = format!("/v1/pipelines/{}", id(&found));
+                super::runs::cancel_running(&c, &record, &found["name"], &remote).await
             }
         }
     }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sluice_store::Counts;
 
 use super::{cell, fields, print_json, Remote};
-use crate::client::{encode, Client};
+use crate::client::{encode, CliError, Client, ErrorKind};
 use crate::output;
 
 #[derive(Subcommand)]
@@ -60,20 +60,11 @@ impl Command {
             } => {
                 let c = remote.connect()?;
                 let found = super::pipelines::find(&c, &pipeline).await?;
-                let mut path = format!(
-                    "/v1/pipelines/{}/runs?limit={limit}",
+                let runs = format!(
+                    "/v1/pipelines/{}/runs",
                     encode(found["id"].as_str().unwrap_or_default())
                 );
-                if let Some(b) = &before {
-                    path += &format!("&before={}", encode(b));
-                }
-                let v = c.get(&path).await?;
-                if remote.json {
-                    print_json(&v);
-                } else {
-                    print!("{}", list_text(&v));
-                }
-                Ok(())
+                list(&c, &runs, limit, before.as_deref(), &remote, counts).await
             }
             Command::Show { run, remote } => {
                 let c = remote.connect()?;
@@ -104,8 +95,49 @@ impl Command {
     }
 }
 
+/// Prints a page of the runs at `runs` (a pipeline's or a source's), their counts in `counts`'s words.
+pub(super) async fn list(
+    c: &Client,
+    runs: &str,
+    limit: usize,
+    before: Option<&str>,
+    remote: &Remote,
+    counts: fn(&Value) -> String,
+) -> Result<()> {
+    let mut path = format!("{runs}?limit={limit}");
+    if let Some(b) = before {
+        path += &format!("&before={}", encode(b));
+    }
+    let v = c.get(&path).await?;
+    if remote.json {
+        print_json(&v);
+    } else {
+        print!("{}", list_text(&v, counts));
+    }
+    Ok(())
+}
+
 async fn get(c: &Client, run: &str) -> Result<Value> {
     c.get(&format!("/v1/runs/{}", encode(run))).await
+}
+
+/// Cancels the run queued or running (on any instance) of the pipeline or source at `record` (its
+/// `/v1/…/{id}` path), named `name` in the error when there is none.
+pub(super) async fn cancel_running(
+    c: &Client,
+    record: &str,
+    name: &Value,
+    remote: &Remote,
+) -> Result<()> {
+    let v = c.get(record).await?;
+    let Some(run) = v["running"].as_str() else {
+        return Err(CliError::new(
+            ErrorKind::Conflict,
+            format!("no run of `{}` is queued or running", cell(name)),
+        )
+        .into());
+    };
+    cancel(c, run, remote).await
 }
 
 /// Asks a run to stop and prints the answer.
@@ -199,7 +231,7 @@ fn errors_text(run: &Value) -> String {
     output::table(&["STEP", "COUNT", "MESSAGE", "SAMPLE PROFILES"], &rows)
 }
 
-fn list_text(v: &Value) -> String {
+fn list_text(v: &Value, counts: fn(&Value) -> String) -> String {
     let rows: Vec<Vec<String>> = v["runs"]
         .as_array()
         .into_iter()
@@ -244,7 +276,7 @@ mod tests {
         );
         let plain = serde_json::json!({"trigger": "manual"});
         assert_eq!(trigger_text(&plain), "manual");
-        let list = list_text(&serde_json::json!({"runs": [run]}));
+        let list = list_text(&serde_json::json!({"runs": [run]}), counts);
         assert!(list.contains("on_change (50 changed, 1 deleted)"), "{list}");
     }
     use serde_json::json;

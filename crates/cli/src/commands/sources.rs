@@ -94,6 +94,29 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// List a source's runs (by name or id), newest first, with what each read and wrote.
+    #[command(after_help = "Examples:
+  sluice sources runs 'CRM customers'
+  sluice sources runs 'CRM customers' --limit 100 --json")]
+    Runs {
+        source: String,
+        /// Runs to show, 1 to 500.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Runs older than this one (the `next` of a `--json` page).
+        #[arg(long)]
+        before: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Stop the run of a source (by name or id) that is queued or running; exits 4 when none is. The
+    /// pages it wrote stay; its mark does not move, so the next run reads them again.
+    #[command(after_help = "Example:\n  sluice sources cancel 'CRM customers'")]
+    Cancel {
+        source: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Show what a source makes of its first rows: the properties each would write and why it would
     /// fail. Previews a saved source, or with --file and/or flags one that is not saved; writes nothing.
     #[command(after_help = "Examples:
@@ -469,6 +492,24 @@ impl Command {
                     }
                 }
                 client::ended_well(&run)
+            }
+            Command::Runs {
+                source,
+                limit,
+                before,
+                remote,
+            } => {
+                let c = remote.connect()?;
+                let found = find(&c, &source).await?;
+                let runs = format!("/v1/sources/{}/runs", id(&found));
+                let counts = |r: &Value| counts_line(&r["counts"]);
+                super::runs::list(&c, &runs, limit, before.as_deref(), &remote, counts).await
+            }
+            Command::Cancel { source, remote } => {
+                let c = remote.connect()?;
+                let found = find(&c, &source).await?;
+                let record = format!("/v1/sources/{}", id(&found));
+                super::runs::cancel_running(&c, &record, &found["name"], &remote).await
             }
             Command::Preview {
                 source,
