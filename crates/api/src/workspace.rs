@@ -233,7 +233,11 @@ fn source_spec(
             }
         }
     }
-    if let Some(Err((field, message))) = spec.schedule.as_ref().map(|s| s.compile()) {
+    if let Some(Err((field, message))) = spec
+        .schedule
+        .as_ref()
+        .map(|s| s.compile_for(sluice_core::pipeline::Scheduled::Source))
+    {
         if errors.get(field).is_none() {
             errors.add(field, message);
         }
@@ -491,6 +495,8 @@ pub async fn apply_document(
     for id in &plan.stopped {
         state.engine.stop_pipeline(id).await;
     }
+    // Sources created or rescheduled are seen by the scheduler now.
+    state.engine.wake_sources();
     let entry = AuditEntry {
         seq: 0,
         at: Utc::now(),
