@@ -1298,6 +1298,26 @@ mod tests {
     }
 
     #[test]
+    fn short_intervals_are_for_sources_and_named_when_wrong() {
+        let mut d = doc();
+        d["sources"]["CRM"]["schedule"] = json!("5s");
+        check_offline(&d).unwrap();
+        d["sources"]["CRM"]["schedule"] = json!("7s");
+        d["pipelines"]["P"]["schedule"] = json!("5s");
+        let e = check_offline(&d).unwrap_err();
+        let source = &e.get("sources.CRM.schedule").unwrap()[0];
+        assert!(
+            source.contains("`7s`") && source.contains("5s, 10s, 15s, 30s, 1m, 2m, 5m"),
+            "{source}"
+        );
+        let pipeline = &e.get("pipelines.P.schedule").unwrap()[0];
+        assert!(
+            pipeline.contains("`5s` is for source pipelines") && pipeline.contains("on_change"),
+            "{pipeline}"
+        );
+    }
+
+    #[test]
     fn every_problem_is_named_by_its_path_in_the_document() {
         let mut d = doc();
         d["version"] = json!(2);
