@@ -362,8 +362,9 @@ pub fn sources_sleep(
     cap: Duration,
 ) -> Duration {
     const PAST_THE_TICK: Duration = Duration::from_millis(5);
+    // A tick that passed while the pass went on is due at once.
     let until = next_look
-        .and_then(|t| (t - now).to_std().ok())
+        .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
         .unwrap_or(cap);
     (until + PAST_THE_TICK).min(cap)
 }
@@ -429,5 +430,31 @@ async fn housekeeping(engine: &Engine) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not look for runs of stopped instances"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    #[test]
+    fn the_sources_scheduler_sleeps_until_just_past_the_next_tick() {
+        let now: DateTime<Utc> = "2026-12-06T10:00:03.800Z".parse().unwrap();
+        let tick: DateTime<Utc> = "2026-12-06T10:00:05Z".parse().unwrap();
+        let cap = Duration::from_secs(5);
+        assert_eq!(
+            sources_sleep(Some(tick), now, cap),
+            Duration::from_millis(1_205)
+        );
+        // No source with a tick, or a tick beyond the cap: look again at the cap.
+        assert_eq!(sources_sleep(None, now, cap), cap);
+        let later: DateTime<Utc> = "2026-12-06T11:00:00Z".parse().unwrap();
+        assert_eq!(sources_sleep(Some(later), now, cap), cap);
+        // A tick already passed (a slow pass): look again at once.
+        assert_eq!(
+            sources_sleep(Some(now - TimeDelta::seconds(1)), now, cap),
+            Duration::from_millis(5)
+        );
     }
 }
