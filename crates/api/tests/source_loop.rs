@@ -241,6 +241,21 @@ async fn a_change_in_postgresql_reaches_mariadb_with_nobody_starting_a_run() {
             json!({"name": "Shop", "type": "mysql", "settings": my}),
         )
         .await;
+    let people = json!({
+        "connection": crm, "name": "CRM people", "table": "sb_people", "id_column": "customer_id",
+        "transformation": {"mapping": {"email": "lower(email)", "address.city": "city"}},
+        "changes": {"mode": "cursor", "column": "updated_at"},
+        "schedule": "7s"
+    });
+    let (s, v) = l.call("POST", "/v1/sources", Some(people)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let m = v["error"]["fields"]["schedule"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        m.contains("`7s`") && m.contains("5s, 10s, 15s, 30s, 1m, 2m, 5m"),
+        "{v}"
+    );
     let source = l
         .create(
             "/v1/sources",
