@@ -55,6 +55,8 @@ export type Transformation = Gen.Transformation;
 /** `1d` is accepted as a synonym of `24h`. */
 export type Interval = Gen.Interval;
 export type Schedule = null | Gen.Schedule;
+/** A source's schedule: also the short intervals (`5s` … `2m`), never `on_change`. */
+export type SourceSchedule = null | Gen.SourceSchedule;
 export type OnLeave = Gen.OnLeave;
 export type PipelineInput = Gen.PipelineInput;
 export type Pipeline = Gen.Pipeline;

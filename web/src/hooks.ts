@@ -48,8 +48,10 @@ export function useInterval(fn: () => void, ms: number, active: boolean): void {
   ref.current = fn;
   useEffect(() => {
     if (!active) return;
+    // The timer functions are taken while the page is there: a cleanup may run as the page goes away.
+    const clear = window.clearInterval.bind(window);
     const t = window.setInterval(() => ref.current(), ms);
-    return () => window.clearInterval(t);
+    return () => clear(t);
   }, [ms, active]);
 }
 

@@ -6,7 +6,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Inspection, Run, Source } from '../src/api';
 import { editedModel, localSourceProblems, mappingFromProposal, newSourceState, sourceState, toSourceInput } from '../src/lib/source';
 import { SourceEditorPage } from '../src/pages/SourceEditor';
+import { ScheduleField } from '../src/pages/PipelineEditor';
 import { SourceRunsPage, SourcesPage } from '../src/pages/Sources';
+import { scheduleLabel, SOURCE_INTERVALS } from '../src/lib/util';
 import { schema } from './fixtures';
 import { json, mount, unmount } from './mount';
 
@@ -107,6 +109,17 @@ describe('the sources pages', () => {
   let root: HTMLElement;
   afterEach(() => unmount(root));
 
+  it('names the short intervals, which only the source picker offers', async () => {
+    expect(scheduleLabel('5s')).toBe('Every 5 seconds');
+    expect(scheduleLabel('2m')).toBe('Every 2 minutes');
+    expect(scheduleLabel('15m')).toBe('Every 15 minutes');
+    // An export pipeline's picker keeps 5m as its shortest interval and offers on_change.
+    root = await mount(<ScheduleField value={null} onChange={() => {}} errors={{ schedule: [], cron: [], timezone: [] }} />);
+    const offered = [...root.querySelectorAll<HTMLOptionElement>('select[name="schedule"] option')].map((o) => o.value);
+    expect(offered.slice(0, 3)).toEqual(['off', 'on_change', '5m']);
+    expect(offered.filter((v) => SOURCE_INTERVALS.some((i) => i.value === v))).toEqual([]);
+  });
+
   it('lists sources with connection, what they read, mode, schedule and last run', async () => {
     vi.stubGlobal(
       'fetch',
@@ -192,12 +205,19 @@ describe('the sources pages', () => {
     await act(() => root.querySelector<HTMLButtonElement>('button[name="use-mapping"]')!.click());
     expect([...root.querySelectorAll<HTMLInputElement>('.mapping-col input')].map((i) => i.value)).toEqual(['email', 'age']);
     await type(root.querySelector<HTMLSelectElement>('select[name="cursor_column"]')!, 'updated_at', 'change');
+    // A source can be polled every few seconds: its picker offers the short intervals first.
+    const schedule = root.querySelector<HTMLSelectElement>('select[name="schedule"]')!;
+    const offered = [...schedule.options].map((o) => o.value);
+    expect(offered.slice(0, 8)).toEqual(['off', '5s', '10s', '15s', '30s', '1m', '2m', '5m']);
+    expect(offered).not.toContain('on_change');
+    await type(schedule, '5s', 'change');
+    expect(schedule.selectedOptions[0].textContent).toBe('Every 5 seconds');
     await act(() => {
       root.querySelector('form')!.dispatchEvent(new Event('submit', { bubbles: true, cancelable: true }));
     });
     await vi.waitFor(() => expect(root.textContent).toContain('2 problems, each shown at its field'));
     const posted = calls.find((c) => c.method === 'POST' && c.url === '/v1/sources')!.body as Record<string, unknown>;
-    expect(posted).toMatchObject({ connection: 'dst_1', table: 'crm_customers', id_column: 'customer_id', changes: { mode: 'cursor', column: 'updated_at' }, transformation: { mapping: { email: 'email', age: 'age' } } });
+    expect(posted).toMatchObject({ connection: 'dst_1', table: 'crm_customers', id_column: 'customer_id', changes: { mode: 'cursor', column: 'updated_at' }, transformation: { mapping: { email: 'email', age: 'age' } }, schedule: '5s' });
     // Each error sits at its field: the cursor column's, and the mapping row of `age`.
     const cursorField = root.querySelector('select[name="cursor_column"]')!.closest('.field')!;
     expect(cursorField.textContent).toContain('column `updated_at` is not in the source');

@@ -524,6 +524,45 @@ pub enum Interval {
     D1,
 }
 
+// Mirrors `sluice_core::pipeline::Schedule` as a source takes it (`Scheduled::Source`).
+/// A source's schedule: one of the fixed intervals, one of the short intervals only sources have, or a
+/// cron expression in a time zone. Not `on_change`: a source makes profile changes rather than
+/// following them.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SourceSchedule {
+    Short(SourceInterval),
+    Interval(Interval),
+    Cron {
+        /// Five fields: minute, hour, day of month, month, day of week.
+        cron: String,
+        /// An IANA time zone; `UTC` when left out.
+        #[serde(default)]
+        timezone: String,
+    },
+}
+
+/// The short intervals only sources have (`5s` to `2m`): a source polled every few seconds keeps an
+/// `on_change` export seconds behind the source database. Ticks fall on multiples of the interval since
+/// the Unix epoch (`5s` at :00, :05, :10 … of every minute).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub enum SourceInterval {
+    #[serde(rename = "5s")]
+    S5,
+    #[serde(rename = "10s")]
+    S10,
+    #[serde(rename = "15s")]
+    S15,
+    #[serde(rename = "30s")]
+    S30,
+    #[serde(rename = "1m")]
+    M1,
+    #[serde(rename = "2m")]
+    M2,
+}
+
 /// Run when profiles change (by the API, an import, a delete or a source pipeline), debounced.
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]

@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::{self, Body, OptionalBody};
 use crate::openapi::{
-    DestinationFailed, Internal, Invalid, Malformed, NotFound, NotJson, Schedule, TooLarge,
+    DestinationFailed, Internal, Invalid, Malformed, NotFound, NotJson, SourceSchedule, TooLarge,
     Transformation, Unauthorized,
 };
 use crate::query::Query;
@@ -39,8 +39,11 @@ pub enum ChangesDoc {
     Cursor {
         /// A column that grows with every change: a timestamp, an integer or text.
         column: String,
-        /// How far behind the greatest value seen the next run starts: `30s`, `5m`, `1h`, `1d` for a
-        /// timestamp (5 minutes when left out), a number for an integer (10000 when left out).
+        /// How far behind the greatest value seen the next run starts, so that a row whose transaction
+        /// took its value before the greatest one read but committed after the read is not missed:
+        /// `30s`, `5m`, `1h`, `1d` for a timestamp (10 seconds when left out; longer if writers hold
+        /// their transactions open longer after taking the timestamp), a number for an integer (10000
+        /// when left out). The rows inside it are read again by every run, and written nowhere.
         #[serde(default)]
         lookback: Option<LookbackDoc>,
     },
@@ -97,9 +100,10 @@ pub struct SourceInputDoc {
     /// script whose `transform(row)` returns an object keyed by property path.
     transformation: Transformation,
     changes: ChangesDoc,
-    /// `null` (the default) runs the source only on demand.
+    /// `null` (the default) runs the source only on demand. An interval as short as `5s`: a run never
+    /// overlaps the source's previous one (a tick during a run makes one follow-up run when it ends).
     #[serde(default)]
-    schedule: Option<Schedule>,
+    schedule: Option<SourceSchedule>,
 }
 
 /// Any subset of a source's fields; those left out keep their value.
@@ -126,7 +130,7 @@ pub struct SourcePatchDoc {
     #[serde(default)]
     changes: Option<ChangesDoc>,
     #[serde(default)]
-    schedule: Option<Schedule>,
+    schedule: Option<SourceSchedule>,
 }
 
 /// A source as answers show it: what was sent, with its id, times, its run going now, its last run and
@@ -255,6 +259,8 @@ pub async fn create(
     };
     state.meta.insert_source(&rec).await.map_err(name_taken)?;
     tracing::info!(source = %rec.id, "source added");
+    // The scheduler takes in the new schedule now, not at the end of its longest wait.
+    state.engine.wake_sources();
     Ok((StatusCode::CREATED, Json(to_json(&state, &rec).await)))
 }
 
@@ -355,7 +361,11 @@ async fn save(
     } == *old;
     if same_reading {
         let mut errors = spec.check().err().unwrap_or_default();
-        if let Some(Err((field, message))) = spec.schedule.as_ref().map(|s| s.compile()) {
+        if let Some(Err((field, message))) = spec
+            .schedule
+            .as_ref()
+            .map(|s| s.compile_for(sluice_core::pipeline::Scheduled::Source))
+        {
             errors.add(field, message);
         }
         if !errors.is_empty() {
@@ -380,6 +390,7 @@ async fn save(
         // Other instances see the source disabled at their next heartbeat and stop its run there.
         state.engine.stop_pipeline(&rec.id).await;
     }
+    state.engine.wake_sources();
     Ok(Json(to_json(state, &rec).await))
 }
 

@@ -233,7 +233,11 @@ fn source_spec(
             }
         }
     }
-    if let Some(Err((field, message))) = spec.schedule.as_ref().map(|s| s.compile()) {
+    if let Some(Err((field, message))) = spec
+        .schedule
+        .as_ref()
+        .map(|s| s.compile_for(sluice_core::pipeline::Scheduled::Source))
+    {
         if errors.get(field).is_none() {
             errors.add(field, message);
         }
@@ -491,6 +495,8 @@ pub async fn apply_document(
     for id in &plan.stopped {
         state.engine.stop_pipeline(id).await;
     }
+    // Sources created or rescheduled are seen by the scheduler now.
+    state.engine.wake_sources();
     let entry = AuditEntry {
         seq: 0,
         at: Utc::now(),
@@ -1289,6 +1295,26 @@ mod tests {
             assert!(e.get(path).is_some(), "{path} missing from {e:?}");
         }
         assert!(e.get("sources.CRM.schedule").unwrap()[0].contains("export pipelines"));
+    }
+
+    #[test]
+    fn short_intervals_are_for_sources_and_named_when_wrong() {
+        let mut d = doc();
+        d["sources"]["CRM"]["schedule"] = json!("5s");
+        check_offline(&d).unwrap();
+        d["sources"]["CRM"]["schedule"] = json!("7s");
+        d["pipelines"]["P"]["schedule"] = json!("5s");
+        let e = check_offline(&d).unwrap_err();
+        let source = &e.get("sources.CRM.schedule").unwrap()[0];
+        assert!(
+            source.contains("`7s`") && source.contains("5s, 10s, 15s, 30s, 1m, 2m, 5m"),
+            "{source}"
+        );
+        let pipeline = &e.get("pipelines.P.schedule").unwrap()[0];
+        assert!(
+            pipeline.contains("`5s` is for source pipelines") && pipeline.contains("on_change"),
+            "{pipeline}"
+        );
     }
 
     #[test]

@@ -622,6 +622,18 @@ async fn pipelines_are_checked_and_run() {
     ] {
         assert!(fields.contains_key(f), "missing {f} in {v}");
     }
+    // The short intervals are sources'; an export pipeline is told of `on_change`.
+    let mut short = pipeline(&dest);
+    short["schedule"] = json!("5s");
+    let (s, v) = api.call("POST", "/v1/pipelines", Some(short)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let m = v["error"]["fields"]["schedule"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        m.contains("`5s` is for source pipelines") && m.contains("on_change"),
+        "{v}"
+    );
     let mut missing_table = pipeline(&dest);
     missing_table["table"] = json!("nope");
     let (s, v) = api.call("POST", "/v1/pipelines", Some(missing_table)).await;

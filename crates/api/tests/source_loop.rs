@@ -3,8 +3,9 @@
 //! `on_change` writes them to a MariaDB/MySQL table. A row inserted, then updated, in the PostgreSQL table
 //! appears, then changes, in the MariaDB table.
 //!
-//! The shortest schedule is `5m`, so the scheduler here reads a clock that runs 60 times faster than the
-//! system's: the source's `5m` ticks every 5 real seconds, as a source polled every few seconds would.
+//! The source is on `5s` with the system's clock, and the scheduler's `scheduler_interval` is 30 s: a
+//! source run within a second of each 5 s tick, and a row in the profile store within a tick and a run
+//! of its insert, come from the scheduler sleeping until the source's next tick, not from its polling.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,34 +13,18 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use http_body_util::BodyExt;
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
 use sluice_core::on_change::Debounce;
-use sluice_engine::scheduler::{self, Clock};
+use sluice_engine::scheduler::{self, SystemClock};
 use sluice_engine::{Engine, EngineConfig};
 use tower::ServiceExt;
 
 mod support;
 
 const TOKEN: &str = "test-token";
-/// How much faster than the system's the scheduler's clock runs.
-const SPEED: i32 = 60;
-
-/// The system's clock, sped up `SPEED` times from the moment it was made.
-struct FastClock {
-    start: DateTime<Utc>,
-    real: Instant,
-}
-
-impl Clock for FastClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = TimeDelta::from_std(self.real.elapsed()).unwrap();
-        self.start + elapsed * SPEED
-    }
-}
-
 struct Loop {
     app: Router,
     pg_url: String,
@@ -59,21 +44,18 @@ impl Loop {
         let dir = tempfile::tempdir().unwrap();
         let (meta, profiles) = support::stores(dir.path()).await;
         let config = EngineConfig {
-            scheduler_interval: Duration::from_millis(200),
+            // Longer than the whole test's waits: only the sleep until a source's tick can start its
+            // runs on time.
+            scheduler_interval: Duration::from_secs(30),
             on_change_interval: Duration::from_millis(200),
-            // Clock time: 2 s and 20 s of the fast clock are 33 ms and 333 ms of the system's.
             on_change_debounce: Debounce {
-                quiet: TimeDelta::seconds(2),
-                max_wait: TimeDelta::seconds(20),
+                quiet: TimeDelta::milliseconds(300),
+                max_wait: TimeDelta::seconds(2),
             },
             ..EngineConfig::default()
         };
         let engine = Engine::new(meta, profiles, config);
-        let clock = FastClock {
-            start: Utc::now(),
-            real: Instant::now(),
-        };
-        let scheduler = scheduler::spawn(engine.clone(), Arc::new(clock));
+        let scheduler = scheduler::spawn(engine.clone(), Arc::new(SystemClock));
         let app = sluice_api::router(sluice_api::AppState::new(engine, TOKEN));
         let id = uuid::Uuid::new_v4().simple().to_string();
         let l = Loop {
@@ -174,6 +156,22 @@ impl Loop {
         )
     }
 
+    /// Waits until the profile store has profile `id` with `email`; answers how long that took.
+    async fn wait_for_profile(&self, id: &str, email: &str, limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let (s, v) = self.call("GET", &format!("/v1/profiles/{id}"), None).await;
+            if s == StatusCode::OK && v["email"] == email {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "profile {id} is {s} {v} after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn create(&self, path: &str, body: Value) -> String {
         let (s, v) = self.call("POST", path, Some(body)).await;
         assert_eq!(s, StatusCode::CREATED, "{path}: {v}");
@@ -243,6 +241,21 @@ async fn a_change_in_postgresql_reaches_mariadb_with_nobody_starting_a_run() {
             json!({"name": "Shop", "type": "mysql", "settings": my}),
         )
         .await;
+    let people = json!({
+        "connection": crm, "name": "CRM people", "table": "sb_people", "id_column": "customer_id",
+        "transformation": {"mapping": {"email": "lower(email)", "address.city": "city"}},
+        "changes": {"mode": "cursor", "column": "updated_at"},
+        "schedule": "7s"
+    });
+    let (s, v) = l.call("POST", "/v1/sources", Some(people)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let m = v["error"]["fields"]["schedule"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        m.contains("`7s`") && m.contains("5s, 10s, 15s, 30s, 1m, 2m, 5m"),
+        "{v}"
+    );
     let source = l
         .create(
             "/v1/sources",
@@ -250,7 +263,7 @@ async fn a_change_in_postgresql_reaches_mariadb_with_nobody_starting_a_run() {
                 "connection": crm, "name": "CRM people", "table": "sb_people", "id_column": "customer_id",
                 "transformation": {"mapping": {"email": "lower(email)", "address.city": "city"}},
                 "changes": {"mode": "cursor", "column": "updated_at"},
-                "schedule": "5m"
+                "schedule": "5s"
             }),
         )
         .await;
@@ -265,11 +278,15 @@ async fn a_change_in_postgresql_reaches_mariadb_with_nobody_starting_a_run() {
         )
         .await;
 
-    // Inserted in PostgreSQL, it appears in MariaDB.
+    // Inserted in PostgreSQL, it is in the profile store by the next 5 s tick and a run, then in MariaDB.
     l.pg(
         "INSERT INTO sb_people (customer_id, email, city) VALUES ('p1', 'Ann@Example.com', 'Rome')",
     )
     .await;
+    let took = l
+        .wait_for_profile("p1", "ann@example.com", Duration::from_secs(10))
+        .await;
+    eprintln!("insert reached the profile store in {took:?}");
     let took = l.wait_for(&[("p1", "ann@example.com", "Rome")]).await;
     eprintln!("insert reached MariaDB in {took:?}");
 
@@ -293,6 +310,25 @@ async fn a_change_in_postgresql_reaches_mariadb_with_nobody_starting_a_run() {
         source_runs.iter().all(|r| r["trigger"] == "schedule"),
         "{source_runs:?}"
     );
+    // Each was queued within a second of a 5 s tick, or, a follow-up for ticks that fell during the
+    // run before it, within a second of that run's end; none overlaps the one before.
+    let at = |r: &Value, field: &str| -> Option<DateTime<Utc>> { r[field].as_str()?.parse().ok() };
+    let mut runs = source_runs.clone();
+    runs.sort_by_key(|r| at(r, "queued_at"));
+    for (i, r) in runs.iter().enumerate() {
+        let queued = at(r, "queued_at").unwrap();
+        let past_tick = TimeDelta::seconds(i64::from(queued.second() % 5))
+            + TimeDelta::nanoseconds(i64::from(queued.nanosecond()));
+        let previous_end = i.checked_sub(1).and_then(|p| at(&runs[p], "finished_at"));
+        if let Some(end) = previous_end {
+            assert!(queued >= end, "two source runs at once: {runs:?}");
+        }
+        let follow_up = previous_end.is_some_and(|end| queued - end < TimeDelta::seconds(1));
+        assert!(
+            past_tick < TimeDelta::seconds(1) || follow_up,
+            "a source run queued {past_tick} after its tick: {r}"
+        );
+    }
     let export_runs = l.runs(&format!("/v1/pipelines/{pipeline}/runs")).await;
     assert!(export_runs.len() >= 2, "{export_runs:?}");
     assert!(

@@ -149,7 +149,8 @@ pub struct ServerArgs {
         default_value_t = 30
     )]
     pub run_lease_seconds: u64,
-    /// Seconds between two looks of the scheduler for due pipelines.
+    /// Seconds between two looks of the scheduler for due pipelines. Sources are looked at on their
+    /// own ticks (as often as every 5 s), and at least this often.
     #[arg(
         long,
         env = "SLUICE_SCHEDULER_INTERVAL_SECONDS",

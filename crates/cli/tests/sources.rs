@@ -195,6 +195,25 @@ fn source_commands_with_their_exit_codes() {
         .expect(0, &["sources", "show", "people", "--json"])
         .json();
     assert_eq!(shown["mark"]["value"], -9998, "{shown}");
+    // A lookback of one: the next mark trails the greatest cursor (2) by one.
+    cli.expect(
+        0,
+        &[
+            "sources",
+            "edit",
+            "People",
+            "--cursor",
+            "seq",
+            "--lookback",
+            "1",
+        ],
+    );
+    cli.expect(0, &["sources", "run", "People"]);
+    let shown = cli
+        .expect(0, &["sources", "show", "people", "--json"])
+        .json();
+    assert_eq!(shown["changes"]["lookback"], 1, "{shown}");
+    assert_eq!(shown["mark"]["value"], 1, "{shown}");
 
     // The source's runs, newest first, in the source's own words.
     let o = cli.expect(0, &["sources", "runs", "People"]);
@@ -220,6 +239,18 @@ fn source_commands_with_their_exit_codes() {
     cli.expect(0, &["sources", "edit", "People", "--schedule", "5m"]);
     let o = cli.expect(0, &["sources", "show", "People"]);
     assert!(o.out.contains("5m") && o.out.contains("no"), "{}", o.out);
+    // Sources take intervals of seconds; a wrong one is named with those allowed.
+    cli.expect(0, &["sources", "edit", "People", "--schedule", "5s"]);
+    let shown = cli
+        .expect(0, &["sources", "show", "People", "--json"])
+        .json();
+    assert_eq!(shown["schedule"], "5s", "{shown}");
+    let o = cli.expect(2, &["sources", "edit", "People", "--schedule", "7s"]);
+    assert!(
+        o.err.contains("`7s`") && o.err.contains("5s, 10s, 15s, 30s, 1m, 2m"),
+        "{}",
+        o.err
+    );
     cli.expect(2, &["sources", "edit", "People"]);
     cli.expect(0, &["sources", "delete", "People"]);
     cli.expect(3, &["sources", "delete", "People"]);

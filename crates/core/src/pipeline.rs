@@ -8,20 +8,53 @@ use serde_json::Value as Json;
 
 use crate::errors::FieldErrors;
 
-/// The fixed schedule intervals, in minutes.
+/// The fixed schedule intervals of every pipeline, export or source, in seconds.
 pub const INTERVALS: [(&str, u32); 11] = [
-    ("5m", 5),
-    ("15m", 15),
-    ("30m", 30),
-    ("1h", 60),
-    ("2h", 120),
-    ("3h", 180),
-    ("6h", 360),
-    ("8h", 480),
-    ("12h", 720),
-    ("24h", 1440),
-    ("1d", 1440),
+    ("5m", 300),
+    ("15m", 900),
+    ("30m", 1_800),
+    ("1h", 3_600),
+    ("2h", 7_200),
+    ("3h", 10_800),
+    ("6h", 21_600),
+    ("8h", 28_800),
+    ("12h", 43_200),
+    ("24h", 86_400),
+    ("1d", 86_400),
 ];
+
+/// The short intervals only source pipelines may use, in seconds: a source polled every few seconds
+/// is what keeps an `on_change` export seconds behind its source database. An export on such an
+/// interval would rewrite its table that often whether or not profiles changed; `on_change` is the
+/// export's way to follow changes quickly.
+pub const SOURCE_INTERVALS: [(&str, u32); 6] = [
+    ("5s", 5),
+    ("10s", 10),
+    ("15s", 15),
+    ("30s", 30),
+    ("1m", 60),
+    ("2m", 120),
+];
+
+/// What a schedule belongs to: the intervals allowed differ ([`SOURCE_INTERVALS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduled {
+    /// An export pipeline.
+    Pipeline,
+    /// A source pipeline.
+    Source,
+}
+
+impl Scheduled {
+    /// The fixed intervals allowed, shortest first.
+    pub fn intervals(self) -> impl Iterator<Item = (&'static str, u32)> {
+        let short: &'static [(&str, u32)] = match self {
+            Scheduled::Pipeline => &[],
+            Scheduled::Source => &SOURCE_INTERVALS,
+        };
+        short.iter().chain(INTERVALS.iter()).copied()
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
@@ -156,10 +189,11 @@ fn utc() -> String {
 }
 
 impl Schedule {
-    /// Minutes of a fixed interval, `None` for cron and on_change.
-    pub fn interval_minutes(&self) -> Option<u32> {
+    /// Seconds of a fixed interval allowed for `owner`; `None` for cron, on_change and intervals not
+    /// allowed.
+    pub fn interval_seconds(&self, owner: Scheduled) -> Option<u32> {
         match self {
-            Schedule::Interval(s) => INTERVALS.iter().find(|(n, _)| n == s).map(|(_, m)| *m),
+            Schedule::Interval(s) => owner.intervals().find(|(n, _)| n == s).map(|(_, m)| m),
             Schedule::Cron { .. } | Schedule::OnChange => None,
         }
     }
@@ -324,7 +358,7 @@ mod tests {
         let cron: Schedule =
             serde_json::from_value(json!({"cron": "0 3 * * *", "timezone": "Europe/Rome"}))
                 .unwrap();
-        assert!(cron.interval_minutes().is_none());
+        assert!(cron.interval_seconds(Scheduled::Source).is_none());
         let on: Schedule = serde_json::from_value(json!("on_change")).unwrap();
         assert_eq!(on, Schedule::OnChange);
         assert!(on.is_on_change() && on.compile().is_ok());

@@ -3,8 +3,8 @@
 //! whatever instant they need).
 //!
 //! Fixed intervals tick on multiples of the interval since the Unix epoch (15m ticks at :00, :15, :30, :45
-//! UTC; 24h at midnight UTC), so every instance computes the same ticks with no stored anchor. Cron
-//! expressions have five fields (minute, hour, day of month, month, day of week) and are evaluated in
+//! UTC; 24h at midnight UTC; a source's 5s at :00, :05, :10 … of every minute), so every instance
+//! computes the same ticks with no stored anchor. Cron expressions have five fields (minute, hour, day of month, month, day of week) and are evaluated in
 //! their IANA time zone, so `0 3 * * *` in Europe/Rome is 03:00 in Rome across daylight-saving changes.
 //!
 //! The decision ([`decide`]) keeps two facts per pipeline: the last tick handled and whether a follow-up
@@ -14,10 +14,10 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 
-use crate::pipeline::Schedule;
+use crate::pipeline::{Schedule, Scheduled, SOURCE_INTERVALS};
 
 /// Ticks searched forward when catching up, before settling for `now` as the latest tick.
 const CATCH_UP_LIMIT: usize = 10_000;
@@ -37,16 +37,20 @@ pub enum Compiled {
 pub type ScheduleError = (&'static str, String);
 
 impl Schedule {
-    /// Checks the schedule and compiles it; the error names the field at fault.
+    /// Checks an export pipeline's schedule and compiles it; the error names the field at fault.
     pub fn compile(&self) -> Result<Compiled, ScheduleError> {
+        self.compile_for(Scheduled::Pipeline)
+    }
+
+    /// Checks the schedule of an export pipeline or a source and compiles it; the error names the field
+    /// at fault and the values allowed. (`on_change` compiles for both: a source refuses it in
+    /// [`crate::source::SourceSpec::check`], with its reason.)
+    pub fn compile_for(&self, owner: Scheduled) -> Result<Compiled, ScheduleError> {
         match self {
             Schedule::OnChange => Ok(Compiled::OnChange),
-            Schedule::Interval(s) => match self.interval_minutes() {
-                Some(m) => Ok(Compiled::Every(chrono::Duration::minutes(i64::from(m)))),
-                None => Err((
-                    "schedule",
-                    format!("unknown schedule `{s}`: use null (off), 5m, 15m, 30m, 1h, 2h, 3h, 6h, 8h, 12h, 24h, \"on_change\" or {{\"cron\": …, \"timezone\": …}}"),
-                )),
+            Schedule::Interval(s) => match self.interval_seconds(owner) {
+                Some(secs) => Ok(Compiled::Every(chrono::Duration::seconds(i64::from(secs)))),
+                None => Err(("schedule", unknown_interval(s, owner))),
             },
             Schedule::Cron { cron, timezone } => {
                 let tz = chrono_tz::Tz::from_str(timezone.trim()).map_err(|_| {
@@ -98,8 +102,10 @@ impl Compiled {
                 let ticks = t.timestamp().div_euclid(step_s) + 1;
                 Utc.timestamp_opt(ticks * step_s, 0).single()
             }
+            // Cron matches keep the fraction of a second they are searched from: from whole seconds,
+            // ticks are whole minutes, as interval ticks are whole multiples.
             Compiled::Cron(cron, tz) => cron
-                .find_next_occurrence(&t.with_timezone(tz), false)
+                .find_next_occurrence(&t.trunc_subsecs(0).with_timezone(tz), false)
                 .ok()
                 .map(|d| d.with_timezone(&Utc)),
             Compiled::OnChange => None,
@@ -121,6 +127,24 @@ impl Compiled {
             }
         }
         now
+    }
+}
+
+/// The message for an interval not allowed for `owner`, listing those that are.
+fn unknown_interval(given: &str, owner: Scheduled) -> String {
+    let allowed: Vec<&str> = owner.intervals().map(|(n, _)| n).collect();
+    let allowed = allowed.join(", ");
+    let short = SOURCE_INTERVALS.iter().any(|(n, _)| *n == given);
+    match owner {
+        Scheduled::Pipeline if short => format!(
+            "`{given}` is for source pipelines: an export pipeline runs at most every 5m; to follow changes within seconds use \"on_change\". Use null (off), {allowed}, \"on_change\" or {{\"cron\": …, \"timezone\": …}}"
+        ),
+        Scheduled::Pipeline => format!(
+            "unknown schedule `{given}`: use null (off), {allowed}, \"on_change\" or {{\"cron\": …, \"timezone\": …}}"
+        ),
+        Scheduled::Source => format!(
+            "unknown schedule `{given}`: a source runs on null (on demand only), {allowed} or {{\"cron\": …, \"timezone\": …}}"
+        ),
     }
 }
 
@@ -160,9 +184,11 @@ pub fn decide(
     busy: bool,
     now: DateTime<Utc>,
 ) -> Decision {
+    // Every interval counts here, a source's short ones too: which owner may use which was checked when
+    // the schedule was saved.
     let compiled = schedule
         .filter(|s| !s.is_on_change())
-        .and_then(|s| s.compile().ok());
+        .and_then(|s| s.compile_for(Scheduled::Source).ok());
     let change = |next: TickState, start: bool| Decision {
         save: (next != state).then_some(next),
         start,
@@ -242,12 +268,33 @@ pub fn next_run_at(
     if !enabled {
         return None;
     }
-    let compiled = schedule.filter(|s| !s.is_on_change())?.compile().ok()?;
+    let compiled = schedule
+        .filter(|s| !s.is_on_change())?
+        .compile_for(Scheduled::Source)
+        .ok()?;
     if state.pending {
         return Some(now);
     }
     let next = compiled.next_after(state.last_tick.unwrap_or(now))?;
     Some(next.max(now))
+}
+
+/// When a scheduler that looked at `now` has to look again for one pipeline or source: its first tick
+/// strictly after `now`; `None` when it has none (off, disabled, `on_change`, a cron that never matches).
+/// A follow-up waiting for a run to end is not a reason to look sooner: the end of the run is.
+pub fn next_look(
+    schedule: Option<&Schedule>,
+    enabled: bool,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if !enabled {
+        return None;
+    }
+    schedule
+        .filter(|s| !s.is_on_change())?
+        .compile_for(Scheduled::Source)
+        .ok()?
+        .next_after(now)
 }
 
 /// The shortest and longest reconcile interval, in minutes: shorter than the shortest schedule would
@@ -511,6 +558,119 @@ mod tests {
             next_run_at(Some(&s), true, state("2026-11-29T10:00:00Z", false), now),
             Some(at("2026-11-29T11:00:00Z"))
         );
+    }
+
+    #[test]
+    fn second_intervals_tick_on_multiples_since_the_epoch() {
+        let c = every("5s").compile_for(Scheduled::Source).unwrap();
+        assert_eq!(
+            c.next_after(at("2026-11-29T10:07:12.300Z")),
+            Some(at("2026-11-29T10:07:15Z"))
+        );
+        assert_eq!(
+            c.next_after(at("2026-11-29T10:07:15Z")),
+            Some(at("2026-11-29T10:07:20Z")),
+            "strictly after"
+        );
+        assert_eq!(
+            c.next_after(at("2026-11-29T10:07:59.999Z")),
+            Some(at("2026-11-29T10:08:00Z"))
+        );
+        let m = every("2m").compile_for(Scheduled::Source).unwrap();
+        assert_eq!(
+            m.next_after(at("2026-11-29T10:07:12Z")),
+            Some(at("2026-11-29T10:08:00Z"))
+        );
+        for (name, secs) in crate::pipeline::SOURCE_INTERVALS {
+            let Compiled::Every(step) = every(name).compile_for(Scheduled::Source).unwrap() else {
+                panic!("{name}")
+            };
+            assert_eq!(step.num_seconds(), i64::from(secs), "{name}");
+        }
+        for (name, _) in crate::pipeline::INTERVALS {
+            assert!(every(name).compile_for(Scheduled::Source).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn short_intervals_are_for_sources_only() {
+        for (name, _) in crate::pipeline::SOURCE_INTERVALS {
+            let (f, m) = every(name).compile().unwrap_err();
+            assert_eq!(f, "schedule");
+            assert!(
+                m.contains(name) && m.contains("source") && m.contains("on_change"),
+                "{m}"
+            );
+            assert!(m.contains("5m, 15m") && !m.contains("5s,"), "{m}");
+        }
+        for bad in ["7s", "0s", "1s", "5", "5 s", "90s", "60s", "1M"] {
+            let (f, m) = every(bad).compile_for(Scheduled::Source).unwrap_err();
+            assert_eq!(f, "schedule");
+            assert!(
+                m.contains(bad) && m.contains("5s, 10s, 15s, 30s, 1m, 2m, 5m"),
+                "{m}"
+            );
+            assert!(!m.contains("on_change"), "{m}");
+        }
+    }
+
+    #[test]
+    fn a_five_second_source_runs_each_tick_and_queues_one_follow_up() {
+        let s = every("5s");
+        let d = decide(
+            Some(&s),
+            true,
+            TickState::default(),
+            false,
+            at("2026-11-29T10:00:01.200Z"),
+        );
+        assert!(!d.start, "the first run is at the next tick");
+        let mut st = d.save.unwrap();
+        let d = decide(Some(&s), true, st, false, at("2026-11-29T10:00:04.990Z"));
+        assert_eq!(d, Decision::NOTHING);
+        let d = decide(Some(&s), true, st, false, at("2026-11-29T10:00:05.010Z"));
+        assert!(d.start);
+        st = d.save.unwrap();
+        assert_eq!(st, state("2026-11-29T10:00:05Z", false));
+        // The run takes 12 s: two ticks fall during it, one follow-up.
+        for now in ["2026-11-29T10:00:10.001Z", "2026-11-29T10:00:15.001Z"] {
+            let d = decide(Some(&s), true, st, true, at(now));
+            assert!(!d.start);
+            st = d.save.unwrap_or(st);
+            assert!(st.pending);
+        }
+        assert_eq!(st.last_tick, Some(at("2026-11-29T10:00:15Z")));
+        let d = decide(Some(&s), true, st, false, at("2026-11-29T10:00:17Z"));
+        assert!(d.start);
+        st = d.save.unwrap();
+        assert_eq!(st, state("2026-11-29T10:00:15Z", false));
+        let d = decide(Some(&s), true, st, false, at("2026-11-29T10:00:19Z"));
+        assert_eq!(d, Decision::NOTHING, "nothing more until the 10:00:20 tick");
+        // Down for an hour: one run, at the latest tick.
+        let d = decide(Some(&s), true, st, false, at("2026-11-29T11:00:03Z"));
+        assert!(d.start);
+        assert_eq!(d.save, Some(state("2026-11-29T11:00:00Z", false)));
+    }
+
+    #[test]
+    fn the_next_look_is_the_next_tick() {
+        let now = at("2026-11-29T10:00:01.200Z");
+        assert_eq!(
+            next_look(Some(&every("5s")), true, now),
+            Some(at("2026-11-29T10:00:05Z"))
+        );
+        assert_eq!(
+            next_look(Some(&every("1h")), true, now),
+            Some(at("2026-11-29T11:00:00Z"))
+        );
+        assert_eq!(
+            next_look(Some(&cron("*/10 * * * *", "UTC")), true, now),
+            Some(at("2026-11-29T10:10:00Z"))
+        );
+        assert_eq!(next_look(Some(&every("5s")), false, now), None);
+        assert_eq!(next_look(None, true, now), None);
+        assert_eq!(next_look(Some(&Schedule::OnChange), true, now), None);
+        assert_eq!(next_look(Some(&every("7s")), true, now), None);
     }
 
     #[test]

@@ -80,9 +80,17 @@ pub struct SourceSpec {
     pub schedule: Option<Schedule>,
 }
 
-/// Lookback of a time cursor when none is given: longer than any transaction a source should hold
-/// open between taking its timestamp and committing.
-pub const DEFAULT_TIME_LOOKBACK: TimeDelta = TimeDelta::minutes(5);
+/// Lookback of a time cursor when none is given.
+///
+/// A row is missed only if its transaction took its `updated_at` more than the lookback before the
+/// greatest cursor a run saw, and committed after that run read: so the lookback must outlast the
+/// longest gap between a writer taking its timestamp (PostgreSQL's `now()` is the start of the
+/// transaction) and committing, plus how far apart the writers' clocks are when they stamp the rows
+/// themselves. Ten seconds covers the short transactions of an application database; a source written
+/// by long batch transactions sets its own. Every run reads the lookback's rows again (found unchanged
+/// by their hash and written nowhere), so a source polled every 5 s re-reads about 10 s of changes per
+/// run, not minutes of them.
+pub const DEFAULT_TIME_LOOKBACK: TimeDelta = TimeDelta::seconds(10);
 /// Lookback of an integer cursor when none is given, in cursor units.
 pub const DEFAULT_INT_LOOKBACK: i64 = 10_000;
 
@@ -117,7 +125,7 @@ impl SourceSpec {
             // follows: a source so scheduled would never run, or run on its own writes.
             errors.add(
                 "schedule",
-                "`on_change` is for export pipelines; a source runs on an interval (5m, 1h, …), a cron schedule, or on demand (null)",
+                "`on_change` is for export pipelines; a source runs on an interval (5s, 1m, 1h, …), a cron schedule, or on demand (null)",
             );
         }
         if let Changes::Cursor { column, lookback } = &self.changes {

@@ -221,6 +221,9 @@ struct Inner {
     following_changes: AtomicBool,
     /// The rows in flight of every run here (see [`EngineConfig::rows_in_flight_bytes`]).
     budget: Arc<run::Budget>,
+    /// Tells the sources' scheduler to look now rather than at the next tick: a source was saved, or
+    /// a source run here ended (its follow-up, if a tick fell during it, starts at once).
+    sources_wake: Arc<Notify>,
 }
 
 impl Engine {
@@ -246,12 +249,24 @@ impl Engine {
                 watches: Mutex::new(HashMap::new()),
                 following_changes: AtomicBool::new(true),
                 budget,
+                sources_wake: Arc::new(Notify::new()),
             }),
         }
     }
 
     pub fn meta(&self) -> &Arc<dyn MetadataStore> {
         &self.inner.meta
+    }
+
+    /// Has this instance's scheduler look at the sources now (after a source was created or changed),
+    /// instead of at their next tick. Other instances see the change by their next tick or
+    /// `scheduler_interval`, whichever comes first.
+    pub fn wake_sources(&self) {
+        self.inner.sources_wake.notify_one();
+    }
+
+    pub(crate) fn sources_wake(&self) -> Arc<Notify> {
+        self.inner.sources_wake.clone()
     }
 
     pub(crate) fn watches(

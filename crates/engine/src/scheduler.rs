@@ -354,11 +354,31 @@ pub async fn next_run(
     next_run_at(p.spec.schedule.as_ref(), p.spec.enabled, state, now)
 }
 
+/// How long the sources' scheduler sleeps after a pass at `now`: until the next tick (and a few
+/// milliseconds, so that the tick has passed on the clock that decides), at most `cap`.
+pub fn sources_sleep(
+    next_look: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    cap: Duration,
+) -> Duration {
+    const PAST_THE_TICK: Duration = Duration::from_millis(5);
+    // A tick that passed while the pass went on is due at once.
+    let until = next_look
+        .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
+        .unwrap_or(cap);
+    (until + PAST_THE_TICK).min(cap)
+}
+
 /// Runs the scheduler and the housekeeping until the process ends: a scheduler pass every
-/// `scheduler_interval`, heartbeats and reaping every third of the lease.
+/// `scheduler_interval`, a pass over the sources at each of their ticks (and at least every
+/// `scheduler_interval`, which is how other instances' changes are seen), heartbeats and reaping every
+/// third of the lease.
 pub fn spawn(engine: Engine, clock: Arc<dyn Clock>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let config = engine.config().clone();
+        let cap = config.scheduler_interval.max(Duration::from_millis(100));
+        let sources_wake = engine.sources_wake();
+        let mut sources_at = tokio::time::Instant::now();
         let beat = (config.lease / 3).max(Duration::from_millis(100));
         let mut schedule =
             tokio::time::interval(config.scheduler_interval.max(Duration::from_millis(100)));
@@ -374,10 +394,19 @@ pub fn spawn(engine: Engine, clock: Arc<dyn Clock>) -> tokio::task::JoinHandle<(
                     if let Err(e) = tick(&engine, clock.now()).await {
                         tracing::warn!(error = %e, "the scheduler pass failed; trying again at the next one");
                     }
-                    if let Err(e) = crate::source::schedule::tick(&engine, clock.now()).await {
-                        tracing::warn!(error = %e, "the sources' scheduler pass failed; trying again at the next one");
-                    }
                 }
+                _ = tokio::time::sleep_until(sources_at) => {
+                    let now = clock.now();
+                    let wait = match crate::source::schedule::pass(&engine, now).await {
+                        Ok(pass) => sources_sleep(pass.next_look, clock.now(), cap),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the sources' scheduler pass failed; trying again at the next one");
+                            cap
+                        }
+                    };
+                    sources_at = tokio::time::Instant::now() + wait;
+                }
+                _ = sources_wake.notified() => sources_at = tokio::time::Instant::now(),
                 _ = changes.tick() => {
                     if let Err(e) = follow_changes(&engine, clock.now()).await {
                         tracing::warn!(error = %e, "the look for profile changes failed; trying again at the next one");
@@ -401,5 +430,31 @@ async fn housekeeping(engine: &Engine) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not look for runs of stopped instances"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    #[test]
+    fn the_sources_scheduler_sleeps_until_just_past_the_next_tick() {
+        let now: DateTime<Utc> = "2026-12-06T10:00:03.800Z".parse().unwrap();
+        let tick: DateTime<Utc> = "2026-12-06T10:00:05Z".parse().unwrap();
+        let cap = Duration::from_secs(5);
+        assert_eq!(
+            sources_sleep(Some(tick), now, cap),
+            Duration::from_millis(1_205)
+        );
+        // No source with a tick, or a tick beyond the cap: look again at the cap.
+        assert_eq!(sources_sleep(None, now, cap), cap);
+        let later: DateTime<Utc> = "2026-12-06T11:00:00Z".parse().unwrap();
+        assert_eq!(sources_sleep(Some(later), now, cap), cap);
+        // A tick already passed (a slow pass): look again at once.
+        assert_eq!(
+            sources_sleep(Some(now - TimeDelta::seconds(1)), now, cap),
+            Duration::from_millis(5)
+        );
     }
 }

@@ -788,8 +788,15 @@ export interface SourceInput {
    */
   transformation: Transformation;
   changes: ChangesDoc;
-  schedule?: null | Schedule;
+  schedule?: null | SourceSchedule;
 }
+
+/**
+ * The short intervals only sources have (`5s` to `2m`): a source polled every few seconds keeps an
+ * `on_change` export seconds behind the source database. Ticks fall on multiples of the interval since
+ * the Unix epoch (`5s` at :00, :05, :10 … of every minute).
+ */
+export type SourceInterval = '5s' | '10s' | '15s' | '30s' | '1m' | '2m';
 
 export interface SourceList {
   sources: Source[];
@@ -806,7 +813,7 @@ export interface SourcePatch {
   id_column?: string;
   transformation?: Transformation;
   changes?: null | ChangesDoc;
-  schedule?: null | Schedule;
+  schedule?: null | SourceSchedule;
 }
 
 /** What a run would make of the first rows of the source; nothing is written. */
@@ -839,6 +846,18 @@ export interface SourceRef {
   name: string;
   enabled: boolean;
 }
+
+/**
+ * A source's schedule: one of the fixed intervals, one of the short intervals only sources have, or a
+ * cron expression in a time zone. Not `on_change`: a source makes profile changes rather than
+ * following them.
+ */
+export type SourceSchedule = SourceInterval | Interval | {
+  /** Five fields: minute, hour, day of month, month, day of week. */
+  cron: string;
+  /** An IANA time zone; `UTC` when left out. */
+  timezone?: string;
+};
 
 export interface SourceStartBody {
   trigger?: null | StartTrigger;

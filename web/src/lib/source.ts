@@ -2,7 +2,7 @@
 // page so that it is tested without a browser: a mapping is edited as rows (property path → expression)
 // because its keys are typed by the user, unlike an export's columns which come from the table.
 
-import type { Inspection, ProfileSchema, PropertyDef, Schedule, Source, SourceInput } from '../api';
+import type { Inspection, ProfileSchema, PropertyDef, Source, SourceInput, SourceSchedule } from '../api';
 
 export type ReadKind = 'table' | 'query';
 export type SourceTransformKind = 'mapping' | 'javascript' | 'python';
@@ -30,7 +30,7 @@ export interface SourceState {
   /** As typed: a duration (`5m`) for a timestamp cursor, a number for an integer one; empty for the default. */
   lookback: string;
   onMissing: 'keep' | 'delete';
-  schedule: Schedule;
+  schedule: SourceSchedule;
 }
 
 export const JS_TEMPLATE = `// row: the source row, column by column (_id is the id column as text).

@@ -1,7 +1,7 @@
 // Small helpers: field-error lookup by API path, formatting of times, durations and numbers, schedules
 // and the key-capable columns of a table.
 
-import type { FieldErrors, Schedule, TableColumn, TableDescription } from '../api';
+import type { FieldErrors, Schedule, SourceSchedule, TableColumn, TableDescription } from '../api';
 
 // Field errors ------------------------------------------------------------------------------------
 
@@ -111,13 +111,24 @@ export const INTERVALS: { value: string; label: string }[] = [
   { value: '24h', label: 'Every 24 hours' },
 ];
 
+/** The intervals only source pipelines have: a source polled every few seconds keeps an `on_change`
+ *  export seconds behind its database. Exports follow changes with `on_change` instead. */
+export const SOURCE_INTERVALS: { value: string; label: string }[] = [
+  { value: '5s', label: 'Every 5 seconds' },
+  { value: '10s', label: 'Every 10 seconds' },
+  { value: '15s', label: 'Every 15 seconds' },
+  { value: '30s', label: 'Every 30 seconds' },
+  { value: '1m', label: 'Every minute' },
+  { value: '2m', label: 'Every 2 minutes' },
+];
+
 /** The schedule that runs a pipeline as soon as profiles change (debounced by the server). */
 export const ON_CHANGE = { value: 'on_change', label: 'When profiles change' } as const;
 
-export function scheduleLabel(s: Schedule | undefined): string {
+export function scheduleLabel(s: Schedule | SourceSchedule | undefined): string {
   if (s === null || s === undefined) return 'Off';
   if (s === ON_CHANGE.value) return ON_CHANGE.label;
-  if (typeof s === 'string') return INTERVALS.find((i) => i.value === s)?.label ?? s;
+  if (typeof s === 'string') return [...SOURCE_INTERVALS, ...INTERVALS].find((i) => i.value === s)?.label ?? s;
   return `Cron ${s.cron} (${s.timezone || 'UTC'})`;
 }
 

@@ -951,11 +951,14 @@ export function ScheduleField({
   onChange,
   errors,
   onChangeChoice = true,
+  intervals = INTERVALS,
 }: {
   value: Schedule;
   onChange: (s: Schedule) => void;
   errors: { schedule: string[]; cron: string[]; timezone: string[] };
   onChangeChoice?: boolean;
+  /** The fixed intervals offered: a source's picker adds its short ones. */
+  intervals?: { value: string; label: string }[];
 }) {
   const isCron = value !== null && typeof value === 'object';
   const selectValue = value === null ? 'off' : isCron ? 'cron' : value === '1d' ? '24h' : value;
@@ -982,7 +985,7 @@ export function ScheduleField({
           >
             <option value="off">Off (run only with Run now)</option>
             {onChangeChoice && <option value={ON_CHANGE.value}>{ON_CHANGE.label}</option>}
-            {INTERVALS.map((i) => (
+            {intervals.map((i) => (
               <option key={i.value} value={i.value}>
                 {i.label}
               </option>

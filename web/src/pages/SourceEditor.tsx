@@ -6,7 +6,7 @@
 
 import { useEffect, useId, useMemo, useState } from 'preact/hooks';
 import { useAccess } from '../access';
-import { api, ApiError, errorMessage, fieldErrors, type Destination, type FieldErrors, type FunctionInfo, type Inspection, type SourcePreview, type TableEntry } from '../api';
+import { api, ApiError, errorMessage, fieldErrors, type Destination, type FieldErrors, type FunctionInfo, type Inspection, type Schedule, type SourcePreview, type SourceSchedule, type TableEntry } from '../api';
 import { CodeEditor, linesInMessage } from '../components/CodeEditor';
 import { ExpressionInput } from '../components/ExpressionInput';
 import { Alert, Badge, ErrorAlert, Field, FieldErrorsText, Loading, PageHeader, Spinner, Switch, useToast } from '../components/ui';
@@ -23,9 +23,12 @@ import {
   toSourceInput,
   type SourceState,
 } from '../lib/source';
-import { classNames, countErrors, errorsAt, errorsUnder, scheduleErrors } from '../lib/util';
+import { classNames, countErrors, errorsAt, errorsUnder, INTERVALS, scheduleErrors, SOURCE_INTERVALS } from '../lib/util';
 import { href, navigate } from '../router';
 import { ScheduleField, TransformTabs } from './PipelineEditor';
+
+/** A source's schedule picker: its short intervals, then the export pipelines' ones. */
+const SOURCE_SCHEDULE_INTERVALS = [...SOURCE_INTERVALS, ...INTERVALS];
 
 interface Loaded {
   state: SourceState;
@@ -484,7 +487,7 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
                 )
               }
             </Field>
-            <Field label="Lookback" errors={errorsUnder(errors, 'changes.lookback')} help="Read again this far behind the last mark (5m for a timestamp, 10000 for an integer when left empty), so late commits are not missed.">
+            <Field label="Lookback" errors={errorsUnder(errors, 'changes.lookback')} help="Read again this far behind the greatest value seen (10s for a timestamp, 10000 for an integer when left empty), so that a row whose transaction committed after a later one is not missed. Longer if writers hold transactions open longer.">
               {(fid, d, inv) => <input id={fid} name="lookback" class="input mono" value={s.lookback} placeholder="default" aria-describedby={d} aria-invalid={inv || undefined} onInput={(e) => update({ lookback: (e.currentTarget as HTMLInputElement).value })} />}
             </Field>
           </div>
@@ -499,7 +502,13 @@ function Editor({ id, loaded }: { id?: string; loaded: Loaded }) {
           </Field>
         )}
         <FieldErrorsText errors={errorsAt(errors, 'changes')} />
-        <ScheduleField value={s.schedule} onChange={(v) => (update({ schedule: v }), clear('schedule'))} errors={scheduleErrors(errors)} onChangeChoice={false} />
+        <ScheduleField
+          value={s.schedule as Schedule}
+          onChange={(v) => (update({ schedule: v as SourceSchedule }), clear('schedule'))}
+          errors={scheduleErrors(errors)}
+          onChangeChoice={false}
+          intervals={SOURCE_SCHEDULE_INTERVALS}
+        />
       </section>
 
       {saveError && (

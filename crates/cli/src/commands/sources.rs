@@ -28,7 +28,7 @@ pub enum Command {
     #[command(after_help = "Examples:
   sluice sources create --file crm.yaml
   sluice sources create --name 'CRM customers' --connection CRM --table customers --id-column customer_id \\
-      --map email='lower(email)' --map address.city=city --cursor updated_at --schedule 5m
+      --map email='lower(email)' --map address.city=city --cursor updated_at --schedule 5s
   sluice sources create --name Orders --connection Shop --query 'SELECT customer, count(*) AS n FROM orders GROUP BY customer' \\
       --id-column customer --map orders=n --full --on-missing delete")]
     Create {
@@ -173,9 +173,13 @@ pub struct Spec {
     /// With --full: what happens to a profile whose source row disappeared, keep or delete.
     #[arg(long, requires = "full")]
     pub on_missing: Option<String>,
-    /// `off`, or one of 5m 15m 30m 1h 2h 3h 6h 8h 12h 24h.
+    /// `off`, or one of 5s 10s 15s 30s 1m 2m 5m 15m 30m 1h 2h 3h 6h 8h 12h 24h.
     #[arg(long)]
     pub schedule: Option<String>,
+    /// With --cursor: how far behind the greatest cursor seen the next run starts (`10s`, `5m` for a
+    /// timestamp, a number for an integer); the server's default (10s, or 10000) when left out.
+    #[arg(long, requires = "cursor")]
+    pub lookback: Option<String>,
     /// Create it disabled.
     #[arg(long)]
     pub disabled: bool,
@@ -216,10 +220,15 @@ impl Spec {
             doc.insert("transformation".into(), json!({ "mapping": mapping }));
         }
         if let Some(column) = &self.cursor {
-            doc.insert(
-                "changes".into(),
-                json!({"mode": "cursor", "column": column}),
-            );
+            let mut changes = json!({"mode": "cursor", "column": column});
+            if let Some(l) = &self.lookback {
+                // A number is an integer cursor's lookback; anything else a duration.
+                changes["lookback"] = l
+                    .trim()
+                    .parse::<i64>()
+                    .map_or_else(|_| json!(l), |n| json!(n));
+            }
+            doc.insert("changes".into(), changes);
         }
         if self.full {
             let on_missing = self.on_missing.clone().unwrap_or_else(|| "keep".into());

@@ -67,16 +67,6 @@ pub fn json_schema() -> Value {
         if let Some(c) = props.get_mut("connection") {
             *c = json!({"type": "string", "description": "The name of a connection under `connections`."});
         }
-        // `on_change` is for export pipelines; editors flag it here as `validate` does.
-        if let Some(schedule) = props.get_mut("schedule") {
-            *schedule = json!({
-                "description": "`null` (the default) runs the source only on demand; an interval or a cron schedule, not `on_change`.",
-                "oneOf": [
-                    {"type": "null"},
-                    {"allOf": [{"$ref": "#/$defs/Schedule"}, {"not": {"const": "on_change"}}]}
-                ]
-            });
-        }
     }
     if let Some(required) = source["required"].as_array_mut() {
         required.retain(|r| r != "name");

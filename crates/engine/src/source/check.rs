@@ -117,7 +117,11 @@ pub async fn check_source_with(
         }
     };
     let mut errors = FieldErrors::new();
-    if let Some(Err((field, message))) = spec.schedule.as_ref().map(|s| s.compile()) {
+    if let Some(Err((field, message))) = spec
+        .schedule
+        .as_ref()
+        .map(|s| s.compile_for(sluice_core::pipeline::Scheduled::Source))
+    {
         errors.add(field, message);
     }
     // Each column named by the spec, at its own field; then the plan's rules on their types.

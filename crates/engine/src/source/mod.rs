@@ -257,5 +257,7 @@ impl Engine {
         self.inner.totals.record(&done);
         self.inner.active.lock().unwrap().remove(&source.id);
         let _ = tx.send(done);
+        // A tick that fell during the run left a follow-up: it starts now, not at the next tick.
+        self.wake_sources();
     }
 }
