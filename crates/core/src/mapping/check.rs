@@ -19,6 +19,7 @@ use crate::Profile;
 
 pub(crate) struct Compiler<'s> {
     schema: &'s Schema,
+    reads: Reads,
     pub errors: Vec<ExprError>,
     /// Customer Model paths read, in order of first appearance.
     pub paths: Vec<String>,
@@ -28,9 +29,10 @@ pub(crate) struct Compiler<'s> {
 }
 
 impl<'s> Compiler<'s> {
-    pub(crate) fn new(schema: &'s Schema) -> Self {
+    pub(crate) fn new(schema: &'s Schema, reads: Reads) -> Self {
         Compiler {
             schema,
+            reads,
             errors: Vec::new(),
             paths: Vec::new(),
             budget: Budget::row(),
@@ -193,7 +195,7 @@ impl<'s> Compiler<'s> {
                 }
             }
         }
-        let mut message = format!("unknown property `{path}`");
+        let mut message = format!("unknown {} `{path}`", self.reads.noun());
         let paths = self.schema.paths();
         if let Some(s) = did_you_mean(path, paths.iter().map(|(p, _)| p.as_str())) {
             message.push_str(&format!("; did you mean `{s}`?"));
@@ -227,6 +229,24 @@ fn fold(call: &CallNode, budget: &Budget) -> Result<Value, ExprError> {
         now: DateTime::UNIX_EPOCH,
         budget,
     })
+}
+
+/// What the names an expression reads are: the properties of profiles (an export reads the Customer
+/// Model) or the columns of a source's rows (a source pipeline's mapping). Only messages differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reads {
+    #[default]
+    Properties,
+    SourceColumns,
+}
+
+impl Reads {
+    fn noun(self) -> &'static str {
+        match self {
+            Reads::Properties => "property",
+            Reads::SourceColumns => "source column",
+        }
+    }
 }
 
 /// The candidate closest to `name` (ignoring case), when it is close enough to be a likely typo.
