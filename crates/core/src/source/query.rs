@@ -49,14 +49,7 @@ fn is_ident(c: char) -> bool {
 
 impl Scanner<'_> {
     fn at(&self, i: usize, s: &str) -> bool {
-        let mut j = i;
-        for ch in s.chars() {
-            if self.c.get(j) != Some(&ch) {
-                return false;
-            }
-            j += 1;
-        }
-        true
+        (i..).zip(s.chars()).all(|(j, ch)| self.c.get(j) == Some(&ch))
     }
 
     fn scan(&self) -> Result<(), String> {
