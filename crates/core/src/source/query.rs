@@ -49,7 +49,9 @@ fn is_ident(c: char) -> bool {
 
 impl Scanner<'_> {
     fn at(&self, i: usize, s: &str) -> bool {
-        (i..).zip(s.chars()).all(|(j, ch)| self.c.get(j) == Some(&ch))
+        (i..)
+            .zip(s.chars())
+            .all(|(j, ch)| self.c.get(j) == Some(&ch))
     }
 
     fn scan(&self) -> Result<(), String> {
