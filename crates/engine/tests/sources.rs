@@ -4,7 +4,8 @@
 //! (PostgreSQL), database (MariaDB, ClickHouse, Snowflake) or file (SQLite) of the test's own.
 //!
 //! ClickHouse is the server of the other tests (18.16), read over the native protocol; a current
-//! ClickHouse (chDB, in-process) has no server for a source to read from and is not used here.
+//! ClickHouse (chDB, in-process) has no server for a source to read from: the statements a ClickHouse
+//! source sends are run on it by `sluice-destinations`' `clickhouse_statements` test.
 //!
 //! Late commits: PostgreSQL and MariaDB hold the earlier row's transaction open while a later one
 //! commits. ClickHouse has no transactions, SQLite one writer at a time and the Snowflake test server
