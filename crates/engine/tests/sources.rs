@@ -1334,6 +1334,49 @@ async fn source_runs_share_their_connection_slots() {
     succeeded(&w.engine.wait(&second.id, |_| {}).await.unwrap());
 }
 
+/// A ClickHouse table whose rows replace each other keeps a row's versions until it merges them: a
+/// source reads the latest only (with `FINAL`), not each version as a duplicate id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacing_clickhouse_table_is_read_one_row_per_key() {
+    let w = world(clickhouse_src().await).await;
+    w.src
+        .exec(
+            "CREATE TABLE src_customers (id String, email Nullable(String), country Nullable(String), \
+             city Nullable(String), ltv Nullable(String), updated_at DateTime('UTC')) \
+             ENGINE = ReplacingMergeTree(updated_at) ORDER BY id",
+        )
+        .await;
+    w.src
+        .exec(
+            "INSERT INTO src_customers VALUES ('c001', 'old@example.com', 'IT', 'Rome', '1.00', '2026-12-01 10:00:00'), \
+             ('c002', 'two@example.com', 'IT', 'Rome', '2.00', '2026-12-01 10:00:00')",
+        )
+        .await;
+    // A second insert is a part of its own: the two versions of c001 stay apart until a merge.
+    w.src
+        .exec("INSERT INTO src_customers VALUES ('c001', 'new@example.com', 'IT', 'Rome', '1.00', '2026-12-01 10:00:05')")
+        .await;
+    for changes in [
+        json!({"mode": "full"}),
+        json!({"mode": "cursor", "column": "updated_at"}),
+    ] {
+        let s = w.source(json!({"changes": changes})).await;
+        let run = w.run(&s).await;
+        succeeded(&run);
+        assert_eq!(
+            (run.counts.read, run.counts.failed),
+            (2, 0),
+            "{changes}: {:?}",
+            run.errors
+        );
+        assert_eq!(
+            w.profile("c001").await.unwrap()["email"],
+            json!("new@example.com"),
+            "{changes}"
+        );
+    }
+}
+
 /// A TCP proxy in front of a server that can be cut: once down, the connections it carries are dropped
 /// and new ones are closed at once — a source that becomes unreachable.
 struct Proxy {
