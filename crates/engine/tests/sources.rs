@@ -1377,6 +1377,93 @@ async fn a_replacing_clickhouse_table_is_read_one_row_per_key() {
     }
 }
 
+/// Exports read profiles while two sources merge into them, page after page: every export run sees
+/// whole profiles (each property a source maps, with its type) and fails no row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_during_merging_source_runs_fail_no_row() {
+    let w = world(sqlite_src()).await;
+    w.customers(3_000).await;
+    let crm = w.source(json!({"changes": {"mode": "full"}})).await;
+    let t = w.src.qualified("src_customers");
+    let shop = w
+        .source(json!({"table": null, "query": format!("SELECT id, length(email) AS n FROM {t}"),
+                       "transformation": {"mapping": {"orders": "n"}}, "changes": {"mode": "full"}}))
+        .await;
+    let dest = w._dir.path().join("dest.sqlite");
+    rusqlite::Connection::open(&dest)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE people (id TEXT PRIMARY KEY, email TEXT NOT NULL, city TEXT NOT NULL, \
+             ltv NUMERIC NOT NULL, orders INTEGER)",
+        )
+        .unwrap();
+    let now = chrono::Utc::now();
+    let conn = DestinationRecord {
+        id: sluice_engine::new_id("dst"),
+        name: "out".into(),
+        kind: "sqlite".into(),
+        settings: json!({"path": dest.to_string_lossy()}),
+        created_at: now,
+        updated_at: now,
+    };
+    w.engine.meta().insert_destination(&conn).await.unwrap();
+    let spec: sluice_core::pipeline::PipelineSpec = serde_json::from_value(json!({
+        "destination": conn.id, "name": "out", "table": "people", "key": "id",
+        "transformation": {"mapping": {"id": "_id", "email": "email", "city": "address.city",
+                                       "ltv": "ltv", "orders": "orders"}},
+    }))
+    .unwrap();
+    let pipeline = sluice_store::PipelineRecord {
+        id: sluice_engine::new_id("pl"),
+        spec,
+        created_at: now,
+        updated_at: now,
+    };
+    w.engine.meta().insert_pipeline(&pipeline).await.unwrap();
+    // The profiles exist, with the properties the table needs, before the exports start: a profile
+    // that one source made and the other has not reached yet lacks the other's properties, as the
+    // merge means it to.
+    succeeded(&w.run(&crm).await);
+    for round in 0..2 {
+        // Change every row, so that both sources write every profile again.
+        w.src
+            .update(
+                "src_customers",
+                &format!("email = 'r{round}-' || id || '@example.com', city = 'C{round}'"),
+                "1 = 1",
+            )
+            .await;
+        let a = w.engine.start_source(&crm, "manual").await.unwrap();
+        let b = w.engine.start_source(&shop, "manual").await.unwrap();
+        let mut exports = 0;
+        loop {
+            let done = w.engine.live(&a.id).is_none() && w.engine.live(&b.id).is_none();
+            let run = w.engine.start(&pipeline.id, "manual").await.unwrap();
+            let run = w.engine.wait(&run.id, |_| {}).await.unwrap();
+            exports += 1;
+            assert_eq!(
+                run.status,
+                RunStatus::Succeeded,
+                "{:?} {:?}",
+                run.message,
+                run.errors
+            );
+            assert_eq!(
+                (run.counts.failed, run.counts.transform_failed),
+                (0, 0),
+                "round {round}, export {exports}: {:?}",
+                run.errors
+            );
+            if done {
+                break;
+            }
+        }
+        succeeded(&w.engine.wait(&a.id, |_| {}).await.unwrap());
+        succeeded(&w.engine.wait(&b.id, |_| {}).await.unwrap());
+        eprintln!("round {round}: {exports} exports during the source runs");
+    }
+}
+
 /// A TCP proxy in front of a server that can be cut: once down, the connections it carries are dropped
 /// and new ones are closed at once — a source that becomes unreachable.
 struct Proxy {
