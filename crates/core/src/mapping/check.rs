@@ -151,9 +151,10 @@ impl<'s> Compiler<'s> {
     fn unknown_function(&self, name: &str) -> String {
         match did_you_mean(name, DEFS.iter().map(|d| d.name)) {
             Some(s) => format!("unknown function `{name}`; did you mean `{s}`?"),
-            None if self.schema.resolve(name).is_some() => {
-                format!("`{name}` is a property, not a function: write it without parentheses")
-            }
+            None if self.schema.resolve(name).is_some() => format!(
+                "`{name}` is a {}, not a function: write it without parentheses",
+                self.reads.noun()
+            ),
             None => format!("unknown function `{name}`"),
         }
     }
