@@ -132,7 +132,7 @@ fn check(body: &InspectBody) -> Result<(SourceFrom, usize), FieldErrors> {
             None
         }
         (Some(t), None) => Some(SourceFrom::Table(t.trim().to_string())),
-        (None, Some(q)) => match sluice_core::source::check_query(q) {
+        (None, Some(q)) => match sluice_core::source::check_query_shape(q) {
             Ok(()) => Some(SourceFrom::Query(q.clone())),
             Err(why) => {
                 errors.add("query", why);

@@ -39,6 +39,117 @@ pub struct Capabilities {
     /// (Snowflake records keys without enforcing them; ClickHouse replaces rows of a key only when it
     /// merges), Sluice keeps keys unique itself.
     pub enforces_keys: bool,
+    /// How its SQL text splits into code, strings, quoted names and comments.
+    pub lexical: Lexical,
+}
+
+/// How a database's SQL text splits into code, strings, quoted names and comments: what tells a `;`
+/// that ends a statement from one inside a string (see [`crate::source::check_query`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lexical {
+    /// Characters that open a string or a quoted name closed by the same character; inside, the
+    /// character doubled stands for itself.
+    pub quotes: &'static [char],
+    /// Those of [`Self::quotes`] inside which `\` escapes the next character.
+    pub backslash_quotes: &'static [char],
+    /// PostgreSQL's `E'…'` strings, in which `\` escapes as it does nowhere else.
+    pub escape_strings: bool,
+    /// SQLite's `[name]`.
+    pub bracket_names: bool,
+    pub dollar_quotes: DollarQuotes,
+    /// What starts a comment that runs to the end of the line.
+    pub line_comments: &'static [&'static str],
+    /// Whether a carriage return ends a line comment as a line feed does (PostgreSQL).
+    pub line_ends_at_cr: bool,
+    /// MySQL: `--` starts a comment only before a space or a control character.
+    pub dashes_need_space: bool,
+    /// `/* /* */ */` is one comment.
+    pub nested_comments: bool,
+    /// MySQL's `/*! … */` and MariaDB's `/*M! … */`, whose text runs as code.
+    pub executable_comments: bool,
+}
+
+/// Which dollar-quoted strings a database has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DollarQuotes {
+    None,
+    /// `$$…$$` only (Snowflake).
+    Plain,
+    /// `$$…$$` and `$tag$…$tag$` (PostgreSQL, ClickHouse's heredocs).
+    Tagged,
+}
+
+/// The [`Lexical`] rules of each database.
+pub mod lexical {
+    use super::{DollarQuotes, Lexical};
+
+    pub const POSTGRES: Lexical = Lexical {
+        quotes: &['\'', '"'],
+        backslash_quotes: &[],
+        escape_strings: true,
+        bracket_names: false,
+        dollar_quotes: DollarQuotes::Tagged,
+        line_comments: &["--"],
+        line_ends_at_cr: true,
+        dashes_need_space: false,
+        nested_comments: true,
+        executable_comments: false,
+    };
+
+    /// MySQL and MariaDB (without `ANSI_QUOTES`, `"…"` is a string).
+    pub const MYSQL: Lexical = Lexical {
+        quotes: &['\'', '"', '`'],
+        backslash_quotes: &['\'', '"'],
+        escape_strings: false,
+        bracket_names: false,
+        dollar_quotes: DollarQuotes::None,
+        line_comments: &["--", "#"],
+        line_ends_at_cr: false,
+        dashes_need_space: true,
+        nested_comments: false,
+        executable_comments: true,
+    };
+
+    /// Current ClickHouse nests comments and has heredocs; 18.16 has neither, and refuses what it
+    /// cannot parse (it runs one statement per query).
+    pub const CLICKHOUSE: Lexical = Lexical {
+        quotes: &['\'', '"', '`'],
+        backslash_quotes: &['\'', '"', '`'],
+        escape_strings: false,
+        bracket_names: false,
+        dollar_quotes: DollarQuotes::Tagged,
+        line_comments: &["--", "#"],
+        line_ends_at_cr: false,
+        dashes_need_space: false,
+        nested_comments: true,
+        executable_comments: false,
+    };
+
+    pub const SNOWFLAKE: Lexical = Lexical {
+        quotes: &['\'', '"'],
+        backslash_quotes: &['\''],
+        escape_strings: false,
+        bracket_names: false,
+        dollar_quotes: DollarQuotes::Plain,
+        line_comments: &["--", "//"],
+        line_ends_at_cr: false,
+        dashes_need_space: false,
+        nested_comments: false,
+        executable_comments: false,
+    };
+
+    pub const SQLITE: Lexical = Lexical {
+        quotes: &['\'', '"', '`'],
+        backslash_quotes: &[],
+        escape_strings: false,
+        bracket_names: true,
+        dollar_quotes: DollarQuotes::None,
+        line_comments: &["--"],
+        line_ends_at_cr: false,
+        dashes_need_space: false,
+        nested_comments: false,
+        executable_comments: false,
+    };
 }
 
 /// How rows are upserted by key.
@@ -236,6 +347,7 @@ mod tests {
             reports_upsert_counts: true,
             defers_confirmation: false,
             enforces_keys: true,
+            lexical: lexical::POSTGRES,
         }
     }
 

@@ -126,6 +126,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use self::check::Compiler;
+pub use self::check::Reads;
 use self::eval::{Budget, Cx, Node, Src};
 pub use self::eval::{MAX_ARRAY_ITEMS, MAX_ROW_BYTES, MAX_TEXT_BYTES};
 use crate::convert::{self, Compat};
@@ -297,8 +298,17 @@ pub struct Expression {
 impl Expression {
     /// Parses and type-checks `text` against the Customer Model; every problem found is returned.
     pub fn compile(text: &str, schema: &Schema) -> Result<Expression, Vec<ExprError>> {
+        Self::compile_reading(text, schema, Reads::Properties)
+    }
+
+    /// [`Self::compile`] of an expression whose `schema` is what `reads` says (its messages name it).
+    pub fn compile_reading(
+        text: &str,
+        schema: &Schema,
+        reads: Reads,
+    ) -> Result<Expression, Vec<ExprError>> {
         let ast = parser::parse(text).map_err(|e| vec![e])?;
-        let mut compiler = Compiler::new(schema);
+        let mut compiler = Compiler::new(schema, reads);
         let (node, ty) = compiler.compile(&ast);
         if compiler.errors.is_empty() {
             Ok(Expression {
@@ -371,6 +381,16 @@ impl CompiledMapping {
         schema: &Schema,
         table: &TableDescription,
     ) -> Result<Self, FieldErrors> {
+        Self::compile_reading(mapping, schema, table, Reads::Properties)
+    }
+
+    /// [`Self::compile`] of a mapping whose `schema` is what `reads` says (its messages name it).
+    pub fn compile_reading(
+        mapping: &OrderedMap,
+        schema: &Schema,
+        table: &TableDescription,
+        reads: Reads,
+    ) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
         let mut seen = HashSet::new();
         // Two names written differently may mean one column (where names match whatever their case).
@@ -421,7 +441,7 @@ impl CompiledMapping {
                 }
                 Some(c) => c.ty.as_ref(),
             };
-            let expr = match Expression::compile(text, schema) {
+            let expr = match Expression::compile_reading(text, schema, reads) {
                 Ok(e) => e,
                 Err(errs) => {
                     for e in errs {

@@ -54,7 +54,8 @@ use crate::{Capabilities, DestinationError, ErrorKind, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceFrom {
     Table(String),
-    /// One `SELECT` (see [`sluice_core::source::check_query`]); a trailing `;` is dropped.
+    /// One `SELECT` (see [`sluice_core::source::check_query`], by the database's lexical rules); a
+    /// trailing `;` is dropped.
     Query(String),
 }
 
@@ -437,8 +438,13 @@ fn from_item(db: &dyn Reads, from: &SourceFrom) -> Result<String> {
             Ok(db.relation(t))
         }
         SourceFrom::Query(q) => {
-            sluice_core::source::check_query(q).map_err(config)?;
-            Ok(format!("({})", q.trim().trim_end_matches(';').trim_end()))
+            sluice_core::source::check_query(q, &db.source_capabilities().lexical)
+                .map_err(config)?;
+            // On lines of its own: a comment on the query's last line ends before the `)`.
+            Ok(format!(
+                "(\n{}\n)",
+                q.trim().trim_end_matches(';').trim_end()
+            ))
         }
     }
 }
@@ -874,7 +880,7 @@ mod tests {
         );
         assert!(
             sql.ends_with(
-                "FROM (SELECT * FROM people WHERE active) AS s WHERE s.\"id\" IS NOT NULL \
+                "FROM (\nSELECT * FROM people WHERE active\n) AS s WHERE s.\"id\" IS NOT NULL \
                  AND s.\"id\" > $1 ORDER BY s.\"id\" LIMIT 500"
             ),
             "{sql}"

@@ -664,6 +664,120 @@ async fn every_statement_runs_on_the_server() {
     scenario(&mut server).await;
 }
 
+/// The statements a ClickHouse source sends to read a table or a query page by page (built by
+/// `sluice_destinations::source::select`, values as typed literals), run on the engine: rows with one
+/// cursor value across page boundaries are read once each, in cursor mode and in full mode, and a query
+/// ending in a line comment still reads as a subquery.
+async fn source_reads(e: &mut dyn Engine) {
+    use sluice_core::source::CursorValue;
+    use sluice_core::{Column, ColumnType};
+    use sluice_destinations::clickhouse::ClickHouse;
+    use sluice_destinations::source::{
+        select, Position, ReadPlan, Reads, SourceColumn, SourceFrom, SourceSchema,
+    };
+
+    let db = "sluice_statements";
+    ok(e, &format!("CREATE DATABASE IF NOT EXISTS {db}")).await;
+    let table = format!("source_{}", std::process::id());
+    let qt = dialect::qualified(db, &table);
+    ok(e, &format!("DROP TABLE IF EXISTS {qt}")).await;
+    ok(
+        e,
+        &format!(
+            "CREATE TABLE {qt} (id String, email Nullable(String), updated_at DateTime('UTC')) \
+             ENGINE = MergeTree() ORDER BY id"
+        ),
+    )
+    .await;
+    // Five rows, four of them at one instant.
+    ok(
+        e,
+        &format!(
+            "INSERT INTO {qt} SELECT concat('c', toString(number)), concat('u', toString(number), '@x'), \
+             toDateTime(if(number = 4, '2026-12-01 10:00:05', '2026-12-01 10:00:00'), 'UTC') \
+             FROM system.numbers LIMIT 5"
+        ),
+    )
+    .await;
+    let settings = ClickHouseSettings::from_json(&json!({
+        "host": "unused", "username": "unused", "database": db,
+    }))
+    .unwrap();
+    let reader = ClickHouse::new(settings);
+    let column = |name: &str, native: &str, ty: ColumnType| {
+        SourceColumn::from_column(Column {
+            name: name.into(),
+            native_type: native.into(),
+            nullable: true,
+            ty: Some(ty),
+            has_default: false,
+        })
+    };
+    let schema = SourceSchema {
+        columns: vec![
+            column("id", "String", ColumnType::Text { max_len: None }),
+            column(
+                "email",
+                "Nullable(String)",
+                ColumnType::Text { max_len: None },
+            ),
+            column(
+                "updated_at",
+                "DateTime('UTC')",
+                ColumnType::Timestamp { with_tz: true },
+            ),
+        ],
+        capabilities: reader.source_capabilities(),
+    };
+    let query = format!("SELECT id, email, updated_at FROM {qt} -- the people\n");
+    for from in [SourceFrom::Table(table.clone()), SourceFrom::Query(query)] {
+        for cursor in [true, false] {
+            let mark = CursorValue::Time("2026-12-01T09:55:00Z".parse().unwrap());
+            let plan = ReadPlan::new(
+                from.clone(),
+                schema.clone(),
+                "id",
+                cursor.then_some(("updated_at", Some(mark))),
+                2,
+            )
+            .unwrap();
+            let mut after: Option<Position> = None;
+            let mut ids = Vec::new();
+            for _ in 0..10 {
+                let (sql, _) = select(&reader, &plan, after.as_ref()).unwrap();
+                let page = texts(&ok(e, &sql).await);
+                let Some(last) = page.last() else { break };
+                let at: chrono::NaiveDateTime =
+                    chrono::NaiveDateTime::parse_from_str(&last[2], "%Y-%m-%d %H:%M:%S")
+                        .unwrap_or_else(|err| panic!("{}: {last:?}: {err}", e.name()));
+                after = Some(Position {
+                    cursor: cursor.then(|| CursorValue::Time(at.and_utc())),
+                    id: s(&last[0]),
+                });
+                ids.extend(page.iter().map(|r| r[0].clone()));
+            }
+            // In both modes c4 comes last: it has the greatest cursor and the greatest id.
+            assert_eq!(
+                ids,
+                ["c0", "c1", "c2", "c3", "c4"],
+                "{}: {from:?}, cursor {cursor}",
+                e.name()
+            );
+        }
+    }
+    ok(e, &format!("DROP TABLE {qt}")).await;
+}
+
+#[tokio::test]
+async fn source_reads_run_on_a_current_engine() {
+    source_reads(&mut Chdb::start()).await;
+}
+
+#[tokio::test]
+async fn source_reads_run_on_the_server() {
+    source_reads(&mut Server::connect().await).await;
+}
+
 #[tokio::test]
 async fn blocks_read_back_with_the_native_format() {
     let mut chdb = Chdb::start();

@@ -1,5 +1,7 @@
 //! Alerts: a JSON `POST` to the pipeline's webhook and to the workspace's when a run fails, when it
 //! fails because too many of its rows failed, and when a pipeline whose last run failed succeeds again.
+//! Source pipelines' runs alert the same way, to the workspace's webhook (a source has no webhook of its
+//! own); their message names the source under `source` instead of `pipeline`.
 //!
 //! Alerts go out in the background after the run is recorded and never change its outcome. A webhook that
 //! does not answer with a 2xx is tried three times with growing pauses, then given up with a warning.
@@ -113,20 +115,31 @@ async fn send_for(engine: &Engine, run: &RunRecord) -> Result<(), sluice_store::
         RunStatus::Succeeded if previous_failed(engine, run).await? => Event::Recovered,
         _ => return Ok(()),
     };
-    let Some(pipeline) = engine.meta().get_pipeline(&run.pipeline).await? else {
+    // A run's `pipeline` is an export pipeline's id or a source's.
+    let mut targets: Vec<(&str, String)> = Vec::new();
+    let what = if let Some(pipeline) = engine.meta().get_pipeline(&run.pipeline).await? {
+        if let Some(url) = pipeline.spec.alert_webhook.clone() {
+            targets.push(("pipeline", url));
+        }
+        Of::Pipeline {
+            id: pipeline.id,
+            name: pipeline.spec.name,
+        }
+    } else if let Some(source) = engine.meta().get_source(&run.pipeline).await? {
+        Of::Source {
+            id: source.id,
+            name: source.spec.name,
+        }
+    } else {
         return Ok(());
     };
-    let mut targets: Vec<(&str, String)> = Vec::new();
-    if let Some(url) = pipeline.spec.alert_webhook.clone() {
-        targets.push(("pipeline", url));
-    }
     if let Some(url) = engine.config().alert_webhook.clone() {
         targets.push(("workspace", url));
     }
     if targets.is_empty() {
         return Ok(());
     }
-    let body = message(event, &pipeline.id, &pipeline.spec.name, run);
+    let body = message_of(event, &what, run);
     let deny_private = engine.config().deny_private_webhooks;
     for (whose, url) in targets {
         let body = body.clone();
@@ -149,23 +162,46 @@ async fn previous_failed(
         .is_some_and(|r| r.status == RunStatus::Failed))
 }
 
-/// The JSON an alert carries.
+/// Whose run an alert is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Of {
+    Pipeline { id: String, name: String },
+    Source { id: String, name: String },
+}
+
+/// The JSON an alert about a pipeline's run carries.
 pub fn message(event: Event, pipeline_id: &str, pipeline_name: &str, run: &RunRecord) -> Json {
+    message_of(
+        event,
+        &Of::Pipeline {
+            id: pipeline_id.to_string(),
+            name: pipeline_name.to_string(),
+        },
+        run,
+    )
+}
+
+/// The JSON an alert carries.
+pub fn message_of(event: Event, of: &Of, run: &RunRecord) -> Json {
+    let (noun, key, id, name) = match of {
+        Of::Pipeline { id, name } => ("Pipeline", "pipeline", id, name),
+        Of::Source { id, name } => ("Source", "source", id, name),
+    };
     let text = match event {
         Event::RunFailed => format!(
-            "Pipeline `{pipeline_name}` failed: {}",
+            "{noun} `{name}` failed: {}",
             run.message.as_deref().unwrap_or("no reason recorded")
         ),
         Event::FailedRowsOverThreshold => format!(
-            "Pipeline `{pipeline_name}` failed: {}",
+            "{noun} `{name}` failed: {}",
             run.message.as_deref().unwrap_or("too many rows failed")
         ),
-        Event::Recovered => format!("Pipeline `{pipeline_name}` succeeded again after failing"),
+        Event::Recovered => format!("{noun} `{name}` succeeded again after failing"),
     };
     json!({
         "event": event.as_str(),
         "text": text,
-        "pipeline": {"id": pipeline_id, "name": pipeline_name},
+        key: {"id": id, "name": name},
         "run": {
             "id": run.id,
             "status": run.status.as_str(),

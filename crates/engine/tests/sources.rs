@@ -1,6 +1,17 @@
-//! Source runs against real PostgreSQL and MariaDB sources, into the embedded stores: each scenario is
-//! written once against the small `Src` harness and expanded for both databases. Tables are named
-//! `src_…` in a schema (PostgreSQL) or database (MariaDB) of the test's own.
+//! Source runs against every database a source reads — PostgreSQL, MariaDB, ClickHouse, the
+//! Snowflake-protocol test server and SQLite — into the embedded stores: each scenario is written once
+//! against the small `Src` harness and expanded for each database. Tables are named `src_…` in a schema
+//! (PostgreSQL), database (MariaDB, ClickHouse, Snowflake) or file (SQLite) of the test's own.
+//!
+//! ClickHouse is the server of the other tests (18.16), read over the native protocol; a current
+//! ClickHouse (chDB, in-process) has no server for a source to read from: the statements a ClickHouse
+//! source sends are run on it by `sluice-destinations`' `clickhouse_statements` test.
+//!
+//! Late commits: PostgreSQL and MariaDB hold the earlier row's transaction open while a later one
+//! commits. ClickHouse has no transactions, SQLite one writer at a time and the Snowflake test server
+//! one statement at a time: there the earlier row is written after the first run, which is the same
+//! case to the reader (a row whose cursor is below the greatest one read appears after the read), and
+//! the lookback covers both.
 
 use serde_json::{json, Value};
 use sluice_core::schema::SchemaWire;
@@ -9,21 +20,87 @@ use sluice_core::Schema;
 use sluice_engine::{Engine, EngineConfig};
 use sluice_store::{DestinationRecord, RunRecord, RunStatus, SecretBox, SourceRecord};
 
+/// The column types of the scenarios' tables, as each database spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    /// The id column: text, not NULL, the table's key.
+    Key,
+    Text,
+    Int,
+    /// A timestamp, not NULL (the cursor).
+    Time,
+}
+
+/// A transaction a scenario holds open, to commit later.
+#[async_trait::async_trait]
+trait Open: Send {
+    async fn commit(self: Box<Self>);
+}
+
 /// A source database the scenarios set up and change.
 #[async_trait::async_trait]
 trait Src: Send + Sync {
     fn kind(&self) -> &'static str;
     fn settings(&self) -> Value;
-    /// The type of a timestamp column.
-    fn timestamp(&self) -> &'static str;
+    /// A column type of the database.
+    fn ty(&self, ty: Ty) -> &'static str;
+    /// The DDL of a table whose first column is its key.
+    fn create(&self, table: &str, columns: &[(&str, Ty)]) -> String {
+        let columns: Vec<String> = columns
+            .iter()
+            .map(|(name, ty)| format!("{name} {}", self.ty(*ty)))
+            .collect();
+        format!(
+            "CREATE TABLE {table} ({}, PRIMARY KEY ({}))",
+            columns.join(", "),
+            columns[0].split(' ').next().unwrap()
+        )
+    }
     /// A table's name as a query source writes it (a query is not qualified by the connection's schema).
     fn qualified(&self, table: &str) -> String;
     async fn exec(&self, sql: &str);
+    /// Changes rows in place (ClickHouse has no `UPDATE` statement).
+    async fn update(&self, table: &str, set: &str, filter: &str) {
+        self.exec(&format!("UPDATE {table} SET {set} WHERE {filter}"))
+            .await;
+    }
+    async fn delete(&self, table: &str, filter: &str) {
+        self.exec(&format!("DELETE FROM {table} WHERE {filter}"))
+            .await;
+    }
+    /// Runs `sql` in a transaction left open; `None` where the database has no transactions that a
+    /// test can hold open while another commits (ClickHouse has none; SQLite has one writer at a time;
+    /// the Snowflake test server runs one statement at a time).
+    async fn open(&self, _sql: &str) -> Option<Box<dyn Open>> {
+        None
+    }
 }
 
 struct PgSrc {
     url: String,
     schema: String,
+}
+
+impl PgSrc {
+    async fn client(&self) -> tokio_postgres::Client {
+        let (c, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!("SET search_path TO \"{}\"", self.schema))
+            .await
+            .unwrap();
+        c
+    }
+}
+
+struct PgOpen(tokio_postgres::Client);
+
+#[async_trait::async_trait]
+impl Open for PgOpen {
+    async fn commit(self: Box<Self>) {
+        self.0.batch_execute("COMMIT").await.unwrap();
+    }
 }
 
 #[async_trait::async_trait]
@@ -38,20 +115,24 @@ impl Src for PgSrc {
         s["tls"] = json!({"mode": "disable"});
         s
     }
-    fn timestamp(&self) -> &'static str {
-        "timestamptz"
+    fn ty(&self, ty: Ty) -> &'static str {
+        match ty {
+            Ty::Key => "varchar(20) NOT NULL",
+            Ty::Text => "varchar(100)",
+            Ty::Int => "integer",
+            Ty::Time => "timestamptz NOT NULL",
+        }
     }
     fn qualified(&self, table: &str) -> String {
         format!("\"{}\".{table}", self.schema)
     }
     async fn exec(&self, sql: &str) {
-        let (c, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        c.batch_execute(&format!("SET search_path TO \"{}\"; {sql}", self.schema))
-            .await
-            .unwrap();
+        self.client().await.batch_execute(sql).await.unwrap();
+    }
+    async fn open(&self, sql: &str) -> Option<Box<dyn Open>> {
+        let c = self.client().await;
+        c.batch_execute(&format!("BEGIN; {sql}")).await.unwrap();
+        Some(Box::new(PgOpen(c)))
     }
 }
 
@@ -93,6 +174,18 @@ impl MySrc {
     }
 }
 
+struct MyOpen(mysql_async::Conn);
+
+#[async_trait::async_trait]
+impl Open for MyOpen {
+    async fn commit(self: Box<Self>) {
+        use mysql_async::prelude::Queryable;
+        let mut c = self.0;
+        c.query_drop("COMMIT").await.unwrap();
+        c.disconnect().await.unwrap();
+    }
+}
+
 #[async_trait::async_trait]
 impl Src for MySrc {
     fn kind(&self) -> &'static str {
@@ -103,8 +196,13 @@ impl Src for MySrc {
         json!({"host": s.host, "port": s.port, "username": s.username, "password": s.password,
                "database": s.database, "tls": {"mode": "disable"}})
     }
-    fn timestamp(&self) -> &'static str {
-        "DATETIME(6)"
+    fn ty(&self, ty: Ty) -> &'static str {
+        match ty {
+            Ty::Key => "varchar(20) NOT NULL",
+            Ty::Text => "varchar(100)",
+            Ty::Int => "integer",
+            Ty::Time => "DATETIME(6) NOT NULL",
+        }
     }
     fn qualified(&self, table: &str) -> String {
         table.to_string()
@@ -114,6 +212,13 @@ impl Src for MySrc {
         let mut c = self.conn().await;
         c.query_drop(sql).await.unwrap();
         c.disconnect().await.unwrap();
+    }
+    async fn open(&self, sql: &str) -> Option<Box<dyn Open>> {
+        use mysql_async::prelude::Queryable;
+        let mut c = self.conn().await;
+        c.query_drop("START TRANSACTION").await.unwrap();
+        c.query_drop(sql).await.unwrap();
+        Some(Box::new(MyOpen(c)))
     }
 }
 
@@ -173,6 +278,258 @@ async fn mysql_src() -> (Box<dyn Src>, DropDatabase) {
     (Box::new(MySrc { settings }), cleanup)
 }
 
+/// A database of its own per test on the ClickHouse server: Sluice reads it over the native protocol,
+/// the test sets it up over HTTP (which takes `INSERT … VALUES` as text).
+struct ChSrc {
+    native: String,
+    http: String,
+    user: String,
+    password: String,
+    database: String,
+}
+
+impl ChSrc {
+    async fn query(&self, sql: &str) -> String {
+        let answer = reqwest::Client::new()
+            .post(&self.http)
+            .query(&[
+                ("database", self.database.as_str()),
+                ("user", self.user.as_str()),
+                ("password", self.password.as_str()),
+            ])
+            .body(sql.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach SLUICE_TEST_CLICKHOUSE_HTTP: {e}"));
+        let ok = answer.status().is_success();
+        let text = answer.text().await.unwrap();
+        assert!(ok, "{sql}: {text}");
+        text
+    }
+}
+
+#[async_trait::async_trait]
+impl Src for ChSrc {
+    fn kind(&self) -> &'static str {
+        "clickhouse"
+    }
+    fn settings(&self) -> Value {
+        let (host, port) = self.native.rsplit_once(':').unwrap();
+        json!({"host": host, "port": port, "username": self.user, "password": self.password,
+            "database": self.database})
+    }
+    fn ty(&self, ty: Ty) -> &'static str {
+        match ty {
+            Ty::Key => "String",
+            Ty::Text => "Nullable(String)",
+            Ty::Int => "Nullable(Int64)",
+            Ty::Time => "DateTime('UTC')",
+        }
+    }
+    /// A plain `MergeTree`: a source reads a table as it is, and the versions a `ReplacingMergeTree`
+    /// keeps until it merges would be rows of their own.
+    fn create(&self, table: &str, columns: &[(&str, Ty)]) -> String {
+        let list: Vec<String> = columns
+            .iter()
+            .map(|(name, ty)| format!("{name} {}", self.ty(*ty)))
+            .collect();
+        format!(
+            "CREATE TABLE {table} ({}) ENGINE = MergeTree() ORDER BY {}",
+            list.join(", "),
+            columns[0].0
+        )
+    }
+    fn qualified(&self, table: &str) -> String {
+        format!("{}.{table}", self.database)
+    }
+    async fn exec(&self, sql: &str) {
+        self.query(sql).await;
+    }
+    /// A mutation, waited for: ClickHouse applies it in the background. 18.16 does not convert a
+    /// string assigned to a `DateTime` by itself.
+    async fn update(&self, table: &str, set: &str, filter: &str) {
+        let set: Vec<String> = set
+            .split(", ")
+            .map(|a| match a.strip_prefix("updated_at = ") {
+                Some(v) => format!("updated_at = toDateTime({v}, 'UTC')"),
+                None => a.to_string(),
+            })
+            .collect();
+        self.exec(&format!(
+            "ALTER TABLE {table} UPDATE {} WHERE {filter}",
+            set.join(", ")
+        ))
+        .await;
+        self.mutated(table).await;
+    }
+    async fn delete(&self, table: &str, filter: &str) {
+        self.exec(&format!("ALTER TABLE {table} DELETE WHERE {filter}"))
+            .await;
+        self.mutated(table).await;
+    }
+}
+
+impl ChSrc {
+    async fn mutated(&self, table: &str) {
+        let sql = format!(
+            "SELECT count() FROM system.mutations WHERE database = '{}' AND table = '{table}' AND is_done = 0",
+            self.database
+        );
+        for _ in 0..500 {
+            if self.query(&sql).await.trim() == "0" {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the mutations of {table} did not finish");
+    }
+}
+
+async fn clickhouse_src() -> Box<dyn Src> {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} must name a ClickHouse server for these tests (scripts/services.sh starts one)")
+        })
+    };
+    let src = ChSrc {
+        native: var("SLUICE_TEST_CLICKHOUSE_NATIVE"),
+        http: var("SLUICE_TEST_CLICKHOUSE_HTTP"),
+        user: std::env::var("SLUICE_TEST_CLICKHOUSE_USER").unwrap_or_else(|_| "default".into()),
+        password: std::env::var("SLUICE_TEST_CLICKHOUSE_PASSWORD").unwrap_or_default(),
+        database: "default".into(),
+    };
+    let database = format!("src_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    src.exec(&format!("CREATE DATABASE {database}")).await;
+    Box::new(ChSrc { database, ..src })
+}
+
+/// A database of its own per test on the Snowflake-protocol server, set up through Sluice's own client
+/// (the protocol is all that server speaks).
+struct SfSrc {
+    url: String,
+    database: String,
+}
+
+impl SfSrc {
+    fn settings_for(url: &str, database: &str) -> Value {
+        json!({"account": "sluice-test", "username": "sluice", "password": "x", "database": database,
+               "schema": "PUBLIC", "warehouse": "SLUICE_WH", "base_url": url})
+    }
+
+    async fn run(&self, database: Option<&str>, sql: &str) {
+        use sluice_destinations::snowflake::{client::Connection, SnowflakeSettings};
+        let settings = SnowflakeSettings::from_json(&Self::settings_for(
+            &self.url,
+            database.unwrap_or("SLUICE_TEST"),
+        ))
+        .unwrap();
+        let conn = Connection::new(settings, Default::default()).unwrap();
+        let mut session = conn.login(database.is_some()).await.unwrap();
+        conn.run(&mut session, sql, &[], true)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+#[async_trait::async_trait]
+impl Src for SfSrc {
+    fn kind(&self) -> &'static str {
+        "snowflake"
+    }
+    fn settings(&self) -> Value {
+        Self::settings_for(&self.url, &self.database)
+    }
+    fn ty(&self, ty: Ty) -> &'static str {
+        match ty {
+            Ty::Key => "VARCHAR(20) NOT NULL",
+            Ty::Text => "VARCHAR(100)",
+            Ty::Int => "NUMBER(38,0)",
+            Ty::Time => "TIMESTAMP_NTZ NOT NULL",
+        }
+    }
+    /// Names in double quotes, stored in lower case as the scenarios write them. (Unquoted, Snowflake
+    /// stores them upper-cased, and a mapping must then name `EMAIL`: only the id and cursor columns
+    /// are found whatever their case.)
+    fn create(&self, table: &str, columns: &[(&str, Ty)]) -> String {
+        let list: Vec<String> = columns
+            .iter()
+            .map(|(name, ty)| format!("\"{name}\" {}", self.ty(*ty)))
+            .collect();
+        format!(
+            "CREATE TABLE {table} ({}, PRIMARY KEY (\"{}\"))",
+            list.join(", "),
+            columns[0].0
+        )
+    }
+    fn qualified(&self, table: &str) -> String {
+        format!("{}.PUBLIC.{table}", self.database)
+    }
+    async fn exec(&self, sql: &str) {
+        self.run(Some(&self.database), sql).await;
+    }
+}
+
+async fn snowflake_src() -> Box<dyn Src> {
+    let url = std::env::var("SLUICE_TEST_SNOWFLAKE_URL").expect(
+        "SLUICE_TEST_SNOWFLAKE_URL must name a Snowflake-protocol server for these tests \
+         (scripts/services.sh start snowflake runs one)",
+    );
+    let database =
+        format!("SRC_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]).to_uppercase();
+    let src = SfSrc { url, database };
+    src.run(None, &format!("CREATE DATABASE {}", src.database))
+        .await;
+    src.run(
+        None,
+        &format!("CREATE SCHEMA IF NOT EXISTS {}.PUBLIC", src.database),
+    )
+    .await;
+    Box::new(src)
+}
+
+/// A database file of its own per test.
+struct LiteSrc {
+    dir: tempfile::TempDir,
+}
+
+impl LiteSrc {
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("source.sqlite")
+    }
+}
+
+#[async_trait::async_trait]
+impl Src for LiteSrc {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+    fn settings(&self) -> Value {
+        json!({"path": self.path().to_string_lossy()})
+    }
+    fn ty(&self, ty: Ty) -> &'static str {
+        match ty {
+            Ty::Key => "TEXT NOT NULL",
+            Ty::Text => "TEXT",
+            Ty::Int => "INTEGER",
+            Ty::Time => "TIMESTAMP NOT NULL",
+        }
+    }
+    fn qualified(&self, table: &str) -> String {
+        table.to_string()
+    }
+    async fn exec(&self, sql: &str) {
+        let c = rusqlite::Connection::open(self.path()).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        c.execute_batch(sql).unwrap();
+    }
+}
+
+fn sqlite_src() -> Box<dyn Src> {
+    Box::new(LiteSrc {
+        dir: tempfile::tempdir().unwrap(),
+    })
+}
+
 fn model() -> Schema {
     let wire: SchemaWire = serde_json::from_value(json!({"properties": [
         {"name": "email", "type": "string"},
@@ -198,6 +555,18 @@ async fn world(src: Box<dyn Src>) -> World {
 
 /// A world reading pages of `page_rows` rows (`None`: the engine's default).
 async fn world_paged(src: Box<dyn Src>, page_rows: Option<usize>) -> World {
+    world_with(
+        src,
+        EngineConfig {
+            batch_size: page_rows,
+            write_attempts: 2,
+            ..EngineConfig::default()
+        },
+    )
+    .await
+}
+
+async fn world_with(src: Box<dyn Src>, config: EngineConfig) -> World {
     let dir = tempfile::tempdir().unwrap();
     let secrets = SecretBox::load_or_create(dir.path()).unwrap();
     let meta = sluice_store::open_metadata(None, dir.path(), secrets)
@@ -205,16 +574,7 @@ async fn world_paged(src: Box<dyn Src>, page_rows: Option<usize>) -> World {
         .unwrap();
     let profiles = sluice_store::open_profiles(None, dir.path()).await.unwrap();
     meta.put_schema(&model()).await.unwrap();
-    // Small pages, so that reads cross page boundaries.
-    let engine = Engine::new(
-        meta.clone(),
-        profiles,
-        EngineConfig {
-            batch_size: page_rows,
-            write_attempts: 2,
-            ..EngineConfig::default()
-        },
-    );
+    let engine = Engine::new(meta.clone(), profiles, config);
     let now = chrono::Utc::now();
     let connection = DestinationRecord {
         id: sluice_engine::new_id("dst"),
@@ -237,13 +597,18 @@ impl World {
     /// A `src_customers` table of `n` rows `c001…`, all with one `updated_at` (equal cursors across
     /// every page boundary).
     async fn customers(&self, n: usize) {
-        let ts = self.src.timestamp();
-        self.src
-            .exec(&format!(
-                "CREATE TABLE src_customers (id varchar(20) PRIMARY KEY, email varchar(100), \
-                 country varchar(2), city varchar(50), ltv varchar(20), updated_at {ts} NOT NULL)"
-            ))
-            .await;
+        let ddl = self.src.create(
+            "src_customers",
+            &[
+                ("id", Ty::Key),
+                ("email", Ty::Text),
+                ("country", Ty::Text),
+                ("city", Ty::Text),
+                ("ltv", Ty::Text),
+                ("updated_at", Ty::Time),
+            ],
+        );
+        self.src.exec(&ddl).await;
         let values: Vec<String> = (1..=n)
             .map(|i| {
                 format!(
@@ -260,6 +625,19 @@ impl World {
     }
 
     async fn source(&self, extra: Value) -> String {
+        let spec = self.spec(extra);
+        let now = chrono::Utc::now();
+        let rec = SourceRecord {
+            id: sluice_engine::new_id("src"),
+            spec,
+            created_at: now,
+            updated_at: now,
+        };
+        self.engine.meta().insert_source(&rec).await.unwrap();
+        rec.id
+    }
+
+    fn spec(&self, extra: Value) -> SourceSpec {
         let mut spec = json!({
             "connection": self.connection, "name": format!("s-{}", uuid::Uuid::new_v4()),
             "table": "src_customers", "id_column": "id",
@@ -270,16 +648,7 @@ impl World {
         for (k, v) in extra.as_object().unwrap() {
             spec[k] = v.clone();
         }
-        let spec: SourceSpec = serde_json::from_value(spec).unwrap();
-        let now = chrono::Utc::now();
-        let rec = SourceRecord {
-            id: sluice_engine::new_id("src"),
-            spec,
-            created_at: now,
-            updated_at: now,
-        };
-        self.engine.meta().insert_source(&rec).await.unwrap();
-        rec.id
+        serde_json::from_value(spec).unwrap()
     }
 
     async fn run(&self, source: &str) -> RunRecord {
@@ -333,7 +702,11 @@ async fn cursor_reads_then_rereads_nothing_changed(src: Box<dyn Src>) {
     assert_eq!(again.counts.unchanged, again.counts.read);
     // A changed row is written, and only its properties.
     w.src
-        .exec("UPDATE src_customers SET city = 'Milan', updated_at = '2026-12-01 10:00:05' WHERE id = 'c042'")
+        .update(
+            "src_customers",
+            "city = 'Milan', updated_at = '2026-12-01 10:00:05'",
+            "id = 'c042'",
+        )
         .await;
     let third = w.run(&s).await;
     succeeded(&third);
@@ -347,15 +720,27 @@ async fn cursor_reads_then_rereads_nothing_changed(src: Box<dyn Src>) {
 async fn late_commit_inside_the_lookback_is_read(src: Box<dyn Src>) {
     let w = world(src).await;
     w.customers(3).await;
+    // Two transactions: the earlier `updated_at` is written first and committed last.
+    let late = "INSERT INTO src_customers VALUES ('c100', 'late@example.com', 'FR', 'Lyon', '1.00', '2026-12-01 10:00:08')";
+    let open = w.src.open(late).await;
     w.src
-        .exec("UPDATE src_customers SET updated_at = '2026-12-01 10:00:10' WHERE id = 'c003'")
+        .update(
+            "src_customers",
+            "updated_at = '2026-12-01 10:00:10'",
+            "id = 'c003'",
+        )
         .await;
     let s = w.source(json!({})).await;
-    succeeded(&w.run(&s).await);
-    // A transaction that took its timestamp before the greatest one read, and committed after the run.
-    w.src
-        .exec("INSERT INTO src_customers VALUES ('c100', 'late@example.com', 'FR', 'Lyon', '1.00', '2026-12-01 10:00:08')")
-        .await;
+    let first = w.run(&s).await;
+    succeeded(&first);
+    assert_eq!(first.counts.inserted, 3, "the open transaction is not seen");
+    // Without transactions to hold open, the late row appears after the run all the same: to the
+    // reader, a row that took its timestamp before the greatest one read and became visible after the
+    // run is the same case, and the lookback covers both.
+    match open {
+        Some(tx) => tx.commit().await,
+        None => w.src.exec(late).await,
+    }
     let run = w.run(&s).await;
     succeeded(&run);
     assert_eq!(run.counts.inserted, 1, "{:?}", run.counts);
@@ -371,6 +756,53 @@ async fn late_commit_inside_the_lookback_is_read(src: Box<dyn Src>) {
         Some(sluice_core::source::CursorValue::Time(
             greatest.to_utc() - sluice_core::source::DEFAULT_TIME_LOOKBACK
         )),
+    );
+}
+
+async fn a_query_source_reads_by_cursor(src: Box<dyn Src>) {
+    let w = world(src).await;
+    w.customers(150).await;
+    let t = w.src.qualified("src_customers");
+    let query = format!(
+        "SELECT id AS customer, email, updated_at AS changed FROM {t} WHERE country = 'IT'"
+    );
+    let s = w
+        .source(
+            json!({"table": null, "query": query, "id_column": "customer",
+                       "transformation": {"mapping": {"email": "email"}},
+                       "changes": {"mode": "cursor", "column": "changed"}}),
+        )
+        .await;
+    let first = w.run(&s).await;
+    succeeded(&first);
+    assert_eq!(
+        (first.counts.read, first.counts.inserted),
+        (150, 150),
+        "each row once across equal cursors: {:?}",
+        first.errors
+    );
+    w.src
+        .update(
+            "src_customers",
+            "email = 'moved@example.com', updated_at = '2026-12-01 12:00:00'",
+            "id = 'c150'",
+        )
+        .await;
+    let second = w.run(&s).await;
+    succeeded(&second);
+    assert_eq!(second.counts.updated, 1, "{:?}", second.counts);
+    assert_eq!(
+        w.profile("c150").await.unwrap()["email"],
+        json!("moved@example.com")
+    );
+    // The mark moved past the rows of 10:00: the next run reads only what is inside the lookback.
+    let third = w.run(&s).await;
+    succeeded(&third);
+    assert_eq!(
+        (third.counts.read, third.counts.unchanged),
+        (1, 1),
+        "{:?}",
+        third.counts
     );
 }
 
@@ -394,7 +826,7 @@ async fn full_mode_deletes_or_keeps_missing_rows(src: Box<dyn Src>) {
         (100, 100, 0)
     );
     w.src
-        .exec("DELETE FROM src_customers WHERE id IN ('c010', 'c090')")
+        .delete("src_customers", "id IN ('c010', 'c090')")
         .await;
     let after = w.run(&del).await;
     succeeded(&after);
@@ -406,9 +838,7 @@ async fn full_mode_deletes_or_keeps_missing_rows(src: Box<dyn Src>) {
         .source(json!({"changes": {"mode": "full", "on_missing": "keep"}, "transformation": {"mapping": {"orders": "1"}}}))
         .await;
     succeeded(&w.run(&keep).await);
-    w.src
-        .exec("DELETE FROM src_customers WHERE id = 'c020'")
-        .await;
+    w.src.delete("src_customers", "id = 'c020'").await;
     let kept = w.run(&keep).await;
     succeeded(&kept);
     assert_eq!(kept.counts.deleted, 0);
@@ -427,7 +857,11 @@ async fn a_dropped_column_fails_the_run_naming_it(src: Box<dyn Src>) {
     succeeded(&w.run(&s).await);
     let mark = w.engine.meta().source_mark(&s).await.unwrap();
     w.src
-        .exec("UPDATE src_customers SET email = 'new@example.com', updated_at = '2026-12-01 11:00:00' WHERE id = 'c001'")
+        .update(
+            "src_customers",
+            "email = 'new@example.com', updated_at = '2026-12-01 11:00:00'",
+            "id = 'c001'",
+        )
         .await;
     w.src
         .exec("ALTER TABLE src_customers DROP COLUMN city")
@@ -447,9 +881,10 @@ async fn a_dropped_column_fails_the_run_naming_it(src: Box<dyn Src>) {
 async fn two_sources_merge_into_one_profile(src: Box<dyn Src>) {
     let w = world(src).await;
     w.customers(10).await;
-    w.src
-        .exec("CREATE TABLE src_orders (customer varchar(20) PRIMARY KEY, n integer)")
-        .await;
+    let ddl = w
+        .src
+        .create("src_orders", &[("customer", Ty::Key), ("n", Ty::Int)]);
+    w.src.exec(&ddl).await;
     w.src
         .exec("INSERT INTO src_orders VALUES ('c001', 7), ('c002', 3), ('z999', 1)")
         .await;
@@ -474,7 +909,7 @@ async fn two_sources_merge_into_one_profile(src: Box<dyn Src>) {
     );
     // The order source loses c001: the CRM still feeds it, so the profile stays with its email.
     w.src
-        .exec("DELETE FROM src_orders WHERE customer IN ('c001', 'z999')")
+        .delete("src_orders", "customer IN ('c001', 'z999')")
         .await;
     let gone = w.run(&shop).await;
     succeeded(&gone);
@@ -493,7 +928,7 @@ async fn bad_values_and_duplicate_ids_fail_alone(src: Box<dyn Src>) {
     let w = world(src).await;
     w.customers(20).await;
     w.src
-        .exec("UPDATE src_customers SET ltv = 'lots' WHERE id = 'c005'")
+        .update("src_customers", "ltv = 'lots'", "id = 'c005'")
         .await;
     let t = w.src.qualified("src_customers");
     let query = format!(
@@ -666,11 +1101,36 @@ macro_rules! for_each_source {
                 }
             )*
         }
+        mod clickhouse {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::clickhouse_src().await).await;
+                }
+            )*
+        }
+        mod snowflake {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::snowflake_src().await).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::sqlite_src()).await;
+                }
+            )*
+        }
     };
 }
 
 for_each_source!(
     cursor_reads_then_rereads_nothing_changed,
+    a_query_source_reads_by_cursor,
     late_commit_inside_the_lookback_is_read,
     full_mode_deletes_or_keeps_missing_rows,
     a_dropped_column_fails_the_run_naming_it,
@@ -680,6 +1140,332 @@ for_each_source!(
     a_scheduled_source_runs_at_its_tick,
     scripts_transform_source_rows,
 );
+
+/// A mapping naming a column the source does not have says it is a source column that is unknown, with
+/// the closest name, when the source is saved and when it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_naming_a_missing_source_column_says_so() {
+    let w = world(sqlite_src()).await;
+    w.customers(3).await;
+    let spec = w.spec(
+        json!({"transformation": {"mapping": {"email": "lower(emial)", "country": "region"}}}),
+    );
+    let e = sluice_engine::source::check_source(
+        w.engine.meta().as_ref(),
+        &spec,
+        sluice_transform::Limits::default(),
+    )
+    .await
+    .err()
+    .expect("the check refuses the mapping");
+    let fields = e
+        .fields
+        .expect("the problems are at their fields")
+        .to_string();
+    assert!(
+        fields.contains("transformation.mapping.email")
+            && fields.contains("unknown source column `emial`; did you mean `email`?"),
+        "{fields}"
+    );
+    assert!(
+        fields.contains("unknown source column `region`"),
+        "{fields}"
+    );
+    assert!(!fields.contains("unknown property"), "{fields}");
+}
+
+/// A listener standing for a webhook: the JSON bodies it was sent.
+async fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    let body: Value = serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap();
+                    seen.lock().unwrap().push(body);
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (url, out)
+}
+
+async fn posted(seen: &std::sync::Mutex<Vec<Value>>, n: usize) -> Vec<Value> {
+    for _ in 0..250 {
+        if seen.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    seen.lock().unwrap().clone()
+}
+
+/// A source run that fails alerts the workspace's webhook as an export run does, and so does its
+/// recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_source_run_and_its_recovery_are_posted() {
+    let (url, seen) = webhook().await;
+    let w = world_with(
+        sqlite_src(),
+        EngineConfig {
+            alert_webhook: Some(url),
+            ..EngineConfig::default()
+        },
+    )
+    .await;
+    w.customers(3).await;
+    let s = w.source(json!({})).await;
+    w.src.exec("ALTER TABLE src_customers RENAME TO gone").await;
+    let failed = w.run(&s).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    let got = posted(&seen, 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["event"], "run_failed");
+    assert_eq!(got[0]["source"]["id"], s);
+    assert_eq!(got[0]["run"]["id"], failed.id);
+    let text = got[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Source `") && text.contains("src_customers"),
+        "{text}"
+    );
+    w.src.exec("ALTER TABLE gone RENAME TO src_customers").await;
+    succeeded(&w.run(&s).await);
+    let got = posted(&seen, 2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1]["event"], "pipeline_recovered");
+    assert_eq!(got[1]["source"]["id"], s);
+}
+
+/// Source runs count against their connection's run slots with the export runs on it: with one slot
+/// per connection, a second source on the same connection waits, queued, while one on another
+/// connection starts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_runs_share_their_connection_slots() {
+    let w = world_with(
+        pg_src().await,
+        EngineConfig {
+            max_runs_per_destination: 1,
+            max_concurrent_runs: 4,
+            ..EngineConfig::default()
+        },
+    )
+    .await;
+    w.customers(3).await;
+    // A source that holds its slot until the test lets it go: its query waits on a lock the test holds.
+    w.src.exec("CREATE TABLE src_gate (id int)").await;
+    let gate = w
+        .src
+        .open("LOCK TABLE src_gate IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let t = w.src.qualified("src_customers");
+    let g = w.src.qualified("src_gate");
+    let slow = w
+        .source(json!({"table": null, "query": format!("SELECT c.* FROM {t} AS c LEFT JOIN {g} AS g ON false"),
+                       "changes": {"mode": "full"}}))
+        .await;
+    let other = w.source(json!({})).await;
+    let first = w.engine.start_source(&slow, "manual").await.unwrap();
+    assert_eq!(first.status, RunStatus::Running);
+    let second = w.engine.start_source(&other, "manual").await.unwrap();
+    assert_eq!(
+        second.status,
+        RunStatus::Queued,
+        "the connection's one slot is taken"
+    );
+    // Another connection has slots of its own.
+    let lite = sqlite_src();
+    let now = chrono::Utc::now();
+    let conn = DestinationRecord {
+        id: sluice_engine::new_id("dst"),
+        name: "lite".into(),
+        kind: lite.kind().into(),
+        settings: lite.settings(),
+        created_at: now,
+        updated_at: now,
+    };
+    w.engine.meta().insert_destination(&conn).await.unwrap();
+    lite.exec(&lite.create(
+        "src_customers",
+        &[
+            ("id", Ty::Key),
+            ("email", Ty::Text),
+            ("country", Ty::Text),
+            ("city", Ty::Text),
+            ("ltv", Ty::Text),
+            ("updated_at", Ty::Time),
+        ],
+    ))
+    .await;
+    let elsewhere = w.source(json!({"connection": conn.id})).await;
+    let third = w.engine.start_source(&elsewhere, "manual").await.unwrap();
+    assert_eq!(third.status, RunStatus::Running);
+    succeeded(&w.engine.wait(&third.id, |_| {}).await.unwrap());
+    gate.commit().await;
+    succeeded(&w.engine.wait(&first.id, |_| {}).await.unwrap());
+    succeeded(&w.engine.wait(&second.id, |_| {}).await.unwrap());
+}
+
+/// A ClickHouse table whose rows replace each other keeps a row's versions until it merges them: a
+/// source reads the latest only (with `FINAL`), not each version as a duplicate id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacing_clickhouse_table_is_read_one_row_per_key() {
+    let w = world(clickhouse_src().await).await;
+    w.src
+        .exec(
+            "CREATE TABLE src_customers (id String, email Nullable(String), country Nullable(String), \
+             city Nullable(String), ltv Nullable(String), updated_at DateTime('UTC')) \
+             ENGINE = ReplacingMergeTree(updated_at) ORDER BY id",
+        )
+        .await;
+    w.src
+        .exec(
+            "INSERT INTO src_customers VALUES ('c001', 'old@example.com', 'IT', 'Rome', '1.00', '2026-12-01 10:00:00'), \
+             ('c002', 'two@example.com', 'IT', 'Rome', '2.00', '2026-12-01 10:00:00')",
+        )
+        .await;
+    // A second insert is a part of its own: the two versions of c001 stay apart until a merge.
+    w.src
+        .exec("INSERT INTO src_customers VALUES ('c001', 'new@example.com', 'IT', 'Rome', '1.00', '2026-12-01 10:00:05')")
+        .await;
+    for changes in [
+        json!({"mode": "full"}),
+        json!({"mode": "cursor", "column": "updated_at"}),
+    ] {
+        let s = w.source(json!({"changes": changes})).await;
+        let run = w.run(&s).await;
+        succeeded(&run);
+        assert_eq!(
+            (run.counts.read, run.counts.failed),
+            (2, 0),
+            "{changes}: {:?}",
+            run.errors
+        );
+        assert_eq!(
+            w.profile("c001").await.unwrap()["email"],
+            json!("new@example.com"),
+            "{changes}"
+        );
+    }
+}
+
+/// Exports read profiles while two sources merge into them, page after page: every export run sees
+/// whole profiles (each property a source maps, with its type) and fails no row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_during_merging_source_runs_fail_no_row() {
+    let w = world(sqlite_src()).await;
+    w.customers(3_000).await;
+    let crm = w.source(json!({"changes": {"mode": "full"}})).await;
+    let t = w.src.qualified("src_customers");
+    let shop = w
+        .source(json!({"table": null, "query": format!("SELECT id, length(email) AS n FROM {t}"),
+                       "transformation": {"mapping": {"orders": "n"}}, "changes": {"mode": "full"}}))
+        .await;
+    let dest = w._dir.path().join("dest.sqlite");
+    rusqlite::Connection::open(&dest)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE people (id TEXT PRIMARY KEY, email TEXT NOT NULL, city TEXT NOT NULL, \
+             ltv NUMERIC NOT NULL, orders INTEGER)",
+        )
+        .unwrap();
+    let now = chrono::Utc::now();
+    let conn = DestinationRecord {
+        id: sluice_engine::new_id("dst"),
+        name: "out".into(),
+        kind: "sqlite".into(),
+        settings: json!({"path": dest.to_string_lossy()}),
+        created_at: now,
+        updated_at: now,
+    };
+    w.engine.meta().insert_destination(&conn).await.unwrap();
+    let spec: sluice_core::pipeline::PipelineSpec = serde_json::from_value(json!({
+        "destination": conn.id, "name": "out", "table": "people", "key": "id",
+        "transformation": {"mapping": {"id": "_id", "email": "email", "city": "address.city",
+                                       "ltv": "ltv", "orders": "orders"}},
+    }))
+    .unwrap();
+    let pipeline = sluice_store::PipelineRecord {
+        id: sluice_engine::new_id("pl"),
+        spec,
+        created_at: now,
+        updated_at: now,
+    };
+    w.engine.meta().insert_pipeline(&pipeline).await.unwrap();
+    // The profiles exist, with the properties the table needs, before the exports start: a profile
+    // that one source made and the other has not reached yet lacks the other's properties, as the
+    // merge means it to.
+    succeeded(&w.run(&crm).await);
+    for round in 0..2 {
+        // Change every row, so that both sources write every profile again.
+        w.src
+            .update(
+                "src_customers",
+                &format!("email = 'r{round}-' || id || '@example.com', city = 'C{round}'"),
+                "1 = 1",
+            )
+            .await;
+        let a = w.engine.start_source(&crm, "manual").await.unwrap();
+        let b = w.engine.start_source(&shop, "manual").await.unwrap();
+        let mut exports = 0;
+        loop {
+            let done = w.engine.live(&a.id).is_none() && w.engine.live(&b.id).is_none();
+            let run = w.engine.start(&pipeline.id, "manual").await.unwrap();
+            let run = w.engine.wait(&run.id, |_| {}).await.unwrap();
+            exports += 1;
+            assert_eq!(
+                run.status,
+                RunStatus::Succeeded,
+                "{:?} {:?}",
+                run.message,
+                run.errors
+            );
+            assert_eq!(
+                (run.counts.failed, run.counts.transform_failed),
+                (0, 0),
+                "round {round}, export {exports}: {:?}",
+                run.errors
+            );
+            if done {
+                break;
+            }
+        }
+        succeeded(&w.engine.wait(&a.id, |_| {}).await.unwrap());
+        succeeded(&w.engine.wait(&b.id, |_| {}).await.unwrap());
+        eprintln!("round {round}: {exports} exports during the source runs");
+    }
+}
 
 /// A TCP proxy in front of a server that can be cut: once down, the connections it carries are dropped
 /// and new ones are closed at once — a source that becomes unreachable.

@@ -117,7 +117,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sluice_core::mapping::{ColumnError, CompiledMapping};
+use sluice_core::mapping::{ColumnError, CompiledMapping, Reads};
 use sluice_core::pipeline::Transformation;
 use sluice_core::raw::Locator;
 use sluice_core::{FieldErrors, Profile, RawProfile, Schema, TableDescription, Value};
@@ -333,10 +333,30 @@ impl Transform {
         table: &TableDescription,
         limits: Limits,
     ) -> Result<Transform, FieldErrors> {
+        Self::compile_reading(
+            transformation,
+            key,
+            schema,
+            table,
+            limits,
+            Reads::Properties,
+        )
+    }
+
+    /// [`Self::compile`] of a transformation whose input `schema` is what `reads` says: a source
+    /// pipeline's mapping reads source columns, and its messages say so.
+    pub fn compile_reading(
+        transformation: &Transformation,
+        key: &str,
+        schema: &Schema,
+        table: &TableDescription,
+        limits: Limits,
+        reads: Reads,
+    ) -> Result<Transform, FieldErrors> {
         match transformation {
             Transformation::Mapping(m) => {
                 let mut errors = FieldErrors::new();
-                let compiled = match CompiledMapping::compile(m, schema, table) {
+                let compiled = match CompiledMapping::compile_reading(m, schema, table, reads) {
                     Ok(c) => Some(c),
                     Err(e) => {
                         errors.merge_prefixed("transformation.mapping", e);

@@ -19,6 +19,7 @@ use crate::Profile;
 
 pub(crate) struct Compiler<'s> {
     schema: &'s Schema,
+    reads: Reads,
     pub errors: Vec<ExprError>,
     /// Customer Model paths read, in order of first appearance.
     pub paths: Vec<String>,
@@ -28,9 +29,10 @@ pub(crate) struct Compiler<'s> {
 }
 
 impl<'s> Compiler<'s> {
-    pub(crate) fn new(schema: &'s Schema) -> Self {
+    pub(crate) fn new(schema: &'s Schema, reads: Reads) -> Self {
         Compiler {
             schema,
+            reads,
             errors: Vec::new(),
             paths: Vec::new(),
             budget: Budget::row(),
@@ -149,9 +151,10 @@ impl<'s> Compiler<'s> {
     fn unknown_function(&self, name: &str) -> String {
         match did_you_mean(name, DEFS.iter().map(|d| d.name)) {
             Some(s) => format!("unknown function `{name}`; did you mean `{s}`?"),
-            None if self.schema.resolve(name).is_some() => {
-                format!("`{name}` is a property, not a function: write it without parentheses")
-            }
+            None if self.schema.resolve(name).is_some() => format!(
+                "`{name}` is a {}, not a function: write it without parentheses",
+                self.reads.noun()
+            ),
             None => format!("unknown function `{name}`"),
         }
     }
@@ -193,7 +196,7 @@ impl<'s> Compiler<'s> {
                 }
             }
         }
-        let mut message = format!("unknown property `{path}`");
+        let mut message = format!("unknown {} `{path}`", self.reads.noun());
         let paths = self.schema.paths();
         if let Some(s) = did_you_mean(path, paths.iter().map(|(p, _)| p.as_str())) {
             message.push_str(&format!("; did you mean `{s}`?"));
@@ -227,6 +230,24 @@ fn fold(call: &CallNode, budget: &Budget) -> Result<Value, ExprError> {
         now: DateTime::UNIX_EPOCH,
         budget,
     })
+}
+
+/// What the names an expression reads are: the properties of profiles (an export reads the Customer
+/// Model) or the columns of a source's rows (a source pipeline's mapping). Only messages differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reads {
+    #[default]
+    Properties,
+    SourceColumns,
+}
+
+impl Reads {
+    fn noun(self) -> &'static str {
+        match self {
+            Reads::Properties => "property",
+            Reads::SourceColumns => "source column",
+        }
+    }
 }
 
 /// The candidate closest to `name` (ignoring case), when it is close enough to be a likely typo.

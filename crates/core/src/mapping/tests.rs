@@ -248,6 +248,26 @@ fn unknown_paths_are_type_errors() {
     );
 }
 
+/// A source pipeline's mapping reads source columns, and says so.
+#[test]
+fn a_source_mapping_names_source_columns() {
+    let err = |text: &str| -> Vec<String> {
+        match Expression::compile_reading(text, &schema(), Reads::SourceColumns) {
+            Ok(_) => panic!("{text} compiled"),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    };
+    assert_eq!(
+        err("lower(emial)"),
+        ["at 7: unknown source column `emial`; did you mean `email`?"]
+    );
+    assert_eq!(err("region"), ["at 1: unknown source column `region`"]);
+    assert_eq!(
+        err("email(1)"),
+        ["at 1: `email` is a source column, not a function: write it without parentheses"]
+    );
+}
+
 // ---- concatenation ----------------------------------------------------------------------------------------
 
 #[test]

@@ -47,6 +47,7 @@ pub static CAPABILITIES: Capabilities = Capabilities {
     defers_confirmation: true,
     // A ReplacingMergeTree keeps one row per key only once it merges (or when read with FINAL).
     enforces_keys: false,
+    lexical: sluice_core::capabilities::lexical::CLICKHOUSE,
 };
 
 /// Checks that `name` can be a ClickHouse identifier once quoted; the message names `what`.

@@ -61,6 +61,9 @@ pub struct ClickHouse {
     /// Why rows of an insert left open by [`Destination::upsert_unconfirmed`] were lost before
     /// [`Destination::confirm`] (which then reports it).
     lost: std::sync::Mutex<Option<String>>,
+    /// How a table read as a source is read, once its columns were asked for
+    /// (see `client/source.rs`): only a table whose rows replace each other differs from its name.
+    source_tables: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl ClickHouse {
@@ -70,6 +73,7 @@ impl ClickHouse {
             settings,
             sessions: Sessions::new(),
             lost: std::sync::Mutex::new(None),
+            source_tables: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 

@@ -32,6 +32,7 @@ pub static CAPABILITIES: Capabilities = Capabilities {
     reports_upsert_counts: true,
     defers_confirmation: false,
     enforces_keys: true,
+    lexical: sluice_core::capabilities::lexical::POSTGRES,
 };
 
 /// Checks that `name` can be a PostgreSQL identifier once quoted; the message names `what`.

@@ -35,6 +35,7 @@ pub static CAPABILITIES: Capabilities = Capabilities {
     defers_confirmation: false,
     // Primary and unique keys are recorded, not enforced.
     enforces_keys: false,
+    lexical: sluice_core::capabilities::lexical::SNOWFLAKE,
 };
 
 /// Snowflake's limit on the rows of one `VALUES` list.

@@ -31,6 +31,7 @@ pub static CAPABILITIES: Capabilities = Capabilities {
     reports_upsert_counts: true,
     defers_confirmation: false,
     enforces_keys: true,
+    lexical: sluice_core::capabilities::lexical::SQLITE,
 };
 
 /// `"name"`, with inner double quotes doubled.

@@ -3,6 +3,7 @@
 //! compiled from those columns to the Customer Model. Saving, the preview and the start of every run
 //! go through [`check_source`], so they accept the same sources with the same messages.
 
+use sluice_core::mapping::Reads;
 use sluice_core::source::{Changes, SourceSpec};
 use sluice_core::{FieldErrors, Schema};
 use sluice_destinations::source::{open_source, ReadPlan, Source, SourceFrom, SourceSchema};
@@ -149,7 +150,14 @@ pub async fn check_source_with(
     }
     let input = rows::input_schema(&columns);
     let output = rows::model_table(&model);
-    let transform = match Transform::compile(&spec.transformation, "", &input, &output, limits) {
+    let transform = match Transform::compile_reading(
+        &spec.transformation,
+        "",
+        &input,
+        &output,
+        limits,
+        Reads::SourceColumns,
+    ) {
         Ok(t) => Some(t),
         Err(e) => {
             errors.merge(e);

@@ -2,8 +2,10 @@
 //!
 //! [`check_source`] is the one check of a source (saving, previewing and every run go through it);
 //! [`rows`] holds the pure steps from a source row to the properties it writes; `run` is a run. Source
-//! runs are claimed, leased, limited by the global run slots and cancelled like export runs, and their
-//! records live in the same history (see `sluice_store::Sources`).
+//! runs are claimed, leased, limited by the global run slots and by their connection's
+//! (`max_runs_per_destination`, counted with the export runs writing to the same connection), cancelled
+//! like export runs, and alert as they do (`crate::alerts`); their records live in the same history
+//! (see `sluice_store::Sources`).
 //!
 //! Merging: a source writes only the properties it maps, merged into the stored profile by `_id`
 //! (`ProfileStore::upsert`), so several sources can feed one profile, each with its own properties.
@@ -16,13 +18,15 @@ pub mod rows;
 mod run;
 pub mod schedule;
 
+use std::sync::Arc;
+
 use chrono::{SubsecRound, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use sluice_core::source::SourceSpec;
 use sluice_store::{Counts, Progress, RunRecord, RunStatus, SourceRecord};
 use sluice_transform::Output;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 pub use check::{check_source, check_source_with, CheckedSource};
 pub use run::DEFAULT_PAGE_ROWS;
@@ -149,7 +153,13 @@ impl Engine {
                 run,
             });
         }
-        let permit = self.inner.slots.clone().try_acquire_owned().ok();
+        // A source's connection is a destination record: its runs share the connection's slots with
+        // the export runs writing to it, taken first as those take them.
+        let conn_slots = self.destination_slots(&source.spec.connection);
+        let conn_permit = conn_slots.clone().try_acquire_owned().ok();
+        let permit = conn_permit
+            .as_ref()
+            .and_then(|_| self.inner.slots.clone().try_acquire_owned().ok());
         // To the microsecond, as the store keeps it: the live record and the stored one agree.
         let now = Utc::now().trunc_subsecs(6);
         let ready = permit.is_some();
@@ -196,7 +206,10 @@ impl Engine {
         let engine = self.clone();
         let run = record.clone();
         tokio::spawn(async move {
-            engine.drive_source(source, run, permit, stop, tx).await;
+            let slots = (conn_permit, permit);
+            engine
+                .drive_source(source, run, slots, conn_slots, stop, tx)
+                .await;
         });
         Ok(record)
     }
@@ -205,17 +218,26 @@ impl Engine {
         &self,
         source: SourceRecord,
         mut run: RunRecord,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        slots: (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
+        conn_slots: Arc<Semaphore>,
         stop: Stop,
         tx: watch::Sender<RunRecord>,
     ) {
         let Stop { cancel, wake } = stop;
-        let permit = match permit {
-            Some(p) => Some(p),
-            None => {
-                let slots = self.inner.slots.clone();
+        let permit = match slots {
+            (Some(c), Some(g)) => Some((c, g)),
+            (conn, _) => {
+                let global = self.inner.slots.clone();
+                let acquire = async move {
+                    let c = match conn {
+                        Some(c) => c,
+                        None => conn_slots.acquire_owned().await.ok()?,
+                    };
+                    let g = global.acquire_owned().await.ok()?;
+                    Some((c, g))
+                };
                 tokio::select! {
-                    p = slots.acquire_owned() => p.ok(),
+                    p = acquire => p,
                     _ = wake.notified() => None,
                 }
             }
@@ -256,6 +278,7 @@ impl Engine {
             "source run finished");
         self.inner.totals.record(&done);
         self.inner.active.lock().unwrap().remove(&source.id);
+        crate::alerts::after_run(self, &done);
         let _ = tx.send(done);
         // A tick that fell during the run left a follow-up: it starts now, not at the next tick.
         self.wake_sources();

@@ -18,7 +18,7 @@ use sluice_destinations::source::SourceSchema;
 pub const MODEL_TABLE: &str = "Customer Model";
 
 /// The source's columns as the properties a transformation reads. Columns without a model type (binary)
-/// are left out: an expression naming one is refused as naming an unknown property.
+/// are left out: an expression naming one is refused as naming an unknown source column.
 pub fn input_schema(columns: &SourceSchema) -> Schema {
     Schema {
         properties: columns

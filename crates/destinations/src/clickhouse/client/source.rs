@@ -110,8 +110,16 @@ impl Reads for ClickHouse {
         &dialect::CAPABILITIES
     }
 
+    /// A `ReplacingMergeTree` keeps the versions of a row until it merges them: it is read with
+    /// `FINAL`, and without the rows marked deleted, as Sluice reads its own tables, so that a source
+    /// sees one row per key, the latest.
     fn relation(&self, table: &str) -> String {
-        dialect::qualified(&self.settings.database, table)
+        self.source_tables
+            .lock()
+            .unwrap()
+            .get(table)
+            .cloned()
+            .unwrap_or_else(|| dialect::qualified(&self.settings.database, table))
     }
 
     fn text_expr(&self, column: &str, ty: Option<&ColumnType>) -> String {
@@ -119,6 +127,25 @@ impl Reads for ClickHouse {
     }
 
     async fn table_columns(&self, table: &str) -> Result<Option<Vec<Column>>> {
+        let database = &self.settings.database;
+        let info = {
+            let mut s = self.session().await?;
+            let result = s.session().table_info(database, table).await;
+            s.settle(result)?
+        };
+        // (The session is given back first: describing the table takes it again.)
+        if let Some(info) = info {
+            let from = match dialect::live_rows(&info.engine, database, table) {
+                (from, live) if info.engine.replacing => {
+                    format!("(SELECT * FROM {from} WHERE {live})")
+                }
+                _ => dialect::qualified(database, table),
+            };
+            self.source_tables
+                .lock()
+                .unwrap()
+                .insert(table.to_string(), from);
+        }
         Ok(self.describe_table(table).await?.map(|d| d.columns))
     }
 
