@@ -182,6 +182,7 @@ pub async fn create(
         updated_at: now,
     };
     state.meta.insert_pipeline(&rec).await.map_err(name_taken)?;
+    state.engine.follow_changes_now();
     tracing::info!(pipeline = %rec.id, "pipeline added");
     Ok((StatusCode::CREATED, Json(to_json(&state, &rec).await)))
 }
@@ -302,6 +303,7 @@ async fn save(
     rec.spec = spec;
     rec.updated_at = Utc::now();
     state.meta.update_pipeline(&rec).await.map_err(name_taken)?;
+    state.engine.follow_changes_now();
     if moved {
         // The recorded keys point into the old table or column: forget them so the next run starts afresh.
         state.meta.sync_clear(&rec.id).await?;

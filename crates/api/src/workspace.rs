@@ -495,8 +495,9 @@ pub async fn apply_document(
     for id in &plan.stopped {
         state.engine.stop_pipeline(id).await;
     }
-    // Sources created or rescheduled are seen by the scheduler now.
+    // Sources created or rescheduled, and pipelines now on `on_change`, are seen by the scheduler now.
     state.engine.wake_sources();
+    state.engine.follow_changes_now();
     let entry = AuditEntry {
         seq: 0,
         at: Utc::now(),

@@ -30,11 +30,17 @@ struct Api {
 
 impl Api {
     async fn new() -> Api {
+        Api::with_passes_every(EngineConfig::default().scheduler_interval).await
+    }
+
+    /// An API whose scheduler makes a full pass (pipelines' schedules) every `interval`.
+    async fn with_passes_every(interval: Duration) -> Api {
         let pg_url = std::env::var("SLUICE_TEST_POSTGRES_URL")
             .expect("SLUICE_TEST_POSTGRES_URL must name a PostgreSQL server for these tests (scripts/services.sh starts one)");
         let dir = tempfile::tempdir().unwrap();
         let (meta, profiles) = support::stores(dir.path()).await;
         let config = EngineConfig {
+            scheduler_interval: interval,
             on_change_interval: Duration::from_millis(200),
             on_change_debounce: Debounce {
                 quiet: TimeDelta::seconds(2),
@@ -129,34 +135,89 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    /// The Customer Model, a `people` table and a destination for it; the destination's id.
+    async fn warehouse(&self) -> String {
+        let (s, v) = self
+            .call(
+                "PUT",
+                "/v1/profile-schema",
+                Some(json!({"properties": [{"name": "email", "type": "string"}]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        self.sql("CREATE TABLE people (id text PRIMARY KEY, email text NOT NULL)")
+            .await;
+        let mut settings =
+            sluice_destinations::postgres::PostgresSettings::json_from_url(&self.pg_url).unwrap();
+        settings["schema"] = json!(self.schema);
+        settings["tls"] = json!({"mode": "disable"});
+        let (s, v) = self
+            .call(
+                "POST",
+                "/v1/destinations",
+                Some(json!({"name": "Warehouse", "type": "postgresql", "settings": settings})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+}
+
+/// A pipeline switched to `on_change` follows changes from the scheduler's next look, not from its next
+/// full pass (a minute away here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_switched_to_on_change_follows_changes_at_once() {
+    let api = Api::with_passes_every(Duration::from_secs(60)).await;
+    let dest = api.warehouse().await;
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/pipelines",
+            Some(json!({
+                "destination": dest, "name": "Later", "table": "people", "key": "id",
+                "transformation": {"mapping": {"id": "_id", "email": "email"}}
+            })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let pipeline = v["id"].as_str().unwrap().to_string();
+    // The scheduler's first pass has found nothing to follow by now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (s, _) = api
+        .call(
+            "POST",
+            "/v1/profiles",
+            Some(json!({"profiles": [{"_id": "c1", "email": "a@example.com"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let switched = Instant::now();
+    let (s, v) = api
+        .call(
+            "PATCH",
+            &format!("/v1/pipelines/{pipeline}"),
+            Some(json!({"schedule": "on_change"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let runs = api.wait_runs(&pipeline, 1).await;
+    assert!(
+        switched.elapsed() < Duration::from_secs(10),
+        "the first run came {:?} after the switch",
+        switched.elapsed()
+    );
+    assert_eq!(runs[0]["trigger"], "on_change", "{}", runs[0]);
+    assert_eq!(
+        api.emails().await,
+        vec![("c1".to_string(), "a@example.com".to_string())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_posted_reach_the_table_through_on_change() {
     let api = Api::new().await;
-    let (s, v) = api
-        .call(
-            "PUT",
-            "/v1/profile-schema",
-            Some(json!({"properties": [{"name": "email", "type": "string"}]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    api.sql("CREATE TABLE people (id text PRIMARY KEY, email text NOT NULL)")
-        .await;
-    let mut settings =
-        sluice_destinations::postgres::PostgresSettings::json_from_url(&api.pg_url).unwrap();
-    settings["schema"] = json!(api.schema);
-    settings["tls"] = json!({"mode": "disable"});
-    let (s, v) = api
-        .call(
-            "POST",
-            "/v1/destinations",
-            Some(json!({"name": "Warehouse", "type": "postgresql", "settings": settings})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let dest = v["id"].as_str().unwrap().to_string();
+    let dest = api.warehouse().await;
     let (s, v) = api
         .call(
             "POST",

@@ -265,6 +265,14 @@ impl Engine {
         self.inner.sources_wake.notify_one();
     }
 
+    /// Has this instance's scheduler follow the profile store's changes from its next look (a second
+    /// at most), after an export pipeline was saved: one created or switched to `on_change` would
+    /// otherwise wait for the next full pass, up to `scheduler_interval`. Costless when none follows
+    /// changes: the next look finds none and stops following again.
+    pub fn follow_changes_now(&self) {
+        self.inner.following_changes.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) fn sources_wake(&self) -> Arc<Notify> {
         self.inner.sources_wake.clone()
     }
