@@ -1,5 +1,5 @@
 //! The side-by-side table of `BENCHMARKS.md`: Sluice against `psql \copy`, COPY into a temporary table
-//! + one `INSERT … ON CONFLICT`, and Sling with and without an `updated_at` cursor, on the same rows, on
+//! with one `INSERT … ON CONFLICT`, and Sling with and without an `updated_at` cursor, on the same rows, on
 //! one PostgreSQL server. Run it with `scripts/side-by-side.sh`, which installs Sling and builds Sluice.
 //!
 //! For each N (`SLUICE_SBS_PROFILES`, `100000,1000000` by default):
