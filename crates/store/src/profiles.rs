@@ -37,7 +37,8 @@ pub trait ProfileStore: Send + Sync {
     /// `Ok(false)` when absent.
     async fn delete(&self, id: &str) -> Result<bool>;
     /// Up to `limit` profiles matching `filter` with id greater than `after`, ordered by id (byte order).
-    /// Keyset pagination: each page is a range scan of the id index, however deep into the store.
+    /// Keyset pagination: each page is a range scan of the id index, however deep into the store. Fewer
+    /// than `limit` means there were no more (runs stop there).
     async fn page(
         &self,
         filter: Option<&Filter>,
@@ -63,7 +64,8 @@ pub trait ProfileStore: Send + Sync {
     async fn change_mark(&self) -> Result<i64>;
     /// How many stored profiles changed at or after `mark`, and how many were deleted since.
     async fn count_changes(&self, mark: i64) -> Result<ChangeCounts>;
-    /// Up to `limit` profiles changed at or after `mark` with id greater than `after`, ordered by id.
+    /// Up to `limit` profiles changed at or after `mark` with id greater than `after`, ordered by id;
+    /// fewer than `limit` means there were no more.
     async fn changed_page(
         &self,
         mark: i64,

@@ -192,13 +192,8 @@ async fn run_plan(
             ));
             (Source::Audience(prepared.filter.clone()), None)
         }
-        Plan::Changes { since, .. } => {
-            let changes = ctx
-                .profiles
-                .count_changes(since)
-                .await
-                .map_err(read_error)?;
-            run.progress.total = Some(changes.changed + changes.deleted);
+        Plan::Changes { since, changes, .. } => {
+            run.progress.total = Some(changes);
             (Source::ChangedSince(since), prepared.filter.clone())
         }
     };

@@ -11,9 +11,13 @@ use crate::error::{EngineError, Result};
 pub(crate) enum Plan {
     /// Every profile of the audience, merged with the whole sync state.
     Full,
-    /// Only the profiles changed or deleted since the mark of the pipeline's sync checkpoint; the other
-    /// `synced` rows are known to be unchanged.
-    Changes { since: i64, synced: u64 },
+    /// Only the profiles changed or deleted since the mark of the pipeline's sync checkpoint (`changes`
+    /// of them, counted by the plan); the other `synced` rows are known to be unchanged.
+    Changes {
+        since: i64,
+        synced: u64,
+        changes: u64,
+    },
 }
 
 impl Plan {
@@ -60,5 +64,6 @@ pub(crate) async fn plan(ctx: &RunContext, p: &Prepared, now: DateTime<Utc>) -> 
     Ok(Plan::Changes {
         since: cp.mark,
         synced,
+        changes: changes.changed + changes.deleted,
     })
 }

@@ -60,13 +60,18 @@ pub(crate) fn spawn_reader(
             match page {
                 Ok(page) if page.is_empty() => break,
                 Ok(page) => {
+                    // A short page is the last: asking again would cost a query that finds nothing,
+                    // which for a read of changes is a second pass over every changed profile (most of
+                    // the read when the changes fit in one page). A profile changed meanwhile is past
+                    // the run's mark, so the next run reads it.
+                    let last = page.len() < batch;
                     after = page.last().map(|p| p.id.clone());
                     let charge = budget.charge(raw_page_bytes(&page));
                     let page = Charged {
                         items: page,
                         charge,
                     };
-                    if tx.send(Ok(page)).await.is_err() {
+                    if tx.send(Ok(page)).await.is_err() || last {
                         break;
                     }
                 }
