@@ -58,6 +58,13 @@ fn at_most_a_batch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Json_>,
     d.deserialize_seq(Capped)
 }
 
+/// How a rejection names the profile: its `_id` as sent, when that is a string or an integer.
+fn id_text(v: &Json_) -> Option<String> {
+    v.as_str()
+        .map(str::to_string)
+        .or_else(|| v.as_i64().map(|i| i.to_string()))
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Upserted {
     /// How many profiles were stored.
@@ -101,28 +108,20 @@ pub async fn upsert(
     let mut valid = Vec::with_capacity(body.profiles.len());
     let mut rejected = Vec::new();
     for (index, p) in body.profiles.into_iter().enumerate() {
-        // The id is spelled out only for a rejection, which names it.
-        let id = |p: &Json_| {
-            p.get("_id").and_then(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .or_else(|| v.as_i64().map(|i| i.to_string()))
-            })
-        };
-        match p.as_object() {
-            None => rejected.push(Rejected {
-                index,
-                id: id(&p),
-                errors: vec!["a profile must be a JSON object".into()],
-            }),
-            Some(obj) => match schema.validate_profile(obj) {
+        match p {
+            Json_::Object(obj) => match schema.validate_owned(obj) {
                 Ok(v) => valid.push(v),
-                Err(errors) => rejected.push(Rejected {
+                Err(invalid) => rejected.push(Rejected {
                     index,
-                    id: id(&p),
-                    errors,
+                    id: invalid.id.as_ref().and_then(id_text),
+                    errors: invalid.errors,
                 }),
             },
+            _ => rejected.push(Rejected {
+                index,
+                id: None,
+                errors: vec!["a profile must be a JSON object".into()],
+            }),
         }
     }
     let n = valid.len();

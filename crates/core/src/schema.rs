@@ -460,47 +460,126 @@ impl Schema {
         &self,
         input: &Map<String, Json>,
     ) -> Result<(String, Map<String, Json>), Vec<String>> {
+        self.validate_owned(input.clone())
+            .map_err(|rejected| rejected.errors)
+    }
+
+    /// [`Schema::validate_profile`] of a profile the caller gives up: its values are moved into the
+    /// normalized document instead of copied (most strings are stored as they came), and property paths
+    /// are spelled out only for an error. A rejection keeps the `_id` as sent, for the caller to name.
+    pub fn validate_owned(
+        &self,
+        input: Map<String, Json>,
+    ) -> Result<(String, Map<String, Json>), InvalidProfile> {
         let mut errors = Vec::new();
-        let id = match input.get(ID) {
-            Some(Json::String(s)) if !s.trim().is_empty() && s.len() <= MAX_ID_LEN => {
-                Some(s.clone())
-            }
-            Some(Json::Number(n)) => Some(n.to_string()),
-            Some(Json::String(s)) if s.len() > MAX_ID_LEN => {
-                errors.push(format!("`_id` is longer than {MAX_ID_LEN} bytes"));
-                None
-            }
-            Some(Json::String(_)) => {
-                errors.push("`_id` is empty".to_string());
-                None
-            }
+        let (sent_id, doc) = self.normalize_doc(input, &mut errors);
+        let id = match sent_id {
+            Some(Json::String(s)) => match id_problem(&s) {
+                None => Ok(s),
+                Some(problem) => Err((Some(Json::String(s)), problem)),
+            },
+            Some(Json::Number(n)) => Ok(n.to_string()),
             Some(other) => {
-                errors.push(format!("`_id` must be a string, got {}", json_kind(other)));
-                None
+                let message = format!("`_id` must be a string, got {}", json_kind(&other));
+                Err((Some(other), message))
             }
-            None => {
-                errors.push("`_id` is missing".to_string());
-                None
-            }
+            None => Err((None, "`_id` is missing".to_string())),
         };
-        let mut doc = Map::with_capacity(input.len());
-        for (key, value) in input {
-            if key == ID || key == UPDATED_AT {
-                continue;
-            }
-            match self.properties.iter().find(|p| &p.name == key) {
-                None => errors.push(format!("`{key}` is not a property of the Customer Model")),
-                Some(p) => match normalize_property(p, value, key) {
-                    Ok(v) => {
-                        doc.insert(key.clone(), v);
-                    }
-                    Err(mut e) => errors.append(&mut e),
-                },
+        match id {
+            Ok(id) if errors.is_empty() => Ok((id, doc)),
+            Ok(id) => Err(InvalidProfile {
+                id: Some(Json::String(id)),
+                errors,
+            }),
+            Err((id, first)) => {
+                errors.insert(0, first);
+                Err(InvalidProfile { id, errors })
             }
         }
-        match (id, errors.is_empty()) {
-            (Some(id), true) => Ok((id, doc)),
-            _ => Err(errors),
+    }
+
+    /// The properties of the profile `id` (a document without `_id`), validated and normalized by
+    /// moving as [`Schema::validate_owned`] does, with the same problems listed.
+    pub fn validate_properties(
+        &self,
+        id: &str,
+        doc: Map<String, Json>,
+    ) -> Result<Map<String, Json>, Vec<String>> {
+        let mut errors = Vec::new();
+        if let Some(problem) = id_problem(id) {
+            errors.push(problem);
+        }
+        let (_, doc) = self.normalize_doc(doc, &mut errors);
+        if errors.is_empty() {
+            Ok(doc)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The normalized properties of `input` and the `_id` it was sent with; `_updated_at` is dropped.
+    fn normalize_doc(
+        &self,
+        input: Map<String, Json>,
+        errors: &mut Vec<String>,
+    ) -> (Option<Json>, Map<String, Json>) {
+        let mut sent_id = None;
+        let mut doc = Map::with_capacity(input.len());
+        for (key, value) in input {
+            if key == ID {
+                sent_id = Some(value);
+                continue;
+            }
+            if key == UPDATED_AT {
+                continue;
+            }
+            match self.properties.iter().find(|p| p.name == key) {
+                None => errors.push(format!("`{key}` is not a property of the Customer Model")),
+                Some(p) => {
+                    if let Some(v) = normalize_property_owned(p, value, At::Top(&key), errors) {
+                        doc.insert(key, v);
+                    }
+                }
+            }
+        }
+        (sent_id, doc)
+    }
+}
+
+/// What is wrong with a profile id given as text, if anything.
+fn id_problem(id: &str) -> Option<String> {
+    if id.len() > MAX_ID_LEN {
+        Some(format!("`_id` is longer than {MAX_ID_LEN} bytes"))
+    } else if id.trim().is_empty() {
+        Some("`_id` is empty".to_string())
+    } else {
+        None
+    }
+}
+
+/// A profile refused by [`Schema::validate_owned`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidProfile {
+    /// The `_id` as sent, if it was.
+    pub id: Option<Json>,
+    /// Every problem, each naming its property path.
+    pub errors: Vec<String>,
+}
+
+/// Where a value sits in a profile; written out only when an error names it.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Top(&'a str),
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::Top(k) => f.write_str(k),
+            At::Key(parent, k) => write!(f, "{parent}.{k}"),
+            At::Index(parent, i) => write!(f, "{parent}[{i}]"),
         }
     }
 }
@@ -541,74 +620,96 @@ fn same_shape(a: &PropertyType, b: &PropertyType) -> bool {
     }
 }
 
-fn normalize_property(p: &Property, value: &Json, path: &str) -> Result<Json, Vec<String>> {
+fn normalize_property_owned(
+    p: &Property,
+    value: Json,
+    at: At<'_>,
+    errors: &mut Vec<String>,
+) -> Option<Json> {
     if value.is_null() {
-        return if p.nullable {
-            Ok(Json::Null)
-        } else {
-            Err(vec![format!("`{path}` must not be null")])
-        };
+        if p.nullable {
+            return Some(Json::Null);
+        }
+        errors.push(format!("`{at}` must not be null"));
+        return None;
     }
-    normalize_value(&p.ty, value, path)
+    normalize_value_owned(&p.ty, value, at, errors)
 }
 
 /// Normalizes one non-null value of type `ty`; errors name `path`.
 pub fn normalize_value(ty: &PropertyType, value: &Json, path: &str) -> Result<Json, Vec<String>> {
-    let one = |msg: String| Err(vec![msg]);
+    let mut errors = Vec::new();
+    match normalize_value_owned(ty, value.clone(), At::Top(path), &mut errors) {
+        Some(v) if errors.is_empty() => Ok(v),
+        _ => Err(errors),
+    }
+}
+
+/// [`normalize_value`] by moving: `None` when it does not fit, its problems added to `errors`.
+fn normalize_value_owned(
+    ty: &PropertyType,
+    value: Json,
+    at: At<'_>,
+    errors: &mut Vec<String>,
+) -> Option<Json> {
     match ty {
         PropertyType::Object(props) => {
             let Json::Object(map) = value else {
-                return one(format!(
-                    "`{path}` must be an object, got {}",
-                    json_kind(value)
+                errors.push(format!(
+                    "`{at}` must be an object, got {}",
+                    json_kind(&value)
                 ));
+                return None;
             };
-            let mut errors = Vec::new();
+            let before = errors.len();
             let mut out = Map::with_capacity(map.len());
             for (k, v) in map {
-                let sub = format!("{path}.{k}");
-                match props.iter().find(|p| &p.name == k) {
-                    None => errors.push(format!("`{sub}` is not a property of the Customer Model")),
-                    Some(p) => match normalize_property(p, v, &sub) {
-                        Ok(v) => {
-                            out.insert(k.clone(), v);
+                match props.iter().find(|p| p.name == k) {
+                    None => errors.push(format!(
+                        "`{}` is not a property of the Customer Model",
+                        At::Key(&at, &k)
+                    )),
+                    Some(p) => {
+                        if let Some(v) = normalize_property_owned(p, v, At::Key(&at, &k), errors) {
+                            out.insert(k, v);
                         }
-                        Err(mut e) => errors.append(&mut e),
-                    },
+                    }
                 }
             }
-            if errors.is_empty() {
-                Ok(Json::Object(out))
-            } else {
-                Err(errors)
-            }
+            (errors.len() == before).then_some(Json::Object(out))
         }
         PropertyType::Array(inner) => {
             let Json::Array(items) = value else {
-                return one(format!(
-                    "`{path}` must be an array, got {}",
-                    json_kind(value)
+                errors.push(format!(
+                    "`{at}` must be an array, got {}",
+                    json_kind(&value)
                 ));
+                return None;
             };
-            let mut errors = Vec::new();
+            let before = errors.len();
             let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.into_iter().enumerate() {
                 if item.is_null() {
                     out.push(Json::Null);
                     continue;
                 }
-                match normalize_value(inner, item, &format!("{path}[{i}]")) {
-                    Ok(v) => out.push(v),
-                    Err(mut e) => errors.append(&mut e),
+                if let Some(v) = normalize_value_owned(inner, item, At::Index(&at, i), errors) {
+                    out.push(v);
                 }
             }
-            if errors.is_empty() {
-                Ok(Json::Array(out))
-            } else {
-                Err(errors)
-            }
+            (errors.len() == before).then_some(Json::Array(out))
         }
-        scalar => normalize_scalar(scalar, value).map_err(|e| vec![format!("`{path}`: {e}")]),
+        // What is already in its normalized form is kept as it is, not copied.
+        PropertyType::String if value.is_string() => Some(value),
+        PropertyType::Boolean if value.is_boolean() => Some(value),
+        PropertyType::Json => Some(value),
+        scalar => match normalize_scalar(scalar, &value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errors.push(format!("`{at}`: {e}"));
+                None
+            }
+        },
     }
 }
 
@@ -864,6 +965,30 @@ pub fn merge_profile(stored: &mut Map<String, Json>, update: Map<String, Json>) 
     }
 }
 
+/// [`merge_profile`], telling whether `stored` changed: the same test as comparing it before and after,
+/// without keeping a copy of it.
+pub fn merge_profile_changed(stored: &mut Map<String, Json>, update: Map<String, Json>) -> bool {
+    let mut changed = false;
+    for (k, v) in update {
+        match (stored.get_mut(&k), v) {
+            (Some(Json::Object(old)), Json::Object(new)) => {
+                changed |= merge_profile_changed(old, new);
+            }
+            (Some(old), v) => {
+                if *old != v {
+                    *old = v;
+                    changed = true;
+                }
+            }
+            (None, v) => {
+                stored.insert(k, v);
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
 /// Reads the value at a dotted path of a normalized document (`None` when absent).
 pub fn get_path<'a>(doc: &'a Map<String, Json>, path: &str) -> Option<&'a Json> {
     let mut segments = path.split('.');
@@ -965,6 +1090,83 @@ mod tests {
         assert!(all.contains("`nope` is not a property"), "{all}");
         assert!(all.contains("`address.zip` is not a property"), "{all}");
         assert!(all.contains("`tags[1]`"), "{all}");
+    }
+
+    #[test]
+    fn a_rejection_lists_the_id_first_and_keeps_it_as_sent() {
+        let s = schema();
+        let input = json!({"email": 5, "_id": "", "address": {"geo": {"lat": "n", "x": 1}},
+            "tags": ["a", null, {"b": 1}]});
+        let rejected = s
+            .validate_owned(input.as_object().unwrap().clone())
+            .unwrap_err();
+        assert_eq!(rejected.id, Some(json!("")));
+        assert_eq!(
+            rejected.errors,
+            [
+                "`_id` is empty",
+                "`address.geo.lat`: expected a finite number, got \"n\"",
+                "`address.geo.x` is not a property of the Customer Model",
+                "`tags[2]`: expected a string, got an object",
+            ]
+        );
+        let rejected = s
+            .validate_owned(json!({"_id": 7, "age": null}).as_object().unwrap().clone())
+            .unwrap_err();
+        assert_eq!(rejected.id, Some(json!("7")));
+        assert_eq!(rejected.errors, ["`age` must not be null"]);
+        // The same problems, by the function a source row is validated with.
+        let errors = s
+            .validate_properties(" ", json!({"age": null}).as_object().unwrap().clone())
+            .unwrap_err();
+        assert_eq!(errors, ["`_id` is empty", "`age` must not be null"]);
+    }
+
+    #[test]
+    fn properties_validated_by_moving_equal_the_copied_ones() {
+        let s = schema();
+        let input = json!({"_id": "c1", "_updated_at": "x", "email": "a@x", "vip": false, "age": 3,
+            "extra": {"k": [1]}, "tags": ["a", null], "address": {"city": "Rome", "geo": {"lat": 1.5}}});
+        let (id, doc) = s.validate_profile(input.as_object().unwrap()).unwrap();
+        let mut props = input.as_object().unwrap().clone();
+        props.shift_remove(ID);
+        props.shift_remove(UPDATED_AT);
+        assert_eq!(s.validate_properties(&id, props.clone()).unwrap(), doc);
+        // Key order is kept: it is the stored text and what a source row's hash covers.
+        let keys: Vec<&String> = doc.keys().collect();
+        assert_eq!(keys, props.keys().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_merge_tells_whether_it_changed_the_profile() {
+        let cases = [
+            (json!({"a": 1, "o": {"p": 1}}), json!({"a": 1}), false),
+            (
+                json!({"a": 1, "o": {"p": 1}}),
+                json!({"o": {"p": 1}}),
+                false,
+            ),
+            (json!({"a": 1, "o": {"p": 1}}), json!({"o": {"q": 1}}), true),
+            (json!({"a": 1, "o": {"p": 1}}), json!({"a": 2}), true),
+            (json!({"a": 1}), json!({"a": {"x": 1}}), true),
+            (json!({"a": {"x": 1}}), json!({"a": null}), true),
+            (json!({"a": 1}), json!({"b": null}), true),
+            (json!({"a": 1}), json!({}), false),
+        ];
+        for (stored, update, changed) in cases {
+            let stored = stored.as_object().unwrap().clone();
+            let update = update.as_object().unwrap().clone();
+            let mut copied = stored.clone();
+            merge_profile(&mut copied, update.clone());
+            let mut moved = stored.clone();
+            assert_eq!(
+                merge_profile_changed(&mut moved, update.clone()),
+                changed,
+                "{update:?}"
+            );
+            assert_eq!(moved, copied);
+            assert_eq!(copied != stored, changed);
+        }
     }
 
     #[test]

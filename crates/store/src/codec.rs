@@ -242,6 +242,12 @@ pub(crate) fn to_u64(n: i64) -> u64 {
 pub(crate) fn fold_batch(
     profiles: Vec<(String, Map<String, Json>)>,
 ) -> Vec<(String, Map<String, Json>)> {
+    // Repeats are rare: a batch without any is returned as it is, with no copy of its ids.
+    let mut ids: HashSet<&str> = HashSet::with_capacity(profiles.len());
+    if profiles.iter().all(|(id, _)| ids.insert(id.as_str())) {
+        return profiles;
+    }
+    drop(ids);
     let mut index: HashMap<String, usize> = HashMap::with_capacity(profiles.len());
     let mut out: Vec<(String, Map<String, Json>)> = Vec::with_capacity(profiles.len());
     for (id, doc) in profiles {

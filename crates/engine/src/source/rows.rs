@@ -149,17 +149,14 @@ pub fn validate(
     id: &str,
     doc: Map<String, Json>,
 ) -> Result<Map<String, Json>, String> {
-    let mut input = doc;
-    input.insert(ID.to_string(), Json::String(id.to_string()));
     model
-        .validate_profile(&input)
-        .map(|(_, doc)| doc)
+        .validate_properties(id, doc)
         .map_err(|errors| errors.join("; "))
 }
 
 /// The hash of the properties a row writes, under the source's shape seed.
 pub fn hash(seed: u64, doc: &Map<String, Json>) -> u128 {
-    sluice_core::hash::hash_row(seed, &[Value::json(Json::Object(doc.clone()))])
+    sluice_core::hash::hash_json_object(seed, doc)
 }
 
 #[cfg(test)]

@@ -121,16 +121,24 @@ async fn read_all(
     let mut first = FirstSeen::default();
     let mut greatest: Option<CursorValue> = None;
     let mut pages = Pages::new(checked.reader.as_ref(), &plan);
+    let mut next = next_page(ctx, &mut pages).await?;
     loop {
         if ctx.cancel.load(Ordering::SeqCst) {
             return Ok(false);
         }
-        let page = next_page(ctx, &mut pages).await?;
-        let Some(page) = page else { break };
+        let Some(page) = next.take() else { break };
         if let Some(c) = page.end.as_ref().and_then(|e| e.cursor.clone()) {
             greatest = Some(c);
         }
-        write_page(ctx, &checked, source, run, log, &mut first, page, seen, now).await?;
+        // The next page is read while this one is transformed and written, so reading the source
+        // and writing the profile store overlap; one page is read ahead, no more. A write that
+        // fails ends the run whatever the read gave.
+        let (written, read) = tokio::join!(
+            write_page(ctx, &checked, source, run, log, &mut first, page, seen, now),
+            next_page(ctx, &mut pages),
+        );
+        written?;
+        next = read?;
         run.progress.processed = run.counts.read;
         let _ = ctx.updates.send(run.clone());
         let _ = ctx.meta.update_run_progress(run).await;
@@ -238,7 +246,7 @@ async fn write_page(
         inputs.push(rows::input_profile(&checked.columns, row, id, now));
     }
     drop(page);
-    let outputs = evaluate(ctx, checked, &inputs, now).await?;
+    let (inputs, outputs) = evaluate(ctx, checked, inputs, now).await?;
     let paths = checked.transform.columns().to_vec();
     let mut prepared = Vec::with_capacity(inputs.len());
     for (input, out) in inputs.iter().zip(outputs) {
@@ -346,20 +354,23 @@ async fn write_page(
     Ok(())
 }
 
+/// The outcome of transforming each input row, in order.
+type Evaluated = Vec<std::result::Result<Output, RowError>>;
+
 /// The transformation of a page, on a blocking thread (a script's runtime is not `Send`; it is made
-/// for the page and dropped with it).
+/// for the page and dropped with it). The inputs go to the thread and come back with the outputs,
+/// rather than being copied for it.
 async fn evaluate(
     ctx: &SourceRunContext,
     checked: &CheckedSource,
-    inputs: &[Profile],
+    inputs: Vec<Profile>,
     now: DateTime<Utc>,
-) -> Result<Vec<std::result::Result<Output, RowError>>> {
+) -> Result<(Vec<Profile>, Evaluated)> {
     if inputs.is_empty() {
-        return Ok(Vec::new());
+        return Ok((inputs, Vec::new()));
     }
     let transform = checked.transform.clone();
     let cancel = ctx.cancel.clone();
-    let inputs = inputs.to_vec();
     tokio::task::spawn_blocking(move || {
         let mut evaluator = transform
             .evaluator_with_stop(cancel)
@@ -368,7 +379,7 @@ async fn evaluate(
         if let Some(why) = evaluator.gave_up() {
             return Err(EngineError::new(ErrorKind::Internal, why));
         }
-        Ok(out)
+        Ok((inputs, out))
     })
     .await
     .map_err(|e| EngineError::internal(format!("the transformation stopped: {e}")))?

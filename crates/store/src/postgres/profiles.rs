@@ -76,11 +76,9 @@ async fn upsert_batch(
         let (mut updates, mut inserts) = (Vec::with_capacity(stored.len()), Vec::new());
         for (id, doc) in pending {
             match stored.remove(&id) {
-                Some(stored) => {
-                    let mut merged = stored.clone();
-                    sluice_core::schema::merge_profile(&mut merged, doc);
+                Some(mut merged) => {
                     // Unchanged profiles keep their change number: exports skip them.
-                    if merged == stored {
+                    if !sluice_core::schema::merge_profile_changed(&mut merged, doc) {
                         outcome.updated += 1;
                     } else {
                         updates.push((id, merged));

@@ -139,11 +139,9 @@ impl ProfileStore for SqliteProfiles {
                                 let stored: Json = serde_json::from_str(&stored).map_err(|e| {
                                     corrupt(format!("profile `{id}` is not valid JSON: {e}"))
                                 })?;
-                                let stored = codec::doc_from_json(&id, stored)?;
-                                let mut merged = stored.clone();
-                                sluice_core::schema::merge_profile(&mut merged, doc);
+                                let mut merged = codec::doc_from_json(&id, stored)?;
                                 // Unchanged profiles keep their change number: exports skip them.
-                                if merged != stored {
+                                if sluice_core::schema::merge_profile_changed(&mut merged, doc) {
                                     let text = Json::Object(merged).to_string();
                                     update
                                         .execute(params![id, now, text, change])
