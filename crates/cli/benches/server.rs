@@ -267,28 +267,10 @@ async fn main() {
         )
         .await;
 
-    let mut settings = sluice_destinations::postgres::PostgresSettings::json_from_url(&pg_url)
-        .expect("a postgres:// URL");
-    settings["schema"] = json!(schema);
-    settings["tls"] = json!({"mode": "disable"});
-    let dest = server
-        .call(
-            reqwest::Method::POST,
-            "/v1/destinations",
-            Some(json!({"name": "bench", "type": "postgresql", "settings": settings})),
-        )
-        .await;
+    let dest = server.postgres_connection(&pg_url, &schema, "bench").await;
     let pipeline = server
-        .call(
-            reqwest::Method::POST,
-            "/v1/pipelines",
-            Some(json!({
-                "destination": dest["id"], "name": "bench", "table": "customers", "key": "customer_id",
-                "transformation": {"mapping": workload::mapping()}
-            })),
-        )
+        .customers_pipeline(&dest, "bench", workload::mapping())
         .await;
-    let pipeline = pipeline["id"].as_str().unwrap().to_string();
 
     let mut results = Vec::new();
     let mut sync_size: Option<String> = None;

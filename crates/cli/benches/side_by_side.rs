@@ -372,28 +372,12 @@ async fn one_size(ctx: &Ctx, bin: &Path, n: usize, figures: &mut Vec<Figure>) {
             Some(sample::schema()),
         )
         .await;
-    let mut settings =
-        sluice_destinations::postgres::PostgresSettings::json_from_url(&ctx.url).unwrap();
-    settings["schema"] = json!(schema("sluice"));
-    settings["tls"] = json!({"mode": "disable"});
     let dest = server
-        .call(
-            reqwest::Method::POST,
-            "/v1/destinations",
-            Some(json!({"name": "sbs", "type": "postgresql", "settings": settings})),
-        )
+        .postgres_connection(&ctx.url, &schema("sluice"), "sbs")
         .await;
     let pipeline = server
-        .call(
-            reqwest::Method::POST,
-            "/v1/pipelines",
-            Some(json!({
-                "destination": dest["id"], "name": "sbs", "table": "customers", "key": "customer_id",
-                "transformation": {"mapping": workload::mapping()}
-            })),
-        )
+        .customers_pipeline(&dest, "sbs", workload::mapping())
         .await;
-    let pipeline = pipeline["id"].as_str().unwrap().to_string();
     import(bin, &server, &new);
     let sluice_run = |phase: &'static str| {
         let (server, pipeline) = (&server, &pipeline);

@@ -113,22 +113,6 @@ async fn start(bin: &Path) -> (Server, tempfile::TempDir) {
     (s, dir)
 }
 
-/// A PostgreSQL connection to `schema`.
-async fn connection(s: &Server, pg_url: &str, schema: &str, name: &str) -> String {
-    let mut settings = sluice_destinations::postgres::PostgresSettings::json_from_url(pg_url)
-        .expect("a postgres:// URL");
-    settings["schema"] = json!(schema);
-    settings["tls"] = json!({"mode": "disable"});
-    let v = s
-        .call(
-            reqwest::Method::POST,
-            "/v1/destinations",
-            Some(json!({"name": name, "type": "postgresql", "settings": settings})),
-        )
-        .await;
-    v["id"].as_str().unwrap().to_string()
-}
-
 /// A source of the benchmark's table.
 async fn source(s: &Server, connection: &str, name: &str, changes: Value) -> String {
     let v = s
@@ -383,7 +367,7 @@ async fn main() {
     if wants("cursor") {
         let (server, _dir) = start(&bin).await;
         let pid = server.pid();
-        let crm = connection(&server, &pg_url, &schema, "CRM").await;
+        let crm = server.postgres_connection(&pg_url, &schema, "CRM").await;
         let mut changes = json!({"mode": "cursor", "column": "updated_at"});
         if let Ok(l) = std::env::var("SLUICE_BENCH_LOOKBACK") {
             changes["lookback"] = json!(l);
@@ -409,16 +393,8 @@ async fn main() {
         );
         if wants("export") {
             let pipeline = server
-                .call(
-                    reqwest::Method::POST,
-                    "/v1/pipelines",
-                    Some(json!({
-                        "destination": crm, "name": "bench", "table": "customers", "key": "customer_id",
-                        "transformation": {"mapping": workload::mapping()}
-                    })),
-                )
+                .customers_pipeline(&crm, "bench", workload::mapping())
                 .await;
-            let pipeline = pipeline["id"].as_str().unwrap().to_string();
             results.push(
                 phase("first export to PostgreSQL", pid, async {
                     counts(
@@ -504,7 +480,7 @@ async fn main() {
     if wants("full") {
         let (server, _dir) = start(&bin).await;
         let pid = server.pid();
-        let crm = connection(&server, &pg_url, &schema, "CRM").await;
+        let crm = server.postgres_connection(&pg_url, &schema, "CRM").await;
         let source = source(
             &server,
             &crm,

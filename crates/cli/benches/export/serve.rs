@@ -128,6 +128,43 @@ impl Server {
         v
     }
 
+    /// Saves a PostgreSQL connection to `schema` of the server at `pg_url`; its id.
+    pub async fn postgres_connection(&self, pg_url: &str, schema: &str, name: &str) -> String {
+        let mut settings = sluice_destinations::postgres::PostgresSettings::json_from_url(pg_url)
+            .expect("a postgres:// URL");
+        settings["schema"] = serde_json::json!(schema);
+        settings["tls"] = serde_json::json!({"mode": "disable"});
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/destinations",
+                Some(serde_json::json!({"name": name, "type": "postgresql", "settings": settings})),
+            )
+            .await;
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// Saves the benchmarks' export pipeline: every profile to the `customers` table of `destination`,
+    /// keyed by `customer_id`, through `mapping`; its id.
+    pub async fn customers_pipeline(
+        &self,
+        destination: &str,
+        name: &str,
+        mapping: Value,
+    ) -> String {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/pipelines",
+                Some(serde_json::json!({
+                    "destination": destination, "name": name, "table": "customers",
+                    "key": "customer_id", "transformation": {"mapping": mapping}
+                })),
+            )
+            .await;
+        v["id"].as_str().unwrap().to_string()
+    }
+
     /// Waits for the run `id` to end; its record (a run that does not succeed ends the benchmark).
     pub async fn wait(&self, id: &str) -> Value {
         loop {
