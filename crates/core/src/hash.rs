@@ -70,6 +70,11 @@ fn bytes(h: &mut Vec<u8>, tag: u8, b: &[u8]) {
 /// The values are laid out in one buffer and hashed at once: many small streaming updates cost more
 /// than the hashing itself. The digest is the one streaming the same bytes gives.
 pub fn hash_row(seed: u64, values: &[Value]) -> RowHash {
+    hash_values(seed, values)
+}
+
+/// [`hash_row`] of values taken from wherever they are, without gathering them in a row first.
+pub fn hash_values<'a>(seed: u64, values: impl IntoIterator<Item = &'a Value>) -> RowHash {
     with_buffer(seed, |buf| {
         for v in values {
             feed(buf, v);

@@ -1082,6 +1082,77 @@ async fn scripts_transform_source_rows(src: Box<dyn Src>) {
     );
 }
 
+/// A `full` source finds each changed row and nothing else, whether it compares rows before the
+/// transformation (a mapping) or what they write (a script, or a mapping reading the run's time); a
+/// row whose change leaves its profile as it was counts as unchanged, and a changed Customer Model
+/// makes every row compare afresh without counting any as changed.
+async fn a_full_source_finds_exactly_the_changed_rows(src: Box<dyn Src>) {
+    let w = world(src).await;
+    w.customers(20).await;
+    let full = json!({"mode": "full", "on_missing": "keep"});
+    let by_row = w.source(json!({"changes": full})).await;
+    let by_output = w
+        .source(json!({"changes": full, "transformation": {"mapping": {
+            "orders": r#"if(eq(email, "New2@Example.com"), 7, if(gt(now(), now()), 1, 2))"#}}}))
+        .await;
+    for s in [&by_row, &by_output] {
+        let first = w.run(s).await;
+        succeeded(&first);
+        assert_eq!(first.counts.read, 20, "{:?}", first.counts);
+        let again = w.run(s).await;
+        succeeded(&again);
+        assert_eq!(
+            (again.counts.unchanged, again.counts.updated),
+            (20, 0),
+            "{:?}",
+            again.counts
+        );
+    }
+    // A column no property reads, and one that a property does.
+    w.src
+        .update(
+            "src_customers",
+            "updated_at = '2026-12-02 10:00:00'",
+            "id = 'c001'",
+        )
+        .await;
+    w.src
+        .update("src_customers", "email = 'New2@Example.com'", "id = 'c002'")
+        .await;
+    for s in [&by_row, &by_output] {
+        let run = w.run(s).await;
+        succeeded(&run);
+        let c = &run.counts;
+        assert_eq!(
+            (c.read, c.unchanged, c.updated, c.inserted),
+            (20, 19, 1, 0),
+            "{c:?}"
+        );
+    }
+    let c002 = w.profile("c002").await.unwrap();
+    assert_eq!(
+        (&c002["email"], &c002["orders"]),
+        (&json!("new2@example.com"), &json!(7))
+    );
+    // A wider Customer Model: every row is compared afresh, none changed.
+    let mut wire = model().to_wire();
+    wire.properties
+        .push(serde_json::from_value(json!({"name": "tier", "type": "string"})).unwrap());
+    w.engine
+        .meta()
+        .put_schema(&Schema::from_wire(&wire).unwrap())
+        .await
+        .unwrap();
+    let run = w.run(&by_row).await;
+    succeeded(&run);
+    assert_eq!(
+        (run.counts.unchanged, run.counts.updated),
+        (20, 0),
+        "{:?}",
+        run.counts
+    );
+}
+
 macro_rules! for_each_source {
     ($($case:ident),* $(,)?) => {
         mod postgres {
@@ -1139,6 +1210,7 @@ for_each_source!(
     disabled_and_concurrent_runs_are_refused,
     a_scheduled_source_runs_at_its_tick,
     scripts_transform_source_rows,
+    a_full_source_finds_exactly_the_changed_rows,
 );
 
 /// A mapping naming a column the source does not have says it is a source column that is unknown, with

@@ -21,7 +21,10 @@ pub struct ChangeCounts {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpsertOutcome {
     pub inserted: u64,
+    /// Existing profiles merged, whether or not the merge changed them.
     pub updated: u64,
+    /// Of [`Self::updated`], the profiles the merge left exactly as they were.
+    pub unchanged: u64,
 }
 
 /// The profile store.

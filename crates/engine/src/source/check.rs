@@ -26,6 +26,12 @@ pub struct CheckedSource {
     /// Seeds the hashes of what the source writes: a change of what is read or how it is mapped makes
     /// every row compare afresh.
     pub seed: u64,
+    /// When the transformation gives the same properties for the same row on every run (a mapping
+    /// without `now()`), rows are compared by a hash of the source row itself, under this seed, before
+    /// they are transformed: an unchanged row then costs its read and its hash only. The seed also
+    /// names the Customer Model and the source's columns, whose change alters what a row becomes.
+    /// `None` for scripts and run-dependent mappings: those compare what they write ([`Self::seed`]).
+    pub row_seed: Option<u64>,
 }
 
 impl CheckedSource {
@@ -167,6 +173,7 @@ pub async fn check_source_with(
     match transform {
         Some(transform) if errors.is_empty() => {
             let seed = seed(spec);
+            let row_seed = (!transform.depends_on_run()).then(|| row_seed(spec, &model, &columns));
             Ok(CheckedSource {
                 spec: spec.clone(),
                 reader,
@@ -175,6 +182,7 @@ pub async fn check_source_with(
                 model,
                 transform,
                 seed,
+                row_seed,
             })
         }
         _ => Err(EngineError::invalid("", errors)),
@@ -191,5 +199,20 @@ fn seed(spec: &SourceSpec) -> u64 {
         spec.query.as_deref().unwrap_or_default(),
         &spec.id_column,
         &transformation,
+    ])
+}
+
+fn row_seed(spec: &SourceSpec, model: &Schema, columns: &SourceSchema) -> u64 {
+    let model = serde_json::to_string(&model.to_wire()).expect("a model always serializes");
+    let columns: Vec<String> = columns
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.native_type))
+        .collect();
+    sluice_core::hash::shape_seed(&[
+        "source row",
+        &seed(spec).to_string(),
+        &model,
+        &columns.join(","),
     ])
 }

@@ -228,6 +228,7 @@ async fn write_page(
     run.counts.read += page.rows.len() as u64;
     // Duplicates are settled before the transformation, so the first row of an id is the one kept.
     let mut inputs: Vec<Profile> = Vec::with_capacity(page.rows.len());
+    let mut row_hashes: Vec<u128> = Vec::new();
     for row in &page.rows {
         let Some(id) = rows::id_text(&row[id_index]) else {
             continue;
@@ -243,9 +244,49 @@ async fn write_page(
             );
             continue;
         }
+        if let Some(seed) = checked.row_seed {
+            row_hashes.push(rows::row_hash(seed, &checked.columns, row));
+        }
         inputs.push(rows::input_profile(&checked.columns, row, id, now));
     }
     drop(page);
+    // Compare with what this source last wrote for the same ids.
+    let stored: HashMap<String, u128> = {
+        let ids: Vec<&str> = inputs.iter().map(|p| p.id.as_str()).collect();
+        ctx.meta
+            .source_hashes(&source.id, &ids)
+            .await
+            .map_err(|e| EngineError::store("reading the source's rows failed", e))?
+            .into_iter()
+            .collect()
+    };
+    let stamp_seen = matches!(
+        source.spec.changes,
+        Changes::Full {
+            on_missing: OnMissing::Delete
+        }
+    );
+    let mut record: Vec<(String, u128)> = Vec::with_capacity(inputs.len());
+    // Rows compared by their source row: the unchanged ones go no further.
+    if checked.row_seed.is_some() {
+        let mut kept = Vec::with_capacity(inputs.len());
+        let mut kept_hashes = Vec::with_capacity(inputs.len());
+        for (input, h) in inputs.into_iter().zip(row_hashes) {
+            if stored.get(&input.id) == Some(&h) {
+                run.counts.unchanged += 1;
+                // An unchanged row needs recording only to stamp it as seen, which only
+                // `on_missing: delete` reads.
+                if stamp_seen {
+                    record.push((input.id, h));
+                }
+            } else {
+                kept.push(input);
+                kept_hashes.push(h);
+            }
+        }
+        inputs = kept;
+        row_hashes = kept_hashes;
+    }
     let (inputs, outputs) = evaluate(ctx, checked, inputs, now).await?;
     let paths = checked.transform.columns().to_vec();
     let mut prepared = Vec::with_capacity(inputs.len());
@@ -290,27 +331,14 @@ async fn write_page(
         .iter()
         .filter(|p| matches!(p, Prepared::Skip))
         .count() as u64;
-    // Compare with what this source last wrote for the same ids.
-    let ids: Vec<&str> = inputs.iter().map(|p| p.id.as_str()).collect();
-    let stored: HashMap<String, u128> = ctx
-        .meta
-        .source_hashes(&source.id, &ids)
-        .await
-        .map_err(|e| EngineError::store("reading the source's rows failed", e))?
-        .into_iter()
-        .collect();
-    let stamp_seen = matches!(
-        source.spec.changes,
-        Changes::Full {
-            on_missing: OnMissing::Delete
-        }
-    );
     let mut changed: Vec<(String, Map<String, Json>)> = Vec::new();
-    let mut record: Vec<(String, u128)> = Vec::with_capacity(inputs.len());
-    for (input, p) in inputs.iter().zip(prepared) {
+    for (i, (input, p)) in inputs.iter().zip(prepared).enumerate() {
         match p {
             Prepared::Write { id, doc } => {
-                let h = rows::hash(checked.seed, &doc);
+                let h = match row_hashes.get(i) {
+                    Some(h) => *h,
+                    None => rows::hash(checked.seed, &doc),
+                };
                 if stored.get(&id) == Some(&h) {
                     run.counts.unchanged += 1;
                     // An unchanged row needs recording only to stamp it as seen, which only
@@ -338,7 +366,10 @@ async fn write_page(
             .await
             .map_err(|e| EngineError::store("writing profiles failed", e))?;
         run.counts.inserted += outcome.inserted;
-        run.counts.updated += outcome.updated;
+        // A changed row can leave its profile as it was (a column no property reads changed, or the
+        // Customer Model did and the row's properties did not): the profile is unchanged.
+        run.counts.updated += outcome.updated - outcome.unchanged;
+        run.counts.unchanged += outcome.unchanged;
     }
     let rows: Vec<SourceRow> = record
         .iter()

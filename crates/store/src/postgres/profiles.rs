@@ -80,6 +80,7 @@ async fn upsert_batch(
                     // Unchanged profiles keep their change number: exports skip them.
                     if !sluice_core::schema::merge_profile_changed(&mut merged, doc) {
                         outcome.updated += 1;
+                        outcome.unchanged += 1;
                     } else {
                         updates.push((id, merged));
                     }

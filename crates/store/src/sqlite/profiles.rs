@@ -146,6 +146,8 @@ impl ProfileStore for SqliteProfiles {
                                     update
                                         .execute(params![id, now, text, change])
                                         .map_err(sql_error)?;
+                                } else {
+                                    outcome.unchanged += 1;
                                 }
                                 outcome.updated += 1;
                             }
