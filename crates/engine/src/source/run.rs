@@ -227,9 +227,11 @@ async fn write_page(
         .map_err(|e| EngineError::new(ErrorKind::TableChanged, e.message))?;
     run.counts.read += page.rows.len() as u64;
     // Duplicates are settled before the transformation, so the first row of an id is the one kept.
-    let mut inputs: Vec<Profile> = Vec::with_capacity(page.rows.len());
+    // The rows kept (by their place in the page), their ids and, when rows are compared before the
+    // transformation, their hashes.
+    let mut kept: Vec<(usize, String)> = Vec::with_capacity(page.rows.len());
     let mut row_hashes: Vec<u128> = Vec::new();
-    for row in &page.rows {
+    for (at, row) in page.rows.iter().enumerate() {
         let Some(id) = rows::id_text(&row[id_index]) else {
             continue;
         };
@@ -247,12 +249,11 @@ async fn write_page(
         if let Some(seed) = checked.row_seed {
             row_hashes.push(rows::row_hash(seed, &checked.columns, row));
         }
-        inputs.push(rows::input_profile(&checked.columns, row, id, now));
+        kept.push((at, id));
     }
-    drop(page);
     // Compare with what this source last wrote for the same ids.
     let stored: HashMap<String, u128> = {
-        let ids: Vec<&str> = inputs.iter().map(|p| p.id.as_str()).collect();
+        let ids: Vec<&str> = kept.iter().map(|(_, id)| id.as_str()).collect();
         ctx.meta
             .source_hashes(&source.id, &ids)
             .await
@@ -266,27 +267,32 @@ async fn write_page(
             on_missing: OnMissing::Delete
         }
     );
-    let mut record: Vec<(String, u128)> = Vec::with_capacity(inputs.len());
-    // Rows compared by their source row: the unchanged ones go no further.
+    let mut record: Vec<(String, u128)> = Vec::with_capacity(kept.len());
+    // Rows compared by their source row: the unchanged ones go no further, not even into an input.
     if checked.row_seed.is_some() {
-        let mut kept = Vec::with_capacity(inputs.len());
-        let mut kept_hashes = Vec::with_capacity(inputs.len());
-        for (input, h) in inputs.into_iter().zip(row_hashes) {
-            if stored.get(&input.id) == Some(&h) {
+        let mut changed_rows = Vec::with_capacity(kept.len());
+        let mut changed_hashes = Vec::with_capacity(kept.len());
+        for ((at, id), h) in kept.into_iter().zip(row_hashes) {
+            if stored.get(&id) == Some(&h) {
                 run.counts.unchanged += 1;
                 // An unchanged row needs recording only to stamp it as seen, which only
                 // `on_missing: delete` reads.
                 if stamp_seen {
-                    record.push((input.id, h));
+                    record.push((id, h));
                 }
             } else {
-                kept.push(input);
-                kept_hashes.push(h);
+                changed_rows.push((at, id));
+                changed_hashes.push(h);
             }
         }
-        inputs = kept;
-        row_hashes = kept_hashes;
+        kept = changed_rows;
+        row_hashes = changed_hashes;
     }
+    let inputs: Vec<Profile> = kept
+        .into_iter()
+        .map(|(at, id)| rows::input_profile(&checked.columns, &page.rows[at], id, now))
+        .collect();
+    drop(page);
     let (inputs, outputs) = evaluate(ctx, checked, inputs, now).await?;
     let paths = checked.transform.columns().to_vec();
     let mut prepared = Vec::with_capacity(inputs.len());
