@@ -217,7 +217,7 @@ fn source_commands_with_their_exit_codes() {
 
     // The source's runs, newest first, in the source's own words.
     let o = cli.expect(0, &["sources", "runs", "People"]);
-    assert_eq!(o.out.matches("succeeded").count(), 2, "{}", o.out);
+    assert_eq!(o.out.matches("succeeded").count(), 3, "{}", o.out);
     assert!(
         o.out.contains("2 unchanged") && o.out.contains("2 new"),
         "{}",
@@ -227,7 +227,24 @@ fn source_commands_with_their_exit_codes() {
         .expect(0, &["sources", "runs", "People", "--limit", "1", "--json"])
         .json();
     assert_eq!(page["runs"].as_array().unwrap().len(), 1, "{page}");
-    assert_eq!(page["runs"][0]["id"], run["id"], "{page}");
+    assert_eq!(page["runs"][0]["id"], shown["last_run"]["id"], "{page}");
+    assert_ne!(page["runs"][0]["id"], run["id"], "{page}");
+    let older = cli
+        .expect(
+            0,
+            &[
+                "sources",
+                "runs",
+                "People",
+                "--limit",
+                "1",
+                "--before",
+                page["runs"][0]["id"].as_str().unwrap(),
+                "--json",
+            ],
+        )
+        .json();
+    assert_eq!(older["runs"][0]["id"], run["id"], "{older}");
     // Nothing to cancel once the runs ended: exit 4, naming the source.
     let o = cli.expect(4, &["sources", "cancel", "People"]);
     assert!(o.err.contains("no run of `People`"), "{}", o.err);

@@ -343,9 +343,10 @@ mod tests {
     #[test]
     fn the_mark_trails_the_greatest_cursor_and_never_goes_back() {
         let seen = time("2026-12-06T10:00:00Z");
+        // The default lookback of a timestamp cursor: 10 seconds.
         assert_eq!(
             next_mark(None, Some(&seen), None),
-            Some(time("2026-12-06T09:55:00Z"))
+            Some(time("2026-12-06T09:59:50Z"))
         );
         let lookback = Lookback::parse(&json!("30s")).unwrap();
         assert_eq!(
@@ -355,7 +356,7 @@ mod tests {
         // A run that saw only rows inside the lookback keeps the mark where it was.
         let previous = time("2026-12-06T09:58:00Z");
         assert_eq!(
-            next_mark(Some(&previous), Some(&time("2026-12-06T09:59:00Z")), None),
+            next_mark(Some(&previous), Some(&time("2026-12-06T09:58:05Z")), None),
             Some(previous.clone())
         );
         assert_eq!(next_mark(Some(&previous), None, None), Some(previous));
