@@ -206,6 +206,31 @@ impl Ctx {
         assert!(child.wait().unwrap().success(), "psql failed on: {script}");
     }
 
+    /// One phase of both Sling replications: by primary key with an `updated_at` cursor into
+    /// `cursor_t`, and by primary key only into `pk_t`.
+    async fn slings(
+        &self,
+        n: usize,
+        phase: &'static str,
+        src_t: &str,
+        cursor_t: &str,
+        pk_t: &str,
+    ) -> [Figure; 2] {
+        let tool = "Sling 1.4.11, primary key + `updated_at` cursor";
+        let cursor = self
+            .measure(n, tool, phase, None, async {
+                self.sling(src_t, cursor_t, Some("updated_at"))
+            })
+            .await;
+        let tool = "Sling 1.4.11, primary key only";
+        let pk = self
+            .measure(n, tool, phase, None, async {
+                self.sling(src_t, pk_t, None)
+            })
+            .await;
+        [cursor, pk]
+    }
+
     /// Sling from the source table into `target`, incremental on the primary key, with `update_key` as
     /// the cursor if given; the rows it reports written.
     fn sling(&self, source: &str, target: &str, update_key: Option<&str>) -> (u64, String) {
@@ -448,26 +473,7 @@ async fn one_size(ctx: &Ctx, bin: &Path, n: usize, figures: &mut Vec<Figure>) {
         .await,
     );
     let (cursor_t, pk_t) = (tables("sling_cursor"), tables("sling_pk"));
-    figures.push(
-        ctx.measure(
-            n,
-            "Sling 1.4.11, primary key + `updated_at` cursor",
-            "first load",
-            None,
-            async { ctx.sling(&src_t, &cursor_t, Some("updated_at")) },
-        )
-        .await,
-    );
-    figures.push(
-        ctx.measure(
-            n,
-            "Sling 1.4.11, primary key only",
-            "first load",
-            None,
-            async { ctx.sling(&src_t, &pk_t, None) },
-        )
-        .await,
-    );
+    figures.extend(ctx.slings(n, "first load", &src_t, &cursor_t, &pk_t).await);
     same(
         ctx,
         &tables,
@@ -493,25 +499,9 @@ async fn one_size(ctx: &Ctx, bin: &Path, n: usize, figures: &mut Vec<Figure>) {
         )
         .await,
     );
-    figures.push(
-        ctx.measure(
-            n,
-            "Sling 1.4.11, primary key + `updated_at` cursor",
-            "re-run, nothing changed",
-            None,
-            async { ctx.sling(&src_t, &cursor_t, Some("updated_at")) },
-        )
-        .await,
-    );
-    figures.push(
-        ctx.measure(
-            n,
-            "Sling 1.4.11, primary key only",
-            "re-run, nothing changed",
-            None,
-            async { ctx.sling(&src_t, &pk_t, None) },
-        )
-        .await,
+    figures.extend(
+        ctx.slings(n, "re-run, nothing changed", &src_t, &cursor_t, &pk_t)
+            .await,
     );
     same(
         ctx,
@@ -579,25 +569,9 @@ async fn one_size(ctx: &Ctx, bin: &Path, n: usize, figures: &mut Vec<Figure>) {
         )
         .await,
     );
-    figures.push(
-        ctx.measure(
-            n,
-            "Sling 1.4.11, primary key + `updated_at` cursor",
-            "re-run, 1% changed + 0.1% new",
-            None,
-            async { ctx.sling(&src_t, &cursor_t, Some("updated_at")) },
-        )
-        .await,
-    );
-    figures.push(
-        ctx.measure(
-            n,
-            "Sling 1.4.11, primary key only",
-            "re-run, 1% changed + 0.1% new",
-            None,
-            async { ctx.sling(&src_t, &pk_t, None) },
-        )
-        .await,
+    figures.extend(
+        ctx.slings(n, "re-run, 1% changed + 0.1% new", &src_t, &cursor_t, &pk_t)
+            .await,
     );
     same(
         ctx,
