@@ -651,7 +651,19 @@ pub fn select(
     let order = match &plan.mode {
         ReadMode::Cursor { column, mark } => {
             let c = db.cursor_expr(q(*column), plan.schema.columns[*column].ty.as_ref());
-            match mark {
+            // A later page starts at the cursor of the last row read, which is at or past the mark:
+            // that bound, a plain range on the cursor column, is what lets an index on it start the
+            // scan there. Left to the `OR` below, every page would scan again all the rows before it.
+            let from = match after {
+                Some(after) => Some(
+                    after
+                        .cursor
+                        .as_ref()
+                        .ok_or_else(|| config("a cursor read resumes after a cursor value"))?,
+                ),
+                None => mark.as_ref(),
+            };
+            match from {
                 Some(m) => {
                     let p = bind(cursor_bind(m), *column)?;
                     write!(sql, " AND {c} >= {p}").expect("writing to a String");
@@ -854,6 +866,8 @@ mod tests {
             "{sql}"
         );
         let bound: Vec<(&Value, usize)> = params.iter().map(|(v, i)| (v, *i)).collect();
+        // The range starts at the last row read, not at the mark: an index scan starts there.
+        assert_eq!(bound[0].0, &cursor_bind(&time("2026-12-06T10:00:00Z")));
         assert_eq!(bound[3], (&Value::Int(42), 0));
         assert_eq!(bound[1].1, 2);
     }
