@@ -51,7 +51,7 @@ pub use catalog::{
     Catalog, CatalogChanges, DestinationRecord, DestinationTest, PipelineRecord, SECRET_FIELDS,
 };
 pub use coord::{Coordination, Held};
-pub use profiles::{ChangeCounts, ProfileStore, UpsertOutcome, TOMBSTONE_RETENTION};
+pub use profiles::{ChangeCounts, ProfileStore, Properties, UpsertOutcome, TOMBSTONE_RETENTION};
 pub use runs::{
     thousands, Counts, Progress, RunErrorGroup, RunLog, RunRecord, RunStatus, DRY_RUN_RETENTION,
     MAX_SAMPLES,

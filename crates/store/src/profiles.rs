@@ -27,6 +27,34 @@ pub struct UpsertOutcome {
     pub unchanged: u64,
 }
 
+/// A validated, normalized profile's properties as a batch brings them to the store: as a map, which
+/// merges into a stored profile without being parsed, or written out as JSON text, which is stored as
+/// it is when the profile is new (and parsed only to merge). A caller that knows which profiles are
+/// likely new sends those as text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Properties {
+    Map(Map<String, Json>),
+    Text(String),
+}
+
+impl Properties {
+    /// The properties as a map.
+    pub fn into_map(self, id: &str) -> Result<Map<String, Json>> {
+        match self {
+            Properties::Map(m) => Ok(m),
+            Properties::Text(t) => crate::codec::doc_from_text(id, &t),
+        }
+    }
+
+    /// The properties as JSON text.
+    pub fn into_text(self) -> String {
+        match self {
+            Properties::Map(m) => Json::Object(m).to_string(),
+            Properties::Text(t) => t,
+        }
+    }
+}
+
 /// The profile store.
 #[async_trait]
 pub trait ProfileStore: Send + Sync {
@@ -36,6 +64,23 @@ pub trait ProfileStore: Send + Sync {
     /// untouched, and still counts as updated). One transaction for the whole batch. The same id twice in
     /// one batch: the later entry is merged over the earlier.
     async fn upsert(&self, profiles: Vec<(String, Map<String, Json>)>) -> Result<UpsertOutcome>;
+    /// [`ProfileStore::upsert`] of profiles each given as a map or already written out as JSON text
+    /// (see [`Properties`]; ids distinct within the batch). Writing out is then done where the caller
+    /// has a core to spare, not in the store's one writer, and a new profile is stored as the very
+    /// text given.
+    async fn upsert_properties(
+        &self,
+        profiles: Vec<(String, Properties)>,
+    ) -> Result<UpsertOutcome> {
+        let docs = profiles
+            .into_iter()
+            .map(|(id, p)| {
+                let doc = p.into_map(&id)?;
+                Ok((id, doc))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.upsert(docs).await
+    }
     async fn get(&self, id: &str) -> Result<Option<Profile>>;
     /// `Ok(false)` when absent.
     async fn delete(&self, id: &str) -> Result<bool>;

@@ -14,7 +14,9 @@ use super::filter_params::PgParam;
 use super::migrations::PROFILE_MIGRATIONS;
 use super::pool::{get, limit_param, migrate, pg_error, rows_to, Pool};
 use crate::codec;
-use crate::{ChangeCounts, ProfileStore, Result, StoreError, UpsertOutcome, TOMBSTONE_RETENTION};
+use crate::{
+    ChangeCounts, ProfileStore, Properties, Result, StoreError, UpsertOutcome, TOMBSTONE_RETENTION,
+};
 
 /// This transaction's change number: its id, which is assigned on first use, only grows, and is compared
 /// with the oldest transaction still running (see [`ProfileStore::change_mark`]).
@@ -56,7 +58,7 @@ const UPSERT_ATTEMPTS: usize = 5;
 
 async fn upsert_batch(
     tx: &tokio_postgres::Transaction<'_>,
-    mut pending: Vec<(String, Map<String, Json>)>,
+    mut pending: Vec<(String, Properties)>,
     now: DateTime<Utc>,
 ) -> Result<UpsertOutcome> {
     let mut outcome = UpsertOutcome::default();
@@ -77,6 +79,7 @@ async fn upsert_batch(
         for (id, doc) in pending {
             match stored.remove(&id) {
                 Some(mut merged) => {
+                    let doc = doc.into_map(&id)?;
                     // Unchanged profiles keep their change number: exports skip them.
                     if !sluice_core::schema::merge_profile_changed(&mut merged, doc) {
                         outcome.updated += 1;
@@ -85,7 +88,7 @@ async fn upsert_batch(
                         updates.push((id, merged));
                     }
                 }
-                None => inserts.push((id, doc)),
+                None => inserts.push((id, doc.into_text())),
             }
         }
         if !updates.is_empty() {
@@ -109,15 +112,12 @@ async fn upsert_batch(
             return Ok(outcome);
         }
         let ids: Vec<&str> = inserts.iter().map(|(id, _)| id.as_str()).collect();
-        let docs: Vec<tokio_postgres::types::Json<&Map<String, Json>>> = inserts
-            .iter()
-            .map(|(_, d)| tokio_postgres::types::Json(d))
-            .collect();
+        let docs: Vec<&str> = inserts.iter().map(|(_, d)| d.as_str()).collect();
         let rows = tx
             .query(
                 &format!(
                     "INSERT INTO sluice_profiles (id, updated_at, doc, change_id)
-                     SELECT u.id, $3, u.doc, {CHANGE_ID} FROM unnest($1::text[], $2::jsonb[]) AS u(id, doc)
+                     SELECT u.id, $3, u.doc::jsonb, {CHANGE_ID} FROM unnest($1::text[], $2::text[]) AS u(id, doc)
                      ON CONFLICT (id) DO NOTHING RETURNING id"
                 ),
                 &[&ids, &docs, &now],
@@ -133,6 +133,7 @@ async fn upsert_batch(
         pending = inserts
             .into_iter()
             .filter(|(id, _)| !done.contains(id))
+            .map(|(id, text)| (id, Properties::Text(text)))
             .collect();
     }
     Err(StoreError::Backend(
@@ -146,7 +147,20 @@ impl ProfileStore for PgProfiles {
         if profiles.is_empty() {
             return Ok(UpsertOutcome::default());
         }
-        let profiles = codec::fold_batch(profiles);
+        let profiles = codec::fold_batch(profiles)
+            .into_iter()
+            .map(|(id, doc)| (id, Properties::Map(doc)))
+            .collect();
+        self.upsert_properties(profiles).await
+    }
+
+    async fn upsert_properties(
+        &self,
+        profiles: Vec<(String, Properties)>,
+    ) -> Result<UpsertOutcome> {
+        if profiles.is_empty() {
+            return Ok(UpsertOutcome::default());
+        }
         let mut conn = self.pool.get().await?;
         let tx = conn.transaction().await.map_err(pg_error)?;
         let outcome = upsert_batch(&tx, profiles, codec::now()).await?;

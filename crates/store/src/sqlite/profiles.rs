@@ -13,7 +13,7 @@ use sluice_core::{Profile, RawProfile};
 use super::db::{collect, sql_error, time, Db};
 use super::migrations::PROFILE_MIGRATIONS;
 use crate::codec::{self, corrupt};
-use crate::{ChangeCounts, ProfileStore, Result, UpsertOutcome, TOMBSTONE_RETENTION};
+use crate::{ChangeCounts, ProfileStore, Properties, Result, UpsertOutcome, TOMBSTONE_RETENTION};
 
 /// Bumps the change counter inside a writing transaction and returns the number of this transaction's
 /// changes. SQLite has one writer at a time, so numbers follow commit order exactly.
@@ -93,6 +93,68 @@ fn profile_from_row(r: &rusqlite::Row<'_>) -> Result<Profile> {
     raw_profile_from_row(r)?.parse().map_err(corrupt)
 }
 
+/// Stores a batch in one transaction: new profiles inserted as their text, existing ones merged.
+fn upsert_rows<D: codec::Incoming>(
+    c: &mut Connection,
+    profiles: Vec<(String, D)>,
+) -> Result<UpsertOutcome> {
+    let now = codec::now().timestamp_micros();
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
+    let change = next_change(&tx)?;
+    let mut outcome = UpsertOutcome::default();
+    {
+        let mut select = tx
+            .prepare_cached("SELECT doc FROM profiles WHERE id = ?1")
+            .map_err(sql_error)?;
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO profiles (id, updated_at, doc, change_id) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(sql_error)?;
+        let mut update = tx
+            .prepare_cached(
+                "UPDATE profiles SET updated_at = ?2, doc = ?3, change_id = ?4 WHERE id = ?1",
+            )
+            .map_err(sql_error)?;
+        for (id, incoming) in profiles {
+            let stored: Option<String> = select
+                .query_row([&id], |r| r.get(0))
+                .optional()
+                .map_err(sql_error)?;
+            match stored {
+                None => {
+                    insert
+                        .execute(params![id, now, incoming.into_text(), change])
+                        .map_err(sql_error)?;
+                    outcome.inserted += 1;
+                }
+                Some(stored) => {
+                    let stored: Json = serde_json::from_str(&stored)
+                        .map_err(|e| corrupt(format!("profile `{id}` is not valid JSON: {e}")))?;
+                    let mut merged = codec::doc_from_json(&id, stored)?;
+                    // Unchanged profiles keep their change number: exports skip them.
+                    if sluice_core::schema::merge_profile_changed(
+                        &mut merged,
+                        incoming.into_doc(&id)?,
+                    ) {
+                        let text = Json::Object(merged).to_string();
+                        update
+                            .execute(params![id, now, text, change])
+                            .map_err(sql_error)?;
+                    } else {
+                        outcome.unchanged += 1;
+                    }
+                    outcome.updated += 1;
+                }
+            }
+        }
+    }
+    tx.commit().map_err(sql_error)?;
+    Ok(outcome)
+}
+
 #[async_trait]
 impl ProfileStore for SqliteProfiles {
     async fn upsert(&self, profiles: Vec<(String, Map<String, Json>)>) -> Result<UpsertOutcome> {
@@ -100,64 +162,18 @@ impl ProfileStore for SqliteProfiles {
             return Ok(UpsertOutcome::default());
         }
         self.db
-            .write(move |c| {
-                let profiles = codec::fold_batch(profiles);
-                let now = codec::now().timestamp_micros();
-                let tx = c
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sql_error)?;
-                let change = next_change(&tx)?;
-                let mut outcome = UpsertOutcome::default();
-                {
-                    let mut select = tx
-                        .prepare_cached("SELECT doc FROM profiles WHERE id = ?1")
-                        .map_err(sql_error)?;
-                    let mut insert = tx
-                        .prepare_cached(
-                            "INSERT INTO profiles (id, updated_at, doc, change_id) VALUES (?1, ?2, ?3, ?4)",
-                        )
-                        .map_err(sql_error)?;
-                    let mut update = tx
-                        .prepare_cached(
-                            "UPDATE profiles SET updated_at = ?2, doc = ?3, change_id = ?4 WHERE id = ?1",
-                        )
-                        .map_err(sql_error)?;
-                    for (id, doc) in profiles {
-                        let stored: Option<String> = select
-                            .query_row([&id], |r| r.get(0))
-                            .optional()
-                            .map_err(sql_error)?;
-                        match stored {
-                            None => {
-                                let text = Json::Object(doc).to_string();
-                                insert
-                                    .execute(params![id, now, text, change])
-                                    .map_err(sql_error)?;
-                                outcome.inserted += 1;
-                            }
-                            Some(stored) => {
-                                let stored: Json = serde_json::from_str(&stored).map_err(|e| {
-                                    corrupt(format!("profile `{id}` is not valid JSON: {e}"))
-                                })?;
-                                let mut merged = codec::doc_from_json(&id, stored)?;
-                                // Unchanged profiles keep their change number: exports skip them.
-                                if sluice_core::schema::merge_profile_changed(&mut merged, doc) {
-                                    let text = Json::Object(merged).to_string();
-                                    update
-                                        .execute(params![id, now, text, change])
-                                        .map_err(sql_error)?;
-                                } else {
-                                    outcome.unchanged += 1;
-                                }
-                                outcome.updated += 1;
-                            }
-                        }
-                    }
-                }
-                tx.commit().map_err(sql_error)?;
-                Ok(outcome)
-            })
+            .write(move |c| upsert_rows(c, codec::fold_batch(profiles)))
             .await
+    }
+
+    async fn upsert_properties(
+        &self,
+        profiles: Vec<(String, Properties)>,
+    ) -> Result<UpsertOutcome> {
+        if profiles.is_empty() {
+            return Ok(UpsertOutcome::default());
+        }
+        self.db.write(move |c| upsert_rows(c, profiles)).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Profile>> {

@@ -66,6 +66,7 @@ suite!(
     coord::change_cursor_compare_and_set,
     profiles::change_cursors_count_exactly,
     profiles::upsert_merges_into_stored_profiles,
+    profiles::upsert_properties_as_maps_or_text,
     profiles::same_id_twice_in_a_batch,
     profiles::get_delete_and_count,
     profiles::pages_follow_byte_order,

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value as Json};
 use sluice_core::filter::Filter;
 use sluice_core::schema::SchemaWire;
 use sluice_core::Schema;
-use sluice_store::{StoreError, UpsertOutcome};
+use sluice_store::{Properties, StoreError, UpsertOutcome};
 
 use crate::harness::Env;
 
@@ -91,6 +91,70 @@ pub async fn upsert_merges_into_stored_profiles(env: &Env) {
         doc(json!({"name": "Ana Lima"}))
     );
     assert_eq!(counted(store.upsert(vec![]).await.unwrap()), outcome(0, 0));
+}
+
+/// Properties given as a map or as their JSON text store alike: a new profile as the text, an
+/// existing one merged either way; text that is not a JSON object fails the batch, which writes nothing.
+pub async fn upsert_properties_as_maps_or_text(env: &Env) {
+    let store = env.profiles().await;
+    let text = |v: Json| Properties::Text(v.to_string());
+    let first = store
+        .upsert_properties(vec![
+            (
+                "t1".into(),
+                text(json!({"name": "Zoë", "address": {"city": "Zürich"}})),
+            ),
+            ("t2".into(), Properties::Map(doc(json!({"name": "Ana"})))),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(counted(first), outcome(2, 0));
+    let second = store
+        .upsert_properties(vec![
+            (
+                "t1".into(),
+                Properties::Map(doc(json!({"address": {"zip": "8001"}}))),
+            ),
+            ("t2".into(), text(json!({"email": "ana@example.com"}))),
+            ("t3".into(), text(json!({"name": "Ola"}))),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(counted(second), outcome(1, 2));
+    let get = |id: &'static str| {
+        let store = &store;
+        async move { Json::Object(store.get(id).await.unwrap().unwrap().doc) }
+    };
+    assert_eq!(
+        get("t1").await,
+        json!({"name": "Zoë", "address": {"city": "Zürich", "zip": "8001"}})
+    );
+    assert_eq!(
+        get("t2").await,
+        json!({"name": "Ana", "email": "ana@example.com"})
+    );
+    // The same properties again change nothing.
+    let again = store
+        .upsert_properties(vec![("t3".into(), text(json!({"name": "Ola"})))])
+        .await
+        .unwrap();
+    assert_eq!((again.updated, again.unchanged), (1, 1));
+    // Text that is not an object is refused, and the batch writes nothing.
+    for bad in ["[1, 2]", "{\"name\": "] {
+        let e = store
+            .upsert_properties(vec![
+                ("t4".into(), text(json!({"name": "Kim"}))),
+                ("t2".into(), Properties::Text(bad.into())),
+            ])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("t2"), "{e}");
+        assert!(store.get("t4").await.unwrap().is_none());
+    }
+    assert_eq!(
+        get("t2").await,
+        json!({"name": "Ana", "email": "ana@example.com"})
+    );
 }
 
 pub async fn same_id_twice_in_a_batch(env: &Env) {
