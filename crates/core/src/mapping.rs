@@ -359,6 +359,13 @@ struct Target {
     nullable: bool,
 }
 
+/// Where the properties a mapping reads are in a row of columns (see [`CompiledMapping::row_plan`]):
+/// for each slot, the column and the path inside its JSON value.
+#[derive(Debug, Clone)]
+pub struct RowPlan {
+    slots: Vec<Option<(usize, Vec<String>)>>,
+}
+
 /// A mapping compiled against the Customer Model and a table.
 #[derive(Debug, Clone)]
 pub struct CompiledMapping {
@@ -529,6 +536,43 @@ impl CompiledMapping {
             }
         }
         Ok(row)
+    }
+
+    /// Where each property this mapping reads is found in a row of columns, for [`Self::eval_row`]:
+    /// `columns` are the names of the row's columns, `None` for one a profile would not show. A name
+    /// given twice means its last column, as the later of two equal keys wins in a document.
+    pub fn row_plan(&self, columns: &[Option<String>]) -> RowPlan {
+        let slots = self
+            .slots
+            .paths()
+            .iter()
+            .map(|path| {
+                let (first, rest) = path.split_first()?;
+                let column = columns.iter().rposition(|c| c.as_ref() == Some(first))?;
+                Some((column, rest.to_vec()))
+            })
+            .collect();
+        RowPlan { slots }
+    }
+
+    /// [`Self::eval`] of the profile whose `_id` is `id`, whose `_updated_at` is `updated_at` and whose
+    /// properties are the row's non-null values, each as its JSON form ([`Value::to_json`]), under its
+    /// column's name: the same row, without building that profile.
+    pub fn eval_row(
+        &self,
+        plan: &RowPlan,
+        id: &str,
+        updated_at: DateTime<Utc>,
+        row: &[Value],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Value>, ColumnError> {
+        let src = eval::RowSrc {
+            id,
+            updated_at,
+            plan,
+            row,
+        };
+        self.eval_src(Src::Row(&src), now)
     }
 
     /// Whether some row may differ between runs for the same profile (an expression calls `now()`).

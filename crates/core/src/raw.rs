@@ -27,6 +27,11 @@ pub struct Slots {
 }
 
 impl Slots {
+    /// The paths, by slot.
+    pub fn paths(&self) -> &[Vec<String>] {
+        &self.paths
+    }
+
     /// The slot of the path `segments` (`["address", "city"]`), given one if it has none yet.
     pub fn slot(&mut self, segments: &[String]) -> usize {
         match self.paths.iter().position(|p| p == segments) {

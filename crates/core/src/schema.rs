@@ -524,24 +524,24 @@ impl Schema {
         errors: &mut Vec<String>,
     ) -> (Option<Json>, Map<String, Json>) {
         let mut sent_id = None;
-        let mut doc = Map::with_capacity(input.len());
-        for (key, value) in input {
+        // Normalized in place: the keys stay where they are, the map is neither rebuilt nor rehashed.
+        let mut doc = input;
+        doc.retain(|key, value| {
             if key == ID {
-                sent_id = Some(value);
-                continue;
+                sent_id = Some(std::mem::take(value));
+                return false;
             }
             if key == UPDATED_AT {
-                continue;
+                return false;
             }
-            match self.properties.iter().find(|p| p.name == key) {
-                None => errors.push(format!("`{key}` is not a property of the Customer Model")),
-                Some(p) => {
-                    if let Some(v) = normalize_property_owned(p, value, At::Top(&key), errors) {
-                        doc.insert(key, v);
-                    }
+            match self.properties.iter().find(|p| p.name == *key) {
+                None => {
+                    errors.push(format!("`{key}` is not a property of the Customer Model"));
+                    false
                 }
+                Some(p) => keep_normalized(p, value, At::Top(key), errors),
             }
-        }
+        });
         (sent_id, doc)
     }
 }
@@ -620,6 +620,18 @@ fn same_shape(a: &PropertyType, b: &PropertyType) -> bool {
     }
 }
 
+/// Normalizes a property's value where it is in its map; `false` when it does not fit (it is then left
+/// out, its problems added to `errors`).
+fn keep_normalized(p: &Property, value: &mut Json, at: At<'_>, errors: &mut Vec<String>) -> bool {
+    match normalize_property_owned(p, std::mem::take(value), at, errors) {
+        Some(v) => {
+            *value = v;
+            true
+        }
+        None => false,
+    }
+}
+
 fn normalize_property_owned(
     p: &Property,
     value: Json,
@@ -662,21 +674,18 @@ fn normalize_value_owned(
                 return None;
             };
             let before = errors.len();
-            let mut out = Map::with_capacity(map.len());
-            for (k, v) in map {
-                match props.iter().find(|p| p.name == k) {
-                    None => errors.push(format!(
+            let mut map = map;
+            map.retain(|k, v| match props.iter().find(|p| p.name == *k) {
+                None => {
+                    errors.push(format!(
                         "`{}` is not a property of the Customer Model",
-                        At::Key(&at, &k)
-                    )),
-                    Some(p) => {
-                        if let Some(v) = normalize_property_owned(p, v, At::Key(&at, &k), errors) {
-                            out.insert(k, v);
-                        }
-                    }
+                        At::Key(&at, k)
+                    ));
+                    false
                 }
-            }
-            (errors.len() == before).then_some(Json::Object(out))
+                Some(p) => keep_normalized(p, v, At::Key(&at, k), errors),
+            });
+            (errors.len() == before).then_some(Json::Object(map))
         }
         PropertyType::Array(inner) => {
             let Json::Array(items) = value else {

@@ -121,6 +121,28 @@ impl Value {
         parsed.unwrap_or_else(|| Value::json(json.clone()))
     }
 
+    /// What [`Value::from_json`] gives for `v`'s JSON form ([`Value::to_json`]): a value already of the
+    /// type is copied as it is where its JSON form reads back to the very same value; anything else goes
+    /// through the JSON form, so both readings agree.
+    pub fn from_row_value(v: &Value, ty: &PropertyType) -> Value {
+        use chrono::{Datelike, Timelike};
+        let plain_year = |y: i32| (1..=9999).contains(&y);
+        match (v, ty) {
+            (Value::String(s), PropertyType::String) => Value::String(s.clone()),
+            (Value::Bool(b), PropertyType::Boolean) => Value::Bool(*b),
+            (Value::Int(i), PropertyType::Int) => Value::Int(*i),
+            (Value::Float(f), PropertyType::Float) if f.is_finite() => Value::Float(*f),
+            (Value::Uuid(u), PropertyType::Uuid) => Value::Uuid(*u),
+            (Value::Date(d), PropertyType::Date) if plain_year(d.year()) => Value::Date(*d),
+            (Value::DateTime(t), PropertyType::DateTime)
+                if plain_year(t.year()) && t.nanosecond() < 1_000_000_000 =>
+            {
+                Value::DateTime(*t)
+            }
+            _ => Value::from_json(&v.to_json(), ty),
+        }
+    }
+
     /// What [`Value::from_json`] gives for the JSON text `raw` (a value found by [`crate::raw`]), without
     /// building the JSON value when it is a plain scalar; anything else goes through the parsed form, so
     /// both readings agree.

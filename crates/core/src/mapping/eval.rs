@@ -129,6 +129,16 @@ impl Cx<'_> {
 pub(crate) enum Src<'p> {
     Parsed(&'p Profile),
     Located(&'p Located<'p>),
+    Row(&'p RowSrc<'p>),
+}
+
+/// A row of named values read as a profile whose properties are the columns (see
+/// [`super::RowPlan`]): what [`Src::Parsed`] of that profile gives, without building it.
+pub(crate) struct RowSrc<'p> {
+    pub id: &'p str,
+    pub updated_at: DateTime<Utc>,
+    pub plan: &'p super::RowPlan,
+    pub row: &'p [Value],
 }
 
 /// A property's value in either form.
@@ -136,6 +146,8 @@ pub(crate) enum Src<'p> {
 enum Prop<'p> {
     Json(&'p Json),
     Raw(&'p str),
+    /// A row's value, standing for its JSON form ([`Value::to_json`]).
+    Value(&'p Value),
 }
 
 impl<'p> Src<'p> {
@@ -143,6 +155,7 @@ impl<'p> Src<'p> {
         match self {
             Src::Parsed(p) => &p.id,
             Src::Located(l) => &l.profile.id,
+            Src::Row(r) => r.id,
         }
     }
 
@@ -150,6 +163,7 @@ impl<'p> Src<'p> {
         match self {
             Src::Parsed(p) => p.updated_at,
             Src::Located(l) => l.profile.updated_at,
+            Src::Row(r) => r.updated_at,
         }
     }
 
@@ -165,6 +179,21 @@ impl<'p> Src<'p> {
                 Prop::Json(cur)
             }
             Src::Located(l) => Prop::Raw(l.path(slot, segments)?),
+            Src::Row(r) => {
+                let (column, rest) = r.plan.slots.get(slot)?.as_ref()?;
+                let value = r.row.get(*column)?;
+                if rest.is_empty() {
+                    Prop::Value(value)
+                } else {
+                    // Only a JSON value has anything inside it, as in the profile's document.
+                    let Value::Json(j) = value else { return None };
+                    let mut cur: &Json = j;
+                    for seg in rest {
+                        cur = cur.as_object()?.get(seg)?;
+                    }
+                    Prop::Json(cur)
+                }
+            }
         };
         (!prop.is_null()).then_some(prop)
     }
@@ -175,6 +204,13 @@ impl<'p> Prop<'p> {
         match self {
             Prop::Json(j) => j.is_null(),
             Prop::Raw(r) => r == "null",
+            // What has a null JSON form: a float that is not finite, too.
+            Prop::Value(v) => match v {
+                Value::Null => true,
+                Value::Json(j) => j.is_null(),
+                Value::Float(f) => !f.is_finite(),
+                _ => false,
+            },
         }
     }
 
@@ -184,6 +220,12 @@ impl<'p> Prop<'p> {
             Prop::Json(Json::String(s)) => Some(Cow::Borrowed(s)),
             Prop::Json(_) => None,
             Prop::Raw(r) => raw::string(r),
+            Prop::Value(Value::String(s)) => Some(Cow::Borrowed(s)),
+            Prop::Value(Value::Json(j)) => j.as_str().map(Cow::Borrowed),
+            Prop::Value(v) => match v.to_json() {
+                Json::String(s) => Some(Cow::Owned(s)),
+                _ => None,
+            },
         }
     }
 
@@ -191,6 +233,7 @@ impl<'p> Prop<'p> {
         match self {
             Prop::Json(j) => Value::from_json(j, ty),
             Prop::Raw(r) => Value::from_raw(r, ty),
+            Prop::Value(v) => Value::from_row_value(v, ty),
         }
     }
 }

@@ -1029,3 +1029,131 @@ fn deep_expressions_evaluate() {
     let text = "lower(".repeat(60) + "email" + &")".repeat(60);
     assert_eq!(ev(&text), s("  ada.lovelace@example.com "));
 }
+
+/// A row of values read by [`CompiledMapping::eval_row`] gives what the profile made of the same values
+/// gives: the row's non-null values, as their JSON forms, under their columns' names.
+#[test]
+fn a_row_reads_as_the_profile_of_its_values() {
+    let exprs = [
+        "email",
+        "age",
+        "ltv",
+        "score",
+        "vip",
+        "signup",
+        "born",
+        "wake",
+        "ref",
+        "extra",
+        "extra.plan.name",
+        "tags",
+        "address.city",
+        "first_name \" \" last_name",
+        "signup \"|\" born \"|\" ltv \"|\" ref \"|\" wake",
+        "coalesce(nickname, 'none')",
+        "concat(score, '/', extra.note)",
+        "_id",
+    ];
+    let table = TableDescription {
+        name: "out".into(),
+        columns: (0..exprs.len())
+            .map(|i| crate::Column {
+                name: format!("c{i}"),
+                native_type: "json".into(),
+                nullable: true,
+                ty: Some(crate::ColumnType::Json),
+                has_default: false,
+            })
+            .collect(),
+        keys: Vec::new(),
+        has_primary_key: false,
+        issues: Vec::new(),
+        rules: Default::default(),
+    };
+    let mapping = crate::pipeline::indexmap_like::OrderedMap(
+        exprs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (format!("c{i}"), e.to_string()))
+            .collect(),
+    );
+    let compiled = CompiledMapping::compile(&mapping, &schema(), &table).unwrap();
+    let names = [
+        "email",
+        "age",
+        "ltv",
+        "score",
+        "vip",
+        "signup",
+        "born",
+        "wake",
+        "ref",
+        "extra",
+        "tags",
+        "address",
+        "first_name",
+        "last_name",
+        "nickname",
+    ];
+    let dt = |s: &str| Value::DateTime(s.parse().unwrap());
+    let rows: Vec<Vec<Value>> = vec![
+        vec![
+            Value::String("a@x".into()),
+            Value::Int(36),
+            Value::Decimal(Decimal::from_str("12.50").unwrap()),
+            Value::Float(0.75),
+            Value::Bool(true),
+            dt("2024-05-13T15:30:00.123456789Z"),
+            Value::Date(NaiveDate::from_ymd_opt(1815, 12, 10).unwrap()),
+            Value::Time(NaiveTime::from_hms_micro_opt(7, 30, 0, 5).unwrap()),
+            Value::Uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".parse().unwrap()),
+            Value::json(json!({"plan": {"name": "gold"}, "note": "hi"})),
+            Value::json(json!(["a", "b"])),
+            Value::json(json!({"city": "Zürich"})),
+            Value::String("ada".into()),
+            Value::Null,
+            Value::Null,
+        ],
+        // Values of other types than their properties', and values whose JSON form is null.
+        vec![
+            Value::Int(7),
+            Value::String("42".into()),
+            Value::Float(2.5),
+            Value::Float(f64::NAN),
+            Value::String("yes".into()),
+            Value::String("2024-05-13 17:30:00+02:00".into()),
+            Value::Date(NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap()),
+            Value::json(Json::Null),
+            Value::String("not a uuid".into()),
+            Value::String("text".into()),
+            Value::Array(vec![Value::Int(1), Value::Null]),
+            Value::String("flat".into()),
+            Value::Float(f64::INFINITY),
+            Value::Decimal(Decimal::from_str("-0.00").unwrap()),
+            Value::json(json!("nick")),
+        ],
+    ];
+    let visible: Vec<Option<String>> = names.iter().map(|n| Some(n.to_string())).collect();
+    let plan = compiled.row_plan(&visible);
+    for (i, row) in rows.into_iter().enumerate() {
+        let mut doc = serde_json::Map::new();
+        for (name, v) in names.iter().zip(&row) {
+            if !v.is_null() {
+                doc.insert(name.to_string(), v.to_json());
+            }
+        }
+        let profile = Profile {
+            id: "r1".into(),
+            updated_at: now(),
+            doc,
+        };
+        let by_profile = compiled.eval(&profile, now());
+        let by_row = compiled.eval_row(&plan, "r1", now(), &row, now());
+        assert!(by_row.is_ok(), "row {i}: {by_row:?}");
+        assert_eq!(
+            format!("{by_profile:?}"),
+            format!("{by_row:?}"),
+            "row {row:?}"
+        );
+    }
+}
