@@ -111,7 +111,7 @@ pub async fn preview_source(
         .map_err(|e| EngineError::internal(format!("the transformation stopped: {e}")))?
         .map_err(EngineError::internal)?
     };
-    let paths = checked.transform.columns().to_vec();
+    let paths = rows::PropertyPaths::new(checked.transform.columns());
     let mut evaluated = evaluated.into_iter();
     for (slot, input) in out.iter_mut().zip(&inputs) {
         let Some(input) = input else { continue };

@@ -111,32 +111,52 @@ pub fn model_table(model: &Schema) -> TableDescription {
     }
 }
 
+/// The property paths a transformation writes, split at their dots once for all its rows.
+pub struct PropertyPaths {
+    split: Vec<Vec<String>>,
+    /// How many distinct top-level properties the paths write, to size each row's map.
+    top: usize,
+}
+
+impl PropertyPaths {
+    pub fn new(paths: &[String]) -> Self {
+        let split: Vec<Vec<String>> = paths
+            .iter()
+            .map(|p| p.split('.').map(str::to_string).collect())
+            .collect();
+        let mut tops: Vec<&str> = split.iter().map(|s| s[0].as_str()).collect();
+        tops.sort_unstable();
+        tops.dedup();
+        let top = tops.len();
+        PropertyPaths { split, top }
+    }
+}
+
 /// The properties a row writes: each value at its dotted path, nested (`address.city` inside
 /// `address`). Two paths into one object merge.
-pub fn properties(paths: &[String], values: Vec<Value>) -> Map<String, Json> {
-    let mut doc = Map::new();
-    for (path, value) in paths.iter().zip(values) {
+pub fn properties(paths: &PropertyPaths, values: Vec<Value>) -> Map<String, Json> {
+    let mut doc = Map::with_capacity(paths.top);
+    for (segments, value) in paths.split.iter().zip(values) {
+        let Some((last, parents)) = segments.split_last() else {
+            continue;
+        };
         let mut cur = &mut doc;
-        let mut segments = path.split('.').peekable();
-        while let Some(seg) = segments.next() {
-            if segments.peek().is_none() {
-                match (cur.get_mut(seg), value.to_json()) {
-                    (Some(Json::Object(old)), Json::Object(new)) => {
-                        sluice_core::schema::merge_profile(old, new)
-                    }
-                    (_, v) => {
-                        cur.insert(seg.to_string(), v);
-                    }
-                }
-                break;
-            }
+        for seg in parents {
             let next = cur
-                .entry(seg.to_string())
+                .entry(seg.as_str())
                 .or_insert_with(|| Json::Object(Map::new()));
             if !next.is_object() {
                 *next = Json::Object(Map::new());
             }
             cur = next.as_object_mut().expect("just made an object");
+        }
+        match (cur.get_mut(last), value.to_json()) {
+            (Some(Json::Object(old)), Json::Object(new)) => {
+                sluice_core::schema::merge_profile(old, new)
+            }
+            (_, v) => {
+                cur.insert(last.clone(), v);
+            }
         }
     }
     doc
@@ -217,7 +237,7 @@ mod tests {
     #[test]
     fn dotted_paths_nest_and_merge() {
         let doc = properties(
-            &["address.city".into(), "email".into(), "address.zip".into()],
+            &PropertyPaths::new(&["address.city".into(), "email".into(), "address.zip".into()]),
             vec![
                 Value::String("Rome".into()),
                 Value::Null,
@@ -236,18 +256,32 @@ mod tests {
         let ok = validate(
             &m,
             "c1",
-            properties(&["ltv".into()], vec![Value::String("12.5".into())]),
+            properties(
+                &PropertyPaths::new(&["ltv".into()]),
+                vec![Value::String("12.5".into())],
+            ),
         )
         .unwrap();
         assert_eq!(Json::Object(ok), json!({"ltv": "12.50"}));
-        let bad = validate(&m, "c1", properties(&["vip".into()], vec![Value::Null])).unwrap_err();
+        let bad = validate(
+            &m,
+            "c1",
+            properties(&PropertyPaths::new(&["vip".into()]), vec![Value::Null]),
+        )
+        .unwrap_err();
         assert!(bad.contains("vip"), "{bad}");
     }
 
     #[test]
     fn the_hash_follows_the_properties_and_the_seed() {
-        let a = properties(&["email".into()], vec![Value::String("a@x".into())]);
-        let b = properties(&["email".into()], vec![Value::String("b@x".into())]);
+        let a = properties(
+            &PropertyPaths::new(&["email".into()]),
+            vec![Value::String("a@x".into())],
+        );
+        let b = properties(
+            &PropertyPaths::new(&["email".into()]),
+            vec![Value::String("b@x".into())],
+        );
         assert_eq!(hash(1, &a), hash(1, &a.clone()));
         assert_ne!(hash(1, &a), hash(1, &b));
         assert_ne!(hash(1, &a), hash(2, &a));

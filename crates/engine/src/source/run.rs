@@ -12,12 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use serde_json::{Map, Value as Json};
 use sluice_core::source::{next_mark, Changes, CursorValue, FirstSeen, Lookback, OnMissing};
 use sluice_core::Profile;
-use sluice_destinations::source::{Pages, SourcePage};
-use sluice_store::{MetadataStore, ProfileStore, RunRecord, RunStatus, SourceRecord, SourceRow};
-use sluice_transform::{Output, RowError};
+use sluice_core::Schema;
+use sluice_destinations::source::{Pages, SourcePage, SourceSchema};
+use sluice_store::{
+    MetadataStore, ProfileStore, Properties, RunRecord, RunStatus, SourceRecord, SourceRow,
+    UpsertOutcome,
+};
+use sluice_transform::{Output, RowError, Transform};
 use tokio::sync::watch;
 
 use super::check::{check_source, CheckedSource};
@@ -120,25 +123,105 @@ async fn read_all(
     let now = run.started_at.unwrap_or(run.queued_at);
     let mut first = FirstSeen::default();
     let mut greatest: Option<CursorValue> = None;
+    let shape = Arc::new(Shape {
+        visible: checked
+            .columns
+            .columns
+            .iter()
+            .map(|c| c.property.as_ref().map(|_| c.name.clone()))
+            .collect(),
+        columns: checked.columns.clone(),
+        model: checked.model.clone(),
+        transform: checked.transform.clone(),
+        paths: rows::PropertyPaths::new(checked.transform.columns()),
+        seed: checked.seed,
+    });
     let mut pages = Pages::new(checked.reader.as_ref(), &plan);
     let mut next = next_page(ctx, &mut pages).await?;
+    // Four pages are in hand at once: one read from the source, the one before it transformed on a
+    // thread of its own, the one before that written to the profile store, and the one before that
+    // recorded in the source's state (another database, another writer). Each step waits only for
+    // its page's previous step, so reading, transforming, writing and recording overlap; a page is
+    // recorded only once its profiles are stored, so a run that stops in between writes it again.
+    let mut ready: Option<ReadyPage> = None;
+    let mut written: Option<Vec<(String, u128)>> = None;
     loop {
         if ctx.cancel.load(Ordering::SeqCst) {
+            if let Some(rows) = written.take() {
+                record_page(ctx, source, rows, seen).await?;
+            }
             return Ok(false);
         }
-        let Some(page) = next.take() else { break };
-        if let Some(c) = page.end.as_ref().and_then(|e| e.cursor.clone()) {
+        let page = next.take();
+        if page.is_none() && ready.is_none() && written.is_none() {
+            break;
+        }
+        if let Some(c) = page.as_ref().and_then(|p| p.end.as_ref()?.cursor.clone()) {
             greatest = Some(c);
         }
-        // The next page is read while this one is transformed and written, so reading the source
-        // and writing the profile store overlap; one page is read ahead, no more. A write that
-        // fails ends the run whatever the read gave.
-        let (written, read) = tokio::join!(
-            write_page(ctx, &checked, source, run, log, &mut first, page, seen, now),
-            next_page(ctx, &mut pages),
+        let more = page.is_some();
+        if let Some(p) = &page {
+            run.counts.read += p.rows.len() as u64;
+        }
+        let (to_write, to_record) = match ready.take() {
+            Some(r) => (Some(r.write), Some(r.record)),
+            None => (None, None),
+        };
+        let (prepared, read, stored, recorded) = tokio::join!(
+            async {
+                match page {
+                    Some(p) => prepare_page(ctx, &checked, &shape, source, &mut first, p, now)
+                        .await
+                        .map(Some),
+                    None => Ok(None),
+                }
+            },
+            async {
+                match more {
+                    true => next_page(ctx, &mut pages).await,
+                    false => Ok(None),
+                }
+            },
+            async {
+                match to_write {
+                    Some(w) => write_profiles(ctx, w).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+            async {
+                match written.take() {
+                    Some(rows) => record_page(ctx, source, rows, seen).await,
+                    None => Ok(()),
+                }
+            },
         );
-        written?;
-        next = read?;
+        recorded?;
+        // A write that fails ends the run whatever the rest gave.
+        if let Some(outcome) = stored? {
+            run.counts.inserted += outcome.inserted;
+            // A changed row can leave its profile as it was (a column no property reads changed,
+            // or the Customer Model did and the row's properties did not): the profile is unchanged.
+            run.counts.updated += outcome.updated - outcome.unchanged;
+            run.counts.unchanged += outcome.unchanged;
+        }
+        written = to_record;
+        let went_on = prepared.and_then(|p| Ok((p, read?)));
+        let (prepared, read) = match went_on {
+            Ok(both) => both,
+            Err(e) => {
+                // What was stored is recorded before the run ends, so the next run does not write
+                // it again.
+                if let Some(rows) = written.take() {
+                    record_page(ctx, source, rows, seen).await?;
+                }
+                return Err(e);
+            }
+        };
+        ready = prepared;
+        if let Some(r) = ready.as_mut() {
+            r.count(run, log);
+        }
+        next = read;
         run.progress.processed = run.counts.read;
         let _ = ctx.updates.send(run.clone());
         let _ = ctx.meta.update_run_progress(run).await;
@@ -202,31 +285,63 @@ async fn next_page(ctx: &SourceRunContext, pages: &mut Pages<'_>) -> Result<Opti
     }
 }
 
-/// What became of one source row before the write.
-enum Prepared {
-    Write { id: String, doc: Map<String, Json> },
-    Skip,
-    Failed,
+/// What the transformation's thread needs of a checked source, shared by the run's pages.
+struct Shape {
+    columns: SourceSchema,
+    /// The names of the columns a transformation sees, by column (`None` for one it does not).
+    visible: Vec<Option<String>>,
+    model: Schema,
+    transform: Transform,
+    /// The output columns of the transformation: the property paths it writes.
+    paths: rows::PropertyPaths,
+    seed: u64,
 }
 
+/// A page made ready to write: the changed profiles (new ones as JSON text), what to record once they are
+/// stored, and what became of the other rows.
+#[derive(Default)]
+struct ReadyPage {
+    write: Vec<(String, Properties)>,
+    record: Vec<(String, u128)>,
+    unchanged: u64,
+    failed: u64,
+    transform_failed: u64,
+    filtered_out: u64,
+    /// `(step, message, id)` of each row that failed.
+    failures: Vec<(&'static str, String, String)>,
+}
+
+impl ReadyPage {
+    /// Adds what the page's rows came to, but the write's own counts, to the run.
+    fn count(&mut self, run: &mut RunRecord, log: &mut ErrorLog) {
+        run.counts.unchanged += self.unchanged;
+        run.counts.failed += self.failed;
+        run.counts.transform_failed += self.transform_failed;
+        run.counts.filtered_out += self.filtered_out;
+        for (step, message, id) in self.failures.drain(..) {
+            log.add(step, message, &id);
+        }
+    }
+}
+
+/// The rows of a page that go on to the transformation, found on the run's task: duplicates settled
+/// (the first row of an id is kept), rows compared by their source hash when the mapping allows it,
+/// and what this source last recorded for each id looked up.
 #[allow(clippy::too_many_arguments)]
-async fn write_page(
+async fn prepare_page(
     ctx: &SourceRunContext,
     checked: &CheckedSource,
+    shape: &Arc<Shape>,
     source: &SourceRecord,
-    run: &mut RunRecord,
-    log: &mut ErrorLog,
     first: &mut FirstSeen,
     page: SourcePage,
-    seen: i64,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<ReadyPage> {
     let id_index = checked
         .columns
         .resolve(&source.spec.id_column)
         .map_err(|e| EngineError::new(ErrorKind::TableChanged, e.message))?;
-    run.counts.read += page.rows.len() as u64;
-    // Duplicates are settled before the transformation, so the first row of an id is the one kept.
+    let mut ready = ReadyPage::default();
     // The rows kept (by their place in the page), their ids and, when rows are compared before the
     // transformation, their hashes.
     let mut kept: Vec<(usize, String)> = Vec::with_capacity(page.rows.len());
@@ -236,14 +351,11 @@ async fn write_page(
             continue;
         };
         if !first.first(&id) {
-            run.counts.failed += 1;
-            log.add(
-                "read",
-                format!(
-                    "the id `{id}` appears more than once in the source; the first row was kept"
-                ),
-                &id,
+            ready.failed += 1;
+            let message = format!(
+                "the id `{id}` appears more than once in the source; the first row was kept"
             );
+            ready.failures.push(("read", message, id));
             continue;
         }
         if let Some(seed) = checked.row_seed {
@@ -267,18 +379,17 @@ async fn write_page(
             on_missing: OnMissing::Delete
         }
     );
-    let mut record: Vec<(String, u128)> = Vec::with_capacity(kept.len());
     // Rows compared by their source row: the unchanged ones go no further, not even into an input.
     if checked.row_seed.is_some() {
         let mut changed_rows = Vec::with_capacity(kept.len());
         let mut changed_hashes = Vec::with_capacity(kept.len());
         for ((at, id), h) in kept.into_iter().zip(row_hashes) {
             if stored.get(&id) == Some(&h) {
-                run.counts.unchanged += 1;
+                ready.unchanged += 1;
                 // An unchanged row needs recording only to stamp it as seen, which only
                 // `on_missing: delete` reads.
                 if stamp_seen {
-                    record.push((id, h));
+                    ready.record.push((id, h));
                 }
             } else {
                 changed_rows.push((at, id));
@@ -288,27 +399,84 @@ async fn write_page(
         kept = changed_rows;
         row_hashes = changed_hashes;
     }
-    let inputs: Vec<Profile> = kept
-        .into_iter()
-        .map(|(at, id)| rows::input_profile(&checked.columns, &page.rows[at], id, now))
-        .collect();
+    if kept.is_empty() {
+        return Ok(ready);
+    }
+    // The rest is work for a core, not for the run's task: it goes to a thread of its own, so that
+    // it overlaps the previous page's write and the next page's read.
+    let shape = shape.clone();
+    let cancel = ctx.cancel.clone();
+    tokio::task::spawn_blocking(move || {
+        transform_page(
+            &shape, cancel, page, kept, row_hashes, &stored, stamp_seen, now, ready,
+        )
+    })
+    .await
+    .map_err(|e| EngineError::internal(format!("the transformation stopped: {e}")))?
+}
+
+/// Transforms, validates, compares and writes out the rows kept of a page.
+#[allow(clippy::too_many_arguments)]
+fn transform_page(
+    shape: &Shape,
+    cancel: Arc<AtomicBool>,
+    page: SourcePage,
+    kept: Vec<(usize, String)>,
+    row_hashes: Vec<u128>,
+    stored: &HashMap<String, u128>,
+    stamp_seen: bool,
+    now: DateTime<Utc>,
+    mut ready: ReadyPage,
+) -> Result<ReadyPage> {
+    // A script's runtime is not `Send`: it is made for the page and dropped with it.
+    let mut evaluator = shape
+        .transform
+        .evaluator_with_stop(cancel)
+        .map_err(|e| EngineError::new(ErrorKind::Internal, e))?;
+    let (ids, outputs): (Vec<String>, Evaluated) = match evaluator.mapping() {
+        // A mapping reads the row's values where they are; a script is given the row as a profile.
+        Some(mapping) => {
+            let plan = mapping.row_plan(&shape.visible);
+            let outputs = kept
+                .iter()
+                .map(|(at, id)| {
+                    mapping
+                        .eval_row(&plan, id, now, &page.rows[*at], now)
+                        .map(Output::Row)
+                        .map_err(Into::into)
+                })
+                .collect();
+            (kept.into_iter().map(|(_, id)| id).collect(), outputs)
+        }
+        None => {
+            let inputs: Vec<Profile> = kept
+                .into_iter()
+                .map(|(at, id)| rows::input_profile(&shape.columns, &page.rows[at], id, now))
+                .collect();
+            let outputs = evaluator.eval_batch(&inputs, now);
+            (inputs.into_iter().map(|p| p.id).collect(), outputs)
+        }
+    };
     drop(page);
-    let (inputs, outputs) = evaluate(ctx, checked, inputs, now).await?;
-    let paths = checked.transform.columns().to_vec();
-    let mut prepared = Vec::with_capacity(inputs.len());
-    for (input, out) in inputs.iter().zip(outputs) {
-        prepared.push(match out {
-            Ok(Output::Skip) => Prepared::Skip,
+    if let Some(why) = evaluator.gave_up() {
+        return Err(EngineError::new(ErrorKind::Internal, why));
+    }
+    drop(evaluator);
+    ready.write.reserve(ids.len());
+    for (i, (id, out)) in ids.into_iter().zip(outputs).enumerate() {
+        let doc = match out {
+            Ok(Output::Skip) => {
+                ready.filtered_out += 1;
+                continue;
+            }
             Ok(Output::Row(values)) => {
-                match rows::validate(&checked.model, &input.id, rows::properties(&paths, values)) {
-                    Ok(doc) => Prepared::Write {
-                        id: input.id.clone(),
-                        doc,
-                    },
+                match rows::validate(&shape.model, &id, rows::properties(&shape.paths, values)) {
+                    Ok(doc) => doc,
                     Err(message) => {
-                        run.counts.failed += 1;
-                        log.add("validate", message, &input.id);
-                        Prepared::Failed
+                        ready.failed += 1;
+                        ready.failures.push(("validate", message, id.clone()));
+                        failed_row(&mut ready, stored, id);
+                        continue;
                     }
                 }
             }
@@ -317,67 +485,85 @@ async fn write_page(
             Err(e) => {
                 match &e.column {
                     Some(path) => {
-                        run.counts.failed += 1;
-                        log.add(
-                            "validate",
-                            format!("property `{path}`: {}", e.message),
-                            &input.id,
-                        );
+                        ready.failed += 1;
+                        let message = format!("property `{path}`: {}", e.message);
+                        ready.failures.push(("validate", message, id.clone()));
                     }
                     None => {
-                        run.counts.transform_failed += 1;
-                        log.add("transform", e.to_string(), &input.id);
+                        ready.transform_failed += 1;
+                        ready
+                            .failures
+                            .push(("transform", e.to_string(), id.clone()));
                     }
                 }
-                Prepared::Failed
+                failed_row(&mut ready, stored, id);
+                continue;
             }
-        });
-    }
-    run.counts.filtered_out += prepared
-        .iter()
-        .filter(|p| matches!(p, Prepared::Skip))
-        .count() as u64;
-    let mut changed: Vec<(String, Map<String, Json>)> = Vec::new();
-    for (i, (input, p)) in inputs.iter().zip(prepared).enumerate() {
-        match p {
-            Prepared::Write { id, doc } => {
-                let h = match row_hashes.get(i) {
-                    Some(h) => *h,
-                    None => rows::hash(checked.seed, &doc),
-                };
-                if stored.get(&id) == Some(&h) {
-                    run.counts.unchanged += 1;
-                    // An unchanged row needs recording only to stamp it as seen, which only
-                    // `on_missing: delete` reads.
-                    if stamp_seen {
-                        record.push((id, h));
-                    }
-                } else {
-                    changed.push((id.clone(), doc));
-                    record.push((id, h));
-                }
+        };
+        let h = match row_hashes.get(i) {
+            Some(h) => *h,
+            None => rows::hash(shape.seed, &doc),
+        };
+        if stored.get(&id) == Some(&h) {
+            ready.unchanged += 1;
+            // An unchanged row needs recording only to stamp it as seen, which only
+            // `on_missing: delete` reads.
+            if stamp_seen {
+                ready.record.push((id, h));
             }
-            // A row still in the source that failed keeps its profile from counting as missing, and
-            // is written again next time (no hash matches 0 but by chance).
-            Prepared::Failed if stored.contains_key(&input.id) => {
-                record.push((input.id.clone(), 0))
-            }
-            Prepared::Failed | Prepared::Skip => {}
+        } else {
+            // A row this source wrote before most likely merges into its profile, which wants the
+            // map; a new one is written out here, on this thread, rather than in the store's writer.
+            let properties = if stored.contains_key(&id) {
+                Properties::Map(doc)
+            } else {
+                Properties::Text(serde_json::to_string(&doc).map_err(|e| {
+                    EngineError::internal(format!("writing out a profile failed: {e}"))
+                })?)
+            };
+            ready.record.push((id.clone(), h));
+            ready.write.push((id, properties));
         }
     }
-    if !changed.is_empty() {
-        let outcome = ctx
-            .profiles
-            .upsert(changed)
-            .await
-            .map_err(|e| EngineError::store("writing profiles failed", e))?;
-        run.counts.inserted += outcome.inserted;
-        // A changed row can leave its profile as it was (a column no property reads changed, or the
-        // Customer Model did and the row's properties did not): the profile is unchanged.
-        run.counts.updated += outcome.updated - outcome.unchanged;
-        run.counts.unchanged += outcome.unchanged;
+    Ok(ready)
+}
+
+/// The outcome of transforming each input row, in order.
+type Evaluated = Vec<std::result::Result<Output, RowError>>;
+
+/// A row still in the source that failed keeps its profile from counting as missing, and is written
+/// again next time (no hash matches 0 but by chance).
+fn failed_row(ready: &mut ReadyPage, stored: &HashMap<String, u128>, id: String) {
+    if stored.contains_key(&id) {
+        ready.record.push((id, 0));
     }
-    let rows: Vec<SourceRow> = record
+}
+
+/// Writes a page's changed profiles to the profile store.
+async fn write_profiles(
+    ctx: &SourceRunContext,
+    profiles: Vec<(String, Properties)>,
+) -> Result<UpsertOutcome> {
+    if profiles.is_empty() {
+        return Ok(UpsertOutcome::default());
+    }
+    ctx.profiles
+        .upsert_properties(profiles)
+        .await
+        .map_err(|e| EngineError::store("writing profiles failed", e))
+}
+
+/// Records what a page's rows hash to, once their profiles are stored.
+async fn record_page(
+    ctx: &SourceRunContext,
+    source: &SourceRecord,
+    rows: Vec<(String, u128)>,
+    seen: i64,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<SourceRow> = rows
         .iter()
         .map(|(id, hash)| SourceRow {
             profile_id: id,
@@ -387,39 +573,7 @@ async fn write_page(
     ctx.meta
         .record_source_rows(&source.id, &rows, seen)
         .await
-        .map_err(|e| EngineError::store("recording the source's rows failed", e))?;
-    Ok(())
-}
-
-/// The outcome of transforming each input row, in order.
-type Evaluated = Vec<std::result::Result<Output, RowError>>;
-
-/// The transformation of a page, on a blocking thread (a script's runtime is not `Send`; it is made
-/// for the page and dropped with it). The inputs go to the thread and come back with the outputs,
-/// rather than being copied for it.
-async fn evaluate(
-    ctx: &SourceRunContext,
-    checked: &CheckedSource,
-    inputs: Vec<Profile>,
-    now: DateTime<Utc>,
-) -> Result<(Vec<Profile>, Evaluated)> {
-    if inputs.is_empty() {
-        return Ok((inputs, Vec::new()));
-    }
-    let transform = checked.transform.clone();
-    let cancel = ctx.cancel.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut evaluator = transform
-            .evaluator_with_stop(cancel)
-            .map_err(|e| EngineError::new(ErrorKind::Internal, e))?;
-        let out = evaluator.eval_batch(&inputs, now);
-        if let Some(why) = evaluator.gave_up() {
-            return Err(EngineError::new(ErrorKind::Internal, why));
-        }
-        Ok((inputs, out))
-    })
-    .await
-    .map_err(|e| EngineError::internal(format!("the transformation stopped: {e}")))?
+        .map_err(|e| EngineError::store("recording the source's rows failed", e))
 }
 
 /// `full` mode, `on_missing: delete`: the profiles whose source row is gone are deleted, unless another
