@@ -889,7 +889,9 @@ mod tests {
         };
         let (sql, params) = select(&db, &plan, Some(&after)).unwrap();
         assert!(
-            sql.starts_with("SELECT \"id\"::text, \"email\"::text, to_char("),
+            sql.starts_with(
+                "SELECT \"id\"::text, \"email\"::text, \"updated_at\"::timestamptz, \"attrs\"::text"
+            ),
             "{sql}"
         );
         assert!(

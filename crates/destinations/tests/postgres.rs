@@ -906,3 +906,69 @@ async fn source_read_throughput_100k_rows() {
     }
     t.finish().await;
 }
+
+/// Timestamps are read in binary: `timestamp` and `timestamptz` (and a domain over one) give the same
+/// instants as their text did, to the microsecond, through pages and samples alike; `infinity` and
+/// `-infinity` are NULL, as their text was; a year before the common era stays before it.
+#[tokio::test]
+async fn source_timestamps_read_in_binary() {
+    use sluice_destinations::source::{Pages, ReadPlan, SourceFrom};
+    use sources::SourceHarness;
+    let h = harness().await;
+    let table = format!("src_ts_{}", std::process::id());
+    let schema = format!("\"{}\"", h.settings.schema.replace('"', "\"\""));
+    h.execute(&format!(
+        "DROP DOMAIN IF EXISTS {schema}.{table}_at CASCADE;
+         CREATE DOMAIN {schema}.{table}_at AS timestamptz;
+         CREATE TABLE {schema}.{table} (id int PRIMARY KEY, tz timestamptz, plain timestamp,
+             dom {schema}.{table}_at, updated_at timestamptz NOT NULL);
+         INSERT INTO {schema}.{table} VALUES
+             (1, '2026-12-06 10:00:00.123456+02', '2026-12-06 10:00:00.000001', '1999-12-31 23:59:59.999999+00', '2026-12-06 10:00:00+00'),
+             (2, 'infinity', '-infinity', NULL, '2026-12-06 10:00:01+00'),
+             (3, '0044-03-15 12:00:00+00 BC', '2000-01-01 00:00:00', '2000-01-01 00:00:00+00', '2026-12-06 10:00:02+00')"
+    ))
+    .await
+    .unwrap();
+    let source = h.source();
+    let from = SourceFrom::Table(table.clone());
+    let columns = source.columns(&from).await.unwrap();
+    let plan = ReadPlan::new(from.clone(), columns, "id", Some(("updated_at", None)), 2).unwrap();
+    let mut pages = Pages::new(source.as_ref(), &plan);
+    let mut rows = Vec::new();
+    while let Some(page) = pages.next().await.unwrap() {
+        rows.extend(page.rows);
+    }
+    let at = |s: &str| Value::DateTime(s.parse().unwrap());
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        rows[0][1..4],
+        [
+            at("2026-12-06T08:00:00.123456Z"),
+            at("2026-12-06T10:00:00.000001Z"),
+            at("1999-12-31T23:59:59.999999Z")
+        ]
+    );
+    assert_eq!(rows[1][1..4], [Value::Null, Value::Null, Value::Null]);
+    match &rows[2][1] {
+        Value::DateTime(t) => assert_eq!(
+            (
+                chrono::Datelike::year(t),
+                t.format("%m-%d %H:%M").to_string()
+            ),
+            (-43, "03-15 12:00".to_string())
+        ),
+        other => panic!("a year before the common era read as {other:?}"),
+    }
+    assert_eq!(rows[2][2], at("2000-01-01T00:00:00Z"));
+    let sample = source.sample(&from, 10).await.unwrap();
+    assert_eq!(sample.rows.len(), 3);
+    for row in &sample.rows {
+        let same = rows.iter().find(|r| r[0] == row[0]).unwrap();
+        assert_eq!(row, same);
+    }
+    h.execute(&format!(
+        "DROP TABLE {schema}.{table}; DROP DOMAIN {schema}.{table}_at"
+    ))
+    .await
+    .unwrap();
+}

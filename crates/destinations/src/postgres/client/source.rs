@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sluice_core::{Column, ColumnType, Value};
-use tokio_postgres::types::{Kind, ToSql, Type};
+use tokio_postgres::types::{FromSql, Kind, ToSql, Type};
 
 use super::drift::text_expr;
 use super::{map_error, Session};
@@ -109,16 +110,58 @@ impl Session {
             .query(&statement, &refs)
             .await
             .map_err(|e| map_error(&e))?;
-        Ok(rows
+        // Timestamps come in binary (see `Reads::text_expr` below); every other column as text.
+        let binary: Vec<bool> = statement
+            .columns()
             .iter()
+            .map(|c| matches!(*c.type_(), Type::TIMESTAMP | Type::TIMESTAMPTZ))
+            .collect();
+        rows.iter()
             .map(|row| {
                 types
                     .iter()
                     .enumerate()
-                    .map(|(i, ty)| decode(row.get::<_, Option<String>>(i), ty.as_ref()))
-                    .collect()
+                    .map(|(i, ty)| match binary.get(i) {
+                        Some(true) => row
+                            .try_get::<_, Option<Micros>>(i)
+                            .map(|m| m.and_then(|m| m.0).map_or(Value::Null, Value::DateTime)),
+                        _ => row
+                            .try_get::<_, Option<String>>(i)
+                            .map(|text| decode(text, ty.as_ref())),
+                    })
+                    .collect::<std::result::Result<Vec<Value>, _>>()
+                    .map_err(|e| map_error(&e))
             })
-            .collect())
+            .collect()
+    }
+}
+
+/// A `timestamp` or `timestamptz` as PostgreSQL sends it in binary: microseconds from 2000-01-01 UTC.
+/// `infinity` and `-infinity`, and instants past what a datetime holds, are NULL, as their text was.
+struct Micros(Option<DateTime<Utc>>);
+
+/// 2000-01-01T00:00:00Z in microseconds from the Unix epoch.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+impl<'a> FromSql<'a> for Micros {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let bytes: [u8; 8] = raw.try_into()?;
+        let micros = i64::from_be_bytes(bytes);
+        if micros == i64::MAX || micros == i64::MIN {
+            return Ok(Micros(None));
+        }
+        Ok(Micros(
+            micros
+                .checked_add(PG_EPOCH_MICROS)
+                .and_then(DateTime::from_timestamp_micros),
+        ))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::TIMESTAMP | Type::TIMESTAMPTZ)
     }
 }
 
@@ -132,8 +175,18 @@ impl Reads for Postgres {
         dialect::qualified(&self.settings.schema, table)
     }
 
+    /// Timestamps are read in binary, cast to their base type (a domain's values arrive as it):
+    /// `to_char` cost the server more than the rest of a row, and the text's parse cost Sluice as much.
     fn text_expr(&self, column: &str, ty: Option<&ColumnType>) -> String {
-        text_expr(column, ty)
+        match ty {
+            Some(ColumnType::Timestamp { with_tz: true }) => {
+                format!("{}::timestamptz", dialect::quote(column))
+            }
+            Some(ColumnType::Timestamp { with_tz: false }) => {
+                format!("{}::timestamp", dialect::quote(column))
+            }
+            _ => text_expr(column, ty),
+        }
     }
 
     async fn table_columns(&self, table: &str) -> Result<Option<Vec<Column>>> {
