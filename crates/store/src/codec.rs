@@ -214,6 +214,10 @@ pub(crate) trait Incoming: Send + 'static {
     fn into_text(self) -> String;
     /// The properties to merge into a stored profile.
     fn into_doc(self, id: &str) -> Result<Map<String, Json>>;
+    /// The text, when the properties came written out (the profile is then most likely new).
+    fn text(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl Incoming for Map<String, Json> {
@@ -233,6 +237,13 @@ impl Incoming for crate::Properties {
 
     fn into_doc(self, id: &str) -> Result<Map<String, Json>> {
         self.into_map(id)
+    }
+
+    fn text(&self) -> Option<&str> {
+        match self {
+            crate::Properties::Text(t) => Some(t),
+            crate::Properties::Map(_) => None,
+        }
     }
 }
 

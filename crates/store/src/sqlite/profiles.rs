@@ -118,7 +118,24 @@ fn upsert_rows<D: codec::Incoming>(
                 "UPDATE profiles SET updated_at = ?2, doc = ?3, change_id = ?4 WHERE id = ?1",
             )
             .map_err(sql_error)?;
+        // A profile given as text is most likely new: it is inserted straight away, and looked up
+        // only when one with its id is already stored.
+        let mut insert_new = tx
+            .prepare_cached(
+                "INSERT INTO profiles (id, updated_at, doc, change_id) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .map_err(sql_error)?;
         for (id, incoming) in profiles {
+            if let Some(text) = incoming.text() {
+                let n = insert_new
+                    .execute(params![id, now, text, change])
+                    .map_err(sql_error)?;
+                if n == 1 {
+                    outcome.inserted += 1;
+                    continue;
+                }
+            }
             let stored: Option<String> = select
                 .query_row([&id], |r| r.get(0))
                 .optional()
