@@ -1,5 +1,7 @@
 //! Source pipelines, their marks and the rows each one wrote (see `crate::sources`).
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use rusqlite::{params, params_from_iter, OptionalExtension, TransactionBehavior};
 
@@ -199,6 +201,33 @@ impl Sources for SqliteMetadata {
         let ids: Vec<String> = profile_ids.iter().map(|s| s.to_string()).collect();
         self.db
             .read(move |c| {
+                let read = |r: &rusqlite::Row<'_>| {
+                    let id: String = r.get(0).map_err(sql_error)?;
+                    let hash: Vec<u8> = r.get(1).map_err(sql_error)?;
+                    let hash = codec::hash_from_bytes(&id, &hash)?;
+                    Ok((id, hash))
+                };
+                // Ids asked for in byte order (a page of a read in id order) are one range of the
+                // table's key: one scan of it answers them all, unless the range holds many more
+                // rows than were asked for (then they are looked up one by one).
+                if ids.len() > 1 && ids.windows(2).all(|w| w[0] < w[1]) {
+                    let limit = ids.len() * 2 + 16;
+                    let mut stmt = c
+                        .prepare_cached(
+                            "SELECT profile_id, hash FROM source_rows
+                             WHERE source = ?1 AND profile_id >= ?2 AND profile_id <= ?3 LIMIT ?4",
+                        )
+                        .map_err(sql_error)?;
+                    let (first, last) = (&ids[0], &ids[ids.len() - 1]);
+                    let found = collect(&mut stmt, params![source, first, last, limit as i64], read)?;
+                    if found.len() < limit {
+                        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                        return Ok(found
+                            .into_iter()
+                            .filter(|(id, _)| wanted.contains(id.as_str()))
+                            .collect());
+                    }
+                }
                 let mut out = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(CHUNK) {
                     let sql = format!(
@@ -207,12 +236,7 @@ impl Sources for SqliteMetadata {
                     );
                     let mut stmt = c.prepare_cached(&sql).map_err(sql_error)?;
                     let params = std::iter::once(&source).chain(chunk.iter());
-                    out.extend(collect(&mut stmt, params_from_iter(params), |r| {
-                        let id: String = r.get(0).map_err(sql_error)?;
-                        let hash: Vec<u8> = r.get(1).map_err(sql_error)?;
-                        let hash = codec::hash_from_bytes(&id, &hash)?;
-                        Ok((id, hash))
-                    })?);
+                    out.extend(collect(&mut stmt, params_from_iter(params), read)?);
                 }
                 Ok(out)
             })

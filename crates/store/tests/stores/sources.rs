@@ -209,6 +209,26 @@ pub async fn source_marks_and_rows(env: &Env) {
         store.source_hashes("src_2", &refs).await.unwrap().len(),
         1_200
     );
+    // A few ids spread over the many (a range far larger than what is asked for), in order and not,
+    // and a run of ids in order with some never recorded among them.
+    let spread = ["m00000", "m00600", "m01199", "zz"];
+    let mut got = store.source_hashes("src_2", &spread).await.unwrap();
+    got.sort();
+    let want =
+        |ids: &[&str]| -> Vec<(String, u128)> { ids.iter().map(|i| (i.to_string(), 7)).collect() };
+    assert_eq!(got, want(&["m00000", "m00600", "m01199"]));
+    let mut got = store
+        .source_hashes("src_2", &["m01199", "m00000", "m00600"])
+        .await
+        .unwrap();
+    got.sort();
+    assert_eq!(got, want(&["m00000", "m00600", "m01199"]));
+    let mut got = store
+        .source_hashes("src_2", &["m00010", "m00010x", "m00011", "m00012"])
+        .await
+        .unwrap();
+    got.sort();
+    assert_eq!(got, want(&["m00010", "m00011", "m00012"]));
     store.forget_source_rows("src_2", &refs).await.unwrap();
     assert!(store
         .source_hashes("src_2", &refs)
