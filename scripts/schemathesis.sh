@@ -67,7 +67,20 @@ status=0
 with_filter='^(create|replace|patch|validate|preview|previewSaved)Pipeline$'
 # From the scratch folder: schemathesis keeps its state (`.schemathesis/`) where it runs.
 cd "$work"
-"${st[@]}" --phases coverage --exclude-operation-id-regex "$with_filter" || status=$?
+coverage=0
+"${st[@]}" --phases coverage --exclude-operation-id-regex "$with_filter" >"$work/coverage.log" 2>&1 || coverage=$?
+cat "$work/coverage.log"
+# The same interpreter bug (CPython 3.11's "AST constructor recursion depth mismatch", raised when
+# Hypothesis parses a lambda's source deep in a recursive strategy) strikes other operations whose body
+# holds free-form JSON now and then, depending on the drawn case. A run it ends says nothing about
+# Sluice: the phase runs once more (another seed), and that result stands; a real failure of the API
+# fails both.
+if [ "$coverage" -ne 0 ] && grep -q "AST constructor recursion depth mismatch" "$work/coverage.log"; then
+  echo "schemathesis: the coverage phase hit Python's AST recursion bug inside the tool; running it again" >&2
+  coverage=0
+  "${st[@]}" --phases coverage --exclude-operation-id-regex "$with_filter" || coverage=$?
+fi
+[ "$coverage" -eq 0 ] || status=$coverage
 "${st[@]}" --phases examples,fuzzing,stateful --max-time "$seconds" || status=$?
 cd - >/dev/null
 if ! kill -0 "$server" 2>/dev/null; then
