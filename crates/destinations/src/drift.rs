@@ -53,6 +53,9 @@ pub fn decode(text: Option<String>, ty: Option<&ColumnType>) -> Value {
             None => Value::String(text.into()),
         },
         // Arrays are read back as JSON arrays, whose elements convert like the written ones.
+        // Text is the column's value whether or not it fits the column's length: it is moved, not
+        // copied into a value to convert.
+        Some(ColumnType::Text { .. }) => Value::String(text.into()),
         Some(ty @ ColumnType::Array { .. }) => {
             match serde_json::from_str::<serde_json::Value>(&text) {
                 Ok(j @ serde_json::Value::Array(_)) => {
@@ -119,6 +122,13 @@ mod tests {
             decode(Some("t".into()), Some(&ColumnType::Bool)),
             Value::Bool(true)
         );
+        // Text stays the very text, within the column's length or past it.
+        for max_len in [None, Some(3), Some(100)] {
+            let ty = ColumnType::Text { max_len };
+            for t in ["", "abc", "a longer text than three, with ünïcode"] {
+                assert_eq!(decode(Some(t.into()), Some(&ty)), Value::String(t.into()));
+            }
+        }
         let ts = ColumnType::Timestamp { with_tz: true };
         let Value::DateTime(dt) = decode(Some("2024-05-13 15:30:00.250".into()), Some(&ts)) else {
             panic!("not a datetime");
