@@ -1,10 +1,12 @@
 //! One run of a source pipeline: read a page, transform, validate, compare, merge into the profile
 //! store, record; then, in `full` mode, deal with the rows that disappeared; then advance the mark.
 //!
-//! Memory holds one page of source rows at a time, whatever the size of the source. What is written is
-//! recorded page by page after the profile store confirmed it, so a run that fails half-way leaves the
-//! pages it wrote recorded (their rows are unchanged next time) and the mark where it was: the next run
-//! reads the same rows again and converges. The mark moves only when the whole read succeeded.
+//! The steps overlap, each on its own page: while one page is read, the page before it is transformed,
+//! the one before that written and the one before that recorded. Memory holds those few pages,
+//! whatever the size of the source. What is written is recorded page by page after the profile store
+//! confirmed it, so a run that fails half-way leaves the pages it wrote recorded (their rows are
+//! unchanged next time) and the mark where it was: the next run reads the same rows again and
+//! converges. The mark moves only when the whole read succeeded.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
