@@ -207,46 +207,6 @@ pub(crate) fn hash_from_bytes(profile_id: &str, bytes: &[u8]) -> Result<u128> {
     Ok(u128::from_be_bytes(bytes))
 }
 
-/// What a batch of profiles to store brings for each: its validated properties, or their JSON text
-/// (see [`crate::ProfileStore::upsert_properties`]).
-pub(crate) trait Incoming: Send + 'static {
-    /// The text to store for a new profile.
-    fn into_text(self) -> String;
-    /// The properties to merge into a stored profile.
-    fn into_doc(self, id: &str) -> Result<Map<String, Json>>;
-    /// The text, when the properties came written out (the profile is then most likely new).
-    fn text(&self) -> Option<&str> {
-        None
-    }
-}
-
-impl Incoming for Map<String, Json> {
-    fn into_text(self) -> String {
-        Json::Object(self).to_string()
-    }
-
-    fn into_doc(self, _id: &str) -> Result<Map<String, Json>> {
-        Ok(self)
-    }
-}
-
-impl Incoming for crate::Properties {
-    fn into_text(self) -> String {
-        crate::Properties::into_text(self)
-    }
-
-    fn into_doc(self, id: &str) -> Result<Map<String, Json>> {
-        self.into_map(id)
-    }
-
-    fn text(&self) -> Option<&str> {
-        match self {
-            crate::Properties::Text(t) => Some(t),
-            crate::Properties::Map(_) => None,
-        }
-    }
-}
-
 /// Properties given as JSON text, which must be an object. Such text comes from the caller, not from
 /// the store: one that is not an object is refused as the caller's mistake, not reported as corrupt data.
 pub(crate) fn doc_from_text(id: &str, text: &str) -> Result<Map<String, Json>> {

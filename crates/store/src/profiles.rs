@@ -68,19 +68,8 @@ pub trait ProfileStore: Send + Sync {
     /// (see [`Properties`]; ids distinct within the batch). Writing out is then done where the caller
     /// has a core to spare, not in the store's one writer, and a new profile is stored as the very
     /// text given.
-    async fn upsert_properties(
-        &self,
-        profiles: Vec<(String, Properties)>,
-    ) -> Result<UpsertOutcome> {
-        let docs = profiles
-            .into_iter()
-            .map(|(id, p)| {
-                let doc = p.into_map(&id)?;
-                Ok((id, doc))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.upsert(docs).await
-    }
+    async fn upsert_properties(&self, profiles: Vec<(String, Properties)>)
+        -> Result<UpsertOutcome>;
     async fn get(&self, id: &str) -> Result<Option<Profile>>;
     /// `Ok(false)` when absent.
     async fn delete(&self, id: &str) -> Result<bool>;

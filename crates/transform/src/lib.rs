@@ -461,15 +461,6 @@ impl Evaluator {
         }
     }
 
-    /// The compiled mapping when the transformation is one: it can then read rows of values as
-    /// profiles without their being built (see [`CompiledMapping::eval_row`]).
-    pub fn mapping(&self) -> Option<&CompiledMapping> {
-        match &self.0 {
-            Inner::Mapping(m, _) => Some(m),
-            _ => None,
-        }
-    }
-
     /// The rows of a batch of profiles, in order: what [`Evaluator::eval`] gives for each, computed
     /// together (Python sends the batch to its workers in one message).
     pub fn eval_batch(

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use sluice_core::mapping::RowPlan;
 use sluice_core::source::{next_mark, Changes, CursorValue, FirstSeen, Lookback, OnMissing};
 use sluice_core::Profile;
 use sluice_core::Schema;
@@ -126,12 +127,18 @@ async fn read_all(
     let mut first = FirstSeen::default();
     let mut greatest: Option<CursorValue> = None;
     let shape = Arc::new(Shape {
-        visible: checked
-            .columns
-            .columns
-            .iter()
-            .map(|c| c.property.as_ref().map(|_| c.name.clone()))
-            .collect(),
+        row_plan: match &checked.transform {
+            Transform::Mapping(m) => {
+                let visible: Vec<Option<String>> = checked
+                    .columns
+                    .columns
+                    .iter()
+                    .map(|c| c.property.as_ref().map(|_| c.name.clone()))
+                    .collect();
+                Some(m.row_plan(&visible))
+            }
+            _ => None,
+        },
         columns: checked.columns.clone(),
         model: checked.model.clone(),
         transform: checked.transform.clone(),
@@ -290,8 +297,8 @@ async fn next_page(ctx: &SourceRunContext, pages: &mut Pages<'_>) -> Result<Opti
 /// What the transformation's thread needs of a checked source, shared by the run's pages.
 struct Shape {
     columns: SourceSchema,
-    /// The names of the columns a transformation sees, by column (`None` for one it does not).
-    visible: Vec<Option<String>>,
+    /// Where a mapping finds what it reads in a source row (`None` for a script).
+    row_plan: Option<RowPlan>,
     model: Schema,
     transform: Transform,
     /// The output columns of the transformation: the property paths it writes.
@@ -430,40 +437,38 @@ fn transform_page(
     now: DateTime<Utc>,
     mut ready: ReadyPage,
 ) -> Result<ReadyPage> {
-    // A script's runtime is not `Send`: it is made for the page and dropped with it.
-    let mut evaluator = shape
-        .transform
-        .evaluator_with_stop(cancel)
-        .map_err(|e| EngineError::new(ErrorKind::Internal, e))?;
-    let (ids, outputs): (Vec<String>, Evaluated) = match evaluator.mapping() {
+    let (ids, outputs): (Vec<String>, Evaluated) = match (&shape.transform, &shape.row_plan) {
         // A mapping reads the row's values where they are; a script is given the row as a profile.
-        Some(mapping) => {
-            let plan = mapping.row_plan(&shape.visible);
+        (Transform::Mapping(mapping), Some(plan)) => {
             let outputs = kept
                 .iter()
                 .map(|(at, id)| {
                     mapping
-                        .eval_row(&plan, id, now, &page.rows[*at], now)
+                        .eval_row(plan, id, now, &page.rows[*at], now)
                         .map(Output::Row)
                         .map_err(Into::into)
                 })
                 .collect();
             (kept.into_iter().map(|(_, id)| id).collect(), outputs)
         }
-        None => {
+        _ => {
+            // A script's runtime is not `Send`: it is made for the page and dropped with it.
+            let mut evaluator = shape
+                .transform
+                .evaluator_with_stop(cancel)
+                .map_err(|e| EngineError::new(ErrorKind::Internal, e))?;
             let inputs: Vec<Profile> = kept
                 .into_iter()
                 .map(|(at, id)| rows::input_profile(&shape.columns, &page.rows[at], id, now))
                 .collect();
             let outputs = evaluator.eval_batch(&inputs, now);
+            if let Some(why) = evaluator.gave_up() {
+                return Err(EngineError::new(ErrorKind::Internal, why));
+            }
             (inputs.into_iter().map(|p| p.id).collect(), outputs)
         }
     };
     drop(page);
-    if let Some(why) = evaluator.gave_up() {
-        return Err(EngineError::new(ErrorKind::Internal, why));
-    }
-    drop(evaluator);
     ready.write.reserve(ids.len());
     for (i, (id, out)) in ids.into_iter().zip(outputs).enumerate() {
         let doc = match out {

@@ -94,10 +94,7 @@ fn profile_from_row(r: &rusqlite::Row<'_>) -> Result<Profile> {
 }
 
 /// Stores a batch in one transaction: new profiles inserted as their text, existing ones merged.
-fn upsert_rows<D: codec::Incoming>(
-    c: &mut Connection,
-    profiles: Vec<(String, D)>,
-) -> Result<UpsertOutcome> {
+fn upsert_rows(c: &mut Connection, profiles: Vec<(String, Properties)>) -> Result<UpsertOutcome> {
     let now = codec::now().timestamp_micros();
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -127,7 +124,7 @@ fn upsert_rows<D: codec::Incoming>(
             )
             .map_err(sql_error)?;
         for (id, incoming) in profiles {
-            if let Some(text) = incoming.text() {
+            if let Properties::Text(text) = &incoming {
                 let n = insert_new
                     .execute(params![id, now, text, change])
                     .map_err(sql_error)?;
@@ -154,7 +151,7 @@ fn upsert_rows<D: codec::Incoming>(
                     // Unchanged profiles keep their change number: exports skip them.
                     if sluice_core::schema::merge_profile_changed(
                         &mut merged,
-                        incoming.into_doc(&id)?,
+                        incoming.into_map(&id)?,
                     ) {
                         let text = Json::Object(merged).to_string();
                         update
@@ -178,9 +175,11 @@ impl ProfileStore for SqliteProfiles {
         if profiles.is_empty() {
             return Ok(UpsertOutcome::default());
         }
-        self.db
-            .write(move |c| upsert_rows(c, codec::fold_batch(profiles)))
-            .await
+        let profiles = codec::fold_batch(profiles)
+            .into_iter()
+            .map(|(id, doc)| (id, Properties::Map(doc)))
+            .collect();
+        self.db.write(move |c| upsert_rows(c, profiles)).await
     }
 
     async fn upsert_properties(
