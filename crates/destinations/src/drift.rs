@@ -38,37 +38,42 @@ pub const KEYS_PER_READ: usize = 5_000;
 /// column's type. Text that does not convert stays text: its row then compares different and is
 /// rewritten.
 pub fn decode(text: Option<String>, ty: Option<&ColumnType>) -> Value {
-    let Some(text) = text else {
-        return Value::Null;
-    };
+    match (text, ty) {
+        (None, _) => Value::Null,
+        // Text is the column's value whether or not it fits the column's length: it is moved, not
+        // copied into a value to convert.
+        (Some(text), Some(ColumnType::Text { .. }) | None) => Value::String(text.into()),
+        (Some(text), Some(ty)) => decode_str(&text, Some(ty)),
+    }
+}
+
+/// [`decode`] of borrowed text: what converts to a number, a date or the like is read where it is,
+/// and short text (most of it) fits its value without an allocation.
+pub fn decode_str(text: &str, ty: Option<&ColumnType>) -> Value {
     match ty {
-        Some(ColumnType::Json) => match serde_json::from_str::<serde_json::Value>(&text) {
+        Some(ColumnType::Json) => match serde_json::from_str::<serde_json::Value>(text) {
             Ok(serde_json::Value::Null) => Value::Null,
             Ok(j) => Value::json(j),
             Err(_) => Value::String(text.into()),
         },
         // Binary is read back as hex (PostgreSQL's `\x` prefix allowed): raw bytes are not text.
-        Some(ColumnType::Binary) => match hex(text.strip_prefix("\\x").unwrap_or(&text)) {
+        Some(ColumnType::Binary) => match hex(text.strip_prefix("\\x").unwrap_or(text)) {
             Some(bytes) => Value::Bytes(bytes),
             None => Value::String(text.into()),
         },
         // Arrays are read back as JSON arrays, whose elements convert like the written ones.
-        // Text is the column's value whether or not it fits the column's length: it is moved, not
-        // copied into a value to convert.
-        Some(ColumnType::Text { .. }) => Value::String(text.into()),
         Some(ty @ ColumnType::Array { .. }) => {
-            match serde_json::from_str::<serde_json::Value>(&text) {
+            match serde_json::from_str::<serde_json::Value>(text) {
                 Ok(j @ serde_json::Value::Array(_)) => {
                     to_column(Value::json(j), ty).unwrap_or_else(|_| Value::String(text.into()))
                 }
                 _ => Value::String(text.into()),
             }
         }
+        Some(ColumnType::Text { .. }) | None => Value::String(text.into()),
         Some(ty) => {
-            let raw = Value::String(text.as_str().into());
-            to_column(raw, ty).unwrap_or_else(|_| Value::String(text.into()))
+            to_column(Value::String(text.into()), ty).unwrap_or_else(|_| Value::String(text.into()))
         }
-        None => Value::String(text.into()),
     }
 }
 

@@ -37,6 +37,7 @@
 //! own statement timeout ends the statement later). Every database also refuses a second statement in
 //! what Sluice sends (prepared statements, one statement per request).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -229,15 +230,86 @@ pub struct Position {
     pub id: Value,
 }
 
+/// The rows of a page, each value decoded when it is asked for. A database whose driver hands over rows
+/// as it received them (PostgreSQL) keeps them so: a row that compares unchanged by
+/// [`PageRows::hash`] is never decoded. The others give their decoded rows (`Vec<Vec<Value>>`).
+pub trait PageRows: Send + Sync {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of columns of a row.
+    fn width(&self) -> usize;
+
+    /// Column `column` of row `row` (in [`ReadPlan::schema`] order), decoded.
+    fn value(&self, row: usize, column: usize) -> Value;
+
+    /// Row `row`, decoded where `wanted` (one flag per column) says so; the other columns may be read
+    /// as NULL.
+    fn row(&self, row: usize, wanted: &[bool]) -> Cow<'_, [Value]>;
+
+    /// A hash of the `wanted` columns of row `row` under `seed`: the same for the same values read the
+    /// same way, whatever page they came in. Only compared with hashes of the same source.
+    fn hash(&self, row: usize, seed: u64, wanted: &[bool]) -> u128;
+}
+
+impl PageRows for Vec<Vec<Value>> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn width(&self) -> usize {
+        self.first().map_or(0, Vec::len)
+    }
+
+    fn value(&self, row: usize, column: usize) -> Value {
+        self[row][column].clone()
+    }
+
+    fn row(&self, row: usize, _wanted: &[bool]) -> Cow<'_, [Value]> {
+        Cow::Borrowed(&self[row])
+    }
+
+    fn hash(&self, row: usize, seed: u64, wanted: &[bool]) -> u128 {
+        let values = self[row]
+            .iter()
+            .zip(wanted)
+            .filter(|(_, w)| **w)
+            .map(|(v, _)| v);
+        sluice_core::hash::hash_values(seed, values)
+    }
+}
+
 /// One page of a read.
-#[derive(Debug, Clone, PartialEq)]
 pub struct SourcePage {
-    /// Values in [`ReadPlan::schema`] order.
-    pub rows: Vec<Vec<Value>>,
+    /// The rows, in [`ReadPlan::schema`] order.
+    pub rows: Box<dyn PageRows>,
     /// The position of the last row; `None` for an empty page.
     pub end: Option<Position>,
     /// Whether another page may follow (this one was full).
     pub more: bool,
+}
+
+impl SourcePage {
+    /// Every row, decoded.
+    pub fn values(&self) -> Vec<Vec<Value>> {
+        let all = vec![true; self.rows.width()];
+        (0..self.rows.len())
+            .map(|r| self.rows.row(r, &all).into_owned())
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for SourcePage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourcePage")
+            .field("rows", &self.rows.len())
+            .field("end", &self.end)
+            .field("more", &self.more)
+            .finish()
+    }
 }
 
 impl ReadPlan {
@@ -292,18 +364,18 @@ impl ReadPlan {
         })
     }
 
-    /// The position of a row of this plan.
-    fn position(&self, row: &[Value]) -> Result<Position> {
+    /// The position of row `row` of a page of this plan.
+    fn position(&self, rows: &dyn PageRows, row: usize) -> Result<Position> {
         let cursor = match &self.mode {
             ReadMode::Cursor { column, .. } => Some(cursor_value(
-                &row[*column],
+                &rows.value(row, *column),
                 &self.schema.columns[*column].name,
             )?),
             ReadMode::Full => None,
         };
         Ok(Position {
             cursor,
-            id: row[self.id].clone(),
+            id: rows.value(row, self.id),
         })
     }
 }
@@ -397,6 +469,17 @@ pub trait Reads: Send + Sync {
         params: &[(Value, &SourceColumn)],
         types: &[Option<ColumnType>],
     ) -> Result<Vec<Vec<Value>>>;
+
+    /// [`Self::fetch`] of a page of a read: the rows as the driver gave them, decoded when asked for.
+    /// By default, decoded at once.
+    async fn fetch_page(
+        &self,
+        sql: &str,
+        params: &[(Value, &SourceColumn)],
+        types: &[Option<ColumnType>],
+    ) -> Result<Box<dyn PageRows>> {
+        Ok(Box::new(self.fetch(sql, params, types).await?))
+    }
 
     /// The cursor column (quoted) as it is compared and ordered: the column itself, unless the database
     /// stores values of its type in forms that do not compare as the values do (SQLite's timestamps as
@@ -554,10 +637,13 @@ pub async fn read_page(
         .map(|(v, i)| (v, &plan.schema.columns[i]))
         .collect();
     let rows = db
-        .fetch(&sql, &params, &types(&plan.schema))
+        .fetch_page(&sql, &params, &types(&plan.schema))
         .await
         .map_err(|e| dropped_column(e, plan))?;
-    let end = rows.last().map(|r| plan.position(r)).transpose()?;
+    let end = match rows.len() {
+        0 => None,
+        n => Some(plan.position(rows.as_ref(), n - 1)?),
+    };
     Ok(SourcePage {
         more: rows.len() >= plan.page_rows,
         rows,

@@ -936,7 +936,7 @@ async fn source_timestamps_read_in_binary() {
     let mut pages = Pages::new(source.as_ref(), &plan);
     let mut rows = Vec::new();
     while let Some(page) = pages.next().await.unwrap() {
-        rows.extend(page.rows);
+        rows.extend(page.values());
     }
     let at = |s: &str| Value::DateTime(s.parse().unwrap());
     assert_eq!(rows.len(), 3);

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses the cases through the macro, and not every helper
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -94,7 +95,8 @@ macro_rules! source_tests {
             source_full_read_in_pages_text_ids, source_full_read_in_pages_integer_ids,
             source_full_read_in_pages_uuid_ids, source_dropped_column_is_named,
             source_bad_names_and_queries, source_unreachable_is_retriable,
-            source_null_cursors_are_counted_not_read, source_inspect_reads_as_sample_does);
+            source_null_cursors_are_counted_not_read, source_inspect_reads_as_sample_does,
+            source_row_hashes_follow_the_values);
     };
     (guards $make:expr) => {
         $crate::source_tests!(@cases $make; source_inspect_guards);
@@ -278,7 +280,7 @@ impl<'h> Table<'h> {
 fn ids(plan: &ReadPlan, pages: &[SourcePage]) -> Vec<String> {
     pages
         .iter()
-        .flat_map(|p| p.rows.iter().map(|r| text(&r[plan.id])))
+        .flat_map(|p| (0..p.rows.len()).map(|r| text(&p.rows.value(r, plan.id))))
         .collect()
 }
 
@@ -534,6 +536,65 @@ pub async fn source_late_commit_is_read_by_the_next_run(h: &dyn SourceHarness) {
     // Without the lookback, the run would start at the greatest cursor seen and miss it.
     let plan = t.plan(t.from(), Some(("updated_at", greatest)), 2).await;
     assert_eq!(ids(&plan, &t.pages(&plan).await), ["c03"]);
+    t.finish().await;
+}
+
+/// The hashes a run compares rows by: the same for the same values whatever the page a row came in,
+/// different when a column the transformation reads changed, unmoved by one it does not read; and a
+/// page's rows decode as the sample reads them.
+pub async fn source_row_hashes_follow_the_values(h: &dyn SourceHarness) {
+    let t = Table::new(h, IdKind::Text).await;
+    let ids = text_ids(4);
+    let mut people: Vec<Person> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| person(id.clone(), "2026-12-06T10:00:00Z", i as i64))
+        .collect();
+    people[1].attrs = Some(json!({"plan": "pro", "n": 3}));
+    people[2].email = None;
+    people[3].email = Some(String::new());
+    t.write(&people).await;
+    // Every column but `seq` is read by the transformation.
+    let wanted: Vec<bool> = COLUMNS.iter().map(|c| *c != "seq").collect();
+    let hashes = |pages: &[SourcePage], plan: &ReadPlan| -> HashMap<String, u128> {
+        let mut out = HashMap::new();
+        for p in pages {
+            for r in 0..p.rows.len() {
+                let id = text(&p.rows.value(r, plan.id));
+                out.insert(id, p.rows.hash(r, 7, &wanted));
+            }
+        }
+        out
+    };
+    let plan = t.plan(t.from(), None, 3).await;
+    let pages = t.pages(&plan).await;
+    let first = hashes(&pages, &plan);
+    assert_eq!(first.len(), 4);
+    let distinct: std::collections::HashSet<u128> = first.values().copied().collect();
+    assert_eq!(distinct.len(), 4, "different rows hash apart: {first:?}");
+    // Decoded, a page's rows are the sample's.
+    let sample = t.source.sample(&t.from(), 100).await.unwrap();
+    let mut sampled = sample.rows.clone();
+    sampled.sort_by_key(|r| text(&r[plan.id]));
+    let read: Vec<Vec<Value>> = pages.iter().flat_map(SourcePage::values).collect();
+    assert_eq!(read, sampled);
+
+    let plan = t.plan(t.from(), None, 2).await;
+    assert_eq!(
+        hashes(&t.pages(&plan).await, &plan),
+        first,
+        "pages of another size"
+    );
+
+    // `seq` is not read: a change to it leaves the row's hash; one to `email` does not.
+    people[0].seq += 100;
+    people[1].email = Some("changed@example.com".into());
+    t.write(&people[..2]).await;
+    let again = hashes(&t.pages(&plan).await, &plan);
+    assert_eq!(again["c01"], first["c01"]);
+    assert_ne!(again["c02"], first["c02"]);
+    assert_eq!(again["c03"], first["c03"]);
+    assert_eq!(again["c04"], first["c04"]);
     t.finish().await;
 }
 

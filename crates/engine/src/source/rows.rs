@@ -174,18 +174,6 @@ pub fn validate(
         .map_err(|errors| errors.join("; "))
 }
 
-/// The hash of a source row as read: the values of the columns a transformation can see (those
-/// [`input_profile`] puts in its input), in column order, NULL included.
-pub fn row_hash(seed: u64, columns: &SourceSchema, row: &[Value]) -> u128 {
-    let seen = columns
-        .columns
-        .iter()
-        .zip(row)
-        .filter(|(c, _)| c.property.is_some())
-        .map(|(_, v)| v);
-    sluice_core::hash::hash_values(seed, seen)
-}
-
 /// The hash of the properties a row writes, under the source's shape seed.
 pub fn hash(seed: u64, doc: &Map<String, Json>) -> u128 {
     sluice_core::hash::hash_json_object(seed, doc)

@@ -139,6 +139,12 @@ async fn read_all(
             }
             _ => None,
         },
+        wanted: checked
+            .columns
+            .columns
+            .iter()
+            .map(|c| c.property.is_some())
+            .collect(),
         columns: checked.columns.clone(),
         model: checked.model.clone(),
         transform: checked.transform.clone(),
@@ -297,6 +303,9 @@ async fn next_page(ctx: &SourceRunContext, pages: &mut Pages<'_>) -> Result<Opti
 /// What the transformation's thread needs of a checked source, shared by the run's pages.
 struct Shape {
     columns: SourceSchema,
+    /// The columns a transformation may read (those with a property): the rest are neither decoded
+    /// nor hashed.
+    wanted: Vec<bool>,
     /// Where a mapping finds what it reads in a source row (`None` for a script).
     row_plan: Option<RowPlan>,
     model: Schema,
@@ -355,8 +364,8 @@ async fn prepare_page(
     // transformation, their hashes.
     let mut kept: Vec<(usize, String)> = Vec::with_capacity(page.rows.len());
     let mut row_hashes: Vec<u128> = Vec::new();
-    for (at, row) in page.rows.iter().enumerate() {
-        let Some(id) = rows::id_text(&row[id_index]) else {
+    for at in 0..page.rows.len() {
+        let Some(id) = rows::id_text(&page.rows.value(at, id_index)) else {
             continue;
         };
         if !first.first(&id) {
@@ -368,7 +377,7 @@ async fn prepare_page(
             continue;
         }
         if let Some(seed) = checked.row_seed {
-            row_hashes.push(rows::row_hash(seed, &checked.columns, row));
+            row_hashes.push(page.rows.hash(at, seed, &shape.wanted));
         }
         kept.push((at, id));
     }
@@ -444,7 +453,7 @@ fn transform_page(
                 .iter()
                 .map(|(at, id)| {
                     mapping
-                        .eval_row(plan, id, now, &page.rows[*at], now)
+                        .eval_row(plan, id, now, &page.rows.row(*at, &shape.wanted), now)
                         .map(Output::Row)
                         .map_err(Into::into)
                 })
@@ -459,7 +468,9 @@ fn transform_page(
                 .map_err(|e| EngineError::new(ErrorKind::Internal, e))?;
             let inputs: Vec<Profile> = kept
                 .into_iter()
-                .map(|(at, id)| rows::input_profile(&shape.columns, &page.rows[at], id, now))
+                .map(|(at, id)| {
+                    rows::input_profile(&shape.columns, &page.rows.row(at, &shape.wanted), id, now)
+                })
                 .collect();
             let outputs = evaluator.eval_batch(&inputs, now);
             if let Some(why) = evaluator.gave_up() {

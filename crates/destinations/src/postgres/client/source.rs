@@ -1,6 +1,7 @@
 //! Reading PostgreSQL as a source: a query's columns from its prepared statement, pages read with
 //! parameters encoded as the statement's parameter types ask.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -9,11 +10,11 @@ use tokio_postgres::types::{FromSql, Kind, ToSql, Type};
 
 use super::drift::text_expr;
 use super::{map_error, Session};
-use crate::drift::decode;
+use crate::drift::decode_str;
 use crate::postgres::dialect::{self, NativeType};
 use crate::postgres::encode::{Encoded, Encoder};
 use crate::postgres::Postgres;
-use crate::source::{reads_source, Reads, SourceColumn};
+use crate::source::{reads_source, PageRows, Reads, SourceColumn};
 use crate::{Capabilities, Destination, Result};
 
 /// The catalog's view of a result column's type, for [`dialect::column_type`]: domains by their base
@@ -96,6 +97,16 @@ impl Session {
         params: &[(Value, &SourceColumn)],
         types: &[Option<ColumnType>],
     ) -> Result<Vec<Vec<Value>>> {
+        Ok(self.fetch_rows(sql, params, types).await?.values())
+    }
+
+    /// The rows of `sql` as they came, decoded when asked for (see [`PgRows`]).
+    pub(crate) async fn fetch_rows(
+        &mut self,
+        sql: &str,
+        params: &[(Value, &SourceColumn)],
+        types: &[Option<ColumnType>],
+    ) -> Result<PgRows> {
         let statement = self.client.prepare(sql).await.map_err(|e| map_error(&e))?;
         let encoders: Vec<Encoder> = statement.params().iter().map(Encoder::for_type).collect();
         let encoded: Vec<Encoded<'_>> = params
@@ -111,28 +122,108 @@ impl Session {
             .await
             .map_err(|e| map_error(&e))?;
         // Timestamps come in binary (see `Reads::text_expr` below); every other column as text.
-        let binary: Vec<bool> = statement
+        let columns = statement
             .columns()
             .iter()
-            .map(|c| matches!(*c.type_(), Type::TIMESTAMP | Type::TIMESTAMPTZ))
-            .collect();
-        rows.iter()
-            .map(|row| {
-                types
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ty)| match binary.get(i) {
-                        Some(true) => row
-                            .try_get::<_, Option<Micros>>(i)
-                            .map(|m| m.and_then(|m| m.0).map_or(Value::Null, Value::DateTime)),
-                        _ => row
-                            .try_get::<_, Option<String>>(i)
-                            .map(|text| decode(text, ty.as_ref())),
-                    })
-                    .collect::<std::result::Result<Vec<Value>, _>>()
-                    .map_err(|e| map_error(&e))
+            .enumerate()
+            .map(|(i, c)| ColumnRead {
+                ty: types.get(i).cloned().flatten(),
+                binary: matches!(*c.type_(), Type::TIMESTAMP | Type::TIMESTAMPTZ),
             })
+            .collect();
+        Ok(PgRows { rows, columns })
+    }
+}
+
+/// Rows as PostgreSQL sent them. A value is decoded when it is asked for, and a row is hashed from its
+/// bytes: a `full` read of rows that have not changed decodes nothing but their ids.
+pub(crate) struct PgRows {
+    rows: Vec<tokio_postgres::Row>,
+    columns: Vec<ColumnRead>,
+}
+
+/// How a result column is read.
+struct ColumnRead {
+    /// The type its text decodes as.
+    ty: Option<ColumnType>,
+    /// A timestamp in binary rather than text.
+    binary: bool,
+}
+
+/// A column's bytes as they came, whatever its type.
+struct Raw<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for Raw<'a> {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+impl PgRows {
+    fn raw(&self, row: usize, column: usize) -> Option<&[u8]> {
+        match self.rows[row].try_get::<_, Option<Raw<'_>>>(column) {
+            Ok(raw) => raw.map(|r| r.0),
+            Err(_) => None,
+        }
+    }
+
+    fn values(&self) -> Vec<Vec<Value>> {
+        (0..self.rows.len())
+            .map(|r| (0..self.columns.len()).map(|c| self.value(r, c)).collect())
             .collect()
+    }
+}
+
+impl PageRows for PgRows {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn width(&self) -> usize {
+        self.columns.len()
+    }
+
+    fn value(&self, row: usize, column: usize) -> Value {
+        let Some(raw) = self.raw(row, column) else {
+            return Value::Null;
+        };
+        let read = &self.columns[column];
+        if read.binary {
+            return Micros::from_sql(&Type::TIMESTAMPTZ, raw)
+                .ok()
+                .and_then(|m| m.0)
+                .map_or(Value::Null, Value::DateTime);
+        }
+        // The session's encoding is UTF-8, so the text is too; were it not, its bytes would still be
+        // read rather than the row lost.
+        match std::str::from_utf8(raw) {
+            Ok(text) => decode_str(text, read.ty.as_ref()),
+            Err(_) => decode_str(&String::from_utf8_lossy(raw), read.ty.as_ref()),
+        }
+    }
+
+    fn row(&self, row: usize, wanted: &[bool]) -> Cow<'_, [Value]> {
+        (0..self.columns.len())
+            .map(|c| match wanted.get(c) {
+                Some(false) => Value::Null,
+                _ => self.value(row, c),
+            })
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    fn hash(&self, row: usize, seed: u64, wanted: &[bool]) -> u128 {
+        let columns = (0..self.columns.len())
+            .filter(|c| wanted.get(*c).copied().unwrap_or(true))
+            .map(|c| self.raw(row, c));
+        sluice_core::hash::hash_raw_columns(seed, columns)
     }
 }
 
@@ -208,6 +299,17 @@ impl Reads for Postgres {
         let mut s = self.session().await?;
         let result = s.session().fetch(sql, params, types).await;
         s.settle(result)
+    }
+
+    async fn fetch_page(
+        &self,
+        sql: &str,
+        params: &[(Value, &SourceColumn)],
+        types: &[Option<ColumnType>],
+    ) -> Result<Box<dyn PageRows>> {
+        let mut s = self.session().await?;
+        let result = s.session().fetch_rows(sql, params, types).await;
+        Ok(Box::new(s.settle(result)?))
     }
 
     fn placeholder(&self, n: usize, _: &Value, _: &SourceColumn) -> Result<String> {
