@@ -3,6 +3,8 @@
 //! compiled from those columns to the Customer Model. Saving, the preview and the start of every run
 //! go through [`check_source`], so they accept the same sources with the same messages.
 
+use std::sync::Arc;
+
 use sluice_core::mapping::Reads;
 use sluice_core::source::{Changes, SourceSpec};
 use sluice_core::{FieldErrors, Schema};
@@ -17,7 +19,7 @@ use crate::error::{EngineError, ErrorKind, Result};
 /// A source that passed the check: everything a run or a preview needs.
 pub struct CheckedSource {
     pub spec: SourceSpec,
-    pub reader: Box<dyn Source>,
+    pub reader: Arc<dyn Source>,
     pub from: SourceFrom,
     /// The live columns of the table or query.
     pub columns: SourceSchema,
@@ -176,7 +178,7 @@ pub async fn check_source_with(
             let row_seed = (!transform.depends_on_run()).then(|| row_seed(spec, &model, &columns));
             Ok(CheckedSource {
                 spec: spec.clone(),
-                reader,
+                reader: reader.into(),
                 from,
                 columns,
                 model,

@@ -18,13 +18,13 @@ use sluice_core::mapping::RowPlan;
 use sluice_core::source::{next_mark, Changes, CursorValue, FirstSeen, Lookback, OnMissing};
 use sluice_core::Profile;
 use sluice_core::Schema;
-use sluice_destinations::source::{Pages, SourcePage, SourceSchema};
+use sluice_destinations::source::{Pages, ReadPlan, Source, SourcePage, SourceSchema};
 use sluice_store::{
     MetadataStore, ProfileStore, Properties, RunRecord, RunStatus, SourceRecord, SourceRow,
     UpsertOutcome,
 };
 use sluice_transform::{Output, RowError, Transform};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::check::{check_source, CheckedSource};
 use super::rows;
@@ -151,8 +151,8 @@ async fn read_all(
         paths: rows::PropertyPaths::new(checked.transform.columns()),
         seed: checked.seed,
     });
-    let mut pages = Pages::new(checked.reader.as_ref(), &plan);
-    let mut next = next_page(ctx, &mut pages).await?;
+    let mut pages = read_ahead(ctx, checked.reader.clone(), plan);
+    let mut next = pages.next().await?;
     // Four pages are in hand at once: one read from the source, the one before it transformed on a
     // thread of its own, the one before that written to the profile store, and the one before that
     // recorded in the source's state (another database, another writer). Each step waits only for
@@ -193,7 +193,7 @@ async fn read_all(
             },
             async {
                 match more {
-                    true => next_page(ctx, &mut pages).await,
+                    true => pages.next().await,
                     false => Ok(None),
                 }
             },
@@ -284,8 +284,47 @@ where
     }
 }
 
-async fn next_page(ctx: &SourceRunContext, pages: &mut Pages<'_>) -> Result<Option<SourcePage>> {
+/// Pages read by a task of their own, a page ahead of the run: the source works on the next page
+/// while the run deals with the last, and its rows are received on another core.
+struct ReadAhead {
+    pages: mpsc::Receiver<Result<Option<SourcePage>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReadAhead {
+    /// The next page; `None` once the read is over.
+    async fn next(&mut self) -> Result<Option<SourcePage>> {
+        match self.pages.recv().await {
+            Some(page) => page,
+            None => Ok(None),
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    /// A run that ends early (an error, a cancel) stops its read.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn read_ahead(ctx: &SourceRunContext, source: Arc<dyn Source>, plan: ReadPlan) -> ReadAhead {
+    let (tx, rx) = mpsc::channel(1);
     let attempts = ctx.config.write_attempts.max(1);
+    let task = tokio::spawn(async move {
+        let mut pages = Pages::new(source.as_ref(), &plan);
+        loop {
+            let page = next_page(attempts, &mut pages).await;
+            let last = !matches!(page, Ok(Some(_)));
+            if tx.send(page).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    ReadAhead { pages: rx, task }
+}
+
+async fn next_page(attempts: u32, pages: &mut Pages<'_>) -> Result<Option<SourcePage>> {
     let mut attempt = 0;
     loop {
         match pages.next().await {
