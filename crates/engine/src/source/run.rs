@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -152,95 +152,80 @@ async fn read_all(
         seed: checked.seed,
     });
     let mut pages = read_ahead(ctx, checked.reader.clone(), plan);
-    let mut next = pages.next().await?;
-    // Four pages are in hand at once: one read from the source, the one before it transformed on a
-    // thread of its own, the one before that written to the profile store, and the one before that
-    // recorded in the source's state (another database, another writer). Each step waits only for
-    // its page's previous step, so reading, transforming, writing and recording overlap; a page is
-    // recorded only once its profiles are stored, so a run that stops in between writes it again.
-    let mut ready: Option<ReadyPage> = None;
-    let mut written: Option<Vec<(String, u128)>> = None;
-    loop {
-        if ctx.cancel.load(Ordering::SeqCst) {
-            if let Some(rows) = written.take() {
+    // The steps of a page run one after another, and each step on the next page as soon as it is done
+    // with this one: while one page is read, the page before it is transformed (on a thread of its
+    // own), the one before that written to the profile store and the one before that recorded in the
+    // source's state (another database, another writer). A page is recorded only once its profiles
+    // are stored, so a run that stops in between writes it again.
+    let (to_write, ready) = mpsc::channel::<ReadyPage>(1);
+    let (to_record, stored) = mpsc::channel::<Vec<(String, u128)>>(1);
+    let writes = Mutex::new(UpsertOutcome::default());
+    let mut own_unchanged = 0;
+    let (prepared, wrote, recorded) = tokio::join!(
+        async {
+            let result: Result<()> = async {
+                while let Some(page) = pages.next().await? {
+                    if ctx.cancel.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    if let Some(c) = page.end.as_ref().and_then(|e| e.cursor.clone()) {
+                        greatest = Some(c);
+                    }
+                    run.counts.read += page.rows.len() as u64;
+                    let mut r =
+                        prepare_page(ctx, &checked, &shape, source, &mut first, page, now).await?;
+                    own_unchanged += r.unchanged;
+                    r.count(run, log);
+                    if to_write.send(r).await.is_err() {
+                        // The write or the record failed: its error ends the run.
+                        return Ok(());
+                    }
+                    let done = writes
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
+                    report(ctx, run, own_unchanged, &done).await;
+                }
+                Ok(())
+            }
+            .await;
+            drop(to_write);
+            result
+        },
+        async {
+            let mut ready = ready;
+            while let Some(page) = ready.recv().await {
+                if ctx.cancel.load(Ordering::SeqCst) {
+                    break;
+                }
+                let outcome = write_profiles(ctx, page.write).await?;
+                {
+                    let mut w = writes.lock().unwrap_or_else(PoisonError::into_inner);
+                    w.inserted += outcome.inserted;
+                    w.updated += outcome.updated;
+                    w.unchanged += outcome.unchanged;
+                }
+                if to_record.send(page.record).await.is_err() {
+                    break;
+                }
+            }
+            drop(to_record);
+            Ok::<(), EngineError>(())
+        },
+        async {
+            let mut stored = stored;
+            while let Some(rows) = stored.recv().await {
                 record_page(ctx, source, rows, seen).await?;
             }
-            return Ok(false);
-        }
-        let page = next.take();
-        if page.is_none() && ready.is_none() && written.is_none() {
-            break;
-        }
-        if let Some(c) = page.as_ref().and_then(|p| p.end.as_ref()?.cursor.clone()) {
-            greatest = Some(c);
-        }
-        let more = page.is_some();
-        if let Some(p) = &page {
-            run.counts.read += p.rows.len() as u64;
-        }
-        let (to_write, to_record) = match ready.take() {
-            Some(r) => (Some(r.write), Some(r.record)),
-            None => (None, None),
-        };
-        let (prepared, read, stored, recorded) = tokio::join!(
-            async {
-                match page {
-                    Some(p) => prepare_page(ctx, &checked, &shape, source, &mut first, p, now)
-                        .await
-                        .map(Some),
-                    None => Ok(None),
-                }
-            },
-            async {
-                match more {
-                    true => pages.next().await,
-                    false => Ok(None),
-                }
-            },
-            async {
-                match to_write {
-                    Some(w) => write_profiles(ctx, w).await.map(Some),
-                    None => Ok(None),
-                }
-            },
-            async {
-                match written.take() {
-                    Some(rows) => record_page(ctx, source, rows, seen).await,
-                    None => Ok(()),
-                }
-            },
-        );
-        recorded?;
-        // A write that fails ends the run whatever the rest gave.
-        if let Some(outcome) = stored? {
-            run.counts.inserted += outcome.inserted;
-            // A changed row can leave its profile as it was (a column no property reads changed,
-            // or the Customer Model did and the row's properties did not): the profile is unchanged.
-            run.counts.updated += outcome.updated - outcome.unchanged;
-            run.counts.unchanged += outcome.unchanged;
-        }
-        written = to_record;
-        let went_on = prepared.and_then(|p| Ok((p, read?)));
-        let (prepared, read) = match went_on {
-            Ok(both) => both,
-            Err(e) => {
-                // What was stored is recorded before the run ends, so the next run does not write
-                // it again.
-                if let Some(rows) = written.take() {
-                    record_page(ctx, source, rows, seen).await?;
-                }
-                return Err(e);
-            }
-        };
-        ready = prepared;
-        if let Some(r) = ready.as_mut() {
-            r.count(run, log);
-        }
-        next = read;
-        run.progress.processed = run.counts.read;
-        let _ = ctx.updates.send(run.clone());
-        let _ = ctx.meta.update_run_progress(run).await;
-    }
+            Ok::<(), EngineError>(())
+        },
+    );
+    let done = writes.into_inner().unwrap_or_else(PoisonError::into_inner);
+    report(ctx, run, own_unchanged, &done).await;
+    // The record's failure first, then the write's: each ends the run whatever the steps before gave.
+    recorded?;
+    wrote?;
+    prepared?;
     if ctx.cancel.load(Ordering::SeqCst) {
         return Ok(false);
     }
@@ -282,6 +267,23 @@ where
             other => return other,
         }
     }
+}
+
+/// Shows the run's progress: the counts of the pages read so far, and of the writes done.
+async fn report(
+    ctx: &SourceRunContext,
+    run: &mut RunRecord,
+    own_unchanged: u64,
+    writes: &UpsertOutcome,
+) {
+    run.counts.inserted = writes.inserted;
+    // A changed row can leave its profile as it was (a column no property reads changed, or the
+    // Customer Model did and the row's properties did not): the profile is unchanged.
+    run.counts.updated = writes.updated - writes.unchanged;
+    run.counts.unchanged = own_unchanged + writes.unchanged;
+    run.progress.processed = run.counts.read;
+    let _ = ctx.updates.send(run.clone());
+    let _ = ctx.meta.update_run_progress(run).await;
 }
 
 /// Pages read by a task of their own, a page ahead of the run: the source works on the next page
@@ -369,9 +371,9 @@ struct ReadyPage {
 }
 
 impl ReadyPage {
-    /// Adds what the page's rows came to, but the write's own counts, to the run.
+    /// Adds what the page's rows came to, but the unchanged ones and the write's own counts (see
+    /// [`report`]), to the run.
     fn count(&mut self, run: &mut RunRecord, log: &mut ErrorLog) {
-        run.counts.unchanged += self.unchanged;
         run.counts.failed += self.failed;
         run.counts.transform_failed += self.transform_failed;
         run.counts.filtered_out += self.filtered_out;
@@ -582,6 +584,10 @@ fn transform_page(
             ready.write.push((id, properties));
         }
     }
+    // In key order, a page's writes land next to each other in the stores' indexes: a cursor
+    // read's rows come in cursor order, whose ids are scattered over the whole key range.
+    ready.write.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    ready.record.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(ready)
 }
 
