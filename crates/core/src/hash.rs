@@ -112,6 +112,11 @@ pub fn hash_json_object(seed: u64, doc: &serde_json::Map<String, serde_json::Val
     })
 }
 
+/// [`hash_json_object`] of the object whose JSON text (as `serde_json` writes it) is `text`.
+pub fn hash_json_text(seed: u64, text: &str) -> RowHash {
+    with_buffer(seed, |buf| bytes(buf, 10, text.as_bytes()))
+}
+
 /// Lays a row out in this thread's buffer with `fill` and hashes it at once.
 fn with_buffer(seed: u64, fill: impl FnOnce(&mut Vec<u8>)) -> RowHash {
     thread_local! {
@@ -185,6 +190,8 @@ mod tests {
                 hash_row(seed, &[Value::json(doc.clone())])
             );
         }
+        let text = serde_json::to_string(map).unwrap();
+        assert_eq!(hash_json_text(9, &text), hash_json_object(9, map));
         let other = serde_json::json!({"b": "y"});
         assert_ne!(
             hash_json_object(1, map),

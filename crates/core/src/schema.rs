@@ -517,6 +517,40 @@ impl Schema {
         }
     }
 
+    /// [`Self::validate_properties`] of a document given as its entries, each normalized where it
+    /// stands (the same values and the same problems), for a caller that writes the document out
+    /// itself rather than through a map. The keys are expected distinct, as a map's are.
+    pub fn validate_entries(
+        &self,
+        id: &str,
+        entries: &mut Vec<(&str, Json)>,
+    ) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if let Some(problem) = id_problem(id) {
+            errors.push(problem);
+        }
+        entries.retain_mut(|(key, value)| {
+            key != &ID && key != &UPDATED_AT && self.keep_entry(key, value, &mut errors)
+        });
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Normalizes the value of the top-level property `key` in place; `false` (and why, in `errors`)
+    /// when it is not kept.
+    fn keep_entry(&self, key: &str, value: &mut Json, errors: &mut Vec<String>) -> bool {
+        match self.properties.iter().find(|p| p.name == key) {
+            None => {
+                errors.push(format!("`{key}` is not a property of the Customer Model"));
+                false
+            }
+            Some(p) => keep_normalized(p, value, At::Top(key), errors),
+        }
+    }
+
     /// The normalized properties of `input` and the `_id` it was sent with; `_updated_at` is dropped.
     fn normalize_doc(
         &self,
@@ -531,16 +565,7 @@ impl Schema {
                 sent_id = Some(std::mem::take(value));
                 return false;
             }
-            if key == UPDATED_AT {
-                return false;
-            }
-            match self.properties.iter().find(|p| p.name == *key) {
-                None => {
-                    errors.push(format!("`{key}` is not a property of the Customer Model"));
-                    false
-                }
-                Some(p) => keep_normalized(p, value, At::Top(key), errors),
-            }
+            key != UPDATED_AT && self.keep_entry(key, value, errors)
         });
         (sent_id, doc)
     }
@@ -1144,6 +1169,35 @@ mod tests {
         // Key order is kept: it is the stored text and what a source row's hash covers.
         let keys: Vec<&String> = doc.keys().collect();
         assert_eq!(keys, props.keys().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn entries_validate_as_their_map_does() {
+        let s = schema();
+        let docs = [
+            json!({"email": "a@x", "ltv": "12.5", "seen": "2026-12-06T10:00:00.5+01:00", "vip": "yes",
+                   "score": 2, "age": "7", "extra": {"k": [1]}, "tags": ["a"],
+                   "address": {"city": "Rome", "geo": {"lat": "1.5"}}, "born": null}),
+            json!({"age": null, "ltv": "x", "nope": 1, "_updated_at": "x", "ref": "not a uuid"}),
+            json!({"age": 1.5, "tags": ["a", {}], "address": {"geo": {"x": 1}}}),
+        ];
+        for (id, doc) in [
+            ("c1", &docs[0]),
+            (" ", &docs[0]),
+            ("c2", &docs[1]),
+            ("c3", &docs[2]),
+        ] {
+            let map = doc.as_object().unwrap().clone();
+            let mut entries: Vec<(&str, Json)> =
+                map.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let by_entries = s.validate_entries(id, &mut entries).map(|()| {
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect::<Map<String, Json>>()
+            });
+            assert_eq!(by_entries, s.validate_properties(id, map), "{id}: {doc}");
+        }
     }
 
     #[test]

@@ -114,7 +114,7 @@ pub fn model_table(model: &Schema) -> TableDescription {
 /// The property paths a transformation writes, split at their dots once for all its rows.
 pub struct PropertyPaths {
     split: Vec<Vec<String>>,
-    /// How many distinct top-level properties the paths write, to size each row's map.
+    /// How many distinct top-level properties the paths write, to size each row's document.
     top: usize,
 }
 
@@ -130,36 +130,94 @@ impl PropertyPaths {
         let top = tops.len();
         PropertyPaths { split, top }
     }
+
+    /// A row's properties as top-level `(name, value)` entries, each name once, in the order they
+    /// are first written: each value at its dotted path, nested (`address.city` inside `address`);
+    /// two paths into one object merge. What [`properties`] gives as a map, without hashing a key.
+    pub fn entries(&self, values: Vec<Value>) -> Vec<(&str, Json)> {
+        let mut doc: Vec<(&str, Option<Json>)> = Vec::with_capacity(self.top);
+        for (segments, value) in self.split.iter().zip(values) {
+            let Some((top, rest)) = segments.split_first() else {
+                continue;
+            };
+            let at = match doc.iter().position(|(k, _)| *k == top.as_str()) {
+                Some(at) => at,
+                None => {
+                    doc.push((top.as_str(), None));
+                    doc.len() - 1
+                }
+            };
+            let slot = &mut doc[at].1;
+            if rest.is_empty() {
+                match (slot.as_mut(), value.to_json()) {
+                    (Some(Json::Object(old)), Json::Object(new)) => {
+                        sluice_core::schema::merge_profile(old, new)
+                    }
+                    (_, v) => *slot = Some(v),
+                }
+                continue;
+            }
+            if !matches!(slot, Some(Json::Object(_))) {
+                *slot = Some(Json::Object(Map::new()));
+            }
+            if let Some(Json::Object(object)) = slot {
+                nest(object, rest, value);
+            }
+        }
+        doc.into_iter()
+            .map(|(k, v)| (k, v.unwrap_or(Json::Null)))
+            .collect()
+    }
 }
 
-/// The properties a row writes: each value at its dotted path, nested (`address.city` inside
-/// `address`). Two paths into one object merge.
-pub fn properties(paths: &PropertyPaths, values: Vec<Value>) -> Map<String, Json> {
-    let mut doc = Map::with_capacity(paths.top);
-    for (segments, value) in paths.split.iter().zip(values) {
-        let Some((last, parents)) = segments.split_last() else {
-            continue;
-        };
-        let mut cur = &mut doc;
-        for seg in parents {
-            let next = cur
-                .entry(seg.as_str())
-                .or_insert_with(|| Json::Object(Map::new()));
-            if !next.is_object() {
-                *next = Json::Object(Map::new());
-            }
-            cur = next.as_object_mut().expect("just made an object");
+/// Puts `value` at the path `segments` inside `doc`, making the objects on the way.
+fn nest(doc: &mut Map<String, Json>, segments: &[String], value: Value) {
+    let Some((last, parents)) = segments.split_last() else {
+        return;
+    };
+    let mut cur = doc;
+    for seg in parents {
+        let next = cur
+            .entry(seg.as_str())
+            .or_insert_with(|| Json::Object(Map::new()));
+        if !next.is_object() {
+            *next = Json::Object(Map::new());
         }
-        match (cur.get_mut(last), value.to_json()) {
-            (Some(Json::Object(old)), Json::Object(new)) => {
-                sluice_core::schema::merge_profile(old, new)
-            }
-            (_, v) => {
-                cur.insert(last.clone(), v);
-            }
+        cur = next.as_object_mut().expect("just made an object");
+    }
+    match (cur.get_mut(last), value.to_json()) {
+        (Some(Json::Object(old)), Json::Object(new)) => {
+            sluice_core::schema::merge_profile(old, new)
+        }
+        (_, v) => {
+            cur.insert(last.clone(), v);
         }
     }
-    doc
+}
+
+/// The properties a row writes, as a map (see [`PropertyPaths::entries`]).
+pub fn properties(paths: &PropertyPaths, values: Vec<Value>) -> Map<String, Json> {
+    paths
+        .entries(values)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+/// The JSON text of the object of `entries` (distinct keys), as `serde_json` writes the map of them.
+pub fn entries_text(entries: &[(&str, Json)]) -> String {
+    let mut out = Vec::with_capacity(64 * entries.len() + 2);
+    out.push(b'{');
+    for (i, (key, value)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key).expect("a string writes to memory");
+        out.push(b':');
+        serde_json::to_writer(&mut out, value).expect("a JSON value writes to memory");
+    }
+    out.push(b'}');
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// Validates and normalizes a row's properties against the Customer Model; the problems, each naming
@@ -223,6 +281,24 @@ mod tests {
     }
 
     #[test]
+    fn entries_write_out_as_their_map() {
+        let paths = PropertyPaths::new(&["email".into(), "ltv".into(), "extra".into(), "n".into()]);
+        let values = vec![
+            Value::String("a\"b\\c\u{1}é\u{2028}".into()),
+            Value::Decimal("12.50".parse().unwrap()),
+            Value::json(json!({"k": [1, 2.5, null, "x"], "o": {}})),
+            Value::Null,
+        ];
+        let entries = paths.entries(values.clone());
+        let mut map = serde_json::Map::new();
+        for (k, v) in ["email", "ltv", "extra", "n"].into_iter().zip(&values) {
+            map.insert(k.to_string(), v.to_json());
+        }
+        assert_eq!(entries_text(&entries), serde_json::to_string(&map).unwrap());
+        assert_eq!(entries_text(&[]), "{}");
+    }
+
+    #[test]
     fn dotted_paths_nest_and_merge() {
         let doc = properties(
             &PropertyPaths::new(&["address.city".into(), "email".into(), "address.zip".into()]),
@@ -232,9 +308,43 @@ mod tests {
                 Value::String("00100".into()),
             ],
         );
+        let keys: Vec<&String> = doc.keys().collect();
+        assert_eq!(keys, ["address", "email"], "in the order first written");
         assert_eq!(
             Json::Object(doc),
             json!({"address": {"city": "Rome", "zip": "00100"}, "email": null})
+        );
+        // A whole object and a path into it merge, whichever comes first; a later scalar replaces.
+        let city = || Value::String("Rome".into());
+        let zip = || Value::json(json!({"zip": "1", "city": "Milan"}));
+        let paths = |p: [&str; 2]| PropertyPaths::new(&p.map(String::from));
+        assert_eq!(
+            Json::Object(properties(
+                &paths(["address", "address.city"]),
+                vec![zip(), city()]
+            )),
+            json!({"address": {"zip": "1", "city": "Rome"}})
+        );
+        assert_eq!(
+            Json::Object(properties(
+                &paths(["address.city", "address"]),
+                vec![city(), zip()]
+            )),
+            json!({"address": {"city": "Milan", "zip": "1"}})
+        );
+        assert_eq!(
+            Json::Object(properties(
+                &paths(["address.city", "address"]),
+                vec![city(), city()]
+            )),
+            json!({"address": "Rome"})
+        );
+        assert_eq!(
+            Json::Object(properties(
+                &paths(["address", "address.city"]),
+                vec![city(), city()]
+            )),
+            json!({"address": {"city": "Rome"}})
         );
     }
 

@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::Value as Json;
 use sluice_core::mapping::RowPlan;
 use sluice_core::source::{next_mark, Changes, CursorValue, FirstSeen, Lookback, OnMissing};
-use sluice_core::Profile;
 use sluice_core::Schema;
+use sluice_core::{Profile, Value};
 use sluice_destinations::source::{Pages, ReadPlan, Source, SourcePage, SourceSchema};
 use sluice_store::{
     MetadataStore, ProfileStore, Properties, RunRecord, RunStatus, SourceRecord, SourceRow,
@@ -528,17 +529,15 @@ fn transform_page(
                 ready.filtered_out += 1;
                 continue;
             }
-            Ok(Output::Row(values)) => {
-                match rows::validate(&shape.model, &id, rows::properties(&shape.paths, values)) {
-                    Ok(doc) => doc,
-                    Err(message) => {
-                        ready.failed += 1;
-                        ready.failures.push(("validate", message, id.clone()));
-                        failed_row(&mut ready, stored, id);
-                        continue;
-                    }
+            Ok(Output::Row(values)) => match validated(shape, &id, values) {
+                Ok(doc) => doc,
+                Err(message) => {
+                    ready.failed += 1;
+                    ready.failures.push(("validate", message, id.clone()));
+                    failed_row(&mut ready, stored, id);
+                    continue;
                 }
-            }
+            },
             // A value that does not convert to its property's type fails the Customer Model; anything
             // else (a script that threw, a time limit) is the transformation's.
             Err(e) => {
@@ -559,9 +558,16 @@ fn transform_page(
                 continue;
             }
         };
+        // Written out at most once, for the hash and for the store alike.
+        let mut text = None;
         let h = match row_hashes.get(i) {
             Some(h) => *h,
-            None => rows::hash(shape.seed, &doc),
+            None => {
+                let t = rows::entries_text(&doc);
+                let h = sluice_core::hash::hash_json_text(shape.seed, &t);
+                text = Some(t);
+                h
+            }
         };
         if stored.get(&id) == Some(&h) {
             ready.unchanged += 1;
@@ -572,13 +578,11 @@ fn transform_page(
             }
         } else {
             // A row this source wrote before most likely merges into its profile, which wants the
-            // map; a new one is written out here, on this thread, rather than in the store's writer.
+            // map; a new one goes as the text, written out here rather than in the store's writer.
             let properties = if stored.contains_key(&id) {
-                Properties::Map(doc)
+                Properties::Map(doc.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
             } else {
-                Properties::Text(serde_json::to_string(&doc).map_err(|e| {
-                    EngineError::internal(format!("writing out a profile failed: {e}"))
-                })?)
+                Properties::Text(text.unwrap_or_else(|| rows::entries_text(&doc)))
             };
             ready.record.push((id.clone(), h));
             ready.write.push((id, properties));
@@ -589,6 +593,21 @@ fn transform_page(
     ready.write.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     ready.record.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(ready)
+}
+
+/// The properties of a row's values, validated and normalized as top-level entries (no map is built
+/// for a profile that is written out as text anyway); the problems, each naming its property, when
+/// they do not fit.
+fn validated<'s>(
+    shape: &'s Shape,
+    id: &str,
+    values: Vec<Value>,
+) -> std::result::Result<Vec<(&'s str, Json)>, String> {
+    let mut entries = shape.paths.entries(values);
+    match shape.model.validate_entries(id, &mut entries) {
+        Ok(()) => Ok(entries),
+        Err(errors) => Err(errors.join("; ")),
+    }
 }
 
 /// The outcome of transforming each input row, in order.
