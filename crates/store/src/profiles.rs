@@ -97,7 +97,8 @@ pub trait ProfileStore: Send + Sync {
     /// A mark of the store's change history, taken before reading: every insert, update or delete that is
     /// not visible to reads started after this call gets a change number at or above the mark. Numbers
     /// follow commit order closely enough for that, not wall clocks (SQLite: a counter bumped by each
-    /// writing transaction; PostgreSQL: transaction ids against the oldest one still running).
+    /// writing transaction; PostgreSQL: transaction ids against the oldest one of this database still
+    /// running).
     async fn change_mark(&self) -> Result<i64>;
     /// How many stored profiles changed at or after `mark`, and how many were deleted since.
     async fn count_changes(&self, mark: i64) -> Result<ChangeCounts>;

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// This transaction's change number: its id, which is assigned on first use, only grows, and is compared
-/// with the oldest transaction still running (see [`ProfileStore::change_mark`]).
+/// with the oldest transaction of this database still running (see [`ProfileStore::change_mark`]).
 const CHANGE_ID: &str = "pg_current_xact_id()::text::bigint";
 
 /// The profile store in PostgreSQL.
@@ -259,12 +259,25 @@ impl ProfileStore for PgProfiles {
     }
 
     async fn change_mark(&self) -> Result<i64> {
-        // Every transaction below the snapshot's xmin has ended, so its changes are visible to any later
-        // read; one at or above it may still commit, and its change number is at least the mark.
+        // A transaction that had ended when the snapshot was taken is visible to any later read; one
+        // that starts later gets an id at or above the snapshot's xmax. What is left is a transaction
+        // in progress at the snapshot, which may still commit a change with its lower id: the mark
+        // stays at or below the oldest of those. A transaction of another database of the server
+        // cannot write this one's tables, so it is left out when `pg_stat_activity` shows whose it
+        // is (a long import or report elsewhere would otherwise hold every mark back, and each run
+        // read again all it had read); one whose database is not shown is kept, the safe side.
         let conn = self.pool.get().await?;
         let row = conn
             .query_one(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                "SELECT coalesce(
+                     (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s.snap) AS x
+                      WHERE x::text::bigint % 4294967296 NOT IN (
+                          SELECT a.backend_xid::text::bigint FROM pg_stat_activity AS a
+                          WHERE a.backend_xid IS NOT NULL AND a.datid IS NOT NULL
+                            AND a.datid <> (SELECT d.oid FROM pg_database AS d
+                                            WHERE d.datname = current_database()))),
+                     pg_snapshot_xmax(s.snap)::text::bigint)
+                 FROM (SELECT pg_current_snapshot() AS snap) AS s",
                 &[],
             )
             .await

@@ -89,3 +89,13 @@ suite!(
     sources::source_ticks_compare_and_set,
     sources::apply_changes_covers_sources,
 );
+
+/// Cases about PostgreSQL alone.
+mod postgres_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn marks_pass_over_other_databases() {
+        let env = crate::harness::Env::new(crate::harness::Backend::Postgres).await;
+        crate::profiles::marks_pass_over_other_databases(&env).await;
+        env.cleanup().await;
+    }
+}

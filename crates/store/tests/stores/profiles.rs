@@ -796,3 +796,55 @@ pub async fn change_cursors_count_exactly(env: &Env) {
         assert_eq!(store.count_changes_after(bad).await.unwrap(), None, "{bad}");
     }
 }
+
+/// PostgreSQL: a transaction held open in another database of the server cannot write this store's
+/// profiles, and does not hold the change mark back; one in this database does.
+pub async fn marks_pass_over_other_databases(env: &Env) {
+    let store = env.profiles().await;
+    let base: tokio_postgres::Config = crate::harness::postgres_url().parse().unwrap();
+    let other = match base.get_dbname() {
+        Some("postgres") => "template1",
+        _ => "postgres",
+    };
+    let mut elsewhere = base.clone();
+    elsewhere.dbname(other);
+    let open = |config: tokio_postgres::Config| async move {
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute("BEGIN").await.unwrap();
+        let xid: i64 = client
+            .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
+            .await
+            .unwrap()
+            .get(0);
+        (client, xid)
+    };
+    let (held_elsewhere, xid_elsewhere) = open(elsewhere).await;
+    store
+        .upsert(vec![("p1".into(), doc(json!({"n": 1})))])
+        .await
+        .unwrap();
+    // Transactions of other tests in this database end soon; the one held elsewhere does not, and
+    // a mark at or below it would count the write above again on every run.
+    let started = std::time::Instant::now();
+    let mark = loop {
+        let mark = store.change_mark().await.unwrap();
+        if mark > xid_elsewhere
+            && store.count_changes(mark).await.unwrap() == sluice_store::ChangeCounts::default()
+        {
+            break mark;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the mark {mark} stays held back by transaction {xid_elsewhere} of database {other}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // A transaction of this database, which may yet write, holds the mark at or below its id.
+    let (held_here, xid_here) = open(env.store_url().unwrap().parse().unwrap()).await;
+    let held = store.change_mark().await.unwrap();
+    assert!(held <= xid_here, "{held} > {xid_here}");
+    assert!(held >= mark);
+    held_here.batch_execute("COMMIT").await.unwrap();
+    held_elsewhere.batch_execute("COMMIT").await.unwrap();
+}
