@@ -194,7 +194,12 @@ async fn run_plan(
         }
         Plan::Changes { since, changes, .. } => {
             run.progress.total = Some(changes);
-            (Source::ChangedSince(since), prepared.filter.clone())
+            // A change committed after the count is past this run's mark: the next run reads it.
+            let source = match changes {
+                0 => Source::Nothing,
+                _ => Source::ChangedSince(since),
+            };
+            (source, prepared.filter.clone())
         }
     };
     publish(ctx, run, true).await;
@@ -226,7 +231,12 @@ async fn run_plan(
     let mut looked_at = 0u64;
     let live =
         |entries: &[sluice_store::SyncEntry]| entries.iter().filter(|e| !e.left).count() as u64;
-    if let Plan::Changes { since, .. } = plan {
+    if let Plan::Changes {
+        since,
+        changes: 1..,
+        ..
+    } = plan
+    {
         // Deleted profiles first: a key they held may go to a profile changed since.
         let deleted = ctx
             .profiles

@@ -17,6 +17,9 @@ pub(crate) enum Source {
     Audience(Option<Filter>),
     /// Those changed at or after a change mark, whatever the filter.
     ChangedSince(i64),
+    /// None: the plan counted no change since the mark. Looking for changes that are not there would
+    /// cost a scan in proportion to the store (PostgreSQL walks the ids in order to find none).
+    Nothing,
 }
 
 /// A page on its way from the read to the write, with the bytes it holds charged to the budget.
@@ -56,6 +59,7 @@ pub(crate) fn spawn_reader(
                         .changed_page_raw(*mark, after.as_deref(), batch)
                         .await
                 }
+                Source::Nothing => break,
             };
             match page {
                 Ok(page) if page.is_empty() => break,
