@@ -910,6 +910,73 @@ async fn source_read_throughput_100k_rows() {
 /// Timestamps are read in binary: `timestamp` and `timestamptz` (and a domain over one) give the same
 /// instants as their text did, to the microsecond, through pages and samples alike; `infinity` and
 /// `-infinity` are NULL, as their text was; a year before the common era stays before it.
+/// Integers, doubles and booleans of a source come in binary: each reads as the value its text did,
+/// NULLs, extremes, a domain and the doubles that are not numbers included.
+#[tokio::test]
+async fn source_numbers_read_in_binary() {
+    use sluice_destinations::drift::decode_str;
+    use sluice_destinations::source::{Pages, ReadPlan, SourceFrom};
+    use sources::SourceHarness;
+    let h = harness().await;
+    let table = format!("src_num_{}", std::process::id());
+    let schema = format!("\"{}\"", h.settings.schema.replace('"', "\"\""));
+    let columns = "a, b, c, d, e, f, g";
+    h.execute(&format!(
+        "DROP DOMAIN IF EXISTS {schema}.{table}_n CASCADE;
+         CREATE DOMAIN {schema}.{table}_n AS int4;
+         CREATE TABLE {schema}.{table} (id int PRIMARY KEY, a int2, b int4, c int8, d float8,
+             e bool, f {schema}.{table}_n, g float4);
+         INSERT INTO {schema}.{table} VALUES
+             (1, -32768, 2147483647, -9223372036854775808, 0.1, true, 7, 0.1),
+             (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+             (3, 0, -1, 9223372036854775807, 'NaN', false, -7, 3.4e38),
+             (4, 1, 1, 1, 'Infinity', true, 0, 'NaN'),
+             (5, 2, 2, 2, '-Infinity', false, 1, 1e-45),
+             (6, 3, 3, 3, 1.7976931348623157e308, true, 2, 123.456),
+             (7, 4, 4, 4, -2.2250738585072014e-308, false, 3, -0.0)"
+    ))
+    .await
+    .unwrap();
+    let source = h.source();
+    let from = SourceFrom::Table(table.clone());
+    let schema_of = source.columns(&from).await.unwrap();
+    let plan = ReadPlan::new(from.clone(), schema_of.clone(), "id", None, 3).unwrap();
+    let mut pages = Pages::new(source.as_ref(), &plan);
+    let mut rows = Vec::new();
+    while let Some(page) = pages.next().await.unwrap() {
+        rows.extend(page.values());
+    }
+    assert_eq!(rows.len(), 7);
+    // What the same columns read as text gave.
+    let texts = h
+        .query(&format!(
+            "SELECT {} FROM {schema}.{table} ORDER BY id",
+            columns
+                .split(", ")
+                .map(|c| format!("{c}::text"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .await
+        .unwrap();
+    for (row, text) in rows.iter().zip(&texts) {
+        for (i, t) in text.iter().enumerate() {
+            let ty = schema_of.columns[i + 1].ty.as_ref();
+            let want = t.as_deref().map_or(Value::Null, |t| decode_str(t, ty));
+            // Debug form: NaN is not equal to itself.
+            assert_eq!(format!("{:?}", row[i + 1]), format!("{want:?}"), "column {i} of {row:?}");
+        }
+    }
+    assert_eq!(rows[0][3], Value::Int(i64::MIN));
+    assert_eq!(rows[0][4], Value::Float(0.1));
+    assert_eq!(rows[2][4], Value::String("NaN".into()));
+    h.execute(&format!(
+        "DROP TABLE {schema}.{table}; DROP DOMAIN {schema}.{table}_n"
+    ))
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn source_timestamps_read_in_binary() {
     use sluice_destinations::source::{Pages, ReadPlan, SourceFrom};

@@ -121,14 +121,15 @@ impl Session {
             .query(&statement, &refs)
             .await
             .map_err(|e| map_error(&e))?;
-        // Timestamps come in binary (see `Reads::text_expr` below); every other column as text.
+        // Timestamps, integers, doubles and booleans come in binary (see `Reads::text_expr` below);
+        // every other column as text.
         let columns = statement
             .columns()
             .iter()
             .enumerate()
             .map(|(i, c)| ColumnRead {
                 ty: types.get(i).cloned().flatten(),
-                binary: matches!(*c.type_(), Type::TIMESTAMP | Type::TIMESTAMPTZ),
+                form: Form::of(c.type_()),
             })
             .collect();
         Ok(PgRows { rows, columns })
@@ -146,8 +147,33 @@ pub(crate) struct PgRows {
 struct ColumnRead {
     /// The type its text decodes as.
     ty: Option<ColumnType>,
-    /// A timestamp in binary rather than text.
-    binary: bool,
+    form: Form,
+}
+
+/// The form a result column's values come in.
+#[derive(Clone, Copy)]
+enum Form {
+    Text,
+    /// `timestamp` or `timestamptz` in binary.
+    Timestamp,
+    /// An integer in binary, of 2, 4 or 8 bytes.
+    Int,
+    /// A `float8` in binary.
+    Double,
+    /// A `bool` in binary.
+    Bool,
+}
+
+impl Form {
+    fn of(ty: &Type) -> Form {
+        match *ty {
+            Type::TIMESTAMP | Type::TIMESTAMPTZ => Form::Timestamp,
+            Type::INT2 | Type::INT4 | Type::INT8 => Form::Int,
+            Type::FLOAT8 => Form::Double,
+            Type::BOOL => Form::Bool,
+            _ => Form::Text,
+        }
+    }
 }
 
 /// A column's bytes as they came, whatever its type.
@@ -195,17 +221,38 @@ impl PageRows for PgRows {
             return Value::Null;
         };
         let read = &self.columns[column];
-        if read.binary {
-            return Micros::from_sql(&Type::TIMESTAMPTZ, raw)
+        let ty = read.ty.as_ref();
+        match read.form {
+            Form::Timestamp => Micros::from_sql(&Type::TIMESTAMPTZ, raw)
                 .ok()
                 .and_then(|m| m.0)
-                .map_or(Value::Null, Value::DateTime);
-        }
-        // The session's encoding is UTF-8, so the text is too; were it not, its bytes would still be
-        // read rather than the row lost.
-        match std::str::from_utf8(raw) {
-            Ok(text) => decode_str(text, read.ty.as_ref()),
-            Err(_) => decode_str(&String::from_utf8_lossy(raw), read.ty.as_ref()),
+                .map_or(Value::Null, Value::DateTime),
+            Form::Int => match *raw {
+                [a, b] => Value::Int(i16::from_be_bytes([a, b]).into()),
+                [a, b, c, d] => Value::Int(i32::from_be_bytes([a, b, c, d]).into()),
+                _ => match raw.try_into() {
+                    Ok(bytes) => Value::Int(i64::from_be_bytes(bytes)),
+                    Err(_) => Value::Null,
+                },
+            },
+            Form::Double => match raw.try_into().map(f64::from_be_bytes) {
+                Ok(f) if f.is_finite() => Value::Float(f),
+                // As their text reads: not a number Sluice writes, so kept as the text.
+                Ok(f) if f.is_nan() => decode_str("NaN", ty),
+                Ok(f) if f > 0.0 => decode_str("Infinity", ty),
+                Ok(_) => decode_str("-Infinity", ty),
+                Err(_) => Value::Null,
+            },
+            Form::Bool => match raw {
+                [b] => Value::Bool(*b != 0),
+                _ => Value::Null,
+            },
+            // The session's encoding is UTF-8, so the text is too; were it not, its bytes would still
+            // be read rather than the row lost.
+            Form::Text => match std::str::from_utf8(raw) {
+                Ok(text) => decode_str(text, ty),
+                Err(_) => decode_str(&String::from_utf8_lossy(raw), ty),
+            },
         }
     }
 
@@ -266,16 +313,18 @@ impl Reads for Postgres {
         dialect::qualified(&self.settings.schema, table)
     }
 
-    /// Timestamps are read in binary, cast to their base type (a domain's values arrive as it):
-    /// `to_char` cost the server more than the rest of a row, and the text's parse cost Sluice as much.
+    /// Timestamps, integers, doubles and booleans are read in binary, cast to their base type (a
+    /// domain's values arrive as it): `to_char` cost the server more than the rest of a row, and
+    /// printing numbers the server, parsing them Sluice, a part of every read. A `float4` stays text:
+    /// its shortest text is the value the column shows, which its binary widened to 64 bits is not.
     fn text_expr(&self, column: &str, ty: Option<&ColumnType>) -> String {
+        let c = dialect::quote(column);
         match ty {
-            Some(ColumnType::Timestamp { with_tz: true }) => {
-                format!("{}::timestamptz", dialect::quote(column))
-            }
-            Some(ColumnType::Timestamp { with_tz: false }) => {
-                format!("{}::timestamp", dialect::quote(column))
-            }
+            Some(ColumnType::Timestamp { with_tz: true }) => format!("{c}::timestamptz"),
+            Some(ColumnType::Timestamp { with_tz: false }) => format!("{c}::timestamp"),
+            Some(ColumnType::Int { .. }) => format!("{c}::int8"),
+            Some(ColumnType::Float { bits: 64 }) => format!("{c}::float8"),
+            Some(ColumnType::Bool) => format!("{c}::bool"),
             _ => text_expr(column, ty),
         }
     }
