@@ -21,7 +21,11 @@
 //! [`Capabilities`] and values are bound as parameters (ClickHouse, whose native protocol of 18.16 has no
 //! parameters, gets typed literals escaped by its dialect). Each column is selected as the text the
 //! drift checks read back ([`crate::drift::decode`]), so a source value is the value Sluice would write
-//! for the column type.
+//! for the column type; PostgreSQL sends timestamps, integers, doubles and booleans in binary instead,
+//! each decoded to the value its text gives.
+//!
+//! A page's rows are [`PageRows`]: decoded when asked for, and hashed as they were read, so that a run
+//! comparing rows by their hash decodes only those that changed.
 //!
 //! Rows whose id or cursor is NULL have no place in the keyset order and are not read;
 //! [`Source::count_unread`] counts them, for a run to report.

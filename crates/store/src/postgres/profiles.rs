@@ -330,9 +330,26 @@ impl ProfileStore for PgProfiles {
 
     async fn count_changes(&self, mark: i64) -> Result<ChangeCounts> {
         let conn = self.pool.get().await?;
-        // Ordered by the change id, so that the plan is the change index whatever the statistics say:
-        // right after a large import, before the table is analyzed, a plain count was estimated at a
-        // third of the table and scanned every profile (295 ms at 1,000,000 to find none changed).
+        // Right after a large import, before the table is analyzed, the planner takes most rows for
+        // changed and scans every profile, even for the ordered count below (1.5 s at 10,000,000 to
+        // find none; planned that dear, the statement is also compiled, 70 ms more). The greatest
+        // change id is one step down the change index whatever the statistics say, and when it is
+        // below the mark there is nothing to count: change ids only grow.
+        let newest = conn
+            .query_one(
+                "SELECT (SELECT max(change_id) FROM sluice_profiles),
+                        (SELECT max(change_id) FROM sluice_profile_tombstones)",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        let after_mark = |i: usize| -> Result<bool> {
+            Ok(get::<Option<i64>>(&newest, i)?.is_some_and(|n| n >= mark))
+        };
+        if !after_mark(0)? && !after_mark(1)? {
+            return Ok(ChangeCounts::default());
+        }
+        // Ordered by the change id, so that the plan is the change index once statistics exist.
         let row = conn
             .query_one(
                 "SELECT (SELECT count(*) FROM (SELECT change_id FROM sluice_profiles
