@@ -964,7 +964,11 @@ async fn source_numbers_read_in_binary() {
             let ty = schema_of.columns[i + 1].ty.as_ref();
             let want = t.as_deref().map_or(Value::Null, |t| decode_str(t, ty));
             // Debug form: NaN is not equal to itself.
-            assert_eq!(format!("{:?}", row[i + 1]), format!("{want:?}"), "column {i} of {row:?}");
+            assert_eq!(
+                format!("{:?}", row[i + 1]),
+                format!("{want:?}"),
+                "column {i} of {row:?}"
+            );
         }
     }
     assert_eq!(rows[0][3], Value::Int(i64::MIN));
