@@ -980,7 +980,7 @@ mod tests {
         let (sql, params) = select(&db, &plan, Some(&after)).unwrap();
         assert!(
             sql.starts_with(
-                "SELECT \"id\"::text, \"email\"::text, \"updated_at\"::timestamptz, \"attrs\"::text"
+                "SELECT \"id\"::int8, \"email\"::text, \"updated_at\"::timestamptz, \"attrs\"::text"
             ),
             "{sql}"
         );

@@ -1144,19 +1144,31 @@ sys.stdout.write(json.dumps({"uid": posix.getuid(), "results": results}))
         let exe = dir.join("tests");
         std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = Command::new(&exe)
-            .args([
-                "--exact",
-                "python::sandbox::tests::a_normal_user_s_workers_are_confined_too",
-                "--nocapture",
-            ])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .current_dir("/")
-            .uid(uid)
-            .gid(gid)
-            .output()
-            .unwrap();
+        // Another test of this binary forking between the copy and the exec holds the copy's write
+        // descriptor until its child execs: the kernel then refuses to run the file for a moment
+        // ("text file busy"), so the exec is tried again.
+        let mut attempts = 0;
+        let out = loop {
+            let run = Command::new(&exe)
+                .args([
+                    "--exact",
+                    "python::sandbox::tests::a_normal_user_s_workers_are_confined_too",
+                    "--nocapture",
+                ])
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .current_dir("/")
+                .uid(uid)
+                .gid(gid)
+                .output();
+            match run {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.unwrap(),
+            }
+        };
         let _ = std::fs::remove_dir_all(&dir);
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
