@@ -118,8 +118,11 @@ pub async fn preview_source(
         match evaluated.next().expect("one output per input") {
             Ok(Output::Skip) => slot.skipped = true,
             Ok(Output::Row(values)) => {
-                match rows::validate(&checked.model, &input.id, rows::properties(&paths, values)) {
-                    Ok(doc) => slot.properties = Some(doc),
+                match rows::validated(&paths, &checked.model, &input.id, values) {
+                    Ok(entries) => {
+                        let doc = entries.into_iter().map(|(k, v)| (k.to_string(), v));
+                        slot.properties = Some(doc.collect());
+                    }
                     Err(e) => slot.errors.push(e),
                 }
             }

@@ -195,15 +195,6 @@ fn nest(doc: &mut Map<String, Json>, segments: &[String], value: Value) {
     }
 }
 
-/// The properties a row writes, as a map (see [`PropertyPaths::entries`]).
-pub fn properties(paths: &PropertyPaths, values: Vec<Value>) -> Map<String, Json> {
-    paths
-        .entries(values)
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-}
-
 /// The JSON text of the object of `entries` (distinct keys), as `serde_json` writes the map of them.
 pub fn entries_text(entries: &[(&str, Json)]) -> String {
     let mut out = Vec::with_capacity(64 * entries.len() + 2);
@@ -220,21 +211,20 @@ pub fn entries_text(entries: &[(&str, Json)]) -> String {
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-/// Validates and normalizes a row's properties against the Customer Model; the problems, each naming
-/// its property, when it does not fit.
-pub fn validate(
+/// The properties of a row's values, validated and normalized by the Customer Model as top-level
+/// entries (see [`PropertyPaths::entries`]); the problems, each naming its property, when they do
+/// not fit.
+pub fn validated<'p>(
+    paths: &'p PropertyPaths,
     model: &Schema,
     id: &str,
-    doc: Map<String, Json>,
-) -> Result<Map<String, Json>, String> {
-    model
-        .validate_properties(id, doc)
-        .map_err(|errors| errors.join("; "))
-}
-
-/// The hash of the properties a row writes, under the source's shape seed.
-pub fn hash(seed: u64, doc: &Map<String, Json>) -> u128 {
-    sluice_core::hash::hash_json_object(seed, doc)
+    values: Vec<Value>,
+) -> Result<Vec<(&'p str, Json)>, String> {
+    let mut entries = paths.entries(values);
+    match model.validate_entries(id, &mut entries) {
+        Ok(()) => Ok(entries),
+        Err(errors) => Err(errors.join("; ")),
+    }
 }
 
 #[cfg(test)]
@@ -242,6 +232,31 @@ mod tests {
     use super::*;
     use serde_json::json;
     use sluice_core::schema::SchemaWire;
+
+    /// The properties a row writes, as a map.
+    fn properties(paths: &PropertyPaths, values: Vec<Value>) -> Map<String, Json> {
+        paths
+            .entries(values)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
+    /// The hash a source run records for a row's properties.
+    fn hash(seed: u64, doc: &Map<String, Json>) -> u128 {
+        let entries: Vec<(&str, Json)> = doc.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        sluice_core::hash::hash_json_text(seed, &entries_text(&entries))
+    }
+
+    /// [`validated`], as a map.
+    fn validate(
+        model: &Schema,
+        paths: &PropertyPaths,
+        values: Vec<Value>,
+    ) -> Result<Map<String, Json>, String> {
+        validated(paths, model, "c1", values)
+            .map(|e| e.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
 
     fn model() -> Schema {
         let wire: SchemaWire = serde_json::from_value(json!({"properties": [
@@ -353,20 +368,13 @@ mod tests {
         let m = model();
         let ok = validate(
             &m,
-            "c1",
-            properties(
-                &PropertyPaths::new(&["ltv".into()]),
-                vec![Value::String("12.5".into())],
-            ),
+            &PropertyPaths::new(&["ltv".into()]),
+            vec![Value::String("12.5".into())],
         )
         .unwrap();
         assert_eq!(Json::Object(ok), json!({"ltv": "12.50"}));
-        let bad = validate(
-            &m,
-            "c1",
-            properties(&PropertyPaths::new(&["vip".into()]), vec![Value::Null]),
-        )
-        .unwrap_err();
+        let bad =
+            validate(&m, &PropertyPaths::new(&["vip".into()]), vec![Value::Null]).unwrap_err();
         assert!(bad.contains("vip"), "{bad}");
     }
 

@@ -14,11 +14,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use serde_json::Value as Json;
 use sluice_core::mapping::RowPlan;
 use sluice_core::source::{next_mark, Changes, CursorValue, FirstSeen, Lookback, OnMissing};
+use sluice_core::Profile;
 use sluice_core::Schema;
-use sluice_core::{Profile, Value};
 use sluice_destinations::source::{Pages, ReadPlan, Source, SourcePage, SourceSchema};
 use sluice_store::{
     MetadataStore, ProfileStore, Properties, RunRecord, RunStatus, SourceRecord, SourceRow,
@@ -529,15 +528,18 @@ fn transform_page(
                 ready.filtered_out += 1;
                 continue;
             }
-            Ok(Output::Row(values)) => match validated(shape, &id, values) {
-                Ok(doc) => doc,
-                Err(message) => {
-                    ready.failed += 1;
-                    ready.failures.push(("validate", message, id.clone()));
-                    failed_row(&mut ready, stored, id);
-                    continue;
+            // Top-level entries: no map is built for a profile that is written out as text anyway.
+            Ok(Output::Row(values)) => {
+                match rows::validated(&shape.paths, &shape.model, &id, values) {
+                    Ok(doc) => doc,
+                    Err(message) => {
+                        ready.failed += 1;
+                        ready.failures.push(("validate", message, id.clone()));
+                        failed_row(&mut ready, stored, id);
+                        continue;
+                    }
                 }
-            },
+            }
             // A value that does not convert to its property's type fails the Customer Model; anything
             // else (a script that threw, a time limit) is the transformation's.
             Err(e) => {
@@ -593,21 +595,6 @@ fn transform_page(
     ready.write.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     ready.record.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(ready)
-}
-
-/// The properties of a row's values, validated and normalized as top-level entries (no map is built
-/// for a profile that is written out as text anyway); the problems, each naming its property, when
-/// they do not fit.
-fn validated<'s>(
-    shape: &'s Shape,
-    id: &str,
-    values: Vec<Value>,
-) -> std::result::Result<Vec<(&'s str, Json)>, String> {
-    let mut entries = shape.paths.entries(values);
-    match shape.model.validate_entries(id, &mut entries) {
-        Ok(()) => Ok(entries),
-        Err(errors) => Err(errors.join("; ")),
-    }
 }
 
 /// The outcome of transforming each input row, in order.

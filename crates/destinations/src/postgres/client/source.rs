@@ -223,10 +223,7 @@ impl PageRows for PgRows {
         let read = &self.columns[column];
         let ty = read.ty.as_ref();
         match read.form {
-            Form::Timestamp => Micros::from_sql(&Type::TIMESTAMPTZ, raw)
-                .ok()
-                .and_then(|m| m.0)
-                .map_or(Value::Null, Value::DateTime),
+            Form::Timestamp => timestamp(raw).map_or(Value::Null, Value::DateTime),
             Form::Int => match *raw {
                 [a, b] => Value::Int(i16::from_be_bytes([a, b]).into()),
                 [a, b, c, d] => Value::Int(i32::from_be_bytes([a, b, c, d]).into()),
@@ -275,33 +272,19 @@ impl PageRows for PgRows {
 }
 
 /// A `timestamp` or `timestamptz` as PostgreSQL sends it in binary: microseconds from 2000-01-01 UTC.
-/// `infinity` and `-infinity`, and instants past what a datetime holds, are NULL, as their text was.
-struct Micros(Option<DateTime<Utc>>);
+/// `infinity` and `-infinity`, and instants past what a datetime holds, are `None`, as their text was.
+fn timestamp(raw: &[u8]) -> Option<DateTime<Utc>> {
+    let micros = i64::from_be_bytes(raw.try_into().ok()?);
+    if micros == i64::MAX || micros == i64::MIN {
+        return None;
+    }
+    micros
+        .checked_add(PG_EPOCH_MICROS)
+        .and_then(DateTime::from_timestamp_micros)
+}
 
 /// 2000-01-01T00:00:00Z in microseconds from the Unix epoch.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-
-impl<'a> FromSql<'a> for Micros {
-    fn from_sql(
-        _: &Type,
-        raw: &'a [u8],
-    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        let bytes: [u8; 8] = raw.try_into()?;
-        let micros = i64::from_be_bytes(bytes);
-        if micros == i64::MAX || micros == i64::MIN {
-            return Ok(Micros(None));
-        }
-        Ok(Micros(
-            micros
-                .checked_add(PG_EPOCH_MICROS)
-                .and_then(DateTime::from_timestamp_micros),
-        ))
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        matches!(*ty, Type::TIMESTAMP | Type::TIMESTAMPTZ)
-    }
-}
 
 #[async_trait::async_trait]
 impl Reads for Postgres {
