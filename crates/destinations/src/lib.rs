@@ -276,6 +276,13 @@ pub trait Destination: Send + Sync {
     /// Deletes the rows whose key is one of `keys`; returns how many were deleted.
     async fn delete(&self, target: &WriteTarget, keys: &[Value]) -> Result<u64>;
 
+    /// Sets up what upserting into `target` needs (PostgreSQL: its staging table and prepared
+    /// statements) before the first rows are ready, so that a run does it while it reads its first
+    /// page instead of after. Writing sets it up itself when this was not called or failed.
+    async fn prepare_write(&self, _target: &WriteTarget) -> Result<()> {
+        Ok(())
+    }
+
     /// Upserts `rows` as [`Destination::upsert`] does, except that the rows may stay unconfirmed — sent,
     /// but not known to be stored — until the next [`Destination::confirm`]. Errors of `rows` themselves
     /// are reported here, as by `upsert`. Any other use of the destination may confirm them earlier.

@@ -75,6 +75,11 @@ impl Destination for Retrying<'_> {
             .await
     }
 
+    /// Not retried: the first write sets up again what this could not.
+    async fn prepare_write(&self, target: &WriteTarget) -> sluice_destinations::Result<()> {
+        self.inner.prepare_write(target).await
+    }
+
     /// Not retried: a failure means rows are lost, which trying again would not bring back.
     async fn confirm(&self) -> sluice_destinations::Result<()> {
         self.inner.confirm().await

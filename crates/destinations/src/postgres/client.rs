@@ -579,11 +579,7 @@ impl Session {
                 ),
             ));
         }
-        let key = StageKey::of(target);
-        if !self.stages.contains_key(&key) {
-            let stage = self.create_stage(schema, target).await?;
-            self.stages.insert(key.clone(), stage);
-        }
+        let key = self.stage_for(schema, target).await?;
         let stage = &self.stages[&key];
         let result = write_batch(&mut self.client, stage, target, rows).await;
         if let Err(e) = &result {
@@ -600,6 +596,20 @@ impl Session {
             }
         }
         result
+    }
+
+    /// Creates the staging table and statements for `target` unless this session has them.
+    pub async fn prepare_write(&mut self, schema: &str, target: &WriteTarget) -> Result<()> {
+        self.stage_for(schema, target).await.map(|_| ())
+    }
+
+    async fn stage_for(&mut self, schema: &str, target: &WriteTarget) -> Result<StageKey> {
+        let key = StageKey::of(target);
+        if !self.stages.contains_key(&key) {
+            let stage = self.create_stage(schema, target).await?;
+            self.stages.insert(key.clone(), stage);
+        }
+        Ok(key)
     }
 
     async fn create_stage(&mut self, schema: &str, target: &WriteTarget) -> Result<Stage> {

@@ -112,6 +112,14 @@ impl Destination for Postgres {
         s.settle(result)
     }
 
+    async fn prepare_write(&self, target: &WriteTarget) -> Result<()> {
+        let target = &*target.checked(&dialect::CAPABILITIES)?;
+        let schema = self.settings.schema.as_str();
+        let mut s = self.session().await?;
+        let result = s.session().prepare_write(schema, target).await;
+        s.settle(result)
+    }
+
     async fn delete(&self, target: &WriteTarget, keys: &[Value]) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);

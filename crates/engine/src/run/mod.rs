@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use sluice_destinations::Destination;
 use sluice_store::{
     MetadataStore, PipelineRecord, ProfileStore, RunLog, RunRecord, RunStatus, SyncCheckpoint,
     SyncState,
@@ -252,18 +253,49 @@ async fn run_plan(
         }
     }
 
-    let pages = read::spawn_reader(ctx.profiles.clone(), source, batch, ctx.budget.clone());
-    let mut rows =
+    let page_rows = match plan {
+        Plan::Full => batch,
+        Plan::Changes { changes, .. } => read::change_page_rows(changes, batch),
+    };
+    let will_read = !matches!(source, Source::Nothing);
+    let pages = read::spawn_reader(ctx.profiles.clone(), source, page_rows, ctx.budget.clone());
+    let rows =
         transform::spawn_transformer(pages, prepared, filter_in_memory, now, ctx.cancel.clone());
+    let entry_reader = read::EntryReader {
+        sync: ctx.sync.clone(),
+        pid: pid.clone(),
+        by_ids: matches!(plan, Plan::Changes { .. }),
+    };
+    // Entries read ahead must not miss what the page before records: only a run whose keys are the
+    // profile ids records nothing outside each page's own ids.
+    let mut rows = read::spawn_entry_reader(rows, entry_reader.clone(), prepared.key_is_profile_id);
     let mut prev_last: Option<String> = None;
     let mut waited = Instant::now();
-    while let Some(page) = rows.recv().await {
+    // The destination sets its write up while the first page is read and transformed, instead of
+    // after: with a read of a few changes, that set-up is a sizeable part of the run.
+    let mut warm_up =
+        (will_read && ctx.dry.is_none()).then(|| retrying.prepare_write(&prepared.target));
+    loop {
+        let page = match warm_up.take() {
+            Some(warm_up) => {
+                let (page, ready) = tokio::join!(rows.recv(), warm_up);
+                if let Err(e) = ready {
+                    tracing::debug!(run = %run.id, error = %e, "the write could not be set up ahead");
+                }
+                page
+            }
+            None => rows.recv().await,
+        };
+        let Some(page) = page else { break };
         timings.read_transform += waited.elapsed();
         // The page's charge is given back at the end of this turn, once its rows are written.
-        let read::Charged {
-            items: mut page,
-            charge: _charge,
-        } = match page {
+        let (
+            read::Charged {
+                items: mut page,
+                charge: _charge,
+            },
+            ahead,
+        ) = match page {
             Ok(page) => page,
             Err(e) => {
                 // The rows written before (a stuck script's, say) are recorded as usual.
@@ -294,22 +326,20 @@ async fn run_plan(
                 "internal error: pages of profiles came out of order",
             ));
         }
-        if !prepared.key_is_profile_id {
-            // Key transfers recorded by the previous batch may touch this batch's profiles.
-            writer.recorder.settle().await?;
-        }
-        let t = Instant::now();
-        let entries = match plan {
-            Plan::Full => {
-                read::load_entries(ctx.sync.as_ref(), &pid, prev_last.as_deref(), Some(&last))
-                    .await?
+        let entries = match ahead {
+            Some((entries, took)) => {
+                timings.sync_read += took;
+                entries
             }
-            Plan::Changes { .. } => {
-                let ids: Vec<String> = page.iter().map(|c| c.id.clone()).collect();
-                ctx.sync.sync_get(&pid, &ids).await.map_err(sync_error)?
+            None => {
+                // Key transfers recorded by the previous batch may touch this batch's profiles.
+                writer.recorder.settle().await?;
+                let t = Instant::now();
+                let entries = entry_reader.entries(prev_last.as_deref(), &page).await?;
+                timings.sync_read += t.elapsed();
+                entries
             }
         };
-        timings.sync_read += t.elapsed();
         looked_at += live(&entries);
         writer.process(&mut page, entries, &mut run.counts).await?;
         prev_last = Some(last);
@@ -379,6 +409,8 @@ async fn publish(ctx: &RunContext, run: &RunRecord, store: bool) {
 struct Timings {
     /// Waiting for the next page of computed rows (reading and transforming overlap this).
     read_transform: Duration,
+    /// Reading the pages' sync entries: a page ahead of the writes where the run allows it, so much of
+    /// it overlaps them.
     sync_read: Duration,
     owners: Duration,
     delete: Duration,

@@ -2,6 +2,7 @@
 //! the same id range.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sluice_core::filter::Filter;
 use sluice_core::RawProfile;
@@ -9,6 +10,7 @@ use sluice_store::{ProfileStore, RunRecord, StoreError, SyncEntry, SyncState};
 use tokio::sync::mpsc;
 
 use super::budget::{raw_page_bytes, Budget, Charge};
+use super::transform::Computed;
 use crate::error::{EngineError, Result};
 
 /// Which profiles a run reads.
@@ -89,6 +91,24 @@ pub(crate) fn spawn_reader(
     rx
 }
 
+/// Fewest rows in a page of changes: below this a page's round trips cost more than the overlap saves.
+const MIN_CHANGE_PAGE_ROWS: usize = 1_000;
+
+/// How many pages the changes of a run are split into at least, when there are enough of them.
+const CHANGE_PAGES: u64 = 4;
+
+/// The page size of a read of `changes` changed profiles. The changes of a typical re-run fit in one
+/// destination batch, and a single page runs its stages one after the other: read, look its sync
+/// entries up, write, record. A few pages let each stage overlap the next page's, so the run takes about
+/// as long as its slowest stage instead of their sum.
+pub(crate) fn change_page_rows(changes: u64, batch: usize) -> usize {
+    let split = changes.div_ceil(CHANGE_PAGES);
+    usize::try_from(split)
+        .unwrap_or(usize::MAX)
+        .max(MIN_CHANGE_PAGE_ROWS)
+        .min(batch)
+}
+
 pub(crate) type Counter = tokio::task::JoinHandle<Result<(u64, u64), StoreError>>;
 
 /// Counts the profiles matching the filter, and all profiles.
@@ -118,6 +138,71 @@ pub(crate) async fn apply_counts(run: &mut RunRecord, counter: Option<Counter>) 
     Ok(())
 }
 
+/// Reads the sync entries of a page: those of its id range (a full read, merge-joined with it), or
+/// those of its profiles (a read of changes; every other entry is of an unchanged profile).
+#[derive(Clone)]
+pub(crate) struct EntryReader {
+    pub sync: Arc<dyn SyncState>,
+    pub pid: String,
+    pub by_ids: bool,
+}
+
+impl EntryReader {
+    /// The entries for `page`, the page after the one that ended at `after`.
+    pub async fn entries(&self, after: Option<&str>, page: &[Computed]) -> Result<Vec<SyncEntry>> {
+        if self.by_ids {
+            let ids: Vec<String> = page.iter().map(|c| c.id.clone()).collect();
+            return self
+                .sync
+                .sync_get(&self.pid, &ids)
+                .await
+                .map_err(|e| EngineError::store("reading the sync state failed", e));
+        }
+        let last = page.last().map(|c| c.id.as_str());
+        load_entries(self.sync.as_ref(), &self.pid, after, last).await
+    }
+}
+
+/// A page of computed rows and, when they could be read ahead, its sync entries and the time they took.
+pub(crate) type Looked = (Charged<Vec<Computed>>, Option<(Vec<SyncEntry>, Duration)>);
+
+/// Reads each page's sync entries as the page comes from the transformation, a page ahead of the
+/// writes, so that the look-ups overlap the destination's work instead of adding to it. With `ahead`
+/// false the pages pass through without entries: a run whose keys are not the profile ids moves keys
+/// between profiles, and the entries of a page must then be read after the page before is recorded.
+/// Errors pass through in order.
+pub(crate) fn spawn_entry_reader(
+    mut rows: mpsc::Receiver<Result<Charged<Vec<Computed>>>>,
+    reader: EntryReader,
+    ahead: bool,
+) -> mpsc::Receiver<Result<Looked>> {
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut after: Option<String> = None;
+        while let Some(page) = rows.recv().await {
+            let looked = match page {
+                Ok(page) if ahead && !page.items.is_empty() => {
+                    let t = Instant::now();
+                    match reader.entries(after.as_deref(), &page.items).await {
+                        Ok(entries) => {
+                            after = page.items.last().map(|c| c.id.clone());
+                            Ok((page, Some((entries, t.elapsed()))))
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Ok(page) => Ok((page, None)),
+                Err(e) => Err(e),
+            };
+            let failed = looked.is_err();
+            if tx.send(looked).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// The sync entries with `after < profile_id <= upto`, read in chunks.
 pub(crate) async fn load_entries(
     sync: &dyn SyncState,
@@ -139,5 +224,21 @@ pub(crate) async fn load_entries(
         if n < CHUNK {
             return Ok(out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::change_page_rows;
+
+    #[test]
+    fn changes_are_split_into_a_few_pages_of_a_useful_size() {
+        // A typical re-run's changes: four pages instead of one batch.
+        assert_eq!(change_page_rows(11_000, 20_000), 2_750);
+        // Few changes stay in pages worth their round trips; never above the destination's batch.
+        assert_eq!(change_page_rows(10, 20_000), 1_000);
+        assert_eq!(change_page_rows(10, 500), 500);
+        assert_eq!(change_page_rows(1_000_000, 20_000), 20_000);
+        assert_eq!(change_page_rows(u64::MAX, 20_000), 20_000);
     }
 }

@@ -349,11 +349,16 @@ impl ProfileStore for SqliteProfiles {
         let after = after.unwrap_or("").to_owned();
         self.db
             .read(move |c| {
-                // The change index finds the few changed profiles; ordering them by id is a small sort.
+                // The change index finds the few changed profiles and orders their ids (the index holds
+                // them); only the page's documents are then fetched, by id. Sorting whole rows instead
+                // would fetch the document of every changed profile past `after` for each page.
                 let mut stmt = c
                     .prepare_cached(
-                        "SELECT id, updated_at, doc FROM profiles INDEXED BY profiles_by_change
-                         WHERE change_id >= ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                        "WITH page(id) AS MATERIALIZED (
+                             SELECT id FROM profiles INDEXED BY profiles_by_change
+                             WHERE change_id >= ?1 AND id > ?2 ORDER BY id LIMIT ?3)
+                         SELECT p.id, p.updated_at, p.doc FROM page CROSS JOIN profiles AS p
+                         ON p.id = page.id ORDER BY p.id",
                     )
                     .map_err(sql_error)?;
                 collect(&mut stmt, params![mark, after, limit], raw_profile_from_row)
