@@ -1231,6 +1231,50 @@ async fn scenario_reads_only_changes(w: World) {
 
 /// Expands every scenario for every destination, on each store backend (embedded SQLite and PostgreSQL):
 /// `sqlite_store::mysql::…`, `postgres_store::snowflake::…`.
+/// Changes over several pages: where the destination has several write lanes, the pages are upserted at
+/// once; every row, count and sync entry must come out as a page at a time gives them.
+async fn scenario_changes_over_several_pages(w: World) {
+    w.db.exec(ddl(w.db.kind())).await;
+    w.db.exec(&ddl(w.db.kind()).replace("customers", "twin"))
+        .await;
+    let p = w.pipeline(json!({})).await;
+    let r1 = w.run(&p).await;
+    assert_succeeded(&r1);
+    assert_eq!(r1.counts.inserted, 300);
+    // 150 changed and 30 new: three pages of 64 or fewer.
+    let mut changed: Vec<Value> = (0..150)
+        .map(|i| {
+            let mut p = profile(i);
+            p["last_name"] = json!(format!("Changed{i}"));
+            p
+        })
+        .collect();
+    changed.extend((300..330).map(profile));
+    w.upsert(changed).await;
+    let r2 = w.run(&p).await;
+    assert_succeeded(&r2);
+    w.assert_read(r2.counts.read, 180);
+    assert_eq!(
+        (
+            r2.counts.updated,
+            r2.counts.inserted,
+            r2.counts.unchanged,
+            r2.counts.failed
+        ),
+        (150, 30, 150, 0)
+    );
+    // Everything written was recorded: the next run finds nothing to read.
+    w.assert_read(w.run(&p).await.counts.read, 0);
+    let t = w.pipeline(json!({"table": "twin"})).await;
+    assert_succeeded(&w.run(&t).await);
+    let all = |table: &str| format!("SELECT id, email, full_name, city FROM {table} ORDER BY id");
+    assert_eq!(
+        w.db.rows(&all("customers")).await,
+        w.db.rows(&all("twin")).await
+    );
+    assert_eq!(w.ids().await.len(), 330);
+}
+
 macro_rules! for_each_destination {
     ($($name:ident => $scenario:ident),* $(,)?) => {
         for_each_destination!(@stores sqlite_store, Stores::Sqlite; $($name => $scenario),*);
@@ -1602,6 +1646,7 @@ for_each_destination! {
     javascript_preview_equals_run => scenario_javascript_preview_equals_run,
     python_preview_equals_run => scenario_python_preview_equals_run,
     reads_only_changes => scenario_reads_only_changes,
+    changes_over_several_pages => scenario_changes_over_several_pages,
     key_change_moves_the_row => scenario_key_change_moves_the_row,
     leavers_kept_then_deleted => scenario_leavers_kept_then_deleted,
     drift_converges => scenario_drift_converges,
