@@ -374,9 +374,14 @@ impl ProfileStore for PgProfiles {
     ) -> Result<Vec<RawProfile>> {
         let conn = self.pool.get().await?;
         let rows = conn
+            // The page's ids first, then only their documents: ordering whole rows would turn the
+            // document of every change past `after` into text for each page of a read.
             .query(
-                "SELECT id, updated_at, doc::text FROM sluice_profiles
-                 WHERE change_id >= $1 AND id > $2 ORDER BY id LIMIT $3",
+                "WITH page AS MATERIALIZED (
+                     SELECT id FROM sluice_profiles
+                     WHERE change_id >= $1 AND id > $2 ORDER BY id LIMIT $3)
+                 SELECT p.id, p.updated_at, p.doc::text FROM page
+                 JOIN sluice_profiles AS p ON p.id = page.id ORDER BY p.id",
                 &[&mark, &after.unwrap_or(""), &limit_param(limit)],
             )
             .await
