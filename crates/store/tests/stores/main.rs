@@ -93,6 +93,13 @@ suite!(
 /// Cases about PostgreSQL alone.
 mod postgres_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changes_are_counted_with_statistics() {
+        let env = crate::harness::Env::new(crate::harness::Backend::Postgres).await;
+        crate::profiles::changes_are_counted_with_statistics(&env).await;
+        env.cleanup().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn marks_pass_over_other_databases() {
         let env = crate::harness::Env::new(crate::harness::Backend::Postgres).await;
         crate::profiles::marks_pass_over_other_databases(&env).await;

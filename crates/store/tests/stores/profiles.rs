@@ -848,3 +848,36 @@ pub async fn marks_pass_over_other_databases(env: &Env) {
     held_here.batch_execute("COMMIT").await.unwrap();
     held_elsewhere.batch_execute("COMMIT").await.unwrap();
 }
+
+/// PostgreSQL: a profile table never analyzed (freshly loaded) is analyzed before its changes are
+/// counted, so that the count and the pages of changes use the change index, not a walk of the table.
+pub async fn changes_are_counted_with_statistics(env: &Env) {
+    let store = env.profiles().await;
+    let client = crate::harness::admin_client(env.store_url().expect("a PostgreSQL store")).await;
+    let reltuples = || async {
+        client
+            .query_one(
+                "SELECT reltuples::float8 FROM pg_class WHERE oid = 'sluice_profiles'::regclass",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, f64>(0)
+    };
+    let batch: Vec<_> = (0..500)
+        .map(|i| (format!("p{i:04}"), doc(json!({"n": i}))))
+        .collect();
+    store.upsert(batch).await.unwrap();
+    assert!(reltuples().await < 0.0, "a new table has no statistics yet");
+    let mark = store.change_mark().await.unwrap();
+    store
+        .upsert(vec![("p0007".into(), doc(json!({"n": -7})))])
+        .await
+        .unwrap();
+    // Other tests' transactions in this database may hold the mark back below the first batch: the
+    // count is at least the one change.
+    assert!(store.count_changes(mark).await.unwrap().changed >= 1);
+    assert_eq!(reltuples().await, 500.0, "analyzed before counting");
+    let page = store.changed_page(mark, None, 1_000).await.unwrap();
+    assert!(page.iter().any(|p| p.id == "p0007"));
+}
