@@ -20,6 +20,8 @@
 //! 4. **Decide**: pair the rows with the pipeline's sync state for the same id range (a merge join: both
 //!    are ordered by `_id`) and let the pure sync decision (`sluice_core::sync`) say what each needs;
 //!    sync entries with no matching profile belong to profiles that left the audience or were deleted.
+//!    When keys are the profile ids, a task reads each page's entries a page ahead of the writes (a
+//!    page's records then touch only its own ids); otherwise after the page before is recorded.
 //! 5. **Write**: upsert the changed rows in one large batch through the destination's bulk path; a batch
 //!    refused for its data is split until the bad rows are found. `on_leave: delete` deletes the rows of
 //!    profiles that left; `keep` leaves them and remembers them.
@@ -33,7 +35,9 @@
 //! table, Sluice version). The next run, when the fingerprint is the same and the transformation cannot
 //! depend on the run (no `now()`, no script), reads only the profiles changed or deleted since the mark
 //! — deletions first, so a key they held can pass to a changed profile — and looks their sync entries up
-//! by id; every other synced row is counted unchanged without being read. Past a quarter of the audience
+//! by id; every other synced row is counted unchanged without being read. The changes are read in a few
+//! pages (about four, of at least 1,000 rows), so that reading, writing and recording overlap, and the
+//! destination sets its write up while the first page is read. Past a quarter of the audience
 //! changed, a full read is cheaper and is used instead. A run with failed rows drops the checkpoint, so
 //! that the next run reads, and retries, everything.
 //!
