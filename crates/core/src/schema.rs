@@ -31,6 +31,9 @@ use serde_json::{Map, Value as Json};
 
 use crate::errors::FieldErrors;
 
+mod text;
+pub use text::{merge_profile_text, TextRefused};
+
 /// Name of the identifier every profile has.
 pub const ID: &str = "_id";
 /// Name of the last-update time every profile has.
