@@ -14,6 +14,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        parse(&bytes).map(Body)
+    }
+}
+
+/// A JSON body left as its bytes, for a handler that reads it its own way (and calls [`parse`] to name
+/// what is wrong with it, with the same errors as [`Body`]).
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let is_json = req
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
@@ -27,8 +40,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let bytes = read(req, state).await?;
-        parse(&bytes).map(Body)
+        read(req, state).await.map(JsonBytes)
     }
 }
 

@@ -1,15 +1,20 @@
 //! `/v1/profiles`: load (validated against the Customer Model, rejected one by one), browse with a filter,
 //! read and delete.
 
+use std::collections::HashSet;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value as Json_;
+use sluice_core::schema::TextRefused;
+use sluice_store::{ProfileStore, Properties};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult};
-use crate::json::Body;
+use crate::json::{parse, JsonBytes};
 use crate::openapi::{
     Internal, Invalid, Malformed, NotFound, NotJson, ProfileDoc, TooLarge, Unauthorized,
 };
@@ -25,15 +30,32 @@ pub struct UpsertBody {
     /// Profiles with their `_id`; each is merged into the stored one (properties left out are kept).
     #[schema(value_type = Vec<ProfileDoc>)]
     #[serde(deserialize_with = "at_most_a_batch")]
+    #[allow(
+        dead_code,
+        reason = "parsed only to word what is wrong with a body the handler refuses"
+    )]
     profiles: Vec<Json_>,
+}
+
+/// The body as it is read: each profile left as its JSON text, to be validated straight into the text
+/// it is stored as (`Schema::validate_text`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpsertText<'a> {
+    #[serde(borrow, deserialize_with = "at_most_a_batch")]
+    profiles: Vec<&'a RawValue>,
 }
 
 /// Parses the profiles one at a time and stops at the one past [`MAX_BATCH`], so an oversized batch
 /// costs the parse of a batch, not of everything sent.
-fn at_most_a_batch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Json_>, D::Error> {
-    struct Capped;
-    impl<'de> serde::de::Visitor<'de> for Capped {
-        type Value = Vec<Json_>;
+fn at_most_a_batch<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Capped<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Capped<T> {
+        type Value = Vec<T>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             write!(f, "an array of at most {MAX_BATCH} profiles")
@@ -44,7 +66,7 @@ fn at_most_a_batch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Json_>,
             mut seq: A,
         ) -> Result<Self::Value, A::Error> {
             let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH));
-            while let Some(p) = seq.next_element::<Json_>()? {
+            while let Some(p) = seq.next_element::<T>()? {
                 if out.len() == MAX_BATCH {
                     return Err(serde::de::Error::custom(format!(
                         "at most {MAX_BATCH} profiles per request; send the rest in another request"
@@ -55,7 +77,7 @@ fn at_most_a_batch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Json_>,
             Ok(out)
         }
     }
-    d.deserialize_seq(Capped)
+    d.deserialize_seq(Capped(std::marker::PhantomData))
 }
 
 /// How a rejection names the profile: its `_id` as sent, when that is a string or an integer.
@@ -102,36 +124,68 @@ pub struct Rejected {
 )]
 pub async fn upsert(
     State(state): State<AppState>,
-    Body(body): Body<UpsertBody>,
+    JsonBytes(bytes): JsonBytes,
 ) -> ApiResult<Json<Upserted>> {
+    // What the lenient read lets through that a full parse refuses (a number out of range), and any
+    // body of the wrong shape, is answered by the full parse, with its words.
+    let refused = || match parse::<UpsertBody>(&bytes) {
+        Err(e) => e,
+        Ok(_) => ApiError::internal("a body read two ways disagreed"),
+    };
+    let body: UpsertText = serde_json::from_slice(&bytes).map_err(|_| refused())?;
     let schema = state.meta.get_schema().await?;
     let mut valid = Vec::with_capacity(body.profiles.len());
     let mut rejected = Vec::new();
     for (index, p) in body.profiles.into_iter().enumerate() {
-        match p {
-            Json_::Object(obj) => match schema.validate_owned(obj) {
-                Ok(v) => valid.push(v),
-                Err(invalid) => rejected.push(Rejected {
-                    index,
-                    id: invalid.id.as_ref().and_then(id_text),
-                    errors: invalid.errors,
-                }),
-            },
-            _ => rejected.push(Rejected {
+        match schema.validate_text(p.get()) {
+            Ok(v) => valid.push(v),
+            Err(TextRefused::Invalid(invalid)) => rejected.push(Rejected {
+                index,
+                id: invalid.id.as_ref().and_then(id_text),
+                errors: invalid.errors,
+            }),
+            Err(TextRefused::NotObject) => rejected.push(Rejected {
                 index,
                 id: None,
                 errors: vec!["a profile must be a JSON object".into()],
             }),
+            Err(TextRefused::Malformed(_)) => return Err(refused()),
         }
     }
     let n = valid.len();
     if n > 0 {
-        state.profiles.upsert(valid).await?;
+        store(&*state.profiles, valid).await?;
     }
     Ok(Json(Upserted {
         upserted: n,
         rejected,
     }))
+}
+
+/// Stores validated profiles given as their documents' text. New profiles are stored as that very text
+/// (written out here, on the request's core, not in the store's one writer). A batch that names a
+/// profile twice goes as maps, which the store folds in order.
+async fn store(profiles: &dyn ProfileStore, valid: Vec<(String, String)>) -> Result<(), ApiError> {
+    let mut ids = HashSet::with_capacity(valid.len());
+    if valid.iter().all(|(id, _)| ids.insert(id.as_str())) {
+        drop(ids);
+        let batch = valid
+            .into_iter()
+            .map(|(id, text)| (id, Properties::Text(text)))
+            .collect();
+        profiles.upsert_properties(batch).await?;
+        return Ok(());
+    }
+    drop(ids);
+    let mut maps = Vec::with_capacity(valid.len());
+    for (id, text) in valid {
+        let doc = serde_json::from_str(&text).map_err(|e| {
+            ApiError::internal(format!("a validated profile did not read back: {e}"))
+        })?;
+        maps.push((id, doc));
+    }
+    profiles.upsert(maps).await?;
+    Ok(())
 }
 
 #[derive(Deserialize, IntoParams)]
