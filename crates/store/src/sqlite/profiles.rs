@@ -93,8 +93,101 @@ fn profile_from_row(r: &rusqlite::Row<'_>) -> Result<Profile> {
     raw_profile_from_row(r)?.parse().map_err(corrupt)
 }
 
-/// Stores a batch in one transaction: new profiles inserted as their text, existing ones merged.
-fn upsert_rows(c: &mut Connection, profiles: Vec<(String, Properties)>) -> Result<UpsertOutcome> {
+/// A profile of a batch as the writer gets it: merged already, against the version of the stored
+/// profile that a reader saw, or left for the writer to look up.
+enum Planned {
+    /// Not stored when the batch was read (or not looked up): inserted, or merged by the writer if it
+    /// is stored by then.
+    Unknown(String, Properties),
+    /// Stored as version `was`; `text` is the merge, written if the profile is still at that version.
+    Merged {
+        id: String,
+        text: String,
+        was: i64,
+        incoming: Properties,
+    },
+    /// Stored as version `was`, which the merge leaves as it is.
+    Same {
+        id: String,
+        was: i64,
+        incoming: Properties,
+    },
+}
+
+/// How many of a batch's ids are looked up to tell whether any of its profiles is stored.
+const SAMPLED_IDS: usize = 16;
+
+/// Reads the stored profiles of a batch (on a reader connection) and merges into them, so that the one
+/// writer is left only the writes. A batch none of whose sampled ids is stored is taken as new and not
+/// looked up one by one: the writer inserts it, and merges whatever turns out to be stored after all.
+fn plan(c: &Connection, profiles: Vec<(String, Properties)>) -> Result<Vec<Planned>> {
+    // One snapshot for the whole batch: a statement outside a transaction takes and drops the
+    // database's read locks each time, a few system calls per profile.
+    let tx = c.unchecked_transaction().map_err(sql_error)?;
+    let planned = plan_in(&tx, profiles)?;
+    tx.commit().map_err(sql_error)?;
+    Ok(planned)
+}
+
+fn plan_in(c: &Connection, mut profiles: Vec<(String, Properties)>) -> Result<Vec<Planned>> {
+    let mut exists = c
+        .prepare_cached("SELECT 1 FROM profiles WHERE id = ?1")
+        .map_err(sql_error)?;
+    let step = profiles.len().div_ceil(SAMPLED_IDS).max(1);
+    let mut any = false;
+    for (id, _) in profiles.iter().step_by(step) {
+        if exists.exists([id]).map_err(sql_error)? {
+            any = true;
+            break;
+        }
+    }
+    if !any {
+        return Ok(profiles
+            .into_iter()
+            .map(|(id, p)| Planned::Unknown(id, p))
+            .collect());
+    }
+    // In id order, neighbouring look-ups (and then writes) fall on the same pages.
+    profiles.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut select = c
+        .prepare_cached("SELECT doc, change_id FROM profiles WHERE id = ?1")
+        .map_err(sql_error)?;
+    let mut out = Vec::with_capacity(profiles.len());
+    for (id, incoming) in profiles {
+        let stored: Option<(String, i64)> = select
+            .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(sql_error)?;
+        // Written out here rather than in the writer, whatever happens next.
+        let incoming = Properties::Text(incoming.into_text());
+        let Some((stored, was)) = stored else {
+            out.push(Planned::Unknown(id, incoming));
+            continue;
+        };
+        let Properties::Text(sent) = &incoming else {
+            unreachable!("written out above")
+        };
+        match merge_text(&id, &stored, sent)? {
+            Some(text) => out.push(Planned::Merged {
+                id,
+                text,
+                was,
+                incoming,
+            }),
+            None => out.push(Planned::Same { id, was, incoming }),
+        }
+    }
+    Ok(out)
+}
+
+fn merge_text(id: &str, stored: &str, sent: &str) -> Result<Option<String>> {
+    sluice_core::schema::merge_profile_text(stored, sent)
+        .map_err(|e| corrupt(format!("profile `{id}`: {e}")))
+}
+
+/// Stores a planned batch in one transaction: new profiles inserted as their text, merges written where
+/// the stored profile is still the version they were made from, and everything else merged here.
+fn upsert_rows(c: &mut Connection, profiles: Vec<Planned>) -> Result<UpsertOutcome> {
     let now = codec::now().timestamp_micros();
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -104,6 +197,9 @@ fn upsert_rows(c: &mut Connection, profiles: Vec<(String, Properties)>) -> Resul
     {
         let mut select = tx
             .prepare_cached("SELECT doc FROM profiles WHERE id = ?1")
+            .map_err(sql_error)?;
+        let mut version = tx
+            .prepare_cached("SELECT change_id FROM profiles WHERE id = ?1")
             .map_err(sql_error)?;
         let mut insert = tx
             .prepare_cached(
@@ -115,6 +211,13 @@ fn upsert_rows(c: &mut Connection, profiles: Vec<(String, Properties)>) -> Resul
                 "UPDATE profiles SET updated_at = ?2, doc = ?3, change_id = ?4 WHERE id = ?1",
             )
             .map_err(sql_error)?;
+        // Every write of a profile gives it its transaction's change number, so a profile still at
+        // the number it was read with is still the document it was read as.
+        let mut update_if = tx
+            .prepare_cached(
+                "UPDATE profiles SET updated_at = ?2, doc = ?3, change_id = ?4 WHERE id = ?1 AND change_id = ?5",
+            )
+            .map_err(sql_error)?;
         // A profile given as text is most likely new: it is inserted straight away, and looked up
         // only when one with its id is already stored.
         let mut insert_new = tx
@@ -123,7 +226,38 @@ fn upsert_rows(c: &mut Connection, profiles: Vec<(String, Properties)>) -> Resul
                  ON CONFLICT (id) DO NOTHING",
             )
             .map_err(sql_error)?;
-        for (id, incoming) in profiles {
+        for planned in profiles {
+            let (id, incoming) = match planned {
+                Planned::Unknown(id, incoming) => (id, incoming),
+                Planned::Merged {
+                    id,
+                    text,
+                    was,
+                    incoming,
+                } => {
+                    let n = update_if
+                        .execute(params![id, now, text, change, was])
+                        .map_err(sql_error)?;
+                    if n == 1 {
+                        outcome.updated += 1;
+                        continue;
+                    }
+                    (id, incoming)
+                }
+                Planned::Same { id, was, incoming } => {
+                    let now_at: Option<i64> = version
+                        .query_row([&id], |r| r.get(0))
+                        .optional()
+                        .map_err(sql_error)?;
+                    if now_at == Some(was) {
+                        outcome.updated += 1;
+                        outcome.unchanged += 1;
+                        continue;
+                    }
+                    (id, incoming)
+                }
+            };
+            // Not planned, or changed since it was read.
             if let Properties::Text(text) = &incoming {
                 let n = insert_new
                     .execute(params![id, now, text, change])
@@ -145,15 +279,9 @@ fn upsert_rows(c: &mut Connection, profiles: Vec<(String, Properties)>) -> Resul
                     outcome.inserted += 1;
                 }
                 Some(stored) => {
-                    let stored: Json = serde_json::from_str(&stored)
-                        .map_err(|e| corrupt(format!("profile `{id}` is not valid JSON: {e}")))?;
-                    let mut merged = codec::doc_from_json(&id, stored)?;
+                    let sent = incoming.into_text();
                     // Unchanged profiles keep their change number: exports skip them.
-                    if sluice_core::schema::merge_profile_changed(
-                        &mut merged,
-                        incoming.into_map(&id)?,
-                    ) {
-                        let text = Json::Object(merged).to_string();
+                    if let Some(text) = merge_text(&id, &stored, &sent)? {
                         update
                             .execute(params![id, now, text, change])
                             .map_err(sql_error)?;
@@ -169,6 +297,17 @@ fn upsert_rows(c: &mut Connection, profiles: Vec<(String, Properties)>) -> Resul
     Ok(outcome)
 }
 
+impl SqliteProfiles {
+    /// Plans a batch on a reader, then writes it.
+    async fn store(&self, profiles: Vec<(String, Properties)>) -> Result<UpsertOutcome> {
+        if profiles.is_empty() {
+            return Ok(UpsertOutcome::default());
+        }
+        let planned = self.db.read(move |c| plan(c, profiles)).await?;
+        self.db.write(move |c| upsert_rows(c, planned)).await
+    }
+}
+
 #[async_trait]
 impl ProfileStore for SqliteProfiles {
     async fn upsert(&self, profiles: Vec<(String, Map<String, Json>)>) -> Result<UpsertOutcome> {
@@ -179,17 +318,14 @@ impl ProfileStore for SqliteProfiles {
             .into_iter()
             .map(|(id, doc)| (id, Properties::Map(doc)))
             .collect();
-        self.db.write(move |c| upsert_rows(c, profiles)).await
+        self.store(profiles).await
     }
 
     async fn upsert_properties(
         &self,
         profiles: Vec<(String, Properties)>,
     ) -> Result<UpsertOutcome> {
-        if profiles.is_empty() {
-            return Ok(UpsertOutcome::default());
-        }
-        self.db.write(move |c| upsert_rows(c, profiles)).await
+        self.store(profiles).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Profile>> {
@@ -378,5 +514,97 @@ impl ProfileStore for SqliteProfiles {
                 collect(&mut stmt, [mark], |r| r.get(0).map_err(sql_error))
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text(v: Json) -> Properties {
+        Properties::Text(v.to_string())
+    }
+
+    async fn doc(store: &SqliteProfiles, id: &str) -> Json {
+        Json::Object(store.get(id).await.unwrap().expect("stored").doc)
+    }
+
+    /// A batch planned against versions that another write replaced before it was written: what it
+    /// merged is merged again into the newer versions, and nothing of the other write is lost.
+    #[tokio::test]
+    async fn a_plan_overtaken_by_another_write_is_merged_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteProfiles::open(&dir.path().join("profiles.db")).unwrap();
+        store
+            .upsert_properties(vec![
+                ("a".into(), text(json!({"name": "Ada", "age": 36}))),
+                ("b".into(), text(json!({"name": "Bo", "age": 20}))),
+                ("c".into(), text(json!({"name": "Cy"}))),
+            ])
+            .await
+            .unwrap();
+        // Planned now: `a` merged, `b` the same as stored, `d` new, `c` merged and left alone.
+        let batch = vec![
+            ("a".into(), text(json!({"age": 37}))),
+            ("b".into(), text(json!({"age": 20}))),
+            ("c".into(), text(json!({"age": 5}))),
+            ("d".into(), text(json!({"name": "Di"}))),
+        ];
+        let planned = store.db.read(move |c| plan(c, batch)).await.unwrap();
+        assert!(matches!(planned[0], Planned::Merged { .. }));
+        assert!(matches!(planned[1], Planned::Same { .. }));
+        assert!(matches!(planned[3], Planned::Unknown(..)));
+        // Meanwhile `a`, `b` and `d` are written by someone else.
+        store
+            .upsert_properties(vec![
+                ("a".into(), text(json!({"email": "ada@x"}))),
+                ("b".into(), text(json!({"age": 21}))),
+                ("d".into(), text(json!({"age": 4}))),
+            ])
+            .await
+            .unwrap();
+        let outcome = store
+            .db
+            .write(move |c| upsert_rows(c, planned))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            UpsertOutcome {
+                inserted: 0,
+                updated: 4,
+                unchanged: 0
+            }
+        );
+        assert_eq!(
+            doc(&store, "a").await,
+            json!({"name": "Ada", "age": 37, "email": "ada@x"})
+        );
+        assert_eq!(doc(&store, "b").await, json!({"name": "Bo", "age": 20}));
+        assert_eq!(doc(&store, "c").await, json!({"name": "Cy", "age": 5}));
+        assert_eq!(doc(&store, "d").await, json!({"age": 4, "name": "Di"}));
+    }
+
+    /// A batch whose sampled ids are all new is not looked up one by one, and its stored members are
+    /// still merged, by the writer.
+    #[tokio::test]
+    async fn a_batch_taken_as_new_still_merges_what_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteProfiles::open(&dir.path().join("profiles.db")).unwrap();
+        store
+            .upsert_properties(vec![("p8".into(), text(json!({"name": "Old", "age": 1})))])
+            .await
+            .unwrap();
+        let batch: Vec<(String, Properties)> = (0..100)
+            .map(|i| (format!("p{i}"), text(json!({"age": i}))))
+            .collect();
+        // Every seventh id is sampled: `p8` is not among them.
+        let probe = batch.clone();
+        let planned = store.db.read(move |c| plan(c, probe)).await.unwrap();
+        assert!(planned.iter().all(|p| matches!(p, Planned::Unknown(..))));
+        let outcome = store.upsert_properties(batch).await.unwrap();
+        assert_eq!((outcome.inserted, outcome.updated), (99, 1));
+        assert_eq!(doc(&store, "p8").await, json!({"name": "Old", "age": 8}));
     }
 }
