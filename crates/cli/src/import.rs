@@ -87,7 +87,7 @@ struct Reading {
 
 /// Batches the server loads while the next are read: two in flight let the server parse and validate
 /// one while it writes the other, and the file is read and parsed on a thread of its own meanwhile.
-const IN_FLIGHT: usize = 2;
+const IN_FLIGHT: usize = 3;
 
 type Sent = tokio::task::JoinHandle<Result<(u64, Vec<(u64, String)>)>>;
 
