@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::client::Client;
 use crate::ClientArgs;
+
+mod text;
 
 /// Counts the bytes read, for the progress bar.
 struct Counting<R> {
@@ -304,6 +305,8 @@ fn read_batches<R: Read>(
         }
         let keep: Vec<bool> = headers.iter().map(|h| known.has_path(h)).collect();
         out.unknown_paths.extend(unknown);
+        let layout = text::CsvLayout::new(&headers, &keep, structured);
+        let mut written = Vec::new();
         let mut record = csv::StringRecord::new();
         loop {
             match rdr.read_record(&mut record) {
@@ -320,9 +323,16 @@ fn read_batches<R: Read>(
                 }
             }
             let line = record.position().map(|p| p.line()).unwrap_or(0);
-            match csv_profile(&headers, &keep, &record, structured) {
-                Ok(p) => batch.push_value(line, &p),
-                Err(e) => out.problems.push((line, format!("line {line}: {e}"))),
+            let sent = match &layout {
+                Some(layout) => layout.write(&record, &mut written).map(|id| {
+                    let text = std::str::from_utf8(&written).expect("JSON text is UTF-8");
+                    batch.push_text(line, text, id);
+                }),
+                None => csv_profile(&headers, &keep, &record, structured)
+                    .map(|p| batch.push_value(line, &p)),
+            };
+            if let Err(e) = sent {
+                out.problems.push((line, format!("line {line}: {e}")));
             }
             if batch.len() >= batch_size && !flush(&mut batch) {
                 return Ok(out);
@@ -346,7 +356,7 @@ fn read_batches<R: Read>(
             // Most lines hold only properties of the model: checked without building their values, they
             // go as they were read.
             let text = std::str::from_utf8(&buf).map(str::trim).unwrap_or_default();
-            if let Some(id) = known.plain_line(text) {
+            if let Some(id) = text::plain_line(known, text) {
                 batch.push_text(line_no, text, id);
             } else {
                 match ndjson_profile(&buf) {
@@ -403,12 +413,6 @@ fn id_of(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-/// An object's members with their values left as text (`None` for anything else, and for a key with
-/// escapes, which the full parse handles).
-fn raw_members(text: &str) -> Option<BTreeMap<&str, &RawValue>> {
-    serde_json::from_str(text).ok()
 }
 
 /// Paths whose CSV cells hold JSON text (arrays, objects, json properties).
@@ -517,38 +521,6 @@ impl Known {
         true
     }
 
-    /// For an NDJSON line that is a JSON object whose properties are all in the model: its `_id` (when
-    /// it has one that a profile may have). `None` for any other line, which takes the full parse.
-    fn plain_line(&self, text: &str) -> Option<Option<String>> {
-        let members = raw_members(text)?;
-        if !self.all_known(&members, true) {
-            return None;
-        }
-        Some(
-            members
-                .get("_id")
-                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
-                .and_then(|v| id_of(&v)),
-        )
-    }
-
-    /// Whether every member is a property of this level (and so on into objects), as `strip` would find.
-    fn all_known(&self, members: &BTreeMap<&str, &RawValue>, top: bool) -> bool {
-        members.iter().all(|(key, raw)| {
-            if top && (*key == "_id" || *key == "_updated_at") {
-                return true;
-            }
-            match self.0.get(*key) {
-                None => false,
-                Some(None) => true,
-                Some(Some(children)) if raw.get().starts_with('{') => {
-                    raw_members(raw.get()).is_some_and(|inner| children.all_known(&inner, false))
-                }
-                Some(Some(_)) => true,
-            }
-        })
-    }
-
     /// Removes the properties of `obj` (and of its objects) that the model does not have, adding their
     /// paths to `dropped`.
     fn strip(&self, obj: &mut Map<String, Value>, prefix: &str, dropped: &mut BTreeSet<String>) {
@@ -633,16 +605,17 @@ mod tests {
         );
         // Lines whose properties are all known go as read; any other takes the full parse.
         assert_eq!(
-            known.plain_line(
+            text::plain_line(
+                &known,
                 r#"{"_id": "a", "email": "x", "address": {"city": "K"}, "extra": {"z": 1}}"#
             ),
             Some(Some("a".to_string()))
         );
         assert_eq!(
-            known.plain_line(r#"{"_id": 7}"#),
+            text::plain_line(&known, r#"{"_id": 7}"#),
             Some(Some("7".to_string()))
         );
-        assert_eq!(known.plain_line(r#"{"email": "x"}"#), Some(None));
+        assert_eq!(text::plain_line(&known, r#"{"email": "x"}"#), Some(None));
         for full in [
             r#"{"_id": "a", "phone": "1"}"#,
             r#"{"_id": "a", "address": {"zip": "1"}}"#,
@@ -651,7 +624,65 @@ mod tests {
             "[1]",
             "",
         ] {
-            assert_eq!(known.plain_line(full), None, "{full}");
+            assert_eq!(text::plain_line(&known, full), None, "{full}");
+        }
+    }
+
+    fn record(cells: &[&str]) -> csv::StringRecord {
+        csv::StringRecord::from(cells.to_vec())
+    }
+
+    /// A CSV record written straight out is the profile the record makes as a value.
+    #[test]
+    fn a_csv_record_written_out_is_the_profile_it_makes() {
+        let headers: Vec<String> = [
+            "_id",
+            "email",
+            "address.city",
+            "tags",
+            "address.geo.lat",
+            "phone",
+            "address.zip",
+        ]
+        .map(String::from)
+        .to_vec();
+        let keep = [true, true, true, true, true, false, true];
+        let structured = ["tags".to_string()];
+        let layout = text::CsvLayout::new(&headers, &keep, &structured).expect("no collision");
+        let mut out = Vec::new();
+        for cells in [
+            [
+                "p1",
+                "a@b.c",
+                "Oslo",
+                r#"["x", "y"]"#,
+                "59.9",
+                "123",
+                "0150",
+            ],
+            ["p2", "", "", "", "", "", ""],
+            ["", "q\"u\u{e9}", "", "[]", "", "", "7"],
+            ["p4", "", "", "", "60", "", ""],
+        ] {
+            let r = record(&cells);
+            let id = layout.write(&r, &mut out).unwrap();
+            let by_value = csv_profile(&headers, &keep, &r, &structured).unwrap();
+            // The same profile; an object comes where its first column is, not where its first
+            // filled cell is.
+            let written: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(written, by_value);
+            assert_eq!(id, id_of(&by_value["_id"]));
+        }
+        let bad = record(&["p5", "", "", "[unclosed", "", "", ""]);
+        let e = layout.write(&bad, &mut out).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("column `tags` must hold JSON text"),
+            "{e:#}"
+        );
+        // Colliding headers are settled record by record, as values.
+        for colliding in [&["a", "a.b"][..], &["a.b", "a"], &["a", "a"]] {
+            let headers: Vec<String> = colliding.iter().map(|h| h.to_string()).collect();
+            assert!(text::CsvLayout::new(&headers, &[true, true], &[]).is_none());
         }
     }
 }

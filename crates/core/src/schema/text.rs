@@ -155,6 +155,7 @@ fn object_members<'de, A: MapAccess<'de>>(
     let mut seen = Seen::new(props.len());
     let mut id = None;
     let mut written = false;
+    let mut next = 0;
     while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
         if top && key == ID {
             if id.is_some() {
@@ -169,9 +170,16 @@ fn object_members<'de, A: MapAccess<'de>>(
             map.next_value::<Json>()?;
             continue;
         }
-        let Some(i) = props.iter().position(|p| p.name == key) else {
+        // Profiles mostly list their properties in the model's order: the one after the last
+        // property found is tried first.
+        let found = match props.get(next) {
+            Some(p) if p.name == key => Some(next),
+            _ => props.iter().position(|p| p.name == key),
+        };
+        let Some(i) = found else {
             return Err(detour());
         };
+        next = i + 1;
         if !seen.first(i) {
             return Err(detour());
         }
