@@ -154,20 +154,23 @@ fn plan_in(c: &Connection, mut profiles: Vec<(String, Properties)>) -> Result<Ve
         .map_err(sql_error)?;
     let mut out = Vec::with_capacity(profiles.len());
     for (id, incoming) in profiles {
-        let stored: Option<(String, i64)> = select
-            .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()
-            .map_err(sql_error)?;
         // Written out here rather than in the writer, whatever happens next.
-        let incoming = Properties::Text(incoming.into_text());
-        let Some((stored, was)) = stored else {
-            out.push(Planned::Unknown(id, incoming));
+        let sent = incoming.into_text();
+        let mut rows = select.query([&id]).map_err(sql_error)?;
+        let Some(row) = rows.next().map_err(sql_error)? else {
+            out.push(Planned::Unknown(id, Properties::Text(sent)));
             continue;
         };
-        let Properties::Text(sent) = &incoming else {
-            unreachable!("written out above")
-        };
-        match merge_text(&id, &stored, sent)? {
+        // Merged from the row as SQLite holds it, not from a copy.
+        let stored = row
+            .get_ref(0)
+            .and_then(|v| v.as_str().map_err(Into::into))
+            .map_err(sql_error)?;
+        let was: i64 = row.get(1).map_err(sql_error)?;
+        let merged = merge_text(&id, stored, &sent)?;
+        drop(rows);
+        let incoming = Properties::Text(sent);
+        match merged {
             Some(text) => out.push(Planned::Merged {
                 id,
                 text,
