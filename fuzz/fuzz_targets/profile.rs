@@ -1,12 +1,15 @@
-//! Profile JSON on any text, the two ways Sluice reads it: the API's check of an input profile
-//! (`Schema::validate_profile`), and a run's lazy scan of a stored document (`raw::Locator`) against the
-//! full parse. The scan must accept exactly the documents the parser accepts and give the same row.
+//! Profile JSON on any text, the ways Sluice reads it: the API's check of an input profile
+//! (`Schema::validate_profile`, and `Schema::validate_text` straight from the text, which must agree with
+//! `validate_owned` exactly), a merge of documents as text (`merge_profile_text`, against the merge of
+//! maps), and a run's lazy scan of a stored document (`raw::Locator`) against the full parse. The scan
+//! must accept exactly the documents the parser accepts and give the same row.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value as Json};
 use sluice_core::mapping::CompiledMapping;
 use sluice_core::pipeline::indexmap_like::OrderedMap;
+use sluice_core::schema::{merge_profile_changed, merge_profile_text, TextRefused};
 use sluice_core::RawProfile;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,6 +32,56 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(input) = serde_json::from_str::<Map<String, Json>>(text) {
         if let Ok((_, normalized)) = schema.validate_profile(&input) {
             docs.push(Json::Object(normalized).to_string());
+        }
+    }
+
+    // Read from its text, as `POST /v1/profiles` does: the same outcome as the full validation.
+    let full = match serde_json::from_str::<Json>(text) {
+        Err(e) => Err(TextRefused::Malformed(e.to_string())),
+        Ok(Json::Object(obj)) => match schema.validate_owned(obj) {
+            Ok((id, doc)) => Ok((id, Json::Object(doc).to_string())),
+            Err(invalid) => Err(TextRefused::Invalid(invalid)),
+        },
+        Ok(_) => Err(TextRefused::NotObject),
+    };
+    assert_eq!(
+        schema.validate_text(text),
+        full,
+        "validate_text of {text:?}"
+    );
+
+    // Merged as text, both ways round with a stored profile: the same document and the same verdict
+    // (changed or not) as merging maps, wherever both texts are objects that parse.
+    if let Ok(Json::Object(obj)) = serde_json::from_str::<Json>(text) {
+        let stored = sluice_fuzz::STORED_DOC;
+        let stored_map: Map<String, Json> =
+            serde_json::from_str(stored).expect("the fuzz stored document parses");
+        for (into, update, into_text, update_text) in [
+            (stored_map.clone(), obj.clone(), stored, text),
+            (obj.clone(), stored_map, text, stored),
+        ] {
+            let mut merged = into;
+            let changed = merge_profile_changed(&mut merged, update);
+            let by_text = merge_profile_text(into_text, update_text)
+                .unwrap_or_else(|e| panic!("merging {update_text:?} into {into_text:?}: {e}"));
+            match by_text {
+                Some(t) => {
+                    assert!(
+                        changed,
+                        "text says changed, maps not: {update_text:?} into {into_text:?}"
+                    );
+                    let t: Json = serde_json::from_str(&t).expect("a merge writes JSON");
+                    assert_eq!(
+                        t,
+                        Json::Object(merged),
+                        "{update_text:?} into {into_text:?}"
+                    );
+                }
+                None => assert!(
+                    !changed,
+                    "maps say changed, text not: {update_text:?} into {into_text:?}"
+                ),
+            }
         }
     }
 

@@ -30,6 +30,9 @@ pub fn schema() -> Schema {
     Schema::from_wire(&wire).expect("the fuzz model is valid")
 }
 
+/// A stored profile of [`schema`], as the profile store keeps it, for merges to go into and come from.
+pub const STORED_DOC: &str = r#"{"email":"a@b.c","age":41,"score":1.5,"tags":["x","y"],"prefs":{"b":[1,{"c":null}],"a":"x"},"address":{"city":"Oslo","geo":{"lat":59.9}}}"#;
+
 fn col(name: &str, ty: ColumnType) -> Column {
     Column {
         name: name.into(),
