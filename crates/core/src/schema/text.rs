@@ -502,13 +502,16 @@ fn merge_members(stored: &str, update: &str, out: &mut Vec<u8>) -> Option<bool> 
             changed = true;
         }
     }
+    // `out` may hold the documents around this one: whether this object has a member yet is its own.
+    let mut written = !stored.is_empty();
     for ((key, new), used) in update.iter().zip(used) {
         if used {
             continue;
         }
-        if out.len() > 1 {
+        if written {
             out.push(b',');
         }
+        written = true;
         write_json(out, key.as_ref());
         out.push(b':');
         out.extend_from_slice(new.get().as_bytes());
@@ -716,6 +719,8 @@ mod tests {
             json!({"score": 1.5, "name": "x\"y\u{e9}\n"}),
             json!({"score": null}),
             json!({"tags": []}),
+            json!({"address": {}}),
+            json!({"address": {"geo": {}}, "tags": [{"a": 1}]}),
             json!({"é\"k": {"n": 1}}),
             json!({"é\"k": {"n": 1, "m": 2}}),
         ];
