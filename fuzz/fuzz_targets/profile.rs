@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value as Json};
 use sluice_core::mapping::CompiledMapping;
 use sluice_core::pipeline::indexmap_like::OrderedMap;
-use sluice_core::schema::{merge_profile_changed, merge_profile_text, TextRefused};
+use sluice_core::schema::{merge_profile_changed, merge_profile_text};
 use sluice_core::RawProfile;
 
 fuzz_target!(|data: &[u8]| {
@@ -36,14 +36,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Read from its text, as `POST /v1/profiles` does: the same outcome as the full validation.
-    let full = match serde_json::from_str::<Json>(text) {
-        Err(e) => Err(TextRefused::Malformed(e.to_string())),
-        Ok(Json::Object(obj)) => match schema.validate_owned(obj) {
-            Ok((id, doc)) => Ok((id, Json::Object(doc).to_string())),
-            Err(invalid) => Err(TextRefused::Invalid(invalid)),
-        },
-        Ok(_) => Err(TextRefused::NotObject),
-    };
+    let full = schema.validate_text_fully(text);
     assert_eq!(
         schema.validate_text(text),
         full,
