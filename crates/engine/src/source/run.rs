@@ -579,8 +579,10 @@ fn transform_page(
                 ready.record.push((id, h));
             }
         } else {
-            // A row this source wrote before most likely merges into its profile, which wants the
-            // map; a new one goes as the text, written out here rather than in the store's writer.
+            // A row this source wrote before most likely merges into its profile: it goes as the map,
+            // which the PostgreSQL store merges as it is (the SQLite store writes it out on a reader
+            // and merges text there). A new one goes as the text, written out here rather than in the
+            // store's writer.
             let properties = if stored.contains_key(&id) {
                 Properties::Map(doc.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
             } else {
