@@ -26,7 +26,7 @@ mod runs;
 mod sources;
 mod sync_state;
 
-use db::{no_setup, Db};
+use db::Db;
 use migrations::METADATA_MIGRATIONS;
 pub use profiles::SqliteProfiles;
 
@@ -35,7 +35,7 @@ pub(crate) fn migrate_metadata_to(path: &Path, version: usize) -> Result<()> {
     let migrations = METADATA_MIGRATIONS.get(..version).ok_or_else(|| {
         StoreError::Backend(format!("there is no metadata schema version {version}"))
     })?;
-    Db::open(path, "metadata", migrations, no_setup).map(drop)
+    Db::open(path, "metadata", migrations, sync_state::setup).map(drop)
 }
 
 /// Metadata in an SQLite file.
@@ -48,7 +48,7 @@ impl SqliteMetadata {
     /// Opens (creating when absent) the file and brings its tables up to date.
     pub fn open(path: &Path, secrets: SecretBox) -> Result<SqliteMetadata> {
         Ok(SqliteMetadata {
-            db: Db::open(path, "metadata", METADATA_MIGRATIONS, no_setup)?,
+            db: Db::open(path, "metadata", METADATA_MIGRATIONS, sync_state::setup)?,
             secrets,
         })
     }

@@ -122,6 +122,9 @@ pub(super) fn join_error(e: tokio::task::JoinError) -> StoreError {
     StoreError::Backend("the store task was cancelled".into())
 }
 
+/// Bytes of a statement journal held in memory before it spills to a file (see [`configure_sqlite`]).
+const STATEMENT_JOURNAL_IN_MEMORY: std::os::raw::c_int = 4 << 20;
+
 /// SQLite's process-wide settings, made once before the first connection (SQLite refuses them after).
 pub(super) fn configure_sqlite() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -133,6 +136,17 @@ pub(super) fn configure_sqlite() {
         // changes).
         unsafe {
             rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
+        }
+        // A statement that writes many rows keeps a journal of the pages it changes, to undo itself if
+        // it fails halfway; past 64 KiB (SQLite's default) that journal goes to a temporary file. A
+        // sync-state record's statement changes a few hundred scattered pages, so each one wrote and
+        // read such a file. Held in memory up to this size per statement, then spilled as before.
+        // SAFETY: as above, a start-up option with an int argument.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_STMTJRNL_SPILL,
+                STATEMENT_JOURNAL_IN_MEMORY,
+            );
         }
     });
 }
@@ -188,6 +202,7 @@ pub(super) fn open_connection(
     }
 }
 
+#[cfg(test)]
 pub(super) fn no_setup(_: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }

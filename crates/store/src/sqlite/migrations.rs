@@ -288,7 +288,7 @@ ALTER TABLE runs ADD COLUMN changes TEXT;
     // How many entries each pipeline holds, live and left, so that a run's plan reads two numbers instead
     // of counting millions of entries. `sync_apply` adds every entry it inserts; the trigger takes off
     // every entry deleted, by a delete or by `INSERT OR REPLACE` making room (which fires delete triggers
-    // only under `PRAGMA recursive_triggers`, which `sync_apply` turns on).
+    // only under `PRAGMA recursive_triggers`, which every connection to the metadata file turns on).
     r#"
 ALTER TABLE sync_pipelines ADD COLUMN live INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sync_pipelines ADD COLUMN left_ INTEGER NOT NULL DEFAULT 0;

@@ -10,6 +10,15 @@ use super::SqliteMetadata;
 use crate::codec;
 use crate::{Result, StoreError, SyncCheckpoint, SyncEntry, SyncKey, SyncState};
 
+/// Sets up each connection to the metadata file. The count trigger must see the rows `INSERT OR
+/// REPLACE` deletes to make room, which SQLite shows triggers only under `recursive_triggers`. It is set
+/// here, once: setting a flag pragma expires every statement the connection has prepared, and set per
+/// record it had each record prepare its statements again. Only the sync entries are written with
+/// `REPLACE`, so no other trigger sees a difference.
+pub(super) fn setup(c: &Connection) -> rusqlite::Result<()> {
+    c.execute_batch("PRAGMA recursive_triggers = ON")
+}
+
 #[async_trait]
 impl SyncState for SqliteMetadata {
     async fn sync_range(
@@ -114,9 +123,6 @@ impl SyncState for SqliteMetadata {
         self.db
             .write(move |c| {
                 let started = std::time::Instant::now();
-                // The count trigger must see the rows `INSERT OR REPLACE` deletes to make room.
-                c.execute_batch("PRAGMA recursive_triggers = ON")
-                    .map_err(sql_error)?;
                 let tx = c
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql_error)?;
