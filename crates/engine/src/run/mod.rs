@@ -253,12 +253,21 @@ async fn run_plan(
         }
     }
 
-    let page_rows = match plan {
-        Plan::Full => batch,
-        Plan::Changes { changes, .. } => read::change_page_rows(changes, batch),
+    let (first_rows, page_rows) = match plan {
+        Plan::Full => (batch, batch),
+        Plan::Changes { changes, .. } => {
+            let rows = read::change_page_rows(changes, batch);
+            (read::first_change_page_rows(rows), rows)
+        }
     };
     let will_read = !matches!(source, Source::Nothing);
-    let pages = read::spawn_reader(ctx.profiles.clone(), source, page_rows, ctx.budget.clone());
+    let pages = read::spawn_reader(
+        ctx.profiles.clone(),
+        source,
+        first_rows,
+        page_rows,
+        ctx.budget.clone(),
+    );
     let rows =
         transform::spawn_transformer(pages, prepared, filter_in_memory, now, ctx.cancel.clone());
     let entry_reader = read::EntryReader {

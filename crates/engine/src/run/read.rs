@@ -33,10 +33,12 @@ pub(crate) struct Charged<T> {
 pub(crate) type Pages = mpsc::Receiver<Result<Charged<Vec<RawProfile>>, StoreError>>;
 
 /// Reads pages ahead of the processing, so that reading overlaps transforming and writing, as far as
-/// `budget` leaves room (see [`super::budget`]).
+/// `budget` leaves room (see [`super::budget`]). The first page holds `first` profiles (at most
+/// `batch`), the others `batch`.
 pub(crate) fn spawn_reader(
     profiles: Arc<dyn ProfileStore>,
     source: Source,
+    first: usize,
     batch: usize,
     budget: Arc<Budget>,
 ) -> Pages {
@@ -44,6 +46,7 @@ pub(crate) fn spawn_reader(
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let mut after: Option<String> = None;
+        let mut size = first.clamp(1, batch.max(1));
         loop {
             // The run ends with the receiver: a reader waiting for room must not outlive it.
             tokio::select! {
@@ -53,12 +56,12 @@ pub(crate) fn spawn_reader(
             let page = match &source {
                 Source::Audience(filter) => {
                     profiles
-                        .page_raw(filter.as_ref(), after.as_deref(), batch)
+                        .page_raw(filter.as_ref(), after.as_deref(), size)
                         .await
                 }
                 Source::ChangedSince(mark) => {
                     profiles
-                        .changed_page_raw(*mark, after.as_deref(), batch)
+                        .changed_page_raw(*mark, after.as_deref(), size)
                         .await
                 }
                 Source::Nothing => break,
@@ -70,7 +73,8 @@ pub(crate) fn spawn_reader(
                     // which for a read of changes is a second pass over every changed profile (most of
                     // the read when the changes fit in one page). A profile changed meanwhile is past
                     // the run's mark, so the next run reads it.
-                    let last = page.len() < batch;
+                    let last = page.len() < size;
+                    size = batch;
                     after = page.last().map(|p| p.id.clone());
                     let charge = budget.charge(raw_page_bytes(&page));
                     let page = Charged {
@@ -107,6 +111,14 @@ pub(crate) fn change_page_rows(changes: u64, batch: usize) -> usize {
         .unwrap_or(usize::MAX)
         .max(MIN_CHANGE_PAGE_ROWS)
         .min(batch)
+}
+
+/// The first page of a read of changes: half the others. Nothing is written until the first page is
+/// read, transformed and looked up, and the last page's records are what the run waits for at its end;
+/// a short first page starts the writes sooner, and with it the pages after come out of step so that
+/// the last is short too.
+pub(crate) fn first_change_page_rows(page_rows: usize) -> usize {
+    (page_rows / 2).max(MIN_CHANGE_PAGE_ROWS).min(page_rows)
 }
 
 pub(crate) type Counter = tokio::task::JoinHandle<Result<(u64, u64), StoreError>>;
@@ -229,7 +241,7 @@ pub(crate) async fn load_entries(
 
 #[cfg(test)]
 mod tests {
-    use super::change_page_rows;
+    use super::{change_page_rows, first_change_page_rows};
 
     #[test]
     fn changes_are_split_into_a_few_pages_of_a_useful_size() {
@@ -239,6 +251,9 @@ mod tests {
         assert_eq!(change_page_rows(10, 20_000), 1_000);
         assert_eq!(change_page_rows(10, 500), 500);
         assert_eq!(change_page_rows(1_000_000, 20_000), 20_000);
+        assert_eq!(first_change_page_rows(2_750), 1_375);
+        assert_eq!(first_change_page_rows(1_500), 1_000);
+        assert_eq!(first_change_page_rows(500), 500);
         assert_eq!(change_page_rows(u64::MAX, 20_000), 20_000);
     }
 }
