@@ -149,38 +149,104 @@ fn plan_in(c: &Connection, mut profiles: Vec<(String, Properties)>) -> Result<Ve
     }
     // In id order, neighbouring look-ups (and then writes) fall on the same pages.
     profiles.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let (first, last) = match (profiles.first(), profiles.last()) {
+        (Some(first), Some(last)) => (first.0.clone(), last.0.clone()),
+        _ => return Ok(Vec::new()),
+    };
+    let mut out = Vec::with_capacity(profiles.len());
+    let mut batch = profiles.into_iter().peekable();
+    walk_range(c, (&first, &last), &mut batch, &mut out)?;
     let mut select = c
         .prepare_cached("SELECT doc, change_id FROM profiles WHERE id = ?1")
         .map_err(sql_error)?;
-    let mut out = Vec::with_capacity(profiles.len());
-    for (id, incoming) in profiles {
-        // Written out here rather than in the writer, whatever happens next.
-        let sent = incoming.into_text();
+    for (id, incoming) in batch {
         let mut rows = select.query([&id]).map_err(sql_error)?;
-        let Some(row) = rows.next().map_err(sql_error)? else {
-            out.push(Planned::Unknown(id, Properties::Text(sent)));
-            continue;
-        };
-        // Merged from the row as SQLite holds it, not from a copy.
+        out.push(match rows.next().map_err(sql_error)? {
+            Some(row) => plan_one(id, incoming, row, 0)?,
+            None => Planned::Unknown(id, Properties::Text(incoming.into_text())),
+        });
+    }
+    Ok(out)
+}
+
+/// Plans the profiles of a batch sorted by id by walking the stored profiles of its id range beside it:
+/// one range scan instead of a descent of the id index per profile. A batch of neighbouring ids (a file
+/// loaded again in the same order) is planned this way whole. A range holding many profiles the batch
+/// does not name is left once it has cost a batch's worth of them, and what the walk did not reach stays
+/// in `batch`, to be looked up one by one.
+fn walk_range(
+    c: &Connection,
+    (first, last): (&str, &str),
+    batch: &mut std::iter::Peekable<std::vec::IntoIter<(String, Properties)>>,
+    out: &mut Vec<Planned>,
+) -> Result<()> {
+    let mut passed_over = 0;
+    let limit = batch.len();
+    let mut range = c
+        .prepare_cached(
+            "SELECT id, doc, change_id FROM profiles WHERE id >= ?1 AND id <= ?2 ORDER BY id",
+        )
+        .map_err(sql_error)?;
+    let mut rows = range.query([first, last]).map_err(sql_error)?;
+    while let Some(row) = rows.next().map_err(sql_error)? {
         let stored = row
             .get_ref(0)
             .and_then(|v| v.as_str().map_err(Into::into))
             .map_err(sql_error)?;
-        let was: i64 = row.get(1).map_err(sql_error)?;
-        let merged = merge_text(&id, stored, &sent)?;
-        drop(rows);
-        let incoming = Properties::Text(sent);
-        match merged {
-            Some(text) => out.push(Planned::Merged {
-                id,
-                text,
-                was,
-                incoming,
-            }),
-            None => out.push(Planned::Same { id, was, incoming }),
+        // The batch's ids before this stored one are not stored.
+        while let Some((id, incoming)) = batch.next_if(|(id, _)| id.as_str() < stored) {
+            out.push(Planned::Unknown(id, Properties::Text(incoming.into_text())));
+        }
+        // A profile named twice is merged twice into the stored version; the writer then merges the
+        // second into the first's result (its version no longer matches).
+        let mut named = false;
+        while let Some((id, incoming)) = batch.next_if(|(id, _)| id.as_str() == stored) {
+            out.push(plan_one(id, incoming, row, 1)?);
+            named = true;
+        }
+        if batch.peek().is_none() {
+            return Ok(());
+        }
+        if !named {
+            passed_over += 1;
+            if passed_over > limit {
+                return Ok(());
+            }
         }
     }
-    Ok(out)
+    // Past the last stored profile of the range: the rest is not stored.
+    out.extend(
+        batch.map(|(id, incoming)| Planned::Unknown(id, Properties::Text(incoming.into_text()))),
+    );
+    Ok(())
+}
+
+/// Plans `incoming` against its stored row, whose document and version are at `doc` and `doc + 1`.
+fn plan_one(
+    id: String,
+    incoming: Properties,
+    row: &rusqlite::Row<'_>,
+    doc: usize,
+) -> Result<Planned> {
+    // Written out here rather than in the writer, whatever happens next.
+    let sent = incoming.into_text();
+    // Merged from the row as SQLite holds it, not from a copy.
+    let stored = row
+        .get_ref(doc)
+        .and_then(|v| v.as_str().map_err(Into::into))
+        .map_err(sql_error)?;
+    let was: i64 = row.get(doc + 1).map_err(sql_error)?;
+    let merged = merge_text(&id, stored, &sent)?;
+    let incoming = Properties::Text(sent);
+    Ok(match merged {
+        Some(text) => Planned::Merged {
+            id,
+            text,
+            was,
+            incoming,
+        },
+        None => Planned::Same { id, was, incoming },
+    })
 }
 
 fn merge_text(id: &str, stored: &str, sent: &str) -> Result<Option<String>> {
@@ -587,6 +653,65 @@ mod tests {
         assert_eq!(doc(&store, "b").await, json!({"name": "Bo", "age": 20}));
         assert_eq!(doc(&store, "c").await, json!({"name": "Cy", "age": 5}));
         assert_eq!(doc(&store, "d").await, json!({"age": 4, "name": "Di"}));
+    }
+
+    /// A batch is planned by walking its id range where the range holds little else, and profile by
+    /// profile past a batch's worth of stored profiles it does not name: either way each profile is
+    /// planned against its own stored version, and new ones are told apart.
+    #[tokio::test]
+    async fn a_batch_is_planned_the_same_by_walking_its_range_or_looking_up_each_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteProfiles::open(&dir.path().join("profiles.db")).unwrap();
+        let stored: Vec<(String, Properties)> = (0..1_000)
+            .map(|i| (format!("p{i:04}"), text(json!({"n": i, "name": "x"}))))
+            .collect();
+        store.upsert_properties(stored).await.unwrap();
+        // Dense: every stored profile of the range, and new ids before, between and after them.
+        // Sparse: one stored profile in fifty (the walk gives up after as many unnamed ones as the batch
+        // has profiles), the same new ids, and one profile changed to its stored value.
+        let dense: Vec<String> = (100..200).map(|i| format!("p{i:04}")).collect();
+        let sparse: Vec<String> = (0..1_000).step_by(50).map(|i| format!("p{i:04}")).collect();
+        for named in [dense, sparse] {
+            let mut batch: Vec<(String, Properties)> = named
+                .iter()
+                .map(|id| (id.clone(), text(json!({"name": format!("y{id}")}))))
+                .collect();
+            for new in ["a", "p0100a", "p0500a", "q"] {
+                batch.push((new.into(), text(json!({"name": new}))));
+            }
+            batch.push((named[1].clone(), text(json!({"name": "x"}))));
+            batch.reverse();
+            let planned = store.db.read(move |c| plan(c, batch)).await.unwrap();
+            let ids: Vec<&str> = planned
+                .iter()
+                .map(|p| match p {
+                    Planned::Unknown(id, _)
+                    | Planned::Merged { id, .. }
+                    | Planned::Same { id, .. } => id.as_str(),
+                })
+                .collect();
+            let mut sorted = ids.clone();
+            sorted.sort();
+            assert_eq!(ids, sorted, "planned in id order");
+            for p in &planned {
+                match p {
+                    Planned::Unknown(id, _) => {
+                        assert!(
+                            ["a", "p0100a", "p0500a", "q"].contains(&id.as_str()),
+                            "{id}"
+                        )
+                    }
+                    Planned::Merged { id, text, was, .. } => {
+                        assert!(named.contains(id) && *was > 0, "{id}");
+                        let n: u32 = id[1..].parse().unwrap();
+                        let merged: Json = serde_json::from_str(text).unwrap();
+                        assert_eq!(merged, json!({"n": n, "name": format!("y{id}")}));
+                    }
+                    Planned::Same { id, .. } => assert_eq!(id, &named[1]),
+                }
+            }
+            assert_eq!(planned.len(), named.len() + 5);
+        }
     }
 
     /// A batch whose sampled ids are all new is not looked up one by one, and its stored members are
