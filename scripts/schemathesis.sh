@@ -57,8 +57,13 @@ done
 [ -n "$url" ] || { echo "schemathesis: sluice serve did not start" >&2; exit 1; }
 
 checks=${SLUICE_SCHEMATHESIS_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}
+# `filter_too_much` is a check of the generator, not of the API: Hypothesis gives up on an operation when
+# it throws away too many of its own drafts, as it sometimes does for a path parameter (a profile id) that
+# must be a non-empty string safe in a URL path. It failed a CI run with every one of its 12,813 requests
+# answered as documented; every check of Sluice's answers stays on.
 st=("$venv/bin/st" run "$url/v1/openapi.json" -H "Authorization: Bearer $token" --checks "$checks"
-  --workers 2 --no-color --request-timeout 30 --generation-database none)
+  --workers 2 --no-color --request-timeout 30 --generation-database none
+  --suppress-health-check filter_too_much)
 status=0
 # The coverage phase (boundary values of every parameter and field) is quick, but Hypothesis trips over
 # the recursive filter schema there (a SystemError or KeyError from Python's `ast` inside the tool,
