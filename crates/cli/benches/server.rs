@@ -23,7 +23,8 @@
 //! store in PostgreSQL instead of the embedded SQLite one, and `SLUICE_BENCH_PHASES` (a comma-separated
 //! subset of `import,export,change,merge,csv`) leaves phases out. `SLUICE_BENCH_METADATA_URL` puts the
 //! metadata store (and with it the sync state) in PostgreSQL; the first export reports the sync state's
-//! size on disk either way.
+//! size on disk either way. `SLUICE_BENCH_MERGE_ORDER=shuffled` imports the merges in an order unrelated
+//! to the ids (a file sorted by something else), instead of in id order.
 
 #[path = "export/serve.rs"]
 mod serve;
@@ -41,9 +42,27 @@ use sluice::sample;
 
 /// Sample profiles `from..to` by `step` with `seed`, as NDJSON or CSV (dotted headers, arrays as JSON).
 fn write_profiles(path: &Path, from: usize, to: usize, step: usize, seed: u64, csv: bool) {
+    write_profiles_of(path, (from..to).step_by(step), seed, csv)
+}
+
+/// Profiles `0..n`, each once, in an order unrelated to their ids: `k ↦ (k·a + n/3) mod n` with `a`
+/// prime to `n`.
+fn scrambled(n: usize) -> impl Iterator<Item = usize> {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let a = (n / 2 + 7_919..).find(|&a| gcd(a, n.max(1)) == 1).unwrap();
+    (0..n).map(move |k| ((k as u128 * a as u128 + (n / 3) as u128) % n.max(1) as u128) as usize)
+}
+
+fn write_profiles_of(path: &Path, ids: impl Iterator<Item = usize>, seed: u64, csv: bool) {
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     let mut header: Option<Vec<String>> = None;
-    for k in (from..to).step_by(step) {
+    for k in ids {
         let mut p = sample::profile(seed, k);
         p["_id"] = json!(format!("c{k:07}"));
         if !csv {
@@ -195,6 +214,7 @@ async fn main() {
     let phases = std::env::var("SLUICE_BENCH_PHASES")
         .unwrap_or_else(|_| "import,export,change,merge,csv".into());
     let wants = |p: &str| phases.split(',').any(|x| x.trim() == p);
+    let shuffled = std::env::var("SLUICE_BENCH_MERGE_ORDER").is_ok_and(|o| o == "shuffled");
     let pg_url = std::env::var("SLUICE_BENCH_POSTGRES_URL")
         .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
         .expect("set SLUICE_BENCH_POSTGRES_URL to a PostgreSQL server");
@@ -401,10 +421,17 @@ async fn main() {
     }
     if wants("merge") {
         let merged = files.join("merged.ndjson");
-        write_profiles(&merged, 0, n, 1, 44, false);
+        if shuffled {
+            write_profiles_of(&merged, scrambled(n), 44, false);
+        } else {
+            write_profiles(&merged, 0, n, 1, 44, false);
+        }
         results.push(
             phase(
-                &format!("import {n} existing profiles, every one changed (NDJSON)"),
+                &format!(
+                    "import {n} existing profiles, every one changed (NDJSON{})",
+                    if shuffled { ", shuffled" } else { "" }
+                ),
                 pid,
                 async { import(&bin, &server, &merged) },
             )
