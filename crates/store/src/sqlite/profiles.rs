@@ -163,11 +163,16 @@ fn plan_in(c: &Connection, mut profiles: Vec<(String, Properties)>) -> Result<Ve
         let mut rows = select.query([&id]).map_err(sql_error)?;
         out.push(match rows.next().map_err(sql_error)? {
             Some(row) => plan_one(id, incoming, row, 0)?,
-            None => Planned::Unknown(id, Properties::Text(incoming.into_text())),
+            None => unknown(id, incoming),
         });
     }
     Ok(out)
 }
+
+/// How many stored profiles the batch does not name a walk steps over per profile it plans, at most,
+/// and how many more it may step over before it has planned any.
+const PASSED_OVER_PER_NAMED: usize = 4;
+const PASSED_OVER_SLACK: usize = 64;
 
 /// Plans the profiles of a batch sorted by id by walking the stored profiles of its id range beside it:
 /// one range scan instead of a descent of the id index per profile. A batch of neighbouring ids (a file
@@ -175,11 +180,6 @@ fn plan_in(c: &Connection, mut profiles: Vec<(String, Properties)>) -> Result<Ve
 /// does not name costs a fraction of a look-up, so the walk goes on while they are fewer than
 /// [`PASSED_OVER_PER_NAMED`] per named one (with a little slack at the start); past that, as in a batch
 /// of ids in random order, what the walk did not reach stays in `batch`, to be looked up one by one.
-/// How many stored profiles the batch does not name a walk steps over per profile it plans, at most,
-/// and how many more it may step over before it has planned any.
-const PASSED_OVER_PER_NAMED: usize = 4;
-const PASSED_OVER_SLACK: usize = 64;
-
 fn walk_range(
     c: &Connection,
     (first, last): (&str, &str),
@@ -194,13 +194,10 @@ fn walk_range(
         .map_err(sql_error)?;
     let mut rows = range.query([first, last]).map_err(sql_error)?;
     while let Some(row) = rows.next().map_err(sql_error)? {
-        let stored = row
-            .get_ref(0)
-            .and_then(|v| v.as_str().map_err(Into::into))
-            .map_err(sql_error)?;
+        let stored = text_at(row, 0)?;
         // The batch's ids before this stored one are not stored.
         while let Some((id, incoming)) = batch.next_if(|(id, _)| id.as_str() < stored) {
-            out.push(Planned::Unknown(id, Properties::Text(incoming.into_text())));
+            out.push(unknown(id, incoming));
         }
         // A profile named twice is merged twice into the stored version; the writer then merges the
         // second into the first's result (its version no longer matches).
@@ -221,10 +218,20 @@ fn walk_range(
         }
     }
     // Past the last stored profile of the range: the rest is not stored.
-    out.extend(
-        batch.map(|(id, incoming)| Planned::Unknown(id, Properties::Text(incoming.into_text()))),
-    );
+    out.extend(batch.map(|(id, incoming)| unknown(id, incoming)));
     Ok(())
+}
+
+/// A profile not stored when its batch was read, written out as text for the writer.
+fn unknown(id: String, incoming: Properties) -> Planned {
+    Planned::Unknown(id, Properties::Text(incoming.into_text()))
+}
+
+/// The text of column `i` as SQLite holds it, without a copy.
+fn text_at<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
+    row.get_ref(i)
+        .and_then(|v| v.as_str().map_err(Into::into))
+        .map_err(sql_error)
 }
 
 /// Plans `incoming` against its stored row, whose document and version are at `doc` and `doc + 1`.
@@ -237,10 +244,7 @@ fn plan_one(
     // Written out here rather than in the writer, whatever happens next.
     let sent = incoming.into_text();
     // Merged from the row as SQLite holds it, not from a copy.
-    let stored = row
-        .get_ref(doc)
-        .and_then(|v| v.as_str().map_err(Into::into))
-        .map_err(sql_error)?;
+    let stored = text_at(row, doc)?;
     let was: i64 = row.get(doc + 1).map_err(sql_error)?;
     let merged = merge_text(&id, stored, &sent)?;
     let incoming = Properties::Text(sent);
