@@ -402,6 +402,8 @@ fn main() -> std::process::ExitCode {
         _ => None,
     };
     serve::init_logging(log_file);
+    // Before anything opens an SQLite file (the data directory's lock is one), or SQLite refuses them.
+    sluice_store::sqlite::configure_sqlite();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

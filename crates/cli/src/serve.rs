@@ -234,6 +234,8 @@ pub(crate) fn lock_data_dir(dir: &Path) -> Result<()> {
         return Ok(());
     }
     let path = dir.join("instance.lock");
+    // The first SQLite file a server opens: SQLite's process-wide settings must come before it.
+    sluice_store::sqlite::configure_sqlite();
     let conn = rusqlite::Connection::open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     conn.busy_timeout(Duration::ZERO)?;

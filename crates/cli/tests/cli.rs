@@ -48,6 +48,9 @@ fn quickstart_then_unchanged() {
     );
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("Created 10000 sample profiles"), "{out}");
+    // SQLite takes its process-wide settings only before its first use (the data directory's lock).
+    const UNSET: &str = "SQLite was in use before its settings were made";
+    assert!(!err.contains(UNSET), "{err}");
     assert!(
         !out.contains("INFO") && !err.contains("INFO"),
         "log lines among the summary:\n{out}\n{err}"
@@ -68,6 +71,7 @@ fn quickstart_then_unchanged() {
     );
     let (ok, out, err) = sluice(dir.path(), &["quickstart", "--no-serve"]);
     assert!(ok, "{out}\n{err}");
+    assert!(!err.contains(UNSET), "{err}");
     let line = out.lines().find(|l| l.starts_with("Run ")).unwrap();
     assert!(
         line.contains("; 0 written; ")

@@ -26,6 +26,7 @@ mod runs;
 mod sources;
 mod sync_state;
 
+pub use db::configure_sqlite;
 use db::Db;
 use migrations::METADATA_MIGRATIONS;
 pub use profiles::SqliteProfiles;

@@ -122,33 +122,43 @@ pub(super) fn join_error(e: tokio::task::JoinError) -> StoreError {
     StoreError::Backend("the store task was cancelled".into())
 }
 
-/// Bytes of a statement journal held in memory before it spills to a file (see [`configure_sqlite`]).
-const STATEMENT_JOURNAL_IN_MEMORY: std::os::raw::c_int = 4 << 20;
+/// Bytes of a statement journal held in memory before it spills to a file (see [`configure_sqlite`]):
+/// room for every page a 2,000-row statement of scattered sync entries changes, with written keys (two
+/// B-trees), so that a change run's records never spill; a statement changing more still spills.
+const STATEMENT_JOURNAL_IN_MEMORY: std::os::raw::c_int = 16 << 20;
 
-/// SQLite's process-wide settings, made once before the first connection (SQLite refuses them after).
-pub(super) fn configure_sqlite() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
+/// SQLite's process-wide settings, which SQLite accepts only before it is first used in the process:
+/// the binary makes them first thing, and every store connection makes sure they were tried before it
+/// opens. True when SQLite took them; otherwise a warning says so, once.
+pub fn configure_sqlite() -> bool {
+    static APPLIED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *APPLIED.get_or_init(|| {
         // Memory statistics take a process-wide mutex on every allocation SQLite makes, which the
         // reader and writer threads of a run then contend for; Sluice never reads them.
-        // SAFETY: a documented start-up option with an int argument, set before SQLite is initialized
-        // (if something in the process initialized it already, SQLite refuses the call and nothing
-        // changes).
-        unsafe {
-            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
-        }
+        // SAFETY: a documented start-up option with an int argument; once SQLite is initialized it
+        // refuses the call (SQLITE_MISUSE) and nothing changes.
+        let memstatus =
+            unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0) };
         // A statement that writes many rows keeps a journal of the pages it changes, to undo itself if
         // it fails halfway; past 64 KiB (SQLite's default) that journal goes to a temporary file. A
-        // sync-state record's statement changes a few hundred scattered pages, so each one wrote and
-        // read such a file. Held in memory up to this size per statement, then spilled as before.
+        // change run's record of 2,750 scattered sync entries changes about 2,400 pages: with the
+        // default, two thirds of recording it was writing that file.
         // SAFETY: as above, a start-up option with an int argument.
-        unsafe {
+        let spill = unsafe {
             rusqlite::ffi::sqlite3_config(
                 rusqlite::ffi::SQLITE_CONFIG_STMTJRNL_SPILL,
                 STATEMENT_JOURNAL_IN_MEMORY,
+            )
+        };
+        let applied = memstatus == rusqlite::ffi::SQLITE_OK && spill == rusqlite::ffi::SQLITE_OK;
+        if !applied {
+            tracing::warn!(
+                "SQLite was in use before its settings were made: statement journals spill to files past \
+                 64 KiB and memory statistics stay on"
             );
         }
-    });
+        applied
+    })
 }
 
 pub(super) fn open_connection(
