@@ -186,9 +186,11 @@ impl SyncState for SqliteMetadata {
                                 .map_err(sql_error)?;
                         }
                     }
-                    // REPLACE deletes every row that conflicts on either the primary key or the unique key,
-                    // which is exactly "this profile's entry is replaced and its key taken from any other
-                    // holder"; rows of one statement are applied in order, as separate statements would be.
+                    // With written keys, REPLACE deletes every row that conflicts on either the primary key
+                    // or the unique key, which is exactly "this profile's entry is replaced and its key taken
+                    // from any other holder"; implied keys conflict only on the primary key, and an entry is
+                    // overwritten in place (see `sync_upsert_sql`). Rows of one statement are applied in
+                    // order, as separate statements would be.
                     // Many rows per statement: executing one statement per entry cost more than the inserts.
                     // Chunks without a left entry, all of them in most runs, bind no flag: the statement
                     // leaves it NULL.
@@ -220,7 +222,7 @@ impl SyncState for SqliteMetadata {
                         upsert.execute(args.as_slice()).map_err(sql_error)?;
                     }
                 }
-                // Every upsert inserted a row; whatever was deleted to make room, the trigger took off.
+                // Every upsert wrote a row; whatever it deleted or overwrote, a trigger took off.
                 let left_added = upserts.iter().filter(|e| e.left).count() as i64;
                 let live_added = upserts.len() as i64 - left_added;
                 if live_added != 0 || left_added != 0 {
@@ -480,9 +482,13 @@ fn entry_from_row(r: &rusqlite::Row<'_>, profile_id: String, first: usize) -> Re
     })
 }
 
-/// `INSERT OR REPLACE` of `rows` sync entries of the pipeline numbered `?1`, with their keys written
-/// out or (`implied`) left null, and their left flags bound (`flagged`) or left null. The full-size
+/// The upsert of `rows` sync entries of the pipeline numbered `?1`, with their keys written out or
+/// (`implied`) left null, and their left flags bound (`flagged`) or left null. The full-size
 /// statements, used by every chunk but a batch's last, are written once.
+///
+/// Written keys need `INSERT OR REPLACE`: it also removes another profile's entry holding the key.
+/// Implied keys leave only the primary key to conflict on, so an entry is overwritten in place (the
+/// `sync_entries_overwritten` trigger keeps the counts as `REPLACE`'s delete trigger does).
 fn sync_upsert_sql(rows: usize, implied: bool, flagged: bool) -> std::borrow::Cow<'static, str> {
     static FULL: [std::sync::OnceLock<String>; 4] = [const { std::sync::OnceLock::new() }; 4];
     if rows == SYNC_ROWS_PER_STATEMENT {
@@ -495,8 +501,11 @@ fn sync_upsert_sql(rows: usize, implied: bool, flagged: bool) -> std::borrow::Co
 
 fn write_sync_upsert_sql(rows: usize, implied: bool, flagged: bool) -> String {
     use std::fmt::Write as _;
-    let mut sql =
-        String::from("INSERT OR REPLACE INTO sync_entries (pipeline, profile_id, key, hash");
+    let mut sql = String::from(if implied {
+        "INSERT INTO sync_entries (pipeline, profile_id, key, hash"
+    } else {
+        "INSERT OR REPLACE INTO sync_entries (pipeline, profile_id, key, hash"
+    });
     sql.push_str(if flagged {
         ", has_left) VALUES "
     } else {
@@ -520,6 +529,11 @@ fn write_sync_upsert_sql(rows: usize, implied: bool, flagged: bool) -> String {
             param(&mut sql);
         }
         sql.push(')');
+    }
+    if implied {
+        sql.push_str(
+            " ON CONFLICT (pipeline, profile_id) DO UPDATE SET hash = excluded.hash, has_left = excluded.has_left",
+        );
     }
     sql
 }

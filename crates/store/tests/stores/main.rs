@@ -58,6 +58,7 @@ suite!(
     sync_state::sync_keys_of_both_forms_stay_unique,
     sync_state::sync_apply_large_batches,
     sync_state::sync_counts_follow_the_entries,
+    sync_state::sync_counts_follow_entries_keyed_by_id,
     metadata::metadata_migrations_are_idempotent,
     coord::one_unfinished_run_per_pipeline,
     coord::expired_leases_are_reaped,

@@ -830,3 +830,102 @@ pub async fn sync_counts_follow_the_entries(env: &Env) {
         .unwrap();
     check("recorded after the clear").await;
 }
+
+/// The counts of a pipeline keyed by its profile ids, whose entries are overwritten in place: entries
+/// overwritten live and left, an id twice in one batch, deletes, and then a written key, after which
+/// entries are replaced instead.
+pub async fn sync_counts_follow_entries_keyed_by_id(env: &Env) {
+    let store = with_pipelines(env, &[("p", "one", 0)]).await;
+    let by_id = |id: &str, hash: u128| entry(id, id, hash);
+    let left_by_id = |id: &str, hash: u128| left(id, id, hash);
+    let check = |step: &'static str, live: u64, gone: u64| {
+        let store = store.clone();
+        async move {
+            let all = store.sync_range("p", None, None, 10_000).await.unwrap();
+            let left = all.iter().filter(|e| e.left).count() as u64;
+            assert_eq!(
+                (all.len() as u64 - left, left),
+                (live, gone),
+                "{step}: entries (live, left)"
+            );
+            assert_eq!(
+                (
+                    store.sync_count("p").await.unwrap(),
+                    store.sync_count_left("p").await.unwrap()
+                ),
+                (live, gone),
+                "{step}: counts (live, left)"
+            );
+        }
+    };
+    let first: Vec<SyncEntry> = (0..300).map(|i| by_id(&format!("id-{i:04}"), i)).collect();
+    store.sync_apply("p", first, vec![]).await.unwrap();
+    check("first batch", 300, 0).await;
+    // Overwritten: 50 now left, 50 with a new hash; two new, one of them left.
+    let second: Vec<SyncEntry> = (0..50)
+        .map(|i| left_by_id(&format!("id-{i:04}"), 7))
+        .chain((50..100).map(|i| by_id(&format!("id-{i:04}"), 8)))
+        .chain([left_by_id("new-1", 9), by_id("new-2", 9)])
+        .collect();
+    store.sync_apply("p", second, vec![]).await.unwrap();
+    check("overwritten and left", 251, 51).await;
+    let got = store
+        .sync_get("p", &["id-0060".into(), "id-0010".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.profile_id.as_str(), e.hash, e.left))
+            .collect::<Vec<_>>(),
+        [("id-0010", 7, true), ("id-0060", 8, false)],
+        "overwritten entries hold their new hash and flag"
+    );
+    // Left entries come back, one id twice in a batch (the later one stands), deletes of a live, a
+    // left and a missing entry.
+    let third = vec![
+        by_id("id-0000", 1),
+        by_id("id-0003", 4),
+        left_by_id("id-0003", 5),
+        left_by_id("id-0200", 6),
+        by_id("id-0200", 3),
+    ];
+    store
+        .sync_apply(
+            "p",
+            third,
+            vec!["id-0250".into(), "id-0040".into(), "missing".into()],
+        )
+        .await
+        .unwrap();
+    check("back, twice, deleted", 251, 49).await;
+    let twice = store
+        .sync_get("p", &["id-0003".into(), "id-0200".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        twice
+            .iter()
+            .map(|e| (e.profile_id.as_str(), e.hash, e.left))
+            .collect::<Vec<_>>(),
+        [("id-0003", 5, true), ("id-0200", 3, false)],
+        "the later of two entries of one id stands"
+    );
+    // A written key taken from a profile whose key is implied: its entry gives the key up.
+    store
+        .sync_apply("p", vec![entry("taker", "id-0100", 1)], vec![])
+        .await
+        .unwrap();
+    check("a written key", 251, 49).await;
+    store
+        .sync_apply(
+            "p",
+            vec![
+                entry("id-0101", "id-0101", 2),
+                left("id-0102", "id-0102", 2),
+            ],
+            vec![],
+        )
+        .await
+        .unwrap();
+    check("replaced once keys are written", 250, 50).await;
+}
