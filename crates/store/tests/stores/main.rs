@@ -59,6 +59,7 @@ suite!(
     sync_state::sync_apply_large_batches,
     sync_state::sync_counts_follow_the_entries,
     sync_state::sync_counts_follow_entries_keyed_by_id,
+    sync_state::sync_records_past_the_statement_journal_spill,
     metadata::metadata_migrations_are_idempotent,
     coord::one_unfinished_run_per_pipeline,
     coord::expired_leases_are_reaped,

@@ -929,3 +929,32 @@ pub async fn sync_counts_follow_entries_keyed_by_id(env: &Env) {
         .unwrap();
     check("replaced once keys are written", 250, 50).await;
 }
+
+/// A record whose statement changes more pages than SQLite keeps in a statement journal in memory
+/// (2,000 entries scattered over 100,000, each on its own leaf: about 3 MB of journal), so that the
+/// journal spills to a file, as a change run's records of a large pipeline do.
+pub async fn sync_records_past_the_statement_journal_spill(env: &Env) {
+    let store = with_pipelines(env, &[("p", "one", 0)]).await;
+    let id = |k: u64| format!("c{k:07}");
+    for start in (0..100_000u64).step_by(20_000) {
+        let batch: Vec<SyncEntry> = (start..start + 20_000)
+            .map(|k| entry(&id(k), &id(k), u128::from(k)))
+            .collect();
+        store.sync_apply("p", batch, vec![]).await.unwrap();
+    }
+    let scattered: Vec<SyncEntry> = (0..2_000u64)
+        .map(|j| entry(&id(j * 50 + 7), &id(j * 50 + 7), 1))
+        .collect();
+    store.sync_apply("p", scattered, vec![]).await.unwrap();
+    assert_eq!(store.sync_count("p").await.unwrap(), 100_000);
+    let got = store
+        .sync_get("p", &[id(7), id(99_957), id(8)])
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.profile_id.as_str(), e.hash))
+            .collect::<Vec<_>>(),
+        [("c0000007", 1), ("c0000008", 8), ("c0099957", 1)]
+    );
+}
