@@ -27,16 +27,7 @@ mod sources;
 mod sync_state;
 
 pub use db::configure_sqlite;
-use db::{Db, WriterSettings};
-
-/// The metadata file's writer: a change run records its sync entries a page at a time, each change
-/// on its own leaf of the entries' B-tree, so a record of 2,750 entries dirties about 2,400 pages.
-/// SQLite's 2,000 KiB cache spilled most of them to the WAL before the commit (a fifth of the record's
-/// time); 16 MiB holds them. The checkpoints that copy those pages run behind the writer.
-const METADATA_WRITER: WriterSettings = WriterSettings {
-    cache_kib: Some(16 * 1024),
-    checkpoints_behind: true,
-};
+use db::Db;
 use migrations::METADATA_MIGRATIONS;
 pub use profiles::SqliteProfiles;
 
@@ -45,14 +36,7 @@ pub(crate) fn migrate_metadata_to(path: &Path, version: usize) -> Result<()> {
     let migrations = METADATA_MIGRATIONS.get(..version).ok_or_else(|| {
         StoreError::Backend(format!("there is no metadata schema version {version}"))
     })?;
-    Db::open(
-        path,
-        "metadata",
-        migrations,
-        sync_state::setup,
-        WriterSettings::default(),
-    )
-    .map(drop)
+    Db::open(path, "metadata", migrations, sync_state::setup).map(drop)
 }
 
 /// Metadata in an SQLite file.
@@ -65,13 +49,7 @@ impl SqliteMetadata {
     /// Opens (creating when absent) the file and brings its tables up to date.
     pub fn open(path: &Path, secrets: SecretBox) -> Result<SqliteMetadata> {
         Ok(SqliteMetadata {
-            db: Db::open(
-                path,
-                "metadata",
-                METADATA_MIGRATIONS,
-                sync_state::setup,
-                METADATA_WRITER,
-            )?,
+            db: Db::open(path, "metadata", METADATA_MIGRATIONS, sync_state::setup)?,
             secrets,
         })
     }

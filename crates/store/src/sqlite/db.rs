@@ -26,40 +26,7 @@ struct DbInner {
     readers: Mutex<Vec<Connection>>,
     read_gate: Arc<Semaphore>,
     setup: fn(&Connection) -> rusqlite::Result<()>,
-    /// With [`WriterSettings::checkpoints_behind`]: the connection that checkpoints, opened on first need.
-    checkpoints: Option<Checkpoints>,
 }
-
-/// How a file's writer connection differs from SQLite's defaults.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct WriterSettings {
-    /// The writer's page cache, in KiB (SQLite's default is 2,000 KiB).
-    pub cache_kib: Option<u32>,
-    /// Checkpoints run on a connection of their own after writes (see [`Checkpoints`]) instead of in
-    /// the commit that crosses SQLite's threshold.
-    pub checkpoints_behind: bool,
-}
-
-/// Checkpoints run behind the writer. A commit that crosses SQLite's threshold (1,000 pages) otherwise
-/// copies the WAL into the database and syncs both before the write returns: for a change run's record
-/// of 2,750 scattered sync entries (about 2,400 pages), 40% of its time, and the run waits for its
-/// last records. Here a write only asks for a checkpoint; one thread at a time runs them, at most one
-/// per [`CHECKPOINT_PAUSE`], in `PASSIVE` mode, which never blocks the writer or the readers. The
-/// writer still checkpoints itself past [`INLINE_CHECKPOINT_PAGES`], should this fall that far behind.
-struct Checkpoints {
-    conn: Mutex<Option<Connection>>,
-    /// A write ended since the last checkpoint started.
-    wanted: std::sync::atomic::AtomicBool,
-    /// A thread is checkpointing (or about to).
-    running: std::sync::atomic::AtomicBool,
-}
-
-/// The least time between two checkpoints behind the writer: the pages of a burst of writes are copied
-/// together, and a quiet server does not sync its files after every small write.
-const CHECKPOINT_PAUSE: Duration = Duration::from_millis(200);
-
-/// WAL pages past which the writer of a file with checkpoints behind it checkpoints in its own commit.
-const INLINE_CHECKPOINT_PAGES: u32 = 8192;
 
 impl Db {
     pub(super) fn open(
@@ -67,7 +34,6 @@ impl Db {
         component: &str,
         migrations: &[&str],
         setup: fn(&Connection) -> rusqlite::Result<()>,
-        settings: WriterSettings,
     ) -> Result<Db> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -76,19 +42,6 @@ impl Db {
         }
         let mut writer = open_connection(path, setup, false)?;
         migrate(&mut writer, path, component, migrations)?;
-        let tune = || -> rusqlite::Result<()> {
-            if let Some(kib) = settings.cache_kib {
-                writer.execute_batch(&format!("PRAGMA cache_size = -{kib}"))?;
-            }
-            if settings.checkpoints_behind {
-                writer.execute_batch(&format!(
-                    "PRAGMA wal_autocheckpoint = {INLINE_CHECKPOINT_PAGES}"
-                ))?;
-            }
-            Ok(())
-        };
-        tune()
-            .map_err(|e| StoreError::Backend(format!("cannot set up {}: {e}", path.display())))?;
         Ok(Db {
             inner: Arc::new(DbInner {
                 path: path.to_owned(),
@@ -97,11 +50,6 @@ impl Db {
                 readers: Mutex::new(Vec::with_capacity(READERS)),
                 read_gate: Arc::new(Semaphore::new(READERS)),
                 setup,
-                checkpoints: settings.checkpoints_behind.then(|| Checkpoints {
-                    conn: Mutex::new(None),
-                    wanted: false.into(),
-                    running: false.into(),
-                }),
             }),
         })
     }
@@ -120,17 +68,13 @@ impl Db {
             .await
             .expect("the write gate is never closed");
         let inner = self.inner.clone();
-        let out = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
             f(&mut conn)
         })
         .await
-        .map_err(join_error)?;
-        if self.inner.checkpoints.is_some() {
-            DbInner::checkpoint_behind(&self.inner);
-        }
-        out
+        .map_err(join_error)?
     }
 
     /// Runs `f` with a reader connection (opened on first need), on the blocking pool.
@@ -168,60 +112,6 @@ impl Db {
         })
         .await
         .map_err(join_error)?
-    }
-}
-
-impl DbInner {
-    /// Asks for a checkpoint behind the writer, and starts the thread that runs them unless one runs.
-    fn checkpoint_behind(inner: &Arc<DbInner>) {
-        use std::sync::atomic::Ordering::SeqCst;
-        let Some(cp) = &inner.checkpoints else {
-            return;
-        };
-        cp.wanted.store(true, SeqCst);
-        if cp.running.swap(true, SeqCst) {
-            return;
-        }
-        let inner = inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let Some(cp) = &inner.checkpoints else {
-                return;
-            };
-            let mut last: Option<std::time::Instant> = None;
-            loop {
-                while cp.wanted.swap(false, SeqCst) {
-                    if let Some(wait) = last.and_then(|t| CHECKPOINT_PAUSE.checked_sub(t.elapsed()))
-                    {
-                        std::thread::sleep(wait);
-                    }
-                    last = Some(std::time::Instant::now());
-                    if let Err(e) = inner.checkpoint() {
-                        // The writer's own checkpoint past the threshold still bounds the WAL.
-                        tracing::warn!(path = %inner.path.display(), error = %e, "a checkpoint failed");
-                    }
-                }
-                cp.running.store(false, SeqCst);
-                // A write that ended after the last look found this thread still running: go on
-                // for it, unless another thread has started meanwhile.
-                if !cp.wanted.load(SeqCst) || cp.running.swap(true, SeqCst) {
-                    return;
-                }
-            }
-        });
-    }
-
-    /// One `PASSIVE` checkpoint on the checkpointing connection.
-    fn checkpoint(&self) -> Result<()> {
-        let Some(cp) = &self.checkpoints else {
-            return Ok(());
-        };
-        let mut conn = cp.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let conn = match &mut *conn {
-            Some(conn) => conn,
-            empty => empty.insert(open_connection(&self.path, self.setup, false)?),
-        };
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            .map_err(sql_error)
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value as Json};
 use sluice_core::filter::{self, Filter, SqlDialect, SqlParam};
 use sluice_core::{Profile, RawProfile};
 
-use super::db::{collect, sql_error, time, Db, WriterSettings};
+use super::db::{collect, sql_error, time, Db};
 use super::migrations::PROFILE_MIGRATIONS;
 use crate::codec::{self, corrupt};
 use crate::{ChangeCounts, ProfileStore, Properties, Result, UpsertOutcome, TOMBSTONE_RETENTION};
@@ -35,13 +35,7 @@ impl SqliteProfiles {
     /// Opens (creating when absent) the file and brings its table up to date.
     pub fn open(path: &Path) -> Result<SqliteProfiles> {
         Ok(SqliteProfiles {
-            db: Db::open(
-                path,
-                "profiles",
-                PROFILE_MIGRATIONS,
-                register_functions,
-                WriterSettings::default(),
-            )?,
+            db: Db::open(path, "profiles", PROFILE_MIGRATIONS, register_functions)?,
         })
     }
 }
