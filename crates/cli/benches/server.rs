@@ -154,11 +154,10 @@ async fn floor_in_pages(
     t.elapsed().as_secs_f64()
 }
 
-/// The rows of `rows` split as the engine splits a read of this many changes (`change_page_rows`):
-/// a quarter each, at least 1,000 rows, the first page half the others.
+/// The rows of `rows` split as a run pages this many changes for PostgreSQL.
 fn change_pages(rows: &[Vec<u8>]) -> Vec<&[Vec<u8>]> {
-    let page = rows.len().div_ceil(4).max(1000);
-    let first = (page / 2).max(1000).min(page);
+    let batch = sluice_destinations::postgres::dialect::CAPABILITIES.batch_rows;
+    let (first, page) = sluice_engine::change_page_plan(rows.len() as u64, batch);
     let (head, rest) = rows.split_at(first.min(rows.len()));
     std::iter::once(head).chain(rest.chunks(page)).collect()
 }

@@ -79,7 +79,7 @@ pub use run::dry::{
     ColumnChange, DeleteSample, DryReport, DryRunRecord, InsertSample, UpdateSample,
     DRY_RUN_SAMPLES,
 };
-pub use run::{prepare, prepare_with, transform_profiles, Prepared, RunMode};
+pub use run::{change_page_plan, prepare, prepare_with, transform_profiles, Prepared, RunMode};
 
 /// The default of [`EngineConfig::rows_in_flight_bytes`].
 pub const DEFAULT_ROWS_IN_FLIGHT_BYTES: usize = 64 << 20;

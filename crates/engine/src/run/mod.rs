@@ -36,6 +36,7 @@ pub(crate) use budget::Budget;
 pub use drift::RunMode;
 pub use dry::DryReport;
 pub use prepare::{prepare, prepare_with, Prepared};
+pub use read::change_page_plan;
 pub use transform::transform_profiles;
 
 pub(crate) struct RunContext {
@@ -255,10 +256,7 @@ async fn run_plan(
 
     let (first_rows, page_rows) = match plan {
         Plan::Full => (batch, batch),
-        Plan::Changes { changes, .. } => {
-            let rows = read::change_page_rows(changes, batch);
-            (read::first_change_page_rows(rows), rows)
-        }
+        Plan::Changes { changes, .. } => read::change_page_plan(changes, batch),
     };
     let will_read = !matches!(source, Source::Nothing);
     let pages = read::spawn_reader(

@@ -121,6 +121,14 @@ pub(crate) fn first_change_page_rows(page_rows: usize) -> usize {
     (page_rows / 2).max(MIN_CHANGE_PAGE_ROWS).min(page_rows)
 }
 
+/// How a read of `changes` changed profiles is paged for a destination writing at most `batch` rows a
+/// batch: the first page's rows, then every other page's. Public so that the server benchmark's paged
+/// floor writes the pages a run writes.
+pub fn change_page_plan(changes: u64, batch: usize) -> (usize, usize) {
+    let rows = change_page_rows(changes, batch);
+    (first_change_page_rows(rows), rows)
+}
+
 pub(crate) type Counter = tokio::task::JoinHandle<Result<(u64, u64), StoreError>>;
 
 /// Counts the profiles matching the filter, and all profiles.
