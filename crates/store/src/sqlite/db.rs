@@ -1,9 +1,10 @@
-//! Connections to an SQLite file — one writer, a few readers, each call on the blocking pool — and the
-//! runner of its migrations; with the conversions every module of the store shares.
+//! Connections to an SQLite file — one writer, a few readers, each call on the blocking pool, and a
+//! checkpointer (see [`Checkpointer`]) — and the runner of its migrations; with the conversions every
+//! module of the store shares.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::Semaphore;
@@ -26,6 +27,13 @@ struct DbInner {
     readers: Mutex<Vec<Connection>>,
     read_gate: Arc<Semaphore>,
     setup: fn(&Connection) -> rusqlite::Result<()>,
+    checkpoints: Arc<Checkpointer>,
+}
+
+impl Drop for DbInner {
+    fn drop(&mut self) {
+        self.checkpoints.stop();
+    }
 }
 
 impl Db {
@@ -42,6 +50,11 @@ impl Db {
         }
         let mut writer = open_connection(path, setup, false)?;
         migrate(&mut writer, path, component, migrations)?;
+        writer
+            .pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_FRAMES)
+            .and_then(|()| writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT))
+            .map_err(|e| StoreError::Backend(format!("cannot set up {}: {e}", path.display())))?;
+        let checkpoints = Checkpointer::start(path)?;
         Ok(Db {
             inner: Arc::new(DbInner {
                 path: path.to_owned(),
@@ -50,6 +63,7 @@ impl Db {
                 readers: Mutex::new(Vec::with_capacity(READERS)),
                 read_gate: Arc::new(Semaphore::new(READERS)),
                 setup,
+                checkpoints,
             }),
         })
     }
@@ -71,7 +85,9 @@ impl Db {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn)
+            let out = f(&mut conn);
+            inner.checkpoints.wrote();
+            out
         })
         .await
         .map_err(join_error)?
@@ -112,6 +128,133 @@ impl Db {
         })
         .await
         .map_err(join_error)?
+    }
+}
+
+/// The WAL frames past which the writer checkpoints in line, as SQLite does by default at 1,000: a
+/// backstop for writes that never pause, and which the checkpointer cannot keep up with (64 MiB of 4 KiB
+/// pages).
+const WRITER_CHECKPOINT_FRAMES: i64 = 16_384;
+
+/// The bytes the WAL file is cut back to once checkpointed: a large write leaves no large file behind.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
+/// How long writes must pause before the checkpointer copies the WAL into the database.
+const CHECKPOINT_IDLE: Duration = Duration::from_millis(200);
+
+/// How long written pages may wait in the WAL while writes go on without such a pause.
+const CHECKPOINT_LATEST: Duration = Duration::from_secs(2);
+
+/// Copies the WAL back into the database file from a thread and connection of its own, once writes
+/// pause, instead of in the commit that crosses SQLite's threshold of 1,000 pages.
+///
+/// Why: a checkpoint writes every page the WAL holds into the database file and syncs both, and the
+/// writer used to do it inside whichever commit crossed the threshold. A re-run recording 1% changed
+/// rows touches most pages of the sync entries, so it checkpointed several times in its own records,
+/// and those writes and syncs went to the disk the destination database was committing the run's rows
+/// to. Now a short run's records stay in the WAL (written, not synced: `synchronous = NORMAL`) and reach
+/// the database file once the run is over; a long run's are checkpointed every few seconds beside its
+/// writes (a passive checkpoint never blocks the writer or the readers).
+pub(super) struct Checkpointer {
+    state: Mutex<CheckpointState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct CheckpointState {
+    /// The first write not yet checkpointed, and the last.
+    dirty_since: Option<Instant>,
+    last_write: Option<Instant>,
+    stopping: bool,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Arc<Checkpointer>> {
+        let conn = open_connection(path, no_setup, false)?;
+        let this = Arc::new(Checkpointer {
+            state: Mutex::new(CheckpointState::default()),
+            changed: Condvar::new(),
+        });
+        let worker = this.clone();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        std::thread::Builder::new()
+            .name(format!("checkpoint {name}"))
+            .spawn(move || worker.run(conn))
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
+        Ok(this)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CheckpointState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Called after each write (committed or not: a checkpoint of nothing costs little).
+    fn wrote(&self) {
+        let now = Instant::now();
+        let mut s = self.lock();
+        s.dirty_since.get_or_insert(now);
+        s.last_write = Some(now);
+        drop(s);
+        self.changed.notify_one();
+    }
+
+    fn stop(&self) {
+        self.lock().stopping = true;
+        self.changed.notify_one();
+    }
+
+    /// When the written pages are due: after a pause in the writes, or a while after the first of them.
+    fn due(s: &CheckpointState) -> Option<Instant> {
+        let (first, last) = (s.dirty_since?, s.last_write?);
+        Some((last + CHECKPOINT_IDLE).min(first + CHECKPOINT_LATEST))
+    }
+
+    fn run(&self, conn: Connection) {
+        let mut s = self.lock();
+        loop {
+            if s.stopping {
+                return;
+            }
+            let Some(due) = Self::due(&s) else {
+                s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            let now = Instant::now();
+            if now < due {
+                s = self
+                    .changed
+                    .wait_timeout(s, due - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
+            }
+            // Writes from here on are after what this checkpoint copies, or in it: either way the next
+            // one takes them.
+            s.dirty_since = None;
+            s.last_write = None;
+            drop(s);
+            let outcome: rusqlite::Result<(i64, i64, i64)> =
+                conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                });
+            match outcome {
+                Ok((_, frames, copied)) if copied < frames => {
+                    // A reader still on older pages, or a write under way: try again after the next
+                    // pause, or soon if there is none.
+                    let mut st = self.lock();
+                    st.dirty_since.get_or_insert_with(Instant::now);
+                    st.last_write.get_or_insert_with(Instant::now);
+                    s = st;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "checkpointing the SQLite WAL failed"),
+            }
+            s = self.lock();
+        }
     }
 }
 
@@ -200,7 +343,6 @@ pub(super) fn open_connection(
     }
 }
 
-#[cfg(test)]
 pub(super) fn no_setup(_: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
@@ -314,4 +456,97 @@ pub(super) fn collect<T>(
         out.push(f(row)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rows of `table` in the database file alone, as a copy without the WAL shows them: what
+    /// checkpoints have copied there. None while the file does not hold the table yet.
+    fn rows_in_file(path: &Path, table: &str, scratch: &Path) -> Option<i64> {
+        std::fs::copy(path, scratch).ok()?;
+        let _ = std::fs::remove_file(scratch.with_extension("db-wal"));
+        let c = Connection::open(scratch).ok()?;
+        c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .ok()
+    }
+
+    fn open(dir: &Path) -> Db {
+        Db::open(
+            &dir.join("t.db"),
+            "test",
+            &["CREATE TABLE t (v INTEGER)"],
+            no_setup,
+        )
+        .unwrap()
+    }
+
+    async fn insert(db: &Db, v: i64) {
+        db.write(move |c| {
+            c.execute("INSERT INTO t (v) VALUES (?1)", [v])
+                .map_err(sql_error)
+                .map(drop)
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn writes_reach_the_database_file_once_they_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        for v in 0..50 {
+            insert(&db, v).await;
+        }
+        // The writer's own threshold (16,384 pages) is far off: only the checkpointer copies them.
+        let started = Instant::now();
+        let scratch = dir.path().join("copy.db");
+        while rows_in_file(&dir.path().join("t.db"), "t", &scratch) != Some(50) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the WAL was not checkpointed after the writes paused"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_that_never_pause_are_checkpointed_as_they_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let scratch = dir.path().join("copy.db");
+        let started = Instant::now();
+        let mut v = 0;
+        // A write every 20 ms never leaves the 200 ms pause the checkpointer otherwise waits for.
+        loop {
+            insert(&db, v).await;
+            v += 1;
+            if v % 10 == 0 && rows_in_file(&dir.path().join("t.db"), "t", &scratch) > Some(0) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "continuous writes were never checkpointed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_checkpointer_stops_with_its_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        insert(&db, 1).await;
+        let checkpointer = Arc::downgrade(&db.inner.checkpoints);
+        drop(db);
+        let started = Instant::now();
+        while checkpointer.upgrade().is_some() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the checkpoint thread outlived its store"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
