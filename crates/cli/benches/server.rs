@@ -25,7 +25,9 @@
 //! subset of `import,export,change,merge,csv`) leaves phases out. `SLUICE_BENCH_METADATA_URL` puts the
 //! metadata store (and with it the sync state) in PostgreSQL; the first export reports the sync state's
 //! size on disk either way. `SLUICE_BENCH_MERGE_ORDER=shuffled` imports the merges in an order unrelated
-//! to the ids (a file sorted by something else), instead of in id order.
+//! to the ids (a file sorted by something else), instead of in id order. `SLUICE_BENCH_CHANGE_ROUNDS=K`
+//! repeats step 3 K times (other profiles each time, each round against floors of its own) and prints
+//! the median ratio: on a noisy machine one round says little.
 
 #[path = "export/serve.rs"]
 mod serve;
@@ -374,11 +376,31 @@ async fn main() {
             .await,
         );
     }
-    if wants("change") {
+    // Rounds after the first change other profiles (the next id of each hundred, the next 0.1% new), each
+    // against floors of its own: on a noisy machine one round's ratio says little, their median more.
+    let rounds: usize = std::env::var("SLUICE_BENCH_CHANGE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 100);
+    let mut ratios: Vec<(f64, f64)> = Vec::new();
+    for round in 0..if wants("change") { rounds } else { 0 } {
+        let named = |name: &str| match round {
+            0 => name.to_string(),
+            r => format!("{name} (round {})", r + 1),
+        };
+        let added_n = n / 1000;
         let changed = files.join("changed.ndjson");
-        write_profiles(&changed, 0, n, 100, 43, false);
+        write_profiles(&changed, round, n, 100, 43 + round as u64, false);
         let added = files.join("added.ndjson");
-        write_profiles(&added, n, n + n / 1000, 1, 42, false);
+        write_profiles(
+            &added,
+            n + round * added_n,
+            n + (round + 1) * added_n,
+            1,
+            42,
+            false,
+        );
         import(&bin, &server, &changed);
         import(&bin, &server, &added);
         // The floor's own table: the export's as it stands before the re-run, with the same physical
@@ -406,16 +428,19 @@ async fn main() {
                 .await
                 .unwrap();
         }
-        results.push(
-            phase("re-run, 1% changed + 0.1% new", pid, async {
-                run_phase(server.run("pipelines", &pipeline).await)
-            })
-            .await,
-        );
+        let rerun = phase(&named("re-run, 1% changed + 0.1% new"), pid, async {
+            run_phase(server.run("pipelines", &pipeline).await)
+        })
+        .await;
+        let rerun_secs = rerun.secs;
+        results.push(rerun);
+        // The server may still be writing what the run left behind (its metadata checkpoint): the floors
+        // must not pay for that disk traffic.
+        settle_writes(pid).await;
         // The floor: the same rows, now in the table, written again by COPY + one upsert.
-        let ids: Vec<String> = (0..n)
+        let ids: Vec<String> = (round..n)
             .step_by(100)
-            .chain(n..n + n / 1000)
+            .chain(n + round * added_n..n + (round + 1) * added_n)
             .map(|k| format!("c{k:07}"))
             .collect();
         let rows = rows_of(&pg, &schema, &ids).await;
@@ -437,7 +462,7 @@ async fn main() {
             note: String::new(),
         };
         results.push(floor_phase(
-            "floor: those rows by COPY into a temp table + INSERT … ON CONFLICT, into a copy of the table as it was before the re-run",
+            &named("floor: those rows by COPY into a temp table + INSERT … ON CONFLICT, into a copy of the table as it was before the re-run"),
             secs,
         ));
         // Not the floor but what a run cannot avoid once it writes in pages: how much of the
@@ -453,7 +478,7 @@ async fn main() {
             pages.len()
         );
         results.push(floor_phase(
-            "paged floor: the same rows in the run's pages (COPY + upsert + commit each), into another copy",
+            &named("paged floor: the same rows in the run's pages (COPY + upsert + commit each), into another copy"),
             paged,
         ));
         // How the floor was measured until 2026-12-06: into the export's own table right after the
@@ -462,9 +487,10 @@ async fn main() {
         let warm = floor(&pg, &schema, "customers", &rows).await;
         eprintln!("floor into the table just written (warm): {warm:.3} s");
         results.push(floor_phase(
-            "warm floor: the same into the export's table right after the re-run",
+            &named("warm floor: the same into the export's table right after the re-run"),
             warm,
         ));
+        ratios.push((rerun_secs / secs, rerun_secs / paged));
         pg.batch_execute(&format!(
             "DROP TABLE {schema}.customers_floor, {schema}.customers_paged"
         ))
@@ -561,6 +587,59 @@ async fn main() {
     }
     if let (Some(changed), Some(warm)) = (secs("re-run, 1%"), secs("warm floor")) {
         println!("change re-run / warm floor: {:.2}×", changed / warm);
+    }
+    if ratios.len() > 1 {
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            let m = v.len() / 2;
+            if v.len() % 2 == 1 {
+                v[m]
+            } else {
+                (v[m - 1] + v[m]) / 2.0
+            }
+        };
+        let show = |v: Vec<f64>| {
+            v.iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (to_floor, to_paged): (Vec<f64>, Vec<f64>) = ratios.iter().copied().unzip();
+        println!(
+            "change re-run / floor over {} rounds: median {:.2}× ({})",
+            ratios.len(),
+            median(to_floor.clone()),
+            show(to_floor)
+        );
+        println!(
+            "change re-run / paged floor over {} rounds: median {:.2}× ({})",
+            ratios.len(),
+            median(to_paged.clone()),
+            show(to_paged)
+        );
+    }
+}
+
+/// Waits until process `pid` has written nothing to storage for 300 ms (at most 30 s).
+async fn settle_writes(pid: u32) {
+    let written = || {
+        std::fs::read_to_string(format!("/proc/{pid}/io"))
+            .ok()
+            .and_then(|io| {
+                io.lines()
+                    .find_map(|l| l.strip_prefix("write_bytes:"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+    };
+    let started = Instant::now();
+    let mut last = written();
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let now = written();
+        if now == last {
+            return;
+        }
+        last = now;
     }
 }
 
