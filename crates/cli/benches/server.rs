@@ -363,7 +363,7 @@ async fn main() {
             if meta.is_some() {
                 "PostgreSQL metadata store, pg_total_relation_size of sluice_sync_state"
             } else {
-                "SQLite metadata store, growth of metadata.db and its WAL"
+                "SQLite metadata store, growth of metadata.db's pages, those in its WAL included"
             },
             grown as f64 / 1048576.0,
             grown as f64 / 1048576.0 * 1e6 / synced as f64
@@ -644,7 +644,7 @@ async fn settle_writes(pid: u32) {
 }
 
 /// What the sync state takes on disk: the sync-state table with its indexes in a PostgreSQL metadata
-/// store, else the embedded metadata database with its write-ahead log (the export adds little else).
+/// store, else the embedded metadata database's pages (the export adds little else).
 async fn sync_state_bytes(data: &Path, meta: Option<&tokio_postgres::Client>) -> u64 {
     if let Some(pg) = meta {
         let row = pg
@@ -657,9 +657,19 @@ async fn sync_state_bytes(data: &Path, meta: Option<&tokio_postgres::Client>) ->
             .expect("the sync state's size");
         return row.get::<_, i64>(0) as u64;
     }
-    ["metadata.db", "metadata.db-wal"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(data.join(f)).ok())
-        .map(|m| m.len())
-        .sum()
+    // The database's pages as a reader sees them, the WAL's included: the files' lengths would count a
+    // page twice while it is both in the WAL and copied into the database, and the WAL's length stays
+    // after a checkpoint.
+    let Ok(db) = rusqlite::Connection::open_with_flags(
+        data.join("metadata.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) else {
+        return 0;
+    };
+    db.query_row(
+        "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map_or(0, |b| b as u64)
 }
