@@ -471,7 +471,9 @@ async fn dry_run_end(w: &World, id: &str) -> RunRecord {
 /// dry run is refused), three dry runs of a script
 /// that never returns leave the run slot free: a real run starts at once and finishes beside them. A
 /// cancel ends a queued dry run before it starts and a running one within moments (its script's time
-/// limit is 10 s, so only an interrupted call ends in time); shutdown stops the last one.
+/// limit is 60 s, so only an interrupted call ends in time); shutdown stops the last one. The limit is
+/// also how long the real run has to finish before the first dry run times out and the queued ones
+/// move up: 10 s once proved too short on a stalled CI machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_runs_have_slots_of_their_own_and_can_be_cancelled() {
     let w = world(
@@ -480,7 +482,7 @@ async fn dry_runs_have_slots_of_their_own_and_can_be_cancelled() {
             max_concurrent_dry_runs: 1,
             max_waiting_dry_runs: 2,
             script_limits: sluice_transform::Limits {
-                time_per_profile: Duration::from_secs(10),
+                time_per_profile: Duration::from_secs(60),
                 ..sluice_transform::Limits::default()
             },
             ..EngineConfig::default()
